@@ -1,0 +1,33 @@
+"""Errors that cross module boundaries; the HTTP layer maps each to a status code."""
+
+from __future__ import annotations
+
+
+class HpcError(Exception):
+    """Base class: ``str(error)`` is a message that says what to fix."""
+
+    status = 400
+
+
+class NotFound(HpcError):
+    status = 404
+
+
+class Conflict(HpcError):
+    """The record changed since it was read (stale etag) or already exists."""
+
+    status = 409
+
+
+class InvalidRequest(HpcError):
+    """Well-formed but semantically invalid input."""
+
+    status = 422
+
+
+class TooLarge(HpcError):
+    status = 413
+
+
+class Unauthorized(HpcError):
+    status = 401

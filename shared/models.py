@@ -1,0 +1,174 @@
+"""The domain records: Job, Task, Node, NodeGroup.
+
+They are documents (as in Cosmos DB): every record carries an ``etag`` that
+the store sets on each write and checks on the next one (optimistic
+concurrency). JSON uses camelCase field names, as the HTTP API does.
+State changes go through :meth:`Job.move_to` / :meth:`Task.move_to` /
+:meth:`Node.move_to`, which consult the one transition table in
+:mod:`shared.states`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from shared.states import JobState, NodeState, TaskState, check_transition
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Record(BaseModel):
+    """Base of stored documents: camelCase JSON, validated assignment off for speed."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    etag: str | None = None
+    """Set by the store on every write; a write with a stale etag is refused."""
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+PRIORITY_NAMES: dict[str, int] = {
+    "Lowest": 0,
+    "BelowNormal": 1000,
+    "Normal": 2000,
+    "AboveNormal": 3000,
+    "Highest": 4000,
+}
+"""HPC Pack's named priorities; any integer 0-4000 is accepted too."""
+
+
+class Job(Record):
+    id: int
+    name: str = ""
+    owner: str = "admin"
+    state: JobState = JobState.CONFIGURING
+    priority: int = PRIORITY_NAMES["Normal"]
+    node_groups: list[str] = Field(default_factory=list)
+    """Nodes of any of these groups may run its tasks; empty means any node."""
+    max_retries: int = 3
+    """How often a task is requeued after losing its node before it is Failed."""
+    task_count: int = 0
+    task_counts: dict[TaskState, int] = Field(default_factory=dict)
+    """Task state -> number of tasks; moved in the same transaction as the task."""
+    submit_time: datetime = Field(default_factory=utcnow)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    error: str | None = None
+
+    def move_to(self, target: JobState, *, now: datetime | None = None) -> None:
+        """Change state through the transition table (raises IllegalTransition)."""
+        check_transition(self.state, target)
+        self.state = target
+        now = now or utcnow()
+        if target is JobState.RUNNING and self.start_time is None:
+            self.start_time = now
+        if target in (JobState.FINISHED, JobState.FAILED, JobState.CANCELED):
+            self.end_time = now
+        if target is JobState.QUEUED:
+            self.end_time = None
+
+    def count(self, old: TaskState | None, new: TaskState) -> None:
+        """Move one task from ``old`` to ``new`` in :attr:`task_counts`."""
+        if old is not None:
+            self.task_counts[old] = self.task_counts.get(old, 0) - 1
+            if self.task_counts[old] <= 0:
+                del self.task_counts[old]
+        self.task_counts[new] = self.task_counts.get(new, 0) + 1
+
+
+class Task(Record):
+    job_id: int
+    id: int
+    """1-based, unique within its job."""
+    name: str = ""
+    command: str
+    cores: int = 1
+    sweep_index: int | None = None
+    work_dir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    state: TaskState = TaskState.QUEUED
+    priority: int = PRIORITY_NAMES["Normal"]
+    """Copied from the job so that the scheduler reads tasks alone."""
+    node_groups: list[str] = Field(default_factory=list)
+    """Copied from the job."""
+    submit_time: datetime = Field(default_factory=utcnow)
+    node: str | None = None
+    attempt: int = 0
+    """0 on first placement; +1 every time it is requeued. Events name it, so stale ones are ignored."""
+    requeue_count: int = 0
+    """Requeues caused by node loss (bounded by the job's max_retries)."""
+    exit_code: int | None = None
+    output: str | None = None
+    """The tail of stdout (at most 4,000 characters, as HPC Pack keeps); full output is in the Output store."""
+    error: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.job_id}.{self.id}"
+
+    def move_to(self, target: TaskState, *, now: datetime | None = None) -> None:
+        check_transition(self.state, target)
+        self.state = target
+        now = now or utcnow()
+        if target is TaskState.RUNNING:
+            self.start_time = now
+        elif target in (TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELED):
+            self.end_time = now
+        elif target is TaskState.QUEUED:
+            self.node = None
+            self.start_time = self.end_time = None
+            self.exit_code = None
+
+
+class Node(Record):
+    name: str
+    groups: list[str] = Field(default_factory=list)
+    cores: int = 1
+    state: NodeState = NodeState.OFFLINE
+    provider: str = "onprem"
+    """Who owns the machine: ``onprem`` (registered by its agent), ``local`` or ``azure``."""
+    size: str | None = None
+    last_heartbeat: datetime | None = None
+    incarnation: str | None = None
+    """Random id of the agent process; a new one means the agent restarted and lost its tasks."""
+    state_reason: str | None = None
+    state_time: datetime = Field(default_factory=utcnow)
+
+    def move_to(self, target: NodeState, *, reason: str | None = None, now: datetime | None = None) -> None:
+        check_transition(self.state, target)
+        self.state = target
+        self.state_reason = reason
+        self.state_time = now or utcnow()
+
+
+class NodeGroup(Record):
+    name: str
+    description: str = ""
+    min_nodes: int = 0
+    max_nodes: int = 0
+
+
+DEFAULT_GROUPS: tuple[NodeGroup, ...] = (
+    NodeGroup(name="OnPremNodes", description="On-premises nodes running the HybridHPC agent"),
+    NodeGroup(name="AzureNodes", description="Azure VMs managed by the cluster"),
+)
+"""HPC Pack's two hybrid groups; they exist from the start, like in HPC Pack."""
+
+
+class Principal(BaseModel):
+    """Who a bearer token belongs to."""
+
+    name: str
+    role: str = "admin"

@@ -1,0 +1,216 @@
+"""The Bus port: queues between the control plane and the agents, with Service Bus semantics.
+
+It is shaped like ``azure-servicebus`` (a client that hands out senders and
+receivers) so that the Service Bus adapter is a thin translation, and the
+embedded SQLite adapter is a faithful twin of it. Guarantees, checked by
+``tests/contract/test_bus_contract.py`` on every adapter:
+
+- Named queues, declared idempotently with their options.
+- Peek-lock: a received message is invisible to other receivers until its
+  lock expires (then it is delivered again) or it is completed, abandoned or
+  dead-lettered. ``renew_message_lock`` extends the lock.
+- ``delivery_count`` is 1 on first delivery and grows with each delivery.
+  A message delivered ``max_delivery_count`` times and not completed goes to
+  the dead-letter queue with reason ``MaxDeliveryCountExceeded``.
+- Dead-lettering by hand keeps the given reason and description;
+  dead letters are read with ``get_receiver(queue, sub_queue="deadletter")``.
+- Sessions (on queues declared ``requires_session=True``): every message has
+  a session id; a session is held by one receiver at a time (its session
+  lock), which receives that session's messages in order. Accepting a session
+  that another receiver holds raises :class:`SessionLockedError`; asking for
+  the next available session when none has messages raises
+  :class:`NoSessionAvailable` after ``max_wait_ms``.
+- Scheduled messages (``scheduled_enqueue_time`` / ``delay_ms``) are
+  invisible until their time.
+- Receives wait at most ``max_wait_ms`` and return what arrived (maybe nothing);
+  they never sleep longer than needed when a message arrives.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+DEFAULT_LOCK_DURATION_MS = 30_000
+DEFAULT_MAX_DELIVERY_COUNT = 10
+MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
+TTL_EXPIRED = "TTLExpiredException"
+
+
+class BusError(Exception):
+    """Base class of bus errors."""
+
+
+class MessageLockLostError(BusError):
+    """The message's lock expired or it was settled already; settle nothing twice."""
+
+
+class SessionLockedError(BusError):
+    """Another receiver holds this session."""
+
+
+class SessionLockLostError(BusError):
+    """This receiver's session lock expired; another receiver may hold the session now."""
+
+
+class NoSessionAvailable(BusError):
+    """No unlocked session with messages arrived within the wait."""
+
+
+class QueueNotFound(BusError):
+    """The queue was never declared."""
+
+
+@dataclass
+class OutgoingMessage:
+    """A message to send. ``body`` is bytes; use :meth:`json` to build one from data."""
+
+    body: bytes
+    session_id: str | None = None
+    message_id: str | None = None
+    subject: str | None = None
+    content_type: str | None = None
+    application_properties: dict[str, Any] = field(default_factory=dict)
+    scheduled_enqueue_time: datetime | None = None
+    time_to_live_ms: int | None = None
+
+    @classmethod
+    def json(cls, data: Any, **kwargs: Any) -> OutgoingMessage:
+        return cls(
+            body=json.dumps(data, separators=(",", ":")).encode(),
+            content_type="application/json",
+            **kwargs,
+        )
+
+
+@dataclass
+class ReceivedMessage:
+    """A peek-locked message, settled through the receiver that received it."""
+
+    body: bytes
+    message_id: str
+    sequence_number: int
+    delivery_count: int
+    enqueued_time: datetime
+    session_id: str | None = None
+    subject: str | None = None
+    content_type: str | None = None
+    application_properties: dict[str, Any] = field(default_factory=dict)
+    locked_until: datetime | None = None
+    lock_token: str | None = None
+    scheduled_enqueue_time: datetime | None = None
+    expires_at: datetime | None = None
+    dead_letter_reason: str | None = None
+    dead_letter_error_description: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver(ABC):
+    """Receives peek-locked messages from one queue (or one session of it)."""
+
+    queue: str
+
+    @abstractmethod
+    def receive(self, *, max_messages: int = 1, max_wait_ms: int = 0) -> list[ReceivedMessage]:
+        """Up to ``max_messages``; waits up to ``max_wait_ms`` for the first one."""
+
+    @abstractmethod
+    def complete(self, message: ReceivedMessage) -> None:
+        """Remove the message. Raises MessageLockLostError if its lock is gone."""
+
+    @abstractmethod
+    def abandon(self, message: ReceivedMessage) -> None:
+        """Release the lock now so it is delivered again (or dead-lettered if out of deliveries)."""
+
+    @abstractmethod
+    def dead_letter(
+        self, message: ReceivedMessage, *, reason: str, error_description: str | None = None
+    ) -> None:
+        """Move the message to the queue's dead-letter queue with this reason."""
+
+    @abstractmethod
+    def renew_message_lock(self, message: ReceivedMessage) -> datetime:
+        """Extend the message's lock by the queue's lock duration; returns the new expiry."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the receiver (and its session lock, if any)."""
+
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SessionReceiver(Receiver):
+    """Holds one session's lock; receives only that session's messages."""
+
+    session_id: str
+
+    @property
+    @abstractmethod
+    def session_locked_until(self) -> datetime:
+        """When the session lock expires unless renewed."""
+
+    @abstractmethod
+    def renew_session_lock(self) -> datetime:
+        """Extend the session lock; raises SessionLockLostError if it already expired."""
+
+    @abstractmethod
+    def get_session_state(self) -> bytes | None:
+        """The session's state blob (Service Bus session state)."""
+
+    @abstractmethod
+    def set_session_state(self, state: bytes | None) -> None:
+        """Replace the session's state blob."""
+
+
+class Bus(ABC):
+    """A namespace of queues."""
+
+    @abstractmethod
+    def declare_queue(
+        self,
+        name: str,
+        *,
+        requires_session: bool = False,
+        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
+        lock_duration_ms: int = DEFAULT_LOCK_DURATION_MS,
+    ) -> None:
+        """Create the queue if it does not exist (idempotent)."""
+
+    @abstractmethod
+    def send(self, queue: str, messages: OutgoingMessage | Sequence[OutgoingMessage]) -> None:
+        """Send one message or a batch (all or none). Session queues need a session id on each."""
+
+    @abstractmethod
+    def get_receiver(
+        self, queue: str, *, sub_queue: Literal["deadletter"] | None = None
+    ) -> Receiver:
+        """A receiver of a queue without sessions, or of any queue's dead letters."""
+
+    @abstractmethod
+    def get_session_receiver(
+        self, queue: str, *, session_id: str | None = None, max_wait_ms: int = 0
+    ) -> SessionReceiver:
+        """Accept a session: the named one (SessionLockedError if held) or, with
+        ``session_id=None``, the next one that has messages and no holder
+        (NoSessionAvailable if none within ``max_wait_ms``)."""
+
+    @abstractmethod
+    def purge_session(self, queue: str, session_id: str) -> int:
+        """Delete the session's pending messages (a lost node's stale assignments); returns how many."""
+
+    @abstractmethod
+    def count(self, queue: str, *, sub_queue: Literal["deadletter"] | None = None) -> int:
+        """Messages in the queue (active, scheduled and locked), or in its dead letters."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,60 @@
+"""Every setting, read from the environment (prefix ``HPC_``) by pydantic-settings.
+
+In Azure the same names are app settings; ``local.settings.json.example``
+lists them with working local defaults.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HPC_", extra="ignore")
+
+    home: Path = Field(default=Path("~/.hybridhpc"))
+    """Local state: the SQLite store and bus, task output, the admin token."""
+    api_url: str = "http://127.0.0.1:7071"
+    """Where the CLI finds the control plane."""
+    token: str | None = None
+    """Bearer token for the CLI; default is the one ``hpc up`` wrote to HPC_HOME/admin.token."""
+
+    heartbeat_interval_s: float = 2.0
+    """How often an agent heartbeats."""
+    heartbeat_timeout_s: float = 15.0
+    """A node silent this long becomes Unreachable and its tasks are requeued."""
+    dispatch_timeout_s: float = 60.0
+    """A task Dispatching this long (its agent never confirmed it) is requeued."""
+
+    max_body_bytes: int = 1 << 20
+    """Largest accepted HTTP request body (413 above)."""
+    max_tasks_per_job: int = 100_000
+    """Largest sweep accepted in one job."""
+    scheduler_window: int = 5000
+    """How many queued tasks one scheduler pass looks at (priority order)."""
+
+    @cached_property
+    def home_dir(self) -> Path:
+        path = self.home.expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def store_path(self) -> Path:
+        return self.home_dir / "store.db"
+
+    @property
+    def bus_path(self) -> Path:
+        return self.home_dir / "bus.db"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.home_dir / "output"
+
+    @property
+    def token_path(self) -> Path:
+        return self.home_dir / "admin.token"
