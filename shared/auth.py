@@ -1,0 +1,48 @@
+"""Bearer tokens: created by ``hpc up``, checked on every HTTP route but health.
+
+Only the SHA-256 digest of a token is stored; tokens are 256-bit random, so
+a plain digest (no salt, no slow hash) is enough and allows a lookup by key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+
+from shared.errors import Unauthorized
+from shared.models import Principal
+from shared.ports.store import Store
+from shared.settings import Settings
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def ensure_admin_token(settings: Settings, store: Store) -> str:
+    """The local admin token: read from HPC_HOME/admin.token, or created (mode 0600) and registered."""
+    path = settings.token_path
+    if path.exists():
+        token = path.read_text().strip()
+    else:
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    if store.find_token(digest(token)) is None:
+        store.add_token(digest(token), Principal(name="admin", role="admin"))
+    return token
+
+
+def authenticate(store: Store, authorization: str | None) -> Principal:
+    """The principal of an ``Authorization: Bearer <token>`` header, or Unauthorized."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized(
+            "missing bearer token: send 'Authorization: Bearer <token>' "
+            "(the CLI reads HPC_TOKEN or HPC_HOME/admin.token)"
+        )
+    principal = store.find_token(digest(authorization[7:].strip()))
+    if principal is None:
+        raise Unauthorized("invalid token: use the token `hpc up` wrote to HPC_HOME/admin.token")
+    return principal

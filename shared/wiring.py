@@ -1,0 +1,40 @@
+"""Builds the ports from settings: the one place that picks adapters.
+
+Today only the embedded adapters exist (SQLite store and bus, local output
+folder); the Azure adapters plug in here, chosen by settings.
+"""
+
+from __future__ import annotations
+
+from shared.messages import EVENTS_QUEUE, NODES_QUEUE, SCHEDULER_QUEUE
+from shared.ports.bus import Bus
+from shared.ports.output import OutputStore
+from shared.ports.store import Store
+from shared.settings import Settings
+
+
+def build_store(settings: Settings) -> Store:
+    from shared.adapters.sqlite_store import SqliteStore
+
+    return SqliteStore(settings.store_path)
+
+
+def build_bus(settings: Settings) -> Bus:
+    from shared.adapters.sqlite_bus import SqliteBus
+
+    bus = SqliteBus(settings.bus_path)
+    declare_queues(bus)
+    return bus
+
+
+def build_output(settings: Settings) -> OutputStore:
+    from shared.adapters.local_output import LocalOutputStore
+
+    return LocalOutputStore(settings.output_dir)
+
+
+def declare_queues(bus: Bus) -> None:
+    """The three queues of the message flow (idempotent; Bicep declares them in Azure)."""
+    bus.declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=30_000)
+    bus.declare_queue(EVENTS_QUEUE, max_delivery_count=10)
+    bus.declare_queue(SCHEDULER_QUEUE, requires_session=True)
