@@ -111,6 +111,7 @@ class Task(Record):
     output: str | None = None
     """The tail of stdout (at most 4,000 characters, as HPC Pack keeps); full output is in the Output store."""
     error: str | None = None
+    dispatch_time: datetime | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
 
@@ -122,13 +123,15 @@ class Task(Record):
         check_transition(self.state, target)
         self.state = target
         now = now or utcnow()
-        if target is TaskState.RUNNING:
+        if target is TaskState.DISPATCHING:
+            self.dispatch_time = now
+        elif target is TaskState.RUNNING:
             self.start_time = now
         elif target in (TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELED):
             self.end_time = now
         elif target is TaskState.QUEUED:
             self.node = None
-            self.start_time = self.end_time = None
+            self.dispatch_time = self.start_time = self.end_time = None
             self.exit_code = None
 
 
@@ -146,7 +149,9 @@ class Node(Record):
     state_reason: str | None = None
     state_time: datetime = Field(default_factory=utcnow)
 
-    def move_to(self, target: NodeState, *, reason: str | None = None, now: datetime | None = None) -> None:
+    def move_to(
+        self, target: NodeState, *, reason: str | None = None, now: datetime | None = None
+    ) -> None:
         check_transition(self.state, target)
         self.state = target
         self.state_reason = reason

@@ -129,7 +129,9 @@ def can_transition(current: StrEnum, target: StrEnum) -> bool:
 def check_transition(current: StrEnum, target: StrEnum) -> None:
     """Raise :class:`IllegalTransition` unless ``current -> target`` is allowed."""
     if not can_transition(current, target):
-        raise IllegalTransition(type(current).__name__.removesuffix("State").lower(), current, target)
+        raise IllegalTransition(
+            type(current).__name__.removesuffix("State").lower(), current, target
+        )
 
 
 _TABLES: dict[type, dict] = {

@@ -1,0 +1,34 @@
+"""The one ControlPlane a function app instance uses, built on first use from settings."""
+
+from __future__ import annotations
+
+import threading
+
+from shared.control import ControlPlane
+from shared.settings import Settings
+from shared.wiring import build_bus, build_output, build_store
+
+_lock = threading.Lock()
+_control: ControlPlane | None = None
+
+
+def control() -> ControlPlane:
+    global _control
+    if _control is None:
+        with _lock:
+            if _control is None:
+                settings = Settings()
+                _control = ControlPlane(
+                    store=build_store(settings),
+                    bus=build_bus(settings),
+                    output=build_output(settings),
+                    settings=settings,
+                )
+    return _control
+
+
+def reset() -> None:
+    """Forget the ControlPlane (tests point HPC_HOME elsewhere between apps)."""
+    global _control
+    with _lock:
+        _control = None

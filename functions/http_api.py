@@ -1,0 +1,202 @@
+"""HTTP triggers: the control-plane API (submit and monitor jobs, list nodes).
+
+Every route but ``health`` needs ``Authorization: Bearer <token>``. Errors are
+JSON ``{"error": "..."}`` with a status that says whose fault it is: 400
+malformed, 401 no/bad token, 404 unknown id or group, 409 wrong state,
+413 too large, 422 invalid spec.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from functions.context import control
+from shared.auth import authenticate
+from shared.errors import HpcError, TooLarge
+from shared.models import Principal, Record
+from shared.states import JobState, TaskState
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+Handler = Callable[[func.HttpRequest, Principal], Any]
+
+
+class BadRequest(HpcError):
+    status = 400
+
+
+def _json(data: Any, status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(data, default=str), status_code=status, mimetype="application/json"
+    )
+
+
+def _doc(record: Record) -> dict[str, Any]:
+    doc = record.to_dict()
+    doc.pop("etag", None)
+    return doc
+
+
+def api(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    """Authenticate, call, and turn the result or error into a response.
+
+    The wrapper's signature is exactly ``(req)``: the Functions indexer binds
+    parameters by name, so it must not see the handler's ``principal``.
+    """
+
+    def endpoint(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            principal = authenticate(control().store, req.headers.get("Authorization"))
+            result = handler(req, principal)
+        except HpcError as e:
+            return _json({"error": str(e)}, e.status)
+        except Exception:
+            log.exception("%s %s failed", req.method, req.url)
+            return _json({"error": "internal error; see the control plane log"}, 500)
+        if isinstance(result, func.HttpResponse):
+            return result
+        return _json(result)
+
+    endpoint.__name__ = handler.__name__
+    endpoint.__qualname__ = handler.__qualname__
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+def _int(value: str | None, what: str, default: int | None = None, minimum: int = 0) -> int:
+    if value is None or value == "":
+        if default is None:
+            raise BadRequest(f"{what} is required")
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(f"{what} must be a whole number, got {value!r}") from None
+    if number < minimum:
+        raise BadRequest(f"{what} must be at least {minimum}, got {number}")
+    return number
+
+
+def _states(value: str | None, enum: type[JobState] | type[TaskState]) -> list[Any] | None:
+    if not value:
+        return None
+    out = []
+    for name in value.split(","):
+        try:
+            out.append(enum(name.strip()))
+        except ValueError:
+            allowed = ", ".join(s.value for s in enum)
+            raise BadRequest(f"state {name!r} is not one of {allowed}") from None
+    return out
+
+
+def _body(req: func.HttpRequest) -> Any:
+    body = req.get_body()
+    limit = control().settings.max_body_bytes
+    if len(body) > limit:
+        raise TooLarge(
+            f"request body is {len(body)} bytes; the limit is {limit} (HPC_MAX_BODY_BYTES)"
+        )
+    if not body.strip():
+        raise BadRequest("request body is empty: send the job spec as JSON")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadRequest(f"request body is not valid JSON: {e}") from None
+
+
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness, without a token."""
+    return _json({"status": "ok"})
+
+
+@bp.route(route="jobs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def submit_job(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    job = control().submit(_body(req), principal)
+    return _json(_doc(job), 201)
+
+
+@bp.route(route="jobs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
+    states = _states(req.params.get("state"), JobState)
+    limit = _int(req.params.get("limit"), "limit", 100, 1)
+    return {"jobs": [_doc(j) for j in control().list_jobs(states=states, limit=limit)]}
+
+
+@bp.route(route="jobs/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def get_job(req: func.HttpRequest, principal: Principal) -> Any:
+    return _doc(control().get_job(_int(req.route_params.get("id"), "job id")))
+
+
+@bp.route(route="jobs/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def cancel_job(req: func.HttpRequest, principal: Principal) -> Any:
+    return _doc(control().cancel_job(_int(req.route_params.get("id"), "job id")))
+
+
+@bp.route(route="jobs/{id}/requeue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
+    return _doc(control().requeue_job(_int(req.route_params.get("id"), "job id")))
+
+
+@bp.route(route="jobs/{id}/tasks", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
+    tasks = control().list_tasks(
+        _int(req.route_params.get("id"), "job id"),
+        states=_states(req.params.get("state"), TaskState),
+        offset=_int(req.params.get("offset"), "offset", 0),
+        limit=_int(req.params.get("limit"), "limit", 1000, 1),
+    )
+    return {"tasks": [_doc(t) for t in tasks]}
+
+
+@bp.route(route="jobs/{id}/tasks/{taskId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def get_task(req: func.HttpRequest, principal: Principal) -> Any:
+    return _doc(
+        control().get_task(
+            _int(req.route_params.get("id"), "job id"),
+            _int(req.route_params.get("taskId"), "task id"),
+        )
+    )
+
+
+@bp.route(
+    route="jobs/{id}/tasks/{taskId}/output", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS
+)
+@api
+def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    stream = req.params.get("stream", "stdout")
+    if stream not in ("stdout", "stderr"):
+        raise BadRequest(f"stream must be stdout or stderr, got {stream!r}")
+    data = control().read_output(
+        _int(req.route_params.get("id"), "job id"),
+        _int(req.route_params.get("taskId"), "task id"),
+        stream,  # type: ignore[arg-type]
+        offset=_int(req.params.get("offset"), "offset", 0),
+    )
+    return func.HttpResponse(data, status_code=200, mimetype="text/plain", charset="utf-8")
+
+
+@bp.route(route="nodes", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def list_nodes(req: func.HttpRequest, principal: Principal) -> Any:
+    return {"nodes": control().list_nodes()}
+
+
+@bp.route(route="nodegroups", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def list_node_groups(req: func.HttpRequest, principal: Principal) -> Any:
+    return {"groups": [_doc(g) for g in control().list_groups()]}

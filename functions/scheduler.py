@@ -1,0 +1,23 @@
+"""Service Bus trigger: scheduler kicks, on a session-enabled queue with one session id,
+so exactly one pass runs at a time across all instances (single writer of placements)."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.context import control
+from shared.messages import CONNECTION_SETTING, SCHEDULER_QUEUE
+
+bp = func.Blueprint()
+
+
+@bp.service_bus_queue_trigger(
+    arg_name="kicks",
+    queue_name=SCHEDULER_QUEUE,
+    connection=CONNECTION_SETTING,
+    is_sessions_enabled=True,
+    cardinality="many",
+)
+def schedule(kicks: list[func.ServiceBusMessage]) -> None:
+    """One pass serves every kick in the batch: kicks coalesce."""
+    control().schedule_pass()
