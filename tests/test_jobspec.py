@@ -1,0 +1,63 @@
+"""Job spec validation and sweep expansion."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.errors import InvalidRequest
+from shared.jobspec import JobSpec, Sweep
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_sweep_expands_to_one_task_per_index():
+    spec = JobSpec.parse({"tasks": [{"command": "echo $HPC_SWEEP_INDEX", "sweep": "1-20"}]})
+    job, tasks = spec.build(7, now=NOW)
+    assert [t.sweep_index for t in tasks] == list(range(1, 21))
+    assert [t.id for t in tasks] == list(range(1, 21))
+    assert job.task_count == 20 and job.task_counts == {"Queued": 20}
+
+
+def test_sweep_with_step():
+    assert list(Sweep.parse("0-10:5").indices()) == [0, 5, 10]
+
+
+@pytest.mark.parametrize("bad", ["20-1", "1-", "a-b", "1-10:0", "1..10"])
+def test_bad_sweep_ranges_are_refused_with_the_expected_form(bad):
+    with pytest.raises(InvalidRequest, match="sweep"):
+        JobSpec.parse({"tasks": [{"command": "x", "sweep": bad}]})
+
+
+def test_empty_command_is_refused():
+    with pytest.raises(InvalidRequest, match="command is empty"):
+        JobSpec.parse({"tasks": [{"command": "  "}]})
+
+
+def test_missing_tasks_is_refused():
+    with pytest.raises(InvalidRequest, match="tasks"):
+        JobSpec.parse({"name": "x"})
+
+
+def test_unknown_fields_are_refused_so_typos_do_not_pass_silently():
+    with pytest.raises(InvalidRequest, match="corse"):
+        JobSpec.parse({"tasks": [{"command": "x", "corse": 2}]})
+
+
+def test_priority_by_name_or_number():
+    assert JobSpec.parse({"command": "x", "priority": "Highest"}).priority == 4000
+    assert JobSpec.parse({"command": "x", "priority": 10}).priority == 10
+    with pytest.raises(InvalidRequest, match="priority"):
+        JobSpec.parse({"command": "x", "priority": "Urgent"})
+    with pytest.raises(InvalidRequest, match="0-4000"):
+        JobSpec.parse({"command": "x", "priority": 5000})
+
+
+def test_shorthand_one_task_job_and_single_node_group():
+    spec = JobSpec.parse({"command": "hostname", "cores": 2, "nodeGroup": "AzureNodes"})
+    assert spec.node_groups == ["AzureNodes"]
+    assert spec.tasks[0].cores == 2
+
+
+def test_hpc_variables_cannot_be_overridden():
+    with pytest.raises(InvalidRequest, match="HPC_JOB_ID"):
+        JobSpec.parse({"command": "x", "env": {"HPC_JOB_ID": "1"}})
