@@ -38,7 +38,8 @@ class Store(ABC):
     def add_job(self, job: Job, tasks: Sequence[Task]) -> None:
         """Store a new job with all its tasks, atomically: on any error nothing is stored.
 
-        Raises Conflict if the job id exists. Any number of tasks (adapters
+        Raises Conflict if the job id exists, ValueError if a task belongs to
+        another job or a task id repeats. Any number of tasks (adapters
         that batch in 100s write the job document last, so a partial write
         is never visible as a job).
         """
@@ -51,7 +52,7 @@ class Store(ABC):
     def list_jobs(
         self, *, states: Collection[JobState] | None = None, limit: int = 100
     ) -> list[Job]:
-        """Newest first."""
+        """Newest (highest id) first."""
 
     @abstractmethod
     def get_task(self, job_id: int, task_id: int) -> Task:
@@ -81,9 +82,10 @@ class Store(ABC):
     def commit(self, *, job: Job | None = None, tasks: Sequence[Task] = ()) -> None:
         """Write one job and/or some of its tasks atomically, checking every etag.
 
-        All tasks must belong to ``job`` (when given) or to one job.
-        At most MAX_BATCH documents. Raises Conflict (nothing written) if any
-        etag is stale or any document is missing.
+        All tasks must belong to ``job`` (when given) or to one job, each task
+        at most once, at most MAX_BATCH documents in all (ValueError otherwise).
+        Raises Conflict (nothing written) if any etag is stale or any document
+        is missing.
         """
 
     # --- nodes ----------------------------------------------------------
