@@ -20,8 +20,7 @@ embedded SQLite adapter is a faithful twin of it. Guarantees, checked by
   that another receiver holds raises :class:`SessionLockedError`; asking for
   the next available session when none has messages raises
   :class:`NoSessionAvailable` after ``max_wait_ms``.
-- Scheduled messages (``scheduled_enqueue_time`` / ``delay_ms``) are
-  invisible until their time.
+- Scheduled messages (``scheduled_enqueue_time``) are invisible until their time.
 - Receives wait at most ``max_wait_ms`` and return what arrived (maybe nothing);
   they never sleep longer than needed when a message arrives.
 """
@@ -33,7 +32,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 DEFAULT_LOCK_DURATION_MS = 30_000
 DEFAULT_MAX_DELIVERY_COUNT = 10
@@ -142,7 +141,7 @@ class Receiver(ABC):
     def close(self) -> None:
         """Release the receiver (and its session lock, if any)."""
 
-    def __enter__(self) -> Receiver:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
