@@ -1,0 +1,128 @@
+"""``python -m agent`` and :func:`run_agent`, which ``hpc agent run`` calls."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from agent.agent import Agent
+from agent.config import AgentConfig
+from shared.settings import Settings
+from shared.wiring import build_bus, build_output
+
+log = logging.getLogger("agent")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def run_agent(
+    name: str | None = None,
+    groups: Sequence[str] | None = None,
+    cores: int | None = None,
+    *,
+    settings: Settings | None = None,
+) -> int:
+    """Run an agent in this process until SIGTERM or SIGINT; returns the exit code
+    (0 after a clean stop, 2 for a bad name, group or core count, 1 if the bus or the
+    output store cannot be opened). ``None`` means the default (host name,
+    OnPremNodes, all cores)."""
+    _configure_logging()
+    settings = settings or Settings()
+    given = {"name": name, "groups": list(groups) if groups else None, "cores": cores}
+    try:
+        config = AgentConfig(
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            **{k: v for k, v in given.items() if v is not None},
+        )
+    except ValidationError as exc:
+        print(f"agent: error: {_first_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        bus = build_bus(settings)
+        output = build_output(settings)
+    except Exception as exc:
+        print(f"agent: error: cannot open the bus or the output store: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    agent = Agent(config, bus=bus, output=output)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        agent.stop()
+
+    previous: dict[int, object] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        agent.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        bus.close()
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, not the usage block: ``agent: error: ...`` and exit 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="agent",
+        description="The HybridHPC node agent: runs the tasks the scheduler places on this node.",
+    )
+    parser.add_argument("--name", help="node name (default: this host's name)")
+    parser.add_argument(
+        "--group",
+        dest="groups",
+        action="extend",
+        nargs="+",
+        metavar="G",
+        help="node group; repeat or list several (default: OnPremNodes)",
+    )
+    parser.add_argument(
+        "--cores", type=_positive_int, help="cores this node offers (default: all of them)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_agent(args.name, args.groups, args.cores)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg

@@ -1,0 +1,44 @@
+"""What an agent is: its node name, node groups, cores and timings."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.settings import Settings
+
+
+def _default_heartbeat_interval_s() -> float:
+    return Settings().heartbeat_interval_s
+
+
+class AgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default_factory=socket.gethostname, min_length=1)
+    """The node name, which is also the agent's session id on the ``nodes`` queue."""
+    groups: list[str] = Field(default_factory=lambda: ["OnPremNodes"], min_length=1)
+    """Node groups this node belongs to; the first one is the task's HPC_NODE_GROUP fallback."""
+    cores: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    """Cores the node offers; the scheduler keeps placements within them."""
+    heartbeat_interval_s: float = Field(default_factory=_default_heartbeat_interval_s, gt=0)
+    poll_ms: int = Field(default=50, ge=1, le=1000)
+    """Longest wait for assignments per loop: bounds how late a cancel or a process exit is noticed."""
+    kill_grace_s: float = Field(default=0.5, ge=0, le=1)
+    """Time a task's process group has between SIGTERM and SIGKILL."""
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_session_id(cls, name: str) -> str:
+        if name != name.strip() or any(c.isspace() for c in name):
+            raise ValueError(f"node name must not contain whitespace, got {name!r}")
+        return name
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_are_named(cls, groups: list[str]) -> list[str]:
+        if any(not g.strip() for g in groups):
+            raise ValueError("node group names must not be empty")
+        return list(dict.fromkeys(groups))  # keep order, drop repeats

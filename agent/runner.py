@@ -1,0 +1,229 @@
+"""One task as one process group.
+
+The task's command runs through the shell in a new session, so the task is its
+own process group: cancel and stop signal the whole group, which ends the
+shell, its children and anything they put in the background. Streams go
+straight to the files the Output store hands out (no pipe through the agent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from shared.messages import RunTask
+from shared.ports.output import OutputStore
+
+log = logging.getLogger(__name__)
+
+TAIL_CHARS = 4000
+"""How much of the end of stdout travels in TaskEnded."""
+GRACE_S = 0.5
+"""Time between SIGTERM and SIGKILL of a task's process group (at most 1 s)."""
+_WAIT_STEP_S = 0.01
+_SECRET_VARIABLES = ("HPC_TOKEN",)
+"""The agent's own credentials, never handed down to user tasks."""
+
+
+def task_key(job_id: int, task_id: int, attempt: int) -> str:
+    """The "job.task.attempt" form used in heartbeats and registrations."""
+    return f"{job_id}.{task_id}.{attempt}"
+
+
+def task_env(
+    task: RunTask, *, node: str, group: str, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The agent's environment overlaid with the task's; HPC_NODE_NAME and HPC_NODE_GROUP
+    are always set (the control plane normally fills them; an empty value counts as missing)."""
+    env = dict(os.environ if base is None else base)
+    for name in _SECRET_VARIABLES:
+        env.pop(name, None)
+    env.update(task.env)
+    if not env.get("HPC_NODE_NAME"):
+        env["HPC_NODE_NAME"] = node
+    if not env.get("HPC_NODE_GROUP"):
+        env["HPC_NODE_GROUP"] = group
+    return env
+
+
+def read_tail(path: Path, chars: int = TAIL_CHARS) -> str:
+    """The last ``chars`` characters of a UTF-8 (or not) text file; empty if there is none."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 4 * chars))  # 4 bytes is the longest UTF-8 character
+            data = f.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace")[-chars:]
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies, which only wait to be
+    reaped by whoever inherited them, do not count where /proc tells them apart)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class Runner:
+    """Runs one task's command and reports how it ended.
+
+    Lifecycle: :meth:`start` (returns an error string instead of raising), then
+    :meth:`poll` until it returns the exit code (or :meth:`kill_tree`), then
+    :meth:`finish` once, which clears up what the task left behind, publishes its
+    output and returns the stdout tail.
+    """
+
+    def __init__(
+        self,
+        task: RunTask,
+        *,
+        output: OutputStore,
+        env: Mapping[str, str],
+        cwd: str | None = None,
+    ) -> None:
+        self.task = task
+        self.key = task_key(task.job_id, task.task_id, task.attempt)
+        self._output = output
+        self._env = dict(env)
+        self._cwd = task.work_dir or cwd
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stdout_path: Path | None = None
+        self.started_at = time.monotonic()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self._proc
+
+    def start(self) -> str | None:
+        """Start the process; ``None`` on success, else why it could not start."""
+        task = self.task
+        if self._cwd is not None and not os.path.isdir(self._cwd):
+            return self._start_failed(
+                f"working directory {self._cwd!r} does not exist or is not a directory"
+            )
+        try:
+            self._stdout_path = self._output.sink(task.job_id, task.task_id, "stdout")
+            stderr_path = self._output.sink(task.job_id, task.task_id, "stderr")
+            with self._stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+                self._proc = subprocess.Popen(  # noqa: S602 - running the user's shell command is the point
+                    task.command,
+                    shell=True,
+                    cwd=self._cwd,
+                    env=self._env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            return self._start_failed(f"could not start the command: {exc}")
+        self.started_at = time.monotonic()
+        return None
+
+    def _start_failed(self, error: str) -> str:
+        """Leave the reason in the task's stderr too, where ``hpc task output`` shows it."""
+        try:
+            path = self._output.sink(self.task.job_id, self.task.task_id, "stderr")
+            path.write_text(error + "\n")
+            self._output.publish(self.task.job_id, self.task.task_id)
+        except Exception:  # the error string is what matters; its copy in stderr is a courtesy
+            log.debug(
+                "could not write the start error of %s to its stderr", self.key, exc_info=True
+            )
+        return error
+
+    def poll(self) -> int | None:
+        """The exit code once the process has ended (negative: killed by that signal)."""
+        return self._proc.poll() if self._proc else None
+
+    def terminate_tree(self) -> None:
+        """SIGTERM to the whole process group (first step of :meth:`kill_tree`)."""
+        if self._proc is not None:
+            _signal_group(self._proc.pid, signal.SIGTERM)
+
+    def kill_tree(self, grace_s: float = GRACE_S) -> int | None:
+        """End the whole process group: SIGTERM, then SIGKILL after ``grace_s``.
+        Returns the exit code."""
+        return kill_trees([self], grace_s=grace_s)[0]
+
+    def tree_alive(self) -> bool:
+        if self._proc is None:
+            return False
+        self._proc.poll()
+        return group_alive(self._proc.pid)
+
+    def finish(self) -> str:
+        """After the process ended: kill what it left running in its group, publish the
+        streams, return the last characters of stdout. Never raises."""
+        if self._proc is None:
+            return ""
+        if self._proc.poll() is None:
+            self.kill_tree()
+        elif group_alive(self._proc.pid):
+            _signal_group(self._proc.pid, signal.SIGKILL)  # background leftovers of a finished task
+        try:
+            self._output.publish(self.task.job_id, self.task.task_id)
+        except Exception:
+            log.exception("could not publish the output of task %s", self.key)
+        return read_tail(self._stdout_path) if self._stdout_path else ""
+
+
+def kill_trees(runners: Iterable[Runner], *, grace_s: float = GRACE_S) -> list[int | None]:
+    """End several tasks' process groups at once (SIGTERM all, wait at most ``grace_s``
+    for all of them, SIGKILL the rest), so stopping N tasks costs one grace, not N.
+    Returns their exit codes in order."""
+    runners = list(runners)
+    for runner in runners:
+        runner.terminate_tree()
+    deadline = time.monotonic() + grace_s
+    while any(r.tree_alive() for r in runners) and time.monotonic() < deadline:
+        time.sleep(_WAIT_STEP_S)
+    codes: list[int | None] = []
+    for runner in runners:
+        proc = runner.process
+        if proc is None:
+            codes.append(None)
+            continue
+        if group_alive(proc.pid):
+            _signal_group(proc.pid, signal.SIGKILL)
+        try:
+            codes.append(proc.wait(timeout=1.0))
+        except subprocess.TimeoutExpired:  # unkillable (D state): report it as still unknown
+            log.warning("process %s of task %s did not die after SIGKILL", proc.pid, runner.key)
+            codes.append(None)
+    return codes
