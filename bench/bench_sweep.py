@@ -1,0 +1,54 @@
+"""End-to-end throughput and latency on a real local cluster (`hpc up`, 2 agents).
+
+Prints:
+- tasks/s for a sweep of `true` (default 1,000 tasks) on 2 agents with 2 cores each;
+- submit -> start latency of a one-task job on an idle node (median and p95 of N runs),
+  measured from just before the POST to the task's startTime recorded by the control plane.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from hpc.localcluster import LocalCluster
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=1000)
+    ap.add_argument("--latency-runs", type=int, default=20)
+    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--cores", type=int, default=2)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, LocalCluster(
+        Path(tmp) / "hpc", nodes=args.nodes, cores=args.cores
+    ) as cluster:
+        t0 = time.perf_counter()
+        job_id = cluster.submit({"name": "bench", "tasks": [{"command": "true", "sweep": f"1-{args.tasks}"}]})
+        job = cluster.wait_job(job_id, timeout_s=600)
+        elapsed = time.perf_counter() - t0
+        assert job["state"] == "Finished", job
+        nodes = {t["node"] for t in cluster.tasks(job_id)}
+        print(f"sweep: {args.tasks} tasks of `true` on {args.nodes} agents x {args.cores} cores: "
+              f"{elapsed:.2f} s, {args.tasks / elapsed:.1f} tasks/s (nodes used: {len(nodes)})")
+
+        latencies = []
+        for _ in range(args.latency_runs):
+            before = datetime.now().astimezone()
+            jid = cluster.submit({"tasks": [{"command": "true"}]})
+            cluster.wait_job(jid, timeout_s=60)
+            start = datetime.fromisoformat(cluster.tasks(jid)[0]["startTime"])
+            latencies.append((start - before).total_seconds() * 1000)
+        latencies.sort()
+        p95 = latencies[max(0, int(len(latencies) * 0.95) - 1)]
+        print(f"submit->start on an idle node: median {statistics.median(latencies):.1f} ms, "
+              f"p95 {p95:.1f} ms, min {latencies[0]:.1f} ms ({len(latencies)} runs)")
+
+
+if __name__ == "__main__":
+    main()

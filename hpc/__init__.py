@@ -1,0 +1,7 @@
+"""``hpc``: the HybridHPC command-line client (Typer + Rich, httpx for HTTP).
+
+Modules: :mod:`hpc.client` speaks the control-plane HTTP API,
+:mod:`hpc.spec` turns command-line options into a job spec,
+:mod:`hpc.render` draws tables, :mod:`hpc.watch` follows a job,
+:mod:`hpc.up` runs a local cluster and :mod:`hpc.cli` wires the commands.
+"""

@@ -1,0 +1,213 @@
+"""Rich renderings of the API's JSON: job, task and node tables, and one job in detail.
+
+Everything here reads the camelCase dicts the API returns and tolerates
+missing fields (shown as ``-``), so a newer control plane that adds or drops
+an optional field does not break the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from shared.models import PRIORITY_NAMES
+
+STATE_STYLES: dict[str, str] = {
+    "Configuring": "dim",
+    "Submitted": "yellow",
+    "Queued": "yellow",
+    "Dispatching": "cyan",
+    "Running": "cyan",
+    "Finishing": "cyan",
+    "Finished": "green",
+    "Failed": "bold red",
+    "Canceling": "magenta",
+    "Canceled": "magenta",
+    "Offline": "dim",
+    "Starting": "yellow",
+    "Online": "green",
+    "Draining": "yellow",
+    "Stopping": "yellow",
+    "Unreachable": "bold red",
+}
+
+COUNT_ORDER = ("Queued", "Dispatching", "Running", "Finished", "Failed", "Canceled")
+"""Task states in lifecycle order, for per-state counts."""
+
+_PRIORITY_BY_VALUE = {value: name for name, value in PRIORITY_NAMES.items()}
+
+
+def state(value: Any) -> Text:
+    text = "-" if value is None else str(value)
+    return Text(text, style=STATE_STYLES.get(text, ""))
+
+
+def dash(value: Any) -> str:
+    if value is None or value == "" or value == []:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def priority(value: Any) -> str:
+    if isinstance(value, int) and value in _PRIORITY_BY_VALUE:
+        return _PRIORITY_BY_VALUE[value]
+    return dash(value)
+
+
+def when(value: Any, *, now: datetime | None = None) -> str:
+    """An ISO timestamp as local ``HH:MM:SS`` (with the date unless it is today)."""
+    if not isinstance(value, str) or not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    local = moment.astimezone()
+    today = (now or datetime.now(UTC)).astimezone().date()
+    return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M:%S")
+
+
+def ago(value: Any, *, now: datetime | None = None) -> str:
+    """An ISO timestamp as ``12s ago`` / ``5m ago`` / ``3h ago`` / ``4d ago``."""
+    if not isinstance(value, str) or not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def counts_text(counts: Mapping[str, int] | None) -> Text:
+    """``Queued 3 · Running 2 · Finished 5`` in lifecycle order, each state in its colour."""
+    counts = counts or {}
+    names = [s for s in COUNT_ORDER if counts.get(s)] + sorted(
+        s for s in counts if s not in COUNT_ORDER and counts[s]
+    )
+    text = Text()
+    for i, name in enumerate(names):
+        if i:
+            text.append(" · ", style="dim")
+        text.append(f"{name} {counts[name]}", style=STATE_STYLES.get(name, ""))
+    return text or Text("-")
+
+
+def progress(job: Mapping[str, Any]) -> str:
+    """``done/total`` where done counts tasks in a terminal state."""
+    counts = job.get("taskCounts") or {}
+    done = sum(counts.get(s, 0) for s in ("Finished", "Failed", "Canceled"))
+    total = job.get("taskCount")
+    return f"{done}/{total if total is not None else sum(counts.values())}"
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("ID", "Name", "Owner", "State", "Priority", "Done", "Tasks", "Submitted"):
+        table.add_column(column, justify="right" if column in ("ID", "Done") else "left")
+    for job in jobs:
+        table.add_row(
+            dash(job.get("id")),
+            dash(job.get("name")),
+            dash(job.get("owner")),
+            state(job.get("state")),
+            priority(job.get("priority")),
+            progress(job),
+            counts_text(job.get("taskCounts")),
+            when(job.get("submitTime")),
+        )
+    return table
+
+
+def job_detail(job: Mapping[str, Any]) -> RenderableType:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, Any]] = [
+        ("ID", dash(job.get("id"))),
+        ("Name", dash(job.get("name"))),
+        ("Owner", dash(job.get("owner"))),
+        ("State", state(job.get("state"))),
+        ("Priority", priority(job.get("priority"))),
+        ("Node groups", dash(job.get("nodeGroups")) if job.get("nodeGroups") else "any"),
+        ("Tasks", f"{progress(job)} done"),
+        ("Task states", counts_text(job.get("taskCounts"))),
+        ("Submitted", when(job.get("submitTime"))),
+        ("Started", when(job.get("startTime"))),
+        ("Ended", when(job.get("endTime"))),
+    ]
+    if job.get("error"):
+        rows.append(("Error", Text(str(job["error"]), style="red")))
+    for label, value in rows:
+        table.add_row(label, value)
+    return Group(table)
+
+
+def tasks_table(tasks: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("ID", "Name", "State", "Node", "Exit", "Attempt", "Command"):
+        table.add_column(column, justify="right" if column in ("ID", "Exit", "Attempt") else "left")
+    table.columns[-1].overflow = "ellipsis"
+    table.columns[-1].no_wrap = True
+    for task in tasks:
+        table.add_row(
+            dash(task.get("id")),
+            dash(task.get("name")),
+            state(task.get("state")),
+            dash(task.get("node")),
+            dash(task.get("exitCode")),
+            dash(task.get("attempt")),
+            dash(task.get("command")),
+        )
+    return table
+
+
+def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    columns = (
+        "Name",
+        "Groups",
+        "State",
+        "Cores",
+        "Free",
+        "Tasks",
+        "Provider",
+        "Heartbeat",
+        "Reason",
+    )
+    for column in columns:
+        table.add_column(
+            column,
+            justify="right" if column in ("Cores", "Free", "Tasks") else "left",
+            no_wrap=column in ("Name", "Groups", "State"),  # the reason wraps instead
+        )
+    for node in nodes:
+        table.add_row(
+            dash(node.get("name")),
+            dash(node.get("groups")),
+            state(node.get("state")),
+            dash(node.get("cores")),
+            dash(node.get("freeCores")),
+            dash(node.get("runningTasks")),
+            dash(node.get("provider")),
+            ago(node.get("lastHeartbeat")),
+            dash(node.get("stateReason")),
+        )
+    return table

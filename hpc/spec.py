@@ -1,0 +1,119 @@
+"""From ``hpc job submit`` options (or a file) to the job spec the HTTP API takes.
+
+The server validates every spec again; the checks here exist so that a typo
+in ``--sweep``, ``--env`` or ``--priority`` is reported before anything is
+sent, with a message that names the option. Each ``parse_*`` raises
+``ValueError`` with that message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.jobspec import Sweep
+from shared.models import PRIORITY_NAMES
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_priority(text: str) -> int | str:
+    """A priority name (any case; returned in HPC Pack's spelling) or an integer 0-4000."""
+    by_lower = {name.lower(): name for name in PRIORITY_NAMES}
+    if text.strip().lower() in by_lower:
+        return by_lower[text.strip().lower()]
+    try:
+        number = int(text)
+    except ValueError:
+        names = ", ".join(PRIORITY_NAMES)
+        raise ValueError(f"{text!r} is not one of {names} or an integer 0-4000") from None
+    if not 0 <= number <= 4000:
+        raise ValueError(f"{number} is outside 0-4000")
+    return number
+
+
+def parse_sweep(text: str) -> str:
+    """``START-END[:STEP]`` checked with the server's own parser; returned as given, trimmed."""
+    try:
+        Sweep.parse(text)
+    except ValidationError as e:
+        raise ValueError(
+            "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())
+        ) from None
+    return text.strip()
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs (the value may contain ``=`` and be empty)."""
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"{item!r} is not KEY=VALUE, e.g. --env OMP_NUM_THREADS=4")
+        if not _ENV_NAME.fullmatch(key):
+            raise ValueError(
+                f"{key!r} in {item!r} is not a valid variable name (letters, digits, _; "
+                "not starting with a digit)"
+            )
+        env[key] = value
+    return env
+
+
+def join_command(args: list[str]) -> str:
+    """One shell command: a single argument as-is (so ``'echo $X'`` keeps its ``$X``), else quoted."""
+    return args[0] if len(args) == 1 else shlex.join(args)
+
+
+def build_spec(
+    *,
+    command: str,
+    name: str | None = None,
+    node_groups: list[str] | None = None,
+    cores: int = 1,
+    priority: int | str | None = None,
+    sweep: str | None = None,
+    work_dir: str | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A one-task job spec (a sweep expands server-side); options left out are left to the server."""
+    task: dict[str, Any] = {"command": command, "cores": cores}
+    if sweep is not None:
+        task["sweep"] = sweep
+    if work_dir is not None:
+        task["workDir"] = work_dir
+    if env:
+        task["env"] = env
+    spec: dict[str, Any] = {"tasks": [task]}
+    if name is not None:
+        spec["name"] = name
+    if node_groups:
+        spec["nodeGroups"] = node_groups
+    if priority is not None:
+        spec["priority"] = priority
+    return spec
+
+
+def load_spec_file(path: str) -> dict[str, Any]:
+    """A job spec from a JSON file, or from stdin for ``-``; must be a JSON object."""
+    where = "stdin" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"cannot read {where}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{where} is not UTF-8 text") from None
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where} is not valid JSON: {e}") from None
+    if not isinstance(spec, dict):
+        raise ValueError(
+            f"{where} must hold a JSON object (the job spec), not {type(spec).__name__}"
+        )
+    return spec

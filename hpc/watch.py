@@ -1,0 +1,100 @@
+"""``hpc job watch``: poll one job and draw its progress until it ends.
+
+The bar counts tasks that reached a terminal state (finished, failed or
+canceled) against the job's task count; beside it are the per-state
+counts. A control plane that stops answering for a moment (a restart) does
+not end the watch; one silent for longer than ``patience_s`` does, as does
+any error the API returns (an unknown job id, a bad token).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hpc.client import ApiClient, ApiError
+from hpc.render import STATE_STYLES, counts_text
+from shared.states import JOB_TERMINAL
+
+TERMINAL_STATES = frozenset(s.value for s in JOB_TERMINAL)
+POLL_INTERVAL_S = 1.0
+"""Pause between two polls of the job (module-level so tests can shorten it)."""
+PATIENCE_S = 30.0
+"""How long the control plane may stay unreachable before the watch gives up."""
+
+
+def _poll(
+    client: ApiClient,
+    job_id: int,
+    *,
+    retry_s: float,
+    patience_s: float,
+    sleep: Callable[[float], None],
+) -> dict[str, Any]:
+    """The job, retrying while the control plane is unreachable (status 0) for up to patience_s."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            return client.get_job(job_id)
+        except ApiError as e:
+            if e.status != 0 or time.monotonic() >= deadline:
+                raise
+            sleep(retry_s)
+
+
+def watch_job(
+    client: ApiClient,
+    job_id: int,
+    *,
+    console: Console,
+    interval_s: float | None = None,
+    patience_s: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll until the job is Finished, Failed or Canceled; return its last state from the API."""
+    interval_s = POLL_INTERVAL_S if interval_s is None else interval_s
+    patience_s = PATIENCE_S if patience_s is None else patience_s
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn(
+            "{task.fields[finished]} finished · [red]{task.fields[failed]} failed[/] "
+            "/ {task.fields[tasks_total]}"
+        ),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+    )
+    # The first poll comes before the bar, so an unknown job id prints no empty bar.
+    job = _poll(client, job_id, retry_s=interval_s, patience_s=patience_s, sleep=sleep)
+    with Progress(*columns, console=console) as bar:
+        row = bar.add_task(
+            f"job {job_id}", total=None, finished=0, failed=0, tasks_total=0, counts=""
+        )
+        while True:
+            counts: dict[str, int] = job.get("taskCounts") or {}
+            total = job.get("taskCount")
+            if total is None:
+                total = sum(counts.values())
+            done = sum(counts.get(s, 0) for s in ("Finished", "Failed", "Canceled"))
+            job_state = str(job.get("state", "?"))
+            style = STATE_STYLES.get(job_state, "")
+            bar.update(
+                row,
+                description=f"job {job_id} [{style}]{job_state}[/]"
+                if style
+                else f"job {job_id} {job_state}",
+                total=total or None,
+                completed=done,
+                finished=counts.get("Finished", 0),
+                failed=counts.get("Failed", 0),
+                tasks_total=total,
+                counts=counts_text(counts).markup,
+            )
+            if job_state in TERMINAL_STATES:
+                return job
+            sleep(interval_s)
+            job = _poll(client, job_id, retry_s=interval_s, patience_s=patience_s, sleep=sleep)

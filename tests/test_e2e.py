@@ -1,0 +1,184 @@
+"""End to end: `hpc up` with real agent processes, driven through the HTTP API and the CLI.
+
+Nothing here is faked: the local Functions host runs function_app.py, the
+agents are separate processes sharing the embedded bus, tasks are real
+shell processes. Heartbeats and the reconciler are sped up by settings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hpc.localcluster import LocalCluster, hpc_command
+
+pytestmark = pytest.mark.e2e
+
+FAST = {
+    "HPC_HEARTBEAT_INTERVAL_S": "0.5",
+    "HPC_HEARTBEAT_TIMEOUT_S": "3",
+    "HPC_RECONCILE_SCHEDULE": "* * * * * *",
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = LocalCluster(tmp_path_factory.mktemp("e2e") / "hpc", nodes=2, cores=2, env=FAST)
+    c.start()
+    yield c
+    assert c.stop() == 0, "hpc up must exit 0 on SIGTERM"
+
+
+def hpc(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*hpc_command(), *args], env=cluster.env, capture_output=True, text=True, timeout=60
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purpose.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_fifty_task_sweep_finishes_and_both_nodes_run_some(cluster):
+    result = hpc(cluster, "job", "submit", "--name", "sweep50", "--sweep", "1-50", "--",
+                 "echo index=$HPC_SWEEP_INDEX node=$HPC_NODE_NAME group=$HPC_NODE_GROUP")
+    assert result.returncode == 0, result.stderr
+    job_id = int(result.stdout.strip())
+    watch = hpc(cluster, "job", "watch", str(job_id))
+    assert watch.returncode == 0, watch.stdout + watch.stderr
+    job = cluster.job(job_id)
+    assert job["state"] == "Finished"
+    assert job["taskCounts"] == {"Finished": 50}
+    tasks = cluster.tasks(job_id)
+    per_node = Counter(t["node"] for t in tasks)
+    assert set(per_node) == {"onprem-1", "onprem-2"}, per_node
+    for t in tasks:
+        assert t["output"].strip() == f"index={t['sweepIndex']} node={t['node']} group=OnPremNodes"
+    out = hpc(cluster, "task", "output", str(job_id), "7")
+    assert out.stdout.strip().startswith("index=7 ")
+
+
+def test_job_view_json_carries_id_state_and_task_counts(cluster):
+    job_id = cluster.submit({"tasks": [{"command": "true", "sweep": "1-3"}]})
+    cluster.wait_job(job_id)
+    view = hpc(cluster, "job", "view", str(job_id), "--json")
+    assert view.returncode == 0, view.stderr
+    import json
+
+    doc = json.loads(view.stdout)
+    assert doc["id"] == job_id and doc["state"] == "Finished" and doc["taskCounts"] == {"Finished": 3}
+
+
+def test_cancel_ends_the_running_processes_within_two_seconds(cluster, tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    job_id = cluster.submit({
+        "name": "long",
+        "tasks": [{"command": f"sleep 300 & echo $! > {pids}/$HPC_TASK_ID.child; "
+                              f"echo $$ > {pids}/$HPC_TASK_ID.shell; wait",
+                   "sweep": "1-4"}],
+    })
+    cluster.wait_for(lambda: cluster.job(job_id)["taskCounts"].get("Running", 0) == 4
+                     and len(list(pids.glob("*.child"))) == 4,
+                     timeout_s=20, what="4 tasks running")
+    running = [int(p.read_text()) for p in pids.iterdir()]
+    assert all(alive(p) for p in running)
+    t0 = time.monotonic()
+    result = hpc(cluster, "job", "cancel", str(job_id))
+    assert result.returncode == 0, result.stderr
+    cluster.wait_for(lambda: not any(alive(p) for p in running), timeout_s=2,
+                     what="canceled processes to end")
+    assert time.monotonic() - t0 < 2.5
+    job = cluster.wait_job(job_id, timeout_s=10)
+    assert job["state"] == "Canceled"
+    assert job["taskCounts"] == {"Canceled": 4}
+
+
+def test_bad_input_gets_a_clear_error_and_writes_nothing(cluster):
+    before = len(cluster.get("/api/jobs", limit=1000)["jobs"])
+    http = cluster.http
+    cases = [
+        (http.post("/api/jobs", content=b"{not json"), 400, "not valid JSON"),
+        (http.post("/api/jobs", json={"tasks": [{"command": ""}]}), 422, "command is empty"),
+        (http.post("/api/jobs", json={"nodeGroup": "Nope", "command": "x"}), 404, "node group 'Nope'"),
+        (http.post("/api/jobs", json={"command": "x", "cores": 64}), 422, "largest node"),
+        (http.post("/api/jobs", json={"command": "x", "sweep": "9-1"}), 422, "sweep"),
+        (http.post("/api/jobs", content=b"x" * (2 << 20)), 413, "limit"),
+        (http.get("/api/jobs/999999"), 404, "999999"),
+        (http.get("/api/jobs/abc"), 400, "whole number"),
+    ]
+    for response, status, text in cases:
+        assert response.status_code == status, (response.status_code, response.text)
+        assert text in response.json()["error"]
+    assert len(cluster.get("/api/jobs", limit=1000)["jobs"]) == before
+
+
+def test_every_route_but_health_needs_the_token(cluster):
+    import httpx
+
+    assert httpx.get(cluster.url + "/api/health").status_code == 200
+    r = httpx.get(cluster.url + "/api/jobs")
+    assert r.status_code == 401 and "bearer token" in r.json()["error"]
+    r = httpx.get(cluster.url + "/api/nodes", headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+
+
+def test_cli_errors_are_one_line_without_traceback(cluster):
+    result = hpc(cluster, "job", "view", "424242")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "424242" in result.stderr
+
+
+def test_killed_agent_tasks_are_requeued_on_the_other_node_and_counted_once(tmp_path):
+    with LocalCluster(tmp_path / "hpc", nodes=2, cores=2, env=FAST) as cluster:
+        job_id = cluster.submit({"tasks": [{"command": "sleep 1; echo done $HPC_SWEEP_INDEX",
+                                            "sweep": "1-12"}]})
+        cluster.wait_for(
+            lambda: any(t["node"] == "onprem-1" and t["state"] == "Running"
+                        for t in cluster.tasks(job_id)),
+            timeout_s=20, what="a task running on onprem-1",
+        )
+        victim = agent_pid(cluster, "onprem-1")
+        os.kill(victim, signal.SIGKILL)
+        job = cluster.wait_job(job_id, timeout_s=60)
+        assert job["state"] == "Finished", job
+        assert job["taskCounts"] == {"Finished": 12}
+        tasks = cluster.tasks(job_id)
+        requeued = [t for t in tasks if t["attempt"] > 0]
+        assert requeued, "the killed node's tasks must have been requeued"
+        assert all(t["node"] == "onprem-2" for t in requeued)
+        assert sorted(t["sweepIndex"] for t in tasks) == list(range(1, 13))
+        nodes = {n["name"]: n["state"] for n in cluster.get("/api/nodes")["nodes"]}
+        assert nodes["onprem-1"] == "Unreachable"
+
+
+def agent_pid(cluster: LocalCluster, name: str) -> int:
+    """The pid of the agent process `hpc up` started for node ``name``."""
+    assert cluster.proc is not None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int((proc / "stat").read_text().split(") ")[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == cluster.proc.pid and b"agent" in cmd and name.encode() in cmd:
+            return int(proc.name)
+    raise AssertionError(f"no agent process for {name}")
