@@ -1,0 +1,9 @@
+"""A local Azure Functions host: runs function_app.py's functions without Core Tools.
+
+``python -m devhost`` serves the project's app; :class:`LocalHost` does the
+same from code (tests, ``hpc up``).
+"""
+
+from devhost.host import LocalHost
+
+__all__ = ["LocalHost"]
