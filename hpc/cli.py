@@ -50,7 +50,10 @@ TASK_PAGE = 1000
 
 def _stdout() -> Console:
     # Made per use: a Console decides on colour when created, and CliRunner swaps streams.
-    return Console()
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # piped tables keep their columns
+    return console
 
 
 def _stderr() -> Console:

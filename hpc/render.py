@@ -161,12 +161,18 @@ def job_detail(job: Mapping[str, Any]) -> RenderableType:
 
 
 def tasks_table(tasks: list[dict[str, Any]]) -> Table:
+    """One row a task; the last column is the last line of its output (or its error)."""
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("ID", "Name", "State", "Node", "Exit", "Attempt", "Command"):
-        table.add_column(column, justify="right" if column in ("ID", "Exit", "Attempt") else "left")
+    for column in ("ID", "Name", "State", "Node", "Exit", "Attempt", "Output"):
+        table.add_column(
+            column,
+            justify="right" if column in ("ID", "Exit", "Attempt") else "left",
+            no_wrap=True,
+        )
     table.columns[-1].overflow = "ellipsis"
-    table.columns[-1].no_wrap = True
+    table.columns[-1].ratio = 1
     for task in tasks:
+        output = (task.get("error") or task.get("output") or "").strip()
         table.add_row(
             dash(task.get("id")),
             dash(task.get("name")),
@@ -174,7 +180,7 @@ def tasks_table(tasks: list[dict[str, Any]]) -> Table:
             dash(task.get("node")),
             dash(task.get("exitCode")),
             dash(task.get("attempt")),
-            dash(task.get("command")),
+            output.splitlines()[-1] if output else "-",
         )
     return table
 

@@ -15,7 +15,7 @@ cleanup() { kill -TERM "$UP" 2>/dev/null || true; wait "$UP" 2>/dev/null || true
 trap cleanup EXIT
 
 for _ in $(seq 1 150); do
-  if hpc node list --json 2>/dev/null | python3 -c 'import json,sys; n=json.load(sys.stdin)["nodes"]; sys.exit(0 if sum(x["state"]=="Online" for x in n)>=2 else 1)'; then
+  if hpc node list --json 2>/dev/null | python3 -c 'import json,sys; n=json.load(sys.stdin)["nodes"]; sys.exit(0 if sum(x["state"]=="Online" for x in n)>=2 else 1)' 2>/dev/null; then
     break
   fi
   kill -0 "$UP" 2>/dev/null || { echo "hpc up exited:"; cat "$HPC_HOME/up.log"; exit 1; }
@@ -27,7 +27,6 @@ echo
 echo "== hpc job submit --name demo-sweep --sweep 1-8 -- 'echo ...'"
 JOB=$(hpc job submit --name demo-sweep --sweep 1-8 -- \
   'echo "sweep index $HPC_SWEEP_INDEX squared is $((HPC_SWEEP_INDEX * HPC_SWEEP_INDEX)), computed on $HPC_NODE_NAME"; sleep 0.3')
-echo "submitted job $JOB"
 
 echo
 echo "== hpc job watch $JOB"
