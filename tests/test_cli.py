@@ -353,7 +353,7 @@ def test_tables_show_jobs_tasks_and_nodes(api: StandIn) -> None:
     view = hpc("job", "view", "3")
     assert "Normal" in view.stdout and "Finished 1" in view.stdout
     tasks = hpc("task", "list", "1")
-    assert tasks.exit_code == 0 and "onprem-1" in tasks.stdout and "echo 1" in tasks.stdout
+    assert tasks.exit_code == 0 and "onprem-1" in tasks.stdout and "Output" in tasks.stdout
     nodes = hpc("node", "list")
     assert nodes.exit_code == 0 and "OnPremNodes" in nodes.stdout and "Online" in nodes.stdout
     assert hpc("node", "list", "--json").stdout.count('"freeCores": 1') == 1
