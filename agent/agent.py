@@ -62,6 +62,8 @@ from shared.ports.output import OutputStore
 
 log = logging.getLogger(__name__)
 
+BUSY_POLL_MS = 5
+"""Receive wait while tasks run: bounds how late a process exit is noticed."""
 MAX_RECEIVE = 16
 """Assignments taken per receive."""
 ACCEPT_RETRY_S = 1.0
@@ -223,7 +225,9 @@ class Agent:
         if self._receiver is None:
             self._stop.wait(self.config.poll_ms / 1000)
             return []
-        return self._receiver.receive(max_messages=MAX_RECEIVE, max_wait_ms=self.config.poll_ms)
+        # While tasks run, wake often enough that an exit is reported within a few ms.
+        wait_ms = min(self.config.poll_ms, BUSY_POLL_MS) if self._running else self.config.poll_ms
+        return self._receiver.receive(max_messages=MAX_RECEIVE, max_wait_ms=wait_ms)
 
     def _renew_if_due(self) -> None:
         receiver = self._receiver

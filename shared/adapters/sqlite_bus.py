@@ -63,7 +63,7 @@ from shared.ports.bus import (
 T = TypeVar("T")
 
 _POLL_START_S = 0.002
-_POLL_MAX_S = 0.025
+_POLL_MAX_S = 0.010
 _BUSY_TIMEOUT_MS = 10_000
 _BEGIN_RETRY_MAX_S = 0.002
 
@@ -225,7 +225,7 @@ class SqliteBus(Bus):
     def _poll(self, attempt: Callable[[], T | None], max_wait_ms: int) -> T | None:
         """Retry ``attempt`` until it returns something or the wait is over.
 
-        Polls from 2 ms backing off to 25 ms (other processes), and wakes at once
+        Polls from 2 ms backing off to 10 ms (other processes), and wakes at once
         when this object changes the queues (this process).
         """
         deadline = time.monotonic() + max(0, max_wait_ms) / 1000
