@@ -28,6 +28,7 @@ bench: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared functions agent devhost hpc function_app.py
 
 clean:
 	rm -rf $(VENV) .hpc-demo .pytest_cache

@@ -296,11 +296,19 @@ class Agent:
         env = task_env(task, node=self.config.name, group=self.config.groups[0])
         runner = Runner(task, output=self.output, env=env)
         error = runner.start()
-        ids = {"node": self.config.name, "job_id": task.job_id, "task_id": task.task_id}
         if error is not None:
             self._remember(key)
             log.warning("task %s could not start: %s", key, error)
-            self._emit(TaskEnded(**ids, attempt=task.attempt, exit_code=None, error=error))
+            self._emit(
+                TaskEnded(
+                    node=self.config.name,
+                    job_id=task.job_id,
+                    task_id=task.task_id,
+                    attempt=task.attempt,
+                    exit_code=None,
+                    error=error,
+                )
+            )
             return
         self._running[key] = runner
         log.info(
@@ -310,7 +318,15 @@ class Agent:
             task.cores,
             _short(task.command, 200),
         )
-        self._emit(TaskStarted(**ids, attempt=task.attempt, pid=runner.pid))
+        self._emit(
+            TaskStarted(
+                node=self.config.name,
+                job_id=task.job_id,
+                task_id=task.task_id,
+                attempt=task.attempt,
+                pid=runner.pid,
+            )
+        )
 
     def _cancel_task(self, cancel: CancelTask) -> Runner | None:
         """The runner to kill, or None when this attempt does not run here. An attempt

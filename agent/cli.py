@@ -40,9 +40,11 @@ def run_agent(
     settings = settings or Settings()
     given = {"name": name, "groups": list(groups) if groups else None, "cores": cores}
     try:
-        config = AgentConfig(
-            heartbeat_interval_s=settings.heartbeat_interval_s,
-            **{k: v for k, v in given.items() if v is not None},
+        config = AgentConfig.model_validate(
+            {
+                "heartbeat_interval_s": settings.heartbeat_interval_s,
+                **{k: v for k, v in given.items() if v is not None},
+            }
         )
     except ValidationError as exc:
         print(f"agent: error: {_first_error(exc)}", file=sys.stderr)
@@ -59,7 +61,7 @@ def run_agent(
         log.info("received %s; stopping", signal.Signals(signum).name)
         agent.stop()
 
-    previous: dict[int, object] = {}
+    previous: dict[signal.Signals, object] = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)

@@ -25,17 +25,22 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--cores", type=int, default=2)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, LocalCluster(
-        Path(tmp) / "hpc", nodes=args.nodes, cores=args.cores
-    ) as cluster:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalCluster(Path(tmp) / "hpc", nodes=args.nodes, cores=args.cores) as cluster,
+    ):
         t0 = time.perf_counter()
-        job_id = cluster.submit({"name": "bench", "tasks": [{"command": "true", "sweep": f"1-{args.tasks}"}]})
+        job_id = cluster.submit(
+            {"name": "bench", "tasks": [{"command": "true", "sweep": f"1-{args.tasks}"}]}
+        )
         job = cluster.wait_job(job_id, timeout_s=600)
         elapsed = time.perf_counter() - t0
         assert job["state"] == "Finished", job
         nodes = {t["node"] for t in cluster.tasks(job_id)}
-        print(f"sweep: {args.tasks} tasks of `true` on {args.nodes} agents x {args.cores} cores: "
-              f"{elapsed:.2f} s, {args.tasks / elapsed:.1f} tasks/s (nodes used: {len(nodes)})")
+        print(
+            f"sweep: {args.tasks} tasks of `true` on {args.nodes} agents x {args.cores} cores: "
+            f"{elapsed:.2f} s, {args.tasks / elapsed:.1f} tasks/s (nodes used: {len(nodes)})"
+        )
 
         latencies = []
         for _ in range(args.latency_runs):
@@ -46,8 +51,10 @@ def main() -> None:
             latencies.append((start - before).total_seconds() * 1000)
         latencies.sort()
         p95 = latencies[max(0, int(len(latencies) * 0.95) - 1)]
-        print(f"submit->start on an idle node: median {statistics.median(latencies):.1f} ms, "
-              f"p95 {p95:.1f} ms, min {latencies[0]:.1f} ms ({len(latencies)} runs)")
+        print(
+            f"submit->start on an idle node: median {statistics.median(latencies):.1f} ms, "
+            f"p95 {p95:.1f} ms, min {latencies[0]:.1f} ms ({len(latencies)} runs)"
+        )
 
 
 if __name__ == "__main__":

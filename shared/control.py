@@ -54,14 +54,14 @@ RETRIES = 20
 CHUNK = MAX_BATCH - 1  # tasks per commit, leaving room for the job document
 
 
-def _retry(fn: Callable[[], T]) -> T:
-    """Run ``fn`` again while it meets a Conflict (someone else wrote first)."""
+def _retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn(*args, **kwargs)`` again while it meets a Conflict (someone else wrote first)."""
     for _ in range(RETRIES - 1):
         try:
-            return fn()
+            return fn(*args, **kwargs)
         except Conflict:
             continue
-    return fn()
+    return fn(*args, **kwargs)
 
 
 class ControlPlane:
@@ -334,13 +334,13 @@ class ControlPlane:
             elif isinstance(ev, Heartbeat):
                 latest_beat[ev.node] = ev
             elif isinstance(ev, NodeRegistered):
-                kick |= _retry(lambda ev=ev: self._on_registered(ev))
+                kick |= _retry(self._on_registered, ev)
             elif isinstance(ev, NodeStopping):
-                kick |= _retry(lambda ev=ev: self._on_stopping(ev))
+                kick |= _retry(self._on_stopping, ev)
         for beat in latest_beat.values():
-            kick |= _retry(lambda beat=beat: self._on_heartbeat(beat))
+            kick |= _retry(self._on_heartbeat, beat)
         for job_id, evs in task_events.items():
-            kick |= _retry(lambda job_id=job_id, evs=evs: self._on_task_events(job_id, evs))
+            kick |= _retry(self._on_task_events, job_id, evs)
         if kick:
             self.kick()
 
@@ -463,21 +463,16 @@ class ControlPlane:
         timeout = timedelta(seconds=self.settings.heartbeat_timeout_s)
         kick = False
         for node in reconciler.silent_nodes(self.store.list_nodes(), now=now, timeout=timeout):
-            kick |= _retry(lambda node=node: self._mark_unreachable(node.name, now))
+            kick |= _retry(self._mark_unreachable, node.name, now)
         stuck = reconciler.stuck_dispatches(
             self.store.active_tasks(),
             now=now,
             timeout=timedelta(seconds=self.settings.dispatch_timeout_s),
         )
         for task in stuck:
+            reason = f"node {task.node} never started it"
             kick |= _retry(
-                lambda task=task: self._requeue_task(
-                    task.job_id,
-                    task.id,
-                    task.attempt,
-                    f"node {task.node} never started it",
-                    count=True,
-                )
+                self._requeue_task, task.job_id, task.id, task.attempt, reason, count=True
             )
         if kick:
             self.kick()
@@ -499,11 +494,7 @@ class ControlPlane:
 
     def _requeue_node_tasks(self, node: str, reason: str, *, count: bool) -> None:
         for task in self.store.active_tasks(node=node):
-            _retry(
-                lambda task=task: self._requeue_task(
-                    task.job_id, task.id, task.attempt, reason, count=count
-                )
-            )
+            _retry(self._requeue_task, task.job_id, task.id, task.attempt, reason, count=count)
 
     def _requeue_task(
         self, job_id: int, task_id: int, attempt: int, reason: str, *, count: bool

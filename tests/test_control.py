@@ -81,10 +81,19 @@ def assignments(cp: ControlPlane, node: str) -> list[RunTask | CancelTask]:
 def run_all(cp: ControlPlane, node: str, exit_code: int = 0) -> list[RunTask]:
     runs = [a for a in assignments(cp, node) if isinstance(a, RunTask)]
     cp.apply_events(
-        [TaskStarted(node=node, job_id=r.job_id, task_id=r.task_id, attempt=r.attempt) for r in runs]
+        [
+            TaskStarted(node=node, job_id=r.job_id, task_id=r.task_id, attempt=r.attempt)
+            for r in runs
+        ]
         + [
-            TaskEnded(node=node, job_id=r.job_id, task_id=r.task_id, attempt=r.attempt,
-                      exit_code=exit_code, output=f"out {r.task_id}")
+            TaskEnded(
+                node=node,
+                job_id=r.job_id,
+                task_id=r.task_id,
+                attempt=r.attempt,
+                exit_code=exit_code,
+                output=f"out {r.task_id}",
+            )
             for r in runs
         ]
     )
@@ -92,7 +101,11 @@ def run_all(cp: ControlPlane, node: str, exit_code: int = 0) -> list[RunTask]:
 
 
 def sweep(n: int, **extra) -> dict:
-    return {"name": "s", "tasks": [{"command": "echo $HPC_SWEEP_INDEX", "sweep": f"1-{n}"}], **extra}
+    return {
+        "name": "s",
+        "tasks": [{"command": "echo $HPC_SWEEP_INDEX", "sweep": f"1-{n}"}],
+        **extra,
+    }
 
 
 # --- submit ---------------------------------------------------------------------------
@@ -100,7 +113,9 @@ def sweep(n: int, **extra) -> dict:
 
 def test_submit_to_an_unknown_node_group_is_404_and_stores_nothing(cp):
     register(cp, "n1")
-    with pytest.raises(NotFound, match="node group 'Nope' does not exist; known groups: AzureNodes, OnPremNodes"):
+    with pytest.raises(
+        NotFound, match="node group 'Nope' does not exist; known groups: AzureNodes, OnPremNodes"
+    ):
         cp.submit({"nodeGroups": ["Nope"], "command": "x"})
     assert cp.list_jobs() == []
 
@@ -170,11 +185,13 @@ def test_duplicate_and_stale_events_change_nothing(cp):
     cp.schedule_pass()
     [run] = run_all(cp, "n1")
     before = cp.get_job(job.id)
-    cp.apply_events([
-        TaskEnded(node="n1", job_id=job.id, task_id=1, attempt=run.attempt, exit_code=1),
-        TaskEnded(node="n1", job_id=job.id, task_id=1, attempt=run.attempt + 5, exit_code=1),
-        TaskStarted(node="n1", job_id=job.id, task_id=1, attempt=run.attempt),
-    ])
+    cp.apply_events(
+        [
+            TaskEnded(node="n1", job_id=job.id, task_id=1, attempt=run.attempt, exit_code=1),
+            TaskEnded(node="n1", job_id=job.id, task_id=1, attempt=run.attempt + 5, exit_code=1),
+            TaskStarted(node="n1", job_id=job.id, task_id=1, attempt=run.attempt),
+        ]
+    )
     after = cp.get_job(job.id)
     assert after.task_counts == before.task_counts == {TaskState.FINISHED: 1}
     assert cp.get_task(job.id, 1).exit_code == 0
@@ -185,13 +202,17 @@ def test_a_failed_task_fails_the_job_after_the_rest_finish(cp):
     job = cp.submit(sweep(2))
     cp.schedule_pass()
     runs = [a for a in assignments(cp, "n1") if isinstance(a, RunTask)]
-    cp.apply_events([
-        TaskEnded(node="n1", job_id=job.id, task_id=runs[0].task_id, attempt=0, exit_code=3),
-    ])
+    cp.apply_events(
+        [
+            TaskEnded(node="n1", job_id=job.id, task_id=runs[0].task_id, attempt=0, exit_code=3),
+        ]
+    )
     assert cp.get_job(job.id).state is JobState.RUNNING
-    cp.apply_events([
-        TaskEnded(node="n1", job_id=job.id, task_id=runs[1].task_id, attempt=0, exit_code=0),
-    ])
+    cp.apply_events(
+        [
+            TaskEnded(node="n1", job_id=job.id, task_id=runs[1].task_id, attempt=0, exit_code=0),
+        ]
+    )
     final = cp.get_job(job.id)
     assert final.state is JobState.FAILED
     assert final.error == "1 of 2 tasks failed"
@@ -225,7 +246,9 @@ def test_silent_node_becomes_unreachable_and_its_tasks_are_requeued_as_a_new_att
         task = cp.get_task(job.id, run.task_id)
         assert task.state is TaskState.QUEUED and task.attempt == 1
     # The lost node's late report of the old attempt is ignored.
-    cp.apply_events([TaskEnded(node="n1", job_id=job.id, task_id=lost[0].task_id, attempt=0, exit_code=0)])
+    cp.apply_events(
+        [TaskEnded(node="n1", job_id=job.id, task_id=lost[0].task_id, attempt=0, exit_code=0)]
+    )
     assert cp.get_task(job.id, lost[0].task_id).state is TaskState.QUEUED
     while cp.schedule_pass():
         run_all(cp, "n2")
@@ -298,8 +321,18 @@ def test_cancel_cancels_queued_tasks_now_and_running_ones_through_their_agent(cp
     [cancel] = assignments(cp, "n1")
     assert isinstance(cancel, CancelTask) and cancel.task_id == run.task_id
     assert cp.schedule_pass() == 0  # nothing of a canceling job is placed
-    cp.apply_events([TaskEnded(node="n1", job_id=job.id, task_id=run.task_id, attempt=0,
-                               exit_code=-15, canceled=True)])
+    cp.apply_events(
+        [
+            TaskEnded(
+                node="n1",
+                job_id=job.id,
+                task_id=run.task_id,
+                attempt=0,
+                exit_code=-15,
+                canceled=True,
+            )
+        ]
+    )
     final = cp.get_job(job.id)
     assert final.state is JobState.CANCELED
     assert final.task_counts == {TaskState.CANCELED: 3}
@@ -319,10 +352,12 @@ def test_requeue_runs_only_the_failed_tasks_again(cp):
     job = cp.submit(sweep(2))
     cp.schedule_pass()
     runs = [a for a in assignments(cp, "n1") if isinstance(a, RunTask)]
-    cp.apply_events([
-        TaskEnded(node="n1", job_id=job.id, task_id=runs[0].task_id, attempt=0, exit_code=0),
-        TaskEnded(node="n1", job_id=job.id, task_id=runs[1].task_id, attempt=0, exit_code=1),
-    ])
+    cp.apply_events(
+        [
+            TaskEnded(node="n1", job_id=job.id, task_id=runs[0].task_id, attempt=0, exit_code=0),
+            TaskEnded(node="n1", job_id=job.id, task_id=runs[1].task_id, attempt=0, exit_code=1),
+        ]
+    )
     assert cp.get_job(job.id).state is JobState.FAILED
     requeued = cp.requeue_job(job.id)
     assert requeued.state is JobState.QUEUED

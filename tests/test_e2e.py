@@ -54,8 +54,17 @@ def alive(pid: int) -> bool:
 
 
 def test_fifty_task_sweep_finishes_and_both_nodes_run_some(cluster):
-    result = hpc(cluster, "job", "submit", "--name", "sweep50", "--sweep", "1-50", "--",
-                 "echo index=$HPC_SWEEP_INDEX node=$HPC_NODE_NAME group=$HPC_NODE_GROUP")
+    result = hpc(
+        cluster,
+        "job",
+        "submit",
+        "--name",
+        "sweep50",
+        "--sweep",
+        "1-50",
+        "--",
+        "echo index=$HPC_SWEEP_INDEX node=$HPC_NODE_NAME group=$HPC_NODE_GROUP",
+    )
     assert result.returncode == 0, result.stderr
     job_id = int(result.stdout.strip())
     watch = hpc(cluster, "job", "watch", str(job_id))
@@ -80,28 +89,42 @@ def test_job_view_json_carries_id_state_and_task_counts(cluster):
     import json
 
     doc = json.loads(view.stdout)
-    assert doc["id"] == job_id and doc["state"] == "Finished" and doc["taskCounts"] == {"Finished": 3}
+    assert (
+        doc["id"] == job_id and doc["state"] == "Finished" and doc["taskCounts"] == {"Finished": 3}
+    )
 
 
 def test_cancel_ends_the_running_processes_within_two_seconds(cluster, tmp_path):
     pids = tmp_path / "pids"
     pids.mkdir()
-    job_id = cluster.submit({
-        "name": "long",
-        "tasks": [{"command": f"sleep 300 & echo $! > {pids}/$HPC_TASK_ID.child; "
-                              f"echo $$ > {pids}/$HPC_TASK_ID.shell; wait",
-                   "sweep": "1-4"}],
-    })
-    cluster.wait_for(lambda: cluster.job(job_id)["taskCounts"].get("Running", 0) == 4
-                     and len(list(pids.glob("*.child"))) == 4,
-                     timeout_s=20, what="4 tasks running")
+    job_id = cluster.submit(
+        {
+            "name": "long",
+            "tasks": [
+                {
+                    "command": f"sleep 300 & echo $! > {pids}/$HPC_TASK_ID.child; "
+                    f"echo $$ > {pids}/$HPC_TASK_ID.shell; wait",
+                    "sweep": "1-4",
+                }
+            ],
+        }
+    )
+    cluster.wait_for(
+        lambda: (
+            cluster.job(job_id)["taskCounts"].get("Running", 0) == 4
+            and len(list(pids.glob("*.child"))) == 4
+        ),
+        timeout_s=20,
+        what="4 tasks running",
+    )
     running = [int(p.read_text()) for p in pids.iterdir()]
     assert all(alive(p) for p in running)
     t0 = time.monotonic()
     result = hpc(cluster, "job", "cancel", str(job_id))
     assert result.returncode == 0, result.stderr
-    cluster.wait_for(lambda: not any(alive(p) for p in running), timeout_s=2,
-                     what="canceled processes to end")
+    cluster.wait_for(
+        lambda: not any(alive(p) for p in running), timeout_s=2, what="canceled processes to end"
+    )
     assert time.monotonic() - t0 < 2.5
     job = cluster.wait_job(job_id, timeout_s=10)
     assert job["state"] == "Canceled"
@@ -114,7 +137,11 @@ def test_bad_input_gets_a_clear_error_and_writes_nothing(cluster):
     cases = [
         (http.post("/api/jobs", content=b"{not json"), 400, "not valid JSON"),
         (http.post("/api/jobs", json={"tasks": [{"command": ""}]}), 422, "command is empty"),
-        (http.post("/api/jobs", json={"nodeGroup": "Nope", "command": "x"}), 404, "node group 'Nope'"),
+        (
+            http.post("/api/jobs", json={"nodeGroup": "Nope", "command": "x"}),
+            404,
+            "node group 'Nope'",
+        ),
         (http.post("/api/jobs", json={"command": "x", "cores": 64}), 422, "largest node"),
         (http.post("/api/jobs", json={"command": "x", "sweep": "9-1"}), 422, "sweep"),
         (http.post("/api/jobs", content=b"x" * (2 << 20)), 413, "limit"),
@@ -147,12 +174,15 @@ def test_cli_errors_are_one_line_without_traceback(cluster):
 
 def test_killed_agent_tasks_are_requeued_on_the_other_node_and_counted_once(tmp_path):
     with LocalCluster(tmp_path / "hpc", nodes=2, cores=2, env=FAST) as cluster:
-        job_id = cluster.submit({"tasks": [{"command": "sleep 1; echo done $HPC_SWEEP_INDEX",
-                                            "sweep": "1-12"}]})
+        job_id = cluster.submit(
+            {"tasks": [{"command": "sleep 1; echo done $HPC_SWEEP_INDEX", "sweep": "1-12"}]}
+        )
         cluster.wait_for(
-            lambda: any(t["node"] == "onprem-1" and t["state"] == "Running"
-                        for t in cluster.tasks(job_id)),
-            timeout_s=20, what="a task running on onprem-1",
+            lambda: any(
+                t["node"] == "onprem-1" and t["state"] == "Running" for t in cluster.tasks(job_id)
+            ),
+            timeout_s=20,
+            what="a task running on onprem-1",
         )
         victim = agent_pid(cluster, "onprem-1")
         os.kill(victim, signal.SIGKILL)

@@ -71,8 +71,7 @@ def test_reconciler_timer_schedule_is_a_setting_with_a_local_default():
 def test_local_settings_example_names_every_connection_setting():
     example = json.loads((ROOT / "local.settings.json.example").read_text())
     connections = {
-        f.get_trigger().get_dict_repr().get("connection")
-        for f in FUNCTIONS.values()
+        f.get_trigger().get_dict_repr().get("connection") for f in FUNCTIONS.values()
     } - {None}
     assert connections <= set(example["Values"])
     assert example["Values"]["FUNCTIONS_WORKER_RUNTIME"] == "python"

@@ -15,8 +15,13 @@ def node(name, cores=4, groups=("OnPremNodes",), state=NodeState.ONLINE):
 
 def task(job, tid, cores=1, groups=(), priority=2000, minutes=0):
     return Task(
-        job_id=job, id=tid, command="true", cores=cores, node_groups=list(groups),
-        priority=priority, submit_time=T0 + timedelta(minutes=minutes),
+        job_id=job,
+        id=tid,
+        command="true",
+        cores=cores,
+        node_groups=list(groups),
+        priority=priority,
+        submit_time=T0 + timedelta(minutes=minutes),
     )
 
 
@@ -38,14 +43,24 @@ def test_tasks_go_only_to_nodes_of_their_groups():
 
 
 def test_tasks_without_groups_may_use_any_node():
-    nodes = [node("onprem", cores=1, groups=["OnPremNodes"]), node("azure", cores=1, groups=["AzureNodes"])]
+    nodes = [
+        node("onprem", cores=1, groups=["OnPremNodes"]),
+        node("azure", cores=1, groups=["AzureNodes"]),
+    ]
     placements = plan([task(1, 1), task(1, 2)], nodes, {})
     assert {p.node for p in placements} == {"onprem", "azure"}
 
 
 def test_only_online_nodes_get_work():
-    nodes = [node(n, state=s) for n, s in [("a", NodeState.OFFLINE), ("b", NodeState.UNREACHABLE),
-                                           ("c", NodeState.DRAINING), ("d", NodeState.STARTING)]]
+    nodes = [
+        node(n, state=s)
+        for n, s in [
+            ("a", NodeState.OFFLINE),
+            ("b", NodeState.UNREACHABLE),
+            ("c", NodeState.DRAINING),
+            ("d", NodeState.STARTING),
+        ]
+    ]
     assert plan([task(1, 1)], nodes, {}) == []
 
 

@@ -24,14 +24,31 @@ def test_every_state_has_a_row_in_its_table():
 
 def test_state_names_are_hpc_packs():
     assert [s.value for s in JobState] == [
-        "Configuring", "Submitted", "Queued", "Running", "Finishing",
-        "Finished", "Failed", "Canceling", "Canceled",
+        "Configuring",
+        "Submitted",
+        "Queued",
+        "Running",
+        "Finishing",
+        "Finished",
+        "Failed",
+        "Canceling",
+        "Canceled",
     ]
     assert [s.value for s in TaskState] == [
-        "Queued", "Dispatching", "Running", "Finished", "Failed", "Canceled",
+        "Queued",
+        "Dispatching",
+        "Running",
+        "Finished",
+        "Failed",
+        "Canceled",
     ]
     assert [s.value for s in NodeState] == [
-        "Offline", "Starting", "Online", "Draining", "Stopping", "Unreachable",
+        "Offline",
+        "Starting",
+        "Online",
+        "Draining",
+        "Stopping",
+        "Unreachable",
     ]
 
 
