@@ -51,6 +51,8 @@ from shared.states import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRIES = 20
+LOOKAHEAD_MIN = 100
+"""Queued tasks a pass looks at even when few cores are free (room for backfill)."""
 CHUNK = MAX_BATCH - 1  # tasks per commit, leaving room for the job document
 
 
@@ -250,7 +252,13 @@ class ControlPlane:
         for task in active:
             if task.node:
                 used[task.node] += task.cores
-        queued = self.store.queued_tasks(limit=self.settings.scheduler_window)
+        free = sum(max(f, 0) for f in scheduler.free_cores(nodes, used).values())
+        if free == 0:
+            return 0  # nothing can be placed: do not read the queue at all
+        # Look ahead far enough to backfill, not at the whole queue: the window grows
+        # with the free cores, capped by HPC_SCHEDULER_WINDOW.
+        window = min(self.settings.scheduler_window, max(LOOKAHEAD_MIN, 4 * free))
+        queued = self.store.queued_tasks(limit=window)
         placements = scheduler.plan(queued, nodes, used)
         if not placements:
             return 0

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     max_tasks_per_job: int = 100_000
     """Largest sweep accepted in one job."""
     scheduler_window: int = 5000
-    """How many queued tasks one scheduler pass looks at (priority order)."""
+    """Most queued tasks one scheduler pass looks at (priority order); a pass reads
+    max(100, 4 x free cores) of them, up to this."""
 
     @cached_property
     def home_dir(self) -> Path:

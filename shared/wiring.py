@@ -6,6 +6,8 @@ folder); the Azure adapters plug in here, chosen by settings.
 
 from __future__ import annotations
 
+import functools
+
 from shared.messages import EVENTS_QUEUE, NODES_QUEUE, SCHEDULER_QUEUE
 from shared.ports.bus import Bus
 from shared.ports.output import OutputStore
@@ -20,9 +22,16 @@ def build_store(settings: Settings) -> Store:
 
 
 def build_bus(settings: Settings) -> Bus:
+    """One bus object per file and process: senders and receivers in one process (the local
+    host and the function app) then share it, and a send wakes a waiting receive at once."""
+    return _sqlite_bus(str(settings.bus_path))
+
+
+@functools.cache
+def _sqlite_bus(path: str) -> Bus:
     from shared.adapters.sqlite_bus import SqliteBus
 
-    bus = SqliteBus(settings.bus_path)
+    bus = SqliteBus(path)
     declare_queues(bus)
     return bus
 
