@@ -1,0 +1,142 @@
+"""The HTTP API of the real function_app.py, served by the local host in this process.
+
+No agents run here: the test registers a node and plays its agent through
+the control plane, so status codes and messages are pinned fast and exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import function_app
+from devhost import LocalHost
+from functions import context
+from shared.messages import NodeRegistered, TaskEnded, TaskStarted
+from shared.settings import Settings
+from shared.wiring import build_bus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    home = tmp_path_factory.mktemp("api")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HPC_HOME", str(home))
+    mp.setenv("HPC_MAX_BODY_BYTES", "4096")
+    context.reset()
+    cp = context.control()
+    from shared.auth import ensure_admin_token
+
+    token = ensure_admin_token(cp.settings, cp.store)
+    cp.apply_events([NodeRegistered(node="n1", groups=["OnPremNodes"], cores=4, incarnation="x")])
+    host = LocalHost(
+        function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
+    )
+    host.start()
+    client = httpx.Client(base_url=host.url, headers={"Authorization": f"Bearer {token}"})
+    yield client, cp
+    client.close()
+    host.stop()
+    context.reset()
+    mp.undo()
+
+
+def error(response: httpx.Response) -> str:
+    return str(response.json()["error"])
+
+
+def test_submit_returns_201_with_the_job(api):
+    client, _ = api
+    r = client.post("/api/jobs", json={"name": "a", "command": "true", "sweep": "1-3"})
+    assert r.status_code == 201
+    job = r.json()
+    assert job["state"] == "Queued" and job["taskCount"] == 3 and job["taskCounts"] == {"Queued": 3}
+    assert "etag" not in job
+
+
+def test_task_output_and_state_filter(api):
+    client, cp = api
+    job_id = client.post("/api/jobs", json={"command": "echo hi"}).json()["id"]
+    sink = cp.output.sink(job_id, 1, "stdout")
+    sink.write_text("hello\nworld\n")
+    r = client.get(f"/api/jobs/{job_id}/tasks/1/output")
+    assert r.status_code == 200 and r.text == "hello\nworld\n"
+    assert r.headers["content-type"].startswith("text/plain")
+    r = client.get(f"/api/jobs/{job_id}/tasks/1/output", params={"stream": "both"})
+    assert r.status_code == 400 and "stdout or stderr" in error(r)
+    r = client.get(f"/api/jobs/{job_id}/tasks", params={"state": "Queued,Running"})
+    assert r.status_code == 200
+    r = client.get(f"/api/jobs/{job_id}/tasks", params={"state": "Done"})
+    assert r.status_code == 400 and "'Done' is not one of" in error(r)
+
+
+def test_unknown_task_is_404(api):
+    client, _ = api
+    job_id = client.post("/api/jobs", json={"command": "true"}).json()["id"]
+    r = client.get(f"/api/jobs/{job_id}/tasks/5")
+    assert r.status_code == 404
+
+
+def test_requeue_of_a_queued_job_is_409_and_says_which_jobs_can(api):
+    client, _ = api
+    job_id = client.post("/api/jobs", json={"command": "true"}).json()["id"]
+    r = client.post(f"/api/jobs/{job_id}/requeue")
+    assert r.status_code == 409 and "only Failed or Canceled jobs" in error(r)
+
+
+def test_cancel_then_cancel_again_is_409(api):
+    client, _ = api
+    job_id = client.post("/api/jobs", json={"command": "true", "priority": "Lowest"}).json()["id"]
+    r = client.post(f"/api/jobs/{job_id}/cancel")
+    assert r.status_code == 200 and r.json()["state"] in ("Canceled", "Canceling")
+    r = client.post(f"/api/jobs/{job_id}/cancel")
+    assert r.status_code == 409 and "already Canceled" in error(r)
+
+
+def test_oversized_body_is_413_and_empty_body_is_400(api):
+    client, _ = api
+    r = client.post("/api/jobs", content=b" " * 5000)
+    assert r.status_code == 413 and "HPC_MAX_BODY_BYTES" in error(r)
+    r = client.post("/api/jobs", content=b"")
+    assert r.status_code == 400 and "empty" in error(r)
+
+
+def test_a_json_array_is_not_a_job_spec(api):
+    client, _ = api
+    r = client.post("/api/jobs", json=[1, 2])
+    assert r.status_code == 422
+
+
+def test_nodes_report_running_tasks_and_free_cores(api):
+    client, cp = api
+    cp.apply_events([NodeRegistered(node="big", groups=["Big"], cores=8, incarnation="y")])
+    job_id = client.post(
+        "/api/jobs", json={"command": "sleep 1", "cores": 3, "nodeGroup": "Big"}
+    ).json()["id"]
+    # The local host runs the scheduler on its own when the submit kicks it.
+    deadline = time.monotonic() + 10
+    while cp.get_task(job_id, 1).state != "Dispatching":
+        assert time.monotonic() < deadline, "the scheduler never placed the task"
+        time.sleep(0.01)
+    cp.apply_events([TaskStarted(node="big", job_id=job_id, task_id=1, attempt=0)])
+    nodes = {n["name"]: n for n in client.get("/api/nodes").json()["nodes"]}
+    active = cp.store.active_tasks(node="big")  # other tests' jobs (any node) may run here too
+    assert any(t.job_id == job_id for t in active)
+    assert nodes["big"]["runningTasks"] == len(active)
+    assert nodes["big"]["freeCores"] == 8 - sum(t.cores for t in active)
+    assert nodes["big"]["state"] == "Online"
+    cp.apply_events([TaskEnded(node="big", job_id=job_id, task_id=1, attempt=0, exit_code=0)])
+    assert client.get(f"/api/jobs/{job_id}").json()["state"] == "Finished"
+    groups = {g["name"] for g in client.get("/api/nodegroups").json()["groups"]}
+    assert {"OnPremNodes", "AzureNodes", "Big"} <= groups
+
+
+def test_wrong_method_is_refused(api):
+    client, _ = api
+    r = client.delete("/api/jobs")
+    assert r.status_code in (404, 405)
