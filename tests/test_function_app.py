@@ -82,3 +82,16 @@ def test_host_json_sets_the_api_route_prefix_and_extension_bundle():
     assert host["version"] == "2.0"
     assert host["extensions"]["http"]["routePrefix"] == "api"
     assert host["extensionBundle"]["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
+
+
+def test_deployment_requirements_cover_what_the_function_app_imports():
+    wanted = {"azure-functions", "pydantic", "pydantic-settings"}
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    names = {
+        line.split(">=")[0].split("==")[0].strip()
+        for line in lines
+        if line and not line.startswith("#")
+    }
+    assert wanted <= names
+    ignored = (ROOT / ".funcignore").read_text().split()
+    assert "shared" not in ignored and "functions" not in ignored
