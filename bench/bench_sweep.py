@@ -2,6 +2,7 @@
 
 Prints:
 - tasks/s for a sweep of `true` (default 1,000 tasks) on 2 agents with 2 cores each;
+- submit and cancel times of a large sweep (default 100,000 tasks of `sleep 60`);
 - submit -> start latency of a one-task job on an idle node (median and p95 of N runs),
   measured from just before the POST to the task's startTime recorded by the control plane.
 """
@@ -24,6 +25,9 @@ def main() -> None:
     ap.add_argument("--latency-runs", type=int, default=20)
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument(
+        "--big", type=int, default=100_000, help="tasks of the submit/cancel run (0: skip)"
+    )
     args = ap.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -55,6 +59,19 @@ def main() -> None:
             f"submit->start on an idle node: median {statistics.median(latencies):.1f} ms, "
             f"p95 {p95:.1f} ms, min {latencies[0]:.1f} ms ({len(latencies)} runs)"
         )
+
+        if args.big:
+            spec = {"name": "big", "tasks": [{"command": "sleep 60", "sweep": f"1-{args.big}"}]}
+            t0 = time.perf_counter()
+            big = cluster.submit(spec)
+            t1 = time.perf_counter()
+            cluster.post(f"/api/jobs/{big}/cancel")
+            job = cluster.wait_job(big, timeout_s=600)
+            t2 = time.perf_counter()
+            print(
+                f"{args.big}-task sweep: submit {t1 - t0:.2f} s, "
+                f"cancel to {job['state']} {t2 - t1:.2f} s"
+            )
 
 
 if __name__ == "__main__":
