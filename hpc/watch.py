@@ -70,6 +70,7 @@ def watch_job(
     )
     # The first poll comes before the bar, so an unknown job id prints no empty bar.
     job = _poll(client, job_id, retry_s=interval_s, patience_s=patience_s, sleep=sleep)
+    last_line = ""
     with Progress(*columns, console=console) as bar:
         row = bar.add_task(
             f"job {job_id}", total=None, finished=0, failed=0, tasks_total=0, counts=""
@@ -94,6 +95,12 @@ def watch_job(
                 tasks_total=total,
                 counts=counts_text(counts).markup,
             )
+            if not console.is_terminal:
+                # Piped or logged: no live bar, so print a line each time the counts move.
+                line = f"job {job_id} {job_state}: {done}/{total} done  {counts_text(counts).plain}"
+                if line != last_line:
+                    console.print(line, soft_wrap=True, highlight=False)
+                    last_line = line
             if job_state in TERMINAL_STATES:
                 return job
             sleep(interval_s)
