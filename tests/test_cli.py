@@ -379,6 +379,8 @@ def test_watch_exits_0_when_the_job_finishes(api: StandIn) -> None:
     assert result.exit_code == 0, result.output
     assert "Finished" in result.stdout
     assert len([r for r in api.requests if r["path"] == "/api/jobs/1"]) == 3
+    # Not a terminal: one plain progress line per change instead of a live bar.
+    assert "job 1 Queued:" in result.output and "job 1 Running:" in result.output
 
 
 def test_watch_exits_1_when_the_job_fails(api: StandIn) -> None:
