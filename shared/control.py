@@ -388,7 +388,31 @@ class ControlPlane:
         if came_back:
             node.move_to(NodeState.ONLINE, reason="heartbeat resumed", now=now)
         self.store.put_node(node)
+        self._cancel_strays(node.name, ev.running)
         return came_back
+
+    def _cancel_strays(self, node: str, running: Sequence[str]) -> None:
+        """Kill attempts a node still runs that are no longer its to run (requeued while the
+        node was unreachable, or canceled): otherwise they would hold cores the scheduler
+        has given to other tasks."""
+        if not running:
+            return
+        mine = {(t.job_id, t.id, t.attempt) for t in self.store.active_tasks(node=node)}
+        strays = []
+        for key in running:
+            try:
+                job_id, task_id, attempt = (int(part) for part in key.split("."))
+            except ValueError:
+                continue
+            if (job_id, task_id, attempt) not in mine:
+                strays.append(CancelTask(job_id=job_id, task_id=task_id, attempt=attempt))
+        if strays:
+            log.warning(
+                "node %s runs %d task(s) no longer its own; canceling them", node, len(strays)
+            )
+            self.bus.send(
+                NODES_QUEUE, [OutgoingMessage(body=m.to_bytes(), session_id=node) for m in strays]
+            )
 
     def _on_stopping(self, ev: NodeStopping) -> bool:
         try:

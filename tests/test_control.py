@@ -279,6 +279,30 @@ def test_unreachable_node_that_heartbeats_again_comes_back_online(cp, clock):
     assert cp.store.get_node("n1").state is NodeState.ONLINE
 
 
+def test_node_back_from_unreachable_is_told_to_kill_attempts_that_were_requeued(cp, clock):
+    register(cp, "n1", cores=1)
+    job = cp.submit(sweep(1))
+    cp.schedule_pass()
+    [run] = assignments(cp, "n1")
+    cp.apply_events([TaskStarted(node="n1", job_id=job.id, task_id=1, attempt=0)])
+    clock.advance(11)
+    cp.reconcile()  # n1 silent: task 1 requeued as attempt 1
+    cp.apply_events([Heartbeat(node="n1", incarnation="i1", free_cores=0, running=["1.1.0"])])
+    stray = [a for a in assignments(cp, "n1") if isinstance(a, CancelTask)]
+    assert [(c.job_id, c.task_id, c.attempt) for c in stray] == [(job.id, 1, 0)]
+
+
+def test_heartbeat_listing_only_its_own_tasks_cancels_nothing(cp):
+    register(cp, "n1", cores=1)
+    job = cp.submit(sweep(1))
+    cp.schedule_pass()
+    assignments(cp, "n1")
+    cp.apply_events(
+        [Heartbeat(node="n1", incarnation="i1", free_cores=0, running=[f"{job.id}.1.0"])]
+    )
+    assert assignments(cp, "n1") == []
+
+
 def test_restarted_agent_gets_its_lost_tasks_requeued(cp):
     register(cp, "n1", cores=1, inc="first")
     job = cp.submit(sweep(1))
