@@ -33,6 +33,7 @@ from uuid import uuid4
 from pydantic import ValidationError
 
 from agent.config import AgentConfig
+from agent.lifeline import Lifeline
 from agent.runner import Runner, kill_trees, task_env, task_key
 from shared.messages import (
     ASSIGNMENT,
@@ -120,6 +121,7 @@ class Agent:
         self._last_accept_log = float("-inf")
         self._next_beat = 0.0
         self._backoff_s = 0.0
+        self._lifeline: Lifeline | None = None
 
     # ------------------------------------------------------------ public
 
@@ -156,6 +158,8 @@ class Agent:
             )
         )
         self._next_beat = self.clock() + cfg.heartbeat_interval_s
+        if cfg.lifeline:
+            self._lifeline = Lifeline()
         try:
             while not self._stop.is_set():
                 try:
@@ -311,6 +315,8 @@ class Agent:
             )
             return
         self._running[key] = runner
+        if self._lifeline is not None and runner.pid is not None:
+            self._lifeline.track(runner.pid)  # its process group id
         log.info(
             "task %s started (pid %s, %d cores): %s",
             key,
@@ -355,7 +361,7 @@ class Agent:
     def _end_killed(self, runners: Sequence[Runner], *, canceled: bool) -> None:
         codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
-            tail = runner.finish()
+            tail = self._finish(runner)
             log.info("task %s canceled (exit code %s)", runner.key, code)
             self._emit(self._ended_event(runner, code, tail, canceled=canceled))
 
@@ -366,7 +372,7 @@ class Agent:
                 continue
             del self._running[key]
             self._remember(key)
-            tail = runner.finish()
+            tail = self._finish(runner)
             log.info(
                 "task %s ended: exit code %d after %.2f s",
                 key,
@@ -466,7 +472,7 @@ class Agent:
             log.info("stopping: killing %d running task(s)", len(runners))
             kill_trees(runners, grace_s=self.config.kill_grace_s)
             for runner in runners:
-                runner.finish()  # publishes what they wrote; they are requeued, not ended
+                self._finish(runner)  # publishes what they wrote; they are requeued, not ended
         if self.incarnation is not None:
             self._emit(NodeStopping(node=self.config.name, incarnation=self.incarnation))
             for attempt in range(1, _STOP_SEND_ATTEMPTS + 1):
@@ -479,7 +485,17 @@ class Agent:
             else:
                 log.error("NodeStopping not sent: the control plane will find this node silent")
         self._drop_session()
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
         log.info("agent %s stopped", self.config.name)
+
+    def _finish(self, runner: Runner) -> str:
+        """Collect an ended task's output; its process group is gone, so forget it."""
+        tail = runner.finish()
+        if self._lifeline is not None and runner.pid is not None:
+            self._lifeline.untrack(runner.pid)
+        return tail
 
 
 def _now_like(moment: datetime) -> datetime:

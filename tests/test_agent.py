@@ -552,3 +552,39 @@ def test_cli_agent_runs_tasks_and_stops_cleanly_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_tasks_die_with_an_agent_killed_by_sigkill(tmp_path):
+    """The lifeline watchdog kills the task trees of an agent that cannot clean up itself."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--name", "doomed", "--cores", "2"],
+        cwd=ROOT,
+        env=_cli_env(tmp_path),
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        (tmp_path / "home").mkdir(exist_ok=True)
+        bus = SqliteBus(tmp_path / "home" / "bus.db")
+        declare_queues(bus)
+        cp = ControlPlane(bus, node="doomed")
+        cp.wait_for(NodeRegistered, timeout=20)
+        cp.send(run_task(1, "sh -c 'sleep 300 & sleep 300'"))
+        leader = cp.started(1).pid
+        assert leader is not None
+        tree = wait_until(lambda: len(pids := group_members(leader)) >= 3 and pids, what="tree")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=5)
+        wait_until(
+            lambda: not any(process_alive(p) for p in tree), timeout=2.0, what="orphans gone"
+        )
+        bus.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_lifeline_forgets_groups_of_ended_tasks():
+    from agent.lifeline import watch
+
+    assert watch(["+10\n", "+11\n", "-10\n", "junk\n", "+12\n"]) == {11, 12}
