@@ -186,6 +186,7 @@ class Agent:
     def _step(self) -> None:
         self._reap()
         self._heartbeat_if_due()
+        self._flush()  # report endings now, not after the receive wait below
         self._accept_if_needed()
         messages = self._receive()
         settles = self._handle(messages)

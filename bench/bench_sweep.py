@@ -1,6 +1,7 @@
 """End-to-end throughput and latency on a real local cluster (`hpc up`, 2 agents).
 
 Prints:
+- CPU an idle cluster uses (every process on the machine, measured from /proc);
 - tasks/s for a sweep of `true` (default 1,000 tasks) on 2 agents with 2 cores each;
 - submit and cancel times of a large sweep (default 100,000 tasks of `sleep 60`);
 - submit -> start latency of a one-task job on an idle node (median and p95 of N runs),
@@ -10,6 +11,7 @@ Prints:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -17,6 +19,27 @@ from datetime import datetime
 from pathlib import Path
 
 from hpc.localcluster import LocalCluster
+
+
+def idle_cpu(*, seconds: float) -> float:
+    """CPU used by every process on this machine over ``seconds``, in % of one core."""
+
+    def ticks() -> int:
+        total = 0
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    stat = (proc / "stat").read_text()
+                except OSError:
+                    continue
+                fields = stat[stat.rfind(")") + 2 :].split()
+                total += int(fields[11]) + int(fields[12])
+        return total
+
+    before, t0 = ticks(), time.perf_counter()
+    time.sleep(seconds)
+    used = (ticks() - before) / os.sysconf("SC_CLK_TCK")
+    return 100 * used / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -33,6 +56,10 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         LocalCluster(Path(tmp) / "hpc", nodes=args.nodes, cores=args.cores) as cluster,
     ):
+        time.sleep(2)  # let start-up settle
+        idle = idle_cpu(seconds=5)
+        print(f"idle cluster (control plane + {args.nodes} agents): {idle:.1f}% of one core")
+
         t0 = time.perf_counter()
         job_id = cluster.submit(
             {"name": "bench", "tasks": [{"command": "true", "sweep": f"1-{args.tasks}"}]}

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from shared.adapters import doorbell
 from shared.ports.bus import (
     DEFAULT_LOCK_DURATION_MS,
     DEFAULT_MAX_DELIVERY_COUNT,
@@ -63,7 +64,8 @@ from shared.ports.bus import (
 T = TypeVar("T")
 
 _POLL_START_S = 0.002
-_POLL_MAX_S = 0.010
+_POLL_MAX_S = 0.025 if doorbell.SUPPORTED else 0.010
+"""Longest pause between polls; with doorbells, polling is only the fallback."""
 _BUSY_TIMEOUT_MS = 10_000
 _BEGIN_RETRY_MAX_S = 0.002
 
@@ -148,9 +150,13 @@ class SqliteBus(Bus):
         self._changed = threading.Condition()
         self._generation = 0
         with self._write() as conn:  # not executescript: it would commit on its own
-            for statement in _SCHEMA.split(";"):
+            for statement in [*_SCHEMA.split(";"), doorbell.SCHEMA]:
                 if statement.strip():
                     conn.execute(statement)
+        # ...and other processes' waiters are woken by ringing their doorbells.
+        self._doorbell = doorbell.Doorbell(
+            str(self.path), read=self._read_rows, write=self._write_one, on_ring=self._wake_local
+        )
 
     # --- connections and transactions ------------------------------------
 
@@ -217,7 +223,20 @@ class SqliteBus(Bus):
         finally:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
 
+    def _read_rows(self, sql: str) -> list[tuple[str]]:
+        return self._conn().execute(sql).fetchall()
+
+    def _write_one(self, sql: str, params: tuple[object, ...]) -> None:
+        """One statement in a write transaction taken with the fair retry of :meth:`_begin`."""
+        with self._write() as conn:
+            conn.execute(sql, params)
+
     def _notify(self) -> None:
+        """The queues changed: wake waiting receivers here and in other processes."""
+        self._wake_local()
+        self._doorbell.ring()
+
+    def _wake_local(self) -> None:
         with self._changed:
             self._generation += 1
             self._changed.notify_all()
@@ -225,10 +244,12 @@ class SqliteBus(Bus):
     def _poll(self, attempt: Callable[[], T | None], max_wait_ms: int) -> T | None:
         """Retry ``attempt`` until it returns something or the wait is over.
 
-        Polls from 2 ms backing off to 10 ms (other processes), and wakes at once
-        when this object changes the queues (this process).
+        Wakes at once when this process or another (through its doorbell) changes
+        the queues; otherwise polls from 2 ms backing off to ``_POLL_MAX_S``.
         """
         deadline = time.monotonic() + max(0, max_wait_ms) / 1000
+        if max_wait_ms > 0:
+            self._doorbell.listen()
         interval = _POLL_START_S
         while True:
             seen = self._generation
@@ -458,6 +479,7 @@ class SqliteBus(Bus):
 
         Connections inherited through ``fork`` belong to the parent and are left alone.
         """
+        self._doorbell.close()
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for pid, conn in connections:
