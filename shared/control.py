@@ -46,6 +46,7 @@ from shared.states import (
     JobState,
     NodeState,
     TaskState,
+    can_transition,
 )
 
 log = logging.getLogger(__name__)
@@ -332,8 +333,13 @@ class ControlPlane:
 
     def apply_events(self, events: Sequence[Event]) -> None:
         """Apply a batch of agent events idempotently; task events are grouped per job so a
-        batch of endings costs one commit per job (per 99 tasks), not one per task."""
-        kick = False
+        batch of endings costs one commit per job (per 99 tasks), not one per task.
+
+        One unit (a node's event, a job's events) failing does not stop the others; the
+        first failure is raised at the end so the bus delivers the batch again, and the
+        units that were applied change nothing the second time.
+        """
+        units: list[tuple[Callable[..., bool], tuple[Any, ...]]] = []
         task_events: dict[int, list[TaskStarted | TaskEnded]] = defaultdict(list)
         latest_beat: dict[str, Heartbeat] = {}
         for ev in events:
@@ -342,15 +348,23 @@ class ControlPlane:
             elif isinstance(ev, Heartbeat):
                 latest_beat[ev.node] = ev
             elif isinstance(ev, NodeRegistered):
-                kick |= _retry(self._on_registered, ev)
+                units.append((self._on_registered, (ev,)))
             elif isinstance(ev, NodeStopping):
-                kick |= _retry(self._on_stopping, ev)
-        for beat in latest_beat.values():
-            kick |= _retry(self._on_heartbeat, beat)
-        for job_id, evs in task_events.items():
-            kick |= _retry(self._on_task_events, job_id, evs)
+                units.append((self._on_stopping, (ev,)))
+        units += [(self._on_heartbeat, (beat,)) for beat in latest_beat.values()]
+        units += [(self._on_task_events, (job, evs)) for job, evs in task_events.items()]
+        kick = False
+        failure: Exception | None = None
+        for fn, args in units:
+            try:
+                kick |= _retry(fn, *args)
+            except Exception as exc:
+                log.exception("applying %s%r failed", fn.__name__, args[:1])
+                failure = failure or exc
         if kick:
             self.kick()
+        if failure is not None:
+            raise failure
 
     def _on_registered(self, ev: NodeRegistered) -> bool:
         now = self.clock()
@@ -363,6 +377,8 @@ class ControlPlane:
         node.groups, node.cores, node.incarnation = ev.groups, ev.cores, ev.incarnation
         node.last_heartbeat = now
         if node.state is not NodeState.ONLINE:
+            if not can_transition(node.state, NodeState.ONLINE):
+                node.move_to(NodeState.OFFLINE, reason="agent registered", now=now)
             node.move_to(NodeState.ONLINE, reason="agent registered", now=now)
         self.store.put_node(node)
         self._ensure_groups(ev.groups)

@@ -401,3 +401,33 @@ def test_unknown_ids_are_not_found(cp):
         cp.get_task(job.id, 2)
     with pytest.raises(NotFound):
         cp.cancel_job(42)
+
+
+def test_one_failing_event_does_not_stop_the_rest_of_the_batch(cp, monkeypatch):
+    register(cp, "n1", cores=2)
+    job = cp.submit(sweep(1))
+    cp.schedule_pass()
+    real = cp._on_stopping
+
+    def broken(ev):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cp, "_on_stopping", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        cp.apply_events(
+            [
+                NodeStopping(node="n1", incarnation="i1"),
+                TaskStarted(node="n1", job_id=job.id, task_id=1, attempt=0),
+            ]
+        )
+    assert cp.get_task(job.id, 1).state is TaskState.RUNNING  # applied despite the failure
+    monkeypatch.setattr(cp, "_on_stopping", real)
+
+
+def test_agent_registering_on_a_stopping_node_brings_it_online(cp):
+    register(cp, "n1")
+    node = cp.store.get_node("n1")
+    node.move_to(NodeState.STOPPING)
+    cp.store.put_node(node)
+    register(cp, "n1", inc="i2")
+    assert cp.store.get_node("n1").state is NodeState.ONLINE
