@@ -61,3 +61,15 @@ def test_shorthand_one_task_job_and_single_node_group():
 def test_hpc_variables_cannot_be_overridden():
     with pytest.raises(InvalidRequest, match="HPC_JOB_ID"):
         JobSpec.parse({"command": "x", "env": {"HPC_JOB_ID": "1"}})
+
+
+def test_the_readme_job_spec_example_is_valid():
+    import json
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```json\n(.*?)```", readme, re.S)
+    assert block, "README has a json job spec example"
+    spec = JobSpec.parse(json.loads(block.group(1)))
+    assert spec.task_count() == 100 and spec.node_groups == ["OnPremNodes"]
