@@ -304,16 +304,7 @@ class Agent:
         if error is not None:
             self._remember(key)
             log.warning("task %s could not start: %s", key, error)
-            self._emit(
-                TaskEnded(
-                    node=self.config.name,
-                    job_id=task.job_id,
-                    task_id=task.task_id,
-                    attempt=task.attempt,
-                    exit_code=None,
-                    error=error,
-                )
-            )
+            self._emit(self._ended_event(task, exit_code=None, error=error))
             return
         self._running[key] = runner
         if self._lifeline is not None and runner.pid is not None:
@@ -347,16 +338,7 @@ class Agent:
         if key not in self._ended:
             self._remember(key)
             log.info("task %s canceled before it ran here", key)
-            self._emit(
-                TaskEnded(
-                    node=self.config.name,
-                    job_id=cancel.job_id,
-                    task_id=cancel.task_id,
-                    attempt=cancel.attempt,
-                    exit_code=None,
-                    canceled=True,
-                )
-            )
+            self._emit(self._ended_event(cancel, exit_code=None, canceled=True))
         return None
 
     def _end_killed(self, runners: Sequence[Runner], *, canceled: bool) -> None:
@@ -364,7 +346,9 @@ class Agent:
         for runner, code in zip(runners, codes, strict=True):
             tail = self._finish(runner)
             log.info("task %s canceled (exit code %s)", runner.key, code)
-            self._emit(self._ended_event(runner, code, tail, canceled=canceled))
+            self._emit(
+                self._ended_event(runner.task, exit_code=code, canceled=canceled, output=tail)
+            )
 
     def _reap(self) -> None:
         for key, runner in list(self._running.items()):
@@ -380,20 +364,26 @@ class Agent:
                 code,
                 time.monotonic() - runner.started_at,
             )
-            self._emit(self._ended_event(runner, code, tail, canceled=False))
+            self._emit(self._ended_event(runner.task, exit_code=code, output=tail))
 
     def _ended_event(
-        self, runner: Runner, code: int | None, tail: str, *, canceled: bool
+        self,
+        task: RunTask | CancelTask,
+        *,
+        exit_code: int | None,
+        canceled: bool = False,
+        output: str = "",
+        error: str | None = None,
     ) -> TaskEnded:
-        task = runner.task
         return TaskEnded(
             node=self.config.name,
             job_id=task.job_id,
             task_id=task.task_id,
             attempt=task.attempt,
-            exit_code=code,
+            exit_code=exit_code,
             canceled=canceled,
-            output=tail,
+            output=output,
+            error=error,
         )
 
     def _remember(self, key: str) -> None:

@@ -27,9 +27,9 @@ class AgentConfig(BaseModel):
     poll_ms: int = Field(default=50, ge=1, le=1000)
     """Longest wait for assignments per loop: bounds how late a cancel or a process exit is noticed."""
     kill_grace_s: float = Field(default=0.5, ge=0, le=1)
+    """Time a task's process group has between SIGTERM and SIGKILL."""
     lifeline: bool = True
     """Start the watchdog that kills this agent's tasks if the agent dies (agent/lifeline.py)."""
-    """Time a task's process group has between SIGTERM and SIGKILL."""
 
     @field_validator("name")
     @classmethod

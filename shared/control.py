@@ -178,9 +178,14 @@ class ControlPlane:
                     task.move_to(TaskState.CANCELED, now=now)
                     job.count(TaskState.QUEUED, TaskState.CANCELED)
                 self.store.commit(job=job, tasks=chunk)
-            active = [t for t in self.store.active_tasks() if t.job_id == job_id]
-            self._send_cancels(active)
-            self._maybe_end(job, now)
+            active = self.store.list_tasks(job_id, states=TASK_ACTIVE, limit=1 << 30)
+            self._send_to_nodes(
+                (t.node, CancelTask(job_id=t.job_id, task_id=t.id, attempt=t.attempt))
+                for t in active
+                if t.node
+            )
+            if self._maybe_end(job, now):
+                self.store.commit(job=job)
             return job
 
         return _retry(attempt)
@@ -221,11 +226,11 @@ class ControlPlane:
 
     def list_nodes(self) -> list[dict[str, Any]]:
         """Nodes with their running task count and free cores (from the store's accounting)."""
-        used: dict[str, int] = defaultdict(int)
+        active = self.store.active_tasks()
+        used = _used_cores(active)
         running: dict[str, int] = defaultdict(int)
-        for task in self.store.active_tasks():
+        for task in active:
             if task.node:
-                used[task.node] += task.cores
                 running[task.node] += 1
         out = []
         for node in self.store.list_nodes():
@@ -248,11 +253,7 @@ class ControlPlane:
     def schedule_pass(self) -> int:
         """One scheduler pass; returns how many tasks it dispatched. Single writer of placements."""
         nodes = self.store.list_nodes()
-        active = self.store.active_tasks()
-        used: dict[str, int] = defaultdict(int)
-        for task in active:
-            if task.node:
-                used[task.node] += task.cores
+        used = _used_cores(self.store.active_tasks())
         free = sum(max(f, 0) for f in scheduler.free_cores(nodes, used).values())
         if free == 0:
             return 0  # nothing can be placed: do not read the queue at all
@@ -297,9 +298,7 @@ class ControlPlane:
         return dispatched
 
     def _send_runs(self, tasks: Sequence[Task], placements: dict[int, scheduler.Placement]) -> None:
-        per_node: dict[str, list[OutgoingMessage]] = defaultdict(list)
-        for task in tasks:
-            p = placements[task.id]
+        def run(task: Task, p: scheduler.Placement) -> RunTask:
             env = {
                 "HPC_JOB_ID": str(task.job_id),
                 "HPC_TASK_ID": str(task.id),
@@ -308,7 +307,7 @@ class ControlPlane:
                 "HPC_NODE_GROUP": p.group or "",
                 **task.env,
             }
-            msg = RunTask(
+            return RunTask(
                 job_id=task.job_id,
                 task_id=task.id,
                 attempt=task.attempt,
@@ -317,17 +316,16 @@ class ControlPlane:
                 work_dir=task.work_dir,
                 env=env,
             )
-            per_node[p.node].append(OutgoingMessage(body=msg.to_bytes(), session_id=p.node))
-        for _node, messages in per_node.items():
-            self.bus.send(NODES_QUEUE, messages)
 
-    def _send_cancels(self, tasks: Iterable[Task]) -> None:
-        for task in tasks:
-            if task.node:
-                msg = CancelTask(job_id=task.job_id, task_id=task.id, attempt=task.attempt)
-                self.bus.send(
-                    NODES_QUEUE, OutgoingMessage(body=msg.to_bytes(), session_id=task.node)
-                )
+        self._send_to_nodes((placements[t.id].node, run(t, placements[t.id])) for t in tasks)
+
+    def _send_to_nodes(self, assignments: Iterable[tuple[str, RunTask | CancelTask]]) -> None:
+        """Send assignments to their nodes' sessions: one batch per node."""
+        per_node: dict[str, list[OutgoingMessage]] = defaultdict(list)
+        for node, message in assignments:
+            per_node[node].append(OutgoingMessage(body=message.to_bytes(), session_id=node))
+        for messages in per_node.values():
+            self.bus.send(NODES_QUEUE, messages)
 
     # ---------------------------------------------------------------- events
 
@@ -426,9 +424,7 @@ class ControlPlane:
             log.warning(
                 "node %s runs %d task(s) no longer its own; canceling them", node, len(strays)
             )
-            self.bus.send(
-                NODES_QUEUE, [OutgoingMessage(body=m.to_bytes(), session_id=node) for m in strays]
-            )
+            self._send_to_nodes((node, m) for m in strays)
 
     def _on_stopping(self, ev: NodeStopping) -> bool:
         try:
@@ -480,18 +476,17 @@ class ControlPlane:
             changed[task.id] = task
         if not changed:
             return False
-        self._maybe_end(job, now, commit=False)
+        self._maybe_end(job, now)
         for chunk in _chunks(list(changed.values()), CHUNK):
             self.store.commit(job=job, tasks=chunk)
         return ended
 
-    def _maybe_end(self, job: Job, now: datetime, *, commit: bool = True) -> None:
-        """Close the job when none of its tasks is left to run."""
+    def _maybe_end(self, job: Job, now: datetime) -> bool:
+        """Close the job (in memory) when none of its tasks is left to run; True if it did.
+        The caller commits the job with whatever else it changed."""
         done = sum(n for s, n in job.task_counts.items() if s in TASK_TERMINAL)
         if done < job.task_count or job.state in JOB_TERMINAL:
-            if commit:
-                self.store.commit(job=job)
-            return
+            return False
         if job.state is JobState.CANCELING:
             job.move_to(JobState.CANCELED, now=now)
         elif job.task_counts.get(TaskState.FAILED, 0) or job.task_counts.get(TaskState.CANCELED, 0):
@@ -500,8 +495,7 @@ class ControlPlane:
             job.move_to(JobState.FAILED, now=now)
         else:
             job.move_to(JobState.FINISHED, now=now)
-        if commit:
-            self.store.commit(job=job)
+        return True
 
     # ------------------------------------------------------------- reconcile
 
@@ -566,9 +560,18 @@ class ControlPlane:
             task.attempt += 1
             task.error = reason
         job.count(old, task.state)
-        self._maybe_end(job, now, commit=False)
+        self._maybe_end(job, now)
         self.store.commit(job=job, tasks=[task])
         return True
+
+
+def _used_cores(active: Iterable[Task]) -> dict[str, int]:
+    """Cores each node's active tasks hold: the store's accounting, not the agents' word."""
+    used: dict[str, int] = defaultdict(int)
+    for task in active:
+        if task.node:
+            used[task.node] += task.cores
+    return used
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:

@@ -180,7 +180,6 @@ class JobSpec(_Spec):
                 )
         job.task_count = len(tasks)
         job.task_counts = {tasks[0].state: len(tasks)}
-        job.state = job.state  # Configuring; the caller submits it through the state table
         return job, tasks
 
 
