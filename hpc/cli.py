@@ -14,12 +14,9 @@ traceback of an unexpected exception). Because this lives in the group's
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import socket
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -334,15 +331,17 @@ def job_view(job_id: JobId, as_json: JsonOption = False) -> None:
 def job_cancel(job_id: JobId) -> None:
     """Cancel a job: queued tasks are dropped, running ones killed."""
     with _client() as client:
-        job = client.cancel_job(job_id)
-    _stdout().print(Text.assemble(f"job {job.get('id', job_id)}: ", render.state(job.get("state"))))
+        _print_job_state(client.cancel_job(job_id), job_id)
 
 
 @job_app.command("requeue")
 def job_requeue(job_id: JobId) -> None:
     """Queue a failed or canceled job again (its unfinished tasks run again)."""
     with _client() as client:
-        job = client.requeue_job(job_id)
+        _print_job_state(client.requeue_job(job_id), job_id)
+
+
+def _print_job_state(job: dict[str, Any], job_id: int) -> None:
     _stdout().print(Text.assemble(f"job {job.get('id', job_id)}: ", render.state(job.get("state"))))
 
 
@@ -455,30 +454,9 @@ def agent_run(
     ] = None,
 ) -> None:
     """Run the node agent in the foreground (Ctrl-C stops it)."""
-    run_agent = _load_run_agent()
-    code = run_agent(
-        name or socket.gethostname(), group or ["OnPremNodes"], cores or os.cpu_count() or 1
-    )
-    raise typer.Exit(code if isinstance(code, int) else 0)
+    import agent  # the agent's own imports are not needed by any other command
 
-
-def _load_run_agent() -> Callable[[str, list[str], int], int]:
-    """``run_agent(name, groups, cores) -> exit code``, imported only when needed.
-
-    The contract names ``agent.agent.run_agent``; ``agent.cli.run_agent`` is
-    where the agent package defines it today, so both are looked up.
-    """
-    problem = "no run_agent in agent.agent or agent.cli"
-    for module_name in ("agent.agent", "agent.cli"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as e:
-            problem = str(e)
-            continue
-        run_agent = getattr(module, "run_agent", None)
-        if callable(run_agent):
-            return run_agent  # type: ignore[no-any-return]
-    raise CliError(f"the node agent is not available ({problem}): install HybridHPC with its agent")
+    raise typer.Exit(agent.run_agent(name, group, cores))
 
 
 def main() -> None:

@@ -15,9 +15,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
+
+from shared.settings import Settings
+from shared.states import JOB_TERMINAL, NodeState
 
 
 def free_port() -> int:
@@ -56,12 +59,13 @@ class LocalCluster:
         self.env.pop("HPC_TOKEN", None)
         self.proc: subprocess.Popen[bytes] | None = None
         self._http: httpx.Client | None = None
+        self._log: IO[bytes] | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self, timeout_s: float = 60) -> LocalCluster:
         self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.home / "up.log", "wb")  # noqa: SIM115 - lives as long as the child
+        self._log = open(self.home / "up.log", "wb")  # noqa: SIM115 - lives as long as the child
         self.proc = subprocess.Popen(
             [
                 *hpc_command(),
@@ -74,16 +78,21 @@ class LocalCluster:
                 str(self.cores),
             ],
             env=self.env,
-            stdout=log,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_for(
-            lambda: (
-                sum(n["state"] == "Online" for n in self.get("/api/nodes")["nodes"]) >= self.nodes
-            ),
-            timeout_s=timeout_s,
-            what=f"{self.nodes} nodes Online",
-        )
+        try:
+            self.wait_for(
+                lambda: (
+                    sum(n["state"] == NodeState.ONLINE for n in self.get("/api/nodes")["nodes"])
+                    >= self.nodes
+                ),
+                timeout_s=timeout_s,
+                what=f"{self.nodes} nodes Online",
+            )
+        except BaseException:
+            self.stop()  # __exit__ does not run when __enter__ fails: leave nothing behind
+            raise
         return self
 
     def stop(self, timeout_s: float = 30) -> int | None:
@@ -98,6 +107,8 @@ class LocalCluster:
                 self.proc.wait()
         if self._http:
             self._http.close()
+        if self._log:
+            self._log.close()
         return self.proc.returncode
 
     def __enter__(self) -> LocalCluster:
@@ -114,7 +125,7 @@ class LocalCluster:
 
     @property
     def token(self) -> str:
-        return (self.home / "admin.token").read_text().strip()
+        return Settings(home=self.home).token_path.read_text().strip()
 
     @property
     def http(self) -> httpx.Client:
@@ -145,9 +156,8 @@ class LocalCluster:
 
     def wait_job(self, job_id: int, *, timeout_s: float = 60) -> dict[str, Any]:
         """Wait until the job ends; returns it."""
-        end = {"Finished", "Failed", "Canceled"}
         self.wait_for(
-            lambda: self.job(job_id)["state"] in end,
+            lambda: self.job(job_id)["state"] in JOB_TERMINAL,
             timeout_s=timeout_s,
             what=f"job {job_id} to end",
         )
@@ -157,14 +167,18 @@ class LocalCluster:
         self, predicate: Callable[[], bool], *, timeout_s: float, what: str, poll_s: float = 0.05
     ) -> None:
         deadline = time.monotonic() + timeout_s
+        last_error: Exception | None = None
         while True:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"hpc up exited ({self.proc.returncode}):\n{self.log()[-3000:]}")
             try:
                 if predicate():
                     return
-            except (httpx.HTTPError, OSError, KeyError):
-                pass
+            except (httpx.HTTPError, OSError) as e:  # not up yet (no token file, no answer)
+                last_error = e
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
+                raise TimeoutError(
+                    f"timed out waiting for {what} (last error: {last_error!r}):\n"
+                    f"{self.log()[-3000:]}"
+                )
             time.sleep(poll_s)

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shared.models import PRIORITY_NAMES
+from shared.states import TASK_TERMINAL, TaskState
 
 STATE_STYLES: dict[str, str] = {
     "Configuring": "dim",
@@ -36,7 +37,7 @@ STATE_STYLES: dict[str, str] = {
     "Unreachable": "bold red",
 }
 
-COUNT_ORDER = ("Queued", "Dispatching", "Running", "Finished", "Failed", "Canceled")
+COUNT_ORDER = tuple(s.value for s in TaskState)
 """Task states in lifecycle order, for per-state counts."""
 
 _PRIORITY_BY_VALUE = {value: name for name, value in PRIORITY_NAMES.items()}
@@ -61,16 +62,22 @@ def priority(value: Any) -> str:
     return dash(value)
 
 
-def when(value: Any, *, now: datetime | None = None) -> str:
-    """An ISO timestamp as local ``HH:MM:SS`` (with the date unless it is today)."""
+def _moment(value: Any) -> datetime | str:
+    """An API timestamp as an aware datetime, or the text to show instead ("-" or as given)."""
     if not isinstance(value, str) or not value:
         return "-"
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def when(value: Any, *, now: datetime | None = None) -> str:
+    """An ISO timestamp as local ``HH:MM:SS`` (with the date unless it is today)."""
+    moment = _moment(value)
+    if isinstance(moment, str):
+        return moment
     local = moment.astimezone()
     today = (now or datetime.now(UTC)).astimezone().date()
     return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M:%S")
@@ -78,14 +85,9 @@ def when(value: Any, *, now: datetime | None = None) -> str:
 
 def ago(value: Any, *, now: datetime | None = None) -> str:
     """An ISO timestamp as ``12s ago`` / ``5m ago`` / ``3h ago`` / ``4d ago``."""
-    if not isinstance(value, str) or not value:
-        return "-"
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return value
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
+    moment = _moment(value)
+    if isinstance(moment, str):
+        return moment
     seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
     if seconds < 120:
         return f"{seconds}s ago"
@@ -110,12 +112,18 @@ def counts_text(counts: Mapping[str, int] | None) -> Text:
     return text or Text("-")
 
 
+def done_total(job: Mapping[str, Any]) -> tuple[int, int]:
+    """Tasks in a terminal state, and all tasks, of a job document."""
+    counts: Mapping[str, int] = job.get("taskCounts") or {}
+    done = sum(counts.get(s, 0) for s in TASK_TERMINAL)
+    total = job.get("taskCount")
+    return done, total if total is not None else sum(counts.values())
+
+
 def progress(job: Mapping[str, Any]) -> str:
     """``done/total`` where done counts tasks in a terminal state."""
-    counts = job.get("taskCounts") or {}
-    done = sum(counts.get(s, 0) for s in ("Finished", "Failed", "Canceled"))
-    total = job.get("taskCount")
-    return f"{done}/{total if total is not None else sum(counts.values())}"
+    done, total = done_total(job)
+    return f"{done}/{total}"
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:

@@ -9,7 +9,6 @@ sent, with a message that names the option. Each ``parse_*`` raises
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -17,25 +16,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.jobspec import Sweep
+from shared.jobspec import Sweep, check_env_name, priority_value
 from shared.models import PRIORITY_NAMES
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse_priority(text: str) -> int | str:
-    """A priority name (any case; returned in HPC Pack's spelling) or an integer 0-4000."""
+    """A priority name (any case; returned in HPC Pack's spelling) or an integer 0-4000,
+    checked by the server's own rule."""
     by_lower = {name.lower(): name for name in PRIORITY_NAMES}
     if text.strip().lower() in by_lower:
         return by_lower[text.strip().lower()]
-    try:
-        number = int(text)
-    except ValueError:
-        names = ", ".join(PRIORITY_NAMES)
-        raise ValueError(f"{text!r} is not one of {names} or an integer 0-4000") from None
-    if not 0 <= number <= 4000:
-        raise ValueError(f"{number} is outside 0-4000")
-    return number
+    return priority_value(text.strip())
 
 
 def parse_sweep(text: str) -> str:
@@ -56,11 +47,7 @@ def parse_env(items: list[str]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"{item!r} is not KEY=VALUE, e.g. --env OMP_NUM_THREADS=4")
-        if not _ENV_NAME.fullmatch(key):
-            raise ValueError(
-                f"{key!r} in {item!r} is not a valid variable name (letters, digits, _; "
-                "not starting with a digit)"
-            )
+        check_env_name(key)
         env[key] = value
     return env
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hpc.client import ApiClient, ApiError
-from hpc.render import STATE_STYLES, counts_text
+from hpc.render import STATE_STYLES, counts_text, done_total
 from shared.states import JOB_TERMINAL
 
 TERMINAL_STATES = frozenset(s.value for s in JOB_TERMINAL)
@@ -77,10 +77,7 @@ def watch_job(
         )
         while True:
             counts: dict[str, int] = job.get("taskCounts") or {}
-            total = job.get("taskCount")
-            if total is None:
-                total = sum(counts.values())
-            done = sum(counts.get(s, 0) for s in ("Finished", "Failed", "Canceled"))
+            done, total = done_total(job)
             job_state = str(job.get("state", "?"))
             style = STATE_STYLES.get(job_state, "")
             bar.update(

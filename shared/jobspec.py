@@ -27,6 +27,34 @@ from shared.models import PRIORITY_NAMES, Job, Task
 _SWEEP = re.compile(r"^\s*(-?\d+)\s*-\s*(-?\d+)\s*(?::\s*(\d+))?\s*$")
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env_name(key: str) -> None:
+    """A task environment variable name: a shell name, and not one of the cluster's HPC_*."""
+    if not _ENV_NAME.fullmatch(key):
+        raise ValueError(
+            f"environment variable name {key!r} is not a valid variable name "
+            "(letters, digits, _; not starting with a digit)"
+        )
+    if key.startswith("HPC_"):
+        raise ValueError(f"{key}: HPC_* variables are set by the cluster")
+
+
+def priority_value(value: int | str) -> int:
+    """An HPC Pack priority name or an integer 0-4000 (also as text), as the integer."""
+    if isinstance(value, str):
+        if value in PRIORITY_NAMES:
+            return PRIORITY_NAMES[value]
+        if not value.strip().lstrip("-").isdigit():
+            names = ", ".join(PRIORITY_NAMES)
+            raise ValueError(f"priority {value!r} is not one of {names} or an integer 0-4000")
+        value = int(value)
+    if not 0 <= value <= 4000:
+        raise ValueError(f"priority {value} is outside 0-4000")
+    return value
+
+
 class Sweep(BaseModel):
     """A parametric sweep: one task per index START, START+STEP, ..., END (inclusive)."""
 
@@ -86,10 +114,7 @@ class TaskSpec(_Spec):
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
         for key in v:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                raise ValueError(f"environment variable name {key!r} is not valid")
-            if key.startswith("HPC_"):
-                raise ValueError(f"{key}: HPC_* variables are set by the cluster")
+            check_env_name(key)
         return v
 
     def task_count(self) -> int:
@@ -123,17 +148,7 @@ class JobSpec(_Spec):
     @field_validator("priority", mode="before")
     @classmethod
     def _priority(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            if v in PRIORITY_NAMES:
-                return PRIORITY_NAMES[v]
-            if v.strip().lstrip("-").isdigit():
-                v = int(v)
-            else:
-                names = ", ".join(PRIORITY_NAMES)
-                raise ValueError(f"priority {v!r} is not one of {names} or an integer 0-4000")
-        if isinstance(v, int) and not 0 <= v <= 4000:
-            raise ValueError(f"priority {v} is outside 0-4000")
-        return v
+        return priority_value(v) if isinstance(v, str | int) else v
 
     def task_count(self) -> int:
         return sum(t.task_count() for t in self.tasks)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,7 +403,9 @@ def test_agent_run_passes_its_options_to_run_agent(monkeypatch: pytest.MonkeyPat
         calls.append((name, groups, cores))
         return 3
 
-    monkeypatch.setitem(sys.modules, "agent.agent", types.SimpleNamespace(run_agent=run_agent))
+    import agent
+
+    monkeypatch.setattr(agent, "run_agent", run_agent)
     result = hpc("agent", "run", "--name", "n1", "--group", "A", "--group", "B", "--cores", "4")
     assert result.exit_code == 3
     assert calls == [("n1", ["A", "B"], 4)]
