@@ -7,7 +7,6 @@ on conditions (an event arrives, a process is gone), never fixed sleeps.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -40,25 +39,13 @@ from shared.messages import (
 )
 from shared.ports.bus import BusError, OutgoingMessage, SessionLockedError, SessionLockLostError
 from shared.wiring import declare_queues
+from tests.helpers import ROOT, child_env, group_members, process_alive, wait_until
 
 NODE = "node-1"
-ROOT = Path(__file__).resolve().parents[1]
 E = TypeVar("E", bound=Message)
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy (returned), or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 class ControlPlane:
@@ -115,31 +102,6 @@ class ControlPlane:
 
 def run_task(job: int, command: str, *, task: int = 1, attempt: int = 1, **kw: Any) -> RunTask:
     return RunTask(job_id=job, task_id=task, attempt=attempt, command=command, **kw)
-
-
-def process_alive(pid: int) -> bool:
-    """Running (not gone, not a zombie waiting for its reaper)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live processes of a process group."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in "ZX":
-            pids.append(int(entry.name))
-    return pids
 
 
 # ----------------------------------------------------------------- fixtures
@@ -222,6 +184,7 @@ def test_each_run_is_a_new_incarnation(bus, output, cp):
         cp.wait_for(NodeRegistered, lambda e, i=incarnation: e.incarnation == i)
         agent.stop()
         thread.join(5)
+        assert not thread.is_alive()
         incarnations.append(agent.incarnation)
     assert incarnations[0] != incarnations[1]
 
@@ -279,8 +242,7 @@ def test_node_variables_from_the_control_plane_win(agent, cp):
 def test_working_directory_is_honoured(agent, cp, tmp_path):
     work = tmp_path / "work dir"
     work.mkdir()
-    cp.send(run_task(3, "pwd; ls", work_dir=str(work)))
-    (work / "marker").write_text("")
+    cp.send(run_task(3, "pwd", work_dir=str(work)))
     ended = cp.ended(3)
     assert ended.output.splitlines()[0] == str(work)
 
@@ -444,6 +406,7 @@ def test_session_lock_is_renewed_before_it_expires(tmp_path, output):
         agent.stop()
         thread.join(5)
         bus.close()
+    assert not thread.is_alive()
 
 
 def test_a_lost_session_lock_is_accepted_again(start_agent, cp, bus, monkeypatch):
@@ -496,15 +459,11 @@ def test_a_transient_bus_error_does_not_stop_the_agent(start_agent, cp, bus, mon
 # ---------------------------------------------------------------------- CLI
 
 
-def _cli_env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "HPC_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
-
-
 def test_cli_rejects_bad_arguments_with_one_line_and_exit_2(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "agent", "--cores", "zero"],
         cwd=ROOT,
-        env=_cli_env(tmp_path),
+        env=child_env(tmp_path / "home"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -514,7 +473,7 @@ def test_cli_rejects_bad_arguments_with_one_line_and_exit_2(tmp_path):
 
 
 def test_cli_agent_runs_tasks_and_stops_cleanly_on_sigterm(tmp_path):
-    env = _cli_env(tmp_path)
+    env = child_env(tmp_path / "home")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -559,7 +518,7 @@ def test_tasks_die_with_an_agent_killed_by_sigkill(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "--name", "doomed", "--cores", "2"],
         cwd=ROOT,
-        env=_cli_env(tmp_path),
+        env=child_env(tmp_path / "home"),
         stderr=subprocess.DEVNULL,
     )
     try:

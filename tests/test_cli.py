@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from typer.testing import CliRunner
 
 from hpc import watch
 from hpc.cli import app
+from hpc.localcluster import free_port
+from tests.helpers import wait_until
 
 TOKEN = "test-token"
 
@@ -164,10 +165,7 @@ def server() -> Iterator[StandIn]:
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert time.monotonic() < deadline, "stand-in control plane did not start"
-        time.sleep(0.01)
+    wait_until(lambda: uv.started, timeout=10, what="the stand-in control plane to start")
     yield state
     uv.should_exit = True
     thread.join(timeout=5)
@@ -309,9 +307,7 @@ def test_missing_token_says_to_run_hpc_up_or_set_hpc_token(
 
 
 def test_unreachable_control_plane_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     monkeypatch.setenv("HPC_API_URL", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("HPC_TOKEN", TOKEN)
     result = hpc("node", "list")

@@ -32,8 +32,8 @@ from devhost.ncrontab import parse_schedule
 from devhost.routes import compile_template
 from shared.adapters.sqlite_bus import SqliteBus
 from shared.ports.bus import MAX_DELIVERY_COUNT_EXCEEDED, OutgoingMessage
+from tests.helpers import ROOT, child_env, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 5.0
 
 os.environ["DEVHOST_TEST_TICK"] = "*/1 * * * * *"
@@ -58,14 +58,6 @@ class Recorder:
         with self._changed:
             assert self._changed.wait_for(lambda: predicate(self.items), timeout), self.items
             return list(self.items)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    """Poll a condition that nothing signals (state inside the bus) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 # --- the function app under test ---------------------------------------------------
@@ -439,7 +431,7 @@ def test_message_is_delivered_as_a_service_bus_message_and_completed(
     assert message.application_properties == message.user_properties == {"k": "v"}
     assert message.sequence_number and message.lock_token and message.enqueued_time_utc
     assert message.metadata["DeliveryCount"] == 1
-    wait_until(lambda: bus.count("work") == 0)
+    wait_until(lambda: bus.count("work") == 0, timeout=WAIT_S)
 
 
 def test_failing_function_gets_redelivery_then_dead_letter(host: LocalHost, bus: SqliteBus) -> None:
@@ -459,7 +451,7 @@ def test_cardinality_many_gets_a_batch_as_a_list(host: LocalHost, bus: SqliteBus
     batches = BATCHES.wait_for(lambda items: sum(len(b) for b in items) >= 5)
     assert [m.get_body() for m in batches[0]] == bodies  # one receive took the whole send
     assert all(isinstance(m, func.ServiceBusMessage) for m in batches[0])
-    wait_until(lambda: bus.count("batch") == 0)
+    wait_until(lambda: bus.count("batch") == 0, timeout=WAIT_S)
 
 
 def test_session_messages_are_processed_in_order_one_at_a_time(
@@ -556,7 +548,9 @@ def test_locks_are_renewed_while_a_function_outlasts_them(tmp_path: Path) -> Non
         bus.send("short", OutgoingMessage(body=b"long job"))
         bus.send("short-sessions", OutgoingMessage(body=b"long job", session_id="n1"))
         calls.wait_for(lambda items: len(items) == 2)
-        wait_until(lambda: bus.count("short") == 0 and bus.count("short-sessions") == 0)
+        wait_until(
+            lambda: bus.count("short") == 0 and bus.count("short-sessions") == 0, timeout=WAIT_S
+        )
     assert sorted(calls.items) == [("plain", 1), ("session", 1)]  # never redelivered
     bus.close()
 
@@ -608,7 +602,7 @@ def test_python_m_devhost_serves_until_sigterm(tmp_path: Path) -> None:
     (tmp_path / "local.settings.json").write_text(
         json.dumps({"Values": {"DEVHOST_CLI_GREETING": "hello from local.settings.json"}})
     )
-    env = {**os.environ, "HPC_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env = child_env(tmp_path / "home")
     env.pop("DEVHOST_CLI_GREETING", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "devhost", "--port", "0"],

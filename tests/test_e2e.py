@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from hpc.localcluster import LocalCluster, hpc_command
+from tests.helpers import pids, process_alive, stat_fields
 
 pytestmark = pytest.mark.e2e
 
@@ -39,18 +40,6 @@ def hpc(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*hpc_command(), *args], env=cluster.env, capture_output=True, text=True, timeout=60
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purpose.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
 
 
 def test_fifty_task_sweep_finishes_and_both_nodes_run_some(cluster):
@@ -95,15 +84,15 @@ def test_job_view_json_carries_id_state_and_task_counts(cluster):
 
 
 def test_cancel_ends_the_running_processes_within_two_seconds(cluster, tmp_path):
-    pids = tmp_path / "pids"
-    pids.mkdir()
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
     job_id = cluster.submit(
         {
             "name": "long",
             "tasks": [
                 {
-                    "command": f"sleep 300 & echo $! > {pids}/$HPC_TASK_ID.child; "
-                    f"echo $$ > {pids}/$HPC_TASK_ID.shell; wait",
+                    "command": f"sleep 300 & echo $! > {pid_dir}/$HPC_TASK_ID.child; "
+                    f"echo $$ > {pid_dir}/$HPC_TASK_ID.shell; wait",
                     "sweep": "1-4",
                 }
             ],
@@ -112,18 +101,20 @@ def test_cancel_ends_the_running_processes_within_two_seconds(cluster, tmp_path)
     cluster.wait_for(
         lambda: (
             cluster.job(job_id)["taskCounts"].get("Running", 0) == 4
-            and len(list(pids.glob("*.child"))) == 4
+            and sum(1 for p in pid_dir.iterdir() if p.read_text().strip()) == 8
         ),
         timeout_s=20,
-        what="4 tasks running",
+        what="4 tasks running, each with its shell and child pids written",
     )
-    running = [int(p.read_text()) for p in pids.iterdir()]
-    assert all(alive(p) for p in running)
+    running = [int(p.read_text()) for p in pid_dir.iterdir()]
+    assert all(process_alive(p) for p in running)
     t0 = time.monotonic()
     result = hpc(cluster, "job", "cancel", str(job_id))
     assert result.returncode == 0, result.stderr
     cluster.wait_for(
-        lambda: not any(alive(p) for p in running), timeout_s=2, what="canceled processes to end"
+        lambda: not any(process_alive(p) for p in running),
+        timeout_s=2,
+        what="canceled processes to end",
     )
     assert time.monotonic() - t0 < 2.5
     job = cluster.wait_job(job_id, timeout_s=10)
@@ -201,14 +192,14 @@ def test_killed_agent_tasks_are_requeued_on_the_other_node_and_counted_once(tmp_
 def agent_pid(cluster: LocalCluster, name: str) -> int:
     """The pid of the agent process `hpc up` started for node ``name``."""
     assert cluster.proc is not None
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+    for pid in pids():
+        fields = stat_fields(pid)
+        if fields is None or int(fields[1]) != cluster.proc.pid:
             continue
         try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            ppid = int((proc / "stat").read_text().split(") ")[1].split()[1])
-        except (OSError, IndexError, ValueError):
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
             continue
-        if ppid == cluster.proc.pid and b"agent" in cmd and name.encode() in cmd:
-            return int(proc.name)
+        if b"agent" in cmd and name.encode() in cmd:
+            return pid
     raise AssertionError(f"no agent process for {name}")

@@ -1,14 +1,13 @@
 """Every function in function_app.py declares what the Azure Functions host needs."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 import function_app
 from shared.messages import CONNECTION_SETTING, EVENTS_QUEUE, SCHEDULER_QUEUE
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 

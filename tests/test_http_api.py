@@ -6,9 +6,6 @@ the control plane, so status codes and messages are pinned fast and exactly.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import httpx
 import pytest
 
@@ -18,8 +15,7 @@ from functions import context
 from shared.messages import NodeRegistered, TaskEnded, TaskStarted
 from shared.settings import Settings
 from shared.wiring import build_bus
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +115,11 @@ def test_nodes_report_running_tasks_and_free_cores(api):
         "/api/jobs", json={"command": "sleep 1", "cores": 3, "nodeGroup": "Big"}
     ).json()["id"]
     # The local host runs the scheduler on its own when the submit kicks it.
-    deadline = time.monotonic() + 10
-    while cp.get_task(job_id, 1).state != "Dispatching":
-        assert time.monotonic() < deadline, "the scheduler never placed the task"
-        time.sleep(0.01)
+    wait_until(
+        lambda: cp.get_task(job_id, 1).state == "Dispatching",
+        timeout=10,
+        what="the scheduler to place the task",
+    )
     cp.apply_events([TaskStarted(node="big", job_id=job_id, task_id=1, attempt=0)])
     nodes = {n["name"]: n for n in client.get("/api/nodes").json()["nodes"]}
     active = cp.store.active_tasks(node="big")  # other tests' jobs (any node) may run here too

@@ -67,6 +67,8 @@ def test_finished_job_is_terminal_and_cannot_be_requeued():
 
 
 def test_terminal_task_states_only_lead_back_to_queued():
+    assert {TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELED} == TASK_TERMINAL
+    assert {JobState.FINISHED, JobState.FAILED, JobState.CANCELED} == JOB_TERMINAL
     for state in TASK_TERMINAL:
         assert TASK_TRANSITIONS[state] <= {TaskState.QUEUED}
 

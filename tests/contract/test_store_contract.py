@@ -428,7 +428,9 @@ def test_commit_of_tasks_alone_or_job_alone(store: Store) -> None:
 
 
 def test_commit_of_nothing_does_nothing(store: Store) -> None:
+    job, _ = add_job(store, 1)
     store.commit()
+    assert store.get_job(job.id).etag == job.etag
 
 
 def test_every_write_gives_a_new_etag(store: Store) -> None:
