@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from agent.config import AgentConfig
 from agent.lifeline import Lifeline
 from agent.runner import Runner, kill_trees, task_env, task_key
-from shared.messages import (
+from shared.domain.messages import (
     ASSIGNMENT,
     EVENTS_QUEUE,
     NODES_QUEUE,

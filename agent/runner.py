@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from shared.messages import RunTask
+from shared.domain.messages import RunTask
 from shared.ports.output import OutputStore
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from shared.control import ControlPlane
 from shared.settings import Settings
+from shared.usecases.control_plane import ControlPlane
 from shared.wiring import build_bus, build_output, build_store
 
 _lock = threading.Lock()

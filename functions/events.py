@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
+import typing
 
 import azure.functions as func
-from pydantic import ValidationError
 
 from functions.context import control
-from shared.messages import CONNECTION_SETTING, EVENT, EVENTS_QUEUE
+from shared.domain.messages import CONNECTION_SETTING, EVENTS_QUEUE
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -20,13 +20,8 @@ log = logging.getLogger(__name__)
     connection=CONNECTION_SETTING,
     cardinality="many",
 )
-def on_events(messages: list[func.ServiceBusMessage]) -> None:
-    """Apply a batch of events; a malformed one is logged and dropped (it can never succeed)."""
-    events = []
-    for message in messages:
-        try:
-            events.append(EVENT.validate_json(message.get_body()))
-        except ValidationError as e:
-            log.error("dropping malformed event %s: %s", message.message_id, e)
-    if events:
-        control().apply_events(events)
+def on_events(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
+    """Apply a batch of events. Each is validated on its own: one that can never apply is
+    parked on the rejected-events queue with its reason and the rest still apply.
+    (``typing.List``: Azure's Python worker refuses ``list[...]`` binding annotations.)"""
+    control().apply_event_messages([(m.message_id or "", m.get_body()) for m in messages])

@@ -17,9 +17,9 @@ import azure.functions as func
 
 from functions.context import control
 from shared.auth import authenticate
+from shared.domain.models import Principal, Record
+from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, TooLarge
-from shared.models import Principal, Record
-from shared.states import JobState, TaskState
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

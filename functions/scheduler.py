@@ -6,7 +6,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.context import control
-from shared.messages import CONNECTION_SETTING, SCHEDULER_QUEUE
+from shared.domain.messages import CONNECTION_SETTING, SCHEDULER_QUEUE
 
 bp = func.Blueprint()
 

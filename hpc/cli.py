@@ -10,6 +10,11 @@ an API error, a bad option, Ctrl-C or an unexpected exception into one red
 line on stderr and a non-zero exit code (set HPC_DEBUG=1 to see the
 traceback of an unexpected exception). Because this lives in the group's
 ``main``, the console script and Typer's ``CliRunner`` behave the same.
+
+Text that users or tasks wrote (names, output, error messages) is never
+parsed as Rich markup and reaches the terminal without escape sequences or
+control characters (:mod:`hpc.text`); only ``--json`` and a piped
+``hpc task output`` pass it on unchanged.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from hpc.spec import (
     parse_priority,
     parse_sweep,
 )
-from shared.states import JobState, TaskState
+from hpc.text import for_terminal, one_line, safe
+from shared.domain.states import JobState, TaskState
 
 TASK_PAGE = 1000
 """Tasks fetched per request by ``hpc task list``."""
@@ -60,7 +66,7 @@ def _stderr() -> Console:
 def fail_line(message: str) -> None:
     """Print ``error: <message>`` as one red line on stderr (never wrapped)."""
     text = Text("error: ", style="bold red")
-    text.append(" ".join(message.split()), style="red")
+    text.append(" ".join(one_line(message).split()), style="red")
     _stderr().print(text, soft_wrap=True)
 
 
@@ -288,10 +294,11 @@ def job_submit(
         return
     job_id = job.get("id")
     typer.echo(job_id)
+    shown = safe(job_id)
     count = job.get("taskCount")
     tasks = f" ({count} task{'s' if count != 1 else ''})" if isinstance(count, int) else ""
     _stderr().print(
-        f"submitted job {job_id}{tasks}; follow it with [bold]hpc job watch {job_id}[/]",
+        f"submitted job {shown}{tasks}; follow it with [bold]hpc job watch {shown}[/]",
         soft_wrap=True,
     )
 
@@ -311,7 +318,7 @@ def job_list(
         return
     jobs = data.get("jobs", [])
     if not jobs:
-        _stderr().print("no jobs" + (f" in state {state}" if state else ""))
+        _stderr().print("no jobs" + (f" in state {safe(state)}" if state else ""))
         return
     _stdout().print(render.jobs_table(jobs))
 
@@ -342,7 +349,8 @@ def job_requeue(job_id: JobId) -> None:
 
 
 def _print_job_state(job: dict[str, Any], job_id: int) -> None:
-    _stdout().print(Text.assemble(f"job {job.get('id', job_id)}: ", render.state(job.get("state"))))
+    job_id_text = one_line(job.get("id", job_id))
+    _stdout().print(Text.assemble(f"job {job_id_text}: ", render.state(job.get("state"))))
 
 
 @job_app.command("watch")
@@ -360,7 +368,7 @@ def job_watch(job_id: JobId, as_json: JsonOption = False) -> None:
             f"job {job_id} ", render.state(final), f": {render.progress(job)} tasks done"
         )
         if job.get("error"):
-            line.append(f" ({job['error']})", style="red")
+            line.append(f" ({one_line(job['error'])})", style="red")
         _stdout().print(line, soft_wrap=True)
     raise typer.Exit(0 if final == "Finished" else 1)
 
@@ -395,9 +403,15 @@ def task_list(
         _print_json({"tasks": tasks})
         return
     if not tasks:
-        _stderr().print(f"job {job_id} has no tasks" + (f" in state {state}" if state else ""))
+        _stderr().print(
+            f"job {job_id} has no tasks" + (f" in state {safe(state)}" if state else "")
+        )
         return
     _stdout().print(render.tasks_table(tasks))
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 @task_app.command("output")
@@ -408,10 +422,15 @@ def task_output(
     ],
     stream: Annotated[StreamName, typer.Option(help="Which output.")] = StreamName.stdout,
 ) -> None:
-    """Print a task's full stdout (or stderr)."""
+    """Print a task's full stdout (or stderr).
+
+    Piped or redirected, the output is written unchanged (`> file` is faithful);
+    on a terminal, escape sequences and control characters other than newline
+    and tab are removed so the output cannot restyle or rewrite the terminal.
+    """
     with _client() as client:
         text = client.task_output(job_id, task_id, stream=stream.value)
-    sys.stdout.write(text)
+    sys.stdout.write(for_terminal(text) if _stdout_is_terminal() else text)
     sys.stdout.flush()
 
 

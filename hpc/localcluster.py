@@ -20,7 +20,7 @@ from typing import IO, Any
 import httpx
 
 from shared.settings import Settings
-from shared.states import JOB_TERMINAL, NodeState
+from shared.domain.states import JOB_TERMINAL, NodeState
 
 
 def free_port() -> int:

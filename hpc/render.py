@@ -2,7 +2,9 @@
 
 Everything here reads the camelCase dicts the API returns and tolerates
 missing fields (shown as ``-``), so a newer control plane that adds or drops
-an optional field does not break the CLI.
+an optional field does not break the CLI. Every cell is a :class:`~rich.text.Text`
+built by :func:`hpc.text.cell`: what users and tasks wrote (names, output,
+errors) is shown literally, never parsed as markup nor passed on as escapes.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from shared.models import PRIORITY_NAMES
-from shared.states import TASK_TERMINAL, TaskState
+from hpc.text import cell, one_line, strip_controls
+from shared.domain.models import PRIORITY_NAMES
+from shared.domain.states import TASK_TERMINAL, TaskState
 
 STATE_STYLES: dict[str, str] = {
     "Configuring": "dim",
@@ -44,8 +47,13 @@ _PRIORITY_BY_VALUE = {value: name for name, value in PRIORITY_NAMES.items()}
 
 
 def state(value: Any) -> Text:
-    text = "-" if value is None else str(value)
+    text = "-" if value is None else one_line(value)
     return Text(text, style=STATE_STYLES.get(text, ""))
+
+
+def _cells(*values: str | Text) -> list[Text]:
+    """A table row: each value a literal Text (strings cleaned by :func:`hpc.text.cell`)."""
+    return [v if isinstance(v, Text) else cell(v) for v in values]
 
 
 def dash(value: Any) -> str:
@@ -108,7 +116,7 @@ def counts_text(counts: Mapping[str, int] | None) -> Text:
     for i, name in enumerate(names):
         if i:
             text.append(" · ", style="dim")
-        text.append(f"{name} {counts[name]}", style=STATE_STYLES.get(name, ""))
+        text.append(one_line(f"{name} {counts[name]}"), style=STATE_STYLES.get(name, ""))
     return text or Text("-")
 
 
@@ -132,14 +140,16 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
         table.add_column(column, justify="right" if column in ("ID", "Done") else "left")
     for job in jobs:
         table.add_row(
-            dash(job.get("id")),
-            dash(job.get("name")),
-            dash(job.get("owner")),
-            state(job.get("state")),
-            priority(job.get("priority")),
-            progress(job),
-            counts_text(job.get("taskCounts")),
-            when(job.get("submitTime")),
+            *_cells(
+                dash(job.get("id")),
+                dash(job.get("name")),
+                dash(job.get("owner")),
+                state(job.get("state")),
+                priority(job.get("priority")),
+                progress(job),
+                counts_text(job.get("taskCounts")),
+                when(job.get("submitTime")),
+            )
         )
     return table
 
@@ -162,9 +172,10 @@ def job_detail(job: Mapping[str, Any]) -> RenderableType:
         ("Ended", when(job.get("endTime"))),
     ]
     if job.get("error"):
-        rows.append(("Error", Text(str(job["error"]), style="red")))
+        # The one multi-line cell: an error's lines stay lines, cleaned of escapes.
+        rows.append(("Error", Text(strip_controls(str(job["error"])), style="red")))
     for label, value in rows:
-        table.add_row(label, value)
+        table.add_row(label, *_cells(value))
     return Group(table)
 
 
@@ -180,15 +191,17 @@ def tasks_table(tasks: list[dict[str, Any]]) -> Table:
     table.columns[-1].overflow = "ellipsis"
     table.columns[-1].ratio = 1
     for task in tasks:
-        output = (task.get("error") or task.get("output") or "").strip()
+        output = strip_controls(str(task.get("error") or task.get("output") or "")).strip()
         table.add_row(
-            dash(task.get("id")),
-            dash(task.get("name")),
-            state(task.get("state")),
-            dash(task.get("node")),
-            dash(task.get("exitCode")),
-            dash(task.get("attempt")),
-            output.splitlines()[-1] if output else "-",
+            *_cells(
+                dash(task.get("id")),
+                dash(task.get("name")),
+                state(task.get("state")),
+                dash(task.get("node")),
+                dash(task.get("exitCode")),
+                dash(task.get("attempt")),
+                output.splitlines()[-1] if output else "-",
+            )
         )
     return table
 
@@ -214,14 +227,16 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
         )
     for node in nodes:
         table.add_row(
-            dash(node.get("name")),
-            dash(node.get("groups")),
-            state(node.get("state")),
-            dash(node.get("cores")),
-            dash(node.get("freeCores")),
-            dash(node.get("runningTasks")),
-            dash(node.get("provider")),
-            ago(node.get("lastHeartbeat")),
-            dash(node.get("stateReason")),
+            *_cells(
+                dash(node.get("name")),
+                dash(node.get("groups")),
+                state(node.get("state")),
+                dash(node.get("cores")),
+                dash(node.get("freeCores")),
+                dash(node.get("runningTasks")),
+                dash(node.get("provider")),
+                ago(node.get("lastHeartbeat")),
+                dash(node.get("stateReason")),
+            )
         )
     return table

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.jobspec import Sweep, check_env_name, priority_value
-from shared.models import PRIORITY_NAMES
+from shared.domain.jobspec import Sweep, check_env_name, priority_value
+from shared.domain.models import PRIORITY_NAMES
 
 
 def parse_priority(text: str) -> int | str:

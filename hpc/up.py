@@ -47,6 +47,7 @@ from rich.table import Table
 from hpc.client import ApiClient, ApiError
 from hpc.errors import CliError
 from hpc.render import nodes_table
+from hpc.text import cell, safe, strip_controls
 
 HOST_NAME = "devhost"
 AGENT_GROUP = "OnPremNodes"
@@ -261,7 +262,7 @@ class ClusterProcesses:
                 agent.reported = True
                 self.console.log(
                     f"[yellow]agent {agent.name} exited with code {agent.proc.returncode}; "
-                    f"the cluster stays up without it (see {agent.log_path})"
+                    f"the cluster stays up without it (see {safe(agent.log_path)})"
                 )
                 self._print_tail(agent)
 
@@ -281,8 +282,8 @@ class ClusterProcesses:
     def _print_tail(self, child: Child) -> None:
         tail = child.tail()
         if tail:
-            self.console.rule(f"last lines of {child.log_path}", style="dim")
-            self.console.print(tail, markup=False, highlight=False)
+            self.console.rule(f"last lines of {safe(child.log_path)}", style="dim")
+            self.console.print(strip_controls(tail), markup=False, highlight=False)
             self.console.rule(style="dim")
 
     # --- running -------------------------------------------------------------
@@ -293,7 +294,7 @@ class ClusterProcesses:
             if self.host is not None and not self.host.alive():
                 self.console.log(
                     f"[red]the control plane exited with code {self.host.proc.returncode}; "
-                    f"stopping (see {self.host.log_path})"
+                    f"stopping (see {safe(self.host.log_path)})"
                 )
                 self._print_tail(self.host)
                 return 1
@@ -330,10 +331,10 @@ def _summary(cluster: ClusterProcesses, token_path: Path) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("API", cluster.url)
-    table.add_row("Token file", str(token_path))
-    table.add_row("HPC_HOME", str(cluster.home))
-    table.add_row("Logs", str(cluster.logs))
+    table.add_row("API", cell(cluster.url))
+    table.add_row("Token file", cell(token_path))
+    table.add_row("HPC_HOME", cell(cluster.home))
+    table.add_row("Logs", cell(cluster.logs))
     return table
 
 
@@ -380,7 +381,8 @@ def run_up(*, port: int, nodes: int, cores: int, console: Console | None = None)
     )
     try:
         console.log(
-            f"starting the control plane on {cluster.url} (log: {cluster.logs / HOST_NAME}.log)"
+            f"starting the control plane on {cluster.url} "
+            f"(log: {safe(cluster.logs / f'{HOST_NAME}.log')})"
         )
         cluster.start_host()
         if stopper.stop.is_set():
@@ -398,7 +400,7 @@ def run_up(*, port: int, nodes: int, cores: int, console: Console | None = None)
             console.print(nodes_table(online))
         hint = _client_env_hint(cluster, default_home)
         if hint:
-            console.print(f"In another shell: [bold]{hint}[/]", soft_wrap=True)
+            console.print(f"In another shell: [bold]{safe(hint)}[/]", soft_wrap=True)
         console.print("Try: [bold]hpc job submit -- echo hello[/]  ·  [bold]Ctrl-C to stop[/]")
         return cluster.supervise()
     finally:

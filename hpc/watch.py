@@ -18,7 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hpc.client import ApiClient, ApiError
 from hpc.render import STATE_STYLES, counts_text, done_total
-from shared.states import JOB_TERMINAL
+from hpc.text import one_line, safe
+from shared.domain.states import JOB_TERMINAL
 
 TERMINAL_STATES = frozenset(s.value for s in JOB_TERMINAL)
 POLL_INTERVAL_S = 1.0
@@ -78,13 +79,13 @@ def watch_job(
         while True:
             counts: dict[str, int] = job.get("taskCounts") or {}
             done, total = done_total(job)
-            job_state = str(job.get("state", "?"))
+            job_state = one_line(job.get("state", "?"))
             style = STATE_STYLES.get(job_state, "")
             bar.update(
                 row,
                 description=f"job {job_id} [{style}]{job_state}[/]"
                 if style
-                else f"job {job_id} {job_state}",
+                else f"job {job_id} {safe(job_state)}",
                 total=total or None,
                 completed=done,
                 finished=counts.get("Finished", 0),
@@ -96,7 +97,7 @@ def watch_job(
                 # Piped or logged: no live bar, so print a line each time the counts move.
                 line = f"job {job_id} {job_state}: {done}/{total} done  {counts_text(counts).plain}"
                 if line != last_line:
-                    console.print(line, soft_wrap=True, highlight=False)
+                    console.print(line, soft_wrap=True, highlight=False, markup=False)
                     last_line = line
             if job_state in TERMINAL_STATES:
                 return job

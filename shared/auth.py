@@ -10,8 +10,8 @@ import hashlib
 import os
 import secrets
 
+from shared.domain.models import Principal
 from shared.errors import Unauthorized
-from shared.models import Principal
 from shared.ports.store import Store
 from shared.settings import Settings
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import functools
 
-from shared.messages import EVENTS_QUEUE, NODES_QUEUE, SCHEDULER_QUEUE
+from shared.domain.messages import (
+    EVENTS_QUEUE,
+    NODES_QUEUE,
+    REJECTED_QUEUE,
+    REPLIES_QUEUE,
+    SCHEDULER_QUEUE,
+)
 from shared.ports.bus import Bus
 from shared.ports.output import OutputStore
 from shared.ports.store import Store
@@ -42,8 +48,18 @@ def build_output(settings: Settings) -> OutputStore:
     return LocalOutputStore(settings.output_dir)
 
 
+SCHEDULER_LOCK_MS = 5_000
+"""Service Bus's shortest lock: after a control-plane crash the scheduler's session is free
+again within 5 s (a pass is well inside it)."""
+EVENTS_LOCK_MS = 10_000
+"""Events locked by a crashed handler come back within 10 s, well before the heartbeat
+timeout could count their task as lost."""
+
+
 def declare_queues(bus: Bus) -> None:
-    """The three queues of the message flow (idempotent; Bicep declares them in Azure)."""
+    """The queues of the message flow (idempotent; Bicep declares them in Azure)."""
     bus.declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=30_000)
-    bus.declare_queue(EVENTS_QUEUE, max_delivery_count=10)
-    bus.declare_queue(SCHEDULER_QUEUE, requires_session=True)
+    bus.declare_queue(EVENTS_QUEUE, max_delivery_count=10, lock_duration_ms=EVENTS_LOCK_MS)
+    bus.declare_queue(REPLIES_QUEUE, requires_session=True, lock_duration_ms=30_000)
+    bus.declare_queue(REJECTED_QUEUE)
+    bus.declare_queue(SCHEDULER_QUEUE, requires_session=True, lock_duration_ms=SCHEDULER_LOCK_MS)

@@ -23,7 +23,7 @@ from agent import Agent, AgentConfig
 from agent.agent import INVALID_MESSAGE
 from shared.adapters.local_output import LocalOutputStore
 from shared.adapters.sqlite_bus import SqliteBus
-from shared.messages import (
+from shared.domain.messages import (
     EVENT,
     EVENTS_QUEUE,
     NODES_QUEUE,

@@ -14,9 +14,9 @@ import pytest
 from shared.adapters.local_output import LocalOutputStore
 from shared.adapters.sqlite_bus import SqliteBus
 from shared.adapters.sqlite_store import SqliteStore
-from shared.control import ControlPlane
+from shared.usecases.control_plane import ControlPlane
 from shared.errors import Conflict, InvalidRequest, NotFound
-from shared.messages import (
+from shared.domain.messages import (
     ASSIGNMENT,
     NODES_QUEUE,
     SCHEDULER_QUEUE,
@@ -29,7 +29,7 @@ from shared.messages import (
     TaskStarted,
 )
 from shared.settings import Settings
-from shared.states import JobState, NodeState, TaskState
+from shared.domain.states import JobState, NodeState, TaskState
 from shared.wiring import declare_queues
 
 

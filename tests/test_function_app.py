@@ -5,7 +5,7 @@ import json
 import pytest
 
 import function_app
-from shared.messages import CONNECTION_SETTING, EVENTS_QUEUE, SCHEDULER_QUEUE
+from shared.domain.messages import CONNECTION_SETTING, EVENTS_QUEUE, SCHEDULER_QUEUE
 from tests.helpers import ROOT
 
 FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}

@@ -12,7 +12,7 @@ import pytest
 import function_app
 from devhost import LocalHost
 from functions import context
-from shared.messages import NodeRegistered, TaskEnded, TaskStarted
+from shared.domain.messages import NodeRegistered, TaskEnded, TaskStarted
 from shared.settings import Settings
 from shared.wiring import build_bus
 from tests.helpers import ROOT, wait_until

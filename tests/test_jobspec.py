@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.errors import InvalidRequest
-from shared.jobspec import JobSpec, Sweep
+from shared.domain.jobspec import JobSpec, Sweep
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
-from shared.models import Node, Task
-from shared.scheduler import plan
-from shared.states import NodeState
+from shared.domain.models import Node, Task
+from shared.domain.scheduler import plan
+from shared.domain.states import NodeState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

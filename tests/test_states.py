@@ -2,8 +2,8 @@
 
 import pytest
 
-from shared.models import Job, Node, Task
-from shared.states import (
+from shared.domain.models import Job, Node, Task
+from shared.domain.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,
     NODE_TRANSITIONS,

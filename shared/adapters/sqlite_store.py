@@ -34,10 +34,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from shared.domain.models import (
+    DEFAULT_GROUPS,
+    Job,
+    Meta,
+    Node,
+    NodeGroup,
+    Principal,
+    Record,
+    Task,
+)
+from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict, NotFound
-from shared.models import DEFAULT_GROUPS, Job, Node, NodeGroup, Principal, Record, Task
 from shared.ports.store import MAX_BATCH, Store
-from shared.states import JobState, TaskState
 
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another writer (thread or process) before failing."""
@@ -86,6 +95,11 @@ _SCHEMA = (
         etag TEXT NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS groups (
+        name TEXT PRIMARY KEY,
+        doc  TEXT NOT NULL,
+        etag TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS meta (
         name TEXT PRIMARY KEY,
         doc  TEXT NOT NULL,
         etag TEXT NOT NULL
@@ -265,6 +279,18 @@ class SqliteStore(Store):
             raise NotFound(f"task {job_id}.{task_id} does not exist")
         return _load(Task, row)
 
+    def get_tasks(self, job_id: int, task_ids: Collection[int]) -> list[Task]:
+        ids = sorted(set(task_ids))
+        out: list[Task] = []
+        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = ids[i : i + 500]
+            rows = self._con().execute(
+                f"SELECT doc, etag FROM tasks WHERE job_id = ? AND id IN ({_marks(chunk)}) ORDER BY id",
+                [job_id, *chunk],
+            )
+            out += [_load(Task, row) for row in rows]
+        return out
+
     def list_tasks(
         self,
         job_id: int,
@@ -403,6 +429,17 @@ class SqliteStore(Store):
                         con, f"{kind} {name!r}", f"{table} WHERE name = ?", (name,), record.etag
                     )
         record.etag = etag
+
+    # --- meta -------------------------------------------------------------
+
+    def get_meta(self, key: str) -> Meta:
+        row = self._con().execute("SELECT doc, etag FROM meta WHERE name = ?", (key,)).fetchone()
+        if row is None:
+            raise NotFound(f"meta document {key!r} does not exist")
+        return _load(Meta, row)
+
+    def put_meta(self, meta: Meta) -> None:
+        self._put("meta", "meta document", meta.key, meta)
 
     # --- tokens -----------------------------------------------------------
 

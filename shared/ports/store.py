@@ -20,8 +20,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 
-from shared.models import Job, Node, NodeGroup, Principal, Task
-from shared.states import JobState, TaskState
+from shared.domain.models import Job, Meta, Node, NodeGroup, Principal, Task
+from shared.domain.states import JobState, TaskState
 
 MAX_BATCH = 100
 """Most documents one ``commit`` writes (Cosmos's transactional batch limit)."""
@@ -57,6 +57,10 @@ class Store(ABC):
     @abstractmethod
     def get_task(self, job_id: int, task_id: int) -> Task:
         """Raises NotFound."""
+
+    @abstractmethod
+    def get_tasks(self, job_id: int, task_ids: Collection[int]) -> list[Task]:
+        """The tasks of one job with these ids that exist, in id order (one partition read)."""
 
     @abstractmethod
     def list_tasks(
@@ -115,6 +119,16 @@ class Store(ABC):
     @abstractmethod
     def put_group(self, group: NodeGroup) -> None:
         """Create or replace (same etag rules as put_node)."""
+
+    # --- meta -------------------------------------------------------------
+
+    @abstractmethod
+    def get_meta(self, key: str) -> Meta:
+        """A named document of the control plane's own state. Raises NotFound."""
+
+    @abstractmethod
+    def put_meta(self, meta: Meta) -> None:
+        """Create (etag None; Conflict if it exists) or replace (etag must match)."""
 
     # --- tokens -----------------------------------------------------------
 

@@ -18,9 +18,9 @@ import pytest
 
 from shared.adapters.sqlite_store import SqliteStore
 from shared.errors import Conflict, NotFound
-from shared.models import DEFAULT_GROUPS, Job, Node, NodeGroup, Principal, Task
+from shared.domain.models import DEFAULT_GROUPS, Job, Node, NodeGroup, Principal, Task
 from shared.ports.store import MAX_BATCH, Store
-from shared.states import JobState, NodeState, TaskState
+from shared.domain.states import JobState, NodeState, TaskState
 
 OpenStore = Callable[[], Store]
 

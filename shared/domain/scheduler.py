@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.models import Node, Task
-from shared.states import NODE_SCHEDULABLE
+from shared.domain.models import Node, Task
+from shared.domain.states import NODE_SCHEDULABLE
 
 
 @dataclass(frozen=True)

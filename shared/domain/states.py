@@ -94,7 +94,10 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
-    T.QUEUED: frozenset({T.DISPATCHING, T.CANCELED, T.FAILED}),
+    # Queued -> Finished/Failed: a lost attempt's end arrived late; its result is kept.
+    T.QUEUED: frozenset({T.DISPATCHING, T.CANCELED, T.FAILED, T.FINISHED}),
+    # Dispatching -> Finished/Failed: the end overtook the start (or it could not start);
+    # -> Queued: its node was lost or it never confirmed the assignment.
     T.DISPATCHING: frozenset({T.RUNNING, T.FINISHED, T.FAILED, T.QUEUED, T.CANCELED}),
     T.RUNNING: frozenset({T.FINISHED, T.FAILED, T.QUEUED, T.CANCELED}),
     T.FINISHED: frozenset(),

@@ -2,7 +2,7 @@
 
 Validation here is about the spec alone (a command, a sane sweep range,
 positive cores); checks against the cluster (does the node group exist, is
-any node big enough) are in :mod:`shared.control`.
+any node big enough) are in :mod:`shared.usecases.submit`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from shared.domain.models import PRIORITY_NAMES, Job, Task
 from shared.errors import InvalidRequest
-from shared.models import PRIORITY_NAMES, Job, Task
 
 _SWEEP = re.compile(r"^\s*(-?\d+)\s*-\s*(-?\d+)\s*(?::\s*(\d+))?\s*$")
 

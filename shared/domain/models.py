@@ -5,17 +5,18 @@ the store sets on each write and checks on the next one (optimistic
 concurrency). JSON uses camelCase field names, as the HTTP API does.
 State changes go through :meth:`Job.move_to` / :meth:`Task.move_to` /
 :meth:`Node.move_to`, which consult the one transition table in
-:mod:`shared.states`.
+:mod:`shared.domain.states`.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from shared.states import JobState, NodeState, TaskState, check_transition
+from shared.domain.states import JobState, NodeState, TaskState, check_transition
 
 
 def utcnow() -> datetime:
@@ -86,6 +87,15 @@ class Job(Record):
         self.task_counts[new] = self.task_counts.get(new, 0) + 1
 
 
+class LostAttempt(BaseModel):
+    """An attempt whose node was lost (unreachable, restarted, stopped) before it reported."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    attempt: int
+    node: str
+
+
 class Task(Record):
     job_id: int
     id: int
@@ -105,6 +115,13 @@ class Task(Record):
     node: str | None = None
     attempt: int = 0
     """0 on first placement; +1 every time it is requeued. Events name it, so stale ones are ignored."""
+    incarnation: int | None = None
+    """The node incarnation the current attempt was dispatched to."""
+    lost: list[LostAttempt] = Field(default_factory=list)
+    """Attempts given up because their node was lost. If one of them turns out to have run to
+    its end (its TaskEnded arrives late), that result is kept and the task does not run again."""
+    result_attempt: int | None = None
+    """The attempt whose ending the task's state, exit code and output come from."""
     requeue_count: int = 0
     """Requeues caused by node loss (bounded by the job's max_retries)."""
     exit_code: int | None = None
@@ -144,8 +161,16 @@ class Node(Record):
     """Who owns the machine: ``onprem`` (registered by its agent), ``local`` or ``azure``."""
     size: str | None = None
     last_heartbeat: datetime | None = None
-    incarnation: str | None = None
-    """Random id of the agent process; a new one means the agent restarted and lost its tasks."""
+    incarnation: int = 0
+    """Raised by one at every accepted agent registration (0: never registered). Assignments
+    and events carry it; anything from an earlier incarnation changes nothing."""
+    agent_id: str | None = None
+    """The agent process holding the node (its replies session)."""
+    host_id: str | None = None
+    """The machine and state folder of that agent (see RegisterNode.host_id)."""
+    agent_started_at: datetime | None = None
+    missing_since: dict[str, datetime] = Field(default_factory=dict)
+    """Running attempts its heartbeats stopped listing, since when (a lost TaskEnded)."""
     state_reason: str | None = None
     state_time: datetime = Field(default_factory=utcnow)
 
@@ -170,6 +195,13 @@ DEFAULT_GROUPS: tuple[NodeGroup, ...] = (
     NodeGroup(name="AzureNodes", description="Azure VMs managed by the cluster"),
 )
 """HPC Pack's two hybrid groups; they exist from the start, like in HPC Pack."""
+
+
+class Meta(Record):
+    """A small named document of the control plane's own state (e.g. the reconciler's)."""
+
+    key: str
+    data: dict[str, Any] = Field(default_factory=dict)
 
 
 class Principal(BaseModel):

@@ -1,0 +1,3 @@
+"""The pure domain: states and their transition table, records, the job spec, the wire
+messages, and the decision code (lifecycle, scheduler, reconciler). Nothing here does I/O
+or reads the clock: callers pass ``now``, so the simulator and the cluster run the same code."""

@@ -1,0 +1,222 @@
+"""What travels on the bus: assignments to agents, events from agents, replies to agents.
+
+Queues (names are settings-free constants because Functions bindings name them):
+
+- ``nodes`` (sessions; session id = node name): control plane -> agent:
+  :class:`RunTask`, :class:`CancelTask`.
+- ``events``: agent -> control plane: :class:`RegisterNode`, :class:`Heartbeat`,
+  :class:`TaskStarted`, :class:`TaskEnded`, :class:`AssignmentRefused`,
+  :class:`NodeStopping`.
+- ``replies`` (sessions; session id = the agent's ``agentId``): control plane -> one
+  agent process: :class:`Registration` (the answer to :class:`RegisterNode`) and
+  :class:`Superseded` (your incarnation is over).
+- ``scheduler`` (sessions; one session id): kicks for the single-writer scheduler.
+- ``events-rejected``: events the control plane could not accept, with the reason
+  (a Functions batch trigger cannot dead-letter one message of its batch).
+
+Fencing: every agent start is an *incarnation* (a number the control plane hands
+out at registration and only ever raises); every dispatch is an *attempt* of its
+task. Assignments carry both, agent events carry both, and anything from another
+attempt or an ended incarnation changes nothing (see :mod:`shared.domain.lifecycle`).
+Agent events also carry ``seq``, their order within the incarnation, so a batch
+is applied in the order things happened whatever order it arrives in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.alias_generators import to_camel
+
+NODES_QUEUE = "nodes"
+EVENTS_QUEUE = "events"
+REPLIES_QUEUE = "replies"
+REJECTED_QUEUE = "events-rejected"
+SCHEDULER_QUEUE = "scheduler"
+SCHEDULER_SESSION = "scheduler"
+CONNECTION_SETTING = "ServiceBusConnection"
+"""Name of the app setting holding the Service Bus connection (Functions binding ``connection``)."""
+
+MAX_ID = 2**53 - 1
+"""Largest job or task id: exact in JSON numbers (Cosmos DB, JavaScript) and in SQLite."""
+
+JobId = Annotated[int, Field(ge=1, le=MAX_ID)]
+TaskId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Attempt = Annotated[int, Field(ge=0, le=1_000_000)]
+Incarnation = Annotated[int, Field(ge=1, le=MAX_ID)]
+Seq = Annotated[int, Field(ge=0, le=MAX_ID)]
+NodeName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S+$")]
+Cores = Annotated[int, Field(ge=1, le=1_000_000)]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+def attempt_key(job_id: int, task_id: int, attempt: int) -> str:
+    """How agents and heartbeats name one attempt: ``"job.task.attempt"``."""
+    return f"{job_id}.{task_id}.{attempt}"
+
+
+def parse_attempt_key(key: str) -> tuple[int, int, int] | None:
+    """``(job, task, attempt)`` of a key, or None when it is not one."""
+    parts = key.split(".")
+    if len(parts) != 3 or not all(p.isdigit() and len(p) <= 16 for p in parts):
+        return None
+    job_id, task_id, attempt = (int(p) for p in parts)
+    return job_id, task_id, attempt
+
+
+# --- control plane -> agent -------------------------------------------------
+
+
+class RunTask(Message):
+    kind: Literal["run"] = "run"
+    incarnation: Incarnation
+    """The node incarnation this is meant for; any other incarnation drops it and says so."""
+    job_id: JobId
+    task_id: TaskId
+    attempt: Attempt
+    command: str
+    cores: Cores = 1
+    work_dir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    """Includes HPC_JOB_ID, HPC_TASK_ID, HPC_SWEEP_INDEX, HPC_NODE_NAME, HPC_NODE_GROUP."""
+
+
+class CancelTask(Message):
+    kind: Literal["cancel"] = "cancel"
+    incarnation: Incarnation
+    job_id: JobId
+    task_id: TaskId
+    attempt: Attempt
+
+
+Assignment = Annotated[RunTask | CancelTask, Field(discriminator="kind")]
+ASSIGNMENT: TypeAdapter[RunTask | CancelTask] = TypeAdapter(Assignment)
+
+
+# --- control plane -> one agent process (replies queue) ----------------------
+
+
+class Registration(Message):
+    """The answer to :class:`RegisterNode`: accepted with an incarnation, or refused."""
+
+    kind: Literal["registration"] = "registration"
+    node: NodeName
+    agent_id: str
+    accepted: bool
+    incarnation: int | None = None
+    reason: str | None = None
+    """Why it was refused, said so that the operator knows what to do."""
+
+
+class Superseded(Message):
+    """Your incarnation is over: another agent holds the node; kill what you run and exit."""
+
+    kind: Literal["superseded"] = "superseded"
+    node: NodeName
+    incarnation: int
+    current: int
+    reason: str
+
+
+Reply = Annotated[Registration | Superseded, Field(discriminator="kind")]
+REPLY: TypeAdapter[Registration | Superseded] = TypeAdapter(Reply)
+
+
+# --- agent -> control plane -------------------------------------------------
+
+
+class RegisterNode(Message):
+    """An agent process asks to hold a node. Sent again (same ``agent_id``) until answered."""
+
+    kind: Literal["register"] = "register"
+    node: NodeName
+    groups: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(max_length=64)
+    cores: Cores
+    agent_id: str = Field(min_length=8, max_length=64)
+    """Random per agent process; the replies session the answer goes to."""
+    host_id: str = Field(min_length=8, max_length=64)
+    """Kept in the agent's state folder: the same id means the same machine and folder, whose
+    lock file guarantees the previous process of this name is gone (a restart, not a rival)."""
+    started_at: datetime
+    """When this agent process started: a registration older than the holder's is refused."""
+
+
+class AgentEvent(Message):
+    node: NodeName
+    incarnation: Incarnation
+    seq: Seq = 0
+
+
+class EndedAttempt(Message):
+    """A recent ending, repeated in heartbeats so that a lost TaskEnded is recovered."""
+
+    key: str
+    exit_code: int | None
+    canceled: bool = False
+    error: str | None = None
+
+
+class Heartbeat(AgentEvent):
+    kind: Literal["heartbeat"] = "heartbeat"
+    agent_id: str = ""
+    free_cores: int = Field(ge=0)
+    running: list[str] = Field(default_factory=list)
+    """Keys ("job.task.attempt") of the attempts running now."""
+    ended: list[EndedAttempt] = Field(default_factory=list)
+    """Attempts that ended lately (the last HPC_HEARTBEAT_TIMEOUT_S, at most a few hundred)."""
+
+
+class TaskStarted(AgentEvent):
+    kind: Literal["started"] = "started"
+    job_id: JobId
+    task_id: TaskId
+    attempt: Attempt
+    pid: int | None = None
+
+
+class TaskEnded(AgentEvent):
+    kind: Literal["ended"] = "ended"
+    job_id: JobId
+    task_id: TaskId
+    attempt: Attempt
+    exit_code: int | None
+    canceled: bool = False
+    output: str = Field(default="", max_length=16_000)
+    """Tail of stdout (at most 4,000 characters)."""
+    error: str | None = None
+    """Why it could not run (bad working directory, ...), if it never started."""
+
+
+class AssignmentRefused(AgentEvent):
+    """An assignment meant for another incarnation of this node was dropped, not run."""
+
+    kind: Literal["refused"] = "refused"
+    job_id: JobId
+    task_id: TaskId
+    attempt: Attempt
+    meant_for: int
+    reason: str
+
+
+class NodeStopping(AgentEvent):
+    kind: Literal["stopping"] = "stopping"
+    killed: list[str] = Field(default_factory=list)
+    """Attempts it killed on the way out (requeued without using a retry)."""
+
+
+TaskEvent = TaskStarted | TaskEnded | AssignmentRefused
+Event = Annotated[
+    RegisterNode | Heartbeat | TaskStarted | TaskEnded | AssignmentRefused | NodeStopping,
+    Field(discriminator="kind"),
+]
+EVENT: TypeAdapter[
+    RegisterNode | Heartbeat | TaskStarted | TaskEnded | AssignmentRefused | NodeStopping
+] = TypeAdapter(Event)

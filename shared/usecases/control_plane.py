@@ -1,0 +1,110 @@
+"""The control plane as the function app sees it: one object, one method per use case.
+
+It only holds the ports (:class:`shared.usecases.deps.Deps`) and forwards to the use-case
+modules, so each use case stays in the module named after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.domain.messages import Event
+from shared.domain.models import Job, NodeGroup, Principal, Task
+from shared.domain.states import JobState, TaskState
+from shared.ports.bus import Bus
+from shared.ports.output import OutputStore, Stream
+from shared.ports.store import Store
+from shared.settings import Settings
+from shared.usecases import cancel, dispatch, events, queries, reconcile, submit
+from shared.usecases.deps import Backoff, Deps
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: Bus,
+        output: OutputStore,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.deps = Deps(
+            store=store,
+            bus=bus,
+            output=output,
+            settings=settings,
+            clock=clock,
+            backoff=backoff or Backoff(),
+        )
+
+    @property
+    def store(self) -> Store:
+        return self.deps.store
+
+    @property
+    def bus(self) -> Bus:
+        return self.deps.bus
+
+    @property
+    def settings(self) -> Settings:
+        return self.deps.settings
+
+    # jobs
+    def submit(self, data: Any, principal: Principal | None = None) -> Job:
+        return submit.submit(self.deps, data, principal)
+
+    def cancel_job(self, job_id: int) -> Job:
+        return cancel.cancel_job(self.deps, job_id)
+
+    def requeue_job(self, job_id: int) -> Job:
+        return cancel.requeue_job(self.deps, job_id)
+
+    # monitoring
+    def get_job(self, job_id: int) -> Job:
+        return queries.get_job(self.deps, job_id)
+
+    def list_jobs(self, *, states: Iterable[JobState] | None = None, limit: int = 100) -> list[Job]:
+        return queries.list_jobs(self.deps, states=states, limit=limit)
+
+    def list_tasks(
+        self,
+        job_id: int,
+        *,
+        states: Iterable[TaskState] | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+    ) -> list[Task]:
+        return queries.list_tasks(self.deps, job_id, states=states, offset=offset, limit=limit)
+
+    def get_task(self, job_id: int, task_id: int) -> Task:
+        return queries.get_task(self.deps, job_id, task_id)
+
+    def read_output(self, job_id: int, task_id: int, stream: Stream, **kwargs: Any) -> bytes:
+        return queries.read_output(self.deps, job_id, task_id, stream, **kwargs)
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return queries.list_nodes(self.deps)
+
+    def list_groups(self) -> list[NodeGroup]:
+        return queries.list_groups(self.deps)
+
+    # scheduling, events, repair
+    def kick(self) -> None:
+        self.deps.kick()
+
+    def schedule_pass(self) -> int:
+        return dispatch.schedule_pass(self.deps)
+
+    def apply_events(self, evs: Sequence[Event]) -> None:
+        events.apply_events(self.deps, evs)
+
+    def apply_event_messages(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Decode each (message id, body); park the bad ones with their reason; apply the rest."""
+        events.apply_event_messages(self.deps, messages)
+
+    def reconcile(self) -> None:
+        reconcile.reconcile(self.deps)

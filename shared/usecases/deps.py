@@ -1,0 +1,102 @@
+"""What every use case works with: the ports, the settings and the clock, plus the few
+helpers they share (retried writes, batched sends to nodes, scheduler kicks)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from shared.domain.messages import (
+    NODES_QUEUE,
+    REPLIES_QUEUE,
+    SCHEDULER_QUEUE,
+    SCHEDULER_SESSION,
+    CancelTask,
+    Message,
+    RunTask,
+)
+from shared.errors import Conflict
+from shared.ports.bus import Bus, OutgoingMessage
+from shared.ports.output import OutputStore
+from shared.ports.store import MAX_BATCH, Store
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CHUNK = MAX_BATCH - 1
+"""Tasks per commit, leaving room for their job's document in the same transaction."""
+REPLY_TTL_MS = 120_000
+"""A reply nobody collects (its agent died) expires."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Backoff:
+    """Retries of a write that met a Conflict: exponential with full jitter, so writers that
+    collided do not collide again in lock-step. ``sleep`` is injectable for tests."""
+
+    tries: int = 12
+    base_s: float = 0.002
+    cap_s: float = 0.25
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delays(self) -> Iterable[float]:
+        for i in range(self.tries - 1):
+            yield self.rng.uniform(0, min(self.cap_s, self.base_s * 2**i))
+
+
+@dataclass
+class Deps:
+    store: Store
+    bus: Bus
+    output: OutputStore
+    settings: Settings
+    clock: Callable[[], datetime] = _utcnow
+    backoff: Backoff = field(default_factory=Backoff)
+
+    def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` again, after a jittered pause, while it meets a Conflict (someone else
+        wrote first). ``fn`` must re-read what it writes: each try starts from fresh state."""
+        for delay in self.backoff.delays():
+            try:
+                return fn(*args, **kwargs)
+            except Conflict:
+                self.backoff.sleep(delay)
+        return fn(*args, **kwargs)
+
+    def kick(self) -> None:
+        """Ask for a scheduler pass (coalesced: one pass serves every kick it finds waiting)."""
+        self.bus.send(SCHEDULER_QUEUE, OutgoingMessage(body=b"{}", session_id=SCHEDULER_SESSION))
+
+    def send_to_nodes(self, assignments: Iterable[tuple[str, RunTask | CancelTask]]) -> None:
+        """Send assignments to their nodes' sessions: one batch per node."""
+        per_node: dict[str, list[OutgoingMessage]] = defaultdict(list)
+        for node, message in assignments:
+            per_node[node].append(OutgoingMessage(body=message.to_bytes(), session_id=node))
+        for messages in per_node.values():
+            self.bus.send(NODES_QUEUE, messages)
+
+    def reply(self, agent_id: str, message: Message) -> None:
+        """Answer one agent process on its own replies session."""
+        self.bus.send(
+            REPLIES_QUEUE,
+            OutgoingMessage(
+                body=message.to_bytes(), session_id=agent_id, time_to_live_ms=REPLY_TTL_MS
+            ),
+        )
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,105 @@
+"""The scheduler pass: place queued tasks on free cores and send each node its assignments.
+
+One pass runs at a time (the scheduler queue is held by one session); placements are
+written before they are sent, so a crash between the two leaves Dispatching tasks that
+the reconciler requeues after HPC_DISPATCH_TIMEOUT_S, never a task running unrecorded.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from shared.domain import lifecycle, scheduler
+from shared.domain.messages import RunTask
+from shared.domain.models import Node, Task
+from shared.domain.states import JobState
+from shared.errors import Conflict, NotFound
+from shared.usecases.deps import Deps, chunks
+from shared.usecases.queries import used_cores
+
+LOOKAHEAD_MIN = 100
+"""Queued tasks a pass looks at even when few cores are free (room for backfill)."""
+
+
+def schedule_pass(deps: Deps) -> int:
+    """One scheduler pass; returns how many tasks it dispatched."""
+    nodes = [n for n in deps.store.list_nodes() if n.incarnation > 0]
+    used = used_cores(deps.store.active_tasks())
+    free = sum(max(f, 0) for f in scheduler.free_cores(nodes, used).values())
+    if free == 0:
+        return 0  # nothing can be placed: do not read the queue at all
+    # Look ahead far enough to backfill, not at the whole queue.
+    window = min(deps.settings.scheduler_window, max(LOOKAHEAD_MIN, 4 * free))
+    queued = deps.store.queued_tasks(limit=window)
+    placements = scheduler.plan(queued, nodes, used)
+    if not placements:
+        return 0
+    tasks = {(t.job_id, t.id): t for t in queued}
+    by_node = {n.name: n for n in nodes}
+    by_job: dict[int, list[scheduler.Placement]] = defaultdict(list)
+    for p in placements:
+        by_job[p.job_id].append(p)
+    dispatched = 0
+    for job_id, job_placements in by_job.items():
+        for chunk in chunks(job_placements):
+            batch = _commit_chunk(deps, job_id, chunk, tasks, by_node)
+            if batch is None:
+                deps.kick()  # the job or a task changed under us: the next pass retries
+                break
+            deps.send_to_nodes((node, run) for node, run in batch)
+            dispatched += len(batch)
+    return dispatched
+
+
+def _commit_chunk(
+    deps: Deps,
+    job_id: int,
+    chunk: Sequence[scheduler.Placement],
+    tasks: dict[tuple[int, int], Task],
+    nodes: dict[str, Node],
+) -> list[tuple[str, RunTask]] | None:
+    try:
+        job = deps.store.get_job(job_id)
+    except NotFound:
+        return []
+    if job.state not in (JobState.QUEUED, JobState.RUNNING):
+        return []
+    now = deps.clock()
+    batch: list[Task] = []
+    runs: list[tuple[str, RunTask]] = []
+    for p in chunk:
+        task = tasks[(p.job_id, p.task_id)]
+        node = nodes[p.node]
+        change = lifecycle.dispatch(task, node=node.name, incarnation=node.incarnation, now=now)
+        job.count(change.old, change.new)
+        batch.append(task)
+        runs.append((node.name, _run_task(task, node, p.group)))
+    if job.state is JobState.QUEUED:
+        job.move_to(JobState.RUNNING, now=now)
+    try:
+        deps.store.commit(job=job, tasks=batch)
+    except Conflict:
+        return None
+    return runs
+
+
+def _run_task(task: Task, node: Node, group: str | None) -> RunTask:
+    env = {
+        "HPC_JOB_ID": str(task.job_id),
+        "HPC_TASK_ID": str(task.id),
+        "HPC_SWEEP_INDEX": "" if task.sweep_index is None else str(task.sweep_index),
+        "HPC_NODE_NAME": node.name,
+        "HPC_NODE_GROUP": group or "",
+        **task.env,
+    }
+    return RunTask(
+        incarnation=node.incarnation,
+        job_id=task.job_id,
+        task_id=task.id,
+        attempt=task.attempt,
+        command=task.command,
+        cores=task.cores,
+        work_dir=task.work_dir,
+        env=env,
+    )

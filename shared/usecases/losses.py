@@ -1,0 +1,58 @@
+"""Give up attempts whose node was lost: requeue them as new attempts (or fail them past
+their job's retry limit), one job's tasks per transaction with the job's counters."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from shared.domain import lifecycle
+from shared.domain.models import Task
+from shared.domain.states import JobState
+from shared.errors import NotFound
+from shared.usecases.deps import Deps, chunks
+
+Reason = Callable[[Task], str]
+
+
+def lose_attempts(deps: Deps, tasks: Iterable[Task], reason: Reason, *, count: bool) -> bool:
+    """Requeue each of ``tasks`` (as read: its attempt is what is given up; a task that moved
+    on since is left alone). True if any changed."""
+    by_job: dict[int, list[Task]] = defaultdict(list)
+    for task in tasks:
+        by_job[task.job_id].append(task)
+    changed = False
+    for job_id, job_tasks in by_job.items():
+        for chunk in chunks(job_tasks):
+            wanted = {t.id: (t.attempt, reason(t)) for t in chunk}
+            changed |= deps.retry(_lose_chunk, deps, job_id, wanted, count)
+    return changed
+
+
+def _lose_chunk(deps: Deps, job_id: int, wanted: dict[int, tuple[int, str]], count: bool) -> bool:
+    try:
+        job = deps.store.get_job(job_id)
+    except NotFound:
+        return False
+    now = deps.clock()
+    changed = []
+    for task in deps.store.get_tasks(job_id, wanted):
+        attempt, why = wanted[task.id]
+        if task.attempt != attempt:
+            continue
+        change = lifecycle.lose_attempt(
+            task,
+            max_retries=job.max_retries,
+            canceling=job.state is JobState.CANCELING,
+            reason=why,
+            count=count,
+            now=now,
+        )
+        if change is not None:
+            job.count(change.old, change.new)
+            changed.append(task)
+    if not changed:
+        return False
+    lifecycle.settle_job(job, now)
+    deps.store.commit(job=job, tasks=changed)
+    return True

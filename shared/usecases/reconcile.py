@@ -1,0 +1,118 @@
+"""The reconciler: level-triggered repair, run by a timer.
+
+Every run re-reads nodes and active tasks, compares them with what should be, and fixes
+the difference: silent nodes become Unreachable and their attempts are requeued;
+dispatches never confirmed, attempts whose end was lost, and attempts of ended
+incarnations are requeued; and the scheduler gets a pass. Silence is judged only over
+time the control plane was listening (see :func:`shared.domain.reconciler.listening_since`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from shared.domain import reconciler
+from shared.domain.models import Meta, Node
+from shared.domain.states import NodeState
+from shared.errors import Conflict, NotFound
+from shared.usecases.deps import Deps
+from shared.usecases.losses import lose_attempts
+
+log = logging.getLogger(__name__)
+
+META_KEY = "reconciler"
+
+
+def reconcile(deps: Deps) -> None:
+    now = deps.clock()
+    timeout = timedelta(seconds=deps.settings.heartbeat_timeout_s)
+    since = _listening_since(deps, now, timeout)
+    for node in reconciler.silent_nodes(
+        deps.store.list_nodes(), now=now, timeout=timeout, since=since
+    ):
+        deps.retry(_mark_unreachable, deps, node.name, now)
+    nodes = deps.store.list_nodes()
+    active = deps.store.active_tasks()
+    by_name = {n.name: n for n in nodes}
+    lose_attempts(
+        deps,
+        reconciler.stuck_dispatches(
+            active,
+            now=now,
+            timeout=timedelta(seconds=deps.settings.dispatch_timeout_s),
+            since=since,
+        ),
+        lambda t: f"node {t.node} never started it",
+        count=True,
+    )
+    lose_attempts(
+        deps,
+        reconciler.lost_endings(nodes, active, now=now, timeout=timeout, since=since),
+        lambda t: f"node {t.node} stopped reporting it and never reported its end",
+        count=True,
+    )
+    orphans = [
+        t
+        for t in active
+        if t.node is not None
+        and (
+            t.node not in by_name
+            or by_name[t.node].state is NodeState.UNREACHABLE
+            or (t.incarnation is not None and t.incarnation != by_name[t.node].incarnation)
+        )
+    ]
+    lose_attempts(deps, orphans, lambda t: _orphan_reason(t.node, by_name), count=True)
+    deps.kick()  # level-triggered: queued work gets a pass at least once per run
+
+
+def _listening_since(deps: Deps, now: datetime, timeout: timedelta) -> datetime:
+    def update() -> datetime:
+        try:
+            meta = deps.store.get_meta(META_KEY)
+        except NotFound:
+            meta = Meta(key=META_KEY)
+        previous = _time(meta.data.get("listeningSince"))
+        since = reconciler.listening_since(
+            previous, _time(meta.data.get("lastRun")), now=now, timeout=timeout
+        )
+        if since == now and previous is not None:
+            log.warning(
+                "the reconciler did not run for more than %g s: judging silence afresh",
+                timeout.total_seconds(),
+            )
+        meta.data = {"listeningSince": since.isoformat(), "lastRun": now.isoformat()}
+        deps.store.put_meta(meta)
+        return since
+
+    try:
+        return deps.retry(update)
+    except Conflict:  # another reconciler wrote it just now: it is listening
+        return now
+
+
+def _orphan_reason(name: str | None, nodes: dict[str, Node]) -> str:
+    node = nodes.get(name or "")
+    if node is None:
+        return f"node {name} was removed"
+    if node.state is NodeState.UNREACHABLE:
+        return f"node {name} became unreachable ({node.state_reason})"
+    return f"agent on {name} restarted"
+
+
+def _time(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _mark_unreachable(deps: Deps, name: str, now: datetime) -> bool:
+    node = deps.store.get_node(name)
+    if node.state not in reconciler.WATCHED:
+        return False
+    node.move_to(
+        NodeState.UNREACHABLE,
+        reason=f"no heartbeat for {deps.settings.heartbeat_timeout_s:g} s",
+        now=now,
+    )
+    deps.store.put_node(node)
+    log.warning("node %s unreachable; its attempts are requeued", name)
+    return True

@@ -1,0 +1,70 @@
+"""Registration: an agent process asks to hold a node; the answer goes to its replies session.
+
+Accepting writes the node's new incarnation first (from then on, anything of the earlier
+incarnation is stale), then requeues what the earlier incarnation held, then answers. A
+crash between the steps heals: the agent asks again (the same request is answered the
+same way), and the reconciler requeues tasks of ended incarnations on every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import timedelta
+
+from shared.domain import lifecycle
+from shared.domain.messages import RegisterNode, Registration
+from shared.domain.models import Node, NodeGroup
+from shared.errors import Conflict, NotFound
+from shared.usecases.deps import Deps
+from shared.usecases.losses import lose_attempts
+
+log = logging.getLogger(__name__)
+
+
+def register(deps: Deps, req: RegisterNode) -> bool:
+    try:
+        node = deps.store.get_node(req.node)
+    except NotFound:
+        node = Node(name=req.node, groups=list(req.groups), cores=req.cores, provider="onprem")
+    timeout = timedelta(seconds=deps.settings.heartbeat_timeout_s)
+    decision = lifecycle.register(node, req, now=deps.clock(), timeout=timeout)
+    if decision.changed:
+        deps.store.put_node(node)  # Conflict: retried from a fresh read
+        log.info("node %s: incarnation %d registered", node.name, node.incarnation)
+    if decision.accepted:
+        assert decision.incarnation is not None
+        requeue_ended_incarnations(deps, node.name, decision.incarnation)
+        _ensure_groups(deps, req.groups)
+    else:
+        log.warning("registration refused: %s", decision.reason)
+    deps.reply(
+        req.agent_id,
+        Registration(
+            node=req.node,
+            agent_id=req.agent_id,
+            accepted=decision.accepted,
+            incarnation=decision.incarnation,
+            reason=decision.reason,
+        ),
+    )
+    return decision.changed
+
+
+def requeue_ended_incarnations(deps: Deps, node_name: str, current: int) -> bool:
+    """Requeue the attempts an earlier incarnation of the node held: that agent is gone."""
+    held = [
+        t
+        for t in deps.store.active_tasks(node=node_name)
+        if t.incarnation is not None and t.incarnation != current
+    ]
+    return lose_attempts(deps, held, lambda _t: f"agent on {node_name} restarted", count=True)
+
+
+def _ensure_groups(deps: Deps, names: Iterable[str]) -> None:
+    known = {g.name for g in deps.store.list_groups()}
+    for name in names:
+        if name not in known:
+            with contextlib.suppress(Conflict):
+                deps.store.put_group(NodeGroup(name=name))

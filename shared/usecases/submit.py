@@ -1,0 +1,57 @@
+"""Submit a job: validate its spec against the cluster, store it with its tasks, kick the scheduler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.domain.jobspec import JobSpec
+from shared.domain.models import Job, Principal
+from shared.domain.states import JobState
+from shared.errors import InvalidRequest, NotFound
+from shared.usecases.deps import Deps
+
+
+def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
+    spec = JobSpec.parse(data)
+    count = spec.task_count()
+    limit = deps.settings.max_tasks_per_job
+    if count > limit:
+        raise InvalidRequest(
+            f"the job has {count} tasks; at most {limit} are accepted in one job "
+            "(HPC_MAX_TASKS_PER_JOB)"
+        )
+    check_fits(deps, spec)
+    now = deps.clock()
+    job, tasks = spec.build(
+        deps.store.next_job_id(), now=now, owner=principal.name if principal else "admin"
+    )
+    job.move_to(JobState.SUBMITTED, now=now)
+    job.move_to(JobState.QUEUED, now=now)
+    deps.store.add_job(job, tasks)
+    deps.kick()
+    return job
+
+
+def check_fits(deps: Deps, spec: JobSpec) -> None:
+    """Refuse a job no node of its groups could ever run (unknown group, too many cores)."""
+    nodes = deps.store.list_nodes()
+    known = {g.name for g in deps.store.list_groups()} | {g for n in nodes for g in n.groups}
+    for group in spec.node_groups:
+        if group not in known:
+            raise NotFound(
+                f"node group {group!r} does not exist; known groups: {', '.join(sorted(known))}"
+            )
+    wanted = set(spec.node_groups)
+    eligible = [n for n in nodes if not wanted or wanted & set(n.groups)]
+    where = f"node group(s) {', '.join(spec.node_groups)}" if wanted else "the cluster"
+    if not eligible:
+        raise InvalidRequest(
+            f"{where} has no nodes yet: start agents (hpc up / hpc agent run) or add nodes first"
+        )
+    largest = max(n.cores for n in eligible)
+    for task in spec.tasks:
+        if task.cores > largest:
+            raise InvalidRequest(
+                f"a task asks for {task.cores} cores but the largest node in {where} "
+                f"has {largest}; ask for at most {largest}"
+            )
