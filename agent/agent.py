@@ -8,9 +8,18 @@ one loop.
 
 Guarantees:
 
-- Events are sent before their assignment is completed, and kept in an outbox
-  that survives bus errors, so a TaskStarted or TaskEnded is not lost while the
-  agent lives (a dead agent is covered by its next incarnation registering).
+- The agent holds its node only as the incarnation the control plane granted at
+  registration (agent/registration.py); a second agent of the name on this
+  machine cannot start (agent/identity.py). Assignments meant for another
+  incarnation are dropped and reported, never run. Told its incarnation is over
+  (Superseded: the node was given to new attempts while this agent was cut off),
+  it kills what it runs and registers again.
+- Events carry the incarnation and a sequence number, are sent before their
+  assignment is completed, and are kept in an outbox that survives bus errors,
+  so a TaskStarted or TaskEnded is not lost while the agent lives. Heartbeats
+  also repeat recent endings, so one lost on the way is still recovered.
+- The agent keeps running its tasks while the control plane is down and reports
+  their ends when it is back.
 - An assignment delivered twice (a lost lock, a redelivery) runs once: the
   agent remembers the attempts it runs and recently ran.
 - A bus error never ends the loop; it is logged and retried with back-off.
@@ -24,27 +33,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 from pydantic import ValidationError
 
+from agent import registration
 from agent.config import AgentConfig
+from agent.identity import Identity, claim
 from agent.lifeline import Lifeline
 from agent.runner import Runner, kill_trees, task_env, task_key
 from shared.domain.messages import (
     ASSIGNMENT,
     EVENTS_QUEUE,
     NODES_QUEUE,
+    REPLIES_QUEUE,
+    REPLY,
+    AssignmentRefused,
     CancelTask,
+    EndedAttempt,
     Heartbeat,
     Message,
-    NodeRegistered,
     NodeStopping,
     RunTask,
+    Superseded,
     TaskEnded,
     TaskStarted,
 )
@@ -77,6 +93,8 @@ _MAX_SEND_BYTES = 192 * 1024
 _REMEMBERED = 10_000
 """How many ended attempts are remembered to ignore their redelivered assignments."""
 _STOP_SEND_ATTEMPTS = 3
+_RECENT_MAX = 500
+"""Most recent endings a heartbeat repeats."""
 INVALID_MESSAGE = "InvalidMessage"
 """Dead-letter reason of an assignment the agent cannot parse."""
 
@@ -109,8 +127,14 @@ class Agent:
         self.bus = bus
         self.output = output
         self.clock = clock
-        self.incarnation: str | None = None
-        """Random per :meth:`run`; set when the agent registers."""
+        self.incarnation: int | None = None
+        """Granted by the control plane at registration; None until then."""
+        self.agent_id: str | None = None
+        """Random per registration: this process's replies session."""
+        self._identity: Identity | None = None
+        self._replies: SessionReceiver | None = None
+        self._seq = 0
+        self._recent: deque[tuple[float, EndedAttempt]] = deque(maxlen=_RECENT_MAX)
         self._stop = threading.Event()
         self._running: dict[str, Runner] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
@@ -141,25 +165,61 @@ class Agent:
         self._stop.set()
 
     def run(self) -> None:
+        """Claim the node name on this machine (raises NameInUse), register (raises
+        RegistrationRefused), then run assignments until :meth:`stop`."""
         if self._stop.is_set():
             return
-        self.incarnation = uuid4().hex
         cfg = self.config
+        self._identity = claim(cfg.name, cfg.state_dir)
+        try:
+            if not self._register():
+                return
+            if cfg.lifeline:
+                self._lifeline = Lifeline()
+            self._loop()
+        finally:
+            self._close_replies()
+            self._identity.release()
+
+    def _register(self) -> bool:
+        """Register as a new incarnation; False if stopped before the answer came."""
+        assert self._identity is not None
+        cfg = self.config
+        self._close_replies()
+        self.agent_id = uuid4().hex
+        self._replies = self.bus.get_session_receiver(REPLIES_QUEUE, session_id=self.agent_id)
         log.info(
-            "agent %s (groups %s, %d cores, incarnation %s) starting",
-            cfg.name,
-            ",".join(cfg.groups),
-            cfg.cores,
-            self.incarnation,
+            "agent %s (groups %s, %d cores) registering", cfg.name, ",".join(cfg.groups), cfg.cores
         )
-        self._emit(
-            NodeRegistered(
-                node=cfg.name, groups=cfg.groups, cores=cfg.cores, incarnation=self.incarnation
-            )
+        incarnation = registration.register(
+            self.bus,
+            self._replies,
+            registration.request(
+                node=cfg.name,
+                groups=cfg.groups,
+                cores=cfg.cores,
+                agent_id=self.agent_id,
+                host_id=self._identity.host_id,
+            ),
+            retry_s=cfg.registration_retry_s,
+            stop=self._stop,
         )
-        self._next_beat = self.clock() + cfg.heartbeat_interval_s
-        if cfg.lifeline:
-            self._lifeline = Lifeline()
+        if incarnation is None:
+            return False
+        self.incarnation, self._seq = incarnation, 0
+        self._next_beat = self.clock()  # say at once what runs here
+        log.info("node %s is ours as incarnation %d", cfg.name, incarnation)
+        return True
+
+    def _close_replies(self) -> None:
+        receiver, self._replies = self._replies, None
+        if receiver is not None:
+            try:
+                receiver.close()
+            except Exception as exc:
+                log.debug("closing the replies receiver: %s", exc)
+
+    def _loop(self) -> None:
         try:
             while not self._stop.is_set():
                 try:
@@ -284,6 +344,24 @@ class Agent:
 
     def _run_task(self, task: RunTask) -> None:
         key = task_key(task.job_id, task.task_id, task.attempt)
+        if task.incarnation != self.incarnation:
+            log.info(
+                "dropping task %s: it was meant for incarnation %d of this node, not %s",
+                key,
+                task.incarnation,
+                self.incarnation,
+            )
+            self._emit(
+                AssignmentRefused(
+                    **self._stamp(),
+                    job_id=task.job_id,
+                    task_id=task.task_id,
+                    attempt=task.attempt,
+                    meant_for=task.incarnation,
+                    reason=f"meant for incarnation {task.incarnation}, this is {self.incarnation}",
+                )
+            )
+            return
         if key in self._running or key in self._ended:
             log.info("task %s was assigned again; it runs or ran already", key)
             return
@@ -318,7 +396,7 @@ class Agent:
         )
         self._emit(
             TaskStarted(
-                node=self.config.name,
+                **self._stamp(),
                 job_id=task.job_id,
                 task_id=task.task_id,
                 attempt=task.attempt,
@@ -331,6 +409,8 @@ class Agent:
         this agent never saw is reported canceled so the control plane is not left waiting;
         one that ended already was reported, and its later TaskEnded would be stale anyway."""
         key = task_key(cancel.job_id, cancel.task_id, cancel.attempt)
+        if cancel.incarnation != self.incarnation:
+            return None  # meant for an earlier agent of this node: nothing of ours
         runner = self._running.pop(key, None)
         if runner is not None:
             self._remember(key)
@@ -375,8 +455,19 @@ class Agent:
         output: str = "",
         error: str | None = None,
     ) -> TaskEnded:
+        self._recent.append(
+            (
+                self.clock(),
+                EndedAttempt(
+                    key=task_key(task.job_id, task.task_id, task.attempt),
+                    exit_code=exit_code,
+                    canceled=canceled,
+                    error=error,
+                ),
+            )
+        )
         return TaskEnded(
-            node=self.config.name,
+            **self._stamp(),
             job_id=task.job_id,
             task_id=task.task_id,
             attempt=task.attempt,
@@ -413,21 +504,79 @@ class Agent:
 
     # ------------------------------------------------------------ events
 
+    def _stamp(self) -> dict[str, Any]:
+        """Node, incarnation and the next sequence number, for an event about to be sent."""
+        assert self.incarnation is not None
+        self._seq += 1
+        return {"node": self.config.name, "incarnation": self.incarnation, "seq": self._seq}
+
     def _heartbeat_if_due(self) -> None:
         now = self.clock()
         if now < self._next_beat or self.incarnation is None:
             return
         self._next_beat = now + self.config.heartbeat_interval_s
+        self._check_replies()
+        if self.incarnation is None:
+            return  # stopped while registering again
         # An unsent older heartbeat says nothing the new one does not.
         self._outbox = [m for m in self._outbox if not isinstance(m, Heartbeat)]
+        horizon = now - self.config.recent_ended_s
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
         self._emit(
             Heartbeat(
-                node=self.config.name,
-                incarnation=self.incarnation,
+                **self._stamp(),
+                agent_id=self.agent_id or "",
                 free_cores=self.free_cores,
                 running=self.running,
+                ended=[ended for _, ended in self._recent],
             )
         )
+
+    def _check_replies(self) -> None:
+        """Learn whether our incarnation is over; if so, kill what runs and register again."""
+        if self._replies is None or self.agent_id is None:
+            return
+        try:
+            until = self._replies.session_locked_until
+            if until - _now_like(until) <= self._lock_span / 2:
+                self._replies.renew_session_lock()
+            messages = self._replies.receive(max_messages=10, max_wait_ms=0)
+        except BusError as exc:  # our own session: nobody else takes it; accept it again
+            log.warning("replies session: %s; accepting it again", exc)
+            self._close_replies()
+            self._replies = self.bus.get_session_receiver(REPLIES_QUEUE, session_id=self.agent_id)
+            return
+        over: Superseded | None = None
+        for message in messages:
+            try:
+                self._replies.complete(message)
+                reply = REPLY.validate_json(message.body)
+            except (BusError, ValidationError) as exc:
+                log.debug("ignoring a reply: %s", exc)
+                continue
+            if isinstance(reply, Superseded) and reply.incarnation == self.incarnation:
+                over = reply
+        if over is None:
+            return
+        log.error(
+            "incarnation %s of node %s is over: %s; killing %d task(s) and registering again",
+            self.incarnation,
+            self.config.name,
+            over.reason,
+            len(self._running),
+        )
+        runners = list(self._running.values())
+        self._running.clear()
+        if runners:
+            kill_trees(runners, grace_s=self.config.kill_grace_s)
+            for runner in runners:
+                self._remember(runner.key)
+                self._finish(runner)
+        self._drop_session()
+        self.incarnation = None
+        if not self._register():
+            self._stop.set()
 
     def _emit(self, event: Message) -> None:
         self._outbox.append(event)
@@ -458,6 +607,7 @@ class Agent:
         """Kill what runs, say NodeStopping (the control plane requeues the node's tasks),
         release the session."""
         runners = list(self._running.values())
+        killed = sorted(self._running)
         self._running.clear()
         if runners:
             log.info("stopping: killing %d running task(s)", len(runners))
@@ -465,7 +615,7 @@ class Agent:
             for runner in runners:
                 self._finish(runner)  # publishes what they wrote; they are requeued, not ended
         if self.incarnation is not None:
-            self._emit(NodeStopping(node=self.config.name, incarnation=self.incarnation))
+            self._emit(NodeStopping(**self._stamp(), killed=killed))
             for attempt in range(1, _STOP_SEND_ATTEMPTS + 1):
                 try:
                     self._flush()

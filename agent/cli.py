@@ -14,6 +14,8 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from agent.agent import Agent
+from agent.identity import NameInUse
+from agent.registration import RegistrationRefused
 from agent.config import AgentConfig
 from shared.settings import Settings
 from shared.wiring import build_bus, build_output
@@ -23,6 +25,8 @@ log = logging.getLogger("agent")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_REFUSED = 3
+"""The node name is taken (another agent of it runs), or the control plane refused it."""
 
 
 def run_agent(
@@ -43,6 +47,7 @@ def run_agent(
         config = AgentConfig.model_validate(
             {
                 "heartbeat_interval_s": settings.heartbeat_interval_s,
+                "recent_ended_s": settings.heartbeat_timeout_s,
                 **{k: v for k, v in given.items() if v is not None},
             }
         )
@@ -55,6 +60,10 @@ def run_agent(
     except Exception as exc:
         print(f"agent: error: cannot open the bus or the output store: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    if config.state_dir is None:
+        config = config.model_copy(
+            update={"state_dir": settings.home_dir / "agents" / config.name}
+        )
     agent = Agent(config, bus=bus, output=output)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -67,6 +76,9 @@ def run_agent(
             previous[sig] = signal.signal(sig, on_signal)
     try:
         agent.run()
+    except (NameInUse, RegistrationRefused) as exc:
+        print(f"agent: error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]

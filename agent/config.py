@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -12,6 +13,10 @@ from shared.settings import Settings
 
 def _default_heartbeat_interval_s() -> float:
     return Settings().heartbeat_interval_s
+
+
+def _default_recent_ended_s() -> float:
+    return Settings().heartbeat_timeout_s
 
 
 class AgentConfig(BaseModel):
@@ -28,6 +33,13 @@ class AgentConfig(BaseModel):
     """Longest wait for assignments per loop: bounds how late a cancel or a process exit is noticed."""
     kill_grace_s: float = Field(default=0.5, ge=0, le=1)
     """Time a task's process group has between SIGTERM and SIGKILL."""
+    state_dir: Path | None = None
+    """This node's folder on this machine (lock file, host id; see agent/identity.py).
+    ``hpc agent run`` uses $HPC_HOME/agents/<name>; None: no lock, a random host id."""
+    registration_retry_s: float = Field(default=5.0, gt=0)
+    """How often an unanswered registration is sent again (the control plane may be down)."""
+    recent_ended_s: float = Field(default_factory=_default_recent_ended_s, gt=0)
+    """How long heartbeats repeat an ended attempt, so a lost TaskEnded is recovered."""
     lifeline: bool = True
     """Start the watchdog that kills this agent's tasks if the agent dies (agent/lifeline.py)."""
 

@@ -27,12 +27,14 @@ from shared.domain.messages import (
     EVENT,
     EVENTS_QUEUE,
     NODES_QUEUE,
+    REPLIES_QUEUE,
     CancelTask,
     Event,
     Heartbeat,
     Message,
-    NodeRegistered,
     NodeStopping,
+    RegisterNode,
+    Registration,
     RunTask,
     TaskEnded,
     TaskStarted,
@@ -56,6 +58,25 @@ class ControlPlane:
         self.node = node
         self.events: list[Event] = []
         self._receiver = bus.get_receiver(EVENTS_QUEUE)
+        self.incarnation = 0
+        """The last incarnation granted (registrations are answered as they arrive)."""
+        self.refuse: str | None = None
+        """Set to refuse registrations with this reason."""
+
+    def answer(self, request: RegisterNode) -> None:
+        if self.refuse is None:
+            self.incarnation += 1
+        reply = Registration(
+            node=request.node,
+            agent_id=request.agent_id,
+            accepted=self.refuse is None,
+            incarnation=None if self.refuse else self.incarnation,
+            reason=self.refuse,
+        )
+        self.reply(request.agent_id, reply)
+
+    def reply(self, agent_id: str, message: Message) -> None:
+        self.bus.send(REPLIES_QUEUE, OutgoingMessage(body=message.to_bytes(), session_id=agent_id))
 
     def send(self, *assignments: Message, node: str | None = None) -> None:
         session = node or self.node
@@ -66,8 +87,14 @@ class ControlPlane:
 
     def _pull(self, max_wait_ms: int) -> None:
         for message in self._receiver.receive(max_messages=100, max_wait_ms=max_wait_ms):
-            self.events.append(EVENT.validate_json(message.body))
+            event = EVENT.validate_json(message.body)
+            self.events.append(event)
             self._receiver.complete(message)
+            if isinstance(event, RegisterNode) and not any(
+                isinstance(e, RegisterNode) and e.agent_id == event.agent_id
+                for e in self.events[:-1]
+            ):
+                self.answer(event)
 
     def wait_for(
         self, kind: type[E], predicate: Callable[[E], bool] = lambda e: True, timeout: float = 5.0
@@ -100,8 +127,12 @@ class ControlPlane:
         )
 
 
-def run_task(job: int, command: str, *, task: int = 1, attempt: int = 1, **kw: Any) -> RunTask:
-    return RunTask(job_id=job, task_id=task, attempt=attempt, command=command, **kw)
+def run_task(
+    job: int, command: str, *, task: int = 1, attempt: int = 1, incarnation: int = 1, **kw: Any
+) -> RunTask:
+    return RunTask(
+        incarnation=incarnation, job_id=job, task_id=task, attempt=attempt, command=command, **kw
+    )
 
 
 # ----------------------------------------------------------------- fixtures
@@ -158,7 +189,8 @@ def start_agent(
 def agent(start_agent: Callable[..., tuple[Agent, threading.Thread]], cp: ControlPlane) -> Agent:
     """A started agent that has registered."""
     started, _ = start_agent()
-    cp.wait_for(NodeRegistered)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: started.incarnation, what="the registration answered")
     return started
 
 
@@ -167,11 +199,12 @@ def agent(start_agent: Callable[..., tuple[Agent, threading.Thread]], cp: Contro
 
 def test_agent_registers_on_start(start_agent, cp):
     agent, _ = start_agent(groups=["OnPremNodes", "Big"], cores=3)
-    registered = cp.wait_for(NodeRegistered)
+    registered = cp.wait_for(RegisterNode)
     assert registered.node == NODE
     assert registered.groups == ["OnPremNodes", "Big"]
     assert registered.cores == 3
-    assert registered.incarnation == agent.incarnation and len(registered.incarnation) == 32
+    wait_until(lambda: agent.incarnation == 1, what="the granted incarnation")
+    assert registered.agent_id == agent.agent_id
 
 
 def test_each_run_is_a_new_incarnation(bus, output, cp):
@@ -180,13 +213,12 @@ def test_each_run_is_a_new_incarnation(bus, output, cp):
         agent = Agent(AgentConfig(name=NODE, poll_ms=20), bus=bus, output=output)
         thread = threading.Thread(target=agent.run, daemon=True)
         thread.start()
-        incarnation = wait_until(lambda agent=agent: agent.incarnation)
-        cp.wait_for(NodeRegistered, lambda e, i=incarnation: e.incarnation == i)
+        wait_until(lambda agent=agent: cp.of(RegisterNode) and agent.incarnation)
         agent.stop()
         thread.join(5)
         assert not thread.is_alive()
         incarnations.append(agent.incarnation)
-    assert incarnations[0] != incarnations[1]
+    assert incarnations == [1, 2]
 
 
 def test_a_command_runs_and_its_exit_code_and_output_tail_are_reported(agent, cp, output):
@@ -273,7 +305,7 @@ def test_cancel_kills_the_whole_process_tree_within_2_seconds(agent, cp):
         what="both sleeps of the task",
     )
     t0 = time.monotonic()
-    cp.send(CancelTask(job_id=6, task_id=1, attempt=1))
+    cp.send(CancelTask(incarnation=1, job_id=6, task_id=1, attempt=1))
     ended = cp.wait_for(TaskEnded, lambda e: e.job_id == 6, timeout=2.0)
     assert ended.canceled
     assert ended.exit_code is not None and ended.exit_code != 0
@@ -285,7 +317,7 @@ def test_cancel_kills_the_whole_process_tree_within_2_seconds(agent, cp):
 def test_cancel_of_another_attempt_leaves_the_running_one_alone(agent, cp):
     cp.send(run_task(9, "sleep 30", attempt=2))
     pid = cp.started(9, attempt=2).pid
-    cp.send(CancelTask(job_id=9, task_id=1, attempt=1))
+    cp.send(CancelTask(incarnation=1, job_id=9, task_id=1, attempt=1))
     stale = cp.wait_for(TaskEnded, lambda e: e.job_id == 9 and e.attempt == 1)
     assert stale.canceled and stale.exit_code is None  # never ran here: reported canceled
     assert process_alive(pid)
@@ -314,14 +346,14 @@ def test_heartbeats_carry_free_cores_and_running_tasks(start_agent, cp):
     assert busy.running == ["11.1.1", "12.1.1"]
     assert busy.free_cores == 0  # oversubscribed (3 + 2 > 4): never reported below zero
 
-    cp.send(CancelTask(job_id=12, task_id=1, attempt=1))
+    cp.send(CancelTask(incarnation=1, job_id=12, task_id=1, attempt=1))
     after = cp.wait_for(Heartbeat, lambda h: h.running == ["11.1.1"])
     assert after.free_cores == 1
 
 
 def test_stop_sends_node_stopping_and_kills_running_tasks(start_agent, cp, bus):
     agent, thread = start_agent()
-    cp.wait_for(NodeRegistered)
+    cp.wait_for(RegisterNode)
     cp.send(run_task(13, "sh -c 'sleep 30 & sleep 30'"))
     leader = cp.started(13).pid
     tree = wait_until(lambda: len(group_members(leader)) >= 3 and group_members(leader))
@@ -371,7 +403,7 @@ def test_agent_waits_for_a_session_held_by_an_earlier_receiver(start_agent, cp, 
     monkeypatch.setattr(agent_module, "ACCEPT_RETRY_S", 0.05)
     holder = bus.get_session_receiver(NODES_QUEUE, session_id=NODE)
     start_agent()
-    cp.wait_for(NodeRegistered)
+    cp.wait_for(RegisterNode)
     cp.send(run_task(18, "echo after"))
     holder.close()
     assert cp.ended(18).output == "after\n"
@@ -385,16 +417,17 @@ def test_session_lock_is_renewed_before_it_expires(tmp_path, output):
     accepts = []
     real_accept = bus.get_session_receiver
 
-    def accept(*args: Any, **kwargs: Any):
-        accepts.append(1)
-        return real_accept(*args, **kwargs)
+    def accept(queue: str, **kwargs: Any):
+        if queue == NODES_QUEUE:
+            accepts.append(1)
+        return real_accept(queue, **kwargs)
 
     bus.get_session_receiver = accept  # type: ignore[method-assign]
     agent = Agent(AgentConfig(name=NODE, poll_ms=20), bus=bus, output=output)
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
     try:
-        cp.wait_for(NodeRegistered)
+        cp.wait_for(RegisterNode)
         cp.send(run_task(19, "sleep 0.8"))
         cp.ended(19)  # well past the 300 ms lock
         with pytest.raises(SessionLockedError):
@@ -431,7 +464,7 @@ def test_a_lost_session_lock_is_accepted_again(start_agent, cp, bus, monkeypatch
 
     monkeypatch.setattr(bus, "get_session_receiver", accept)
     start_agent()
-    cp.wait_for(NodeRegistered)
+    cp.wait_for(RegisterNode)
     wait_until(lambda: len(accepted) >= 2, what="the session accepted again")
     cp.send(run_task(21, "echo again"))
     assert cp.ended(21).output == "again\n"
@@ -448,8 +481,8 @@ def test_a_transient_bus_error_does_not_stop_the_agent(start_agent, cp, bus, mon
 
     monkeypatch.setattr(bus, "send", flaky_send)
     agent, thread = start_agent()
-    registered = cp.wait_for(NodeRegistered)  # sent once the bus recovered
-    assert registered.incarnation == agent.incarnation
+    registered = cp.wait_for(RegisterNode)  # sent once the bus recovered
+    assert registered.agent_id == agent.agent_id
     assert len(failures) == 2
     cp.send(run_task(22, "echo ok"))
     assert cp.ended(22).output == "ok\n"
@@ -497,13 +530,13 @@ def test_cli_agent_runs_tasks_and_stops_cleanly_on_sigterm(tmp_path):
         bus = SqliteBus(tmp_path / "home" / "bus.db")
         declare_queues(bus)
         cp = ControlPlane(bus, node="cli-node")
-        registered = cp.wait_for(NodeRegistered, timeout=20)
+        registered = cp.wait_for(RegisterNode, timeout=20)
         assert (registered.groups, registered.cores) == (["G1", "G2"], 2)
         cp.send(run_task(1, 'echo "$HPC_NODE_NAME"'))
         assert cp.ended(1).output == "cli-node\n"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-        assert cp.wait_for(NodeStopping).incarnation == registered.incarnation
+        assert cp.wait_for(NodeStopping).incarnation == cp.incarnation == 1
         log = proc.stderr.read()
         assert "task 1.1.1 started" in log and "task 1.1.1 ended" in log
         bus.close()
@@ -526,7 +559,7 @@ def test_tasks_die_with_an_agent_killed_by_sigkill(tmp_path):
         bus = SqliteBus(tmp_path / "home" / "bus.db")
         declare_queues(bus)
         cp = ControlPlane(bus, node="doomed")
-        cp.wait_for(NodeRegistered, timeout=20)
+        cp.wait_for(RegisterNode, timeout=20)
         cp.send(run_task(1, "sh -c 'sleep 300 & sleep 300'"))
         leader = cp.started(1).pid
         assert leader is not None

@@ -12,9 +12,9 @@ import pytest
 import function_app
 from devhost import LocalHost
 from functions import context
-from shared.domain.messages import NodeRegistered, TaskEnded, TaskStarted
 from shared.settings import Settings
 from shared.wiring import build_bus
+from tests.agent_double import AgentDouble
 from tests.helpers import ROOT, wait_until
 
 
@@ -29,7 +29,7 @@ def api(tmp_path_factory):
     from shared.auth import ensure_admin_token
 
     token = ensure_admin_token(cp.settings, cp.store)
-    cp.apply_events([NodeRegistered(node="n1", groups=["OnPremNodes"], cores=4, incarnation="x")])
+    AgentDouble(cp, "n1", cores=4).register()
     host = LocalHost(
         function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
     )
@@ -110,7 +110,8 @@ def test_a_json_array_is_not_a_job_spec(api):
 
 def test_nodes_report_running_tasks_and_free_cores(api):
     client, cp = api
-    cp.apply_events([NodeRegistered(node="big", groups=["Big"], cores=8, incarnation="y")])
+    big = AgentDouble(cp, "big", cores=8, groups=("Big",))
+    big.register()
     job_id = client.post(
         "/api/jobs", json={"command": "sleep 1", "cores": 3, "nodeGroup": "Big"}
     ).json()["id"]
@@ -120,14 +121,14 @@ def test_nodes_report_running_tasks_and_free_cores(api):
         timeout=10,
         what="the scheduler to place the task",
     )
-    cp.apply_events([TaskStarted(node="big", job_id=job_id, task_id=1, attempt=0)])
+    big.send(big.started((job_id, 1, 0)))
     nodes = {n["name"]: n for n in client.get("/api/nodes").json()["nodes"]}
     active = cp.store.active_tasks(node="big")  # other tests' jobs (any node) may run here too
     assert any(t.job_id == job_id for t in active)
     assert nodes["big"]["runningTasks"] == len(active)
     assert nodes["big"]["freeCores"] == 8 - sum(t.cores for t in active)
     assert nodes["big"]["state"] == "Online"
-    cp.apply_events([TaskEnded(node="big", job_id=job_id, task_id=1, attempt=0, exit_code=0)])
+    big.send(big.ended((job_id, 1, 0), exit_code=0))
     assert client.get(f"/api/jobs/{job_id}").json()["state"] == "Finished"
     groups = {g["name"] for g in client.get("/api/nodegroups").json()["groups"]}
     assert {"OnPremNodes", "AzureNodes", "Big"} <= groups

@@ -274,7 +274,7 @@ def register(
         node.incarnation
         and same_host
         and node.agent_started_at is not None
-        and req.started_at <= node.agent_started_at
+        and req.started_at < node.agent_started_at
     ):
         return RegistrationDecision(
             False,

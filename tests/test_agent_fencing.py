@@ -1,0 +1,173 @@
+"""The agent's side of exactly-once: incarnations, refused names, and recovered endings.
+
+Same set-up as tests/test_agent.py: a real agent in a thread on the real embedded bus;
+the test plays the control plane (it answers registrations as they arrive).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent import Agent, AgentConfig
+from agent.identity import NameInUse, claim
+from agent.registration import RegistrationRefused
+from shared.adapters.sqlite_bus import SqliteBus
+from shared.domain.messages import (
+    AssignmentRefused,
+    Heartbeat,
+    RegisterNode,
+    Superseded,
+    TaskStarted,
+)
+from shared.wiring import declare_queues
+from tests.helpers import ROOT, child_env, process_alive, wait_until
+from tests.test_agent import (  # noqa: F401 - fixtures
+    NODE,
+    ControlPlane,
+    agent,
+    bus,
+    cp,
+    output,
+    run_task,
+    start_agent,
+)
+
+
+def test_an_assignment_for_another_incarnation_is_dropped_and_reported_never_run(
+    agent, cp, tmp_path
+):
+    marker = tmp_path / "ran"
+    cp.send(run_task(1, f"touch {marker}", incarnation=agent.incarnation + 7))
+    refused = cp.wait_for(AssignmentRefused)
+    assert (refused.job_id, refused.meant_for, refused.incarnation) == (
+        1,
+        agent.incarnation + 7,
+        agent.incarnation,
+    )
+    cp.send(run_task(2, "true"))  # its own assignments still run
+    cp.ended(2)
+    assert not marker.exists()
+    assert cp.of(TaskStarted) == [cp.started(2)]
+
+
+def test_a_cancel_for_another_incarnation_leaves_running_tasks_alone(agent, cp):
+    from shared.domain.messages import CancelTask
+
+    cp.send(run_task(3, "sleep 30"))
+    pid = cp.started(3).pid
+    cp.send(CancelTask(incarnation=agent.incarnation + 1, job_id=3, task_id=1, attempt=1))
+    cp.send(run_task(4, "true"))
+    cp.ended(4)
+    assert process_alive(pid) and agent.running == ["3.1.1"]
+
+
+def test_a_refused_registration_ends_the_agent_with_the_reason(bus, output, cp):
+    cp.refuse = "node 'node-1' is held by a live agent on another machine"
+    agent = Agent(AgentConfig(name=NODE, poll_ms=20), bus=bus, output=output)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            agent.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    cp.wait_for(RegisterNode)
+    thread.join(5)
+    assert not thread.is_alive()
+    [error] = errors
+    assert isinstance(error, RegistrationRefused) and "held by a live agent" in str(error)
+    assert agent.incarnation is None
+
+
+def test_a_second_agent_of_a_name_cannot_claim_its_state_folder(tmp_path):
+    first = claim("n1", tmp_path / "agents" / "n1")
+    with pytest.raises(NameInUse, match=r"node 'n1' already has an agent running .*--name"):
+        claim("n1", tmp_path / "agents" / "n1")
+    host_id = first.host_id
+    first.release()
+    again = claim("n1", tmp_path / "agents" / "n1")  # free once the holder is gone
+    assert again.host_id == host_id  # the same machine and folder: the same host id
+    again.release()
+
+
+def test_told_its_incarnation_is_over_the_agent_kills_its_tasks_and_registers_again(
+    agent, cp
+):
+    cp.send(run_task(5, "sleep 30"))
+    pid = cp.started(5).pid
+    first = agent.incarnation
+    cp.reply(
+        agent.agent_id,
+        Superseded(node=NODE, incarnation=first, current=first + 1, reason="unreachable (test)"),
+    )
+    agent._next_beat = 0  # look at replies now rather than at the next heartbeat
+    wait_until(
+        lambda: len(cp.of(RegisterNode)) == 2 and agent.incarnation == first + 1,
+        timeout=5,
+        what="registered again",
+    )
+    wait_until(lambda: not process_alive(pid), timeout=2, what="its task killed")
+    assert agent.running == []
+    cp.send(run_task(6, "true", incarnation=first + 1))
+    assert cp.ended(6).incarnation == first + 1
+
+
+def test_heartbeats_repeat_recent_endings(start_agent, cp):
+    agent, _ = start_agent(heartbeat_interval_s=0.2)
+    cp.wait_for(RegisterNode)
+    cp.send(run_task(7, "exit 3"))
+    cp.ended(7)
+    beat = cp.wait_for(Heartbeat, lambda h: any(e.key == "7.1.1" for e in h.ended))
+    [ended] = [e for e in beat.ended if e.key == "7.1.1"]
+    assert (ended.exit_code, ended.canceled) == (3, False)
+    assert beat.agent_id == agent.agent_id
+
+
+def test_events_are_numbered_in_the_order_they_were_sent(agent, cp):
+    cp.send(run_task(8, "true"), run_task(9, "true"))
+    cp.ended(8)
+    cp.ended(9)
+    seqs = [e.seq for e in cp.events if hasattr(e, "seq") and e.incarnation == agent.incarnation]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_cli_second_agent_with_a_running_nodes_name_exits_with_one_line(tmp_path: Path):
+    home = tmp_path / "home"
+    env = child_env(home)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--name", "twin", "--cores", "1"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        home.mkdir(exist_ok=True)
+        bus = SqliteBus(home / "bus.db")
+        declare_queues(bus)
+        cp = ControlPlane(bus, node="twin")
+        cp.wait_for(RegisterNode, timeout=20)
+        second = subprocess.run(
+            [sys.executable, "-m", "agent", "--name", "twin", "--cores", "1"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 3
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and "'twin'" in lines[0] and "--name" in lines[0], lines
+        assert first.poll() is None  # the running agent is untouched
+        assert len(cp.of(RegisterNode)) == 1  # the second never even asked
+        bus.close()
+    finally:
+        first.terminate()
+        first.wait(timeout=10)

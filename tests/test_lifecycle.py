@@ -1,0 +1,373 @@
+"""The lifecycle rules as tables: event + current state -> new state and messages. No I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.domain import lifecycle, reconciler
+from shared.domain.messages import (
+    AssignmentRefused,
+    EndedAttempt,
+    Heartbeat,
+    NodeStopping,
+    RegisterNode,
+    TaskEnded,
+    TaskStarted,
+)
+from shared.domain.models import Job, LostAttempt, Node, Task
+from shared.domain.states import JobState, NodeState, TaskState
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+T15 = timedelta(seconds=15)
+Q, D, R = TaskState.QUEUED, TaskState.DISPATCHING, TaskState.RUNNING
+F, X, C = TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELED
+
+
+def task(state=R, attempt=2, node="n1", incarnation=3, lost=()) -> Task:
+    return Task(
+        job_id=1,
+        id=1,
+        command="x",
+        state=state,
+        attempt=attempt,
+        node=node if state in (D, R) else None,
+        incarnation=incarnation if state in (D, R) else None,
+        lost=[LostAttempt(attempt=a, node=n) for a, n in lost],
+    )
+
+
+def ended(attempt=2, node="n1", incarnation=3, exit_code=0, **kw) -> TaskEnded:
+    return TaskEnded(
+        node=node,
+        incarnation=incarnation,
+        job_id=1,
+        task_id=1,
+        attempt=attempt,
+        exit_code=exit_code,
+        **kw,
+    )
+
+
+def started(attempt=2, node="n1", incarnation=3) -> TaskStarted:
+    return TaskStarted(node=node, incarnation=incarnation, job_id=1, task_id=1, attempt=attempt)
+
+
+# --- task events ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "event", "expected"),
+    [
+        (D, started(), R),
+        (R, started(), None),  # duplicate start
+        (Q, started(), None),
+        (F, started(), None),  # a start that arrives after the end
+        (D, started(attempt=1), None),  # an earlier attempt
+        (D, started(node="n2"), None),  # another node
+        (D, started(incarnation=2), None),  # an ended incarnation of the node
+    ],
+)
+def test_task_started(state, event, expected):
+    t = task(state)
+    change = lifecycle.task_started(t, event, NOW)
+    assert (change.new if change else None) is expected
+    assert t.state is (expected or state)
+
+
+@pytest.mark.parametrize(
+    ("state", "event", "expected"),
+    [
+        (R, ended(exit_code=0), F),
+        (D, ended(exit_code=0), F),  # the end overtook the start
+        (R, ended(exit_code=3), X),
+        (R, ended(exit_code=None, error="no such dir"), X),
+        (R, ended(exit_code=-15, canceled=True), C),
+        (F, ended(exit_code=1), None),  # duplicate: counted once
+        (R, ended(attempt=1), None),  # stale attempt, not lost
+        (R, ended(node="n2"), None),
+        (R, ended(incarnation=2), None),
+    ],
+)
+def test_task_ended_by_its_current_attempt(state, event, expected):
+    t = task(state)
+    change = lifecycle.task_ended(t, event, NOW)
+    assert (change.new if change else None) is expected
+    if expected:
+        assert t.exit_code == event.exit_code and t.result_attempt == event.attempt
+
+
+@pytest.mark.parametrize(
+    ("state", "event", "expected", "cancels"),
+    [
+        # attempt 1 was lost on n0; the task is now attempt 2
+        (Q, ended(attempt=1, node="n0", incarnation=9, exit_code=0), F, 0),
+        (D, ended(attempt=1, node="n0", incarnation=9, exit_code=0), F, 1),
+        (R, ended(attempt=1, node="n0", incarnation=9, exit_code=4), X, 1),
+        (F, ended(attempt=1, node="n0", incarnation=9, exit_code=0), None, 0),  # ended already
+        # a lost attempt that did not run to its end changes nothing
+        (Q, ended(attempt=1, node="n0", incarnation=9, exit_code=None, canceled=True), None, 0),
+        (Q, ended(attempt=1, node="n0", incarnation=9, exit_code=None, error="x"), None, 0),
+        # an attempt not lost on that node is just stale
+        (Q, ended(attempt=1, node="n5", incarnation=9, exit_code=0), None, 0),
+        (Q, ended(attempt=0, node="n0", incarnation=9, exit_code=0), None, 0),
+    ],
+)
+def test_a_lost_attempt_that_ran_to_its_end_keeps_its_result(state, event, expected, cancels):
+    t = task(state, lost=[(1, "n0")])
+    change = lifecycle.task_ended(t, event, NOW)
+    assert (change.new if change else None) is expected
+    assert len(change.cancels if change else []) == cancels
+    if cancels:
+        node, cancel = change.cancels[0]
+        assert (node, cancel.attempt, cancel.incarnation) == ("n1", 2, 3)
+    if expected:
+        assert t.result_attempt == 1 and t.node == "n0"
+
+
+@pytest.mark.parametrize(
+    ("state", "count", "requeues", "canceling", "expected", "attempt"),
+    [
+        (R, True, 0, False, Q, 3),
+        (D, False, 0, False, Q, 3),
+        (R, True, 3, False, X, 2),  # past max_retries=3
+        (R, False, 3, False, Q, 3),  # a clean stop uses no retry
+        (R, True, 0, True, C, 2),  # its job is canceling
+        (Q, True, 0, False, None, 2),
+        (F, True, 0, False, None, 2),
+    ],
+)
+def test_lose_attempt(state, count, requeues, canceling, expected, attempt):
+    t = task(state)
+    t.requeue_count = requeues
+    change = lifecycle.lose_attempt(
+        t, max_retries=3, canceling=canceling, reason="node lost", count=count, now=NOW
+    )
+    assert (change.new if change else None) is expected
+    assert t.attempt == attempt
+    if expected:
+        assert t.lost[-1] == LostAttempt(attempt=2, node="n1")
+        assert t.incarnation is None or expected is not Q
+
+
+def test_assignment_refused_requeues_only_a_dispatch_meant_for_an_older_incarnation():
+    refused = AssignmentRefused(
+        node="n1", incarnation=4, job_id=1, task_id=1, attempt=2, meant_for=3, reason="old"
+    )
+    t = task(D, incarnation=3)
+    change = lifecycle.assignment_refused(t, refused, NOW)
+    assert change is not None and t.state is Q and t.requeue_count == 0
+    same = task(D, incarnation=4)
+    assert lifecycle.assignment_refused(same, refused, NOW) is None
+
+
+def test_rerun_forgets_lost_attempts_so_a_late_end_cannot_cut_the_new_run_short():
+    t = task(X, lost=[(1, "n0")])
+    lifecycle.rerun(t, NOW)
+    assert t.state is Q and t.attempt == 3 and t.lost == []
+    assert lifecycle.task_ended(t, ended(attempt=1, node="n0", incarnation=9), NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("counts", "state", "expected"),
+    [
+        ({F: 2}, JobState.RUNNING, JobState.FINISHED),
+        ({F: 1, X: 1}, JobState.RUNNING, JobState.FAILED),
+        ({F: 1, R: 1}, JobState.RUNNING, JobState.RUNNING),
+        ({C: 2}, JobState.CANCELING, JobState.CANCELED),
+        ({F: 2}, JobState.FINISHED, JobState.FINISHED),
+    ],
+)
+def test_settle_job(counts, state, expected):
+    job = Job(id=1, task_count=2, task_counts=counts, state=state)
+    lifecycle.settle_job(job, NOW)
+    assert job.state is expected
+
+
+# --- registration -------------------------------------------------------------------
+
+
+def node(
+    state=NodeState.ONLINE, incarnation=3, host="host-aaaa", beat_ago=1.0, started=NOW
+) -> Node:
+    return Node(
+        name="n1",
+        state=state,
+        incarnation=incarnation,
+        agent_id="agent-old1",
+        host_id=host,
+        agent_started_at=started - timedelta(hours=1),
+        last_heartbeat=NOW - timedelta(seconds=beat_ago),
+    )
+
+
+def req(agent="agent-new1", host="host-aaaa", started=NOW) -> RegisterNode:
+    return RegisterNode(
+        node="n1", groups=["G"], cores=4, agent_id=agent, host_id=host, started_at=started
+    )
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked", "accepted", "incarnation", "previous", "why"),
+    [
+        (Node(name="n1"), req(), True, 1, None, None),  # a new name
+        (node(), req(agent="agent-old1"), True, 3, None, None),  # the same request again
+        (node(), req(), True, 4, 3, None),  # a restart on the same machine: at once
+        (node(host="host-bbbb"), req(), False, None, None, "held by a live agent"),  # impostor
+        (node(host="host-bbbb", beat_ago=16), req(), True, 4, 3, None),  # holder dead
+        (
+            node(host="host-bbbb", state=NodeState.UNREACHABLE),
+            req(),
+            True,
+            4,
+            3,
+            None,
+        ),
+        (node(host="host-bbbb", state=NodeState.OFFLINE), req(), True, 4, 3, None),
+        # a late registration of an agent older than the holder
+        (node(), req(started=NOW - timedelta(hours=2)), False, None, None, "older than"),
+    ],
+)
+def test_register(stored, asked, accepted, incarnation, previous, why):
+    before = stored.model_copy(deep=True)
+    decision = lifecycle.register(stored, asked, now=NOW, timeout=T15)
+    assert decision.accepted is accepted
+    assert decision.incarnation == incarnation
+    assert decision.previous == previous
+    if why:
+        assert why in decision.reason and "n1" in decision.reason
+    if not decision.changed:
+        assert stored == before  # a refused or repeated registration touches nothing
+    else:
+        assert stored.state is NodeState.ONLINE and stored.agent_id == asked.agent_id
+
+
+# --- heartbeats -----------------------------------------------------------------------
+
+
+def beat(incarnation=3, running=(), ended_=()) -> Heartbeat:
+    return Heartbeat(
+        node="n1",
+        incarnation=incarnation,
+        agent_id="agent-old1",
+        free_cores=1,
+        running=list(running),
+        ended=list(ended_),
+    )
+
+
+def test_heartbeat_of_an_ended_incarnation_changes_nothing():
+    n = node()
+    decision = lifecycle.heartbeat(n, beat(incarnation=2), [], NOW)
+    assert not decision.current and "incarnation 3" in decision.reason
+    assert n.last_heartbeat == NOW - timedelta(seconds=1)
+
+
+def test_heartbeat_of_an_unreachable_node_tells_it_its_incarnation_is_over():
+    n = node(state=NodeState.UNREACHABLE)
+    decision = lifecycle.heartbeat(n, beat(), [], NOW)
+    assert not decision.current and "unreachable" in decision.reason
+    assert n.state is NodeState.UNREACHABLE
+
+
+def test_heartbeat_compares_what_the_node_runs_with_what_the_control_plane_believes():
+    running, dispatching, lost_end = task(R), task(D), task(R)
+    dispatching.id, lost_end.id = 2, 3
+    n = node()
+    decision = lifecycle.heartbeat(
+        n,
+        beat(running=["1.1.2", "1.9.0"], ended_=[EndedAttempt(key="1.3.2", exit_code=0)]),
+        [running, dispatching, lost_end],
+        NOW,
+    )
+    assert decision.current and n.last_heartbeat == NOW
+    assert [(c.job_id, c.task_id, c.attempt) for c in decision.cancels] == [(1, 9, 0)]
+    assert [(e.task_id, e.exit_code) for e in decision.recovered] == [(3, 0)]
+    assert n.missing_since == {}  # a Dispatching task is not missing yet
+
+
+def test_a_running_attempt_the_node_stops_listing_is_missing_from_the_first_such_beat():
+    t = task(R)
+    n = node()
+    lifecycle.heartbeat(n, beat(), [t], NOW)
+    assert n.missing_since == {"1.1.2": NOW}
+    lifecycle.heartbeat(n, beat(), [t], NOW + timedelta(seconds=2))
+    assert n.missing_since == {"1.1.2": NOW}  # since the first beat, not the latest
+    lifecycle.heartbeat(n, beat(running=["1.1.2"]), [t], NOW + timedelta(seconds=4))
+    assert n.missing_since == {}
+
+
+def test_stopping_of_the_current_incarnation_takes_the_node_offline():
+    n = node()
+    assert not lifecycle.stopping(n, NodeStopping(node="n1", incarnation=2), NOW)
+    assert lifecycle.stopping(n, NodeStopping(node="n1", incarnation=3), NOW)
+    assert n.state is NodeState.OFFLINE
+
+
+# --- order ------------------------------------------------------------------------------
+
+
+def test_events_apply_in_the_order_each_node_sent_them_whatever_order_they_arrive_in():
+    stop = NodeStopping(node="n1", incarnation=3, seq=9)
+    end = ended(exit_code=0).model_copy(update={"seq": 8})
+    old = ended(incarnation=2).model_copy(update={"seq": 50})
+    other = ended(node="n0", incarnation=1).model_copy(update={"seq": 1})
+    register = req()
+    ordered = lifecycle.in_order([register, stop, end, old, other])
+    assert ordered == [other, old, end, stop, register]
+
+
+# --- the reconciler ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("previous", "last_run_ago", "expected_ago"),
+    [
+        (None, None, 0),  # first run ever
+        (100, 5, 100),  # listening without a gap
+        (100, 16, 0),  # the control plane was away longer than the timeout
+    ],
+)
+def test_listening_since(previous, last_run_ago, expected_ago):
+    ago = lambda s: None if s is None else NOW - timedelta(seconds=s)  # noqa: E731
+    since = reconciler.listening_since(ago(previous), ago(last_run_ago), now=NOW, timeout=T15)
+    assert since == ago(expected_ago)
+
+
+@pytest.mark.parametrize(
+    ("beat_ago", "listening_ago", "state", "silent"),
+    [
+        (16, 100, NodeState.ONLINE, True),
+        (14, 100, NodeState.ONLINE, False),
+        (60, 10, NodeState.ONLINE, False),  # its heartbeats wait unread: we were away
+        (16, 100, NodeState.OFFLINE, False),
+        (16, 100, NodeState.UNREACHABLE, False),
+    ],
+)
+def test_silent_nodes_count_only_time_the_control_plane_listened(
+    beat_ago, listening_ago, state, silent
+):
+    n = node(state=state, beat_ago=beat_ago)
+    n.state_time = NOW - timedelta(hours=1)
+    since = NOW - timedelta(seconds=listening_ago)
+    found = reconciler.silent_nodes([n], now=NOW, timeout=T15, since=since)
+    assert bool(found) is silent
+
+
+@pytest.mark.parametrize(
+    ("missing_ago", "listening_ago", "state", "lost"),
+    [
+        (16, 100, R, True),
+        (14, 100, R, False),
+        (60, 10, R, False),
+        (16, 100, D, False),  # not confirmed yet: the dispatch timeout covers it
+    ],
+)
+def test_lost_endings(missing_ago, listening_ago, state, lost):
+    t = task(state)
+    n = node()
+    n.missing_since = {"1.1.2": NOW - timedelta(seconds=missing_ago)}
+    since = NOW - timedelta(seconds=listening_ago)
+    found = reconciler.lost_endings([n], [t], now=NOW, timeout=T15, since=since)
+    assert bool(found) is lost
