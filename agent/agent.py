@@ -33,11 +33,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import uuid4
 
 from pydantic import ValidationError
@@ -46,22 +45,18 @@ from agent import registration
 from agent.config import AgentConfig
 from agent.identity import Identity, claim
 from agent.lifeline import Lifeline
+from agent.reporter import Reporter
 from agent.runner import Runner, kill_trees, task_env, task_key
 from shared.domain.messages import (
     ASSIGNMENT,
-    EVENTS_QUEUE,
     NODES_QUEUE,
     REPLIES_QUEUE,
     REPLY,
     AssignmentRefused,
     CancelTask,
-    EndedAttempt,
-    Heartbeat,
-    Message,
     NodeStopping,
     RunTask,
     Superseded,
-    TaskEnded,
     TaskStarted,
 )
 from shared.ports.bus import (
@@ -69,7 +64,6 @@ from shared.ports.bus import (
     Bus,
     BusError,
     MessageLockLostError,
-    OutgoingMessage,
     ReceivedMessage,
     SessionLockedError,
     SessionLockLostError,
@@ -133,12 +127,10 @@ class Agent:
         """Random per registration: this process's replies session."""
         self._identity: Identity | None = None
         self._replies: SessionReceiver | None = None
-        self._seq = 0
-        self._recent: deque[tuple[float, EndedAttempt]] = deque(maxlen=_RECENT_MAX)
+        self.reporter = Reporter(bus, config.name, clock=clock)
         self._stop = threading.Event()
         self._running: dict[str, Runner] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
-        self._outbox: list[Message] = []
         self._receiver: SessionReceiver | None = None
         self._lock_span = timedelta(milliseconds=DEFAULT_LOCK_DURATION_MS)
         self._next_accept = 0.0
@@ -206,7 +198,8 @@ class Agent:
         )
         if incarnation is None:
             return False
-        self.incarnation, self._seq = incarnation, 0
+        self.incarnation = incarnation
+        self.reporter.begin(incarnation)
         self._next_beat = self.clock()  # say at once what runs here
         log.info("node %s is ours as incarnation %d", cfg.name, incarnation)
         return True
@@ -246,12 +239,12 @@ class Agent:
     def _step(self) -> None:
         self._reap()
         self._heartbeat_if_due()
-        self._flush()  # report endings now, not after the receive wait below
+        self.reporter.flush()  # report endings now, not after the receive wait below
         self._accept_if_needed()
         messages = self._receive()
         settles = self._handle(messages)
         try:
-            self._flush()
+            self.reporter.flush()
         finally:
             # Settle even when sending failed (the events stay in the outbox): an unsettled
             # session message stays locked for as long as this agent holds the session.
@@ -351,9 +344,9 @@ class Agent:
                 task.incarnation,
                 self.incarnation,
             )
-            self._emit(
+            self.reporter.emit(
                 AssignmentRefused(
-                    **self._stamp(),
+                    **self.reporter.stamp(),
                     job_id=task.job_id,
                     task_id=task.task_id,
                     attempt=task.attempt,
@@ -382,7 +375,7 @@ class Agent:
         if error is not None:
             self._remember(key)
             log.warning("task %s could not start: %s", key, error)
-            self._emit(self._ended_event(task, exit_code=None, error=error))
+            self.reporter.ended(task, exit_code=None, error=error)
             return
         self._running[key] = runner
         if self._lifeline is not None and runner.pid is not None:
@@ -394,9 +387,9 @@ class Agent:
             task.cores,
             _short(task.command, 200),
         )
-        self._emit(
+        self.reporter.emit(
             TaskStarted(
-                **self._stamp(),
+                **self.reporter.stamp(),
                 job_id=task.job_id,
                 task_id=task.task_id,
                 attempt=task.attempt,
@@ -418,7 +411,7 @@ class Agent:
         if key not in self._ended:
             self._remember(key)
             log.info("task %s canceled before it ran here", key)
-            self._emit(self._ended_event(cancel, exit_code=None, canceled=True))
+            self.reporter.ended(cancel, exit_code=None, canceled=True)
         return None
 
     def _end_killed(self, runners: Sequence[Runner], *, canceled: bool) -> None:
@@ -426,9 +419,7 @@ class Agent:
         for runner, code in zip(runners, codes, strict=True):
             tail = self._finish(runner)
             log.info("task %s canceled (exit code %s)", runner.key, code)
-            self._emit(
-                self._ended_event(runner.task, exit_code=code, canceled=canceled, output=tail)
-            )
+            self.reporter.ended(runner.task, exit_code=code, canceled=canceled, output=tail)
 
     def _reap(self) -> None:
         for key, runner in list(self._running.items()):
@@ -444,38 +435,7 @@ class Agent:
                 code,
                 time.monotonic() - runner.started_at,
             )
-            self._emit(self._ended_event(runner.task, exit_code=code, output=tail))
-
-    def _ended_event(
-        self,
-        task: RunTask | CancelTask,
-        *,
-        exit_code: int | None,
-        canceled: bool = False,
-        output: str = "",
-        error: str | None = None,
-    ) -> TaskEnded:
-        self._recent.append(
-            (
-                self.clock(),
-                EndedAttempt(
-                    key=task_key(task.job_id, task.task_id, task.attempt),
-                    exit_code=exit_code,
-                    canceled=canceled,
-                    error=error,
-                ),
-            )
-        )
-        return TaskEnded(
-            **self._stamp(),
-            job_id=task.job_id,
-            task_id=task.task_id,
-            attempt=task.attempt,
-            exit_code=exit_code,
-            canceled=canceled,
-            output=output,
-            error=error,
-        )
+            self.reporter.ended(runner.task, exit_code=code, output=tail)
 
     def _remember(self, key: str) -> None:
         self._ended[key] = None
@@ -504,12 +464,6 @@ class Agent:
 
     # ------------------------------------------------------------ events
 
-    def _stamp(self) -> dict[str, Any]:
-        """Node, incarnation and the next sequence number, for an event about to be sent."""
-        assert self.incarnation is not None
-        self._seq += 1
-        return {"node": self.config.name, "incarnation": self.incarnation, "seq": self._seq}
-
     def _heartbeat_if_due(self) -> None:
         now = self.clock()
         if now < self._next_beat or self.incarnation is None:
@@ -518,19 +472,11 @@ class Agent:
         self._check_replies()
         if self.incarnation is None:
             return  # stopped while registering again
-        # An unsent older heartbeat says nothing the new one does not.
-        self._outbox = [m for m in self._outbox if not isinstance(m, Heartbeat)]
-        horizon = now - self.config.recent_ended_s
-        while self._recent and self._recent[0][0] < horizon:
-            self._recent.popleft()
-        self._emit(
-            Heartbeat(
-                **self._stamp(),
-                agent_id=self.agent_id or "",
-                free_cores=self.free_cores,
-                running=self.running,
-                ended=[ended for _, ended in self._recent],
-            )
+        self.reporter.heartbeat(
+            agent_id=self.agent_id or "",
+            free_cores=self.free_cores,
+            running=self.running,
+            keep_s=self.config.recent_ended_s,
         )
 
     def _check_replies(self) -> None:
@@ -578,29 +524,6 @@ class Agent:
         if not self._register():
             self._stop.set()
 
-    def _emit(self, event: Message) -> None:
-        self._outbox.append(event)
-
-    def _flush(self) -> None:
-        """Send the outbox in order, in batches; what was not sent stays for the next try."""
-        while self._outbox:
-            batch: list[OutgoingMessage] = []
-            size = 0
-            for event in self._outbox:
-                body = event.to_bytes()
-                if batch and size + len(body) > _MAX_SEND_BYTES:
-                    break
-                size += len(body)
-                batch.append(
-                    OutgoingMessage(
-                        body=body,
-                        content_type="application/json",
-                        subject=getattr(event, "kind", None),
-                    )
-                )
-            self.bus.send(EVENTS_QUEUE, batch)
-            del self._outbox[: len(batch)]
-
     # ---------------------------------------------------------- shutdown
 
     def _shutdown(self) -> None:
@@ -615,10 +538,10 @@ class Agent:
             for runner in runners:
                 self._finish(runner)  # publishes what they wrote; they are requeued, not ended
         if self.incarnation is not None:
-            self._emit(NodeStopping(**self._stamp(), killed=killed))
+            self.reporter.emit(NodeStopping(**self.reporter.stamp(), killed=killed))
             for attempt in range(1, _STOP_SEND_ATTEMPTS + 1):
                 try:
-                    self._flush()
+                    self.reporter.flush()
                     break
                 except Exception as exc:
                     log.warning("could not send NodeStopping (try %d): %s", attempt, exc)

@@ -14,9 +14,9 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from agent.agent import Agent
+from agent.config import AgentConfig
 from agent.identity import NameInUse
 from agent.registration import RegistrationRefused
-from agent.config import AgentConfig
 from shared.settings import Settings
 from shared.wiring import build_bus, build_output
 

@@ -3,7 +3,15 @@
 The task's command runs through the shell in a new session, so the task is its
 own process group: cancel and stop signal the whole group, which ends the
 shell, its children and anything they put in the background. Streams go
-straight to the files the Output store hands out (no pipe through the agent).
+straight to the files the Output store hands out for this attempt (no pipe
+through the agent, so a task never blocks on a full pipe).
+
+Each stream keeps at most ``max_output_bytes`` (HPC_MAX_OUTPUT_BYTES). The
+files are opened in append mode, so the runner can cut them back to the cap
+while the process writes on (checked every ``CAP_CHECK_S`` in :meth:`Runner.poll`,
+which bounds the disk a runaway task takes); :meth:`Runner.finish` cuts them a
+last time, appends :func:`~shared.ports.output.truncation_marker` and records
+the truncation in the Output store, where the API reports it.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from shared.domain.messages import RunTask
-from shared.ports.output import OutputStore
+from shared.ports.output import STREAMS, OutputStore, Stream, truncation_marker
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,8 @@ TAIL_CHARS = 4000
 """How much of the end of stdout travels in TaskEnded."""
 GRACE_S = 0.5
 """Time between SIGTERM and SIGKILL of a task's process group (at most 1 s)."""
+CAP_CHECK_S = 0.1
+"""How often a running task's streams are cut back to the cap (at most)."""
 _WAIT_STEP_S = 0.01
 _SECRET_VARIABLES = ("HPC_TOKEN",)
 """The agent's own credentials, never handed down to user tasks."""
@@ -100,8 +111,8 @@ class Runner:
 
     Lifecycle: :meth:`start` (returns an error string instead of raising), then
     :meth:`poll` until it returns the exit code (or :meth:`kill_tree`), then
-    :meth:`finish` once, which clears up what the task left behind, publishes its
-    output and returns the stdout tail.
+    :meth:`finish` once, which clears up what the task left behind, ends its streams
+    at the cap, publishes its output and returns the stdout tail.
     """
 
     def __init__(
@@ -111,6 +122,7 @@ class Runner:
         output: OutputStore,
         env: Mapping[str, str],
         cwd: str | None = None,
+        max_output_bytes: int | None = None,
     ) -> None:
         self.task = task
         self.key = task_key(task.job_id, task.task_id, task.attempt)
@@ -118,7 +130,16 @@ class Runner:
         self._env = dict(env)
         self._cwd = task.work_dir or cwd
         self._proc: subprocess.Popen[bytes] | None = None
-        self._stdout_path: Path | None = None
+        self._paths: dict[Stream, Path] = {}
+        self.max_output_bytes = (
+            Settings().max_output_bytes if max_output_bytes is None else max_output_bytes
+        )
+        """Bytes kept of each stream (HPC_MAX_OUTPUT_BYTES by default)."""
+        if self.max_output_bytes < 1:
+            raise ValueError(f"max_output_bytes must be at least 1, got {self.max_output_bytes}")
+        self.truncated: set[Stream] = set()
+        """Streams cut at the cap so far."""
+        self._next_cap_check = 0.0
         self.started_at = time.monotonic()
 
     @property
@@ -137,9 +158,15 @@ class Runner:
                 f"working directory {self._cwd!r} does not exist or is not a directory"
             )
         try:
-            self._stdout_path = self._output.sink(task.job_id, task.task_id, "stdout")
-            stderr_path = self._output.sink(task.job_id, task.task_id, "stderr")
-            with self._stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            for stream in STREAMS:
+                self._paths[stream] = self._output.sink(
+                    task.job_id, task.task_id, stream, attempt=task.attempt
+                )
+            # Append mode: cutting a file back to the cap while the process writes on
+            # leaves no hole, as the next write lands at the (new) end.
+            with self._paths["stdout"].open("ab") as out, self._paths["stderr"].open("ab") as err:
+                out.truncate(0)  # the same attempt started again starts afresh
+                err.truncate(0)
                 self._proc = subprocess.Popen(  # noqa: S602 - running the user's shell command is the point
                     task.command,
                     shell=True,
@@ -157,10 +184,11 @@ class Runner:
 
     def _start_failed(self, error: str) -> str:
         """Leave the reason in the task's stderr too, where ``hpc task output`` shows it."""
+        task = self.task
         try:
-            path = self._output.sink(self.task.job_id, self.task.task_id, "stderr")
+            path = self._output.sink(task.job_id, task.task_id, "stderr", attempt=task.attempt)
             path.write_text(error + "\n")
-            self._output.publish(self.task.job_id, self.task.task_id)
+            self._output.publish(task.job_id, task.task_id, attempt=task.attempt)
         except Exception:  # the error string is what matters; its copy in stderr is a courtesy
             log.debug(
                 "could not write the start error of %s to its stderr", self.key, exc_info=True
@@ -168,8 +196,55 @@ class Runner:
         return error
 
     def poll(self) -> int | None:
-        """The exit code once the process has ended (negative: killed by that signal)."""
-        return self._proc.poll() if self._proc else None
+        """The exit code once the process has ended (negative: killed by that signal).
+        While it runs, its streams are cut back to the cap now and then."""
+        if self._proc is None:
+            return None
+        code = self._proc.poll()
+        if code is None and time.monotonic() >= self._next_cap_check:
+            self._next_cap_check = time.monotonic() + CAP_CHECK_S
+            self._cap_streams()
+        return code
+
+    def _cap_streams(self) -> None:
+        """Cut every stream longer than the cap back to it; record the first cut. Never raises."""
+        cap = self.max_output_bytes
+        for stream, path in self._paths.items():
+            try:
+                if path.stat().st_size <= cap:
+                    continue
+                os.truncate(path, cap)
+            except OSError:
+                log.warning("could not cut the %s of task %s to %d bytes", stream, self.key, cap)
+                continue
+            if stream not in self.truncated:
+                self.truncated.add(stream)
+                self._record_truncation(stream)
+
+    def _record_truncation(self, stream: Stream) -> None:
+        task = self.task
+        try:
+            self._output.mark_truncated(
+                task.job_id, task.task_id, stream, attempt=task.attempt, cap=self.max_output_bytes
+            )
+        except Exception:
+            log.exception("could not record that the %s of task %s was truncated", stream, self.key)
+
+    def _end_streams(self) -> None:
+        """After the process group is gone: cut the streams a last time and end each cut
+        one with the marker line (on a line of its own). Never raises."""
+        self._cap_streams()
+        marker = truncation_marker(self.max_output_bytes)
+        for stream in sorted(self.truncated):
+            path = self._paths[stream]
+            try:
+                with path.open("r+b") as f:
+                    f.truncate(self.max_output_bytes)
+                    f.seek(-1, os.SEEK_END)
+                    newline = f.read(1) == b"\n"
+                    f.write(marker if newline else b"\n" + marker)
+            except OSError:
+                log.warning("could not end the truncated %s of task %s", stream, self.key)
 
     def terminate_tree(self) -> None:
         """SIGTERM to the whole process group (first step of :meth:`kill_tree`)."""
@@ -196,11 +271,12 @@ class Runner:
             self.kill_tree()
         elif group_alive(self._proc.pid):
             _signal_group(self._proc.pid, signal.SIGKILL)  # background leftovers of a finished task
+        self._end_streams()
         try:
-            self._output.publish(self.task.job_id, self.task.task_id)
+            self._output.publish(self.task.job_id, self.task.task_id, attempt=self.task.attempt)
         except Exception:
             log.exception("could not publish the output of task %s", self.key)
-        return read_tail(self._stdout_path) if self._stdout_path else ""
+        return read_tail(self._paths["stdout"]) if "stdout" in self._paths else ""
 
 
 def kill_trees(runners: Iterable[Runner], *, grace_s: float = GRACE_S) -> list[int | None]:

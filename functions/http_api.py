@@ -20,6 +20,7 @@ from shared.auth import authenticate
 from shared.domain.models import Principal, Record
 from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, TooLarge
+from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -178,16 +179,39 @@ def get_task(req: func.HttpRequest, principal: Principal) -> Any:
 )
 @api
 def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """Bytes ``offset`` .. ``offset+limit`` of one attempt's stdout or stderr, as text.
+
+    Query: ``stream`` (stdout), ``attempt`` (the task's result attempt, else its latest),
+    ``offset`` (0), ``limit`` (1 MiB, at most 16 MiB). Headers: ``X-Output-Size`` (the
+    stream's whole size), ``X-Attempt`` (the attempt served), ``X-Output-Truncated``
+    (``true`` when the agent cut the stream at HPC_MAX_OUTPUT_BYTES).
+    """
     stream = req.params.get("stream", "stdout")
     if stream not in ("stdout", "stderr"):
         raise BadRequest(f"stream must be stdout or stderr, got {stream!r}")
-    data = control().read_output(
+    attempt = req.params.get("attempt")
+    limit = _int(req.params.get("limit"), "limit", DEFAULT_READ_BYTES, 0)
+    if limit > MAX_READ_BYTES:
+        raise BadRequest(
+            f"limit must be at most {MAX_READ_BYTES} ({MAX_READ_BYTES >> 20} MiB), got {limit}: "
+            "read larger outputs in pages with offset"
+        )
+    page = control().read_output(
         _int(req.route_params.get("id"), "job id"),
         _int(req.route_params.get("taskId"), "task id"),
         stream,  # type: ignore[arg-type]
+        attempt=None if attempt in (None, "") else _int(attempt, "attempt"),
         offset=_int(req.params.get("offset"), "offset", 0),
+        limit=limit,
     )
-    return func.HttpResponse(data, status_code=200, mimetype="text/plain", charset="utf-8")
+    headers = {
+        "X-Output-Size": str(page.size),
+        "X-Attempt": str(page.attempt),
+        "X-Output-Truncated": "true" if page.truncated else "false",
+    }
+    return func.HttpResponse(
+        page.data, status_code=200, headers=headers, mimetype="text/plain", charset="utf-8"
+    )
 
 
 @bp.route(route="nodes", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -19,6 +19,7 @@ control characters (:mod:`hpc.text`); only ``--json`` and a piped
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import sys
@@ -421,17 +422,70 @@ def task_output(
         int, typer.Argument(metavar="TASK", help="The task id.", show_default=False)
     ],
     stream: Annotated[StreamName, typer.Option(help="Which output.")] = StreamName.stdout,
+    attempt: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Which attempt (0 is the first run); default: the one the task's state "
+            "comes from, which is its last.",
+            show_default=False,
+        ),
+    ] = None,
+    tail: Annotated[
+        int | None,
+        typer.Option(min=0, metavar="N", help="Print only the last N lines.", show_default=False),
+    ] = None,
 ) -> None:
-    """Print a task's full stdout (or stderr).
+    """Print a task's whole stdout (or stderr), of its last attempt unless --attempt.
 
     Piped or redirected, the output is written unchanged (`> file` is faithful);
     on a terminal, escape sequences and control characters other than newline
     and tab are removed so the output cannot restyle or rewrite the terminal.
+    An output cut at HPC_MAX_OUTPUT_BYTES ends with a line saying so.
     """
+    out = _OutputWriter(terminal=_stdout_is_terminal())
     with _client() as client:
-        text = client.task_output(job_id, task_id, stream=stream.value)
-    sys.stdout.write(for_terminal(text) if _stdout_is_terminal() else text)
-    sys.stdout.flush()
+        if tail is not None:
+            page = client.task_output_tail(
+                job_id, task_id, tail, stream=stream.value, attempt=attempt
+            )
+            out.write(page.data)
+        else:
+            for page in client.iter_task_output(
+                job_id, task_id, stream=stream.value, attempt=attempt
+            ):
+                out.write(page.data)
+    out.close()
+
+
+class _OutputWriter:
+    """Task output to stdout as it arrives: bytes unchanged when piped; on a terminal,
+    decoded and cleaned a whole line at a time (so an escape sequence split between
+    two pages is still recognised)."""
+
+    def __init__(self, *, terminal: bool) -> None:
+        self.terminal = terminal
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+        sys.stdout.flush()
+
+    def write(self, data: bytes, *, final: bool = False) -> None:
+        if not self.terminal:
+            buffer = getattr(sys.stdout, "buffer", None)
+            if buffer is not None:
+                buffer.write(data)
+            else:
+                sys.stdout.write(data.decode("utf-8", errors="replace"))
+            return
+        text = self._partial + self._decoder.decode(data, final=final)
+        cut = len(text) if final else text.rfind("\n") + 1
+        self._partial = text[cut:]
+        sys.stdout.write(for_terminal(text[:cut]))
+
+    def close(self) -> None:
+        self.write(b"", final=True)
+        sys.stdout.flush()
 
 
 # --- hpc node ---------------------------------------------------------------

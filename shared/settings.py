@@ -32,6 +32,9 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 1 << 20
     """Largest accepted HTTP request body (413 above)."""
+    max_output_bytes: int = Field(default=100 << 20, ge=1)
+    """Most bytes kept of each stream (stdout, stderr) of each task attempt; past it the
+    agent drops the rest and ends the stream with a line saying it was truncated."""
     max_tasks_per_job: int = 100_000
     """Largest sweep accepted in one job."""
     scheduler_window: int = 5000

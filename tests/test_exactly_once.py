@@ -292,3 +292,46 @@ def test_events_of_more_than_99_tasks_of_one_job_commit_each_task_once(cp):
     cp.schedule_pass()
     n1.run_all()
     assert cp.get_job(job.id).task_counts == {F: 150}
+
+
+# duplicates, reordering, stale events: a whole burst ----------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_burst_with_every_event_duplicated_reordered_and_stale_ones_mixed_in(cp, seed):
+    """Two nodes run a 300-task sweep; every event is delivered twice, batches are shuffled,
+    and events of attempts and incarnations long gone are mixed in. No task may be
+    dispatched again after it ran to its end, and every task is counted once."""
+    rng = random.Random(seed)
+    agents = [register(cp, f"n{i}", cores=4) for i in (1, 2)]
+    stale = AgentDouble(cp, "n1", cores=4, host_id=agents[0].host_id)
+    stale.incarnation = agents[0].incarnation  # an "older" copy, superseded below
+    agents[0] = AgentDouble(cp, "n1", cores=4, host_id=agents[0].host_id)
+    assert agents[0].register().accepted  # n1 restarted: `stale` is a dead incarnation
+    job = cp.submit(sweep(300))
+    ended_keys: set[int] = set()
+    redispatched = []
+    for _ in range(400):
+        if not cp.schedule_pass() and cp.get_job(job.id).state.value == "Finished":
+            break
+        batch = []
+        for agent in agents:
+            for run in agent.runs():
+                if run.task_id in ended_keys:
+                    redispatched.append(run)
+                batch += [agent.started(run), agent.ended(run)]
+                ended_keys.add(run.task_id)
+        batch += [
+            stale.ended((job.id, rng.randint(1, 300), 0), exit_code=1),
+            agents[1].ended((job.id, rng.randint(1, 300), 7), exit_code=1),
+            stale.heartbeat(running=[f"{job.id}.{rng.randint(1, 300)}.0"]),
+        ]
+        doubled = batch + batch
+        rng.shuffle(doubled)
+        half = len(doubled) // 2
+        cp.apply_events(doubled[:half])
+        cp.apply_events(doubled[half:])
+    assert redispatched == []
+    final = cp.get_job(job.id)
+    assert final.task_counts == {F: 300}
+    assert all(t.exit_code == 0 and t.attempt == 0 for t in cp.list_tasks(job.id, limit=1000))

@@ -1,47 +1,119 @@
 """The embedded Output store: task streams as files under one folder.
 
-Layout: ``<root>/<job_id>/<task_id>.stdout`` and ``.stderr``. The agent writes
+Layout: ``<root>/<job_id>/<task_id>.<attempt>.stdout`` and ``.stderr``, one pair
+per attempt; a stream the agent cut at the cap has a companion
+``<task_id>.<attempt>.<stream>.truncated`` holding the cap. The agent writes
 straight into these files, so they are readable while the task runs and
 ``publish`` has nothing left to do.
+
+Output written before streams were kept per attempt (``<task_id>.stdout``) is
+read as attempt 0.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
-from shared.ports.output import OutputStore, Stream
+from shared.ports.output import DEFAULT_READ_BYTES, OutputInfo, OutputStore, Stream
 
 _STREAMS: frozenset[str] = frozenset({"stdout", "stderr"})
+
+
+def _check(stream: str, attempt: int) -> None:
+    if stream not in _STREAMS:
+        raise ValueError(f"stream must be 'stdout' or 'stderr', got {stream!r}")
+    if attempt < 0:
+        raise ValueError(f"attempt must not be negative, got {attempt}")
 
 
 class LocalOutputStore(OutputStore):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def path(self, job_id: int, task_id: int, stream: Stream) -> Path:
-        """Where a stream lives (whether or not it was written yet)."""
-        if stream not in _STREAMS:
-            raise ValueError(f"stream must be 'stdout' or 'stderr', got {stream!r}")
+    def path(self, job_id: int, task_id: int, stream: Stream, *, attempt: int = 0) -> Path:
+        """Where an attempt's stream is written (whether or not it was written yet)."""
+        _check(stream, attempt)
+        return self.root / str(int(job_id)) / f"{int(task_id)}.{int(attempt)}.{stream}"
+
+    def _legacy_path(self, job_id: int, task_id: int, stream: Stream) -> Path:
         return self.root / str(int(job_id)) / f"{int(task_id)}.{stream}"
 
-    def sink(self, job_id: int, task_id: int, stream: Stream) -> Path:
-        path = self.path(job_id, task_id, stream)
+    def _latest_attempt(self, job_id: int, task_id: int, stream: Stream) -> int:
+        pattern = re.compile(rf"{int(task_id)}\.(\d+)\.{stream}")
+        latest = 0
+        try:
+            with os.scandir(self.root / str(int(job_id))) as entries:
+                for entry in entries:
+                    match = pattern.fullmatch(entry.name)
+                    if match:
+                        latest = max(latest, int(match.group(1)))
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return latest
+
+    def _readable(
+        self, job_id: int, task_id: int, stream: Stream, attempt: int | None
+    ) -> tuple[Path, int]:
+        """The file holding the stream (which may not exist) and the attempt it is."""
+        if attempt is None:
+            _check(stream, 0)
+            attempt = self._latest_attempt(job_id, task_id, stream)
+        path = self.path(job_id, task_id, stream, attempt=attempt)
+        if attempt == 0 and not path.exists():
+            legacy = self._legacy_path(job_id, task_id, stream)
+            if legacy.exists():
+                return legacy, attempt
+        return path, attempt
+
+    def sink(self, job_id: int, task_id: int, stream: Stream, *, attempt: int = 0) -> Path:
+        path = self.path(job_id, task_id, stream, attempt=attempt)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def publish(self, job_id: int, task_id: int) -> None:
+    def mark_truncated(
+        self, job_id: int, task_id: int, stream: Stream, *, attempt: int, cap: int
+    ) -> None:
+        path = self.sink(job_id, task_id, stream, attempt=attempt)
+        path.with_name(path.name + ".truncated").write_text(f"{int(cap)}\n")
+
+    def publish(self, job_id: int, task_id: int, *, attempt: int = 0) -> None:
         """Nothing to do: :meth:`read` reads the very files the agent wrote."""
 
     def read(
-        self, job_id: int, task_id: int, stream: Stream, *, offset: int = 0, limit: int = 1 << 20
+        self,
+        job_id: int,
+        task_id: int,
+        stream: Stream,
+        *,
+        attempt: int | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_READ_BYTES,
     ) -> bytes:
         if offset < 0 or limit < 0:
             raise ValueError(f"offset and limit must not be negative, got {offset} and {limit}")
+        path, _ = self._readable(job_id, task_id, stream, attempt)
         if limit == 0:
             return b""
         try:
-            with self.path(job_id, task_id, stream).open("rb") as f:
+            with path.open("rb") as f:
                 f.seek(offset)
                 return f.read(limit)
         except FileNotFoundError:
             return b""
+
+    def info(
+        self, job_id: int, task_id: int, stream: Stream, *, attempt: int | None = None
+    ) -> OutputInfo:
+        path, attempt = self._readable(job_id, task_id, stream, attempt)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        marker = self.path(job_id, task_id, stream, attempt=attempt)
+        try:
+            truncated_at: int | None = int(marker.with_name(marker.name + ".truncated").read_text())
+        except (FileNotFoundError, ValueError):
+            truncated_at = None
+        return OutputInfo(size=size, truncated_at=truncated_at)

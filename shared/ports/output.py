@@ -1,31 +1,94 @@
-"""The Output port: where task stdout and stderr are kept.
+"""The Output port: where task stdout and stderr are kept, one pair per attempt.
 
-The agent writes a task's streams to local files while it runs (so a process
-writes at full speed with no extra hop); ``publish`` makes them durable where
-the control plane can read them (a no-op for the local folder, an upload for
-Blob storage). ``read`` serves ``hpc task output`` and the API.
+A stream is keyed by ``(job, task, attempt, stream)``: every attempt of a task
+(0 on first dispatch, +1 each time it is requeued) writes its own stdout and
+stderr, so a retried task keeps what every attempt wrote.
+
+The agent writes an attempt's streams to local files while it runs (so a
+process writes at full speed with no extra hop); ``publish`` makes them durable
+where the control plane can read them (a no-op for the local folder, an upload
+for Blob storage). ``read`` and ``info`` serve ``hpc task output`` and the API.
+
+Each stream keeps at most ``HPC_MAX_OUTPUT_BYTES`` bytes (the agent enforces it,
+see agent/runner.py); a stream cut there ends with :func:`truncation_marker`
+and is recorded with :meth:`OutputStore.mark_truncated`, which :meth:`info`
+then reports.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 Stream = Literal["stdout", "stderr"]
+STREAMS: tuple[Stream, ...] = ("stdout", "stderr")
+
+DEFAULT_READ_BYTES = 1 << 20
+"""Bytes one read (one API page) returns when the caller does not say."""
+MAX_READ_BYTES = 16 << 20
+"""Most bytes one API page may ask for (``limit``)."""
+
+
+def truncation_marker(cap: int) -> bytes:
+    """The line appended to a stream the agent cut at ``cap`` bytes."""
+    return f"[hybridhpc: output truncated at {cap} bytes (HPC_MAX_OUTPUT_BYTES)]\n".encode()
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """What is known of one attempt's stream without reading it."""
+
+    size: int
+    """Bytes kept (the truncation marker included); 0 when nothing was written."""
+    truncated_at: int | None = None
+    """The cap the stream was cut at, or None when it is whole."""
+
+    @property
+    def truncated(self) -> bool:
+        return self.truncated_at is not None
 
 
 class OutputStore(ABC):
-    @abstractmethod
-    def sink(self, job_id: int, task_id: int, stream: Stream) -> Path:
-        """The local file the agent writes this stream to (parent folder created)."""
+    """Streams per ``(job_id, task_id, attempt, stream)``.
+
+    ``attempt`` is keyword-only and defaults to 0 where a stream is written; for
+    :meth:`read` and :meth:`info` ``attempt=None`` means the latest attempt that
+    wrote this stream (attempt 0 when none did). The control plane always names
+    the attempt.
+    """
 
     @abstractmethod
-    def publish(self, job_id: int, task_id: int) -> None:
-        """Make the task's streams readable by :meth:`read` (after the process ends)."""
+    def sink(self, job_id: int, task_id: int, stream: Stream, *, attempt: int = 0) -> Path:
+        """The local file the agent writes this attempt's stream to (parent folder created)."""
+
+    @abstractmethod
+    def mark_truncated(
+        self, job_id: int, task_id: int, stream: Stream, *, attempt: int, cap: int
+    ) -> None:
+        """Record that the agent cut this attempt's stream at ``cap`` bytes."""
+
+    @abstractmethod
+    def publish(self, job_id: int, task_id: int, *, attempt: int = 0) -> None:
+        """Make the attempt's streams readable by :meth:`read` (after the process ends)."""
 
     @abstractmethod
     def read(
-        self, job_id: int, task_id: int, stream: Stream, *, offset: int = 0, limit: int = 1 << 20
+        self,
+        job_id: int,
+        task_id: int,
+        stream: Stream,
+        *,
+        attempt: int | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_READ_BYTES,
     ) -> bytes:
-        """Up to ``limit`` bytes from ``offset``; empty if nothing was written (yet)."""
+        """Up to ``limit`` bytes from ``offset``; empty if nothing was written (yet) or
+        ``offset`` is at or past the end. Negative ``offset`` or ``limit``: ValueError."""
+
+    @abstractmethod
+    def info(
+        self, job_id: int, task_id: int, stream: Stream, *, attempt: int | None = None
+    ) -> OutputInfo:
+        """Size and truncation of the stream (size 0 if nothing was written)."""

@@ -50,6 +50,10 @@ class ControlPlane:
         return self.deps.bus
 
     @property
+    def output(self) -> OutputStore:
+        return self.deps.output
+
+    @property
     def settings(self) -> Settings:
         return self.deps.settings
 
@@ -83,7 +87,9 @@ class ControlPlane:
     def get_task(self, job_id: int, task_id: int) -> Task:
         return queries.get_task(self.deps, job_id, task_id)
 
-    def read_output(self, job_id: int, task_id: int, stream: Stream, **kwargs: Any) -> bytes:
+    def read_output(
+        self, job_id: int, task_id: int, stream: Stream, **kwargs: Any
+    ) -> queries.OutputPage:
         return queries.read_output(self.deps, job_id, task_id, stream, **kwargs)
 
     def list_nodes(self) -> list[dict[str, Any]]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.models import Job, NodeGroup, Task
 from shared.domain.states import JobState, TaskState
-from shared.ports.output import Stream
+from shared.errors import NotFound
+from shared.ports.output import DEFAULT_READ_BYTES, Stream
 from shared.usecases.deps import Deps
 
 
@@ -41,17 +43,47 @@ def get_task(deps: Deps, job_id: int, task_id: int) -> Task:
     return deps.store.get_task(job_id, task_id)
 
 
+@dataclass(frozen=True)
+class OutputPage:
+    """One byte range of one attempt's stream, and what the whole stream is."""
+
+    data: bytes
+    attempt: int
+    """The attempt served (the one asked for, else the task's result attempt, else its latest)."""
+    offset: int
+    size: int
+    """The stream's whole size now (the truncation marker included)."""
+    truncated: bool
+    """The agent cut the stream at HPC_MAX_OUTPUT_BYTES (it ends with a line saying so)."""
+
+
 def read_output(
     deps: Deps,
     job_id: int,
     task_id: int,
     stream: Stream,
     *,
+    attempt: int | None = None,
     offset: int = 0,
-    limit: int = 1 << 20,
-) -> bytes:
-    get_task(deps, job_id, task_id)
-    return deps.output.read(job_id, task_id, stream, offset=offset, limit=limit)
+    limit: int = DEFAULT_READ_BYTES,
+) -> OutputPage:
+    """Bytes ``offset`` to ``offset + limit`` of one attempt's stream. No ``attempt``: the
+    attempt the task's state comes from (``result_attempt``), else its current one."""
+    task = get_task(deps, job_id, task_id)
+    if attempt is None:
+        attempt = task.result_attempt if task.result_attempt is not None else task.attempt
+    elif not 0 <= attempt <= task.attempt:
+        had = "only attempt 0" if task.attempt == 0 else f"attempts 0 to {task.attempt}"
+        raise NotFound(f"task {job_id}.{task_id} has no attempt {attempt}: it had {had}")
+    data = deps.output.read(job_id, task_id, stream, attempt=attempt, offset=offset, limit=limit)
+    info = deps.output.info(job_id, task_id, stream, attempt=attempt)
+    return OutputPage(
+        data=data,
+        attempt=attempt,
+        offset=offset,
+        size=max(info.size, (offset + len(data)) if data else 0),
+        truncated=info.truncated,
+    )
 
 
 def list_nodes(deps: Deps) -> list[dict[str, Any]]:

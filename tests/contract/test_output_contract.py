@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.local_output import LocalOutputStore
-from shared.ports.output import OutputStore
+from shared.ports.output import DEFAULT_READ_BYTES, OutputInfo, OutputStore, truncation_marker
 
 OUTPUT_BACKENDS = {"local": lambda root: LocalOutputStore(root / "output")}
 
@@ -21,15 +21,26 @@ def output(request: pytest.FixtureRequest, tmp_path: Path) -> OutputStore:
     return OUTPUT_BACKENDS[request.param](tmp_path)
 
 
-def test_local_sink_is_a_file_per_task_and_stream_in_a_created_folder(
+def test_local_sink_is_a_file_per_task_attempt_and_stream_in_a_created_folder(
     output: OutputStore, tmp_path: Path
 ) -> None:
     stdout = output.sink(7, 3, "stdout")
-    stderr = output.sink(7, 3, "stderr")
-    assert stdout == tmp_path / "output" / "7" / "3.stdout"
-    assert stderr == tmp_path / "output" / "7" / "3.stderr"
+    stderr = output.sink(7, 3, "stderr", attempt=2)
+    assert stdout == tmp_path / "output" / "7" / "3.0.stdout"
+    assert stderr == tmp_path / "output" / "7" / "3.2.stderr"
     assert stdout.parent.is_dir()
     assert not stdout.exists()
+
+
+def test_local_output_of_before_attempts_were_kept_apart_reads_as_attempt_0(
+    output: OutputStore, tmp_path: Path
+) -> None:
+    (tmp_path / "output" / "7").mkdir(parents=True)
+    (tmp_path / "output" / "7" / "3.stdout").write_bytes(b"old layout")
+    assert output.read(7, 3, "stdout", attempt=0) == b"old layout"
+    assert output.read(7, 3, "stdout") == b"old layout"
+    assert output.info(7, 3, "stdout", attempt=0).size == 10
+    assert output.read(7, 3, "stdout", attempt=1) == b""
 
 
 def test_what_the_agent_writes_is_read_back_after_publish(output: OutputStore) -> None:
@@ -81,3 +92,80 @@ def test_unknown_stream_or_negative_offset_is_refused(output: OutputStore) -> No
         output.sink(1, 1, "stdin")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         output.read(1, 1, "stdout", offset=-1)
+    with pytest.raises(ValueError):
+        output.read(1, 1, "stdout", limit=-1)
+    with pytest.raises(ValueError):
+        output.sink(1, 1, "stdout", attempt=-1)
+    with pytest.raises(ValueError):
+        output.read(1, 1, "stdout", attempt=-1)
+
+
+# --- attempts, sizes, truncation, paging ---------------------------------------------
+
+
+def test_each_attempt_keeps_its_own_streams(output: OutputStore) -> None:
+    output.sink(1, 1, "stdout", attempt=0).write_bytes(b"first try\n")
+    output.sink(1, 1, "stderr", attempt=0).write_bytes(b"node lost\n")
+    output.publish(1, 1, attempt=0)
+    output.sink(1, 1, "stdout", attempt=1).write_bytes(b"second try\n")
+    output.publish(1, 1, attempt=1)
+    assert output.read(1, 1, "stdout", attempt=0) == b"first try\n"
+    assert output.read(1, 1, "stderr", attempt=0) == b"node lost\n"
+    assert output.read(1, 1, "stdout", attempt=1) == b"second try\n"
+    assert output.read(1, 1, "stderr", attempt=1) == b""
+    assert output.read(1, 1, "stdout", attempt=2) == b""
+
+
+def test_without_an_attempt_reads_the_latest_one_written(output: OutputStore) -> None:
+    assert output.read(1, 1, "stdout") == b""
+    output.sink(1, 1, "stdout", attempt=0).write_bytes(b"zero")
+    assert output.read(1, 1, "stdout") == b"zero"
+    output.sink(1, 1, "stdout", attempt=3).write_bytes(b"three")
+    output.sink(1, 11, "stdout", attempt=5).write_bytes(b"another task")
+    assert output.read(1, 1, "stdout") == b"three"
+    assert output.info(1, 1, "stdout").size == 5
+
+
+def test_info_tells_the_size_of_each_attempts_stream(output: OutputStore) -> None:
+    assert output.info(4, 1, "stdout", attempt=0) == OutputInfo(size=0, truncated_at=None)
+    output.sink(4, 1, "stdout", attempt=0).write_bytes(b"x" * 10)
+    output.sink(4, 1, "stdout", attempt=1).write_bytes(b"x" * 3)
+    output.publish(4, 1, attempt=1)
+    assert output.info(4, 1, "stdout", attempt=0) == OutputInfo(size=10)
+    assert output.info(4, 1, "stdout", attempt=1) == OutputInfo(size=3)
+    assert output.info(4, 1, "stderr", attempt=1) == OutputInfo(size=0)
+    assert not output.info(4, 1, "stdout", attempt=1).truncated
+
+
+def test_a_truncation_is_recorded_per_attempt_and_stream_with_its_cap(
+    output: OutputStore,
+) -> None:
+    cap = 8
+    data = b"01234567" + truncation_marker(cap)
+    output.sink(2, 1, "stdout", attempt=1).write_bytes(data)
+    output.sink(2, 1, "stdout", attempt=0).write_bytes(b"short")
+    output.mark_truncated(2, 1, "stdout", attempt=1, cap=cap)
+    output.publish(2, 1, attempt=1)
+    info = output.info(2, 1, "stdout", attempt=1)
+    assert info.truncated and info.truncated_at == cap and info.size == len(data)
+    assert not output.info(2, 1, "stdout", attempt=0).truncated
+    assert not output.info(2, 1, "stderr", attempt=1).truncated
+    assert output.read(2, 1, "stdout", attempt=1).endswith(
+        b"[hybridhpc: output truncated at 8 bytes (HPC_MAX_OUTPUT_BYTES)]\n"
+    )
+
+
+def test_an_output_over_1_mib_is_read_whole_in_byte_ranges(output: OutputStore) -> None:
+    data = bytes(range(256)) * (5 * 4096 + 7)  # 5 MiB and a bit, every byte value
+    output.sink(3, 1, "stdout", attempt=2).write_bytes(data)
+    output.publish(3, 1, attempt=2)
+    assert output.info(3, 1, "stdout", attempt=2).size == len(data)
+    assert len(output.read(3, 1, "stdout", attempt=2)) == DEFAULT_READ_BYTES
+    pages, offset = [], 0
+    while chunk := output.read(3, 1, "stdout", attempt=2, offset=offset, limit=1_000_000):
+        pages.append(chunk)
+        offset += len(chunk)
+    assert b"".join(pages) == data
+    assert len(pages) == 6
+    tail = output.read(3, 1, "stdout", attempt=2, offset=len(data) - 100, limit=1000)
+    assert tail == data[-100:]
