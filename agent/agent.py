@@ -43,6 +43,7 @@ from pydantic import ValidationError
 
 from agent import registration
 from agent.config import AgentConfig
+from agent.endrecords import EndRecords
 from agent.identity import Identity, claim
 from agent.lifeline import Lifeline
 from agent.reporter import Reporter
@@ -128,6 +129,9 @@ class Agent:
         self._identity: Identity | None = None
         self._replies: SessionReceiver | None = None
         self.reporter = Reporter(bus, config.name, clock=clock)
+        self._records = EndRecords(config.state_dir / "ends") if config.state_dir else None
+        self._reported: list[str] = []
+        """Attempts whose end was queued for sending: their end records go once it is sent."""
         self._stop = threading.Event()
         self._running: dict[str, Runner] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
@@ -202,7 +206,34 @@ class Agent:
         self.reporter.begin(incarnation)
         self._next_beat = self.clock()  # say at once what runs here
         log.info("node %s is ours as incarnation %d", cfg.name, incarnation)
+        self._report_leftovers()
         return True
+
+    def _report_leftovers(self) -> None:
+        """Ends recorded on disk that an earlier agent of this node died before reporting."""
+        if self._records is None:
+            return
+        for left in self._records.leftovers(running=set(self._running)):
+            key = task_key(left.job_id, left.task_id, left.attempt)
+            log.warning(
+                "task %s ended (exit code %d) but its agent died before saying so; reporting it",
+                key,
+                left.exit_code,
+            )
+            self.reporter.ended(left, exit_code=left.exit_code)
+            self._reported.append(key)
+
+    def _forget_reported(self) -> None:
+        """Once every queued event is sent, the end records behind them are not needed."""
+        if self._records is None or self.reporter.pending or not self._reported:
+            return
+        for key in self._reported:
+            self._records.forget(key)
+        self._reported.clear()
+
+    def _recorded_end(self, runner: Runner) -> int | None:
+        """The exit code the task's shell recorded: it ran to its end (even if killed since)."""
+        return None if self._records is None else self._records.read(runner.key)
 
     def _close_replies(self) -> None:
         receiver, self._replies = self._replies, None
@@ -240,6 +271,7 @@ class Agent:
         self._reap()
         self._heartbeat_if_due()
         self.reporter.flush()  # report endings now, not after the receive wait below
+        self._forget_reported()
         self._accept_if_needed()
         messages = self._receive()
         settles = self._handle(messages)
@@ -370,7 +402,12 @@ class Agent:
                 self._remember(runner.key)
             self._end_killed(older, canceled=True)
         env = task_env(task, node=self.config.name, group=self.config.groups[0])
-        runner = Runner(task, output=self.output, env=env)
+        record = (
+            None
+            if self._records is None
+            else (self._records, self._records.path(task.job_id, task.task_id, task.attempt))
+        )
+        runner = Runner(task, output=self.output, env=env, end_record=record)
         error = runner.start()
         if error is not None:
             self._remember(key)
@@ -418,8 +455,14 @@ class Agent:
         codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
             tail = self._finish(runner)
-            log.info("task %s canceled (exit code %s)", runner.key, code)
-            self.reporter.ended(runner.task, exit_code=code, canceled=canceled, output=tail)
+            recorded = self._recorded_end(runner)
+            if recorded is not None:  # it had ended before the kill: say how
+                log.info("task %s ended (exit code %d) before it was killed", runner.key, recorded)
+                self.reporter.ended(runner.task, exit_code=recorded, output=tail)
+            else:
+                log.info("task %s canceled (exit code %s)", runner.key, code)
+                self.reporter.ended(runner.task, exit_code=code, canceled=canceled, output=tail)
+            self._reported.append(runner.key)
 
     def _reap(self) -> None:
         for key, runner in list(self._running.items()):
@@ -436,6 +479,7 @@ class Agent:
                 time.monotonic() - runner.started_at,
             )
             self.reporter.ended(runner.task, exit_code=code, output=tail)
+            self._reported.append(key)
 
     def _remember(self, key: str) -> None:
         self._ended[key] = None
@@ -518,7 +562,11 @@ class Agent:
             kill_trees(runners, grace_s=self.config.kill_grace_s)
             for runner in runners:
                 self._remember(runner.key)
-                self._finish(runner)
+                tail = self._finish(runner)
+                recorded = self._recorded_end(runner)
+                if recorded is not None:  # it ran to its end: its result may still count
+                    self.reporter.ended(runner.task, exit_code=recorded, output=tail)
+                    self._reported.append(runner.key)
         self._drop_session()
         self.incarnation = None
         if not self._register():
@@ -536,12 +584,19 @@ class Agent:
             log.info("stopping: killing %d running task(s)", len(runners))
             kill_trees(runners, grace_s=self.config.kill_grace_s)
             for runner in runners:
-                self._finish(runner)  # publishes what they wrote; they are requeued, not ended
+                tail = self._finish(runner)  # publishes what they wrote
+                recorded = self._recorded_end(runner)
+                if recorded is not None and self.incarnation is not None:
+                    self.reporter.ended(runner.task, exit_code=recorded, output=tail)
+                    self._reported.append(runner.key)
+                    killed.remove(runner.key)
+                # the others are requeued by NodeStopping, not ended
         if self.incarnation is not None:
             self.reporter.emit(NodeStopping(**self.reporter.stamp(), killed=killed))
             for attempt in range(1, _STOP_SEND_ATTEMPTS + 1):
                 try:
                     self.reporter.flush()
+                    self._forget_reported()
                     break
                 except Exception as exc:
                     log.warning("could not send NodeStopping (try %d): %s", attempt, exc)

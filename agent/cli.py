@@ -61,9 +61,7 @@ def run_agent(
         print(f"agent: error: cannot open the bus or the output store: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if config.state_dir is None:
-        config = config.model_copy(
-            update={"state_dir": settings.home_dir / "agents" / config.name}
-        )
+        config = config.model_copy(update={"state_dir": settings.home_dir / "agents" / config.name})
     agent = Agent(config, bus=bus, output=output)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from shared.domain.messages import (
     EVENTS_QUEUE,
-    CancelTask,
     EndedAttempt,
     Heartbeat,
     Message,
-    RunTask,
     TaskEnded,
     attempt_key,
 )
@@ -29,6 +27,15 @@ MAX_SEND_BYTES = 192 * 1024
 """One events batch stays well under a Service Bus batch limit (256 KB on Standard)."""
 RECENT_MAX = 500
 """Most recent endings a heartbeat repeats."""
+
+
+class AttemptRef(Protocol):
+    @property
+    def job_id(self) -> int: ...
+    @property
+    def task_id(self) -> int: ...
+    @property
+    def attempt(self) -> int: ...
 
 
 class Reporter:
@@ -54,7 +61,7 @@ class Reporter:
 
     def ended(
         self,
-        task: RunTask | CancelTask,
+        task: AttemptRef,
         *,
         exit_code: int | None,
         canceled: bool = False,
@@ -119,3 +126,8 @@ class Reporter:
                 )
             self.bus.send(EVENTS_QUEUE, batch)
             del self._outbox[: len(batch)]
+
+    @property
+    def pending(self) -> bool:
+        """Events wait to be sent."""
+        return bool(self._outbox)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from agent.endrecords import EndRecords
 from shared.domain.messages import RunTask
 from shared.ports.output import STREAMS, OutputStore, Stream, truncation_marker
 from shared.settings import Settings
@@ -123,6 +124,7 @@ class Runner:
         env: Mapping[str, str],
         cwd: str | None = None,
         max_output_bytes: int | None = None,
+        end_record: tuple[EndRecords, Path] | None = None,
     ) -> None:
         self.task = task
         self.key = task_key(task.job_id, task.task_id, task.attempt)
@@ -140,6 +142,8 @@ class Runner:
         self.truncated: set[Stream] = set()
         """Streams cut at the cap so far."""
         self._next_cap_check = 0.0
+        self._end_record = end_record
+        """Where the task's shell writes its exit code as its last act (agent/endrecords.py)."""
         self.started_at = time.monotonic()
 
     @property
@@ -167,9 +171,10 @@ class Runner:
             with self._paths["stdout"].open("ab") as out, self._paths["stderr"].open("ab") as err:
                 out.truncate(0)  # the same attempt started again starts afresh
                 err.truncate(0)
+                records = self._end_record
                 self._proc = subprocess.Popen(  # noqa: S602 - running the user's shell command is the point
-                    task.command,
-                    shell=True,
+                    task.command if records is None else records[0].argv(task.command, records[1]),
+                    shell=records is None,
                     cwd=self._cwd,
                     env=self._env,
                     stdin=subprocess.DEVNULL,

@@ -19,8 +19,8 @@ from typing import IO, Any
 
 import httpx
 
-from shared.settings import Settings
 from shared.domain.states import JOB_TERMINAL, NodeState
+from shared.settings import Settings
 
 
 def free_port() -> int:

@@ -51,6 +51,9 @@ def build_output(settings: Settings) -> OutputStore:
 SCHEDULER_LOCK_MS = 5_000
 """Service Bus's shortest lock: after a control-plane crash the scheduler's session is free
 again within 5 s (a pass is well inside it)."""
+NODES_LOCK_MS = 10_000
+"""A node's session held by an agent that died is free again within 10 s for its successor
+(a live agent renews the lock at half time)."""
 EVENTS_LOCK_MS = 10_000
 """Events locked by a crashed handler come back within 10 s, well before the heartbeat
 timeout could count their task as lost."""
@@ -58,7 +61,7 @@ timeout could count their task as lost."""
 
 def declare_queues(bus: Bus) -> None:
     """The queues of the message flow (idempotent; Bicep declares them in Azure)."""
-    bus.declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=30_000)
+    bus.declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=NODES_LOCK_MS)
     bus.declare_queue(EVENTS_QUEUE, max_delivery_count=10, lock_duration_ms=EVENTS_LOCK_MS)
     bus.declare_queue(REPLIES_QUEUE, requires_session=True, lock_duration_ms=30_000)
     bus.declare_queue(REJECTED_QUEUE)

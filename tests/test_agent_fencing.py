@@ -22,6 +22,7 @@ from shared.domain.messages import (
     Heartbeat,
     RegisterNode,
     Superseded,
+    TaskEnded,
     TaskStarted,
 )
 from shared.wiring import declare_queues
@@ -98,9 +99,7 @@ def test_a_second_agent_of_a_name_cannot_claim_its_state_folder(tmp_path):
     again.release()
 
 
-def test_told_its_incarnation_is_over_the_agent_kills_its_tasks_and_registers_again(
-    agent, cp
-):
+def test_told_its_incarnation_is_over_the_agent_kills_its_tasks_and_registers_again(agent, cp):
     cp.send(run_task(5, "sleep 30"))
     pid = cp.started(5).pid
     first = agent.incarnation
@@ -171,3 +170,50 @@ def test_cli_second_agent_with_a_running_nodes_name_exits_with_one_line(tmp_path
     finally:
         first.terminate()
         first.wait(timeout=10)
+
+
+# --- end records: an end outlives the agent that saw it ---------------------------------
+
+
+def test_a_tasks_shell_records_its_exit_code_as_its_last_act(tmp_path):
+    from agent.endrecords import EndRecords
+    from agent.runner import Runner
+    from shared.adapters.local_output import LocalOutputStore
+
+    records = EndRecords(tmp_path / "ends")
+    task = run_task(1, "echo hi; exit 7")
+    runner = Runner(
+        task,
+        output=LocalOutputStore(tmp_path / "out"),
+        env={"PATH": "/usr/bin:/bin"},
+        end_record=(records, records.path(1, 1, 1)),
+    )
+    assert runner.start() is None
+    wait_until(lambda: runner.poll() is not None, what="the task to end")
+    assert runner.poll() == 7
+    assert records.read("1.1.1") == 7
+    assert runner.finish() == "hi\n"
+
+
+def test_an_end_recorded_before_the_agent_died_is_reported_by_the_next_agent(
+    start_agent, cp, tmp_path
+):
+    state = tmp_path / "state"
+    (state / "ends").mkdir(parents=True)
+    (state / "ends" / "41.2.0").write_text("0\n")  # ran to its end, never reported
+    (state / "ends" / "41.3.0").write_text("")  # its shell died while writing: no end
+    agent, _ = start_agent(state_dir=state)
+    ended = cp.wait_for(TaskEnded, lambda e: (e.job_id, e.task_id) == (41, 2))
+    assert (ended.attempt, ended.exit_code, ended.canceled) == (0, 0, False)
+    wait_until(lambda: not any((state / "ends").iterdir()), what="records forgotten once sent")
+    assert not [e for e in cp.of(TaskEnded) if e.task_id == 3]
+
+
+def test_an_agent_with_a_state_folder_reports_and_then_forgets_each_end(start_agent, cp, tmp_path):
+    state = tmp_path / "state"
+    agent, _ = start_agent(state_dir=state)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    cp.send(run_task(42, "exit 3"))
+    assert cp.ended(42).exit_code == 3
+    wait_until(lambda: not any((state / "ends").iterdir()), what="the record forgotten")

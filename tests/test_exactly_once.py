@@ -179,8 +179,10 @@ def test_a_poison_event_is_parked_with_its_reason_and_the_good_ones_apply(cp):
     cp.schedule_pass()
     runs = n1.runs()
     good = [n1.started(r).to_bytes() for r in runs]
-    poison = n1.started(runs[0]).to_bytes().replace(
-        f'"taskId":{runs[0].task_id}'.encode(), f'"taskId":{2**70}'.encode()
+    poison = (
+        n1.started(runs[0])
+        .to_bytes()
+        .replace(f'"taskId":{runs[0].task_id}'.encode(), f'"taskId":{2**70}'.encode())
     )
     garbage = b"\xff not json"
     cp.apply_event_messages([("m1", good[0]), ("m2", poison), ("m3", garbage), ("m4", good[1])])

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.errors import InvalidRequest
 from shared.domain.jobspec import JobSpec, Sweep
+from shared.errors import InvalidRequest
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

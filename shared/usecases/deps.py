@@ -80,10 +80,21 @@ class Deps:
         self.bus.send(SCHEDULER_QUEUE, OutgoingMessage(body=b"{}", session_id=SCHEDULER_SESSION))
 
     def send_to_nodes(self, assignments: Iterable[tuple[str, RunTask | CancelTask]]) -> None:
-        """Send assignments to their nodes' sessions: one batch per node."""
+        """Send assignments to their nodes' sessions: one batch per node.
+
+        A RunTask lives half of HPC_DISPATCH_TIMEOUT_S on the bus: the broker never delivers
+        it after that, so once the reconciler gives a dispatch up (after the whole timeout)
+        the node cannot start it any more, even if it gets its session back only then."""
+        ttl_ms = max(1, int(self.settings.dispatch_timeout_s * 500))
         per_node: dict[str, list[OutgoingMessage]] = defaultdict(list)
         for node, message in assignments:
-            per_node[node].append(OutgoingMessage(body=message.to_bytes(), session_id=node))
+            per_node[node].append(
+                OutgoingMessage(
+                    body=message.to_bytes(),
+                    session_id=node,
+                    time_to_live_ms=ttl_ms if isinstance(message, RunTask) else None,
+                )
+            )
         for messages in per_node.values():
             self.bus.send(NODES_QUEUE, messages)
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.sqlite_store import SqliteStore
-from shared.errors import Conflict, NotFound
 from shared.domain.models import DEFAULT_GROUPS, Job, Node, NodeGroup, Principal, Task
-from shared.ports.store import MAX_BATCH, Store
 from shared.domain.states import JobState, NodeState, TaskState
+from shared.errors import Conflict, NotFound
+from shared.ports.store import MAX_BATCH, Store
 
 OpenStore = Callable[[], Store]
 

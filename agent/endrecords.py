@@ -1,0 +1,72 @@
+"""End records: a task's exit code, written to disk by the task's own shell as its last act.
+
+Why: if the agent dies (kill -9, a crash) after a task ended but before its TaskEnded
+was sent, nobody would report that end; the control plane would requeue the attempt
+and the task would run to its end twice. The record outlives the agent: the next agent
+of the node, in the same state folder, reports it as soon as it has registered, and the
+control plane keeps that result (the late end of a lost attempt that ran to its end).
+
+A record is written by a small wrapper shell around the user's command, in the task's
+own process group, so it costs one ``sh`` per task and exists only if the command
+returned. The agent deletes a record once the TaskEnded it stands for has been sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.domain.messages import attempt_key, parse_attempt_key
+
+WRAPPER = '/bin/sh -c "$1"; c=$?; printf "%s\\n" "$c" > "$2"; exit "$c"'
+"""``sh -c WRAPPER name COMMAND RECORD``: run COMMAND, write its exit code to RECORD."""
+
+
+@dataclass(frozen=True)
+class Leftover:
+    job_id: int
+    task_id: int
+    attempt: int
+    exit_code: int
+
+
+class EndRecords:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, job_id: int, task_id: int, attempt: int) -> Path:
+        return self.folder / attempt_key(job_id, task_id, attempt)
+
+    def argv(self, command: str, record: Path) -> list[str]:
+        """The process to start instead of ``sh -c command``."""
+        record.unlink(missing_ok=True)
+        return ["/bin/sh", "-c", WRAPPER, "hybridhpc-task", command, str(record)]
+
+    def read(self, key: str) -> int | None:
+        """The exit code recorded for this attempt, or None (no record, or half written)."""
+        try:
+            text = (self.folder / key).read_text().strip()
+        except OSError:
+            return None
+        return int(text) if text.lstrip("-").isdigit() and len(text) < 12 else None
+
+    def forget(self, key: str) -> None:
+        with contextlib.suppress(OSError):
+            (self.folder / key).unlink()
+
+    def leftovers(self, *, running: set[str]) -> list[Leftover]:
+        """Ends a previous agent of this node recorded but may not have reported; records
+        that cannot be read are removed."""
+        out = []
+        for path in sorted(self.folder.iterdir()):
+            if path.name in running:
+                continue
+            parts = parse_attempt_key(path.name)
+            code = self.read(path.name)
+            if parts is None or code is None:
+                self.forget(path.name)
+                continue
+            out.append(Leftover(*parts, code))
+        return out
