@@ -19,8 +19,16 @@ from pathlib import Path
 
 from shared.domain.messages import attempt_key, parse_attempt_key
 
-WRAPPER = '/bin/sh -c "$1"; c=$?; printf "%s\\n" "$c" > "$2"; exit "$c"'
-"""``sh -c WRAPPER name COMMAND RECORD``: run COMMAND, write its exit code to RECORD."""
+WRAPPER = (
+    '__hpc_end_record=$2; __hpc_command=$1; shift 2; '
+    'trap \'printf "%s\\n" "$?" > "$__hpc_end_record"\' EXIT; '
+    'eval "$__hpc_command"'
+)
+"""``sh -c WRAPPER name COMMAND RECORD``: run COMMAND in this very shell (no extra process)
+and, when the shell exits (also by ``exit N`` in COMMAND), write its status to RECORD. A
+shell killed by a signal runs no EXIT trap, so a killed task leaves no record. A command
+that sets its own EXIT trap replaces this one: it then leaves no record either, which only
+loses the recovery of its end after an agent crash."""
 
 
 @dataclass(frozen=True)
