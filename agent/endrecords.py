@@ -20,7 +20,7 @@ from pathlib import Path
 from shared.domain.messages import attempt_key, parse_attempt_key
 
 WRAPPER = (
-    '__hpc_end_record=$2; __hpc_command=$1; shift 2; '
+    "__hpc_end_record=$2; __hpc_command=$1; shift 2; "
     'trap \'printf "%s\\n" "$?" > "$__hpc_end_record"\' EXIT; '
     'eval "$__hpc_command"'
 )

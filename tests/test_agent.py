@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-import agent.agent as agent_module
+import agent.session as agent_session
 from agent import Agent, AgentConfig
 from agent.agent import INVALID_MESSAGE
 from shared.adapters.local_output import LocalOutputStore
@@ -400,7 +400,7 @@ def test_a_new_attempt_of_a_task_replaces_the_old_one(agent, cp):
 
 
 def test_agent_waits_for_a_session_held_by_an_earlier_receiver(start_agent, cp, bus, monkeypatch):
-    monkeypatch.setattr(agent_module, "ACCEPT_RETRY_S", 0.05)
+    monkeypatch.setattr(agent_session, "ACCEPT_RETRY_S", 0.05)
     holder = bus.get_session_receiver(NODES_QUEUE, session_id=NODE)
     start_agent()
     cp.wait_for(RegisterNode)

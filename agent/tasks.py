@@ -1,0 +1,240 @@
+"""The attempts this agent runs: start, cancel, reap, kill, and report each one's events.
+
+Guarantees:
+
+- An assignment delivered twice (a lost lock, a redelivery) runs once: the attempts
+  running and recently ended are remembered.
+- A newer attempt of a task kills an older one still running here (the control plane
+  gave up on it, so it must not hold cores).
+- Every end is reported once, with its exit code; a task killed after it had ended (its
+  end record says so) is reported as ended, not as canceled.
+- The lifeline watchdog learns of every process group, so the tasks die with the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from agent.config import AgentConfig
+from agent.endrecords import EndRecords
+from agent.lifeline import Lifeline
+from agent.reporter import Reporter
+from agent.runner import Runner, kill_trees, task_env, task_key
+from shared.domain.messages import AssignmentRefused, CancelTask, RunTask, TaskStarted
+from shared.ports.output import OutputStore
+
+log = logging.getLogger("agent.agent")
+
+_REMEMBERED = 10_000
+"""How many ended attempts are remembered to ignore their redelivered assignments."""
+
+
+class Tasks:
+    def __init__(self, config: AgentConfig, *, output: OutputStore, reporter: Reporter) -> None:
+        self.config, self.output, self.reporter = config, output, reporter
+        self.running: dict[str, Runner] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._lifeline: Lifeline | None = None
+        self._records = EndRecords(config.state_dir / "ends") if config.state_dir else None
+        self._reported: list[str] = []
+        """Attempts whose end was queued for sending: their end records go once it is sent."""
+
+    @property
+    def free_cores(self) -> int:
+        used = sum(r.task.cores for r in list(self.running.values()))
+        return max(0, self.config.cores - used)
+
+    def start_lifeline(self) -> None:
+        if self.config.lifeline:
+            self._lifeline = Lifeline()
+
+    def close_lifeline(self) -> None:
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
+
+    # ----------------------------------------------------------------- assignments
+
+    def run(self, task: RunTask, *, incarnation: int | None) -> None:
+        key = task_key(task.job_id, task.task_id, task.attempt)
+        if task.incarnation != incarnation:
+            log.info(
+                "dropping task %s: it was meant for incarnation %d of this node, not %s",
+                key,
+                task.incarnation,
+                incarnation,
+            )
+            self.reporter.emit(
+                AssignmentRefused(
+                    **self.reporter.stamp(),
+                    job_id=task.job_id,
+                    task_id=task.task_id,
+                    attempt=task.attempt,
+                    meant_for=task.incarnation,
+                    reason=f"meant for incarnation {task.incarnation}, this is {incarnation}",
+                )
+            )
+            return
+        if key in self.running or key in self._ended:
+            log.info("task %s was assigned again; it runs or ran already", key)
+            return
+        older = [
+            r
+            for r in self.running.values()
+            if (r.task.job_id, r.task.task_id) == (task.job_id, task.task_id)
+        ]
+        if older:
+            log.info("task %s supersedes %s here; killing them", key, [r.key for r in older])
+            for runner in older:
+                del self.running[runner.key]
+                self._remember(runner.key)
+            self.end_killed(older, canceled=True)
+        env = task_env(task, node=self.config.name, group=self.config.groups[0])
+        records = self._records
+        record = None if records is None else (records, records.path(*_ids(task)))
+        runner = Runner(task, output=self.output, env=env, end_record=record)
+        error = runner.start()
+        if error is not None:
+            self._remember(key)
+            log.warning("task %s could not start: %s", key, error)
+            self.reporter.ended(task, exit_code=None, error=error)
+            return
+        self.running[key] = runner
+        if self._lifeline is not None and runner.pid is not None:
+            self._lifeline.track(runner.pid)  # its process group id
+        log.info(
+            "task %s started (pid %s, %d cores): %s",
+            key,
+            runner.pid,
+            task.cores,
+            short(task.command, 200),
+        )
+        self.reporter.emit(
+            TaskStarted(
+                **self.reporter.stamp(),
+                job_id=task.job_id,
+                task_id=task.task_id,
+                attempt=task.attempt,
+                pid=runner.pid,
+            )
+        )
+
+    def cancel(self, cancel: CancelTask, *, incarnation: int | None) -> Runner | None:
+        """The runner to kill, or None when this attempt does not run here. An attempt
+        this agent never saw is reported canceled so the control plane is not left waiting;
+        one that ended already was reported, and its later TaskEnded would be stale anyway."""
+        key = task_key(cancel.job_id, cancel.task_id, cancel.attempt)
+        if cancel.incarnation != incarnation:
+            return None  # meant for an earlier agent of this node: nothing of ours
+        runner = self.running.pop(key, None)
+        if runner is not None:
+            self._remember(key)
+            return runner
+        if key not in self._ended:
+            self._remember(key)
+            log.info("task %s canceled before it ran here", key)
+            self.reporter.ended(cancel, exit_code=None, canceled=True)
+        return None
+
+    def end_killed(self, runners: Sequence[Runner], *, canceled: bool) -> None:
+        codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
+        for runner, code in zip(runners, codes, strict=True):
+            tail = self._finish(runner)
+            recorded = self._recorded_end(runner)
+            if recorded is not None:  # it had ended before the kill: say how
+                log.info("task %s ended (exit code %d) before it was killed", runner.key, recorded)
+                self.reporter.ended(runner.task, exit_code=recorded, output=tail)
+            else:
+                log.info("task %s canceled (exit code %s)", runner.key, code)
+                self.reporter.ended(runner.task, exit_code=code, canceled=canceled, output=tail)
+            self._reported.append(runner.key)
+
+    def reap(self) -> None:
+        for key, runner in list(self.running.items()):
+            code = runner.poll()
+            if code is None:
+                continue
+            del self.running[key]
+            self._remember(key)
+            tail = self._finish(runner)
+            log.info(
+                "task %s ended: exit code %d after %.2f s",
+                key,
+                code,
+                time.monotonic() - runner.started_at,
+            )
+            self.reporter.ended(runner.task, exit_code=code, output=tail)
+            self._reported.append(key)
+
+    def kill_all(self, *, report: bool) -> list[str]:
+        """Kill every task (the agent stops, or its incarnation is over). Those that had run to
+        their end (an end record) are reported ended if ``report``; returns the others' keys."""
+        runners = list(self.running.values())
+        self.running.clear()
+        killed = []
+        if runners:
+            log.info("killing %d running task(s)", len(runners))
+            kill_trees(runners, grace_s=self.config.kill_grace_s)
+        for runner in runners:
+            self._remember(runner.key)
+            tail = self._finish(runner)  # publishes what they wrote
+            recorded = self._recorded_end(runner)
+            if recorded is not None and report:
+                self.reporter.ended(runner.task, exit_code=recorded, output=tail)
+                self._reported.append(runner.key)
+            else:
+                killed.append(runner.key)
+        return sorted(killed)
+
+    # ------------------------------------------------------------------ end records
+
+    def report_leftovers(self) -> None:
+        """Ends recorded on disk that an earlier agent of this node died before reporting."""
+        if self._records is None:
+            return
+        for left in self._records.leftovers(running=set(self.running)):
+            key = task_key(left.job_id, left.task_id, left.attempt)
+            log.warning(
+                "task %s ended (exit code %d) but its agent died before saying so; reporting it",
+                key,
+                left.exit_code,
+            )
+            self.reporter.ended(left, exit_code=left.exit_code)
+            self._reported.append(key)
+
+    def forget_reported(self) -> None:
+        """Once every queued event is sent, the end records behind them are not needed."""
+        if self._records is None or self.reporter.pending or not self._reported:
+            return
+        for key in self._reported:
+            self._records.forget(key)
+        self._reported.clear()
+
+    def _recorded_end(self, runner: Runner) -> int | None:
+        """The exit code the task's shell recorded: it ran to its end (even if killed since)."""
+        return None if self._records is None else self._records.read(runner.key)
+
+    def _remember(self, key: str) -> None:
+        self._ended[key] = None
+        self._ended.move_to_end(key)
+        while len(self._ended) > _REMEMBERED:
+            self._ended.popitem(last=False)
+
+    def _finish(self, runner: Runner) -> str:
+        """Collect an ended task's output; its process group is gone, so forget it."""
+        tail = runner.finish()
+        if self._lifeline is not None and runner.pid is not None:
+            self._lifeline.untrack(runner.pid)
+        return tail
+
+
+def _ids(task: RunTask) -> tuple[int, int, int]:
+    return task.job_id, task.task_id, task.attempt
+
+
+def short(text: str, limit: int = 1000) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
