@@ -17,6 +17,7 @@ from agent.agent import Agent
 from agent.config import AgentConfig
 from agent.identity import NameInUse
 from agent.registration import RegistrationRefused
+from shared.domain.messages import EVENTS_LOCK_MS
 from shared.settings import Settings
 from shared.wiring import build_bus, build_output
 
@@ -47,7 +48,7 @@ def run_agent(
         config = AgentConfig.model_validate(
             {
                 "heartbeat_interval_s": settings.heartbeat_interval_s,
-                "recent_ended_s": settings.heartbeat_timeout_s,
+                "recent_ended_s": settings.heartbeat_timeout_s + EVENTS_LOCK_MS / 1000,
                 **{k: v for k, v in given.items() if v is not None},
             }
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.domain.messages import EVENTS_LOCK_MS
 from shared.settings import Settings
 
 
@@ -16,7 +17,7 @@ def _default_heartbeat_interval_s() -> float:
 
 
 def _default_recent_ended_s() -> float:
-    return Settings().heartbeat_timeout_s
+    return Settings().heartbeat_timeout_s + EVENTS_LOCK_MS / 1000
 
 
 class AgentConfig(BaseModel):

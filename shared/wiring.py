@@ -9,10 +9,13 @@ from __future__ import annotations
 import functools
 
 from shared.domain.messages import (
+    EVENTS_LOCK_MS,
     EVENTS_QUEUE,
+    NODES_LOCK_MS,
     NODES_QUEUE,
     REJECTED_QUEUE,
     REPLIES_QUEUE,
+    SCHEDULER_LOCK_MS,
     SCHEDULER_QUEUE,
 )
 from shared.ports.bus import Bus
@@ -46,17 +49,6 @@ def build_output(settings: Settings) -> OutputStore:
     from shared.adapters.local_output import LocalOutputStore
 
     return LocalOutputStore(settings.output_dir)
-
-
-SCHEDULER_LOCK_MS = 5_000
-"""Service Bus's shortest lock: after a control-plane crash the scheduler's session is free
-again within 5 s (a pass is well inside it)."""
-NODES_LOCK_MS = 10_000
-"""A node's session held by an agent that died is free again within 10 s for its successor
-(a live agent renews the lock at half time)."""
-EVENTS_LOCK_MS = 10_000
-"""Events locked by a crashed handler come back within 10 s, well before the heartbeat
-timeout could count their task as lost."""
 
 
 def declare_queues(bus: Bus) -> None:

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 FAST = {
     "HPC_HEARTBEAT_INTERVAL_S": "0.5",
     "HPC_HEARTBEAT_TIMEOUT_S": "4",
-    "HPC_DISPATCH_TIMEOUT_S": "8",
+    "HPC_DISPATCH_TIMEOUT_S": "12",
     "HPC_RECONCILE_SCHEDULE": "* * * * * *",
 }
 TASKS = 1000

@@ -39,6 +39,17 @@ SCHEDULER_SESSION = "scheduler"
 CONNECTION_SETTING = "ServiceBusConnection"
 """Name of the app setting holding the Service Bus connection (Functions binding ``connection``)."""
 
+SCHEDULER_LOCK_MS = 5_000
+"""Service Bus's shortest lock: after a control-plane crash the scheduler's session is free
+again within 5 s (a pass is well inside it)."""
+NODES_LOCK_MS = 10_000
+"""A node's session held by an agent that died is free again within 10 s for its successor
+(a live agent renews the lock at half time)."""
+EVENTS_LOCK_MS = 10_000
+"""Events locked by a crashed handler are delivered again within 10 s. Until then an event
+may be late by that much: the reconciler waits this long on top of the heartbeat timeout
+before it calls an attempt's end lost."""
+
 MAX_ID = 2**53 - 1
 """Largest job or task id: exact in JSON numbers (Cosmos DB, JavaScript) and in SQLite."""
 

@@ -13,6 +13,7 @@ import logging
 from datetime import datetime, timedelta
 
 from shared.domain import reconciler
+from shared.domain.messages import EVENTS_LOCK_MS
 from shared.domain.models import Meta, Node
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
@@ -48,7 +49,13 @@ def reconcile(deps: Deps) -> None:
     )
     lose_attempts(
         deps,
-        reconciler.lost_endings(nodes, active, now=now, timeout=timeout, since=since),
+        reconciler.lost_endings(
+            nodes,
+            active,
+            now=now,
+            timeout=timeout + timedelta(milliseconds=EVENTS_LOCK_MS),
+            since=since,
+        ),
         lambda t: f"node {t.node} stopped reporting it and never reported its end",
         count=True,
     )
