@@ -265,7 +265,7 @@ class FlakyStore:
         return getattr(self._store, name)
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(20))
 def test_job_counters_equal_task_states_after_random_conflicts(cp, seed):
     n1 = register(cp, "n1", cores=200)
     job = cp.submit(sweep(150))
@@ -276,10 +276,10 @@ def test_job_counters_equal_task_states_after_random_conflicts(cp, seed):
     cp.deps.store = flaky  # type: ignore[assignment]
     events = [n1.started(r) for r in runs] + [n1.ended(r, exit_code=r.task_id % 3) for r in runs]
     random.Random(seed).shuffle(events)
-    for i in range(0, len(events), 120):
+    for i in range(0, len(events), 150):  # each batch holds events of more than 99 tasks
         for _ in range(20):  # the bus delivers a failed batch again
             try:
-                cp.apply_events(events[i : i + 120])
+                cp.apply_events(events[i : i + 150])
                 break
             except Conflict:
                 continue
