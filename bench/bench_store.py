@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.adapters.sqlite_store import SqliteStore  # noqa: E402
 from shared.domain.models import Job, Task  # noqa: E402
-from shared.ports.store import MAX_BATCH  # noqa: E402
 from shared.domain.states import JobState, TaskState  # noqa: E402
+from shared.ports.store import MAX_BATCH  # noqa: E402
 
 
 def new_job(store: SqliteStore, n_tasks: int, priority: int = 2000) -> tuple[Job, list[Task]]:

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from hpc import cli, text, watch
+from hpc.commands import tasks as task_commands
 from tests.helpers import wait_until
 from tests.test_cli import TOKEN, canned_job, hpc
 
@@ -175,7 +176,7 @@ def test_task_output_piped_is_byte_faithful(hostile: str) -> None:
 def test_task_output_on_a_terminal_drops_escapes_but_keeps_lines(
     hostile: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(task_commands, "_stdout_is_terminal", lambda: True)
     assert hpc("task", "output", "1", "1").stdout == "red line\ndone [/] [red]x\n"
 
 

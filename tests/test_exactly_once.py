@@ -154,9 +154,7 @@ def test_a_lost_end_is_recovered_from_the_heartbeats_list_of_recent_endings(cp):
     assert cp.get_job(job.id).task_counts == {F: 1}
 
 
-def test_a_running_attempt_its_node_forgot_is_requeued_once_its_end_cannot_be_in_flight(
-    cp, clock
-):
+def test_a_running_attempt_its_node_forgot_is_requeued_once_its_end_cannot_be_in_flight(cp, clock):
     """Missing from heartbeats for the heartbeat timeout (10 s here) plus the events lock
     (10 s: an event held by a crashed handler comes back within it), it is requeued."""
     n1 = register(cp, "n1", cores=1)

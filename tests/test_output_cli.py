@@ -23,8 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from typer.testing import CliRunner
 
-from hpc import cli, client
+from hpc import client
 from hpc.cli import app
+from hpc.commands import tasks as task_commands
 from tests.helpers import wait_until
 
 TOKEN = "test-token"
@@ -175,7 +176,7 @@ def test_on_a_terminal_escapes_split_between_pages_are_still_removed(
     api: Outputs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(client, "OUTPUT_PAGE_BYTES", 3)
-    monkeypatch.setattr(cli, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(task_commands, "_stdout_is_terminal", lambda: True)
     api.streams[1] = {0: {"stdout": "\x1b[31mred\x1b[0m é → 日本\n\x1b]0;title\x07end".encode()}}
     result = hpc("task", "output", "1", "1")
     assert result.exit_code == 0 and result.stdout == "red é → 日本\nend"

@@ -1,0 +1,32 @@
+"""``hpc agent``: run the node agent on this machine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Run the node agent on this machine.", no_args_is_help=True)
+
+
+@app.command("run")
+def agent_run(
+    name: Annotated[
+        str | None,
+        typer.Option(help="Node name.  \\[default: this host's name]", show_default=False),
+    ] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(help="Node group (repeatable).  \\[default: OnPremNodes]", show_default=False),
+    ] = None,
+    cores: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Cores to offer.  \\[default: this host's CPU count]", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Run the node agent in the foreground (Ctrl-C stops it)."""
+    import agent  # the agent's own imports are not needed by any other command
+
+    raise typer.Exit(agent.run_agent(name, group, cores))

@@ -1,0 +1,146 @@
+"""``hpc task``: list a job's tasks and read their output.
+
+``hpc task output`` writes a task's output to stdout page by page as it
+arrives: unchanged when piped or redirected, cleaned of escape sequences and
+control characters on a terminal (:class:`_OutputWriter`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import sys
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from hpc import render
+from hpc.common import (
+    TASK_STATES,
+    JsonOption,
+    api_client,
+    normalise_states,
+    print_json,
+    stderr_console,
+    stdout_console,
+)
+from hpc.text import for_terminal, safe
+
+TASK_PAGE = 1000
+"""Tasks fetched per request by ``hpc task list``."""
+
+app = typer.Typer(help="List a job's tasks and read their output.", no_args_is_help=True)
+
+
+class StreamName(StrEnum):
+    stdout = "stdout"
+    stderr = "stderr"
+
+
+@app.command("list")
+def task_list(
+    job_id: Annotated[int, typer.Argument(metavar="JOB", help="The job id.", show_default=False)],
+    state: Annotated[
+        str | None, typer.Option(help="Only tasks in this state (comma-separated for several).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List a job's tasks."""
+    tasks: list[dict[str, Any]] = []
+    with api_client() as client:
+        while True:
+            page = client.list_tasks(
+                job_id,
+                state=normalise_states(state, TASK_STATES),
+                offset=len(tasks),
+                limit=TASK_PAGE,
+            ).get("tasks", [])
+            tasks.extend(page)
+            if len(page) < TASK_PAGE:
+                break
+    if as_json:
+        print_json({"tasks": tasks})
+        return
+    if not tasks:
+        stderr_console().print(
+            f"job {job_id} has no tasks" + (f" in state {safe(state)}" if state else "")
+        )
+        return
+    stdout_console().print(render.tasks_table(tasks))
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+@app.command("output")
+def task_output(
+    job_id: Annotated[int, typer.Argument(metavar="JOB", help="The job id.", show_default=False)],
+    task_id: Annotated[
+        int, typer.Argument(metavar="TASK", help="The task id.", show_default=False)
+    ],
+    stream: Annotated[StreamName, typer.Option(help="Which output.")] = StreamName.stdout,
+    attempt: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Which attempt (0 is the first run); default: the one the task's state "
+            "comes from, which is its last.",
+            show_default=False,
+        ),
+    ] = None,
+    tail: Annotated[
+        int | None,
+        typer.Option(min=0, metavar="N", help="Print only the last N lines.", show_default=False),
+    ] = None,
+) -> None:
+    """Print a task's whole stdout (or stderr), of its last attempt unless --attempt.
+
+    Piped or redirected, the output is written unchanged (`> file` is faithful);
+    on a terminal, escape sequences and control characters other than newline
+    and tab are removed so the output cannot restyle or rewrite the terminal.
+    An output cut at HPC_MAX_OUTPUT_BYTES ends with a line saying so.
+    """
+    out = _OutputWriter(terminal=_stdout_is_terminal())
+    with api_client() as client:
+        if tail is not None:
+            page = client.task_output_tail(
+                job_id, task_id, tail, stream=stream.value, attempt=attempt
+            )
+            out.write(page.data)
+        else:
+            for page in client.iter_task_output(
+                job_id, task_id, stream=stream.value, attempt=attempt
+            ):
+                out.write(page.data)
+    out.close()
+
+
+class _OutputWriter:
+    """Task output to stdout as it arrives: bytes unchanged when piped; on a terminal,
+    decoded and cleaned a whole line at a time (so an escape sequence split between
+    two pages is still recognised)."""
+
+    def __init__(self, *, terminal: bool) -> None:
+        self.terminal = terminal
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+        sys.stdout.flush()
+
+    def write(self, data: bytes, *, final: bool = False) -> None:
+        if not self.terminal:
+            buffer = getattr(sys.stdout, "buffer", None)
+            if buffer is not None:
+                buffer.write(data)
+            else:
+                sys.stdout.write(data.decode("utf-8", errors="replace"))
+            return
+        text = self._partial + self._decoder.decode(data, final=final)
+        cut = len(text) if final else text.rfind("\n") + 1
+        self._partial = text[cut:]
+        sys.stdout.write(for_terminal(text[:cut]))
+
+    def close(self) -> None:
+        self.write(b"", final=True)
+        sys.stdout.flush()

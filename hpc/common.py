@@ -1,0 +1,75 @@
+"""Helpers shared by the command groups in :mod:`hpc.commands`.
+
+Consoles for stdout and stderr, the API client, ``--json`` printing, option
+checking and the option types several groups use. Kept apart from
+:mod:`hpc.cli` so the command modules can import them without importing the
+entry point that registers them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from hpc.client import ApiClient
+from shared.domain.states import JobState, TaskState
+
+JOB_STATES = tuple(s.value for s in JobState)
+TASK_STATES = tuple(s.value for s in TaskState)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON unchanged.")]
+JobId = Annotated[int, typer.Argument(metavar="ID", help="The job id.", show_default=False)]
+
+
+def stdout_console() -> Console:
+    """A Console on stdout; piped, it is at least 160 columns wide so tables keep their columns."""
+    # Made per use: a Console decides on colour when created, and CliRunner swaps streams.
+    console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    return console
+
+
+def stderr_console() -> Console:
+    """A Console on stderr (made per use, like :func:`stdout_console`)."""
+    return Console(stderr=True)
+
+
+def api_client() -> ApiClient:
+    """A client for the control plane, configured from the environment."""
+    return ApiClient()
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented JSON (the ``--json`` output)."""
+    typer.echo(json.dumps(data, indent=2))
+
+
+def checked_by(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A Typer callback that checks a given value with ``parse`` and reports its ValueError.
+
+    The value itself passes unchanged (Typer would coerce a parsed value back
+    to the option's type); the command parses it again.
+    """
+
+    def callback(value: Any) -> Any:
+        if value is not None and value != []:
+            try:
+                parse(value)
+            except ValueError as e:
+                raise typer.BadParameter(str(e)) from None
+        return value
+
+    return callback
+
+
+def normalise_states(value: str | None, names: tuple[str, ...]) -> str | None:
+    """Normalise the case of known state names (``running`` -> ``Running``); the server checks."""
+    if not value:
+        return None
+    by_lower = {n.lower(): n for n in names}
+    return ",".join(by_lower.get(s.strip().lower(), s.strip()) for s in value.split(","))
