@@ -3,6 +3,8 @@ so exactly one pass runs at a time across all instances (single writer of placem
 
 from __future__ import annotations
 
+import typing
+
 import azure.functions as func
 
 from functions.context import control
@@ -18,6 +20,7 @@ bp = func.Blueprint()
     is_sessions_enabled=True,
     cardinality="many",
 )
-def schedule(kicks: list[func.ServiceBusMessage]) -> None:
-    """One pass serves every kick in the batch: kicks coalesce."""
+def schedule(kicks: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
+    """One pass serves every kick in the batch: kicks coalesce. (``typing.List``: Azure's
+    Python worker refuses ``list[...]`` binding annotations.)"""
     control().schedule_pass()
