@@ -33,7 +33,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from hpc.commands import agents, jobs, nodes, tasks
+from hpc.commands import agents, jobs, nodes, sim, tasks
 from hpc.commands.up import up
 from hpc.common import stderr_console
 from hpc.errors import CliError
@@ -106,6 +106,7 @@ app.add_typer(jobs.app, name="job")
 app.add_typer(tasks.app, name="task")
 app.add_typer(nodes.app, name="node")
 app.add_typer(agents.app, name="agent")
+app.add_typer(sim.app, name="sim")
 
 
 def main() -> None:

@@ -1,0 +1,54 @@
+"""Standard Workload Format (Parallel Workloads Archive) traces: one job per line, 18 fields.
+
+Fields used (1-based, as the SWF definition numbers them): 1 job id, 2 submit time,
+4 run time, 5 allocated processors, 8 requested processors, 9 requested time.
+A value of -1 means unknown; requested processors fall back to allocated ones and the
+requested time to the run time. Jobs that never ran (run time or processors unknown or
+zero) are skipped. Header lines start with ``;``. ``.gz`` files are read as gzip.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SwfJob:
+    id: int
+    submit: float
+    run: float
+    procs: int
+    limit: float
+    """Requested time (the user's runtime limit)."""
+
+
+class SwfError(ValueError):
+    """A line that is not SWF, with its number."""
+
+
+def read(path: Path) -> list[SwfJob]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:  # type: ignore[operator]
+        return list(parse(f))
+
+
+def parse(lines: Iterator[str] | list[str]) -> Iterator[SwfJob]:
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith(";"):
+            continue
+        fields = text.split()
+        if len(fields) < 9:
+            raise SwfError(f"line {number}: {len(fields)} fields, an SWF job line has 18")
+        try:
+            job_id, submit, run = int(fields[0]), float(fields[1]), float(fields[3])
+            allocated, requested, limit = int(fields[4]), int(fields[7]), float(fields[8])
+        except ValueError:
+            raise SwfError(f"line {number}: not numbers: {text[:80]!r}") from None
+        procs = requested if requested > 0 else allocated
+        if run <= 0 or procs <= 0:
+            continue
+        yield SwfJob(job_id, submit, run, procs, limit if limit > 0 else run)
