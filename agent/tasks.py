@@ -23,6 +23,7 @@ from agent.endrecords import EndRecords
 from agent.lifeline import Lifeline
 from agent.reporter import Reporter
 from agent.runner import Runner, kill_trees, task_env, task_key
+from shared.domain.durations import format_duration
 from shared.domain.messages import AssignmentRefused, CancelTask, RunTask, TaskStarted
 from shared.ports.output import OutputStore
 
@@ -153,9 +154,17 @@ class Tasks:
             self._reported.append(runner.key)
 
     def reap(self) -> None:
+        """Report the tasks that ended, and end those past their runtime limit."""
+        overrun: list[Runner] = []
+        now = time.monotonic()
         for key, runner in list(self.running.items()):
             code = runner.poll()
             if code is None:
+                limit = runner.task.runtime_limit_s
+                if limit is not None and now - runner.started_at > limit:
+                    del self.running[key]
+                    self._remember(key)
+                    overrun.append(runner)
                 continue
             del self.running[key]
             self._remember(key)
@@ -168,6 +177,28 @@ class Tasks:
             )
             self.reporter.ended(runner.task, exit_code=code, output=tail)
             self._reported.append(key)
+        if overrun:
+            self._end_overrun(overrun)
+
+    def _end_overrun(self, runners: Sequence[Runner]) -> None:
+        """Kill tasks past their runtime limit; they fail with that reason (unless their end
+        record shows they ended just before)."""
+        codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
+        for runner, code in zip(runners, codes, strict=True):
+            tail = self._finish(runner)
+            recorded = self._recorded_end(runner)
+            if recorded is not None:
+                self.reporter.ended(runner.task, exit_code=recorded, output=tail)
+            else:
+                limit = format_duration(runner.task.runtime_limit_s or 0)
+                log.warning("task %s killed: runtime limit %s exceeded", runner.key, limit)
+                self.reporter.ended(
+                    runner.task,
+                    exit_code=code,
+                    output=tail,
+                    error=f"runtime limit {limit} exceeded",
+                )
+            self._reported.append(runner.key)
 
     def kill_all(self, *, report: bool) -> list[str]:
         """Kill every task (the agent stops, or its incarnation is over). Those that had run to

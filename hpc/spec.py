@@ -67,6 +67,8 @@ def build_spec(
     sweep: str | None = None,
     work_dir: str | None = None,
     env: dict[str, str] | None = None,
+    runtime_limit: int | None = None,
+    valid_exit_codes: list[int] | None = None,
 ) -> dict[str, Any]:
     """A one-task job spec (a sweep expands server-side); options left out are left to the server."""
     task: dict[str, Any] = {"command": command, "cores": cores}
@@ -83,7 +85,24 @@ def build_spec(
         spec["nodeGroups"] = node_groups
     if priority is not None:
         spec["priority"] = priority
+    if runtime_limit is not None:
+        spec["runtimeLimit"] = runtime_limit
+    if valid_exit_codes:
+        spec["validExitCodes"] = valid_exit_codes
     return spec
+
+
+def parse_exit_codes(text: str) -> list[int]:
+    """``0,3`` as [0, 3]."""
+    try:
+        codes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a comma-separated list of exit codes, e.g. 0,3"
+        ) from None
+    if not codes:
+        raise ValueError("give at least one exit code, e.g. 0,3")
+    return codes
 
 
 def load_spec_file(path: str) -> dict[str, Any]:

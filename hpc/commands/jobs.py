@@ -28,10 +28,12 @@ from hpc.spec import (
     join_command,
     load_spec_file,
     parse_env,
+    parse_exit_codes,
     parse_priority,
     parse_sweep,
 )
 from hpc.text import one_line, safe
+from shared.domain.durations import parse_duration
 
 app = typer.Typer(help="Submit, list, view, watch, cancel and requeue jobs.", no_args_is_help=True)
 
@@ -82,6 +84,23 @@ def job_submit(
             callback=checked_by(parse_env),
         ),
     ] = None,
+    runtime_limit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[[D:]H:]M:S",
+            help="Runtime limit of each task (or seconds); the agent kills a task past it.",
+            callback=checked_by(parse_duration),
+        ),
+    ] = None,
+    valid_exit_codes: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CODES",
+            help="Exit codes that count as success, comma-separated.  \\[default: 0]",
+            callback=checked_by(parse_exit_codes),
+            show_default=False,
+        ),
+    ] = None,
     file: Annotated[
         str | None,
         typer.Option(
@@ -99,6 +118,7 @@ def job_submit(
     options = {
         "--name": name, "--nodegroup": nodegroup, "--cores": cores, "--priority": priority,
         "--sweep": sweep, "--workdir": workdir, "--env": env,
+        "--runtime-limit": runtime_limit, "--valid-exit-codes": valid_exit_codes,
     }  # fmt: skip
     if file is not None:
         given = [flag for flag, value in options.items() if value not in (None, [], {})]
@@ -129,6 +149,8 @@ def job_submit(
             sweep=parse_sweep(sweep) if sweep is not None else None,
             work_dir=workdir,
             env=parse_env(env or []),
+            runtime_limit=parse_duration(runtime_limit) if runtime_limit is not None else None,
+            valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
         )
     with api_client() as client:
         job = client.submit_job(spec)

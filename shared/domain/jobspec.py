@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.models import PRIORITY_NAMES, Job, Task
 from shared.errors import InvalidRequest
 
@@ -90,10 +91,19 @@ class _Spec(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+ExitCodes = Annotated[
+    list[Annotated[int, Field(ge=-255, le=255)]], Field(min_length=1, max_length=64)
+]
+
+
 class TaskSpec(_Spec):
     name: str = Field(default="", max_length=256)
     command: Annotated[str, Field(max_length=32_768)]
     cores: int = Field(default=1, ge=1, le=4096)
+    runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    """Seconds; the agent kills the task past it (the job's, if not given)."""
+    valid_exit_codes: ExitCodes | None = None
+    """Exit codes that count as success (the job's, if not given; else [0])."""
     sweep: Sweep | None = None
     work_dir: str | None = Field(default=None, max_length=4096)
     env: dict[str, str] = Field(default_factory=dict)
@@ -126,6 +136,10 @@ class JobSpec(_Spec):
     node_groups: list[str] = Field(default_factory=list, max_length=32)
     priority: int = PRIORITY_NAMES["Normal"]
     max_retries: int = Field(default=3, ge=0, le=100)
+    runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    """Seconds each task may run (Slurm's --time); the agent kills a task past it."""
+    valid_exit_codes: ExitCodes | None = None
+    """Exit codes that count as success for every task (default [0])."""
     tasks: list[TaskSpec] = Field(min_length=1, max_length=10_000)
 
     @model_validator(mode="before")
@@ -191,6 +205,8 @@ class JobSpec(_Spec):
                         priority=self.priority,
                         node_groups=list(self.node_groups),
                         submit_time=now,
+                        runtime_limit_s=spec.runtime_limit or self.runtime_limit,
+                        valid_exit_codes=spec.valid_exit_codes or self.valid_exit_codes,
                     )
                 )
         job.task_count = len(tasks)

@@ -88,10 +88,17 @@ def is_current(task: Task, ev: TaskStarted | TaskEnded | AssignmentRefused) -> b
     )
 
 
-def outcome(exit_code: int | None, *, canceled: bool, error: str | None) -> TaskState:
+def outcome(
+    exit_code: int | None,
+    *,
+    canceled: bool,
+    error: str | None,
+    valid: list[int] | None = None,
+) -> TaskState:
+    """Canceled, else Finished for a valid exit code (``valid``, default [0]) without error."""
     if canceled:
         return TaskState.CANCELED
-    if exit_code == 0 and error is None:
+    if exit_code is not None and exit_code in (valid or [0]) and error is None:
         return TaskState.FINISHED
     return TaskState.FAILED
 
@@ -105,7 +112,7 @@ def task_started(task: Task, ev: TaskStarted, now: datetime) -> TaskChange | Non
 
 def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
     """The current attempt's end; or the late end of a lost attempt that ran to its end."""
-    new = outcome(ev.exit_code, canceled=ev.canceled, error=ev.error)
+    new = outcome(ev.exit_code, canceled=ev.canceled, error=ev.error, valid=task.valid_exit_codes)
     old = task.state
     if is_current(task, ev):
         if old not in TASK_ACTIVE:

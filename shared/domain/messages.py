@@ -95,6 +95,8 @@ class RunTask(Message):
     attempt: Attempt
     command: str
     cores: Cores = 1
+    runtime_limit_s: int | None = Field(default=None, ge=1)
+    """The agent kills the task's process tree past it and reports why."""
     work_dir: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     """Includes HPC_JOB_ID, HPC_TASK_ID, HPC_SWEEP_INDEX, HPC_NODE_NAME, HPC_NODE_GROUP."""

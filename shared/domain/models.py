@@ -104,6 +104,10 @@ class Task(Record):
     command: str
     cores: int = 1
     sweep_index: int | None = None
+    runtime_limit_s: int | None = None
+    """The agent kills it past this many seconds (Failed: "runtime limit H:MM:SS exceeded")."""
+    valid_exit_codes: list[int] | None = None
+    """Exit codes that count as success (None: only 0)."""
     work_dir: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     state: TaskState = TaskState.QUEUED

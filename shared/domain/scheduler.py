@@ -237,7 +237,10 @@ def plan(
         Busy(t.node, t.cores, _until(t)) for t in running if t.node is not None and t.node in free
     ]
     decision = schedule(
-        (Request((t.job_id, t.id), t.cores, 1, frozenset(t.node_groups)) for t in queued),
+        (
+            Request((t.job_id, t.id), t.cores, 1, frozenset(t.node_groups), t.runtime_limit_s)
+            for t in queued
+        ),
         spaces,
         busy,
         now=at,
@@ -251,8 +254,7 @@ def plan(
 
 
 def _until(task: Task) -> float | None:
-    limit = getattr(task, "runtime_limit_s", None)
-    if limit is None or task.dispatch_time is None:
+    if task.runtime_limit_s is None or task.dispatch_time is None:
         return None
     start = task.start_time or task.dispatch_time
-    return start.timestamp() + limit
+    return start.timestamp() + task.runtime_limit_s

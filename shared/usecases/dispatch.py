@@ -25,14 +25,15 @@ LOOKAHEAD_MIN = 100
 def schedule_pass(deps: Deps) -> int:
     """One scheduler pass; returns how many tasks it dispatched."""
     nodes = [n for n in deps.store.list_nodes() if n.incarnation > 0]
-    used = used_cores(deps.store.active_tasks())
+    active = deps.store.active_tasks()
+    used = used_cores(active)
     free = sum(max(f, 0) for f in scheduler.free_cores(nodes, used).values())
     if free == 0:
         return 0  # nothing can be placed: do not read the queue at all
     # Look ahead far enough to backfill, not at the whole queue.
     window = min(deps.settings.scheduler_window, max(LOOKAHEAD_MIN, 4 * free))
     queued = deps.store.queued_tasks(limit=window)
-    placements = scheduler.plan(queued, nodes, used)
+    placements = scheduler.plan(queued, nodes, used, running=active, now=deps.clock())
     if not placements:
         return 0
     tasks = {(t.job_id, t.id): t for t in queued}
@@ -100,6 +101,7 @@ def _run_task(task: Task, node: Node, group: str | None) -> RunTask:
         attempt=task.attempt,
         command=task.command,
         cores=task.cores,
+        runtime_limit_s=task.runtime_limit_s,
         work_dir=task.work_dir,
         env=env,
     )
