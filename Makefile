@@ -24,6 +24,7 @@ bench: setup
 	$(PY) bench/bench_sweep.py
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_bus.py
+	$(PY) bench/bench_scheduler.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

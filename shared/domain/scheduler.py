@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from shared.domain.capacity import FreeCores, Space, eligible
 from shared.domain.models import Node, Task
 from shared.domain.states import NODE_SCHEDULABLE
 
@@ -43,15 +44,6 @@ class Request:
     """Nodes of any of these groups may run it; empty means any node."""
     limit_s: float | None = None
     """Runtime limit: it ends by start + limit (None: unknown)."""
-
-
-@dataclass
-class Space:
-    """A schedulable node and its free cores now."""
-
-    name: str
-    groups: tuple[str, ...]
-    free: int
 
 
 @dataclass(frozen=True)
@@ -96,65 +88,48 @@ def schedule(
     policy: Policy = "easy",
 ) -> Decision:
     """Which requests of ``queue`` (in order) start now, and EASY's reservation."""
-    free = {s.name: s.free for s in spaces}
-    total = sum(max(f, 0) for f in free.values())
+    free = FreeCores(spaces)
     starts: list[Start] = []
     projected = list(busy)
     reservation: Reservation | None = None
     blocked = False  # a request did not fit: later ones are backfill candidates
     for req in queue:
-        if total <= 0:
+        if free.total <= 0:
             break
-        need = req.cores * req.nodes
         chosen = (
-            _fit(req, spaces, free, avoid=reservation.nodes if reservation else ())
-            if need <= total
+            free.fit(
+                req.cores, req.nodes, req.groups, avoid=reservation.spare if reservation else ()
+            )
+            if req.cores * req.nodes <= free.total
             else None
         )
         if not blocked:
             if chosen is not None:
-                total -= _take(req, chosen, free, now, projected, starts, spaces)
+                _take(req, chosen, free, now, projected, starts)
                 continue
             if policy == "fcfs":
                 break
             blocked = True
-            reservation = _reserve(req, spaces, free, projected)
+            reservation = _reserve(req, free, projected)
             continue
         if chosen is None:
             continue
         if reservation is None or _harmless(req, chosen, reservation, now):
-            total -= _take(req, chosen, free, now, projected, starts, spaces)
+            _take(req, chosen, free, now, projected, starts)
     return Decision(starts, reservation)
-
-
-def _eligible(req: Request, space: Space) -> bool:
-    return not req.groups or not req.groups.isdisjoint(space.groups)
-
-
-def _fit(
-    req: Request, spaces: Sequence[Space], free: Mapping[str, int], *, avoid: Iterable[str] = ()
-) -> list[Space] | None:
-    """The nodes it would take now (most free first, avoiding ``avoid`` where it can)."""
-    shun = set(avoid)
-    fitting = [s for s in spaces if free[s.name] >= req.cores and _eligible(req, s)]
-    if len(fitting) < req.nodes:
-        return None
-    fitting.sort(key=lambda s: (s.name in shun, -free[s.name], s.name))
-    return fitting[: req.nodes]
 
 
 def _take(
     req: Request,
     chosen: list[Space],
-    free: dict[str, int],
+    free: FreeCores,
     now: float,
     projected: list[Busy],
     starts: list[Start],
-    spaces: Sequence[Space],
-) -> int:
+) -> None:
     until = None if req.limit_s is None else now + req.limit_s
     for space in chosen:
-        free[space.name] -= req.cores
+        free.take(space.name, req.cores)
         projected.append(Busy(space.name, req.cores, until))
     first = chosen[0]
     group = next((g for g in first.groups if g in req.groups), None)
@@ -165,27 +140,33 @@ def _take(
             group or (first.groups[0] if first.groups else None),
         )
     )
-    return req.cores * req.nodes
 
 
-def _reserve(
-    req: Request, spaces: Sequence[Space], free: Mapping[str, int], busy: Sequence[Busy]
-) -> Reservation | None:
+def _reserve(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation | None:
     """The earliest projected time it fits, from what runs and its projected ends. None if it
-    cannot be projected (something it needs has no known end, or it never fits)."""
-    later = dict(free)
+    cannot be projected (what it needs has no known end, or it never fits)."""
+    later = dict(free.free)
+    spaces = free.spaces
+    fitting = sum(1 for n, f in later.items() if f >= req.cores and eligible(req.groups, spaces[n]))
     ends = sorted((b for b in busy if b.until is not None), key=lambda b: b.until or 0.0)
     i = 0
     while i < len(ends):
         at = ends[i].until
         assert at is not None
         while i < len(ends) and ends[i].until == at:
-            later[ends[i].node] += ends[i].cores
+            b = ends[i]
             i += 1
-        chosen = _fit(req, spaces, later)
-        if chosen is not None:
-            names = tuple(s.name for s in chosen)
-            return Reservation(req.key, at, names, {n: later[n] - req.cores for n in names})
+            if b.node not in spaces or not eligible(req.groups, spaces[b.node]):
+                continue
+            was = later[b.node] >= req.cores
+            later[b.node] += b.cores
+            fitting += not was and later[b.node] >= req.cores
+        if fitting >= req.nodes:
+            best = sorted(
+                (n for n, f in later.items() if f >= req.cores and eligible(req.groups, spaces[n])),
+                key=lambda n: (-later[n], n),
+            )[: req.nodes]
+            return Reservation(req.key, at, tuple(best), {n: later[n] - req.cores for n in best})
     return None
 
 

@@ -1,0 +1,65 @@
+"""Free cores per node, indexed by how many are free: finding the k most-free nodes a request
+may use costs about k look-ups, not a sort of every node (2,000 nodes, thousands of
+placements per pass). Pure data structure for :mod:`shared.domain.scheduler`."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class Space:
+    """A schedulable node and its free cores now."""
+
+    name: str
+    groups: tuple[str, ...]
+    free: int
+
+
+def eligible(groups: frozenset[str], space: Space) -> bool:
+    """A request of these groups may run on this node (no groups: any node)."""
+    return not groups or not groups.isdisjoint(space.groups)
+
+
+class FreeCores:
+    def __init__(self, spaces: Sequence[Space]) -> None:
+        self.spaces = {s.name: s for s in spaces}
+        self.free = {s.name: s.free for s in spaces}
+        self.total = sum(max(f, 0) for f in self.free.values())
+        self._levels: dict[int, dict[str, None]] = {}
+        for space in sorted(spaces, key=lambda s: s.name):
+            if space.free > 0:
+                self._levels.setdefault(space.free, {})[space.name] = None
+        self._top = max((f for f in self.free.values()), default=0)
+
+    def take(self, name: str, cores: int) -> None:
+        before = self.free[name]
+        after = before - cores
+        if before > 0:
+            del self._levels[before][name]
+        if after > 0:
+            self._levels.setdefault(after, {})[name] = None
+        self.free[name] = after
+        self.total -= cores
+
+    def fit(
+        self, cores: int, nodes: int, groups: frozenset[str], *, avoid: Collection[str] = ()
+    ) -> list[Space] | None:
+        """The ``nodes`` most-free nodes with ``cores`` free that ``groups`` allows, taking
+        nodes in ``avoid`` only where there are not enough others; None if they do not exist."""
+        picked: list[Space] = []
+        shunned: list[Space] = []
+        for level in range(self._top, cores - 1, -1):
+            for name in self._levels.get(level, ()):
+                space = self.spaces[name]
+                if not eligible(groups, space):
+                    continue
+                if name in avoid:
+                    shunned.append(space)
+                    continue
+                picked.append(space)
+                if len(picked) == nodes:
+                    return picked
+        missing = nodes - len(picked)
+        return picked + shunned[:missing] if len(shunned) >= missing else None
