@@ -17,7 +17,7 @@ import azure.functions as func
 
 from functions.context import control
 from shared.auth import authenticate
-from shared.domain.models import Principal, Record
+from shared.domain.models import Job, Principal, Record, Task
 from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, TooLarge
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
@@ -42,6 +42,18 @@ def _doc(record: Record) -> dict[str, Any]:
     doc = record.to_dict()
     doc.pop("etag", None)
     return doc
+
+
+def _job_docs(jobs: list[Job]) -> list[dict[str, Any]]:
+    """Jobs as the API shows them: with ``pendingReason`` while tasks of theirs wait."""
+    reasons = control().job_pending_reasons(jobs)
+    return [{**_doc(j), "pendingReason": reasons.get(j.id)} for j in jobs]
+
+
+def _task_docs(tasks: list[Task]) -> list[dict[str, Any]]:
+    """Tasks as the API shows them: a queued one with ``pendingReason``."""
+    reasons = control().pending_reasons(tasks)
+    return [{**_doc(t), "pendingReason": reasons.get((t.job_id, t.id))} for t in tasks]
 
 
 def api(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
@@ -130,13 +142,13 @@ def submit_job(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
 def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
     states = _states(req.params.get("state"), JobState)
     limit = _int(req.params.get("limit"), "limit", 100, 1)
-    return {"jobs": [_doc(j) for j in control().list_jobs(states=states, limit=limit)]}
+    return {"jobs": _job_docs(control().list_jobs(states=states, limit=limit))}
 
 
 @bp.route(route="jobs/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def get_job(req: func.HttpRequest, principal: Principal) -> Any:
-    return _doc(control().get_job(_int(req.route_params.get("id"), "job id")))
+    return _job_docs([control().get_job(_int(req.route_params.get("id"), "job id"))])[0]
 
 
 @bp.route(route="jobs/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -160,18 +172,17 @@ def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
         offset=_int(req.params.get("offset"), "offset", 0),
         limit=_int(req.params.get("limit"), "limit", 1000, 1),
     )
-    return {"tasks": [_doc(t) for t in tasks]}
+    return {"tasks": _task_docs(tasks)}
 
 
 @bp.route(route="jobs/{id}/tasks/{taskId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def get_task(req: func.HttpRequest, principal: Principal) -> Any:
-    return _doc(
-        control().get_task(
-            _int(req.route_params.get("id"), "job id"),
-            _int(req.route_params.get("taskId"), "task id"),
-        )
+    task = control().get_task(
+        _int(req.route_params.get("id"), "job id"),
+        _int(req.route_params.get("taskId"), "task id"),
     )
+    return _task_docs([task])[0]
 
 
 @bp.route(

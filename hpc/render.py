@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpc.text import cell, one_line, strip_controls
+from shared.domain.durations import format_duration
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.states import TASK_TERMINAL, TaskState
 
@@ -171,9 +172,40 @@ def job_detail(job: Mapping[str, Any]) -> RenderableType:
         ("Started", when(job.get("startTime"))),
         ("Ended", when(job.get("endTime"))),
     ]
+    if job.get("pendingReason"):
+        rows.append(("Waiting", Text(strip_controls(str(job["pendingReason"])), style="yellow")))
     if job.get("error"):
         # The one multi-line cell: an error's lines stay lines, cleaned of escapes.
         rows.append(("Error", Text(strip_controls(str(job["error"])), style="red")))
+    for label, value in rows:
+        table.add_row(label, *_cells(value))
+    return Group(table)
+
+
+def task_detail(task: Mapping[str, Any]) -> RenderableType:
+    """One task: where and how it ran, or why it waits."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    limit = task.get("runtimeLimitS")
+    rows: list[tuple[str, Any]] = [
+        ("Task", f"{dash(task.get('jobId'))}.{dash(task.get('id'))}"),
+        ("Name", dash(task.get("name"))),
+        ("State", state(task.get("state"))),
+        ("Command", dash(task.get("command"))),
+        ("Cores", dash(task.get("cores"))),
+        ("Runtime limit", format_duration(limit) if limit else "none"),
+        ("Node", dash(task.get("node"))),
+        ("Attempt", dash(task.get("attempt"))),
+        ("Exit code", dash(task.get("exitCode"))),
+        ("Submitted", when(task.get("submitTime"))),
+        ("Started", when(task.get("startTime"))),
+        ("Ended", when(task.get("endTime"))),
+    ]
+    if task.get("pendingReason"):
+        rows.append(("Waiting", Text(strip_controls(str(task["pendingReason"])), style="yellow")))
+    if task.get("error"):
+        rows.append(("Error", Text(strip_controls(str(task["error"])), style="red")))
     for label, value in rows:
         table.add_row(label, *_cells(value))
     return Group(table)

@@ -125,7 +125,25 @@ def stand_in_app(state: StandIn) -> Starlette:
             "exitCode": 0, "output": "1\n", "error": None,
             "startTime": "2025-01-01T10:00:01Z", "endTime": "2025-01-01T10:00:02Z",
         }  # fmt: skip
+        if int(request.path_params["id"]) == 5:  # a 250-task job, paged as the API pages it
+            offset = int(request.query_params.get("offset", 0))
+            limit = int(request.query_params.get("limit", 1000))
+            ids = range(offset + 1, min(250, offset + limit) + 1)
+            return JSONResponse(
+                {"tasks": [dict(task, jobId=5, id=i, name=f"big[{i}]") for i in ids]}
+            )
         return JSONResponse({"tasks": [task]})
+
+    async def one_task(request: Request) -> Response:
+        if denied := await record(request):
+            return denied
+        task = {
+            "jobId": 1, "id": int(request.path_params["task"]), "name": "job1[2]",
+            "command": "echo 2", "cores": 8, "state": "Queued", "attempt": 0,
+            "runtimeLimitS": 120, "submitTime": "2025-01-01T10:00:00Z",
+            "pendingReason": "waiting for 8 free core(s) on one node in OnPremNodes",
+        }  # fmt: skip
+        return JSONResponse(task)
 
     async def output(request: Request) -> Response:
         if denied := await record(request):
@@ -149,6 +167,7 @@ def stand_in_app(state: StandIn) -> Starlette:
             Route("/api/jobs/{id:int}", job),
             Route("/api/jobs/{id:int}/{action}", job_action, methods=["POST"]),
             Route("/api/jobs/{id:int}/tasks", tasks),
+            Route("/api/jobs/{id:int}/tasks/{task:int}", one_task),
             Route("/api/jobs/{id:int}/tasks/{task:int}/output", output),
             Route("/api/nodes", nodes),
         ]
@@ -351,6 +370,26 @@ def test_tables_show_jobs_tasks_and_nodes(api: StandIn) -> None:
     nodes = hpc("node", "list")
     assert nodes.exit_code == 0 and "OnPremNodes" in nodes.stdout and "Online" in nodes.stdout
     assert hpc("node", "list", "--json").stdout.count('"freeCores": 1') == 1
+
+
+def test_task_list_shows_a_first_page_unless_asked_for_more(api: StandIn) -> None:
+    first = hpc("task", "list", "5")
+    assert first.exit_code == 0
+    assert first.stdout.count("big[") == 100 and "big[101]" not in first.stdout
+    assert "first 100 tasks shown; --limit N or --all for more" in first.stderr
+    assert hpc("task", "list", "5", "--limit", "10").stdout.count("big[") == 10
+    before = len(api.requests)
+    everything = hpc("task", "list", "5", "--all")
+    assert everything.stdout.count("big[") == 250 and "first" not in everything.stderr
+    pages = [r["query"] for r in api.requests[before:] if r["path"] == "/api/jobs/5/tasks"]
+    assert pages == [{"offset": "0", "limit": "1000"}]
+
+
+def test_task_view_says_why_a_queued_task_waits(api: StandIn) -> None:
+    view = hpc("task", "view", "1", "2")
+    assert view.exit_code == 0
+    assert "Waiting" in view.stdout and "waiting for 8 free core(s)" in view.stdout
+    assert "0:02:00" in view.stdout  # its runtime limit
 
 
 def test_task_output_prints_the_requested_stream(api: StandIn) -> None:

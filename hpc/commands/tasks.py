@@ -43,30 +43,60 @@ def task_list(
     state: Annotated[
         str | None, typer.Option(help="Only tasks in this state (comma-separated for several).")
     ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many tasks.")] = 100,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Show every task, page by page as they arrive.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List a job's tasks."""
-    tasks: list[dict[str, Any]] = []
+    """List a job's tasks (the first 100 unless --limit or --all)."""
+    states = normalise_states(state, TASK_STATES)
+    shown = 0
+    collected: list[dict[str, Any]] = []
     with api_client() as client:
-        while True:
-            page = client.list_tasks(
-                job_id,
-                state=normalise_states(state, TASK_STATES),
-                offset=len(tasks),
-                limit=TASK_PAGE,
-            ).get("tasks", [])
-            tasks.extend(page)
-            if len(page) < TASK_PAGE:
+        while show_all or shown < limit:
+            size = TASK_PAGE if show_all else min(TASK_PAGE, limit - shown)
+            page = client.list_tasks(job_id, state=states, offset=shown, limit=size).get(
+                "tasks", []
+            )
+            shown += len(page)
+            if as_json:
+                collected += page
+            elif page:
+                stdout_console().print(render.tasks_table(page))  # each page as it arrives
+            if len(page) < size:
                 break
+        more = (
+            not show_all
+            and shown == limit
+            and bool(client.list_tasks(job_id, state=states, offset=shown, limit=1).get("tasks"))
+        )
     if as_json:
-        print_json({"tasks": tasks})
+        print_json({"tasks": collected})
         return
-    if not tasks:
+    if not shown:
         stderr_console().print(
             f"job {job_id} has no tasks" + (f" in state {safe(state)}" if state else "")
         )
+    elif more:
+        stderr_console().print(f"first {shown} tasks shown; --limit N or --all for more")
+
+
+@app.command("view")
+def task_view(
+    job_id: Annotated[int, typer.Argument(metavar="JOB", help="The job id.", show_default=False)],
+    task_id: Annotated[
+        int, typer.Argument(metavar="TASK", help="The task id.", show_default=False)
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one task: its state, where it ran, and why it waits if it is queued."""
+    with api_client() as client:
+        task = client.get_task(job_id, task_id)
+    if as_json:
+        print_json(task)
         return
-    stdout_console().print(render.tasks_table(tasks))
+    stdout_console().print(render.task_detail(task))
 
 
 def _stdout_is_terminal() -> bool:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.domain import pending
 from shared.domain.models import Job, NodeGroup, Task
 from shared.domain.states import JobState, TaskState
 from shared.errors import NotFound
@@ -41,6 +42,32 @@ def list_tasks(
 def get_task(deps: Deps, job_id: int, task_id: int) -> Task:
     deps.store.get_job(job_id)
     return deps.store.get_task(job_id, task_id)
+
+
+def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], str]:
+    """Why each queued task of ``tasks`` waits (by (job, task)); other tasks are left out."""
+    queued = [t for t in tasks if t.state is TaskState.QUEUED]
+    if not queued:
+        return {}
+    nodes = deps.store.list_nodes()
+    used = used_cores(deps.store.active_tasks())
+    out: dict[tuple[int, int], str] = {}
+    for task in queued:
+        reason = pending.pending_reason(task, nodes, used)
+        if reason is not None:
+            out[(task.job_id, task.id)] = reason
+    return out
+
+
+def job_pending_reasons(deps: Deps, jobs: Iterable[Job]) -> dict[int, str]:
+    """Why each job that still has queued tasks waits: the reason of its first queued task."""
+    firsts = []
+    for job in jobs:
+        if job.state in (JobState.QUEUED, JobState.RUNNING) and job.task_counts.get(
+            TaskState.QUEUED
+        ):
+            firsts += deps.store.list_tasks(job.id, states=[TaskState.QUEUED], limit=1)
+    return {key[0]: reason for key, reason in pending_reasons(deps, firsts).items()}
 
 
 @dataclass(frozen=True)

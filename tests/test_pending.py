@@ -1,0 +1,68 @@
+"""Why a queued task waits: the pure rule as a table, and ``pendingReason`` in the API."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.domain.models import Node, Task
+from shared.domain.pending import pending_reason
+from shared.domain.states import NodeState, TaskState
+from tests.test_control import clock, cp, register, sweep  # noqa: F401 - fixtures
+
+
+def node(name, cores=4, groups=("OnPremNodes",), state=NodeState.ONLINE, inc=1):
+    return Node(name=name, cores=cores, groups=list(groups), state=state, incarnation=inc)
+
+
+def task(cores=1, groups=("OnPremNodes",), state=TaskState.QUEUED):
+    return Task(job_id=1, id=1, command="x", cores=cores, node_groups=list(groups), state=state)
+
+
+@pytest.mark.parametrize(
+    ("t", "nodes", "used", "expected"),
+    [
+        (task(), [node("a")], {}, "next in line: 1 core(s) free in OnPremNodes"),
+        (
+            task(cores=2),
+            [node("a"), node("b")],
+            {"a": 3, "b": 3},
+            "waiting for 2 free core(s) on one node in OnPremNodes (6 of 8 cores busy; "
+            "at most 1 free on any node)",
+        ),
+        (
+            task(cores=8),
+            [node("a")],
+            {},
+            "needs 8 cores on one node; the largest Online node in OnPremNodes has 4",
+        ),
+        (
+            task(groups=("AzureNodes",)),
+            [node("a"), node("z", groups=("AzureNodes",), state=NodeState.OFFLINE)],
+            {},
+            "no Online node in AzureNodes (1 Offline)",
+        ),
+        (task(groups=()), [], {}, "no Online node in the cluster"),
+        (task(state=TaskState.RUNNING), [node("a")], {}, None),
+    ],
+)
+def test_pending_reason(t, nodes, used, expected):
+    reason = pending_reason(t, nodes, used)
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason is not None and reason.startswith(expected), reason
+
+
+def test_queued_jobs_and_tasks_say_why_they_wait(cp):
+    n1 = register(cp, "n1", cores=2)
+    job = cp.submit({**sweep(3), "tasks": [{"command": "x", "sweep": "1-3", "cores": 2}]})
+    cp.schedule_pass()  # the first task takes both cores
+    tasks = cp.list_tasks(job.id)
+    reasons = cp.pending_reasons(tasks)
+    assert set(reasons) == {(job.id, 2), (job.id, 3)}
+    assert reasons[(job.id, 2)].startswith("waiting for 2 free core(s) on one node")
+    assert cp.job_pending_reasons([cp.get_job(job.id)]) == {job.id: reasons[(job.id, 2)]}
+    n1.send(n1.stopping())  # the node leaves: now nothing can run them
+    assert cp.job_pending_reasons([cp.get_job(job.id)])[job.id].startswith(
+        "no Online node in the cluster (1 Offline)"
+    )
