@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
@@ -161,6 +162,42 @@ def cancel_job(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
     return _doc(control().requeue_job(_int(req.route_params.get("id"), "job id")))
+
+
+@bp.route(route="jobs/{id}/hold", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
+    """Hold a job: ``{"until": ISO 8601}`` to hold it until then, no body to hold it until
+    released."""
+    body = _body(req) if req.get_body().strip() else {}
+    if not isinstance(body, dict) or set(body) - {"until"}:
+        raise BadRequest('the body is {"until": "2026-12-01T14:00:00Z"} or empty')
+    until = None
+    if body.get("until") is not None:
+        try:
+            until = datetime.fromisoformat(str(body["until"]))
+        except ValueError:
+            raise BadRequest(f"until {body['until']!r} is not an ISO 8601 time") from None
+        until = until.replace(tzinfo=UTC) if until.tzinfo is None else until.astimezone(UTC)
+    job_id = _int(req.route_params.get("id"), "job id")
+    return _job_docs([control().hold_job(job_id, until=until)])[0]
+
+
+@bp.route(route="jobs/{id}/release", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def release_job(req: func.HttpRequest, principal: Principal) -> Any:
+    return _job_docs([control().release_job(_int(req.route_params.get("id"), "job id"))])[0]
+
+
+@bp.route(route="jobs/{id}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
+    """Change a job that has not ended: ``{"priority": "Highest"}``."""
+    body = _body(req)
+    if not isinstance(body, dict) or set(body) != {"priority"}:
+        raise BadRequest('the body is {"priority": <name or 0-4000>}; nothing else can change')
+    job_id = _int(req.route_params.get("id"), "job id")
+    return _job_docs([control().set_priority(job_id, body["priority"])])[0]
 
 
 @bp.route(route="jobs/{id}/tasks", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

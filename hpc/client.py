@@ -236,6 +236,16 @@ class ApiClient:
     def requeue_job(self, job_id: int) -> dict[str, Any]:
         return self._json("POST", f"jobs/{job_id}/requeue")
 
+    def hold_job(self, job_id: int, *, until: str | None = None) -> dict[str, Any]:
+        body = {"until": until} if until else None
+        return self._json("POST", f"jobs/{job_id}/hold", json=body)
+
+    def release_job(self, job_id: int) -> dict[str, Any]:
+        return self._json("POST", f"jobs/{job_id}/release")
+
+    def modify_job(self, job_id: int, *, priority: int | str) -> dict[str, Any]:
+        return self._json("PATCH", f"jobs/{job_id}", json={"priority": priority})
+
     def list_tasks(
         self,
         job_id: int,

@@ -69,6 +69,8 @@ def build_spec(
     env: dict[str, str] | None = None,
     runtime_limit: int | None = None,
     valid_exit_codes: list[int] | None = None,
+    max_concurrent: int | None = None,
+    depends_on: list[int] | None = None,
 ) -> dict[str, Any]:
     """A one-task job spec (a sweep expands server-side); options left out are left to the server."""
     task: dict[str, Any] = {"command": command, "cores": cores}
@@ -89,7 +91,33 @@ def build_spec(
         spec["runtimeLimit"] = runtime_limit
     if valid_exit_codes:
         spec["validExitCodes"] = valid_exit_codes
+    if max_concurrent is not None:
+        spec["maxConcurrent"] = max_concurrent
+    if depends_on:
+        spec["dependsOn"] = depends_on
     return spec
+
+
+def parse_array(text: str) -> tuple[str, int | None]:
+    """Slurm's ``--array 1-100%10``: the sweep range, and how many may run at once."""
+    sweep, sep, cap = text.partition("%")
+    limit = None
+    if sep:
+        if not cap.strip().isdigit() or int(cap) < 1:
+            raise ValueError(f"{text!r}: after % comes how many may run at once, e.g. 1-100%10")
+        limit = int(cap)
+    return parse_sweep(sweep), limit
+
+
+def parse_time(text: str) -> str:
+    """An ISO 8601 time, checked here, sent as given."""
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time, e.g. 2026-12-01T14:00") from None
+    return text.strip()
 
 
 def parse_exit_codes(text: str) -> list[int]:

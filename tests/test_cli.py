@@ -101,6 +101,8 @@ def stand_in_app(state: StandIn) -> Starlette:
         if denied := await record(request):
             return denied
         job_id = int(request.path_params["id"])
+        if request.method == "PATCH":
+            return JSONResponse(canned_job(job_id, "Queued", priority=4000))
         if job_id == 404:
             return JSONResponse({"error": "job 404 not found"}, 404)
         states = state.job_states.get(job_id, ["Queued"])
@@ -113,8 +115,10 @@ def stand_in_app(state: StandIn) -> Starlette:
     async def job_action(request: Request) -> Response:
         if denied := await record(request):
             return denied
-        new_state = {"cancel": "Canceling", "requeue": "Queued"}[request.path_params["action"]]
-        return JSONResponse(canned_job(int(request.path_params["id"]), new_state))
+        action = request.path_params["action"]
+        new_state = {"cancel": "Canceling", "requeue": "Queued"}.get(action, "Queued")
+        extra = {"pendingReason": "held (hpc job release 3)"} if action == "hold" else {}
+        return JSONResponse(canned_job(int(request.path_params["id"]), new_state, **extra))
 
     async def tasks(request: Request) -> Response:
         if denied := await record(request):
@@ -164,7 +168,7 @@ def stand_in_app(state: StandIn) -> Starlette:
         routes=[
             Route("/api/health", health),
             Route("/api/jobs", jobs, methods=["GET", "POST"]),
-            Route("/api/jobs/{id:int}", job),
+            Route("/api/jobs/{id:int}", job, methods=["GET", "PATCH"]),
             Route("/api/jobs/{id:int}/{action}", job_action, methods=["POST"]),
             Route("/api/jobs/{id:int}/tasks", tasks),
             Route("/api/jobs/{id:int}/tasks/{task:int}", one_task),
@@ -383,6 +387,29 @@ def test_task_list_shows_a_first_page_unless_asked_for_more(api: StandIn) -> Non
     assert everything.stdout.count("big[") == 250 and "first" not in everything.stderr
     pages = [r["query"] for r in api.requests[before:] if r["path"] == "/api/jobs/5/tasks"]
     assert pages == [{"offset": "0", "limit": "1000"}]
+
+
+def test_job_hold_release_and_modify_call_their_routes(api: StandIn) -> None:
+    held = hpc("job", "hold", "3", "--until", "2026-12-01T14:00")
+    assert held.exit_code == 0 and "held (hpc job release 3)" in held.stdout
+    assert api.requests[-1]["path"] == "/api/jobs/3/hold"
+    assert api.requests[-1]["body"] == {"until": "2026-12-01T14:00"}
+    assert hpc("job", "hold", "3", "--until", "soon").exit_code == 2
+    assert hpc("job", "release", "3").exit_code == 0
+    assert api.requests[-1]["path"] == "/api/jobs/3/release"
+    modified = hpc("job", "modify", "3", "--priority", "highest")
+    assert modified.exit_code == 0
+    assert api.requests[-1]["method"] == "PATCH" and api.requests[-1]["body"] == {
+        "priority": "Highest"
+    }
+
+
+def test_job_submit_array_and_depends_on(api: StandIn) -> None:
+    result = hpc("job", "submit", "--array", "1-100%10", "--depends-on", "4", "--", "echo *")
+    assert result.exit_code == 0, result.stderr
+    [spec] = api.posted("/api/jobs")[-1:]
+    assert spec["maxConcurrent"] == 10 and spec["dependsOn"] == [4]
+    assert spec["tasks"] == [{"command": "echo *", "cores": 1, "sweep": "1-100"}]
 
 
 def test_task_view_says_why_a_queued_task_waits(api: StandIn) -> None:

@@ -138,3 +138,24 @@ def test_wrong_method_is_refused(api):
     client, _ = api
     r = client.delete("/api/jobs")
     assert r.status_code in (404, 405)
+
+
+def test_hold_release_and_modify_a_job(api):
+    client, cp = api
+    job_id = client.post("/api/jobs", json={"command": "true", "nodeGroup": "OnPremNodes"}).json()[
+        "id"
+    ]
+    held = client.post(f"/api/jobs/{job_id}/hold")
+    assert held.status_code == 200 and held.json()["held"] is True
+    assert held.json()["pendingReason"] == f"held (hpc job release {job_id})"
+    bad = client.post(f"/api/jobs/{job_id}/hold", json={"until": "tomorrow"})
+    assert bad.status_code == 400 and "ISO 8601" in error(bad)
+    until = client.post(f"/api/jobs/{job_id}/hold", json={"until": "2999-01-01T00:00:00"})
+    assert until.json()["pendingReason"].startswith("held until 2999-01-01 00:00:00")
+    modified = client.patch(f"/api/jobs/{job_id}", json={"priority": "Highest"})
+    assert modified.status_code == 200 and modified.json()["priority"] == 4000
+    wrong = client.patch(f"/api/jobs/{job_id}", json={"name": "x"})
+    assert wrong.status_code == 400 and "priority" in error(wrong)
+    assert client.post(f"/api/jobs/{job_id}/release").status_code == 200
+    again = client.post(f"/api/jobs/{job_id}/release")
+    assert again.status_code == 409 and "not held" in error(again)

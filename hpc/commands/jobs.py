@@ -27,10 +27,12 @@ from hpc.spec import (
     build_spec,
     join_command,
     load_spec_file,
+    parse_array,
     parse_env,
     parse_exit_codes,
     parse_priority,
     parse_sweep,
+    parse_time,
 )
 from hpc.text import one_line, safe
 from shared.domain.durations import parse_duration
@@ -84,6 +86,22 @@ def job_submit(
             callback=checked_by(parse_env),
         ),
     ] = None,
+    array: Annotated[
+        str | None,
+        typer.Option(
+            metavar="START-END[:STEP][%N]",
+            help="Slurm's job array: a sweep, at most N tasks running at once.",
+            callback=checked_by(parse_array),
+        ),
+    ] = None,
+    depends_on: Annotated[
+        list[int] | None,
+        typer.Option(
+            metavar="JOB",
+            min=1,
+            help="Start only after this job Finished (repeatable).",
+        ),
+    ] = None,
     runtime_limit: Annotated[
         str | None,
         typer.Option(
@@ -119,6 +137,7 @@ def job_submit(
         "--name": name, "--nodegroup": nodegroup, "--cores": cores, "--priority": priority,
         "--sweep": sweep, "--workdir": workdir, "--env": env,
         "--runtime-limit": runtime_limit, "--valid-exit-codes": valid_exit_codes,
+        "--array": array, "--depends-on": depends_on,
     }  # fmt: skip
     if file is not None:
         given = [flag for flag, value in options.items() if value not in (None, [], {})]
@@ -140,17 +159,25 @@ def job_submit(
                 "or a job spec with --file job.json",
                 param_hint="'COMMAND'",
             )
+        if array is not None and sweep is not None:
+            raise typer.BadParameter(
+                "--array is a sweep with a cap; give --sweep or --array, not both",
+                param_hint="'--array'",
+            )
+        array_sweep, max_concurrent = parse_array(array) if array is not None else (None, None)
         spec = build_spec(
             command=join_command(command),
             name=name,
             node_groups=nodegroup,
             cores=cores or 1,
             priority=parse_priority(priority) if priority is not None else None,
-            sweep=parse_sweep(sweep) if sweep is not None else None,
+            sweep=parse_sweep(sweep) if sweep is not None else array_sweep,
             work_dir=workdir,
             env=parse_env(env or []),
             runtime_limit=parse_duration(runtime_limit) if runtime_limit is not None else None,
             valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
+            max_concurrent=max_concurrent,
+            depends_on=depends_on,
         )
     with api_client() as client:
         job = client.submit_job(spec)
@@ -211,6 +238,50 @@ def job_requeue(job_id: JobId) -> None:
     """Queue a failed or canceled job again (its unfinished tasks run again)."""
     with api_client() as client:
         _print_job_state(client.requeue_job(job_id), job_id)
+
+
+@app.command("hold")
+def job_hold(
+    job_id: JobId,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="Hold until this ISO 8601 time (UTC if no zone), e.g. 2026-12-01T14:00.",
+            callback=checked_by(parse_time),
+        ),
+    ] = None,
+) -> None:
+    """Hold a job: none of its queued tasks starts until it is released (what runs goes on)."""
+    with api_client() as client:
+        job = client.hold_job(job_id, until=until)
+    _print_job_state(job, job_id)
+    if job.get("pendingReason"):
+        stdout_console().print(Text(one_line(job["pendingReason"])))
+
+
+@app.command("release")
+def job_release(job_id: JobId) -> None:
+    """Release a held job."""
+    with api_client() as client:
+        _print_job_state(client.release_job(job_id), job_id)
+
+
+@app.command("modify")
+def job_modify(
+    job_id: JobId,
+    priority: Annotated[
+        str,
+        typer.Option(
+            help="New priority: Lowest ... Highest, or 0-4000.",
+            callback=checked_by(parse_priority),
+        ),
+    ],
+) -> None:
+    """Change the priority of a job that has not ended (its queued tasks move in the queue)."""
+    with api_client() as client:
+        job = client.modify_job(job_id, priority=parse_priority(priority))
+    _print_job_state(job, job_id)
 
 
 def _print_job_state(job: dict[str, Any], job_id: int) -> None:

@@ -8,7 +8,7 @@ any node big enough) are in :mod:`shared.usecases.submit`.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -54,6 +54,14 @@ def priority_value(value: int | str) -> int:
     if not 0 <= value <= 4000:
         raise ValueError(f"priority {value} is outside 0-4000")
     return value
+
+
+def sweep_command(command: str, index: int | None) -> str:
+    """HPC Pack's sweep placeholder: each ``*`` becomes the sweep index, ``**`` a literal ``*``
+    (so ``ls **.txt`` stays a glob). Commands of tasks that are not sweep steps are unchanged."""
+    if index is None:
+        return command
+    return "*".join(part.replace("*", str(index)) for part in command.split("**"))
 
 
 class Sweep(BaseModel):
@@ -138,6 +146,13 @@ class JobSpec(_Spec):
     max_retries: int = Field(default=3, ge=0, le=100)
     runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds each task may run (Slurm's --time); the agent kills a task past it."""
+    max_concurrent: int | None = Field(default=None, ge=1, le=1_000_000)
+    """At most this many of its tasks run at once."""
+    hold_until: datetime | None = None
+    """ISO 8601; not scheduled before then (UTC if no zone is given)."""
+    depends_on: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, max_length=100)
+    """Job ids that must Finish first."""
+    run_dependents_on_failure: bool = False
     valid_exit_codes: ExitCodes | None = None
     """Exit codes that count as success for every task (default [0])."""
     tasks: list[TaskSpec] = Field(min_length=1, max_length=10_000)
@@ -185,6 +200,10 @@ class JobSpec(_Spec):
             node_groups=list(self.node_groups),
             max_retries=self.max_retries,
             submit_time=now,
+            max_concurrent=self.max_concurrent,
+            hold_until=_utc(self.hold_until),
+            depends_on=list(dict.fromkeys(self.depends_on)),
+            run_dependents_on_failure=self.run_dependents_on_failure,
         )
         tasks: list[Task] = []
         for spec in self.tasks:
@@ -212,6 +231,12 @@ class JobSpec(_Spec):
         job.task_count = len(tasks)
         job.task_counts = {tasks[0].state: len(tasks)}
         return job, tasks
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def describe(error: ValidationError) -> str:

@@ -58,6 +58,16 @@ class Job(Record):
     """Nodes of any of these groups may run its tasks; empty means any node."""
     max_retries: int = 3
     """How often a task is requeued after losing its node before it is Failed."""
+    max_concurrent: int | None = None
+    """At most this many of its tasks run at once (Slurm's --array ...%N)."""
+    held: bool = False
+    """Held by a user (hpc job hold) until released."""
+    hold_until: datetime | None = None
+    """Not scheduled before this time."""
+    depends_on: list[int] = Field(default_factory=list)
+    """Jobs that must Finish before any of its tasks starts."""
+    run_dependents_on_failure: bool = False
+    """Run even if a prerequisite Failed or was Canceled (else it is Canceled too)."""
     task_count: int = 0
     task_counts: dict[TaskState, int] = Field(default_factory=dict)
     """Task state -> number of tasks; moved in the same transaction as the task."""

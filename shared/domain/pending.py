@@ -38,7 +38,9 @@ def pending_reason(task: Task, nodes: Sequence[Node], used: Mapping[str, int]) -
     free = {n.name: n.cores - used.get(n.name, 0) for n in online}
     best = max(free.values())
     if best >= task.cores:
-        return f"next in line: {task.cores} core(s) free in {place}; the next scheduler pass places it"
+        return (
+            f"next in line: {task.cores} core(s) free in {place}; the next scheduler pass places it"
+        )
     total = sum(n.cores for n in online)
     busy = total - sum(max(f, 0) for f in free.values())
     return (

@@ -11,9 +11,10 @@ from shared.usecases.deps import Deps, chunks
 _ALL = 1 << 30
 
 
-def cancel_job(deps: Deps, job_id: int) -> Job:
+def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None) -> Job:
     """Queued tasks are canceled now; running ones get a CancelTask and end as Canceled when
-    their agent has killed them. The job is Canceling until then."""
+    their agent has killed them. The job is Canceling until then. ``reason`` (why the cluster
+    canceled it) is kept as the job's error."""
 
     def attempt() -> Job:
         job = deps.store.get_job(job_id)
@@ -22,6 +23,7 @@ def cancel_job(deps: Deps, job_id: int) -> Job:
         now = deps.clock()
         if job.state is not JobState.CANCELING:
             job.move_to(JobState.CANCELING, now=now)
+            job.error = reason or job.error
             deps.store.commit(job=job)
         return job
 

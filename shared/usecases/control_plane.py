@@ -17,7 +17,7 @@ from shared.ports.bus import Bus
 from shared.ports.output import OutputStore, Stream
 from shared.ports.store import Store
 from shared.settings import Settings
-from shared.usecases import cancel, dispatch, events, queries, reconcile, submit
+from shared.usecases import cancel, dispatch, events, modify, queries, reconcile, submit
 from shared.usecases.deps import Backoff, Deps
 
 
@@ -66,6 +66,15 @@ class ControlPlane:
 
     def requeue_job(self, job_id: int) -> Job:
         return cancel.requeue_job(self.deps, job_id)
+
+    def hold_job(self, job_id: int, *, until: datetime | None = None) -> Job:
+        return modify.hold(self.deps, job_id, until=until)
+
+    def release_job(self, job_id: int) -> Job:
+        return modify.release(self.deps, job_id)
+
+    def set_priority(self, job_id: int, priority: int | str) -> Job:
+        return modify.set_priority(self.deps, job_id, priority)
 
     # monitoring
     def get_job(self, job_id: int) -> Job:

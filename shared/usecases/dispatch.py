@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from shared.domain import lifecycle, scheduler
+from shared.domain import eligibility, lifecycle, scheduler
+from shared.domain.jobspec import sweep_command
 from shared.domain.messages import RunTask
-from shared.domain.models import Node, Task
+from shared.domain.models import Job, Node, Task
 from shared.domain.states import JobState
 from shared.errors import Conflict, NotFound
 from shared.usecases.deps import Deps, chunks
@@ -32,7 +33,7 @@ def schedule_pass(deps: Deps) -> int:
         return 0  # nothing can be placed: do not read the queue at all
     # Look ahead far enough to backfill, not at the whole queue.
     window = min(deps.settings.scheduler_window, max(LOOKAHEAD_MIN, 4 * free))
-    queued = deps.store.queued_tasks(limit=window)
+    queued = runnable(deps, deps.store.queued_tasks(limit=window), active)
     placements = scheduler.plan(queued, nodes, used, running=active, now=deps.clock())
     if not placements:
         return 0
@@ -51,6 +52,51 @@ def schedule_pass(deps: Deps) -> int:
             deps.send_to_nodes((node, run) for node, run in batch)
             dispatched += len(batch)
     return dispatched
+
+
+def runnable(deps: Deps, queued: Sequence[Task], active: Sequence[Task]) -> list[Task]:
+    """The queued tasks whose jobs may run now (not held, prerequisites Finished), at most
+    as many per job as its maxConcurrent still allows."""
+    now = deps.clock()
+    jobs = _jobs(deps, {t.job_id for t in queued})
+    prerequisites = job_states(deps, {d for j in jobs.values() for d in j.depends_on})
+    running: dict[int, int] = defaultdict(int)
+    for task in active:
+        running[task.job_id] += 1
+    room: dict[int, int | None] = {}
+    for job_id, job in jobs.items():
+        if (
+            eligibility.blocked(job, now=now, prerequisites=prerequisites, active=running[job_id])
+            is None
+        ):
+            room[job_id] = eligibility.slots(job, running[job_id])
+    out = []
+    for task in queued:
+        if task.job_id not in room:
+            continue
+        left = room[task.job_id]
+        if left is not None:
+            if left <= 0:
+                continue
+            room[task.job_id] = left - 1
+        out.append(task)
+    return out
+
+
+def _jobs(deps: Deps, ids: set[int]) -> dict[int, Job]:
+    out = {}
+    for job_id in ids:
+        try:
+            out[job_id] = deps.store.get_job(job_id)
+        except NotFound:
+            continue
+    return out
+
+
+def job_states(deps: Deps, ids: set[int]) -> dict[int, JobState | None]:
+    """Each job's state (None: it does not exist)."""
+    jobs = _jobs(deps, ids)
+    return {i: (jobs[i].state if i in jobs else None) for i in ids}
 
 
 def _commit_chunk(
@@ -99,7 +145,7 @@ def _run_task(task: Task, node: Node, group: str | None) -> RunTask:
         job_id=task.job_id,
         task_id=task.id,
         attempt=task.attempt,
-        command=task.command,
+        command=sweep_command(task.command, task.sweep_index),
         cores=task.cores,
         runtime_limit_s=task.runtime_limit_s,
         work_dir=task.work_dir,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain import pending
+from shared.domain import eligibility, pending
 from shared.domain.models import Job, NodeGroup, Task
 from shared.domain.states import JobState, TaskState
 from shared.errors import NotFound
@@ -45,29 +45,64 @@ def get_task(deps: Deps, job_id: int, task_id: int) -> Task:
 
 
 def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], str]:
-    """Why each queued task of ``tasks`` waits (by (job, task)); other tasks are left out."""
+    """Why each queued task of ``tasks`` waits (by (job, task)); other tasks are left out.
+    What holds its job back comes first (a hold, a prerequisite, maxConcurrent)."""
     queued = [t for t in tasks if t.state is TaskState.QUEUED]
     if not queued:
         return {}
+    jobs = []
+    for job_id in {t.job_id for t in queued}:
+        try:
+            jobs.append(deps.store.get_job(job_id))
+        except NotFound:
+            continue
+    blocked = _job_blocks(deps, jobs)
     nodes = deps.store.list_nodes()
     used = used_cores(deps.store.active_tasks())
     out: dict[tuple[int, int], str] = {}
     for task in queued:
-        reason = pending.pending_reason(task, nodes, used)
+        reason = blocked.get(task.job_id) or pending.pending_reason(task, nodes, used)
         if reason is not None:
             out[(task.job_id, task.id)] = reason
     return out
 
 
 def job_pending_reasons(deps: Deps, jobs: Iterable[Job]) -> dict[int, str]:
-    """Why each job that still has queued tasks waits: the reason of its first queued task."""
+    """Why each job that still has queued tasks waits: what holds the job back, else the
+    reason of its first queued task."""
+    jobs = [j for j in jobs if j.state in (JobState.QUEUED, JobState.RUNNING)]
+    blocked = _job_blocks(deps, jobs)
     firsts = []
     for job in jobs:
-        if job.state in (JobState.QUEUED, JobState.RUNNING) and job.task_counts.get(
-            TaskState.QUEUED
-        ):
+        if job.id not in blocked and job.task_counts.get(TaskState.QUEUED):
             firsts += deps.store.list_tasks(job.id, states=[TaskState.QUEUED], limit=1)
-    return {key[0]: reason for key, reason in pending_reasons(deps, firsts).items()}
+    reasons = {key[0]: reason for key, reason in pending_reasons(deps, firsts).items()}
+    return {**reasons, **blocked}
+
+
+def _job_blocks(deps: Deps, jobs: Sequence[Job]) -> dict[int, str]:
+    now = deps.clock()
+    states = _states_of(deps, {d for j in jobs for d in j.depends_on})
+    active: dict[int, int] = {}
+    if any(j.max_concurrent for j in jobs):
+        for task in deps.store.active_tasks():
+            active[task.job_id] = active.get(task.job_id, 0) + 1
+    out = {}
+    for job in jobs:
+        why = eligibility.blocked(job, now=now, prerequisites=states, active=active.get(job.id, 0))
+        if why is not None:
+            out[job.id] = why
+    return out
+
+
+def _states_of(deps: Deps, ids: set[int]) -> dict[int, JobState | None]:
+    out: dict[int, JobState | None] = {}
+    for job_id in ids:
+        try:
+            out[job_id] = deps.store.get_job(job_id).state
+        except NotFound:
+            out[job_id] = None
+    return out
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,18 @@ time the control plane was listening (see :func:`shared.domain.reconciler.listen
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
-from shared.domain import reconciler
+from shared.domain import eligibility, reconciler
 from shared.domain.messages import EVENTS_LOCK_MS
 from shared.domain.models import Meta, Node
-from shared.domain.states import NodeState
+from shared.domain.states import JobState, NodeState
 from shared.errors import Conflict, NotFound
+from shared.usecases.cancel import cancel_job
 from shared.usecases.deps import Deps
+from shared.usecases.dispatch import job_states
 from shared.usecases.losses import lose_attempts
 
 log = logging.getLogger(__name__)
@@ -70,7 +73,24 @@ def reconcile(deps: Deps) -> None:
         )
     ]
     lose_attempts(deps, orphans, lambda t: _orphan_reason(t.node, by_name), count=True)
+    _cancel_doomed_dependents(deps)
     deps.kick()  # level-triggered: queued work gets a pass at least once per run
+
+
+def _cancel_doomed_dependents(deps: Deps) -> None:
+    """Queued jobs whose prerequisite ended other than Finished are canceled with that reason."""
+    waiting = [
+        j for j in deps.store.list_jobs(states=[JobState.QUEUED], limit=10_000) if j.depends_on
+    ]
+    if not waiting:
+        return
+    states = job_states(deps, {d for j in waiting for d in j.depends_on})
+    for job in waiting:
+        reason = eligibility.doomed(job, states)
+        if reason is not None:
+            log.info("job %d canceled: %s", job.id, reason)
+            with contextlib.suppress(Conflict):
+                cancel_job(deps, job.id, reason=reason)
 
 
 def _listening_since(deps: Deps, now: datetime, timeout: timedelta) -> datetime:

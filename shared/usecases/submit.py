@@ -21,6 +21,13 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
             "(HPC_MAX_TASKS_PER_JOB)"
         )
     check_fits(deps, spec)
+    for dep in spec.depends_on:
+        try:
+            deps.store.get_job(dep)
+        except NotFound:
+            raise InvalidRequest(
+                f"dependsOn: job {dep} does not exist; give the ids of submitted jobs"
+            ) from None
     now = deps.clock()
     job, tasks = spec.build(
         deps.store.next_job_id(), now=now, owner=principal.name if principal else "admin"

@@ -1,0 +1,66 @@
+"""Whether a job's queued tasks may be scheduled now, and if not, why. Pure.
+
+Three things hold a job back, whatever the free cores: a hold (``hpc job hold``, or a
+``holdUntil`` time not reached), prerequisite jobs (``dependsOn``) that have not
+Finished, and its ``maxConcurrent`` cap on tasks running at once (Slurm's ``%N``).
+A prerequisite that ended otherwise (Failed, Canceled) dooms its dependents: they are
+canceled with that reason, unless the job sets ``runDependentsOnFailure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from shared.domain.models import Job
+from shared.domain.states import JOB_TERMINAL, JobState
+
+
+def held(job: Job, now: datetime) -> str | None:
+    if job.held:
+        return f"held (hpc job release {job.id})"
+    if job.hold_until is not None and job.hold_until > now:
+        return f"held until {job.hold_until:%Y-%m-%d %H:%M:%S} UTC"
+    return None
+
+
+def blocked(
+    job: Job, *, now: datetime, prerequisites: Mapping[int, JobState | None], active: int
+) -> str | None:
+    """Why none of the job's queued tasks may start now (None: they may, as cores allow).
+    ``prerequisites`` maps each ``dependsOn`` job id to its state (None: it does not exist);
+    ``active`` is how many of the job's tasks are Dispatching or Running."""
+    reason = held(job, now)
+    if reason:
+        return reason
+    for dep in job.depends_on:
+        state = prerequisites.get(dep)
+        if state is JobState.FINISHED:
+            continue
+        if state in JOB_TERMINAL and job.run_dependents_on_failure:
+            continue
+        return f"dependency job {dep} not finished ({state.value if state else 'unknown'})"
+    if job.max_concurrent is not None and active >= job.max_concurrent:
+        return f"maxConcurrent {job.max_concurrent} reached"
+    return None
+
+
+def doomed(job: Job, prerequisites: Mapping[int, JobState | None]) -> str | None:
+    """Why the job can never run (a prerequisite ended other than Finished, or does not exist),
+    so it is canceled; None if it still can."""
+    if job.run_dependents_on_failure:
+        return None
+    for dep in job.depends_on:
+        state = prerequisites.get(dep, None)
+        if dep not in prerequisites:
+            continue
+        if state is None:
+            return f"dependency job {dep} does not exist"
+        if state in JOB_TERMINAL and state is not JobState.FINISHED:
+            return f"dependency job {dep} ended {state.value}"
+    return None
+
+
+def slots(job: Job, active: int) -> int | None:
+    """How many more of its tasks may start now under maxConcurrent (None: no cap)."""
+    return None if job.max_concurrent is None else max(job.max_concurrent - active, 0)

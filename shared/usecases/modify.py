@@ -1,0 +1,81 @@
+"""Change a job that has not ended: its priority, a hold, a release."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.domain.jobspec import priority_value
+from shared.domain.models import Job
+from shared.domain.states import JOB_TERMINAL, TaskState
+from shared.errors import Conflict, InvalidRequest
+from shared.usecases.deps import Deps, chunks
+
+_ALL = 1 << 30
+
+
+def _open_job(deps: Deps, job_id: int, what: str) -> Job:
+    job = deps.store.get_job(job_id)
+    if job.state in JOB_TERMINAL:
+        raise Conflict(f"job {job_id} is {job.state}; only a job that has not ended can be {what}")
+    return job
+
+
+def hold(deps: Deps, job_id: int, *, until: datetime | None = None) -> Job:
+    """No task of the job starts until it is released (or ``until`` passes); what runs goes on."""
+
+    def write() -> Job:
+        job = _open_job(deps, job_id, "held")
+        if until is None:
+            job.held = True
+        else:
+            job.held, job.hold_until = False, until
+        deps.store.commit(job=job)
+        return job
+
+    return deps.retry(write)
+
+
+def release(deps: Deps, job_id: int) -> Job:
+    def write() -> Job:
+        job = _open_job(deps, job_id, "released")
+        if not job.held and job.hold_until is None:
+            raise Conflict(f"job {job_id} is not held")
+        job.held, job.hold_until = False, None
+        deps.store.commit(job=job)
+        return job
+
+    job = deps.retry(write)
+    deps.kick()
+    return job
+
+
+def set_priority(deps: Deps, job_id: int, value: int | str) -> Job:
+    """A new priority for the job and its queued tasks (which carry a copy the scheduler
+    orders by); tasks already running are not affected."""
+    try:
+        priority = priority_value(value)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+    def write_job() -> Job:
+        job = _open_job(deps, job_id, "modified")
+        job.priority = priority
+        deps.store.commit(job=job)
+        return job
+
+    deps.retry(write_job)
+    queued = deps.store.list_tasks(job_id, states=[TaskState.QUEUED], limit=_ALL)
+    for chunk in chunks(queued):
+        deps.retry(_reprioritize, deps, job_id, [t.id for t in chunk], priority)
+    deps.kick()
+    return deps.store.get_job(job_id)
+
+
+def _reprioritize(deps: Deps, job_id: int, task_ids: list[int], priority: int) -> None:
+    changed = []
+    for task in deps.store.get_tasks(job_id, task_ids):
+        if task.state is TaskState.QUEUED and task.priority != priority:
+            task.priority = priority
+            changed.append(task)
+    if changed:
+        deps.store.commit(tasks=changed)
