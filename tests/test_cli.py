@@ -10,6 +10,7 @@ the real control plane (``hpc up``, agents) live elsewhere.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -255,8 +256,12 @@ def test_submit_builds_the_spec_from_options_and_prints_only_the_id(api: StandIn
 def test_submit_takes_a_single_argument_command_as_is(api: StandIn) -> None:
     result = hpc("job", "submit", "--priority", "3500", "--", "echo $HPC_SWEEP_INDEX")
     assert result.exit_code == 0, result.output
+    cwd = os.getcwd()  # Slurm's habit: the task runs where it was submitted from
     assert api.posted("/api/jobs") == [
-        {"priority": 3500, "tasks": [{"command": "echo $HPC_SWEEP_INDEX", "cores": 1}]}
+        {
+            "priority": 3500,
+            "tasks": [{"command": "echo $HPC_SWEEP_INDEX", "cores": 1, "workDir": cwd}],
+        }
     ]
 
 
@@ -409,7 +414,9 @@ def test_job_submit_array_and_depends_on(api: StandIn) -> None:
     assert result.exit_code == 0, result.stderr
     [spec] = api.posted("/api/jobs")[-1:]
     assert spec["maxConcurrent"] == 10 and spec["dependsOn"] == [4]
-    assert spec["tasks"] == [{"command": "echo *", "cores": 1, "sweep": "1-100"}]
+    assert spec["tasks"] == [
+        {"command": "echo *", "cores": 1, "sweep": "1-100", "workDir": os.getcwd()}
+    ]
 
 
 def test_task_view_says_why_a_queued_task_waits(api: StandIn) -> None:

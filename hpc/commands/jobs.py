@@ -6,6 +6,7 @@ the friendly line about how to follow the job goes to stderr.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 import typer
@@ -77,7 +78,14 @@ def job_submit(
             callback=checked_by(parse_sweep),
         ),
     ] = None,
-    workdir: Annotated[str | None, typer.Option(help="Working directory of the task.")] = None,
+    workdir: Annotated[
+        str | None,
+        typer.Option(
+            help="Working directory of the task (a node that lacks it fails the task).  "
+            "\\[default: this shell's directory]",
+            show_default=False,
+        ),
+    ] = None,
     env: Annotated[
         list[str] | None,
         typer.Option(
@@ -172,7 +180,7 @@ def job_submit(
             cores=cores or 1,
             priority=parse_priority(priority) if priority is not None else None,
             sweep=parse_sweep(sweep) if sweep is not None else array_sweep,
-            work_dir=workdir,
+            work_dir=workdir if workdir is not None else os.getcwd(),
             env=parse_env(env or []),
             runtime_limit=parse_duration(runtime_limit) if runtime_limit is not None else None,
             valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,

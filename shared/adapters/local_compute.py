@@ -1,0 +1,236 @@
+"""LocalProvider: the embedded Compute adapter. Each "VM" is an agent process on this machine.
+
+It lets the autoscaler and ``hpc node start/stop`` run end to end without a
+cloud: a created VM is a name remembered here (deallocated); start spawns
+``python -m agent --name N --group G --cores C`` with this cluster's
+``HPC_HOME`` after a boot delay; deallocate is SIGTERM (the agent stops
+cleanly and says so); delete forgets it. Fault switches (:class:`LocalFaults`,
+:meth:`LocalProvider.evict`) play what Azure does to us: refused creates,
+quota, a VM whose agent never joins, an eviction.
+
+Power states are derived from the process (alive, booting, gone), so they are
+true even when an agent dies by itself. What the provider remembers lives in
+this object only: it serves one long-lived process (``hpc up``, the local host).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from shared.ports.compute import (
+    Action,
+    ComputeError,
+    ComputeProvider,
+    ErrorKind,
+    Operation,
+    OperationResult,
+    PowerState,
+    VmSpec,
+)
+
+
+@dataclass
+class LocalFaults:
+    """Switches a test flips to make the provider misbehave like a cloud."""
+
+    fail_create: ErrorKind | None = None
+    """Creates fail with this kind (AllocationFailed, SkuNotAvailable, ...)."""
+    quota_exceeded: bool = False
+    """Creates and starts are refused with QuotaExceeded."""
+    never_joins: set[str] = field(default_factory=set)
+    """VMs that boot (power running) but whose agent never starts."""
+
+
+@dataclass
+class _Vm:
+    spec: VmSpec
+    proc: subprocess.Popen[bytes] | None = None
+    booted_at: float = 0.0
+    """Monotonic time the boot delay ends."""
+    stopping: bool = False
+    exit_code: int | None = None
+    """How the last process ended (None: still running or never started)."""
+
+
+class LocalProvider(ComputeProvider):
+    name = "local"
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        boot_delay_s: float = 0.0,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.home = home
+        self.boot_delay_s = boot_delay_s
+        self.python = python
+        self.env = {**(env if env is not None else os.environ), "HPC_HOME": str(home)}
+        self.cwd = cwd
+        self.faults = LocalFaults()
+        self._vms: dict[str, _Vm] = {}
+        self._requests: dict[str, Operation] = {}
+
+    # ----------------------------------------------------------------- calls
+
+    def create(self, spec: VmSpec, *, request_id: str, now: datetime) -> Operation | ComputeError:
+        if request_id in self._requests:
+            return self._requests[request_id]
+        if self.faults.quota_exceeded:
+            return _quota(spec.name)
+        if self.faults.fail_create is not None:
+            kind = self.faults.fail_create
+            return ComputeError(kind, f"creating {spec.name} failed ({kind})", vm=spec.name)
+        if spec.name in self._vms and self._vms[spec.name].spec != spec:
+            return ComputeError(
+                ErrorKind.CONFLICT, f"{spec.name} exists with another spec", spec.name
+            )
+        self._vms.setdefault(spec.name, _Vm(spec))
+        return self._remember("create", spec.name, request_id, now)
+
+    def start(self, vm: str, *, request_id: str, now: datetime) -> Operation | ComputeError:
+        if request_id in self._requests:
+            return self._requests[request_id]
+        machine = self._vms.get(vm)
+        if machine is None:
+            return ComputeError(ErrorKind.NOT_FOUND, f"no VM {vm}", vm)
+        if self.faults.quota_exceeded:
+            return _quota(vm)
+        if machine.proc is not None and machine.proc.poll() is None:
+            if machine.stopping:
+                return ComputeError(ErrorKind.CONFLICT, f"{vm} is being deallocated", vm)
+            return self._remember("start", vm, request_id, now)  # already on: nothing to do
+        machine.stopping, machine.exit_code = False, None
+        machine.booted_at = time.monotonic() + self.boot_delay_s
+        machine.proc = self._spawn(machine.spec)
+        return self._remember("start", vm, request_id, now)
+
+    def deallocate(self, vm: str, *, request_id: str, now: datetime) -> Operation | ComputeError:
+        if request_id in self._requests:
+            return self._requests[request_id]
+        machine = self._vms.get(vm)
+        if machine is None:
+            return ComputeError(ErrorKind.NOT_FOUND, f"no VM {vm}", vm)
+        if machine.proc is not None and machine.proc.poll() is None:
+            machine.stopping = True
+            machine.proc.send_signal(signal.SIGTERM)
+        return self._remember("deallocate", vm, request_id, now)
+
+    def delete(self, vm: str, *, request_id: str, now: datetime) -> Operation | ComputeError:
+        if request_id in self._requests:
+            return self._requests[request_id]
+        machine = self._vms.pop(vm, None)
+        if machine is not None and machine.proc is not None and machine.proc.poll() is None:
+            machine.proc.kill()
+            machine.proc.wait()
+        return self._remember("delete", vm, request_id, now)
+
+    def poll(self, operation: Operation, *, now: datetime) -> OperationResult:
+        machine = self._vms.get(operation.vm)
+        if operation.action == "delete":
+            return OperationResult("succeeded" if machine is None else "running")
+        if machine is None:
+            return OperationResult("failed", ComputeError(ErrorKind.NOT_FOUND, "VM deleted"))
+        power = self._power(machine)
+        if operation.action == "create":
+            return OperationResult("succeeded")
+        if operation.action == "start":
+            if power is PowerState.RUNNING:
+                return OperationResult("succeeded")
+            if power is PowerState.STARTING:
+                return OperationResult("running")
+            error = ComputeError(
+                ErrorKind.FAILED,
+                f"{operation.vm} did not boot (exit code {machine.exit_code})",
+                operation.vm,
+            )
+            return OperationResult("failed", error)
+        # deallocate
+        return OperationResult("succeeded" if power is PowerState.DEALLOCATED else "running")
+
+    def power_states(self) -> dict[str, PowerState]:
+        return {name: self._power(machine) for name, machine in self._vms.items()}
+
+    # ------------------------------------------------------------ faults, end
+
+    def evict(self, vm: str) -> None:
+        """What Azure does to a Spot VM: kill it at once (SIGKILL, no clean stop)."""
+        machine = self._vms[vm]
+        if machine.proc is not None and machine.proc.poll() is None:
+            machine.proc.kill()
+            machine.proc.wait()
+
+    def pid(self, vm: str) -> int | None:
+        """The VM's process (its agent once booted), for tests and logs."""
+        machine = self._vms.get(vm)
+        return machine.proc.pid if machine and machine.proc else None
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop every VM (SIGTERM, then SIGKILL after ``timeout_s``)."""
+        procs = [m.proc for m in self._vms.values() if m.proc is not None and m.proc.poll() is None]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    # ---------------------------------------------------------------- helpers
+
+    def _power(self, machine: _Vm) -> PowerState:
+        proc = machine.proc
+        if proc is None:
+            return PowerState.DEALLOCATED
+        code = proc.poll()
+        if code is not None:
+            machine.exit_code = code
+            machine.proc, machine.stopping = None, False
+            return PowerState.DEALLOCATED
+        if machine.stopping:
+            return PowerState.DEALLOCATING
+        if time.monotonic() < machine.booted_at:
+            return PowerState.STARTING
+        return PowerState.RUNNING
+
+    def _spawn(self, spec: VmSpec) -> subprocess.Popen[bytes]:
+        if spec.name in self.faults.never_joins:
+            command = [self.python, "-c", "import time\nwhile True: time.sleep(3600)"]
+        else:
+            command = [self.python, "-m", "agent", "--name", spec.name, "--group", spec.group]
+            command += ["--cores", str(spec.cores)]
+        if self.boot_delay_s > 0:
+            command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{self.boot_delay_s:g}", *command]
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"vm-{spec.name}.log", "ab") as log:  # the child keeps its own copy
+            return subprocess.Popen(
+                command,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+
+    def _remember(self, action: Action, vm: str, request_id: str, now: datetime) -> Operation:
+        operation = Operation(action=action, vm=vm, request_id=request_id, begun_at=now, token=vm)
+        self._requests[request_id] = operation
+        return operation
+
+
+def _quota(vm: str) -> ComputeError:
+    return ComputeError(
+        ErrorKind.QUOTA_EXCEEDED, f"{vm}: the local core quota is used up", vm, code="QuotaExceeded"
+    )

@@ -1,0 +1,407 @@
+"""The autoscaler policy as tables on a fake clock: state and ``now`` in, orders out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.domain.autoscaler import (
+    AutoscalerPolicy,
+    AutoscalerState,
+    ClusterView,
+    Decision,
+    GroupPolicy,
+    StartFailure,
+    autoscale,
+    bins_needed,
+    request_stop,
+)
+from shared.domain.models import Node, Task
+from shared.domain.states import NodeState
+from shared.ports.compute import ComputeError, ErrorKind, PowerState
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+S = timedelta(seconds=1)
+MIN = timedelta(minutes=1)
+AZ, ONPREM = "AzureNodes", "OnPremNodes"
+ON, OFF, STARTING = NodeState.ONLINE, NodeState.OFFLINE, NodeState.STARTING
+
+
+def node(name: str, state: NodeState = OFF, group: str = AZ, cores: int = 4, since=T0) -> Node:
+    provider = "onprem" if group == ONPREM else "azure"
+    return Node(
+        name=name, groups=[group], cores=cores, state=state, provider=provider, state_time=since
+    )
+
+
+def tasks(n: int, cores: int = 1, groups: tuple[str, ...] = (), job: int = 1) -> list[Task]:
+    return [
+        Task(job_id=job, id=i + 1, command="x", cores=cores, node_groups=list(groups))
+        for i in range(n)
+    ]
+
+
+def azure_vms(n: int, state: NodeState = OFF) -> list[Node]:
+    return [node(f"az-{i}", state) for i in range(1, n + 1)]
+
+
+def policy(**group_kw) -> AutoscalerPolicy:
+    top = {
+        k: group_kw.pop(k)
+        for k in list(group_kw)
+        if k
+        in (
+            "max_starts_per_run",
+            "max_stops_per_run",
+            "deployment_timeout",
+            "scale_down_delay",
+            "exclude_node_groups",
+        )
+    }
+    return AutoscalerPolicy(groups={AZ: GroupPolicy(node_cores=4, **group_kw)}, **top)
+
+
+def run(
+    nodes, queued=(), *, pol=None, state=None, now=T0, used=None, power=None, failures=()
+) -> Decision:
+    view = ClusterView(
+        nodes=nodes,
+        queued=list(queued),
+        used_cores=used or {},
+        power=power or {},
+        failures=failures,
+    )
+    return autoscale(view, pol or policy(), state or AutoscalerState(), now)
+
+
+def started(decision: Decision) -> list[str]:
+    return [o.node for o in decision.orders if o.action == "start"]
+
+
+def actions(decision: Decision) -> list[tuple[str, str]]:
+    return [(o.action, o.node) for o in decision.orders]
+
+
+# ------------------------------------------------------------------- grow
+
+
+@pytest.mark.parametrize(
+    ("cores", "node_cores", "bins"),
+    [
+        ([], 4, 0),
+        ([1, 1, 1, 1], 4, 1),
+        ([1] * 5, 4, 2),
+        ([3, 3, 2, 2, 1, 1], 4, 3),  # FFD: 3+1, 3+1, 2+2
+        ([2, 3, 1, 3, 2, 1], 4, 3),  # order of arrival does not matter
+        ([4, 4, 4], 4, 3),
+    ],
+)
+def test_bins_needed_is_first_fit_decreasing(cores, node_cores, bins):
+    assert bins_needed(cores, node_cores) == bins
+
+
+@pytest.mark.parametrize(
+    ("queued", "expected"),
+    [
+        (tasks(1), 1),
+        (tasks(4), 1),  # four 1-core tasks fit one 4-core node
+        (tasks(5), 2),
+        (tasks(3, cores=2), 2),
+        (tasks(3, groups=(ONPREM,)), 0),  # not allowed on Azure
+        (tasks(3, cores=8), 0),  # wider than any Azure node: it can never run there
+        (tasks(2, groups=(ONPREM, AZ)), 1),
+        (tasks(40), 5),  # all five Offline nodes, no more
+    ],
+)
+def test_group_grows_only_by_the_nodes_its_runnable_queued_work_needs(queued, expected):
+    decision = run(azure_vms(5), queued)
+    assert len(started(decision)) == expected
+    for order in decision.orders:
+        assert "queued tasks" in order.reason and "AzureNodes needs" in order.reason
+
+
+def test_starting_nodes_count_as_coming_capacity():
+    nodes = [node("az-1", STARTING), *azure_vms(3)[1:]]
+    assert started(run(nodes, tasks(4))) == []
+    assert started(run(nodes, tasks(5))) == ["az-2"]
+
+
+def test_hybrid_burst_fills_onprem_free_cores_before_starting_azure_nodes():
+    onprem = [node("op-1", ON, ONPREM, cores=4), node("op-2", ON, ONPREM, cores=4)]
+    queued = tasks(10, groups=(ONPREM, AZ))
+    # op-1 has 2 cores busy: 6 free on-prem cores take 6 tasks; 4 overflow to one Azure node.
+    decision = run([*onprem, *azure_vms(3)], queued, used={"op-1": 2})
+    assert started(decision) == ["az-1"]
+    # Enough free on-prem cores: no Azure node at all.
+    assert started(run([*onprem, *azure_vms(3)], tasks(8, groups=(ONPREM, AZ)))) == []
+
+
+def test_onprem_only_job_never_starts_azure_nodes_even_when_onprem_is_full():
+    onprem = [node("op-1", ON, ONPREM, cores=2)]
+    decision = run([*onprem, *azure_vms(2)], tasks(6, groups=(ONPREM,)), used={"op-1": 2})
+    assert started(decision) == []
+
+
+@pytest.mark.parametrize(
+    ("group_kw", "queued", "expected"),
+    [
+        ({"grow_threshold": 5}, tasks(4), 0),
+        ({"grow_threshold": 5}, tasks(5), 2),
+        ({"tasks_per_resource_unit": 2}, tasks(8), 1),  # 8 tasks count as 4 cores
+        ({"extra_nodes_grow_ratio": 50}, tasks(8), 3),  # 2 nodes + 50% -> 3
+        ({"grow_by_min": True}, [*tasks(8, job=1), *tasks(8, job=2)], 1),  # one task per job
+        ({"max_nodes": 2}, tasks(40), 2),
+        ({"max_starts_per_run": 3}, tasks(40), 3),
+        ({"exclude_node_groups": frozenset({AZ})}, tasks(40), 0),
+    ],
+)
+def test_autogrowshrink_parameters(group_kw, queued, expected):
+    assert len(started(run(azure_vms(6), queued, pol=policy(**group_kw)))) == expected
+
+
+def test_a_task_allowed_on_two_managed_groups_grows_only_one():
+    pol = AutoscalerPolicy(groups={AZ: GroupPolicy(4), "AzureHPC": GroupPolicy(4)})
+    nodes = [*azure_vms(2), node("hpc-1", group="AzureHPC")]
+    d = run(nodes, tasks(3, groups=(AZ, "AzureHPC")), pol=pol)
+    assert [(o.node, o.group) for o in d.orders] == [("hpc-1", "AzureHPC")]
+
+
+def test_max_nodes_counts_nodes_already_running():
+    nodes = [node("az-1", ON), node("az-2", STARTING), *azure_vms(5)[2:]]
+    decision = run(nodes, tasks(40), pol=policy(max_nodes=3), used={"az-1": 4})
+    assert started(decision) == ["az-3"]
+    assert any("max_nodes 3" in n for n in decision.notes)
+
+
+def test_growth_is_considered_once_per_grow_interval():
+    pol = policy(grow_interval=MIN)
+    first = run(azure_vms(4), tasks(4), pol=pol)
+    assert started(first) == ["az-1"]
+    # The start failed silently (node still Offline); within the interval nothing new starts.
+    again = run(azure_vms(4), tasks(4), pol=pol, state=first.state, now=T0 + 30 * S)
+    assert started(again) == []
+    later = run(azure_vms(4), tasks(4), pol=pol, state=first.state, now=T0 + MIN)
+    assert started(later) == ["az-1"]
+
+
+def test_min_nodes_are_kept_started_without_queued_work():
+    decision = run(azure_vms(3), [], pol=policy(min_nodes=2))
+    assert started(decision) == ["az-1", "az-2"]
+    assert all("min_nodes 2" in o.reason for o in decision.orders)
+
+
+# ----------------------------------------------------------------- shrink
+
+
+def test_idle_node_stops_after_shrink_idle_times_shrink_intervals():
+    pol = policy(shrink_interval=MIN, shrink_idle_times=3, scale_down_delay=timedelta(0))
+    nodes = [node("az-1", ON)]
+    state = AutoscalerState()
+    for minute in range(3):  # first seen idle at T0; not yet 3 minutes
+        d = run(nodes, pol=pol, state=state, now=T0 + minute * MIN)
+        assert d.orders == []
+        state = d.state
+    d = run(nodes, pol=pol, state=state, now=T0 + 3 * MIN)
+    assert actions(d) == [("stop", "az-1")]
+    assert "idle for 180 s" in d.orders[0].reason
+
+
+def test_a_node_that_just_joined_gets_the_whole_idle_time_before_it_can_stop():
+    pol = policy(shrink_interval=MIN, shrink_idle_times=5, scale_down_delay=0 * S)
+    d = run(azure_vms(1), tasks(1), pol=pol)
+    assert started(d) == ["az-1"]
+    # The task it was started for went elsewhere; it joins idle 4 minutes later.
+    joined = [node("az-1", ON, since=T0 + 4 * MIN)]
+    d = run(joined, pol=pol, state=d.state, now=T0 + 4 * MIN)
+    d = run(joined, pol=pol, state=d.state, now=T0 + 8 * MIN)
+    assert d.orders == []
+    d = run(joined, pol=pol, state=d.state, now=T0 + 9 * MIN)
+    assert actions(d) == [("stop", "az-1")]
+
+
+def test_work_resets_idle_time():
+    pol = policy(shrink_interval=MIN, shrink_idle_times=2, scale_down_delay=timedelta(0))
+    nodes = [node("az-1", ON)]
+    d = run(nodes, pol=pol, now=T0)
+    d = run(nodes, pol=pol, state=d.state, now=T0 + MIN, used={"az-1": 1})  # busy
+    d = run(nodes, pol=pol, state=d.state, now=T0 + 2 * MIN)  # idle again from here
+    assert d.orders == []
+    d = run(nodes, pol=pol, state=d.state, now=T0 + 3 * MIN)
+    assert d.orders == []
+    d = run(nodes, pol=pol, state=d.state, now=T0 + 4 * MIN)
+    assert actions(d) == [("stop", "az-1")]
+
+
+def test_node_with_running_tasks_is_never_stopped():
+    pol = policy(shrink_interval=MIN, scale_down_delay=timedelta(0))
+    nodes = [node("az-1", ON)]
+    state = AutoscalerState()
+    for hour in range(5):
+        d = run(nodes, pol=pol, state=state, now=T0 + hour * 60 * MIN, used={"az-1": 1})
+        assert d.orders == []
+        state = d.state
+
+
+def test_idle_node_that_queued_work_will_use_is_not_stopped():
+    pol = policy(shrink_interval=MIN, scale_down_delay=timedelta(0))
+    nodes = [node("az-1", ON)]
+    d = run(nodes, pol=pol, now=T0)
+    d = run(nodes, tasks(1), pol=pol, state=d.state, now=T0 + 60 * MIN)
+    assert d.orders == []
+
+
+def test_stop_requested_while_tasks_run_drains_first_then_stops_when_empty():
+    busy = node("az-1", ON)
+    order = request_stop(busy, used_cores=2, reason="admin asked")
+    assert (order.action, order.node) == ("drain", "az-1") and "tasks still run" in order.reason
+    assert request_stop(busy, used_cores=0, reason="admin asked").action == "stop"
+    draining = node("az-1", NodeState.DRAINING)
+    assert run([draining], used={"az-1": 1}).orders == []
+    d = run([draining], used={})
+    assert actions(d) == [("stop", "az-1")] and "drained" in d.orders[0].reason
+
+
+def test_no_scale_down_soon_after_a_scale_up():
+    pol = policy(shrink_interval=MIN, shrink_idle_times=1, scale_down_delay=10 * MIN)
+    grown = run([node("az-1", ON), *azure_vms(3)[1:]], tasks(4), pol=pol, used={"az-1": 4})
+    assert started(grown) == ["az-2"]
+    # az-1's tasks ended, nothing queued: it is idle, but the group just grew.
+    nodes = [node("az-1", ON), node("az-2", ON), node("az-3")]
+    d = run(nodes, pol=pol, state=grown.state, now=T0 + 5 * MIN)
+    d = run(nodes, pol=pol, state=d.state, now=T0 + 9 * MIN)
+    assert d.orders == [] and any("scale-up" in n for n in d.notes)
+    d = run(nodes, pol=pol, state=d.state, now=T0 + 10 * MIN)
+    assert sorted(actions(d)) == [("stop", "az-1"), ("stop", "az-2")]
+
+
+def test_min_nodes_are_not_stopped_however_idle():
+    pol = policy(min_nodes=1, shrink_interval=MIN, shrink_idle_times=1, scale_down_delay=0 * S)
+    nodes = [node("az-1", ON), node("az-2", ON)]
+    d = run(nodes, pol=pol, now=T0)
+    d = run(nodes, pol=pol, state=d.state, now=T0 + 5 * MIN)
+    assert actions(d) == [("stop", "az-1")]
+
+
+def test_on_prem_nodes_are_never_stopped():
+    pol = policy(shrink_interval=MIN, shrink_idle_times=1, scale_down_delay=0 * S)
+    nodes = [node("op-1", ON, ONPREM)]
+    d = run(nodes, pol=pol, now=T0)
+    assert run(nodes, pol=pol, state=d.state, now=T0 + 60 * MIN).orders == []
+
+
+# ------------------------------------------------ failures, timeouts, eviction
+
+
+def quota(node_name: str = "az-1", retry_after=None) -> StartFailure:
+    return StartFailure(AZ, node_name, "QuotaExceeded: cores quota used up", retry_after)
+
+
+def test_failed_start_backs_off_the_group_and_doubles_only_after_expiry():
+    pol = policy(grow_interval=0 * S)
+    nodes = azure_vms(3)
+    d = run(nodes, tasks(4), pol=pol, failures=[quota()])
+    assert started(d) == [] and any("QuotaExceeded" in n for n in d.notes)
+    assert d.state.groups[AZ].backoff == MIN
+    # A second failure while backing off does not double it.
+    d = run(nodes, tasks(4), pol=pol, state=d.state, now=T0 + 30 * S, failures=[quota("az-2")])
+    assert d.state.groups[AZ].backoff == MIN and d.state.groups[AZ].backoff_until == T0 + MIN
+    # Expired: growth resumes.
+    d = run(nodes, tasks(4), pol=pol, state=d.state, now=T0 + MIN)
+    assert started(d) == ["az-1"]
+    # It fails again after the backoff expired: doubled.
+    d = run(nodes, tasks(4), pol=pol, state=d.state, now=T0 + 2 * MIN, failures=[quota()])
+    assert d.state.groups[AZ].backoff == 2 * MIN and started(d) == []
+    assert d.state.groups[AZ].backoff_until == T0 + 4 * MIN
+
+
+def test_backoff_is_capped():
+    pol = replace(policy(grow_interval=0 * S), backoff_max=3 * MIN)
+    state, now = AutoscalerState(), T0
+    for _ in range(6):
+        d = run(azure_vms(1), tasks(1), pol=pol, state=state, now=now, failures=[quota()])
+        state = d.state
+        now = state.groups[AZ].backoff_until or now
+    assert state.groups[AZ].backoff == 3 * MIN
+
+
+def test_a_provider_error_value_becomes_a_start_failure():
+    error = ComputeError(ErrorKind.THROTTLED, "slow down", "az-1", retry_after_s=90)
+    failure = StartFailure.from_error(AZ, "az-1", error)
+    assert failure.retry_after == 90 * S and "Throttled: slow down" in failure.reason
+    quota_error = ComputeError(ErrorKind.QUOTA_EXCEEDED, "cores quota used up", "az-1")
+    d = run(azure_vms(2), tasks(1), failures=[StartFailure.from_error(AZ, "az-1", quota_error)])
+    assert started(d) == [] and "QuotaExceeded" in (d.state.groups[AZ].last_failure or "")
+
+
+def test_retry_after_extends_the_backoff():
+    failure = StartFailure(AZ, "az-1", "Throttled", retry_after=5 * MIN)
+    d = run(azure_vms(2), tasks(1), failures=[failure])
+    assert d.state.groups[AZ].backoff_until == T0 + 5 * MIN
+
+
+def test_node_that_joins_resets_the_backoff():
+    d = run(azure_vms(2), tasks(1), pol=policy(grow_interval=0 * S))
+    assert started(d) == ["az-1"]
+    d = run([node("az-1", STARTING), node("az-2")], state=d.state, now=T0 + S, failures=[quota()])
+    assert d.state.groups[AZ].backoff == MIN
+    d = run([node("az-1", ON), node("az-2")], state=d.state, now=T0 + 2 * S, used={"az-1": 1})
+    assert d.state.groups[AZ].backoff is None
+
+
+def test_node_that_never_joins_is_stopped_after_the_deployment_timeout():
+    pol = policy(deployment_timeout=10 * MIN, grow_interval=0 * S)
+    d = run(azure_vms(2), tasks(1), pol=pol)
+    assert started(d) == ["az-1"]
+    nodes = [node("az-1", STARTING), node("az-2")]
+    d = run(nodes, tasks(1), pol=pol, state=d.state, now=T0 + 9 * MIN)
+    assert d.orders == []  # still booting, and it counts as capacity for the queued task
+    d = run(nodes, tasks(1), pol=pol, state=d.state, now=T0 + 10 * MIN)
+    assert actions(d) == [("stop", "az-1")]
+    assert "did not join within the deployment timeout" in d.orders[0].reason
+    assert d.state.groups[AZ].backoff_until == T0 + 11 * MIN  # no replacement right away
+
+
+def test_evicted_node_is_marked_offline_backs_off_then_is_replaced():
+    pol = policy(grow_interval=0 * S)
+    nodes = [node("az-1", ON), node("az-2")]
+    power = {"az-1": PowerState.DEALLOCATED, "az-2": PowerState.DEALLOCATED}
+    d = run(nodes, tasks(1), pol=pol, power=power, used={"az-1": 1})
+    assert actions(d) == [("offline", "az-1")] and "evicted" in d.orders[0].reason
+    nodes = [node("az-1"), node("az-2")]
+    d = run(nodes, tasks(2), pol=pol, state=d.state, now=T0 + MIN, power=power)
+    assert started(d) == ["az-1"]
+
+
+def test_a_finished_stop_marks_the_node_offline_without_backing_off():
+    d = run([node("az-1", NodeState.STOPPING)], power={"az-1": PowerState.DEALLOCATED})
+    assert actions(d) == [("offline", "az-1")] and "stop is done" in d.orders[0].reason
+    assert AZ not in d.state.groups or d.state.groups[AZ].backoff_until is None
+
+
+def test_a_starting_node_is_not_judged_by_a_vm_list_that_lags():
+    d = run([node("az-1", STARTING)], power={"az-1": PowerState.DEALLOCATED})
+    assert d.orders == []
+
+
+def test_vm_running_behind_an_offline_node_is_stopped():
+    d = run([node("az-1")], power={"az-1": PowerState.RUNNING})
+    assert actions(d) == [("stop", "az-1")] and "runs but its node is Offline" in d.orders[0].reason
+
+
+# ------------------------------------------------------------------ state
+
+
+def test_state_survives_a_json_round_trip_through_the_store():
+    d = run(azure_vms(3), tasks(4), failures=[quota("az-3")])
+    d = run([node("az-1", ON)], state=d.state, now=T0 + 2 * MIN)
+    text = json.dumps(d.state.to_dict())
+    assert AutoscalerState.from_dict(json.loads(text)) == d.state
+
+
+def test_decisions_do_not_depend_on_module_memory():
+    first = run(azure_vms(2), tasks(1))
+    second = run(azure_vms(2), tasks(1))
+    assert first == second
