@@ -33,7 +33,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from hpc.commands import agents, jobs, nodes, sim, tasks
+from hpc.commands import agents, autoscale, jobs, nodegroups, nodes, sim, tasks
 from hpc.commands.up import up
 from hpc.common import stderr_console
 from hpc.errors import CliError
@@ -107,6 +107,8 @@ app.add_typer(tasks.app, name="task")
 app.add_typer(nodes.app, name="node")
 app.add_typer(agents.app, name="agent")
 app.add_typer(sim.app, name="sim")
+app.add_typer(nodegroups.app, name="nodegroup")
+app.add_typer(autoscale.app, name="autoscale")
 
 
 def main() -> None:

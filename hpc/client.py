@@ -351,3 +351,27 @@ class ApiClient:
 
     def list_node_groups(self) -> dict[str, Any]:
         return self._json("GET", "nodegroups")
+
+    def add_nodes(
+        self, group: str, count: int, *, cores: int | None = None, size: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"group": group, "count": count}
+        if cores is not None:
+            body["cores"] = cores
+        if size is not None:
+            body["size"] = size
+        return self._json("POST", "nodes", json=body)
+
+    def node_action(self, name: str, action: str) -> dict[str, Any]:
+        if action == "remove":
+            return self._json("DELETE", f"nodes/{name}")
+        return self._json("POST", f"nodes/{name}/{action}")
+
+    def create_node_group(self, name: str, **settings: Any) -> dict[str, Any]:
+        return self._json("POST", "nodegroups", json={"name": name, **settings})
+
+    def set_node_group(self, name: str, **settings: Any) -> dict[str, Any]:
+        return self._json("PATCH", f"nodegroups/{name}", json=settings)
+
+    def autoscale_log(self, *, group: str | None = None, limit: int = 200) -> dict[str, Any]:
+        return self._json("GET", "autoscale/log", params={"group": group, "limit": limit})

@@ -46,7 +46,9 @@ class LocalCluster:
         cores: int = 2,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        azure_nodes: int = 0,
     ) -> None:
+        self.azure_nodes = azure_nodes
         self.home, self.nodes, self.cores = Path(home), nodes, cores
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -76,24 +78,25 @@ class LocalCluster:
                 str(self.nodes),
                 "--cores",
                 str(self.cores),
+                "--azure-nodes",
+                str(self.azure_nodes),
             ],
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         try:
-            self.wait_for(
-                lambda: (
-                    sum(n["state"] == NodeState.ONLINE for n in self.get("/api/nodes")["nodes"])
-                    >= self.nodes
-                ),
-                timeout_s=timeout_s,
-                what=f"{self.nodes} nodes Online",
-            )
+            self.wait_for(self._ready, timeout_s=timeout_s, what=f"{self.nodes} nodes Online")
         except BaseException:
             self.stop()  # __exit__ does not run when __enter__ fails: leave nothing behind
             raise
         return self
+
+    def _ready(self) -> bool:
+        nodes = self.get("/api/nodes")["nodes"]
+        online = sum(n["state"] == NodeState.ONLINE for n in nodes)
+        azure = sum("AzureNodes" in n["groups"] for n in nodes)
+        return online >= self.nodes and azure >= self.azure_nodes
 
     def stop(self, timeout_s: float = 30) -> int | None:
         if self.proc is None:

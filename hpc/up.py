@@ -50,6 +50,7 @@ from hpc.render import nodes_table
 from hpc.text import cell, safe, strip_controls
 
 HOST_NAME = "devhost"
+AZURE_GROUP = "AzureNodes"
 AGENT_GROUP = "OnPremNodes"
 START_TIMEOUT_S = 30.0
 """How long the control plane may take to answer health, and the agents to come Online."""
@@ -327,6 +328,21 @@ class ClusterProcesses:
             child.proc.wait()
 
 
+def _add_local_azure_nodes(client: ApiClient, count: int, cores: int, console: Console) -> None:
+    """AzureNodes on the local provider: ``count`` VMs (agent processes once started), Offline,
+    for the autoscaler (or ``hpc node start``) to start when work needs them."""
+    client.set_node_group(
+        AZURE_GROUP, provider="local", maxNodes=count, nodeCores=cores, minNodes=0
+    )
+    have = [n for n in client.list_nodes().get("nodes", []) if AZURE_GROUP in n["groups"]]
+    if len(have) < count:
+        client.add_nodes(AZURE_GROUP, count - len(have), cores=cores)
+    console.log(
+        f"group {AZURE_GROUP}: {count} node(s) of {cores} core(s) on the local provider, "
+        "Offline until the autoscaler starts them"
+    )
+
+
 def _summary(cluster: ClusterProcesses, token_path: Path) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -348,7 +364,9 @@ def _client_env_hint(cluster: ClusterProcesses, default_home: bool) -> str | Non
     return "; ".join(exports) or None
 
 
-def run_up(*, port: int, nodes: int, cores: int, console: Console | None = None) -> int:
+def run_up(
+    *, port: int, nodes: int, cores: int, azure_nodes: int = 0, console: Console | None = None
+) -> int:
     """Run the local cluster until Ctrl-C or SIGTERM; the exit code for ``hpc up``."""
     # Imported here: they pull in the store, which commands talking HTTP never need.
     from shared.auth import ensure_admin_token
@@ -391,6 +409,8 @@ def run_up(*, port: int, nodes: int, cores: int, console: Console | None = None)
         with ApiClient(cluster.url, token=token, settings=settings) as client:
             cluster.start_agents(nodes, cores)
             online = cluster.wait_online(client)
+            if azure_nodes:
+                _add_local_azure_nodes(client, azure_nodes, cores, console)
         if stopper.stop.is_set():
             return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,25 @@ class Settings(BaseSettings):
     scheduler_window: int = 5000
     """Most queued tasks one scheduler pass looks at (priority order); a pass reads
     max(100, 4 x free cores) of them, up to this."""
+
+    store: Literal["sqlite", "cosmos"] = "sqlite"
+    """The Store adapter: ``sqlite`` (a file in HPC_HOME) or ``cosmos`` (Azure Cosmos DB)."""
+    cosmos_endpoint: str = ""
+    """Cosmos DB account endpoint (``https://ACCOUNT.documents.azure.com:443/``); a plain
+    ``http://`` endpoint is the local stand-in (``make emulators``)."""
+    cosmos_key: str = ""
+    """Cosmos DB account key; empty: DefaultAzureCredential (managed identity in Azure)."""
+    cosmos_database: str = "hybridhpc"
+    """The database (created with its containers if missing)."""
+
+    compute: str = "local"
+    """Who provides managed nodes: ``local`` (each VM an agent process here) or ``azure``."""
+    local_boot_delay_s: float = 0.0
+    """How long a local "VM" takes to boot before its agent starts (to mimic Azure)."""
+    deployment_timeout_s: float = 1200.0
+    """A started node whose agent has not joined by then is stopped and counted as failed."""
+    scale_down_delay_s: float = 600.0
+    """No scale-down of a group this soon after it grew."""
 
     @cached_property
     def home_dir(self) -> Path:

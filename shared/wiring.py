@@ -19,12 +19,20 @@ from shared.domain.messages import (
     SCHEDULER_QUEUE,
 )
 from shared.ports.bus import Bus
+from shared.ports.compute import ComputeProvider
 from shared.ports.output import OutputStore
 from shared.ports.store import Store
 from shared.settings import Settings
 
 
 def build_store(settings: Settings) -> Store:
+    """HPC_STORE: ``sqlite`` (the file in HPC_HOME) or ``cosmos`` (HPC_COSMOS_*)."""
+    if settings.store == "cosmos":
+        if not settings.cosmos_endpoint:
+            raise ValueError("HPC_STORE=cosmos needs HPC_COSMOS_ENDPOINT (the account's endpoint)")
+        from shared.adapters.cosmos_store import CosmosStore
+
+        return CosmosStore(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database)
     from shared.adapters.sqlite_store import SqliteStore
 
     return SqliteStore(settings.store_path)
@@ -49,6 +57,20 @@ def build_output(settings: Settings) -> OutputStore:
     from shared.adapters.local_output import LocalOutputStore
 
     return LocalOutputStore(settings.output_dir)
+
+
+def build_compute(settings: Settings) -> ComputeProvider | None:
+    """The provider of managed nodes (HPC_COMPUTE): local agent processes, or Azure VMs."""
+    if settings.compute == "local":
+        from shared.adapters.local_compute import LocalProvider
+
+        return LocalProvider(settings.home_dir, boot_delay_s=settings.local_boot_delay_s)
+    if settings.compute == "none":
+        return None
+    raise ValueError(
+        f"HPC_COMPUTE={settings.compute!r}: the Azure provider is not wired into the control "
+        "plane yet; use local (or none)"
+    )
 
 
 def declare_queues(bus: Bus) -> None:

@@ -25,6 +25,12 @@ EXPECTED_HTTP = {
     "hold_job": ("jobs/{id}/hold", ["POST"]),
     "release_job": ("jobs/{id}/release", ["POST"]),
     "modify_job": ("jobs/{id}", ["PATCH"]),
+    "add_nodes": ("nodes", ["POST"]),
+    "node_action": ("nodes/{name}/{action}", ["POST"]),
+    "remove_node": ("nodes/{name}", ["DELETE"]),
+    "create_node_group": ("nodegroups", ["POST"]),
+    "set_node_group": ("nodegroups/{name}", ["PATCH"]),
+    "autoscale_log": ("autoscale/log", ["GET"]),
     "list_tasks": ("jobs/{id}/tasks", ["GET"]),
     "get_task": ("jobs/{id}/tasks/{taskId}", ["GET"]),
     "task_output": ("jobs/{id}/tasks/{taskId}/output", ["GET"]),
@@ -43,7 +49,12 @@ def test_http_functions_declare_route_and_methods(name):
 
 
 def test_every_function_is_accounted_for():
-    assert set(FUNCTIONS) == set(EXPECTED_HTTP) | {"on_events", "schedule", "reconcile"}
+    assert set(FUNCTIONS) == set(EXPECTED_HTTP) | {
+        "on_events",
+        "schedule",
+        "reconcile",
+        "autoscale",
+    }
 
 
 def test_events_handler_reads_the_events_queue_in_batches():
@@ -61,12 +72,16 @@ def test_scheduler_is_a_single_session_consumer():
     assert t["isSessionsEnabled"] is True
 
 
-def test_reconciler_timer_schedule_is_a_setting_with_a_local_default():
-    t = trigger("reconcile")
+@pytest.mark.parametrize(
+    ("function", "setting"),
+    [("reconcile", "HPC_RECONCILE_SCHEDULE"), ("autoscale", "HPC_AUTOSCALE_SCHEDULE")],
+)
+def test_timer_schedules_are_settings_with_a_local_default(function, setting):
+    t = trigger(function)
     assert t["type"] == "timerTrigger"
-    assert t["schedule"] == "%HPC_RECONCILE_SCHEDULE%"
+    assert t["schedule"] == f"%{setting}%"
     example = json.loads((ROOT / "local.settings.json.example").read_text())
-    schedule = example["Values"]["HPC_RECONCILE_SCHEDULE"]
+    schedule = example["Values"][setting]
     assert len(schedule.split()) == 6, "NCRONTAB has six fields, seconds first"
 
 

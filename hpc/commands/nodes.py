@@ -1,13 +1,23 @@
-"""``hpc node``: list the cluster's compute nodes."""
+"""``hpc node``: list, add, start, stop, drain, take offline and remove compute nodes."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
+from rich.text import Text
 
 from hpc import render
 from hpc.common import JsonOption, api_client, print_json, stderr_console, stdout_console
+from hpc.errors import CliError
+from hpc.text import one_line
 
-app = typer.Typer(help="List the cluster's compute nodes.", no_args_is_help=True)
+app = typer.Typer(
+    help="List and administer compute nodes (on-prem and Azure).", no_args_is_help=True
+)
+
+Names = Annotated[list[str] | None, typer.Argument(metavar="NAME...", show_default=False)]
+Group = Annotated[str | None, typer.Option("--group", help="Every node of this group.")]
 
 
 @app.command("list")
@@ -23,3 +33,74 @@ def node_list(as_json: JsonOption = False) -> None:
         stderr_console().print("no nodes: start some with `hpc up` or `hpc agent run`")
         return
     stdout_console().print(render.nodes_table(nodes))
+
+
+@app.command("add")
+def node_add(
+    group: Annotated[str, typer.Option("--group", help="The managed node group.")],
+    count: Annotated[int, typer.Option(min=1, max=1000, help="How many nodes.")] = 1,
+    size: Annotated[str | None, typer.Option(help="VM size, e.g. Standard_D4s_v5.")] = None,
+    cores: Annotated[int | None, typer.Option(min=1, help="Cores of each node.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add nodes to a managed group: their VMs are created and left deallocated (Offline)."""
+    with api_client() as client:
+        data = client.add_nodes(group, count, cores=cores, size=size)
+    if as_json:
+        print_json(data)
+        return
+    for node in data.get("nodes", []):
+        stdout_console().print(Text(f"{one_line(node.get('name'))}: added, Offline"))
+
+
+def _act(action: str, names: list[str] | None, group: str | None) -> None:
+    if bool(names) == bool(group):
+        raise CliError(f"name the nodes to {action}, or give --group G (not both)", exit_code=2)
+    with api_client() as client:
+        targets = names or []
+        if group:
+            nodes = client.list_nodes().get("nodes", [])
+            targets = [
+                n["name"] for n in nodes if group.lower() in (g.lower() for g in n["groups"])
+            ]
+            if not targets:
+                raise CliError(f"node group {group} has no nodes")
+        for name in targets:
+            result: Any = client.node_action(name, action)
+            for node in result.get("nodes", []) or result.get("removed", []):
+                if isinstance(node, str):
+                    stdout_console().print(Text(f"{one_line(node)}: removed"))
+                else:
+                    line = Text(f"{one_line(node.get('name'))}: ")
+                    line.append_text(render.state(node.get("state")))
+                    stdout_console().print(line)
+
+
+@app.command("start")
+def node_start(names: Names = None, group: Group = None) -> None:
+    """Start Offline managed nodes: their VMs start, their agents register, they go Online."""
+    _act("start", names, group)
+
+
+@app.command("stop")
+def node_stop(names: Names = None, group: Group = None) -> None:
+    """Stop nodes: running tasks finish first (Draining), then the VM is deallocated."""
+    _act("stop", names, group)
+
+
+@app.command("drain")
+def node_drain(names: Names = None, group: Group = None) -> None:
+    """Give nodes no new tasks; what runs finishes."""
+    _act("drain", names, group)
+
+
+@app.command("offline")
+def node_offline(names: Names = None, group: Group = None) -> None:
+    """Take nodes offline now: what runs there is requeued elsewhere."""
+    _act("offline", names, group)
+
+
+@app.command("remove")
+def node_remove(names: Names = None, group: Group = None) -> None:
+    """Remove Offline nodes (and delete their VMs)."""
+    _act("remove", names, group)

@@ -15,12 +15,13 @@ this object only: it serves one long-lived process (``hpc up``, the local host).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -222,12 +223,29 @@ class LocalProvider(ComputeProvider):
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                preexec_fn=_die_with_parent(),  # noqa: PLW1509 - prctl only, no locks taken
             )
 
     def _remember(self, action: Action, vm: str, request_id: str, now: datetime) -> Operation:
         operation = Operation(action=action, vm=vm, request_id=request_id, begun_at=now, token=vm)
         self._requests[request_id] = operation
         return operation
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the "VM" when the control plane that runs it dies,
+    so no local VM outlives its cluster (real VMs do; these are this machine's processes)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+    return preexec
 
 
 def _quota(vm: str) -> ComputeError:

@@ -202,6 +202,22 @@ class NodeGroup(Record):
     description: str = ""
     min_nodes: int = 0
     max_nodes: int = 0
+    provider: str | None = None
+    """The compute provider whose VMs its nodes are (``local``, ``azure``); None: on-prem
+    machines whose agents join by themselves (not managed, never autoscaled)."""
+    node_cores: int = 2
+    """Cores of one node of a managed group (what ``hpc node add`` creates)."""
+    size: str | None = None
+    """The provider's VM size for new nodes (Azure: e.g. Standard_D4s_v5)."""
+    autoscale: bool = True
+    """The timer autoscaler grows and shrinks this (managed) group."""
+    grow_interval_s: float = 60
+    shrink_interval_s: float = 60
+    shrink_idle_times: int = 3
+    grow_threshold: int = 1
+    tasks_per_resource_unit: int = 1
+    extra_nodes_grow_ratio: int = 0
+    grow_by_min: bool = False
 
 
 DEFAULT_GROUPS: tuple[NodeGroup, ...] = (

@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from shared.domain.lifecycle import LIVE_STATES, key_of
+from shared.domain.lifecycle import key_of
 from shared.domain.models import Node, Task
 from shared.domain.states import NodeState, TaskState
 
-WATCHED = LIVE_STATES
-"""Node states that expect heartbeats."""
+WATCHED = frozenset({NodeState.ONLINE, NodeState.DRAINING})
+"""Node states whose silence makes them Unreachable. A Starting node is not judged by
+heartbeats: it may take minutes to boot, and the autoscaler's deployment timeout covers it."""
 
 
 def listening_since(

@@ -11,13 +11,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.domain.messages import Event
-from shared.domain.models import Job, NodeGroup, Principal, Task
+from shared.domain.models import Job, Node, NodeGroup, Principal, Task
 from shared.domain.states import JobState, TaskState
 from shared.ports.bus import Bus
+from shared.ports.compute import ComputeProvider
 from shared.ports.output import OutputStore, Stream
 from shared.ports.store import Store
 from shared.settings import Settings
-from shared.usecases import cancel, dispatch, events, modify, queries, reconcile, submit
+from shared.usecases import (
+    autoscale,
+    cancel,
+    dispatch,
+    events,
+    modify,
+    nodes,
+    queries,
+    reconcile,
+    submit,
+)
 from shared.usecases.deps import Backoff, Deps
 
 
@@ -31,6 +42,7 @@ class ControlPlane:
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         backoff: Backoff | None = None,
+        compute: ComputeProvider | None = None,
     ) -> None:
         self.deps = Deps(
             store=store,
@@ -39,6 +51,7 @@ class ControlPlane:
             settings=settings,
             clock=clock,
             backoff=backoff or Backoff(),
+            compute=compute,
         )
 
     @property
@@ -129,3 +142,31 @@ class ControlPlane:
 
     def reconcile(self) -> None:
         reconcile.reconcile(self.deps)
+
+    # nodes, node groups, the autoscaler
+    def add_nodes(self, group: str, count: int, **kw: Any) -> list[Node]:
+        return nodes.add_nodes(self.deps, group, count, **kw)
+
+    def node_action(self, action: str, names: list[str]) -> list[Any]:
+        """start, stop, drain, offline or remove these nodes."""
+        actions: dict[str, Callable[..., Sequence[Any]]] = {
+            "start": nodes.start_nodes,
+            "stop": nodes.stop_nodes,
+            "drain": nodes.drain_nodes,
+            "offline": nodes.offline_nodes,
+            "remove": nodes.remove_nodes,
+        }
+        do = actions[action]
+        return list(do(self.deps, names))
+
+    def create_group(self, name: str, **settings: Any) -> NodeGroup:
+        return nodes.create_group(self.deps, name, **settings)
+
+    def set_group(self, name: str, **settings: Any) -> NodeGroup:
+        return nodes.set_group(self.deps, name, **settings)
+
+    def autoscale(self) -> None:
+        autoscale.run(self.deps)
+
+    def autoscale_log(self, *, group: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        return autoscale.read_log(self.deps, group=group, limit=limit)

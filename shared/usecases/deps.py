@@ -23,6 +23,7 @@ from shared.domain.messages import (
 )
 from shared.errors import Conflict
 from shared.ports.bus import Bus, OutgoingMessage
+from shared.ports.compute import ComputeProvider
 from shared.ports.output import OutputStore
 from shared.ports.store import MAX_BATCH, Store
 from shared.settings import Settings
@@ -64,6 +65,8 @@ class Deps:
     settings: Settings
     clock: Callable[[], datetime] = _utcnow
     backoff: Backoff = field(default_factory=Backoff)
+    compute: ComputeProvider | None = None
+    """Provider of managed nodes (None: only agents that join by themselves)."""
 
     def retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` again, after a jittered pause, while it meets a Conflict (someone else

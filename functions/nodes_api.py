@@ -1,0 +1,122 @@
+"""HTTP triggers for administering nodes, node groups and the autoscaler.
+
+``POST /api/nodes`` adds managed nodes; ``POST /api/nodes/{name}/{action}`` starts,
+stops (drain first while tasks run), drains or takes a node offline; ``DELETE
+/api/nodes/{name}`` removes an Offline node; ``POST /api/nodegroups`` creates a group,
+``PATCH /api/nodegroups/{name}`` changes its settings; ``GET /api/autoscale/log`` tells
+why the autoscaler did what it did.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.functions as func
+
+from functions.context import control
+from functions.http_api import BadRequest, _body, _doc, _int, api
+from shared.domain.models import Node, NodeGroup, Principal
+from shared.errors import NotFound
+
+bp = func.Blueprint()
+
+NODE_ACTIONS = ("start", "stop", "drain", "offline")
+_CAMEL = {
+    "minNodes": "min_nodes",
+    "maxNodes": "max_nodes",
+    "nodeCores": "node_cores",
+    "growIntervalS": "grow_interval_s",
+    "shrinkIntervalS": "shrink_interval_s",
+    "shrinkIdleTimes": "shrink_idle_times",
+    "growThreshold": "grow_threshold",
+    "tasksPerResourceUnit": "tasks_per_resource_unit",
+    "extraNodesGrowRatio": "extra_nodes_grow_ratio",
+    "growByMin": "grow_by_min",
+}
+
+
+def _settings(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("the body is a JSON object of node group settings")
+    return {_CAMEL.get(str(k), str(k)): v for k, v in body.items()}
+
+
+def _node(node: Node | str) -> Any:
+    return node if isinstance(node, str) else _doc(node)
+
+
+def _group(group: NodeGroup) -> dict[str, Any]:
+    return _doc(group)
+
+
+@bp.route(route="nodes", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
+    """``{"group": "AzureNodes", "count": 4, "cores": 4, "size": "Standard_D4s_v5"}``."""
+    body = _body(req)
+    if not isinstance(body, dict) or "group" not in body:
+        raise BadRequest('the body is {"group": NAME, "count": N[, "cores": C, "size": SKU]}')
+    unknown = set(body) - {"group", "count", "cores", "size"}
+    if unknown:
+        raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}")
+    count = body.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise BadRequest(f"count must be a whole number, got {count!r}")
+    cores = body.get("cores")
+    if cores is not None and (not isinstance(cores, int) or cores < 1):
+        raise BadRequest(f"cores must be a whole number of at least 1, got {cores!r}")
+    added = control().add_nodes(str(body["group"]), count, cores=cores, size=body.get("size"))
+    return func.HttpResponse(
+        _json_text({"nodes": [_doc(n) for n in added]}),
+        status_code=201,
+        mimetype="application/json",
+    )
+
+
+@bp.route(route="nodes/{name}/{action}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def node_action(req: func.HttpRequest, principal: Principal) -> Any:
+    action = req.route_params.get("action", "")
+    if action not in NODE_ACTIONS:
+        raise NotFound(f"no node action {action!r}; one of {', '.join(NODE_ACTIONS)}")
+    done = control().node_action(action, [req.route_params.get("name", "")])
+    return {"nodes": [_node(n) for n in done]}
+
+
+@bp.route(route="nodes/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def remove_node(req: func.HttpRequest, principal: Principal) -> Any:
+    return {"removed": control().node_action("remove", [req.route_params.get("name", "")])}
+
+
+@bp.route(route="nodegroups", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
+    settings = _settings(_body(req))
+    name = settings.pop("name", None)
+    if not isinstance(name, str):
+        raise BadRequest('the body needs "name"')
+    group = control().create_group(name, **settings)
+    return func.HttpResponse(
+        _json_text(_group(group)), status_code=201, mimetype="application/json"
+    )
+
+
+@bp.route(route="nodegroups/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
+    group = control().set_group(req.route_params.get("name", ""), **_settings(_body(req)))
+    return _group(group)
+
+
+@bp.route(route="autoscale/log", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def autoscale_log(req: func.HttpRequest, principal: Principal) -> Any:
+    limit = _int(req.params.get("limit"), "limit", 200, 1)
+    return {"entries": control().autoscale_log(group=req.params.get("group"), limit=limit)}
+
+
+def _json_text(data: Any) -> str:
+    import json
+
+    return json.dumps(data, default=str)

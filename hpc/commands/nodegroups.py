@@ -1,0 +1,110 @@
+"""``hpc nodegroup``: list, create and tune node groups (and their autoscaling)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hpc.common import JsonOption, api_client, print_json, stdout_console
+from hpc.errors import CliError
+from hpc.render import _cells, dash
+
+app = typer.Typer(help="List, create and tune node groups.", no_args_is_help=True)
+
+
+@app.command("list")
+def group_list(as_json: JsonOption = False) -> None:
+    """List node groups with their bounds and provider."""
+    with api_client() as client:
+        data = client.list_node_groups()
+    if as_json:
+        print_json(data)
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("Name", "Provider", "Min", "Max", "Node cores", "Autoscale", "Description"):
+        table.add_column(column)
+    for g in data.get("groups", []):
+        managed = g.get("provider")
+        table.add_row(
+            *_cells(
+                dash(g.get("name")),
+                dash(managed) if managed else "on-prem",
+                dash(g.get("minNodes")),
+                dash(g.get("maxNodes")),
+                dash(g.get("nodeCores")),
+                ("yes" if g.get("autoscale") else "no") if managed else "-",
+                dash(g.get("description")),
+            )
+        )
+    stdout_console().print(table)
+
+
+def _settings(**given: Any) -> dict[str, Any]:
+    return {k: v for k, v in given.items() if v is not None}
+
+
+@app.command("create")
+def group_create(
+    name: Annotated[str, typer.Argument(help="The new group's name.")],
+    provider: Annotated[
+        str | None, typer.Option(help="Make it managed by this provider (local, azure).")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the group is.")] = None,
+) -> None:
+    """Create a node group."""
+    with api_client() as client:
+        client.create_node_group(name, **_settings(provider=provider, description=description))
+    stdout_console().print(f"node group {name} created")
+
+
+@app.command("set")
+def group_set(
+    name: Annotated[str, typer.Argument(help="The group.")],
+    min_nodes: Annotated[int | None, typer.Option("--min", min=0, help="Fewest nodes.")] = None,
+    max_nodes: Annotated[int | None, typer.Option("--max", min=0, help="Most nodes.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Provider of its nodes.")] = None,
+    node_cores: Annotated[int | None, typer.Option(min=1, help="Cores of new nodes.")] = None,
+    size: Annotated[str | None, typer.Option(help="VM size of new nodes.")] = None,
+    autoscale: Annotated[
+        bool | None, typer.Option("--autoscale/--no-autoscale", help="Autoscale it.")
+    ] = None,
+    grow_interval: Annotated[
+        float | None, typer.Option(min=0, help="GrowInterval, seconds.")
+    ] = None,
+    shrink_interval: Annotated[
+        float | None, typer.Option(min=0, help="ShrinkInterval, seconds.")
+    ] = None,
+    shrink_idle_times: Annotated[
+        int | None, typer.Option(min=1, help="ShrinkIdleTimes: idle intervals before a stop.")
+    ] = None,
+    grow_threshold: Annotated[
+        int | None, typer.Option(min=1, help="GrowThreshold: queued tasks before it grows.")
+    ] = None,
+    tasks_per_resource_unit: Annotated[
+        int | None, typer.Option(min=1, help="TasksPerResourceUnit.")
+    ] = None,
+    extra_nodes_grow_ratio: Annotated[
+        int | None, typer.Option(min=0, help="ExtraNodesGrowRatio, percent.")
+    ] = None,
+    grow_by_min: Annotated[
+        bool | None, typer.Option("--grow-by-min/--no-grow-by-min", help="GrowByMin.")
+    ] = None,
+) -> None:
+    """Change a node group's bounds, provider and AutoGrowShrink parameters."""
+    settings = _settings(
+        minNodes=min_nodes, maxNodes=max_nodes, provider=provider, nodeCores=node_cores,
+        size=size, autoscale=autoscale, growIntervalS=grow_interval,
+        shrinkIntervalS=shrink_interval, shrinkIdleTimes=shrink_idle_times,
+        growThreshold=grow_threshold, tasksPerResourceUnit=tasks_per_resource_unit,
+        extraNodesGrowRatio=extra_nodes_grow_ratio, growByMin=grow_by_min,
+    )  # fmt: skip
+    if not settings:
+        raise CliError("give at least one setting to change (see --help)", exit_code=2)
+    with api_client() as client:
+        group = client.set_node_group(name, **settings)
+    stdout_console().print(
+        f"node group {dash(group.get('name'))}: min {dash(group.get('minNodes'))}, "
+        f"max {dash(group.get('maxNodes'))}, provider {dash(group.get('provider'))}"
+    )

@@ -1,0 +1,201 @@
+"""The autoscaler's timer run: poll begun VM operations, ask the pure policy
+(:mod:`shared.domain.autoscaler`) what to start and stop, do it, and keep every decision
+with its reason (``hpc autoscale log``).
+
+One run reads: the provider's power states (one call), each pending operation (one poll
+each), nodes, active and queued tasks, and the policy's memory (a Meta document); it then
+begins at most the starts and stops the policy orders. Nothing waits on a VM operation.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.domain.autoscaler import ClusterView, Decision, Order, StartFailure, autoscale
+from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy
+from shared.domain.models import Meta, NodeGroup
+from shared.domain.states import NodeState
+from shared.errors import Conflict, NotFound
+from shared.ports.compute import ComputeError, Operation
+from shared.usecases.deps import Deps
+from shared.usecases.dispatch import runnable
+from shared.usecases.losses import lose_attempts
+from shared.usecases.nodes import drain_node, start_node, stop_node
+from shared.usecases.operations import pending_operations, settle_operations
+from shared.usecases.queries import used_cores
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "autoscaler"
+LOG_KEY = "autoscale-log"
+LOG_KEEP = 1000
+"""Decisions kept for ``hpc autoscale log`` (the newest)."""
+QUEUE_WINDOW = 10_000
+
+
+def policy_of(groups: list[NodeGroup], deps: Deps) -> AutoscalerPolicy:
+    provider = deps.compute.name if deps.compute else None
+    managed = {
+        g.name: GroupPolicy(
+            node_cores=g.node_cores,
+            min_nodes=g.min_nodes,
+            max_nodes=g.max_nodes,
+            grow_interval=timedelta(seconds=g.grow_interval_s),
+            shrink_interval=timedelta(seconds=g.shrink_interval_s),
+            shrink_idle_times=g.shrink_idle_times,
+            grow_threshold=g.grow_threshold,
+            tasks_per_resource_unit=g.tasks_per_resource_unit,
+            extra_nodes_grow_ratio=g.extra_nodes_grow_ratio,
+            grow_by_min=g.grow_by_min,
+        )
+        for g in groups
+        if g.provider == provider
+    }
+    return AutoscalerPolicy(
+        groups=managed,
+        exclude_node_groups=frozenset(g.name for g in groups if g.provider and not g.autoscale),
+        deployment_timeout=timedelta(seconds=deps.settings.deployment_timeout_s),
+        scale_down_delay=timedelta(seconds=deps.settings.scale_down_delay_s),
+    )
+
+
+def run(deps: Deps) -> Decision | None:
+    """One autoscaler run (the timer's); None when no group is managed."""
+    if deps.compute is None:
+        return None
+    groups = deps.store.list_groups()
+    policy = policy_of(groups, deps)
+    if not policy.groups:
+        return None
+    now = deps.clock()
+    failures = _poll(deps, now)
+    power = deps.compute.power_states()
+    nodes = deps.store.list_nodes()
+    active = deps.store.active_tasks()
+    queued = runnable(deps, deps.store.queued_tasks(limit=QUEUE_WINDOW), active)
+    state = _load_state(deps)
+    decision = autoscale(
+        ClusterView(
+            nodes=nodes,
+            queued=queued,
+            used_cores=used_cores(active),
+            power={} if isinstance(power, ComputeError) else power,
+            failures=failures,
+        ),
+        policy,
+        state,
+        now,
+    )
+    done = [o for o in decision.orders if _apply(deps, o)]
+    _save(deps, decision, done, now)
+    return decision
+
+
+def _poll(deps: Deps, now: datetime) -> list[StartFailure]:
+    assert deps.compute is not None
+    before = pending_operations(deps)
+    after: dict[str, Operation] = {}
+    failures = []
+    for vm, op in before.items():
+        result = deps.compute.poll(op, now=now)
+        if result.next is not None:
+            after[vm] = result.next
+        elif not result.done:
+            after[vm] = op
+        elif result.status == "failed" and result.error is not None:
+            log.warning("%s of %s failed: %s", op.action, vm, result.error.message)
+            if op.action == "start":
+                group = _group(deps, vm)
+                failures.append(StartFailure.from_error(group, vm, result.error))
+    settle_operations(deps, before, after)
+    return failures
+
+
+def _group(deps: Deps, vm: str) -> str:
+    try:
+        node = deps.store.get_node(vm)
+    except NotFound:
+        return ""
+    return node.groups[0] if node.groups else ""
+
+
+def _apply(deps: Deps, order: Order) -> bool:
+    """Carry out one order; False if it could not be (logged, the next run sees again)."""
+    try:
+        node = deps.store.get_node(order.node)
+        if order.action == "start":
+            if node.state is NodeState.OFFLINE:
+                start_node(deps, node, reason=order.reason)
+        elif order.action == "stop":
+            stop_node(deps, node, reason=order.reason)
+        elif order.action == "drain":
+            drain_node(deps, node, reason=order.reason)
+        elif node.state is not NodeState.OFFLINE:  # "offline": its VM is off already
+            node.move_to(NodeState.OFFLINE, reason=order.reason, now=deps.clock())
+            deps.store.put_node(node)
+            held = deps.store.active_tasks(node=node.name)
+            lose_attempts(deps, held, lambda _t: order.reason, count=True)
+    except (Conflict, NotFound, ValueError) as exc:
+        log.warning("autoscaler: could not %s %s: %s", order.action, order.node, exc)
+        return False
+    log.info("autoscaler: %s %s (%s)", order.action, order.node, order.reason)
+    return True
+
+
+def _load_state(deps: Deps) -> AutoscalerState:
+    try:
+        return AutoscalerState.from_dict(deps.store.get_meta(STATE_KEY).data)
+    except NotFound:
+        return AutoscalerState()
+
+
+def _save(deps: Deps, decision: Decision, done: list[Order], now: datetime) -> None:
+    entries = [
+        {"time": now.isoformat(), "action": o.action, "node": o.node, "group": o.group,
+         "reason": o.reason}
+        for o in done
+    ] + [{"time": now.isoformat(), "action": "note", "node": None, "group": None, "reason": n}
+         for n in decision.notes]  # fmt: skip
+
+    def write_state() -> None:
+        try:
+            meta = deps.store.get_meta(STATE_KEY)
+        except NotFound:
+            meta = Meta(key=STATE_KEY)
+        meta.data = decision.state.to_dict()
+        deps.store.put_meta(meta)
+
+    def write_log() -> None:
+        try:
+            meta = deps.store.get_meta(LOG_KEY)
+        except NotFound:
+            meta = Meta(key=LOG_KEY)
+        old: list[Any] = list(meta.data.get("entries", []))
+        fresh = [e for e in entries if e["action"] != "note" or not _repeats(old, e)]
+        meta.data = {"entries": (old + fresh)[-LOG_KEEP:]}
+        deps.store.put_meta(meta)
+
+    deps.retry(write_state)
+    if entries:
+        deps.retry(write_log)
+    if done:
+        deps.kick()
+
+
+def _repeats(old: list[Any], entry: dict[str, Any]) -> bool:
+    """A note said again run after run (a group at max) is logged once until it changes."""
+    notes = [e for e in old if e.get("action") == "note"]
+    return bool(notes) and notes[-1].get("reason") == entry["reason"]
+
+
+def read_log(deps: Deps, *, group: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    try:
+        entries = list(deps.store.get_meta(LOG_KEY).data.get("entries", []))
+    except NotFound:
+        return []
+    if group:
+        entries = [e for e in entries if (e.get("group") or "").lower() == group.lower()
+                   or (e.get("action") == "note" and group.lower() in str(e.get("reason")).lower())]  # fmt: skip
+    return entries[-limit:]

@@ -1,0 +1,271 @@
+"""Administer nodes and node groups: add managed nodes (VMs, created and left deallocated),
+start, stop (drain first while tasks run), drain, take offline, remove; create and tune groups.
+
+A managed node is a VM of the compute provider (``NodeGroup.provider``); its begun
+operations are kept (:mod:`shared.usecases.operations`) and polled by the autoscaler's
+timer run, so no call waits on a long-running operation. On-prem nodes join by their
+agents; they can be drained and taken offline, not started or stopped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from shared.domain.models import Node, NodeGroup, Task
+from shared.domain.states import NodeState
+from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.ports.compute import ComputeError, ErrorKind, VmSpec
+from shared.usecases.deps import Deps
+from shared.usecases.losses import lose_attempts
+from shared.usecases.operations import record_operation
+
+GROUP_SETTINGS = {
+    "description": str,
+    "min_nodes": int,
+    "max_nodes": int,
+    "node_cores": int,
+    "size": str,
+    "autoscale": bool,
+    "grow_interval_s": float,
+    "shrink_interval_s": float,
+    "shrink_idle_times": int,
+    "grow_threshold": int,
+    "tasks_per_resource_unit": int,
+    "extra_nodes_grow_ratio": int,
+    "grow_by_min": bool,
+    "provider": str,
+}
+"""What ``hpc nodegroup set`` may change, and its type."""
+
+
+def group_of(deps: Deps, name: str) -> NodeGroup:
+    for group in deps.store.list_groups():
+        if group.name.lower() == name.lower():  # group names match case-insensitively
+            return group
+    raise NotFound(f"node group {name!r} does not exist (hpc nodegroup list)")
+
+
+def _managed(deps: Deps, group: NodeGroup) -> None:
+    if deps.compute is None or group.provider != deps.compute.name:
+        raise Conflict(
+            f"node group {group.name!r} is not managed by the {getattr(deps.compute, 'name', 'no')} "
+            "provider: on-prem nodes join by running `hpc agent run`; make a group managed with "
+            f"`hpc nodegroup set {group.name} --provider local`"
+        )
+
+
+def _prefix(group: str) -> str:
+    base = re.sub(r"nodes?$", "", group, flags=re.IGNORECASE) or group
+    return re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") or "node"
+
+
+def add_nodes(
+    deps: Deps, group_name: str, count: int, *, cores: int | None = None, size: str | None = None
+) -> list[Node]:
+    """Create ``count`` VMs for the group, left deallocated: Offline nodes until started."""
+    if not 1 <= count <= 1000:
+        raise InvalidRequest(f"count must be 1-1000, got {count}")
+    group = group_of(deps, group_name)
+    _managed(deps, group)
+    assert deps.compute is not None
+    existing = {n.name for n in deps.store.list_nodes()}
+    members = [n for n in deps.store.list_nodes() if group.name in n.groups]
+    if group.max_nodes and len(members) + count > group.max_nodes:
+        raise Conflict(
+            f"node group {group.name} may have at most {group.max_nodes} nodes and has "
+            f"{len(members)}: raise it with `hpc nodegroup set {group.name} --max N`"
+        )
+    prefix, i = _prefix(group.name), 0
+    added: list[Node] = []
+    now = deps.clock()
+    while len(added) < count:
+        i += 1
+        name = f"{prefix}-{i}"
+        if name in existing:
+            continue
+        node = Node(
+            name=name,
+            groups=[group.name],
+            cores=cores or group.node_cores,
+            provider=deps.compute.name,
+            size=size or group.size,
+            state=NodeState.OFFLINE,
+            state_reason="added: VM created, deallocated",
+            state_time=now,
+        )
+        deps.store.put_node(node)
+        spec = VmSpec(name=name, group=group.name, cores=node.cores, size=node.size)
+        result = deps.compute.create(spec, request_id=f"create-{name}", now=now)
+        if isinstance(result, ComputeError):
+            deps.store.delete_node(node)
+            raise Conflict(f"could not create VM {name}: {result.kind}: {result.message}")
+        record_operation(deps, result)
+        added.append(node)
+    return added
+
+
+def _nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
+    out = []
+    for name in names:
+        out.append(deps.store.get_node(name))  # NotFound: 404 naming it
+    if not out:
+        raise InvalidRequest("name at least one node")
+    return out
+
+
+def start_nodes(
+    deps: Deps, names: Iterable[str], *, reason: str = "started by an admin"
+) -> list[Node]:
+    nodes = _nodes(deps, names)
+    for node in nodes:
+        if node.provider in (None, "onprem"):
+            raise Conflict(f"node {node.name} is on-prem: start its agent there (hpc agent run)")
+        if node.state is not NodeState.OFFLINE:
+            raise Conflict(f"node {node.name} is {node.state}; only an Offline node can be started")
+    return [start_node(deps, node, reason=reason) for node in nodes]
+
+
+def start_node(deps: Deps, node: Node, *, reason: str) -> Node:
+    """Offline -> Starting, and the provider's start begun (the VM is created again if the
+    provider lost it, as the local provider does when the control plane restarts)."""
+    assert deps.compute is not None
+    now = deps.clock()
+    request = f"start-{node.name}-{now.timestamp():.0f}"
+    result = deps.compute.start(node.name, request_id=request, now=now)
+    if isinstance(result, ComputeError) and result.kind is ErrorKind.NOT_FOUND:
+        spec = VmSpec(name=node.name, group=node.groups[0], cores=node.cores, size=node.size)
+        deps.compute.create(spec, request_id=f"create-{node.name}-{now.timestamp():.0f}", now=now)
+        result = deps.compute.start(node.name, request_id=request + "-again", now=now)
+    if isinstance(result, ComputeError):
+        raise Conflict(f"could not start {node.name}: {result.kind}: {result.message}")
+    node.move_to(NodeState.STARTING, reason=reason, now=now)
+    deps.store.put_node(node)
+    record_operation(deps, result)
+    return node
+
+
+def stop_nodes(
+    deps: Deps, names: Iterable[str], *, reason: str = "stopped by an admin"
+) -> list[Node]:
+    """Running tasks finish first: a busy node is Draining and stops once empty."""
+    out = []
+    for node in _nodes(deps, names):
+        busy = bool(deps.store.active_tasks(node=node.name))
+        if busy or node.provider in (None, "onprem"):
+            out.append(drain_node(deps, node, reason=reason))
+        else:
+            out.append(stop_node(deps, node, reason=reason))
+    return out
+
+
+def stop_node(deps: Deps, node: Node, *, reason: str) -> Node:
+    assert deps.compute is not None
+    now = deps.clock()
+    if node.state in (NodeState.OFFLINE, NodeState.STOPPING):
+        return node
+    result = deps.compute.deallocate(
+        node.name, request_id=f"stop-{node.name}-{now.timestamp():.0f}", now=now
+    )
+    if isinstance(result, ComputeError) and result.kind is not ErrorKind.NOT_FOUND:
+        raise Conflict(f"could not stop {node.name}: {result.kind}: {result.message}")
+    node.move_to(NodeState.STOPPING, reason=reason, now=now)
+    deps.store.put_node(node)
+    if not isinstance(result, ComputeError):
+        record_operation(deps, result)
+    return node
+
+
+def drain_node(deps: Deps, node: Node, *, reason: str = "drained by an admin") -> Node:
+    if node.state is NodeState.DRAINING:
+        return node
+    if node.state is not NodeState.ONLINE:
+        raise Conflict(f"node {node.name} is {node.state}; only an Online node can be drained")
+    node.move_to(NodeState.DRAINING, reason=reason, now=deps.clock())
+    deps.store.put_node(node)
+    return node
+
+
+def drain_nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
+    return [drain_node(deps, node) for node in _nodes(deps, names)]
+
+
+def offline_nodes(
+    deps: Deps, names: Iterable[str], *, reason: str = "taken offline by an admin"
+) -> list[Node]:
+    """Offline now: what runs there is requeued (no retry used), a VM is deallocated."""
+    out = []
+    for node in _nodes(deps, names):
+        if node.state is not NodeState.OFFLINE:
+            if node.provider not in (None, "onprem") and deps.compute is not None:
+                now = deps.clock()
+                deps.compute.deallocate(
+                    node.name, request_id=f"off-{node.name}-{now.timestamp():.0f}", now=now
+                )
+            node.move_to(NodeState.OFFLINE, reason=reason, now=deps.clock())
+            deps.store.put_node(node)
+            held = deps.store.active_tasks(node=node.name)
+            lose_attempts(deps, held, _reason(f"node {node.name} taken offline"), count=False)
+        out.append(node)
+    deps.kick()
+    return out
+
+
+def _reason(text: str) -> Callable[[Task], str]:
+    return lambda _task: text
+
+
+def remove_nodes(deps: Deps, names: Iterable[str]) -> list[str]:
+    """Delete Offline nodes (and their VMs)."""
+    nodes = _nodes(deps, names)
+    for node in nodes:
+        if node.state is not NodeState.OFFLINE:
+            raise Conflict(f"node {node.name} is {node.state}; take it offline or stop it first")
+    for node in nodes:
+        if node.provider not in (None, "onprem") and deps.compute is not None:
+            now = deps.clock()
+            deps.compute.delete(node.name, request_id=f"delete-{node.name}", now=now)
+        deps.store.delete_node(node)
+    return [n.name for n in nodes]
+
+
+def create_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
+    if any(g.name.lower() == name.lower() for g in deps.store.list_groups()):
+        raise Conflict(f"node group {name!r} exists already (hpc nodegroup set to change it)")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
+        raise InvalidRequest(f"node group name {name!r}: letters, digits, _ . - (64 at most)")
+    group = NodeGroup(name=name)
+    _apply(group, settings)
+    deps.store.put_group(group)
+    return group
+
+
+def set_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
+    def write() -> NodeGroup:
+        group = group_of(deps, name)
+        _apply(group, settings)
+        deps.store.put_group(group)
+        return group
+
+    return deps.retry(write)
+
+
+def _apply(group: NodeGroup, settings: dict[str, Any]) -> None:
+    for key, value in settings.items():
+        if key not in GROUP_SETTINGS:
+            raise InvalidRequest(
+                f"node group setting {key!r} is unknown; known: {', '.join(GROUP_SETTINGS)}"
+            )
+        kind = GROUP_SETTINGS[key]
+        if (
+            value is not None
+            and not isinstance(value, kind)
+            and not (kind is float and isinstance(value, int))
+        ):
+            raise InvalidRequest(f"{key} must be {kind.__name__}, got {value!r}")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise InvalidRequest(f"{key} must not be negative, got {value}")
+        setattr(group, key, value)
+    if group.max_nodes and group.min_nodes > group.max_nodes:
+        raise InvalidRequest(f"min nodes {group.min_nodes} is above max nodes {group.max_nodes}")
