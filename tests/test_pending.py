@@ -42,6 +42,15 @@ def task(cores=1, groups=("OnPremNodes",), state=TaskState.QUEUED):
             "no Online node in AzureNodes (1 Offline)",
         ),
         (task(groups=()), [], {}, "no Online node in the cluster"),
+        (
+            task(groups=("AzureNodes",)),
+            [
+                node("z1", groups=("AzureNodes",), state=NodeState.STARTING),
+                node("z2", groups=("AzureNodes",), state=NodeState.OFFLINE),
+            ],
+            {},
+            "waiting for z1 to start in AzureNodes",
+        ),
         (task(state=TaskState.RUNNING), [node("a")], {}, None),
     ],
 )

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from shared.domain.models import Node, Task
-from shared.domain.states import NODE_SCHEDULABLE, TaskState
+from shared.domain.states import NODE_SCHEDULABLE, NodeState, TaskState
 
 
 def where(groups: Sequence[str]) -> str:
@@ -25,6 +25,9 @@ def pending_reason(task: Task, nodes: Sequence[Node], used: Mapping[str, int]) -
     place = where(task.node_groups)
     mine = [n for n in nodes if not task.node_groups or set(task.node_groups) & set(n.groups)]
     online = [n for n in mine if n.state in NODE_SCHEDULABLE and n.incarnation > 0]
+    starting = sorted(n.name for n in mine if n.state is NodeState.STARTING)
+    if not online and starting:
+        return f"waiting for {', '.join(starting)} to start in {place}"
     if not online:
         states = Counter(n.state.value for n in mine)
         seen = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))

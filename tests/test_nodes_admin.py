@@ -1,0 +1,99 @@
+"""Administering managed nodes and node groups through the control plane, on the local
+provider (its "VMs" are agent processes; these tests create them but start none)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.adapters.local_compute import LocalProvider
+from shared.domain.states import NodeState
+from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.ports.compute import OFF_STATES
+from shared.usecases.operations import pending_operations
+from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def provider(cp, tmp_path):
+    p = LocalProvider(tmp_path / "vms")
+    cp.deps.compute = p
+    yield p
+    p.close()
+
+
+def managed(cp, name="AzureNodes", **settings):
+    return cp.set_group(name, provider="local", max_nodes=4, node_cores=2, **settings)
+
+
+def test_adding_nodes_creates_offline_vms_named_after_the_group(cp, provider):
+    managed(cp)
+    added = cp.add_nodes("azurenodes", 2)  # group names match case-insensitively
+    assert [(n.name, n.state, n.cores, n.provider) for n in added] == [
+        ("azure-1", NodeState.OFFLINE, 2, "local"),
+        ("azure-2", NodeState.OFFLINE, 2, "local"),
+    ]
+    assert set(pending_operations(cp.deps)) == {"azure-1", "azure-2"}
+    power = provider.power_states()
+    assert set(power) == {"azure-1", "azure-2"} and all(s in OFF_STATES for s in power.values())
+
+
+def test_a_group_keeps_within_its_max(cp, provider):
+    managed(cp)
+    cp.add_nodes("AzureNodes", 4)
+    with pytest.raises(Conflict, match="at most 4 nodes and has 4"):
+        cp.add_nodes("AzureNodes", 1)
+
+
+def test_nodes_cannot_be_added_to_an_unmanaged_group(cp, provider):
+    with pytest.raises(Conflict, match="on-prem nodes join by running `hpc agent run`"):
+        cp.add_nodes("OnPremNodes", 1)
+    with pytest.raises(NotFound, match="node group 'Nope' does not exist"):
+        cp.add_nodes("Nope", 1)
+
+
+def test_only_offline_nodes_start_and_only_offline_nodes_are_removed(cp, provider):
+    managed(cp)
+    cp.add_nodes("AzureNodes", 1)
+    onprem = register(cp, "n1")
+    with pytest.raises(Conflict, match="n1 is on-prem"):
+        cp.node_action("start", [onprem.name])
+    with pytest.raises(Conflict, match="take it offline or stop it first"):
+        cp.node_action("remove", ["n1"])
+    assert cp.node_action("remove", ["azure-1"]) == ["azure-1"]
+    with pytest.raises(NotFound):
+        cp.store.get_node("azure-1")
+
+
+def test_stopping_a_busy_node_drains_it_first(cp, provider):
+    n1 = register(cp, "n1", cores=1)
+    cp.submit({"command": "x"})
+    cp.schedule_pass()
+    [node] = cp.node_action("stop", ["n1"])
+    assert node.state is NodeState.DRAINING
+    assert cp.schedule_pass() == 0
+    [offline] = cp.node_action("offline", ["n1"])
+    assert offline.state is NodeState.OFFLINE and n1.name == "n1"
+    [task] = cp.list_tasks(1)  # its task was requeued without using a retry
+    assert task.state.value == "Queued" and task.requeue_count == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"maxx_nodes": 3}, "node group setting 'maxx_nodes' is unknown"),
+        ({"max_nodes": -1}, "max_nodes must not be negative"),
+        ({"min_nodes": 5, "max_nodes": 2}, "min nodes 5 is above max nodes 2"),
+        ({"node_cores": "four"}, "node_cores must be int"),
+    ],
+)
+def test_bad_group_settings_are_refused_saying_what_to_fix(cp, settings, message):
+    with pytest.raises(InvalidRequest, match=message):
+        cp.set_group("AzureNodes", **settings)
+
+
+def test_groups_are_created_once(cp):
+    cp.create_group("Gpu", provider="local")
+    with pytest.raises(Conflict, match="exists already"):
+        cp.create_group("gpu")
+    with pytest.raises(InvalidRequest, match="letters, digits"):
+        cp.create_group("bad name")
