@@ -161,6 +161,7 @@ class Agent:
                 cores=cfg.cores,
                 agent_id=self.agent_id,
                 host_id=self._identity.host_id,
+                ended=self.tasks.recorded_leftovers(),
             ),
             retry_s=cfg.registration_retry_s,
             stop=self._stop,

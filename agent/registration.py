@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from shared.domain.messages import EVENTS_QUEUE, REPLY, RegisterNode, Registration
+from shared.domain.messages import (
+    EVENTS_QUEUE,
+    REPLY,
+    EndedAttempt,
+    RegisterNode,
+    Registration,
+)
 from shared.ports.bus import Bus, BusError, OutgoingMessage, SessionReceiver
 
 log = logging.getLogger(__name__)
@@ -77,7 +83,13 @@ def register(
 
 
 def request(
-    *, node: str, groups: list[str], cores: int, agent_id: str, host_id: str
+    *,
+    node: str,
+    groups: list[str],
+    cores: int,
+    agent_id: str,
+    host_id: str,
+    ended: list[EndedAttempt] | None = None,
 ) -> RegisterNode:
     return RegisterNode(
         node=node,
@@ -86,6 +98,7 @@ def request(
         agent_id=agent_id,
         host_id=host_id,
         started_at=datetime.now(UTC),
+        ended=ended or [],
     )
 
 

@@ -24,7 +24,13 @@ from agent.lifeline import Lifeline
 from agent.reporter import Reporter
 from agent.runner import Runner, kill_trees, task_env, task_key
 from shared.domain.durations import format_duration
-from shared.domain.messages import AssignmentRefused, CancelTask, RunTask, TaskStarted
+from shared.domain.messages import (
+    AssignmentRefused,
+    CancelTask,
+    EndedAttempt,
+    RunTask,
+    TaskStarted,
+)
 from shared.ports.output import OutputStore
 
 log = logging.getLogger("agent.agent")
@@ -221,6 +227,18 @@ class Tasks:
         return sorted(killed)
 
     # ------------------------------------------------------------------ end records
+
+    def recorded_leftovers(self) -> list[EndedAttempt]:
+        """The ends on disk that an earlier agent of this node may not have reported, for the
+        registration to carry (the control plane applies them before it requeues anything)."""
+        if self._records is None:
+            return []
+        return [
+            EndedAttempt(
+                key=task_key(left.job_id, left.task_id, left.attempt), exit_code=left.exit_code
+            )
+            for left in self._records.leftovers(running=set(self.running))
+        ][:2000]
 
     def report_leftovers(self) -> None:
         """Ends recorded on disk that an earlier agent of this node died before reporting."""

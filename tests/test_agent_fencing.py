@@ -203,6 +203,8 @@ def test_an_end_recorded_before_the_agent_died_is_reported_by_the_next_agent(
     (state / "ends" / "41.2.0").write_text("0\n")  # ran to its end, never reported
     (state / "ends" / "41.3.0").write_text("")  # its shell died while writing: no end
     agent, _ = start_agent(state_dir=state)
+    request = cp.wait_for(RegisterNode)  # the registration carries it, for a restart to apply
+    assert [(e.key, e.exit_code) for e in request.ended] == [("41.2.0", 0)]
     ended = cp.wait_for(TaskEnded, lambda e: (e.job_id, e.task_id) == (41, 2))
     assert (ended.attempt, ended.exit_code, ended.canceled) == (0, 0, False)
     wait_until(lambda: not any((state / "ends").iterdir()), what="records forgotten once sent")

@@ -339,3 +339,21 @@ def test_a_burst_with_every_event_duplicated_reordered_and_stale_ones_mixed_in(c
     final = cp.get_job(job.id)
     assert final.task_counts == {F: 300}
     assert all(t.exit_code == 0 and t.attempt == 0 for t in cp.list_tasks(job.id, limit=1000))
+
+
+def test_a_restarted_agent_carries_recorded_ends_so_a_finished_task_is_not_requeued(cp):
+    old = register(cp, "n1", cores=2)
+    job = cp.submit(sweep(2))
+    cp.schedule_pass()
+    done, cut = old.runs()
+    old.send(old.started(done), old.started(cut))
+    # kill -9: `done` had run to its end (its shell recorded exit 0), `cut` had not.
+    new = AgentDouble(cp, "n1", cores=2, host_id=old.host_id)
+    request = new.request().model_copy(
+        update={"ended": [EndedAttempt(key=f"{job.id}.{done.task_id}.0", exit_code=0)]}
+    )
+    cp.apply_events([request])
+    finished, requeued = cp.get_task(job.id, done.task_id), cp.get_task(job.id, cut.task_id)
+    assert (finished.state, finished.attempt) == (F, 0)
+    assert (requeued.state, requeued.attempt) == (Q, 1)
+    assert cp.get_job(job.id).task_counts == {F: 1, Q: 1}

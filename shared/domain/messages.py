@@ -160,6 +160,9 @@ class RegisterNode(Message):
     lock file guarantees the previous process of this name is gone (a restart, not a rival)."""
     started_at: datetime
     """When this agent process started: a registration older than the holder's is refused."""
+    ended: list[EndedAttempt] = Field(default_factory=list, max_length=2000)
+    """Ends an earlier agent of this node recorded on disk but may not have reported: applied
+    before that incarnation's work is requeued, so a finished task is not run again."""
 
 
 class AgentEvent(Message):
@@ -233,3 +236,5 @@ Event = Annotated[
 EVENT: TypeAdapter[
     RegisterNode | Heartbeat | TaskStarted | TaskEnded | AssignmentRefused | NodeStopping
 ] = TypeAdapter(Event)
+
+RegisterNode.model_rebuild()

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from shared.domain import lifecycle
-from shared.domain.messages import RegisterNode, Registration
+from shared.domain.messages import RegisterNode, Registration, TaskEnded, parse_attempt_key
 from shared.domain.models import Node, NodeGroup
 from shared.errors import Conflict, NotFound
 from shared.usecases.deps import Deps
@@ -35,6 +35,8 @@ def register(deps: Deps, req: RegisterNode) -> bool:
         log.info("node %s: incarnation %d registered", node.name, node.incarnation)
     if decision.accepted:
         assert decision.incarnation is not None
+        if decision.previous is not None and req.ended:
+            _apply_recorded_ends(deps, req, decision.previous)
         requeue_ended_incarnations(deps, node.name, decision.incarnation)
         _ensure_groups(deps, req.groups)
     else:
@@ -50,6 +52,34 @@ def register(deps: Deps, req: RegisterNode) -> bool:
         ),
     )
     return decision.changed
+
+
+def _apply_recorded_ends(deps: Deps, req: RegisterNode, previous: int) -> None:
+    """Ends the previous incarnation's tasks ran to (end records on the node's disk) are
+    applied as that incarnation's, before its unfinished work is requeued."""
+    from shared.usecases.events import apply_events  # events imports this module
+
+    ends = []
+    for ended in req.ended:
+        parts = parse_attempt_key(ended.key)
+        if parts is None:
+            continue
+        job_id, task_id, attempt = parts
+        ends.append(
+            TaskEnded(
+                node=req.node,
+                incarnation=previous,
+                job_id=job_id,
+                task_id=task_id,
+                attempt=attempt,
+                exit_code=ended.exit_code,
+                canceled=ended.canceled,
+                error=ended.error,
+            )
+        )
+    if ends:
+        log.info("node %s: applying %d end(s) its previous agent recorded", req.node, len(ends))
+        apply_events(deps, ends)
 
 
 def requeue_ended_incarnations(deps: Deps, node_name: str, current: int) -> bool:
