@@ -21,6 +21,7 @@ from shared.domain.models import DEFAULT_GROUPS, Job, Node, NodeGroup, Principal
 from shared.domain.states import JobState, NodeState, TaskState
 from shared.errors import Conflict, NotFound
 from shared.ports.store import MAX_BATCH, Store
+from tests.emulators import drop_cosmos_database, open_cosmos_store
 
 OpenStore = Callable[[], Store]
 
@@ -31,12 +32,24 @@ def _open_sqlite(storage: Path) -> Store:
     return SqliteStore(storage / "store.db")
 
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {"sqlite": _open_sqlite}
+def _open_cosmos(storage: Path) -> Store:
+    """A CosmosStore on the stand-in (tests/emulators.py), one database per test."""
+    return open_cosmos_store(storage)
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+BACKENDS: dict[str, Callable[[Path], Store]] = {"sqlite": _open_sqlite, "cosmos": _open_cosmos}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=[pytest.mark.cosmos] if name == "cosmos" else [])
+        for name in sorted(BACKENDS)
+    ]
+)
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenStore]:
     """Opens Store instances that all share one fresh, empty storage."""
+    if request.param == "cosmos":
+        request.getfixturevalue("cosmos_endpoint")  # starts the stand-in (skips without Node.js)
     opened: list[Store] = []
 
     def open_() -> Store:
@@ -47,6 +60,8 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenS
     yield open_
     for store in opened:
         store.close()
+    if request.param == "cosmos" and opened:
+        drop_cosmos_database(tmp_path)
 
 
 @pytest.fixture

@@ -1,0 +1,315 @@
+"""The Cosmos DB Store's documents, queries and error reading (no I/O here).
+
+Two containers (``docs/cosmos.md`` says why):
+
+- ``jobs``, partition key ``/jobId``: one job document (``id`` "job") and its
+  task documents (``id`` "task-<n>"), so a job and its tasks commit together
+  in one transactional batch.
+- ``cluster``, partition key ``/id``: nodes ("node:<name>"), node groups
+  ("group:<name>"), meta documents ("meta:<key>"), the job-id counter
+  ("counter:jobId") and tokens ("token:<sha256>"); each its own partition.
+
+A stored document is the record's camelCase JSON under ``body`` (not
+indexed) next to the few top-level fields that queries filter or sort on,
+written from the record on every write so they never disagree with it.
+
+Every query is built here, parameterised: values travel only as parameters,
+and a query over one job names its partition both in its text
+(``c.jobId = @jobId``) and as the request's partition key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from azure.cosmos.exceptions import CosmosHttpResponseError
+
+from shared.domain.models import Job, Record, Task
+from shared.domain.states import JobState, TaskState
+from shared.errors import Conflict
+from shared.ports.store import MAX_BATCH
+
+JOBS = "jobs"
+CLUSTER = "cluster"
+JOB_DOC_ID = "job"
+COUNTER_ID = "counter:jobId"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_QUEUED = TaskState.QUEUED.value
+_ACTIVE = (TaskState.DISPATCHING.value, TaskState.RUNNING.value)
+
+_ASC, _DESC = "ascending", "descending"
+JOBS_INDEXING: dict[str, Any] = {
+    "indexingMode": "consistent",
+    "includedPaths": [{"path": "/*"}],
+    "excludedPaths": [{"path": "/body/*"}, {"path": '/"_etag"/?'}],
+    "compositeIndexes": [
+        # queued_tasks: scheduling order
+        [
+            {"path": "/priority", "order": _DESC},
+            {"path": "/submitTime", "order": _ASC},
+            {"path": "/jobId", "order": _ASC},
+            {"path": "/taskId", "order": _ASC},
+        ],
+        # active_tasks: by node
+        [
+            {"path": "/node", "order": _ASC},
+            {"path": "/jobId", "order": _ASC},
+            {"path": "/taskId", "order": _ASC},
+        ],
+    ],
+}
+CLUSTER_INDEXING: dict[str, Any] = {
+    "indexingMode": "consistent",
+    "includedPaths": [{"path": "/*"}],
+    "excludedPaths": [{"path": "/body/*"}, {"path": '/"_etag"/?'}],
+}
+
+R = TypeVar("R", bound=Record)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch (naive means UTC): exact, and sorts like the datetimes."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _body(record: Record) -> dict[str, Any]:
+    return record.model_dump(mode="json", by_alias=True, exclude={"etag"})
+
+
+def task_doc_id(task_id: int) -> str:
+    return f"task-{task_id}"
+
+
+def job_doc(job: Job) -> dict[str, Any]:
+    return {
+        "id": JOB_DOC_ID,
+        "jobId": job.id,
+        "type": "job",
+        "state": job.state.value,
+        "submitTime": micros(job.submit_time),
+        "body": _body(job),
+    }
+
+
+def task_doc(task: Task) -> dict[str, Any]:
+    return {
+        "id": task_doc_id(task.id),
+        "jobId": task.job_id,
+        "taskId": task.id,
+        "type": "task",
+        "state": task.state.value,
+        "priority": task.priority,
+        "submitTime": micros(task.submit_time),
+        "node": task.node,
+        "body": _body(task),
+    }
+
+
+def named_doc(kind: str, name: str, record: Record) -> dict[str, Any]:
+    """A document of the cluster container: nodes, groups, meta."""
+    return {"id": cluster_id(kind, name), "type": kind, "name": name, "body": _body(record)}
+
+
+def cluster_id(kind: str, name: str) -> str:
+    """The document id of a named thing; Cosmos ids may not hold / \\ ? # (escaped here)."""
+    escaped = name.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    return f"{kind}:" + escaped.replace("?", "%3F").replace("#", "%23")
+
+
+def load(model: type[R], doc: dict[str, Any]) -> R:
+    """A fresh record from a stored document, with its etag."""
+    record = model.model_validate(doc["body"])
+    record.etag = doc["_etag"]
+    return record
+
+
+# --- queries -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    """One parameterised query and where it runs (``partition_key`` None: cross-partition)."""
+
+    text: str
+    parameters: list[dict[str, Any]]
+    partition_key: int | str | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"query": self.text, "parameters": self.parameters}
+        if self.partition_key is None:
+            out["enable_cross_partition_query"] = True
+        else:
+            out["partition_key"] = self.partition_key
+        return out
+
+
+CROSS_PARTITION = ("list_jobs", "queued_tasks", "active_tasks", "list_named")
+"""The queries that read every partition (see docs/cosmos.md for their cost and plan)."""
+
+
+def _in(name: str, values: Collection[str]) -> tuple[str, list[dict[str, Any]]]:
+    """``c.<name> IN (@name0, @name1, ...)`` with one parameter per value."""
+    params = [{"name": f"@{name}{i}", "value": v} for i, v in enumerate(sorted(values))]
+    return f"c.{name} IN ({', '.join(p['name'] for p in params)})", params
+
+
+def list_jobs(states: Collection[JobState] | None, limit: int) -> Query:
+    where, params = "c.type = @type", [{"name": "@type", "value": "job"}]
+    if states is not None:
+        term, more = _in("state", {JobState(s).value for s in states})
+        where, params = f"{where} AND {term}", params + more
+    text = f"SELECT TOP @limit * FROM c WHERE {where} ORDER BY c.jobId DESC"
+    return Query(text, [{"name": "@limit", "value": limit}, *params])
+
+
+def get_tasks(job_id: int, task_ids: list[int]) -> Query:
+    return Query(
+        "SELECT * FROM c WHERE c.jobId = @jobId AND c.type = @type"
+        " AND ARRAY_CONTAINS(@taskIds, c.taskId) ORDER BY c.taskId ASC",
+        [
+            {"name": "@jobId", "value": job_id},
+            {"name": "@type", "value": "task"},
+            {"name": "@taskIds", "value": task_ids},
+        ],
+        job_id,
+    )
+
+
+def list_tasks(job_id: int, states: Collection[TaskState] | None, top: int) -> Query:
+    """The first ``top`` tasks in id order (the caller skips ``offset``: the stand-in lacks
+    OFFSET LIMIT, and Cosmos charges the skipped documents of an OFFSET anyway)."""
+    where = "c.jobId = @jobId AND c.type = @type"
+    params: list[dict[str, Any]] = [
+        {"name": "@jobId", "value": job_id},
+        {"name": "@type", "value": "task"},
+    ]
+    if states is not None:
+        term, more = _in("state", {TaskState(s).value for s in states})
+        where, params = f"{where} AND {term}", params + more
+    text = f"SELECT TOP @top * FROM c WHERE {where} ORDER BY c.taskId ASC"
+    return Query(text, [{"name": "@top", "value": top}, *params], job_id)
+
+
+def partition_docs(job_id: int, doc_ids: list[str]) -> Query:
+    """The current documents of some ids of one job (the no-batch commit reads them first)."""
+    return Query(
+        "SELECT * FROM c WHERE c.jobId = @jobId AND ARRAY_CONTAINS(@ids, c.id)",
+        [{"name": "@jobId", "value": job_id}, {"name": "@ids", "value": doc_ids}],
+        job_id,
+    )
+
+
+def queued_tasks(limit: int) -> Query:
+    return Query(
+        "SELECT TOP @limit * FROM c WHERE c.type = @type AND c.state = @state"
+        " ORDER BY c.priority DESC, c.submitTime ASC, c.jobId ASC, c.taskId ASC",
+        [
+            {"name": "@limit", "value": limit},
+            {"name": "@type", "value": "task"},
+            {"name": "@state", "value": _QUEUED},
+        ],
+    )
+
+
+def active_tasks(node: str | None) -> Query:
+    term, params = _in("state", _ACTIVE)
+    where = f"c.type = @type AND {term}"
+    params = [{"name": "@type", "value": "task"}, *params]
+    if node is not None:
+        where += " AND c.node = @node"
+        params.append({"name": "@node", "value": node})
+    text = f"SELECT * FROM c WHERE {where} ORDER BY c.node ASC, c.jobId ASC, c.taskId ASC"
+    return Query(text, params)
+
+
+def list_named(kind: str) -> Query:
+    """Nodes or node groups, by name (small: one partition per document)."""
+    return Query(
+        "SELECT * FROM c WHERE c.type = @type ORDER BY c.name ASC",
+        [{"name": "@type", "value": kind}],
+    )
+
+
+# --- errors -------------------------------------------------------------------
+
+
+def is_missing(error: CosmosHttpResponseError) -> bool:
+    """A read of a document that does not exist: 404 from Cosmos; the stand-in
+    (@vercel/cosmosdb-server 1.0.1) answers 500 with a JavaScript TypeError reading the
+    absent document instead, recognised here by its body and nothing else."""
+    if error.status_code == 404:
+        return True
+    text = str(error.message or "")
+    return error.status_code == 500 and "Cannot read properties of undefined" in text
+
+
+def lacks_batch(error: CosmosHttpResponseError) -> bool:
+    """The server has no transactional batch (the stand-in answers 500 to the batch route)."""
+    return error.status_code in (400, 404, 405, 500, 501)
+
+
+def batch_status(error: Exception) -> int | None:
+    """The status of the operation that failed a transactional batch."""
+    index = getattr(error, "error_index", None)
+    responses = getattr(error, "operation_responses", None) or []
+    if index is not None and 0 <= index < len(responses):
+        status = responses[index].get("statusCode")
+        return int(status) if status is not None else None
+    return getattr(error, "status_code", None)
+
+
+# --- refusals --------------------------------------------------------------------
+
+
+KINDS = {"node": "node", "group": "node group", "meta": "meta document"}
+
+
+class Refused(Exception):
+    """A create was refused (status); add_job undoes what it wrote and raises Conflict."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def result_etag(result: Mapping[str, Any]) -> str:
+    etag = result.get("eTag") or (result.get("resourceBody") or {}).get("_etag")
+    return str(etag)
+
+
+def what(record: Record) -> str:
+    if isinstance(record, Job):
+        return f"job {record.id}"
+    if isinstance(record, Task):
+        return f"task {record.key}"
+    return f"{type(record).__name__.lower()} {getattr(record, 'name', '')!r}"
+
+
+def conflict(record: Record, status: int | None, label: str | None = None) -> Conflict:
+    """The Conflict for a refused conditional write, saying why; nothing was written."""
+    label = label or what(record)
+    if status == 404:
+        return Conflict(f"{label} does not exist (deleted, or never stored); nothing was written")
+    return Conflict(
+        f"{label} was changed by another writer since it was read (stale etag); "
+        "nothing was written: read it again and retry"
+    )
+
+
+def check_batch(job: Job | None, tasks: Sequence[Task]) -> None:
+    """``commit``'s preconditions: one job's documents, each once, at most MAX_BATCH."""
+    size = len(tasks) + (job is not None)
+    if size > MAX_BATCH:
+        raise ValueError(f"commit writes at most {MAX_BATCH} documents, got {size}")
+    job_ids = {t.job_id for t in tasks} | ({job.id} if job is not None else set())
+    if len(job_ids) > 1:
+        raise ValueError(f"commit writes one job's documents, got jobs {sorted(job_ids)}")
+    if len({t.id for t in tasks}) != len(tasks):
+        raise ValueError("commit got the same task twice")
