@@ -155,7 +155,12 @@ def test_agent_killed_mid_burst_and_restarted_at_once_loses_nothing_and_runs_not
 ):
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
-    cluster = LocalCluster(tmp_path / "hpc", nodes=0, env=FAST).start()
+    # The restarted agent must register before the killed one is judged silent: with a
+    # 4 s timeout a slow machine (an agent process takes 3-5 s to start under full CPU
+    # load) turns "restarted at once" into "node lost", a different fault (the design lets
+    # a task whose node was lost mid-run run again). 10 s keeps it a restart.
+    env = {**FAST, "HPC_HEARTBEAT_TIMEOUT_S": "10"}
+    cluster = LocalCluster(tmp_path / "hpc", nodes=0, env=env).start()
     agents = {name: start_agent(cluster, name) for name in ("edge-1", "edge-2")}
     try:
         cluster.wait_for(
