@@ -52,6 +52,25 @@ class Settings(BaseSettings):
     cosmos_database: str = "hybridhpc"
     """The database (created with its containers if missing)."""
 
+    output: Literal["local", "blob"] = "local"
+    """The Output adapter: ``local`` (a folder in HPC_HOME) or ``blob`` (Azure Blob storage:
+    one append blob per task attempt and stream)."""
+    blob_connection_string: str = ""
+    """Blob storage connection string (Azurite: ``scripts/emulators.sh env``); empty: use
+    HPC_BLOB_ACCOUNT_URL with DefaultAzureCredential."""
+    blob_account_url: str = ""
+    """Blob storage account URL (``https://ACCOUNT.blob.core.windows.net``)."""
+    blob_container: str = "output"
+    """The container of task output (created if missing)."""
+
+    bus: Literal["sqlite", "servicebus"] = "sqlite"
+    """The Bus adapter: ``sqlite`` (a file in HPC_HOME) or ``servicebus`` (Azure Service Bus)."""
+    servicebus_namespace: str = ""
+    """Fully qualified Service Bus namespace (``NAME.servicebus.windows.net``), reached with
+    DefaultAzureCredential; used when HPC_SERVICEBUS_CONNECTION_STRING is empty."""
+    servicebus_connection_string: str = ""
+    """Service Bus connection string (a SAS key); empty: HPC_SERVICEBUS_NAMESPACE."""
+
     compute: str = "local"
     """Who provides managed nodes: ``local`` (each VM an agent process here) or ``azure``."""
     local_boot_delay_s: float = 0.0

@@ -40,8 +40,20 @@ def build_store(settings: Settings) -> Store:
 
 def build_bus(settings: Settings) -> Bus:
     """One bus object per file and process: senders and receivers in one process (the local
-    host and the function app) then share it, and a send wakes a waiting receive at once."""
+    host and the function app) then share it, and a send wakes a waiting receive at once.
+    HPC_BUS=servicebus: Azure Service Bus (HPC_SERVICEBUS_*), one client per process too."""
+    if settings.bus == "servicebus":
+        return _servicebus_bus(settings.servicebus_connection_string, settings.servicebus_namespace)
     return _sqlite_bus(str(settings.bus_path))
+
+
+@functools.cache
+def _servicebus_bus(connection_string: str, namespace: str) -> Bus:
+    from shared.adapters.servicebus_bus import ServiceBusBus
+
+    bus = ServiceBusBus(connection_string=connection_string or None, namespace=namespace or None)
+    declare_queues(bus)
+    return bus
 
 
 @functools.cache
@@ -54,6 +66,17 @@ def _sqlite_bus(path: str) -> Bus:
 
 
 def build_output(settings: Settings) -> OutputStore:
+    """HPC_OUTPUT: ``local`` (the folder in HPC_HOME) or ``blob`` (HPC_BLOB_*; the agent's
+    files are still written under HPC_HOME/output first, then published)."""
+    if settings.output == "blob":
+        from shared.adapters.blob_output import BlobOutputStore
+
+        return BlobOutputStore(
+            settings.output_dir,
+            connection_string=settings.blob_connection_string or None,
+            account_url=settings.blob_account_url or None,
+            container=settings.blob_container,
+        )
     from shared.adapters.local_output import LocalOutputStore
 
     return LocalOutputStore(settings.output_dir)

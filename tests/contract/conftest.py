@@ -11,6 +11,7 @@ against it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def _servicebus_spec(request: pytest.FixtureRequest, storage: Path) -> BusSpec:
     from shared.adapters.servicebus_bus import ServiceBusBus
 
     return partial(
-        ServiceBusBus, connection_string=connection_string or None, namespace=namespace or None
+        ServiceBusBus,
+        connection_string=connection_string or None,
+        namespace=namespace or None,
+        auto_delete_on_idle=timedelta(minutes=5),  # the test queues go away by themselves
     )
 
 

@@ -1,11 +1,13 @@
-"""The Output port's contract, run on every adapter (today: the local folder).
+"""The Output port's contract, run on every adapter: the local folder and Blob storage
+(on Azurite, started for the session by the ``azurite_blob_endpoint`` fixture).
 
 Tests named ``..._local_...`` pin what only the local folder promises (paths,
-reading while the task still writes); the rest holds for any adapter.
+reading while the task still writes, the old layout); they are skipped for Blob.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,35 @@ import pytest
 from shared.adapters.local_output import LocalOutputStore
 from shared.ports.output import DEFAULT_READ_BYTES, OutputInfo, OutputStore, truncation_marker
 
-OUTPUT_BACKENDS = {"local": lambda root: LocalOutputStore(root / "output")}
+
+def _blob_store(request: pytest.FixtureRequest, root: Path) -> OutputStore:
+    from shared.adapters.blob_output import BlobOutputStore
+    from tests.emulators import azurite_connection_string
+
+    if "_local_" in request.node.name:
+        pytest.skip("a promise of the local folder only (paths, old layout)")
+    endpoint = request.getfixturevalue("azurite_blob_endpoint")
+    return BlobOutputStore(
+        root / "output",
+        connection_string=azurite_connection_string(endpoint),
+        container=f"t{uuid.uuid4().hex[:20]}",  # fresh and empty per test
+    )
 
 
-@pytest.fixture(params=sorted(OUTPUT_BACKENDS))
+OUTPUT_BACKENDS = {
+    "local": lambda request, root: LocalOutputStore(root / "output"),
+    "blob": _blob_store,
+}
+
+
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("blob", marks=pytest.mark.azurite),
+    ]
+)
 def output(request: pytest.FixtureRequest, tmp_path: Path) -> OutputStore:
-    return OUTPUT_BACKENDS[request.param](tmp_path)
+    return OUTPUT_BACKENDS[request.param](request, tmp_path)
 
 
 def test_local_sink_is_a_file_per_task_attempt_and_stream_in_a_created_folder(

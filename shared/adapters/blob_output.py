@@ -1,0 +1,194 @@
+"""The Output store on Azure Blob storage: one append blob per task attempt and stream.
+
+The agent writes an attempt's streams to local files under ``scratch`` (the same
+layout as :class:`~shared.adapters.local_output.LocalOutputStore`, no pipe);
+``publish`` appends what the blob does not hold yet, in blocks of at most 4 MiB,
+so it may be called while the task runs (each call uploads the new tail) and once
+more after it ends. Blobs are named ``<job_id>/<task_id>.<attempt>.<stream>`` in
+one container; a stream the agent cut at the cap carries the blob metadata
+``truncated_at``.
+
+``read`` serves byte ranges of the blob (one ranged GET). Where the blob does not
+exist yet but the agent's local file does (the agent's own machine, before
+``publish``), the local file is read, so an agent host sees its running output.
+
+Connection: a connection string (Azurite: ``UseDevelopmentStorage=true`` or the
+well-known account key) or an account URL with ``DefaultAzureCredential``
+(managed identity in Azure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from shared.adapters.local_output import LocalOutputStore
+from shared.ports.output import DEFAULT_READ_BYTES, STREAMS, OutputInfo, OutputStore, Stream
+
+APPEND_BLOCK_BYTES = 4 << 20
+"""Largest block one append sends (the Append Block limit of older service versions)."""
+TRUNCATED_KEY = "truncated_at"
+
+
+def blob_name(job_id: int, task_id: int, stream: Stream, attempt: int) -> str:
+    return f"{int(job_id)}/{int(task_id)}.{int(attempt)}.{stream}"
+
+
+def service_client(
+    *, connection_string: str | None = None, account_url: str | None = None
+) -> BlobServiceClient:
+    """A client from a connection string, else from an account URL and DefaultAzureCredential."""
+    if connection_string:
+        return BlobServiceClient.from_connection_string(connection_string)
+    if account_url:
+        from azure.identity import DefaultAzureCredential
+
+        return BlobServiceClient(account_url, credential=DefaultAzureCredential())
+    raise ValueError(
+        "Blob output needs HPC_BLOB_CONNECTION_STRING or HPC_BLOB_ACCOUNT_URL "
+        "(Azurite: scripts/emulators.sh env)"
+    )
+
+
+class BlobOutputStore(OutputStore):
+    def __init__(
+        self,
+        scratch: Path,
+        *,
+        connection_string: str | None = None,
+        account_url: str | None = None,
+        container: str = "output",
+        client: BlobServiceClient | None = None,
+    ) -> None:
+        self.local = LocalOutputStore(scratch)
+        self.service = client or service_client(
+            connection_string=connection_string, account_url=account_url
+        )
+        self.container: ContainerClient = self.service.get_container_client(container)
+        self._container_ready = False
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _ensure_container(self) -> None:
+        if self._container_ready:
+            return
+        with contextlib.suppress(ResourceExistsError):
+            self.container.create_container()
+        self._container_ready = True
+
+    def _blob(self, job_id: int, task_id: int, stream: Stream, attempt: int) -> Any:
+        return self.container.get_blob_client(blob_name(job_id, task_id, stream, attempt))
+
+    def _latest_attempt(self, job_id: int, task_id: int, stream: Stream) -> int:
+        latest = self.local._latest_attempt(job_id, task_id, stream)
+        pattern = re.compile(rf"{int(job_id)}/{int(task_id)}\.(\d+)\.{stream}")
+        try:
+            for item in self.container.list_blobs(
+                name_starts_with=f"{int(job_id)}/{int(task_id)}."
+            ):
+                match = pattern.fullmatch(item.name)
+                if match:
+                    latest = max(latest, int(match.group(1)))
+        except ResourceNotFoundError:  # no container yet: nothing published
+            pass
+        return latest
+
+    def _resolve(self, job_id: int, task_id: int, stream: Stream, attempt: int | None) -> int:
+        if attempt is None:
+            self.local.path(job_id, task_id, stream, attempt=0)  # validates the stream
+            return self._latest_attempt(job_id, task_id, stream)
+        self.local.path(job_id, task_id, stream, attempt=attempt)  # validates both
+        return attempt
+
+    @staticmethod
+    def _cap(metadata: dict[str, str] | None) -> int | None:
+        try:
+            return int((metadata or {})[TRUNCATED_KEY])
+        except (KeyError, ValueError):
+            return None
+
+    # --- the port -------------------------------------------------------------------
+
+    def sink(self, job_id: int, task_id: int, stream: Stream, *, attempt: int = 0) -> Path:
+        return self.local.sink(job_id, task_id, stream, attempt=attempt)
+
+    def mark_truncated(
+        self, job_id: int, task_id: int, stream: Stream, *, attempt: int, cap: int
+    ) -> None:
+        """Recorded locally now, and on the blob at ``publish`` (or now if it exists)."""
+        self.local.mark_truncated(job_id, task_id, stream, attempt=attempt, cap=cap)
+        with contextlib.suppress(ResourceNotFoundError):
+            self._blob(job_id, task_id, stream, attempt).set_blob_metadata(
+                {TRUNCATED_KEY: str(int(cap))}
+            )
+
+    def publish(self, job_id: int, task_id: int, *, attempt: int = 0) -> None:
+        """Append to each stream's blob what the local file holds past the blob's end."""
+        for stream in STREAMS:
+            path = self.local.path(job_id, task_id, stream, attempt=attempt)
+            if not path.exists():
+                continue
+            self._ensure_container()
+            blob = self._blob(job_id, task_id, stream, attempt)
+            cap = self.local.info(job_id, task_id, stream, attempt=attempt).truncated_at
+            metadata = {TRUNCATED_KEY: str(cap)} if cap is not None else None
+            try:
+                props = blob.get_blob_properties()
+                uploaded = int(props.size)
+                if cap is not None and self._cap(props.metadata) != cap:
+                    blob.set_blob_metadata(metadata)
+            except ResourceNotFoundError:
+                blob.create_append_blob(metadata=metadata)
+                uploaded = 0
+            with path.open("rb") as f:
+                f.seek(uploaded)
+                while chunk := f.read(APPEND_BLOCK_BYTES):
+                    # appendpos_condition: a concurrent or repeated publish fails
+                    # instead of appending the same bytes twice.
+                    blob.append_block(chunk, appendpos_condition=uploaded)
+                    uploaded += len(chunk)
+
+    def read(
+        self,
+        job_id: int,
+        task_id: int,
+        stream: Stream,
+        *,
+        attempt: int | None = None,
+        offset: int = 0,
+        limit: int = DEFAULT_READ_BYTES,
+    ) -> bytes:
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must not be negative, got {offset} and {limit}")
+        attempt = self._resolve(job_id, task_id, stream, attempt)
+        if limit == 0:
+            return b""
+        blob = self._blob(job_id, task_id, stream, attempt)
+        try:
+            return bytes(blob.download_blob(offset=offset, length=limit).readall())
+        except ResourceNotFoundError:
+            return self.local.read(
+                job_id, task_id, stream, attempt=attempt, offset=offset, limit=limit
+            )
+        except HttpResponseError as exc:
+            if exc.status_code == 416:  # offset at or past the end (or an empty blob)
+                return b""
+            raise
+
+    def info(
+        self, job_id: int, task_id: int, stream: Stream, *, attempt: int | None = None
+    ) -> OutputInfo:
+        attempt = self._resolve(job_id, task_id, stream, attempt)
+        try:
+            props = self._blob(job_id, task_id, stream, attempt).get_blob_properties()
+        except ResourceNotFoundError:
+            return self.local.info(job_id, task_id, stream, attempt=attempt)
+        return OutputInfo(size=int(props.size), truncated_at=self._cap(props.metadata))
+
+    def close(self) -> None:
+        self.service.close()
