@@ -24,9 +24,9 @@ done
 hpc node list
 
 echo
-echo "== hpc job submit --name demo-sweep --sweep 1-12 -- 'echo ...; sleep 1'"
+echo "== hpc job submit --name demo-sweep --sweep 1-12 -- 'echo ...; sleep 1'  (* is the sweep index, ** a literal *)"
 JOB=$(hpc job submit --name demo-sweep --sweep 1-12 -- \
-  'echo "sweep index $HPC_SWEEP_INDEX squared is $((HPC_SWEEP_INDEX * HPC_SWEEP_INDEX)), computed on $HPC_NODE_NAME"; sleep 1')
+  'echo "sweep index * squared is $((* ** *)), computed on $HPC_NODE_NAME"; sleep 1')
 
 echo
 echo "== hpc job watch $JOB"
