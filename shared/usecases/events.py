@@ -119,7 +119,7 @@ def apply_events(deps: Deps, events: Sequence[Event]) -> None:
             beats[ev.node] = ev  # in order: the last one says all the earlier ones did
         else:
             flush()
-            fn = register if isinstance(ev, RegisterNode) else _stopping
+            fn = _register if isinstance(ev, RegisterNode) else _stopping
             units.append((fn, (deps, ev)))
     flush()
     units += [(_heartbeat, (deps, beat)) for beat in beats.values()]
@@ -188,6 +188,10 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
     deps.store.commit(job=job, tasks=list(changed.values()))
     deps.send_to_nodes(cancels)
     return kick
+
+
+def _register(deps: Deps, req: RegisterNode) -> bool:
+    return register(deps, req, apply_ends=lambda ends: apply_events(deps, ends))
 
 
 def _stopping(deps: Deps, ev: NodeStopping) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from shared.domain import lifecycle
@@ -23,7 +23,14 @@ from shared.usecases.losses import lose_attempts
 log = logging.getLogger(__name__)
 
 
-def register(deps: Deps, req: RegisterNode) -> bool:
+def register(
+    deps: Deps,
+    req: RegisterNode,
+    *,
+    apply_ends: Callable[[list[TaskEnded]], None] | None = None,
+) -> bool:
+    """Decide and answer a registration. ``apply_ends`` applies the ends the agent carries
+    (the events use case passes its own; registration does not import it)."""
     try:
         node = deps.store.get_node(req.node)
     except NotFound:
@@ -35,8 +42,13 @@ def register(deps: Deps, req: RegisterNode) -> bool:
         log.info("node %s: incarnation %d registered", node.name, node.incarnation)
     if decision.accepted:
         assert decision.incarnation is not None
-        if decision.previous is not None and req.ended:
-            _apply_recorded_ends(deps, req, decision.previous)
+        if decision.previous is not None and req.ended and apply_ends is not None:
+            ends = recorded_ends(req, decision.previous)
+            if ends:
+                log.info(
+                    "node %s: applying %d end(s) its previous agent recorded", req.node, len(ends)
+                )
+                apply_ends(ends)
         requeue_ended_incarnations(deps, node.name, decision.incarnation)
         _ensure_groups(deps, req.groups)
     else:
@@ -54,11 +66,9 @@ def register(deps: Deps, req: RegisterNode) -> bool:
     return decision.changed
 
 
-def _apply_recorded_ends(deps: Deps, req: RegisterNode, previous: int) -> None:
-    """Ends the previous incarnation's tasks ran to (end records on the node's disk) are
-    applied as that incarnation's, before its unfinished work is requeued."""
-    from shared.usecases.events import apply_events  # events imports this module
-
+def recorded_ends(req: RegisterNode, previous: int) -> list[TaskEnded]:
+    """The ends the previous incarnation's tasks ran to (end records on the node's disk), as
+    that incarnation's events: applied before its unfinished work is requeued."""
     ends = []
     for ended in req.ended:
         parts = parse_attempt_key(ended.key)
@@ -77,9 +87,7 @@ def _apply_recorded_ends(deps: Deps, req: RegisterNode, previous: int) -> None:
                 error=ended.error,
             )
         )
-    if ends:
-        log.info("node %s: applying %d end(s) its previous agent recorded", req.node, len(ends))
-        apply_events(deps, ends)
+    return ends
 
 
 def requeue_ended_incarnations(deps: Deps, node_name: str, current: int) -> bool:
