@@ -13,6 +13,7 @@ from rich.table import Table
 from hpc.common import JsonOption, stdout_console
 from hpc.errors import CliError
 from shared.domain.scheduler import POLICIES
+from shared.sim import elastic as elastic_sim
 from shared.sim import replay as simulator
 from shared.sim import swf
 
@@ -27,6 +28,18 @@ def sim_replay(
     nodes: Annotated[int, typer.Option(min=1, help="Nodes of the simulated cluster.")] = 100,
     cores_per_node: Annotated[int, typer.Option(min=1, help="Cores of each node.")] = 1,
     policy: Annotated[str, typer.Option(help="fcfs or easy (EASY backfilling).")] = "easy",
+    elastic: Annotated[
+        bool, typer.Option("--elastic", help="Run on autoscaled nodes (--nodes is the maximum).")
+    ] = False,
+    boot_delay: Annotated[
+        float, typer.Option(min=0, help="--elastic: seconds from a start order to Online.")
+    ] = 180.0,
+    idle_policy: Annotated[
+        str, typer.Option(help="--elastic: fixed:SECONDS, adaptive or adaptive:SECONDS.")
+    ] = "adaptive",
+    frontier: Annotated[
+        bool, typer.Option(help="--elastic: also run the fixed idle times 1, 5, 15, 30 min.")
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Replay TRACE: each job asks for its logged processors and requested time and runs its
@@ -39,6 +52,11 @@ def sim_replay(
         jobs = swf.read(trace)
     except (swf.SwfError, OSError, EOFError, UnicodeDecodeError) as exc:
         raise CliError(f"{trace}: not a readable SWF trace: {exc}") from None
+    if elastic:
+        _elastic(
+            trace, jobs, nodes, cores_per_node, policy, boot_delay, idle_policy, frontier, as_json
+        )
+        return
     outcome, _ = simulator.replay(
         jobs,
         nodes=nodes,
@@ -57,4 +75,60 @@ def sim_replay(
     table.add_row("utilization", f"{outcome.utilization:.1%}")
     table.add_row("makespan", f"{outcome.makespan_s / 86400:,.1f} days")
     table.add_row("replay took", f"{outcome.elapsed_s:.1f} s")
+    stdout_console().print(table)
+
+
+def _elastic(
+    trace: Path,
+    jobs: list[swf.SwfJob],
+    nodes: int,
+    cores_per_node: int,
+    policy: str,
+    boot_delay: float,
+    idle_policy: str,
+    frontier: bool,
+    as_json: bool,
+) -> None:
+    try:
+        idle = elastic_sim.parse_idle_policy(idle_policy)
+    except ValueError as exc:
+        raise CliError(f"--idle-policy: {exc}") from None
+    common = dict(nodes=nodes, cores_per_node=cores_per_node, boot_delay_s=boot_delay)
+    outcome, _ = elastic_sim.elastic(jobs, idle=idle, policy=policy, **common)  # type: ignore[arg-type]
+    fixed = (
+        elastic_sim.frontier(jobs, policy=policy, **common)  # type: ignore[arg-type]
+        if frontier
+        else []
+    )
+    if as_json:
+        doc = {
+            "policy": dataclasses.asdict(outcome),
+            "frontier": [dataclasses.asdict(o) for o in fixed],
+        }
+        print(json.dumps(doc))
+        return
+    table = Table(
+        title=f"{trace.name}: {policy} on up to {nodes} x {cores_per_node} cores, "
+        f"boot delay {boot_delay:g} s; oracle {outcome.oracle_node_hours:,.0f} node-hours"
+    )
+    for col in (
+        "idle policy",
+        "node-hours",
+        "x oracle",
+        "mean wait",
+        "mean bounded slowdown",
+        "node starts",
+        "replay took",
+    ):
+        table.add_column(col, justify="left" if col == "idle policy" else "right")
+    for o in [outcome, *fixed]:
+        table.add_row(
+            o.idle_policy,
+            f"{o.node_hours:,.1f}",
+            f"{o.ratio:.3f}",
+            f"{o.mean_wait_s:,.0f} s",
+            f"{o.mean_bounded_slowdown:,.2f}",
+            f"{o.node_starts:,}",
+            f"{o.elapsed_s:.1f} s",
+        )
     stdout_console().print(table)
