@@ -20,7 +20,7 @@ and a query over one job names its partition both in its text
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -30,7 +30,6 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 from shared.domain.models import Job, Record, Task
 from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict
-from shared.ports.store import MAX_BATCH
 
 JOBS = "jobs"
 CLUSTER = "cluster"
@@ -301,15 +300,3 @@ def conflict(record: Record, status: int | None, label: str | None = None) -> Co
         f"{label} was changed by another writer since it was read (stale etag); "
         "nothing was written: read it again and retry"
     )
-
-
-def check_batch(job: Job | None, tasks: Sequence[Task]) -> None:
-    """``commit``'s preconditions: one job's documents, each once, at most MAX_BATCH."""
-    size = len(tasks) + (job is not None)
-    if size > MAX_BATCH:
-        raise ValueError(f"commit writes at most {MAX_BATCH} documents, got {size}")
-    job_ids = {t.job_id for t in tasks} | ({job.id} if job is not None else set())
-    if len(job_ids) > 1:
-        raise ValueError(f"commit writes one job's documents, got jobs {sorted(job_ids)}")
-    if len({t.id for t in tasks}) != len(tasks):
-        raise ValueError("commit got the same task twice")

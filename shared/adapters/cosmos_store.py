@@ -50,7 +50,7 @@ from shared.domain.models import (
 )
 from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict, NotFound
-from shared.ports.store import MAX_BATCH, Store
+from shared.ports.store import MAX_BATCH, Store, check_batch
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ class CosmosStore(Store):
     def commit(self, *, job: Job | None = None, tasks: Sequence[Task] = ()) -> None:
         if job is None and not tasks:
             return
-        docs.check_batch(job, tasks)
+        check_batch(job, tasks)
         records: list[Job | Task] = ([job] if job is not None else []) + list(tasks)
         for record in records:
             if record.etag is None:

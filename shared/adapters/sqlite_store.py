@@ -46,7 +46,7 @@ from shared.domain.models import (
 )
 from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict, NotFound
-from shared.ports.store import MAX_BATCH, Store
+from shared.ports.store import Store, check_batch
 
 BUSY_TIMEOUT_S = 10.0
 """How long a write waits for another writer (thread or process) before failing."""
@@ -331,7 +331,7 @@ class SqliteStore(Store):
     def commit(self, *, job: Job | None = None, tasks: Sequence[Task] = ()) -> None:
         if job is None and not tasks:
             return
-        _check_batch(job, tasks)
+        check_batch(job, tasks)
         etag = _new_etag()
         with self._transaction() as con:
             if job is not None:
@@ -523,15 +523,3 @@ def _stale(
         f"{what} was changed by another writer since it was read (stale etag); "
         "nothing was written: read it again and retry"
     )
-
-
-def _check_batch(job: Job | None, tasks: Sequence[Task]) -> None:
-    """``commit``'s preconditions: one job's documents, each once, at most MAX_BATCH."""
-    size = len(tasks) + (job is not None)
-    if size > MAX_BATCH:
-        raise ValueError(f"commit writes at most {MAX_BATCH} documents, got {size}")
-    job_ids = {t.job_id for t in tasks} | ({job.id} if job is not None else set())
-    if len(job_ids) > 1:
-        raise ValueError(f"commit writes one job's documents, got jobs {sorted(job_ids)}")
-    if len({t.id for t in tasks}) != len(tasks):
-        raise ValueError("commit got the same task twice")

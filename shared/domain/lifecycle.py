@@ -374,9 +374,11 @@ def heartbeat(
                 )
             )
     recovered = [
-        _ended_from(node.name, ev, ended)
+        end
         for ended in ev.ended
-        if ended.key in mine and ended.key not in running
+        if ended.key in mine
+        and ended.key not in running
+        and (end := ended_event(node.name, ev.incarnation, ended, ev.seq)) is not None
     ]
     recovered_keys = {e.key for e in ev.ended}
     missing = {}
@@ -396,14 +398,17 @@ def _cancel_key(c: CancelTask) -> tuple[int, int, int]:
     return (c.job_id, c.task_id, c.attempt)
 
 
-def _ended_from(node: str, ev: Heartbeat, ended: EndedAttempt) -> TaskEnded:
+def ended_event(node: str, incarnation: int, ended: EndedAttempt, seq: int = 0) -> TaskEnded | None:
+    """An end an agent repeated (a heartbeat's recent ends, a registration's end records) as
+    the TaskEnded of that incarnation; None if its key is not an attempt's."""
     parts = parse_attempt_key(ended.key)
-    assert parts is not None
+    if parts is None:
+        return None
     job_id, task_id, attempt = parts
     return TaskEnded(
         node=node,
-        incarnation=ev.incarnation,
-        seq=ev.seq,
+        incarnation=incarnation,
+        seq=seq,
         job_id=job_id,
         task_id=task_id,
         attempt=attempt,

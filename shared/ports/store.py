@@ -142,3 +142,15 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+def check_batch(job: Job | None, tasks: Sequence[Task]) -> None:
+    """``commit``'s preconditions: one job's documents, each once, at most MAX_BATCH."""
+    size = len(tasks) + (job is not None)
+    if size > MAX_BATCH:
+        raise ValueError(f"commit writes at most {MAX_BATCH} documents, got {size}")
+    job_ids = {t.job_id for t in tasks} | ({job.id} if job is not None else set())
+    if len(job_ids) > 1:
+        raise ValueError(f"commit writes one job's documents, got jobs {sorted(job_ids)}")
+    if len({t.id for t in tasks}) != len(tasks):
+        raise ValueError("commit got the same task twice")

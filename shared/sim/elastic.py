@@ -50,7 +50,7 @@ from shared.domain.models import Node, Task
 from shared.domain.scheduler import Busy, Policy, Space, schedule
 from shared.domain.states import NodeState
 from shared.domain.warmpool import DemandForecast, WarmPool, min_nodes
-from shared.sim.replay import TAU_S, _request
+from shared.sim.replay import TAU_S, Running, _request, start_jobs
 from shared.sim.swf import SwfJob
 
 GROUP = "AzureNodes"
@@ -118,14 +118,6 @@ class ElasticOutcome:
     """Wall-clock time of the replay itself."""
 
 
-@dataclass
-class _Running:
-    job: SwfJob
-    nodes: tuple[str, ...]
-    cores: int
-    start: float
-
-
 def _dt(t: float) -> datetime:
     return EPOCH + timedelta(seconds=t)
 
@@ -155,7 +147,7 @@ def elastic(
     capacity = nodes * cpn
     pending = sorted((j for j in jobs if j.procs <= capacity), key=lambda j: (j.submit, j.id))
     queue: list[SwfJob] = []
-    running: dict[int, _Running] = {}
+    running: dict[int, Running] = {}
     ends: list[tuple[float, int]] = []
     boots: list[tuple[float, str]] = []
     up_since: dict[str, float] = {}
@@ -220,18 +212,7 @@ def elastic(
                 now=now,
                 policy=policy,
             )
-            if decision.starts:
-                started = {s.key for s in decision.starts}
-                by_id = {j.id: j for j in queue}
-                for s in decision.starts:
-                    job = by_id[s.key]  # type: ignore[index]
-                    cores = min(job.procs, cpn)
-                    for n in s.nodes:
-                        free[n] -= cores
-                    running[job.id] = _Running(job, s.nodes, cores, now)
-                    starts[job.id] = now
-                    heapq.heappush(ends, (now + job.run, job.id))
-                queue = [j for j in queue if j.id not in started]
+            queue = start_jobs(decision, queue, free, running, starts, ends, now, cpn)
         if not (i < len(pending) or running or queue):
             break
         # the autoscaler's run

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.domain.scheduler import Busy, Policy, Request, Space, schedule
+from shared.domain.scheduler import Busy, Decision, Policy, Request, Space, schedule
 from shared.sim.swf import SwfJob
 
 TAU_S = 10.0
@@ -40,7 +40,9 @@ class Outcome:
 
 
 @dataclass
-class _Running:
+class Running:
+    """A job running on its nodes since ``start``."""
+
     job: SwfJob
     nodes: tuple[str, ...]
     cores: int
@@ -57,7 +59,7 @@ def replay(
     capacity = nodes * cores_per_node
     pending = sorted((j for j in jobs if j.procs <= capacity), key=lambda j: (j.submit, j.id))
     queue: list[SwfJob] = []
-    running: dict[int, _Running] = {}
+    running: dict[int, Running] = {}
     ends: list[tuple[float, int]] = []
     starts: dict[int, float] = {}
     i = 0
@@ -83,20 +85,34 @@ def replay(
             now=now,
             policy=policy,
         )
-        if not decision.starts:
-            continue
-        started = {s.key for s in decision.starts}
-        by_id = {j.id: j for j in queue}
-        for s in decision.starts:
-            job = by_id[s.key]  # type: ignore[index]
-            cores = min(job.procs, cores_per_node)
-            for n in s.nodes:
-                free[n] -= cores
-            running[job.id] = _Running(job, s.nodes, cores, now)
-            starts[job.id] = now
-            heapq.heappush(ends, (now + job.run, job.id))
-        queue = [j for j in queue if j.id not in started]
+        queue = start_jobs(decision, queue, free, running, starts, ends, now, cores_per_node)
     return _figures(pending, starts, capacity, policy, nodes, cores_per_node, t0), starts
+
+
+def start_jobs(
+    decision: Decision,
+    queue: list[SwfJob],
+    free: dict[str, int],
+    running: dict[int, Running],
+    starts: dict[int, float],
+    ends: list[tuple[float, int]],
+    now: float,
+    cores_per_node: int,
+) -> list[SwfJob]:
+    """Start what the scheduler placed: take its cores, schedule its end; the rest of the queue."""
+    if not decision.starts:
+        return queue
+    by_id = {j.id: j for j in queue}
+    for s in decision.starts:
+        job = by_id[s.key]  # type: ignore[index]
+        cores = min(job.procs, cores_per_node)
+        for n in s.nodes:
+            free[n] -= cores
+        running[job.id] = Running(job, s.nodes, cores, now)
+        starts[job.id] = now
+        heapq.heappush(ends, (now + job.run, job.id))
+    started = {s.key for s in decision.starts}
+    return [j for j in queue if j.id not in started]
 
 
 def _request(job: SwfJob, cores_per_node: int) -> Request:

@@ -17,7 +17,7 @@ from shared.domain.models import Job, Node, Task
 from shared.domain.states import JobState
 from shared.errors import Conflict, NotFound
 from shared.usecases.deps import Deps, chunks
-from shared.usecases.queries import used_cores
+from shared.usecases.queries import job_states, used_cores
 
 LOOKAHEAD_MIN = 100
 """Queued tasks a pass looks at even when few cores are free (room for backfill)."""
@@ -91,12 +91,6 @@ def _jobs(deps: Deps, ids: set[int]) -> dict[int, Job]:
         except NotFound:
             continue
     return out
-
-
-def job_states(deps: Deps, ids: set[int]) -> dict[int, JobState | None]:
-    """Each job's state (None: it does not exist)."""
-    jobs = _jobs(deps, ids)
-    return {i: (jobs[i].state if i in jobs else None) for i in ids}
 
 
 def _commit_chunk(

@@ -82,7 +82,7 @@ def job_pending_reasons(deps: Deps, jobs: Iterable[Job]) -> dict[int, str]:
 
 def _job_blocks(deps: Deps, jobs: Sequence[Job]) -> dict[int, str]:
     now = deps.clock()
-    states = _states_of(deps, {d for j in jobs for d in j.depends_on})
+    states = job_states(deps, {d for j in jobs for d in j.depends_on})
     active: dict[int, int] = {}
     if any(j.max_concurrent for j in jobs):
         for task in deps.store.active_tasks():
@@ -95,7 +95,8 @@ def _job_blocks(deps: Deps, jobs: Sequence[Job]) -> dict[int, str]:
     return out
 
 
-def _states_of(deps: Deps, ids: set[int]) -> dict[int, JobState | None]:
+def job_states(deps: Deps, ids: set[int]) -> dict[int, JobState | None]:
+    """Each job's state (None: it does not exist)."""
     out: dict[int, JobState | None] = {}
     for job_id in ids:
         try:

@@ -20,8 +20,8 @@ from shared.domain.states import JobState, NodeState
 from shared.errors import Conflict, NotFound
 from shared.usecases.cancel import cancel_job
 from shared.usecases.deps import Deps
-from shared.usecases.dispatch import job_states
 from shared.usecases.losses import lose_attempts
+from shared.usecases.queries import job_states
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from shared.domain import lifecycle
-from shared.domain.messages import RegisterNode, Registration, TaskEnded, parse_attempt_key
+from shared.domain.messages import RegisterNode, Registration, TaskEnded
 from shared.domain.models import Node, NodeGroup
 from shared.errors import Conflict, NotFound
 from shared.usecases.deps import Deps
@@ -69,25 +69,8 @@ def register(
 def recorded_ends(req: RegisterNode, previous: int) -> list[TaskEnded]:
     """The ends the previous incarnation's tasks ran to (end records on the node's disk), as
     that incarnation's events: applied before its unfinished work is requeued."""
-    ends = []
-    for ended in req.ended:
-        parts = parse_attempt_key(ended.key)
-        if parts is None:
-            continue
-        job_id, task_id, attempt = parts
-        ends.append(
-            TaskEnded(
-                node=req.node,
-                incarnation=previous,
-                job_id=job_id,
-                task_id=task_id,
-                attempt=attempt,
-                exit_code=ended.exit_code,
-                canceled=ended.canceled,
-                error=ended.error,
-            )
-        )
-    return ends
+    ends = [lifecycle.ended_event(req.node, previous, ended) for ended in req.ended]
+    return [end for end in ends if end is not None]
 
 
 def requeue_ended_incarnations(deps: Deps, node_name: str, current: int) -> bool:
