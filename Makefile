@@ -3,8 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# checkov (scans infra/ in `make test`) gets a venv of its own: it pins older packaging and
+# python-dateutil than this project's and pulls ~80 packages (boto3, numpy, aiohttp...).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV    := .venv-checkov
+CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: setup demo test bench lint clean emulators emulators-stop
+.PHONY: setup demo test bench lint clean emulators emulators-stop checkov demo-emulated
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +18,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
+checkov: $(CHECKOV_STAMP)
 
 emulators:
 	@bash scripts/emulators.sh start
@@ -23,14 +36,19 @@ emulators-stop:
 demo: setup
 	bash scripts/demo.sh
 
-test: setup
+demo-emulated: setup
+	bash scripts/demo_emulated.sh
+
+test: setup checkov
 	$(VENV)/bin/pytest -q
 
 bench: setup
 	$(PY) bench/bench_sweep.py
+	$(PY) bench/bench_submit.py
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_bus.py
 	$(PY) bench/bench_scheduler.py
+	$(PY) bench/bench_pass.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -38,4 +56,4 @@ lint: setup
 	$(VENV)/bin/mypy shared functions agent devhost hpc function_app.py
 
 clean:
-	rm -rf $(VENV) .hpc-demo .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .hpc-demo .hpc-demo-emulated .pytest_cache

@@ -6,15 +6,13 @@ started by ``hpc up``): it only assembles the blueprints in ``functions/``.
 
 from __future__ import annotations
 
-import os
-
 import azure.functions as func
 
-from functions import autoscaler, events, http_api, nodes_api, reconciler, scheduler
+from functions import autoscaler, events, http_api, nodes_api, reconciler, scheduler, templates_api
 
-# Timer schedules name app settings (%...%); give the local run a default.
-os.environ.setdefault(reconciler.SCHEDULE_SETTING, reconciler.DEFAULT_SCHEDULE)
-os.environ.setdefault(autoscaler.SCHEDULE_SETTING, autoscaler.DEFAULT_SCHEDULE)
+# Timer schedules are app settings (%HPC_RECONCILE_SCHEDULE%, %HPC_AUTOSCALE_SCHEDULE%):
+# set in Azure's app settings (infra/), locally in local.settings.json(.example), which
+# the local host reads. Setting them here would be too late for Azure's host.
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(http_api.bp)
@@ -23,3 +21,4 @@ app.register_functions(scheduler.bp)
 app.register_functions(reconciler.bp)
 app.register_functions(autoscaler.bp)
 app.register_functions(nodes_api.bp)
+app.register_functions(templates_api.bp)

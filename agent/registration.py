@@ -91,6 +91,9 @@ def request(
     host_id: str,
     ended: list[EndedAttempt] | None = None,
 ) -> RegisterNode:
+    """The registration request. ``groups`` is only proposed: the control plane takes it on
+    the node's first registration and keeps its own groups after that (an admin changes
+    them with ``hpc node set``); ``cores`` counts for an on-prem node, not a managed VM."""
     return RegisterNode(
         node=node,
         groups=groups,

@@ -12,6 +12,10 @@ while the process writes on (checked every ``CAP_CHECK_S`` in :meth:`Runner.poll
 which bounds the disk a runaway task takes); :meth:`Runner.finish` cuts them a
 last time, appends :func:`~shared.ports.output.truncation_marker` and records
 the truncation in the Output store, where the API reports it.
+
+A stream the task names a file for (``--stdout`` / ``--stderr``) goes whole into
+that file instead, and the Output store gets a copy of its first bytes (up to the
+cap) as it grows: see agent/outputfiles.py.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from agent.endrecords import EndRecords
+from agent.outputfiles import OutputFileError, TaskFiles
 from shared.domain.messages import RunTask
 from shared.ports.output import STREAMS, OutputStore, Stream, truncation_marker
 from shared.settings import Settings
@@ -38,6 +43,9 @@ GRACE_S = 0.5
 """Time between SIGTERM and SIGKILL of a task's process group (at most 1 s)."""
 CAP_CHECK_S = 0.1
 """How often a running task's streams are cut back to the cap (at most)."""
+MIRROR_STEP_BYTES = 16 << 20
+"""At most this much of a user's --stdout / --stderr file is copied per check (the rest
+follows at the next checks and at the end), so one poll never stalls the agent for long."""
 _WAIT_STEP_S = 0.01
 _SECRET_VARIABLES = ("HPC_TOKEN",)
 """The agent's own credentials, never handed down to user tasks."""
@@ -133,6 +141,8 @@ class Runner:
         self._cwd = task.work_dir or cwd
         self._proc: subprocess.Popen[bytes] | None = None
         self._paths: dict[Stream, Path] = {}
+        self._files = TaskFiles(task, cwd=self._cwd)
+        """The files the task named for its streams (--stdout / --stderr), if any."""
         self.max_output_bytes = (
             Settings().max_output_bytes if max_output_bytes is None else max_output_bytes
         )
@@ -161,6 +171,8 @@ class Runner:
             return self._start_failed(
                 f"working directory {self._cwd!r} does not exist or is not a directory"
             )
+        if (error := self._files.resolve()) is not None:
+            return self._start_failed(error)
         try:
             for stream in STREAMS:
                 self._paths[stream] = self._output.sink(
@@ -168,9 +180,12 @@ class Runner:
                 )
             # Append mode: cutting a file back to the cap while the process writes on
             # leaves no hole, as the next write lands at the (new) end.
-            with self._paths["stdout"].open("ab") as out, self._paths["stderr"].open("ab") as err:
-                out.truncate(0)  # the same attempt started again starts afresh
-                err.truncate(0)
+            with contextlib.ExitStack() as files:
+                sinks = {s: files.enter_context(self._paths[s].open("ab")) for s in STREAMS}
+                for sink in sinks.values():
+                    sink.truncate(0)  # the same attempt started again starts afresh
+                # A stream with a file of the user's goes there (the sink gets a copy).
+                handles = {**sinks, **self._files.open(files)}
                 records = self._end_record
                 self._proc = subprocess.Popen(  # noqa: S602 - running the user's shell command is the point
                     task.command if records is None else records[0].argv(task.command, records[1]),
@@ -178,10 +193,12 @@ class Runner:
                     cwd=self._cwd,
                     env=self._env,
                     stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
+                    stdout=handles["stdout"],
+                    stderr=handles["stderr"],
                     start_new_session=True,
                 )
+        except OutputFileError as exc:
+            return self._start_failed(str(exc))
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             return self._start_failed(f"could not start the command: {exc}")
         self.started_at = time.monotonic()
@@ -208,8 +225,14 @@ class Runner:
         code = self._proc.poll()
         if code is None and time.monotonic() >= self._next_cap_check:
             self._next_cap_check = time.monotonic() + CAP_CHECK_S
+            self._mirror(MIRROR_STEP_BYTES)
             self._cap_streams()
         return code
+
+    def _mirror(self, limit: int | None) -> None:
+        """Copy what the task wrote to its own files into the Output store (up to the cap)."""
+        if self._files:
+            self._files.mirror(self._paths, cap=self.max_output_bytes, limit=limit)
 
     def _cap_streams(self) -> None:
         """Cut every stream longer than the cap back to it; record the first cut. Never raises."""
@@ -238,6 +261,7 @@ class Runner:
     def _end_streams(self) -> None:
         """After the process group is gone: cut the streams a last time and end each cut
         one with the marker line (on a line of its own). Never raises."""
+        self._mirror(None)
         self._cap_streams()
         marker = truncation_marker(self.max_output_bytes)
         for stream in sorted(self.truncated):

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.adapters.sqlite_bus import SqliteBus  # noqa: E402
+from shared.adapters.sqlite_busadmin import SqliteBusAdmin  # noqa: E402
 from shared.ports.bus import OutgoingMessage, Receiver  # noqa: E402
 
 BODY = b'{"kind":"run","jobId":1,"taskId":1,"attempt":1,"command":"echo hi"}'
@@ -44,8 +45,8 @@ def main() -> None:
     n = parser.parse_args().messages
     with tempfile.TemporaryDirectory() as tmp:
         bus = SqliteBus(Path(tmp) / "bus.db")
-        bus.declare_queue("q")
-        bus.declare_queue("s", requires_session=True)
+        SqliteBusAdmin(bus).declare_queue("q")
+        SqliteBusAdmin(bus).declare_queue("s", requires_session=True)
 
         def send_single() -> None:
             for _ in range(n):

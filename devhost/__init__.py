@@ -5,5 +5,6 @@ same from code (tests, ``hpc up``).
 """
 
 from devhost.host import LocalHost
+from devhost.indexing import AppIndexingError
 
-__all__ = ["LocalHost"]
+__all__ = ["AppIndexingError", "LocalHost"]

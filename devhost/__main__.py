@@ -3,7 +3,11 @@
 Like ``func start``: the app module is imported from the current directory,
 ``local.settings.json`` Values become environment variables (ones already
 set win), ``host.json`` beside it is honoured, and the Service Bus triggers
-read the bus the settings describe.
+read the bus the settings describe (HPC_BUS). Unlike ``func start``, a setting
+set neither in the environment nor in local.settings.json takes its value from
+``local.settings.json.example`` (the working local values), so a fresh clone
+runs, timer schedules (``%HPC_RECONCILE_SCHEDULE%``...) included. In Azure these
+are app settings; the app never sets them itself.
 """
 
 from __future__ import annotations
@@ -19,24 +23,41 @@ from pathlib import Path
 import azure.functions as func
 
 from devhost.host import LocalHost
+from devhost.indexing import AppIndexingError, find_app
 
 log = logging.getLogger("devhost")
 
 
-def load_local_settings(path: Path) -> None:
-    """Export ``Values`` of local.settings.json, as Core Tools does; the environment wins."""
+EXAMPLE_SUFFIX = ".example"
+
+
+def load_local_settings(path: Path) -> list[str]:
+    """Export ``Values`` of local.settings.json, as Core Tools does, then those of
+    ``local.settings.json.example`` still unset; the environment wins. Returns the names
+    taken from the example."""
+    _export(path)
+    return _export(path.with_name(path.name + EXAMPLE_SUFFIX))
+
+
+def _export(path: Path) -> list[str]:
     if not path.is_file():
-        return
+        return []
     values = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
-    for name, value in values.items():
-        os.environ.setdefault(name, str(value))
+    exported = [name for name in values if name not in os.environ]
+    for name in exported:
+        os.environ[name] = str(values[name])
+    return exported
 
 
 def load_app(target: str) -> func.FunctionApp:
-    """``module`` or ``module:attribute`` (default attribute ``app``)."""
+    """``module`` or ``module:attribute``. Without an attribute the app is the module's one
+    top-level FunctionApp, as Azure's worker finds it (several are refused there too)."""
     module_name, _, attribute = target.partition(":")
     module = importlib.import_module(module_name)
-    app = getattr(module, attribute or "app")
+    try:
+        app = getattr(module, attribute) if attribute else find_app(module)
+    except AppIndexingError as e:
+        raise SystemExit(f"{target}: {e}") from None
     if not isinstance(app, func.FunctionApp):
         raise SystemExit(f"{target}: {attribute or 'app'} is not an azure.functions.FunctionApp")
     return app
@@ -55,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     cwd = Path.cwd()
     if str(cwd) not in sys.path:
         sys.path.insert(0, str(cwd))
-    load_local_settings(cwd / "local.settings.json")
+    defaults = load_local_settings(cwd / "local.settings.json")
+    if defaults:
+        log.info("settings from local.settings.json.example: %s", ", ".join(sorted(defaults)))
     app = load_app(args.app)
 
     from shared.settings import Settings
@@ -63,13 +86,17 @@ def main(argv: list[str] | None = None) -> int:
 
     bus = build_bus(Settings())
     host_json = cwd / "host.json"
-    host = LocalHost(
-        app,
-        bus=bus,
-        host=args.host,
-        port=args.port,
-        host_json=host_json if host_json.is_file() else None,
-    )
+    try:
+        host = LocalHost(
+            app,
+            bus=bus,
+            host=args.host,
+            port=args.port,
+            host_json=host_json if host_json.is_file() else None,
+        )
+    except AppIndexingError as e:
+        bus.close()
+        raise SystemExit(str(e)) from None
     try:
         host.serve_forever()
     finally:

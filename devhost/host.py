@@ -27,10 +27,10 @@ from devhost.functions import (
     SERVICE_BUS_TRIGGER,
     TIMER_TRIGGER,
     FunctionSpec,
-    Invoker,
     discover,
 )
 from devhost.http import build_app
+from devhost.invoke import Invoker
 from devhost.servicebus import Listener, LockRenewer, listener_for
 from devhost.timers import TimerRunner
 from shared.ports.bus import Bus
@@ -75,6 +75,7 @@ class LocalHost:
         self.functions: list[FunctionSpec]
         self.errors: dict[str, str]
         self.functions, self.errors = discover(app)
+        self._refuse_manual_settlement()
         self._bus = bus
         self._host = host
         self._port = port
@@ -94,6 +95,21 @@ class LocalHost:
         self._stopped = False
 
     # --- what is served ------------------------------------------------------------
+
+    def _refuse_manual_settlement(self) -> None:
+        """A Service Bus function without auto-complete must settle its messages itself
+        (a ServiceBusMessageActions client in Azure), which the local host cannot give it;
+        run as if completed it would hide messages Azure redelivers and dead-letters."""
+        for spec in list(self.functions):
+            if spec.trigger_type != SERVICE_BUS_TRIGGER:
+                continue
+            own = spec.trigger.get("autoCompleteMessages")
+            if (self.config.auto_complete_messages if own is None else bool(own)) is False:
+                self.functions.remove(spec)
+                self.errors[spec.name] = (
+                    "autoCompleteMessages is false: the function would have to settle its own"
+                    " messages, which the local host does not support"
+                )
 
     def describe(self) -> list[str]:
         """One line per function, e.g. ``http GET api/jobs/{id} -> get_job``."""
@@ -119,8 +135,6 @@ class LocalHost:
             log.info("%s", line)
         for name, error in self.errors.items():
             log.error("function %s is not loaded: %s", name, error)
-        if not self.config.auto_complete_messages:
-            log.warning("host.json autoCompleteMessages=false is ignored: messages are settled")
 
         self._start_http()
         self._invoker.loop = self._server.loop if self._server else None

@@ -23,7 +23,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from devhost.functions import HTTP_TRIGGER, FunctionSpec, InvocationError, Invoker
+from devhost.functions import HTTP_TRIGGER, FunctionSpec
+from devhost.invoke import InvocationError, Invoker
 from devhost.routes import RouteTemplate, compile_template
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,14 @@ hands work to a small pool:
 
 After an invocation every message it got is completed, or abandoned if the
 function raised, so ``delivery_count`` grows and the bus dead-letters a
-message after ``max_delivery_count`` deliveries, as in Azure. Message and
-session locks are renewed while an invocation runs, for at most
-``maxAutoLockRenewalDuration``.
+message after ``max_delivery_count`` deliveries, as in Azure. For
+single-message triggers, message and session locks are renewed while an
+invocation runs, for at most ``maxAutoLockRenewalDuration``. As in Azure,
+batch (``cardinality="many"``) triggers get no lock renewal and hold one
+session at a time (``maxConcurrentCalls``, ``maxConcurrentSessions`` and
+``maxAutoLockRenewalDuration`` apply to single-message triggers only): a batch
+invocation that outlives its lock loses it, and its messages are delivered
+again, here as there.
 
 A receiver is used from more than one thread (received by the dispatcher,
 settled by a worker, renewed by the renewer), never concurrently for the same
@@ -41,7 +46,8 @@ from azure.functions.meta import Datum
 from azure.functions.servicebus import ServiceBusMessage
 
 from devhost.config import HostConfig
-from devhost.functions import FunctionSpec, InvocationError, Invoker
+from devhost.functions import FunctionSpec
+from devhost.invoke import InvocationError, Invoker
 from shared.ports.bus import (
     Bus,
     MessageLockLostError,
@@ -286,7 +292,7 @@ class Listener:
                 lambda: min(receiver.renew_message_lock(m) for m in messages),
                 min((m.locked_until for m in messages if m.locked_until), default=None),
             )
-            if renew
+            if renew and not self.spec.cardinality_many
             else nullcontext()
         )
         with lease:
@@ -382,9 +388,8 @@ class SessionListener(Listener):
         renewer: LockRenewer,
         config: HostConfig,
     ) -> None:
-        super().__init__(
-            spec, bus, invoker, renewer, config, slots=max(1, config.max_concurrent_sessions)
-        )
+        slots = 1 if spec.cardinality_many else max(1, config.max_concurrent_sessions)
+        super().__init__(spec, bus, invoker, renewer, config, slots=slots)
         self._idle_ms = max(1, round(config.session_idle_timeout_s * 1000))
 
     def _dispatch(self) -> None:
@@ -410,14 +415,15 @@ class SessionListener(Listener):
         """Process the session's messages in order until it idles, then release it."""
         try:
             what = f"session {session.session_id!r} of {self.queue!r}"
-            with self._renewer.keep(what, session.renew_session_lock, session.session_locked_until):
+            renewed = None if self.spec.cardinality_many else session.session_locked_until
+            with self._renewer.keep(what, session.renew_session_lock, renewed):
                 while not self._stop.is_set():
                     messages = session.receive(
                         max_messages=self._batch_size, max_wait_ms=self._idle_ms
                     )
                     if not messages:
                         break
-                    self._process(session, messages, renew=False)  # the session lease covers them
+                    self._process(session, messages, renew=False)  # the session's lock covers them
         except SessionLockLostError as e:
             log.warning("%s: session lock lost (%r); releasing it", self.spec.name, e)
         except Exception:

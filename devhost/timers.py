@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from azure.functions.timer import TimerRequest
 
-from devhost.functions import FunctionSpec, InvocationError, Invoker
+from devhost.functions import FunctionSpec
+from devhost.invoke import InvocationError, Invoker
 from devhost.ncrontab import Schedule, parse_schedule
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from functions.context import control
 bp = func.Blueprint()
 
 SCHEDULE_SETTING = "HPC_AUTOSCALE_SCHEDULE"
-DEFAULT_SCHEDULE = "*/5 * * * * *"
+"""An app setting (NCRONTAB, seconds first): docs/functions.md gives the Azure value and its
+cost; local.settings.json.example the local one."""
 
 
 @bp.timer_trigger(arg_name="timer", schedule=f"%{SCHEDULE_SETTING}%", run_on_startup=False)

@@ -1,4 +1,8 @@
-"""Service Bus trigger: agent events (registrations, heartbeats, task starts and ends)."""
+"""Service Bus trigger: agent events (registrations, heartbeats, task starts and ends).
+
+Batched; completed when the function returns, abandoned (and delivered again, then
+dead-lettered) when it raises: applying an event twice changes nothing. No lock is renewed
+for a batch, so a batch must be applied within the events queue's lock (EVENTS_LOCK_MS)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ log = logging.getLogger(__name__)
     queue_name=EVENTS_QUEUE,
     connection=CONNECTION_SETTING,
     cardinality="many",
+    auto_complete_messages=True,
 )
 def on_events(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
     """Apply a batch of events. Each is validated on its own: one that can never apply is

@@ -141,9 +141,16 @@ def submit_job(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
 @bp.route(route="jobs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
+    """Newest first, ``limit`` (100) a page; ``next`` is the ``before`` of the next page
+    (null on the last one)."""
     states = _states(req.params.get("state"), JobState)
     limit = _int(req.params.get("limit"), "limit", 100, 1)
-    return {"jobs": _job_docs(control().list_jobs(states=states, limit=limit))}
+    before = req.params.get("before")
+    first = None if before in (None, "") else _int(before, "before", minimum=1)
+    jobs = control().list_jobs(states=states, limit=limit + 1, before=first)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return {"jobs": _job_docs(jobs), "next": jobs[-1].id if more else None}
 
 
 @bp.route(route="jobs/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -208,6 +215,7 @@ def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
         states=_states(req.params.get("state"), TaskState),
         offset=_int(req.params.get("offset"), "offset", 0),
         limit=_int(req.params.get("limit"), "limit", 1000, 1),
+        after=_int(req.params.get("after"), "after", 0),
     )
     return {"tasks": _task_docs(tasks)}
 

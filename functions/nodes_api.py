@@ -1,6 +1,7 @@
 """HTTP triggers for administering nodes, node groups and the autoscaler.
 
-``POST /api/nodes`` adds managed nodes; ``POST /api/nodes/{name}/{action}`` starts,
+``POST /api/nodes`` adds managed nodes; ``PATCH /api/nodes/{name}`` changes a node's
+groups (admin only); ``POST /api/nodes/{name}/{action}`` starts,
 stops (drain first while tasks run), drains or takes a node offline; ``DELETE
 /api/nodes/{name}`` removes an Offline node; ``POST /api/nodegroups`` creates a group,
 ``PATCH /api/nodegroups/{name}`` changes its settings; ``GET /api/autoscale/log`` tells
@@ -16,7 +17,8 @@ import azure.functions as func
 from functions.context import control
 from functions.http_api import BadRequest, _body, _doc, _int, api
 from shared.domain.models import Node, NodeGroup, Principal
-from shared.errors import NotFound
+from shared.errors import HpcError, NotFound
+from shared.usecases.nodes import set_node_groups
 
 bp = func.Blueprint()
 
@@ -52,11 +54,14 @@ def _group(group: NodeGroup) -> dict[str, Any]:
 @bp.route(route="nodes", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
-    """``{"group": "AzureNodes", "count": 4, "cores": 4, "size": "Standard_D4s_v5"}``."""
+    """``{"group": "AzureNodes", "count": 4, "cores": 4, "size": "Standard_D4s_v5",
+    "spot": true}``."""
     body = _body(req)
     if not isinstance(body, dict) or "group" not in body:
-        raise BadRequest('the body is {"group": NAME, "count": N[, "cores": C, "size": SKU]}')
-    unknown = set(body) - {"group", "count", "cores", "size"}
+        raise BadRequest(
+            'the body is {"group": NAME, "count": N[, "cores": C, "size": SKU, "spot": true]}'
+        )
+    unknown = set(body) - {"group", "count", "cores", "size", "spot"}
     if unknown:
         raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}")
     count = body.get("count", 1)
@@ -65,7 +70,12 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     cores = body.get("cores")
     if cores is not None and (not isinstance(cores, int) or cores < 1):
         raise BadRequest(f"cores must be a whole number of at least 1, got {cores!r}")
-    added = control().add_nodes(str(body["group"]), count, cores=cores, size=body.get("size"))
+    spot = body.get("spot", False)
+    if not isinstance(spot, bool):
+        raise BadRequest(f"spot must be true or false, got {spot!r}")
+    added = control().add_nodes(
+        str(body["group"]), count, cores=cores, size=body.get("size"), spot=spot
+    )
     return func.HttpResponse(
         _json_text({"nodes": [_doc(n) for n in added]}),
         status_code=201,
@@ -81,6 +91,23 @@ def node_action(req: func.HttpRequest, principal: Principal) -> Any:
         raise NotFound(f"no node action {action!r}; one of {', '.join(NODE_ACTIONS)}")
     done = control().node_action(action, [req.route_params.get("name", "")])
     return {"nodes": [_node(n) for n in done]}
+
+
+@bp.route(route="nodes/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def set_node(req: func.HttpRequest, principal: Principal) -> Any:
+    """An admin changes a node's groups: ``{"groups": ["OnPremNodes", "Gpu"]}`` (the
+    control plane owns them; its agent's registration does not change them)."""
+    _admin(principal, "change a node's groups")
+    body = _body(req)
+    if not isinstance(body, dict) or set(body) != {"groups"}:
+        raise BadRequest('the body is {"groups": [GROUP, ...]}; nothing else can change')
+    groups = body["groups"]
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise BadRequest(f"groups must be a list of node group names, got {groups!r}")
+    name = req.route_params.get("name", "")
+    [node] = set_node_groups(control().deps, [name], groups)
+    return _doc(node)
 
 
 @bp.route(route="nodes/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -114,6 +141,15 @@ def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 def autoscale_log(req: func.HttpRequest, principal: Principal) -> Any:
     limit = _int(req.params.get("limit"), "limit", 200, 1)
     return {"entries": control().autoscale_log(group=req.params.get("group"), limit=limit)}
+
+
+class Forbidden(HpcError):
+    status = 403
+
+
+def _admin(principal: Principal, what: str) -> None:
+    if principal.role != "admin":
+        raise Forbidden(f"only an admin may {what}; {principal.name} is {principal.role}")
 
 
 def _json_text(data: Any) -> str:

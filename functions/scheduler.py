@@ -1,5 +1,10 @@
 """Service Bus trigger: scheduler kicks, on a session-enabled queue with one session id,
-so exactly one pass runs at a time across all instances (single writer of placements)."""
+so exactly one pass runs at a time across all instances (single writer of placements).
+
+Batched (``cardinality="many"``) so that a burst of kicks makes one pass, not one each.
+Azure renews no lock for a batch trigger: a pass must end well inside the queue's lock
+(SCHEDULER_LOCK_MS), or the kicks and the session go to another instance while it still
+runs. docs/functions.md explains these choices and host.json's."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ bp = func.Blueprint()
     connection=CONNECTION_SETTING,
     is_sessions_enabled=True,
     cardinality="many",
+    auto_complete_messages=True,
 )
 def schedule(kicks: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
     """One pass serves every kick in the batch: kicks coalesce. (``typing.List``: Azure's

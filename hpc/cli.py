@@ -33,7 +33,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from hpc.commands import agents, autoscale, jobs, nodegroups, nodes, sim, tasks
+from hpc.commands import agents, autoscale, jobs, nodegroups, nodes, sim, tasks, templates
 from hpc.commands.up import up
 from hpc.common import stderr_console
 from hpc.errors import CliError
@@ -109,6 +109,7 @@ app.add_typer(agents.app, name="agent")
 app.add_typer(sim.app, name="sim")
 app.add_typer(nodegroups.app, name="nodegroup")
 app.add_typer(autoscale.app, name="autoscale")
+app.add_typer(templates.app, name="template")
 
 
 def main() -> None:

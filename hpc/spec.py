@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from shared.domain.jobspec import Sweep, check_env_name, priority_value
 from shared.domain.models import PRIORITY_NAMES
+from shared.domain.outputpaths import check_output_path
 
 
 def parse_priority(text: str) -> int | str:
@@ -52,6 +53,27 @@ def parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
+def parse_cores(text: str) -> int | dict[str, int]:
+    """``--cores N`` or ``--cores MIN-MAX`` (grows up to MAX when cores are free), as the
+    spec's ``cores``: a number or ``{"min": MIN, "max": MAX}``."""
+    low, sep, high = text.strip().partition("-")
+    if not low.strip().isdigit() or (sep and not high.strip().isdigit()):
+        raise ValueError(f"{text!r} is not N or MIN-MAX cores, e.g. --cores 4 or --cores 2-8")
+    first, last = int(low), int(high) if sep else int(low)
+    if first < 1:
+        raise ValueError(f"{text!r}: a task needs at least 1 core")
+    if last < first:
+        raise ValueError(f"{text!r}: MAX {last} is below MIN {first}")
+    return {"min": first, "max": last} if sep else first
+
+
+def parse_output_path(text: str, *, sweep: bool = True) -> str:
+    """A --stdout / --stderr path, its placeholders checked by the server's own rule
+    (``sweep``: whether the task is a sweep, which ``%a`` needs)."""
+    check_output_path(text, sweep=sweep)
+    return text
+
+
 def join_command(args: list[str]) -> str:
     """One shell command: a single argument as-is (so ``'echo $X'`` keeps its ``$X``), else quoted."""
     return args[0] if len(args) == 1 else shlex.join(args)
@@ -61,8 +83,11 @@ def build_spec(
     *,
     command: str,
     name: str | None = None,
+    template: str | None = None,
     node_groups: list[str] | None = None,
-    cores: int = 1,
+    cores: int | dict[str, int] = 1,
+    exclusive: bool = False,
+    nodes: int | None = None,
     priority: int | str | None = None,
     sweep: str | None = None,
     work_dir: str | None = None,
@@ -71,18 +96,30 @@ def build_spec(
     valid_exit_codes: list[int] | None = None,
     max_concurrent: int | None = None,
     depends_on: list[int] | None = None,
+    stdout: str | None = None,
+    stderr: str | None = None,
 ) -> dict[str, Any]:
     """A one-task job spec (a sweep expands server-side); options left out are left to the server."""
     task: dict[str, Any] = {"command": command, "cores": cores}
+    if exclusive:
+        task["exclusive"] = True
+    if nodes is not None:
+        task["nodes"] = nodes
     if sweep is not None:
         task["sweep"] = sweep
     if work_dir is not None:
         task["workDir"] = work_dir
     if env:
         task["env"] = env
+    if stdout is not None:
+        task["stdout"] = stdout
+    if stderr is not None:
+        task["stderr"] = stderr
     spec: dict[str, Any] = {"tasks": [task]}
     if name is not None:
         spec["name"] = name
+    if template is not None:
+        spec["template"] = template
     if node_groups:
         spec["nodeGroups"] = node_groups
     if priority is not None:

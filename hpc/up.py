@@ -8,7 +8,7 @@ stays until Ctrl-C or SIGTERM.
 Guarantees:
 
 - Stopping is ordered: agents first (SIGTERM, then SIGKILL after
-  :data:`STOP_TIMEOUT_S`), then the host, so agents can report their last
+  :data:`~hpc.up_processes.STOP_TIMEOUT_S`), then the host, so agents can report their last
   events to a control plane that is still there. A second Ctrl-C kills
   what is left at once.
 - Children run in their own process group, so a Ctrl-C in the terminal
@@ -20,85 +20,30 @@ Guarantees:
 - An agent that dies (while starting or later) is reported with the tail of
   its log and the cluster stays up; a control plane that dies, or every
   agent dying before its node came Online, ends ``hpc up`` with exit code 1.
+
+The child processes are started, watched and stopped by :mod:`hpc.up_processes`;
+this module checks the ground, drives them and prints what happens.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from types import FrameType
-from typing import IO, Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
-from hpc.client import ApiClient, ApiError
+from hpc.client import ApiClient
 from hpc.errors import CliError
 from hpc.render import nodes_table
-from hpc.text import cell, safe, strip_controls
+from hpc.text import cell, safe
+from hpc.up_processes import AGENT_GROUP, HOST_NAME, ClusterProcesses, Stopper
 
-HOST_NAME = "devhost"
 AZURE_GROUP = "AzureNodes"
-AGENT_GROUP = "OnPremNodes"
-START_TIMEOUT_S = 30.0
-"""How long the control plane may take to answer health, and the agents to come Online."""
-STOP_TIMEOUT_S = 10.0
-"""How long each stage of the shutdown waits for SIGTERM to work before SIGKILL."""
-POLL_S = 0.2
-LOG_TAIL_LINES = 20
-
-
-def agent_name(index: int) -> str:
-    """Name of the index-th local agent (1-based)."""
-    return f"onprem-{index}"
-
-
-@dataclass
-class Child:
-    """One child process and the log file its output goes to."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    log_file: IO[bytes]
-    reported: bool = False
-    """Its unexpected exit has been reported already."""
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        self.log_file.flush()
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-@dataclass
-class Stopper:
-    """Signal state: ``stop`` is set by the first SIGINT/SIGTERM, ``force`` by the second."""
-
-    stop: threading.Event = field(default_factory=threading.Event)
-    force: threading.Event = field(default_factory=threading.Event)
-
-    def handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop.is_set():
-            self.force.set()
-        self.stop.set()
 
 
 def app_root() -> Path:
@@ -129,203 +74,6 @@ def check_port_free(port: int) -> None:
                     f"port {port} is in use (another `hpc up`?): stop it or pass --port"
                 ) from None
             raise CliError(f"cannot use port {port}: {e.strerror}") from None
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn that asks Linux to SIGTERM the child when ``hpc up`` dies (else None)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-
-    return preexec
-
-
-class ClusterProcesses:
-    """The children of one ``hpc up`` and the steps to start, watch and stop them."""
-
-    def __init__(
-        self,
-        *,
-        root: Path,
-        home: Path,
-        port: int,
-        env: dict[str, str],
-        console: Console,
-        stopper: Stopper,
-    ) -> None:
-        self.root, self.home, self.port, self.env = root, home, port, env
-        self.console, self.stopper = console, stopper
-        self.url = f"http://127.0.0.1:{port}"
-        self.logs = home / "logs"
-        self.host: Child | None = None
-        self.agents: list[Child] = []
-        self._preexec = _die_with_parent()
-
-    def spawn(self, name: str, args: list[str]) -> Child:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log_path = self.logs / f"{name}.log"
-        log_file = log_path.open("wb")
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, *args],
-                cwd=self.root,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                # Safe: preexec_fn only calls prctl, and hpc up runs no other threads.
-                preexec_fn=self._preexec,
-            )
-        except OSError as e:
-            log_file.close()
-            raise CliError(f"cannot start {name}: {e}") from None
-        return Child(name=name, proc=proc, log_path=log_path, log_file=log_file)
-
-    # --- starting ----------------------------------------------------------
-
-    def start_host(self) -> None:
-        self.host = self.spawn(HOST_NAME, ["-m", "devhost", "--port", str(self.port)])
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self.stopper.stop.is_set():
-            if not self.host.alive():
-                raise self._died(self.host, "the control plane")
-            try:
-                response = httpx.get(f"{self.url}/api/health", timeout=1.0)
-                if response.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise self._timeout(
-                    f"the control plane did not answer {self.url}/api/health within "
-                    f"{START_TIMEOUT_S:g} s",
-                    [self.host],
-                )
-            self.stopper.stop.wait(POLL_S)
-
-    def start_agents(self, count: int, cores: int) -> None:
-        for i in range(1, count + 1):
-            name = agent_name(i)
-            args = ["-m", "agent", "--name", name, "--group", AGENT_GROUP, "--cores", str(cores)]
-            self.agents.append(self.spawn(name, args))
-
-    def wait_online(self, client: ApiClient) -> list[dict[str, Any]]:
-        """The API's node list once the node of every running agent is Online.
-
-        An agent that exits meanwhile is reported and no longer waited for
-        (the cluster comes up without it, as it stays up when an agent dies
-        later); only if every agent exits does ``hpc up`` fail.
-        """
-        deadline = time.monotonic() + START_TIMEOUT_S
-        nodes: list[dict[str, Any]] = []
-        while not self.stopper.stop.is_set():
-            if self.host is not None and not self.host.alive():
-                raise self._died(self.host, "the control plane")
-            self.report_dead_agents()
-            running = [a for a in self.agents if a.alive()]
-            if self.agents and not running:
-                last = self.agents[-1]
-                raise CliError(
-                    f"every agent exited while starting; see {last.log_path} and the others "
-                    f"in {self.logs}"
-                )
-            try:
-                nodes = client.list_nodes().get("nodes", [])
-            except ApiError as e:
-                if e.status != 0:
-                    raise
-            wanted = {a.name for a in running}
-            online = {n.get("name") for n in nodes if n.get("state") == "Online"}
-            if wanted <= online:
-                return [n for n in nodes if n.get("name") in wanted]
-            if time.monotonic() > deadline:
-                missing = sorted(wanted - online)
-                raise self._timeout(
-                    f"node(s) {', '.join(missing)} not Online within {START_TIMEOUT_S:g} s",
-                    [a for a in self.agents if a.name in missing],
-                )
-            self.stopper.stop.wait(POLL_S)
-        return nodes
-
-    def report_dead_agents(self) -> None:
-        """Log each agent that exited since the last check, once, with the tail of its log."""
-        for agent in self.agents:
-            if not agent.reported and not agent.alive():
-                agent.reported = True
-                self.console.log(
-                    f"[yellow]agent {agent.name} exited with code {agent.proc.returncode}; "
-                    f"the cluster stays up without it (see {safe(agent.log_path)})"
-                )
-                self._print_tail(agent)
-
-    def _died(self, child: Child, what: str) -> CliError:
-        child.reported = True
-        self._print_tail(child)
-        return CliError(
-            f"{what} exited with code {child.proc.returncode} while starting; see {child.log_path}"
-        )
-
-    def _timeout(self, message: str, children: list[Child]) -> CliError:
-        for child in children:
-            self._print_tail(child)
-        logs = ", ".join(str(c.log_path) for c in children)
-        return CliError(f"{message}; see {logs}")
-
-    def _print_tail(self, child: Child) -> None:
-        tail = child.tail()
-        if tail:
-            self.console.rule(f"last lines of {safe(child.log_path)}", style="dim")
-            self.console.print(strip_controls(tail), markup=False, highlight=False)
-            self.console.rule(style="dim")
-
-    # --- running -------------------------------------------------------------
-
-    def supervise(self) -> int:
-        """Block until a stop signal (0) or the control plane's death (1)."""
-        while not self.stopper.stop.wait(0.5):
-            if self.host is not None and not self.host.alive():
-                self.console.log(
-                    f"[red]the control plane exited with code {self.host.proc.returncode}; "
-                    f"stopping (see {safe(self.host.log_path)})"
-                )
-                self._print_tail(self.host)
-                return 1
-            self.report_dead_agents()
-        return 0
-
-    # --- stopping -------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Agents first, then the host; each stage SIGTERM, wait, SIGKILL. Idempotent."""
-        self._stop_group(self.agents)
-        if self.host is not None:
-            self._stop_group([self.host])
-        for child in [*self.agents, *([self.host] if self.host else [])]:
-            child.log_file.close()
-
-    def _stop_group(self, children: list[Child]) -> None:
-        live = [c for c in children if c.alive()]
-        for child in live:
-            child.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while any(c.alive() for c in live):
-            if time.monotonic() > deadline or self.stopper.force.is_set():
-                break
-            time.sleep(0.05)
-        for child in live:
-            if child.alive():
-                self.console.log(f"[yellow]{child.name} did not stop in time; killing it")
-                child.proc.kill()
-            child.proc.wait()
 
 
 def _add_local_azure_nodes(client: ApiClient, count: int, cores: int, console: Console) -> None:

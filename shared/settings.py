@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(default=100 << 20, ge=1)
     """Most bytes kept of each stream (stdout, stderr) of each task attempt; past it the
     agent drops the rest and ends the stream with a line saying it was truncated."""
-    max_tasks_per_job: int = 100_000
-    """Largest sweep accepted in one job."""
+    max_tasks_per_job: int = 1_000_000
+    """Most tasks one job may have (a sweep is stored as its range: size costs no storage)."""
     scheduler_window: int = 5000
     """Most queued tasks one scheduler pass looks at (priority order); a pass reads
     max(100, 4 x free cores) of them, up to this."""
@@ -70,9 +70,45 @@ class Settings(BaseSettings):
     DefaultAzureCredential; used when HPC_SERVICEBUS_CONNECTION_STRING is empty."""
     servicebus_connection_string: str = ""
     """Service Bus connection string (a SAS key); empty: HPC_SERVICEBUS_NAMESPACE."""
+    servicebus_transport: Literal["amqp", "websockets"] = "amqp"
+    """``amqp`` (TCP 5671) or ``websockets`` (AMQP over WebSockets on 443: an on-prem agent
+    behind a firewall that lets only outbound HTTPS through)."""
 
-    compute: str = "local"
-    """Who provides managed nodes: ``local`` (each VM an agent process here) or ``azure``."""
+    compute: Literal["local", "azure", "none"] = "local"
+    """Who provides managed nodes: ``local`` (each VM an agent process here), ``azure``
+    (Azure VMs, HPC_AZURE_*; checked when the control plane is built), or ``none``."""
+    azure_subscription_id: str = ""
+    """HPC_COMPUTE=azure: the subscription of the node VMs (required)."""
+    azure_resource_group: str = ""
+    """The resource group the node VMs are created in (required)."""
+    azure_location: str = ""
+    """The region of the node VMs, e.g. ``westeurope`` (required)."""
+    azure_subnet_id: str = ""
+    """Resource id of the subnet the VMs' NICs join (required)."""
+    azure_image: str = "Canonical:ubuntu-24_04-lts:server:latest"
+    """``Publisher:Offer:Sku:Version`` (a marketplace image) or an image resource id
+    (``/subscriptions/.../galleries/G/images/I[/versions/V]``): a Linux with cloud-init."""
+    azure_vm_size: str = "Standard_D2s_v5"
+    """Size of a node VM when neither ``hpc node add --size`` nor its group names one."""
+    azure_admin_username: str = "hpcadmin"
+    """The VMs' admin user (SSH key only, no password)."""
+    azure_ssh_public_key: str = ""
+    """The admin user's SSH public key (required: Azure needs one for a Linux VM)."""
+    azure_node_identity_id: str = ""
+    """Resource id of the user-assigned managed identity attached to every node VM: the
+    agent's only credential (Service Bus, Blob), so custom data carries no secret (required)."""
+    azure_node_identity_client_id: str = ""
+    """That identity's client id: the agent's AZURE_CLIENT_ID (required)."""
+    azure_client_id: str = ""
+    """Client id of the control plane's own user-assigned managed identity for ARM calls;
+    empty: DefaultAzureCredential (the Function App's system-assigned identity)."""
+    azure_agent_package: str = ""
+    """What a VM pip-installs to get the agent: a pip requirement (a wheel URL in the
+    cluster's storage, ``hybridhpc[azure]==0.1.0``...) (required)."""
+    azure_cluster: str = "hybridhpc"
+    """The ``cluster`` tag of this cluster's VMs: only VMs with it are listed and managed."""
+    azure_tags: dict[str, str] = Field(default_factory=dict)
+    """Extra tags on every VM, as JSON (``{"costCenter": "hpc"}``)."""
     local_boot_delay_s: float = 0.0
     """How long a local "VM" takes to boot before its agent starts (to mimic Azure)."""
     deployment_timeout_s: float = 1200.0

@@ -7,6 +7,7 @@ folder); the Azure adapters plug in here, chosen by settings.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from shared.domain.messages import (
     EVENTS_LOCK_MS,
@@ -19,6 +20,7 @@ from shared.domain.messages import (
     SCHEDULER_QUEUE,
 )
 from shared.ports.bus import Bus
+from shared.ports.busadmin import BusAdmin
 from shared.ports.compute import ComputeProvider
 from shared.ports.output import OutputStore
 from shared.ports.store import Store
@@ -41,28 +43,56 @@ def build_store(settings: Settings) -> Store:
 def build_bus(settings: Settings) -> Bus:
     """One bus object per file and process: senders and receivers in one process (the local
     host and the function app) then share it, and a send wakes a waiting receive at once.
-    HPC_BUS=servicebus: Azure Service Bus (HPC_SERVICEBUS_*), one client per process too."""
+    HPC_BUS=servicebus: Azure Service Bus (HPC_SERVICEBUS_*), one client per process too; its
+    queues are declared by the deployment (Bicep) or ``declare_queues(build_bus_admin(...))``,
+    which need Manage rights the data-plane identity does not have. The embedded bus declares
+    its own queues here."""
     if settings.bus == "servicebus":
-        return _servicebus_bus(settings.servicebus_connection_string, settings.servicebus_namespace)
+        return _servicebus_bus(
+            settings.servicebus_connection_string,
+            settings.servicebus_namespace,
+            settings.servicebus_transport == "websockets",
+        )
     return _sqlite_bus(str(settings.bus_path))
 
 
 @functools.cache
-def _servicebus_bus(connection_string: str, namespace: str) -> Bus:
+def _servicebus_bus(connection_string: str, namespace: str, websockets: bool = False) -> Bus:
     from shared.adapters.servicebus_bus import ServiceBusBus
 
-    bus = ServiceBusBus(connection_string=connection_string or None, namespace=namespace or None)
-    declare_queues(bus)
-    return bus
+    return ServiceBusBus(
+        connection_string=connection_string or None,
+        namespace=namespace or None,
+        websockets=websockets,
+    )
 
 
 @functools.cache
 def _sqlite_bus(path: str) -> Bus:
     from shared.adapters.sqlite_bus import SqliteBus
+    from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 
     bus = SqliteBus(path)
-    declare_queues(bus)
+    declare_queues(SqliteBusAdmin(bus))
     return bus
+
+
+def build_bus_admin(settings: Settings) -> BusAdmin:
+    """Queue administration (HPC_BUS): on the process's embedded bus, or a Service Bus
+    ``ServiceBusAdministrationClient`` (Manage rights)."""
+    if settings.bus == "servicebus":
+        from shared.adapters.servicebus_busadmin import ServiceBusAdmin
+
+        return ServiceBusAdmin(
+            connection_string=settings.servicebus_connection_string or None,
+            namespace=settings.servicebus_namespace or None,
+        )
+    from shared.adapters.sqlite_bus import SqliteBus
+    from shared.adapters.sqlite_busadmin import SqliteBusAdmin
+
+    bus = _sqlite_bus(str(settings.bus_path))
+    assert isinstance(bus, SqliteBus)
+    return SqliteBusAdmin(bus)
 
 
 def build_output(settings: Settings) -> OutputStore:
@@ -82,24 +112,27 @@ def build_output(settings: Settings) -> OutputStore:
     return LocalOutputStore(settings.output_dir)
 
 
-def build_compute(settings: Settings) -> ComputeProvider | None:
-    """The provider of managed nodes (HPC_COMPUTE): local agent processes, or Azure VMs."""
+def build_compute(settings: Settings, **azure_client: Any) -> ComputeProvider | None:
+    """The provider of managed nodes (HPC_COMPUTE): local agent processes, Azure VMs
+    (HPC_AZURE_*; a missing setting raises ValueError naming it), or none.
+    ``azure_client``: ARM client options (tests pass ``transport`` and ``credential``)."""
     if settings.compute == "local":
         from shared.adapters.local_compute import LocalProvider
 
         return LocalProvider(settings.home_dir, boot_delay_s=settings.local_boot_delay_s)
+    if settings.compute == "azure":
+        from shared.adapters.azure_setup import azure_provider
+
+        return azure_provider(settings, **azure_client)
     if settings.compute == "none":
         return None
-    raise ValueError(
-        f"HPC_COMPUTE={settings.compute!r}: the Azure provider is not wired into the control "
-        "plane yet; use local (or none)"
-    )
+    raise ValueError(f"HPC_COMPUTE={settings.compute!r}: expected local, azure or none")
 
 
-def declare_queues(bus: Bus) -> None:
+def declare_queues(admin: BusAdmin) -> None:
     """The queues of the message flow (idempotent; Bicep declares them in Azure)."""
-    bus.declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=NODES_LOCK_MS)
-    bus.declare_queue(EVENTS_QUEUE, max_delivery_count=10, lock_duration_ms=EVENTS_LOCK_MS)
-    bus.declare_queue(REPLIES_QUEUE, requires_session=True, lock_duration_ms=30_000)
-    bus.declare_queue(REJECTED_QUEUE)
-    bus.declare_queue(SCHEDULER_QUEUE, requires_session=True, lock_duration_ms=SCHEDULER_LOCK_MS)
+    admin.declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=NODES_LOCK_MS)
+    admin.declare_queue(EVENTS_QUEUE, max_delivery_count=10, lock_duration_ms=EVENTS_LOCK_MS)
+    admin.declare_queue(REPLIES_QUEUE, requires_session=True, lock_duration_ms=30_000)
+    admin.declare_queue(REJECTED_QUEUE)
+    admin.declare_queue(SCHEDULER_QUEUE, requires_session=True, lock_duration_ms=SCHEDULER_LOCK_MS)

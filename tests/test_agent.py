@@ -23,6 +23,7 @@ from agent import Agent, AgentConfig
 from agent.agent import INVALID_MESSAGE
 from shared.adapters.local_output import LocalOutputStore
 from shared.adapters.sqlite_bus import SqliteBus
+from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.domain.messages import (
     EVENT,
     EVENTS_QUEUE,
@@ -141,7 +142,7 @@ def run_task(
 @pytest.fixture
 def bus(tmp_path: Path) -> Iterator[SqliteBus]:
     bus = SqliteBus(tmp_path / "bus.db")
-    declare_queues(bus)
+    declare_queues(SqliteBusAdmin(bus))
     yield bus
     bus.close()
 
@@ -376,7 +377,7 @@ def test_an_invalid_message_is_dead_lettered(agent, cp, bus):
     bus.send(NODES_QUEUE, OutgoingMessage(body=b"not json", session_id=NODE))
     cp.send(run_task(14, "echo fine"))
     assert cp.ended(14).output == "fine\n"  # processed in order, after the bad ones
-    wait_until(lambda: bus.count(NODES_QUEUE, sub_queue="deadletter") == 2)
+    wait_until(lambda: SqliteBusAdmin(bus).count(NODES_QUEUE, sub_queue="deadletter") == 2)
     with bus.get_receiver(NODES_QUEUE, sub_queue="deadletter") as dead:
         letters = dead.receive(max_messages=10, max_wait_ms=1000)
     assert {m.dead_letter_reason for m in letters} == {INVALID_MESSAGE}
@@ -412,8 +413,8 @@ def test_agent_waits_for_a_session_held_by_an_earlier_receiver(start_agent, cp, 
 
 def test_session_lock_is_renewed_before_it_expires(tmp_path, output):
     bus = SqliteBus(tmp_path / "short.db")
-    bus.declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=300)
-    declare_queues(bus)
+    SqliteBusAdmin(bus).declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=300)
+    declare_queues(SqliteBusAdmin(bus))
     cp = ControlPlane(bus)
     accepts = []
     real_accept = bus.get_session_receiver
@@ -529,7 +530,7 @@ def test_cli_agent_runs_tasks_and_stops_cleanly_on_sigterm(tmp_path):
     try:
         (tmp_path / "home").mkdir(exist_ok=True)
         bus = SqliteBus(tmp_path / "home" / "bus.db")
-        declare_queues(bus)
+        declare_queues(SqliteBusAdmin(bus))
         cp = ControlPlane(bus, node="cli-node")
         registered = cp.wait_for(RegisterNode, timeout=20)
         assert (registered.groups, registered.cores) == (["G1", "G2"], 2)
@@ -558,7 +559,7 @@ def test_tasks_die_with_an_agent_killed_by_sigkill(tmp_path):
     try:
         (tmp_path / "home").mkdir(exist_ok=True)
         bus = SqliteBus(tmp_path / "home" / "bus.db")
-        declare_queues(bus)
+        declare_queues(SqliteBusAdmin(bus))
         cp = ControlPlane(bus, node="doomed")
         cp.wait_for(RegisterNode, timeout=20)
         cp.send(run_task(1, "sh -c 'sleep 300 & sleep 300'"))

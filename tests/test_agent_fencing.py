@@ -17,6 +17,7 @@ from agent import Agent, AgentConfig
 from agent.identity import NameInUse, claim
 from agent.registration import RegistrationRefused
 from shared.adapters.sqlite_bus import SqliteBus
+from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.domain.messages import (
     AssignmentRefused,
     Heartbeat,
@@ -150,7 +151,7 @@ def test_cli_second_agent_with_a_running_nodes_name_exits_with_one_line(tmp_path
     try:
         home.mkdir(exist_ok=True)
         bus = SqliteBus(home / "bus.db")
-        declare_queues(bus)
+        declare_queues(SqliteBusAdmin(bus))
         cp = ControlPlane(bus, node="twin")
         cp.wait_for(RegisterNode, timeout=20)
         second = subprocess.run(

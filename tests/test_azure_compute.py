@@ -38,7 +38,8 @@ from shared.domain.autoscaler import (
 from shared.domain.models import Node, Task
 from shared.domain.states import NodeState
 from shared.ports.compute import ComputeError, ErrorKind, Operation, PowerState, VmSpec
-from tests.arm_double import FakeCredential
+from tests.arm_double import ArmSimulator, FakeCredential
+from tests.test_control import Clock, make_cp
 
 API_VERSION = "2026-04-01"
 """What azure-mgmt-compute (39.x) sends for virtualMachines."""
@@ -47,6 +48,7 @@ ARM = "https://management.azure.com"
 VMS = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Compute/virtualMachines"
 OPS = f"/subscriptions/{SUB}/providers/Microsoft.Compute/locations/{LOCATION}/operations"
 SUBNET = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/v/subnets/nodes"
+IDENTITY = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nodes"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 AZ = "AzureNodes"
 
@@ -138,7 +140,10 @@ def azure(arm: FakeArm) -> Iterator[AzureProvider]:
             "version": "latest",
         },
         ssh_public_key="ssh-ed25519 AAAA test",
-        agent_environment={"HPC_BUS": "sb://ns"},
+        agent_environment={"HPC_BUS": "servicebus", "HPC_SERVICEBUS_NAMESPACE": "ns"},
+        node_identity_id=IDENTITY,
+        node_identity_client_id="client-1",
+        tags={"costCenter": "hpc", "cluster": "not-this-one"},
         credential=FakeCredential(),
         transport=arm,
     )
@@ -198,16 +203,27 @@ def test_create_puts_the_vm_and_deallocates_it_once_created(azure, arm):
     assert put.headers["Authorization"] == "Bearer canned-token"
     body = put.body
     assert body["location"] == LOCATION
-    assert body["tags"] == {"cluster": "c1", "group": AZ, "node": "az-1"}
+    # extra tags from settings, but cluster/group/node are always the provider's own
+    assert body["tags"] == {"costCenter": "hpc", "cluster": "c1", "group": AZ, "node": "az-1"}
+    assert body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {IDENTITY: {}}}
     props = body["properties"]
     assert props["hardwareProfile"] == {"vmSize": "Standard_D4s_v5"}
     assert props["storageProfile"]["imageReference"]["publisher"] == "Canonical"
     assert props["storageProfile"]["osDisk"]["deleteOption"] == "Delete"
     nic = props["networkProfile"]["networkInterfaceConfigurations"][0]["properties"]
     assert nic["ipConfigurations"][0]["properties"]["subnet"]["id"] == SUBNET
-    script = base64.b64decode(props["osProfile"]["customData"]).decode()
-    assert "-m agent --name az-1 --group AzureNodes --cores 4" in script
-    assert "systemctl enable --now hybridhpc-agent" in script and "HPC_BUS=sb://ns" in script
+    script = base64.b64decode(props["osProfile"]["customData"], validate=True).decode()
+    assert script.startswith("#cloud-config\n")
+    files = {f["path"]: f["content"] for f in json.loads(script.partition("\n")[2])["write_files"]}
+    unit = files["/etc/systemd/system/hybridhpc-agent.service"]
+    assert (
+        "ExecStart=/opt/hybridhpc/bin/hpc agent run --name az-1 --group AzureNodes --cores 4\n"
+        in unit
+    )
+    env = files["/etc/hybridhpc/agent.env"].splitlines()
+    assert {"HPC_BUS=servicebus", "HPC_SERVICEBUS_NAMESPACE=ns", "AZURE_CLIENT_ID=client-1"} <= set(
+        env
+    )
     assert props["osProfile"]["linuxConfiguration"]["disablePasswordAuthentication"] is True
 
     assert azure.poll(create, now=NOW).status == "running"  # InProgress
@@ -423,3 +439,54 @@ def test_one_autoscaler_run_makes_one_list_call_one_poll_per_pending_operation_a
         "az-2",
     ]  # az-0 is full: 4 two-core tasks need 2 nodes
     assert len(arm.sent) == 1 + 1 + len(starts)
+
+
+# -------------------------------------------------------------------- spot
+
+
+def simulated(arm: ArmSimulator) -> AzureProvider:
+    """An AzureProvider over the stateful ARM double (which keeps each PUT's body)."""
+    return AzureProvider(
+        subscription_id=SUB,
+        resource_group=RG,
+        location=LOCATION,
+        subnet_id=SUBNET,
+        cluster="c1",
+        image={"publisher": "Canonical", "offer": "o", "sku": "s", "version": "latest"},
+        ssh_public_key="ssh-ed25519 AAAA test",
+        credential=FakeCredential(),
+        transport=arm,
+    )
+
+
+SPOT = {"priority": "Spot", "evictionPolicy": "Deallocate", "billingProfile": {"maxPrice": -1}}
+
+
+def test_a_spot_vm_is_put_with_spot_priority_deallocated_on_eviction_at_any_price():
+    arm = ArmSimulator()
+    azure = simulated(arm)
+    op(azure.create(VmSpec("az-1", AZ, 4, spot=True), request_id="c1", now=NOW))
+    op(azure.create(VmSpec("az-2", AZ, 4), request_id="c2", now=NOW))
+    assert [c[0] for c in arm.calls] == ["PUT", "PUT"]
+    spot, regular = arm.vms["az-1"].body["properties"], arm.vms["az-2"].body["properties"]
+    assert {k: spot.get(k) for k in SPOT} == SPOT
+    assert not set(SPOT) & set(regular)  # a regular VM is not a Spot one
+
+
+def test_hpc_node_add_spot_reaches_arm_and_marks_the_nodes(tmp_path):
+    cp = make_cp(tmp_path, Clock())
+    arm = ArmSimulator()
+    cp.deps.compute = simulated(arm)
+    cp.set_group(AZ, provider="azure", max_nodes=4, node_cores=4)
+    added = cp.add_nodes("azurenodes", 2, spot=True, size="Standard_D4s_v5")
+    assert [(n.name, n.spot, n.groups) for n in added] == [
+        ("azure-1", True, [AZ]),
+        ("azure-2", True, [AZ]),
+    ]
+    assert [n["spot"] for n in cp.list_nodes()] == [True, True]
+    for name in ("azure-1", "azure-2"):
+        props = arm.vms[name].body["properties"]
+        assert {k: props.get(k) for k in SPOT} == SPOT
+        assert props["hardwareProfile"] == {"vmSize": "Standard_D4s_v5"}
+    [plain] = cp.add_nodes(AZ, 1)
+    assert not plain.spot and "priority" not in arm.vms[plain.name].body["properties"]

@@ -131,9 +131,10 @@ def stand_in_app(state: StandIn) -> Starlette:
             "startTime": "2025-01-01T10:00:01Z", "endTime": "2025-01-01T10:00:02Z",
         }  # fmt: skip
         if int(request.path_params["id"]) == 5:  # a 250-task job, paged as the API pages it
-            offset = int(request.query_params.get("offset", 0))
+            start = int(request.query_params.get("offset", 0))
+            start += int(request.query_params.get("after", 0))
             limit = int(request.query_params.get("limit", 1000))
-            ids = range(offset + 1, min(250, offset + limit) + 1)
+            ids = range(start + 1, min(250, start + limit) + 1)
             return JSONResponse(
                 {"tasks": [dict(task, jobId=5, id=i, name=f"big[{i}]") for i in ids]}
             )
@@ -371,7 +372,7 @@ def test_view_json_passes_the_api_json_through(api: StandIn) -> None:
 def test_tables_show_jobs_tasks_and_nodes(api: StandIn) -> None:
     jobs = hpc("job", "list", "--state", "running")
     assert jobs.exit_code == 0 and "job2" in jobs.stdout and "Running" in jobs.stdout
-    assert api.requests[-1]["query"] == {"state": "Running"}
+    assert api.requests[-1]["query"] == {"state": "Running", "limit": "100"}
     view = hpc("job", "view", "3")
     assert "Normal" in view.stdout and "Finished 1" in view.stdout
     tasks = hpc("task", "list", "1")
@@ -391,7 +392,7 @@ def test_task_list_shows_a_first_page_unless_asked_for_more(api: StandIn) -> Non
     everything = hpc("task", "list", "5", "--all")
     assert everything.stdout.count("big[") == 250 and "first" not in everything.stderr
     pages = [r["query"] for r in api.requests[before:] if r["path"] == "/api/jobs/5/tasks"]
-    assert pages == [{"offset": "0", "limit": "1000"}]
+    assert pages == [{"after": "0", "limit": "1000"}]
 
 
 def test_job_hold_release_and_modify_call_their_routes(api: StandIn) -> None:

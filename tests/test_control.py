@@ -13,6 +13,7 @@ import pytest
 
 from shared.adapters.local_output import LocalOutputStore
 from shared.adapters.sqlite_bus import SqliteBus
+from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.adapters.sqlite_store import SqliteStore
 from shared.domain.messages import SCHEDULER_QUEUE, CancelTask, Superseded
 from shared.domain.states import JobState, NodeState, TaskState
@@ -42,7 +43,7 @@ def clock() -> Clock:
 
 def make_cp(tmp_path, clock) -> ControlPlane:
     bus = SqliteBus(tmp_path / "bus.db")
-    declare_queues(bus)
+    declare_queues(SqliteBusAdmin(bus))
     settings = Settings(home=tmp_path, heartbeat_timeout_s=10, dispatch_timeout_s=30)
     return ControlPlane(
         store=SqliteStore(tmp_path / "store.db"),
@@ -111,7 +112,7 @@ def test_submitted_job_is_queued_with_its_task_counts_and_kicks_the_scheduler(cp
     stored = cp.get_job(job.id)
     assert stored.state is JobState.QUEUED
     assert stored.task_counts == {TaskState.QUEUED: 5}
-    assert cp.bus.count(SCHEDULER_QUEUE) >= 1
+    assert SqliteBusAdmin(cp.bus).count(SCHEDULER_QUEUE) >= 1
 
 
 # --- scheduling and events ------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from shared.adapters import doorbell
 from shared.adapters.sqlite_bus import SqliteBus
+from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 
 pytestmark = pytest.mark.skipif(
     not doorbell.SUPPORTED, reason="abstract Unix sockets are Linux-only"
@@ -20,7 +21,7 @@ def test_a_send_on_one_bus_object_rings_another_objects_doorbell(tmp_path):
     rung = threading.Event()
     waiter._doorbell._on_ring = rung.set
     waiter._doorbell.listen()
-    sender.declare_queue("q")
+    SqliteBusAdmin(sender).declare_queue("q")
     sender._doorbell._others_read = float("-inf")  # read the doorbell list afresh
     sender._notify()
     assert rung.wait(5), "the waiting side's doorbell was not rung"

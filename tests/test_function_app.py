@@ -1,10 +1,12 @@
 """Every function in function_app.py declares what the Azure Functions host needs."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import function_app
+from devhost.ncrontab import parse_schedule
 from shared.domain.messages import CONNECTION_SETTING, EVENTS_QUEUE, SCHEDULER_QUEUE
 from tests.helpers import ROOT
 
@@ -28,6 +30,7 @@ EXPECTED_HTTP = {
     "add_nodes": ("nodes", ["POST"]),
     "node_action": ("nodes/{name}/{action}", ["POST"]),
     "remove_node": ("nodes/{name}", ["DELETE"]),
+    "set_node": ("nodes/{name}", ["PATCH"]),
     "create_node_group": ("nodegroups", ["POST"]),
     "set_node_group": ("nodegroups/{name}", ["PATCH"]),
     "autoscale_log": ("autoscale/log", ["GET"]),
@@ -36,6 +39,10 @@ EXPECTED_HTTP = {
     "task_output": ("jobs/{id}/tasks/{taskId}/output", ["GET"]),
     "list_nodes": ("nodes", ["GET"]),
     "list_node_groups": ("nodegroups", ["GET"]),
+    "list_templates": ("templates", ["GET"]),
+    "get_template": ("templates/{name}", ["GET"]),
+    "put_template": ("templates/{name}", ["PUT"]),
+    "delete_template": ("templates/{name}", ["DELETE"]),
 }
 
 
@@ -85,12 +92,82 @@ def test_timer_schedules_are_settings_with_a_local_default(function, setting):
     assert len(schedule.split()) == 6, "NCRONTAB has six fields, seconds first"
 
 
+def service_bus_triggers():
+    return {
+        name: trigger(name) for name in FUNCTIONS if trigger(name)["type"] == "serviceBusTrigger"
+    }
+
+
+def test_every_service_bus_trigger_is_batched_and_auto_completed():
+    """host.json leaves maxConcurrentCalls, maxConcurrentSessions and
+    maxAutoLockRenewalDuration unset because they only apply to single-message triggers:
+    adding one means deciding them (docs/functions.md)."""
+    triggers = service_bus_triggers()
+    assert set(triggers) == {"on_events", "schedule"}
+    for name, t in triggers.items():
+        assert str(getattr(t["cardinality"], "value", t["cardinality"])) == "many", name
+        assert t["autoCompleteMessages"] is True, name
+
+
+def test_host_json_service_bus_settings_are_the_decided_ones():
+    bus = json.loads((ROOT / "host.json").read_text())["extensions"]["serviceBus"]
+    assert bus["autoCompleteMessages"] is True
+    assert bus["prefetchCount"] == 0  # no lock renewal for batches: no prefetch
+    assert bus["maxMessageBatchSize"] == 100  # a batch ends well inside its lock
+    # These apply to single-message triggers only: this app has none.
+    assert not {"maxConcurrentCalls", "maxConcurrentSessions", "maxAutoLockRenewalDuration"} & set(
+        bus
+    )
+
+
+def longest_gap_s(schedule: str) -> float:
+    """The longest time between two firings of an NCRONTAB schedule (over an hour)."""
+    cron = parse_schedule(schedule)
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    end = at + timedelta(hours=1)
+    gap = 0.0
+    while at < end:
+        following = cron.next_after(at)
+        gap = max(gap, (following - at).total_seconds())
+        at = following
+    return gap
+
+
+def test_the_local_reconciler_runs_more_often_than_the_heartbeat_timeout():
+    """The reconciler judges silence only over time it was listening: a gap between runs
+    longer than the heartbeat timeout would keep every node from ever becoming Unreachable."""
+    values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
+    timeout = float(values["HPC_HEARTBEAT_TIMEOUT_S"])
+    assert longest_gap_s(values["HPC_RECONCILE_SCHEDULE"]) < timeout / 2
+
+
+def test_the_azure_values_in_docs_keep_the_same_rule_and_cost_less():
+    """docs/functions.md gives the Azure schedules: the reconciler still runs more often
+    than the heartbeat timeout, and neither timer fires more than 3,000 times a day."""
+    rows = {}
+    for line in (ROOT / "docs" / "functions.md").read_text().splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("HPC_"):
+            rows[cells[0]] = cells[2]  # setting | local | Azure | ...
+    reconcile, autoscale = rows["HPC_RECONCILE_SCHEDULE"], rows["HPC_AUTOSCALE_SCHEDULE"]
+    assert longest_gap_s(reconcile) < float(rows["HPC_HEARTBEAT_TIMEOUT_S"]) / 2
+    for schedule in (reconcile, autoscale):
+        assert 86400 / longest_gap_s(schedule) <= 3000, schedule
+
+
 def test_local_settings_example_names_every_connection_setting():
     example = json.loads((ROOT / "local.settings.json.example").read_text())
     connections = {
         f.get_trigger().get_dict_repr().get("connection") for f in FUNCTIONS.values()
     } - {None}
-    assert connections <= set(example["Values"])
+    values = example["Values"]
+    # A connection string (NAME) or an identity-based connection (NAME__fullyQualifiedNamespace).
+    assert all(c in values or f"{c}__fullyQualifiedNamespace" in values for c in connections)
+    # No sentinel a real binding would try to use: the bus adapter is chosen by HPC_BUS.
+    assert all(values.get(c) not in ("embedded", "local") for c in connections)
+    assert values["HPC_BUS"] in ("sqlite", "servicebus")
+    assert values["HPC_STORE"] in ("sqlite", "cosmos")
+    assert values["HPC_OUTPUT"] in ("local", "blob")
     assert example["Values"]["FUNCTIONS_WORKER_RUNTIME"] == "python"
 
 

@@ -12,10 +12,46 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def test_sweep_expands_to_one_task_per_index():
     spec = JobSpec.parse({"tasks": [{"command": "echo $HPC_SWEEP_INDEX", "sweep": "1-20"}]})
-    job, tasks = spec.build(7, now=NOW)
+    tasks = spec.expand(7, now=NOW)
     assert [t.sweep_index for t in tasks] == list(range(1, 21))
     assert [t.id for t in tasks] == list(range(1, 21))
-    assert job.task_count == 20 and job.task_counts == {"Queued": 20}
+    assert [t.name for t in tasks][:2] == ["job7[1]", "job7[2]"]
+
+
+def test_a_sweep_is_built_as_one_range_not_its_tasks():
+    spec = JobSpec.parse(
+        {
+            "name": "s",
+            "tasks": [
+                {"command": "prep"},
+                {"command": "run *", "sweep": "0-999999:1"},
+                {"command": "sum", "name": "sum"},
+                {"command": "b *", "sweep": "10-30:10", "name": "b"},
+            ],
+        }
+    )
+    job, tasks, ranges = spec.build(7, now=NOW)
+    assert [t.id for t in tasks] == [1, 1_000_002]
+    assert [(r.first_id, r.count, r.start, r.step) for r in ranges] == [
+        (2, 1_000_000, 0, 1),
+        (1_000_003, 3, 10, 10),
+    ]
+    assert job.task_count == 1_000_005 and job.task_counts == {"Queued": 1_000_005}
+    last = ranges[0].task(1_000_001)
+    assert (last.id, last.sweep_index, last.name, last.command) == (
+        1_000_001,
+        999_999,
+        "s[999999]",
+        "run *",
+    )
+    assert [ranges[1].task(i).name for i in (1_000_003, 1_000_005)] == ["b", "b"]
+    assert ranges[1].task(1_000_005).sweep_index == 30
+
+
+def test_a_range_task_outside_it_is_refused():
+    _, _, ranges = JobSpec.parse({"command": "x", "sweep": "1-3"}).build(1, now=NOW)
+    with pytest.raises(ValueError, match="not in range"):
+        ranges[0].task(4)
 
 
 def test_sweep_with_step():

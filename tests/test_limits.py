@@ -60,7 +60,7 @@ def test_spec_limits_apply_to_every_task_and_a_task_may_override_them():
             "tasks": [{"command": "a"}, {"command": "b", "runtimeLimit": 5, "validExitCodes": [7]}],
         }
     )
-    _, tasks = spec.build(1, now=T0)
+    tasks = spec.expand(1, now=T0)
     assert [(t.runtime_limit_s, t.valid_exit_codes) for t in tasks] == [
         (120, [0, 3]),
         (5, [7]),

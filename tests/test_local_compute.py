@@ -15,6 +15,7 @@ import pytest
 
 from shared.adapters.local_compute import LocalProvider
 from shared.adapters.sqlite_bus import SqliteBus
+from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.domain.autoscaler import AutoscalerPolicy, ClusterView, GroupPolicy, autoscale
 from shared.domain.autoscaler import AutoscalerState as State
 from shared.domain.messages import NodeStopping, RegisterNode
@@ -39,7 +40,7 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def bus(home: Path) -> Iterator[SqliteBus]:
     bus = SqliteBus(home / "bus.db")
-    declare_queues(bus)
+    declare_queues(SqliteBusAdmin(bus))
     yield bus
     bus.close()
 

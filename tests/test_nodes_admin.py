@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from shared.adapters.local_compute import LocalProvider
-from shared.domain.states import NodeState
+from shared.domain.states import NodeState, TaskState
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.ports.compute import OFF_STATES
 from shared.usecases.operations import pending_operations
+from tests.agent_double import AgentDouble
 from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
 
 
@@ -97,3 +98,32 @@ def test_groups_are_created_once(cp):
         cp.create_group("gpu")
     with pytest.raises(InvalidRequest, match="letters, digits"):
         cp.create_group("bad name")
+
+
+def test_an_evicted_spot_node_has_its_tasks_requeued_by_the_next_autoscaler_run(
+    cp, provider, clock
+):
+    """Azure evicts a Spot VM without a goodbye: its agent dies with it. The autoscaler run
+    that finds its VM deallocated takes it Offline and requeues its tasks at once, without
+    waiting out the heartbeat timeout."""
+    managed(cp)
+    [node] = cp.add_nodes("AzureNodes", 1, spot=True)
+    assert node.spot
+    provider.faults.never_joins.add(node.name)  # its "VM" runs; the double below is its agent
+    cp.node_action("start", [node.name])
+    agent = AgentDouble(cp, node.name, cores=2, groups=("AzureNodes",))
+    assert agent.register().accepted
+    job = cp.submit({"command": "x", "nodeGroups": ["AzureNodes"], "sweep": "1-2"})
+    assert cp.schedule_pass() == 2
+    cp.apply_events([agent.started((t.job_id, t.id, t.attempt)) for t in cp.list_tasks(job.id)])
+    assert {t.state for t in cp.list_tasks(job.id)} == {TaskState.RUNNING}
+
+    provider.evict(node.name)
+    assert provider.power_states()[node.name] in OFF_STATES
+    cp.autoscale()  # the same instant: no heartbeat timeout has passed
+    evicted = cp.store.get_node(node.name)
+    assert evicted.state is NodeState.OFFLINE and "evicted" in (evicted.state_reason or "")
+    tasks = cp.list_tasks(job.id)
+    assert [(t.state, t.attempt, t.node) for t in tasks] == [(TaskState.QUEUED, 1, None)] * 2
+    assert all("evicted" in (t.error or "") for t in tasks)
+    assert [t.requeue_count for t in tasks] == [0, 0]  # an eviction uses up no retry

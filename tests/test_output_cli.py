@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from typer.testing import CliRunner
 
-from hpc import client
+from hpc import client_output
 from hpc.cli import app
 from hpc.commands import tasks as task_commands
 from tests.helpers import wait_until
@@ -165,7 +165,7 @@ def test_a_retried_task_shows_its_last_attempt_and_any_attempt_on_request(api: O
 def test_pages_all_come_from_the_attempt_the_first_page_came_from(
     api: Outputs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client, "OUTPUT_PAGE_BYTES", 4)
+    monkeypatch.setattr(client_output, "OUTPUT_PAGE_BYTES", 4)
     api.streams[3] = {0: {"stdout": b"zero zero zero\n"}, 1: {"stdout": b"one one one one\n"}}
     api.default_attempts[3] = [0, 1]  # the task is retried after the first page was read
     assert hpc("task", "output", "1", "3").stdout == "zero zero zero\n"
@@ -175,7 +175,7 @@ def test_pages_all_come_from_the_attempt_the_first_page_came_from(
 def test_on_a_terminal_escapes_split_between_pages_are_still_removed(
     api: Outputs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client, "OUTPUT_PAGE_BYTES", 3)
+    monkeypatch.setattr(client_output, "OUTPUT_PAGE_BYTES", 3)
     monkeypatch.setattr(task_commands, "_stdout_is_terminal", lambda: True)
     api.streams[1] = {0: {"stdout": "\x1b[31mred\x1b[0m é → 日本\n\x1b]0;title\x07end".encode()}}
     result = hpc("task", "output", "1", "1")

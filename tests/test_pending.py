@@ -75,3 +75,54 @@ def test_queued_jobs_and_tasks_say_why_they_wait(cp):
     assert cp.job_pending_reasons([cp.get_job(job.id)])[job.id].startswith(
         "no Online node in the cluster (1 Offline)"
     )
+
+
+def queued_job(job_id, priority=2000, groups=(), second=0, queued=1):
+    from datetime import UTC, datetime
+
+    from shared.domain.models import Job
+
+    return Job(
+        id=job_id,
+        priority=priority,
+        node_groups=list(groups),
+        submit_time=datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC),
+        task_counts={TaskState.QUEUED: queued} if queued else {TaskState.RUNNING: 1},
+    )
+
+
+@pytest.mark.parametrize(
+    ("others", "expected"),
+    [
+        ([], "waiting"),
+        ([queued_job(2, priority=3000)], "1 job of higher priority ahead; waiting"),
+        (
+            [queued_job(2, 3000), queued_job(3, 4000), queued_job(4, 2000, second=0)],
+            "2 jobs of higher priority ahead; 1 earlier job of the same priority ahead; waiting",
+        ),
+        ([queued_job(2, 2000, second=9), queued_job(3, 1000)], "waiting"),  # behind it
+        ([queued_job(2, 3000, queued=0)], "waiting"),  # nothing queued: not ahead
+        ([queued_job(2, 3000, groups=("AzureNodes",))], "waiting"),  # other nodes
+        (
+            [queued_job(2, 3000, groups=("OnPremNodes", "AzureNodes"))],
+            "1 job of higher priority ahead; waiting",
+        ),
+    ],
+)
+def test_the_jobs_ahead_lead_a_wait_for_cores(others, expected):
+    from shared.domain.pending import behind
+
+    mine = queued_job(5, 2000, groups=("OnPremNodes",), second=1)
+    assert behind(mine, [mine, *others], "waiting") == expected
+
+
+def test_a_job_behind_higher_priority_work_says_how_many_jobs_are_ahead(cp):
+    register(cp, "n1", cores=2)
+    first = cp.submit({"name": "a", "priority": "Highest", "command": "x", "cores": 2})
+    cp.schedule_pass()
+    cp.submit({"name": "b", "priority": "Highest", "command": "x", "cores": 2})
+    low = cp.submit({"name": "c", "command": "x", "cores": 2})
+    [task] = cp.list_tasks(low.id)
+    reason = cp.pending_reasons([task])[(low.id, 1)]
+    assert reason.startswith("1 job of higher priority ahead; waiting for 2 free core(s)")
+    assert first.id < low.id

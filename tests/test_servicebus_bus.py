@@ -8,19 +8,38 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus import (
+    ServiceBusMessage,
+    ServiceBusMessageBatch,
+    ServiceBusReceivedMessage,
+    ServiceBusReceiveMode,
+)
 from azure.servicebus._pyamqp.message import Header  # the SDK's own AMQP types (test only)
 from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
 
 from shared.adapters.servicebus_bus import (
-    MAX_LOCK_MS,
-    MIN_LOCK_MS,
     ServiceBusBus,
+    ServiceBusQueueReceiver,
+    build_batches,
     from_servicebus_message,
-    lock_duration,
     to_servicebus_message,
 )
-from shared.ports.bus import OutgoingMessage
+from shared.adapters.servicebus_busadmin import (
+    DEFAULT_MESSAGE_TTL,
+    DUPLICATE_DETECTION_WINDOW,
+    MAX_LOCK_MS,
+    MIN_LOCK_MS,
+    ServiceBusAdmin,
+    lock_duration,
+    queue_options,
+)
+from shared.ports.bus import (
+    MAX_BATCH_BYTES,
+    MessageLockLostError,
+    MessageTooLargeError,
+    OutgoingMessage,
+    ReceivedMessage,
+)
 from shared.settings import Settings
 
 FAKE_CONNECTION = (
@@ -112,6 +131,7 @@ def test_received_message_maps_back_with_decoded_properties_and_counts_from_1() 
     assert message.locked_until == datetime(2030, 1, 1, 12, 0, 30, tzinfo=UTC)
     assert message.lock_token == str(uuid.UUID(int=7))
     assert message.enqueued_time.tzinfo is not None
+    assert isinstance(message.handle, ServiceBusReceivedMessage)  # what settling needs
 
 
 def test_redelivered_message_counts_its_deliveries() -> None:
@@ -150,9 +170,11 @@ def test_settings_choose_the_bus(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_bus_needs_a_connection_string_or_a_namespace() -> None:
+def test_bus_and_admin_need_a_connection_string_or_a_namespace() -> None:
     with pytest.raises(ValueError, match="HPC_SERVICEBUS_CONNECTION_STRING"):
         ServiceBusBus()
+    with pytest.raises(ValueError, match="HPC_SERVICEBUS_NAMESPACE"):
+        ServiceBusAdmin()
 
 
 def test_bus_opens_clients_without_connecting() -> None:
@@ -167,3 +189,90 @@ def test_bus_opens_clients_without_connecting() -> None:
     by_identity = ServiceBusBus(namespace="hpc.servicebus.windows.net", credential=Credential())
     assert by_identity.client.fully_qualified_namespace == "hpc.servicebus.windows.net"
     by_identity.close()
+
+
+def test_websockets_transport_is_chosen_by_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HPC_SERVICEBUS_TRANSPORT=websockets: AMQP over WebSockets on 443 (outbound HTTPS
+    only, the on-prem agent's firewall); the default is plain AMQP on 5671."""
+    from azure.servicebus import TransportType
+
+    assert Settings().servicebus_transport == "amqp"
+    monkeypatch.setenv("HPC_SERVICEBUS_TRANSPORT", "websockets")
+    assert Settings().servicebus_transport == "websockets"
+    monkeypatch.setenv("HPC_SERVICEBUS_TRANSPORT", "http")
+    with pytest.raises(ValueError):
+        Settings()
+    plain = ServiceBusBus(connection_string=FAKE_CONNECTION)
+    over_443 = ServiceBusBus(connection_string=FAKE_CONNECTION, websockets=True)
+    assert plain.client._config.transport_type is TransportType.Amqp
+    assert over_443.client._config.transport_type is TransportType.AmqpOverWebsocket
+    plain.close()
+    over_443.close()
+
+
+def test_admin_opens_clients_without_connecting() -> None:
+    admin = ServiceBusAdmin(connection_string=FAKE_CONNECTION)
+    assert admin.admin.fully_qualified_namespace == "example.servicebus.windows.net"
+    admin.close()
+
+
+def test_queues_are_created_with_sessions_locks_duplicate_detection_and_expiry() -> None:
+    options = queue_options(requires_session=True, max_delivery_count=3, lock_duration_ms=100)
+    assert options["requires_session"] is True
+    assert options["max_delivery_count"] == 3
+    assert options["lock_duration"] == timedelta(milliseconds=MIN_LOCK_MS)
+    assert options["requires_duplicate_detection"] is True
+    assert options["duplicate_detection_history_time_window"] == DUPLICATE_DETECTION_WINDOW
+    assert options["dead_lettering_on_message_expiration"] is True
+    assert options["default_message_time_to_live"] == DEFAULT_MESSAGE_TTL
+    with pytest.raises(ValueError):
+        queue_options(requires_session=False, max_delivery_count=0, lock_duration_ms=1000)
+
+
+class _Sender:
+    """Hands out the SDK's own batches, which measure messages as the broker will."""
+
+    def create_message_batch(self, max_size_in_bytes: int | None = None) -> ServiceBusMessageBatch:
+        return ServiceBusMessageBatch(max_size_in_bytes=max_size_in_bytes)
+
+
+def test_sends_are_split_into_sdk_batches_by_bytes_and_by_count() -> None:
+    large = [OutgoingMessage(body=b"x" * 100_000, message_id=str(i)) for i in range(5)]
+    batches = build_batches(_Sender(), large)  # type: ignore[arg-type]
+    assert [len(b) for b in batches] == [2, 2, 1]
+    assert all(b.size_in_bytes <= MAX_BATCH_BYTES for b in batches)
+    small = [OutgoingMessage(body=b"x") for _ in range(25)]
+    assert [len(b) for b in build_batches(_Sender(), small, max_messages=10)] == [10, 10, 5]  # type: ignore[arg-type]
+    assert build_batches(_Sender(), []) == []  # type: ignore[arg-type]
+
+
+def test_a_message_no_batch_can_hold_is_refused() -> None:
+    with pytest.raises(MessageTooLargeError, match="does not fit"):
+        build_batches(_Sender(), [OutgoingMessage(body=b"x" * MAX_BATCH_BYTES)])  # type: ignore[arg-type]
+
+
+def test_bus_refuses_a_large_or_mixed_send_before_connecting() -> None:
+    bus = ServiceBusBus(connection_string=FAKE_CONNECTION)
+    with pytest.raises(MessageTooLargeError):
+        bus.send("q", OutgoingMessage(body=b"x" * (256 * 1024)))
+    with pytest.raises(ValueError, match="session id"):
+        bus.send("q", [OutgoingMessage(body=b"a", session_id="s"), OutgoingMessage(body=b"b")])
+    bus.close()
+
+
+def test_a_message_received_elsewhere_cannot_be_settled_here() -> None:
+    class NoReceiver:
+        def complete_message(self, message: object) -> None:
+            raise AssertionError("must not reach the SDK")
+
+    receiver = ServiceBusQueueReceiver("q", NoReceiver())  # type: ignore[arg-type]
+    foreign = ReceivedMessage(
+        body=b"x",
+        message_id="m",
+        sequence_number=1,
+        delivery_count=1,
+        enqueued_time=datetime(2030, 1, 1, tzinfo=UTC),
+        handle=(1, "token"),  # the embedded bus's handle
+    )
+    with pytest.raises(MessageLockLostError):
+        receiver.complete(foreign)

@@ -53,10 +53,12 @@ def group_create(
     ] = None,
     description: Annotated[str | None, typer.Option(help="What the group is.")] = None,
 ) -> None:
-    """Create a node group."""
+    """Create a node group (refused if one exists whose name differs only by case)."""
     with api_client() as client:
-        client.create_node_group(name, **_settings(provider=provider, description=description))
-    stdout_console().print(f"node group {name} created")
+        group = client.create_node_group(
+            name, **_settings(provider=provider, description=description)
+        )
+    stdout_console().print(f"node group {dash(group.get('name'))} created")
 
 
 @app.command("set")
@@ -92,7 +94,8 @@ def group_set(
         bool | None, typer.Option("--grow-by-min/--no-grow-by-min", help="GrowByMin.")
     ] = None,
 ) -> None:
-    """Change a node group's bounds, provider and AutoGrowShrink parameters."""
+    """Change a node group's bounds, provider and AutoGrowShrink parameters (the name
+    matches whatever its case)."""
     settings = _settings(
         minNodes=min_nodes, maxNodes=max_nodes, provider=provider, nodeCores=node_cores,
         size=size, autoscale=autoscale, growIntervalS=grow_interval,

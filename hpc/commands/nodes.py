@@ -32,7 +32,14 @@ def node_list(as_json: JsonOption = False) -> None:
     if not nodes:
         stderr_console().print("no nodes: start some with `hpc up` or `hpc agent run`")
         return
-    stdout_console().print(render.nodes_table(nodes))
+    stdout_console().print(render.nodes_table([_marked(n) for n in nodes]))
+
+
+def _marked(node: dict[str, Any]) -> dict[str, Any]:
+    """A Spot node says so beside its provider (the cloud may evict it)."""
+    if node.get("spot"):
+        return {**node, "provider": f"{node.get('provider') or '-'} (spot)"}
+    return node
 
 
 @app.command("add")
@@ -41,16 +48,43 @@ def node_add(
     count: Annotated[int, typer.Option(min=1, max=1000, help="How many nodes.")] = 1,
     size: Annotated[str | None, typer.Option(help="VM size, e.g. Standard_D4s_v5.")] = None,
     cores: Annotated[int | None, typer.Option(min=1, help="Cores of each node.")] = None,
+    spot: Annotated[
+        bool, typer.Option("--spot", help="Spot VMs: cheaper; if evicted, tasks requeue.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Add nodes to a managed group: their VMs are created and left deallocated (Offline)."""
     with api_client() as client:
-        data = client.add_nodes(group, count, cores=cores, size=size)
+        data = client.add_nodes(group, count, cores=cores, size=size, spot=spot)
     if as_json:
         print_json(data)
         return
+    kind = "Spot VM " if spot else ""
     for node in data.get("nodes", []):
-        stdout_console().print(Text(f"{one_line(node.get('name'))}: added, Offline"))
+        stdout_console().print(Text(f"{one_line(node.get('name'))}: {kind}added, Offline"))
+
+
+@app.command("set")
+def node_set(
+    names: Annotated[list[str], typer.Argument(metavar="NAME...", show_default=False)],
+    groups: Annotated[
+        list[str],
+        typer.Option("--group", help="Its node groups (repeat for several); replaces them."),
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Put nodes in node groups (admin). The control plane owns a node's groups: an
+    agent's --group counts only on its node's first registration."""
+    results = []
+    with api_client() as client:
+        for name in names:
+            results.append(client.set_node(name, groups=groups))
+    if as_json:
+        print_json({"nodes": results})
+        return
+    for node in results:
+        line = f"{one_line(node.get('name'))}: groups {one_line(', '.join(node.get('groups', [])))}"
+        stdout_console().print(Text(line))
 
 
 def _act(action: str, names: list[str] | None, group: str | None) -> None:

@@ -51,15 +51,14 @@ def task_list(
 ) -> None:
     """List a job's tasks (the first 100 unless --limit or --all)."""
     states = normalise_states(state, TASK_STATES)
-    shown = 0
+    shown = last = 0
     collected: list[dict[str, Any]] = []
     with api_client() as client:
         while show_all or shown < limit:
             size = TASK_PAGE if show_all else min(TASK_PAGE, limit - shown)
-            page = client.list_tasks(job_id, state=states, offset=shown, limit=size).get(
-                "tasks", []
-            )
+            page = client.list_tasks(job_id, state=states, after=last, limit=size).get("tasks", [])
             shown += len(page)
+            last = page[-1]["id"] if page else last
             if as_json:
                 collected += page
             elif page:
@@ -69,7 +68,7 @@ def task_list(
         more = (
             not show_all
             and shown == limit
-            and bool(client.list_tasks(job_id, state=states, offset=shown, limit=1).get("tasks"))
+            and bool(client.list_tasks(job_id, state=states, after=last, limit=1).get("tasks"))
         )
     if as_json:
         print_json({"tasks": collected})

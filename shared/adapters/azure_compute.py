@@ -2,23 +2,24 @@
 
 Every ARM call goes through one seam, :meth:`AzureProvider._call`, which
 captures the raw response (for the operation URL and Retry-After) and turns
-an ARM error into a :class:`ComputeError` value. Long-running operations are
-begun with ``polling=False`` and never waited on: the handle keeps the
-operation's ``Azure-AsyncOperation`` URL (or its ``Location``), and
-:meth:`poll` GETs it once. The client is built with ``retry_total=0`` so a
-429 comes back at once with its Retry-After instead of sleeping in the SDK's
-retry policy; backing off is the autoscaler's decision.
+an ARM error into a :class:`ComputeError` value (:mod:`.azure_errors`).
+Long-running operations are begun with ``polling=False`` and never waited on:
+the handle keeps the operation's ``Azure-AsyncOperation`` URL (or its
+``Location``), and :meth:`poll` GETs it once. The client is built with
+``retry_total=0`` so a 429 comes back at once with its Retry-After instead of
+sleeping in the SDK's retry policy; backing off is the autoscaler's decision.
 
-A created VM is tagged ``cluster`` and ``group`` (``power_states`` lists only
-this cluster's VMs, in one ARM call), carries custom data that installs and
-starts the agent as a systemd service, and is deallocated once created.
+A created VM is tagged ``cluster``, ``group`` and ``node`` (``power_states``
+lists only this cluster's VMs, in one ARM call), has the node identity (a
+user-assigned managed identity: the agent's only credential) attached,
+carries custom data that installs and starts the agent as a systemd service
+(:mod:`.azure_customdata`), and is deallocated once created. Built from
+settings by :mod:`.azure_setup`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import shlex
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,8 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.compute.models import VirtualMachine
 
+from shared.adapters.azure_customdata import AGENT_USER, cloud_config, encode
+from shared.adapters.azure_errors import body_error, error_from, error_of
 from shared.ports.compute import (
     Action,
     ComputeError,
@@ -43,90 +46,6 @@ from shared.ports.compute import (
 
 NETWORK_API_VERSION = "2022-11-01"
 """Lets the VM create (and delete with it) its own NIC: no azure-mgmt-network needed."""
-
-ERROR_KINDS: dict[str, ErrorKind] = {
-    "QuotaExceeded": ErrorKind.QUOTA_EXCEEDED,
-    "AllocationFailed": ErrorKind.ALLOCATION_FAILED,
-    "ZonalAllocationFailed": ErrorKind.ALLOCATION_FAILED,
-    "OverconstrainedAllocationRequest": ErrorKind.ALLOCATION_FAILED,
-    "OverconstrainedZonalAllocationRequest": ErrorKind.ALLOCATION_FAILED,
-    "SkuNotAvailable": ErrorKind.SKU_NOT_AVAILABLE,
-    "ResourceNotFound": ErrorKind.NOT_FOUND,
-    "NotFound": ErrorKind.NOT_FOUND,
-    "TooManyRequests": ErrorKind.THROTTLED,
-    "Conflict": ErrorKind.CONFLICT,
-    "OperationNotAllowed": ErrorKind.CONFLICT,
-}
-"""ARM error code -> ours. OperationNotAllowed is also how ARM says "core quota exceeded"
-(its message names the quota), which :func:`error_from` checks."""
-
-
-def error_from(
-    status: int | None,
-    code: str | None,
-    message: str,
-    *,
-    retry_after: str | None = None,
-    vm: str | None = None,
-) -> ComputeError:
-    """A :class:`ComputeError` for an ARM error answer (HTTP status and error body)."""
-    kind = ERROR_KINDS.get(code or "")
-    if kind is ErrorKind.CONFLICT and "quota" in message.lower():
-        kind = ErrorKind.QUOTA_EXCEEDED
-    if kind is None:
-        kind = {429: ErrorKind.THROTTLED, 404: ErrorKind.NOT_FOUND, 409: ErrorKind.CONFLICT}.get(
-            status or 0, ErrorKind.FAILED
-        )
-    seconds: float | None = None
-    if retry_after is not None:
-        try:
-            seconds = float(retry_after)
-        except ValueError:
-            seconds = None
-    return ComputeError(kind, message, vm=vm, retry_after_s=seconds, code=code)
-
-
-def agent_custom_data(
-    spec: VmSpec, *, package: str, environment: Mapping[str, str], user: str = "hpc"
-) -> str:
-    """The boot script (cloud-init runs custom data that starts with ``#!``): install the
-    package in a venv and run ``python -m agent`` as a systemd service, which SIGTERMs it on
-    deallocation so it stops cleanly."""
-    env_lines = "\n".join(f"Environment={shlex.quote(f'{k}={v}')}" for k, v in environment.items())
-    command = shlex.join(
-        [
-            "/opt/hybridhpc/bin/python",
-            "-m",
-            "agent",
-            "--name",
-            spec.name,
-            "--group",
-            spec.group,
-            "--cores",
-            str(spec.cores),
-        ]
-    )
-    return f"""#!/bin/sh
-set -e
-python3 -m venv /opt/hybridhpc
-/opt/hybridhpc/bin/pip install {shlex.quote(package)}
-cat > /etc/systemd/system/hybridhpc-agent.service <<'UNIT'
-[Unit]
-Description=HybridHPC node agent
-After=network-online.target
-[Service]
-User={user}
-{env_lines}
-ExecStart={command}
-KillSignal=SIGTERM
-TimeoutStopSec=60
-Restart=on-failure
-[Install]
-WantedBy=multi-user.target
-UNIT
-systemctl daemon-reload
-systemctl enable --now hybridhpc-agent
-"""
 
 
 class AzureProvider(ComputeProvider):
@@ -144,14 +63,27 @@ class AzureProvider(ComputeProvider):
         ssh_public_key: str,
         agent_package: str = "hybridhpc[azure]",
         agent_environment: Mapping[str, str] | None = None,
+        node_identity_id: str = "",
+        node_identity_client_id: str = "",
+        tags: Mapping[str, str] | None = None,
         default_size: str = "Standard_D2s_v5",
-        admin_username: str = "hpc",
+        admin_username: str = "hpcadmin",
         spot: bool = False,
         credential: Any = None,
         **client_kwargs: Any,
     ) -> None:
-        """``image``: an ARM imageReference (publisher, offer, sku, version). ``client_kwargs``
+        """``image``: an ARM imageReference (publisher, offer, sku, version; or ``id``).
+        ``agent_environment``: the agent's settings (``azure_customdata.agent_settings``).
+        ``node_identity_id``/``node_identity_client_id``: the user-assigned identity every VM
+        gets, and the agent's AZURE_CLIENT_ID. ``spot``: every VM is a Spot VM (else those
+        whose VmSpec says so: ``hpc node add --spot``): priority Spot, evicted by
+        deallocation, billed at most the pay-as-you-go price (maxPrice -1). ``client_kwargs``
         go to ComputeManagementClient (tests pass ``transport``)."""
+        if admin_username == AGENT_USER:
+            raise ValueError(
+                f"the admin user must not be {AGENT_USER!r}: that is the agent's own "
+                "unprivileged user (HPC_AZURE_ADMIN_USERNAME)"
+            )
         if credential is None:
             from azure.identity import DefaultAzureCredential
 
@@ -167,6 +99,9 @@ class AzureProvider(ComputeProvider):
         self.ssh_public_key = ssh_public_key
         self.agent_package = agent_package
         self.agent_environment = dict(agent_environment or {})
+        self.node_identity_id = node_identity_id
+        self.node_identity_client_id = node_identity_client_id
+        self.tags = dict(tags or {})
         self.default_size = default_size
         self.admin_username = admin_username
         self.spot = spot
@@ -241,20 +176,24 @@ class AzureProvider(ComputeProvider):
                     continue
                 states[vm.name] = _power_of(vm)
         except HttpResponseError as exc:
-            return _error(exc)
+            return error_of(exc)
         except AzureError as exc:
             return ComputeError(ErrorKind.FAILED, str(exc))
         return states
+
+    def close(self) -> None:
+        """Close the ARM client's connections (the function host calls it at exit)."""
+        self.client.close()
 
     # ---------------------------------------------------------------- helpers
 
     def vm_body(self, spec: VmSpec) -> dict[str, Any]:
         """The ARM VirtualMachine resource for a node (camelCase, as the REST API takes it)."""
-        custom = agent_custom_data(
+        custom = cloud_config(
             spec,
             package=self.agent_package,
+            identity_client_id=self.node_identity_client_id,
             environment=self.agent_environment,
-            user=self.admin_username,
         )
         properties: dict[str, Any] = {
             "hardwareProfile": {"vmSize": spec.size or self.default_size},
@@ -269,7 +208,7 @@ class AzureProvider(ComputeProvider):
             "osProfile": {
                 "computerName": spec.name,
                 "adminUsername": self.admin_username,
-                "customData": base64.b64encode(custom.encode()).decode(),
+                "customData": encode(custom),
                 "linuxConfiguration": {
                     "disablePasswordAuthentication": True,
                     "ssh": {
@@ -301,14 +240,26 @@ class AzureProvider(ComputeProvider):
                 ],
             },
         }
-        if self.spot:
+        if spec.spot or self.spot:  # evicted VMs are deallocated, not deleted: they restart
             properties |= {
                 "priority": "Spot",
                 "evictionPolicy": "Deallocate",
                 "billingProfile": {"maxPrice": -1},
             }
-        tags = {**spec.tags, "cluster": self.cluster, "group": spec.group, "node": spec.name}
-        return {"location": self.location, "tags": tags, "properties": properties}
+        tags = {
+            **self.tags,
+            **spec.tags,
+            "cluster": self.cluster,
+            "group": spec.group,
+            "node": spec.name,
+        }
+        body: dict[str, Any] = {"location": self.location, "tags": tags, "properties": properties}
+        if self.node_identity_id:  # the agent's credential: no secret on the VM
+            body["identity"] = {
+                "type": "UserAssigned",
+                "userAssignedIdentities": {self.node_identity_id: {}},
+            }
+        return body
 
     def _begin(
         self,
@@ -348,7 +299,7 @@ class AzureProvider(ComputeProvider):
         try:
             call(hook)
         except HttpResponseError as exc:
-            return _error(exc, vm)
+            return error_of(exc, vm)
         except AzureError as exc:
             return ComputeError(ErrorKind.FAILED, str(exc), vm=vm)
         return captured
@@ -365,7 +316,7 @@ class AzureProvider(ComputeProvider):
             )
         status = response.status_code
         if status >= 400:
-            error = _body_error(response.text(), status, response.headers, operation.vm)
+            error = body_error(response.text(), status, response.headers, operation.vm)
             if operation.action == "delete" and error.kind is ErrorKind.NOT_FOUND:
                 return OperationResult("succeeded")
             if status == 429 or status >= 500:
@@ -398,24 +349,3 @@ def _power_of(vm: Any) -> PowerState:
         if code.startswith("PowerState/"):
             return to_power_state(code)
     return to_power_state(codes[-1] if codes else None)
-
-
-def _error(exc: HttpResponseError, vm: str | None = None) -> ComputeError:
-    headers: Mapping[str, str] = getattr(exc.response, "headers", None) or {}
-    code = exc.error.code if exc.error is not None else None
-    message = exc.error.message if exc.error is not None and exc.error.message else exc.message
-    return error_from(exc.status_code, code, message, retry_after=headers.get("Retry-After"), vm=vm)
-
-
-def _body_error(text: str, status: int, headers: Mapping[str, str], vm: str) -> ComputeError:
-    try:
-        err = json.loads(text or "{}").get("error") or {}
-    except ValueError:
-        err = {}
-    return error_from(
-        status,
-        err.get("code"),
-        err.get("message", f"HTTP {status}"),
-        retry_after=headers.get("Retry-After"),
-        vm=vm,
-    )

@@ -3,8 +3,10 @@
 Two containers (``docs/cosmos.md`` says why):
 
 - ``jobs``, partition key ``/jobId``: one job document (``id`` "job") and its
-  task documents (``id`` "task-<n>"), so a job and its tasks commit together
-  in one transactional batch.
+  task documents (``id`` "task-<n>") and range documents (``id`` "range-<n>"), so
+  a job and its tasks commit together in one transactional batch. A job document
+  with ``visible`` false is a job ``add_job`` has not finished writing: no read
+  returns it or its parts (see :mod:`shared.adapters.cosmos_parts`).
 - ``cluster``, partition key ``/id``: nodes ("node:<name>"), node groups
   ("group:<name>"), meta documents ("meta:<key>"), the job-id counter
   ("counter:jobId") and tokens ("token:<sha256>"); each its own partition.
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from shared.domain.models import Job, Record, Task
+from shared.domain.models import Job, Record, Task, TaskRange
 from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict
 
@@ -86,11 +88,13 @@ def task_doc_id(task_id: int) -> str:
     return f"task-{task_id}"
 
 
-def job_doc(job: Job) -> dict[str, Any]:
+def job_doc(job: Job, *, visible: bool = True) -> dict[str, Any]:
+    """The job's document; ``visible`` False while ``add_job`` writes its parts."""
     return {
         "id": JOB_DOC_ID,
         "jobId": job.id,
         "type": "job",
+        "visible": visible,
         "state": job.state.value,
         "submitTime": micros(job.submit_time),
         "body": _body(job),
@@ -109,6 +113,36 @@ def task_doc(task: Task) -> dict[str, Any]:
         "node": task.node,
         "body": _body(task),
     }
+
+
+def range_doc_id(first_id: int) -> str:
+    return f"range-{first_id}"
+
+
+def range_doc(r: TaskRange) -> dict[str, Any]:
+    """A sweep's range; ``taskId`` is its first task's id, so the scheduling-order index of
+    queued tasks serves :func:`open_ranges` too."""
+    return {
+        "id": range_doc_id(r.first_id),
+        "jobId": r.job_id,
+        "taskId": r.first_id,
+        "type": "range",
+        "open": r.open,
+        "priority": r.priority,
+        "submitTime": micros(r.template.submit_time),
+        "body": _body(r),
+    }
+
+
+def doc_of(record: Record) -> dict[str, Any]:
+    """The stored document of a job, task or range."""
+    if isinstance(record, Job):
+        return job_doc(record)
+    if isinstance(record, Task):
+        return task_doc(record)
+    if isinstance(record, TaskRange):
+        return range_doc(record)
+    raise TypeError(f"{type(record).__name__} is not stored in the jobs container")
 
 
 def named_doc(kind: str, name: str, record: Record) -> dict[str, Any]:
@@ -149,7 +183,14 @@ class Query:
         return out
 
 
-CROSS_PARTITION = ("list_jobs", "queued_tasks", "active_tasks", "list_named")
+CROSS_PARTITION = (
+    "list_jobs",
+    "queued_tasks",
+    "open_ranges",
+    "active_tasks",
+    "list_named",
+    "unfinished_jobs",
+)
 """The queries that read every partition (see docs/cosmos.md for their cost and plan)."""
 
 
@@ -159,13 +200,35 @@ def _in(name: str, values: Collection[str]) -> tuple[str, list[dict[str, Any]]]:
     return f"c.{name} IN ({', '.join(p['name'] for p in params)})", params
 
 
-def list_jobs(states: Collection[JobState] | None, limit: int) -> Query:
-    where, params = "c.type = @type", [{"name": "@type", "value": "job"}]
+def list_jobs(states: Collection[JobState] | None, limit: int, before: int | None = None) -> Query:
+    """Visible jobs, newest first; ``before``: ids below it (the continuation of a page)."""
+    where = "c.type = @type AND c.visible = true"
+    params: list[dict[str, Any]] = [{"name": "@type", "value": "job"}]
+    if before is not None:
+        where += " AND c.jobId < @before"
+        params.append({"name": "@before", "value": before})
     if states is not None:
         term, more = _in("state", {JobState(s).value for s in states})
         where, params = f"{where} AND {term}", params + more
     text = f"SELECT TOP @limit * FROM c WHERE {where} ORDER BY c.jobId DESC"
     return Query(text, [{"name": "@limit", "value": limit}, *params])
+
+
+def unfinished_jobs(before_micros: int) -> Query:
+    """Job documents ``add_job`` never made visible, submitted before a time (the purge)."""
+    return Query(
+        "SELECT * FROM c WHERE c.type = @type AND c.visible = false AND c.submitTime < @before",
+        [{"name": "@type", "value": "job"}, {"name": "@before", "value": before_micros}],
+    )
+
+
+def partition_ids(job_id: int) -> Query:
+    """The ids of every document of one job (the purge deletes them)."""
+    return Query(
+        "SELECT c.id FROM c WHERE c.jobId = @jobId",
+        [{"name": "@jobId", "value": job_id}],
+        job_id,
+    )
 
 
 def get_tasks(job_id: int, task_ids: list[int]) -> Query:
@@ -181,13 +244,17 @@ def get_tasks(job_id: int, task_ids: list[int]) -> Query:
     )
 
 
-def list_tasks(job_id: int, states: Collection[TaskState] | None, top: int) -> Query:
-    """The first ``top`` tasks in id order (the caller skips ``offset``: the stand-in lacks
-    OFFSET LIMIT, and Cosmos charges the skipped documents of an OFFSET anyway)."""
-    where = "c.jobId = @jobId AND c.type = @type"
+def list_tasks(
+    job_id: int, states: Collection[TaskState] | None, top: int, after: int = 0
+) -> Query:
+    """The first ``top`` tasks with ids above ``after`` in id order (the caller skips
+    ``offset``: the stand-in lacks OFFSET LIMIT, and Cosmos charges the skipped documents of
+    an OFFSET anyway)."""
+    where = "c.jobId = @jobId AND c.type = @type AND c.taskId > @after"
     params: list[dict[str, Any]] = [
         {"name": "@jobId", "value": job_id},
         {"name": "@type", "value": "task"},
+        {"name": "@after", "value": after},
     ]
     if states is not None:
         term, more = _in("state", {TaskState(s).value for s in states})
@@ -205,14 +272,37 @@ def partition_docs(job_id: int, doc_ids: list[str]) -> Query:
     )
 
 
-def queued_tasks(limit: int) -> Query:
+def queued_tasks(limit: int, exclude_jobs: Collection[int] = ()) -> Query:
+    skip = " AND NOT ARRAY_CONTAINS(@exclude, c.jobId)" if exclude_jobs else ""
     return Query(
-        "SELECT TOP @limit * FROM c WHERE c.type = @type AND c.state = @state"
+        f"SELECT TOP @limit * FROM c WHERE c.type = @type AND c.state = @state{skip}"
         " ORDER BY c.priority DESC, c.submitTime ASC, c.jobId ASC, c.taskId ASC",
         [
             {"name": "@limit", "value": limit},
             {"name": "@type", "value": "task"},
             {"name": "@state", "value": _QUEUED},
+            *([{"name": "@exclude", "value": sorted(exclude_jobs)}] if exclude_jobs else []),
+        ],
+    )
+
+
+def get_ranges(job_id: int) -> Query:
+    return Query(
+        "SELECT * FROM c WHERE c.jobId = @jobId AND c.type = @type ORDER BY c.taskId ASC",
+        [{"name": "@jobId", "value": job_id}, {"name": "@type", "value": "range"}],
+        job_id,
+    )
+
+
+def open_ranges(limit: int, exclude_jobs: Collection[int] = ()) -> Query:
+    skip = " AND NOT ARRAY_CONTAINS(@exclude, c.jobId)" if exclude_jobs else ""
+    return Query(
+        f"SELECT TOP @limit * FROM c WHERE c.type = @type AND c.open = true{skip}"
+        " ORDER BY c.priority DESC, c.submitTime ASC, c.jobId ASC, c.taskId ASC",
+        [
+            {"name": "@limit", "value": limit},
+            {"name": "@type", "value": "range"},
+            *([{"name": "@exclude", "value": sorted(exclude_jobs)}] if exclude_jobs else []),
         ],
     )
 
@@ -288,12 +378,16 @@ def what(record: Record) -> str:
         return f"job {record.id}"
     if isinstance(record, Task):
         return f"task {record.key}"
+    if isinstance(record, TaskRange):
+        return f"range {record.key}"
     return f"{type(record).__name__.lower()} {getattr(record, 'name', '')!r}"
 
 
 def conflict(record: Record, status: int | None, label: str | None = None) -> Conflict:
     """The Conflict for a refused conditional write, saying why; nothing was written."""
     label = label or what(record)
+    if status == 409:
+        return Conflict(f"{label} already exists; nothing was written")
     if status == 404:
         return Conflict(f"{label} does not exist (deleted, or never stored); nothing was written")
     return Conflict(

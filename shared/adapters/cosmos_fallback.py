@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,7 +26,7 @@ from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
-from shared.domain.models import Job, Task
+from shared.domain.models import Record
 
 log = logging.getLogger(__name__)
 
@@ -73,27 +73,49 @@ def replace_each(
     hook: Hook,
     read: Callable[[docs.Query], Iterable[dict[str, Any]]],
     job_id: int,
-    pairs: list[tuple[Job | Task, dict[str, Any]]],
+    pairs: list[tuple[Record, dict[str, Any]]],
+    new: Sequence[tuple[Record, dict[str, Any]]] = (),
 ) -> list[str]:
-    """Check every etag, then replace one at a time, putting back what was written on refusal."""
-    query = docs.partition_docs(job_id, [doc["id"] for _, doc in pairs])
+    """Check every etag (and that no document to create exists), then replace one at a time
+    and create the new ones, putting back what was written on refusal. The etags come back
+    in the order replaced, then created."""
+    query = docs.partition_docs(job_id, [doc["id"] for _, doc in [*pairs, *new]])
     current = {d["id"]: d for d in read(query)}
     for record, doc in pairs:
         stored = current.get(doc["id"])
         if stored is None or stored["_etag"] != record.etag:
             raise docs.conflict(record, 404 if stored is None else 412)
+    for record, doc in new:
+        if doc["id"] in current:
+            raise docs.conflict(record, 409)
     done: list[tuple[dict[str, Any], str]] = []  # (previous document, etag we gave it)
     for record, doc in pairs:
         try:
-            new = jobs.replace_item(
+            new_doc = jobs.replace_item(
                 doc["id"], doc, etag=record.etag,
                 match_condition=MatchConditions.IfNotModified, response_hook=hook,
             )  # fmt: skip
         except CosmosHttpResponseError as error:
             _undo(jobs, hook, job_id, done)
             raise docs.conflict(record, error.status_code) from None
-        done.append((current[doc["id"]], str(new["_etag"])))
-    return [etag for _, etag in done]
+        done.append((current[doc["id"]], str(new_doc["_etag"])))
+    made: list[str] = []
+    for record, doc in new:
+        try:
+            made.append(create_one(jobs, hook, doc))
+        except docs.Refused as refused:
+            _undo(jobs, hook, job_id, done)
+            for _, created in reversed(new[: len(made)]):
+                _delete(jobs, hook, job_id, created["id"])
+            raise docs.conflict(record, refused.status) from None
+    return [etag for _, etag in done] + made
+
+
+def _delete(jobs: ContainerProxy, hook: Hook, job_id: int, doc_id: str) -> None:
+    try:
+        jobs.delete_item(doc_id, partition_key=job_id, response_hook=hook)
+    except CosmosHttpResponseError:
+        log.exception("could not undo document %s of job %s", doc_id, job_id)
 
 
 def _undo(

@@ -1,19 +1,23 @@
 """The Bus on Azure Service Bus (``azure-servicebus``): the port is shaped like the SDK,
-so this adapter is a translation.
+so this adapter is a translation. Administration (declare, count, purge) is apart, in
+:mod:`shared.adapters.servicebus_busadmin`: this side needs data-plane rights only
+(Service Bus Data Sender and Receiver), never Manage.
 
-- Queues are declared through ``ServiceBusAdministrationClient`` (Bicep declares
-  them in Azure; declaring is idempotent). Service Bus allows lock durations of
-  5 s to 5 min: shorter or longer ones are clamped (:func:`lock_duration`).
 - Messages map field for field (:func:`to_servicebus_message`,
   :func:`from_servicebus_message`); a message without an id gets ``uuid4().hex``
   so duplicate detection sees the same id on a resend.
-- Receivers are peek-lock with no prefetch; a received message is settled through
-  the receiver that got it (it keeps the SDK message by lock token).
+- A list is sent in :class:`ServiceBusMessageBatch` objects, which measure each
+  message as the broker will (the link's size limit, 256 KB on Standard); all the
+  batches are built before the first is sent, so a message too large for any
+  batch (:class:`MessageTooLargeError`) sends nothing.
+- The adapter does not read queue properties (that needs Manage rights): a list that
+  mixes messages with and without a session id is refused before sending, and a
+  session queue's refusal of a message without one comes from the broker.
+- Receivers are peek-lock with no prefetch; a received message's ``handle`` is the
+  SDK message, settled through the receiver that got it.
 - Session receivers accept their session at once (``NEXT_AVAILABLE_SESSION`` when no
   id is given), so a held session raises :class:`SessionLockedError` and no session
   :class:`NoSessionAvailable`, as the port says.
-- ``count`` reads runtime properties, which Service Bus updates within seconds (not
-  at once, unlike the SQLite bus).
 
 Connects with a connection string, or a fully qualified namespace and
 ``DefaultAzureCredential`` (managed identity in Azure).
@@ -21,32 +25,33 @@ Connects with a connection string, or a fully qualified namespace and
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.servicebus import (
     NEXT_AVAILABLE_SESSION,
     ServiceBusClient,
     ServiceBusMessage,
-    ServiceBusMessageState,
+    ServiceBusMessageBatch,
     ServiceBusReceivedMessage,
     ServiceBusReceiveMode,
     ServiceBusReceiver,
+    ServiceBusSender,
     ServiceBusSubQueue,
+    TransportType,
 )
 from azure.servicebus import exceptions as sbx
-from azure.servicebus.management import ServiceBusAdministrationClient
 
 from shared.ports.bus import (
-    DEFAULT_LOCK_DURATION_MS,
-    DEFAULT_MAX_DELIVERY_COUNT,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
     Bus,
     BusError,
     MessageLockLostError,
+    MessageTooLargeError,
     NoSessionAvailable,
     OutgoingMessage,
     QueueNotFound,
@@ -55,17 +60,11 @@ from shared.ports.bus import (
     SessionLockedError,
     SessionLockLostError,
     SessionReceiver,
+    check_sizes,
 )
 
-MIN_LOCK_MS = 5_000
-MAX_LOCK_MS = 300_000
 MIN_WAIT_S = 0.5
 """Shortest receive wait sent to Service Bus (a zero wait would be an unbounded one)."""
-
-
-def lock_duration(ms: int) -> timedelta:
-    """The queue lock duration Service Bus accepts nearest to ``ms`` (5 s to 5 min)."""
-    return timedelta(milliseconds=min(max(ms, MIN_LOCK_MS), MAX_LOCK_MS))
 
 
 def _wait_s(max_wait_ms: int) -> float:
@@ -125,10 +124,11 @@ def from_servicebus_message(message: ServiceBusReceivedMessage) -> ReceivedMessa
         expires_at=_utc(message.expires_at_utc),
         dead_letter_reason=message.dead_letter_reason,
         dead_letter_error_description=message.dead_letter_error_description,
+        handle=message,
     )
 
 
-def _translate(exc: Exception) -> Exception:
+def translate_error(exc: Exception) -> Exception:
     if isinstance(exc, sbx.MessageLockLostError | sbx.MessageAlreadySettled):
         return MessageLockLostError(str(exc))
     if isinstance(exc, sbx.SessionLockLostError):
@@ -146,7 +146,6 @@ class ServiceBusQueueReceiver(Receiver):
     def __init__(self, queue: str, receiver: ServiceBusReceiver) -> None:
         self.queue = queue
         self._receiver = receiver
-        self._held: dict[str, ServiceBusReceivedMessage] = {}
 
     def receive(self, *, max_messages: int = 1, max_wait_ms: int = 0) -> list[ReceivedMessage]:
         try:
@@ -154,19 +153,14 @@ class ServiceBusQueueReceiver(Receiver):
                 max_message_count=max_messages, max_wait_time=_wait_s(max_wait_ms)
             )
         except sbx.ServiceBusError as exc:
-            raise _translate(exc) from exc
-        out = []
-        for raw in got:
-            message = from_servicebus_message(raw)
-            if message.lock_token:
-                self._held[message.lock_token] = raw
-            out.append(message)
-        return out
+            raise translate_error(exc) from exc
+        return [from_servicebus_message(raw) for raw in got]
 
-    def _raw(self, message: ReceivedMessage) -> ServiceBusReceivedMessage:
-        raw = self._held.get(message.lock_token or "")
-        if raw is None:
-            raise MessageLockLostError("not received (or already settled) by this receiver")
+    @staticmethod
+    def _raw(message: ReceivedMessage) -> ServiceBusReceivedMessage:
+        raw = message.handle
+        if not isinstance(raw, ServiceBusReceivedMessage):
+            raise MessageLockLostError(f"message {message.message_id} was not received here")
         return raw
 
     def _settle(self, message: ReceivedMessage, action: str, **kwargs: Any) -> None:
@@ -174,9 +168,7 @@ class ServiceBusQueueReceiver(Receiver):
         try:
             getattr(self._receiver, action)(raw, **kwargs)
         except sbx.ServiceBusError as exc:
-            raise _translate(exc) from exc
-        finally:
-            self._held.pop(message.lock_token or "", None)
+            raise translate_error(exc) from exc
 
     def complete(self, message: ReceivedMessage) -> None:
         self._settle(message, "complete_message")
@@ -195,12 +187,11 @@ class ServiceBusQueueReceiver(Receiver):
         try:
             until = self._receiver.renew_message_lock(self._raw(message))
         except sbx.ServiceBusError as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
         message.locked_until = _utc(until)
         return message.locked_until or until
 
     def close(self) -> None:
-        self._held.clear()
         self._receiver.close()
 
 
@@ -221,20 +212,78 @@ class ServiceBusSessionReceiver(ServiceBusQueueReceiver, SessionReceiver):
         try:
             return _utc(self._session.renew_lock()) or self.session_locked_until
         except sbx.ServiceBusError as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
 
     def get_session_state(self) -> bytes | None:
         try:
             state = self._session.get_state()
         except sbx.ServiceBusError as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
         return bytes(state) if state else None
 
     def set_session_state(self, state: bytes | None) -> None:
         try:
             self._session.set_state(state)
         except sbx.ServiceBusError as exc:
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
+
+
+def connection_target(
+    connection_string: str | None, namespace: str | None, credential: Any
+) -> tuple[str, Any]:
+    """``(connection string or namespace, credential)``; the credential only with a namespace."""
+    if connection_string:
+        return connection_string, None
+    if namespace:
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        return namespace, credential
+    raise ValueError(
+        "HPC_BUS=servicebus needs HPC_SERVICEBUS_CONNECTION_STRING or "
+        "HPC_SERVICEBUS_NAMESPACE (NAME.servicebus.windows.net)"
+    )
+
+
+def build_batches(
+    sender: ServiceBusSender,
+    messages: Sequence[OutgoingMessage],
+    *,
+    max_bytes: int = MAX_BATCH_BYTES,
+    max_messages: int = MAX_BATCH_MESSAGES,
+) -> list[ServiceBusMessageBatch]:
+    """Consecutive SDK batches of ``messages``, each within the broker's size (as the SDK
+    measures it, capped at ``max_bytes``) and ``max_messages``. Raises MessageTooLargeError
+    for a message that fits no batch."""
+    batches: list[ServiceBusMessageBatch] = []
+    batch = sender.create_message_batch(max_size_in_bytes=max_bytes)
+    for index, message in enumerate(messages):
+        sb = to_servicebus_message(message)
+        if len(batch) >= max_messages:
+            batches.append(batch)
+            batch = sender.create_message_batch(max_size_in_bytes=max_bytes)
+        try:
+            batch.add_message(sb)
+            continue
+        except sbx.MessageSizeExceededError:
+            if len(batch) == 0:
+                raise MessageTooLargeError(
+                    f"message {index} ({sb.message_id}) does not fit a Service Bus batch of "
+                    f"{batch.max_size_in_bytes} bytes"
+                ) from None
+        batches.append(batch)
+        batch = sender.create_message_batch(max_size_in_bytes=max_bytes)
+        try:
+            batch.add_message(sb)
+        except sbx.MessageSizeExceededError:
+            raise MessageTooLargeError(
+                f"message {index} ({sb.message_id}) does not fit a Service Bus batch of "
+                f"{batch.max_size_in_bytes} bytes"
+            ) from None
+    if len(batch):
+        batches.append(batch)
+    return batches
 
 
 class ServiceBusBus(Bus):
@@ -244,75 +293,43 @@ class ServiceBusBus(Bus):
         connection_string: str | None = None,
         namespace: str | None = None,
         credential: Any = None,
-        auto_delete_on_idle: timedelta | None = None,
+        websockets: bool = False,
     ) -> None:
         """A connection string, or a fully qualified namespace (``NAME.servicebus.windows.net``)
-        with ``credential`` (default ``DefaultAzureCredential``). ``auto_delete_on_idle`` (at
-        least 5 min) is set on the queues this bus creates: tests use it to leave none behind."""
-        if connection_string:
-            self.client = ServiceBusClient.from_connection_string(connection_string)
-            self.admin = ServiceBusAdministrationClient.from_connection_string(connection_string)
-        elif namespace:
-            if credential is None:
-                from azure.identity import DefaultAzureCredential
-
-                credential = DefaultAzureCredential()
-            self.client = ServiceBusClient(namespace, credential)
-            self.admin = ServiceBusAdministrationClient(namespace, credential)
-        else:
-            raise ValueError(
-                "HPC_BUS=servicebus needs HPC_SERVICEBUS_CONNECTION_STRING or "
-                "HPC_SERVICEBUS_NAMESPACE (NAME.servicebus.windows.net)"
-            )
-        self._sessions: dict[str, bool] = {}
-        self._auto_delete_on_idle = auto_delete_on_idle
-
-    def _requires_session(self, queue: str) -> bool:
-        if queue not in self._sessions:
-            try:
-                self._sessions[queue] = bool(self.admin.get_queue(queue).requires_session)
-            except ResourceNotFoundError as exc:
-                raise QueueNotFound(queue) from exc
-        return self._sessions[queue]
-
-    def declare_queue(
-        self,
-        name: str,
-        *,
-        requires_session: bool = False,
-        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
-        lock_duration_ms: int = DEFAULT_LOCK_DURATION_MS,
-    ) -> None:
-        with contextlib.suppress(ResourceExistsError):
-            self.admin.create_queue(
-                name,
-                requires_session=requires_session,
-                max_delivery_count=max_delivery_count,
-                lock_duration=lock_duration(lock_duration_ms),
-                requires_duplicate_detection=True,
-                dead_lettering_on_message_expiration=True,
-                auto_delete_on_idle=self._auto_delete_on_idle,
-            )
-        self._sessions[name] = requires_session
+        with ``credential`` (default ``DefaultAzureCredential``). ``websockets``: AMQP over
+        WebSockets on port 443 (outbound HTTPS only, as an on-prem agent behind a firewall)."""
+        target, credential = connection_target(connection_string, namespace, credential)
+        transport = TransportType.AmqpOverWebsocket if websockets else TransportType.Amqp
+        self.client = (
+            ServiceBusClient(target, credential, transport_type=transport)
+            if credential is not None
+            else ServiceBusClient.from_connection_string(target, transport_type=transport)
+        )
 
     def send(self, queue: str, messages: OutgoingMessage | Sequence[OutgoingMessage]) -> None:
         batch = [messages] if isinstance(messages, OutgoingMessage) else list(messages)
-        if self._requires_session(queue) and any(not m.session_id for m in batch):
-            raise ValueError(f"queue {queue!r} requires a session id on every message")
         if not batch:
             return
+        with_session = {m.session_id is not None for m in batch}
+        if len(with_session) > 1:
+            raise ValueError(
+                f"queue {queue!r}: some messages have a session id and some do not; a session "
+                "queue needs one on every message"
+            )
+        check_sizes(batch)
         try:
             with self.client.get_queue_sender(queue) as sender:
-                sender.send_messages([to_servicebus_message(m) for m in batch])
+                for part in build_batches(sender, batch):
+                    sender.send_messages(part)
         except sbx.ServiceBusError as exc:
-            raise _translate(exc) from exc
+            if isinstance(exc, sbx.MessageSizeExceededError):
+                raise MessageTooLargeError(str(exc)) from exc
+            raise translate_error(exc) from exc
 
     def get_receiver(
         self, queue: str, *, sub_queue: Literal["deadletter"] | None = None
     ) -> Receiver:
-        requires_session = self._requires_session(queue)
-        if requires_session and sub_queue is None:
-            raise ValueError(f"queue {queue!r} has sessions: use get_session_receiver")
+        """Opened lazily by the SDK: an unknown queue raises QueueNotFound on the first receive."""
         receiver = self.client.get_queue_receiver(
             queue,
             receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
@@ -324,8 +341,6 @@ class ServiceBusBus(Bus):
     def get_session_receiver(
         self, queue: str, *, session_id: str | None = None, max_wait_ms: int = 0
     ) -> SessionReceiver:
-        if not self._requires_session(queue):
-            raise ValueError(f"queue {queue!r} has no sessions")
         receiver = self.client.get_queue_receiver(
             queue,
             session_id=session_id if session_id is not None else NEXT_AVAILABLE_SESSION,
@@ -340,47 +355,8 @@ class ServiceBusBus(Bus):
             raise NoSessionAvailable(queue) from exc
         except sbx.ServiceBusError as exc:
             receiver.close()
-            raise _translate(exc) from exc
+            raise translate_error(exc) from exc
         return ServiceBusSessionReceiver(queue, receiver)
-
-    def purge_session(self, queue: str, session_id: str) -> int:
-        """Completes the session's active messages, then cancels its scheduled ones (found by
-        peeking the session, which shows them with state SCHEDULED)."""
-        purged = 0
-        with self.get_session_receiver(queue, session_id=session_id) as receiver:
-            while batch := receiver.receive(max_messages=100, max_wait_ms=500):
-                for message in batch:
-                    receiver.complete(message)
-                purged += len(batch)
-            assert isinstance(receiver, ServiceBusQueueReceiver)
-            scheduled: list[int] = []
-            sequence = 0
-            try:
-                while peeked := receiver._receiver.peek_messages(
-                    max_message_count=100, sequence_number=sequence
-                ):
-                    scheduled += [
-                        int(m.sequence_number or 0)
-                        for m in peeked
-                        if m.state == ServiceBusMessageState.SCHEDULED
-                    ]
-                    sequence = int(peeked[-1].sequence_number or 0) + 1
-                if scheduled:
-                    with self.client.get_queue_sender(queue) as sender:
-                        sender.cancel_scheduled_messages(scheduled)
-            except sbx.ServiceBusError as exc:
-                raise _translate(exc) from exc
-        return purged + len(scheduled)
-
-    def count(self, queue: str, *, sub_queue: Literal["deadletter"] | None = None) -> int:
-        try:
-            props = self.admin.get_queue_runtime_properties(queue)
-        except ResourceNotFoundError as exc:
-            raise QueueNotFound(queue) from exc
-        if sub_queue == "deadletter":
-            return int(props.dead_letter_message_count or 0)
-        return int(props.active_message_count or 0) + int(props.scheduled_message_count or 0)
 
     def close(self) -> None:
         self.client.close()
-        self.admin.close()

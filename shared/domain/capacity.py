@@ -15,6 +15,12 @@ class Space:
     name: str
     groups: tuple[str, ...]
     free: int
+    cores: int | None = None
+    """All its cores (None: unknown, taken as ``free``): an exclusive request needs them all free."""
+
+    @property
+    def whole(self) -> int:
+        return self.free if self.cores is None else self.cores
 
 
 def eligible(groups: frozenset[str], space: Space) -> bool:
@@ -43,17 +49,28 @@ class FreeCores:
         self.free[name] = after
         self.total -= cores
 
+    def idle(self, name: str) -> bool:
+        """Nothing holds any of the node's cores (an exclusive request may have it)."""
+        return self.free[name] >= self.spaces[name].whole > 0
+
     def fit(
-        self, cores: int, nodes: int, groups: frozenset[str], *, avoid: Collection[str] = ()
+        self,
+        cores: int,
+        nodes: int,
+        groups: frozenset[str],
+        *,
+        avoid: Collection[str] = (),
+        exclusive: bool = False,
     ) -> list[Space] | None:
-        """The ``nodes`` most-free nodes with ``cores`` free that ``groups`` allows, taking
-        nodes in ``avoid`` only where there are not enough others; None if they do not exist."""
+        """The ``nodes`` most-free nodes with ``cores`` free that ``groups`` allows (with
+        ``exclusive``, idle ones only), taking nodes in ``avoid`` only where there are not
+        enough others; None if they do not exist."""
         picked: list[Space] = []
         shunned: list[Space] = []
-        for level in range(self._top, cores - 1, -1):
+        for level in range(self._top, max(cores, 1) - 1, -1):
             for name in self._levels.get(level, ()):
                 space = self.spaces[name]
-                if not eligible(groups, space):
+                if not eligible(groups, space) or (exclusive and not self.idle(name)):
                     continue
                 if name in avoid:
                     shunned.append(space)

@@ -16,13 +16,17 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from shared.domain import taskgraph
 from shared.domain.durations import MAX_LIMIT_S
-from shared.domain.models import PRIORITY_NAMES, Job, Task
+from shared.domain.models import PRIORITY_NAMES, Job, Task, TaskRange
+from shared.domain.outputpaths import check_output_path
+from shared.domain.states import TaskState
 from shared.errors import InvalidRequest
 
 _SWEEP = re.compile(r"^\s*(-?\d+)\s*-\s*(-?\d+)\s*(?::\s*(\d+))?\s*$")
@@ -104,10 +108,36 @@ ExitCodes = Annotated[
 ]
 
 
+Cores = Annotated[int, Field(ge=1, le=4096)]
+
+
+class CoreRange(_Spec):
+    """``"cores": {"min": 1, "max": 8}``: placed on ``min``, grown up to ``max`` per node
+    when cores are free at dispatch (the task reads its grant in HPC_TASK_CORES)."""
+
+    min: Cores
+    max: Cores
+
+    @model_validator(mode="after")
+    def _check(self) -> CoreRange:
+        if self.max < self.min:
+            raise ValueError(f"cores max {self.max} is below its min {self.min}")
+        return self
+
+
 class TaskSpec(_Spec):
     name: str = Field(default="", max_length=256)
+    depends_on: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=100
+    )
+    """Names of tasks of the job that must Finish first (shared.domain.taskgraph)."""
     command: Annotated[str, Field(max_length=32_768)]
-    cores: int = Field(default=1, ge=1, le=4096)
+    cores: Cores | CoreRange = 1
+    """Cores on each of its nodes: a number, or {"min": N, "max": M}."""
+    exclusive: bool = False
+    """Nothing else runs on its node(s) while it runs; it holds all their cores."""
+    nodes: int = Field(default=1, ge=1, le=1024)
+    """Nodes it runs on, all reserved together; the command runs on the first (HPC_NODES)."""
     runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds; the agent kills the task past it (the job's, if not given)."""
     valid_exit_codes: ExitCodes | None = None
@@ -115,6 +145,17 @@ class TaskSpec(_Spec):
     sweep: Sweep | None = None
     work_dir: str | None = Field(default=None, max_length=4096)
     env: dict[str, str] = Field(default_factory=dict)
+    stdout: str | None = Field(default=None, max_length=4096)
+    """A file the task's stdout goes to as well (placeholders: shared/domain/outputpaths.py)."""
+    stderr: str | None = Field(default=None, max_length=4096)
+    """The same for stderr; naming the stdout file puts both streams in it."""
+
+    @field_validator("stdout", "stderr")
+    @classmethod
+    def _output_path(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            check_output_path(v, sweep=info.data.get("sweep") is not None)
+        return v
 
     @field_validator("command")
     @classmethod
@@ -122,6 +163,19 @@ class TaskSpec(_Spec):
         if not v.strip():
             raise ValueError("command is empty: give the shell command the task runs")
         return v
+
+    @field_validator("cores", mode="before")
+    @classmethod
+    def _cores(cls, v: Any) -> Any:
+        """One clear message for either form (not one per branch of the union)."""
+        if isinstance(v, dict):
+            try:
+                return CoreRange.model_validate(v)
+            except ValidationError as e:
+                raise ValueError(describe(e).replace("body: ", "")) from None
+        if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096:
+            return v
+        raise ValueError(f'cores is a number 1-4096 or {{"min": N, "max": M}}, got {v!r}')
 
     @field_validator("sweep", mode="before")
     @classmethod
@@ -138,9 +192,22 @@ class TaskSpec(_Spec):
     def task_count(self) -> int:
         return len(self.sweep) if self.sweep else 1
 
+    @property
+    def min_cores(self) -> int:
+        return self.cores.min if isinstance(self.cores, CoreRange) else self.cores
+
+    @property
+    def max_cores(self) -> int | None:
+        """The most cores per node it may grow to (None: exactly ``min_cores``)."""
+        if isinstance(self.cores, CoreRange) and self.cores.max > self.cores.min:
+            return self.cores.max
+        return None
+
 
 class JobSpec(_Spec):
     name: str = Field(default="", max_length=256)
+    template: str | None = Field(default=None, max_length=64)
+    """A job template's name (shared.domain.templates); None: the Default one, if any."""
     node_groups: list[str] = Field(default_factory=list, max_length=32)
     priority: int = PRIORITY_NAMES["Normal"]
     max_retries: int = Field(default=3, ge=0, le=100)
@@ -157,6 +224,13 @@ class JobSpec(_Spec):
     """Exit codes that count as success for every task (default [0])."""
     tasks: list[TaskSpec] = Field(min_length=1, max_length=10_000)
 
+    @model_validator(mode="after")
+    def _graph(self) -> JobSpec:
+        """Task dependencies name tasks of the job and have no cycle."""
+        if any(t.depends_on for t in self.tasks):
+            taskgraph.spec_order(self.tasks)
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _shorthands(cls, data: Any) -> Any:
@@ -169,7 +243,19 @@ class JobSpec(_Spec):
             data["nodeGroups"] = [group] if group else []
         if "tasks" not in data and "command" in data:
             task = {
-                k: data.pop(k) for k in ("command", "cores", "sweep", "workDir", "env") if k in data
+                k: data.pop(k)
+                for k in (
+                    "command",
+                    "cores",
+                    "exclusive",
+                    "nodes",
+                    "sweep",
+                    "workDir",
+                    "env",
+                    "stdout",
+                    "stderr",
+                )
+                if k in data
             }
             data["tasks"] = [task]
         return data
@@ -190,8 +276,12 @@ class JobSpec(_Spec):
         except ValidationError as e:
             raise InvalidRequest("invalid job spec: " + describe(e)) from None
 
-    def build(self, job_id: int, *, now: datetime, owner: str = "admin") -> tuple[Job, list[Task]]:
-        """The job (state Queued) and its tasks, sweeps expanded, ids 1..n."""
+    def build(
+        self, job_id: int, *, now: datetime, owner: str = "admin"
+    ) -> tuple[Job, list[Task], list[TaskRange]]:
+        """The job (state Queued), its single tasks and its sweeps as ranges (their tasks are
+        created as they are dispatched); task ids 1..n in spec order, except that a task
+        that others depend on comes before them (shared.domain.taskgraph)."""
         job = Job(
             id=job_id,
             name=self.name or f"job{job_id}",
@@ -205,32 +295,60 @@ class JobSpec(_Spec):
             depends_on=list(dict.fromkeys(self.depends_on)),
             run_dependents_on_failure=self.run_dependents_on_failure,
         )
+        job.steps = taskgraph.steps(self.tasks)
         tasks: list[Task] = []
-        for spec in self.tasks:
-            indices: list[int | None] = list(spec.sweep.indices()) if spec.sweep else [None]
-            for index in indices:
-                tid = len(tasks) + 1
-                tasks.append(
-                    Task(
-                        job_id=job_id,
-                        id=tid,
-                        name=spec.name
-                        or (f"{job.name}[{index}]" if index is not None else job.name),
-                        command=spec.command,
-                        cores=spec.cores,
-                        sweep_index=index,
-                        work_dir=spec.work_dir,
-                        env=dict(spec.env),
-                        priority=self.priority,
-                        node_groups=list(self.node_groups),
-                        submit_time=now,
-                        runtime_limit_s=spec.runtime_limit or self.runtime_limit,
-                        valid_exit_codes=spec.valid_exit_codes or self.valid_exit_codes,
-                    )
+        ranges: list[TaskRange] = []
+        next_id = 1
+        order = taskgraph.spec_order(self.tasks) if job.steps else range(len(self.tasks))
+        for spec in (self.tasks[i] for i in order):
+            index = spec.sweep.start if spec.sweep else None
+            task = Task(
+                job_id=job_id,
+                id=next_id,
+                depends_on=list(dict.fromkeys(spec.depends_on)),
+                name=spec.name or (f"{job.name}[{index}]" if index is not None else job.name),
+                command=spec.command,
+                cores=spec.min_cores,
+                max_cores=spec.max_cores,
+                exclusive=spec.exclusive,
+                nodes=spec.nodes,
+                sweep_index=index,
+                work_dir=spec.work_dir,
+                env=dict(spec.env),
+                stdout=spec.stdout,
+                stderr=spec.stderr,
+                priority=self.priority,
+                node_groups=list(self.node_groups),
+                submit_time=now,
+                runtime_limit_s=spec.runtime_limit or self.runtime_limit,
+                valid_exit_codes=spec.valid_exit_codes or self.valid_exit_codes,
+            )
+            if spec.sweep is None:
+                tasks.append(task)
+                next_id += 1
+                continue
+            ranges.append(
+                TaskRange(
+                    job_id=job_id,
+                    first_id=next_id,
+                    count=len(spec.sweep),
+                    start=spec.sweep.start,
+                    step=spec.sweep.step,
+                    template=task,
+                    name_prefix=None if spec.name else job.name,
                 )
-        job.task_count = len(tasks)
-        job.task_counts = {tasks[0].state: len(tasks)}
-        return job, tasks
+            )
+            next_id += len(spec.sweep)
+        job.task_count = next_id - 1
+        job.task_counts = {TaskState.QUEUED: job.task_count}
+        return job, tasks, ranges
+
+    def expand(self, job_id: int, *, now: datetime) -> list[Task]:
+        """Every task of the job as a Task record, sweeps expanded (for tests and small jobs)."""
+        _, tasks, ranges = self.build(job_id, now=now)
+        for r in ranges:
+            tasks += [r.task(r.first_id + k) for k in range(r.count)]
+        return sorted(tasks, key=lambda t: t.id)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -95,11 +95,18 @@ class RunTask(Message):
     attempt: Attempt
     command: str
     cores: Cores = 1
+    """Cores granted on this node (the agent's own count of its busy cores)."""
     runtime_limit_s: int | None = Field(default=None, ge=1)
     """The agent kills the task's process tree past it and reports why."""
     work_dir: str | None = None
+    stdout: str | None = None
+    """A file the agent writes stdout to as well (placeholders expanded; relative: to the
+    working directory), in addition to the Output store."""
+    stderr: str | None = None
+    """The same for stderr; the same file as ``stdout`` gets both streams."""
     env: dict[str, str] = Field(default_factory=dict)
-    """Includes HPC_JOB_ID, HPC_TASK_ID, HPC_SWEEP_INDEX, HPC_NODE_NAME, HPC_NODE_GROUP."""
+    """Includes HPC_JOB_ID, HPC_TASK_ID, HPC_SWEEP_INDEX, HPC_NODE_NAME, HPC_NODE_GROUP,
+    HPC_TASK_CORES (granted, all nodes) and HPC_NODES (``node:cores,...``, this node first)."""
 
 
 class CancelTask(Message):
@@ -152,7 +159,10 @@ class RegisterNode(Message):
     kind: Literal["register"] = "register"
     node: NodeName
     groups: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(max_length=64)
+    """A proposal: taken only when the node name is new (an on-prem machine joining); the
+    control plane owns the groups after that (shared.domain.ownership)."""
     cores: Cores
+    """What the machine has: an on-prem node's cores follow it, a managed VM's do not."""
     agent_id: str = Field(min_length=8, max_length=64)
     """Random per agent process; the replies session the answer goes to."""
     host_id: str = Field(min_length=8, max_length=64)

@@ -48,6 +48,17 @@ PRIORITY_NAMES: dict[str, int] = {
 """HPC Pack's named priorities; any integer 0-4000 is accepted too."""
 
 
+class Step(BaseModel):
+    """The tasks of one name that others depend on (shared.domain.taskgraph)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    left: int = 0
+    """Tasks of the name that have not ended."""
+    failed: int = 0
+    """Tasks of the name that ended Failed or Canceled."""
+
+
 class Job(Record):
     id: int
     name: str = ""
@@ -68,8 +79,12 @@ class Job(Record):
     """Jobs that must Finish before any of its tasks starts."""
     run_dependents_on_failure: bool = False
     """Run even if a prerequisite Failed or was Canceled (else it is Canceled too)."""
+    template: str | None = None
+    """The job template whose defaults and limits it was submitted under (None: none)."""
     task_count: int = 0
     task_counts: dict[TaskState, int] = Field(default_factory=dict)
+    steps: dict[str, Step] = Field(default_factory=dict)
+    """Per task name that other tasks depend on: how many have not ended, how many failed."""
     """Task state -> number of tasks; moved in the same transaction as the task."""
     submit_time: datetime = Field(default_factory=utcnow)
     start_time: datetime | None = None
@@ -88,13 +103,28 @@ class Job(Record):
         if target is JobState.QUEUED:
             self.end_time = None
 
-    def count(self, old: TaskState | None, new: TaskState) -> None:
-        """Move one task from ``old`` to ``new`` in :attr:`task_counts`."""
+    def count(self, old: TaskState | None, new: TaskState, n: int = 1, name: str = "") -> None:
+        """Move ``n`` tasks (named ``name``) from ``old`` to ``new`` in :attr:`task_counts`,
+        and in :attr:`steps` if something depends on that name."""
+        if n <= 0:
+            return
         if old is not None:
-            self.task_counts[old] = self.task_counts.get(old, 0) - 1
+            self.task_counts[old] = self.task_counts.get(old, 0) - n
             if self.task_counts[old] <= 0:
                 del self.task_counts[old]
-        self.task_counts[new] = self.task_counts.get(new, 0) + 1
+        self.task_counts[new] = self.task_counts.get(new, 0) + n
+        step = self.steps.get(name)
+        if step is not None and old is not None:
+            step.left += n * (_ended(old) - _ended(new))
+            step.failed += n * (_failed(new) - _failed(old))
+
+
+def _ended(state: TaskState) -> int:
+    return int(state in (TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELED))
+
+
+def _failed(state: TaskState) -> int:
+    return int(state in (TaskState.FAILED, TaskState.CANCELED))
 
 
 class LostAttempt(BaseModel):
@@ -106,13 +136,33 @@ class LostAttempt(BaseModel):
     node: str
 
 
+class Host(BaseModel):
+    """One node a dispatched task holds, and the cores it holds there (granted at dispatch)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    node: str
+    cores: int
+    incarnation: int | None = None
+    """The node's incarnation at dispatch: a later one means the node lost what ran there."""
+
+
 class Task(Record):
     job_id: int
     id: int
     """1-based, unique within its job."""
     name: str = ""
+    depends_on: list[str] = Field(default_factory=list)
+    """Names of tasks of its job that must Finish before it starts (shared.domain.taskgraph)."""
     command: str
     cores: int = 1
+    """Cores it needs on each of its nodes (the minimum when it may grow to ``max_cores``)."""
+    max_cores: int | None = None
+    """It may grow up to this many cores per node when they are free at dispatch."""
+    exclusive: bool = False
+    """Runs alone on its node(s): placed only on an idle node, and holds all of its cores."""
+    nodes: int = 1
+    """How many nodes it runs on (all reserved together); the command runs on the first."""
     sweep_index: int | None = None
     runtime_limit_s: int | None = None
     """The agent kills it past this many seconds (Failed: "runtime limit H:MM:SS exceeded")."""
@@ -120,6 +170,10 @@ class Task(Record):
     """Exit codes that count as success (None: only 0)."""
     work_dir: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    stdout: str | None = None
+    """A file stdout is written to as well, placeholders unexpanded (shared/domain/outputpaths.py)."""
+    stderr: str | None = None
+    """The same for stderr."""
     state: TaskState = TaskState.QUEUED
     priority: int = PRIORITY_NAMES["Normal"]
     """Copied from the job so that the scheduler reads tasks alone."""
@@ -127,6 +181,8 @@ class Task(Record):
     """Copied from the job."""
     submit_time: datetime = Field(default_factory=utcnow)
     node: str | None = None
+    hosts: list[Host] = Field(default_factory=list)
+    """Every node the current attempt holds and its granted cores (the first is ``node``)."""
     attempt: int = 0
     """0 on first placement; +1 every time it is requeued. Events name it, so stale ones are ignored."""
     incarnation: int | None = None
@@ -162,8 +218,84 @@ class Task(Record):
             self.end_time = now
         elif target is TaskState.QUEUED:
             self.node = None
+            self.hosts = []
             self.dispatch_time = self.start_time = self.end_time = None
             self.exit_code = None
+
+
+class TaskRange(Record):
+    """The tasks of a parametric sweep that do not exist as Task records yet.
+
+    A sweep is stored as its range, one template task and a cursor: accepting or canceling
+    a million-task sweep writes this one document, not a million. The scheduler creates
+    tasks from the cursor as it dispatches them (ids ``first_id + cursor`` upward), in the
+    same commit that moves the cursor, so a task exists exactly once. Until then a task of
+    the range is Queued (Canceled once the range is canceled) and is shown as such.
+    """
+
+    job_id: int
+    first_id: int
+    """The id of the sweep's first task; its tasks are first_id .. first_id + count - 1."""
+    count: int
+    start: int
+    """The sweep index of the first task."""
+    step: int = 1
+    template: Task
+    """The first task as it would be created; the others differ in id, index and name."""
+    name_prefix: str | None = None
+    """Tasks are named ``<prefix>[<index>]`` (None: all take the template's name)."""
+    cursor: int = 0
+    """Tasks first_id .. first_id + cursor - 1 exist as Task records."""
+    canceled_time: datetime | None = None
+    """Set when the tasks not created yet were canceled (the job was canceled)."""
+    canceled_reason: str | None = None
+    """Why, when the cluster canceled them (e.g. a prerequisite task failed)."""
+
+    @property
+    def id(self) -> int:
+        return self.first_id
+
+    @property
+    def key(self) -> str:
+        return f"{self.job_id}.range{self.first_id}"
+
+    @property
+    def priority(self) -> int:
+        return self.template.priority
+
+    @property
+    def left(self) -> int:
+        """Tasks not created yet."""
+        return self.count - self.cursor
+
+    @property
+    def open(self) -> bool:
+        """Tasks are still to be created from it for the scheduler."""
+        return self.left > 0 and self.canceled_time is None
+
+    def contains(self, task_id: int) -> bool:
+        """The task is one of the range's not created yet."""
+        return self.first_id + self.cursor <= task_id < self.first_id + self.count
+
+    def task(self, task_id: int) -> Task:
+        """The task with this id as it is before it exists (Queued, or Canceled)."""
+        k = task_id - self.first_id
+        if not 0 <= k < self.count:
+            raise ValueError(f"task {task_id} is not in range {self.key}")
+        index = self.start + k * self.step
+        task = self.template.model_copy(
+            update={
+                "id": task_id,
+                "sweep_index": index,
+                "name": f"{self.name_prefix}[{index}]" if self.name_prefix else self.template.name,
+                "etag": None,
+            }
+        )
+        if self.canceled_time is not None and k >= self.cursor:
+            task.state = TaskState.CANCELED
+            task.end_time = self.canceled_time
+            task.error = self.canceled_reason
+        return task
 
 
 class Node(Record):
@@ -172,8 +304,12 @@ class Node(Record):
     cores: int = 1
     state: NodeState = NodeState.OFFLINE
     provider: str = "onprem"
-    """Who owns the machine: ``onprem`` (registered by its agent), ``local`` or ``azure``."""
+    """Who owns the machine: ``onprem`` (registered by its agent), ``local`` or ``azure``.
+    Set when the record is created, never by a registration (shared.domain.ownership)."""
     size: str | None = None
+    spot: bool = False
+    """A Spot VM (``hpc node add --spot``): cheaper, and the cloud may evict it at any time;
+    its tasks are then requeued at once."""
     last_heartbeat: datetime | None = None
     incarnation: int = 0
     """Raised by one at every accepted agent registration (0: never registered). Assignments

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from shared.domain.models import Node, Task
+from shared.domain.models import Job, Node, Task
 from shared.domain.states import NODE_SCHEDULABLE, NodeState, TaskState
 
 
@@ -32,6 +32,8 @@ def pending_reason(task: Task, nodes: Sequence[Node], used: Mapping[str, int]) -
         states = Counter(n.state.value for n in mine)
         seen = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
         return f"no Online node in {place}" + (f" ({seen})" if seen else "")
+    if task.exclusive or task.nodes > 1:
+        return _wide_reason(task, online, used, place)
     largest = max(n.cores for n in online)
     if largest < task.cores:
         return (
@@ -50,3 +52,58 @@ def pending_reason(task: Task, nodes: Sequence[Node], used: Mapping[str, int]) -
         f"waiting for {task.cores} free core(s) on one node in {place} "
         f"({busy} of {total} cores busy; at most {max(best, 0)} free on any node)"
     )
+
+
+def _wide_reason(task: Task, online: Sequence[Node], used: Mapping[str, int], place: str) -> str:
+    """A multi-node or exclusive task: it needs ``nodes`` nodes at once, each big enough and
+    free enough (idle, when exclusive)."""
+    want = f"{task.nodes} nodes" if task.nodes > 1 else "a node"
+    big = [n for n in online if n.cores >= task.cores]
+    if len(big) < task.nodes:
+        each = " each" if task.nodes > 1 else ""
+        return (
+            f"needs {want} with {task.cores} core(s){each}; {place} has {len(big)} Online "
+            f"node(s) with {task.cores} or more cores"
+        )
+    if task.exclusive:
+        ready = [n for n in big if used.get(n.name, 0) <= 0]
+        what = f"{task.nodes} idle nodes" if task.nodes > 1 else "an idle node"
+        why, now = "exclusive: nothing else may run there", "idle now"
+    else:
+        ready = [n for n in big if n.cores - used.get(n.name, 0) >= task.cores]
+        what = f"{want} with {task.cores} free core(s) each"
+        why, now = "all at once", "that free now"
+    if len(ready) >= task.nodes:
+        return f"next in line: {what} in {place}; the next scheduler pass places it"
+    return (
+        f"waiting for {what} in {place} ({why}; {len(ready)} of {len(big)} big enough "
+        f"node(s) are {now})"
+    )
+
+
+def behind(job: Job, queued: Sequence[Job], reason: str) -> str:
+    """``reason`` led by the jobs ahead of ``job`` in the queue that compete for its nodes
+    (queued tasks, ahead in scheduling order, a node group in common): e.g. "12 jobs of
+    higher priority ahead; waiting for 8 free core(s) ...". Unchanged if there are none."""
+    mine = set(job.node_groups)
+    higher = earlier = 0
+    for other in queued:
+        if other.id == job.id or not other.task_counts.get(TaskState.QUEUED):
+            continue
+        if mine and other.node_groups and mine.isdisjoint(other.node_groups):
+            continue
+        if other.priority > job.priority:
+            higher += 1
+        elif other.priority == job.priority and (other.submit_time, other.id) < (
+            job.submit_time,
+            job.id,
+        ):
+            earlier += 1
+    parts = []
+    if higher:
+        parts.append(f"{higher} job{'s' if higher != 1 else ''} of higher priority ahead")
+    if earlier:
+        parts.append(
+            f"{earlier} earlier job{'s' if earlier != 1 else ''} of the same priority ahead"
+        )
+    return "; ".join([*parts, reason]) if parts else reason

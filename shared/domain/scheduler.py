@@ -3,7 +3,12 @@ the time is passed in (``now``), so the cluster and the trace simulator run this
 
 A *request* is one queued task (in the cluster) or one job (in the simulator): ``nodes``
 nodes with ``cores`` free cores each, on nodes of its groups, with an optional runtime
-limit. The queue comes in scheduling order (priority, then submit time). Two policies:
+limit; all its nodes start together or none does (no partial hold that could deadlock two
+multi-node requests). An *exclusive* request wants idle nodes (nothing running) and takes
+all their cores. A request with ``max_cores`` is placed on ``cores`` (so reservations stay
+right) and then grows, per node, up to ``max_cores`` with the cores the pass leaves free,
+never into cores EASY's reservation needs. The queue comes in scheduling order (priority,
+then submit time). Two policies:
 
 - ``fcfs``: start requests in order while they fit; the first that does not fit blocks
   everything behind it.
@@ -22,12 +27,13 @@ reservation does not need. A node never gets more cores than it has.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
 from shared.domain.capacity import FreeCores, Space, eligible
-from shared.domain.models import Node, Task
+from shared.domain.hosts import held
+from shared.domain.models import Host, Node, Task
 from shared.domain.states import NODE_SCHEDULABLE
 
 Policy = Literal["fcfs", "easy"]
@@ -44,6 +50,10 @@ class Request:
     """Nodes of any of these groups may run it; empty means any node."""
     limit_s: float | None = None
     """Runtime limit: it ends by start + limit (None: unknown)."""
+    max_cores: int | None = None
+    """It may grow up to this many cores per node with cores left free (None: no growth)."""
+    exclusive: bool = False
+    """Only idle nodes, and it takes all their cores."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,8 @@ class Start:
     nodes: tuple[str, ...]
     group: str | None
     """The group of the first node that made it eligible (HPC_NODE_GROUP)."""
+    cores: tuple[int, ...] = ()
+    """Cores granted on each of ``nodes``."""
 
 
 @dataclass
@@ -90,6 +102,7 @@ def schedule(
     """Which requests of ``queue`` (in order) start now, and EASY's reservation."""
     free = FreeCores(spaces)
     starts: list[Start] = []
+    growing: list[tuple[int, Request]] = []
     projected = list(busy)
     reservation: Reservation | None = None
     blocked = False  # a request did not fit: later ones are backfill candidates
@@ -98,14 +111,18 @@ def schedule(
             break
         chosen = (
             free.fit(
-                req.cores, req.nodes, req.groups, avoid=reservation.spare if reservation else ()
+                req.cores,
+                req.nodes,
+                req.groups,
+                avoid=reservation.spare if reservation else (),
+                exclusive=req.exclusive,
             )
             if req.cores * req.nodes <= free.total
             else None
         )
         if not blocked:
             if chosen is not None:
-                _take(req, chosen, free, now, projected, starts)
+                _take(req, chosen, free, now, projected, starts, growing)
                 continue
             if policy == "fcfs":
                 break
@@ -114,9 +131,16 @@ def schedule(
             continue
         if chosen is None:
             continue
-        if reservation is None or _harmless(req, chosen, reservation, now):
-            _take(req, chosen, free, now, projected, starts)
+        takes = {s.name: _amount(req, free, s.name) for s in chosen}
+        if reservation is None or _harmless(req, takes, reservation, now):
+            _take(req, chosen, free, now, projected, starts, growing)
+    _grow(starts, growing, free, reservation, now)
     return Decision(starts, reservation)
+
+
+def _amount(req: Request, free: FreeCores, node: str) -> int:
+    """Cores ``req`` takes on ``node`` now: all of them if exclusive, else its ``cores``."""
+    return free.free[node] if req.exclusive else req.cores
 
 
 def _take(
@@ -126,20 +150,68 @@ def _take(
     now: float,
     projected: list[Busy],
     starts: list[Start],
+    growing: list[tuple[int, Request]],
 ) -> None:
     until = None if req.limit_s is None else now + req.limit_s
+    granted = []
     for space in chosen:
-        free.take(space.name, req.cores)
-        projected.append(Busy(space.name, req.cores, until))
+        cores = _amount(req, free, space.name)
+        free.take(space.name, cores)
+        projected.append(Busy(space.name, cores, until))
+        granted.append(cores)
     first = chosen[0]
     group = next((g for g in first.groups if g in req.groups), None)
+    if not req.exclusive and req.max_cores is not None and req.max_cores > req.cores:
+        growing.append((len(starts), req))
     starts.append(
         Start(
             req.key,
             tuple(s.name for s in chosen),
             group or (first.groups[0] if first.groups else None),
+            tuple(granted),
         )
     )
+
+
+def _grow(
+    starts: list[Start],
+    growing: Sequence[tuple[int, Request]],
+    free: FreeCores,
+    reservation: Reservation | None,
+    now: float,
+) -> None:
+    """Give requests with ``max_cores`` the cores the pass left free on their nodes, in queue
+    order; on a reserved node only its spare cores, unless the request ends before the
+    reservation's time."""
+    for i, req in growing:
+        assert req.max_cores is not None
+        start = starts[i]
+        ends_first = (
+            reservation is not None
+            and req.limit_s is not None
+            and now + req.limit_s <= reservation.at
+        )
+        granted = []
+        for node, cores in zip(start.nodes, start.cores, strict=True):
+            room = max(free.free[node], 0)
+            if reservation is not None and not ends_first and node in reservation.spare:
+                room = min(room, reservation.spare[node])
+            extra = min(req.max_cores - cores, room)
+            if extra > 0:
+                free.take(node, extra)
+                if reservation is not None and not ends_first and node in reservation.spare:
+                    reservation.spare[node] -= extra
+            granted.append(cores + max(extra, 0))
+        starts[i] = replace(start, cores=tuple(granted))
+
+
+def _need(req: Request, space: Space) -> int | None:
+    """Cores ``req`` needs free on ``space`` to start there (None: it never can)."""
+    if not eligible(req.groups, space):
+        return None
+    if req.exclusive:
+        return space.whole if space.whole >= req.cores else None
+    return req.cores
 
 
 def _reserve(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation | None:
@@ -147,7 +219,8 @@ def _reserve(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation
     cannot be projected (what it needs has no known end, or it never fits)."""
     later = dict(free.free)
     spaces = free.spaces
-    fitting = sum(1 for n, f in later.items() if f >= req.cores and eligible(req.groups, spaces[n]))
+    need = {n: c for n, space in spaces.items() if (c := _need(req, space)) is not None}
+    fitting = sum(1 for n, c in need.items() if later[n] >= c)
     ends = sorted((b for b in busy if b.until is not None), key=lambda b: b.until or 0.0)
     i = 0
     while i < len(ends):
@@ -156,30 +229,30 @@ def _reserve(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation
         while i < len(ends) and ends[i].until == at:
             b = ends[i]
             i += 1
-            if b.node not in spaces or not eligible(req.groups, spaces[b.node]):
+            if b.node not in need:
                 continue
-            was = later[b.node] >= req.cores
+            was = later[b.node] >= need[b.node]
             later[b.node] += b.cores
-            fitting += not was and later[b.node] >= req.cores
+            fitting += not was and later[b.node] >= need[b.node]
         if fitting >= req.nodes:
             best = sorted(
-                (n for n, f in later.items() if f >= req.cores and eligible(req.groups, spaces[n])),
+                (n for n, c in need.items() if later[n] >= c),
                 key=lambda n: (-later[n], n),
             )[: req.nodes]
-            return Reservation(req.key, at, tuple(best), {n: later[n] - req.cores for n in best})
+            return Reservation(req.key, at, tuple(best), {n: later[n] - need[n] for n in best})
     return None
 
 
-def _harmless(req: Request, chosen: list[Space], res: Reservation, now: float) -> bool:
-    """Starting ``req`` on ``chosen`` now leaves the reservation intact (and books the spare
-    cores it will still hold then)."""
+def _harmless(req: Request, takes: Mapping[str, int], res: Reservation, now: float) -> bool:
+    """Starting ``req`` now, taking ``takes`` cores per node, leaves the reservation intact
+    (and books the spare cores it will still hold then)."""
     if req.limit_s is not None and now + req.limit_s <= res.at:
         return True
-    needed = [s.name for s in chosen if s.name in res.spare]
-    if any(res.spare[n] < req.cores for n in needed):
+    needed = [n for n in takes if n in res.spare]
+    if any(res.spare[n] < takes[n] for n in needed):
         return False
     for n in needed:
-        res.spare[n] -= req.cores
+        res.spare[n] -= takes[n]
     return True
 
 
@@ -191,13 +264,29 @@ class Placement:
     job_id: int
     task_id: int
     node: str
+    """The first node: where the command runs (``hosts[0].node``)."""
     group: str | None
     """The node's group that made it eligible (HPC_NODE_GROUP), or its first group."""
+    hosts: tuple[Host, ...] = ()
+    """Every node it gets, with the cores granted there and the node's incarnation."""
 
 
 def free_cores(nodes: Iterable[Node], used: Mapping[str, int]) -> dict[str, int]:
     """Free cores of each schedulable node, given the cores its active tasks hold."""
     return {n.name: n.cores - used.get(n.name, 0) for n in nodes if n.state in NODE_SCHEDULABLE}
+
+
+def request(task: Task) -> Request:
+    """What a queued task asks the scheduler for."""
+    return Request(
+        (task.job_id, task.id),
+        task.cores,
+        task.nodes,
+        frozenset(task.node_groups),
+        task.runtime_limit_s,
+        max_cores=task.max_cores,
+        exclusive=task.exclusive,
+    )
 
 
 def plan(
@@ -210,27 +299,24 @@ def plan(
     policy: Policy = "easy",
 ) -> list[Placement]:
     """Placements for as many of ``queued`` (already in scheduling order) as fit.
-    ``running`` (the active tasks) gives EASY its projection where their limits are known."""
+    ``running`` (the active tasks) gives EASY its projection where their limits are known;
+    ``used`` must count the cores of every node a task holds (:func:`hosts.used_cores`)."""
     free = free_cores(nodes, used)
-    spaces = [Space(n.name, tuple(n.groups), free[n.name]) for n in nodes if n.name in free]
-    at = now.timestamp() if now else 0.0
-    busy = [
-        Busy(t.node, t.cores, _until(t)) for t in running if t.node is not None and t.node in free
+    by_name = {n.name: n for n in nodes}
+    spaces = [
+        Space(n.name, tuple(n.groups), free[n.name], n.cores) for n in nodes if n.name in free
     ]
-    decision = schedule(
-        (
-            Request((t.job_id, t.id), t.cores, 1, frozenset(t.node_groups), t.runtime_limit_s)
-            for t in queued
-        ),
-        spaces,
-        busy,
-        now=at,
-        policy=policy,
-    )
+    at = now.timestamp() if now else 0.0
+    busy = [Busy(h.node, h.cores, _until(t)) for t in running for h in held(t) if h.node in free]
+    decision = schedule((request(t) for t in queued), spaces, busy, now=at, policy=policy)
     out = []
     for start in decision.starts:
         key: tuple[int, int] = start.key  # type: ignore[assignment]
-        out.append(Placement(key[0], key[1], start.nodes[0], start.group))
+        hosts = tuple(
+            Host(node=n, cores=c, incarnation=by_name[n].incarnation)
+            for n, c in zip(start.nodes, start.cores, strict=True)
+        )
+        out.append(Placement(key[0], key[1], start.nodes[0], start.group, hosts))
     return out
 
 

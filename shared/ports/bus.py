@@ -5,7 +5,10 @@ receivers) so that the Service Bus adapter is a thin translation, and the
 embedded SQLite adapter is a faithful twin of it. Guarantees, checked by
 ``tests/contract/test_bus_contract.py`` on every adapter:
 
-- Named queues, declared idempotently with their options.
+- Named queues, declared (and counted, and purged) through the separate
+  :class:`~shared.ports.busadmin.BusAdmin` port: sending and receiving need
+  data-plane rights only (Service Bus Data Sender/Receiver), administration
+  needs Manage rights, which agents never get.
 - Peek-lock: a received message is invisible to other receivers until its
   lock expires (then it is delivered again) or it is completed, abandoned or
   dead-lettered. ``renew_message_lock`` extends the lock.
@@ -23,6 +26,15 @@ embedded SQLite adapter is a faithful twin of it. Guarantees, checked by
 - Scheduled messages (``scheduled_enqueue_time``) are invisible until their time.
 - Receives wait at most ``max_wait_ms`` and return what arrived (maybe nothing);
   they never sleep longer than needed when a message arrives.
+- Size: a message is at most :data:`MAX_MESSAGE_BYTES` (Service Bus Standard's
+  256 KB, properties included), refused with :class:`MessageTooLargeError`
+  before anything is sent. A list is sent in batches of at most
+  :data:`MAX_BATCH_BYTES` and :data:`MAX_BATCH_MESSAGES`, in order; each batch
+  is all or none, and a list whose messages are invalid (too large, or without
+  a session id on a session queue) sends nothing.
+- A received message carries in :attr:`ReceivedMessage.handle` what its
+  adapter needs to settle or renew it (the SDK message on Service Bus); it is
+  settled through the receiver that received it.
 """
 
 from __future__ import annotations
@@ -38,6 +50,15 @@ DEFAULT_LOCK_DURATION_MS = 30_000
 DEFAULT_MAX_DELIVERY_COUNT = 10
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 TTL_EXPIRED = "TTLExpiredException"
+MAX_MESSAGE_BYTES = 256 * 1024
+"""Largest message, body and properties (Service Bus Standard: 256 KB)."""
+MAX_BATCH_BYTES = 256 * 1024
+"""Largest batch sent at once (Service Bus Standard: 256 KB, the link's frame)."""
+MAX_BATCH_MESSAGES = 4_500
+"""Most messages in one batch (Service Bus's limit on one batch's messages)."""
+MESSAGE_OVERHEAD_BYTES = 64
+"""Bytes counted per message beyond its fields (AMQP headers and encoding), so that the
+embedded bus refuses what Service Bus would."""
 
 
 class BusError(Exception):
@@ -64,6 +85,10 @@ class QueueNotFound(BusError):
     """The queue was never declared."""
 
 
+class MessageTooLargeError(BusError, ValueError):
+    """A message exceeds :data:`MAX_MESSAGE_BYTES`; nothing was sent."""
+
+
 @dataclass
 class OutgoingMessage:
     """A message to send. ``body`` is bytes; use :meth:`json` to build one from data."""
@@ -85,6 +110,56 @@ class OutgoingMessage:
             **kwargs,
         )
 
+    def size_bytes(self) -> int:
+        """The message's size as the byte budgets count it: body, text fields, properties
+        (as JSON) and :data:`MESSAGE_OVERHEAD_BYTES`."""
+        text = (self.session_id, self.message_id, self.subject, self.content_type)
+        properties = (
+            len(json.dumps(self.application_properties, separators=(",", ":")))
+            if self.application_properties
+            else 0
+        )
+        return (
+            len(self.body)
+            + sum(len(t.encode()) for t in text if t)
+            + properties
+            + MESSAGE_OVERHEAD_BYTES
+        )
+
+
+def check_sizes(messages: Sequence[OutgoingMessage]) -> None:
+    """Refuse a list holding a message over :data:`MAX_MESSAGE_BYTES` (before any is sent)."""
+    for index, message in enumerate(messages):
+        size = message.size_bytes()
+        if size > MAX_MESSAGE_BYTES:
+            raise MessageTooLargeError(
+                f"message {index} ({message.message_id or 'no id'}) is {size} bytes; a bus "
+                f"message is at most {MAX_MESSAGE_BYTES} bytes (Service Bus Standard): send "
+                "a reference to the data (e.g. in the store or output) instead"
+            )
+
+
+def split_batches(
+    messages: Sequence[OutgoingMessage],
+    *,
+    max_bytes: int = MAX_BATCH_BYTES,
+    max_messages: int = MAX_BATCH_MESSAGES,
+) -> list[list[OutgoingMessage]]:
+    """Consecutive batches within both budgets, in order (each message fits alone)."""
+    batches: list[list[OutgoingMessage]] = []
+    batch: list[OutgoingMessage] = []
+    size = 0
+    for message in messages:
+        grown = size + message.size_bytes()
+        if batch and (grown > max_bytes or len(batch) >= max_messages):
+            batches.append(batch)
+            batch, grown = [], message.size_bytes()
+        batch.append(message)
+        size = grown
+    if batch:
+        batches.append(batch)
+    return batches
+
 
 @dataclass
 class ReceivedMessage:
@@ -105,6 +180,9 @@ class ReceivedMessage:
     expires_at: datetime | None = None
     dead_letter_reason: str | None = None
     dead_letter_error_description: str | None = None
+    handle: Any = field(default=None, repr=False, compare=False)
+    """What the adapter needs to settle or renew this delivery (opaque to callers): the
+    SDK's message on Service Bus, the row and lock token in the embedded bus."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -172,22 +250,13 @@ class SessionReceiver(Receiver):
 
 
 class Bus(ABC):
-    """A namespace of queues."""
-
-    @abstractmethod
-    def declare_queue(
-        self,
-        name: str,
-        *,
-        requires_session: bool = False,
-        max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT,
-        lock_duration_ms: int = DEFAULT_LOCK_DURATION_MS,
-    ) -> None:
-        """Create the queue if it does not exist (idempotent)."""
+    """A namespace of queues, for sending and receiving (administration: BusAdmin)."""
 
     @abstractmethod
     def send(self, queue: str, messages: OutgoingMessage | Sequence[OutgoingMessage]) -> None:
-        """Send one message or a batch (all or none). Session queues need a session id on each."""
+        """Send one message or a list, in order, in batches within the byte and count budgets
+        (each batch all or none). Session queues need a session id on each message.
+        Raises MessageTooLargeError (nothing sent) for a message over MAX_MESSAGE_BYTES."""
 
     @abstractmethod
     def get_receiver(
@@ -202,14 +271,6 @@ class Bus(ABC):
         """Accept a session: the named one (SessionLockedError if held) or, with
         ``session_id=None``, the next one that has messages and no holder
         (NoSessionAvailable if none within ``max_wait_ms``)."""
-
-    @abstractmethod
-    def purge_session(self, queue: str, session_id: str) -> int:
-        """Delete the session's pending messages (a lost node's stale assignments); returns how many."""
-
-    @abstractmethod
-    def count(self, queue: str, *, sub_queue: Literal["deadletter"] | None = None) -> int:
-        """Messages in the queue (active, scheduled and locked), or in its dead letters."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

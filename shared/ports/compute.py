@@ -151,6 +151,8 @@ class VmSpec:
     size: str | None = None
     """Provider size (e.g. ``Standard_D4s_v5``); None: the provider's default."""
     tags: dict[str, str] = field(default_factory=dict)
+    spot: bool = False
+    """A Spot VM: the provider may evict it (deallocate it from outside) at any time."""
 
 
 @dataclass(frozen=True)

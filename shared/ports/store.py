@@ -12,22 +12,74 @@ Guarantees every adapter gives (the contract suite in
   write whose etag no longer matches raises :class:`shared.errors.Conflict`
   and changes nothing. On success each written object gets its new etag.
 - ``commit`` is all-or-nothing.
+- ``add_job`` may write a job in parts (Cosmos: batches of one partition, 100 documents
+  and 2 MB each), but the job is *visible* only after one final write: until then, and
+  forever if a crash stops it half-way, nothing of it is returned by ``get_job``,
+  ``list_jobs``, ``queued_tasks``, ``open_ranges`` or ``active_tasks``, and
+  :meth:`Store.purge_unfinished_jobs` deletes what a crash left.
+- Sizes: no stored document is over :data:`MAX_DOCUMENT_BYTES` and no ``commit`` over
+  :data:`MAX_BATCH_BYTES` (Cosmos's limits, measured by :func:`stored_size`); both are
+  refused with ValueError before anything is written, by every adapter.
 - Reads return copies: changing a returned object changes nothing stored.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 
-from shared.domain.models import Job, Meta, Node, NodeGroup, Principal, Task
+from shared.domain.models import Job, Meta, Node, NodeGroup, Principal, Record, Task, TaskRange
 from shared.domain.states import JobState, TaskState
 
 MAX_BATCH = 100
 """Most documents one ``commit`` writes (Cosmos's transactional batch limit)."""
 
+MAX_DOCUMENT_BYTES = 2_000_000
+"""Largest stored document, by :func:`stored_size`. Cosmos DB refuses an item over 2 MB
+(2,097,152 bytes); the ~97 KB left are the adapters' own top-level fields."""
+
+MAX_BATCH_BYTES = 2_000_000
+"""Most bytes (sum of :func:`stored_size`) one ``commit`` or one part of ``add_job``
+writes: a Cosmos transactional batch is at most 2 MB."""
+
+
+def stored_size(record: Record) -> int:
+    """The bytes a record takes stored: its compact JSON, each non-ASCII character counted
+    as its ``\\uXXXX`` escape (the larger of the two ways a client may send it), so every
+    adapter measures the same and none is laxer than Cosmos DB."""
+    text = record.model_dump_json(by_alias=True, exclude={"etag"})
+    if text.isascii():
+        return len(text)
+    return len(text) + sum(5 if ord(c) < 0x10000 else 11 for c in text if ord(c) > 127)
+
+
+def check_size(record: Record, size: int) -> None:
+    """ValueError, saying what to shorten, for a document over :data:`MAX_DOCUMENT_BYTES`."""
+    if size > MAX_DOCUMENT_BYTES:
+        raise ValueError(
+            f"{_what(record)} would be {size:,} bytes stored; a document holds at most "
+            f"{MAX_DOCUMENT_BYTES:,} (Cosmos DB's 2 MB item limit): shorten its command, "
+            "environment or other text fields; nothing was written"
+        )
+
+
+def _what(record: Record) -> str:
+    if isinstance(record, Job):
+        return f"job {record.id}"
+    if isinstance(record, (Task, TaskRange)):
+        return f"{'task' if isinstance(record, Task) else 'range'} {record.key}"
+    name = getattr(record, "name", None) or getattr(record, "key", "")
+    return f"{type(record).__name__.lower()} {name!r}"
+
 
 class Store(ABC):
+    add_job_fault: Callable[[int], None] | None = None
+    """Fault switch for the contract suite: ``add_job`` calls it after each part it has
+    written, with the number of documents written so far. A test raises from it to crash
+    ``add_job`` between its parts (a BaseException that is not an Exception runs no
+    clean-up, like a killed process)."""
+
     # --- jobs and tasks -------------------------------------------------
 
     @abstractmethod
@@ -35,13 +87,26 @@ class Store(ABC):
         """A new job id, unique and increasing (1, 2, 3, ...)."""
 
     @abstractmethod
-    def add_job(self, job: Job, tasks: Sequence[Task]) -> None:
-        """Store a new job with all its tasks, atomically: on any error nothing is stored.
+    def add_job(self, job: Job, tasks: Sequence[Task], ranges: Sequence[TaskRange] = ()) -> None:
+        """Store a new job with its single tasks and its sweeps' ranges, any number of them.
 
-        Raises Conflict if the job id exists, ValueError if a task belongs to
-        another job or a task id repeats. Any number of tasks (adapters
-        that batch in 100s write the job document last, so a partial write
-        is never visible as a job).
+        All or nothing *as seen by readers*: an adapter may write the parts in several
+        requests, but the job becomes visible in one final write, and on an error it
+        deletes what it wrote. A crash between the parts leaves an invisible job that no
+        read returns and :meth:`purge_unfinished_jobs` deletes.
+
+        Raises Conflict if the job id exists (visible or not), ValueError if a task or
+        range belongs to another job, an id repeats, or a document is over
+        :data:`MAX_DOCUMENT_BYTES` (nothing is written then).
+        """
+
+    @abstractmethod
+    def purge_unfinished_jobs(self, older_than: datetime) -> int:
+        """Delete the jobs whose ``add_job`` never made them visible (it crashed half-way)
+        submitted before ``older_than``, with all their parts; the number of jobs deleted.
+
+        Pass a time well before any ``add_job`` still running could have started: an
+        ``add_job`` whose job is purged under it fails with Conflict, never half-stored.
         """
 
     @abstractmethod
@@ -50,9 +115,14 @@ class Store(ABC):
 
     @abstractmethod
     def list_jobs(
-        self, *, states: Collection[JobState] | None = None, limit: int = 100
+        self,
+        *,
+        states: Collection[JobState] | None = None,
+        limit: int = 100,
+        before: int | None = None,
     ) -> list[Job]:
-        """Newest (highest id) first."""
+        """Newest (highest id) first; with ``before``, only ids below it (the next page
+        starts before the last id of the previous one: no OFFSET)."""
 
     @abstractmethod
     def get_task(self, job_id: int, task_id: int) -> Task:
@@ -70,26 +140,44 @@ class Store(ABC):
         states: Collection[TaskState] | None = None,
         offset: int = 0,
         limit: int = 1000,
+        after: int = 0,
     ) -> list[Task]:
-        """Tasks of one job in task-id order."""
+        """Stored tasks of one job in task-id order, ids above ``after``, skipping ``offset``."""
 
     @abstractmethod
-    def queued_tasks(self, *, limit: int) -> list[Task]:
+    def get_ranges(self, job_id: int) -> list[TaskRange]:
+        """The task ranges (sweeps) of one job, by first task id (one partition read)."""
+
+    @abstractmethod
+    def open_ranges(self, *, limit: int, exclude_jobs: Collection[int] = ()) -> list[TaskRange]:
+        """Ranges with tasks still to create and not canceled, in the scheduling order of
+        :meth:`queued_tasks` (priority high first, submit time, job id, first task id),
+        leaving out the ranges of ``exclude_jobs``."""
+
+    @abstractmethod
+    def queued_tasks(self, *, limit: int, exclude_jobs: Collection[int] = ()) -> list[Task]:
         """Queued tasks of all jobs in scheduling order: priority (high first), then
-        submit time, then job id, then task id."""
+        submit time, then job id, then task id; leaving out the tasks of ``exclude_jobs``."""
 
     @abstractmethod
     def active_tasks(self, *, node: str | None = None) -> list[Task]:
         """Tasks that hold cores (Dispatching or Running), of one node or all."""
 
     @abstractmethod
-    def commit(self, *, job: Job | None = None, tasks: Sequence[Task] = ()) -> None:
-        """Write one job and/or some of its tasks atomically, checking every etag.
+    def commit(
+        self,
+        *,
+        job: Job | None = None,
+        tasks: Sequence[Task] = (),
+        ranges: Sequence[TaskRange] = (),
+    ) -> None:
+        """Write one job and/or some of its tasks and ranges atomically, checking every etag.
 
-        All tasks must belong to ``job`` (when given) or to one job, each task
-        at most once, at most MAX_BATCH documents in all (ValueError otherwise).
-        Raises Conflict (nothing written) if any etag is stale or any document
-        is missing.
+        A task whose etag is None is created (a task of a range coming into being; Conflict
+        if it exists); every other document is replaced and must exist. All documents
+        must belong to one job, each at most once, at most MAX_BATCH in all and
+        MAX_BATCH_BYTES together, none over MAX_DOCUMENT_BYTES (ValueError otherwise). Raises Conflict (nothing written) if any etag is stale or any document
+        to replace is missing.
         """
 
     # --- nodes ----------------------------------------------------------
@@ -128,7 +216,8 @@ class Store(ABC):
 
     @abstractmethod
     def put_meta(self, meta: Meta) -> None:
-        """Create (etag None; Conflict if it exists) or replace (etag must match)."""
+        """Create (etag None; Conflict if it exists) or replace (etag must match).
+        ValueError if it is over MAX_DOCUMENT_BYTES (like a node or a group)."""
 
     # --- tokens -----------------------------------------------------------
 
@@ -144,12 +233,30 @@ class Store(ABC):
         """Release connections."""
 
 
-def check_batch(job: Job | None, tasks: Sequence[Task]) -> None:
-    """``commit``'s preconditions: one job's documents, each once, at most MAX_BATCH."""
-    size = len(tasks) + (job is not None)
+def check_batch(job: Job | None, tasks: Sequence[Task], ranges: Sequence[TaskRange] = ()) -> None:
+    """``commit``'s preconditions: one job's documents, each once, at most MAX_BATCH of
+    them and MAX_BATCH_BYTES together, none over MAX_DOCUMENT_BYTES."""
+    size = len(tasks) + len(ranges) + (job is not None)
     if size > MAX_BATCH:
         raise ValueError(f"commit writes at most {MAX_BATCH} documents, got {size}")
-    job_ids = {t.job_id for t in tasks} | ({job.id} if job is not None else set())
+    total = 0
+    for record in [*([job] if job is not None else []), *ranges, *tasks]:
+        one = stored_size(record)
+        check_size(record, one)
+        total += one
+    if total > MAX_BATCH_BYTES:
+        raise ValueError(
+            f"commit writes at most {MAX_BATCH_BYTES:,} bytes (a Cosmos DB transactional "
+            f"batch is 2 MB), got {total:,} in {size} documents: commit fewer at a time; "
+            "nothing was written"
+        )
+    if len({r.first_id for r in ranges}) != len(ranges):
+        raise ValueError("commit got the same range twice")
+    job_ids = (
+        {t.job_id for t in tasks}
+        | {r.job_id for r in ranges}
+        | ({job.id} if job is not None else set())
+    )
     if len(job_ids) > 1:
         raise ValueError(f"commit writes one job's documents, got jobs {sorted(job_ids)}")
     if len({t.id for t in tasks}) != len(tasks):

@@ -10,21 +10,28 @@ begins at most the starts and stops the policy orders. Nothing waits on a VM ope
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.autoscaler import ClusterView, Decision, Order, StartFailure, autoscale
-from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy
+from shared.domain.growshrink import (
+    AutoscalerPolicy,
+    AutoscalerState,
+    GroupMemory,
+    GroupPolicy,
+    next_backoff,
+)
 from shared.domain.models import Meta, NodeGroup
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
-from shared.ports.compute import ComputeError, Operation
+from shared.ports.compute import ComputeError, ErrorKind, Operation
 from shared.usecases.deps import Deps
-from shared.usecases.dispatch import runnable
 from shared.usecases.losses import lose_attempts
-from shared.usecases.nodes import drain_node, start_node, stop_node
+from shared.usecases.nodes import StartRefused, drain_node, start_node, stop_node
 from shared.usecases.operations import pending_operations, settle_operations
 from shared.usecases.queries import used_cores
+from shared.usecases.queue import runnable_queue
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +81,7 @@ def run(deps: Deps) -> Decision | None:
     power = deps.compute.power_states()
     nodes = deps.store.list_nodes()
     active = deps.store.active_tasks()
-    queued = runnable(deps, deps.store.queued_tasks(limit=QUEUE_WINDOW), active)
+    queued = runnable_queue(deps, limit=QUEUE_WINDOW, active=active)
     state = _load_state(deps)
     decision = autoscale(
         ClusterView(
@@ -88,7 +95,20 @@ def run(deps: Deps) -> Decision | None:
         state,
         now,
     )
-    done = [o for o in decision.orders if _apply(deps, o)]
+    refused: list[StartFailure] = []
+    done = [o for o in decision.orders if _apply(deps, o, refused)]
+    state = decision.state
+    if refused:  # refused at once: the group backs off as for a start that failed later
+        memory = dict(state.groups)
+        for failure in refused:
+            memory[failure.group] = next_backoff(
+                memory.get(failure.group, GroupMemory()),
+                policy,
+                now,
+                reason=failure.reason,
+                retry_after=failure.retry_after,
+            )
+        decision = replace(decision, state=replace(state, groups=memory))
     _save(deps, decision, done, now)
     return decision
 
@@ -109,8 +129,22 @@ def _poll(deps: Deps, now: datetime) -> list[StartFailure]:
             if op.action == "start":
                 group = _group(deps, vm)
                 failures.append(StartFailure.from_error(group, vm, result.error))
+                _start_failed(deps, vm, f"start failed: {result.error.message}", now)
     settle_operations(deps, before, after)
     return failures
+
+
+def _start_failed(deps: Deps, vm: str, reason: str, now: datetime) -> None:
+    """A start whose operation failed left the VM off: its node is Offline again at once (the
+    group's backoff decides when it is tried again), not Starting until the deployment
+    timeout."""
+    try:
+        node = deps.store.get_node(vm)
+        if node.state is NodeState.STARTING:
+            node.move_to(NodeState.OFFLINE, reason=reason, now=now)
+            deps.store.put_node(node)
+    except (Conflict, NotFound) as exc:
+        log.warning("autoscaler: could not take %s Offline after its failed start: %s", vm, exc)
 
 
 def _group(deps: Deps, vm: str) -> str:
@@ -121,8 +155,9 @@ def _group(deps: Deps, vm: str) -> str:
     return node.groups[0] if node.groups else ""
 
 
-def _apply(deps: Deps, order: Order) -> bool:
-    """Carry out one order; False if it could not be (logged, the next run sees again)."""
+def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:
+    """Carry out one order; False if it could not be (logged, the next run sees again). A
+    start the provider refused at once is added to ``refused``."""
     try:
         node = deps.store.get_node(order.node)
         if order.action == "start":
@@ -136,7 +171,15 @@ def _apply(deps: Deps, order: Order) -> bool:
             node.move_to(NodeState.OFFLINE, reason=order.reason, now=deps.clock())
             deps.store.put_node(node)
             held = deps.store.active_tasks(node=node.name)
-            lose_attempts(deps, held, lambda _t: order.reason, count=True)
+            # The VM went away under its tasks (a Spot eviction, a deallocation outside the
+            # cluster): not their fault, so the requeue uses no retry (as Azure Batch does).
+            lose_attempts(deps, held, lambda _t: order.reason, count=False)
+    except StartRefused as exc:
+        log.warning("autoscaler: %s", exc)
+        if exc.error.kind not in (ErrorKind.CONFLICT, ErrorKind.NOT_FOUND):
+            # (a 409 is another operation on the VM: the next run simply tries again)
+            refused.append(StartFailure.from_error(order.group, order.node, exc.error))
+        return False
     except (Conflict, NotFound, ValueError) as exc:
         log.warning("autoscaler: could not %s %s: %s", order.action, order.node, exc)
         return False

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
+from datetime import datetime
+
 from shared.domain import lifecycle
-from shared.domain.models import Job
+from shared.domain.models import Job, Task
 from shared.domain.states import JOB_TERMINAL, TASK_ACTIVE, JobState, TaskState
 from shared.errors import Conflict
 from shared.usecases.deps import Deps, chunks
 
-_ALL = 1 << 30
+PAGE = 1000
+"""Tasks read per page when a use case walks all the tasks of a job in some states."""
+
+
+def task_pages(deps: Deps, job_id: int, states: Collection[TaskState]) -> Iterator[list[Task]]:
+    """The job's stored tasks in these states, a page at a time, each page continuing after
+    the last id of the previous one (no offset; changing a page's tasks does not shift the
+    next one)."""
+    after = 0
+    while page := deps.store.list_tasks(job_id, states=states, after=after, limit=PAGE):
+        yield page
+        after = page[-1].id
 
 
 def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None) -> Job:
@@ -28,15 +42,16 @@ def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None) -> Job:
         return job
 
     deps.retry(attempt)
-    queued = deps.store.list_tasks(job_id, states=[TaskState.QUEUED], limit=_ALL)
-    for chunk in chunks(queued):
-        deps.retry(_cancel_chunk, deps, job_id, [t.id for t in chunk])
-    active = deps.store.list_tasks(job_id, states=TASK_ACTIVE, limit=_ALL)
+    deps.retry(_cancel_ranges, deps, job_id)  # first, so the scheduler creates no more
+    for queued in task_pages(deps, job_id, [TaskState.QUEUED]):
+        for chunk in chunks(queued):
+            deps.retry(_cancel_chunk, deps, job_id, [t.id for t in chunk])
     cancels = []
-    for task in active:
-        change = lifecycle.cancel(task, deps.clock())
-        if change is not None:
-            cancels += change.cancels
+    for active in task_pages(deps, job_id, TASK_ACTIVE):
+        for task in active:
+            change = lifecycle.cancel(task, deps.clock())
+            if change is not None:
+                cancels += change.cancels
     deps.send_to_nodes(cancels)
     return deps.retry(_settle, deps, job_id)
 
@@ -48,10 +63,21 @@ def _cancel_chunk(deps: Deps, job_id: int, task_ids: list[int]) -> None:
     for task in deps.store.get_tasks(job_id, task_ids):
         change = lifecycle.cancel(task, now)
         if change is not None and change.old is not change.new:
-            job.count(change.old, change.new)
+            job.count(change.old, change.new, name=task.name)
             changed.append(task)
     if changed:
         deps.store.commit(job=job, tasks=changed)
+
+
+def _cancel_ranges(deps: Deps, job_id: int) -> None:
+    """The tasks of its sweeps not created yet are Canceled: one write per 99 ranges."""
+    for chunk in chunks([r for r in deps.store.get_ranges(job_id) if r.open]):
+        job = deps.store.get_job(job_id)
+        now = deps.clock()
+        for r in chunk:
+            r.canceled_time = now
+            job.count(TaskState.QUEUED, TaskState.CANCELED, r.left, name=r.template.name)
+        deps.store.commit(job=job, ranges=chunk)
 
 
 def _settle(deps: Deps, job_id: int) -> Job:
@@ -69,25 +95,43 @@ def requeue_job(deps: Deps, job_id: int) -> Job:
         raise Conflict(f"job {job_id} is {job.state}; only Failed or Canceled jobs can be requeued")
     if not (job.task_counts.get(TaskState.FAILED) or job.task_counts.get(TaskState.CANCELED)):
         raise Conflict(f"job {job_id} has no failed or canceled tasks to requeue")
-    redo = deps.store.list_tasks(job_id, states=[TaskState.FAILED, TaskState.CANCELED], limit=_ALL)
-    for chunk in chunks(redo):
-        deps.retry(_rerun_chunk, deps, job_id, [t.id for t in chunk])
+    for redo in task_pages(deps, job_id, [TaskState.FAILED, TaskState.CANCELED]):
+        for chunk in chunks(redo):
+            deps.retry(_rerun_chunk, deps, job_id, [t.id for t in chunk])
+    deps.retry(_reopen_ranges, deps, job_id)
     deps.kick()
     return deps.store.get_job(job_id)
+
+
+def _reopen(job: Job, now: datetime) -> None:
+    if job.state in (JobState.FAILED, JobState.CANCELED):
+        job.move_to(JobState.QUEUED, now=now)
+        job.error = None
+
+
+def _reopen_ranges(deps: Deps, job_id: int) -> None:
+    """The canceled, never created tasks of its sweeps are Queued again (and the job reopened,
+    in the same write, if no stored task did it)."""
+    canceled = [r for r in deps.store.get_ranges(job_id) if r.canceled_time and r.left]
+    for chunk in chunks(canceled):
+        job = deps.store.get_job(job_id)
+        _reopen(job, deps.clock())
+        for r in chunk:
+            r.canceled_time = None
+            job.count(TaskState.CANCELED, TaskState.QUEUED, r.left, name=r.template.name)
+        deps.store.commit(job=job, ranges=chunk)
 
 
 def _rerun_chunk(deps: Deps, job_id: int, task_ids: list[int]) -> None:
     """Reruns some tasks; the first chunk also reopens the job, in the same transaction."""
     job = deps.store.get_job(job_id)
     now = deps.clock()
-    if job.state in (JobState.FAILED, JobState.CANCELED):
-        job.move_to(JobState.QUEUED, now=now)
-        job.error = None
+    _reopen(job, now)
     changed = []
     for task in deps.store.get_tasks(job_id, task_ids):
         change = lifecycle.rerun(task, now)
         if change is not None:
-            job.count(change.old, change.new)
+            job.count(change.old, change.new, name=task.name)
             changed.append(task)
     if changed:
         deps.store.commit(job=job, tasks=changed)

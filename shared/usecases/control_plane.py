@@ -93,8 +93,14 @@ class ControlPlane:
     def get_job(self, job_id: int) -> Job:
         return queries.get_job(self.deps, job_id)
 
-    def list_jobs(self, *, states: Iterable[JobState] | None = None, limit: int = 100) -> list[Job]:
-        return queries.list_jobs(self.deps, states=states, limit=limit)
+    def list_jobs(
+        self,
+        *,
+        states: Iterable[JobState] | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[Job]:
+        return queries.list_jobs(self.deps, states=states, limit=limit, before=before)
 
     def list_tasks(
         self,
@@ -103,8 +109,11 @@ class ControlPlane:
         states: Iterable[TaskState] | None = None,
         offset: int = 0,
         limit: int = 1000,
+        after: int = 0,
     ) -> list[Task]:
-        return queries.list_tasks(self.deps, job_id, states=states, offset=offset, limit=limit)
+        return queries.list_tasks(
+            self.deps, job_id, states=states, offset=offset, limit=limit, after=after
+        )
 
     def get_task(self, job_id: int, task_id: int) -> Task:
         return queries.get_task(self.deps, job_id, task_id)

@@ -9,22 +9,38 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import timedelta
 
-from shared.domain import eligibility, lifecycle, scheduler
+from shared.domain import lifecycle, scheduler
+from shared.domain.hosts import granted_cores, held, host_list
 from shared.domain.jobspec import sweep_command
-from shared.domain.messages import RunTask
-from shared.domain.models import Job, Node, Task
+from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
+from shared.domain.models import Node, Task, TaskRange
+from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.states import JobState
 from shared.errors import Conflict, NotFound
+from shared.ports.store import MAX_BATCH
 from shared.usecases.deps import Deps, chunks
-from shared.usecases.queries import job_states, used_cores
+from shared.usecases.queries import used_cores
+from shared.usecases.queue import runnable_queue
 
+RANGES_PER_COMMIT = 10
+CHUNK = MAX_BATCH - 1 - RANGES_PER_COMMIT
+"""Placements per commit: the job and up to RANGES_PER_COMMIT ranges ride in the same batch."""
 LOOKAHEAD_MIN = 100
 """Queued tasks a pass looks at even when few cores are free (room for backfill)."""
+PASS_BUDGET = timedelta(milliseconds=SCHEDULER_LOCK_MS // 2)
+"""A pass stops placing after this long and kicks the next pass to go on. In Azure the
+scheduler trigger is a batch, and Azure renews no lock for a batch: a pass that outlived
+the kick's lock (and the session's) would see them delivered to another instance while it
+still runs, two passes side by side. Half the lock leaves the other half for the commit
+in flight, the sends and the settlement (docs/functions.md)."""
 
 
 def schedule_pass(deps: Deps) -> int:
-    """One scheduler pass; returns how many tasks it dispatched."""
+    """One scheduler pass; returns how many tasks it dispatched. It ends within
+    PASS_BUDGET (between two commits), kicking the next pass if work is left."""
+    started = deps.clock()
     nodes = [n for n in deps.store.list_nodes() if n.incarnation > 0]
     active = deps.store.active_tasks()
     used = used_cores(active)
@@ -33,7 +49,7 @@ def schedule_pass(deps: Deps) -> int:
         return 0  # nothing can be placed: do not read the queue at all
     # Look ahead far enough to backfill, not at the whole queue.
     window = min(deps.settings.scheduler_window, max(LOOKAHEAD_MIN, 4 * free))
-    queued = runnable(deps, deps.store.queued_tasks(limit=window), active)
+    queued = runnable_queue(deps, limit=window, active=active)
     placements = scheduler.plan(queued, nodes, used, running=active, now=deps.clock())
     if not placements:
         return 0
@@ -43,8 +59,13 @@ def schedule_pass(deps: Deps) -> int:
     for p in placements:
         by_job[p.job_id].append(p)
     dispatched = 0
+    commits = 0
     for job_id, job_placements in by_job.items():
-        for chunk in chunks(job_placements):
+        for chunk in chunks(job_placements, CHUNK):
+            if commits and deps.clock() - started >= PASS_BUDGET:
+                deps.kick()  # out of time (the first commit always goes): the next pass goes on
+                return dispatched
+            commits += 1
             batch = _commit_chunk(deps, job_id, chunk, tasks, by_node)
             if batch is None:
                 deps.kick()  # the job or a task changed under us: the next pass retries
@@ -52,45 +73,6 @@ def schedule_pass(deps: Deps) -> int:
             deps.send_to_nodes((node, run) for node, run in batch)
             dispatched += len(batch)
     return dispatched
-
-
-def runnable(deps: Deps, queued: Sequence[Task], active: Sequence[Task]) -> list[Task]:
-    """The queued tasks whose jobs may run now (not held, prerequisites Finished), at most
-    as many per job as its maxConcurrent still allows."""
-    now = deps.clock()
-    jobs = _jobs(deps, {t.job_id for t in queued})
-    prerequisites = job_states(deps, {d for j in jobs.values() for d in j.depends_on})
-    running: dict[int, int] = defaultdict(int)
-    for task in active:
-        running[task.job_id] += 1
-    room: dict[int, int | None] = {}
-    for job_id, job in jobs.items():
-        if (
-            eligibility.blocked(job, now=now, prerequisites=prerequisites, active=running[job_id])
-            is None
-        ):
-            room[job_id] = eligibility.slots(job, running[job_id])
-    out = []
-    for task in queued:
-        if task.job_id not in room:
-            continue
-        left = room[task.job_id]
-        if left is not None:
-            if left <= 0:
-                continue
-            room[task.job_id] = left - 1
-        out.append(task)
-    return out
-
-
-def _jobs(deps: Deps, ids: set[int]) -> dict[int, Job]:
-    out = {}
-    for job_id in ids:
-        try:
-            out[job_id] = deps.store.get_job(job_id)
-        except NotFound:
-            continue
-    return out
 
 
 def _commit_chunk(
@@ -106,32 +88,75 @@ def _commit_chunk(
         return []
     if job.state not in (JobState.QUEUED, JobState.RUNNING):
         return []
+    try:
+        chunk, ranges = _born(deps, job_id, chunk, tasks)
+    except Conflict:
+        return None
     now = deps.clock()
     batch: list[Task] = []
     runs: list[tuple[str, RunTask]] = []
     for p in chunk:
         task = tasks[(p.job_id, p.task_id)]
         node = nodes[p.node]
-        change = lifecycle.dispatch(task, node=node.name, incarnation=node.incarnation, now=now)
-        job.count(change.old, change.new)
+        change = lifecycle.dispatch(
+            task, node=node.name, incarnation=node.incarnation, now=now, hosts=p.hosts
+        )
+        job.count(change.old, change.new, name=task.name)
         batch.append(task)
         runs.append((node.name, _run_task(task, node, p.group)))
     if job.state is JobState.QUEUED:
         job.move_to(JobState.RUNNING, now=now)
     try:
-        deps.store.commit(job=job, tasks=batch)
+        deps.store.commit(job=job, tasks=batch, ranges=ranges)
     except Conflict:
         return None
     return runs
 
 
+def _born(
+    deps: Deps,
+    job_id: int,
+    chunk: Sequence[scheduler.Placement],
+    tasks: dict[tuple[int, int], Task],
+) -> tuple[list[scheduler.Placement], list[TaskRange]]:
+    """The placements to commit, and the ranges whose cursors move past the tasks of theirs
+    placed (created in the same commit). A range's tasks are created in id order from its
+    cursor: placements past a gap wait for the next pass. Conflict if a range moved since
+    the queue was read."""
+    unborn = [p for p in chunk if tasks[(p.job_id, p.task_id)].etag is None]
+    if not unborn:
+        return list(chunk), []
+    ranges = deps.store.get_ranges(job_id)
+    keep = {p.task_id for p in chunk} - {p.task_id for p in unborn}
+    moved: list[TaskRange] = []
+    placed = sorted(p.task_id for p in unborn)
+    for r in ranges:
+        mine = [i for i in placed if r.first_id <= i < r.first_id + r.count]
+        if not mine or len(moved) >= RANGES_PER_COMMIT:
+            continue  # (more ranges than a commit holds: the rest wait for the next pass)
+        if not r.open or mine[0] != r.first_id + r.cursor:
+            raise Conflict(f"range {r.key} moved since the queue was read")
+        for task_id in mine:
+            if task_id != r.first_id + r.cursor:
+                break  # a gap: the rest of this range waits for the next pass
+            r.cursor += 1
+            keep.add(task_id)
+        moved.append(r)
+    return [p for p in chunk if p.task_id in keep], moved
+
+
 def _run_task(task: Task, node: Node, group: str | None) -> RunTask:
+    """The assignment for the task's first node (a multi-node task's other nodes get none:
+    its command starts the rest, e.g. mpirun --host $HPC_NODES)."""
+    hosts = held(task)
     env = {
         "HPC_JOB_ID": str(task.job_id),
         "HPC_TASK_ID": str(task.id),
         "HPC_SWEEP_INDEX": "" if task.sweep_index is None else str(task.sweep_index),
         "HPC_NODE_NAME": node.name,
         "HPC_NODE_GROUP": group or "",
+        "HPC_TASK_CORES": str(granted_cores(task)),
+        "HPC_NODES": host_list(hosts),
         **task.env,
     }
     return RunTask(
@@ -140,8 +165,15 @@ def _run_task(task: Task, node: Node, group: str | None) -> RunTask:
         task_id=task.id,
         attempt=task.attempt,
         command=sweep_command(task.command, task.sweep_index),
-        cores=task.cores,
+        cores=hosts[0].cores if hosts else task.cores,
         runtime_limit_s=task.runtime_limit_s,
         work_dir=task.work_dir,
+        stdout=expand_optional(task.stdout, _output_ids(task)),
+        stderr=expand_optional(task.stderr, _output_ids(task)),
         env=env,
     )
+
+
+def _output_ids(task: Task) -> OutputIds:
+    """What the placeholders of the task's --stdout / --stderr stand for."""
+    return OutputIds(job_id=task.job_id, task_id=task.id, sweep_index=task.sweep_index)

@@ -41,6 +41,7 @@ from shared.domain.models import Task
 from shared.domain.states import NodeState, TaskState
 from shared.errors import NotFound
 from shared.ports.bus import OutgoingMessage
+from shared.usecases import taskdeps
 from shared.usecases.deps import CHUNK, Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.registration import register
@@ -178,7 +179,7 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
             change = lifecycle.assignment_refused(task, ev, now)
         if change is None:
             continue
-        job.count(change.old, change.new)
+        job.count(change.old, change.new, name=task.name)
         cancels += change.cancels
         kick |= change.ended or (change.new is not change.old and change.new is TaskState.QUEUED)
         changed[task.id] = task
@@ -187,6 +188,12 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
     lifecycle.settle_job(job, now)
     deps.store.commit(job=job, tasks=list(changed.values()))
     deps.send_to_nodes(cancels)
+    failed = {t.name for t in changed.values() if t.state in (TaskState.FAILED, TaskState.CANCELED)}
+    if taskdeps.has_doomed(job) and failed & job.steps.keys():
+        try:
+            taskdeps.cancel_doomed_tasks(deps, job_id)
+        except Exception:  # the reconciler's next run does it
+            log.exception("canceling the dependents of failed tasks of job %d failed", job_id)
     return kick
 
 

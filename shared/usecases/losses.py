@@ -49,7 +49,7 @@ def _lose_chunk(deps: Deps, job_id: int, wanted: dict[int, tuple[int, str]], cou
             now=now,
         )
         if change is not None:
-            job.count(change.old, change.new)
+            job.count(change.old, change.new, name=task.name)
             changed.append(task)
     if not changed:
         return False

@@ -7,10 +7,11 @@ from datetime import datetime
 from shared.domain.jobspec import priority_value
 from shared.domain.models import Job
 from shared.domain.states import JOB_TERMINAL, TaskState
-from shared.errors import Conflict, InvalidRequest
+from shared.domain.templates import priority_label
+from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.usecases import templates
+from shared.usecases.cancel import task_pages
 from shared.usecases.deps import Deps, chunks
-
-_ALL = 1 << 30
 
 
 def _open_job(deps: Deps, job_id: int, what: str) -> Job:
@@ -56,6 +57,7 @@ def set_priority(deps: Deps, job_id: int, value: int | str) -> Job:
         priority = priority_value(value)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
+    _check_template_priority(deps, deps.store.get_job(job_id), priority)
 
     def write_job() -> Job:
         job = _open_job(deps, job_id, "modified")
@@ -64,11 +66,36 @@ def set_priority(deps: Deps, job_id: int, value: int | str) -> Job:
         return job
 
     deps.retry(write_job)
-    queued = deps.store.list_tasks(job_id, states=[TaskState.QUEUED], limit=_ALL)
-    for chunk in chunks(queued):
-        deps.retry(_reprioritize, deps, job_id, [t.id for t in chunk], priority)
+    deps.retry(_reprioritize_ranges, deps, job_id, priority)
+    for queued in task_pages(deps, job_id, [TaskState.QUEUED]):
+        for chunk in chunks(queued):
+            deps.retry(_reprioritize, deps, job_id, [t.id for t in chunk], priority)
     deps.kick()
     return deps.store.get_job(job_id)
+
+
+def _check_template_priority(deps: Deps, job: Job, priority: int) -> None:
+    """The job's template's maxPriority holds after submit too (a deleted template: no limit)."""
+    if job.template is None:
+        return
+    try:
+        template = templates.get(deps, job.template).template
+    except NotFound:
+        return
+    if template.max_priority is not None and priority > template.max_priority:
+        raise InvalidRequest(
+            f"job {job.id} uses template {template.name!r}, which allows priority at most "
+            f"{priority_label(template.max_priority)}; asked for {priority_label(priority)}"
+        )
+
+
+def _reprioritize_ranges(deps: Deps, job_id: int, priority: int) -> None:
+    """Tasks its sweeps create from now on carry the new priority."""
+    stale = [r for r in deps.store.get_ranges(job_id) if r.template.priority != priority]
+    for chunk in chunks(stale):
+        for r in chunk:
+            r.template.priority = priority
+        deps.store.commit(ranges=chunk)
 
 
 def _reprioritize(deps: Deps, job_id: int, task_ids: list[int], priority: int) -> None:

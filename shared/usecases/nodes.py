@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from shared.domain import ownership
+from shared.domain.groupnames import canonical_group
 from shared.domain.models import Node, NodeGroup, Task
 from shared.domain.states import NodeState
 from shared.errors import Conflict, InvalidRequest, NotFound
@@ -41,9 +43,11 @@ GROUP_SETTINGS = {
 
 
 def group_of(deps: Deps, name: str) -> NodeGroup:
-    for group in deps.store.list_groups():
-        if group.name.lower() == name.lower():  # group names match case-insensitively
-            return group
+    """The group ``name`` means, matched case-insensitively (groupnames)."""
+    groups = {g.name: g for g in deps.store.list_groups()}
+    found = canonical_group(name, groups)
+    if found is not None:
+        return groups[found]
     raise NotFound(f"node group {name!r} does not exist (hpc nodegroup list)")
 
 
@@ -62,9 +66,16 @@ def _prefix(group: str) -> str:
 
 
 def add_nodes(
-    deps: Deps, group_name: str, count: int, *, cores: int | None = None, size: str | None = None
+    deps: Deps,
+    group_name: str,
+    count: int,
+    *,
+    cores: int | None = None,
+    size: str | None = None,
+    spot: bool = False,
 ) -> list[Node]:
-    """Create ``count`` VMs for the group, left deallocated: Offline nodes until started."""
+    """Create ``count`` VMs for the group, left deallocated: Offline nodes until started.
+    ``spot``: Spot VMs (Azure may evict them; their tasks are then requeued at once)."""
     if not 1 <= count <= 1000:
         raise InvalidRequest(f"count must be 1-1000, got {count}")
     group = group_of(deps, group_name)
@@ -91,12 +102,13 @@ def add_nodes(
             cores=cores or group.node_cores,
             provider=deps.compute.name,
             size=size or group.size,
+            spot=spot,
             state=NodeState.OFFLINE,
             state_reason="added: VM created, deallocated",
             state_time=now,
         )
         deps.store.put_node(node)
-        spec = VmSpec(name=name, group=group.name, cores=node.cores, size=node.size)
+        spec = VmSpec(name=name, group=group.name, cores=node.cores, size=node.size, spot=spot)
         result = deps.compute.create(spec, request_id=f"create-{name}", now=now)
         if isinstance(result, ComputeError):
             deps.store.delete_node(node)
@@ -127,6 +139,14 @@ def start_nodes(
     return [start_node(deps, node, reason=reason) for node in nodes]
 
 
+class StartRefused(Conflict):
+    """The provider refused a start at once (quota, SKU, throttling...): nothing began."""
+
+    def __init__(self, node: str, error: ComputeError) -> None:
+        super().__init__(f"could not start {node}: {error.kind}: {error.message}")
+        self.node, self.error = node, error
+
+
 def start_node(deps: Deps, node: Node, *, reason: str) -> Node:
     """Offline -> Starting, and the provider's start begun (the VM is created again if the
     provider lost it, as the local provider does when the control plane restarts)."""
@@ -135,11 +155,13 @@ def start_node(deps: Deps, node: Node, *, reason: str) -> Node:
     request = f"start-{node.name}-{now.timestamp():.0f}"
     result = deps.compute.start(node.name, request_id=request, now=now)
     if isinstance(result, ComputeError) and result.kind is ErrorKind.NOT_FOUND:
-        spec = VmSpec(name=node.name, group=node.groups[0], cores=node.cores, size=node.size)
+        spec = VmSpec(
+            name=node.name, group=node.groups[0], cores=node.cores, size=node.size, spot=node.spot
+        )
         deps.compute.create(spec, request_id=f"create-{node.name}-{now.timestamp():.0f}", now=now)
         result = deps.compute.start(node.name, request_id=request + "-again", now=now)
     if isinstance(result, ComputeError):
-        raise Conflict(f"could not start {node.name}: {result.kind}: {result.message}")
+        raise StartRefused(node.name, result)
     node.move_to(NodeState.STARTING, reason=reason, now=now)
     deps.store.put_node(node)
     record_operation(deps, result)
@@ -230,9 +252,33 @@ def remove_nodes(deps: Deps, names: Iterable[str]) -> list[str]:
     return [n.name for n in nodes]
 
 
+def set_node_groups(deps: Deps, names: Iterable[str], groups: Iterable[str]) -> list[Node]:
+    """An admin puts nodes in these groups (the control plane owns them; an agent's
+    registration never changes them). Names match case-insensitively; running tasks stay."""
+    wanted = list(groups)
+    out = []
+    for node_name in list(names):
+
+        def write(node_name: str = node_name) -> Node:
+            node = deps.store.get_node(node_name)  # NotFound: 404 naming it
+            node.groups = ownership.admin_groups(node, wanted, deps.store.list_groups())
+            deps.store.put_node(node)
+            return node
+
+        out.append(deps.retry(write))
+    if not out:
+        raise InvalidRequest("name at least one node")
+    deps.kick()  # queued work may fit the new groups
+    return out
+
+
 def create_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
-    if any(g.name.lower() == name.lower() for g in deps.store.list_groups()):
-        raise Conflict(f"node group {name!r} exists already (hpc nodegroup set to change it)")
+    existing = canonical_group(name, [g.name for g in deps.store.list_groups()])
+    if existing is not None:
+        same = "" if existing == name else f" as {existing} (names match whatever the case)"
+        raise Conflict(
+            f"node group {name!r} exists already{same}: change it with hpc nodegroup set"
+        )
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
         raise InvalidRequest(f"node group name {name!r}: letters, digits, _ . - (64 at most)")
     group = NodeGroup(name=name)

@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain import eligibility, pending
+from shared.domain import eligibility, hosts, pending, taskgraph
 from shared.domain.models import Job, NodeGroup, Task
 from shared.domain.states import JobState, TaskState
 from shared.errors import NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, Stream
+from shared.usecases import sweeps
 from shared.usecases.deps import Deps
 
 
@@ -20,9 +21,15 @@ def get_job(deps: Deps, job_id: int) -> Job:
 
 
 def list_jobs(
-    deps: Deps, *, states: Iterable[JobState] | None = None, limit: int = 100
+    deps: Deps,
+    *,
+    states: Iterable[JobState] | None = None,
+    limit: int = 100,
+    before: int | None = None,
 ) -> list[Job]:
-    return deps.store.list_jobs(states=list(states) if states else None, limit=limit)
+    """Newest first; ``before`` (a job id) continues a listing after its last job."""
+    states = list(states) if states else None
+    return deps.store.list_jobs(states=states, limit=limit, before=before)
 
 
 def list_tasks(
@@ -32,16 +39,21 @@ def list_tasks(
     states: Iterable[TaskState] | None = None,
     offset: int = 0,
     limit: int = 1000,
+    after: int = 0,
 ) -> list[Task]:
-    deps.store.get_job(job_id)  # 404 for an unknown job
-    return deps.store.list_tasks(
-        job_id, states=list(states) if states else None, offset=offset, limit=limit
+    """Stored tasks and the tasks of sweeps not created yet, in id order."""
+    return sweeps.list_tasks(
+        deps,
+        job_id,
+        states=list(states) if states else None,
+        offset=offset,
+        limit=limit,
+        after=after,
     )
 
 
 def get_task(deps: Deps, job_id: int, task_id: int) -> Task:
-    deps.store.get_job(job_id)
-    return deps.store.get_task(job_id, task_id)
+    return sweeps.get_task(deps, job_id, task_id)
 
 
 def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], str]:
@@ -50,18 +62,28 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
     queued = [t for t in tasks if t.state is TaskState.QUEUED]
     if not queued:
         return {}
-    jobs = []
+    jobs: dict[int, Job] = {}
     for job_id in {t.job_id for t in queued}:
         try:
-            jobs.append(deps.store.get_job(job_id))
+            jobs[job_id] = deps.store.get_job(job_id)
         except NotFound:
             continue
-    blocked = _job_blocks(deps, jobs)
+    blocked = _job_blocks(deps, list(jobs.values()))
     nodes = deps.store.list_nodes()
     used = used_cores(deps.store.active_tasks())
+    waiting: list[Job] | None = None
     out: dict[tuple[int, int], str] = {}
     for task in queued:
-        reason = blocked.get(task.job_id) or pending.pending_reason(task, nodes, used)
+        job = jobs.get(task.job_id)
+        reason = blocked.get(task.job_id) or (job and taskgraph.waiting_for(task, job))
+        if not reason:
+            reason = pending.pending_reason(task, nodes, used)
+            if reason is not None and reason.startswith("waiting for") and job is not None:
+                if waiting is None:  # read once, only if some task waits for cores
+                    waiting = deps.store.list_jobs(
+                        states=[JobState.QUEUED, JobState.RUNNING], limit=10_000
+                    )
+                reason = pending.behind(job, waiting, reason)
         if reason is not None:
             out[(task.job_id, task.id)] = reason
     return out
@@ -75,7 +97,8 @@ def job_pending_reasons(deps: Deps, jobs: Iterable[Job]) -> dict[int, str]:
     firsts = []
     for job in jobs:
         if job.id not in blocked and job.task_counts.get(TaskState.QUEUED):
-            firsts += deps.store.list_tasks(job.id, states=[TaskState.QUEUED], limit=1)
+            first = sweeps.first_queued(deps, job.id)
+            firsts += [first] if first is not None else []
     reasons = {key[0]: reason for key, reason in pending_reasons(deps, firsts).items()}
     return {**reasons, **blocked}
 
@@ -173,9 +196,6 @@ def list_groups(deps: Deps) -> list[NodeGroup]:
 
 
 def used_cores(active: Iterable[Task]) -> dict[str, int]:
-    """Cores each node's active tasks hold: the store's accounting, not the agents' word."""
-    used: dict[str, int] = defaultdict(int)
-    for task in active:
-        if task.node:
-            used[task.node] += task.cores
-    return used
+    """Cores each node's active tasks hold: the store's accounting, not the agents' word.
+    A multi-node task's cores count on every node it holds."""
+    return defaultdict(int, hosts.used_cores(active))

@@ -14,10 +14,12 @@ import logging
 from datetime import datetime, timedelta
 
 from shared.domain import eligibility, reconciler
+from shared.domain.hosts import lost_host
 from shared.domain.messages import EVENTS_LOCK_MS
-from shared.domain.models import Meta, Node
+from shared.domain.models import Meta
 from shared.domain.states import JobState, NodeState
 from shared.errors import Conflict, NotFound
+from shared.usecases import taskdeps
 from shared.usecases.cancel import cancel_job
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
@@ -26,6 +28,10 @@ from shared.usecases.queries import job_states
 log = logging.getLogger(__name__)
 
 META_KEY = "reconciler"
+
+UNFINISHED_JOB_GRACE = timedelta(hours=1)
+"""A job whose add_job has not made it visible this long after its submit time crashed
+half-way (an add_job of 100,000 tasks takes seconds): its parts are purged."""
 
 
 def reconcile(deps: Deps) -> None:
@@ -62,18 +68,16 @@ def reconcile(deps: Deps) -> None:
         lambda t: f"node {t.node} stopped reporting it and never reported its end",
         count=True,
     )
-    orphans = [
-        t
-        for t in active
-        if t.node is not None
-        and (
-            t.node not in by_name
-            or by_name[t.node].state is NodeState.UNREACHABLE
-            or (t.incarnation is not None and t.incarnation != by_name[t.node].incarnation)
-        )
-    ]
-    lose_attempts(deps, orphans, lambda t: _orphan_reason(t.node, by_name), count=True)
+    # Attempts that lost a node they hold (any of a multi-node task's nodes).
+    orphans = {t.key: why for t in active if (why := lost_host(t, by_name)) is not None}
+    lose_attempts(
+        deps, [t for t in active if t.key in orphans], lambda t: orphans[t.key], count=True
+    )
     _cancel_doomed_dependents(deps)
+    deps.store.purge_unfinished_jobs(now - UNFINISHED_JOB_GRACE)
+    for job in deps.store.list_jobs(states=[JobState.QUEUED, JobState.RUNNING], limit=10_000):
+        if taskdeps.has_doomed(job):
+            taskdeps.cancel_doomed_tasks(deps, job.id)
     deps.kick()  # level-triggered: queued work gets a pass at least once per run
 
 
@@ -116,15 +120,6 @@ def _listening_since(deps: Deps, now: datetime, timeout: timedelta) -> datetime:
         return deps.retry(update)
     except Conflict:  # another reconciler wrote it just now: it is listening
         return now
-
-
-def _orphan_reason(name: str | None, nodes: dict[str, Node]) -> str:
-    node = nodes.get(name or "")
-    if node is None:
-        return f"node {name} was removed"
-    if node.state is NodeState.UNREACHABLE:
-        return f"node {name} became unreachable ({node.state_reason})"
-    return f"agent on {name} restarted"
 
 
 def _time(value: object) -> datetime | None:

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
-from shared.domain import lifecycle
+from shared.domain import lifecycle, ownership
+from shared.domain.groupnames import canonical_group, canonical_groups
 from shared.domain.messages import RegisterNode, Registration, TaskEnded
 from shared.domain.models import Node, NodeGroup
 from shared.errors import Conflict, NotFound
@@ -34,7 +35,14 @@ def register(
     try:
         node = deps.store.get_node(req.node)
     except NotFound:
-        node = Node(name=req.node, groups=list(req.groups), cores=req.cores, provider="onprem")
+        first = ownership.first_record(req, deps.store.list_groups())
+        if isinstance(first, str):
+            log.warning("registration refused: %s", first)
+            _answer(deps, req, lifecycle.RegistrationDecision(False, reason=first))
+            return False
+        node = first
+    else:
+        _note_ignored_proposal(node, req)
     timeout = timedelta(seconds=deps.settings.heartbeat_timeout_s)
     decision = lifecycle.register(node, req, now=deps.clock(), timeout=timeout)
     if decision.changed:
@@ -50,9 +58,14 @@ def register(
                 )
                 apply_ends(ends)
         requeue_ended_incarnations(deps, node.name, decision.incarnation)
-        _ensure_groups(deps, req.groups)
+        _ensure_groups(deps, node.groups)
     else:
         log.warning("registration refused: %s", decision.reason)
+    _answer(deps, req, decision)
+    return decision.changed
+
+
+def _answer(deps: Deps, req: RegisterNode, decision: lifecycle.RegistrationDecision) -> None:
     deps.reply(
         req.agent_id,
         Registration(
@@ -63,7 +76,20 @@ def register(
             reason=decision.reason,
         ),
     )
-    return decision.changed
+
+
+def _note_ignored_proposal(node: Node, req: RegisterNode) -> None:
+    """Say in the log when an agent names other groups than the node's: the control plane
+    keeps its own (an admin changes them with ``hpc node set``)."""
+    proposed = canonical_groups(req.groups, node.groups)
+    if sorted(proposed) != sorted(node.groups):
+        log.info(
+            "node %s: its agent names groups %s; the node keeps %s (hpc node set %s --group G)",
+            node.name,
+            ",".join(req.groups),
+            ",".join(node.groups),
+            node.name,
+        )
 
 
 def recorded_ends(req: RegisterNode, previous: int) -> list[TaskEnded]:
@@ -84,8 +110,9 @@ def requeue_ended_incarnations(deps: Deps, node_name: str, current: int) -> bool
 
 
 def _ensure_groups(deps: Deps, names: Iterable[str]) -> None:
-    known = {g.name for g in deps.store.list_groups()}
+    """Create the groups an on-prem agent proposed that do not exist yet (in any case)."""
+    known = [g.name for g in deps.store.list_groups()]
     for name in names:
-        if name not in known:
+        if canonical_group(name, known) is None:
             with contextlib.suppress(Conflict):
                 deps.store.put_group(NodeGroup(name=name))

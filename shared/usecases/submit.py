@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.domain.groupnames import canonical_groups
 from shared.domain.jobspec import JobSpec
 from shared.domain.models import Job, Principal
 from shared.domain.states import JobState
 from shared.errors import InvalidRequest, NotFound
+from shared.usecases import templates
 from shared.usecases.deps import Deps
 
 
 def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
-    spec = JobSpec.parse(data)
+    spec = templates.resolve(deps, JobSpec.parse(data))  # defaults filled, limits checked
+    known = [g.name for g in deps.store.list_groups()]
+    spec.node_groups = canonical_groups(spec.node_groups, known)  # stored spelling, any case
     count = spec.task_count()
     limit = deps.settings.max_tasks_per_job
     if count > limit:
@@ -29,18 +33,20 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
                 f"dependsOn: job {dep} does not exist; give the ids of submitted jobs"
             ) from None
     now = deps.clock()
-    job, tasks = spec.build(
+    job, tasks, ranges = spec.build(
         deps.store.next_job_id(), now=now, owner=principal.name if principal else "admin"
     )
+    job.template = spec.template
     job.move_to(JobState.SUBMITTED, now=now)
     job.move_to(JobState.QUEUED, now=now)
-    deps.store.add_job(job, tasks)
+    deps.store.add_job(job, tasks, ranges)
     deps.kick()
     return job
 
 
 def check_fits(deps: Deps, spec: JobSpec) -> None:
-    """Refuse a job no node of its groups could ever run (unknown group, too many cores)."""
+    """Refuse a job no node of its groups could ever run (unknown group, too many cores,
+    more nodes than the groups have). A core range is checked on its min."""
     nodes = deps.store.list_nodes()
     known = {g.name for g in deps.store.list_groups()} | {g for n in nodes for g in n.groups}
     for group in spec.node_groups:
@@ -57,8 +63,15 @@ def check_fits(deps: Deps, spec: JobSpec) -> None:
         )
     largest = max(n.cores for n in eligible)
     for task in spec.tasks:
-        if task.cores > largest:
+        cores = task.min_cores
+        if cores > largest:
             raise InvalidRequest(
-                f"a task asks for {task.cores} cores but the largest node in {where} "
+                f"a task asks for {cores} cores but the largest node in {where} "
                 f"has {largest}; ask for at most {largest}"
+            )
+        big = sum(1 for n in eligible if n.cores >= cores)
+        if task.nodes > big:
+            raise InvalidRequest(
+                f"a task asks for {task.nodes} nodes with {cores} cores each but {where} "
+                f"has {big} such node(s); ask for at most {big} nodes"
             )

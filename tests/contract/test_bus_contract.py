@@ -1,12 +1,18 @@
 """The Bus contract: every adapter of :class:`shared.ports.bus.Bus` passes this suite.
 
-Tests use only the port. Adapters come from the ``bus`` / ``open_bus`` /
-``bus_spec`` fixtures (``conftest.py``). Each test declares its own uniquely
-named queues, so the suite can also run against a shared namespace.
+Tests use only the ports (Bus and BusAdmin). Adapters come from the ``bus`` /
+``open_bus`` / ``bus_spec`` / ``admin`` fixtures (``conftest.py``). Each test
+declares its own uniquely named queues, so the suite can also run against a
+shared namespace.
 
+Time: locks, schedules and expiry are driven through ``bus_clock``. The embedded
+bus takes a clock, and the suite moves it by hand, so nothing sleeps and a slow
+machine changes nothing; on Service Bus (real time) ``advance`` sleeps, so the
+durations here (10 s locks, 2 s margins) are chosen to hold there with room.
 Waiting: tests wait on conditions through the port itself (a receive or an
-accept with ``max_wait_ms`` returns as soon as the condition holds). The only
-sleeps are short waits for a lock to run out, with lock durations of 100-300 ms.
+accept with ``max_wait_ms`` returns as soon as the condition holds); no test
+asserts a latency, only that a wait ended because its condition held, well
+before its ``max_wait_ms``.
 """
 
 from __future__ import annotations
@@ -15,17 +21,21 @@ import multiprocessing
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from shared.ports.bus import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
     MAX_DELIVERY_COUNT_EXCEEDED,
+    MAX_MESSAGE_BYTES,
     TTL_EXPIRED,
     Bus,
     BusError,
     MessageLockLostError,
+    MessageTooLargeError,
     NoSessionAvailable,
     OutgoingMessage,
     QueueNotFound,
@@ -33,18 +43,27 @@ from shared.ports.bus import (
     Receiver,
     SessionLockedError,
     SessionLockLostError,
+    split_batches,
 )
-from tests.contract.conftest import BusSpec, OpenBus
+from shared.ports.busadmin import BusAdmin
+from tests.contract.conftest import BusClock, BusSpec, OpenBus
 
-SHORT_LOCK_MS = 200
-"""Lock duration of queues whose tests let locks run out."""
-WAIT_MS = 3_000
+LOCK_MS = 10_000
+"""Lock duration of queues whose tests let locks run out or renew them (Service Bus: 5 s-5 min)."""
+LOCK_S = LOCK_MS / 1000
+MARGIN_S = 2.0
+"""Time moved past an expiry, so real time (Service Bus) has passed it for sure."""
+TTL_MS = 5_000
+SCHEDULE_S = 5.0
+WAIT_MS = 10_000
 """Upper bound for waits that end as soon as their condition holds."""
+LONG_WAIT_MS = 60_000
+"""A wait that must end early, because a message arrives."""
 
 
-def new_queue(bus: Bus, **options: Any) -> str:
+def new_queue(admin: BusAdmin, **options: Any) -> str:
     name = f"q-{uuid.uuid4().hex[:12]}"
-    bus.declare_queue(name, **options)
+    admin.declare_queue(name, **options)
     return name
 
 
@@ -69,25 +88,31 @@ def receive_all(receiver: Receiver) -> list[ReceivedMessage]:
 # --- queues and messages -------------------------------------------------------
 
 
-def test_declaring_a_queue_twice_is_harmless_and_keeps_its_messages(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_declaring_a_queue_twice_is_harmless_and_keeps_its_messages(
+    bus: Bus, admin: BusAdmin
+) -> None:
+    queue = new_queue(admin)
     bus.send(queue, msg("kept"))
-    bus.declare_queue(queue)
-    assert bus.count(queue) == 1
+    admin.declare_queue(queue)
+    assert admin.count(queue) == 1
 
 
-def test_undeclared_queue_raises_queue_not_found(bus: Bus) -> None:
+def test_undeclared_queue_raises_queue_not_found(bus: Bus, admin: BusAdmin) -> None:
     with pytest.raises(QueueNotFound):
         bus.send("never-declared", msg("x"))
     with pytest.raises(QueueNotFound):
-        bus.get_receiver("never-declared")
+        bus.get_receiver("never-declared").receive()  # refused on opening or on receiving
     with pytest.raises(QueueNotFound):
-        bus.count("never-declared")
+        admin.count("never-declared")
+    with pytest.raises(QueueNotFound):
+        admin.purge_session("never-declared", "s")
 
 
-def test_received_message_carries_what_was_sent(bus: Bus) -> None:
-    queue = new_queue(bus)
-    before = datetime.now(UTC)
+def test_received_message_carries_what_was_sent(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin)
+    before = bus_clock.now()
     bus.send(
         queue,
         OutgoingMessage.json(
@@ -105,20 +130,23 @@ def test_received_message_carries_what_was_sent(bus: Bus) -> None:
     assert message.application_properties == {"attempt": 2, "node": "n1"}
     assert message.delivery_count == 1
     assert message.lock_token
+    assert message.handle is not None  # what the receiver settles it by
     assert message.locked_until is not None and message.locked_until > before
-    assert before - timedelta(seconds=1) <= message.enqueued_time <= datetime.now(UTC)
+    # Service Bus stamps with its own clock: allow it to differ from this machine's a little.
+    skew = timedelta(seconds=5)
+    assert before - skew <= message.enqueued_time <= bus_clock.now() + skew
 
 
-def test_default_message_ids_are_unique_uuid_hex(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_default_message_ids_are_unique_uuid_hex(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
     bus.send(queue, [msg("a"), msg("b")])
     ids = [m.message_id for m in bus.get_receiver(queue).receive(max_messages=2)]
     assert len(set(ids)) == 2
     assert all(uuid.UUID(hex=i).hex == i for i in ids)
 
 
-def test_receive_returns_up_to_max_messages_in_send_order(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_receive_returns_up_to_max_messages_in_send_order(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
     for i in range(5):
         bus.send(queue, msg(str(i)))
     receiver = bus.get_receiver(queue)
@@ -128,76 +156,127 @@ def test_receive_returns_up_to_max_messages_in_send_order(bus: Bus) -> None:
     assert bodies(receiver.receive(max_messages=10)) == ["3", "4"]
 
 
-def test_batch_is_sent_in_order(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_batch_is_sent_in_order(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
     bus.send(queue, [msg(str(i)) for i in range(100)])
-    assert bus.count(queue) == 100
+    assert admin.count(queue) == 100
     assert bodies(receive_all(bus.get_receiver(queue))) == [str(i) for i in range(100)]
 
 
-def test_batch_send_is_all_or_none(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
+def test_batch_send_is_all_or_none(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin, requires_session=True)
     batch = [msg("ok", session_id="s"), msg("no session id"), msg("ok", session_id="s")]
     with pytest.raises((ValueError, BusError)):
         bus.send(queue, batch)
-    assert bus.count(queue) == 0
+    assert admin.count(queue) == 0
 
 
-def test_count_includes_active_scheduled_and_locked_messages(bus: Bus) -> None:
-    queue = new_queue(bus)
-    later = datetime.now(UTC) + timedelta(hours=1)
+def test_count_includes_active_scheduled_and_locked_messages(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin)
+    later = bus_clock.now() + timedelta(hours=1)
     bus.send(queue, [msg("locked"), msg("active"), msg("scheduled", scheduled_enqueue_time=later)])
     bus.get_receiver(queue).receive()
-    assert bus.count(queue) == 3
-    assert bus.count(queue, sub_queue="deadletter") == 0
+    assert admin.count(queue) == 3
+    assert admin.count(queue, sub_queue="deadletter") == 0
+
+
+# --- sizes ----------------------------------------------------------------------
+
+
+def test_message_over_256_kb_is_refused_and_nothing_is_sent(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
+    too_big = msg("x" * MAX_MESSAGE_BYTES, message_id="big")
+    with pytest.raises(MessageTooLargeError, match=str(MAX_MESSAGE_BYTES)):
+        bus.send(queue, [msg("small"), too_big])
+    with pytest.raises(MessageTooLargeError):
+        bus.send(queue, too_big)
+    assert admin.count(queue) == 0
+
+
+def test_message_under_the_limit_is_delivered_whole(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
+    body = bytes(range(256)) * 800  # 200 KB
+    bus.send(queue, OutgoingMessage(body=body))
+    [message] = bus.get_receiver(queue).receive()
+    assert message.body == body
+
+
+def test_list_over_the_byte_budget_is_sent_whole_and_in_order(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
+    sent = [msg(f"{i:03d}" + "x" * 100_000) for i in range(8)]  # 800 KB: several batches
+    assert sum(m.size_bytes() for m in sent) > 3 * MAX_BATCH_BYTES
+    bus.send(queue, sent)
+    assert admin.count(queue) == len(sent)
+    received = receive_all(bus.get_receiver(queue))
+    assert [m.body[:3] for m in received] == [f"{i:03d}".encode() for i in range(8)]
+
+
+def test_batches_keep_order_and_both_budgets() -> None:
+    small = [msg(str(i)) for i in range(MAX_BATCH_MESSAGES + 5)]
+    by_count = split_batches(small, max_bytes=1 << 30)
+    assert [len(b) for b in by_count] == [MAX_BATCH_MESSAGES, 5]
+    assert [m for b in split_batches(small) for m in b] == small  # bytes first, at the default
+    large = [msg("x" * 100_000) for _ in range(5)]
+    by_bytes = split_batches(large)
+    assert [len(b) for b in by_bytes] == [2, 2, 1]
+    assert all(sum(m.size_bytes() for m in b) <= MAX_BATCH_BYTES for b in by_bytes)
+    assert [m for b in by_bytes for m in b] == large
+    assert split_batches([]) == []
 
 
 # --- peek-lock ------------------------------------------------------------------
 
 
-def test_locked_message_is_invisible_to_other_receivers(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_locked_message_is_invisible_to_other_receivers(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
     bus.send(queue, msg("only"))
     assert bodies(bus.get_receiver(queue).receive()) == ["only"]
     assert bus.get_receiver(queue).receive(max_wait_ms=50) == []
 
 
-def test_completed_message_is_gone(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_completed_message_is_gone(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
     bus.send(queue, msg("done"))
     receiver = bus.get_receiver(queue)
     [message] = receiver.receive()
     receiver.complete(message)
-    assert bus.count(queue) == 0
+    assert admin.count(queue) == 0
     assert receiver.receive() == []
 
 
-def test_message_not_completed_is_redelivered_after_lock_expiry(bus: Bus) -> None:
-    queue = new_queue(bus, lock_duration_ms=SHORT_LOCK_MS)
+def test_message_not_completed_is_redelivered_after_lock_expiry(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin, lock_duration_ms=LOCK_MS)
     bus.send(queue, msg("retry me"))
     [first] = bus.get_receiver(queue).receive()
-    started = time.monotonic()
+    bus_clock.advance(LOCK_S / 2)
+    assert bus.get_receiver(queue).receive() == []  # still locked
+    bus_clock.advance(LOCK_S / 2 + MARGIN_S)
     [again] = bus.get_receiver(queue).receive(max_wait_ms=WAIT_MS)
-    assert time.monotonic() - started >= SHORT_LOCK_MS / 1000 * 0.8
     assert again.message_id == first.message_id
     assert again.delivery_count == 2
 
 
-def test_settling_after_lock_expiry_raises_message_lock_lost(bus: Bus) -> None:
-    queue = new_queue(bus, lock_duration_ms=SHORT_LOCK_MS)
+def test_settling_after_lock_expiry_raises_message_lock_lost(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin, lock_duration_ms=LOCK_MS)
     bus.send(queue, [msg("a"), msg("b")])
     receiver = bus.get_receiver(queue)
     expired, also_expired = receiver.receive(max_messages=2)
-    time.sleep(SHORT_LOCK_MS / 1000 * 1.5)  # let the locks run out
+    bus_clock.advance(LOCK_S + MARGIN_S)  # let the locks run out
     with pytest.raises(MessageLockLostError):
         receiver.complete(expired)
     with pytest.raises(MessageLockLostError):
         receiver.renew_message_lock(also_expired)
-    assert bus.count(queue) == 2
+    assert admin.count(queue) == 2
 
 
-def test_settling_twice_raises_message_lock_lost(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_settling_twice_raises_message_lock_lost(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
     bus.send(queue, msg("once"))
     receiver = bus.get_receiver(queue)
     [message] = receiver.receive()
@@ -208,8 +287,8 @@ def test_settling_twice_raises_message_lock_lost(bus: Bus) -> None:
         receiver.abandon(message)
 
 
-def test_settling_an_earlier_delivery_raises_message_lock_lost(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_settling_an_earlier_delivery_raises_message_lock_lost(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
     bus.send(queue, msg("twice"))
     receiver = bus.get_receiver(queue)
     [first] = receiver.receive()
@@ -220,25 +299,28 @@ def test_settling_an_earlier_delivery_raises_message_lock_lost(bus: Bus) -> None
     receiver.complete(second)
 
 
-def test_renewed_lock_outlives_the_original_lock(bus: Bus) -> None:
-    lock_ms = 300
-    queue = new_queue(bus, lock_duration_ms=lock_ms)
+def test_renewed_lock_outlives_the_original_lock(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin, lock_duration_ms=LOCK_MS)
     bus.send(queue, msg("long task"))
     receiver = bus.get_receiver(queue)
     [message] = receiver.receive()
     original = message.locked_until
     assert original is not None
-    time.sleep(lock_ms / 1000 * 0.6)  # part of the lock used up
+    bus_clock.advance(LOCK_S / 2)  # half of the lock used up
     renewed = receiver.renew_message_lock(message)
     assert renewed > original
-    # Past the original expiry: a renewal that did nothing would let it be redelivered.
-    assert bus.get_receiver(queue).receive(max_wait_ms=int(lock_ms * 0.7)) == []
+    bus_clock.advance(LOCK_S / 2 + MARGIN_S)  # past the original expiry, inside the renewed one
+    assert bus.get_receiver(queue).receive() == []  # a renewal that did nothing frees it
     receiver.complete(message)
-    assert bus.count(queue) == 0
+    assert admin.count(queue) == 0
 
 
-def test_abandoned_message_is_redelivered_at_once_with_higher_delivery_count(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_abandoned_message_is_redelivered_at_once_with_higher_delivery_count(
+    bus: Bus, admin: BusAdmin
+) -> None:
+    queue = new_queue(admin)
     bus.send(queue, msg("again"))
     receiver = bus.get_receiver(queue)
     [first] = receiver.receive()
@@ -251,8 +333,8 @@ def test_abandoned_message_is_redelivered_at_once_with_higher_delivery_count(bus
 # --- dead letters ---------------------------------------------------------------
 
 
-def test_dead_letter_after_max_deliveries_has_reason(bus: Bus) -> None:
-    queue = new_queue(bus, max_delivery_count=3)
+def test_dead_letter_after_max_deliveries_has_reason(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin, max_delivery_count=3)
     bus.send(queue, msg("poison", message_id="p"))
     receiver = bus.get_receiver(queue)
     for delivery in (1, 2, 3):
@@ -260,39 +342,44 @@ def test_dead_letter_after_max_deliveries_has_reason(bus: Bus) -> None:
         assert message.delivery_count == delivery
         receiver.abandon(message)
     assert receiver.receive() == []
-    assert bus.count(queue) == 0
-    assert bus.count(queue, sub_queue="deadletter") == 1
+    assert admin.count(queue) == 0
+    assert admin.count(queue, sub_queue="deadletter") == 1
     [dead] = bus.get_receiver(queue, sub_queue="deadletter").receive()
     assert dead.message_id == "p"
     assert dead.body == b"poison"
     assert dead.dead_letter_reason == MAX_DELIVERY_COUNT_EXCEEDED
 
 
-def test_message_whose_last_lock_expires_is_dead_lettered(bus: Bus) -> None:
-    queue = new_queue(bus, max_delivery_count=1, lock_duration_ms=SHORT_LOCK_MS)
+def test_message_whose_last_lock_expires_is_dead_lettered(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin, max_delivery_count=1, lock_duration_ms=LOCK_MS)
     bus.send(queue, msg("abandoned by a crash", message_id="c"))
     assert len(bus.get_receiver(queue).receive()) == 1  # never settled
+    bus_clock.advance(LOCK_S + MARGIN_S)
+    assert bus.get_receiver(queue).receive() == []
     [dead] = bus.get_receiver(queue, sub_queue="deadletter").receive(max_wait_ms=WAIT_MS)
     assert dead.message_id == "c"
     assert dead.dead_letter_reason == MAX_DELIVERY_COUNT_EXCEEDED
-    assert bus.get_receiver(queue).receive() == []
 
 
-def test_manual_dead_letter_keeps_reason_and_description(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_manual_dead_letter_keeps_reason_and_description(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
     bus.send(queue, msg("bad", message_id="b", application_properties={"k": "v"}))
     receiver = bus.get_receiver(queue)
     [message] = receiver.receive()
     receiver.dead_letter(message, reason="InvalidSpec", error_description="no command")
-    assert bus.count(queue) == 0
+    assert admin.count(queue) == 0
     [dead] = bus.get_receiver(queue, sub_queue="deadletter").receive()
     assert (dead.message_id, dead.body, dead.application_properties) == ("b", b"bad", {"k": "v"})
     assert dead.dead_letter_reason == "InvalidSpec"
     assert dead.dead_letter_error_description == "no command"
 
 
-def test_dead_letters_are_peek_locked_and_completed_like_messages(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_dead_letters_are_peek_locked_and_completed_like_messages(
+    bus: Bus, admin: BusAdmin
+) -> None:
+    queue = new_queue(admin)
     bus.send(queue, msg("bad"))
     receiver = bus.get_receiver(queue)
     receiver.dead_letter(receiver.receive()[0], reason="Bad")
@@ -302,58 +389,69 @@ def test_dead_letters_are_peek_locked_and_completed_like_messages(bus: Bus) -> N
     dead_letters.abandon(dead)
     [dead] = dead_letters.receive()
     dead_letters.complete(dead)
-    assert bus.count(queue, sub_queue="deadletter") == 0
+    assert admin.count(queue, sub_queue="deadletter") == 0
 
 
 # --- scheduling and expiry -------------------------------------------------------
 
 
-def test_scheduled_message_is_invisible_until_due(bus: Bus) -> None:
-    queue = new_queue(bus)
-    due = datetime.now(UTC) + timedelta(milliseconds=250)
-    started = time.monotonic()
+def test_scheduled_message_is_invisible_until_due(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin)
+    due = bus_clock.now() + timedelta(seconds=SCHEDULE_S)
     bus.send(queue, msg("later", scheduled_enqueue_time=due))
     bus.send(queue, msg("now"))
     receiver = bus.get_receiver(queue)
     [now] = receiver.receive(max_messages=2)
     assert now.body == b"now"
-    assert bus.count(queue) == 2
+    assert admin.count(queue) == 2
+    bus_clock.advance(SCHEDULE_S / 2)
+    assert receiver.receive() == []  # not due yet
+    bus_clock.advance(SCHEDULE_S / 2 + MARGIN_S)
     [later] = receiver.receive(max_wait_ms=WAIT_MS)
-    assert time.monotonic() - started >= 0.2
     assert later.body == b"later"
     assert later.scheduled_enqueue_time is not None
     assert abs((later.scheduled_enqueue_time - due).total_seconds()) < 0.01
 
 
-def test_expired_message_is_not_delivered_and_is_dead_lettered(bus: Bus) -> None:
-    queue = new_queue(bus)
-    bus.send(queue, [msg("stale", message_id="s", time_to_live_ms=100), msg("fresh")])
+def test_expired_message_is_not_delivered_and_is_dead_lettered(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin)
+    bus.send(queue, [msg("stale", message_id="s", time_to_live_ms=TTL_MS), msg("fresh")])
+    bus_clock.advance(TTL_MS / 1000 + MARGIN_S)
+    assert bodies(bus.get_receiver(queue).receive(max_messages=2, max_wait_ms=WAIT_MS)) == ["fresh"]
     [dead] = bus.get_receiver(queue, sub_queue="deadletter").receive(max_wait_ms=WAIT_MS)
     assert dead.message_id == "s"
     assert dead.dead_letter_reason == TTL_EXPIRED
-    assert bodies(bus.get_receiver(queue).receive(max_messages=2)) == ["fresh"]
 
 
-def test_message_within_its_time_to_live_is_delivered(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_message_within_its_time_to_live_is_delivered(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin)
     bus.send(queue, msg("fresh", time_to_live_ms=60_000))
+    bus_clock.advance(MARGIN_S)
     [message] = bus.get_receiver(queue).receive()
     assert message.expires_at is not None
-    assert message.expires_at > datetime.now(UTC) + timedelta(seconds=50)
+    assert message.expires_at > bus_clock.now() + timedelta(seconds=50)
 
 
 # --- waiting ----------------------------------------------------------------------
 
 
-def test_receive_on_empty_queue_waits_about_max_wait_ms(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_receive_on_empty_queue_returns_nothing_after_max_wait_ms(
+    bus: Bus, admin: BusAdmin
+) -> None:
+    queue = new_queue(admin)
     receiver = bus.get_receiver(queue)
-    started = time.monotonic()
     assert receiver.receive(max_wait_ms=0) == []
-    assert time.monotonic() - started < 0.1
     started = time.monotonic()
-    assert receiver.receive(max_wait_ms=150) == []
-    assert 0.14 <= time.monotonic() - started < 1.0
+    assert receiver.receive(max_wait_ms=600) == []
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.55  # waited (a slow machine only makes this longer)
+    assert elapsed < WAIT_MS / 1000  # and gave up
 
 
 def _send_later(bus: Bus, queue: str, message: OutgoingMessage, delay_s: float) -> threading.Thread:
@@ -366,34 +464,41 @@ def _send_later(bus: Bus, queue: str, message: OutgoingMessage, delay_s: float) 
     return thread
 
 
-def test_receive_returns_as_soon_as_a_message_is_sent(bus: Bus) -> None:
-    queue = new_queue(bus)
+def _ended_early(started: float) -> bool:
+    """A wait of LONG_WAIT_MS ended because its condition held, not because it ran out."""
+    return time.monotonic() - started < LONG_WAIT_MS / 1000 / 2
+
+
+def test_receive_returns_when_a_message_is_sent_not_when_the_wait_ends(
+    bus: Bus, admin: BusAdmin
+) -> None:
+    queue = new_queue(admin)
     thread = _send_later(bus, queue, msg("wake"), 0.05)
     started = time.monotonic()
-    [message] = bus.get_receiver(queue).receive(max_wait_ms=10_000)
+    [message] = bus.get_receiver(queue).receive(max_wait_ms=LONG_WAIT_MS)
     thread.join()
     assert message.body == b"wake"
-    assert time.monotonic() - started < 1.0
+    assert _ended_early(started)
 
 
-def test_receive_sees_a_message_sent_through_another_instance_quickly(
-    open_bus: OpenBus,
+def test_receive_sees_a_message_sent_through_another_instance(
+    open_bus: OpenBus, admin: BusAdmin
 ) -> None:
     receiving, sending = open_bus(), open_bus()
-    queue = new_queue(receiving)
+    queue = new_queue(admin)
     thread = _send_later(sending, queue, msg("from elsewhere"), 0.05)
     started = time.monotonic()
-    [message] = receiving.get_receiver(queue).receive(max_wait_ms=10_000)
+    [message] = receiving.get_receiver(queue).receive(max_wait_ms=LONG_WAIT_MS)
     thread.join()
     assert message.body == b"from elsewhere"
-    assert time.monotonic() - started < 1.0
+    assert _ended_early(started)
 
 
 # --- concurrency -------------------------------------------------------------------
 
 
-def test_concurrent_threads_never_receive_the_same_message(bus: Bus) -> None:
-    queue = new_queue(bus)
+def test_concurrent_threads_never_receive_the_same_message(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin)
     bus.send(queue, [msg(str(i)) for i in range(300)])
     received: list[list[str]] = [[] for _ in range(4)]
 
@@ -424,8 +529,10 @@ def _drain_in_process(
     bus.close()
 
 
-def test_two_processes_never_receive_the_same_message(bus: Bus, bus_spec: BusSpec) -> None:
-    queue = new_queue(bus)
+def test_two_processes_never_receive_the_same_message(
+    bus: Bus, admin: BusAdmin, bus_spec: BusSpec
+) -> None:
+    queue = new_queue(admin)
     expected = [f"m{i}" for i in range(500)]
     bus.send(queue, [msg("x", message_id=i) for i in expected])
     context = multiprocessing.get_context("spawn")  # separate interpreters, like agents
@@ -443,14 +550,16 @@ def test_two_processes_never_receive_the_same_message(bus: Bus, bus_spec: BusSpe
     delivered = parts[0] + parts[1]
     assert sorted(delivered) == sorted(expected)  # each one exactly once
     assert all(parts), "both processes should have taken part"
-    assert bus.count(queue) == 0
+    assert admin.count(queue) == 0
 
 
 # --- sessions ----------------------------------------------------------------------
 
 
-def test_session_receiver_gets_only_its_sessions_messages_in_order(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
+def test_session_receiver_gets_only_its_sessions_messages_in_order(
+    bus: Bus, admin: BusAdmin
+) -> None:
+    queue = new_queue(admin, requires_session=True)
     for i in range(10):
         for session in ("a", "b", "c"):
             bus.send(queue, msg(f"{session}{i}", session_id=session))
@@ -458,12 +567,12 @@ def test_session_receiver_gets_only_its_sessions_messages_in_order(bus: Bus) -> 
         received = receive_all(receiver)
     assert bodies(received) == [f"b{i}" for i in range(10)]
     assert {m.session_id for m in received} == {"b"}
-    assert bus.count(queue) == 20
+    assert admin.count(queue) == 20
 
 
-def test_held_session_cannot_be_accepted_twice(open_bus: OpenBus) -> None:
+def test_held_session_cannot_be_accepted_twice(open_bus: OpenBus, admin: BusAdmin) -> None:
     first, second = open_bus(), open_bus()
-    queue = new_queue(first, requires_session=True)
+    queue = new_queue(admin, requires_session=True)
     first.send(queue, msg("x", session_id="node-1"))
     with first.get_session_receiver(queue, session_id="node-1"):
         with pytest.raises(SessionLockedError):
@@ -472,15 +581,15 @@ def test_held_session_cannot_be_accepted_twice(open_bus: OpenBus) -> None:
             first.get_session_receiver(queue, session_id="node-1")
 
 
-def test_named_session_can_be_accepted_without_messages(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
+def test_named_session_can_be_accepted_without_messages(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin, requires_session=True)
     with bus.get_session_receiver(queue, session_id="idle-node") as receiver:
         assert receiver.session_id == "idle-node"
         assert receiver.receive(max_wait_ms=20) == []
 
 
-def test_next_available_session_skips_held_sessions(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
+def test_next_available_session_skips_held_sessions(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin, requires_session=True)
     bus.send(queue, [msg("a", session_id="a"), msg("b", session_id="b")])
     with (
         bus.get_session_receiver(queue, session_id="a"),
@@ -492,9 +601,11 @@ def test_next_available_session_skips_held_sessions(bus: Bus) -> None:
             bus.get_session_receiver(queue)
 
 
-def test_next_available_session_ignores_sessions_without_available_messages(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
-    later = datetime.now(UTC) + timedelta(hours=1)
+def test_next_available_session_ignores_sessions_without_available_messages(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin, requires_session=True)
+    later = bus_clock.now() + timedelta(hours=1)
     bus.send(queue, msg("later", session_id="scheduled", scheduled_enqueue_time=later))
     with bus.get_session_receiver(queue, session_id="empty"):
         pass
@@ -502,26 +613,29 @@ def test_next_available_session_ignores_sessions_without_available_messages(bus:
         bus.get_session_receiver(queue)
 
 
-def test_no_session_available_is_raised_after_max_wait_ms(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
+def test_no_session_available_is_raised_after_max_wait_ms(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin, requires_session=True)
     started = time.monotonic()
     with pytest.raises(NoSessionAvailable):
-        bus.get_session_receiver(queue, max_wait_ms=150)
-    assert 0.14 <= time.monotonic() - started < 1.0
+        bus.get_session_receiver(queue, max_wait_ms=600)
+    elapsed = time.monotonic() - started
+    assert 0.55 <= elapsed < WAIT_MS / 1000
 
 
-def test_next_available_session_is_accepted_as_soon_as_a_message_arrives(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
+def test_next_available_session_is_accepted_when_a_message_arrives(
+    bus: Bus, admin: BusAdmin
+) -> None:
+    queue = new_queue(admin, requires_session=True)
     thread = _send_later(bus, queue, msg("hello", session_id="late"), 0.05)
     started = time.monotonic()
-    with bus.get_session_receiver(queue, max_wait_ms=10_000) as receiver:
+    with bus.get_session_receiver(queue, max_wait_ms=LONG_WAIT_MS) as receiver:
         assert receiver.session_id == "late"
     thread.join()
-    assert time.monotonic() - started < 1.0
+    assert _ended_early(started)
 
 
-def test_session_messages_locked_by_the_holder_go_to_no_one_else(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
+def test_session_messages_locked_by_the_holder_go_to_no_one_else(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin, requires_session=True)
     bus.send(queue, [msg("1", session_id="s"), msg("2", session_id="s")])
     with bus.get_session_receiver(queue, session_id="s") as holder:
         assert bodies(holder.receive()) == ["1"]
@@ -531,8 +645,8 @@ def test_session_messages_locked_by_the_holder_go_to_no_one_else(bus: Bus) -> No
             bus.get_session_receiver(queue)
 
 
-def test_abandoned_session_message_comes_back_first(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
+def test_abandoned_session_message_comes_back_first(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin, requires_session=True)
     bus.send(queue, [msg(str(i), session_id="s") for i in range(3)])
     with bus.get_session_receiver(queue, session_id="s") as receiver:
         first, second = receiver.receive(max_messages=2)
@@ -545,9 +659,9 @@ def test_abandoned_session_message_comes_back_first(bus: Bus) -> None:
 
 
 def test_closed_session_is_released_at_once_and_its_unsettled_messages_return(
-    bus: Bus,
+    bus: Bus, admin: BusAdmin
 ) -> None:
-    queue = new_queue(bus, requires_session=True)
+    queue = new_queue(admin, requires_session=True)
     bus.send(queue, [msg("1", session_id="s"), msg("2", session_id="s")])
     receiver = bus.get_session_receiver(queue, session_id="s")
     receiver.receive(max_messages=2)
@@ -560,16 +674,17 @@ def test_closed_session_is_released_at_once_and_its_unsettled_messages_return(
 
 
 def test_session_lock_expiry_loses_the_session_and_frees_its_messages(
-    open_bus: OpenBus,
+    open_bus: OpenBus, admin: BusAdmin, bus_clock: BusClock
 ) -> None:
     first, second = open_bus(), open_bus()
-    queue = new_queue(first, requires_session=True, lock_duration_ms=SHORT_LOCK_MS)
+    queue = new_queue(admin, requires_session=True, lock_duration_ms=LOCK_MS)
     first.send(queue, [msg("1", session_id="s"), msg("2", session_id="s")])
     lost = first.get_session_receiver(queue, session_id="s")
     [message] = lost.receive()
     with pytest.raises(SessionLockedError):
         second.get_session_receiver(queue, session_id="s")
-    taker = second.get_session_receiver(queue, max_wait_ms=WAIT_MS)  # once the lock runs out
+    bus_clock.advance(LOCK_S + MARGIN_S)  # the lock runs out
+    taker = second.get_session_receiver(queue, max_wait_ms=WAIT_MS)
     assert taker.session_id == "s"
     with pytest.raises(SessionLockLostError):
         lost.complete(message)
@@ -588,24 +703,25 @@ def test_session_lock_expiry_loses_the_session_and_frees_its_messages(
     taker.close()
 
 
-def test_renewed_session_lock_keeps_the_session(bus: Bus) -> None:
-    lock_ms = 300
-    queue = new_queue(bus, requires_session=True, lock_duration_ms=lock_ms)
+def test_renewed_session_lock_keeps_the_session(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin, requires_session=True, lock_duration_ms=LOCK_MS)
     bus.send(queue, [msg("1", session_id="s"), msg("2", session_id="s")])
     with bus.get_session_receiver(queue, session_id="s") as holder:
         original = holder.session_locked_until
         [message] = holder.receive()
-        time.sleep(lock_ms / 1000 * 0.6)  # part of the lock used up
+        bus_clock.advance(LOCK_S / 2)  # half of the lock used up
         assert holder.renew_session_lock() > original
-        # Past the original expiry: a renewal that did nothing would free the session.
-        with pytest.raises(NoSessionAvailable):
-            bus.get_session_receiver(queue, max_wait_ms=int(lock_ms * 0.7))
+        bus_clock.advance(LOCK_S / 2 + MARGIN_S)  # past the original expiry
+        with pytest.raises(NoSessionAvailable):  # a renewal that did nothing frees it
+            bus.get_session_receiver(queue)
         holder.complete(message)
         assert bodies(holder.receive()) == ["2"]
 
 
-def test_session_state_round_trips_and_outlives_the_holder(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
+def test_session_state_round_trips_and_outlives_the_holder(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin, requires_session=True)
     with bus.get_session_receiver(queue, session_id="s") as holder:
         assert holder.get_session_state() is None
         holder.set_session_state(b"progress=3")
@@ -616,8 +732,8 @@ def test_session_state_round_trips_and_outlives_the_holder(bus: Bus) -> None:
         assert holder.get_session_state() is None
 
 
-def test_session_dead_letters_are_read_without_a_session(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True, max_delivery_count=1)
+def test_session_dead_letters_are_read_without_a_session(bus: Bus, admin: BusAdmin) -> None:
+    queue = new_queue(admin, requires_session=True, max_delivery_count=1)
     bus.send(queue, [msg("bad", session_id="s"), msg("poison", session_id="s")])
     with bus.get_session_receiver(queue, session_id="s") as holder:
         bad, poison = holder.receive(max_messages=2)
@@ -631,9 +747,11 @@ def test_session_dead_letters_are_read_without_a_session(bus: Bus) -> None:
     assert dead[0].dead_letter_error_description == "why"
 
 
-def test_purge_session_deletes_only_that_sessions_pending_messages(bus: Bus) -> None:
-    queue = new_queue(bus, requires_session=True)
-    later = datetime.now(UTC) + timedelta(hours=1)
+def test_purge_session_deletes_only_that_sessions_pending_messages(
+    bus: Bus, admin: BusAdmin, bus_clock: BusClock
+) -> None:
+    queue = new_queue(admin, requires_session=True)
+    later = bus_clock.now() + timedelta(hours=1)
     bus.send(
         queue,
         [
@@ -643,8 +761,8 @@ def test_purge_session_deletes_only_that_sessions_pending_messages(bus: Bus) -> 
             msg("keep", session_id="other"),
         ],
     )
-    assert bus.purge_session(queue, "lost-node") == 3
-    assert bus.count(queue) == 1
+    assert admin.purge_session(queue, "lost-node") == 3
+    assert admin.count(queue) == 1
     with bus.get_session_receiver(queue) as receiver:
         assert receiver.session_id == "other"
-    assert bus.purge_session(queue, "lost-node") == 0
+    assert admin.purge_session(queue, "lost-node") == 0

@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +22,41 @@ import pytest
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
+from shared.adapters import cosmos_parts
 from shared.adapters.cosmos_store import CosmosStore
 from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
-from shared.errors import Conflict
+from shared.errors import Conflict, NotFound
+from shared.ports.store import MAX_BATCH_BYTES, stored_size
 from tests.emulators import COSMOS_KEY, cosmos_database_name, drop_cosmos_database
 
 ALL_QUERIES = {
     "list_jobs": docs.list_jobs(None, 10),
     "list_jobs_states": docs.list_jobs({JobState.QUEUED, JobState.RUNNING}, 10),
+    "list_jobs_before": docs.list_jobs(None, 10, before=42),
+    "unfinished_jobs": docs.unfinished_jobs(1_700_000_000_000_000),
+    "partition_ids": docs.partition_ids(7),
     "get_tasks": docs.get_tasks(7, [1, 2]),
     "list_tasks": docs.list_tasks(7, None, 10),
     "list_tasks_states": docs.list_tasks(7, [TaskState.QUEUED], 10),
     "partition_docs": docs.partition_docs(7, ["job", "task-1"]),
     "queued_tasks": docs.queued_tasks(10),
+    "queued_tasks_skip": docs.queued_tasks(10, [3, 4]),
+    "open_ranges": docs.open_ranges(10),
+    "open_ranges_skip": docs.open_ranges(10, [3]),
+    "get_ranges": docs.get_ranges(7),
     "active_tasks": docs.active_tasks(None),
     "active_tasks_node": docs.active_tasks("n1"),
     "list_named": docs.list_named("node"),
 }
-PARTITIONED = {"get_tasks", "list_tasks", "list_tasks_states", "partition_docs"}
+PARTITIONED = {
+    "get_tasks",
+    "list_tasks",
+    "list_tasks_states",
+    "partition_docs",
+    "get_ranges",
+    "partition_ids",
+}
 
 
 def check_parameterised(query: docs.Query) -> None:
@@ -71,9 +89,14 @@ def test_queries_of_one_job_name_its_partition(name: str) -> None:
 
 def test_only_the_known_queries_cross_partitions() -> None:
     crossing = {n for n, q in ALL_QUERIES.items() if q.partition_key is None}
-    assert {n.removesuffix("_states").removesuffix("_node") for n in crossing} == set(
-        docs.CROSS_PARTITION
-    )
+    names = {
+        n.removesuffix("_states")
+        .removesuffix("_node")
+        .removesuffix("_skip")
+        .removesuffix("_before")
+        for n in crossing
+    }
+    assert names == set(docs.CROSS_PARTITION)
     for name in crossing:
         assert ALL_QUERIES[name].kwargs()["enable_cross_partition_query"] is True
 
@@ -88,7 +111,7 @@ def test_no_query_uses_what_the_stand_in_lacks() -> None:
 
 def test_sorting_queries_have_their_composite_index() -> None:
     composites = [[p["path"] for p in c] for c in docs.JOBS_INDEXING["compositeIndexes"]]
-    for query in (docs.queued_tasks(1), docs.active_tasks(None)):
+    for query in (docs.queued_tasks(1), docs.open_ranges(1), docs.active_tasks(None)):
         order = re.search(r"ORDER BY (.*)$", query.text)
         assert order is not None
         paths = ["/" + term.split()[0].removeprefix("c.") for term in order.group(1).split(",")]
@@ -152,6 +175,16 @@ class BatchContainer:
         self.docs = staged
         return results
 
+    def replace_item(self, item: str, body: dict, *, etag: str, **_: Any) -> dict:
+        key = (body["jobId"], item)
+        if key not in self.docs:
+            raise _error(404, "Not Found")
+        if self.docs[key]["_etag"] != etag:
+            raise _error(412, "Precondition Failed")
+        self.serial += 1
+        self.docs[key] = {**body, "_etag": f"e{self.serial}"}
+        return self.docs[key]
+
 
 def batch_store() -> tuple[CosmosStore, BatchContainer]:
     store = CosmosStore.__new__(CosmosStore)
@@ -159,19 +192,38 @@ def batch_store() -> tuple[CosmosStore, BatchContainer]:
     store._jobs = container  # type: ignore[assignment]
     store.batch = True
     store._read = lambda *_a, **_k: None  # type: ignore[method-assign]
+    store._visible = cosmos_parts.Visibility(lambda _job_id: None)
     return store, container
 
 
-def test_add_job_on_cosmos_writes_batches_of_100_with_the_job_last() -> None:
+def test_add_job_on_cosmos_writes_the_job_hidden_first_and_shows_it_last() -> None:
     store, container = batch_store()
     job = Job(id=7)
     tasks = [Task(job_id=7, id=i, command="x") for i in range(1, 251)]
+    shown_between: list[bool] = []
+    store.add_job_fault = lambda _n: shown_between.append(container.docs[(7, "job")]["visible"])
     store.add_job(job, tasks)
     assert [len(ops) for _, ops in container.batches] == [100, 100, 51]
     assert {pk for pk, _ in container.batches} == {7}
-    assert container.batches[-1][1][-1][1][0]["id"] == docs.JOB_DOC_ID
+    first = container.batches[0][1][0][1][0]
+    assert (first["id"], first["visible"]) == (docs.JOB_DOC_ID, False)
+    assert shown_between == [False, False, False]
+    assert container.docs[(7, "job")]["visible"] is True  # the final replace
     assert job.etag == container.docs[(7, "job")]["_etag"]
     assert tasks[0].etag == container.docs[(7, "task-1")]["_etag"]
+
+
+def test_add_job_on_cosmos_batches_by_bytes_as_well_as_count() -> None:
+    store, container = batch_store()
+    tasks = [Task(job_id=7, id=i, command="z" * 700_000) for i in range(1, 6)]
+    store.add_job(Job(id=7), tasks)
+    sizes = [
+        sum(len(json.dumps(op[1][0]["body"], separators=(",", ":"))) for op in ops)
+        for _, ops in container.batches
+    ]
+    assert [len(ops) for _, ops in container.batches] == [3, 2, 1]
+    assert max(sizes) <= MAX_BATCH_BYTES
+    assert sum(stored_size(t) for t in tasks) > MAX_BATCH_BYTES
 
 
 def test_commit_on_cosmos_is_one_batch_of_etag_checked_replaces() -> None:
@@ -210,7 +262,8 @@ def test_add_job_on_cosmos_undoes_earlier_batches_when_a_later_one_fails() -> No
     container.docs[(7, "task-150")] = {"id": "task-150", "jobId": 7, "_etag": "x"}
     with pytest.raises(Conflict):
         store.add_job(Job(id=7), [Task(job_id=7, id=i, command="x") for i in range(1, 201)])
-    assert deleted == [docs.task_doc_id(i) for i in range(1, 101)]
+    # The first batch held the hidden job and tasks 1-99: the parts go first, the job last.
+    assert deleted == [docs.task_doc_id(i) for i in range(1, 100)] + [docs.JOB_DOC_ID]
 
 
 # --- against the stand-in ---------------------------------------------------------
@@ -231,10 +284,10 @@ def test_stand_in_lacks_transactional_batch_so_the_fallback_is_used(
     """@vercel/cosmosdb-server 1.0.1 answers the batch route with 500: detected once, logged;
     the contract suite then runs commit and add_job through the fallback, and the tests above
     cover the batch path Cosmos DB takes."""
-    from shared.adapters import cosmos_store
+    from shared.adapters import cosmos_connection
 
-    cosmos_store._BATCH_SUPPORT.pop(cosmos_endpoint, None)
-    with caplog.at_level(logging.WARNING, logger="shared.adapters.cosmos_store"):
+    cosmos_connection._BATCH_SUPPORT.pop(cosmos_endpoint, None)
+    with caplog.at_level(logging.WARNING, logger="shared.adapters.cosmos_connection"):
         store = CosmosStore(cosmos_endpoint, COSMOS_KEY, cosmos_database_name(tmp_path))
     try:
         assert store.batch is False
@@ -287,6 +340,64 @@ def test_the_queries_the_store_sends_are_parameterised_and_partitioned(
             check_partition(query)
         else:
             assert kwargs["enable_cross_partition_query"] is True
+
+
+def _crashed_job(store: CosmosStore, submit_time: datetime) -> Job:
+    class Crash(BaseException):
+        pass
+
+    def crash(_written: int) -> None:
+        raise Crash
+
+    job = Job(id=store.next_job_id(), state=JobState.QUEUED, submit_time=submit_time)
+    store.add_job_fault = crash
+    with pytest.raises(Crash):
+        store.add_job(job, [Task(job_id=job.id, id=i, command="x") for i in (1, 2)])
+    store.add_job_fault = None
+    return job
+
+
+@pytest.mark.cosmos
+def test_a_crashed_add_job_leaves_a_hidden_job_that_only_the_purge_removes(
+    cosmos_store: CosmosStore,
+) -> None:
+    early = datetime(2025, 1, 1, tzinfo=UTC)
+    job = _crashed_job(cosmos_store, early)
+    assert len(cosmos_store.list_tasks(job.id)) == 2  # its parts are there, unseen
+    assert cosmos_store.queued_tasks(limit=10) == []
+    with pytest.raises(Conflict):  # the id stays taken until purged
+        cosmos_store.add_job(job, [])
+    assert cosmos_store.purge_unfinished_jobs(early) == 0  # not older than the cut-off
+    assert cosmos_store.purge_unfinished_jobs(early + timedelta(seconds=1)) == 1
+    assert cosmos_store.list_tasks(job.id) == []
+    assert cosmos_store._read(cosmos_store._jobs, docs.JOB_DOC_ID, job.id) is None
+    assert cosmos_store.purge_unfinished_jobs(early + timedelta(seconds=1)) == 0
+
+
+@pytest.mark.cosmos
+def test_a_purge_racing_an_add_job_wins_and_the_job_never_appears(
+    cosmos_store: CosmosStore,
+) -> None:
+    job = Job(
+        id=cosmos_store.next_job_id(),
+        state=JobState.QUEUED,
+        submit_time=datetime(2025, 1, 1, tzinfo=UTC),
+    )
+    tasks = [Task(job_id=job.id, id=i, command="x") for i in range(1, 151)]
+    purged: list[int] = []
+
+    def purge_now(_written: int) -> None:
+        if not purged:  # another reconciler, between add_job's parts
+            purged.append(cosmos_store.purge_unfinished_jobs(datetime.now(UTC)))
+
+    cosmos_store.add_job_fault = purge_now
+    with pytest.raises(Conflict, match="purged as unfinished"):
+        cosmos_store.add_job(job, tasks)
+    cosmos_store.add_job_fault = None
+    assert purged == [1]
+    with pytest.raises(NotFound):
+        cosmos_store.get_job(job.id)
+    assert cosmos_store.list_tasks(job.id, limit=1000) == []
 
 
 def test_wiring_needs_an_endpoint_for_cosmos(tmp_path: Path) -> None:

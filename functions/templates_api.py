@@ -1,0 +1,81 @@
+"""HTTP triggers for job templates (HPC Pack's named job defaults and limits).
+
+``GET /api/templates`` lists them and ``GET /api/templates/{name}`` shows one, for
+every user; ``PUT /api/templates/{name}`` creates or replaces one and ``DELETE
+/api/templates/{name}`` removes it, for admins only (403 otherwise). Names match
+case-insensitively. GET and PUT answer with an ``ETag`` header; a PUT with
+``If-Match: <etag>`` is refused (409) if the template changed since.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.functions as func
+
+from functions.context import control
+from functions.http_api import BadRequest, _body, _json, api
+from shared.domain.models import Principal
+from shared.errors import HpcError
+from shared.usecases import templates
+from shared.usecases.templates import StoredTemplate
+
+bp = func.Blueprint()
+
+ADMIN_ROLE = "admin"
+
+
+class Forbidden(HpcError):
+    status = 403
+
+
+def _admin(principal: Principal, what: str) -> None:
+    """Templates bind every user's jobs, so only admins change them."""
+    if principal.role != ADMIN_ROLE:
+        raise Forbidden(
+            f"only admins may {what} job templates; {principal.name!r} has role "
+            f"{principal.role!r} (ask an admin, or use an admin token)"
+        )
+
+
+def _name(req: func.HttpRequest) -> str:
+    return req.route_params.get("name", "")
+
+
+def _response(stored: StoredTemplate, status: int = 200) -> func.HttpResponse:
+    response = _json(stored.template.to_dict(), status)
+    if stored.etag:
+        response.headers["ETag"] = stored.etag
+    return response
+
+
+@bp.route(route="templates", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def list_templates(req: func.HttpRequest, principal: Principal) -> Any:
+    return {"templates": [t.to_dict() for t in templates.list_templates(control().deps)]}
+
+
+@bp.route(route="templates/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def get_template(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    return _response(templates.get(control().deps, _name(req)))
+
+
+@bp.route(route="templates/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def put_template(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """The whole template as JSON, e.g. ``{"priority": "BelowNormal", "maxCores": 8}``:
+    201 when created, 200 when replaced."""
+    _admin(principal, "change")
+    if not req.get_body().strip():
+        raise BadRequest('the body is the template as JSON, e.g. {"maxCores": 8}')
+    if_match = req.headers.get("If-Match") or None
+    stored, created = templates.put(control().deps, _name(req), _body(req), if_match=if_match)
+    return _response(stored, 201 if created else 200)
+
+
+@bp.route(route="templates/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def delete_template(req: func.HttpRequest, principal: Principal) -> Any:
+    _admin(principal, "delete")
+    return {"deleted": templates.delete(control().deps, _name(req)).name}

@@ -1,0 +1,253 @@
+"""``hpc job submit``: a job from flags and a command, or from a job spec file.
+
+``hpc job submit`` prints only the new job id on stdout (scripts capture it);
+the friendly line about how to follow the job goes to stderr. Registered on
+``hpc job`` by :mod:`hpc.commands.jobs`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from hpc.common import JsonOption, api_client, checked_by, print_json, stderr_console
+from hpc.spec import (
+    build_spec,
+    join_command,
+    load_spec_file,
+    parse_array,
+    parse_cores,
+    parse_env,
+    parse_exit_codes,
+    parse_output_path,
+    parse_priority,
+    parse_sweep,
+)
+from hpc.text import safe
+from shared.domain.durations import parse_duration
+
+
+def job_submit(
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="-- COMMAND",
+            help=(
+                "The task's shell command, after `--`. One argument is taken as-is "
+                "(quote it to use variables: -- 'echo $HPC_SWEEP_INDEX'); "
+                "several are quoted and joined."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Job name.")] = None,
+    nodegroup: Annotated[
+        list[str] | None,
+        typer.Option("--nodegroup", help="Node group to run on (repeatable); default any node."),
+    ] = None,
+    cores: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N|MIN-MAX",
+            help="Cores per task (on each of its nodes); MIN-MAX grows up to MAX when cores "
+            "are free, the grant is in $HPC_TASK_CORES.  \\[default: 1]",
+            callback=checked_by(parse_cores),
+            show_default=False,
+        ),
+    ] = None,
+    exclusive: Annotated[
+        bool,
+        typer.Option(
+            "--exclusive", help="Run alone on the node: nothing else runs there meanwhile."
+        ),
+    ] = False,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Nodes per task, all reserved at once; the command runs on the first, "
+            "$HPC_NODES lists them (e.g. mpirun --host $HPC_NODES).  \\[default: 1]",
+            show_default=False,
+        ),
+    ] = None,
+    priority: Annotated[
+        str | None,
+        typer.Option(
+            help="Lowest, BelowNormal, Normal, AboveNormal, Highest, or 0-4000.",
+            callback=checked_by(parse_priority),
+        ),
+    ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option(
+            metavar="START-END[:STEP]",
+            help="Parametric sweep: one task per index, in $HPC_SWEEP_INDEX.",
+            callback=checked_by(parse_sweep),
+        ),
+    ] = None,
+    workdir: Annotated[
+        str | None,
+        typer.Option(
+            help="Working directory of the task (a node that lacks it fails the task).  "
+            "\\[default: this shell's directory]",
+            show_default=False,
+        ),
+    ] = None,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="K=V",
+            help="Environment variable for the task (repeatable).",
+            callback=checked_by(parse_env),
+        ),
+    ] = None,
+    array: Annotated[
+        str | None,
+        typer.Option(
+            metavar="START-END[:STEP][%N]",
+            help="Slurm's job array: a sweep, at most N tasks running at once.",
+            callback=checked_by(parse_array),
+        ),
+    ] = None,
+    depends_on: Annotated[
+        list[int] | None,
+        typer.Option(
+            metavar="JOB",
+            min=1,
+            help="Start only after this job Finished (repeatable).",
+        ),
+    ] = None,
+    runtime_limit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[[D:]H:]M:S",
+            help="Runtime limit of each task (or seconds); the agent kills a task past it.",
+            callback=checked_by(parse_duration),
+        ),
+    ] = None,
+    valid_exit_codes: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CODES",
+            help="Exit codes that count as success, comma-separated.  \\[default: 0]",
+            callback=checked_by(parse_exit_codes),
+            show_default=False,
+        ),
+    ] = None,
+    stdout: Annotated[
+        str | None,
+        typer.Option(
+            "--stdout",
+            metavar="PATH",
+            help="Write the task's stdout to this file too (relative: to --workdir); "
+            "%j job id, %t task id, %a sweep index, %% a %.",
+            callback=checked_by(parse_output_path),
+        ),
+    ] = None,
+    stderr: Annotated[
+        str | None,
+        typer.Option(
+            "--stderr",
+            metavar="PATH",
+            help="Write the task's stderr to this file too; the --stdout path puts both in one.",
+            callback=checked_by(parse_output_path),
+        ),
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Job template whose defaults and limits apply (`hpc template list`).  "
+            "\\[default: the Default template, if any]",
+            show_default=False,
+        ),
+    ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            metavar="JOB.JSON",
+            help="Submit this job spec (the HTTP API's JSON); '-' reads stdin.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a job and print its id.
+
+    Example: hpc job submit --sweep 1-10 --cores 2 -- 'echo $HPC_SWEEP_INDEX'
+    """
+    options = {
+        "--template": template,
+        "--name": name, "--nodegroup": nodegroup, "--cores": cores, "--priority": priority,
+        "--exclusive": exclusive or None, "--nodes": nodes,
+        "--sweep": sweep, "--workdir": workdir, "--env": env,
+        "--runtime-limit": runtime_limit, "--valid-exit-codes": valid_exit_codes,
+        "--array": array, "--depends-on": depends_on, "--stdout": stdout, "--stderr": stderr,
+    }  # fmt: skip
+    if file is not None:
+        given = [flag for flag, value in options.items() if value not in (None, [], {})]
+        if command:
+            given.append("COMMAND")
+        if given:
+            raise typer.BadParameter(
+                f"--file holds the whole job spec; put {', '.join(given)} in the file instead",
+                param_hint="'--file'",
+            )
+        try:
+            spec = load_spec_file(file)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="'--file'") from None
+    else:
+        if not command:
+            raise typer.BadParameter(
+                "give the command after --, e.g. `hpc job submit -- echo hello`, "
+                "or a job spec with --file job.json",
+                param_hint="'COMMAND'",
+            )
+        if array is not None and sweep is not None:
+            raise typer.BadParameter(
+                "--array is a sweep with a cap; give --sweep or --array, not both",
+                param_hint="'--array'",
+            )
+        array_sweep, max_concurrent = parse_array(array) if array is not None else (None, None)
+        for flag, path in (("--stdout", stdout), ("--stderr", stderr)):
+            if path is not None:
+                try:
+                    parse_output_path(path, sweep=sweep is not None or array is not None)
+                except ValueError as e:
+                    raise typer.BadParameter(str(e), param_hint=f"'{flag}'") from None
+        spec = build_spec(
+            command=join_command(command),
+            template=template,
+            name=name,
+            node_groups=nodegroup,
+            cores=parse_cores(cores) if cores is not None else 1,
+            exclusive=exclusive,
+            nodes=nodes,
+            priority=parse_priority(priority) if priority is not None else None,
+            sweep=parse_sweep(sweep) if sweep is not None else array_sweep,
+            work_dir=workdir if workdir is not None else os.getcwd(),
+            env=parse_env(env or []),
+            runtime_limit=parse_duration(runtime_limit) if runtime_limit is not None else None,
+            valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
+            max_concurrent=max_concurrent,
+            depends_on=depends_on,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    with api_client() as client:
+        job = client.submit_job(spec)
+    if as_json:
+        print_json(job)
+        return
+    job_id = job.get("id")
+    typer.echo(job_id)
+    shown = safe(job_id)
+    count = job.get("taskCount")
+    tasks = f" ({count} task{'s' if count != 1 else ''})" if isinstance(count, int) else ""
+    stderr_console().print(
+        f"submitted job {shown}{tasks}; follow it with [bold]hpc job watch {shown}[/]",
+        soft_wrap=True,
+    )

@@ -1,0 +1,192 @@
+"""``hpc template``: list, show, set and delete job templates (admins set and delete).
+
+A template holds defaults (used where a job gives no value) and limits (a job
+beyond them is refused); ``hpc job submit --template NAME`` picks one, and a
+template named Default applies to jobs that pick none.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hpc.client import ApiError
+from hpc.common import JsonOption, api_client, checked_by, print_json, stdout_console
+from hpc.errors import CliError
+from hpc.render import _cells, dash, priority
+from hpc.spec import parse_priority
+from shared.domain.durations import format_duration, parse_duration
+
+app = typer.Typer(help="List, show, set and delete job templates.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Argument(metavar="NAME", help="The template (any case).")]
+
+
+def _duration_option(help: str) -> Any:
+    return typer.Option(metavar="[[D:]H:]M:S", help=help, callback=checked_by(parse_duration))
+
+
+def _duration(value: Any) -> str:
+    return format_duration(value) if isinstance(value, int) else dash(value)
+
+
+def _groups(value: Any, empty: str) -> str:
+    return dash(value) if value else empty
+
+
+@app.command("list")
+def template_list(as_json: JsonOption = False) -> None:
+    """List job templates: their defaults, then their limits."""
+    with api_client() as client:
+        data = client.list_templates()
+    if as_json:
+        print_json(data)
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in (
+        "Name", "Priority", "Node groups", "Runtime limit", "Max priority", "Max cores",
+        "Allowed groups", "Max runtime", "Description",
+    ):  # fmt: skip
+        table.add_column(column)
+    for t in data.get("templates", []):
+        table.add_row(
+            *_cells(
+                dash(t.get("name")),
+                priority(t.get("priority")),
+                _groups(t.get("nodeGroups"), "-"),
+                _duration(t.get("runtimeLimit")),
+                priority(t.get("maxPriority")),
+                dash(t.get("maxCores")),
+                _groups(t.get("allowedNodeGroups"), "any"),
+                _duration(t.get("maxRuntimeLimit")),
+                dash(t.get("description")),
+            )
+        )
+    stdout_console().print(table)
+
+
+@app.command("show")
+def template_show(name: Name, as_json: JsonOption = False) -> None:
+    """Show one job template."""
+    with api_client() as client:
+        t = client.get_template(name)
+    if as_json:
+        print_json(t)
+        return
+    stdout_console().print(_detail(t))
+
+
+def _detail(t: dict[str, Any]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("Name", dash(t.get("name"))),
+        ("Description", dash(t.get("description"))),
+        ("Defaults", ""),
+        ("  Priority", priority(t.get("priority"))),
+        ("  Node groups", _groups(t.get("nodeGroups"), "-")),
+        ("  Runtime limit", _duration(t.get("runtimeLimit"))),
+        ("  Max retries", dash(t.get("maxRetries"))),
+        ("  Max concurrent", dash(t.get("maxConcurrent"))),
+        ("Limits", ""),
+        ("  Max priority", priority(t.get("maxPriority"))),
+        ("  Max cores per task", dash(t.get("maxCores"))),
+        ("  Allowed node groups", _groups(t.get("allowedNodeGroups"), "any")),
+        ("  Max runtime limit", _duration(t.get("maxRuntimeLimit"))),
+    ]
+    for label, value in rows:
+        table.add_row(label, *_cells(value))
+    return table
+
+
+@app.command("set")
+def template_set(
+    name: Name,
+    priority_: Annotated[
+        str | None,
+        typer.Option(
+            "--priority",
+            help="Default priority: Lowest .. Highest, or 0-4000.",
+            callback=checked_by(parse_priority),
+        ),
+    ] = None,
+    nodegroup: Annotated[
+        list[str] | None,
+        typer.Option("--nodegroup", help="Default node group (repeatable)."),
+    ] = None,
+    runtime_limit: Annotated[
+        str | None, _duration_option("Default runtime limit of a task.")
+    ] = None,
+    max_retries: Annotated[
+        int | None, typer.Option(min=0, max=100, help="Default requeues after a lost node.")
+    ] = None,
+    max_priority: Annotated[
+        str | None,
+        typer.Option(
+            help="Highest priority a job may ask for.", callback=checked_by(parse_priority)
+        ),
+    ] = None,
+    max_cores: Annotated[
+        int | None, typer.Option(min=1, help="Most cores one task may ask for.")
+    ] = None,
+    allowed_nodegroup: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-nodegroup", help="A node group jobs may use (repeatable)."),
+    ] = None,
+    max_runtime_limit: Annotated[
+        str | None, _duration_option("Longest runtime limit a task may ask for.")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the template is for.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a job template, or change the settings given of an existing one (admins only).
+
+    Example: hpc template set Short --runtime-limit 1:00:00 --max-runtime-limit 4:00:00
+    """
+    changes: dict[str, Any] = {
+        "description": description,
+        "priority": parse_priority(priority_) if priority_ is not None else None,
+        "nodeGroups": nodegroup or None,
+        "runtimeLimit": parse_duration(runtime_limit) if runtime_limit is not None else None,
+        "maxRetries": max_retries,
+        "maxPriority": parse_priority(max_priority) if max_priority is not None else None,
+        "maxCores": max_cores,
+        "allowedNodeGroups": allowed_nodegroup or None,
+        "maxRuntimeLimit": (
+            parse_duration(max_runtime_limit) if max_runtime_limit is not None else None
+        ),
+    }
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        raise CliError("give at least one setting to change (see --help)", exit_code=2)
+    with api_client() as client:
+        try:
+            current, etag = client.get_template_etag(name)
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            current, etag = {}, None
+        try:
+            saved = client.put_template(name, {**current, **changes}, if_match=etag)
+        except ApiError as e:
+            if e.status == 409:
+                raise CliError(
+                    f"template {name} was changed by someone else meanwhile; run the command again"
+                ) from None
+            raise
+    if as_json:
+        print_json(saved)
+        return
+    verb = "updated" if current else "created"
+    stdout_console().print(f"template {dash(saved.get('name'))} {verb}", markup=False)
+
+
+@app.command("delete")
+def template_delete(name: Name) -> None:
+    """Delete a job template (admins only); jobs submitted under it are not changed."""
+    with api_client() as client:
+        done = client.delete_template(name)
+    stdout_console().print(f"template {dash(done.get('deleted'))} deleted", markup=False)

@@ -1,0 +1,212 @@
+"""The Cosmos DB Store's jobs, tasks and task ranges (the jobs container).
+
+A job and its tasks share one partition, so ``commit`` is one transactional batch
+(or the fallback of :mod:`shared.adapters.cosmos_fallback`).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
+
+from shared.adapters import cosmos_docs as docs
+from shared.adapters import cosmos_fallback as fallback
+from shared.adapters import cosmos_parts as parts
+from shared.adapters.cosmos_connection import CosmosConnection
+from shared.domain.models import Job, Record, Task, TaskRange
+from shared.domain.states import JobState, TaskState
+from shared.errors import Conflict, NotFound
+from shared.ports.store import check_batch
+
+COUNTER_RETRIES = 200
+"""Attempts of ``next_job_id`` against other writers before it gives up."""
+
+
+class CosmosJobs(CosmosConnection):
+    """Jobs, tasks and ranges on Cosmos DB (the job half of :class:`CosmosStore`)."""
+
+    add_job_fault: Callable[[int], None] | None  # the Store port's test hook (None there)
+
+    # --- jobs and tasks -------------------------------------------------
+
+    def next_job_id(self) -> int:
+        # Threads of one process take turns (they would only make each other retry);
+        # other processes and instances are kept apart by the etag.
+        with self._counter_lock:
+            return self._take_job_id()
+
+    def _take_job_id(self) -> int:
+        for attempt in range(COUNTER_RETRIES):
+            doc = self._read(self._cluster, docs.COUNTER_ID, docs.COUNTER_ID)
+            if doc is None:
+                raise RuntimeError("the job-id counter document is missing")
+            doc["value"] = int(doc["value"]) + 1
+            try:
+                self._cluster.replace_item(
+                    docs.COUNTER_ID,
+                    doc,
+                    etag=doc["_etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                    response_hook=self._hook,
+                )
+                return int(doc["value"])
+            except CosmosHttpResponseError as error:
+                if error.status_code != 412:
+                    raise
+            time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
+        raise Conflict("could not take a job id: too many concurrent writers, retry")
+
+    def add_job(self, job: Job, tasks: Sequence[Task], ranges: Sequence[TaskRange] = ()) -> None:
+        if len({t.id for t in tasks}) != len(tasks):
+            raise ValueError(f"job {job.id}: task ids must be unique")
+        if len({r.first_id for r in ranges}) != len(ranges):
+            raise ValueError(f"job {job.id}: range ids must be unique")
+        records: list[Task | TaskRange] = [*tasks, *ranges]
+        for part in records:
+            if part.job_id != job.id:
+                raise ValueError(f"{docs.what(part)} does not belong to job {job.id}")
+        etags = parts.write_job(
+            self._jobs, self._hook, batch=self.batch, job=job, parts=records,
+            fault=self.add_job_fault,
+        )  # fmt: skip
+        job.etag = etags[docs.JOB_DOC_ID]
+        for task in tasks:
+            task.etag = etags[docs.task_doc_id(task.id)]
+        for r in ranges:
+            r.etag = etags[docs.range_doc_id(r.first_id)]
+        self._visible.remember({job.id})
+
+    def purge_unfinished_jobs(self, older_than: datetime) -> int:
+        read = functools.partial(self._query, self._jobs)
+        return parts.purge(self._jobs, self._hook, read, docs.micros(older_than))
+
+    def get_job(self, job_id: int) -> Job:
+        doc = self._read(self._jobs, docs.JOB_DOC_ID, job_id)
+        if doc is None or doc.get("visible") is False:
+            raise NotFound(f"job {job_id} does not exist")
+        return docs.load(Job, doc)
+
+    def list_jobs(
+        self,
+        *,
+        states: Collection[JobState] | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[Job]:
+        if limit <= 0 or (states is not None and not states):
+            return []
+        query = docs.list_jobs(states, limit, before)
+        return [docs.load(Job, d) for d in self._query(self._jobs, query)]
+
+    def get_task(self, job_id: int, task_id: int) -> Task:
+        doc = self._read(self._jobs, docs.task_doc_id(task_id), job_id)
+        if doc is None:
+            raise NotFound(f"task {job_id}.{task_id} does not exist")
+        return docs.load(Task, doc)
+
+    def get_tasks(self, job_id: int, task_ids: Collection[int]) -> list[Task]:
+        ids = sorted(set(task_ids))
+        out: list[Task] = []
+        for i in range(0, len(ids), 1000):
+            query = docs.get_tasks(job_id, ids[i : i + 1000])
+            out += [docs.load(Task, d) for d in self._query(self._jobs, query)]
+        return out
+
+    def list_tasks(
+        self,
+        job_id: int,
+        *,
+        states: Collection[TaskState] | None = None,
+        offset: int = 0,
+        limit: int = 1000,
+        after: int = 0,
+    ) -> list[Task]:
+        if limit <= 0 or (states is not None and not states):
+            return []
+        offset = max(offset, 0)
+        query = docs.list_tasks(job_id, states, offset + limit, after)
+        found = list(self._query(self._jobs, query))[offset:]
+        return [docs.load(Task, d) for d in found]
+
+    def get_ranges(self, job_id: int) -> list[TaskRange]:
+        return [docs.load(TaskRange, d) for d in self._query(self._jobs, docs.get_ranges(job_id))]
+
+    def open_ranges(self, *, limit: int, exclude_jobs: Collection[int] = ()) -> list[TaskRange]:
+        if limit <= 0:
+            return []
+
+        def run(skip: set[int]) -> list[dict[str, Any]]:
+            return list(self._query(self._jobs, docs.open_ranges(limit, skip)))
+
+        return [docs.load(TaskRange, d) for d in self._visible.only(run, exclude_jobs)]
+
+    def queued_tasks(self, *, limit: int, exclude_jobs: Collection[int] = ()) -> list[Task]:
+        if limit <= 0:
+            return []
+
+        def run(skip: set[int]) -> list[dict[str, Any]]:
+            return list(self._query(self._jobs, docs.queued_tasks(limit, skip)))
+
+        return [docs.load(Task, d) for d in self._visible.only(run, exclude_jobs)]
+
+    def active_tasks(self, *, node: str | None = None) -> list[Task]:
+        found = list(self._query(self._jobs, docs.active_tasks(node)))
+        shown = self._visible.of({int(d["jobId"]) for d in found})
+        return [docs.load(Task, d) for d in found if d["jobId"] in shown]
+
+    def commit(
+        self,
+        *,
+        job: Job | None = None,
+        tasks: Sequence[Task] = (),
+        ranges: Sequence[TaskRange] = (),
+    ) -> None:
+        if job is None and not tasks and not ranges:
+            return
+        check_batch(job, tasks, ranges)
+        replaced: list[Record] = [*([job] if job is not None else []), *ranges]
+        replaced += [t for t in tasks if t.etag is not None]
+        for record in replaced:
+            if record.etag is None:
+                raise Conflict(
+                    f"{docs.what(record)} has no etag: only records read from the store can be "
+                    "written back; nothing was written"
+                )
+        created = [t for t in tasks if t.etag is None]
+        job_id = job.id if job is not None else (tasks[0].job_id if tasks else ranges[0].job_id)
+        pairs = [(r, docs.doc_of(r)) for r in replaced]
+        new: list[tuple[Record, dict]] = [(t, docs.task_doc(t)) for t in created]
+        if self.batch:
+            etags = self._write_batched(job_id, pairs, new)
+        else:
+            read = functools.partial(self._query, self._jobs)
+            etags = fallback.replace_each(self._jobs, self._hook, read, job_id, pairs, new)
+        for record, etag in zip([*replaced, *created], etags, strict=True):
+            record.etag = etag
+
+    def _write_batched(
+        self,
+        job_id: int,
+        pairs: list[tuple[Record, dict]],
+        new: list[tuple[Record, dict]],
+    ) -> list[str]:
+        ops: list[tuple[Any, ...]] = [
+            ("replace", (doc["id"], doc), {"if_match_etag": record.etag}) for record, doc in pairs
+        ]
+        ops += [("create", (doc,)) for _, doc in new]
+        try:
+            results = self._jobs.execute_item_batch(
+                ops, partition_key=job_id, response_hook=self._hook
+            )
+        except CosmosBatchOperationError as error:
+            index = error.error_index if error.error_index is not None else 0
+            record = [*pairs, *new][index][0]
+            raise docs.conflict(record, docs.batch_status(error)) from None
+        return [docs.result_etag(r) for r in results]

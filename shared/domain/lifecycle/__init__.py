@@ -1,0 +1,78 @@
+"""The task and node lifecycle: every rule that decides a state. Pure: no store, no bus, no clock.
+
+Each rule takes the current record(s), one event and ``now``, changes the record
+in place (callers pass a fresh read) and returns what changed and what to send.
+The use cases in :mod:`shared.usecases` only load, call a rule and save, so the
+rules are tested as tables (tests/test_lifecycle.py) and the simulator runs them.
+
+The guarantees they give together:
+
+- An event changes a task only if it names the task's current attempt, on the
+  node and incarnation that attempt was given to. Anything else is stale and
+  changes nothing, so duplicates, reorderings and messages from a dead agent are
+  harmless.
+- One exception keeps a finished task from running twice: when an attempt was
+  given up because its node was lost, and its TaskEnded turns up later with an
+  exit code, that result stands (the task ends with it and the newer attempt, if
+  dispatched, is canceled). A task that ended is never run again.
+- A node name is held by one agent process at a time. A registration is refused
+  while another machine's agent holds the name and heartbeats; a restart on the
+  same machine and state folder (whose lock file proves the old process gone)
+  takes over at once; a registration older than the holder is refused.
+
+The rules live by subject: :mod:`.tasks` (task rules), :mod:`.jobs` (closing a job),
+:mod:`.nodes` (registration, heartbeats, stop) and :mod:`.ordering` (event order); this
+package re-exports them, so callers write ``lifecycle.dispatch(...)``.
+"""
+
+from shared.domain.lifecycle.jobs import settle_job
+from shared.domain.lifecycle.nodes import (
+    LIVE_STATES,
+    HeartbeatDecision,
+    RegistrationDecision,
+    ended_event,
+    heartbeat,
+    is_live,
+    register,
+    stopping,
+)
+from shared.domain.lifecycle.ordering import in_order
+from shared.domain.lifecycle.tasks import (
+    KEEP_LOST,
+    TaskChange,
+    assignment_refused,
+    cancel,
+    dispatch,
+    is_current,
+    key_of,
+    lose_attempt,
+    outcome,
+    rerun,
+    task_ended,
+    task_started,
+)
+
+__all__ = [
+    "HeartbeatDecision",
+    "KEEP_LOST",
+    "LIVE_STATES",
+    "RegistrationDecision",
+    "TaskChange",
+    "assignment_refused",
+    "cancel",
+    "dispatch",
+    "ended_event",
+    "heartbeat",
+    "in_order",
+    "is_current",
+    "is_live",
+    "key_of",
+    "lose_attempt",
+    "outcome",
+    "register",
+    "rerun",
+    "settle_job",
+    "stopping",
+    "task_ended",
+    "task_started",
+]

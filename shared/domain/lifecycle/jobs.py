@@ -1,0 +1,32 @@
+"""The job rule: a job closes when none of its tasks is left to run.
+
+Part of :mod:`shared.domain.lifecycle` (its docstring states the guarantees). Pure.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.domain.models import Job
+from shared.domain.states import (
+    JOB_TERMINAL,
+    TASK_TERMINAL,
+    JobState,
+    TaskState,
+)
+
+
+def settle_job(job: Job, now: datetime) -> bool:
+    """Close the job when none of its tasks is left to run; True if it did."""
+    done = sum(n for s, n in job.task_counts.items() if s in TASK_TERMINAL)
+    if done < job.task_count or job.state in JOB_TERMINAL:
+        return False
+    if job.state is JobState.CANCELING:
+        job.move_to(JobState.CANCELED, now=now)
+    elif job.task_counts.get(TaskState.FAILED, 0) or job.task_counts.get(TaskState.CANCELED, 0):
+        failed = job.task_counts.get(TaskState.FAILED, 0)
+        job.error = f"{failed} of {job.task_count} tasks failed" if failed else job.error
+        job.move_to(JobState.FAILED, now=now)
+    else:
+        job.move_to(JobState.FINISHED, now=now)
+    return True

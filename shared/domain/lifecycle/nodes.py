@@ -1,0 +1,212 @@
+"""The node rules: registration (who holds a name), heartbeats (level-triggered repair), stop.
+
+Part of :mod:`shared.domain.lifecycle` (its docstring states the guarantees). Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from shared.domain.lifecycle.tasks import key_of
+from shared.domain.messages import (
+    CancelTask,
+    EndedAttempt,
+    Heartbeat,
+    NodeStopping,
+    RegisterNode,
+    TaskEnded,
+    parse_attempt_key,
+)
+from shared.domain.models import Node, Task
+from shared.domain.ownership import registered_cores
+from shared.domain.states import (
+    NodeState,
+    TaskState,
+    can_transition,
+)
+
+LIVE_STATES = frozenset({NodeState.ONLINE, NodeState.DRAINING, NodeState.STARTING})
+"""Node states that expect heartbeats."""
+
+
+def is_live(node: Node, *, now: datetime, timeout: timedelta) -> bool:
+    """The node's agent heartbeats: in a state that expects it, heard within ``timeout``."""
+    return (
+        node.state in LIVE_STATES
+        and node.last_heartbeat is not None
+        and now - node.last_heartbeat <= timeout
+    )
+
+
+@dataclass
+class RegistrationDecision:
+    accepted: bool
+    incarnation: int | None = None
+    reason: str | None = None
+    previous: int | None = None
+    """An earlier incarnation now over: its tasks are lost and must be requeued."""
+    changed: bool = False
+    """The node record changed and must be written."""
+
+
+def register(
+    node: Node, req: RegisterNode, *, now: datetime, timeout: timedelta
+) -> RegistrationDecision:
+    """Decide a registration. ``node`` is the stored record, or ``ownership.first_record``'s
+    when the name is new. The agent's groups are never taken here (an admin changes
+    them: ``hpc node set``), nor its cores for a managed node (:func:`registered_cores`)."""
+    if node.incarnation and req.agent_id == node.agent_id:
+        return RegistrationDecision(True, node.incarnation)  # the same request, again
+    same_host = node.host_id == req.host_id
+    if (
+        node.incarnation
+        and same_host
+        and node.agent_started_at is not None
+        and req.started_at < node.agent_started_at
+    ):
+        return RegistrationDecision(
+            False,
+            reason=(
+                f"node {node.name!r}: this registration is from an agent started "
+                f"{req.started_at:%Y-%m-%d %H:%M:%S}, older than the one holding the node "
+                f"(started {node.agent_started_at:%Y-%m-%d %H:%M:%S}); it arrived late and is ignored"
+            ),
+        )
+    if node.incarnation and not same_host and is_live(node, now=now, timeout=timeout):
+        assert node.last_heartbeat is not None
+        ago = (now - node.last_heartbeat).total_seconds()
+        return RegistrationDecision(
+            False,
+            reason=(
+                f"node {node.name!r} is held by a live agent on another machine or HPC_HOME "
+                f"(incarnation {node.incarnation}, last heartbeat {ago:.1f} s ago): stop that "
+                f"agent first (its name is free once it stops, or {timeout.total_seconds():g} s "
+                "after it dies), or start this one with another --name"
+            ),
+        )
+    previous = node.incarnation or None
+    node.incarnation += 1
+    node.agent_id, node.host_id, node.agent_started_at = req.agent_id, req.host_id, req.started_at
+    node.cores = registered_cores(node, req)  # groups and provider: never the agent's word
+    node.last_heartbeat = now
+    node.missing_since = {}
+    reason = "agent registered" if previous is None else "agent restarted"
+    if node.state is NodeState.ONLINE:
+        node.state_reason, node.state_time = reason, now
+    else:
+        if not can_transition(node.state, NodeState.ONLINE):
+            node.move_to(NodeState.OFFLINE, reason=reason, now=now)
+        node.move_to(NodeState.ONLINE, reason=reason, now=now)
+    return RegistrationDecision(True, node.incarnation, previous=previous, changed=True)
+
+
+@dataclass
+class HeartbeatDecision:
+    current: bool
+    """False: the heartbeat is from an incarnation that is over (or unknown); nothing changed."""
+    reason: str | None = None
+    """Why it is not current (said to the agent whose incarnation is over)."""
+    came_back: bool = False
+    cancels: list[CancelTask] = field(default_factory=list)
+    """Attempts the node runs that are no longer its own: kill them."""
+    recovered: list[TaskEnded] = field(default_factory=list)
+    """Endings the node reports that the control plane has not applied (a lost TaskEnded)."""
+
+
+def heartbeat(
+    node: Node, ev: Heartbeat, active: Sequence[Task], now: datetime
+) -> HeartbeatDecision:
+    """A heartbeat is a snapshot of the node: compare it with what the control plane believes
+    (``active``: the tasks it thinks run there) and repair the difference.
+
+    - attempts the node runs but does not own any more are canceled;
+    - attempts it lists as ended lately are ended here too, if still active here;
+    - Running attempts it neither runs nor lists as ended are marked missing (since now);
+      the reconciler requeues them after the heartbeat timeout.
+    """
+    if ev.incarnation != node.incarnation:
+        return HeartbeatDecision(
+            current=False,
+            reason=f"node {node.name!r} is held by a newer agent (incarnation {node.incarnation})",
+        )
+    if node.state is NodeState.UNREACHABLE:
+        # Its tasks were given to new attempts when it went silent: this incarnation is over.
+        return HeartbeatDecision(
+            current=False,
+            reason=(
+                f"node {node.name!r} was unreachable ({node.state_reason}); its tasks were "
+                "given to new attempts"
+            ),
+        )
+    if node.state is NodeState.OFFLINE:
+        return HeartbeatDecision(current=False)  # sent just before it stopped
+    node.last_heartbeat = now
+    came_back = False
+    mine = {key_of(t): t for t in active if t.node == node.name}
+    running = set(ev.running)
+    cancels = []
+    for key in running - mine.keys():
+        parts = parse_attempt_key(key)
+        if parts is not None:
+            job_id, task_id, attempt = parts
+            cancels.append(
+                CancelTask(
+                    incarnation=ev.incarnation, job_id=job_id, task_id=task_id, attempt=attempt
+                )
+            )
+    recovered = [
+        end
+        for ended in ev.ended
+        if ended.key in mine
+        and ended.key not in running
+        and (end := ended_event(node.name, ev.incarnation, ended, ev.seq)) is not None
+    ]
+    recovered_keys = {e.key for e in ev.ended}
+    missing = {}
+    for key, task in mine.items():
+        if task.state is TaskState.RUNNING and key not in running and key not in recovered_keys:
+            missing[key] = node.missing_since.get(key, now)
+    node.missing_since = missing
+    return HeartbeatDecision(
+        current=True,
+        came_back=came_back,
+        cancels=sorted(cancels, key=_cancel_key),
+        recovered=recovered,
+    )
+
+
+def _cancel_key(c: CancelTask) -> tuple[int, int, int]:
+    return (c.job_id, c.task_id, c.attempt)
+
+
+def ended_event(node: str, incarnation: int, ended: EndedAttempt, seq: int = 0) -> TaskEnded | None:
+    """An end an agent repeated (a heartbeat's recent ends, a registration's end records) as
+    the TaskEnded of that incarnation; None if its key is not an attempt's."""
+    parts = parse_attempt_key(ended.key)
+    if parts is None:
+        return None
+    job_id, task_id, attempt = parts
+    return TaskEnded(
+        node=node,
+        incarnation=incarnation,
+        seq=seq,
+        job_id=job_id,
+        task_id=task_id,
+        attempt=attempt,
+        exit_code=ended.exit_code,
+        canceled=ended.canceled,
+        error=ended.error,
+        output="",
+    )
+
+
+def stopping(node: Node, ev: NodeStopping, now: datetime) -> bool:
+    """The agent stops cleanly: the node goes Offline; the caller requeues the attempts still
+    active there (without using a retry). False if the event is stale."""
+    if ev.incarnation != node.incarnation or node.state is NodeState.OFFLINE:
+        return False
+    node.move_to(NodeState.OFFLINE, reason="agent stopped", now=now)
+    node.missing_since = {}
+    return True

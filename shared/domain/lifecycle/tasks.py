@@ -1,0 +1,201 @@
+"""The task rules: an attempt's start, end, loss, refusal, dispatch, cancel and rerun.
+
+Part of :mod:`shared.domain.lifecycle` (its docstring states the guarantees). Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.domain.messages import (
+    MAX_ID,
+    AssignmentRefused,
+    CancelTask,
+    TaskEnded,
+    TaskStarted,
+    attempt_key,
+)
+from shared.domain.models import Host, LostAttempt, Task
+from shared.domain.states import (
+    TASK_ACTIVE,
+    TASK_TERMINAL,
+    TaskState,
+)
+
+KEEP_LOST = 16
+"""How many lost attempts a task remembers (more than any sane retry limit)."""
+
+
+@dataclass
+class TaskChange:
+    """What a rule did to one task: its state before and after, and messages to send."""
+
+    old: TaskState
+    new: TaskState
+    cancels: list[tuple[str, CancelTask]] = field(default_factory=list)
+    """(node, CancelTask) to send: an attempt that must stop running."""
+
+    @property
+    def ended(self) -> bool:
+        return self.new in TASK_TERMINAL
+
+
+def key_of(task: Task) -> str:
+    return attempt_key(task.job_id, task.id, task.attempt)
+
+
+def is_current(task: Task, ev: TaskStarted | TaskEnded | AssignmentRefused) -> bool:
+    """The event names the task's current attempt on the node (and incarnation) it went to."""
+    return (
+        task.attempt == ev.attempt
+        and task.node == ev.node
+        and (task.incarnation is None or task.incarnation == ev.incarnation)
+    )
+
+
+def outcome(
+    exit_code: int | None,
+    *,
+    canceled: bool,
+    error: str | None,
+    valid: list[int] | None = None,
+) -> TaskState:
+    """Canceled, else Finished for a valid exit code (``valid``, default [0]) without error."""
+    if canceled:
+        return TaskState.CANCELED
+    if exit_code is not None and exit_code in (valid or [0]) and error is None:
+        return TaskState.FINISHED
+    return TaskState.FAILED
+
+
+def task_started(task: Task, ev: TaskStarted, now: datetime) -> TaskChange | None:
+    if not is_current(task, ev) or task.state is not TaskState.DISPATCHING:
+        return None
+    task.move_to(TaskState.RUNNING, now=now)
+    return TaskChange(TaskState.DISPATCHING, TaskState.RUNNING)
+
+
+def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
+    """The current attempt's end; or the late end of a lost attempt that ran to its end."""
+    new = outcome(ev.exit_code, canceled=ev.canceled, error=ev.error, valid=task.valid_exit_codes)
+    old = task.state
+    if is_current(task, ev):
+        if old not in TASK_ACTIVE:
+            return None
+        task.move_to(new, now=now)
+        task.exit_code, task.output, task.error = ev.exit_code, ev.output, ev.error
+        task.result_attempt = ev.attempt
+        return TaskChange(old, new)
+    ran_to_end = ev.exit_code is not None and not ev.canceled and ev.error is None
+    was_lost = any(lost.attempt == ev.attempt and lost.node == ev.node for lost in task.lost)
+    if not (ran_to_end and was_lost) or old in TASK_TERMINAL:
+        return None
+    cancels = []
+    if old in TASK_ACTIVE and task.node and task.incarnation:
+        cancels.append(
+            (
+                task.node,
+                CancelTask(
+                    incarnation=task.incarnation,
+                    job_id=task.job_id,
+                    task_id=task.id,
+                    attempt=task.attempt,
+                ),
+            )
+        )
+    task.move_to(new, now=now)
+    task.node = ev.node
+    task.exit_code, task.output = ev.exit_code, ev.output
+    task.error = (
+        f"attempt {ev.attempt} on {ev.node} ran to its end after its node was lost; "
+        "its result is kept"
+    )
+    task.result_attempt = ev.attempt
+    return TaskChange(old, new, cancels)
+
+
+def assignment_refused(task: Task, ev: AssignmentRefused, now: datetime) -> TaskChange | None:
+    """An agent dropped an assignment meant for an earlier incarnation of its node: if the
+    task still waits for it, requeue it (no retry used: it never ran)."""
+    if task.attempt != ev.attempt or task.node != ev.node or task.state not in TASK_ACTIVE:
+        return None
+    if task.incarnation == ev.incarnation:
+        return None  # it was meant for this incarnation after all: not refused
+    return lose_attempt(
+        task,
+        max_retries=MAX_ID,
+        canceling=False,
+        reason=f"assignment reached a newer agent on {ev.node}",
+        count=False,
+        now=now,
+    )
+
+
+def lose_attempt(
+    task: Task, *, max_retries: int, canceling: bool, reason: str, count: bool, now: datetime
+) -> TaskChange | None:
+    """Give up the current attempt (its node was lost or never confirmed it): requeue it as
+    a new attempt, or fail it past the retry limit, or cancel it if its job is canceling.
+    The attempt is remembered as lost, so its late end is still accepted."""
+    if task.state not in TASK_ACTIVE:
+        return None
+    old = task.state
+    if task.node is not None:
+        task.lost = [*task.lost, LostAttempt(attempt=task.attempt, node=task.node)][-KEEP_LOST:]
+    if count:
+        task.requeue_count += 1
+    if task.requeue_count > max_retries:
+        task.move_to(TaskState.FAILED, now=now)
+        task.error = f"{reason}; requeued {max_retries} times already"
+    elif canceling:
+        task.move_to(TaskState.CANCELED, now=now)
+    else:
+        task.move_to(TaskState.QUEUED, now=now)
+        task.attempt += 1
+        task.incarnation = None
+        task.error = reason
+    return TaskChange(old, task.state)
+
+
+def dispatch(
+    task: Task, *, node: str, incarnation: int, now: datetime, hosts: Sequence[Host] = ()
+) -> TaskChange:
+    """Give the task a new placement: ``node`` (where it runs) and every node it holds with
+    the cores granted there (``hosts``, first one ``node``; none given: ``cores`` on ``node``)."""
+    old = task.state
+    task.move_to(TaskState.DISPATCHING, now=now)
+    task.node, task.incarnation = node, incarnation
+    if hosts and hosts[0].node != node:
+        raise ValueError(f"task {task.key}: its first host {hosts[0].node} is not {node}")
+    task.hosts = list(hosts) or [Host(node=node, cores=task.cores, incarnation=incarnation)]
+    return TaskChange(old, TaskState.DISPATCHING)
+
+
+def cancel(task: Task, now: datetime) -> TaskChange | None:
+    """A user cancel: a queued task ends now; an active one gets a CancelTask and ends when
+    its agent reports it killed."""
+    if task.state is TaskState.QUEUED:
+        task.move_to(TaskState.CANCELED, now=now)
+        return TaskChange(TaskState.QUEUED, TaskState.CANCELED)
+    if task.state in TASK_ACTIVE and task.node and task.incarnation:
+        message = CancelTask(
+            incarnation=task.incarnation, job_id=task.job_id, task_id=task.id, attempt=task.attempt
+        )
+        return TaskChange(task.state, task.state, [(task.node, message)])
+    return None
+
+
+def rerun(task: Task, now: datetime) -> TaskChange | None:
+    """A user requeue of a Failed or Canceled task: a new attempt with a fresh retry budget."""
+    if task.state not in (TaskState.FAILED, TaskState.CANCELED):
+        return None
+    old = task.state
+    task.move_to(TaskState.QUEUED, now=now)
+    task.attempt += 1
+    task.requeue_count = 0
+    task.incarnation = task.result_attempt = None
+    task.lost = []  # the user asked for a new run: a late old end must not cut it short
+    task.error = task.output = None
+    return TaskChange(old, TaskState.QUEUED)

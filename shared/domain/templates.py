@@ -1,0 +1,226 @@
+"""Job templates, as in HPC Pack: named defaults and limits that admins keep.
+
+A job names a template (``"template": "Short"``); with none, the ``Default``
+template applies if an admin created one. :func:`apply_template` fills what
+the job left out with the template's defaults and then checks its limits; it
+is pure, so the rule is one table of tests.
+
+A limit with no matching default also acts as the default, so a job that
+says nothing never breaks its template: no priority under ``maxPriority``
+BelowNormal gets BelowNormal (not Normal), no node group under
+``allowedNodeGroups`` gets those groups (not "any node"), no runtime limit
+under ``maxRuntimeLimit`` gets that limit (not "unlimited").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from shared.domain.durations import MAX_LIMIT_S, format_duration
+from shared.domain.jobspec import JobSpec, TaskSpec, describe, priority_value
+from shared.domain.models import PRIORITY_NAMES
+from shared.errors import InvalidRequest
+
+DEFAULT_TEMPLATE = "Default"
+"""Applied to jobs that name no template, when it exists (HPC Pack's rule)."""
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_template_name(name: str) -> str:
+    """A template name: letters, digits, ``_ . -``, 64 at most (it is part of a URL and a key)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise InvalidRequest(
+            f"template name {name!r}: use letters, digits, _ . - "
+            "(starting with a letter or digit, 64 at most)"
+        )
+    return name
+
+
+def priority_label(value: int) -> str:
+    """``3000 (AboveNormal)`` for a named level, else the number."""
+    names = {v: k for k, v in PRIORITY_NAMES.items()}
+    return f"{value} ({names[value]})" if value in names else str(value)
+
+
+class JobTemplate(BaseModel):
+    """A named set of job defaults and limits. JSON is camelCase, as in the HTTP API.
+
+    Every field but ``name`` is optional: a template may hold only defaults,
+    only limits, or both. ``maxCores`` limits the cores of each task.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    name: str
+    description: str = Field(default="", max_length=1024)
+    # defaults: used where the job gives no value
+    priority: int | None = None
+    node_groups: list[str] | None = Field(default=None, max_length=32)
+    runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    """Seconds."""
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    max_concurrent: int | None = Field(default=None, ge=1, le=1_000_000)
+    # limits: a job beyond them is refused
+    max_priority: int | None = None
+    max_cores: int | None = Field(default=None, ge=1, le=4096)
+    allowed_node_groups: list[str] | None = Field(default=None, max_length=32)
+    """Empty or missing: any group."""
+    max_runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    """Seconds."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME.fullmatch(v):
+            raise ValueError(
+                "use letters, digits, _ . - (starting with a letter or digit, 64 at most)"
+            )
+        return v
+
+    @field_validator("priority", "max_priority", mode="before")
+    @classmethod
+    def _priority(cls, v: Any) -> Any:
+        return priority_value(v) if isinstance(v, str | int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> JobTemplate:
+        """Its own defaults must pass its limits, else every job that relies on them fails."""
+        if (
+            self.priority is not None
+            and self.max_priority is not None
+            and self.priority > self.max_priority
+        ):
+            raise ValueError(
+                f"default priority {self.priority} is above maxPriority {self.max_priority}"
+            )
+        if (
+            self.runtime_limit is not None
+            and self.max_runtime_limit is not None
+            and self.runtime_limit > self.max_runtime_limit
+        ):
+            raise ValueError(
+                f"default runtimeLimit {self.runtime_limit} is above maxRuntimeLimit "
+                f"{self.max_runtime_limit}"
+            )
+        outside = _outside(self.node_groups or [], self.allowed_node_groups)
+        if outside:
+            raise ValueError(
+                f"default nodeGroups {', '.join(outside)} are not in allowedNodeGroups "
+                f"{', '.join(self.allowed_node_groups or [])}"
+            )
+        return self
+
+    @classmethod
+    def parse(cls, data: Any) -> JobTemplate:
+        """Validate, turning pydantic's errors into one InvalidRequest that says what to fix."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise InvalidRequest("invalid template: " + describe(e)) from None
+
+    @property
+    def key(self) -> str:
+        """Names match case-insensitively: this is what they are compared and stored by."""
+        return self.name.lower()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's JSON: camelCase, fields that are not set left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _outside(groups: list[str], allowed: list[str] | None) -> list[str]:
+    """The groups not among ``allowed`` (compared case-insensitively); none if any group goes."""
+    if not allowed:
+        return []
+    ok = {g.lower() for g in allowed}
+    return [g for g in groups if g.lower() not in ok]
+
+
+def apply_template(spec: JobSpec, template: JobTemplate | None) -> JobSpec:
+    """The spec with the template's defaults filled in where the job gave no value, checked
+    against its limits (InvalidRequest naming the template, the field and what is allowed).
+
+    "Gave no value" means the field was absent from what the user sent (pydantic's
+    ``model_fields_set``), so a job that asks for Normal priority explicitly keeps it.
+    The returned spec's ``template`` is the template's own spelling of its name (None
+    without a template). The input spec is not changed.
+    """
+    if template is None:
+        return spec.model_copy(update={"template": None})
+    given = spec.model_fields_set
+    update: dict[str, Any] = {"template": template.name}
+
+    def default(field: str, value: Any) -> None:
+        if field not in given and value is not None:
+            update[field] = value
+
+    default("max_retries", template.max_retries)
+    default("max_concurrent", template.max_concurrent)
+    default("runtime_limit", template.runtime_limit or template.max_runtime_limit)
+    if not spec.node_groups:  # none, or [] ("any node"), which an allowed list must narrow
+        given = given - {"node_groups"}
+    default("node_groups", template.node_groups or template.allowed_node_groups or None)
+    fallback = template.priority
+    if fallback is None and template.max_priority is not None:
+        fallback = min(PRIORITY_NAMES["Normal"], template.max_priority)
+    default("priority", fallback)
+    result = spec.model_copy(update=update)
+    check_limits(result, template)
+    return result
+
+
+def _task_cores(task: TaskSpec) -> tuple[int, str]:
+    """The most cores a task may hold in all (a core range at its max, on each of its nodes),
+    and how to say it."""
+    per_node = task.max_cores or task.min_cores
+    if task.nodes == 1:
+        return per_node, str(per_node)
+    return (
+        per_node * task.nodes,
+        f"{per_node * task.nodes} ({per_node} on each of {task.nodes} nodes)",
+    )
+
+
+def check_limits(spec: JobSpec, template: JobTemplate) -> None:
+    """Refuse a spec beyond the template's limits, saying which and what is allowed."""
+    where = f"template {template.name!r}"
+    if template.max_priority is not None and spec.priority > template.max_priority:
+        raise InvalidRequest(
+            f"{where} allows priority at most {priority_label(template.max_priority)}; "
+            f"the job asks for {priority_label(spec.priority)}"
+        )
+    outside = _outside(spec.node_groups or ["any node"], template.allowed_node_groups)
+    if outside:
+        raise InvalidRequest(
+            f"{where} allows nodeGroups {', '.join(template.allowed_node_groups or [])} only; "
+            f"the job asks for {', '.join(outside)}"
+        )
+    for number, task in enumerate(spec.tasks):
+        label = f"tasks.{number}" + (f" ({task.name})" if task.name else "")
+        if template.max_cores is not None:
+            wanted, how = _task_cores(task)
+            if wanted > template.max_cores:
+                raise InvalidRequest(
+                    f"{where} allows at most {template.max_cores} cores per task (maxCores); "
+                    f"{label} asks for {how}"
+                )
+        limit = task.runtime_limit or spec.runtime_limit
+        cap = template.max_runtime_limit
+        if cap is not None and (limit is None or limit > cap):
+            asked = "no runtime limit" if limit is None else f"{limit} s ({format_duration(limit)})"
+            raise InvalidRequest(
+                f"{where} allows runtimeLimit at most {cap} s ({format_duration(cap)}) "
+                f"(maxRuntimeLimit); {label} asks for {asked}"
+            )

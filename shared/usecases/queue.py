@@ -1,0 +1,113 @@
+"""The scheduling queue: the queued tasks the scheduler (and the autoscaler) may start now,
+in scheduling order (priority high first, then submit time, job id, task id).
+
+Two sources are merged: stored Queued tasks, and the tasks of open sweep ranges that do not
+exist yet (made from the range on the fly, stored only when dispatched; see
+:class:`~shared.domain.models.TaskRange`). Jobs that cannot start anything now (held,
+waiting for prerequisite jobs, at their maxConcurrent) are left out, and a capped job gets
+no more tasks than its free slots, so such work never crowds runnable work out of the
+window a pass looks at; so are tasks whose prerequisite tasks have not finished
+(shared.domain.taskgraph). Stored tasks of left-out jobs are excluded by the store's query
+when they filled a window (a held 10,000-task job cannot starve the jobs behind it).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from shared.domain import eligibility, taskgraph
+from shared.domain.models import Job, Task, TaskRange
+from shared.domain.states import JobState
+from shared.errors import NotFound
+from shared.usecases.deps import Deps
+from shared.usecases.queries import job_states
+
+ROUNDS = 3
+"""Reads of the queue at most per call (each excluding the jobs the previous one found blocked)."""
+
+
+def order(task: Task) -> tuple[int, datetime, int, int]:
+    """Scheduling order, as the store's queued_tasks and open_ranges sort."""
+    return (-task.priority, task.submit_time, task.job_id, task.id)
+
+
+def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task]) -> list[Task]:
+    """Up to ``limit`` queued tasks that may start now as far as their jobs go (the scheduler
+    then decides where cores allow), in scheduling order."""
+    running = Counter(t.job_id for t in active)
+    room: dict[int, int | None] = {}
+    """Job id -> tasks it may still start (None: no cap); a job absent from it is blocked."""
+    jobs: dict[int, Job] = {}
+    seen: set[int] = set()
+    exclude: set[int] = set()
+    kept: list[Task] = []
+    """Tasks found runnable in a job that a later round excludes (it also has blocked ones)."""
+    out: list[Task] = []
+    for _ in range(ROUNDS):
+        stored = deps.store.queued_tasks(limit=limit, exclude_jobs=exclude)
+        ranges = deps.store.open_ranges(limit=limit, exclude_jobs=exclude)
+        new = ({t.job_id for t in stored} | {r.job_id for r in ranges}) - seen
+        room.update(_room(deps, new, running, jobs))
+        seen |= new
+        left = dict(room)
+        out, blocked = [], set()
+        streams = [
+            _unborn(r, left)
+            for r in ranges
+            if r.job_id in left and taskgraph.waiting_for(r.template, jobs[r.job_id]) is None
+        ]
+        for task in heapq.merge(stored, kept, *streams, key=order):
+            slots = left.get(task.job_id, 0)
+            if task.job_id not in left or slots == 0:
+                blocked.add(task.job_id)
+                continue
+            if task.depends_on and taskgraph.waiting_for(task, jobs[task.job_id]) is not None:
+                blocked.add(task.job_id)  # (its prerequisites come first: lower ids)
+                continue
+            if slots is not None:
+                left[task.job_id] = slots - 1
+            out.append(task)
+            if len(out) >= limit:
+                return out
+        window_full = len(stored) >= limit or len(ranges) >= limit
+        if not window_full or not blocked - exclude:
+            break
+        kept = sorted({(t.job_id, t.id): t for t in [*kept, *out]}.values(), key=order)
+        kept = [t for t in kept if t.job_id in blocked | exclude]
+        exclude |= blocked
+    return out
+
+
+def _room(
+    deps: Deps, job_ids: set[int], running: Counter[int], jobs: dict[int, Job]
+) -> dict[int, int | None]:
+    """How many tasks each of these jobs may start now; blocked jobs are left out. The jobs
+    read are added to ``jobs``."""
+    now = deps.clock()
+    found: dict[int, Job] = {}
+    for job_id in job_ids:
+        try:
+            found[job_id] = deps.store.get_job(job_id)
+        except NotFound:
+            continue
+        if found[job_id].state not in (JobState.QUEUED, JobState.RUNNING):
+            del found[job_id]  # (ending, or not visible yet)
+    jobs.update(found)
+    prerequisites = job_states(deps, {d for j in found.values() for d in j.depends_on})
+    out: dict[int, int | None] = {}
+    for job_id, job in found.items():
+        active = running[job_id]
+        if eligibility.blocked(job, now=now, prerequisites=prerequisites, active=active) is None:
+            out[job_id] = eligibility.slots(job, active)
+    return out
+
+
+def _unborn(r: TaskRange, left: dict[int, int | None]) -> Iterator[Task]:
+    """The range's tasks not created yet, while its job may start more."""
+    for task_id in range(r.first_id + r.cursor, r.first_id + r.count):
+        if left.get(r.job_id, 0) == 0:
+            return
+        yield r.task(task_id)

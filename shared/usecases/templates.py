@@ -1,0 +1,167 @@
+"""Job templates: kept by admins, applied to every submitted job.
+
+Each template is a Meta document ``template:<name in lower case>`` holding
+``{"template": {...}}``; the Meta document ``templates`` lists the names,
+because the Store cannot list documents by prefix. A template document is
+the truth for one template (submit reads only it); the index only serves
+listing. Writes go template first, index second, and a delete goes index
+first, then leaves ``{"template": null}`` (the Store cannot delete a Meta
+document) — so a crash between the two writes never lists a template that
+is not there, and the next put or delete of that name repairs the index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.domain.jobspec import JobSpec
+from shared.domain.models import Meta
+from shared.domain.templates import (
+    DEFAULT_TEMPLATE,
+    NAME,
+    JobTemplate,
+    apply_template,
+    check_template_name,
+)
+from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.usecases.deps import Deps
+
+KEY_PREFIX = "template:"
+INDEX_KEY = "templates"
+
+
+@dataclass(frozen=True)
+class StoredTemplate:
+    template: JobTemplate
+    etag: str | None
+    """The document's etag: send it back (HTTP If-Match) to change it only if unchanged."""
+
+
+def _key(name: str) -> str:
+    return KEY_PREFIX + name.lower()
+
+
+def _read(deps: Deps, name: str) -> tuple[Meta | None, JobTemplate | None]:
+    """The template's document (None if never written) and the template (None if deleted)."""
+    if not NAME.fullmatch(name):
+        return None, None  # no template can have it; and it must not reach the store as a key
+    try:
+        meta = deps.store.get_meta(_key(name))
+    except NotFound:
+        return None, None
+    data = meta.data.get("template")
+    return meta, JobTemplate.model_validate(data) if data else None
+
+
+def _names(deps: Deps) -> list[str]:
+    try:
+        return list(deps.store.get_meta(INDEX_KEY).data.get("names", []))
+    except NotFound:
+        return []
+
+
+def _not_found(deps: Deps, name: str) -> NotFound:
+    known = sorted(_names(deps), key=str.lower)
+    if not known:
+        return NotFound(
+            f"template {name!r} does not exist; there are no templates "
+            "(an admin creates one with `hpc template set NAME ...`)"
+        )
+    return NotFound(f"template {name!r} does not exist; known templates: {', '.join(known)}")
+
+
+def get(deps: Deps, name: str) -> StoredTemplate:
+    """The template of this name (any case). Raises NotFound."""
+    meta, template = _read(deps, name)
+    if meta is None or template is None:
+        raise _not_found(deps, name)
+    return StoredTemplate(template, meta.etag)
+
+
+def list_templates(deps: Deps) -> list[JobTemplate]:
+    """Every template, by name (case-insensitively)."""
+    found = []
+    for name in _names(deps):
+        _, template = _read(deps, name)
+        if template is not None:
+            found.append(template)
+    return sorted(found, key=lambda t: t.key)
+
+
+def put(
+    deps: Deps, name: str, data: Any, *, if_match: str | None = None
+) -> tuple[StoredTemplate, bool]:
+    """Create or replace the template ``name`` with ``data`` (its whole JSON; ``name`` in it
+    may be left out). With ``if_match`` (an etag from :func:`get`) the write happens only
+    if nobody changed the template since (Conflict otherwise). Returns it and whether it
+    was created."""
+    check_template_name(name)
+    if not isinstance(data, dict):
+        raise InvalidRequest('the body is a JSON object of template fields, e.g. {"maxCores": 8}')
+    given = data.get("name", name)
+    if not isinstance(given, str) or given.lower() != name.lower():
+        raise InvalidRequest(
+            f"name {given!r} in the body differs from {name!r} in the URL; "
+            "leave it out or make them the same"
+        )
+    template = JobTemplate.parse({**data, "name": given})
+
+    def write() -> tuple[StoredTemplate, bool]:
+        meta, current = _read(deps, name)
+        if if_match is not None and (current is None or meta is None or meta.etag != if_match):
+            raise Conflict(
+                f"template {name!r} changed since it was read (or was deleted); read it again"
+            )
+        doc = meta or Meta(key=_key(name))
+        doc.data = {"template": template.to_dict()}
+        deps.store.put_meta(doc)
+        return StoredTemplate(template, doc.etag), current is None
+
+    # with if_match a concurrent write must fail, not be retried over
+    stored, created = write() if if_match is not None else deps.retry(write)
+    deps.retry(_index, deps, add=template.name)
+    return stored, created
+
+
+def delete(deps: Deps, name: str) -> JobTemplate:
+    """Delete the template ``name`` (any case); jobs submitted under it keep their values.
+    Raises NotFound."""
+    template = get(deps, name).template
+    deps.retry(_index, deps, remove=template.name)
+
+    def tombstone() -> None:
+        meta, current = _read(deps, name)
+        if meta is not None and current is not None:
+            meta.data = {"template": None}
+            deps.store.put_meta(meta)
+
+    deps.retry(tombstone)
+    return template
+
+
+def _index(deps: Deps, *, add: str | None = None, remove: str | None = None) -> None:
+    """Add or remove one name in the index (names are unique case-insensitively)."""
+    try:
+        meta = deps.store.get_meta(INDEX_KEY)
+    except NotFound:
+        meta = Meta(key=INDEX_KEY)
+    gone = (add or remove or "").lower()
+    names = [n for n in meta.data.get("names", []) if n.lower() != gone]
+    if add is not None:
+        names.append(add)
+    names.sort(key=str.lower)
+    if meta.etag is not None and names == meta.data.get("names"):
+        return
+    meta.data = {"names": names}
+    deps.store.put_meta(meta)
+
+
+def resolve(deps: Deps, spec: JobSpec) -> JobSpec:
+    """The spec under its template: the one it names (NotFound if there is none of that
+    name), else the Default template if an admin created one, else none."""
+    if spec.template:
+        template: JobTemplate | None = get(deps, spec.template).template
+    else:
+        _, template = _read(deps, DEFAULT_TEMPLATE)
+    return apply_template(spec, template)
