@@ -5,6 +5,7 @@ Prints, for sweeps of 100,000 and 1,000,000 tasks (``--sizes``):
 - how much the control plane's memory grew: its resident set before the POST and the
   peak (VmHWM) after, read from /proc of the local Functions host `hpc up` started;
 - how long until the sweep's first task runs (tasks come into being as dispatched);
+- how long the API takes for a page of 100 of its tasks (the first page, and the last);
 - the time to cancel it, until the job is Canceled.
 
 Targets (issue "Scheduler"): 1,000,000 tasks accepted in <= 3 s with <= 100 MB more
@@ -83,6 +84,11 @@ def main() -> None:
                 time.sleep(0.05)
             first = time.perf_counter() - t0
             peak = memory_kb(pid)["VmHWM"]
+            t2 = time.perf_counter()
+            page = cluster.get(f"/api/jobs/{job_id}/tasks", limit=100)["tasks"]
+            last = cluster.get(f"/api/jobs/{job_id}/tasks", after=size - 100, limit=100)["tasks"]
+            paged = (time.perf_counter() - t2) / 2
+            assert len(page) == len(last) == 100, (len(page), len(last))
             t1 = time.perf_counter()
             cluster.post(f"/api/jobs/{job_id}/cancel")
             job = cluster.wait_job(job_id, timeout_s=120)
@@ -90,7 +96,8 @@ def main() -> None:
             print(
                 f"{size:>9,}-task sweep: accepted in {accepted:.3f} s; control plane memory "
                 f"+{(peak - before) / 1024:.1f} MB (peak over RSS before); first task running "
-                f"after {first:.2f} s; cancel to {job['state']} in {canceled:.2f} s"
+                f"after {first:.2f} s; a page of 100 tasks (first or last) in {paged * 1000:.0f} ms; "
+                f"cancel to {job['state']} in {canceled:.2f} s"
             )
 
 

@@ -9,7 +9,7 @@ the Compute contract run the same scenarios on AzureProvider as on the local
 provider. Fault switches (:meth:`ArmSimulator.refuse`, :meth:`ArmSimulator.fail_operation`)
 answer the next matching request with an ARM error (409, 429 with Retry-After, quota) or
 end its operation Failed (AllocationFailed), so the autoscaler's runs meet them through the
-real client. Canned single answers for the error cases are in tests/test_azure_compute.py.
+real client. Canned single answers for the error cases are in tests/test_azure_compute_errors.py.
 """
 
 from __future__ import annotations

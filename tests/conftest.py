@@ -1,8 +1,14 @@
-"""Keep every test away from the user's real ~/.hybridhpc and a real HPC_TOKEN."""
+"""Keep every test away from the user's real ~/.hybridhpc and a real HPC_TOKEN, and register
+the fixtures several test files share (tests/*_fixtures.py; a module's own fixture of the
+same name wins)."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests.agent_fixtures import agent, bus, cp, output, start_agent  # noqa: F401 - fixtures
+from tests.azure_compute_fixtures import arm, azure  # noqa: F401 - fixtures
+from tests.cli_fixtures import api, server  # noqa: F401 - fixtures
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """The agent's side of exactly-once: incarnations, refused names, and recovered endings.
 
-Same set-up as tests/test_agent.py: a real agent in a thread on the real embedded bus;
+Same set-up as tests/test_agent_tasks.py (tests/agent_fixtures.py): a real agent in a thread on the real embedded bus;
 the test plays the control plane (it answers registrations as they arrive).
 """
 
@@ -27,8 +27,7 @@ from shared.domain.messages import (
     TaskStarted,
 )
 from shared.wiring import declare_queues
-from tests.helpers import ROOT, child_env, process_alive, wait_until
-from tests.test_agent import (  # noqa: F401 - fixtures
+from tests.agent_fixtures import (  # noqa: F401 - fixtures
     NODE,
     ControlPlane,
     agent,
@@ -38,6 +37,7 @@ from tests.test_agent import (  # noqa: F401 - fixtures
     run_task,
     start_agent,
 )
+from tests.helpers import ROOT, child_env, process_alive, wait_until
 
 
 def test_an_assignment_for_another_incarnation_is_dropped_and_reported_never_run(

@@ -16,9 +16,9 @@ from shared.domain.autoscaler import (
     GroupPolicy,
     StartFailure,
     autoscale,
-    bins_needed,
     request_stop,
 )
+from shared.domain.demand import bins_needed
 from shared.domain.models import Node, Task
 from shared.domain.states import NodeState
 from shared.ports.compute import ComputeError, ErrorKind, PowerState

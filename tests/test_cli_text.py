@@ -3,7 +3,7 @@
 A job named ``x[/]`` once broke ``hpc job list`` (Rich markup), and a task
 printing ``\\x1b]0;title\\x07`` retitled the user's terminal. The stand-in
 control plane here (NOT the real one: a tiny Starlette app with canned
-answers, as in test_cli.py) answers with such hostile names, commands and
+answers, as in cli_fixtures.py) answers with such hostile names, commands and
 output; every table must print them literally and without ESC or BEL.
 """
 
@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from hpc import cli, text, watch
 from hpc.commands import tasks as task_commands
+from tests.cli_fixtures import TOKEN, canned_job, hpc
 from tests.helpers import wait_until
-from tests.test_cli import TOKEN, canned_job, hpc
 
 ANSI = "\x1b[31mred\x1b[0m"
 TITLE = "\x1b]0;title\x07"

@@ -13,7 +13,7 @@ from shared.domain.models import Node, Task
 from shared.domain.scheduler import plan
 from shared.domain.states import NodeState, TaskState
 from shared.errors import InvalidRequest
-from tests.test_agent import (  # noqa: F401 - fixtures
+from tests.agent_fixtures import (  # noqa: F401 - fixtures
     agent,
     bus,
     cp,

@@ -1,7 +1,7 @@
 """LocalProvider with real agent processes against a temporary HPC_HOME bus.
 
 The test plays the control plane on the embedded bus (``ControlPlane`` from
-tests/test_agent.py). Waits are on conditions (an event arrives, a power
+tests/agent_fixtures.py). Waits are on conditions (an event arrives, a power
 state changes), never fixed sleeps.
 """
 
@@ -23,8 +23,8 @@ from shared.domain.models import Node
 from shared.domain.states import NodeState
 from shared.ports.compute import ComputeError, ErrorKind, Operation, PowerState, VmSpec
 from shared.wiring import declare_queues
+from tests.agent_fixtures import ControlPlane
 from tests.helpers import ROOT, child_env, process_alive, wait_until
-from tests.test_agent import ControlPlane
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 AZ = "AzureNodes"

@@ -1,6 +1,6 @@
 """``hpc task output`` against a STAND-IN control plane that serves byte ranges.
 
-As in tests/test_cli.py, the HTTP server here is NOT the real control plane: a
+As in tests/cli_fixtures.py, the HTTP server here is NOT the real control plane: a
 tiny Starlette app that serves canned outputs the way the API contract says
 (``stream``, ``attempt``, ``offset``, ``limit``; ``X-Output-Size``, ``X-Attempt``,
 ``X-Output-Truncated``; 404 for an attempt the task never had) and records every

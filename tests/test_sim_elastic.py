@@ -4,12 +4,13 @@ and scheduler, against node-hours and waits worked out by hand."""
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 
 import pytest
 
 from hpc.localcluster import hpc_command
-from shared.domain.warmpool import DemandForecast, WarmPool
+from shared.domain.warmpool import AdaptivePool, DemandForecast, WarmPool
 from shared.sim.elastic import IdlePolicy, elastic, parse_idle_policy
 from shared.sim.swf import SwfJob
 
@@ -74,10 +75,68 @@ def test_adaptive_keeps_a_pool_so_a_burst_waits_less():
     assert adaptive.mean_wait_s < fixed.mean_wait_s
 
 
+def test_keep_holds_the_forecast_pool_of_released_nodes_and_stops_the_rest_at_once():
+    # boot 10 s, pool = ceil(2 x rate x 10 s - 0.01) with rate the 1 h weighted node demand.
+    # A (3 nodes, 100 s) at 0: 3 nodes ordered, A runs 10-110. At 110 the rate is
+    # 3/3600 x e^(-110/3600), the pool ceil(0.0162 - 0.01) = 1: one node stays, two stop at
+    # once. B (1 node) at 200 runs on it at once. Node-seconds 2 x 110 + 230 = 450.
+    jobs = [SwfJob(1, 0, 100, 3, 100), SwfJob(2, 200, 30, 1, 30)]
+    keep, starts = elastic(jobs, idle=parse_idle_policy("keep"), nodes=4, boot_delay_s=10)
+    assert starts == {1: 10, 2: 200}
+    assert keep.node_hours == pytest.approx(450 / 3600) and keep.node_starts == 3
+    # fixed:0 stops all three at 110; B waits for a boot (200-210): 3 x 110 + 40 = 370
+    fixed, starts = elastic(jobs, idle=IdlePolicy("fixed", 0), nodes=4, boot_delay_s=10)
+    assert starts == {1: 10, 2: 210}
+    assert fixed.node_hours == pytest.approx(370 / 3600) and fixed.node_starts == 4
+
+
+def test_keep_never_starts_a_node_for_its_pool():
+    keep = AdaptivePool(boot_delay_s=180, max_nodes=100, idle_s=0, boots=False)
+    grow = AdaptivePool(boot_delay_s=180, max_nodes=100, idle_s=0, boots=True)
+    for t in range(0, 3600, 60):
+        keep.arrived(t, 4)
+        grow.arrived(t, 4)
+    # 3 nodes run, 1 waits, 4 are up: min_nodes stays at what runs and waits
+    assert keep.plan(3600, 3, 1, 4).min_nodes == 4
+    assert grow.plan(3600, 3, 1, 4).min_nodes > 4  # adaptive starts nodes ahead of demand
+    # with 9 up, keep holds up to its pool of the 5 idle ones
+    assert 4 < keep.plan(3600, 3, 1, 9).min_nodes <= 9
+
+
+def _random_workload(seed: int) -> tuple[list[SwfJob], int, int, float]:
+    rng = random.Random(seed)
+    t, jobs = 0, []
+    for k in range(40):
+        t += rng.choice([0, 0, 1, 5, 20, 60, 200, 1000, 3000])
+        run = rng.choice([1, 5, 30, 100, 400, 2000])
+        limit = run * rng.choice([1, 2, 10])
+        jobs.append(SwfJob(k + 1, t, run, rng.choice([1, 1, 1, 2, 3, 4, 8, 16]), limit))
+    return jobs, rng.choice([1, 2, 4]), rng.choice([8, 16, 40]), rng.choice([10, 60, 180])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_replay_shortcuts_change_no_decision(seed):
+    # whole_view: the autoscaler runs at every event and sees every node and queued task
+    jobs, cpn, nodes, boot = _random_workload(seed)
+    for text in ("fixed:0", "fixed:60", "adaptive:0", "adaptive", "keep"):
+        idle = parse_idle_policy(text)
+        fast, fast_starts = elastic(
+            jobs, idle=idle, nodes=nodes, cores_per_node=cpn, boot_delay_s=boot
+        )
+        ref, ref_starts = elastic(
+            jobs, idle=idle, nodes=nodes, cores_per_node=cpn, boot_delay_s=boot, whole_view=True
+        )
+        assert fast_starts == ref_starts, text
+        assert fast.node_hours == pytest.approx(ref.node_hours), text
+        assert (fast.node_starts, fast.peak_nodes) == (ref.node_starts, ref.peak_nodes), text
+
+
 def test_idle_policies_parse():
     assert parse_idle_policy("fixed:300") == IdlePolicy("fixed", 300)
     assert parse_idle_policy("adaptive").name == "adaptive"
     assert parse_idle_policy("adaptive:30").idle_s == 30
+    assert parse_idle_policy("keep").name == "keep"
+    assert parse_idle_policy("keep:60").name == "keep:60"
     for bad in ("fixed", "fixed:x", "lazy", "fixed:-1"):
         with pytest.raises(ValueError):
             parse_idle_policy(bad)
@@ -91,7 +150,7 @@ def test_cli_replays_elastic_as_json_with_the_frontier(tmp_path):
     )
     base = [*hpc_command(), "sim", "replay", str(trace), "--nodes", "2", "--elastic"]
     out = subprocess.run(
-        [*base, "--boot-delay", "10", "--idle-policy", "fixed:5", "--json"],
+        [*base, "--boot-delay", "10", "--idle-policy", "fixed:5", "--frontier", "--json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -103,10 +162,18 @@ def test_cli_replays_elastic_as_json_with_the_frontier(tmp_path):
     assert doc["policy"]["mean_wait_s"] == 10
     assert [o["idle_policy"] for o in doc["frontier"]] == [
         "fixed:60",
+        "fixed:120",
         "fixed:300",
+        "fixed:600",
         "fixed:900",
         "fixed:1800",
     ]
+    quick = subprocess.run(
+        [*base, "--boot-delay", "10", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert quick.returncode == 0, quick.stderr
+    doc = json.loads(quick.stdout)
+    assert doc["policy"]["idle_policy"] == "keep" and doc["frontier"] == []
     bad = subprocess.run(
         [*base, "--idle-policy", "lazy"], capture_output=True, text=True, timeout=60
     )

@@ -35,11 +35,19 @@ def sim_replay(
         float, typer.Option(min=0, help="--elastic: seconds from a start order to Online.")
     ] = 180.0,
     idle_policy: Annotated[
-        str, typer.Option(help="--elastic: fixed:SECONDS, adaptive or adaptive:SECONDS.")
-    ] = "adaptive",
+        str,
+        typer.Option(
+            help="--elastic: fixed:SECONDS, adaptive[:SECONDS] or keep[:SECONDS] "
+            "(see shared/domain/warmpool.py)."
+        ),
+    ] = "keep",
     frontier: Annotated[
-        bool, typer.Option(help="--elastic: also run the fixed idle times 1, 5, 15, 30 min.")
-    ] = True,
+        bool,
+        typer.Option(
+            help="--elastic: also replay the fixed idle times 1, 2, 5, 10, 15, 30 min "
+            "(six more replays)."
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Replay TRACE: each job asks for its logged processors and requested time and runs its
@@ -121,7 +129,13 @@ def _elastic(
         "replay took",
     ):
         table.add_column(col, justify="left" if col == "idle policy" else "right")
+    if fixed:
+        table.add_column("policy better on both")
     for o in [outcome, *fixed]:
+        better = ""
+        if fixed and o is not outcome:
+            both = outcome.ratio < o.ratio and outcome.mean_wait_s < o.mean_wait_s
+            better = "yes" if both else "no"
         table.add_row(
             o.idle_policy,
             f"{o.node_hours:,.1f}",
@@ -130,5 +144,6 @@ def _elastic(
             f"{o.mean_bounded_slowdown:,.2f}",
             f"{o.node_starts:,}",
             f"{o.elapsed_s:.1f} s",
+            *([better] if fixed else []),
         )
     stdout_console().print(table)

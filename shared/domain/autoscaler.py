@@ -38,17 +38,17 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from shared.domain.demand import nodes_for, place_wide
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
     GroupMemory,
-    GroupPolicy,
+    GroupPolicy,  # noqa: F401 - part of this module's interface (callers import it here)
     NodeMemory,
     next_backoff,
 )
@@ -133,19 +133,6 @@ def request_stop(node: Node, used_cores: int, reason: str) -> Order:
     return Order("stop", node.name, group, reason)
 
 
-def bins_needed(cores: Sequence[int], node_cores: int) -> int:
-    """Nodes of ``node_cores`` needed for tasks of these core counts, first-fit decreasing."""
-    bins: list[int] = []
-    for need in sorted(cores, reverse=True):
-        for i, free in enumerate(bins):
-            if free >= need:
-                bins[i] -= need
-                break
-        else:
-            bins.append(node_cores - need)
-    return len(bins)
-
-
 # ----------------------------------------------------------------- the policy
 
 
@@ -178,6 +165,11 @@ class _Run:
         self.busy: set[str] = set()
         """Nodes already given an order this run."""
         self.managed = {n.name: _managed_group(n, policy) for n in view.nodes}
+        self._members: dict[str, list[Node]] = {}
+        for n in view.nodes:
+            group = self.managed[n.name]
+            if group is not None:
+                self._members.setdefault(group, []).append(n)
 
     def order(self, action: OrderAction, node: Node, group: str, reason: str) -> None:
         self.orders.append(Order(action, node.name, group, reason))
@@ -190,7 +182,7 @@ class _Run:
         )
 
     def members(self, group: str) -> list[Node]:
-        return [n for n in self.view.nodes if self.managed[n.name] == group]
+        return self._members.get(group, [])
 
     def repair(self) -> None:
         """Facts from the VMs, drained nodes, and the deployment timeout (every run)."""
@@ -199,15 +191,15 @@ class _Run:
             group = self.managed[node.name]
             if group is None:
                 continue
-            memory = self.nodes.get(node.name, NodeMemory())
+            memory = self.nodes.get(node.name, _FRESH)
             power = self.view.power.get(node.name)
-            if node.state is NodeState.ONLINE and memory.start_ordered_at is not None:
+            if node.state is _ONLINE and memory.start_ordered_at is not None:
                 memory = replace(memory, start_ordered_at=None)  # it joined: its start worked
                 self.groups[group] = replace(self.groups.get(group, GroupMemory()), backoff=None)
             timeout = self.policy.deployment_timeout
-            if node.state is NodeState.STOPPING and power in OFF_STATES:
+            if node.state is _STOPPING and power in OFF_STATES:
                 self.order("offline", node, group, f"its VM is {power}: the stop is done")
-            elif node.state in _RUNS_AGENT and power in OFF_STATES:
+            elif power in OFF_STATES and node.state in _RUNS_AGENT:
                 # A Starting node is judged by its start operation and the deployment timeout
                 # instead: a VM list may still say "deallocated" just after a start began.
                 why = f"its VM is {power} (evicted or stopped outside the cluster)"
@@ -215,7 +207,7 @@ class _Run:
                 self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
                 memory = NodeMemory()
             elif (
-                node.state is NodeState.STARTING
+                node.state is _STARTING
                 and now - (memory.start_ordered_at or node.state_time) >= timeout
             ):
                 why = (
@@ -225,13 +217,9 @@ class _Run:
                 self.order("stop", node, group, why)
                 self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
                 memory = NodeMemory()
-            elif node.state is NodeState.DRAINING and used.get(node.name, 0) == 0:
+            elif node.state is _DRAINING and used.get(node.name, 0) == 0:
                 self.order("stop", node, group, "drained: its last task ended")
-            elif (
-                node.state is NodeState.OFFLINE
-                and power in (PowerState.RUNNING, PowerState.STARTING)
-                and memory.start_ordered_at is None
-            ):
+            elif node.state is _OFFLINE and power in _VM_ON and memory.start_ordered_at is None:
                 self.order("stop", node, group, "its VM runs but its node is Offline")
             self.nodes[node.name] = memory
 
@@ -239,29 +227,38 @@ class _Run:
         """Place the queue (first fit, in its order) on free cores: on-prem Online nodes, then
         managed Online ones, then Starting ones. Returns the tasks that fit nowhere and the
         nodes the queue will use."""
+        if not self.view.queued:
+            return [], set()
         free: dict[str, int] = {}
         rank: dict[str, tuple[int, str]] = {}
         for node in self.view.nodes:
             group = self.managed[node.name]
             if node.name in self.busy:
                 continue
-            if node.state is NodeState.ONLINE:
+            if node.state is _ONLINE:
                 free[node.name] = node.cores - self.view.used_cores.get(node.name, 0)
                 rank[node.name] = (0 if group is None else 1, node.name)
-            elif node.state is NodeState.STARTING and group is not None:
+            elif node.state is _STARTING and group is not None:
                 free[node.name] = node.cores
                 rank[node.name] = (2, node.name)
-        groups_of = {n.name: set(n.groups) for n in self.view.nodes}
-        placing = sorted(free, key=lambda n: rank[n])
+        placing = sorted((n for n in free if free[n] > 0), key=lambda n: rank[n])
+        groups_of = {n.name: set(n.groups) for n in self.view.nodes if n.name in rank}
         overflow: list[Task] = []
         wanted: set[str] = set()
+        size = {n.name: n.cores for n in self.view.nodes}
         for task in self.view.queued:
-            for name in placing:
+            if task.nodes > 1 or task.exclusive:
+                if not place_wide(task, placing, free, size, groups_of, wanted):
+                    overflow.append(task)
+                continue
+            for i, name in enumerate(placing):
                 if free[name] >= task.cores and (
                     not task.node_groups or groups_of[name] & set(task.node_groups)
                 ):
                     free[name] -= task.cores
                     wanted.add(name)
+                    if free[name] <= 0:
+                        del placing[i]  # full: later tasks need not look at it
                     break
             else:
                 overflow.append(task)
@@ -275,7 +272,7 @@ class _Run:
                 continue
             gp, memory = self.policy.groups[group], self.groups.get(group, GroupMemory())
             members = [n for n in self.members(group) if n.name not in self.busy]
-            offline = sorted((n for n in members if n.state is NodeState.OFFLINE), key=_name)
+            offline = [n for n in members if n.state is _OFFLINE]
             up = len(members) - len(offline)
             tasks: list[Task] = []
             due = (
@@ -294,7 +291,7 @@ class _Run:
                     f"{group}: {len(tasks)} queued tasks, below GrowThreshold {gp.grow_threshold}"
                 )
                 tasks = []
-            need = _nodes_for(tasks, gp)
+            need = nodes_for(tasks, gp)
             wanted = max(need, gp.min_nodes - up)  # min_nodes is kept whatever the interval
             self.groups[group] = memory
             if wanted <= 0:
@@ -305,6 +302,7 @@ class _Run:
                     f"{memory.backoff_until:%H:%M:%S} after: {memory.last_failure}"
                 )
                 continue
+            offline.sort(key=_name)
             count = min(wanted, max(0, gp.max_nodes - up), len(offline), starts_left)
             if count < wanted:
                 self.notes.append(
@@ -336,11 +334,12 @@ class _Run:
             members = self.members(group)
             idle: list[Node] = []
             for node in members:
-                nm = self.nodes.get(node.name, NodeMemory())
-                if node.state is NodeState.ONLINE and self.view.used_cores.get(node.name, 0) == 0:
+                nm = self.nodes.get(node.name, _FRESH)
+                if node.state is _ONLINE and self.view.used_cores.get(node.name, 0) == 0:
                     idle.append(node)
-                    nm = nm if nm.idle_since else replace(nm, idle_since=self.now)
-                else:
+                    if nm.idle_since is None:
+                        nm = replace(nm, idle_since=self.now)
+                elif nm.idle_since is not None:
                     nm = replace(nm, idle_since=None)
                 self.nodes[node.name] = nm
             last = memory.last_shrink_check
@@ -353,12 +352,11 @@ class _Run:
                     delay = self.policy.scale_down_delay.total_seconds()
                     self.notes.append(f"{group}: no scale-down within {delay:g} s of a scale-up")
                 continue
-            up = sum(
-                1 for n in members if n.state is not NodeState.OFFLINE and n.name not in self.busy
-            )
+            up = sum(1 for n in members if n.state is not _OFFLINE and n.name not in self.busy)
+            idle_for = gp.idle
             for node in sorted(idle, key=_name):
                 since = self.nodes[node.name].idle_since
-                if since is None or node.name in self.busy or self.now - since < gp.idle:
+                if since is None or node.name in self.busy or self.now - since < idle_for:
                     continue
                 if node.name in wanted:
                     self.notes.append(f"{node.name}: idle but queued tasks will run on it")
@@ -378,6 +376,20 @@ class _Run:
                 stops_left -= 1
 
 
+# Enum members as module constants: looking one up on its class costs more than the rest
+# of a node's check (the simulator runs this loop over ~100,000 runs).
+_ONLINE, _STARTING, _STOPPING, _DRAINING, _OFFLINE = (
+    NodeState.ONLINE,
+    NodeState.STARTING,
+    NodeState.STOPPING,
+    NodeState.DRAINING,
+    NodeState.OFFLINE,
+)
+_VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})
+
+_FRESH = NodeMemory()
+"""The memory of a node nothing is remembered about (shared: it is frozen)."""
+
 _RUNS_AGENT = frozenset({NodeState.ONLINE, NodeState.DRAINING, NodeState.UNREACHABLE})
 """Node states whose VM should be on: a VM found off was evicted or stopped outside."""
 
@@ -388,26 +400,3 @@ def _name(node: Node) -> str:
 
 def _key(task: Task) -> tuple[int, int]:
     return (task.job_id, task.id)
-
-
-def _nodes_for(tasks: Sequence[Task], gp: GroupPolicy) -> int:
-    """Nodes of the group's size the tasks need: GrowByMin (one widest task per job),
-    TasksPerResourceUnit (tasks per unit of demand), bin-packing, then ExtraNodesGrowRatio."""
-    if not tasks:
-        return 0
-    if gp.grow_by_min:
-        widest: dict[int, Task] = {}
-        for t in tasks:
-            if t.job_id not in widest or t.cores > widest[t.job_id].cores:
-                widest[t.job_id] = t
-        tasks = list(widest.values())
-    per_size: dict[int, int] = {}
-    for t in tasks:
-        per_size[t.cores] = per_size.get(t.cores, 0) + 1
-    demand = [
-        cores
-        for cores, n in per_size.items()
-        for _ in range(math.ceil(n / gp.tasks_per_resource_unit))
-    ]
-    need = bins_needed(demand, gp.node_cores)
-    return need + math.ceil(need * gp.extra_nodes_grow_ratio / 100)

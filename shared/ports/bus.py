@@ -3,7 +3,7 @@
 It is shaped like ``azure-servicebus`` (a client that hands out senders and
 receivers) so that the Service Bus adapter is a thin translation, and the
 embedded SQLite adapter is a faithful twin of it. Guarantees, checked by
-``tests/contract/test_bus_contract.py`` on every adapter:
+the ``tests/contract/test_bus_*.py`` suites on every adapter:
 
 - Named queues, declared (and counted, and purged) through the separate
   :class:`~shared.ports.busadmin.BusAdmin` port: sending and receiving need

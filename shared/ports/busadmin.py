@@ -4,7 +4,7 @@ Administration needs rights that sending and receiving do not (on Service Bus,
 the Manage claim, through ``ServiceBusAdministrationClient``): the control
 plane's deployment (Bicep) or ``hpc up`` declare the queues, and agents hold
 only a :class:`~shared.ports.bus.Bus`. Guarantees, checked by
-``tests/contract/test_bus_contract.py`` on every adapter:
+the ``tests/contract/test_bus_*.py`` suites on every adapter:
 
 - ``declare_queue`` creates a queue with its options and is idempotent: a queue
   that exists keeps its options and its messages. Queues are created with

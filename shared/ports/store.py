@@ -6,7 +6,7 @@ of its tasks atomically (a Cosmos transactional batch; one SQLite
 transaction). Nodes are separate documents written one at a time.
 
 Guarantees every adapter gives (the contract suite in
-``tests/contract/test_store_contract.py`` checks them):
+``tests/contract/test_store_*.py`` checks them):
 
 - Writes are optimistic: an object carries the etag it was read with; a
   write whose etag no longer matches raises :class:`shared.errors.Conflict`

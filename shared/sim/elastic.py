@@ -12,26 +12,29 @@ stopped is Offline at once. Node-hours count from the start order to the stop or
 wake-ups replace a fixed timer: the autoscaler runs exactly when something can change,
 which is what a timer of infinitely fine period would do, at a fraction of the runs.
 
-Idle policies (:class:`IdlePolicy`):
+Idle policies (:class:`IdlePolicy`, the rules in :mod:`shared.domain.warmpool`):
 
 - ``fixed:S``: start nodes on demand, reuse idle ones, stop a node idle for S seconds
   (the autoscaler's own rule, ShrinkIdleTimes = S, ShrinkInterval 1 s, no scale-down delay).
-- ``adaptive`` (``adaptive:S``): nodes beyond a warm pool stop after S seconds idle
-  (default 60); the pool (:mod:`shared.domain.warmpool`) is the node demand expected within
-  one boot delay (x2 headroom) from an exponentially weighted arrival rate (time constant
-  1 h). It is given to the autoscaler as the group's ``min_nodes`` on each run (nodes in
-  use + nodes the queue waits for + pool), so the autoscaler starts nodes ahead of demand
-  and keeps the pool idle.
+- ``adaptive`` (``adaptive:S``): ``min_nodes`` = nodes in use + nodes the queue waits for +
+  a warm pool (2 x the node demand expected within one boot delay, from a 1 h weighted
+  arrival rate); the autoscaler starts nodes to fill the pool ahead of demand, and stops
+  nodes beyond it after S seconds idle (default 60).
+- ``keep`` (``keep:S``, the default): the same pool, but only kept from nodes already up
+  (released by ended jobs), never started for; nodes beyond it stop after S seconds
+  (default 0).
 
 The oracle is the trace's core-hours over cores per node: nodes that are up exactly while
 they run work. Each job's figures (wait, bounded slowdown with tau 10 s) are as in
 :mod:`shared.sim.replay`. The replay ends at the last job's end; nodes still up are
 stopped then (their idle tail is not counted, for every policy alike).
 
-Two shortcuts for speed, neither changing a decision on nodes of one core: the autoscaler
-sees the queue's tasks only until their cores exceed the free and Offline cores (more
-waiting work could not start more nodes), and only as many Offline nodes as it could
-start (they are alike).
+Shortcuts for speed (a KTH-SP2 year in well under a minute, instead of 5-12), none
+changing a decision (``whole_view=True`` turns them off; a test compares the two): the
+nodes are indexed by state, so an event costs what it touches; the autoscaler sees the
+queue's tasks only until their cores exceed the free and Offline cores (more waiting work
+could not start more nodes), only as many Offline nodes as it could start (they are
+alike), and no node that no rule can act on in this run (see :func:`shared.sim.fleet.visible`).
 """
 
 from __future__ import annotations
@@ -41,28 +44,30 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Literal
 
 from shared.domain.autoscaler import ClusterView, autoscale
-from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy
-from shared.domain.models import Node, Task
-from shared.domain.scheduler import Busy, Policy, Space, schedule
+from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy, NodeMemory
+from shared.domain.models import Task
+from shared.domain.scheduler import Busy, Policy, schedule
 from shared.domain.states import NodeState
-from shared.domain.warmpool import DemandForecast, WarmPool, min_nodes
+from shared.domain.warmpool import AdaptivePool, FixedIdle, IdleSizing
+from shared.sim.fleet import GROUP, Fleet, dt, ts, visible
 from shared.sim.replay import TAU_S, Running, _request, start_jobs
 from shared.sim.swf import SwfJob
 
-GROUP = "AzureNodes"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-FRONTIER_S: tuple[int, ...] = (60, 300, 900, 1800)
-"""The fixed idle times whose figures frame a policy's (1, 5, 15 and 30 minutes)."""
+FRONTIER_S: tuple[int, ...] = (60, 120, 300, 600, 900, 1800)
+"""The fixed idle times whose figures frame a policy's (1, 2, 5, 10, 15 and 30 minutes)."""
 ADAPTIVE_IDLE_S = 60
+KEEP_IDLE_S = 0
+KEEP_HEADROOM = 2.0
+_OFFLINE = NodeState.OFFLINE
 
 
 @dataclass(frozen=True)
 class IdlePolicy:
-    kind: Literal["fixed", "adaptive"]
+    kind: Literal["fixed", "adaptive", "keep"]
     idle_s: int
     """fixed: the idle time before a stop; adaptive: that of nodes beyond the warm pool."""
     headroom: float = 2.0
@@ -70,9 +75,21 @@ class IdlePolicy:
 
     @property
     def name(self) -> str:
+        default = {"fixed": None, "adaptive": ADAPTIVE_IDLE_S, "keep": KEEP_IDLE_S}[self.kind]
+        return self.kind if self.idle_s == default else f"{self.kind}:{self.idle_s}"
+
+    def build(self, boot_delay_s: float, max_nodes: int) -> IdleSizing:
+        """A fresh policy object (it remembers arrivals) for one replay."""
         if self.kind == "fixed":
-            return f"fixed:{self.idle_s}"
-        return "adaptive" if self.idle_s == ADAPTIVE_IDLE_S else f"adaptive:{self.idle_s}"
+            return FixedIdle(self.idle_s)
+        return AdaptivePool(
+            boot_delay_s,
+            max_nodes,
+            self.idle_s,
+            headroom=self.headroom,
+            tau_s=self.tau_s,
+            boots=self.kind == "adaptive",
+        )
 
 
 def parse_idle_policy(text: str) -> IdlePolicy:
@@ -83,7 +100,11 @@ def parse_idle_policy(text: str) -> IdlePolicy:
         return IdlePolicy("fixed", seconds)
     if kind == "adaptive":
         return IdlePolicy("adaptive", _seconds(arg, text) if arg else ADAPTIVE_IDLE_S)
-    raise ValueError(f"idle policy must be fixed:SECONDS or adaptive[:SECONDS], got {text!r}")
+    if kind == "keep":
+        return IdlePolicy("keep", _seconds(arg, text) if arg else KEEP_IDLE_S, KEEP_HEADROOM)
+    raise ValueError(
+        f"idle policy must be fixed:SECONDS, adaptive[:SECONDS] or keep[:SECONDS], got {text!r}"
+    )
 
 
 def _seconds(arg: str, text: str) -> int:
@@ -118,14 +139,6 @@ class ElasticOutcome:
     """Wall-clock time of the replay itself."""
 
 
-def _dt(t: float) -> datetime:
-    return EPOCH + timedelta(seconds=t)
-
-
-def _ts(d: datetime) -> float:
-    return (d - EPOCH).total_seconds()
-
-
 def elastic(
     jobs: Sequence[SwfJob],
     *,
@@ -134,23 +147,23 @@ def elastic(
     cores_per_node: int = 1,
     boot_delay_s: float = 180.0,
     policy: Policy = "easy",
+    whole_view: bool = False,
 ) -> tuple[ElasticOutcome, dict[int, float]]:
-    """The figures, and each job's start time (by job id)."""
+    """The figures, and each job's start time (by job id). ``whole_view``: no shortcut
+    (the autoscaler runs at every event and sees every node and queued task), the
+    reference the shortcuts are tested against."""
     t0 = time.perf_counter()
     cpn = cores_per_node
-    names = [f"n{i:04d}" for i in range(nodes)]
-    recs = {
-        n: Node(name=n, groups=[GROUP], cores=cpn, provider="local", state_time=EPOCH)
-        for n in names
-    }
-    free = dict.fromkeys(names, cpn)
+    fleet = Fleet(nodes, cpn)
+    free, recs = fleet.free, fleet.recs
     capacity = nodes * cpn
     pending = sorted((j for j in jobs if j.procs <= capacity), key=lambda j: (j.submit, j.id))
     queue: list[SwfJob] = []
     running: dict[int, Running] = {}
+    busy: dict[int, list[Busy]] = {}
+    """What each running job holds until its projected end, for EASY's reservation."""
     ends: list[tuple[float, int]] = []
     boots: list[tuple[float, str]] = []
-    up_since: dict[str, float] = {}
     starts: dict[int, float] = {}
     tasks_of: dict[int, list[Task]] = {}
     group = GroupPolicy(
@@ -158,7 +171,6 @@ def elastic(
         max_nodes=nodes,
         grow_interval=timedelta(0),
         shrink_interval=timedelta(seconds=1),
-        shrink_idle_times=idle.idle_s,
     )
     base = AutoscalerPolicy(
         groups={GROUP: group},
@@ -167,11 +179,12 @@ def elastic(
         max_starts_per_run=nodes,
         max_stops_per_run=nodes,
     )
-    forecast = DemandForecast(tau_s=idle.tau_s)
-    pool = WarmPool(boot_delay_s, headroom=idle.headroom, max_pool=nodes)
-    state = AutoscalerState()
-    node_seconds = 0.0
-    node_starts = peak = runs = 0
+    policies: dict[tuple[int, int, int], AutoscalerPolicy] = {}
+    sizing = idle.build(boot_delay_s, nodes)
+    groups_memory = AutoscalerState().groups
+    memory: dict[str, NodeMemory] = {}
+    """The autoscaler's memory of each node (the caller keeps it, as the timer's store does)."""
+    peak = runs = 0
     wake = math.inf
     i = 0
     now = pending[0].submit if pending else 0.0
@@ -187,42 +200,46 @@ def elastic(
         while ends and ends[0][0] == now:
             _, job_id = heapq.heappop(ends)
             done = running.pop(job_id)
-            for n in done.nodes:
-                free[n] += done.cores
+            del busy[job_id]
+            fleet.released(done.nodes, done.cores)
         while boots and boots[0][0] == now:
             _, name = heapq.heappop(boots)
-            if recs[name].state is NodeState.STARTING:
-                recs[name].state = NodeState.ONLINE
-                recs[name].state_time = _dt(now)
+            if fleet.starting.get(name) == now:  # not the boot of an earlier start
+                fleet.boot(name, now)
         while i < len(pending) and pending[i].submit == now:
             job = pending[i]
             queue.append(job)
-            forecast.observe(now, math.ceil(job.procs / min(job.procs, cpn)))
+            sizing.arrived(now, math.ceil(job.procs / min(job.procs, cpn)))
             i += 1
-        online = [n for n in names if recs[n].state is NodeState.ONLINE]
-        if queue and any(free[n] > 0 for n in online):
+        if queue and fleet.open:
             decision = schedule(
                 (_request(j, cpn) for j in queue),
-                [Space(n, (), free[n]) for n in online],
-                [
-                    Busy(n, r.cores, r.start + r.job.limit)
-                    for r in running.values()
-                    for n in r.nodes
-                ],
+                [fleet.space(n) for n in fleet.online],
+                [b for held in busy.values() for b in held],
                 now=now,
                 policy=policy,
             )
             queue = start_jobs(decision, queue, free, running, starts, ends, now, cpn)
+            for s in decision.starts:
+                fleet.took(s.nodes)
+                r = running[s.key]  # type: ignore[index]
+                busy[r.job.id] = [Busy(n, r.cores, r.start + r.job.limit) for n in r.nodes]
         if not (i < len(pending) or running or queue):
             break
+        waiting = sum(math.ceil(j.procs / min(j.procs, cpn)) for j in queue)
+        plan = sizing.plan(now, len(fleet.held), waiting, len(fleet.up_since))
         # the autoscaler's run
-        up = [n for n in names if recs[n].state is not NodeState.OFFLINE]
-        offline = [n for n in names if recs[n].state is NodeState.OFFLINE]
-        room = sum(free[n] for n in up) + len(offline) * cpn
+        if whole_view:
+            up = [*fleet.starting, *fleet.online]
+            kept: list[str] = []
+        else:
+            up, kept = visible(fleet, memory, bool(queue), now, plan.idle_s)
+        hidden = len(fleet.up_since) - len(up)
+        room = sum(free[n] for n in up) + len(fleet.offline) * cpn
         queued: list[Task] = []
         seen = 0
         for job in queue:
-            if seen > room:
+            if seen > room and not whole_view:
                 break
             tasks = tasks_of.get(job.id)
             if tasks is None:
@@ -234,49 +251,64 @@ def elastic(
                 tasks_of[job.id] = tasks
             queued.extend(tasks)
             seen += job.procs
-        used = {n: cpn - free[n] for n in names if free[n] < cpn}
-        policy_now = base
-        startable = len(queued)
-        if idle.kind == "adaptive":
-            in_use = sum(1 for n in names if free[n] < cpn)
-            waiting = sum(math.ceil(j.procs / min(j.procs, cpn)) for j in queue)
-            floor = min_nodes(in_use, waiting, pool.size(forecast.rate_at(now)), nodes)
-            policy_now = replace(base, groups={GROUP: replace(group, min_nodes=floor)})
-            startable = max(startable, floor - len(up))
+        used = {n: cpn - free[n] for n in up if free[n] < cpn}
+        if whole_view:
+            startable = nodes
+        elif cpn == 1:  # each free core takes one queued task: the rest is what may start
+            startable = max(
+                len(queued) - sum(free[n] for n in up), plan.min_nodes - hidden - len(up)
+            )
+        else:
+            startable = max(len(queued), plan.min_nodes - hidden - len(up))
+        # the hidden nodes (see _visible) lower min and max nodes by as many
+        key = (max(0, plan.min_nodes - hidden), nodes - hidden, plan.idle_s)
+        policy_now = policies.get(key)
+        if policy_now is None:
+            gp = replace(group, min_nodes=key[0], max_nodes=key[1], shrink_idle_times=key[2])
+            policy_now = policies[key] = replace(base, groups={GROUP: gp})
         # Offline nodes are alike: the autoscaler sees as many as it could start
-        view = [recs[n] for n in up] + [recs[n] for n in offline[:startable]]
-        verdict = autoscale(ClusterView(view, queued, used), policy_now, state, _dt(now))
+        view = [recs[n] for n in up] + [recs[n] for n in fleet.offline[: max(0, startable)]]
+        verdict = autoscale(
+            ClusterView(view, queued, used),
+            policy_now,
+            AutoscalerState(groups_memory, memory),
+            dt(now),
+        )
         runs += 1
-        state = verdict.state
+        groups_memory = verdict.state.groups
+        memory = {n: memory[n] for n in kept if n in memory}
+        memory.update(verdict.state.nodes)
         for order in verdict.orders:
-            rec = recs[order.node]
-            if order.action == "start" and rec.state is NodeState.OFFLINE:
-                rec.state, rec.state_time = NodeState.STARTING, _dt(now)
-                up_since[rec.name] = now
-                heapq.heappush(boots, (now + boot_delay_s, rec.name))
-                node_starts += 1
+            name = order.node
+            if order.action == "start" and recs[name].state is _OFFLINE:
+                fleet.start(name, now, now + boot_delay_s)
+                heapq.heappush(boots, (now + boot_delay_s, name))
+            elif order.action in ("stop", "offline") and recs[name].state is not _OFFLINE:
+                fleet.stop(name, now)
             elif order.action == "drain":
-                rec.state, rec.state_time = NodeState.DRAINING, _dt(now)
-            elif order.action in ("stop", "offline") and rec.state is not NodeState.OFFLINE:
-                node_seconds += now - up_since.pop(rec.name)
-                rec.state, rec.state_time = NodeState.OFFLINE, _dt(now)
-        peak = max(peak, len(up_since))
-        # when the policy acts next with no event: an idle time running out, the pool shrinking
-        wake = math.inf
-        limit = idle.idle_s
-        for name, memory in state.nodes.items():
-            if memory.idle_since is not None and recs[name].state is NodeState.ONLINE:
-                expiry = _ts(memory.idle_since) + limit
-                if expiry > now:
-                    wake = min(wake, expiry)
-        if idle.kind == "adaptive":
-            shrink = pool.shrinks_at(forecast, now)
-            if shrink > now:
-                wake = min(wake, shrink)
-    for name in list(up_since):
-        node_seconds += now - up_since.pop(name)
+                raise RuntimeError(f"the autoscaler drained {name}: the replay has no drains")
+        peak = max(peak, len(fleet.up_since))
+        # when the policy acts next with no event: an idle time running out, the plan changing
+        wake = sizing.changes_at(now)
+        for name, m in memory.items():
+            if m.idle_since is not None and name in fleet.online:
+                expiry = ts(m.idle_since) + plan.idle_s
+                if now < expiry < wake:
+                    wake = expiry
+    for name in list(fleet.up_since):
+        fleet.node_seconds += now - fleet.up_since.pop(name)
     return _figures(
-        pending, starts, idle, node_seconds, node_starts, peak, runs, nodes, cpn, boot_delay_s, t0
+        pending,
+        starts,
+        idle,
+        fleet.node_seconds,
+        fleet.starts,
+        peak,
+        runs,
+        nodes,
+        cpn,
+        boot_delay_s,
+        t0,
     ), starts
 
 

@@ -6,7 +6,8 @@ opens a Bus on one fresh, empty namespace, so a test can open several
 instances (or hand the spec to another process); ``admin`` administers that
 namespace and ``bus_clock`` is the clock the bus times messages by. Each
 adapter is one entry in ``BUS_BACKENDS``; every test in
-``test_bus_contract.py`` runs against each.
+the ``test_bus_*.py`` suites runs against each. The Store suites' fixtures
+(``open_store``, ``store``) are in ``store_fixtures.py``, registered here.
 """
 
 from __future__ import annotations

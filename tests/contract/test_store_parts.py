@@ -1,5 +1,5 @@
 """The Store contract for writes Cosmos DB cannot make in one request, on every adapter (the
-fixtures of ``test_store_contract.py``: SQLite, and Cosmos on the local stand-in):
+fixtures of ``store_fixtures.py``: SQLite, and Cosmos on the local stand-in):
 
 - ``add_job`` in parts: a job is visible only after its final write; a crash between the
   parts (the ``add_job_fault`` switch) leaves nothing any read returns, and

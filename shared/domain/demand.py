@@ -1,0 +1,93 @@
+"""How many nodes queued work needs: bin-packing of its tasks onto nodes of a group's size,
+with HPC Pack's GrowByMin, TasksPerResourceUnit and ExtraNodesGrowRatio. Pure; used by the
+autoscaler (shared.domain.autoscaler) to grow a group by the nodes it needs, not one by one.
+
+A multi-node task needs its nodes on different nodes; an exclusive task takes whole nodes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from shared.domain.growshrink import GroupPolicy
+from shared.domain.models import Task
+
+
+def bins_needed(cores: Sequence[int], node_cores: int) -> int:
+    """Nodes of ``node_cores`` needed for tasks of these core counts, first-fit decreasing."""
+    return nodes_needed([(c, None) for c in cores], node_cores)
+
+
+def nodes_needed(parts: Sequence[tuple[int, object]], node_cores: int) -> int:
+    """Nodes of ``node_cores`` needed for these parts ``(cores, owner)``, first-fit
+    decreasing; parts with the same owner (the nodes of one multi-node task) go on
+    different nodes, as the scheduler places them. Owner None: no such constraint."""
+    bins: list[int] = []
+    owners: list[set[object]] = []
+    for need, owner in sorted(parts, key=lambda p: p[0], reverse=True):
+        for i, free in enumerate(bins):
+            if free >= need and (owner is None or owner not in owners[i]):
+                bins[i] -= need
+                if owner is not None:
+                    owners[i].add(owner)
+                break
+        else:
+            bins.append(node_cores - need)
+            owners.append({owner} if owner is not None else set())
+    return len(bins)
+
+
+def nodes_for(tasks: Sequence[Task], gp: GroupPolicy) -> int:
+    """Nodes of the group's size the tasks need: GrowByMin (one widest task per job),
+    TasksPerResourceUnit (tasks per unit of demand), bin-packing, then ExtraNodesGrowRatio."""
+    if not tasks:
+        return 0
+    if gp.grow_by_min:
+        widest: dict[int, Task] = {}
+        for t in tasks:
+            if t.job_id not in widest or t.cores > widest[t.job_id].cores:
+                widest[t.job_id] = t
+        tasks = list(widest.values())
+    per_size: dict[int, int] = {}
+    parts: list[tuple[int, object]] = []
+    for t in tasks:
+        if t.exclusive:  # whole nodes
+            parts += [(gp.node_cores, None)] * t.nodes
+        elif t.nodes > 1:  # its nodes on different nodes
+            parts += [(t.cores, (t.job_id, t.id))] * t.nodes
+        else:
+            per_size[t.cores] = per_size.get(t.cores, 0) + 1
+    parts += [
+        (cores, None)
+        for cores, n in per_size.items()
+        for _ in range(math.ceil(n / gp.tasks_per_resource_unit))
+    ]
+    need = nodes_needed(parts, gp.node_cores)
+    return need + math.ceil(need * gp.extra_nodes_grow_ratio / 100)
+
+
+def place_wide(
+    task: Task,
+    placing: list[str],
+    free: dict[str, int],
+    size: Mapping[str, int],
+    groups_of: Mapping[str, set[str]],
+    wanted: set[str],
+) -> bool:
+    """A multi-node or exclusive task: all its nodes at once (each with ``cores`` free;
+    exclusive: a node with nothing running, all of whose cores it takes), or none."""
+    chosen = [
+        name
+        for name in placing
+        if (not task.node_groups or groups_of[name] & set(task.node_groups))
+        and (free[name] == size[name] >= task.cores if task.exclusive else free[name] >= task.cores)
+    ][: task.nodes]
+    if len(chosen) < task.nodes:
+        return False
+    for name in chosen:
+        free[name] -= size[name] if task.exclusive else task.cores
+        wanted.add(name)
+        if free[name] <= 0:
+            placing.remove(name)
+    return True

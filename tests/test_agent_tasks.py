@@ -1,0 +1,154 @@
+"""The node agent runs tasks: registration, commands, their environment and output, cancel.
+
+The agent runs against the real embedded bus and output store (tests/agent_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from agent import Agent, AgentConfig
+from shared.domain.messages import (
+    CancelTask,
+    RegisterNode,
+    TaskEnded,
+    TaskStarted,
+)
+from tests.agent_fixtures import NODE, run_task
+from tests.helpers import group_members, process_alive, wait_until
+
+
+def test_agent_registers_on_start(start_agent, cp):
+    agent, _ = start_agent(groups=["OnPremNodes", "Big"], cores=3)
+    registered = cp.wait_for(RegisterNode)
+    assert registered.node == NODE
+    assert registered.groups == ["OnPremNodes", "Big"]
+    assert registered.cores == 3
+    wait_until(lambda: agent.incarnation == 1, what="the granted incarnation")
+    assert registered.agent_id == agent.agent_id
+
+
+def test_each_run_is_a_new_incarnation(bus, output, cp):
+    incarnations = []
+    for _ in range(2):
+        agent = Agent(AgentConfig(name=NODE, poll_ms=20), bus=bus, output=output)
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        wait_until(lambda agent=agent: cp.of(RegisterNode) and agent.incarnation)
+        agent.stop()
+        thread.join(5)
+        assert not thread.is_alive()
+        incarnations.append(agent.incarnation)
+    assert incarnations == [1, 2]
+
+
+def test_a_command_runs_and_its_exit_code_and_output_tail_are_reported(agent, cp, output):
+    cp.send(run_task(1, "echo hello; echo oops >&2"))
+    started = cp.started(1)
+    ended = cp.ended(1)
+    assert started.node == NODE and started.pid
+    assert (ended.exit_code, ended.canceled, ended.error) == (0, False, None)
+    assert ended.output == "hello\n"
+    assert output.read(1, 1, "stdout") == b"hello\n"
+    assert output.read(1, 1, "stderr") == b"oops\n"
+
+
+def test_output_tail_is_the_last_4000_characters(agent, cp):
+    cp.send(run_task(1, "head -c 10000 /dev/zero | tr '\\0' a; echo END"))
+    ended = cp.ended(1)
+    assert len(ended.output) == 4000
+    assert ended.output.endswith("aaaEND\n")
+
+
+def test_non_zero_exit_is_reported(agent, cp):
+    cp.send(run_task(2, "echo failing; exit 3"))
+    ended = cp.ended(2)
+    assert ended.exit_code == 3
+    assert ended.error is None and not ended.canceled
+    assert ended.output == "failing\n"
+
+
+def test_task_sees_hpc_environment_variables(agent, cp, monkeypatch):
+    monkeypatch.setenv("HPC_TOKEN", "secret-admin-token")
+    monkeypatch.setenv("AGENT_SIDE_VARIABLE", "inherited")
+    env = {"HPC_JOB_ID": "7", "HPC_TASK_ID": "3", "HPC_SWEEP_INDEX": "12", "MY_VAR": "x y"}
+    cp.send(run_task(7, task=3, command="env | sort", env=env))
+    seen = dict(
+        line.split("=", 1) for line in cp.ended(7, task=3).output.splitlines() if "=" in line
+    )
+    assert seen["HPC_JOB_ID"] == "7"
+    assert seen["HPC_TASK_ID"] == "3"
+    assert seen["HPC_SWEEP_INDEX"] == "12"
+    assert seen["HPC_NODE_NAME"] == NODE  # filled by the agent when the message lacks it
+    assert seen["HPC_NODE_GROUP"] == "OnPremNodes"
+    assert seen["MY_VAR"] == "x y"
+    assert seen["AGENT_SIDE_VARIABLE"] == "inherited"
+    assert "HPC_TOKEN" not in seen
+
+
+def test_node_variables_from_the_control_plane_win(agent, cp):
+    env = {"HPC_NODE_NAME": "as-placed", "HPC_NODE_GROUP": "AzureNodes"}
+    cp.send(run_task(8, 'echo "$HPC_NODE_NAME $HPC_NODE_GROUP"', env=env))
+    assert cp.ended(8).output == "as-placed AzureNodes\n"
+
+
+def test_working_directory_is_honoured(agent, cp, tmp_path):
+    work = tmp_path / "work dir"
+    work.mkdir()
+    cp.send(run_task(3, "pwd", work_dir=str(work)))
+    ended = cp.ended(3)
+    assert ended.output.splitlines()[0] == str(work)
+
+
+def test_bad_working_directory_is_reported_and_the_agent_keeps_running(agent, cp, output):
+    cp.send(run_task(4, "echo never", work_dir="/no/such/dir"))
+    ended = cp.ended(4)
+    assert ended.exit_code is None
+    assert "/no/such/dir" in ended.error and "working directory" in ended.error
+    assert not [e for e in cp.of(TaskStarted) if e.job_id == 4]
+    assert b"/no/such/dir" in output.read(4, 1, "stderr")
+
+    cp.send(run_task(5, "echo still here"))
+    assert cp.ended(5).output == "still here\n"
+
+
+def test_cancel_kills_the_whole_process_tree(agent, cp):
+    """Behaviour, not speed: the task ends Canceled and every process of its tree is gone
+    (the agent kills the group after GRACE_S; timeouts here are generous for loaded CI)."""
+    cp.send(run_task(6, "sh -c 'sleep 30 & sleep 30; '"))
+    leader = cp.started(6).pid
+    assert leader is not None
+    # the shells and both sleeps: wait until the backgrounded one is there too
+    tree = wait_until(
+        lambda: (
+            (pids := group_members(leader))
+            and sum(Path(f"/proc/{p}/comm").read_text().strip() == "sleep" for p in pids) == 2
+            and pids
+        ),
+        what="both sleeps of the task",
+    )
+    cp.send(CancelTask(incarnation=1, job_id=6, task_id=1, attempt=1))
+    ended = cp.wait_for(TaskEnded, lambda e: e.job_id == 6, timeout=20.0)
+    assert ended.canceled
+    assert ended.exit_code is not None and ended.exit_code != 0
+    wait_until(lambda: not any(process_alive(p) for p in tree), timeout=20.0, what="tree gone")
+    assert agent.running == []
+
+
+def test_cancel_of_another_attempt_leaves_the_running_one_alone(agent, cp):
+    cp.send(run_task(9, "sleep 30", attempt=2))
+    pid = cp.started(9, attempt=2).pid
+    cp.send(CancelTask(incarnation=1, job_id=9, task_id=1, attempt=1))
+    stale = cp.wait_for(TaskEnded, lambda e: e.job_id == 9 and e.attempt == 1)
+    assert stale.canceled and stale.exit_code is None  # never ran here: reported canceled
+    assert process_alive(pid)
+    assert agent.running == ["9.1.2"]
+
+
+def test_background_leftovers_of_an_ended_task_are_killed(agent, cp):
+    cp.send(run_task(10, "sleep 30 & echo $!"))
+    ended = cp.ended(10)
+    assert ended.exit_code == 0
+    leftover = int(ended.output.strip())
+    wait_until(lambda: not process_alive(leftover), timeout=20.0, what="the background sleep gone")

@@ -1,0 +1,90 @@
+"""``hpc job`` and ``hpc task``: views, tables, paging, hold/release/modify, output, cancel.
+
+Against the stand-in control plane of tests/cli_fixtures.py (canned JSON, recorded requests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tests.cli_fixtures import StandIn, canned_job, hpc
+
+# --- reading ------------------------------------------------------------------
+
+
+def test_view_json_passes_the_api_json_through(api: StandIn) -> None:
+    result = hpc("job", "view", "3", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == canned_job(
+        3, taskCounts={"Queued": 2, "Running": 1, "Finished": 1}
+    )
+
+
+def test_tables_show_jobs_tasks_and_nodes(api: StandIn) -> None:
+    jobs = hpc("job", "list", "--state", "running")
+    assert jobs.exit_code == 0 and "job2" in jobs.stdout and "Running" in jobs.stdout
+    assert api.requests[-1]["query"] == {"state": "Running", "limit": "100"}
+    view = hpc("job", "view", "3")
+    assert "Normal" in view.stdout and "Finished 1" in view.stdout
+    tasks = hpc("task", "list", "1")
+    assert tasks.exit_code == 0 and "onprem-1" in tasks.stdout and "Output" in tasks.stdout
+    nodes = hpc("node", "list")
+    assert nodes.exit_code == 0 and "OnPremNodes" in nodes.stdout and "Online" in nodes.stdout
+    assert hpc("node", "list", "--json").stdout.count('"freeCores": 1') == 1
+
+
+def test_task_list_shows_a_first_page_unless_asked_for_more(api: StandIn) -> None:
+    first = hpc("task", "list", "5")
+    assert first.exit_code == 0
+    assert first.stdout.count("big[") == 100 and "big[101]" not in first.stdout
+    assert "first 100 tasks shown; --limit N or --all for more" in first.stderr
+    assert hpc("task", "list", "5", "--limit", "10").stdout.count("big[") == 10
+    before = len(api.requests)
+    everything = hpc("task", "list", "5", "--all")
+    assert everything.stdout.count("big[") == 250 and "first" not in everything.stderr
+    pages = [r["query"] for r in api.requests[before:] if r["path"] == "/api/jobs/5/tasks"]
+    assert pages == [{"after": "0", "limit": "1000"}]
+
+
+def test_job_hold_release_and_modify_call_their_routes(api: StandIn) -> None:
+    held = hpc("job", "hold", "3", "--until", "2026-12-01T14:00")
+    assert held.exit_code == 0 and "held (hpc job release 3)" in held.stdout
+    assert api.requests[-1]["path"] == "/api/jobs/3/hold"
+    assert api.requests[-1]["body"] == {"until": "2026-12-01T14:00"}
+    assert hpc("job", "hold", "3", "--until", "soon").exit_code == 2
+    assert hpc("job", "release", "3").exit_code == 0
+    assert api.requests[-1]["path"] == "/api/jobs/3/release"
+    modified = hpc("job", "modify", "3", "--priority", "highest")
+    assert modified.exit_code == 0
+    assert api.requests[-1]["method"] == "PATCH" and api.requests[-1]["body"] == {
+        "priority": "Highest"
+    }
+
+
+def test_job_submit_array_and_depends_on(api: StandIn) -> None:
+    result = hpc("job", "submit", "--array", "1-100%10", "--depends-on", "4", "--", "echo *")
+    assert result.exit_code == 0, result.stderr
+    [spec] = api.posted("/api/jobs")[-1:]
+    assert spec["maxConcurrent"] == 10 and spec["dependsOn"] == [4]
+    assert spec["tasks"] == [
+        {"command": "echo *", "cores": 1, "sweep": "1-100", "workDir": os.getcwd()}
+    ]
+
+
+def test_task_view_says_why_a_queued_task_waits(api: StandIn) -> None:
+    view = hpc("task", "view", "1", "2")
+    assert view.exit_code == 0
+    assert "Waiting" in view.stdout and "waiting for 8 free core(s)" in view.stdout
+    assert "0:02:00" in view.stdout  # its runtime limit
+
+
+def test_task_output_prints_the_requested_stream(api: StandIn) -> None:
+    assert hpc("task", "output", "1", "1").stdout == "stdout of task\n"
+    assert hpc("task", "output", "1", "1", "--stream", "stderr").stdout == "stderr of task\n"
+
+
+def test_cancel_and_requeue_show_the_new_state(api: StandIn) -> None:
+    assert "Canceling" in hpc("job", "cancel", "5").stdout
+    assert "Queued" in hpc("job", "requeue", "5").stdout
+    assert [r["path"] for r in api.requests] == ["/api/jobs/5/cancel", "/api/jobs/5/requeue"]
