@@ -53,8 +53,8 @@ from shared.domain.growshrink import (
     next_backoff,
 )
 from shared.domain.models import Node, Task
+from shared.domain.power import OFF_STATES, ComputeError, PowerState
 from shared.domain.states import NodeState
-from shared.ports.compute import OFF_STATES, ComputeError, PowerState
 
 # ------------------------------------------------------------------ in / out
 

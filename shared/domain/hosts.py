@@ -15,14 +15,57 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
 from shared.domain.models import Host, Node, Task
 from shared.domain.states import NodeState
 
 
-def held(task: Task) -> list[Host]:
+class Seat(NamedTuple):
+    """One node of a Holding and the cores held there (a Host without the model's cost)."""
+
+    node: str
+    cores: int
+    incarnation: int | None = None
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What an active task holds, and until when: all a scheduler pass needs of the tasks
+    that run (free cores, EASY's projection, maxConcurrent counts), read from the store
+    without loading whole task documents (:meth:`Store.holdings`)."""
+
+    job_id: int
+    task_id: int
+    hosts: tuple[Seat, ...]
+    runtime_limit_s: int | None = None
+    since: datetime | None = None
+    """When its attempt started (else was dispatched): it ends by since + runtime limit."""
+
+    @property
+    def until(self) -> float | None:
+        if self.runtime_limit_s is None or self.since is None:
+            return None
+        return self.since.timestamp() + self.runtime_limit_s
+
+
+def holding_of(task: Task) -> Holding:
+    return Holding(
+        task.job_id,
+        task.id,
+        tuple(Seat(h.node, h.cores, h.incarnation) for h in held(task)),
+        task.runtime_limit_s,
+        task.start_time or task.dispatch_time,
+    )
+
+
+def held(task: Task | Holding) -> Sequence[Host | Seat]:
     """The nodes and cores the task's current attempt holds (none before dispatch). A task
     dispatched before hosts were recorded holds ``cores`` on ``node``."""
+    if isinstance(task, Holding):
+        return task.hosts
     if task.hosts:
         return list(task.hosts)
     if task.node is None:
@@ -30,7 +73,7 @@ def held(task: Task) -> list[Host]:
     return [Host(node=task.node, cores=task.cores, incarnation=task.incarnation)]
 
 
-def used_cores(active: Iterable[Task]) -> dict[str, int]:
+def used_cores(active: Iterable[Task | Holding]) -> dict[str, int]:
     """Cores the active tasks hold on each node, on every node they hold."""
     used: dict[str, int] = defaultdict(int)
     for task in active:
@@ -44,7 +87,7 @@ def granted_cores(task: Task) -> int:
     return sum(h.cores for h in held(task))
 
 
-def host_list(hosts: Sequence[Host]) -> str:
+def host_list(hosts: Sequence[Host | Seat]) -> str:
     """HPC_NODES: ``name:cores`` per node, comma-separated, the first node first. It is the
     form Open MPI's ``--host`` takes (``mpirun -np $HPC_TASK_CORES --host $HPC_NODES``)."""
     return ",".join(f"{h.node}:{h.cores}" for h in hosts)

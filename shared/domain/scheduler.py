@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Literal
 
 from shared.domain.capacity import FreeCores, Space, eligible
-from shared.domain.hosts import held
+from shared.domain.hosts import Holding, held
 from shared.domain.models import Host, Node, Task
 from shared.domain.states import NODE_SCHEDULABLE
 
@@ -294,7 +294,7 @@ def plan(
     nodes: Sequence[Node],
     used: Mapping[str, int],
     *,
-    running: Sequence[Task] = (),
+    running: Sequence[Task | Holding] = (),
     now: datetime | None = None,
     policy: Policy = "easy",
 ) -> list[Placement]:
@@ -320,7 +320,9 @@ def plan(
     return out
 
 
-def _until(task: Task) -> float | None:
+def _until(task: Task | Holding) -> float | None:
+    if isinstance(task, Holding):
+        return task.until
     if task.runtime_limit_s is None or task.dispatch_time is None:
         return None
     start = task.start_time or task.dispatch_time

@@ -1,1 +1,2 @@
-"""The ports: Store, Bus, Output. Each has an embedded adapter (shared/adapters) and an Azure one."""
+"""The ports: Store, Bus and BusAdmin, Output, Compute. Each has an embedded adapter and an
+Azure one (shared/adapters), and one contract suite both pass (tests/contract)."""

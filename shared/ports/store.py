@@ -29,6 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 
+from shared.domain.hosts import Holding, holding_of
 from shared.domain.models import Job, Meta, Node, NodeGroup, Principal, Record, Task, TaskRange
 from shared.domain.states import JobState, TaskState
 
@@ -162,6 +163,12 @@ class Store(ABC):
     @abstractmethod
     def active_tasks(self, *, node: str | None = None) -> list[Task]:
         """Tasks that hold cores (Dispatching or Running), of one node or all."""
+
+    def holdings(self) -> list[Holding]:
+        """What every active task holds and until when (:class:`Holding`), for the scheduler
+        pass: the same facts as :meth:`active_tasks`, without whole documents. Adapters may
+        read them more cheaply; this default derives them from the documents."""
+        return [holding_of(t) for t in self.active_tasks()]
 
     @abstractmethod
     def commit(

@@ -42,7 +42,7 @@ def schedule_pass(deps: Deps) -> int:
     PASS_BUDGET (between two commits), kicking the next pass if work is left."""
     started = deps.clock()
     nodes = [n for n in deps.store.list_nodes() if n.incarnation > 0]
-    active = deps.store.active_tasks()
+    active = deps.store.holdings()
     used = used_cores(active)
     free = sum(max(f, 0) for f in scheduler.free_cores(nodes, used).values())
     if free == 0:

@@ -195,7 +195,7 @@ def list_groups(deps: Deps) -> list[NodeGroup]:
     return deps.store.list_groups()
 
 
-def used_cores(active: Iterable[Task]) -> dict[str, int]:
+def used_cores(active: Iterable[Task | hosts.Holding]) -> dict[str, int]:
     """Cores each node's active tasks hold: the store's accounting, not the agents' word.
     A multi-node task's cores count on every node it holds."""
     return defaultdict(int, hosts.used_cores(active))

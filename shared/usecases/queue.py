@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from shared.domain import eligibility, taskgraph
+from shared.domain.hosts import Holding
 from shared.domain.models import Job, Task, TaskRange
 from shared.domain.states import JobState
 from shared.errors import NotFound
@@ -34,7 +35,7 @@ def order(task: Task) -> tuple[int, datetime, int, int]:
     return (-task.priority, task.submit_time, task.job_id, task.id)
 
 
-def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task]) -> list[Task]:
+def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) -> list[Task]:
     """Up to ``limit`` queued tasks that may start now as far as their jobs go (the scheduler
     then decides where cores allow), in scheduling order."""
     running = Counter(t.job_id for t in active)

@@ -1,0 +1,47 @@
+"""The Store contract for ``holdings()``: what each active task holds and until when, the
+same facts ``active_tasks()`` gives, whether an adapter reads them from whole documents
+(the port's default, Cosmos) or from a few fields (SQLite's json_extract)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.domain.hosts import Holding, Seat, holding_of
+from shared.domain.models import Host
+from shared.domain.states import TaskState
+from shared.ports.store import Store
+from tests.contract.store_fixtures import T0, add_job
+
+
+def test_holdings_are_the_active_tasks_hosts_and_projected_ends(store: Store) -> None:
+    job, (wide, legacy, timed, queued, done) = add_job(store, 5)
+    wide.move_to(TaskState.DISPATCHING, now=T0)
+    wide.node, wide.runtime_limit_s = "n1", 600
+    wide.hosts = [Host(node="n1", cores=4, incarnation=2), Host(node="n2", cores=4, incarnation=7)]
+    wide.move_to(TaskState.RUNNING, now=T0 + timedelta(seconds=5, microseconds=250))
+    legacy.move_to(TaskState.DISPATCHING, now=T0)  # dispatched before hosts were recorded
+    legacy.node, legacy.cores, legacy.incarnation = "n3", 2, 1
+    timed.move_to(TaskState.DISPATCHING, now=T0 + timedelta(seconds=9))
+    timed.node, timed.runtime_limit_s = "n2", 60
+    timed.hosts = [Host(node="n2", cores=1, incarnation=7)]
+    done.move_to(TaskState.DISPATCHING, now=T0)
+    done.move_to(TaskState.RUNNING, now=T0)
+    done.move_to(TaskState.FINISHED, now=T0)
+    store.commit(job=job, tasks=[wide, legacy, timed, done])
+
+    got = sorted(store.holdings(), key=lambda h: h.task_id)
+    assert got == sorted((holding_of(t) for t in store.active_tasks()), key=lambda h: h.task_id)
+    by_id = {h.task_id: h for h in got}
+    assert set(by_id) == {wide.id, legacy.id, timed.id}  # not the queued or the finished one
+    assert [(h.node, h.cores) for h in by_id[wide.id].hosts] == [("n1", 4), ("n2", 4)]
+    assert by_id[wide.id].until == (T0 + timedelta(seconds=605, microseconds=250)).timestamp()
+    assert by_id[legacy.id].hosts == (Seat("n3", 2, 1),)
+    assert by_id[legacy.id].until is None  # no runtime limit: no projected end
+    assert by_id[timed.id].until == (T0 + timedelta(seconds=69)).timestamp()
+    assert queued.state is TaskState.QUEUED
+
+
+def test_no_active_task_no_holdings(store: Store) -> None:
+    add_job(store, 3)
+    assert store.holdings() == []
+    assert Holding(1, 1, ()).until is None
