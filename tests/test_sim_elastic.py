@@ -4,6 +4,7 @@ and scheduler, against node-hours and waits worked out by hand."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 
@@ -103,6 +104,42 @@ def test_keep_never_starts_a_node_for_its_pool():
     assert 4 < keep.plan(3600, 3, 1, 9).min_nodes <= 9
 
 
+def test_anticipate_starts_nodes_ahead_only_while_the_forecast_is_confident():
+    busy = AdaptivePool(180, 100, idle_s=0, boots=False, start_headroom=0.5)
+    quiet = AdaptivePool(180, 100, idle_s=0, boots=False, start_headroom=0.5)
+    for t in range(0, 3600, 60):  # a node a minute: ~1.9 nodes expected per boot delay
+        busy.arrived(t, 1)
+    for t in range(0, 3600, 600):  # a node every 10 min: ~0.18
+        quiet.arrived(t, 1)
+    # 3 run, none idle: busy starts ceil(0.5 x 1.9) = 1 ahead, quiet only keeps what runs
+    assert busy.plan(3600, 3, 0, 3).min_nodes == 4
+    assert quiet.plan(3600, 3, 0, 3).min_nodes == 3
+    # with no more arrivals the forecast decays: following changes_at, the start-ahead
+    # pool goes when less than one node is expected per boot delay, and not before
+    t = 3600.0
+    while busy.plan(t, 3, 0, 3).min_nodes == 4:
+        assert busy.forecast.rate_at(t) * 180 >= 1
+        after = busy.changes_at(t)
+        assert t < after < math.inf
+        t = after
+    assert busy.plan(t, 3, 0, 3).min_nodes == 3
+    assert 0.99 < busy.forecast.rate_at(t) * 180 < 1
+
+
+def test_anticipate_waits_less_than_keep_when_no_node_is_ever_released_in_time():
+    # a one-node job every minute for 2 h, each running 3 h: no job ends while they come, so
+    # keep boots one node per job and each waits the boot delay; anticipate, once about a
+    # node is expected per boot delay, has a node up before the next job comes
+    jobs = [SwfJob(k, k * 60, 10800, 1, 10800) for k in range(120)]
+    keep, _ = elastic(jobs, idle=parse_idle_policy("keep"), nodes=200, boot_delay_s=180)
+    ahead, _ = elastic(jobs, idle=parse_idle_policy("anticipate"), nodes=200, boot_delay_s=180)
+    assert keep.mean_wait_s == 180 and keep.node_starts == 120
+    assert ahead.mean_wait_s < 120
+    # the nodes it started ahead were used: at most the last forecast's one or two are spare
+    assert ahead.node_starts <= 122
+    assert ahead.node_hours < keep.node_hours * 1.01
+
+
 def _random_workload(seed: int) -> tuple[list[SwfJob], int, int, float]:
     rng = random.Random(seed)
     t, jobs = 0, []
@@ -118,7 +155,7 @@ def _random_workload(seed: int) -> tuple[list[SwfJob], int, int, float]:
 def test_the_replay_shortcuts_change_no_decision(seed):
     # whole_view: the autoscaler runs at every event and sees every node and queued task
     jobs, cpn, nodes, boot = _random_workload(seed)
-    for text in ("fixed:0", "fixed:60", "adaptive:0", "adaptive", "keep"):
+    for text in ("fixed:0", "fixed:60", "adaptive:0", "adaptive", "keep", "anticipate"):
         idle = parse_idle_policy(text)
         fast, fast_starts = elastic(
             jobs, idle=idle, nodes=nodes, cores_per_node=cpn, boot_delay_s=boot
@@ -137,6 +174,9 @@ def test_idle_policies_parse():
     assert parse_idle_policy("adaptive:30").idle_s == 30
     assert parse_idle_policy("keep").name == "keep"
     assert parse_idle_policy("keep:60").name == "keep:60"
+    assert parse_idle_policy("anticipate").name == "anticipate"
+    assert parse_idle_policy("anticipate").start_headroom == 0.5
+    assert parse_idle_policy("anticipate:30").idle_s == 30
     for bad in ("fixed", "fixed:x", "lazy", "fixed:-1"):
         with pytest.raises(ValueError):
             parse_idle_policy(bad)

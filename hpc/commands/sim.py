@@ -37,8 +37,8 @@ def sim_replay(
     idle_policy: Annotated[
         str,
         typer.Option(
-            help="--elastic: fixed:SECONDS, adaptive[:SECONDS] or keep[:SECONDS] "
-            "(see shared/domain/warmpool.py)."
+            help="--elastic: fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS] or "
+            "anticipate[:SECONDS] (see shared/domain/warmpool.py)."
         ),
     ] = "keep",
     frontier: Annotated[

@@ -10,7 +10,10 @@ timer in the cluster could ask the same object before its run.
 - :class:`FixedIdle`: HPC Pack's plain rule: no floor, stop a node idle for S seconds.
 - :class:`AdaptivePool`: a warm pool sized from an exponentially weighted arrival rate
   of node demand, ``min_nodes = nodes in use + nodes the queue waits for + pool``.
-  With ``boots=False`` (``keep``) the pool is only kept from nodes already up.
+  With ``boots=False`` (``keep``) the pool is only kept from nodes already up;
+  ``start_headroom`` > 0 (``anticipate``) also starts that many x the demand expected
+  within one boot delay, but only while at least ``start_min_expected`` nodes are expected
+  in it (a confident forecast: starting ahead then costs only the short idle before use).
 
 Why ``keep`` is sound on any workload: a node released by an ended job costs nothing to
 reuse, and keeping it idle for the next boot delay pays off when a request is likely to
@@ -139,19 +142,45 @@ class AdaptivePool:
     tau_s: float = 3600.0
     boots: bool = True
     """False: the pool only keeps nodes already up (never starts one for it)."""
+    start_headroom: float = 0.0
+    """With ``boots=False``: nodes started ahead, as a multiple of the demand expected
+    within one boot delay (0: none)."""
+    start_min_expected: float = 1.0
+    """Nodes are started ahead only while at least this many are expected per boot delay."""
 
     def __post_init__(self) -> None:
         self.forecast = DemandForecast(tau_s=self.tau_s)
         self.pool = WarmPool(self.boot_delay_s, headroom=self.headroom, max_pool=self.max_nodes)
+        self.ahead = WarmPool(
+            self.boot_delay_s, headroom=self.start_headroom, max_pool=self.max_nodes
+        )
 
     def arrived(self, now: float, nodes: int) -> None:
         self.forecast.observe(now, nodes)
 
     def plan(self, now: float, in_use: int, waiting: int, up: int) -> Plan:
-        pool = self.pool.size(self.forecast.rate_at(now))
+        rate = self.forecast.rate_at(now)
+        pool = self.pool.size(rate)
         if not self.boots:
             pool = min(pool, max(0, up - in_use - waiting))
+            if self._confident(rate):
+                pool = max(pool, self.ahead.size(rate))
         return Plan(min_nodes(in_use, waiting, pool, self.max_nodes), self.idle_s)
 
     def changes_at(self, now: float) -> float:
-        return self.pool.shrinks_at(self.forecast, now)
+        at = self.pool.shrinks_at(self.forecast, now)
+        rate = self.forecast.rate_at(now)
+        if not self.boots and self._confident(rate):
+            at = min(at, self.ahead.shrinks_at(self.forecast, now))
+            # the forecast stops being confident when the rate decays to the threshold
+            limit = self.start_min_expected / self.boot_delay_s
+            if rate >= limit:
+                at = min(at, now + self.forecast.tau_s * math.log(rate / limit) + 1e-6)
+        return at
+
+    def _confident(self, rate: float) -> bool:
+        return (
+            self.start_headroom > 0
+            and self.start_min_expected > 0
+            and rate * self.boot_delay_s >= self.start_min_expected
+        )

@@ -23,6 +23,9 @@ Idle policies (:class:`IdlePolicy`, the rules in :mod:`shared.domain.warmpool`):
 - ``keep`` (``keep:S``, the default): the same pool, but only kept from nodes already up
   (released by ended jobs), never started for; nodes beyond it stop after S seconds
   (default 0).
+- ``anticipate`` (``anticipate:S``): ``keep``, and while the forecast expects at least one
+  node per boot delay, nodes started ahead up to half the demand expected within one boot
+  delay (a confident forecast: a node started ahead then idles briefly before it is used).
 
 The oracle is the trace's core-hours over cores per node: nodes that are up exactly while
 they run work. Each job's figures (wait, bounded slowdown with tau 10 s) are as in
@@ -62,20 +65,28 @@ FRONTIER_S: tuple[int, ...] = (60, 120, 300, 600, 900, 1800)
 ADAPTIVE_IDLE_S = 60
 KEEP_IDLE_S = 0
 KEEP_HEADROOM = 2.0
+ANTICIPATE_START_HEADROOM = 0.5
 _OFFLINE = NodeState.OFFLINE
 
 
 @dataclass(frozen=True)
 class IdlePolicy:
-    kind: Literal["fixed", "adaptive", "keep"]
+    kind: Literal["fixed", "adaptive", "keep", "anticipate"]
     idle_s: int
     """fixed: the idle time before a stop; adaptive: that of nodes beyond the warm pool."""
     headroom: float = 2.0
     tau_s: float = 3600.0
+    start_headroom: float = 0.0
+    """anticipate: nodes started ahead, x the demand expected within one boot delay."""
 
     @property
     def name(self) -> str:
-        default = {"fixed": None, "adaptive": ADAPTIVE_IDLE_S, "keep": KEEP_IDLE_S}[self.kind]
+        default = {
+            "fixed": None,
+            "adaptive": ADAPTIVE_IDLE_S,
+            "keep": KEEP_IDLE_S,
+            "anticipate": KEEP_IDLE_S,
+        }[self.kind]
         return self.kind if self.idle_s == default else f"{self.kind}:{self.idle_s}"
 
     def build(self, boot_delay_s: float, max_nodes: int) -> IdleSizing:
@@ -89,11 +100,13 @@ class IdlePolicy:
             headroom=self.headroom,
             tau_s=self.tau_s,
             boots=self.kind == "adaptive",
+            start_headroom=self.start_headroom,
         )
 
 
 def parse_idle_policy(text: str) -> IdlePolicy:
-    """``fixed:300`` (seconds), ``adaptive`` or ``adaptive:60``; ValueError otherwise."""
+    """``fixed:300`` (seconds), ``adaptive[:60]``, ``keep[:0]`` or ``anticipate[:0]``;
+    ValueError otherwise."""
     kind, _, arg = text.strip().partition(":")
     if kind == "fixed" and arg:
         seconds = _seconds(arg, text)
@@ -102,8 +115,14 @@ def parse_idle_policy(text: str) -> IdlePolicy:
         return IdlePolicy("adaptive", _seconds(arg, text) if arg else ADAPTIVE_IDLE_S)
     if kind == "keep":
         return IdlePolicy("keep", _seconds(arg, text) if arg else KEEP_IDLE_S, KEEP_HEADROOM)
+    if kind == "anticipate":
+        seconds = _seconds(arg, text) if arg else KEEP_IDLE_S
+        return IdlePolicy(
+            "anticipate", seconds, KEEP_HEADROOM, start_headroom=ANTICIPATE_START_HEADROOM
+        )
     raise ValueError(
-        f"idle policy must be fixed:SECONDS, adaptive[:SECONDS] or keep[:SECONDS], got {text!r}"
+        "idle policy must be fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS] or "
+        f"anticipate[:SECONDS], got {text!r}"
     )
 
 
