@@ -127,3 +127,24 @@ def test_an_evicted_spot_node_has_its_tasks_requeued_by_the_next_autoscaler_run(
     assert [(t.state, t.attempt, t.node) for t in tasks] == [(TaskState.QUEUED, 1, None)] * 2
     assert all("evicted" in (t.error or "") for t in tasks)
     assert [t.requeue_count for t in tasks] == [0, 0]  # an eviction uses up no retry
+
+
+def test_stopping_a_node_a_multi_node_task_holds_drains_it_even_if_it_is_not_the_first(
+    cp, provider
+):
+    """The second node of a 2-node (MPI) task runs no process of it, but its cores are held:
+    a stop drains it (no VM stop under a running task)."""
+    managed(cp)
+    nodes = cp.add_nodes("AzureNodes", 2)
+    for n in nodes:
+        provider.faults.never_joins.add(n.name)  # its "VM" runs; the doubles are the agents
+    cp.node_action("start", [n.name for n in nodes])
+    for n in nodes:
+        assert AgentDouble(cp, n.name, cores=2, groups=("AzureNodes",)).register().accepted
+    job = cp.submit({"command": "mpirun x", "nodeGroups": ["AzureNodes"], "nodes": 2, "cores": 2})
+    assert cp.schedule_pass() == 1
+    [task] = cp.list_tasks(job.id)
+    second = task.hosts[1].node
+    assert second != task.node
+    [stopped] = cp.node_action("stop", [second])
+    assert stopped.state is NodeState.DRAINING

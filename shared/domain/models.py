@@ -11,9 +11,9 @@ State changes go through :meth:`Job.move_to` / :meth:`Task.move_to` /
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 from shared.domain.states import JobState, NodeState, TaskState, check_transition
@@ -21,6 +21,24 @@ from shared.domain.states import JobState, NodeState, TaskState, check_transitio
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive means UTC; any other zone is converted (records hold UTC only)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _fixed_width(moment: datetime) -> str:
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+UtcTime = Annotated[
+    datetime,
+    AfterValidator(_utc),
+    PlainSerializer(_fixed_width, return_type=str, when_used="json"),
+]
+"""A record's time: always UTC, written in one fixed width (``2026-01-01T12:00:00.500000Z``)
+so that stored times compare and sort as text the way they do as times."""
 
 
 class Record(BaseModel):
@@ -73,7 +91,7 @@ class Job(Record):
     """At most this many of its tasks run at once (Slurm's --array ...%N)."""
     held: bool = False
     """Held by a user (hpc job hold) until released."""
-    hold_until: datetime | None = None
+    hold_until: UtcTime | None = None
     """Not scheduled before this time."""
     depends_on: list[int] = Field(default_factory=list)
     """Jobs that must Finish before any of its tasks starts."""
@@ -86,9 +104,9 @@ class Job(Record):
     steps: dict[str, Step] = Field(default_factory=dict)
     """Per task name that other tasks depend on: how many have not ended, how many failed."""
     """Task state -> number of tasks; moved in the same transaction as the task."""
-    submit_time: datetime = Field(default_factory=utcnow)
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    submit_time: UtcTime = Field(default_factory=utcnow)
+    start_time: UtcTime | None = None
+    end_time: UtcTime | None = None
     error: str | None = None
 
     def move_to(self, target: JobState, *, now: datetime | None = None) -> None:
@@ -179,7 +197,7 @@ class Task(Record):
     """Copied from the job so that the scheduler reads tasks alone."""
     node_groups: list[str] = Field(default_factory=list)
     """Copied from the job."""
-    submit_time: datetime = Field(default_factory=utcnow)
+    submit_time: UtcTime = Field(default_factory=utcnow)
     node: str | None = None
     hosts: list[Host] = Field(default_factory=list)
     """Every node the current attempt holds and its granted cores (the first is ``node``)."""
@@ -198,9 +216,9 @@ class Task(Record):
     output: str | None = None
     """The tail of stdout (at most 4,000 characters, as HPC Pack keeps); full output is in the Output store."""
     error: str | None = None
-    dispatch_time: datetime | None = None
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    dispatch_time: UtcTime | None = None
+    start_time: UtcTime | None = None
+    end_time: UtcTime | None = None
 
     @property
     def key(self) -> str:
@@ -246,7 +264,7 @@ class TaskRange(Record):
     """Tasks are named ``<prefix>[<index>]`` (None: all take the template's name)."""
     cursor: int = 0
     """Tasks first_id .. first_id + cursor - 1 exist as Task records."""
-    canceled_time: datetime | None = None
+    canceled_time: UtcTime | None = None
     """Set when the tasks not created yet were canceled (the job was canceled)."""
     canceled_reason: str | None = None
     """Why, when the cluster canceled them (e.g. a prerequisite task failed)."""
@@ -310,7 +328,7 @@ class Node(Record):
     spot: bool = False
     """A Spot VM (``hpc node add --spot``): cheaper, and the cloud may evict it at any time;
     its tasks are then requeued at once."""
-    last_heartbeat: datetime | None = None
+    last_heartbeat: UtcTime | None = None
     incarnation: int = 0
     """Raised by one at every accepted agent registration (0: never registered). Assignments
     and events carry it; anything from an earlier incarnation changes nothing."""
@@ -318,11 +336,11 @@ class Node(Record):
     """The agent process holding the node (its replies session)."""
     host_id: str | None = None
     """The machine and state folder of that agent (see RegisterNode.host_id)."""
-    agent_started_at: datetime | None = None
-    missing_since: dict[str, datetime] = Field(default_factory=dict)
+    agent_started_at: UtcTime | None = None
+    missing_since: dict[str, UtcTime] = Field(default_factory=dict)
     """Running attempts its heartbeats stopped listing, since when (a lost TaskEnded)."""
     state_reason: str | None = None
-    state_time: datetime = Field(default_factory=utcnow)
+    state_time: UtcTime = Field(default_factory=utcnow)
 
     def move_to(
         self, target: NodeState, *, reason: str | None = None, now: datetime | None = None

@@ -173,8 +173,9 @@ def stop_nodes(
 ) -> list[Node]:
     """Running tasks finish first: a busy node is Draining and stops once empty."""
     out = []
+    holding = {seat.node for h in deps.store.holdings() for seat in h.hosts}
     for node in _nodes(deps, names):
-        busy = bool(deps.store.active_tasks(node=node.name))
+        busy = node.name in holding  # any node of a running task, not only its first
         if busy or node.provider in (None, "onprem"):
             out.append(drain_node(deps, node, reason=reason))
         else:
