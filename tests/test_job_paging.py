@@ -109,3 +109,18 @@ def test_cancel_walks_the_tasks_of_a_job_page_by_page(api, monkeypatch) -> None:
     job = cp.cancel_job(job_id)
     assert job.state.value == "Canceled" and job.task_counts == {"Canceled": 8}
     assert calls and max(calls) <= 3
+
+
+def test_the_control_planes_own_walks_over_jobs_read_every_page(tmp_path, monkeypatch):
+    """The reconciler and the "jobs ahead" reason read every queued job a page at a time:
+    with pages of 3, seven jobs are all seen, newest first, each once."""
+    from shared.domain.states import JobState
+    from shared.usecases import deps as deps_module
+    from tests.test_control import Clock, make_cp, register
+
+    cp = make_cp(tmp_path, Clock())
+    register(cp, "n1")
+    ids = [cp.submit({"command": "x"}).id for _ in range(7)]
+    monkeypatch.setattr(deps_module, "JOB_PAGE", 3)
+    seen = [j.id for j in deps_module.all_jobs(cp.store, [JobState.QUEUED])]
+    assert seen == sorted(ids, reverse=True)

@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -21,6 +21,8 @@ from shared.domain.messages import (
     Message,
     RunTask,
 )
+from shared.domain.models import Job
+from shared.domain.states import JobState
 from shared.errors import Conflict
 from shared.ports.bus import Bus, OutgoingMessage
 from shared.ports.compute import ComputeProvider
@@ -114,3 +116,16 @@ class Deps:
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+JOB_PAGE = 1000
+
+
+def all_jobs(store: Store, states: Sequence[JobState]) -> Iterator[Job]:
+    """Every job in these states, newest first, read a page at a time (by id, no OFFSET)."""
+    before: int | None = None
+    while page := store.list_jobs(states=states, limit=JOB_PAGE, before=before):
+        yield from page
+        if len(page) < JOB_PAGE:
+            return
+        before = page[-1].id

@@ -13,7 +13,7 @@ from shared.domain.states import JobState, TaskState
 from shared.errors import NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, Stream
 from shared.usecases import sweeps
-from shared.usecases.deps import Deps
+from shared.usecases.deps import Deps, all_jobs
 
 
 def get_job(deps: Deps, job_id: int) -> Job:
@@ -80,9 +80,7 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
             reason = pending.pending_reason(task, nodes, used)
             if reason is not None and reason.startswith("waiting for") and job is not None:
                 if waiting is None:  # read once, only if some task waits for cores
-                    waiting = deps.store.list_jobs(
-                        states=[JobState.QUEUED, JobState.RUNNING], limit=10_000
-                    )
+                    waiting = list(all_jobs(deps.store, [JobState.QUEUED, JobState.RUNNING]))
                 reason = pending.behind(job, waiting, reason)
         if reason is not None:
             out[(task.job_id, task.id)] = reason

@@ -21,7 +21,7 @@ from shared.domain.states import JobState, NodeState
 from shared.errors import Conflict, NotFound
 from shared.usecases import taskdeps
 from shared.usecases.cancel import cancel_job
-from shared.usecases.deps import Deps
+from shared.usecases.deps import Deps, all_jobs
 from shared.usecases.losses import lose_attempts
 from shared.usecases.queries import job_states
 
@@ -75,7 +75,7 @@ def reconcile(deps: Deps) -> None:
     )
     _cancel_doomed_dependents(deps)
     deps.store.purge_unfinished_jobs(now - UNFINISHED_JOB_GRACE)
-    for job in deps.store.list_jobs(states=[JobState.QUEUED, JobState.RUNNING], limit=10_000):
+    for job in all_jobs(deps.store, [JobState.QUEUED, JobState.RUNNING]):
         if taskdeps.has_doomed(job):
             taskdeps.cancel_doomed_tasks(deps, job.id)
     deps.kick()  # level-triggered: queued work gets a pass at least once per run
@@ -83,9 +83,7 @@ def reconcile(deps: Deps) -> None:
 
 def _cancel_doomed_dependents(deps: Deps) -> None:
     """Queued jobs whose prerequisite ended other than Finished are canceled with that reason."""
-    waiting = [
-        j for j in deps.store.list_jobs(states=[JobState.QUEUED], limit=10_000) if j.depends_on
-    ]
+    waiting = [j for j in all_jobs(deps.store, [JobState.QUEUED]) if j.depends_on]
     if not waiting:
         return
     states = job_states(deps, {d for j in waiting for d in j.depends_on})
