@@ -31,7 +31,8 @@ from devhost.functions import (
 )
 from devhost.http import build_app
 from devhost.invoke import Invoker
-from devhost.servicebus import Listener, LockRenewer, listener_for
+from devhost.locks import LockRenewer
+from devhost.servicebus import Listener, listener_for
 from devhost.timers import TimerRunner
 from shared.ports.bus import Bus
 
