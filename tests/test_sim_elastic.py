@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from hpc.localcluster import hpc_command
+from shared.domain.skirental import SkiRental
 from shared.domain.warmpool import AdaptivePool, DemandForecast, WarmPool
 from shared.sim.elastic import IdlePolicy, elastic, parse_idle_policy
 from shared.sim.swf import SwfJob
@@ -155,7 +156,7 @@ def _random_workload(seed: int) -> tuple[list[SwfJob], int, int, float]:
 def test_the_replay_shortcuts_change_no_decision(seed):
     # whole_view: the autoscaler runs at every event and sees every node and queued task
     jobs, cpn, nodes, boot = _random_workload(seed)
-    for text in ("fixed:0", "fixed:60", "adaptive:0", "adaptive", "keep", "anticipate"):
+    for text in ("fixed:0", "fixed:60", "adaptive:0", "adaptive", "keep", "anticipate", "ski:3"):
         idle = parse_idle_policy(text)
         fast, fast_starts = elastic(
             jobs, idle=idle, nodes=nodes, cores_per_node=cpn, boot_delay_s=boot
@@ -168,6 +169,56 @@ def test_the_replay_shortcuts_change_no_decision(seed):
         assert (fast.node_starts, fast.peak_nodes) == (ref.node_starts, ref.peak_nodes), text
 
 
+@pytest.mark.parametrize(
+    ("gaps", "buy", "keep"),
+    [
+        ([], 100, 0),  # nothing seen yet: the default, stop at once
+        ([10] * 5, 100, 10),  # every gap short: keeping 10 s saves every boot
+        ([1000] * 5, 100, 0),  # every gap longer than a boot costs: stop at once
+        # 8 x 20 s and 2 x 5000 s, boot 100: keep 20 costs 160 + 2 x 120 = 400 < 10 x 100
+        ([20] * 8 + [5000] * 2, 100, 20),
+        ([20] * 2 + [5000] * 8, 100, 0),  # 40 + 8 x 120 = 1000 = 10 x 100: not better
+        ([30, 60, 90], 100, 90),  # keeping up to the longest gap pays: 180 < 300
+    ],
+)
+def test_ski_rental_keeps_an_idle_node_for_the_gap_of_least_mean_cost(gaps, buy, keep):
+    rental = SkiRental(buy)
+    for gap in gaps:
+        rental.observe(gap)
+    assert rental.keep_s() == keep
+
+
+def test_ski_rental_forgets_gaps_beyond_its_window():
+    rental = SkiRental(100, window=4)
+    for gap in [10, 10, 10, 10]:
+        rental.observe(gap)
+    assert rental.keep_s() == 10
+    for gap in [1000, 1000, 1000, 1000]:  # the short gaps leave the window
+        rental.observe(gap)
+    assert rental.keep_s() == 0
+    with pytest.raises(ValueError):
+        SkiRental(-1)
+
+
+def test_ski_learns_the_idle_gap_and_keeps_the_node_for_the_next_job():
+    # one node, boot 10 s, buy = 10 x (1 + 1) = 20 node-seconds, no warm pool. A runs 10-30;
+    # nothing seen yet, so the node stops at 30. B at 45 boots it again (Online 55): the
+    # stopped node's gap, 30 to 45 = 15 s < 20, is learnt, so after B (55-75) the node is
+    # kept 15 s and C at 88 (13 s later) starts at once. fixed:0 boots a third time for C.
+    jobs = [SwfJob(1, 0, 20, 1, 20), SwfJob(2, 45, 20, 1, 20), SwfJob(3, 88, 20, 1, 20)]
+    ski, starts = elastic(jobs, idle=IdlePolicy("ski", 0, 0.0), nodes=1, boot_delay_s=10)
+    assert starts == {1: 10, 2: 55, 3: 88}
+    assert ski.node_starts == 2
+    assert ski.node_hours == pytest.approx((30 + 63) / 3600)  # up 0-30 and 45-108
+    fixed, starts = elastic(jobs, idle=IdlePolicy("fixed", 0), nodes=1, boot_delay_s=10)
+    assert starts[3] == 98 and fixed.node_starts == 3
+    # the same gaps with a cheaper wait (buy = 10): keeping 15 s does not pay, C boots
+    cheap, starts = elastic(
+        jobs, idle=IdlePolicy("ski", 0, 0.0, wait_weight=0.0), nodes=1, boot_delay_s=10
+    )
+    assert starts[3] == 98 and cheap.node_starts == 3
+
+
 def test_idle_policies_parse():
     assert parse_idle_policy("fixed:300") == IdlePolicy("fixed", 300)
     assert parse_idle_policy("adaptive").name == "adaptive"
@@ -177,7 +228,10 @@ def test_idle_policies_parse():
     assert parse_idle_policy("anticipate").name == "anticipate"
     assert parse_idle_policy("anticipate").start_headroom == 0.5
     assert parse_idle_policy("anticipate:30").idle_s == 30
-    for bad in ("fixed", "fixed:x", "lazy", "fixed:-1"):
+    assert parse_idle_policy("ski").name == "ski"
+    assert parse_idle_policy("ski:3").wait_weight == 3
+    assert parse_idle_policy("ski:3").name == "ski:3"
+    for bad in ("fixed", "fixed:x", "lazy", "fixed:-1", "ski:x", "ski:-1", "ski:inf"):
         with pytest.raises(ValueError):
             parse_idle_policy(bad)
 

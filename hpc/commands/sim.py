@@ -37,8 +37,9 @@ def sim_replay(
     idle_policy: Annotated[
         str,
         typer.Option(
-            help="--elastic: fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS] or "
-            "anticipate[:SECONDS] (see shared/domain/warmpool.py)."
+            help="--elastic: fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS], "
+            "anticipate[:SECONDS] or ski[:WAIT_WEIGHT] (see shared/domain/warmpool.py "
+            "and skirental.py)."
         ),
     ] = "keep",
     frontier: Annotated[

@@ -57,6 +57,10 @@ class IdleSizing(Protocol):
         """When :meth:`plan` next changes if nothing arrives (inf: never)."""
         ...
 
+    def idle_gap(self, seconds: float) -> None:
+        """A node of the group was idle ``seconds`` before work needed it again (reused,
+        or, for a node stopped while idle, until a node next had to be started)."""
+
 
 @dataclass
 class FixedIdle:
@@ -72,6 +76,9 @@ class FixedIdle:
 
     def changes_at(self, now: float) -> float:
         return math.inf
+
+    def idle_gap(self, seconds: float) -> None:
+        return None
 
 
 @dataclass
@@ -157,6 +164,9 @@ class AdaptivePool:
 
     def arrived(self, now: float, nodes: int) -> None:
         self.forecast.observe(now, nodes)
+
+    def idle_gap(self, seconds: float) -> None:
+        return None
 
     def plan(self, now: float, in_use: int, waiting: int, up: int) -> Plan:
         rate = self.forecast.rate_at(now)

@@ -26,6 +26,9 @@ Idle policies (:class:`IdlePolicy`, the rules in :mod:`shared.domain.warmpool`):
 - ``anticipate`` (``anticipate:S``): ``keep``, and while the forecast expects at least one
   node per boot delay, nodes started ahead up to half the demand expected within one boot
   delay (a confident forecast: a node started ahead then idles briefly before it is used).
+- ``ski`` (``ski:W``): ``keep``'s pool, and nodes beyond it stop after the ski-rental keep
+  time of the group's last idle gaps (:mod:`shared.domain.skirental`; buy = boot delay x
+  (1 + W) node-seconds). The fleet reports each gap (:attr:`shared.sim.fleet.Fleet.gaps`).
 
 The oracle is the trace's core-hours over cores per node: nodes that are up exactly while
 they run work. Each job's figures (wait, bounded slowdown with tau 10 s) are as in
@@ -48,92 +51,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Literal
 
 from shared.domain.autoscaler import ClusterView, autoscale
 from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy, NodeMemory
 from shared.domain.models import Task
 from shared.domain.scheduler import Busy, Policy, schedule
 from shared.domain.states import NodeState
-from shared.domain.warmpool import AdaptivePool, FixedIdle, IdleSizing
 from shared.sim.fleet import GROUP, Fleet, dt, ts, visible
+from shared.sim.idle import IdlePolicy, parse_idle_policy
 from shared.sim.replay import TAU_S, Running, _request, start_jobs
 from shared.sim.swf import SwfJob
 
+__all__ = ["ElasticOutcome", "IdlePolicy", "elastic", "frontier", "parse_idle_policy"]
+
 FRONTIER_S: tuple[int, ...] = (60, 120, 300, 600, 900, 1800)
 """The fixed idle times whose figures frame a policy's (1, 2, 5, 10, 15 and 30 minutes)."""
-ADAPTIVE_IDLE_S = 60
-KEEP_IDLE_S = 0
-KEEP_HEADROOM = 2.0
-ANTICIPATE_START_HEADROOM = 0.5
 _OFFLINE = NodeState.OFFLINE
-
-
-@dataclass(frozen=True)
-class IdlePolicy:
-    kind: Literal["fixed", "adaptive", "keep", "anticipate"]
-    idle_s: int
-    """fixed: the idle time before a stop; adaptive: that of nodes beyond the warm pool."""
-    headroom: float = 2.0
-    tau_s: float = 3600.0
-    start_headroom: float = 0.0
-    """anticipate: nodes started ahead, x the demand expected within one boot delay."""
-
-    @property
-    def name(self) -> str:
-        default = {
-            "fixed": None,
-            "adaptive": ADAPTIVE_IDLE_S,
-            "keep": KEEP_IDLE_S,
-            "anticipate": KEEP_IDLE_S,
-        }[self.kind]
-        return self.kind if self.idle_s == default else f"{self.kind}:{self.idle_s}"
-
-    def build(self, boot_delay_s: float, max_nodes: int) -> IdleSizing:
-        """A fresh policy object (it remembers arrivals) for one replay."""
-        if self.kind == "fixed":
-            return FixedIdle(self.idle_s)
-        return AdaptivePool(
-            boot_delay_s,
-            max_nodes,
-            self.idle_s,
-            headroom=self.headroom,
-            tau_s=self.tau_s,
-            boots=self.kind == "adaptive",
-            start_headroom=self.start_headroom,
-        )
-
-
-def parse_idle_policy(text: str) -> IdlePolicy:
-    """``fixed:300`` (seconds), ``adaptive[:60]``, ``keep[:0]`` or ``anticipate[:0]``;
-    ValueError otherwise."""
-    kind, _, arg = text.strip().partition(":")
-    if kind == "fixed" and arg:
-        seconds = _seconds(arg, text)
-        return IdlePolicy("fixed", seconds)
-    if kind == "adaptive":
-        return IdlePolicy("adaptive", _seconds(arg, text) if arg else ADAPTIVE_IDLE_S)
-    if kind == "keep":
-        return IdlePolicy("keep", _seconds(arg, text) if arg else KEEP_IDLE_S, KEEP_HEADROOM)
-    if kind == "anticipate":
-        seconds = _seconds(arg, text) if arg else KEEP_IDLE_S
-        return IdlePolicy(
-            "anticipate", seconds, KEEP_HEADROOM, start_headroom=ANTICIPATE_START_HEADROOM
-        )
-    raise ValueError(
-        "idle policy must be fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS] or "
-        f"anticipate[:SECONDS], got {text!r}"
-    )
-
-
-def _seconds(arg: str, text: str) -> int:
-    try:
-        seconds = int(arg)
-    except ValueError:
-        raise ValueError(f"idle policy {text!r}: {arg!r} is not whole seconds") from None
-    if seconds < 0:
-        raise ValueError(f"idle policy {text!r}: seconds must be >= 0")
-    return seconds
 
 
 @dataclass(frozen=True)
@@ -220,7 +153,7 @@ def elastic(
             _, job_id = heapq.heappop(ends)
             done = running.pop(job_id)
             del busy[job_id]
-            fleet.released(done.nodes, done.cores)
+            fleet.released(done.nodes, done.cores, now)
         while boots and boots[0][0] == now:
             _, name = heapq.heappop(boots)
             if fleet.starting.get(name) == now:  # not the boot of an earlier start
@@ -240,11 +173,14 @@ def elastic(
             )
             queue = start_jobs(decision, queue, free, running, starts, ends, now, cpn)
             for s in decision.starts:
-                fleet.took(s.nodes)
+                fleet.took(s.nodes, now)
                 r = running[s.key]  # type: ignore[index]
                 busy[r.job.id] = [Busy(n, r.cores, r.start + r.job.limit) for n in r.nodes]
         if not (i < len(pending) or running or queue):
             break
+        for gap in fleet.gaps:
+            sizing.idle_gap(gap)
+        fleet.gaps.clear()
         waiting = sum(math.ceil(j.procs / min(j.procs, cpn)) for j in queue)
         plan = sizing.plan(now, len(fleet.held), waiting, len(fleet.up_since))
         # the autoscaler's run

@@ -4,6 +4,7 @@ of them the autoscaler must see in a run."""
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -50,6 +51,12 @@ class Fleet:
         self.up_since: dict[str, float] = {}
         self.node_seconds = 0.0
         self.starts = 0
+        self.idle_at: dict[str, float] = {}
+        """Idle nodes (all cores free) and since when."""
+        self._stopped_idle: list[float] = []
+        """Heap of minus the idle start of nodes stopped while idle, not yet needed again."""
+        self.gaps: list[float] = []
+        """Idle gaps seen since the caller last emptied it (see :meth:`IdleSizing.idle_gap`)."""
         self._spaces: dict[str, Space] = {}
 
     def space(self, name: str) -> Space:
@@ -60,18 +67,22 @@ class Fleet:
         space.free = self.free[name]
         return space
 
-    def took(self, names: Sequence[str]) -> None:
+    def took(self, names: Sequence[str], now: float) -> None:
         for n in names:
+            since = self.idle_at.pop(n, None)
+            if since is not None:
+                self.gaps.append(now - since)
             self.held.add(n)
             if self.free[n] <= 0:
                 self.open.discard(n)
 
-    def released(self, names: Sequence[str], cores: int) -> None:
+    def released(self, names: Sequence[str], cores: int, now: float) -> None:
         for n in names:
             self.free[n] += cores
             self.open.add(n)
             if self.free[n] >= self.cpn:
                 self.held.discard(n)
+                self.idle_at[n] = now
 
     def start(self, name: str, now: float, ready: float) -> None:
         self.offline.remove(name)
@@ -79,12 +90,16 @@ class Fleet:
         self.starting[name] = ready
         self.up_since[name] = now
         self.starts += 1
+        # the node stopped idle most recently would have served this start: its gap ends
+        if self._stopped_idle:
+            self.gaps.append(now + heapq.heappop(self._stopped_idle))
 
     def boot(self, name: str, now: float) -> None:
         del self.starting[name]
         self._move(name, _ONLINE, now)
         self.online.add(name)
         self.open.add(name)
+        self.idle_at[name] = now
 
     def stop(self, name: str, now: float) -> None:
         if self.free[name] < self.cpn:
@@ -92,6 +107,9 @@ class Fleet:
         self.online.discard(name)
         self.open.discard(name)
         self.starting.pop(name, None)
+        since = self.idle_at.pop(name, None)
+        if since is not None:
+            heapq.heappush(self._stopped_idle, -since)
         self._move(name, _OFFLINE, now)
         bisect.insort(self.offline, name)
         self.node_seconds += now - self.up_since.pop(name)
