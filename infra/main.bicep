@@ -173,7 +173,7 @@ var hpcSettings = {
   HPC_COSMOS_ENDPOINT: cosmos.outputs.endpoint
   HPC_COSMOS_DATABASE: cosmos.outputs.databaseName
   HPC_BUS: 'servicebus'
-  HPC_SERVICEBUS_NAMESPACE: serviceBus.outputs.fullyQualifiedNamespace
+  // the namespace: read from ServiceBusConnection__fullyQualifiedNamespace (functionapp.bicep)
   HPC_OUTPUT: 'blob'
   HPC_BLOB_ACCOUNT_URL: storage.outputs.blobEndpoint
   HPC_BLOB_CONTAINER: storage.outputs.outputContainerName

@@ -10,12 +10,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HPC_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="HPC_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(default=Path("~/.hybridhpc"))
     """Local state: the SQLite store and bus, task output, the admin token."""
@@ -65,9 +65,17 @@ class Settings(BaseSettings):
 
     bus: Literal["sqlite", "servicebus"] = "sqlite"
     """The Bus adapter: ``sqlite`` (a file in HPC_HOME) or ``servicebus`` (Azure Service Bus)."""
-    servicebus_namespace: str = ""
+    servicebus_namespace: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "HPC_SERVICEBUS_NAMESPACE", "ServiceBusConnection__fullyQualifiedNamespace"
+        ),
+    )
     """Fully qualified Service Bus namespace (``NAME.servicebus.windows.net``), reached with
-    DefaultAzureCredential; used when HPC_SERVICEBUS_CONNECTION_STRING is empty."""
+    DefaultAzureCredential; used when HPC_SERVICEBUS_CONNECTION_STRING is empty. In a Function
+    App it is read from the triggers' own identity-based connection setting,
+    ``ServiceBusConnection__fullyQualifiedNamespace``, so the namespace is set once; an agent
+    (no Functions settings) sets HPC_SERVICEBUS_NAMESPACE."""
     servicebus_connection_string: str = ""
     """Service Bus connection string (a SAS key); empty: HPC_SERVICEBUS_NAMESPACE."""
     servicebus_transport: Literal["amqp", "websockets"] = "amqp"

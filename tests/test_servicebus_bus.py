@@ -170,6 +170,21 @@ def test_settings_choose_the_bus(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_a_function_app_reads_the_namespace_from_its_triggers_connection_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One setting names the namespace in a Function App: the one its Service Bus triggers
+    read; HPC_SERVICEBUS_NAMESPACE (an agent's) still wins when both are set."""
+    monkeypatch.delenv("HPC_SERVICEBUS_NAMESPACE", raising=False)
+    monkeypatch.setenv("ServiceBusConnection__fullyQualifiedNamespace", "fa.servicebus.windows.net")
+    assert Settings().servicebus_namespace == "fa.servicebus.windows.net"
+    monkeypatch.setenv("HPC_SERVICEBUS_NAMESPACE", "agent.servicebus.windows.net")
+    assert Settings().servicebus_namespace == "agent.servicebus.windows.net"
+    assert Settings(servicebus_namespace="x.servicebus.windows.net").servicebus_namespace == (
+        "x.servicebus.windows.net"
+    )
+
+
 def test_bus_and_admin_need_a_connection_string_or_a_namespace() -> None:
     with pytest.raises(ValueError, match="HPC_SERVICEBUS_CONNECTION_STRING"):
         ServiceBusBus()
