@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+FLEX_DEFAULT_TIMEOUT_S = 1800.0
+"""``functionTimeout`` when host.json has none: 30 minutes on the Flex Consumption plan
+(infra/ deploys to it; the older Consumption plan's default is 5 and its maximum 10)."""
+
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)$")
 
 
@@ -42,6 +46,8 @@ class HostConfig:
     max_auto_lock_renewal_s: float = 300.0
     """Message and session locks are renewed during an invocation for at most this long."""
     auto_complete_messages: bool = True
+    function_timeout_s: float | None = FLEX_DEFAULT_TIMEOUT_S
+    """``functionTimeout``: an invocation running longer fails (None: ``-1``, unbounded)."""
 
     @classmethod
     def load(cls, path: Path | None) -> HostConfig:
@@ -73,7 +79,15 @@ class HostConfig:
             bus.get("sessionIdleTimeout"), sessions.get("messageWaitTimeout"), default=None
         )
         prefix = http.get("routePrefix")
+        timeout = doc.get("functionTimeout")
         return cls(
+            function_timeout_s=(
+                defaults.function_timeout_s
+                if timeout is None
+                else None
+                if str(timeout).strip() == "-1"
+                else parse_timespan(str(timeout))
+            ),
             route_prefix=defaults.route_prefix if prefix is None else str(prefix).strip("/"),
             max_concurrent_calls=int(
                 first(

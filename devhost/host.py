@@ -82,7 +82,7 @@ class LocalHost:
         self._port = port
         self._max_body = max_request_body_bytes
         self._shutdown_timeout_s = shutdown_timeout_s
-        self._invoker = Invoker(bus=bus)
+        self._invoker = Invoker(bus=bus, timeout_s=self.config.function_timeout_s)
         self._renewer = LockRenewer(max_renewal_s=self.config.max_auto_lock_renewal_s)
         self._timers: list[TimerRunner] = []
         self._listeners: list[Listener] = []

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,13 @@ log = logging.getLogger(__name__)
 
 class InvocationError(Exception):
     """The user function raised; the cause is ``__cause__`` and was logged with its traceback."""
+
+
+class InvocationTimeout(InvocationError):
+    """The function ran past host.json's ``functionTimeout``. Azure's host cancels it and
+    recycles the worker, so nothing it would have output is delivered and its trigger counts
+    as failed (Service Bus messages are redelivered). Python cannot stop a running thread: the
+    local host lets it finish, then discards its outputs the same way."""
 
 
 class _TraceContext(TraceContext):
@@ -117,18 +125,24 @@ class Invoker:
 
     bus: Bus | None = None
     loop: asyncio.AbstractEventLoop | None = None
+    timeout_s: float | None = None
+    """host.json's ``functionTimeout`` (None: unbounded)."""
+    clock: Callable[[], float] = time.perf_counter
 
     def call(self, spec: FunctionSpec, trigger_value: Any) -> Any:
         """Invoke from a worker thread; returns the http output, raises InvocationError."""
         context = InvocationContext(spec)
         kwargs, outs = self._arguments(spec, trigger_value, context)
-        started = time.perf_counter()
+        started = self.clock()
         try:
             if spec.is_async:
                 result = self._run_coroutine(spec.func(**kwargs))
             else:
                 result = spec.func(**kwargs)
+            self._check_timeout(spec, context, started)
             http_output = self._deliver_outputs(spec, result, outs)
+        except InvocationTimeout:
+            raise
         except Exception as e:
             self._failed(spec, context, started)
             raise InvocationError(f"{spec.name} failed: {e!r}") from e
@@ -139,21 +153,42 @@ class Invoker:
         """Invoke from the event loop (HTTP); sync functions go to the thread pool."""
         context = InvocationContext(spec)
         kwargs, outs = self._arguments(spec, trigger_value, context)
-        started = time.perf_counter()
+        started = self.clock()
         try:
             if spec.is_async:
                 result = await spec.func(**kwargs)
             else:
                 result = await run_in_threadpool(spec.func, **kwargs)
+            self._check_timeout(spec, context, started)
             if any(o.type == "serviceBus" for o in spec.outputs):
                 http_output = await run_in_threadpool(self._deliver_outputs, spec, result, outs)
             else:
                 http_output = self._deliver_outputs(spec, result, outs)
+        except InvocationTimeout:
+            raise
         except Exception as e:
             self._failed(spec, context, started)
             raise InvocationError(f"{spec.name} failed: {e!r}") from e
         self._succeeded(spec, context, started)
         return http_output
+
+    def _check_timeout(
+        self, spec: FunctionSpec, context: InvocationContext, started: float
+    ) -> None:
+        if self.timeout_s is None:
+            return
+        took = self.clock() - started
+        if took > self.timeout_s:
+            log.error(
+                "Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'; it ran %.1f s):"
+                " in Azure it would have been canceled and its worker recycled; its outputs are"
+                " dropped and its trigger fails",
+                _timespan(self.timeout_s),
+                spec.name,
+                context.invocation_id,
+                took,
+            )
+            raise InvocationTimeout(f"{spec.name} ran {took:.1f} s, past functionTimeout")
 
     def _run_coroutine(self, coroutine: Any) -> Any:
         loop = self.loop
@@ -184,23 +219,26 @@ class Invoker:
                 self.bus.send(output.queue_name, _outgoing(value))
         return http_output
 
-    @staticmethod
-    def _succeeded(spec: FunctionSpec, context: InvocationContext, started: float) -> None:
+    def _succeeded(self, spec: FunctionSpec, context: InvocationContext, started: float) -> None:
         log.debug(
             "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.1fms)",
             spec.name,
             context.invocation_id,
-            (time.perf_counter() - started) * 1000,
+            (self.clock() - started) * 1000,
         )
 
-    @staticmethod
-    def _failed(spec: FunctionSpec, context: InvocationContext, started: float) -> None:
+    def _failed(self, spec: FunctionSpec, context: InvocationContext, started: float) -> None:
         log.exception(
             "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.1fms)",
             spec.name,
             context.invocation_id,
-            (time.perf_counter() - started) * 1000,
+            (self.clock() - started) * 1000,
         )
+
+
+def _timespan(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def _outgoing(value: Any) -> list[OutgoingMessage]:
