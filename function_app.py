@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions import autoscaler, events, http_api, nodes_api, reconciler, scheduler, templates_api
+from functions import (
+    autoscaler,
+    dashboard,
+    events,
+    http_api,
+    nodes_api,
+    reconciler,
+    scheduler,
+    templates_api,
+)
 
 # Timer schedules are app settings (%HPC_RECONCILE_SCHEDULE%, %HPC_AUTOSCALE_SCHEDULE%):
 # set in Azure's app settings (infra/), locally in local.settings.json(.example), which
@@ -22,3 +31,4 @@ app.register_functions(reconciler.bp)
 app.register_functions(autoscaler.bp)
 app.register_functions(nodes_api.bp)
 app.register_functions(templates_api.bp)
+app.register_functions(dashboard.bp)

@@ -34,6 +34,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from hpc.commands import agents, autoscale, jobs, nodegroups, nodes, sim, tasks, templates
+from hpc.commands.dashboard import dashboard
 from hpc.commands.up import up
 from hpc.common import stderr_console
 from hpc.errors import CliError
@@ -102,6 +103,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(up)
+app.command()(dashboard)
 app.add_typer(jobs.app, name="job")
 app.add_typer(tasks.app, name="task")
 app.add_typer(nodes.app, name="node")

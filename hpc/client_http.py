@@ -89,6 +89,10 @@ class HttpClient:
     ) -> None:
         self.close()
 
+    def token(self) -> str:
+        """The bearer token this client sends (ApiError saying where to get one if none)."""
+        return self._auth_headers()["Authorization"].removeprefix("Bearer ")
+
     def _auth_headers(self) -> dict[str, str]:
         if not self._token:
             raise ApiError(

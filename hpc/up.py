@@ -96,6 +96,9 @@ def _summary(cluster: ClusterProcesses, token_path: Path) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("API", cell(cluster.url))
+    table.add_row(
+        "Dashboard", cell(f"{cluster.url}/api/dashboard (hpc dashboard: a link that signs in)")
+    )
     table.add_row("Token file", cell(token_path))
     table.add_row("HPC_HOME", cell(cluster.home))
     table.add_row("Logs", cell(cluster.logs))

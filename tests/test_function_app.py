@@ -43,6 +43,7 @@ EXPECTED_HTTP = {
     "get_template": ("templates/{name}", ["GET"]),
     "put_template": ("templates/{name}", ["PUT"]),
     "delete_template": ("templates/{name}", ["DELETE"]),
+    "dashboard": ("dashboard/{asset?}", ["GET"]),
 }
 
 

@@ -1,0 +1,408 @@
+// HybridHPC dashboard: reads the cluster through the same API as the `hpc` CLI.
+// Every value is written with textContent (never as HTML), so no job name or output runs script.
+"use strict";
+
+const POLL_MS = 3000;
+const TAIL_BYTES = 64 * 1024;
+const TASK_PAGE = 100;
+const JOB_PAGE = 50;
+const TOKEN_KEY = "hybridhpc.token";
+// What an admin may do to a node from here (POST nodes/NAME/ACTION); an on-prem machine has no VM
+// to start or deallocate.
+const NODE_ACTIONS = { onprem: ["drain", "offline"], managed: ["start", "drain", "stop"] };
+
+const state = {
+  view: "jobs",
+  jobState: "",
+  jobPages: [], // the `before` cursor of each page shown so far ([] = newest page)
+  nextJobs: null,
+  jobId: null,
+  taskAfter: [0],
+  nextTasks: null,
+  task: null,
+  timer: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+// A token in the URL fragment (#token=...) signs in and is removed from the address bar.
+function takeTokenFromFragment() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const given = params.get("token");
+  if (given) {
+    sessionStorage.setItem(TOKEN_KEY, given);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+}
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// The API sits beside this page: /api/dashboard -> /api/jobs (any routePrefix).
+async function api(path, options = {}) {
+  const response = await fetch(new URL(path, location.href), {
+    ...options,
+    headers: { Authorization: `Bearer ${token()}`, ...(options.headers || {}) },
+  });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json();
+      if (body && body.error) message = body.error;
+    } catch (_) { /* not JSON */ }
+    throw new ApiError(response.status, message);
+  }
+  return response;
+}
+
+async function getJson(path) {
+  return (await api(path)).json();
+}
+
+function showBanner(message) {
+  const banner = $("banner");
+  banner.textContent = message || "";
+  banner.hidden = !message;
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  stopPolling();
+  $("views").hidden = true;
+  $("tabs").hidden = true;
+  $("live").hidden = true;
+  $("summary").textContent = "";
+  $("login").hidden = false;
+  showBanner(message);
+}
+
+function when(text) {
+  if (!text) return "-";
+  const moment = new Date(text);
+  return Number.isNaN(moment.getTime()) ? text : moment.toLocaleString();
+}
+
+function badge(stateName) {
+  return el("span", stateName, `state state-${String(stateName).toLowerCase()}`);
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const cell of cells) {
+    const td = document.createElement("td");
+    if (cell instanceof Node) td.appendChild(cell);
+    else td.textContent = cell === undefined || cell === null || cell === "" ? "-" : String(cell);
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function fill(tableId, rows, empty) {
+  const body = $(tableId).querySelector("tbody");
+  body.replaceChildren(...rows);
+  if (!rows.length) {
+    const td = el("td", empty, "empty");
+    td.colSpan = $(tableId).querySelectorAll("th").length;
+    const tr = document.createElement("tr");
+    tr.appendChild(td);
+    body.appendChild(tr);
+  }
+}
+
+function progress(job) {
+  const counts = job.taskCounts || {};
+  const total = job.taskCount || 0;
+  const done = (counts.Finished || 0) + (counts.Failed || 0) + (counts.Canceled || 0);
+  const wrap = el("span", null, "progress");
+  const bar = el("span", null, "bar-fill");
+  bar.style.width = total ? `${Math.round((100 * done) / total)}%` : "0%";
+  const outer = el("span", null, "bar-outer");
+  outer.appendChild(bar);
+  wrap.appendChild(outer);
+  const parts = [`${done}/${total}`];
+  if (counts.Running) parts.push(`${counts.Running} running`);
+  if (counts.Failed) parts.push(`${counts.Failed} failed`);
+  wrap.appendChild(el("span", ` ${parts.join(", ")}`));
+  return wrap;
+}
+
+// --- jobs ------------------------------------------------------------------------------
+
+async function loadJobs() {
+  const params = new URLSearchParams({ limit: String(JOB_PAGE) });
+  if (state.jobState) params.set("state", state.jobState);
+  const before = state.jobPages[state.jobPages.length - 1];
+  if (before) params.set("before", String(before));
+  const data = await getJson(`jobs?${params}`);
+  state.nextJobs = data.next;
+  $("jobs-older").disabled = !data.next;
+  $("jobs-newer").disabled = !state.jobPages.length;
+  fill(
+    "jobs",
+    data.jobs.map((job) => {
+      const tr = row([
+        job.id, job.name, job.owner, badge(job.state), job.priority, progress(job),
+        when(job.submitTime), job.pendingReason,
+      ]);
+      tr.className = job.id === state.jobId ? "selected clickable" : "clickable";
+      tr.addEventListener("click", () => selectJob(job.id));
+      return tr;
+    }),
+    "no jobs",
+  );
+  if (state.jobId !== null) await loadJob();
+}
+
+function selectJob(jobId) {
+  state.jobId = jobId;
+  state.taskAfter = [0];
+  state.task = null;
+  $("output").hidden = true;
+  refresh();
+}
+
+async function loadJob() {
+  const job = await getJson(`jobs/${state.jobId}`);
+  $("job").hidden = false;
+  $("job-title").textContent = `Job ${job.id}${job.name ? ` — ${job.name}` : ""}`;
+  const fields = [
+    ["State", job.state], ["Owner", job.owner], ["Priority", job.priority],
+    ["Node groups", (job.nodeGroups || []).join(", ") || "any"],
+    ["Tasks", job.taskCount], ["Submitted", when(job.submitTime)],
+    ["Started", when(job.startTime)], ["Ended", when(job.endTime)],
+    ["Held", job.held ? "yes" : "no"], ["Depends on", (job.dependsOn || []).join(", ")],
+    ["Why waiting", job.pendingReason], ["Error", job.error],
+  ];
+  const dl = $("job-fields");
+  dl.replaceChildren();
+  for (const [name, value] of fields) {
+    if (value === undefined || value === null || value === "") continue;
+    dl.appendChild(el("dt", name));
+    dl.appendChild(el("dd", value));
+  }
+  const after = state.taskAfter[state.taskAfter.length - 1];
+  const data = await getJson(`jobs/${job.id}/tasks?limit=${TASK_PAGE}&after=${after}`);
+  const tasks = data.tasks;
+  state.nextTasks = tasks.length === TASK_PAGE ? tasks[tasks.length - 1].id : null;
+  $("tasks-next").disabled = state.nextTasks === null;
+  $("tasks-first").disabled = state.taskAfter.length <= 1;
+  fill(
+    "tasks",
+    tasks.map((task) => {
+      const tr = row([
+        task.id, task.name, badge(task.state), task.node, task.attempt,
+        task.exitCode, task.error || task.pendingReason,
+      ]);
+      tr.className = state.task === task.id ? "selected clickable" : "clickable";
+      tr.addEventListener("click", () => { state.task = task.id; loadOutput(); });
+      return tr;
+    }),
+    "no tasks",
+  );
+  if (state.task !== null) await loadOutput();
+}
+
+async function loadStream(stream) {
+  const base = `jobs/${state.jobId}/tasks/${state.task}/output?stream=${stream}`;
+  const head = await api(`${base}&limit=0`);
+  const size = Number(head.headers.get("X-Output-Size") || "0");
+  const attempt = head.headers.get("X-Attempt");
+  const offset = Math.max(0, size - TAIL_BYTES);
+  const page = await api(`${base}&attempt=${attempt}&offset=${offset}&limit=${TAIL_BYTES}`);
+  const text = await page.text();
+  $(stream).textContent = text || "(empty)";
+  const cut = head.headers.get("X-Output-Truncated") === "true" ? ", cut by the agent" : "";
+  const shown = offset ? `, last ${TAIL_BYTES} shown` : "";
+  $(`${stream}-size`).textContent = `(${size} bytes${shown}${cut})`;
+  return attempt;
+}
+
+async function loadOutput() {
+  $("output").hidden = false;
+  try {
+    const attempt = await loadStream("stdout");
+    await loadStream("stderr");
+    $("output-title").textContent = `Task ${state.jobId}.${state.task}, attempt ${attempt}`;
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+    $("output-title").textContent = `Task ${state.jobId}.${state.task}: no output yet`;
+    $("stdout").textContent = "";
+    $("stderr").textContent = "";
+  }
+}
+
+async function jobAction(action) {
+  if (state.jobId === null) return;
+  if (action === "cancel" && !confirm(`Cancel job ${state.jobId}?`)) return;
+  await api(`jobs/${state.jobId}/${action}`, { method: "POST" });
+  await refresh();
+}
+
+// --- nodes and autoscale ---------------------------------------------------------------
+
+async function nodeAction(name, action) {
+  if ((action === "stop" || action === "offline") && !confirm(`${action} ${name}?`)) return;
+  await api(`nodes/${encodeURIComponent(name)}/${action}`, { method: "POST" });
+  await refresh();
+}
+
+function nodeButtons(node) {
+  const span = el("span", null, "actions");
+  const actions = NODE_ACTIONS[node.provider === "onprem" ? "onprem" : "managed"];
+  for (const action of actions) {
+    const button = el("button", action);
+    button.addEventListener("click", (event) => {
+      event.stopPropagation();
+      nodeAction(node.name, action).catch(report);
+    });
+    span.appendChild(button);
+  }
+  return span;
+}
+
+async function loadNodes() {
+  const data = await getJson("nodes");
+  fill(
+    "nodes",
+    data.nodes.map((node) => row([
+      node.name, badge(node.state), (node.groups || []).join(", "), node.provider,
+      node.cores, node.freeCores, node.runningTasks, when(node.lastHeartbeat),
+      node.stateReason, nodeButtons(node),
+    ])),
+    "no nodes: start agents (hpc agent run) or add nodes (hpc node add)",
+  );
+}
+
+async function loadAutoscale() {
+  const [groups, log] = await Promise.all([getJson("nodegroups"), getJson("autoscale/log?limit=200")]);
+  fill(
+    "groups",
+    groups.groups.map((g) => row([
+      g.name, g.provider || "on-prem", g.minNodes, g.maxNodes,
+      g.provider ? (g.autoscale ? "yes" : "no") : "-", g.description,
+    ])),
+    "no node groups",
+  );
+  fill(
+    "decisions",
+    log.entries.slice().reverse().map((e) => row([when(e.time), e.action, e.node, e.group, e.reason])),
+    "the autoscaler has decided nothing yet",
+  );
+}
+
+async function loadSummary() {
+  const [nodes, running, queued] = await Promise.all([
+    getJson("nodes"), getJson("jobs?state=Running&limit=1000"), getJson("jobs?state=Queued&limit=1000"),
+  ]);
+  const online = nodes.nodes.filter((n) => n.state === "Online");
+  const cores = online.reduce((sum, n) => sum + n.cores, 0);
+  const free = online.reduce((sum, n) => sum + n.freeCores, 0);
+  const more = (page) => (page.next ? "+" : "");
+  $("summary").textContent =
+    `${online.length}/${nodes.nodes.length} nodes online · ${cores - free}/${cores} cores busy · ` +
+    `${running.jobs.length}${more(running)} jobs running · ${queued.jobs.length}${more(queued)} queued`;
+}
+
+// --- refresh loop ----------------------------------------------------------------------
+
+function report(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    signOut(`Signed out: ${error.message}`);
+    return;
+  }
+  showBanner(error instanceof Error ? error.message : String(error));
+}
+
+async function refresh() {
+  if (!token()) return;
+  try {
+    const view = { jobs: loadJobs, nodes: loadNodes, autoscale: loadAutoscale }[state.view];
+    await Promise.all([loadSummary(), view()]);
+    showBanner("");
+    $("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    report(error);
+  }
+}
+
+function stopPolling() {
+  if (state.timer !== null) clearInterval(state.timer);
+  state.timer = null;
+}
+
+function startPolling() {
+  stopPolling();
+  if ($("auto").checked) {
+    state.timer = setInterval(() => {
+      if (document.visibilityState === "visible") refresh();
+    }, POLL_MS);
+  }
+}
+
+function show(view) {
+  state.view = view;
+  for (const button of $("tabs").querySelectorAll("button")) {
+    button.classList.toggle("active", button.dataset.view === view);
+  }
+  for (const button of $("tabs").querySelectorAll("button")) {
+    $(`view-${button.dataset.view}`).hidden = button.dataset.view !== view;
+  }
+  refresh();
+}
+
+function signedIn() {
+  $("login").hidden = true;
+  $("views").hidden = false;
+  $("tabs").hidden = false;
+  $("live").hidden = false;
+  show(state.view);
+  startPolling();
+}
+
+function wire() {
+  $("login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+    $("token").value = "";
+    signedIn();
+  });
+  $("signout").addEventListener("click", () => signOut(""));
+  $("auto").addEventListener("change", startPolling);
+  for (const button of $("tabs").querySelectorAll("button")) {
+    button.addEventListener("click", () => show(button.dataset.view));
+  }
+  $("job-state").addEventListener("change", (event) => {
+    state.jobState = event.target.value;
+    state.jobPages = [];
+    refresh();
+  });
+  $("jobs-older").addEventListener("click", () => { state.jobPages.push(state.nextJobs); refresh(); });
+  $("jobs-newer").addEventListener("click", () => { state.jobPages = []; refresh(); });
+  $("tasks-next").addEventListener("click", () => { state.taskAfter.push(state.nextTasks); refresh(); });
+  $("tasks-first").addEventListener("click", () => { state.taskAfter = [0]; refresh(); });
+  for (const button of $("job-actions").querySelectorAll("button")) {
+    button.addEventListener("click", () => jobAction(button.dataset.action).catch(report));
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  wire();
+  takeTokenFromFragment();
+  if (token()) signedIn();
+  else signOut("");
+});

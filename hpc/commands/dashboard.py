@@ -1,0 +1,37 @@
+"""``hpc dashboard``: the web dashboard's address, with a link that signs in."""
+
+from __future__ import annotations
+
+import webbrowser
+from typing import Annotated
+from urllib.parse import quote
+
+import typer
+
+from hpc.common import api_client, stderr_console
+
+
+def dashboard(
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open it in the default web browser.")
+    ] = False,
+    with_token: Annotated[
+        bool,
+        typer.Option(
+            "--token/--no-token",
+            help="Put your token in the link's #fragment (never sent to a server; the page "
+            "keeps it for the tab only). --no-token: the page asks for it.",
+        ),
+    ] = True,
+) -> None:
+    """Print the dashboard's link: jobs, tasks and their output, nodes, the autoscaler, live."""
+    with api_client() as client:
+        client.health()  # a clear error now if the control plane is not there
+        url = f"{client.url}/api/dashboard"
+        if with_token:
+            url += "#token=" + quote(client.token(), safe="")
+    typer.echo(url)
+    if with_token:
+        stderr_console().print("This link signs in as you: do not share it.")
+    if open_browser:
+        webbrowser.open(url)
