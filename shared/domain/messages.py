@@ -24,6 +24,7 @@ is applied in the order things happened whatever order it arrives in.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -66,7 +67,15 @@ class Message(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
+        """The wire form, leaving out every field still at its declared default (``kind``
+        excepted): a message that uses no newer field is then readable by a peer that predates
+        it (messages refuse unknown fields), so agents may be upgraded after the control
+        plane. A message that does use a newer field still needs an agent that knows it."""
+        body = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        kind = getattr(self, "kind", None)
+        if kind is not None:
+            body["kind"] = kind
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 def attempt_key(job_id: int, task_id: int, attempt: int) -> str:
