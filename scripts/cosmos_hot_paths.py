@@ -3,9 +3,12 @@
     .venv/bin/python scripts/cosmos_hot_paths.py     # on the stand-in (started and stopped here)
     HPC_COSMOS_ENDPOINT=... HPC_COSMOS_KEY=... .venv/bin/python scripts/cosmos_hot_paths.py
 
-With 20 jobs of 5 queued tasks and 10 running tasks on two nodes stored, it measures one
-scheduler pass's reads (``queued_tasks`` + ``open_ranges`` + ``active_tasks``), the same pass
-again (job visibility is then remembered), and one heartbeat's ``active_tasks(node)``.
+With 20 jobs of 5 queued tasks, one sweep and 10 running tasks on two nodes stored, it
+measures one scheduler pass's reads (``queued_tasks`` + ``open_ranges`` + ``holdings``), the
+same pass again (job visibility is then remembered), one heartbeat's ``active_tasks(node)``,
+what the index adds to a dispatch commit (1 and 10 tasks), and one repair of the index.
+Every hot-path read goes through one partition of the ``index`` container
+(shared/adapters/cosmos_index.py).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.cosmos_ru import STAND_IN_KEY, Counted  # noqa: E402
 from shared.adapters.cosmos_store import CosmosStore  # noqa: E402
-from shared.domain.models import Job, Task  # noqa: E402
+from shared.domain.models import Job, Task, TaskRange  # noqa: E402
 from shared.domain.states import JobState, TaskState  # noqa: E402
 
 
@@ -36,6 +39,11 @@ def fill(store: CosmosStore) -> None:
     ]
     for task in running:  # (jobs written by another process: not yet known visible here)
         store.add_job(Job(id=task.job_id, state=JobState.RUNNING), [task])
+    sweep = Job(id=store.next_job_id(), state=JobState.QUEUED)
+    template = Task(job_id=sweep.id, id=1, command="x")
+    store.add_job(
+        sweep, [], [TaskRange(job_id=sweep.id, first_id=1, count=50, start=1, template=template)]
+    )
     store._visible = type(store._visible)(store._job_doc)  # a fresh process's memory
 
 
@@ -63,12 +71,32 @@ def main() -> None:
         def scheduler_pass() -> None:
             store.queued_tasks(limit=100)
             store.open_ranges(limit=100)
-            store.active_tasks()
+            store.holdings()
+
+        def commit_only(n: int) -> dict:
+            tasks = [t for t in store.queued_tasks(limit=100)][:n]
+            for t in tasks:
+                t.move_to(TaskState.DISPATCHING)
+                t.node, t.incarnation = "n1", 1
+            by_job: dict[int, list[Task]] = {}
+            for t in tasks:
+                by_job.setdefault(t.job_id, []).append(t)
+
+            def commits() -> None:
+                for ts in by_job.values():
+                    store.commit(tasks=ts)
+
+            return counted.step(
+                f"dispatch commit of {n} task(s) in {len(by_job)} commit(s)", commits
+            )
 
         rows = [
             counted.step("scheduler pass, first (visibility read per job)", scheduler_pass),
             counted.step("scheduler pass, next (visibility remembered)", scheduler_pass),
             counted.step("heartbeat: active_tasks(node)", lambda: store.active_tasks(node="n1")),
+            commit_only(1),
+            commit_only(5),
+            counted.step("repair of the index (nothing to fix)", store.repair_indexes),
         ]
         for row in rows:
             print(f"{row['request_charge']:>8} RU  {row['requests']:>3} requests  {row['step']}")

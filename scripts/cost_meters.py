@@ -39,6 +39,8 @@ class Meter:
         store._hook = counting  # type: ignore[method-assign, assignment]
         store._jobs = _CountedContainer(store._jobs, self.counts)  # type: ignore[assignment]
         store._cluster = _CountedContainer(store._cluster, self.counts)  # type: ignore[assignment]
+        index = store.index  # the hot paths' pointers (shared/adapters/cosmos_index.py)
+        index._container = _CountedContainer(index._container, self.counts)  # type: ignore[assignment]
 
     def snapshot(self) -> dict[str, float]:
         return {

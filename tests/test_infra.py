@@ -241,7 +241,7 @@ def test_bicep_creates_the_cosmos_containers_the_store_creates() -> None:
     spec = json.loads((INFRA / "cosmos-containers.json").read_text())
     declared = {c["id"]: (c["partitionKey"], c["indexingPolicy"]) for c in spec["containers"]}
     assert declared == created
-    assert set(declared) == {cosmos_docs.JOBS, cosmos_docs.CLUSTER}
+    assert set(declared) == {cosmos_docs.JOBS, cosmos_docs.CLUSTER, "index"}
     bicep = (INFRA / "modules/cosmos.bicep").read_text()
     assert "loadJsonContent('../cosmos-containers.json')" in bicep
 

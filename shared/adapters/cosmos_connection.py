@@ -1,8 +1,8 @@
 """The Cosmos DB Store's plumbing: client, containers, reads, queries and RU accounting.
 
-Opens (or, with data-plane roles only, just binds) the database and its two
-containers, detects once per endpoint whether transactional batch works, and adds each
-response's ``x-ms-request-charge`` to ``request_charge``. See
+Opens (or, with data-plane roles only, just binds) the database and its three
+containers (``jobs``, ``cluster``, and ``index``: the pointers of the hot paths), detects
+once per endpoint whether transactional batch works, and adds each response's ``x-ms-request-charge`` to ``request_charge``. See
 :mod:`shared.adapters.cosmos_store` for the store as a whole.
 """
 
@@ -17,7 +17,9 @@ from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
+from shared.adapters import cosmos_index_docs as ix
 from shared.adapters import cosmos_parts as parts
+from shared.adapters.cosmos_index import CosmosIndex
 from shared.domain.models import DEFAULT_GROUPS
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,9 @@ class CosmosConnection:
             self._cluster = db.create_container_if_not_exists(
                 docs.CLUSTER, PartitionKey(path="/id"), indexing_policy=docs.CLUSTER_INDEXING
             )
+            index = db.create_container_if_not_exists(
+                ix.INDEX, PartitionKey(path="/pk"), indexing_policy=ix.INDEX_INDEXING
+            )
         except CosmosHttpResponseError as error:
             if error.status_code != 403:
                 raise
@@ -59,7 +64,10 @@ class CosmosConnection:
             db = self._client.get_database_client(database)
             self._jobs = db.get_container_client(docs.JOBS)
             self._cluster = db.get_container_client(docs.CLUSTER)
+            index = db.get_container_client(ix.INDEX)
         self.database = db
+        self.index = CosmosIndex(self, index)
+        """The pointers of the hot paths (:mod:`shared.adapters.cosmos_index`)."""
         self._create_ignoring_conflict({"id": docs.COUNTER_ID, "type": "counter", "value": 0})
         for group in DEFAULT_GROUPS:
             self._create_ignoring_conflict(docs.named_doc("group", group.name, group))
@@ -118,6 +126,7 @@ class CosmosConnection:
             raise
 
     def close(self) -> None:
+        self.index.close()
         self._client.__exit__(None, None, None)
 
     def _job_doc(self, job_id: int) -> dict[str, Any] | None:

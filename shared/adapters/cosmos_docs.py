@@ -11,6 +11,9 @@ Two containers (``docs/cosmos.md`` says why):
   ("group:<name>"), meta documents ("meta:<key>"), the job-id counter
   ("counter:jobId") and tokens ("token:<sha256>"); each its own partition.
 
+A third container, ``index``, holds the pointers the hot paths read
+(:mod:`shared.adapters.cosmos_index_docs`).
+
 A stored document is the record's camelCase JSON under ``body`` (not
 indexed) next to the few top-level fields that queries filter or sort on,
 written from the record on every write so they never disagree with it.
@@ -40,29 +43,11 @@ COUNTER_ID = "counter:jobId"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_QUEUED = TaskState.QUEUED.value
-_ACTIVE = (TaskState.DISPATCHING.value, TaskState.RUNNING.value)
 
-_ASC, _DESC = "ascending", "descending"
 JOBS_INDEXING: dict[str, Any] = {
     "indexingMode": "consistent",
     "includedPaths": [{"path": "/*"}],
     "excludedPaths": [{"path": "/body/*"}, {"path": '/"_etag"/?'}],
-    "compositeIndexes": [
-        # queued_tasks: scheduling order
-        [
-            {"path": "/priority", "order": _DESC},
-            {"path": "/submitTime", "order": _ASC},
-            {"path": "/jobId", "order": _ASC},
-            {"path": "/taskId", "order": _ASC},
-        ],
-        # active_tasks: by node
-        [
-            {"path": "/node", "order": _ASC},
-            {"path": "/jobId", "order": _ASC},
-            {"path": "/taskId", "order": _ASC},
-        ],
-    ],
 }
 CLUSTER_INDEXING: dict[str, Any] = {
     "indexingMode": "consistent",
@@ -120,8 +105,8 @@ def range_doc_id(first_id: int) -> str:
 
 
 def range_doc(r: TaskRange) -> dict[str, Any]:
-    """A sweep's range; ``taskId`` is its first task's id, so the scheduling-order index of
-    queued tasks serves :func:`open_ranges` too."""
+    """A sweep's range; ``taskId`` is its first task's id (its place in the scheduling
+    order, as its pointer in the ``index`` container says)."""
     return {
         "id": range_doc_id(r.first_id),
         "jobId": r.job_id,
@@ -185,13 +170,13 @@ class Query:
 
 CROSS_PARTITION = (
     "list_jobs",
-    "queued_tasks",
-    "open_ranges",
-    "active_tasks",
     "list_named",
     "unfinished_jobs",
 )
-"""The queries that read every partition (see docs/cosmos.md for their cost and plan)."""
+"""The queries here that read every partition; none is a hot path (docs/cosmos.md, "How
+the hot paths are found"). The scheduler's and heartbeats' reads go through one partition
+of the ``index`` container (:mod:`shared.adapters.cosmos_index_docs`, whose own
+``CROSS_PARTITION`` names the repair's scans)."""
 
 
 def _in(name: str, values: Collection[str]) -> tuple[str, list[dict[str, Any]]]:
@@ -272,50 +257,12 @@ def partition_docs(job_id: int, doc_ids: list[str]) -> Query:
     )
 
 
-def queued_tasks(limit: int, exclude_jobs: Collection[int] = ()) -> Query:
-    skip = " AND NOT ARRAY_CONTAINS(@exclude, c.jobId)" if exclude_jobs else ""
-    return Query(
-        f"SELECT TOP @limit * FROM c WHERE c.type = @type AND c.state = @state{skip}"
-        " ORDER BY c.priority DESC, c.submitTime ASC, c.jobId ASC, c.taskId ASC",
-        [
-            {"name": "@limit", "value": limit},
-            {"name": "@type", "value": "task"},
-            {"name": "@state", "value": _QUEUED},
-            *([{"name": "@exclude", "value": sorted(exclude_jobs)}] if exclude_jobs else []),
-        ],
-    )
-
-
 def get_ranges(job_id: int) -> Query:
     return Query(
         "SELECT * FROM c WHERE c.jobId = @jobId AND c.type = @type ORDER BY c.taskId ASC",
         [{"name": "@jobId", "value": job_id}, {"name": "@type", "value": "range"}],
         job_id,
     )
-
-
-def open_ranges(limit: int, exclude_jobs: Collection[int] = ()) -> Query:
-    skip = " AND NOT ARRAY_CONTAINS(@exclude, c.jobId)" if exclude_jobs else ""
-    return Query(
-        f"SELECT TOP @limit * FROM c WHERE c.type = @type AND c.open = true{skip}"
-        " ORDER BY c.priority DESC, c.submitTime ASC, c.jobId ASC, c.taskId ASC",
-        [
-            {"name": "@limit", "value": limit},
-            {"name": "@type", "value": "range"},
-            *([{"name": "@exclude", "value": sorted(exclude_jobs)}] if exclude_jobs else []),
-        ],
-    )
-
-
-def active_tasks(node: str | None) -> Query:
-    term, params = _in("state", _ACTIVE)
-    where = f"c.type = @type AND {term}"
-    params = [{"name": "@type", "value": "task"}, *params]
-    if node is not None:
-        where += " AND c.node = @node"
-        params.append({"name": "@node", "value": node})
-    text = f"SELECT * FROM c WHERE {where} ORDER BY c.node ASC, c.jobId ASC, c.taskId ASC"
-    return Query(text, params)
 
 
 def list_named(kind: str) -> Query:

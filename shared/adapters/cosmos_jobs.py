@@ -19,6 +19,7 @@ from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpRespons
 from shared.adapters import cosmos_docs as docs
 from shared.adapters import cosmos_fallback as fallback
 from shared.adapters import cosmos_parts as parts
+from shared.adapters import cosmos_tallies as tallies
 from shared.adapters.cosmos_connection import CosmosConnection
 from shared.domain.models import Job, Record, Task, TaskRange
 from shared.domain.states import JobState, TaskState
@@ -81,17 +82,36 @@ class CosmosJobs(CosmosConnection):
             task.etag = etags[docs.task_doc_id(task.id)]
         for r in ranges:
             r.etag = etags[docs.range_doc_id(r.first_id)]
+        job.stored()
         self._visible.remember({job.id})
 
     def purge_unfinished_jobs(self, older_than: datetime) -> int:
         read = functools.partial(self._query, self._jobs)
-        return parts.purge(self._jobs, self._hook, read, docs.micros(older_than))
+        micros = docs.micros(older_than)
+        return parts.purge(self._jobs, self._hook, read, micros, self.index.forget_job)
 
     def get_job(self, job_id: int) -> Job:
-        doc = self._read(self._jobs, docs.JOB_DOC_ID, job_id)
+        """The job document and its tallies (one query in its partition), summed; more
+        than FOLD_AT tallies are folded on the way (see :mod:`cosmos_tallies`)."""
+        doc, found = tallies.split(self._query(self._jobs, tallies.job_and_tallies(job_id)))
         if doc is None or doc.get("visible") is False:
             raise NotFound(f"job {job_id} does not exist")
-        return docs.load(Job, doc)
+        counted = tallies.live(doc, found)
+        if len(counted) > tallies.FOLD_AT:
+            tallies.fold(self._jobs, self._hook, batch=self.batch, job=doc, tallies=found)
+        return tallies.load(doc, counted)
+
+    def fold_counts(self) -> int:
+        """Fold the tallies of every job that has some (the reconciler's run)."""
+        job_ids = {int(d["jobId"]) for d in self._query(self._jobs, tallies.tallied_jobs())}
+        folded = 0
+        for job_id in sorted(job_ids):
+            doc, found = tallies.split(self._query(self._jobs, tallies.job_and_tallies(job_id)))
+            if doc is not None and tallies.fold(
+                self._jobs, self._hook, batch=self.batch, job=doc, tallies=found
+            ):
+                folded += 1
+        return folded
 
     def list_jobs(
         self,
@@ -103,20 +123,25 @@ class CosmosJobs(CosmosConnection):
         if limit <= 0 or (states is not None and not states):
             return []
         query = docs.list_jobs(states, limit, before)
-        return [docs.load(Job, d) for d in self._query(self._jobs, query)]
+        found = list(self._query(self._jobs, query))
+        if not found:
+            return []
+        query = tallies.tallies_of(d["jobId"] for d in found)
+        counts = tallies.by_job(self._query(self._jobs, query))
+        return [tallies.load(d, tallies.live(d, counts.get(int(d["jobId"]), []))) for d in found]
 
     def get_task(self, job_id: int, task_id: int) -> Task:
         doc = self._read(self._jobs, docs.task_doc_id(task_id), job_id)
         if doc is None:
             raise NotFound(f"task {job_id}.{task_id} does not exist")
-        return docs.load(Task, doc)
+        return self.index.load_task(doc)
 
     def get_tasks(self, job_id: int, task_ids: Collection[int]) -> list[Task]:
         ids = sorted(set(task_ids))
         out: list[Task] = []
         for i in range(0, len(ids), 1000):
             query = docs.get_tasks(job_id, ids[i : i + 1000])
-            out += [docs.load(Task, d) for d in self._query(self._jobs, query)]
+            out += [self.index.load_task(d) for d in self._query(self._jobs, query)]
         return out
 
     def list_tasks(
@@ -133,33 +158,10 @@ class CosmosJobs(CosmosConnection):
         offset = max(offset, 0)
         query = docs.list_tasks(job_id, states, offset + limit, after)
         found = list(self._query(self._jobs, query))[offset:]
-        return [docs.load(Task, d) for d in found]
+        return [self.index.load_task(d) for d in found]
 
     def get_ranges(self, job_id: int) -> list[TaskRange]:
-        return [docs.load(TaskRange, d) for d in self._query(self._jobs, docs.get_ranges(job_id))]
-
-    def open_ranges(self, *, limit: int, exclude_jobs: Collection[int] = ()) -> list[TaskRange]:
-        if limit <= 0:
-            return []
-
-        def run(skip: set[int]) -> list[dict[str, Any]]:
-            return list(self._query(self._jobs, docs.open_ranges(limit, skip)))
-
-        return [docs.load(TaskRange, d) for d in self._visible.only(run, exclude_jobs)]
-
-    def queued_tasks(self, *, limit: int, exclude_jobs: Collection[int] = ()) -> list[Task]:
-        if limit <= 0:
-            return []
-
-        def run(skip: set[int]) -> list[dict[str, Any]]:
-            return list(self._query(self._jobs, docs.queued_tasks(limit, skip)))
-
-        return [docs.load(Task, d) for d in self._visible.only(run, exclude_jobs)]
-
-    def active_tasks(self, *, node: str | None = None) -> list[Task]:
-        found = list(self._query(self._jobs, docs.active_tasks(node)))
-        shown = self._visible.of({int(d["jobId"]) for d in found})
-        return [docs.load(Task, d) for d in found if d["jobId"] in shown]
+        return [self.index.load_range(d) for d in self._query(self._jobs, docs.get_ranges(job_id))]
 
     def commit(
         self,
@@ -171,7 +173,10 @@ class CosmosJobs(CosmosConnection):
         if job is None and not tasks and not ranges:
             return
         check_batch(job, tasks, ranges)
-        replaced: list[Record] = [*([job] if job is not None else []), *ranges]
+        # The job document is replaced only if the job's own fields changed; a counts-only
+        # change is a tally created beside it (cosmos_tallies), its etag unchecked.
+        counts_only = job is not None and job.counts_only()
+        replaced: list[Record] = [*([job] if job is not None and not counts_only else []), *ranges]
         replaced += [t for t in tasks if t.etag is not None]
         for record in replaced:
             if record.etag is None:
@@ -179,17 +184,28 @@ class CosmosJobs(CosmosConnection):
                     f"{docs.what(record)} has no etag: only records read from the store can be "
                     "written back; nothing was written"
                 )
-        created = [t for t in tasks if t.etag is None]
         job_id = job.id if job is not None else (tasks[0].job_id if tasks else ranges[0].job_id)
-        pairs = [(r, docs.doc_of(r)) for r in replaced]
-        new: list[tuple[Record, dict]] = [(t, docs.task_doc(t)) for t in created]
-        if self.batch:
-            etags = self._write_batched(job_id, pairs, new)
-        else:
-            read = functools.partial(self._query, self._jobs)
-            etags = fallback.replace_each(self._jobs, self._hook, read, job_id, pairs, new)
-        for record, etag in zip([*replaced, *created], etags, strict=True):
-            record.etag = etag
+        pairs = [(r, self._job_write(r) if r is job else docs.doc_of(r)) for r in replaced]
+        new: list[tuple[Record, dict]] = [(t, docs.task_doc(t)) for t in tasks if t.etag is None]
+        if job is not None and counts_only and not job.counts_delta().empty:
+            new.append((job, tallies.tally_doc(job.id, job.counts_delta())))
+        if pairs or new:
+            if self.batch:
+                etags = self._write_batched(job_id, pairs, new)
+            else:
+                read = functools.partial(self._query, self._jobs)
+                etags = fallback.replace_each(self._jobs, self._hook, read, job_id, pairs, new)
+            for (record, _), etag in zip([*pairs, *new], etags, strict=True):
+                if not (record is job and counts_only):  # (a tally's etag is not the job's)
+                    record.etag = etag
+        if job is not None:
+            job.stored()
+
+    def _job_write(self, job: Record) -> dict[str, Any]:
+        """The replacing document of a job whose own fields changed (a point read of the
+        stored one gives the counts its delta is added to)."""
+        assert isinstance(job, Job)
+        return tallies.job_write(job, self._read(self._jobs, docs.JOB_DOC_ID, job.id))
 
     def _write_batched(
         self,

@@ -194,8 +194,15 @@ def delete_quietly(jobs: ContainerProxy, hook: Hook, job_id: int, doc_ids: list[
                 log.exception("could not delete document %s of job %s", doc_id, job_id)
 
 
-def purge(jobs: ContainerProxy, hook: Hook, read: Read, before_micros: int) -> int:
-    """Delete the invisible jobs submitted before a time, with their parts; how many."""
+def purge(
+    jobs: ContainerProxy,
+    hook: Hook,
+    read: Read,
+    before_micros: int,
+    purged_job: Callable[[int], None] | None = None,
+) -> int:
+    """Delete the invisible jobs submitted before a time, with their parts; how many.
+    ``purged_job`` is told each job claimed (the store deletes its index pointers then)."""
     purged = 0
     for found in list(read(docs.unfinished_jobs(before_micros))):
         job_id = found["jobId"]
@@ -209,6 +216,8 @@ def purge(jobs: ContainerProxy, hook: Hook, read: Read, before_micros: int) -> i
             if error.status_code == 412 or docs.is_missing(error):
                 continue  # it became visible, or another purger has it
             raise
+        if purged_job is not None:
+            purged_job(job_id)
         ids = [d["id"] for d in read(docs.partition_ids(job_id)) if d["id"] != docs.JOB_DOC_ID]
         delete_quietly(jobs, hook, job_id, [*ids, docs.JOB_DOC_ID])
         log.warning("purged job %s: its add_job never finished (%d parts)", job_id, len(ids))

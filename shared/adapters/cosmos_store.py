@@ -19,10 +19,13 @@ and this module (nodes, node groups, meta documents, tokens).
   it exists for the stand-in, never for Cosmos DB.
 - ``add_job`` writes the job document hidden first, its parts in batches (100
   documents, 2 MB), and makes the job visible in one final write
-  (:mod:`shared.adapters.cosmos_parts`); the cross-partition queries return nothing of
+  (:mod:`shared.adapters.cosmos_parts`); the reads through the index return nothing of
   a job that is not visible (each job's visibility is read once per process, then
   remembered: a visible job never becomes invisible), and
   ``purge_unfinished_jobs`` deletes what a crashed ``add_job`` left.
+- The hot paths (``queued_tasks``, ``open_ranges``, ``active_tasks``, ``holdings``) read
+  one partition of the ``index`` container, whose pointers ``add_job`` and ``commit``
+  keep (:mod:`shared.adapters.cosmos_index`); each purge (a reconciler run) repairs it.
 - ``next_job_id``: a counter document, read and replaced under its etag,
   retried with jittered backoff when another writer won.
 - Auth: an account key, or (no key) ``DefaultAzureCredential``.
@@ -32,6 +35,9 @@ Each response's ``x-ms-request-charge`` is added to :attr:`CosmosStore.request_c
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -39,13 +45,70 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters.cosmos_jobs import CosmosJobs
-from shared.domain.models import Meta, Node, NodeGroup, Principal, Record
+from shared.domain.hosts import Holding
+from shared.domain.models import Job, Meta, Node, NodeGroup, Principal, Record, Task, TaskRange
 from shared.errors import Conflict, NotFound
-from shared.ports.store import Store, check_size, stored_size
+from shared.ports.store import Store, check_batch, check_size, stored_size
+
+log = logging.getLogger(__name__)
 
 
 class CosmosStore(CosmosJobs, Store):
     """The Store port on one Cosmos DB database (created with its containers if missing)."""
+
+    # --- the hot paths, through the index (cosmos_index) ------------------
+
+    def add_job(self, job: Job, tasks: Sequence[Task], ranges: Sequence[TaskRange] = ()) -> None:
+        made = self.index.before_add_job(tasks, ranges)  # add before: never missing
+        try:
+            super().add_job(job, tasks, ranges)
+        except Exception:
+            self.index.undo_add_job(made)
+            raise
+        self.index.remember(tasks, ranges)
+
+    def commit(
+        self,
+        *,
+        job: Job | None = None,
+        tasks: Sequence[Task] = (),
+        ranges: Sequence[TaskRange] = (),
+    ) -> None:
+        if not tasks and not ranges:
+            super().commit(job=job)
+            return
+        check_batch(job, tasks, ranges)  # a refusal before any pointer is written
+        plan = self.index.before_commit(tasks, ranges)
+        try:
+            super().commit(job=job, tasks=tasks, ranges=ranges)
+        except Exception:
+            self.index.after_failure(plan)
+            raise
+        self.index.after_commit(plan, tasks, ranges)
+
+    def queued_tasks(self, *, limit: int, exclude_jobs: Collection[int] = ()) -> list[Task]:
+        return self.index.queued("task", limit, exclude_jobs)
+
+    def open_ranges(self, *, limit: int, exclude_jobs: Collection[int] = ()) -> list[TaskRange]:
+        return self.index.queued("range", limit, exclude_jobs)
+
+    def active_tasks(self, *, node: str | None = None) -> list[Task]:
+        return self.index.active_tasks(node)
+
+    def holdings(self) -> list[Holding]:
+        return self.index.holdings()
+
+    def purge_unfinished_jobs(self, older_than: datetime) -> int:
+        purged = super().purge_unfinished_jobs(older_than)
+        try:  # each reconciler run purges: the index is repaired then, when due
+            self.index.repair_if_due()
+        except Exception:
+            log.exception("index repair failed (it runs again with the next reconciler run)")
+        return purged
+
+    def repair_indexes(self) -> dict[str, int]:
+        """Repair the index now (:meth:`CosmosIndex.repair`): pointers created and deleted."""
+        return self.index.repair()
 
     # --- nodes, groups, meta (the cluster container) ---------------------
 

@@ -91,6 +91,7 @@ class SqliteJobs(SqliteConnection):
                 raise Conflict(f"job {job.id} already exists") from None
             raise Conflict(f"tasks of job {job.id} are already stored") from None
         job.etag = etag
+        job.stored()
         for task in tasks:
             task.etag = etag
         for r in ranges:
@@ -103,7 +104,7 @@ class SqliteJobs(SqliteConnection):
         row = self._con().execute("SELECT doc, etag FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise NotFound(f"job {job_id} does not exist")
-        return _load(Job, row)
+        return _loaded_job(row)
 
     def list_jobs(
         self,
@@ -120,7 +121,7 @@ class SqliteJobs(SqliteConnection):
             where += f" AND state IN ({_marks(states)})"
             params += [JobState(s).value for s in states]
         sql = f"SELECT doc, etag FROM jobs WHERE {where} ORDER BY id DESC LIMIT ?"
-        return [_load(Job, row) for row in self._con().execute(sql, [*params, limit])]
+        return [_loaded_job(row) for row in self._con().execute(sql, [*params, limit])]
 
     def get_task(self, job_id: int, task_id: int) -> Task:
         row = (
@@ -229,14 +230,10 @@ class SqliteJobs(SqliteConnection):
             return
         check_batch(job, tasks, ranges)
         etag = _new_etag()
+        counts_only = job is not None and job.counts_only()
         with self._transaction() as con:
             if job is not None:
-                cur = con.execute(
-                    _UPDATE_JOB,
-                    (job.state.value, _micros(job.submit_time), _doc(job), etag, job.id, job.etag),
-                )
-                if cur.rowcount != 1:
-                    raise _stale(con, f"job {job.id}", "jobs WHERE id = ?", (job.id,), job.etag)
+                _write_job(con, job, etag, counts_only=counts_only)
             for r in ranges:
                 cur = con.execute(
                     _UPDATE_RANGE, (*_range_row(r, etag)[2:], r.job_id, r.first_id, r.etag)
@@ -281,8 +278,41 @@ class SqliteJobs(SqliteConnection):
                         task.etag,
                     )
         if job is not None:
-            job.etag = etag
+            if not counts_only:
+                job.etag = etag
+            job.stored()
         for task in tasks:
             task.etag = etag
         for r in ranges:
             r.etag = etag
+
+
+def _write_job(con: sqlite3.Connection, job: Job, etag: str, *, counts_only: bool) -> None:
+    """The job's part of a commit. Counts only: its delta added to the stored counts, the
+    etag neither checked nor changed. Otherwise: its fields written under its etag, with
+    the stored counts plus its delta (keeping the deltas others committed meanwhile)."""
+    delta = job.counts_delta()
+    if counts_only and delta.empty:
+        return
+    row = con.execute("SELECT doc, etag FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    if row is None or (not counts_only and row[1] != job.etag):
+        raise _stale(con, f"job {job.id}", "jobs WHERE id = ?", (job.id,), job.etag)
+    stored = json.loads(row[0])
+    if counts_only:
+        doc = json.dumps(delta.apply(stored), separators=(",", ":"))
+        con.execute("UPDATE jobs SET doc = ? WHERE id = ?", (doc, job.id))
+        return
+    body = json.loads(_doc(job))
+    body["taskCounts"], body["steps"] = stored.get("taskCounts"), stored.get("steps")
+    doc = json.dumps(delta.apply(body), separators=(",", ":"))
+    cur = con.execute(
+        _UPDATE_JOB, (job.state.value, _micros(job.submit_time), doc, etag, job.id, job.etag)
+    )
+    if cur.rowcount != 1:  # (cannot happen inside the transaction; kept as the guard)
+        raise _stale(con, f"job {job.id}", "jobs WHERE id = ?", (job.id,), job.etag)
+
+
+def _loaded_job(row: tuple[str, str]) -> Job:
+    job = _load(Job, row)
+    job.stored()
+    return job

@@ -10,12 +10,15 @@ State changes go through :meth:`Job.move_to` / :meth:`Task.move_to` /
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, PrivateAttr
 from pydantic.alias_generators import to_camel
 
+from shared.domain import counts
+from shared.domain.counts import CountsDelta
 from shared.domain.states import JobState, NodeState, TaskState, check_transition
 
 
@@ -109,6 +112,11 @@ class Job(Record):
     end_time: UtcTime | None = None
     error: str | None = None
 
+    _delta: CountsDelta = PrivateAttr(default_factory=CountsDelta)
+    """What :meth:`count` moved since the store last loaded or wrote this copy."""
+    _read_digest: str | None = PrivateAttr(default=None)
+    """:meth:`fields_digest` when the store loaded or wrote this copy (None: never)."""
+
     def move_to(self, target: JobState, *, now: datetime | None = None) -> None:
         """Change state through the transition table (raises IllegalTransition)."""
         check_transition(self.state, target)
@@ -123,7 +131,8 @@ class Job(Record):
 
     def count(self, old: TaskState | None, new: TaskState, n: int = 1, name: str = "") -> None:
         """Move ``n`` tasks (named ``name``) from ``old`` to ``new`` in :attr:`task_counts`,
-        and in :attr:`steps` if something depends on that name."""
+        and in :attr:`steps` if something depends on that name; the move is also recorded
+        as a delta, which is what the store writes (:mod:`shared.domain.counts`)."""
         if n <= 0:
             return
         if old is not None:
@@ -133,16 +142,36 @@ class Job(Record):
         self.task_counts[new] = self.task_counts.get(new, 0) + n
         step = self.steps.get(name)
         if step is not None and old is not None:
-            step.left += n * (_ended(old) - _ended(new))
-            step.failed += n * (_failed(new) - _failed(old))
+            step.left += n * (counts.ended(old) - counts.ended(new))
+            step.failed += n * (counts.failed(new) - counts.failed(old))
+        self._delta.move(old, new, n, name if step is not None else None)
 
+    # --- for the stores: counts move as deltas (shared.domain.counts) ---------
 
-def _ended(state: TaskState) -> int:
-    return int(state in (TaskState.FINISHED, TaskState.FAILED, TaskState.CANCELED))
+    def counts_delta(self) -> CountsDelta:
+        """What :meth:`count` moved since this copy was loaded or last written."""
+        return self._delta
 
+    def fields_digest(self) -> str:
+        """A digest of every field but the etag and the counts (task_counts, steps)."""
+        text = self.model_dump_json(exclude={"etag", "task_counts", "steps"})
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
-def _failed(state: TaskState) -> int:
-    return int(state in (TaskState.FAILED, TaskState.CANCELED))
+    def stored(self) -> None:
+        """The store calls this when it has loaded or written this copy: from here on,
+        :meth:`counts_only` compares against it and the delta starts empty."""
+        self._delta = CountsDelta()
+        self._read_digest = self.fields_digest()
+
+    def counts_only(self) -> bool:
+        """Only the counts changed since the store loaded this copy, and no task left an
+        ended state: the store may add the delta without checking the job's etag. A copy
+        the store never loaded is never counts-only (its write checks the etag)."""
+        return (
+            self._read_digest is not None
+            and not self._delta.reopened
+            and self._read_digest == self.fields_digest()
+        )
 
 
 class LostAttempt(BaseModel):

@@ -112,7 +112,16 @@ class Store(ABC):
 
     @abstractmethod
     def get_job(self, job_id: int) -> Job:
-        """Raises NotFound."""
+        """The job with its counts (task_counts, steps) summing every committed delta
+        (see :meth:`commit`); the copy remembers what it was read as (Job.stored), so a
+        commit can tell a counts-only change. Raises NotFound."""
+
+    def fold_counts(self) -> int:
+        """Fold the count deltas that counts-only commits left beside job documents into
+        them (Cosmos: tally documents); the number of jobs folded. Run by the reconciler;
+        a fold that meets another writer is skipped. Adapters that apply deltas in place
+        (SQLite) have nothing to fold."""
+        return 0
 
     @abstractmethod
     def list_jobs(
@@ -185,6 +194,47 @@ class Store(ABC):
         must belong to one job, each at most once, at most MAX_BATCH in all and
         MAX_BATCH_BYTES together, none over MAX_DOCUMENT_BYTES (ValueError otherwise). Raises Conflict (nothing written) if any etag is stale or any document
         to replace is missing.
+
+        **The job's counts move as deltas.** A job's task_counts and steps change with every
+        task transition; the job document changes only when the job itself does:
+
+        - A job that changed only in its counts since it was read (the adapter compares a
+          digest of its other fields taken at the read, :meth:`Job.counts_only`; never the
+          caller's word) has its delta (:meth:`Job.counts_delta`) *added* to the stored
+          counts. The job's etag is neither checked nor changed; two commits made from the
+          same read, for different tasks, both succeed and their counts add up (the tasks'
+          own etags still guard the tasks). Cosmos DB writes the delta as a tally document
+          in the batch; SQLite adds it in the transaction.
+        - A job whose other fields changed (state, priority, hold, error, times...), or
+          whose delta takes tasks out of an ended state (a rerun), is written under its
+          etag (Conflict if stale), with the stored counts plus its delta: deltas others
+          committed meanwhile are kept.
+
+        Why decisions that the job's etag used to serialize are still right (a stale
+        read's counts can only make a decision more conservative, never wrong):
+
+        - Settling (all tasks ended -> Finished/Failed/Canceled): an ended task leaves its
+          ended state only by a rerun, whose commit checks and changes the job's etag; so
+          counts that said "all ended" at a read still do at the etag-checked settling
+          write, or that write conflicts. Two last task ends committed side by side each
+          see the other as not ended: each use case that ends tasks with a counts-only
+          commit re-reads the job and settles it if due (etag-checked; a Conflict is
+          retried), and the reconciler settles any Queued/Running job whose counts say
+          every task ended (tests/test_job_counts.py).
+        - Task dependencies (steps): a step's ``left`` only falls and ``failed`` only rises
+          without a rerun, so a stale read keeps a dependent waiting a little longer, never
+          starts it early; a dependent canceled as doomed is guarded by its own etag (for
+          the failure to be undone the job must first end, ending that dependent too).
+        - maxConcurrent: counted from the active tasks' documents (holdings) by the one
+          scheduler pass that may start tasks, never from the job's counts.
+        - Cancel and hold: cancel_job writes Canceling under the etag, then cancels the
+          queued tasks and ranges, then the active ones; a dispatch committed from a read
+          taken before (counts-only, so not refused by the job's etag) either conflicts on
+          its task's or range's etag or has made the task active before that last scan,
+          which cancels it. The scheduler re-reads the job just before each commit and
+          places nothing for a job held or not Queued/Running, so a hold is missed only by
+          a commit already in flight (milliseconds), as it would be by any dispatch sent
+          a moment earlier.
         """
 
     # --- nodes ----------------------------------------------------------

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
 
-from shared.domain import lifecycle, scheduler
+from shared.domain import eligibility, lifecycle, scheduler
 from shared.domain.hosts import granted_cores, held, host_list
 from shared.domain.jobspec import sweep_command
 from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
@@ -86,8 +86,8 @@ def _commit_chunk(
         job = deps.store.get_job(job_id)
     except NotFound:
         return []
-    if job.state not in (JobState.QUEUED, JobState.RUNNING):
-        return []
+    if job.state not in (JobState.QUEUED, JobState.RUNNING) or eligibility.held(job, deps.clock()):
+        return []  # (its counts-only commit would not be refused by a cancel or hold since)
     try:
         chunk, ranges = _born(deps, job_id, chunk, tasks)
     except Conflict:

@@ -45,6 +45,7 @@ from shared.usecases import taskdeps
 from shared.usecases.deps import CHUNK, Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.registration import register
+from shared.usecases.settling import settle
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
     changed: dict[int, Task] = {}
     cancels = []
     kick = False
+    ended = False
     for ev in evs:
         task = tasks.get(ev.task_id)
         if task is None:
@@ -181,13 +183,16 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
             continue
         job.count(change.old, change.new, name=task.name)
         cancels += change.cancels
+        ended |= change.ended
         kick |= change.ended or (change.new is not change.old and change.new is TaskState.QUEUED)
         changed[task.id] = task
     if not changed:
         return False
-    lifecycle.settle_job(job, now)
+    settled = lifecycle.settle_job(job, now)  # (due from this read: settled in this write)
     deps.store.commit(job=job, tasks=list(changed.values()))
     deps.send_to_nodes(cancels)
+    if ended and not settled:
+        settle(deps, job_id)  # others' ends, committed beside ours, may have made it due
     failed = {t.name for t in changed.values() if t.state in (TaskState.FAILED, TaskState.CANCELED)}
     if taskdeps.has_doomed(job) and failed & job.steps.keys():
         try:

@@ -11,6 +11,7 @@ from shared.domain.models import Task
 from shared.domain.states import JobState
 from shared.errors import NotFound
 from shared.usecases.deps import Deps, chunks
+from shared.usecases.settling import settle
 
 Reason = Callable[[Task], str]
 
@@ -36,6 +37,7 @@ def _lose_chunk(deps: Deps, job_id: int, wanted: dict[int, tuple[int, str]], cou
         return False
     now = deps.clock()
     changed = []
+    ended = False
     for task in deps.store.get_tasks(job_id, wanted):
         attempt, why = wanted[task.id]
         if task.attempt != attempt:
@@ -51,8 +53,11 @@ def _lose_chunk(deps: Deps, job_id: int, wanted: dict[int, tuple[int, str]], cou
         if change is not None:
             job.count(change.old, change.new, name=task.name)
             changed.append(task)
+            ended |= change.ended
     if not changed:
         return False
-    lifecycle.settle_job(job, now)
+    settled = lifecycle.settle_job(job, now)
     deps.store.commit(job=job, tasks=changed)
+    if ended and not settled:
+        settle(deps, job_id)  # (see shared.usecases.settling)
     return True

@@ -13,7 +13,7 @@ import contextlib
 import logging
 from datetime import datetime, timedelta
 
-from shared.domain import eligibility, reconciler
+from shared.domain import eligibility, lifecycle, reconciler
 from shared.domain.hosts import lost_host
 from shared.domain.messages import EVENTS_LOCK_MS
 from shared.domain.models import Meta
@@ -24,6 +24,7 @@ from shared.usecases.cancel import cancel_job
 from shared.usecases.deps import Deps, all_jobs
 from shared.usecases.losses import lose_attempts
 from shared.usecases.queries import job_states
+from shared.usecases.settling import settle
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,12 @@ def reconcile(deps: Deps) -> None:
     )
     _cancel_doomed_dependents(deps)
     deps.store.purge_unfinished_jobs(now - UNFINISHED_JOB_GRACE)
+    deps.store.fold_counts()
     for job in all_jobs(deps.store, [JobState.QUEUED, JobState.RUNNING]):
         if taskdeps.has_doomed(job):
             taskdeps.cancel_doomed_tasks(deps, job.id)
+        if job.task_count and lifecycle.all_ended(job):
+            settle(deps, job.id)  # level-triggered backstop: a settling a crash left undone
     deps.kick()  # level-triggered: queued work gets a pass at least once per run
 
 

@@ -15,6 +15,7 @@ from shared.domain.models import Job
 from shared.domain.states import JobState, TaskState
 from shared.errors import NotFound
 from shared.usecases.deps import Deps, chunks
+from shared.usecases.settling import settle
 
 log = logging.getLogger(__name__)
 
@@ -86,4 +87,5 @@ def _round(deps: Deps, job_id: int) -> int:
                 done += len(changed)
     if done:
         log.info("job %d: %d dependent task(s) canceled: a prerequisite failed", job_id, done)
+        settle(deps, job_id)  # (its cancels were counts-only commits: see usecases.settling)
     return done

@@ -12,6 +12,7 @@ from azure.cosmos.exceptions import CosmosBatchOperationError
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters import cosmos_parts
+from shared.adapters.cosmos_index import CosmosIndex
 from shared.adapters.cosmos_store import CosmosStore
 from shared.domain.models import Job, Task
 from shared.errors import Conflict
@@ -70,12 +71,53 @@ class BatchContainer:
         return self.docs[key]
 
 
+class PointerContainer:
+    """The ``index`` container of :func:`batch_store`: pointers by (pk, id), batches recorded
+    (tests/contract/test_cosmos_index.py checks what the index sends on Cosmos DB)."""
+
+    def __init__(self) -> None:
+        self.docs: dict[tuple[str, str], dict] = {}
+        self.batches: list[tuple[str, list]] = []
+        self.serial = 0
+
+    def execute_item_batch(self, ops: list, partition_key: str, **_: Any) -> list[dict]:
+        self.batches.append((partition_key, ops))
+        for index, (kind, args, *options) in enumerate(ops):
+            stored = self.docs.get((partition_key, args[-1]["id"]))
+            refused = 409 if kind == "create" and stored is not None else None
+            if kind == "replace" and (stored or {}).get("_etag") != options[0]["if_match_etag"]:
+                refused = 412
+            if refused:
+                raise CosmosBatchOperationError(
+                    error_index=index, headers={}, status_code=refused, message="refused",
+                    operation_responses=[{"statusCode": refused}],
+                )  # fmt: skip
+        results = []
+        for _kind, args, *_options in ops:
+            doc = args[-1]
+            self.serial += 1
+            self.docs[(partition_key, doc["id"])] = {**doc, "_etag": f"p{self.serial}"}
+            results.append({"statusCode": 200, "eTag": f"p{self.serial}"})
+        return results
+
+    def query_items(self, *, parameters: list, partition_key: str, **_: Any) -> list[dict]:
+        ids = next((p["value"] for p in parameters if p["name"] == "@ids"), None)
+        return [d for (pk, i), d in self.docs.items() if pk == partition_key and i in (ids or [i])]
+
+    def delete_item(self, item: str, *, partition_key: str, etag: str, **_: Any) -> None:
+        if self.docs.get((partition_key, item), {}).get("_etag") != etag:
+            raise _error(412, "Precondition Failed")
+        del self.docs[(partition_key, item)]
+
+
 def batch_store() -> tuple[CosmosStore, BatchContainer]:
     store = CosmosStore.__new__(CosmosStore)
     container = BatchContainer()
     store._jobs = container  # type: ignore[assignment]
+    store.index = CosmosIndex(store, PointerContainer())  # type: ignore[arg-type]
     store.batch = True
-    store._read = lambda *_a, **_k: None  # type: ignore[method-assign]
+    # A point read answers from the container (a job write reads the stored job first).
+    store._read = lambda _c, doc_id, pk, **_k: container.docs.get((pk, doc_id))  # type: ignore[method-assign]
     store._visible = cosmos_parts.Visibility(lambda _job_id: None)
     return store, container
 

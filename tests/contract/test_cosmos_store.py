@@ -13,6 +13,7 @@ import re
 import pytest
 
 from shared.adapters import cosmos_docs as docs
+from shared.adapters import cosmos_index_docs as ix
 from shared.domain.states import JobState, TaskState
 from tests.contract.cosmos_fixtures import _error, check_parameterised, check_partition
 
@@ -26,13 +27,7 @@ ALL_QUERIES = {
     "list_tasks": docs.list_tasks(7, None, 10),
     "list_tasks_states": docs.list_tasks(7, [TaskState.QUEUED], 10),
     "partition_docs": docs.partition_docs(7, ["job", "task-1"]),
-    "queued_tasks": docs.queued_tasks(10),
-    "queued_tasks_skip": docs.queued_tasks(10, [3, 4]),
-    "open_ranges": docs.open_ranges(10),
-    "open_ranges_skip": docs.open_ranges(10, [3]),
     "get_ranges": docs.get_ranges(7),
-    "active_tasks": docs.active_tasks(None),
-    "active_tasks_node": docs.active_tasks("n1"),
     "list_named": docs.list_named("node"),
 }
 PARTITIONED = {
@@ -78,8 +73,9 @@ def test_no_query_uses_what_the_stand_in_lacks() -> None:
 
 
 def test_sorting_queries_have_their_composite_index() -> None:
-    composites = [[p["path"] for p in c] for c in docs.JOBS_INDEXING["compositeIndexes"]]
-    for query in (docs.queued_tasks(1), docs.open_ranges(1), docs.active_tasks(None)):
+    """The queue's order (the hot paths read it from the index: test_cosmos_index.py)."""
+    composites = [[p["path"] for p in c] for c in ix.INDEX_INDEXING["compositeIndexes"]]
+    for query in (ix.queue("task", 1), ix.queue("range", 1)):
         order = re.search(r"ORDER BY (.*)$", query.text)
         assert order is not None
         paths = ["/" + term.split()[0].removeprefix("c.") for term in order.group(1).split(",")]

@@ -25,7 +25,7 @@ The rules live by subject: :mod:`.tasks` (task rules), :mod:`.jobs` (closing a j
 package re-exports them, so callers write ``lifecycle.dispatch(...)``.
 """
 
-from shared.domain.lifecycle.jobs import settle_job
+from shared.domain.lifecycle.jobs import all_ended, settle_job
 from shared.domain.lifecycle.nodes import (
     LIVE_STATES,
     HeartbeatDecision,
@@ -58,6 +58,7 @@ __all__ = [
     "LIVE_STATES",
     "RegistrationDecision",
     "TaskChange",
+    "all_ended",
     "assignment_refused",
     "cancel",
     "dispatch",

@@ -16,10 +16,14 @@ from shared.domain.states import (
 )
 
 
+def all_ended(job: Job) -> bool:
+    """Its counts say every task ended (whatever the job's own state)."""
+    return sum(n for s, n in job.task_counts.items() if s in TASK_TERMINAL) >= job.task_count
+
+
 def settle_job(job: Job, now: datetime) -> bool:
     """Close the job when none of its tasks is left to run; True if it did."""
-    done = sum(n for s, n in job.task_counts.items() if s in TASK_TERMINAL)
-    if done < job.task_count or job.state in JOB_TERMINAL:
+    if not all_ended(job) or job.state in JOB_TERMINAL:
         return False
     if job.state is JobState.CANCELING:
         job.move_to(JobState.CANCELED, now=now)

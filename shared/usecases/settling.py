@@ -1,0 +1,41 @@
+"""Settle a job from a fresh read: close it (Finished, Failed, Canceled) once every task ended.
+
+Task ends commit their job's counts as deltas, without the job's etag (see the Store port's
+``commit``), so two last task ends can commit side by side, each having read the other as
+not ended, and neither settles the job from its own read. So a use case whose counts-only
+commit ended tasks calls :func:`settle` afterwards: it re-reads the job (every committed
+delta summed) and settles it if due, in a write under the job's etag (a Conflict is
+retried from a fresh read). Whoever comes second finds the job already closed: it closes
+once. The reconciler settles any job this missed (a crash between the two writes).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared.domain import lifecycle
+from shared.domain.models import Job
+from shared.errors import NotFound
+from shared.usecases.deps import Deps
+
+log = logging.getLogger(__name__)
+
+
+def settle(deps: Deps, job_id: int) -> Job | None:
+    """Close the job if all its tasks ended, from a fresh read; the job as read (None: it
+    does not exist). A write that keeps conflicting is logged and left to the reconciler."""
+
+    def attempt() -> Job | None:
+        try:
+            job = deps.store.get_job(job_id)
+        except NotFound:
+            return None
+        if lifecycle.settle_job(job, deps.clock()):
+            deps.store.commit(job=job)
+        return job
+
+    try:
+        return deps.retry(attempt)
+    except Exception:  # the tasks' commit stands; the reconciler's next run settles the job
+        log.exception("settling job %d failed; the reconciler will", job_id)
+        return None
