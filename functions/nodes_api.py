@@ -4,8 +4,9 @@
 groups (admin only); ``POST /api/nodes/{name}/{action}`` starts,
 stops (drain first while tasks run), drains or takes a node offline; ``DELETE
 /api/nodes/{name}`` removes an Offline node; ``POST /api/nodegroups`` creates a group,
-``PATCH /api/nodegroups/{name}`` changes its settings; ``GET /api/autoscale/log`` tells
-why the autoscaler did what it did.
+``PATCH /api/nodegroups/{name}`` changes its settings (the AutoGrowShrink parameters,
+``idlePolicy`` and ``bootDelayS`` among them: bad text is a 422 naming the accepted
+forms); ``GET /api/autoscale/log`` tells why the autoscaler did what it did.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ _CAMEL = {
     "tasksPerResourceUnit": "tasks_per_resource_unit",
     "extraNodesGrowRatio": "extra_nodes_grow_ratio",
     "growByMin": "grow_by_min",
+    "idlePolicy": "idle_policy",
+    "bootDelayS": "boot_delay_s",
 }
 
 

@@ -105,10 +105,15 @@ def test_swf_lines_are_parsed_and_unknowns_fall_back():
     text = [
         "; Version: 2.2",
         "1 0 5 100 4 -1 -1 8 3600 -1 1 1 1 -1 1 -1 -1 -1",  # requested 8 procs, 1 h
-        "2 10 0 50 2 -1 -1 -1 -1 -1 1 1 1 -1 1 -1 -1 -1",  # requested unknown: allocated, run
+        "2 10 0 50 2 -1 -1 -1 -1 -1 1 7 1 -1 1 -1 -1 -1",  # requested unknown: allocated, run
         "3 20 0 0 2 -1 -1 2 60 -1 0 1 1 -1 1 -1 -1 -1",  # never ran: skipped
+        "4 30 0 50 2 -1 -1 2 60",  # 9 fields: user unknown
     ]
-    assert list(swf.parse(text)) == [SwfJob(1, 0, 100, 8, 3600), SwfJob(2, 10, 50, 2, 50)]
+    assert list(swf.parse(text)) == [  # field 12: the user id
+        SwfJob(1, 0, 100, 8, 3600, 1),
+        SwfJob(2, 10, 50, 2, 50, 7),
+        SwfJob(4, 30, 50, 2, 60, -1),
+    ]
     with pytest.raises(swf.SwfError, match="line 2"):
         list(swf.parse(["; x", "1 2 3"]))
 

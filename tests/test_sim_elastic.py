@@ -7,6 +7,7 @@ import json
 import math
 import random
 import subprocess
+from dataclasses import replace
 
 import pytest
 
@@ -148,7 +149,8 @@ def _random_workload(seed: int) -> tuple[list[SwfJob], int, int, float]:
         t += rng.choice([0, 0, 1, 5, 20, 60, 200, 1000, 3000])
         run = rng.choice([1, 5, 30, 100, 400, 2000])
         limit = run * rng.choice([1, 2, 10])
-        jobs.append(SwfJob(k + 1, t, run, rng.choice([1, 1, 1, 2, 3, 4, 8, 16]), limit))
+        width = rng.choice([1, 1, 1, 2, 3, 4, 8, 16])
+        jobs.append(SwfJob(k + 1, t, run, width, limit, user=k * 7 % 3))
     return jobs, rng.choice([1, 2, 4]), rng.choice([8, 16, 40]), rng.choice([10, 60, 180])
 
 
@@ -156,7 +158,8 @@ def _random_workload(seed: int) -> tuple[list[SwfJob], int, int, float]:
 def test_the_replay_shortcuts_change_no_decision(seed):
     # whole_view: the autoscaler runs at every event and sees every node and queued task
     jobs, cpn, nodes, boot = _random_workload(seed)
-    for text in ("fixed:0", "fixed:60", "adaptive:0", "adaptive", "keep", "anticipate", "ski:3"):
+    policies = ("fixed:0", "fixed:60", "adaptive:0", "adaptive", "keep", "anticipate", "ski:3")
+    for text in (*policies, "session", "session:0"):
         idle = parse_idle_policy(text)
         fast, fast_starts = elastic(
             jobs, idle=idle, nodes=nodes, cores_per_node=cpn, boot_delay_s=boot
@@ -219,6 +222,37 @@ def test_ski_learns_the_idle_gap_and_keeps_the_node_for_the_next_job():
     assert starts[3] == 98 and cheap.node_starts == 3
 
 
+def test_session_keeps_a_users_nodes_for_its_next_job_and_no_longer():
+    # boot 10 s, wait weight 1 (buy 20 node-seconds), no aggregate pool (headroom 0).
+    # User 1: A (0) runs 10-30; nothing learnt, its node stops at 30. B at 34 (think time
+    # 4) boots again, runs 44-64; the group's think times ([4]) say keep 4 s, so the node
+    # stays to 68 and C at 67 (think 3) starts at once. User 2's D (2 nodes, 200) runs
+    # 210-230; user 2 is new and borrows the group's keep ([4, 3]: 4 s), and never
+    # returns: its nodes stop at 234, 4 s each and no more. User 1's E (300) finds no node
+    # kept (C ended at 87, kept to 91) and boots. Node-seconds: 30 + (34-91) 57 + 2 x 34
+    # + (300-330) 30 = 185.
+    jobs = [
+        SwfJob(1, 0, 20, 1, 20, user=1),
+        SwfJob(2, 34, 20, 1, 20, user=1),
+        SwfJob(3, 67, 20, 1, 20, user=1),
+        SwfJob(4, 200, 20, 2, 20, user=2),
+        SwfJob(5, 300, 20, 1, 20, user=1),
+    ]
+    session = IdlePolicy("session", 0, 0.0)
+    outcome, starts = elastic(jobs, idle=session, nodes=3, boot_delay_s=10)
+    assert starts == {1: 10, 2: 44, 3: 67, 4: 210, 5: 310}
+    assert outcome.node_starts == 5
+    assert outcome.node_hours == pytest.approx(185 / 3600)
+    # fixed:0 boots C too (it waits 10 s): 6 starts, 30 x 3 + 2 x 30 + 30 = 180
+    fixed, starts = elastic(jobs, idle=IdlePolicy("fixed", 0), nodes=3, boot_delay_s=10)
+    assert starts[3] == 77 and fixed.node_starts == 6
+    assert fixed.node_hours == pytest.approx(180 / 3600)
+    # without user ids nothing is learnt: session is fixed:0 here
+    anonymous = [replace(j, user=-1) for j in jobs]
+    blind, starts = elastic(anonymous, idle=session, nodes=3, boot_delay_s=10)
+    assert starts[3] == 77 and blind.node_starts == 6
+
+
 def test_idle_policies_parse():
     assert parse_idle_policy("fixed:300") == IdlePolicy("fixed", 300)
     assert parse_idle_policy("adaptive").name == "adaptive"
@@ -231,7 +265,12 @@ def test_idle_policies_parse():
     assert parse_idle_policy("ski").name == "ski"
     assert parse_idle_policy("ski:3").wait_weight == 3
     assert parse_idle_policy("ski:3").name == "ski:3"
-    for bad in ("fixed", "fixed:x", "lazy", "fixed:-1", "ski:x", "ski:-1", "ski:inf"):
+    assert parse_idle_policy("session").name == "session"
+    assert parse_idle_policy("session").headroom == 1.0
+    assert parse_idle_policy("session:3").wait_weight == 3
+    assert parse_idle_policy("session:3").name == "session:3"
+    bad_ones = ("fixed", "fixed:x", "lazy", "fixed:-1", "ski:x", "ski:-1", "ski:inf")
+    for bad in (*bad_ones, "session:x", "session:-2"):
         with pytest.raises(ValueError):
             parse_idle_policy(bad)
 
@@ -268,6 +307,14 @@ def test_cli_replays_elastic_as_json_with_the_frontier(tmp_path):
     assert quick.returncode == 0, quick.stderr
     doc = json.loads(quick.stdout)
     assert doc["policy"]["idle_policy"] == "keep" and doc["frontier"] == []
+    users = subprocess.run(
+        [*base, "--boot-delay", "10", "--idle-policy", "session:3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert users.returncode == 0, users.stderr
+    assert json.loads(users.stdout)["policy"]["idle_policy"] == "session:3"
     bad = subprocess.run(
         [*base, "--idle-policy", "lazy"], capture_output=True, text=True, timeout=60
     )

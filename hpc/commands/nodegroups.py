@@ -10,6 +10,7 @@ from rich.table import Table
 from hpc.common import JsonOption, api_client, print_json, stdout_console
 from hpc.errors import CliError
 from hpc.render import _cells, dash
+from shared.domain.idlepolicy import GROUP_FORMS, group_idle_policy
 
 app = typer.Typer(help="List, create and tune node groups.", no_args_is_help=True)
 
@@ -23,7 +24,8 @@ def group_list(as_json: JsonOption = False) -> None:
         print_json(data)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("Name", "Provider", "Min", "Max", "Node cores", "Autoscale", "Description"):
+    columns = ("Name", "Provider", "Min", "Max", "Node cores", "Autoscale", "Idle policy")
+    for column in (*columns, "Description"):
         table.add_column(column)
     for g in data.get("groups", []):
         managed = g.get("provider")
@@ -35,6 +37,7 @@ def group_list(as_json: JsonOption = False) -> None:
                 dash(g.get("maxNodes")),
                 dash(g.get("nodeCores")),
                 ("yes" if g.get("autoscale") else "no") if managed else "-",
+                dash(g.get("idlePolicy")) if managed else "-",
                 dash(g.get("description")),
             )
         )
@@ -93,6 +96,19 @@ def group_set(
     grow_by_min: Annotated[
         bool | None, typer.Option("--grow-by-min/--no-grow-by-min", help="GrowByMin.")
     ] = None,
+    idle_policy: Annotated[
+        str | None,
+        typer.Option(
+            help=f"How long idle nodes stay up: {GROUP_FORMS} (as hpc sim replay's; "
+            "fixed: ShrinkIdleTimes x ShrinkInterval)."
+        ),
+    ] = None,
+    boot_delay: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Seconds a node takes Starting -> Online (the warm pool's horizon)."
+        ),
+    ] = None,
 ) -> None:
     """Change a node group's bounds, provider and AutoGrowShrink parameters (the name
     matches whatever its case)."""
@@ -102,12 +118,21 @@ def group_set(
         shrinkIntervalS=shrink_interval, shrinkIdleTimes=shrink_idle_times,
         growThreshold=grow_threshold, tasksPerResourceUnit=tasks_per_resource_unit,
         extraNodesGrowRatio=extra_nodes_grow_ratio, growByMin=grow_by_min,
+        idlePolicy=idle_policy, bootDelayS=boot_delay,
     )  # fmt: skip
+    if idle_policy is not None:  # the control plane's own check, before any request
+        try:
+            group_idle_policy(idle_policy)
+        except ValueError as exc:
+            raise CliError(f"--idle-policy: {exc}", exit_code=2) from None
+    if boot_delay is not None and boot_delay <= 0:
+        raise CliError("--boot-delay must be more than 0 seconds", exit_code=2)
     if not settings:
         raise CliError("give at least one setting to change (see --help)", exit_code=2)
     with api_client() as client:
         group = client.set_node_group(name, **settings)
     stdout_console().print(
         f"node group {dash(group.get('name'))}: min {dash(group.get('minNodes'))}, "
-        f"max {dash(group.get('maxNodes'))}, provider {dash(group.get('provider'))}"
+        f"max {dash(group.get('maxNodes'))}, provider {dash(group.get('provider'))}, "
+        f"idle policy {dash(group.get('idlePolicy'))} (boot delay {dash(group.get('bootDelayS'))} s)"
     )

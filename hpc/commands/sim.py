@@ -38,8 +38,8 @@ def sim_replay(
         str,
         typer.Option(
             help="--elastic: fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS], "
-            "anticipate[:SECONDS] or ski[:WAIT_WEIGHT] (see shared/domain/warmpool.py "
-            "and skirental.py)."
+            "anticipate[:SECONDS], ski[:WAIT_WEIGHT] or session[:WAIT_WEIGHT] (see "
+            "shared/domain/warmpool.py, skirental.py and sessions.py)."
         ),
     ] = "keep",
     frontier: Annotated[

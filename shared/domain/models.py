@@ -401,6 +401,13 @@ class NodeGroup(Record):
     tasks_per_resource_unit: int = 1
     extra_nodes_grow_ratio: int = 0
     grow_by_min: bool = False
+    idle_policy: str = "fixed"
+    """How long idle nodes stay up (shared.usecases.idle_policy): ``fixed`` stops a node idle
+    for ShrinkIdleTimes x ShrinkInterval; ``keep[:S]`` and ``anticipate[:S]`` run the
+    simulator's warm-pool policies (``hpc sim replay --idle-policy``), same texts."""
+    boot_delay_s: float = 180
+    """The warm pool's forecast horizon: set it to the VMs' measured boot time
+    (Starting -> Online, shown by ``hpc autoscale log``)."""
 
 
 DEFAULT_GROUPS: tuple[NodeGroup, ...] = (

@@ -29,6 +29,10 @@ Idle policies (:class:`IdlePolicy`, the rules in :mod:`shared.domain.warmpool`):
 - ``ski`` (``ski:W``): ``keep``'s pool, and nodes beyond it stop after the ski-rental keep
   time of the group's last idle gaps (:mod:`shared.domain.skirental`; buy = boot delay x
   (1 + W) node-seconds). The fleet reports each gap (:attr:`shared.sim.fleet.Fleet.gaps`).
+- ``session`` (``session:W``): a pool of x1 the expected demand, and each ended job's
+  nodes kept for its user's next job for a ski-rental keep time learnt from that user's
+  think times after jobs of the same run-time band (:mod:`shared.domain.sessions`; the
+  trace's user ids, SWF field 12).
 
 The oracle is the trace's core-hours over cores per node: nodes that are up exactly while
 they run work. Each job's figures (wait, bounded slowdown with tau 10 s) are as in
@@ -54,11 +58,12 @@ from datetime import timedelta
 
 from shared.domain.autoscaler import ClusterView, autoscale
 from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy, NodeMemory
+from shared.domain.idlepolicy import IdlePolicy, parse_idle_policy
 from shared.domain.models import Task
 from shared.domain.scheduler import Busy, Policy, schedule
+from shared.domain.sessions import SessionAware
 from shared.domain.states import NodeState
 from shared.sim.fleet import GROUP, Fleet, dt, ts, visible
-from shared.sim.idle import IdlePolicy, parse_idle_policy
 from shared.sim.replay import TAU_S, Running, _request, start_jobs
 from shared.sim.swf import SwfJob
 
@@ -133,6 +138,8 @@ def elastic(
     )
     policies: dict[tuple[int, int, int], AutoscalerPolicy] = {}
     sizing = idle.build(boot_delay_s, nodes)
+    sessions = sizing if isinstance(sizing, SessionAware) else None
+    """A policy told whose job arrives and ends (``session``)."""
     groups_memory = AutoscalerState().groups
     memory: dict[str, NodeMemory] = {}
     """The autoscaler's memory of each node (the caller keeps it, as the timer's store does)."""
@@ -154,6 +161,8 @@ def elastic(
             done = running.pop(job_id)
             del busy[job_id]
             fleet.released(done.nodes, done.cores, now)
+            if sessions is not None:
+                sessions.ended(now, _nodes(done.job, cpn), _user(done.job), now - done.start)
         while boots and boots[0][0] == now:
             _, name = heapq.heappop(boots)
             if fleet.starting.get(name) == now:  # not the boot of an earlier start
@@ -161,7 +170,10 @@ def elastic(
         while i < len(pending) and pending[i].submit == now:
             job = pending[i]
             queue.append(job)
-            sizing.arrived(now, math.ceil(job.procs / min(job.procs, cpn)))
+            if sessions is not None:
+                sessions.arrived(now, _nodes(job, cpn), _user(job))
+            else:
+                sizing.arrived(now, _nodes(job, cpn))
             i += 1
         if queue and fleet.open:
             decision = schedule(
@@ -265,6 +277,14 @@ def elastic(
         boot_delay_s,
         t0,
     ), starts
+
+
+def _nodes(job: SwfJob, cpn: int) -> int:
+    return math.ceil(job.procs / min(job.procs, cpn))
+
+
+def _user(job: SwfJob) -> str | None:
+    return str(job.user) if job.user >= 0 else None
 
 
 def _figures(

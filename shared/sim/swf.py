@@ -1,7 +1,7 @@
 """Standard Workload Format (Parallel Workloads Archive) traces: one job per line, 18 fields.
 
 Fields used (1-based, as the SWF definition numbers them): 1 job id, 2 submit time,
-4 run time, 5 allocated processors, 8 requested processors, 9 requested time.
+4 run time, 5 allocated processors, 8 requested processors, 9 requested time, 12 user id.
 A value of -1 means unknown; requested processors fall back to allocated ones and the
 requested time to the run time. Jobs that never ran (run time or processors unknown or
 zero) are skipped. Header lines start with ``;``. ``.gz`` files are read as gzip.
@@ -23,6 +23,8 @@ class SwfJob:
     procs: int
     limit: float
     """Requested time (the user's runtime limit)."""
+    user: int = -1
+    """The submitting user's id (SWF field 12; -1: unknown)."""
 
 
 class SwfError(ValueError):
@@ -51,4 +53,15 @@ def parse(lines: Iterator[str] | list[str]) -> Iterator[SwfJob]:
         procs = requested if requested > 0 else allocated
         if run <= 0 or procs <= 0:
             continue
-        yield SwfJob(job_id, submit, run, procs, limit if limit > 0 else run)
+        user = _user(fields)
+        yield SwfJob(job_id, submit, run, procs, limit if limit > 0 else run, user)
+
+
+def _user(fields: list[str]) -> int:
+    """Field 12 (user id), or -1 where the line is shorter or the field is not a number."""
+    if len(fields) < 12:
+        return -1
+    try:
+        return int(fields[11])
+    except ValueError:
+        return -1

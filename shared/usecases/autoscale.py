@@ -26,6 +26,7 @@ from shared.domain.models import Meta, NodeGroup
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, Operation
+from shared.usecases import idle_policy
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.nodes import StartRefused, drain_node, start_node, stop_node
@@ -82,19 +83,29 @@ def run(deps: Deps) -> Decision | None:
     nodes = deps.store.list_nodes()
     active = deps.store.active_tasks()
     queued = runnable_queue(deps, limit=QUEUE_WINDOW, active=active)
-    state = _load_state(deps)
+    stored = _load_doc(deps)
+    state = AutoscalerState.from_dict(stored)
+    used = used_cores(active)
+    # the groups' idle policies set min_nodes and the idle time for this run (idle_policy)
+    planned = idle_policy.prepare(
+        deps, groups, policy, nodes, queued, active, used, stored.get(idle_policy.MEMORY_FIELD), now
+    )
+    booted = idle_policy.boot_entries(
+        state, nodes, policy, {g.name: g.boot_delay_s for g in groups}
+    )
     decision = autoscale(
         ClusterView(
             nodes=nodes,
             queued=queued,
-            used_cores=used_cores(active),
+            used_cores=used,
             power={} if isinstance(power, ComputeError) else power,
             failures=failures,
         ),
-        policy,
+        planned.policy,
         state,
         now,
     )
+    decision, kept, idle_memory = idle_policy.finish(planned, decision, used, now)
     refused: list[StartFailure] = []
     done = [o for o in decision.orders if _apply(deps, o, refused)]
     state = decision.state
@@ -109,7 +120,7 @@ def run(deps: Deps) -> Decision | None:
                 retry_after=failure.retry_after,
             )
         decision = replace(decision, state=replace(state, groups=memory))
-    _save(deps, decision, done, now)
+    _save(deps, decision, done, now, before=booted, after=kept, memory=idle_memory)
     return decision
 
 
@@ -187,20 +198,32 @@ def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:
     return True
 
 
-def _load_state(deps: Deps) -> AutoscalerState:
+def _load_doc(deps: Deps) -> dict[str, Any]:
+    """The autoscaler's stored memory (AutoscalerState's fields, the idle policies' memory)."""
     try:
-        return AutoscalerState.from_dict(deps.store.get_meta(STATE_KEY).data)
+        return dict(deps.store.get_meta(STATE_KEY).data)
     except NotFound:
-        return AutoscalerState()
+        return {}
 
 
-def _save(deps: Deps, decision: Decision, done: list[Order], now: datetime) -> None:
-    entries = [
+def _save(
+    deps: Deps,
+    decision: Decision,
+    done: list[Order],
+    now: datetime,
+    *,
+    before: list[dict[str, Any]] | None = None,
+    after: list[dict[str, Any]] | None = None,
+    memory: dict[str, Any] | None = None,
+) -> None:
+    """Store the memory and log the decisions (``before``/``after``: more entries, e.g. a
+    measured boot, the idle nodes a warm pool keeps)."""
+    entries = (before or []) + [
         {"time": now.isoformat(), "action": o.action, "node": o.node, "group": o.group,
          "reason": o.reason}
         for o in done
     ] + [{"time": now.isoformat(), "action": "note", "node": None, "group": None, "reason": n}
-         for n in decision.notes]  # fmt: skip
+         for n in decision.notes] + (after or [])  # fmt: skip
 
     def write_state() -> None:
         try:
@@ -208,6 +231,8 @@ def _save(deps: Deps, decision: Decision, done: list[Order], now: datetime) -> N
         except NotFound:
             meta = Meta(key=STATE_KEY)
         meta.data = decision.state.to_dict()
+        if memory is not None:
+            meta.data[idle_policy.MEMORY_FIELD] = memory
         deps.store.put_meta(meta)
 
     def write_log() -> None:

@@ -20,6 +20,7 @@ from shared.domain.states import NodeState
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, VmSpec
 from shared.usecases.deps import Deps
+from shared.usecases.idle_policy import check_group
 from shared.usecases.losses import lose_attempts
 from shared.usecases.operations import record_operation
 
@@ -38,6 +39,8 @@ GROUP_SETTINGS = {
     "extra_nodes_grow_ratio": int,
     "grow_by_min": bool,
     "provider": str,
+    "idle_policy": str,
+    "boot_delay_s": float,
 }
 """What ``hpc nodegroup set`` may change, and its type."""
 
@@ -316,3 +319,4 @@ def _apply(group: NodeGroup, settings: dict[str, Any]) -> None:
         setattr(group, key, value)
     if group.max_nodes and group.min_nodes > group.max_nodes:
         raise InvalidRequest(f"min nodes {group.min_nodes} is above max nodes {group.max_nodes}")
+    check_group(group)

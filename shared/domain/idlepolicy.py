@@ -1,5 +1,7 @@
-"""The elastic replay's idle policies as the CLI names them (``--idle-policy``): parsed
-text to the pure rules of :mod:`shared.domain.warmpool` and :mod:`shared.domain.skirental`."""
+"""Idle policies as users name them: ``hpc sim replay --idle-policy`` and a node group's
+``idlePolicy`` (``hpc nodegroup set --idle-policy``) parse the same text here into the pure
+rules of :mod:`shared.domain.warmpool`, :mod:`shared.domain.skirental` and
+:mod:`shared.domain.sessions`, so the simulator and the cluster's timer mean the same thing."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.domain.sessions import SessionKeep
 from shared.domain.skirental import SkiKeep
 from shared.domain.warmpool import AdaptivePool, FixedIdle, IdleSizing
 
@@ -15,11 +18,13 @@ KEEP_IDLE_S = 0
 KEEP_HEADROOM = 2.0
 ANTICIPATE_START_HEADROOM = 0.5
 SKI_WAIT_WEIGHT = 1.0
+SESSION_HEADROOM = 1.0
+"""session: the aggregate pool under the per-user keeps (x1, half of keep's)."""
 
 
 @dataclass(frozen=True)
 class IdlePolicy:
-    kind: Literal["fixed", "adaptive", "keep", "anticipate", "ski"]
+    kind: Literal["fixed", "adaptive", "keep", "anticipate", "ski", "session"]
     idle_s: int
     """fixed: the idle time before a stop; adaptive: that of nodes beyond the warm pool."""
     headroom: float = 2.0
@@ -31,9 +36,9 @@ class IdlePolicy:
 
     @property
     def name(self) -> str:
-        if self.kind == "ski":
+        if self.kind in ("ski", "session"):
             w = self.wait_weight
-            return "ski" if w == SKI_WAIT_WEIGHT else f"ski:{w:g}"
+            return self.kind if w == SKI_WAIT_WEIGHT else f"{self.kind}:{w:g}"
         default = {
             "fixed": None,
             "adaptive": ADAPTIVE_IDLE_S,
@@ -48,6 +53,14 @@ class IdlePolicy:
             return FixedIdle(self.idle_s)
         if self.kind == "ski":
             return SkiKeep(
+                boot_delay_s,
+                max_nodes,
+                headroom=self.headroom,
+                tau_s=self.tau_s,
+                wait_weight=self.wait_weight,
+            )
+        if self.kind == "session":
+            return SessionKeep(
                 boot_delay_s,
                 max_nodes,
                 headroom=self.headroom,
@@ -83,10 +96,41 @@ def parse_idle_policy(text: str) -> IdlePolicy:
         )
     if kind == "ski":
         return IdlePolicy("ski", 0, KEEP_HEADROOM, wait_weight=_weight(arg, text))
+    if kind == "session":
+        return IdlePolicy("session", 0, SESSION_HEADROOM, wait_weight=_weight(arg, text))
     raise ValueError(
         "idle policy must be fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS], "
-        f"anticipate[:SECONDS] or ski[:WAIT_WEIGHT], got {text!r}"
+        f"anticipate[:SECONDS], ski[:WAIT_WEIGHT] or session[:WAIT_WEIGHT], got {text!r}"
     )
+
+
+GROUP_FORMS = "fixed, fixed:SECONDS, keep[:SECONDS], anticipate[:SECONDS] or adaptive[:SECONDS]"
+"""The idle policies a node group takes (``hpc nodegroup set --idle-policy``)."""
+GROUP_KINDS = frozenset({"fixed", "keep", "anticipate", "adaptive"})
+"""Kinds whose memory is the demand forecast alone (what the cluster's timer keeps)."""
+
+
+def group_idle_policy(text: str) -> IdlePolicy | None:
+    """A node group's ``idlePolicy``: the simulator's texts (same parser, same meaning), and
+    plain ``fixed`` (None): the group's own ShrinkIdleTimes x ShrinkInterval. ValueError
+    naming the accepted forms otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"idlePolicy must be text: {GROUP_FORMS}; got {text!r}")
+    if text.strip() == "fixed":
+        return None
+    try:
+        policy = parse_idle_policy(text)
+    except ValueError as exc:
+        detail = str(exc)
+        if detail.startswith("idle policy must be"):  # the simulator's own list of forms
+            detail = f"got {text!r}"
+        raise ValueError(f"idlePolicy must be {GROUP_FORMS}; {detail}") from None
+    if policy.kind not in GROUP_KINDS:
+        raise ValueError(
+            f"idlePolicy {text!r} runs in the simulator only (the cluster keeps only a demand "
+            f"forecast per group, not its memory of idle gaps); a node group takes {GROUP_FORMS}"
+        )
+    return policy
 
 
 def _weight(arg: str, text: str) -> float:

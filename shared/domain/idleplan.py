@@ -1,0 +1,247 @@
+"""A node group's idle policy in the cluster: what the timer tells a warm-pool policy
+(:mod:`shared.domain.warmpool`), and how its :class:`Plan` becomes the group's parameters
+for one autoscaler run, with the reasons said in the policy's words.
+
+Pure (no clock, no I/O); the glue that reads arrivals and keeps the memory is
+:mod:`shared.usecases.idle_policy`. The simulator (:mod:`shared.sim.elastic`) asks the same
+policy objects the same question (``plan(now, in_use, waiting, up)``) and maps the answer
+the same way (``min_nodes`` floor; idle time = ShrinkIdleTimes x a 1 s ShrinkInterval), so
+its figures describe what the cluster's timer does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from shared.domain.autoscaler import Decision, Order
+from shared.domain.demand import nodes_for
+from shared.domain.growshrink import GroupPolicy
+from shared.domain.models import Node, Task
+from shared.domain.states import NodeState
+from shared.domain.warmpool import AdaptivePool, IdleSizing, Plan
+
+# ---------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """One group's stored memory: the policy's :class:`DemandForecast` (nodes asked for per
+    second, as of ``at``, epoch seconds) and the idle nodes last reported kept."""
+
+    rate: float = 0.0
+    at: float = 0.0
+    kept: int = 0
+
+
+@dataclass(frozen=True)
+class PolicyMemory:
+    """What the timer remembers for the idle policies (a few numbers per group, JSON)."""
+
+    last_job: int | None = None
+    """The highest job id already counted as an arrival (None: not started yet)."""
+    groups: Mapping[str, Forecast] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lastJob": self.last_job,
+            "groups": {
+                g: {"rate": f.rate, "at": f.at, "kept": f.kept} for g, f in self.groups.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PolicyMemory:
+        if not data:
+            return cls()
+        last = data.get("lastJob")
+        groups = {
+            str(g): Forecast(
+                float(f.get("rate", 0.0)), float(f.get("at", 0.0)), int(f.get("kept", 0))
+            )
+            for g, f in dict(data.get("groups") or {}).items()
+        }
+        return cls(int(last) if last is not None else None, groups)
+
+
+# ------------------------------------------------------------------------ load
+
+
+@dataclass(frozen=True)
+class Load:
+    """A group's nodes as the policy counts them (the simulator's three numbers)."""
+
+    in_use: int
+    """Nodes up that hold work (Online, Draining, Unreachable with active tasks)."""
+    waiting: int
+    """Nodes of the group the queue waits for (work that fits on no Online node's free cores)."""
+    up: int
+    """Nodes Starting or Online, and those in use."""
+    leaving: int = 0
+    """Other nodes the autoscaler counts as up (Stopping, idle Draining): added to the floor
+    so that they do not make it stop a node the pool keeps."""
+
+
+def overflow(
+    queued: Sequence[Task], nodes: Sequence[Node], used: Mapping[str, int], managed: set[str]
+) -> list[Task]:
+    """Queued tasks that fit on no Online node's free cores, placed first fit in queue order,
+    on-prem (unmanaged) nodes first, as the scheduler's next pass would. Multi-node and
+    exclusive tasks are counted as overflow (a bound, not a placement)."""
+    free = {n.name: n.cores - used.get(n.name, 0) for n in nodes if n.state is NodeState.ONLINE}
+    placing = sorted((n for n in free if free[n] > 0), key=lambda n: (n in managed, n))
+    groups_of = {n.name: set(n.groups) for n in nodes if n.name in free}
+    out: list[Task] = []
+    for task in queued:
+        if task.nodes > 1 or task.exclusive:
+            out.append(task)
+            continue
+        for i, name in enumerate(placing):
+            if free[name] >= task.cores and (
+                not task.node_groups or groups_of[name] & set(task.node_groups)
+            ):
+                free[name] -= task.cores
+                if free[name] <= 0:
+                    del placing[i]
+                break
+        else:
+            out.append(task)
+    return out
+
+
+def demand(tasks: Sequence[Task], group: str, gp: GroupPolicy) -> int:
+    """Nodes of the group these tasks need (those that may run there), at most its max."""
+    mine = [t for t in tasks if (not t.node_groups or group in t.node_groups)]
+    return min(gp.max_nodes, nodes_for([t for t in mine if t.cores <= gp.node_cores], gp))
+
+
+def group_load(
+    members: Sequence[Node], used: Mapping[str, int], waiting_tasks: Sequence[Task], group: str,
+    gp: GroupPolicy,
+) -> Load:  # fmt: skip
+    """The counts of one group's ``members`` (the nodes the autoscaler manages in it)."""
+    in_use = up = leaving = 0
+    for n in members:
+        busy = used.get(n.name, 0) > 0
+        if n.state is NodeState.OFFLINE:
+            continue
+        if busy and n.state is not NodeState.STARTING:
+            in_use += 1
+            up += 1
+        elif n.state in (NodeState.ONLINE, NodeState.STARTING):
+            up += 1
+        else:
+            leaving += 1
+    return Load(in_use, demand(waiting_tasks, group, gp), up, leaving)
+
+
+# ------------------------------------------------------------------------ plan
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """A group's plan for this run, and the figures that explain it."""
+
+    policy: str
+    """Its ``idlePolicy`` text (e.g. ``keep``)."""
+    plan: Plan
+    load: Load
+    expected: float
+    """Nodes of demand expected within one boot delay (the forecast's rate x the delay)."""
+    boot_delay_s: float
+
+    @property
+    def pool(self) -> int:
+        """Nodes the plan keeps beyond those in use and those the queue waits for."""
+        return max(0, self.plan.min_nodes - self.load.in_use - self.load.waiting)
+
+    def why(self) -> str:
+        return (
+            f"{self.policy}: {self.load.in_use} in use + {self.load.waiting} for queued work "
+            f"+ a warm pool of {self.pool} for the {self.expected:.2g} nodes expected within "
+            f"{self.boot_delay_s:g} s"
+        )
+
+
+def plan_group(
+    sizing: IdleSizing,
+    memory: Forecast,
+    arrivals: Sequence[tuple[float, int]],
+    now: float,
+    load: Load,
+    *,
+    policy: str,
+    boot_delay_s: float,
+) -> tuple[GroupPlan, Forecast]:
+    """Restore the policy's forecast, tell it the arrivals (submit time, nodes), ask for the
+    plan at ``now`` (epoch seconds); the plan and the memory to store."""
+    forecast = sizing.forecast if isinstance(sizing, AdaptivePool) else None
+    if forecast is not None:
+        forecast.rate, forecast.at = memory.rate, memory.at
+    for at, nodes in sorted(arrivals):
+        if nodes > 0:
+            sizing.arrived(at, nodes)
+    plan = sizing.plan(now, load.in_use, load.waiting, load.up)
+    if forecast is None:
+        return GroupPlan(policy, plan, load, 0.0, boot_delay_s), Forecast(kept=memory.kept)
+    expected = forecast.rate_at(now) * boot_delay_s
+    kept = Forecast(forecast.rate, forecast.at, memory.kept)
+    return GroupPlan(policy, plan, load, expected, boot_delay_s), kept
+
+
+def run_policy(gp: GroupPolicy, plan: GroupPlan) -> GroupPolicy:
+    """The group's parameters for this one run: the plan's floor (never below the group's
+    own ``min_nodes``) and idle time (ShrinkIdleTimes seconds at a 1 s ShrinkInterval, as
+    the simulator sets them)."""
+    floor = min(gp.max_nodes, plan.plan.min_nodes + plan.load.leaving)
+    return replace(
+        gp,
+        min_nodes=max(gp.min_nodes, floor),
+        shrink_interval=timedelta(seconds=1),
+        shrink_idle_times=max(0, math.ceil(plan.plan.idle_s)),
+    )
+
+
+# --------------------------------------------------------------------- reasons
+
+
+def explain(
+    decision: Decision,
+    plans: Mapping[str, GroupPlan],
+    members: Mapping[str, Sequence[Node]],
+    used: Mapping[str, int],
+    run_min: Mapping[str, int],
+) -> tuple[Decision, dict[str, int]]:
+    """The decision with the policy groups' idle stops and floor starts said in the policy's
+    words (``run_min``: the min_nodes each group ran with), and per group the idle nodes the
+    pool keeps after it (for a "kept" entry)."""
+    orders: list[Order] = []
+    for o in decision.orders:
+        p = plans.get(o.group)
+        floor_start = f"{o.group} is below its min_nodes {run_min.get(o.group)}"
+        if p is not None and o.action == "stop" and o.reason.startswith("idle for "):
+            head = o.reason.split(" (", 1)[0]
+            o = replace(o, reason=f"stopped: {head}, beyond the warm pool ({p.why()})")
+        elif p is not None and o.action == "start" and o.reason == floor_start:
+            o = replace(o, reason=f"started for the warm pool ({p.why()})")
+        orders.append(o)
+    ordered = {o.node for o in decision.orders}
+    kept: dict[str, int] = {}
+    for group, p in plans.items():
+        idle = sum(
+            1
+            for n in members.get(group, ())
+            if n.state is NodeState.ONLINE and used.get(n.name, 0) == 0 and n.name not in ordered
+        )
+        kept[group] = min(idle, p.pool)
+    return replace(decision, orders=orders), kept
+
+
+def kept_note(plan: GroupPlan, kept: int) -> str:
+    return (
+        f"kept {kept} idle node{'s' if kept != 1 else ''}: warm pool for the "
+        f"{plan.expected:.2g} nodes expected within {plan.boot_delay_s:g} s ({plan.policy})"
+    )

@@ -1,0 +1,247 @@
+"""The node groups' idle policies in the autoscaler's timer run (``NodeGroup.idle_policy``).
+
+A group with ``idlePolicy`` ``fixed`` (the default) runs as it always did: nothing here
+reads or changes anything for it. For ``keep``, ``anticipate`` (and the simulator's other
+texts a group takes, :func:`shared.domain.idlepolicy.group_idle_policy`) each run:
+
+1. reads the jobs submitted since the last run (ids above the last one counted, newest
+   first, one page of :data:`JOB_PAGE` at a time, at most :data:`ARRIVAL_PAGES` pages) and
+   tells the group's policy object each one's node demand, at its submit time;
+2. asks it for the plan (:mod:`shared.domain.idleplan`): the group's min_nodes floor and
+   idle time for this run only (the stored group is not rewritten);
+3. after the pure autoscaler decided, says its stops and starts in the policy's words, and
+   logs the idle nodes the warm pool keeps when that number changes.
+
+The policy's memory (per group its forecast's rate and time) and the last job counted are a
+few numbers in the autoscaler's own Meta document (:data:`MEMORY_FIELD`), so they survive
+a restart of the control plane. A job whose add became visible after a higher id was
+counted is not counted (a rare race: the forecast is an estimate).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from shared.domain.autoscaler import Decision
+from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState
+from shared.domain.idleplan import (
+    Forecast,
+    GroupPlan,
+    PolicyMemory,
+    demand,
+    explain,
+    group_load,
+    kept_note,
+    overflow,
+    plan_group,
+    run_policy,
+)
+from shared.domain.idlepolicy import IdlePolicy, group_idle_policy
+from shared.domain.models import Job, Node, NodeGroup, Task
+from shared.domain.states import NodeState
+from shared.errors import InvalidRequest
+from shared.usecases.deps import JOB_PAGE, Deps
+
+log = logging.getLogger(__name__)
+
+MEMORY_FIELD = "idlePolicies"
+"""The key of the idle policies' memory in the autoscaler's Meta document."""
+ARRIVAL_PAGES = 5
+"""Pages of new jobs one run reads at most; older new jobs beyond them are not counted."""
+TASKS_READ = 1000
+"""Tasks read for a new job that is neither queued nor running any more (it ended fast)."""
+FALLBACK_JOBS = 200
+"""New jobs per run whose tasks may be read that way; the rest count one core per task."""
+
+
+def check_group(group: NodeGroup) -> None:
+    """Refuse a group whose idle-policy settings the timer could not run (HTTP 422)."""
+    try:
+        group_idle_policy(group.idle_policy)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    if not group.boot_delay_s > 0:
+        raise InvalidRequest(
+            f"bootDelayS must be more than 0 seconds (the VMs' boot time), got {group.boot_delay_s}"
+        )
+
+
+@dataclass
+class PolicyRun:
+    """One run's plans: the autoscaler policy to run with, and what explains it."""
+
+    policy: AutoscalerPolicy
+    plans: dict[str, GroupPlan] = field(default_factory=dict)
+    memory: PolicyMemory | None = None
+    """None: no group has a policy (nothing of it is stored)."""
+    members: dict[str, list[Node]] = field(default_factory=dict)
+
+
+def prepare(
+    deps: Deps,
+    groups: Sequence[NodeGroup],
+    policy: AutoscalerPolicy,
+    nodes: Sequence[Node],
+    queued: Sequence[Task],
+    active: Sequence[Task],
+    used: Mapping[str, int],
+    stored: Mapping[str, Any] | None,
+    now: datetime,
+) -> PolicyRun:
+    """The plans of the groups with an idle policy, and ``policy`` with them applied."""
+    chosen: dict[str, tuple[NodeGroup, IdlePolicy]] = {}
+    for g in groups:
+        idle = _parsed(g)
+        if (
+            idle is not None
+            and g.name in policy.groups
+            and g.name not in policy.exclude_node_groups
+        ):
+            chosen[g.name] = (g, idle)
+    if not chosen:
+        return PolicyRun(policy)
+    memory = PolicyMemory.from_dict(stored)
+    jobs, last_job = _new_jobs(deps, memory.last_job)
+    members: dict[str, list[Node]] = {}
+    for n in nodes:
+        group = next((g for g in n.groups if g in policy.groups), None)
+        if group in chosen:
+            members.setdefault(group, []).append(n)
+    managed = {n.name for n in nodes if any(g in policy.groups for g in n.groups)}
+    waiting = overflow(queued, nodes, used, managed)
+    tasks_of = _tasks_of_new(deps, jobs, [*queued, *active])
+    t = now.timestamp()
+    plans: dict[str, GroupPlan] = {}
+    forecasts: dict[str, Forecast] = {}
+    run_groups = dict(policy.groups)
+    for name, (g, idle) in chosen.items():
+        gp = policy.groups[name]
+        arrivals = [(j.submit_time.timestamp(), demand(tasks_of[j.id], name, gp)) for j in jobs]
+        load = group_load(members.get(name, []), used, waiting, name, gp)
+        plans[name], forecasts[name] = plan_group(
+            idle.build(g.boot_delay_s, gp.max_nodes),
+            memory.groups.get(name, Forecast()),
+            arrivals,
+            t,
+            load,
+            policy=g.idle_policy.strip(),
+            boot_delay_s=g.boot_delay_s,
+        )
+        run_groups[name] = run_policy(gp, plans[name])
+    return PolicyRun(
+        replace(policy, groups=run_groups),
+        plans,
+        PolicyMemory(last_job, forecasts),
+        members,
+    )
+
+
+def finish(
+    run: PolicyRun, decision: Decision, used: Mapping[str, int], now: datetime
+) -> tuple[Decision, list[dict[str, Any]], dict[str, Any] | None]:
+    """The decision in the policies' words, the log entries to add (kept idle nodes, when
+    their number changed), and the memory to store (None: none)."""
+    if run.memory is None:
+        return decision, [], None
+    run_min = {g: gp.min_nodes for g, gp in run.policy.groups.items()}
+    decision, kept = explain(decision, run.plans, run.members, used, run_min)
+    entries = []
+    groups = dict(run.memory.groups)
+    for name, plan in run.plans.items():
+        before = groups[name].kept
+        if kept[name] != before and kept[name] > 0:
+            entries.append(_entry(now, "keep", None, name, kept_note(plan, kept[name])))
+        groups[name] = replace(groups[name], kept=kept[name])
+    return decision, entries, replace(run.memory, groups=groups).to_dict()
+
+
+def boot_entries(
+    state: AutoscalerState,
+    nodes: Sequence[Node],
+    policy: AutoscalerPolicy,
+    boot_delays: Mapping[str, float],
+) -> list[dict[str, Any]]:
+    """Measured boots: a node the autoscaler started that is Online now, Starting -> Online
+    in how many seconds (beside the group's ``bootDelayS``, the forecast's horizon)."""
+    out = []
+    for n in nodes:
+        ordered = state.nodes.get(n.name)
+        if n.state is not NodeState.ONLINE or ordered is None or ordered.start_ordered_at is None:
+            continue
+        group = next((g for g in n.groups if g in policy.groups), None)
+        if group is None:
+            continue
+        took = (n.state_time - ordered.start_ordered_at).total_seconds()
+        said = boot_delays.get(group)
+        tail = f" (its group's bootDelayS is {said:g} s)" if said is not None else ""
+        out.append(
+            _entry(
+                n.state_time, "booted", n.name, group, f"Starting -> Online in {took:.0f} s{tail}"
+            )
+        )
+    return out
+
+
+def _entry(
+    time: datetime, action: str, node: str | None, group: str | None, reason: str
+) -> dict[str, Any]:
+    return {"time": time.isoformat(), "action": action, "node": node, "group": group,
+            "reason": reason}  # fmt: skip
+
+
+def _parsed(group: NodeGroup) -> IdlePolicy | None:
+    try:
+        return group_idle_policy(group.idle_policy)
+    except ValueError as exc:  # stored before the check existed: run it as fixed, say why
+        log.warning("node group %s: %s; its idle policy runs as fixed", group.name, exc)
+        return None
+
+
+def _new_jobs(deps: Deps, last: int | None) -> tuple[list[Job], int]:
+    """Jobs with ids above ``last``, oldest first, and the new last id. The first run counts
+    none: it starts from the newest job."""
+    if last is None:
+        newest = deps.store.list_jobs(limit=1)
+        return [], newest[0].id if newest else 0
+    found: list[Job] = []
+    before: int | None = None
+    for _ in range(ARRIVAL_PAGES):
+        page = deps.store.list_jobs(limit=JOB_PAGE, before=before)
+        fresh = [j for j in page if j.id > last]
+        found += fresh
+        if len(page) < JOB_PAGE or len(fresh) < len(page):
+            break
+        before = page[-1].id
+    else:
+        log.warning("idle policies: more than %d new jobs since the last run; the older ones "
+                    "are not counted", ARRIVAL_PAGES * JOB_PAGE)  # fmt: skip
+    found.sort(key=lambda j: j.id)
+    return found, max([last, *(j.id for j in found)])
+
+
+def _tasks_of_new(deps: Deps, jobs: Sequence[Job], seen: Sequence[Task]) -> dict[int, list[Task]]:
+    """The tasks of each new job: those already read (queued, running), else one read of
+    its stored tasks and sweep ranges (bounded), else one core per task."""
+    ids = {j.id for j in jobs}
+    out: dict[int, list[Task]] = {i: [] for i in ids}
+    for t in seen:
+        if t.job_id in ids:
+            out[t.job_id].append(t)
+    reads = 0
+    for job in jobs:
+        if out[job.id]:
+            continue
+        if reads >= FALLBACK_JOBS:
+            out[job.id] = [Task(job_id=job.id, id=k + 1, command="", node_groups=job.node_groups)
+                           for k in range(min(job.task_count, TASKS_READ))]  # fmt: skip
+            continue
+        reads += 1
+        tasks = deps.store.list_tasks(job.id, limit=TASKS_READ)
+        for r in deps.store.get_ranges(job.id):
+            tasks += [r.template] * max(0, min(r.left, TASKS_READ - len(tasks)))
+        out[job.id] = tasks
+    return out

@@ -1,0 +1,353 @@
+"""The autoscaler's timer runs the node groups' idle policies (``idlePolicy``), on a fake clock.
+
+The control plane is real (SQLite store and bus, the local provider whose "VMs" run no
+agent here: an AgentDouble plays each one's agent). ``keep`` keeps the nodes a finished job
+released while its forecast expects work within one boot delay (180 s here) and stops them
+once the forecast has decayed; ``fixed`` is the group's ShrinkIdleTimes x ShrinkInterval as
+before; the forecast survives a restart; bad text is refused by the API and the CLI.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+import function_app
+from devhost import LocalHost
+from functions import context
+from shared.adapters.local_compute import LocalProvider
+from shared.domain.autoscaler import Decision, Order
+from shared.domain.growshrink import AutoscalerState, GroupPolicy
+from shared.domain.idleplan import (
+    Forecast,
+    GroupPlan,
+    Load,
+    PolicyMemory,
+    explain,
+    group_load,
+    overflow,
+    run_policy,
+)
+from shared.domain.models import Node, Task
+from shared.domain.states import NodeState
+from shared.domain.warmpool import Plan
+from shared.errors import InvalidRequest
+from shared.settings import Settings
+from shared.usecases.autoscale import STATE_KEY, read_log
+from shared.usecases.control_plane import ControlPlane
+from shared.usecases.idle_policy import MEMORY_FIELD
+from shared.wiring import build_bus
+from tests.agent_double import AgentDouble
+from tests.cli_fixtures import assert_one_error_line, hpc
+from tests.helpers import ROOT
+from tests.test_control import clock, make_cp  # noqa: F401 - fixture
+
+AZ = "AzureNodes"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+"""The fake clock's start (tests/test_control.py's Clock)."""
+FORMS = "keep[:SECONDS], anticipate[:SECONDS]"
+DECAYED_S = 3600 * math.log(10)
+"""When one 1-node arrival's pool (2 x rate x 180 s, rate 1/3600 s decaying with 1 h) falls
+under a hundredth of a node: ~8,289 s."""
+
+
+@pytest.fixture
+def provider(tmp_path):
+    p = LocalProvider(tmp_path / "vms")
+    yield p
+    p.close()
+
+
+def control(tmp_path, clock, provider) -> ControlPlane:  # noqa: F811
+    cp = make_cp(tmp_path, clock)
+    cp.deps.compute = provider
+    cp.settings.scale_down_delay_s = 0  # as the simulator: the policy alone decides stops
+    return cp
+
+
+def managed(cp: ControlPlane, provider: LocalProvider, policy: str) -> list[str]:
+    """AzureNodes with two 1-core Offline nodes whose "VMs" boot without an agent."""
+    cp.set_group(AZ, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0,
+                 idle_policy=policy, boot_delay_s=180)  # fmt: skip
+    names = [n.name for n in cp.add_nodes(AZ, 2)]
+    provider.faults.never_joins.update(names)
+    cp.autoscale()  # the creates are done: the VMs are deallocated, the nodes Offline
+    assert {cp.store.get_node(n).state for n in names} == {NodeState.OFFLINE}
+    return names
+
+
+def run_one_job(cp: ControlPlane, clock) -> AgentDouble:  # noqa: F811
+    """A one-task job for AzureNodes: the autoscaler starts a node, it joins, runs the task,
+    and the task ends; the node is Online and idle."""
+    cp.submit({"command": "x", "nodeGroups": [AZ]})
+    clock.advance(1)
+    cp.autoscale()
+    [started] = [n for n in cp.list_nodes() if n["state"] == "Starting"]
+    clock.advance(30)
+    agent = AgentDouble(cp, started["name"], cores=1, groups=(AZ,))
+    assert agent.register().accepted
+    assert cp.schedule_pass() == 1
+    assert len(agent.run_all()) == 1
+    return agent
+
+
+def state(cp: ControlPlane, name: str) -> NodeState:
+    return cp.store.get_node(name).state
+
+
+def at(cp: ControlPlane, clock, seconds: float) -> None:  # noqa: F811
+    """An autoscaler run ``seconds`` after the fake clock's start."""
+    clock.now = START + timedelta(seconds=seconds)
+    cp.autoscale()
+
+
+# --------------------------------------------------------------- on a fake clock
+
+
+def test_keep_holds_released_nodes_while_arrivals_are_expected_and_stops_them_after(
+    tmp_path,
+    clock,  # noqa: F811
+    provider,
+):
+    cp = control(tmp_path, clock, provider)
+    managed(cp, provider, "keep")
+    agent = run_one_job(cp, clock)
+    node = agent.name
+    for t in (120, 600, 3600, DECAYED_S - 300):  # fixed (180 s idle) would have stopped it
+        at(cp, clock, t)
+        assert state(cp, node) is NodeState.ONLINE, t
+    log = read_log(cp.deps, group=AZ)
+    [kept] = [e for e in log if e["action"] == "keep"]
+    assert kept["reason"] == (
+        "kept 1 idle node: warm pool for the 0.048 nodes expected within 180 s (keep)"  # 2 min on
+    )
+    at(cp, clock, DECAYED_S + 60)
+    assert state(cp, node) is NodeState.STOPPING
+    [stop] = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "stop"]
+    assert stop["node"] == node
+    assert stop["reason"].startswith("stopped: idle for ")
+    assert (
+        "beyond the warm pool (keep: 0 in use + 0 for queued work + a warm pool of 0"
+        in (stop["reason"])
+    )
+
+
+def test_keep_lets_the_next_job_run_on_the_kept_node_without_a_start(
+    tmp_path,
+    clock,  # noqa: F811
+    provider,
+):
+    cp = control(tmp_path, clock, provider)
+    managed(cp, provider, "keep")
+    agent = run_one_job(cp, clock)
+    at(cp, clock, 900)
+    cp.submit({"command": "y", "nodeGroups": [AZ]})
+    assert cp.schedule_pass() == 1  # the kept node takes it at once: no boot to wait for
+    assert [r.job_id for r in agent.runs()] == [2]
+    at(cp, clock, 960)
+    assert [e["action"] for e in read_log(cp.deps, group=AZ)].count("start") == 1
+
+
+def test_a_measured_boot_is_logged_beside_the_groups_boot_delay(
+    tmp_path,
+    clock,  # noqa: F811
+    provider,
+):
+    cp = control(tmp_path, clock, provider)
+    managed(cp, provider, "keep")
+    run_one_job(cp, clock)  # started at +1 s, joined 30 s later
+    cp.autoscale()
+    [booted] = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "booted"]
+    assert booted["reason"] == "Starting -> Online in 30 s (its group's bootDelayS is 180 s)"
+
+
+def test_fixed_runs_as_before_and_reads_no_jobs(tmp_path, clock, provider, monkeypatch):  # noqa: F811
+    cp = control(tmp_path, clock, provider)
+    managed(cp, provider, "fixed")  # ShrinkIdleTimes 3 x ShrinkInterval 60 s (the defaults)
+    reads: list[object] = []
+    real = cp.store.list_jobs
+    monkeypatch.setattr(cp.store, "list_jobs", lambda **kw: reads.append(kw) or real(**kw))
+    agent = run_one_job(cp, clock)
+    at(cp, clock, 60)  # first seen idle
+    for t in (120, 180):
+        at(cp, clock, t)
+        assert state(cp, agent.name) is NodeState.ONLINE, t
+    at(cp, clock, 240)
+    assert state(cp, agent.name) is NodeState.STOPPING
+    [stop] = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "stop"]
+    assert stop["reason"] == (
+        "idle for 180 s (ShrinkIdleTimes 3 x ShrinkInterval 60 s) and no queued task can run on it"
+    )
+    assert not [e for e in read_log(cp.deps) if e["action"] == "keep"]
+    assert reads == []  # a fixed group costs the timer no read of jobs
+    assert MEMORY_FIELD not in cp.store.get_meta(STATE_KEY).data
+
+
+def test_the_forecast_survives_a_restart_of_the_control_plane(
+    tmp_path,
+    clock,  # noqa: F811
+    provider,
+):
+    cp = control(tmp_path, clock, provider)
+    managed(cp, provider, "keep")
+    agent = run_one_job(cp, clock)
+    at(cp, clock, 120)
+    memory = cp.store.get_meta(STATE_KEY).data[MEMORY_FIELD]
+    assert memory["lastJob"] == 1 and memory["groups"][AZ]["rate"] == pytest.approx(1 / 3600)
+
+    again = control(tmp_path, clock, provider)  # a new Deps over the same store
+    at(again, clock, 3600)  # a fresh forecast would expect nothing and stop the node
+    assert state(again, agent.name) is NodeState.ONLINE
+    at(again, clock, DECAYED_S + 60)
+    assert state(again, agent.name) is NodeState.STOPPING
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"idle_policy": "lazy"}, f"idlePolicy must be fixed, fixed:SECONDS, {FORMS}"),
+        ({"idle_policy": "keep:x"}, "'x' is not whole seconds"),
+        ({"idle_policy": "ski"}, "runs in the simulator only"),
+        ({"boot_delay_s": 0}, "bootDelayS must be more than 0"),
+    ],
+)
+def test_bad_idle_policy_settings_are_refused_saying_what_to_fix(
+    tmp_path,
+    clock,  # noqa: F811
+    settings,
+    message,
+):
+    cp = make_cp(tmp_path, clock)
+    with pytest.raises(InvalidRequest, match=message.replace("[", r"\[").replace("]", r"\]")):
+        cp.set_group(AZ, **settings)
+    assert cp.store.list_groups()[0].idle_policy == "fixed"  # nothing was stored
+
+
+# ------------------------------------------------------------------- pure parts
+
+
+def node(name: str, state: NodeState, groups=(AZ,), cores: int = 1) -> Node:
+    return Node(name=name, state=state, groups=list(groups), cores=cores)
+
+
+def test_the_queue_overflows_what_online_nodes_can_take_on_prem_first():
+    nodes = [
+        node("onprem", NodeState.ONLINE, ("OnPremNodes",), cores=2),
+        node("az1", NodeState.ONLINE),
+        node("az2", NodeState.STARTING),
+    ]
+    tasks = [Task(job_id=1, id=k, command="x", node_groups=["OnPremNodes", AZ]) for k in (1, 2, 3)]
+    tasks.append(Task(job_id=2, id=1, command="x", node_groups=[AZ]))
+    left = overflow(tasks, nodes, {}, managed={"az1", "az2"})
+    # on-prem takes two, az1 the third; job 2's task fits nowhere Online (az2 is Starting)
+    assert [(t.job_id, t.id) for t in left] == [(2, 1)]
+
+
+@pytest.mark.parametrize(
+    ("states", "used", "expected"),
+    [
+        ([NodeState.ONLINE, NodeState.ONLINE], {"n0": 1}, Load(1, 0, 2, 0)),
+        ([NodeState.STARTING, NodeState.OFFLINE], {}, Load(0, 0, 1, 0)),
+        ([NodeState.DRAINING, NodeState.STOPPING], {"n0": 1}, Load(1, 0, 1, 1)),
+    ],
+)
+def test_a_groups_load_counts_what_the_simulator_counts(states, used, expected):
+    members = [node(f"n{i}", s) for i, s in enumerate(states)]
+    assert group_load(members, used, [], AZ, GroupPolicy(node_cores=1)) == expected
+
+
+def test_a_plan_sets_the_floor_and_idle_time_for_one_run_never_below_the_groups_min():
+    gp = GroupPolicy(node_cores=1, min_nodes=1, max_nodes=4, shrink_idle_times=3)
+    plan = GroupPlan("keep:30", Plan(min_nodes=3, idle_s=30), Load(1, 1, 3, 1), 0.6, 180)
+    ran = run_policy(gp, plan)
+    assert (ran.min_nodes, ran.idle.total_seconds()) == (4, 30)  # 3 + the leaving one, max 4
+    low = GroupPlan("keep", Plan(min_nodes=0, idle_s=0), Load(0, 0, 0, 0), 0.0, 180)
+    assert run_policy(gp, low).min_nodes == 1
+
+
+def test_reasons_are_said_in_the_policys_words_for_its_group_only():
+    plan = GroupPlan("anticipate", Plan(min_nodes=2, idle_s=0), Load(0, 0, 1, 0), 1.2, 180)
+    idle = "idle for 0 s (ShrinkIdleTimes 0 x ShrinkInterval 1 s) and no queued task can run on it"
+    orders = [
+        Order("start", "az2", AZ, f"{AZ} is below its min_nodes 2"),
+        Order("start", "az3", AZ, "3 queued tasks of jobs 1 overflow ..."),
+        Order("stop", "az1", AZ, idle),
+        Order("stop", "az4", AZ, "drained: its last task ended"),
+        Order("stop", "gpu1", "Gpu", idle),
+    ]
+    members = {AZ: [node("az1", NodeState.ONLINE), node("az5", NodeState.ONLINE)]}
+    said, kept = explain(Decision(orders, AutoscalerState(), []), {AZ: plan}, members, {}, {AZ: 2})
+    why = "anticipate: 0 in use + 0 for queued work + a warm pool of 2 for the 1.2 nodes expected within 180 s"
+    assert [o.reason for o in said.orders] == [
+        f"started for the warm pool ({why})",
+        "3 queued tasks of jobs 1 overflow ...",
+        f"stopped: idle for 0 s, beyond the warm pool ({why})",
+        "drained: its last task ended",
+        idle,
+    ]
+    assert kept == {AZ: 1}  # az5 is idle and not stopped; az1 is stopped
+
+
+def test_the_memory_is_a_small_json_document():
+    memory = PolicyMemory(7, {AZ: Forecast(rate=0.001, at=1.5e9, kept=2)})
+    assert memory.to_dict() == {
+        "lastJob": 7,
+        "groups": {AZ: {"rate": 0.001, "at": 1.5e9, "kept": 2}},
+    }
+    assert PolicyMemory.from_dict(memory.to_dict()) == memory
+    assert PolicyMemory.from_dict(None) == PolicyMemory()
+
+
+# --------------------------------------------------------------- the API and CLI
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    """The real function_app on the local host, and a client with the admin token."""
+    home = tmp_path_factory.mktemp("api")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HPC_HOME", str(home))
+    context.reset()
+    cp = context.control()
+    from shared.auth import ensure_admin_token
+
+    token = ensure_admin_token(cp.settings, cp.store)
+    served = LocalHost(
+        function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
+    )
+    served.start()
+    client = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {token}"})
+    yield client, token
+    client.close()
+    served.stop()
+    context.reset()
+    mp.undo()
+
+
+def test_the_api_sets_the_idle_policy_and_refuses_bad_text_with_422(host):
+    client, _ = host
+    bad = client.patch(f"/api/nodegroups/{AZ}", json={"idlePolicy": "lazy"})
+    assert bad.status_code == 422
+    assert FORMS in bad.json()["error"] and "'lazy'" in bad.json()["error"]
+    good = client.patch(f"/api/nodegroups/{AZ}", json={"idlePolicy": "keep", "bootDelayS": 240})
+    assert good.status_code == 200
+    assert (good.json()["idlePolicy"], good.json()["bootDelayS"]) == ("keep", 240)
+    listed = {g["name"]: g for g in client.get("/api/nodegroups").json()["groups"]}
+    assert listed[AZ]["idlePolicy"] == "keep"
+
+
+def test_the_cli_sets_the_idle_policy_and_refuses_bad_text_in_one_line(host, monkeypatch):
+    client, token = host
+    monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+    monkeypatch.setenv("HPC_TOKEN", token)
+    bad = hpc("nodegroup", "set", AZ, "--idle-policy", "anticipate:soon")
+    assert_one_error_line(bad, "--idle-policy", FORMS, "'soon' is not whole seconds")
+    assert bad.exit_code == 2
+    ok = hpc("nodegroup", "set", AZ, "--idle-policy", "anticipate:30", "--boot-delay", "240")
+    assert ok.exit_code == 0, ok.output
+    assert "idle policy anticipate:30 (boot delay 240.0 s)" in ok.output
+    listed = {g["name"]: g for g in client.get("/api/nodegroups").json()["groups"]}
+    assert (listed[AZ]["idlePolicy"], listed[AZ]["bootDelayS"]) == ("anticipate:30", 240)
