@@ -52,7 +52,7 @@ class CosmosConnection:
                 docs.JOBS, PartitionKey(path="/jobId"), indexing_policy=docs.JOBS_INDEXING
             )
             self._cluster = db.create_container_if_not_exists(
-                docs.CLUSTER, PartitionKey(path="/id"), indexing_policy=docs.CLUSTER_INDEXING
+                docs.CLUSTER, PartitionKey(path="/pk"), indexing_policy=docs.CLUSTER_INDEXING
             )
             index = db.create_container_if_not_exists(
                 ix.INDEX, PartitionKey(path="/pk"), indexing_policy=ix.INDEX_INDEXING
@@ -68,7 +68,9 @@ class CosmosConnection:
         self.database = db
         self.index = CosmosIndex(self, index)
         """The pointers of the hot paths (:mod:`shared.adapters.cosmos_index`)."""
-        self._create_ignoring_conflict({"id": docs.COUNTER_ID, "type": "counter", "value": 0})
+        self._create_ignoring_conflict(
+            {"id": docs.COUNTER_ID, "pk": docs.COUNTER_ID, "type": "counter", "value": 0}
+        )
         for group in DEFAULT_GROUPS:
             self._create_ignoring_conflict(docs.named_doc("group", group.name, group))
         self.batch = self._detect_batch()

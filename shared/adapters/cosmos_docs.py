@@ -1,15 +1,17 @@
 """The Cosmos DB Store's documents, queries and error reading (no I/O here).
 
-Two containers (``docs/cosmos.md`` says why):
+Three containers (``docs/cosmos.md`` says why):
 
 - ``jobs``, partition key ``/jobId``: one job document (``id`` "job") and its
   task documents (``id`` "task-<n>") and range documents (``id`` "range-<n>"), so
   a job and its tasks commit together in one transactional batch. A job document
   with ``visible`` false is a job ``add_job`` has not finished writing: no read
   returns it or its parts (see :mod:`shared.adapters.cosmos_parts`).
-- ``cluster``, partition key ``/id``: nodes ("node:<name>"), node groups
-  ("group:<name>"), meta documents ("meta:<key>"), the job-id counter
-  ("counter:jobId") and tokens ("token:<sha256>"); each its own partition.
+- ``cluster``, partition key ``/pk``: nodes ("node:<name>") all in partition "nodes",
+  node groups ("group:<name>") all in "groups", so that listing either (each scheduler
+  pass, agent registration) reads one partition; meta documents ("meta:<key>"), the
+  job-id counter ("counter:jobId") and tokens ("token:<sha256>") each in its own
+  (``pk`` = its id).
 
 A third container, ``index``, holds the pointers the hot paths read
 (:mod:`shared.adapters.cosmos_index_docs`).
@@ -40,6 +42,9 @@ JOBS = "jobs"
 CLUSTER = "cluster"
 JOB_DOC_ID = "job"
 COUNTER_ID = "counter:jobId"
+CLUSTER_PARTITIONS = {"node": "nodes", "group": "groups"}
+"""Kinds of the cluster container kept together in one logical partition (they are listed);
+every other kind is alone in its own (a point read by id)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -132,7 +137,19 @@ def doc_of(record: Record) -> dict[str, Any]:
 
 def named_doc(kind: str, name: str, record: Record) -> dict[str, Any]:
     """A document of the cluster container: nodes, groups, meta."""
-    return {"id": cluster_id(kind, name), "type": kind, "name": name, "body": _body(record)}
+    doc_id = cluster_id(kind, name)
+    return {
+        "id": doc_id,
+        "pk": cluster_pk(kind, doc_id),
+        "type": kind,
+        "name": name,
+        "body": _body(record),
+    }
+
+
+def cluster_pk(kind: str, doc_id: str) -> str:
+    """The partition of a cluster document: its kind's shared one, else its own id."""
+    return CLUSTER_PARTITIONS.get(kind, doc_id)
 
 
 def cluster_id(kind: str, name: str) -> str:
@@ -170,7 +187,6 @@ class Query:
 
 CROSS_PARTITION = (
     "list_jobs",
-    "list_named",
     "unfinished_jobs",
 )
 """The queries here that read every partition; none is a hot path (docs/cosmos.md, "How
@@ -266,10 +282,11 @@ def get_ranges(job_id: int) -> Query:
 
 
 def list_named(kind: str) -> Query:
-    """Nodes or node groups, by name (small: one partition per document)."""
+    """Nodes or node groups, by name: one partition (``nodes`` or ``groups``)."""
     return Query(
-        "SELECT * FROM c WHERE c.type = @type ORDER BY c.name ASC",
-        [{"name": "@type", "value": kind}],
+        "SELECT * FROM c WHERE c.pk = @pk AND c.type = @type ORDER BY c.name ASC",
+        [{"name": "@pk", "value": CLUSTER_PARTITIONS[kind]}, {"name": "@type", "value": kind}],
+        partition_key=CLUSTER_PARTITIONS[kind],
     )
 
 

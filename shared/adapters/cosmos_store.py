@@ -128,7 +128,7 @@ class CosmosStore(CosmosJobs, Store):
             raise Conflict(f"node {node.name!r} has no etag: read it before deleting it")
         try:
             self._cluster.delete_item(
-                doc_id, partition_key=doc_id, etag=node.etag,
+                doc_id, partition_key=docs.cluster_pk("node", doc_id), etag=node.etag,
                 match_condition=MatchConditions.IfNotModified, response_hook=self._hook,
             )  # fmt: skip
         except CosmosHttpResponseError as error:
@@ -153,7 +153,7 @@ class CosmosStore(CosmosJobs, Store):
 
     def _get_named(self, kind: str, name: str, model: type[Any]) -> Any:
         doc_id = docs.cluster_id(kind, name)
-        doc = self._read(self._cluster, doc_id, doc_id)
+        doc = self._read(self._cluster, doc_id, docs.cluster_pk(kind, doc_id))
         if doc is None:
             raise NotFound(f"{docs.KINDS[kind]} {name!r} does not exist")
         return docs.load(model, doc)
@@ -186,7 +186,8 @@ class CosmosStore(CosmosJobs, Store):
 
     def add_token(self, token_sha256: str, principal: Principal) -> None:
         doc_id = docs.cluster_id("token", token_sha256)
-        doc = {"id": doc_id, "type": "token", "body": principal.model_dump(mode="json")}
+        body = principal.model_dump(mode="json")
+        doc = {"id": doc_id, "pk": doc_id, "type": "token", "body": body}
         self._cluster.upsert_item(doc, response_hook=self._hook)
 
     def find_token(self, token_sha256: str) -> Principal | None:

@@ -192,11 +192,12 @@ def pointers(store: CosmosStore, pk: str) -> dict[str, dict]:
 
 def check_one_partition_each(sent: list[tuple[str, dict[str, Any]]]) -> None:
     for container, kw in sent:
-        if container == "cluster":
-            continue  # nodes and groups: the small cluster container (docs/cosmos.md)
         assert "enable_cross_partition_query" not in kw, (container, kw["query"])
         assert kw.get("partition_key") is not None, (container, kw["query"])
-        if container == "index":
+        if container == "cluster":  # the nodes or the groups, each one partition
+            assert kw["partition_key"] in ("nodes", "groups"), kw["query"]
+            assert re.search(r"\bc\.pk = @pk\b", kw["query"]), kw["query"]
+        elif container == "index":
             check_index_partition(kw["query"], kw["parameters"], kw["partition_key"])
         else:
             assert re.search(r"\bc\.jobId = @jobId\b", kw["query"]), kw["query"]

@@ -6,6 +6,7 @@ a crashed ``add_job``, and the wiring that builds the store from settings.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,9 @@ def test_the_queries_the_store_sends_are_parameterised_and_partitioned(
     for kwargs in sent:
         query = docs.Query(kwargs["query"], kwargs["parameters"], kwargs.get("partition_key"))
         check_parameterised(query)
-        if query.partition_key is not None:
+        if query.partition_key in ("nodes", "groups"):  # the cluster container's lists
+            assert re.search(r"\bWHERE c\.pk = @pk\b", query.text), query.text
+        elif query.partition_key is not None:
             check_partition(query)
         else:
             assert kwargs["enable_cross_partition_query"] is True
