@@ -27,20 +27,17 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters import cosmos_index_docs as ix
-from shared.adapters.cosmos_pointers import Pointers, Taken
+from shared.adapters.cosmos_pointers import Connection, Pointers, Taken
 from shared.domain.hosts import Holding
 from shared.domain.models import Task, TaskRange
 from shared.errors import Conflict
-
-if TYPE_CHECKING:
-    from shared.adapters.cosmos_connection import CosmosConnection
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +71,7 @@ class Plan:
 class CosmosIndex(Pointers):
     """The ``index`` container of one store: which pointers to keep, and reads through them."""
 
-    def __init__(self, conn: CosmosConnection, container: ContainerProxy) -> None:
+    def __init__(self, conn: Connection, container: ContainerProxy) -> None:
         super().__init__(conn, container)
         self._memo: dict[tuple[Any, ...], dict[str, str]] = {}
         self._last_repair = float("-inf")

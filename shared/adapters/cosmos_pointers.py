@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
@@ -22,10 +22,24 @@ from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpRespons
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters import cosmos_index_docs as ix
+from shared.adapters.cosmos_parts import Visibility
 from shared.errors import Conflict
 
-if TYPE_CHECKING:
-    from shared.adapters.cosmos_connection import CosmosConnection
+
+class Connection(Protocol):
+    """What the index needs of the store's connection (``CosmosConnection`` is one);
+    named here so that the index does not import the connection that builds it."""
+
+    _jobs: ContainerProxy
+    _visible: Visibility
+    batch: bool
+
+    def _hook(self, headers: Mapping[str, Any], _result: object = None) -> None: ...
+
+    def _query(self, container: ContainerProxy, query: docs.Query) -> Iterator[dict[str, Any]]: ...
+
+    def _read(self, container: ContainerProxy, doc_id: str, pk: int | str) -> dict | None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +50,7 @@ READERS = 8
 class Pointers:
     """Requests to one store's ``index`` container."""
 
-    def __init__(self, conn: CosmosConnection, container: ContainerProxy) -> None:
+    def __init__(self, conn: Connection, container: ContainerProxy) -> None:
         self._conn = conn
         self._container = container
         self._lock = threading.Lock()
