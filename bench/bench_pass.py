@@ -32,7 +32,8 @@ from shared.adapters.sqlite_busadmin import SqliteBusAdmin  # noqa: E402
 from shared.adapters.sqlite_rows import _task_row  # noqa: E402
 from shared.adapters.sqlite_schema import _INSERT_TASK  # noqa: E402
 from shared.adapters.sqlite_store import SqliteStore  # noqa: E402
-from shared.domain.models import Node, Task  # noqa: E402
+from shared.domain.cluster import Node
+from shared.domain.models import Task  # noqa: E402
 from shared.domain.states import NodeState, TaskState  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.usecases.control_plane import ControlPlane  # noqa: E402

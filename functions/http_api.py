@@ -18,7 +18,9 @@ import azure.functions as func
 
 from functions.context import control
 from shared.auth import authenticate
-from shared.domain.models import Job, Principal, Record, Task
+from shared.domain.cluster import Principal
+from shared.domain.models import Job, Task
+from shared.domain.records import Record
 from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, TooLarge
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES

@@ -17,7 +17,7 @@ import azure.functions as func
 
 from functions.context import control
 from functions.http_api import BadRequest, _body, _doc, _int, api
-from shared.domain.models import Node, NodeGroup, Principal
+from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.errors import HpcError, NotFound
 from shared.usecases.nodes import set_node_groups
 

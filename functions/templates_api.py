@@ -15,7 +15,7 @@ import azure.functions as func
 
 from functions.context import control
 from functions.http_api import BadRequest, _body, _json, api
-from shared.domain.models import Principal
+from shared.domain.cluster import Principal
 from shared.errors import HpcError
 from shared.usecases import templates
 from shared.usecases.templates import StoredTemplate

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from shared.adapters import cosmos_docs as docs  # noqa: E402
 from shared.adapters.cosmos_store import CosmosStore  # noqa: E402
-from shared.domain.models import Job, Node, Task  # noqa: E402
+from shared.domain.cluster import Node  # noqa: E402
+from shared.domain.models import Job, Task  # noqa: E402
 from shared.domain.states import JobState, TaskState  # noqa: E402
 
 STAND_IN_KEY = (

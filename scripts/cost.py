@@ -50,6 +50,7 @@ from shared.adapters.local_output import LocalOutputStore  # noqa: E402
 from shared.adapters.sqlite_bus import SqliteBus  # noqa: E402
 from shared.adapters.sqlite_busadmin import SqliteBusAdmin  # noqa: E402
 from shared.auth import digest  # noqa: E402
+from shared.domain.cluster import Principal  # noqa: E402
 from shared.domain.messages import (  # noqa: E402
     ASSIGNMENT,
     EVENTS_QUEUE,
@@ -58,7 +59,6 @@ from shared.domain.messages import (  # noqa: E402
     SCHEDULER_SESSION,
     RunTask,
 )
-from shared.domain.models import Principal  # noqa: E402
 from shared.ports.bus import OutgoingMessage, ReceivedMessage  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 from shared.usecases.control_plane import ControlPlane  # noqa: E402

@@ -10,7 +10,7 @@ import hashlib
 import os
 import secrets
 
-from shared.domain.models import Principal
+from shared.domain.cluster import Principal
 from shared.errors import Unauthorized
 from shared.ports.store import Store
 from shared.settings import Settings

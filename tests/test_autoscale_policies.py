@@ -20,6 +20,7 @@ from devhost import LocalHost
 from functions import context
 from shared.adapters.local_compute import LocalProvider
 from shared.domain.autoscaler import Decision, Order
+from shared.domain.cluster import Node
 from shared.domain.growshrink import AutoscalerState, GroupPolicy
 from shared.domain.idleplan import (
     Forecast,
@@ -31,7 +32,7 @@ from shared.domain.idleplan import (
     overflow,
     run_policy,
 )
-from shared.domain.models import Node, Task
+from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.domain.warmpool import Plan
 from shared.errors import InvalidRequest

@@ -18,8 +18,9 @@ from shared.domain.autoscaler import (
     autoscale,
     request_stop,
 )
+from shared.domain.cluster import Node
 from shared.domain.demand import bins_needed
-from shared.domain.models import Node, Task
+from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.ports.compute import ComputeError, ErrorKind, PowerState
 

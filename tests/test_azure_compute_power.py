@@ -15,7 +15,8 @@ from shared.domain.autoscaler import (
     GroupPolicy,
     autoscale,
 )
-from shared.domain.models import Node, Task
+from shared.domain.cluster import Node
+from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.ports.compute import ComputeError, Operation, PowerState
 from tests.azure_compute_fixtures import (

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.domain import lifecycle, reconciler
+from shared.domain.cluster import Node
 from shared.domain.messages import (
     AssignmentRefused,
     EndedAttempt,
@@ -16,7 +17,7 @@ from shared.domain.messages import (
     TaskEnded,
     TaskStarted,
 )
-from shared.domain.models import Job, LostAttempt, Node, Task
+from shared.domain.models import Job, LostAttempt, Task
 from shared.domain.states import JobState, NodeState, TaskState
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.domain import lifecycle
+from shared.domain.cluster import Node
 from shared.domain.durations import format_duration, parse_duration
 from shared.domain.jobspec import JobSpec
-from shared.domain.models import Node, Task
+from shared.domain.models import Task
 from shared.domain.scheduler import plan
 from shared.domain.states import NodeState, TaskState
 from shared.errors import InvalidRequest

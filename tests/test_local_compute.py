@@ -18,8 +18,8 @@ from shared.adapters.sqlite_bus import SqliteBus
 from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.domain.autoscaler import AutoscalerPolicy, ClusterView, GroupPolicy, autoscale
 from shared.domain.autoscaler import AutoscalerState as State
+from shared.domain.cluster import Node
 from shared.domain.messages import NodeStopping, RegisterNode
-from shared.domain.models import Node
 from shared.domain.states import NodeState
 from shared.ports.compute import ComputeError, ErrorKind, Operation, PowerState, VmSpec
 from shared.wiring import declare_queues

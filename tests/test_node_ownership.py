@@ -20,9 +20,9 @@ from hpc.cli import app as cli
 from shared.adapters.local_compute import LocalProvider
 from shared.auth import digest
 from shared.domain import lifecycle, ownership
+from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupnames import canonical_group, canonical_groups, unknown_groups
 from shared.domain.messages import RegisterNode
-from shared.domain.models import Node, NodeGroup, Principal
 from shared.domain.states import NodeState, TaskState
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups

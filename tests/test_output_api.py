@@ -18,7 +18,7 @@ import function_app
 from devhost import LocalHost
 from functions import context
 from shared.auth import ensure_admin_token
-from shared.domain.models import Node
+from shared.domain.cluster import Node
 from shared.ports.output import truncation_marker
 from shared.settings import Settings
 from shared.usecases.control_plane import ControlPlane

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.domain.models import Node, Task
+from shared.domain.cluster import Node
+from shared.domain.models import Task
 from shared.domain.pending import pending_reason
 from shared.domain.states import NodeState, TaskState
 from tests.test_control import clock, cp, register, sweep  # noqa: F401 - fixtures

@@ -11,7 +11,8 @@ import pytest
 
 from shared.domain import hosts, pending, scheduler
 from shared.domain.capacity import Space
-from shared.domain.models import Host, Node, Task
+from shared.domain.cluster import Node
+from shared.domain.models import Host, Task
 from shared.domain.scheduler import Busy, Request, schedule
 from shared.domain.states import NodeState, TaskState
 

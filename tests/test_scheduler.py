@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.models import Node, Task
+from shared.domain.cluster import Node
+from shared.domain.models import Task
 from shared.domain.scheduler import plan
 from shared.domain.states import NodeState
 

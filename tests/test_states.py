@@ -2,7 +2,8 @@
 
 import pytest
 
-from shared.domain.models import Job, Node, Task
+from shared.domain.cluster import Node
+from shared.domain.models import Job, Task
 from shared.domain.states import (
     JOB_TERMINAL,
     JOB_TRANSITIONS,

@@ -16,7 +16,7 @@ from devhost import LocalHost
 from functions import context
 from hpc.cli import app as cli_app
 from shared.auth import digest, ensure_admin_token
-from shared.domain.models import Principal
+from shared.domain.cluster import Principal
 from shared.settings import Settings
 from shared.wiring import build_bus
 from tests.agent_double import AgentDouble

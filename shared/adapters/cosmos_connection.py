@@ -20,7 +20,7 @@ from shared.adapters import cosmos_docs as docs
 from shared.adapters import cosmos_index_docs as ix
 from shared.adapters import cosmos_parts as parts
 from shared.adapters.cosmos_index import CosmosIndex
-from shared.domain.models import DEFAULT_GROUPS
+from shared.domain.cluster import DEFAULT_GROUPS
 
 log = logging.getLogger(__name__)
 

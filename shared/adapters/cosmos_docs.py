@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from shared.domain.models import Job, Record, Task, TaskRange
+from shared.domain.models import Job, Task, TaskRange
+from shared.domain.records import Record
 from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict
 

@@ -26,7 +26,7 @@ from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
-from shared.domain.models import Record
+from shared.domain.records import Record
 
 log = logging.getLogger(__name__)
 

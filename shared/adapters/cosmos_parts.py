@@ -27,7 +27,8 @@ from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpRespons
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters import cosmos_fallback as fallback
-from shared.domain.models import Job, Record
+from shared.domain.models import Job
+from shared.domain.records import Record
 from shared.errors import Conflict
 from shared.ports.store import MAX_BATCH, MAX_BATCH_BYTES, check_size, stored_size
 

@@ -45,8 +45,10 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters.cosmos_jobs import CosmosJobs
+from shared.domain.cluster import Meta, Node, NodeGroup, Principal
 from shared.domain.hosts import Holding
-from shared.domain.models import Job, Meta, Node, NodeGroup, Principal, Record, Task, TaskRange
+from shared.domain.models import Job, Task, TaskRange
+from shared.domain.records import Record
 from shared.errors import Conflict, NotFound
 from shared.ports.store import Store, check_batch, check_size, stored_size
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from shared.adapters.sqlite_rows import _doc, _new_etag, _row_exists
 from shared.adapters.sqlite_schema import _SCHEMA, BUSY_TIMEOUT_S, SCHEMA_VERSION
-from shared.domain.models import DEFAULT_GROUPS
+from shared.domain.cluster import DEFAULT_GROUPS
 
 
 class SqliteConnection:

@@ -11,7 +11,8 @@ from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from shared.domain.models import Record, Task, TaskRange
+from shared.domain.models import Task, TaskRange
+from shared.domain.records import Record
 from shared.errors import Conflict
 from shared.ports.store import check_size, stored_size
 

@@ -41,7 +41,8 @@ import sqlite3
 
 from shared.adapters.sqlite_jobs import SqliteJobs
 from shared.adapters.sqlite_rows import _load, _new_etag, _row_exists, _sized_doc, _stale
-from shared.domain.models import Meta, Node, NodeGroup, Principal, Record
+from shared.domain.cluster import Meta, Node, NodeGroup, Principal
+from shared.domain.records import Record
 from shared.errors import Conflict, NotFound
 from shared.ports.store import Store
 

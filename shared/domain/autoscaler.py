@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from shared.domain.cluster import Node
 from shared.domain.demand import nodes_for, place_wide
 from shared.domain.growshrink import (
     AutoscalerPolicy,
@@ -52,7 +53,7 @@ from shared.domain.growshrink import (
     NodeMemory,
     next_backoff,
 )
-from shared.domain.models import Node, Task
+from shared.domain.models import Task
 from shared.domain.power import OFF_STATES, ComputeError, PowerState
 from shared.domain.states import NodeState
 

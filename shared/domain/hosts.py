@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from shared.domain.models import Host, Node, Task
+from shared.domain.cluster import Node
+from shared.domain.models import Host, Task
 from shared.domain.states import NodeState
 
 

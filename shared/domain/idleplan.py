@@ -18,9 +18,10 @@ from datetime import timedelta
 from typing import Any
 
 from shared.domain.autoscaler import Decision, Order
+from shared.domain.cluster import Node
 from shared.domain.demand import nodes_for
 from shared.domain.growshrink import GroupPolicy
-from shared.domain.models import Node, Task
+from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.domain.warmpool import AdaptivePool, IdleSizing, Plan
 

@@ -1,4 +1,5 @@
-"""The domain records: Job, Task, Node, NodeGroup.
+"""The work's records: Job, Task, TaskRange (nodes and groups: :mod:`shared.domain.cluster`;
+the record base: :mod:`shared.domain.records`).
 
 They are documents (as in Cosmos DB): every record carries an ``etag`` that
 the store sets on each write and checks on the next one (optimistic
@@ -11,53 +12,15 @@ State changes go through :meth:`Job.move_to` / :meth:`Task.move_to` /
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic.alias_generators import to_camel
 
 from shared.domain import counts
 from shared.domain.counts import CountsDelta
-from shared.domain.states import JobState, NodeState, TaskState, check_transition
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(moment: datetime) -> datetime:
-    """Naive means UTC; any other zone is converted (records hold UTC only)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _fixed_width(moment: datetime) -> str:
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-UtcTime = Annotated[
-    datetime,
-    AfterValidator(_utc),
-    PlainSerializer(_fixed_width, return_type=str, when_used="json"),
-]
-"""A record's time: always UTC, written in one fixed width (``2026-01-01T12:00:00.500000Z``)
-so that stored times compare and sort as text the way they do as times."""
-
-
-class Record(BaseModel):
-    """Base of stored documents: camelCase JSON, validated assignment off for speed."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    etag: str | None = None
-    """Set by the store on every write; a write with a stale etag is refused."""
-
-    def to_json(self) -> str:
-        return self.model_dump_json(by_alias=True)
-
-    def to_dict(self) -> dict:
-        return self.model_dump(mode="json", by_alias=True)
-
+from shared.domain.records import Record, UtcTime, utcnow
+from shared.domain.states import JobState, TaskState, check_transition
 
 PRIORITY_NAMES: dict[str, int] = {
     "Lowest": 0,
@@ -343,89 +306,3 @@ class TaskRange(Record):
             task.end_time = self.canceled_time
             task.error = self.canceled_reason
         return task
-
-
-class Node(Record):
-    name: str
-    groups: list[str] = Field(default_factory=list)
-    cores: int = 1
-    state: NodeState = NodeState.OFFLINE
-    provider: str = "onprem"
-    """Who owns the machine: ``onprem`` (registered by its agent), ``local`` or ``azure``.
-    Set when the record is created, never by a registration (shared.domain.ownership)."""
-    size: str | None = None
-    spot: bool = False
-    """A Spot VM (``hpc node add --spot``): cheaper, and the cloud may evict it at any time;
-    its tasks are then requeued at once."""
-    last_heartbeat: UtcTime | None = None
-    incarnation: int = 0
-    """Raised by one at every accepted agent registration (0: never registered). Assignments
-    and events carry it; anything from an earlier incarnation changes nothing."""
-    agent_id: str | None = None
-    """The agent process holding the node (its replies session)."""
-    host_id: str | None = None
-    """The machine and state folder of that agent (see RegisterNode.host_id)."""
-    agent_started_at: UtcTime | None = None
-    missing_since: dict[str, UtcTime] = Field(default_factory=dict)
-    """Running attempts its heartbeats stopped listing, since when (a lost TaskEnded)."""
-    state_reason: str | None = None
-    state_time: UtcTime = Field(default_factory=utcnow)
-
-    def move_to(
-        self, target: NodeState, *, reason: str | None = None, now: datetime | None = None
-    ) -> None:
-        check_transition(self.state, target)
-        self.state = target
-        self.state_reason = reason
-        self.state_time = now or utcnow()
-
-
-class NodeGroup(Record):
-    name: str
-    description: str = ""
-    min_nodes: int = 0
-    max_nodes: int = 0
-    provider: str | None = None
-    """The compute provider whose VMs its nodes are (``local``, ``azure``); None: on-prem
-    machines whose agents join by themselves (not managed, never autoscaled)."""
-    node_cores: int = 2
-    """Cores of one node of a managed group (what ``hpc node add`` creates)."""
-    size: str | None = None
-    """The provider's VM size for new nodes (Azure: e.g. Standard_D4s_v5)."""
-    autoscale: bool = True
-    """The timer autoscaler grows and shrinks this (managed) group."""
-    grow_interval_s: float = 60
-    shrink_interval_s: float = 60
-    shrink_idle_times: int = 3
-    grow_threshold: int = 1
-    tasks_per_resource_unit: int = 1
-    extra_nodes_grow_ratio: int = 0
-    grow_by_min: bool = False
-    idle_policy: str = "fixed"
-    """How long idle nodes stay up (shared.usecases.idle_policy): ``fixed`` stops a node idle
-    for ShrinkIdleTimes x ShrinkInterval; ``keep[:S]`` and ``anticipate[:S]`` run the
-    simulator's warm-pool policies (``hpc sim replay --idle-policy``), same texts."""
-    boot_delay_s: float = 180
-    """The warm pool's forecast horizon: set it to the VMs' measured boot time
-    (Starting -> Online, shown by ``hpc autoscale log``)."""
-
-
-DEFAULT_GROUPS: tuple[NodeGroup, ...] = (
-    NodeGroup(name="OnPremNodes", description="On-premises nodes running the HybridHPC agent"),
-    NodeGroup(name="AzureNodes", description="Azure VMs managed by the cluster"),
-)
-"""HPC Pack's two hybrid groups; they exist from the start, like in HPC Pack."""
-
-
-class Meta(Record):
-    """A small named document of the control plane's own state (e.g. the reconciler's)."""
-
-    key: str
-    data: dict[str, Any] = Field(default_factory=dict)
-
-
-class Principal(BaseModel):
-    """Who a bearer token belongs to."""
-
-    name: str
-    role: str = "admin"

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_groups, unknown_groups
 from shared.domain.messages import RegisterNode
-from shared.domain.models import Node, NodeGroup
 from shared.errors import Conflict, InvalidRequest, NotFound
 
 ONPREM = "onprem"

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from shared.domain.models import Job, Node, Task
+from shared.domain.cluster import Node
+from shared.domain.models import Job, Task
 from shared.domain.states import NODE_SCHEDULABLE, NodeState, TaskState
 
 

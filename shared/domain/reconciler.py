@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from shared.domain.cluster import Node
 from shared.domain.lifecycle import key_of
-from shared.domain.models import Node, Task
+from shared.domain.models import Task
 from shared.domain.states import NodeState, TaskState
 
 WATCHED = frozenset({NodeState.ONLINE, NodeState.DRAINING})

@@ -32,8 +32,9 @@ from datetime import datetime
 from typing import Literal
 
 from shared.domain.capacity import FreeCores, Space, eligible
+from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, held
-from shared.domain.models import Host, Node, Task
+from shared.domain.models import Host, Task
 from shared.domain.states import NODE_SCHEDULABLE
 
 Policy = Literal["fcfs", "easy"]

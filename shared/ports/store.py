@@ -29,8 +29,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 
+from shared.domain.cluster import Meta, Node, NodeGroup, Principal
 from shared.domain.hosts import Holding, holding_of
-from shared.domain.models import Job, Meta, Node, NodeGroup, Principal, Record, Task, TaskRange
+from shared.domain.models import Job, Task, TaskRange
+from shared.domain.records import Record
 from shared.domain.states import JobState, TaskState
 
 MAX_BATCH = 100

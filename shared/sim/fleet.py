@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from shared.domain.capacity import Space
+from shared.domain.cluster import Node
 from shared.domain.growshrink import NodeMemory
-from shared.domain.models import Node
 from shared.domain.states import NodeState
 
 GROUP = "AzureNodes"

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.autoscaler import ClusterView, Decision, Order, StartFailure, autoscale
+from shared.domain.cluster import Meta, NodeGroup
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -22,7 +23,6 @@ from shared.domain.growshrink import (
     GroupPolicy,
     next_backoff,
 )
-from shared.domain.models import Meta, NodeGroup
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, Operation

@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.messages import Event
-from shared.domain.models import Job, Node, NodeGroup, Principal, Task
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
 from shared.ports.bus import Bus
 from shared.ports.compute import ComputeProvider

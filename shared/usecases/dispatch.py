@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from shared.domain import eligibility, lifecycle, scheduler
+from shared.domain.cluster import Node
 from shared.domain.hosts import granted_cores, held, host_list
 from shared.domain.jobspec import sweep_command
 from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
-from shared.domain.models import Node, Task, TaskRange
+from shared.domain.models import Task, TaskRange
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.states import JobState
 from shared.errors import Conflict, NotFound

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.autoscaler import Decision
+from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState
 from shared.domain.idleplan import (
     Forecast,
@@ -41,7 +42,7 @@ from shared.domain.idleplan import (
     run_policy,
 )
 from shared.domain.idlepolicy import IdlePolicy, group_idle_policy
-from shared.domain.models import Job, Node, NodeGroup, Task
+from shared.domain.models import Job, Task
 from shared.domain.states import NodeState
 from shared.errors import InvalidRequest
 from shared.usecases.deps import JOB_PAGE, Deps

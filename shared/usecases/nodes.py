@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from shared.domain import ownership
+from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_group
-from shared.domain.models import Node, NodeGroup, Task
+from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, VmSpec

@@ -11,7 +11,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from shared.domain.models import Meta
+from shared.domain.cluster import Meta
 from shared.errors import NotFound
 from shared.ports.compute import Operation
 from shared.usecases.deps import Deps

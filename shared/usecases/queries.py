@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain import eligibility, hosts, pending, taskgraph
-from shared.domain.models import Job, NodeGroup, Task
+from shared.domain.cluster import NodeGroup
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
 from shared.errors import NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, Stream

@@ -14,9 +14,9 @@ import logging
 from datetime import datetime, timedelta
 
 from shared.domain import eligibility, lifecycle, reconciler
+from shared.domain.cluster import Meta
 from shared.domain.hosts import lost_host
 from shared.domain.messages import EVENTS_LOCK_MS
-from shared.domain.models import Meta
 from shared.domain.states import JobState, NodeState
 from shared.errors import Conflict, NotFound
 from shared.usecases import taskdeps

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from shared.domain import lifecycle, ownership
+from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_group, canonical_groups
 from shared.domain.messages import RegisterNode, Registration, TaskEnded
-from shared.domain.models import Node, NodeGroup
 from shared.errors import Conflict, NotFound
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.domain.cluster import Principal
 from shared.domain.groupnames import canonical_groups
 from shared.domain.jobspec import JobSpec
-from shared.domain.models import Job, Principal
+from shared.domain.models import Job
 from shared.domain.states import JobState
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases import templates

@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shared.domain.cluster import Meta
 from shared.domain.jobspec import JobSpec
-from shared.domain.models import Meta
 from shared.domain.templates import (
     DEFAULT_TEMPLATE,
     NAME,

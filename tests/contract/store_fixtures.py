@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.sqlite_store import SqliteStore
-from shared.domain.models import Job, Node, NodeGroup, Task
+from shared.domain.cluster import Node, NodeGroup
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
 from shared.ports.store import Store
 from tests.emulators import drop_cosmos_database, open_cosmos_store

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.domain.models import DEFAULT_GROUPS, Node, NodeGroup, Principal
+from shared.domain.cluster import DEFAULT_GROUPS, Node, NodeGroup, Principal
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
 from shared.ports.store import Store

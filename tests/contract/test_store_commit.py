@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.domain.models import Job, Node, Task
+from shared.domain.cluster import Node
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict, NotFound
 from shared.ports.store import MAX_BATCH, Store

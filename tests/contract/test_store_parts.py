@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.domain.models import Job, Meta, Task, TaskRange
+from shared.domain.cluster import Meta
+from shared.domain.models import Job, Task, TaskRange
 from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict, NotFound
 from shared.ports.store import MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES, Store, stored_size

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from shared.domain.cluster import Node
 from shared.domain.lifecycle.tasks import key_of
 from shared.domain.messages import (
     CancelTask,
@@ -19,7 +20,7 @@ from shared.domain.messages import (
     TaskEnded,
     parse_attempt_key,
 )
-from shared.domain.models import Node, Task
+from shared.domain.models import Task
 from shared.domain.ownership import registered_cores
 from shared.domain.states import (
     NodeState,
