@@ -18,7 +18,7 @@ import azure.functions as func
 from functions.context import control
 from functions.http_api import BadRequest, _body, _doc, _int, api
 from shared.domain.cluster import Node, NodeGroup, Principal
-from shared.errors import HpcError, NotFound
+from shared.errors import Forbidden, NotFound
 from shared.usecases.nodes import set_node_groups
 
 bp = func.Blueprint()
@@ -59,6 +59,7 @@ def _group(group: NodeGroup) -> dict[str, Any]:
 def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     """``{"group": "AzureNodes", "count": 4, "cores": 4, "size": "Standard_D4s_v5",
     "spot": true}``."""
+    _admin(principal, "add nodes (each is a VM that bills)")
     body = _body(req)
     if not isinstance(body, dict) or "group" not in body:
         raise BadRequest(
@@ -89,6 +90,7 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="nodes/{name}/{action}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def node_action(req: func.HttpRequest, principal: Principal) -> Any:
+    _admin(principal, "start, stop, drain or take nodes offline")
     action = req.route_params.get("action", "")
     if action not in NODE_ACTIONS:
         raise NotFound(f"no node action {action!r}; one of {', '.join(NODE_ACTIONS)}")
@@ -116,12 +118,14 @@ def set_node(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="nodes/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def remove_node(req: func.HttpRequest, principal: Principal) -> Any:
+    _admin(principal, "remove nodes")
     return {"removed": control().node_action("remove", [req.route_params.get("name", "")])}
 
 
 @bp.route(route="nodegroups", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
+    _admin(principal, "create node groups")
     settings = _settings(_body(req))
     name = settings.pop("name", None)
     if not isinstance(name, str):
@@ -135,6 +139,7 @@ def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="nodegroups/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
+    _admin(principal, "change a node group's settings")
     group = control().set_group(req.route_params.get("name", ""), **_settings(_body(req)))
     return _group(group)
 
@@ -146,13 +151,14 @@ def autoscale_log(req: func.HttpRequest, principal: Principal) -> Any:
     return {"entries": control().autoscale_log(group=req.params.get("group"), limit=limit)}
 
 
-class Forbidden(HpcError):
-    status = 403
-
-
 def _admin(principal: Principal, what: str) -> None:
+    """Nodes and groups are the cluster's (and its bill's): only admins change them, as in
+    HPC Pack; every user may read them."""
     if principal.role != "admin":
-        raise Forbidden(f"only an admin may {what}; {principal.name} is {principal.role}")
+        raise Forbidden(
+            f"only an admin may {what}; {principal.name} has role {principal.role!r} "
+            "(use an admin token)"
+        )
 
 
 def _json_text(data: Any) -> str:

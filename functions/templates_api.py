@@ -16,17 +16,13 @@ import azure.functions as func
 from functions.context import control
 from functions.http_api import BadRequest, _body, _json, api
 from shared.domain.cluster import Principal
-from shared.errors import HpcError
+from shared.errors import Forbidden
 from shared.usecases import templates
 from shared.usecases.templates import StoredTemplate
 
 bp = func.Blueprint()
 
 ADMIN_ROLE = "admin"
-
-
-class Forbidden(HpcError):
-    status = 403
 
 
 def _admin(principal: Principal, what: str) -> None:

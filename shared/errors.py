@@ -31,3 +31,9 @@ class TooLarge(HpcError):
 
 class Unauthorized(HpcError):
     status = 401
+
+
+class Forbidden(HpcError):
+    """Authenticated, but the principal's role may not do this (say which role may)."""
+
+    status = 403

@@ -160,4 +160,4 @@ def _ids(run: RunTask | tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc, arg-type]
