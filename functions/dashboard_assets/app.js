@@ -2,7 +2,7 @@
 // Every value is written with textContent (never as HTML), so no job name or output runs script.
 "use strict";
 
-const POLL_MS = 3000;
+const POLL_MS = 5000;
 const TAIL_BYTES = 64 * 1024;
 const TASK_PAGE = 100;
 const JOB_PAGE = 50;
