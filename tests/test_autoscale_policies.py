@@ -12,12 +12,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
-import function_app
-from devhost import LocalHost
-from functions import context
 from shared.adapters.local_compute import LocalProvider
 from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
@@ -36,14 +32,12 @@ from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.domain.warmpool import Plan
 from shared.errors import InvalidRequest
-from shared.settings import Settings
 from shared.usecases.autoscale import STATE_KEY, read_log
 from shared.usecases.control_plane import ControlPlane
 from shared.usecases.idle_policy import MEMORY_FIELD
-from shared.wiring import build_bus
 from tests.agent_double import AgentDouble
+from tests.app_fixtures import served_app
 from tests.cli_fixtures import assert_one_error_line, hpc
-from tests.helpers import ROOT
 from tests.test_control import clock, make_cp  # noqa: F401 - fixture
 
 AZ = "AzureNodes"
@@ -108,14 +102,19 @@ def at(cp: ControlPlane, clock, seconds: float) -> None:  # noqa: F811
 # --------------------------------------------------------------- on a fake clock
 
 
-def test_keep_holds_released_nodes_while_arrivals_are_expected_and_stops_them_after(
-    tmp_path,
-    clock,  # noqa: F811
-    provider,
-):
+@pytest.fixture
+def kept(tmp_path, clock, provider):  # noqa: F811
+    """A `keep` group whose one job ran on a node the autoscaler started: (cp, its agent)."""
     cp = control(tmp_path, clock, provider)
     managed(cp, provider, "keep")
-    agent = run_one_job(cp, clock)
+    return cp, run_one_job(cp, clock)
+
+
+def test_keep_holds_released_nodes_while_arrivals_are_expected_and_stops_them_after(
+    kept,
+    clock,  # noqa: F811
+):
+    cp, agent = kept
     node = agent.name
     for t in (120, 600, 3600, DECAYED_S - 300):  # fixed (180 s idle) would have stopped it
         at(cp, clock, t)
@@ -137,13 +136,10 @@ def test_keep_holds_released_nodes_while_arrivals_are_expected_and_stops_them_af
 
 
 def test_keep_lets_the_next_job_run_on_the_kept_node_without_a_start(
-    tmp_path,
+    kept,
     clock,  # noqa: F811
-    provider,
 ):
-    cp = control(tmp_path, clock, provider)
-    managed(cp, provider, "keep")
-    agent = run_one_job(cp, clock)
+    cp, agent = kept
     at(cp, clock, 900)
     cp.submit({"command": "y", "nodeGroups": [AZ]})
     assert cp.schedule_pass() == 1  # the kept node takes it at once: no boot to wait for
@@ -152,14 +148,8 @@ def test_keep_lets_the_next_job_run_on_the_kept_node_without_a_start(
     assert [e["action"] for e in read_log(cp.deps, group=AZ)].count("start") == 1
 
 
-def test_a_measured_boot_is_logged_beside_the_groups_boot_delay(
-    tmp_path,
-    clock,  # noqa: F811
-    provider,
-):
-    cp = control(tmp_path, clock, provider)
-    managed(cp, provider, "keep")
-    run_one_job(cp, clock)  # started at +1 s, joined 30 s later
+def test_a_measured_boot_is_logged_beside_the_groups_boot_delay(kept):
+    cp, _ = kept  # its node started at +1 s and joined 30 s later
     cp.autoscale()
     [booted] = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "booted"]
     assert booted["reason"] == "Starting -> Online in 30 s (its group's bootDelayS is 180 s)"
@@ -188,13 +178,12 @@ def test_fixed_runs_as_before_and_reads_no_jobs(tmp_path, clock, provider, monke
 
 
 def test_the_forecast_survives_a_restart_of_the_control_plane(
+    kept,
     tmp_path,
     clock,  # noqa: F811
     provider,
 ):
-    cp = control(tmp_path, clock, provider)
-    managed(cp, provider, "keep")
-    agent = run_one_job(cp, clock)
+    cp, agent = kept
     at(cp, clock, 120)
     memory = cp.store.get_meta(STATE_KEY).data[MEMORY_FIELD]
     assert memory["lastJob"] == 1 and memory["groups"][AZ]["rate"] == pytest.approx(1 / 3600)
@@ -308,24 +297,8 @@ def test_the_memory_is_a_small_json_document():
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     """The real function_app on the local host, and a client with the admin token."""
-    home = tmp_path_factory.mktemp("api")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HPC_HOME", str(home))
-    context.reset()
-    cp = context.control()
-    from shared.auth import ensure_admin_token
-
-    token = ensure_admin_token(cp.settings, cp.store)
-    served = LocalHost(
-        function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
-    )
-    served.start()
-    client = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {token}"})
-    yield client, token
-    client.close()
-    served.stop()
-    context.reset()
-    mp.undo()
+    with served_app(tmp_path_factory.mktemp("api")) as app, app.client() as client:
+        yield client, app.token
 
 
 def test_the_api_sets_the_idle_policy_and_refuses_bad_text_with_422(host):

@@ -18,14 +18,11 @@ import pytest
 from typer.testing import CliRunner
 
 import function_app
-from devhost import LocalHost
 from devhost.functions import HTTP_TRIGGER, discover
 from devhost.routes import compile_template
-from functions import context
 from functions.dashboard import ASSETS, asset
 from hpc.cli import app as cli
-from shared.settings import Settings
-from shared.wiring import build_bus
+from tests.app_fixtures import served_app
 from tests.helpers import ROOT
 
 SCRIPT = asset("app.js").decode()
@@ -34,23 +31,9 @@ SCRIPT = asset("app.js").decode()
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
     home = tmp_path_factory.mktemp("dashboard")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HPC_HOME", str(home))
-    context.reset()
-    cp = context.control()
-    from shared.auth import ensure_admin_token
-
-    token = ensure_admin_token(cp.settings, cp.store)
-    host = LocalHost(
-        function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
-    )
-    host.start()
-    client = httpx.Client(base_url=host.url)
-    yield client, token
-    client.close()
-    host.stop()
-    context.reset()
-    mp.undo()
+    # a client without a token: the page needs none
+    with served_app(home) as app, httpx.Client(base_url=app.url) as client:
+        yield client, app.token
 
 
 @pytest.mark.parametrize("name", sorted(ASSETS))

@@ -9,37 +9,18 @@ from __future__ import annotations
 import httpx
 import pytest
 
-import function_app
-from devhost import LocalHost
-from functions import context
-from shared.settings import Settings
-from shared.wiring import build_bus
 from tests.agent_double import AgentDouble
-from tests.helpers import ROOT, wait_until
+from tests.app_fixtures import served_app
+from tests.helpers import wait_until
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    home = tmp_path_factory.mktemp("api")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HPC_HOME", str(home))
-    mp.setenv("HPC_MAX_BODY_BYTES", "4096")
-    context.reset()
-    cp = context.control()
-    from shared.auth import ensure_admin_token
-
-    token = ensure_admin_token(cp.settings, cp.store)
-    AgentDouble(cp, "n1", cores=4).register()
-    host = LocalHost(
-        function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
-    )
-    host.start()
-    client = httpx.Client(base_url=host.url, headers={"Authorization": f"Bearer {token}"})
-    yield client, cp
-    client.close()
-    host.stop()
-    context.reset()
-    mp.undo()
+    env = {"HPC_MAX_BODY_BYTES": "4096"}
+    with served_app(tmp_path_factory.mktemp("api"), env) as app:
+        AgentDouble(app.cp, "n1", cores=4).register()
+        with app.client() as client:
+            yield client, app.cp
 
 
 def error(response: httpx.Response) -> str:

@@ -6,45 +6,24 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
-import function_app
-from devhost import LocalHost
-from functions import context
 from hpc.cli import app
-from shared.settings import Settings
 from shared.usecases import cancel
-from shared.wiring import build_bus
 from tests.agent_double import AgentDouble
-from tests.helpers import ROOT
+from tests.app_fixtures import served_app
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    home = tmp_path_factory.mktemp("paging")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HPC_HOME", str(home))
-    context.reset()
-    cp = context.control()
-    from shared.auth import ensure_admin_token
-
-    token = ensure_admin_token(cp.settings, cp.store)
-    AgentDouble(cp, "n1", cores=4).register()
-    host = LocalHost(
-        function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
-    )
-    host.start()
-    client = httpx.Client(base_url=host.url, headers={"Authorization": f"Bearer {token}"})
-    answers = [client.post("/api/jobs", json={"command": "true"}) for _ in range(5)]
-    assert all(a.status_code == 201 for a in answers), answers[0].text
-    ids = [a.json()["id"] for a in answers]
-    yield client, cp, ids, {"HPC_API_URL": host.url, "HPC_TOKEN": token}
-    client.close()
-    host.stop()
-    context.reset()
-    mp.undo()
+    with served_app(tmp_path_factory.mktemp("paging")) as app:
+        AgentDouble(app.cp, "n1", cores=4).register()
+        with app.client() as client:
+            answers = [client.post("/api/jobs", json={"command": "true"}) for _ in range(5)]
+            assert all(a.status_code == 201 for a in answers), answers[0].text
+            ids = [a.json()["id"] for a in answers]
+            yield client, app.cp, ids, {"HPC_API_URL": app.url, "HPC_TOKEN": app.token}
 
 
 def test_the_job_list_pages_with_next_and_before(api) -> None:

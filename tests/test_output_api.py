@@ -14,41 +14,20 @@ from typing import Any
 import httpx
 import pytest
 
-import function_app
-from devhost import LocalHost
-from functions import context
-from shared.auth import ensure_admin_token
 from shared.domain.cluster import Node
 from shared.ports.output import truncation_marker
-from shared.settings import Settings
 from shared.usecases.control_plane import ControlPlane
-from shared.wiring import build_bus
-from tests.helpers import ROOT
+from tests.app_fixtures import served_app
 
 MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, ControlPlane]]:
-    home = tmp_path_factory.mktemp("output-api")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HPC_HOME", str(home))
-    context.reset()
-    cp = context.control()
-    token = ensure_admin_token(cp.settings, cp.store)
-    cp.store.put_node(Node(name="n1", groups=["OnPremNodes"], cores=4))
-    host = LocalHost(
-        function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
-    )
-    host.start()
-    client = httpx.Client(
-        base_url=host.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
-    yield client, cp
-    client.close()
-    host.stop()
-    context.reset()
-    mp.undo()
+    with served_app(tmp_path_factory.mktemp("output-api")) as app:
+        app.cp.store.put_node(Node(name="n1", groups=["OnPremNodes"], cores=4))
+        with app.client(timeout=30) as client:
+            yield client, app.cp
 
 
 def retried_task(

@@ -11,16 +11,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-import function_app
-from devhost import LocalHost
-from functions import context
 from hpc.cli import app as cli_app
-from shared.auth import digest, ensure_admin_token
+from shared.auth import digest
 from shared.domain.cluster import Principal
-from shared.settings import Settings
-from shared.wiring import build_bus
 from tests.agent_double import AgentDouble
-from tests.helpers import ROOT
+from tests.app_fixtures import served_app
 
 # --- HTTP, through the real function app ------------------------------------------------
 
@@ -29,26 +24,11 @@ USER_TOKEN = "a-user-token"
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory):
-    home = tmp_path_factory.mktemp("templates-api")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HPC_HOME", str(home))
-    context.reset()
-    control = context.control()
-    token = ensure_admin_token(control.settings, control.store)
-    control.store.add_token(digest(USER_TOKEN), Principal(name="alice", role="user"))
-    AgentDouble(control, "n1", cores=4).register()
-    host = LocalHost(
-        function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
-    )
-    host.start()
-    admin = httpx.Client(base_url=host.url, headers={"Authorization": f"Bearer {token}"})
-    user = httpx.Client(base_url=host.url, headers={"Authorization": f"Bearer {USER_TOKEN}"})
-    yield admin, user, host.url, token
-    admin.close()
-    user.close()
-    host.stop()
-    context.reset()
-    mp.undo()
+    with served_app(tmp_path_factory.mktemp("templates-api")) as app:
+        app.cp.store.add_token(digest(USER_TOKEN), Principal(name="alice", role="user"))
+        AgentDouble(app.cp, "n1", cores=4).register()
+        with app.client() as admin, app.client(USER_TOKEN) as user:
+            yield admin, user, app.url, app.token
 
 
 def error(response: httpx.Response) -> str:

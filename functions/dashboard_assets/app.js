@@ -6,6 +6,7 @@ const POLL_MS = 5000;
 const TAIL_BYTES = 64 * 1024;
 const TASK_PAGE = 100;
 const JOB_PAGE = 50;
+const SUMMARY_JOBS = 100;
 const TOKEN_KEY = "hybridhpc.token";
 // What an admin may do to a node from here (POST nodes/NAME/ACTION); an on-prem machine has no VM
 // to start or deallocate.
@@ -307,7 +308,10 @@ async function loadAutoscale() {
 
 async function loadSummary() {
   const [nodes, running, queued] = await Promise.all([
-    getJson("nodes"), getJson("jobs?state=Running&limit=1000"), getJson("jobs?state=Queued&limit=1000"),
+    // counts up to SUMMARY_JOBS ("100+" beyond): each refresh reads at most that many jobs a list
+    getJson("nodes"),
+    getJson(`jobs?state=Running&limit=${SUMMARY_JOBS}`),
+    getJson(`jobs?state=Queued&limit=${SUMMARY_JOBS}`),
   ]);
   const online = nodes.nodes.filter((n) => n.state === "Online");
   const cores = online.reduce((sum, n) => sum + n.cores, 0);

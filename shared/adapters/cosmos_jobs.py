@@ -174,6 +174,12 @@ class CosmosJobs(CosmosConnection):
         if job is None and not tasks and not ranges:
             return
         check_batch(job, tasks, ranges)
+        self._write_commit(job, tasks, ranges)
+
+    def _write_commit(
+        self, job: Job | None, tasks: Sequence[Task], ranges: Sequence[TaskRange]
+    ) -> None:
+        """``commit`` past its checks (:func:`check_batch` done by the caller)."""
         # The job document is replaced only if the job's own fields changed; a counts-only
         # change is a tally created beside it (cosmos_tallies), its etag unchecked.
         counts_only = job is not None and job.counts_only()

@@ -82,7 +82,7 @@ class CosmosStore(CosmosJobs, Store):
         check_batch(job, tasks, ranges)  # a refusal before any pointer is written
         plan = self.index.before_commit(tasks, ranges)
         try:
-            super().commit(job=job, tasks=tasks, ranges=ranges)
+            self._write_commit(job, tasks, ranges)
         except Exception:
             self.index.after_failure(plan)
             raise

@@ -127,10 +127,11 @@ def summed(job: dict[str, Any], tallies: Iterable[dict[str, Any]]) -> dict[str, 
 
 
 def load(job: dict[str, Any], tallies: Iterable[dict[str, Any]]) -> Job:
-    """The job as the store returns it: counts summed, marked as loaded (Job.stored)."""
-    record = Job.model_validate(summed(job, tallies))
+    """The job as the store returns it: counts summed, marked as loaded (Job.loaded)."""
+    body = summed(job, tallies)
+    record = Job.model_validate(body)
     record.etag = job["_etag"]
-    record.stored()
+    record.loaded(body)
     return record
 
 

@@ -314,5 +314,5 @@ def _write_job(con: sqlite3.Connection, job: Job, etag: str, *, counts_only: boo
 
 def _loaded_job(row: tuple[str, str]) -> Job:
     job = _load(Job, row)
-    job.stored()
+    job.loaded(row[0])
     return job

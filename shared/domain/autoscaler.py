@@ -44,7 +44,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.domain.cluster import Node
-from shared.domain.demand import nodes_for, place_wide
+from shared.domain.demand import nodes_for, place_queue
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -244,26 +244,8 @@ class _Run:
                 rank[node.name] = (2, node.name)
         placing = sorted((n for n in free if free[n] > 0), key=lambda n: rank[n])
         groups_of = {n.name: set(n.groups) for n in self.view.nodes if n.name in rank}
-        overflow: list[Task] = []
-        wanted: set[str] = set()
         size = {n.name: n.cores for n in self.view.nodes}
-        for task in self.view.queued:
-            if task.nodes > 1 or task.exclusive:
-                if not place_wide(task, placing, free, size, groups_of, wanted):
-                    overflow.append(task)
-                continue
-            for i, name in enumerate(placing):
-                if free[name] >= task.cores and (
-                    not task.node_groups or groups_of[name] & set(task.node_groups)
-                ):
-                    free[name] -= task.cores
-                    wanted.add(name)
-                    if free[name] <= 0:
-                        del placing[i]  # full: later tasks need not look at it
-                    break
-            else:
-                overflow.append(task)
-        return overflow, wanted
+        return place_queue(self.view.queued, placing, free, size, groups_of)
 
     def grow(self, overflow: list[Task]) -> None:
         starts_left = self.policy.max_starts_per_run

@@ -67,6 +67,40 @@ def nodes_for(tasks: Sequence[Task], gp: GroupPolicy) -> int:
     return need + math.ceil(need * gp.extra_nodes_grow_ratio / 100)
 
 
+def place_queue(
+    queued: Sequence[Task],
+    placing: list[str],
+    free: dict[str, int],
+    size: Mapping[str, int],
+    groups_of: Mapping[str, set[str]],
+    *,
+    wide: bool = True,
+) -> tuple[list[Task], set[str]]:
+    """First fit of the queue, in its order, on the nodes of ``placing`` (in that order),
+    as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
+    ``free`` and ``placing`` are used up as tasks are placed. ``wide=False``: multi-node and
+    exclusive tasks are not placed but counted as fitting nowhere (a bound)."""
+    overflow: list[Task] = []
+    wanted: set[str] = set()
+    for task in queued:
+        if task.nodes > 1 or task.exclusive:
+            if not (wide and place_wide(task, placing, free, size, groups_of, wanted)):
+                overflow.append(task)
+            continue
+        for i, name in enumerate(placing):
+            if free[name] >= task.cores and (
+                not task.node_groups or groups_of[name] & set(task.node_groups)
+            ):
+                free[name] -= task.cores
+                wanted.add(name)
+                if free[name] <= 0:
+                    del placing[i]  # full: later tasks need not look at it
+                break
+        else:
+            overflow.append(task)
+    return overflow, wanted
+
+
 def place_wide(
     task: Task,
     placing: list[str],

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
-from shared.domain.demand import nodes_for
+from shared.domain.demand import nodes_for, place_queue
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.models import Task
 from shared.domain.states import NodeState
@@ -95,22 +95,7 @@ def overflow(
     free = {n.name: n.cores - used.get(n.name, 0) for n in nodes if n.state is NodeState.ONLINE}
     placing = sorted((n for n in free if free[n] > 0), key=lambda n: (n in managed, n))
     groups_of = {n.name: set(n.groups) for n in nodes if n.name in free}
-    out: list[Task] = []
-    for task in queued:
-        if task.nodes > 1 or task.exclusive:
-            out.append(task)
-            continue
-        for i, name in enumerate(placing):
-            if free[name] >= task.cores and (
-                not task.node_groups or groups_of[name] & set(task.node_groups)
-            ):
-                free[name] -= task.cores
-                if free[name] <= 0:
-                    del placing[i]
-                break
-        else:
-            out.append(task)
-    return out
+    return place_queue(queued, placing, free, {}, groups_of, wide=False)[0]
 
 
 def demand(tasks: Sequence[Task], group: str, gp: GroupPolicy) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic.alias_generators import to_camel
@@ -78,7 +79,10 @@ class Job(Record):
     _delta: CountsDelta = PrivateAttr(default_factory=CountsDelta)
     """What :meth:`count` moved since the store last loaded or wrote this copy."""
     _read_digest: str | None = PrivateAttr(default=None)
-    """:meth:`fields_digest` when the store loaded or wrote this copy (None: never)."""
+    """:meth:`fields_digest` when the store wrote this copy, or (lazily) when it loaded it."""
+    _read_source: str | dict[str, Any] | None = PrivateAttr(default=None)
+    """What the store loaded this copy from (JSON text or document body), kept so that the
+    digest of the loaded fields is taken only if a commit asks for it, not on every read."""
 
     def move_to(self, target: JobState, *, now: datetime | None = None) -> None:
         """Change state through the transition table (raises IllegalTransition)."""
@@ -121,20 +125,39 @@ class Job(Record):
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
     def stored(self) -> None:
-        """The store calls this when it has loaded or written this copy: from here on,
+        """The store calls this when it has written this copy: from here on,
         :meth:`counts_only` compares against it and the delta starts empty."""
         self._delta = CountsDelta()
         self._read_digest = self.fields_digest()
+        self._read_source = None
+
+    def loaded(self, source: str | dict[str, Any]) -> None:
+        """The store calls this when it has read this copy from ``source`` (the JSON text or
+        document body it validated): :meth:`counts_only` compares against that. Reads are
+        many and commits few, so the digest of ``source`` waits for a commit to ask."""
+        self._delta = CountsDelta()
+        self._read_digest = None
+        self._read_source = source
+
+    def _baseline(self) -> str | None:
+        if self._read_digest is None and self._read_source is not None:
+            source = self._read_source
+            read = (
+                Job.model_validate_json(source)
+                if isinstance(source, str)
+                else Job.model_validate(source)
+            )
+            self._read_digest = read.fields_digest()
+        return self._read_digest
 
     def counts_only(self) -> bool:
         """Only the counts changed since the store loaded this copy, and no task left an
         ended state: the store may add the delta without checking the job's etag. A copy
         the store never loaded is never counts-only (its write checks the etag)."""
-        return (
-            self._read_digest is not None
-            and not self._delta.reopened
-            and self._read_digest == self.fields_digest()
-        )
+        if self._delta.reopened:
+            return False
+        baseline = self._baseline()
+        return baseline is not None and baseline == self.fields_digest()
 
 
 class LostAttempt(BaseModel):

@@ -12,7 +12,8 @@ re-dispatched is found exactly once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from shared.adapters.local_output import LocalOutputStore
 from shared.adapters.sqlite_bus import SqliteBus
 from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.domain import lifecycle
-from shared.domain.models import Host, Job, Task
+from shared.domain.models import Host, Job, Task, TaskRange
 from shared.domain.states import TaskState
 from shared.errors import Conflict
 from shared.settings import Settings
@@ -186,6 +187,28 @@ class Sent:
         return out
 
 
+@contextmanager
+def late_removals(store: CosmosStore) -> Iterator[Callable[[], None]]:
+    """Inside the block, commits hold back their "remove after" step; the function given runs
+    the first one held back (a late delete), after the block if need be."""
+    late: list[tuple[Plan, Sequence[Task]]] = []
+    real_after = store.index.after_commit
+
+    def hold_back(plan: Plan, tasks: Sequence[Task], ranges: Sequence[TaskRange]) -> None:
+        late.append((plan, tasks))
+
+    store.index.after_commit = hold_back  # type: ignore[method-assign]
+
+    def run_late() -> None:
+        plan, committed = late[0]
+        real_after(plan, committed, [])
+
+    try:
+        yield run_late
+    finally:
+        store.index.after_commit = real_after  # type: ignore[method-assign]
+
+
 def pointers(store: CosmosStore, pk: str) -> dict[str, dict]:
     return {p["id"]: p for p in store.index._query(ix.pointers(pk))}
 
@@ -263,7 +286,7 @@ def test_a_crash_between_the_pointer_upsert_and_the_batch_leaves_an_extra_pointe
 
 @pytest.mark.cosmos
 def test_a_late_conditional_delete_does_not_remove_a_newer_pointer(
-    cosmos_store: CosmosStore, monkeypatch: pytest.MonkeyPatch
+    cosmos_store: CosmosStore,
 ) -> None:
     store = cosmos_store
     job, _ = add_job(store, 1)
@@ -271,21 +294,17 @@ def test_a_late_conditional_delete_does_not_remove_a_newer_pointer(
     lifecycle.tasks.dispatch(task, node="n1", incarnation=1, now=T0)
     store.commit(tasks=[task])
     # The requeue commits, but its "remove after" (of the attempt-0 active pointer) is late.
-    late: list[tuple[Plan, list[Task]]] = []
-    real_after = store.index.after_commit
-    monkeypatch.setattr(store.index, "after_commit", lambda plan, t, _r: late.append((plan, t)))
-    requeued = store.get_task(job.id, 1)
-    lifecycle.tasks.lose_attempt(
-        requeued, max_retries=3, canceling=False, reason="n1 lost", count=True, now=T0
-    )
-    store.commit(tasks=[requeued])
-    monkeypatch.setattr(store.index, "after_commit", real_after)
+    with late_removals(store) as run_late:
+        requeued = store.get_task(job.id, 1)
+        lifecycle.tasks.lose_attempt(
+            requeued, max_retries=3, canceling=False, reason="n1 lost", count=True, now=T0
+        )
+        store.commit(tasks=[requeued])
     # Meanwhile the new attempt is dispatched to n2 (its pointer upserted before its batch).
     again = store.get_task(job.id, 1)
     lifecycle.tasks.dispatch(again, node="n2", incarnation=1, now=T0 + timedelta(seconds=1))
     store.commit(tasks=[again])
-    (plan, committed) = late[0]
-    store.index.after_commit(plan, committed, [])  # the late delete runs now
+    run_late()  # the late delete runs now
 
     active = pointers(store, ix.ACTIVE)
     assert active["t-1-1"]["attempt"] == 1 and active["t-1-1"]["nodes"] == ["n2"]
@@ -296,24 +315,20 @@ def test_a_late_conditional_delete_does_not_remove_a_newer_pointer(
 
 @pytest.mark.cosmos
 def test_a_late_delete_of_a_dispatched_tasks_queue_pointer_spares_its_requeue(
-    cosmos_store: CosmosStore, monkeypatch: pytest.MonkeyPatch
+    cosmos_store: CosmosStore,
 ) -> None:
     store = cosmos_store
     job, _ = add_job(store, 1)
-    late: list[tuple[Plan, list[Task]]] = []
-    real_after = store.index.after_commit
-    monkeypatch.setattr(store.index, "after_commit", lambda plan, t, _r: late.append((plan, t)))
-    task = store.get_task(job.id, 1)
-    lifecycle.tasks.dispatch(task, node="n1", incarnation=1, now=T0)
-    store.commit(tasks=[task])  # its removal of the attempt-0 queue pointer is late
-    monkeypatch.setattr(store.index, "after_commit", real_after)
+    with late_removals(store) as run_late:
+        task = store.get_task(job.id, 1)
+        lifecycle.tasks.dispatch(task, node="n1", incarnation=1, now=T0)
+        store.commit(tasks=[task])  # its removal of the attempt-0 queue pointer is late
     requeued = store.get_task(job.id, 1)
     lifecycle.tasks.lose_attempt(
         requeued, max_retries=3, canceling=False, reason="n1 lost", count=True, now=T0
     )
     store.commit(tasks=[requeued])  # upserts the attempt-1 queue pointer first
-    (plan, committed) = late[0]
-    store.index.after_commit(plan, committed, [])
+    run_late()
 
     assert pointers(store, ix.QUEUE)["t-1-1"]["gen"] == 1
     assert [(t.key, t.attempt) for t in store.queued_tasks(limit=5)] == [("1.1", 1)]
