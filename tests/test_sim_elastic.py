@@ -159,7 +159,7 @@ def test_the_replay_shortcuts_change_no_decision(seed):
     # whole_view: the autoscaler runs at every event and sees every node and queued task
     jobs, cpn, nodes, boot = _random_workload(seed)
     policies = ("fixed:0", "fixed:60", "adaptive:0", "adaptive", "keep", "anticipate", "ski:3")
-    for text in (*policies, "session", "session:0"):
+    for text in (*policies, "session", "session:0", "value", "value:3"):
         idle = parse_idle_policy(text)
         fast, fast_starts = elastic(
             jobs, idle=idle, nodes=nodes, cores_per_node=cpn, boot_delay_s=boot
@@ -269,8 +269,12 @@ def test_idle_policies_parse():
     assert parse_idle_policy("session").headroom == 1.0
     assert parse_idle_policy("session:3").wait_weight == 3
     assert parse_idle_policy("session:3").name == "session:3"
+    assert parse_idle_policy("value").name == "value"
+    assert parse_idle_policy("value").wait_weight == 30
+    assert parse_idle_policy("value:12.5").wait_weight == 12.5
+    assert parse_idle_policy("value:12.5").name == "value:12.5"
     bad_ones = ("fixed", "fixed:x", "lazy", "fixed:-1", "ski:x", "ski:-1", "ski:inf")
-    for bad in (*bad_ones, "session:x", "session:-2"):
+    for bad in (*bad_ones, "session:x", "session:-2", "value:x", "value:-1", "value:inf"):
         with pytest.raises(ValueError):
             parse_idle_policy(bad)
 
@@ -306,7 +310,7 @@ def test_cli_replays_elastic_as_json_with_the_frontier(tmp_path):
     )
     assert quick.returncode == 0, quick.stderr
     doc = json.loads(quick.stdout)
-    assert doc["policy"]["idle_policy"] == "keep" and doc["frontier"] == []
+    assert doc["policy"]["idle_policy"] == "value" and doc["frontier"] == []  # the default
     users = subprocess.run(
         [*base, "--boot-delay", "10", "--idle-policy", "session:3", "--json"],
         capture_output=True,

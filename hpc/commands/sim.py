@@ -38,10 +38,11 @@ def sim_replay(
         str,
         typer.Option(
             help="--elastic: fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS], "
-            "anticipate[:SECONDS], ski[:WAIT_WEIGHT] or session[:WAIT_WEIGHT] (see "
-            "shared/domain/warmpool.py, skirental.py and sessions.py)."
+            "anticipate[:SECONDS], ski[:WAIT_WEIGHT], session[:WAIT_WEIGHT] or "
+            "value[:WAIT_WEIGHT] (see shared/domain/warmpool.py, skirental.py, sessions.py "
+            "and waitvalue.py)."
         ),
-    ] = "keep",
+    ] = "value",
     frontier: Annotated[
         bool,
         typer.Option(

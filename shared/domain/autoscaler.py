@@ -292,16 +292,16 @@ class _Run:
                     f"{group}: wants {wanted} nodes, starts {count} (max_nodes {gp.max_nodes}, "
                     f"{len(offline)} Offline, {starts_left} starts left this run)"
                 )
+            floor = f"{group} is below its min_nodes {gp.min_nodes}"
+            why = floor
             if need:
                 jobs = ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
                 why = (
                     f"{len(tasks)} queued tasks of jobs {jobs} overflow the free cores of "
                     f"running nodes; {group} needs {need} node(s) of {gp.node_cores} cores"
                 )
-            else:
-                why = f"{group} is below its min_nodes {gp.min_nodes}"
-            for node in offline[:count]:
-                self.order("start", node, group, why)
+            for k, node in enumerate(offline[:count]):  # beyond the queue's need: the floor's
+                self.order("start", node, group, why if k < need else floor)
                 self.nodes[node.name] = NodeMemory(start_ordered_at=self.now)
             if count:
                 claimed.update(_key(t) for t in tasks)
@@ -335,7 +335,13 @@ class _Run:
                     delay = self.policy.scale_down_delay.total_seconds()
                     self.notes.append(f"{group}: no scale-down within {delay:g} s of a scale-up")
                 continue
-            up = sum(1 for n in members if n.state is not _OFFLINE and n.name not in self.busy)
+            # the floor counts nodes that are up: a Starting one may never join, so it does
+            # not make an Online node surplus (stopping that would leave the floor short)
+            up = sum(
+                1
+                for n in members
+                if n.state is not _OFFLINE and n.state is not _STARTING and n.name not in self.busy
+            )
             idle_for = gp.idle
             for node in sorted(idle, key=_name):
                 since = self.nodes[node.name].idle_since

@@ -23,6 +23,7 @@ from shared.domain.demand import nodes_for, place_queue
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.models import Task
 from shared.domain.states import NodeState
+from shared.domain.waitvalue import ValuePool, WidthMix
 from shared.domain.warmpool import AdaptivePool, IdleSizing, Plan
 
 # ---------------------------------------------------------------------- memory
@@ -31,11 +32,13 @@ from shared.domain.warmpool import AdaptivePool, IdleSizing, Plan
 @dataclass(frozen=True)
 class Forecast:
     """One group's stored memory: the policy's :class:`DemandForecast` (nodes asked for per
-    second, as of ``at``, epoch seconds) and the idle nodes last reported kept."""
+    second, as of ``at``, epoch seconds; jobs per second for ``value``), the idle nodes last
+    reported kept, and for ``value`` its width histogram (width -> weight)."""
 
     rate: float = 0.0
     at: float = 0.0
     kept: int = 0
+    widths: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,7 @@ class PolicyMemory:
     def to_dict(self) -> dict[str, Any]:
         return {
             "lastJob": self.last_job,
-            "groups": {
-                g: {"rate": f.rate, "at": f.at, "kept": f.kept} for g, f in self.groups.items()
-            },
+            "groups": {g: _forecast_dict(f) for g, f in self.groups.items()},
         }
 
     @classmethod
@@ -61,11 +62,21 @@ class PolicyMemory:
         last = data.get("lastJob")
         groups = {
             str(g): Forecast(
-                float(f.get("rate", 0.0)), float(f.get("at", 0.0)), int(f.get("kept", 0))
+                float(f.get("rate", 0.0)),
+                float(f.get("at", 0.0)),
+                int(f.get("kept", 0)),
+                {str(w): float(c) for w, c in dict(f.get("widths") or {}).items()},
             )
             for g, f in dict(data.get("groups") or {}).items()
         }
         return cls(int(last) if last is not None else None, groups)
+
+
+def _forecast_dict(f: Forecast) -> dict[str, Any]:
+    out: dict[str, Any] = {"rate": f.rate, "at": f.at, "kept": f.kept}
+    if f.widths:
+        out["widths"] = dict(f.widths)
+    return out
 
 
 # ------------------------------------------------------------------------ load
@@ -136,8 +147,10 @@ class GroupPlan:
     plan: Plan
     load: Load
     expected: float
-    """Nodes of demand expected within one boot delay (the forecast's rate x the delay)."""
+    """Demand expected within one boot delay (the forecast's rate x the delay)."""
     boot_delay_s: float
+    unit: str = "nodes"
+    """What ``expected`` counts: nodes, or jobs (``value``)."""
 
     @property
     def pool(self) -> int:
@@ -147,8 +160,8 @@ class GroupPlan:
     def why(self) -> str:
         return (
             f"{self.policy}: {self.load.in_use} in use + {self.load.waiting} for queued work "
-            f"+ a warm pool of {self.pool} for the {self.expected:.2g} nodes expected within "
-            f"{self.boot_delay_s:g} s"
+            f"+ a warm pool of {self.pool} for the {self.expected:.2g} {self.unit} expected "
+            f"within {self.boot_delay_s:g} s"
         )
 
 
@@ -164,9 +177,11 @@ def plan_group(
 ) -> tuple[GroupPlan, Forecast]:
     """Restore the policy's forecast, tell it the arrivals (submit time, nodes), ask for the
     plan at ``now`` (epoch seconds); the plan and the memory to store."""
-    forecast = sizing.forecast if isinstance(sizing, AdaptivePool) else None
+    forecast = sizing.forecast if isinstance(sizing, AdaptivePool | ValuePool) else None
     if forecast is not None:
         forecast.rate, forecast.at = memory.rate, memory.at
+    if isinstance(sizing, ValuePool):
+        sizing.widths = WidthMix.from_dict(memory.widths)
     for at, nodes in sorted(arrivals):
         if nodes > 0:
             sizing.arrived(at, nodes)
@@ -174,6 +189,9 @@ def plan_group(
     if forecast is None:
         return GroupPlan(policy, plan, load, 0.0, boot_delay_s), Forecast(kept=memory.kept)
     expected = forecast.rate_at(now) * boot_delay_s
+    if isinstance(sizing, ValuePool):
+        kept = Forecast(forecast.rate, forecast.at, memory.kept, sizing.widths.to_dict())
+        return GroupPlan(policy, plan, load, expected, boot_delay_s, "jobs"), kept
     kept = Forecast(forecast.rate, forecast.at, memory.kept)
     return GroupPlan(policy, plan, load, expected, boot_delay_s), kept
 
@@ -229,5 +247,6 @@ def explain(
 def kept_note(plan: GroupPlan, kept: int) -> str:
     return (
         f"kept {kept} idle node{'s' if kept != 1 else ''}: warm pool for the "
-        f"{plan.expected:.2g} nodes expected within {plan.boot_delay_s:g} s ({plan.policy})"
+        f"{plan.expected:.2g} {plan.unit} expected within {plan.boot_delay_s:g} s "
+        f"({plan.policy})"
     )

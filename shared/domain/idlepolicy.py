@@ -1,7 +1,7 @@
 """Idle policies as users name them: ``hpc sim replay --idle-policy`` and a node group's
 ``idlePolicy`` (``hpc nodegroup set --idle-policy``) parse the same text here into the pure
 rules of :mod:`shared.domain.warmpool`, :mod:`shared.domain.skirental` and
-:mod:`shared.domain.sessions`, so the simulator and the cluster's timer mean the same thing."""
+:mod:`shared.domain.sessions` and :mod:`shared.domain.waitvalue`, so the simulator and the cluster's timer mean the same thing."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Literal
 
 from shared.domain.sessions import SessionKeep
 from shared.domain.skirental import SkiKeep
+from shared.domain.waitvalue import VALUE_WAIT_WEIGHT, ValuePool
 from shared.domain.warmpool import AdaptivePool, FixedIdle, IdleSizing
 
 ADAPTIVE_IDLE_S = 60
@@ -24,7 +25,7 @@ SESSION_HEADROOM = 1.0
 
 @dataclass(frozen=True)
 class IdlePolicy:
-    kind: Literal["fixed", "adaptive", "keep", "anticipate", "ski", "session"]
+    kind: Literal["fixed", "adaptive", "keep", "anticipate", "ski", "session", "value"]
     idle_s: int
     """fixed: the idle time before a stop; adaptive: that of nodes beyond the warm pool."""
     headroom: float = 2.0
@@ -32,13 +33,16 @@ class IdlePolicy:
     start_headroom: float = 0.0
     """anticipate: nodes started ahead, x the demand expected within one boot delay."""
     wait_weight: float = SKI_WAIT_WEIGHT
-    """ski: a second of a job's wait for a boot, in node-seconds."""
+    """ski, session, value: a second of a job's wait for a boot, in node-seconds."""
 
     @property
     def name(self) -> str:
         if self.kind in ("ski", "session"):
             w = self.wait_weight
             return self.kind if w == SKI_WAIT_WEIGHT else f"{self.kind}:{w:g}"
+        if self.kind == "value":
+            w = self.wait_weight
+            return "value" if w == VALUE_WAIT_WEIGHT else f"value:{w:g}"
         default = {
             "fixed": None,
             "adaptive": ADAPTIVE_IDLE_S,
@@ -67,6 +71,8 @@ class IdlePolicy:
                 tau_s=self.tau_s,
                 wait_weight=self.wait_weight,
             )
+        if self.kind == "value":
+            return ValuePool(boot_delay_s, max_nodes, self.wait_weight, tau_s=self.tau_s)
         return AdaptivePool(
             boot_delay_s,
             max_nodes,
@@ -79,8 +85,9 @@ class IdlePolicy:
 
 
 def parse_idle_policy(text: str) -> IdlePolicy:
-    """``fixed:300`` (seconds), ``adaptive[:60]``, ``keep[:0]`` or ``anticipate[:0]``;
-    ValueError otherwise."""
+    """``fixed:300`` (seconds), ``adaptive[:60]``, ``keep[:0]``, ``anticipate[:0]``,
+    ``ski[:W]``, ``session[:W]`` or ``value[:W]`` (W: node-seconds a second of wait is
+    worth); ValueError otherwise."""
     kind, _, arg = text.strip().partition(":")
     if kind == "fixed" and arg:
         seconds = _seconds(arg, text)
@@ -98,16 +105,23 @@ def parse_idle_policy(text: str) -> IdlePolicy:
         return IdlePolicy("ski", 0, KEEP_HEADROOM, wait_weight=_weight(arg, text))
     if kind == "session":
         return IdlePolicy("session", 0, SESSION_HEADROOM, wait_weight=_weight(arg, text))
+    if kind == "value":
+        return IdlePolicy("value", 0, wait_weight=_weight(arg, text, VALUE_WAIT_WEIGHT))
     raise ValueError(
         "idle policy must be fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS], "
-        f"anticipate[:SECONDS], ski[:WAIT_WEIGHT] or session[:WAIT_WEIGHT], got {text!r}"
+        "anticipate[:SECONDS], ski[:WAIT_WEIGHT], session[:WAIT_WEIGHT] or "
+        f"value[:WAIT_WEIGHT], got {text!r}"
     )
 
 
-GROUP_FORMS = "fixed, fixed:SECONDS, keep[:SECONDS], anticipate[:SECONDS] or adaptive[:SECONDS]"
+GROUP_FORMS = (
+    "fixed, fixed:SECONDS, keep[:SECONDS], anticipate[:SECONDS], adaptive[:SECONDS] "
+    "or value[:WAIT_WEIGHT]"
+)
 """The idle policies a node group takes (``hpc nodegroup set --idle-policy``)."""
-GROUP_KINDS = frozenset({"fixed", "keep", "anticipate", "adaptive"})
-"""Kinds whose memory is the demand forecast alone (what the cluster's timer keeps)."""
+GROUP_KINDS = frozenset({"fixed", "keep", "anticipate", "adaptive", "value"})
+"""Kinds whose memory is a demand forecast (what the cluster's timer keeps: a rate, and for
+``value`` a width histogram)."""
 
 
 def group_idle_policy(text: str) -> IdlePolicy | None:
@@ -127,15 +141,15 @@ def group_idle_policy(text: str) -> IdlePolicy | None:
         raise ValueError(f"idlePolicy must be {GROUP_FORMS}; {detail}") from None
     if policy.kind not in GROUP_KINDS:
         raise ValueError(
-            f"idlePolicy {text!r} runs in the simulator only (the cluster keeps only a demand "
-            f"forecast per group, not its memory of idle gaps); a node group takes {GROUP_FORMS}"
+            f"idlePolicy {text!r} runs in the simulator only (the cluster keeps a demand "
+            f"forecast per group, not idle gaps or users); a node group takes {GROUP_FORMS}"
         )
     return policy
 
 
-def _weight(arg: str, text: str) -> float:
+def _weight(arg: str, text: str, default: float = SKI_WAIT_WEIGHT) -> float:
     if not arg:
-        return SKI_WAIT_WEIGHT
+        return default
     try:
         weight = float(arg)
     except ValueError:

@@ -20,7 +20,10 @@ Idle policies (:class:`IdlePolicy`, the rules in :mod:`shared.domain.warmpool`):
   a warm pool (2 x the node demand expected within one boot delay, from a 1 h weighted
   arrival rate); the autoscaler starts nodes to fill the pool ahead of demand, and stops
   nodes beyond it after S seconds idle (default 60).
-- ``keep`` (``keep:S``, the default): the same pool, but only kept from nodes already up
+- ``value`` (``value:W``, the default): a pool of the size whose spared waits (jobs
+  expected per second that fit in it x boot delay x W node-seconds) most exceed its idle
+  node-seconds, from a job rate and a width histogram (:mod:`shared.domain.waitvalue`).
+- ``keep`` (``keep:S``): ``adaptive``'s pool, but only kept from nodes already up
   (released by ended jobs), never started for; nodes beyond it stop after S seconds
   (default 0).
 - ``anticipate`` (``anticipate:S``): ``keep``, and while the forecast expects at least one

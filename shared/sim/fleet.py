@@ -126,15 +126,16 @@ def visible(
 
     Left out, because no rule can order or note anything about them in this run: fully
     used Online nodes (their memory is the fresh one the run would give them), and, when
-    nothing is queued (no placement, no growth for work), Starting nodes and Online
-    nodes whose memory already holds their state and whose idle time has not run out.
+    nothing is queued (no placement, no growth for work), Online nodes whose memory
+    already holds their state and whose idle time has not run out. Starting nodes are
+    always seen: growth counts them as up and shrinking does not, so hiding them could not
+    leave both comparisons as they were.
     The caller lowers min and max nodes by the hidden count, which leaves every count
     the rules compare (up vs min and max nodes) as it was."""
     up: list[str] = []
     kept: list[str] = []
     free, cpn = fleet.free, fleet.cpn
-    for n in fleet.starting:
-        (kept if not queued and n in memory else up).append(n)
+    up.extend(fleet.starting)  # the floor's two counts differ by them (see autoscaler.shrink)
     for n in fleet.open:
         m = memory.get(n, _FRESH)
         if queued or m.start_ordered_at is not None:
