@@ -22,6 +22,7 @@ from shared.domain.messages import (
     RegisterNode,
     Registration,
 )
+from shared.domain.protocol import AGENT_PROTOCOL
 from shared.ports.bus import Bus, BusError, OutgoingMessage, SessionReceiver
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ def request(
 ) -> RegisterNode:
     """The registration request. ``groups`` is only proposed: the control plane takes it on
     the node's first registration and keeps its own groups after that (an admin changes
-    them with ``hpc node set``); ``cores`` counts for an on-prem node, not a managed VM."""
+    them with ``hpc node set``); ``cores`` counts for an on-prem node, not a managed VM.
+    It carries this agent's protocol: which assignments it reads (shared.domain.protocol)."""
     return RegisterNode(
         node=node,
         groups=groups,
@@ -102,6 +104,7 @@ def request(
         host_id=host_id,
         started_at=datetime.now(UTC),
         ended=ended or [],
+        protocol=AGENT_PROTOCOL,
     )
 
 

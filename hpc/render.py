@@ -248,13 +248,14 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
         "Free",
         "Tasks",
         "Provider",
+        "Protocol",
         "Heartbeat",
         "Reason",
     )
     for column in columns:
         table.add_column(
             column,
-            justify="right" if column in ("Cores", "Free", "Tasks") else "left",
+            justify="right" if column in ("Cores", "Free", "Tasks", "Protocol") else "left",
             no_wrap=column in ("Name", "Groups", "State"),  # the reason wraps instead
         )
     for node in nodes:
@@ -267,6 +268,7 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
                 dash(node.get("freeCores")),
                 dash(node.get("runningTasks")),
                 dash(node.get("provider")),
+                dash(node.get("agentProtocol")),  # its agent's (shared.domain.protocol)
                 ago(node.get("lastHeartbeat")),
                 dash(node.get("stateReason")),
             )

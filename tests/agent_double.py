@@ -29,6 +29,7 @@ from shared.domain.messages import (
     TaskEnded,
     TaskStarted,
 )
+from shared.domain.protocol import AGENT_PROTOCOL
 from shared.usecases.control_plane import ControlPlane
 
 
@@ -42,8 +43,11 @@ class AgentDouble:
         groups: tuple[str, ...] = ("OnPremNodes",),
         host_id: str | None = None,
         started_at: datetime | None = None,
+        protocol: int | None = AGENT_PROTOCOL,
     ) -> None:
+        """``protocol`` None: an agent that predates protocol versions (sends none)."""
         self.cp, self.name, self.cores, self.groups = cp, name, cores, list(groups)
+        self.protocol = protocol
         self.agent_id = uuid.uuid4().hex
         self.host_id = host_id or f"host-of-{name}".ljust(8, "-")
         self.started_at = started_at or cp.deps.clock()
@@ -60,6 +64,7 @@ class AgentDouble:
             agent_id=self.agent_id,
             host_id=self.host_id,
             started_at=self.started_at,
+            protocol=1 if self.protocol is None else self.protocol,  # 1: left off the wire
         )
 
     def register(self) -> Registration:

@@ -11,6 +11,7 @@ from shared.domain.cluster import Node
 from shared.domain.durations import format_duration, parse_duration
 from shared.domain.jobspec import JobSpec
 from shared.domain.models import Task
+from shared.domain.protocol import AGENT_PROTOCOL
 from shared.domain.scheduler import plan
 from shared.domain.states import NodeState, TaskState
 from shared.errors import InvalidRequest
@@ -122,7 +123,8 @@ def test_the_agent_kills_a_task_past_its_runtime_limit(agent, cp):
 
 
 def node(name, cores=4):
-    return Node(name=name, cores=cores, groups=["G"], state=NodeState.ONLINE)
+    state = NodeState.ONLINE
+    return Node(name=name, cores=cores, groups=["G"], state=state, agent_protocol=AGENT_PROTOCOL)
 
 
 def task(tid, cores=1, limit=None, node_name=None, started=None):

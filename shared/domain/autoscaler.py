@@ -245,7 +245,9 @@ class _Run:
         placing = sorted((n for n in free if free[n] > 0), key=lambda n: rank[n])
         groups_of = {n.name: set(n.groups) for n in self.view.nodes if n.name in rank}
         size = {n.name: n.cores for n in self.view.nodes}
-        return place_queue(self.view.queued, placing, free, size, groups_of)
+        # an Online node's agent reads what its protocol says; a Starting one boots ours
+        protocol = {n.name: n.agent_protocol for n in self.view.nodes if n.state is _ONLINE}
+        return place_queue(self.view.queued, placing, free, size, groups_of, protocol=protocol)
 
     def grow(self, overflow: list[Task]) -> None:
         starts_left = self.policy.max_starts_per_run

@@ -17,14 +17,19 @@ class Space:
     free: int
     cores: int | None = None
     """All its cores (None: unknown, taken as ``free``): an exclusive request needs them all free."""
+    protocol: int = 1
+    """Its agent's protocol (shared.domain.protocol): a request needing more never goes there."""
 
     @property
     def whole(self) -> int:
         return self.free if self.cores is None else self.cores
 
 
-def eligible(groups: frozenset[str], space: Space) -> bool:
-    """A request of these groups may run on this node (no groups: any node)."""
+def eligible(groups: frozenset[str], space: Space, protocol: int = 1) -> bool:
+    """A request of these groups, needing this agent protocol, may run on this node (no
+    groups: any node)."""
+    if protocol > space.protocol:
+        return False
     return not groups or not groups.isdisjoint(space.groups)
 
 
@@ -61,16 +66,18 @@ class FreeCores:
         *,
         avoid: Collection[str] = (),
         exclusive: bool = False,
+        protocol: int = 1,
     ) -> list[Space] | None:
         """The ``nodes`` most-free nodes with ``cores`` free that ``groups`` allows (with
-        ``exclusive``, idle ones only), taking nodes in ``avoid`` only where there are not
-        enough others; None if they do not exist."""
+        ``exclusive``, idle ones only; with ``protocol`` above 1, only nodes whose agents speak
+        it), taking nodes in ``avoid`` only where there are not enough others; None if they
+        do not exist."""
         picked: list[Space] = []
         shunned: list[Space] = []
         for level in range(self._top, max(cores, 1) - 1, -1):
             for name in self._levels.get(level, ()):
                 space = self.spaces[name]
-                if not eligible(groups, space) or (exclusive and not self.idle(name)):
+                if not eligible(groups, space, protocol) or (exclusive and not self.idle(name)):
                     continue
                 if name in avoid:
                     shunned.append(space)

@@ -33,6 +33,9 @@ class Node(Record):
     host_id: str | None = None
     """The machine and state folder of that agent (see RegisterNode.host_id)."""
     agent_started_at: UtcTime | None = None
+    agent_protocol: int = 1
+    """The protocol its agent said at its last registration (shared.domain.protocol): the
+    scheduler sends it only tasks whose assignments that agent reads. 1 when unknown."""
     missing_since: dict[str, UtcTime] = Field(default_factory=dict)
     """Running attempts its heartbeats stopped listing, since when (a lost TaskEnded)."""
     state_reason: str | None = None

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.models import Task
+from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
 
 
 def bins_needed(cores: Sequence[int], node_cores: int) -> int:
@@ -75,21 +76,30 @@ def place_queue(
     groups_of: Mapping[str, set[str]],
     *,
     wide: bool = True,
+    protocol: Mapping[str, int] | None = None,
 ) -> tuple[list[Task], set[str]]:
     """First fit of the queue, in its order, on the nodes of ``placing`` (in that order),
     as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
     ``free`` and ``placing`` are used up as tasks are placed. ``wide=False``: multi-node and
-    exclusive tasks are not placed but counted as fitting nowhere (a bound)."""
+    exclusive tasks are not placed but counted as fitting nowhere (a bound). ``protocol``:
+    each node's agent protocol (missing: the current one, as a node the autoscaler starts
+    boots the current agent); a task goes only where its assignment can be read."""
     overflow: list[Task] = []
     wanted: set[str] = set()
     for task in queued:
+        need = task_protocol(task) if protocol else 1
         if task.nodes > 1 or task.exclusive:
-            if not (wide and place_wide(task, placing, free, size, groups_of, wanted)):
+            able = placing if need <= 1 or not protocol else _able(placing, protocol, need)
+            if not (wide and place_wide(task, able, free, size, groups_of, wanted)):
                 overflow.append(task)
+            elif able is not placing:  # nodes it filled leave the shared order too
+                placing[:] = [n for n in placing if free[n] > 0]
             continue
         for i, name in enumerate(placing):
-            if free[name] >= task.cores and (
-                not task.node_groups or groups_of[name] & set(task.node_groups)
+            if (
+                free[name] >= task.cores
+                and (not task.node_groups or groups_of[name] & set(task.node_groups))
+                and (need <= 1 or not protocol or protocol.get(name, AGENT_PROTOCOL) >= need)
             ):
                 free[name] -= task.cores
                 wanted.add(name)
@@ -125,3 +135,7 @@ def place_wide(
         if free[name] <= 0:
             placing.remove(name)
     return True
+
+
+def _able(placing: list[str], protocol: Mapping[str, int], need: int) -> list[str]:
+    return [n for n in placing if protocol.get(n, AGENT_PROTOCOL) >= need]

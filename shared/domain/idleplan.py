@@ -106,7 +106,8 @@ def overflow(
     free = {n.name: n.cores - used.get(n.name, 0) for n in nodes if n.state is NodeState.ONLINE}
     placing = sorted((n for n in free if free[n] > 0), key=lambda n: (n in managed, n))
     groups_of = {n.name: set(n.groups) for n in nodes if n.name in free}
-    return place_queue(queued, placing, free, {}, groups_of, wide=False)[0]
+    protocol = {n.name: n.agent_protocol for n in nodes if n.name in free}
+    return place_queue(queued, placing, free, {}, groups_of, wide=False, protocol=protocol)[0]
 
 
 def demand(tasks: Sequence[Task], group: str, gp: GroupPolicy) -> int:

@@ -182,6 +182,9 @@ class RegisterNode(Message):
     ended: list[EndedAttempt] = Field(default_factory=list, max_length=2000)
     """Ends an earlier agent of this node recorded on disk but may not have reported: applied
     before that incarnation's work is requeued, so a finished task is not run again."""
+    protocol: int = Field(default=1, ge=1, le=1_000)
+    """The agent protocol it speaks: which RunTask fields it reads (shared.domain.protocol).
+    Left out (as by agents that predate it): 1. The scheduler sends it only tasks it reads."""
 
 
 class AgentEvent(Message):

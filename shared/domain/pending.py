@@ -1,7 +1,8 @@
 """Why a queued task waits, in words a user can act on. Pure: the cluster's state in, a reason out.
 
-The reasons say what would have to change: which group lacks Online nodes, how many cores
-the task wants against what the group has, or that it is next in line. They are computed
+The reasons say what would have to change: which group lacks Online nodes, which nodes run
+agents too old to read the task's assignment, how many cores the task wants against what
+the group has, or that it is next in line. They are computed
 when asked (the API's ``pendingReason``), from the same records the scheduler reads.
 """
 
@@ -12,7 +13,11 @@ from collections.abc import Mapping, Sequence
 
 from shared.domain.cluster import Node
 from shared.domain.models import Job, Task
+from shared.domain.protocol import describe, task_protocol
 from shared.domain.states import NODE_SCHEDULABLE, NodeState, TaskState
+
+SHOW_NODES = 5
+"""Nodes named in a reason before "and N more"."""
 
 
 def where(groups: Sequence[str]) -> str:
@@ -33,6 +38,12 @@ def pending_reason(task: Task, nodes: Sequence[Node], used: Mapping[str, int]) -
         states = Counter(n.state.value for n in mine)
         seen = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
         return f"no Online node in {place}" + (f" ({seen})" if seen else "")
+    need = task_protocol(task)
+    if need > 1:
+        able = [n for n in online if n.agent_protocol >= need]
+        if not able:
+            return _older_agents(need, online, place)
+        online = able
     if task.exclusive or task.nodes > 1:
         return _wide_reason(task, online, used, place)
     largest = max(n.cores for n in online)
@@ -53,6 +64,21 @@ def pending_reason(task: Task, nodes: Sequence[Node], used: Mapping[str, int]) -
         f"waiting for {task.cores} free core(s) on one node in {place} "
         f"({busy} of {total} cores busy; at most {max(best, 0)} free on any node)"
     )
+
+
+def _older_agents(need: int, online: Sequence[Node], place: str) -> str:
+    """Every Online node of the task's groups runs an agent that could not read its
+    assignment: say which protocol it needs and which nodes to upgrade."""
+    names = sorted(n.name for n in online)
+    shown = ", ".join(names[:SHOW_NODES]) + (
+        f" and {len(names) - SHOW_NODES} more" if len(names) > SHOW_NODES else ""
+    )
+    which = (
+        f"node {shown} in {place} runs an older agent: upgrade it"
+        if len(names) == 1
+        else f"nodes {shown} in {place} run older agents: upgrade them"
+    )
+    return f"needs {describe(need)}; {which} (hpc node list shows each node's agent protocol)"
 
 
 def _wide_reason(task: Task, online: Sequence[Node], used: Mapping[str, int], place: str) -> str:

@@ -35,6 +35,7 @@ from shared.domain.capacity import FreeCores, Space, eligible
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, held
 from shared.domain.models import Host, Task
+from shared.domain.protocol import task_protocol
 from shared.domain.states import NODE_SCHEDULABLE
 
 Policy = Literal["fcfs", "easy"]
@@ -55,6 +56,9 @@ class Request:
     """It may grow up to this many cores per node with cores left free (None: no growth)."""
     exclusive: bool = False
     """Only idle nodes, and it takes all their cores."""
+    protocol: int = 1
+    """Only nodes whose agents speak this protocol read its assignment
+    (shared.domain.protocol); a multi-node request asks it of all its nodes."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ def schedule(
                 req.groups,
                 avoid=reservation.spare if reservation else (),
                 exclusive=req.exclusive,
+                protocol=req.protocol,
             )
             if req.cores * req.nodes <= free.total
             else None
@@ -208,7 +213,7 @@ def _grow(
 
 def _need(req: Request, space: Space) -> int | None:
     """Cores ``req`` needs free on ``space`` to start there (None: it never can)."""
-    if not eligible(req.groups, space):
+    if not eligible(req.groups, space, req.protocol):
         return None
     if req.exclusive:
         return space.whole if space.whole >= req.cores else None
@@ -287,6 +292,7 @@ def request(task: Task) -> Request:
         task.runtime_limit_s,
         max_cores=task.max_cores,
         exclusive=task.exclusive,
+        protocol=task_protocol(task),
     )
 
 
@@ -305,7 +311,9 @@ def plan(
     free = free_cores(nodes, used)
     by_name = {n.name: n for n in nodes}
     spaces = [
-        Space(n.name, tuple(n.groups), free[n.name], n.cores) for n in nodes if n.name in free
+        Space(n.name, tuple(n.groups), free[n.name], n.cores, n.agent_protocol)
+        for n in nodes
+        if n.name in free
     ]
     at = now.timestamp() if now else 0.0
     busy = [Busy(h.node, h.cores, _until(t)) for t in running for h in held(t) if h.node in free]

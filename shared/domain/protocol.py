@@ -1,0 +1,90 @@
+"""Agent protocol versions: which assignments an agent can read. Pure.
+
+Messages refuse unknown fields, and the wire form leaves out fields at their defaults
+(:meth:`shared.domain.messages.Message.to_bytes`), so an agent reads every
+:class:`~shared.domain.messages.RunTask` that sets no field newer than it. Each version
+below is the set of RunTask fields agents of that version know, numbered from the
+repository's history of ``RunTask``:
+
+1. the first registering, incarnation-fenced agents (commit 29a41cd): ``incarnation``,
+   ``job_id``, ``task_id``, ``attempt``, ``command``, ``cores``, ``work_dir``, ``env``;
+2. ``runtime_limit_s`` (runtime limits, commit db62299);
+3. ``stdout`` and ``stderr`` (files the agent writes output to, commit 0db5284).
+
+An agent says its version in :class:`~shared.domain.messages.RegisterNode` (``protocol``;
+left out, as by agents that predate it: 1); the control plane keeps it on the node
+(``Node.agent_protocol``) and the scheduler places a task only on nodes whose agents read
+its assignment (:func:`task_protocol`). A new RunTask field gets a new version here
+(tests/test_agent_protocol.py fails until it is classified).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.domain.messages import RunTask
+from shared.domain.models import Task
+
+
+@dataclass(frozen=True)
+class Version:
+    number: int
+    fields: tuple[str, ...]
+    """The RunTask fields (Python names) this version added."""
+    what: str
+    """What it brought, in a user's words (pending reasons name it)."""
+
+
+VERSIONS: tuple[Version, ...] = (
+    Version(
+        1,
+        (
+            "kind",
+            "incarnation",
+            "job_id",
+            "task_id",
+            "attempt",
+            "command",
+            "cores",
+            "work_dir",
+            "env",
+        ),
+        "the first agents",
+    ),
+    Version(2, ("runtime_limit_s",), "runtime limits"),
+    Version(3, ("stdout", "stderr"), "stdout/stderr files"),
+)
+
+AGENT_PROTOCOL: int = VERSIONS[-1].number
+"""The version this code's agent speaks (it reads every RunTask field)."""
+
+FIELD_PROTOCOL: Mapping[str, int] = {f: v.number for v in VERSIONS for f in v.fields}
+"""The version that added each RunTask field."""
+
+_WHAT = {v.number: v.what for v in VERSIONS}
+
+
+def run_task_protocol(run: RunTask) -> int:
+    """The lowest agent protocol that reads ``run``: the newest version among the fields it
+    sets to other than their default (those at their default are left off the wire). A field
+    missing from :data:`VERSIONS` counts as the newest version."""
+    used = run.model_dump(exclude_defaults=True).keys()
+    return max((FIELD_PROTOCOL.get(name, AGENT_PROTOCOL) for name in used), default=1)
+
+
+def task_protocol(task: Task) -> int:
+    """The protocol the RunTask built from ``task`` needs (shared.usecases.dispatch builds
+    it): the same answer as :func:`run_task_protocol`, without building it (the scheduler
+    asks once per queued task and pass)."""
+    if task.stdout is not None or task.stderr is not None:
+        return 3
+    if task.runtime_limit_s is not None:
+        return 2
+    return 1
+
+
+def describe(version: int) -> str:
+    """``agent protocol 3 (stdout/stderr files)``."""
+    what = _WHAT.get(version)
+    return f"agent protocol {version}" + (f" ({what})" if what else "")
