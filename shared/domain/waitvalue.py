@@ -17,8 +17,8 @@ Why this and not a pool of expected *nodes* (``keep``): a wide job's submit rais
 pool by a fraction of its width, which kept idle nodes that no job of its width could
 use (it needs them all) and that narrow jobs did not need so many of. Here a width pays
 its way only by how often jobs of at most that width come. Measured (README, simulator):
-on KTH-SP2 ``value`` (W 30) is at 1.033x the oracle's node-hours with a 102 s mean wait,
-where ``keep`` is at 1.043x with 100 s.
+on KTH-SP2 ``value`` (W 30) is at 1.033x the oracle's node-hours with a 99 s mean wait,
+where ``keep`` is at 1.044x with 100 s.
 """
 
 from __future__ import annotations
