@@ -16,7 +16,7 @@ from shared.domain.messages import RunTask
 from shared.domain.models import Job
 from shared.domain.states import JobState, TaskState
 from shared.ports.store import Store
-from shared.usecases import cancel, events, settling
+from shared.usecases import cancel, settling
 from tests.test_control import Clock, make_cp, register
 
 
@@ -68,7 +68,8 @@ def test_two_last_task_ends_from_the_same_stale_read_both_commit_and_the_job_fin
 ) -> None:
     n1, job, runs, stale = _two_running(cp)
     deferred: list[int] = []
-    monkeypatch.setattr(events, "settle", lambda _deps, job_id: deferred.append(job_id))
+    settle = settling.settle
+    monkeypatch.setattr(settling, "settle", lambda _deps, job_id: deferred.append(job_id))
     stale.plan = [True, True]  # each unit reads the job with the other task still running
     n1.send(n1.ended(runs[0]))
     n1.send(n1.ended(runs[1]))
@@ -77,7 +78,7 @@ def test_two_last_task_ends_from_the_same_stale_read_both_commit_and_the_job_fin
     assert (fresh.state, fresh.task_counts) == (JobState.RUNNING, {TaskState.FINISHED: 2})
     assert deferred == [job.id, job.id]  # neither could settle from its own read
     for job_id in deferred:  # both settle afterwards, in turn: the second finds it closed
-        settling.settle(cp.deps, job_id)
+        settle(cp.deps, job_id)
     assert cp.store.get_job(job.id).state is JobState.FINISHED
     assert stale.job_writes == [JobState.FINISHED]
 
@@ -95,7 +96,7 @@ def test_the_reconciler_settles_a_job_whose_counts_say_every_task_ended(
     cp: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     n1, job, runs, stale = _two_running(cp)
-    monkeypatch.setattr(events, "settle", lambda *_a: None)  # a crash before settling
+    monkeypatch.setattr(settling, "settle", lambda *_a: None)  # a crash before settling
     stale.plan = [True, True]
     n1.send(n1.ended(runs[0]))
     n1.send(n1.ended(runs[1], exit_code=3))

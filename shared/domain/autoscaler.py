@@ -339,11 +339,7 @@ class _Run:
                 continue
             # the floor counts nodes that are up: a Starting one may never join, so it does
             # not make an Online node surplus (stopping that would leave the floor short)
-            up = sum(
-                1
-                for n in members
-                if n.state is not _OFFLINE and n.state is not _STARTING and n.name not in self.busy
-            )
+            up = sum(1 for n in members if n.state not in _NOT_UP and n.name not in self.busy)
             idle_for = gp.idle
             for node in sorted(idle, key=_name):
                 since = self.nodes[node.name].idle_since
@@ -376,6 +372,8 @@ _ONLINE, _STARTING, _STOPPING, _DRAINING, _OFFLINE = (
     NodeState.DRAINING,
     NodeState.OFFLINE,
 )
+_NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
+"""Not counted toward min_nodes when an idle node may stop (see shrink)."""
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})
 
 _FRESH = NodeMemory()

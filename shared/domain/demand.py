@@ -86,10 +86,11 @@ def place_queue(
     boots the current agent); a task goes only where its assignment can be read."""
     overflow: list[Task] = []
     wanted: set[str] = set()
+    ages = protocol or {}
     for task in queued:
-        need = task_protocol(task) if protocol else 1
+        need = task_protocol(task) if ages else 1
         if task.nodes > 1 or task.exclusive:
-            able = placing if need <= 1 or not protocol else _able(placing, protocol, need)
+            able = placing if need <= 1 else _able(placing, ages, need)
             if not (wide and place_wide(task, able, free, size, groups_of, wanted)):
                 overflow.append(task)
             elif able is not placing:  # nodes it filled leave the shared order too
@@ -99,7 +100,7 @@ def place_queue(
             if (
                 free[name] >= task.cores
                 and (not task.node_groups or groups_of[name] & set(task.node_groups))
-                and (need <= 1 or not protocol or protocol.get(name, AGENT_PROTOCOL) >= need)
+                and (need <= 1 or ages.get(name, AGENT_PROTOCOL) >= need)
             ):
                 free[name] -= task.cores
                 wanted.add(name)

@@ -190,11 +190,10 @@ def plan_group(
     if forecast is None:
         return GroupPlan(policy, plan, load, 0.0, boot_delay_s), Forecast(kept=memory.kept)
     expected = forecast.rate_at(now) * boot_delay_s
-    if isinstance(sizing, ValuePool):
-        kept = Forecast(forecast.rate, forecast.at, memory.kept, sizing.widths.to_dict())
-        return GroupPlan(policy, plan, load, expected, boot_delay_s, "jobs"), kept
-    kept = Forecast(forecast.rate, forecast.at, memory.kept)
-    return GroupPlan(policy, plan, load, expected, boot_delay_s), kept
+    value = sizing.widths.to_dict() if isinstance(sizing, ValuePool) else None
+    kept = Forecast(forecast.rate, forecast.at, memory.kept, value or {})
+    unit = "nodes" if value is None else "jobs"  # value's forecast counts submits
+    return GroupPlan(policy, plan, load, expected, boot_delay_s, unit), kept
 
 
 def run_policy(gp: GroupPolicy, plan: GroupPlan) -> GroupPolicy:

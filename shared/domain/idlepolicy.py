@@ -1,7 +1,8 @@
 """Idle policies as users name them: ``hpc sim replay --idle-policy`` and a node group's
 ``idlePolicy`` (``hpc nodegroup set --idle-policy``) parse the same text here into the pure
-rules of :mod:`shared.domain.warmpool`, :mod:`shared.domain.skirental` and
-:mod:`shared.domain.sessions` and :mod:`shared.domain.waitvalue`, so the simulator and the cluster's timer mean the same thing."""
+rules of :mod:`shared.domain.warmpool`, :mod:`shared.domain.skirental`,
+:mod:`shared.domain.sessions` and :mod:`shared.domain.waitvalue`, so the simulator and the
+cluster's timer mean the same thing."""
 
 from __future__ import annotations
 
@@ -37,12 +38,10 @@ class IdlePolicy:
 
     @property
     def name(self) -> str:
-        if self.kind in ("ski", "session"):
+        weight = _DEFAULT_WEIGHT.get(self.kind)
+        if weight is not None:
             w = self.wait_weight
-            return self.kind if w == SKI_WAIT_WEIGHT else f"{self.kind}:{w:g}"
-        if self.kind == "value":
-            w = self.wait_weight
-            return "value" if w == VALUE_WAIT_WEIGHT else f"value:{w:g}"
+            return self.kind if w == weight else f"{self.kind}:{w:g}"
         default = {
             "fixed": None,
             "adaptive": ADAPTIVE_IDLE_S,
@@ -82,6 +81,10 @@ class IdlePolicy:
             boots=self.kind == "adaptive",
             start_headroom=self.start_headroom,
         )
+
+
+_DEFAULT_WEIGHT = {"ski": SKI_WAIT_WEIGHT, "session": SKI_WAIT_WEIGHT, "value": VALUE_WAIT_WEIGHT}
+"""The kinds named by their wait weight, and its default (left out of the name)."""
 
 
 def parse_idle_policy(text: str) -> IdlePolicy:

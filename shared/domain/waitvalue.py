@@ -68,17 +68,29 @@ class WidthMix:
         return cls(memory, weights)
 
 
-def pool_values(
-    rate: float, shares: list[tuple[int, float]], boot_delay_s: float, wait_weight: float
+def slopes(
+    shares: list[tuple[int, float]], boot_delay_s: float, wait_weight: float
 ) -> list[tuple[int, float]]:
-    """For each candidate pool size m (the widths seen): m and ``rate x P(width <= m) x
-    boot delay x W`` (node-seconds of wait spared per second, the pool's benefit)."""
+    """For each candidate pool size m (the widths seen): m and ``P(width <= m) x boot delay x
+    W``, the pool's benefit per unit of job rate (its net value is ``rate x that - m``)."""
     out: list[tuple[int, float]] = []
     below = 0.0
     for width, share in shares:
         below += share
-        out.append((width, rate * below * boot_delay_s * wait_weight))
+        out.append((width, below * boot_delay_s * wait_weight))
     return out
+
+
+def best_of(rate: float, candidates: list[tuple[int, float]], max_pool: int) -> int:
+    """The pool size of most net value among ``candidates`` (:func:`slopes`); 0 when none
+    pays."""
+    best, best_net = 0, 0.0
+    for m, slope in candidates:
+        if m > max_pool:
+            break
+        if rate * slope - m > best_net:
+            best, best_net = m, rate * slope - m
+    return best
 
 
 def best_pool(
@@ -89,13 +101,7 @@ def best_pool(
     max_pool: int,
 ) -> int:
     """The pool size of most net value (0 when none pays)."""
-    best, best_net = 0, 0.0
-    for m, benefit in pool_values(rate, shares, boot_delay_s, wait_weight):
-        if m > max_pool:
-            break
-        if benefit - m > best_net:
-            best, best_net = m, benefit - m
-    return best
+    return best_of(rate, slopes(shares, boot_delay_s, wait_weight), max_pool)
 
 
 @dataclass
@@ -131,10 +137,6 @@ class ValuePool:
             self.max_nodes,
         )
 
-    def expected_jobs(self, now: float) -> float:
-        """Jobs expected within one boot delay."""
-        return self.forecast.rate_at(now) * self.boot_delay_s
-
     def plan(self, now: float, in_use: int, waiting: int, up: int) -> Plan:
         return Plan(min_nodes(in_use, waiting, self.pool(now), self.max_nodes), self.idle_s)
 
@@ -142,17 +144,14 @@ class ValuePool:
         """When the pool next shrinks if nothing arrives: the rate decays, and the best size
         changes where its net value line crosses a smaller size's (or zero's)."""
         rate = self.forecast.rate_at(now)
-        shares = self.widths.shares()
-        best = best_pool(rate, shares, self.boot_delay_s, self.wait_weight, self.max_nodes)
+        candidates = slopes(self.widths.shares(), self.boot_delay_s, self.wait_weight)
+        best = best_of(rate, candidates, self.max_nodes)
         if best == 0 or rate <= 0:
             return math.inf
-        per_rate = {
-            m: v / rate for m, v in pool_values(rate, shares, self.boot_delay_s, self.wait_weight)
-        }
-        slope = per_rate[best]
+        slope = dict(candidates)[best]
         # net(m) = r x slope_m - m; best stays best while r x slope - best >= r x s_m - m
         crossing = best / slope  # net(best) = 0
-        for m, s in per_rate.items():
+        for m, s in candidates:
             if m < best and s < slope:
                 crossing = max(crossing, (best - m) / (slope - s))
         if crossing >= rate:

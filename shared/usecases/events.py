@@ -45,7 +45,7 @@ from shared.usecases import taskdeps
 from shared.usecases.deps import CHUNK, Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.registration import register
-from shared.usecases.settling import settle
+from shared.usecases.settling import commit_settling
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +188,8 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
         changed[task.id] = task
     if not changed:
         return False
-    settled = lifecycle.settle_job(job, now)  # (due from this read: settled in this write)
-    deps.store.commit(job=job, tasks=list(changed.values()))
+    commit_settling(deps, job, list(changed.values()), ended=ended, now=now)
     deps.send_to_nodes(cancels)
-    if ended and not settled:
-        settle(deps, job_id)  # others' ends, committed beside ours, may have made it due
     failed = {t.name for t in changed.values() if t.state in (TaskState.FAILED, TaskState.CANCELED)}
     if taskdeps.has_doomed(job) and failed & job.steps.keys():
         try:

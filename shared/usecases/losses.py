@@ -11,7 +11,7 @@ from shared.domain.models import Task
 from shared.domain.states import JobState
 from shared.errors import NotFound
 from shared.usecases.deps import Deps, chunks
-from shared.usecases.settling import settle
+from shared.usecases.settling import commit_settling
 
 Reason = Callable[[Task], str]
 
@@ -56,8 +56,5 @@ def _lose_chunk(deps: Deps, job_id: int, wanted: dict[int, tuple[int, str]], cou
             ended |= change.ended
     if not changed:
         return False
-    settled = lifecycle.settle_job(job, now)
-    deps.store.commit(job=job, tasks=changed)
-    if ended and not settled:
-        settle(deps, job_id)  # (see shared.usecases.settling)
+    commit_settling(deps, job, changed, ended=ended, now=now)
     return True

@@ -46,7 +46,6 @@ def register(
     timeout = timedelta(seconds=deps.settings.heartbeat_timeout_s)
     decision = lifecycle.register(node, req, now=deps.clock(), timeout=timeout)
     if decision.changed:
-        node.agent_protocol = req.protocol  # a new incarnation: this agent's protocol now
         deps.store.put_node(node)  # Conflict: retried from a fresh read
         log.info("node %s: incarnation %d registered", node.name, node.incarnation)
     if decision.accepted:

@@ -12,9 +12,11 @@ once. The reconciler settles any job this missed (a crash between the two writes
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import datetime
 
 from shared.domain import lifecycle
-from shared.domain.models import Job
+from shared.domain.models import Job, Task
 from shared.errors import NotFound
 from shared.usecases.deps import Deps
 
@@ -39,3 +41,14 @@ def settle(deps: Deps, job_id: int) -> Job | None:
     except Exception:  # the tasks' commit stands; the reconciler's next run settles the job
         log.exception("settling job %d failed; the reconciler will", job_id)
         return None
+
+
+def commit_settling(
+    deps: Deps, job: Job, tasks: Sequence[Task], *, ended: bool, now: datetime
+) -> None:
+    """Commit the job (settled if due from this read) with its changed tasks; if some of
+    them ended and this read did not settle it, :func:`settle` from a fresh read."""
+    settled = lifecycle.settle_job(job, now)
+    deps.store.commit(job=job, tasks=tasks)
+    if ended and not settled:
+        settle(deps, job.id)  # others' ends, committed beside ours, may have made it due
