@@ -11,7 +11,7 @@ import pytest
 
 from shared.domain.idlepolicy import group_idle_policy, parse_idle_policy
 from shared.domain.states import NodeState
-from shared.domain.waitvalue import ValuePool, WidthMix, best_pool
+from shared.domain.waitvalue import ValuePool, WidthMix, best_pool, start_margin
 from shared.sim.elastic import elastic
 from shared.sim.swf import SwfJob
 from shared.usecases.autoscale import STATE_KEY, read_log
@@ -57,28 +57,59 @@ def test_the_width_mix_weighs_recent_submits_more_and_round_trips():
     assert 8 not in dict(mix.shares())  # forgotten: weights under a millionth are dropped
 
 
+@pytest.mark.parametrize(("boot", "tau"), [(180.0, 3600.0), (60.0, 3600.0), (600.0, 1800.0)])
+def test_the_start_margin_is_where_a_started_nodes_net_value_covers_its_boot(boot, tau):
+    x = start_margin(boot, tau)
+    assert tau * (x - 1 - math.log(x)) == pytest.approx(boot)
+    # the same by summing the net value (x e^(-t/tau) - 1 node-s/s) until it reaches 0
+    steps = 20000
+    life = tau * math.log(x)
+    dt = life / steps
+    total = sum((x * math.exp(-(k + 0.5) * dt / tau) - 1) * dt for k in range(steps))
+    assert total == pytest.approx(boot, rel=1e-4)
+    assert start_margin(180.0, 3600.0) == pytest.approx(1.3504, abs=1e-4)
+    assert start_margin(0.0, 3600.0) == 1.0  # no boot to pay: start at break-even
+
+
 @pytest.mark.parametrize("submits", [[(0, 1)], [(0, 1), (5, 4), (9, 1), (30, 16), (31, 1)]])
-def test_the_pool_shrinks_exactly_when_changes_at_says(submits):
+def test_the_pools_shrink_exactly_when_changes_at_says(submits):
     pool = ValuePool(B, 100, wait_weight=30)
     for t, nodes in submits:
         pool.arrived(t, nodes)
+
+    def both(t: float) -> tuple[int, int]:
+        return pool.pool(t), pool.start_pool(t)
+
     now, sizes = 40.0, []
     while (at := pool.changes_at(now)) < math.inf:
         assert at > now
-        before, after = pool.pool(at - 1e-3), pool.pool(at + 1e-3)
-        assert after < before  # it changes there, and only shrinks
-        assert pool.pool((now + at) / 2) == before  # and not before
+        before, after = both(at - 1e-3), both(at + 1e-3)
+        assert after != before and all(a <= b for a, b in zip(after, before, strict=True))
+        assert both((now + at) / 2) == before  # and not before
         sizes.append(before)
         now = at + 1e-3
-    assert pool.pool(now) == 0 and sizes == sorted(sizes, reverse=True) and sizes
+    assert both(now) == (0, 0) and sizes
+    assert all(start <= keep for keep, start in sizes)  # a node is started only to keep it
 
 
 def test_the_plan_keeps_the_pool_on_top_of_what_runs_and_waits():
     pool = ValuePool(B, 10, wait_weight=30)
-    pool.arrived(0, 1)  # 1 job an hour: 0.05 expected within B, spares 1.5 > 1
+    pool.arrived(0, 1)  # 1 job an hour: 0.05 expected within B, spares 1.5 > 1.35 x 1
     plan = pool.plan(0, in_use=3, waiting=2, up=5)
     assert (plan.min_nodes, plan.idle_s) == (6, 0)
     assert pool.plan(0, in_use=9, waiting=5, up=9).min_nodes == 10  # at most max_nodes
+
+
+def test_a_pool_node_is_started_only_while_it_pays_its_boot_but_kept_to_break_even():
+    pool = ValuePool(B, 10, wait_weight=30)
+    pool.arrived(0, 1)  # spares 1.5 node-s/s for 1 idle: decays to 1.35 x break-even in
+    later = 3600 * math.log(1.5 / pool.margin) + 60  # ~6 min, to break-even in ~24 min
+    assert pool.pool(later) == 1 and pool.start_pool(later) == 0
+    assert pool.plan(later, in_use=3, waiting=0, up=3).min_nodes == 3  # no node is started
+    assert pool.plan(later, in_use=3, waiting=0, up=4).min_nodes == 4  # the idle one is kept
+    assert pool.plan(later, in_use=3, waiting=2, up=5).min_nodes == 5  # none idle: none kept
+    gone = 3600 * math.log(1.5) + 60
+    assert pool.plan(gone, in_use=3, waiting=0, up=4).min_nodes == 3  # past break-even
 
 
 def test_value_is_a_policy_of_the_simulator_and_of_node_groups():

@@ -17,8 +17,11 @@ Why this and not a pool of expected *nodes* (``keep``): a wide job's submit rais
 pool by a fraction of its width, which kept idle nodes that no job of its width could
 use (it needs them all) and that narrow jobs did not need so many of. Here a width pays
 its way only by how often jobs of at most that width come. Measured (README, simulator):
-on KTH-SP2 ``value`` (W 30) is at 1.033x the oracle's node-hours with a 99 s mean wait,
+on KTH-SP2 ``value`` (W 30) is at 1.032x the oracle's node-hours with a 102 s mean wait,
 where ``keep`` is at 1.044x with 100 s.
+
+A node *started* for the pool must pay its boot too, so starts serve the pool at a lower
+weight (W / :func:`start_margin`), and nodes already up are kept up to the pool at W.
 """
 
 from __future__ import annotations
@@ -104,6 +107,27 @@ def best_pool(
     return best_of(rate, slopes(shares, boot_delay_s, wait_weight), max_pool)
 
 
+def start_margin(boot_delay_s: float, tau_s: float) -> float:
+    """How much the rate must exceed a pool node's break-even rate before the node is
+    started for it: the x >= 1 where ``tau (x - 1 - ln x) = boot delay``.
+
+    Why: keeping a node that is already up costs only its idle seconds, but a node started
+    for the pool bills its boot first. With no further submit the rate decays (time
+    constant tau) from x times break-even to break-even in ``tau ln x`` seconds, over
+    which the node's net value adds up to ``tau (x - 1 - ln x)`` node-seconds: the start
+    pays only if that covers the boot. (An hour's tau and a 3 min boot: x = 1.35.)"""
+    if boot_delay_s <= 0 or tau_s <= 0:
+        return 1.0
+    target = boot_delay_s / tau_s
+    lo, hi = 1.0, 2.0
+    while hi - 1.0 - math.log(hi) < target:
+        hi *= 2.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid - 1.0 - math.log(mid) < target else (lo, mid)
+    return (lo + hi) / 2
+
+
 @dataclass
 class ValuePool:
     """The ``value`` policy (see the module): one per group and replay; remembers the job
@@ -117,6 +141,7 @@ class ValuePool:
     """Seconds a node beyond the pool stays idle (0: it stops at once)."""
 
     def __post_init__(self) -> None:
+        self.margin = start_margin(self.boot_delay_s, self.tau_s)
         self.forecast = DemandForecast(tau_s=self.tau_s)
         """Jobs submitted per second (not nodes)."""
         self.widths = WidthMix()
@@ -137,14 +162,36 @@ class ValuePool:
             self.max_nodes,
         )
 
+    def start_pool(self, now: float) -> int:
+        """The pool nodes are *started* for: the size of most net value at W / the start
+        margin (:func:`start_margin`); between it and :meth:`pool`, nodes already up are
+        kept but none is started."""
+        return best_pool(
+            self.forecast.rate_at(now),
+            self.widths.shares(),
+            self.boot_delay_s,
+            self.wait_weight / self.margin,
+            self.max_nodes,
+        )
+
     def plan(self, now: float, in_use: int, waiting: int, up: int) -> Plan:
-        return Plan(min_nodes(in_use, waiting, self.pool(now), self.max_nodes), self.idle_s)
+        idle = max(0, up - in_use - waiting)
+        pool = max(self.start_pool(now), min(self.pool(now), idle))
+        return Plan(min_nodes(in_use, waiting, pool, self.max_nodes), self.idle_s)
 
     def changes_at(self, now: float) -> float:
-        """When the pool next shrinks if nothing arrives: the rate decays, and the best size
+        """When the plan next changes if nothing arrives: the first time the pool or the
+        start pool shrinks."""
+        return min(
+            self._shrinks_at(now, self.wait_weight),
+            self._shrinks_at(now, self.wait_weight / self.margin),
+        )
+
+    def _shrinks_at(self, now: float, weight: float) -> float:
+        """When the best size at ``weight`` next shrinks: the rate decays, and the best size
         changes where its net value line crosses a smaller size's (or zero's)."""
         rate = self.forecast.rate_at(now)
-        candidates = slopes(self.widths.shares(), self.boot_delay_s, self.wait_weight)
+        candidates = slopes(self.widths.shares(), self.boot_delay_s, weight)
         best = best_of(rate, candidates, self.max_nodes)
         if best == 0 or rate <= 0:
             return math.inf
