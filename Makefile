@@ -9,7 +9,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV    := .venv-checkov
 CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: setup demo test bench lint clean emulators emulators-stop checkov demo-emulated
+.PHONY: setup demo test bench lint clean emulators emulators-stop checkov cloudinit demo-emulated
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ $(CHECKOV_STAMP):
 
 checkov: $(CHECKOV_STAMP)
 
+# the real cloud-init (Debian's package, unpacked) checks the node VMs' custom data
+cloudinit:
+	@bash scripts/cloudinit.sh
+
 emulators:
 	@bash scripts/emulators.sh start
 
@@ -39,7 +43,7 @@ demo: setup
 demo-emulated: setup
 	bash scripts/demo_emulated.sh
 
-test: setup checkov
+test: setup checkov cloudinit
 	$(VENV)/bin/pytest -q
 
 bench: setup
@@ -56,4 +60,4 @@ lint: setup
 	$(VENV)/bin/mypy shared functions agent devhost hpc function_app.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .hpc-demo .hpc-demo-emulated .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .venv-cloudinit .hpc-demo .hpc-demo-emulated .pytest_cache

@@ -1,0 +1,138 @@
+"""The node VMs' custom data checked by the real tools that will read it on the VM: cloud-init's
+own schema (Debian's cloud-init, unpacked by scripts/cloudinit.sh, which `make test` runs),
+systemd's unit verifier (systemd-analyze) and the POSIX shell's parser (``sh -n``).
+
+No VM boots here, so what these cannot show is the boot itself (README, "Not done"). Each
+check is shown to refuse a broken document, so a pass means something. A tool that is
+missing skips its tests, saying how to get it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.adapters.azure_customdata import INSTALLER, UNIT, agent_settings, cloud_config
+from tests.test_azure_customdata import CLIENT_ID, PACKAGE, SPEC, files, parse
+from tests.test_azure_wiring import azure_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOUD_INIT = ROOT / ".venv-cloudinit"
+CLOUD_INIT_PKG = CLOUD_INIT / "pkg" / "usr" / "lib" / "python3" / "dist-packages"
+UNIT_PATH = f"/etc/systemd/system/{UNIT}"
+ON_THE_VM = ("/usr/local/sbin/hybridhpc-install", "/opt/hybridhpc/bin/hpc")
+"""The unit's commands: written by cloud-init and the installer on the VM, absent here."""
+
+
+@pytest.fixture
+def document(tmp_path) -> str:
+    environment = agent_settings(azure_settings(tmp_path))
+    return cloud_config(
+        SPEC, package=PACKAGE, identity_client_id=CLIENT_ID, environment=environment
+    )
+
+
+# ------------------------------------------------------------------- cloud-init's schema
+
+
+def schema(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    if not (CLOUD_INIT / "bin" / "python").exists() or not (CLOUD_INIT_PKG / "cloudinit").is_dir():
+        pytest.skip("cloud-init is not unpacked: run scripts/cloudinit.sh (needs apt-get)")
+    path = tmp_path / "user-data"
+    path.write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(CLOUD_INIT_PKG)}
+    return subprocess.run(
+        [str(CLOUD_INIT / "bin" / "python"), "-m", "cloudinit.cmd.main", "schema"]
+        + ["--config-file", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_cloud_init_finds_the_custom_data_valid_with_nothing_deprecated(tmp_path, document):
+    out = schema(tmp_path, document)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Valid cloud-config" in out.stdout
+    assert "deprecat" not in (out.stdout + out.stderr).lower()
+
+
+def test_cloud_init_names_a_deprecated_key(tmp_path, document):
+    assert '"package_update": true' in document
+    out = schema(tmp_path, document.replace('"package_update"', '"apt_update"', 1))
+    assert "deprecat" in (out.stdout + out.stderr).lower()  # what the test above rules out
+
+
+@pytest.mark.parametrize(
+    ("broken", "complaint"),
+    [
+        ('"runcmd": [', '"runcmd": 5, "x": ['),  # runcmd must be a list
+        ('"lock_passwd": true', '"lock_passwd": "yes"'),  # a boolean
+    ],
+)
+def test_cloud_init_refuses_a_broken_document(tmp_path, document, broken, complaint):
+    assert broken in document
+    out = schema(tmp_path, document.replace(broken, complaint, 1))
+    assert out.returncode != 0
+    assert "schema errors" in (out.stdout + out.stderr).lower()
+
+
+# ------------------------------------------------------------------- systemd's verifier
+
+
+def verify(tmp_path: Path, unit: str) -> list[str]:
+    """What systemd-analyze says of the unit, less the lines about its commands being
+    absent (they exist only on the VM)."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is missing (Debian package systemd)")
+    path = tmp_path / UNIT
+    path.write_text(unit)
+    out = subprocess.run(
+        ["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60
+    )
+    said = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+    absent = [f"Command {c} is not executable: No such file or directory" for c in ON_THE_VM]
+    return [line for line in said if not any(line.endswith(a) for a in absent)]
+
+
+def unit_of(document: str) -> str:
+    doc: dict[str, Any] = parse(document)
+    return files(doc)[UNIT_PATH]["content"]
+
+
+def test_systemd_reads_every_line_of_the_agents_unit(tmp_path, document):
+    assert verify(tmp_path, unit_of(document)) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "mistake"),
+    [("User=hpc", "Usr=hpc"), ("TimeoutStartSec=900", "TimeoutStartSec=15 min utes")],
+)
+def test_systemd_names_a_mistake_in_the_unit(tmp_path, document, line, mistake):
+    unit = unit_of(document)
+    assert line in unit.splitlines()
+    said = verify(tmp_path, unit.replace(line, mistake))
+    assert said and any(mistake.split("=")[0] in s for s in said)
+
+
+# ------------------------------------------------------------------- the installer
+
+
+def shell_parse(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "install.sh"
+    path.write_text(script)
+    return subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True, timeout=30)
+
+
+def test_the_installer_parses_as_posix_sh(tmp_path, document):
+    script = files(parse(document))[INSTALLER]["content"]
+    assert script.startswith("#!/bin/sh\n")
+    out = shell_parse(tmp_path, script)
+    assert out.returncode == 0, out.stderr
+    assert shell_parse(tmp_path, script.replace("fi\n", "\n", 1)).returncode != 0
