@@ -1,6 +1,8 @@
 """The node VMs' custom data checked by the real tools that will read it on the VM: cloud-init's
 own schema (Debian's cloud-init, unpacked by scripts/cloudinit.sh, which `make test` runs),
-systemd's unit verifier (systemd-analyze) and the POSIX shell's parser (``sh -n``).
+systemd's unit verifier (systemd-analyze) and the POSIX shell's parser (``sh -n``); and the
+installer run for real (python3's venv, pip, flock) with its paths moved under a temporary
+folder and a probe wheel for the agent package.
 
 No VM boots here, so what these cannot show is the boot itself (README, "Not done"). Each
 check is shown to refuse a broken document, so a pass means something. A tool that is
@@ -12,12 +14,21 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.adapters.azure_customdata import INSTALLER, UNIT, agent_settings, cloud_config
+from shared.adapters.azure_customdata import (
+    INSTALL_SCRIPT,
+    INSTALLER,
+    PACKAGE_FILE,
+    UNIT,
+    VENV,
+    agent_settings,
+    cloud_config,
+)
 from tests.test_azure_customdata import CLIENT_ID, PACKAGE, SPEC, files, parse
 from tests.test_azure_wiring import azure_settings
 
@@ -136,3 +147,88 @@ def test_the_installer_parses_as_posix_sh(tmp_path, document):
     out = shell_parse(tmp_path, script)
     assert out.returncode == 0, out.stderr
     assert shell_parse(tmp_path, script.replace("fi\n", "\n", 1)).returncode != 0
+
+
+# ------------------------------------------------------------------- the installer, run
+
+
+def probe_wheel(where: Path, version: str) -> Path:
+    """A wheel whose console script ``hpc`` prints its version: the agent package's stand-in
+    (the installer's logic is what is under test, not the agent's dependencies)."""
+    name = f"hybridhpc_probe-{version}"
+    path = where / f"{name}-py3-none-any.whl"
+    members = {
+        "hybridhpc_probe/__init__.py": f"def main():\n    print('probe {version}')\n",
+        f"{name}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: hybridhpc-probe\nVersion: {version}\n"
+        ),
+        f"{name}.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+        f"{name}.dist-info/entry_points.txt": "[console_scripts]\nhpc = hybridhpc_probe:main\n",
+    }
+    with zipfile.ZipFile(path, "w") as z:
+        for member, text in members.items():
+            z.writestr(member, text)
+        record = [f"{m},," for m in members] + [f"{name}.dist-info/RECORD,,"]
+        z.writestr(f"{name}.dist-info/RECORD", "\n".join(record) + "\n")
+    return path
+
+
+@pytest.fixture
+def installer(tmp_path) -> tuple[Path, Path, Path]:
+    """The installer with its absolute paths moved under ``tmp_path``: (script, the
+    package file, the venv)."""
+    if (
+        shutil.which("flock") is None
+        or subprocess.run(
+            ["python3", "-c", "import ensurepip, venv"], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("the installer needs flock and python3 with venv (as the VM image has)")
+    venv, package = tmp_path / "opt" / "hybridhpc", tmp_path / "etc" / "package"
+    package.parent.mkdir(parents=True)
+    script = (
+        INSTALL_SCRIPT.replace(VENV, str(venv))
+        .replace(PACKAGE_FILE, str(package))
+        .replace("/run/hybridhpc-install.lock", str(tmp_path / "install.lock"))
+    )
+    assert VENV not in script.replace(str(venv), "") and "/run/" not in script
+    path = tmp_path / "hybridhpc-install"
+    path.write_text(script)
+    path.chmod(0o755)
+    return path, package, venv
+
+
+def run_installer(script: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(script)], capture_output=True, text=True, timeout=300)
+
+
+def test_the_installer_installs_once_finishes_a_cut_short_install_and_follows_the_package(
+    tmp_path, installer
+):
+    script, package, venv = installer
+    hpc = venv / "bin" / "hpc"
+    package.write_text(str(probe_wheel(tmp_path, "1.0")))
+    # the creation boot was deallocated mid-install: the venv is there, the agent is not
+    subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=120)
+    assert not hpc.exists()
+    first = run_installer(script)
+    assert first.returncode == 0, first.stderr
+    assert subprocess.run([str(hpc)], capture_output=True, text=True).stdout == "probe 1.0\n"
+    # installed: the next start does not touch pip (a pip that fails shows it)
+    pip = venv / "bin" / "pip"
+    real_pip = pip.read_bytes()
+    pip.write_text("#!/bin/sh\nexit 3\n")
+    again = run_installer(script)
+    assert again.returncode == 0, again.stderr
+    # a new requirement (HPC_AZURE_AGENT_PACKAGE changed): installed at the next start
+    pip.write_bytes(real_pip)
+    package.write_text(str(probe_wheel(tmp_path, "2.0")))
+    upgraded = run_installer(script)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert subprocess.run([str(hpc)], capture_output=True, text=True).stdout == "probe 2.0\n"
+    # and a failed install is not recorded as done: the next start tries again
+    package.write_text(str(tmp_path / "missing.whl"))
+    assert run_installer(script).returncode != 0
+    assert (venv / ".package").read_text() == str(probe_wheel(tmp_path, "2.0"))
