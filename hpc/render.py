@@ -268,7 +268,8 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
                 dash(node.get("freeCores")),
                 dash(node.get("runningTasks")),
                 dash(node.get("provider")),
-                dash(node.get("agentProtocol")),  # its agent's (shared.domain.protocol)
+                # its agent's (shared.domain.protocol); none before its first registration
+                dash(node.get("agentProtocol") if node.get("incarnation", 1) else None),
                 ago(node.get("lastHeartbeat")),
                 dash(node.get("stateReason")),
             )

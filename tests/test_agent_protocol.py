@@ -327,6 +327,12 @@ def test_hpc_node_list_shows_each_nodes_agent_protocol() -> None:
     header, line = console.export_text().splitlines()[:2]
     at = header.index("Protocol")
     assert line[at : at + len("Protocol")].strip() == "2"
+    # a node no agent has registered yet (an Azure VM just added) has no protocol to show
+    console = Console(width=200, record=True)
+    console.print(nodes_table([{**row, "state": "Offline", "incarnation": 0}]))
+    header, line = console.export_text().splitlines()[:2]
+    at = header.index("Protocol")
+    assert line[at : at + len("Protocol")].strip() == "-"
 
 
 # --- the autoscaler ----------------------------------------------------------------------------

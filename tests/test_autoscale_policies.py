@@ -281,6 +281,31 @@ def test_reasons_are_said_in_the_policys_words_for_its_group_only():
     assert kept == {AZ: 1}  # az5 is idle and not stopped; az1 is stopped
 
 
+@pytest.mark.parametrize(
+    ("load", "queue_starts", "purposes"),
+    [
+        # a run between grow checks: only the floor starts, for the 3 waiting first
+        (Load(0, 3, 0, 0), 0, ["queued work"] * 3 + ["the warm pool"]),
+        # the grow rule started 2 for the queue: the floor's are the pool's
+        (Load(0, 2, 0, 0), 2, ["the warm pool"] * 2),
+        # one of the 2 waiting will take the idle node that is up
+        (Load(1, 2, 2, 0), 0, ["queued work", "the warm pool"]),
+    ],
+)
+def test_a_floor_start_says_whether_it_is_for_queued_work_or_the_pool(load, queue_starts, purposes):
+    floor = load.in_use + load.waiting + 1  # a pool of 1
+    plan = GroupPlan("value", Plan(min_nodes=floor, idle_s=0), load, 0.05, 180, "jobs")
+    orders = [Order("start", f"q{k}", AZ, "queued tasks ...") for k in range(queue_starts)]
+    orders += [
+        Order("start", f"f{k}", AZ, f"{AZ} is below its min_nodes {floor}")
+        for k in range(len(purposes))
+    ]
+    said, _ = explain(Decision(orders, AutoscalerState(), []), {AZ: plan}, {}, {}, {AZ: floor})
+    assert [o.reason for o in said.orders[queue_starts:]] == [
+        f"started for {p} ({plan.why()})" for p in purposes
+    ]
+
+
 def test_the_memory_is_a_small_json_document():
     memory = PolicyMemory(7, {AZ: Forecast(rate=0.001, at=1.5e9, kept=2)})
     assert memory.to_dict() == {

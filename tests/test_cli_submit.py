@@ -44,6 +44,12 @@ def test_submit_builds_the_spec_from_options_and_prints_only_the_id(api: StandIn
     assert api.requests[-1]["auth"] == f"Bearer {TOKEN}"
 
 
+def test_submit_takes_node_group_spelled_as_the_other_commands_do(api: StandIn) -> None:
+    result = hpc("job", "submit", "--node-group", "AzureNodes", "--nodegroup", "B", "--", "true")
+    assert result.exit_code == 0, result.output
+    assert api.posted("/api/jobs")[0]["nodeGroups"] == ["AzureNodes", "B"]
+
+
 def test_submit_takes_a_single_argument_command_as_is(api: StandIn) -> None:
     result = hpc("job", "submit", "--priority", "3500", "--", "echo $HPC_SWEEP_INDEX")
     assert result.exit_code == 0, result.output

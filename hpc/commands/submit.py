@@ -45,7 +45,11 @@ def job_submit(
     name: Annotated[str | None, typer.Option(help="Job name.")] = None,
     nodegroup: Annotated[
         list[str] | None,
-        typer.Option("--nodegroup", help="Node group to run on (repeatable); default any node."),
+        typer.Option(
+            "--nodegroup",
+            "--node-group",
+            help="Node group to run on (repeatable); default any node.",
+        ),
     ] = None,
     cores: Annotated[
         str | None,

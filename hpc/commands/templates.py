@@ -115,7 +115,7 @@ def template_set(
     ] = None,
     nodegroup: Annotated[
         list[str] | None,
-        typer.Option("--nodegroup", help="Default node group (repeatable)."),
+        typer.Option("--nodegroup", "--node-group", help="Default node group (repeatable)."),
     ] = None,
     runtime_limit: Annotated[
         str | None, _duration_option("Default runtime limit of a task.")

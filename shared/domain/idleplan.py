@@ -158,6 +158,13 @@ class GroupPlan:
         """Nodes the plan keeps beyond those in use and those the queue waits for."""
         return max(0, self.plan.min_nodes - self.load.in_use - self.load.waiting)
 
+    def unserved(self, queue_starts: int) -> int:
+        """Nodes the queue waits for that neither the nodes up and not in use nor this run's
+        starts for queued work (``queue_starts``) cover: the first floor starts are theirs
+        (a run between grow checks starts for waiting work only through the floor)."""
+        spare = max(0, self.load.up - self.load.in_use)
+        return max(0, self.load.waiting - spare - queue_starts)
+
     def why(self) -> str:
         return (
             f"{self.policy}: {self.load.in_use} in use + {self.load.waiting} for queued work "
@@ -223,14 +230,21 @@ def explain(
     words (``run_min``: the min_nodes each group ran with), and per group the idle nodes the
     pool keeps after it (for a "kept" entry)."""
     orders: list[Order] = []
+    floor = {g: f"{g} is below its min_nodes {run_min.get(g)}" for g in plans}
+    queue_starts: dict[str, int] = {}
+    for o in decision.orders:
+        if o.group in plans and o.action == "start" and o.reason != floor[o.group]:
+            queue_starts[o.group] = queue_starts.get(o.group, 0) + 1
+    unserved = {g: p.unserved(queue_starts.get(g, 0)) for g, p in plans.items()}
     for o in decision.orders:
         p = plans.get(o.group)
-        floor_start = f"{o.group} is below its min_nodes {run_min.get(o.group)}"
         if p is not None and o.action == "stop" and o.reason.startswith("idle for "):
             head = o.reason.split(" (", 1)[0]
             o = replace(o, reason=f"stopped: {head}, beyond the warm pool ({p.why()})")
-        elif p is not None and o.action == "start" and o.reason == floor_start:
-            o = replace(o, reason=f"started for the warm pool ({p.why()})")
+        elif p is not None and o.action == "start" and o.reason == floor[o.group]:
+            purpose = "queued work" if unserved[o.group] > 0 else "the warm pool"
+            unserved[o.group] -= 1
+            o = replace(o, reason=f"started for {purpose} ({p.why()})")
         orders.append(o)
     ordered = {o.node for o in decision.orders}
     kept: dict[str, int] = {}
