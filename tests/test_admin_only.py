@@ -97,3 +97,27 @@ def test_a_user_may_read_the_autoscale_log(
 ) -> None:
     register(cp, "n1")
     assert call("autoscale_log", "GET", "autoscale/log", USER)[0] == 200
+
+
+def test_the_autoscale_log_of_a_group_that_does_not_exist_is_a_404_naming_it(
+    cp: Any,
+    call: Callable[..., tuple[int, Any]],
+) -> None:
+    register(cp, "n1")
+    endpoint = functions.nodes_api.autoscale_log._function.get_user_function()
+
+    def log(group: str) -> tuple[int, Any]:
+        request = func.HttpRequest(
+            method="GET",
+            url="http://localhost/api/autoscale/log",
+            headers={"Authorization": f"Bearer {USER}"},
+            params={"group": group},
+            body=b"",
+        )
+        response = endpoint(request)
+        return response.status_code, json.loads(response.get_body() or b"null")
+
+    status, doc = log("Nope")
+    assert status == 404 and "node group 'Nope' does not exist" in json.dumps(doc)
+    groups = [g.name for g in cp.store.list_groups()]
+    assert groups and log(groups[0].upper()) == (200, {"entries": []})  # any case

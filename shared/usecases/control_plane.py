@@ -179,4 +179,6 @@ class ControlPlane:
         autoscale.run(self.deps)
 
     def autoscale_log(self, *, group: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        if group:  # a misspelt group is an error, not an empty log
+            group = nodes.group_of(self.deps, group).name
         return autoscale.read_log(self.deps, group=group, limit=limit)
