@@ -31,6 +31,7 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -80,6 +81,18 @@ _BACKOFF_MAX_S = 5.0
 _REMEMBERED = 10_000
 """How many ended attempts are remembered to ignore their redelivered assignments."""
 _STOP_SEND_ATTEMPTS = 3
+
+
+ROOT_WARNING = (
+    "this agent runs as root, so every task (its command, and its --stdout/--stderr "
+    "files) runs as root and can change anything on this machine: run the agent as an "
+    "unprivileged user (the Azure node VMs run it as 'hpc')"
+)
+"""Tasks run as the agent's own user (there is no per-user execution): said at start."""
+
+
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 class Agent:
@@ -136,6 +149,8 @@ class Agent:
         try:
             if not self._register():
                 return
+            if running_as_root():  # said once the node is ours, never before a refusal
+                log.warning(ROOT_WARNING)
             self.tasks.start_lifeline()
             self._loop()
         finally:

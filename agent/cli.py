@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -65,8 +64,6 @@ def run_agent(
     if config.state_dir is None:
         config = config.model_copy(update={"state_dir": settings.home_dir / "agents" / config.name})
     agent = Agent(config, bus=bus, output=output)
-    if running_as_root():
-        log.warning(ROOT_WARNING)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
@@ -86,18 +83,6 @@ def run_agent(
             signal.signal(sig, handler)  # type: ignore[arg-type]
         bus.close()
     return EXIT_OK
-
-
-ROOT_WARNING = (
-    "this agent runs as root, so every task (its command, and its --stdout/--stderr "
-    "files) runs as root and can change anything on this machine: run the agent as an "
-    "unprivileged user (the Azure node VMs run it as 'hpc')"
-)
-"""Tasks run as the agent's own user (there is no per-user execution): said at start."""
-
-
-def running_as_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 class _Parser(argparse.ArgumentParser):
