@@ -49,12 +49,17 @@ def parse(document: str) -> dict[str, Any]:
     return parsed
 
 
+def custom_data(tmp_path) -> str:
+    """The ``#cloud-config`` text of SPEC's VM, with the Azure settings of these tests."""
+    environment = agent_settings(azure_settings(tmp_path))
+    return cloud_config(
+        SPEC, package=PACKAGE, identity_client_id=CLIENT_ID, environment=environment
+    )
+
+
 @pytest.fixture
 def doc(tmp_path) -> dict[str, Any]:
-    environment = agent_settings(azure_settings(tmp_path))
-    return parse(
-        cloud_config(SPEC, package=PACKAGE, identity_client_id=CLIENT_ID, environment=environment)
-    )
+    return parse(custom_data(tmp_path))
 
 
 def files(doc: dict[str, Any]) -> dict[str, dict[str, str]]:

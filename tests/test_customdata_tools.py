@@ -26,26 +26,20 @@ from shared.adapters.azure_customdata import (
     PACKAGE_FILE,
     UNIT,
     VENV,
-    agent_settings,
-    cloud_config,
 )
-from tests.test_azure_customdata import CLIENT_ID, PACKAGE, SPEC, files, parse
-from tests.test_azure_wiring import azure_settings
+from tests.helpers import ROOT
+from tests.test_azure_customdata import custom_data, files, parse
 
-ROOT = Path(__file__).resolve().parents[1]
 CLOUD_INIT = ROOT / ".venv-cloudinit"
 CLOUD_INIT_PKG = CLOUD_INIT / "pkg" / "usr" / "lib" / "python3" / "dist-packages"
 UNIT_PATH = f"/etc/systemd/system/{UNIT}"
-ON_THE_VM = ("/usr/local/sbin/hybridhpc-install", "/opt/hybridhpc/bin/hpc")
+ON_THE_VM = (INSTALLER, f"{VENV}/bin/hpc")
 """The unit's commands: written by cloud-init and the installer on the VM, absent here."""
 
 
 @pytest.fixture
 def document(tmp_path) -> str:
-    environment = agent_settings(azure_settings(tmp_path))
-    return cloud_config(
-        SPEC, package=PACKAGE, identity_client_id=CLIENT_ID, environment=environment
-    )
+    return custom_data(tmp_path)
 
 
 # ------------------------------------------------------------------- cloud-init's schema

@@ -154,25 +154,18 @@ class ValuePool:
         return None
 
     def pool(self, now: float) -> int:
-        return best_pool(
-            self.forecast.rate_at(now),
-            self.widths.shares(),
-            self.boot_delay_s,
-            self.wait_weight,
-            self.max_nodes,
-        )
+        """The pool kept: the size of most net value at W."""
+        return self._best(now, self.wait_weight)
 
     def start_pool(self, now: float) -> int:
         """The pool nodes are *started* for: the size of most net value at W / the start
         margin (:func:`start_margin`); between it and :meth:`pool`, nodes already up are
         kept but none is started."""
-        return best_pool(
-            self.forecast.rate_at(now),
-            self.widths.shares(),
-            self.boot_delay_s,
-            self.wait_weight / self.margin,
-            self.max_nodes,
-        )
+        return self._best(now, self.wait_weight / self.margin)
+
+    def _best(self, now: float, weight: float) -> int:
+        rate = self.forecast.rate_at(now)
+        return best_pool(rate, self.widths.shares(), self.boot_delay_s, weight, self.max_nodes)
 
     def plan(self, now: float, in_use: int, waiting: int, up: int) -> Plan:
         idle = max(0, up - in_use - waiting)

@@ -23,7 +23,8 @@ Idle policies (:class:`IdlePolicy`, the rules in :mod:`shared.domain.warmpool`):
 - ``value`` (``value:W``, the default): a pool of the size whose spared waits (jobs
   expected per second that fit in it x boot delay x W node-seconds) most exceed its idle
   node-seconds, from a job rate and a width histogram (:mod:`shared.domain.waitvalue`);
-  nodes are started only for the pool at W / 1.35 (a start bills its boot first).
+  nodes are started only for the pool at W / its start margin (a start bills its boot
+  first; 1.35 for a 3 min boot).
 - ``keep`` (``keep:S``): ``adaptive``'s pool, but only kept from nodes already up
   (released by ended jobs), never started for; nodes beyond it stop after S seconds
   (default 0).
