@@ -19,17 +19,19 @@ from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
 from shared.domain.growshrink import AutoscalerState, GroupPolicy
 from shared.domain.idleplan import (
+    Attribution,
     Forecast,
     GroupPlan,
     Load,
     PolicyMemory,
+    attribution,
     explain,
     group_load,
     overflow,
     run_policy,
 )
 from shared.domain.models import Task
-from shared.domain.states import NodeState
+from shared.domain.states import NodeState, TaskState
 from shared.domain.warmpool import Plan
 from shared.errors import InvalidRequest
 from shared.usecases.autoscale import STATE_KEY, read_log
@@ -216,6 +218,49 @@ def test_bad_idle_policy_settings_are_refused_saying_what_to_fix(
     assert cp.store.list_groups()[0].idle_policy == "fixed"  # nothing was stored
 
 
+def test_a_task_two_policy_groups_may_run_raises_one_floor_not_both(
+    tmp_path,
+    clock,  # noqa: F811
+    provider,
+):
+    cp = control(tmp_path, clock, provider)
+    for group in ("AzureA", "AzureB"):
+        cp.create_group(group, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0,
+                     idle_policy="keep", boot_delay_s=180)  # fmt: skip
+        provider.faults.never_joins.update(n.name for n in cp.add_nodes(group, 4))
+    cp.autoscale()
+    cp.submit({"command": "x", "sweep": {"start": 1, "end": 3}})  # may run anywhere
+    clock.advance(1)
+    cp.autoscale()
+    starting = sorted(n["groups"][0] for n in cp.list_nodes() if n["state"] == "Starting")
+    assert starting == ["AzureA"] * 3  # before: 3 more in AzureB, for the same 3 tasks
+
+
+def test_work_the_on_prem_nodes_take_keeps_no_azure_node_warm(
+    tmp_path,
+    clock,  # noqa: F811
+    provider,
+):
+    cp = control(tmp_path, clock, provider)
+    managed(cp, provider, "value")
+    onprem = AgentDouble(cp, "onprem1", cores=4)
+    assert onprem.register().accepted
+    cp.autoscale()  # the first run counts no job: it starts from the newest
+    for _ in range(6):  # a burst the value pool would start for, were it Azure's demand
+        cp.submit({"command": "x", "nodeGroups": ["OnPremNodes", AZ]})
+        assert cp.schedule_pass() == 1
+        clock.advance(20)
+        cp.autoscale()
+        onprem.run_all()
+    assert {n["state"] for n in cp.list_nodes() if n["groups"] == [AZ]} == {"Offline"}
+    memory = cp.store.get_meta(STATE_KEY).data[MEMORY_FIELD]["groups"][AZ]
+    assert memory["rate"] == 0.0
+    cp.submit({"command": "y", "nodeGroups": [AZ]})  # Azure's own work still counts
+    clock.advance(1)
+    cp.autoscale()
+    assert cp.store.get_meta(STATE_KEY).data[MEMORY_FIELD]["groups"][AZ]["rate"] > 0
+
+
 # ------------------------------------------------------------------- pure parts
 
 
@@ -234,6 +279,34 @@ def test_the_queue_overflows_what_online_nodes_can_take_on_prem_first():
     left = overflow(tasks, nodes, {}, managed={"az1", "az2"})
     # on-prem takes two, az1 the third; job 2's task fits nowhere Online (az2 is Starting)
     assert [(t.job_id, t.id) for t in left] == [(2, 1)]
+
+
+def _attribution() -> Attribution:
+    nodes = [
+        node("onprem", NodeState.ONLINE, ("OnPremNodes",), cores=2),
+        node("a1", NodeState.ONLINE, ("AzureA",)),
+        node("b1", NodeState.ONLINE, ("AzureB",)),
+    ]
+    groups = {"AzureA": GroupPolicy(node_cores=1), "AzureB": GroupPolicy(node_cores=4)}
+    queued = [Task(job_id=9, id=1, command="x"), Task(job_id=9, id=2, command="x", cores=2)]
+    return attribution(queued, queued[1:], nodes, groups)  # 9.1 fits on-prem, 9.2 overflows
+
+
+@pytest.mark.parametrize(
+    ("task", "group"),
+    [
+        (Task(job_id=1, id=1, command="x", state=TaskState.RUNNING, node="a1"), "AzureA"),
+        (Task(job_id=1, id=2, command="x", state=TaskState.FINISHED, node="b1"), "AzureB"),
+        (Task(job_id=1, id=3, command="x", state=TaskState.RUNNING, node="onprem"), None),
+        (Task(job_id=9, id=1, command="x"), None),  # fits on an Online node now
+        (Task(job_id=9, id=2, command="x", cores=2), "AzureB"),  # overflows; too wide for A
+        (Task(job_id=5, id=1, command="x"), "AzureA"),  # a stand-in: the first it may run on
+        (Task(job_id=5, id=2, command="x", node_groups=["AzureB"]), "AzureB"),
+        (Task(job_id=5, id=3, command="x", node_groups=["OnPremNodes"]), None),
+    ],
+)
+def test_a_tasks_demand_counts_toward_the_group_it_ran_on_or_overflows_to(task, group):
+    assert _attribution().group(task) == group
 
 
 @pytest.mark.parametrize(

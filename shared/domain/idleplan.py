@@ -12,7 +12,7 @@ its figures describe what the cluster's timer does.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from shared.domain.cluster import Node
 from shared.domain.demand import nodes_for, place_queue
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.models import Task
-from shared.domain.states import NodeState
+from shared.domain.states import NodeState, TaskState
 from shared.domain.waitvalue import ValuePool, WidthMix
 from shared.domain.warmpool import AdaptivePool, IdleSizing, Plan
 
@@ -108,6 +108,72 @@ def overflow(
     groups_of = {n.name: set(n.groups) for n in nodes if n.name in free}
     protocol = {n.name: n.agent_protocol for n in nodes if n.name in free}
     return place_queue(queued, placing, free, {}, groups_of, wide=False, protocol=protocol)[0]
+
+
+def owner_group(
+    task: Task, groups: Mapping[str, GroupPolicy], excluded: Collection[str]
+) -> str | None:
+    """The one managed group whose growth a queued task counts toward: the first by name it
+    may run on and fits (the order the autoscaler's grow takes), so that a task two groups
+    may run does not raise both floors; None: no managed group can run it."""
+    for g in sorted(groups):
+        eligible = not task.node_groups or g in task.node_groups
+        if eligible and g not in excluded and task.cores <= groups[g].node_cores:
+            return g
+    return None
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Which managed group each task's demand counts toward, from where it is: a task
+    dispatched or ended on a node counts toward that node's group (an on-prem node's:
+    none); a queued task that overflows the Online nodes toward its :func:`owner_group`;
+    a queued task that fits on an Online node's free cores now toward none (the scheduler's
+    next pass places it, most often on-prem); a task read without either (a stand-in)
+    toward its owner group."""
+
+    group_of: Mapping[str, str]
+    """Managed node -> its group."""
+    overflow: Mapping[tuple[int, int], str | None]
+    """Overflowing queued task (job id, task id) -> its owner group."""
+    fits: frozenset[tuple[int, int]]
+    """Queued tasks that fit on an Online node's free cores."""
+    groups: Mapping[str, GroupPolicy]
+    excluded: frozenset[str] = frozenset()
+
+    def group(self, task: Task) -> str | None:
+        key = (task.job_id, task.id)
+        if key in self.overflow:
+            return self.overflow[key]
+        if key in self.fits:
+            return None
+        if task.node is not None and task.state is not TaskState.QUEUED:
+            return self.group_of.get(task.node)
+        return owner_group(task, self.groups, self.excluded)
+
+    def of(self, tasks: Sequence[Task], group: str) -> list[Task]:
+        """The tasks whose demand counts toward ``group``."""
+        return [t for t in tasks if self.group(t) == group]
+
+
+def attribution(
+    queued: Sequence[Task],
+    waiting: Sequence[Task],
+    nodes: Sequence[Node],
+    groups: Mapping[str, GroupPolicy],
+    excluded: Collection[str] = (),
+) -> Attribution:
+    """The :class:`Attribution` of this run: ``waiting`` is :func:`overflow`'s answer for
+    ``queued``; each node's group is its first managed one."""
+    skip = frozenset(excluded)
+    group_of = {
+        n.name: g
+        for n in nodes
+        if (g := next((x for x in n.groups if x in groups and x not in skip), None)) is not None
+    }
+    over = {(t.job_id, t.id): owner_group(t, groups, skip) for t in waiting}
+    fits = frozenset((t.job_id, t.id) for t in queued) - over.keys()
+    return Attribution(group_of, over, fits, groups, skip)
 
 
 def demand(tasks: Sequence[Task], group: str, gp: GroupPolicy) -> int:

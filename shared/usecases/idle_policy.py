@@ -6,7 +6,11 @@ texts a group takes, :func:`shared.domain.idlepolicy.group_idle_policy`) each ru
 
 1. reads the jobs submitted since the last run (ids above the last one counted, newest
    first, one page of :data:`JOB_PAGE` at a time, at most :data:`ARRIVAL_PAGES` pages) and
-   tells the group's policy object each one's node demand, at its submit time;
+   tells the group's policy object each one's node demand on the group, at its submit time:
+   only the tasks that ran or run on its nodes or overflow to it
+   (:class:`shared.domain.idleplan.Attribution`), so that work the on-prem nodes take keeps
+   no Azure node warm, and a task two managed groups may run counts toward one of them
+   (as it does for queued work, which raises one group's floor, not both);
 2. asks it for the plan (:mod:`shared.domain.idleplan`): the group's min_nodes floor and
    idle time for this run only (the stored group is not rewritten);
 3. after the pure autoscaler decided, says its stops and starts in the policy's words, and
@@ -33,6 +37,7 @@ from shared.domain.idleplan import (
     Forecast,
     GroupPlan,
     PolicyMemory,
+    attribution,
     demand,
     explain,
     group_load,
@@ -114,6 +119,7 @@ def prepare(
             members.setdefault(group, []).append(n)
     managed = {n.name for n in nodes if any(g in policy.groups for g in n.groups)}
     waiting = overflow(queued, nodes, used, managed)
+    where = attribution(queued, waiting, nodes, policy.groups, policy.exclude_node_groups)
     tasks_of = _tasks_of_new(deps, jobs, [*queued, *active])
     t = now.timestamp()
     plans: dict[str, GroupPlan] = {}
@@ -121,8 +127,11 @@ def prepare(
     run_groups = dict(policy.groups)
     for name, (g, idle) in chosen.items():
         gp = policy.groups[name]
-        arrivals = [(j.submit_time.timestamp(), demand(tasks_of[j.id], name, gp)) for j in jobs]
-        load = group_load(members.get(name, []), used, waiting, name, gp)
+        arrivals = [
+            (j.submit_time.timestamp(), demand(where.of(tasks_of[j.id], name), name, gp))
+            for j in jobs
+        ]
+        load = group_load(members.get(name, []), used, where.of(waiting, name), name, gp)
         plans[name], forecasts[name] = plan_group(
             idle.build(g.boot_delay_s, gp.max_nodes),
             memory.groups.get(name, Forecast()),
