@@ -57,6 +57,35 @@ def test_a_wide_job_starts_as_many_nodes_as_it_needs():
     assert outcome.node_hours == pytest.approx(3 * 20 / 3600)
 
 
+def test_a_timer_acts_at_its_next_tick_as_the_clusters_timer_does():
+    # boot 10 s, idle 5 s, the autoscaler every 60 s. A (20 s) at 5: n0 ordered at the
+    # tick 60, Online at 70, A runs 70-90. The run at 120 first sees n0 idle; its 5 s run
+    # out at 125, so the run at 180 stops it: up 60-180. B (10 s) at 300, a tick: ordered at
+    # once, runs 310-320. Node-seconds 120 + 20; four runs (60, 120, 180, 300), not one
+    # per event.
+    jobs = [SwfJob(1, 5, 20, 1, 20), SwfJob(2, 300, 10, 1, 10)]
+    outcome, starts = elastic(jobs, idle=FIXED_5, nodes=2, boot_delay_s=10, timer_s=60)
+    assert starts == {1: 70, 2: 310}
+    assert outcome.node_hours == pytest.approx(140 / 3600)
+    assert (outcome.autoscaler_runs, outcome.timer_s) == (4, 60)
+    every_event, starts = elastic(jobs, idle=FIXED_5, nodes=2, boot_delay_s=10)
+    assert starts == {1: 15, 2: 310}
+    assert every_event.node_hours == pytest.approx((35 + 20) / 3600)  # n0 up 5-40
+
+
+def test_the_scale_down_delay_keeps_an_idle_node_until_it_has_passed():
+    # boot 10 s, idle 5 s: A (20 s) at 0 runs 10-30 on n0, ordered at 0. Its idle time runs
+    # out at 35, but the group grew at 0: with a 100 s delay n0 stops at 100 (a wake-up
+    # of its own, no event comes then). B at 200 boots one again: 100 + 20 node-seconds.
+    jobs = [SwfJob(1, 0, 20, 1, 20), SwfJob(2, 200, 10, 1, 10)]
+    delayed, starts = elastic(jobs, idle=FIXED_5, nodes=2, boot_delay_s=10, scale_down_delay_s=100)
+    assert starts == {1: 10, 2: 210}
+    assert delayed.node_hours == pytest.approx(120 / 3600)
+    assert delayed.scale_down_delay_s == 100
+    undelayed, _ = elastic(jobs, idle=FIXED_5, nodes=2, boot_delay_s=10)
+    assert undelayed.node_hours == pytest.approx(55 / 3600)
+
+
 def test_the_warm_pool_follows_the_arrival_rate_and_shrinks_when_arrivals_stop():
     forecast = DemandForecast(tau_s=3600)
     pool = WarmPool(boot_delay_s=180, headroom=2)
@@ -311,6 +340,22 @@ def test_cli_replays_elastic_as_json_with_the_frontier(tmp_path):
     assert quick.returncode == 0, quick.stderr
     doc = json.loads(quick.stdout)
     assert doc["policy"]["idle_policy"] == "value" and doc["frontier"] == []  # the default
+    timed = subprocess.run(
+        [*base, "--boot-delay", "10", "--idle-policy", "fixed:5", "--timer", "60",
+         "--scale-down-delay", "100", "--frontier", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert timed.returncode == 0, timed.stderr
+    doc = json.loads(timed.stdout)
+    for o in (doc["policy"], *doc["frontier"]):  # the frontier runs on the same timer
+        assert (o["timer_s"], o["scale_down_delay_s"]) == (60, 100)
+    # n0 idle from 30 is stopped by no run before B takes it at 40 (every event: at 35)
+    assert doc["policy"]["node_hours"] == pytest.approx(50 / 3600)
+    table = subprocess.run(
+        [*base, "--boot-delay", "10", "--timer", "60", "--scale-down-delay", "100"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "autoscaler every 60 s, scale-down delay 100 s" in " ".join(table.stdout.split())
     users = subprocess.run(
         [*base, "--boot-delay", "10", "--idle-policy", "session:3", "--json"],
         capture_output=True,

@@ -43,6 +43,22 @@ def sim_replay(
             "and waitvalue.py)."
         ),
     ] = "value",
+    timer: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="--elastic: the autoscaler's timer period in seconds (HPC_AUTOSCALE_SCHEDULE; "
+            "Azure's is 60); 0 runs it at every event.",
+        ),
+    ] = 0.0,
+    scale_down_delay: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="--elastic: HPC_SCALE_DOWN_DELAY_S, no stop this soon after a group grew "
+            "(the cluster's default is 600).",
+        ),
+    ] = 0.0,
     frontier: Annotated[
         bool,
         typer.Option(
@@ -63,9 +79,11 @@ def sim_replay(
     except (swf.SwfError, OSError, EOFError, UnicodeDecodeError) as exc:
         raise CliError(f"{trace}: not a readable SWF trace: {exc}") from None
     if elastic:
+        timing = {"timer_s": timer, "scale_down_delay_s": scale_down_delay}
         _elastic(
-            trace, jobs, nodes, cores_per_node, policy, boot_delay, idle_policy, frontier, as_json
-        )
+            trace, jobs, nodes, cores_per_node, policy, boot_delay, idle_policy, frontier,
+            as_json, timing,
+        )  # fmt: skip
         return
     outcome, _ = simulator.replay(
         jobs,
@@ -98,12 +116,13 @@ def _elastic(
     idle_policy: str,
     frontier: bool,
     as_json: bool,
+    timing: dict[str, float],
 ) -> None:
     try:
         idle = elastic_sim.parse_idle_policy(idle_policy)
     except ValueError as exc:
         raise CliError(f"--idle-policy: {exc}") from None
-    common = dict(nodes=nodes, cores_per_node=cores_per_node, boot_delay_s=boot_delay)
+    common = dict(nodes=nodes, cores_per_node=cores_per_node, boot_delay_s=boot_delay, **timing)
     outcome, _ = elastic_sim.elastic(jobs, idle=idle, policy=policy, **common)  # type: ignore[arg-type]
     fixed = (
         elastic_sim.frontier(jobs, policy=policy, **common)  # type: ignore[arg-type]
@@ -119,7 +138,8 @@ def _elastic(
         return
     table = Table(
         title=f"{trace.name}: {policy} on up to {nodes} x {cores_per_node} cores, "
-        f"boot delay {boot_delay:g} s; oracle {outcome.oracle_node_hours:,.0f} node-hours"
+        f"boot delay {boot_delay:g} s{_timing(timing)}; "
+        f"oracle {outcome.oracle_node_hours:,.0f} node-hours"
     )
     for col in (
         "idle policy",
@@ -149,3 +169,9 @@ def _elastic(
             *([better] if fixed else []),
         )
     stdout_console().print(table)
+
+
+def _timing(timing: dict[str, float]) -> str:
+    timer, delay = timing["timer_s"], timing["scale_down_delay_s"]
+    out = f", autoscaler every {timer:g} s" if timer else ""
+    return out + (f", scale-down delay {delay:g} s" if delay else "")

@@ -96,6 +96,9 @@ class ElasticOutcome:
     nodes: int
     cores_per_node: int
     boot_delay_s: float
+    timer_s: float
+    """The autoscaler's period (0: it ran at every event)."""
+    scale_down_delay_s: float
     autoscaler_runs: int
     elapsed_s: float
     """Wall-clock time of the replay itself."""
@@ -110,10 +113,16 @@ def elastic(
     boot_delay_s: float = 180.0,
     policy: Policy = "easy",
     whole_view: bool = False,
+    timer_s: float = 0.0,
+    scale_down_delay_s: float = 0.0,
 ) -> tuple[ElasticOutcome, dict[int, float]]:
     """The figures, and each job's start time (by job id). ``whole_view``: no shortcut
     (the autoscaler runs at every event and sees every node and queued task), the
-    reference the shortcuts are tested against."""
+    reference the shortcuts are tested against. ``timer_s`` > 0: the autoscaler runs only
+    at multiples of it (a timer function's schedule; the scheduler still runs at every
+    event, as its queue trigger does), at the first after anything changed.
+    ``scale_down_delay_s``: ``HPC_SCALE_DOWN_DELAY_S`` (no stop that soon after the group
+    grew)."""
     t0 = time.perf_counter()
     cpn = cores_per_node
     fleet = Fleet(nodes, cpn)
@@ -137,7 +146,7 @@ def elastic(
     base = AutoscalerPolicy(
         groups={GROUP: group},
         deployment_timeout=timedelta(seconds=boot_delay_s + 3600),
-        scale_down_delay=timedelta(0),
+        scale_down_delay=timedelta(seconds=scale_down_delay_s),
         max_starts_per_run=nodes,
         max_stops_per_run=nodes,
     )
@@ -198,6 +207,9 @@ def elastic(
         for gap in fleet.gaps:
             sizing.idle_gap(gap)
         fleet.gaps.clear()
+        if timer_s > 0 and _tick(now, timer_s) != now:  # the timer acts at its next tick
+            wake = min(wake, _tick(now, timer_s))
+            continue
         waiting = sum(math.ceil(j.procs / min(j.procs, cpn)) for j in queue)
         plan = sizing.plan(now, len(fleet.held), waiting, len(fleet.up_since))
         # the autoscaler's run
@@ -267,6 +279,13 @@ def elastic(
                 expiry = ts(m.idle_since) + plan.idle_s
                 if now < expiry < wake:
                     wake = expiry
+        grew = groups_memory[GROUP].last_scale_up if GROUP in groups_memory else None
+        if grew is not None and fleet.idle_at:  # an idle node the scale-down delay kept
+            lifted = ts(grew) + scale_down_delay_s
+            if now < lifted < wake:
+                wake = lifted
+        if timer_s > 0 and wake < math.inf:
+            wake = max(_tick(wake, timer_s), now + timer_s)
     for name in list(fleet.up_since):
         fleet.node_seconds += now - fleet.up_since.pop(name)
     return _figures(
@@ -281,7 +300,14 @@ def elastic(
         cpn,
         boot_delay_s,
         t0,
+        timer_s,
+        scale_down_delay_s,
     ), starts
+
+
+def _tick(t: float, period: float) -> float:
+    """The timer's first tick at or after ``t``."""
+    return math.ceil(t / period) * period
 
 
 def _nodes(job: SwfJob, cpn: int) -> int:
@@ -304,6 +330,8 @@ def _figures(
     cpn: int,
     boot_delay_s: float,
     t0: float,
+    timer_s: float = 0.0,
+    scale_down_delay_s: float = 0.0,
 ) -> ElasticOutcome:
     waits = [starts[j.id] - j.submit for j in jobs]
     slowdowns = [
@@ -324,6 +352,8 @@ def _figures(
         nodes=nodes,
         cores_per_node=cpn,
         boot_delay_s=boot_delay_s,
+        timer_s=timer_s,
+        scale_down_delay_s=scale_down_delay_s,
         autoscaler_runs=runs,
         elapsed_s=time.perf_counter() - t0,
     )
@@ -337,6 +367,8 @@ def frontier(
     boot_delay_s: float = 180.0,
     policy: Policy = "easy",
     idle_times: Sequence[int] = FRONTIER_S,
+    timer_s: float = 0.0,
+    scale_down_delay_s: float = 0.0,
 ) -> list[ElasticOutcome]:
     """The fixed-idle policies' figures, one per idle time."""
     return [
@@ -347,6 +379,8 @@ def frontier(
             cores_per_node=cores_per_node,
             boot_delay_s=boot_delay_s,
             policy=policy,
+            timer_s=timer_s,
+            scale_down_delay_s=scale_down_delay_s,
         )[0]
         for s in idle_times
     ]
