@@ -37,6 +37,7 @@ _CAMEL = {
     "growByMin": "grow_by_min",
     "idlePolicy": "idle_policy",
     "bootDelayS": "boot_delay_s",
+    "scaleDownDelayS": "scale_down_delay_s",
 }
 
 

@@ -218,6 +218,36 @@ def test_bad_idle_policy_settings_are_refused_saying_what_to_fix(
     assert cp.store.list_groups()[0].idle_policy == "fixed"  # nothing was stored
 
 
+@pytest.mark.parametrize(
+    ("idle_policy", "group_delay", "stopped_at_240"),
+    [
+        ("fixed:0", None, True),  # the plan decides: no delay on top of it
+        ("fixed:0", 600, False),  # unless the group sets its own
+        ("fixed", 0, True),
+        ("fixed", None, False),  # plain fixed: the cluster's HPC_SCALE_DOWN_DELAY_S, as before
+    ],
+)
+def test_the_clusters_scale_down_delay_holds_only_groups_without_an_idle_policy(
+    tmp_path,
+    clock,  # noqa: F811
+    provider,
+    idle_policy,
+    group_delay,
+    stopped_at_240,
+):
+    cp = control(tmp_path, clock, provider)
+    cp.settings.scale_down_delay_s = 600
+    managed(cp, provider, idle_policy)
+    cp.set_group(AZ, scale_down_delay_s=group_delay, shrink_interval_s=1, shrink_idle_times=1)
+    node = run_one_job(cp, clock).name  # the group grew at +1 s; the node is idle at +31 s
+    gone = (NodeState.STOPPING, NodeState.OFFLINE)
+    at(cp, clock, 120)
+    at(cp, clock, 240)
+    assert (state(cp, node) in gone) is stopped_at_240
+    at(cp, clock, 700)
+    assert state(cp, node) in gone
+
+
 def test_a_task_two_policy_groups_may_run_raises_one_floor_not_both(
     tmp_path,
     clock,  # noqa: F811
@@ -408,7 +438,14 @@ def test_the_api_sets_the_idle_policy_and_refuses_bad_text_with_422(host):
     assert good.status_code == 200
     assert (good.json()["idlePolicy"], good.json()["bootDelayS"]) == ("keep", 240)
     listed = {g["name"]: g for g in client.get("/api/nodegroups").json()["groups"]}
-    assert listed[AZ]["idlePolicy"] == "keep"
+    assert (listed[AZ]["idlePolicy"], listed[AZ]["scaleDownDelayS"]) == ("keep", None)
+    negative = client.patch(f"/api/nodegroups/{AZ}", json={"scaleDownDelayS": -1})
+    assert negative.status_code == 422
+    assert negative.json()["error"] == "scale_down_delay_s must not be negative, got -1"
+    own = client.patch(f"/api/nodegroups/{AZ}", json={"scaleDownDelayS": 300})
+    assert (own.status_code, own.json()["scaleDownDelayS"]) == (200, 300)
+    back = client.patch(f"/api/nodegroups/{AZ}", json={"scaleDownDelayS": None})
+    assert (back.status_code, back.json()["scaleDownDelayS"]) == (200, None)  # the default
 
 
 def test_the_cli_sets_the_idle_policy_and_refuses_bad_text_in_one_line(host, monkeypatch):
@@ -423,3 +460,8 @@ def test_the_cli_sets_the_idle_policy_and_refuses_bad_text_in_one_line(host, mon
     assert "idle policy anticipate:30 (boot delay 240.0 s)" in ok.output
     listed = {g["name"]: g for g in client.get("/api/nodegroups").json()["groups"]}
     assert (listed[AZ]["idlePolicy"], listed[AZ]["bootDelayS"]) == ("anticipate:30", 240)
+    assert hpc("nodegroup", "set", AZ, "--scale-down-delay", "120").exit_code == 0
+    listed = {g["name"]: g for g in client.get("/api/nodegroups").json()["groups"]}
+    assert listed[AZ]["scaleDownDelayS"] == 120
+    negative = hpc("nodegroup", "set", AZ, "--scale-down-delay", "-5")
+    assert negative.exit_code == 2 and "Traceback" not in negative.output

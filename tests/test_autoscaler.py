@@ -278,6 +278,27 @@ def test_no_scale_down_soon_after_a_scale_up():
     assert sorted(actions(d)) == [("stop", "az-1"), ("stop", "az-2")]
 
 
+@pytest.mark.parametrize(
+    ("group_delay", "stops_at_min"),
+    [(None, 10), (timedelta(0), 6), (3 * MIN, 6), (20 * MIN, 20)],  # None: the policy's 10
+)
+def test_a_groups_own_scale_down_delay_overrides_the_clusters(group_delay, stops_at_min):
+    pol = policy(shrink_interval=MIN, shrink_idle_times=1, scale_down_delay=10 * MIN)
+    gp = replace(pol.groups[AZ], scale_down_delay=group_delay)
+    pol = replace(pol, groups={AZ: gp})
+    grown = run([node("az-1", ON), *azure_vms(2)[1:]], tasks(5), pol=pol, used={"az-1": 4})
+    assert started(grown) == ["az-2"]
+    nodes = [node("az-1", ON), node("az-2", ON)]
+    d = run(nodes, pol=pol, state=grown.state, now=T0 + 5 * MIN)  # both seen idle
+    stops = None
+    for minute in range(6, 22):
+        d = run(nodes, pol=pol, state=d.state, now=T0 + minute * MIN)
+        if d.orders:
+            stops = minute
+            break
+    assert stops == stops_at_min
+
+
 def test_min_nodes_are_not_stopped_however_idle():
     pol = policy(min_nodes=1, shrink_interval=MIN, shrink_idle_times=1, scale_down_delay=0 * S)
     nodes = [node("az-1", ON), node("az-2", ON)]

@@ -109,6 +109,14 @@ def group_set(
             min=0, help="Seconds a node takes Starting -> Online (the warm pool's horizon)."
         ),
     ] = None,
+    scale_down_delay: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="No stop this many seconds after the group grew (default: "
+            "HPC_SCALE_DOWN_DELAY_S under fixed, 0 under an idle policy).",
+        ),
+    ] = None,
 ) -> None:
     """Change a node group's bounds, provider and AutoGrowShrink parameters (the name
     matches whatever its case)."""
@@ -118,7 +126,7 @@ def group_set(
         shrinkIntervalS=shrink_interval, shrinkIdleTimes=shrink_idle_times,
         growThreshold=grow_threshold, tasksPerResourceUnit=tasks_per_resource_unit,
         extraNodesGrowRatio=extra_nodes_grow_ratio, growByMin=grow_by_min,
-        idlePolicy=idle_policy, bootDelayS=boot_delay,
+        idlePolicy=idle_policy, bootDelayS=boot_delay, scaleDownDelayS=scale_down_delay,
     )  # fmt: skip
     if idle_policy is not None:  # the control plane's own check, before any request
         try:

@@ -332,9 +332,11 @@ class _Run:
                 continue
             self.groups[group] = memory = replace(memory, last_shrink_check=self.now)
             grew = memory.last_scale_up
-            if grew is not None and self.now - grew < self.policy.scale_down_delay:
+            hold = gp.scale_down_delay
+            hold = self.policy.scale_down_delay if hold is None else hold
+            if grew is not None and self.now - grew < hold:
                 if idle:
-                    delay = self.policy.scale_down_delay.total_seconds()
+                    delay = hold.total_seconds()
                     self.notes.append(f"{group}: no scale-down within {delay:g} s of a scale-up")
                 continue
             # the floor counts nodes that are up: a Starting one may never join, so it does

@@ -39,6 +39,9 @@ class GroupPolicy:
     """ExtraNodesGrowRatio: percent of extra nodes added to each growth."""
     grow_by_min: bool = False
     """GrowByMin: grow by each job's smallest need (its widest task) instead of all its tasks."""
+    scale_down_delay: timedelta | None = None
+    """No scale-down of this group this soon after it grew; None: the policy's
+    (:attr:`AutoscalerPolicy.scale_down_delay`)."""
 
     @property
     def idle(self) -> timedelta:

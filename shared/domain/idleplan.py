@@ -272,13 +272,15 @@ def plan_group(
 def run_policy(gp: GroupPolicy, plan: GroupPlan) -> GroupPolicy:
     """The group's parameters for this one run: the plan's floor (never below the group's
     own ``min_nodes``) and idle time (ShrinkIdleTimes seconds at a 1 s ShrinkInterval, as
-    the simulator sets them)."""
+    the simulator sets them), and no scale-down delay unless the group sets its own (the
+    plan weighs each stop against the boot it costs)."""
     floor = min(gp.max_nodes, plan.plan.min_nodes + plan.load.leaving)
     return replace(
         gp,
         min_nodes=max(gp.min_nodes, floor),
         shrink_interval=timedelta(seconds=1),
         shrink_idle_times=max(0, math.ceil(plan.plan.idle_s)),
+        scale_down_delay=timedelta(0) if gp.scale_down_delay is None else gp.scale_down_delay,
     )
 
 

@@ -57,6 +57,9 @@ def policy_of(groups: list[NodeGroup], deps: Deps) -> AutoscalerPolicy:
             tasks_per_resource_unit=g.tasks_per_resource_unit,
             extra_nodes_grow_ratio=g.extra_nodes_grow_ratio,
             grow_by_min=g.grow_by_min,
+            scale_down_delay=(
+                None if g.scale_down_delay_s is None else timedelta(seconds=g.scale_down_delay_s)
+            ),
         )
         for g in groups
         if g.provider == provider

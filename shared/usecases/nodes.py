@@ -42,6 +42,7 @@ GROUP_SETTINGS = {
     "provider": str,
     "idle_policy": str,
     "boot_delay_s": float,
+    "scale_down_delay_s": float,
 }
 """What ``hpc nodegroup set`` may change, and its type."""
 
