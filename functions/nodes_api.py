@@ -18,7 +18,8 @@ import azure.functions as func
 from functions.context import control
 from functions.http_api import BadRequest, _body, _doc, _int, api
 from shared.domain.cluster import Node, NodeGroup, Principal
-from shared.errors import Forbidden, NotFound
+from shared.domain.groupsettings import MAX_CORES
+from shared.errors import Forbidden, InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
 
 bp = func.Blueprint()
@@ -73,14 +74,20 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     if not isinstance(count, int) or isinstance(count, bool):
         raise BadRequest(f"count must be a whole number, got {count!r}")
     cores = body.get("cores")
-    if cores is not None and (not isinstance(cores, int) or cores < 1):
-        raise BadRequest(f"cores must be a whole number of at least 1, got {cores!r}")
+    if cores is not None and (
+        not isinstance(cores, int) or isinstance(cores, bool) or not 1 <= cores <= MAX_CORES
+    ):
+        raise BadRequest(f"cores must be a whole number from 1 to {MAX_CORES:,}, got {cores!r}")
+    size = body.get("size")
+    if size is not None and (not isinstance(size, str) or not 1 <= len(size) <= 128):
+        raise BadRequest(f"size must be a VM size such as Standard_D4s_v5, got {size!r}")
     spot = body.get("spot", False)
     if not isinstance(spot, bool):
         raise BadRequest(f"spot must be true or false, got {spot!r}")
-    added = control().add_nodes(
-        str(body["group"]), count, cores=cores, size=body.get("size"), spot=spot
-    )
+    group = body["group"]
+    if not isinstance(group, str):
+        raise BadRequest(f"group must be a node group's name, got {group!r}")
+    added = control().add_nodes(group, count, cores=cores, size=size, spot=spot)
     return func.HttpResponse(
         _json_text({"nodes": [_doc(n) for n in added]}),
         status_code=201,
@@ -141,7 +148,10 @@ def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     _admin(principal, "change a node group's settings")
-    group = control().set_group(req.route_params.get("name", ""), **_settings(_body(req)))
+    settings = _settings(_body(req))
+    if "name" in settings:
+        raise InvalidRequest("a node group's name cannot change: create a group of that name")
+    group = control().set_group(req.route_params.get("name", ""), **settings)
     return _group(group)
 
 

@@ -441,7 +441,9 @@ def test_the_api_sets_the_idle_policy_and_refuses_bad_text_with_422(host):
     assert (listed[AZ]["idlePolicy"], listed[AZ]["scaleDownDelayS"]) == ("keep", None)
     negative = client.patch(f"/api/nodegroups/{AZ}", json={"scaleDownDelayS": -1})
     assert negative.status_code == 422
-    assert negative.json()["error"] == "scale_down_delay_s must not be negative, got -1"
+    assert negative.json()["error"] == (
+        "scaleDownDelayS must be a number of seconds from 0 to 604,800 or null, got -1"
+    )
     own = client.patch(f"/api/nodegroups/{AZ}", json={"scaleDownDelayS": 300})
     assert (own.status_code, own.json()["scaleDownDelayS"]) == (200, 300)
     back = client.patch(f"/api/nodegroups/{AZ}", json={"scaleDownDelayS": None})

@@ -372,3 +372,25 @@ def test_lost_endings(missing_ago, listening_ago, state, lost):
     since = NOW - timedelta(seconds=listening_ago)
     found = reconciler.lost_endings([n], [t], now=NOW, timeout=T15, since=since)
     assert bool(found) is lost
+
+
+@pytest.mark.parametrize(
+    ("state", "fails"),
+    [
+        (TaskState.QUEUED, True),  # never sent: Failed at once, with the reason
+        (TaskState.DISPATCHING, False),  # already sent: its own lifecycle goes on
+        (R, False),
+        (TaskState.FINISHED, False),
+        (TaskState.CANCELED, False),
+    ],
+)
+def test_a_task_whose_assignment_cannot_be_sent_fails_only_while_queued(state, fails):
+    t = task(state=state, attempt=0)
+    change = lifecycle.undeliverable(t, "its assignment is 300,000 bytes", NOW)
+    if fails:
+        assert change == lifecycle.TaskChange(TaskState.QUEUED, TaskState.FAILED)
+        assert (t.state, t.error, t.attempt) == (
+            TaskState.FAILED, "its assignment is 300,000 bytes", 0
+        )
+    else:
+        assert change is None and t.state is state

@@ -98,6 +98,12 @@ def _act(action: str, names: list[str] | None, group: str | None) -> None:
                 n["name"] for n in nodes if group.lower() in (g.lower() for g in n["groups"])
             ]
             if not targets:
+                known = [g["name"] for g in client.list_node_groups().get("groups", [])]
+                if group.lower() not in (k.lower() for k in known):
+                    raise CliError(
+                        f"node group {group!r} does not exist (hpc nodegroup list): "
+                        f"{', '.join(known)}"
+                    )
                 raise CliError(f"node group {group} has no nodes")
         for name in targets:
             result: Any = client.node_action(name, action)

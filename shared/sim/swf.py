@@ -10,6 +10,7 @@ zero) are skipped. Header lines start with ``;``. ``.gz`` files are read as gzip
 from __future__ import annotations
 
 import gzip
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ def parse(lines: Iterator[str] | list[str]) -> Iterator[SwfJob]:
             allocated, requested, limit = int(fields[4]), int(fields[7]), float(fields[8])
         except ValueError:
             raise SwfError(f"line {number}: not numbers: {text[:80]!r}") from None
+        if not all(math.isfinite(x) for x in (submit, run, limit)):
+            raise SwfError(f"line {number}: times must be finite numbers: {text[:80]!r}")
         procs = requested if requested > 0 else allocated
         if run <= 0 or procs <= 0:
             continue

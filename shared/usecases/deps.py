@@ -90,18 +90,21 @@ class Deps:
         A RunTask lives half of HPC_DISPATCH_TIMEOUT_S on the bus: the broker never delivers
         it after that, so once the reconciler gives a dispatch up (after the whole timeout)
         the node cannot start it any more, even if it gets its session back only then."""
-        ttl_ms = max(1, int(self.settings.dispatch_timeout_s * 500))
         per_node: dict[str, list[OutgoingMessage]] = defaultdict(list)
         for node, message in assignments:
-            per_node[node].append(
-                OutgoingMessage(
-                    body=message.to_bytes(),
-                    session_id=node,
-                    time_to_live_ms=ttl_ms if isinstance(message, RunTask) else None,
-                )
-            )
+            per_node[node].append(self.node_message(node, message))
         for messages in per_node.values():
             self.bus.send(NODES_QUEUE, messages)
+
+    def node_message(self, node: str, message: RunTask | CancelTask) -> OutgoingMessage:
+        """An assignment as it goes on the bus (so its size can be checked before it is
+        committed as sent)."""
+        ttl_ms = max(1, int(self.settings.dispatch_timeout_s * 500))
+        return OutgoingMessage(
+            body=message.to_bytes(),
+            session_id=node,
+            time_to_live_ms=ttl_ms if isinstance(message, RunTask) else None,
+        )
 
     def reply(self, agent_id: str, message: Message) -> None:
         """Answer one agent process on its own replies session."""

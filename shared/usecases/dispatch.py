@@ -20,10 +20,13 @@ from shared.domain.models import Task, TaskRange
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.states import JobState
 from shared.errors import Conflict, NotFound
+from shared.ports.bus import MAX_MESSAGE_BYTES
 from shared.ports.store import MAX_BATCH
+from shared.usecases import taskdeps
 from shared.usecases.deps import Deps, chunks
 from shared.usecases.queries import used_cores
 from shared.usecases.queue import runnable_queue
+from shared.usecases.settling import settle
 
 RANGES_PER_COMMIT = 10
 CHUNK = MAX_BATCH - 1 - RANGES_PER_COMMIT
@@ -96,21 +99,37 @@ def _commit_chunk(
     now = deps.clock()
     batch: list[Task] = []
     runs: list[tuple[str, RunTask]] = []
+    failed = False
     for p in chunk:
         task = tasks[(p.job_id, p.task_id)]
         node = nodes[p.node]
-        change = lifecycle.dispatch(
-            task, node=node.name, incarnation=node.incarnation, now=now, hosts=p.hosts
-        )
-        job.count(change.old, change.new, name=task.name)
+        run = _run_task(task, node, p.group)
+        size = deps.node_message(node.name, run).size_bytes()
+        if size > MAX_MESSAGE_BYTES:
+            reason = (
+                f"its assignment is {size:,} bytes; a bus message is at most "
+                f"{MAX_MESSAGE_BYTES:,} (Service Bus Standard): shorten its command, env or paths"
+            )
+            change = lifecycle.undeliverable(task, reason, now)
+            failed = True
+        else:
+            change = lifecycle.dispatch(
+                task, node=node.name, incarnation=node.incarnation, now=now, hosts=p.hosts
+            )
+            runs.append((node.name, run))
+        if change is not None:
+            job.count(change.old, change.new, name=task.name)
         batch.append(task)
-        runs.append((node.name, _run_task(task, node, p.group)))
-    if job.state is JobState.QUEUED:
+    if job.state is JobState.QUEUED and runs:
         job.move_to(JobState.RUNNING, now=now)
     try:
         deps.store.commit(job=job, tasks=batch, ranges=ranges)
     except Conflict:
         return None
+    if failed:
+        settle(deps, job_id)
+        if taskdeps.has_doomed(job):
+            taskdeps.cancel_doomed_tasks(deps, job_id)
     return runs
 
 

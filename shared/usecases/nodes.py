@@ -16,6 +16,7 @@ from typing import Any
 from shared.domain import ownership
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_group
+from shared.domain.groupsettings import apply_settings
 from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.errors import Conflict, InvalidRequest, NotFound
@@ -24,27 +25,6 @@ from shared.usecases.deps import Deps
 from shared.usecases.idle_policy import check_group
 from shared.usecases.losses import lose_attempts
 from shared.usecases.operations import record_operation
-
-GROUP_SETTINGS = {
-    "description": str,
-    "min_nodes": int,
-    "max_nodes": int,
-    "node_cores": int,
-    "size": str,
-    "autoscale": bool,
-    "grow_interval_s": float,
-    "shrink_interval_s": float,
-    "shrink_idle_times": int,
-    "grow_threshold": int,
-    "tasks_per_resource_unit": int,
-    "extra_nodes_grow_ratio": int,
-    "grow_by_min": bool,
-    "provider": str,
-    "idle_policy": str,
-    "boot_delay_s": float,
-    "scale_down_delay_s": float,
-}
-"""What ``hpc nodegroup set`` may change, and its type."""
 
 
 def group_of(deps: Deps, name: str) -> NodeGroup:
@@ -267,7 +247,10 @@ def set_node_groups(deps: Deps, names: Iterable[str], groups: Iterable[str]) -> 
 
         def write(node_name: str = node_name) -> Node:
             node = deps.store.get_node(node_name)  # NotFound: 404 naming it
-            node.groups = ownership.admin_groups(node, wanted, deps.store.list_groups())
+            groups = deps.store.list_groups()
+            chosen = ownership.admin_groups(node, wanted, groups)
+            _room_for(deps, node, chosen, groups)
+            node.groups = chosen
             deps.store.put_node(node)
             return node
 
@@ -276,6 +259,18 @@ def set_node_groups(deps: Deps, names: Iterable[str], groups: Iterable[str]) -> 
         raise InvalidRequest("name at least one node")
     deps.kick()  # queued work may fit the new groups
     return out
+
+
+def _room_for(deps: Deps, node: Node, chosen: list[str], groups: list[NodeGroup]) -> None:
+    """A managed group's max nodes bounds its members, as ``hpc node add`` does."""
+    added = [g for g in groups if g.name in chosen and g.name not in node.groups]
+    for group in (g for g in added if g.provider and g.max_nodes):
+        members = sum(1 for n in deps.store.list_nodes() if group.name in n.groups)
+        if members >= group.max_nodes:
+            raise Conflict(
+                f"node group {group.name} may have at most {group.max_nodes} nodes and has "
+                f"{members}: raise it with `hpc nodegroup set {group.name} --max N`"
+            )
 
 
 def create_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
@@ -288,7 +283,7 @@ def create_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
         raise InvalidRequest(f"node group name {name!r}: letters, digits, _ . - (64 at most)")
     group = NodeGroup(name=name)
-    _apply(group, settings)
+    _apply(deps, group, settings)
     deps.store.put_group(group)
     return group
 
@@ -296,29 +291,13 @@ def create_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
 def set_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
     def write() -> NodeGroup:
         group = group_of(deps, name)
-        _apply(group, settings)
+        _apply(deps, group, settings)
         deps.store.put_group(group)
         return group
 
     return deps.retry(write)
 
 
-def _apply(group: NodeGroup, settings: dict[str, Any]) -> None:
-    for key, value in settings.items():
-        if key not in GROUP_SETTINGS:
-            raise InvalidRequest(
-                f"node group setting {key!r} is unknown; known: {', '.join(GROUP_SETTINGS)}"
-            )
-        kind = GROUP_SETTINGS[key]
-        if (
-            value is not None
-            and not isinstance(value, kind)
-            and not (kind is float and isinstance(value, int))
-        ):
-            raise InvalidRequest(f"{key} must be {kind.__name__}, got {value!r}")
-        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-            raise InvalidRequest(f"{key} must not be negative, got {value}")
-        setattr(group, key, value)
-    if group.max_nodes and group.min_nodes > group.max_nodes:
-        raise InvalidRequest(f"min nodes {group.min_nodes} is above max nodes {group.max_nodes}")
+def _apply(deps: Deps, group: NodeGroup, settings: dict[str, Any]) -> None:
+    apply_settings(group, settings, deps.compute.name if deps.compute else None)
     check_group(group)

@@ -50,6 +50,7 @@ from shared.domain.lifecycle.tasks import (
     rerun,
     task_ended,
     task_started,
+    undeliverable,
 )
 
 __all__ = [
@@ -76,4 +77,5 @@ __all__ = [
     "stopping",
     "task_ended",
     "task_started",
+    "undeliverable",
 ]

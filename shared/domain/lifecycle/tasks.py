@@ -173,6 +173,18 @@ def dispatch(
     return TaskChange(old, TaskState.DISPATCHING)
 
 
+def undeliverable(task: Task, reason: str, now: datetime) -> TaskChange | None:
+    """A queued task whose assignment cannot be sent (over the bus's message size): Failed
+    at once with the reason, never dispatched. Dispatching it would commit it Dispatching
+    and then fail the send of its node's whole batch, every pass, until retries ran out for
+    the tasks beside it too."""
+    if task.state is not TaskState.QUEUED:
+        return None
+    task.move_to(TaskState.FAILED, now=now)
+    task.error = reason
+    return TaskChange(TaskState.QUEUED, TaskState.FAILED)
+
+
 def cancel(task: Task, now: datetime) -> TaskChange | None:
     """A user cancel: a queued task ends now; an active one gets a CancelTask and ends when
     its agent reports it killed."""

@@ -1,0 +1,120 @@
+"""What a node group's settings may be (``hpc nodegroup create | set``, ``PATCH
+/api/nodegroups/{name}``): each setting's type and range, checked before anything is
+stored.
+
+Pure (no I/O). Why a table and not a bare ``setattr``: a stored group is read by every
+scheduler pass, submit and autoscaler run, so one bad value (a null, NaN, a float where a
+count goes) would make each of them fail until the document was mended by hand. So a value
+is refused with a 422 that names the setting as the API spells it, and says what it may be.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+
+from shared.domain.cluster import NodeGroup
+from shared.errors import InvalidRequest
+
+DAY_S = 86_400.0
+MAX_COUNT = 100_000
+"""Nodes in a group, tasks per unit of demand, grow threshold: far above any cluster's."""
+PROVIDERS = ("local", "azure")
+"""The compute providers (shared/wiring.py builds one from HPC_COMPUTE)."""
+MAX_CORES = 1_000_000
+"""The agent's own bound on a node's cores (shared.domain.messages.Cores)."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: type
+    low: float = 0
+    high: float = MAX_COUNT
+    nullable: bool = False
+    """None is a value of its own (e.g. provider None: on-prem; a default to go back to)."""
+
+
+GROUP_SETTINGS: dict[str, Setting] = {
+    "description": Setting(str, high=1024),
+    "min_nodes": Setting(int),
+    "max_nodes": Setting(int),
+    "node_cores": Setting(int, low=1, high=MAX_CORES),
+    "size": Setting(str, high=128, nullable=True),
+    "autoscale": Setting(bool),
+    "grow_interval_s": Setting(float, high=DAY_S),
+    "shrink_interval_s": Setting(float, high=DAY_S),
+    "shrink_idle_times": Setting(int, low=1, high=10_000),
+    "grow_threshold": Setting(int, low=1),
+    "tasks_per_resource_unit": Setting(int, low=1),
+    "extra_nodes_grow_ratio": Setting(int, high=10_000),
+    "grow_by_min": Setting(bool),
+    "provider": Setting(str, low=1, high=64, nullable=True),
+    "idle_policy": Setting(str, high=64),
+    "boot_delay_s": Setting(float, high=DAY_S),
+    "scale_down_delay_s": Setting(float, high=7 * DAY_S, nullable=True),
+}
+"""What ``hpc nodegroup set`` may change: type, range (a str's: its length) and whether
+null is allowed."""
+
+
+def api_name(key: str) -> str:
+    """A setting as the API and its errors spell it (``boot_delay_s`` -> ``bootDelayS``)."""
+    return to_camel(key)
+
+
+def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | None) -> None:
+    """Check each setting and set it on ``group``; InvalidRequest (422) naming the first bad
+    one. ``provider``: this cluster's compute provider (None: none), named in the error for
+    a provider that does not exist."""
+    for key, value in settings.items():
+        setting = GROUP_SETTINGS.get(key)
+        if setting is None:
+            known = ", ".join(api_name(k) for k in GROUP_SETTINGS)
+            raise InvalidRequest(f"node group setting {key!r} is unknown; known: {known}")
+        setattr(group, key, _checked(api_name(key), setting, value))
+    if "provider" in settings and group.provider not in (None, *PROVIDERS):
+        hint = f"this cluster's is {provider!r}" if provider else "this cluster has none"
+        raise InvalidRequest(
+            f"provider {_short(group.provider)} is not a compute provider: one of "
+            f"{', '.join(PROVIDERS)} ({hint}), or null for on-prem nodes"
+        )
+    if group.max_nodes and group.min_nodes > group.max_nodes:
+        raise InvalidRequest(f"min nodes {group.min_nodes} is above max nodes {group.max_nodes}")
+
+
+def _checked(name: str, setting: Setting, value: Any) -> Any:
+    if value is None:
+        if setting.nullable:
+            return None
+        raise InvalidRequest(f"{name} cannot be null: give {_what(setting)}")
+    kind = setting.kind
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise InvalidRequest(f"{name} must be {_what(setting)}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise InvalidRequest(f"{name} must be a finite number of seconds, got {value!r}")
+    size = len(value) if kind is str else value
+    if kind is not bool and not setting.low <= size <= setting.high:
+        shown = _short(value) if kind is str else f"{value:g}"
+        raise InvalidRequest(f"{name} must be {_what(setting)}, got {shown}")
+    return value
+
+
+def _what(setting: Setting) -> str:
+    low, high = f"{setting.low:g}", f"{int(setting.high):,}"
+    if setting.kind is bool:
+        return "true or false"
+    if setting.kind is str:
+        return f"text of at most {high} characters" + (" or null" if setting.nullable else "")
+    noun = "a whole number" if setting.kind is int else "a number of seconds"
+    return f"{noun} from {low} to {high}" + (" or null" if setting.nullable else "")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(value):,} characters)"
