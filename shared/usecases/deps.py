@@ -90,11 +90,15 @@ class Deps:
         A RunTask lives half of HPC_DISPATCH_TIMEOUT_S on the bus: the broker never delivers
         it after that, so once the reconciler gives a dispatch up (after the whole timeout)
         the node cannot start it any more, even if it gets its session back only then."""
-        per_node: dict[str, list[OutgoingMessage]] = defaultdict(list)
-        for node, message in assignments:
-            per_node[node].append(self.node_message(node, message))
-        for messages in per_node.values():
-            self.bus.send(NODES_QUEUE, messages)
+        self.send_node_messages(self.node_message(node, m) for node, m in assignments)
+
+    def send_node_messages(self, messages: Iterable[OutgoingMessage]) -> None:
+        """Send messages made by :meth:`node_message`: one batch per node (session)."""
+        per_node: dict[str | None, list[OutgoingMessage]] = defaultdict(list)
+        for message in messages:
+            per_node[message.session_id].append(message)
+        for batch in per_node.values():
+            self.bus.send(NODES_QUEUE, batch)
 
     def node_message(self, node: str, message: RunTask | CancelTask) -> OutgoingMessage:
         """An assignment as it goes on the bus (so its size can be checked before it is

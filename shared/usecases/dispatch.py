@@ -20,7 +20,7 @@ from shared.domain.models import Task, TaskRange
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.states import JobState
 from shared.errors import Conflict, NotFound
-from shared.ports.bus import MAX_MESSAGE_BYTES
+from shared.ports.bus import MAX_MESSAGE_BYTES, OutgoingMessage
 from shared.ports.store import MAX_BATCH
 from shared.usecases import taskdeps
 from shared.usecases.deps import Deps, chunks
@@ -74,7 +74,7 @@ def schedule_pass(deps: Deps) -> int:
             if batch is None:
                 deps.kick()  # the job or a task changed under us: the next pass retries
                 break
-            deps.send_to_nodes((node, run) for node, run in batch)
+            deps.send_node_messages(batch)
             dispatched += len(batch)
     return dispatched
 
@@ -85,7 +85,9 @@ def _commit_chunk(
     chunk: Sequence[scheduler.Placement],
     tasks: dict[tuple[int, int], Task],
     nodes: dict[str, Node],
-) -> list[tuple[str, RunTask]] | None:
+) -> list[OutgoingMessage] | None:
+    """Commit the chunk's tasks as dispatched (one transaction with the job's counts) and
+    return their assignments as bus messages; None: the job or a task changed under us."""
     try:
         job = deps.store.get_job(job_id)
     except NotFound:
@@ -98,13 +100,17 @@ def _commit_chunk(
         return None
     now = deps.clock()
     batch: list[Task] = []
-    runs: list[tuple[str, RunTask]] = []
+    runs: list[OutgoingMessage] = []
     failed = False
     for p in chunk:
         task = tasks[(p.job_id, p.task_id)]
         node = nodes[p.node]
-        run = _run_task(task, node, p.group)
-        size = deps.node_message(node.name, run).size_bytes()
+        placed = task.model_copy()  # the assignment is made from the task as dispatched
+        lifecycle.dispatch(
+            placed, node=node.name, incarnation=node.incarnation, now=now, hosts=p.hosts
+        )
+        message = deps.node_message(node.name, _run_task(placed, node, p.group))
+        size = message.size_bytes()
         if size > MAX_MESSAGE_BYTES:
             reason = (
                 f"its assignment is {size:,} bytes; a bus message is at most "
@@ -116,7 +122,7 @@ def _commit_chunk(
             change = lifecycle.dispatch(
                 task, node=node.name, incarnation=node.incarnation, now=now, hosts=p.hosts
             )
-            runs.append((node.name, run))
+            runs.append(message)
         if change is not None:
             job.count(change.old, change.new, name=task.name)
         batch.append(task)
