@@ -2,7 +2,8 @@
 
 Every failure, whether the control plane answered with an error or could not
 be reached at all, is raised as :class:`ApiError` with a message that says
-what to fix, so callers never see httpx exceptions. Methods return the API's
+what to fix, so callers never see httpx exceptions; input no route could carry
+(see :func:`hpc.client_http.segment`) is refused before sending. Methods return the API's
 JSON unchanged (camelCase dicts), which is what ``--json`` prints.
 
 The plumbing (connection, token, errors) is in :mod:`hpc.client_http`, the output routes
@@ -12,12 +13,24 @@ The plumbing (connection, token, errors) is in :mod:`hpc.client_http`, the outpu
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
-from hpc.client_http import ApiError
+from hpc.client_http import ApiError, segment
 from hpc.client_output import OutputPage, OutputRoutes, Stream
+from hpc.errors import InvalidInput
+from shared.domain.templates import check_template_name
+from shared.errors import InvalidRequest
 
 __all__ = ["ApiClient", "ApiError", "OutputPage", "Stream"]
+
+
+def _template(name: str) -> str:
+    """The template route for ``name``, checked by the server's own rule first: a name the
+    server could never hold would otherwise reach another route (``a/b``) or none (``''``)."""
+    try:
+        check_template_name(name)
+    except InvalidRequest as e:
+        raise InvalidInput(str(e)) from None
+    return f"templates/{segment(name, 'template name')}"
 
 
 class ApiClient(OutputRoutes):
@@ -107,18 +120,19 @@ class ApiClient(OutputRoutes):
         return self._json("POST", "nodes", json=body)
 
     def set_node(self, name: str, *, groups: list[str]) -> dict[str, Any]:
-        return self._json("PATCH", f"nodes/{name}", json={"groups": groups})
+        return self._json("PATCH", f"nodes/{segment(name, 'node name')}", json={"groups": groups})
 
     def node_action(self, name: str, action: str) -> dict[str, Any]:
+        node = segment(name, "node name")
         if action == "remove":
-            return self._json("DELETE", f"nodes/{name}")
-        return self._json("POST", f"nodes/{name}/{action}")
+            return self._json("DELETE", f"nodes/{node}")
+        return self._json("POST", f"nodes/{node}/{action}")
 
     def create_node_group(self, name: str, **settings: Any) -> dict[str, Any]:
         return self._json("POST", "nodegroups", json={"name": name, **settings})
 
     def set_node_group(self, name: str, **settings: Any) -> dict[str, Any]:
-        return self._json("PATCH", f"nodegroups/{name}", json=settings)
+        return self._json("PATCH", f"nodegroups/{segment(name, 'node group name')}", json=settings)
 
     def autoscale_log(self, *, group: str | None = None, limit: int = 200) -> dict[str, Any]:
         return self._json("GET", "autoscale/log", params={"group": group, "limit": limit})
@@ -132,7 +146,7 @@ class ApiClient(OutputRoutes):
 
     def get_template_etag(self, name: str) -> tuple[dict[str, Any], str | None]:
         """A template and its ``ETag`` (send it back as ``if_match`` to change it safely)."""
-        response = self._send("GET", f"templates/{quote(name, safe='')}")
+        response = self._send("GET", _template(name))
         return self._decode(response), response.headers.get("ETag")
 
     def put_template(
@@ -140,10 +154,8 @@ class ApiClient(OutputRoutes):
     ) -> dict[str, Any]:
         """Create or replace a template (admins only); with ``if_match``, only if unchanged."""
         headers = {"If-Match": if_match} if if_match else None
-        response = self._send(
-            "PUT", f"templates/{quote(name, safe='')}", json=template, extra_headers=headers
-        )
+        response = self._send("PUT", _template(name), json=template, extra_headers=headers)
         return self._decode(response)
 
     def delete_template(self, name: str) -> dict[str, Any]:
-        return self._json("DELETE", f"templates/{quote(name, safe='')}")
+        return self._json("DELETE", _template(name))

@@ -2,17 +2,27 @@
 
 Every failure, whether the control plane answered with an error or could not
 be reached at all, becomes :class:`ApiError` with a message that says what to fix.
+Input no request could carry (a name holding ``/``, inf or nan in a body, a token
+that is not ASCII) is refused before sending, as :class:`hpc.errors.InvalidInput` or
+:class:`hpc.errors.CliError`, rather than escaping as an httpx or encoder exception.
 """
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
-from hpc.errors import CliError
+from hpc.errors import CliError, InvalidInput
 from shared.settings import Settings
+
+try:  # Typer carries its own copy of Click, whose context the running command is in
+    from typer._click.globals import get_current_context
+except ImportError:  # a Typer that uses Click itself
+    from click import get_current_context  # type: ignore[no-redef]
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -36,17 +46,92 @@ def _root_url(url: str) -> str:
     return url.removesuffix("/api")
 
 
-def _read_token(settings: Settings) -> str | None:
+def _read_token(settings: Settings) -> tuple[str | None, str]:
+    """The configured token (None if none) and where it came from, to name in errors."""
     if settings.token:
-        return settings.token.strip() or None
+        return settings.token.strip() or None, "HPC_TOKEN"
     try:
-        return settings.token_path.read_text().strip() or None
+        token = settings.token_path.read_text().strip() or None
     except FileNotFoundError:
-        return None
+        token = None
+    except UnicodeDecodeError:
+        token = settings.token_path.read_bytes().decode("latin-1").strip() or None
     except OSError as e:
         raise ApiError(
             0, f"cannot read the token file {settings.token_path}: {e.strerror}"
         ) from None
+    return token, f"the token in {settings.token_path}"
+
+
+def _check_token(token: str, source: str) -> None:
+    """Refuse a token no server issued: HTTP headers carry ASCII only (httpx would raise
+    UnicodeEncodeError), and ``hpc up`` writes letters, digits, ``-`` and ``_``."""
+    bad = next((c for c in token if not "!" <= c <= "~"), None)
+    if bad is not None:
+        raise CliError(
+            f"{source} is not a valid API token: it must be ASCII letters, digits and "
+            f"punctuation without spaces, as `hpc up` writes it (it holds {bad!r})"
+        )
+
+
+def segment(value: str, what: str) -> str:
+    """``value`` as one path segment of a route (percent-encoded), refused if no route can
+    carry it: the host decodes ``%2F`` back to ``/`` (another route), and an empty name,
+    ``.`` or ``..`` drops or climbs a segment (the collection's route, or none)."""
+    if not value.strip():
+        raise InvalidInput(f"the {what} is empty: give its name")
+    if "/" in value or value in (".", ".."):
+        raise InvalidInput(f"{what} {value!r}: a name cannot hold '/' or be '.' or '..'")
+    return quote(value, safe="")
+
+
+def _non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """The first number in a JSON body that JSON cannot hold (inf, -inf, nan), with where."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items: Any = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _same(a: Any, b: float) -> bool:
+    """Whether ``a`` is the float ``b`` (nan included, which equals nothing)."""
+    return isinstance(a, float) and (a == b or (math.isnan(a) and math.isnan(b)))
+
+
+def _option_given(value: float) -> str | None:
+    """The option of the running ``hpc`` command that was given ``value``, to name it in an
+    error (None outside a command, or if no option holds it, e.g. a value from a file)."""
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return None
+    for param in ctx.command.params:
+        given = ctx.params.get(param.name or "")
+        values = given if isinstance(given, list | tuple) else [given]
+        if any(_same(v, value) for v in values):
+            opts = [o for o in param.opts if o.startswith("--")]
+            return opts[0] if opts else (param.name or "").upper() or None
+    return None
+
+
+def _check_finite(body: Any) -> None:
+    """Refuse inf and nan before sending (Python parses them as floats, JSON has no such
+    numbers, and httpx's encoder raises ValueError), naming the option that gave them."""
+    found = _non_finite(body)
+    if found is None:
+        return
+    path, value = found
+    option = _option_given(value)
+    if option is not None:
+        raise InvalidInput(f"{option} must be a finite number, not {value}")
+    raise InvalidInput(f"{path or 'the request'} must be a finite number, not {value}")
 
 
 class HttpClient:
@@ -64,7 +149,9 @@ class HttpClient:
         settings = settings or Settings()
         self.url = _root_url(base_url or settings.api_url)
         self.timeout_s = timeout_s
-        self._token = token or _read_token(settings)
+        self._token, self._token_source = (
+            (token, "the API token given") if token else _read_token(settings)
+        )
         self._token_path = settings.token_path
         try:
             self._http = httpx.Client(base_url=self.url + "/api/", timeout=timeout_s)
@@ -100,6 +187,7 @@ class HttpClient:
                 f"no API token: run `hpc up` (it writes {self._token_path}) "
                 "or set HPC_TOKEN (and HPC_HOME if `hpc up` used another one)",
             )
+        _check_token(self._token, self._token_source)
         return {"Authorization": f"Bearer {self._token}"}
 
     def _send(
@@ -112,6 +200,7 @@ class HttpClient:
         auth: bool = True,
         extra_headers: dict[str, str] | None = None,
     ) -> httpx.Response:
+        _check_finite(json)
         headers = self._auth_headers() if auth else {}
         headers.update(extra_headers or {})
         if params:

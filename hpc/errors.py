@@ -1,4 +1,4 @@
-"""The one error type the CLI turns into a single red line instead of a traceback."""
+"""The error types the CLI turns into a single red line instead of a traceback."""
 
 from __future__ import annotations
 
@@ -13,3 +13,14 @@ class CliError(Exception):
     def __init__(self, message: str, *, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class InvalidInput(CliError):
+    """Input the client refuses before sending anything (exit 2, as for a bad option).
+
+    Not an :class:`hpc.client_http.ApiError`: no request was made, so callers that retry
+    an unreachable control plane (status 0) or look at an HTTP status must not catch it.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 2) -> None:
+        super().__init__(message, exit_code=exit_code)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.cluster import Meta
+from shared.domain.groupnames import unknown_groups
 from shared.domain.jobspec import JobSpec
 from shared.domain.templates import (
     DEFAULT_TEMPLATE,
@@ -106,6 +107,13 @@ def put(
             "leave it out or make them the same"
         )
     template = JobTemplate.parse({**data, "name": given})
+    missing, field, known = _unknown_default_groups(deps, template)
+    if missing:
+        raise InvalidRequest(
+            f"template {given!r}: {_groups_phrase(missing)} in {field} "
+            f"{'does' if len(missing) == 1 else 'do'} not exist{_role(field)}; "
+            f"see `hpc nodegroup list` (known groups: {', '.join(known) or 'none'})"
+        )
 
     def write() -> tuple[StoredTemplate, bool]:
         meta, current = _read(deps, name)
@@ -159,9 +167,58 @@ def _index(deps: Deps, *, add: str | None = None, remove: str | None = None) -> 
 
 def resolve(deps: Deps, spec: JobSpec) -> JobSpec:
     """The spec under its template: the one it names (NotFound if there is none of that
-    name), else the Default template if an admin created one, else none."""
+    name), else the Default template if an admin created one, else none.
+
+    A template saved before its groups were checked (or whose group was since removed) may
+    give a job a group that does not exist: NotFound then names the template, since the
+    job itself named no group."""
     if spec.template:
         template: JobTemplate | None = get(deps, spec.template).template
     else:
         _, template = _read(deps, DEFAULT_TEMPLATE)
-    return apply_template(spec, template)
+    resolved = apply_template(spec, template)
+    if template is not None and not spec.node_groups and resolved.node_groups:
+        missing, field, known = _unknown_default_groups(deps, template)
+        if missing:
+            option = "--nodegroup" if field == "nodeGroups" else "--allowed-nodegroup"
+            raise NotFound(
+                f"{_groups_phrase(missing)} {'does' if len(missing) == 1 else 'do'} not exist: "
+                f"template {template.name!r} gives {'it' if len(missing) == 1 else 'them'} "
+                f"({field}) to jobs that name no group; name one with --nodegroup, or an admin "
+                f"fixes the template (`hpc template set {template.name} {option} GROUP`); "
+                f"known groups: {', '.join(known) or 'none'}"
+            )
+    return resolved
+
+
+def _default_groups(template: JobTemplate) -> tuple[list[str], str]:
+    """The groups the template gives a job that names none, and the field they come from
+    (``allowedNodeGroups`` serves as the default when ``nodeGroups`` is not set)."""
+    if template.node_groups:
+        return template.node_groups, "nodeGroups"
+    return template.allowed_node_groups or [], "allowedNodeGroups"
+
+
+def _unknown_default_groups(deps: Deps, template: JobTemplate) -> tuple[list[str], str, list[str]]:
+    """The template's default groups that name no group (in any case), their field, and the
+    known groups: what submit accepts (check_fits), the groups and any group a node holds.
+    The nodes are read only when the groups alone leave a name unknown."""
+    groups, field = _default_groups(template)
+    if not groups:
+        return [], field, []
+    known = {g.name for g in deps.store.list_groups()}
+    if unknown_groups(groups, known):
+        known |= {g for n in deps.store.list_nodes() for g in n.groups}
+    return unknown_groups(groups, known), field, sorted(known, key=str.lower)
+
+
+def _groups_phrase(names: list[str]) -> str:
+    quoted = ", ".join(repr(n) for n in names)
+    return f"node group {quoted}" if len(names) == 1 else f"node groups {quoted}"
+
+
+def _role(field: str) -> str:
+    """Why an unknown allowed group matters: it is then every job's default."""
+    if field == "allowedNodeGroups":
+        return " (with no nodeGroups set, they are the groups of jobs that name none)"
+    return ""
