@@ -17,6 +17,7 @@ from functions import (
     reconciler,
     scheduler,
     templates_api,
+    users_api,
 )
 
 # Timer schedules are app settings (%HPC_RECONCILE_SCHEDULE%, %HPC_AUTOSCALE_SCHEDULE%):
@@ -31,4 +32,5 @@ app.register_functions(reconciler.bp)
 app.register_functions(autoscaler.bp)
 app.register_functions(nodes_api.bp)
 app.register_functions(templates_api.bp)
+app.register_functions(users_api.bp)
 app.register_functions(dashboard.bp)

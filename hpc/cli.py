@@ -33,7 +33,17 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from hpc.commands import agents, autoscale, jobs, nodegroups, nodes, sim, tasks, templates
+from hpc.commands import (
+    agents,
+    autoscale,
+    jobs,
+    nodegroups,
+    nodes,
+    sim,
+    tasks,
+    templates,
+    users,
+)
 from hpc.commands.dashboard import dashboard
 from hpc.commands.up import up
 from hpc.common import stderr_console
@@ -112,6 +122,7 @@ app.add_typer(sim.app, name="sim")
 app.add_typer(nodegroups.app, name="nodegroup")
 app.add_typer(autoscale.app, name="autoscale")
 app.add_typer(templates.app, name="template")
+app.add_typer(users.app, name="user")
 
 
 def main() -> None:

@@ -134,6 +134,16 @@ class ApiClient(OutputRoutes):
     def set_node_group(self, name: str, **settings: Any) -> dict[str, Any]:
         return self._json("PATCH", f"nodegroups/{segment(name, 'node group name')}", json=settings)
 
+    def add_user(self, name: str, role: str) -> dict[str, Any]:
+        """``{"name", "role", "tokens", "token"}``: the new token, shown this once."""
+        return self._json("POST", "users", json={"name": name, "role": role})
+
+    def list_users(self) -> dict[str, Any]:
+        return self._json("GET", "users")
+
+    def remove_user(self, name: str) -> dict[str, Any]:
+        return self._json("DELETE", f"users/{segment(name, 'user name')}")
+
     def autoscale_log(self, *, group: str | None = None, limit: int = 200) -> dict[str, Any]:
         return self._json("GET", "autoscale/log", params={"group": group, "limit": limit})
 

@@ -196,3 +196,24 @@ class CosmosStore(CosmosJobs, Store):
         doc_id = docs.cluster_id("token", token_sha256)
         doc = self._read(self._cluster, doc_id, doc_id)
         return None if doc is None else Principal.model_validate(doc["body"])
+
+    def list_tokens(self) -> list[tuple[str, Principal]]:
+        """Cross-partition (each token is its own partition): an admin's rare listing."""
+        query = docs.Query(
+            "SELECT * FROM c WHERE c.type = @type", [{"name": "@type", "value": "token"}]
+        )
+        out = [
+            (d["id"].split(":", 1)[1], Principal.model_validate(d["body"]))
+            for d in self._query(self._cluster, query)
+        ]
+        return sorted(out, key=lambda pair: pair[0])
+
+    def remove_token(self, token_sha256: str) -> bool:
+        doc_id = docs.cluster_id("token", token_sha256)
+        try:
+            self._cluster.delete_item(doc_id, partition_key=doc_id, response_hook=self._hook)
+        except CosmosHttpResponseError as error:
+            if error.status_code == 404:
+                return False
+            raise
+        return True

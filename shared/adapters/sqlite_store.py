@@ -139,3 +139,12 @@ class SqliteStore(SqliteJobs, Store):
             .fetchone()
         )
         return None if row is None else Principal.model_validate_json(row[0])
+
+    def list_tokens(self) -> list[tuple[str, Principal]]:
+        rows = self._con().execute("SELECT sha256, doc FROM tokens ORDER BY sha256").fetchall()
+        return [(str(r[0]), Principal.model_validate_json(r[1])) for r in rows]
+
+    def remove_token(self, token_sha256: str) -> bool:
+        with self._transaction() as con:
+            gone = con.execute("DELETE FROM tokens WHERE sha256 = ?", (token_sha256,))
+            return gone.rowcount > 0

@@ -288,6 +288,14 @@ class Store(ABC):
     def find_token(self, token_sha256: str) -> Principal | None:
         """The principal of a token digest, or None."""
 
+    @abstractmethod
+    def list_tokens(self) -> list[tuple[str, Principal]]:
+        """Every token digest and its principal (for ``hpc user list``; a few per user)."""
+
+    @abstractmethod
+    def remove_token(self, token_sha256: str) -> bool:
+        """Forget a token digest (it no longer authenticates); False if it was unknown."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

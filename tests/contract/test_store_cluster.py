@@ -160,3 +160,16 @@ def test_token_is_found_by_its_digest(store: Store) -> None:
 def test_unknown_token_finds_nobody(store: Store) -> None:
     store.add_token("ab" * 32, Principal(name="alice"))
     assert store.find_token("cd" * 32) is None
+
+
+def test_tokens_are_listed_and_a_removed_one_finds_nobody(store: Store) -> None:
+    alice, bob = Principal(name="alice", role="user"), Principal(name="bob", role="admin")
+    store.add_token("ab" * 32, alice)
+    store.add_token("cd" * 32, bob)
+    store.add_token("ef" * 32, alice)
+    assert store.list_tokens() == [("ab" * 32, alice), ("cd" * 32, bob), ("ef" * 32, alice)]
+    assert store.remove_token("ab" * 32) is True
+    assert store.remove_token("ab" * 32) is False  # gone already
+    assert store.find_token("ab" * 32) is None
+    assert store.find_token("ef" * 32) == alice  # her other token still works
+    assert [d for d, _ in store.list_tokens()] == ["cd" * 32, "ef" * 32]

@@ -1,0 +1,61 @@
+"""``hpc user``: API users (admins only): add one and show its token once, list, remove."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hpc.common import JsonOption, api_client, print_json, stderr_console, stdout_console
+from hpc.render import _cells, dash
+
+app = typer.Typer(help="API users and their tokens (admins only).", no_args_is_help=True)
+
+
+@app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="The user's name (as its OS account's).")],
+    admin: Annotated[bool, typer.Option("--admin", help="Give it the admin role.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a user, or another token for one: the token is shown this once (only its digest
+    is stored). Its jobs are its own: only it or an admin may cancel or change them."""
+    with api_client() as client:
+        data = client.add_user(name, "admin" if admin else "user")
+    if as_json:
+        print_json(data)
+        return
+    token = str(data.get("token", ""))
+    stderr_console().print(
+        f"user {dash(data.get('name'))} (role {dash(data.get('role'))}) has "
+        f"{data.get('tokens')} token(s); the new one is below, shown this once: keep it "
+        "secret, the user sets it as HPC_TOKEN"
+    )
+    print(token)
+
+
+@app.command("list")
+def user_list(as_json: JsonOption = False) -> None:
+    """Users, their roles and how many tokens sign in as each."""
+    with api_client() as client:
+        data = client.list_users()
+    if as_json:
+        print_json(data)
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("Name", "Role", "Tokens"):
+        table.add_column(column)
+    for u in data.get("users", []):
+        table.add_row(*_cells(dash(u.get("name")), dash(u.get("role")), dash(u.get("tokens"))))
+    stdout_console().print(table)
+
+
+@app.command("remove")
+def user_remove(name: Annotated[str, typer.Argument(help="The user.")]) -> None:
+    """Revoke every token of the user: it can no longer sign in. Its jobs stay."""
+    with api_client() as client:
+        data = client.remove_user(name)
+    stdout_console().print(
+        f"user {dash(data.get('name'))}: {data.get('revokedTokens')} token(s) revoked"
+    )

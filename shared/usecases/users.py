@@ -1,0 +1,74 @@
+"""API users: an admin adds one (a bearer token, shown once), lists them, removes one.
+
+A user is the name and role its tokens carry (``Principal``); its jobs carry the name as
+their ``owner``, and only the owner or an admin may change a job (HPC Pack's rule). Only
+each token's SHA-256 digest is stored (shared/auth.py), so a lost token cannot be shown
+again: add another, or remove the user and add it anew. Names follow POSIX user names
+(letters, digits, ``_ . -``; 32 at most), the accounts a task could one day run as.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from shared.auth import digest
+from shared.domain.cluster import Principal
+from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.usecases.deps import Deps
+
+USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+ROLES = ("user", "admin")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    tokens: int
+    """Tokens that sign in as it (each ``hpc user add`` adds one)."""
+
+
+def add_user(deps: Deps, name: str, role: str = "user") -> tuple[User, str]:
+    """A new token for ``name`` (the user is made by its first); the user and the token."""
+    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
+        shown = name if not isinstance(name, str) or len(name) <= 40 else f"{name[:40]}..."
+        raise InvalidRequest(
+            f"user name {shown!r}: a letter or _ first, then letters, digits, _ . - "
+            "(32 characters at most, as a POSIX user name)"
+        )
+    if role not in ROLES:
+        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    same = [u for u in list_users(deps) if u.name == name]
+    if same and same[0].role != role:
+        raise Conflict(
+            f"user {name} exists with role {same[0].role}: remove it first "
+            f"(hpc user remove {name}) to give it role {role}"
+        )
+    token = secrets.token_urlsafe(32)
+    deps.store.add_token(digest(token), Principal(name=name, role=role))
+    return User(name, role, (same[0].tokens if same else 0) + 1), token
+
+
+def list_users(deps: Deps) -> list[User]:
+    """Every user, by name, with how many tokens sign in as it."""
+    counts: dict[tuple[str, str], int] = {}
+    for _, principal in deps.store.list_tokens():
+        key = (principal.name, principal.role)
+        counts[key] = counts.get(key, 0) + 1
+    return [User(name, role, n) for (name, role), n in sorted(counts.items())]
+
+
+def remove_user(deps: Deps, name: str, caller: Principal) -> int:
+    """Revoke every token of ``name`` (its jobs stay, with their owner); how many."""
+    if name == caller.name:
+        raise Conflict(
+            f"you are {name}: removing yourself would leave this token unable to sign in; "
+            "ask another admin"
+        )
+    mine = [d for d, p in deps.store.list_tokens() if p.name == name]
+    removed = sum(1 for d in mine if deps.store.remove_token(d))
+    if not mine:
+        raise NotFound(f"user {name!r} does not exist (hpc user list)")
+    return removed
