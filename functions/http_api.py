@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import azure.functions as func
@@ -19,10 +20,12 @@ import azure.functions as func
 from functions.context import control
 from shared.auth import authenticate
 from shared.domain.cluster import Principal
+from shared.domain.jobspec import utc_time
+from shared.domain.messages import MAX_ID
 from shared.domain.models import Job, Task
 from shared.domain.records import Record
 from shared.domain.states import JobState, TaskState
-from shared.errors import HpcError, TooLarge
+from shared.errors import HpcError, InvalidRequest, NotFound, TooLarge
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
 
 bp = func.Blueprint()
@@ -85,18 +88,66 @@ def api(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
     return endpoint
 
 
-def _int(value: str | None, what: str, default: int | None = None, minimum: int = 0) -> int:
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
+def _int(
+    value: str | None,
+    what: str,
+    default: int | None = None,
+    minimum: int = 0,
+    maximum: int = MAX_ID,
+) -> int:
+    """A whole number in ASCII digits (``int()`` takes full-width and other scripts' digits
+    too), ``minimum`` to ``maximum``: by default no more than an id can be (MAX_ID), which
+    keeps every number the stores compute with (``limit + 1``, ``offset + limit``) in 64 bits."""
     if value is None or value == "":
         if default is None:
             raise BadRequest(f"{what} is required")
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(f"{what} must be a whole number, got {value!r}") from None
+    if not _DIGITS.fullmatch(value):
+        raise BadRequest(f"{what} must be a whole number in digits 0-9, got {value!r}")
+    if _beyond(value, maximum):
+        raise BadRequest(f"{what} must be at most {maximum}, got {value}")
+    number = int(value)
     if number < minimum:
         raise BadRequest(f"{what} must be at least {minimum}, got {number}")
     return number
+
+
+def _beyond(digits: str, maximum: int) -> bool:
+    """``digits`` (``_DIGITS``) is above ``maximum``, told without ``int()`` of a long text."""
+    if digits.startswith("-"):
+        return False
+    digits = digits.lstrip("0")
+    return len(digits) > len(str(maximum)) or int(digits or "0") > maximum
+
+
+def _route_id(req: func.HttpRequest, key: str, what: str) -> int | None:
+    """A route's id; None for one beyond MAX_ID: well-formed, but nothing has it (a 404 the
+    caller words), and the stores' 64-bit integers could not even look it up."""
+    text = req.route_params.get(key)
+    if text and _DIGITS.fullmatch(text) and _beyond(text, MAX_ID):
+        return None
+    return _int(text, what)
+
+
+def _job_id(req: func.HttpRequest) -> int:
+    job_id = _route_id(req, "id", "job id")
+    if job_id is None:
+        raise NotFound(f"job {req.route_params.get('id')} does not exist")
+    return job_id
+
+
+def _task_id(req: func.HttpRequest, job_id: int) -> int:
+    task_id = _route_id(req, "taskId", "task id")
+    if task_id is None:
+        job = control().get_job(job_id)  # 404 for an unknown job first
+        raise NotFound(
+            f"task {job_id}.{req.route_params.get('taskId')} does not exist; "
+            f"job {job_id} has tasks 1 to {job.task_count}"
+        )
+    return task_id
 
 
 def _states(value: str | None, enum: type[JobState] | type[TaskState]) -> list[Any] | None:
@@ -112,7 +163,8 @@ def _states(value: str | None, enum: type[JobState] | type[TaskState]) -> list[A
     return out
 
 
-def _body(req: func.HttpRequest) -> Any:
+def _body(req: func.HttpRequest, what: str = "the job spec as JSON") -> Any:
+    """The request's JSON; ``what`` says what the route takes, for an empty body."""
     body = req.get_body()
     limit = control().settings.max_body_bytes
     if len(body) > limit:
@@ -120,10 +172,10 @@ def _body(req: func.HttpRequest) -> Any:
             f"request body is {len(body)} bytes; the limit is {limit} (HPC_MAX_BODY_BYTES)"
         )
     if not body.strip():
-        raise BadRequest("request body is empty: send the job spec as JSON")
+        raise BadRequest(f"request body is empty: send {what}")
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # also a number of more than 4300 digits, and bad UTF-8
         raise BadRequest(f"request body is not valid JSON: {e}") from None
 
 
@@ -158,19 +210,19 @@ def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="jobs/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def get_job(req: func.HttpRequest, principal: Principal) -> Any:
-    return _job_docs([control().get_job(_int(req.route_params.get("id"), "job id"))])[0]
+    return _job_docs([control().get_job(_job_id(req))])[0]
 
 
 @bp.route(route="jobs/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def cancel_job(req: func.HttpRequest, principal: Principal) -> Any:
-    return _doc(control().cancel_job(_int(req.route_params.get("id"), "job id")))
+    return _doc(control().cancel_job(_job_id(req)))
 
 
 @bp.route(route="jobs/{id}/requeue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
-    return _doc(control().requeue_job(_int(req.route_params.get("id"), "job id")))
+    return _doc(control().requeue_job(_job_id(req)))
 
 
 @bp.route(route="jobs/{id}/hold", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -187,25 +239,28 @@ def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
             until = datetime.fromisoformat(str(body["until"]))
         except ValueError:
             raise BadRequest(f"until {body['until']!r} is not an ISO 8601 time") from None
-        until = until.replace(tzinfo=UTC) if until.tzinfo is None else until.astimezone(UTC)
-    job_id = _int(req.route_params.get("id"), "job id")
+        try:
+            until = utc_time(until)
+        except ValueError as e:
+            raise InvalidRequest(f"until {e}") from None
+    job_id = _job_id(req)
     return _job_docs([control().hold_job(job_id, until=until)])[0]
 
 
 @bp.route(route="jobs/{id}/release", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def release_job(req: func.HttpRequest, principal: Principal) -> Any:
-    return _job_docs([control().release_job(_int(req.route_params.get("id"), "job id"))])[0]
+    return _job_docs([control().release_job(_job_id(req))])[0]
 
 
 @bp.route(route="jobs/{id}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
     """Change a job that has not ended: ``{"priority": "Highest"}``."""
-    body = _body(req)
+    body = _body(req, '{"priority": <name or 0-4000>} as JSON')
     if not isinstance(body, dict) or set(body) != {"priority"}:
         raise BadRequest('the body is {"priority": <name or 0-4000>}; nothing else can change')
-    job_id = _int(req.route_params.get("id"), "job id")
+    job_id = _job_id(req)
     return _job_docs([control().set_priority(job_id, body["priority"])])[0]
 
 
@@ -213,7 +268,7 @@ def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
     tasks = control().list_tasks(
-        _int(req.route_params.get("id"), "job id"),
+        _job_id(req),
         states=_states(req.params.get("state"), TaskState),
         offset=_int(req.params.get("offset"), "offset", 0),
         limit=_int(req.params.get("limit"), "limit", 1000, 1),
@@ -225,10 +280,8 @@ def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="jobs/{id}/tasks/{taskId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def get_task(req: func.HttpRequest, principal: Principal) -> Any:
-    task = control().get_task(
-        _int(req.route_params.get("id"), "job id"),
-        _int(req.route_params.get("taskId"), "task id"),
-    )
+    job_id = _job_id(req)
+    task = control().get_task(job_id, _task_id(req, job_id))
     return _task_docs([task])[0]
 
 
@@ -248,15 +301,17 @@ def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     if stream not in ("stdout", "stderr"):
         raise BadRequest(f"stream must be stdout or stderr, got {stream!r}")
     attempt = req.params.get("attempt")
-    limit = _int(req.params.get("limit"), "limit", DEFAULT_READ_BYTES, 0)
-    if limit > MAX_READ_BYTES:
+    text = req.params.get("limit")
+    if text and _DIGITS.fullmatch(text) and _beyond(text, MAX_READ_BYTES):
         raise BadRequest(
-            f"limit must be at most {MAX_READ_BYTES} ({MAX_READ_BYTES >> 20} MiB), got {limit}: "
+            f"limit must be at most {MAX_READ_BYTES} ({MAX_READ_BYTES >> 20} MiB), got {text}: "
             "read larger outputs in pages with offset"
         )
+    limit = _int(text, "limit", DEFAULT_READ_BYTES, 0)
+    job_id = _job_id(req)
     page = control().read_output(
-        _int(req.route_params.get("id"), "job id"),
-        _int(req.route_params.get("taskId"), "task id"),
+        job_id,
+        _task_id(req, job_id),
         stream,  # type: ignore[arg-type]
         attempt=None if attempt in (None, "") else _int(attempt, "attempt"),
         offset=_int(req.params.get("offset"), "offset", 0),

@@ -43,6 +43,9 @@ EXPECTED_HTTP = {
     "get_template": ("templates/{name}", ["GET"]),
     "put_template": ("templates/{name}", ["PUT"]),
     "delete_template": ("templates/{name}", ["DELETE"]),
+    "add_user": ("users", ["POST"]),
+    "list_users": ("users", ["GET"]),
+    "remove_user": ("users/{name}", ["DELETE"]),
     "dashboard": ("dashboard/{asset?}", ["GET"]),
 }
 

@@ -390,7 +390,9 @@ def test_a_task_whose_assignment_cannot_be_sent_fails_only_while_queued(state, f
     if fails:
         assert change == lifecycle.TaskChange(TaskState.QUEUED, TaskState.FAILED)
         assert (t.state, t.error, t.attempt) == (
-            TaskState.FAILED, "its assignment is 300,000 bytes", 0
+            TaskState.FAILED,
+            "its assignment is 300,000 bytes",
+            0,
         )
     else:
         assert change is None and t.state is state

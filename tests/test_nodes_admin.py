@@ -84,7 +84,10 @@ def test_stopping_a_busy_node_drains_it_first(cp, provider):
         ({"maxx_nodes": 3}, "node group setting 'maxx_nodes' is unknown"),
         ({"max_nodes": -1}, "maxNodes must be a whole number from 0 to 100,000, got -1"),
         ({"min_nodes": 5, "max_nodes": 2}, "min nodes 5 is above max nodes 2"),
-        ({"node_cores": "four"}, "nodeCores must be a whole number from 1 to 1,000,000, got 'four'"),
+        (
+            {"node_cores": "four"},
+            "nodeCores must be a whole number from 1 to 1,000,000, got 'four'",
+        ),
     ],
 )
 def test_bad_group_settings_are_refused_saying_what_to_fix(cp, settings, message):

@@ -121,7 +121,7 @@ def test_swf_lines_are_parsed_and_unknowns_fall_back():
 @pytest.mark.parametrize("field", [1, 3, 8])  # submit, run, requested time
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_a_trace_with_a_time_that_is_not_finite_is_refused_not_replayed_forever(field, value):
-    fields = "1 0 0 100 1 -1 -1 1 100 -1 1 1 1 1 1 -1 -1 -1".split()
+    fields = ["1", "0", "0", "100", "1", "-1", "-1", "1", "100"] + ["1"] * 9
     fields[field] = value
     with pytest.raises(swf.SwfError, match="line 1: times must be finite numbers"):
         list(swf.parse([" ".join(fields)]))

@@ -7,8 +7,7 @@ any node big enough) are in :mod:`shared.usecases.submit`.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -26,77 +25,19 @@ from shared.domain import taskgraph
 from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.models import PRIORITY_NAMES, Job, Task, TaskRange
 from shared.domain.outputpaths import check_output_path
+from shared.domain.specvalues import (
+    JobRef,
+    Sweep,
+    check_env_name,
+    priority_value,
+    sweep_command,
+    utc_time,
+)
 from shared.domain.states import TaskState
+from shared.domain.tasksize import check_assignment, check_env_size
 from shared.errors import InvalidRequest
 
-_SWEEP = re.compile(r"^\s*(-?\d+)\s*-\s*(-?\d+)\s*(?::\s*(\d+))?\s*$")
-
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def check_env_name(key: str) -> None:
-    """A task environment variable name: a shell name, and not one of the cluster's HPC_*."""
-    if not _ENV_NAME.fullmatch(key):
-        raise ValueError(
-            f"environment variable name {key!r} is not a valid variable name "
-            "(letters, digits, _; not starting with a digit)"
-        )
-    if key.startswith("HPC_"):
-        raise ValueError(f"{key}: HPC_* variables are set by the cluster")
-
-
-def priority_value(value: int | str) -> int:
-    """An HPC Pack priority name or an integer 0-4000 (also as text), as the integer."""
-    if isinstance(value, str):
-        if value in PRIORITY_NAMES:
-            return PRIORITY_NAMES[value]
-        if not value.strip().lstrip("-").isdigit():
-            names = ", ".join(PRIORITY_NAMES)
-            raise ValueError(f"priority {value!r} is not one of {names} or an integer 0-4000")
-        value = int(value)
-    if not 0 <= value <= 4000:
-        raise ValueError(f"priority {value} is outside 0-4000")
-    return value
-
-
-def sweep_command(command: str, index: int | None) -> str:
-    """HPC Pack's sweep placeholder: each ``*`` becomes the sweep index, ``**`` a literal ``*``
-    (so ``ls **.txt`` stays a glob). Commands of tasks that are not sweep steps are unchanged."""
-    if index is None:
-        return command
-    return "*".join(part.replace("*", str(index)) for part in command.split("**"))
-
-
-class Sweep(BaseModel):
-    """A parametric sweep: one task per index START, START+STEP, ..., END (inclusive)."""
-
-    start: int
-    end: int
-    step: int = 1
-
-    @model_validator(mode="after")
-    def _check(self) -> Sweep:
-        if self.step < 1:
-            raise ValueError(f"sweep step must be at least 1, got {self.step}")
-        if self.end < self.start:
-            raise ValueError(f"sweep end {self.end} is below its start {self.start}")
-        return self
-
-    @classmethod
-    def parse(cls, text: str) -> Sweep:
-        """``"1-20"`` or ``"0-100:5"``."""
-        m = _SWEEP.match(text)
-        if not m:
-            raise ValueError(f"sweep {text!r} is not START-END[:STEP], e.g. 1-20 or 0-100:5")
-        start, end, step = int(m[1]), int(m[2]), int(m[3] or 1)
-        return cls(start=start, end=end, step=step)
-
-    def __len__(self) -> int:
-        return (self.end - self.start) // self.step + 1
-
-    def indices(self) -> range:
-        return range(self.start, self.end + 1, self.step)
+__all__ = ["JobSpec", "Sweep", "TaskSpec", "check_env_name", "priority_value", "sweep_command"]
 
 
 class _Spec(BaseModel):
@@ -162,6 +103,15 @@ class TaskSpec(_Spec):
     def _command(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("command is empty: give the shell command the task runs")
+        if "\0" in v:
+            raise ValueError("command holds a NUL character, which no shell command can")
+        return v
+
+    @field_validator("work_dir")
+    @classmethod
+    def _work_dir(cls, v: str | None) -> str | None:
+        if v is not None and "\0" in v:
+            raise ValueError(f"{v!r} holds a NUL character")
         return v
 
     @field_validator("cores", mode="before")
@@ -185,12 +135,32 @@ class TaskSpec(_Spec):
     @field_validator("env")
     @classmethod
     def _env(cls, v: dict[str, str]) -> dict[str, str]:
-        for key in v:
+        for key, value in v.items():
             check_env_name(key)
+            if "\0" in value:
+                raise ValueError(f"{key}: the value holds a NUL character")
+        check_env_size(v)
         return v
 
+    @model_validator(mode="after")
+    def _fits_assignment(self) -> TaskSpec:
+        """Its assignment message fits on the bus, at the sweep index that makes it longest."""
+        widest = None
+        if self.sweep is not None:
+            widest = max((self.sweep.start, self.sweep.last), key=lambda i: len(str(i)))
+        check_assignment(
+            command=sweep_command(self.command, widest),
+            env=self.env,
+            work_dir=self.work_dir,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            nodes=self.nodes,
+            sweep_index=widest,
+        )
+        return self
+
     def task_count(self) -> int:
-        return len(self.sweep) if self.sweep else 1
+        return self.sweep.count if self.sweep else 1
 
     @property
     def min_cores(self) -> int:
@@ -217,7 +187,7 @@ class JobSpec(_Spec):
     """At most this many of its tasks run at once."""
     hold_until: datetime | None = None
     """ISO 8601; not scheduled before then (UTC if no zone is given)."""
-    depends_on: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, max_length=100)
+    depends_on: list[JobRef] = Field(default_factory=list, max_length=100)
     """Job ids that must Finish first."""
     run_dependents_on_failure: bool = False
     valid_exit_codes: ExitCodes | None = None
@@ -262,8 +232,13 @@ class JobSpec(_Spec):
 
     @field_validator("priority", mode="before")
     @classmethod
-    def _priority(cls, v: Any) -> Any:
-        return priority_value(v) if isinstance(v, str | int) else v
+    def _priority(cls, v: Any) -> int:
+        return priority_value(v)
+
+    @field_validator("hold_until")
+    @classmethod
+    def _hold_until(cls, v: datetime | None) -> datetime | None:
+        return None if v is None else utc_time(v)
 
     def task_count(self) -> int:
         return sum(t.task_count() for t in self.tasks)
@@ -291,7 +266,7 @@ class JobSpec(_Spec):
             max_retries=self.max_retries,
             submit_time=now,
             max_concurrent=self.max_concurrent,
-            hold_until=_utc(self.hold_until),
+            hold_until=self.hold_until,  # UTC already (_hold_until)
             depends_on=list(dict.fromkeys(self.depends_on)),
             run_dependents_on_failure=self.run_dependents_on_failure,
         )
@@ -331,14 +306,14 @@ class JobSpec(_Spec):
                 TaskRange(
                     job_id=job_id,
                     first_id=next_id,
-                    count=len(spec.sweep),
+                    count=spec.sweep.count,
                     start=spec.sweep.start,
                     step=spec.sweep.step,
                     template=task,
                     name_prefix=None if spec.name else job.name,
                 )
             )
-            next_id += len(spec.sweep)
+            next_id += spec.sweep.count
         job.task_count = next_id - 1
         job.task_counts = {TaskState.QUEUED: job.task_count}
         return job, tasks, ranges
@@ -349,12 +324,6 @@ class JobSpec(_Spec):
         for r in ranges:
             tasks += [r.task(r.first_id + k) for k in range(r.count)]
         return sorted(tasks, key=lambda t: t.id)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def describe(error: ValidationError) -> str:

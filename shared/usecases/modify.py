@@ -22,10 +22,18 @@ def _open_job(deps: Deps, job_id: int, what: str) -> Job:
 
 
 def hold(deps: Deps, job_id: int, *, until: datetime | None = None) -> Job:
-    """No task of the job starts until it is released (or ``until`` passes); what runs goes on."""
+    """No task of the job starts until it is released (or ``until`` passes); what runs goes on.
+
+    An ``until`` already past is refused, not taken as "no hold": asked to hold, the cluster
+    must not start the job at once, nor lift a hold it had (a typo, a zone slip)."""
 
     def write() -> Job:
         job = _open_job(deps, job_id, "held")
+        if until is not None and until <= deps.clock():
+            raise InvalidRequest(
+                f"until {until:%Y-%m-%d %H:%M:%S} UTC is in the past: give a later time, "
+                f"or no until to hold the job until released (hpc job release {job_id})"
+            )
         if until is None:
             job.held = True
         else:
@@ -50,9 +58,10 @@ def release(deps: Deps, job_id: int) -> Job:
     return job
 
 
-def set_priority(deps: Deps, job_id: int, value: int | str) -> Job:
+def set_priority(deps: Deps, job_id: int, value: object) -> Job:
     """A new priority for the job and its queued tasks (which carry a copy the scheduler
-    orders by); tasks already running are not affected."""
+    orders by); tasks already running are not affected. ``value`` is as sent (any JSON):
+    only a name or an integer 0-4000 is taken."""
     try:
         priority = priority_value(value)
     except ValueError as exc:

@@ -15,6 +15,8 @@ from shared.usecases.deps import Deps
 
 
 def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
+    """Every check that can refuse the job runs before its id is taken (ids are a counter:
+    a refusal after it would leave a gap in the ids users see)."""
     spec = templates.resolve(deps, JobSpec.parse(data))  # defaults filled, limits checked
     known = [g.name for g in deps.store.list_groups()]
     spec.node_groups = canonical_groups(spec.node_groups, known)  # stored spelling, any case

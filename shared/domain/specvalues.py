@@ -1,0 +1,160 @@
+"""The values of a job spec's fields, each checked alone: priority, sweep ranges, times,
+environment names, job ids. Kept apart from :mod:`shared.domain.jobspec`, which re-exports
+them, so that the spec's models stay readable."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from shared.domain.messages import MAX_ID
+from shared.domain.models import PRIORITY_NAMES
+
+_SWEEP = re.compile(r"^\s*(-?[0-9]+)\s*-\s*(-?[0-9]+)\s*(?::\s*([0-9]+))?\s*$")
+_INT = re.compile(r"-?[0-9]{1,18}")
+"""An integer as text: ASCII digits only (``int()`` also takes "²"-like and full-width ones)."""
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env_name(key: str) -> None:
+    """A task environment variable name: a shell name, and not one of the cluster's HPC_*."""
+    if "\0" in key:
+        raise ValueError(f"environment variable name {key!r} holds a NUL character")
+    if not _ENV_NAME.fullmatch(key):
+        raise ValueError(
+            f"environment variable name {key!r} is not a valid variable name "
+            "(letters, digits, _; not starting with a digit)"
+        )
+    if key.startswith("HPC_"):
+        raise ValueError(f"{key}: HPC_* variables are set by the cluster")
+
+
+def priority_value(value: object) -> int:
+    """An HPC Pack priority name or an integer 0-4000 (also as ASCII digits in text), as the
+    integer. Nothing else: a float, boolean or null stored as a job's priority would break
+    every read of the job and the scheduler's ordering."""
+    forms = f"one of {', '.join(PRIORITY_NAMES)} or an integer 0-4000"
+    if isinstance(value, str):
+        if value in PRIORITY_NAMES:
+            return PRIORITY_NAMES[value]
+        if not _INT.fullmatch(value.strip()):
+            raise ValueError(f"priority {value!r} is not {forms}")
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        shown = json.dumps(value) if isinstance(value, bool | float | list | dict) else value
+        raise ValueError(f"priority {shown} is not {forms} (a whole number, not a {_kind(value)})")
+    if not 0 <= number <= 4000:
+        raise ValueError(f"priority {number} is outside 0-4000; give {forms}")
+    return number
+
+
+def _kind(value: object) -> str:
+    names = {bool: "boolean", float: "decimal", list: "list", dict: "JSON object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def utc_time(moment: datetime) -> datetime:
+    """``moment`` in UTC, refused (ValueError) outside 1970 to 9999: a zone can carry a time
+    past the year 9999 or before the year 1, and the store writes four-digit years only."""
+    utc: datetime | None
+    try:
+        utc = _utc(moment)
+    except OverflowError:
+        utc = None
+    if utc is None or utc < EARLIEST:
+        raise ValueError(
+            f"{moment.isoformat()} is out of range: give a time from 1970-01-01 to 9999-12-31 (UTC)"
+        )
+    return utc
+
+
+def sweep_command(command: str, index: int | None) -> str:
+    """HPC Pack's sweep placeholder: each ``*`` becomes the sweep index, ``**`` a literal ``*``
+    (so ``ls **.txt`` stays a glob). Commands of tasks that are not sweep steps are unchanged."""
+    if index is None:
+        return command
+    return "*".join(part.replace("*", str(index)) for part in command.split("**"))
+
+
+class Sweep(BaseModel):
+    """A parametric sweep: one task per index START, START+STEP, ..., END (inclusive)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: int
+    end: int
+    step: int = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> Sweep:
+        """Indices stay within what JSON and the stores hold exactly (MAX_ID)."""
+        if self.step < 1:
+            raise ValueError(f"sweep step must be at least 1, got {self.step}")
+        if self.end < self.start:
+            raise ValueError(f"sweep end {self.end} is below its start {self.start}")
+        if abs(self.start) > MAX_ID or self.step > MAX_ID:
+            raise ValueError(
+                f"sweep start {self.start} or step {self.step} is out of range: sweep indices "
+                f"and steps are within -{MAX_ID} to {MAX_ID}"
+            )
+        if self.last > MAX_ID:
+            raise ValueError(
+                f"sweep {self.start}-{self.end} would have {self.count} tasks: a job has at "
+                f"most HPC_MAX_TASKS_PER_JOB tasks, and sweep indices end at {MAX_ID}"
+            )
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> Sweep:
+        """``"1-20"`` or ``"0-100:5"``."""
+        m = _SWEEP.match(text)
+        if not m:
+            raise ValueError(f"sweep {text!r} is not START-END[:STEP], e.g. 1-20 or 0-100:5")
+        start, end, step = int(m[1]), int(m[2]), int(m[3] or 1)
+        return cls(start=start, end=end, step=step)
+
+    @property
+    def count(self) -> int:
+        return (self.end - self.start) // self.step + 1
+
+    @property
+    def last(self) -> int:
+        """The last index (``end`` rounded down to a step)."""
+        return self.start + (self.count - 1) * self.step
+
+    def __len__(self) -> int:
+        return self.count
+
+    def indices(self) -> range:
+        return range(self.start, self.end + 1, self.step)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive means UTC; any other zone is converted (OverflowError past the year 1 or 9999)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"{json.dumps(value)} is not a job id: give the id of a submitted job")
+    return value
+
+
+def _existing_id(job_id: int) -> int:
+    if job_id > MAX_ID:
+        raise ValueError(f"job {job_id} does not exist (job ids end at {MAX_ID})")
+    return job_id
+
+
+JobRef = Annotated[int, BeforeValidator(_not_bool), Field(ge=1), AfterValidator(_existing_id)]
+"""A job id in a spec (``dependsOn``): beyond :data:`MAX_ID` no job can have it, and the
+stores' 64-bit integers could not even look it up."""
