@@ -19,6 +19,7 @@ import azure.functions as func
 
 from functions.context import control
 from shared.auth import authenticate
+from shared.domain.access import ADMIN, check_may_change
 from shared.domain.cluster import Principal
 from shared.domain.jobspec import utc_time
 from shared.domain.messages import MAX_ID
@@ -213,16 +214,24 @@ def get_job(req: func.HttpRequest, principal: Principal) -> Any:
     return _job_docs([control().get_job(_job_id(req))])[0]
 
 
+def _mine(req: func.HttpRequest, principal: Principal, what: str) -> int:
+    """The route's job id, once ``principal`` may change that job (its owner or an admin)."""
+    job_id = _job_id(req)
+    if principal.role != ADMIN:  # an admin's needs no read
+        check_may_change(control().get_job(job_id), principal, what)
+    return job_id
+
+
 @bp.route(route="jobs/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def cancel_job(req: func.HttpRequest, principal: Principal) -> Any:
-    return _doc(control().cancel_job(_job_id(req)))
+    return _doc(control().cancel_job(_mine(req, principal, "cancel")))
 
 
 @bp.route(route="jobs/{id}/requeue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
-    return _doc(control().requeue_job(_job_id(req)))
+    return _doc(control().requeue_job(_mine(req, principal, "requeue")))
 
 
 @bp.route(route="jobs/{id}/hold", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -243,14 +252,14 @@ def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
             until = utc_time(until)
         except ValueError as e:
             raise InvalidRequest(f"until {e}") from None
-    job_id = _job_id(req)
+    job_id = _mine(req, principal, "hold")
     return _job_docs([control().hold_job(job_id, until=until)])[0]
 
 
 @bp.route(route="jobs/{id}/release", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def release_job(req: func.HttpRequest, principal: Principal) -> Any:
-    return _job_docs([control().release_job(_job_id(req))])[0]
+    return _job_docs([control().release_job(_mine(req, principal, "release"))])[0]
 
 
 @bp.route(route="jobs/{id}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -260,7 +269,7 @@ def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
     body = _body(req, '{"priority": <name or 0-4000>} as JSON')
     if not isinstance(body, dict) or set(body) != {"priority"}:
         raise BadRequest('the body is {"priority": <name or 0-4000>}; nothing else can change')
-    job_id = _job_id(req)
+    job_id = _mine(req, principal, "change the priority of")
     return _job_docs([control().set_priority(job_id, body["priority"])])[0]
 
 

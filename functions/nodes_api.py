@@ -62,7 +62,7 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     """``{"group": "AzureNodes", "count": 4, "cores": 4, "size": "Standard_D4s_v5",
     "spot": true}``."""
     _admin(principal, "add nodes (each is a VM that bills)")
-    body = _body(req)
+    body = _body(req, '{"group": NAME, "count": N}')
     if not isinstance(body, dict) or "group" not in body:
         raise BadRequest(
             'the body is {"group": NAME, "count": N[, "cores": C, "size": SKU, "spot": true]}'
@@ -112,7 +112,7 @@ def set_node(req: func.HttpRequest, principal: Principal) -> Any:
     """An admin changes a node's groups: ``{"groups": ["OnPremNodes", "Gpu"]}`` (the
     control plane owns them; its agent's registration does not change them)."""
     _admin(principal, "change a node's groups")
-    body = _body(req)
+    body = _body(req, '{"groups": [GROUP, ...]}')
     if not isinstance(body, dict) or set(body) != {"groups"}:
         raise BadRequest('the body is {"groups": [GROUP, ...]}; nothing else can change')
     groups = body["groups"]
@@ -134,7 +134,7 @@ def remove_node(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     _admin(principal, "create node groups")
-    settings = _settings(_body(req))
+    settings = _settings(_body(req, '{"name": NAME, ...node group settings}'))
     name = settings.pop("name", None)
     if not isinstance(name, str):
         raise BadRequest('the body needs "name"')
@@ -148,7 +148,7 @@ def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     _admin(principal, "change a node group's settings")
-    settings = _settings(_body(req))
+    settings = _settings(_body(req, "the node group settings to change as JSON"))
     if "name" in settings:
         raise InvalidRequest("a node group's name cannot change: create a group of that name")
     group = control().set_group(req.route_params.get("name", ""), **settings)

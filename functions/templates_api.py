@@ -66,7 +66,9 @@ def put_template(req: func.HttpRequest, principal: Principal) -> func.HttpRespon
     if not req.get_body().strip():
         raise BadRequest('the body is the template as JSON, e.g. {"maxCores": 8}')
     if_match = req.headers.get("If-Match") or None
-    stored, created = templates.put(control().deps, _name(req), _body(req), if_match=if_match)
+    stored, created = templates.put(
+        control().deps, _name(req), _body(req, "the template as JSON"), if_match=if_match
+    )
     return _response(stored, 201 if created else 200)
 
 

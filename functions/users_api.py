@@ -31,7 +31,7 @@ def _admin(principal: Principal, what: str) -> None:
 def add_user(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """``{"name": "alice", "role": "user"}`` (role ``user`` if left out)."""
     _admin(principal, "add users")
-    body = _body(req)
+    body = _body(req, '{"name": NAME[, "role": "user" or "admin"]}')
     if not isinstance(body, dict) or "name" not in body or set(body) - {"name", "role"}:
         raise BadRequest('the body is {"name": NAME[, "role": "user" or "admin"]}')
     user, token = users.add_user(control().deps, body["name"], body.get("role", "user"))

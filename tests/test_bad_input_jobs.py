@@ -320,3 +320,12 @@ def test_a_refused_request_changes_nothing(api):
     assert {k: after[k] for k in ("priority", "held", "holdUntil", "state")} == {
         k: before[k] for k in ("priority", "held", "holdUntil", "state")
     }
+
+
+def test_a_fractional_priority_stored_before_it_was_refused_still_loads():
+    """A store written by the old PATCH (priority 1.5 taken) must be readable again."""
+    from shared.domain.models import Job, Task
+
+    job = Job.model_validate({"id": 1, "priority": 1.5, "taskCount": 1})
+    task = Task.model_validate({"jobId": 1, "id": 1, "command": "x", "priority": 2999.7})
+    assert (job.priority, task.priority) == (2, 3000)

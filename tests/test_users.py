@@ -102,3 +102,34 @@ def test_the_cli_adds_lists_and_removes_users(host, monkeypatch):
     monkeypatch.setenv("HPC_TOKEN", new)
     refused = hpc("user", "list")  # its token no longer signs in
     assert_one_error_line(refused, "invalid token")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "what"),
+    [
+        ("POST", "cancel", None, "cancel"),
+        ("POST", "hold", None, "hold"),
+        ("POST", "release", None, "release"),
+        ("POST", "requeue", None, "requeue"),
+        ("PATCH", "", {"priority": "Highest"}, "change the priority of"),
+    ],
+)
+def test_a_users_job_is_changed_only_by_it_or_an_admin(host, method, path, body, what):
+    client, _ = host
+    owner, other = add(client, f"own{len(what)}"), add(client, f"oth{len(what)}")
+    job = client.post("/api/jobs", json={"command": "sleep 1", "holdUntil": None},
+                      headers=as_(client, owner)).json()  # fmt: skip
+    route = f"/api/jobs/{job['id']}" + (f"/{path}" if path else "")
+    refused = client.request(method, route, json=body, headers=as_(client, other))
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"] == (
+        f"job {job['id']} belongs to own{len(what)}: only its owner or an admin may {what} it "
+        f"(oth{len(what)} has role 'user')"
+    )
+    assert client.get(f"/api/jobs/{job['id']}").json()["state"] == job["state"]  # unchanged
+    for token in (owner, None):  # its owner, then the admin (the client's own token)
+        headers = as_(client, token) if token else None
+        allowed = client.request(method, route, json=body, headers=headers)
+        assert allowed.status_code != 403, allowed.text
+    missing = client.post("/api/jobs/999999/cancel", headers=as_(client, other))
+    assert missing.status_code == 404  # an unknown job is a 404, not a 403

@@ -12,10 +12,11 @@ State changes go through :meth:`Job.move_to` / :meth:`Task.move_to` /
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 from pydantic.alias_generators import to_camel
 
 from shared.domain import counts
@@ -31,6 +32,15 @@ PRIORITY_NAMES: dict[str, int] = {
     "Highest": 4000,
 }
 """HPC Pack's named priorities; any integer 0-4000 is accepted too."""
+
+
+def _stored_priority(value: Any) -> Any:
+    """A fractional priority stored before the API refused it (``PATCH {"priority": 1.5}``
+    was once taken) loads rounded, so such a store can be read again."""
+    return round(value) if isinstance(value, float) and math.isfinite(value) else value
+
+
+Priority = Annotated[int, BeforeValidator(_stored_priority)]
 
 
 class Step(BaseModel):
@@ -49,7 +59,7 @@ class Job(Record):
     name: str = ""
     owner: str = "admin"
     state: JobState = JobState.CONFIGURING
-    priority: int = PRIORITY_NAMES["Normal"]
+    priority: Priority = PRIORITY_NAMES["Normal"]
     node_groups: list[str] = Field(default_factory=list)
     """Nodes of any of these groups may run its tasks; empty means any node."""
     max_retries: int = 3
@@ -208,7 +218,7 @@ class Task(Record):
     stderr: str | None = None
     """The same for stderr."""
     state: TaskState = TaskState.QUEUED
-    priority: int = PRIORITY_NAMES["Normal"]
+    priority: Priority = PRIORITY_NAMES["Normal"]
     """Copied from the job so that the scheduler reads tasks alone."""
     node_groups: list[str] = Field(default_factory=list)
     """Copied from the job."""

@@ -92,7 +92,7 @@ class JobTemplate(BaseModel):
     @field_validator("priority", "max_priority", mode="before")
     @classmethod
     def _priority(cls, v: Any) -> Any:
-        return priority_value(v) if isinstance(v, str | int) and not isinstance(v, bool) else v
+        return None if v is None else priority_value(v)  # a bool or 2.0 is refused, as in a job
 
     @model_validator(mode="after")
     def _defaults_within_limits(self) -> JobTemplate:

@@ -1,0 +1,27 @@
+"""Who may change what: a job is its owner's; admins may change any (HPC Pack's rule).
+
+Pure. Reading is open to every user (everyone monitors progress); changing a job (cancel,
+requeue, hold, release, priority) takes its owner or an admin, so one user's token cannot
+cancel another's work.
+"""
+
+from __future__ import annotations
+
+from shared.domain.cluster import Principal
+from shared.domain.models import Job
+from shared.errors import Forbidden
+
+ADMIN = "admin"
+
+
+def may_change(job: Job, principal: Principal) -> bool:
+    return principal.role == ADMIN or job.owner == principal.name
+
+
+def check_may_change(job: Job, principal: Principal, what: str) -> None:
+    """Forbidden (403) naming the owner, unless ``principal`` may ``what`` the job."""
+    if not may_change(job, principal):
+        raise Forbidden(
+            f"job {job.id} belongs to {job.owner}: only its owner or an admin may {what} it "
+            f"({principal.name} has role {principal.role!r})"
+        )
