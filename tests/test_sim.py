@@ -151,3 +151,38 @@ def test_cli_replays_a_trace_as_json(tmp_path):
         timeout=60,
     )
     assert bad.returncode == 1 and "--policy must be one of fcfs, easy" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([], "no job that ran"),
+        (["; only a comment"], "no job that ran"),
+        (["1 0 0 100 8 -1 -1 8 100"], "every job asks for more than 3 x 1 cores"),
+    ],
+)
+def test_cli_refuses_a_trace_with_nothing_to_replay_in_one_line(tmp_path, lines, message):
+    trace = tmp_path / "odd.swf"
+    trace.write_text("\n".join(lines))
+    out = subprocess.run(
+        [*hpc_command(), "sim", "replay", str(trace), "--nodes", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0 and message in out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0
+
+
+def test_cli_says_how_many_jobs_are_too_wide_to_replay(tmp_path):
+    trace = tmp_path / "mixed.swf"
+    trace.write_text("1 0 0 100 8 -1 -1 8 100\n2 5 0 100 1 -1 -1 1 100\n")
+    out = subprocess.run(
+        [*hpc_command(), "sim", "replay", str(trace), "--nodes", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "1 of 2 jobs ask for more than 3 x 1 cores and are left out" in out.stderr
+    assert json.loads(out.stdout)["jobs"] == 1

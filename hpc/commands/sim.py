@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hpc.common import JsonOption, stdout_console
+from hpc.common import JsonOption, stderr_console, stdout_console
 from hpc.errors import CliError
 from shared.domain.scheduler import POLICIES
 from shared.sim import elastic as elastic_sim
@@ -78,6 +78,19 @@ def sim_replay(
         jobs = swf.read(trace)
     except (swf.SwfError, OSError, EOFError, UnicodeDecodeError) as exc:
         raise CliError(f"{trace}: not a readable SWF trace: {exc}") from None
+    if not jobs:
+        raise CliError(f"{trace}: no job that ran (a run time and processors above 0)")
+    wide = sum(1 for j in jobs if j.procs > nodes * cores_per_node)
+    if wide == len(jobs):
+        raise CliError(
+            f"{trace}: every job asks for more than {nodes} x {cores_per_node} cores "
+            "(raise --nodes or --cores-per-node)"
+        )
+    if wide:
+        stderr_console().print(
+            f"{wide} of {len(jobs)} jobs ask for more than {nodes} x {cores_per_node} cores "
+            "and are left out"
+        )
     if elastic:
         timing = {"timer_s": timer, "scale_down_delay_s": scale_down_delay}
         _elastic(
