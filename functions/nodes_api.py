@@ -18,7 +18,7 @@ import azure.functions as func
 from functions.context import control
 from functions.http_api import BadRequest, _body, _doc, _int, api
 from shared.domain.cluster import Node, NodeGroup, Principal
-from shared.domain.groupsettings import MAX_CORES
+from shared.domain.groupsettings import MAX_CORES, check_setting_names
 from shared.errors import Forbidden, InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
 
@@ -45,7 +45,9 @@ _CAMEL = {
 def _settings(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("the body is a JSON object of node group settings")
-    return {_CAMEL.get(str(k), str(k)): v for k, v in body.items()}
+    settings = {_CAMEL.get(str(k), str(k)): v for k, v in body.items()}
+    check_setting_names(set(settings) - {"name"})  # before they become keyword arguments
+    return settings
 
 
 def _node(node: Node | str) -> Any:

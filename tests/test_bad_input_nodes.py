@@ -46,10 +46,16 @@ def _still_works(client) -> None:
         ({"nodeCores": 10**30}, "nodeCores must be a whole number from 1 to 1,000,000"),
         ({"growIntervalS": 1e9}, "growIntervalS must be a number of seconds from 0 to 86,400"),
         ({"tasksPerResourceUnit": 0}, "tasksPerResourceUnit must be a whole number from 1"),
+        ({"provider": "nosuch"}, "provider 'nosuch' is not this cluster's compute provider"),
         (
-            {"provider": "nosuch"},
-            "provider 'nosuch' is not a compute provider: one of local, azure",
+            {"provider": "azure"},
+            "provider 'azure' is not this cluster's compute provider (this cluster's is "
+            "'local'; HPC_COMPUTE): give local",
         ),
+        ({"self": 1}, "node group setting 'self' is unknown; known: description, minNodes"),
+        ({"deps": 1}, "node group setting 'deps' is unknown"),
+        ({"idlePolicy": "keep:99999999999999999999"}, "idlePolicy must be"),
+        ({"idlePolicy": "value:1e307"}, "idlePolicy must be"),
         ({"provider": ""}, "provider must be text of at most 64 characters or null"),
         ({"size": 5}, "size must be text of at most 128 characters or null, got 5"),
         ({"name": "Other"}, "a node group's name cannot change"),
@@ -144,3 +150,30 @@ def test_a_task_too_large_to_send_fails_alone_and_its_siblings_run(cp):  # noqa:
     final = cp.get_job(job.id)
     assert (final.state, final.error) == (JobState.FAILED, "1 of 2 tasks failed")
     assert cp.schedule_pass() == 0  # nothing is sent again
+
+
+def test_a_new_group_with_a_setting_named_like_an_argument_is_a_422(host):
+    client, _ = host
+    for key in ("self", "deps"):
+        response = client.post("/api/nodegroups", json={"name": "G1", key: 1})
+        assert response.status_code == 422, response.text
+        assert f"node group setting '{key}' is unknown" in response.json()["error"]
+    _still_works(client)
+
+
+def test_a_groups_provider_changes_only_while_it_has_no_nodes(host):
+    client, _ = host
+    created = client.post("/api/nodegroups", json={"name": "Vms", "provider": "local"})
+    assert created.status_code == 201, created.text
+    assert client.patch("/api/nodegroups/Vms", json={"provider": None}).status_code == 200
+    assert client.patch("/api/nodegroups/Vms", json={"provider": "local"}).status_code == 200
+    [node] = client.post("/api/nodes", json={"group": "Vms", "count": 1}).json()["nodes"]
+    response = client.patch("/api/nodegroups/Vms", json={"provider": None})
+    assert response.status_code == 409, response.text
+    assert response.json()["error"].startswith(
+        f"node group Vms has 1 node(s) ({node['name']}): its provider changes (local -> on-prem)"
+    )
+    group = next(g for g in client.get("/api/nodegroups").json()["groups"] if g["name"] == "Vms")
+    assert group["provider"] == "local"  # nothing changed
+    same = client.patch("/api/nodegroups/Vms", json={"provider": "local", "maxNodes": 9})
+    assert same.status_code == 200  # naming the provider it has is no change

@@ -119,11 +119,11 @@ def test_swf_lines_are_parsed_and_unknowns_fall_back():
 
 
 @pytest.mark.parametrize("field", [1, 3, 8])  # submit, run, requested time
-@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e300", "1000000000000"])
 def test_a_trace_with_a_time_that_is_not_finite_is_refused_not_replayed_forever(field, value):
     fields = ["1", "0", "0", "100", "1", "-1", "-1", "1", "100"] + ["1"] * 9
     fields[field] = value
-    with pytest.raises(swf.SwfError, match="line 1: times must be finite numbers"):
+    with pytest.raises(swf.SwfError, match="line 1: times must be finite numbers of seconds"):
         list(swf.parse([" ".join(fields)]))
 
 
@@ -186,3 +186,27 @@ def test_cli_says_how_many_jobs_are_too_wide_to_replay(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "1 of 2 jobs ask for more than 3 x 1 cores and are left out" in out.stderr
     assert json.loads(out.stdout)["jobs"] == 1
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--boot-delay", "1e300"],
+        ["--timer", "1e300"],
+        ["--scale-down-delay", "1e300"],
+        ["--idle-policy", "keep:99999999999999999999"],
+        ["--idle-policy", "value:1e307"],
+    ],
+)
+def test_cli_refuses_elastic_settings_out_of_range_in_one_line(tmp_path, flags):
+    trace = tmp_path / "one.swf"
+    trace.write_text("1 0 0 100 1 -1 -1 1 100\n")
+    out = subprocess.run(
+        [*hpc_command(), "sim", "replay", str(trace), "--nodes", "3", "--elastic", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "unexpected" not in out.stderr and "Traceback" not in out.stderr
+    assert flags[0] in out.stderr or "idle policy" in out.stderr

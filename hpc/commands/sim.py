@@ -17,6 +17,9 @@ from shared.sim import elastic as elastic_sim
 from shared.sim import replay as simulator
 from shared.sim import swf
 
+WEEK_S = 7 * 86_400.0
+"""The longest boot delay, timer period or scale-down delay a replay takes."""
+
 app = typer.Typer(help="Simulate the scheduler on workload traces.", no_args_is_help=True)
 
 
@@ -32,7 +35,8 @@ def sim_replay(
         bool, typer.Option("--elastic", help="Run on autoscaled nodes (--nodes is the maximum).")
     ] = False,
     boot_delay: Annotated[
-        float, typer.Option(min=0, help="--elastic: seconds from a start order to Online.")
+        float,
+        typer.Option(min=0, max=WEEK_S, help="--elastic: seconds from a start order to Online."),
     ] = 180.0,
     idle_policy: Annotated[
         str,
@@ -47,6 +51,7 @@ def sim_replay(
         float,
         typer.Option(
             min=0,
+            max=WEEK_S,
             help="--elastic: the autoscaler's timer period in seconds (HPC_AUTOSCALE_SCHEDULE; "
             "Azure's is 60); 0 runs it at every event.",
         ),
@@ -55,6 +60,7 @@ def sim_replay(
         float,
         typer.Option(
             min=0,
+            max=WEEK_S,
             help="--elastic: HPC_SCALE_DOWN_DELAY_S, no stop this soon after a group grew "
             "(the cluster's default is 600).",
         ),

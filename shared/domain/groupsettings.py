@@ -11,6 +11,7 @@ is refused with a 422 that names the setting as the API spells it, and says what
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,20 +70,27 @@ def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | N
     """Check each setting and set it on ``group``; InvalidRequest (422) naming the first bad
     one. ``provider``: this cluster's compute provider (None: none), named in the error for
     a provider that does not exist."""
+    check_setting_names(settings)
     for key, value in settings.items():
-        setting = GROUP_SETTINGS.get(key)
-        if setting is None:
-            known = ", ".join(api_name(k) for k in GROUP_SETTINGS)
-            raise InvalidRequest(f"node group setting {key!r} is unknown; known: {known}")
-        setattr(group, key, _checked(api_name(key), setting, value))
-    if "provider" in settings and group.provider not in (None, *PROVIDERS):
+        setattr(group, key, _checked(api_name(key), GROUP_SETTINGS[key], value))
+    named = group.provider if "provider" in settings else None
+    if named is not None and (named not in PROVIDERS or (provider and named != provider)):
         hint = f"this cluster's is {provider!r}" if provider else "this cluster has none"
         raise InvalidRequest(
-            f"provider {_short(group.provider)} is not a compute provider: one of "
-            f"{', '.join(PROVIDERS)} ({hint}), or null for on-prem nodes"
+            f"provider {_short(named)} is not this cluster's compute provider "
+            f"({hint}; HPC_COMPUTE): give {provider or 'one of ' + ', '.join(PROVIDERS)}, "
+            "or null for on-prem nodes"
         )
     if group.max_nodes and group.min_nodes > group.max_nodes:
         raise InvalidRequest(f"min nodes {group.min_nodes} is above max nodes {group.max_nodes}")
+
+
+def check_setting_names(keys: Iterable[str]) -> None:
+    """InvalidRequest (422) for the first key that is no setting."""
+    for key in keys:
+        if key not in GROUP_SETTINGS:
+            known = ", ".join(api_name(k) for k in GROUP_SETTINGS)
+            raise InvalidRequest(f"node group setting {_short(key)} is unknown; known: {known}")
 
 
 def _checked(name: str, setting: Setting, value: Any) -> Any:

@@ -6,7 +6,6 @@ cluster's timer mean the same thing."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -150,6 +149,14 @@ def group_idle_policy(text: str) -> IdlePolicy | None:
     return policy
 
 
+MAX_IDLE_S = 7 * 86_400
+"""The longest idle time a policy takes (a week): stored in a group, it becomes a timedelta
+and a count every autoscaler run computes with, so it must stay in range."""
+MAX_WAIT_WEIGHT = 1e6
+"""The largest wait weight (node-seconds per second of wait): far beyond any useful one,
+and small enough that the pool's arithmetic stays finite."""
+
+
 def _weight(arg: str, text: str, default: float = SKI_WAIT_WEIGHT) -> float:
     if not arg:
         return default
@@ -157,16 +164,19 @@ def _weight(arg: str, text: str, default: float = SKI_WAIT_WEIGHT) -> float:
         weight = float(arg)
     except ValueError:
         raise ValueError(f"idle policy {text!r}: {arg!r} is not a number") from None
-    if not (0 <= weight < math.inf):
-        raise ValueError(f"idle policy {text!r}: the wait weight must be >= 0")
+    if not (0 <= weight <= MAX_WAIT_WEIGHT):
+        raise ValueError(
+            f"idle policy {text!r}: the wait weight must be from 0 to {MAX_WAIT_WEIGHT:,.0f}"
+        )
     return weight
 
 
 def _seconds(arg: str, text: str) -> int:
-    try:
-        seconds = int(arg)
-    except ValueError:
-        raise ValueError(f"idle policy {text!r}: {arg!r} is not whole seconds") from None
-    if seconds < 0:
-        raise ValueError(f"idle policy {text!r}: seconds must be >= 0")
+    if not (arg.isascii() and arg.isdigit() and len(arg) <= 9):
+        raise ValueError(
+            f"idle policy {text!r}: {arg!r} is not whole seconds from 0 to {MAX_IDLE_S:,}"
+        )
+    seconds = int(arg)
+    if seconds > MAX_IDLE_S:
+        raise ValueError(f"idle policy {text!r}: seconds must be from 0 to {MAX_IDLE_S:,}")
     return seconds

@@ -32,6 +32,11 @@ class SwfError(ValueError):
     """A line that is not SWF, with its number."""
 
 
+MAX_TIME_S = 1e10
+"""Times (seconds) a trace may hold: about 300 years, beyond any log, within the clock's
+range (the replay turns them into dates)."""
+
+
 def read(path: Path) -> list[SwfJob]:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as f:  # type: ignore[operator]
@@ -51,8 +56,11 @@ def parse(lines: Iterator[str] | list[str]) -> Iterator[SwfJob]:
             allocated, requested, limit = int(fields[4]), int(fields[7]), float(fields[8])
         except ValueError:
             raise SwfError(f"line {number}: not numbers: {text[:80]!r}") from None
-        if not all(math.isfinite(x) for x in (submit, run, limit)):
-            raise SwfError(f"line {number}: times must be finite numbers: {text[:80]!r}")
+        if not all(math.isfinite(x) and abs(x) <= MAX_TIME_S for x in (submit, run, limit)):
+            raise SwfError(
+                f"line {number}: times must be finite numbers of seconds up to "
+                f"{MAX_TIME_S:.0e}: {text[:80]!r}"
+            )
         procs = requested if requested > 0 else allocated
         if run <= 0 or procs <= 0:
             continue

@@ -291,11 +291,28 @@ def create_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
 def set_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
     def write() -> NodeGroup:
         group = group_of(deps, name)
+        before = group.provider
         _apply(deps, group, settings)
+        if group.provider != before:
+            _no_members(deps, group, before)
         deps.store.put_group(group)
         return group
 
     return deps.retry(write)
+
+
+def _no_members(deps: Deps, group: NodeGroup, before: str | None) -> None:
+    """A group's provider says what its nodes are (VMs of that provider, or on-prem
+    machines): it changes only while the group has none, or its nodes would be in a group
+    that manages them as something they are not."""
+    members = [n.name for n in deps.store.list_nodes() if group.name in n.groups]
+    if members:
+        was, now = before or "on-prem", group.provider or "on-prem"
+        raise Conflict(
+            f"node group {group.name} has {len(members)} node(s) ({', '.join(members[:5])}): "
+            f"its provider changes ({was} -> {now}) only while it has none; remove or "
+            "regroup them first (hpc node remove | hpc node set)"
+        )
 
 
 def _apply(deps: Deps, group: NodeGroup, settings: dict[str, Any]) -> None:
