@@ -177,3 +177,14 @@ def test_a_groups_provider_changes_only_while_it_has_no_nodes(host):
     assert group["provider"] == "local"  # nothing changed
     same = client.patch("/api/nodegroups/Vms", json={"provider": "local", "maxNodes": 9})
     assert same.status_code == 200  # naming the provider it has is no change
+
+
+def test_the_cli_makes_a_group_on_prem_again_with_provider_onprem(host, monkeypatch):
+    client, token = host
+    monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+    monkeypatch.setenv("HPC_TOKEN", token)
+    assert client.post("/api/nodegroups", json={"name": "Later", "provider": "local"}).is_success
+    result = hpc("nodegroup", "set", "Later", "--provider", "onprem")
+    assert result.exit_code == 0, result.output
+    group = next(g for g in client.get("/api/nodegroups").json()["groups"] if g["name"] == "Later")
+    assert group["provider"] is None

@@ -69,7 +69,10 @@ def group_set(
     name: Annotated[str, typer.Argument(help="The group.")],
     min_nodes: Annotated[int | None, typer.Option("--min", min=0, help="Fewest nodes.")] = None,
     max_nodes: Annotated[int | None, typer.Option("--max", min=0, help="Most nodes.")] = None,
-    provider: Annotated[str | None, typer.Option(help="Provider of its nodes.")] = None,
+    provider: Annotated[
+        str | None,
+        typer.Option(help="Provider of its nodes (local, azure), or onprem for none."),
+    ] = None,
     node_cores: Annotated[int | None, typer.Option(min=1, help="Cores of new nodes.")] = None,
     size: Annotated[str | None, typer.Option(help="VM size of new nodes.")] = None,
     autoscale: Annotated[
@@ -135,6 +138,8 @@ def group_set(
             raise CliError(f"--idle-policy: {exc}", exit_code=2) from None
     if boot_delay is not None and boot_delay <= 0:
         raise CliError("--boot-delay must be more than 0 seconds", exit_code=2)
+    if provider is not None and provider.lower() == "onprem":
+        settings["provider"] = None  # JSON null: its nodes are on-prem machines
     if not settings:
         raise CliError("give at least one setting to change (see --help)", exit_code=2)
     with api_client() as client:

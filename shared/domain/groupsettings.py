@@ -108,7 +108,7 @@ def _checked(name: str, setting: Setting, value: Any) -> Any:
         raise InvalidRequest(f"{name} must be a finite number of seconds, got {value!r}")
     size = len(value) if kind is str else value
     if kind is not bool and not setting.low <= size <= setting.high:
-        shown = _short(value) if kind is str else f"{value:g}"
+        shown = f"{value:g}" if kind is float else _short(value)
         raise InvalidRequest(f"{name} must be {_what(setting)}, got {shown}")
     return value
 
@@ -124,5 +124,6 @@ def _what(setting: Setting) -> str:
 
 
 def _short(value: Any) -> str:
+    """``value`` as the error shows it: its repr, cut to 80 characters (it echoes input)."""
     text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(value):,} characters)"
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
