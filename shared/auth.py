@@ -44,5 +44,8 @@ def authenticate(store: Store, authorization: str | None) -> Principal:
         )
     principal = store.find_token(digest(authorization[7:].strip()))
     if principal is None:
-        raise Unauthorized("invalid token: use the token `hpc up` wrote to HPC_HOME/admin.token")
+        raise Unauthorized(
+            "invalid token: never issued here, or revoked; use the token `hpc up` wrote to "
+            "HPC_HOME/admin.token, or ask an admin for one (hpc user add)"
+        )
     return principal

@@ -101,7 +101,7 @@ def test_the_cli_adds_lists_and_removes_users(host, monkeypatch):
     assert "dana: 1 token(s) revoked" in hpc("user", "remove", "dana").stdout
     monkeypatch.setenv("HPC_TOKEN", new)
     refused = hpc("user", "list")  # its token no longer signs in
-    assert_one_error_line(refused, "invalid token")
+    assert_one_error_line(refused, "invalid token: never issued here, or revoked")
 
 
 @pytest.mark.parametrize(
