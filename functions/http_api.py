@@ -25,6 +25,7 @@ from shared.domain.jobspec import utc_time
 from shared.domain.messages import MAX_ID
 from shared.domain.models import Job, Task
 from shared.domain.records import Record
+from shared.domain.specvalues import JsonTooDeep, cut, load_json, quoted, time_text
 from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, InvalidRequest, NotFound, TooLarge
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
@@ -107,9 +108,9 @@ def _int(
             raise BadRequest(f"{what} is required")
         return default
     if not _DIGITS.fullmatch(value):
-        raise BadRequest(f"{what} must be a whole number in digits 0-9, got {value!r}")
+        raise BadRequest(f"{what} must be a whole number in digits 0-9, got {quoted(value)}")
     if _beyond(value, maximum):
-        raise BadRequest(f"{what} must be at most {maximum}, got {value}")
+        raise BadRequest(f"{what} must be at most {maximum}, got {cut(value)}")
     number = int(value)
     if number < minimum:
         raise BadRequest(f"{what} must be at least {minimum}, got {number}")
@@ -136,7 +137,7 @@ def _route_id(req: func.HttpRequest, key: str, what: str) -> int | None:
 def _job_id(req: func.HttpRequest) -> int:
     job_id = _route_id(req, "id", "job id")
     if job_id is None:
-        raise NotFound(f"job {req.route_params.get('id')} does not exist")
+        raise NotFound(f"job {cut(req.route_params.get('id') or '')} does not exist")
     return job_id
 
 
@@ -145,7 +146,7 @@ def _task_id(req: func.HttpRequest, job_id: int) -> int:
     if task_id is None:
         job = control().get_job(job_id)  # 404 for an unknown job first
         raise NotFound(
-            f"task {job_id}.{req.route_params.get('taskId')} does not exist; "
+            f"task {job_id}.{cut(req.route_params.get('taskId') or '')} does not exist; "
             f"job {job_id} has tasks 1 to {job.task_count}"
         )
     return task_id
@@ -160,7 +161,7 @@ def _states(value: str | None, enum: type[JobState] | type[TaskState]) -> list[A
             out.append(enum(name.strip()))
         except ValueError:
             allowed = ", ".join(s.value for s in enum)
-            raise BadRequest(f"state {name!r} is not one of {allowed}") from None
+            raise BadRequest(f"state {quoted(name)} is not one of {allowed}") from None
     return out
 
 
@@ -175,7 +176,9 @@ def _body(req: func.HttpRequest, what: str = "the job spec as JSON") -> Any:
     if not body.strip():
         raise BadRequest(f"request body is empty: send {what}")
     try:
-        return json.loads(body)
+        return load_json(body)
+    except JsonTooDeep as e:  # json.loads' RecursionError among them
+        raise BadRequest(f"request body {e}") from None
     except ValueError as e:  # also a number of more than 4300 digits, and bad UTF-8
         raise BadRequest(f"request body is not valid JSON: {e}") from None
 
@@ -244,10 +247,15 @@ def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
         raise BadRequest('the body is {"until": "2026-12-01T14:00:00Z"} or empty')
     until = None
     if body.get("until") is not None:
+        if not isinstance(body["until"], str):  # str(20261201) would read as a date
+            try:
+                time_text(body["until"])
+            except ValueError as e:
+                raise InvalidRequest(f"until: {e}") from None
         try:
-            until = datetime.fromisoformat(str(body["until"]))
+            until = datetime.fromisoformat(body["until"])
         except ValueError:
-            raise BadRequest(f"until {body['until']!r} is not an ISO 8601 time") from None
+            raise BadRequest(f"until {quoted(body['until'])} is not an ISO 8601 time") from None
         try:
             until = utc_time(until)
         except ValueError as e:
@@ -308,12 +316,13 @@ def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     """
     stream = req.params.get("stream", "stdout")
     if stream not in ("stdout", "stderr"):
-        raise BadRequest(f"stream must be stdout or stderr, got {stream!r}")
+        raise BadRequest(f"stream must be stdout or stderr, got {quoted(stream)}")
     attempt = req.params.get("attempt")
     text = req.params.get("limit")
     if text and _DIGITS.fullmatch(text) and _beyond(text, MAX_READ_BYTES):
         raise BadRequest(
-            f"limit must be at most {MAX_READ_BYTES} ({MAX_READ_BYTES >> 20} MiB), got {text}: "
+            f"limit must be at most {MAX_READ_BYTES} ({MAX_READ_BYTES >> 20} MiB), "
+            f"got {cut(text)}: "
             "read larger outputs in pages with offset"
         )
     limit = _int(text, "limit", DEFAULT_READ_BYTES, 0)

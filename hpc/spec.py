@@ -8,7 +8,6 @@ sent, with a message that names the option. Each ``parse_*`` raises
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import ValidationError
 from shared.domain.jobspec import Sweep, check_env_name, priority_value
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.outputpaths import check_output_path
+from shared.domain.specvalues import JsonTooDeep, load_json, quoted
 
 
 def parse_priority(text: str) -> int | str:
@@ -47,7 +47,7 @@ def parse_env(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"{item!r} is not KEY=VALUE, e.g. --env OMP_NUM_THREADS=4")
+            raise ValueError(f"{quoted(item)} is not KEY=VALUE, e.g. --env OMP_NUM_THREADS=4")
         check_env_name(key)
         env[key] = value
     return env
@@ -58,7 +58,7 @@ def parse_cores(text: str) -> int | dict[str, int]:
     spec's ``cores``: a number or ``{"min": MIN, "max": MAX}``."""
     low, sep, high = text.strip().partition("-")
     if not low.strip().isdigit() or (sep and not high.strip().isdigit()):
-        raise ValueError(f"{text!r} is not N or MIN-MAX cores, e.g. --cores 4 or --cores 2-8")
+        raise ValueError(f"{quoted(text)} is not N or MIN-MAX cores, e.g. --cores 4 or --cores 2-8")
     first, last = int(low), int(high) if sep else int(low)
     if first < 1:
         raise ValueError(f"{text!r}: a task needs at least 1 core")
@@ -141,7 +141,9 @@ def parse_array(text: str) -> tuple[str, int | None]:
     limit = None
     if sep:
         if not cap.strip().isdigit() or int(cap) < 1:
-            raise ValueError(f"{text!r}: after % comes how many may run at once, e.g. 1-100%10")
+            raise ValueError(
+                f"{quoted(text)}: after % comes how many may run at once, e.g. 1-100%10"
+            )
         limit = int(cap)
     return parse_sweep(sweep), limit
 
@@ -153,7 +155,7 @@ def parse_time(text: str) -> str:
     try:
         datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO 8601 time, e.g. 2026-12-01T14:00") from None
+        raise ValueError(f"{quoted(text)} is not an ISO 8601 time, e.g. 2026-12-01T14:00") from None
     return text.strip()
 
 
@@ -163,7 +165,7 @@ def parse_exit_codes(text: str) -> list[int]:
         codes = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise ValueError(
-            f"{text!r} is not a comma-separated list of exit codes, e.g. 0,3"
+            f"{quoted(text)} is not a comma-separated list of exit codes, e.g. 0,3"
         ) from None
     if not codes:
         raise ValueError("give at least one exit code, e.g. 0,3")
@@ -180,8 +182,10 @@ def load_spec_file(path: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValueError(f"{where} is not UTF-8 text") from None
     try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as e:
+        spec = load_json(text)  # the server's own rule for how deep JSON may nest
+    except JsonTooDeep as e:
+        raise ValueError(f"{where} {e}") from None
+    except ValueError as e:  # also a number of more than 4300 digits
         raise ValueError(f"{where} is not valid JSON: {e}") from None
     if not isinstance(spec, dict):
         raise ValueError(

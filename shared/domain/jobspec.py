@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -26,11 +27,18 @@ from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.models import PRIORITY_NAMES, Job, Task, TaskRange
 from shared.domain.outputpaths import check_output_path
 from shared.domain.specvalues import (
+    GroupName,
     JobRef,
+    StrictBool,
+    StrictInt,
     Sweep,
     check_env_name,
+    cut,
     priority_value,
+    quoted,
+    shown_json,
     sweep_command,
+    time_text,
     utc_time,
 )
 from shared.domain.states import TaskState
@@ -45,11 +53,11 @@ class _Spec(BaseModel):
 
 
 ExitCodes = Annotated[
-    list[Annotated[int, Field(ge=-255, le=255)]], Field(min_length=1, max_length=64)
+    list[Annotated[int, Strict(), Field(ge=-255, le=255)]], Field(min_length=1, max_length=64)
 ]
 
 
-Cores = Annotated[int, Field(ge=1, le=4096)]
+Cores = Annotated[int, Strict(), Field(ge=1, le=4096)]
 
 
 class CoreRange(_Spec):
@@ -75,11 +83,11 @@ class TaskSpec(_Spec):
     command: Annotated[str, Field(max_length=32_768)]
     cores: Cores | CoreRange = 1
     """Cores on each of its nodes: a number, or {"min": N, "max": M}."""
-    exclusive: bool = False
+    exclusive: StrictBool = False
     """Nothing else runs on its node(s) while it runs; it holds all their cores."""
-    nodes: int = Field(default=1, ge=1, le=1024)
+    nodes: StrictInt = Field(default=1, ge=1, le=1024)
     """Nodes it runs on, all reserved together; the command runs on the first (HPC_NODES)."""
-    runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds; the agent kills the task past it (the job's, if not given)."""
     valid_exit_codes: ExitCodes | None = None
     """Exit codes that count as success (the job's, if not given; else [0])."""
@@ -111,7 +119,7 @@ class TaskSpec(_Spec):
     @classmethod
     def _work_dir(cls, v: str | None) -> str | None:
         if v is not None and "\0" in v:
-            raise ValueError(f"{v!r} holds a NUL character")
+            raise ValueError(f"{quoted(v)} holds a NUL character")
         return v
 
     @field_validator("cores", mode="before")
@@ -125,7 +133,7 @@ class TaskSpec(_Spec):
                 raise ValueError(describe(e).replace("body: ", "")) from None
         if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096:
             return v
-        raise ValueError(f'cores is a number 1-4096 or {{"min": N, "max": M}}, got {v!r}')
+        raise ValueError(f'cores is a number 1-4096 or {{"min": N, "max": M}}, got {shown_json(v)}')
 
     @field_validator("sweep", mode="before")
     @classmethod
@@ -178,18 +186,18 @@ class JobSpec(_Spec):
     name: str = Field(default="", max_length=256)
     template: str | None = Field(default=None, max_length=64)
     """A job template's name (shared.domain.templates); None: the Default one, if any."""
-    node_groups: list[str] = Field(default_factory=list, max_length=32)
+    node_groups: list[GroupName] = Field(default_factory=list, max_length=32)
     priority: int = PRIORITY_NAMES["Normal"]
-    max_retries: int = Field(default=3, ge=0, le=100)
-    runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    max_retries: StrictInt = Field(default=3, ge=0, le=100)
+    runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds each task may run (Slurm's --time); the agent kills a task past it."""
-    max_concurrent: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_concurrent: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
     """At most this many of its tasks run at once."""
     hold_until: datetime | None = None
     """ISO 8601; not scheduled before then (UTC if no zone is given)."""
     depends_on: list[JobRef] = Field(default_factory=list, max_length=100)
     """Job ids that must Finish first."""
-    run_dependents_on_failure: bool = False
+    run_dependents_on_failure: StrictBool = False
     valid_exit_codes: ExitCodes | None = None
     """Exit codes that count as success for every task (default [0])."""
     tasks: list[TaskSpec] = Field(min_length=1, max_length=10_000)
@@ -234,6 +242,11 @@ class JobSpec(_Spec):
     @classmethod
     def _priority(cls, v: Any) -> int:
         return priority_value(v)
+
+    @field_validator("hold_until", mode="before")
+    @classmethod
+    def _hold_until_text(cls, v: Any) -> Any:
+        return time_text(v)
 
     @field_validator("hold_until")
     @classmethod
@@ -326,11 +339,20 @@ class JobSpec(_Spec):
         return sorted(tasks, key=lambda t: t.id)
 
 
+_TAKES = {
+    "int_type": "must be a whole number (a JSON integer, not text, true or 8.0)",
+    "bool_type": "must be true or false",
+}
+"""What a strict field takes, said with what it got (pydantic says only "a valid integer")."""
+
+
 def describe(error: ValidationError) -> str:
     """pydantic errors as ``field.path: message; ...`` with camelCase paths."""
     parts = []
     for err in error.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        loc = cut(".".join(str(p) for p in err["loc"]) or "body")
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] in _TAKES:
+            msg = f"{_TAKES[err['type']]}, got {shown_json(err['input'])}"
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)

@@ -1,6 +1,7 @@
 """The values of a job spec's fields, each checked alone: priority, sweep ranges, times,
-environment names, job ids. Kept apart from :mod:`shared.domain.jobspec`, which re-exports
-them, so that the spec's models stay readable."""
+environment names, job ids; and the JSON a spec (or any request) arrives as, and how an error
+shows what was sent. Kept apart from :mod:`shared.domain.jobspec`, which re-exports them, so
+that the spec's models stay readable."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
 
 from shared.domain.messages import MAX_ID
 from shared.domain.models import PRIORITY_NAMES
@@ -18,6 +27,106 @@ _SWEEP = re.compile(r"^\s*(-?[0-9]+)\s*-\s*(-?[0-9]+)\s*(?::\s*([0-9]+))?\s*$")
 _INT = re.compile(r"-?[0-9]{1,18}")
 """An integer as text: ASCII digits only (``int()`` also takes "²"-like and full-width ones)."""
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
+"""Text pydantic reads as a Unix time (seconds, or milliseconds past 2e10) rather than ISO 8601."""
+TIME_EXAMPLE = "2026-12-01T14:00:00Z"
+
+StrictInt = Annotated[int, Strict()]
+"""A count in a spec or template: a JSON integer only. pydantic's lax mode would take true as 1,
+"3" as 3 and 8.0 as 8 (a job with ``"validExitCodes": [true]`` then failed on exit 0)."""
+StrictBool = Annotated[bool, Strict()]
+"""A flag: true or false only (lax mode takes "yes", "off", 0 and 1)."""
+
+MAX_GROUP_NAME = 128
+"""No node group's name is longer: one an agent's node holds (messages.py) is at most this, one
+created is at most 64; a longer name in a spec is refused before its error could echo it."""
+GroupName = Annotated[str, Field(max_length=MAX_GROUP_NAME)]
+
+SHOWN_CHARS = 80
+"""The most of a caller's own text an error message repeats back."""
+MAX_JSON_DEPTH = 64
+"""Arrays and objects nested deeper than this are refused: no request nests more than a few
+levels, and some 1000 make ``json.loads`` raise RecursionError (a 500, not a 400)."""
+
+
+class JsonTooDeep(ValueError):
+    """JSON nested past :data:`MAX_JSON_DEPTH`; the message reads after "the body" or a file."""
+
+
+def cut(text: str) -> str:
+    """``text`` as an error shows it: at most SHOWN_CHARS characters and how long it was, so a
+    refused megabyte does not come back as a megabyte of error."""
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
+
+
+def quoted(text: str) -> str:
+    """``repr(text)``, cut as :func:`cut` cuts it."""
+    if len(text) <= SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARS]!r}... ({len(text)} characters)"
+
+
+def shown_json(value: object) -> str:
+    """A JSON value as the caller wrote it (true, 8.0, "3"), cut."""
+    return cut(json.dumps(value, default=str))
+
+
+def load_json(text: str | bytes) -> Any:
+    """``json.loads``, refusing (:class:`JsonTooDeep`) arrays and objects nested past
+    MAX_JSON_DEPTH; its other errors (ValueError) pass through."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise JsonTooDeep(_too_deep()) from None
+    if isinstance(text, bytes):
+        opens = text.count(b"[") + text.count(b"{")
+    else:
+        opens = text.count("[") + text.count("{")
+    if opens > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
+        raise JsonTooDeep(_too_deep())
+    return value
+
+
+def _too_deep() -> str:
+    return (
+        f"nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+        "a job spec or any other request nests a few"
+    )
+
+
+def _depth(value: Any) -> int:
+    """How deep arrays and objects nest in ``value``, told without recursion; counting stops
+    past MAX_JSON_DEPTH."""
+    if not isinstance(value, dict | list):
+        return 0
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_JSON_DEPTH:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return deepest
+
+
+def time_text(value: object) -> object:
+    """An ISO 8601 time must come as text: pydantic reads a number, or text that is one, as a
+    Unix time (253402300800 became 1978-01-11, taken as milliseconds). Text of digits is read
+    as ISO 8601's basic form (20261201) or refused; anything else is left to the caller."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        if not _NUMBER.fullmatch(value):
+            return value
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"{quoted(value)} is a number, not an ISO 8601 time: give one such as "
+                f"{TIME_EXAMPLE}"
+            ) from None
+    raise ValueError(f"give an ISO 8601 time as text, e.g. {TIME_EXAMPLE}, not {shown_json(value)}")
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -26,14 +135,14 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def check_env_name(key: str) -> None:
     """A task environment variable name: a shell name, and not one of the cluster's HPC_*."""
     if "\0" in key:
-        raise ValueError(f"environment variable name {key!r} holds a NUL character")
+        raise ValueError(f"environment variable name {quoted(key)} holds a NUL character")
     if not _ENV_NAME.fullmatch(key):
         raise ValueError(
-            f"environment variable name {key!r} is not a valid variable name "
+            f"environment variable name {quoted(key)} is not a valid variable name "
             "(letters, digits, _; not starting with a digit)"
         )
     if key.startswith("HPC_"):
-        raise ValueError(f"{key}: HPC_* variables are set by the cluster")
+        raise ValueError(f"{cut(key)}: HPC_* variables are set by the cluster")
 
 
 def priority_value(value: object) -> int:
@@ -45,12 +154,12 @@ def priority_value(value: object) -> int:
         if value in PRIORITY_NAMES:
             return PRIORITY_NAMES[value]
         if not _INT.fullmatch(value.strip()):
-            raise ValueError(f"priority {value!r} is not {forms}")
+            raise ValueError(f"priority {quoted(value)} is not {forms}")
         number = int(value)
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
-        shown = json.dumps(value) if isinstance(value, bool | float | list | dict) else value
+        shown = shown_json(value) if isinstance(value, bool | float | list | dict) else value
         raise ValueError(f"priority {shown} is not {forms} (a whole number, not a {_kind(value)})")
     if not 0 <= number <= 4000:
         raise ValueError(f"priority {number} is outside 0-4000; give {forms}")
@@ -90,25 +199,26 @@ class Sweep(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: int
-    end: int
-    step: int = 1
+    start: StrictInt
+    end: StrictInt
+    step: StrictInt = 1
 
     @model_validator(mode="after")
     def _check(self) -> Sweep:
         """Indices stay within what JSON and the stores hold exactly (MAX_ID)."""
+        start, end, step = (cut(str(n)) for n in (self.start, self.end, self.step))
         if self.step < 1:
-            raise ValueError(f"sweep step must be at least 1, got {self.step}")
+            raise ValueError(f"sweep step must be at least 1, got {step}")
         if self.end < self.start:
-            raise ValueError(f"sweep end {self.end} is below its start {self.start}")
+            raise ValueError(f"sweep end {end} is below its start {start}")
         if abs(self.start) > MAX_ID or self.step > MAX_ID:
             raise ValueError(
-                f"sweep start {self.start} or step {self.step} is out of range: sweep indices "
+                f"sweep start {start} or step {step} is out of range: sweep indices "
                 f"and steps are within -{MAX_ID} to {MAX_ID}"
             )
         if self.last > MAX_ID:
             raise ValueError(
-                f"sweep {self.start}-{self.end} would have {self.count} tasks: a job has at "
+                f"sweep {start}-{end} would have {cut(str(self.count))} tasks: a job has at "
                 f"most HPC_MAX_TASKS_PER_JOB tasks, and sweep indices end at {MAX_ID}"
             )
         return self
@@ -118,7 +228,7 @@ class Sweep(BaseModel):
         """``"1-20"`` or ``"0-100:5"``."""
         m = _SWEEP.match(text)
         if not m:
-            raise ValueError(f"sweep {text!r} is not START-END[:STEP], e.g. 1-20 or 0-100:5")
+            raise ValueError(f"sweep {quoted(text)} is not START-END[:STEP], e.g. 1-20 or 0-100:5")
         start, end, step = int(m[1]), int(m[2]), int(m[3] or 1)
         return cls(start=start, end=end, step=step)
 
@@ -151,10 +261,12 @@ def _not_bool(value: Any) -> Any:
 
 def _existing_id(job_id: int) -> int:
     if job_id > MAX_ID:
-        raise ValueError(f"job {job_id} does not exist (job ids end at {MAX_ID})")
+        raise ValueError(f"job {cut(str(job_id))} does not exist (job ids end at {MAX_ID})")
     return job_id
 
 
-JobRef = Annotated[int, BeforeValidator(_not_bool), Field(ge=1), AfterValidator(_existing_id)]
+JobRef = Annotated[
+    int, BeforeValidator(_not_bool), Strict(), Field(ge=1), AfterValidator(_existing_id)
+]
 """A job id in a spec (``dependsOn``): beyond :data:`MAX_ID` no job can have it, and the
 stores' 64-bit integers could not even look it up."""

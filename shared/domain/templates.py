@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,19 +31,24 @@ from pydantic.alias_generators import to_camel
 from shared.domain.durations import MAX_LIMIT_S, format_duration
 from shared.domain.jobspec import JobSpec, TaskSpec, describe, priority_value
 from shared.domain.models import PRIORITY_NAMES
+from shared.domain.specvalues import MAX_GROUP_NAME, StrictInt, cut, quoted
 from shared.errors import InvalidRequest
 
 DEFAULT_TEMPLATE = "Default"
 """Applied to jobs that name no template, when it exists (HPC Pack's rule)."""
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_NEW = {"new": True}
+"""Validation context of a template as sent (:meth:`JobTemplate.parse`): checks that a template
+stored before they existed need not pass again to load."""
 
 
 def check_template_name(name: str) -> str:
     """A template name: letters, digits, ``_ . -``, 64 at most (it is part of a URL and a key)."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
+        shown = quoted(name) if isinstance(name, str) else repr(name)
         raise InvalidRequest(
-            f"template name {name!r}: use letters, digits, _ . - "
+            f"template name {shown}: use letters, digits, _ . - "
             "(starting with a letter or digit, 64 at most)"
         )
     return name
@@ -68,16 +74,16 @@ class JobTemplate(BaseModel):
     # defaults: used where the job gives no value
     priority: int | None = None
     node_groups: list[str] | None = Field(default=None, max_length=32)
-    runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds."""
-    max_retries: int | None = Field(default=None, ge=0, le=100)
-    max_concurrent: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_retries: StrictInt | None = Field(default=None, ge=0, le=100)
+    max_concurrent: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
     # limits: a job beyond them is refused
     max_priority: int | None = None
-    max_cores: int | None = Field(default=None, ge=1, le=4096)
+    max_cores: StrictInt | None = Field(default=None, ge=1, le=4096)
     allowed_node_groups: list[str] | None = Field(default=None, max_length=32)
     """Empty or missing: any group."""
-    max_runtime_limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    max_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds."""
 
     @field_validator("name")
@@ -87,6 +93,19 @@ class JobTemplate(BaseModel):
             raise ValueError(
                 "use letters, digits, _ . - (starting with a letter or digit, 64 at most)"
             )
+        return v
+
+    @field_validator("node_groups", "allowed_node_groups")
+    @classmethod
+    def _group_names(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """No group has a longer name; a template saved before this check still loads."""
+        if info.context == _NEW:
+            for name in v or []:
+                if len(name) > MAX_GROUP_NAME:
+                    raise ValueError(
+                        f"node group name {quoted(name)} is longer than any group's "
+                        f"({MAX_GROUP_NAME} characters at most)"
+                    )
         return v
 
     @field_validator("priority", "max_priority", mode="before")
@@ -117,8 +136,8 @@ class JobTemplate(BaseModel):
         outside = _outside(self.node_groups or [], self.allowed_node_groups)
         if outside:
             raise ValueError(
-                f"default nodeGroups {', '.join(outside)} are not in allowedNodeGroups "
-                f"{', '.join(self.allowed_node_groups or [])}"
+                f"default nodeGroups {_names(outside)} are not in allowedNodeGroups "
+                f"{_names(self.allowed_node_groups or [])}"
             )
         return self
 
@@ -126,7 +145,7 @@ class JobTemplate(BaseModel):
     def parse(cls, data: Any) -> JobTemplate:
         """Validate, turning pydantic's errors into one InvalidRequest that says what to fix."""
         try:
-            return cls.model_validate(data)
+            return cls.model_validate(data, context=_NEW)
         except ValidationError as e:
             raise InvalidRequest("invalid template: " + describe(e)) from None
 
@@ -138,6 +157,11 @@ class JobTemplate(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The API's JSON: camelCase, fields that are not set left out."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _names(groups: list[str]) -> str:
+    """Group names as a message lists them, each cut (a name a job sent may be long)."""
+    return ", ".join(cut(g) for g in groups)
 
 
 def _outside(groups: list[str], allowed: list[str] | None) -> list[str]:
@@ -195,7 +219,7 @@ def _task_cores(task: TaskSpec) -> tuple[int, str]:
 
 def check_limits(spec: JobSpec, template: JobTemplate) -> None:
     """Refuse a spec beyond the template's limits, saying which and what is allowed."""
-    where = f"template {template.name!r}"
+    where = f"template {quoted(template.name)}"
     if template.max_priority is not None and spec.priority > template.max_priority:
         raise InvalidRequest(
             f"{where} allows priority at most {priority_label(template.max_priority)}; "
@@ -204,11 +228,11 @@ def check_limits(spec: JobSpec, template: JobTemplate) -> None:
     outside = _outside(spec.node_groups or ["any node"], template.allowed_node_groups)
     if outside:
         raise InvalidRequest(
-            f"{where} allows nodeGroups {', '.join(template.allowed_node_groups or [])} only; "
-            f"the job asks for {', '.join(outside)}"
+            f"{where} allows nodeGroups {_names(template.allowed_node_groups or [])} only; "
+            f"the job asks for {_names(outside)}"
         )
     for number, task in enumerate(spec.tasks):
-        label = f"tasks.{number}" + (f" ({task.name})" if task.name else "")
+        label = f"tasks.{number}" + (f" ({cut(task.name)})" if task.name else "")
         if template.max_cores is not None:
             wanted, how = _task_cores(task)
             if wanted > template.max_cores:
