@@ -61,3 +61,23 @@ def group_members(pgid: int) -> list[int]:
         if fields is not None and int(fields[2]) == pgid and fields[0] not in "ZX":
             out.append(pid)
     return out
+
+
+# --- the API's answers, for the bad-input tests ----------------------------------------
+
+
+def error(response: Any) -> str:
+    """The ``error`` an API answer carries (an httpx.Response)."""
+    return str(response.json()["error"])
+
+
+def submit(client: Any, **spec: Any) -> Any:
+    """POST a one-task job for OnPremNodes (``spec`` adds or replaces fields)."""
+    return client.post("/api/jobs", json={"command": "true", "nodeGroup": "OnPremNodes", **spec})
+
+
+def new_job(client: Any, **spec: Any) -> int:
+    """:func:`submit`, which must be accepted: the new job's id."""
+    r = submit(client, **spec)
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])

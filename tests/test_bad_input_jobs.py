@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from shared.domain.jobspec import JobSpec
@@ -20,6 +19,7 @@ from shared.errors import InvalidRequest
 from shared.ports.bus import MAX_MESSAGE_BYTES
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import served_app
+from tests.helpers import error, new_job, submit
 from tests.test_control import make_cp
 
 BEYOND_SQLITE = "9223372036854775808"  # 2**63: no SQLite integer holds it
@@ -32,20 +32,6 @@ def api(tmp_path_factory):
         AgentDouble(app.cp, "n1", cores=4).register()
         with app.client() as client:
             yield client
-
-
-def error(response: httpx.Response) -> str:
-    return str(response.json()["error"])
-
-
-def submit(client: httpx.Client, **spec: Any) -> httpx.Response:
-    return client.post("/api/jobs", json={"command": "true", "nodeGroup": "OnPremNodes", **spec})
-
-
-def new_job(client: httpx.Client, **spec: Any) -> int:
-    r = submit(client, **spec)
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
 
 
 # --- 1. priority: an int 0-4000 or a name, nothing else ----------------------------------------

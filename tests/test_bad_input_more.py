@@ -28,6 +28,7 @@ from tests.app_fixtures import ServedApp, served_app
 from tests.cli_fixtures import StandIn, assert_one_error_line, hpc
 from tests.contract.test_output_contract import OUTPUT_BACKENDS
 from tests.emulators import azurite_blob_endpoint  # noqa: F401 - the Blob backend's fixture
+from tests.helpers import error, new_job, submit
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +43,6 @@ def http(served: ServedApp) -> Iterator[httpx.Client]:
     """The admin's client of the real API (``api`` is the CLI's stand-in)."""
     with served.client(timeout=30) as client:
         yield client
-
-
-def error(response: httpx.Response) -> str:
-    return str(response.json()["error"])
-
-
-def submit(client: httpx.Client, **spec: Any) -> httpx.Response:
-    return client.post("/api/jobs", json={"command": "true", "nodeGroup": "OnPremNodes", **spec})
-
-
-def new_job(client: httpx.Client, **spec: Any) -> int:
-    r = submit(client, **spec)
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
 
 
 def nested(depth: int) -> str:
