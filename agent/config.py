@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -10,6 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.domain.messages import EVENTS_LOCK_MS
 from shared.settings import Settings
+
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+"""A node name: a host name's characters (it becomes a folder, a session id and an entry of
+HPC_NODES, ``name:cores,...``, so no ``/``, ``,`` or ``:``)."""
+GROUP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+"""A node group name, as shared.usecases.nodes.create_group takes it."""
 
 
 def _default_heartbeat_interval_s() -> float:
@@ -27,7 +34,7 @@ class AgentConfig(BaseModel):
     """The node name, which is also the agent's session id on the ``nodes`` queue."""
     groups: list[str] = Field(default_factory=lambda: ["OnPremNodes"], min_length=1)
     """Node groups this node belongs to; the first one is the task's HPC_NODE_GROUP fallback."""
-    cores: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    cores: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=1_000_000)
     """Cores the node offers; the scheduler keeps placements within them."""
     heartbeat_interval_s: float = Field(default_factory=_default_heartbeat_interval_s, gt=0)
     poll_ms: int = Field(default=50, ge=1, le=1000)
@@ -49,6 +56,13 @@ class AgentConfig(BaseModel):
     def _name_is_a_session_id(cls, name: str) -> str:
         if name != name.strip() or any(c.isspace() for c in name):
             raise ValueError(f"node name must not contain whitespace, got {name!r}")
+        if not NODE_NAME.fullmatch(name):
+            shown = name if len(name) <= 40 else f"{name[:40]}... ({len(name)} characters)"
+            raise ValueError(
+                f"node name {shown!r}: a letter or digit first, then letters, digits, _ . - "
+                "(63 at most, as a host name): it names the node's folder, its queue session "
+                "and its entry in HPC_NODES"
+            )
         return name
 
     @field_validator("groups")
@@ -56,4 +70,11 @@ class AgentConfig(BaseModel):
     def _groups_are_named(cls, groups: list[str]) -> list[str]:
         if any(not g.strip() for g in groups):
             raise ValueError("node group names must not be empty")
+        for g in groups:
+            if not GROUP_NAME.fullmatch(g):
+                shown = g if len(g) <= 40 else f"{g[:40]}... ({len(g)} characters)"
+                raise ValueError(
+                    f"node group name {shown!r}: letters, digits, _ . - (64 at most, a letter "
+                    "first), as `hpc nodegroup create` takes"
+                )
         return list(dict.fromkeys(groups))  # keep order, drop repeats

@@ -15,8 +15,10 @@ Each attempt starts its files afresh (Slurm's default ``--open-mode=truncate``).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO
@@ -86,7 +88,7 @@ class TaskFiles:
                 handles[stream] = handles[shared]
                 continue
             try:
-                handle = stack.enter_context(path.open("ab"))
+                handle = stack.enter_context(_open_regular(path))
                 handle.truncate(0)
             except OSError as exc:
                 raise OutputFileError(
@@ -120,6 +122,26 @@ class TaskFiles:
             except OSError:
                 log.warning("could not copy %s into the Output store", source, exc_info=True)
             self._copied[stream] = done
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` to append, refusing anything but a regular file: opening a FIFO with no
+    reader would block the agent's loop (no heartbeats: its node goes Unreachable), and a
+    device is no task's output. O_NONBLOCK makes that open fail at once instead."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO nobody reads
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _same_file(handle: BinaryIO, path: Path) -> bool:

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from shared.adapters.sqlite_bus import SqliteBus
 from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.domain.messages import (
@@ -34,6 +36,31 @@ def test_cli_rejects_bad_arguments_with_one_line_and_exit_2(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--cores" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--name", ".."], "node name '..': a letter or digit first"),
+        (["--name", "n,x:9"], "node name 'n,x:9'"),  # would break HPC_NODES (name:cores,...)
+        (["--name", "n" * 300], "(300 characters)"),  # was an OSError: file name too long
+        (["--group", "g/h"], "node group name 'g/h': letters, digits, _ . -"),
+        (["--group", "bad group!"], "node group name 'bad group!'"),
+        (["--cores", "1000001"], "cores"),  # was "unexpected ValidationError"
+    ],
+)
+def test_cli_refuses_names_the_cluster_could_not_administer_in_one_line(tmp_path, args, said):
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "--name", "ok-1", *args],
+        cwd=ROOT,
+        env=child_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and said in result.stderr
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_cli_agent_runs_tasks_and_stops_cleanly_on_sigterm(tmp_path):

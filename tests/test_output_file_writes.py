@@ -8,6 +8,7 @@ cannot be written with a reason naming the path; the agent reports that failure.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -201,3 +202,20 @@ def test_the_agent_fails_a_task_whose_output_directory_is_missing(
     agent_cp.send(run_task("echo fine", attempt=1, work_dir=str(tmp_path), stdout="ok.txt"))
     assert agent_cp.wait_for(TaskEnded, lambda e: e.attempt == 1).exit_code == 0
     assert (tmp_path / "ok.txt").read_text() == "fine\n"
+
+
+def test_a_fifo_as_the_output_file_stops_the_task_at_once_not_the_agent(
+    tmp_path: Path, output: LocalOutputStore
+) -> None:
+    """Opening a FIFO nobody reads would block the agent's loop: no heartbeats, the node
+    Unreachable, another user's tasks requeued. It is refused at once, naming the file."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    marker = tmp_path / "ran"
+    task = run_task(f"touch {marker}", work_dir=str(tmp_path), stdout="fifo")
+    started = time.monotonic()
+    error = make_runner(task, output).start()
+    assert time.monotonic() - started < 5
+    assert error is not None and f"cannot write the stdout file '{fifo}'" in error
+    assert "not a regular file (a FIFO, device or socket)" in error
+    assert not marker.exists(), "the command must not run"
