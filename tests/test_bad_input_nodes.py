@@ -188,3 +188,22 @@ def test_the_cli_makes_a_group_on_prem_again_with_provider_onprem(host, monkeypa
     assert result.exit_code == 0, result.output
     group = next(g for g in client.get("/api/nodegroups").json()["groups"] if g["name"] == "Later")
     assert group["provider"] is None
+
+
+def test_a_group_action_goes_on_past_a_node_it_does_not_apply_to(tmp_path, monkeypatch):
+    """`hpc node drain --group G` once drained the first node, then stopped with an error at
+    an Offline one, leaving the rest as they were."""
+    with served_app(tmp_path / "home") as app, app.client() as client:
+        for name in ("p-1", "p-2", "p-3"):
+            assert AgentDouble(app.cp, name).register().accepted
+        assert client.post("/api/nodes/p-2/offline").status_code == 200
+        monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+        monkeypatch.setenv("HPC_TOKEN", app.token)
+        result = hpc("node", "drain", "--group", "OnPremNodes")
+        assert result.exit_code == 0, result.output
+        assert "p-2: not drained: node p-2 is Offline" in " ".join(result.stderr.split())
+        states = {n["name"]: n["state"] for n in client.get("/api/nodes").json()["nodes"]}
+        assert states == {"p-1": "Draining", "p-2": "Offline", "p-3": "Draining"}
+        named = hpc("node", "drain", "p-2", "p-3")  # named nodes: each was meant
+        assert named.exit_code == 1
+        assert "1 of 2 node(s) not drained" in named.stderr

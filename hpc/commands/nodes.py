@@ -8,6 +8,7 @@ import typer
 from rich.text import Text
 
 from hpc import render
+from hpc.client_http import ApiError
 from hpc.common import JsonOption, api_client, print_json, stderr_console, stdout_console
 from hpc.errors import CliError
 from hpc.text import one_line
@@ -105,8 +106,18 @@ def _act(action: str, names: list[str] | None, group: str | None) -> None:
                         f"{', '.join(known)}"
                     )
                 raise CliError(f"node group {group} has no nodes")
+        refused: list[str] = []
         for name in targets:
-            result: Any = client.node_action(name, action)
+            try:
+                result: Any = client.node_action(name, action)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                # one node's state does not stop the rest (a group's Offline node has
+                # nothing to drain): each is said, and the others still get the action
+                stderr_console().print(Text(f"{one_line(name)}: not {_done(action)}: {exc}"))
+                refused.append(name)
+                continue
             for node in result.get("nodes", []) or result.get("removed", []):
                 if isinstance(node, str):
                     stdout_console().print(Text(f"{one_line(node)}: removed"))
@@ -114,6 +125,14 @@ def _act(action: str, names: list[str] | None, group: str | None) -> None:
                     line = Text(f"{one_line(node.get('name'))}: ")
                     line.append_text(render.state(node.get("state")))
                     stdout_console().print(line)
+        # named nodes: each was meant; a group's: as many as the action applies to
+        if refused and (not group or len(refused) == len(targets)):
+            raise CliError(f"{len(refused)} of {len(targets)} node(s) not {_done(action)}")
+
+
+def _done(action: str) -> str:
+    return {"start": "started", "stop": "stopped", "drain": "drained",
+            "offline": "taken offline", "remove": "removed"}.get(action, action)  # fmt: skip
 
 
 @app.command("start")
