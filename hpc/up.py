@@ -28,11 +28,13 @@ this module checks the ground, drives them and prints what happens.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import signal
 import socket
 from importlib.util import find_spec
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
 from rich.table import Table
@@ -74,6 +76,30 @@ def check_port_free(port: int) -> None:
                     f"port {port} is in use (another `hpc up`?): stop it or pass --port"
                 ) from None
             raise CliError(f"cannot use port {port}: {e.strerror}") from None
+
+
+def hold_home(home: Path, port: int) -> IO[str]:
+    """Lock ``home`` for this ``hpc up`` (an flock the kernel drops when the process ends,
+    even after kill -9), or CliError naming the one that holds it: a second control plane
+    on the same store and bus would run its own timers beside the first and rewrite its
+    logs."""
+    path = home / "up.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise CliError(
+            f"a cluster is already up on HPC_HOME {home} ({holder}): stop it (Ctrl-C in its "
+            "terminal), or give this one another HPC_HOME"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, port {port}")
+    handle.flush()
+    return handle
 
 
 def _add_local_azure_nodes(client: ApiClient, count: int, cores: int, console: Console) -> None:
@@ -128,8 +154,14 @@ def run_up(
     check_port_free(port)
     root = app_root()
     settings = Settings()
-    home = settings.home_dir.resolve()
+    try:
+        home = settings.home_dir.resolve()
+    except OSError as e:
+        raise CliError(
+            f"HPC_HOME {settings.home}: {e.strerror}: give a directory this user can write"
+        ) from None
     default_home = "HPC_HOME" not in os.environ
+    lock = hold_home(home, port)  # open until this process ends: one cluster per HPC_HOME
 
     store = build_store(settings)
     try:
@@ -180,3 +212,4 @@ def run_up(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         console.print("stopped")
+        lock.close()  # the next `hpc up` on this HPC_HOME may start

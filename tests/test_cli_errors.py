@@ -5,6 +5,7 @@ Against the stand-in control plane of tests/cli_fixtures.py (canned JSON, record
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -67,3 +68,34 @@ def test_up_reports_a_port_in_use_in_one_line(
         assert_one_error_line(
             hpc("up", "--port", str(port), "--nodes", "0"), f"port {port} is in use"
         )
+
+
+def test_up_refuses_an_hpc_home_another_hpc_up_holds_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second control plane on the same store and bus would run timers beside the first
+    and rewrite its logs (found by a probe: it even said it was up)."""
+    from hpc.up import hold_home
+
+    monkeypatch.setenv("HPC_HOME", str(tmp_path))
+    first = hold_home(tmp_path, 7393)  # what the running `hpc up` holds until it ends
+    try:
+        port = free_port()
+        result = hpc("up", "--port", str(port), "--nodes", "0")
+        assert_one_error_line(result, f"a cluster is already up on HPC_HOME {tmp_path}")
+        assert f"(pid {os.getpid()}, port 7393)" in " ".join(result.stderr.split())
+        assert not (tmp_path / "logs").exists()  # nothing of the first was touched
+    finally:
+        first.close()
+    assert hold_home(tmp_path, port).close() is None  # released: the next may start
+
+
+@pytest.mark.parametrize("home", ["afile", "afile/sub"])
+def test_up_says_an_hpc_home_that_is_not_a_directory_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: str
+) -> None:
+    (tmp_path / "afile").write_text("not a directory")
+    monkeypatch.setenv("HPC_HOME", str(tmp_path / home))
+    result = hpc("up", "--port", str(free_port()), "--nodes", "0")
+    assert_one_error_line(result, f"HPC_HOME {tmp_path / home}: ")
+    assert "give a directory this user can write" in result.stderr
