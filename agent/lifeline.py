@@ -32,7 +32,9 @@ class Lifeline:
         read_end, write_end = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.lifeline"],
+                # not `-m agent.lifeline`: the package imports this module first, and runpy
+                # warns on every agent start that it was already in sys.modules
+                [sys.executable, "-c", "from agent.lifeline import main; main()"],
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C to the agent's group must not kill it first

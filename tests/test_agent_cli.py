@@ -97,6 +97,7 @@ def test_cli_agent_runs_tasks_and_stops_cleanly_on_sigterm(tmp_path):
         assert cp.wait_for(NodeStopping).incarnation == cp.incarnation == 1
         log = proc.stderr.read()
         assert "task 1.1.1 started" in log and "task 1.1.1 ended" in log
+        assert "RuntimeWarning" not in log  # the lifeline starts without runpy's warning
         # tasks run as the agent's user: an agent run as root says so at start, once
         assert log.count("this agent runs as root") == (1 if os.geteuid() == 0 else 0)
         bus.close()
