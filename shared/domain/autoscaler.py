@@ -356,7 +356,7 @@ class _Run:
                     "stop",
                     node,
                     group,
-                    f"idle for {(self.now - since).total_seconds():g} s (ShrinkIdleTimes "
+                    f"idle for {(self.now - since).total_seconds():.0f} s (ShrinkIdleTimes "
                     f"{gp.shrink_idle_times} x ShrinkInterval "
                     f"{gp.shrink_interval.total_seconds():g} s) and no queued task can run on it",
                 )
