@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from shared.domain.specvalues import cut
+
 bp = func.Blueprint()
 
 ASSETS: dict[str, str] = {
@@ -51,7 +53,7 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     mimetype = ASSETS.get(name)
     if mimetype is None:
         return func.HttpResponse(
-            f"no dashboard file {name!r}: the page is /api/dashboard",
+            f"no dashboard file {cut(name)!r}: the page is /api/dashboard",
             status_code=404,
             mimetype="text/plain",
         )
