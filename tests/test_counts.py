@@ -55,6 +55,27 @@ def test_a_delta_applied_to_a_stored_document_adds_up_and_drops_zeros() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("partial", "stored"),
+    [
+        (True, {"Dispatching": 1, "Running": -1, "Finished": 1}),  # a tally brings it back
+        (False, {"Dispatching": 1, "Finished": 1}),  # what is read: nothing below zero
+    ],
+)
+def test_a_partial_sum_keeps_counts_below_zero_for_the_tallies_it_has_not_absorbed(
+    partial, stored
+) -> None:
+    closing = CountsDelta()
+    closing.move(R, F, 1, None)  # the job's own write, beside a live tally D -1, R +1
+    body = closing.apply({"taskCounts": {"Dispatching": 1}}, partial=partial)
+    assert body["taskCounts"] == stored
+    tally = CountsDelta()
+    tally.move(D, R, 1, None)
+    assert tally.apply(body)["taskCounts"] == (
+        {"Finished": 1} if partial else {"Finished": 1, "Running": 1}
+    )
+
+
 # change to the loaded job, counts_only
 FIELDS = [
     (lambda j: j.count(Q, D), True),

@@ -117,13 +117,17 @@ def live(job: dict[str, Any] | None, tallies: list[dict[str, Any]]) -> list[dict
     return [t for t in tallies if t["id"] not in absorbed]
 
 
-def summed(job: dict[str, Any], tallies: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The job's body with the tallies' deltas added to its counts (a copy)."""
+def summed(
+    job: dict[str, Any], tallies: Iterable[dict[str, Any]], *, partial: bool = False
+) -> dict[str, Any]:
+    """The job's body with the tallies' deltas added to its counts (a copy). ``partial``:
+    to be stored while other tallies stay live, so counts below zero are kept
+    (:meth:`CountsDelta.apply`)."""
     total = CountsDelta()
     for tally in tallies:
         total.add(CountsDelta.from_json(tally["body"]))
     body = {**job["body"], "steps": {k: dict(v) for k, v in job["body"].get("steps", {}).items()}}
-    return total.apply(body)
+    return total.apply(body, partial=partial)
 
 
 def load(job: dict[str, Any], tallies: Iterable[dict[str, Any]]) -> Job:
@@ -153,7 +157,7 @@ def job_write(job: Job, current: dict[str, Any] | None) -> dict[str, Any]:
     doc = docs.job_doc(job, visible=current.get("visible", True) is not False)
     stored = current["body"]
     doc["body"]["taskCounts"], doc["body"]["steps"] = stored.get("taskCounts"), stored.get("steps")
-    job.counts_delta().apply(doc["body"])
+    job.counts_delta().apply(doc["body"], partial=True)  # live tallies are summed on read
     if current.get("folded"):
         doc["folded"] = current["folded"]
     return doc
@@ -178,7 +182,7 @@ def fold(
         return False
     job_id = job["jobId"]
     new = {k: v for k, v in job.items() if not k.startswith("_")}
-    new["body"] = summed(job, folding)
+    new["body"] = summed(job, folding, partial=True)  # tallies beyond MAX_FOLD stay live
     present = {t["id"] for t in tallies}  # (absorbed ones already deleted are forgotten)
     kept = [i for i in job.get("folded") or () if i in present]
     if batch:

@@ -69,14 +69,19 @@ class CountsDelta:
             self.steps[name] = (mine[0] + left, mine[1] + bad)
         self.reopened |= other.reopened
 
-    def apply(self, body: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, body: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
         """The job's stored document (camelCase JSON) with this delta added to its
         ``taskCounts`` and ``steps``; states left at zero or below are dropped, as
-        :meth:`Job.count` drops them. ``body`` is changed in place and returned."""
+        :meth:`Job.count` drops them. ``body`` is changed in place and returned.
+
+        ``partial``: ``body`` is a partial sum that other deltas are still added to (a Cosmos
+        job document beside tallies not folded into it yet), so a state below zero is kept:
+        a tally it has not absorbed brings it back up (Dispatching -1 stored, +1 in a tally).
+        Cut at zero, the two would no longer cancel, and a task would count twice."""
         counts: dict[str, int] = dict(body.get("taskCounts") or {})
         for state, n in self.states.items():
             counts[state.value] = counts.get(state.value, 0) + n
-        body["taskCounts"] = {s: n for s, n in counts.items() if n > 0}
+        body["taskCounts"] = {s: n for s, n in counts.items() if (n != 0 if partial else n > 0)}
         steps: dict[str, Any] = body.get("steps") or {}
         for name, (left, bad) in self.steps.items():
             step = steps.get(name)

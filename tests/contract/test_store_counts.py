@@ -107,6 +107,26 @@ def test_a_job_field_write_keeps_the_deltas_others_committed_meanwhile(store: St
     assert stored.etag == writer.etag != job.etag
 
 
+def test_a_job_field_write_that_moves_a_task_out_of_a_state_others_moved_it_into(
+    store: Store,
+) -> None:
+    """The last task's end often closes its job: a write of the job's own fields with the
+    delta Running -1. The task came into Running by another commit's delta (on Cosmos, a
+    tally not folded yet): the stored counts hold no Running, and cutting them at zero lost
+    the -1, so the job read Finished 1, Running 1 (found on the Cosmos stand-in)."""
+    job, [task] = add_job(store, 1)
+    for new in (D, R):  # the agent's events: counts-only commits from fresh reads
+        mover = store.get_job(job.id)
+        _move(mover, task, new)
+        store.commit(job=mover, tasks=[task])
+    closer = store.get_job(job.id)
+    _move(closer, task, F)
+    closer.move_to(JobState.RUNNING)
+    closer.move_to(JobState.FINISHED)
+    store.commit(job=closer, tasks=[task])
+    assert store.get_job(job.id).task_counts == {F: 1}
+
+
 def test_a_stale_job_field_write_conflicts_and_writes_nothing(store: Store) -> None:
     job, tasks = add_job(store, 2)
     stale = store.get_job(job.id)
