@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.domain.messages import EVENTS_LOCK_MS
+from shared.domain.specvalues import quoted
 from shared.settings import Settings
 
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -57,9 +58,8 @@ class AgentConfig(BaseModel):
         if name != name.strip() or any(c.isspace() for c in name):
             raise ValueError(f"node name must not contain whitespace, got {name!r}")
         if not NODE_NAME.fullmatch(name):
-            shown = name if len(name) <= 40 else f"{name[:40]}... ({len(name)} characters)"
             raise ValueError(
-                f"node name {shown!r}: a letter or digit first, then letters, digits, _ . - "
+                f"node name {quoted(name)}: a letter or digit first, then letters, digits, _ . - "
                 "(63 at most, as a host name): it names the node's folder, its queue session "
                 "and its entry in HPC_NODES"
             )
@@ -72,9 +72,8 @@ class AgentConfig(BaseModel):
             raise ValueError("node group names must not be empty")
         for g in groups:
             if not GROUP_NAME.fullmatch(g):
-                shown = g if len(g) <= 40 else f"{g[:40]}... ({len(g)} characters)"
                 raise ValueError(
-                    f"node group name {shown!r}: letters, digits, _ . - (64 at most, a letter "
+                    f"node group name {quoted(g)}: letters, digits, _ . - (64 at most, a letter "
                     "first), as `hpc nodegroup create` takes"
                 )
         return list(dict.fromkeys(groups))  # keep order, drop repeats

@@ -99,10 +99,13 @@ def _int(
     default: int | None = None,
     minimum: int = 0,
     maximum: int = MAX_ID,
+    unit: str = "",
+    hint: str = "",
 ) -> int:
     """A whole number in ASCII digits (``int()`` takes full-width and other scripts' digits
     too), ``minimum`` to ``maximum``: by default no more than an id can be (MAX_ID), which
-    keeps every number the stores compute with (``limit + 1``, ``offset + limit``) in 64 bits."""
+    keeps every number the stores compute with (``limit + 1``, ``offset + limit``) in 64 bits.
+    ``unit`` and ``hint`` say more in the error for a number above the maximum."""
     if value is None or value == "":
         if default is None:
             raise BadRequest(f"{what} is required")
@@ -110,7 +113,7 @@ def _int(
     if not _DIGITS.fullmatch(value):
         raise BadRequest(f"{what} must be a whole number in digits 0-9, got {quoted(value)}")
     if _beyond(value, maximum):
-        raise BadRequest(f"{what} must be at most {maximum}, got {cut(value)}")
+        raise BadRequest(f"{what} must be at most {maximum}{unit}, got {cut(value)}{hint}")
     number = int(value)
     if number < minimum:
         raise BadRequest(f"{what} must be at least {minimum}, got {number}")
@@ -318,14 +321,10 @@ def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     if stream not in ("stdout", "stderr"):
         raise BadRequest(f"stream must be stdout or stderr, got {quoted(stream)}")
     attempt = req.params.get("attempt")
-    text = req.params.get("limit")
-    if text and _DIGITS.fullmatch(text) and _beyond(text, MAX_READ_BYTES):
-        raise BadRequest(
-            f"limit must be at most {MAX_READ_BYTES} ({MAX_READ_BYTES >> 20} MiB), "
-            f"got {cut(text)}: "
-            "read larger outputs in pages with offset"
-        )
-    limit = _int(text, "limit", DEFAULT_READ_BYTES, 0)
+    limit = _int(
+        req.params.get("limit"), "limit", DEFAULT_READ_BYTES, 0, MAX_READ_BYTES,
+        unit=f" ({MAX_READ_BYTES >> 20} MiB)", hint=": read larger outputs in pages with offset",
+    )  # fmt: skip
     job_id = _job_id(req)
     page = control().read_output(
         job_id,

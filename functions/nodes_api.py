@@ -17,9 +17,10 @@ import azure.functions as func
 
 from functions.context import control
 from functions.http_api import BadRequest, _body, _doc, _int, api
+from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupsettings import MAX_CORES, check_setting_names
-from shared.errors import Forbidden, InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
 
 bp = func.Blueprint()
@@ -63,7 +64,7 @@ def _group(group: NodeGroup) -> dict[str, Any]:
 def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     """``{"group": "AzureNodes", "count": 4, "cores": 4, "size": "Standard_D4s_v5",
     "spot": true}``."""
-    _admin(principal, "add nodes (each is a VM that bills)")
+    check_admin(principal, "add nodes (each is a VM that bills)")
     body = _body(req, '{"group": NAME, "count": N}')
     if not isinstance(body, dict) or "group" not in body:
         raise BadRequest(
@@ -100,7 +101,7 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="nodes/{name}/{action}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def node_action(req: func.HttpRequest, principal: Principal) -> Any:
-    _admin(principal, "start, stop, drain or take nodes offline")
+    check_admin(principal, "start, stop, drain or take nodes offline")
     action = req.route_params.get("action", "")
     if action not in NODE_ACTIONS:
         raise NotFound(f"no node action {action!r}; one of {', '.join(NODE_ACTIONS)}")
@@ -113,7 +114,7 @@ def node_action(req: func.HttpRequest, principal: Principal) -> Any:
 def set_node(req: func.HttpRequest, principal: Principal) -> Any:
     """An admin changes a node's groups: ``{"groups": ["OnPremNodes", "Gpu"]}`` (the
     control plane owns them; its agent's registration does not change them)."""
-    _admin(principal, "change a node's groups")
+    check_admin(principal, "change a node's groups")
     body = _body(req, '{"groups": [GROUP, ...]}')
     if not isinstance(body, dict) or set(body) != {"groups"}:
         raise BadRequest('the body is {"groups": [GROUP, ...]}; nothing else can change')
@@ -128,14 +129,14 @@ def set_node(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="nodes/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def remove_node(req: func.HttpRequest, principal: Principal) -> Any:
-    _admin(principal, "remove nodes")
+    check_admin(principal, "remove nodes")
     return {"removed": control().node_action("remove", [req.route_params.get("name", "")])}
 
 
 @bp.route(route="nodegroups", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
-    _admin(principal, "create node groups")
+    check_admin(principal, "create node groups")
     settings = _settings(_body(req, '{"name": NAME, ...node group settings}'))
     name = settings.pop("name", None)
     if not isinstance(name, str):
@@ -149,7 +150,7 @@ def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="nodegroups/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
-    _admin(principal, "change a node group's settings")
+    check_admin(principal, "change a node group's settings")
     settings = _settings(_body(req, "the node group settings to change as JSON"))
     if "name" in settings:
         raise InvalidRequest("a node group's name cannot change: create a group of that name")
@@ -162,16 +163,6 @@ def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 def autoscale_log(req: func.HttpRequest, principal: Principal) -> Any:
     limit = _int(req.params.get("limit"), "limit", 200, 1)
     return {"entries": control().autoscale_log(group=req.params.get("group"), limit=limit)}
-
-
-def _admin(principal: Principal, what: str) -> None:
-    """Nodes and groups are the cluster's (and its bill's): only admins change them, as in
-    HPC Pack; every user may read them."""
-    if principal.role != "admin":
-        raise Forbidden(
-            f"only an admin may {what}; {principal.name} has role {principal.role!r} "
-            "(use an admin token)"
-        )
 
 
 def _json_text(data: Any) -> str:

@@ -10,27 +10,18 @@ import azure.functions as func
 
 from functions.context import control
 from functions.http_api import BadRequest, _body, _json, api
+from shared.domain.access import check_admin
 from shared.domain.cluster import Principal
-from shared.errors import Forbidden
 from shared.usecases import users
 
 bp = func.Blueprint()
-
-
-def _admin(principal: Principal, what: str) -> None:
-    """A token is a key to the cluster: only admins hand them out or take them back."""
-    if principal.role != "admin":
-        raise Forbidden(
-            f"only an admin may {what}; {principal.name} has role {principal.role!r} "
-            "(use an admin token)"
-        )
 
 
 @bp.route(route="users", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def add_user(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """``{"name": "alice", "role": "user"}`` (role ``user`` if left out)."""
-    _admin(principal, "add users")
+    check_admin(principal, "add users")
     body = _body(req, '{"name": NAME[, "role": "user" or "admin"]}')
     if not isinstance(body, dict) or "name" not in body or set(body) - {"name", "role"}:
         raise BadRequest('the body is {"name": NAME[, "role": "user" or "admin"]}')
@@ -42,7 +33,7 @@ def add_user(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
 @bp.route(route="users", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def list_users(req: func.HttpRequest, principal: Principal) -> Any:
-    _admin(principal, "list users")
+    check_admin(principal, "list users")
     return {
         "users": [
             {"name": u.name, "role": u.role, "tokens": u.tokens}
@@ -54,7 +45,7 @@ def list_users(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="users/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def remove_user(req: func.HttpRequest, principal: Principal) -> Any:
-    _admin(principal, "remove users")
+    check_admin(principal, "remove users")
     name = req.route_params.get("name", "")
     revoked = users.remove_user(control().deps, name, principal)
     return {"name": name, "revokedTokens": revoked}

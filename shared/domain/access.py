@@ -1,4 +1,5 @@
-"""Who may change what: a job is its owner's; admins may change any (HPC Pack's rule).
+"""Who may change what: a job is its owner's; admins may change any, and only admins change
+nodes, node groups and users (HPC Pack's rules).
 
 Pure. Reading is open to every user (everyone monitors progress); changing a job (cancel,
 requeue, hold, release, priority) takes its owner or an admin, so one user's token cannot
@@ -12,6 +13,16 @@ from shared.domain.models import Job
 from shared.errors import Forbidden
 
 ADMIN = "admin"
+
+
+def check_admin(principal: Principal, what: str) -> None:
+    """Forbidden (403) unless ``principal`` is an admin: nodes, node groups and users are the
+    cluster's (and its bill's), so only admins change them, as in HPC Pack."""
+    if principal.role != ADMIN:
+        raise Forbidden(
+            f"only an admin may {what}; {principal.name} has role {principal.role!r} "
+            "(use an admin token)"
+        )
 
 
 def may_change(job: Job, principal: Principal) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic.alias_generators import to_camel
 
 from shared.domain.cluster import NodeGroup
+from shared.domain.specvalues import cut
 from shared.errors import InvalidRequest
 
 DAY_S = 86_400.0
@@ -77,7 +78,7 @@ def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | N
     if named is not None and (named not in PROVIDERS or (provider and named != provider)):
         hint = f"this cluster's is {provider!r}" if provider else "this cluster has none"
         raise InvalidRequest(
-            f"provider {_short(named)} is not this cluster's compute provider "
+            f"provider {cut(repr(named))} is not this cluster's compute provider "
             f"({hint}; HPC_COMPUTE): give {provider or 'one of ' + ', '.join(PROVIDERS)}, "
             "or null for on-prem nodes"
         )
@@ -90,7 +91,7 @@ def check_setting_names(keys: Iterable[str]) -> None:
     for key in keys:
         if key not in GROUP_SETTINGS:
             known = ", ".join(api_name(k) for k in GROUP_SETTINGS)
-            raise InvalidRequest(f"node group setting {_short(key)} is unknown; known: {known}")
+            raise InvalidRequest(f"node group setting {cut(repr(key))} is unknown; known: {known}")
 
 
 def _checked(name: str, setting: Setting, value: Any) -> Any:
@@ -108,7 +109,7 @@ def _checked(name: str, setting: Setting, value: Any) -> Any:
         raise InvalidRequest(f"{name} must be a finite number of seconds, got {value!r}")
     size = len(value) if kind is str else value
     if kind is not bool and not setting.low <= size <= setting.high:
-        shown = f"{value:g}" if kind is float else _short(value)
+        shown = f"{value:g}" if kind is float else cut(repr(value))
         raise InvalidRequest(f"{name} must be {_what(setting)}, got {shown}")
     return value
 
@@ -121,9 +122,3 @@ def _what(setting: Setting) -> str:
         return f"text of at most {high} characters" + (" or null" if setting.nullable else "")
     noun = "a whole number" if setting.kind is int else "a number of seconds"
     return f"{noun} from {low} to {high}" + (" or null" if setting.nullable else "")
-
-
-def _short(value: Any) -> str:
-    """``value`` as the error shows it: its repr, cut to 80 characters (it echoes input)."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"

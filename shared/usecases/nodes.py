@@ -263,9 +263,15 @@ def set_node_groups(deps: Deps, names: Iterable[str], groups: Iterable[str]) -> 
 
 def _room_for(deps: Deps, node: Node, chosen: list[str], groups: list[NodeGroup]) -> None:
     """A managed group's max nodes bounds its members, as ``hpc node add`` does."""
-    added = [g for g in groups if g.name in chosen and g.name not in node.groups]
-    for group in (g for g in added if g.provider and g.max_nodes):
-        members = sum(1 for n in deps.store.list_nodes() if group.name in n.groups)
+    bounded = [
+        g for g in groups
+        if g.name in chosen and g.name not in node.groups and g.provider and g.max_nodes
+    ]  # fmt: skip
+    if not bounded:
+        return
+    nodes = deps.store.list_nodes()  # one read, whatever the number of groups
+    for group in bounded:
+        members = sum(1 for n in nodes if group.name in n.groups)
         if members >= group.max_nodes:
             raise Conflict(
                 f"node group {group.name} may have at most {group.max_nodes} nodes and has "

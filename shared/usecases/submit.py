@@ -9,6 +9,7 @@ from shared.domain.groupnames import canonical_groups
 from shared.domain.jobspec import JobSpec
 from shared.domain.models import Job
 from shared.domain.states import JobState
+from shared.domain.templates import JobTemplate, apply_template
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases import templates
 from shared.usecases.deps import Deps
@@ -17,7 +18,9 @@ from shared.usecases.deps import Deps
 def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     """Every check that can refuse the job runs before its id is taken (ids are a counter:
     a refusal after it would leave a gap in the ids users see)."""
-    spec = templates.resolve(deps, JobSpec.parse(data))  # defaults filled, limits checked
+    given = JobSpec.parse(data)
+    template = templates.template_of(deps, given)
+    spec = apply_template(given, template)  # defaults filled, limits checked
     known = [g.name for g in deps.store.list_groups()]
     spec.node_groups = canonical_groups(spec.node_groups, known)  # stored spelling, any case
     count = spec.task_count()
@@ -27,7 +30,7 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
             f"the job has {count} tasks; at most {limit} are accepted in one job "
             "(HPC_MAX_TASKS_PER_JOB)"
         )
-    check_fits(deps, spec)
+    check_fits(deps, spec, None if given.node_groups else template)
     for dep in spec.depends_on:
         try:
             deps.store.get_job(dep)
@@ -47,16 +50,19 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     return job
 
 
-def check_fits(deps: Deps, spec: JobSpec) -> None:
+def check_fits(deps: Deps, spec: JobSpec, template: JobTemplate | None = None) -> None:
     """Refuse a job no node of its groups could ever run (unknown group, too many cores,
-    more nodes than the groups have). A core range is checked on its min."""
+    more nodes than the groups have). A core range is checked on its min. ``template``: the
+    one the job's groups came from (it named none), named if one of them does not exist."""
     nodes = deps.store.list_nodes()
     known = {g.name for g in deps.store.list_groups()} | {g for n in nodes for g in n.groups}
-    for group in spec.node_groups:
-        if group not in known:
-            raise NotFound(
-                f"node group {group!r} does not exist; known groups: {', '.join(sorted(known))}"
-            )
+    missing = [g for g in spec.node_groups if g not in known]
+    if missing and template is not None:
+        raise templates.gone_default_groups(template, missing, sorted(known, key=str.lower))
+    if missing:
+        raise NotFound(
+            f"node group {missing[0]!r} does not exist; known groups: {', '.join(sorted(known))}"
+        )
     wanted = set(spec.node_groups)
     eligible = [n for n in nodes if not wanted or wanted & set(n.groups)]
     where = f"node group(s) {', '.join(spec.node_groups)}" if wanted else "the cluster"

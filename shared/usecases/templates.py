@@ -22,7 +22,6 @@ from shared.domain.templates import (
     DEFAULT_TEMPLATE,
     NAME,
     JobTemplate,
-    apply_template,
     check_template_name,
 )
 from shared.errors import Conflict, InvalidRequest, NotFound
@@ -165,30 +164,27 @@ def _index(deps: Deps, *, add: str | None = None, remove: str | None = None) -> 
     deps.store.put_meta(meta)
 
 
-def resolve(deps: Deps, spec: JobSpec) -> JobSpec:
-    """The spec under its template: the one it names (NotFound if there is none of that
-    name), else the Default template if an admin created one, else none.
-
-    A template saved before its groups were checked (or whose group was since removed) may
-    give a job a group that does not exist: NotFound then names the template, since the
-    job itself named no group."""
+def template_of(deps: Deps, spec: JobSpec) -> JobTemplate | None:
+    """The spec's template: the one it names (NotFound if there is none of that name), else
+    the Default template if an admin created one, else none."""
     if spec.template:
-        template: JobTemplate | None = get(deps, spec.template).template
-    else:
-        _, template = _read(deps, DEFAULT_TEMPLATE)
-    resolved = apply_template(spec, template)
-    if template is not None and not spec.node_groups and resolved.node_groups:
-        missing, field, known = _unknown_default_groups(deps, template)
-        if missing:
-            option = "--nodegroup" if field == "nodeGroups" else "--allowed-nodegroup"
-            raise NotFound(
-                f"{_groups_phrase(missing)} {'does' if len(missing) == 1 else 'do'} not exist: "
-                f"template {template.name!r} gives {'it' if len(missing) == 1 else 'them'} "
-                f"({field}) to jobs that name no group; name one with --nodegroup, or an admin "
-                f"fixes the template (`hpc template set {template.name} {option} GROUP`); "
-                f"known groups: {', '.join(known) or 'none'}"
-            )
-    return resolved
+        return get(deps, spec.template).template
+    return _read(deps, DEFAULT_TEMPLATE)[1]
+
+
+def gone_default_groups(template: JobTemplate, missing: list[str], known: list[str]) -> NotFound:
+    """The error for a job that named no group and got, from ``template``, groups that do not
+    exist (a template saved before its groups were checked, or whose group was since
+    removed): it names the template, since the job itself named no group."""
+    field = _default_groups(template)[1]
+    option = "--nodegroup" if field == "nodeGroups" else "--allowed-nodegroup"
+    return NotFound(
+        f"{_groups_phrase(missing)} {'does' if len(missing) == 1 else 'do'} not exist: "
+        f"template {template.name!r} gives {'it' if len(missing) == 1 else 'them'} "
+        f"({field}) to jobs that name no group; name one with --nodegroup, or an admin "
+        f"fixes the template (`hpc template set {template.name} {option} GROUP`); "
+        f"known groups: {', '.join(known) or 'none'}"
+    )
 
 
 def _default_groups(template: JobTemplate) -> tuple[list[str], str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from shared.auth import digest
 from shared.domain.cluster import Principal
+from shared.domain.specvalues import quoted
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.usecases.deps import Deps
 
@@ -33,9 +34,9 @@ class User:
 def add_user(deps: Deps, name: str, role: str = "user") -> tuple[User, str]:
     """A new token for ``name`` (the user is made by its first); the user and the token."""
     if not isinstance(name, str) or not USER_NAME.fullmatch(name):
-        shown = name if not isinstance(name, str) or len(name) <= 40 else f"{name[:40]}..."
+        shown = quoted(name) if isinstance(name, str) else repr(name)
         raise InvalidRequest(
-            f"user name {shown!r}: a letter or _ first, then letters, digits, _ . - "
+            f"user name {shown}: a letter or _ first, then letters, digits, _ . - "
             "(32 characters at most, as a POSIX user name)"
         )
     if role not in ROLES:
