@@ -124,6 +124,9 @@ class TaskFiles:
             self._copied[stream] = done
 
 
+_NOT_REGULAR = "not a regular file (a FIFO, device or socket)"
+
+
 def _open_regular(path: Path) -> BinaryIO:
     """Open ``path`` to append, refusing anything but a regular file: opening a FIFO with no
     reader would block the agent's loop (no heartbeats: its node goes Unreachable), and a
@@ -132,11 +135,11 @@ def _open_regular(path: Path) -> BinaryIO:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
     except OSError as exc:
         if exc.errno == errno.ENXIO:  # a FIFO nobody reads
-            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)") from None
+            raise OSError(errno.EINVAL, _NOT_REGULAR) from None
         raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)")
+            raise OSError(errno.EINVAL, _NOT_REGULAR)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "ab")
     except BaseException:

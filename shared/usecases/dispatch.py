@@ -13,10 +13,10 @@ from datetime import timedelta
 
 from shared.domain import eligibility, lifecycle, scheduler
 from shared.domain.cluster import Node
-from shared.domain.hosts import granted_cores, held, host_list
+from shared.domain.hosts import host_list
 from shared.domain.jobspec import sweep_command
 from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
-from shared.domain.models import Task, TaskRange
+from shared.domain.models import Host, Task, TaskRange
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.states import JobState
 from shared.errors import Conflict, NotFound
@@ -105,11 +105,10 @@ def _commit_chunk(
     for p in chunk:
         task = tasks[(p.job_id, p.task_id)]
         node = nodes[p.node]
-        placed = task.model_copy()  # the assignment is made from the task as dispatched
-        lifecycle.dispatch(
-            placed, node=node.name, incarnation=node.incarnation, now=now, hosts=p.hosts
+        hosts = lifecycle.placed_hosts(
+            task, node=node.name, incarnation=node.incarnation, hosts=p.hosts
         )
-        message = deps.node_message(node.name, _run_task(placed, node, p.group))
+        message = deps.node_message(node.name, _run_task(task, node, p.group, hosts))
         size = message.size_bytes()
         if size > MAX_MESSAGE_BYTES:
             reason = (
@@ -120,7 +119,7 @@ def _commit_chunk(
             failed = True
         else:
             change = lifecycle.dispatch(
-                task, node=node.name, incarnation=node.incarnation, now=now, hosts=p.hosts
+                task, node=node.name, incarnation=node.incarnation, now=now, hosts=hosts
             )
             runs.append(message)
         if change is not None:
@@ -171,17 +170,17 @@ def _born(
     return [p for p in chunk if p.task_id in keep], moved
 
 
-def _run_task(task: Task, node: Node, group: str | None) -> RunTask:
+def _run_task(task: Task, node: Node, group: str | None, hosts: Sequence[Host]) -> RunTask:
     """The assignment for the task's first node (a multi-node task's other nodes get none:
-    its command starts the rest, e.g. mpirun --host $HPC_NODES)."""
-    hosts = held(task)
+    its command starts the rest, e.g. mpirun --host $HPC_NODES); ``hosts``: its placement's
+    (:func:`shared.domain.lifecycle.placed_hosts`)."""
     env = {
         "HPC_JOB_ID": str(task.job_id),
         "HPC_TASK_ID": str(task.id),
         "HPC_SWEEP_INDEX": "" if task.sweep_index is None else str(task.sweep_index),
         "HPC_NODE_NAME": node.name,
         "HPC_NODE_GROUP": group or "",
-        "HPC_TASK_CORES": str(granted_cores(task)),
+        "HPC_TASK_CORES": str(sum(h.cores for h in hosts)),
         "HPC_NODES": host_list(hosts),
         **task.env,
     }
@@ -191,7 +190,7 @@ def _run_task(task: Task, node: Node, group: str | None) -> RunTask:
         task_id=task.id,
         attempt=task.attempt,
         command=sweep_command(task.command, task.sweep_index),
-        cores=hosts[0].cores if hosts else task.cores,
+        cores=hosts[0].cores,
         runtime_limit_s=task.runtime_limit_s,
         work_dir=task.work_dir,
         stdout=expand_optional(task.stdout, _output_ids(task)),

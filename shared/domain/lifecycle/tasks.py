@@ -163,14 +163,24 @@ def dispatch(
     task: Task, *, node: str, incarnation: int, now: datetime, hosts: Sequence[Host] = ()
 ) -> TaskChange:
     """Give the task a new placement: ``node`` (where it runs) and every node it holds with
-    the cores granted there (``hosts``, first one ``node``; none given: ``cores`` on ``node``)."""
+    the cores granted there (:func:`placed_hosts`)."""
+    placed = placed_hosts(task, node=node, incarnation=incarnation, hosts=hosts)
     old = task.state
     task.move_to(TaskState.DISPATCHING, now=now)
     task.node, task.incarnation = node, incarnation
+    task.hosts = placed
+    return TaskChange(old, TaskState.DISPATCHING)
+
+
+def placed_hosts(
+    task: Task, *, node: str, incarnation: int, hosts: Sequence[Host] = ()
+) -> list[Host]:
+    """The hosts a placement on ``node`` gives the task: ``hosts`` (the first one ``node``),
+    or none given, ``cores`` on ``node``. (Its assignment is made from them before the task
+    is dispatched, so that one too large for the bus is never dispatched.)"""
     if hosts and hosts[0].node != node:
         raise ValueError(f"task {task.key}: its first host {hosts[0].node} is not {node}")
-    task.hosts = list(hosts) or [Host(node=node, cores=task.cores, incarnation=incarnation)]
-    return TaskChange(old, TaskState.DISPATCHING)
+    return list(hosts) or [Host(node=node, cores=task.cores, incarnation=incarnation)]
 
 
 def undeliverable(task: Task, reason: str, now: datetime) -> TaskChange | None:
