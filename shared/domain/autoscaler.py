@@ -44,7 +44,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.domain.cluster import Node
-from shared.domain.demand import nodes_for, place_queue
+from shared.domain.demand import may_run_in, nodes_for, place_queue
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -120,10 +120,6 @@ def _managed_group(node: Node, policy: AutoscalerPolicy) -> str | None:
         if g in policy.groups and g not in policy.exclude_node_groups:
             return g
     return None
-
-
-def _eligible(task: Task, group: str) -> bool:
-    return not task.node_groups or group in task.node_groups
 
 
 def request_stop(node: Node, used_cores: int, reason: str) -> Order:
@@ -269,7 +265,7 @@ class _Run:
                 tasks = [
                     t
                     for t in overflow
-                    if _eligible(t, group) and t.cores <= gp.node_cores and _key(t) not in claimed
+                    if may_run_in(t, group) and t.cores <= gp.node_cores and _key(t) not in claimed
                 ]
             if tasks and len(tasks) < gp.grow_threshold:
                 self.notes.append(

@@ -15,6 +15,11 @@ from shared.domain.models import Task
 from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
 
 
+def may_run_in(task: Task, group: str) -> bool:
+    """The task may run on nodes of ``group`` (a task that names no group runs anywhere)."""
+    return not task.node_groups or group in task.node_groups
+
+
 def bins_needed(cores: Sequence[int], node_cores: int) -> int:
     """Nodes of ``node_cores`` needed for tasks of these core counts, first-fit decreasing."""
     return nodes_needed([(c, None) for c in cores], node_cores)

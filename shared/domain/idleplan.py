@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
-from shared.domain.demand import nodes_for, place_queue
+from shared.domain.demand import may_run_in, nodes_for, place_queue
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.models import Task
 from shared.domain.states import NodeState, TaskState
@@ -117,8 +117,7 @@ def owner_group(
     may run on and fits (the order the autoscaler's grow takes), so that a task two groups
     may run does not raise both floors; None: no managed group can run it."""
     for g in sorted(groups):
-        eligible = not task.node_groups or g in task.node_groups
-        if eligible and g not in excluded and task.cores <= groups[g].node_cores:
+        if may_run_in(task, g) and g not in excluded and task.cores <= groups[g].node_cores:
             return g
     return None
 
@@ -178,7 +177,7 @@ def attribution(
 
 def demand(tasks: Sequence[Task], group: str, gp: GroupPolicy) -> int:
     """Nodes of the group these tasks need (those that may run there), at most its max."""
-    mine = [t for t in tasks if (not t.node_groups or group in t.node_groups)]
+    mine = [t for t in tasks if may_run_in(t, group)]
     return min(gp.max_nodes, nodes_for([t for t in mine if t.cores <= gp.node_cores], gp))
 
 

@@ -330,8 +330,8 @@ def _figures(
     cpn: int,
     boot_delay_s: float,
     t0: float,
-    timer_s: float = 0.0,
-    scale_down_delay_s: float = 0.0,
+    timer_s: float,
+    scale_down_delay_s: float,
 ) -> ElasticOutcome:
     waits = [starts[j.id] - j.submit for j in jobs]
     slowdowns = [
