@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from shared.domain import eligibility, lifecycle, scheduler
 from shared.domain.cluster import Node
-from shared.domain.hosts import host_list
+from shared.domain.hosts import Seat, held, host_list
 from shared.domain.jobspec import sweep_command
 from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
 from shared.domain.models import Host, Task, TaskRange
@@ -170,10 +170,13 @@ def _born(
     return [p for p in chunk if p.task_id in keep], moved
 
 
-def _run_task(task: Task, node: Node, group: str | None, hosts: Sequence[Host]) -> RunTask:
+def _run_task(
+    task: Task, node: Node, group: str | None, hosts: Sequence[Host | Seat] | None = None
+) -> RunTask:
     """The assignment for the task's first node (a multi-node task's other nodes get none:
     its command starts the rest, e.g. mpirun --host $HPC_NODES); ``hosts``: its placement's
-    (:func:`shared.domain.lifecycle.placed_hosts`)."""
+    (:func:`shared.domain.lifecycle.placed_hosts`), None: those it holds."""
+    hosts = held(task) if hosts is None else hosts
     env = {
         "HPC_JOB_ID": str(task.job_id),
         "HPC_TASK_ID": str(task.id),
@@ -190,7 +193,7 @@ def _run_task(task: Task, node: Node, group: str | None, hosts: Sequence[Host]) 
         task_id=task.id,
         attempt=task.attempt,
         command=sweep_command(task.command, task.sweep_index),
-        cores=hosts[0].cores,
+        cores=hosts[0].cores if hosts else task.cores,
         runtime_limit_s=task.runtime_limit_s,
         work_dir=task.work_dir,
         stdout=expand_optional(task.stdout, _output_ids(task)),
