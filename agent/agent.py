@@ -86,9 +86,12 @@ _STOP_SEND_ATTEMPTS = 3
 ROOT_WARNING = (
     "this agent runs as root, so every task (its command, and its --stdout/--stderr "
     "files) runs as root and can change anything on this machine: run the agent as an "
-    "unprivileged user (the Azure node VMs run it as 'hpc')"
+    "unprivileged user (the Azure node VMs run it as 'hpc'), or run each task as its "
+    "job's owner (--run-as-owner)"
 )
-"""Tasks run as the agent's own user (there is no per-user execution): said at start."""
+"""Tasks run as the agent's own user unless --run-as-owner: said at start."""
+
+OWNERS_NOTE = "tasks run as their jobs' owners (--run-as-owner): never as root"
 
 
 def running_as_root() -> bool:
@@ -149,7 +152,9 @@ class Agent:
         try:
             if not self._register():
                 return
-            if running_as_root():  # said once the node is ours, never before a refusal
+            if cfg.run_as_owner:  # said once the node is ours, never before a refusal
+                log.info(OWNERS_NOTE)
+            elif running_as_root():
                 log.warning(ROOT_WARNING)
             self.tasks.start_lifeline()
             self._loop()

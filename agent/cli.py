@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from agent.agent import Agent
 from agent.config import AgentConfig
 from agent.identity import NameInUse
+from agent.owners import start_error
 from agent.registration import RegistrationRefused
 from shared.domain.messages import EVENTS_LOCK_MS
 from shared.settings import Settings
@@ -35,15 +36,23 @@ def run_agent(
     groups: Sequence[str] | None = None,
     cores: int | None = None,
     *,
+    run_as_owner: bool | None = None,
     settings: Settings | None = None,
 ) -> int:
     """Run an agent in this process until SIGTERM or SIGINT; returns the exit code
-    (0 after a clean stop, 2 for a bad name, group or core count, 1 if the bus or the
-    output store cannot be opened). ``None`` means the default (host name,
-    OnPremNodes, all cores)."""
+    (0 after a clean stop, 2 for a bad name, group or core count or --run-as-owner when not
+    root, 1 if the bus or the output store cannot be opened). ``None`` means the default
+    (host name, OnPremNodes, all cores, HPC_AGENT_RUN_AS_OWNER)."""
     _configure_logging()
     settings = settings or Settings()
-    given = {"name": name, "groups": list(groups) if groups else None, "cores": cores}
+    if run_as_owner is None:
+        run_as_owner = settings.agent_run_as_owner
+    given = {
+        "name": name,
+        "groups": list(groups) if groups else None,
+        "cores": cores,
+        "run_as_owner": run_as_owner or None,
+    }
     try:
         config = AgentConfig.model_validate(
             {
@@ -54,6 +63,9 @@ def run_agent(
         )
     except ValidationError as exc:
         print(f"agent: error: {_first_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    if config.run_as_owner and (error := start_error()) is not None:
+        print(f"agent: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     try:
         bus = build_bus(settings)
@@ -118,12 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--cores", type=_positive_int, help="cores this node offers (default: all of them)"
     )
+    parser.add_argument(
+        "--run-as-owner",
+        action="store_true",
+        default=None,
+        help="run each task as the OS user named as its job's owner; the agent must be root "
+        "(default: HPC_AGENT_RUN_AS_OWNER, else as the agent's own user)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_agent(args.name, args.groups, args.cores)
+    return run_agent(args.name, args.groups, args.cores, run_as_owner=args.run_as_owner)
 
 
 def _configure_logging() -> None:

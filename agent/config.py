@@ -51,6 +51,9 @@ class AgentConfig(BaseModel):
     """How long heartbeats repeat an ended attempt, so a lost TaskEnded is recovered."""
     lifeline: bool = True
     """Start the watchdog that kills this agent's tasks if the agent dies (agent/lifeline.py)."""
+    run_as_owner: bool = False
+    """Run each task as the OS user named as its job's owner (agent/owners.py); the agent must
+    be root. False: every task runs as the agent's own user."""
 
     @field_validator("name")
     @classmethod

@@ -30,6 +30,17 @@ shell killed by a signal runs no EXIT trap, so a killed task leaves no record. A
 that sets its own EXIT trap replaces this one: it then leaves no record either, which only
 loses the recovery of its end after an agent crash."""
 
+OWNER_WRAPPER = (
+    '__hpc_command=$1; __hpc_end_record=$3; cd -- "$2" || exit 1; shift 3; '
+    '[ -z "$__hpc_end_record" ] || '
+    'trap \'printf "%s\\n" "$?" > "$__hpc_end_record"\' EXIT; '
+    'eval "$__hpc_command"'
+)
+"""``sh -c OWNER_WRAPPER name COMMAND DIR RECORD`` (--run-as-owner, the shell already the
+task's owner): enter DIR as the owner, then as :data:`WRAPPER`, RECORD being ``/dev/fd/N``,
+a descriptor of the record the agent opened and gave the owner (the owner cannot reach the
+agent's folder), or empty for none. A DIR it cannot enter ends it with 1, no record."""
+
 
 @dataclass(frozen=True)
 class Leftover:
@@ -53,9 +64,11 @@ class EndRecords:
         return ["/bin/sh", "-c", WRAPPER, "hybridhpc-task", command, str(record)]
 
     def read(self, key: str) -> int | None:
-        """The exit code recorded for this attempt, or None (no record, or half written)."""
+        """The exit code recorded for this attempt, or None (no record, or half written).
+        Only its first bytes are read: with --run-as-owner the task's user can write it."""
         try:
-            text = (self.folder / key).read_text().strip()
+            with (self.folder / key).open("rb") as f:
+                text = f.read(64).decode(errors="replace").strip()
         except OSError:
             return None
         return int(text) if text.lstrip("-").isdigit() and len(text) < 12 else None
@@ -78,3 +91,9 @@ class EndRecords:
                 continue
             out.append(Leftover(*parts, code))
         return out
+
+
+def owner_argv(command: str, cwd: str, record: str) -> list[str]:
+    """The process to start as the task's owner (:data:`OWNER_WRAPPER`); ``record``:
+    ``/dev/fd/N`` or empty."""
+    return ["/bin/sh", "-c", OWNER_WRAPPER, "hybridhpc-task", command, cwd, record]

@@ -11,18 +11,23 @@ is spelled) both streams go into it through one descriptor, in the order they
 were written; the API's stdout then holds that mix and its stderr stays empty.
 
 Each attempt starts its files afresh (Slurm's default ``--open-mode=truncate``).
+
+An agent with --run-as-owner opens nothing of the user's itself: its files come opened by
+the owner (:meth:`TaskFiles.adopt`, agent/ownerfiles.py), with a read descriptor of each
+that the Output store's copy is taken through, never the path (root would follow a file
+swapped for a symlink to one its owner may not read).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import stat
-from contextlib import ExitStack
+from collections.abc import Mapping
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import BinaryIO
 
+from agent.filechecks import cannot_write, open_regular, path_error, same_file
 from shared.domain.messages import RunTask
 from shared.ports.output import STREAMS, Stream
 
@@ -55,21 +60,42 @@ class TaskFiles:
         """Output store stream -> the user's file it is copied from (stdout alone when both
         streams share one file)."""
         self._copied: dict[Stream, int] = {}
+        self._owned = False
+        """The owner opened the files (--run-as-owner): the agent never opens their paths."""
+        self._writers: dict[Stream, int] = {}
+        """Stream -> descriptor the owner opened, until :meth:`open` hands it to the process."""
+        self._readers: dict[Stream, int] = {}
+        """Output store stream -> read descriptor of its source (--run-as-owner)."""
 
     def __bool__(self) -> bool:
         return bool(self._names)
+
+    @property
+    def names(self) -> dict[Stream, str]:
+        """Stream -> the file name the task gave (relative: to its working directory)."""
+        return dict(self._names)
+
+    def adopt(
+        self,
+        paths: Mapping[Stream, Path],
+        writers: Mapping[Stream, int],
+        readers: Mapping[Stream, int],
+    ) -> None:
+        """Take the files the owner opened (emptied, append mode): ``writers`` per stream (one
+        descriptor for both when they are one file), ``readers`` per Output store stream.
+        Instead of :meth:`resolve`; :meth:`open` then hands the writers to the process, and
+        the descriptors are this object's to close (:meth:`close`)."""
+        self.paths = dict(paths)
+        self._owned = True
+        self._writers = dict(writers)
+        self._readers = dict(readers)
 
     def resolve(self) -> str | None:
         """Resolve the names; ``None``, or why the task cannot start (naming the path)."""
         for stream, name in self._names.items():
             path = self._base / name  # an absolute name stays as it is
-            if not os.path.isdir(path.parent):  # os.path: False on any OSError, never raises
-                return (
-                    f"{stream} file {str(path)!r}: its directory {str(path.parent)!r} "
-                    "does not exist or is not a directory"
-                )
-            if os.path.isdir(path):
-                return f"{stream} file {str(path)!r} is a directory"
+            if (error := path_error(stream, path)) is not None:
+                return error
             self.paths[stream] = path
         return None
 
@@ -79,6 +105,8 @@ class TaskFiles:
         handles: dict[Stream, BinaryIO] = {}
         self.sources.clear()
         self._copied.clear()
+        if self._owned:
+            return self._hand_over(stack)
         for stream, path in self.paths.items():
             shared = next(
                 (s for s, h in handles.items() if _same_file(h, path)),
@@ -91,9 +119,7 @@ class TaskFiles:
                 handle = stack.enter_context(_open_regular(path))
                 handle.truncate(0)
             except OSError as exc:
-                raise OutputFileError(
-                    f"cannot write the {stream} file {str(path)!r}: {exc.strerror or exc}"
-                ) from None
+                raise OutputFileError(cannot_write(stream, path, exc)) from None
             handles[stream] = handle
             self.sources[stream] = path
             self._copied[stream] = 0
@@ -110,6 +136,9 @@ class TaskFiles:
                 want = min(want, limit)
             if want <= 0 or stream not in sinks:
                 continue
+            if self._owned:
+                self._copied[stream] = self._copy_from_reader(stream, sinks[stream], done, want)
+                continue
             try:
                 if source.stat().st_size <= done:
                     continue
@@ -123,24 +152,51 @@ class TaskFiles:
                 log.warning("could not copy %s into the Output store", source, exc_info=True)
             self._copied[stream] = done
 
+    def _hand_over(self, stack: ExitStack) -> dict[Stream, BinaryIO]:
+        """The adopted writers as handles for the process (closed with ``stack``)."""
+        handles: dict[Stream, BinaryIO] = {}
+        by_fd: dict[int, BinaryIO] = {}
+        try:
+            for stream, fd in self._writers.items():
+                if fd not in by_fd:
+                    by_fd[fd] = stack.enter_context(os.fdopen(fd, "ab"))  # the stack's now
+                    self.sources[stream] = self.paths[stream]
+                    self._copied[stream] = 0
+                handles[stream] = by_fd[fd]
+        finally:
+            self._writers = {s: fd for s, fd in self._writers.items() if fd not in by_fd}
+        return handles
 
-_NOT_REGULAR = "not a regular file (a FIFO, device or socket)"
+    def _copy_from_reader(self, stream: Stream, sink: Path, done: int, want: int) -> int:
+        """:meth:`mirror` of one stream through the owner's read descriptor; the new count."""
+        reader = self._readers.get(stream)
+        if reader is None:
+            return done  # the owner may not read its own file: no copy (never by the path)
+        try:
+            if os.fstat(reader).st_size <= done:
+                return done
+            with sink.open("ab") as dst:
+                while want > 0 and (chunk := os.pread(reader, min(_CHUNK, want), done)):
+                    dst.write(chunk)
+                    done += len(chunk)
+                    want -= len(chunk)
+        except OSError:
+            log.warning("could not copy the %s file into the Output store", stream, exc_info=True)
+        return done
+
+    def close(self) -> None:
+        """Close the descriptors the owner opened that are still this object's. Never raises."""
+        fds = {*self._writers.values(), *self._readers.values()}
+        self._writers, self._readers = {}, {}
+        for fd in fds:
+            with suppress(OSError):
+                os.close(fd)
 
 
 def _open_regular(path: Path) -> BinaryIO:
-    """Open ``path`` to append, refusing anything but a regular file: opening a FIFO with no
-    reader would block the agent's loop (no heartbeats: its node goes Unreachable), and a
-    device is no task's output. O_NONBLOCK makes that open fail at once instead."""
+    """:func:`agent.filechecks.open_regular` as a file object."""
+    fd = open_regular(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:  # a FIFO nobody reads
-            raise OSError(errno.EINVAL, _NOT_REGULAR) from None
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, _NOT_REGULAR)
-        os.set_blocking(fd, True)
         return os.fdopen(fd, "ab")
     except BaseException:
         os.close(fd)
@@ -148,7 +204,4 @@ def _open_regular(path: Path) -> BinaryIO:
 
 
 def _same_file(handle: BinaryIO, path: Path) -> bool:
-    try:
-        return os.path.samestat(os.fstat(handle.fileno()), path.stat())
-    except OSError:
-        return False
+    return same_file(handle.fileno(), path)

@@ -16,6 +16,9 @@ the truncation in the Output store, where the API reports it.
 A stream the task names a file for (``--stdout`` / ``--stderr``) goes whole into
 that file instead, and the Output store gets a copy of its first bytes (up to the
 cap) as it grows: see agent/outputfiles.py.
+
+With ``run_as`` (the agent's --run-as-owner) the process runs as the job's owner, and its
+working directory and files are entered and opened as the owner: see agent/owners.py.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from agent.endrecords import EndRecords
 from agent.outputfiles import OutputFileError, TaskFiles
+from agent.owners import OwnerError, OwnerStart, RunAsOwner
 from shared.domain.messages import RunTask
 from shared.ports.output import STREAMS, OutputStore, Stream, truncation_marker
 from shared.settings import Settings
@@ -133,6 +137,7 @@ class Runner:
         cwd: str | None = None,
         max_output_bytes: int | None = None,
         end_record: tuple[EndRecords, Path] | None = None,
+        run_as: RunAsOwner | None = None,
     ) -> None:
         self.task = task
         self.key = task_key(task.job_id, task.task_id, task.attempt)
@@ -154,6 +159,8 @@ class Runner:
         self._next_cap_check = 0.0
         self._end_record = end_record
         """Where the task's shell writes its exit code as its last act (agent/endrecords.py)."""
+        self._run_as = run_as
+        """--run-as-owner: the task runs as its job's owner (None: as the agent's user)."""
         self.started_at = time.monotonic()
 
     @property
@@ -167,11 +174,17 @@ class Runner:
     def start(self) -> str | None:
         """Start the process; ``None`` on success, else why it could not start."""
         task = self.task
-        if self._cwd is not None and not os.path.isdir(self._cwd):
+        owner: OwnerStart | None = None
+        if self._run_as is not None:
+            try:
+                owner = self._run_as.prepare(task, self._files)  # the checks, as the owner
+            except OwnerError as exc:
+                return self._start_failed(str(exc))
+        elif self._cwd is not None and not os.path.isdir(self._cwd):
             return self._start_failed(
                 f"working directory {self._cwd!r} does not exist or is not a directory"
             )
-        if (error := self._files.resolve()) is not None:
+        elif (error := self._files.resolve()) is not None:
             return self._start_failed(error)
         try:
             for stream in STREAMS:
@@ -187,16 +200,28 @@ class Runner:
                 # A stream with a file of the user's goes there (the sink gets a copy).
                 handles = {**sinks, **self._files.open(files)}
                 records = self._end_record
-                self._proc = subprocess.Popen(  # noqa: S602 - running the user's shell command is the point
-                    task.command if records is None else records[0].argv(task.command, records[1]),
-                    shell=records is None,
-                    cwd=self._cwd,
-                    env=self._env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=handles["stdout"],
-                    stderr=handles["stderr"],
-                    start_new_session=True,
-                )
+                if owner is not None:
+                    self._proc = owner.popen(
+                        task,
+                        self._env,
+                        record=None if records is None else records[1],
+                        stack=files,
+                        stdout=handles["stdout"],
+                        stderr=handles["stderr"],
+                    )
+                else:
+                    self._proc = subprocess.Popen(  # noqa: S602 - running the user's shell command is the point
+                        task.command
+                        if records is None
+                        else records[0].argv(task.command, records[1]),
+                        shell=records is None,
+                        cwd=self._cwd,
+                        env=self._env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=handles["stdout"],
+                        stderr=handles["stderr"],
+                        start_new_session=True,
+                    )
         except OutputFileError as exc:
             return self._start_failed(str(exc))
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -207,6 +232,7 @@ class Runner:
     def _start_failed(self, error: str) -> str:
         """Leave the reason in the task's stderr too, where ``hpc task output`` shows it."""
         task = self.task
+        self._files.close()  # what the owner opened for it, if anything
         try:
             path = self._output.sink(task.job_id, task.task_id, "stderr", attempt=task.attempt)
             path.write_text(error + "\n")
@@ -301,6 +327,7 @@ class Runner:
         elif group_alive(self._proc.pid):
             _signal_group(self._proc.pid, signal.SIGKILL)  # background leftovers of a finished task
         self._end_streams()
+        self._files.close()
         try:
             self._output.publish(self.task.job_id, self.task.task_id, attempt=self.task.attempt)
         except Exception:

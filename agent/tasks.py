@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from agent.config import AgentConfig
 from agent.endrecords import EndRecords
 from agent.lifeline import Lifeline
+from agent.owners import RunAsOwner
 from agent.reporter import Reporter
 from agent.runner import Runner, kill_trees, task_env, task_key
 from shared.domain.durations import format_duration
@@ -48,6 +49,8 @@ class Tasks:
         self._records = EndRecords(config.state_dir / "ends") if config.state_dir else None
         self._reported: list[str] = []
         """Attempts whose end was queued for sending: their end records go once it is sent."""
+        self._run_as = RunAsOwner(config.name) if config.run_as_owner else None
+        """--run-as-owner: each task runs as its job's owner (agent/owners.py)."""
 
     @property
     def free_cores(self) -> int:
@@ -102,7 +105,7 @@ class Tasks:
         env = task_env(task, node=self.config.name, group=self.config.groups[0])
         records = self._records
         record = None if records is None else (records, records.path(*_ids(task)))
-        runner = Runner(task, output=self.output, env=env, end_record=record)
+        runner = Runner(task, output=self.output, env=env, end_record=record, run_as=self._run_as)
         error = runner.start()
         if error is not None:
             self._remember(key)

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     """A node silent this long becomes Unreachable and its tasks are requeued."""
     dispatch_timeout_s: float = 60.0
     """A task Dispatching this long (its agent never confirmed it) is requeued."""
+    agent_run_as_owner: bool = False
+    """An agent runs each task as the OS user named as its job's owner (``hpc agent run
+    --run-as-owner``; the agent must run as root). Off: as the agent's own user."""
 
     max_body_bytes: int = 1 << 20
     """Largest accepted HTTP request body (413 above)."""

@@ -21,14 +21,16 @@ from rich.console import Console
 from agent.registration import request as agent_request
 from hpc.render import nodes_table
 from shared.adapters import cosmos_docs
-from shared.domain.cluster import Node
-from shared.domain.messages import Message, RegisterNode, RunTask
+from shared.domain.cluster import Node, Principal
+from shared.domain.messages import NODES_QUEUE, Message, RegisterNode, RunTask
 from shared.domain.models import Task
 from shared.domain.pending import pending_reason
 from shared.domain.protocol import (
     AGENT_PROTOCOL,
     FIELD_PROTOCOL,
+    OWNER_PROTOCOL,
     VERSIONS,
+    carries_owner,
     run_task_protocol,
     task_protocol,
 )
@@ -62,6 +64,9 @@ def _run(**extra: Any) -> RunTask:
         ({"stderr": "err.txt"}, 3),
         ({"runtime_limit_s": 60, "stdout": "o", "cores": 2}, 3),
         ({"runtime_limit_s": None, "stdout": None, "stderr": None}, 1),  # defaults, written out
+        ({"owner": "alice"}, 4),
+        ({"owner": "alice", "stdout": "o"}, 4),
+        ({"owner": None}, 1),
     ],
 )
 def test_a_run_task_needs_the_newest_version_among_the_fields_it_sets(
@@ -74,7 +79,7 @@ def test_every_run_task_field_has_a_version_and_the_versions_count_from_one() ->
     """A new RunTask field must get a version (a new one: older agents refuse it)."""
     assert set(FIELD_PROTOCOL) == set(RunTask.model_fields)
     assert [v.number for v in VERSIONS] == list(range(1, len(VERSIONS) + 1))
-    assert AGENT_PROTOCOL == VERSIONS[-1].number == 3
+    assert AGENT_PROTOCOL == VERSIONS[-1].number == OWNER_PROTOCOL == 4
 
 
 def _agent_of(version: int) -> type[Message]:
@@ -96,6 +101,8 @@ def _agent_of(version: int) -> type[Message]:
         _run(runtime_limit_s=5),
         _run(stdout="o"),
         _run(stderr="e", runtime_limit_s=5),
+        _run(owner="alice"),
+        _run(owner="alice", stdout="o", runtime_limit_s=5),
     ],
 )
 def test_an_agent_reads_exactly_the_assignments_of_its_version_or_older(
@@ -126,6 +133,26 @@ def test_a_task_needs_what_the_assignment_built_from_it_needs(spec: dict[str, An
     task = Task(job_id=7, id=1, command="x", **spec)
     node = Node(name="n1", incarnation=2)
     assert task_protocol(task) == run_task_protocol(_run_task(task, node, "G"))
+    assert task_protocol(task) == run_task_protocol(_run_task(task, node, "G", owner="alice"))
+
+
+@pytest.mark.parametrize("protocol", [v.number for v in VERSIONS])
+@pytest.mark.parametrize("spec", [{}, {"runtime_limit_s": 60}, {"stdout": "o", "stderr": "e"}])
+def test_the_owner_goes_only_to_agents_that_read_it_and_needs_no_newer_agent(
+    protocol: int, spec: dict[str, Any]
+) -> None:
+    """An agent the scheduler may give the task (its protocol at least the task's) reads the
+    assignment built for it, told the owner from protocol 4 on; no task waits for protocol 4."""
+    task = Task(job_id=7, id=1, command="x", **spec)
+    if protocol < task_protocol(task):
+        return  # the scheduler never places it there
+    node = Node(name="n1", incarnation=2, agent_protocol=protocol)
+    run = _run_task(task, node, "G", owner="alice")
+    assert run.owner == ("alice" if protocol >= OWNER_PROTOCOL else None)
+    assert carries_owner(protocol) is (protocol >= OWNER_PROTOCOL)
+    assert run_task_protocol(run) <= protocol
+    _agent_of(protocol).model_validate_json(run.to_bytes())  # what that agent's model reads
+    assert task_protocol(task) < OWNER_PROTOCOL
 
 
 # --- the scheduler ---------------------------------------------------------------------------
@@ -251,6 +278,37 @@ def test_an_old_agent_is_never_sent_an_assignment_with_stdout_a_new_one_runs_it(
     new.send(new.started(run), new.ended(run))
     assert cp.get_task(job.id, 1).state is TaskState.FINISHED
     assert old.assignments() == []
+
+
+def _wire(cp: ControlPlane, node: str) -> list[dict[str, Any]]:
+    """The assignments waiting in a node's session, as the bytes on the bus say them."""
+    out = []
+    with cp.bus.get_session_receiver(NODES_QUEUE, session_id=node) as rx:
+        while batch := rx.receive(max_messages=100, max_wait_ms=0):
+            for m in batch:
+                out.append(json.loads(m.body))
+                rx.complete(m)
+    return out
+
+
+@pytest.mark.parametrize("protocol", [None, 2, 3])
+def test_an_old_agent_is_never_sent_the_owner_and_a_new_one_always_is(
+    cp: ControlPlane, protocol: int | None
+) -> None:
+    """Per-user execution: the owner rides only in assignments to agents of protocol 4 on (an
+    older one would refuse the field and run nothing); older agents still get every task."""
+    old = join(cp, "old", protocol=protocol, cores=1)
+    new = join(cp, "new", protocol=AGENT_PROTOCOL, cores=1)
+    alice = Principal(name="alice", role="user")
+    jobs = [cp.submit({"command": "x", "nodeGroup": "OnPremNodes"}, alice) for _ in range(2)]
+    cp.schedule_pass()
+    [to_old], [to_new] = _wire(cp, "old"), _wire(cp, "new")
+    assert {to_old["jobId"], to_new["jobId"]} == {j.id for j in jobs}
+    assert "owner" not in to_old
+    _agent_of(1 if protocol is None else protocol).model_validate(to_old)
+    assert to_new["owner"] == "alice"
+    assert RunTask.model_validate(to_new).owner == "alice"
+    assert old.assignments() == new.assignments() == []  # (nothing else was sent)
 
 
 def test_with_only_old_agents_online_the_task_waits_and_says_what_to_do(cp: ControlPlane) -> None:

@@ -12,16 +12,23 @@ from tests.cli_fixtures import hpc
 # --- agent --------------------------------------------------------------------
 
 
-def test_agent_run_passes_its_options_to_run_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("flags", "run_as_owner"), [([], None), (["--run-as-owner"], True)])
+def test_agent_run_passes_its_options_to_run_agent(
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], run_as_owner: bool | None
+) -> None:
     calls = []
 
-    def run_agent(name: str, groups: list[str], cores: int) -> int:
-        calls.append((name, groups, cores))
+    def run_agent(
+        name: str, groups: list[str], cores: int, *, run_as_owner: bool | None = None
+    ) -> int:
+        calls.append((name, groups, cores, run_as_owner))
         return 3
 
     import agent
 
     monkeypatch.setattr(agent, "run_agent", run_agent)
-    result = hpc("agent", "run", "--name", "n1", "--group", "A", "--group", "B", "--cores", "4")
+    args = ["--name", "n1", "--group", "A", "--group", "B", "--cores", "4", *flags]
+    result = hpc("agent", "run", *args)
     assert result.exit_code == 3
-    assert calls == [("n1", ["A", "B"], 4)]
+    # None: the agent's setting decides (HPC_AGENT_RUN_AS_OWNER, off by default)
+    assert calls == [("n1", ["A", "B"], 4, run_as_owner)]

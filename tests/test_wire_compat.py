@@ -51,7 +51,9 @@ def test_an_older_agent_reads_an_assignment_that_uses_no_newer_field() -> None:
     assert (old.job_id, old.task_id, old.attempt, old.command) == (7, 1, 1, "echo hi")
 
 
-@pytest.mark.parametrize("newer", [{"cores": 4}, {"stdout": "out.%j.txt"}, {"stderr": "e"}])
+@pytest.mark.parametrize(
+    "newer", [{"cores": 4}, {"stdout": "out.%j.txt"}, {"stderr": "e"}, {"owner": "alice"}]
+)
 def test_an_assignment_that_uses_a_newer_field_is_still_refused_by_an_older_agent(
     newer: dict[str, object],
 ) -> None:
@@ -65,6 +67,7 @@ def test_an_assignment_that_uses_a_newer_field_is_still_refused_by_an_older_agen
     [
         _run(),
         _run(cores=4, stdout="o", stderr="e", runtime_limit_s=60, env={"A": "1"}),
+        _run(owner="alice"),
         Heartbeat(node="n1", incarnation=2, seq=0, free_cores=0, running=["7.1.1"]),
         Heartbeat(
             node="n1",
@@ -90,7 +93,9 @@ def test_every_message_reads_back_equal_from_its_wire_form(message: Message) -> 
 def test_the_wire_form_keeps_the_kind_and_required_nulls_and_drops_defaults() -> None:
     body = json.loads(_run().to_bytes())
     assert body["kind"] == "run"
-    assert not {"cores", "stdout", "stderr", "runtimeLimitS", "workDir", "env"} & body.keys()
+    assert not {"cores", "stdout", "stderr", "runtimeLimitS", "workDir", "env", "owner"} & (
+        body.keys()
+    )
     ended = json.loads(EndedAttempt(key="7.1.1", exit_code=None).to_bytes())
     assert ended == {"key": "7.1.1", "exitCode": None}  # required, so kept even when null
     assert isinstance(ASSIGNMENT.validate_json(_run().to_bytes()), RunTask)

@@ -25,8 +25,17 @@ def agent_run(
             min=1, help="Cores to offer.  \\[default: this host's CPU count]", show_default=False
         ),
     ] = None,
+    run_as_owner: Annotated[
+        bool,
+        typer.Option(
+            "--run-as-owner",
+            help="Run each task as the OS user named as its job's owner (the agent must be "
+            "root).  \\[default: HPC_AGENT_RUN_AS_OWNER, else as the agent's user]",
+            show_default=False,
+        ),
+    ] = False,
 ) -> None:
     """Run the node agent in the foreground (Ctrl-C stops it)."""
     import agent  # the agent's own imports are not needed by any other command
 
-    raise typer.Exit(agent.run_agent(name, group, cores))
+    raise typer.Exit(agent.run_agent(name, group, cores, run_as_owner=run_as_owner or None))

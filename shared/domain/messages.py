@@ -116,6 +116,10 @@ class RunTask(Message):
     env: dict[str, str] = Field(default_factory=dict)
     """Includes HPC_JOB_ID, HPC_TASK_ID, HPC_SWEEP_INDEX, HPC_NODE_NAME, HPC_NODE_GROUP,
     HPC_TASK_CORES (granted, all nodes) and HPC_NODES (``node:cores,...``, this node first)."""
+    owner: str | None = None
+    """The job's owner (an API user name). Sent only to agents of protocol 4 or later
+    (shared.domain.protocol.carries_owner): an agent with --run-as-owner runs the task as the
+    OS user of that name, and fails a task whose owner it is not told."""
 
 
 class CancelTask(Message):
@@ -146,7 +150,8 @@ class Registration(Message):
 
 
 class Superseded(Message):
-    """Your incarnation is over: another agent holds the node; kill what you run and exit."""
+    """Your incarnation is over (another agent holds the node, it was Unreachable, or an admin
+    brought it back online): kill what you run and register again (``reason`` says which)."""
 
     kind: Literal["superseded"] = "superseded"
     node: NodeName

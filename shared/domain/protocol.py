@@ -9,13 +9,22 @@ repository's history of ``RunTask``:
 1. the first registering, incarnation-fenced agents (commit 29a41cd): ``incarnation``,
    ``job_id``, ``task_id``, ``attempt``, ``command``, ``cores``, ``work_dir``, ``env``;
 2. ``runtime_limit_s`` (runtime limits, commit db62299);
-3. ``stdout`` and ``stderr`` (files the agent writes output to, commit 0db5284).
+3. ``stdout`` and ``stderr`` (files the agent writes output to, commit 0db5284);
+4. ``owner`` (the job's owner, for agents that run each task as its owner: --run-as-owner).
 
 An agent says its version in :class:`~shared.domain.messages.RegisterNode` (``protocol``;
 left out, as by agents that predate it: 1); the control plane keeps it on the node
 (``Node.agent_protocol``) and the scheduler places a task only on nodes whose agents read
 its assignment (:func:`task_protocol`). A new RunTask field gets a new version here
 (tests/test_agent_protocol.py fails until it is classified).
+
+``owner`` differs from the other fields: it is what the agent is told, not what the task
+asks for. Dispatch sets it only in assignments to agents of version 4 or later
+(:func:`carries_owner`); an older agent runs every task as its own OS user and has no use
+for it, so it still gets every task (no task needs version 4, and :func:`task_protocol`
+never says 4). An agent of version 4 is therefore always told the owner by a control plane
+that knows the field; one with --run-as-owner fails a task whose assignment does not say
+its owner (sent by an older control plane) rather than run it as another user.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ VERSIONS: tuple[Version, ...] = (
     ),
     Version(2, ("runtime_limit_s",), "runtime limits"),
     Version(3, ("stdout", "stderr"), "stdout/stderr files"),
+    Version(4, ("owner",), "the task's owner"),
 )
 
 AGENT_PROTOCOL: int = VERSIONS[-1].number
@@ -61,6 +71,9 @@ AGENT_PROTOCOL: int = VERSIONS[-1].number
 
 FIELD_PROTOCOL: Mapping[str, int] = {f: v.number for v in VERSIONS for f in v.fields}
 """The version that added each RunTask field."""
+
+OWNER_PROTOCOL: int = FIELD_PROTOCOL["owner"]
+"""The first version told the task's owner (RunTask ``owner``)."""
 
 _WHAT = {v.number: v.what for v in VERSIONS}
 
@@ -73,9 +86,17 @@ def run_task_protocol(run: RunTask) -> int:
     return max((FIELD_PROTOCOL.get(name, AGENT_PROTOCOL) for name in used), default=1)
 
 
+def carries_owner(agent_protocol: int) -> bool:
+    """Whether an agent of this protocol is told each task's owner in its assignments. Older
+    ones are not: the field would make them refuse the assignment, and they run every task
+    as their own user anyway."""
+    return agent_protocol >= OWNER_PROTOCOL
+
+
 def task_protocol(task: Task) -> int:
     """The protocol the RunTask built from ``task`` needs (shared.usecases.dispatch builds
-    it): the same answer as :func:`run_task_protocol`, without building it (the scheduler
+    it): the same answer as :func:`run_task_protocol` of its assignment to an agent that is
+    not told owners (one that is reads the owner too), without building it (the scheduler
     asks once per queued task and pass)."""
     if task.stdout is not None or task.stderr is not None:
         return 3

@@ -32,6 +32,7 @@ _NODE = "n" * 128  # the longest node name (messages.NodeName)
 _GROUP = "g" * 64  # the longest node group name (shared.usecases.nodes)
 _CORES = 1_000_000  # the most cores of a node (messages.Cores)
 _HOST = f"{_NODE}:{_CORES}"
+_OWNER = "u" * 32  # the longest API user name (shared.usecases.users.USER_NAME)
 _WIDEST_JSON_CHAR = 12
 """JSON bytes of one character at most: an astral character is two \\uXXXX escapes."""
 
@@ -97,7 +98,7 @@ def _assignment_bytes(
     sweep_index: int | None,
 ) -> int:
     """The task's RunTask as shared.usecases.dispatch builds it, with the widest ids, node
-    names and core counts; HPC_NODES (a name:cores per node) is counted, not built."""
+    names, core counts and owner; HPC_NODES (a name:cores per node) is counted, not built."""
     ids = OutputIds(job_id=MAX_ID, task_id=MAX_ID, sweep_index=sweep_index)
     cluster = {
         "HPC_JOB_ID": str(MAX_ID),
@@ -120,6 +121,7 @@ def _assignment_bytes(
         stdout=expand_optional(stdout, ids),
         stderr=expand_optional(stderr, ids),
         env={**cluster, **env},
+        owner=_OWNER,
     )
     hosts = nodes * len(_HOST) + nodes - 1
     return len(run.to_bytes()) + hosts + ENVELOPE_BYTES

@@ -18,6 +18,7 @@ from shared.domain.jobspec import sweep_command
 from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
 from shared.domain.models import Host, Task, TaskRange
 from shared.domain.outputpaths import OutputIds, expand_optional
+from shared.domain.protocol import carries_owner
 from shared.domain.states import JobState
 from shared.errors import Conflict, NotFound
 from shared.ports.bus import MAX_MESSAGE_BYTES, OutgoingMessage
@@ -108,7 +109,8 @@ def _commit_chunk(
         hosts = lifecycle.placed_hosts(
             task, node=node.name, incarnation=node.incarnation, hosts=p.hosts
         )
-        message = deps.node_message(node.name, _run_task(task, node, p.group, hosts))
+        run = _run_task(task, node, p.group, hosts, owner=job.owner)
+        message = deps.node_message(node.name, run)
         size = message.size_bytes()
         if size > MAX_MESSAGE_BYTES:
             reason = (
@@ -171,11 +173,18 @@ def _born(
 
 
 def _run_task(
-    task: Task, node: Node, group: str | None, hosts: Sequence[Host | Seat] | None = None
+    task: Task,
+    node: Node,
+    group: str | None,
+    hosts: Sequence[Host | Seat] | None = None,
+    *,
+    owner: str | None = None,
 ) -> RunTask:
     """The assignment for the task's first node (a multi-node task's other nodes get none:
     its command starts the rest, e.g. mpirun --host $HPC_NODES); ``hosts``: its placement's
-    (:func:`shared.domain.lifecycle.placed_hosts`), None: those it holds."""
+    (:func:`shared.domain.lifecycle.placed_hosts`), None: those it holds. ``owner`` (the
+    job's) goes only to an agent that reads it (:func:`shared.domain.protocol.carries_owner`):
+    an older one would refuse the assignment."""
     hosts = held(task) if hosts is None else hosts
     env = {
         "HPC_JOB_ID": str(task.job_id),
@@ -199,6 +208,7 @@ def _run_task(
         stdout=expand_optional(task.stdout, _output_ids(task)),
         stderr=expand_optional(task.stderr, _output_ids(task)),
         env=env,
+        owner=owner if carries_owner(node.agent_protocol) else None,
     )
 
 
