@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from shared.adapters.local_compute import LocalProvider
-from shared.domain.states import NodeState, TaskState
+from shared.domain.messages import CancelTask
+from shared.domain.states import JobState, NodeState, TaskState
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.ports.compute import OFF_STATES
 from shared.usecases.operations import pending_operations
@@ -56,8 +57,8 @@ def test_only_offline_nodes_start_and_only_offline_nodes_are_removed(cp, provide
     managed(cp)
     cp.add_nodes("AzureNodes", 1)
     onprem = register(cp, "n1")
-    with pytest.raises(Conflict, match="n1 is on-prem"):
-        cp.node_action("start", [onprem.name])
+    with pytest.raises(Conflict, match="n1 is Online already: nothing to do"):
+        cp.node_action("start", [onprem.name])  # an on-prem node: tests/test_node_online.py
     with pytest.raises(Conflict, match="take it offline or stop it first"):
         cp.node_action("remove", ["n1"])
     assert cp.node_action("remove", ["azure-1"]) == ["azure-1"]
@@ -76,6 +77,33 @@ def test_stopping_a_busy_node_drains_it_first(cp, provider):
     assert offline.state is NodeState.OFFLINE and n1.name == "n1"
     [task] = cp.list_tasks(1)  # its task was requeued without using a retry
     assert task.state.value == "Queued" and task.requeue_count == 0
+
+
+def test_offlining_a_node_kills_the_attempts_it_gives_up_where_they_run(cp):
+    """An on-prem node's agent lives on after an admin's offline: the attempts requeued
+    elsewhere must not also run to their end there."""
+    n1 = register(cp, "n1", cores=1)
+    n2 = register(cp, "n2", cores=1)
+    job = cp.submit({"name": "two", "tasks": [{"command": "a"}, {"command": "b"}]})
+    cp.schedule_pass()
+    [run] = n1.runs()
+    [other] = n2.runs()
+    n1.send(n1.started(run))
+    cp.node_action("offline", ["n1"])
+    [kill] = n1.assignments()
+    assert isinstance(kill, CancelTask)
+    assert (kill.task_id, kill.attempt, kill.incarnation) == (run.task_id, 0, n1.incarnation)
+    assert n2.assignments() == []  # what runs elsewhere is left alone
+    n1.send(n1.ended(run, exit_code=-15, canceled=True))  # the given-up attempt, killed
+    task = cp.get_task(job.id, run.task_id)
+    assert (task.state, task.attempt) == (TaskState.QUEUED, 1)
+    assert cp.get_job(job.id).task_counts == {TaskState.QUEUED: 1, TaskState.DISPATCHING: 1}
+    n2.send(n2.started(other), n2.ended(other, exit_code=0))
+    n2.send(n2.heartbeat())
+    cp.schedule_pass()
+    [again] = n2.run_all()
+    assert (again.task_id, again.attempt) == (run.task_id, 1)
+    assert cp.get_job(job.id).state is JobState.FINISHED
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""``hpc node``: list, add, start, stop, drain, take offline and remove compute nodes."""
+"""``hpc node``: list, add, start (bring online), stop, drain, take offline and remove
+compute nodes."""
 
 from __future__ import annotations
 
@@ -88,9 +89,14 @@ def node_set(
         stdout_console().print(Text(line))
 
 
-def _act(action: str, names: list[str] | None, group: str | None) -> None:
+def _act(action: str, names: list[str] | None, group: str | None, *, said: str = "") -> None:
+    """Ask the API for ``action`` on each node; ``said``: the command's own word for it
+    (``online`` sends ``start``)."""
+    said = said or action
     if bool(names) == bool(group):
-        raise CliError(f"name the nodes to {action}, or give --group G (not both)", exit_code=2)
+        raise CliError(
+            f"name the nodes to {_verb(said)}, or give --group G (not both)", exit_code=2
+        )
     with api_client() as client:
         targets = names or []
         if group:
@@ -115,7 +121,7 @@ def _act(action: str, names: list[str] | None, group: str | None) -> None:
                     raise
                 # one node's state does not stop the rest (a group's Offline node has
                 # nothing to drain): each is said, and the others still get the action
-                stderr_console().print(Text(f"{one_line(name)}: not {_done(action)}: {exc}"))
+                stderr_console().print(Text(f"{one_line(name)}: not {_done(said)}: {exc}"))
                 refused.append(name)
                 continue
             for node in result.get("nodes", []) or result.get("removed", []):
@@ -124,21 +130,41 @@ def _act(action: str, names: list[str] | None, group: str | None) -> None:
                 else:
                     line = Text(f"{one_line(node.get('name'))}: ")
                     line.append_text(render.state(node.get("state")))
+                    if node.get("provider") == "onprem" and node.get("state") == "Starting":
+                        line.append(f" ({one_line(node.get('stateReason'))})")  # its agent's turn
                     stdout_console().print(line)
         # named nodes: each was meant; a group's: as many as the action applies to
         if refused and (not group or len(refused) == len(targets)):
-            raise CliError(f"{len(refused)} of {len(targets)} node(s) not {_done(action)}")
+            raise CliError(f"{len(refused)} of {len(targets)} node(s) not {_done(said)}")
+
+
+def _verb(action: str) -> str:
+    return {"offline": "take offline", "online": "bring online"}.get(action, action)
 
 
 def _done(action: str) -> str:
     return {"start": "started", "stop": "stopped", "drain": "drained",
-            "offline": "taken offline", "remove": "removed"}.get(action, action)  # fmt: skip
+            "offline": "taken offline", "online": "brought online",
+            "remove": "removed"}.get(action, action)  # fmt: skip
 
 
 @app.command("start")
 def node_start(names: Names = None, group: Group = None) -> None:
-    """Start Offline managed nodes: their VMs start, their agents register, they go Online."""
+    """Start nodes: a managed node's VM starts; an on-prem node comes back Online.
+
+    A managed node must be Offline: its VM starts, its agent registers, it goes Online. An
+    on-prem node Draining, or Offline by an admin, while its agent runs comes back Online
+    without restarting the agent (the same as `hpc node online`)."""
     _act("start", names, group)
+
+
+@app.command("online")
+def node_online(names: Names = None, group: Group = None) -> None:
+    """Bring nodes Online: HPC Pack's name for `hpc node start`.
+
+    An on-prem node Draining, or Offline by an admin, while its agent runs takes work again
+    without restarting the agent; a managed node's VM starts."""
+    _act("start", names, group, said="online")
 
 
 @app.command("stop")

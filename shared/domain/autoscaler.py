@@ -15,7 +15,8 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   coming capacity. What is left (the overflow) is bin-packed, first-fit
   decreasing, onto template nodes of each managed group the task may run on;
   the group grows by the number of bins, never past ``max_nodes``, the Offline
-  nodes it has, or ``max_starts_per_run``. A job allowed on
+  nodes it has (not those an admin took offline or drained: ``Node.held``), or
+  ``max_starts_per_run``. A job allowed on
   [OnPremNodes, AzureNodes] therefore fills on-prem first and bursts to Azure
   only for the overflow.
 - **Stop only idle nodes.** A managed Online node with no active task is stopped
@@ -255,6 +256,7 @@ class _Run:
             members = [n for n in self.members(group) if n.name not in self.busy]
             offline = [n for n in members if n.state is _OFFLINE]
             up = len(members) - len(offline)
+            offline = [n for n in offline if n.held is None]  # an admin's hold: never started
             tasks: list[Task] = []
             due = (
                 memory.last_grow_check is None

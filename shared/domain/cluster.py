@@ -4,7 +4,7 @@ the principals tokens belong to. (Jobs and tasks: :mod:`shared.domain.models`.)"
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +40,11 @@ class Node(Record):
     """Running attempts its heartbeats stopped listing, since when (a lost TaskEnded)."""
     state_reason: str | None = None
     state_time: UtcTime = Field(default_factory=utcnow)
+    held: Literal["drain", "offline"] | None = None
+    """An admin's ``hpc node drain`` or ``offline``, kept until an admin starts the node again
+    (``hpc node start | online``): a registration (a restarted agent, a rebooted machine)
+    keeps it Draining or Offline, and the autoscaler never starts it. As Slurm keeps a
+    DRAIN and HPC Pack an Offline node across restarts."""
 
     def move_to(
         self, target: NodeState, *, reason: str | None = None, now: datetime | None = None

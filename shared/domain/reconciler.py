@@ -20,11 +20,13 @@ from datetime import datetime, timedelta
 from shared.domain.cluster import Node
 from shared.domain.lifecycle import key_of
 from shared.domain.models import Task
+from shared.domain.ownership import is_managed
 from shared.domain.states import NodeState, TaskState
 
 WATCHED = frozenset({NodeState.ONLINE, NodeState.DRAINING})
 """Node states whose silence makes them Unreachable. A Starting node is not judged by
-heartbeats: it may take minutes to boot, and the autoscaler's deployment timeout covers it."""
+heartbeats: a VM may take minutes to boot, and the autoscaler's deployment timeout covers it
+(an on-prem node an admin brought online: :func:`unanswered_starts`)."""
 
 
 def listening_since(
@@ -50,6 +52,22 @@ def silent_nodes(
         if now - last > timeout:
             out.append(node)
     return out
+
+
+def unanswered_starts(
+    nodes: Iterable[Node], *, now: datetime, timeout: timedelta, since: datetime
+) -> list[Node]:
+    """On-prem nodes an admin brought online (Starting: waiting for their running agent to
+    register again, shared.domain.lifecycle.online) that no registration answered within
+    ``timeout``, counting from that act or ``since``: their agent is gone; they go Offline
+    again. (No autoscaler watches an on-prem node, and no VM boots: the agent was running.)"""
+    return [
+        node
+        for node in nodes
+        if node.state is NodeState.STARTING
+        and not is_managed(node)
+        and now - max(node.state_time, since) > timeout
+    ]
 
 
 def stuck_dispatches(

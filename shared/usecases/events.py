@@ -38,7 +38,7 @@ from shared.domain.messages import (
     TaskStarted,
 )
 from shared.domain.models import Task
-from shared.domain.states import NodeState, TaskState
+from shared.domain.states import TaskState
 from shared.errors import NotFound
 from shared.ports.bus import OutgoingMessage
 from shared.usecases import taskdeps
@@ -224,10 +224,9 @@ def _heartbeat(deps: Deps, ev: Heartbeat) -> bool:
     active = deps.store.active_tasks(node=node.name)
     decision = lifecycle.heartbeat(node, ev, active, deps.clock())
     if not decision.current:
-        if ev.agent_id and (
-            ev.incarnation < node.incarnation
-            or (ev.incarnation == node.incarnation and node.state is NodeState.UNREACHABLE)
-        ):
+        if decision.heard:
+            deps.store.put_node(node)  # an Offline node's agent runs on (hpc node start)
+        if ev.agent_id and decision.over:
             deps.reply(
                 ev.agent_id,
                 Superseded(

@@ -4,7 +4,8 @@ start, stop (drain first while tasks run), drain, take offline, remove; create a
 A managed node is a VM of the compute provider (``NodeGroup.provider``); its begun
 operations are kept (:mod:`shared.usecases.operations`) and polled by the autoscaler's
 timer run, so no call waits on a long-running operation. On-prem nodes join by their
-agents; they can be drained and taken offline, not started or stopped.
+agents; they can be drained and taken offline, and started (brought back Online) while
+their agents run (:mod:`shared.usecases.online`); a stop drains them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from shared.domain import ownership
+from shared.domain import lifecycle, ownership
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_group
 from shared.domain.groupsettings import apply_settings
@@ -21,6 +22,7 @@ from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, VmSpec
+from shared.usecases import online
 from shared.usecases.deps import Deps
 from shared.usecases.idle_policy import check_group
 from shared.usecases.losses import lose_attempts
@@ -115,13 +117,23 @@ def _nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
 def start_nodes(
     deps: Deps, names: Iterable[str], *, reason: str = "started by an admin"
 ) -> list[Node]:
+    """Start managed nodes (Offline: their VMs start) and bring on-prem ones back Online
+    while their agents run (:mod:`shared.usecases.online`). Every node is checked before any
+    is acted on: a refusal (409) changes nothing."""
     nodes = _nodes(deps, names)
     for node in nodes:
-        if node.provider in (None, "onprem"):
-            raise Conflict(f"node {node.name} is on-prem: start its agent there (hpc agent run)")
-        if node.state is not NodeState.OFFLINE:
+        if not ownership.is_managed(node):
+            online.check(deps, node)
+        elif node.state is not NodeState.OFFLINE:
             raise Conflict(f"node {node.name} is {node.state}; only an Offline node can be started")
-    return [start_node(deps, node, reason=reason) for node in nodes]
+    out = []
+    for node in nodes:
+        if ownership.is_managed(node):
+            node.held = None  # an admin's start ends an admin's drain or offline
+            out.append(start_node(deps, node, reason=reason))
+        else:
+            out.append(online.bring_online(deps, node.name))
+    return out
 
 
 class StartRefused(Conflict):
@@ -185,27 +197,43 @@ def stop_node(deps: Deps, node: Node, *, reason: str) -> Node:
     return node
 
 
-def drain_node(deps: Deps, node: Node, *, reason: str = "drained by an admin") -> Node:
+def drain_node(
+    deps: Deps, node: Node, *, reason: str = "drained by an admin", hold: bool = False
+) -> Node:
+    """Draining: no new tasks, what runs finishes. ``hold``: an admin's drain, kept across
+    agent restarts until an admin starts the node (``Node.held``)."""
     if node.state is NodeState.DRAINING:
+        if hold and node.held != "drain":
+            node.held = "drain"
+            deps.store.put_node(node)
         return node
     if node.state is not NodeState.ONLINE:
         raise Conflict(f"node {node.name} is {node.state}; only an Online node can be drained")
     node.move_to(NodeState.DRAINING, reason=reason, now=deps.clock())
+    if hold:
+        node.held = "drain"
     deps.store.put_node(node)
     return node
 
 
 def drain_nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
-    return [drain_node(deps, node) for node in _nodes(deps, names)]
+    """An admin's drain (``hpc node drain``): held until an admin starts the node again."""
+    return [drain_node(deps, node, hold=True) for node in _nodes(deps, names)]
 
 
 def offline_nodes(
     deps: Deps, names: Iterable[str], *, reason: str = "taken offline by an admin"
 ) -> list[Node]:
-    """Offline now: what runs there is requeued (no retry used), a VM is deallocated."""
+    """Offline now: what runs there is requeued (no retry used) and killed where it ran, a VM
+    is deallocated. Held (``Node.held``): a registration keeps it Offline, the autoscaler
+    does not start it, until an admin starts it again."""
     out = []
     for node in _nodes(deps, names):
-        if node.state is not NodeState.OFFLINE:
+        if node.state is NodeState.OFFLINE and node.held != "offline":
+            node.held = "offline"
+            deps.store.put_node(node)
+        elif node.state is not NodeState.OFFLINE:
+            node.held = "offline"
             if node.provider not in (None, "onprem") and deps.compute is not None:
                 now = deps.clock()
                 deps.compute.deallocate(
@@ -215,6 +243,9 @@ def offline_nodes(
             deps.store.put_node(node)
             held = deps.store.active_tasks(node=node.name)
             lose_attempts(deps, held, _reason(f"node {node.name} taken offline"), count=False)
+            # its agent may still run them (an on-prem node's agent lives on): the attempts
+            # given up must not run to their end beside the new ones
+            deps.send_to_nodes(k for k in map(lifecycle.kill_order, held) if k is not None)
         out.append(node)
     deps.kick()
     return out

@@ -1,7 +1,8 @@
 """The reconciler: level-triggered repair, run by a timer.
 
 Every run re-reads nodes and active tasks, compares them with what should be, and fixes
-the difference: silent nodes become Unreachable and their attempts are requeued;
+the difference: silent nodes become Unreachable and their attempts are requeued; on-prem
+nodes an admin brought online whose agent did not register again go Offline again;
 dispatches never confirmed, attempts whose end was lost, and attempts of ended
 incarnations are requeued; and the scheduler gets a pass. Silence is judged only over
 time the control plane was listening (see :func:`shared.domain.reconciler.listening_since`).
@@ -19,7 +20,7 @@ from shared.domain.hosts import lost_host
 from shared.domain.messages import EVENTS_LOCK_MS
 from shared.domain.states import JobState, NodeState
 from shared.errors import Conflict, NotFound
-from shared.usecases import taskdeps
+from shared.usecases import online, taskdeps
 from shared.usecases.cancel import cancel_job
 from shared.usecases.deps import Deps, all_jobs
 from shared.usecases.losses import lose_attempts
@@ -39,10 +40,10 @@ def reconcile(deps: Deps) -> None:
     now = deps.clock()
     timeout = timedelta(seconds=deps.settings.heartbeat_timeout_s)
     since = _listening_since(deps, now, timeout)
-    for node in reconciler.silent_nodes(
-        deps.store.list_nodes(), now=now, timeout=timeout, since=since
-    ):
+    listed = deps.store.list_nodes()
+    for node in reconciler.silent_nodes(listed, now=now, timeout=timeout, since=since):
         deps.retry(_mark_unreachable, deps, node.name, now)
+    online.expire_unanswered(deps, listed, now=now, since=since)
     nodes = deps.store.list_nodes()
     active = deps.store.active_tasks()
     by_name = {n.name: n for n in nodes}

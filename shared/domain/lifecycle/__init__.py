@@ -21,12 +21,14 @@ The guarantees they give together:
   takes over at once; a registration older than the holder is refused.
 
 The rules live by subject: :mod:`.tasks` (task rules), :mod:`.jobs` (closing a job),
-:mod:`.nodes` (registration, heartbeats, stop) and :mod:`.ordering` (event order); this
-package re-exports them, so callers write ``lifecycle.dispatch(...)``.
+:mod:`.nodes` (registration, heartbeats, stop), :mod:`.online` (an admin bringing an on-prem
+node back Online) and :mod:`.ordering` (event order); this package re-exports them, so
+callers write ``lifecycle.dispatch(...)``.
 """
 
 from shared.domain.lifecycle.jobs import all_ended, settle_job
 from shared.domain.lifecycle.nodes import (
+    AGENT_STOPPED,
     LIVE_STATES,
     HeartbeatDecision,
     RegistrationDecision,
@@ -36,6 +38,7 @@ from shared.domain.lifecycle.nodes import (
     register,
     stopping,
 )
+from shared.domain.lifecycle.online import OnlineDecision, bring_online, online_refusal
 from shared.domain.lifecycle.ordering import in_order
 from shared.domain.lifecycle.tasks import (
     KEEP_LOST,
@@ -45,6 +48,7 @@ from shared.domain.lifecycle.tasks import (
     dispatch,
     is_current,
     key_of,
+    kill_order,
     lose_attempt,
     outcome,
     placed_hosts,
@@ -55,13 +59,16 @@ from shared.domain.lifecycle.tasks import (
 )
 
 __all__ = [
+    "AGENT_STOPPED",
     "HeartbeatDecision",
     "KEEP_LOST",
     "LIVE_STATES",
+    "OnlineDecision",
     "RegistrationDecision",
     "TaskChange",
     "all_ended",
     "assignment_refused",
+    "bring_online",
     "cancel",
     "dispatch",
     "ended_event",
@@ -70,7 +77,9 @@ __all__ = [
     "is_current",
     "is_live",
     "key_of",
+    "kill_order",
     "lose_attempt",
+    "online_refusal",
     "outcome",
     "placed_hosts",
     "register",

@@ -21,7 +21,7 @@ from shared.domain.messages import (
     parse_attempt_key,
 )
 from shared.domain.models import Task
-from shared.domain.ownership import registered_cores
+from shared.domain.ownership import is_managed, registered_cores
 from shared.domain.states import (
     NodeState,
     TaskState,
@@ -30,6 +30,9 @@ from shared.domain.states import (
 
 LIVE_STATES = frozenset({NodeState.ONLINE, NodeState.DRAINING, NodeState.STARTING})
 """Node states that expect heartbeats."""
+
+AGENT_STOPPED = "agent stopped"
+"""The state reason of a node whose agent said it stops (NodeStopping): its agent is gone."""
 
 
 def is_live(node: Node, *, now: datetime, timeout: timedelta) -> bool:
@@ -95,7 +98,11 @@ def register(
     node.last_heartbeat = now
     node.missing_since = {}
     reason = "agent registered" if previous is None else "agent restarted"
-    if node.state is NodeState.ONLINE:
+    if previous is not None and node.state is NodeState.STARTING and not is_managed(node):
+        reason = "brought online by an admin: its agent registered again"  # lifecycle.online
+    if node.held is not None:  # an admin's drain or offline outlives the agent
+        _stay_held(node, reason, now)
+    elif node.state is NodeState.ONLINE:
         node.state_reason, node.state_time = reason, now
     else:
         if not can_transition(node.state, NodeState.ONLINE):
@@ -104,12 +111,36 @@ def register(
     return RegistrationDecision(True, node.incarnation, previous=previous, changed=True)
 
 
+def _stay_held(node: Node, reason: str, now: datetime) -> None:
+    """A registration of a node an admin drained or took offline: the agent is the node's
+    (its heartbeats count, so an admin can bring it back), but it gets no new work."""
+    target = NodeState.OFFLINE if node.held == "offline" else NodeState.DRAINING
+    what = "taken offline" if node.held == "offline" else "drained"
+    why = (
+        f"{reason}; {what} by an admin, so it stays {target} until an admin brings it "
+        f"back (hpc node online {node.name})"
+    )
+    if target is NodeState.DRAINING and node.state not in (NodeState.ONLINE, NodeState.DRAINING):
+        if not can_transition(node.state, NodeState.ONLINE):  # Stopping
+            node.move_to(NodeState.OFFLINE, reason=why, now=now)
+        node.move_to(NodeState.ONLINE, reason=why, now=now)  # Draining is reached from Online
+    if node.state is not target:
+        node.move_to(target, reason=why, now=now)
+    node.state_reason, node.state_time = why, now
+
+
 @dataclass
 class HeartbeatDecision:
     current: bool
     """False: the heartbeat is from an incarnation that is over (or unknown); nothing changed."""
     reason: str | None = None
     """Why it is not current (said to the agent whose incarnation is over)."""
+    over: bool = False
+    """Not current because its incarnation is over: tell its agent (Superseded), which kills
+    what it runs and registers again."""
+    heard: bool = False
+    """Not current, but the node's ``last_heartbeat`` changed and must be written: an Offline
+    node's agent still runs (``hpc node start`` brings such a node back: lifecycle.online)."""
     came_back: bool = False
     cancels: list[CancelTask] = field(default_factory=list)
     """Attempts the node runs that are no longer its own: kill them."""
@@ -132,6 +163,7 @@ def heartbeat(
         return HeartbeatDecision(
             current=False,
             reason=f"node {node.name!r} is held by a newer agent (incarnation {node.incarnation})",
+            over=ev.incarnation < node.incarnation,
         )
     if node.state is NodeState.UNREACHABLE:
         # Its tasks were given to new attempts when it went silent: this incarnation is over.
@@ -141,9 +173,25 @@ def heartbeat(
                 f"node {node.name!r} was unreachable ({node.state_reason}); its tasks were "
                 "given to new attempts"
             ),
+            over=True,
+        )
+    if node.state is NodeState.STARTING and not is_managed(node):
+        # An admin brought it back from Offline, which ended this incarnation: its agent
+        # registers again and the node is Online as the next one (lifecycle.online).
+        return HeartbeatDecision(
+            current=False,
+            reason=(
+                f"node {node.name!r} was brought online by an admin, which ends incarnation "
+                f"{ev.incarnation}: register again"
+            ),
+            over=True,
         )
     if node.state is NodeState.OFFLINE:
-        return HeartbeatDecision(current=False)  # sent just before it stopped
+        # Sent just before it stopped, or its agent runs on under a node an admin took
+        # offline: nothing is repaired (the node's attempts were given to new ones), but the
+        # agent is heard, which `hpc node start` needs to bring the node back (lifecycle.online).
+        node.last_heartbeat = now
+        return HeartbeatDecision(current=False, heard=True)
     node.last_heartbeat = now
     came_back = False
     mine = {key_of(t): t for t in active if t.node == node.name}
@@ -209,6 +257,6 @@ def stopping(node: Node, ev: NodeStopping, now: datetime) -> bool:
     active there (without using a retry). False if the event is stale."""
     if ev.incarnation != node.incarnation or node.state is NodeState.OFFLINE:
         return False
-    node.move_to(NodeState.OFFLINE, reason="agent stopped", now=now)
+    node.move_to(NodeState.OFFLINE, reason=AGENT_STOPPED, now=now)
     node.missing_since = {}
     return True

@@ -92,19 +92,8 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
     was_lost = any(lost.attempt == ev.attempt and lost.node == ev.node for lost in task.lost)
     if not (ran_to_end and was_lost) or old in TASK_TERMINAL:
         return None
-    cancels = []
-    if old in TASK_ACTIVE and task.node and task.incarnation:
-        cancels.append(
-            (
-                task.node,
-                CancelTask(
-                    incarnation=task.incarnation,
-                    job_id=task.job_id,
-                    task_id=task.id,
-                    attempt=task.attempt,
-                ),
-            )
-        )
+    kill = kill_order(task) if old in TASK_ACTIVE else None
+    cancels = [kill] if kill else []
     task.move_to(new, now=now)
     task.node = ev.node
     task.exit_code, task.output = ev.exit_code, ev.output
@@ -201,12 +190,22 @@ def cancel(task: Task, now: datetime) -> TaskChange | None:
     if task.state is TaskState.QUEUED:
         task.move_to(TaskState.CANCELED, now=now)
         return TaskChange(TaskState.QUEUED, TaskState.CANCELED)
-    if task.state in TASK_ACTIVE and task.node and task.incarnation:
-        message = CancelTask(
-            incarnation=task.incarnation, job_id=task.job_id, task_id=task.id, attempt=task.attempt
-        )
-        return TaskChange(task.state, task.state, [(task.node, message)])
+    kill = kill_order(task) if task.state in TASK_ACTIVE else None
+    if kill is not None:
+        return TaskChange(task.state, task.state, [kill])
     return None
+
+
+def kill_order(task: Task) -> tuple[str, CancelTask] | None:
+    """The CancelTask that stops the task's current attempt where it was placed (its first
+    node, which runs the command; its incarnation then): None if it was never placed. Read
+    the task before its attempt is given up to kill the given-up one."""
+    if not (task.node and task.incarnation):
+        return None
+    message = CancelTask(
+        incarnation=task.incarnation, job_id=task.job_id, task_id=task.id, attempt=task.attempt
+    )
+    return task.node, message
 
 
 def rerun(task: Task, now: datetime) -> TaskChange | None:

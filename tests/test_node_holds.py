@@ -1,0 +1,123 @@
+"""An admin's drain or offline is kept (``Node.held``) until an admin starts the node again:
+a restarted agent or a rebooted machine does not bring it back, and the autoscaler does not
+start it. The registration rule as a table, then the use cases on the embedded store and
+bus (agents played by tests/agent_double.py) and the autoscaler's run."""
+
+# ruff: noqa: F811 - pytest fixtures imported from tests/test_control.py
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.domain import lifecycle
+from shared.domain.cluster import Node
+from shared.domain.messages import RegisterNode, Superseded
+from shared.domain.states import NodeState
+from tests.agent_double import AgentDouble
+from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
+from tests.test_nodes_admin import managed, provider  # noqa: F401 - fixtures
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+N = NodeState
+
+
+def stored(state: NodeState, held: str | None) -> Node:
+    return Node(
+        name="n1",
+        groups=["OnPremNodes"],
+        cores=4,
+        state=state,
+        held=held,
+        incarnation=3,
+        agent_id="agent-old1",
+        host_id="host-aaaa",
+        agent_started_at=NOW - timedelta(hours=1),
+        last_heartbeat=NOW - timedelta(minutes=5),
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "held", "after"),
+    [
+        (N.OFFLINE, None, N.ONLINE),  # as before: a registration brings it Online
+        (N.DRAINING, None, N.ONLINE),
+        (N.OFFLINE, "offline", N.OFFLINE),
+        (N.UNREACHABLE, "offline", N.OFFLINE),
+        (N.STARTING, "offline", N.OFFLINE),
+        (N.DRAINING, "drain", N.DRAINING),
+        (N.OFFLINE, "drain", N.DRAINING),  # drained, then its agent stopped
+        (N.UNREACHABLE, "drain", N.DRAINING),
+        (N.STOPPING, "drain", N.DRAINING),
+    ],
+)
+def test_a_registration_keeps_an_admins_hold(state, held, after):
+    node = stored(state, held)
+    request = RegisterNode(
+        node="n1",
+        agent_id="agent-new2",
+        host_id="host-aaaa",
+        started_at=NOW,
+        cores=4,
+        groups=["OnPremNodes"],
+    )
+    decision = lifecycle.register(node, request, now=NOW, timeout=timedelta(seconds=15))
+    assert decision.accepted and decision.incarnation == 4 and decision.previous == 3
+    assert node.state is after and node.held == held
+    if held:
+        assert "by an admin, so it stays" in (node.state_reason or "")
+        assert "hpc node online n1" in (node.state_reason or "")
+
+
+def test_an_offlined_node_stays_offline_when_its_agent_restarts_until_an_admin_starts_it(cp, clock):
+    agent = register(cp, "n1", cores=2)
+    cp.node_action("offline", ["n1"])
+    restarted = AgentDouble(cp, "n1", cores=2, host_id=agent.host_id)
+    assert restarted.register().accepted  # the node is its again...
+    node = cp.store.get_node("n1")
+    assert (node.state, node.held) == (N.OFFLINE, "offline")  # ...but gets no work
+    assert [n["held"] for n in cp.list_nodes()] == ["offline"]  # the API's node JSON
+    cp.submit({"command": "work"})
+    assert cp.schedule_pass() == 0
+
+    clock.advance(1)
+    restarted.send(restarted.heartbeat())  # its agent is heard: an admin may bring it back
+    [node] = cp.node_action("start", ["n1"])
+    assert (node.state, node.held) == (N.STARTING, None)
+    restarted.send(restarted.heartbeat())
+    [told] = restarted.replies()
+    assert isinstance(told, Superseded)
+    again = AgentDouble(cp, "n1", cores=2, host_id=agent.host_id)
+    assert again.register().accepted
+    assert cp.store.get_node("n1").state is N.ONLINE
+    assert cp.schedule_pass() == 1
+
+
+def test_a_drained_node_stays_draining_when_its_agent_restarts(cp, clock):
+    agent = register(cp, "n1", cores=2)
+    cp.node_action("drain", ["n1"])
+    restarted = AgentDouble(cp, "n1", cores=2, host_id=agent.host_id)
+    assert restarted.register().accepted
+    node = cp.store.get_node("n1")
+    assert (node.state, node.held) == (N.DRAINING, "drain")
+    cp.submit({"command": "work"})
+    assert cp.schedule_pass() == 0
+    clock.advance(1)
+    restarted.send(restarted.heartbeat())
+    [node] = cp.node_action("start", ["n1"])
+    assert (node.state, node.held) == (N.ONLINE, None)
+    assert cp.schedule_pass() == 1
+
+
+def test_the_autoscaler_never_starts_a_node_an_admin_took_offline(cp, provider):
+    managed(cp, min_nodes=0)
+    first, _second = cp.add_nodes("AzureNodes", 2)
+    cp.node_action("offline", [first.name])
+    cp.submit({"command": "x", "nodeGroups": ["AzureNodes"], "cores": 2})
+    cp.submit({"command": "y", "nodeGroups": ["AzureNodes"], "cores": 2})
+    cp.autoscale()
+    states = {n.name: n.state for n in cp.store.list_nodes()}
+    assert states == {"azure-1": N.OFFLINE, "azure-2": N.STARTING}
+    [started] = cp.node_action("start", [first.name])  # an admin's start ends the hold
+    assert (started.state, started.held) == (N.STARTING, None)
