@@ -25,7 +25,7 @@ from shared.domain.jobspec import utc_time
 from shared.domain.messages import MAX_ID
 from shared.domain.models import Job, Task
 from shared.domain.records import Record
-from shared.domain.specvalues import JsonTooDeep, cut, load_json, quoted, time_text
+from shared.domain.specvalues import JsonRefused, cut, load_json, quoted, time_text
 from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, InvalidRequest, NotFound, TooLarge
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
@@ -180,7 +180,7 @@ def _body(req: func.HttpRequest, what: str = "the job spec as JSON") -> Any:
         raise BadRequest(f"request body is empty: send {what}")
     try:
         return load_json(body)
-    except JsonTooDeep as e:  # json.loads' RecursionError among them
+    except JsonRefused as e:  # too deep (json.loads' RecursionError among them), a key twice
         raise BadRequest(f"request body {e}") from None
     except ValueError as e:  # also a number of more than 4300 digits, and bad UTF-8
         raise BadRequest(f"request body is not valid JSON: {e}") from None

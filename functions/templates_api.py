@@ -4,7 +4,9 @@
 every user; ``PUT /api/templates/{name}`` creates or replaces one and ``DELETE
 /api/templates/{name}`` removes it, for admins only (403 otherwise). Names match
 case-insensitively. GET and PUT answer with an ``ETag`` header; a PUT with
-``If-Match: <etag>`` is refused (409) if the template changed since.
+``If-Match: <etag>`` is refused (409) if the template changed since, and one with
+``If-Match: *`` (RFC 9110: any current version) replaces the template if it exists,
+whatever its etag, and is refused (409, as for a mismatched etag) if it does not.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def get_template(req: func.HttpRequest, principal: Principal) -> func.HttpRespon
 @api
 def put_template(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """The whole template as JSON, e.g. ``{"priority": "BelowNormal", "maxCores": 8}``:
-    201 when created, 200 when replaced."""
+    201 when created, 200 when replaced. ``If-Match``: an etag (409 if the template changed
+    since) or ``*`` (409 if there is no such template); 409, not 412, either way."""
     _admin(principal, "change")
     if not req.get_body().strip():
         raise BadRequest('the body is the template as JSON, e.g. {"maxCores": 8}')

@@ -26,6 +26,7 @@ control characters (:mod:`hpc.text`); only ``--json`` and a piped
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
@@ -46,7 +47,7 @@ from hpc.commands import (
 )
 from hpc.commands.dashboard import dashboard
 from hpc.commands.up import up
-from hpc.common import stderr_console
+from hpc.common import ID_RULE, stderr_console
 from hpc.errors import CliError
 from hpc.text import one_line
 
@@ -58,6 +59,24 @@ def fail_line(message: str) -> None:
     text = Text("error: ", style="bold red")
     text.append(" ".join(one_line(message).split()), style="red")
     stderr_console().print(text, soft_wrap=True)
+
+
+def _negative_id(e: Exception, ctx: Any) -> str | None:
+    """The error for ``hpc job cancel -1``: Click reads ``-1`` as an option and says "No such
+    option: -1"; for a command that takes an id, say what an id is instead."""
+    option = getattr(e, "option_name", None)
+    if not isinstance(option, str) or not _NEGATIVE.fullmatch(option) or ctx is None:
+        return None
+    takes_id = any(
+        p.param_type_name == "argument" and (p.name or "").endswith("_id")
+        for p in ctx.command.params
+    )
+    if not takes_id:
+        return None
+    return f"{ID_RULE}, got {option} (see `{ctx.command_path} --help`)"
+
+
+_NEGATIVE = re.compile(r"-[0-9]+")
 
 
 class HpcGroup(TyperGroup):
@@ -89,7 +108,7 @@ class HpcGroup(TyperGroup):
             else:
                 ctx = getattr(e, "ctx", None)
                 hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-                fail_line(e.format_message() + hint)
+                fail_line(_negative_id(e, ctx) or e.format_message() + hint)
             code = e.exit_code
         except typer.Abort:
             fail_line("aborted")

@@ -25,6 +25,10 @@ except ImportError:  # a Typer that uses Click itself
     from click import get_current_context  # type: ignore[no-redef]
 
 DEFAULT_TIMEOUT_S = 10.0
+JOB_ACTION_TIMEOUT_S = 60.0
+"""How long ``hpc job cancel`` and ``requeue`` wait: they change every task of the job, one
+write each on a store without transactional batches (a 1,000-task job can take longer than
+DEFAULT_TIMEOUT_S); Azure's front end cuts any request at 230 s."""
 
 
 class ApiError(CliError):
@@ -199,22 +203,32 @@ class HttpClient:
         json: Any = None,
         auth: bool = True,
         extra_headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+        check: str | None = None,
     ) -> httpx.Response:
+        """One request; ``timeout_s`` (the client's if None) bounds it, and ``check`` is the
+        command that shows whether a change that timed out was made after all."""
         _check_finite(json)
         headers = self._auth_headers() if auth else {}
         headers.update(extra_headers or {})
         if params:
             params = {k: v for k, v in params.items() if v is not None}
+        waited = self.timeout_s if timeout_s is None else timeout_s
         try:
-            response = self._http.request(method, path, params=params, json=json, headers=headers)
+            response = self._http.request(
+                method, path, params=params, json=json, headers=headers, timeout=waited
+            )
         except httpx.ConnectError:
             raise ApiError(
                 0, f"cannot reach the control plane at {self.url}: is `hpc up` running?"
             ) from None
-        except httpx.TimeoutException:
-            raise ApiError(
-                0, f"the control plane at {self.url} did not answer within {self.timeout_s:g} s"
-            ) from None
+        except httpx.TimeoutException as e:
+            message = f"the control plane at {self.url} did not answer within {waited:g} s"
+            if method != "GET" and isinstance(e, httpx.ReadTimeout):  # sent, maybe done
+                message += "; the request was sent and may still complete: " + (
+                    f"see `{check}`" if check else "check before sending it again"
+                )
+            raise ApiError(0, message) from None
         except httpx.UnsupportedProtocol:
             raise ApiError(
                 0,

@@ -9,6 +9,7 @@ entry point that registers them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -16,13 +17,44 @@ import typer
 from rich.console import Console
 
 from hpc.client import ApiClient
+from shared.domain.messages import MAX_ID
+from shared.domain.specvalues import cut, quoted
 from shared.domain.states import JobState, TaskState
 
 JOB_STATES = tuple(s.value for s in JobState)
 TASK_STATES = tuple(s.value for s in TaskState)
 
+ID_RULE = "ids are whole numbers from 1"
+"""What a job or task id is, in the error for one that is not (0, -1, abc)."""
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def parse_id(value: str | int) -> int:
+    """A job or task id given on the command line: ASCII digits, 1 to MAX_ID (what the
+    server's ids are). A negative one never gets here: Click reads ``-1`` as an option, and
+    :class:`hpc.cli.HpcGroup` says this rule instead of "No such option"."""
+    text = str(value).strip()
+    if not _INTEGER.fullmatch(text):
+        raise typer.BadParameter(f"{ID_RULE}, got {quoted(text)}")
+    if text.startswith("-") or not text.strip("+0"):
+        raise typer.BadParameter(f"{ID_RULE}, got {text}")
+    digits = text.lstrip("+0")
+    if len(digits) > len(str(MAX_ID)) or int(digits) > MAX_ID:
+        raise typer.BadParameter(f"{ID_RULE} to {MAX_ID}, got {cut(text)}")
+    return int(digits)
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON unchanged.")]
-JobId = Annotated[int, typer.Argument(metavar="ID", help="The job id.", show_default=False)]
+JobId = Annotated[
+    int, typer.Argument(metavar="ID", help="The job id.", show_default=False, parser=parse_id)
+]
+JobArg = Annotated[
+    int, typer.Argument(metavar="JOB", help="The job id.", show_default=False, parser=parse_id)
+]
+"""A job id beside a task id (``hpc task view JOB TASK``)."""
+TaskId = Annotated[
+    int, typer.Argument(metavar="TASK", help="The task id.", show_default=False, parser=parse_id)
+]
 
 
 def stdout_console() -> Console:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from shared.domain.jobspec import Sweep, check_env_name, priority_value
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.outputpaths import check_output_path
-from shared.domain.specvalues import JsonTooDeep, load_json, quoted
+from shared.domain.specvalues import JsonRefused, load_json, quoted
 
 
 def parse_priority(text: str) -> int | str:
@@ -182,8 +182,8 @@ def load_spec_file(path: str) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValueError(f"{where} is not UTF-8 text") from None
     try:
-        spec = load_json(text)  # the server's own rule for how deep JSON may nest
-    except JsonTooDeep as e:
+        spec = load_json(text)  # the server's own rules: how deep JSON nests, no key twice
+    except JsonRefused as e:
         raise ValueError(f"{where} {e}") from None
     except ValueError as e:  # also a number of more than 4300 digits
         raise ValueError(f"{where} is not valid JSON: {e}") from None

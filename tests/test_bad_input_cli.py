@@ -9,12 +9,14 @@ for the client's, where "nothing was sent" is what the stand-in recorded.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from hpc import client, client_http
 from hpc.client_http import segment
 from hpc.errors import InvalidInput
 from shared.domain.cluster import Meta
@@ -183,3 +185,101 @@ def test_other_characters_in_a_name_are_percent_encoded_into_one_segment() -> No
     assert segment("a?b#c%d e", "node name") == "a%3Fb%23c%25d%20e"
     with pytest.raises(InvalidInput):
         segment("", "node name")
+
+
+# --- a job or task id is a whole number from 1 (Click read -1 as an unknown option) -----
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (("job", "cancel", "-1"), "got -1"),
+        (("job", "cancel", "0"), "got 0"),
+        (("job", "requeue", "--", "-1"), "got -1"),
+        (("job", "view", "-5"), "got -5"),
+        (("job", "hold", "-2", "--until", "2099-01-01T00:00"), "got -2"),
+        (("job", "view", "000"), "got 000"),
+        (("job", "release", "abc"), "got 'abc'"),
+        (("job", "modify", "1.5", "--priority", "Highest"), "got '1.5'"),
+        (("job", "cancel", "9" * 5000), f"to {2**53 - 1}, got 99999"),
+        (("task", "list", "-1"), "got -1"),
+        (("task", "view", "1", "-2"), "got -2"),
+        (("task", "view", "0", "1"), "got 0"),
+        (("task", "output", "1", "0"), "got 0"),
+        (("task", "output", "1", "-3", "--tail", "5"), "got -3"),
+    ],
+    ids=lambda v: " ".join(v)[:40] if isinstance(v, tuple) else None,
+)
+def test_ids_that_are_not_whole_numbers_from_1_are_one_line_before_sending(
+    api: StandIn, args: tuple[str, ...], shown: str
+) -> None:
+    result = hpc(*args)
+    assert_one_error_line(result, "ids are whole numbers from 1", shown, f"hpc {args[0]}")
+    assert "No such option" not in result.stderr and "unexpected" not in result.stderr
+    assert result.exit_code == 2 and api.requests == []
+
+
+def test_ids_from_1_are_sent_and_a_negative_number_elsewhere_is_left_alone(api: StandIn) -> None:
+    assert hpc("job", "cancel", "007").exit_code == 0
+    assert hpc("task", "view", "1", "2").exit_code == 0
+    assert [r["path"] for r in api.requests] == ["/api/jobs/7/cancel", "/api/jobs/1/tasks/2"]
+    # a command taking no id: a negative number after `--` is the command's, before it Click's
+    assert hpc("job", "submit", "--", "echo", "-1").exit_code == 0
+    assert api.posted("/api/jobs")[-1]["tasks"][0]["command"] == "echo -1"
+    result = hpc("job", "submit", "echo", "-1")
+    assert_one_error_line(result, "No such option: -1")
+
+
+# --- cancel and requeue wait longer, and a timeout says the request may still complete ---
+
+
+@pytest.fixture
+def silent_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A control plane that takes connections and never answers; the CLI pointed at it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)  # the kernel completes the handshake; nothing ever reads the request
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("HPC_API_URL", url)
+    monkeypatch.setenv("HPC_TOKEN", "test-token")
+    yield url
+    sock.close()
+
+
+@pytest.mark.parametrize("action", ["cancel", "requeue"])
+def test_a_job_action_that_times_out_says_it_may_still_complete_and_how_to_check(
+    silent_server: str, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    assert client.JOB_ACTION_TIMEOUT_S > client_http.DEFAULT_TIMEOUT_S  # a 1,000-task job
+    monkeypatch.setattr(client, "JOB_ACTION_TIMEOUT_S", 0.3)
+    result = hpc("job", action, "5")
+    assert_one_error_line(
+        result,
+        f"the control plane at {silent_server} did not answer within 0.3 s",
+        "the request was sent and may still complete: see `hpc job view 5`",
+    )
+
+
+def test_a_read_that_times_out_says_only_that(silent_server: str) -> None:
+    with client.ApiClient(silent_server, token="t", timeout_s=0.3) as api_client:
+        with pytest.raises(client.ApiError) as e:
+            api_client.get_job(5)
+        assert str(e.value) == f"the control plane at {silent_server} did not answer within 0.3 s"
+        with pytest.raises(client.ApiError) as e:
+            api_client.hold_job(5)  # a change with nothing more specific to check
+        assert str(e.value).endswith(
+            "the request was sent and may still complete: check before sending it again"
+        )
+
+
+# --- a spec file giving a key twice is refused as the server would refuse it -------------
+
+
+def test_a_spec_file_giving_a_key_twice_is_one_line_naming_it(api: StandIn, tmp_path: Path) -> None:
+    spec = tmp_path / "job.json"
+    spec.write_text('{"command": "echo a", "env": {"X": "1"}, "command": "echo b"}')
+    result = hpc("job", "submit", "--file", str(spec))
+    assert_one_error_line(
+        result, f"{spec} gives the key 'command' more than once in one object; give each key once"
+    )
+    assert api.requests == []

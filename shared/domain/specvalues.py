@@ -49,8 +49,18 @@ MAX_JSON_DEPTH = 64
 levels, and some 1000 make ``json.loads`` raise RecursionError (a 500, not a 400)."""
 
 
-class JsonTooDeep(ValueError):
-    """JSON nested past :data:`MAX_JSON_DEPTH`; the message reads after "the body" or a file."""
+class JsonRefused(ValueError):
+    """JSON that :func:`load_json` refuses although ``json.loads`` would read it; the message
+    reads after "the request body" or a file's name."""
+
+
+class JsonTooDeep(JsonRefused):
+    """JSON nested past :data:`MAX_JSON_DEPTH`."""
+
+
+class DuplicateKey(JsonRefused):
+    """An object that gives one key twice: ``json.loads`` keeps the last silently, so
+    ``{"command": "a", "command": "b"}`` would run b with nobody told that a was dropped."""
 
 
 def cut(text: str) -> str:
@@ -74,10 +84,11 @@ def shown_json(value: object) -> str:
 
 
 def load_json(text: str | bytes) -> Any:
-    """``json.loads``, refusing (:class:`JsonTooDeep`) arrays and objects nested past
-    MAX_JSON_DEPTH; its other errors (ValueError) pass through."""
+    """``json.loads``, refusing (:class:`JsonRefused`) arrays and objects nested past
+    MAX_JSON_DEPTH (:class:`JsonTooDeep`) and an object, at any depth, that gives a key more
+    than once (:class:`DuplicateKey`); its other errors (ValueError) pass through."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise JsonTooDeep(_too_deep()) from None
     if isinstance(text, bytes):
@@ -87,6 +98,20 @@ def load_json(text: str | bytes) -> Any:
     if opens > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
         raise JsonTooDeep(_too_deep())
     return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's pairs as a dict, refusing a key given twice (DuplicateKey)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(
+                    f"gives the key {quoted(key)} more than once in one object; give each key once"
+                )
+            seen.add(key)
+    return obj
 
 
 def _too_deep() -> str:

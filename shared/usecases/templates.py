@@ -29,6 +29,9 @@ from shared.usecases.deps import Deps
 
 KEY_PREFIX = "template:"
 INDEX_KEY = "templates"
+ANY_ETAG = "*"
+"""HTTP If-Match's "any current version" (RFC 9110 13.1.1): the write needs only that the
+template exists."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,9 @@ def put(
 ) -> tuple[StoredTemplate, bool]:
     """Create or replace the template ``name`` with ``data`` (its whole JSON; ``name`` in it
     may be left out). With ``if_match`` (an etag from :func:`get`) the write happens only
-    if nobody changed the template since (Conflict otherwise). Returns it and whether it
-    was created."""
+    if nobody changed the template since (Conflict otherwise); with ``if_match="*"`` (HTTP's
+    "any version", RFC 9110) only if the template exists (Conflict if it does not), whatever
+    its etag. Returns it and whether it was created."""
     check_template_name(name)
     if not isinstance(data, dict):
         raise InvalidRequest('the body is a JSON object of template fields, e.g. {"maxCores": 8}')
@@ -114,19 +118,31 @@ def put(
             f"see `hpc nodegroup list` (known groups: {', '.join(known) or 'none'})"
         )
 
-    def write() -> tuple[StoredTemplate, bool]:
+    any_version = if_match is not None and if_match.strip() == ANY_ETAG
+    etag = None if any_version else if_match
+
+    def write() -> tuple[StoredTemplate, bool] | None:
         meta, current = _read(deps, name)
-        if if_match is not None and (current is None or meta is None or meta.etag != if_match):
+        if any_version and (current is None or meta is None):
+            return None  # refused below: retrying would not make it exist
+        if etag is not None and (current is None or meta is None or meta.etag != etag):
             raise Conflict(
                 f"template {name!r} changed since it was read (or was deleted); read it again"
             )
         doc = meta or Meta(key=_key(name))
         doc.data = {"template": template.to_dict()}
-        deps.store.put_meta(doc)
+        deps.store.put_meta(doc)  # the etag read above guards it: a write in between fails
         return StoredTemplate(template, doc.etag), current is None
 
-    # with if_match a concurrent write must fail, not be retried over
-    stored, created = write() if if_match is not None else deps.retry(write)
+    # with an etag a concurrent write must fail, not be retried over; "*" asks only that the
+    # template exists, which a retry checks again
+    written = write() if etag is not None else deps.retry(write)
+    if written is None:
+        raise Conflict(
+            f"template {name!r} does not exist: If-Match: * replaces only an existing template "
+            "(send no If-Match to create it)"
+        )
+    stored, created = written
     deps.retry(_index, deps, add=template.name)
     return stored, created
 

@@ -1,0 +1,159 @@
+"""Bad input the API once took in silence or refused wrongly: a JSON object giving a key twice
+(``json.loads`` kept the last one, so ``{"command": "a", "command": "b"}`` ran b), and
+``If-Match: *`` on a template PUT (refused with 409 though the template existed).
+
+Against the real function_app.py (tests/app_fixtures.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from shared.domain.specvalues import DuplicateKey, JsonRefused, JsonTooDeep, load_json
+from tests.agent_double import AgentDouble
+from tests.app_fixtures import ServedApp, served_app
+from tests.helpers import error, new_job
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    with served_app(tmp_path_factory.mktemp("bad-input-misc")) as app:
+        AgentDouble(app.cp, "n1", cores=4).register()
+        yield app
+
+
+@pytest.fixture(scope="module")
+def http(served: ServedApp) -> Iterator[httpx.Client]:
+    """The admin's client of the real API."""
+    with served.client(timeout=30) as client:
+        yield client
+
+
+def twice(key: str) -> str:
+    return f"request body gives the key {key!r} more than once in one object; give each key once"
+
+
+# --- 1. a key given twice in one JSON object: 400 naming it (json.loads kept the last) ------
+
+ROUTES_WITH_A_BODY = [
+    ("POST", "/api/jobs"),
+    ("PUT", "/api/templates/T1"),
+    ("PATCH", "/api/nodegroups/OnPremNodes"),
+    ("POST", "/api/nodegroups"),
+    ("POST", "/api/users"),
+    ("POST", "/api/nodes"),
+    ("PATCH", "/api/nodes/n1"),
+    ("PATCH", "/api/jobs/{job}"),
+    ("POST", "/api/jobs/{job}/hold"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES_WITH_A_BODY)
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('{"name": "a", "name": "a"}', "name"),  # even the same value twice
+        ('{"x": {"deep": [{"k": 1, "k": 2}]}}', "k"),  # in any object nested in it
+    ],
+    ids=["top", "nested"],
+)
+def test_a_key_given_twice_is_400_naming_it_on_every_route(http, method, path, body, key):
+    url = path.format(job=new_job(http)) if "{job}" in path else path
+    r = http.request(method, url, content=body.encode())
+    assert r.status_code == 400, r.text
+    assert error(r) == twice(key)
+
+
+@pytest.mark.parametrize(
+    ("spec", "key"),
+    [
+        ('{"command": "echo a", "command": "echo b"}', "command"),
+        ('{"command": "true", "env": {"X": "1", "X": "2"}}', "X"),
+        ('{"tasks": [{"command": "true"}, {"command": "true", "cores": 1, "cores": 2}]}', "cores"),
+    ],
+)
+def test_a_submit_giving_a_key_twice_takes_no_job_and_no_id(http, spec, key):
+    before = new_job(http)
+    r = http.post("/api/jobs", content=spec.encode())
+    assert r.status_code == 400 and error(r) == twice(key), r.text
+    assert new_job(http) == before + 1  # no job, no job id taken
+    assert http.get("/api/jobs", params={"limit": 1}).json()["jobs"][0]["id"] == before + 1
+
+
+def test_a_template_put_giving_a_key_twice_changes_nothing(http):
+    r = http.put("/api/templates/Kept", json={"maxCores": 2})
+    assert r.status_code == 201, r.text
+    etag = r.headers["ETag"]
+    r = http.put("/api/templates/Kept", content=b'{"maxCores": 3, "maxCores": 4}')
+    assert r.status_code == 400 and error(r) == twice("maxCores"), r.text
+    r = http.get("/api/templates/Kept")
+    assert r.json()["maxCores"] == 2 and r.headers["ETag"] == etag
+
+
+def test_the_same_key_in_different_objects_is_still_taken(http):
+    spec = b'{"command": "true", "env": {"command": "x", "name": "y"}, "name": "n"}'
+    r = http.post("/api/jobs", content=spec)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "n"
+
+
+def test_load_json_refuses_a_key_twice_at_any_depth_and_still_checks_the_depth():
+    assert load_json('{"a": 1, "b": {"a": 2}, "c": [{"a": 3}, {"a": 4}]}') == {
+        "a": 1, "b": {"a": 2}, "c": [{"a": 3}, {"a": 4}],
+    }  # fmt: skip
+    for text in ('{"a": 1, "a": 1}', b'[{"a": {"b": 1, "c": 2, "b": 3}}]', '{"": 1, "": 2}'):
+        with pytest.raises(DuplicateKey):
+            load_json(text)
+    with pytest.raises(DuplicateKey, match=r"gives the key 'xxx.*\.\.\. \(100000 characters\)"):
+        load_json('{"' + "x" * 100_000 + '": 1, "' + "x" * 100_000 + '": 2}')  # cut, as errors are
+    with pytest.raises(JsonTooDeep):
+        load_json("[" * 100 + "]" * 100)
+    assert issubclass(DuplicateKey, JsonRefused) and issubclass(JsonTooDeep, JsonRefused)
+
+
+# --- 2. If-Match: * replaces a template that exists (RFC 9110), 409 when there is none ------
+
+
+def test_if_match_star_replaces_a_template_that_exists(http):
+    r = http.put("/api/templates/Star", json={"maxCores": 2})
+    assert r.status_code == 201, r.text
+    etag = r.headers["ETag"]
+    r = http.put("/api/templates/star", json={"maxCores": 3}, headers={"If-Match": "*"})
+    assert r.status_code == 200, r.text
+    assert r.json()["maxCores"] == 3 and r.headers["ETag"] != etag
+    r = http.get("/api/templates/Star")
+    assert r.json()["maxCores"] == 3 and r.headers["ETag"] != etag
+    # whatever its etag: a second one, after the first changed it, is taken too
+    r = http.put("/api/templates/Star", json={"maxCores": 4}, headers={"If-Match": "*"})
+    assert r.status_code == 200 and r.json()["maxCores"] == 4, r.text
+
+
+def test_if_match_star_on_a_template_that_does_not_exist_is_409_and_creates_nothing(http):
+    r = http.put("/api/templates/Nowhere", json={"maxCores": 2}, headers={"If-Match": "*"})
+    assert r.status_code == 409, r.text
+    assert error(r) == (
+        "template 'Nowhere' does not exist: If-Match: * replaces only an existing template "
+        "(send no If-Match to create it)"
+    )
+    assert http.get("/api/templates/Nowhere").status_code == 404
+    names = [t["name"] for t in http.get("/api/templates").json()["templates"]]
+    assert "Nowhere" not in names
+    # deleted is as good as never made
+    assert http.put("/api/templates/Gone", json={"maxCores": 1}).status_code == 201
+    assert http.delete("/api/templates/Gone").status_code == 200
+    r = http.put("/api/templates/Gone", json={"maxCores": 2}, headers={"If-Match": "*"})
+    assert r.status_code == 409 and "does not exist" in error(r), r.text
+    assert http.get("/api/templates/Gone").status_code == 404
+
+
+def test_an_etag_that_is_not_star_is_still_checked(http):
+    r = http.put("/api/templates/Tagged", json={"maxCores": 2})
+    etag = r.headers["ETag"]
+    for stale in ('"*"', "**", "W/*"):  # none of them is the bare `*`
+        r = http.put("/api/templates/Tagged", json={"maxCores": 9}, headers={"If-Match": stale})
+        assert r.status_code == 409 and "changed since it was read" in error(r), (stale, r.text)
+    r = http.put("/api/templates/Tagged", json={"maxCores": 3}, headers={"If-Match": etag})
+    assert r.status_code == 200 and r.json()["maxCores"] == 3, r.text
