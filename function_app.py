@@ -16,6 +16,7 @@ from functions import (
     nodes_api,
     reconciler,
     scheduler,
+    tasks_api,
     templates_api,
     users_api,
 )
@@ -31,6 +32,7 @@ app.register_functions(scheduler.bp)
 app.register_functions(reconciler.bp)
 app.register_functions(autoscaler.bp)
 app.register_functions(nodes_api.bp)
+app.register_functions(tasks_api.bp)
 app.register_functions(templates_api.bp)
 app.register_functions(users_api.bp)
 app.register_functions(dashboard.bp)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpc.client_http import ApiError, segment
+from hpc.client_http import JOB_ACTION_TIMEOUT_S, ApiError, segment
 from hpc.client_output import OutputPage, OutputRoutes, Stream
 from hpc.errors import InvalidInput
 from shared.domain.templates import check_template_name
@@ -63,10 +63,20 @@ class ApiClient(OutputRoutes):
         return self._json("GET", f"jobs/{job_id}")
 
     def cancel_job(self, job_id: int) -> dict[str, Any]:
-        return self._json("POST", f"jobs/{job_id}/cancel")
+        return self._job_action(job_id, "cancel")
 
     def requeue_job(self, job_id: int) -> dict[str, Any]:
-        return self._json("POST", f"jobs/{job_id}/requeue")
+        return self._job_action(job_id, "requeue")
+
+    def _job_action(self, job_id: int, action: str) -> dict[str, Any]:
+        """Cancel or requeue: each writes every task of the job, so it waits longer
+        (JOB_ACTION_TIMEOUT_S), and a timeout says how to see whether it was done."""
+        return self._json(
+            "POST",
+            f"jobs/{job_id}/{action}",
+            timeout_s=JOB_ACTION_TIMEOUT_S,
+            check=f"hpc job view {job_id}",
+        )
 
     def hold_job(self, job_id: int, *, until: str | None = None) -> dict[str, Any]:
         body = {"until": until} if until else None
@@ -94,6 +104,12 @@ class ApiClient(OutputRoutes):
 
     def get_task(self, job_id: int, task_id: int) -> dict[str, Any]:
         return self._json("GET", f"jobs/{job_id}/tasks/{task_id}")
+
+    def cancel_task(self, job_id: int, task_id: int) -> dict[str, Any]:
+        return self._json("POST", f"jobs/{job_id}/tasks/{task_id}/cancel")
+
+    def requeue_task(self, job_id: int, task_id: int) -> dict[str, Any]:
+        return self._json("POST", f"jobs/{job_id}/tasks/{task_id}/requeue")
 
     def list_nodes(self) -> dict[str, Any]:
         return self._json("GET", "nodes")

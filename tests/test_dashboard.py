@@ -83,12 +83,18 @@ def _called_paths() -> list[tuple[str, str]]:
     table = re.search(r"const NODE_ACTIONS = \{(.+?)\};", SCRIPT)
     assert table is not None
     node_actions = set(re.findall(r'"(\w+)"', table.group(1)))
+    tasks = re.search(r"const TASK_ACTIONS = \{(.+?)\};", SCRIPT, re.DOTALL)
+    assert tasks is not None
+    task_actions = set(re.findall(r'"(\w+)"', tasks.group(1)))
     calls = []
     literals = r'[`"]((?:jobs|nodes|nodegroups|autoscale)(?:[/?][^`"]*)?)[`"]'
     for literal in re.findall(literals, SCRIPT):
         path = literal.split("?")[0]
         if "${action}" in path:
-            actions = job_actions if path.startswith("jobs") else sorted(node_actions)
+            if "/tasks/" in path:
+                actions = sorted(task_actions)
+            else:
+                actions = job_actions if path.startswith("jobs") else sorted(node_actions)
             assert actions, path
             calls += [("POST", path.replace("${action}", a)) for a in actions]
             continue
@@ -106,7 +112,12 @@ def test_every_api_call_of_the_script_is_a_route_of_the_function_app() -> None:
     ]
     calls = _called_paths()
     assert len(calls) >= 8, calls  # jobs, a job, its tasks, output, actions, nodes, groups, log
-    assert {p for _, p in calls} >= {"jobs/x1/cancel", "jobs/x1/tasks/x1/output", "nodes/x1/drain"}
+    assert {p for _, p in calls} >= {
+        "jobs/x1/cancel",
+        "jobs/x1/tasks/x1/output",
+        "jobs/x1/tasks/x1/requeue",
+        "nodes/x1/drain",
+    }
     for method, path in calls:
         found = any(m == method and r.match(f"/{path}") is not None for m, r in routes)
         assert found, (method, path)

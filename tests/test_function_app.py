@@ -24,6 +24,8 @@ EXPECTED_HTTP = {
     "get_job": ("jobs/{id}", ["GET"]),
     "cancel_job": ("jobs/{id}/cancel", ["POST"]),
     "requeue_job": ("jobs/{id}/requeue", ["POST"]),
+    "cancel_task": ("jobs/{id}/tasks/{taskId}/cancel", ["POST"]),
+    "requeue_task": ("jobs/{id}/tasks/{taskId}/requeue", ["POST"]),
     "hold_job": ("jobs/{id}/hold", ["POST"]),
     "release_job": ("jobs/{id}/release", ["POST"]),
     "modify_job": ("jobs/{id}", ["PATCH"]),

@@ -9,8 +9,12 @@ const JOB_PAGE = 50;
 const SUMMARY_JOBS = 100;
 const TOKEN_KEY = "hybridhpc.token";
 // What an admin may do to a node from here (POST nodes/NAME/ACTION); an on-prem machine has no VM
-// to start or deallocate.
-const NODE_ACTIONS = { onprem: ["drain", "offline"], managed: ["start", "drain", "stop"] };
+// to deallocate, and its start brings it back Online while its agent runs.
+const NODE_ACTIONS = { onprem: ["start", "drain", "offline"], managed: ["start", "drain", "stop"] };
+const TASK_ACTIONS = {
+  Queued: ["cancel"], Dispatching: ["cancel"], Running: ["cancel"],
+  Failed: ["requeue"], Canceled: ["requeue"],
+};
 
 const state = {
   view: "jobs",
@@ -207,7 +211,7 @@ async function loadJob() {
     tasks.map((task) => {
       const tr = row([
         task.id, task.name, badge(task.state), task.node, task.attempt,
-        task.exitCode, task.error || task.pendingReason,
+        task.exitCode, task.error || task.pendingReason, taskButtons(task),
       ]);
       tr.className = state.task === task.id ? "selected clickable" : "clickable";
       tr.addEventListener("click", () => { state.task = task.id; loadOutput(); });
@@ -247,6 +251,29 @@ async function loadOutput() {
   }
 }
 
+async function taskAction(taskId, action) {
+  if (action === "cancel" && !confirm(`Cancel task ${state.jobId}.${taskId}?`)) return;
+  await api(`jobs/${state.jobId}/tasks/${taskId}/${action}`, { method: "POST" });
+  await refresh();
+}
+
+function buttons(actions, act) {
+  const span = el("span", null, "actions");
+  for (const action of actions) {
+    const button = el("button", action);
+    button.addEventListener("click", (event) => {
+      event.stopPropagation(); // not the row's own click
+      act(action).catch(report);
+    });
+    span.appendChild(button);
+  }
+  return span;
+}
+
+function taskButtons(task) {
+  return buttons(TASK_ACTIONS[task.state] || [], (action) => taskAction(task.id, action));
+}
+
 async function jobAction(action) {
   if (state.jobId === null) return;
   if (action === "cancel" && !confirm(`Cancel job ${state.jobId}?`)) return;
@@ -263,17 +290,8 @@ async function nodeAction(name, action) {
 }
 
 function nodeButtons(node) {
-  const span = el("span", null, "actions");
   const actions = NODE_ACTIONS[node.provider === "onprem" ? "onprem" : "managed"];
-  for (const action of actions) {
-    const button = el("button", action);
-    button.addEventListener("click", (event) => {
-      event.stopPropagation();
-      nodeAction(node.name, action).catch(report);
-    });
-    span.appendChild(button);
-  }
-  return span;
+  return buttons(actions, (action) => nodeAction(node.name, action));
 }
 
 async function loadNodes() {

@@ -17,7 +17,9 @@ import typer
 from hpc import render
 from hpc.common import (
     TASK_STATES,
+    JobArg,
     JsonOption,
+    TaskId,
     api_client,
     normalise_states,
     print_json,
@@ -39,7 +41,7 @@ class StreamName(StrEnum):
 
 @app.command("list")
 def task_list(
-    job_id: Annotated[int, typer.Argument(metavar="JOB", help="The job id.", show_default=False)],
+    job_id: JobArg,
     state: Annotated[
         str | None, typer.Option(help="Only tasks in this state (comma-separated for several).")
     ] = None,
@@ -83,10 +85,8 @@ def task_list(
 
 @app.command("view")
 def task_view(
-    job_id: Annotated[int, typer.Argument(metavar="JOB", help="The job id.", show_default=False)],
-    task_id: Annotated[
-        int, typer.Argument(metavar="TASK", help="The task id.", show_default=False)
-    ],
+    job_id: JobArg,
+    task_id: TaskId,
     as_json: JsonOption = False,
 ) -> None:
     """Show one task: its state, where it ran, and why it waits if it is queued."""
@@ -102,12 +102,36 @@ def _stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
+@app.command("cancel")
+def task_cancel(
+    job_id: JobArg,
+    task_id: TaskId,
+) -> None:
+    """Cancel one task: a queued one now, a running one is killed; the job goes on."""
+    with api_client() as client:
+        _print_task_state(client.cancel_task(job_id, task_id), job_id, task_id)
+
+
+@app.command("requeue")
+def task_requeue(
+    job_id: JobArg,
+    task_id: TaskId,
+) -> None:
+    """Run a failed or canceled task again (its job is reopened if it had ended)."""
+    with api_client() as client:
+        _print_task_state(client.requeue_task(job_id, task_id), job_id, task_id)
+
+
+def _print_task_state(task: dict[str, Any], job_id: int, task_id: int) -> None:
+    state = safe(str(task.get("state", "?")))
+    note = " (until its agent has killed it)" if state == "Running" else ""
+    stdout_console().print(f"task {job_id}.{task_id}: {state}{note}", markup=False)
+
+
 @app.command("output")
 def task_output(
-    job_id: Annotated[int, typer.Argument(metavar="JOB", help="The job id.", show_default=False)],
-    task_id: Annotated[
-        int, typer.Argument(metavar="TASK", help="The task id.", show_default=False)
-    ],
+    job_id: JobArg,
+    task_id: TaskId,
     stream: Annotated[StreamName, typer.Option(help="Which output.")] = StreamName.stdout,
     attempt: Annotated[
         int | None,

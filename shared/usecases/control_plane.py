@@ -29,6 +29,7 @@ from shared.usecases import (
     queries,
     reconcile,
     submit,
+    task_actions,
 )
 from shared.usecases.deps import Backoff, Deps
 
@@ -80,6 +81,12 @@ class ControlPlane:
 
     def requeue_job(self, job_id: int) -> Job:
         return cancel.requeue_job(self.deps, job_id)
+
+    def cancel_task(self, job_id: int, task_id: int) -> Task:
+        return task_actions.cancel_task(self.deps, job_id, task_id)
+
+    def requeue_task(self, job_id: int, task_id: int) -> Task:
+        return task_actions.requeue_task(self.deps, job_id, task_id)
 
     def hold_job(self, job_id: int, *, until: datetime | None = None) -> Job:
         return modify.hold(self.deps, job_id, until=until)

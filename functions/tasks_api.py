@@ -1,0 +1,35 @@
+"""HTTP triggers for one task of a job: ``POST /api/jobs/{id}/tasks/{taskId}/cancel`` and
+``.../requeue`` (the job's owner or an admin; :mod:`shared.usecases.task_actions`).
+Reading tasks is in :mod:`functions.http_api`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import azure.functions as func
+
+from functions.context import control
+from functions.http_api import _mine, _task_docs, _task_id, api
+from shared.domain.cluster import Principal
+
+bp = func.Blueprint()
+
+
+@bp.route(
+    route="jobs/{id}/tasks/{taskId}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
+)
+@api
+def cancel_task(req: func.HttpRequest, principal: Principal) -> Any:
+    """200 with the task: Canceled if it was queued, still Running until its agent killed it."""
+    job_id = _mine(req, principal, "cancel tasks of")
+    return _task_docs([control().cancel_task(job_id, _task_id(req, job_id))])[0]
+
+
+@bp.route(
+    route="jobs/{id}/tasks/{taskId}/requeue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
+)
+@api
+def requeue_task(req: func.HttpRequest, principal: Principal) -> Any:
+    """200 with the task Queued again (a new attempt); its job reopened if it had ended."""
+    job_id = _mine(req, principal, "requeue tasks of")
+    return _task_docs([control().requeue_task(job_id, _task_id(req, job_id))])[0]

@@ -1,0 +1,122 @@
+"""Cancel or requeue one task of a job (HPC Pack's ``task cancel`` / ``task requeue``).
+
+A job's cancel and requeue act on all its tasks (:mod:`shared.usecases.cancel`); these act
+on one, with the same lifecycle rules (``lifecycle.cancel``, ``lifecycle.rerun``), so a
+task canceled here ends exactly as one canceled with its job: a queued task at once, a
+running one when its agent reports it killed (the CancelTask names its attempt and its
+node's incarnation, so a stale or repeated cancel kills nothing else).
+
+- Cancel: the job goes on. Its dependents that need this task are canceled with the
+  reason (unless the job runs dependents on failure), and a job whose last task this was
+  ends Failed (a canceled task is not a success), as it would after a failed task.
+- Requeue: a Failed or Canceled task runs again (a new attempt, a fresh retry budget); a
+  job that had ended Failed or Canceled is Queued again. Tasks canceled *because* it
+  failed stay canceled: ``hpc job requeue`` reruns every failed and canceled task.
+
+A task of a sweep that the scheduler has not created yet (it creates them as it
+dispatches) cannot be acted on alone: the range is one record, and taking one task out of
+it would make the task exist twice. Such a request is refused with a 409 that says so.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared.domain import lifecycle
+from shared.domain.messages import CancelTask
+from shared.domain.models import Task
+from shared.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState
+from shared.errors import Conflict, NotFound
+from shared.usecases import sweeps, taskdeps
+from shared.usecases.deps import Deps
+from shared.usecases.settling import commit_settling
+
+log = logging.getLogger(__name__)
+
+
+class _Refused(Exception):
+    """A 409 for the user, raised inside a retried attempt: not a Conflict, which
+    ``deps.retry`` would take for a lost write race and try again."""
+
+
+def cancel_task(deps: Deps, job_id: int, task_id: int) -> Task:
+    """Cancel one task; returns it as stored (still Running until its agent killed it)."""
+
+    def attempt() -> tuple[Task, list[tuple[str, CancelTask]]]:
+        job = deps.store.get_job(job_id)
+        task = _stored(deps, job_id, task_id, "cancel")
+        if task.state in TASK_TERMINAL:
+            raise _Refused(f"task {job_id}.{task_id} is already {task.state}; nothing to cancel")
+        now = deps.clock()
+        change = lifecycle.cancel(task, now)
+        if change is None:  # active, but not placed: nothing to kill yet
+            raise _Refused(f"task {job_id}.{task_id} is {task.state}; try again in a moment")
+        if change.old is not change.new:
+            job.count(change.old, change.new, name=task.name)
+            commit_settling(deps, job, [task], ended=True, now=now)
+        return task, change.cancels
+
+    try:
+        task, cancels = deps.retry(attempt)
+    except _Refused as refused:
+        raise Conflict(str(refused)) from None
+    deps.send_to_nodes(cancels)
+    if task.state is TaskState.CANCELED:
+        _cancel_dependents(deps, job_id)
+    return task
+
+
+def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
+    """Run a Failed or Canceled task again; reopens its job if the job had ended."""
+
+    def attempt() -> Task:
+        job = deps.store.get_job(job_id)
+        task = _stored(deps, job_id, task_id, "requeue")
+        if job.state is JobState.CANCELING:
+            raise _Refused(f"job {job_id} is being canceled; requeue it once it is Canceled")
+        if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
+            raise _Refused(f"job {job_id} is {job.state}; nothing of it can run again")
+        now = deps.clock()
+        change = lifecycle.rerun(task, now)
+        if change is None:
+            raise _Refused(
+                f"task {job_id}.{task_id} is {task.state}; only a Failed or Canceled task "
+                "can be requeued"
+            )
+        if job.state in (JobState.FAILED, JobState.CANCELED):
+            job.move_to(JobState.QUEUED, now=now)
+            job.error = None
+        job.count(change.old, change.new, name=task.name)
+        deps.store.commit(job=job, tasks=[task])
+        return task
+
+    try:
+        task = deps.retry(attempt)
+    except _Refused as refused:
+        raise Conflict(str(refused)) from None
+    deps.kick()
+    return task
+
+
+def _stored(deps: Deps, job_id: int, task_id: int, what: str) -> Task:
+    """The stored task; NotFound (404) if the job has no such task, Conflict (409) if it is
+    a sweep's task not created yet."""
+    try:
+        return deps.store.get_task(job_id, task_id)
+    except NotFound:
+        task = sweeps.get_task(deps, job_id, task_id)  # NotFound if there is no such task
+        raise _Refused(
+            f"task {job_id}.{task_id} is {task.state} in a sweep the scheduler has not reached "
+            f"yet (it creates a sweep's tasks as it dispatches them), so it cannot {what} it "
+            f"alone: {what} the whole job (hpc job {what} {job_id}), or try again once the "
+            "task has started"
+        ) from None
+
+
+def _cancel_dependents(deps: Deps, job_id: int) -> None:
+    try:
+        job = deps.store.get_job(job_id)
+        if taskdeps.has_doomed(job):
+            taskdeps.cancel_doomed_tasks(deps, job_id)
+    except Exception:  # the reconciler's next run does it (level-triggered)
+        log.exception("canceling the dependents of a canceled task of job %d failed", job_id)

@@ -1,0 +1,257 @@
+"""Cancel and requeue one task (shared/usecases/task_actions.py, functions/tasks_api.py,
+``hpc task cancel | requeue``): the use cases on the embedded store with a hand-driven
+clock and an agent double, then the HTTP routes and the CLI on the real function app."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.domain.messages import CancelTask
+from shared.domain.states import JobState, TaskState
+from shared.errors import Conflict, NotFound
+from shared.usecases.control_plane import ControlPlane
+from tests.agent_double import AgentDouble
+from tests.app_fixtures import served_app
+from tests.cli_fixtures import assert_one_error_line, hpc
+from tests.test_control import Clock, make_cp, register, sweep
+
+
+@pytest.fixture
+def cp(tmp_path) -> ControlPlane:
+    return make_cp(tmp_path, Clock())
+
+
+def three(**extra) -> dict:
+    """Three stored tasks (a sweep's are created only as they are dispatched)."""
+    return {"name": "j", "tasks": [{"command": f"echo {c}"} for c in "abc"], **extra}
+
+
+def test_a_queued_task_is_canceled_now_and_the_job_goes_on(cp):
+    n1 = register(cp, "n1", cores=1)
+    job = cp.submit(three())
+    cp.schedule_pass()
+    [run] = n1.runs()
+    task = cp.cancel_task(job.id, 3)
+    assert task.state is TaskState.CANCELED
+    assert cp.get_job(job.id).task_counts == {
+        TaskState.DISPATCHING: 1,
+        TaskState.QUEUED: 1,
+        TaskState.CANCELED: 1,
+    }
+    assert n1.assignments() == []  # nothing to kill
+    n1.send(n1.started(run), n1.ended(run, exit_code=0))
+    cp.schedule_pass()
+    [second] = n1.run_all()
+    assert second.task_id == 2  # the canceled task never runs
+    assert cp.schedule_pass() == 0
+    final = cp.get_job(job.id)
+    assert final.state is JobState.FAILED  # a canceled task is not a success
+    assert final.task_counts == {TaskState.FINISHED: 2, TaskState.CANCELED: 1}
+
+
+def test_a_running_task_is_killed_through_its_agent_and_only_it(cp):
+    n1 = register(cp, "n1", cores=2)
+    job = cp.submit(three())
+    cp.schedule_pass()
+    runs = n1.runs()
+    n1.send(*(n1.started(r) for r in runs))
+    task = cp.cancel_task(job.id, 1)
+    assert task.state is TaskState.RUNNING  # until its agent killed it
+    [cancel] = n1.assignments()
+    assert isinstance(cancel, CancelTask)
+    assert (cancel.task_id, cancel.attempt, cancel.incarnation) == (1, 0, n1.incarnation)
+    n1.send(n1.ended(runs[0], exit_code=-15, canceled=True))
+    assert cp.get_task(job.id, 1).state is TaskState.CANCELED
+    assert cp.get_task(job.id, 2).state is TaskState.RUNNING
+    assert cp.get_job(job.id).state is JobState.RUNNING
+
+
+def test_a_task_that_ends_before_its_kill_keeps_its_result(cp):
+    n1 = register(cp, "n1", cores=1)
+    job = cp.submit(three())
+    cp.schedule_pass()
+    [run] = n1.runs()
+    n1.send(n1.started(run))
+    cp.cancel_task(job.id, 1)
+    n1.send(n1.ended(run, exit_code=0))  # it finished before the cancel reached it
+    assert cp.get_task(job.id, 1).state is TaskState.FINISHED
+
+
+def test_canceling_an_ended_task_is_a_conflict_and_changes_nothing(cp):
+    n1 = register(cp, "n1", cores=3)
+    job = cp.submit(three())
+    cp.schedule_pass()
+    n1.run_all()
+    before = cp.get_job(job.id)
+    with pytest.raises(Conflict, match=r"task \d+\.1 is already Finished; nothing to cancel"):
+        cp.cancel_task(job.id, 1)
+    assert cp.get_job(job.id).task_counts == before.task_counts
+
+
+def test_unknown_tasks_are_not_found(cp):
+    register(cp, "n1")
+    job = cp.submit(three())
+    with pytest.raises(NotFound, match="has tasks 1 to 3"):
+        cp.cancel_task(job.id, 4)
+    with pytest.raises(NotFound):
+        cp.requeue_task(job.id + 1, 1)
+
+
+def test_a_sweep_task_not_created_yet_is_refused_with_what_to_do(cp):
+    n1 = register(cp, "n1", cores=1)
+    job = cp.submit(sweep(5))
+    cp.schedule_pass()
+    assert len(n1.runs()) == 1  # task 1 exists; 2-5 are still the sweep's range
+    with pytest.raises(Conflict, match=r"sweep the scheduler has not reached yet.*hpc job cancel"):
+        cp.cancel_task(job.id, 4)
+    assert cp.get_job(job.id).task_counts.get(TaskState.CANCELED) is None
+    assert cp.get_task(job.id, 4).state is TaskState.QUEUED
+
+
+def test_canceling_a_prerequisite_cancels_its_dependents_with_the_reason(cp):
+    register(cp, "n1", cores=1)
+    spec = {
+        "name": "pipeline",
+        "tasks": [
+            {"name": "prep", "command": "prep"},
+            {"name": "work", "command": "work", "dependsOn": ["prep"]},
+        ],
+    }
+    job = cp.submit(spec)
+    cp.cancel_task(job.id, 1)
+    work = cp.get_task(job.id, 2)
+    assert work.state is TaskState.CANCELED and "prep" in (work.error or "")
+    assert cp.get_job(job.id).state is JobState.FAILED
+
+
+def test_a_failed_task_is_requeued_alone_and_reopens_its_job(cp):
+    n1 = register(cp, "n1", cores=3)
+    job = cp.submit(three())
+    cp.schedule_pass()
+    runs = n1.runs()
+    n1.send(*(n1.ended(r, exit_code=1 if r.task_id == 2 else 0) for r in runs))
+    assert cp.get_job(job.id).state is JobState.FAILED
+    task = cp.requeue_task(job.id, 2)
+    assert task.state is TaskState.QUEUED and task.attempt == 1
+    reopened = cp.get_job(job.id)
+    assert reopened.state is JobState.QUEUED and reopened.error is None
+    assert reopened.task_counts == {TaskState.FINISHED: 2, TaskState.QUEUED: 1}
+    cp.schedule_pass()
+    [again] = n1.run_all()
+    assert (again.task_id, again.attempt) == (2, 1)
+    assert cp.get_job(job.id).state is JobState.FINISHED
+
+
+def test_a_canceled_task_of_a_running_job_is_requeued(cp):
+    n1 = register(cp, "n1", cores=1)
+    job = cp.submit(three())
+    cp.schedule_pass()
+    cp.cancel_task(job.id, 3)
+    assert cp.requeue_task(job.id, 3).state is TaskState.QUEUED
+    assert cp.get_job(job.id).task_counts.get(TaskState.CANCELED) is None
+    ran = n1.run_all()  # task 1, dispatched before the cancel
+    for _ in range(2):  # one core: one task per pass
+        cp.schedule_pass()
+        ran += n1.run_all()
+    assert sorted(r.task_id for r in ran) == [1, 2, 3]
+    assert cp.get_job(job.id).state is JobState.FINISHED
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("queued", r"is Queued; only a Failed or Canceled task can be requeued"),
+        ("finished", r"is Finished; only a Failed or Canceled task"),
+        ("canceling", r"is being canceled; requeue it once it is Canceled"),
+    ],
+)
+def test_requeue_refuses_what_cannot_run_again(cp, setup, message):
+    n1 = register(cp, "n1", cores=1)
+    job = cp.submit(three())
+    cp.schedule_pass()
+    [run] = n1.runs()
+    n1.send(n1.started(run))
+    target = 2
+    if setup == "finished":
+        n1.send(n1.ended(run, exit_code=0))
+        target = 1
+    elif setup == "canceling":
+        cp.cancel_job(job.id)  # task 1 runs until its agent kills it
+        target = 3
+    before = cp.get_job(job.id)
+    with pytest.raises(Conflict, match=message):
+        cp.requeue_task(job.id, target)
+    after = cp.get_job(job.id)
+    assert (after.state, after.task_counts) == (before.state, before.task_counts)
+
+
+# --- HTTP and CLI on the real function app -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    with served_app(tmp_path_factory.mktemp("taskactions")) as app, app.client() as client:
+        node = AgentDouble(app.cp, "onprem-1", cores=1)
+        assert node.register().accepted
+        yield client, app, node
+
+
+def test_the_routes_cancel_and_requeue_one_task(host):
+    client, app, node = host
+    job = client.post("/api/jobs", json=three()).json()
+    canceled = client.post(f"/api/jobs/{job['id']}/tasks/3/cancel")
+    assert canceled.status_code == 200, canceled.text
+    assert canceled.json()["state"] == "Canceled"
+    again = client.post(f"/api/jobs/{job['id']}/tasks/3/cancel")
+    assert again.status_code == 409
+    assert "already Canceled; nothing to cancel" in again.json()["error"]
+    requeued = client.post(f"/api/jobs/{job['id']}/tasks/3/requeue")
+    assert requeued.status_code == 200 and requeued.json()["state"] == "Queued"
+    assert client.post(f"/api/jobs/{job['id']}/tasks/9/cancel").status_code == 404
+    bad = client.post(f"/api/jobs/{job['id']}/tasks/x/requeue")
+    assert bad.status_code == 400 and "task id" in bad.json()["error"]
+    app.cp.cancel_job(job["id"])
+
+
+def test_only_the_owner_or_an_admin_changes_a_task(host):
+    client, _app, _node = host
+    tokens = {}
+    for name in ("erin", "fred"):
+        added = client.post("/api/users", json={"name": name})
+        tokens[name] = {"Authorization": f"Bearer {added.json()['token']}"}
+    job = client.post("/api/jobs", json=three(), headers=tokens["erin"]).json()
+    refused = client.post(f"/api/jobs/{job['id']}/tasks/2/cancel", headers=tokens["fred"])
+    assert refused.status_code == 403
+    assert "belongs to erin" in refused.json()["error"]
+    assert client.get(f"/api/jobs/{job['id']}/tasks/2").json()["state"] == "Queued"
+    mine = client.post(f"/api/jobs/{job['id']}/tasks/2/cancel", headers=tokens["erin"])
+    assert mine.status_code == 200 and mine.json()["state"] == "Canceled"
+    client.post(f"/api/jobs/{job['id']}/cancel")
+
+
+def test_the_cli_cancels_and_requeues_a_task(host, monkeypatch):
+    client, app, _node = host
+    monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+    monkeypatch.setenv("HPC_TOKEN", app.token)
+    job = client.post("/api/jobs", json=three()).json()
+    out = hpc("task", "cancel", str(job["id"]), "2")
+    assert out.exit_code == 0 and f"task {job['id']}.2: Canceled" in out.stdout
+    out = hpc("task", "requeue", str(job["id"]), "2")
+    assert out.exit_code == 0 and f"task {job['id']}.2: Queued" in out.stdout
+    out = hpc("task", "requeue", str(job["id"]), "2")
+    assert_one_error_line(out, "is Queued; only a Failed or Canceled task can be requeued")
+    app.cp.cancel_job(job["id"])
+
+
+def test_a_late_duplicate_end_of_the_old_attempt_does_not_touch_the_requeued_task(cp):
+    n1 = register(cp, "n1", cores=1)
+    job = cp.submit(three())
+    cp.schedule_pass()
+    [run] = n1.runs()
+    n1.send(n1.started(run), n1.ended(run, exit_code=1))
+    cp.requeue_task(job.id, 1)
+    counts = cp.get_job(job.id).task_counts
+    n1.send(n1.ended(run, exit_code=1))  # attempt 0's end, delivered again
+    task = cp.get_task(job.id, 1)
+    assert (task.state, task.attempt) == (TaskState.QUEUED, 1)
+    assert cp.get_job(job.id).task_counts == counts
