@@ -19,7 +19,7 @@ import azure.functions as func
 
 from functions.context import control
 from shared.auth import authenticate
-from shared.domain.access import ADMIN, check_may_change
+from shared.domain.access import ADMIN, check_may_change, may_change
 from shared.domain.cluster import Principal
 from shared.domain.jobspec import utc_time
 from shared.domain.messages import MAX_ID
@@ -287,14 +287,15 @@ def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="jobs/{id}/tasks", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
+    job_id = _job_id(req)
     tasks = control().list_tasks(
-        _job_id(req),
+        job_id,
         states=_states(req.params.get("state"), TaskState),
         offset=_int(req.params.get("offset"), "offset", 0),
         limit=_int(req.params.get("limit"), "limit", 1000, 1),
         after=_int(req.params.get("after"), "after", 0),
     )
-    return {"tasks": _task_docs(tasks)}
+    return {"tasks": _private(_task_docs(tasks), job_id, principal)}
 
 
 @bp.route(route="jobs/{id}/tasks/{taskId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -302,7 +303,16 @@ def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
 def get_task(req: func.HttpRequest, principal: Principal) -> Any:
     job_id = _job_id(req)
     task = control().get_task(job_id, _task_id(req, job_id))
-    return _task_docs([task])[0]
+    return _private(_task_docs([task]), job_id, principal)[0]
+
+
+def _private(docs: list[dict[str, Any]], job_id: int, principal: Principal) -> list[dict[str, Any]]:
+    """Task docs without their output's tail unless ``principal`` owns the job or is an admin:
+    every user sees every job's state (as Slurm and HPC Pack show the queue), but only its
+    owner and admins read what its tasks wrote (a task may run as its owner's account)."""
+    if principal.role == ADMIN or not docs or may_change(control().get_job(job_id), principal):
+        return docs
+    return [{**d, "output": None} for d in docs]
 
 
 @bp.route(
@@ -325,7 +335,7 @@ def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
         req.params.get("limit"), "limit", DEFAULT_READ_BYTES, 0, MAX_READ_BYTES,
         unit=f" ({MAX_READ_BYTES >> 20} MiB)", hint=": read larger outputs in pages with offset",
     )  # fmt: skip
-    job_id = _job_id(req)
+    job_id = _mine(req, principal, "read the output of")
     page = control().read_output(
         job_id,
         _task_id(req, job_id),

@@ -152,6 +152,40 @@ def test_lose_attempt(state, count, requeues, canceling, expected, attempt):
         assert t.incarnation is None or expected is not Q
 
 
+@pytest.mark.parametrize(
+    ("state", "count", "requeues", "expected"),
+    [
+        (R, True, 0, C),  # a user canceled it: it does not run again
+        (D, False, 0, C),
+        (R, True, 3, C),  # past max_retries too: the user's cancel says why it ended
+        (Q, True, 0, None),
+    ],
+)
+def test_lose_attempt_of_a_task_a_user_canceled(state, count, requeues, expected):
+    t = task(state)
+    t.requeue_count, t.cancel_requested = requeues, True
+    change = lifecycle.lose_attempt(
+        t, max_retries=3, canceling=False, reason="node lost", count=count, now=NOW
+    )
+    assert (change.new if change else None) is expected
+    assert t.attempt == 2  # no new attempt
+    if expected:
+        assert t.error == "node lost after a cancel was asked for; canceled"
+
+
+def test_cancel_marks_an_active_task_and_rerun_clears_the_mark():
+    running = task(R, incarnation=3)
+    change = lifecycle.cancel(running, NOW)
+    assert change is not None and change.cancels and running.cancel_requested
+    queued = task(Q)
+    lifecycle.cancel(queued, NOW)
+    assert queued.state is C and not queued.cancel_requested  # ended at once: no mark needed
+    ended = task(C)
+    ended.cancel_requested = True
+    lifecycle.rerun(ended, NOW)
+    assert ended.state is Q and not ended.cancel_requested
+
+
 def test_assignment_refused_requeues_only_a_dispatch_meant_for_an_older_incarnation():
     refused = AssignmentRefused(
         node="n1", incarnation=4, job_id=1, task_id=1, attempt=2, meant_for=3, reason="old"

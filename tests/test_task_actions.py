@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from shared.domain.messages import CancelTask
-from shared.domain.states import JobState, TaskState
+from shared.domain.states import JobState, NodeState, TaskState
 from shared.errors import Conflict, NotFound
 from shared.usecases.control_plane import ControlPlane
 from tests.agent_double import AgentDouble
@@ -46,6 +46,7 @@ def test_a_queued_task_is_canceled_now_and_the_job_goes_on(cp):
     assert cp.schedule_pass() == 0
     final = cp.get_job(job.id)
     assert final.state is JobState.FAILED  # a canceled task is not a success
+    assert final.error == "1 of 3 tasks canceled"
     assert final.task_counts == {TaskState.FINISHED: 2, TaskState.CANCELED: 1}
 
 
@@ -102,10 +103,12 @@ def test_a_sweep_task_not_created_yet_is_refused_with_what_to_do(cp):
     job = cp.submit(sweep(5))
     cp.schedule_pass()
     assert len(n1.runs()) == 1  # task 1 exists; 2-5 are still the sweep's range
-    with pytest.raises(Conflict, match=r"sweep the scheduler has not reached yet.*hpc job cancel"):
+    with pytest.raises(Conflict, match=r"sweep the scheduler has not reached.*hpc job cancel"):
         cp.cancel_task(job.id, 4)
     assert cp.get_job(job.id).task_counts.get(TaskState.CANCELED) is None
     assert cp.get_task(job.id, 4).state is TaskState.QUEUED
+    with pytest.raises(Conflict, match=r"is Queued; only a Failed or Canceled task"):
+        cp.requeue_task(job.id, 4)
 
 
 def test_canceling_a_prerequisite_cancels_its_dependents_with_the_reason(cp):
@@ -255,3 +258,99 @@ def test_a_late_duplicate_end_of_the_old_attempt_does_not_touch_the_requeued_tas
     task = cp.get_task(job.id, 1)
     assert (task.state, task.attempt) == (TaskState.QUEUED, 1)
     assert cp.get_job(job.id).task_counts == counts
+
+
+@pytest.mark.parametrize("loss", ["agent restarted", "node taken offline", "node unreachable"])
+def test_a_cancel_holds_when_the_attempt_is_given_up_before_its_kill_lands(tmp_path, loss):
+    """Found live: the cancel returned 200, then the attempt was given up (its agent
+    restarted, its node went offline or silent) before the kill reached it, and the task ran
+    again elsewhere and ended Finished. A task a user canceled ends Canceled."""
+    clock = Clock()
+    cp = make_cp(tmp_path, clock)
+    n1 = register(cp, "n1", cores=1)
+    cp.reconcile()  # the control plane is listening from now on
+    job = cp.submit(three())
+    cp.schedule_pass()
+    [run] = n1.runs()
+    n1.send(n1.started(run))
+    n2 = register(cp, "n2", cores=1)
+    running = cp.cancel_task(job.id, run.task_id)
+    assert running.state is TaskState.RUNNING and running.cancel_requested
+    if loss == "agent restarted":  # before it read the kill
+        assert AgentDouble(cp, "n1", cores=1, host_id=n1.host_id).register().accepted
+    elif loss == "node taken offline":
+        cp.node_action("offline", ["n1"])
+    else:
+        for _ in range(5):
+            clock.advance(4)
+            n2.send(n2.heartbeat())
+            cp.reconcile()
+        assert cp.store.get_node("n1").state is NodeState.UNREACHABLE
+    task = cp.get_task(job.id, run.task_id)
+    assert task.state is TaskState.CANCELED
+    assert "after a cancel was asked for" in (task.error or "")
+    cp.schedule_pass()
+    cp.schedule_pass()
+    again = cp.get_task(job.id, run.task_id)
+    assert (again.state, again.attempt) == (TaskState.CANCELED, 0)  # never ran again
+    assert all(r.task_id != run.task_id for r in n2.runs())
+
+
+def test_canceling_a_task_of_a_job_being_canceled_is_a_conflict(cp):
+    n1 = register(cp, "n1", cores=1)
+    job = cp.submit(three())
+    cp.schedule_pass()
+    [run] = n1.runs()
+    n1.send(n1.started(run))
+    cp.cancel_job(job.id)
+    with pytest.raises(Conflict, match="is being canceled: its tasks end Canceled already"):
+        cp.cancel_task(job.id, 1)
+
+
+def test_requeue_refuses_a_task_whose_prerequisite_failed_naming_it(cp):
+    n1 = register(cp, "n1", cores=1)
+    spec = {
+        "name": "pipeline",
+        "tasks": [
+            {"name": "prep", "command": "prep"},
+            {"name": "work", "command": "work", "dependsOn": ["prep"]},
+        ],
+    }
+    job = cp.submit(spec)
+    cp.schedule_pass()
+    [run] = n1.runs()
+    n1.send(n1.started(run), n1.ended(run, exit_code=1))  # prep fails: work is canceled
+    assert cp.get_task(job.id, 2).state is TaskState.CANCELED
+    with pytest.raises(Conflict, match=r"canceled again at once: dependency 'prep' failed"):
+        cp.requeue_task(job.id, 2)
+    assert cp.requeue_task(job.id, 1).state is TaskState.QUEUED  # prep first: that works
+
+
+def test_only_a_jobs_owner_or_an_admin_reads_what_its_tasks_wrote(host):
+    """Found live: with --run-as-owner, any user could read another user's task output.
+    Every user sees every job and task's state; the output is its owner's and admins'."""
+    client, app, node = host
+    tokens = {}
+    for name in ("ann", "ben"):
+        added = client.post("/api/users", json={"name": name})
+        tokens[name] = {"Authorization": f"Bearer {added.json()['token']}"}
+    job = client.post("/api/jobs", json={"command": "echo secret"}, headers=tokens["ann"]).json()
+    for _ in range(10):  # the node may still hold earlier tests' tasks: run until it ends
+        app.cp.schedule_pass()
+        node.run_all()  # each run's output tail: "out <task id>"
+        if app.cp.get_job(job["id"]).state is JobState.FINISHED:
+            break
+    assert app.cp.get_job(job["id"]).state is JobState.FINISHED
+    path = f"/api/jobs/{job['id']}/tasks"
+    refused = client.get(f"{path}/1/output", headers=tokens["ben"])
+    assert refused.status_code == 403
+    assert (
+        "belongs to ann: only its owner or an admin may read the output of it"
+        in (refused.json()["error"])
+    )
+    for headers in (tokens["ann"], {}):  # the owner, and the admin (the client's own token)
+        assert client.get(f"{path}/1", headers=headers).json()["output"] == "out 1"
+        assert client.get(path, headers=headers).json()["tasks"][0]["output"] == "out 1"
+    theirs = client.get(f"{path}/1", headers=tokens["ben"]).json()
+    assert (theirs["state"], theirs["output"]) == ("Finished", None)
+    assert client.get(path, headers=tokens["ben"]).json()["tasks"][0]["output"] is None

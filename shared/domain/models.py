@@ -237,6 +237,10 @@ class Task(Record):
     """The attempt whose ending the task's state, exit code and output come from."""
     requeue_count: int = 0
     """Requeues caused by node loss (bounded by the job's max_retries)."""
+    cancel_requested: bool = False
+    """A user canceled this task while it ran (``hpc task cancel``): its agent was told to kill
+    the attempt, and if the attempt is given up first (its node lost, restarted, taken
+    offline) the task ends Canceled rather than running again. A requeue clears it."""
     exit_code: int | None = None
     output: str | None = None
     """The tail of stdout (at most 4,000 characters, as HPC Pack keeps); full output is in the Output store."""

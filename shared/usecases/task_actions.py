@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 
-from shared.domain import lifecycle
+from shared.domain import eligibility, lifecycle, taskgraph
 from shared.domain.messages import CancelTask
-from shared.domain.models import Task
+from shared.domain.models import Job, Task
 from shared.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState
 from shared.errors import Conflict, NotFound
 from shared.usecases import sweeps, taskdeps
@@ -47,6 +47,8 @@ def cancel_task(deps: Deps, job_id: int, task_id: int) -> Task:
         task = _stored(deps, job_id, task_id, "cancel")
         if task.state in TASK_TERMINAL:
             raise _Refused(f"task {job_id}.{task_id} is already {task.state}; nothing to cancel")
+        if job.state is JobState.CANCELING:
+            raise _Refused(f"job {job_id} is being canceled: its tasks end Canceled already")
         now = deps.clock()
         change = lifecycle.cancel(task, now)
         if change is None:  # active, but not placed: nothing to kill yet
@@ -54,6 +56,8 @@ def cancel_task(deps: Deps, job_id: int, task_id: int) -> Task:
         if change.old is not change.new:
             job.count(change.old, change.new, name=task.name)
             commit_settling(deps, job, [task], ended=True, now=now)
+        else:  # stored before the kill is sent: an attempt given up first ends Canceled too
+            deps.store.commit(tasks=[task])
         return task, change.cancels
 
     try:
@@ -76,6 +80,13 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
             raise _Refused(f"job {job_id} is being canceled; requeue it once it is Canceled")
         if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
             raise _Refused(f"job {job_id} is {job.state}; nothing of it can run again")
+        if task.state in (TaskState.FAILED, TaskState.CANCELED):
+            doomed = _doomed(deps, job, task)
+            if doomed:
+                raise _Refused(
+                    f"task {job_id}.{task_id} would be canceled again at once: {doomed}; "
+                    f"requeue that first (or the whole job: hpc job requeue {job_id})"
+                )
         now = deps.clock()
         change = lifecycle.rerun(task, now)
         if change is None:
@@ -99,18 +110,45 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
 
 
 def _stored(deps: Deps, job_id: int, task_id: int, what: str) -> Task:
-    """The stored task; NotFound (404) if the job has no such task, Conflict (409) if it is
-    a sweep's task not created yet."""
+    """The stored task; NotFound (404) if the job has no such task, Conflict (409) saying
+    what can be done if it is a sweep's task not created yet."""
     try:
         return deps.store.get_task(job_id, task_id)
     except NotFound:
         task = sweeps.get_task(deps, job_id, task_id)  # NotFound if there is no such task
-        raise _Refused(
+        unborn = (
             f"task {job_id}.{task_id} is {task.state} in a sweep the scheduler has not reached "
-            f"yet (it creates a sweep's tasks as it dispatches them), so it cannot {what} it "
-            f"alone: {what} the whole job (hpc job {what} {job_id}), or try again once the "
-            "task has started"
+            "(it creates a sweep's tasks as it dispatches them)"
+        )
+        if what == "cancel" and task.state is TaskState.QUEUED:
+            raise _Refused(
+                f"{unborn}, so it cannot be canceled alone: cancel the whole job (hpc job "
+                f"cancel {job_id}), or cancel the task once it has started"
+            ) from None
+        if what == "cancel":
+            raise _Refused(
+                f"task {job_id}.{task_id} is already {task.state}; nothing to cancel"
+            ) from None
+        if task.state is TaskState.QUEUED:
+            raise _Refused(
+                f"task {job_id}.{task_id} is Queued; only a Failed or Canceled task can be requeued"
+            ) from None
+        raise _Refused(
+            f"{unborn}, so it is requeued with its job: hpc job requeue {job_id} once the job "
+            "has ended"
         ) from None
+
+
+def _doomed(deps: Deps, job: Job, task: Task) -> str | None:
+    """Why the task, queued again, would be canceled at once (a prerequisite task or job that
+    did not finish); None if it could run."""
+    states: dict[int, JobState | None] = {}
+    for dep in job.depends_on:
+        try:
+            states[dep] = deps.store.get_job(dep).state
+        except NotFound:
+            states[dep] = None
+    return eligibility.doomed(job, states) or taskgraph.doomed(task.depends_on, job.steps, job)
 
 
 def _cancel_dependents(deps: Deps, job_id: int) -> None:

@@ -29,7 +29,11 @@ def settle_job(job: Job, now: datetime) -> bool:
         job.move_to(JobState.CANCELED, now=now)
     elif job.task_counts.get(TaskState.FAILED, 0) or job.task_counts.get(TaskState.CANCELED, 0):
         failed = job.task_counts.get(TaskState.FAILED, 0)
-        job.error = f"{failed} of {job.task_count} tasks failed" if failed else job.error
+        canceled = job.task_counts.get(TaskState.CANCELED, 0)
+        if failed:
+            job.error = f"{failed} of {job.task_count} tasks failed"
+        elif not job.error:  # a task canceled alone (hpc task cancel), nothing failed
+            job.error = f"{canceled} of {job.task_count} tasks canceled"
         job.move_to(JobState.FAILED, now=now)
     else:
         job.move_to(JobState.FINISHED, now=now)

@@ -135,7 +135,10 @@ def lose_attempt(
         task.lost = [*task.lost, LostAttempt(attempt=task.attempt, node=task.node)][-KEEP_LOST:]
     if count:
         task.requeue_count += 1
-    if task.requeue_count > max_retries:
+    if task.cancel_requested:  # the user's cancel holds: the attempt is over, so is the task
+        task.move_to(TaskState.CANCELED, now=now)
+        task.error = f"{reason} after a cancel was asked for; canceled"
+    elif task.requeue_count > max_retries:
         task.move_to(TaskState.FAILED, now=now)
         task.error = f"{reason}; requeued {max_retries} times already"
     elif canceling:
@@ -192,6 +195,7 @@ def cancel(task: Task, now: datetime) -> TaskChange | None:
         return TaskChange(TaskState.QUEUED, TaskState.CANCELED)
     kill = kill_order(task) if task.state in TASK_ACTIVE else None
     if kill is not None:
+        task.cancel_requested = True  # if the attempt is given up before the kill lands
         return TaskChange(task.state, task.state, [kill])
     return None
 
@@ -216,6 +220,7 @@ def rerun(task: Task, now: datetime) -> TaskChange | None:
     task.move_to(TaskState.QUEUED, now=now)
     task.attempt += 1
     task.requeue_count = 0
+    task.cancel_requested = False
     task.incarnation = task.result_attempt = None
     task.lost = []  # the user asked for a new run: a late old end must not cut it short
     task.error = task.output = None
