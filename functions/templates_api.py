@@ -18,7 +18,7 @@ import azure.functions as func
 from functions.context import control
 from functions.http_api import BadRequest, _body, _json, api
 from shared.domain.cluster import Principal
-from shared.errors import Forbidden
+from shared.errors import Forbidden, NotFound
 from shared.usecases import templates
 from shared.usecases.templates import StoredTemplate
 
@@ -43,8 +43,28 @@ def _name(req: func.HttpRequest) -> str:
 def _response(stored: StoredTemplate, status: int = 200) -> func.HttpResponse:
     response = _json(stored.template.to_dict(), status)
     if stored.etag:
-        response.headers["ETag"] = stored.etag
+        response.headers["ETag"] = f'"{stored.etag}"'  # an entity-tag is quoted (RFC 9110)
     return response
+
+
+def _if_match(req: func.HttpRequest, name: str) -> str | None:
+    """The If-Match header as :func:`templates.put` takes it: ``*``, or the one etag it names
+    (quoted or bare, ``W/`` ignored); of a list, the template's current etag if listed."""
+    header = req.headers.get("If-Match") or ""
+    tags = [t.strip() for t in header.split(",") if t.strip()]
+    if not tags:
+        return None
+    if templates.ANY_ETAG in tags:
+        return templates.ANY_ETAG
+    # a quoted "*" is an entity-tag no template has, not the wildcard: it stays quoted
+    bare = [b if (b := t.removeprefix("W/").strip('"')) != templates.ANY_ETAG else t for t in tags]
+    if len(bare) == 1:
+        return bare[0]
+    try:
+        current = templates.get(control().deps, name).etag
+    except NotFound:
+        return bare[0]  # refused by put: the template is gone
+    return current if current in bare else bare[0]
 
 
 @bp.route(route="templates", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -63,14 +83,21 @@ def get_template(req: func.HttpRequest, principal: Principal) -> func.HttpRespon
 @api
 def put_template(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """The whole template as JSON, e.g. ``{"priority": "BelowNormal", "maxCores": 8}``:
-    201 when created, 200 when replaced. ``If-Match``: an etag (409 if the template changed
-    since) or ``*`` (409 if there is no such template); 409, not 412, either way."""
+    201 when created, 200 when replaced. ``If-Match``: an etag or a list of them (409 if the
+    template changed since) or ``*`` (409 if there is no such template); ``If-None-Match:
+    *``: create only (409 if it exists); 409, not 412, in every case."""
     _admin(principal, "change")
     if not req.get_body().strip():
         raise BadRequest('the body is the template as JSON, e.g. {"maxCores": 8}')
-    if_match = req.headers.get("If-Match") or None
+    none_match = (req.headers.get("If-None-Match") or "").strip()
+    if none_match and none_match != templates.ANY_ETAG:
+        raise BadRequest("If-None-Match takes only * here (create the template only if new)")
     stored, created = templates.put(
-        control().deps, _name(req), _body(req, "the template as JSON"), if_match=if_match
+        control().deps,
+        _name(req),
+        _body(req, "the template as JSON"),
+        if_match=_if_match(req, _name(req)),
+        create_only=bool(none_match),
     )
     return _response(stored, 201 if created else 200)
 

@@ -157,3 +157,36 @@ def test_an_etag_that_is_not_star_is_still_checked(http):
         assert r.status_code == 409 and "changed since it was read" in error(r), (stale, r.text)
     r = http.put("/api/templates/Tagged", json={"maxCores": 3}, headers={"If-Match": etag})
     assert r.status_code == 200 and r.json()["maxCores"] == 3, r.text
+
+
+def test_the_etag_is_quoted_and_if_match_takes_it_quoted_bare_weak_or_in_a_list(http):
+    """Found live: the ETag header was bare and a quoted If-Match (as RFC 9110 writes it)
+    was refused as stale."""
+    r = http.put("/api/templates/Quoted", json={"maxCores": 1})
+    etag = r.headers["ETag"]
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) > 2
+    forms = (
+        lambda tag: tag,
+        lambda tag: tag.strip('"'),
+        lambda tag: f"W/{tag}",
+        lambda tag: f'"nope", {tag}',
+    )
+    for n, form in enumerate(forms, start=2):
+        header = form(etag)
+        r = http.put("/api/templates/Quoted", json={"maxCores": n}, headers={"If-Match": header})
+        assert r.status_code == 200 and r.json()["maxCores"] == n, (header, r.text)
+        etag = r.headers["ETag"]
+    stale = http.put(
+        "/api/templates/Quoted", json={"maxCores": 9}, headers={"If-Match": '"a", "b"'}
+    )
+    assert stale.status_code == 409 and "changed since it was read" in error(stale)
+
+
+def test_if_none_match_star_creates_only(http):
+    headers = {"If-None-Match": "*"}
+    assert http.put("/api/templates/Once", json={"maxCores": 1}, headers=headers).status_code == 201
+    again = http.put("/api/templates/Once", json={"maxCores": 2}, headers=headers)
+    assert again.status_code == 409 and "exists: If-None-Match: * only creates" in error(again)
+    assert http.get("/api/templates/Once").json()["maxCores"] == 1
+    other = http.put("/api/templates/Once", json={"maxCores": 2}, headers={"If-None-Match": "x"})
+    assert other.status_code == 400 and "If-None-Match takes only *" in error(other)

@@ -93,13 +93,20 @@ def list_templates(deps: Deps) -> list[JobTemplate]:
 
 
 def put(
-    deps: Deps, name: str, data: Any, *, if_match: str | None = None
+    deps: Deps,
+    name: str,
+    data: Any,
+    *,
+    if_match: str | None = None,
+    create_only: bool = False,
 ) -> tuple[StoredTemplate, bool]:
     """Create or replace the template ``name`` with ``data`` (its whole JSON; ``name`` in it
-    may be left out). With ``if_match`` (an etag from :func:`get`) the write happens only
-    if nobody changed the template since (Conflict otherwise); with ``if_match="*"`` (HTTP's
-    "any version", RFC 9110) only if the template exists (Conflict if it does not), whatever
-    its etag. Returns it and whether it was created."""
+    may be left out). With ``if_match``
+    (an etag from :func:`get`) the write happens only if nobody changed the template since
+    (Conflict otherwise); with ``if_match="*"`` (HTTP's "any version", RFC 9110) only if the
+    template exists (Conflict if it does not), whatever its etag. ``create_only`` (HTTP's
+    ``If-None-Match: *``): only if it does not exist (Conflict if it does). Returns it and
+    whether it was created."""
     check_template_name(name)
     if not isinstance(data, dict):
         raise InvalidRequest('the body is a JSON object of template fields, e.g. {"maxCores": 8}')
@@ -125,26 +132,36 @@ def put(
         meta, current = _read(deps, name)
         if any_version and (current is None or meta is None):
             return None  # refused below: retrying would not make it exist
+        if create_only and current is not None:
+            raise _Exists(f"template {current.name!r} exists: If-None-Match: * only creates")
+        stored = template  # named as the URL names it: a PUT replaces the whole template
         if etag is not None and (current is None or meta is None or meta.etag != etag):
             raise Conflict(
                 f"template {name!r} changed since it was read (or was deleted); read it again"
             )
         doc = meta or Meta(key=_key(name))
-        doc.data = {"template": template.to_dict()}
+        doc.data = {"template": stored.to_dict()}
         deps.store.put_meta(doc)  # the etag read above guards it: a write in between fails
-        return StoredTemplate(template, doc.etag), current is None
+        return StoredTemplate(stored, doc.etag), current is None
 
     # with an etag a concurrent write must fail, not be retried over; "*" asks only that the
     # template exists, which a retry checks again
-    written = write() if etag is not None else deps.retry(write)
+    try:
+        written = write() if etag is not None else deps.retry(write)
+    except _Exists as exists:
+        raise Conflict(str(exists)) from None
     if written is None:
         raise Conflict(
             f"template {name!r} does not exist: If-Match: * replaces only an existing template "
             "(send no If-Match to create it)"
         )
     stored, created = written
-    deps.retry(_index, deps, add=template.name)
+    deps.retry(_index, deps, add=stored.template.name)
     return stored, created
+
+
+class _Exists(Exception):
+    """A create-only put found the template: not a Conflict, which ``deps.retry`` retries."""
 
 
 def delete(deps: Deps, name: str) -> JobTemplate:
