@@ -186,6 +186,16 @@ def _body(req: func.HttpRequest, what: str = "the job spec as JSON") -> Any:
         raise BadRequest(f"request body is not valid JSON: {e}") from None
 
 
+def no_body(req: func.HttpRequest) -> None:
+    """A route that takes no body refuses one (400): a body it would ignore may mean the
+    caller thinks it said something. Empty or ``{}`` is taken (clients that always send JSON)."""
+    body = req.get_body().strip()
+    if body and body.replace(b" ", b"") != b"{}":
+        raise BadRequest(
+            f"this route takes no request body (got {len(body)} bytes); send none, or {{}}"
+        )
+
+
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness, without a token."""
@@ -231,12 +241,14 @@ def _mine(req: func.HttpRequest, principal: Principal, what: str) -> int:
 @bp.route(route="jobs/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def cancel_job(req: func.HttpRequest, principal: Principal) -> Any:
+    no_body(req)
     return _doc(control().cancel_job(_mine(req, principal, "cancel")))
 
 
 @bp.route(route="jobs/{id}/requeue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
+    no_body(req)
     return _doc(control().requeue_job(_mine(req, principal, "requeue")))
 
 
@@ -270,6 +282,7 @@ def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="jobs/{id}/release", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def release_job(req: func.HttpRequest, principal: Principal) -> Any:
+    no_body(req)
     return _job_docs([control().release_job(_mine(req, principal, "release"))])[0]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import azure.functions as func
 
 from functions.context import control
-from functions.http_api import BadRequest, _body, _doc, _int, api
+from functions.http_api import BadRequest, _body, _doc, _int, api, no_body
 from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupsettings import MAX_CORES, check_setting_names
@@ -102,6 +102,7 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def node_action(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "start, stop, drain or take nodes offline")
+    no_body(req)
     action = req.route_params.get("action", "")
     if action not in NODE_ACTIONS:
         raise NotFound(f"no node action {action!r}; one of {', '.join(NODE_ACTIONS)}")

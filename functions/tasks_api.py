@@ -9,7 +9,7 @@ from typing import Any
 import azure.functions as func
 
 from functions.context import control
-from functions.http_api import _mine, _task_docs, _task_id, api
+from functions.http_api import _mine, _task_docs, _task_id, api, no_body
 from shared.domain.cluster import Principal
 
 bp = func.Blueprint()
@@ -21,6 +21,7 @@ bp = func.Blueprint()
 @api
 def cancel_task(req: func.HttpRequest, principal: Principal) -> Any:
     """200 with the task: Canceled if it was queued, still Running until its agent killed it."""
+    no_body(req)
     job_id = _mine(req, principal, "cancel tasks of")
     return _task_docs([control().cancel_task(job_id, _task_id(req, job_id))])[0]
 
@@ -31,5 +32,6 @@ def cancel_task(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def requeue_task(req: func.HttpRequest, principal: Principal) -> Any:
     """200 with the task Queued again (a new attempt); its job reopened if it had ended."""
+    no_body(req)
     job_id = _mine(req, principal, "requeue tasks of")
     return _task_docs([control().requeue_task(job_id, _task_id(req, job_id))])[0]

@@ -190,3 +190,23 @@ def test_if_none_match_star_creates_only(http):
     assert http.get("/api/templates/Once").json()["maxCores"] == 1
     other = http.put("/api/templates/Once", json={"maxCores": 2}, headers={"If-None-Match": "x"})
     assert other.status_code == 400 and "If-None-Match takes only *" in error(other)
+
+
+def test_routes_that_take_no_body_refuse_one_and_change_nothing(http):
+    """Found live: a cancel with a body (even one that is not JSON) was taken, the body
+    ignored. Empty and {} are taken: some clients always send JSON."""
+    job = http.post("/api/jobs", json={"command": "x", "holdUntil": "9999-01-01T00:00:00"}).json()
+    paths = [
+        f"/api/jobs/{job['id']}/cancel",
+        f"/api/jobs/{job['id']}/requeue",
+        f"/api/jobs/{job['id']}/release",
+        f"/api/jobs/{job['id']}/tasks/1/cancel",
+        f"/api/jobs/{job['id']}/tasks/1/requeue",
+        "/api/nodes/n1/drain",
+    ]
+    for path in paths:
+        for body in (b'{"a": 1}', b"{not json"):
+            r = http.post(path, content=body)
+            assert r.status_code == 400 and "takes no request body" in error(r), (path, r.text)
+    assert http.get(f"/api/jobs/{job['id']}").json()["state"] == "Queued"
+    assert http.post(f"/api/jobs/{job['id']}/cancel", content=b"{}").status_code == 200
