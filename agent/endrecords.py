@@ -9,15 +9,29 @@ control plane keeps that result (the late end of a lost attempt that ran to its 
 A record is written by a small wrapper shell around the user's command, in the task's
 own process group, so it costs one ``sh`` per task and exists only if the command
 returned. The agent deletes a record once the TaskEnded it stands for has been sent.
+
+A record says how the command ended, not why: a command that traps SIGTERM (``trap "exit
+0" TERM``) writes one when the agent kills it. So before the agent sends the kill signal to
+a task whose shell still runs (cancel, runtime limit, its own stop) it leaves a *killed
+mark* beside the record (:meth:`EndRecords.mark_killed`): whatever the record then says,
+that attempt was killed, and a later agent never reports it as an end (see
+:meth:`EndRecords.leftovers`). The agent decides from its own process state, never from
+the record, which the task itself could write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from shared.domain.messages import attempt_key, parse_attempt_key
+
+log = logging.getLogger(__name__)
+
+KILLED = ".killed"
+"""The suffix of a record's killed mark (``<key>.killed``, empty, written by the agent)."""
 
 WRAPPER = (
     "__hpc_end_record=$2; __hpc_command=$1; shift 2; "
@@ -73,21 +87,38 @@ class EndRecords:
             return None
         return int(text) if text.lstrip("-").isdigit() and len(text) < 12 else None
 
+    def mark_killed(self, key: str) -> None:
+        """Before the agent signals a task that still runs: its record, if its shell writes
+        one from now on (a trap's ``exit``), is the kill's doing, not an end of its own."""
+        try:
+            (self.folder / (key + KILLED)).touch()
+        except OSError:
+            log.warning("could not mark task %s as killed in %s", key, self.folder, exc_info=True)
+
+    def killed(self, key: str) -> bool:
+        return (self.folder / (key + KILLED)).exists()
+
     def forget(self, key: str) -> None:
-        with contextlib.suppress(OSError):
-            (self.folder / key).unlink()
+        for name in (key, key + KILLED):
+            with contextlib.suppress(OSError):
+                (self.folder / name).unlink()
 
     def leftovers(self, *, running: set[str]) -> list[Leftover]:
         """Ends a previous agent of this node recorded but may not have reported; records
-        that cannot be read are removed."""
+        that cannot be read, and those of attempts the agent killed, are removed."""
         out = []
         for path in sorted(self.folder.iterdir()):
-            if path.name in running:
+            key = path.name.removesuffix(KILLED)
+            if key in running:
                 continue
-            parts = parse_attempt_key(path.name)
-            code = self.read(path.name)
-            if parts is None or code is None:
-                self.forget(path.name)
+            if key != path.name:  # a killed mark: goes with its record (or alone)
+                if not (self.folder / key).exists():
+                    self.forget(key)
+                continue
+            parts = parse_attempt_key(key)
+            code = self.read(key)
+            if parts is None or code is None or self.killed(key):
+                self.forget(key)
                 continue
             out.append(Leftover(*parts, code))
         return out

@@ -51,10 +51,11 @@ def cannot_write(stream: str, path: Path, exc: OSError, *, user: str | None = No
 
 
 def open_regular(path: Path) -> int:
-    """Open ``path`` to append (created 0644), refusing anything but a regular file: opening
-    a FIFO with no reader would block the agent's loop (no heartbeats: its node goes
-    Unreachable), and a device is no task's output. O_NONBLOCK makes that open fail at once
-    instead. Returns the descriptor (blocking again)."""
+    """Open ``path`` to append (created 0644), refusing anything but a regular file or the
+    null device (:func:`is_null_device`: ``--stdout /dev/null``, whose caller writes nothing
+    there): opening a FIFO with no reader would block the agent's loop (no heartbeats: its
+    node goes Unreachable), and any other device is no task's output. O_NONBLOCK makes that
+    open fail at once instead. Returns the descriptor (blocking again)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644)
     except OSError as exc:
@@ -62,13 +63,25 @@ def open_regular(path: Path) -> int:
             raise OSError(errno.EINVAL, NOT_REGULAR) from None
         raise
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode) and not is_null_device(fd):
             raise OSError(errno.EINVAL, NOT_REGULAR)
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def is_null_device(fd: int) -> bool:
+    """Whether ``fd`` is the null device: a character device with the st_rdev of
+    ``os.devnull``'s (not a name: a symlink to it counts, another device called null not)."""
+    try:
+        mine, null = os.fstat(fd), os.stat(os.devnull)
+    except OSError:
+        return False
+    return (
+        stat.S_ISCHR(mine.st_mode) and stat.S_ISCHR(null.st_mode) and mine.st_rdev == null.st_rdev
+    )
 
 
 def same_file(fd: int, path: Path) -> bool:
@@ -135,6 +148,10 @@ def serve(request: dict[str, object], fds: list[int]) -> dict[str, object]:
             continue
         try:
             fd = open_regular(path)
+            if is_null_device(fd):  # nothing to write there: the stream goes to the API alone
+                os.close(fd)
+                files.append({"stream": stream, "path": str(path), "null": True})
+                continue
             fds.append(fd)
             os.ftruncate(fd, 0)  # each attempt starts its file afresh
         except OSError as exc:

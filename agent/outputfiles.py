@@ -12,6 +12,11 @@ were written; the API's stdout then holds that mix and its stderr stays empty.
 
 Each attempt starts its files afresh (Slurm's default ``--open-mode=truncate``).
 
+The null device (``--stdout /dev/null``, or any name of it: checked as the character device
+of ``os.devnull``, not by its name) is accepted and nothing is written there: that stream
+goes to the Output store as if no file were named (capped as usual), so ``hpc task output``
+still shows it. Any other device, a FIFO or a directory is refused.
+
 An agent with --run-as-owner opens nothing of the user's itself: its files come opened by
 the owner (:meth:`TaskFiles.adopt`, agent/ownerfiles.py), with a read descriptor of each
 that the Output store's copy is taken through, never the path (root would follow a file
@@ -27,7 +32,13 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from agent.filechecks import cannot_write, open_regular, path_error, same_file
+from agent.filechecks import (
+    cannot_write,
+    is_null_device,
+    open_regular,
+    path_error,
+    same_file,
+)
 from shared.domain.messages import RunTask
 from shared.ports.output import STREAMS, Stream
 
@@ -116,7 +127,11 @@ class TaskFiles:
                 handles[stream] = handles[shared]
                 continue
             try:
-                handle = stack.enter_context(_open_regular(path))
+                fd = open_regular(path)
+                if is_null_device(fd):  # nothing to write there: the Output store's sink
+                    os.close(fd)  # takes the stream, as if no file were named
+                    continue
+                handle = stack.enter_context(_fdopen(fd))
                 handle.truncate(0)
             except OSError as exc:
                 raise OutputFileError(cannot_write(stream, path, exc)) from None
@@ -193,9 +208,8 @@ class TaskFiles:
                 os.close(fd)
 
 
-def _open_regular(path: Path) -> BinaryIO:
-    """:func:`agent.filechecks.open_regular` as a file object."""
-    fd = open_regular(path)
+def _fdopen(fd: int) -> BinaryIO:
+    """A descriptor of :func:`agent.filechecks.open_regular` as a file object."""
     try:
         return os.fdopen(fd, "ab")
     except BaseException:

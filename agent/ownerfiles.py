@@ -7,9 +7,10 @@ utf8 -c SOURCE``). It starts as root only to drop, before it reads anything of t
 to the owner's uid, gid and groups for good (setgroups, setresgid, setresuid); then it
 enters the working directory, applies the checks agent/outputfiles.py applies when the
 agent opens the files itself (a regular file, so a FIFO fails at once instead of blocking;
-the same file for both streams through one descriptor; emptied for the attempt) and sends
-the open descriptors back over a Unix socket (SCM_RIGHTS, ``socket.send_fds``), with a
-read descriptor of each file.
+the same file for both streams through one descriptor; emptied for the attempt; the null
+device, ``--stdout /dev/null``, said as such and not passed back) and sends the open
+descriptors back over a Unix socket (SCM_RIGHTS, ``socket.send_fds``), with a read
+descriptor of each file.
 
 Why descriptors, not a child that copies the stream into the file: the task writes
 straight into its file, as it does without --run-as-owner (no pipe through another
@@ -158,6 +159,8 @@ def _parse(user: str, data: bytes, fds: list[int], problem: str) -> Opened:
     try:
         for entry in reply["files"]:
             stream: Stream = entry["stream"]
+            if entry.get("null"):
+                continue  # the null device: the stream goes to the Output store alone
             opened.paths[stream] = Path(entry["path"])
             if entry.get("same") is not None:
                 opened.writers[stream] = opened.writers[entry["same"]]

@@ -162,6 +162,11 @@ class Runner:
         self._run_as = run_as
         """--run-as-owner: the task runs as its job's owner (None: as the agent's user)."""
         self.started_at = time.monotonic()
+        self.kill_reached = False
+        """The agent's first SIGTERM went to the task while its shell still ran (not yet
+        exited): its end is the kill's (canceled, runtime limit), whatever exit code its
+        process tree ends with (a ``trap "exit 0" TERM`` too). False if it had ended first."""
+        self._kill_sent = False
 
     @property
     def pid(self) -> int | None:
@@ -302,9 +307,18 @@ class Runner:
                 log.warning("could not end the truncated %s of task %s", stream, self.key)
 
     def terminate_tree(self) -> None:
-        """SIGTERM to the whole process group (first step of :meth:`kill_tree`)."""
-        if self._proc is not None:
-            _signal_group(self._proc.pid, signal.SIGTERM)
+        """SIGTERM to the whole process group (first step of :meth:`kill_tree`). The first
+        time, decide :attr:`kill_reached` from the process itself (never from its end record,
+        which its own trap may write once signaled, and the task could write at any time),
+        and mark the end record killed before the signal (agent/endrecords.py)."""
+        if self._proc is None:
+            return
+        if not self._kill_sent:
+            self._kill_sent = True
+            self.kill_reached = self._proc.poll() is None  # not exited (nor reaped) yet
+            if self.kill_reached and self._end_record is not None:
+                self._end_record[0].mark_killed(self.key)
+        _signal_group(self._proc.pid, signal.SIGTERM)
 
     def kill_tree(self, grace_s: float = GRACE_S) -> int | None:
         """End the whole process group: SIGTERM, then SIGKILL after ``grace_s``.

@@ -6,8 +6,12 @@ Guarantees:
   running and recently ended are remembered.
 - A newer attempt of a task kills an older one still running here (the control plane
   gave up on it, so it must not hold cores).
-- Every end is reported once, with its exit code; a task killed after it had ended (its
-  end record says so) is reported as ended, not as canceled.
+- Every end is reported once, with its exit code. A task the agent's kill signal reached
+  while it still ran (cancel, runtime limit) ends canceled or with the runtime-limit error,
+  whatever exit code it ends with (a command that traps SIGTERM and exits 0 too), as Slurm
+  says CANCELLED or TIMEOUT; one that had ended before the agent signaled it keeps its own
+  result. The agent decides from its process, never from the end record (which a trap writes
+  after the signal too): :attr:`Runner.kill_reached`.
 - The lifeline watchdog learns of every process group, so the tasks die with the agent.
 """
 
@@ -153,10 +157,9 @@ class Tasks:
         codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
             tail = self._finish(runner)
-            recorded = self._recorded_end(runner)
-            if recorded is not None:  # it had ended before the kill: say how
-                log.info("task %s ended (exit code %d) before it was killed", runner.key, recorded)
-                self.reporter.ended(runner.task, exit_code=recorded, output=tail)
+            if not runner.kill_reached:  # it had ended before the kill: say how
+                log.info("task %s ended (exit code %s) before it was killed", runner.key, code)
+                self.reporter.ended(runner.task, exit_code=code, output=tail)
             else:
                 log.info("task %s canceled (exit code %s)", runner.key, code)
                 self.reporter.ended(runner.task, exit_code=code, canceled=canceled, output=tail)
@@ -190,14 +193,13 @@ class Tasks:
             self._end_overrun(overrun)
 
     def _end_overrun(self, runners: Sequence[Runner]) -> None:
-        """Kill tasks past their runtime limit; they fail with that reason (unless their end
-        record shows they ended just before)."""
+        """Kill tasks past their runtime limit; they fail with that reason (unless they had
+        ended just before the kill reached them)."""
         codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
             tail = self._finish(runner)
-            recorded = self._recorded_end(runner)
-            if recorded is not None:
-                self.reporter.ended(runner.task, exit_code=recorded, output=tail)
+            if not runner.kill_reached:
+                self.reporter.ended(runner.task, exit_code=code, output=tail)
             else:
                 limit = format_duration(runner.task.runtime_limit_s or 0)
                 log.warning("task %s killed: runtime limit %s exceeded", runner.key, limit)
@@ -210,20 +212,21 @@ class Tasks:
             self._reported.append(runner.key)
 
     def kill_all(self, *, report: bool) -> list[str]:
-        """Kill every task (the agent stops, or its incarnation is over). Those that had run to
-        their end (an end record) are reported ended if ``report``; returns the others' keys."""
+        """Kill every task (the agent stops, or its incarnation is over). Those that had ended
+        before the kill reached them are reported ended if ``report`` (else their end records
+        stay for the next registration); returns the others' keys."""
         runners = list(self.running.values())
         self.running.clear()
         killed = []
+        codes: list[int | None] = [None] * len(runners)
         if runners:
             log.info("killing %d running task(s)", len(runners))
-            kill_trees(runners, grace_s=self.config.kill_grace_s)
-        for runner in runners:
+            codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
+        for runner, code in zip(runners, codes, strict=True):
             self._remember(runner.key)
             tail = self._finish(runner)  # publishes what they wrote
-            recorded = self._recorded_end(runner)
-            if recorded is not None and report:
-                self.reporter.ended(runner.task, exit_code=recorded, output=tail)
+            if not runner.kill_reached and code is not None and report:
+                self.reporter.ended(runner.task, exit_code=code, output=tail)
                 self._reported.append(runner.key)
             else:
                 killed.append(runner.key)
@@ -264,10 +267,6 @@ class Tasks:
         for key in self._reported:
             self._records.forget(key)
         self._reported.clear()
-
-    def _recorded_end(self, runner: Runner) -> int | None:
-        """The exit code the task's shell recorded: it ran to its end (even if killed since)."""
-        return None if self._records is None else self._records.read(runner.key)
 
     def _remember(self, key: str) -> None:
         self._ended[key] = None

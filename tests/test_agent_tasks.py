@@ -8,15 +8,21 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from agent import Agent, AgentConfig
+from agent.endrecords import EndRecords, Leftover
+from agent.runner import Runner, kill_trees
+from shared.adapters.local_output import LocalOutputStore
 from shared.domain.messages import (
     CancelTask,
+    NodeStopping,
     RegisterNode,
     TaskEnded,
     TaskStarted,
 )
 from tests.agent_fixtures import NODE, run_task
-from tests.helpers import group_members, process_alive, wait_until
+from tests.helpers import group_members, process_alive, stat_fields, wait_until
 
 
 def test_agent_registers_on_start(start_agent, cp):
@@ -152,3 +158,113 @@ def test_background_leftovers_of_an_ended_task_are_killed(agent, cp):
     assert ended.exit_code == 0
     leftover = int(ended.output.strip())
     wait_until(lambda: not process_alive(leftover), timeout=20.0, what="the background sleep gone")
+
+
+# --- a command that traps SIGTERM: the kill decides its end, not the trap's exit code ----------
+
+
+def _trapping(code: int) -> str:
+    return f'trap "echo got term; exit {code}" TERM; sleep 30 & wait'
+
+
+def _wait_for_sleep(leader: int | None) -> None:
+    """Until the task's sleep runs: its shell has set its trap by then."""
+    assert leader is not None
+    wait_until(
+        lambda: any(
+            Path(f"/proc/{p}/comm").read_text().strip() == "sleep" for p in group_members(leader)
+        ),
+        what="the task's sleep",
+    )
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_a_canceled_task_that_traps_sigterm_ends_canceled_whatever_its_trap_exits_with(
+    start_agent, cp, tmp_path, code
+):
+    """Its shell writes an end record when its trap exits (after the kill): the agent still
+    reports it canceled, as Slurm says CANCELLED, so it is neither Finished nor Failed."""
+    state = tmp_path / "state"
+    agent, _ = start_agent(state_dir=state)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    cp.send(run_task(11, _trapping(code)))
+    _wait_for_sleep(cp.started(11).pid)
+    cp.send(CancelTask(incarnation=1, job_id=11, task_id=1, attempt=1))
+    ended = cp.wait_for(TaskEnded, lambda e: e.job_id == 11, timeout=20.0)
+    assert ended.canceled and ended.error is None
+    assert ended.exit_code == code  # what the process tree ended with, said as it is
+    assert "got term" in ended.output  # the trap did run
+    wait_until(lambda: not any((state / "ends").iterdir()), what="the record forgotten")
+
+
+def test_a_task_that_traps_sigterm_past_its_runtime_limit_fails_with_that_reason(
+    start_agent, cp, tmp_path
+):
+    agent, _ = start_agent(state_dir=tmp_path / "state")
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    cp.send(run_task(12, _trapping(0), runtime_limit_s=1))
+    ended = cp.ended(12, timeout=20.0)
+    assert ended.error == "runtime limit 0:00:01 exceeded"
+    assert not ended.canceled and ended.exit_code == 0
+    assert "got term" in ended.output
+
+
+def test_a_task_the_stopping_agent_kills_is_requeued_even_if_its_trap_exits_0(
+    start_agent, cp, tmp_path
+):
+    """Exactly once: the trap's end record must not make the stopping agent, nor the next
+    one of the node (which reports recorded ends), say it ended."""
+    state = tmp_path / "state"
+    agent, thread = start_agent(state_dir=state)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    cp.send(run_task(13, _trapping(0)))
+    _wait_for_sleep(cp.started(13).pid)
+    agent.stop()
+    thread.join(timeout=10)
+    stopping = cp.wait_for(NodeStopping)
+    assert stopping.killed == ["13.1.1"]
+    assert not [e for e in cp.of(TaskEnded) if e.job_id == 13]
+
+    again, _ = start_agent(state_dir=state)
+    request = cp.wait_for(RegisterNode, lambda r: r.agent_id == again.agent_id)
+    assert request.ended == []
+    wait_until(lambda: again.incarnation, what="registered again")
+    assert not any((state / "ends").iterdir())
+    assert not [e for e in cp.of(TaskEnded) if e.job_id == 13]
+
+
+def test_a_task_that_ended_before_the_kill_keeps_its_own_result(tmp_path):
+    """The kill decision is the process's state when the signal goes, not the end record: a
+    shell that had exited (not yet reaped) is not "reached" and keeps its exit code."""
+    records = EndRecords(tmp_path / "ends")
+    task = run_task(14, "exit 3")
+    runner = Runner(
+        task,
+        output=LocalOutputStore(tmp_path / "out"),
+        env={"PATH": "/usr/bin:/bin"},
+        end_record=(records, records.path(14, 1, 1)),
+    )
+    assert runner.start() is None
+    pid = runner.pid
+    assert pid is not None
+    wait_until(lambda: (stat_fields(pid) or [""])[0] == "Z", what="the shell exited")
+    assert kill_trees([runner], grace_s=0.1) == [3]
+    assert not runner.kill_reached
+    assert records.read("14.1.1") == 3 and not records.killed("14.1.1")
+    runner.finish()
+
+
+def test_a_killed_mark_keeps_a_trap_written_record_from_counting_as_an_end(tmp_path):
+    records = EndRecords(tmp_path / "ends")
+    (records.folder / "15.1.0").write_text("0\n")  # written by a trap after the kill
+    records.mark_killed("15.1.0")
+    (records.folder / "16.1.0").write_text("0\n")  # ran to its end
+    records.mark_killed("17.1.0")  # the agent died before the task's shell wrote anything
+    assert [(x.job_id, x.exit_code) for x in records.leftovers(running=set())] == [(16, 0)]
+    assert sorted(p.name for p in records.folder.iterdir()) == ["16.1.0"]
+    records.mark_killed("18.1.0")
+    assert records.leftovers(running={"18.1.0"}) == [Leftover(16, 1, 0, 0)]
+    assert (records.folder / "18.1.0.killed").exists()  # a running attempt's mark stays

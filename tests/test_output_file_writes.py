@@ -219,3 +219,37 @@ def test_a_fifo_as_the_output_file_stops_the_task_at_once_not_the_agent(
     assert error is not None and f"cannot write the stdout file '{fifo}'" in error
     assert "not a regular file (a FIFO, device or socket)" in error
     assert not marker.exists(), "the command must not run"
+
+
+@pytest.mark.parametrize("name", [os.devnull, "to-null"])
+def test_the_null_device_takes_nothing_and_the_api_still_gets_the_stream(
+    tmp_path: Path, output: LocalOutputStore, name: str
+) -> None:
+    """``--stdout /dev/null`` is the everyday idiom to drop a stream: accepted (by what the file
+    is, the null device, so a symlink to it too), written nothing, the API copy kept."""
+    (tmp_path / "to-null").symlink_to(os.devnull)
+    task = run_task(
+        "echo out; echo err >&2", work_dir=str(tmp_path), stdout=name, stderr=os.devnull
+    )
+    runner = make_runner(task, output)
+    assert run(runner) == 0
+    assert api_copy(output, "stdout") == b"out\n"
+    assert api_copy(output, "stderr") == b"err\n"
+    assert Path(os.devnull).is_char_device()
+
+
+@pytest.mark.parametrize("name", ["/dev/zero", "to-zero", "a-dir"])
+def test_other_devices_and_directories_are_still_refused(
+    tmp_path: Path, output: LocalOutputStore, name: str
+) -> None:
+    (tmp_path / "to-zero").symlink_to("/dev/zero")
+    (tmp_path / "a-dir").mkdir()
+    marker = tmp_path / "ran"
+    task = run_task(f"touch {marker}", work_dir=str(tmp_path), stdout=name)
+    error = make_runner(task, output).start()
+    assert error is not None
+    if name == "a-dir":
+        assert error == f"stdout file '{tmp_path / name}' is a directory"
+    else:
+        assert error.endswith("not a regular file (a FIFO, device or socket)")
+    assert not marker.exists(), "the command must not run"

@@ -323,3 +323,70 @@ def test_an_agent_told_to_run_as_owners_refuses_to_start_unless_root(
 def test_as_root_the_start_check_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert start_error() is None
+
+
+@as_root
+@pytest.mark.parametrize("code", [0, 1])
+def test_an_owners_task_that_traps_sigterm_ends_canceled_or_past_its_limit_all_the_same(
+    owner_agent: Agent, cp: ControlPlane, dirs: tuple[Path, Path], code: int
+) -> None:
+    """Its shell, the owner's, writes its end record through the descriptor when its trap
+    exits after the kill: the end is still the kill's (as without --run-as-owner)."""
+    top, _ = dirs
+    command = f'trap "echo got term; exit {code}" TERM; sleep 30 & wait'
+    cp.send(run_task(21, command, owner="nobody", work_dir=str(top)))
+    leader = cp.started(21).pid
+    assert leader is not None
+    wait_until(
+        lambda: any(
+            Path(f"/proc/{p}/comm").read_text().strip() == "sleep" for p in group_members(leader)
+        ),
+        what="the task's sleep (its trap is set)",
+    )
+    cp.send(CancelTask(incarnation=1, job_id=21, task_id=1, attempt=1))
+    ended = cp.wait_for(TaskEnded, lambda e: e.job_id == 21, timeout=20.0)
+    assert (ended.canceled, ended.exit_code, ended.error) == (True, code, None)
+    assert "got term" in ended.output
+
+    cp.send(run_task(22, command, owner="nobody", work_dir=str(top), runtime_limit_s=1))
+    ended = cp.ended(22, timeout=20.0)
+    assert ended.error == "runtime limit 0:00:01 exceeded" and not ended.canceled
+    assert "got term" in ended.output
+
+
+@as_root
+def test_dev_null_as_the_owners_stdout_takes_nothing_and_the_api_still_gets_the_stream(
+    owner_agent: Agent, cp: ControlPlane, output: LocalOutputStore, dirs: tuple[Path, Path]
+) -> None:
+    top, mine = dirs
+    cp.send(
+        run_task(
+            23,
+            "echo out; echo err >&2",
+            owner="nobody",
+            work_dir=str(top),
+            stdout="/dev/null",
+            stderr="nobody/e-23.txt",
+        )
+    )
+    ended = cp.ended(23)
+    assert (ended.exit_code, ended.error) == (0, None)
+    assert ended.output == "out\n"
+    assert output.read(23, 1, "stdout") == b"out\n"
+    assert (mine / "e-23.txt").read_text() == "err\n"
+    assert output.read(23, 1, "stderr") == b"err\n"
+    assert Path(os.devnull).is_char_device()
+
+
+@as_root
+def test_another_device_as_the_owners_stdout_is_still_refused(
+    owner_agent: Agent, cp: ControlPlane, dirs: tuple[Path, Path]
+) -> None:
+    top, _ = dirs
+    cp.send(run_task(24, "echo out", owner="nobody", work_dir=str(top), stdout="/dev/zero"))
+    ended = cp.ended(24)
+    assert ended.exit_code is None
+    assert ended.error == (
+        "cannot write the stdout file '/dev/zero' as user 'nobody': "
+        "not a regular file (a FIFO, device or socket)"
+    )
