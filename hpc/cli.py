@@ -14,7 +14,8 @@ stdout.
 Errors never show a traceback: :class:`HpcGroup` runs every command and turns
 an API error, a bad option, Ctrl-C or an unexpected exception into one red
 line on stderr and a non-zero exit code (set HPC_DEBUG=1 to see the
-traceback of an unexpected exception). Because this lives in the group's
+traceback of an unexpected exception); a setting the environment gives a bad value
+(``HPC_HEARTBEAT_INTERVAL_S=abc``) is named with its value and what is expected. Because this lives in the group's
 ``main``, the console script and Typer's ``CliRunner`` behave the same.
 
 Text that users or tasks wrote (names, output, error messages) is never
@@ -48,7 +49,7 @@ from hpc.commands import (
 from hpc.commands.dashboard import dashboard
 from hpc.commands.up import up
 from hpc.common import ID_RULE, stderr_console
-from hpc.errors import CliError
+from hpc.errors import CliError, settings_problem
 from hpc.text import one_line
 
 # --- error handling ---------------------------------------------------------
@@ -114,9 +115,13 @@ class HpcGroup(TyperGroup):
             fail_line("aborted")
             code = 1
         except Exception as e:
-            if os.environ.get("HPC_DEBUG"):
+            problem = settings_problem(e)  # a bad HPC_* setting: name it, not pydantic's dump
+            if problem is None and os.environ.get("HPC_DEBUG"):
                 raise
-            fail_line(f"unexpected {type(e).__name__}: {e} (set HPC_DEBUG=1 to see the traceback)")
+            fail_line(
+                problem
+                or f"unexpected {type(e).__name__}: {e} (set HPC_DEBUG=1 to see the traceback)"
+            )
             code = 1
         if standalone_mode:
             sys.exit(code)

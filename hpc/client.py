@@ -106,10 +106,20 @@ class ApiClient(OutputRoutes):
         return self._json("GET", f"jobs/{job_id}/tasks/{task_id}")
 
     def cancel_task(self, job_id: int, task_id: int) -> dict[str, Any]:
-        return self._json("POST", f"jobs/{job_id}/tasks/{task_id}/cancel")
+        return self._task_action(job_id, task_id, "cancel")
 
     def requeue_task(self, job_id: int, task_id: int) -> dict[str, Any]:
-        return self._json("POST", f"jobs/{job_id}/tasks/{task_id}/requeue")
+        return self._task_action(job_id, task_id, "requeue")
+
+    def _task_action(self, job_id: int, task_id: int, action: str) -> dict[str, Any]:
+        """Cancel or requeue one task: it waits as long as a job's (JOB_ACTION_TIMEOUT_S; a
+        requeue may reopen the job), and a timeout says how to see whether it was done."""
+        return self._json(
+            "POST",
+            f"jobs/{job_id}/tasks/{task_id}/{action}",
+            timeout_s=JOB_ACTION_TIMEOUT_S,
+            check=f"hpc task view {job_id} {task_id}",
+        )
 
     def list_nodes(self) -> dict[str, Any]:
         return self._json("GET", "nodes")

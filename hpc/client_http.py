@@ -28,7 +28,8 @@ DEFAULT_TIMEOUT_S = 10.0
 JOB_ACTION_TIMEOUT_S = 60.0
 """How long ``hpc job cancel`` and ``requeue`` wait: they change every task of the job, one
 write each on a store without transactional batches (a 1,000-task job can take longer than
-DEFAULT_TIMEOUT_S); Azure's front end cuts any request at 230 s."""
+DEFAULT_TIMEOUT_S); Azure's front end cuts any request at 230 s. ``hpc task cancel`` and
+``requeue`` wait as long (a task's requeue may reopen its job)."""
 
 
 class ApiError(CliError):

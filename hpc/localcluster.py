@@ -2,7 +2,8 @@
 
 The cluster is the real thing (the local Functions host and agent
 processes); this only starts it with its own HPC_HOME and port, waits until
-its nodes are Online, and stops it with SIGTERM as a user's Ctrl-C would.
+its nodes are Online (or held Draining or Offline by an admin, their agents
+heard from), and stops it with SIGTERM as a user's Ctrl-C would.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
 
+from hpc.up_processes import node_started
 from shared.domain.states import JOB_TERMINAL, NodeState
 from shared.settings import Settings
 
@@ -62,12 +65,14 @@ class LocalCluster:
         self.proc: subprocess.Popen[bytes] | None = None
         self._http: httpx.Client | None = None
         self._log: IO[bytes] | None = None
+        self._started_at = datetime.now(UTC)
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self, timeout_s: float = 60) -> LocalCluster:
         self.home.mkdir(parents=True, exist_ok=True)
         self._log = open(self.home / "up.log", "wb")  # noqa: SIM115 - lives as long as the child
+        self._started_at = datetime.now(UTC)
         self.proc = subprocess.Popen(
             [
                 *hpc_command(),
@@ -94,7 +99,11 @@ class LocalCluster:
 
     def _ready(self) -> bool:
         nodes = self.get("/api/nodes")["nodes"]
-        online = sum(n["state"] == NodeState.ONLINE for n in nodes)
+        online = sum(
+            n["state"] == NodeState.ONLINE
+            or ("AzureNodes" not in n["groups"] and node_started(n, self._started_at))
+            for n in nodes
+        )
         azure = sum("AzureNodes" in n["groups"] for n in nodes)
         return online >= self.nodes and azure >= self.azure_nodes
 

@@ -2,8 +2,9 @@
 
 It starts the control plane (the local Functions host, ``python -m devhost``)
 and N node agents (``python -m agent``) as child processes, waits until the
-API answers and lists every node Online, prints where things are, and then
-stays until Ctrl-C or SIGTERM.
+API answers and lists every node Online (or, if an admin's ``hpc node drain | offline``
+holds it, Draining or Offline with its agent registered, which it says), prints where
+things are, and then stays until Ctrl-C or SIGTERM.
 
 Guarantees:
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -38,6 +39,44 @@ LOG_TAIL_LINES = 20
 def agent_name(index: int) -> str:
     """Name of the index-th local agent (1-based)."""
     return f"onprem-{index}"
+
+
+HELD_STATES = ("Draining", "Offline")
+"""The states an admin's hold keeps a node in (its JSON's ``held``: ``drain`` or ``offline``)."""
+
+
+def _time(value: Any) -> datetime | None:
+    """A time of the API's node JSON (``2026-01-01T12:00:00.500000Z``), None if absent or bad."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def held_and_heard(node: dict[str, Any], since: datetime) -> bool:
+    """Whether ``node`` is held by an admin (``hpc node drain | offline``) and its agent was
+    heard from ``since`` on: the agent started and registered, and the hold keeps the node
+    Draining or Offline (README: "holds until an admin starts the node again"). A heartbeat
+    older than ``since`` is an earlier run's agent, not this one."""
+    if not node.get("held") or node.get("state") not in HELD_STATES:
+        return False
+    heard = _time(node.get("lastHeartbeat"))
+    return heard is not None and heard >= since
+
+
+def node_started(node: dict[str, Any], since: datetime) -> bool:
+    """Whether ``hpc up`` may count the node as started: Online, or held by an admin with its
+    agent heard from ``since`` on (:func:`held_and_heard`)."""
+    return node.get("state") == "Online" or held_and_heard(node, since)
+
+
+def held_line(node: dict[str, Any]) -> str:
+    """What ``hpc up`` says of a node an admin holds: it stays so until brought online."""
+    name = node.get("name")
+    return f"{name} stays {node.get('state')} (held by an admin: hpc node online {name})"
 
 
 @dataclass
@@ -112,6 +151,8 @@ class ClusterProcesses:
         self.logs = home / "logs"
         self.host: Child | None = None
         self.agents: list[Child] = []
+        self.agents_since: datetime | None = None
+        """When the agents were started: a node heard from before is an earlier run's."""
         self._preexec = _die_with_parent()
 
     def spawn(self, name: str, args: list[str]) -> Child:
@@ -158,18 +199,22 @@ class ClusterProcesses:
             self.stopper.stop.wait(POLL_S)
 
     def start_agents(self, count: int, cores: int) -> None:
+        self.agents_since = datetime.now(UTC)
         for i in range(1, count + 1):
             name = agent_name(i)
             args = ["-m", "agent", "--name", name, "--group", AGENT_GROUP, "--cores", str(cores)]
             self.agents.append(self.spawn(name, args))
 
     def wait_online(self, client: ApiClient) -> list[dict[str, Any]]:
-        """The API's node list once the node of every running agent is Online.
+        """The API's node list once the node of every running agent is started: Online, or
+        held Draining or Offline by an admin (``hpc node drain | offline`` holds across agent
+        restarts) with its agent heard since the agents started; each held one is said.
 
         An agent that exits meanwhile is reported and no longer waited for
         (the cluster comes up without it, as it stays up when an agent dies
         later); only if every agent exits does ``hpc up`` fail.
         """
+        since = self.agents_since or datetime.now(UTC)
         deadline = time.monotonic() + START_TIMEOUT_S
         nodes: list[dict[str, Any]] = []
         while not self.stopper.stop.is_set():
@@ -189,11 +234,15 @@ class ClusterProcesses:
                 if e.status != 0:
                     raise
             wanted = {a.name for a in running}
-            online = {n.get("name") for n in nodes if n.get("state") == "Online"}
-            if wanted <= online:
-                return [n for n in nodes if n.get("name") in wanted]
+            started = {n.get("name") for n in nodes if node_started(n, since)}
+            if wanted <= started:
+                mine = [n for n in nodes if n.get("name") in wanted]
+                for node in mine:
+                    if node.get("state") != "Online":
+                        self.console.log(f"[yellow]{safe(held_line(node))}")
+                return mine
             if time.monotonic() > deadline:
-                missing = sorted(wanted - online)
+                missing = sorted(wanted - started)
                 raise self._timeout(
                     f"node(s) {', '.join(missing)} not Online within {START_TIMEOUT_S:g} s",
                     [a for a in self.agents if a.name in missing],

@@ -260,6 +260,19 @@ def test_a_job_action_that_times_out_says_it_may_still_complete_and_how_to_check
     )
 
 
+@pytest.mark.parametrize("action", ["cancel", "requeue"])
+def test_a_task_action_that_times_out_waits_as_long_and_says_how_to_check(
+    silent_server: str, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    monkeypatch.setattr(client, "JOB_ACTION_TIMEOUT_S", 0.3)  # the job actions' wait
+    result = hpc("task", action, "5", "2")
+    assert_one_error_line(
+        result,
+        f"the control plane at {silent_server} did not answer within 0.3 s",
+        "the request was sent and may still complete: see `hpc task view 5 2`",
+    )
+
+
 def test_a_read_that_times_out_says_only_that(silent_server: str) -> None:
     with client.ApiClient(silent_server, token="t", timeout_s=0.3) as api_client:
         with pytest.raises(client.ApiError) as e:

@@ -3,6 +3,7 @@ compute nodes."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +20,10 @@ app = typer.Typer(
 )
 
 Names = Annotated[list[str] | None, typer.Argument(metavar="NAME...", show_default=False)]
-Group = Annotated[str | None, typer.Option("--group", help="Every node of this group.")]
+Group = Annotated[
+    list[str] | None,
+    typer.Option("--group", help="Every node of this group (repeat for several groups)."),
+]
 
 
 @app.command("list")
@@ -89,29 +93,23 @@ def node_set(
         stdout_console().print(Text(line))
 
 
-def _act(action: str, names: list[str] | None, group: str | None, *, said: str = "") -> None:
+def _act(action: str, names: list[str] | None, groups: list[str] | None, *, said: str = "") -> None:
     """Ask the API for ``action`` on each node; ``said``: the command's own word for it
-    (``online`` sends ``start``)."""
+    (``online`` sends ``start``).
+
+    Every node is asked in turn, a refusal (409) does not stop the rest, and each is printed.
+    Named nodes: each was meant, so any refusal fails the command. ``--group`` (repeatable:
+    the nodes of every group, each once): a refusal fails it unless the node is already as
+    the action would leave it (:data:`_ALREADY`: ``online`` past a node Online already)."""
     said = said or action
-    if bool(names) == bool(group):
+    if bool(names) == bool(groups):
         raise CliError(
             f"name the nodes to {_verb(said)}, or give --group G (not both)", exit_code=2
         )
     with api_client() as client:
         targets = names or []
-        if group:
-            nodes = client.list_nodes().get("nodes", [])
-            targets = [
-                n["name"] for n in nodes if group.lower() in (g.lower() for g in n["groups"])
-            ]
-            if not targets:
-                known = [g["name"] for g in client.list_node_groups().get("groups", [])]
-                if group.lower() not in (k.lower() for k in known):
-                    raise CliError(
-                        f"node group {group!r} does not exist (hpc nodegroup list): "
-                        f"{', '.join(known)}"
-                    )
-                raise CliError(f"node group {group} has no nodes")
+        if groups:
+            targets = _group_nodes(client, groups)
         refused: list[str] = []
         for name in targets:
             try:
@@ -121,8 +119,10 @@ def _act(action: str, names: list[str] | None, group: str | None, *, said: str =
                     raise
                 # one node's state does not stop the rest (a group's Offline node has
                 # nothing to drain): each is said, and the others still get the action
-                stderr_console().print(Text(f"{one_line(name)}: not {_done(said)}: {exc}"))
-                refused.append(name)
+                refusal = Text(f"{one_line(name)}: not {_done(said)}: {one_line(exc.message)}")
+                stderr_console().print(refusal, soft_wrap=True)  # one line each
+                if not groups or not _already(action, name, exc.message):
+                    refused.append(name)
                 continue
             for node in result.get("nodes", []) or result.get("removed", []):
                 if isinstance(node, str):
@@ -133,9 +133,52 @@ def _act(action: str, names: list[str] | None, group: str | None, *, said: str =
                     if node.get("provider") == "onprem" and node.get("state") == "Starting":
                         line.append(f" ({one_line(node.get('stateReason'))})")  # its agent's turn
                     stdout_console().print(line)
-        # named nodes: each was meant; a group's: as many as the action applies to
-        if refused and (not group or len(refused) == len(targets)):
+        if refused:
             raise CliError(f"{len(refused)} of {len(targets)} node(s) not {_done(said)}")
+
+
+def _group_nodes(client: Any, groups: list[str]) -> list[str]:
+    """The nodes of every group given (names in any case), each once, in the API's order;
+    CliError, before any node is acted on, if a group does not exist or none has nodes."""
+    wanted = {g.lower() for g in groups}
+    nodes = client.list_nodes().get("nodes", [])
+    targets = [n["name"] for n in nodes if wanted & {g.lower() for g in n["groups"]}]
+    have = {g.lower() for n in nodes for g in n["groups"]}
+    empty = list(dict.fromkeys(g for g in groups if g.lower() not in have))
+    if empty:
+        known = [g["name"] for g in client.list_node_groups().get("groups", [])]
+        unknown = [g for g in empty if g.lower() not in (k.lower() for k in known)]
+        if unknown:
+            which = ", ".join(repr(g) for g in unknown)
+            verb = "does not exist" if len(unknown) == 1 else "do not exist"
+            raise CliError(
+                f"node group{_s(unknown)} {which} {verb} (hpc nodegroup list): {', '.join(known)}"
+            )
+    if not targets:
+        verb = "has" if len(empty) == 1 else "have"
+        raise CliError(f"node group{_s(empty)} {', '.join(empty)} {verb} no nodes")
+    return list(dict.fromkeys(targets))
+
+
+def _s(items: list[str]) -> str:
+    return "" if len(items) == 1 else "s"
+
+
+_ALREADY = {
+    "start": ("Online", "Starting"),
+    "stop": ("Offline", "Stopping"),
+    "drain": ("Draining", "Offline"),
+    "offline": ("Offline",),
+}
+"""The states in which a node already is as each action would leave it: refused for that
+(``node N is Online already: nothing to do``), it does not fail a ``--group`` action."""
+
+
+def _already(action: str, name: str, refusal: str) -> bool:
+    """Whether the API refused ``action`` on node ``name`` because it is already in a state
+    the action leads to (its refusals say ``node NAME is STATE...``)."""
+    found = re.match(rf"node {re.escape(name)} is (\w+)\b", refusal)
+    return found is not None and found.group(1) in _ALREADY.get(action, ())
 
 
 def _verb(action: str) -> str:

@@ -1,0 +1,119 @@
+"""``hpc node ACTION --group G``: ``--group`` is repeatable (the nodes of every group, each
+once), the command goes on past refused nodes and prints each refusal, and it fails (exit 1)
+if any node was refused for a reason other than already being as the action leaves it.
+
+Found on a live cluster: ``hpc node drain --group Pin1 --group Pin2`` drained only Pin2's nodes,
+and ``hpc node online --group G`` exited 0 past a node refused because its agent stopped.
+On the served function app (the real rules), the agents played by tests/agent_double.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hpc.commands.nodes import _already
+from tests.agent_double import AgentDouble
+from tests.app_fixtures import served_app
+from tests.cli_fixtures import assert_one_error_line, hpc
+
+GROUPS = {"p-1": ["Pin1"], "p-2": ["Pin2"], "p-3": ["Pin1", "Pin2"], "p-4": ["OnPremNodes"]}
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[httpx.Client, dict[str, AgentDouble]]]:
+    """Four registered on-prem nodes: p-1 in Pin1, p-2 in Pin2, p-3 in both, p-4 in neither."""
+    with served_app(tmp_path / "home") as app, app.client() as client:
+        for group in ("Pin1", "Pin2"):
+            assert client.post("/api/nodegroups", json={"name": group}).status_code == 201
+        agents = {name: AgentDouble(app.cp, name) for name in GROUPS}
+        for name, agent in agents.items():
+            assert agent.register().accepted
+            set_groups = client.patch(f"/api/nodes/{name}", json={"groups": GROUPS[name]})
+            assert set_groups.status_code == 200, set_groups.text
+        monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+        monkeypatch.setenv("HPC_TOKEN", app.token)
+        yield client, agents
+
+
+def states(client: httpx.Client) -> dict[str, str]:
+    return {n["name"]: n["state"] for n in client.get("/api/nodes").json()["nodes"]}
+
+
+def test_every_group_given_is_acted_on_each_node_once(cluster) -> None:
+    client, _ = cluster
+    result = hpc("node", "drain", "--group", "Pin1", "--group", "pin2")
+    assert result.exit_code == 0, result.output
+    assert sorted(result.stdout.splitlines()) == [
+        "p-1: Draining",
+        "p-2: Draining",
+        "p-3: Draining",  # in both groups: drained once
+    ]
+    assert result.stderr == ""
+    assert states(client) == {
+        "p-1": "Draining", "p-2": "Draining", "p-3": "Draining", "p-4": "Online"
+    }  # fmt: skip
+
+
+def test_a_group_that_does_not_exist_among_several_acts_on_no_node(cluster) -> None:
+    client, _ = cluster
+    result = hpc("node", "offline", "--group", "Pin1", "--group", "Nope")
+    assert_one_error_line(result, "node group 'Nope' does not exist (hpc nodegroup list)")
+    assert set(states(client).values()) == {"Online"}
+
+
+def test_a_group_action_fails_if_a_node_is_refused_for_a_real_reason_and_goes_on(cluster) -> None:
+    client, agents = cluster
+    for name in ("p-1", "p-2"):
+        assert client.post(f"/api/nodes/{name}/drain").status_code == 200
+    agents["p-2"].send(agents["p-2"].stopping())  # Offline because its agent stopped
+
+    result = hpc("node", "online", "--group", "Pin1", "--group", "Pin2")
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == ["p-1: Online"]  # the rest still got the action
+    errors = [" ".join(line.split()) for line in result.stderr.strip().split("\n") if line]
+    assert errors[0].startswith("p-2: not brought online: node p-2 is Offline because its agent")
+    assert errors[1] == "p-3: not brought online: node p-3 is Online already: nothing to do"
+    assert errors[-1] == "error: 1 of 3 node(s) not brought online"
+    assert states(client)["p-1"] == "Online"
+
+
+def test_a_group_action_refused_only_for_nodes_already_so_succeeds(cluster) -> None:
+    client, _ = cluster
+    assert client.post("/api/nodes/p-1/drain").status_code == 200
+    result = hpc("node", "start", "--group", "Pin1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["p-1: Online"]
+    assert "p-3: not started: node p-3 is Online already" in " ".join(result.stderr.split())
+    again = hpc("node", "start", "--group", "Pin1")  # every node Online already: done
+    assert again.exit_code == 0, again.output
+    named = hpc("node", "start", "p-1")  # a named node: it was meant
+    assert named.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "refusal", "already"),
+    [
+        ("start", "node n-1 is Online already: nothing to do", True),
+        ("start", "node n-1 is Starting (brought online by an admin): nothing to do", True),
+        ("start", "node n-1 is Online; only an Offline node can be started", True),  # a VM
+        ("start", "node n-1 is Offline because its agent stopped: start its agent there", False),
+        ("start", "node n-1 is Unreachable (no heartbeat): it comes back Online by itself", False),
+        ("start", "node n-1 never registered: start its agent there", False),
+        ("start", "could not start n-1: quota: no cores left", False),
+        ("drain", "node n-1 is Offline; only an Online node can be drained", True),
+        ("drain", "node n-1 is Starting; only an Online node can be drained", False),
+        ("stop", "node n-1 is Offline; only an Online node can be drained", True),
+        ("remove", "node n-1 is Online; take it offline or stop it first", False),
+        ("start", "node n-10 is Online already: nothing to do", False),  # another node's
+    ],
+)
+def test_which_refusals_say_the_node_is_already_as_the_action_leaves_it(
+    action: str, refusal: str, already: bool
+) -> None:
+    assert _already(action, "n-1", refusal) is already
