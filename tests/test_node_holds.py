@@ -13,7 +13,7 @@ import pytest
 
 from shared.domain import lifecycle
 from shared.domain.cluster import Node
-from shared.domain.messages import RegisterNode, Superseded
+from shared.domain.messages import NodeStopping, RegisterNode, Superseded
 from shared.domain.states import NodeState
 from tests.agent_double import AgentDouble
 from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
@@ -68,6 +68,54 @@ def test_a_registration_keeps_an_admins_hold(state, held, after):
     if held:
         assert "by an admin, so it stays" in (node.state_reason or "")
         assert "hpc node online n1" in (node.state_reason or "")
+
+
+@pytest.mark.parametrize(
+    ("state", "held", "reason", "incarnation", "applied", "after"),
+    [
+        (N.ONLINE, None, "agent registered", 3, True, N.OFFLINE),
+        (N.DRAINING, "drain", "drained by an admin", 3, True, N.OFFLINE),
+        # Offline already: its stop is recorded, the hold kept (lifecycle.online refuses)
+        (N.OFFLINE, "offline", "taken offline by an admin", 3, True, N.OFFLINE),
+        (N.OFFLINE, None, "its agent did not register again", 3, True, N.OFFLINE),
+        (N.OFFLINE, "offline", lifecycle.AGENT_STOPPED, 3, False, N.OFFLINE),  # applied already
+        (N.OFFLINE, "offline", "taken offline by an admin", 2, False, N.OFFLINE),  # stale
+        (N.ONLINE, None, "agent registered", 2, False, N.ONLINE),
+    ],
+)
+def test_an_agents_stop(state, held, reason, incarnation, applied, after):
+    node = stored(state, held)
+    node.state_reason = reason
+    before = node.model_copy(deep=True)
+    ev = NodeStopping(node="n1", incarnation=incarnation, seq=9)
+    assert lifecycle.stopping(node, ev, NOW) is applied
+    if not applied:
+        assert node == before
+        return
+    assert (node.state, node.state_reason, node.held) == (after, lifecycle.AGENT_STOPPED, held)
+    assert node.state_time == NOW and node.incarnation == 3
+    assert lifecycle.online_refusal(node, now=NOW, timeout=timedelta(seconds=15)) is not None
+
+
+def test_stopping_an_on_prem_node_is_an_admins_drain_kept_across_agent_restarts(cp, clock):
+    """An on-prem machine is not powered off: `hpc node stop` drains it, held as `hpc node
+    drain` does, so a restarted agent does not silently bring it back Online."""
+    agent = register(cp, "n1", cores=2)
+    [node] = cp.node_action("stop", ["n1"])
+    assert (node.state, node.held) == (N.DRAINING, "drain")
+    assert "an on-prem machine is not powered off" in (node.state_reason or "")
+    assert "hpc node online n1" in (node.state_reason or "")
+    restarted = AgentDouble(cp, "n1", cores=2, host_id=agent.host_id)
+    assert restarted.register().accepted
+    node = cp.store.get_node("n1")
+    assert (node.state, node.held) == (N.DRAINING, "drain")
+    cp.submit({"command": "work"})
+    assert cp.schedule_pass() == 0
+    clock.advance(1)
+    restarted.send(restarted.heartbeat())
+    [node] = cp.node_action("start", ["n1"])  # hpc node start | online
+    assert (node.state, node.held) == (N.ONLINE, None)
+    assert cp.schedule_pass() == 1
 
 
 def test_an_offlined_node_stays_offline_when_its_agent_restarts_until_an_admin_starts_it(cp, clock):

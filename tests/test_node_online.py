@@ -33,13 +33,16 @@ START, GONE = NodeState.STARTING, NodeState.UNREACHABLE
 BY_ADMIN = "taken offline by an admin"
 
 
-def node(state=OFF, *, beat_ago=1.0, incarnation=3, reason=BY_ADMIN, provider="onprem") -> Node:
+def node(
+    state=OFF, *, beat_ago=1.0, incarnation=3, reason=BY_ADMIN, provider="onprem", held=None
+) -> Node:
     return Node(
         name="n1",
         groups=["OnPremNodes"],
         cores=4,
         provider=provider,
         state=state,
+        held=held,
         state_reason=reason,
         state_time=NOW - timedelta(minutes=1),
         incarnation=incarnation,
@@ -70,6 +73,28 @@ START_AGENT = "start its agent there (hpc agent run --name n1)"
         (node(OFF, beat_ago=None), None, None, "timeout (15 s): " + START_AGENT),
         (node(OFF, reason=lifecycle.AGENT_STOPPED), None, None, "because its agent stopped"),
         (node(GONE, reason="no heartbeat for 15 s"), None, None, "comes back Online by itself"),
+        # held by an admin: a registration keeps the hold, so it does not come back Online
+        (
+            node(GONE, reason="no heartbeat for 15 s", held="drain"),
+            None,
+            None,
+            "it comes back Draining by itself once its agent is heard again, as an admin "
+            "drained it (held); then hpc node online n1 brings it back; if the agent stopped, "
+            + START_AGENT,
+        ),
+        (
+            node(OFF, reason=lifecycle.AGENT_STOPPED, held="offline"),
+            None,
+            None,
+            "because its agent stopped: " + START_AGENT + "; it registers and the node comes "
+            "back Offline, as an admin took it offline (held); then hpc node online n1 brings",
+        ),
+        (
+            node(OFF, beat_ago=None, held="drain"),
+            None,
+            None,
+            START_AGENT + "; it registers and the node comes back Draining, as an admin",
+        ),
         (node(OFF, incarnation=0), None, None, "never registered: " + START_AGENT),
     ],
 )
@@ -109,6 +134,38 @@ def test_an_offline_nodes_agent_is_heard_but_nothing_is_repaired():
     assert (decision.current, decision.heard, decision.cancels) == (False, True, [])
     assert n.last_heartbeat == NOW and n.state is OFF and n.missing_since == {}
     assert lifecycle.online_refusal(n, now=NOW, timeout=T15) is None
+
+
+OVER = "while its agent runs: incarnation 3 is over; register again"
+UNANSWERED = "its agent did not register again within 15 s of being brought online"
+
+
+@pytest.mark.parametrize(
+    ("stored", "heard", "over"),
+    [
+        # not held, on-prem: its agent runs on (it did not register in time): register again
+        (node(OFF, reason=UNANSWERED), True, True),
+        (node(OFF, reason=BY_ADMIN, beat_ago=60), True, True),
+        # held by an admin's offline or drain: only heard (an admin brings it back)
+        (node(OFF, held="offline"), True, False),
+        (node(OFF, held="drain", reason=UNANSWERED), True, False),
+        # a VM: only heard (its provider starts it)
+        (node(OFF, provider="local", reason="deallocated"), True, False),
+        # its agent said it stops: sent before the stop, the agent is gone; not heard
+        (node(OFF, reason=lifecycle.AGENT_STOPPED), False, False),
+        (node(OFF, reason=lifecycle.AGENT_STOPPED, held="offline"), False, False),
+    ],
+)
+def test_an_offline_nodes_heartbeat(stored, heard, over):
+    before = stored.model_copy(deep=True)
+    decision = lifecycle.heartbeat(stored, beat(), [], NOW)
+    assert (decision.current, decision.heard, decision.over) == (False, heard, over)
+    assert (decision.cancels, decision.recovered) == ([], [])
+    assert stored.last_heartbeat == (NOW if heard else before.last_heartbeat)
+    if over:
+        assert decision.reason == f"node 'n1' is Offline ({before.state_reason}) {OVER}"
+    # the node stays as it was: only a registration grants an incarnation (exactly once)
+    assert stored.model_copy(update={"last_heartbeat": before.last_heartbeat}) == before
 
 
 def test_the_ended_incarnations_heartbeat_is_told_to_register_and_its_registration_is_online():
@@ -275,17 +332,120 @@ def test_a_node_whose_agent_never_registers_again_goes_offline_saying_why(cp, cl
     assert (node.state, node.incarnation) == (OFF, agent.incarnation)
     assert node.state_reason == (
         "its agent did not register again within 10 s of being brought online: if it runs, "
-        "bring the node online again; else start it there (hpc agent run --name n1)"
+        "its next heartbeat tells it to register again and the node comes back Online; else "
+        "start it there (hpc agent run --name n1)"
     )
     with pytest.raises(Conflict, match="last heard 11 s ago"):
         cp.node_action("start", ["n1"])
-    agent.send(agent.heartbeat())  # it was only cut off: heard again, and not told anything
-    assert agent.replies() == [] and cp.store.get_node("n1").state is OFF
-    assert cp.node_action("start", ["n1"])[0].state is START
+
+
+def test_a_node_whose_paused_agent_runs_on_after_it_went_offline_again_comes_back_online(cp, clock):
+    """Brought online, its agent paused (SIGSTOP) past the heartbeat timeout: the node went
+    Offline again, not held. Once the agent runs on, its heartbeat is answered Superseded,
+    and its registration makes the node Online as the next incarnation; nothing of the
+    ended incarnation counts."""
+    agent = register(cp, "n1", cores=2)
+    cp.reconcile()  # listening from now on
+    job = cp.submit({"command": "work"})
+    assert cp.schedule_pass() == 1
+    [old] = agent.runs()
+    agent.send(agent.started(old))
+    still_running = [attempt_key(old.job_id, old.task_id, old.attempt)]
+    cp.node_action("offline", ["n1"])
+    clock.advance(1)
+    agent.send(agent.heartbeat(running=still_running))
+    cp.node_action("start", ["n1"])  # and its agent is paused before its next heartbeat
+    _unreachable(cp, clock, agent)  # two reconciler runs: 11 s without a registration
+    node = cp.store.get_node("n1")
+    assert (node.state, node.held, node.incarnation) == (OFF, None, agent.incarnation)
+
+    clock.advance(30)
+    agent.send(agent.heartbeat(running=still_running))  # it runs on
+    [told] = agent.replies()
+    assert isinstance(told, Superseded) and told.current == agent.incarnation
+    assert "while its agent runs: incarnation" in told.reason
+    node = cp.store.get_node("n1")
+    assert (node.state, node.incarnation, node.last_heartbeat) == (
+        OFF,
+        agent.incarnation,
+        clock.now,
+    )  # no incarnation but by a registration
+    assert cp.schedule_pass() == 0
+    agent.send(agent.ended(old, exit_code=None, canceled=True))  # it kills what it ran
+    again = AgentDouble(cp, "n1", cores=2, host_id=agent.host_id)
+    assert again.register().accepted and again.incarnation == agent.incarnation + 1
+    node = cp.store.get_node("n1")
+    assert (node.state, node.incarnation) == (ON, again.incarnation)
+    assert cp.schedule_pass() == 1
+    [run] = again.runs()
+    assert (run.job_id, run.attempt, run.incarnation) == (job.id, 1, again.incarnation)
+    agent.send(agent.started(run), agent.heartbeat())  # the ended incarnation: changes nothing
+    assert cp.list_tasks(job.id)[0].state is TaskState.DISPATCHING
+    assert agent.replies() != [] and cp.store.get_node("n1").incarnation == again.incarnation
+    again.send(again.started(run), again.ended(run))
+    [done] = cp.list_tasks(job.id)
+    assert (done.state, done.attempt, done.node) == (TaskState.FINISHED, 1, "n1")
+
+
+def test_a_held_offline_nodes_agent_is_only_heard(cp, clock):
+    agent = register(cp, "n1")
+    cp.node_action("offline", ["n1"])
+    clock.advance(3)
     agent.send(agent.heartbeat())
-    assert [type(r) for r in agent.replies()] == [Superseded]
-    assert AgentDouble(cp, "n1", host_id=agent.host_id).register().accepted
-    assert cp.store.get_node("n1").state is ON
+    assert agent.replies() == []
+    node = cp.store.get_node("n1")
+    assert (node.state, node.held, node.last_heartbeat) == (OFF, "offline", clock.now)
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "not-held"])
+def test_an_offline_node_whose_agent_stopped_is_refused_saying_to_start_it(cp, clock, held):
+    """`hpc node offline`, then its agent stops cleanly: its stop is recorded (the hold is
+    kept), so bringing it online is refused (409) saying to start the agent."""
+    agent = register(cp, "n1")
+    cp.reconcile()
+    cp.node_action("offline", ["n1"])
+    if not held:  # brought online, its agent did not register in time: Offline, not held
+        agent.send(agent.heartbeat())
+        cp.node_action("start", ["n1"])
+        _unreachable(cp, clock, agent)  # two reconciler runs: 11 s without a registration
+    clock.advance(1)
+    agent.send(agent.stopping())
+    node = cp.store.get_node("n1")
+    hold = "offline" if held else None
+    assert (node.state, node.held, node.state_reason) == (OFF, hold, lifecycle.AGENT_STOPPED)
+    back = ", as an admin took it offline (held); then hpc node online n1 brings it back"
+    message = (
+        f"node n1 is Offline because its agent stopped: {START_AGENT}; it registers and the "
+        f"node comes back {'Offline' + back if held else 'Online'}"
+    )
+    with pytest.raises(Conflict) as refused:
+        cp.node_action("start", ["n1"])
+    assert str(refused.value) == message
+    assert cp.store.get_node("n1") == node  # nothing changed
+    restarted = AgentDouble(cp, "n1", host_id=agent.host_id)  # as the refusal says
+    assert restarted.register().accepted
+    assert cp.store.get_node("n1").state is (OFF if held else ON)
+
+
+def test_a_held_unreachable_node_is_refused_saying_it_comes_back_draining(cp, clock):
+    """Drained, then its agent killed (-9): it comes back Draining (held), not Online."""
+    agent = register(cp, "n1")
+    cp.reconcile()
+    cp.node_action("drain", ["n1"])
+    _unreachable(cp, clock, agent)
+    assert cp.store.get_node("n1").state is GONE
+    with pytest.raises(Conflict) as refused:
+        cp.node_action("start", ["n1"])
+    assert str(refused.value) == (
+        "node n1 is Unreachable (no heartbeat for 10 s): it comes back Draining by itself once "
+        "its agent is heard again, as an admin drained it (held); then hpc node online n1 "
+        "brings it back; if the agent stopped, " + START_AGENT
+    )
+    restarted = AgentDouble(cp, "n1", host_id=agent.host_id)
+    assert restarted.register().accepted
+    assert cp.store.get_node("n1").state is DRAIN
+    restarted.send(restarted.heartbeat())
+    assert cp.node_action("start", ["n1"])[0].state is ON
 
 
 def test_taking_a_node_offline_while_it_waits_for_its_agent_keeps_it_offline(cp, clock):

@@ -3,9 +3,14 @@ provider (its "VMs" are agent processes; these tests create them but start none)
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from shared.adapters.local_compute import LocalProvider
+from shared.domain import lifecycle
+from shared.domain.cluster import Node
+from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.messages import CancelTask
 from shared.domain.states import JobState, NodeState, TaskState
 from shared.errors import Conflict, InvalidRequest, NotFound
@@ -179,3 +184,65 @@ def test_stopping_a_node_a_multi_node_task_holds_drains_it_even_if_it_is_not_the
     assert second != task.node
     [stopped] = cp.node_action("stop", [second])
     assert stopped.state is NodeState.DRAINING
+
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def offline_node(*, beat_ago=1.0, provider="onprem", reason="taken offline by an admin", **kw):
+    fields = {
+        "name": "n2",
+        "groups": ["OnPremNodes"],
+        "cores": 2,
+        "provider": provider,
+        "state": NodeState.OFFLINE,
+        "state_reason": reason,
+        "incarnation": 3,
+        "last_heartbeat": None if beat_ago is None else NOW - timedelta(seconds=beat_ago),
+    }
+    return Node(**(fields | kw))
+
+
+STILL_RUNS = (
+    "node n2's agent still runs (last heard {} s ago): stop it there first (it sends its "
+    "stop), then remove the node"
+)
+
+
+@pytest.mark.parametrize(
+    ("stored", "refusal"),
+    [
+        (offline_node(), STILL_RUNS.format(1)),  # its agent runs on: removing orphans it
+        (offline_node(held="offline", beat_ago=14.6), STILL_RUNS.format(15)),
+        (offline_node(beat_ago=16), None),  # not heard within the heartbeat timeout
+        (offline_node(beat_ago=None), None),
+        (offline_node(reason=lifecycle.AGENT_STOPPED), None),  # its agent said it stops
+        (offline_node(incarnation=0, beat_ago=None), None),
+        (offline_node(provider="local"), None),  # a VM: deleted with the node
+        (
+            offline_node(state=NodeState.ONLINE),
+            "node n2 is Online; take it offline or stop it first",
+        ),
+    ],
+)
+def test_removal_refusal(stored, refusal):
+    assert removal_refusal(stored, now=NOW, timeout=timedelta(seconds=15)) == refusal
+
+
+def test_an_on_prem_node_is_removed_only_once_its_agent_stopped(cp, clock):
+    """Removing it while its agent runs would orphan the agent (it runs on for a node that
+    is gone, and comes back without its groups when it restarts)."""
+    n2 = register(cp, "n2")
+    n3 = register(cp, "n3")
+    cp.node_action("offline", ["n2", "n3"])
+    clock.advance(3)
+    n2.send(n2.heartbeat())
+    with pytest.raises(Conflict) as refused:
+        cp.node_action("remove", ["n3", "n2"])  # every node is checked before any goes
+    assert str(refused.value) == STILL_RUNS.replace("n2", "n3").format(3)
+    assert {n.name for n in cp.store.list_nodes()} == {"n2", "n3"}
+    n3.send(n3.stopping())  # stopped there: it says so
+    assert cp.node_action("remove", ["n3"]) == ["n3"]
+    clock.advance(11)  # n2's agent was not heard within the heartbeat timeout: gone
+    assert cp.node_action("remove", ["n2"]) == ["n2"]
+    assert cp.store.list_nodes() == []

@@ -5,7 +5,8 @@ A managed node is a VM of the compute provider (``NodeGroup.provider``); its beg
 operations are kept (:mod:`shared.usecases.operations`) and polled by the autoscaler's
 timer run, so no call waits on a long-running operation. On-prem nodes join by their
 agents; they can be drained and taken offline, and started (brought back Online) while
-their agents run (:mod:`shared.usecases.online`); a stop drains them.
+their agents run (:mod:`shared.usecases.online`); a stop drains them (held, as an admin's
+drain: the machine is not powered off), and they are removed once their agents stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shared.domain import lifecycle, ownership
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_group
 from shared.domain.groupsettings import apply_settings
+from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.errors import Conflict, InvalidRequest, NotFound
@@ -165,15 +167,27 @@ def start_node(deps: Deps, node: Node, *, reason: str) -> Node:
     return node
 
 
+ONPREM_STOP = (
+    "stopped by an admin: an on-prem machine is not powered off, so the node is drained and "
+    "held (Draining until an admin brings it back: hpc node online {name}; to stop its agent, "
+    "stop it on the machine)"
+)
+
+
 def stop_nodes(
     deps: Deps, names: Iterable[str], *, reason: str = "stopped by an admin"
 ) -> list[Node]:
-    """Running tasks finish first: a busy node is Draining and stops once empty."""
+    """Running tasks finish first: a busy VM is Draining and stops once empty. An on-prem
+    machine is not powered off: its stop is an admin's drain, held (``Node.held``) across
+    agent restarts until an admin brings the node back, as ``hpc node drain``."""
     out = []
     holding = {seat.node for h in deps.store.holdings() for seat in h.hosts}
     for node in _nodes(deps, names):
         busy = node.name in holding  # any node of a running task, not only its first
-        if busy or node.provider in (None, "onprem"):
+        if not ownership.is_managed(node):
+            why = ONPREM_STOP.format(name=node.name)
+            out.append(drain_node(deps, node, reason=why, hold=True))
+        elif busy:
             out.append(drain_node(deps, node, reason=reason))
         else:
             out.append(stop_node(deps, node, reason=reason))
@@ -256,11 +270,14 @@ def _reason(text: str) -> Callable[[Task], str]:
 
 
 def remove_nodes(deps: Deps, names: Iterable[str]) -> list[str]:
-    """Delete Offline nodes (and their VMs)."""
+    """Delete Offline nodes (and their VMs); an on-prem node only once its agent stopped
+    (:func:`removal_refusal`). Every node is checked before any is removed."""
     nodes = _nodes(deps, names)
+    now, timeout = deps.clock(), online.heartbeat_timeout(deps)
     for node in nodes:
-        if node.state is not NodeState.OFFLINE:
-            raise Conflict(f"node {node.name} is {node.state}; take it offline or stop it first")
+        refusal = removal_refusal(node, now=now, timeout=timeout)
+        if refusal is not None:
+            raise Conflict(refusal)
     for node in nodes:
         if node.provider not in (None, "onprem") and deps.compute is not None:
             now = deps.clock()

@@ -82,8 +82,8 @@ def _back_offline(
         NodeState.OFFLINE,
         reason=(
             f"its agent did not register again within {timeout.total_seconds():g} s of being "
-            f"brought online: if it runs, bring the node online again; else start it there "
-            f"(hpc agent run --name {name})"
+            f"brought online: if it runs, its next heartbeat tells it to register again and "
+            f"the node comes back Online; else start it there (hpc agent run --name {name})"
         ),
         now=now,
     )

@@ -187,11 +187,7 @@ def heartbeat(
             over=True,
         )
     if node.state is NodeState.OFFLINE:
-        # Sent just before it stopped, or its agent runs on under a node an admin took
-        # offline: nothing is repaired (the node's attempts were given to new ones), but the
-        # agent is heard, which `hpc node start` needs to bring the node back (lifecycle.online).
-        node.last_heartbeat = now
-        return HeartbeatDecision(current=False, heard=True)
+        return _offline_heartbeat(node, ev, now)
     node.last_heartbeat = now
     came_back = False
     mine = {key_of(t): t for t in active if t.node == node.name}
@@ -227,6 +223,35 @@ def heartbeat(
     )
 
 
+def _offline_heartbeat(node: Node, ev: Heartbeat, now: datetime) -> HeartbeatDecision:
+    """A heartbeat of the current incarnation of an Offline node. Nothing is repaired (the
+    node's attempts were given to new ones when it went Offline).
+
+    - its agent said it stops (:data:`AGENT_STOPPED`): the heartbeat was sent before its stop
+      (a batch applies heartbeats last); the agent is gone, so it is not heard;
+    - held by an admin (``hpc node offline``), or a VM: the agent is heard, which
+      ``hpc node start`` needs to bring the node back (lifecycle.online); nothing else;
+    - an on-prem node not held (its agent did not register again in time after an admin
+      brought it online, and runs on): its agent is heard and told its incarnation is over
+      (Superseded), so it kills what it runs and registers again, which makes the node Online
+      as the next incarnation (:func:`register`). Only that registration grants one.
+    """
+    if node.state_reason == AGENT_STOPPED:
+        return HeartbeatDecision(current=False)
+    node.last_heartbeat = now
+    if node.held is not None or is_managed(node):
+        return HeartbeatDecision(current=False, heard=True)
+    return HeartbeatDecision(
+        current=False,
+        heard=True,
+        over=True,
+        reason=(
+            f"node {node.name!r} is Offline ({node.state_reason}) while its agent runs: "
+            f"incarnation {ev.incarnation} is over; register again"
+        ),
+    )
+
+
 def _cancel_key(c: CancelTask) -> tuple[int, int, int]:
     return (c.job_id, c.task_id, c.attempt)
 
@@ -254,9 +279,43 @@ def ended_event(node: str, incarnation: int, ended: EndedAttempt, seq: int = 0) 
 
 def stopping(node: Node, ev: NodeStopping, now: datetime) -> bool:
     """The agent stops cleanly: the node goes Offline; the caller requeues the attempts still
-    active there (without using a retry). False if the event is stale."""
-    if ev.incarnation != node.incarnation or node.state is NodeState.OFFLINE:
+    active there (without using a retry). False if the event is stale or already applied.
+
+    A node already Offline (an admin took it offline, or its agent did not register again
+    in time) keeps its state and any hold (``Node.held``), but its reason becomes
+    :data:`AGENT_STOPPED`: bringing it online is then refused saying to start the agent
+    (lifecycle.online), and it may be removed (:func:`removal_refusal`)."""
+    if ev.incarnation != node.incarnation or agent_stopped(node):
         return False
-    node.move_to(NodeState.OFFLINE, reason=AGENT_STOPPED, now=now)
+    if node.state is NodeState.OFFLINE:
+        node.state_reason, node.state_time = AGENT_STOPPED, now
+    else:
+        node.move_to(NodeState.OFFLINE, reason=AGENT_STOPPED, now=now)
     node.missing_since = {}
     return True
+
+
+def agent_stopped(node: Node) -> bool:
+    """The node is Offline because its agent said it stops, and no agent registered since."""
+    return node.state is NodeState.OFFLINE and node.state_reason == AGENT_STOPPED
+
+
+def removal_refusal(node: Node, *, now: datetime, timeout: timedelta) -> str | None:
+    """Why an admin cannot remove this node now; None if they can.
+
+    Only an Offline node is removed. An on-prem node's agent lives on after an admin takes
+    the node offline: removing the node while that agent runs would orphan it (it runs on
+    for a node that is gone, and its next registration makes a new node, without the groups
+    an admin gave it). So while the agent has been heard within ``timeout`` (the heartbeat
+    timeout) and has not said it stops, the removal waits for the agent's stop."""
+    if node.state is not NodeState.OFFLINE:
+        return f"node {node.name} is {node.state}; take it offline or stop it first"
+    if is_managed(node) or node.incarnation == 0 or agent_stopped(node):
+        return None
+    heard = node.last_heartbeat
+    if heard is None or now - heard > timeout:
+        return None
+    return (
+        f"node {node.name}'s agent still runs (last heard {(now - heard).total_seconds():.0f} s "
+        "ago): stop it there first (it sends its stop), then remove the node"
+    )

@@ -23,13 +23,18 @@ So the admin's act never makes a node Online on the control plane's word alone:
   the control plane drops its events), so no given-up attempt runs on beside its new one, and
   no incarnation is granted but by a registration. If no registration comes within the
   heartbeat timeout (the agent died after its last heartbeat), the reconciler takes the node
-  Offline again, saying so (:func:`shared.domain.reconciler.unanswered_starts`); an admin who
-  takes it offline meanwhile keeps it Offline (its agent is not told to register again).
+  Offline again, saying so (:func:`shared.domain.reconciler.unanswered_starts`); if its agent
+  was only paused or cut off, its next heartbeat on that Offline node (not held) is answered
+  Superseded as well, so it registers again and the node is Online as the next incarnation.
+  An admin who takes it offline meanwhile keeps it Offline (held: its agent's heartbeats are
+  only recorded, it is not told to register again).
 - **Refused** (409, nothing changes): the node is Online already or Starting (nothing to
   do; ``--group`` goes on to the next node); its agent never registered, stopped, or has not
   been heard from within the timeout (start it there: it registers and the node comes back
   Online); Unreachable (its incarnation is over: it comes back by itself once its agent is
   heard again, whose heartbeat is answered Superseded, or when the agent is started again).
+  A node an admin drained or took offline (``Node.held``) comes back Draining or Offline
+  (a registration keeps the hold), and the refusal says so: then an admin brings it online.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.domain.cluster import Node
-from shared.domain.lifecycle.nodes import AGENT_STOPPED
+from shared.domain.lifecycle.nodes import agent_stopped
 from shared.domain.ownership import is_managed
 from shared.domain.states import NodeState
 
@@ -69,15 +74,27 @@ def bring_online(node: Node, *, now: datetime, timeout: timedelta) -> OnlineDeci
     return OnlineDecision(True, ended=node.incarnation)
 
 
+def comes_back(node: Node) -> tuple[NodeState, str]:
+    """The state the node comes back in once its agent registers, and what then: Online, or
+    as an admin held it (``Node.held``: a registration keeps an admin's drain or offline,
+    lifecycle.nodes), after which an admin brings it online."""
+    if node.held is None:
+        return NodeState.ONLINE, ""
+    if node.held == "offline":
+        target, what = NodeState.OFFLINE, "took it offline"
+    else:
+        target, what = NodeState.DRAINING, "drained it"
+    return target, f", as an admin {what} (held); then hpc node online {node.name} brings it back"
+
+
 def online_refusal(node: Node, *, now: datetime, timeout: timedelta) -> str | None:
     """Why an admin cannot bring this on-prem node online now; None if they can."""
     if is_managed(node):
         raise ValueError(f"node {node.name} is a {node.provider} VM: start it by its provider")
     name, state = node.name, node.state
-    start = (
-        f"start its agent there (hpc agent run --name {name}); it registers and the node "
-        "comes back Online"
-    )
+    target, then = comes_back(node)
+    run = f"start its agent there (hpc agent run --name {name})"
+    start = f"{run}; it registers and the node comes back {target}{then}"
     if node.incarnation == 0:
         return f"node {name} never registered: {start}"
     if state is NodeState.ONLINE:
@@ -86,12 +103,12 @@ def online_refusal(node: Node, *, now: datetime, timeout: timedelta) -> str | No
         return f"node {name} is Starting ({node.state_reason}): nothing to do"
     if state is NodeState.UNREACHABLE:
         return (
-            f"node {name} is Unreachable ({node.state_reason}): it comes back Online by "
-            f"itself once its agent is heard again; if the agent stopped, {start}"
+            f"node {name} is Unreachable ({node.state_reason}): it comes back {target} by "
+            f"itself once its agent is heard again{then}; if the agent stopped, {run}"
         )
     if state not in (NodeState.DRAINING, NodeState.OFFLINE):
         return f"node {name} is {state}; only a Draining or Offline node can be brought online"
-    if state is NodeState.OFFLINE and node.state_reason == AGENT_STOPPED:
+    if agent_stopped(node):
         return f"node {name} is Offline because its agent stopped: {start}"
     heard = node.last_heartbeat
     if heard is None or now - heard > timeout:
