@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,24 +24,24 @@ class Settings(BaseSettings):
     token: str | None = None
     """Bearer token for the CLI; default is the one ``hpc up`` wrote to HPC_HOME/admin.token."""
 
-    heartbeat_interval_s: float = 2.0
+    heartbeat_interval_s: float = Field(default=2.0, gt=0, allow_inf_nan=False)
     """How often an agent heartbeats."""
-    heartbeat_timeout_s: float = 15.0
+    heartbeat_timeout_s: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     """A node silent this long becomes Unreachable and its tasks are requeued."""
-    dispatch_timeout_s: float = 60.0
+    dispatch_timeout_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     """A task Dispatching this long (its agent never confirmed it) is requeued."""
     agent_run_as_owner: bool = False
     """An agent runs each task as the OS user named as its job's owner (``hpc agent run
     --run-as-owner``; the agent must run as root). Off: as the agent's own user."""
 
-    max_body_bytes: int = 1 << 20
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest accepted HTTP request body (413 above)."""
     max_output_bytes: int = Field(default=100 << 20, ge=1)
     """Most bytes kept of each stream (stdout, stderr) of each task attempt; past it the
     agent drops the rest and ends the stream with a line saying it was truncated."""
-    max_tasks_per_job: int = 1_000_000
+    max_tasks_per_job: int = Field(default=1_000_000, ge=1)
     """Most tasks one job may have (a sweep is stored as its range: size costs no storage)."""
-    scheduler_window: int = 5000
+    scheduler_window: int = Field(default=5000, ge=1)
     """Most queued tasks one scheduler pass looks at (priority order); a pass reads
     max(100, 4 x free cores) of them, up to this."""
 
@@ -126,6 +126,16 @@ class Settings(BaseSettings):
     """A started node whose agent has not joined by then is stopped and counted as failed."""
     scale_down_delay_s: float = 600.0
     """No scale-down of a group this soon after it grew."""
+
+    @model_validator(mode="after")
+    def _heard_before_lost(self) -> Settings:
+        """A node must be able to heartbeat before it is declared lost, or every node flaps."""
+        if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                f"HPC_HEARTBEAT_TIMEOUT_S ({self.heartbeat_timeout_s:g}) must be longer than "
+                f"HPC_HEARTBEAT_INTERVAL_S ({self.heartbeat_interval_s:g}), about 3 times or more"
+            )
+        return self
 
     @cached_property
     def home_dir(self) -> Path:

@@ -210,3 +210,12 @@ def test_routes_that_take_no_body_refuse_one_and_change_nothing(http):
             assert r.status_code == 400 and "takes no request body" in error(r), (path, r.text)
     assert http.get(f"/api/jobs/{job['id']}").json()["state"] == "Queued"
     assert http.post(f"/api/jobs/{job['id']}/cancel", content=b"{}").status_code == 200
+
+
+def test_an_empty_work_dir_is_refused_saying_to_leave_it_out(http):
+    """Found by the second live probe: `--workdir ''` was stored as an empty directory."""
+    before = http.get("/api/jobs?limit=1").json()["jobs"]
+    r = http.post("/api/jobs", json={"command": "true", "workDir": " "})
+    assert r.status_code == 422 and "workDir" in error(r), r.text
+    assert "is empty: leave it out to run in the default directory" in error(r)
+    assert http.get("/api/jobs?limit=1").json()["jobs"] == before  # no job, no id taken

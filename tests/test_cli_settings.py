@@ -24,6 +24,13 @@ from tests.cli_fixtures import StandIn, assert_one_error_line, hpc
         ("HPC_STORE", "mysql", "expected 'sqlite' or 'cosmos'"),
         ("HPC_AZURE_TAGS", "[1]", "expected a JSON object"),
         ("HPC_AZURE_TAGS", "{bad", "not JSON"),
+        # found by the second live probe: each was taken and left a cluster that never works
+        ("HPC_HEARTBEAT_TIMEOUT_S", "-1", "must be more than 0"),
+        ("HPC_HEARTBEAT_INTERVAL_S", "0", "must be more than 0"),
+        ("HPC_HEARTBEAT_INTERVAL_S", "nan", ""),
+        ("HPC_SCHEDULER_WINDOW", "0", "must be at least 1"),
+        ("HPC_MAX_TASKS_PER_JOB", "-5", "must be at least 1"),
+        ("HPC_MAX_BODY_BYTES", "0", "must be at least 1024"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable_its_value_and_what_is_expected(
@@ -68,3 +75,13 @@ def test_other_errors_are_not_taken_for_a_bad_setting() -> None:
         Other(n="x")  # type: ignore[arg-type]
     assert settings_problem(e.value) is None
     assert settings_problem(ValueError("x")) is None
+
+
+def test_a_heartbeat_timeout_not_longer_than_the_interval_is_refused(
+    api: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPC_HEARTBEAT_TIMEOUT_S", "2")
+    monkeypatch.setenv("HPC_HEARTBEAT_INTERVAL_S", "5")
+    result = hpc("job", "list")
+    assert_one_error_line(result, "HPC_HEARTBEAT_TIMEOUT_S (2) must be longer than")
+    assert api.requests == []

@@ -430,3 +430,20 @@ def test_a_task_whose_assignment_cannot_be_sent_fails_only_while_queued(state, f
         )
     else:
         assert change is None and t.state is state
+
+
+@pytest.mark.parametrize(
+    ("valid", "code", "state", "error"),
+    [
+        (None, 1, X, None),  # the usual rule: non-zero fails, the exit code says it all
+        ([-1], 0, X, "exit code 0 is not one of validExitCodes [-1]"),
+        ([0, 2], 2, F, None),
+        ([0, 2], None, X, "exit code None is not one of validExitCodes [0, 2]"),
+    ],
+)
+def test_a_task_failed_by_its_valid_exit_codes_says_why(valid, code, state, error):
+    """Found by the second live probe: `--valid-exit-codes -1` made `true` fail, no reason."""
+    t = task(R, incarnation=3)
+    t.valid_exit_codes = valid
+    change = lifecycle.task_ended(t, ended(exit_code=code), NOW)
+    assert change is not None and t.state is state and t.error == error

@@ -120,6 +120,8 @@ class TaskSpec(_Spec):
     def _work_dir(cls, v: str | None) -> str | None:
         if v is not None and "\0" in v:
             raise ValueError(f"{quoted(v)} holds a NUL character")
+        if v is not None and not v.strip():
+            raise ValueError("is empty: leave it out to run in the default directory")
         return v
 
     @field_validator("cores", mode="before")

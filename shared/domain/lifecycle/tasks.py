@@ -86,6 +86,10 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
             return None
         task.move_to(new, now=now)
         task.exit_code, task.output, task.error = ev.exit_code, ev.output, ev.error
+        if new is TaskState.FAILED and ev.error is None and task.valid_exit_codes:
+            task.error = (
+                f"exit code {ev.exit_code} is not one of validExitCodes {task.valid_exit_codes}"
+            )
         task.result_attempt = ev.attempt
         return TaskChange(old, new)
     ran_to_end = ev.exit_code is not None and not ev.canceled and ev.error is None
