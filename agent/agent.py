@@ -229,8 +229,14 @@ class Agent:
 
     def _step(self) -> None:
         self.tasks.reap()
+        if self.tasks.fenced:
+            self._start_over("the lifeline killed its tasks while it was not heard")
+            return
         self._heartbeat_if_due()
+        sending = self.reporter.pending
         self.reporter.flush()  # report endings now, not after the receive wait below
+        if sending:
+            self.tasks.beat()  # heard: the lifeline's fence waits on
         self.tasks.forget_reported()
         self.session.accept_if_needed()
         messages = self._receive()
@@ -327,14 +333,20 @@ class Agent:
                 over = reply
         if over is None:
             return
+        self._start_over(over.reason)
+
+    def _start_over(self, why: str) -> None:
+        """This incarnation is over (the control plane said so, or the lifeline fenced its
+        tasks): kill what runs and register again as the next one."""
         log.error(
             "incarnation %s of node %s is over: %s; killing %d task(s) and registering again",
             self.incarnation,
             self.config.name,
-            over.reason,
+            why,
             len(self.tasks.running),
         )
         self.tasks.kill_all(report=True)  # those that ran to their end may still count
+        self.tasks.fenced = False
         self.session.drop()
         self.incarnation = None
         if not self._register():

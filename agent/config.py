@@ -24,6 +24,10 @@ def _default_heartbeat_interval_s() -> float:
     return Settings().heartbeat_interval_s
 
 
+def _default_fence_s() -> float:
+    return Settings().heartbeat_timeout_s * 2 / 3
+
+
 def _default_recent_ended_s() -> float:
     return Settings().heartbeat_timeout_s + EVENTS_LOCK_MS / 1000
 
@@ -51,6 +55,10 @@ class AgentConfig(BaseModel):
     """How long heartbeats repeat an ended attempt, so a lost TaskEnded is recovered."""
     lifeline: bool = True
     """Start the watchdog that kills this agent's tasks if the agent dies (agent/lifeline.py)."""
+    fence_s: float = Field(default_factory=_default_fence_s, gt=0)
+    """The watchdog also kills them when no heartbeat was sent for this long (the agent paused
+    or cut off from the bus): 2/3 of HPC_HEARTBEAT_TIMEOUT_S, so they are dead before the
+    control plane declares the node lost and runs them elsewhere."""
     run_as_owner: bool = False
     """Run each task as the OS user named as its job's owner (agent/owners.py); the agent must
     be root. False: every task runs as the agent's own user."""

@@ -1,12 +1,21 @@
-"""The lifeline: a watchdog process that kills the agent's tasks if the agent dies.
+"""The lifeline: a watchdog process that kills the agent's tasks if the agent dies or falls
+silent.
 
-Each task runs in its own process group (so cancel can kill its whole tree),
-which also means nothing kills it when the agent is killed with SIGKILL or
-crashes: the control plane requeues the task elsewhere, and the orphan would
-go on using the node's cores. The agent therefore starts one small watchdog
-and tells it, over a pipe, which process groups are its tasks. When the pipe
-reaches end-of-file — the agent closed it or died, however — the watchdog
-SIGKILLs the groups still listed and exits.
+Each task runs in its own process group (so cancel can kill its whole tree), which also
+means nothing kills it when the agent is killed with SIGKILL or crashes: the control plane
+requeues the task elsewhere, and the orphan would go on using the node's cores. The agent
+therefore starts one small watchdog and tells it, over a pipe, which process groups are its
+tasks. When the pipe reaches end-of-file — the agent closed it or died, however — the
+watchdog SIGKILLs the groups still listed and exits.
+
+**The fence.** An agent that is alive but not heard (paused with SIGSTOP, or cut off from the
+bus) leaves its tasks running while the control plane, after HPC_HEARTBEAT_TIMEOUT_S, gives
+their attempts to other nodes: both could run to their end. So the agent also tells the
+watchdog each time a heartbeat was sent (``.``); when none came for ``fence_s`` (2/3 of the
+timeout) the watchdog marks each task's end record killed (agent/endrecords.py) and SIGKILLs
+its group, before the control plane can run it elsewhere. The agent, finding a task it did
+not kill dead with that mark, does not report it ended: it registers again, which requeues
+what its incarnation held (agent/tasks.py ``fenced``).
 
 The pipe's write end is non-inheritable, so tasks never hold it open.
 A group is forgotten when its task ends, so a recycled pid is never killed.
@@ -17,24 +26,34 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+KILLED = ".killed"
+"""The mark beside a task's end record (agent/endrecords.py uses the same suffix)."""
+BEAT_EVERY_S = 1.0
+"""The agent tells the watchdog of a sent heartbeat at most this often."""
+
 
 class Lifeline:
-    """The agent's side: start the watchdog, then ``track``/``untrack`` task groups."""
+    """The agent's side: start the watchdog, then ``track``/``untrack`` task groups and
+    ``beat`` after each heartbeat sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fence_s: float | None = None, marks: Path | None = None) -> None:
         read_end, write_end = os.pipe()
+        args = [str(fence_s or 0), str(marks or "")]
         try:
             self._proc = subprocess.Popen(
                 # not `-m agent.lifeline`: the package imports this module first, and runpy
                 # warns on every agent start that it was already in sys.modules
-                [sys.executable, "-c", "from agent.lifeline import main; main()"],
+                [sys.executable, "-c", "from agent.lifeline import main; main()", *args],
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C to the agent's group must not kill it first
@@ -43,12 +62,20 @@ class Lifeline:
             os.close(read_end)
         self._pipe = os.fdopen(write_end, "w", buffering=1)
         self._lock = threading.Lock()
+        self._beat_at = 0.0
 
-    def track(self, pgid: int) -> None:
-        self._send(f"+{pgid}")
+    def track(self, pgid: int, key: str = "") -> None:
+        self._send(f"+{pgid} {key}".rstrip())
 
     def untrack(self, pgid: int) -> None:
         self._send(f"-{pgid}")
+
+    def beat(self) -> None:
+        """A heartbeat was sent: the agent is alive and heard (throttled to one line a second)."""
+        now = time.monotonic()
+        if now - self._beat_at >= BEAT_EVERY_S:
+            self._beat_at = now
+            self._send(".")
 
     def _send(self, line: str) -> None:
         with self._lock:
@@ -71,27 +98,79 @@ class Lifeline:
             self._proc.kill()
 
 
+class Watch:
+    """The watchdog's state: the tracked groups (pgid -> task key) and the last beat."""
+
+    def __init__(self, now: float) -> None:
+        self.groups: dict[int, str] = {}
+        self.beat_at = now
+
+    def line(self, raw: str, now: float) -> None:
+        line = raw.strip()
+        if line == ".":
+            self.beat_at = now
+            return
+        head, _, key = line.partition(" ")
+        if len(head) < 2 or not head[1:].isdigit():
+            return
+        pgid = int(head[1:])
+        if head[0] == "+":
+            self.groups[pgid] = key
+            self.beat_at = max(self.beat_at, now)  # a task just started: the agent is alive
+        elif head[0] == "-":
+            self.groups.pop(pgid, None)
+
+    def fence_due(self, now: float, fence_s: float) -> bool:
+        """Tasks run and the agent has not said a heartbeat went out for ``fence_s``."""
+        return fence_s > 0 and bool(self.groups) and now - self.beat_at > fence_s
+
+
 def watch(lines: object) -> set[int]:
     """Read ``+pgid`` / ``-pgid`` lines until end-of-file; return the groups still tracked."""
-    groups: set[int] = set()
+    state = Watch(0.0)
     for raw in lines:  # type: ignore[attr-defined]
-        line = raw.strip()
-        if not line[1:].isdigit():
-            continue
-        pgid = int(line[1:])
-        if line[0] == "+":
-            groups.add(pgid)
-        elif line[0] == "-":
-            groups.discard(pgid)
-    return groups
+        state.line(raw, 0.0)
+    return set(state.groups)
+
+
+def _kill(groups: dict[int, str], marks: Path | None) -> None:
+    for pgid, key in groups.items():
+        if marks is not None and key:
+            with contextlib.suppress(OSError):
+                (marks / (key + KILLED)).touch()  # before the kill: the agent reads it after
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def main() -> None:
     # Signals meant for the agent's terminal or group are not for the watchdog.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for pgid in watch(sys.stdin):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
+    fence_s = float(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else 0.0
+    marks = Path(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else None
+    state = Watch(time.monotonic())
+    buffer = b""
+    fd = sys.stdin.fileno()
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.25)
+        now = time.monotonic()
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:  # the agent closed the pipe or died
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                state.line(raw.decode(errors="replace"), now)
+        if state.fence_due(now, fence_s):
+            print(
+                f"lifeline: no heartbeat sent for {now - state.beat_at:.1f} s; killing "
+                f"{len(state.groups)} task group(s) before the control plane runs them elsewhere",
+                file=sys.stderr,
+                flush=True,
+            )
+            _kill(state.groups, marks)
+            state.groups.clear()
+    _kill(state.groups, None)
 
 
 if __name__ == "__main__":

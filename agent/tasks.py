@@ -55,6 +55,9 @@ class Tasks:
         """Attempts whose end was queued for sending: their end records go once it is sent."""
         self._run_as = RunAsOwner(config.name) if config.run_as_owner else None
         """--run-as-owner: each task runs as its job's owner (agent/owners.py)."""
+        self.fenced = False
+        """The watchdog killed tasks while this agent was not heard (agent/lifeline.py): their
+        attempts are not reported ended; the agent registers again, which requeues them."""
 
     @property
     def free_cores(self) -> int:
@@ -63,7 +66,15 @@ class Tasks:
 
     def start_lifeline(self) -> None:
         if self.config.lifeline:
-            self._lifeline = Lifeline()
+            marks = None if self._records is None else self._records.folder
+            # never shorter than two heartbeats: one late heartbeat must not fence
+            fence = max(self.config.fence_s, 2 * self.config.heartbeat_interval_s + 1)
+            self._lifeline = Lifeline(fence_s=fence, marks=marks)
+
+    def beat(self) -> None:
+        """Events (a heartbeat among them) were just sent: the watchdog's fence waits on."""
+        if self._lifeline is not None:
+            self._lifeline.beat()
 
     def close_lifeline(self) -> None:
         if self._lifeline is not None:
@@ -118,7 +129,7 @@ class Tasks:
             return
         self.running[key] = runner
         if self._lifeline is not None and runner.pid is not None:
-            self._lifeline.track(runner.pid)  # its process group id
+            self._lifeline.track(runner.pid, key)  # its process group id
         log.info(
             "task %s started (pid %s, %d cores): %s",
             key,
@@ -181,6 +192,15 @@ class Tasks:
             del self.running[key]
             self._remember(key)
             tail = self._finish(runner)
+            if self._records is not None and self._records.killed(key):
+                log.warning(
+                    "task %s was killed by the lifeline's fence (no heartbeat went out for "
+                    "%g s): not an end of its own; this node registers again",
+                    key,
+                    self.config.fence_s,
+                )
+                self.fenced = True
+                continue
             log.info(
                 "task %s ended: exit code %d after %.2f s",
                 key,

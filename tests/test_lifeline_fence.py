@@ -1,0 +1,102 @@
+"""The lifeline's fence (agent/lifeline.py): an agent that is alive but not heard must not
+leave its tasks running while the control plane runs their attempts elsewhere (found by a
+live probe: an agent paused past HPC_HEARTBEAT_TIMEOUT_S, the task ran to its end on two
+nodes). The rule as a table, the watchdog process on a real process group, then a real
+agent cut off from the bus."""
+
+# ruff: noqa: F811 - pytest fixtures imported from tests/agent_fixtures.py
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.lifeline import KILLED, Lifeline, Watch
+from shared.domain.messages import RegisterNode, TaskEnded, TaskStarted
+from shared.ports.bus import BusError
+from tests.agent_fixtures import bus, cp, output, run_task, start_agent  # noqa: F401 - fixtures
+from tests.helpers import process_alive, wait_until
+
+
+@pytest.mark.parametrize(
+    ("lines", "now", "due"),
+    [
+        ([], 100.0, False),  # nothing runs: nothing to fence
+        (["+42 1.1.0"], 100.0, True),  # a task, and no beat since t=10 (its start)
+        (["+42 1.1.0", "."], 100.0, False),  # a heartbeat went out a second ago
+        (["+42 1.1.0", "-42"], 100.0, False),  # it ended
+    ],
+)
+def test_the_fence_is_due_when_tasks_run_and_no_heartbeat_went_out(lines, now, due):
+    state = Watch(0.0)
+    for line in lines:
+        state.line(line, 10.0 if line != "." else now - 1)
+    assert state.fence_due(now, fence_s=10.0) is due
+    assert not state.fence_due(now, fence_s=0.0)  # no fence asked for
+
+
+def _group(tmp_path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sleep", "60"], start_new_session=True, cwd=tmp_path)
+
+
+def test_the_watchdog_kills_and_marks_the_tasks_of_an_agent_not_heard(tmp_path):
+    marks = tmp_path / "ends"
+    marks.mkdir()
+    lifeline = Lifeline(fence_s=1.0, marks=marks)
+    task = _group(tmp_path)
+    try:
+        lifeline.track(task.pid, "7.1.0")
+        wait_until(lambda: task.poll() is not None, timeout=5, what="the fenced task killed")
+        assert (marks / ("7.1.0" + KILLED)).exists()  # so the agent does not report it ended
+    finally:
+        task.kill()
+        lifeline.close()
+
+
+def test_heartbeats_keep_the_fence_away(tmp_path):
+    lifeline = Lifeline(fence_s=1.0, marks=tmp_path)
+    task = _group(tmp_path)
+    try:
+        lifeline.track(task.pid, "8.1.0")
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            lifeline._beat_at = 0.0  # the throttle is one line a second: beat every 0.2 s
+            lifeline.beat()
+            time.sleep(0.2)
+        assert task.poll() is None and process_alive(task.pid)
+        assert not (tmp_path / ("8.1.0" + KILLED)).exists()
+    finally:
+        task.kill()
+        lifeline.close()
+
+
+def test_an_agent_cut_off_from_the_bus_has_its_task_fenced_not_reported_and_registers_again(
+    start_agent, cp, tmp_path, monkeypatch
+):
+    agent, _ = start_agent(
+        heartbeat_interval_s=0.2, fence_s=1.0, state_dir=tmp_path / "agent", kill_grace_s=0.1
+    )
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    first = agent.incarnation
+    cp.send(run_task(5, "sleep 60", incarnation=first))
+    started = cp.wait_for(TaskStarted)
+    pid = started.pid
+    assert pid is not None and process_alive(pid)
+
+    real_flush = agent.reporter.flush
+
+    def cut_off() -> None:
+        raise BusError("the bus is out of reach")
+
+    monkeypatch.setattr(agent.reporter, "flush", cut_off)
+    wait_until(lambda: not process_alive(pid), timeout=6, what="the fence killed the task")
+    monkeypatch.setattr(agent.reporter, "flush", real_flush)  # heard again
+    wait_until(lambda: len(cp.of(RegisterNode)) == 2, timeout=10, what="the agent registered again")
+    time.sleep(0.5)
+    ends = [e for e in cp.of(TaskEnded) if e.job_id == 5]
+    assert ends == []  # not an end of its own: the control plane requeues the attempt
+    assert agent.incarnation != first
