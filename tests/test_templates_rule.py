@@ -105,6 +105,10 @@ def test_a_limit_without_a_default_acts_as_the_default(template, field, expected
             "tasks.0 asks for 3601 s (1:00:01)",
         ),
         ({"runtimeLimit": None}, "tasks.0 asks for no runtime limit"),
+        (  # found by a live probe: an exclusive task took a whole 2-core node under maxCores 1
+            {"exclusive": True},
+            "tasks.0 is exclusive, which takes its nodes' every core: leave exclusive out",
+        ),
     ],
 )
 def test_a_job_beyond_a_limit_is_refused_naming_template_field_and_allowed_value(job, message):

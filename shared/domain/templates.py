@@ -233,6 +233,12 @@ def check_limits(spec: JobSpec, template: JobTemplate) -> None:
         )
     for number, task in enumerate(spec.tasks):
         label = f"tasks.{number}" + (f" ({cut(task.name)})" if task.name else "")
+        if template.max_cores is not None and task.exclusive:
+            raise InvalidRequest(
+                f"{where} allows at most {template.max_cores} cores per task (maxCores); "
+                f"{label} is exclusive, which takes its nodes' every core: leave exclusive "
+                "out and ask for the cores it needs"
+            )
         if template.max_cores is not None:
             wanted, how = _task_cores(task)
             if wanted > template.max_cores:
