@@ -167,5 +167,7 @@ def test_the_autoscaler_never_starts_a_node_an_admin_took_offline(cp, provider):
     cp.autoscale()
     states = {n.name: n.state for n in cp.store.list_nodes()}
     assert states == {"azure-1": N.OFFLINE, "azure-2": N.STARTING}
+    notes = [e["reason"] for e in cp.autoscale_log() if e.get("action") == "note"]
+    assert any("1 Offline and 1 held by an admin" in n for n in notes), notes  # says why
     [started] = cp.node_action("start", [first.name])  # an admin's start ends the hold
     assert (started.state, started.held) == (N.STARTING, None)

@@ -11,8 +11,10 @@ from shared.domain.states import NodeState, TaskState
 from tests.test_control import clock, cp, register, sweep  # noqa: F401 - fixtures
 
 
-def node(name, cores=4, groups=("OnPremNodes",), state=NodeState.ONLINE, inc=1):
-    return Node(name=name, cores=cores, groups=list(groups), state=state, incarnation=inc)
+def node(name, cores=4, groups=("OnPremNodes",), state=NodeState.ONLINE, inc=1, held=None):
+    return Node(
+        name=name, cores=cores, groups=list(groups), state=state, incarnation=inc, held=held
+    )
 
 
 def task(cores=1, groups=("OnPremNodes",), state=TaskState.QUEUED):
@@ -127,3 +129,33 @@ def test_a_job_behind_higher_priority_work_says_how_many_jobs_are_ahead(cp):
     reason = cp.pending_reasons([task])[(low.id, 1)]
     assert reason.startswith("1 job of higher priority ahead; waiting for 2 free core(s)")
     assert first.id < low.id
+
+
+@pytest.mark.parametrize(
+    ("nodes", "expected"),
+    [
+        (  # found by a live probe: the held node was not named
+            [node("z1", groups=("AzureNodes",), state=NodeState.OFFLINE, held="offline")],
+            "no Online node in AzureNodes (1 Offline); held by an admin: z1 "
+            "(hpc node online z1 brings it back)",
+        ),
+        (
+            [
+                node("z1", groups=("AzureNodes",), cores=2),
+                node("z2", groups=("AzureNodes",), state=NodeState.DRAINING, held="drain"),
+            ],
+            "waiting for 2 free core(s) on one node in AzureNodes (2 of 2 cores busy; at most 0 "
+            "free on any node); held by an admin: z2 (hpc node online z2 brings it back)",
+        ),
+        (  # it can run now: the hold is not why it waits
+            [
+                node("z1", groups=("AzureNodes",)),
+                node("z2", groups=("AzureNodes",), state=NodeState.OFFLINE, held="offline"),
+            ],
+            "next in line: 2 core(s) free in AzureNodes; the next scheduler pass places it",
+        ),
+    ],
+)
+def test_a_wait_names_the_nodes_an_admin_holds(nodes, expected):
+    used = {"z1": 2} if "waiting" in expected else {}
+    assert pending_reason(task(cores=2, groups=("AzureNodes",)), nodes, used) == expected

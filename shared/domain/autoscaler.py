@@ -256,7 +256,9 @@ class _Run:
             members = [n for n in self.members(group) if n.name not in self.busy]
             offline = [n for n in members if n.state is _OFFLINE]
             up = len(members) - len(offline)
+            held = len(offline)
             offline = [n for n in offline if n.held is None]  # an admin's hold: never started
+            held -= len(offline)
             tasks: list[Task] = []
             due = (
                 memory.last_grow_check is None
@@ -290,7 +292,9 @@ class _Run:
             if count < wanted:
                 self.notes.append(
                     f"{group}: wants {wanted} nodes, starts {count} (max_nodes {gp.max_nodes}, "
-                    f"{len(offline)} Offline, {starts_left} starts left this run)"
+                    f"{len(offline)} Offline"
+                    + (f" and {held} held by an admin" if held else "")
+                    + f", {starts_left} starts left this run)"
                 )
             floor = f"{group} is below its min_nodes {gp.min_nodes}"
             why = floor

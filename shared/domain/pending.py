@@ -25,11 +25,23 @@ def where(groups: Sequence[str]) -> str:
 
 
 def pending_reason(task: Task, nodes: Sequence[Node], used: Mapping[str, int]) -> str | None:
-    """Why ``task`` is not running now, or None if it is not queued."""
+    """Why ``task`` is not running now, or None if it is not queued. Nodes of its groups an
+    admin holds (drained or taken offline: ``Node.held``) are named, with how to end it."""
     if task.state is not TaskState.QUEUED:
         return None
-    place = where(task.node_groups)
     mine = [n for n in nodes if not task.node_groups or set(task.node_groups) & set(n.groups)]
+    reason = _reason(task, mine, used)
+    held = sorted(n.name for n in mine if n.held is not None)
+    if not held or reason.startswith("next in line"):
+        return reason
+    shown = ", ".join(held[:SHOW_NODES]) + (
+        f" and {len(held) - SHOW_NODES} more" if len(held) > SHOW_NODES else ""
+    )
+    return f"{reason}; held by an admin: {shown} (hpc node online {held[0]} brings it back)"
+
+
+def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> str:
+    place = where(task.node_groups)
     online = [n for n in mine if n.state in NODE_SCHEDULABLE and n.incarnation > 0]
     starting = sorted(n.name for n in mine if n.state is NodeState.STARTING)
     if not online and starting:
