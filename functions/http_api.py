@@ -159,12 +159,13 @@ def _states(value: str | None, enum: type[JobState] | type[TaskState]) -> list[A
     if not value:
         return None
     out = []
+    by_name = {s.value.lower(): s for s in enum}  # any case, as node group names match
     for name in value.split(","):
-        try:
-            out.append(enum(name.strip()))
-        except ValueError:
+        state = by_name.get(name.strip().lower())
+        if state is None:
             allowed = ", ".join(s.value for s in enum)
-            raise BadRequest(f"state {quoted(name)} is not one of {allowed}") from None
+            raise BadRequest(f"state {quoted(name)} is not one of {allowed}")
+        out.append(state)
     return out
 
 

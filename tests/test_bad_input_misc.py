@@ -219,3 +219,18 @@ def test_an_empty_work_dir_is_refused_saying_to_leave_it_out(http):
     assert r.status_code == 422 and "workDir" in error(r), r.text
     assert "is empty: leave it out to run in the default directory" in error(r)
     assert http.get("/api/jobs?limit=1").json()["jobs"] == before  # no job, no id taken
+
+
+def test_states_match_in_any_case_and_a_null_priority_is_said_as_json(http):
+    """Found by the second live probe: ?state=running was a 400, and PATCH {"priority": null}
+    answered with Python's None."""
+    job = http.post("/api/jobs", json={"command": "x", "holdUntil": "9999-01-01T00:00:00"}).json()
+    listed = http.get("/api/jobs?state=queued,RUNNING").json()["jobs"]
+    assert job["id"] in [j["id"] for j in listed]
+    tasks = http.get(f"/api/jobs/{job['id']}/tasks?state=QUEUED").json()["tasks"]
+    assert [t["id"] for t in tasks] == [1]
+    bad = http.get("/api/jobs?state=Runing")
+    assert bad.status_code == 400 and "is not one of Configuring, Submitted, Queued" in error(bad)
+    r = http.patch(f"/api/jobs/{job['id']}", json={"priority": None})
+    assert r.status_code in (400, 422) and "priority null is not" in error(r), r.text
+    http.post(f"/api/jobs/{job['id']}/cancel")

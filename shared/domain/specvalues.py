@@ -184,7 +184,8 @@ def priority_value(value: object) -> int:
     elif isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
-        shown = shown_json(value) if isinstance(value, bool | float | list | dict) else value
+        json_like = value is None or isinstance(value, bool | float | list | dict)
+        shown = shown_json(value) if json_like else value  # null, not Python's None
         raise ValueError(f"priority {shown} is not {forms} (a whole number, not a {_kind(value)})")
     if not 0 <= number <= 4000:
         raise ValueError(f"priority {number} is outside 0-4000; give {forms}")
