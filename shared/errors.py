@@ -19,6 +19,11 @@ class Conflict(HpcError):
     status = 409
 
 
+class Refused(Conflict):
+    """A 409 that is the answer, not a lost write race (the task already ended, the job is
+    being canceled...): ``Deps.retry`` raises it at once instead of trying again."""
+
+
 class InvalidRequest(HpcError):
     """Well-formed but semantically invalid input."""
 

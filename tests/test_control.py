@@ -380,3 +380,26 @@ def test_agent_registering_on_a_stopping_node_brings_it_online(cp):
     cp.store.put_node(node)
     AgentDouble(cp, "n1", host_id=n1.host_id).register()
     assert cp.store.get_node("n1").state is NodeState.ONLINE
+
+
+def test_retry_tries_a_lost_write_race_again_but_not_a_refusal(cp):
+    """A Conflict (a stale etag) is retried from a fresh read; a Refused is the answer."""
+    from shared.errors import Refused
+
+    calls = []
+
+    def race() -> str:
+        calls.append("race")
+        if len(calls) < 3:
+            raise Conflict("changed since it was read")
+        return "written"
+
+    assert cp.deps.retry(race) == "written" and len(calls) == 3
+
+    def refused() -> None:
+        calls.append("refused")
+        raise Refused("already Finished")
+
+    with pytest.raises(Refused, match="already Finished"):
+        cp.deps.retry(refused)
+    assert calls.count("refused") == 1

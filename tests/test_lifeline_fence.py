@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.lifeline import KILLED, Lifeline, Watch
-from shared.domain.messages import RegisterNode, TaskEnded, TaskStarted
+from shared.domain.messages import Heartbeat, RegisterNode, TaskEnded, TaskStarted
 from shared.ports.bus import BusError
 from tests.agent_fixtures import bus, cp, output, run_task, start_agent  # noqa: F401 - fixtures
 from tests.helpers import process_alive, wait_until
@@ -96,7 +96,8 @@ def test_an_agent_cut_off_from_the_bus_has_its_task_fenced_not_reported_and_regi
     wait_until(lambda: not process_alive(pid), timeout=6, what="the fence killed the task")
     monkeypatch.setattr(agent.reporter, "flush", real_flush)  # heard again
     wait_until(lambda: len(cp.of(RegisterNode)) == 2, timeout=10, what="the agent registered again")
-    time.sleep(0.5)
+    # its events go out in order: once the new incarnation heartbeats, an end would be in
+    cp.wait_for(Heartbeat, lambda h: h.incarnation == agent.incarnation and h.incarnation != first)
     ends = [e for e in cp.of(TaskEnded) if e.job_id == 5]
     assert ends == []  # not an end of its own: the control plane requeues the attempt
     assert agent.incarnation != first

@@ -8,7 +8,7 @@ from datetime import datetime
 from shared.domain import lifecycle
 from shared.domain.models import Job, Task
 from shared.domain.states import JOB_TERMINAL, TASK_ACTIVE, JobState, TaskState
-from shared.errors import Conflict
+from shared.errors import Conflict, Refused
 from shared.usecases.deps import Deps, chunks
 
 PAGE = 1000
@@ -33,7 +33,7 @@ def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None) -> Job:
     def attempt() -> Job:
         job = deps.store.get_job(job_id)
         if job.state in JOB_TERMINAL:
-            raise Conflict(f"job {job_id} is already {job.state}; nothing to cancel")
+            raise Refused(f"job {job_id} is already {job.state}; nothing to cancel")
         now = deps.clock()
         if job.state is not JobState.CANCELING:
             job.move_to(JobState.CANCELING, now=now)

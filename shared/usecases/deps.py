@@ -23,7 +23,7 @@ from shared.domain.messages import (
 )
 from shared.domain.models import Job
 from shared.domain.states import JobState
-from shared.errors import Conflict
+from shared.errors import Conflict, Refused
 from shared.ports.bus import Bus, OutgoingMessage
 from shared.ports.compute import ComputeProvider
 from shared.ports.output import OutputStore
@@ -76,6 +76,8 @@ class Deps:
         for delay in self.backoff.delays():
             try:
                 return fn(*args, **kwargs)
+            except Refused:
+                raise  # the answer: another try reads the same
             except Conflict:
                 self.backoff.sleep(delay)
         return fn(*args, **kwargs)

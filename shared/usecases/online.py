@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from shared.domain import lifecycle, reconciler
 from shared.domain.cluster import Node
 from shared.domain.states import NodeState
-from shared.errors import Conflict, NotFound
+from shared.errors import NotFound, Refused
 from shared.usecases.deps import Deps
 
 log = logging.getLogger(__name__)
@@ -30,18 +30,18 @@ def check(deps: Deps, node: Node) -> None:
     """Raise Conflict (409, saying why) if the on-prem ``node`` cannot be brought online now."""
     refusal = lifecycle.online_refusal(node, now=deps.clock(), timeout=heartbeat_timeout(deps))
     if refusal is not None:
-        raise Conflict(refusal)
+        raise Refused(refusal)
 
 
 def bring_online(deps: Deps, name: str) -> Node:
     """Bring the on-prem node ``name`` back: Online (it was Draining) or Starting until its
     agent registers again (it was Offline). Conflict (409) if the rule refuses."""
 
-    def write() -> Node | lifecycle.OnlineDecision:
+    def write() -> Node:
         node = deps.store.get_node(name)  # fresh: a heartbeat may have written it since
         decision = lifecycle.bring_online(node, now=deps.clock(), timeout=heartbeat_timeout(deps))
         if not decision.done:
-            return decision
+            raise Refused(decision.reason or f"node {name} cannot be brought online")
         node.held = None  # the admin's drain or offline ends here
         deps.store.put_node(node)  # Conflict: retried from a fresh read
         if decision.ended is not None:
@@ -54,8 +54,6 @@ def bring_online(deps: Deps, name: str) -> Node:
         return node
 
     result = deps.retry(write)
-    if isinstance(result, lifecycle.OnlineDecision):
-        raise Conflict(result.reason or f"node {name} cannot be brought online")
     if result.state is NodeState.ONLINE:
         deps.kick()  # queued work may go there now
     return result

@@ -26,17 +26,12 @@ from shared.domain import eligibility, lifecycle, taskgraph
 from shared.domain.messages import CancelTask
 from shared.domain.models import Job, Task
 from shared.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState
-from shared.errors import Conflict, NotFound
+from shared.errors import NotFound, Refused
 from shared.usecases import sweeps, taskdeps
 from shared.usecases.deps import Deps
 from shared.usecases.settling import commit_settling
 
 log = logging.getLogger(__name__)
-
-
-class _Refused(Exception):
-    """A 409 for the user, raised inside a retried attempt: not a Conflict, which
-    ``deps.retry`` would take for a lost write race and try again."""
 
 
 def cancel_task(deps: Deps, job_id: int, task_id: int) -> Task:
@@ -46,13 +41,13 @@ def cancel_task(deps: Deps, job_id: int, task_id: int) -> Task:
         job = deps.store.get_job(job_id)
         task = _stored(deps, job_id, task_id, "cancel")
         if task.state in TASK_TERMINAL:
-            raise _Refused(f"task {job_id}.{task_id} is already {task.state}; nothing to cancel")
+            raise Refused(f"task {job_id}.{task_id} is already {task.state}; nothing to cancel")
         if job.state is JobState.CANCELING:
-            raise _Refused(f"job {job_id} is being canceled: its tasks end Canceled already")
+            raise Refused(f"job {job_id} is being canceled: its tasks end Canceled already")
         now = deps.clock()
         change = lifecycle.cancel(task, now)
         if change is None:  # active, but not placed: nothing to kill yet
-            raise _Refused(f"task {job_id}.{task_id} is {task.state}; try again in a moment")
+            raise Refused(f"task {job_id}.{task_id} is {task.state}; try again in a moment")
         if change.old is not change.new:
             job.count(change.old, change.new, name=task.name)
             commit_settling(deps, job, [task], ended=True, now=now)
@@ -60,10 +55,7 @@ def cancel_task(deps: Deps, job_id: int, task_id: int) -> Task:
             deps.store.commit(tasks=[task])
         return task, change.cancels
 
-    try:
-        task, cancels = deps.retry(attempt)
-    except _Refused as refused:
-        raise Conflict(str(refused)) from None
+    task, cancels = deps.retry(attempt)
     deps.send_to_nodes(cancels)
     if task.state is TaskState.CANCELED:
         _cancel_dependents(deps, job_id)
@@ -77,20 +69,20 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
         job = deps.store.get_job(job_id)
         task = _stored(deps, job_id, task_id, "requeue")
         if job.state is JobState.CANCELING:
-            raise _Refused(f"job {job_id} is being canceled; requeue it once it is Canceled")
+            raise Refused(f"job {job_id} is being canceled; requeue it once it is Canceled")
         if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
-            raise _Refused(f"job {job_id} is {job.state}; nothing of it can run again")
+            raise Refused(f"job {job_id} is {job.state}; nothing of it can run again")
         if task.state in (TaskState.FAILED, TaskState.CANCELED):
             doomed = _doomed(deps, job, task)
             if doomed:
-                raise _Refused(
+                raise Refused(
                     f"task {job_id}.{task_id} would be canceled again at once: {doomed}; "
                     f"requeue that first (or the whole job: hpc job requeue {job_id})"
                 )
         now = deps.clock()
         change = lifecycle.rerun(task, now)
         if change is None:
-            raise _Refused(
+            raise Refused(
                 f"task {job_id}.{task_id} is {task.state}; only a Failed or Canceled task "
                 "can be requeued"
             )
@@ -101,10 +93,7 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
         deps.store.commit(job=job, tasks=[task])
         return task
 
-    try:
-        task = deps.retry(attempt)
-    except _Refused as refused:
-        raise Conflict(str(refused)) from None
+    task = deps.retry(attempt)
     deps.kick()
     return task
 
@@ -121,19 +110,19 @@ def _stored(deps: Deps, job_id: int, task_id: int, what: str) -> Task:
             "(it creates a sweep's tasks as it dispatches them)"
         )
         if what == "cancel" and task.state is TaskState.QUEUED:
-            raise _Refused(
+            raise Refused(
                 f"{unborn}, so it cannot be canceled alone: cancel the whole job (hpc job "
                 f"cancel {job_id}), or cancel the task once it has started"
             ) from None
         if what == "cancel":
-            raise _Refused(
+            raise Refused(
                 f"task {job_id}.{task_id} is already {task.state}; nothing to cancel"
             ) from None
         if task.state is TaskState.QUEUED:
-            raise _Refused(
+            raise Refused(
                 f"task {job_id}.{task_id} is Queued; only a Failed or Canceled task can be requeued"
             ) from None
-        raise _Refused(
+        raise Refused(
             f"{unborn}, so it is requeued with its job: hpc job requeue {job_id} once the job "
             "has ended"
         ) from None

@@ -24,7 +24,7 @@ from shared.domain.templates import (
     JobTemplate,
     check_template_name,
 )
-from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.errors import Conflict, InvalidRequest, NotFound, Refused
 from shared.usecases.deps import Deps
 
 KEY_PREFIX = "template:"
@@ -128,40 +128,29 @@ def put(
     any_version = if_match is not None and if_match.strip() == ANY_ETAG
     etag = None if any_version else if_match
 
-    def write() -> tuple[StoredTemplate, bool] | None:
+    def write() -> tuple[StoredTemplate, bool]:
         meta, current = _read(deps, name)
         if any_version and (current is None or meta is None):
-            return None  # refused below: retrying would not make it exist
+            raise Refused(
+                f"template {name!r} does not exist: If-Match: * replaces only an existing "
+                "template (send no If-Match to create it)"
+            )
         if create_only and current is not None:
-            raise _Exists(f"template {current.name!r} exists: If-None-Match: * only creates")
-        stored = template  # named as the URL names it: a PUT replaces the whole template
+            raise Refused(f"template {current.name!r} exists: If-None-Match: * only creates")
         if etag is not None and (current is None or meta is None or meta.etag != etag):
             raise Conflict(
                 f"template {name!r} changed since it was read (or was deleted); read it again"
             )
         doc = meta or Meta(key=_key(name))
-        doc.data = {"template": stored.to_dict()}
+        doc.data = {"template": template.to_dict()}  # named as the URL names it: a PUT
         deps.store.put_meta(doc)  # the etag read above guards it: a write in between fails
-        return StoredTemplate(stored, doc.etag), current is None
+        return StoredTemplate(template, doc.etag), current is None
 
     # with an etag a concurrent write must fail, not be retried over; "*" asks only that the
     # template exists, which a retry checks again
-    try:
-        written = write() if etag is not None else deps.retry(write)
-    except _Exists as exists:
-        raise Conflict(str(exists)) from None
-    if written is None:
-        raise Conflict(
-            f"template {name!r} does not exist: If-Match: * replaces only an existing template "
-            "(send no If-Match to create it)"
-        )
-    stored, created = written
-    deps.retry(_index, deps, add=stored.template.name)
+    stored, created = write() if etag is not None else deps.retry(write)
+    deps.retry(_index, deps, add=template.name)
     return stored, created
-
-
-class _Exists(Exception):
-    """A create-only put found the template: not a Conflict, which ``deps.retry`` retries."""
 
 
 def delete(deps: Deps, name: str) -> JobTemplate:
