@@ -172,7 +172,7 @@ class Agent:
         log.info(
             "agent %s (groups %s, %d cores) registering", cfg.name, ",".join(cfg.groups), cfg.cores
         )
-        incarnation = registration.register(
+        answer = registration.register(
             self.bus,
             self._replies,
             registration.request(
@@ -186,9 +186,12 @@ class Agent:
             retry_s=cfg.registration_retry_s,
             stop=self._stop,
         )
-        if incarnation is None:
+        if answer is None or answer.incarnation is None:
             return False
+        incarnation = answer.incarnation
         self.incarnation = incarnation
+        if answer.heartbeat_timeout_s is not None:
+            self.tasks.fence_for(answer.heartbeat_timeout_s)
         self.reporter.begin(incarnation)
         self._next_beat = self.clock()  # say at once what runs here
         log.info("node %s is ours as incarnation %d", cfg.name, incarnation)

@@ -24,8 +24,14 @@ def _default_heartbeat_interval_s() -> float:
     return Settings().heartbeat_interval_s
 
 
+def fence_for_timeout(heartbeat_timeout_s: float) -> float:
+    """The lifeline's fence for a heartbeat timeout: 2/3 of it, so the tasks of an agent not
+    heard are dead before the control plane declares the node lost and runs them elsewhere."""
+    return heartbeat_timeout_s * 2 / 3
+
+
 def _default_fence_s() -> float:
-    return Settings().heartbeat_timeout_s * 2 / 3
+    return fence_for_timeout(Settings().heartbeat_timeout_s)
 
 
 def _default_recent_ended_s() -> float:
@@ -58,7 +64,8 @@ class AgentConfig(BaseModel):
     fence_s: float = Field(default_factory=_default_fence_s, gt=0)
     """The watchdog also kills them when no heartbeat was sent for this long (the agent paused
     or cut off from the bus): 2/3 of HPC_HEARTBEAT_TIMEOUT_S, so they are dead before the
-    control plane declares the node lost and runs them elsewhere."""
+    control plane declares the node lost and runs them elsewhere. Replaced by 2/3 of the
+    control plane's timeout when its answer to the registration says it (protocol 5)."""
     run_as_owner: bool = False
     """Run each task as the OS user named as its job's owner (agent/owners.py); the agent must
     be root. False: every task runs as the agent's own user."""

@@ -12,7 +12,8 @@ watchdog SIGKILLs the groups still listed and exits.
 bus) leaves its tasks running while the control plane, after HPC_HEARTBEAT_TIMEOUT_S, gives
 their attempts to other nodes: both could run to their end. So the agent also tells the
 watchdog each time a heartbeat was sent (``.``); when none came for ``fence_s`` (2/3 of the
-timeout) the watchdog marks each task's end record killed (agent/endrecords.py) and SIGKILLs
+timeout; the control plane's timeout once its answer to the registration said it, sent as
+``f<seconds>``) the watchdog marks each task's end record killed (agent/endrecords.py) and SIGKILLs
 its group, before the control plane can run it elsewhere. The agent, finding a task it did
 not kill dead with that mark, does not report it ended: it registers again, which requeues
 what its incarnation held (agent/tasks.py ``fenced``).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import select
 import signal
@@ -70,6 +72,11 @@ class Lifeline:
     def untrack(self, pgid: int) -> None:
         self._send(f"-{pgid}")
 
+    def fence(self, fence_s: float) -> None:
+        """Fence after ``fence_s`` without a beat from now on (the control plane said its
+        heartbeat timeout)."""
+        self._send(f"f{fence_s:g}")
+
     def beat(self) -> None:
         """A heartbeat was sent: the agent is alive and heard (throttled to one line a second)."""
         now = time.monotonic()
@@ -101,14 +108,21 @@ class Lifeline:
 class Watch:
     """The watchdog's state: the tracked groups (pgid -> task key) and the last beat."""
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, fence_s: float = 0.0) -> None:
         self.groups: dict[int, str] = {}
         self.beat_at = now
+        self.fence_s = fence_s
 
     def line(self, raw: str, now: float) -> None:
         line = raw.strip()
         if line == ".":
             self.beat_at = now
+            return
+        if line.startswith("f"):
+            with contextlib.suppress(ValueError):
+                fence_s = float(line[1:])
+                if fence_s > 0 and math.isfinite(fence_s):
+                    self.fence_s = fence_s
             return
         head, _, key = line.partition(" ")
         if len(head) < 2 or not head[1:].isdigit():
@@ -120,9 +134,9 @@ class Watch:
         elif head[0] == "-":
             self.groups.pop(pgid, None)
 
-    def fence_due(self, now: float, fence_s: float) -> bool:
+    def fence_due(self, now: float) -> bool:
         """Tasks run and the agent has not said a heartbeat went out for ``fence_s``."""
-        return fence_s > 0 and bool(self.groups) and now - self.beat_at > fence_s
+        return self.fence_s > 0 and bool(self.groups) and now - self.beat_at > self.fence_s
 
 
 def watch(lines: object) -> set[int]:
@@ -147,7 +161,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fence_s = float(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else 0.0
     marks = Path(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else None
-    state = Watch(time.monotonic())
+    state = Watch(time.monotonic(), fence_s)
     buffer = b""
     fd = sys.stdin.fileno()
     while True:
@@ -161,7 +175,7 @@ def main() -> None:
             *lines, buffer = buffer.split(b"\n")
             for raw in lines:
                 state.line(raw.decode(errors="replace"), now)
-        if state.fence_due(now, fence_s):
+        if state.fence_due(now):
             print(
                 f"lifeline: no heartbeat sent for {now - state.beat_at:.1f} s; killing "
                 f"{len(state.groups)} task group(s) before the control plane runs them elsewhere",

@@ -42,8 +42,9 @@ def register(
     *,
     retry_s: float,
     stop: threading.Event,
-) -> int | None:
-    """The incarnation granted, or None if ``stop`` was set first. Raises RegistrationRefused."""
+) -> Registration | None:
+    """The accepted answer (its incarnation, and the control plane's heartbeat timeout if
+    it says it), or None if ``stop`` was set first. Raises RegistrationRefused."""
     started = time.monotonic()
     next_send = 0.0
     next_log = started + _WAIT_LOG_EVERY_S
@@ -70,7 +71,7 @@ def register(
                 continue
             if not reply.accepted or reply.incarnation is None:
                 raise RegistrationRefused(reply.reason or f"node {request.node!r}: refused")
-            return reply.incarnation
+            return reply
         if now >= next_log:
             next_log = now + _WAIT_LOG_EVERY_S
             log.warning(

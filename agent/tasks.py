@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, fence_for_timeout
 from agent.endrecords import EndRecords
 from agent.lifeline import Lifeline
 from agent.owners import RunAsOwner
@@ -55,6 +55,7 @@ class Tasks:
         """Attempts whose end was queued for sending: their end records go once it is sent."""
         self._run_as = RunAsOwner(config.name) if config.run_as_owner else None
         """--run-as-owner: each task runs as its job's owner (agent/owners.py)."""
+        self._fence_s = config.fence_s
         self.fenced = False
         """The watchdog killed tasks while this agent was not heard (agent/lifeline.py): their
         attempts are not reported ended; the agent registers again, which requeues them."""
@@ -67,9 +68,41 @@ class Tasks:
     def start_lifeline(self) -> None:
         if self.config.lifeline:
             marks = None if self._records is None else self._records.folder
-            # never shorter than two heartbeats: one late heartbeat must not fence
-            fence = max(self.config.fence_s, 2 * self.config.heartbeat_interval_s + 1)
-            self._lifeline = Lifeline(fence_s=fence, marks=marks)
+            self._lifeline = Lifeline(fence_s=self.fence_s, marks=marks)
+
+    @property
+    def fence_s(self) -> float:
+        """How long no heartbeat may go out before the lifeline kills the tasks: the
+        configured fence (2/3 of this machine's HPC_HEARTBEAT_TIMEOUT_S, or of the control
+        plane's once it said it), never shorter than two heartbeats (one late heartbeat
+        must not fence)."""
+        return max(self._fence_s, 2 * self.config.heartbeat_interval_s + 1)
+
+    def fence_for(self, heartbeat_timeout_s: float) -> None:
+        """The control plane said its heartbeat timeout (at registration): fence at 2/3 of
+        it, whatever this machine's setting, since that timeout decides when the node's
+        attempts run elsewhere."""
+        changed = fence_for_timeout(heartbeat_timeout_s) != self._fence_s
+        self._fence_s = fence_for_timeout(heartbeat_timeout_s)
+        if changed:
+            log.info(
+                "the control plane's heartbeat timeout is %g s: the lifeline kills this "
+                "node's tasks after %g s without a heartbeat sent",
+                heartbeat_timeout_s,
+                self.fence_s,
+            )
+        if self.fence_s >= heartbeat_timeout_s:
+            log.warning(
+                "HPC_HEARTBEAT_INTERVAL_S here (%g s) is too long for the control plane's "
+                "heartbeat timeout (%g s): the lifeline waits two heartbeats and a second, "
+                "so a paused agent's tasks may run on after the control plane gave them to "
+                "other nodes; set it below %g s",
+                self.config.heartbeat_interval_s,
+                heartbeat_timeout_s,
+                (heartbeat_timeout_s - 1) / 2,
+            )
+        if self._lifeline is not None:
+            self._lifeline.fence(self.fence_s)
 
     def beat(self) -> None:
         """Events (a heartbeat among them) were just sent: the watchdog's fence waits on."""
@@ -197,7 +230,7 @@ class Tasks:
                     "task %s was killed by the lifeline's fence (no heartbeat went out for "
                     "%g s): not an end of its own; this node registers again",
                     key,
-                    self.config.fence_s,
+                    self.fence_s,
                 )
                 self.fenced = True
                 continue

@@ -56,6 +56,9 @@ class ControlPlane:
         """The last incarnation granted (registrations are answered as they arrive)."""
         self.refuse: str | None = None
         """Set to refuse registrations with this reason."""
+        self.heartbeat_timeout_s: float | None = None
+        """Said in accepted registrations' answers, as the control plane says its timeout to
+        agents of protocol 5 (None: not said, as an older control plane)."""
 
     def answer(self, request: RegisterNode) -> None:
         if self.refuse is None:
@@ -66,6 +69,7 @@ class ControlPlane:
             accepted=self.refuse is None,
             incarnation=None if self.refuse else self.incarnation,
             reason=self.refuse,
+            heartbeat_timeout_s=None if self.refuse else self.heartbeat_timeout_s,
         )
         self.reply(request.agent_id, reply)
 

@@ -29,6 +29,7 @@ from shared.domain.protocol import (
     AGENT_PROTOCOL,
     FIELD_PROTOCOL,
     OWNER_PROTOCOL,
+    TIMEOUT_PROTOCOL,
     VERSIONS,
     carries_owner,
     run_task_protocol,
@@ -79,7 +80,8 @@ def test_every_run_task_field_has_a_version_and_the_versions_count_from_one() ->
     """A new RunTask field must get a version (a new one: older agents refuse it)."""
     assert set(FIELD_PROTOCOL) == set(RunTask.model_fields)
     assert [v.number for v in VERSIONS] == list(range(1, len(VERSIONS) + 1))
-    assert AGENT_PROTOCOL == VERSIONS[-1].number == OWNER_PROTOCOL == 4
+    assert AGENT_PROTOCOL == VERSIONS[-1].number == TIMEOUT_PROTOCOL == 5
+    assert OWNER_PROTOCOL == 4
 
 
 def _agent_of(version: int) -> type[Message]:
@@ -263,6 +265,19 @@ def test_registration_records_the_agents_protocol_on_the_node(cp: ControlPlane) 
     # Upgraded in place: its next registration (a new incarnation) says the new protocol.
     join(cp, "old", protocol=AGENT_PROTOCOL)
     assert cp.store.get_node("old").agent_protocol == AGENT_PROTOCOL
+
+
+@pytest.mark.parametrize(("protocol", "told"), [(None, False), (4, False), (5, True)])
+def test_the_registration_says_the_heartbeat_timeout_only_to_agents_that_read_it(
+    cp: ControlPlane, protocol: int | None, told: bool
+) -> None:
+    """Protocol 5: the answer says the control plane's HPC_HEARTBEAT_TIMEOUT_S, which the
+    agent's lifeline fences on; an older agent would refuse the field (messages refuse
+    unknown fields), so it is left off the wire for it."""
+    answer = AgentDouble(cp, "n1", cores=2, protocol=protocol).register()
+    assert answer.accepted
+    assert answer.heartbeat_timeout_s == (cp.settings.heartbeat_timeout_s if told else None)
+    assert ("heartbeatTimeoutS" in json.loads(answer.to_bytes())) is told
 
 
 def test_an_old_agent_is_never_sent_an_assignment_with_stdout_a_new_one_runs_it(

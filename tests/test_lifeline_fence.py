@@ -31,11 +31,31 @@ from tests.helpers import process_alive, wait_until
     ],
 )
 def test_the_fence_is_due_when_tasks_run_and_no_heartbeat_went_out(lines, now, due):
-    state = Watch(0.0)
+    state = Watch(0.0, fence_s=10.0)
     for line in lines:
         state.line(line, 10.0 if line != "." else now - 1)
-    assert state.fence_due(now, fence_s=10.0) is due
-    assert not state.fence_due(now, fence_s=0.0)  # no fence asked for
+    assert state.fence_due(now) is due
+    state.fence_s = 0.0
+    assert not state.fence_due(now)  # no fence asked for
+
+
+@pytest.mark.parametrize(
+    ("line", "fence_s"),
+    [
+        ("f4.5", 4.5),  # the control plane's timeout said at registration: 2/3 of it
+        ("f0", 60.0),  # nonsense is ignored: the fence stays
+        ("f-3", 60.0),
+        ("finf", 60.0),
+        ("fnan", 60.0),
+        ("fx", 60.0),
+    ],
+)
+def test_the_agent_may_change_the_fence(line, fence_s):
+    state = Watch(0.0, fence_s=60.0)
+    state.line("+42 1.1.0", 0.0)
+    state.line(line, 0.0)
+    assert state.fence_s == fence_s
+    assert state.fence_due(fence_s + 1) and not state.fence_due(fence_s - 1)
 
 
 def _group(tmp_path: Path) -> subprocess.Popen[bytes]:
@@ -101,3 +121,36 @@ def test_an_agent_cut_off_from_the_bus_has_its_task_fenced_not_reported_and_regi
     ends = [e for e in cp.of(TaskEnded) if e.job_id == 5]
     assert ends == []  # not an end of its own: the control plane requeues the attempt
     assert agent.incarnation != first
+
+
+def test_the_fence_follows_the_control_planes_timeout_not_this_machines(
+    start_agent, cp, tmp_path, monkeypatch
+):
+    """This machine's HPC_HEARTBEAT_TIMEOUT_S would fence after 60 s; the control plane says
+    its own timeout is 3 s, so the task is fenced after 2 s of silence, before that control
+    plane would give its attempt to another node."""
+    cp.heartbeat_timeout_s = 3.0
+    agent, _ = start_agent(
+        heartbeat_interval_s=0.2, fence_s=60.0, state_dir=tmp_path / "agent", kill_grace_s=0.1
+    )
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    assert agent.tasks.fence_s == 2.0
+    cp.send(run_task(6, "sleep 60", incarnation=agent.incarnation))
+    pid = cp.wait_for(TaskStarted).pid
+    assert pid is not None and process_alive(pid)
+
+    def cut_off() -> None:
+        raise BusError("the bus is out of reach")
+
+    monkeypatch.setattr(agent.reporter, "flush", cut_off)
+    wait_until(lambda: not process_alive(pid), timeout=6, what="the fence killed the task")
+
+
+def test_an_older_control_plane_says_no_timeout_and_the_fence_stays_this_machines(
+    start_agent, cp, tmp_path
+):
+    agent, _ = start_agent(heartbeat_interval_s=0.2, fence_s=7.0, state_dir=tmp_path / "agent")
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    assert agent.tasks.fence_s == 7.0

@@ -147,6 +147,11 @@ class Registration(Message):
     incarnation: int | None = None
     reason: str | None = None
     """Why it was refused, said so that the operator knows what to do."""
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0)
+    """The control plane's HPC_HEARTBEAT_TIMEOUT_S: past it without a heartbeat the node is
+    lost and its attempts run elsewhere, so the agent's lifeline fences its tasks at 2/3 of
+    it (agent/lifeline.py). Said only to agents of protocol 5 or later
+    (shared.domain.protocol.tells_timeout), on an accepted registration."""
 
 
 class Superseded(Message):

@@ -10,7 +10,11 @@ repository's history of ``RunTask``:
    ``job_id``, ``task_id``, ``attempt``, ``command``, ``cores``, ``work_dir``, ``env``;
 2. ``runtime_limit_s`` (runtime limits, commit db62299);
 3. ``stdout`` and ``stderr`` (files the agent writes output to, commit 0db5284);
-4. ``owner`` (the job's owner, for agents that run each task as its owner: --run-as-owner).
+4. ``owner`` (the job's owner, for agents that run each task as its owner: --run-as-owner);
+5. no RunTask field: the answer to its registration says the control plane's heartbeat
+   timeout (:class:`~shared.domain.messages.Registration` ``heartbeat_timeout_s``), so its
+   lifeline fences at 2/3 of the timeout that actually decides the node lost, not of its own
+   machine's setting (:func:`tells_timeout`).
 
 An agent says its version in :class:`~shared.domain.messages.RegisterNode` (``protocol``;
 left out, as by agents that predate it: 1); the control plane keeps it on the node
@@ -64,6 +68,7 @@ VERSIONS: tuple[Version, ...] = (
     Version(2, ("runtime_limit_s",), "runtime limits"),
     Version(3, ("stdout", "stderr"), "stdout/stderr files"),
     Version(4, ("owner",), "the task's owner"),
+    Version(5, (), "told the control plane's heartbeat timeout"),
 )
 
 AGENT_PROTOCOL: int = VERSIONS[-1].number
@@ -74,6 +79,9 @@ FIELD_PROTOCOL: Mapping[str, int] = {f: v.number for v in VERSIONS for f in v.fi
 
 OWNER_PROTOCOL: int = FIELD_PROTOCOL["owner"]
 """The first version told the task's owner (RunTask ``owner``)."""
+
+TIMEOUT_PROTOCOL: int = 5
+"""The first version told the control plane's heartbeat timeout when it registers."""
 
 _WHAT = {v.number: v.what for v in VERSIONS}
 
@@ -91,6 +99,13 @@ def carries_owner(agent_protocol: int) -> bool:
     ones are not: the field would make them refuse the assignment, and they run every task
     as their own user anyway."""
     return agent_protocol >= OWNER_PROTOCOL
+
+
+def tells_timeout(agent_protocol: int) -> bool:
+    """Whether the answer to an agent's registration says the control plane's heartbeat
+    timeout. Older agents refuse fields they do not know, so they are not told (they fence
+    on their own machine's HPC_HEARTBEAT_TIMEOUT_S, as before)."""
+    return agent_protocol >= TIMEOUT_PROTOCOL
 
 
 def task_protocol(task: Task) -> int:

@@ -17,6 +17,7 @@ from shared.domain import lifecycle, ownership
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_group, canonical_groups
 from shared.domain.messages import RegisterNode, Registration, TaskEnded
+from shared.domain.protocol import tells_timeout
 from shared.errors import Conflict, NotFound
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
@@ -74,6 +75,11 @@ def _answer(deps: Deps, req: RegisterNode, decision: lifecycle.RegistrationDecis
             accepted=decision.accepted,
             incarnation=decision.incarnation,
             reason=decision.reason,
+            heartbeat_timeout_s=(
+                deps.settings.heartbeat_timeout_s
+                if decision.accepted and tells_timeout(req.protocol)
+                else None
+            ),
         ),
     )
 
