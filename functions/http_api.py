@@ -76,7 +76,7 @@ def api(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
             principal = authenticate(control().store, req.headers.get("Authorization"))
             result = handler(req, principal)
         except HpcError as e:
-            return _json({"error": str(e)}, e.status)
+            return _json({**e.fields, "error": str(e)}, e.status)
         except Exception:
             log.exception("%s %s failed", req.method, req.url)
             return _json({"error": "internal error; see the control plane log"}, 500)

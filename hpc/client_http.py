@@ -39,10 +39,13 @@ class ApiError(CliError):
     server is down, the URL is wrong, no token is configured).
     """
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.body: dict[str, Any] = body or {}
+        """The error's JSON body: ``error`` and any fields beside it (a refused node action's
+        ``state``)."""
 
 
 def _root_url(url: str) -> str:
@@ -249,7 +252,7 @@ class HttpClient:
         except ValueError:
             body = None
         if isinstance(body, dict) and isinstance(body.get("error"), str):
-            return ApiError(status, body["error"])
+            return ApiError(status, body["error"], body)
         text = " ".join(response.text.split())[:200]
         where = f"{response.request.method} {response.request.url}"
         return ApiError(

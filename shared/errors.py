@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HpcError(Exception):
-    """Base class: ``str(error)`` is a message that says what to fix."""
+    """Base class: ``str(error)`` is a message that says what to fix. ``fields`` go into the
+    HTTP error body beside ``error``, for clients that decide on them (never on the words)."""
 
     status = 400
+
+    def __init__(self, *args: object, **fields: Any) -> None:
+        super().__init__(*args)
+        self.fields: dict[str, Any] = fields
 
 
 class NotFound(HpcError):

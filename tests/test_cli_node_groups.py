@@ -97,23 +97,35 @@ def test_a_group_action_refused_only_for_nodes_already_so_succeeds(cluster) -> N
 
 
 @pytest.mark.parametrize(
-    ("action", "refusal", "already"),
+    ("action", "state", "already"),
     [
-        ("start", "node n-1 is Online already: nothing to do", True),
-        ("start", "node n-1 is Starting (brought online by an admin): nothing to do", True),
-        ("start", "node n-1 is Online; only an Offline node can be started", True),  # a VM
-        ("start", "node n-1 is Offline because its agent stopped: start its agent there", False),
-        ("start", "node n-1 is Unreachable (no heartbeat): it comes back Online by itself", False),
-        ("start", "node n-1 never registered: start its agent there", False),
-        ("start", "could not start n-1: quota: no cores left", False),
-        ("drain", "node n-1 is Offline; only an Online node can be drained", True),
-        ("drain", "node n-1 is Starting; only an Online node can be drained", False),
-        ("stop", "node n-1 is Offline; only an Online node can be drained", True),
-        ("remove", "node n-1 is Online; take it offline or stop it first", False),
-        ("start", "node n-10 is Online already: nothing to do", False),  # another node's
+        ("start", "Online", True),  # "node n-1 is Online already: nothing to do"
+        ("start", "Starting", True),  # brought online by an admin, or a VM booting
+        ("start", "Offline", False),  # its agent stopped, never registered, quota...
+        ("start", "Unreachable", False),
+        ("start", None, False),  # a 409 that says no state (an older control plane)
+        ("drain", "Offline", True),
+        ("drain", "Draining", True),
+        ("drain", "Starting", False),
+        ("stop", "Offline", True),
+        ("stop", "Stopping", True),
+        ("offline", "Offline", True),
+        ("offline", "Unreachable", False),
+        ("remove", "Online", False),  # remove is never "already" done
     ],
 )
-def test_which_refusals_say_the_node_is_already_as_the_action_leaves_it(
-    action: str, refusal: str, already: bool
+def test_which_refused_nodes_are_already_as_the_action_leaves_them(
+    action: str, state: str | None, already: bool
 ) -> None:
-    assert _already(action, "n-1", refusal) is already
+    assert _already(action, state) is already
+
+
+def test_a_refused_node_action_says_the_nodes_state_in_the_409(cluster) -> None:
+    """The CLI decides on the field, not the words: the 409's body says the node's state."""
+    client, _ = cluster
+    refused = client.post("/api/nodes/p-3/start")  # Online already
+    assert refused.status_code == 409
+    assert refused.json()["state"] == "Online"
+    assert "Online already" in refused.json()["error"]
+    gone = client.post("/api/nodes/nope/start")
+    assert gone.status_code == 404 and "state" not in gone.json()

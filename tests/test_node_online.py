@@ -499,7 +499,7 @@ def test_bringing_a_node_online_over_http_is_for_admins_and_a_refusal_says_why(t
         again = admin.post("/api/nodes/p-1/start")
         assert (again.status_code, again.json()) == (
             409,
-            {"error": "node p-1 is Online already: nothing to do"},
+            {"error": "node p-1 is Online already: nothing to do", "state": "Online"},
         )
         agent.send(agent.stopping())
         gone = admin.post("/api/nodes/p-1/start")

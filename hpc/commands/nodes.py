@@ -3,7 +3,6 @@ compute nodes."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import typer
@@ -121,7 +120,7 @@ def _act(action: str, names: list[str] | None, groups: list[str] | None, *, said
                 # nothing to drain): each is said, and the others still get the action
                 refusal = Text(f"{one_line(name)}: not {_done(said)}: {one_line(exc.message)}")
                 stderr_console().print(refusal, soft_wrap=True)  # one line each
-                if not groups or not _already(action, name, exc.message):
+                if not groups or not _already(action, exc.body.get("state")):
                     refused.append(name)
                 continue
             for node in result.get("nodes", []) or result.get("removed", []):
@@ -174,11 +173,10 @@ _ALREADY = {
 (``node N is Online already: nothing to do``), it does not fail a ``--group`` action."""
 
 
-def _already(action: str, name: str, refusal: str) -> bool:
-    """Whether the API refused ``action`` on node ``name`` because it is already in a state
-    the action leads to (its refusals say ``node NAME is STATE...``)."""
-    found = re.match(rf"node {re.escape(name)} is (\w+)\b", refusal)
-    return found is not None and found.group(1) in _ALREADY.get(action, ())
+def _already(action: str, state: object) -> bool:
+    """Whether the API refused ``action`` on a node already in a state the action leads to:
+    its 409 says the node's state (``"state"``)."""
+    return isinstance(state, str) and state in _ALREADY.get(action, ())
 
 
 def _verb(action: str) -> str:
