@@ -17,7 +17,8 @@ from shared.domain.messages import (
     TaskEnded,
     TaskStarted,
 )
-from shared.domain.models import Job, LostAttempt, Task
+from shared.domain.lifecycle.tasks import KEEP_LOST_HOSTS
+from shared.domain.models import Host, Job, LostAttempt, Task
 from shared.domain.states import JobState, NodeState, TaskState
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -124,7 +125,28 @@ def test_a_lost_attempt_that_ran_to_its_end_keeps_its_result(state, event, expec
         node, cancel = change.cancels[0]
         assert (node, cancel.attempt, cancel.incarnation) == ("n1", 2, 3)
     if expected:
-        assert t.result_attempt == 1 and t.node == "n0"
+        # node, hosts and incarnation are the kept attempt's, not the placement given up
+        assert t.result_attempt == 1 and t.node == "n0" and t.incarnation == 9
+        assert t.hosts == [Host(node="n0", cores=t.cores, incarnation=9)]
+        assert t.attempt == 2  # every attempt made is still counted
+
+
+def test_a_kept_multi_node_attempt_says_the_hosts_it_held() -> None:
+    t = task(R, attempt=1, node="n0", incarnation=9)
+    t.hosts = [Host(node="n0", cores=2, incarnation=9), Host(node="n7", cores=2, incarnation=4)]
+    held = list(t.hosts)
+    lifecycle.lose_attempt(t, max_retries=3, canceling=False, reason="lost", count=True, now=NOW)
+    lifecycle.dispatch(t, node="n1", incarnation=3, now=NOW)
+    assert t.hosts != held
+    lifecycle.task_ended(t, ended(attempt=1, node="n0", incarnation=9, exit_code=0), NOW)
+    assert t.state is F and t.hosts == held and t.node == "n0"
+
+
+def test_a_lost_attempt_past_the_host_limit_remembers_its_first_host_only() -> None:
+    t = task(R, attempt=1, node="h0", incarnation=9)
+    t.hosts = [Host(node=f"h{i}", cores=1, incarnation=9) for i in range(KEEP_LOST_HOSTS + 1)]
+    lifecycle.lose_attempt(t, max_retries=3, canceling=False, reason="lost", count=True, now=NOW)
+    assert t.lost[-1].hosts == [Host(node="h0", cores=1, incarnation=9)]
 
 
 @pytest.mark.parametrize(

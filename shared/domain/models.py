@@ -170,15 +170,6 @@ class Job(Record):
         return baseline is not None and baseline == self.fields_digest()
 
 
-class LostAttempt(BaseModel):
-    """An attempt whose node was lost (unreachable, restarted, stopped) before it reported."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    attempt: int
-    node: str
-
-
 class Host(BaseModel):
     """One node a dispatched task holds, and the cores it holds there (granted at dispatch)."""
 
@@ -188,6 +179,18 @@ class Host(BaseModel):
     cores: int
     incarnation: int | None = None
     """The node's incarnation at dispatch: a later one means the node lost what ran there."""
+
+
+class LostAttempt(BaseModel):
+    """An attempt whose node was lost (unreachable, restarted, stopped) before it reported."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    attempt: int
+    node: str
+    hosts: list[Host] = Field(default_factory=list)
+    """What the attempt held: if its end turns out to be the task's result, the task says
+    these hosts again (empty in records from before it was kept: its node's alone)."""
 
 
 class Task(Record):

@@ -25,6 +25,10 @@ from shared.domain.states import (
 )
 
 KEEP_LOST = 16
+KEEP_LOST_HOSTS = 64
+"""A lost attempt remembers its hosts up to this many (a wider one, its first alone), so
+that the task document stays small (16 lost attempts of a 1,024-node task would be ~1 MB
+of hosts, against Cosmos DB's 2 MB item limit)."""
 """How many lost attempts a task remembers (more than any sane retry limit)."""
 
 
@@ -93,13 +97,18 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
         task.result_attempt = ev.attempt
         return TaskChange(old, new)
     ran_to_end = ev.exit_code is not None and not ev.canceled and ev.error is None
-    was_lost = any(lost.attempt == ev.attempt and lost.node == ev.node for lost in task.lost)
-    if not (ran_to_end and was_lost) or old in TASK_TERMINAL:
+    lost = next((x for x in task.lost if x.attempt == ev.attempt and x.node == ev.node), None)
+    if not ran_to_end or lost is None or old in TASK_TERMINAL:
         return None
     kill = kill_order(task) if old in TASK_ACTIVE else None
     cancels = [kill] if kill else []
     task.move_to(new, now=now)
-    task.node = ev.node
+    # where the result came from, not the placement given up for it (``attempt`` still
+    # counts every attempt made; ``result_attempt`` says which one this is)
+    task.node, task.incarnation = ev.node, ev.incarnation
+    task.hosts = list(lost.hosts) or [
+        Host(node=ev.node, cores=task.cores, incarnation=ev.incarnation)
+    ]
     task.exit_code, task.output = ev.exit_code, ev.output
     task.error = (
         f"attempt {ev.attempt} on {ev.node} ran to its end after its node was lost; "
@@ -136,7 +145,9 @@ def lose_attempt(
         return None
     old = task.state
     if task.node is not None:
-        task.lost = [*task.lost, LostAttempt(attempt=task.attempt, node=task.node)][-KEEP_LOST:]
+        hosts = task.hosts if len(task.hosts) <= KEEP_LOST_HOSTS else task.hosts[:1]
+        lost = LostAttempt(attempt=task.attempt, node=task.node, hosts=hosts)
+        task.lost = [*task.lost, lost][-KEEP_LOST:]
     if count:
         task.requeue_count += 1
     if task.cancel_requested:  # the user's cancel holds: the attempt is over, so is the task
