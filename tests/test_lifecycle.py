@@ -8,6 +8,7 @@ import pytest
 
 from shared.domain import lifecycle, reconciler
 from shared.domain.cluster import Node
+from shared.domain.lifecycle.tasks import KEEP_LOST_HOSTS
 from shared.domain.messages import (
     AssignmentRefused,
     EndedAttempt,
@@ -17,7 +18,6 @@ from shared.domain.messages import (
     TaskEnded,
     TaskStarted,
 )
-from shared.domain.lifecycle.tasks import KEEP_LOST_HOSTS
 from shared.domain.models import Host, Job, LostAttempt, Task
 from shared.domain.states import JobState, NodeState, TaskState
 
