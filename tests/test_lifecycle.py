@@ -300,6 +300,32 @@ def test_register(stored, asked, accepted, incarnation, previous, why):
         assert stored.state is NodeState.ONLINE and stored.agent_id == asked.agent_id
 
 
+@pytest.mark.parametrize(
+    ("started", "host", "why", "reason"),
+    [
+        # a new process on the same machine: a restart
+        (NOW, "host-aaaa", "agent on n1 restarted", "agent restarted"),
+        # the same process (paused, cut off, fenced or superseded) registers again
+        (
+            NOW - timedelta(hours=1),
+            "host-aaaa",
+            "agent on n1 registered again after its incarnation ended",
+            "agent registered again (its incarnation had ended: not heard, or told so)",
+        ),
+        # another machine that started at the same second is not the same process
+        (NOW - timedelta(hours=1), "host-bbbb", "agent on n1 restarted", "agent restarted"),
+    ],
+)
+def test_a_registration_says_whether_the_agent_restarted_or_only_registered_again(
+    started, host, why, reason
+):
+    stored = node(state=NodeState.UNREACHABLE, beat_ago=60)
+    decision = lifecycle.register(stored, req(started=started, host=host), now=NOW, timeout=T15)
+    assert decision.accepted and decision.previous == 3
+    assert decision.why == why
+    assert stored.state_reason == reason
+
+
 # --- heartbeats -----------------------------------------------------------------------
 
 

@@ -58,7 +58,7 @@ def register(
                     "node %s: applying %d end(s) its previous agent recorded", req.node, len(ends)
                 )
                 apply_ends(ends)
-        requeue_ended_incarnations(deps, node.name, decision.incarnation)
+        requeue_ended_incarnations(deps, node.name, decision.incarnation, why=decision.why)
         _ensure_groups(deps, node.groups)
     else:
         log.warning("registration refused: %s", decision.reason)
@@ -105,14 +105,15 @@ def recorded_ends(req: RegisterNode, previous: int) -> list[TaskEnded]:
     return [end for end in ends if end is not None]
 
 
-def requeue_ended_incarnations(deps: Deps, node_name: str, current: int) -> bool:
-    """Requeue the attempts an earlier incarnation of the node held: that agent is gone."""
+def requeue_ended_incarnations(deps: Deps, node_name: str, current: int, *, why: str) -> bool:
+    """Requeue the attempts an earlier incarnation of the node held: that agent is gone (or
+    its incarnation is over: ``why``)."""
     held = [
         t
         for t in deps.store.active_tasks(node=node_name)
         if t.incarnation is not None and t.incarnation != current
     ]
-    return lose_attempts(deps, held, lambda _t: f"agent on {node_name} restarted", count=True)
+    return lose_attempts(deps, held, lambda _t: why, count=True)
 
 
 def _ensure_groups(deps: Deps, names: Iterable[str]) -> None:

@@ -53,6 +53,8 @@ class RegistrationDecision:
     """An earlier incarnation now over: its tasks are lost and must be requeued."""
     changed: bool = False
     """The node record changed and must be written."""
+    why: str = ""
+    """Why the earlier incarnation is over, in the words its requeued tasks are given."""
 
 
 def register(
@@ -91,6 +93,9 @@ def register(
             ),
         )
     previous = node.incarnation or None
+    # the same process again (same machine, same start): it lived on but was not heard, or
+    # was told its incarnation was over (fenced, superseded, or brought online again)
+    again = same_host and node.agent_started_at == req.started_at
     node.incarnation += 1
     node.agent_id, node.host_id, node.agent_started_at = req.agent_id, req.host_id, req.started_at
     node.agent_protocol = req.protocol  # this agent's, for the assignments it is sent
@@ -98,6 +103,8 @@ def register(
     node.last_heartbeat = now
     node.missing_since = {}
     reason = "agent registered" if previous is None else "agent restarted"
+    if previous is not None and again:
+        reason = "agent registered again (its incarnation had ended: not heard, or told so)"
     if previous is not None and node.state is NodeState.STARTING and not is_managed(node):
         reason = "brought online by an admin: its agent registered again"  # lifecycle.online
     if node.held is not None:  # an admin's drain or offline outlives the agent
@@ -108,7 +115,10 @@ def register(
         if not can_transition(node.state, NodeState.ONLINE):
             node.move_to(NodeState.OFFLINE, reason=reason, now=now)
         node.move_to(NodeState.ONLINE, reason=reason, now=now)
-    return RegistrationDecision(True, node.incarnation, previous=previous, changed=True)
+    why = f"agent on {node.name} restarted"
+    if again:
+        why = f"agent on {node.name} registered again after its incarnation ended"
+    return RegistrationDecision(True, node.incarnation, previous=previous, changed=True, why=why)
 
 
 def _stay_held(node: Node, reason: str, now: datetime) -> None:
