@@ -192,6 +192,8 @@ class Agent:
         self.incarnation = incarnation
         if answer.heartbeat_timeout_s is not None:
             self.tasks.fence_for(answer.heartbeat_timeout_s)
+        if answer.note:
+            log.warning("the control plane says: %s", answer.note)
         self.reporter.begin(incarnation)
         self._next_beat = self.clock()  # say at once what runs here
         log.info("node %s is ours as incarnation %d", cfg.name, incarnation)

@@ -180,6 +180,37 @@ def test_an_on_prem_node_keeps_its_groups_when_its_agent_restarts_naming_others(
     assert "Other" not in {g.name for g in cp.list_groups()}
 
 
+@pytest.mark.parametrize(
+    ("proposal", "note"),
+    [
+        (("OnPremNodes",), None),  # a known group: nothing to say
+        (("onpremnodes",), None),  # in another case: the same group
+        (("OnPremNode",), "did you mean: OnPremNodes for OnPremNode?"),  # misspelt
+        (("Gpu",), "node group Gpu did not exist and was created for node n1;"),
+    ],
+)
+def test_an_agent_whose_group_is_created_is_told_so_a_misspelling_is_seen(cp, proposal, note):
+    """Found by a live probe: ``hpc agent run --group OnPremNode`` made a group of one node,
+    and nobody was told. The group is still created (a new on-prem group needs no admin
+    step), and the agent's log says so, with the known group it was likely meant to be."""
+    cp.set_group("OnPremNodes")
+    answer = AgentDouble(cp, "n1", groups=proposal).register()
+    assert answer.accepted
+    if note is None:
+        assert answer.note is None
+    else:
+        assert answer.note is not None and note in answer.note
+        assert "hpc node set n1 --group" in answer.note
+    again = AgentDouble(cp, "n1", groups=proposal).register()  # a restart: nothing new
+    assert again.accepted and again.note is None
+
+
+def test_an_older_agent_is_not_told_the_note_it_would_refuse(cp):
+    answer = AgentDouble(cp, "n1", groups=("Gpu",), protocol=4).register()
+    assert answer.accepted and answer.note is None
+    assert "Gpu" in {g.name for g in cp.list_groups()}
+
+
 def test_an_agent_cannot_register_a_new_name_into_a_managed_group(cp):
     cp.set_group("AzureNodes", provider="local")
     answer = AgentDouble(cp, "rogue", groups=("azurenodes",)).register()

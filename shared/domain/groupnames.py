@@ -9,6 +9,7 @@ an agent's first registration) to the stored group's own spelling, so everything
 from __future__ import annotations
 
 from collections.abc import Iterable
+from difflib import get_close_matches
 
 
 def canonical_group(name: str, known: Iterable[str]) -> str | None:
@@ -43,3 +44,22 @@ def unknown_groups(names: Iterable[str], known: Iterable[str]) -> list[str]:
     """The names that match no known group, whatever their case."""
     known = list(known)
     return [name for name in names if canonical_group(name, known) is None]
+
+
+def new_groups_note(node: str, created: list[str], known: Iterable[str]) -> str:
+    """What an agent whose ``--group`` created groups is told: a misspelt name (one close to
+    a known group's, e.g. ``OnPremNode``) makes a group of one node silently otherwise."""
+    spelling = {k.casefold(): k for k in known}
+    which = ", ".join(created)
+    near = []
+    for name in created:
+        close = get_close_matches(name.casefold(), list(spelling), n=1)
+        if close:
+            near.append(f"{spelling[close[0]]} for {name}?")
+    hint = f" (did you mean: {'; '.join(near)})" if near else ""
+    plural = "s" if len(created) > 1 else ""
+    return (
+        f"node group{plural} {which} did not exist and {'were' if plural else 'was'} created "
+        f"for node {node}{hint}; if it is a mistake, move the node: "
+        f"hpc node set {node} --group GROUP"
+    )

@@ -152,6 +152,9 @@ class Registration(Message):
     lost and its attempts run elsewhere, so the agent's lifeline fences its tasks at 2/3 of
     it (agent/lifeline.py). Said only to agents of protocol 5 or later
     (shared.domain.protocol.tells_timeout), on an accepted registration."""
+    note: str | None = Field(default=None, max_length=2000)
+    """What the agent's operator should know (a node group its ``--group`` created because
+    no group of that name existed: perhaps misspelt). Protocol 5, as ``heartbeat_timeout_s``."""
 
 
 class Superseded(Message):

@@ -14,7 +14,8 @@ repository's history of ``RunTask``:
 5. no RunTask field: the answer to its registration says the control plane's heartbeat
    timeout (:class:`~shared.domain.messages.Registration` ``heartbeat_timeout_s``), so its
    lifeline fences at 2/3 of the timeout that actually decides the node lost, not of its own
-   machine's setting (:func:`tells_timeout`).
+   machine's setting (:func:`tells_timeout`), and a ``note`` for its log (a node group its
+   ``--group`` created).
 
 An agent says its version in :class:`~shared.domain.messages.RegisterNode` (``protocol``;
 left out, as by agents that predate it: 1); the control plane keeps it on the node

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from shared.domain import lifecycle, ownership
 from shared.domain.cluster import Node, NodeGroup
-from shared.domain.groupnames import canonical_group, canonical_groups
+from shared.domain.groupnames import canonical_group, canonical_groups, new_groups_note
 from shared.domain.messages import RegisterNode, Registration, TaskEnded
 from shared.domain.protocol import tells_timeout
 from shared.errors import Conflict, NotFound
@@ -39,7 +39,7 @@ def register(
         first = ownership.first_record(req, deps.store.list_groups())
         if isinstance(first, str):
             log.warning("registration refused: %s", first)
-            _answer(deps, req, lifecycle.RegistrationDecision(False, reason=first))
+            _answer(deps, req, lifecycle.RegistrationDecision(False, reason=first), None)
             return False
         node = first
     else:
@@ -59,14 +59,18 @@ def register(
                 )
                 apply_ends(ends)
         requeue_ended_incarnations(deps, node.name, decision.incarnation, why=decision.why)
-        _ensure_groups(deps, node.groups)
+        note = _ensure_groups(deps, node.name, node.groups)
     else:
         log.warning("registration refused: %s", decision.reason)
-    _answer(deps, req, decision)
+        note = None
+    _answer(deps, req, decision, note)
     return decision.changed
 
 
-def _answer(deps: Deps, req: RegisterNode, decision: lifecycle.RegistrationDecision) -> None:
+def _answer(
+    deps: Deps, req: RegisterNode, decision: lifecycle.RegistrationDecision, note: str | None
+) -> None:
+    told = decision.accepted and tells_timeout(req.protocol)
     deps.reply(
         req.agent_id,
         Registration(
@@ -75,11 +79,8 @@ def _answer(deps: Deps, req: RegisterNode, decision: lifecycle.RegistrationDecis
             accepted=decision.accepted,
             incarnation=decision.incarnation,
             reason=decision.reason,
-            heartbeat_timeout_s=(
-                deps.settings.heartbeat_timeout_s
-                if decision.accepted and tells_timeout(req.protocol)
-                else None
-            ),
+            heartbeat_timeout_s=deps.settings.heartbeat_timeout_s if told else None,
+            note=note if told else None,
         ),
     )
 
@@ -116,10 +117,19 @@ def requeue_ended_incarnations(deps: Deps, node_name: str, current: int, *, why:
     return lose_attempts(deps, held, lambda _t: why, count=True)
 
 
-def _ensure_groups(deps: Deps, names: Iterable[str]) -> None:
-    """Create the groups an on-prem agent proposed that do not exist yet (in any case)."""
+def _ensure_groups(deps: Deps, node_name: str, names: Iterable[str]) -> str | None:
+    """Create the groups an on-prem agent proposed that do not exist yet (in any case); what
+    the agent should say about them (a misspelt ``--group`` would otherwise make a group of
+    one node silently), or None."""
     known = [g.name for g in deps.store.list_groups()]
+    created = []
     for name in names:
         if canonical_group(name, known) is None:
             with contextlib.suppress(Conflict):
                 deps.store.put_group(NodeGroup(name=name))
+            created.append(name)
+    if not created:
+        return None
+    note = new_groups_note(node_name, created, known)
+    log.warning("node %s: %s", node_name, note)
+    return note
