@@ -182,6 +182,7 @@ class Agent:
                 agent_id=self.agent_id,
                 host_id=self._identity.host_id,
                 ended=self.tasks.recorded_leftovers(),
+                run_as_owner=cfg.run_as_owner,
             ),
             retry_s=cfg.registration_retry_s,
             stop=self._stop,

@@ -92,6 +92,7 @@ def request(
     agent_id: str,
     host_id: str,
     ended: list[EndedAttempt] | None = None,
+    run_as_owner: bool = False,
 ) -> RegisterNode:
     """The registration request. ``groups`` is only proposed: the control plane takes it on
     the node's first registration and keeps its own groups after that (an admin changes
@@ -106,6 +107,7 @@ def request(
         started_at=datetime.now(UTC),
         ended=ended or [],
         protocol=AGENT_PROTOCOL,
+        run_as_owner=run_as_owner,
     )
 
 

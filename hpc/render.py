@@ -238,6 +238,12 @@ def tasks_table(tasks: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _provider(node: dict[str, Any]) -> Any:
+    """``onprem``, and ``as owner`` when its agent runs each task as its job's owner."""
+    provider = node.get("provider")
+    return f"{provider}, as owner" if provider and node.get("runsAsOwner") else provider
+
+
 def nodes_table(nodes: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold", pad_edge=False)
     columns = (
@@ -267,7 +273,7 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
                 dash(node.get("cores")),
                 dash(node.get("freeCores")),
                 dash(node.get("runningTasks")),
-                dash(node.get("provider")),
+                dash(_provider(node)),
                 # its agent's (shared.domain.protocol); none before its first registration
                 dash(node.get("agentProtocol") if node.get("incarnation", 1) else None),
                 ago(node.get("lastHeartbeat")),

@@ -48,6 +48,8 @@ class AgentDouble:
         """``protocol`` None: an agent that predates protocol versions (sends none)."""
         self.cp, self.name, self.cores, self.groups = cp, name, cores, list(groups)
         self.protocol = protocol
+        self.run_as_owner = False
+        """Said in its registrations, as ``hpc agent run --run-as-owner`` does."""
         self.agent_id = uuid.uuid4().hex
         self.host_id = host_id or f"host-of-{name}".ljust(8, "-")
         self.started_at = started_at or cp.deps.clock()
@@ -65,6 +67,7 @@ class AgentDouble:
             host_id=self.host_id,
             started_at=self.started_at,
             protocol=1 if self.protocol is None else self.protocol,  # 1: left off the wire
+            run_as_owner=self.run_as_owner,
         )
 
     def register(self) -> Registration:

@@ -361,6 +361,28 @@ def test_an_old_agent_still_gets_ordinary_tasks(cp: ControlPlane) -> None:
 # --- the wire form and stored nodes --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("as_owner", [False, True])
+def test_a_node_says_whether_its_agent_runs_tasks_as_their_owners(
+    cp: ControlPlane, as_owner: bool
+) -> None:
+    """Sent only when true (its default is left off the wire), so an agent without
+    --run-as-owner registers with any control plane; a restart without it clears it."""
+    request = agent_request(
+        node="n1", groups=["G"], cores=2, agent_id="agent-1111", host_id="host-1111",
+        run_as_owner=as_owner,
+    )  # fmt: skip
+    assert ("runAsOwner" in json.loads(request.to_bytes())) is as_owner
+    double = AgentDouble(cp, "n1", cores=2, protocol=AGENT_PROTOCOL)
+    double.run_as_owner = as_owner
+    assert double.register().accepted
+    assert cp.store.get_node("n1").runs_as_owner is as_owner
+    [shown] = cp.list_nodes()
+    assert shown["runsAsOwner"] is as_owner
+    again = AgentDouble(cp, "n1", cores=2, protocol=AGENT_PROTOCOL)
+    assert again.register().accepted
+    assert cp.store.get_node("n1").runs_as_owner is False
+
+
 def test_the_agent_sends_its_protocol_and_an_old_request_reads_as_one() -> None:
     sent = agent_request(node="n1", groups=[], cores=2, agent_id="agent-123", host_id="host-1234")
     assert json.loads(sent.to_bytes())["protocol"] == AGENT_PROTOCOL

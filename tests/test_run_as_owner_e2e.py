@@ -68,6 +68,7 @@ def test_a_job_of_the_api_user_nobody_runs_as_nobody(
     cp, settle = cluster
     [node] = cp.list_nodes()
     assert node["agentProtocol"] >= 4
+    assert node["runsAsOwner"] is True  # shown with the node: tasks here run as their owners
     nobody, root = Principal(name="nobody", role="user"), Principal(name="root", role="admin")
     ok = cp.submit({"command": "id -un", "workDir": "/tmp"}, nobody)
     refused = cp.submit({"command": "id -un", "workDir": "/tmp", "maxRetries": 0}, root)

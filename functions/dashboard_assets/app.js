@@ -299,7 +299,8 @@ async function loadNodes() {
   fill(
     "nodes",
     data.nodes.map((node) => row([
-      node.name, badge(node.state), (node.groups || []).join(", "), node.provider,
+      node.name, badge(node.state), (node.groups || []).join(", "),
+      node.runsAsOwner ? `${node.provider}, as owner` : node.provider,
       node.cores, node.freeCores, node.runningTasks, when(node.lastHeartbeat),
       node.stateReason, nodeButtons(node),
     ])),

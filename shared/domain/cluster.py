@@ -36,6 +36,9 @@ class Node(Record):
     agent_protocol: int = 1
     """The protocol its agent said at its last registration (shared.domain.protocol): the
     scheduler sends it only tasks whose assignments that agent reads. 1 when unknown."""
+    runs_as_owner: bool = False
+    """Its agent said at its last registration that it runs each task as the job's owner
+    (``hpc agent run --run-as-owner``); False: as the agent's own OS user."""
     missing_since: dict[str, UtcTime] = Field(default_factory=dict)
     """Running attempts its heartbeats stopped listing, since when (a lost TaskEnded)."""
     state_reason: str | None = None

@@ -198,6 +198,11 @@ class RegisterNode(Message):
     protocol: int = Field(default=1, ge=1, le=1_000)
     """The agent protocol it speaks: which RunTask fields it reads (shared.domain.protocol).
     Left out (as by agents that predate it): 1. The scheduler sends it only tasks it reads."""
+    run_as_owner: bool = False
+    """It runs each task as its job's owner (``--run-as-owner``), not as its own OS user:
+    shown with the node, so admins and users see where tasks run as whom. Sent only when
+    true (left off the wire at its default), so agents without the option register with any
+    control plane."""
 
 
 class AgentEvent(Message):

@@ -99,6 +99,7 @@ def register(
     node.incarnation += 1
     node.agent_id, node.host_id, node.agent_started_at = req.agent_id, req.host_id, req.started_at
     node.agent_protocol = req.protocol  # this agent's, for the assignments it is sent
+    node.runs_as_owner = req.run_as_owner
     node.cores = registered_cores(node, req)  # groups and provider: never the agent's word
     node.last_heartbeat = now
     node.missing_since = {}
