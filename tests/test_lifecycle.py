@@ -234,6 +234,12 @@ def test_rerun_forgets_lost_attempts_so_a_late_end_cannot_cut_the_new_run_short(
         ({F: 1, R: 1}, JobState.RUNNING, JobState.RUNNING),
         ({C: 2}, JobState.CANCELING, JobState.CANCELED),
         ({F: 2}, JobState.FINISHED, JobState.FINISHED),
+        # tasks canceled one by one (hpc task cancel): all of them -> Canceled, not Failed
+        ({C: 2}, JobState.RUNNING, JobState.CANCELED),
+        ({C: 2}, JobState.QUEUED, JobState.CANCELED),
+        ({C: 1, F: 1}, JobState.RUNNING, JobState.FAILED),  # one ran to its end: Failed
+        ({C: 1, X: 1}, JobState.RUNNING, JobState.FAILED),
+        ({C: 2}, JobState.FINISHING, JobState.FAILED),  # Finishing cannot be Canceled
     ],
 )
 def test_settle_job(counts, state, expected):

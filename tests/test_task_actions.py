@@ -124,7 +124,10 @@ def test_canceling_a_prerequisite_cancels_its_dependents_with_the_reason(cp):
     cp.cancel_task(job.id, 1)
     work = cp.get_task(job.id, 2)
     assert work.state is TaskState.CANCELED and "prep" in (work.error or "")
-    assert cp.get_job(job.id).state is JobState.FAILED
+    ended = cp.get_job(job.id)  # every task canceled: the job is Canceled, not Failed
+    assert (ended.state, ended.error) == (JobState.CANCELED, "all 2 tasks canceled")
+    cp.requeue_job(job.id)  # and may be requeued as a Canceled job
+    assert cp.get_task(job.id, 1).state is TaskState.QUEUED
 
 
 def test_a_failed_task_is_requeued_alone_and_reopens_its_job(cp):

@@ -13,6 +13,7 @@ from shared.domain.states import (
     TASK_TERMINAL,
     JobState,
     TaskState,
+    can_transition,
 )
 
 
@@ -25,11 +26,17 @@ def settle_job(job: Job, now: datetime) -> bool:
     """Close the job when none of its tasks is left to run; True if it did."""
     if not all_ended(job) or job.state in JOB_TERMINAL:
         return False
+    canceled = job.task_counts.get(TaskState.CANCELED, 0)
     if job.state is JobState.CANCELING:
+        job.move_to(JobState.CANCELED, now=now)
+    elif canceled >= job.task_count and can_transition(job.state, JobState.CANCELED):
+        # every task canceled one by one (hpc task cancel, or a canceled prerequisite's
+        # dependents): nothing ran to an end or failed, as Slurm says of such an array
+        if not job.error:
+            job.error = f"all {job.task_count} tasks canceled"
         job.move_to(JobState.CANCELED, now=now)
     elif job.task_counts.get(TaskState.FAILED, 0) or job.task_counts.get(TaskState.CANCELED, 0):
         failed = job.task_counts.get(TaskState.FAILED, 0)
-        canceled = job.task_counts.get(TaskState.CANCELED, 0)
         if failed:
             job.error = f"{failed} of {job.task_count} tasks failed"
         elif not job.error:  # a task canceled alone (hpc task cancel), nothing failed
