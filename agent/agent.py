@@ -35,6 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from uuid import uuid4
 
 from pydantic import ValidationError
@@ -117,6 +118,10 @@ class Agent:
         """Granted by the control plane at registration; None until then."""
         self.agent_id: str | None = None
         """Random per registration: this process's replies session."""
+        self.started_at = datetime.now(UTC)
+        """When this agent (process) started: every registration says it, so the control
+        plane tells a restart from the same agent registering again (paused, cut off,
+        fenced), and a late registration of an older agent from a newer one's."""
         self._identity: Identity | None = None
         self._replies: SessionReceiver | None = None
         self.reporter = Reporter(bus, config.name, clock=clock)
@@ -183,6 +188,7 @@ class Agent:
                 host_id=self._identity.host_id,
                 ended=self.tasks.recorded_leftovers(),
                 run_as_owner=cfg.run_as_owner,
+                started_at=self.started_at,
             ),
             retry_s=cfg.registration_retry_s,
             stop=self._stop,

@@ -93,6 +93,7 @@ def request(
     host_id: str,
     ended: list[EndedAttempt] | None = None,
     run_as_owner: bool = False,
+    started_at: datetime | None = None,
 ) -> RegisterNode:
     """The registration request. ``groups`` is only proposed: the control plane takes it on
     the node's first registration and keeps its own groups after that (an admin changes
@@ -104,7 +105,7 @@ def request(
         cores=cores,
         agent_id=agent_id,
         host_id=host_id,
-        started_at=datetime.now(UTC),
+        started_at=started_at or datetime.now(UTC),
         ended=ended or [],
         protocol=AGENT_PROTOCOL,
         run_as_owner=run_as_owner,

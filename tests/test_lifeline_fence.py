@@ -121,6 +121,10 @@ def test_an_agent_cut_off_from_the_bus_has_its_task_fenced_not_reported_and_regi
     ends = [e for e in cp.of(TaskEnded) if e.job_id == 5]
     assert ends == []  # not an end of its own: the control plane requeues the attempt
     assert agent.incarnation != first
+    # the same process registered again, and says so: its start time is the first one's, so
+    # the control plane does not call it a restart (found by the third probe)
+    first_request, again = cp.of(RegisterNode)
+    assert again.started_at == first_request.started_at and again.agent_id != first_request.agent_id
 
 
 def test_the_fence_follows_the_control_planes_timeout_not_this_machines(
