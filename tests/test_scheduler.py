@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from shared.domain.cluster import Node
 from shared.domain.models import Task
 from shared.domain.scheduler import plan
@@ -50,6 +52,48 @@ def test_tasks_without_groups_may_use_any_node():
     ]
     placements = plan([task(1, 1), task(1, 2)], nodes, {})
     assert {p.node for p in placements} == {"onprem", "azure"}
+
+
+def vm(name, cores=4, groups=("AzureNodes",)):
+    return Node(
+        name=name, cores=cores, groups=list(groups), provider="local", state=NodeState.ONLINE
+    )
+
+
+@pytest.mark.parametrize(
+    ("tasks", "groups", "expected"),
+    [
+        # the VMs have more free cores and sort first by name: on-prem still fills first
+        (2, ["OnPremNodes", "AzureNodes"], ["onprem-1", "onprem-2"]),
+        (2, [], ["onprem-1", "onprem-2"]),  # no group: any node, on-prem first too
+        (4, [], ["onprem-1", "onprem-2", "onprem-1", "onprem-2"]),
+        # the overflow only goes to the VMs
+        (5, ["OnPremNodes", "AzureNodes"], ["onprem-1", "onprem-2"] * 2 + ["azure-1"]),
+        (2, ["AzureNodes"], ["azure-1", "azure-2"]),  # a cloud-only job: the VMs
+    ],
+)
+def test_on_prem_nodes_fill_before_managed_vms_even_when_the_vms_are_up(tasks, groups, expected):
+    """Hybrid burst (found by the third probe: Online, idle Azure nodes took a job allowed on
+    both groups while on-prem cores were free, and billed while on-prem idled)."""
+    nodes = [
+        vm("azure-1", cores=8),
+        vm("azure-2", cores=8),
+        node("onprem-1", cores=2),
+        node("onprem-2", cores=2),
+    ]
+    placements = plan([task(1, i, groups=groups) for i in range(1, tasks + 1)], nodes, {})
+    assert sorted(p.node for p in placements) == sorted(expected)
+
+
+def test_a_multi_node_task_spans_on_prem_and_vms_only_when_on_prem_is_short():
+    nodes = [vm("azure-1"), vm("azure-2"), node("onprem-1"), node("onprem-2")]
+    two = Task(job_id=1, id=1, command="x", nodes=2)
+    [placed] = plan([two], nodes, {})
+    assert sorted(h.node for h in placed.hosts) == ["onprem-1", "onprem-2"]
+    three = Task(job_id=1, id=2, command="x", nodes=3)
+    [placed] = plan([three], nodes, {})
+    hosts = sorted(h.node for h in placed.hosts)
+    assert hosts[1:] == ["onprem-1", "onprem-2"] and hosts[0].startswith("azure-")
 
 
 def test_only_online_nodes_get_work():

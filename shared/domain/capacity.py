@@ -19,6 +19,9 @@ class Space:
     """All its cores (None: unknown, taken as ``free``): an exclusive request needs them all free."""
     protocol: int = 1
     """Its agent's protocol (shared.domain.protocol): a request needing more never goes there."""
+    tier: int = 0
+    """Lower tiers fill first: 0 an on-prem node (already paid for), 1 a managed VM (billed
+    while it runs), so work bursts to the cloud only for what on-prem cannot take now."""
 
     @property
     def whole(self) -> int:
@@ -38,19 +41,25 @@ class FreeCores:
         self.spaces = {s.name: s for s in spaces}
         self.free = {s.name: s.free for s in spaces}
         self.total = sum(max(f, 0) for f in self.free.values())
-        self._levels: dict[int, dict[str, None]] = {}
+        self._levels: dict[int, dict[int, dict[str, None]]] = {}
+        """tier -> free cores -> the nodes of that tier with that many free (by name)."""
         for space in sorted(spaces, key=lambda s: s.name):
             if space.free > 0:
-                self._levels.setdefault(space.free, {})[space.name] = None
-        self._top = max((f for f in self.free.values()), default=0)
+                tier = self._levels.setdefault(space.tier, {})
+                tier.setdefault(space.free, {})[space.name] = None
+        self._tiers = sorted(self._levels)
+        self._top = {
+            t: max((s.free for s in spaces if s.tier == t), default=0) for t in self._tiers
+        }
 
     def take(self, name: str, cores: int) -> None:
         before = self.free[name]
         after = before - cores
+        levels = self._levels.get(self.spaces[name].tier, {})
         if before > 0:
-            del self._levels[before][name]
+            del levels[before][name]
         if after > 0:
-            self._levels.setdefault(after, {})[name] = None
+            levels.setdefault(after, {})[name] = None
         self.free[name] = after
         self.total -= cores
 
@@ -70,20 +79,23 @@ class FreeCores:
     ) -> list[Space] | None:
         """The ``nodes`` most-free nodes with ``cores`` free that ``groups`` allows (with
         ``exclusive``, idle ones only; with ``protocol`` above 1, only nodes whose agents speak
-        it), taking nodes in ``avoid`` only where there are not enough others; None if they
-        do not exist."""
+        it), the lowest tier first (on-prem before managed VMs: a multi-node request spans
+        both only when the on-prem nodes alone are short), taking nodes in ``avoid`` only where there are not
+        enough others; None if they do not exist."""
         picked: list[Space] = []
         shunned: list[Space] = []
-        for level in range(self._top, max(cores, 1) - 1, -1):
-            for name in self._levels.get(level, ()):
-                space = self.spaces[name]
-                if not eligible(groups, space, protocol) or (exclusive and not self.idle(name)):
-                    continue
-                if name in avoid:
-                    shunned.append(space)
-                    continue
-                picked.append(space)
-                if len(picked) == nodes:
-                    return picked
+        for tier in self._tiers:
+            levels = self._levels[tier]
+            for level in range(self._top[tier], max(cores, 1) - 1, -1):
+                for name in levels.get(level, ()):
+                    space = self.spaces[name]
+                    if not eligible(groups, space, protocol) or (exclusive and not self.idle(name)):
+                        continue
+                    if name in avoid:
+                        shunned.append(space)
+                        continue
+                    picked.append(space)
+                    if len(picked) == nodes:
+                        return picked
         missing = nodes - len(picked)
         return picked + shunned[:missing] if len(shunned) >= missing else None

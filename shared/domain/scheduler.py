@@ -20,8 +20,10 @@ then submit time). Two policies:
   (what runs has no runtime limit), nothing can be reserved and any request that fits
   starts (plain backfill), as before runtime limits existed.
 
-Nodes are chosen most-free first (spreading load); a backfilled request prefers nodes the
-reservation does not need. A node never gets more cores than it has.
+Nodes are chosen on-prem first, then managed VMs (a job allowed on both bursts to the cloud
+only for what on-prem nodes cannot take now, even when VMs are up), and most-free first
+within each (spreading load); a backfilled request prefers nodes the reservation does not
+need. A node never gets more cores than it has.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from shared.domain.capacity import FreeCores, Space, eligible
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, held
 from shared.domain.models import Host, Task
+from shared.domain.ownership import is_managed
 from shared.domain.protocol import task_protocol
 from shared.domain.states import NODE_SCHEDULABLE
 
@@ -311,7 +314,7 @@ def plan(
     free = free_cores(nodes, used)
     by_name = {n.name: n for n in nodes}
     spaces = [
-        Space(n.name, tuple(n.groups), free[n.name], n.cores, n.agent_protocol)
+        Space(n.name, tuple(n.groups), free[n.name], n.cores, n.agent_protocol, _tier(n))
         for n in nodes
         if n.name in free
     ]
@@ -327,6 +330,11 @@ def plan(
         )
         out.append(Placement(key[0], key[1], start.nodes[0], start.group, hosts))
     return out
+
+
+def _tier(node: Node) -> int:
+    """On-prem nodes fill before managed VMs (:attr:`Space.tier`)."""
+    return 1 if is_managed(node) else 0
 
 
 def _until(task: Task | Holding) -> float | None:
