@@ -99,6 +99,24 @@ def checked_by(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return callback
 
 
+def group_names(values: list[str] | None, flag: str) -> list[str] | None:
+    """Node group names as given to a repeatable ``flag``, each value also split on commas
+    (``--nodegroup A,B`` is ``--nodegroup A --nodegroup B``, as Slurm's ``--partition``
+    takes a list): a group name cannot hold a comma (letters, digits, ``_ . -``), so the
+    split is never ambiguous. An empty name (``A,,B``, a trailing comma) is refused rather
+    than dropped, since dropping every name would silently mean "any group"."""
+    if not values:
+        return values
+    names = [part.strip() for value in values for part in value.split(",")]
+    if any(not name for name in names):
+        shown = ", ".join(quoted(v) for v in values)
+        raise typer.BadParameter(
+            f"{shown} holds an empty node group name: give names, comma-separated or repeated",
+            param_hint=f"'{flag}'",
+        )
+    return names
+
+
 def normalise_states(value: str | None, names: tuple[str, ...]) -> str | None:
     """Normalise the case of known state names (``running`` -> ``Running``); the server checks."""
     if not value:

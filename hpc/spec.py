@@ -8,6 +8,7 @@ sent, with a message that names the option. Each ``parse_*`` raises
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -170,6 +171,37 @@ def parse_exit_codes(text: str) -> list[int]:
     if not codes:
         raise ValueError("give at least one exit code, e.g. 0,3")
     return codes
+
+
+def absolute_work_dir(path: str, base: str) -> str:
+    """A task's working directory as the CLI sends it: a relative ``path`` taken from
+    ``base`` (the directory the user submits from), as Slurm's ``--chdir`` is; the agent
+    would otherwise take it from its own directory, on another machine or account. Absolute
+    paths, and empty ones (the server's to refuse), are sent as given."""
+    if not path.strip() or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(base, path))  # lexical, as the shell's `cd a/..`
+
+
+def resolve_work_dirs(spec: dict[str, Any], base: str) -> dict[str, Any]:
+    """A job spec file's relative ``workDir`` values (top-level, for a one-task job, and each
+    task's) made absolute from ``base``, as ``--workdir`` is; everything else is sent as it
+    was written. Values that are not text are left for the server to refuse."""
+
+    def resolved(fields: Any) -> Any:
+        if not isinstance(fields, dict):
+            return fields
+        return {
+            key: absolute_work_dir(value, base)
+            if key in ("workDir", "work_dir") and isinstance(value, str)
+            else value
+            for key, value in fields.items()
+        }
+
+    spec = resolved(spec)
+    if isinstance(spec.get("tasks"), list):
+        spec["tasks"] = [resolved(task) for task in spec["tasks"]]
+    return spec
 
 
 def load_spec_file(path: str) -> dict[str, Any]:

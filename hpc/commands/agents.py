@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from hpc.common import group_names
+
 app = typer.Typer(help="Run the node agent on this machine.", no_args_is_help=True)
 
 
@@ -17,7 +19,10 @@ def agent_run(
     ] = None,
     group: Annotated[
         list[str] | None,
-        typer.Option(help="Node group (repeatable).  \\[default: OnPremNodes]", show_default=False),
+        typer.Option(
+            help="Node group (repeatable, or comma-separated: A,B).  \\[default: OnPremNodes]",
+            show_default=False,
+        ),
     ] = None,
     cores: Annotated[
         int | None,
@@ -38,4 +43,5 @@ def agent_run(
     """Run the node agent in the foreground (Ctrl-C stops it)."""
     import agent  # the agent's own imports are not needed by any other command
 
-    raise typer.Exit(agent.run_agent(name, group, cores, run_as_owner=run_as_owner or None))
+    groups = group_names(group, "--group")
+    raise typer.Exit(agent.run_agent(name, groups, cores, run_as_owner=run_as_owner or None))

@@ -33,5 +33,19 @@ def dashboard(
     typer.echo(url)
     if with_token:
         stderr_console().print("This link signs in as you: do not share it.")
-    if open_browser:
-        webbrowser.open(url)
+    if open_browser and not _opened(url):
+        # exit 0 all the same: the link is printed, and opening it by hand is all it takes
+        stderr_console().print(
+            "No web browser could be opened here: open the link above yourself.",
+            soft_wrap=True,
+        )
+
+
+def _opened(url: str) -> bool:
+    """Whether a browser took ``url``. ``webbrowser.open`` says False when it found none
+    (or ``BROWSER`` names a command that failed), and may raise on a broken setup; either
+    way the user must be told, or ``--open`` seems to do nothing."""
+    try:
+        return webbrowser.open(url)
+    except webbrowser.Error:
+        return False

@@ -48,6 +48,36 @@ def _settings(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
+DEFAULT_WORDS = ("default", "none")
+"""What ``--scale-down-delay`` and ``--size`` take for the API's JSON null: back to the
+default (the cluster's setting), which the API documents and the CLI could not send."""
+
+_DEFAULT = object()
+"""A setting given as ``default``: sent as null (:func:`_settings` drops only None)."""
+
+
+def _or_default(flag: str, value: str, parse: Any = str) -> Any:
+    """``value`` parsed, or :data:`_DEFAULT` for ``default`` / ``none`` (any case): the
+    setting's JSON null. A CliError (exit 2) names the flag if it does not parse."""
+    if value.strip().lower() in DEFAULT_WORDS:
+        return _DEFAULT
+    try:
+        return parse(value)
+    except ValueError:
+        raise CliError(
+            f"{flag}: {value!r} is not a number of seconds (0 or more), nor default",
+            exit_code=2,
+        ) from None
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds, at least 0 and finite (the API checks its upper bound)."""
+    seconds = float(text)
+    if not 0 <= seconds < float("inf"):  # also NaN
+        raise ValueError(text)
+    return seconds
+
+
 @app.command("create")
 def group_create(
     name: Annotated[str, typer.Argument(help="The new group's name.")],
@@ -74,7 +104,13 @@ def group_set(
         typer.Option(help="Provider of its nodes (local, azure), or onprem for none."),
     ] = None,
     node_cores: Annotated[int | None, typer.Option(min=1, help="Cores of new nodes.")] = None,
-    size: Annotated[str | None, typer.Option(help="VM size of new nodes.")] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            help="VM size of new nodes; default (or none): back to the cluster's, "
+            "HPC_AZURE_VM_SIZE."
+        ),
+    ] = None,
     autoscale: Annotated[
         bool | None, typer.Option("--autoscale/--no-autoscale", help="Autoscale it.")
     ] = None,
@@ -113,23 +149,29 @@ def group_set(
         ),
     ] = None,
     scale_down_delay: Annotated[
-        float | None,
+        str | None,
         typer.Option(
-            min=0,
-            help="No stop this many seconds after the group grew (default: "
-            "HPC_SCALE_DOWN_DELAY_S under fixed, 0 under an idle policy).",
+            metavar="SECONDS|default",
+            help="No stop this many seconds after the group grew; default (or none): back "
+            "to the default, HPC_SCALE_DOWN_DELAY_S under fixed, 0 under an idle policy.",
         ),
     ] = None,
 ) -> None:
     """Change a node group's bounds, provider and AutoGrowShrink parameters (the name
     matches whatever its case)."""
+    delay = (
+        _or_default("--scale-down-delay", scale_down_delay, _seconds)
+        if scale_down_delay is not None
+        else None
+    )
+    vm_size = _or_default("--size", size) if size is not None else None
     settings = _settings(
         minNodes=min_nodes, maxNodes=max_nodes, provider=provider, nodeCores=node_cores,
-        size=size, autoscale=autoscale, growIntervalS=grow_interval,
+        size=vm_size, autoscale=autoscale, growIntervalS=grow_interval,
         shrinkIntervalS=shrink_interval, shrinkIdleTimes=shrink_idle_times,
         growThreshold=grow_threshold, tasksPerResourceUnit=tasks_per_resource_unit,
         extraNodesGrowRatio=extra_nodes_grow_ratio, growByMin=grow_by_min,
-        idlePolicy=idle_policy, bootDelayS=boot_delay, scaleDownDelayS=scale_down_delay,
+        idlePolicy=idle_policy, bootDelayS=boot_delay, scaleDownDelayS=delay,
     )  # fmt: skip
     if idle_policy is not None:  # the control plane's own check, before any request
         try:
@@ -140,6 +182,7 @@ def group_set(
         raise CliError("--boot-delay must be more than 0 seconds", exit_code=2)
     if provider is not None and provider.lower() == "onprem":
         settings["provider"] = None  # JSON null: its nodes are on-prem machines
+    settings = {k: None if v is _DEFAULT else v for k, v in settings.items()}
     if not settings:
         raise CliError("give at least one setting to change (see --help)", exit_code=2)
     with api_client() as client:

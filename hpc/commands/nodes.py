@@ -10,7 +10,14 @@ from rich.text import Text
 
 from hpc import render
 from hpc.client_http import ApiError
-from hpc.common import JsonOption, api_client, print_json, stderr_console, stdout_console
+from hpc.common import (
+    JsonOption,
+    api_client,
+    group_names,
+    print_json,
+    stderr_console,
+    stdout_console,
+)
 from hpc.errors import CliError
 from hpc.text import one_line
 
@@ -21,7 +28,10 @@ app = typer.Typer(
 Names = Annotated[list[str] | None, typer.Argument(metavar="NAME...", show_default=False)]
 Group = Annotated[
     list[str] | None,
-    typer.Option("--group", help="Every node of this group (repeat for several groups)."),
+    typer.Option(
+        "--group",
+        help="Every node of this group (repeat, or comma-separate: A,B, for several groups).",
+    ),
 ]
 
 
@@ -74,12 +84,15 @@ def node_set(
     names: Annotated[list[str], typer.Argument(metavar="NAME...", show_default=False)],
     groups: Annotated[
         list[str],
-        typer.Option("--group", help="Its node groups (repeat for several); replaces them."),
+        typer.Option(
+            "--group", help="Its node groups (repeat, or comma-separate: A,B); replaces them."
+        ),
     ],
     as_json: JsonOption = False,
 ) -> None:
     """Put nodes in node groups (admin). The control plane owns a node's groups: an
     agent's --group counts only on its node's first registration."""
+    groups = group_names(groups, "--group") or []
     results = []
     with api_client() as client:
         for name in names:
@@ -96,11 +109,15 @@ def _act(action: str, names: list[str] | None, groups: list[str] | None, *, said
     """Ask the API for ``action`` on each node; ``said``: the command's own word for it
     (``online`` sends ``start``).
 
-    Every node is asked in turn, a refusal (409) does not stop the rest, and each is printed.
-    Named nodes: each was meant, so any refusal fails the command. ``--group`` (repeatable:
-    the nodes of every group, each once): a refusal fails it unless the node is already as
-    the action would leave it (:data:`_ALREADY`: ``online`` past a node Online already)."""
+    Every node is asked in turn, a refusal (409, or 404 for a node that does not exist: a
+    typo among the names, or a node removed since ``--group`` listed it) does not stop the
+    rest, and each is printed; any other error (401, 403, no connection) would be the same
+    for every node, so it stops the command at once. Named nodes: each was meant, so any
+    refusal fails the command. ``--group`` (repeatable, or comma-separated: the nodes of
+    every group, each once): a refusal fails it unless the node is already as the action
+    would leave it (:data:`_ALREADY`: ``online`` past a node Online already)."""
     said = said or action
+    groups = group_names(groups, "--group")
     if bool(names) == bool(groups):
         raise CliError(
             f"name the nodes to {_verb(said)}, or give --group G (not both)", exit_code=2
@@ -114,7 +131,7 @@ def _act(action: str, names: list[str] | None, groups: list[str] | None, *, said
             try:
                 result: Any = client.node_action(name, action)
             except ApiError as exc:
-                if exc.status != 409:
+                if exc.status not in (404, 409):
                     raise
                 # one node's state does not stop the rest (a group's Offline node has
                 # nothing to drain): each is said, and the others still get the action

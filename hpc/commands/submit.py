@@ -12,8 +12,16 @@ from typing import Annotated
 
 import typer
 
-from hpc.common import JsonOption, api_client, checked_by, print_json, stderr_console
+from hpc.common import (
+    JsonOption,
+    api_client,
+    checked_by,
+    group_names,
+    print_json,
+    stderr_console,
+)
 from hpc.spec import (
+    absolute_work_dir,
     build_spec,
     join_command,
     load_spec_file,
@@ -24,9 +32,10 @@ from hpc.spec import (
     parse_output_path,
     parse_priority,
     parse_sweep,
+    resolve_work_dirs,
 )
 from hpc.text import safe
-from shared.domain.durations import parse_duration
+from shared.domain.durations import FORMS, parse_duration
 
 
 def job_submit(
@@ -48,7 +57,7 @@ def job_submit(
         typer.Option(
             "--nodegroup",
             "--node-group",
-            help="Node group to run on (repeatable); default any node.",
+            help="Node group to run on (repeatable, or comma-separated: A,B); default any node.",
         ),
     ] = None,
     cores: Annotated[
@@ -94,7 +103,8 @@ def job_submit(
     workdir: Annotated[
         str | None,
         typer.Option(
-            help="Working directory of the task (a node that lacks it fails the task).  "
+            help="Working directory of the task (a node that lacks it fails the task); a "
+            "relative one is taken from this shell's directory, as Slurm's --chdir.  "
             "\\[default: this shell's directory]",
             show_default=False,
         ),
@@ -127,7 +137,8 @@ def job_submit(
         str | None,
         typer.Option(
             metavar="[[D:]H:]M:S",
-            help="Runtime limit of each task (or seconds); the agent kills a task past it.",
+            help=f"Runtime limit of each task ({FORMS}, e.g. 1-00:00:00); the agent kills "
+            "a task past it.",
             callback=checked_by(parse_duration),
         ),
     ] = None,
@@ -200,7 +211,7 @@ def job_submit(
                 param_hint="'--file'",
             )
         try:
-            spec = load_spec_file(file)
+            spec = resolve_work_dirs(load_spec_file(file), os.getcwd())
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="'--file'") from None
     else:
@@ -226,13 +237,15 @@ def job_submit(
             command=join_command(command),
             template=template,
             name=name,
-            node_groups=nodegroup,
+            node_groups=group_names(nodegroup, "--nodegroup"),
             cores=parse_cores(cores) if cores is not None else 1,
             exclusive=exclusive,
             nodes=nodes,
             priority=parse_priority(priority) if priority is not None else None,
             sweep=parse_sweep(sweep) if sweep is not None else array_sweep,
-            work_dir=workdir if workdir is not None else os.getcwd(),
+            # the submit dir, not the agent's: a relative --workdir is sent absolute (Slurm's
+            # --chdir), else the agent would take it from wherever it runs
+            work_dir=absolute_work_dir(workdir if workdir is not None else ".", os.getcwd()),
             env=parse_env(env or []),
             runtime_limit=parse_duration(runtime_limit) if runtime_limit is not None else None,
             valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,

@@ -13,11 +13,18 @@ import typer
 from rich.table import Table
 
 from hpc.client import ApiError
-from hpc.common import JsonOption, api_client, checked_by, print_json, stdout_console
+from hpc.common import (
+    JsonOption,
+    api_client,
+    checked_by,
+    group_names,
+    print_json,
+    stdout_console,
+)
 from hpc.errors import CliError
 from hpc.render import _cells, dash, priority
 from hpc.spec import parse_priority
-from shared.domain.durations import format_duration, parse_duration
+from shared.domain.durations import FORMS, format_duration, parse_duration
 
 app = typer.Typer(help="List, show, set and delete job templates.", no_args_is_help=True)
 
@@ -25,7 +32,11 @@ Name = Annotated[str, typer.Argument(metavar="NAME", help="The template (any cas
 
 
 def _duration_option(help: str) -> Any:
-    return typer.Option(metavar="[[D:]H:]M:S", help=help, callback=checked_by(parse_duration))
+    return typer.Option(
+        metavar="[[D:]H:]M:S",
+        help=f"{help.rstrip('.')} ({FORMS}).",
+        callback=checked_by(parse_duration),
+    )
 
 
 def _duration(value: Any) -> str:
@@ -115,13 +126,25 @@ def template_set(
     ] = None,
     nodegroup: Annotated[
         list[str] | None,
-        typer.Option("--nodegroup", "--node-group", help="Default node group (repeatable)."),
+        typer.Option(
+            "--nodegroup",
+            "--node-group",
+            help="Default node group (repeatable, or comma-separated: A,B).",
+        ),
     ] = None,
     runtime_limit: Annotated[
         str | None, _duration_option("Default runtime limit of a task.")
     ] = None,
     max_retries: Annotated[
         int | None, typer.Option(min=0, max=100, help="Default requeues after a lost node.")
+    ] = None,
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=1_000_000,
+            help="Default maxConcurrent: most tasks of a job running at once.",
+        ),
     ] = None,
     max_priority: Annotated[
         str | None,
@@ -134,7 +157,10 @@ def template_set(
     ] = None,
     allowed_nodegroup: Annotated[
         list[str] | None,
-        typer.Option("--allowed-nodegroup", help="A node group jobs may use (repeatable)."),
+        typer.Option(
+            "--allowed-nodegroup",
+            help="A node group jobs may use (repeatable, or comma-separated: A,B).",
+        ),
     ] = None,
     max_runtime_limit: Annotated[
         str | None, _duration_option("Longest runtime limit a task may ask for.")
@@ -149,12 +175,13 @@ def template_set(
     changes: dict[str, Any] = {
         "description": description,
         "priority": parse_priority(priority_) if priority_ is not None else None,
-        "nodeGroups": nodegroup or None,
+        "nodeGroups": group_names(nodegroup, "--nodegroup") or None,
         "runtimeLimit": parse_duration(runtime_limit) if runtime_limit is not None else None,
         "maxRetries": max_retries,
+        "maxConcurrent": max_concurrent,
         "maxPriority": parse_priority(max_priority) if max_priority is not None else None,
         "maxCores": max_cores,
-        "allowedNodeGroups": allowed_nodegroup or None,
+        "allowedNodeGroups": group_names(allowed_nodegroup, "--allowed-nodegroup") or None,
         "maxRuntimeLimit": (
             parse_duration(max_runtime_limit) if max_runtime_limit is not None else None
         ),

@@ -1,18 +1,39 @@
-"""Runtime limits as users write them: Slurm's ``[[D:]H:]M:S`` (or plain seconds), and back."""
+"""Runtime limits as users write them: Slurm's ``[[D:]H:]M:S``, its ``D-H[:M[:S]]`` (or
+plain seconds), and back."""
 
 from __future__ import annotations
 
+import re
+
 MAX_LIMIT_S = 366 * 86400
+
+FORMS = "[[D:]H:]M:S, D-H[:M[:S]] or seconds"
+"""The forms :func:`parse_duration` takes, as its errors and the CLI's help name them."""
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
+"""ASCII digits only (``str.isdigit`` takes ``²``), and few enough that ``int`` never meets
+Python's limit on long numbers' digits: 12 already make far more than 366 days."""
 
 
 def parse_duration(text: str) -> int:
-    """``90``, ``1:30``, ``2:00:00`` or ``1:02:00:00`` (D:H:M:S) as seconds (at least 1)."""
-    parts = text.strip().split(":")
-    if not 1 <= len(parts) <= 4 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"{text!r} is not [[D:]H:]M:S or seconds, e.g. 2:00:00 or 90")
-    seconds = 0
-    for part, unit in zip(reversed(parts), (1, 60, 3600, 86400), strict=False):
-        seconds += int(part) * unit
+    """``90``, ``1:30``, ``2:00:00`` or ``1:02:00:00`` (D:H:M:S) as seconds (at least 1).
+
+    Also Slurm's ``--time`` forms with days, ``D-H``, ``D-H:M`` and ``D-H:M:S``, because
+    :func:`format_duration` shows a limit of a day or more as ``1-00:00:00``: what the CLI
+    prints must be something it takes back. (A bare number stays seconds, not Slurm's
+    minutes, as it always was here.)"""
+    days, dash, rest = text.strip().partition("-")
+    if dash:
+        parts = rest.split(":")
+        units: tuple[int, ...] = (3600, 60, 1)[: len(parts)]  # D-H, D-H:M, D-H:M:S
+        ok = len(parts) <= 3 and _DIGITS.fullmatch(days) is not None
+    else:
+        parts = days.split(":")
+        units = (86400, 3600, 60, 1)[4 - len(parts) :] if len(parts) <= 4 else ()
+        ok, days = 1 <= len(parts) <= 4, "0"
+    if not ok or not all(_DIGITS.fullmatch(p) for p in parts):
+        raise ValueError(f"{text!r} is not {FORMS}, e.g. 2:00:00, 1-12:00:00 or 90")
+    seconds = int(days) * 86400 + sum(int(p) * u for p, u in zip(parts, units, strict=True))
     if not 1 <= seconds <= MAX_LIMIT_S:
         raise ValueError(f"runtime limit {text!r} must be between 1 second and 366 days")
     return seconds
