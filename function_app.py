@@ -20,10 +20,13 @@ from functions import (
     templates_api,
     users_api,
 )
+from shared.wiring import quiet_azure_sdk_logs
 
 # Timer schedules are app settings (%HPC_RECONCILE_SCHEDULE%, %HPC_AUTOSCALE_SCHEDULE%):
 # set in Azure's app settings (infra/), locally in local.settings.json(.example), which
 # the local host reads. Setting them here would be too late for Azure's host.
+
+quiet_azure_sdk_logs()  # their INFO lines are one per HTTP request (shared/wiring.py)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(http_api.bp)

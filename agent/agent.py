@@ -267,7 +267,9 @@ class Agent:
             return []
         # While tasks run, wake often enough that an exit is reported within a few ms.
         wait_ms = (
-            min(self.config.poll_ms, BUSY_POLL_MS) if self.tasks.running else self.config.poll_ms
+            min(self.config.poll_ms, BUSY_POLL_MS)
+            if self.tasks.running or self.tasks.publisher.keys()
+            else self.config.poll_ms
         )
         return self.session.receive(max_messages=MAX_RECEIVE, wait_ms=wait_ms)
 
@@ -315,7 +317,7 @@ class Agent:
         self.reporter.heartbeat(
             agent_id=self.agent_id or "",
             free_cores=self.free_cores,
-            running=self.running,
+            running=self.tasks.listed,  # ended ones whose output is still being published too
             keep_s=self.config.recent_ended_s,
         )
 
@@ -385,4 +387,5 @@ class Agent:
                 log.error("NodeStopping not sent: the control plane will find this node silent")
         self.session.drop()
         self.tasks.close_lifeline()
+        self.tasks.publisher.close()
         log.info("agent %s stopped", self.config.name)

@@ -20,7 +20,7 @@ from agent.owners import start_error
 from agent.registration import RegistrationRefused
 from shared.domain.messages import EVENTS_LOCK_MS
 from shared.settings import Settings
-from shared.wiring import build_bus, build_output
+from shared.wiring import build_bus, build_output, quiet_azure_sdk_logs
 
 log = logging.getLogger("agent")
 
@@ -151,6 +151,7 @@ def _configure_logging() -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    quiet_azure_sdk_logs()
 
 
 def _first_error(exc: ValidationError) -> str:

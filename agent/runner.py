@@ -331,9 +331,10 @@ class Runner:
         self._proc.poll()
         return group_alive(self._proc.pid)
 
-    def finish(self) -> str:
+    def finish(self, *, publish: bool = True) -> str:
         """After the process ended: kill what it left running in its group, publish the
-        streams, return the last characters of stdout. Never raises."""
+        streams (unless ``publish`` is False: the caller runs :meth:`publish` later, off the
+        agent's loop), return the last characters of stdout. Never raises."""
         if self._proc is None:
             return ""
         if self._proc.poll() is None:
@@ -342,11 +343,16 @@ class Runner:
             _signal_group(self._proc.pid, signal.SIGKILL)  # background leftovers of a finished task
         self._end_streams()
         self._files.close()
+        if publish:
+            self.publish()
+        return read_tail(self._paths["stdout"]) if "stdout" in self._paths else ""
+
+    def publish(self) -> None:
+        """Put the ended attempt's streams in the Output store. Never raises."""
         try:
             self._output.publish(self.task.job_id, self.task.task_id, attempt=self.task.attempt)
         except Exception:
             log.exception("could not publish the output of task %s", self.key)
-        return read_tail(self._paths["stdout"]) if "stdout" in self._paths else ""
 
 
 def kill_trees(runners: Iterable[Runner], *, grace_s: float = GRACE_S) -> list[int | None]:

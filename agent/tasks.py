@@ -26,6 +26,7 @@ from agent.config import AgentConfig, fence_for_timeout
 from agent.endrecords import EndRecords
 from agent.lifeline import Lifeline
 from agent.owners import RunAsOwner
+from agent.publisher import Publisher
 from agent.reporter import Reporter
 from agent.runner import Runner, kill_trees, task_env, task_key
 from shared.domain.durations import format_duration
@@ -40,6 +41,10 @@ from shared.ports.output import OutputStore
 
 log = logging.getLogger("agent.agent")
 
+PUBLISH_WAIT_S = 60.0
+"""How long an agent that stops, or whose incarnation is over, waits for ended tasks' output
+to be published so that their ends go out with it (an end not sent stays on disk for the
+next registration)."""
 _REMEMBERED = 10_000
 """How many ended attempts are remembered to ignore their redelivered assignments."""
 
@@ -56,9 +61,18 @@ class Tasks:
         self._run_as = RunAsOwner(config.name) if config.run_as_owner else None
         """--run-as-owner: each task runs as its job's owner (agent/owners.py)."""
         self._fence_s = config.fence_s
+        self.publisher = Publisher(inline=not output.remote)
+        """Publishes ended tasks' output, off the loop for a remote Output store; each end is
+        reported once its output is published (agent/publisher.py)."""
         self.fenced = False
         """The watchdog killed tasks while this agent was not heard (agent/lifeline.py): their
         attempts are not reported ended; the agent registers again, which requeues them."""
+
+    @property
+    def listed(self) -> list[str]:
+        """What heartbeats say runs here: the running attempts, and those that ended but whose
+        end is not reported yet (their output is being published)."""
+        return sorted([*self.running, *self.publisher.keys()])
 
     @property
     def free_cores(self) -> int:
@@ -200,17 +214,16 @@ class Tasks:
     def end_killed(self, runners: Sequence[Runner], *, canceled: bool) -> None:
         codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
-            tail = self._finish(runner)
             if not runner.kill_reached:  # it had ended before the kill: say how
                 log.info("task %s ended (exit code %s) before it was killed", runner.key, code)
-                self.reporter.ended(runner.task, exit_code=code, output=tail)
+                self._end(runner, exit_code=code)
             else:
                 log.info("task %s canceled (exit code %s)", runner.key, code)
-                self.reporter.ended(runner.task, exit_code=code, canceled=canceled, output=tail)
-            self._reported.append(runner.key)
+                self._end(runner, exit_code=code, canceled=canceled)
 
     def reap(self) -> None:
         """Report the tasks that ended, and end those past their runtime limit."""
+        self.publisher.settle()  # the ends whose output is published by now
         overrun: list[Runner] = []
         now = time.monotonic()
         for key, runner in list(self.running.items()):
@@ -224,7 +237,6 @@ class Tasks:
                 continue
             del self.running[key]
             self._remember(key)
-            tail = self._finish(runner)
             if self._records is not None and self._records.killed(key):
                 log.warning(
                     "task %s was killed by the lifeline's fence (no heartbeat went out for "
@@ -233,6 +245,7 @@ class Tasks:
                     self.fence_s,
                 )
                 self.fenced = True
+                self._end(runner, report=False)
                 continue
             log.info(
                 "task %s ended: exit code %d after %.2f s",
@@ -240,8 +253,7 @@ class Tasks:
                 code,
                 time.monotonic() - runner.started_at,
             )
-            self.reporter.ended(runner.task, exit_code=code, output=tail)
-            self._reported.append(key)
+            self._end(runner, exit_code=code)
         if overrun:
             self._end_overrun(overrun)
 
@@ -250,19 +262,12 @@ class Tasks:
         ended just before the kill reached them)."""
         codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
-            tail = self._finish(runner)
             if not runner.kill_reached:
-                self.reporter.ended(runner.task, exit_code=code, output=tail)
+                self._end(runner, exit_code=code)
             else:
                 limit = format_duration(runner.task.runtime_limit_s or 0)
                 log.warning("task %s killed: runtime limit %s exceeded", runner.key, limit)
-                self.reporter.ended(
-                    runner.task,
-                    exit_code=code,
-                    output=tail,
-                    error=f"runtime limit {limit} exceeded",
-                )
-            self._reported.append(runner.key)
+                self._end(runner, exit_code=code, error=f"runtime limit {limit} exceeded")
 
     def kill_all(self, *, report: bool) -> list[str]:
         """Kill every task (the agent stops, or its incarnation is over). Those that had ended
@@ -277,12 +282,13 @@ class Tasks:
             codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
             self._remember(runner.key)
-            tail = self._finish(runner)  # publishes what they wrote
             if not runner.kill_reached and code is not None and report:
-                self.reporter.ended(runner.task, exit_code=code, output=tail)
-                self._reported.append(runner.key)
+                self._end(runner, exit_code=code)
             else:
+                self._end(runner, report=False)  # publishes what they wrote
                 killed.append(runner.key)
+        # before this incarnation ends: every end whose output is out goes with it
+        self.publisher.settle(wait_s=PUBLISH_WAIT_S)
         return sorted(killed)
 
     # ------------------------------------------------------------------ end records
@@ -327,12 +333,30 @@ class Tasks:
         while len(self._ended) > _REMEMBERED:
             self._ended.popitem(last=False)
 
-    def _finish(self, runner: Runner) -> str:
-        """Collect an ended task's output; its process group is gone, so forget it."""
-        tail = runner.finish()
+    def _end(
+        self,
+        runner: Runner,
+        *,
+        report: bool = True,
+        exit_code: int | None = None,
+        canceled: bool = False,
+        error: str | None = None,
+    ) -> None:
+        """An attempt ended (its process group is gone, so the lifeline forgets it): publish
+        its output, then (``report``) report its end, with its stdout's tail, once published
+        (agent/publisher.py: off the loop for a remote Output store)."""
+        tail = runner.finish(publish=False)
         if self._lifeline is not None and runner.pid is not None:
             self._lifeline.untrack(runner.pid)
-        return tail
+
+        def then() -> None:
+            if report:
+                self.reporter.ended(
+                    runner.task, exit_code=exit_code, canceled=canceled, error=error, output=tail
+                )
+                self._reported.append(runner.key)
+
+        self.publisher.publish(runner.key, runner.publish, then)
 
 
 def _ids(task: RunTask) -> tuple[int, int, int]:

@@ -56,6 +56,8 @@ def service_client(
 
 
 class BlobOutputStore(OutputStore):
+    remote = True
+
     def __init__(
         self,
         scratch: Path,

@@ -59,6 +59,10 @@ class OutputStore(ABC):
     the attempt.
     """
 
+    remote: bool = False
+    """:meth:`publish` does network I/O (Blob): the agent publishes off its loop, so that
+    slow uploads never hold up its heartbeats (agent/publisher.py)."""
+
     @abstractmethod
     def sink(self, job_id: int, task_id: int, stream: Stream, *, attempt: int = 0) -> Path:
         """The local file the agent writes this attempt's stream to (parent folder created)."""

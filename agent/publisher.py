@@ -1,0 +1,78 @@
+"""Publishing ended tasks' output off the agent's loop.
+
+A task's end is reported once its output is in the Output store, so that a user who sees it
+Finished can read all it wrote. With Blob output that is network I/O: several requests per
+stream, for a 30 MB output many, and a request can hang for the SDK's timeouts. Done in the
+agent's loop it stopped heartbeats: a live probe saw 80 tasks end together, their uploads
+take longer than the lifeline's fence, the fence kill the node's other tasks, and 23 tasks
+that had already run to their end run again elsewhere (or, past the heartbeat timeout, the
+control plane would have declared the node lost for the same reason).
+
+So uploads run on a few worker threads while the loop goes on heartbeating; each end is
+reported, from the loop's own thread, when its upload is done (:meth:`Publisher.settle`).
+Until then the heartbeat still lists the attempt as running (:meth:`Publisher.keys`), so the
+control plane neither gives it up nor expects its end yet; its end record on disk stays until
+the end is sent, so an agent killed meanwhile reports it at its next registration. Output
+stores whose publish is local (the embedded default) publish inline, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+log = logging.getLogger("agent.agent")
+
+WORKERS = 4
+"""Uploads at once: ends that come together (a sweep's wave) go out in parallel."""
+
+
+class Publisher:
+    def __init__(self, *, inline: bool, workers: int = WORKERS) -> None:
+        self.inline = inline
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers = workers
+        self._pending: dict[str, tuple[Future[None], Callable[[], None]]] = {}
+        """attempt key -> its upload, and what to do on the loop's thread once it is done."""
+
+    def publish(self, key: str, upload: Callable[[], None], then: Callable[[], None]) -> None:
+        """Run ``upload`` (never raises: the runner logs its own failures), then ``then`` on
+        the loop's thread: at once if inline, else at a later :meth:`settle`."""
+        if self.inline:
+            upload()
+            then()
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="publish")
+        self._pending[key] = (self._pool.submit(upload), then)
+
+    def keys(self) -> list[str]:
+        """Attempts that ended but whose output is still being published."""
+        return list(self._pending)
+
+    def settle(self, *, wait_s: float = 0.0) -> int:
+        """Run ``then`` for every upload done (waiting up to ``wait_s`` for all of them);
+        returns how many are still in flight."""
+        deadline = time.monotonic() + wait_s
+        for key, (future, then) in list(self._pending.items()):
+            if not future.done() and wait_s > 0:
+                with contextlib.suppress(TimeoutError):  # said below, for all at once
+                    future.exception(timeout=max(0.0, deadline - time.monotonic()))
+            if future.done():
+                del self._pending[key]
+                then()
+        if self._pending and wait_s > 0:
+            log.warning(
+                "the output of %d ended task(s) is still being published after %g s",
+                len(self._pending),
+                wait_s,
+            )
+        return len(self._pending)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=False)
+            self._pool = None
