@@ -268,7 +268,7 @@ class Agent:
         # While tasks run, wake often enough that an exit is reported within a few ms.
         wait_ms = (
             min(self.config.poll_ms, BUSY_POLL_MS)
-            if self.tasks.running or self.tasks.publisher.keys()
+            if self.tasks.running or self.tasks.publisher.in_flight()
             else self.config.poll_ms
         )
         return self.session.receive(max_messages=MAX_RECEIVE, wait_ms=wait_ms)

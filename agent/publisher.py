@@ -10,7 +10,7 @@ control plane would have declared the node lost for the same reason).
 
 So uploads run on a few worker threads while the loop goes on heartbeating; each end is
 reported, from the loop's own thread, when its upload is done (:meth:`Publisher.settle`).
-Until then the heartbeat still lists the attempt as running (:meth:`Publisher.keys`), so the
+Until then the heartbeat still lists the attempt as running (:meth:`Publisher.in_flight`), so the
 control plane neither gives it up nor expects its end yet; its end record on disk stays until
 the end is sent, so an agent killed meanwhile reports it at its next registration. Output
 stores whose publish is local (the embedded default) publish inline, as before.
@@ -49,7 +49,7 @@ class Publisher:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="publish")
         self._pending[key] = (self._pool.submit(upload), then)
 
-    def keys(self) -> list[str]:
+    def in_flight(self) -> list[str]:
         """Attempts that ended but whose output is still being published."""
         return list(self._pending)
 

@@ -72,7 +72,7 @@ class Tasks:
     def listed(self) -> list[str]:
         """What heartbeats say runs here: the running attempts, and those that ended but whose
         end is not reported yet (their output is being published)."""
-        return sorted([*self.running, *self.publisher.keys()])
+        return sorted([*self.running, *self.publisher.in_flight()])
 
     @property
     def free_cores(self) -> int:

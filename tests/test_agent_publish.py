@@ -65,7 +65,7 @@ def test_a_slow_upload_holds_up_neither_heartbeats_nor_the_fence_and_the_end_wai
         key = "1.1.1"
         # task 1 ended; its upload hangs: heartbeats go on (3 s, three fences' worth) and
         # still list it, so the control plane neither gives it up nor waits on a dead node
-        wait_until(lambda: key in agent.tasks.publisher.keys(), what="task 1 publishing")
+        wait_until(lambda: key in agent.tasks.publisher.in_flight(), what="task 1 publishing")
         beats = len(cp.of(Heartbeat))
         wait_until(lambda: len(cp.of(Heartbeat)) >= beats + 10, timeout=10, what="heartbeats")
         assert all(key in h.running for h in cp.of(Heartbeat)[beats:])
@@ -88,11 +88,11 @@ def test_an_inline_publisher_reports_at_once_and_settle_waits_for_the_slow():
     said: list[str] = []
     inline = Publisher(inline=True)
     inline.publish("1.1.0", lambda: None, lambda: said.append("1"))
-    assert said == ["1"] and inline.keys() == []
+    assert said == ["1"] and inline.in_flight() == []
     gate = threading.Event()
     pool = Publisher(inline=False)
     pool.publish("2.1.0", lambda: gate.wait(5) and None, lambda: said.append("2"))
-    assert pool.settle() == 1 and said == ["1"] and pool.keys() == ["2.1.0"]
+    assert pool.settle() == 1 and said == ["1"] and pool.in_flight() == ["2.1.0"]
     gate.set()
-    assert pool.settle(wait_s=5) == 0 and said == ["1", "2"] and pool.keys() == []
+    assert pool.settle(wait_s=5) == 0 and said == ["1", "2"] and pool.in_flight() == []
     pool.close()
