@@ -68,9 +68,11 @@ def test_requeue_of_a_queued_job_is_409_and_says_which_jobs_can(api):
 
 def test_cancel_then_cancel_again_is_409(api):
     client, _ = api
-    job_id = client.post("/api/jobs", json={"command": "true", "priority": "Lowest"}).json()["id"]
+    # held, so that no scheduler pass dispatches it first (then the cancel waits on its agent)
+    spec = {"command": "true", "holdUntil": "2099-01-01T00:00:00Z"}
+    job_id = client.post("/api/jobs", json=spec).json()["id"]
     r = client.post(f"/api/jobs/{job_id}/cancel")
-    assert r.status_code == 200 and r.json()["state"] in ("Canceled", "Canceling")
+    assert r.status_code == 200 and r.json()["state"] == "Canceled"
     r = client.post(f"/api/jobs/{job_id}/cancel")
     assert r.status_code == 409 and "already Canceled" in error(r)
 

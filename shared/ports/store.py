@@ -51,7 +51,12 @@ def stored_size(record: Record) -> int:
     """The bytes a record takes stored: its compact JSON, each non-ASCII character counted
     as its ``\\uXXXX`` escape (the larger of the two ways a client may send it), so every
     adapter measures the same and none is laxer than Cosmos DB."""
-    text = record.model_dump_json(by_alias=True, exclude={"etag"})
+    return json_size(record.model_dump_json(by_alias=True, exclude={"etag"}))
+
+
+def json_size(text: str) -> int:
+    """The bytes JSON text takes stored, measured as :func:`stored_size` measures (for parts
+    of a document, e.g. the hosts a dispatch will add to a task)."""
     if text.isascii():
         return len(text)
     return len(text) + sum(5 if ord(c) < 0x10000 else 11 for c in text if ord(c) > 127)
@@ -265,7 +270,9 @@ class Store(ABC):
 
     @abstractmethod
     def put_group(self, group: NodeGroup) -> None:
-        """Create or replace (same etag rules as put_node)."""
+        """Create or replace (same etag rules as put_node). Names match whatever the case:
+        a create is a Conflict if a group of the name in any spelling exists, atomically (of
+        concurrent creates of ``Rg0`` and ``rG0`` one wins, the others get Conflict)."""
 
     # --- meta -------------------------------------------------------------
 
@@ -282,7 +289,10 @@ class Store(ABC):
 
     @abstractmethod
     def add_token(self, token_sha256: str, principal: Principal) -> None:
-        """Remember a token by its SHA-256 hex digest (never the token itself)."""
+        """Remember a token by its SHA-256 hex digest (never the token itself). A user's
+        role is decided by its first token: Conflict if the name has tokens of another role,
+        atomically (of concurrent adds of one name with different roles, one role wins and
+        the others get Conflict; adds with the same role all succeed)."""
 
     @abstractmethod
     def find_token(self, token_sha256: str) -> Principal | None:
@@ -294,10 +304,38 @@ class Store(ABC):
 
     @abstractmethod
     def remove_token(self, token_sha256: str) -> bool:
-        """Forget a token digest (it no longer authenticates); False if it was unknown."""
+        """Forget a token digest (it no longer authenticates); False if it was unknown. Once
+        a user's last token is gone, its name may be added again with another role."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+class BatchTooLarge(ValueError):
+    """A commit over MAX_BATCH documents or MAX_BATCH_BYTES: nothing was written; the caller
+    may commit the same changes in smaller parts."""
+
+
+def size_bound(record: Task | TaskRange) -> int:
+    """An upper bound of :func:`stored_size`, from the lengths of the fields that can be long
+    (each character counted as 12 bytes, an astral character's two ``\\uXXXX`` escapes), without serializing: cheap enough for
+    every task a 1,000,000-task cancel commits, so commits of tasks with long commands are
+    split by bytes as well as by count (:func:`shared.usecases.deps.chunks`)."""
+    task = record.template if isinstance(record, TaskRange) else record
+    chars = (
+        len(task.command)
+        + len(task.name)
+        + sum(len(g) + 3 for g in task.node_groups)
+        + sum(len(k) + len(v) + 6 for k, v in task.env.items())
+        + sum(len(d) + 3 for d in task.depends_on)
+        + sum(len(s or "") for s in (task.work_dir, task.stdout, task.stderr))
+        + len(task.error or "")
+        + len(task.output or "")
+    )
+    if isinstance(record, TaskRange):
+        chars += len(record.name_prefix or "") + len(record.canceled_reason or "")
+    hosts = len(task.hosts) + sum(len(lost.hosts) + 1 for lost in task.lost)
+    return 4096 + 12 * chars + 200 * hosts
 
 
 def check_batch(job: Job | None, tasks: Sequence[Task], ranges: Sequence[TaskRange] = ()) -> None:
@@ -305,14 +343,14 @@ def check_batch(job: Job | None, tasks: Sequence[Task], ranges: Sequence[TaskRan
     them and MAX_BATCH_BYTES together, none over MAX_DOCUMENT_BYTES."""
     size = len(tasks) + len(ranges) + (job is not None)
     if size > MAX_BATCH:
-        raise ValueError(f"commit writes at most {MAX_BATCH} documents, got {size}")
+        raise BatchTooLarge(f"commit writes at most {MAX_BATCH} documents, got {size}")
     total = 0
     for record in [*([job] if job is not None else []), *ranges, *tasks]:
         one = stored_size(record)
         check_size(record, one)
         total += one
     if total > MAX_BATCH_BYTES:
-        raise ValueError(
+        raise BatchTooLarge(
             f"commit writes at most {MAX_BATCH_BYTES:,} bytes (a Cosmos DB transactional "
             f"batch is 2 MB), got {total:,} in {size} documents: commit fewer at a time; "
             "nothing was written"

@@ -21,13 +21,13 @@ from shared.domain.messages import (
     Message,
     RunTask,
 )
-from shared.domain.models import Job
+from shared.domain.models import Job, Task, TaskRange
 from shared.domain.states import JobState
 from shared.errors import Conflict, Refused
 from shared.ports.bus import Bus, OutgoingMessage
 from shared.ports.compute import ComputeProvider
 from shared.ports.output import OutputStore
-from shared.ports.store import MAX_BATCH, Store
+from shared.ports.store import MAX_BATCH, MAX_BATCH_BYTES, Store, size_bound
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -122,9 +122,24 @@ class Deps:
         )
 
 
+CHUNK_BYTES = MAX_BATCH_BYTES - 500_000
+"""What the tasks or ranges of one commit may take (by :func:`size_bound`), leaving room for
+their job's own document in the same transactional batch."""
+
+
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+    """Parts of at most ``size`` items, and for tasks and ranges at most :data:`CHUNK_BYTES`
+    by :func:`size_bound` (a probe: 80 tasks with 32 KB commands made a 2.7 MB commit that
+    the store refused). Typical tasks are far below it, so those parts are ``size`` long."""
+    start, taken = 0, 0
+    for i, item in enumerate(items):
+        cost = size_bound(item) if isinstance(item, Task | TaskRange) else 0
+        if i > start and (i - start == size or taken + cost > CHUNK_BYTES):
+            yield items[start:i]
+            start, taken = i, 0
+        taken += cost
+    if start < len(items):
+        yield items[start:]
 
 
 JOB_PAGE = 1000

@@ -7,8 +7,9 @@ the reconciler requeues after HPC_DISPATCH_TIMEOUT_S, never a task running unrec
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 
 from shared.domain import eligibility, lifecycle, scheduler
@@ -22,16 +23,25 @@ from shared.domain.protocol import carries_owner
 from shared.domain.states import JobState
 from shared.errors import Conflict, NotFound
 from shared.ports.bus import MAX_MESSAGE_BYTES, OutgoingMessage
-from shared.ports.store import MAX_BATCH
+from shared.ports.store import MAX_BATCH, MAX_BATCH_BYTES, json_size, stored_size
 from shared.usecases import taskdeps
-from shared.usecases.deps import Deps, chunks
+from shared.usecases.deps import Deps
 from shared.usecases.queries import used_cores
 from shared.usecases.queue import runnable_queue
 from shared.usecases.settling import settle
 
+log = logging.getLogger(__name__)
+
 RANGES_PER_COMMIT = 10
 CHUNK = MAX_BATCH - 1 - RANGES_PER_COMMIT
 """Placements per commit: the job and up to RANGES_PER_COMMIT ranges ride in the same batch."""
+JOB_SLACK = 4096
+"""Bytes a commit may add to its job's document (counts, state, start time), kept free."""
+TASK_SLACK = 1024
+"""Bytes dispatching or failing a task may add to its document besides its hosts (state,
+node, incarnation, times, error), kept free."""
+RANGE_SLACK = 64
+"""Bytes moving a range's cursor may add to its document."""
 LOOKAHEAD_MIN = 100
 """Queued tasks a pass looks at even when few cores are free (room for backfill)."""
 PASS_BUDGET = timedelta(milliseconds=SCHEDULER_LOCK_MS // 2)
@@ -66,39 +76,103 @@ def schedule_pass(deps: Deps) -> int:
     dispatched = 0
     commits = 0
     for job_id, job_placements in by_job.items():
-        for chunk in chunks(job_placements, CHUNK):
+        rest: Sequence[scheduler.Placement] = job_placements
+        while rest:
             if commits and deps.clock() - started >= PASS_BUDGET:
                 deps.kick()  # out of time (the first commit always goes): the next pass goes on
                 return dispatched
             commits += 1
-            batch = _commit_chunk(deps, job_id, chunk, tasks, by_node)
+            batch, taken = _commit_chunk(deps, job_id, rest[:CHUNK], tasks, by_node)
             if batch is None:
                 deps.kick()  # the job or a task changed under us: the next pass retries
                 break
             deps.send_node_messages(batch)
             dispatched += len(batch)
+            rest = rest[taken:] if taken else ()
     return dispatched
+
+
+def fit(costs: Iterable[int], budget: int) -> int:
+    """How many of the leading ``costs`` fit in ``budget`` together (0: not even the
+    first). Lazy: a cost past the first that overflows is the last one read."""
+    taken = 0
+    for cost in costs:
+        budget -= cost
+        if budget < 0:
+            break
+        taken += 1
+    return taken
+
+
+def _costs(
+    window: Sequence[scheduler.Placement],
+    tasks: dict[tuple[int, int], Task],
+    nodes: dict[str, Node],
+    ranges: Sequence[TaskRange],
+    *,
+    failing: bool = False,
+) -> Iterator[int]:
+    """An upper bound of the bytes each placement adds to a commit (as ``check_batch``
+    measures them): its task as dispatched (``failing``: as failed undeliverable), plus,
+    for the first task of a range not created yet, that range's document."""
+    seen: set[int] = set()
+    for p in window:
+        task = tasks[(p.job_id, p.task_id)]
+        cost = stored_size(task) + TASK_SLACK
+        if not failing:
+            placed = lifecycle.placed_hosts(
+                task, node=p.node, incarnation=nodes[p.node].incarnation, hosts=p.hosts
+            )
+            hosts = ",".join(h.model_dump_json(by_alias=True) for h in placed)
+            cost += json_size(hosts) + json_size(p.node)  # (its hosts, and its node's name)
+        if task.etag is None:
+            r = next((r for r in ranges if r.first_id <= p.task_id < r.first_id + r.count), None)
+            if r is not None and r.first_id not in seen:
+                seen.add(r.first_id)
+                cost += stored_size(r) + RANGE_SLACK
+        yield cost
 
 
 def _commit_chunk(
     deps: Deps,
     job_id: int,
-    chunk: Sequence[scheduler.Placement],
+    window: Sequence[scheduler.Placement],
     tasks: dict[tuple[int, int], Task],
     nodes: dict[str, Node],
-) -> list[OutgoingMessage] | None:
-    """Commit the chunk's tasks as dispatched (one transaction with the job's counts) and
-    return their assignments as bus messages; None: the job or a task changed under us."""
+) -> tuple[list[OutgoingMessage] | None, int]:
+    """Commit the longest prefix of ``window`` that one commit holds (MAX_BATCH documents
+    and MAX_BATCH_BYTES with the job's document and the ranges it moves) as dispatched,
+    with the job's counts, and return their assignments as bus messages and how many
+    placements of ``window`` it took (0: none more of this job this pass). None: the job
+    or a task changed under us. A first placement too large for any commit is failed
+    (undeliverable) instead, so that it never stalls the pass."""
     try:
         job = deps.store.get_job(job_id)
     except NotFound:
-        return []
+        return [], 0
     if job.state not in (JobState.QUEUED, JobState.RUNNING) or eligibility.held(job, deps.clock()):
-        return []  # (its counts-only commit would not be refused by a cancel or hold since)
+        return [], 0  # (its counts-only commit would not be refused by a cancel or hold since)
+    unborn = any(tasks[(p.job_id, p.task_id)].etag is None for p in window)
+    ranges = deps.store.get_ranges(job_id) if unborn else []
+    budget = MAX_BATCH_BYTES - stored_size(job) - JOB_SLACK
+    taken = fit(_costs(window, tasks, nodes, ranges), budget)
+    too_big: str | None = None
+    if taken == 0:
+        head = tasks[(window[0].job_id, window[0].task_id)]
+        need = next(_costs(window[:1], tasks, nodes, ranges)) + (MAX_BATCH_BYTES - budget)
+        too_big = (
+            f"its commit (task, job and sweep range documents) would be up to {need:,} bytes; "
+            f"a store commit holds at most {MAX_BATCH_BYTES:,} (a Cosmos DB transactional "
+            "batch is 2 MB): shorten its command, env or paths"
+        )
+        if fit(_costs(window[:1], tasks, nodes, ranges, failing=True), budget) == 0:
+            log.error("task %s cannot be committed, not even failed: %s", head.key, too_big)
+            return [], 0  # not even its failure fits: the job waits, the others go on
+        taken = 1
     try:
-        chunk, ranges = _born(deps, job_id, chunk, tasks)
+        chunk, moved = _born(window[:taken], tasks, ranges)
     except Conflict:
-        return None
+        return None, 0
     now = deps.clock()
     batch: list[Task] = []
     runs: list[OutgoingMessage] = []
@@ -109,51 +183,63 @@ def _commit_chunk(
         hosts = lifecycle.placed_hosts(
             task, node=node.name, incarnation=node.incarnation, hosts=p.hosts
         )
-        run = _run_task(task, node, p.group, hosts, owner=job.owner)
-        message = deps.node_message(node.name, run)
-        size = message.size_bytes()
-        if size > MAX_MESSAGE_BYTES:
-            reason = (
-                f"its assignment is {size:,} bytes; a bus message is at most "
-                f"{MAX_MESSAGE_BYTES:,} (Service Bus Standard): shorten its command, env or paths"
-            )
-            change = lifecycle.undeliverable(task, reason, now)
+        if too_big is not None:
+            change = lifecycle.undeliverable(task, too_big, now)
             failed = True
         else:
-            change = lifecycle.dispatch(
-                task, node=node.name, incarnation=node.incarnation, now=now, hosts=hosts
-            )
-            runs.append(message)
+            run = _run_task(task, node, p.group, hosts, owner=job.owner)
+            message = deps.node_message(node.name, run)
+            reason = _too_big_for_bus(message)
+            if reason is not None:
+                change = lifecycle.undeliverable(task, reason, now)
+                failed = True
+            else:
+                change = lifecycle.dispatch(
+                    task, node=node.name, incarnation=node.incarnation, now=now, hosts=hosts
+                )
+                runs.append(message)
         if change is not None:
             job.count(change.old, change.new, name=task.name)
         batch.append(task)
     if job.state is JobState.QUEUED and runs:
         job.move_to(JobState.RUNNING, now=now)
     try:
-        deps.store.commit(job=job, tasks=batch, ranges=ranges)
+        deps.store.commit(job=job, tasks=batch, ranges=moved)
     except Conflict:
-        return None
+        return None, 0
+    except ValueError as e:  # (the bounds above make this a bug; it must not stall the pass)
+        log.error("job %d: commit refused, its tasks wait: %s", job_id, e)
+        return [], 0
     if failed:
         settle(deps, job_id)
         if taskdeps.has_doomed(job):
             taskdeps.cancel_doomed_tasks(deps, job_id)
-    return runs
+    return runs, taken
+
+
+def _too_big_for_bus(message: OutgoingMessage) -> str | None:
+    """Why an assignment cannot be sent (over a bus message), or None."""
+    size = message.size_bytes()
+    if size <= MAX_MESSAGE_BYTES:
+        return None
+    return (
+        f"its assignment is {size:,} bytes; a bus message is at most "
+        f"{MAX_MESSAGE_BYTES:,} (Service Bus Standard): shorten its command, env or paths"
+    )
 
 
 def _born(
-    deps: Deps,
-    job_id: int,
     chunk: Sequence[scheduler.Placement],
     tasks: dict[tuple[int, int], Task],
+    ranges: Sequence[TaskRange],
 ) -> tuple[list[scheduler.Placement], list[TaskRange]]:
-    """The placements to commit, and the ranges whose cursors move past the tasks of theirs
-    placed (created in the same commit). A range's tasks are created in id order from its
-    cursor: placements past a gap wait for the next pass. Conflict if a range moved since
-    the queue was read."""
+    """The placements to commit, and the ranges (the job's, read before) whose cursors move
+    past the tasks of theirs placed (created in the same commit). A range's tasks are
+    created in id order from its cursor: placements past a gap wait for the next pass.
+    Conflict if a range moved since the queue was read."""
     unborn = [p for p in chunk if tasks[(p.job_id, p.task_id)].etag is None]
     if not unborn:
         return list(chunk), []
-    ranges = deps.store.get_ranges(job_id)
     keep = {p.task_id for p in chunk} - {p.task_id for p in unborn}
     moved: list[TaskRange] = []
     placed = sorted(p.task_id for p in unborn)

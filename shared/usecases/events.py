@@ -41,6 +41,7 @@ from shared.domain.models import Task
 from shared.domain.states import TaskState
 from shared.errors import NotFound
 from shared.ports.bus import OutgoingMessage
+from shared.ports.store import BatchTooLarge
 from shared.usecases import taskdeps
 from shared.usecases.deps import CHUNK, Deps
 from shared.usecases.losses import lose_attempts
@@ -188,7 +189,12 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
         changed[task.id] = task
     if not changed:
         return False
-    commit_settling(deps, job, list(changed.values()), ended=ended, now=now)
+    try:
+        commit_settling(deps, job, list(changed.values()), ended=ended, now=now)
+    except BatchTooLarge:
+        if len(changed) < 2:
+            raise
+        return _in_halves(deps, job_id, evs)  # nothing was written: the same, in two parts
     deps.send_to_nodes(cancels)
     failed = {t.name for t in changed.values() if t.state in (TaskState.FAILED, TaskState.CANCELED)}
     if taskdeps.has_doomed(job) and failed & job.steps.keys():
@@ -197,6 +203,17 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
         except Exception:  # the reconciler's next run does it
             log.exception("canceling the dependents of failed tasks of job %d failed", job_id)
     return kick
+
+
+def _in_halves(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
+    """Apply a job's task events as two units, each from fresh reads, when their tasks take
+    too many bytes for one commit (tasks with long commands: a probe's 64 ends of 32 KB
+    commands were 2.1 MB). Each commit moves the job's counts by exactly its own tasks."""
+    ids = sorted({ev.task_id for ev in evs})
+    first = set(ids[: len(ids) // 2])
+    a = [ev for ev in evs if ev.task_id in first]
+    b = [ev for ev in evs if ev.task_id not in first]
+    return _task_unit(deps, job_id, a) | _task_unit(deps, job_id, b)
 
 
 def _register(deps: Deps, req: RegisterNode) -> bool:
