@@ -71,8 +71,7 @@ class CosmosConnection:
         self._create_ignoring_conflict(
             {"id": docs.COUNTER_ID, "pk": docs.COUNTER_ID, "type": "counter", "value": 0}
         )
-        for group in DEFAULT_GROUPS:
-            self._create_ignoring_conflict(docs.named_doc("group", group.name, group))
+        self._create_default_groups()
         self.batch = self._detect_batch()
 
     # --- plumbing ---------------------------------------------------------
@@ -89,6 +88,16 @@ class CosmosConnection:
         except CosmosHttpResponseError as error:
             if error.status_code != 409:
                 raise
+
+    def _create_default_groups(self) -> None:
+        """The default groups, unless stored already in any spelling (an older database
+        keeps them under their spelt ids, ``group:AzureNodes``: see ``docs.named_id``)."""
+        stored = {
+            d["name"].casefold() for d in self._query(self._cluster, docs.list_named("group"))
+        }
+        for group in DEFAULT_GROUPS:
+            if group.name.casefold() not in stored:
+                self._create_ignoring_conflict(docs.named_doc("group", group.name, group))
 
     def _detect_batch(self) -> bool:
         with _BATCH_LOCK:

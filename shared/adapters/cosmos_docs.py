@@ -8,9 +8,10 @@ Three containers (``docs/cosmos.md`` says why):
   with ``visible`` false is a job ``add_job`` has not finished writing: no read
   returns it or its parts (see :mod:`shared.adapters.cosmos_parts`).
 - ``cluster``, partition key ``/pk``: nodes ("node:<name>") all in partition "nodes",
-  node groups ("group:<name>") all in "groups", so that listing either (each scheduler
+  node groups ("group:<casefolded name>") all in "groups", so that listing either (each scheduler
   pass, agent registration) reads one partition; meta documents ("meta:<key>"), the
-  job-id counter ("counter:jobId") and tokens ("token:<sha256>") each in its own
+  job-id counter ("counter:jobId"), tokens ("token:<sha256>") and users ("user:<name>",
+  the role its tokens carry: :mod:`shared.adapters.cosmos_users`) each in its own
   (``pk`` = its id).
 
 A third container, ``index``, holds the pointers the hot paths read
@@ -136,9 +137,9 @@ def doc_of(record: Record) -> dict[str, Any]:
     raise TypeError(f"{type(record).__name__} is not stored in the jobs container")
 
 
-def named_doc(kind: str, name: str, record: Record) -> dict[str, Any]:
-    """A document of the cluster container: nodes, groups, meta."""
-    doc_id = cluster_id(kind, name)
+def named_doc(kind: str, name: str, record: Record, doc_id: str | None = None) -> dict[str, Any]:
+    """A document of the cluster container: nodes, groups, meta (``doc_id``: a legacy id)."""
+    doc_id = doc_id or named_id(kind, name)
     return {
         "id": doc_id,
         "pk": cluster_pk(kind, doc_id),
@@ -157,6 +158,14 @@ def cluster_id(kind: str, name: str) -> str:
     """The document id of a named thing; Cosmos ids may not hold / \\ ? # (escaped here)."""
     escaped = name.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
     return f"{kind}:" + escaped.replace("?", "%3F").replace("#", "%23")
+
+
+def named_id(kind: str, name: str) -> str:
+    """A node group's id is its case-folded name, so that creating ``rG0`` beside ``Rg0`` is
+    a 409 from Cosmos itself (groups match whatever the case); the body keeps the spelling.
+    Groups stored before this by their spelling (``group:Rg0``) are still read and replaced
+    (:class:`shared.adapters.cosmos_store.CosmosStore` ``put_group``)."""
+    return cluster_id(kind, name.casefold() if kind == "group" else name)
 
 
 def load(model: type[R], doc: dict[str, Any]) -> R:

@@ -6,7 +6,8 @@ containers, partition keys and the request units of a task's life are in
 :mod:`~shared.adapters.cosmos_connection` (client, containers, reads, queries, RU),
 :mod:`~shared.adapters.cosmos_jobs` (jobs, tasks, ranges), :mod:`~shared.adapters.cosmos_parts`
 (``add_job``'s hidden writes), :mod:`~shared.adapters.cosmos_fallback` (commit without batch)
-and this module (nodes, node groups, meta documents, tokens).
+and this module (nodes, node groups, meta documents); users and tokens are in
+:mod:`~shared.adapters.cosmos_users`.
 
 - Optimistic concurrency: every replace and delete carries the etag it was
   read with (``IfNotModified``); a 412 is :class:`Conflict`.
@@ -45,7 +46,8 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters.cosmos_jobs import CosmosJobs
-from shared.domain.cluster import Meta, Node, NodeGroup, Principal
+from shared.adapters.cosmos_users import CosmosUsers
+from shared.domain.cluster import Meta, Node, NodeGroup
 from shared.domain.hosts import Holding
 from shared.domain.models import Job, Task, TaskRange
 from shared.domain.records import Record
@@ -55,7 +57,7 @@ from shared.ports.store import Store, check_batch, check_size, stored_size
 log = logging.getLogger(__name__)
 
 
-class CosmosStore(CosmosJobs, Store):
+class CosmosStore(CosmosJobs, CosmosUsers, Store):
     """The Store port on one Cosmos DB database (created with its containers if missing)."""
 
     # --- the hot paths, through the index (cosmos_index) ------------------
@@ -145,7 +147,21 @@ class CosmosStore(CosmosJobs, Store):
         return [docs.load(NodeGroup, d) for d in self._query(self._cluster, query)]
 
     def put_group(self, group: NodeGroup) -> None:
-        self._put("group", group.name, group)
+        """The id is the case-folded name (``docs.named_id``): a concurrent create of another
+        spelling is Cosmos's own 409. A group stored under its spelt id by older code is
+        refused by a read first on create (nothing writes such ids any more, so that check
+        cannot race) and replaced where it is."""
+        if group.etag is None:
+            folded = group.name.casefold()
+            for doc in self._query(self._cluster, docs.list_named("group")):
+                if str(doc["name"]).casefold() == folded:
+                    raise Conflict(
+                        f"node group {group.name!r} already exists as {doc['name']!r} "
+                        "(names match whatever the case): read it and replace that copy"
+                    )
+        legacy = docs.cluster_id("group", group.name)  # the id before case-folded ids
+        old = legacy if legacy != docs.named_id("group", group.name) else None
+        self._put("group", group.name, group, legacy_id=old)
 
     def get_meta(self, key: str) -> Meta:
         return self._get_named("meta", key, Meta)
@@ -160,10 +176,19 @@ class CosmosStore(CosmosJobs, Store):
             raise NotFound(f"{docs.KINDS[kind]} {name!r} does not exist")
         return docs.load(model, doc)
 
-    def _put(self, kind: str, name: str, record: Record) -> None:
-        """Create (etag None) or replace (etag must match) one named document."""
+    def _put(
+        self,
+        kind: str,
+        name: str,
+        record: Record,
+        *,
+        doc_id: str | None = None,
+        legacy_id: str | None = None,
+    ) -> None:
+        """Create (etag None) or replace (etag must match) one named document; a replace
+        that finds none tries ``legacy_id``, the id older code stored it under."""
         check_size(record, stored_size(record))
-        doc = docs.named_doc(kind, name, record)
+        doc = docs.named_doc(kind, name, record, doc_id)
         try:
             if record.etag is None:
                 new = self._cluster.create_item(doc, response_hook=self._hook)
@@ -173,6 +198,9 @@ class CosmosStore(CosmosJobs, Store):
                     match_condition=MatchConditions.IfNotModified, response_hook=self._hook,
                 )  # fmt: skip
         except CosmosHttpResponseError as error:
+            if legacy_id and record.etag is not None and docs.is_missing(error):
+                self._put(kind, name, record, doc_id=legacy_id)
+                return
             if error.status_code == 409:
                 raise Conflict(
                     f"{docs.KINDS[kind]} {name!r} already exists: read it and replace that copy"
@@ -183,37 +211,3 @@ class CosmosStore(CosmosJobs, Store):
                 ) from None
             raise
         record.etag = str(new["_etag"])
-
-    # --- tokens -----------------------------------------------------------
-
-    def add_token(self, token_sha256: str, principal: Principal) -> None:
-        doc_id = docs.cluster_id("token", token_sha256)
-        body = principal.model_dump(mode="json")
-        doc = {"id": doc_id, "pk": doc_id, "type": "token", "body": body}
-        self._cluster.upsert_item(doc, response_hook=self._hook)
-
-    def find_token(self, token_sha256: str) -> Principal | None:
-        doc_id = docs.cluster_id("token", token_sha256)
-        doc = self._read(self._cluster, doc_id, doc_id)
-        return None if doc is None else Principal.model_validate(doc["body"])
-
-    def list_tokens(self) -> list[tuple[str, Principal]]:
-        """Cross-partition (each token is its own partition): an admin's rare listing."""
-        query = docs.Query(
-            "SELECT * FROM c WHERE c.type = @type", [{"name": "@type", "value": "token"}]
-        )
-        out = [
-            (d["id"].split(":", 1)[1], Principal.model_validate(d["body"]))
-            for d in self._query(self._cluster, query)
-        ]
-        return sorted(out, key=lambda pair: pair[0])
-
-    def remove_token(self, token_sha256: str) -> bool:
-        doc_id = docs.cluster_id("token", token_sha256)
-        try:
-            self._cluster.delete_item(doc_id, partition_key=doc_id, response_hook=self._hook)
-        except CosmosHttpResponseError as error:
-            if error.status_code == 404:
-                return False
-            raise
-        return True

@@ -84,14 +84,21 @@ class SqliteStore(SqliteJobs, Store):
         return [_load(NodeGroup, row) for row in rows]
 
     def put_group(self, group: NodeGroup) -> None:
-        self._put("groups", "node group", group.name, group)
+        self._put("groups", "node group", group.name, group, folded=True)
 
-    def _put(self, table: str, kind: str, name: str, record: Record) -> None:
-        """Create (etag None) or replace (etag must match) one named document."""
+    def _put(
+        self, table: str, kind: str, name: str, record: Record, *, folded: bool = False
+    ) -> None:
+        """Create (etag None) or replace (etag must match) one named document. ``folded``:
+        names match whatever the case (node groups), so a create is refused if a name of
+        another spelling exists; the check is inside the write transaction, which holds the
+        database's write lock, so two spellings created at once cannot both pass it."""
         etag = _new_etag()
         doc = _sized_doc(record)
         with self._transaction() as con:
             if record.etag is None:
+                if folded:
+                    _refuse_other_spelling(con, table, kind, name)
                 try:
                     con.execute(
                         f"INSERT INTO {table} (name, doc, etag) VALUES (?, ?, ?)",
@@ -126,7 +133,21 @@ class SqliteStore(SqliteJobs, Store):
     # --- tokens -----------------------------------------------------------
 
     def add_token(self, token_sha256: str, principal: Principal) -> None:
+        """The user's role is that of its tokens: checked inside the write transaction (it
+        holds the database's write lock), so two adds of one name with different roles
+        cannot both pass the check."""
         with self._transaction() as con:
+            roles = con.execute(
+                "SELECT DISTINCT json_extract(doc, '$.role') FROM tokens "
+                "WHERE json_extract(doc, '$.name') = ?",
+                (principal.name,),
+            ).fetchall()
+            for (role,) in roles:
+                if role != principal.role:
+                    raise Conflict(
+                        f"user {principal.name} exists with role {role}: remove it first "
+                        f"to give it role {principal.role}"
+                    )
             con.execute(
                 "INSERT OR REPLACE INTO tokens (sha256, doc) VALUES (?, ?)",
                 (token_sha256, principal.model_dump_json()),
@@ -148,3 +169,15 @@ class SqliteStore(SqliteJobs, Store):
         with self._transaction() as con:
             gone = con.execute("DELETE FROM tokens WHERE sha256 = ?", (token_sha256,))
             return gone.rowcount > 0
+
+
+def _refuse_other_spelling(con: sqlite3.Connection, table: str, kind: str, name: str) -> None:
+    """Conflict if ``table`` holds ``name`` in another case (Python's casefold, as Cosmos
+    DB's adapter compares: SQLite's NOCASE folds ASCII only). A table of a few rows."""
+    folded = name.casefold()
+    for (other,) in con.execute(f"SELECT name FROM {table}"):
+        if other != name and str(other).casefold() == folded:
+            raise Conflict(
+                f"{kind} {name!r} already exists as {other!r} (names match whatever the "
+                "case): read it and replace that copy"
+            )

@@ -41,15 +41,28 @@ def add_user(deps: Deps, name: str, role: str = "user") -> tuple[User, str]:
         )
     if role not in ROLES:
         raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    same = [u for u in list_users(deps) if u.name == name]
-    if same and same[0].role != role:
-        raise Conflict(
-            f"user {name} exists with role {same[0].role}: remove it first "
-            f"(hpc user remove {name}) to give it role {role}"
-        )
+    before = _refuse_other_role(deps, name, role)
     token = secrets.token_urlsafe(32)
-    deps.store.add_token(digest(token), Principal(name=name, role=role))
-    return User(name, role, (same[0].tokens if same else 0) + 1), token
+    try:
+        # The store decides the role atomically (the check above is for the message only):
+        # of concurrent adds with different roles, one wins and the others get Conflict.
+        deps.store.add_token(digest(token), Principal(name=name, role=role))
+    except Conflict:
+        _refuse_other_role(deps, name, role)  # say which role won
+        raise
+    return User(name, role, before + 1), token
+
+
+def _refuse_other_role(deps: Deps, name: str, role: str) -> int:
+    """Conflict if ``name`` has tokens of another role; else how many it has."""
+    same = [u for u in list_users(deps) if u.name == name]
+    for user in same:
+        if user.role != role:
+            raise Conflict(
+                f"user {name} exists with role {user.role}: remove it first "
+                f"(hpc user remove {name}) to give it role {role}"
+            )
+    return sum(u.tokens for u in same)
 
 
 def list_users(deps: Deps) -> list[User]:
