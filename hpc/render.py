@@ -52,6 +52,15 @@ def state(value: Any) -> Text:
     return Text(text, style=STATE_STYLES.get(text, ""))
 
 
+def node_state(node: Mapping[str, Any]) -> Text:
+    """A node's state, marked ``(held)`` while an admin's drain or offline holds it (its
+    reason may say something else, e.g. "agent stopped"): only ``hpc node online`` ends it."""
+    text = state(node.get("state"))
+    if node.get("held"):
+        text.append(" (held)")
+    return text
+
+
 def _cells(*values: str | Text) -> list[Text]:
     """A table row: each value a literal Text (strings cleaned by :func:`hpc.text.cell`)."""
     return [v if isinstance(v, Text) else cell(v) for v in values]
@@ -204,8 +213,9 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
     ]
     if task.get("pendingReason"):
         rows.append(("Waiting", Text(strip_controls(str(task["pendingReason"])), style="yellow")))
-    if task.get("error"):
-        rows.append(("Error", Text(strip_controls(str(task["error"])), style="red")))
+    if task.get("error"):  # a queued task's is its last attempt's, not why it waits now
+        label = "Last attempt" if task.get("state") == "Queued" else "Error"
+        rows.append((label, Text(strip_controls(str(task["error"])), style="red")))
     for label, value in rows:
         table.add_row(label, *_cells(value))
     return Group(table)
@@ -269,7 +279,7 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
             *_cells(
                 dash(node.get("name")),
                 dash(node.get("groups")),
-                state(node.get("state")),
+                node_state(node),
                 dash(node.get("cores")),
                 dash(node.get("freeCores")),
                 dash(node.get("runningTasks")),

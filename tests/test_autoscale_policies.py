@@ -431,6 +431,7 @@ def host(tmp_path_factory):
 
 def test_the_api_sets_the_idle_policy_and_refuses_bad_text_with_422(host):
     client, _ = host
+    assert client.patch(f"/api/nodegroups/{AZ}", json={"provider": "local"}).status_code == 200
     bad = client.patch(f"/api/nodegroups/{AZ}", json={"idlePolicy": "lazy"})
     assert bad.status_code == 422
     assert FORMS in bad.json()["error"] and "'lazy'" in bad.json()["error"]
@@ -454,6 +455,7 @@ def test_the_cli_sets_the_idle_policy_and_refuses_bad_text_in_one_line(host, mon
     client, token = host
     monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
     monkeypatch.setenv("HPC_TOKEN", token)
+    assert hpc("nodegroup", "set", AZ, "--provider", "local").exit_code == 0  # managed
     bad = hpc("nodegroup", "set", AZ, "--idle-policy", "anticipate:soon")
     assert_one_error_line(bad, "--idle-policy", FORMS, "'soon' is not whole seconds")
     assert bad.exit_code == 2

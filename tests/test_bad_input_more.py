@@ -135,6 +135,9 @@ def test_every_output_adapter_reads_any_offset_past_the_end_as_empty(store: Outp
 @pytest.mark.parametrize("offset", FAR_OFFSETS)
 def test_an_output_offset_far_past_the_end_is_an_empty_page(served, http, offset):
     job_id = new_job(http)
+    task = served.cp.store.get_task(job_id, 1)
+    task.node = "n1"  # placed: an attempt that never reached a node has no output (404)
+    served.cp.store.commit(tasks=[task])
     served.cp.deps.output.sink(job_id, 1, "stdout", attempt=0).write_bytes(b"hello\n")
     url = f"/api/jobs/{job_id}/tasks/1/output"
     just_past = http.get(url, params={"offset": 7, "attempt": 0})

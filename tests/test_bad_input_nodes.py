@@ -120,7 +120,9 @@ def test_a_node_cannot_join_a_managed_group_past_its_max(host):
     [other] = client.post("/api/nodes", json={"group": "Big", "count": 1}).json()["nodes"]
     response = client.patch(f"/api/nodes/{other['name']}", json={"groups": ["Big", "Small"]})
     assert response.status_code == 409
-    assert response.json()["error"].startswith("node group Small may have at most 1 nodes")
+    assert response.json()["error"].startswith(
+        "node group Small has 1 node(s) and its maxNodes is 1"
+    )
     assert client.patch(f"/api/nodes/{mine['name']}", json={"groups": ["Small"]}).status_code == 200
 
 
@@ -163,7 +165,9 @@ def test_a_new_group_with_a_setting_named_like_an_argument_is_a_422(host):
 
 def test_a_groups_provider_changes_only_while_it_has_no_nodes(host):
     client, _ = host
-    created = client.post("/api/nodegroups", json={"name": "Vms", "provider": "local"})
+    created = client.post(
+        "/api/nodegroups", json={"name": "Vms", "provider": "local", "maxNodes": 1}
+    )
     assert created.status_code == 201, created.text
     assert client.patch("/api/nodegroups/Vms", json={"provider": None}).status_code == 200
     assert client.patch("/api/nodegroups/Vms", json={"provider": "local"}).status_code == 200

@@ -268,7 +268,7 @@ def test_submit_for_a_group_in_another_case_places_work_on_the_group(cp):
 def test_a_group_whose_name_differs_only_by_case_is_refused(cp):
     with pytest.raises(Conflict, match="exists already as AzureNodes"):
         cp.create_group("AZURENODES")
-    assert cp.set_group("azurenodes", max_nodes=3).name == "AzureNodes"
+    assert cp.set_group("azurenodes", description="VMs").name == "AzureNodes"
 
 
 # --- PATCH /api/nodes/{name} ------------------------------------------------------------

@@ -15,8 +15,11 @@ import httpx
 import pytest
 
 from shared.domain.cluster import Node
+from shared.domain.models import Task
+from shared.domain.states import TaskState
 from shared.ports.output import truncation_marker
 from shared.usecases.control_plane import ControlPlane
+from shared.usecases.queries import never_placed
 from tests.app_fixtures import served_app
 
 MiB = 1 << 20
@@ -40,6 +43,7 @@ def retried_task(
     job_id = int(r.json()["id"])
     task = cp.store.get_task(job_id, 1)
     task.attempt, task.result_attempt = attempt, result_attempt
+    task.node = "n1"  # its current attempt was placed (one never placed has no output: 404)
     cp.store.commit(tasks=[task])
     return job_id
 
@@ -156,3 +160,50 @@ def test_an_attempt_the_task_never_had_is_404(api):
     r = get(client, fresh, attempt=1)
     assert r.status_code == 404 and "it had only attempt 0" in r.json()["error"]
     assert get(client, job_id, attempt=2).status_code == 200
+
+
+def test_an_attempt_that_never_reached_a_node_is_404_not_an_empty_output(api):
+    """Found live: a Queued task that never ran answered 200, X-Attempt 0, size 0."""
+    client, cp = api
+    job_id = int(client.post("/api/jobs", json={"command": "true"}).json()["id"])
+    for params in ({}, {"attempt": 0}, {"stream": "stderr"}):
+        r = get(client, job_id, **params)
+        assert r.status_code == 404, r.text
+        assert r.json()["error"] == f"task {job_id}.1 has not run yet: no output"
+    requeued = retried_task(api, attempt=1, result_attempt=None)
+    task = cp.store.get_task(requeued, 1)
+    task.node = None  # attempt 0 ran; attempt 1 waits in the queue
+    cp.store.commit(tasks=[task])
+    r = get(client, requeued)
+    assert r.status_code == 404
+    assert r.json()["error"] == (
+        f"task {requeued}.1 has not run yet: no output (its earlier attempts: --attempt 0)"
+    )
+    assert get(client, requeued, attempt=0).status_code == 200
+    sweep = client.post("/api/jobs", json={"tasks": [{"command": "x", "sweep": "1-9"}]})
+    r = get_task(client, int(sweep.json()["id"]), 5, attempt=0)  # not created yet
+    assert (r.status_code, r.json()["error"]) == (
+        404,
+        f"task {sweep.json()['id']}.5 has not run yet: no output",
+    )
+
+
+def get_task(client: httpx.Client, job_id: int, task_id: int, **params: Any) -> httpx.Response:
+    return client.get(f"/api/jobs/{job_id}/tasks/{task_id}/output", params=params)
+
+
+@pytest.mark.parametrize(
+    ("task", "attempt", "expected"),
+    [
+        (Task(job_id=1, id=2, command="x"), 0, "task 1.2 has not run yet: no output"),
+        (Task(job_id=1, id=2, command="x", node="n1"), 0, None),
+        (Task(job_id=1, id=2, command="x", attempt=3), 1, None),  # an earlier attempt
+        (Task(job_id=1, id=2, command="x", attempt=3), 3,
+         "task 1.2 has not run yet: no output (its earlier attempts: --attempt 0 to 2)"),
+        (Task(job_id=1, id=2, command="x", state=TaskState.CANCELED), 0,
+         "task 1.2 never ran (it is Canceled): no output"),
+        (Task(job_id=1, id=2, command="x", state=TaskState.FAILED, result_attempt=0), 0, None),
+    ],
+)  # fmt: skip
+def test_never_placed(task, attempt, expected):
+    assert never_placed(task, attempt) == expected

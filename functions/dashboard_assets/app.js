@@ -11,6 +11,10 @@ const TOKEN_KEY = "hybridhpc.token";
 // What an admin may do to a node from here (POST nodes/NAME/ACTION); an on-prem machine has no VM
 // to deallocate, and its start brings it back Online while its agent runs.
 const NODE_ACTIONS = { onprem: ["start", "drain", "offline"], managed: ["start", "drain", "stop"] };
+// The names a priority is given by (shared/domain/models.py PRIORITY_NAMES), as the CLI shows it.
+const PRIORITY_NAMES = {
+  0: "Lowest", 1000: "BelowNormal", 2000: "Normal", 3000: "AboveNormal", 4000: "Highest",
+};
 const TASK_ACTIONS = {
   Queued: ["cancel"], Dispatching: ["cancel"], Running: ["cancel"],
   Failed: ["requeue"], Canceled: ["requeue"],
@@ -102,8 +106,8 @@ function when(text) {
   return Number.isNaN(moment.getTime()) ? text : moment.toLocaleString();
 }
 
-function badge(stateName) {
-  return el("span", stateName, `state state-${String(stateName).toLowerCase()}`);
+function badge(stateName, text = stateName) {
+  return el("span", text, `state state-${String(stateName).toLowerCase()}`);
 }
 
 function row(cells) {
@@ -127,6 +131,24 @@ function fill(tableId, rows, empty) {
     tr.appendChild(td);
     body.appendChild(tr);
   }
+}
+
+// The cells that are words for a number or a flag (pure: tests/test_dashboard_cells.py runs them).
+
+function priorityName(value) {
+  return Object.hasOwn(PRIORITY_NAMES, value) ? PRIORITY_NAMES[value] : value;
+}
+
+// An admin's drain or offline holds a node until it is started (its reason may say otherwise).
+function nodeStateText(node) {
+  return node.held ? `${node.state} (held)` : node.state;
+}
+
+// A queued task says why it waits; an error it keeps is its last attempt's, not its state's.
+function taskNote(task) {
+  if (task.state !== "Queued") return task.error || task.pendingReason;
+  const last = task.error ? `last attempt: ${task.error}` : "";
+  return [task.pendingReason, last].filter(Boolean).join("; ");
 }
 
 function progress(job) {
@@ -161,7 +183,7 @@ async function loadJobs() {
     "jobs",
     data.jobs.map((job) => {
       const tr = row([
-        job.id, job.name, job.owner, badge(job.state), job.priority, progress(job),
+        job.id, job.name, job.owner, badge(job.state), priorityName(job.priority), progress(job),
         when(job.submitTime), job.pendingReason,
       ]);
       tr.className = job.id === state.jobId ? "selected clickable" : "clickable";
@@ -186,7 +208,7 @@ async function loadJob() {
   $("job").hidden = false;
   $("job-title").textContent = `Job ${job.id}${job.name ? ` — ${job.name}` : ""}`;
   const fields = [
-    ["State", job.state], ["Owner", job.owner], ["Priority", job.priority],
+    ["State", job.state], ["Owner", job.owner], ["Priority", priorityName(job.priority)],
     ["Node groups", (job.nodeGroups || []).join(", ") || "any"],
     ["Tasks", job.taskCount], ["Submitted", when(job.submitTime)],
     ["Started", when(job.startTime)], ["Ended", when(job.endTime)],
@@ -211,7 +233,7 @@ async function loadJob() {
     tasks.map((task) => {
       const tr = row([
         task.id, task.name, badge(task.state), task.node, task.attempt,
-        task.exitCode, task.error || task.pendingReason, taskButtons(task),
+        task.exitCode, taskNote(task), taskButtons(task),
       ]);
       tr.className = state.task === task.id ? "selected clickable" : "clickable";
       tr.addEventListener("click", () => { state.task = task.id; loadOutput(); });
@@ -244,10 +266,13 @@ async function loadOutput() {
     await loadStream("stderr");
     $("output-title").textContent = `Task ${state.jobId}.${state.task}, attempt ${attempt}`;
   } catch (error) {
+    // 404: the task (or the attempt asked for) has not run on a node, so it wrote nothing
     if (!(error instanceof ApiError) || error.status !== 404) throw error;
     $("output-title").textContent = `Task ${state.jobId}.${state.task}: no output yet`;
-    $("stdout").textContent = "";
+    $("stdout").textContent = error.message;
     $("stderr").textContent = "";
+    $("stdout-size").textContent = "";
+    $("stderr-size").textContent = "";
   }
 }
 
@@ -299,7 +324,7 @@ async function loadNodes() {
   fill(
     "nodes",
     data.nodes.map((node) => row([
-      node.name, badge(node.state), (node.groups || []).join(", "),
+      node.name, badge(node.state, nodeStateText(node)), (node.groups || []).join(", "),
       node.runsAsOwner ? `${node.provider}, as owner` : node.provider,
       node.cores, node.freeCores, node.runningTasks, when(node.lastHeartbeat),
       node.stateReason, nodeButtons(node),
@@ -313,7 +338,8 @@ async function loadAutoscale() {
   fill(
     "groups",
     groups.groups.map((g) => row([
-      g.name, g.provider || "on-prem", g.minNodes, g.maxNodes,
+      // an on-prem group has no bounds: its nodes join by their agents
+      g.name, g.provider || "on-prem", g.provider ? g.minNodes : "-", g.provider ? g.maxNodes : "-",
       g.provider ? (g.autoscale ? "yes" : "no") : "-", g.description,
     ])),
     "no node groups",

@@ -33,9 +33,9 @@ def group_list(as_json: JsonOption = False) -> None:
             *_cells(
                 dash(g.get("name")),
                 dash(managed) if managed else "on-prem",
-                dash(g.get("minNodes")),
-                dash(g.get("maxNodes")),
-                dash(g.get("nodeCores")),
+                dash(g.get("minNodes")) if managed else "-",  # on-prem: no bounds
+                dash(g.get("maxNodes")) if managed else "-",
+                dash(g.get("nodeCores")) if managed else "-",
                 ("yes" if g.get("autoscale") else "no") if managed else "-",
                 dash(g.get("idlePolicy")) if managed else "-",
                 dash(g.get("description")),
@@ -85,13 +85,27 @@ def group_create(
         str | None, typer.Option(help="Make it managed by this provider (local, azure).")
     ] = None,
     description: Annotated[str | None, typer.Option(help="What the group is.")] = None,
+    min_nodes: Annotated[
+        int | None, typer.Option("--min", min=0, help="Fewest nodes (managed groups).")
+    ] = None,
+    max_nodes: Annotated[
+        int | None,
+        typer.Option("--max", min=0, help="Most nodes (managed groups; default 0: none)."),
+    ] = None,
 ) -> None:
-    """Create a node group (refused if one exists whose name differs only by case)."""
+    """Create a node group (refused if one exists whose name differs only by case). A
+    managed group's --max bounds its nodes: 0, the default, lets it have none."""
+    settings = _settings(
+        provider=provider, description=description, minNodes=min_nodes, maxNodes=max_nodes
+    )
     with api_client() as client:
-        group = client.create_node_group(
-            name, **_settings(provider=provider, description=description)
-        )
-    stdout_console().print(f"node group {dash(group.get('name'))} created")
+        group = client.create_node_group(name, **settings)
+    bounds = (
+        f" (min {dash(group.get('minNodes'))}, max {dash(group.get('maxNodes'))} nodes)"
+        if group.get("provider")
+        else ""
+    )
+    stdout_console().print(f"node group {dash(group.get('name'))} created{bounds}")
 
 
 @app.command("set")
@@ -187,6 +201,9 @@ def group_set(
         raise CliError("give at least one setting to change (see --help)", exit_code=2)
     with api_client() as client:
         group = client.set_node_group(name, **settings)
+    if not group.get("provider"):  # its bounds and policy do not apply (groupsettings)
+        stdout_console().print(f"node group {dash(group.get('name'))}: on-prem")
+        return
     stdout_console().print(
         f"node group {dash(group.get('name'))}: min {dash(group.get('minNodes'))}, "
         f"max {dash(group.get('maxNodes'))}, provider {dash(group.get('provider'))}, "

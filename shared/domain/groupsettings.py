@@ -61,6 +61,11 @@ GROUP_SETTINGS: dict[str, Setting] = {
 """What ``hpc nodegroup set`` may change: type, range (a str's: its length) and whether
 null is allowed."""
 
+MANAGED_ONLY = frozenset(GROUP_SETTINGS) - {"description", "provider"}
+"""Settings only ``hpc node add`` and the autoscaler read: on an on-prem group (provider
+None, nodes that join by their agents) they would be accepted and do nothing, so they are
+refused there."""
+
 
 def api_name(key: str) -> str:
     """A setting as the API and its errors spell it (``boot_delay_s`` -> ``bootDelayS``)."""
@@ -82,8 +87,32 @@ def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | N
             f"({hint}; HPC_COMPUTE): give {provider or 'one of ' + ', '.join(PROVIDERS)}, "
             "or null for on-prem nodes"
         )
-    if group.max_nodes and group.min_nodes > group.max_nodes:
-        raise InvalidRequest(f"min nodes {group.min_nodes} is above max nodes {group.max_nodes}")
+
+
+def check_bounds(group: NodeGroup, settings: Iterable[str], provider: str | None) -> None:
+    """One meaning of maxNodes everywhere: the most nodes a managed group may have, 0 being
+    none (the autoscaler starts none, ``hpc node add`` adds none), never "no limit". So
+    minNodes above it is refused whatever the values; an on-prem group takes no
+    managed-only setting (``settings``: the keys given). Checked after each value's own
+    check (:func:`apply_settings`), as a bad value is bad whatever the group."""
+    if group.provider is None:
+        given = sorted(api_name(k) for k in settings if k in MANAGED_ONLY)
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            kind = provider or "local"
+            raise InvalidRequest(
+                f"{', '.join(given)} {verb} only to managed groups (VMs that hpc node add "
+                f"creates and the autoscaler starts and stops); {group.name} is on-prem, its "
+                f"nodes join by their agents: create a managed group (hpc nodegroup create "
+                f"NAME --provider {kind} --max N), or make this one managed while it has no "
+                f"nodes (hpc nodegroup set {group.name} --provider {kind})"
+            )
+    elif group.min_nodes > group.max_nodes:
+        raise InvalidRequest(
+            f"min nodes {group.min_nodes} is above max nodes {group.max_nodes} (the most "
+            f"nodes the group may have; 0: none): raise it with hpc nodegroup set "
+            f"{group.name} --max N, N >= {group.min_nodes}"
+        )
 
 
 def check_setting_names(keys: Iterable[str]) -> None:

@@ -9,7 +9,7 @@ when asked (the API's ``pendingReason``), from the same records the scheduler re
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from shared.domain.cluster import Node
 from shared.domain.models import Job, Task
@@ -24,13 +24,19 @@ def where(groups: Sequence[str]) -> str:
     return ", ".join(groups) if groups else "the cluster"
 
 
-def pending_reason(task: Task, nodes: Sequence[Node], used: Mapping[str, int]) -> str | None:
+def pending_reason(
+    task: Task, nodes: Sequence[Node], used: Mapping[str, int], capped: Collection[str] = ()
+) -> str | None:
     """Why ``task`` is not running now, or None if it is not queued. Nodes of its groups an
-    admin holds (drained or taken offline: ``Node.held``) are named, with how to end it."""
+    admin holds (drained or taken offline: ``Node.held``) are named, with how to end it.
+    ``capped``: managed groups whose maxNodes is 0, so the autoscaler starts none of their
+    nodes (a task only they may run waits for an admin, which the reason says)."""
     if task.state is not TaskState.QUEUED:
         return None
     mine = [n for n in nodes if not task.node_groups or set(task.node_groups) & set(n.groups)]
     reason = _reason(task, mine, used)
+    if reason.startswith("no Online node") and capped_only(task.node_groups, capped):
+        reason += "; " + max_zero(task.node_groups)
     held = sorted(n.name for n in mine if n.held is not None)
     if not held or reason.startswith("next in line"):
         return reason
@@ -38,6 +44,20 @@ def pending_reason(task: Task, nodes: Sequence[Node], used: Mapping[str, int]) -
         f" and {len(held) - SHOW_NODES} more" if len(held) > SHOW_NODES else ""
     )
     return f"{reason}; held by an admin: {shown} (hpc node online {held[0]} brings it back)"
+
+
+def capped_only(groups: Sequence[str], capped: Collection[str]) -> bool:
+    """Every group named is a managed group of maxNodes 0 (none named: any node may do)."""
+    return bool(groups) and all(g in capped for g in groups)
+
+
+def max_zero(groups: Sequence[str]) -> str:
+    """What a maxNodes of 0 means for a job of ``groups``, and how to raise it."""
+    first, its = (groups[0] if groups else "NAME"), ("their" if len(groups) > 1 else "its")
+    return (
+        f"the maxNodes of {where(groups)} is 0, so the autoscaler starts none of {its} nodes: "
+        f"raise it (hpc nodegroup set {first} --max N) or start one (hpc node start NAME)"
+    )
 
 
 def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> str:

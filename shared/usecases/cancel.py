@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from datetime import datetime
 
-from shared.domain import lifecycle
+from shared.domain import eligibility, lifecycle
 from shared.domain.models import Job, Task
 from shared.domain.states import JOB_TERMINAL, TASK_ACTIVE, JobState, TaskState
-from shared.errors import Conflict, Refused
+from shared.errors import Conflict, NotFound, Refused
 from shared.usecases.deps import Deps, chunks
 
 PAGE = 1000
@@ -95,12 +95,35 @@ def requeue_job(deps: Deps, job_id: int) -> Job:
         raise Conflict(f"job {job_id} is {job.state}; only Failed or Canceled jobs can be requeued")
     if not (job.task_counts.get(TaskState.FAILED) or job.task_counts.get(TaskState.CANCELED)):
         raise Conflict(f"job {job_id} has no failed or canceled tasks to requeue")
+    doomed = prerequisite_refusal(deps, job)
+    if doomed:  # queued again, it would be canceled at the next pass, for the same reason
+        raise Refused(f"job {job_id} would be canceled again at once: {doomed}")
     for redo in task_pages(deps, job_id, [TaskState.FAILED, TaskState.CANCELED]):
         for chunk in chunks(redo):
             deps.retry(_rerun_chunk, deps, job_id, [t.id for t in chunk])
     deps.retry(_reopen_ranges, deps, job_id)
     deps.kick()
     return deps.store.get_job(job_id)
+
+
+def prerequisite_refusal(deps: Deps, job: Job) -> str | None:
+    """Why ``job`` queued again would be canceled at once (a prerequisite job that ended
+    other than Finished, or is gone), and what to do first; None if it could run. The job
+    and task requeues both say it: a requeue the next pass undoes is no requeue."""
+    states: dict[int, JobState | None] = {}
+    for dep in job.depends_on:
+        try:
+            states[dep] = deps.store.get_job(dep).state
+        except NotFound:
+            states[dep] = None
+    for dep in job.depends_on:  # the rule's own words, per prerequisite, to name it
+        why = eligibility.doomed(job, {dep: states[dep]})
+        if why is None:
+            continue
+        if states[dep] is None:
+            return f"{why}, so it can never run: submit it again without it"
+        return f"{why}; requeue job {dep} first (hpc job requeue {dep}), then this one"
+    return None
 
 
 def _reopen(job: Job, now: datetime) -> None:

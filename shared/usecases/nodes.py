@@ -18,7 +18,7 @@ from typing import Any
 from shared.domain import lifecycle, ownership
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_group
-from shared.domain.groupsettings import apply_settings
+from shared.domain.groupsettings import apply_settings, check_bounds
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
 from shared.domain.states import NodeState
@@ -72,11 +72,8 @@ def add_nodes(
     assert deps.compute is not None
     existing = {n.name for n in deps.store.list_nodes()}
     members = [n for n in deps.store.list_nodes() if group.name in n.groups]
-    if group.max_nodes and len(members) + count > group.max_nodes:
-        raise Conflict(
-            f"node group {group.name} may have at most {group.max_nodes} nodes and has "
-            f"{len(members)}: raise it with `hpc nodegroup set {group.name} --max N`"
-        )
+    if len(members) + count > group.max_nodes:  # maxNodes 0: none (groupsettings)
+        raise Conflict(_beyond_max(group, len(members), count))
     prefix, i = _prefix(group.name), 0
     added: list[Node] = []
     now = deps.clock()
@@ -313,7 +310,7 @@ def _room_for(deps: Deps, node: Node, chosen: list[str], groups: list[NodeGroup]
     """A managed group's max nodes bounds its members, as ``hpc node add`` does."""
     bounded = [
         g for g in groups
-        if g.name in chosen and g.name not in node.groups and g.provider and g.max_nodes
+        if g.name in chosen and g.name not in node.groups and g.provider
     ]  # fmt: skip
     if not bounded:
         return
@@ -321,25 +318,44 @@ def _room_for(deps: Deps, node: Node, chosen: list[str], groups: list[NodeGroup]
     for group in bounded:
         members = sum(1 for n in nodes if group.name in n.groups)
         if members >= group.max_nodes:
-            raise Conflict(
-                f"node group {group.name} may have at most {group.max_nodes} nodes and has "
-                f"{members}: raise it with `hpc nodegroup set {group.name} --max N`"
-            )
+            raise Conflict(_beyond_max(group, members, 1))
+
+
+def _beyond_max(group: NodeGroup, members: int, count: int) -> str:
+    """Why ``count`` more nodes do not fit ``group``'s maxNodes, and the flag that raises it."""
+    most = f"maxNodes is {group.max_nodes}" + (
+        " (0: the group may have no node)" if not group.max_nodes else ""
+    )
+    return (
+        f"node group {group.name} has {members} node(s) and its {most}: {count} more would "
+        f"exceed it; raise it with `hpc nodegroup set {group.name} --max "
+        f"{members + count}`"
+    )
 
 
 def create_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
+    """The store refuses a name that exists in any case atomically (``put_group``); the
+    check before it is for the message, and is made again when a concurrent create won."""
+    _refuse_existing(deps, name)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
+        raise InvalidRequest(f"node group name {name!r}: letters, digits, _ . - (64 at most)")
+    group = NodeGroup(name=name)
+    _apply(deps, group, settings)
+    try:
+        deps.store.put_group(group)
+    except Conflict:
+        _refuse_existing(deps, name)  # say which spelling won
+        raise
+    return group
+
+
+def _refuse_existing(deps: Deps, name: str) -> None:
     existing = canonical_group(name, [g.name for g in deps.store.list_groups()])
     if existing is not None:
         same = "" if existing == name else f" as {existing} (names match whatever the case)"
         raise Conflict(
             f"node group {name!r} exists already{same}: change it with hpc nodegroup set"
         )
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
-        raise InvalidRequest(f"node group name {name!r}: letters, digits, _ . - (64 at most)")
-    group = NodeGroup(name=name)
-    _apply(deps, group, settings)
-    deps.store.put_group(group)
-    return group
 
 
 def set_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
@@ -370,5 +386,7 @@ def _no_members(deps: Deps, group: NodeGroup, before: str | None) -> None:
 
 
 def _apply(deps: Deps, group: NodeGroup, settings: dict[str, Any]) -> None:
-    apply_settings(group, settings, deps.compute.name if deps.compute else None)
+    provider = deps.compute.name if deps.compute else None
+    apply_settings(group, settings, provider)
     check_group(group)
+    check_bounds(group, settings, provider)

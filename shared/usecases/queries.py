@@ -72,13 +72,14 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
     blocked = _job_blocks(deps, list(jobs.values()))
     nodes = deps.store.list_nodes()
     used = used_cores(deps.store.active_tasks())
+    capped = {g.name for g in deps.store.list_groups() if g.provider and not g.max_nodes}
     waiting: list[Job] | None = None
     out: dict[tuple[int, int], str] = {}
     for task in queued:
         job = jobs.get(task.job_id)
         reason = blocked.get(task.job_id) or (job and taskgraph.waiting_for(task, job))
         if not reason:
-            reason = pending.pending_reason(task, nodes, used)
+            reason = pending.pending_reason(task, nodes, used, capped)
             if reason is not None and reason.startswith("waiting for") and job is not None:
                 if waiting is None:  # read once, only if some task waits for cores
                     waiting = list(all_jobs(deps.store, [JobState.QUEUED, JobState.RUNNING]))
@@ -160,6 +161,9 @@ def read_output(
     elif not 0 <= attempt <= task.attempt:
         had = "only attempt 0" if task.attempt == 0 else f"attempts 0 to {task.attempt}"
         raise NotFound(f"task {job_id}.{task_id} has no attempt {attempt}: it had {had}")
+    unplaced = never_placed(task, attempt)
+    if unplaced:
+        raise NotFound(unplaced)
     data = deps.output.read(job_id, task_id, stream, attempt=attempt, offset=offset, limit=limit)
     info = deps.output.info(job_id, task_id, stream, attempt=attempt)
     return OutputPage(
@@ -169,6 +173,23 @@ def read_output(
         size=max(info.size, (offset + len(data)) if data else 0),
         truncated=info.truncated,
     )
+
+
+def never_placed(task: Task, attempt: int) -> str | None:
+    """Why ``attempt`` of ``task`` has no output because it never reached a node (a 404, as
+    for an attempt the task never had: an empty 200 read as "it ran and wrote nothing");
+    None if it may have. Only the current attempt's placement is recorded: an earlier one
+    is read as it is (a requeue follows a run, or a cancel while queued)."""
+    if attempt != task.attempt or task.result_attempt == attempt:
+        return None
+    if task.node or task.hosts or task.dispatch_time or task.start_time:
+        return None
+    key = f"task {task.key}"
+    if task.state is not TaskState.QUEUED:
+        return f"{key} never ran (it is {task.state}): no output"
+    earlier = f"0 to {attempt - 1}" if attempt > 1 else "0"
+    earlier = f" (its earlier attempts: --attempt {earlier})" if attempt else ""
+    return f"{key} has not run yet: no output{earlier}"
 
 
 def list_nodes(deps: Deps) -> list[dict[str, Any]]:

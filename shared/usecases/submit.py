@@ -8,7 +8,8 @@ from shared.domain.cluster import Principal
 from shared.domain.groupnames import canonical_groups
 from shared.domain.jobspec import JobSpec
 from shared.domain.models import Job
-from shared.domain.states import JobState
+from shared.domain.pending import capped_only, max_zero
+from shared.domain.states import JobState, NodeState
 from shared.domain.templates import JobTemplate, apply_template
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases import templates
@@ -50,12 +51,18 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     return job
 
 
+COMING = frozenset({NodeState.ONLINE, NodeState.STARTING})
+"""States of a node that runs, or is about to run, tasks without the autoscaler."""
+
+
 def check_fits(deps: Deps, spec: JobSpec, template: JobTemplate | None = None) -> None:
     """Refuse a job no node of its groups could ever run (unknown group, too many cores,
-    more nodes than the groups have). A core range is checked on its min. ``template``: the
-    one the job's groups came from (it named none), named if one of them does not exist."""
+    more nodes than the groups have, only managed groups of maxNodes 0 with no node up: the
+    autoscaler would start none). A core range is checked on its min. ``template``: the one
+    the job's groups came from (it named none), named if one of them does not exist."""
     nodes = deps.store.list_nodes()
-    known = {g.name for g in deps.store.list_groups()} | {g for n in nodes for g in n.groups}
+    groups = deps.store.list_groups()
+    known = {g.name for g in groups} | {g for n in nodes for g in n.groups}
     missing = [g for g in spec.node_groups if g not in known]
     if missing and template is not None:
         raise templates.gone_default_groups(template, missing, sorted(known, key=str.lower))
@@ -70,6 +77,9 @@ def check_fits(deps: Deps, spec: JobSpec, template: JobTemplate | None = None) -
         raise InvalidRequest(
             f"{where} has no nodes yet: start agents (hpc up / hpc agent run) or add nodes first"
         )
+    capped = {g.name for g in groups if g.provider and not g.max_nodes}
+    if capped_only(spec.node_groups, capped) and not any(n.state in COMING for n in eligible):
+        raise InvalidRequest(f"{where} has no Online node, and " + max_zero(spec.node_groups))
     largest = max(n.cores for n in eligible)
     for task in spec.tasks:
         cores = task.min_cores

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 
-from shared.domain import eligibility, lifecycle, taskgraph
+from shared.domain import lifecycle, taskgraph
 from shared.domain.messages import CancelTask
-from shared.domain.models import Job, Task
+from shared.domain.models import Task
 from shared.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState
 from shared.errors import NotFound, Refused
 from shared.usecases import sweeps, taskdeps
+from shared.usecases.cancel import prerequisite_refusal
 from shared.usecases.deps import Deps
 from shared.usecases.settling import commit_settling
 
@@ -73,12 +74,14 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
         if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
             raise Refused(f"job {job_id} is {job.state}; nothing of it can run again")
         if task.state in (TaskState.FAILED, TaskState.CANCELED):
-            doomed = _doomed(deps, job, task)
-            if doomed:
+            doomed = prerequisite_refusal(deps, job)  # the job requeue is refused too
+            inside = taskgraph.doomed(task.depends_on, job.steps, job)
+            if doomed or inside:
                 raise Refused(
-                    f"task {job_id}.{task_id} would be canceled again at once: {doomed}; "
-                    f"requeue that first (or the whole job: hpc job requeue {job_id})"
-                )
+                    f"task {job_id}.{task_id} would be canceled again at once: "
+                    + (doomed or f"{inside}; requeue that first (or the whole job: "
+                       f"hpc job requeue {job_id})")
+                )  # fmt: skip
         now = deps.clock()
         change = lifecycle.rerun(task, now)
         if change is None:
@@ -126,18 +129,6 @@ def _stored(deps: Deps, job_id: int, task_id: int, what: str) -> Task:
             f"{unborn}, so it is requeued with its job: hpc job requeue {job_id} once the job "
             "has ended"
         ) from None
-
-
-def _doomed(deps: Deps, job: Job, task: Task) -> str | None:
-    """Why the task, queued again, would be canceled at once (a prerequisite task or job that
-    did not finish); None if it could run."""
-    states: dict[int, JobState | None] = {}
-    for dep in job.depends_on:
-        try:
-            states[dep] = deps.store.get_job(dep).state
-        except NotFound:
-            states[dep] = None
-    return eligibility.doomed(job, states) or taskgraph.doomed(task.depends_on, job.steps, job)
 
 
 def _cancel_dependents(deps: Deps, job_id: int) -> None:

@@ -1,0 +1,99 @@
+"""The dashboard's cells that are words for numbers and flags, run under Node.js, and the
+CLI's node state cell (found live: the dashboard showed priority 2000 where the CLI says
+Normal, a requeued Queued task's old error instead of why it waits, and neither said a
+node was held by an admin)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from hpc.render import node_state, nodes_table, task_detail
+from shared.domain.models import PRIORITY_NAMES
+
+SCRIPT = Path(__file__).parent.parent / "functions" / "dashboard_assets" / "app.js"
+
+HARNESS = """
+const vm = require("vm");
+const fs = require("fs");
+const context = vm.createContext({ document: { addEventListener() {} } });
+vm.runInContext(fs.readFileSync(process.argv[1], "utf8"), context);
+const calls = JSON.parse(process.argv[2]);
+const out = calls.map(([fn, arg]) => vm.runInContext(`${fn}(${JSON.stringify(arg)})`, context));
+console.log(JSON.stringify(out));
+"""
+
+
+def run_js(calls: list[tuple[str, Any]]) -> list[Any]:
+    """Each ``(function, argument)`` of app.js called in one Node.js process."""
+    done = subprocess.run(
+        ["node", "-e", HARNESS, str(SCRIPT), json.dumps(calls)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return list(json.loads(done.stdout))
+
+
+CASES: list[tuple[str, Any, Any]] = [
+    *(("priorityName", value, name) for name, value in PRIORITY_NAMES.items()),
+    ("priorityName", 2500, 2500),  # no name: the number, as the CLI shows it
+    ("nodeStateText", {"state": "Offline", "held": "offline"}, "Offline (held)"),
+    ("nodeStateText", {"state": "Draining", "held": "drain"}, "Draining (held)"),
+    ("nodeStateText", {"state": "Online", "held": None}, "Online"),
+    (
+        "taskNote",
+        {"state": "Queued", "error": None, "pendingReason": "next in line"},
+        "next in line",
+    ),
+    (
+        "taskNote",
+        {"state": "Queued", "error": "exit code 1", "pendingReason": "no Online node"},
+        "no Online node; last attempt: exit code 1",
+    ),
+    ("taskNote", {"state": "Failed", "error": "exit code 1", "pendingReason": None}, "exit code 1"),
+]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_the_dashboards_cells() -> None:
+    got = run_js([(fn, arg) for fn, arg, _ in CASES])
+    assert got == [expected for _, _, expected in CASES]
+
+
+@pytest.mark.parametrize(
+    ("node", "shown"),
+    [
+        ({"state": "Offline", "held": "offline"}, "Offline (held)"),
+        ({"state": "Draining", "held": "drain"}, "Draining (held)"),
+        ({"state": "Offline", "held": None}, "Offline"),
+        ({"state": "Online"}, "Online"),
+        ({}, "-"),
+    ],
+)
+def test_node_state(node, shown):
+    assert node_state(node).plain == shown
+
+
+def test_hpc_node_list_says_a_node_is_held():
+    console = Console(record=True, width=200)
+    row = {"name": "azure-2", "state": "Offline", "held": "offline", "stateReason": "agent stopped"}
+    console.print(nodes_table([row]))
+    assert "Offline (held)" in console.export_text()
+
+
+def test_hpc_task_view_labels_a_queued_tasks_old_error_as_its_last_attempts():
+    console = Console(record=True, width=200)
+    task = {"id": 1, "state": "Queued", "error": "node n1 lost", "pendingReason": "next in line"}
+    console.print(task_detail(task))
+    shown = console.export_text()
+    assert "Last attempt   node n1 lost" in shown and "Error" not in shown
+    console.print(task_detail({**task, "state": "Failed", "pendingReason": None}))
+    assert "Error          node n1 lost" in console.export_text()
