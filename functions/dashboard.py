@@ -21,6 +21,7 @@ bp = func.Blueprint()
 
 ASSETS: dict[str, str] = {
     "": "text/html",
+    "cells.js": "text/javascript",
     "app.js": "text/javascript",
     "style.css": "text/css",
 }
@@ -45,7 +46,7 @@ def asset(name: str) -> bytes:
 
 @bp.route(route="dashboard/{asset?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def dashboard(req: func.HttpRequest) -> func.HttpResponse:
-    """The dashboard's page and its two files; they carry no data (the API needs a token)."""
+    """The dashboard's page and its files; they carry no data (the API needs a token)."""
     name = req.route_params.get("asset") or ""
     if not name and urlsplit(req.url).path.endswith("/"):
         # the page's links are relative to /api/dashboard, not /api/dashboard/

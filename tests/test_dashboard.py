@@ -25,7 +25,8 @@ from hpc.cli import app as cli
 from tests.app_fixtures import served_app
 from tests.helpers import ROOT
 
-SCRIPT = asset("app.js").decode()
+SCRIPT = asset("cells.js").decode() + asset("app.js").decode()
+"""The page's scripts, in the order index.html loads them."""
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +131,10 @@ def test_the_script_writes_values_as_text_never_as_markup() -> None:
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
-def test_the_script_parses() -> None:
+@pytest.mark.parametrize("name", ["cells.js", "app.js"])
+def test_the_script_parses(name: str) -> None:
     done = subprocess.run(
-        ["node", "--check", str(ROOT / "functions" / "dashboard_assets" / "app.js")],
+        ["node", "--check", str(ROOT / "functions" / "dashboard_assets" / name)],
         capture_output=True,
         text=True,
         check=False,

@@ -17,7 +17,7 @@ from rich.console import Console
 from hpc.render import node_state, nodes_table, task_detail
 from shared.domain.models import PRIORITY_NAMES
 
-SCRIPT = Path(__file__).parent.parent / "functions" / "dashboard_assets" / "app.js"
+SCRIPT = Path(__file__).parent.parent / "functions" / "dashboard_assets" / "cells.js"
 
 HARNESS = """
 const vm = require("vm");
@@ -31,7 +31,7 @@ console.log(JSON.stringify(out));
 
 
 def run_js(calls: list[tuple[str, Any]]) -> list[Any]:
-    """Each ``(function, argument)`` of app.js called in one Node.js process."""
+    """Each ``(function, argument)`` of cells.js called in one Node.js process."""
     done = subprocess.run(
         ["node", "-e", HARNESS, str(SCRIPT), json.dumps(calls)],
         capture_output=True,

@@ -11,10 +11,6 @@ const TOKEN_KEY = "hybridhpc.token";
 // What an admin may do to a node from here (POST nodes/NAME/ACTION); an on-prem machine has no VM
 // to deallocate, and its start brings it back Online while its agent runs.
 const NODE_ACTIONS = { onprem: ["start", "drain", "offline"], managed: ["start", "drain", "stop"] };
-// The names a priority is given by (shared/domain/models.py PRIORITY_NAMES), as the CLI shows it.
-const PRIORITY_NAMES = {
-  0: "Lowest", 1000: "BelowNormal", 2000: "Normal", 3000: "AboveNormal", 4000: "Highest",
-};
 const TASK_ACTIONS = {
   Queued: ["cancel"], Dispatching: ["cancel"], Running: ["cancel"],
   Failed: ["requeue"], Canceled: ["requeue"],
@@ -31,15 +27,6 @@ const state = {
   task: null,
   timer: null,
 };
-
-const $ = (id) => document.getElementById(id);
-
-function el(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (className) node.className = className;
-  return node;
-}
 
 function token() {
   return sessionStorage.getItem(TOKEN_KEY);
@@ -98,74 +85,6 @@ function signOut(message) {
   $("summary").textContent = "";
   $("login").hidden = false;
   showBanner(message);
-}
-
-function when(text) {
-  if (!text) return "-";
-  const moment = new Date(text);
-  return Number.isNaN(moment.getTime()) ? text : moment.toLocaleString();
-}
-
-function badge(stateName, text = stateName) {
-  return el("span", text, `state state-${String(stateName).toLowerCase()}`);
-}
-
-function row(cells) {
-  const tr = document.createElement("tr");
-  for (const cell of cells) {
-    const td = document.createElement("td");
-    if (cell instanceof Node) td.appendChild(cell);
-    else td.textContent = cell === undefined || cell === null || cell === "" ? "-" : String(cell);
-    tr.appendChild(td);
-  }
-  return tr;
-}
-
-function fill(tableId, rows, empty) {
-  const body = $(tableId).querySelector("tbody");
-  body.replaceChildren(...rows);
-  if (!rows.length) {
-    const td = el("td", empty, "empty");
-    td.colSpan = $(tableId).querySelectorAll("th").length;
-    const tr = document.createElement("tr");
-    tr.appendChild(td);
-    body.appendChild(tr);
-  }
-}
-
-// The cells that are words for a number or a flag (pure: tests/test_dashboard_cells.py runs them).
-
-function priorityName(value) {
-  return Object.hasOwn(PRIORITY_NAMES, value) ? PRIORITY_NAMES[value] : value;
-}
-
-// An admin's drain or offline holds a node until it is started (its reason may say otherwise).
-function nodeStateText(node) {
-  return node.held ? `${node.state} (held)` : node.state;
-}
-
-// A queued task says why it waits; an error it keeps is its last attempt's, not its state's.
-function taskNote(task) {
-  if (task.state !== "Queued") return task.error || task.pendingReason;
-  const last = task.error ? `last attempt: ${task.error}` : "";
-  return [task.pendingReason, last].filter(Boolean).join("; ");
-}
-
-function progress(job) {
-  const counts = job.taskCounts || {};
-  const total = job.taskCount || 0;
-  const done = (counts.Finished || 0) + (counts.Failed || 0) + (counts.Canceled || 0);
-  const wrap = el("span", null, "progress");
-  const bar = el("span", null, "bar-fill");
-  bar.style.width = total ? `${Math.round((100 * done) / total)}%` : "0%";
-  const outer = el("span", null, "bar-outer");
-  outer.appendChild(bar);
-  wrap.appendChild(outer);
-  const parts = [`${done}/${total}`];
-  if (counts.Running) parts.push(`${counts.Running} running`);
-  if (counts.Failed) parts.push(`${counts.Failed} failed`);
-  wrap.appendChild(el("span", ` ${parts.join(", ")}`));
-  return wrap;
 }
 
 // --- jobs ------------------------------------------------------------------------------
@@ -280,19 +199,6 @@ async function taskAction(taskId, action) {
   if (action === "cancel" && !confirm(`Cancel task ${state.jobId}.${taskId}?`)) return;
   await api(`jobs/${state.jobId}/tasks/${taskId}/${action}`, { method: "POST" });
   await refresh();
-}
-
-function buttons(actions, act) {
-  const span = el("span", null, "actions");
-  for (const action of actions) {
-    const button = el("button", action);
-    button.addEventListener("click", (event) => {
-      event.stopPropagation(); // not the row's own click
-      act(action).catch(report);
-    });
-    span.appendChild(button);
-  }
-  return span;
 }
 
 function taskButtons(task) {
