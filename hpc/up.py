@@ -28,6 +28,7 @@ this module checks the ground, drives them and prints what happens.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -35,7 +36,7 @@ import signal
 import socket
 from importlib.util import find_spec
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -45,6 +46,9 @@ from hpc.errors import CliError
 from hpc.render import nodes_table
 from hpc.text import cell, safe
 from hpc.up_processes import AGENT_GROUP, HOST_NAME, ClusterProcesses, Stopper
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 AZURE_GROUP = "AzureNodes"
 
@@ -142,6 +146,20 @@ def _client_env_hint(cluster: ClusterProcesses, default_home: bool) -> str | Non
     return "; ".join(exports) or None
 
 
+def private_state(settings: Settings) -> None:
+    """The cluster's own state under HPC_HOME is its owner's alone: the task output folder
+    (``hpc task output`` is the job owner's and admins'; a probe found every local user could
+    read it, which matters where tasks run as their owners), the store and the bus. HPC_HOME
+    itself is left as it is: it may be a folder the user chose for other things too."""
+    output = settings.output_dir
+    output.mkdir(parents=True, exist_ok=True)
+    databases = (settings.store_path, settings.bus_path)
+    files = [db.with_name(db.name + end) for db in databases for end in ("", "-wal", "-shm")]
+    for path in (output, *files):
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
+
 def run_up(
     *, port: int, nodes: int, cores: int, azure_nodes: int = 0, console: Console | None = None
 ) -> int:
@@ -169,6 +187,7 @@ def run_up(
         token = ensure_admin_token(settings, store)
     finally:
         store.close()
+    private_state(settings)
 
     env = dict(os.environ)
     env.update(
