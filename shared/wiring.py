@@ -27,14 +27,18 @@ from shared.ports.output import OutputStore
 from shared.ports.store import Store
 from shared.settings import Settings
 
-SDK_HTTP_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
+SDK_HTTP_LOGGERS = (
+    "azure.core.pipeline.policies.http_logging_policy",  # Blob, Service Bus admin, ARM
+    "azure.cosmos._cosmos_http_logging_policy",  # Cosmos DB has a policy of its own
+)
 
 
 def quiet_azure_sdk_logs() -> None:
     """The Azure SDKs log every HTTP request and response, headers included, at INFO: with
     Cosmos DB and Blob output that was 39,000 lines (43 MB) of control plane log in 12
     minutes of a probe, burying what the cluster says. Their warnings and errors still show."""
-    logging.getLogger(SDK_HTTP_LOGGER).setLevel(logging.WARNING)
+    for name in SDK_HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def build_store(settings: Settings) -> Store:
