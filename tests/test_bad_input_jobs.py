@@ -315,3 +315,13 @@ def test_a_fractional_priority_stored_before_it_was_refused_still_loads():
     job = Job.model_validate({"id": 1, "priority": 1.5, "taskCount": 1})
     task = Task.model_validate({"jobId": 1, "id": 1, "command": "x", "priority": 2999.7})
     assert (job.priority, task.priority) == (2, 3000)
+
+
+def test_a_spec_with_both_a_top_level_command_and_tasks_says_to_pick_one(api):
+    """Found by a probe: it said "command: Extra inputs are not permitted", though a
+    top-level command is a valid key (a one-task job)."""
+    spec = {"command": "echo a", "tasks": [{"command": "echo b"}]}
+    r = api.post("/api/jobs", json=spec)
+    assert r.status_code == 422
+    assert "a top-level command (a one-task job) or tasks, not both" in r.json()["error"]
+    assert "Extra inputs" not in r.json()["error"]

@@ -221,6 +221,11 @@ class JobSpec(_Spec):
         if "nodeGroup" in data:
             group = data.pop("nodeGroup")
             data["nodeGroups"] = [group] if group else []
+        if "tasks" in data and "command" in data:
+            raise ValueError(
+                "give a top-level command (a one-task job) or tasks, not both: move the "
+                "command into one of the tasks"
+            )
         if "tasks" not in data and "command" in data:
             task = {
                 k: data.pop(k)
