@@ -36,10 +36,10 @@ import threading
 import time
 from pathlib import Path
 
+from agent.endrecords import KILLED
+
 log = logging.getLogger(__name__)
 
-KILLED = ".killed"
-"""The mark beside a task's end record (agent/endrecords.py uses the same suffix)."""
 BEAT_EVERY_S = 1.0
 """The agent tells the watchdog of a sent heartbeat at most this often."""
 

@@ -96,9 +96,8 @@ class Tasks:
         """The control plane said its heartbeat timeout (at registration): fence at 2/3 of
         it, whatever this machine's setting, since that timeout decides when the node's
         attempts run elsewhere."""
-        changed = fence_for_timeout(heartbeat_timeout_s) != self._fence_s
-        self._fence_s = fence_for_timeout(heartbeat_timeout_s)
-        if changed:
+        fence, self._fence_s = self._fence_s, fence_for_timeout(heartbeat_timeout_s)
+        if fence != self._fence_s:
             log.info(
                 "the control plane's heartbeat timeout is %g s: the lifeline kills this "
                 "node's tasks after %g s without a heartbeat sent",

@@ -324,7 +324,9 @@ def _private(docs: list[dict[str, Any]], job_id: int, principal: Principal) -> l
     """Task docs without their output's tail unless ``principal`` owns the job or is an admin:
     every user sees every job's state (as Slurm and HPC Pack show the queue), but only its
     owner and admins read what its tasks wrote (a task may run as its owner's account)."""
-    if principal.role == ADMIN or not docs or may_change(control().get_job(job_id), principal):
+    if principal.role == ADMIN or all(d.get("output") is None for d in docs):
+        return docs  # (nothing to hide: no read of the job)
+    if may_change(control().get_job(job_id), principal):
         return docs
     return [{**d, "output": None} for d in docs]
 

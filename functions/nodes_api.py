@@ -11,7 +11,6 @@ forms); ``GET /api/autoscale/log`` tells why the autoscaler did what it did.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import azure.functions as func
@@ -21,7 +20,7 @@ from functions.http_api import BadRequest, _body, _doc, _int, api, no_body
 from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupsettings import MAX_CORES, check_setting_names
-from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
 
 bp = func.Blueprint()
@@ -107,21 +106,10 @@ def node_action(req: func.HttpRequest, principal: Principal) -> Any:
     action = req.route_params.get("action", "")
     if action not in NODE_ACTIONS:
         raise NotFound(f"no node action {action!r}; one of {', '.join(NODE_ACTIONS)}")
-    name = req.route_params.get("name", "")
-    try:
-        done = control().node_action(action, [name])
-    except Conflict as e:
-        _say_state(e, name)
-        raise
+    # a refusal because of the node's state says it ("state"): `hpc node start --group G`
+    # goes on past a node already as the action leaves it by that field, not by the words
+    done = control().node_action(action, [req.route_params.get("name", "")])
     return {"nodes": [_node(n) for n in done]}
-
-
-def _say_state(refusal: Conflict, name: str) -> None:
-    """A refused node action's 409 says the node's state (``"state"``): a client acting on a
-    group goes on past a node already as the action leaves it, by that field, not the
-    message's words (``hpc node start --group G``)."""
-    with contextlib.suppress(NotFound):
-        refusal.fields.setdefault("state", control().store.get_node(name).state.value)
 
 
 @bp.route(route="nodes/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -50,4 +50,6 @@ def test_a_node_action_without_a_control_plane_stops_at_once(
     api: StandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HPC_API_URL", "http://127.0.0.1:9")
-    assert_one_error_line(hpc("node", "drain", "a", "b", "c"))
+    assert_one_error_line(
+        hpc("node", "drain", "a", "b", "c"), "cannot reach the control plane at http://127.0.0.1:9"
+    )

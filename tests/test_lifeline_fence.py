@@ -139,7 +139,7 @@ def test_the_fence_follows_the_control_planes_timeout_not_this_machines(
     )
     cp.wait_for(RegisterNode)
     wait_until(lambda: agent.incarnation, what="registered")
-    assert agent.tasks.fence_s == 2.0
+    wait_until(lambda: agent.tasks.fence_s == 2.0, what="the control plane's fence")
     cp.send(run_task(6, "sleep 60", incarnation=agent.incarnation))
     pid = cp.wait_for(TaskStarted).pid
     assert pid is not None and process_alive(pid)
@@ -157,4 +157,6 @@ def test_an_older_control_plane_says_no_timeout_and_the_fence_stays_this_machine
     agent, _ = start_agent(heartbeat_interval_s=0.2, fence_s=7.0, state_dir=tmp_path / "agent")
     cp.wait_for(RegisterNode)
     wait_until(lambda: agent.incarnation, what="registered")
+    # its first heartbeat goes out after the answer was read, fence and all
+    cp.wait_for(Heartbeat, lambda h: h.incarnation == agent.incarnation)
     assert agent.tasks.fence_s == 7.0

@@ -20,6 +20,7 @@ from hpc.common import (
 )
 from hpc.errors import CliError
 from hpc.text import one_line
+from shared.domain.groupnames import unknown_groups
 
 app = typer.Typer(
     help="List and administer compute nodes (on-prem and Azure).", no_args_is_help=True
@@ -163,7 +164,7 @@ def _group_nodes(client: Any, groups: list[str]) -> list[str]:
     empty = list(dict.fromkeys(g for g in groups if g.lower() not in have))
     if empty:
         known = [g["name"] for g in client.list_node_groups().get("groups", [])]
-        unknown = [g for g in empty if g.lower() not in (k.lower() for k in known)]
+        unknown = unknown_groups(empty, known)
         if unknown:
             which = ", ".join(repr(g) for g in unknown)
             verb = "does not exist" if len(unknown) == 1 else "do not exist"
@@ -173,7 +174,7 @@ def _group_nodes(client: Any, groups: list[str]) -> list[str]:
     if not targets:
         verb = "has" if len(empty) == 1 else "have"
         raise CliError(f"node group{_s(empty)} {', '.join(empty)} {verb} no nodes")
-    return list(dict.fromkeys(targets))
+    return targets  # (each node once: one pass over the list)
 
 
 def _s(items: list[str]) -> str:

@@ -8,8 +8,9 @@ from datetime import datetime
 from shared.domain import eligibility, lifecycle
 from shared.domain.models import Job, Task
 from shared.domain.states import JOB_TERMINAL, TASK_ACTIVE, JobState, TaskState
-from shared.errors import Conflict, NotFound, Refused
+from shared.errors import Conflict, Refused
 from shared.usecases.deps import Deps, chunks
+from shared.usecases.queries import job_states
 
 PAGE = 1000
 """Tasks read per page when a use case walks all the tasks of a job in some states."""
@@ -110,12 +111,7 @@ def prerequisite_refusal(deps: Deps, job: Job) -> str | None:
     """Why ``job`` queued again would be canceled at once (a prerequisite job that ended
     other than Finished, or is gone), and what to do first; None if it could run. The job
     and task requeues both say it: a requeue the next pass undoes is no requeue."""
-    states: dict[int, JobState | None] = {}
-    for dep in job.depends_on:
-        try:
-            states[dep] = deps.store.get_job(dep).state
-        except NotFound:
-            states[dep] = None
+    states = job_states(deps, set(job.depends_on))
     for dep in job.depends_on:  # the rule's own words, per prerequisite, to name it
         why = eligibility.doomed(job, {dep: states[dep]})
         if why is None:

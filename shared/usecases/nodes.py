@@ -124,7 +124,10 @@ def start_nodes(
         if not ownership.is_managed(node):
             online.check(deps, node)
         elif node.state is not NodeState.OFFLINE:
-            raise Conflict(f"node {node.name} is {node.state}; only an Offline node can be started")
+            raise Conflict(
+                f"node {node.name} is {node.state}; only an Offline node can be started",
+                state=node.state.value,
+            )
     out = []
     for node in nodes:
         if ownership.is_managed(node):
@@ -219,7 +222,10 @@ def drain_node(
             deps.store.put_node(node)
         return node
     if node.state is not NodeState.ONLINE:
-        raise Conflict(f"node {node.name} is {node.state}; only an Online node can be drained")
+        raise Conflict(
+            f"node {node.name} is {node.state}; only an Online node can be drained",
+            state=node.state.value,
+        )
     node.move_to(NodeState.DRAINING, reason=reason, now=deps.clock())
     if hold:
         node.held = "drain"

@@ -30,7 +30,7 @@ def check(deps: Deps, node: Node) -> None:
     """Raise Conflict (409, saying why) if the on-prem ``node`` cannot be brought online now."""
     refusal = lifecycle.online_refusal(node, now=deps.clock(), timeout=heartbeat_timeout(deps))
     if refusal is not None:
-        raise Refused(refusal)
+        raise Refused(refusal, state=node.state.value)
 
 
 def bring_online(deps: Deps, name: str) -> Node:
@@ -41,7 +41,9 @@ def bring_online(deps: Deps, name: str) -> Node:
         node = deps.store.get_node(name)  # fresh: a heartbeat may have written it since
         decision = lifecycle.bring_online(node, now=deps.clock(), timeout=heartbeat_timeout(deps))
         if not decision.done:
-            raise Refused(decision.reason or f"node {name} cannot be brought online")
+            raise Refused(
+                decision.reason or f"node {name} cannot be brought online", state=node.state.value
+            )
         node.held = None  # the admin's drain or offline ends here
         deps.store.put_node(node)  # Conflict: retried from a fresh read
         if decision.ended is not None:

@@ -27,6 +27,7 @@ def settle_job(job: Job, now: datetime) -> bool:
     if not all_ended(job) or job.state in JOB_TERMINAL:
         return False
     canceled = job.task_counts.get(TaskState.CANCELED, 0)
+    failed = job.task_counts.get(TaskState.FAILED, 0)
     if job.state is JobState.CANCELING:
         job.move_to(JobState.CANCELED, now=now)
     elif canceled >= job.task_count and can_transition(job.state, JobState.CANCELED):
@@ -35,8 +36,7 @@ def settle_job(job: Job, now: datetime) -> bool:
         if not job.error:
             job.error = f"all {job.task_count} tasks canceled"
         job.move_to(JobState.CANCELED, now=now)
-    elif job.task_counts.get(TaskState.FAILED, 0) or job.task_counts.get(TaskState.CANCELED, 0):
-        failed = job.task_counts.get(TaskState.FAILED, 0)
+    elif failed or canceled:
         if failed:
             job.error = f"{failed} of {job.task_count} tasks failed"
         elif not job.error:  # a task canceled alone (hpc task cancel), nothing failed

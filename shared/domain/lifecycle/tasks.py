@@ -25,11 +25,11 @@ from shared.domain.states import (
 )
 
 KEEP_LOST = 16
+"""How many lost attempts a task remembers (more than any sane retry limit)."""
 KEEP_LOST_HOSTS = 64
 """A lost attempt remembers its hosts up to this many (a wider one, its first alone), so
 that the task document stays small (16 lost attempts of a 1,024-node task would be ~1 MB
 of hosts, against Cosmos DB's 2 MB item limit)."""
-"""How many lost attempts a task remembers (more than any sane retry limit)."""
 
 
 @dataclass
