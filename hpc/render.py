@@ -80,15 +80,24 @@ def priority(value: Any) -> str:
     return dash(value)
 
 
-def _moment(value: Any) -> datetime | str:
-    """An API timestamp as an aware datetime, or the text to show instead ("-" or as given)."""
+def parse_time(value: Any) -> datetime | None:
+    """An API timestamp (``2026-01-01T12:00:00.500000Z``) as an aware datetime (UTC if it
+    names no zone); None if absent or not a time."""
     if not isinstance(value, str) or not value:
-        return "-"
+        return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        return value
+        return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _moment(value: Any) -> datetime | str:
+    """An API timestamp as an aware datetime, or the text to show instead ("-" or as given)."""
+    moment = parse_time(value)
+    if moment is None:
+        return value if isinstance(value, str) and value else "-"
+    return moment
 
 
 def when(value: Any, *, now: datetime | None = None) -> str:

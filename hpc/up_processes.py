@@ -24,6 +24,7 @@ from rich.console import Console
 
 from hpc.client import ApiClient, ApiError
 from hpc.errors import CliError
+from hpc.render import parse_time
 from hpc.text import safe, strip_controls
 
 HOST_NAME = "devhost"
@@ -45,17 +46,6 @@ HELD_STATES = ("Draining", "Offline")
 """The states an admin's hold keeps a node in (its JSON's ``held``: ``drain`` or ``offline``)."""
 
 
-def _time(value: Any) -> datetime | None:
-    """A time of the API's node JSON (``2026-01-01T12:00:00.500000Z``), None if absent or bad."""
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
 def held_and_heard(node: dict[str, Any], since: datetime) -> bool:
     """Whether ``node`` is held by an admin (``hpc node drain | offline``) and its agent was
     heard from ``since`` on: the agent started and registered, and the hold keeps the node
@@ -63,7 +53,7 @@ def held_and_heard(node: dict[str, Any], since: datetime) -> bool:
     older than ``since`` is an earlier run's agent, not this one."""
     if not node.get("held") or node.get("state") not in HELD_STATES:
         return False
-    heard = _time(node.get("lastHeartbeat"))
+    heard = parse_time(node.get("lastHeartbeat"))
     return heard is not None and heard >= since
 
 

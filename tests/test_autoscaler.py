@@ -174,7 +174,7 @@ def test_max_nodes_counts_nodes_already_running():
     nodes = [node("az-1", ON), node("az-2", STARTING), *azure_vms(5)[2:]]
     decision = run(nodes, tasks(40), pol=policy(max_nodes=3), used={"az-1": 4})
     assert started(decision) == ["az-3"]
-    assert any("max_nodes 3" in n for n in decision.notes)
+    assert any("max_nodes 3" in str(n) for n in decision.notes)
 
 
 def test_growth_is_considered_once_per_grow_interval():
@@ -273,7 +273,7 @@ def test_no_scale_down_soon_after_a_scale_up():
     nodes = [node("az-1", ON), node("az-2", ON), node("az-3")]
     d = run(nodes, pol=pol, state=grown.state, now=T0 + 5 * MIN)
     d = run(nodes, pol=pol, state=d.state, now=T0 + 9 * MIN)
-    assert d.orders == [] and any("scale-up" in n for n in d.notes)
+    assert d.orders == [] and any("scale-up" in str(n) for n in d.notes)
     d = run(nodes, pol=pol, state=d.state, now=T0 + 10 * MIN)
     assert sorted(actions(d)) == [("stop", "az-1"), ("stop", "az-2")]
 
@@ -297,6 +297,27 @@ def test_a_groups_own_scale_down_delay_overrides_the_clusters(group_delay, stops
             stops = minute
             break
     assert stops == stops_at_min
+
+
+@pytest.mark.parametrize(
+    ("states", "used", "stops_left", "stops", "noted"),
+    [
+        ((ON, ON, ON), {}, 10, ["az-1", "az-2"], False),  # idle: stop now, not after 3 min
+        ((ON, ON, ON), {"az-1": 1}, 10, ["az-2", "az-3"], False),  # the busy one is kept
+        ((ON, ON, ON), {"az-1": 1, "az-2": 4}, 10, ["az-3"], True),  # one more once idle
+        ((ON, STARTING, OFF), {}, 10, ["az-1"], False),  # a Starting node counts as up
+        ((ON, NodeState.DRAINING, OFF), {"az-2": 1}, 10, [], False),  # already going
+        ((ON, ON, ON), {}, 1, ["az-1"], True),  # the stop rate limit holds
+        ((ON, OFF, OFF), {}, 10, [], False),  # at max: the idle time decides, as always
+    ],
+)
+def test_nodes_up_beyond_a_lowered_max_stop_once_idle(states, used, stops_left, stops, noted):
+    pol = policy(max_nodes=1, shrink_idle_times=3, max_stops_per_run=stops_left)
+    nodes = [node(f"az-{i}", state) for i, state in enumerate(states, 1)]
+    d = run(nodes, tasks(1), pol=pol, used=used)  # queued work does not keep them either
+    assert [n for a, n in actions(d) if a == "stop"] == stops
+    assert all("above its maxNodes 1" in o.reason for o in d.orders)
+    assert any("more stop once idle" in str(n) for n in d.notes) == noted
 
 
 def test_min_nodes_are_not_stopped_however_idle():
@@ -325,7 +346,7 @@ def test_failed_start_backs_off_the_group_and_doubles_only_after_expiry():
     pol = policy(grow_interval=0 * S)
     nodes = azure_vms(3)
     d = run(nodes, tasks(4), pol=pol, failures=[quota()])
-    assert started(d) == [] and any("QuotaExceeded" in n for n in d.notes)
+    assert started(d) == [] and any("QuotaExceeded" in str(n) for n in d.notes)
     assert d.state.groups[AZ].backoff == MIN
     # A second failure while backing off does not double it.
     d = run(nodes, tasks(4), pol=pol, state=d.state, now=T0 + 30 * S, failures=[quota("az-2")])

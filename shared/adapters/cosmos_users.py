@@ -25,6 +25,7 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters.cosmos_connection import CosmosConnection
+from shared.domain.access import role_conflict
 from shared.domain.cluster import Principal
 from shared.errors import Conflict
 
@@ -136,7 +137,4 @@ class CosmosUsers(CosmosConnection):
 
 def _same_role(principal: Principal, role: str) -> None:
     if role != principal.role:
-        raise Conflict(
-            f"user {principal.name} exists with role {role}: remove it first to give it "
-            f"role {principal.role}"
-        )
+        raise role_conflict(principal.name, role, principal.role)

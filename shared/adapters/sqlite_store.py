@@ -41,6 +41,7 @@ import sqlite3
 
 from shared.adapters.sqlite_jobs import SqliteJobs
 from shared.adapters.sqlite_rows import _load, _new_etag, _row_exists, _sized_doc, _stale
+from shared.domain.access import role_conflict
 from shared.domain.cluster import Meta, Node, NodeGroup, Principal
 from shared.domain.records import Record
 from shared.errors import Conflict, NotFound
@@ -144,10 +145,7 @@ class SqliteStore(SqliteJobs, Store):
             ).fetchall()
             for (role,) in roles:
                 if role != principal.role:
-                    raise Conflict(
-                        f"user {principal.name} exists with role {role}: remove it first "
-                        f"to give it role {principal.role}"
-                    )
+                    raise role_conflict(principal.name, role, principal.role)
             con.execute(
                 "INSERT OR REPLACE INTO tokens (sha256, doc) VALUES (?, ?)",
                 (token_sha256, principal.model_dump_json()),

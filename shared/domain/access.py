@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shared.domain.cluster import Principal
 from shared.domain.models import Job
-from shared.errors import Forbidden
+from shared.errors import Conflict, Forbidden
 
 ADMIN = "admin"
 
@@ -23,6 +23,15 @@ def check_admin(principal: Principal, what: str) -> None:
             f"only an admin may {what}; {principal.name} has role {principal.role!r} "
             "(use an admin token)"
         )
+
+
+def role_conflict(name: str, has: str, wanted: str) -> Conflict:
+    """A user keeps one role (its tokens all sign in as it): the 409 for a token of another
+    role, and how to change it. Raised by the use case and, for concurrent adds, the stores."""
+    return Conflict(
+        f"user {name} exists with role {has}: remove it first (hpc user remove {name}) to "
+        f"give it role {wanted}"
+    )
 
 
 def may_change(job: Job, principal: Principal) -> bool:

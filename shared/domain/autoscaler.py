@@ -24,7 +24,8 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   autoscaler first saw it idle, if no queued task could run on it, the group
   stays at ``min_nodes``, and no scale-up happened within
   ``scale_down_delay``. A node with running tasks is never stopped: a stop is a
-  drain first (:func:`request_stop`), and a Draining node stops once empty.
+  drain first (:func:`request_stop`), and a Draining node stops once empty. Nodes up
+  beyond ``max_nodes`` (an admin lowered it) stop as soon as they are idle.
 - **Failed starts back off per group.** A start failure (quota, allocation,
   throttling, eviction, a node that never joined within ``deployment_timeout``)
   holds the group's growth for a backoff that doubles only if the previous one
@@ -39,79 +40,30 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Literal
+from dataclasses import replace
+from datetime import datetime
 
+from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them here too
+    ClusterView,
+    Decision,
+    Note,
+    Order,
+    OrderAction,
+    StartFailure,
+)
 from shared.domain.cluster import Node
 from shared.domain.demand import may_run_in, nodes_for, place_queue
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
     GroupMemory,
-    GroupPolicy,  # noqa: F401 - part of this module's interface (callers import it here)
+    GroupPolicy,
     NodeMemory,
     next_backoff,
 )
 from shared.domain.models import Task
-from shared.domain.power import OFF_STATES, ComputeError, PowerState
+from shared.domain.power import OFF_STATES, PowerState
 from shared.domain.states import NodeState
-
-# ------------------------------------------------------------------ in / out
-
-
-@dataclass(frozen=True)
-class StartFailure:
-    """A start the provider reported failed (an error value from start or its poll)."""
-
-    group: str
-    node: str
-    reason: str
-    retry_after: timedelta | None = None
-
-    @classmethod
-    def from_error(cls, group: str, node: str, error: ComputeError) -> StartFailure:
-        """From the provider's error value (start refused, or its operation failed)."""
-        wait = None if error.retry_after_s is None else timedelta(seconds=error.retry_after_s)
-        return cls(group, node, f"{node}: {error.kind}: {error.message}", wait)
-
-
-@dataclass(frozen=True)
-class ClusterView:
-    """What the caller read for this run."""
-
-    nodes: Sequence[Node]
-    queued: Sequence[Task]
-    """Queued tasks in scheduling order (the window the scheduler reads)."""
-    used_cores: Mapping[str, int] = field(default_factory=dict)
-    """Cores held by active (Dispatching, Running) tasks per node."""
-    power: Mapping[str, PowerState] = field(default_factory=dict)
-    """VM power states from the provider; a node missing here is not judged by it."""
-    failures: Sequence[StartFailure] = ()
-
-
-OrderAction = Literal["start", "stop", "drain", "offline"]
-
-
-@dataclass(frozen=True)
-class Order:
-    """``start``/``stop``: call the provider and move the node Starting/Stopping; ``drain``:
-    move it Draining (no new tasks); ``offline``: its VM is off already (evicted), mark it."""
-
-    action: OrderAction
-    node: str
-    group: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    orders: list[Order]
-    state: AutoscalerState
-    notes: list[str]
-    """Why nothing happened where something might have (a group in backoff, at max...)."""
-
 
 # ------------------------------------------------------------------- helpers
 
@@ -159,7 +111,7 @@ class _Run:
         self.groups = dict(state.groups)
         self.nodes = {name: m for name, m in state.nodes.items() if name in names}
         self.orders: list[Order] = []
-        self.notes: list[str] = []
+        self.notes: list[Note] = []
         self.busy: set[str] = set()
         """Nodes already given an order this run."""
         self.managed = {n.name: _managed_group(n, policy) for n in view.nodes}
@@ -273,7 +225,11 @@ class _Run:
                 ]
             if tasks and len(tasks) < gp.grow_threshold:
                 self.notes.append(
-                    f"{group}: {len(tasks)} queued tasks, below GrowThreshold {gp.grow_threshold}"
+                    Note(
+                        group,
+                        f"{len(tasks)} queued task(s) it could run, below GrowThreshold "
+                        f"{gp.grow_threshold} (hpc nodegroup set {group} --grow-threshold N)",
+                    )
                 )
                 tasks = []
             need = nodes_for(tasks, gp)
@@ -283,18 +239,24 @@ class _Run:
                 continue
             if memory.backoff_until is not None and self.now < memory.backoff_until:
                 self.notes.append(
-                    f"{group}: wants {wanted} nodes but backs off until "
-                    f"{memory.backoff_until:%H:%M:%S} after: {memory.last_failure}"
+                    Note(
+                        group,
+                        f"wants {wanted} nodes but backs off until "
+                        f"{memory.backoff_until:%H:%M:%S} after: {memory.last_failure}",
+                    )
                 )
                 continue
             offline.sort(key=_name)
             count = min(wanted, max(0, gp.max_nodes - up), len(offline), starts_left)
             if count < wanted:
                 self.notes.append(
-                    f"{group}: wants {wanted} nodes, starts {count} (max_nodes {gp.max_nodes}, "
-                    f"{len(offline)} Offline"
-                    + (f" and {held} held by an admin" if held else "")
-                    + f", {starts_left} starts left this run)"
+                    Note(
+                        group,
+                        f"wants {wanted} nodes, starts {count} (max_nodes {gp.max_nodes}, "
+                        f"{len(offline)} Offline"
+                        + (f" and {held} held by an admin" if held else "")
+                        + f", {starts_left} starts left this run)",
+                    )
                 )
             floor = f"{group} is below its min_nodes {gp.min_nodes}"
             why = floor
@@ -329,6 +291,8 @@ class _Run:
                 elif nm.idle_since is not None:
                     nm = replace(nm, idle_since=None)
                 self.nodes[node.name] = nm
+            if len(members) > gp.max_nodes:  # an admin lowered maxNodes below its nodes
+                stops_left -= self.cap(group, gp, members, idle, stops_left)
             last = memory.last_shrink_check
             if last is not None and self.now - last < gp.shrink_interval:
                 continue
@@ -339,7 +303,9 @@ class _Run:
             if grew is not None and self.now - grew < hold:
                 if idle:
                     delay = hold.total_seconds()
-                    self.notes.append(f"{group}: no scale-down within {delay:g} s of a scale-up")
+                    self.notes.append(
+                        Note(group, f"no scale-down within {delay:g} s of a scale-up", grows=False)
+                    )
                 continue
             # the floor counts nodes that are up: a Starting one may never join, so it does
             # not make an Online node surplus (stopping that would leave the floor short)
@@ -350,7 +316,8 @@ class _Run:
                 if since is None or node.name in self.busy or self.now - since < idle_for:
                     continue
                 if node.name in wanted:
-                    self.notes.append(f"{node.name}: idle but queued tasks will run on it")
+                    why = f"{node.name} is idle but queued tasks will run on it"
+                    self.notes.append(Note(group, why, grows=False))
                     continue
                 if up <= gp.min_nodes or stops_left <= 0:
                     break
@@ -366,6 +333,28 @@ class _Run:
                 up -= 1
                 stops_left -= 1
 
+    def cap(
+        self, group: str, gp: GroupPolicy, members: list[Node], idle: list[Node], stops_left: int
+    ) -> int:
+        """Nodes up (Online or Starting) beyond ``max_nodes``: the idle ones stop now, whatever
+        their idle time, the queue or the scale-down delay (the admin asked for fewer); busy
+        ones are left to finish their tasks and stop once idle. Returns the stops ordered."""
+        up = sum(1 for n in members if n.state in _CAPPED and n.name not in self.busy)
+        surplus = up - gp.max_nodes
+        if surplus <= 0:
+            return 0
+        stops = [n for n in sorted(idle, key=_name) if n.name not in self.busy]
+        stops = stops[: min(surplus, stops_left)]
+        why = f"{group} has {up} nodes up, above its maxNodes {gp.max_nodes}"
+        for node in stops:
+            self.order("stop", node, group, why)
+            self.nodes[node.name] = NodeMemory()
+        if len(stops) < surplus:
+            self.notes.append(
+                Note(group, f"{why}: {surplus - len(stops)} more stop once idle", grows=False)
+            )
+        return len(stops)
+
 
 # Enum members as module constants: looking one up on its class costs more than the rest
 # of a node's check (the simulator runs this loop over ~100,000 runs).
@@ -376,6 +365,8 @@ _ONLINE, _STARTING, _STOPPING, _DRAINING, _OFFLINE = (
     NodeState.DRAINING,
     NodeState.OFFLINE,
 )
+_CAPPED = frozenset({NodeState.ONLINE, NodeState.STARTING})
+"""Counted against max_nodes when an admin lowered it (Draining, Stopping: on their way down)."""
 _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
 """Not counted toward min_nodes when an idle node may stop (see shrink)."""
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})

@@ -9,9 +9,13 @@ when asked (the API's ``pendingReason``), from the same records the scheduler re
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
 
-from shared.domain.cluster import Node
+from shared.domain.cluster import Node, NodeGroup
+from shared.domain.growshrink import GroupMemory
 from shared.domain.models import Job, Task
 from shared.domain.protocol import describe, task_protocol
 from shared.domain.states import NODE_SCHEDULABLE, NodeState, TaskState
@@ -19,31 +23,69 @@ from shared.domain.states import NODE_SCHEDULABLE, NodeState, TaskState
 SHOW_NODES = 5
 """Nodes named in a reason before "and N more"."""
 
+Kind = Literal["starting", "no-online", "agents", "size", "busy", "next"]
+"""What a reason is about: nodes starting, no Online node, old agents, no node big enough,
+nodes busy, or nothing (next in line)."""
+
+
+@dataclass(frozen=True)
+class GroupScaling:
+    """What the autoscaler remembers and last said of one managed group: why a task that
+    waits for its nodes may wait longer than a boot."""
+
+    name: str
+    managed: bool
+    """An autoscaler runs here for the group's provider."""
+    autoscale: bool = True
+    """False: the admin turned autoscaling off (hpc nodegroup set G --no-autoscale)."""
+    grow_interval_s: float = 60.0
+    memory: GroupMemory | None = None
+    """The autoscaler's memory of the group (None: it has not run for it yet)."""
+    notes: Sequence[str] = ()
+    """Why its last run did not grow the group (GrowThreshold, max_nodes...)."""
+    said_at: datetime | None = None
+
 
 def where(groups: Sequence[str]) -> str:
     return ", ".join(groups) if groups else "the cluster"
 
 
 def pending_reason(
-    task: Task, nodes: Sequence[Node], used: Mapping[str, int], capped: Collection[str] = ()
+    task: Task,
+    nodes: Sequence[Node],
+    used: Mapping[str, int],
+    capped: Collection[str] = (),
+    scaling: Mapping[str, GroupScaling] | None = None,
+    now: datetime | None = None,
 ) -> str | None:
     """Why ``task`` is not running now, or None if it is not queued. Nodes of its groups an
     admin holds (drained or taken offline: ``Node.held``) are named, with how to end it.
     ``capped``: managed groups whose maxNodes is 0, so the autoscaler starts none of their
-    nodes (a task only they may run waits for an admin, which the reason says)."""
+    nodes (a task only they may run waits for an admin, which the reason says).
+    ``scaling`` (by group name) and ``now``: when the task waits for nodes of managed groups
+    and none is starting, why the autoscaler starts none (see :func:`scaling_reason`)."""
     if task.state is not TaskState.QUEUED:
         return None
     mine = [n for n in nodes if not task.node_groups or set(task.node_groups) & set(n.groups)]
-    reason = _reason(task, mine, used)
-    if reason.startswith("no Online node") and capped_only(task.node_groups, capped):
+    kind, reason = _reason(task, mine, used)
+    if kind == "no-online" and capped_only(task.node_groups, capped):
         reason += "; " + max_zero(task.node_groups)
+    elif kind in ("no-online", "busy") and scaling and now is not None:
+        groups = task.node_groups or sorted(scaling)
+        said = [scaling_reason(scaling[g], now, task.node_groups) for g in groups if g in scaling]
+        reason = "; ".join([reason, *(s for s in said if s)])
     held = sorted(n.name for n in mine if n.held is not None)
-    if not held or reason.startswith("next in line"):
+    if not held or kind == "next":
         return reason
     shown = ", ".join(held[:SHOW_NODES]) + (
         f" and {len(held) - SHOW_NODES} more" if len(held) > SHOW_NODES else ""
     )
     return f"{reason}; held by an admin: {shown} (hpc node online {held[0]} brings it back)"
+
+
+def capped(groups: Iterable[NodeGroup]) -> set[str]:
+    """The managed groups whose maxNodes is 0: the autoscaler starts none of their nodes."""
+    return {g.name for g in groups if g.provider and not g.max_nodes}
 
 
 def capped_only(groups: Sequence[str], capped: Collection[str]) -> bool:
@@ -60,39 +102,72 @@ def max_zero(groups: Sequence[str]) -> str:
     )
 
 
-def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> str:
+def scaling_reason(group: GroupScaling, now: datetime, named: Sequence[str] = ()) -> str | None:
+    """Why the autoscaler starts none of ``group``'s nodes for a task that waits for them,
+    or None if nothing holds it back (its next run may start one). ``named``: the task's
+    own groups (none: it may run anywhere, so a group it did not ask for is not blamed for
+    being off)."""
+    name = group.name
+    if not group.managed or not group.autoscale:
+        if not named:
+            return None
+        start = f"hpc node start --group {name}"
+        if not group.managed:
+            return f"no autoscaler here starts {name}'s nodes: start them ({start})"
+        return (
+            f"autoscaling is off for {name}: turn it on (hpc nodegroup set {name} --autoscale) "
+            f"or start its nodes ({start})"
+        )
+    memory = group.memory
+    if memory is not None and memory.backoff_until is not None and now < memory.backoff_until:
+        wait = (memory.backoff_until - now).total_seconds()
+        return f"{name} starts no node for {wait:.0f} s more (backing off after: {memory.last_failure})"
+    if group.notes:
+        age = "" if group.said_at is None else f" {(now - group.said_at).total_seconds():.0f} s ago"
+        return f"the autoscaler{age}: " + "; ".join(f"{name}: {n}" for n in group.notes)
+    if memory is not None and memory.last_grow_check is not None:
+        due = (memory.last_grow_check - now).total_seconds() + group.grow_interval_s
+        if due >= 1:
+            return (
+                f"the autoscaler considers growing {name} every {group.grow_interval_s:g} s "
+                f"(GrowInterval): next in {due:.0f} s"
+            )
+    return None
+
+
+def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[Kind, str]:
     place = where(task.node_groups)
     online = [n for n in mine if n.state in NODE_SCHEDULABLE and n.incarnation > 0]
     starting = sorted(n.name for n in mine if n.state is NodeState.STARTING)
     if not online and starting:
-        return f"waiting for {', '.join(starting)} to start in {place}"
+        return "starting", f"waiting for {', '.join(starting)} to start in {place}"
     if not online:
         states = Counter(n.state.value for n in mine)
         seen = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
-        return f"no Online node in {place}" + (f" ({seen})" if seen else "")
+        return "no-online", f"no Online node in {place}" + (f" ({seen})" if seen else "")
     need = task_protocol(task)
     if need > 1:
         able = [n for n in online if n.agent_protocol >= need]
         if not able:
-            return _older_agents(need, online, place)
+            return "agents", _older_agents(need, online, place)
         online = able
     if task.exclusive or task.nodes > 1:
         return _wide_reason(task, online, used, place)
     largest = max(n.cores for n in online)
     if largest < task.cores:
-        return (
+        return "size", (
             f"needs {task.cores} cores on one node; the largest Online node in {place} "
             f"has {largest}"
         )
     free = {n.name: n.cores - used.get(n.name, 0) for n in online}
     best = max(free.values())
     if best >= task.cores:
-        return (
+        return "next", (
             f"next in line: {task.cores} core(s) free in {place}; the next scheduler pass places it"
         )
     total = sum(n.cores for n in online)
     busy = total - sum(max(f, 0) for f in free.values())
-    return (
+    return "busy", (
         f"waiting for {task.cores} free core(s) on one node in {place} "
         f"({busy} of {total} cores busy; at most {max(best, 0)} free on any node)"
     )
@@ -113,14 +188,16 @@ def _older_agents(need: int, online: Sequence[Node], place: str) -> str:
     return f"needs {describe(need)}; {which} (hpc node list shows each node's agent protocol)"
 
 
-def _wide_reason(task: Task, online: Sequence[Node], used: Mapping[str, int], place: str) -> str:
+def _wide_reason(
+    task: Task, online: Sequence[Node], used: Mapping[str, int], place: str
+) -> tuple[Kind, str]:
     """A multi-node or exclusive task: it needs ``nodes`` nodes at once, each big enough and
     free enough (idle, when exclusive)."""
     want = f"{task.nodes} nodes" if task.nodes > 1 else "a node"
     big = [n for n in online if n.cores >= task.cores]
     if len(big) < task.nodes:
         each = " each" if task.nodes > 1 else ""
-        return (
+        return "size", (
             f"needs {want} with {task.cores} core(s){each}; {place} has {len(big)} Online "
             f"node(s) with {task.cores} or more cores"
         )
@@ -133,8 +210,8 @@ def _wide_reason(task: Task, online: Sequence[Node], used: Mapping[str, int], pl
         what = f"{want} with {task.cores} free core(s) each"
         why, now = "all at once", "that free now"
     if len(ready) >= task.nodes:
-        return f"next in line: {what} in {place}; the next scheduler pass places it"
-    return (
+        return "next", f"next in line: {what} in {place}; the next scheduler pass places it"
+    return "busy", (
         f"waiting for {what} in {place} ({why}; {len(ready)} of {len(big)} big enough "
         f"node(s) are {now})"
     )

@@ -27,6 +27,7 @@ from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, Operation
 from shared.usecases import idle_policy
+from shared.usecases.autoscale_memory import SAID_FIELD, STATE_KEY, load_doc
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.nodes import StartRefused, drain_node, start_node, stop_node
@@ -36,7 +37,6 @@ from shared.usecases.queue import runnable_queue
 
 log = logging.getLogger(__name__)
 
-STATE_KEY = "autoscaler"
 LOG_KEY = "autoscale-log"
 LOG_KEEP = 1000
 """Decisions kept for ``hpc autoscale log`` (the newest)."""
@@ -86,7 +86,7 @@ def run(deps: Deps) -> Decision | None:
     nodes = deps.store.list_nodes()
     active = deps.store.active_tasks()
     queued = runnable_queue(deps, limit=QUEUE_WINDOW, active=active)
-    stored = _load_doc(deps)
+    stored = load_doc(deps)
     state = AutoscalerState.from_dict(stored)
     used = used_cores(active)
     # the groups' idle policies set min_nodes and the idle time for this run (idle_policy)
@@ -201,14 +201,6 @@ def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:
     return True
 
 
-def _load_doc(deps: Deps) -> dict[str, Any]:
-    """The autoscaler's stored memory (AutoscalerState's fields, the idle policies' memory)."""
-    try:
-        return dict(deps.store.get_meta(STATE_KEY).data)
-    except NotFound:
-        return {}
-
-
 def _save(
     deps: Deps,
     decision: Decision,
@@ -220,13 +212,20 @@ def _save(
     memory: dict[str, Any] | None = None,
 ) -> None:
     """Store the memory and log the decisions (``before``/``after``: more entries, e.g. a
-    measured boot, the idle nodes a warm pool keeps)."""
+    measured boot, the idle nodes a warm pool keeps). Why each group did not grow is kept
+    with the memory too, for the pending reasons of the tasks that wait for it."""
+    said: dict[str, Any] = {}
+    for note in decision.notes:
+        if note.grows:
+            said.setdefault(note.group, {"at": now.isoformat(), "notes": []})["notes"].append(
+                note.text
+            )
     entries = (before or []) + [
         {"time": now.isoformat(), "action": o.action, "node": o.node, "group": o.group,
          "reason": o.reason}
         for o in done
-    ] + [{"time": now.isoformat(), "action": "note", "node": None, "group": None, "reason": n}
-         for n in decision.notes] + (after or [])  # fmt: skip
+    ] + [{"time": now.isoformat(), "action": "note", "node": None, "group": n.group,
+          "reason": str(n)} for n in decision.notes] + (after or [])  # fmt: skip
 
     def write_state() -> None:
         try:
@@ -234,6 +233,7 @@ def _save(
         except NotFound:
             meta = Meta(key=STATE_KEY)
         meta.data = decision.state.to_dict()
+        meta.data[SAID_FIELD] = said
         if memory is not None:
             meta.data[idle_policy.MEMORY_FIELD] = memory
         deps.store.put_meta(meta)
@@ -257,7 +257,7 @@ def _save(
 
 def _repeats(old: list[Any], entry: dict[str, Any]) -> bool:
     """A note said again run after run (a group at max) is logged once until it changes."""
-    notes = [e for e in old if e.get("action") == "note"]
+    notes = [e for e in old if e.get("action") == "note" and e.get("group") == entry["group"]]
     return bool(notes) and notes[-1].get("reason") == entry["reason"]
 
 

@@ -14,6 +14,7 @@ from shared.domain.states import JobState, TaskState
 from shared.errors import NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, Stream
 from shared.usecases import sweeps
+from shared.usecases.autoscale_memory import scaling_of
 from shared.usecases.deps import Deps, all_jobs
 
 
@@ -72,14 +73,17 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
     blocked = _job_blocks(deps, list(jobs.values()))
     nodes = deps.store.list_nodes()
     used = used_cores(deps.store.active_tasks())
-    capped = {g.name for g in deps.store.list_groups() if g.provider and not g.max_nodes}
+    groups = deps.store.list_groups()
+    capped = pending.capped(groups)
+    scaling = scaling_of(deps, [g for g in groups if g.name not in capped])
+    now = deps.clock()
     waiting: list[Job] | None = None
     out: dict[tuple[int, int], str] = {}
     for task in queued:
         job = jobs.get(task.job_id)
         reason = blocked.get(task.job_id) or (job and taskgraph.waiting_for(task, job))
         if not reason:
-            reason = pending.pending_reason(task, nodes, used, capped)
+            reason = pending.pending_reason(task, nodes, used, capped, scaling, now)
             if reason is not None and reason.startswith("waiting for") and job is not None:
                 if waiting is None:  # read once, only if some task waits for cores
                     waiting = list(all_jobs(deps.store, [JobState.QUEUED, JobState.RUNNING]))

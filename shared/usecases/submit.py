@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from shared.domain.cluster import Principal
+from shared.domain.cluster import NodeGroup, Principal
 from shared.domain.groupnames import canonical_groups
 from shared.domain.jobspec import JobSpec
 from shared.domain.models import Job
+from shared.domain.pending import capped as capped_groups
 from shared.domain.pending import capped_only, max_zero
 from shared.domain.states import JobState, NodeState
 from shared.domain.templates import JobTemplate, apply_template
@@ -22,8 +24,10 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     given = JobSpec.parse(data)
     template = templates.template_of(deps, given)
     spec = apply_template(given, template)  # defaults filled, limits checked
-    known = [g.name for g in deps.store.list_groups()]
-    spec.node_groups = canonical_groups(spec.node_groups, known)  # stored spelling, any case
+    groups = deps.store.list_groups()
+    spec.node_groups = canonical_groups(
+        spec.node_groups, [g.name for g in groups]
+    )  # stored spelling, any case
     count = spec.task_count()
     limit = deps.settings.max_tasks_per_job
     if count > limit:
@@ -31,7 +35,7 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
             f"the job has {count} tasks; at most {limit} are accepted in one job "
             "(HPC_MAX_TASKS_PER_JOB)"
         )
-    check_fits(deps, spec, None if given.node_groups else template)
+    check_fits(deps, spec, None if given.node_groups else template, groups)
     for dep in spec.depends_on:
         try:
             deps.store.get_job(dep)
@@ -55,13 +59,19 @@ COMING = frozenset({NodeState.ONLINE, NodeState.STARTING})
 """States of a node that runs, or is about to run, tasks without the autoscaler."""
 
 
-def check_fits(deps: Deps, spec: JobSpec, template: JobTemplate | None = None) -> None:
+def check_fits(
+    deps: Deps,
+    spec: JobSpec,
+    template: JobTemplate | None = None,
+    groups: Sequence[NodeGroup] | None = None,
+) -> None:
     """Refuse a job no node of its groups could ever run (unknown group, too many cores,
     more nodes than the groups have, only managed groups of maxNodes 0 with no node up: the
     autoscaler would start none). A core range is checked on its min. ``template``: the one
-    the job's groups came from (it named none), named if one of them does not exist."""
+    the job's groups came from (it named none), named if one of them does not exist.
+    ``groups``: the node groups, if the caller read them already."""
     nodes = deps.store.list_nodes()
-    groups = deps.store.list_groups()
+    groups = deps.store.list_groups() if groups is None else groups
     known = {g.name for g in groups} | {g for n in nodes for g in n.groups}
     missing = [g for g in spec.node_groups if g not in known]
     if missing and template is not None:
@@ -77,7 +87,7 @@ def check_fits(deps: Deps, spec: JobSpec, template: JobTemplate | None = None) -
         raise InvalidRequest(
             f"{where} has no nodes yet: start agents (hpc up / hpc agent run) or add nodes first"
         )
-    capped = {g.name for g in groups if g.provider and not g.max_nodes}
+    capped = capped_groups(groups)
     if capped_only(spec.node_groups, capped) and not any(n.state in COMING for n in eligible):
         raise InvalidRequest(f"{where} has no Online node, and " + max_zero(spec.node_groups))
     largest = max(n.cores for n in eligible)

@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 
 from shared.auth import digest
+from shared.domain.access import role_conflict
 from shared.domain.cluster import Principal
 from shared.domain.specvalues import quoted
 from shared.errors import Conflict, InvalidRequest, NotFound
@@ -58,10 +59,7 @@ def _refuse_other_role(deps: Deps, name: str, role: str) -> int:
     same = [u for u in list_users(deps) if u.name == name]
     for user in same:
         if user.role != role:
-            raise Conflict(
-                f"user {name} exists with role {user.role}: remove it first "
-                f"(hpc user remove {name}) to give it role {role}"
-            )
+            raise role_conflict(name, user.role, role)
     return sum(u.tokens for u in same)
 
 

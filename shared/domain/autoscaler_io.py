@@ -1,0 +1,80 @@
+"""What the autoscaler (:mod:`shared.domain.autoscaler`) takes and gives: the cluster as the
+caller read it, and the orders and notes of one run, each with its reason. Plain data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from shared.domain.cluster import Node
+from shared.domain.growshrink import AutoscalerState
+from shared.domain.models import Task
+from shared.domain.power import ComputeError, PowerState
+
+
+@dataclass(frozen=True)
+class StartFailure:
+    """A start the provider reported failed (an error value from start or its poll)."""
+
+    group: str
+    node: str
+    reason: str
+    retry_after: timedelta | None = None
+
+    @classmethod
+    def from_error(cls, group: str, node: str, error: ComputeError) -> StartFailure:
+        """From the provider's error value (start refused, or its operation failed)."""
+        wait = None if error.retry_after_s is None else timedelta(seconds=error.retry_after_s)
+        return cls(group, node, f"{node}: {error.kind}: {error.message}", wait)
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What the caller read for this run."""
+
+    nodes: Sequence[Node]
+    queued: Sequence[Task]
+    """Queued tasks in scheduling order (the window the scheduler reads)."""
+    used_cores: Mapping[str, int] = field(default_factory=dict)
+    """Cores held by active (Dispatching, Running) tasks per node."""
+    power: Mapping[str, PowerState] = field(default_factory=dict)
+    """VM power states from the provider; a node missing here is not judged by it."""
+    failures: Sequence[StartFailure] = ()
+
+
+OrderAction = Literal["start", "stop", "drain", "offline"]
+
+
+@dataclass(frozen=True)
+class Order:
+    """``start``/``stop``: call the provider and move the node Starting/Stopping; ``drain``:
+    move it Draining (no new tasks); ``offline``: its VM is off already (evicted), mark it."""
+
+    action: OrderAction
+    node: str
+    group: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Why nothing happened where something might have (a group in backoff, at max...).
+    ``grows``: it says why the group did not grow (what a queued task's pending reason
+    shows); otherwise why a node was not stopped."""
+
+    group: str
+    text: str
+    grows: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.group}: {self.text}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    orders: list[Order]
+    state: AutoscalerState
+    notes: list[Note]

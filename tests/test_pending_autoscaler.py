@@ -1,0 +1,154 @@
+"""Why a task that waits for a managed group's nodes waits longer than a boot: the
+autoscaler's memory and last word in its pending reason (the rule as a table, then through
+the control plane with the local provider and a real autoscaler run)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.domain.growshrink import GroupMemory
+from shared.domain.pending import GroupScaling, pending_reason, scaling_reason
+from shared.domain.states import NodeState, TaskState
+from tests.test_control import clock, cp  # noqa: F401 - fixtures
+from tests.test_nodes_admin import managed, provider  # noqa: F401 - fixtures
+from tests.test_pending import node, task
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+AZ = "AzureNodes"
+
+
+def memory(**fields):
+    return GroupMemory(**fields)
+
+
+@pytest.mark.parametrize(
+    ("group", "named", "expected"),
+    [
+        (GroupScaling(AZ, managed=True), [AZ], None),  # never ran: its next run may start one
+        (
+            GroupScaling(AZ, managed=False),
+            [AZ],
+            "no autoscaler here starts AzureNodes's nodes: start them "
+            "(hpc node start --group AzureNodes)",
+        ),
+        (
+            GroupScaling(AZ, managed=True, autoscale=False),
+            [AZ],
+            "autoscaling is off for AzureNodes: turn it on (hpc nodegroup set AzureNodes "
+            "--autoscale) or start its nodes (hpc node start --group AzureNodes)",
+        ),
+        (GroupScaling(AZ, managed=True, autoscale=False), [], None),  # not asked for
+        (
+            GroupScaling(
+                AZ,
+                managed=True,
+                memory=memory(backoff_until=NOW + timedelta(seconds=90), last_failure="quota"),
+            ),
+            [AZ],
+            "AzureNodes starts no node for 90 s more (backing off after: quota)",
+        ),
+        (  # a backoff that ran out holds nothing
+            GroupScaling(AZ, managed=True, memory=memory(backoff_until=NOW, last_failure="q")),
+            [AZ],
+            None,
+        ),
+        (
+            GroupScaling(
+                AZ,
+                managed=True,
+                notes=("1 queued task(s) it could run, below GrowThreshold 3",),
+                said_at=NOW - timedelta(seconds=4),
+            ),
+            [AZ],
+            "the autoscaler 4 s ago: AzureNodes: 1 queued task(s) it could run, below "
+            "GrowThreshold 3",
+        ),
+        (
+            GroupScaling(
+                AZ,
+                managed=True,
+                grow_interval_s=300,
+                memory=memory(last_grow_check=NOW - timedelta(seconds=100)),
+            ),
+            [AZ],
+            "the autoscaler considers growing AzureNodes every 300 s (GrowInterval): next in 200 s",
+        ),
+        (  # the check is due: the next run grows
+            GroupScaling(
+                AZ,
+                managed=True,
+                grow_interval_s=300,
+                memory=memory(last_grow_check=NOW - timedelta(seconds=300)),
+            ),
+            [AZ],
+            None,
+        ),
+    ],
+)
+def test_why_the_autoscaler_starts_no_node(group, named, expected):
+    assert scaling_reason(group, NOW, named) == expected
+
+
+def test_the_autoscalers_word_is_added_only_where_the_task_waits_for_nodes():
+    off = {AZ: GroupScaling(AZ, managed=True, autoscale=False)}
+    t = task(groups=(AZ,))
+    offline = [node("z", groups=(AZ,), state=NodeState.OFFLINE)]
+    assert pending_reason(t, offline, {}, (), off, NOW) == (
+        "no Online node in AzureNodes (1 Offline); " + scaling_reason(off[AZ], NOW, [AZ])
+    )
+    starting = [node("z", groups=(AZ,), state=NodeState.STARTING)]
+    assert pending_reason(t, starting, {}, (), off, NOW) == "waiting for z to start in AzureNodes"
+    busy = [node("z", cores=1, groups=(AZ,))]
+    assert pending_reason(t, busy, {"z": 1}, (), off, NOW).endswith("autoscaling is off for "
+        "AzureNodes: turn it on (hpc nodegroup set AzureNodes --autoscale) or start its nodes "
+        "(hpc node start --group AzureNodes)")  # fmt: skip
+    assert pending_reason(t, [node("z", groups=(AZ,))], {}, (), off, NOW).startswith("next in")
+    assert (
+        pending_reason(t, offline, {}, (), off, None) == "no Online node in AzureNodes (1 Offline)"
+    )
+
+
+def queued_reason(cp):
+    [t] = [t for t in cp.store.queued_tasks(limit=10) if t.state is TaskState.QUEUED]
+    return cp.pending_reasons([t])[(t.job_id, t.id)]
+
+
+def test_a_task_below_the_grow_threshold_says_so(cp, provider, clock):
+    managed(cp, grow_threshold=3)
+    cp.add_nodes(AZ, 2)
+    cp.submit({"command": "x", "nodeGroups": [AZ], "cores": 2})
+    cp.autoscale()
+    assert {n.state for n in cp.store.list_nodes()} == {NodeState.OFFLINE}
+    assert queued_reason(cp) == (
+        "no Online node in AzureNodes (2 Offline); the autoscaler 0 s ago: AzureNodes: "
+        "1 queued task(s) it could run, below GrowThreshold 3 "
+        "(hpc nodegroup set AzureNodes --grow-threshold N)"
+    )
+    cp.set_group(AZ, grow_threshold=1)  # what the reason says to change: it grows
+    clock.advance(60)  # at its next grow check (GrowInterval)
+    cp.autoscale()
+    assert "waiting for azure-1 to start" in queued_reason(cp)
+
+
+def test_a_task_for_a_group_not_autoscaled_says_how_to_start_it(cp, provider):
+    managed(cp, autoscale=False)
+    cp.add_nodes(AZ, 1)
+    cp.submit({"command": "x", "nodeGroups": [AZ], "cores": 2})
+    cp.autoscale()
+    assert "autoscaling is off for AzureNodes" in queued_reason(cp)
+
+
+def test_a_task_submitted_between_grow_checks_says_when_the_next_is(cp, provider, clock):
+    managed(cp, grow_interval_s=300)
+    cp.add_nodes(AZ, 1)
+    cp.autoscale()  # a grow check with nothing queued
+    clock.advance(120)
+    cp.submit({"command": "x", "nodeGroups": [AZ], "cores": 2})
+    assert queued_reason(cp).endswith(
+        "the autoscaler considers growing AzureNodes every 300 s (GrowInterval): next in 180 s"
+    )
+    clock.advance(180)
+    cp.autoscale()
+    assert "waiting for azure-1 to start" in queued_reason(cp)
