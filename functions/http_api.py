@@ -91,6 +91,11 @@ def api(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
 
 
 _DIGITS = re.compile(r"-?[0-9]+")
+MAX_JOB_PAGE = 1000
+"""Most jobs one GET /api/jobs returns: one request never holds the control plane for long
+(heartbeats are answered by the same workers); more come in pages."""
+MAX_TASK_PAGE = 10_000
+"""Most tasks one GET /api/jobs/{id}/tasks returns (a sweep may have millions)."""
 
 
 def _int(
@@ -216,7 +221,10 @@ def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
     """Newest first, ``limit`` (100) a page; ``next`` is the ``before`` of the next page
     (null on the last one)."""
     states = _states(req.params.get("state"), JobState)
-    limit = _int(req.params.get("limit"), "limit", 100, 1)
+    limit = _int(
+        req.params.get("limit"), "limit", 100, 1, MAX_JOB_PAGE,
+        hint=": read more in pages (pass next as before)",
+    )  # fmt: skip
     before = req.params.get("before")
     first = None if before in (None, "") else _int(before, "before", minimum=1)
     jobs = control().list_jobs(states=states, limit=limit + 1, before=first)
@@ -306,7 +314,14 @@ def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
         job_id,
         states=_states(req.params.get("state"), TaskState),
         offset=_int(req.params.get("offset"), "offset", 0),
-        limit=_int(req.params.get("limit"), "limit", 1000, 1),
+        limit=_int(
+            req.params.get("limit"),
+            "limit",
+            1000,
+            1,
+            MAX_TASK_PAGE,
+            hint=": read more in pages (after=the last task id of a page)",
+        ),
         after=_int(req.params.get("after"), "after", 0),
     )
     return {"tasks": _private(_task_docs(tasks), job_id, principal)}
@@ -321,14 +336,15 @@ def get_task(req: func.HttpRequest, principal: Principal) -> Any:
 
 
 def _private(docs: list[dict[str, Any]], job_id: int, principal: Principal) -> list[dict[str, Any]]:
-    """Task docs without their output's tail unless ``principal`` owns the job or is an admin:
-    every user sees every job's state (as Slurm and HPC Pack show the queue), but only its
-    owner and admins read what its tasks wrote (a task may run as its owner's account)."""
-    if principal.role == ADMIN or all(d.get("output") is None for d in docs):
+    """Task docs without their output's tail and environment unless ``principal`` owns the
+    job or is an admin: every user sees every job's state (as Slurm and HPC Pack show the
+    queue), but only its owner and admins read what its tasks wrote (a task may run as its
+    owner's account) and the variables it was given (often a credential)."""
+    if principal.role == ADMIN or all(d.get("output") is None and not d.get("env") for d in docs):
         return docs  # (nothing to hide: no read of the job)
     if may_change(control().get_job(job_id), principal):
         return docs
-    return [{**d, "output": None} for d in docs]
+    return [{**d, "output": None, "env": None} for d in docs]
 
 
 @bp.route(

@@ -19,7 +19,7 @@ from functions.context import control
 from functions.http_api import BadRequest, _body, _doc, _int, api, no_body
 from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
-from shared.domain.groupsettings import MAX_CORES, check_setting_names
+from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_problem
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
 
@@ -82,8 +82,9 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     ):
         raise BadRequest(f"cores must be a whole number from 1 to {MAX_CORES:,}, got {cores!r}")
     size = body.get("size")
-    if size is not None and (not isinstance(size, str) or not 1 <= len(size) <= 128):
-        raise BadRequest(f"size must be a VM size such as Standard_D4s_v5, got {size!r}")
+    problem = None if size is None else vm_size_problem(size)
+    if problem:
+        raise BadRequest(problem)
     spot = body.get("spot", False)
     if not isinstance(spot, bool):
         raise BadRequest(f"spot must be true or false, got {spot!r}")

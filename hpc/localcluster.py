@@ -164,7 +164,14 @@ class LocalCluster:
         return dict(self.get(f"/api/jobs/{job_id}"))
 
     def tasks(self, job_id: int) -> list[dict[str, Any]]:
-        return list(self.get(f"/api/jobs/{job_id}/tasks", limit=100_000)["tasks"])
+        """Every task of the job, read in pages by task id."""
+        out: list[dict[str, Any]] = []
+        while True:
+            after = out[-1]["id"] if out else 0
+            page = self.get(f"/api/jobs/{job_id}/tasks", limit=10_000, after=after)["tasks"]
+            out += page
+            if len(page) < 10_000:
+                return out
 
     def wait_job(self, job_id: int, *, timeout_s: float = 60) -> dict[str, Any]:
         """Wait until the job ends; returns it."""

@@ -183,10 +183,16 @@ def run_up(
     lock = hold_home(home, port)  # open until this process ends: one cluster per HPC_HOME
 
     store = build_store(settings)
+    had_token = settings.token_path.exists()
     try:
-        token = ensure_admin_token(settings, store)
+        token, fresh = ensure_admin_token(settings, store)
     finally:
         store.close()
+    if fresh and had_token:
+        console.log(
+            f"the token in {safe(settings.token_path)} was revoked (hpc user remove admin): it "
+            "stays revoked, and a new admin token replaces it in that file"
+        )
     private_state(settings)
 
     env = dict(os.environ)

@@ -20,19 +20,22 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def ensure_admin_token(settings: Settings, store: Store) -> str:
-    """The local admin token: read from HPC_HOME/admin.token, or created (mode 0600) and registered."""
+def ensure_admin_token(settings: Settings, store: Store) -> tuple[str, bool]:
+    """The local admin token, read from HPC_HOME/admin.token (mode 0600), and whether it is
+    new. A file whose token the store does not know is registered if the store has no token
+    at all (a new store); otherwise an admin revoked it (``hpc user remove admin``, e.g.
+    because the file leaked), so it stays revoked and a new token replaces the file."""
     path = settings.token_path
-    if path.exists():
-        token = path.read_text().strip()
-    else:
+    token = path.read_text().strip() if path.exists() else ""
+    fresh = not token or (store.find_token(digest(token)) is None and bool(store.list_tokens()))
+    if fresh:
         token = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
     if store.find_token(digest(token)) is None:
         store.add_token(digest(token), Principal(name="admin", role="admin"))
-    return token
+    return token, fresh
 
 
 def authenticate(store: Store, authorization: str | None) -> Principal:

@@ -48,7 +48,7 @@ def served_app(home: Path, env: Mapping[str, str] | None = None) -> Iterator[Ser
         mp.setenv(name, value)
     context.reset()
     cp = context.control()
-    token = ensure_admin_token(cp.settings, cp.store)
+    token, _ = ensure_admin_token(cp.settings, cp.store)
     host = LocalHost(
         function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
     )

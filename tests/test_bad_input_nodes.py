@@ -98,6 +98,8 @@ def test_a_new_group_with_a_null_setting_is_not_created(host):
         ({"group": GROUP, "count": 1, "cores": 10**23}, "cores must be a whole number from 1 to"),
         ({"group": GROUP, "count": 1, "cores": True}, "cores must be a whole number"),
         ({"group": GROUP, "count": 1, "size": 5}, "size must be a VM size"),
+        ({"group": GROUP, "count": 1, "size": ""}, "size must be a VM size"),
+        ({"group": GROUP, "count": 1, "size": "\u0000bad size\n"}, "size must be a VM size"),
         ({"group": 7, "count": 1}, "group must be a node group's name, got 7"),
     ],
 )
@@ -108,6 +110,26 @@ def test_bad_node_adds_are_refused_before_any_vm_is_made(host, body, message):
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
     assert client.get("/api/nodes").json()["nodes"] == before
+
+
+@pytest.mark.parametrize("size", ["", "\u0000bad size\n", "Standard D4", "x" * 129, 5])
+def test_a_group_size_that_no_vm_could_have_is_refused_and_changes_nothing(host, size):
+    """Found by a probe: a group took any text as its VM size (a NUL, a newline, ""), and
+    hpc node add then made nodes of it."""
+    client, _ = host
+    created = client.post("/api/nodegroups", json={"name": "Sized", "provider": "local",
+                                                   "maxNodes": 1})  # fmt: skip
+    assert created.status_code in (201, 409), created.text
+    refused = client.post("/api/nodegroups", json={"name": "Sized2", "provider": "local",
+                                                   "size": size})  # fmt: skip
+    assert refused.status_code == 422 and "size must be " in refused.json()["error"]
+    patched = client.patch("/api/nodegroups/Sized", json={"size": size})
+    assert patched.status_code == 422 and "size must be " in patched.json()["error"]
+    groups = {g["name"]: g for g in client.get("/api/nodegroups").json()["groups"]}
+    assert "Sized2" not in groups and groups["Sized"]["size"] is None
+    ok = client.patch("/api/nodegroups/Sized", json={"size": "Standard_M128-64ms"})
+    assert ok.status_code == 200 and ok.json()["size"] == "Standard_M128-64ms"
+    assert client.patch("/api/nodegroups/Sized", json={"size": None}).json()["size"] is None
 
 
 def test_a_node_cannot_join_a_managed_group_past_its_max(host):

@@ -357,3 +357,24 @@ def test_only_a_jobs_owner_or_an_admin_reads_what_its_tasks_wrote(host):
     theirs = client.get(f"{path}/1", headers=tokens["ben"]).json()
     assert (theirs["state"], theirs["output"]) == ("Finished", None)
     assert client.get(path, headers=tokens["ben"]).json()["tasks"][0]["output"] is None
+
+
+def test_only_a_jobs_owner_or_an_admin_sees_its_tasks_environment(host):
+    """Found by a probe: any user read another user's task env (a password, a key). The
+    task's state stays everyone's; its variables are its owner's and admins', even before
+    it ran (no output yet)."""
+    client, _app, _node = host
+    tokens = {}
+    for name in ("cat", "dan"):
+        added = client.post("/api/users", json={"name": name})
+        tokens[name] = {"Authorization": f"Bearer {added.json()['token']}"}
+    spec = {"tasks": [{"command": "true", "env": {"DB_PASSWORD": "hunter2"}}]}
+    job = client.post("/api/jobs", json=spec, headers=tokens["cat"]).json()
+    path = f"/api/jobs/{job['id']}/tasks"
+    for headers in (tokens["cat"], {}):  # the owner, and the admin
+        mine = client.get(f"{path}/1", headers=headers).json()
+        assert mine["env"]["DB_PASSWORD"] == "hunter2"
+        assert client.get(path, headers=headers).json()["tasks"][0]["env"] == mine["env"]
+    theirs = client.get(f"{path}/1", headers=tokens["dan"]).json()
+    assert theirs["state"] in ("Queued", "Dispatching") and theirs["env"] is None
+    assert client.get(path, headers=tokens["dan"]).json()["tasks"][0]["env"] is None

@@ -94,6 +94,11 @@ def test_the_cli_adds_lists_and_removes_users(host, monkeypatch):
     monkeypatch.setenv("HPC_TOKEN", token)
     added = hpc("user", "add", "dana")
     assert added.exit_code == 0, added.output
+    # the module's node runs tasks as its agent's own user: the new user's tasks could do
+    # what it can, which the admin is told (probe: a user's task read admin.token)
+    assert "note: node(s) onprem-1 run every task as their agent's own OS user" in added.stderr
+    assert "--run-as-owner" in added.stderr
+    assert "note:" not in hpc("user", "add", "erin", "--admin").stderr  # an admin may anyway
     new = added.stdout.strip().splitlines()[-1]  # the token alone on stdout's last line
     assert client.get("/api/jobs", headers=as_(client, new)).status_code == 200
     listed = hpc("user", "list")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from hpc.common import JsonOption, api_client, print_json, stderr_console, stdout_console
 from hpc.render import _cells, dash
+from hpc.text import safe
 
 app = typer.Typer(help="API users and their tokens (admins only).", no_args_is_help=True)
 
@@ -23,16 +24,40 @@ def user_add(
     is stored). Its jobs are its own: only it or an admin may cancel or change them."""
     with api_client() as client:
         data = client.add_user(name, "admin" if admin else "user")
-    if as_json:
-        print_json(data)
-        return
+        if as_json:
+            print_json(data)
+            return
+        as_agent = [] if admin else _shared_nodes(client.list_nodes().get("nodes", []))
     token = str(data.get("token", ""))
     stderr_console().print(
         f"user {dash(data.get('name'))} (role {dash(data.get('role'))}) has "
         f"{data.get('tokens')} token(s); the new one is below, shown this once: keep it "
         "secret, the user sets it as HPC_TOKEN"
     )
+    if as_agent:
+        shown = ", ".join(as_agent[:SHOW_NODES]) + (
+            f" and {len(as_agent) - SHOW_NODES} more" if len(as_agent) > SHOW_NODES else ""
+        )
+        stderr_console().print(
+            f"note: node(s) {safe(shown)} run every task as their agent's own OS user, so a "
+            f"task of {safe(name)} can do what that user can (under hpc up: read "
+            "HPC_HOME/admin.token and act as an admin); for per-user execution run on-prem "
+            "agents with --run-as-owner (README: Per-user execution)"
+        )
     print(token)
+
+
+SHOW_NODES = 5
+"""Nodes named in the shared-account note before "and N more"."""
+
+
+def _shared_nodes(nodes: list[dict[str, Any]]) -> list[str]:
+    """The names of on-prem nodes whose agent runs tasks as itself, not as their owners."""
+    return sorted(
+        str(n.get("name"))
+        for n in nodes
+        if isinstance(n, dict) and n.get("provider") == "onprem" and not n.get("runsAsOwner")
+    )
 
 
 @app.command("list")

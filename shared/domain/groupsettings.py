@@ -11,6 +11,7 @@ is refused with a 422 that names the setting as the API spells it, and says what
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,9 @@ def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | N
     check_setting_names(settings)
     for key, value in settings.items():
         setattr(group, key, _checked(api_name(key), GROUP_SETTINGS[key], value))
+    problem = vm_size_problem(group.size) if settings.get("size") is not None else None
+    if problem:
+        raise InvalidRequest(problem)
     named = group.provider if "provider" in settings else None
     if named is not None and (named not in PROVIDERS or (provider and named != provider)):
         hint = f"this cluster's is {provider!r}" if provider else "this cluster has none"
@@ -87,6 +91,21 @@ def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | N
             f"({hint}; HPC_COMPUTE): give {provider or 'one of ' + ', '.join(PROVIDERS)}, "
             "or null for on-prem nodes"
         )
+
+
+VM_SIZE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,127}")
+"""An Azure VM size's name (Standard_D4s_v5, Standard_M128-64ms): what ARM may accept."""
+
+
+def vm_size_problem(size: object) -> str | None:
+    """Why ``size`` cannot be a VM size's name, or None: one rule for a group's ``size`` and
+    ``hpc node add --size`` (a NUL or a newline would reach ARM otherwise)."""
+    if isinstance(size, str) and VM_SIZE.fullmatch(size):
+        return None
+    return (
+        "size must be a VM size such as Standard_D4s_v5 (letters, digits, _ and -; at most "
+        f"128), got {cut(repr(size))}"
+    )
 
 
 def check_bounds(group: NodeGroup, settings: Iterable[str], provider: str | None) -> None:
