@@ -82,6 +82,20 @@ def test_a_priority_raised_after_submit_is_held_to_the_templates_limit(cp):
     assert cp.set_priority(job.id, "Normal").priority == 2000
 
 
+def test_a_deleted_templates_priority_limit_stays_with_its_jobs(cp):
+    """Found by a probe: once its template was deleted, a user raised a job's priority past
+    the template's maxPriority (deleting a template does not change jobs submitted)."""
+    register(cp, "n1", cores=8)
+    templates.put(cp.deps, "Lim", {"maxPriority": "Normal"})
+    job = cp.submit({"command": "x", "template": "Lim", "priority": "BelowNormal"})
+    templates.delete(cp.deps, "Lim")
+    with pytest.raises(InvalidRequest, match="'Lim', which was deleted since; it allowed "
+                       r"priority at most 2000 \(Normal\)"):  # fmt: skip
+        cp.set_priority(job.id, "Highest")
+    assert cp.get_job(job.id).priority == 1000
+    assert cp.set_priority(job.id, "Normal").priority == 2000
+
+
 def test_the_default_template_applies_only_to_jobs_that_name_none(cp):
     register(cp, "n1", cores=8)
     assert cp.submit({"command": "x"}).template is None  # no Default: no template

@@ -76,6 +76,9 @@ class Job(Record):
     """Run even if a prerequisite Failed or was Canceled (else it is Canceled too)."""
     template: str | None = None
     """The job template whose defaults and limits it was submitted under (None: none)."""
+    max_priority: int | None = None
+    """Its template's maxPriority at submit: the limit a change of priority keeps if the
+    template is deleted (deleting a template does not change jobs already submitted)."""
     task_count: int = 0
     task_counts: dict[TaskState, int] = Field(default_factory=dict)
     steps: dict[str, Step] = Field(default_factory=dict)

@@ -84,17 +84,18 @@ def set_priority(deps: Deps, job_id: int, value: object) -> Job:
 
 
 def _check_template_priority(deps: Deps, job: Job, priority: int) -> None:
-    """The job's template's maxPriority holds after submit too (a deleted template: no limit)."""
+    """The job's template's maxPriority holds after submit too: its current one, or the one
+    it had at submit if it was deleted since."""
     if job.template is None:
         return
     try:
-        template = templates.get(deps, job.template).template
+        most, which = templates.get(deps, job.template).template.max_priority, "allows"
     except NotFound:
-        return
-    if template.max_priority is not None and priority > template.max_priority:
+        most, which = job.max_priority, "was deleted since; it allowed"
+    if most is not None and priority > most:
         raise InvalidRequest(
-            f"job {job.id} uses template {template.name!r}, which allows priority at most "
-            f"{priority_label(template.max_priority)}; asked for {priority_label(priority)}"
+            f"job {job.id} uses template {job.template!r}, which {which} priority at most "
+            f"{priority_label(most)}; asked for {priority_label(priority)}"
         )
 
 

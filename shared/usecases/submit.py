@@ -48,6 +48,7 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
         deps.store.next_job_id(), now=now, owner=principal.name if principal else "admin"
     )
     job.template = spec.template
+    job.max_priority = template.max_priority if template is not None else None
     job.move_to(JobState.SUBMITTED, now=now)
     job.move_to(JobState.QUEUED, now=now)
     deps.store.add_job(job, tasks, ranges)
