@@ -4,6 +4,7 @@ as their owners (``hpc task output`` is the job owner's and admins' through the 
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -35,3 +36,28 @@ def test_output_store_and_bus_are_the_owners_alone(tmp_path, monkeypatch: pytest
     assert mode(home) == 0o755  # HPC_HOME itself may be a folder the user shares: untouched
     (home / "store.db-wal").unlink()
     private_state(settings)  # again, and with files missing: no error
+
+
+def test_store_and_bus_files_are_made_private_whenever_they_are_made(tmp_path):
+    """The probe's leftover: a bus.db made after `hpc up` started (by the control plane's
+    first send) kept the default mode until the next `hpc up`. Both adapters now make their
+    file 0600 (SQLite gives its -wal and -shm the same), however the umask is set."""
+    from shared.wiring import build_bus, build_store
+
+    old = os.umask(0o022)
+    try:
+        store = build_store(Settings(home=str(tmp_path)))
+        bus = build_bus(Settings(home=str(tmp_path)))
+        store.list_nodes()
+        bus.send("scheduler", [])  # a send opens the file as the control plane's first does
+    finally:
+        os.umask(old)
+    made = sorted(p.name for p in tmp_path.iterdir())
+    assert "store.db" in made and "bus.db" in made
+    assert {n: mode(tmp_path / n) for n in made} == dict.fromkeys(made, 0o600)
+    from shared.adapters.sqlite_store import SqliteStore
+
+    (tmp_path / "kept.db").write_text("")
+    (tmp_path / "kept.db").chmod(0o640)
+    SqliteStore(tmp_path / "kept.db")
+    assert mode(tmp_path / "kept.db") == 0o640  # an existing file keeps the mode it was given

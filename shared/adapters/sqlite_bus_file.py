@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from shared.adapters import doorbell
+from shared.adapters.sqlite_connection import create_private
 from shared.ports.bus import MAX_DELIVERY_COUNT_EXCEEDED, TTL_EXPIRED, QueueNotFound
 
 T = TypeVar("T")
@@ -115,6 +116,8 @@ class BusFile:
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         self._clock = clock
         self._local = threading.local()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}

@@ -19,12 +19,21 @@ from shared.adapters.sqlite_schema import _SCHEMA, BUSY_TIMEOUT_S, SCHEMA_VERSIO
 from shared.domain.cluster import DEFAULT_GROUPS
 
 
+def create_private(path: Path) -> None:
+    """Create the database file readable by its owner alone (0600) if it does not exist:
+    SQLite gives its -wal and -shm files the same mode, and the cluster's state (tokens'
+    digests, every job's commands and env, the bus's messages) is not other users' to read.
+    An existing file keeps its mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 class SqliteConnection:
     """One SQLite file's connections and transactions (created with its schema on first open)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(self.path)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
