@@ -95,6 +95,12 @@ class EndRecords:
         except OSError:
             log.warning("could not mark task %s as killed in %s", key, self.folder, exc_info=True)
 
+    def unmark(self, key: str) -> None:
+        """The attempt's process is known to have exited by itself (not by a signal) after
+        all: its record, if any, stands for an end of its own."""
+        with contextlib.suppress(OSError):
+            (self.folder / (key + KILLED)).unlink()
+
     def killed(self, key: str) -> bool:
         return (self.folder / (key + KILLED)).exists()
 

@@ -220,3 +220,43 @@ def test_an_agent_with_a_state_folder_reports_and_then_forgets_each_end(start_ag
     cp.send(run_task(42, "exit 3"))
     assert cp.ended(42).exit_code == 3
     wait_until(lambda: not any((state / "ends").iterdir()), what="the record forgotten")
+
+
+def test_a_task_that_ended_by_itself_before_the_fence_is_reported_not_run_again(
+    start_agent, cp, tmp_path, monkeypatch
+):
+    """Found by the chaos probe: an agent paused 12 s (or cut off from the bus) while its task
+    ran to its end; the lifeline's fence then marked the task killed, the agent believed the
+    mark over the exit it had not yet collected, registered again, and the task ran to its end
+    twice. A shell killed by the fence's SIGKILL has a negative status; one that exited by
+    itself does not: the agent reports that end."""
+    from shared.ports.bus import BusError
+
+    agent, _ = start_agent(
+        heartbeat_interval_s=0.2, fence_s=1.0, state_dir=tmp_path / "agent", kill_grace_s=0.1
+    )
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    records = agent.tasks._records
+    assert records is not None
+
+    def cut_off() -> None:
+        raise BusError("the bus is out of reach")
+
+    real_flush, real_reap = agent.reporter.flush, agent.tasks.reap
+    monkeypatch.setattr(agent.tasks, "reap", lambda: None)  # the agent does not see the exit
+    cp.send(run_task(9, "sleep 0.3", incarnation=agent.incarnation))
+    pid = cp.wait_for(TaskStarted).pid
+    monkeypatch.setattr(agent.reporter, "flush", cut_off)  # and is not heard: the fence comes
+    assert pid is not None
+    key = "9.1.1"  # job.task.attempt
+    wait_until(lambda: records.killed(key), timeout=8, what="the fence marked the task")
+    assert not process_alive(pid) and records.read(key) == 0  # it had exited 0 by itself
+    monkeypatch.setattr(agent.tasks, "reap", real_reap)
+    monkeypatch.setattr(agent.reporter, "flush", real_flush)  # heard again
+    end = cp.wait_for(TaskEnded, lambda e: e.job_id == 9)
+    assert end.exit_code == 0 and not end.canceled
+    cp.wait_for(Heartbeat, lambda h: h.incarnation == agent.incarnation)
+    assert (
+        len(cp.of(RegisterNode)) == 1
+    )  # same incarnation: nothing for the control plane to requeue
