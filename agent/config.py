@@ -17,7 +17,7 @@ NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 """A node name: a host name's characters (it becomes a folder, a session id and an entry of
 HPC_NODES, ``name:cores,...``, so no ``/``, ``,`` or ``:``)."""
 GROUP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
-"""A node group name, as shared.usecases.nodes.create_group takes it."""
+"""A node group name, as shared.usecases.nodegroups.create_group takes it."""
 
 
 def _default_heartbeat_interval_s() -> float:

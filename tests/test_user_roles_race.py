@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 import pytest
 
 from shared.errors import Conflict
-from shared.usecases import nodes, users
+from shared.usecases import nodegroups, users
 from shared.usecases.deps import Deps
 from tests.contract.store_fixtures import OpenStore, open_store  # noqa: F401 - fixture
 from tests.contract.test_store_names import race
@@ -82,7 +82,7 @@ def test_concurrent_creates_of_a_group_spelt_differently_make_one(
     spellings = ["Rg0", "rG0", "RG0"] * 5
     raised = race(
         [
-            lambda i=i, name=name: nodes.create_group(all_deps[i % 2], name)
+            lambda i=i, name=name: nodegroups.create_group(all_deps[i % 2], name)
             for i, name in enumerate(spellings)
         ]
     )

@@ -194,6 +194,10 @@ class LostAttempt(BaseModel):
     hosts: list[Host] = Field(default_factory=list)
     """What the attempt held: if its end turns out to be the task's result, the task says
     these hosts again (empty in records from before it was kept: its node's alone)."""
+    until: UtcTime | None = None
+    """It may still run until then (given up while its agent lives on: a node taken offline
+    whose agent has yet to kill it), so the task's next attempt is not started elsewhere
+    before, or before this attempt's end is reported (None: it is known not to run)."""
 
 
 class Task(Record):

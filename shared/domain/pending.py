@@ -16,7 +16,7 @@ from typing import Literal
 
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import GroupMemory
-from shared.domain.models import Job, Task
+from shared.domain.models import Job, LostAttempt, Task
 from shared.domain.protocol import describe, task_protocol
 from shared.domain.states import NODE_SCHEDULABLE, NodeState, TaskState
 
@@ -81,6 +81,17 @@ def pending_reason(
         f" and {len(held) - SHOW_NODES} more" if len(held) > SHOW_NODES else ""
     )
     return f"{reason}; held by an admin: {shown} (hpc node online {held[0]} brings it back)"
+
+
+def still_running(lost: LostAttempt) -> str:
+    """Why a requeued task is not started elsewhere yet: its given-up attempt may still run
+    (:func:`shared.domain.lifecycle.held_by_lost`)."""
+    assert lost.until is not None
+    return (
+        f"its attempt {lost.attempt} on {lost.node} may still be running (the node was taken "
+        "offline): the next attempt starts once that one's end is reported, or at "
+        f"{lost.until:%H:%M:%S} UTC, when a silent agent's lifeline has killed it"
+    )
 
 
 def capped(groups: Iterable[NodeGroup]) -> set[str]:

@@ -25,6 +25,7 @@ from shared.usecases import (
     dispatch,
     events,
     modify,
+    nodegroups,
     nodes,
     queries,
     reconcile,
@@ -177,15 +178,15 @@ class ControlPlane:
         return list(do(self.deps, names))
 
     def create_group(self, name: str, **settings: Any) -> NodeGroup:
-        return nodes.create_group(self.deps, name, **settings)
+        return nodegroups.create_group(self.deps, name, **settings)
 
     def set_group(self, name: str, **settings: Any) -> NodeGroup:
-        return nodes.set_group(self.deps, name, **settings)
+        return nodegroups.set_group(self.deps, name, **settings)
 
     def autoscale(self) -> None:
         autoscale.run(self.deps)
 
     def autoscale_log(self, *, group: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         if group:  # a misspelt group is an error, not an empty log
-            group = nodes.group_of(self.deps, group).name
+            group = nodegroups.group_of(self.deps, group).name
         return autoscale.read_log(self.deps, group=group, limit=limit)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from shared.domain import lifecycle
 from shared.domain.models import Task
@@ -16,9 +17,18 @@ from shared.usecases.settling import commit_settling
 Reason = Callable[[Task], str]
 
 
-def lose_attempts(deps: Deps, tasks: Iterable[Task], reason: Reason, *, count: bool) -> bool:
+def lose_attempts(
+    deps: Deps,
+    tasks: Iterable[Task],
+    reason: Reason,
+    *,
+    count: bool,
+    may_run_until: datetime | None = None,
+) -> bool:
     """Requeue each of ``tasks`` (as read: its attempt is what is given up; a task that moved
-    on since is left alone). True if any changed."""
+    on since is left alone). True if any changed. ``may_run_until``: the attempts may still
+    run until then (their agent has yet to kill them): the new ones wait for it or for the
+    old ones' ends (:func:`shared.domain.lifecycle.held_by_lost`)."""
     by_job: dict[int, list[Task]] = defaultdict(list)
     for task in tasks:
         by_job[task.job_id].append(task)
@@ -26,11 +36,17 @@ def lose_attempts(deps: Deps, tasks: Iterable[Task], reason: Reason, *, count: b
     for job_id, job_tasks in by_job.items():
         for chunk in chunks(job_tasks):
             wanted = {t.id: (t.attempt, reason(t)) for t in chunk}
-            changed |= deps.retry(_lose_chunk, deps, job_id, wanted, count)
+            changed |= deps.retry(_lose_chunk, deps, job_id, wanted, count, may_run_until)
     return changed
 
 
-def _lose_chunk(deps: Deps, job_id: int, wanted: dict[int, tuple[int, str]], count: bool) -> bool:
+def _lose_chunk(
+    deps: Deps,
+    job_id: int,
+    wanted: dict[int, tuple[int, str]],
+    count: bool,
+    may_run_until: datetime | None,
+) -> bool:
     try:
         job = deps.store.get_job(job_id)
     except NotFound:
@@ -49,6 +65,7 @@ def _lose_chunk(deps: Deps, job_id: int, wanted: dict[int, tuple[int, str]], cou
             reason=why,
             count=count,
             now=now,
+            may_run_until=may_run_until,
         )
         if change is not None:
             job.count(change.old, change.new, name=task.name)

@@ -13,31 +13,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from shared.domain import lifecycle, ownership
 from shared.domain.cluster import Node, NodeGroup
-from shared.domain.groupnames import canonical_group
-from shared.domain.groupsettings import apply_settings, check_bounds
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
 from shared.domain.states import NodeState
-from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.errors import Conflict, InvalidRequest
 from shared.ports.compute import ComputeError, ErrorKind, VmSpec
 from shared.usecases import online
 from shared.usecases.deps import Deps
-from shared.usecases.idle_policy import check_group
 from shared.usecases.losses import lose_attempts
+from shared.usecases.nodegroups import group_of
 from shared.usecases.operations import record_operation
-
-
-def group_of(deps: Deps, name: str) -> NodeGroup:
-    """The group ``name`` means, matched case-insensitively (groupnames)."""
-    groups = {g.name: g for g in deps.store.list_groups()}
-    found = canonical_group(name, groups)
-    if found is not None:
-        return groups[found]
-    raise NotFound(f"node group {name!r} does not exist (hpc nodegroup list)")
 
 
 def _managed(deps: Deps, group: NodeGroup) -> None:
@@ -256,12 +244,17 @@ def offline_nodes(
                 deps.compute.deallocate(
                     node.name, request_id=f"off-{node.name}-{now.timestamp():.0f}", now=now
                 )
-            node.move_to(NodeState.OFFLINE, reason=reason, now=deps.clock())
+            now = deps.clock()
+            node.move_to(NodeState.OFFLINE, reason=reason, now=now)
             deps.store.put_node(node)
             held = deps.store.active_tasks(node=node.name)
-            lose_attempts(deps, held, _reason(f"node {node.name} taken offline"), count=False)
-            # its agent may still run them (an on-prem node's agent lives on): the attempts
-            # given up must not run to their end beside the new ones
+            # Its agent may still run them (an on-prem node's agent lives on, a VM runs until
+            # deallocated): the new attempts wait until their kill is reported, or until a
+            # silent agent's lifeline has fenced them (chaos probe: a paused agent's tasks
+            # ran to their end beside their new attempts).
+            until = now + online.heartbeat_timeout(deps)
+            why = _reason(f"node {node.name} taken offline")
+            lose_attempts(deps, held, why, count=False, may_run_until=until)
             deps.send_to_nodes(k for k in map(lifecycle.kill_order, held) if k is not None)
         out.append(node)
     deps.kick()
@@ -337,62 +330,3 @@ def _beyond_max(group: NodeGroup, members: int, count: int) -> str:
         f"exceed it; raise it with `hpc nodegroup set {group.name} --max "
         f"{members + count}`"
     )
-
-
-def create_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
-    """The store refuses a name that exists in any case atomically (``put_group``); the
-    check before it is for the message, and is made again when a concurrent create won."""
-    _refuse_existing(deps, name)
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
-        raise InvalidRequest(f"node group name {name!r}: letters, digits, _ . - (64 at most)")
-    group = NodeGroup(name=name)
-    _apply(deps, group, settings)
-    try:
-        deps.store.put_group(group)
-    except Conflict:
-        _refuse_existing(deps, name)  # say which spelling won
-        raise
-    return group
-
-
-def _refuse_existing(deps: Deps, name: str) -> None:
-    existing = canonical_group(name, [g.name for g in deps.store.list_groups()])
-    if existing is not None:
-        same = "" if existing == name else f" as {existing} (names match whatever the case)"
-        raise Conflict(
-            f"node group {name!r} exists already{same}: change it with hpc nodegroup set"
-        )
-
-
-def set_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
-    def write() -> NodeGroup:
-        group = group_of(deps, name)
-        before = group.provider
-        _apply(deps, group, settings)
-        if group.provider != before:
-            _no_members(deps, group, before)
-        deps.store.put_group(group)
-        return group
-
-    return deps.retry(write)
-
-
-def _no_members(deps: Deps, group: NodeGroup, before: str | None) -> None:
-    """A group's provider says what its nodes are (VMs of that provider, or on-prem
-    machines): it changes only while the group has none, or its nodes would be in a group
-    that manages them as something they are not."""
-    members = [n.name for n in deps.store.list_nodes() if group.name in n.groups]
-    if members:
-        was, now = before or "on-prem", group.provider or "on-prem"
-        raise Conflict(
-            f"node group {group.name} has {len(members)} node(s) ({', '.join(members[:5])}): "
-            f"its provider changes ({was} -> {now}) only while it has none; remove or "
-            "regroup them first (hpc node remove | hpc node set)"
-        )
-
-
-def _apply(deps: Deps, group: NodeGroup, settings: dict[str, Any]) -> None:
-    provider = deps.compute.name if deps.compute else None
-    apply_settings(group, settings, provider)
-    check_group(group)
-    check_bounds(group, settings, provider)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain import eligibility, hosts, pending, taskgraph
+from shared.domain import eligibility, hosts, lifecycle, pending, taskgraph
 from shared.domain.cluster import NodeGroup
 from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
@@ -82,6 +82,9 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
     for task in queued:
         job = jobs.get(task.job_id)
         reason = blocked.get(task.job_id) or (job and taskgraph.waiting_for(task, job))
+        lost = lifecycle.held_by_lost(task, now) if task.lost and not reason else None
+        if lost is not None:
+            reason = pending.still_running(lost)
         if not reason:
             reason = pending.pending_reason(task, nodes, used, capped, scaling, now)
             if reason is not None and reason.startswith("waiting for") and job is not None:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from shared.domain import eligibility, taskgraph
+from shared.domain import eligibility, lifecycle, taskgraph
 from shared.domain.hosts import Holding
 from shared.domain.models import Job, Task, TaskRange
 from shared.domain.states import JobState
@@ -47,6 +47,7 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
     kept: list[Task] = []
     """Tasks found runnable in a job that a later round excludes (it also has blocked ones)."""
     out: list[Task] = []
+    now = deps.clock()
     for _ in range(ROUNDS):
         stored = deps.store.queued_tasks(limit=limit, exclude_jobs=exclude)
         ranges = deps.store.open_ranges(limit=limit, exclude_jobs=exclude)
@@ -68,6 +69,8 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
             if task.depends_on and taskgraph.waiting_for(task, jobs[task.job_id]) is not None:
                 blocked.add(task.job_id)  # (its prerequisites come first: lower ids)
                 continue
+            if task.lost and lifecycle.held_by_lost(task, now) is not None:
+                continue  # its previous attempt may still run (its node's kill is not known)
             if slots is not None:
                 left[task.job_id] = slots - 1
             out.append(task)

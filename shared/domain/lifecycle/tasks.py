@@ -98,6 +98,11 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
         return TaskChange(old, new)
     ran_to_end = ev.exit_code is not None and not ev.canceled and ev.error is None
     lost = next((x for x in task.lost if x.attempt == ev.attempt and x.node == ev.node), None)
+    if lost is not None and lost.until is not None:
+        # its end, however it came: it runs no more, so the next attempt may start
+        task.lost = [x.model_copy(update={"until": None}) if x is lost else x for x in task.lost]
+        if not ran_to_end or old in TASK_TERMINAL:
+            return TaskChange(old, old)
     if not ran_to_end or lost is None or old in TASK_TERMINAL:
         return None
     kill = kill_order(task) if old in TASK_ACTIVE else None
@@ -136,17 +141,26 @@ def assignment_refused(task: Task, ev: AssignmentRefused, now: datetime) -> Task
 
 
 def lose_attempt(
-    task: Task, *, max_retries: int, canceling: bool, reason: str, count: bool, now: datetime
+    task: Task,
+    *,
+    max_retries: int,
+    canceling: bool,
+    reason: str,
+    count: bool,
+    now: datetime,
+    may_run_until: datetime | None = None,
 ) -> TaskChange | None:
     """Give up the current attempt (its node was lost or never confirmed it): requeue it as
     a new attempt, or fail it past the retry limit, or cancel it if its job is canceling.
-    The attempt is remembered as lost, so its late end is still accepted."""
+    The attempt is remembered as lost, so its late end is still accepted. ``may_run_until``:
+    it may still be running until then (its agent has yet to kill it), so the next attempt
+    waits for that time or for this attempt's end (:func:`held_by_lost`)."""
     if task.state not in TASK_ACTIVE:
         return None
     old = task.state
     if task.node is not None:
         hosts = task.hosts if len(task.hosts) <= KEEP_LOST_HOSTS else task.hosts[:1]
-        lost = LostAttempt(attempt=task.attempt, node=task.node, hosts=hosts)
+        lost = LostAttempt(attempt=task.attempt, node=task.node, hosts=hosts, until=may_run_until)
         task.lost = [*task.lost, lost][-KEEP_LOST:]
     if count:
         task.requeue_count += 1
@@ -164,6 +178,15 @@ def lose_attempt(
         task.incarnation = None
         task.error = reason
     return TaskChange(old, task.state)
+
+
+def held_by_lost(task: Task, now: datetime) -> LostAttempt | None:
+    """A lost attempt of ``task`` that may still be running now: its next attempt must not
+    start anywhere yet (both could run to their end). None: nothing holds it."""
+    for lost in task.lost:
+        if lost.until is not None and now < lost.until:
+            return lost
+    return None
 
 
 def dispatch(
