@@ -18,6 +18,13 @@ its group, before the control plane can run it elsewhere. The agent, finding a t
 not kill dead with that mark, does not report it ended: it registers again, which requeues
 what its incarnation held (agent/tasks.py ``fenced``).
 
+**A watchdog gone.** If the watchdog itself dies (kill -9 of it), the agent's next call —
+a write failing on the broken pipe, or ``beat`` after each heartbeat finding its process
+exited — starts a new one and tells it every group still tracked and the fence: an agent
+killed later must not leave its tasks running while the control plane requeues them (found
+by a chaos probe: a task ran to its end twice). A restart that fails is logged and tried
+again at a later call, at most once a second.
+
 The pipe's write end is non-inheritable, so tasks never hold it open.
 A group is forgotten when its task ends, so a recycled pid is never killed.
 """
@@ -35,6 +42,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from agent.endrecords import KILLED
 
@@ -43,62 +51,170 @@ log = logging.getLogger(__name__)
 BEAT_EVERY_S = 1.0
 """The agent tells the watchdog of a sent heartbeat at most this often."""
 
+RESTART_EVERY_S = 1.0
+"""A watchdog found gone is started again at most this often (a fork that keeps failing, or
+a watchdog that keeps dying, must not make every call fork)."""
+
+
+def _watchdog_argv(fence_s: float, marks: Path | None) -> list[str]:
+    # not `-m agent.lifeline`: the package imports this module first, and runpy warns on
+    # every agent start that it was already in sys.modules
+    command = "from agent.lifeline import main; main()"
+    return [sys.executable, "-c", command, str(fence_s or 0), str(marks or "")]
+
+
+def _write_all(pipe: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[pipe.write(view) or 0 :]
+
 
 class Lifeline:
     """The agent's side: start the watchdog, then ``track``/``untrack`` task groups and
-    ``beat`` after each heartbeat sent."""
+    ``beat`` after each heartbeat sent.
+
+    It remembers what it told the watchdog (the groups tracked, the fence), so that a
+    watchdog found gone (a write to it failed, or its process exited: checked at every call,
+    ``beat`` among them, so within about a heartbeat) is started again and told all of it:
+    an agent killed after its watchdog was must not leave its tasks running while the control
+    plane runs them elsewhere (found by a chaos probe: a task ran to its end twice)."""
 
     def __init__(self, *, fence_s: float | None = None, marks: Path | None = None) -> None:
-        read_end, write_end = os.pipe()
-        args = [str(fence_s or 0), str(marks or "")]
+        self._fence_s = fence_s or 0.0
+        self._marks = marks
+        self._groups: dict[int, str] = {}
+        """pgid -> task key: what the watchdog kills at end-of-file (and a new one is told)."""
+        self._lock = threading.Lock()
+        self._beat_at = 0.0
+        self._restart_at = -math.inf
+        self._closed = False
+        self._pipe: BinaryIO | None
+        self._proc, self._pipe = self._spawn()
+
+    def _spawn(self) -> tuple[subprocess.Popen[bytes], BinaryIO]:
+        read_end, write_end = os.pipe()  # both non-inheritable: tasks never hold them
         try:
-            self._proc = subprocess.Popen(
-                # not `-m agent.lifeline`: the package imports this module first, and runpy
-                # warns on every agent start that it was already in sys.modules
-                [sys.executable, "-c", "from agent.lifeline import main; main()", *args],
+            proc = subprocess.Popen(
+                _watchdog_argv(self._fence_s, self._marks),
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C to the agent's group must not kill it first
             )
+        except BaseException:
+            os.close(write_end)
+            raise
         finally:
             os.close(read_end)
-        self._pipe = os.fdopen(write_end, "w", buffering=1)
-        self._lock = threading.Lock()
-        self._beat_at = 0.0
+        return proc, os.fdopen(write_end, "wb", buffering=0)
 
     def track(self, pgid: int, key: str = "") -> None:
-        self._send(f"+{pgid} {key}".rstrip())
+        with self._lock:
+            self._groups[pgid] = key
+            self._send(f"+{pgid} {key}".rstrip())
 
     def untrack(self, pgid: int) -> None:
-        self._send(f"-{pgid}")
+        with self._lock:
+            self._groups.pop(pgid, None)
+            self._send(f"-{pgid}")
 
     def fence(self, fence_s: float) -> None:
         """Fence after ``fence_s`` without a beat from now on (the control plane said its
         heartbeat timeout)."""
-        self._send(f"f{fence_s:g}")
+        with self._lock:
+            if fence_s > 0 and math.isfinite(fence_s):  # as the watchdog takes it
+                self._fence_s = fence_s
+            self._send(f"f{fence_s:g}")
 
     def beat(self) -> None:
-        """A heartbeat was sent: the agent is alive and heard (throttled to one line a second)."""
-        now = time.monotonic()
-        if now - self._beat_at >= BEAT_EVERY_S:
-            self._beat_at = now
-            self._send(".")
+        """A heartbeat was sent: the agent is alive and heard (throttled to one line a second).
+        Also finds a watchdog gone, and starts a new one."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._beat_at >= BEAT_EVERY_S:
+                self._beat_at = now
+                self._send(".")
+            elif not self._closed and not self._running():
+                self._restart(self._gone())
+
+    def _running(self) -> bool:
+        return self._pipe is not None and self._proc.poll() is None
+
+    def _gone(self) -> str:
+        code = self._proc.poll()
+        if code is None:
+            return "its pipe is closed"  # a restart failed: no watchdog was started
+        return f"killed by signal {-code}" if code < 0 else f"exited with {code}"
 
     def _send(self, line: str) -> None:
-        with self._lock:
-            if self._pipe.closed:
-                return
+        """Tell the watchdog ``line`` (the lock held, the state already changed), or start a
+        new one, told the whole state, if it is gone."""
+        if self._closed:
+            return
+        if self._running():
+            assert self._pipe is not None
             try:
-                self._pipe.write(line + "\n")
-            except OSError as exc:  # the watchdog died: tasks simply lose their lifeline
-                log.warning(
-                    "lifeline watchdog is gone (%s); orphaned tasks would not be killed", exc
-                )
+                _write_all(self._pipe, f"{line}\n".encode())
+                return
+            except OSError as exc:  # the watchdog died (EPIPE)
+                reason = str(exc)
+        else:
+            reason = self._gone()
+        self._restart(reason)
+
+    def _restart(self, reason: str) -> None:
+        """Start a new watchdog (the lock held) and tell it every group tracked; the fence is
+        in its arguments. On failure, log; the next call tries again."""
+        now = time.monotonic()
+        if now - self._restart_at < RESTART_EVERY_S:
+            return  # tried a moment ago: the next call tries again, no hot loop of forks
+        self._restart_at = now
+        if self._proc.poll() is None:  # a write failed, yet it runs: not a watchdog to trust
+            self._proc.kill()  # first: at the end of its pipe it would kill the tasks
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=1)
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                self._pipe.close()
+            self._pipe = None
+        replay = "".join(f"+{pgid} {key}".rstrip() + "\n" for pgid, key in self._groups.items())
+        pipe: BinaryIO | None = None
+        try:
+            self._proc, pipe = self._spawn()
+            if replay:
+                _write_all(pipe, replay.encode())
+        except OSError as exc:
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+            log.error(
+                "lifeline watchdog is gone (%s) and could not be started again (%s): %d "
+                "orphaned task group(s) would not be killed; trying again",
+                reason,
+                exc,
+                len(self._groups),
+            )
+            return
+        self._pipe = pipe
+        log.warning(
+            "lifeline watchdog was gone (%s); started a new one watching %d task group(s)",
+            reason,
+            len(self._groups),
+        )
 
     def close(self) -> None:
         """Close the pipe (the watchdog kills what is still tracked) and wait for it."""
-        with self._lock, contextlib.suppress(OSError):
-            self._pipe.close()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            running = self._running()
+            if self._pipe is not None:
+                with contextlib.suppress(OSError):
+                    self._pipe.close()
+                self._pipe = None
+            if not running:  # no watchdog to kill what is still tracked: as it would
+                _kill(self._groups, None)
+            self._groups.clear()
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

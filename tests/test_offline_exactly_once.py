@@ -61,7 +61,10 @@ def test_the_next_attempt_waits_for_the_kill_to_be_reported(cp, clock):  # noqa:
     [task] = cp.list_tasks(job.id)
     reason = cp.pending_reasons([task])[(job.id, 1)]
     assert f"its attempt 0 on {agent.name} may still be running" in reason
+    kicks = []
+    cp.deps.kick = lambda: kicks.append(1)  # type: ignore[method-assign]
     agent.send(agent.ended(run, exit_code=None, canceled=True))  # the agent killed it
+    assert kicks  # the scheduler is told at once, not at the reconciler's next run
     assert cp.schedule_pass() == 1
     [again] = other.runs()
     assert (again.job_id, again.attempt) == (job.id, 1)

@@ -185,7 +185,8 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
         job.count(change.old, change.new, name=task.name)
         cancels += change.cancels
         ended |= change.ended
-        kick |= change.ended or (change.new is not change.old and change.new is TaskState.QUEUED)
+        # a task requeued, or a queued one whose old attempt's end released it (held_by_lost)
+        kick |= change.ended or change.new is TaskState.QUEUED
         changed[task.id] = task
     if not changed:
         return False
