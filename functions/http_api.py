@@ -12,7 +12,6 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import azure.functions as func
@@ -21,11 +20,10 @@ from functions.context import control
 from shared.auth import authenticate
 from shared.domain.access import ADMIN, check_may_change, may_change
 from shared.domain.cluster import Principal
-from shared.domain.jobspec import utc_time
 from shared.domain.messages import MAX_ID
 from shared.domain.models import Job, Task
 from shared.domain.records import Record
-from shared.domain.specvalues import JsonRefused, cut, load_json, quoted, time_text
+from shared.domain.specvalues import JsonRefused, NotATime, cut, iso_time, load_json, quoted
 from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, InvalidRequest, NotFound, TooLarge
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
@@ -270,20 +268,13 @@ def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
     if not isinstance(body, dict) or set(body) - {"until"}:
         raise BadRequest('the body is {"until": "2026-12-01T14:00:00Z"} or empty')
     until = None
-    if body.get("until") is not None:
-        if not isinstance(body["until"], str):  # str(20261201) would read as a date
-            try:
-                time_text(body["until"])
-            except ValueError as e:
-                raise InvalidRequest(f"until: {e}") from None
+    if body.get("until") is not None:  # read as a spec's holdUntil is (specvalues.iso_time)
         try:
-            until = datetime.fromisoformat(body["until"])
-        except ValueError:
-            raise BadRequest(f"until {quoted(body['until'])} is not an ISO 8601 time") from None
-        try:
-            until = utc_time(until)
-        except ValueError as e:
-            raise InvalidRequest(f"until {e}") from None
+            until = iso_time(body["until"])
+        except NotATime as e:  # text that is no time: malformed, as before
+            raise BadRequest(f"until: {e}") from None
+        except ValueError as e:  # not text, or a time outside 1970 to 9999
+            raise InvalidRequest(f"until: {e}") from None
     job_id = _mine(req, principal, "hold")
     return _job_docs([control().hold_job(job_id, until=until)])[0]
 

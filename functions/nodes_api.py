@@ -20,6 +20,7 @@ from functions.http_api import BadRequest, _body, _doc, _int, api, no_body
 from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_problem
+from shared.domain.specvalues import shown_json
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
 
@@ -142,9 +143,13 @@ def remove_node(req: func.HttpRequest, principal: Principal) -> Any:
 def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "create node groups")
     settings = _settings(_body(req, '{"name": NAME, ...node group settings}'))
-    name = settings.pop("name", None)
+    if "name" not in settings:
+        raise BadRequest('the body needs "name": the new group\'s name')
+    name = settings.pop("name")
     if not isinstance(name, str):
-        raise BadRequest('the body needs "name"')
+        raise InvalidRequest(
+            f'"name" must be a string (letters, digits, _ . -), got {shown_json(name)}'
+        )
     group = control().create_group(name, **settings)
     return func.HttpResponse(
         _json_text(_group(group)), status_code=201, mimetype="application/json"

@@ -2,9 +2,11 @@
 
 The bar counts tasks that reached a terminal state (finished, failed or
 canceled) against the job's task count; beside it are the per-state
-counts. A control plane that stops answering for a moment (a restart) does
-not end the watch; one silent for longer than ``patience_s`` does, as does
-any error the API returns (an unknown job id, a bad token).
+counts. A control plane that stops answering for a moment (a restart) once
+the watch has heard from it does not end the watch; one silent for longer
+than ``patience_s`` does, as does any error the API returns (an unknown job
+id, a bad token). One that does not answer the first poll ends it at once,
+as it ends any other command: it is down or the URL is wrong, no blip.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ def watch_job(
         TextColumn("{task.fields[counts]}"),
         TimeElapsedColumn(),
     )
-    # The first poll comes before the bar, so an unknown job id prints no empty bar.
-    job = _poll(client, job_id, retry_s=interval_s, patience_s=patience_s, sleep=sleep)
+    # The first poll comes before the bar, so an unknown job id prints no empty bar; it is
+    # not retried: a control plane never reached is no blip (patience is for restarts).
+    job = client.get_job(job_id)
     last_line = ""
     with Progress(*columns, console=console) as bar:
         row = bar.add_task(

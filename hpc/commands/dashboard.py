@@ -8,7 +8,9 @@ from urllib.parse import quote
 
 import typer
 
+from hpc.client import ApiClient, ApiError
 from hpc.common import api_client, stderr_console
+from hpc.errors import CliError
 
 
 def dashboard(
@@ -29,6 +31,7 @@ def dashboard(
         client.health()  # a clear error now if the control plane is not there
         url = f"{client.url}/api/dashboard"
         if with_token:
+            _check_token(client)
             url += "#token=" + quote(client.token(), safe="")
     typer.echo(url)
     if with_token:
@@ -39,6 +42,20 @@ def dashboard(
             "No web browser could be opened here: open the link above yourself.",
             soft_wrap=True,
         )
+
+
+def _check_token(client: ApiClient) -> None:
+    """One read the dashboard makes (its first), so a link whose token the control plane
+    refuses is an error here, not a page that cannot sign in."""
+    try:
+        client.list_jobs(limit=1)
+    except ApiError as e:
+        if e.status != 401:
+            raise
+        raise CliError(
+            f"the control plane at {client.url} refuses your token, so the link would not "
+            f"sign in: {e.message} (or use --no-token and give the page a token)"
+        ) from None
 
 
 def _opened(url: str) -> bool:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import codecs
 import sys
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from hpc import render
+from hpc.client_output import Stream
 from hpc.common import (
     TASK_STATES,
     JobArg,
@@ -27,6 +27,7 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.text import for_terminal, safe
+from shared.domain.specvalues import quoted
 
 TASK_PAGE = 1000
 """Tasks fetched per request by ``hpc task list``."""
@@ -34,9 +35,16 @@ TASK_PAGE = 1000
 app = typer.Typer(help="List a job's tasks and read their output.", no_args_is_help=True)
 
 
-class StreamName(StrEnum):
-    stdout = "stdout"
-    stderr = "stderr"
+STREAMS: tuple[Stream, ...] = ("stdout", "stderr")
+
+
+def parse_stream(value: str) -> Stream:
+    """``--stream``: stdout or stderr, in any case. A parser rather than an Enum option, whose
+    refusal Typer words through pydantic ("Value error, 'x' is not one of ...")."""
+    for stream in STREAMS:
+        if str(value).strip().lower() == stream:
+            return stream
+    raise typer.BadParameter(f"give stdout or stderr, got {quoted(str(value))}")
 
 
 @app.command("list")
@@ -132,7 +140,10 @@ def _print_task_state(task: dict[str, Any], job_id: int, task_id: int) -> None:
 def task_output(
     job_id: JobArg,
     task_id: TaskId,
-    stream: Annotated[StreamName, typer.Option(help="Which output.")] = StreamName.stdout,
+    stream: Annotated[
+        str,
+        typer.Option(metavar="stdout|stderr", help="Which output.", parser=parse_stream),
+    ] = "stdout",
     attempt: Annotated[
         int | None,
         typer.Option(
@@ -159,12 +170,12 @@ def task_output(
     with api_client() as client:
         if tail is not None:
             page = client.task_output_tail(
-                job_id, task_id, tail, stream=stream.value, attempt=attempt
+                job_id, task_id, tail, stream=parse_stream(stream), attempt=attempt
             )
             out.write(page.data)
         else:
             for page in client.iter_task_output(
-                job_id, task_id, stream=stream.value, attempt=attempt
+                job_id, task_id, stream=parse_stream(stream), attempt=attempt
             ):
                 out.write(page.data)
     out.close()

@@ -34,18 +34,26 @@ from shared.domain.specvalues import (
     Sweep,
     check_env_name,
     cut,
+    iso_time,
     priority_value,
     quoted,
     shown_json,
     sweep_command,
-    time_text,
     utc_time,
 )
 from shared.domain.states import TaskState
 from shared.domain.tasksize import check_assignment, check_env_size
 from shared.errors import InvalidRequest
 
-__all__ = ["JobSpec", "Sweep", "TaskSpec", "check_env_name", "priority_value", "sweep_command"]
+__all__ = [
+    "JobSpec",
+    "Sweep",
+    "TaskSpec",
+    "check_env_name",
+    "priority_value",
+    "sweep_command",
+    "utc_time",
+]
 
 
 class _Spec(BaseModel):
@@ -140,7 +148,15 @@ class TaskSpec(_Spec):
     @field_validator("sweep", mode="before")
     @classmethod
     def _sweep(cls, v: Any) -> Any:
-        return Sweep.parse(v) if isinstance(v, str) else v
+        """Either form, or one message naming both (not pydantic's "a valid dictionary")."""
+        if isinstance(v, str):
+            return Sweep.parse(v)
+        if v is None or isinstance(v, dict | Sweep):
+            return v
+        raise ValueError(
+            f'sweep is "START-END[:STEP]" (e.g. "1-20" or "0-100:5") or '
+            f'{{"start": S, "end": E, "step": N}}, got {shown_json(v)}'
+        )
 
     @field_validator("env")
     @classmethod
@@ -252,24 +268,31 @@ class JobSpec(_Spec):
 
     @field_validator("hold_until", mode="before")
     @classmethod
-    def _hold_until_text(cls, v: Any) -> Any:
-        return time_text(v)
-
-    @field_validator("hold_until")
-    @classmethod
-    def _hold_until(cls, v: datetime | None) -> datetime | None:
-        return None if v is None else utc_time(v)
+    def _hold_until(cls, v: Any) -> datetime | None:
+        """Read as hold's ``until`` is (one parser: specvalues.iso_time), in UTC."""
+        return None if v is None else iso_time(v)
 
     def task_count(self) -> int:
         return sum(t.task_count() for t in self.tasks)
 
     @classmethod
-    def parse(cls, data: Any) -> JobSpec:
-        """Validate, turning pydantic's errors into one InvalidRequest that says what to fix."""
+    def parse(cls, data: Any, *, now: datetime | None = None) -> JobSpec:
+        """Validate, turning pydantic's errors into one InvalidRequest that says what to fix.
+
+        Given ``now`` (a submit's clock), a ``holdUntil`` already past is refused as hold's
+        ``until`` is: asked to hold, the cluster must not start the job at once (a typo, a
+        zone slip)."""
         try:
-            return cls.model_validate(data)
+            spec = cls.model_validate(data)
         except ValidationError as e:
             raise InvalidRequest("invalid job spec: " + describe(e)) from None
+        if now is not None and spec.hold_until is not None and spec.hold_until <= now:
+            raise InvalidRequest(
+                f"invalid job spec: holdUntil {spec.hold_until:%Y-%m-%d %H:%M:%S} UTC is in "
+                "the past: give a later time, or leave holdUntil out for a job that may "
+                "start at once"
+            )
+        return spec
 
     def build(
         self, job_id: int, *, now: datetime, owner: str = "admin"

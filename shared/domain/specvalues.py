@@ -49,6 +49,12 @@ MAX_JSON_DEPTH = 64
 levels, and some 1000 make ``json.loads`` raise RecursionError (a 500, not a 400)."""
 
 
+MAX_NUMBER_DIGITS = 4300
+"""A JSON integer longer than this is refused, naming where it stands: Python's ``int()`` of
+text stops there (``sys.get_int_max_str_digits``), and its error's advice (raise that limit)
+is no use to a client. No field takes a number of more than 19 digits."""
+
+
 class JsonRefused(ValueError):
     """JSON that :func:`load_json` refuses although ``json.loads`` would read it; the message
     reads after "the request body" or a file's name."""
@@ -61,6 +67,18 @@ class JsonTooDeep(JsonRefused):
 class DuplicateKey(JsonRefused):
     """An object that gives one key twice: ``json.loads`` keeps the last silently, so
     ``{"command": "a", "command": "b"}`` would run b with nobody told that a was dropped."""
+
+
+class NumberTooLong(JsonRefused):
+    """An integer of more than :data:`MAX_NUMBER_DIGITS` digits."""
+
+
+class _LongNumber:
+    """What :func:`load_json` reads an integer too long for ``int()`` as, until it has found
+    where in the document it stands."""
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
 
 
 def cut(text: str) -> str:
@@ -86,11 +104,22 @@ def shown_json(value: object) -> str:
 def load_json(text: str | bytes) -> Any:
     """``json.loads``, refusing (:class:`JsonRefused`) arrays and objects nested past
     MAX_JSON_DEPTH (:class:`JsonTooDeep`) and an object, at any depth, that gives a key more
-    than once (:class:`DuplicateKey`); its other errors (ValueError) pass through."""
+    than once (:class:`DuplicateKey`), and an integer of more than MAX_NUMBER_DIGITS digits
+    (:class:`NumberTooLong`, naming its field); its other errors (ValueError) pass through."""
+    longs: list[_LongNumber] = []
+
+    def integer(digits: str) -> int | _LongNumber:
+        if len(digits.lstrip("-")) <= MAX_NUMBER_DIGITS:
+            return int(digits)
+        longs.append(_LongNumber(digits))
+        return longs[-1]
+
     try:
-        value = json.loads(text, object_pairs_hook=_unique_keys)
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_int=integer)
     except RecursionError:
         raise JsonTooDeep(_too_deep()) from None
+    if longs:
+        raise NumberTooLong(_too_long(longs[0], _path_to(value, longs[0])))
     if isinstance(text, bytes):
         opens = text.count(b"[") + text.count(b"{")
     else:
@@ -121,6 +150,32 @@ def _too_deep() -> str:
     )
 
 
+def _too_long(number: _LongNumber, path: str | None) -> str:
+    digits = number.digits.lstrip("-")
+    shown = f"{number.digits[:20]}... ({len(digits)} digits)"
+    if not path:
+        return f"is not valid JSON for the API: it is the number {shown}; send a JSON object"
+    return (
+        f"is not valid JSON for the API: {cut(path)} is the number {shown}, far beyond what "
+        f"any field takes; give {cut(path)} a number in its range"
+    )
+
+
+def _path_to(value: Any, target: object) -> str | None:
+    """Where ``target`` stands in ``value``: keys and list indices joined by dots, as a spec's
+    errors name fields (``tasks.0.cores``); "" for ``value`` itself, None if it is not there.
+    Told without recursion (the document may nest deeply)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if item is target:
+            return path
+        if isinstance(item, dict | list):
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in pairs)
+    return None
+
+
 def _depth(value: Any) -> int:
     """How deep arrays and objects nest in ``value``, told without recursion; counting stops
     past MAX_JSON_DEPTH."""
@@ -135,6 +190,10 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+class NotATime(ValueError):
+    """Text that is no ISO 8601 time (the hold route's 400: a malformed request)."""
+
+
 def time_text(value: object) -> object:
     """An ISO 8601 time must come as text: pydantic reads a number, or text that is one, as a
     Unix time (253402300800 became 1978-01-11, taken as milliseconds). Text of digits is read
@@ -147,11 +206,42 @@ def time_text(value: object) -> object:
         try:
             return datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(
+            raise NotATime(
                 f"{quoted(value)} is a number, not an ISO 8601 time: give one such as "
                 f"{TIME_EXAMPLE}"
             ) from None
     raise ValueError(f"give an ISO 8601 time as text, e.g. {TIME_EXAMPLE}, not {shown_json(value)}")
+
+
+_YEAR = re.compile(r"\s*[+-]?([0-9]+)-")
+"""The year of an extended-form date; one of five digits or more (10000-01-01) is read as a
+time out of range, not as text that is no time."""
+
+
+def iso_time(value: object) -> datetime:
+    """An ISO 8601 time as every part of the cluster reads one (a spec's ``holdUntil``, hold's
+    ``until``, ``hpc job hold --until``): text ``datetime.fromisoformat`` takes (2026-12-01,
+    2026-12-01T14:00:00Z, the basic form 20261201T140000Z, the week form 2026-W49), in UTC
+    (naive: UTC already), from 1970 to 9999. ValueError otherwise: :class:`NotATime` for
+    text that is no time; a plain one for a value that is not text, or a time out of range."""
+    if isinstance(value, datetime):
+        return utc_time(value)
+    checked = time_text(value)  # a number, or text that is one, is no time
+    if isinstance(checked, datetime):
+        return utc_time(checked)
+    if not isinstance(checked, str):
+        raise ValueError(f"give an ISO 8601 time as text, e.g. {TIME_EXAMPLE}, not null")
+    text = checked.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        year = _YEAR.match(text)
+        if year and (len(year[1]) > 4 or not year[1].strip("0")):
+            raise ValueError(f"{quoted(text)} is out of range: {_TIME_RANGE}") from None
+        raise NotATime(
+            f"{quoted(text)} is not an ISO 8601 time: give one such as {TIME_EXAMPLE}"
+        ) from None
+    return utc_time(moment)
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -170,14 +260,18 @@ def check_env_name(key: str) -> None:
         raise ValueError(f"{cut(key)}: HPC_* variables are set by the cluster")
 
 
+_PRIORITY_BY_NAME = {name.lower(): number for name, number in PRIORITY_NAMES.items()}
+
+
 def priority_value(value: object) -> int:
     """An HPC Pack priority name or an integer 0-4000 (also as ASCII digits in text), as the
     integer. Nothing else: a float, boolean or null stored as a job's priority would break
     every read of the job and the scheduler's ordering."""
     forms = f"one of {', '.join(PRIORITY_NAMES)} or an integer 0-4000"
     if isinstance(value, str):
-        if value in PRIORITY_NAMES:
-            return PRIORITY_NAMES[value]
+        named = _PRIORITY_BY_NAME.get(value.strip().lower())
+        if named is not None:  # any case, as node group and template names match
+            return named
         if not _INT.fullmatch(value.strip()):
             raise ValueError(f"priority {quoted(value)} is not {forms}")
         number = int(value)
@@ -206,10 +300,11 @@ def utc_time(moment: datetime) -> datetime:
     except OverflowError:
         utc = None
     if utc is None or utc < EARLIEST:
-        raise ValueError(
-            f"{moment.isoformat()} is out of range: give a time from 1970-01-01 to 9999-12-31 (UTC)"
-        )
+        raise ValueError(f"{moment.isoformat()} is out of range: {_TIME_RANGE}")
     return utc
+
+
+_TIME_RANGE = "give a time from 1970-01-01 to 9999-12-31 (UTC)"
 
 
 def sweep_command(command: str, index: int | None) -> str:

@@ -21,7 +21,7 @@ from shared.usecases.deps import Deps
 def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     """Every check that can refuse the job runs before its id is taken (ids are a counter:
     a refusal after it would leave a gap in the ids users see)."""
-    given = JobSpec.parse(data)
+    given = JobSpec.parse(data, now=deps.clock())  # a holdUntil past is refused
     template = templates.template_of(deps, given)
     spec = apply_template(given, template)  # defaults filled, limits checked
     groups = deps.store.list_groups()

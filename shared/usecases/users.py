@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from shared.auth import digest
 from shared.domain.access import role_conflict
 from shared.domain.cluster import Principal
-from shared.domain.specvalues import quoted
+from shared.domain.specvalues import quoted, shown_json
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.usecases.deps import Deps
 
@@ -34,14 +34,17 @@ class User:
 
 def add_user(deps: Deps, name: str, role: str = "user") -> tuple[User, str]:
     """A new token for ``name`` (the user is made by its first); the user and the token."""
-    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
-        shown = quoted(name) if isinstance(name, str) else repr(name)
-        raise InvalidRequest(
-            f"user name {shown}: a letter or _ first, then letters, digits, _ . - "
-            "(32 characters at most, as a POSIX user name)"
-        )
-    if role not in ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    rule = (
+        "a letter or _ first, then letters, digits, _ . - (32 characters at most, as a POSIX "
+        "user name)"
+    )
+    if not isinstance(name, str):
+        raise InvalidRequest(f'"name" must be a string ({rule}), got {shown_json(name)}')
+    if not USER_NAME.fullmatch(name):
+        raise InvalidRequest(f"user name {quoted(name)}: {rule}")
+    if not isinstance(role, str) or role not in ROLES:
+        shown = quoted(role) if isinstance(role, str) else shown_json(role)
+        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {shown}")
     before = _refuse_other_role(deps, name, role)
     token = secrets.token_urlsafe(32)
     try:

@@ -1,0 +1,213 @@
+"""Bad input gets a message that says what to fix, in the client's terms (a probe's findings):
+a number too long for Python's ``int()`` names its field instead of advising
+``sys.set_int_max_str_digits()``; ``"sweep": 5`` names the sweep forms; a user name that is
+not text says so; priority names match in any case; ``holdUntil`` reads times as hold's
+``until`` does (one parser: ``shared.domain.specvalues.iso_time``).
+
+The HTTP cases run against the real function_app.py (tests/app_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from hpc.spec import load_spec_file, parse_time
+from shared.domain.jobspec import JobSpec
+from shared.domain.specvalues import (
+    MAX_NUMBER_DIGITS,
+    NotATime,
+    NumberTooLong,
+    iso_time,
+    load_json,
+    priority_value,
+)
+from shared.errors import InvalidRequest
+from tests.agent_double import AgentDouble
+from tests.app_fixtures import served_app
+from tests.helpers import error, new_job, submit
+
+LONG = "1" + "0" * 5000
+
+
+@pytest.fixture(scope="module")
+def http(tmp_path_factory):
+    with served_app(tmp_path_factory.mktemp("input-messages")) as app:
+        AgentDouble(app.cp, "n1", cores=4).register()
+        with app.client() as client:
+            yield client
+
+
+# --- 1. an integer of more than 4300 digits ----------------------------------------------
+
+
+def test_a_number_too_long_for_int_names_its_field_not_python_advice(http):
+    first = new_job(http)
+    body = '{"command": "true", "nodeGroup": "OnPremNodes", "cores": ' + LONG + "}"
+    r = http.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert "set_int_max_str_digits" not in error(r) and "4300" not in error(r)
+    assert error(r).startswith(
+        "request body is not valid JSON for the API: cores is the number 1000"
+    )
+    assert "(5001 digits)" in error(r) and "give cores a number in its range" in error(r)
+    assert len(error(r)) < 300
+    assert new_job(http) == first + 1  # the refused submit took no id
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ('{"tasks": [{"command": "x", "cores": -N}]}', "tasks.0.cores"),
+        ('{"validExitCodes": [0, N]}', "validExitCodes.1"),
+        ('{"a": {"b": [[N]]}}', "a.b.0.0"),
+    ],
+)
+def test_a_long_number_is_named_by_its_path_at_any_depth(text, path):
+    with pytest.raises(NumberTooLong, match=f"for the API: {path} is the number"):
+        load_json(text.replace("N", LONG))
+
+
+def test_a_long_number_alone_and_numbers_at_the_bound_still_read():
+    with pytest.raises(NumberTooLong, match="it is the number 1000.*send a JSON object"):
+        load_json(LONG)
+    at_bound = "9" * MAX_NUMBER_DIGITS
+    assert load_json(f"[{at_bound}, -{at_bound}]") == [int(at_bound), -int(at_bound)]
+    assert load_json('{"cores": 4, "x": 1.5}') == {"cores": 4, "x": 1.5}
+
+
+def test_a_spec_file_with_a_long_number_says_the_file_and_field(tmp_path):
+    path = tmp_path / "job.json"
+    path.write_text('{"command": "x", "priority": ' + LONG + "}")
+    with pytest.raises(
+        ValueError, match=r"job\.json is not valid JSON for the API: priority is"
+    ) as e:
+        load_spec_file(str(path))
+    assert "set_int_max_str_digits" not in str(e.value)
+
+
+# --- 2. a sweep that is neither form -------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [5, True, [1, 2], 1.5])
+def test_a_sweep_of_another_type_names_both_forms(http, value):
+    r = submit(http, sweep=value)
+    assert r.status_code == 422, r.text
+    assert "valid dictionary" not in error(r)
+    assert "tasks.0.sweep" in error(r) and "START-END[:STEP]" in error(r)
+    assert '{"start": S, "end": E, "step": N}' in error(r)
+    assert f"got {json.dumps(value)}" in error(r)
+
+
+def test_both_sweep_forms_still_read():
+    for value in ("1-4:2", {"start": 1, "end": 4, "step": 2}):
+        assert JobSpec.parse({"command": "x", "sweep": value}).tasks[0].sweep.count == 2  # type: ignore[union-attr]
+
+
+# --- 3. a user name that is not text -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "shown"), [(None, "null"), (5, "5"), (["bob"], '["bob"]')])
+def test_a_user_name_that_is_not_text_says_it_must_be_a_string(http, value, shown):
+    r = http.post("/api/users", json={"name": value})
+    assert r.status_code == 422, r.text
+    assert error(r).startswith('"name" must be a string')
+    assert error(r).endswith(f"got {shown}") and "None" not in error(r)
+    assert "POSIX user name" in error(r)
+
+
+def test_a_role_that_is_not_text_is_shown_as_json(http):
+    r = http.post("/api/users", json={"name": "carol", "role": None})
+    assert r.status_code == 422 and error(r) == "role must be one of user, admin, got null"
+    r = http.post("/api/users", json={"name": "carol", "role": "root"})
+    assert r.status_code == 422 and error(r) == "role must be one of user, admin, got 'root'"
+    assert all(u["name"] != "carol" for u in http.get("/api/users").json()["users"])
+
+
+# --- 4. priority names in any case ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "number"),
+    [("highest", 4000), ("HIGHEST", 4000), ("belownormal", 1000), (" aboveNormal ", 3000)],
+)
+def test_priority_names_match_in_any_case_and_are_stored_as_numbers(http, name, number):
+    r = submit(http, priority=name)
+    assert r.status_code == 201, r.text
+    assert r.json()["priority"] == number
+    r = http.patch(f"/api/jobs/{r.json()['id']}", json={"priority": "lowest"})
+    assert r.status_code == 200 and r.json()["priority"] == 0
+
+
+def test_a_template_takes_priority_names_in_any_case(http):
+    r = http.put("/api/templates/AnyCase", json={"priority": "normal", "maxPriority": "HIGHEST"})
+    assert r.status_code in (200, 201), r.text
+    assert (r.json()["priority"], r.json()["maxPriority"]) == (2000, 4000)
+
+
+def test_a_misspelt_priority_is_still_refused():
+    with pytest.raises(ValueError, match="'hihgest' is not one of Lowest"):
+        priority_value("hihgest")
+
+
+# --- 5. one time parser for holdUntil and hold's until -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [
+        ("2099-W01", "2098-12-29T00:00:00"),  # ISO week form: Monday of week 1
+        ("20990101T000000Z", "2099-01-01T00:00:00"),  # basic form
+        ("2099-01-01T01:00:00+01:00", "2099-01-01T00:00:00"),
+    ],
+)
+def test_hold_until_reads_every_form_hold_until_reads(http, text, stored):
+    r = submit(http, holdUntil=text)
+    assert r.status_code == 201, r.text
+    assert r.json()["holdUntil"].startswith(stored)
+    r = http.post(f"/api/jobs/{new_job(http)}/hold", json={"until": text})
+    assert r.status_code == 200 and r.json()["holdUntil"].startswith(stored), r.text
+
+
+@pytest.mark.parametrize("text", ["10000-01-01T00:00:00Z", "+10000-01-01", "0000-01-01"])
+def test_a_year_beyond_the_range_is_out_of_range_not_unreadable(http, text):
+    r = submit(http, holdUntil=text)
+    assert r.status_code == 422, r.text
+    assert "is out of range" in error(r) and "1970-01-01 to 9999-12-31" in error(r)
+    assert "not an ISO 8601" not in error(r)
+    with pytest.raises(ValueError, match="out of range") as e:
+        iso_time(text)
+    assert not isinstance(e.value, NotATime)
+
+
+def test_text_that_is_no_time_is_not_a_time():
+    for text in ("tomorrow", "2099-13-01", "253402300800"):
+        with pytest.raises(NotATime, match="ISO 8601"):
+            iso_time(text)
+    with pytest.raises(ValueError, match="as text") as e:
+        iso_time(20991201)
+    assert not isinstance(e.value, NotATime)
+    assert iso_time("2099-12-01") == datetime(2099, 12, 1, tzinfo=UTC)
+
+
+def test_a_hold_until_in_the_past_is_refused_given_the_submit_clock():
+    now = datetime(2030, 6, 1, 12, tzinfo=UTC)
+    spec = {"command": "x", "holdUntil": "2030-06-01T11:59:59Z"}
+    with pytest.raises(InvalidRequest, match="holdUntil 2030-06-01 11:59:59 UTC is in the past"):
+        JobSpec.parse(spec, now=now)
+    with pytest.raises(InvalidRequest, match="give a later time, or leave holdUntil out"):
+        JobSpec.parse({**spec, "holdUntil": "2030-06-01T12:00:00Z"}, now=now)
+    later = JobSpec.parse({**spec, "holdUntil": "2030-06-01T12:00:01Z"}, now=now)
+    assert later.hold_until == datetime(2030, 6, 1, 12, 0, 1, tzinfo=UTC)
+    assert JobSpec.parse({"command": "x"}, now=now).hold_until is None
+
+
+def test_the_cli_checks_until_by_the_same_rule():
+    assert parse_time(" 2099-W01 ") == "2099-W01"  # sent as given, trimmed
+    assert parse_time("20990101T000000Z") == "20990101T000000Z"
+    with pytest.raises(ValueError, match="out of range"):
+        parse_time("10000-01-01T00:00:00Z")
+    with pytest.raises(ValueError, match="not an ISO 8601 time"):
+        parse_time("soon")
