@@ -142,6 +142,18 @@ def test_a_kept_multi_node_attempt_says_the_hosts_it_held() -> None:
     assert t.state is F and t.hosts == held and t.node == "n0"
 
 
+def test_a_new_attempt_does_not_show_why_the_previous_one_was_given_up() -> None:
+    """Found by the chaos probe: a running task showed its lost attempt's reason ("its VM is
+    deallocated...") as its error. Queued, the task says why it was requeued; once a new
+    attempt is placed, that was the old attempt's story."""
+    t = task(R, attempt=1, node="n0", incarnation=9)
+    why = "its VM is deallocated (evicted or stopped outside the cluster)"
+    lifecycle.lose_attempt(t, max_retries=3, canceling=False, reason=why, count=False, now=NOW)
+    assert (t.state, t.error) == (Q, why)
+    lifecycle.dispatch(t, node="n1", incarnation=3, now=NOW)
+    assert (t.state, t.error) == (D, None)
+
+
 def test_a_lost_attempt_past_the_host_limit_remembers_its_first_host_only() -> None:
     t = task(R, attempt=1, node="h0", incarnation=9)
     t.hosts = [Host(node=f"h{i}", cores=1, incarnation=9) for i in range(KEEP_LOST_HOSTS + 1)]

@@ -199,6 +199,7 @@ def dispatch(
     task.move_to(TaskState.DISPATCHING, now=now)
     task.node, task.incarnation = node, incarnation
     task.hosts = placed
+    task.error = None  # why the previous attempt was given up: not this one's (chaos probe)
     return TaskChange(old, TaskState.DISPATCHING)
 
 
