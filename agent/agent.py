@@ -30,6 +30,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -202,6 +203,7 @@ class Agent:
         if answer.note:
             log.warning("the control plane says: %s", answer.note)
         self.reporter.begin(incarnation)
+        self.tasks.beat()  # answered: heard
         self._next_beat = self.clock()  # say at once what runs here
         log.info("node %s is ours as incarnation %d", cfg.name, incarnation)
         self.tasks.report_leftovers()
@@ -241,8 +243,10 @@ class Agent:
 
     def _step(self) -> None:
         self.tasks.reap()
-        if self.tasks.fenced:
-            self._start_over("the lifeline killed its tasks while it was not heard")
+        silent = self.tasks.unheard()
+        if self.tasks.fenced or silent is not None:
+            why = f"not heard for {silent:.0f} s" if silent is not None else "not heard"
+            self._start_over(f"{why}: the lifeline killed its tasks, or their work went elsewhere")
             return
         self._heartbeat_if_due()
         sending = self.reporter.pending
@@ -360,6 +364,8 @@ class Agent:
             len(self.tasks.running),
         )
         self.tasks.kill_all(report=True)  # those that ran to their end may still count
+        with contextlib.suppress(Exception):  # their ends before the registration, if it can
+            self.reporter.flush()
         self.tasks.fenced = False
         self.session.drop()
         self.incarnation = None

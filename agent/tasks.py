@@ -67,6 +67,8 @@ class Tasks:
         self.fenced = False
         """The watchdog killed tasks while this agent was not heard (agent/lifeline.py): their
         attempts are not reported ended; the agent registers again, which requeues them."""
+        self.heard_at = time.monotonic()
+        """When events (a heartbeat among them) last went out, or a registration was answered."""
 
     @property
     def listed(self) -> list[str]:
@@ -119,8 +121,16 @@ class Tasks:
 
     def beat(self) -> None:
         """Events (a heartbeat among them) were just sent: the watchdog's fence waits on."""
+        self.heard_at = time.monotonic()
         if self._lifeline is not None:
             self._lifeline.beat()
+
+    def unheard(self) -> float | None:
+        """Seconds without events going out, if past the fence: by then the control plane may
+        have given this incarnation's work to other nodes (it waits its longer timeout), so an
+        assignment still waiting for this agent must not start; None while it is heard."""
+        silent = time.monotonic() - self.heard_at
+        return silent if silent > self.fence_s else None
 
     def close_lifeline(self) -> None:
         if self._lifeline is not None:

@@ -230,7 +230,6 @@ def test_a_task_that_ended_by_itself_before_the_fence_is_reported_not_run_again(
     mark over the exit it had not yet collected, registered again, and the task ran to its end
     twice. A shell killed by the fence's SIGKILL has a negative status; one that exited by
     itself does not: the agent reports that end."""
-    from shared.ports.bus import BusError
 
     agent, _ = start_agent(
         heartbeat_interval_s=0.2, fence_s=1.0, state_dir=tmp_path / "agent", kill_grace_s=0.1
@@ -240,23 +239,52 @@ def test_a_task_that_ended_by_itself_before_the_fence_is_reported_not_run_again(
     records = agent.tasks._records
     assert records is not None
 
-    def cut_off() -> None:
-        raise BusError("the bus is out of reach")
+    first = agent.incarnation
+    real_reap, resume = agent.tasks.reap, threading.Event()
 
-    real_flush, real_reap = agent.reporter.flush, agent.tasks.reap
-    monkeypatch.setattr(agent.tasks, "reap", lambda: None)  # the agent does not see the exit
-    cp.send(run_task(9, "sleep 0.3", incarnation=agent.incarnation))
+    def paused() -> None:  # the loop stops here, as a kill -STOP stops it: not heard either
+        resume.wait(30)
+        real_reap()
+
+    cp.send(run_task(9, "sleep 0.3", incarnation=first))
     pid = cp.wait_for(TaskStarted).pid
-    monkeypatch.setattr(agent.reporter, "flush", cut_off)  # and is not heard: the fence comes
     assert pid is not None
+    monkeypatch.setattr(agent.tasks, "reap", paused)
     key = "9.1.1"  # job.task.attempt
     wait_until(lambda: records.killed(key), timeout=8, what="the fence marked the task")
     assert not process_alive(pid) and records.read(key) == 0  # it had exited 0 by itself
-    monkeypatch.setattr(agent.tasks, "reap", real_reap)
-    monkeypatch.setattr(agent.reporter, "flush", real_flush)  # heard again
+    resume.set()  # kill -CONT
     end = cp.wait_for(TaskEnded, lambda e: e.job_id == 9)
-    assert end.exit_code == 0 and not end.canceled
-    cp.wait_for(Heartbeat, lambda h: h.incarnation == agent.incarnation)
-    assert (
-        len(cp.of(RegisterNode)) == 1
-    )  # same incarnation: nothing for the control plane to requeue
+    assert end.exit_code == 0 and not end.canceled and end.incarnation == first
+    # past the fence it registers again (its work may have gone elsewhere), its end sent first
+    wait_until(lambda: len(cp.of(RegisterNode)) == 2, timeout=10, what="registered again")
+    assert cp.events.index(end) < cp.events.index(cp.of(RegisterNode)[1])
+
+
+def test_an_agent_not_heard_past_its_fence_registers_again_before_running_what_waited(
+    start_agent, cp, tmp_path, monkeypatch
+):
+    """With no task running there is nothing for the lifeline to fence; yet after a silence
+    past the fence the control plane may have given the node's work to others (it gives up
+    on a node after its timeout): an assignment that waited in the queue meanwhile must not
+    run beside its new attempt. The agent registers again first, so it is refused."""
+    from shared.ports.bus import BusError
+
+    agent, _ = start_agent(heartbeat_interval_s=0.2, fence_s=1.0, state_dir=tmp_path / "agent")
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    first = agent.incarnation
+    marker = tmp_path / "ran"
+
+    def cut_off() -> None:
+        raise BusError("the bus is out of reach")
+
+    real_flush = agent.reporter.flush
+    monkeypatch.setattr(agent.reporter, "flush", cut_off)  # its loop fails before receiving
+    wait_until(lambda: agent.tasks.unheard() is not None, timeout=5, what="past the fence")
+    cp.send(run_task(4, f"touch {marker}", incarnation=first))  # waits while it is not heard
+    monkeypatch.setattr(agent.reporter, "flush", real_flush)  # heard again
+    wait_until(lambda: len(cp.of(RegisterNode)) == 2, timeout=10, what="registered again")
+    refused = cp.wait_for(AssignmentRefused)
+    assert (refused.job_id, refused.meant_for) == (4, first)
+    assert not marker.exists() and cp.of(TaskStarted) == []
