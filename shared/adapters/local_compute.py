@@ -61,6 +61,12 @@ class _Vm:
     """How the last process ended (None: still running or never started)."""
 
 
+_UNKNOWN = (
+    "no such VM here: deleted, or its operation was begun by a control plane that restarted "
+    "since (the local provider's VMs live in its process); a new start creates it again"
+)
+
+
 class LocalProvider(ComputeProvider):
     name = "local"
 
@@ -141,7 +147,7 @@ class LocalProvider(ComputeProvider):
         if operation.action == "delete":
             return OperationResult("succeeded" if machine is None else "running")
         if machine is None:
-            return OperationResult("failed", ComputeError(ErrorKind.NOT_FOUND, "VM deleted"))
+            return OperationResult("failed", ComputeError(ErrorKind.NOT_FOUND, _UNKNOWN))
         power = self._power(machine)
         if operation.action == "create":
             return OperationResult("succeeded")
