@@ -225,6 +225,8 @@ class Agent:
                 except SessionLockLostError as exc:
                     log.warning("lost the session lock (%s); accepting the session again", exc)
                     self.session.drop()
+                except registration.RegistrationRefused:
+                    raise  # registering again was refused (another agent has the name): exit 3
                 except Exception as exc:
                     self._backoff_s = min(max(self._backoff_s * 2, _BACKOFF_MIN_S), _BACKOFF_MAX_S)
                     log.warning(

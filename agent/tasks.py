@@ -22,9 +22,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from agent.config import AgentConfig, fence_for_timeout
-from agent.endrecords import EndRecords
-from agent.lifeline import Lifeline
+from agent.config import AgentConfig
+from agent.fencing import Fencing
 from agent.owners import RunAsOwner
 from agent.publisher import Publisher
 from agent.reporter import Reporter
@@ -49,26 +48,19 @@ _REMEMBERED = 10_000
 """How many ended attempts are remembered to ignore their redelivered assignments."""
 
 
-class Tasks:
+class Tasks(Fencing):
     def __init__(self, config: AgentConfig, *, output: OutputStore, reporter: Reporter) -> None:
-        self.config, self.output, self.reporter = config, output, reporter
+        super().__init__(config)
+        self.output, self.reporter = output, reporter
         self.running: dict[str, Runner] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
-        self._lifeline: Lifeline | None = None
-        self._records = EndRecords(config.state_dir / "ends") if config.state_dir else None
         self._reported: list[str] = []
         """Attempts whose end was queued for sending: their end records go once it is sent."""
         self._run_as = RunAsOwner(config.name) if config.run_as_owner else None
         """--run-as-owner: each task runs as its job's owner (agent/owners.py)."""
-        self._fence_s = config.fence_s
         self.publisher = Publisher(inline=not output.remote)
         """Publishes ended tasks' output, off the loop for a remote Output store; each end is
         reported once its output is published (agent/publisher.py)."""
-        self.fenced = False
-        """The watchdog killed tasks while this agent was not heard (agent/lifeline.py): their
-        attempts are not reported ended; the agent registers again, which requeues them."""
-        self.heard_at = time.monotonic()
-        """When events (a heartbeat among them) last went out, or a registration was answered."""
 
     @property
     def listed(self) -> list[str]:
@@ -80,62 +72,6 @@ class Tasks:
     def free_cores(self) -> int:
         used = sum(r.task.cores for r in list(self.running.values()))
         return max(0, self.config.cores - used)
-
-    def start_lifeline(self) -> None:
-        if self.config.lifeline:
-            marks = None if self._records is None else self._records.folder
-            self._lifeline = Lifeline(fence_s=self.fence_s, marks=marks)
-
-    @property
-    def fence_s(self) -> float:
-        """How long no heartbeat may go out before the lifeline kills the tasks: the
-        configured fence (2/3 of this machine's HPC_HEARTBEAT_TIMEOUT_S, or of the control
-        plane's once it said it), never shorter than two heartbeats (one late heartbeat
-        must not fence)."""
-        return max(self._fence_s, 2 * self.config.heartbeat_interval_s + 1)
-
-    def fence_for(self, heartbeat_timeout_s: float) -> None:
-        """The control plane said its heartbeat timeout (at registration): fence at 2/3 of
-        it, whatever this machine's setting, since that timeout decides when the node's
-        attempts run elsewhere."""
-        fence, self._fence_s = self._fence_s, fence_for_timeout(heartbeat_timeout_s)
-        if fence != self._fence_s:
-            log.info(
-                "the control plane's heartbeat timeout is %g s: the lifeline kills this "
-                "node's tasks after %g s without a heartbeat sent",
-                heartbeat_timeout_s,
-                self.fence_s,
-            )
-        if self.fence_s >= heartbeat_timeout_s:
-            log.warning(
-                "HPC_HEARTBEAT_INTERVAL_S here (%g s) is too long for the control plane's "
-                "heartbeat timeout (%g s): the lifeline waits two heartbeats and a second, "
-                "so a paused agent's tasks may run on after the control plane gave them to "
-                "other nodes; set it below %g s",
-                self.config.heartbeat_interval_s,
-                heartbeat_timeout_s,
-                (heartbeat_timeout_s - 1) / 2,
-            )
-        if self._lifeline is not None:
-            self._lifeline.fence(self.fence_s)
-
-    def beat(self) -> None:
-        """Events (a heartbeat among them) were just sent: the watchdog's fence waits on."""
-        self.heard_at = time.monotonic()
-        if self._lifeline is not None:
-            self._lifeline.beat()
-
-    def unheard(self) -> float | None:
-        """Seconds without events going out, if past the fence: by then the control plane may
-        have given this incarnation's work to other nodes (it waits its longer timeout), so an
-        assignment still waiting for this agent must not start; None while it is heard."""
-        silent = time.monotonic() - self.heard_at
-        return silent if silent > self.fence_s else None
-
-    def close_lifeline(self) -> None:
-        if self._lifeline is not None:
-            self._lifeline.close()
-            self._lifeline = None
 
     # ----------------------------------------------------------------- assignments
 
@@ -223,7 +159,8 @@ class Tasks:
     def end_killed(self, runners: Sequence[Runner], *, canceled: bool) -> None:
         codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
-            if not runner.kill_reached:  # it had ended before the kill: say how
+            if not runner.kill_reached and not self._fence_killed(runner, code):
+                # it had ended before the kill: say how
                 log.info("task %s ended (exit code %s) before it was killed", runner.key, code)
                 self._end(runner, exit_code=code)
             else:
@@ -247,7 +184,7 @@ class Tasks:
             del self.running[key]
             self._remember(key)
             if self._records is not None and self._records.killed(key):
-                if code < 0:  # the fence's SIGKILL (no shell exits so by itself)
+                if self._fence_killed(runner, code):  # (no shell exits so by itself)
                     log.warning(
                         "task %s was killed by the lifeline's fence (no heartbeat went out "
                         "for %g s): not an end of its own; this node registers again",
@@ -281,7 +218,10 @@ class Tasks:
         ended just before the kill reached them)."""
         codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
-            if not runner.kill_reached:
+            if self._fence_killed(runner, code):  # the fence came first: requeued, not failed
+                self.fenced = True
+                self._end(runner, report=False)
+            elif not runner.kill_reached:
                 self._end(runner, exit_code=code)
             else:
                 limit = format_duration(runner.task.runtime_limit_s or 0)
@@ -301,7 +241,8 @@ class Tasks:
             codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
         for runner, code in zip(runners, codes, strict=True):
             self._remember(runner.key)
-            if not runner.kill_reached and code is not None and report:
+            fenced = self._fence_killed(runner, code)  # dead already, by the fence: no end
+            if not runner.kill_reached and code is not None and report and not fenced:
                 self._end(runner, exit_code=code)
             else:
                 self._end(runner, report=False)  # publishes what they wrote

@@ -21,6 +21,7 @@ from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.domain.messages import (
     AssignmentRefused,
     Heartbeat,
+    NodeStopping,
     RegisterNode,
     Superseded,
     TaskEnded,
@@ -288,3 +289,57 @@ def test_an_agent_not_heard_past_its_fence_registers_again_before_running_what_w
     refused = cp.wait_for(AssignmentRefused)
     assert (refused.job_id, refused.meant_for) == (4, first)
     assert not marker.exists() and cp.of(TaskStarted) == []
+
+
+def test_a_task_the_fence_killed_is_not_reported_ended_when_the_agent_stops_first(
+    start_agent, cp, tmp_path, monkeypatch
+):
+    """Found in review: the fence killed a task while the agent's loop was away (a bus
+    outage's backoff), and the agent was then stopped before it reaped: the stop's kill found
+    it dead already and reported exit -9, so the task Failed instead of being requeued."""
+    import os
+    import signal as signals
+
+    agent, thread = start_agent(state_dir=tmp_path / "agent", kill_grace_s=0.1)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    monkeypatch.setattr(agent.tasks, "reap", lambda: None)  # the loop does not see it die
+    cp.send(run_task(3, "sleep 60", incarnation=agent.incarnation))
+    pid = cp.wait_for(TaskStarted).pid
+    assert pid is not None
+    records = agent.tasks._records
+    assert records is not None
+    records.mark_killed("3.1.1")  # what the lifeline's fence does: mark, then SIGKILL
+    os.killpg(pid, signals.SIGKILL)
+    wait_until(lambda: not process_alive(pid), what="the fenced task dead")
+    agent.stop()
+    thread.join(timeout=10)
+    stopping = cp.wait_for(NodeStopping)
+    assert stopping.killed == ["3.1.1"]  # requeued by the control plane, no retry used
+    assert [e for e in cp.of(TaskEnded) if e.job_id == 3] == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_agent_refused_when_it_registers_again_stops_instead_of_trying_forever(
+    start_agent, cp, tmp_path, monkeypatch
+):
+    """Found in review: past its fence the agent registers again; refused (another machine
+    took the name meanwhile), it retried every few seconds for ever instead of exiting."""
+    from shared.ports.bus import BusError
+
+    agent, thread = start_agent(heartbeat_interval_s=0.2, fence_s=1.0, state_dir=tmp_path / "a")
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+
+    def cut_off() -> None:
+        raise BusError("the bus is out of reach")
+
+    real_flush = agent.reporter.flush
+    monkeypatch.setattr(agent.reporter, "flush", cut_off)
+    wait_until(lambda: agent.tasks.unheard() is not None, timeout=5, what="past the fence")
+    cp.refuse = "node node-1 is held by another agent (host other-machine)"
+    monkeypatch.setattr(agent.reporter, "flush", real_flush)
+    wait_until(lambda: len(cp.of(RegisterNode)) == 2, timeout=10, what="registered again")
+    thread.join(timeout=10)
+    assert not thread.is_alive()  # run() raised the refusal: `hpc agent run` exits 3 with it
+    assert len(cp.of(RegisterNode)) == 2  # once: no retrying for ever

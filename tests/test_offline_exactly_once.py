@@ -91,3 +91,50 @@ def test_a_silent_agents_attempt_is_given_up_after_the_heartbeat_timeout(cp, clo
     clock.advance(1)  # by now its lifeline fenced it (at 2/3 of the timeout)
     assert cp.schedule_pass() == 1
     assert [r.attempt for r in other.runs()] == [1]
+
+
+def test_a_cancel_and_requeue_of_the_held_task_keeps_it_held(cp, clock):  # noqa: F811
+    """Found in review: a user requeue cleared the task's lost attempts, and with them the
+    hold: the new attempt started at once beside the old one, still running on the paused
+    agent. The hold stays; the old attempt's end, even one that ran to its end, is no longer
+    the result (the user asked for a new run): it only lets the new attempt start."""
+    job, run, agent, other = _offline_while_running(cp, clock)
+    cp.cancel_task(job.id, 1)
+    cp.requeue_task(job.id, 1)
+    assert cp.schedule_pass() == 0
+    agent.send(agent.ended(run, exit_code=0))  # the old attempt had run on to its end
+    [task] = cp.list_tasks(job.id)
+    assert task.state is TaskState.QUEUED  # not its result: the user's new run goes ahead
+    assert cp.schedule_pass() == 1
+    assert [r.attempt for r in other.runs()] == [task.attempt]
+
+
+def test_an_offline_nodes_agent_that_still_lists_an_attempt_is_told_again_to_kill_it(
+    cp,  # noqa: F811
+    clock,  # noqa: F811
+):
+    """Found in review: the hold counted on the one cancel sent at the offline; a live
+    agent that never got it would heartbeat on, listing the attempt, until the hold ran out
+    and both attempts ran to their end. Each heartbeat that lists it is answered again."""
+    job, run, agent, _other = _offline_while_running(cp, clock)
+    agent.assignments()  # the cancel sent at the offline: say it was lost
+    clock.advance(1)
+    agent.send(agent.heartbeat(running=[f"{job.id}.1.0"]))
+    [again] = agent.assignments()
+    assert (type(again).__name__, again.job_id, again.attempt) == ("CancelTask", job.id, 0)
+
+
+def test_held_tasks_do_not_fill_the_schedulers_window(cp, clock):  # noqa: F811
+    """Found in review: 120 held tasks of a big node taken offline filled the window a pass
+    reads (100 when few cores are free), so a job behind them waited out the whole hold."""
+    big = register(cp, "big", cores=128)
+    sweep = cp.submit({"command": "w", "sweep": "1-120", "nodeGroups": ["OnPremNodes"]})
+    assert cp.schedule_pass() == 120
+    big.send(*[big.started(r) for r in big.runs()])
+    small = register(cp, "small", cores=2)
+    cp.node_action("offline", ["big"])
+    later = cp.submit({"command": "x", "nodeGroups": ["OnPremNodes"]})
+    assert cp.schedule_pass() == 1
+    [run] = small.runs()
+    assert run.job_id == later.id
+    assert all(t.state is TaskState.QUEUED for t in cp.list_tasks(sweep.id, limit=200))

@@ -39,7 +39,6 @@ from shared.domain.specvalues import (
     quoted,
     shown_json,
     sweep_command,
-    utc_time,
 )
 from shared.domain.states import TaskState
 from shared.domain.tasksize import check_assignment, check_env_size
@@ -52,7 +51,6 @@ __all__ = [
     "check_env_name",
     "priority_value",
     "sweep_command",
-    "utc_time",
 ]
 
 

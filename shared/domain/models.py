@@ -198,6 +198,9 @@ class LostAttempt(BaseModel):
     """It may still run until then (given up while its agent lives on: a node taken offline
     whose agent has yet to kill it), so the task's next attempt is not started elsewhere
     before, or before this attempt's end is reported (None: it is known not to run)."""
+    result: bool = True
+    """Its late end may still be the task's result (False: the user asked for a new run
+    since, ``hpc task requeue``; its end only lets that run start)."""
 
 
 class Task(Record):

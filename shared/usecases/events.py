@@ -244,6 +244,7 @@ def _heartbeat(deps: Deps, ev: Heartbeat) -> bool:
     if not decision.current:
         if decision.heard:
             deps.store.put_node(node)  # an Offline node's agent runs on (hpc node start)
+            deps.send_to_nodes((node.name, c) for c in decision.cancels)  # what it still runs
         if ev.agent_id and decision.over:
             deps.reply(
                 ev.agent_id,

@@ -70,7 +70,11 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
                 blocked.add(task.job_id)  # (its prerequisites come first: lower ids)
                 continue
             if task.lost and lifecycle.held_by_lost(task, now) is not None:
-                continue  # its previous attempt may still run (its node's kill is not known)
+                # its previous attempt may still run (its node's kill is not known); as for
+                # prerequisites, a full window is read again past the job (held tasks come
+                # in hundreds when a big node goes offline)
+                blocked.add(task.job_id)
+                continue
             if slots is not None:
                 left[task.job_id] = slots - 1
             out.append(task)

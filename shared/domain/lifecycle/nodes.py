@@ -5,7 +5,7 @@ Part of :mod:`shared.domain.lifecycle` (its docstring states the guarantees). Pu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -203,16 +203,7 @@ def heartbeat(
     came_back = False
     mine = {key_of(t): t for t in active if t.node == node.name}
     running = set(ev.running)
-    cancels = []
-    for key in running - mine.keys():
-        parts = parse_attempt_key(key)
-        if parts is not None:
-            job_id, task_id, attempt = parts
-            cancels.append(
-                CancelTask(
-                    incarnation=ev.incarnation, job_id=job_id, task_id=task_id, attempt=attempt
-                )
-            )
+    cancels = _cancels(ev, running - mine.keys())
     recovered = [
         end
         for ended in ev.ended
@@ -229,9 +220,24 @@ def heartbeat(
     return HeartbeatDecision(
         current=True,
         came_back=came_back,
-        cancels=sorted(cancels, key=_cancel_key),
+        cancels=cancels,
         recovered=recovered,
     )
+
+
+def _cancels(ev: Heartbeat, keys: Iterable[str]) -> list[CancelTask]:
+    """Kill orders for attempts a node's agent lists but does not own (any more)."""
+    out = []
+    for key in keys:
+        parts = parse_attempt_key(key)
+        if parts is not None:
+            job_id, task_id, attempt = parts
+            out.append(
+                CancelTask(
+                    incarnation=ev.incarnation, job_id=job_id, task_id=task_id, attempt=attempt
+                )
+            )
+    return sorted(out, key=_cancel_key)
 
 
 def _offline_heartbeat(node: Node, ev: Heartbeat, now: datetime) -> HeartbeatDecision:
@@ -241,7 +247,9 @@ def _offline_heartbeat(node: Node, ev: Heartbeat, now: datetime) -> HeartbeatDec
     - its agent said it stops (:data:`AGENT_STOPPED`): the heartbeat was sent before its stop
       (a batch applies heartbeats last); the agent is gone, so it is not heard;
     - held by an admin (``hpc node offline``), or a VM: the agent is heard, which
-      ``hpc node start`` needs to bring the node back (lifecycle.online); nothing else;
+      ``hpc node start`` needs to bring the node back (lifecycle.online), and told again to
+      kill every attempt it still lists (all were given up: a cancel lost on the way must not
+      let one run to its end beside its new attempt, which waits for its end);
     - an on-prem node not held (its agent did not register again in time after an admin
       brought it online, and runs on): its agent is heard and told its incarnation is over
       (Superseded), so it kills what it runs and registers again, which makes the node Online
@@ -251,7 +259,7 @@ def _offline_heartbeat(node: Node, ev: Heartbeat, now: datetime) -> HeartbeatDec
         return HeartbeatDecision(current=False)
     node.last_heartbeat = now
     if node.held is not None or is_managed(node):
-        return HeartbeatDecision(current=False, heard=True)
+        return HeartbeatDecision(current=False, heard=True, cancels=_cancels(ev, ev.running))
     return HeartbeatDecision(
         current=False,
         heard=True,

@@ -43,7 +43,8 @@ class TaskChange:
 
     @property
     def ended(self) -> bool:
-        return self.new in TASK_TERMINAL
+        """It moved into an ended state (a change in place of an ended task is no end)."""
+        return self.new in TASK_TERMINAL and self.new is not self.old
 
 
 def key_of(task: Task) -> str:
@@ -101,9 +102,9 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
     if lost is not None and lost.until is not None:
         # its end, however it came: it runs no more, so the next attempt may start
         task.lost = [x.model_copy(update={"until": None}) if x is lost else x for x in task.lost]
-        if not ran_to_end or old in TASK_TERMINAL:
-            return TaskChange(old, old)
-    if not ran_to_end or lost is None or old in TASK_TERMINAL:
+        if not ran_to_end or not lost.result or old in TASK_TERMINAL:
+            return TaskChange(old, old)  # (stored: a later rerun need not wait for it)
+    if not ran_to_end or lost is None or not lost.result or old in TASK_TERMINAL:
         return None
     kill = kill_order(task) if old in TASK_ACTIVE else None
     cancels = [kill] if kill else []
@@ -261,6 +262,12 @@ def rerun(task: Task, now: datetime) -> TaskChange | None:
     task.requeue_count = 0
     task.cancel_requested = False
     task.incarnation = task.result_attempt = None
-    task.lost = []  # the user asked for a new run: a late old end must not cut it short
+    # The user asked for a new run: a late old end must not cut it short; but one that may
+    # still run (held_by_lost) still holds the new attempt back, its end no result.
+    task.lost = [
+        x.model_copy(update={"result": False})
+        for x in task.lost
+        if x.until is not None and now < x.until
+    ]
     task.error = task.output = None
     return TaskChange(old, TaskState.QUEUED)

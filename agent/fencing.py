@@ -1,0 +1,97 @@
+"""The agent's side of the fence: the lifeline watchdog it starts, how long it may go
+unheard, and telling a task the fence killed from one that ended by itself.
+
+Part of :class:`agent.tasks.Tasks` (its base class): the fence is about the tasks it runs.
+Why a fence at all: see agent/lifeline.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+from agent.config import AgentConfig, fence_for_timeout
+from agent.endrecords import EndRecords
+from agent.lifeline import Lifeline
+from agent.runner import Runner
+
+log = logging.getLogger("agent.agent")
+
+
+class Fencing:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self._lifeline: Lifeline | None = None
+        self._records = EndRecords(config.state_dir / "ends") if config.state_dir else None
+        self._fence_s = config.fence_s
+        self.fenced = False
+        """The watchdog killed tasks while this agent was not heard (agent/lifeline.py): their
+        attempts are not reported ended; the agent registers again, which requeues them."""
+        self.heard_at = time.monotonic()
+        """When events (a heartbeat among them) last went out, or a registration was answered."""
+
+    def start_lifeline(self) -> None:
+        if self.config.lifeline:
+            marks = None if self._records is None else self._records.folder
+            self._lifeline = Lifeline(fence_s=self.fence_s, marks=marks)
+
+    @property
+    def fence_s(self) -> float:
+        """How long no heartbeat may go out before the lifeline kills the tasks: the
+        configured fence (2/3 of this machine's HPC_HEARTBEAT_TIMEOUT_S, or of the control
+        plane's once it said it), never shorter than two heartbeats (one late heartbeat
+        must not fence)."""
+        return max(self._fence_s, 2 * self.config.heartbeat_interval_s + 1)
+
+    def fence_for(self, heartbeat_timeout_s: float) -> None:
+        """The control plane said its heartbeat timeout (at registration): fence at 2/3 of
+        it, whatever this machine's setting, since that timeout decides when the node's
+        attempts run elsewhere."""
+        fence, self._fence_s = self._fence_s, fence_for_timeout(heartbeat_timeout_s)
+        if fence != self._fence_s:
+            log.info(
+                "the control plane's heartbeat timeout is %g s: the lifeline kills this "
+                "node's tasks after %g s without a heartbeat sent",
+                heartbeat_timeout_s,
+                self.fence_s,
+            )
+        if self.fence_s >= heartbeat_timeout_s:
+            log.warning(
+                "HPC_HEARTBEAT_INTERVAL_S here (%g s) is too long for the control plane's "
+                "heartbeat timeout (%g s): the lifeline waits two heartbeats and a second, "
+                "so a paused agent's tasks may run on after the control plane gave them to "
+                "other nodes; set it below %g s",
+                self.config.heartbeat_interval_s,
+                heartbeat_timeout_s,
+                (heartbeat_timeout_s - 1) / 2,
+            )
+        if self._lifeline is not None:
+            self._lifeline.fence(self.fence_s)
+
+    def beat(self) -> None:
+        """Events (a heartbeat among them) were just sent: the watchdog's fence waits on."""
+        self.heard_at = time.monotonic()
+        if self._lifeline is not None:
+            self._lifeline.beat()
+
+    def unheard(self) -> float | None:
+        """Seconds without events going out, if past the fence: by then the control plane may
+        have given this incarnation's work to other nodes (it waits its longer timeout), so an
+        assignment still waiting for this agent must not start; None while it is heard."""
+        silent = time.monotonic() - self.heard_at
+        return silent if silent > self.fence_s else None
+
+    def close_lifeline(self) -> None:
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
+
+    def _fence_killed(self, runner: Runner, code: int | None) -> bool:
+        """The lifeline's fence ended it (its killed mark, then SIGKILL), not its own exit,
+        whichever path of the agent finds it dead first."""
+        return (
+            code == -signal.SIGKILL
+            and self._records is not None
+            and self._records.killed(runner.key)
+        )
