@@ -308,16 +308,24 @@ class Runner:
 
     def terminate_tree(self) -> None:
         """SIGTERM to the whole process group (first step of :meth:`kill_tree`). The first
-        time, decide :attr:`kill_reached` from the process itself (never from its end record,
-        which its own trap may write once signaled, and the task could write at any time),
-        and mark the end record killed before the signal (agent/endrecords.py)."""
+        time, decide :attr:`kill_reached` from the process itself (not from an end record
+        written after this, which its own trap may write once signaled), and mark the end
+        record killed before the signal (agent/endrecords.py). A record already written
+        means its command returned and its shell is finishing: no signal, its own end."""
         if self._proc is None:
             return
         if not self._kill_sent:
             self._kill_sent = True
             self.kill_reached = self._proc.poll() is None  # not exited (nor reaped) yet
             if self.kill_reached and self._end_record is not None:
-                self._end_record[0].mark_killed(self.key)
+                records = self._end_record[0]
+                if records.read(self.key) is not None:
+                    # Its command has returned and its shell, still in its EXIT trap, has
+                    # written the record: an end of its own, left to finish (the second chaos
+                    # probe saw such an end counted as killed, and the task ran again).
+                    self.kill_reached = False
+                    return
+                records.mark_killed(self.key)
         _signal_group(self._proc.pid, signal.SIGTERM)
 
     def kill_tree(self, grace_s: float = GRACE_S) -> int | None:

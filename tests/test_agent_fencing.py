@@ -343,3 +343,26 @@ def test_an_agent_refused_when_it_registers_again_stops_instead_of_trying_foreve
     thread.join(timeout=10)
     assert not thread.is_alive()  # run() raised the refusal: `hpc agent run` exits 3 with it
     assert len(cp.of(RegisterNode)) == 2  # once: no retrying for ever
+
+
+def test_a_kill_that_comes_while_the_shell_writes_its_end_record_leaves_it_its_own_end(
+    start_agent, cp, tmp_path
+):
+    """Found by the second chaos probe: a node was taken offline as a task's command had just
+    returned; its shell, still in its EXIT trap, was counted as reached by the kill, the end
+    was reported canceled (exit 0), and the task ran again elsewhere. A record written before
+    the kill is an end of its own: the shell is left to finish, and its end is reported."""
+    from shared.domain.messages import CancelTask
+
+    agent, _ = start_agent(state_dir=tmp_path / "agent", kill_grace_s=1.0)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    records = agent.tasks._records
+    assert records is not None
+    slow_trap = 'trap \'printf "%s\\n" 0 > "$__hpc_end_record"; sleep 0.3\' EXIT; true'
+    cp.send(run_task(11, slow_trap, incarnation=agent.incarnation))
+    cp.wait_for(TaskStarted)
+    wait_until(lambda: records.read("11.1.1") == 0, what="the record written, the shell on")
+    cp.send(CancelTask(incarnation=agent.incarnation, job_id=11, task_id=1, attempt=1))
+    end = cp.ended(11, timeout=8)
+    assert (end.exit_code, end.canceled) == (0, False)

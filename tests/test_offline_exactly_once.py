@@ -138,3 +138,32 @@ def test_held_tasks_do_not_fill_the_schedulers_window(cp, clock):  # noqa: F811
     [run] = small.runs()
     assert run.job_id == later.id
     assert all(t.state is TaskState.QUEUED for t in cp.list_tasks(sweep.id, limit=200))
+
+
+def test_an_offline_cut_short_is_finished_by_the_agents_next_heartbeat(cp, clock):  # noqa: F811
+    """Found by the second chaos probe: the control plane was killed between writing the node
+    Offline and giving up its tasks; the agent's next heartbeat was answered with cancels of
+    the still-current attempts, so the tasks ended Canceled though nobody canceled them. The
+    heartbeat now finishes the offline instead: requeued (held until killed), then killed."""
+    from shared.domain.states import NodeState
+
+    n1, n2 = register(cp, "n1"), register(cp, "n2")
+    job = cp.submit({"command": "work", "nodeGroups": ["OnPremNodes"]})
+    assert cp.schedule_pass() == 1
+    agent, other = (n1, n2) if cp.list_tasks(job.id)[0].node == "n1" else (n2, n1)
+    [run] = agent.runs()
+    agent.send(agent.started(run))
+    node = cp.store.get_node(agent.name)  # what the offline wrote before the crash
+    node.held = "offline"
+    node.move_to(NodeState.OFFLINE, reason="taken offline by an admin", now=clock())
+    cp.store.put_node(node)
+    clock.advance(1)
+    agent.send(agent.heartbeat(running=[f"{job.id}.1.0"]))
+    [task] = cp.list_tasks(job.id)
+    assert (task.state, task.attempt) == (TaskState.QUEUED, 1)  # given up, not canceled
+    assert [(type(a).__name__, a.attempt) for a in agent.assignments()] == [("CancelTask", 0)]
+    assert cp.schedule_pass() == 0  # held until its kill is reported
+    agent.send(agent.ended(run, exit_code=None, canceled=True))
+    assert cp.schedule_pass() == 1
+    assert [r.attempt for r in other.runs()] == [1]
+    assert cp.get_job(job.id).state.value == "Running"

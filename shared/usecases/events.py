@@ -45,6 +45,7 @@ from shared.ports.store import BatchTooLarge
 from shared.usecases import taskdeps
 from shared.usecases.deps import CHUNK, Deps
 from shared.usecases.losses import lose_attempts
+from shared.usecases.nodes import give_up_tasks
 from shared.usecases.registration import register
 from shared.usecases.settling import commit_settling
 
@@ -245,6 +246,9 @@ def _heartbeat(deps: Deps, ev: Heartbeat) -> bool:
         if decision.heard:
             deps.store.put_node(node)  # an Offline node's agent runs on (hpc node start)
             deps.send_to_nodes((node.name, c) for c in decision.cancels)  # what it still runs
+            if decision.stranded:  # an offline cut short (a crash, a racing dispatch): finish it
+                stranded = set(decision.stranded)
+                give_up_tasks(deps, node, [t for t in active if lifecycle.key_of(t) in stranded])
         if ev.agent_id and decision.over:
             deps.reply(
                 ev.agent_id,

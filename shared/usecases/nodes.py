@@ -244,21 +244,24 @@ def offline_nodes(
                 deps.compute.deallocate(
                     node.name, request_id=f"off-{node.name}-{now.timestamp():.0f}", now=now
                 )
-            now = deps.clock()
-            node.move_to(NodeState.OFFLINE, reason=reason, now=now)
+            node.move_to(NodeState.OFFLINE, reason=reason, now=deps.clock())
             deps.store.put_node(node)
-            held = deps.store.active_tasks(node=node.name)
-            # Its agent may still run them (an on-prem node's agent lives on, a VM runs until
-            # deallocated): the new attempts wait until their kill is reported, or until a
-            # silent agent's lifeline has fenced them (chaos probe: a paused agent's tasks
-            # ran to their end beside their new attempts).
-            until = now + online.heartbeat_timeout(deps)
-            why = _reason(f"node {node.name} taken offline")
-            lose_attempts(deps, held, why, count=False, may_run_until=until)
-            deps.send_to_nodes(k for k in map(lifecycle.kill_order, held) if k is not None)
+            give_up_tasks(deps, node, deps.store.active_tasks(node=node.name))
         out.append(node)
     deps.kick()
     return out
+
+
+def give_up_tasks(deps: Deps, node: Node, held: list[Task]) -> None:
+    """What an Offline node ran is requeued (no retry used) and killed where it ran. Its
+    agent may still run them (an on-prem node's agent lives on, a VM runs until deallocated):
+    the new attempts wait until their kill is reported, or until a silent agent's lifeline
+    has fenced them (chaos probe: a paused agent's tasks ran to their end beside their new
+    attempts). Also how a heartbeat finishes an offline cut short (events.py)."""
+    until = deps.clock() + online.heartbeat_timeout(deps)
+    why = _reason(f"node {node.name} taken offline")
+    lose_attempts(deps, held, why, count=False, may_run_until=until)
+    deps.send_to_nodes(k for k in map(lifecycle.kill_order, held) if k is not None)
 
 
 def _reason(text: str) -> Callable[[Task], str]:

@@ -157,6 +157,9 @@ class HeartbeatDecision:
     """Attempts the node runs that are no longer its own: kill them."""
     recovered: list[TaskEnded] = field(default_factory=list)
     """Endings the node reports that the control plane has not applied (a lost TaskEnded)."""
+    stranded: list[str] = field(default_factory=list)
+    """Attempts still current on an Offline node (an offline cut short): give them up as the
+    offline does (requeued, held until killed), then kill them."""
 
 
 def heartbeat(
@@ -198,7 +201,7 @@ def heartbeat(
             over=True,
         )
     if node.state is NodeState.OFFLINE:
-        return _offline_heartbeat(node, ev, now)
+        return _offline_heartbeat(node, ev, active, now)
     node.last_heartbeat = now
     came_back = False
     mine = {key_of(t): t for t in active if t.node == node.name}
@@ -240,7 +243,9 @@ def _cancels(ev: Heartbeat, keys: Iterable[str]) -> list[CancelTask]:
     return sorted(out, key=_cancel_key)
 
 
-def _offline_heartbeat(node: Node, ev: Heartbeat, now: datetime) -> HeartbeatDecision:
+def _offline_heartbeat(
+    node: Node, ev: Heartbeat, active: Sequence[Task], now: datetime
+) -> HeartbeatDecision:
     """A heartbeat of the current incarnation of an Offline node. Nothing is repaired (the
     node's attempts were given to new ones when it went Offline).
 
@@ -248,8 +253,12 @@ def _offline_heartbeat(node: Node, ev: Heartbeat, now: datetime) -> HeartbeatDec
       (a batch applies heartbeats last); the agent is gone, so it is not heard;
     - held by an admin (``hpc node offline``), or a VM: the agent is heard, which
       ``hpc node start`` needs to bring the node back (lifecycle.online), and told again to
-      kill every attempt it still lists (all were given up: a cancel lost on the way must not
-      let one run to its end beside its new attempt, which waits for its end);
+      kill each attempt it still lists that was given up (a cancel lost on the way must not
+      let one run to its end beside its new attempt, which waits for its end). An attempt
+      still current here (the offline was cut short by a crash before it gave them up, or a
+      dispatch raced it) is not canceled: its caller gives it up first
+      (:attr:`HeartbeatDecision.stranded`), as the offline would have (chaos probe: a
+      cancel of a current attempt ended the task Canceled);
     - an on-prem node not held (its agent did not register again in time after an admin
       brought it online, and runs on): its agent is heard and told its incarnation is over
       (Superseded), so it kills what it runs and registers again, which makes the node Online
@@ -259,7 +268,13 @@ def _offline_heartbeat(node: Node, ev: Heartbeat, now: datetime) -> HeartbeatDec
         return HeartbeatDecision(current=False)
     node.last_heartbeat = now
     if node.held is not None or is_managed(node):
-        return HeartbeatDecision(current=False, heard=True, cancels=_cancels(ev, ev.running))
+        mine = {key_of(t) for t in active if t.node == node.name}
+        return HeartbeatDecision(
+            current=False,
+            heard=True,
+            cancels=_cancels(ev, set(ev.running) - mine),
+            stranded=sorted(mine),
+        )
     return HeartbeatDecision(
         current=False,
         heard=True,
