@@ -319,13 +319,15 @@ class Runner:
             self.kill_reached = self._proc.poll() is None  # not exited (nor reaped) yet
             if self.kill_reached and self._end_record is not None:
                 records = self._end_record[0]
+                records.mark_killed(self.key)
                 if records.read(self.key) is not None:
-                    # Its command has returned and its shell, still in its EXIT trap, has
-                    # written the record: an end of its own, left to finish (the second chaos
-                    # probe saw such an end counted as killed, and the task ran again).
+                    # Written before the mark (read after it): its command has returned and
+                    # its shell, still in its EXIT trap, is finishing: an end of its own, left
+                    # to finish (chaos probes saw such ends counted as killed, and the task
+                    # ran again). A record its trap writes once signaled comes after the mark.
+                    records.unmark(self.key)
                     self.kill_reached = False
                     return
-                records.mark_killed(self.key)
         _signal_group(self._proc.pid, signal.SIGTERM)
 
     def kill_tree(self, grace_s: float = GRACE_S) -> int | None:
