@@ -42,13 +42,19 @@ def test_a_task_is_held_while_a_lost_attempt_may_still_run(lost, now, held):
     assert (lifecycle.held_by_lost(task, now) is not None) is held
 
 
-def _offline_while_running(cp, clock):  # noqa: F811 - fixtures
+def _running(cp):  # noqa: F811 - fixtures
+    """Two nodes, one task running on one of them: (job, its run, that agent, the other)."""
     n1, n2 = register(cp, "n1"), register(cp, "n2")
     job = cp.submit({"command": "work", "nodeGroups": ["OnPremNodes"]})
     assert cp.schedule_pass() == 1
     agent, other = (n1, n2) if cp.list_tasks(job.id)[0].node == "n1" else (n2, n1)
     [run] = agent.runs()
     agent.send(agent.started(run))
+    return job, run, agent, other
+
+
+def _offline_while_running(cp, clock):  # noqa: F811 - fixtures
+    job, run, agent, other = _running(cp)
     cp.node_action("offline", [agent.name])
     [task] = cp.list_tasks(job.id)
     assert (task.state, task.attempt) == (TaskState.QUEUED, 1)
@@ -147,12 +153,7 @@ def test_an_offline_cut_short_is_finished_by_the_agents_next_heartbeat(cp, clock
     heartbeat now finishes the offline instead: requeued (held until killed), then killed."""
     from shared.domain.states import NodeState
 
-    n1, n2 = register(cp, "n1"), register(cp, "n2")
-    job = cp.submit({"command": "work", "nodeGroups": ["OnPremNodes"]})
-    assert cp.schedule_pass() == 1
-    agent, other = (n1, n2) if cp.list_tasks(job.id)[0].node == "n1" else (n2, n1)
-    [run] = agent.runs()
-    agent.send(agent.started(run))
+    job, run, agent, other = _running(cp)
     node = cp.store.get_node(agent.name)  # what the offline wrote before the crash
     node.held = "offline"
     node.move_to(NodeState.OFFLINE, reason="taken offline by an admin", now=clock())
