@@ -183,17 +183,17 @@ class Tasks(Fencing):
                 continue
             del self.running[key]
             self._remember(key)
+            if self._fence_killed(runner, code):  # (no shell exits so by itself)
+                log.warning(
+                    "task %s was killed by the lifeline's fence (no heartbeat went out for "
+                    "%g s): not an end of its own; this node registers again",
+                    key,
+                    self.fence_s,
+                )
+                self.fenced = True
+                self._end(runner, report=False)
+                continue
             if self._records is not None and self._records.killed(key):
-                if self._fence_killed(runner, code):  # (no shell exits so by itself)
-                    log.warning(
-                        "task %s was killed by the lifeline's fence (no heartbeat went out "
-                        "for %g s): not an end of its own; this node registers again",
-                        key,
-                        self.fence_s,
-                    )
-                    self.fenced = True
-                    self._end(runner, report=False)
-                    continue
                 # Its shell had exited by itself (the agent, paused or cut off, had not yet
                 # seen it) when the fence marked it: an end of its own, reported as such.
                 self._records.unmark(key)

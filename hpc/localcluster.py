@@ -166,11 +166,12 @@ class LocalCluster:
     def tasks(self, job_id: int) -> list[dict[str, Any]]:
         """Every task of the job, read in pages by task id."""
         out: list[dict[str, Any]] = []
+        page_size = 10_000  # the API's most tasks a page
         while True:
             after = out[-1]["id"] if out else 0
-            page = self.get(f"/api/jobs/{job_id}/tasks", limit=10_000, after=after)["tasks"]
+            page = self.get(f"/api/jobs/{job_id}/tasks", limit=page_size, after=after)["tasks"]
             out += page
-            if len(page) < 10_000:
+            if len(page) < page_size:
                 return out
 
     def wait_job(self, job_id: int, *, timeout_s: float = 60) -> dict[str, Any]:

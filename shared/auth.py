@@ -27,13 +27,14 @@ def ensure_admin_token(settings: Settings, store: Store) -> tuple[str, bool]:
     because the file leaked), so it stays revoked and a new token replaces the file."""
     path = settings.token_path
     token = path.read_text().strip() if path.exists() else ""
-    fresh = not token or (store.find_token(digest(token)) is None and bool(store.list_tokens()))
+    known = bool(token) and store.find_token(digest(token)) is not None
+    fresh = not token or (not known and bool(store.list_tokens()))
     if fresh:
         token = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token + "\n")
-    if store.find_token(digest(token)) is None:
+    if not known:  # (a fresh token is never known)
         store.add_token(digest(token), Principal(name="admin", role="admin"))
     return token, fresh
 

@@ -346,20 +346,30 @@ def test_an_agent_refused_when_it_registers_again_stops_instead_of_trying_foreve
 
 
 def test_a_kill_that_comes_while_the_shell_writes_its_end_record_leaves_it_its_own_end(
-    start_agent, cp, tmp_path
+    start_agent, cp, tmp_path, monkeypatch
 ):
     """Found by the second chaos probe: a node was taken offline as a task's command had just
     returned; its shell, still in its EXIT trap, was counted as reached by the kill, the end
     was reported canceled (exit 0), and the task ran again elsewhere. A record written before
     the kill is an end of its own: the shell is left to finish, and its end is reported."""
+    from agent.runner import Runner
     from shared.domain.messages import CancelTask
 
+    go = tmp_path / "go"
+    real_terminate = Runner.terminate_tree
+
+    def terminate_then_go(self: Runner) -> None:  # the kill is decided with the trap still on
+        real_terminate(self)
+        go.touch()
+
+    monkeypatch.setattr(Runner, "terminate_tree", terminate_then_go)
     agent, _ = start_agent(state_dir=tmp_path / "agent", kill_grace_s=1.0)
     cp.wait_for(RegisterNode)
     wait_until(lambda: agent.incarnation, what="registered")
     records = agent.tasks._records
     assert records is not None
-    slow_trap = 'trap \'printf "%s\\n" 0 > "$__hpc_end_record"; sleep 0.3\' EXIT; true'
+    trap = f"printf '%s\\n' 0 > \"$__hpc_end_record\"; until [ -e {go} ]; do sleep 0.01; done"
+    slow_trap = f'trap "{trap}" EXIT; true'
     cp.send(run_task(11, slow_trap, incarnation=agent.incarnation))
     cp.wait_for(TaskStarted)
     wait_until(lambda: records.read("11.1.1") == 0, what="the record written, the shell on")

@@ -57,7 +57,7 @@ def test_every_autoscaler_setting_is_managed_only():
 
 def test_a_group_of_max_0_takes_no_node_and_says_which_flag_raises_it(cp, provider):  # noqa: F811
     cp.create_group("Cloud3", provider="local")
-    assert cp.store.list_groups()[0].max_nodes == 0
+    assert next(g for g in cp.store.list_groups() if g.name == "Cloud3").max_nodes == 0
     with pytest.raises(Conflict, match=r"its maxNodes is 0 .*hpc nodegroup set Cloud3 --max 3"):
         cp.add_nodes("Cloud3", 3)
     assert cp.store.list_nodes() == []

@@ -5,17 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.agent_double import AgentDouble
-from tests.app_fixtures import served_app
 from tests.helpers import error, new_job, submit
-
-
-@pytest.fixture(scope="module")
-def http(tmp_path_factory):
-    with served_app(tmp_path_factory.mktemp("input-messages-pending")) as app:
-        AgentDouble(app.cp, "n1", cores=4).register()
-        with app.client() as client:
-            yield client
+from tests.test_input_messages import http  # noqa: F401 - fixture (the function app, one node)
 
 
 def test_hold_until_beyond_9999_is_out_of_range_not_unreadable(http):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -167,16 +167,13 @@ def task_output(
     An output cut at HPC_MAX_OUTPUT_BYTES ends with a line saying so.
     """
     out = _OutputWriter(terminal=_stdout_is_terminal())
+    which = cast(Stream, stream)  # (parse_stream ran as the option's parser)
     with api_client() as client:
         if tail is not None:
-            page = client.task_output_tail(
-                job_id, task_id, tail, stream=parse_stream(stream), attempt=attempt
-            )
+            page = client.task_output_tail(job_id, task_id, tail, stream=which, attempt=attempt)
             out.write(page.data)
         else:
-            for page in client.iter_task_output(
-                job_id, task_id, stream=parse_stream(stream), attempt=attempt
-            ):
+            for page in client.iter_task_output(job_id, task_id, stream=which, attempt=attempt):
                 out.write(page.data)
     out.close()
 

@@ -105,9 +105,10 @@ class CosmosUsers(CosmosConnection):
             _same_role(principal, Principal.model_validate(got["body"]).role)
             return str(got["_etag"])
         older = {p.role for _, p in self.list_tokens() if p.name == principal.name}
-        for role in older - {principal.role}:  # tokens from before user documents
+        other = older - {principal.role}  # tokens from before user documents
+        if other:
             self._delete_user(new)
-            _same_role(principal, role)
+            _same_role(principal, min(other))
         return str(new["_etag"])
 
     def _user_doc(self, name: str) -> dict[str, Any] | None:

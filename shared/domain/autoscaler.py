@@ -63,7 +63,7 @@ from shared.domain.growshrink import (
 )
 from shared.domain.models import Task
 from shared.domain.power import OFF_STATES, PowerState
-from shared.domain.states import NodeState
+from shared.domain.states import NODE_COMING, NodeState
 
 # ------------------------------------------------------------------- helpers
 
@@ -365,7 +365,7 @@ _ONLINE, _STARTING, _STOPPING, _DRAINING, _OFFLINE = (
     NodeState.DRAINING,
     NodeState.OFFLINE,
 )
-_CAPPED = frozenset({NodeState.ONLINE, NodeState.STARTING})
+_CAPPED = NODE_COMING
 """Counted against max_nodes when an admin lowered it (Draining, Stopping: on their way down)."""
 _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
 """Not counted toward min_nodes when an idle node may stop (see shrink)."""

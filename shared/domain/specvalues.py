@@ -224,9 +224,7 @@ def iso_time(value: object) -> datetime:
     2026-12-01T14:00:00Z, the basic form 20261201T140000Z, the week form 2026-W49), in UTC
     (naive: UTC already), from 1970 to 9999. ValueError otherwise: :class:`NotATime` for
     text that is no time; a plain one for a value that is not text, or a time out of range."""
-    if isinstance(value, datetime):
-        return utc_time(value)
-    checked = time_text(value)  # a number, or text that is one, is no time
+    checked = time_text(value)  # a number, or text that is one, is no time (a datetime passes)
     if isinstance(checked, datetime):
         return utc_time(checked)
     if not isinstance(checked, str):

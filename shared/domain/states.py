@@ -78,6 +78,8 @@ TASK_ACTIVE: frozenset[TaskState] = frozenset({TaskState.DISPATCHING, TaskState.
 """Task states that hold cores on a node."""
 
 NODE_SCHEDULABLE: frozenset[NodeState] = frozenset({NodeState.ONLINE})
+NODE_COMING: frozenset[NodeState] = frozenset({NodeState.ONLINE, NodeState.STARTING})
+"""Runs, or is about to run, tasks without the autoscaler's help (what maxNodes counts)."""
 
 J, T, N = JobState, TaskState, NodeState
 

@@ -38,7 +38,7 @@ def scaling_of(deps: Deps, groups: Sequence[NodeGroup]) -> dict[str, GroupScalin
     if not managed:
         return {}
     doc = load_doc(deps)
-    memory = AutoscalerState.from_dict(doc).groups
+    memory = AutoscalerState.from_dict({"groups": doc.get("groups", {})}).groups  # (no nodes)
     said: dict[str, Any] = doc.get(SAID_FIELD) or {}
     here = deps.compute.name if deps.compute is not None else None
     out = {}

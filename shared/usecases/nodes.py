@@ -58,8 +58,9 @@ def add_nodes(
     group = group_of(deps, group_name)
     _managed(deps, group)
     assert deps.compute is not None
-    existing = {n.name for n in deps.store.list_nodes()}
-    members = [n for n in deps.store.list_nodes() if group.name in n.groups]
+    nodes = deps.store.list_nodes()
+    existing = {n.name for n in nodes}
+    members = [n for n in nodes if group.name in n.groups]
     if len(members) + count > group.max_nodes:  # maxNodes 0: none (groupsettings)
         raise Conflict(_beyond_max(group, len(members), count))
     prefix, i = _prefix(group.name), 0

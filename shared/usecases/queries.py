@@ -75,7 +75,7 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
     used = used_cores(deps.store.active_tasks())
     groups = deps.store.list_groups()
     capped = pending.capped(groups)
-    scaling = scaling_of(deps, [g for g in groups if g.name not in capped])
+    scaling: dict[str, pending.GroupScaling] | None = None
     now = deps.clock()
     waiting: list[Job] | None = None
     out: dict[tuple[int, int], str] = {}
@@ -86,6 +86,8 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
         if lost is not None:
             reason = pending.still_running(lost)
         if not reason:
+            if scaling is None:  # read once, only if some task waits for nodes or cores
+                scaling = scaling_of(deps, [g for g in groups if g.name not in capped])
             reason = pending.pending_reason(task, nodes, used, capped, scaling, now)
             if reason is not None and reason.startswith("waiting for") and job is not None:
                 if waiting is None:  # read once, only if some task waits for cores

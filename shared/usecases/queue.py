@@ -52,7 +52,7 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
         stored = deps.store.queued_tasks(limit=limit, exclude_jobs=exclude)
         ranges = deps.store.open_ranges(limit=limit, exclude_jobs=exclude)
         new = ({t.job_id for t in stored} | {r.job_id for r in ranges}) - seen
-        room.update(_room(deps, new, running, jobs))
+        room.update(_room(deps, new, running, jobs, now))
         seen |= new
         left = dict(room)
         out, blocked = [], set()
@@ -90,11 +90,10 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
 
 
 def _room(
-    deps: Deps, job_ids: set[int], running: Counter[int], jobs: dict[int, Job]
+    deps: Deps, job_ids: set[int], running: Counter[int], jobs: dict[int, Job], now: datetime
 ) -> dict[int, int | None]:
     """How many tasks each of these jobs may start now; blocked jobs are left out. The jobs
     read are added to ``jobs``."""
-    now = deps.clock()
     found: dict[int, Job] = {}
     for job_id in job_ids:
         try:

@@ -11,7 +11,7 @@ from shared.domain.jobspec import JobSpec
 from shared.domain.models import Job
 from shared.domain.pending import capped as capped_groups
 from shared.domain.pending import capped_only, max_zero
-from shared.domain.states import JobState, NodeState
+from shared.domain.states import NODE_COMING, JobState
 from shared.domain.templates import JobTemplate, apply_template
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases import templates
@@ -56,10 +56,6 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     return job
 
 
-COMING = frozenset({NodeState.ONLINE, NodeState.STARTING})
-"""States of a node that runs, or is about to run, tasks without the autoscaler."""
-
-
 def check_fits(
     deps: Deps,
     spec: JobSpec,
@@ -89,7 +85,7 @@ def check_fits(
             f"{where} has no nodes yet: start agents (hpc up / hpc agent run) or add nodes first"
         )
     capped = capped_groups(groups)
-    if capped_only(spec.node_groups, capped) and not any(n.state in COMING for n in eligible):
+    if capped_only(spec.node_groups, capped) and not any(n.state in NODE_COMING for n in eligible):
         raise InvalidRequest(f"{where} has no Online node, and " + max_zero(spec.node_groups))
     largest = max(n.cores for n in eligible)
     for task in spec.tasks:

@@ -184,10 +184,11 @@ def lose_attempt(
 def held_by_lost(task: Task, now: datetime) -> LostAttempt | None:
     """A lost attempt of ``task`` that may still be running now: its next attempt must not
     start anywhere yet (both could run to their end). None: nothing holds it."""
-    for lost in task.lost:
-        if lost.until is not None and now < lost.until:
-            return lost
-    return None
+    return next((lost for lost in task.lost if _may_run(lost, now)), None)
+
+
+def _may_run(lost: LostAttempt, now: datetime) -> bool:
+    return lost.until is not None and now < lost.until
 
 
 def dispatch(
@@ -264,10 +265,6 @@ def rerun(task: Task, now: datetime) -> TaskChange | None:
     task.incarnation = task.result_attempt = None
     # The user asked for a new run: a late old end must not cut it short; but one that may
     # still run (held_by_lost) still holds the new attempt back, its end no result.
-    task.lost = [
-        x.model_copy(update={"result": False})
-        for x in task.lost
-        if x.until is not None and now < x.until
-    ]
+    task.lost = [x.model_copy(update={"result": False}) for x in task.lost if _may_run(x, now)]
     task.error = task.output = None
     return TaskChange(old, TaskState.QUEUED)
