@@ -162,6 +162,18 @@ def test_dependents_wait_for_every_task_of_the_name_then_run(cp):
     assert cp.get_job(submitted.id).state is JobState.FINISHED
 
 
+def test_a_task_waiting_for_its_prerequisite_says_so_in_a_job_at_its_cap(cp):
+    """maxConcurrent reached is the job's reason, but a task whose prerequisite task has not
+    finished would wait below the cap too: it names the prerequisite (a probe saw the cap)."""
+    register(cp, "n1", cores=8)
+    submitted = cp.submit({**spec(PREP, {**WORK, "sweep": "1-2"}), "maxConcurrent": 1})
+    assert cp.schedule_pass() == 1  # prep runs: the job is at its cap
+    reasons = cp.pending_reasons(cp.list_tasks(submitted.id))
+    assert reasons[(submitted.id, 2)] == "dependency 'prep' not finished (1 task left)"
+    job_reason = cp.job_pending_reasons([cp.get_job(submitted.id)])[submitted.id]
+    assert job_reason == "maxConcurrent 1 reached"
+
+
 def test_a_failed_prerequisite_cancels_its_dependents_with_the_reason(cp):
     n1 = register(cp, "n1", cores=8)
     submitted = cp.submit(spec(PREP, WORK, SUM, {"name": "free", "command": "free"}))

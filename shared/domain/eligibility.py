@@ -30,6 +30,13 @@ def blocked(
     """Why none of the job's queued tasks may start now (None: they may, as cores allow).
     ``prerequisites`` maps each ``dependsOn`` job id to its state (None: it does not exist);
     ``active`` is how many of the job's tasks are Dispatching or Running."""
+    return held_back(job, now=now, prerequisites=prerequisites) or at_cap(job, active)
+
+
+def held_back(
+    job: Job, *, now: datetime, prerequisites: Mapping[int, JobState | None]
+) -> str | None:
+    """A hold or a prerequisite job: what holds the job back whatever its tasks wait for."""
     reason = held(job, now)
     if reason:
         return reason
@@ -40,6 +47,12 @@ def blocked(
         if state in JOB_TERMINAL and job.run_dependents_on_failure:
             continue
         return f"dependency job {dep} not finished ({state.value if state else 'unknown'})"
+    return None
+
+
+def at_cap(job: Job, active: int) -> str | None:
+    """``maxConcurrent`` reached: no more of its tasks may start until one ends. A task that
+    also waits for a prerequisite task says that instead (it would wait below the cap too)."""
     if job.max_concurrent is not None and active >= job.max_concurrent:
         return f"maxConcurrent {job.max_concurrent} reached"
     return None

@@ -60,7 +60,9 @@ def get_task(deps: Deps, job_id: int, task_id: int) -> Task:
 
 def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], str]:
     """Why each queued task of ``tasks`` waits (by (job, task)); other tasks are left out.
-    What holds its job back comes first (a hold, a prerequisite, maxConcurrent)."""
+    What holds its job back comes first (a hold, a prerequisite job), then the task's own
+    prerequisite tasks, then the job's maxConcurrent (a task waiting for a prerequisite task
+    would wait below the cap too)."""
     queued = [t for t in tasks if t.state is TaskState.QUEUED]
     if not queued:
         return {}
@@ -70,7 +72,7 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
             jobs[job_id] = deps.store.get_job(job_id)
         except NotFound:
             continue
-    blocked = _job_blocks(deps, list(jobs.values()))
+    held_back, capped_jobs = _job_blocks(deps, list(jobs.values()))
     nodes = deps.store.list_nodes()
     used = used_cores(deps.store.active_tasks())
     groups = deps.store.list_groups()
@@ -81,7 +83,11 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
     out: dict[tuple[int, int], str] = {}
     for task in queued:
         job = jobs.get(task.job_id)
-        reason = blocked.get(task.job_id) or (job and taskgraph.waiting_for(task, job))
+        reason = (
+            held_back.get(task.job_id)
+            or (job and taskgraph.waiting_for(task, job))
+            or capped_jobs.get(task.job_id)
+        )
         lost = lifecycle.held_by_lost(task, now) if task.lost and not reason else None
         if lost is not None:
             reason = pending.still_running(lost)
@@ -102,7 +108,8 @@ def job_pending_reasons(deps: Deps, jobs: Iterable[Job]) -> dict[int, str]:
     """Why each job that still has queued tasks waits: what holds the job back, else the
     reason of its first queued task."""
     jobs = [j for j in jobs if j.state in (JobState.QUEUED, JobState.RUNNING)]
-    blocked = _job_blocks(deps, jobs)
+    held_back, capped_jobs = _job_blocks(deps, jobs)
+    blocked = {**capped_jobs, **held_back}
     firsts = []
     for job in jobs:
         if job.id not in blocked and job.task_counts.get(TaskState.QUEUED):
@@ -112,19 +119,24 @@ def job_pending_reasons(deps: Deps, jobs: Iterable[Job]) -> dict[int, str]:
     return {**reasons, **blocked}
 
 
-def _job_blocks(deps: Deps, jobs: Sequence[Job]) -> dict[int, str]:
+def _job_blocks(deps: Deps, jobs: Sequence[Job]) -> tuple[dict[int, str], dict[int, str]]:
+    """What holds each job back (a hold, a prerequisite job), and which jobs are at their
+    ``maxConcurrent`` (:mod:`shared.domain.eligibility`), each by job id."""
     now = deps.clock()
     states = job_states(deps, {d for j in jobs for d in j.depends_on})
     active: dict[int, int] = {}
     if any(j.max_concurrent for j in jobs):
         for task in deps.store.active_tasks():
             active[task.job_id] = active.get(task.job_id, 0) + 1
-    out = {}
+    held_back, capped = {}, {}
     for job in jobs:
-        why = eligibility.blocked(job, now=now, prerequisites=states, active=active.get(job.id, 0))
+        why = eligibility.held_back(job, now=now, prerequisites=states)
         if why is not None:
-            out[job.id] = why
-    return out
+            held_back[job.id] = why
+        cap = eligibility.at_cap(job, active.get(job.id, 0))
+        if cap is not None:
+            capped[job.id] = cap
+    return held_back, capped
 
 
 def job_states(deps: Deps, ids: set[int]) -> dict[int, JobState | None]:
