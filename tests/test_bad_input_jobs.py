@@ -338,3 +338,27 @@ def test_a_page_larger_than_the_most_one_request_returns_is_400(api, path, most)
     assert f"limit must be at most {most}" in r.json()["error"]
     assert "pages" in r.json()["error"]
     assert api.get(path, params={"limit": most}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        (
+            {"nodegroups": ["OnPremNodes"], "tasks": [{"command": "x", "workdir": "/tmp"}]},
+            "tasks.0.workdir: unknown field; did you mean workDir?; "
+            "nodegroups: unknown field; did you mean nodeGroups?",
+        ),
+        (
+            {"command": "x", "run_time_limit": 5},
+            "run_time_limit: unknown field; did you mean runtimeLimit?",
+        ),
+        ({"command": "x", "maxRetires": 1}, "maxRetires: unknown field; did you mean maxRetries?"),
+        ({"command": "x", "colour": 1}, "colour: unknown field"),
+    ],
+)
+def test_an_unknown_field_names_the_field_meant(api, spec, said):
+    """Found by a newcomer probe: ``workdir`` and ``nodegroups`` got pydantic's "Extra inputs
+    are not permitted", with no word of workDir and nodeGroups."""
+    r = api.post("/api/jobs", json=spec)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == f"invalid job spec: {said}"

@@ -136,7 +136,7 @@ def test_no_template_changes_nothing_and_records_none():
         ({"name": "bad name"}, "name: use letters, digits"),
         ({"name": "T", "maxCores": 0}, "maxCores: Input should be greater than or equal to 1"),
         ({"name": "T", "priority": "Urgent"}, "priority 'Urgent' is not one of"),
-        ({"name": "T", "maxCores": 2, "corse": 1}, "corse: Extra inputs are not permitted"),
+        ({"name": "T", "maxCores": 2, "corse": 1}, "corse: unknown field"),
         (
             {"name": "T", "priority": 3000, "maxPriority": 2000},
             "default priority 3000 is above maxPriority 2000",

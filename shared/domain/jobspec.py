@@ -26,6 +26,7 @@ from shared.domain import taskgraph
 from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.models import PRIORITY_NAMES, Job, Task, TaskRange
 from shared.domain.outputpaths import check_output_path
+from shared.domain.specerrors import describe, known_fields
 from shared.domain.specvalues import (
     GroupName,
     JobRef,
@@ -33,7 +34,6 @@ from shared.domain.specvalues import (
     StrictInt,
     Sweep,
     check_env_name,
-    cut,
     iso_time,
     priority_value,
     quoted,
@@ -46,6 +46,7 @@ from shared.errors import InvalidRequest
 
 __all__ = [
     "JobSpec",
+    "describe",
     "Sweep",
     "TaskSpec",
     "check_env_name",
@@ -138,7 +139,7 @@ class TaskSpec(_Spec):
             try:
                 return CoreRange.model_validate(v)
             except ValidationError as e:
-                raise ValueError(describe(e).replace("body: ", "")) from None
+                raise ValueError(describe(e, spec_fields()).replace("body: ", "")) from None
         if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096:
             return v
         raise ValueError(f'cores is a number 1-4096 or {{"min": N, "max": M}}, got {shown_json(v)}')
@@ -283,7 +284,7 @@ class JobSpec(_Spec):
         try:
             spec = cls.model_validate(data)
         except ValidationError as e:
-            raise InvalidRequest("invalid job spec: " + describe(e)) from None
+            raise InvalidRequest("invalid job spec: " + describe(e, spec_fields())) from None
         if now is not None and spec.hold_until is not None and spec.hold_until <= now:
             raise InvalidRequest(
                 f"invalid job spec: holdUntil {spec.hold_until:%Y-%m-%d %H:%M:%S} UTC is in "
@@ -367,20 +368,6 @@ class JobSpec(_Spec):
         return sorted(tasks, key=lambda t: t.id)
 
 
-_TAKES = {
-    "int_type": "must be a whole number (a JSON integer, not text, true or 8.0)",
-    "bool_type": "must be true or false",
-}
-"""What a strict field takes, said with what it got (pydantic says only "a valid integer")."""
-
-
-def describe(error: ValidationError) -> str:
-    """pydantic errors as ``field.path: message; ...`` with camelCase paths."""
-    parts = []
-    for err in error.errors():
-        loc = cut(".".join(str(p) for p in err["loc"]) or "body")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] in _TAKES:
-            msg = f"{_TAKES[err['type']]}, got {shown_json(err['input'])}"
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
+def spec_fields() -> list[str]:
+    """Every field name a job spec takes, at any level (for "did you mean")."""
+    return known_fields(JobSpec, TaskSpec, CoreRange)

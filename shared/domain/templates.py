@@ -29,8 +29,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from shared.domain.durations import MAX_LIMIT_S, format_duration
-from shared.domain.jobspec import JobSpec, TaskSpec, describe, priority_value
+from shared.domain.jobspec import JobSpec, TaskSpec, priority_value
 from shared.domain.models import PRIORITY_NAMES
+from shared.domain.specerrors import describe, known_fields
 from shared.domain.specvalues import MAX_GROUP_NAME, StrictInt, cut, quoted
 from shared.errors import InvalidRequest
 
@@ -147,7 +148,9 @@ class JobTemplate(BaseModel):
         try:
             return cls.model_validate(data, context=_NEW)
         except ValidationError as e:
-            raise InvalidRequest("invalid template: " + describe(e)) from None
+            raise InvalidRequest(
+                "invalid template: " + describe(e, known_fields(JobTemplate))
+            ) from None
 
     @property
     def key(self) -> str:

@@ -1,0 +1,51 @@
+"""pydantic's validation errors as users of the API read them: ``field.path: what to fix``,
+with camelCase paths, what a strict field takes, and for an unknown field the known one it
+was probably meant to be (a probe wrote ``workdir`` and ``nodegroups`` and was told only
+"Extra inputs are not permitted"). Pure."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from shared.domain.specvalues import cut, shown_json
+
+_TAKES = {
+    "int_type": "must be a whole number (a JSON integer, not text, true or 8.0)",
+    "bool_type": "must be true or false",
+}
+"""What a strict field takes, said with what it got (pydantic says only "a valid integer")."""
+
+
+def known_fields(*models: type[BaseModel]) -> list[str]:
+    """The JSON names (aliases) of the models' fields, for :func:`describe`'s suggestions."""
+    return sorted({f.alias or name for m in models for name, f in m.model_fields.items()})
+
+
+def describe(error: ValidationError, fields: Iterable[str] = ()) -> str:
+    """pydantic errors as ``field.path: message; ...`` with camelCase paths; an unknown
+    field names the one of ``fields`` it is closest to, if any is close."""
+    known = list(fields)
+    parts = []
+    for err in error.errors():
+        loc = cut(".".join(str(p) for p in err["loc"]) or "body")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] in _TAKES:
+            msg = f"{_TAKES[err['type']]}, got {shown_json(err['input'])}"
+        elif err["type"] == "extra_forbidden" and err["loc"]:
+            msg = unknown_field(str(err["loc"][-1]), known)
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+def unknown_field(name: str, known: list[str]) -> str:
+    """ "unknown field", and the known field meant: the same name in another case or with
+    underscores (``workdir``, ``work_dir``: workDir), else a close spelling."""
+    folded = {k.lower(): k for k in known}
+    meant = folded.get(name.replace("_", "").replace("-", "").lower())
+    if meant is None:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        meant = close[0] if close else None
+    return f"unknown field; did you mean {meant}?" if meant else "unknown field"
