@@ -6,7 +6,8 @@ stops (drain first while tasks run), drains or takes a node offline; ``DELETE
 /api/nodes/{name}`` removes an Offline node; ``POST /api/nodegroups`` creates a group,
 ``PATCH /api/nodegroups/{name}`` changes its settings (the AutoGrowShrink parameters,
 ``idlePolicy`` and ``bootDelayS`` among them: bad text is a 422 naming the accepted
-forms); ``GET /api/autoscale/log`` tells why the autoscaler did what it did.
+forms), ``DELETE /api/nodegroups/{name}`` deletes one with no nodes and no Queued or
+Running job; ``GET /api/autoscale/log`` tells why the autoscaler did what it did.
 """
 
 from __future__ import annotations
@@ -111,7 +112,12 @@ def node_action(req: func.HttpRequest, principal: Principal) -> Any:
     # a refusal because of the node's state says it ("state"): `hpc node start --group G`
     # goes on past a node already as the action leaves it by that field, not by the words
     done = control().node_action(action, [req.route_params.get("name", "")])
-    return {"nodes": [_node(n) for n in done]}
+    answer: dict[str, Any] = {"nodes": [_node(n) for n in done]}
+    if action == "stop":  # the autoscaler would start it again for its group's minNodes
+        warnings = control().stop_warnings([n for n in done if isinstance(n, Node)])
+        if warnings:
+            answer["warnings"] = warnings
+    return answer
 
 
 @bp.route(route="nodes/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -165,6 +171,17 @@ def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
         raise InvalidRequest("a node group's name cannot change: create a group of that name")
     group = control().set_group(req.route_params.get("name", ""), **settings)
     return _group(group)
+
+
+@bp.route(route="nodegroups/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def delete_node_group(req: func.HttpRequest, principal: Principal) -> Any:
+    """204 when deleted; 409 while nodes are in it or Queued/Running jobs name it (the body
+    says which: ``nodes``, ``jobs``), and for a default group; 404 for an unknown name."""
+    check_admin(principal, "delete node groups")
+    no_body(req)
+    control().delete_group(req.route_params.get("name", ""))
+    return func.HttpResponse(status_code=204)
 
 
 @bp.route(route="autoscale/log", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -160,6 +160,10 @@ class ApiClient(OutputRoutes):
     def set_node_group(self, name: str, **settings: Any) -> dict[str, Any]:
         return self._json("PATCH", f"nodegroups/{segment(name, 'node group name')}", json=settings)
 
+    def delete_node_group(self, name: str) -> None:
+        """204: nothing to decode."""
+        self._send("DELETE", f"nodegroups/{segment(name, 'node group name')}")
+
     def add_user(self, name: str, role: str) -> dict[str, Any]:
         """``{"name", "role", "tokens", "token"}``: the new token, shown this once."""
         return self._json("POST", "users", json={"name": name, "role": role})

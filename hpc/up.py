@@ -36,12 +36,13 @@ import signal
 import socket
 from importlib.util import find_spec
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from hpc.client import ApiClient
+from hpc.client_http import ApiError
 from hpc.errors import CliError
 from hpc.render import nodes_table
 from hpc.text import cell, safe
@@ -108,18 +109,69 @@ def hold_home(home: Path, port: int) -> IO[str]:
 
 
 def _add_local_azure_nodes(client: ApiClient, count: int, cores: int, console: Console) -> None:
-    """AzureNodes on the local provider: ``count`` VMs (agent processes once started), Offline,
-    for the autoscaler (or ``hpc node start``) to start when work needs them."""
-    client.set_node_group(
-        AZURE_GROUP, provider="local", maxNodes=count, nodeCores=cores, minNodes=0
-    )
-    have = [n for n in client.list_nodes().get("nodes", []) if AZURE_GROUP in n["groups"]]
+    """AzureNodes on the local provider with at least ``count`` VMs (agent processes once
+    started), Offline until the autoscaler (or ``hpc node start``) starts them.
+
+    The group's settings are set once, when the group is still as the store made it
+    (on-prem, no nodes): a restart leaves an admin's ``hpc nodegroup set AzureNodes --max 4``
+    and added nodes as they are (a probe found max set back to 2 under 3 nodes, and
+    ``hpc node add`` then refused). Later starts only raise maxNodes to fit ``count``, never
+    lower it. With ``count`` 0 the group is still made local (maxNodes 0), so that
+    ``hpc node add --group AzureNodes`` works once an admin raises its max."""
+    group = _azure_group(client)
+    have = _members(client, group["name"])
+    if group.get("provider") is None:
+        if have:  # on-prem nodes joined it: its provider changes only while it has none
+            console.log(
+                f"group {group['name']} is on-prem with {len(have)} node(s): left as it is "
+                f"(no local VMs added; hpc nodegroup set {group['name']} --provider local once "
+                "it has no nodes)"
+            )
+            return
+        try:
+            group = client.set_node_group(
+                group["name"], provider="local", maxNodes=count, nodeCores=cores, minNodes=0
+            )
+        except ApiError as e:  # e.g. HPC_COMPUTE is not local here: the cluster runs on
+            if e.status != 422:
+                raise
+            console.log(f"group {group['name']} left on-prem: {safe(e.message)}")
+            return
+    elif group.get("provider") != "local":
+        console.log(f"group {group['name']} is managed by {group.get('provider')}: left as it is")
+        return
+    elif len(have) < count and int(group.get("maxNodes") or 0) < count:
+        group = client.set_node_group(group["name"], maxNodes=count)  # raised, never lowered
     if len(have) < count:
-        client.add_nodes(AZURE_GROUP, count - len(have), cores=cores)
+        client.add_nodes(group["name"], count - len(have))  # of the group's nodeCores
+        have = _members(client, group["name"])
+    most = group.get("maxNodes")
+    if not have:
+        console.log(
+            f"group {group['name']}: no nodes on the local provider (maxNodes {most}); add some "
+            f"with hpc nodegroup set {group['name']} --max N and hpc node add --group "
+            f"{group['name']} --count N"
+        )
+        return
+    sizes = sorted({int(n.get("cores") or 0) for n in have})
+    each = " or ".join(str(c) for c in sizes)
     console.log(
-        f"group {AZURE_GROUP}: {count} node(s) of {cores} core(s) on the local provider, "
-        "Offline until the autoscaler starts them"
+        f"group {group['name']}: {len(have)} node(s) of {each} core(s) on the local provider "
+        f"(maxNodes {most}), started by the autoscaler when work needs them"
     )
+
+
+def _azure_group(client: ApiClient) -> dict[str, Any]:
+    """The AzureNodes group as the API lists it (names match whatever their case)."""
+    groups = client.list_node_groups().get("groups", [])
+    found = next((g for g in groups if str(g.get("name")).lower() == AZURE_GROUP.lower()), None)
+    if found is None:  # a default group: every store creates it
+        raise CliError(f"the control plane has no node group {AZURE_GROUP}")
+    return dict(found)
+
+
+def _members(client: ApiClient, group: str) -> list[dict[str, Any]]:
+    return [n for n in client.list_nodes().get("nodes", []) if group in n.get("groups", [])]
 
 
 def _summary(cluster: ClusterProcesses, token_path: Path) -> Table:
@@ -218,8 +270,7 @@ def run_up(
         with ApiClient(cluster.url, token=token, settings=settings) as client:
             cluster.start_agents(nodes, cores)
             online = cluster.wait_online(client)
-            if azure_nodes:
-                _add_local_azure_nodes(client, azure_nodes, cores, console)
+            _add_local_azure_nodes(client, azure_nodes, cores, console)
         if stopper.stop.is_set():
             return 0
 

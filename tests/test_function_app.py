@@ -35,6 +35,7 @@ EXPECTED_HTTP = {
     "set_node": ("nodes/{name}", ["PATCH"]),
     "create_node_group": ("nodegroups", ["POST"]),
     "set_node_group": ("nodegroups/{name}", ["PATCH"]),
+    "delete_node_group": ("nodegroups/{name}", ["DELETE"]),
     "autoscale_log": ("autoscale/log", ["GET"]),
     "list_tasks": ("jobs/{id}/tasks", ["GET"]),
     "get_task": ("jobs/{id}/tasks/{taskId}", ["GET"]),

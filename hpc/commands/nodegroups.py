@@ -1,4 +1,4 @@
-"""``hpc nodegroup``: list, create and tune node groups (and their autoscaling)."""
+"""``hpc nodegroup``: list, create, tune and delete node groups (and their autoscaling)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from rich.table import Table
 from hpc.common import JsonOption, api_client, print_json, stdout_console
 from hpc.errors import CliError
 from hpc.render import _cells, dash
+from hpc.text import one_line
+from shared.domain.groupsettings import ONPREM
 from shared.domain.idlepolicy import GROUP_FORMS, group_idle_policy
 
-app = typer.Typer(help="List, create and tune node groups.", no_args_is_help=True)
+app = typer.Typer(help="List, create, tune and delete node groups.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -82,7 +84,10 @@ def _seconds(text: str) -> float:
 def group_create(
     name: Annotated[str, typer.Argument(help="The new group's name.")],
     provider: Annotated[
-        str | None, typer.Option(help="Make it managed by this provider (local, azure).")
+        str | None,
+        typer.Option(
+            help="Make it managed by this provider (local, azure), or onprem (the default)."
+        ),
     ] = None,
     description: Annotated[str | None, typer.Option(help="What the group is.")] = None,
     min_nodes: Annotated[
@@ -95,6 +100,8 @@ def group_create(
 ) -> None:
     """Create a node group (refused if one exists whose name differs only by case). A
     managed group's --max bounds its nodes: 0, the default, lets it have none."""
+    if provider is not None and provider.lower() == ONPREM:
+        provider = None  # as set's: no provider, on-prem nodes (also the default)
     settings = _settings(
         provider=provider, description=description, minNodes=min_nodes, maxNodes=max_nodes
     )
@@ -194,7 +201,7 @@ def group_set(
             raise CliError(f"--idle-policy: {exc}", exit_code=2) from None
     if boot_delay is not None and boot_delay <= 0:
         raise CliError("--boot-delay must be more than 0 seconds", exit_code=2)
-    if provider is not None and provider.lower() == "onprem":
+    if provider is not None and provider.lower() == ONPREM:
         settings["provider"] = None  # JSON null: its nodes are on-prem machines
     settings = {k: None if v is _DEFAULT else v for k, v in settings.items()}
     if not settings:
@@ -209,3 +216,13 @@ def group_set(
         f"max {dash(group.get('maxNodes'))}, provider {dash(group.get('provider'))}, "
         f"idle policy {dash(group.get('idlePolicy'))} (boot delay {dash(group.get('bootDelayS'))} s)"
     )
+
+
+@app.command("delete")
+def group_delete(name: Annotated[str, typer.Argument(help="The group.")]) -> None:
+    """Delete a node group (admin; the name matches whatever its case). Refused while it has
+    nodes (move them: hpc node set NAME --group G, or hpc node remove them) or Queued or
+    Running jobs name it, and for the default groups OnPremNodes and AzureNodes."""
+    with api_client() as client:
+        client.delete_node_group(name)
+    stdout_console().print(f"node group {one_line(name)} deleted")

@@ -150,6 +150,9 @@ def _act(action: str, names: list[str] | None, groups: list[str] | None, *, said
                     if node.get("provider") == "onprem" and node.get("state") == "Starting":
                         line.append(f" ({one_line(node.get('stateReason'))})")  # its agent's turn
                     stdout_console().print(line)
+            for warning in result.get("warnings", []) if isinstance(result, dict) else []:
+                # e.g. the autoscaler will start a stopped node again for its group's minNodes
+                stderr_console().print(Text(f"warning: {one_line(warning)}"), soft_wrap=True)
         if refused:
             raise CliError(f"{len(refused)} of {len(targets)} node(s) not {_done(said)}")
 
@@ -228,7 +231,10 @@ def node_online(names: Names = None, group: Group = None) -> None:
 
 @app.command("stop")
 def node_stop(names: Names = None, group: Group = None) -> None:
-    """Stop nodes: running tasks finish first (Draining), then the VM is deallocated."""
+    """Stop nodes: running tasks finish first (Draining), then the VM is deallocated.
+
+    A managed node its group's minNodes needs is started again by the autoscaler (a
+    warning says so): hpc node offline holds it stopped, or lower the group's --min."""
     _act("stop", names, group)
 
 

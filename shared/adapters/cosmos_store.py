@@ -163,6 +163,25 @@ class CosmosStore(CosmosJobs, CosmosUsers, Store):
         old = legacy if legacy != docs.named_id("group", group.name) else None
         self._put("group", group.name, group, legacy_id=old)
 
+    def delete_group(self, group: NodeGroup) -> None:
+        """By its case-folded id, or the spelt id older code stored it under."""
+        if group.etag is None:
+            raise Conflict(f"node group {group.name!r} has no etag: read it before deleting it")
+        spelt = docs.cluster_id("group", group.name)
+        for doc_id in dict.fromkeys((docs.named_id("group", group.name), spelt)):
+            try:
+                self._cluster.delete_item(
+                    doc_id, partition_key=docs.cluster_pk("group", doc_id), etag=group.etag,
+                    match_condition=MatchConditions.IfNotModified, response_hook=self._hook,
+                )  # fmt: skip
+                return
+            except CosmosHttpResponseError as error:
+                if error.status_code == 412:
+                    raise docs.conflict(group, 412) from None
+                if not docs.is_missing(error):
+                    raise
+        raise NotFound(f"node group {group.name!r} does not exist")
+
     def get_meta(self, key: str) -> Meta:
         return self._get_named("meta", key, Meta)
 

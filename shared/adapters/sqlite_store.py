@@ -87,6 +87,19 @@ class SqliteStore(SqliteJobs, Store):
     def put_group(self, group: NodeGroup) -> None:
         self._put("groups", "node group", group.name, group, folded=True)
 
+    def delete_group(self, group: NodeGroup) -> None:
+        with self._transaction() as con:
+            cur = con.execute(
+                "DELETE FROM groups WHERE name = ? AND etag = ?", (group.name, group.etag)
+            )
+            if cur.rowcount != 1:
+                if not _row_exists(con, "SELECT 1 FROM groups WHERE name = ?", (group.name,)):
+                    raise NotFound(f"node group {group.name!r} does not exist")
+                raise _stale(
+                    con, f"node group {group.name!r}", "groups WHERE name = ?", (group.name,),
+                    group.etag,
+                )  # fmt: skip
+
     def _put(
         self, table: str, kind: str, name: str, record: Record, *, folded: bool = False
     ) -> None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
+from shared.domain import autoscaler_notes
 from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them here too
     ClusterView,
     Decision,
@@ -238,26 +239,17 @@ class _Run:
             if wanted <= 0:
                 continue
             if memory.backoff_until is not None and self.now < memory.backoff_until:
-                self.notes.append(
-                    Note(
-                        group,
-                        f"wants {wanted} nodes but backs off until "
-                        f"{memory.backoff_until:%H:%M:%S} after: {memory.last_failure}",
-                    )
-                )
+                words = autoscaler_notes.backoff(wanted, memory.backoff_until, memory.last_failure)
+                self.notes.append(Note(group, words))
                 continue
             offline.sort(key=_name)
             count = min(wanted, max(0, gp.max_nodes - up), len(offline), starts_left)
             if count < wanted:
-                self.notes.append(
-                    Note(
-                        group,
-                        f"wants {wanted} nodes, starts {count} (max_nodes {gp.max_nodes}, "
-                        f"{len(offline)} Offline"
-                        + (f" and {held} held by an admin" if held else "")
-                        + f", {starts_left} starts left this run)",
-                    )
-                )
+                short = autoscaler_notes.Shortfall(
+                    group, wanted, count, gp.max_nodes, len(self.members(group)),
+                    len(offline), held, starts_left,
+                )  # fmt: skip
+                self.notes.append(Note(group, short.text()))
             floor = f"{group} is below its min_nodes {gp.min_nodes}"
             why = floor
             if need:

@@ -27,6 +27,9 @@ MAX_COUNT = 100_000
 """Nodes in a group, tasks per unit of demand, grow threshold: far above any cluster's."""
 PROVIDERS = ("local", "azure")
 """The compute providers (shared/wiring.py builds one from HPC_COMPUTE)."""
+ONPREM = "onprem"
+"""A group's provider for on-prem nodes as the CLI and the API also take it (any case): the
+same as null, no provider (``Node.provider`` says ``onprem`` for such a node)."""
 MAX_CORES = 1_000_000
 """The agent's own bound on a node's cores (shared.domain.messages.Cores)."""
 
@@ -79,6 +82,8 @@ def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | N
     a provider that does not exist."""
     check_setting_names(settings)
     for key, value in settings.items():
+        if key == "provider" and isinstance(value, str) and value.lower() == ONPREM:
+            value = None  # the CLI's word for on-prem (hpc nodegroup create | set)
         setattr(group, key, _checked(api_name(key), GROUP_SETTINGS[key], value))
     problem = vm_size_problem(group.size) if settings.get("size") is not None else None
     if problem:
@@ -89,7 +94,7 @@ def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | N
         raise InvalidRequest(
             f"provider {cut(repr(named))} is not this cluster's compute provider "
             f"({hint}; HPC_COMPUTE): give {provider or 'one of ' + ', '.join(PROVIDERS)}, "
-            "or null for on-prem nodes"
+            f"or {ONPREM} (JSON null) for on-prem nodes"
         )
 
 

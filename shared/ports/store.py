@@ -274,6 +274,12 @@ class Store(ABC):
         a create is a Conflict if a group of the name in any spelling exists, atomically (of
         concurrent creates of ``Rg0`` and ``rG0`` one wins, the others get Conflict)."""
 
+    @abstractmethod
+    def delete_group(self, group: NodeGroup) -> None:
+        """Delete the group as read (etag must match: Conflict if it changed since, NotFound
+        if it is gone). Its nodes and jobs are the caller's to check first; once deleted, a
+        group of the name in any spelling may be created again."""
+
     # --- meta -------------------------------------------------------------
 
     @abstractmethod

@@ -267,6 +267,19 @@ def read_log(deps: Deps, *, group: str | None = None, limit: int = 200) -> list[
     except NotFound:
         return []
     if group:
-        entries = [e for e in entries if (e.get("group") or "").lower() == group.lower()
-                   or (e.get("action") == "note" and group.lower() in str(e.get("reason")).lower())]  # fmt: skip
+        wanted = group.casefold()
+        entries = [e for e in entries if _group_of(e).casefold() == wanted]
     return entries[-limit:]
+
+
+def _group_of(entry: dict[str, Any]) -> str:
+    """The group an entry is about: its own field. Notes logged before notes carried their
+    group (``"group": null``) name it first in their text (``"AzureNodes: wants ..."``);
+    a substring match made ``--group Z`` list every note with a z in it."""
+    group = entry.get("group")
+    if group:
+        return str(group)
+    if entry.get("action") == "note":
+        head, sep, _ = str(entry.get("reason") or "").partition(": ")
+        return head if sep else ""
+    return ""

@@ -177,11 +177,19 @@ class ControlPlane:
         do = actions[action]
         return list(do(self.deps, names))
 
+    def stop_warnings(self, stopped: Sequence[Node]) -> list[str]:
+        """What the autoscaler will undo of an admin's stop (a group's minNodes)."""
+        return nodes.stop_warnings(self.deps, stopped)
+
     def create_group(self, name: str, **settings: Any) -> NodeGroup:
         return nodegroups.create_group(self.deps, name, **settings)
 
     def set_group(self, name: str, **settings: Any) -> NodeGroup:
         return nodegroups.set_group(self.deps, name, **settings)
+
+    def delete_group(self, name: str) -> str:
+        """The deleted group's name as it was stored."""
+        return nodegroups.delete_group(self.deps, name)
 
     def autoscale(self) -> None:
         autoscale.run(self.deps)

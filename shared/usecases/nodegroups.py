@@ -1,18 +1,24 @@
-"""Node groups: create one and change its settings (``hpc nodegroup create | set``); find
-the group a name means, whatever its case. Apart from :mod:`shared.usecases.nodes`, which
-adds, starts, stops and removes the nodes themselves."""
+"""Node groups: create one, change its settings and delete it (``hpc nodegroup create | set |
+delete``); find the group a name means, whatever its case. Apart from
+:mod:`shared.usecases.nodes`, which adds, starts, stops and removes the nodes themselves."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from shared.domain.cluster import NodeGroup
+from shared.domain.cluster import DEFAULT_GROUPS, NodeGroup
 from shared.domain.groupnames import canonical_group
 from shared.domain.groupsettings import apply_settings, check_bounds
-from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.domain.states import JobState
+from shared.errors import Conflict, InvalidRequest, NotFound, Refused
+from shared.usecases.autoscale_memory import SAID_FIELD, STATE_KEY
 from shared.usecases.deps import Deps
-from shared.usecases.idle_policy import check_group
+from shared.usecases.idle_policy import MEMORY_FIELD, check_group
+
+SHOWN = 5
+"""Nodes or jobs a refused delete names (then "and N more")."""
+JOB_PAGE = 1000
 
 
 def group_of(deps: Deps, name: str) -> NodeGroup:
@@ -81,3 +87,83 @@ def _apply(deps: Deps, group: NodeGroup, settings: dict[str, Any]) -> None:
     apply_settings(group, settings, provider)
     check_group(group)
     check_bounds(group, settings, provider)
+
+
+def delete_group(deps: Deps, name: str) -> str:
+    """Delete a group with no nodes that no Queued or Running job names (a typo'd ``hpc agent
+    run --group OnPremNode`` made one for good before); the name it had. Refused (409,
+    saying what to do) otherwise, and for the default groups, which every store open
+    creates again. The autoscaler's memory of it goes too."""
+
+    def attempt() -> str:
+        group = group_of(deps, name)  # NotFound: 404
+        if group.name in {g.name for g in DEFAULT_GROUPS}:
+            raise Refused(
+                f"node group {group.name} is one of the cluster's default groups (as in HPC "
+                "Pack): it cannot be deleted; give it no nodes instead"
+            )
+        members = [n.name for n in deps.store.list_nodes() if group.name in n.groups]
+        if members:
+            raise Refused(
+                f"node group {group.name} has {len(members)} node(s) ({_some(members)}): move "
+                f"them to another group (hpc node set NAME --group G) or remove them (hpc node "
+                "remove NAME) first",
+                nodes=members,
+            )
+        jobs = _jobs_naming(deps, group.name)
+        if jobs:
+            raise Refused(
+                f"node group {group.name} is named by {len(jobs)} Queued or Running job(s) "
+                f"({_some([str(j) for j in jobs])}): wait for them to end, or cancel them "
+                "(hpc job cancel ID) first",
+                jobs=jobs,
+            )
+        deps.store.delete_group(group)  # Conflict if it changed meanwhile: tried again
+        return group.name
+
+    deleted = deps.retry(attempt)
+    deps.retry(_forget, deps, deleted)
+    return deleted
+
+
+def _some(names: list[str]) -> str:
+    more = len(names) - SHOWN
+    return ", ".join(names[:SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
+def _jobs_naming(deps: Deps, group: str) -> list[int]:
+    """The ids of the Queued and Running jobs whose node groups include ``group``."""
+    found: list[int] = []
+    before: int | None = None
+    states = (JobState.QUEUED, JobState.RUNNING)
+    while True:
+        page = deps.store.list_jobs(states=states, limit=JOB_PAGE, before=before)
+        folded = group.casefold()
+        found += [j.id for j in page if any(g.casefold() == folded for g in j.node_groups)]
+        if len(page) < JOB_PAGE:
+            return sorted(found)
+        before = page[-1].id
+
+
+def _forget(deps: Deps, group: str) -> None:
+    """Drop the autoscaler's memory of a deleted group (backoff, last grow, what it said,
+    its idle policy's forecast), so a group created later under the name starts afresh.
+    Harmless if a run writes it back meanwhile: the autoscaler decides, and the pending
+    reasons read, only for groups that exist."""
+    try:
+        meta = deps.store.get_meta(STATE_KEY)
+    except NotFound:
+        return
+    data = meta.data
+    places = [
+        data.get("groups"),
+        data.get(SAID_FIELD),
+        (data.get(MEMORY_FIELD) or {}).get("groups"),
+    ]
+    changed = False
+    for place in places:
+        if isinstance(place, dict) and group in place:
+            del place[group]
+            changed = True
+    if changed:
+        deps.store.put_meta(meta)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from shared.domain import lifecycle, ownership
+from shared.domain.autoscaler_notes import restart_warning
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
@@ -181,6 +182,18 @@ def stop_nodes(
         else:
             out.append(stop_node(deps, node, reason=reason))
     return out
+
+
+def stop_warnings(deps: Deps, stopped: Iterable[Node]) -> list[str]:
+    """For each managed node an admin stopped that the autoscaler will start again to keep
+    its group's minNodes, a line saying so and how to keep it stopped."""
+    provider = deps.compute.name if deps.compute is not None else None
+    vms = [n for n in stopped if ownership.is_managed(n)]
+    if provider is None or not vms:
+        return []
+    groups, nodes = deps.store.list_groups(), deps.store.list_nodes()
+    found = (restart_warning(n, groups, nodes, provider) for n in vms)
+    return [w for w in found if w is not None]
 
 
 def stop_node(deps: Deps, node: Node, *, reason: str) -> Node:

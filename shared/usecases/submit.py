@@ -81,9 +81,7 @@ def check_fits(
     eligible = [n for n in nodes if not wanted or wanted & set(n.groups)]
     where = f"node group(s) {', '.join(spec.node_groups)}" if wanted else "the cluster"
     if not eligible:
-        raise InvalidRequest(
-            f"{where} has no nodes yet: start agents (hpc up / hpc agent run) or add nodes first"
-        )
+        raise InvalidRequest(f"{where} has no nodes yet: {_how_to_add(spec.node_groups, groups)}")
     capped = capped_groups(groups)
     if capped_only(spec.node_groups, capped) and not any(n.state in NODE_COMING for n in eligible):
         raise InvalidRequest(f"{where} has no Online node, and " + max_zero(spec.node_groups))
@@ -101,3 +99,16 @@ def check_fits(
                 f"a task asks for {task.nodes} nodes with {cores} cores each but {where} "
                 f"has {big} such node(s); ask for at most {big} nodes"
             )
+
+
+def _how_to_add(names: Sequence[str], groups: Sequence[NodeGroup]) -> str:
+    """How the groups a job names get nodes: a managed group's are VMs ``hpc node add``
+    creates (an agent naming it is refused), an on-prem group's join by their agents."""
+    managed = {g.name for g in groups if g.provider}
+    vms = [n for n in names if n in managed]
+    agents = [n for n in names if n not in managed]
+    ways = [f"hpc node add --group {n} --count N" for n in vms[:3]]
+    if agents or not names:
+        group = f" --group {agents[0]}" if agents else ""
+        ways.append(f"start agents (hpc up / hpc agent run{group})")
+    return "add them first: " + "; or ".join(ways)

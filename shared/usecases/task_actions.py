@@ -72,6 +72,11 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
         if job.state is JobState.CANCELING:
             raise Refused(f"job {job_id} is being canceled; requeue it once it is Canceled")
         if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
+            if task.state not in (TaskState.FAILED, TaskState.CANCELED):  # the task's own state
+                raise Refused(
+                    f"task {job_id}.{task_id} is {task.state} (its job {job_id} is "
+                    f"{job.state}); only a Failed or Canceled task can be requeued"
+                )
             raise Refused(f"job {job_id} is {job.state}; nothing of it can run again")
         if task.state in (TaskState.FAILED, TaskState.CANCELED):
             doomed = prerequisite_refusal(deps, job)  # the job requeue is refused too

@@ -1,0 +1,110 @@
+"""The words of the autoscaler's grow notes (:mod:`shared.domain.autoscaler`): why a group
+that wants nodes starts fewer, and what an admin can do about it; and the warning an
+admin's stop gets when the autoscaler would undo it (:func:`restart_warning`).
+
+Pure. Apart from the policy so that its rules stay readable (and its module short); a
+note is what ``hpc autoscale log`` and a waiting task's pending reason show, so it says
+what to do, not only what happened (a probe found "wants 1 nodes, starts 0" logged every
+run for a group with no nodes, and no hint that nodes had to be added).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.domain.cluster import Node, NodeGroup
+from shared.domain.states import NodeState
+
+
+def nodes(count: int) -> str:
+    """``1 node``, ``2 nodes``."""
+    return f"{count} node" if count == 1 else f"{count} nodes"
+
+
+def backoff(wanted: int, until: datetime, failure: str | None) -> str:
+    """A group that wants nodes but backs off after failed starts."""
+    return f"wants {nodes(wanted)} but backs off until {until:%H:%M:%S} after: {failure}"
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A group that wants more nodes than it starts this run, and what limited it."""
+
+    group: str
+    wanted: int
+    starts: int
+    max_nodes: int
+    members: int
+    """Every node of the group (up, Offline, held)."""
+    offline: int
+    """Offline nodes it may start (not held by an admin)."""
+    held: int
+    starts_left: int
+
+    def text(self) -> str:
+        if not self.members:  # nothing to start, whatever the bounds say
+            raise_max = (
+                f"raise its maxNodes (hpc nodegroup set {self.group} --max N) and "
+                if self.max_nodes < 1
+                else ""
+            )
+            return (
+                f"wants {nodes(self.wanted)}, starts 0: the group has no nodes to start; "
+                f"{raise_max}add them with hpc node add --group {self.group} --count N"
+            )
+        text = (
+            f"wants {nodes(self.wanted)}, starts {self.starts} (max_nodes {self.max_nodes}, "
+            f"{self.offline} Offline"
+            + (f" and {self.held} held by an admin" if self.held else "")
+            + f", {self.starts_left} starts left this run)"
+        )
+        room = self.max_nodes - self.members  # what hpc node add may still add
+        short = self.wanted - self.offline
+        if self.starts == self.offline and short > 0 and room > 0:
+            text += (
+                f": it has no more Offline nodes to start; add some with hpc node add "
+                f"--group {self.group} --count {min(short, room)}"
+            )
+        return text
+
+
+_DOWN = frozenset({NodeState.OFFLINE, NodeState.STOPPING})
+
+
+def restart_warning(
+    node: Node, groups: Sequence[NodeGroup], nodes: Sequence[Node], provider: str | None
+) -> str | None:
+    """Why the autoscaler will start ``node`` again after an admin's stop, or None: its
+    managed group (the first of its groups the autoscaler runs for, as the policy counts
+    it) keeps ``minNodes`` nodes up, and without this one (and any other node stopped) it
+    has fewer. A probe's ``hpc node stop burst-1`` was undone within seconds ("start
+    burst-1 ... below its min_nodes 1"); a held node is never started, so the warning
+    says to hold it (``hpc node offline``) or lower the floor. ``nodes``: as stored after
+    the stop; ``provider``: the cluster's compute provider."""
+    managed = {g.name: g for g in groups if provider and g.provider == provider and g.autoscale}
+    name = next((g for g in node.groups if g in managed), None)
+    if name is None or node.held is not None:
+        return None
+    group = managed[name]
+
+    def first_managed(n: Node) -> str | None:
+        return next((g for g in n.groups if g in managed), None)
+
+    members = [n for n in nodes if n.name != node.name and first_managed(n) == name]
+    up = sum(1 for n in members if n.state not in _DOWN)
+    if up >= group.min_nodes:
+        return None
+    others = any(n.state is NodeState.OFFLINE and n.held is None for n in members)
+    which = f"it (or another Offline node of {name})" if others else "it"
+    return (
+        f"{node.name}: the autoscaler will start {which} again to keep {name}'s minNodes "
+        f"{group.min_nodes} ({nodes_up(up)} without it); to keep it stopped, hold it with "
+        f"hpc node offline {node.name} (the autoscaler never starts a held node), or lower "
+        f"the floor: hpc nodegroup set {name} --min {up}"
+    )
+
+
+def nodes_up(count: int) -> str:
+    return f"{nodes(count)} up"

@@ -1,0 +1,244 @@
+"""Node group and autoscaler defects a newcomer's probe found, on the use cases (embedded
+store and bus, the local provider, agents played by tests/agent_double.py):
+
+- ``hpc autoscale log --group Z`` matched every note with a z in its text (AzureNodes').
+- A managed group with ``--min 1`` and no nodes logged "wants 1 nodes, starts 0 (...)" every
+  run, with no hint that nodes had to be added; a job for it said to start agents, which a
+  managed group refuses.
+- ``provider: onprem`` was refused by create (and the API) while ``hpc nodegroup set`` took it.
+- No way to delete a node group (a typo'd ``hpc agent run --group OnPremNode`` made one).
+- ``hpc node stop`` of a node its group's minNodes needs was undone by the autoscaler within
+  seconds, with nothing said.
+- Requeuing a Finished task of a Finished job said only "job N is Finished".
+"""
+
+# ruff: noqa: F811 - pytest fixtures imported from tests/test_control.py
+
+from __future__ import annotations
+
+import pytest
+
+from shared.domain.cluster import Meta
+from shared.domain.states import JobState, NodeState
+from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.usecases.autoscale import LOG_KEY
+from shared.usecases.autoscale_memory import STATE_KEY
+from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
+from tests.test_nodes_admin import provider  # noqa: F401 - fixtures
+
+N = NodeState
+
+
+def burst(cp, name: str = "Burst", **settings):
+    settings = {"max_nodes": 3, "node_cores": 2, **settings}
+    return cp.create_group(name, provider="local", **settings)
+
+
+def notes(cp, group: str | None = None) -> list[str]:
+    return [e["reason"] for e in cp.autoscale_log(group=group) if e["action"] == "note"]
+
+
+# --- 3: autoscale log --group filters by the entry's group ------------------------------
+
+
+def test_the_log_of_a_group_lists_its_entries_only_not_every_note_naming_it(cp, provider):
+    for name in ("Z", "Burst"):
+        burst(cp, name)
+    cp.store.put_meta(
+        Meta(
+            key=LOG_KEY,
+            data={
+                "entries": [
+                    {"action": "note", "group": "AzureNodes", "reason": "AzureNodes: wants 2"},
+                    {"action": "note", "group": "Burst", "reason": "Burst: has no nodes"},
+                    {"action": "start", "group": "Z", "node": "z-1", "reason": "below min"},
+                    # logged before notes carried their group: named first in the text
+                    {"action": "note", "group": None, "reason": "Z: wants 1 nodes"},
+                    {"action": "note", "group": None, "reason": "AzureNodes: Z-shaped"},
+                ]
+            },
+        )
+    )
+    assert [e["reason"] for e in cp.autoscale_log(group="z")] == ["below min", "Z: wants 1 nodes"]
+    assert [e["reason"] for e in cp.autoscale_log(group="BURST")] == ["Burst: has no nodes"]
+    assert len(cp.autoscale_log(group="AzureNodes")) == 2
+    with pytest.raises(NotFound):
+        cp.autoscale_log(group="Nope")
+
+
+# --- 4 and 9: a managed group with no nodes says to add them -----------------------------
+
+
+def test_a_group_below_its_min_with_no_nodes_says_to_add_them(cp, provider):
+    burst(cp, min_nodes=1)
+    cp.autoscale()
+    [note] = notes(cp, "Burst")
+    assert note.startswith("Burst: wants 1 node, starts 0: the group has no nodes to start")
+    assert "add them with hpc node add --group Burst --count N" in note
+    assert "1 nodes" not in note
+
+
+def test_a_group_short_of_offline_nodes_says_how_many_to_add(cp, provider):
+    burst(cp, min_nodes=3, max_nodes=4)
+    cp.add_nodes("Burst", 1)
+    cp.autoscale()
+    [note] = notes(cp, "Burst")
+    assert note.startswith("Burst: wants 3 nodes, starts 1 (max_nodes 4, 1 Offline, ")
+    assert note.endswith("add some with hpc node add --group Burst --count 2")
+
+
+def test_a_job_for_a_managed_group_with_no_nodes_says_to_add_them_not_to_start_agents(cp):
+    cp.create_group("Burst", provider="local", max_nodes=3)
+    register(cp, "n1")
+    with pytest.raises(InvalidRequest) as refused:
+        cp.submit({"command": "x", "nodeGroups": ["burst"]})
+    message = str(refused.value)
+    assert "Burst has no nodes yet" in message
+    assert "hpc node add --group Burst --count N" in message
+    assert "agent" not in message
+    cp.create_group("Lab")
+    with pytest.raises(InvalidRequest, match=r"start agents \(hpc up / hpc agent run --group Lab"):
+        cp.submit({"command": "x", "nodeGroups": ["Lab"]})
+
+
+# --- 5: provider onprem on create ----------------------------------------------------------
+
+
+def test_create_takes_provider_onprem_as_set_does(cp, provider):
+    group = cp.create_group("X2", provider="onprem")
+    assert group.provider is None
+    assert cp.set_group("X2", provider="OnPrem").provider is None
+    with pytest.raises(InvalidRequest, match=r"give local, or onprem \(JSON null\) for on-prem"):
+        cp.create_group("X3", provider="on-prem")
+
+
+# --- 6: delete a node group ----------------------------------------------------------------
+
+
+def test_a_group_with_nothing_in_it_is_deleted_whatever_the_case(cp):
+    cp.create_group("OnPremNode")
+    assert cp.delete_group("onpremnode") == "OnPremNode"
+    assert [g.name for g in cp.store.list_groups()] == ["AzureNodes", "OnPremNodes"]
+    with pytest.raises(NotFound, match="node group 'OnPremNode' does not exist"):
+        cp.delete_group("OnPremNode")
+    cp.create_group("onpremNODE")  # the name is free again
+
+
+def test_a_group_with_nodes_is_not_deleted_and_the_refusal_names_them(cp):
+    cp.create_group("Lab")
+    for i in range(7):
+        register(cp, f"n{i}", groups=("Lab",))
+    with pytest.raises(Conflict) as refused:
+        cp.delete_group("Lab")
+    message = str(refused.value)
+    assert "Lab has 7 node(s) (n0, n1, n2, n3, n4 and 2 more)" in message
+    assert "hpc node set NAME --group G" in message and "hpc node remove NAME" in message
+    assert refused.value.fields["nodes"] == [f"n{i}" for i in range(7)]
+    assert "Lab" in [g.name for g in cp.store.list_groups()]
+
+
+def test_a_group_queued_or_running_jobs_name_is_not_deleted(cp):
+    cp.create_group("Lab")
+    register(cp, "n1", groups=("Lab",))
+    jobs = [cp.submit({"command": "x", "nodeGroups": ["Lab"]}) for _ in range(2)]
+    cp.submit({"command": "y"})  # names no group: not in the way
+    cp.node_action("offline", ["n1"])
+    cp.store.delete_node(cp.store.get_node("n1"))
+    with pytest.raises(Conflict) as refused:
+        cp.delete_group("Lab")
+    assert f"named by 2 Queued or Running job(s) ({jobs[0].id}, {jobs[1].id})" in str(refused.value)
+    assert refused.value.fields["jobs"] == [j.id for j in jobs]
+    for job in jobs:
+        cp.cancel_job(job.id)
+    assert cp.get_job(jobs[0].id).state is JobState.CANCELED
+    assert cp.delete_group("Lab") == "Lab"
+
+
+def test_the_default_groups_are_not_deleted(cp):
+    for name in ("OnPremNodes", "azurenodes"):
+        with pytest.raises(Conflict, match="one of the cluster's default groups"):
+            cp.delete_group(name)
+
+
+def test_the_autoscaler_forgets_a_deleted_group_and_runs_on(cp, provider):
+    burst(cp, min_nodes=1)
+    burst(cp, "Other", min_nodes=1)
+    cp.autoscale()  # both remember a grow check and say they have no nodes
+    memory = cp.store.get_meta(STATE_KEY).data
+    assert {"Burst", "Other"} <= set(memory["groups"]) and "Burst" in memory["said"]
+    assert cp.delete_group("Burst") == "Burst"
+    memory = cp.store.get_meta(STATE_KEY).data
+    assert "Burst" not in memory["groups"] and "Burst" not in memory["said"]
+    assert "Other" in memory["groups"]
+    cp.autoscale()
+    burst(cp, "BURST")  # created again: a group of its own, nothing remembered
+    cp.autoscale()
+    assert "BURST" not in cp.store.get_meta(STATE_KEY).data["said"]  # min 0: nothing to say
+
+
+# --- 7: an admin's stop the autoscaler would undo says so --------------------------------
+
+
+def online(cp, name: str) -> None:
+    node = cp.store.get_node(name)
+    node.state = N.ONLINE
+    cp.store.put_node(node)
+
+
+def test_stopping_a_node_the_groups_min_needs_warns_that_the_autoscaler_restarts_it(cp, provider):
+    burst(cp, min_nodes=1)
+    [b1, b2] = cp.add_nodes("Burst", 2)
+    online(cp, b1.name)
+    online(cp, b2.name)
+    first = cp.node_action("stop", [b1.name])
+    assert cp.stop_warnings(first) == []  # b2 still keeps the floor
+    second = cp.node_action("stop", [b2.name])
+    [warning] = cp.stop_warnings(second)
+    assert warning.startswith(
+        "burst-2: the autoscaler will start it again to keep Burst's minNodes 1 (0 nodes up "
+        "without it)"
+    )
+    assert "hpc node offline burst-2" in warning and "hpc nodegroup set Burst --min 0" in warning
+    b1_node = cp.store.get_node(b1.name)
+    b1_node.state = N.OFFLINE  # its VM stopped: the autoscaler may start either
+    cp.store.put_node(b1_node)
+    [either] = cp.stop_warnings([cp.store.get_node(b2.name)])
+    assert "start it (or another Offline node of Burst) again" in either
+
+
+def test_no_warning_when_the_autoscaler_leaves_the_group_alone(cp, provider):
+    burst(cp, min_nodes=1, autoscale=False)
+    [b1] = cp.add_nodes("Burst", 1)
+    online(cp, b1.name)
+    assert cp.stop_warnings(cp.node_action("stop", [b1.name])) == []
+    burst(cp, "Floorless")
+    [f1] = cp.add_nodes("Floorless", 1)
+    online(cp, f1.name)
+    assert cp.stop_warnings(cp.node_action("stop", [f1.name])) == []
+
+
+def test_the_autoscaler_starts_a_stopped_node_for_min_but_never_a_held_one(cp, provider):
+    """The server side as the README says: a stop is undone for minNodes; an offline holds."""
+    burst(cp, min_nodes=1)
+    [b1] = cp.add_nodes("Burst", 1)
+    cp.node_action("offline", [b1.name])
+    cp.autoscale()
+    assert cp.store.get_node(b1.name).state is N.OFFLINE
+    assert any("1 held by an admin" in n for n in notes(cp, "Burst"))
+
+
+# --- 8: requeue of a Finished job's task names the task's state ---------------------------
+
+
+def test_requeue_of_a_finished_jobs_task_says_only_failed_or_canceled_tasks_requeue(cp):
+    n1 = register(cp, "n1", cores=1)
+    job = cp.submit({"command": "x"})
+    cp.schedule_pass()
+    n1.run_all()
+    assert cp.get_job(job.id).state is JobState.FINISHED
+    with pytest.raises(Conflict) as refused:
+        cp.requeue_task(job.id, 1)
+    assert str(refused.value) == (
+        f"task {job.id}.1 is Finished (its job {job.id} is Finished); only a Failed or "
+        "Canceled task can be requeued"
+    )
