@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from typing import Any
 
@@ -69,7 +70,7 @@ def _negative_id(e: Exception, ctx: Any) -> str | None:
     if not isinstance(option, str) or not _NEGATIVE.fullmatch(option) or ctx is None:
         return None
     takes_id = any(
-        p.param_type_name == "argument" and (p.name or "").endswith("_id")
+        p.param_type_name == "argument" and (p.name or "").endswith(("_id", "_ids"))
         for p in ctx.command.params
     )
     if not takes_id:
@@ -78,6 +79,63 @@ def _negative_id(e: Exception, ctx: Any) -> str | None:
 
 
 _NEGATIVE = re.compile(r"-[0-9]+")
+
+
+def _command_without_dashes(e: Exception, ctx: Any, args: list[str]) -> str | None:
+    """The error for ``hpc job submit mpirun -np 4 ./app``: Click takes ``-np`` for an
+    option of ours and says "No such option: -n". For a command whose argument is a command
+    line after ``--`` (its metavar starts with ``--``), an unknown option after a word that
+    is no option's value is the command's own: say to put the command after ``--``."""
+    if type(e).__name__ != "NoSuchOption" or ctx is None:
+        return None
+    command_arg = next(
+        (
+            p
+            for p in ctx.command.params
+            if p.param_type_name == "argument" and str(p.metavar or "").startswith("--")
+        ),
+        None,
+    )
+    if command_arg is None or "--" in args:
+        return None
+    split = _split_at_command(ctx, args)
+    if split is None:
+        return None
+    ours, theirs = split
+    usage = f"{ctx.command_path} [OPTIONS] -- {command_arg.metavar.removeprefix('--').strip()}..."
+    example = shlex.join([*ctx.command_path.split(), *ours, "--", *theirs])
+    said = e.format_message()  # type: ignore[attr-defined]  # (a NoSuchOption, checked above)
+    return f"{said}: put the command after `--` ({usage}), e.g. `{example}`"
+
+
+def _split_at_command(ctx: Any, args: list[str]) -> tuple[list[str], list[str]] | None:
+    """``args`` after the command's name, split at the first word that is neither an option
+    of ``ctx``'s command nor an option's value, when an unknown option comes after that word
+    (None if none does: the unknown option is then a typo of ours)."""
+    takes_value = {
+        opt: not getattr(p, "is_flag", False) and not getattr(p, "count", False)
+        for p in ctx.command.params
+        if p.param_type_name == "option"
+        for opt in (*p.opts, *p.secondary_opts)
+    }
+    path = ctx.command_path.split()[1:]  # the group and command names: `job submit`
+    rest = list(args)
+    for name in path:  # up to and including the command's own name
+        rest = rest[rest.index(name) + 1 :] if name in rest else rest
+    first: int | None = None
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if word.startswith("-") and word != "-":
+            flag = word.split("=", 1)[0]
+            if flag not in takes_value:
+                return (rest[:first], rest[first:]) if first is not None else None
+            i += 2 if takes_value[flag] and "=" not in word else 1
+            continue
+        if first is None:
+            first = i
+        i += 1
+    return None
 
 
 class HpcGroup(TyperGroup):
@@ -109,7 +167,12 @@ class HpcGroup(TyperGroup):
             else:
                 ctx = getattr(e, "ctx", None)
                 hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-                fail_line(_negative_id(e, ctx) or e.format_message() + hint)
+                given = list(sys.argv[1:] if args is None else args)
+                fail_line(
+                    _negative_id(e, ctx)
+                    or _command_without_dashes(e, ctx, given)
+                    or e.format_message() + hint
+                )
             code = e.exit_code
         except typer.Abort:
             fail_line("aborted")

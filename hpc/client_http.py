@@ -241,8 +241,23 @@ class HttpClient:
         except httpx.HTTPError as e:
             raise ApiError(0, f"request to the control plane at {self.url} failed: {e}") from None
         if response.is_error:
-            raise self._error(response)
+            error = self._error(response)
+            if error.status == 401 and auth:
+                error = ApiError(401, f"{error.message} ({self._token_origin()})", error.body)
+            raise error
         return response
+
+    def _token_origin(self) -> str:
+        """Where the refused token came from, for a 401: HPC_TOKEN overrides the file the
+        server's message points at, so a stale HPC_TOKEN is the usual cause and must be named."""
+        if self._token_source == "HPC_TOKEN":
+            return (
+                "the token sent came from the HPC_TOKEN environment variable, which overrides "
+                f"{self._token_path}: fix or unset HPC_TOKEN"
+            )
+        if self._token_source.startswith("the token in "):
+            return f"the token sent was read from {self._token_path}"
+        return "the token sent was the one given to the client"
 
     def _error(self, response: httpx.Response) -> ApiError:
         """The API's ``{"error": ...}``, or a description of whatever else came back."""

@@ -55,6 +55,64 @@ JobArg = Annotated[
 TaskId = Annotated[
     int, typer.Argument(metavar="TASK", help="The task id.", show_default=False, parser=parse_id)
 ]
+JobIds = Annotated[
+    list[int],
+    typer.Argument(metavar="ID", help="Job ids (several: each in turn).", parser=parse_id),
+]
+"""Job ids for an action that takes a list, as Slurm's scancel does."""
+TaskRef = Annotated[
+    str,
+    typer.Argument(
+        metavar="JOB[.TASK]",
+        help="The job id, or the task as the CLI prints it: JOB.TASK (e.g. 16.2).",
+        show_default=False,
+    ),
+]
+OptionalTaskId = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="TASK",
+        help="The task id, unless given as JOB.TASK.",
+        show_default=False,
+    ),
+]
+
+
+def task_ref(job: str, task: str | None) -> tuple[int, int]:
+    """A task named by ``JOB TASK`` or by ``JOB.TASK`` (how the CLI prints it: ``task 16.2:
+    Queued``), as (job id, task id); BadParameter naming both forms for anything else."""
+    if "." in job:
+        if task is not None:
+            raise typer.BadParameter(
+                f"{quoted(job)} names the task already: give JOB.TASK or JOB TASK, not both",
+                param_hint="'JOB[.TASK]'",
+            )
+        head, _, tail = job.partition(".")
+        try:
+            return parse_id(head), parse_id(tail)
+        except typer.BadParameter as e:
+            raise typer.BadParameter(
+                f"{quoted(job)} is not JOB.TASK (e.g. 16.2): {e.message}",
+                param_hint="'JOB[.TASK]'",
+            ) from None
+    job_id = _id_of(job, "'JOB[.TASK]'")
+    if task is None:
+        raise typer.BadParameter(
+            f"name the task: JOB TASK or JOB.TASK (e.g. {job_id}.1)", param_hint="'TASK'"
+        )
+    return job_id, _id_of(task, "'TASK'")
+
+
+def _id_of(text: str, hint: str) -> int:
+    try:
+        return parse_id(text)
+    except typer.BadParameter as e:
+        raise typer.BadParameter(e.message, param_hint=hint) from None
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 job``, ``3 jobs``: a count with its noun, singular for one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def stdout_console() -> Console:

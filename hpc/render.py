@@ -173,7 +173,27 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
     return table
 
 
-def job_detail(job: Mapping[str, Any]) -> RenderableType:
+def runtime_limit(job: Mapping[str, Any], tasks: list[dict[str, Any]]) -> str | None:
+    """A job's runtime limit as ``H:MM:SS``, None if none is set: the job's ``runtimeLimit``
+    (the spec's, for every task that sets none), else read from ``tasks`` (a first page of
+    them; a job's tasks may each set one, and older servers kept none for the job); tasks
+    that differ show each limit."""
+    own = job.get("runtimeLimit")
+    if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+        return format_duration(own)
+    limits = {t.get("runtimeLimitS") for t in tasks}
+    given = sorted(v for v in limits if isinstance(v, int) and not isinstance(v, bool) and v > 0)
+    if not given:
+        return None
+    if len(limits) == 1:
+        return format_duration(given[0])
+    shown = [format_duration(v) for v in given[:4]] + (["..."] if len(given) > 4 else [])
+    return "per task: " + ", ".join(shown + (["none"] if len(given) < len(limits) else []))
+
+
+def job_detail(job: Mapping[str, Any], *, limit: str | None = None) -> RenderableType:
+    """One job; ``limit`` is its runtime limit as :func:`runtime_limit` words it (None: no
+    row, no limit is set)."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -186,6 +206,7 @@ def job_detail(job: Mapping[str, Any]) -> RenderableType:
         ("Node groups", dash(job.get("nodeGroups")) if job.get("nodeGroups") else "any"),
         ("Tasks", f"{progress(job)} done"),
         ("Task states", counts_text(job.get("taskCounts"))),
+        *([("Runtime limit", limit)] if limit else []),
         ("Submitted", when(job.get("submitTime"))),
         ("Started", when(job.get("startTime"))),
         ("Ended", when(job.get("endTime"))),

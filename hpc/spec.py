@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from shared.domain.durations import parse_duration
 from shared.domain.jobspec import Sweep, check_env_name, priority_value
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.outputpaths import check_output_path
@@ -99,6 +101,8 @@ def build_spec(
     depends_on: list[int] | None = None,
     stdout: str | None = None,
     stderr: str | None = None,
+    max_retries: int | None = None,
+    hold_until: str | None = None,
 ) -> dict[str, Any]:
     """A one-task job spec (a sweep expands server-side); options left out are left to the server."""
     task: dict[str, Any] = {"command": command, "cores": cores}
@@ -133,6 +137,10 @@ def build_spec(
         spec["maxConcurrent"] = max_concurrent
     if depends_on:
         spec["dependsOn"] = depends_on
+    if max_retries is not None:
+        spec["maxRetries"] = max_retries
+    if hold_until is not None:
+        spec["holdUntil"] = hold_until
     return spec
 
 
@@ -154,6 +162,21 @@ def parse_time(text: str) -> str:
     sent as given."""
     iso_time(text)  # ValueError saying what is wrong
     return text.strip()
+
+
+def parse_begin(text: str, *, now: datetime | None = None) -> str:
+    """``--begin``: an ISO 8601 time (UTC if no zone), sent as given, or Slurm's relative
+    ``now+DURATION`` (``now+90`` is 90 s, ``now+1:00:00`` an hour), sent as the UTC time it
+    comes to, since the spec's ``holdUntil`` is a time."""
+    head, plus, tail = text.strip().partition("+")
+    if head.strip().lower() != "now" or not plus:
+        return parse_time(text)
+    try:
+        seconds = parse_duration(tail.strip())
+    except ValueError as e:
+        raise ValueError(f"{quoted(text)}: after now+ comes a duration: {e}") from None
+    moment = (now or datetime.now(UTC)) + timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_exit_codes(text: str) -> list[int]:

@@ -43,6 +43,25 @@ def test_a_held_job_does_not_start_until_released(cp):
         cp.release_job(job.id)
 
 
+def test_a_job_submitted_held_starts_nothing_until_released(cp):
+    """``"held": true`` (``hpc job submit --hold``) holds it from its submit on: a hold sent
+    after the submit could come after a pass started its tasks on free cores."""
+    register(cp, "n1", cores=4)
+    job = cp.submit({**sweep(2), "held": True})
+    assert cp.get_job(job.id).held
+    assert cp.schedule_pass() == 0
+    assert reason(cp, job.id) == f"held (hpc job release {job.id})"
+    cp.release_job(job.id)
+    assert cp.schedule_pass() == 2
+
+
+def test_the_job_keeps_its_runtime_limit_for_its_view(cp):
+    register(cp, "n1", cores=4)
+    job = cp.submit({**sweep(2), "runtimeLimit": 90})
+    assert cp.get_job(job.id).to_dict()["runtimeLimit"] == 90
+    assert cp.get_job(cp.submit(sweep(1)).id).runtime_limit is None
+
+
 def test_hold_until_a_time(cp, clock):
     register(cp, "n1", cores=2)
     later = clock.now + timedelta(minutes=10)

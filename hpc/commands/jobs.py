@@ -5,24 +5,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
 from hpc import render
+from hpc.client import ApiClient, ApiError
 from hpc.commands.submit import job_submit
 from hpc.common import (
     JOB_STATES,
     JobId,
+    JobIds,
     JsonOption,
     api_client,
     checked_by,
+    counted,
     normalise_states,
     print_json,
     stderr_console,
     stdout_console,
 )
+from hpc.errors import CliError
 from hpc.spec import parse_priority, parse_time
 from hpc.text import one_line, safe
 
@@ -31,6 +36,15 @@ app.command("submit")(job_submit)  # first, as `hpc job --help` lists it
 
 JOB_PAGE = 500
 """Jobs asked for per request by ``hpc job list`` (the API pages with ``before``/``next``)."""
+
+LIMIT_SAMPLE = 100
+"""Tasks ``hpc job view`` reads for their runtime limits when the job has none of its own
+(its tasks then may set their own)."""
+
+REFUSED = (403, 404, 409)
+"""Statuses that refuse one job (not yours, no such job, not in a state for it): a list of
+ids goes on past them. Any other error (no token, no connection) would be the same for
+every job, so it stops the command at once."""
 
 
 @app.command("list")
@@ -67,37 +81,44 @@ def job_list(
     if not jobs:
         stderr_console().print("no jobs" + (f" in state {safe(state)}" if state else ""))
     elif more:
-        stderr_console().print(f"newest {len(jobs)} jobs shown; --limit N or --all for more")
+        stderr_console().print(
+            f"newest {counted(len(jobs), 'job')} shown; --limit N or --all for more"
+        )
 
 
 @app.command("view")
 def job_view(job_id: JobId, as_json: JsonOption = False) -> None:
-    """Show one job: state, priority, task counts, times."""
+    """Show one job: state, priority, task counts, runtime limit, times."""
     with api_client() as client:
         job = client.get_job(job_id)
-    if as_json:
-        print_json(job)
-        return
-    stdout_console().print(render.job_detail(job))
+        if as_json:
+            print_json(job)
+            return
+        tasks: list[dict[str, Any]] = []
+        if render.runtime_limit(job, tasks) is None:  # none for the job: its tasks may have
+            try:
+                tasks = client.list_tasks(job_id, limit=LIMIT_SAMPLE).get("tasks", [])
+            except ApiError as exc:
+                if exc.status not in REFUSED:  # not this job's tasks to read: it still shows
+                    raise
+    stdout_console().print(render.job_detail(job, limit=render.runtime_limit(job, tasks)))
 
 
 @app.command("cancel")
-def job_cancel(job_id: JobId) -> None:
-    """Cancel a job: queued tasks are dropped, running ones killed."""
-    with api_client() as client:
-        _print_job_state(client.cancel_job(job_id), job_id)
+def job_cancel(job_ids: JobIds) -> None:
+    """Cancel jobs: queued tasks are dropped, running ones killed."""
+    _act(job_ids, "canceled", lambda client, job_id: client.cancel_job(job_id))
 
 
 @app.command("requeue")
-def job_requeue(job_id: JobId) -> None:
-    """Queue a failed or canceled job again (its unfinished tasks run again)."""
-    with api_client() as client:
-        _print_job_state(client.requeue_job(job_id), job_id)
+def job_requeue(job_ids: JobIds) -> None:
+    """Queue failed or canceled jobs again (their unfinished tasks run again)."""
+    _act(job_ids, "requeued", lambda client, job_id: client.requeue_job(job_id))
 
 
 @app.command("hold")
 def job_hold(
-    job_id: JobId,
+    job_ids: JobIds,
     until: Annotated[
         str | None,
         typer.Option(
@@ -107,19 +128,37 @@ def job_hold(
         ),
     ] = None,
 ) -> None:
-    """Hold a job: none of its queued tasks starts until it is released (what runs goes on)."""
-    with api_client() as client:
-        job = client.hold_job(job_id, until=until)
-    _print_job_state(job, job_id)
-    if job.get("pendingReason"):
-        stdout_console().print(Text(one_line(job["pendingReason"])))
+    """Hold jobs: none of their queued tasks starts until released (what runs goes on)."""
+    _act(job_ids, "held", lambda client, job_id: client.hold_job(job_id, until=until))
 
 
 @app.command("release")
-def job_release(job_id: JobId) -> None:
-    """Release a held job."""
+def job_release(job_ids: JobIds) -> None:
+    """Release held jobs."""
+    _act(job_ids, "released", lambda client, job_id: client.release_job(job_id))
+
+
+def _act(job_ids: list[int], done: str, action: Callable[[ApiClient, int], dict[str, Any]]) -> None:
+    """``action`` on each job in turn, one line each, as scancel takes a list; a refused job
+    is a line on stderr and the rest go on; exit 1 if any was refused. One job alone fails
+    as before, with the API's error as the one line."""
+    refused = 0
     with api_client() as client:
-        _print_job_state(client.release_job(job_id), job_id)
+        for job_id in job_ids:
+            try:
+                job = action(client, job_id)
+            except ApiError as exc:
+                if len(job_ids) == 1 or exc.status not in REFUSED:
+                    raise
+                line = Text(f"job {job_id}: not {done}: {one_line(exc.message)}")
+                stderr_console().print(line, soft_wrap=True)
+                refused += 1
+                continue
+            _print_job_state(job, job_id)
+            if job.get("pendingReason") and done == "held":
+                stdout_console().print(Text(one_line(job["pendingReason"])))
+    if refused:
+        raise CliError(f"{refused} of {counted(len(job_ids), 'job')} not {done}")
 
 
 @app.command("modify")

@@ -25,6 +25,7 @@ app = typer.Typer(help="Simulate the scheduler on workload traces.", no_args_is_
 
 @app.command("replay")
 def sim_replay(
+    ctx: typer.Context,
     trace: Annotated[
         Path, typer.Argument(help="An SWF trace (Standard Workload Format), .gz too.")
     ],
@@ -78,6 +79,8 @@ def sim_replay(
     logged run time. Prints mean wait, mean bounded slowdown (tau 10 s), utilization, makespan."""
     if policy not in POLICIES:
         raise CliError(f"--policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if not elastic:
+        _refuse_elastic_options(ctx)
     if not trace.is_file():
         raise CliError(f"no trace file at {trace}")
     try:
@@ -123,6 +126,33 @@ def sim_replay(
     table.add_row("makespan", f"{outcome.makespan_s / 86400:,.1f} days")
     table.add_row("replay took", f"{outcome.elapsed_s:.1f} s")
     stdout_console().print(table)
+
+
+ELASTIC_ONLY = {
+    "boot_delay": "--boot-delay",
+    "idle_policy": "--idle-policy",
+    "timer": "--timer",
+    "scale_down_delay": "--scale-down-delay",
+    "frontier": "--frontier",
+}
+"""The options only an elastic replay reads (by parameter name): without --elastic they
+would be dropped silently, and a plain replay's figures taken for theirs."""
+
+
+def _refuse_elastic_options(ctx: typer.Context) -> None:
+    """CliError (exit 2, a usage error) naming the elastic-only options given."""
+    given = [
+        flag
+        for name, flag in ELASTIC_ONLY.items()
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+    ]
+    if given:
+        them = "it needs" if len(given) == 1 else "they need"
+        raise CliError(
+            f"{', '.join(given)}: {them} --elastic (a replay on autoscaled nodes); "
+            "add --elastic, or leave them out for a fixed cluster",
+            exit_code=2,
+        )
 
 
 def _elastic(

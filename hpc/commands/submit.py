@@ -26,6 +26,7 @@ from hpc.spec import (
     join_command,
     load_spec_file,
     parse_array,
+    parse_begin,
     parse_cores,
     parse_env,
     parse_exit_codes,
@@ -138,8 +139,36 @@ def job_submit(
         typer.Option(
             metavar="[[D:]H:]M:S",
             help=f"Runtime limit of each task ({FORMS}, e.g. 1-00:00:00); the agent kills "
-            "a task past it.",
+            "a task past it. A bare number is seconds, not Slurm's minutes: 90 is 90 s, "
+            "1:30:00 is 90 min.",
             callback=checked_by(parse_duration),
+        ),
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=100,
+            metavar="N",
+            help="Times a task is requeued after losing its node before it Fails.  "
+            "\\[default: the template's, else 3]",
+            show_default=False,
+        ),
+    ] = None,
+    hold: Annotated[
+        bool,
+        typer.Option(
+            "--hold",
+            help="Hold the job from submit on, until `hpc job release` (Slurm's --hold).",
+        ),
+    ] = False,
+    begin: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="Start no task before TIME: ISO 8601 (UTC if no zone), e.g. "
+            "2026-12-01T14:00, or now+DURATION, e.g. now+1:00:00 (Slurm's --begin).",
+            callback=checked_by(parse_begin),
         ),
     ] = None,
     valid_exit_codes: Annotated[
@@ -200,6 +229,7 @@ def job_submit(
         "--sweep": sweep, "--workdir": workdir, "--env": env,
         "--runtime-limit": runtime_limit, "--valid-exit-codes": valid_exit_codes,
         "--array": array, "--depends-on": depends_on, "--stdout": stdout, "--stderr": stderr,
+        "--max-retries": max_retries, "--begin": begin,
     }  # fmt: skip
     if file is not None:
         given = [flag for flag, value in options.items() if value not in (None, [], {})]
@@ -253,7 +283,11 @@ def job_submit(
             depends_on=depends_on,
             stdout=stdout,
             stderr=stderr,
+            max_retries=max_retries,
+            hold_until=parse_begin(begin) if begin is not None else None,
         )
+    if hold:  # in the spec, so that nothing of it starts before the hold
+        spec["held"] = True
     with api_client() as client:
         job = client.submit_job(spec)
     if as_json:

@@ -19,12 +19,15 @@ from hpc.common import (
     TASK_STATES,
     JobArg,
     JsonOption,
-    TaskId,
+    OptionalTaskId,
+    TaskRef,
     api_client,
+    counted,
     normalise_states,
     print_json,
     stderr_console,
     stdout_console,
+    task_ref,
 )
 from hpc.text import for_terminal, safe
 from shared.domain.specvalues import quoted
@@ -88,22 +91,24 @@ def task_list(
             f"job {job_id} has no tasks" + (f" in state {safe(state)}" if state else "")
         )
     elif more:
-        stderr_console().print(f"first {shown} tasks shown; --limit N or --all for more")
+        stderr_console().print(f"first {counted(shown, 'task')} shown; --limit N or --all for more")
 
 
 @app.command("view")
 def task_view(
-    job_id: JobArg,
-    task_id: TaskId,
+    job_id: TaskRef,
+    task_id: OptionalTaskId = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show one task: its state, where it ran, and why it waits if it is queued."""
+    """Show one task (JOB TASK or JOB.TASK): its state, where it ran, and why it waits if it
+    is queued."""
+    job, task = task_ref(job_id, task_id)
     with api_client() as client:
-        task = client.get_task(job_id, task_id)
+        found = client.get_task(job, task)
     if as_json:
-        print_json(task)
+        print_json(found)
         return
-    stdout_console().print(render.task_detail(task))
+    stdout_console().print(render.task_detail(found))
 
 
 def _stdout_is_terminal() -> bool:
@@ -112,22 +117,26 @@ def _stdout_is_terminal() -> bool:
 
 @app.command("cancel")
 def task_cancel(
-    job_id: JobArg,
-    task_id: TaskId,
+    job_id: TaskRef,
+    task_id: OptionalTaskId = None,
 ) -> None:
-    """Cancel one task: a queued one now, a running one is killed; the job goes on."""
+    """Cancel one task (JOB TASK or JOB.TASK): a queued one now, a running one is killed;
+    the job goes on."""
+    job, task = task_ref(job_id, task_id)
     with api_client() as client:
-        _print_task_state(client.cancel_task(job_id, task_id), job_id, task_id)
+        _print_task_state(client.cancel_task(job, task), job, task)
 
 
 @app.command("requeue")
 def task_requeue(
-    job_id: JobArg,
-    task_id: TaskId,
+    job_id: TaskRef,
+    task_id: OptionalTaskId = None,
 ) -> None:
-    """Run a failed or canceled task again (its job is reopened if it had ended)."""
+    """Run a failed or canceled task again (JOB TASK or JOB.TASK; its job is reopened if it
+    had ended)."""
+    job, task = task_ref(job_id, task_id)
     with api_client() as client:
-        _print_task_state(client.requeue_task(job_id, task_id), job_id, task_id)
+        _print_task_state(client.requeue_task(job, task), job, task)
 
 
 def _print_task_state(task: dict[str, Any], job_id: int, task_id: int) -> None:
@@ -138,8 +147,8 @@ def _print_task_state(task: dict[str, Any], job_id: int, task_id: int) -> None:
 
 @app.command("output")
 def task_output(
-    job_id: JobArg,
-    task_id: TaskId,
+    job_id: TaskRef,
+    task_id: OptionalTaskId = None,
     stream: Annotated[
         str,
         typer.Option(metavar="stdout|stderr", help="Which output.", parser=parse_stream),
@@ -164,16 +173,18 @@ def task_output(
     Piped or redirected, the output is written unchanged (`> file` is faithful);
     on a terminal, escape sequences and control characters other than newline
     and tab are removed so the output cannot restyle or rewrite the terminal.
-    An output cut at HPC_MAX_OUTPUT_BYTES ends with a line saying so.
+    An output cut at HPC_MAX_OUTPUT_BYTES ends with a line saying so. The task is
+    JOB TASK or JOB.TASK.
     """
+    job, task = task_ref(job_id, task_id)
     out = _OutputWriter(terminal=_stdout_is_terminal())
     which = cast(Stream, stream)  # (parse_stream ran as the option's parser)
     with api_client() as client:
         if tail is not None:
-            page = client.task_output_tail(job_id, task_id, tail, stream=which, attempt=attempt)
+            page = client.task_output_tail(job, task, tail, stream=which, attempt=attempt)
             out.write(page.data)
         else:
-            for page in client.iter_task_output(job_id, task_id, stream=which, attempt=attempt):
+            for page in client.iter_task_output(job, task, stream=which, attempt=attempt):
                 out.write(page.data)
     out.close()
 

@@ -212,6 +212,10 @@ class JobSpec(_Spec):
     """At most this many of its tasks run at once."""
     hold_until: datetime | None = None
     """ISO 8601; not scheduled before then (UTC if no zone is given)."""
+    held: StrictBool = False
+    """Submitted held (Slurm's --hold): nothing of it starts until ``hpc job release``. Set
+    at submit, so no task can start before the hold (a hold sent after the submit could
+    come too late)."""
     depends_on: list[JobRef] = Field(default_factory=list, max_length=100)
     """Job ids that must Finish first."""
     run_dependents_on_failure: StrictBool = False
@@ -309,6 +313,8 @@ class JobSpec(_Spec):
             submit_time=now,
             max_concurrent=self.max_concurrent,
             hold_until=self.hold_until,  # UTC already (_hold_until)
+            held=self.held,
+            runtime_limit=self.runtime_limit,
             depends_on=list(dict.fromkeys(self.depends_on)),
             run_dependents_on_failure=self.run_dependents_on_failure,
         )

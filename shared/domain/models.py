@@ -81,9 +81,12 @@ class Job(Record):
     template is deleted (deleting a template does not change jobs already submitted)."""
     task_count: int = 0
     task_counts: dict[TaskState, int] = Field(default_factory=dict)
+    """Task state -> number of tasks; moved in the same transaction as the task."""
     steps: dict[str, Step] = Field(default_factory=dict)
     """Per task name that other tasks depend on: how many have not ended, how many failed."""
-    """Task state -> number of tasks; moved in the same transaction as the task."""
+    runtime_limit: int | None = None
+    """Seconds each task may run unless it sets its own (the spec's job-level runtimeLimit,
+    after its template's default): kept so that ``hpc job view`` shows it."""
     submit_time: UtcTime = Field(default_factory=utcnow)
     start_time: UtcTime | None = None
     end_time: UtcTime | None = None
