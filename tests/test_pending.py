@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from shared.domain.cluster import Node
@@ -80,9 +82,7 @@ def test_queued_jobs_and_tasks_say_why_they_wait(cp):
     )
 
 
-def queued_job(job_id, priority=2000, groups=(), second=0, queued=1):
-    from datetime import UTC, datetime
-
+def queued_job(job_id, priority=2000, groups=(), second=0, queued=1, **kw):
     from shared.domain.models import Job
 
     return Job(
@@ -91,7 +91,11 @@ def queued_job(job_id, priority=2000, groups=(), second=0, queued=1):
         node_groups=list(groups),
         submit_time=datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC),
         task_counts={TaskState.QUEUED: queued} if queued else {TaskState.RUNNING: 1},
+        **kw,
     )
+
+
+NOW = datetime(2026, 1, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -110,13 +114,26 @@ def queued_job(job_id, priority=2000, groups=(), second=0, queued=1):
             [queued_job(2, 3000, groups=("OnPremNodes", "AzureNodes"))],
             "1 job of higher priority ahead; waiting",
         ),
+        # Only jobs that could start now are ahead (found by the job-model probe: a held
+        # job was counted); job 7 Finished, job 8 Running.
+        ([queued_job(2, 3000, held=True)], "waiting"),
+        ([queued_job(2, 3000, hold_until=NOW.replace(hour=2))], "waiting"),
+        (
+            [queued_job(2, 3000, hold_until=NOW.replace(hour=0))],
+            "1 job of higher priority ahead; waiting",
+        ),
+        ([queued_job(2, 3000, depends_on=[8])], "waiting"),
+        ([queued_job(2, 3000, depends_on=[7])], "1 job of higher priority ahead; waiting"),
+        ([queued_job(2, 2000, depends_on=[8])], "waiting"),
     ],
 )
 def test_the_jobs_ahead_lead_a_wait_for_cores(others, expected):
     from shared.domain.pending import behind
+    from shared.domain.states import JobState
 
     mine = queued_job(5, 2000, groups=("OnPremNodes",), second=1)
-    assert behind(mine, [mine, *others], "waiting") == expected
+    states = {7: JobState.FINISHED, 8: JobState.RUNNING}
+    assert behind(mine, [mine, *others], "waiting", now=NOW, prerequisites=states) == expected
 
 
 def test_a_job_behind_higher_priority_work_says_how_many_jobs_are_ahead(cp):
@@ -129,6 +146,21 @@ def test_a_job_behind_higher_priority_work_says_how_many_jobs_are_ahead(cp):
     reason = cp.pending_reasons([task])[(low.id, 1)]
     assert reason.startswith("1 job of higher priority ahead; waiting for 2 free core(s)")
     assert first.id < low.id
+
+
+def test_held_and_dependent_jobs_are_not_counted_ahead(cp):
+    register(cp, "n1", cores=2)
+    first = cp.submit({"name": "a", "priority": "Highest", "command": "x", "cores": 2})
+    cp.schedule_pass()
+    held = cp.submit({"name": "b", "priority": "Highest", "command": "x", "cores": 2})
+    cp.hold_job(held.id)
+    cp.submit({"name": "d", "priority": "Highest", "command": "x", "dependsOn": [first.id]})
+    low = cp.submit({"name": "c", "command": "x", "cores": 2})
+    [task] = cp.list_tasks(low.id)
+    assert cp.pending_reasons([task])[(low.id, 1)].startswith("waiting for 2 free core(s)")
+    cp.release_job(held.id)
+    reason = cp.pending_reasons([task])[(low.id, 1)]
+    assert reason.startswith("1 job of higher priority ahead; waiting for 2 free core(s)")
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def starts(decision: scheduler.Decision) -> dict[object, tuple[tuple[str, ...], 
         pytest.param(
             [Space("a", (), 3, 4), Space("b", (), 1, 2)],
             [Request("x", 1, exclusive=True), Request("y", 1)],
-            {"y": (("a",), (1,))},
+            {"y": (("b",), (1,))},  # (a, the most free, drains for x)
             id="exclusive-waits-when-no-node-is-idle",
         ),
         pytest.param(
@@ -53,7 +53,7 @@ def starts(decision: scheduler.Decision) -> dict[object, tuple[tuple[str, ...], 
         pytest.param(
             [Space("a", (), 4, 4), Space("b", (), 2, 4), Space("c", (), 4, 4)],
             [Request("mpi", 4, nodes=3), Request("one", 2)],
-            {"one": (("a",), (2,))},
+            {},  # (and its three nodes are reserved for it: "one" may not take a's cores)
             id="multi-node-is-all-or-nothing",
         ),
         pytest.param(

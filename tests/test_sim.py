@@ -69,14 +69,17 @@ def test_backfill_may_use_cores_the_reservation_does_not_need():
     assert decision.reservation is not None and decision.reservation.at == 100.0
 
 
-def test_without_known_limits_easy_backfills_whatever_fits():
-    spaces = [Space("a", (), 2)]
-    busy = [Busy("a", 2, None)]  # something runs with no limit: no projection possible
-    spaces[0].free = 1
-    queue = [Request("big", 2), Request("small", 1)]
+def test_without_known_limits_easy_still_reserves_nodes_at_an_unknown_time():
+    # a runs something with no limit on 2 of its 3 cores: "big" (3 cores) gets no projected
+    # time, but node a is reserved for it (HPC Pack: no backfill past a blocked job when
+    # runtimes are unknown). "small" may use b; "other" may not take a's free core.
+    spaces = [Space("a", (), 1, 3), Space("b", (), 1, 1)]
+    busy = [Busy("a", 2, None)]
+    queue = [Request("big", 3), Request("small", 1, limit_s=1.0), Request("other", 1)]
     decision = schedule(queue, spaces, busy, now=0.0, policy="easy")
-    assert [s.key for s in decision.starts] == ["small"]
-    assert decision.reservation is None
+    assert [(s.key, s.nodes) for s in decision.starts] == [("small", ("b",))]
+    assert decision.reservation is not None
+    assert (decision.reservation.at, decision.reservation.nodes) == (None, ("a",))
 
 
 def test_fcfs_never_passes_the_first_request_that_does_not_fit():

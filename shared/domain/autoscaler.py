@@ -12,7 +12,9 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
 - **Grow for runnable work only.** Queued tasks are first placed (in queue
   order, first fit) on the free cores of Online nodes, unmanaged (on-prem)
   groups first, then on Starting nodes of managed groups, which count as
-  coming capacity. What is left (the overflow) is bin-packed, first-fit
+  coming capacity; a multi-node task that may burst takes the nodes that can hold it
+  now and overflows only the nodes it lacks (an idle on-prem node is not counted for
+  two tasks). What is left (the overflow) is bin-packed, first-fit
   decreasing, onto template nodes of each managed group the task may run on;
   the group grows by the number of bins, never past ``max_nodes``, the Offline
   nodes it has (not those an admin took offline or drained: ``Node.held``), or
@@ -53,7 +55,7 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
     StartFailure,
 )
 from shared.domain.cluster import Node
-from shared.domain.demand import may_run_in, nodes_for, place_queue
+from shared.domain.demand import may_run_in, nodes_for, place_queue, reach
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -197,7 +199,11 @@ class _Run:
         size = {n.name: n.cores for n in self.view.nodes}
         # an Online node's agent reads what its protocol says; a Starting one boots ours
         protocol = {n.name: n.agent_protocol for n in self.view.nodes if n.state is _ONLINE}
-        return place_queue(self.view.queued, placing, free, size, groups_of, protocol=protocol)
+        queued, spill = self.view.queued, None
+        if any(t.nodes > 1 for t in queued):  # what a wide task could ever hold
+            growable = {g: gp for g, gp in self.policy.groups.items() if g in self._members}
+            spill = reach(self.view.nodes, self.managed, growable).holds
+        return place_queue(queued, placing, free, size, groups_of, protocol=protocol, spill=spill)
 
     def grow(self, overflow: list[Task]) -> None:
         starts_left = self.policy.max_starts_per_run

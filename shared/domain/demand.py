@@ -3,16 +3,21 @@ with HPC Pack's GrowByMin, TasksPerResourceUnit and ExtraNodesGrowRatio. Pure; u
 autoscaler (shared.domain.autoscaler) to grow a group by the nodes it needs, not one by one.
 
 A multi-node task needs its nodes on different nodes; an exclusive task takes whole nodes.
+One that may burst takes the nodes that can hold it now and needs nodes started only for the
+rest (:class:`Reach`): the scheduler spans on-prem and managed nodes the same way.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+from shared.domain.cluster import Node
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.models import Task
 from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
+from shared.domain.states import NodeState
 
 
 def may_run_in(task: Task, group: str) -> bool:
@@ -73,6 +78,51 @@ def nodes_for(tasks: Sequence[Task], gp: GroupPolicy) -> int:
     return need + math.ceil(need * gp.extra_nodes_grow_ratio / 100)
 
 
+@dataclass(frozen=True)
+class Reach:
+    """The nodes a wide task could ever hold: eligible on-prem Online nodes plus, per managed
+    group it may grow, the most nodes the group can have up. Only a task that may burst and
+    fits that takes a part of the nodes up now (:func:`place_queue`): one that never can would
+    keep them up, billing, for nothing."""
+
+    onprem: Sequence[tuple[Collection[str], int]]
+    """(groups, cores) of each Online node no autoscaler starts."""
+    managed: Mapping[str, tuple[int, int]]
+    """Each managed group that may grow: (cores of its nodes, most nodes it can have up)."""
+
+    def holds(self, task: Task) -> bool:
+        total, burst = 0, False
+        for group, (cores, most) in self.managed.items():
+            if may_run_in(task, group) and task.cores <= cores:
+                total, burst = total + most, True
+        if not burst:
+            return False
+        allowed = set(task.node_groups)
+        for groups, cores in self.onprem:
+            if cores >= task.cores and (not allowed or not allowed.isdisjoint(groups)):
+                total += 1
+        return total >= task.nodes
+
+
+def reach(
+    nodes: Iterable[Node], group_of: Mapping[str, str | None], groups: Mapping[str, GroupPolicy]
+) -> Reach:
+    """The :class:`Reach` of a cluster: ``group_of`` maps each node to its managed group (None:
+    on-prem, or a group the autoscaler leaves alone); ``groups``: the groups that may grow.
+    A node an admin holds (drained, taken offline) is never started, so it does not count."""
+    onprem: list[tuple[Collection[str], int]] = []
+    count: dict[str, int] = {}
+    for n in nodes:
+        group = group_of.get(n.name)
+        if group is None:
+            if n.state is NodeState.ONLINE:
+                onprem.append((n.groups, n.cores))
+        elif group in groups and not n.held:
+            count[group] = count.get(group, 0) + 1
+    most = {g: (gp.node_cores, min(gp.max_nodes, count.get(g, 0))) for g, gp in groups.items()}
+    return Reach(onprem, most)
+
+
 def place_queue(
     queued: Sequence[Task],
     placing: list[str],
@@ -80,15 +130,18 @@ def place_queue(
     size: Mapping[str, int],
     groups_of: Mapping[str, set[str]],
     *,
-    wide: bool = True,
     protocol: Mapping[str, int] | None = None,
+    spill: Callable[[Task], bool] | None = None,
 ) -> tuple[list[Task], set[str]]:
     """First fit of the queue, in its order, on the nodes of ``placing`` (in that order),
     as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
-    ``free`` and ``placing`` are used up as tasks are placed. ``wide=False``: multi-node and
-    exclusive tasks are not placed but counted as fitting nowhere (a bound). ``protocol``:
+    ``free`` and ``placing`` are used up as tasks are placed. ``protocol``:
     each node's agent protocol (missing: the current one, as a node the autoscaler starts
-    boots the current agent); a task goes only where its assignment can be read."""
+    boots the current agent); a task goes only where its assignment can be read. ``spill``:
+    a multi-node task that does not fit whole and for which it says True (e.g.
+    :meth:`Reach.holds`) takes the nodes that fit now, and only the rest overflows (a copy
+    with ``nodes`` = the nodes still lacking): nodes are started for the rest only, and a
+    node it took is not counted again for a later task."""
     overflow: list[Task] = []
     wanted: set[str] = set()
     ages = protocol or {}
@@ -96,9 +149,13 @@ def place_queue(
         need = task_protocol(task) if ages else 1
         if task.nodes > 1 or task.exclusive:
             able = placing if need <= 1 else _able(placing, ages, need)
-            if not (wide and place_wide(task, able, free, size, groups_of, wanted)):
+            rest = place_wide(task, able, free, size, groups_of, wanted, spill=spill)
+            if rest == task.nodes:
                 overflow.append(task)
-            elif able is not placing:  # nodes it filled leave the shared order too
+                continue
+            if rest:
+                overflow.append(task.model_copy(update={"nodes": rest}))
+            if able is not placing:  # nodes it filled leave the shared order too
                 placing[:] = [n for n in placing if free[n] > 0]
             continue
         for i, name in enumerate(placing):
@@ -124,23 +181,27 @@ def place_wide(
     size: Mapping[str, int],
     groups_of: Mapping[str, set[str]],
     wanted: set[str],
-) -> bool:
+    *,
+    spill: Callable[[Task], bool] | None = None,
+) -> int:
     """A multi-node or exclusive task: all its nodes at once (each with ``cores`` free;
-    exclusive: a node with nothing running, all of whose cores it takes), or none."""
+    exclusive: a node with nothing running, all of whose cores it takes), or none; the nodes
+    it still lacks (0: placed). Where it does not fit whole and ``spill(task)`` is True, it
+    takes the nodes that fit (a part only of a multi-node task: one node is all or none)."""
     chosen = [
         name
         for name in placing
         if (not task.node_groups or groups_of[name] & set(task.node_groups))
         and (free[name] == size[name] >= task.cores if task.exclusive else free[name] >= task.cores)
     ][: task.nodes]
-    if len(chosen) < task.nodes:
-        return False
+    if len(chosen) < task.nodes and (task.nodes == 1 or spill is None or not spill(task)):
+        return task.nodes
     for name in chosen:
         free[name] -= size[name] if task.exclusive else task.cores
         wanted.add(name)
         if free[name] <= 0:
             placing.remove(name)
-    return True
+    return task.nodes - len(chosen)
 
 
 def _able(placing: list[str], protocol: Mapping[str, int], need: int) -> list[str]:

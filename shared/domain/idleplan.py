@@ -19,7 +19,7 @@ from typing import Any
 
 from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
-from shared.domain.demand import may_run_in, nodes_for, place_queue
+from shared.domain.demand import may_run_in, nodes_for, place_queue, reach
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.models import Task
 from shared.domain.states import NodeState, TaskState
@@ -101,13 +101,25 @@ def overflow(
     queued: Sequence[Task], nodes: Sequence[Node], used: Mapping[str, int], managed: set[str]
 ) -> list[Task]:
     """Queued tasks that fit on no Online node's free cores, placed first fit in queue order,
-    on-prem (unmanaged) nodes first, as the scheduler's next pass would. Multi-node and
-    exclusive tasks are counted as overflow (a bound, not a placement)."""
+    on-prem (unmanaged) nodes first, as the scheduler's next pass would. A multi-node task
+    that may burst takes the Online nodes that can hold it and overflows only the nodes it
+    lacks (as in the autoscaler's grow; its groups' reach is read from ``nodes``, each
+    managed node in its first group), so the floor it raises is the overflow's alone."""
     free = {n.name: n.cores - used.get(n.name, 0) for n in nodes if n.state is NodeState.ONLINE}
     placing = sorted((n for n in free if free[n] > 0), key=lambda n: (n in managed, n))
     groups_of = {n.name: set(n.groups) for n in nodes if n.name in free}
     protocol = {n.name: n.agent_protocol for n in nodes if n.name in free}
-    return place_queue(queued, placing, free, {}, groups_of, wide=False, protocol=protocol)[0]
+    size = {n.name: n.cores for n in nodes if n.name in free}
+    spill = None
+    if any(t.nodes > 1 for t in queued):
+        group_of = {n.name: n.groups[0] if n.name in managed and n.groups else None for n in nodes}
+        cores: dict[str, int] = {}
+        for n in nodes:
+            if (g := group_of[n.name]) is not None:
+                cores[g] = max(cores.get(g, 0), n.cores)
+        most = {g: GroupPolicy(node_cores=c, max_nodes=len(group_of)) for g, c in cores.items()}
+        spill = reach(nodes, group_of, most).holds
+    return place_queue(queued, placing, free, size, groups_of, protocol=protocol, spill=spill)[0]
 
 
 def owner_group(

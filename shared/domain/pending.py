@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
+from shared.domain import eligibility
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import GroupMemory
 from shared.domain.models import Job, LostAttempt, Task
 from shared.domain.protocol import describe, task_protocol
-from shared.domain.states import NODE_SCHEDULABLE, NodeState, TaskState
+from shared.domain.reservation import Reservation
+from shared.domain.states import NODE_SCHEDULABLE, JobState, NodeState, TaskState
 
 SHOW_NODES = 5
 """Nodes named in a reason before "and N more"."""
@@ -228,16 +230,62 @@ def _wide_reason(
     )
 
 
-def behind(job: Job, queued: Sequence[Job], reason: str) -> str:
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names[:SHOW_NODES]) + (
+        f" and {len(names) - SHOW_NODES} more" if len(names) > SHOW_NODES else ""
+    )
+
+
+def held_for(key: tuple[int, int], reservation: Reservation) -> str:
+    """Why a task that fits now does not start: the scheduler's reservation for ``key`` (the
+    first queued task that does not fit) keeps the cores it needs (EASY; with no runtime
+    limits HPC Pack's rule: nothing passes a blocked job on its nodes)."""
+    job, task = key
+    nodes = _listed(reservation.nodes)
+    when = (
+        ""
+        if reservation.at is None
+        else f" (projected at {datetime.fromtimestamp(reservation.at, UTC):%H:%M:%S} UTC)"
+    )
+    return (
+        f"held back for job {job} (task {job}.{task}), which has {nodes} reserved: "
+        f"it starts when they free up{when}, then this one as cores allow"
+    )
+
+
+def reserved_for_it(reservation: Reservation) -> str:
+    """What the scheduler keeps for the task it reserved nodes for."""
+    nodes = _listed(reservation.nodes)
+    when = (
+        "no runtime limit of what runs there gives a time"
+        if reservation.at is None
+        else f"projected at {datetime.fromtimestamp(reservation.at, UTC):%H:%M:%S} UTC"
+    )
+    return f"{nodes} reserved for it: nothing else takes the cores it needs ({when})"
+
+
+def behind(
+    job: Job,
+    queued: Sequence[Job],
+    reason: str,
+    *,
+    now: datetime,
+    prerequisites: Mapping[int, JobState | None],
+) -> str:
     """``reason`` led by the jobs ahead of ``job`` in the queue that compete for its nodes
     (queued tasks, ahead in scheduling order, a node group in common): e.g. "12 jobs of
-    higher priority ahead; waiting for 8 free core(s) ...". Unchanged if there are none."""
+    higher priority ahead; waiting for 8 free core(s) ...". Unchanged if there are none.
+    A job that could not start now is not ahead: held, or waiting for a prerequisite job
+    (``prerequisites``: each ``dependsOn`` job's state, :mod:`shared.domain.eligibility`);
+    the scheduler passes it by."""
     mine = set(job.node_groups)
     higher = earlier = 0
     for other in queued:
         if other.id == job.id or not other.task_counts.get(TaskState.QUEUED):
             continue
         if mine and other.node_groups and mine.isdisjoint(other.node_groups):
+            continue
+        if eligibility.held_back(other, now=now, prerequisites=prerequisites) is not None:
             continue
         if other.priority > job.priority:
             higher += 1

@@ -13,12 +13,15 @@ then submit time). Two policies:
 - ``fcfs``: start requests in order while they fit; the first that does not fit blocks
   everything behind it.
 - ``easy`` (EASY backfilling, the cluster's policy): the first request that does not fit
-  gets a *reservation*: the earliest time enough cores free up for it, projected from
-  the runtime limits of what runs (start + limit). A later request starts now only if it
-  fits now and does not delay that reservation: it ends before the reserved time, or it
-  uses only cores the reserved request will not need. Where the projection is impossible
-  (what runs has no runtime limit), nothing can be reserved and any request that fits
-  starts (plain backfill), as before runtime limits existed.
+  gets a *reservation* (:mod:`shared.domain.reservation`): nodes, and the earliest time
+  enough cores free up there, projected from the runtime limits of what runs (start +
+  limit). A later request starts now only if it fits now and does not delay that
+  reservation: it ends before the reserved time, or it uses only cores the reserved
+  request will not need. Where no time can be projected (what runs has no runtime limit),
+  the nodes are still reserved, at an unknown time: later requests may use other nodes and
+  the reserved nodes' spare cores, never the cores it waits for, whatever their limits.
+  HPC Pack does the same (a missing runtime is infinite: no backfill past a blocked job);
+  without it a wide or exclusive job starved behind a stream of small unlimited tasks.
 
 Nodes are chosen on-prem first, then managed VMs (a job allowed on both bursts to the cloud
 only for what on-prem nodes cannot take now, even when VMs are up), and most-free first
@@ -29,16 +32,17 @@ need. A node never gets more cores than it has.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from shared.domain.capacity import FreeCores, Space, eligible
+from shared.domain.capacity import FreeCores, Space
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, held
 from shared.domain.models import Host, Task
 from shared.domain.ownership import is_managed
 from shared.domain.protocol import task_protocol
+from shared.domain.reservation import Reservation, harmless, reserve
 from shared.domain.states import NODE_SCHEDULABLE
 
 Policy = Literal["fcfs", "easy"]
@@ -84,19 +88,10 @@ class Start:
 
 
 @dataclass
-class Reservation:
-    key: Hashable
-    at: float
-    nodes: tuple[str, ...]
-    spare: dict[str, int] = field(default_factory=dict)
-    """Cores on the reserved nodes that the reserved request will not need at ``at``."""
-
-
-@dataclass
 class Decision:
     starts: list[Start]
     reservation: Reservation | None = None
-    """EASY's reservation for the first request that did not fit (None: none, or unknown)."""
+    """EASY's reservation for the first request that did not fit (None: none, or it never fits)."""
 
 
 def schedule(
@@ -136,12 +131,12 @@ def schedule(
             if policy == "fcfs":
                 break
             blocked = True
-            reservation = _reserve(req, free, projected)
+            reservation = reserve(req, free, projected)
             continue
         if chosen is None:
             continue
         takes = {s.name: _amount(req, free, s.name) for s in chosen}
-        if reservation is None or _harmless(req, takes, reservation, now):
+        if reservation is None or harmless(req, takes, reservation, now):
             _take(req, chosen, free, now, projected, starts, growing)
     _grow(starts, growing, free, reservation, now)
     return Decision(starts, reservation)
@@ -191,15 +186,11 @@ def _grow(
 ) -> None:
     """Give requests with ``max_cores`` the cores the pass left free on their nodes, in queue
     order; on a reserved node only its spare cores, unless the request ends before the
-    reservation's time."""
+    reservation's known time."""
     for i, req in growing:
         assert req.max_cores is not None
         start = starts[i]
-        ends_first = (
-            reservation is not None
-            and req.limit_s is not None
-            and now + req.limit_s <= reservation.at
-        )
+        ends_first = reservation is not None and reservation.ends_first(req.limit_s, now)
         granted = []
         for node, cores in zip(start.nodes, start.cores, strict=True):
             room = max(free.free[node], 0)
@@ -212,57 +203,6 @@ def _grow(
                     reservation.spare[node] -= extra
             granted.append(cores + max(extra, 0))
         starts[i] = replace(start, cores=tuple(granted))
-
-
-def _need(req: Request, space: Space) -> int | None:
-    """Cores ``req`` needs free on ``space`` to start there (None: it never can)."""
-    if not eligible(req.groups, space, req.protocol):
-        return None
-    if req.exclusive:
-        return space.whole if space.whole >= req.cores else None
-    return req.cores
-
-
-def _reserve(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation | None:
-    """The earliest projected time it fits, from what runs and its projected ends. None if it
-    cannot be projected (what it needs has no known end, or it never fits)."""
-    later = dict(free.free)
-    spaces = free.spaces
-    need = {n: c for n, space in spaces.items() if (c := _need(req, space)) is not None}
-    fitting = sum(1 for n, c in need.items() if later[n] >= c)
-    ends = sorted((b for b in busy if b.until is not None), key=lambda b: b.until or 0.0)
-    i = 0
-    while i < len(ends):
-        at = ends[i].until
-        assert at is not None
-        while i < len(ends) and ends[i].until == at:
-            b = ends[i]
-            i += 1
-            if b.node not in need:
-                continue
-            was = later[b.node] >= need[b.node]
-            later[b.node] += b.cores
-            fitting += not was and later[b.node] >= need[b.node]
-        if fitting >= req.nodes:
-            best = sorted(
-                (n for n, c in need.items() if later[n] >= c),
-                key=lambda n: (-later[n], n),
-            )[: req.nodes]
-            return Reservation(req.key, at, tuple(best), {n: later[n] - need[n] for n in best})
-    return None
-
-
-def _harmless(req: Request, takes: Mapping[str, int], res: Reservation, now: float) -> bool:
-    """Starting ``req`` now, taking ``takes`` cores per node, leaves the reservation intact
-    (and books the spare cores it will still hold then)."""
-    if req.limit_s is not None and now + req.limit_s <= res.at:
-        return True
-    needed = [n for n in takes if n in res.spare]
-    if any(res.spare[n] < takes[n] for n in needed):
-        return False
-    for n in needed:
-        res.spare[n] -= takes[n]
-    return True
 
 
 # --- the cluster's records -> requests ------------------------------------------------
@@ -311,16 +251,8 @@ def plan(
     """Placements for as many of ``queued`` (already in scheduling order) as fit.
     ``running`` (the active tasks) gives EASY its projection where their limits are known;
     ``used`` must count the cores of every node a task holds (:func:`hosts.used_cores`)."""
-    free = free_cores(nodes, used)
+    decision = decide(queued, nodes, used, running=running, now=now, policy=policy)
     by_name = {n.name: n for n in nodes}
-    spaces = [
-        Space(n.name, tuple(n.groups), free[n.name], n.cores, n.agent_protocol, _tier(n))
-        for n in nodes
-        if n.name in free
-    ]
-    at = now.timestamp() if now else 0.0
-    busy = [Busy(h.node, h.cores, _until(t)) for t in running for h in held(t) if h.node in free]
-    decision = schedule((request(t) for t in queued), spaces, busy, now=at, policy=policy)
     out = []
     for start in decision.starts:
         key: tuple[int, int] = start.key  # type: ignore[assignment]
@@ -330,6 +262,28 @@ def plan(
         )
         out.append(Placement(key[0], key[1], start.nodes[0], start.group, hosts))
     return out
+
+
+def decide(
+    queued: Sequence[Task],
+    nodes: Sequence[Node],
+    used: Mapping[str, int],
+    *,
+    running: Sequence[Task | Holding] = (),
+    now: datetime | None = None,
+    policy: Policy = "easy",
+) -> Decision:
+    """:func:`plan`'s decision as it is (starts keyed by (job id, task id), and EASY's
+    reservation): the pending reasons read the reservation from it."""
+    free = free_cores(nodes, used)
+    spaces = [
+        Space(n.name, tuple(n.groups), free[n.name], n.cores, n.agent_protocol, _tier(n))
+        for n in nodes
+        if n.name in free
+    ]
+    at = now.timestamp() if now else 0.0
+    busy = [Busy(h.node, h.cores, _until(t)) for t in running for h in held(t) if h.node in free]
+    return schedule((request(t) for t in queued), spaces, busy, now=at, policy=policy)
 
 
 def _tier(node: Node) -> int:

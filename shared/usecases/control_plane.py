@@ -27,6 +27,7 @@ from shared.usecases import (
     modify,
     nodegroups,
     nodes,
+    pending_reasons,
     queries,
     reconcile,
     submit,
@@ -133,10 +134,10 @@ class ControlPlane:
         return queries.read_output(self.deps, job_id, task_id, stream, **kwargs)
 
     def pending_reasons(self, tasks: Iterable[Task]) -> dict[tuple[int, int], str]:
-        return queries.pending_reasons(self.deps, tasks)
+        return pending_reasons.pending_reasons(self.deps, tasks)
 
     def job_pending_reasons(self, jobs: Iterable[Job]) -> dict[int, str]:
-        return queries.job_pending_reasons(self.deps, jobs)
+        return pending_reasons.job_pending_reasons(self.deps, jobs)
 
     def list_nodes(self) -> list[dict[str, Any]]:
         return queries.list_nodes(self.deps)

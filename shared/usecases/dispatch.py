@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from shared.domain import eligibility, lifecycle, scheduler
 from shared.domain.cluster import Node
-from shared.domain.hosts import Seat, held, host_list
+from shared.domain.hosts import Holding, Seat, held, host_list, used_cores
 from shared.domain.jobspec import sweep_command
 from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
 from shared.domain.models import Host, Task, TaskRange
@@ -26,7 +26,6 @@ from shared.ports.bus import MAX_MESSAGE_BYTES, OutgoingMessage
 from shared.ports.store import MAX_BATCH, MAX_BATCH_BYTES, json_size, stored_size
 from shared.usecases import taskdeps
 from shared.usecases.deps import Deps
-from shared.usecases.queries import used_cores
 from shared.usecases.queue import runnable_queue
 from shared.usecases.settling import settle
 
@@ -56,15 +55,10 @@ def schedule_pass(deps: Deps) -> int:
     """One scheduler pass; returns how many tasks it dispatched. It ends within
     PASS_BUDGET (between two commits), kicking the next pass if work is left."""
     started = deps.clock()
-    nodes = [n for n in deps.store.list_nodes() if n.incarnation > 0]
-    active = deps.store.holdings()
-    used = used_cores(active)
-    free = sum(max(f, 0) for f in scheduler.free_cores(nodes, used).values())
-    if free == 0:
+    view = _view(deps)
+    if view is None:
         return 0  # nothing can be placed: do not read the queue at all
-    # Look ahead far enough to backfill, not at the whole queue.
-    window = min(deps.settings.scheduler_window, max(LOOKAHEAD_MIN, 4 * free))
-    queued = runnable_queue(deps, limit=window, active=active)
+    nodes, active, used, queued = view
     placements = scheduler.plan(queued, nodes, used, running=active, now=deps.clock())
     if not placements:
         return 0
@@ -90,6 +84,33 @@ def schedule_pass(deps: Deps) -> int:
             dispatched += len(batch)
             rest = rest[taken:] if taken else ()
     return dispatched
+
+
+def preview(deps: Deps) -> tuple[scheduler.Decision, list[Task]] | None:
+    """What a pass would decide now, and the queued tasks it would look at (None: no core
+    is free, so a pass reads no queue and reserves nothing). The pending reasons read its
+    reservation: the same window and the same pure call as the pass, nothing remembered."""
+    view = _view(deps)
+    if view is None:
+        return None
+    nodes, active, used, queued = view
+    return scheduler.decide(queued, nodes, used, running=active, now=deps.clock()), queued
+
+
+def _view(
+    deps: Deps,
+) -> tuple[list[Node], list[Holding], dict[str, int], list[Task]] | None:
+    """What a pass reads: the registered nodes, what holds their cores, the cores used per
+    node, and the queue window (None: no core is free, the queue is not read)."""
+    nodes = [n for n in deps.store.list_nodes() if n.incarnation > 0]
+    active = deps.store.holdings()
+    used = used_cores(active)
+    free = sum(max(f, 0) for f in scheduler.free_cores(nodes, used).values())
+    if free == 0:
+        return None
+    # Look ahead far enough to backfill, not at the whole queue.
+    window = min(deps.settings.scheduler_window, max(LOOKAHEAD_MIN, 4 * free))
+    return nodes, active, used, runnable_queue(deps, limit=window, active=active)
 
 
 def fit(costs: Iterable[int], budget: int) -> int:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain import eligibility, hosts, lifecycle, pending, taskgraph
+from shared.domain import hosts
 from shared.domain.cluster import NodeGroup
 from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
 from shared.errors import NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, Stream
 from shared.usecases import sweeps
-from shared.usecases.autoscale_memory import scaling_of
-from shared.usecases.deps import Deps, all_jobs
+from shared.usecases.deps import Deps
 
 
 def get_job(deps: Deps, job_id: int) -> Job:
@@ -56,87 +55,6 @@ def list_tasks(
 
 def get_task(deps: Deps, job_id: int, task_id: int) -> Task:
     return sweeps.get_task(deps, job_id, task_id)
-
-
-def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], str]:
-    """Why each queued task of ``tasks`` waits (by (job, task)); other tasks are left out.
-    What holds its job back comes first (a hold, a prerequisite job), then the task's own
-    prerequisite tasks, then the job's maxConcurrent (a task waiting for a prerequisite task
-    would wait below the cap too)."""
-    queued = [t for t in tasks if t.state is TaskState.QUEUED]
-    if not queued:
-        return {}
-    jobs: dict[int, Job] = {}
-    for job_id in {t.job_id for t in queued}:
-        try:
-            jobs[job_id] = deps.store.get_job(job_id)
-        except NotFound:
-            continue
-    held_back, capped_jobs = _job_blocks(deps, list(jobs.values()))
-    nodes = deps.store.list_nodes()
-    used = used_cores(deps.store.active_tasks())
-    groups = deps.store.list_groups()
-    capped = pending.capped(groups)
-    scaling: dict[str, pending.GroupScaling] | None = None
-    now = deps.clock()
-    waiting: list[Job] | None = None
-    out: dict[tuple[int, int], str] = {}
-    for task in queued:
-        job = jobs.get(task.job_id)
-        reason = (
-            held_back.get(task.job_id)
-            or (job and taskgraph.waiting_for(task, job))
-            or capped_jobs.get(task.job_id)
-        )
-        lost = lifecycle.held_by_lost(task, now) if task.lost and not reason else None
-        if lost is not None:
-            reason = pending.still_running(lost)
-        if not reason:
-            if scaling is None:  # read once, only if some task waits for nodes or cores
-                scaling = scaling_of(deps, [g for g in groups if g.name not in capped])
-            reason = pending.pending_reason(task, nodes, used, capped, scaling, now)
-            if reason is not None and reason.startswith("waiting for") and job is not None:
-                if waiting is None:  # read once, only if some task waits for cores
-                    waiting = list(all_jobs(deps.store, [JobState.QUEUED, JobState.RUNNING]))
-                reason = pending.behind(job, waiting, reason)
-        if reason is not None:
-            out[(task.job_id, task.id)] = reason
-    return out
-
-
-def job_pending_reasons(deps: Deps, jobs: Iterable[Job]) -> dict[int, str]:
-    """Why each job that still has queued tasks waits: what holds the job back, else the
-    reason of its first queued task."""
-    jobs = [j for j in jobs if j.state in (JobState.QUEUED, JobState.RUNNING)]
-    held_back, capped_jobs = _job_blocks(deps, jobs)
-    blocked = {**capped_jobs, **held_back}
-    firsts = []
-    for job in jobs:
-        if job.id not in blocked and job.task_counts.get(TaskState.QUEUED):
-            first = sweeps.first_queued(deps, job.id)
-            firsts += [first] if first is not None else []
-    reasons = {key[0]: reason for key, reason in pending_reasons(deps, firsts).items()}
-    return {**reasons, **blocked}
-
-
-def _job_blocks(deps: Deps, jobs: Sequence[Job]) -> tuple[dict[int, str], dict[int, str]]:
-    """What holds each job back (a hold, a prerequisite job), and which jobs are at their
-    ``maxConcurrent`` (:mod:`shared.domain.eligibility`), each by job id."""
-    now = deps.clock()
-    states = job_states(deps, {d for j in jobs for d in j.depends_on})
-    active: dict[int, int] = {}
-    if any(j.max_concurrent for j in jobs):
-        for task in deps.store.active_tasks():
-            active[task.job_id] = active.get(task.job_id, 0) + 1
-    held_back, capped = {}, {}
-    for job in jobs:
-        why = eligibility.held_back(job, now=now, prerequisites=states)
-        if why is not None:
-            held_back[job.id] = why
-        cap = eligibility.at_cap(job, active.get(job.id, 0))
-        if cap is not None:
-            capped[job.id] = cap
-    return held_back, capped
 
 
 def job_states(deps: Deps, ids: set[int]) -> dict[int, JobState | None]:

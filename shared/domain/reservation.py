@@ -1,0 +1,126 @@
+"""EASY's reservation for the first queued request that does not fit now: which nodes it will
+get, and when if that can be known. Pure; used by :mod:`shared.domain.scheduler`.
+
+Two kinds, the first one possible:
+
+- *known time*: the earliest time enough cores free up for it, projected from the runtime
+  limits of what runs (start + limit). A later request may start if it ends by then, or if
+  it uses only cores the reserved request will not need then (``spare``).
+- *unknown time* (``at`` None): what holds the nodes it needs has no runtime limit, so no
+  time can be projected. HPC Pack takes a missing runtime as infinite and backfills nothing
+  past a blocked job; Slurm projects with the partition's limit. Here the request still
+  gets ``nodes`` nodes that could ever hold it (the most free cores now, then by name):
+  later requests may take cores it will not need there (free now beyond its need) and any
+  node outside the reservation, but never the cores it waits for, so the nodes drain for it
+  and it starts as soon as they are free. A runtime limit does not make a later request
+  harmless here: the reserved start has no time to end before.
+
+No reservation at all when the request can never fit (too few eligible nodes big enough).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from shared.domain.capacity import FreeCores, Space, eligible
+
+if TYPE_CHECKING:
+    from shared.domain.scheduler import Busy, Request
+
+
+@dataclass
+class Reservation:
+    key: Hashable
+    at: float | None
+    """When the reserved request is projected to start (None: unknown, what runs on its
+    nodes has no runtime limit)."""
+    nodes: tuple[str, ...]
+    spare: dict[str, int] = field(default_factory=dict)
+    """Cores on the reserved nodes that the reserved request will not need when it starts."""
+
+    def ends_first(self, limit_s: float | None, now: float) -> bool:
+        """A request of this runtime limit started now ends before the reserved start (never
+        when that start is unknown)."""
+        return self.at is not None and limit_s is not None and now + limit_s <= self.at
+
+
+def reserve(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation | None:
+    """The reservation for ``req``, blocked now: at a projected time if what runs lets one be
+    projected, else at an unknown time; None if it can never fit."""
+    return _known(req, free, busy) or _unknown(req, free, busy)
+
+
+def harmless(req: Request, takes: Mapping[str, int], res: Reservation, now: float) -> bool:
+    """Starting ``req`` now, taking ``takes`` cores per node, leaves the reservation intact
+    (and books the spare cores it will still hold then)."""
+    if res.ends_first(req.limit_s, now):
+        return True
+    needed = [n for n in takes if n in res.spare]
+    if any(res.spare[n] < takes[n] for n in needed):
+        return False
+    for n in needed:
+        res.spare[n] -= takes[n]
+    return True
+
+
+def _need(req: Request, space: Space) -> int | None:
+    """Cores ``req`` needs free on ``space`` to start there (None: it never can)."""
+    if not eligible(req.groups, space, req.protocol):
+        return None
+    if req.exclusive:
+        return space.whole if space.whole >= req.cores else None
+    return req.cores
+
+
+def _known(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation | None:
+    """The earliest projected time it fits, from what runs and its projected ends. None if it
+    cannot be projected (what it needs has no known end, or it never fits)."""
+    later = dict(free.free)
+    spaces = free.spaces
+    need = {n: c for n, space in spaces.items() if (c := _need(req, space)) is not None}
+    fitting = sum(1 for n, c in need.items() if later[n] >= c)
+    ends = sorted((b for b in busy if b.until is not None), key=lambda b: b.until or 0.0)
+    i = 0
+    while i < len(ends):
+        at = ends[i].until
+        assert at is not None
+        while i < len(ends) and ends[i].until == at:
+            b = ends[i]
+            i += 1
+            if b.node not in need:
+                continue
+            was = later[b.node] >= need[b.node]
+            later[b.node] += b.cores
+            fitting += not was and later[b.node] >= need[b.node]
+        if fitting >= req.nodes:
+            best = sorted(
+                (n for n, c in need.items() if later[n] >= c),
+                key=lambda n: (-later[n], n),
+            )[: req.nodes]
+            return Reservation(req.key, at, tuple(best), {n: later[n] - need[n] for n in best})
+    return None
+
+
+def _unknown(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation | None:
+    """``req.nodes`` nodes that could hold it once what runs there ends, the most free now
+    first, at an unknown time. A node's size is its cores, or (unknown) its free cores plus
+    what runs there. None if too few nodes could ever hold it."""
+    held = Counter[str]()
+    for b in busy:
+        held[b.node] += b.cores
+    need: dict[str, int] = {}
+    for name, space in free.spaces.items():
+        if not eligible(req.groups, space, req.protocol):
+            continue
+        size = space.cores if space.cores is not None else free.free[name] + held[name]
+        if size >= req.cores:
+            need[name] = size if req.exclusive else req.cores
+    if len(need) < req.nodes:
+        return None
+    best = sorted(need, key=lambda n: (-free.free[n], n))[: req.nodes]
+    return Reservation(
+        req.key, None, tuple(best), {n: max(free.free[n] - need[n], 0) for n in best}
+    )
