@@ -191,3 +191,17 @@ def test_held_and_dependent_jobs_are_not_counted_ahead(cp):
 def test_a_wait_names_the_nodes_an_admin_holds(nodes, expected):
     used = {"z1": 2} if "waiting" in expected else {}
     assert pending_reason(task(cores=2, groups=("AzureNodes",)), nodes, used) == expected
+
+
+def test_a_wait_for_cores_names_the_nodes_still_starting():
+    """Found by the autoscaler's fault probe: once one node of the group was Online, a task
+    waiting for cores no longer said that more were starting."""
+    nodes = [
+        node("z1", groups=("AzureNodes",), cores=2),
+        node("z3", groups=("AzureNodes",), state=NodeState.STARTING, inc=0),
+        node("z4", groups=("AzureNodes",), state=NodeState.STARTING, inc=0),
+    ]
+    assert pending_reason(task(cores=2, groups=("AzureNodes",)), nodes, {"z1": 2}) == (
+        "waiting for 2 free core(s) on one node in AzureNodes (2 of 2 cores busy; at most 0 "
+        "free on any node); z3, z4 starting"
+    )

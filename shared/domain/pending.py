@@ -180,9 +180,12 @@ def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[
         )
     total = sum(n.cores for n in online)
     busy = total - sum(max(f, 0) for f in free.values())
+    # nodes still starting are part of the wait too (a probe saw them named only while no
+    # node of the group was Online)
+    coming = f"; {_listed(starting)} starting" if starting else ""
     return "busy", (
         f"waiting for {task.cores} free core(s) on one node in {place} "
-        f"({busy} of {total} cores busy; at most {max(best, 0)} free on any node)"
+        f"({busy} of {total} cores busy; at most {max(best, 0)} free on any node){coming}"
     )
 
 
