@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     """Extra tags on every VM, as JSON (``{"costCenter": "hpc"}``)."""
     local_boot_delay_s: float = 0.0
     """How long a local "VM" takes to boot before its agent starts (to mimic Azure)."""
+    local_faults: str = ""
+    """A JSON file of the local provider's fault switches, read again when it changes (so a
+    live cluster can be made to fail like Azure); empty: none."""
     deployment_timeout_s: float = 1200.0
     """A started node whose agent has not joined by then is stopped and counted as failed."""
     scale_down_delay_s: float = 600.0

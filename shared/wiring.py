@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from typing import Any
 
 from shared.domain.messages import (
@@ -133,7 +134,11 @@ def build_compute(settings: Settings, **azure_client: Any) -> ComputeProvider | 
     if settings.compute == "local":
         from shared.adapters.local_compute import LocalProvider
 
-        return LocalProvider(settings.home_dir, boot_delay_s=settings.local_boot_delay_s)
+        return LocalProvider(
+            settings.home_dir,
+            boot_delay_s=settings.local_boot_delay_s,
+            faults_file=Path(settings.local_faults) if settings.local_faults else None,
+        )
     if settings.compute == "azure":
         from shared.adapters.azure_setup import azure_provider
 

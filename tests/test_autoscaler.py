@@ -304,7 +304,7 @@ def test_a_groups_own_scale_down_delay_overrides_the_clusters(group_delay, stops
     [
         ((ON, ON, ON), {}, 10, ["az-1", "az-2"], False),  # idle: stop now, not after 3 min
         ((ON, ON, ON), {"az-1": 1}, 10, ["az-2", "az-3"], False),  # the busy one is kept
-        ((ON, ON, ON), {"az-1": 1, "az-2": 4}, 10, ["az-3"], True),  # one more once idle
+        ((ON, ON, ON), {"az-1": 1, "az-2": 4}, 10, ["az-3"], False),  # az-1 drains
         ((ON, STARTING, OFF), {}, 10, ["az-1"], False),  # a Starting node counts as up
         ((ON, NodeState.DRAINING, OFF), {"az-2": 1}, 10, [], False),  # already going
         ((ON, ON, ON), {}, 1, ["az-1"], True),  # the stop rate limit holds
@@ -318,6 +318,48 @@ def test_nodes_up_beyond_a_lowered_max_stop_once_idle(states, used, stops_left, 
     assert [n for a, n in actions(d) if a == "stop"] == stops
     assert all("above its maxNodes 1" in o.reason for o in d.orders)
     assert any("more stop once idle" in str(n) for n in d.notes) == noted
+
+
+@pytest.mark.parametrize(
+    ("used", "stops_left", "orders"),
+    [
+        # all busy: the least busy drain (no new task), the busiest keeps running
+        ({"az-1": 4, "az-2": 1, "az-3": 2}, 10, [("drain", "az-2"), ("drain", "az-3")]),
+        # one idle stops, the least busy other drains
+        ({"az-1": 4, "az-3": 2}, 10, [("stop", "az-2"), ("drain", "az-3")]),
+        # idle ones held back by the stop rate limit stop next run: no busy node drains
+        ({"az-1": 4}, 1, [("stop", "az-2")]),
+    ],
+)
+def test_busy_nodes_beyond_a_lowered_max_drain_least_busy_first(used, stops_left, orders):
+    pol = policy(max_nodes=1, max_stops_per_run=stops_left)
+    nodes = [node(f"az-{i}", ON) for i in (1, 2, 3)]
+    d = run(nodes, tasks(40), pol=pol, used=used)  # queued work keeps none of them
+    assert actions(d) == orders
+    assert all("above its maxNodes 1" in o.reason for o in d.orders)
+
+
+def test_nodes_drained_for_a_lowered_max_stop_once_empty_at_the_stop_rate_limit():
+    pol = policy(max_nodes=1, max_stops_per_run=1)
+    nodes = [node("az-1", ON), *(node(f"az-{i}", NodeState.DRAINING) for i in (2, 3))]
+    d = run(nodes, tasks(40), pol=pol, used={"az-1": 4, "az-3": 1})
+    assert actions(d) == [("stop", "az-2")]  # az-3 still runs a task
+    d = run(nodes, tasks(40), pol=pol, used={"az-1": 4})
+    assert actions(d) == [("stop", "az-2")]  # one stop per run: az-3 next time
+
+
+def test_a_node_that_never_joined_stays_failed_once_deallocated():
+    pol = policy(deployment_timeout=45 * S)
+    d = run([node("az-1", STARTING)], pol=pol, now=T0 + 50 * S)
+    [stop] = d.orders
+    assert stop.action == "stop" and stop.reason.startswith("failed: its agent did not join")
+    stopping = node("az-1", NodeState.STOPPING)
+    stopping.state_reason = stop.reason
+    d = run([stopping], pol=pol, power={"az-1": PowerState.DEALLOCATED})
+    assert [(o.action, o.reason) for o in d.orders] == [
+        ("offline", "failed: its agent did not join within the deployment timeout (45 s); "
+         "deallocated")
+    ]  # fmt: skip
 
 
 def test_min_nodes_are_not_stopped_however_idle():

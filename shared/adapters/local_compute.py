@@ -16,6 +16,8 @@ this object only: it serves one long-lived process (``hpc up``, the local host).
 from __future__ import annotations
 
 import ctypes
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -59,7 +61,11 @@ class _Vm:
     stopping: bool = False
     exit_code: int | None = None
     """How the last process ended (None: still running or never started)."""
+    deallocated: bool = False
+    """Deallocated by request since its last start: that start was preempted, not failed."""
 
+
+log = logging.getLogger(__name__)
 
 _UNKNOWN = (
     "no such VM here: deleted, or its operation was begun by a control plane that restarted "
@@ -78,6 +84,7 @@ class LocalProvider(ComputeProvider):
         python: str = sys.executable,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        faults_file: Path | None = None,
     ) -> None:
         self.home = home
         self.boot_delay_s = boot_delay_s
@@ -85,12 +92,15 @@ class LocalProvider(ComputeProvider):
         self.env = {**(env if env is not None else os.environ), "HPC_HOME": str(home)}
         self.cwd = cwd
         self.faults = LocalFaults()
+        self.faults_file = faults_file
+        self._faults_seen: tuple[float, int] | None = None
         self._vms: dict[str, _Vm] = {}
         self._requests: dict[str, Operation] = {}
 
     # ----------------------------------------------------------------- calls
 
     def create(self, spec: VmSpec, *, request_id: str, now: datetime) -> Operation | ComputeError:
+        self._read_faults()
         if request_id in self._requests:
             return self._requests[request_id]
         if self.faults.quota_exceeded:
@@ -106,6 +116,7 @@ class LocalProvider(ComputeProvider):
         return self._remember("create", spec.name, request_id, now)
 
     def start(self, vm: str, *, request_id: str, now: datetime) -> Operation | ComputeError:
+        self._read_faults()
         if request_id in self._requests:
             return self._requests[request_id]
         machine = self._vms.get(vm)
@@ -117,7 +128,7 @@ class LocalProvider(ComputeProvider):
             if machine.stopping:
                 return ComputeError(ErrorKind.CONFLICT, f"{vm} is being deallocated", vm)
             return self._remember("start", vm, request_id, now)  # already on: nothing to do
-        machine.stopping, machine.exit_code = False, None
+        machine.stopping, machine.exit_code, machine.deallocated = False, None, False
         machine.booted_at = time.monotonic() + self.boot_delay_s
         machine.proc = self._spawn(machine.spec)
         return self._remember("start", vm, request_id, now)
@@ -131,6 +142,7 @@ class LocalProvider(ComputeProvider):
         if machine.proc is not None and machine.proc.poll() is None:
             machine.stopping = True
             machine.proc.send_signal(signal.SIGTERM)
+        machine.deallocated = True
         return self._remember("deallocate", vm, request_id, now)
 
     def delete(self, vm: str, *, request_id: str, now: datetime) -> Operation | ComputeError:
@@ -156,6 +168,12 @@ class LocalProvider(ComputeProvider):
                 return OperationResult("succeeded")
             if power is PowerState.STARTING:
                 return OperationResult("running")
+            if machine.deallocated:  # as Azure's OperationPreempted: a later call ended it
+                preempted = f"the start of {operation.vm} was preempted by its deallocation"
+                return OperationResult(
+                    "failed",
+                    ComputeError(ErrorKind.CONFLICT, preempted, operation.vm, code="Preempted"),
+                )
             error = ComputeError(
                 ErrorKind.FAILED,
                 f"{operation.vm} did not boot (exit code {machine.exit_code})",
@@ -166,6 +184,7 @@ class LocalProvider(ComputeProvider):
         return OperationResult("succeeded" if power is PowerState.DEALLOCATED else "running")
 
     def power_states(self) -> dict[str, PowerState]:
+        self._read_faults()  # once per autoscaler run: an eviction the file asks for happens
         return {name: self._power(machine) for name, machine in self._vms.items()}
 
     # ------------------------------------------------------------ faults, end
@@ -176,6 +195,42 @@ class LocalProvider(ComputeProvider):
         if machine.proc is not None and machine.proc.poll() is None:
             machine.proc.kill()
             machine.proc.wait()
+
+    def _read_faults(self) -> None:
+        """The switches of ``faults_file`` (``HPC_LOCAL_FAULTS``), read again only when it
+        changed (one stat a call), so they can be flipped in a live cluster: the fields of
+        :class:`LocalFaults`, plus ``evict`` (VMs evicted once, when the file changes).
+        A missing file is no faults; a bad one is logged and the last good one kept."""
+        if self.faults_file is None:
+            return
+        seen: tuple[float, int] | None = None
+        try:
+            stat = self.faults_file.stat()
+            seen = (stat.st_mtime, stat.st_size)
+        except FileNotFoundError:
+            pass
+        if seen == self._faults_seen:
+            return
+        try:
+            data = json.loads(self.faults_file.read_text()) if seen is not None else {}
+            kind = data.get("fail_create")
+            faults = LocalFaults(
+                fail_create=None if kind is None else ErrorKind(kind),
+                quota_exceeded=bool(data.get("quota_exceeded", False)),
+                never_joins={str(n) for n in data.get("never_joins", [])},
+            )
+            evict = [str(n) for n in data.get("evict", [])]
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            log.warning(
+                "local provider: %s is not a faults file (%s): ignored", self.faults_file, exc
+            )
+            self._faults_seen = seen
+            return
+        self.faults, self._faults_seen = faults, seen
+        for vm in evict:
+            if vm in self._vms:
+                log.warning("local provider: evicting %s (%s)", vm, self.faults_file)
+                self.evict(vm)
 
     def pid(self, vm: str) -> int | None:
         """The VM's process (its agent once booted), for tests and logs."""

@@ -27,7 +27,8 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   stays at ``min_nodes``, and no scale-up happened within
   ``scale_down_delay``. A node with running tasks is never stopped: a stop is a
   drain first (:func:`request_stop`), and a Draining node stops once empty. Nodes up
-  beyond ``max_nodes`` (an admin lowered it) stop as soon as they are idle.
+  beyond ``max_nodes`` (an admin lowered it): the idle ones stop, the least busy others
+  drain (not held) and stop once empty.
 - **Failed starts back off per group.** A start failure (quota, allocation,
   throttling, eviction, a node that never joined within ``deployment_timeout``)
   holds the group's growth for a backoff that doubles only if the previous one
@@ -55,7 +56,7 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
     StartFailure,
 )
 from shared.domain.cluster import Node
-from shared.domain.demand import may_run_in, nodes_for, place_queue, reach
+from shared.domain.demand import least_busy, may_run_in, nodes_for, place_queue, reach
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -117,6 +118,8 @@ class _Run:
         self.notes: list[Note] = []
         self.busy: set[str] = set()
         """Nodes already given an order this run."""
+        self.stops = 0
+        """Drained nodes stopped by the repair (they count against ``max_stops_per_run``)."""
         self.managed = {n.name: _managed_group(n, policy) for n in view.nodes}
         self._members: dict[str, list[Node]] = {}
         for n in view.nodes:
@@ -151,7 +154,7 @@ class _Run:
                 self.groups[group] = replace(self.groups.get(group, GroupMemory()), backoff=None)
             timeout = self.policy.deployment_timeout
             if node.state is _STOPPING and power in OFF_STATES:
-                self.order("offline", node, group, f"its VM is {power}: the stop is done")
+                self.order("offline", node, group, autoscaler_notes.stopped(node, power))
             elif power in OFF_STATES and node.state in _RUNS_AGENT:
                 # A Starting node is judged by its start operation and the deployment timeout
                 # instead: a VM list may still say "deallocated" just after a start began.
@@ -163,15 +166,17 @@ class _Run:
                 node.state is _STARTING
                 and now - (memory.start_ordered_at or node.state_time) >= timeout
             ):
-                why = (
-                    "its agent did not join within the deployment timeout "
-                    f"({timeout.total_seconds():g} s)"
-                )
+                why = autoscaler_notes.not_joined(timeout)
                 self.order("stop", node, group, why)
                 self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
                 memory = NodeMemory()
-            elif node.state is _DRAINING and used.get(node.name, 0) == 0:
+            elif (
+                node.state is _DRAINING
+                and used.get(node.name, 0) == 0
+                and self.stops < self.policy.max_stops_per_run
+            ):
                 self.order("stop", node, group, "drained: its last task ended")
+                self.stops += 1
             elif node.state is _OFFLINE and power in _VM_ON and memory.start_ordered_at is None:
                 self.order("stop", node, group, "its VM runs but its node is Offline")
             self.nodes[node.name] = memory
@@ -273,7 +278,7 @@ class _Run:
                 self.groups[group] = replace(memory, last_scale_up=self.now)
 
     def shrink(self, wanted: set[str]) -> None:
-        stops_left = self.policy.max_stops_per_run
+        stops_left = self.policy.max_stops_per_run - self.stops
         for group in sorted(self.policy.groups):
             if group in self.policy.exclude_node_groups:
                 continue
@@ -341,16 +346,22 @@ class _Run:
         surplus = up - gp.max_nodes
         if surplus <= 0:
             return 0
-        stops = [n for n in sorted(idle, key=_name) if n.name not in self.busy]
-        stops = stops[: min(surplus, stops_left)]
+        idle = [n for n in sorted(idle, key=_name) if n.name not in self.busy]
+        stops = idle[: min(surplus, stops_left)]
         why = f"{group} has {up} nodes up, above its maxNodes {gp.max_nodes}"
         for node in stops:
             self.order("stop", node, group, why)
             self.nodes[node.name] = NodeMemory()
-        if len(stops) < surplus:
-            self.notes.append(
-                Note(group, f"{why}: {surplus - len(stops)} more stop once idle", grows=False)
-            )
+        # The rest are busy: drained (no new task; the repair stops each once its tasks end),
+        # least busy first. A probe saw them take queued work until the queue emptied. Not
+        # held, unlike an admin's drain: a higher maxNodes may start them again.
+        drains = least_busy(members, idle, self.busy, self.view.used_cores)
+        drains = drains[: max(0, surplus - len(idle))]  # idle ones left: stop at the next run
+        for node in drains:
+            self.order("drain", node, group, f"{why}: it stops once its tasks end")
+        left = surplus - len(stops) - len(drains)
+        if left > 0:
+            self.notes.append(Note(group, f"{why}: {left} more stop once idle", grows=False))
         return len(stops)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.states import NodeState
@@ -26,6 +26,26 @@ def nodes(count: int) -> str:
 def backoff(wanted: int, until: datetime, failure: str | None) -> str:
     """A group that wants nodes but backs off after failed starts."""
     return f"wants {nodes(wanted)} but backs off until {until:%H:%M:%S} after: {failure}"
+
+
+FAILED = "failed: "
+"""How a node's reason starts while its last start is a failure (kept until it starts)."""
+
+
+def not_joined(timeout: timedelta) -> str:
+    """The stop of a node whose agent never joined (a failed start)."""
+    return (
+        f"{FAILED}its agent did not join within the deployment timeout "
+        f"({timeout.total_seconds():g} s)"
+    )
+
+
+def stopped(node: Node, power: str) -> str:
+    """A Stopping node's reason once its VM is off. A failed start's stays failed (a probe saw
+    "the stop is done" 5 s after "did not join", and no trace of the failure)."""
+    if node.state_reason and node.state_reason.startswith(FAILED):
+        return f"{node.state_reason}; {power}"
+    return f"its VM is {power}: the stop is done"
 
 
 @dataclass(frozen=True)

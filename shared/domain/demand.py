@@ -206,3 +206,13 @@ def place_wide(
 
 def _able(placing: list[str], protocol: Mapping[str, int], need: int) -> list[str]:
     return [n for n in placing if protocol.get(n, AGENT_PROTOCOL) >= need]
+
+
+def least_busy(
+    members: Sequence[Node], idle: Sequence[Node], busy: set[str], used: Mapping[str, int]
+) -> list[Node]:
+    """Online nodes running tasks, fewest used cores first (they empty soonest): which nodes
+    above a lowered ``max_nodes`` drain."""
+    skip = busy | {n.name for n in idle}
+    running = [n for n in members if n.state is NodeState.ONLINE and n.name not in skip]
+    return sorted(running, key=lambda n: (used.get(n.name, 0), n.name))

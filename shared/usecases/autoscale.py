@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.autoscaler import ClusterView, Decision, Order, StartFailure, autoscale
-from shared.domain.cluster import Meta, NodeGroup
+from shared.domain.autoscaler_notes import FAILED
+from shared.domain.cluster import Meta, Node, NodeGroup
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -123,8 +124,24 @@ def run(deps: Deps) -> Decision | None:
                 retry_after=failure.retry_after,
             )
         decision = replace(decision, state=replace(state, groups=memory))
-    _save(deps, decision, done, now, before=booted, after=kept, memory=idle_memory)
+    failed = [_failure_entry(f, "start failed", decision, now) for f in failures]
+    failed += [_failure_entry(f, "start refused", decision, now) for f in refused]
+    _save(deps, decision, done, now, before=booted + failed, after=kept, memory=idle_memory)
     return decision
+
+
+def _failure_entry(
+    failure: StartFailure, action: str, decision: Decision, now: datetime
+) -> dict[str, Any]:
+    """A refused or failed start, for ``hpc autoscale log`` (a probe found QuotaExceeded only
+    in the host's log): the provider's error, and how long its group now backs off."""
+    until = decision.state.groups.get(failure.group, GroupMemory()).backoff_until
+    wait = "" if until is None else (
+        f"; {failure.group} backs off {(until - now).total_seconds():.0f} s "
+        f"(until {until:%H:%M:%S})"
+    )  # fmt: skip
+    return {"time": now.isoformat(), "action": action, "node": failure.node,
+            "group": failure.group, "reason": failure.reason + wait}  # fmt: skip
 
 
 def _poll(deps: Deps, now: datetime) -> list[StartFailure]:
@@ -140,33 +157,46 @@ def _poll(deps: Deps, now: datetime) -> list[StartFailure]:
             after[vm] = op
         elif result.status == "failed" and result.error is not None:
             log.warning("%s of %s failed: %s", op.action, vm, result.error.message)
-            if op.action == "start":
-                group = _group(deps, vm)
-                failures.append(StartFailure.from_error(group, vm, result.error))
-                _start_failed(deps, vm, f"start failed: {result.error.message}", now)
+            failure = _failed(deps, op, result.error, now)
+            if failure is not None:
+                failures.append(failure)
     settle_operations(deps, before, after)
     return failures
 
 
-def _start_failed(deps: Deps, vm: str, reason: str, now: datetime) -> None:
-    """A start whose operation failed left the VM off: its node is Offline again at once (the
-    group's backoff decides when it is tried again), not Starting until the deployment
-    timeout."""
+def _failed(deps: Deps, op: Operation, error: ComputeError, now: datetime) -> StartFailure | None:
+    """A failed operation: a failed start leaves the VM off, so its node is Offline again at
+    once (not Starting until the deployment timeout); the failure it returns backs the group
+    off, unless the cluster caused it. A start the cluster's own deallocation ended (an
+    admin's stop or offline after the start: the node is no longer Starting, or the provider
+    says the start was preempted, a 409) is no failure (a probe saw an admin's stop back the
+    group off 60 s); nor is a VM the provider forgot (NotFound: the local provider after a
+    control-plane restart): a new start creates it again, without a backoff."""
     try:
-        node = deps.store.get_node(vm)
-        if node.state is NodeState.STARTING:
-            node.move_to(NodeState.OFFLINE, reason=reason, now=now)
-            deps.store.put_node(node)
-    except (Conflict, NotFound) as exc:
-        log.warning("autoscaler: could not take %s Offline after its failed start: %s", vm, exc)
-
-
-def _group(deps: Deps, vm: str) -> str:
-    try:
-        node = deps.store.get_node(vm)
+        node = deps.store.get_node(op.vm)
     except NotFound:
-        return ""
-    return node.groups[0] if node.groups else ""
+        return None
+    group = node.groups[0] if node.groups else ""
+    lost = error.kind is ErrorKind.NOT_FOUND
+    if op.action == "deallocate" and lost and node.state is NodeState.STOPPING:
+        _take_offline(deps, node, f"its VM is gone ({error.message}): the stop is done", now)
+    if op.action != "start" or node.state is not NodeState.STARTING:
+        return None
+    if lost:
+        _take_offline(deps, node, f"its VM was lost ({error.message}): it starts again", now)
+        return None
+    if error.kind is ErrorKind.CONFLICT:
+        return None  # preempted: whoever ordered the deallocation writes the node's state
+    _take_offline(deps, node, f"{FAILED}the start failed: {error.message}", now)
+    return StartFailure.from_error(group, op.vm, error)
+
+
+def _take_offline(deps: Deps, node: Node, reason: str, now: datetime) -> None:
+    try:
+        node.move_to(NodeState.OFFLINE, reason=reason, now=now)
+        deps.store.put_node(node)
+    except (Conflict, NotFound, ValueError) as exc:
+        log.warning("autoscaler: could not take %s Offline (%s): %s", node.name, reason, exc)
 
 
 def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from datetime import datetime
 
 from shared.domain import lifecycle, ownership
 from shared.domain.autoscaler_notes import restart_warning
@@ -20,7 +21,7 @@ from shared.domain.cluster import Node, NodeGroup
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
 from shared.domain.states import NodeState
-from shared.errors import Conflict, InvalidRequest
+from shared.errors import Conflict, InvalidRequest, Refused
 from shared.ports.compute import ComputeError, ErrorKind, VmSpec
 from shared.usecases import online
 from shared.usecases.deps import Deps
@@ -151,10 +152,38 @@ def start_node(deps: Deps, node: Node, *, reason: str) -> Node:
         result = deps.compute.start(node.name, request_id=request + "-again", now=now)
     if isinstance(result, ComputeError):
         raise StartRefused(node.name, result)
+    read = (node.state_time, node.state_reason)
     node.move_to(NodeState.STARTING, reason=reason, now=now)
-    deps.store.put_node(node)
+    try:
+        deps.store.put_node(node)
+    except Conflict:
+        node = _started_anew(deps, node, read, reason, request, now)
     record_operation(deps, result)
     return node
+
+
+def _started_anew(
+    deps: Deps, node: Node, read: tuple[object, object], reason: str, request: str, now: datetime
+) -> Node:
+    """The node was written since it was read. Only a heard heartbeat: it starts all the
+    same. Otherwise an admin's stop or offline raced this start, and the later action wins:
+    the VM begun here is deallocated again (a probe saw "Offline" printed, and the node
+    Starting, started by an admin, 3 s later)."""
+    assert deps.compute is not None
+    fresh = deps.store.get_node(node.name)
+    quiet = (fresh.state_time, fresh.state_reason) == read
+    if fresh.state is NodeState.OFFLINE and fresh.held is None and quiet:
+        fresh.move_to(NodeState.STARTING, reason=reason, now=now)
+        deps.store.put_node(fresh)  # a second race: Conflict, the VM runs, repair stops it
+        return fresh
+    undo = deps.compute.deallocate(node.name, request_id=request + "-undone", now=now)
+    if not isinstance(undo, ComputeError):
+        record_operation(deps, undo)
+    raise Refused(
+        f"node {node.name} was changed ({fresh.state}: {fresh.state_reason}) while it was "
+        "being started; the later action wins: not started",
+        state=fresh.state.value,
+    )
 
 
 ONPREM_STOP = (
@@ -255,9 +284,11 @@ def offline_nodes(
             node.held = "offline"
             if node.provider not in (None, "onprem") and deps.compute is not None:
                 now = deps.clock()
-                deps.compute.deallocate(
+                off = deps.compute.deallocate(
                     node.name, request_id=f"off-{node.name}-{now.timestamp():.0f}", now=now
                 )
+                if not isinstance(off, ComputeError):  # replaces a pending start: not failed
+                    record_operation(deps, off)
             node.move_to(NodeState.OFFLINE, reason=reason, now=deps.clock())
             deps.store.put_node(node)
             give_up_tasks(deps, node, deps.store.active_tasks(node=node.name))

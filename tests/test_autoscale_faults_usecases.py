@@ -1,0 +1,155 @@
+"""Faults a probe of the autoscaler found, through the control plane on the local provider
+(its "VMs" are processes that run no agent here: an AgentDouble plays each one's agent)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.adapters.local_compute import LocalProvider
+from shared.domain.states import NodeState
+from shared.errors import Conflict
+from shared.ports.compute import ErrorKind
+from shared.usecases.autoscale import STATE_KEY, read_log
+from shared.usecases.control_plane import ControlPlane
+from tests.agent_double import AgentDouble
+from tests.test_control import clock, cp  # noqa: F401 - fixtures
+
+AZ = "AzureNodes"
+
+
+@pytest.fixture
+def provider(cp, tmp_path):  # noqa: F811
+    p = LocalProvider(tmp_path / "vms")
+    cp.deps.compute = p
+    yield p
+    p.close()
+
+
+def managed(cp: ControlPlane, provider: LocalProvider, count: int, **kw: object) -> list[str]:  # noqa: F811
+    cp.set_group(AZ, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0, **kw)
+    names = [n.name for n in cp.add_nodes(AZ, count)]
+    provider.faults.never_joins.update(names)
+    cp.autoscale()  # the creates are done: Offline nodes
+    return names
+
+
+def backoff_until(cp: ControlPlane) -> object:  # noqa: F811
+    return cp.store.get_meta(STATE_KEY).data.get("groups", {}).get(AZ, {}).get("backoff_until")
+
+
+def test_busy_nodes_above_a_lowered_max_drain_unheld_and_stop_when_their_tasks_end(
+    cp,  # noqa: F811
+    provider,
+    clock,  # noqa: F811
+):
+    names = managed(cp, provider, 3)
+    cp.node_action("start", names)
+    agents = [AgentDouble(cp, n, cores=1, groups=(AZ,)) for n in names]
+    assert all(a.register().accepted for a in agents)
+    job = cp.submit({"command": "x", "nodeGroups": [AZ], "sweep": "1-10"})
+    assert cp.schedule_pass() == 3
+    for agent in agents:
+        agent.send(*[agent.started(r) for r in agent.runs()])
+    cp.set_group(AZ, max_nodes=1)
+    clock.advance(1)
+    cp.autoscale()
+    nodes = {n: cp.store.get_node(n) for n in names}
+    draining = sorted(n for n, node in nodes.items() if node.state is NodeState.DRAINING)
+    assert len(draining) == 2 and all(nodes[n].held is None for n in draining)
+    assert cp.schedule_pass() == 0  # no new task on a drained node
+    ended = {(t.job_id, t.id, t.attempt) for t in cp.list_tasks(job.id) if t.node == draining[0]}
+    first = agents[names.index(draining[0])]
+    first.send(*[first.ended(k) for k in ended])
+    clock.advance(1)
+    cp.autoscale()
+    assert cp.store.get_node(draining[0]).state is NodeState.STOPPING
+    assert cp.store.get_node(draining[1]).state is NodeState.DRAINING
+
+
+def test_a_start_of_a_vm_the_provider_forgot_restarts_it_without_a_backoff(
+    cp,  # noqa: F811
+    provider,
+    clock,  # noqa: F811
+    tmp_path,
+):
+    [name] = managed(cp, provider, 1, min_nodes=1)  # its start is begun, not yet polled
+    assert cp.store.get_node(name).state is NodeState.STARTING
+    provider.close()
+    forgetful = LocalProvider(tmp_path / "vms2")  # the control plane was killed and restarted
+    forgetful.faults.never_joins.add(name)
+    cp.deps.compute = forgetful
+    try:
+        clock.advance(5)
+        cp.autoscale()
+        assert cp.store.get_node(name).state is NodeState.STARTING  # started again at once
+        assert backoff_until(cp) is None
+        assert not [e for e in read_log(cp.deps) if e["action"] == "start failed"]
+    finally:
+        forgetful.close()
+
+
+def test_an_admins_stop_of_a_starting_node_is_no_failed_start(cp, provider, clock):  # noqa: F811
+    provider.boot_delay_s = 30
+    [name] = managed(cp, provider, 1)
+    cp.node_action("start", [name])
+    cp.node_action("offline", [name])
+    clock.advance(1)
+    cp.autoscale()
+    node = cp.store.get_node(name)
+    assert node.state is NodeState.OFFLINE and node.held == "offline"
+    assert backoff_until(cp) is None
+
+
+def test_an_offline_racing_a_start_wins_and_the_vm_is_deallocated(
+    cp,  # noqa: F811
+    provider,
+    clock,  # noqa: F811
+):
+    [name] = managed(cp, provider, 1)
+    start = provider.start
+
+    def racing_start(vm, **kw):  # an admin's offline lands while the start is under way
+        op = start(vm, **kw)
+        cp.node_action("offline", [vm])
+        return op
+
+    provider.start = racing_start  # type: ignore[method-assign]
+    with pytest.raises(Conflict, match="later action wins"):
+        cp.node_action("start", [name])
+    provider.start = start  # type: ignore[method-assign]
+    node = cp.store.get_node(name)
+    assert node.state is NodeState.OFFLINE and node.held == "offline"
+    clock.advance(1)
+    cp.autoscale()
+    assert cp.store.get_node(name).state is NodeState.OFFLINE
+    assert provider.power_states()[name].value in ("deallocated", "deallocating")
+    assert backoff_until(cp) is None
+
+
+def test_refused_and_failed_starts_are_logged_with_their_backoff(cp, provider, clock):  # noqa: F811
+    [name] = managed(cp, provider, 1)
+    provider.faults.quota_exceeded = True
+    cp.set_group(AZ, min_nodes=1)
+    clock.advance(1)
+    cp.autoscale()
+    [refused] = [e for e in read_log(cp.deps) if e["action"] == "start refused"]
+    assert refused["node"] == name and refused["group"] == AZ
+    assert ErrorKind.QUOTA_EXCEEDED in refused["reason"] and "backs off 60 s" in refused["reason"]
+
+
+def test_a_vm_that_did_not_boot_is_logged_as_a_failed_start(cp, provider, clock):  # noqa: F811
+    [name] = managed(cp, provider, 1)
+    provider.faults.never_joins.discard(name)
+    provider.python = "/bin/false"  # its "VM" dies at once
+    cp.set_group(AZ, min_nodes=1)
+    clock.advance(1)
+    cp.autoscale()
+    assert cp.store.get_node(name).state is NodeState.STARTING
+    proc = provider._vms[name].proc
+    assert proc is not None
+    proc.wait()
+    clock.advance(1)
+    cp.autoscale()
+    [failed] = [e for e in read_log(cp.deps) if e["action"] == "start failed"]
+    assert "did not boot" in failed["reason"] and "backs off 60 s" in failed["reason"]
+    assert cp.store.get_node(name).state_reason.startswith("failed: ")
