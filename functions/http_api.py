@@ -256,7 +256,8 @@ def cancel_job(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
     no_body(req)
-    return _doc(control().requeue_job(_mine(req, principal, "requeue")))
+    # with pendingReason: a job held before its cancel is still held (HPC Pack keeps it)
+    return _job_docs([control().requeue_job(_mine(req, principal, "requeue"))])[0]
 
 
 @bp.route(route="jobs/{id}/hold", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)

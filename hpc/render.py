@@ -207,6 +207,7 @@ def job_detail(job: Mapping[str, Any], *, limit: str | None = None) -> Renderabl
         ("Tasks", f"{progress(job)} done"),
         ("Task states", counts_text(job.get("taskCounts"))),
         *([("Runtime limit", limit)] if limit else []),
+        *_settings(job),
         ("Submitted", when(job.get("submitTime"))),
         ("Started", when(job.get("startTime"))),
         ("Ended", when(job.get("endTime"))),
@@ -219,6 +220,31 @@ def job_detail(job: Mapping[str, Any], *, limit: str | None = None) -> Renderabl
     for label, value in rows:
         table.add_row(label, *_cells(value))
     return Group(table)
+
+
+def _settings(job: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The job's rows for what its spec or template set: only those set (a probe found the
+    view showed none of them, so a held or dependent job's view did not say why it waits)."""
+    rows: list[tuple[str, str]] = []
+    if job.get("template"):
+        rows.append(("Template", dash(job["template"])))
+    if job.get("maxConcurrent") is not None:
+        rows.append(("Max concurrent", dash(job["maxConcurrent"])))
+    if job.get("maxRetries") is not None:
+        rows.append(("Max retries", dash(job["maxRetries"])))
+    if job.get("dependsOn"):
+        anyway = " (runs even if they do not finish)" if job.get("runDependentsOnFailure") else ""
+        jobs = "jobs" if isinstance(job["dependsOn"], list) and len(job["dependsOn"]) > 1 else "job"
+        rows.append(("Depends on", f"{jobs} {dash(job['dependsOn'])}{anyway}"))
+    elif job.get("runDependentsOnFailure"):
+        rows.append(("Run dependents", "even on failure"))
+    if job.get("validExitCodes"):
+        rows.append(("Valid exit codes", dash(job["validExitCodes"])))
+    if job.get("held"):
+        rows.append(("Held", f"yes (hpc job release {dash(job.get('id'))})"))
+    if job.get("holdUntil"):
+        rows.append(("Hold until", when(job["holdUntil"])))
+    return rows
 
 
 def task_detail(task: Mapping[str, Any]) -> RenderableType:

@@ -83,6 +83,8 @@ def watch_job(
             counts: dict[str, int] = job.get("taskCounts") or {}
             done, total = done_total(job)
             job_state = one_line(job.get("state", "?"))
+            # why it waits, beside its counts (a probe's watch said only "Queued: 0/1 done")
+            waiting = one_line(job["pendingReason"]) if job.get("pendingReason") else ""
             style = STATE_STYLES.get(job_state, "")
             bar.update(
                 row,
@@ -94,11 +96,14 @@ def watch_job(
                 finished=counts.get("Finished", 0),
                 failed=counts.get("Failed", 0),
                 tasks_total=total,
-                counts=counts_text(counts).markup,
+                counts=counts_text(counts).markup
+                + (f"  [yellow]{safe(waiting)}[/]" if waiting else ""),
             )
             if not console.is_terminal:
                 # Piped or logged: no live bar, so print a line each time the counts move.
                 line = f"job {job_id} {job_state}: {done}/{total} done  {counts_text(counts).plain}"
+                if waiting:
+                    line += f"  waiting: {waiting}"
                 if line != last_line:
                     console.print(line, soft_wrap=True, highlight=False, markup=False)
                     last_line = line

@@ -501,7 +501,7 @@ def test_a_task_whose_assignment_cannot_be_sent_fails_only_while_queued(state, f
 @pytest.mark.parametrize(
     ("valid", "code", "state", "error"),
     [
-        (None, 1, X, None),  # the usual rule: non-zero fails, the exit code says it all
+        (None, 1, X, "exit code 1 is not 0 (validExitCodes)"),  # the usual rule says why too
         ([-1], 0, X, "exit code 0 is not one of validExitCodes [-1]"),
         ([0, 2], 2, F, None),
         ([0, 2], None, X, "exit code None is not one of validExitCodes [0, 2]"),

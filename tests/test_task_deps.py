@@ -91,8 +91,9 @@ def task(*names: str) -> Task:
         (
             {"prep": Step(left=0, failed=1)},
             False,
-            "dependency 'prep' failed",
-            "dependency 'prep' failed (1 task did not finish)",
+            "dependency 'prep' did not finish (1 task failed or was canceled); "
+            "this task will be canceled",
+            "dependency 'prep' did not finish (1 task failed or was canceled)",
         ),
         ({"prep": Step(left=0, failed=2)}, True, None, None),
         (
@@ -188,8 +189,8 @@ def test_a_failed_prerequisite_cancels_its_dependents_with_the_reason(cp):
         "dependency 'prep' failed (1 task did not finish)",
     )
     total = cp.get_task(submitted.id, 5)
-    assert total.state is TaskState.CANCELED
-    assert total.error == "dependency 'work' failed (3 tasks did not finish)"
+    assert total.state is TaskState.CANCELED  # 'work' was canceled, not failed (a probe)
+    assert total.error == "dependency 'work' did not finish (3 tasks canceled)"
 
 
 def test_run_dependents_on_failure_runs_them_after_a_failed_prerequisite(cp):

@@ -154,7 +154,9 @@ def _act(job_ids: list[int], done: str, action: Callable[[ApiClient, int], dict[
                 stderr_console().print(line, soft_wrap=True)
                 refused += 1
                 continue
-            _print_job_state(job, job_id)
+            _print_job_state(
+                job, job_id, note=_still_held(job, job_id) if done == "requeued" else None
+            )
             if job.get("pendingReason") and done == "held":
                 stdout_console().print(Text(one_line(job["pendingReason"])))
     if refused:
@@ -178,9 +180,23 @@ def job_modify(
     _print_job_state(job, job_id)
 
 
-def _print_job_state(job: dict[str, Any], job_id: int) -> None:
+def _print_job_state(job: dict[str, Any], job_id: int, *, note: str | None = None) -> None:
     job_id_text = one_line(job.get("id", job_id))
-    stdout_console().print(Text.assemble(f"job {job_id_text}: ", render.state(job.get("state"))))
+    line = Text.assemble(f"job {job_id_text}: ", render.state(job.get("state")))
+    if note:
+        line.append(f" ({one_line(note)})", style="yellow")
+    stdout_console().print(line, soft_wrap=True)
+
+
+def _still_held(job: dict[str, Any], job_id: int) -> str | None:
+    """A requeued job keeps the hold it had (as HPC Pack's does): say so, or "Queued" reads
+    as if it would run (a probe's requeue printed "job 21: Queued", and it never started)."""
+    if job.get("held"):
+        return f"held: hpc job release {one_line(job.get('id', job_id))}"
+    reason = str(job.get("pendingReason") or "")
+    if job.get("holdUntil") and reason.startswith("held until"):
+        return reason
+    return None
 
 
 @app.command("watch")

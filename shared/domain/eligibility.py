@@ -46,6 +46,8 @@ def held_back(
             continue
         if state in JOB_TERMINAL and job.run_dependents_on_failure:
             continue
+        if state is not None and state in JOB_TERMINAL:  # never Finishes: canceled next pass
+            return f"dependency job {dep} ended {state.value}; this job will be canceled"
         return f"dependency job {dep} not finished ({state.value if state else 'unknown'})"
     return None
 

@@ -95,24 +95,45 @@ def waiting_for(task: Task, job: Job) -> str | None:
         if step is None:
             continue
         if step.left > 0:
-            return f"dependency {name!r} not finished ({_left(step)})"
+            return f"dependency {name!r} not finished ({_tasks(step.left)} left)"
         if step.failed and not job.run_dependents_on_failure:
-            return f"dependency {name!r} failed"
+            return f"dependency {name!r} {_unfinished(step, None)}; this task will be canceled"
     return None
 
 
-def doomed(depends_on: Sequence[str], steps: Mapping[str, Step], job: Job) -> str | None:
+def doomed(
+    depends_on: Sequence[str],
+    steps: Mapping[str, Step],
+    job: Job,
+    failed: Mapping[str, int] | None = None,
+) -> str | None:
     """Why a task with these prerequisites can never run (one of them Failed or was
-    Canceled), so it is Canceled; None if it still can."""
+    Canceled), so it is Canceled; None if it still can. ``failed``: how many tasks of each
+    name ended Failed, where the caller counted them (a :class:`Step` counts Failed and
+    Canceled together), so that the reason says which; a name not in it: words that fit both."""
     if job.run_dependents_on_failure:
         return None
     for name in depends_on:
         step = steps.get(name)
         if step is not None and step.failed:
-            what = "task" if step.failed == 1 else "tasks"
-            return f"dependency {name!r} failed ({step.failed} {what} did not finish)"
+            known = None if failed is None else failed.get(name)
+            return f"dependency {name!r} {_unfinished(step, known)}"
     return None
 
 
-def _left(step: Step) -> str:
-    return f"{step.left} task{'s' if step.left != 1 else ''} left"
+def _unfinished(step: Step, failed: int | None) -> str:
+    """How a step's tasks that did not finish ended: ``failed`` of them Failed, the rest
+    Canceled (None: not known; a canceled prerequisite is no failure, as a probe found)."""
+    n = step.failed
+    if failed is None:
+        were = "was" if n == 1 else "were"
+        return f"did not finish ({_tasks(n)} failed or {were} canceled)"
+    if failed <= 0:
+        return f"did not finish ({_tasks(n)} canceled)"
+    if failed >= n:
+        return f"failed ({_tasks(n)} did not finish)"
+    return f"did not finish ({failed} failed, {n - failed} canceled)"
+
+
+def _tasks(n: int) -> str:
+    return f"{n} task{'s' if n != 1 else ''}"

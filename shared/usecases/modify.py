@@ -6,18 +6,27 @@ from datetime import datetime
 
 from shared.domain.jobspec import priority_value
 from shared.domain.models import Job
-from shared.domain.states import JOB_TERMINAL, TaskState
+from shared.domain.states import JOB_TERMINAL, JobState, TaskState
 from shared.domain.templates import priority_label
-from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound, Refused
 from shared.usecases import templates
 from shared.usecases.cancel import task_pages
 from shared.usecases.deps import Deps, chunks
 
 
-def _open_job(deps: Deps, job_id: int, what: str) -> Job:
+def _open_job(deps: Deps, job_id: int, what: str, *, canceling: bool = False) -> Job:
+    """The job, if it may be changed so (409 otherwise: an answer, not a race). A Canceling
+    job is refused a hold or a priority unless ``canceling``: nothing of it will start again,
+    so a 200 would say the change took effect (a probe saw both answered 200)."""
     job = deps.store.get_job(job_id)
     if job.state in JOB_TERMINAL:
-        raise Conflict(f"job {job_id} is {job.state}; only a job that has not ended can be {what}")
+        raise Refused(f"job {job_id} is {job.state}; only a job that has not ended can be {what}")
+    if job.state is JobState.CANCELING and not canceling:
+        raise Refused(
+            f"job {job_id} is Canceling: none of its tasks will start again, so it cannot be "
+            f"{what}; once it is Canceled, requeue it (hpc job requeue {job_id}) and then "
+            "change it"
+        )
     return job
 
 
@@ -46,9 +55,9 @@ def hold(deps: Deps, job_id: int, *, until: datetime | None = None) -> Job:
 
 def release(deps: Deps, job_id: int) -> Job:
     def write() -> Job:
-        job = _open_job(deps, job_id, "released")
+        job = _open_job(deps, job_id, "released", canceling=True)  # (a requeue keeps holds)
         if not job.held and job.hold_until is None:
-            raise Conflict(f"job {job_id} is not held")
+            raise Refused(f"job {job_id} is not held")
         job.held, job.hold_until = False, None
         deps.store.commit(job=job)
         return job
@@ -66,7 +75,7 @@ def set_priority(deps: Deps, job_id: int, value: object) -> Job:
         priority = priority_value(value)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    _check_template_priority(deps, deps.store.get_job(job_id), priority)
+    _check_template_priority(deps, _open_job(deps, job_id, "modified"), priority)
 
     def write_job() -> Job:
         job = _open_job(deps, job_id, "modified")

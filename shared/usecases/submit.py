@@ -11,9 +11,9 @@ from shared.domain.jobspec import JobSpec
 from shared.domain.models import Job
 from shared.domain.pending import capped as capped_groups
 from shared.domain.pending import capped_only, max_zero
-from shared.domain.states import NODE_COMING, JobState
+from shared.domain.states import JOB_TERMINAL, NODE_COMING, JobState
 from shared.domain.templates import JobTemplate, apply_template
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound, Refused
 from shared.usecases import templates
 from shared.usecases.deps import Deps
 
@@ -36,13 +36,7 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
             "(HPC_MAX_TASKS_PER_JOB)"
         )
     check_fits(deps, spec, None if given.node_groups else template, groups)
-    for dep in spec.depends_on:
-        try:
-            deps.store.get_job(dep)
-        except NotFound:
-            raise InvalidRequest(
-                f"dependsOn: job {dep} does not exist; give the ids of submitted jobs"
-            ) from None
+    check_prerequisites(deps, spec)
     now = deps.clock()
     job, tasks, ranges = spec.build(
         deps.store.next_job_id(), now=now, owner=principal.name if principal else "admin"
@@ -54,6 +48,29 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     deps.store.add_job(job, tasks, ranges)
     deps.kick()
     return job
+
+
+def check_prerequisites(deps: Deps, spec: JobSpec) -> None:
+    """Refuse prerequisite jobs that do not exist (422), or that ended other than Finished
+    (409, as a requeue is refused): the job would be canceled at its first pass (a probe saw
+    one accepted, then canceled 4 s later), unless it runs dependents anyway."""
+    states: dict[int, JobState] = {}
+    for dep in spec.depends_on:
+        try:
+            states[dep] = deps.store.get_job(dep).state
+        except NotFound:
+            raise InvalidRequest(
+                f"dependsOn: job {dep} does not exist; give the ids of submitted jobs"
+            ) from None
+    if spec.run_dependents_on_failure:
+        return
+    for dep, state in states.items():
+        if state in JOB_TERMINAL and state is not JobState.FINISHED:
+            raise Refused(
+                f"dependsOn: dependency job {dep} ended {state.value}, so this job would be "
+                f"canceled at once: requeue job {dep} first (hpc job requeue {dep}), then "
+                'submit this one (or set "runDependentsOnFailure": true to run it anyway)'
+            )
 
 
 def check_fits(

@@ -81,6 +81,9 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
         if task.state in (TaskState.FAILED, TaskState.CANCELED):
             doomed = prerequisite_refusal(deps, job)  # the job requeue is refused too
             inside = taskgraph.doomed(task.depends_on, job.steps, job)
+            if inside:  # said again with how its prerequisite ended (failed or canceled)
+                failed = taskdeps.failed_counts(deps, job)
+                inside = taskgraph.doomed(task.depends_on, job.steps, job, failed)
             if doomed or inside:
                 raise Refused(
                     f"task {job_id}.{task_id} would be canceled again at once: "

@@ -1,4 +1,5 @@
-"""Cancel the queued tasks of a job whose prerequisite tasks failed (shared.domain.taskgraph).
+"""Cancel the queued tasks of a job whose prerequisite tasks failed or were canceled
+(shared.domain.taskgraph).
 
 Called after task events end a task other than Finished, and by the reconciler (level-
 triggered: whatever a crash between the two writes left undone is done on its next run).
@@ -9,11 +10,13 @@ canceled here makes its own dependents doomed in the next round, until nothing c
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from shared.domain import lifecycle, taskgraph
 from shared.domain.models import Job
 from shared.domain.states import JobState, TaskState
 from shared.errors import NotFound
+from shared.usecases.cancel import task_pages
 from shared.usecases.deps import Deps, chunks
 from shared.usecases.settling import settle
 
@@ -43,6 +46,49 @@ def cancel_doomed_tasks(deps: Deps, job_id: int) -> int:
         total += canceled
 
 
+@dataclass
+class _Ends:
+    """How the tasks of each depended-on name that did not finish ended. A :class:`Step`
+    counts Failed and Canceled together; so that a dependent's reason tells a failed
+    prerequisite from a canceled one (a probe saw "failed" said of a canceled one), the
+    job's Failed tasks are counted by name, once per round and only if something is doomed
+    (Failed tasks are few beside what a round reads; a sweep's canceled ranges are never
+    Failed). A step that moved since, other than by this round's own cancels, is not known:
+    its reason then uses words that fit both."""
+
+    deps: Deps
+    seen: dict[str, int] | None = None
+    """Each step's ``failed`` in the job read before counting (None: not counted yet)."""
+    failed: dict[str, int] = field(default_factory=dict)
+    ours: dict[str, int] = field(default_factory=dict)
+    """Tasks this round canceled since, per name (Canceled: none of them Failed)."""
+
+    def known(self, job: Job) -> dict[str, int]:
+        """Failed tasks per name, for the names whose step is as counted; counts them from
+        the store at the first call (``job`` then as read, with no change of this round)."""
+        if self.seen is None:
+            self.seen = {name: step.failed for name, step in job.steps.items()}
+            for page in task_pages(self.deps, job.id, [TaskState.FAILED]):
+                for task in page:
+                    if task.name in self.seen:
+                        self.failed[task.name] = self.failed.get(task.name, 0) + 1
+        return {
+            name: self.failed.get(name, 0)
+            for name, n in self.seen.items()
+            if name in job.steps and job.steps[name].failed == n + self.ours.get(name, 0)
+        }
+
+    def canceled(self, name: str, n: int) -> None:
+        """This round canceled ``n`` tasks named ``name`` (after :meth:`known` was asked)."""
+        if self.seen is not None and name in self.seen:
+            self.ours[name] = self.ours.get(name, 0) + n
+
+
+def failed_counts(deps: Deps, job: Job) -> dict[str, int]:
+    """How many tasks of each depended-on name of ``job`` (as read) ended Failed."""
+    return _Ends(deps).known(job)
+
+
 def _round(deps: Deps, job_id: int) -> int:
     try:
         job = deps.store.get_job(job_id)
@@ -51,6 +97,7 @@ def _round(deps: Deps, job_id: int) -> int:
     if not has_doomed(job):
         return 0
     done = 0
+    ends = _Ends(deps)
     doomed_ranges = [
         r
         for r in deps.store.get_ranges(job_id)
@@ -61,8 +108,10 @@ def _round(deps: Deps, job_id: int) -> int:
         now = deps.clock()
         for r in ranges:
             r.canceled_time = now
-            r.canceled_reason = taskgraph.doomed(r.template.depends_on, job.steps, job)
+            failed = ends.known(job)
+            r.canceled_reason = taskgraph.doomed(r.template.depends_on, job.steps, job, failed)
             job.count(TaskState.QUEUED, TaskState.CANCELED, r.left, name=r.template.name)
+            ends.canceled(r.template.name, r.left)
             done += r.left
         lifecycle.settle_job(job, now)
         deps.store.commit(job=job, ranges=ranges)
@@ -75,17 +124,21 @@ def _round(deps: Deps, job_id: int) -> int:
             now = deps.clock()
             changed = []
             for task in deps.store.get_tasks(job_id, [t.id for t in chunk]):
-                reason = taskgraph.doomed(task.depends_on, job.steps, job)
+                failed = ends.known(job)
+                reason = taskgraph.doomed(task.depends_on, job.steps, job, failed)
                 change = lifecycle.cancel(task, now) if reason else None
                 if change is not None and change.old is not change.new:
                     task.error = reason
                     job.count(change.old, change.new, name=task.name)
+                    ends.canceled(task.name, 1)
                     changed.append(task)
             if changed:
                 lifecycle.settle_job(job, now)
                 deps.store.commit(job=job, tasks=changed)
                 done += len(changed)
     if done:
-        log.info("job %d: %d dependent task(s) canceled: a prerequisite failed", job_id, done)
+        log.info(
+            "job %d: %d dependent task(s) canceled: a prerequisite did not finish", job_id, done
+        )
         settle(deps, job_id)  # (its cancels were counts-only commits: see usecases.settling)
     return done

@@ -75,6 +75,16 @@ def outcome(
     return TaskState.FAILED
 
 
+def exit_reason(exit_code: int | None, valid: list[int] | None) -> str:
+    """Why an exit code failed its task: every failed task says why (a probe found the
+    default rule's failures with ``"error": null``, so no Error line in ``hpc task view``)."""
+    if valid:
+        return f"exit code {exit_code} is not one of validExitCodes {valid}"
+    if exit_code is None:
+        return "its end was reported without an exit code"
+    return f"exit code {exit_code} is not 0 (validExitCodes)"
+
+
 def task_started(task: Task, ev: TaskStarted, now: datetime) -> TaskChange | None:
     if not is_current(task, ev) or task.state is not TaskState.DISPATCHING:
         return None
@@ -91,10 +101,8 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
             return None
         task.move_to(new, now=now)
         task.exit_code, task.output, task.error = ev.exit_code, ev.output, ev.error
-        if new is TaskState.FAILED and ev.error is None and task.valid_exit_codes:
-            task.error = (
-                f"exit code {ev.exit_code} is not one of validExitCodes {task.valid_exit_codes}"
-            )
+        if new is TaskState.FAILED and ev.error is None:
+            task.error = exit_reason(ev.exit_code, task.valid_exit_codes)
         task.result_attempt = ev.attempt
         return TaskChange(old, new)
     ran_to_end = ev.exit_code is not None and not ev.canceled and ev.error is None
@@ -120,6 +128,8 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
         f"attempt {ev.attempt} on {ev.node} ran to its end after its node was lost; "
         "its result is kept"
     )
+    if new is TaskState.FAILED:
+        task.error += f": {exit_reason(ev.exit_code, task.valid_exit_codes)}"
     task.result_attempt = ev.attempt
     return TaskChange(old, new, cancels)
 
