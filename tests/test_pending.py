@@ -46,7 +46,20 @@ def task(cores=1, groups=("OnPremNodes",), state=TaskState.QUEUED):
             {},
             "no Online node in AzureNodes (1 Offline)",
         ),
-        (task(groups=()), [], {}, "no Online node in the cluster"),
+        (
+            task(groups=()),
+            [],
+            {},
+            "the cluster has no nodes: add some (hpc node add --group G for VMs, hpc agent run "
+            "--group G on a machine, or hpc node set NAME --group G)",
+        ),
+        (  # its group's only node was moved to another group (job-model probe)
+            task(groups=("Solo",)),
+            [node("a")],
+            {},
+            "Solo has no nodes: add some (hpc node add --group Solo for VMs, hpc agent run "
+            "--group Solo on a machine, or hpc node set NAME --group Solo)",
+        ),
         (
             task(groups=("AzureNodes",)),
             [

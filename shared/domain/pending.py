@@ -154,6 +154,12 @@ def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[
     starting = sorted(n.name for n in mine if n.state is NodeState.STARTING)
     if not online and starting:
         return "starting", f"waiting for {', '.join(starting)} to start in {place}"
+    if not mine:  # e.g. its group's only node was moved out of it (a probe saw "no Online node")
+        group = task.node_groups[0] if task.node_groups else "G"
+        return "no-online", (
+            f"{place} has no nodes: add some (hpc node add --group {group} for VMs, hpc agent "
+            f"run --group {group} on a machine, or hpc node set NAME --group {group})"
+        )
     if not online:
         states = Counter(n.state.value for n in mine)
         seen = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
