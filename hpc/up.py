@@ -222,6 +222,8 @@ def run_up(
     from shared.wiring import build_store
 
     console = console or Console(log_path=False)
+    if not console.is_terminal:  # a log file: as wide as `hpc node list` piped, so the node
+        console.width = max(console.width, 160)  # table keeps its columns (newcomer probe)
     check_port_free(port)
     root = app_root()
     settings = Settings()
