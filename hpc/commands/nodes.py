@@ -19,8 +19,10 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError
+from hpc.render_nodes import filtered, find_node, node_detail
 from hpc.text import one_line
 from shared.domain.groupnames import unknown_groups
+from shared.domain.states import NodeState
 
 app = typer.Typer(
     help="List and administer compute nodes (on-prem and Azure).", no_args_is_help=True
@@ -37,18 +39,62 @@ Group = Annotated[
 
 
 @app.command("list")
-def node_list(as_json: JsonOption = False) -> None:
+def node_list(
+    group: Group = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            help="Only nodes in this state: Online, Offline, Starting, Draining, Stopping "
+            "(repeat, or comma-separate, for several; any case).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
     """List compute nodes with their state and free cores."""
+    states = group_names(state, "--state") or []
+    known = {s.value.lower(): s.value for s in NodeState}
+    unknown = [s for s in states if s.lower() not in known]
+    if unknown:
+        raise typer.BadParameter(
+            f"{', '.join(map(repr, unknown))}: a state is one of {', '.join(known.values())}",
+            param_hint="'--state'",
+        )
+    groups = group_names(group, "--group") or []
     with api_client() as client:
         data = client.list_nodes()
+    if groups or states:
+        data = {**data, "nodes": filtered(data.get("nodes", []), groups, states)}
     if as_json:
         print_json(data)
         return
     nodes = data.get("nodes", [])
     if not nodes:
-        stderr_console().print("no nodes: start some with `hpc up` or `hpc agent run`")
+        stderr_console().print(
+            "no such nodes"
+            if groups or states
+            else "no nodes: start some with `hpc up` or `hpc agent run`"
+        )
         return
     stdout_console().print(render.nodes_table([_marked(n) for n in nodes]))
+
+
+@app.command("view")
+def node_view(
+    name: Annotated[str, typer.Argument(metavar="NAME", show_default=False)],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one node: state and why, held or not, provider, cores, its agent."""
+    with api_client() as client:
+        nodes = client.list_nodes().get("nodes", [])
+    node = find_node(nodes, name)
+    if node is None:
+        names = ", ".join(sorted(str(n.get("name")) for n in nodes)[:10]) or "none"
+        raise CliError(f"no node {one_line(name)}; nodes: {names} (hpc node list)")
+    if as_json:
+        print_json(node)
+        return
+    stdout_console().print(node_detail(node))
 
 
 def _marked(node: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,66 @@
+"""One node as ``hpc node view`` shows it, and the filters of ``hpc node list``: the node's
+every field an admin asks about (HPC Pack's node properties, Slurm's ``scontrol show node``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from hpc.render import ago, dash, node_state, when
+from hpc.text import strip_controls
+
+
+def node_detail(node: Mapping[str, Any]) -> RenderableType:
+    """One node: state and why, where it runs, its cores, its agent."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    provider = node.get("provider") or "onprem"
+    extras = [x for x in (node.get("spot") and "spot", node.get("runsAsOwner") and "as owner") if x]
+    rows: list[tuple[str, Any]] = [
+        ("Name", dash(node.get("name"))),
+        ("Groups", dash(node.get("groups"))),
+        ("State", node_state(dict(node))),
+        ("Since", when(node.get("stateTime"))),
+        ("Reason", Text(strip_controls(str(node.get("stateReason") or "-")))),
+        ("Held", dash(node.get("held")) if node.get("held") else "no"),
+        ("Provider", provider + (f" ({', '.join(extras)})" if extras else "")),
+        *([("Size", dash(node.get("size")))] if node.get("size") else []),
+        ("Cores", dash(node.get("cores"))),
+        ("Free cores", dash(node.get("freeCores"))),
+        ("Running tasks", dash(node.get("runningTasks"))),
+        ("Incarnation", dash(node.get("incarnation"))),
+        ("Agent protocol", dash(node.get("agentProtocol") if node.get("incarnation") else None)),
+        ("Last heartbeat", ago(node.get("lastHeartbeat"))),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def find_node(nodes: Iterable[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
+    """The node called ``name`` (node names are exact; a differently cased one is found too,
+    as group names are)."""
+    listed = list(nodes)
+    exact = next((n for n in listed if n.get("name") == name), None)
+    return exact or next(
+        (n for n in listed if str(n.get("name", "")).lower() == name.lower()), None
+    )
+
+
+def filtered(
+    nodes: Iterable[Mapping[str, Any]], groups: Iterable[str], states: Iterable[str]
+) -> list[Mapping[str, Any]]:
+    """Nodes in any of ``groups`` and any of ``states`` (each any case; empty: all)."""
+    wanted_groups = {g.lower() for g in groups}
+    wanted_states = {s.lower() for s in states}
+    return [
+        n
+        for n in nodes
+        if (not wanted_groups or wanted_groups & {str(g).lower() for g in n.get("groups") or []})
+        and (not wanted_states or str(n.get("state", "")).lower() in wanted_states)
+    ]

@@ -1,0 +1,66 @@
+"""``hpc node view NAME`` and ``hpc node list --group/--state`` (a newcomer probe missed
+Slurm's ``scontrol show node`` and ``sinfo -p/-t``), on the served function app: n1 Online
+in OnPremNodes, n2 drained."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.agent_double import AgentDouble
+from tests.app_fixtures import served_app
+from tests.cli_fixtures import assert_one_error_line, hpc
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
+    with served_app(tmp_path / "home") as app, app.client() as client:
+        for name in ("n1", "n2"):
+            assert AgentDouble(app.cp, name).register().accepted
+        assert client.post("/api/nodes/n2/drain").status_code == 200
+        monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+        monkeypatch.setenv("HPC_TOKEN", app.token)
+        yield client
+
+
+def names(result) -> list[str]:
+    return [line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()]
+
+
+def test_node_list_filters_by_state_any_case(cluster: httpx.Client) -> None:
+    result = hpc("node", "list", "--state", "draining")
+    assert result.exit_code == 0, result.stderr
+    assert names(result) == ["n2"]
+    both = hpc("node", "list", "--state", "Online,Draining")
+    assert sorted(names(both)) == ["n1", "n2"]
+
+
+def test_node_list_filters_by_group_and_says_when_none_match(cluster: httpx.Client) -> None:
+    assert sorted(names(hpc("node", "list", "--group", "onpremnodes"))) == ["n1", "n2"]
+    none = hpc("node", "list", "--group", "OnPremNodes", "--state", "Stopping")
+    assert none.exit_code == 0 and none.stdout == "" and "no such nodes" in none.stderr
+
+
+def test_node_list_refuses_an_unknown_state_naming_the_states(cluster: httpx.Client) -> None:
+    result = hpc("node", "list", "--state", "Up")
+    assert result.exit_code == 2
+    assert_one_error_line(result, "'Up': a state is one of Offline, Starting, Online, Draining")
+
+
+def test_node_view_shows_one_node_with_its_hold_and_reason(cluster: httpx.Client) -> None:
+    result = hpc("node", "view", "n2")
+    assert result.exit_code == 0, result.stderr
+    rows = {line.split("  ")[0]: line for line in result.stdout.splitlines()}
+    assert "Draining" in rows["State"] and "drain" in rows["Held"]
+    assert "OnPremNodes" in rows["Groups"] and "onprem" in rows["Provider"]
+    as_json = hpc("node", "view", "n1", "--json")
+    assert '"name": "n1"' in as_json.stdout and '"state": "Online"' in as_json.stdout
+
+
+def test_node_view_of_an_unknown_node_names_the_nodes(cluster: httpx.Client) -> None:
+    result = hpc("node", "view", "n9")
+    assert result.exit_code == 1
+    assert_one_error_line(result, "no node n9; nodes: n1, n2")
