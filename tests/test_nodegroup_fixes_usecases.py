@@ -176,6 +176,25 @@ def test_the_autoscaler_forgets_a_deleted_group_and_runs_on(cp, provider):
     assert "BURST" not in cp.store.get_meta(STATE_KEY).data["said"]  # min 0: nothing to say
 
 
+def test_a_node_added_while_its_group_is_deleted_keeps_the_group(cp, provider, monkeypatch):
+    """Found by a review: an add writes the node, not the group, so a delete that checked for
+    nodes just before could delete the group under it (its VM then ruled by no group)."""
+    burst(cp)
+    real = cp.store.delete_group
+
+    def add_first(group):  # the add lands between the delete's check and its write
+        monkeypatch.setattr(cp.store, "delete_group", real)
+        cp.add_nodes("Burst", 1)
+        real(group)
+
+    monkeypatch.setattr(cp.store, "delete_group", add_first)
+    with pytest.raises(Conflict, match="got node\\(s\\) while it was being deleted"):
+        cp.delete_group("Burst")
+    group = next(g for g in cp.store.list_groups() if g.name == "Burst")
+    assert (group.provider, group.max_nodes) == ("local", 3)  # its settings came back
+    [node] = [n for n in cp.store.list_nodes() if "Burst" in n.groups]
+
+
 # --- 7: an admin's stop the autoscaler would undo says so --------------------------------
 
 

@@ -186,8 +186,8 @@ def test_a_task_held_back_by_the_reservation_says_for_which_job(cp):  # noqa: F8
     waiting = cp.list_tasks(stream.id, states=[TaskState.QUEUED], limit=1)
     reasons = cp.pending_reasons([*waiting, *cp.list_tasks(wide.id)])
     assert reasons[(stream.id, waiting[0].id)] == (
-        f"held back for job {wide.id} (task {wide.id}.1), which has n1, n2, n3 reserved: it "
-        "starts when they free up, then this one as cores allow"
+        f"held back for job {wide.id} (task {wide.id}.1), which has n1, n2, n3 reserved, and "
+        "for tasks ahead of it: it starts when they free up, then this one as cores allow"
     )
     assert reasons[(wide.id, 1)].endswith(
         "; n1, n2, n3 reserved for it: nothing else takes the cores it needs (no runtime "
@@ -201,6 +201,6 @@ def test_a_known_reservation_time_is_shown():
 
     at = datetime(2026, 1, 1, 12, 30, tzinfo=UTC).timestamp()
     assert held_for((7, 1), Reservation((7, 1), at, ("a",))) == (
-        "held back for job 7 (task 7.1), which has a reserved: it starts when they free up "
-        "(projected at 12:30:00 UTC), then this one as cores allow"
+        "held back for job 7 (task 7.1), which has a reserved, and for tasks ahead of it: it "
+        "starts when they free up (projected at 12:30:00 UTC), then this one as cores allow"
     )

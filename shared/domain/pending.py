@@ -256,9 +256,10 @@ def held_for(key: tuple[int, int], reservation: Reservation) -> str:
         if reservation.at is None
         else f" (projected at {datetime.fromtimestamp(reservation.at, UTC):%H:%M:%S} UTC)"
     )
+    # true whichever held it back: the reservation, or tasks ahead taking the cores left
     return (
-        f"held back for job {job} (task {job}.{task}), which has {nodes} reserved: "
-        f"it starts when they free up{when}, then this one as cores allow"
+        f"held back for job {job} (task {job}.{task}), which has {nodes} reserved, and for "
+        f"tasks ahead of it: it starts when they free up{when}, then this one as cores allow"
     )
 
 
