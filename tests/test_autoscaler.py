@@ -66,7 +66,16 @@ def policy(**group_kw) -> AutoscalerPolicy:
 
 
 def run(
-    nodes, queued=(), *, pol=None, state=None, now=T0, used=None, power=None, failures=()
+    nodes,
+    queued=(),
+    *,
+    pol=None,
+    state=None,
+    now=T0,
+    used=None,
+    power=None,
+    failures=(),
+    reserved=None,
 ) -> Decision:
     view = ClusterView(
         nodes=nodes,
@@ -74,6 +83,7 @@ def run(
         used_cores=used or {},
         power=power or {},
         failures=failures,
+        reserved=reserved,
     )
     return autoscale(view, pol or policy(), state or AutoscalerState(), now)
 
@@ -305,7 +315,7 @@ def test_a_groups_own_scale_down_delay_overrides_the_clusters(group_delay, stops
         ((ON, ON, ON), {}, 10, ["az-1", "az-2"], False),  # idle: stop now, not after 3 min
         ((ON, ON, ON), {"az-1": 1}, 10, ["az-2", "az-3"], False),  # the busy one is kept
         ((ON, ON, ON), {"az-1": 1, "az-2": 4}, 10, ["az-3"], False),  # az-1 drains
-        ((ON, STARTING, OFF), {}, 10, ["az-1"], False),  # a Starting node counts as up
+        ((ON, STARTING, OFF), {}, 10, ["az-2"], False),  # a Starting node stops first
         ((ON, NodeState.DRAINING, OFF), {"az-2": 1}, 10, [], False),  # already going
         ((ON, ON, ON), {}, 1, ["az-1"], True),  # the stop rate limit holds
         ((ON, OFF, OFF), {}, 10, [], False),  # at max: the idle time decides, as always
@@ -337,6 +347,49 @@ def test_busy_nodes_beyond_a_lowered_max_drain_least_busy_first(used, stops_left
     d = run(nodes, tasks(40), pol=pol, used=used)  # queued work keeps none of them
     assert actions(d) == orders
     assert all("above its maxNodes 1" in o.reason for o in d.orders)
+
+
+@pytest.mark.parametrize(
+    ("states", "used", "stops_left", "orders", "noted"),
+    [
+        # the reviewer's case: the new VMs stop, the warm busy nodes keep their work
+        ((ON, ON, STARTING, STARTING), {"az-1": 4, "az-2": 4}, 10,
+         [("stop", "az-3"), ("stop", "az-4")], False),
+        # Starting first, then idle Online; the busiest node is kept
+        ((ON, ON, STARTING, ON), {"az-1": 4}, 10, [("stop", "az-3"), ("stop", "az-2")], False),
+        # still over after Starting and idle ones: the least busy drains
+        ((ON, ON, ON, STARTING), {"az-1": 4, "az-2": 1, "az-3": 2}, 10,
+         [("stop", "az-4"), ("drain", "az-2")], False),
+        # the stop rate limit holds: the Starting node held back stops next run, nothing drains
+        ((ON, ON, STARTING, STARTING), {"az-1": 4, "az-2": 4}, 1, [("stop", "az-3")], True),
+        # at max: a Starting node is kept
+        ((ON, STARTING, OFF, OFF), {"az-1": 4}, 10, [], False),
+    ],
+)  # fmt: skip
+def test_starting_nodes_beyond_a_lowered_max_stop_before_online_ones(
+    states, used, stops_left, orders, noted
+):
+    pol = policy(max_nodes=2, max_stops_per_run=stops_left)
+    nodes = [node(f"az-{i}", state) for i, state in enumerate(states, 1)]
+    d = run(nodes, tasks(8), pol=pol, used=used)  # queued work keeps none of them
+    assert actions(d) == orders
+    assert all("above its maxNodes 2" in o.reason for o in d.orders)
+    assert any("more stop once idle" in str(n) for n in d.notes) == noted
+
+
+def test_the_newest_starting_node_stops_first_for_a_lowered_max():
+    pol = policy(max_nodes=1)
+    nodes = [node("az-1", STARTING, since=T0 - MIN), node("az-2", STARTING, since=T0 - 5 * MIN)]
+    d = run(nodes, pol=pol, now=T0 + S)
+    assert actions(d) == [("stop", "az-1")]  # az-2 is nearer to joining
+    assert d.state.nodes["az-1"].start_ordered_at is None  # it is no failed start
+
+
+def test_starting_nodes_stopped_for_a_lowered_max_back_nothing_off():
+    pol = policy(max_nodes=0)
+    d = run([node("az-1", STARTING)], pol=pol, now=T0 + S)
+    assert actions(d) == [("stop", "az-1")]
+    assert d.state.groups[AZ].backoff_until is None
 
 
 def test_nodes_drained_for_a_lowered_max_stop_once_empty_at_the_stop_rate_limit():

@@ -22,9 +22,12 @@ ERROR_KINDS: dict[str, ErrorKind] = {
     "TooManyRequests": ErrorKind.THROTTLED,
     "Conflict": ErrorKind.CONFLICT,
     "OperationNotAllowed": ErrorKind.CONFLICT,
+    "OperationPreempted": ErrorKind.CONFLICT,
 }
 """ARM error code -> ours. OperationNotAllowed is also how ARM says "core quota exceeded"
-(its message names the quota), which :func:`error_from` checks."""
+(its message names the quota), which :func:`error_from` checks. OperationPreempted: a later
+operation on the VM (our deallocation) ended this one; the code is kept on the error
+(``ComputeError.code``) so the autoscaler tells it from other 409s."""
 
 
 def error_from(

@@ -94,6 +94,8 @@ class LocalProvider(ComputeProvider):
         self.faults = LocalFaults()
         self.faults_file = faults_file
         self._faults_seen: tuple[float, int] | None = None
+        self._evict_named: set[str] = set()
+        """The last good faults file's ``evict`` list: a name is evicted when it is new."""
         self._vms: dict[str, _Vm] = {}
         self._requests: dict[str, Operation] = {}
 
@@ -199,8 +201,10 @@ class LocalProvider(ComputeProvider):
     def _read_faults(self) -> None:
         """The switches of ``faults_file`` (``HPC_LOCAL_FAULTS``), read again only when it
         changed (one stat a call), so they can be flipped in a live cluster: the fields of
-        :class:`LocalFaults`, plus ``evict`` (VMs evicted once, when the file changes).
-        A missing file is no faults; a bad one is logged and the last good one kept."""
+        :class:`LocalFaults`, plus ``evict`` (a VM is evicted once, when its name newly
+        appears in that list: rewriting the file for another switch evicts nothing again).
+        A missing file is no faults; a bad one (not an object, a name list that is not a
+        list) is logged and the last good one kept."""
         if self.faults_file is None:
             return
         seen: tuple[float, int] | None = None
@@ -217,9 +221,9 @@ class LocalProvider(ComputeProvider):
             faults = LocalFaults(
                 fail_create=None if kind is None else ErrorKind(kind),
                 quota_exceeded=bool(data.get("quota_exceeded", False)),
-                never_joins={str(n) for n in data.get("never_joins", [])},
+                never_joins=_names(data, "never_joins"),
             )
-            evict = [str(n) for n in data.get("evict", [])]
+            evict = _names(data, "evict")
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.warning(
                 "local provider: %s is not a faults file (%s): ignored", self.faults_file, exc
@@ -227,7 +231,8 @@ class LocalProvider(ComputeProvider):
             self._faults_seen = seen
             return
         self.faults, self._faults_seen = faults, seen
-        for vm in evict:
+        fresh, self._evict_named = evict - self._evict_named, evict
+        for vm in sorted(fresh):
             if vm in self._vms:
                 log.warning("local provider: evicting %s (%s)", vm, self.faults_file)
                 self.evict(vm)
@@ -307,6 +312,14 @@ def _die_with_parent() -> Callable[[], None] | None:
         prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
 
     return preexec
+
+
+def _names(data: Mapping[str, object], field: str) -> set[str]:
+    """A faults file's list of VM names (a bare string would be a set of its characters)."""
+    names = data.get(field, [])
+    if not isinstance(names, list):
+        raise TypeError(f"{field} must be a list of VM names, got {type(names).__name__}")
+    return {str(n) for n in names}
 
 
 def _quota(vm: str) -> ComputeError:

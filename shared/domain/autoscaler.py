@@ -14,7 +14,8 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   groups first, then on Starting nodes of managed groups, which count as
   coming capacity; a multi-node task that may burst takes the nodes that can hold it
   now and overflows only the nodes it lacks (an idle on-prem node is not counted for
-  two tasks). What is left (the overflow) is bin-packed, first-fit
+  two tasks). Cores the scheduler holds for a blocked head task at an unknown time
+  (``ClusterView.reserved``) are not free to later tasks. What is left (the overflow) is bin-packed, first-fit
   decreasing, onto template nodes of each managed group the task may run on;
   the group grows by the number of bins, never past ``max_nodes``, the Offline
   nodes it has (not those an admin took offline or drained: ``Node.held``), or
@@ -27,8 +28,9 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   stays at ``min_nodes``, and no scale-up happened within
   ``scale_down_delay``. A node with running tasks is never stopped: a stop is a
   drain first (:func:`request_stop`), and a Draining node stops once empty. Nodes up
-  beyond ``max_nodes`` (an admin lowered it): the idle ones stop, the least busy others
-  drain (not held) and stop once empty.
+  beyond ``max_nodes`` (an admin lowered it): Starting ones stop first, then idle ones,
+  and only for what is still over the least busy others drain (not held) and stop once
+  empty (:mod:`shared.domain.autoscaler_cap`).
 - **Failed starts back off per group.** A start failure (quota, allocation,
   throttling, eviction, a node that never joined within ``deployment_timeout``)
   holds the group's growth for a backoff that doubles only if the previous one
@@ -46,7 +48,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from shared.domain import autoscaler_notes
+from shared.domain import autoscaler_cap, autoscaler_notes
 from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them here too
     ClusterView,
     Decision,
@@ -56,7 +58,7 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
     StartFailure,
 )
 from shared.domain.cluster import Node
-from shared.domain.demand import least_busy, may_run_in, nodes_for, place_queue, reach
+from shared.domain.demand import may_run_in, nodes_for, place_queue, reach
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -67,7 +69,7 @@ from shared.domain.growshrink import (
 )
 from shared.domain.models import Task
 from shared.domain.power import OFF_STATES, PowerState
-from shared.domain.states import NODE_COMING, NodeState
+from shared.domain.states import NodeState
 
 # ------------------------------------------------------------------- helpers
 
@@ -208,7 +210,10 @@ class _Run:
         if any(t.nodes > 1 for t in queued):  # what a wide task could ever hold
             growable = {g: gp for g, gp in self.policy.groups.items() if g in self._members}
             spill = reach(self.view.nodes, self.managed, growable).holds
-        return place_queue(queued, placing, free, size, groups_of, protocol=protocol, spill=spill)
+        return place_queue(
+            queued, placing, free, size, groups_of,
+            protocol=protocol, spill=spill, reserved=self.view.reserved,
+        )  # fmt: skip
 
     def grow(self, overflow: list[Task]) -> None:
         starts_left = self.policy.max_starts_per_run
@@ -339,30 +344,24 @@ class _Run:
     def cap(
         self, group: str, gp: GroupPolicy, members: list[Node], idle: list[Node], stops_left: int
     ) -> int:
-        """Nodes up (Online or Starting) beyond ``max_nodes``: the idle ones stop now, whatever
-        their idle time, the queue or the scale-down delay (the admin asked for fewer); busy
-        ones are left to finish their tasks and stop once idle. Returns the stops ordered."""
-        up = sum(1 for n in members if n.state in _CAPPED and n.name not in self.busy)
-        surplus = up - gp.max_nodes
-        if surplus <= 0:
+        """Nodes up beyond a lowered ``max_nodes`` (:mod:`shared.domain.autoscaler_cap`):
+        order its stops and drains. Drained nodes are not held, unlike an admin's drain: a
+        higher maxNodes may start them again. Returns the stops ordered."""
+        plan = autoscaler_cap.cap(
+            group, gp.max_nodes, members, idle, self.busy, self.view.used_cores, stops_left
+        )
+        if plan is None:
             return 0
-        idle = [n for n in sorted(idle, key=_name) if n.name not in self.busy]
-        stops = idle[: min(surplus, stops_left)]
-        why = f"{group} has {up} nodes up, above its maxNodes {gp.max_nodes}"
-        for node in stops:
-            self.order("stop", node, group, why)
+        for node in plan.stops:
+            self.order("stop", node, group, plan.why)
             self.nodes[node.name] = NodeMemory()
-        # The rest are busy: drained (no new task; the repair stops each once its tasks end),
-        # least busy first. A probe saw them take queued work until the queue emptied. Not
-        # held, unlike an admin's drain: a higher maxNodes may start them again.
-        drains = least_busy(members, idle, self.busy, self.view.used_cores)
-        drains = drains[: max(0, surplus - len(idle))]  # idle ones left: stop at the next run
-        for node in drains:
-            self.order("drain", node, group, f"{why}: it stops once its tasks end")
-        left = surplus - len(stops) - len(drains)
-        if left > 0:
-            self.notes.append(Note(group, f"{why}: {left} more stop once idle", grows=False))
-        return len(stops)
+        for node in plan.drains:
+            self.order("drain", node, group, f"{plan.why}: it stops once its tasks end")
+        if plan.left > 0:
+            self.notes.append(
+                Note(group, f"{plan.why}: {plan.left} more stop once idle", grows=False)
+            )
+        return len(plan.stops)
 
 
 # Enum members as module constants: looking one up on its class costs more than the rest
@@ -374,8 +373,6 @@ _ONLINE, _STARTING, _STOPPING, _DRAINING, _OFFLINE = (
     NodeState.DRAINING,
     NodeState.OFFLINE,
 )
-_CAPPED = NODE_COMING
-"""Counted against max_nodes when an admin lowered it (Draining, Stopping: on their way down)."""
 _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
 """Not counted toward min_nodes when an idle node may stop (see shrink)."""
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})

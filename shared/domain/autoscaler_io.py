@@ -32,6 +32,21 @@ class StartFailure:
 
 
 @dataclass(frozen=True)
+class Reserved:
+    """EASY's reservation at an unknown time (the scheduler's, ``at`` None): what runs on its
+    nodes has no runtime limit, so the blocked head task ``task`` waits there for ``cores``
+    per node and no later task may take them (only the free cores beyond: the spare). The
+    autoscaler must see that hold, or it counts those cores for later tasks and grows nothing
+    while they wait, maybe forever. Known-time reservations are left out: what ends before
+    the reserved start may use them, which a first fit cannot judge."""
+
+    task: tuple[int, int]
+    """(job id, task id) of the reserved task: it alone may use the held cores."""
+    cores: Mapping[str, int]
+    """Reserved node -> cores the task needs there (all of a node for an exclusive task)."""
+
+
+@dataclass(frozen=True)
 class ClusterView:
     """What the caller read for this run."""
 
@@ -43,6 +58,8 @@ class ClusterView:
     power: Mapping[str, PowerState] = field(default_factory=dict)
     """VM power states from the provider; a node missing here is not judged by it."""
     failures: Sequence[StartFailure] = ()
+    reserved: Reserved | None = None
+    """The scheduler's unknown-time reservation, if any (:class:`Reserved`)."""
 
 
 OrderAction = Literal["start", "stop", "drain", "offline"]

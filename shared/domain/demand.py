@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from shared.domain.autoscaler_io import Reserved
 from shared.domain.cluster import Node
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.models import Task
@@ -132,6 +133,7 @@ def place_queue(
     *,
     protocol: Mapping[str, int] | None = None,
     spill: Callable[[Task], bool] | None = None,
+    reserved: Reserved | None = None,
 ) -> tuple[list[Task], set[str]]:
     """First fit of the queue, in its order, on the nodes of ``placing`` (in that order),
     as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
@@ -141,37 +143,78 @@ def place_queue(
     a multi-node task that does not fit whole and for which it says True (e.g.
     :meth:`Reach.holds`) takes the nodes that fit now, and only the rest overflows (a copy
     with ``nodes`` = the nodes still lacking): nodes are started for the rest only, and a
-    node it took is not counted again for a later task."""
+    node it took is not counted again for a later task. ``reserved``: the tasks after the
+    reserved one may not take the cores it waits for (:func:`hold`)."""
     overflow: list[Task] = []
     wanted: set[str] = set()
     ages = protocol or {}
-    for task in queued:
-        need = task_protocol(task) if ages else 1
-        if task.nodes > 1 or task.exclusive:
-            able = placing if need <= 1 else _able(placing, ages, need)
-            rest = place_wide(task, able, free, size, groups_of, wanted, spill=spill)
-            if rest == task.nodes:
-                overflow.append(task)
-                continue
-            if rest:
-                overflow.append(task.model_copy(update={"nodes": rest}))
-            if able is not placing:  # nodes it filled leave the shared order too
-                placing[:] = [n for n in placing if free[n] > 0]
-            continue
-        for i, name in enumerate(placing):
-            if (
-                free[name] >= task.cores
-                and (not task.node_groups or groups_of[name] & set(task.node_groups))
-                and (need <= 1 or ages.get(name, AGENT_PROTOCOL) >= need)
-            ):
-                free[name] -= task.cores
-                wanted.add(name)
-                if free[name] <= 0:
-                    del placing[i]  # full: later tasks need not look at it
-                break
-        else:
-            overflow.append(task)
+    head = len(queued)
+    if reserved is not None:
+        keys = [(t.job_id, t.id) for t in queued]
+        head = keys.index(reserved.task) if reserved.task in keys else -1
+        if head < 0:  # not in the window: the hold stands for all of it
+            hold(reserved, free, placing)
+    for task in queued[: head + 1]:
+        _place(task, placing, free, size, groups_of, ages, spill, overflow, wanted)
+    if head + 1 >= len(queued):
+        return overflow, wanted
+    assert reserved is not None
+    if head >= 0 and overflow and (overflow[-1].job_id, overflow[-1].id) == reserved.task:
+        hold(reserved, free, placing)  # it (or a part) overflowed: it still waits there
+    for task in queued[head + 1 :]:
+        _place(task, placing, free, size, groups_of, ages, spill, overflow, wanted)
     return overflow, wanted
+
+
+def hold(reserved: Reserved, free: dict[str, int], placing: list[str]) -> None:
+    """Keep the reserved task's cores off its nodes, as the scheduler does while it waits
+    there (its free cores beyond are the spare later tasks may use). Applied only when the
+    first fit does not place the reserved task whole: placed elsewhere (a Starting node,
+    room freed), its reservation ends once that node is up, and later tasks get these cores.
+    One that overflows keeps the hold even if it may burst (the hold lasts until its node
+    boots; later tasks that would fit then wait that long, or start nodes of their own)."""
+    for name, cores in reserved.cores.items():
+        if name in free:
+            free[name] = max(free[name] - cores, 0)
+    placing[:] = [n for n in placing if free[n] > 0]
+
+
+def _place(
+    task: Task,
+    placing: list[str],
+    free: dict[str, int],
+    size: Mapping[str, int],
+    groups_of: Mapping[str, set[str]],
+    ages: Mapping[str, int],
+    spill: Callable[[Task], bool] | None,
+    overflow: list[Task],
+    wanted: set[str],
+) -> None:
+    """One task of :func:`place_queue`: placed (``free``, ``wanted``), or (partly) overflows."""
+    need = task_protocol(task) if ages else 1
+    if task.nodes > 1 or task.exclusive:
+        able = placing if need <= 1 else _able(placing, ages, need)
+        rest = place_wide(task, able, free, size, groups_of, wanted, spill=spill)
+        if rest == task.nodes:
+            overflow.append(task)
+            return
+        if rest:
+            overflow.append(task.model_copy(update={"nodes": rest}))
+        if able is not placing:  # nodes it filled leave the shared order too
+            placing[:] = [n for n in placing if free[n] > 0]
+        return
+    for i, name in enumerate(placing):
+        if (
+            free[name] >= task.cores
+            and (not task.node_groups or groups_of[name] & set(task.node_groups))
+            and (need <= 1 or ages.get(name, AGENT_PROTOCOL) >= need)
+        ):
+            free[name] -= task.cores
+            wanted.add(name)
+            if free[name] <= 0:
+                del placing[i]  # full: later tasks need not look at it
+            return
+    overflow.append(task)
 
 
 def place_wide(

@@ -10,11 +10,14 @@ begins at most the starts and stops the policy orders. Nothing waits on a VM ope
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.domain import scheduler
 from shared.domain.autoscaler import ClusterView, Decision, Order, StartFailure, autoscale
+from shared.domain.autoscaler_io import Reserved
 from shared.domain.autoscaler_notes import FAILED
 from shared.domain.cluster import Meta, Node, NodeGroup
 from shared.domain.growshrink import (
@@ -24,6 +27,7 @@ from shared.domain.growshrink import (
     GroupPolicy,
     next_backoff,
 )
+from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, Operation
@@ -104,6 +108,7 @@ def run(deps: Deps) -> Decision | None:
             used_cores=used,
             power={} if isinstance(power, ComputeError) else power,
             failures=failures,
+            reserved=reserved(nodes, queued, active, used, now),
         ),
         planned.policy,
         state,
@@ -128,6 +133,34 @@ def run(deps: Deps) -> Decision | None:
     failed += [_failure_entry(f, "start refused", decision, now) for f in refused]
     _save(deps, decision, done, now, before=booted + failed, after=kept, memory=idle_memory)
     return decision
+
+
+def reserved(
+    nodes: Sequence[Node],
+    queued: Sequence[Task],
+    active: Sequence[Task],
+    used: Mapping[str, int],
+    now: datetime,
+) -> Reserved | None:
+    """The scheduler's unknown-time reservation, as a pass would make it now: the same pure
+    call (:func:`scheduler.decide`) on the registered nodes, what runs and the queue, so the
+    autoscaler grows for work the reservation keeps off free cores (nothing remembered). A
+    task takes at least one core, so the first that blocks is among the first ``free + 1``:
+    the rest of the window is not looked at."""
+    registered = [n for n in nodes if n.incarnation > 0]
+    free = sum(max(f, 0) for f in scheduler.free_cores(registered, used).values())
+    if free == 0:
+        return None  # a pass reads no queue: nothing is reserved
+    head = queued[: free + 1]
+    res = scheduler.decide(head, registered, used, running=active, now=now).reservation
+    if res is None or res.at is not None:
+        return None
+    task = next(t for t in head if (t.job_id, t.id) == res.key)
+    size = {n.name: n.cores for n in registered}
+    return Reserved(
+        (task.job_id, task.id),
+        {n: size[n] if task.exclusive else task.cores for n in res.nodes},
+    )
 
 
 def _failure_entry(
@@ -164,14 +197,21 @@ def _poll(deps: Deps, now: datetime) -> list[StartFailure]:
     return failures
 
 
+PREEMPTED = frozenset({"Preempted", "OperationPreempted"})
+"""Provider codes of a start ended by a later operation on its VM (the local provider's
+``Preempted``, Azure's ``OperationPreempted``): the cluster's own stop, no failure. Other
+409s (Azure's Conflict, a non-quota OperationNotAllowed) are failures like any other."""
+
+
 def _failed(deps: Deps, op: Operation, error: ComputeError, now: datetime) -> StartFailure | None:
     """A failed operation: a failed start leaves the VM off, so its node is Offline again at
     once (not Starting until the deployment timeout); the failure it returns backs the group
     off, unless the cluster caused it. A start the cluster's own deallocation ended (an
     admin's stop or offline after the start: the node is no longer Starting, or the provider
-    says the start was preempted, a 409) is no failure (a probe saw an admin's stop back the
-    group off 60 s); nor is a VM the provider forgot (NotFound: the local provider after a
-    control-plane restart): a new start creates it again, without a backoff."""
+    says the start was preempted, :data:`PREEMPTED`) is no failure (a probe saw an admin's
+    stop back the group off 60 s); nor is a VM the provider forgot (NotFound: the local
+    provider after a control-plane restart): the node is Offline, without a backoff, and a
+    new start (the autoscaler's, if it still wants the node, or an admin's) creates it."""
     try:
         node = deps.store.get_node(op.vm)
     except NotFound:
@@ -183,10 +223,14 @@ def _failed(deps: Deps, op: Operation, error: ComputeError, now: datetime) -> St
     if op.action != "start" or node.state is not NodeState.STARTING:
         return None
     if lost:
-        _take_offline(deps, node, f"its VM was lost ({error.message}): it starts again", now)
+        why = (
+            "its VM was lost (the provider forgot it, e.g. after a restart, or it was deleted); "
+            "Offline: a new start creates it again"
+        )
+        _take_offline(deps, node, why, now)
         return None
-    if error.kind is ErrorKind.CONFLICT:
-        return None  # preempted: whoever ordered the deallocation writes the node's state
+    if error.code in PREEMPTED:
+        return None  # whoever ordered the deallocation writes the node's state
     _take_offline(deps, node, f"{FAILED}the start failed: {error.message}", now)
     return StartFailure.from_error(group, op.vm, error)
 

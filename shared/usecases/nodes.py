@@ -7,13 +7,13 @@ timer run, so no call waits on a long-running operation. On-prem nodes join by t
 agents; they can be drained and taken offline, and started (brought back Online) while
 their agents run (:mod:`shared.usecases.online`); a stop drains them (held, as an admin's
 drain: the machine is not powered off), and they are removed once their agents stopped.
+A managed node's start, and its races, are :mod:`shared.usecases.node_start`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from datetime import datetime
 
 from shared.domain import lifecycle, ownership
 from shared.domain.autoscaler_notes import restart_warning
@@ -21,11 +21,13 @@ from shared.domain.cluster import Node, NodeGroup
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
 from shared.domain.states import NodeState
-from shared.errors import Conflict, InvalidRequest, Refused
+from shared.errors import Conflict, InvalidRequest
 from shared.ports.compute import ComputeError, ErrorKind, VmSpec
 from shared.usecases import online
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
+from shared.usecases.node_start import StartRefused as StartRefused  # re-exported
+from shared.usecases.node_start import start_node
 from shared.usecases.nodegroups import group_of
 from shared.usecases.operations import record_operation
 
@@ -127,63 +129,6 @@ def start_nodes(
         else:
             out.append(online.bring_online(deps, node.name))
     return out
-
-
-class StartRefused(Conflict):
-    """The provider refused a start at once (quota, SKU, throttling...): nothing began."""
-
-    def __init__(self, node: str, error: ComputeError) -> None:
-        super().__init__(f"could not start {node}: {error.kind}: {error.message}")
-        self.node, self.error = node, error
-
-
-def start_node(deps: Deps, node: Node, *, reason: str) -> Node:
-    """Offline -> Starting, and the provider's start begun (the VM is created again if the
-    provider lost it, as the local provider does when the control plane restarts)."""
-    assert deps.compute is not None
-    now = deps.clock()
-    request = f"start-{node.name}-{now.timestamp():.0f}"
-    result = deps.compute.start(node.name, request_id=request, now=now)
-    if isinstance(result, ComputeError) and result.kind is ErrorKind.NOT_FOUND:
-        spec = VmSpec(
-            name=node.name, group=node.groups[0], cores=node.cores, size=node.size, spot=node.spot
-        )
-        deps.compute.create(spec, request_id=f"create-{node.name}-{now.timestamp():.0f}", now=now)
-        result = deps.compute.start(node.name, request_id=request + "-again", now=now)
-    if isinstance(result, ComputeError):
-        raise StartRefused(node.name, result)
-    read = (node.state_time, node.state_reason)
-    node.move_to(NodeState.STARTING, reason=reason, now=now)
-    try:
-        deps.store.put_node(node)
-    except Conflict:
-        node = _started_anew(deps, node, read, reason, request, now)
-    record_operation(deps, result)
-    return node
-
-
-def _started_anew(
-    deps: Deps, node: Node, read: tuple[object, object], reason: str, request: str, now: datetime
-) -> Node:
-    """The node was written since it was read. Only a heard heartbeat: it starts all the
-    same. Otherwise an admin's stop or offline raced this start, and the later action wins:
-    the VM begun here is deallocated again (a probe saw "Offline" printed, and the node
-    Starting, started by an admin, 3 s later)."""
-    assert deps.compute is not None
-    fresh = deps.store.get_node(node.name)
-    quiet = (fresh.state_time, fresh.state_reason) == read
-    if fresh.state is NodeState.OFFLINE and fresh.held is None and quiet:
-        fresh.move_to(NodeState.STARTING, reason=reason, now=now)
-        deps.store.put_node(fresh)  # a second race: Conflict, the VM runs, repair stops it
-        return fresh
-    undo = deps.compute.deallocate(node.name, request_id=request + "-undone", now=now)
-    if not isinstance(undo, ComputeError):
-        record_operation(deps, undo)
-    raise Refused(
-        f"node {node.name} was changed ({fresh.state}: {fresh.state_reason}) while it was "
-        "being started; the later action wins: not started",
-        state=fresh.state.value,
-    )
 
 
 ONPREM_STOP = (
