@@ -217,15 +217,16 @@ def submit_job(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
 @api
 def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
     """Newest first, ``limit`` (100) a page; ``next`` is the ``before`` of the next page
-    (null on the last one)."""
+    (null on the last one); ``owner``: one user's jobs."""
     states = _states(req.params.get("state"), JobState)
+    owner = req.params.get("owner")
     limit = _int(
         req.params.get("limit"), "limit", 100, 1, MAX_JOB_PAGE,
         hint=": read more in pages (pass next as before)",
     )  # fmt: skip
     before = req.params.get("before")
     first = None if before in (None, "") else _int(before, "before", minimum=1)
-    jobs = control().list_jobs(states=states, limit=limit + 1, before=first)
+    jobs = control().list_jobs(states=states, limit=limit + 1, before=first, owner=owner)
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return {"jobs": _job_docs(jobs), "next": jobs[-1].id if more else None}

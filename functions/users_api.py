@@ -1,6 +1,7 @@
 """HTTP triggers for API users (admin only): ``POST /api/users`` adds a user or another
 token for one (the token is in the answer, once), ``GET /api/users`` lists them,
-``DELETE /api/users/{name}`` revokes every token of one (its jobs stay)."""
+``DELETE /api/users/{name}`` revokes every token of one (its jobs stay). ``GET /api/me``
+(any user) says who the caller's token signs in as."""
 
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ def list_users(req: func.HttpRequest, principal: Principal) -> Any:
             for u in users.list_users(control().deps)
         ]
     }
+
+
+@bp.route(route="me", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api
+def me(req: func.HttpRequest, principal: Principal) -> Any:
+    """Who the token signs in as (any user): ``hpc job list --mine`` lists that name's jobs."""
+    return {"name": principal.name, "role": principal.role}
 
 
 @bp.route(route="users/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -52,11 +52,17 @@ class ApiClient(OutputRoutes):
         return self._json("POST", "jobs", json=spec)
 
     def list_jobs(
-        self, *, state: str | None = None, limit: int | None = None, before: int | None = None
+        self,
+        *,
+        state: str | None = None,
+        limit: int | None = None,
+        before: int | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """``{"jobs": [...], "next": id | None}``, newest first; ``state`` may list several,
-        comma-separated; pass ``next`` as ``before`` for the following page."""
-        params = {"state": state, "limit": limit, "before": before}
+        comma-separated; pass ``next`` as ``before`` for the following page; ``owner``: one
+        user's jobs."""
+        params = {"state": state, "limit": limit, "before": before, "owner": owner}
         return self._json("GET", "jobs", params=params)
 
     def get_job(self, job_id: int) -> dict[str, Any]:
@@ -170,6 +176,10 @@ class ApiClient(OutputRoutes):
 
     def list_users(self) -> dict[str, Any]:
         return self._json("GET", "users")
+
+    def me(self) -> dict[str, Any]:
+        """``{"name", "role"}``: who this client's token signs in as."""
+        return self._json("GET", "me")
 
     def remove_user(self, name: str) -> dict[str, Any]:
         return self._json("DELETE", f"users/{segment(name, 'user name')}")

@@ -49,6 +49,7 @@ EXPECTED_HTTP = {
     "add_user": ("users", ["POST"]),
     "list_users": ("users", ["GET"]),
     "remove_user": ("users/{name}", ["DELETE"]),
+    "me": ("me", ["GET"]),
     "dashboard": ("dashboard/{asset?}", ["GET"]),
 }
 

@@ -98,17 +98,15 @@ def test_unknown_tasks_are_not_found(cp):
         cp.requeue_task(job.id + 1, 1)
 
 
-def test_a_sweep_task_not_created_yet_is_refused_with_what_to_do(cp):
+def test_a_sweep_task_not_created_yet_is_not_requeued_while_queued(cp):
+    """(Canceling one: tests/test_sweep_task_cancel.py.)"""
     n1 = register(cp, "n1", cores=1)
     job = cp.submit(sweep(5))
     cp.schedule_pass()
     assert len(n1.runs()) == 1  # task 1 exists; 2-5 are still the sweep's range
-    with pytest.raises(Conflict, match=r"sweep the scheduler has not reached.*hpc job cancel"):
-        cp.cancel_task(job.id, 4)
-    assert cp.get_job(job.id).task_counts.get(TaskState.CANCELED) is None
-    assert cp.get_task(job.id, 4).state is TaskState.QUEUED
     with pytest.raises(Conflict, match=r"is Queued; only a Failed or Canceled task"):
         cp.requeue_task(job.id, 4)
+    assert cp.get_task(job.id, 4).state is TaskState.QUEUED
 
 
 def test_canceling_a_prerequisite_cancels_its_dependents_with_the_reason(cp):

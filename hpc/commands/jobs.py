@@ -27,7 +27,7 @@ from hpc.common import (
     stderr_console,
     stdout_console,
 )
-from hpc.errors import CliError
+from hpc.errors import CliError, InvalidInput
 from hpc.spec import parse_priority, parse_time
 from hpc.text import one_line, safe
 
@@ -56,17 +56,25 @@ def job_list(
     show_all: Annotated[
         bool, typer.Option("--all", help="Show every job, page by page as they arrive.")
     ] = False,
+    owner: Annotated[
+        str | None, typer.Option(help="Only this user's jobs (squeue -u, job list /owner:).")
+    ] = None,
+    mine: Annotated[bool, typer.Option("--mine", help="Only your own jobs (squeue --me).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first (the first 100 unless --limit or --all)."""
+    if owner is not None and mine:
+        raise InvalidInput("--owner and --mine both name an owner: give one of them")
     states = normalise_states(state, JOB_STATES)
     jobs: list[dict[str, Any]] = []
     before: int | None = None
     more = False
     with api_client() as client:
+        if mine:  # the name the token signs in as, from the control plane itself
+            owner = str(client.me()["name"])
         while show_all or len(jobs) < limit:
             size = JOB_PAGE if show_all else min(JOB_PAGE, limit - len(jobs))
-            data = client.list_jobs(state=states, limit=size, before=before)
+            data = client.list_jobs(state=states, limit=size, before=before, owner=owner)
             page = data.get("jobs", [])
             jobs += page
             if page and not as_json:
@@ -79,7 +87,8 @@ def job_list(
         print_json({"jobs": jobs, "next": before if more else None})
         return
     if not jobs:
-        stderr_console().print("no jobs" + (f" in state {safe(state)}" if state else ""))
+        of = f" of {safe(owner)}" if owner is not None else ""
+        stderr_console().print(f"no jobs{of}" + (f" in state {safe(state)}" if state else ""))
     elif more:
         stderr_console().print(
             f"newest {counted(len(jobs), 'job')} shown; --limit N or --all for more"

@@ -89,6 +89,7 @@ def job_doc(job: Job, *, visible: bool = True) -> dict[str, Any]:
         "visible": visible,
         "state": job.state.value,
         "submitTime": micros(job.submit_time),
+        "owner": job.owner,
         "body": _body(job),
     }
 
@@ -211,10 +212,19 @@ def _in(name: str, values: Collection[str]) -> tuple[str, list[dict[str, Any]]]:
     return f"c.{name} IN ({', '.join(p['name'] for p in params)})", params
 
 
-def list_jobs(states: Collection[JobState] | None, limit: int, before: int | None = None) -> Query:
-    """Visible jobs, newest first; ``before``: ids below it (the continuation of a page)."""
+def list_jobs(
+    states: Collection[JobState] | None,
+    limit: int,
+    before: int | None = None,
+    owner: str | None = None,
+) -> Query:
+    """Visible jobs, newest first; ``before``: ids below it (the continuation of a page);
+    ``owner``: the top-level copy, indexed (documents from before it: cosmos_owners)."""
     where = "c.type = @type AND c.visible = true"
     params: list[dict[str, Any]] = [{"name": "@type", "value": "job"}]
+    if owner is not None:
+        where += " AND c.owner = @owner"
+        params.append({"name": "@owner", "value": owner})
     if before is not None:
         where += " AND c.jobId < @before"
         params.append({"name": "@before", "value": before})

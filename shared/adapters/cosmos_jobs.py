@@ -18,6 +18,7 @@ from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpRespons
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters import cosmos_fallback as fallback
+from shared.adapters import cosmos_owners as owners
 from shared.adapters import cosmos_parts as parts
 from shared.adapters import cosmos_tallies as tallies
 from shared.adapters.cosmos_connection import CosmosConnection
@@ -35,6 +36,8 @@ class CosmosJobs(CosmosConnection):
     """Jobs, tasks and ranges on Cosmos DB (the job half of :class:`CosmosStore`)."""
 
     add_job_fault: Callable[[int], None] | None  # the Store port's test hook (None there)
+    _owners_done = False
+    """No job document lacks its top-level owner (found by a purge; then never looked for)."""
 
     # --- jobs and tasks -------------------------------------------------
 
@@ -91,6 +94,13 @@ class CosmosJobs(CosmosConnection):
         micros = docs.micros(older_than)
         return parts.purge(self._jobs, self._hook, read, micros, self.index.forget_job)
 
+    def backfill_owners(self) -> None:
+        """Copy the owner of job documents of an older version to where ``list_jobs``
+        finds it (:mod:`cosmos_owners`), a page a call, until none is left."""
+        if not self._owners_done:
+            read = functools.partial(self._query, self._jobs)
+            self._owners_done = owners.backfill(self._jobs, read, self._hook) == 0
+
     def get_job(self, job_id: int) -> Job:
         """The job document and its tallies (one query in its partition), summed; more
         than FOLD_AT tallies are folded on the way (see :mod:`cosmos_tallies`)."""
@@ -120,10 +130,11 @@ class CosmosJobs(CosmosConnection):
         states: Collection[JobState] | None = None,
         limit: int = 100,
         before: int | None = None,
+        owner: str | None = None,
     ) -> list[Job]:
         if limit <= 0 or (states is not None and not states):
             return []
-        query = docs.list_jobs(states, limit, before)
+        query = docs.list_jobs(states, limit, before, owner)
         found = list(self._query(self._jobs, query))
         if not found:
             return []

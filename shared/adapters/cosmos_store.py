@@ -108,6 +108,10 @@ class CosmosStore(CosmosJobs, CosmosUsers, Store):
             self.index.repair_if_due()
         except Exception:
             log.exception("index repair failed (it runs again with the next reconciler run)")
+        try:
+            self.backfill_owners()
+        except Exception:
+            log.exception("owner backfill failed (it runs again with the next reconciler run)")
         return purged
 
     def repair_indexes(self) -> dict[str, int]:

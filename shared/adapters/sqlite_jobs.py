@@ -32,6 +32,7 @@ from shared.adapters.sqlite_schema import (
     _UPDATE_JOB,
     _UPDATE_RANGE,
     _UPDATE_TASK,
+    JOB_OWNER,
 )
 from shared.domain.hosts import Holding, Seat
 from shared.domain.models import Job, Task, TaskRange
@@ -112,6 +113,7 @@ class SqliteJobs(SqliteConnection):
         states: Collection[JobState] | None = None,
         limit: int = 100,
         before: int | None = None,
+        owner: str | None = None,
     ) -> list[Job]:
         if limit <= 0 or (states is not None and not states):
             return []
@@ -120,6 +122,9 @@ class SqliteJobs(SqliteConnection):
         if states is not None:
             where += f" AND state IN ({_marks(states)})"
             params += [JobState(s).value for s in states]
+        if owner is not None:  # the jobs_by_owner index: its expression, spelled once
+            where += f" AND {JOB_OWNER} = ?"
+            params.append(owner)
         sql = f"SELECT doc, etag FROM jobs WHERE {where} ORDER BY id DESC LIMIT ?"
         return [_loaded_job(row) for row in self._con().execute(sql, [*params, limit])]
 

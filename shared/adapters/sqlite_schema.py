@@ -22,6 +22,12 @@ _ACTIVE = (TaskState.DISPATCHING.value, TaskState.RUNNING.value)
 _QUEUED_WHERE = f"state = '{_QUEUED}'"
 _ACTIVE_WHERE = f"state IN ('{_ACTIVE[0]}', '{_ACTIVE[1]}')"
 
+JOB_OWNER = "json_extract(doc, '$.owner')"
+"""A job's owner, as the ``jobs_by_owner`` index keys it: an index on an expression serves
+only queries that repeat it literally. An index on the document rather than a column of
+its own, so a file written before it gets it on its next open (``CREATE INDEX IF NOT
+EXISTS`` below) with no column to fill in, and older code can still write that file."""
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS jobs (
         id          INTEGER PRIMARY KEY,
@@ -31,6 +37,8 @@ _SCHEMA = (
         etag        TEXT    NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id)",
+    # `hpc job list --owner`: one user's jobs, newest first, read from this index alone.
+    f"CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs ({JOB_OWNER}, id)",
     """CREATE TABLE IF NOT EXISTS tasks (
         job_id      INTEGER NOT NULL,
         id          INTEGER NOT NULL,

@@ -137,9 +137,11 @@ class Store(ABC):
         states: Collection[JobState] | None = None,
         limit: int = 100,
         before: int | None = None,
+        owner: str | None = None,
     ) -> list[Job]:
         """Newest (highest id) first; with ``before``, only ids below it (the next page
-        starts before the last id of the previous one: no OFFSET)."""
+        starts before the last id of the previous one: no OFFSET). ``owner``: only that
+        user's jobs (exact name), found through an index, never by reading every job."""
 
     @abstractmethod
     def get_task(self, job_id: int, task_id: int) -> Task:
@@ -341,7 +343,8 @@ def size_bound(record: Task | TaskRange) -> int:
     if isinstance(record, TaskRange):
         chars += len(record.name_prefix or "") + len(record.canceled_reason or "")
     hosts = len(task.hosts) + sum(len(lost.hosts) + 1 for lost in task.lost)
-    return 4096 + 12 * chars + 200 * hosts
+    ids = len(record.created_ahead) if isinstance(record, TaskRange) else 0
+    return 4096 + 12 * chars + 200 * hosts + 12 * ids
 
 
 def check_batch(job: Job | None, tasks: Sequence[Task], ranges: Sequence[TaskRange] = ()) -> None:

@@ -109,8 +109,9 @@ class ControlPlane:
         states: Iterable[JobState] | None = None,
         limit: int = 100,
         before: int | None = None,
+        owner: str | None = None,
     ) -> list[Job]:
-        return queries.list_jobs(self.deps, states=states, limit=limit, before=before)
+        return queries.list_jobs(self.deps, states=states, limit=limit, before=before, owner=owner)
 
     def list_tasks(
         self,

@@ -273,7 +273,7 @@ def _born(
         for task_id in mine:
             if task_id != r.first_id + r.cursor:
                 break  # a gap: the rest of this range waits for the next pass
-            r.cursor += 1
+            r.advance()  # (past the tasks canceled ahead of it too: they are never created)
             keep.add(task_id)
         moved.append(r)
     return [p for p in chunk if p.task_id in keep], moved

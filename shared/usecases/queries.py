@@ -10,11 +10,13 @@ from typing import Any
 from shared.domain import hosts
 from shared.domain.cluster import NodeGroup
 from shared.domain.models import Job, Task
+from shared.domain.specvalues import quoted
 from shared.domain.states import JobState, TaskState
-from shared.errors import NotFound
+from shared.errors import InvalidRequest, NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, Stream
 from shared.usecases import sweeps
 from shared.usecases.deps import Deps
+from shared.usecases.users import NAME_RULE, USER_NAME
 
 
 def get_job(deps: Deps, job_id: int) -> Job:
@@ -27,10 +29,15 @@ def list_jobs(
     states: Iterable[JobState] | None = None,
     limit: int = 100,
     before: int | None = None,
+    owner: str | None = None,
 ) -> list[Job]:
-    """Newest first; ``before`` (a job id) continues a listing after its last job."""
+    """Newest first; ``before`` (a job id) continues a listing after its last job;
+    ``owner``: one user's jobs (anyone may list anyone's: job states are no secret), a
+    name that is no user name refused, an unknown user's list empty (as squeue -u)."""
     states = list(states) if states else None
-    return deps.store.list_jobs(states=states, limit=limit, before=before)
+    if owner is not None and not USER_NAME.fullmatch(owner):
+        raise InvalidRequest(f"owner {quoted(owner)} is not a user name: {NAME_RULE}")
+    return deps.store.list_jobs(states=states, limit=limit, before=before, owner=owner)
 
 
 def list_tasks(

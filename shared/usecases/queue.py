@@ -114,7 +114,7 @@ def _room(
 
 def _unborn(r: TaskRange, left: dict[int, int | None]) -> Iterator[Task]:
     """The range's tasks not created yet, while its job may start more."""
-    for task_id in range(r.first_id + r.cursor, r.first_id + r.count):
+    for task_id in r.unborn_ids():  # (not those canceled alone: they exist, Canceled)
         if left.get(r.job_id, 0) == 0:
             return
         yield r.task(task_id)

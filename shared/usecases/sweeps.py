@@ -4,6 +4,8 @@ that do not exist yet (:class:`~shared.domain.models.TaskRange`), which are show
 
 Listing merges the two by task id without making more than the page: a page of a
 1,000,000-task sweep costs one stored-task query, one range query and the page itself.
+
+One such task can be canceled alone (:func:`cancel_unborn`, Slurm's ``scancel 1234_90``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import heapq
 import itertools
 from collections.abc import Collection, Iterator
 
-from shared.domain.models import Task, TaskRange
-from shared.domain.states import TaskState
-from shared.errors import NotFound
+from shared.domain import lifecycle
+from shared.domain.models import MAX_CREATED_AHEAD, Job, Task, TaskRange
+from shared.domain.states import JobState, TaskState
+from shared.errors import Conflict, NotFound, Refused
 from shared.usecases.deps import Deps
+from shared.usecases.settling import settle
 
 
 def list_tasks(
@@ -59,6 +63,47 @@ def get_task(deps: Deps, job_id: int, task_id: int) -> Task:
         ) from None
 
 
+def cancel_unborn(deps: Deps, job: Job, task_id: int) -> Task:
+    """Cancel a task of a sweep that the scheduler has not created yet (``job`` as just read,
+    the task not stored): it is created now, Canceled, in one commit with its job's counts
+    (Queued -> Canceled) and its range listing it as created ahead of the cursor, which
+    skips it. So it exists once and is never dispatched: a pass that read the range before
+    conflicts on the range's etag (or on creating the task), and a pass that created it
+    first makes this commit conflict; ``Deps.retry`` then finds it stored. Being a stored
+    Canceled task from then on, it is requeued, listed and counted as any other.
+
+    NotFound if the job has no such task; Conflict if it was created meanwhile (retry);
+    Refused if its range was canceled, the job is being canceled, or the range already has
+    MAX_CREATED_AHEAD tasks canceled ahead of its cursor."""
+    r = next((r for r in deps.store.get_ranges(job.id) if r.contains(task_id)), None)
+    if r is None:
+        get_task(deps, job.id, task_id)  # NotFound if there is no such task
+        raise Conflict(f"task {job.id}.{task_id} was created meanwhile")  # (stored: retried)
+    if r.canceled_time is not None:
+        raise Refused(f"task {job.id}.{task_id} is already Canceled; nothing to cancel")
+    if job.state is JobState.CANCELING:
+        raise Refused(f"job {job.id} is being canceled: its tasks end Canceled already")
+    ahead = task_id != r.first_id + r.cursor  # (one at the cursor only moves it)
+    if ahead and len(r.created_ahead) >= MAX_CREATED_AHEAD:
+        raise Refused(
+            f"task {job.id}.{task_id} is Queued in a sweep the scheduler has not reached, which "
+            f"has {MAX_CREATED_AHEAD:,} such tasks canceled already (the most one sweep keeps): "
+            f"cancel the whole job (hpc job cancel {job.id}), or its tasks once started"
+        )
+    now = deps.clock()
+    task = r.task(task_id)
+    change = lifecycle.cancel(task, now)
+    if change is None or change.new is not TaskState.CANCELED:  # (a Queued task ends now)
+        raise Refused(f"task {job.id}.{task_id} is {task.state}; nothing to cancel")
+    r.create_ahead(task_id)
+    job.count(change.old, change.new, name=task.name)
+    settled = lifecycle.settle_job(job, now)
+    deps.store.commit(job=job, tasks=[task], ranges=[r])
+    if not settled:
+        settle(deps, job.id)  # others' ends, committed beside ours, may have made it due
+    return task
+
+
 def first_queued(deps: Deps, job_id: int) -> Task | None:
     """The job's first queued task (lowest id), stored or not created yet."""
     found = list_tasks(deps, job_id, states=[TaskState.QUEUED], limit=1)
@@ -72,5 +117,4 @@ def _shown(r: TaskRange, states: Collection[TaskState] | None) -> bool:
 
 
 def _unborn_ids(r: TaskRange, after: int) -> Iterator[tuple[int, Task | TaskRange]]:
-    first = max(r.first_id + r.cursor, after + 1)
-    return ((i, r) for i in range(first, r.first_id + r.count))
+    return ((i, r) for i in r.unborn_ids(after))

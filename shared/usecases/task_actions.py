@@ -13,9 +13,13 @@ node's incarnation, so a stale or repeated cancel kills nothing else).
   job that had ended Failed or Canceled is Queued again. Tasks canceled *because* it
   failed stay canceled: ``hpc job requeue`` reruns every failed and canceled task.
 
-A task of a sweep that the scheduler has not created yet (it creates them as it
-dispatches) cannot be acted on alone: the range is one record, and taking one task out of
-it would make the task exist twice. Such a request is refused with a 409 that says so.
+A Queued task of a sweep that the scheduler has not created yet (it creates them as it
+dispatches) is canceled by creating it then, Canceled, in the commit that tells its range
+to skip it (:func:`shared.usecases.sweeps.cancel_unborn`). Creating it, rather than keeping
+a list of canceled ids in the range, keeps one rule: a task that ever left Queued is a
+stored record, so its requeue, listing, counts and dependents take the paths of any
+stored task, and the range only has to skip ids, never to undo a cancel. Requeueing a task
+not created yet (Queued, or Canceled with its job's range) is refused with what to do.
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ def cancel_task(deps: Deps, job_id: int, task_id: int) -> Task:
 
     def attempt() -> tuple[Task, list[tuple[str, CancelTask]]]:
         job = deps.store.get_job(job_id)
-        task = _stored(deps, job_id, task_id, "cancel")
+        try:
+            task = deps.store.get_task(job_id, task_id)
+        except NotFound:  # a sweep's task not created yet (or none: NotFound)
+            return sweeps.cancel_unborn(deps, job, task_id), []
         if task.state in TASK_TERMINAL:
             raise Refused(f"task {job_id}.{task_id} is already {task.state}; nothing to cancel")
         if job.state is JobState.CANCELING:
@@ -68,7 +75,7 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
 
     def attempt() -> Task:
         job = deps.store.get_job(job_id)
-        task = _stored(deps, job_id, task_id, "requeue")
+        task = _stored(deps, job_id, task_id)
         if job.state is JobState.CANCELING:
             raise Refused(f"job {job_id} is being canceled; requeue it once it is Canceled")
         if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
@@ -109,26 +116,19 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
     return task
 
 
-def _stored(deps: Deps, job_id: int, task_id: int, what: str) -> Task:
-    """The stored task; NotFound (404) if the job has no such task, Conflict (409) saying
-    what can be done if it is a sweep's task not created yet."""
+def _stored(deps: Deps, job_id: int, task_id: int) -> Task:
+    """The stored task to requeue; NotFound (404) if the job has no such task, Conflict
+    (409) saying what can be done if it is a sweep's task not created yet."""
     try:
         return deps.store.get_task(job_id, task_id)
     except NotFound:
         task = sweeps.get_task(deps, job_id, task_id)  # NotFound if there is no such task
+        if task.etag is not None:  # created meanwhile
+            return task
         unborn = (
             f"task {job_id}.{task_id} is {task.state} in a sweep the scheduler has not reached "
             "(it creates a sweep's tasks as it dispatches them)"
         )
-        if what == "cancel" and task.state is TaskState.QUEUED:
-            raise Refused(
-                f"{unborn}, so it cannot be canceled alone: cancel the whole job (hpc job "
-                f"cancel {job_id}), or cancel the task once it has started"
-            ) from None
-        if what == "cancel":
-            raise Refused(
-                f"task {job_id}.{task_id} is already {task.state}; nothing to cancel"
-            ) from None
         if task.state is TaskState.QUEUED:
             raise Refused(
                 f"task {job_id}.{task_id} is Queued; only a Failed or Canceled task can be requeued"

@@ -32,12 +32,15 @@ class User:
     """Tokens that sign in as it (each ``hpc user add`` adds one)."""
 
 
+NAME_RULE = (
+    "a letter or _ first, then letters, digits, _ . - (32 characters at most, as a POSIX user name)"
+)
+"""What a user name is, said by every refusal of one."""
+
+
 def add_user(deps: Deps, name: str, role: str = "user") -> tuple[User, str]:
     """A new token for ``name`` (the user is made by its first); the user and the token."""
-    rule = (
-        "a letter or _ first, then letters, digits, _ . - (32 characters at most, as a POSIX "
-        "user name)"
-    )
+    rule = NAME_RULE
     if not isinstance(name, str):
         raise InvalidRequest(f'"name" must be a string ({rule}), got {shown_json(name)}')
     if not USER_NAME.fullmatch(name):
