@@ -195,6 +195,24 @@ def test_a_node_added_while_its_group_is_deleted_keeps_the_group(cp, provider, m
     [node] = [n for n in cp.store.list_nodes() if "Burst" in n.groups]
 
 
+def test_a_group_deleted_while_a_node_is_added_to_it_comes_back(cp, provider, monkeypatch):
+    """The other order of the race above: the delete checked, deleted and listed the nodes
+    before the add wrote its node; the add, reading the group after its write, puts it back."""
+    burst(cp)
+    real = cp.store.put_node
+
+    def delete_first(node):  # the whole delete lands between the add's read and its write
+        monkeypatch.setattr(cp.store, "put_node", real)
+        assert cp.delete_group("Burst") == "Burst"
+        real(node)
+
+    monkeypatch.setattr(cp.store, "put_node", delete_first)
+    [node] = cp.add_nodes("Burst", 1)
+    group = next(g for g in cp.store.list_groups() if g.name == "Burst")
+    assert (group.provider, group.max_nodes) == ("local", 3)
+    assert cp.store.get_node(node.name).groups == ["Burst"]
+
+
 # --- 7: an admin's stop the autoscaler would undo says so --------------------------------
 
 

@@ -122,7 +122,7 @@ def delete_group(deps: Deps, name: str) -> str:
         deps.store.delete_group(group)  # Conflict if it changed meanwhile: tried again
         joined = [n.name for n in deps.store.list_nodes() if group.name in n.groups]
         if joined:  # a node was added to it between the check and the delete (review)
-            _restore(deps, group)
+            restore_group(deps, group)
             raise Refused(
                 f"node group {group.name} got node(s) while it was being deleted "
                 f"({_some(joined)}): it is kept; move or remove them first",
@@ -135,11 +135,12 @@ def delete_group(deps: Deps, name: str) -> str:
     return deleted
 
 
-def _restore(deps: Deps, group: NodeGroup) -> None:
+def restore_group(deps: Deps, group: NodeGroup) -> None:
     """Put back a group deleted under a node added to it meanwhile (an add writes the node,
     not the group, so the delete's ETag could not see it): its node stays managed by its
-    settings, not orphaned with a VM. Deleting first and then listing the nodes, while an
-    add writes its node and then reads the group, means one of the two sees the other."""
+    settings, not orphaned with a VM. A delete deletes and then lists the nodes; an add
+    (:func:`shared.usecases.nodes.add_nodes`) writes its node and then reads the group: one
+    of the two sees the other, and puts the group back."""
     with contextlib.suppress(Conflict):  # already back (the add put it back first)
         deps.store.put_group(group.model_copy(update={"etag": None}))
 

@@ -21,14 +21,14 @@ from shared.domain.cluster import Node, NodeGroup
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
 from shared.domain.states import NodeState
-from shared.errors import Conflict, InvalidRequest
+from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, VmSpec
 from shared.usecases import online
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.node_start import StartRefused as StartRefused  # re-exported
 from shared.usecases.node_start import start_node
-from shared.usecases.nodegroups import group_of
+from shared.usecases.nodegroups import group_of, restore_group
 from shared.usecases.operations import record_operation
 
 
@@ -87,6 +87,10 @@ def add_nodes(
             state_time=now,
         )
         deps.store.put_node(node)
+        try:
+            group_of(deps, group.name)
+        except NotFound:  # deleted since it was read: put back (nodegroups.restore_group)
+            restore_group(deps, group)
         spec = VmSpec(name=name, group=group.name, cores=node.cores, size=node.size, spot=spot)
         result = deps.compute.create(spec, request_id=f"create-{name}", now=now)
         if isinstance(result, ComputeError):
