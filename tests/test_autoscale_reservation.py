@@ -12,6 +12,7 @@ from shared.adapters.local_compute import LocalProvider
 from shared.domain import scheduler
 from shared.domain.autoscaler_io import Reserved
 from shared.domain.models import Host, Task
+from shared.domain.protocol import AGENT_PROTOCOL
 from shared.domain.states import NodeState
 from shared.usecases.autoscale import reserved
 from shared.usecases.control_plane import ControlPlane
@@ -36,6 +37,7 @@ HEAD = (1, 1)
 def onprem(cores: int = 4):
     p = node("P", ON, group=ONPREM, cores=cores)
     p.incarnation = 1
+    p.agent_protocol = AGENT_PROTOCOL  # reads every assignment (runtime limits too)
     return p
 
 
@@ -69,6 +71,15 @@ def test_the_reservation_a_pass_makes_is_what_the_autoscaler_gets():
     assert got == Reserved(HEAD, {"P": 4})
 
 
+def test_a_known_time_reservation_is_given_with_its_time():
+    """A review found later tasks that do not end before a known reserved start waiting for
+    hours while the autoscaler, told nothing, counted the held cores for them."""
+    running = [unlimited(limit_s=3600)]
+    got = reserved([onprem()], [head(), *later()], running, {"P": 1}, T0)
+    assert got is not None and (got.task, dict(got.cores)) == (HEAD, {"P": 4})
+    assert got.at == T0.timestamp() + 3600  # dispatched at T0 with a 1 h limit
+
+
 def test_an_exclusive_head_holds_the_whole_node():
     queue = [head(cores=2, exclusive=True), *later()]
     got = reserved([onprem()], queue, [unlimited()], {"P": 1}, T0)
@@ -78,13 +89,12 @@ def test_an_exclusive_head_holds_the_whole_node():
 @pytest.mark.parametrize(
     ("running", "used", "queue"),
     [
-        ([unlimited(limit_s=3600)], {"P": 1}, [head(), *later()]),  # known time: left out
         ([], {}, [head(), *later()]),  # the head fits now: nothing is reserved
         ([unlimited()], {"P": 1}, later()),  # nothing blocks
         ([unlimited()], {"P": 4}, [head(), *later()]),  # no core free: a pass reserves none
     ],
 )
-def test_no_hold_without_an_unknown_time_reservation(running, used, queue):
+def test_no_hold_without_a_reservation(running, used, queue):
     assert reserved([onprem()], queue, running, used, T0) is None
 
 
@@ -168,3 +178,31 @@ def test_a_timer_run_starts_a_node_for_work_the_reservation_keeps_waiting(
     cp.autoscale()
     states = [cp.store.get_node(n).state for n in names]
     assert states.count(NodeState.STARTING) == 1
+
+
+# ----------------------------------------------- a known time; a reserved task that bursts
+
+
+@pytest.mark.parametrize(
+    ("limit_s", "starts"),
+    [
+        (600, []),  # B ends before A's projected start (T0 + 1 h): P's free cores take it
+        (7200, ["az-1"]),  # B would delay A: held off P, it bursts
+        (None, ["az-1"]),  # no limit: it may never end first
+    ],
+)
+def test_a_known_time_hold_lets_only_what_ends_first_use_the_held_cores(limit_s, starts):
+    """A review: the scheduler lets a later task onto the held cores only if it ends before
+    the reserved start; the autoscaler counted them free for any task and grew nothing."""
+    queue = [head(), *(t.model_copy(update={"runtime_limit_s": limit_s}) for t in later())]
+    hold = Reserved(HEAD, {"P": 4}, T0.timestamp() + 3600)
+    assert started(run([onprem(), *azure_vms(3)], queue, used={"P": 1}, reserved=hold)) == starts
+
+
+def test_a_reserved_task_that_will_burst_holds_nothing_back():
+    """A review: A, allowed on Azure too, gets a VM of its own; once it boots A leaves P and
+    B takes P's free cores. Holding them for A would start a second VM B never uses."""
+    burstable = head().model_copy(update={"node_groups": [ONPREM, "AzureNodes"]})
+    queue = [burstable, *later()]
+    d = run([onprem(), *azure_vms(3)], queue, used={"P": 1}, reserved=Reserved(HEAD, {"P": 4}))
+    assert started(d) == ["az-1"]

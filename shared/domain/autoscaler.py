@@ -47,6 +47,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 
 from shared.domain import autoscaler_cap, autoscaler_notes
 from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them here too
@@ -69,6 +70,7 @@ from shared.domain.growshrink import (
 )
 from shared.domain.models import Task
 from shared.domain.power import OFF_STATES, PowerState
+from shared.domain.reservedhold import may_grow_for
 from shared.domain.states import NodeState
 
 # ------------------------------------------------------------------- helpers
@@ -210,9 +212,11 @@ class _Run:
         if any(t.nodes > 1 for t in queued):  # what a wide task could ever hold
             growable = {g: gp for g, gp in self.policy.groups.items() if g in self._members}
             spill = reach(self.view.nodes, self.managed, growable).holds
+        bursts = partial(may_grow_for, policy=self.policy, members=self._members,
+                         memories=self.groups, now=self.now)  # fmt: skip
         return place_queue(
-            queued, placing, free, size, groups_of,
-            protocol=protocol, spill=spill, reserved=self.view.reserved,
+            queued, placing, free, size, groups_of, protocol=protocol, spill=spill,
+            reserved=self.view.reserved, now_s=self.now.timestamp(), bursts=bursts,
         )  # fmt: skip
 
     def grow(self, overflow: list[Task]) -> None:

@@ -33,17 +33,18 @@ class StartFailure:
 
 @dataclass(frozen=True)
 class Reserved:
-    """EASY's reservation at an unknown time (the scheduler's, ``at`` None): what runs on its
-    nodes has no runtime limit, so the blocked head task ``task`` waits there for ``cores``
-    per node and no later task may take them (only the free cores beyond: the spare). The
-    autoscaler must see that hold, or it counts those cores for later tasks and grows nothing
-    while they wait, maybe forever. Known-time reservations are left out: what ends before
-    the reserved start may use them, which a first fit cannot judge."""
+    """EASY's reservation, as the scheduler's pass makes it: the blocked head task ``task``
+    waits on its nodes for ``cores`` per node, and a later task may take them only if it ends
+    before ``at`` (epoch seconds; None: unknown, what runs there has no runtime limit, so
+    none may). The autoscaler must see that hold, or it counts those cores for later tasks
+    and grows nothing while they wait, maybe for hours (:mod:`shared.domain.reservedhold`)."""
 
     task: tuple[int, int]
     """(job id, task id) of the reserved task: it alone may use the held cores."""
     cores: Mapping[str, int]
     """Reserved node -> cores the task needs there (all of a node for an exclusive task)."""
+    at: float | None = None
+    """When it is projected to start (epoch seconds); None: unknown."""
 
 
 @dataclass(frozen=True)

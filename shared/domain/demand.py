@@ -18,6 +18,7 @@ from shared.domain.cluster import Node
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.models import Task
 from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
+from shared.domain.reservedhold import ends_first, holding
 from shared.domain.states import NodeState
 
 
@@ -134,6 +135,8 @@ def place_queue(
     protocol: Mapping[str, int] | None = None,
     spill: Callable[[Task], bool] | None = None,
     reserved: Reserved | None = None,
+    now_s: float = 0.0,
+    bursts: Callable[[Task], bool] | None = None,
 ) -> tuple[list[Task], set[str]]:
     """First fit of the queue, in its order, on the nodes of ``placing`` (in that order),
     as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
@@ -144,39 +147,41 @@ def place_queue(
     :meth:`Reach.holds`) takes the nodes that fit now, and only the rest overflows (a copy
     with ``nodes`` = the nodes still lacking): nodes are started for the rest only, and a
     node it took is not counted again for a later task. ``reserved``: the tasks after the
-    reserved one may not take the cores it waits for (:func:`hold`)."""
+    reserved one may not take the cores it waits for unless they end first (at ``now_s``,
+    epoch seconds), nor any task if it is not in ``queued``; no hold once the reserved task
+    overflows and ``bursts`` says a node will be started for it
+    (:mod:`shared.domain.reservedhold`)."""
     overflow: list[Task] = []
     wanted: set[str] = set()
     ages = protocol or {}
+    order = list(placing)
+    held: Mapping[str, int] = {}
     head = len(queued)
     if reserved is not None:
         keys = [(t.job_id, t.id) for t in queued]
         head = keys.index(reserved.task) if reserved.task in keys else -1
-        if head < 0:  # not in the window: the hold stands for all of it
-            hold(reserved, free, placing)
+        held = reserved.cores if head < 0 else {}  # not in the window: it holds them all
+
+    def place(task: Task) -> None:
+        def fit() -> None:
+            _place(task, placing, free, size, groups_of, ages, spill, overflow, wanted)
+
+        if held and not (reserved is not None and ends_first(task, reserved, now_s)):
+            holding(held, free, placing, order, fit)
+        else:
+            fit()
+
     for task in queued[: head + 1]:
-        _place(task, placing, free, size, groups_of, ages, spill, overflow, wanted)
+        place(task)
     if head + 1 >= len(queued):
         return overflow, wanted
     assert reserved is not None
-    if head >= 0 and overflow and (overflow[-1].job_id, overflow[-1].id) == reserved.task:
-        hold(reserved, free, placing)  # it (or a part) overflowed: it still waits there
+    last = overflow[-1] if overflow and head >= 0 else None
+    if last is not None and (last.job_id, last.id) == reserved.task:  # it (or a part) waits
+        held = {} if bursts is not None and bursts(last) else reserved.cores
     for task in queued[head + 1 :]:
-        _place(task, placing, free, size, groups_of, ages, spill, overflow, wanted)
+        place(task)
     return overflow, wanted
-
-
-def hold(reserved: Reserved, free: dict[str, int], placing: list[str]) -> None:
-    """Keep the reserved task's cores off its nodes, as the scheduler does while it waits
-    there (its free cores beyond are the spare later tasks may use). Applied only when the
-    first fit does not place the reserved task whole: placed elsewhere (a Starting node,
-    room freed), its reservation ends once that node is up, and later tasks get these cores.
-    One that overflows keeps the hold even if it may burst (the hold lasts until its node
-    boots; later tasks that would fit then wait that long, or start nodes of their own)."""
-    for name, cores in reserved.cores.items():
-        if name in free:
-            free[name] = max(free[name] - cores, 0)
-    placing[:] = [n for n in placing if free[n] > 0]
 
 
 def _place(

@@ -142,9 +142,9 @@ def reserved(
     used: Mapping[str, int],
     now: datetime,
 ) -> Reserved | None:
-    """The scheduler's unknown-time reservation, as a pass would make it now: the same pure
-    call (:func:`scheduler.decide`) on the registered nodes, what runs and the queue, so the
-    autoscaler grows for work the reservation keeps off free cores (nothing remembered). A
+    """The scheduler's reservation (its time known or not), as a pass would make it now: the
+    same pure call (:func:`scheduler.decide`) on the registered nodes, what runs and the
+    queue, so the autoscaler grows for work it keeps off free cores (nothing remembered). A
     task takes at least one core, so the first that blocks is among the first ``free + 1``:
     the rest of the window is not looked at."""
     registered = [n for n in nodes if n.incarnation > 0]
@@ -153,13 +153,14 @@ def reserved(
         return None  # a pass reads no queue: nothing is reserved
     head = queued[: free + 1]
     res = scheduler.decide(head, registered, used, running=active, now=now).reservation
-    if res is None or res.at is not None:
+    if res is None:
         return None
     task = next(t for t in head if (t.job_id, t.id) == res.key)
     size = {n.name: n.cores for n in registered}
     return Reserved(
         (task.job_id, task.id),
         {n: size[n] if task.exclusive else task.cores for n in res.nodes},
+        res.at,
     )
 
 

@@ -1,0 +1,64 @@
+"""How the autoscaler's first fit honours the scheduler's reservation (pure).
+
+The scheduler keeps a blocked head task's cores on its reserved nodes: a later task takes
+them only if it provably ends before the reserved start (EASY's known time), never when the
+time is unknown (what runs there has no runtime limit). The autoscaler's first fit must do
+the same, or it counts those cores for later tasks and grows nothing while they wait behind
+the reservation, maybe for hours (two reviews found both cases). But when the reserved task
+itself will be given a node the autoscaler starts, its reservation ends as that node boots
+and the held cores go to the later tasks then: holding them would start nodes that never
+get work (:func:`may_grow_for`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from datetime import datetime
+
+from shared.domain.autoscaler_io import Reserved
+from shared.domain.growshrink import AutoscalerPolicy, GroupMemory
+from shared.domain.models import Task
+
+
+def ends_first(task: Task, reserved: Reserved, now_s: float) -> bool:
+    """The task ends before the reserved start, so it may use the held cores (EASY)."""
+    limit = task.runtime_limit_s
+    return reserved.at is not None and limit is not None and now_s + limit <= reserved.at
+
+
+def holding(
+    held: Mapping[str, int], free: dict[str, int], placing: list[str], order: list[str],
+    place: Callable[[], None],
+) -> None:  # fmt: skip
+    """Run ``place`` (one task's first fit on ``free``/``placing``) with the ``held`` cores
+    taken off their nodes, then give them back: the task sees only the spare. A node that
+    fit nothing more once held back is put back in ``placing`` (its ``order``)."""
+    kept = {n: min(c, max(free[n], 0)) for n, c in held.items() if n in free}
+    for n, c in kept.items():
+        free[n] -= c
+    place()
+    dropped = False
+    for n, c in kept.items():
+        free[n] += c
+        dropped |= free[n] > 0 and n not in placing
+    if dropped:
+        placing[:] = [n for n in order if free[n] > 0]
+
+
+def may_grow_for(
+    task: Task,
+    policy: AutoscalerPolicy,
+    members: Collection[str],
+    memories: Mapping[str, GroupMemory],
+    now: datetime,
+) -> bool:
+    """A managed group with nodes, not excluded, not backing off, whose nodes are big enough,
+    may be grown for ``task``: the autoscaler will start a node it can run on."""
+    for group, gp in policy.groups.items():
+        if group in policy.exclude_node_groups or group not in members:
+            continue
+        if task.node_groups and group not in task.node_groups:
+            continue
+        until = memories.get(group, GroupMemory()).backoff_until
+        if (until is None or now >= until) and gp.max_nodes > 0 and task.cores <= gp.node_cores:
+            return True
+    return False
