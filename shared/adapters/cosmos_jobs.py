@@ -28,6 +28,9 @@ from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict, NotFound
 from shared.ports.store import check_batch
 
+OWNERS_RECHECK_S = 600.0
+"""How often a clean owner backfill looks again (one cross-partition query)."""
+
 COUNTER_RETRIES = 200
 """Attempts of ``next_job_id`` against other writers before it gives up."""
 
@@ -36,8 +39,9 @@ class CosmosJobs(CosmosConnection):
     """Jobs, tasks and ranges on Cosmos DB (the job half of :class:`CosmosStore`)."""
 
     add_job_fault: Callable[[int], None] | None  # the Store port's test hook (None there)
-    _owners_done = False
-    """No job document lacks its top-level owner (found by a purge; then never looked for)."""
+    _owners_clean_at: float | None = None
+    """When (monotonic) a backfill last found no job document without its top-level owner:
+    looked for again only after OWNERS_RECHECK_S (None: look at the next call)."""
 
     # --- jobs and tasks -------------------------------------------------
 
@@ -96,10 +100,15 @@ class CosmosJobs(CosmosConnection):
 
     def backfill_owners(self) -> None:
         """Copy the owner of job documents of an older version to where ``list_jobs``
-        finds it (:mod:`cosmos_owners`), a page a call, until none is left."""
-        if not self._owners_done:
-            read = functools.partial(self._query, self._jobs)
-            self._owners_done = owners.backfill(self._jobs, read, self._hook) == 0
+        finds it (:mod:`cosmos_owners`), a page a call, until none is left; then again
+        every OWNERS_RECHECK_S, not never (review: during a rolling deploy an old instance
+        writes job documents without it after the first clean look)."""
+        now = time.monotonic()
+        if self._owners_clean_at is not None and now - self._owners_clean_at < OWNERS_RECHECK_S:
+            return
+        read = functools.partial(self._query, self._jobs)
+        clean = owners.backfill(self._jobs, read, self._hook) == 0
+        self._owners_clean_at = now if clean else None
 
     def get_job(self, job_id: int) -> Job:
         """The job document and its tallies (one query in its partition), summed; more
