@@ -195,9 +195,13 @@ def test_a_node_added_while_its_group_is_deleted_keeps_the_group(cp, provider, m
     [node] = [n for n in cp.store.list_nodes() if "Burst" in n.groups]
 
 
-def test_a_group_deleted_while_a_node_is_added_to_it_comes_back(cp, provider, monkeypatch):
+def test_an_add_that_finds_its_group_deleted_meanwhile_fails_and_leaves_nothing(
+    cp, provider, monkeypatch
+):
     """The other order of the race above: the delete checked, deleted and listed the nodes
-    before the add wrote its node; the add, reading the group after its write, puts it back."""
+    before the add wrote its node. The delete was acknowledged, so the add loses: it deletes
+    its node before any VM is made (a review: putting the group back undid an answered
+    delete, maybe with settings an admin had changed)."""
     burst(cp)
     real = cp.store.put_node
 
@@ -207,10 +211,11 @@ def test_a_group_deleted_while_a_node_is_added_to_it_comes_back(cp, provider, mo
         real(node)
 
     monkeypatch.setattr(cp.store, "put_node", delete_first)
-    [node] = cp.add_nodes("Burst", 1)
-    group = next(g for g in cp.store.list_groups() if g.name == "Burst")
-    assert (group.provider, group.max_nodes) == ("local", 3)
-    assert cp.store.get_node(node.name).groups == ["Burst"]
+    with pytest.raises(NotFound, match="was deleted while nodes were added to it: 0 nodes"):
+        cp.add_nodes("Burst", 1)
+    assert "Burst" not in {g.name for g in cp.store.list_groups()}
+    assert not [n for n in cp.store.list_nodes() if "Burst" in n.groups]
+    assert provider.power_states() == {}  # no VM was made (it is created after the check)
 
 
 # --- 7: an admin's stop the autoscaler would undo says so --------------------------------

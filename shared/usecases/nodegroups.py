@@ -140,7 +140,9 @@ def restore_group(deps: Deps, group: NodeGroup) -> None:
     not the group, so the delete's ETag could not see it): its node stays managed by its
     settings, not orphaned with a VM. A delete deletes and then lists the nodes; an add
     (:func:`shared.usecases.nodes.add_nodes`) writes its node and then reads the group: one
-    of the two sees the other, and puts the group back."""
+    of the two sees the other. The delete that sees a node puts the group back and is
+    refused; the add that finds the group gone deletes its node and fails (the delete was
+    acknowledged: a group must not come back after a delete said it was gone)."""
     with contextlib.suppress(Conflict):  # already back (the add put it back first)
         deps.store.put_group(group.model_copy(update={"etag": None}))
 

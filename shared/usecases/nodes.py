@@ -28,7 +28,7 @@ from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.node_start import StartRefused as StartRefused  # re-exported
 from shared.usecases.node_start import start_node
-from shared.usecases.nodegroups import group_of, restore_group
+from shared.usecases.nodegroups import group_of
 from shared.usecases.operations import record_operation
 
 
@@ -89,8 +89,12 @@ def add_nodes(
         deps.store.put_node(node)
         try:
             group_of(deps, group.name)
-        except NotFound:  # deleted since it was read: put back (nodegroups.restore_group)
-            restore_group(deps, group)
+        except NotFound:  # deleted since it was read, and the delete was acknowledged:
+            deps.store.delete_node(node)  # the add loses (before any VM is made)
+            raise NotFound(
+                f"node group {group.name} was deleted while nodes were added to it: "
+                f"{_counted(len(added))} added before; create the group again to add more"
+            ) from None
         spec = VmSpec(name=name, group=group.name, cores=node.cores, size=node.size, spot=spot)
         result = deps.compute.create(spec, request_id=f"create-{name}", now=now)
         if isinstance(result, ComputeError):
@@ -327,3 +331,7 @@ def _beyond_max(group: NodeGroup, members: int, count: int) -> str:
         f"exceed it; raise it with `hpc nodegroup set {group.name} --max "
         f"{members + count}`"
     )
+
+
+def _counted(n: int) -> str:
+    return f"{n} node" if n == 1 else f"{n} nodes"
