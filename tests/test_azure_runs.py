@@ -163,6 +163,19 @@ def test_a_conflict_on_start_leaves_the_node_offline_and_the_next_run_starts_it(
     assert cluster.state("azure-1") is NodeState.STARTING
 
 
+def test_an_operation_not_allowed_on_start_backs_the_group_off(cluster):
+    """A review: a non-quota OperationNotAllowed (a 409 that does not pass with a retry) was
+    retried every run with no back-off, as an in-progress Conflict is."""
+    cluster.added(1)
+    cluster.cp.submit({"command": "x", "nodeGroups": [AZ]})
+    cluster.arm.refuse("start", "azure-1", 409, "OperationNotAllowed", "the VM is being deleted")
+    assert cluster.run() == [("GET", ""), ("POST", "/azure-1/start")]
+    assert cluster.state("azure-1") is NodeState.OFFLINE
+    assert backoff(cluster).backoff_until is not None
+    cluster.clock.advance(5)
+    assert cluster.run() == [("GET", "")]  # backing off: no start
+
+
 def test_hpc_node_start_refused_with_429_says_so_and_changes_nothing(cluster):
     cluster.added(1)
     cluster.arm.refuse("start", "azure-1", 429, "TooManyRequests", "slow down", retry_after="17")

@@ -279,3 +279,21 @@ def test_the_route_and_the_cli_cancel_a_sweep_task_not_created_yet(tmp_path, mon
         counts = client.get(f"/api/jobs/{job}").json()["taskCounts"]
         assert counts["Canceled"] == 2 and sum(counts.values()) == 1000
         client.post(f"/api/jobs/{job}/cancel")
+
+
+def test_a_task_created_between_the_listings_reads_is_listed_once(cp, monkeypatch):
+    """A review: a cancel (or a pass) that commits between the reads of the ranges and of
+    the tasks left the task in both, listed Canceled and Queued."""
+    register(cp, "n1", cores=1)
+    job = cp.submit(sweep(5))
+    cp.schedule_pass()
+    real = cp.store.get_ranges
+
+    def then_cancel(job_id):  # the ranges as read before the cancel committed
+        ranges = real(job_id)
+        monkeypatch.setattr(cp.store, "get_ranges", real)
+        cp.cancel_task(job.id, 4)
+        return ranges
+
+    monkeypatch.setattr(cp.store, "get_ranges", then_cancel)
+    assert states(cp, job.id) == [(1, D), (2, Q), (3, Q), (4, C), (5, Q)]

@@ -202,6 +202,9 @@ PREEMPTED = frozenset({"Preempted", "OperationPreempted"})
 """Provider codes of a start ended by a later operation on its VM (the local provider's
 ``Preempted``, Azure's ``OperationPreempted``): the cluster's own stop, no failure. Other
 409s (Azure's Conflict, a non-quota OperationNotAllowed) are failures like any other."""
+RETRIED = PREEMPTED | {"Conflict"}
+"""Refusals of a start that the next run retries without a back-off: Azure's ``Conflict``
+(another operation is in progress on the VM) and a start our own stop preempted."""
 
 
 def _failed(deps: Deps, op: Operation, error: ComputeError, now: datetime) -> StartFailure | None:
@@ -265,8 +268,11 @@ def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:
             lose_attempts(deps, held, lambda _t: order.reason, count=False)
     except StartRefused as exc:
         log.warning("autoscaler: %s", exc)
-        if exc.error.kind not in (ErrorKind.CONFLICT, ErrorKind.NOT_FOUND):
-            # (a 409 is another operation on the VM: the next run simply tries again)
+        if exc.error.kind is not ErrorKind.NOT_FOUND and exc.error.code not in RETRIED:
+            # a refusal backs its group off, a 409 too (Azure's non-quota OperationNotAllowed
+            # was retried every run: review), but not another operation in progress on the
+            # VM (Conflict), nor a start our own stop ended, nor a VM the provider forgot:
+            # the next run simply tries again
             refused.append(StartFailure.from_error(order.group, order.node, exc.error))
         return False
     except (Conflict, NotFound, ValueError) as exc:
