@@ -87,6 +87,18 @@ def full(*names: str, cores: int = 4, free: dict[str, int] | None = None) -> lis
             None,
             id="no-reservation-for-what-can-never-fit-plain-backfill",
         ),
+        pytest.param(  # a probe: the head's group had only a held node; a wide job starved
+            [Space("a", ("G",), 1, 4), Space("b", ("G",), 1, 4)],
+            full("a", "b", free={"a": 1, "b": 1}),
+            [
+                Request("head", 4, groups=frozenset({"X"})),  # no node of X is up: never fits
+                Request("wide", 4, nodes=2, groups=frozenset({"G"})),
+                Request("s1", 1, groups=frozenset({"G"})),
+            ],
+            {},
+            ("a", "b"),
+            id="an-unreservable-head-passes-the-reservation-to-the-next-blocked",
+        ),
     ],
 )
 def test_unknown_time_reservations(spaces, busy, queue, expected, reserved):

@@ -22,6 +22,9 @@ then submit time). Two policies:
   the reserved nodes' spare cores, never the cores it waits for, whatever their limits.
   HPC Pack does the same (a missing runtime is infinite: no backfill past a blocked job);
   without it a wide or exclusive job starved behind a stream of small unlimited tasks.
+  A blocked request that can never be reserved on the nodes up now (its nodes held,
+  drained, Offline, still booting) passes the reservation to the next blocked one, which
+  would otherwise starve as well (a probe: a wide job behind an unreservable head).
 
 Nodes are chosen on-prem first, then managed VMs (a job allowed on both bursts to the cloud
 only for what on-prem nodes cannot take now, even when VMs are up), and most-free first
@@ -134,6 +137,9 @@ def schedule(
             reservation = reserve(req, free, projected)
             continue
         if chosen is None:
+            if reservation is None:  # none yet: the first blocked one could never be given
+                # one (its nodes held, drained, off) and must not leave the next unprotected
+                reservation = reserve(req, free, projected)  # (a probe saw it starve)
             continue
         takes = {s.name: _amount(req, free, s.name) for s in chosen}
         if reservation is None or harmless(req, takes, reservation, now):
