@@ -6,6 +6,7 @@ child) are stated in :mod:`hpc.up`, which drives this and prints the console out
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import signal
 import subprocess
@@ -35,6 +36,8 @@ STOP_TIMEOUT_S = 10.0
 """How long each stage of the shutdown waits for SIGTERM to work before SIGKILL."""
 POLL_S = 0.2
 LOG_TAIL_LINES = 20
+LOG_ROTATE_BYTES = 64 * 1024 * 1024
+"""A log past this at a start is moved to ``NAME.log.1`` (one older file kept)."""
 
 
 def agent_name(index: int) -> str:
@@ -77,6 +80,8 @@ class Child:
     proc: subprocess.Popen[bytes]
     log_path: Path
     log_file: IO[bytes]
+    start: int = 0
+    """Where this run's output begins in the (appended) log file."""
     reported: bool = False
     """Its unexpected exit has been reported already."""
 
@@ -84,9 +89,12 @@ class Child:
         return self.proc.poll() is None
 
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines this run wrote (not an earlier run's, above it in the file)."""
         self.log_file.flush()
         try:
-            text = self.log_path.read_text(errors="replace")
+            with self.log_path.open("rb") as f:
+                f.seek(self.start)
+                text = f.read().decode(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.rstrip().splitlines()[-lines:])
@@ -148,7 +156,17 @@ class ClusterProcesses:
     def spawn(self, name: str, args: list[str]) -> Child:
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{name}.log"
-        log_file = log_path.open("wb")
+        # appended, not truncated: a restart after a crash must not wipe the log of the
+        # minutes before it (a probe lost the killed control plane's); kept to two files
+        with contextlib.suppress(OSError):
+            if log_path.stat().st_size > LOG_ROTATE_BYTES:
+                log_path.replace(log_path.with_name(f"{name}.log.1"))
+        log_file = log_path.open("ab")
+        log_file.write(
+            f"--- {name} started by hpc up at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC\n".encode()
+        )
+        log_file.flush()
+        start = log_file.tell()
         try:
             proc = subprocess.Popen(
                 [sys.executable, *args],
@@ -164,7 +182,7 @@ class ClusterProcesses:
         except OSError as e:
             log_file.close()
             raise CliError(f"cannot start {name}: {e}") from None
-        return Child(name=name, proc=proc, log_path=log_path, log_file=log_file)
+        return Child(name=name, proc=proc, log_path=log_path, log_file=log_file, start=start)
 
     # --- starting ----------------------------------------------------------
 

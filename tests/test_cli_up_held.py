@@ -156,6 +156,9 @@ def test_hpc_up_starts_again_with_a_node_an_admin_took_offline(tmp_path: Path) -
         # written to a file, the node table keeps its columns (a probe saw "Pro…" at 80)
         header = next(line for line in again.log().splitlines() if "Heartbeat" in line)
         assert "Provider" in header and "Protocol" in header and "Reason" in header
+        # the control plane's log of the first run is kept (a probe lost a crashed one's)
+        host_log = (home / "logs" / "devhost.log").read_text()
+        assert host_log.count("--- devhost started by hpc up at ") == 2
         nodes = {n["name"]: (n["state"], n["held"]) for n in again.get("/api/nodes")["nodes"]}
         assert nodes == {"onprem-1": ("Offline", "offline"), "onprem-2": ("Online", None)}
         assert again.proc is not None and again.proc.poll() is None  # it stays up
