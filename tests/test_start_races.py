@@ -209,6 +209,10 @@ def test_a_start_of_a_lost_vm_says_a_new_start_creates_it(cp, provider, clock): 
         "its VM was lost (the provider forgot it, e.g. after a restart, or it was deleted); "
         "Offline: a new start creates it again"
     )  # not "it starts again": nothing restarts it unless the autoscaler still wants it
+    # in hpc autoscale log too, with no back-off (a re-probe found it in the host's log only)
+    [entry] = [e for e in read_log(cp.deps) if e["action"] == "start lost"]
+    assert entry["node"] == name and "its VM was lost" in entry["reason"]
+    assert backoff_until(cp) is None
 
 
 # ------------------------------------------------------------ the faults file

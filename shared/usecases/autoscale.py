@@ -86,7 +86,8 @@ def run(deps: Deps) -> Decision | None:
     if not policy.groups:
         return None
     now = deps.clock()
-    failures = _poll(deps, now)
+    lost: list[StartFailure] = []  # starts whose VM the provider forgot: logged, no back-off
+    failures = _poll(deps, now, lost)
     power = deps.compute.power_states()
     nodes = deps.store.list_nodes()
     active = deps.store.active_tasks()
@@ -131,6 +132,7 @@ def run(deps: Deps) -> Decision | None:
         decision = replace(decision, state=replace(state, groups=memory))
     failed = [_failure_entry(f, "start failed", decision, now) for f in failures]
     failed += [_failure_entry(f, "start refused", decision, now) for f in refused]
+    failed += [_failure_entry(f, "start lost", decision, now) for f in lost]
     _save(deps, decision, done, now, before=booted + failed, after=kept, memory=idle_memory)
     return decision
 
@@ -178,7 +180,10 @@ def _failure_entry(
             "group": failure.group, "reason": failure.reason + wait}  # fmt: skip
 
 
-def _poll(deps: Deps, now: datetime) -> list[StartFailure]:
+def _poll(deps: Deps, now: datetime, lost: list[StartFailure]) -> list[StartFailure]:
+    """Poll the operations begun: the failed starts (they back their groups off); a start
+    whose VM the provider forgot is added to ``lost`` (logged, no back-off: a re-probe found
+    those after a control-plane restart only in the host's log)."""
     assert deps.compute is not None
     before = pending_operations(deps)
     after: dict[str, Operation] = {}
@@ -192,7 +197,9 @@ def _poll(deps: Deps, now: datetime) -> list[StartFailure]:
         elif result.status == "failed" and result.error is not None:
             log.warning("%s of %s failed: %s", op.action, vm, result.error.message)
             failure = _failed(deps, op, result.error, now)
-            if failure is not None:
+            if failure is not None and result.error.kind is ErrorKind.NOT_FOUND:
+                lost.append(failure)
+            elif failure is not None:
                 failures.append(failure)
     settle_operations(deps, before, after)
     return failures
@@ -232,7 +239,7 @@ def _failed(deps: Deps, op: Operation, error: ComputeError, now: datetime) -> St
             "Offline: a new start creates it again"
         )
         _take_offline(deps, node, why, now)
-        return None
+        return StartFailure(group, op.vm, f"{op.vm}: {why}")  # logged only (_poll)
     if error.code in PREEMPTED:
         return None  # whoever ordered the deallocation writes the node's state
     _take_offline(deps, node, f"{FAILED}the start failed: {error.message}", now)
