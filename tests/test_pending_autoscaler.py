@@ -152,3 +152,14 @@ def test_a_task_submitted_between_grow_checks_says_when_the_next_is(cp, provider
     clock.advance(180)
     cp.autoscale()
     assert "waiting for azure-1 to start" in queued_reason(cp)
+
+
+def test_a_wide_task_short_of_online_nodes_hears_the_autoscaler_and_the_nodes_coming():
+    """A re-probe: an any-group 4-node task waiting for its one VM said only "needs 4 nodes
+    ...; 3 Online node(s)", which read as a task that could never run."""
+    off = {AZ: GroupScaling(AZ, managed=True, autoscale=False)}
+    wide = task(groups=(AZ,)).model_copy(update={"nodes": 2})
+    nodes = [node("z1", groups=(AZ,)), node("z2", groups=(AZ,), state=NodeState.STARTING)]
+    reason = pending_reason(wide, nodes, {}, (), off, NOW)
+    assert reason.startswith("needs 2 nodes with 1 core(s) each; AzureNodes has 1 Online ")
+    assert "; z2 starting; " in reason and reason.endswith(scaling_reason(off[AZ], NOW, [AZ]))

@@ -72,7 +72,9 @@ def pending_reason(
     kind, reason = _reason(task, mine, used)
     if kind == "no-online" and capped_only(task.node_groups, capped):
         reason += "; " + max_zero(task.node_groups)
-    elif kind in ("no-online", "busy") and scaling and now is not None:
+    elif kind in ("no-online", "busy", "size") and scaling and now is not None:
+        # "size": too few Online nodes big enough, which the autoscaler may start (a re-probe
+        # read "needs 4 nodes ...; 3 Online" as a job that could never run)
         groups = task.node_groups or sorted(scaling)
         said = [scaling_reason(scaling[g], now, task.node_groups) for g in groups if g in scaling]
         reason = "; ".join([reason, *(s for s in said if s)])
@@ -171,7 +173,10 @@ def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[
             return "agents", _older_agents(need, online, place)
         online = able
     if task.exclusive or task.nodes > 1:
-        return _wide_reason(task, online, used, place)
+        kind, reason = _wide_reason(task, online, used, place)
+        if starting and kind in ("size", "busy"):  # the nodes coming are part of the wait
+            reason += f"; {_listed(starting)} starting"
+        return kind, reason
     largest = max(n.cores for n in online)
     if largest < task.cores:
         return "size", (
