@@ -23,12 +23,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from shared.domain.capacity import FreeCores, Space, eligible
-
-if TYPE_CHECKING:
-    from shared.domain.scheduler import Busy, Request
+from shared.domain.requests import Busy, Request
 
 
 @dataclass

@@ -45,39 +45,12 @@ from shared.domain.hosts import Holding, held
 from shared.domain.models import Host, Task
 from shared.domain.ownership import is_managed
 from shared.domain.protocol import task_protocol
+from shared.domain.requests import Busy, Request
 from shared.domain.reservation import Reservation, harmless, reserve
 from shared.domain.states import NODE_SCHEDULABLE
 
 Policy = Literal["fcfs", "easy"]
 POLICIES: tuple[Policy, ...] = ("fcfs", "easy")
-
-
-@dataclass(frozen=True)
-class Request:
-    key: Hashable
-    cores: int
-    """Cores on each of its nodes."""
-    nodes: int = 1
-    groups: frozenset[str] = frozenset()
-    """Nodes of any of these groups may run it; empty means any node."""
-    limit_s: float | None = None
-    """Runtime limit: it ends by start + limit (None: unknown)."""
-    max_cores: int | None = None
-    """It may grow up to this many cores per node with cores left free (None: no growth)."""
-    exclusive: bool = False
-    """Only idle nodes, and it takes all their cores."""
-    protocol: int = 1
-    """Only nodes whose agents speak this protocol read its assignment
-    (shared.domain.protocol); a multi-node request asks it of all its nodes."""
-
-
-@dataclass(frozen=True)
-class Busy:
-    """Cores a running request holds on one node, until its projected end (None: unknown)."""
-
-    node: str
-    cores: int
-    until: float | None
 
 
 @dataclass(frozen=True)

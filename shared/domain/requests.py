@@ -1,0 +1,37 @@
+"""What the scheduler is asked and what it knows of what runs: a queued request (one task
+in the cluster, one job in the simulator) and the cores a running one holds until its
+projected end. Apart from :mod:`shared.domain.scheduler` so that the reservation's rules
+(:mod:`shared.domain.reservation`) read them without importing the scheduler back."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Request:
+    key: Hashable
+    cores: int
+    """Cores on each of its nodes."""
+    nodes: int = 1
+    groups: frozenset[str] = frozenset()
+    """Nodes of any of these groups may run it; empty means any node."""
+    limit_s: float | None = None
+    """Runtime limit: it ends by start + limit (None: unknown)."""
+    max_cores: int | None = None
+    """It may grow up to this many cores per node with cores left free (None: no growth)."""
+    exclusive: bool = False
+    """Only idle nodes, and it takes all their cores."""
+    protocol: int = 1
+    """Only nodes whose agents speak this protocol read its assignment
+    (shared.domain.protocol); a multi-node request asks it of all its nodes."""
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Cores a running request holds on one node, until its projected end (None: unknown)."""
+
+    node: str
+    cores: int
+    until: float | None
