@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -179,16 +179,21 @@ def runtime_limit(job: Mapping[str, Any], tasks: list[dict[str, Any]]) -> str | 
     them; a job's tasks may each set one, and older servers kept none for the job); tasks
     that differ show each limit."""
     own = job.get("runtimeLimit")
-    if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+    if _positive_int(own):
         return format_duration(own)
     limits = {t.get("runtimeLimitS") for t in tasks}
-    given = sorted(v for v in limits if isinstance(v, int) and not isinstance(v, bool) and v > 0)
+    given = sorted(v for v in limits if _positive_int(v))
     if not given:
         return None
     if len(limits) == 1:
         return format_duration(given[0])
     shown = [format_duration(v) for v in given[:4]] + (["..."] if len(given) > 4 else [])
     return "per task: " + ", ".join(shown + (["none"] if len(given) < len(limits) else []))
+
+
+def _positive_int(value: Any) -> TypeGuard[int]:
+    """A set limit in whole seconds (JSON's true is no number here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def job_detail(job: Mapping[str, Any], *, limit: str | None = None) -> RenderableType:

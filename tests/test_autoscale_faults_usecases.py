@@ -1,6 +1,8 @@
 """Faults a probe of the autoscaler found, through the control plane on the local provider
 (its "VMs" are processes that run no agent here: an AgentDouble plays each one's agent)."""
 
+# ruff: noqa: F811 - pytest fixtures imported from tests/test_control.py and tests/test_nodes_admin.py
+
 from __future__ import annotations
 
 import pytest
@@ -13,16 +15,9 @@ from shared.usecases.autoscale import STATE_KEY, read_log
 from shared.usecases.control_plane import ControlPlane
 from tests.agent_double import AgentDouble
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
+from tests.test_nodes_admin import provider  # noqa: F401 - fixture
 
 AZ = "AzureNodes"
-
-
-@pytest.fixture
-def provider(cp, tmp_path):  # noqa: F811
-    p = LocalProvider(tmp_path / "vms")
-    cp.deps.compute = p
-    yield p
-    p.close()
 
 
 def managed(cp: ControlPlane, provider: LocalProvider, count: int, **kw: object) -> list[str]:  # noqa: F811

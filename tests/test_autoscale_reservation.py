@@ -4,6 +4,8 @@ behind a task with no runtime limit. The reviewer's case: on-prem node P (4 core
 unlimited 1-core task; head task A (4 cores, OnPremNodes only, Highest) is reserved P; three
 1-core tasks B may run anywhere; three Offline Azure nodes."""
 
+# ruff: noqa: F811 - pytest fixtures imported from tests/test_control.py and tests/test_nodes_admin.py
+
 from __future__ import annotations
 
 import pytest
@@ -30,6 +32,7 @@ from tests.test_autoscaler import (
     tasks,
 )
 from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
+from tests.test_nodes_admin import provider  # noqa: F401 - fixture
 
 HEAD = (1, 1)
 
@@ -148,14 +151,6 @@ def test_a_hold_whose_task_left_the_window_still_stands():
 
 
 # ------------------------------------------------------- through the control plane
-
-
-@pytest.fixture
-def provider(cp, tmp_path):  # noqa: F811
-    p = LocalProvider(tmp_path / "vms")
-    cp.deps.compute = p
-    yield p
-    p.close()
 
 
 def test_a_timer_run_starts_a_node_for_work_the_reservation_keeps_waiting(

@@ -4,6 +4,8 @@ finish, not that it failed; a job that depends on a job that ended other than Fi
 refused at submit (as its requeue is), and waits saying it will be canceled; a hold or a
 priority change of a Canceling job is refused."""
 
+# ruff: noqa: F811 - pytest fixtures imported from tests/test_control.py
+
 from __future__ import annotations
 
 import pytest
@@ -12,13 +14,7 @@ from shared.domain import eligibility, taskgraph
 from shared.domain.models import Job, Step
 from shared.domain.states import JobState, TaskState
 from shared.errors import Conflict, InvalidRequest
-from shared.usecases.control_plane import ControlPlane
-from tests.test_control import Clock, make_cp, register
-
-
-@pytest.fixture
-def cp(tmp_path) -> ControlPlane:
-    return make_cp(tmp_path, Clock())
+from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
 
 
 def reason(cp, job_id: int) -> str | None:

@@ -4,6 +4,8 @@ Canceled, in the commit that tells its range to skip it, so it exists once and i
 dispatched, whichever of the cancel and a scheduler pass commits first; the job's counts
 move once; the job settles; a requeue runs it. Then the HTTP route and the CLI."""
 
+# ruff: noqa: F811 - pytest fixtures imported from tests/test_control.py
+
 from __future__ import annotations
 
 import pytest
@@ -17,14 +19,9 @@ from shared.usecases.queue import runnable_queue
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import served_app
 from tests.cli_fixtures import assert_one_error_line, hpc
-from tests.test_control import Clock, make_cp, register, sweep
+from tests.test_control import clock, cp, register, sweep  # noqa: F401 - fixtures
 
 Q, D, C, F = TaskState.QUEUED, TaskState.DISPATCHING, TaskState.CANCELED, TaskState.FINISHED
-
-
-@pytest.fixture
-def cp(tmp_path) -> ControlPlane:
-    return make_cp(tmp_path, Clock())
 
 
 def stored(cp: ControlPlane, job_id: int) -> list[int]:

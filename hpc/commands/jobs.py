@@ -103,14 +103,16 @@ def job_view(job_id: JobId, as_json: JsonOption = False) -> None:
         if as_json:
             print_json(job)
             return
-        tasks: list[dict[str, Any]] = []
-        if render.runtime_limit(job, tasks) is None:  # none for the job: its tasks may have
+        limit = render.runtime_limit(job, [])
+        if limit is None:  # none for the job: its tasks may have
             try:
                 tasks = client.list_tasks(job_id, limit=LIMIT_SAMPLE).get("tasks", [])
             except ApiError as exc:
                 if exc.status not in REFUSED:  # not this job's tasks to read: it still shows
                     raise
-    stdout_console().print(render.job_detail(job, limit=render.runtime_limit(job, tasks)))
+            else:
+                limit = render.runtime_limit(job, tasks)
+    stdout_console().print(render.job_detail(job, limit=limit))
 
 
 @app.command("cancel")
@@ -122,7 +124,7 @@ def job_cancel(job_ids: JobIds) -> None:
 @app.command("requeue")
 def job_requeue(job_ids: JobIds) -> None:
     """Queue failed or canceled jobs again (their unfinished tasks run again)."""
-    _act(job_ids, "requeued", lambda client, job_id: client.requeue_job(job_id))
+    _act(job_ids, "requeued", lambda client, job_id: client.requeue_job(job_id), note=_still_held)
 
 
 @app.command("hold")
@@ -138,7 +140,12 @@ def job_hold(
     ] = None,
 ) -> None:
     """Hold jobs: none of their queued tasks starts until released (what runs goes on)."""
-    _act(job_ids, "held", lambda client, job_id: client.hold_job(job_id, until=until))
+    _act(
+        job_ids,
+        "held",
+        lambda client, job_id: client.hold_job(job_id, until=until),
+        show_reason=True,
+    )
 
 
 @app.command("release")
@@ -147,10 +154,18 @@ def job_release(job_ids: JobIds) -> None:
     _act(job_ids, "released", lambda client, job_id: client.release_job(job_id))
 
 
-def _act(job_ids: list[int], done: str, action: Callable[[ApiClient, int], dict[str, Any]]) -> None:
+def _act(
+    job_ids: list[int],
+    done: str,
+    action: Callable[[ApiClient, int], dict[str, Any]],
+    *,
+    note: Callable[[dict[str, Any], int], str | None] | None = None,
+    show_reason: bool = False,
+) -> None:
     """``action`` on each job in turn, one line each, as scancel takes a list; a refused job
     is a line on stderr and the rest go on; exit 1 if any was refused. One job alone fails
-    as before, with the API's error as the one line."""
+    as before, with the API's error as the one line. ``note``: words beside a job's new
+    state; ``show_reason``: its pending reason on a line of its own."""
     refused = 0
     with api_client() as client:
         for job_id in job_ids:
@@ -163,10 +178,8 @@ def _act(job_ids: list[int], done: str, action: Callable[[ApiClient, int], dict[
                 stderr_console().print(line, soft_wrap=True)
                 refused += 1
                 continue
-            _print_job_state(
-                job, job_id, note=_still_held(job, job_id) if done == "requeued" else None
-            )
-            if job.get("pendingReason") and done == "held":
+            _print_job_state(job, job_id, note=note(job, job_id) if note else None)
+            if show_reason and job.get("pendingReason"):
                 stdout_console().print(Text(one_line(job["pendingReason"])))
     if refused:
         raise CliError(f"{refused} of {counted(len(job_ids), 'job')} not {done}")

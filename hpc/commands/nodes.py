@@ -196,7 +196,7 @@ def _act(action: str, names: list[str] | None, groups: list[str] | None, *, said
                     if node.get("provider") == "onprem" and node.get("state") == "Starting":
                         line.append(f" ({one_line(node.get('stateReason'))})")  # its agent's turn
                     stdout_console().print(line)
-            for warning in result.get("warnings", []) if isinstance(result, dict) else []:
+            for warning in result.get("warnings", []):
                 # e.g. the autoscaler will start a stopped node again for its group's minNodes
                 stderr_console().print(Text(f"warning: {one_line(warning)}"), soft_wrap=True)
         if refused:

@@ -67,16 +67,7 @@ class SqliteStore(SqliteJobs, Store):
         self._put("nodes", "node", node.name, node)
 
     def delete_node(self, node: Node) -> None:
-        with self._transaction() as con:
-            cur = con.execute(
-                "DELETE FROM nodes WHERE name = ? AND etag = ?", (node.name, node.etag)
-            )
-            if cur.rowcount != 1:
-                if not _row_exists(con, "SELECT 1 FROM nodes WHERE name = ?", (node.name,)):
-                    raise NotFound(f"node {node.name!r} does not exist")
-                raise _stale(
-                    con, f"node {node.name!r}", "nodes WHERE name = ?", (node.name,), node.etag
-                )
+        self._delete("nodes", "node", node.name, node.etag)
 
     # --- node groups ------------------------------------------------------
 
@@ -88,17 +79,17 @@ class SqliteStore(SqliteJobs, Store):
         self._put("groups", "node group", group.name, group, folded=True)
 
     def delete_group(self, group: NodeGroup) -> None:
+        self._delete("groups", "node group", group.name, group.etag)
+
+    def _delete(self, table: str, kind: str, name: str, etag: str | None) -> None:
+        """Delete one named document as read (etag must match): NotFound if it is gone,
+        Conflict if it changed since."""
         with self._transaction() as con:
-            cur = con.execute(
-                "DELETE FROM groups WHERE name = ? AND etag = ?", (group.name, group.etag)
-            )
+            cur = con.execute(f"DELETE FROM {table} WHERE name = ? AND etag = ?", (name, etag))
             if cur.rowcount != 1:
-                if not _row_exists(con, "SELECT 1 FROM groups WHERE name = ?", (group.name,)):
-                    raise NotFound(f"node group {group.name!r} does not exist")
-                raise _stale(
-                    con, f"node group {group.name!r}", "groups WHERE name = ?", (group.name,),
-                    group.etag,
-                )  # fmt: skip
+                if not _row_exists(con, f"SELECT 1 FROM {table} WHERE name = ?", (name,)):
+                    raise NotFound(f"{kind} {name!r} does not exist")
+                raise _stale(con, f"{kind} {name!r}", f"{table} WHERE name = ?", (name,), etag)
 
     def _put(
         self, table: str, kind: str, name: str, record: Record, *, folded: bool = False

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.domain.cluster import Node
-from shared.domain.demand import least_busy
 from shared.domain.states import NODE_COMING, NodeState
 
 
@@ -57,9 +56,19 @@ def cap(
     )
     quiet = [*starting, *(n for n in sorted(idle, key=_name) if n.name not in busy)]
     stops = quiet[: max(0, min(surplus, stops_left))]
-    drains = least_busy(members, idle, busy, used)[: max(0, surplus - len(quiet))]
+    drains = _least_busy(members, idle, busy, used)[: max(0, surplus - len(quiet))]
     why = f"{group} has {up} nodes up, above its maxNodes {max_nodes}"
     return Cap(why, stops, drains, surplus - len(stops) - len(drains))
+
+
+def _least_busy(
+    members: Sequence[Node], idle: Sequence[Node], busy: set[str], used: Mapping[str, int]
+) -> list[Node]:
+    """Online nodes running tasks, fewest used cores first (they empty soonest): which nodes
+    above a lowered ``max_nodes`` drain."""
+    skip = busy | {n.name for n in idle}
+    running = [n for n in members if n.state is NodeState.ONLINE and n.name not in skip]
+    return sorted(running, key=lambda n: (used.get(n.name, 0), n.name))
 
 
 def _name(node: Node) -> str:

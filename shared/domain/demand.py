@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from shared.domain.autoscaler_io import Reserved
 from shared.domain.cluster import Node
@@ -154,22 +155,22 @@ def place_queue(
     overflow: list[Task] = []
     wanted: set[str] = set()
     ages = protocol or {}
-    order = list(placing)
+    order: list[str] = []
     held: Mapping[str, int] = {}
     head = len(queued)
     if reserved is not None:
-        keys = [(t.job_id, t.id) for t in queued]
-        head = keys.index(reserved.task) if reserved.task in keys else -1
+        order = list(placing)
+        head = next((i for i, t in enumerate(queued) if (t.job_id, t.id) == reserved.task), -1)
         held = reserved.cores if head < 0 else {}  # not in the window: it holds them all
 
     def place(task: Task) -> None:
-        def fit() -> None:
-            _place(task, placing, free, size, groups_of, ages, spill, overflow, wanted)
-
         if held and not (reserved is not None and ends_first(task, reserved, now_s)):
+            fit = partial(
+                _place, task, placing, free, size, groups_of, ages, spill, overflow, wanted
+            )
             holding(held, free, placing, order, fit)
         else:
-            fit()
+            _place(task, placing, free, size, groups_of, ages, spill, overflow, wanted)
 
     for task in queued[: head + 1]:
         place(task)
@@ -254,13 +255,3 @@ def place_wide(
 
 def _able(placing: list[str], protocol: Mapping[str, int], need: int) -> list[str]:
     return [n for n in placing if protocol.get(n, AGENT_PROTOCOL) >= need]
-
-
-def least_busy(
-    members: Sequence[Node], idle: Sequence[Node], busy: set[str], used: Mapping[str, int]
-) -> list[Node]:
-    """Online nodes running tasks, fewest used cores first (they empty soonest): which nodes
-    above a lowered ``max_nodes`` drain."""
-    skip = busy | {n.name for n in idle}
-    running = [n for n in members if n.state is NodeState.ONLINE and n.name not in skip]
-    return sorted(running, key=lambda n: (used.get(n.name, 0), n.name))

@@ -44,9 +44,10 @@ def held_back(
         state = prerequisites.get(dep)
         if state is JobState.FINISHED:
             continue
-        if state in JOB_TERMINAL and job.run_dependents_on_failure:
-            continue
-        if state is not None and state in JOB_TERMINAL:  # never Finishes: canceled next pass
+        if state in JOB_TERMINAL:
+            if job.run_dependents_on_failure:
+                continue
+            # it never Finishes: the job is canceled at the next pass
             return f"dependency job {dep} ended {state.value}; this job will be canceled"
         return f"dependency job {dep} not finished ({state.value if state else 'unknown'})"
     return None

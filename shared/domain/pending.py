@@ -81,9 +81,7 @@ def pending_reason(
     held = sorted(n.name for n in mine if n.held is not None)
     if not held or kind == "next":
         return reason
-    shown = ", ".join(held[:SHOW_NODES]) + (
-        f" and {len(held) - SHOW_NODES} more" if len(held) > SHOW_NODES else ""
-    )
+    shown = _listed(held)
     return f"{reason}; held by an admin: {shown} (hpc node online {held[0]} brings it back)"
 
 
@@ -204,9 +202,7 @@ def _older_agents(need: int, online: Sequence[Node], place: str) -> str:
     """Every Online node of the task's groups runs an agent that could not read its
     assignment: say which protocol it needs and which nodes to upgrade."""
     names = sorted(n.name for n in online)
-    shown = ", ".join(names[:SHOW_NODES]) + (
-        f" and {len(names) - SHOW_NODES} more" if len(names) > SHOW_NODES else ""
-    )
+    shown = _listed(names)
     which = (
         f"node {shown} in {place} runs an older agent: upgrade it"
         if len(names) == 1
@@ -300,14 +296,17 @@ def behind(
             continue
         if mine and other.node_groups and mine.isdisjoint(other.node_groups):
             continue
-        if eligibility.held_back(other, now=now, prerequisites=prerequisites) is not None:
-            continue
-        if other.priority > job.priority:
-            higher += 1
-        elif other.priority == job.priority and (other.submit_time, other.id) < (
-            job.submit_time,
-            job.id,
+        above = other.priority > job.priority
+        if not above and not (
+            other.priority == job.priority
+            and (other.submit_time, other.id) < (job.submit_time, job.id)
         ):
+            continue
+        if eligibility.held_back(other, now=now, prerequisites=prerequisites) is not None:
+            continue  # (asked only of a job ahead: it reads the job's dependencies)
+        if above:
+            higher += 1
+        else:
             earlier += 1
     parts = []
     if higher:

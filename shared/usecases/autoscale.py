@@ -27,6 +27,7 @@ from shared.domain.growshrink import (
     GroupPolicy,
     next_backoff,
 )
+from shared.domain.hosts import used_cores
 from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
@@ -37,7 +38,6 @@ from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.nodes import StartRefused, drain_node, start_node, stop_node
 from shared.usecases.operations import pending_operations, settle_operations
-from shared.usecases.queries import used_cores
 from shared.usecases.queue import runnable_queue
 
 log = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ def schedule_pass(deps: Deps) -> int:
     """One scheduler pass; returns how many tasks it dispatched. It ends within
     PASS_BUDGET (between two commits), kicking the next pass if work is left."""
     started = deps.clock()
-    view = _view(deps)
+    view = _view(deps, deps.store.list_nodes(), deps.store.holdings())
     if view is None:
         return 0  # nothing can be placed: do not read the queue at all
     nodes, active, used, queued = view
@@ -86,11 +86,14 @@ def schedule_pass(deps: Deps) -> int:
     return dispatched
 
 
-def preview(deps: Deps) -> tuple[scheduler.Decision, list[Task]] | None:
-    """What a pass would decide now, and the queued tasks it would look at (None: no core
-    is free, so a pass reads no queue and reserves nothing). The pending reasons read its
-    reservation: the same window and the same pure call as the pass, nothing remembered."""
-    view = _view(deps)
+def preview(
+    deps: Deps, nodes: Sequence[Node], active: Sequence[Task | Holding]
+) -> tuple[scheduler.Decision, list[Task]] | None:
+    """What a pass would decide now on ``nodes`` (all of them, as listed) and ``active``
+    (what holds cores), and the queued tasks it would look at (None: no core is free, so a
+    pass reads no queue and reserves nothing). The pending reasons read its reservation:
+    the same window and the same pure call as the pass, nothing remembered."""
+    view = _view(deps, nodes, active)
     if view is None:
         return None
     nodes, active, used, queued = view
@@ -98,12 +101,12 @@ def preview(deps: Deps) -> tuple[scheduler.Decision, list[Task]] | None:
 
 
 def _view(
-    deps: Deps,
-) -> tuple[list[Node], list[Holding], dict[str, int], list[Task]] | None:
-    """What a pass reads: the registered nodes, what holds their cores, the cores used per
-    node, and the queue window (None: no core is free, the queue is not read)."""
-    nodes = [n for n in deps.store.list_nodes() if n.incarnation > 0]
-    active = deps.store.holdings()
+    deps: Deps, listed: Sequence[Node], active: Sequence[Task | Holding]
+) -> tuple[list[Node], Sequence[Task | Holding], dict[str, int], list[Task]] | None:
+    """What a pass works on, given the nodes listed and what holds their cores: the
+    registered nodes, ``active``, the cores used per node, and the queue window (None: no
+    core is free, the queue is not read)."""
+    nodes = [n for n in listed if n.incarnation > 0]
     used = used_cores(active)
     free = sum(max(f, 0) for f in scheduler.free_cores(nodes, used).values())
     if free == 0:

@@ -14,12 +14,11 @@ from shared.domain.groupsettings import apply_settings, check_bounds
 from shared.domain.states import JobState
 from shared.errors import Conflict, InvalidRequest, NotFound, Refused
 from shared.usecases.autoscale_memory import SAID_FIELD, STATE_KEY
-from shared.usecases.deps import Deps
+from shared.usecases.deps import Deps, all_jobs
 from shared.usecases.idle_policy import MEMORY_FIELD, check_group
 
 SHOWN = 5
 """Nodes or jobs a refused delete names (then "and N more")."""
-JOB_PAGE = 1000
 
 
 def group_of(deps: Deps, name: str) -> NodeGroup:
@@ -154,16 +153,9 @@ def _some(names: list[str]) -> str:
 
 def _jobs_naming(deps: Deps, group: str) -> list[int]:
     """The ids of the Queued and Running jobs whose node groups include ``group``."""
-    found: list[int] = []
-    before: int | None = None
-    states = (JobState.QUEUED, JobState.RUNNING)
-    while True:
-        page = deps.store.list_jobs(states=states, limit=JOB_PAGE, before=before)
-        folded = group.casefold()
-        found += [j.id for j in page if any(g.casefold() == folded for g in j.node_groups)]
-        if len(page) < JOB_PAGE:
-            return sorted(found)
-        before = page[-1].id
+    folded = group.casefold()
+    jobs = all_jobs(deps.store, [JobState.QUEUED, JobState.RUNNING])
+    return sorted(j.id for j in jobs if any(g.casefold() == folded for g in j.node_groups))
 
 
 def _forget(deps: Deps, group: str) -> None:

@@ -9,10 +9,12 @@ told so from the same window and pure call a scheduler pass makes
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import cast
 
 from shared.domain import eligibility, lifecycle, pending, taskgraph
+from shared.domain.cluster import Node
+from shared.domain.hosts import used_cores
 from shared.domain.models import Job, Task
 from shared.domain.reservation import Reservation
 from shared.domain.states import JobState, TaskState
@@ -20,7 +22,7 @@ from shared.errors import NotFound
 from shared.usecases import dispatch, sweeps
 from shared.usecases.autoscale_memory import scaling_of
 from shared.usecases.deps import Deps, all_jobs
-from shared.usecases.queries import job_states, used_cores
+from shared.usecases.queries import job_states
 
 
 def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], str]:
@@ -38,9 +40,23 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
             jobs[job_id] = deps.store.get_job(job_id)
         except NotFound:
             continue
-    held_back, capped_jobs = _job_blocks(deps, list(jobs.values()))
+    active = deps.store.active_tasks()
+    blocks = _job_blocks(deps, list(jobs.values()), active)
+    return _reasons(deps, queued, jobs, blocks, active)
+
+
+def _reasons(
+    deps: Deps,
+    queued: Sequence[Task],
+    jobs: Mapping[int, Job],
+    blocks: tuple[dict[int, str], dict[int, str]],
+    active: Sequence[Task],
+) -> dict[tuple[int, int], str]:
+    """:func:`pending_reasons` of ``queued`` (all Queued), given their jobs as read, what
+    holds those back (:func:`_job_blocks`) and the active tasks."""
+    held_back, capped_jobs = blocks
     nodes = deps.store.list_nodes()
-    used = used_cores(deps.store.active_tasks())
+    used = used_cores(active)
     groups = deps.store.list_groups()
     capped = pending.capped(groups)
     scaling: dict[str, pending.GroupScaling] | None = None
@@ -65,7 +81,7 @@ def pending_reasons(deps: Deps, tasks: Iterable[Task]) -> dict[tuple[int, int], 
             reason = pending.pending_reason(task, nodes, used, capped, scaling, now)
             if reason is not None and reason.startswith(("next in line", "waiting for")):
                 if seen is None:  # a pass's reservation, computed once, only if asked for
-                    seen = _reservation(deps)
+                    seen = _reservation(deps, nodes, active)
                 reason = _reserved(task, reason, *seen)
             if reason is not None and reason.startswith("waiting for") and job is not None:
                 if waiting is None:  # read once, only if some task waits for cores
@@ -92,10 +108,12 @@ def _reserved(task: Task, reason: str, reservation: Reservation | None, left: se
     return reason
 
 
-def _reservation(deps: Deps) -> tuple[Reservation | None, set[Hashable]]:
+def _reservation(
+    deps: Deps, nodes: Sequence[Node], active: Sequence[Task]
+) -> tuple[Reservation | None, set[Hashable]]:
     """The reservation a scheduler pass would make now, and the tasks it would look at but
     not start (the same window and pure call as the pass: :func:`dispatch.preview`)."""
-    seen = dispatch.preview(deps)
+    seen = dispatch.preview(deps, nodes, active)
     if seen is None:
         return None, set()
     decision, queued = seen
@@ -114,25 +132,33 @@ def job_pending_reasons(deps: Deps, jobs: Iterable[Job]) -> dict[int, str]:
         if job.id not in blocked and job.task_counts.get(TaskState.QUEUED):
             first = sweeps.first_queued(deps, job.id)
             firsts += [first] if first is not None else []
-    reasons = {key[0]: reason for key, reason in pending_reasons(deps, firsts).items()}
+    if not firsts:
+        return blocked
+    # the jobs as just listed, and what holds them back as just found (none of the firsts')
+    by_id = {j.id: j for j in jobs}
+    found = _reasons(deps, firsts, by_id, (held_back, capped_jobs), deps.store.active_tasks())
+    reasons = {key[0]: reason for key, reason in found.items()}
     return {**reasons, **blocked}
 
 
-def _job_blocks(deps: Deps, jobs: Sequence[Job]) -> tuple[dict[int, str], dict[int, str]]:
+def _job_blocks(
+    deps: Deps, jobs: Sequence[Job], active: Sequence[Task] | None = None
+) -> tuple[dict[int, str], dict[int, str]]:
     """What holds each job back (a hold, a prerequisite job), and which jobs are at their
-    ``maxConcurrent`` (:mod:`shared.domain.eligibility`), each by job id."""
+    ``maxConcurrent`` (:mod:`shared.domain.eligibility`), each by job id. ``active``: the
+    active tasks if already read (else read here, only if some job has a maxConcurrent)."""
     now = deps.clock()
     states = job_states(deps, {d for j in jobs for d in j.depends_on})
-    active: dict[int, int] = {}
+    running: dict[int, int] = {}
     if any(j.max_concurrent for j in jobs):
-        for task in deps.store.active_tasks():
-            active[task.job_id] = active.get(task.job_id, 0) + 1
+        for task in active if active is not None else deps.store.active_tasks():
+            running[task.job_id] = running.get(task.job_id, 0) + 1
     held_back, capped = {}, {}
     for job in jobs:
         why = eligibility.held_back(job, now=now, prerequisites=states)
         if why is not None:
             held_back[job.id] = why
-        cap = eligibility.at_cap(job, active.get(job.id, 0))
+        cap = eligibility.at_cap(job, running.get(job.id, 0))
         if cap is not None:
             capped[job.id] = cap
     return held_back, capped

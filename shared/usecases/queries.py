@@ -141,7 +141,7 @@ def never_placed(task: Task, attempt: int) -> str | None:
 def list_nodes(deps: Deps) -> list[dict[str, Any]]:
     """Nodes with their running task count and free cores (from the store's accounting)."""
     active = deps.store.active_tasks()
-    used = used_cores(active)
+    used = hosts.used_cores(active)  # (the store's accounting, not the agents' word)
     running: dict[str, int] = defaultdict(int)
     for task in active:
         if task.node:
@@ -159,9 +159,3 @@ def list_nodes(deps: Deps) -> list[dict[str, Any]]:
 
 def list_groups(deps: Deps) -> list[NodeGroup]:
     return deps.store.list_groups()
-
-
-def used_cores(active: Iterable[Task | hosts.Holding]) -> dict[str, int]:
-    """Cores each node's active tasks hold: the store's accounting, not the agents' word.
-    A multi-node task's cores count on every node it holds."""
-    return defaultdict(int, hosts.used_cores(active))
