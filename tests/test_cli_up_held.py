@@ -148,8 +148,9 @@ def test_hpc_up_starts_again_with_a_node_an_admin_took_offline(tmp_path: Path) -
     assert first.proc is not None and first.proc.returncode == 0, first.log()
 
     with LocalCluster(home, nodes=2, cores=1, port=port, env=FAST) as again:
+        # "Ctrl-C to stop" is hpc up's last line: the node table is printed before it
         again.wait_for(
-            lambda: "HybridHPC is up" in again.log(), timeout_s=60, what="hpc up to be up"
+            lambda: "Ctrl-C to stop" in again.log(), timeout_s=60, what="hpc up to be up"
         )
         log = " ".join(again.log().split())
         assert "onprem-1 stays Offline (held by an admin: hpc node online onprem-1)" in log
