@@ -25,8 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.cosmos_ru import STAND_IN_KEY, Counted  # noqa: E402
 from shared.adapters.cosmos_store import CosmosStore  # noqa: E402
-from shared.domain.models import Job, Task, TaskRange  # noqa: E402
+from shared.domain.models import Job, Task  # noqa: E402
 from shared.domain.states import JobState, TaskState  # noqa: E402
+from shared.domain.taskrange import TaskRange  # noqa: E402
 
 
 def fill(store: CosmosStore) -> None:

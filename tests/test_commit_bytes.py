@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.domain.models import Task, TaskRange
+from shared.domain.models import Task
 from shared.domain.states import JobState, TaskState
+from shared.domain.taskrange import TaskRange
 from shared.ports.store import MAX_BATCH_BYTES, size_bound, stored_size
 from shared.usecases.deps import CHUNK, CHUNK_BYTES, chunks
 from tests.test_control import Clock, make_cp, register

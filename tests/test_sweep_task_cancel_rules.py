@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.domain.models import Task, TaskRange
+from shared.domain.models import Task
 from shared.domain.states import TaskState
+from shared.domain.taskrange import TaskRange
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

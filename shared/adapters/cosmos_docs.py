@@ -35,9 +35,10 @@ from typing import Any, TypeVar
 
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.records import Record
 from shared.domain.states import JobState, TaskState
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict
 
 JOBS = "jobs"

@@ -36,7 +36,8 @@ from shared.adapters import cosmos_docs as docs
 from shared.adapters import cosmos_index_docs as ix
 from shared.adapters.cosmos_pointers import Connection, Pointers, Taken
 from shared.domain.hosts import Holding
-from shared.domain.models import Task, TaskRange
+from shared.domain.models import Task
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,9 @@ from typing import Any, Literal
 
 from shared.adapters.cosmos_docs import Query, micros
 from shared.domain.hosts import Holding, Seat, held
-from shared.domain.models import Task, TaskRange
+from shared.domain.models import Task
 from shared.domain.states import TASK_ACTIVE, TaskState
+from shared.domain.taskrange import TaskRange
 
 INDEX = "index"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -22,9 +22,10 @@ from shared.adapters import cosmos_owners as owners
 from shared.adapters import cosmos_parts as parts
 from shared.adapters import cosmos_tallies as tallies
 from shared.adapters.cosmos_connection import CosmosConnection
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.records import Record
 from shared.domain.states import JobState, TaskState
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict, NotFound
 from shared.ports.store import check_batch
 

@@ -49,8 +49,9 @@ from shared.adapters.cosmos_jobs import CosmosJobs
 from shared.adapters.cosmos_users import CosmosUsers
 from shared.domain.cluster import Meta, Node, NodeGroup
 from shared.domain.hosts import Holding
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.records import Record
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict, NotFound
 from shared.ports.store import Store, check_batch, check_size, stored_size
 

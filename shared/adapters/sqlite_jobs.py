@@ -35,8 +35,9 @@ from shared.adapters.sqlite_schema import (
     JOB_OWNER,
 )
 from shared.domain.hosts import Holding, Seat
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict, NotFound
 from shared.ports.store import check_batch
 

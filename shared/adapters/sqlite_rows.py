@@ -11,8 +11,9 @@ from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from shared.domain.models import Task, TaskRange
+from shared.domain.models import Task
 from shared.domain.records import Record
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict
 from shared.ports.store import check_size, stored_size
 

@@ -24,7 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.domain import taskgraph
 from shared.domain.durations import MAX_LIMIT_S
-from shared.domain.models import PRIORITY_NAMES, Job, Task, TaskRange
+from shared.domain.models import PRIORITY_NAMES, Job, Task
 from shared.domain.outputpaths import check_output_path
 from shared.domain.specerrors import describe, known_fields
 from shared.domain.specvalues import (
@@ -41,6 +41,7 @@ from shared.domain.specvalues import (
     sweep_command,
 )
 from shared.domain.states import TaskState
+from shared.domain.taskrange import TaskRange
 from shared.domain.tasksize import check_assignment, check_env_size
 from shared.errors import InvalidRequest
 

@@ -31,9 +31,10 @@ from datetime import datetime
 
 from shared.domain.cluster import Meta, Node, NodeGroup, Principal
 from shared.domain.hosts import Holding, holding_of
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.records import Record
 from shared.domain.states import JobState, TaskState
+from shared.domain.taskrange import TaskRange
 
 MAX_BATCH = 100
 """Most documents one ``commit`` writes (Cosmos's transactional batch limit)."""

@@ -21,8 +21,9 @@ from shared.domain.messages import (
     Message,
     RunTask,
 )
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict, Refused
 from shared.ports.bus import Bus, OutgoingMessage
 from shared.ports.compute import ComputeProvider

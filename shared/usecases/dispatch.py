@@ -17,10 +17,11 @@ from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, Seat, held, host_list, used_cores
 from shared.domain.jobspec import sweep_command
 from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
-from shared.domain.models import Host, Task, TaskRange
+from shared.domain.models import Host, Task
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.protocol import carries_owner
 from shared.domain.states import JobState
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict, NotFound
 from shared.ports.bus import MAX_MESSAGE_BYTES, OutgoingMessage
 from shared.ports.store import MAX_BATCH, MAX_BATCH_BYTES, json_size, stored_size

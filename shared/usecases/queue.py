@@ -3,7 +3,7 @@ in scheduling order (priority high first, then submit time, job id, task id).
 
 Two sources are merged: stored Queued tasks, and the tasks of open sweep ranges that do not
 exist yet (made from the range on the fly, stored only when dispatched; see
-:class:`~shared.domain.models.TaskRange`). Jobs that cannot start anything now (held,
+:class:`~shared.domain.taskrange.TaskRange`). Jobs that cannot start anything now (held,
 waiting for prerequisite jobs, at their maxConcurrent) are left out, and a capped job gets
 no more tasks than its free slots, so such work never crowds runnable work out of the
 window a pass looks at; so are tasks whose prerequisite tasks have not finished
@@ -20,8 +20,9 @@ from datetime import datetime
 
 from shared.domain import eligibility, lifecycle, taskgraph
 from shared.domain.hosts import Holding
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState
+from shared.domain.taskrange import TaskRange
 from shared.errors import NotFound
 from shared.usecases.deps import Deps
 from shared.usecases.queries import job_states

@@ -1,5 +1,5 @@
 """A job's tasks as users see them: its stored tasks together with the tasks of its sweeps
-that do not exist yet (:class:`~shared.domain.models.TaskRange`), which are shown Queued
+that do not exist yet (:class:`~shared.domain.taskrange.TaskRange`), which are shown Queued
 (Canceled once the job was canceled) until the scheduler creates them.
 
 Listing merges the two by task id without making more than the page: a page of a
@@ -15,8 +15,9 @@ import itertools
 from collections.abc import Collection, Iterator
 
 from shared.domain import lifecycle
-from shared.domain.models import MAX_CREATED_AHEAD, Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
+from shared.domain.taskrange import MAX_CREATED_AHEAD, TaskRange
 from shared.errors import Conflict, NotFound, Refused
 from shared.usecases.deps import Deps
 from shared.usecases.settling import settle

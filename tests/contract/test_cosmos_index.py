@@ -27,8 +27,9 @@ from shared.adapters.local_output import LocalOutputStore
 from shared.adapters.sqlite_bus import SqliteBus
 from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.domain import lifecycle
-from shared.domain.models import Host, Job, Task, TaskRange
+from shared.domain.models import Host, Job, Task
 from shared.domain.states import TaskState
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict
 from shared.settings import Settings
 from shared.usecases.control_plane import ControlPlane

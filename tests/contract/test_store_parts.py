@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from shared.domain.cluster import Meta
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict, NotFound
 from shared.ports.store import MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES, Store, stored_size
 from tests.contract.store_fixtures import T0, add_job, keys

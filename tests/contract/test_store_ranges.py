@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict
 from shared.ports.store import Store
 from tests.contract.store_fixtures import T0, add_job, keys

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.domain.models import Job, Task, TaskRange
+from shared.domain.models import Job, Task
 from shared.domain.states import TaskState
+from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict
 from shared.ports.store import Store
 from tests.contract.store_fixtures import T0
