@@ -21,6 +21,10 @@ class Node(Record):
     """Who owns the machine: ``onprem`` (registered by its agent), ``local`` or ``azure``.
     Set when the record is created, never by a registration (shared.domain.ownership)."""
     size: str | None = None
+    memory_mb: int | None = None
+    """The machine's memory (MB) as its agent said at its last registration; a managed node
+    not registered yet has its group's ``node_memory_mb``. None: unknown (it runs no task
+    that asks for memory)."""
     spot: bool = False
     """A Spot VM (``hpc node add --spot``): cheaper, and the cloud may evict it at any time;
     its tasks are then requeued at once."""
@@ -68,6 +72,9 @@ class NodeGroup(Record):
     machines whose agents join by themselves (not managed, never autoscaled)."""
     node_cores: int = 2
     """Cores of one node of a managed group (what ``hpc node add`` creates)."""
+    node_memory_mb: int | None = None
+    """Memory (MB) of one node of a managed group (its VM size's). None: unknown; the
+    autoscaler then takes the memory of the group's registered nodes."""
     size: str | None = None
     """The provider's VM size for new nodes (Azure: e.g. Standard_D4s_v5)."""
     autoscale: bool = True

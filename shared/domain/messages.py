@@ -31,6 +31,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 
+from shared.domain.memory import MAX_MEMORY_MB
+
 NODES_QUEUE = "nodes"
 EVENTS_QUEUE = "events"
 REPLIES_QUEUE = "replies"
@@ -198,6 +200,9 @@ class RegisterNode(Message):
     protocol: int = Field(default=1, ge=1, le=1_000)
     """The agent protocol it speaks: which RunTask fields it reads (shared.domain.protocol).
     Left out (as by agents that predate it): 1. The scheduler sends it only tasks it reads."""
+    memory_mb: int | None = Field(default=None, ge=1, le=MAX_MEMORY_MB)
+    """The machine's memory (MB): the scheduler's filter for tasks that ask for memory. Left
+    off the wire when unknown."""
     run_as_owner: bool = False
     """It runs each task as its job's owner (``--run-as-owner``), not as its own OS user:
     shown with the node, so admins and users see where tasks run as whom. Sent only when

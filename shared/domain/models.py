@@ -223,6 +223,9 @@ class Task(Record):
     """Runs alone on its node(s): placed only on an idle node, and holds all of its cores."""
     nodes: int = 1
     """How many nodes it runs on (all reserved together); the command runs on the first."""
+    min_memory_mb: int | None = None
+    """Memory (MB) each of its nodes must have (``minMemoryMb``): a node filter, not a
+    reservation (shared.domain.memory). None: any node."""
     sweep_index: int | None = None
     runtime_limit_s: int | None = None
     """The agent kills it past this many seconds (Failed: "runtime limit H:MM:SS exceeded")."""

@@ -1,0 +1,51 @@
+"""A task's memory request and a node's memory, in MB. Pure.
+
+Memory is a node filter, as HPC Pack's MinMemory and Slurm's ``--mem`` where memory is not a
+consumable resource: a task asking for ``minMemoryMb`` runs only on nodes that have at
+least that much. It is not reserved: tasks sharing a node share its memory.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_MEMORY_MB = 64 * 1024 * 1024
+"""64 TB: more than any one machine (Azure's largest VM has 12 TB)."""
+
+_UNITS = {"": 1, "M": 1, "MB": 1, "MIB": 1, "G": 1024, "GB": 1024, "GIB": 1024}
+_UNITS |= {"T": 1024 * 1024, "TB": 1024 * 1024, "TIB": 1024 * 1024}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_mb(text: str | int) -> int:
+    """``4096``, ``"4096"``, ``"512M"``, ``"4G"``, ``"1.5GB"``, ``"2T"`` -> MB (binary units,
+    as Slurm reads ``--mem``: 1G = 1024 MB). Raises ValueError saying what is accepted."""
+    if isinstance(text, bool):
+        raise ValueError(f"memory is a size such as 4096, 512M or 4G, got {text!r}")
+    if isinstance(text, int):
+        mb = text
+    else:
+        match = _SIZE.match(text)
+        unit = match.group(2).upper() if match else None
+        if match is None or unit not in _UNITS:
+            raise ValueError(f"memory is a size such as 4096 (MB), 512M, 4G or 1.5T, got {text!r}")
+        mb = int(float(match.group(1)) * _UNITS[unit])
+    if not 1 <= mb <= MAX_MEMORY_MB:
+        raise ValueError(
+            f"memory must be 1 MB to {MAX_MEMORY_MB // (1024 * 1024)} TB, got {text!r}"
+        )
+    return mb
+
+
+def shown(mb: int) -> str:
+    """``4096`` -> ``"4 GB"``, ``1536`` -> ``"1.5 GB"``, ``512`` -> ``"512 MB"``."""
+    if mb < 1024:
+        return f"{mb} MB"
+    gb = mb / 1024
+    return f"{gb:.0f} GB" if gb == int(gb) else f"{gb:.1f} GB"
+
+
+def fits(need: int | None, have: int | None) -> bool:
+    """A node with ``have`` MB may run a task asking for ``need`` MB. A request of none fits
+    anywhere; a node of unknown memory fits no request (it cannot be shown to)."""
+    return need is None or (have is not None and have >= need)
