@@ -190,6 +190,7 @@ class Agent:
                 ended=self.tasks.recorded_leftovers(),
                 run_as_owner=cfg.run_as_owner,
                 started_at=self.started_at,
+                memory_mb=cfg.memory_mb,
             ),
             retry_s=cfg.registration_retry_s,
             stop=self._stop,

@@ -37,12 +37,14 @@ def run_agent(
     cores: int | None = None,
     *,
     run_as_owner: bool | None = None,
+    memory_mb: int | None = None,
     settings: Settings | None = None,
 ) -> int:
     """Run an agent in this process until SIGTERM or SIGINT; returns the exit code
-    (0 after a clean stop, 2 for a bad name, group or core count or --run-as-owner when not
-    root, 1 if the bus or the output store cannot be opened). ``None`` means the default
-    (host name, OnPremNodes, all cores, HPC_AGENT_RUN_AS_OWNER)."""
+    (0 after a clean stop, 2 for a bad name, group, core count or memory or --run-as-owner
+    when not root, 1 if the bus or the output store cannot be opened). ``None`` means the
+    default (host name, OnPremNodes, all cores, HPC_AGENT_RUN_AS_OWNER, HPC_AGENT_MEMORY_MB
+    else the machine's memory)."""
     _configure_logging()
     settings = settings or Settings()
     if run_as_owner is None:
@@ -52,6 +54,7 @@ def run_agent(
         "groups": list(groups) if groups else None,
         "cores": cores,
         "run_as_owner": run_as_owner or None,
+        "memory_mb": memory_mb or settings.agent_memory_mb,
     }
     try:
         config = AgentConfig.model_validate(
@@ -131,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--cores", type=_positive_int, help="cores this node offers (default: all of them)"
     )
     parser.add_argument(
+        "--memory-mb",
+        type=_positive_int,
+        metavar="N",
+        help="memory (MB) this node reports; tasks asking for more do not run on it "
+        "(default: HPC_AGENT_MEMORY_MB, else this machine's memory)",
+    )
+    parser.add_argument(
         "--run-as-owner",
         action="store_true",
         default=None,
@@ -142,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_agent(args.name, args.groups, args.cores, run_as_owner=args.run_as_owner)
+    return run_agent(
+        args.name,
+        args.groups,
+        args.cores,
+        run_as_owner=args.run_as_owner,
+        memory_mb=args.memory_mb,
+    )
 
 
 def _configure_logging() -> None:

@@ -1,4 +1,4 @@
-"""What an agent is: its node name, node groups, cores and timings."""
+"""What an agent is: its node name, node groups, cores, memory and timings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent import machine
+from shared.domain.memory import MAX_MEMORY_MB
 from shared.domain.messages import EVENTS_LOCK_MS
 from shared.domain.specvalues import quoted
 from shared.settings import Settings
@@ -47,6 +49,11 @@ class AgentConfig(BaseModel):
     """Node groups this node belongs to; the first one is the task's HPC_NODE_GROUP fallback."""
     cores: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=1_000_000)
     """Cores the node offers; the scheduler keeps placements within them."""
+    memory_mb: int | None = Field(
+        default_factory=lambda: machine.memory_mb(), ge=1, le=MAX_MEMORY_MB
+    )
+    """The node's memory (MB), sent at registration: tasks that ask for more are not placed
+    on it (a filter, not reserved). None: unknown (it runs no task that asks for memory)."""
     heartbeat_interval_s: float = Field(default_factory=_default_heartbeat_interval_s, gt=0)
     poll_ms: int = Field(default=50, ge=1, le=1000)
     """Longest wait for assignments per loop: bounds how late a cancel or a process exit is noticed."""

@@ -94,10 +94,12 @@ def request(
     ended: list[EndedAttempt] | None = None,
     run_as_owner: bool = False,
     started_at: datetime | None = None,
+    memory_mb: int | None = None,
 ) -> RegisterNode:
     """The registration request. ``groups`` is only proposed: the control plane takes it on
     the node's first registration and keeps its own groups after that (an admin changes
-    them with ``hpc node set``); ``cores`` counts for an on-prem node, not a managed VM.
+    them with ``hpc node set``); ``cores`` counts for an on-prem node, not a managed VM;
+    ``memory_mb`` (the machine's) counts for any node (None: left off the wire).
     It carries this agent's protocol: which assignments it reads (shared.domain.protocol)."""
     return RegisterNode(
         node=node,
@@ -109,6 +111,7 @@ def request(
         ended=ended or [],
         protocol=AGENT_PROTOCOL,
         run_as_owner=run_as_owner,
+        memory_mb=memory_mb,
     )
 
 

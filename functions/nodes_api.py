@@ -32,6 +32,7 @@ _CAMEL = {
     "minNodes": "min_nodes",
     "maxNodes": "max_nodes",
     "nodeCores": "node_cores",
+    "nodeMemoryMb": "node_memory_mb",
     "growIntervalS": "grow_interval_s",
     "shrinkIntervalS": "shrink_interval_s",
     "shrinkIdleTimes": "shrink_idle_times",

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from hpc.text import cell, one_line, strip_controls
 from shared.domain.durations import format_duration
+from shared.domain.memory import shown
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.states import TASK_TERMINAL, TaskState
 
@@ -72,6 +73,11 @@ def dash(value: Any) -> str:
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)
+
+
+def memory(value: Any, unknown: str = "-") -> str:
+    """MB as ``4 GB``; ``unknown`` for none (or what is no size: a newer field's change)."""
+    return shown(value) if _positive_int(value) else unknown
 
 
 def priority(value: Any) -> str:
@@ -191,14 +197,29 @@ def runtime_limit(job: Mapping[str, Any], tasks: list[dict[str, Any]]) -> str | 
     return "per task: " + ", ".join(shown + (["none"] if len(given) < len(limits) else []))
 
 
+def memory_request(tasks: list[dict[str, Any]]) -> str | None:
+    """What a job's tasks ask of each node's memory (``minMemoryMb``; ``tasks``: a first page
+    of them), None if none asks; tasks that differ show each size."""
+    asked = {t.get("minMemoryMb") for t in tasks}
+    given = sorted(v for v in asked if _positive_int(v))
+    if not given:
+        return None
+    if len(asked) == 1:
+        return f"{shown(given[0])} per node"
+    sizes = [shown(v) for v in given[:4]] + (["..."] if len(given) > 4 else [])
+    return "per task: " + ", ".join(sizes + (["none"] if len(given) < len(asked) else []))
+
+
 def _positive_int(value: Any) -> TypeGuard[int]:
     """A set limit in whole seconds (JSON's true is no number here)."""
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def job_detail(job: Mapping[str, Any], *, limit: str | None = None) -> RenderableType:
-    """One job; ``limit`` is its runtime limit as :func:`runtime_limit` words it (None: no
-    row, no limit is set)."""
+def job_detail(
+    job: Mapping[str, Any], *, limit: str | None = None, memory: str | None = None
+) -> RenderableType:
+    """One job; ``limit`` is its runtime limit as :func:`runtime_limit` words it, ``memory``
+    its tasks' request as :func:`memory_request` does (None: no row, none is set)."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -212,6 +233,7 @@ def job_detail(job: Mapping[str, Any], *, limit: str | None = None) -> Renderabl
         ("Tasks", f"{progress(job)} done"),
         ("Task states", counts_text(job.get("taskCounts"))),
         *([("Runtime limit", limit)] if limit else []),
+        *([("Min memory", memory)] if memory else []),
         *_settings(job),
         ("Submitted", when(job.get("submitTime"))),
         ("Started", when(job.get("startTime"))),
@@ -257,13 +279,14 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
-    limit = task.get("runtimeLimitS")
+    limit, asked = task.get("runtimeLimitS"), task.get("minMemoryMb")
     rows: list[tuple[str, Any]] = [
         ("Task", f"{dash(task.get('jobId'))}.{dash(task.get('id'))}"),
         ("Name", dash(task.get("name"))),
         ("State", state(task.get("state"))),
         ("Command", dash(task.get("command"))),
         ("Cores", dash(task.get("cores"))),
+        *([("Min memory", f"{memory(asked)} per node")] if _positive_int(asked) else []),
         ("Runtime limit", format_duration(limit) if limit else "none"),
         ("Node", dash(task.get("node"))),
         ("Attempt", dash(task.get("attempt"))),
@@ -322,6 +345,7 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
         "Groups",
         "State",
         "Cores",
+        "Memory",
         "Free",
         "Tasks",
         "Provider",
@@ -332,7 +356,9 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
     for column in columns:
         table.add_column(
             column,
-            justify="right" if column in ("Cores", "Free", "Tasks", "Protocol") else "left",
+            justify="right"
+            if column in ("Cores", "Memory", "Free", "Tasks", "Protocol")
+            else "left",
             no_wrap=column in ("Name", "Groups", "State"),  # the reason wraps instead
         )
     for node in nodes:
@@ -342,6 +368,7 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
                 dash(node.get("groups")),
                 node_state(node),
                 dash(node.get("cores")),
+                memory(node.get("memoryMb")),
                 dash(node.get("freeCores")),
                 dash(node.get("runningTasks")),
                 dash(_provider(node)),

@@ -10,12 +10,12 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hpc.render import ago, dash, node_state, when
+from hpc.render import ago, dash, memory, node_state, when
 from hpc.text import strip_controls
 
 
 def node_detail(node: Mapping[str, Any]) -> RenderableType:
-    """One node: state and why, where it runs, its cores, its agent."""
+    """One node: state and why, where it runs, its cores and memory, its agent."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -31,6 +31,7 @@ def node_detail(node: Mapping[str, Any]) -> RenderableType:
         ("Provider", provider + (f" ({', '.join(extras)})" if extras else "")),
         *([("Size", dash(node.get("size")))] if node.get("size") else []),
         ("Cores", dash(node.get("cores"))),
+        ("Memory", memory(node.get("memoryMb"), "unknown")),
         ("Free cores", dash(node.get("freeCores"))),
         ("Running tasks", dash(node.get("runningTasks"))),
         ("Incarnation", dash(node.get("incarnation"))),

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from shared.domain.durations import parse_duration
 from shared.domain.jobspec import Sweep, check_env_name, priority_value
+from shared.domain.memory import parse_mb
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.outputpaths import check_output_path
 from shared.domain.specvalues import JsonRefused, iso_time, load_json, quoted
@@ -70,6 +71,17 @@ def parse_cores(text: str) -> int | dict[str, int]:
     return {"min": first, "max": last} if sep else first
 
 
+def parse_memory(text: str) -> int:
+    """A size, ``4G``, ``512M``, ``1.5T`` or MB (``4096``), as MB by the server's own rule
+    (``--min-memory``, ``--node-memory``)."""
+    try:
+        return parse_mb(text)
+    except ValueError:
+        raise ValueError(
+            f"{quoted(text)} is not a size: give e.g. 4G, 512M, 1.5T or 4096 (MB), 1 MB to 64 TB"
+        ) from None
+
+
 def parse_output_path(text: str, *, sweep: bool = True) -> str:
     """A --stdout / --stderr path, its placeholders checked by the server's own rule
     (``sweep``: whether the task is a sweep, which ``%a`` needs)."""
@@ -91,6 +103,7 @@ def build_spec(
     cores: int | dict[str, int] = 1,
     exclusive: bool = False,
     nodes: int | None = None,
+    min_memory_mb: int | None = None,
     priority: int | str | None = None,
     sweep: str | None = None,
     work_dir: str | None = None,
@@ -110,6 +123,8 @@ def build_spec(
         task["exclusive"] = True
     if nodes is not None:
         task["nodes"] = nodes
+    if min_memory_mb is not None:
+        task["minMemoryMb"] = min_memory_mb
     if sweep is not None:
         task["sweep"] = sweep
     if work_dir is not None:

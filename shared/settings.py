@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.domain.memory import MAX_MEMORY_MB
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HPC_", extra="ignore", populate_by_name=True)
@@ -33,6 +35,9 @@ class Settings(BaseSettings):
     agent_run_as_owner: bool = False
     """An agent runs each task as the OS user named as its job's owner (``hpc agent run
     --run-as-owner``; the agent must run as root). Off: as the agent's own user."""
+    agent_memory_mb: int | None = Field(default=None, ge=1, le=MAX_MEMORY_MB)
+    """The memory (MB) an agent reports for its node (``hpc agent run --memory-mb``); unset:
+    the machine's, as the agent reads it (agent/machine.py)."""
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest accepted HTTP request body (413 above)."""

@@ -9,7 +9,7 @@ import pytest
 
 from shared.adapters.local_compute import LocalProvider
 from shared.domain.demand import Reach
-from shared.domain.growshrink import NodeMemory
+from shared.domain.growshrink import GroupPolicy, NodeMemory
 from shared.domain.idleplan import overflow
 from shared.domain.models import Task
 from shared.domain.states import NodeState
@@ -128,7 +128,7 @@ def test_a_task_wider_than_it_could_ever_get_holds_no_node():
     ],
 )
 def test_reach_counts_eligible_onprem_nodes_and_what_each_group_may_have_up(task, holds):
-    reach = Reach([((ONPREM,), 4)] * 3, {AZ: (4, 5)})
+    reach = Reach([((ONPREM,), 4, None)] * 3, {AZ: (GroupPolicy(node_cores=4), 5)})
     assert reach.holds(task) is holds
 
 

@@ -19,7 +19,12 @@ def test_agent_run_passes_its_options_to_run_agent(
     calls = []
 
     def run_agent(
-        name: str, groups: list[str], cores: int, *, run_as_owner: bool | None = None
+        name: str,
+        groups: list[str],
+        cores: int,
+        *,
+        run_as_owner: bool | None = None,
+        memory_mb: int | None = None,
     ) -> int:
         calls.append((name, groups, cores, run_as_owner))
         return 3

@@ -30,6 +30,15 @@ def agent_run(
             min=1, help="Cores to offer.  \\[default: this host's CPU count]", show_default=False
         ),
     ] = None,
+    memory_mb: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Memory (MB) to report; tasks asking for more do not run here.  "
+            "\\[default: HPC_AGENT_MEMORY_MB, else this host's memory]",
+            show_default=False,
+        ),
+    ] = None,
     run_as_owner: Annotated[
         bool,
         typer.Option(
@@ -44,4 +53,6 @@ def agent_run(
     import agent  # the agent's own imports are not needed by any other command
 
     groups = group_names(group, "--group")
-    raise typer.Exit(agent.run_agent(name, groups, cores, run_as_owner=run_as_owner or None))
+    raise typer.Exit(
+        agent.run_agent(name, groups, cores, run_as_owner=run_as_owner or None, memory_mb=memory_mb)
+    )

@@ -97,22 +97,20 @@ def job_list(
 
 @app.command("view")
 def job_view(job_id: JobId, as_json: JsonOption = False) -> None:
-    """Show one job: state, priority, task counts, runtime limit, times."""
+    """Show one job: state, priority, task counts, runtime limit, memory asked, times."""
     with api_client() as client:
         job = client.get_job(job_id)
         if as_json:
             print_json(job)
             return
-        limit = render.runtime_limit(job, [])
-        if limit is None:  # none for the job: its tasks may have
-            try:
-                tasks = client.list_tasks(job_id, limit=LIMIT_SAMPLE).get("tasks", [])
-            except ApiError as exc:
-                if exc.status not in REFUSED:  # not this job's tasks to read: it still shows
-                    raise
-            else:
-                limit = render.runtime_limit(job, tasks)
-    stdout_console().print(render.job_detail(job, limit=limit))
+        tasks: list[dict[str, Any]] = []  # their runtime limits, if the job has none, and memory
+        try:
+            tasks = client.list_tasks(job_id, limit=LIMIT_SAMPLE).get("tasks", [])
+        except ApiError as exc:
+            if exc.status not in REFUSED:  # not this job's tasks to read: it still shows
+                raise
+    limit, memory = render.runtime_limit(job, tasks), render.memory_request(tasks)
+    stdout_console().print(render.job_detail(job, limit=limit, memory=memory))
 
 
 @app.command("cancel")

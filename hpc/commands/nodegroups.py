@@ -9,7 +9,8 @@ from rich.table import Table
 
 from hpc.common import JsonOption, api_client, print_json, stdout_console
 from hpc.errors import CliError
-from hpc.render import _cells, dash
+from hpc.render import _cells, dash, memory
+from hpc.spec import parse_memory
 from hpc.text import one_line
 from shared.domain.groupsettings import ONPREM
 from shared.domain.idlepolicy import GROUP_FORMS, group_idle_policy
@@ -26,8 +27,8 @@ def group_list(as_json: JsonOption = False) -> None:
         print_json(data)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    columns = ("Name", "Provider", "Min", "Max", "Node cores", "Autoscale", "Idle policy")
-    for column in (*columns, "Description"):
+    columns = ("Name", "Provider", "Min", "Max", "Node cores", "Node memory", "Autoscale")
+    for column in (*columns, "Idle policy", "Description"):
         table.add_column(column)
     for g in data.get("groups", []):
         managed = g.get("provider")
@@ -38,6 +39,7 @@ def group_list(as_json: JsonOption = False) -> None:
                 dash(g.get("minNodes")) if managed else "-",  # on-prem: no bounds
                 dash(g.get("maxNodes")) if managed else "-",
                 dash(g.get("nodeCores")) if managed else "-",
+                memory(g.get("nodeMemoryMb"), "unknown") if managed else "-",
                 ("yes" if g.get("autoscale") else "no") if managed else "-",
                 dash(g.get("idlePolicy")) if managed else "-",
                 dash(g.get("description")),
@@ -72,6 +74,27 @@ def _or_default(flag: str, value: str, parse: Any = str) -> Any:
         ) from None
 
 
+def _node_memory(text: str | None) -> Any:
+    """``--node-memory``: MB, :data:`_DEFAULT` for ``default``, None if not given; a
+    CliError (exit 2) saying what it takes."""
+    if text is None or text.strip().lower() in DEFAULT_WORDS:
+        return None if text is None else _DEFAULT
+    try:
+        return parse_memory(text)
+    except ValueError as exc:
+        raise CliError(f"--node-memory: {exc}; or default", exit_code=2) from None
+
+
+NodeMemory = Annotated[
+    str | None,
+    typer.Option(
+        metavar="SIZE|default",
+        help="Memory of its nodes (their VM size's), e.g. 16G: tasks asking for more run "
+        "elsewhere; default (or none): unknown, the nodes' own word once they register.",
+    ),
+]
+
+
 def _seconds(text: str) -> float:
     """A number of seconds, at least 0 and finite (the API checks its upper bound)."""
     seconds = float(text)
@@ -97,14 +120,17 @@ def group_create(
         int | None,
         typer.Option("--max", min=0, help="Most nodes (managed groups; default 0: none)."),
     ] = None,
+    node_memory: NodeMemory = None,
 ) -> None:
     """Create a node group (refused if one exists whose name differs only by case). A
     managed group's --max bounds its nodes: 0, the default, lets it have none."""
     if provider is not None and provider.lower() == ONPREM:
         provider = None  # as set's: no provider, on-prem nodes (also the default)
+    memory_mb = _node_memory(node_memory)
     settings = _settings(
-        provider=provider, description=description, minNodes=min_nodes, maxNodes=max_nodes
-    )
+        provider=provider, description=description, minNodes=min_nodes, maxNodes=max_nodes,
+        nodeMemoryMb=None if memory_mb is _DEFAULT else memory_mb,  # unset: unknown already
+    )  # fmt: skip
     with api_client() as client:
         group = client.create_node_group(name, **settings)
     bounds = (
@@ -125,6 +151,7 @@ def group_set(
         typer.Option(help="Provider of its nodes (local, azure), or onprem for none."),
     ] = None,
     node_cores: Annotated[int | None, typer.Option(min=1, help="Cores of new nodes.")] = None,
+    node_memory: NodeMemory = None,
     size: Annotated[
         str | None,
         typer.Option(
@@ -188,11 +215,12 @@ def group_set(
     vm_size = _or_default("--size", size) if size is not None else None
     settings = _settings(
         minNodes=min_nodes, maxNodes=max_nodes, provider=provider, nodeCores=node_cores,
-        size=vm_size, autoscale=autoscale, growIntervalS=grow_interval,
-        shrinkIntervalS=shrink_interval, shrinkIdleTimes=shrink_idle_times,
-        growThreshold=grow_threshold, tasksPerResourceUnit=tasks_per_resource_unit,
-        extraNodesGrowRatio=extra_nodes_grow_ratio, growByMin=grow_by_min,
-        idlePolicy=idle_policy, bootDelayS=boot_delay, scaleDownDelayS=delay,
+        nodeMemoryMb=_node_memory(node_memory), size=vm_size, autoscale=autoscale,
+        growIntervalS=grow_interval, shrinkIntervalS=shrink_interval,
+        shrinkIdleTimes=shrink_idle_times, growThreshold=grow_threshold,
+        tasksPerResourceUnit=tasks_per_resource_unit, extraNodesGrowRatio=extra_nodes_grow_ratio,
+        growByMin=grow_by_min, idlePolicy=idle_policy, bootDelayS=boot_delay,
+        scaleDownDelayS=delay,
     )  # fmt: skip
     if idle_policy is not None:  # the control plane's own check, before any request
         try:

@@ -30,6 +30,7 @@ from hpc.spec import (
     parse_cores,
     parse_env,
     parse_exit_codes,
+    parse_memory,
     parse_output_path,
     parse_priority,
     parse_sweep,
@@ -84,6 +85,15 @@ def job_submit(
             help="Nodes per task, all reserved at once; the command runs on the first, "
             "$HPC_NODES lists them (e.g. mpirun --host $HPC_NODES).  \\[default: 1]",
             show_default=False,
+        ),
+    ] = None,
+    min_memory: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SIZE",
+            help="Memory each of its nodes must have, e.g. 4G, 512M (MB if no unit): runs "
+            "only on nodes that big (a filter: the memory is not reserved).",
+            callback=checked_by(parse_memory),
         ),
     ] = None,
     priority: Annotated[
@@ -225,7 +235,7 @@ def job_submit(
     options = {
         "--template": template,
         "--name": name, "--nodegroup": nodegroup, "--cores": cores, "--priority": priority,
-        "--exclusive": exclusive or None, "--nodes": nodes,
+        "--exclusive": exclusive or None, "--nodes": nodes, "--min-memory": min_memory,
         "--sweep": sweep, "--workdir": workdir, "--env": env,
         "--runtime-limit": runtime_limit, "--valid-exit-codes": valid_exit_codes,
         "--array": array, "--depends-on": depends_on, "--stdout": stdout, "--stderr": stderr,
@@ -271,6 +281,7 @@ def job_submit(
             cores=parse_cores(cores) if cores is not None else 1,
             exclusive=exclusive,
             nodes=nodes,
+            min_memory_mb=parse_memory(min_memory) if min_memory is not None else None,
             priority=parse_priority(priority) if priority is not None else None,
             sweep=parse_sweep(sweep) if sweep is not None else array_sweep,
             # the submit dir, not the agent's: a relative --workdir is sent absolute (Slurm's

@@ -2,7 +2,7 @@
 
 It lets the autoscaler and ``hpc node start/stop`` run end to end without a
 cloud: a created VM is a name remembered here (deallocated); start spawns
-``python -m agent --name N --group G --cores C`` with this cluster's
+``python -m agent --name N --group G --cores C [--memory-mb M]`` with this cluster's
 ``HPC_HOME`` after a boot delay; deallocate is SIGTERM (the agent stops
 cleanly and says so); delete forgets it. Fault switches (:class:`LocalFaults`,
 :meth:`LocalProvider.evict`) play what Azure does to us: refused creates,
@@ -277,6 +277,8 @@ class LocalProvider(ComputeProvider):
         else:
             command = [self.python, "-m", "agent", "--name", spec.name, "--group", spec.group]
             command += ["--cores", str(spec.cores)]
+            if spec.memory_mb is not None:  # its group's size, not this host's memory
+                command += ["--memory-mb", str(spec.memory_mb)]
         if self.boot_delay_s > 0:
             command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{self.boot_delay_s:g}", *command]
         logs = self.home / "logs"

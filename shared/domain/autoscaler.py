@@ -15,13 +15,14 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   coming capacity; a multi-node task that may burst takes the nodes that can hold it
   now and overflows only the nodes it lacks (an idle on-prem node is not counted for
   two tasks). Cores the scheduler holds for a blocked head task at an unknown time
-  (``ClusterView.reserved``) are not free to later tasks. What is left (the overflow) is bin-packed, first-fit
-  decreasing, onto template nodes of each managed group the task may run on;
+  (``ClusterView.reserved``) are not free to later tasks; a task asking for memory
+  takes only nodes with that much. What is left (the overflow) is bin-packed, first-fit
+  decreasing, onto template nodes of each managed group the task may run on and fits
+  (cores, memory: ``demand.grown_for``, which also says why it starts none for a task);
   the group grows by the number of bins, never past ``max_nodes``, the Offline
   nodes it has (not those an admin took offline or drained: ``Node.held``), or
-  ``max_starts_per_run``. A job allowed on
-  [OnPremNodes, AzureNodes] therefore fills on-prem first and bursts to Azure
-  only for the overflow.
+  ``max_starts_per_run``. A job allowed on [OnPremNodes, AzureNodes] therefore fills
+  on-prem first and bursts to Azure only for the overflow.
 - **Stop only idle nodes.** A managed Online node with no active task is stopped
   once idle for ``idle`` (ShrinkIdleTimes x ShrinkInterval) since the
   autoscaler first saw it idle, if no queued task could run on it, the group
@@ -49,7 +50,7 @@ from dataclasses import replace
 from datetime import datetime
 from functools import partial
 
-from shared.domain import autoscaler_cap, autoscaler_notes
+from shared.domain import autoscaler_cap, autoscaler_notes, demand
 from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them here too
     ClusterView,
     Decision,
@@ -67,6 +68,7 @@ from shared.domain.growshrink import (
     GroupPolicy,
     NodeMemory,
     next_backoff,
+    start_order,
 )
 from shared.domain.models import Task
 from shared.domain.power import OFF_STATES, PowerState
@@ -208,15 +210,17 @@ class _Run:
         size = {n.name: n.cores for n in self.view.nodes}
         # an Online node's agent reads what its protocol says; a Starting one boots ours
         protocol = {n.name: n.agent_protocol for n in self.view.nodes if n.state is _ONLINE}
-        queued, spill = self.view.queued, None
+        queued, spill, memory_mb = self.view.queued, None, None
+        if any(t.min_memory_mb is not None for t in queued):  # the nodes' memory, if asked
+            memory_mb = demand.memory_of(self.view.nodes, self.managed, self.policy.groups)
         if any(t.nodes > 1 for t in queued):  # what a wide task could ever hold
             growable = {g: gp for g, gp in self.policy.groups.items() if g in self._members}
             spill = reach(self.view.nodes, self.managed, growable).holds
         bursts = partial(may_grow_for, policy=self.policy, members=self._members,
                          memories=self.groups, now=self.now)  # fmt: skip
         return place_queue(
-            queued, placing, free, size, groups_of, protocol=protocol, spill=spill,
-            reserved=self.view.reserved, now_s=self.now.timestamp(), bursts=bursts,
+            queued, placing, free, size, groups_of, protocol=protocol, memory=memory_mb,
+            spill=spill, reserved=self.view.reserved, now_s=self.now.timestamp(), bursts=bursts,
         )  # fmt: skip
 
     def grow(self, overflow: list[Task]) -> None:
@@ -239,11 +243,10 @@ class _Run:
             )
             if due:
                 memory = replace(memory, last_grow_check=self.now)
-                tasks = [
-                    t
-                    for t in overflow
-                    if may_run_in(t, group) and t.cores <= gp.node_cores and _key(t) not in claimed
-                ]
+                mine = [t for t in overflow if may_run_in(t, group) and _key(t) not in claimed]
+                tasks, why = demand.grown_for(mine, group, gp, members)
+                if why:  # said per task by its pending reason: no grow note (grows=False)
+                    self.notes.append(Note(group, why, grows=False))
             if tasks and len(tasks) < gp.grow_threshold:
                 self.notes.append(
                     Note(
@@ -262,7 +265,7 @@ class _Run:
                 words = autoscaler_notes.backoff(wanted, memory.backoff_until, memory.last_failure)
                 self.notes.append(Note(group, words))
                 continue
-            offline.sort(key=_name)
+            offline = start_order(offline, tasks)
             count = min(wanted, max(0, gp.max_nodes - up), len(offline), starts_left)
             if count < wanted:
                 short = autoscaler_notes.Shortfall(

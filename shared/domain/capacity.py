@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from shared.domain.memory import fits
+
 
 @dataclass
 class Space:
@@ -22,16 +24,23 @@ class Space:
     tier: int = 0
     """Lower tiers fill first: 0 an on-prem node (already paid for), 1 a managed VM (billed
     while it runs), so work bursts to the cloud only for what on-prem cannot take now."""
+    memory_mb: int | None = None
+    """Its memory (None: unknown): a request asking for more never goes there, nor one
+    asking for any on a node of unknown memory (shared.domain.memory)."""
 
     @property
     def whole(self) -> int:
         return self.free if self.cores is None else self.cores
 
 
-def eligible(groups: frozenset[str], space: Space, protocol: int = 1) -> bool:
-    """A request of these groups, needing this agent protocol, may run on this node (no
-    groups: any node)."""
+def eligible(
+    groups: frozenset[str], space: Space, protocol: int = 1, memory_mb: int | None = None
+) -> bool:
+    """A request of these groups, needing this agent protocol and this much memory per node,
+    may run on this node (no groups: any node)."""
     if protocol > space.protocol:
+        return False
+    if memory_mb is not None and not fits(memory_mb, space.memory_mb):
         return False
     return not groups or not groups.isdisjoint(space.groups)
 
@@ -76,12 +85,14 @@ class FreeCores:
         avoid: Collection[str] = (),
         exclusive: bool = False,
         protocol: int = 1,
+        memory_mb: int | None = None,
     ) -> list[Space] | None:
         """The ``nodes`` most-free nodes with ``cores`` free that ``groups`` allows (with
         ``exclusive``, idle ones only; with ``protocol`` above 1, only nodes whose agents speak
-        it), the lowest tier first (on-prem before managed VMs: a multi-node request spans
-        both only when the on-prem nodes alone are short), taking nodes in ``avoid`` only where there are not
-        enough others; None if they do not exist."""
+        it; with ``memory_mb``, only nodes known to have that much), the lowest tier first
+        (on-prem before managed VMs: a multi-node request spans both only when the on-prem
+        nodes alone are short), taking nodes in ``avoid`` only where there are not enough
+        others; None if they do not exist."""
         picked: list[Space] = []
         shunned: list[Space] = []
         for tier in self._tiers:
@@ -89,7 +100,9 @@ class FreeCores:
             for level in range(self._top[tier], max(cores, 1) - 1, -1):
                 for name in levels.get(level, ()):
                     space = self.spaces[name]
-                    if not eligible(groups, space, protocol) or (exclusive and not self.idle(name)):
+                    if not eligible(groups, space, protocol, memory_mb) or (
+                        exclusive and not self.idle(name)
+                    ):
                         continue
                     if name in avoid:
                         shunned.append(space)

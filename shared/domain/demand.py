@@ -4,7 +4,10 @@ autoscaler (shared.domain.autoscaler) to grow a group by the nodes it needs, not
 
 A multi-node task needs its nodes on different nodes; an exclusive task takes whole nodes.
 One that may burst takes the nodes that can hold it now and needs nodes started only for the
-rest (:class:`Reach`): the scheduler spans on-prem and managed nodes the same way.
+rest (:class:`Reach`): the scheduler spans on-prem and managed nodes the same way. A task
+that asks for memory goes only on nodes that have it (:mod:`shared.domain.memory`), and a
+group grows for it only if its nodes have it or their memory is not known yet
+(:func:`grown_for`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from functools import partial
 
 from shared.domain.autoscaler_io import Reserved
 from shared.domain.cluster import Node
-from shared.domain.growshrink import GroupPolicy
+from shared.domain.growshrink import GroupPolicy, fits_node
+from shared.domain.memory import fits, shown
 from shared.domain.models import Task
 from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
 from shared.domain.reservedhold import ends_first, holding
@@ -88,21 +92,26 @@ class Reach:
     fits that takes a part of the nodes up now (:func:`place_queue`): one that never can would
     keep them up, billing, for nothing."""
 
-    onprem: Sequence[tuple[Collection[str], int]]
-    """(groups, cores) of each Online node no autoscaler starts."""
-    managed: Mapping[str, tuple[int, int]]
-    """Each managed group that may grow: (cores of its nodes, most nodes it can have up)."""
+    onprem: Sequence[tuple[Collection[str], int, int | None]]
+    """(groups, cores, memory MB or None: unknown) of each Online node no autoscaler starts."""
+    managed: Mapping[str, tuple[GroupPolicy, int]]
+    """Each managed group that may grow: (its policy, most nodes it can have up)."""
 
     def holds(self, task: Task) -> bool:
         total, burst = 0, False
-        for group, (cores, most) in self.managed.items():
-            if may_run_in(task, group) and task.cores <= cores:
+        for group, (gp, most) in self.managed.items():
+            if may_run_in(task, group) and fits_node(task, gp):
                 total, burst = total + most, True
         if not burst:
             return False
         allowed = set(task.node_groups)
-        for groups, cores in self.onprem:
-            if cores >= task.cores and (not allowed or not allowed.isdisjoint(groups)):
+        need = task.min_memory_mb
+        for groups, cores, memory_mb in self.onprem:
+            if (
+                cores >= task.cores
+                and (not allowed or not allowed.isdisjoint(groups))
+                and fits(need, memory_mb)
+            ):
                 total += 1
         return total >= task.nodes
 
@@ -113,17 +122,86 @@ def reach(
     """The :class:`Reach` of a cluster: ``group_of`` maps each node to its managed group (None:
     on-prem, or a group the autoscaler leaves alone); ``groups``: the groups that may grow.
     A node an admin holds (drained, taken offline) is never started, so it does not count."""
-    onprem: list[tuple[Collection[str], int]] = []
+    onprem: list[tuple[Collection[str], int, int | None]] = []
     count: dict[str, int] = {}
     for n in nodes:
         group = group_of.get(n.name)
         if group is None:
             if n.state is NodeState.ONLINE:
-                onprem.append((n.groups, n.cores))
+                onprem.append((n.groups, n.cores, n.memory_mb))
         elif group in groups and not n.held:
             count[group] = count.get(group, 0) + 1
-    most = {g: (gp.node_cores, min(gp.max_nodes, count.get(g, 0))) for g, gp in groups.items()}
+    most = {g: (gp, min(gp.max_nodes, count.get(g, 0))) for g, gp in groups.items()}
     return Reach(onprem, most)
+
+
+def grown_for(
+    tasks: Sequence[Task], group: str, gp: GroupPolicy, members: Sequence[Node] = ()
+) -> tuple[list[Task], str | None]:
+    """Of overflowing ``tasks`` that may run in ``group``: those it grows for (a node of it can
+    run them: :func:`fits_node`), and why it starts none for those asking for memory it
+    starts no node for. Those are: tasks asking more than its nodes are known to have (the
+    nodes started would never run them); and, where its node memory is unknown, all but one:
+    one node started tells the memory when its agent registers, cheaper than many that may
+    all be too small. None at all while one of its ``members`` is Starting (it will tell) or
+    is Online without a memory (its agent did not tell: another would not either, and a VM
+    started each grow check for nothing is the loop to avoid)."""
+    grown: list[Task] = []
+    big: list[Task] = []
+    mute: list[str] = []  # Online members that did not tell their memory
+    probing: bool | None = None  # a node is (or will be) starting that tells the memory
+    for t in tasks:
+        if not fits_node(t, gp):
+            if t.cores <= gp.node_cores:  # memory is what it lacks
+                big.append(t)
+            continue
+        if t.min_memory_mb is not None and gp.node_memory_mb is None:
+            if probing is None:
+                mute = sorted(
+                    n.name for n in members if n.state is NodeState.ONLINE and n.memory_mb is None
+                )
+                probing = bool(mute) or any(n.state is NodeState.STARTING for n in members)
+            if probing:
+                big += [t] if mute else []
+                continue
+            probing = True
+        grown.append(t)
+    return grown, (_none_started(group, big, gp, mute) if big else None)
+
+
+def _none_started(group: str, tasks: Sequence[Task], gp: GroupPolicy, mute: list[str]) -> str:
+    """Why ``group`` starts no node for ``tasks``, which ask for memory (:func:`grown_for`)."""
+    jobs = ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
+    most = max(t.min_memory_mb or 0 for t in tasks)
+    which = f"{len(tasks)} queued task(s) of jobs {jobs} ask up to {shown(most)} memory per node"
+    if gp.node_memory_mb is not None:
+        has = f"its nodes have {shown(gp.node_memory_mb)}"
+        change = (
+            f"bigger VMs: hpc nodegroup set {group} --size VM --node-memory SIZE, "
+            f"then hpc node add --group {group}"
+        )
+    else:
+        has = f"its nodes' memory is unknown ({mute[0]}'s agent did not report it)"
+        change = f"hpc nodegroup set {group} --node-memory SIZE"
+    return f"{which}; {has}: none started for them ({change})"
+
+
+def memory_of(
+    nodes: Iterable[Node], group_of: Mapping[str, str | None], groups: Mapping[str, GroupPolicy]
+) -> dict[str, int | None]:
+    """Each node's memory as :func:`place_queue` counts it: an Online node's own (None:
+    unknown, it takes no task that asks for memory, as in the scheduler); a Starting node of
+    a managed group (``group_of``, ``groups``) its own if it registered before, else its
+    group's; left out if neither is known: taken as enough (as the group is, when it grows)."""
+    out: dict[str, int | None] = {}
+    for n in nodes:
+        if n.state is NodeState.ONLINE:
+            out[n.name] = n.memory_mb
+        elif n.state is NodeState.STARTING and (gp := groups.get(group_of.get(n.name) or "")):
+            have = n.memory_mb if n.memory_mb is not None else gp.node_memory_mb
+            if have is not None:
+                out[n.name] = have
+    return out
 
 
 def place_queue(
@@ -134,6 +212,7 @@ def place_queue(
     groups_of: Mapping[str, set[str]],
     *,
     protocol: Mapping[str, int] | None = None,
+    memory: Mapping[str, int | None] | None = None,
     spill: Callable[[Task], bool] | None = None,
     reserved: Reserved | None = None,
     now_s: float = 0.0,
@@ -143,7 +222,9 @@ def place_queue(
     as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
     ``free`` and ``placing`` are used up as tasks are placed. ``protocol``:
     each node's agent protocol (missing: the current one, as a node the autoscaler starts
-    boots the current agent); a task goes only where its assignment can be read. ``spill``:
+    boots the current agent); a task goes only where its assignment can be read. ``memory``:
+    each node's memory (:func:`memory_of`); a task that asks for memory goes only where it
+    fits, a node missing from it taken as enough (None: no task asks for any). ``spill``:
     a multi-node task that does not fit whole and for which it says True (e.g.
     :meth:`Reach.holds`) takes the nodes that fit now, and only the rest overflows (a copy
     with ``nodes`` = the nodes still lacking): nodes are started for the rest only, and a
@@ -155,6 +236,7 @@ def place_queue(
     overflow: list[Task] = []
     wanted: set[str] = set()
     ages = protocol or {}
+    mems = memory or {}
     order: list[str] = []
     held: Mapping[str, int] = {}
     head = len(queued)
@@ -166,11 +248,11 @@ def place_queue(
     def place(task: Task) -> None:
         if held and not (reserved is not None and ends_first(task, reserved, now_s)):
             fit = partial(
-                _place, task, placing, free, size, groups_of, ages, spill, overflow, wanted
+                _place, task, placing, free, size, groups_of, ages, mems, spill, overflow, wanted
             )
             holding(held, free, placing, order, fit)
         else:
-            _place(task, placing, free, size, groups_of, ages, spill, overflow, wanted)
+            _place(task, placing, free, size, groups_of, ages, mems, spill, overflow, wanted)
 
     for task in queued[: head + 1]:
         place(task)
@@ -192,14 +274,16 @@ def _place(
     size: Mapping[str, int],
     groups_of: Mapping[str, set[str]],
     ages: Mapping[str, int],
+    mems: Mapping[str, int | None],
     spill: Callable[[Task], bool] | None,
     overflow: list[Task],
     wanted: set[str],
 ) -> None:
     """One task of :func:`place_queue`: placed (``free``, ``wanted``), or (partly) overflows."""
     need = task_protocol(task) if ages else 1
+    mem = task.min_memory_mb if mems else None
     if task.nodes > 1 or task.exclusive:
-        able = placing if need <= 1 else _able(placing, ages, need)
+        able = placing if need <= 1 and mem is None else _able(placing, ages, need, mems, mem)
         rest = place_wide(task, able, free, size, groups_of, wanted, spill=spill)
         if rest == task.nodes:
             overflow.append(task)
@@ -214,6 +298,7 @@ def _place(
             free[name] >= task.cores
             and (not task.node_groups or groups_of[name] & set(task.node_groups))
             and (need <= 1 or ages.get(name, AGENT_PROTOCOL) >= need)
+            and (mem is None or name not in mems or fits(mem, mems[name]))
         ):
             free[name] -= task.cores
             wanted.add(name)
@@ -253,5 +338,18 @@ def place_wide(
     return task.nodes - len(chosen)
 
 
-def _able(placing: list[str], protocol: Mapping[str, int], need: int) -> list[str]:
-    return [n for n in placing if protocol.get(n, AGENT_PROTOCOL) >= need]
+def _able(
+    placing: list[str],
+    protocol: Mapping[str, int],
+    need: int,
+    memory: Mapping[str, int | None],
+    mem: int | None,
+) -> list[str]:
+    """The nodes of ``placing`` whose agents speak protocol ``need`` and (``mem``: MB asked)
+    have the memory (a node missing from ``memory`` is taken as having it)."""
+    return [
+        n
+        for n in placing
+        if protocol.get(n, AGENT_PROTOCOL) >= need
+        and (mem is None or n not in memory or fits(mem, memory[n]))
+    ]

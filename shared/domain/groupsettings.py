@@ -19,6 +19,7 @@ from typing import Any
 from pydantic.alias_generators import to_camel
 
 from shared.domain.cluster import NodeGroup
+from shared.domain.memory import MAX_MEMORY_MB
 from shared.domain.specvalues import cut
 from shared.errors import InvalidRequest
 
@@ -48,6 +49,7 @@ GROUP_SETTINGS: dict[str, Setting] = {
     "min_nodes": Setting(int),
     "max_nodes": Setting(int),
     "node_cores": Setting(int, low=1, high=MAX_CORES),
+    "node_memory_mb": Setting(int, low=1, high=MAX_MEMORY_MB, nullable=True),
     "size": Setting(str, high=128, nullable=True),
     "autoscale": Setting(bool),
     "grow_interval_s": Setting(float, high=DAY_S),

@@ -9,10 +9,14 @@ timer runs, so idleness is a duration since a stored time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.domain.cluster import Node
+    from shared.domain.models import Task
 
 # ------------------------------------------------------------------- settings
 
@@ -23,6 +27,9 @@ class GroupPolicy:
 
     node_cores: int
     """Cores of one node of the group (the template the overflow is packed onto)."""
+    node_memory_mb: int | None = None
+    """Memory (MB) of one node of the group, by :func:`group_memory_mb` (None: unknown, taken
+    as enough: a node started tells its memory when its agent registers)."""
     min_nodes: int = 0
     max_nodes: int = 100
     grow_interval: timedelta = timedelta(minutes=1)
@@ -47,6 +54,49 @@ class GroupPolicy:
     def idle(self) -> timedelta:
         """ShrinkIdleTimes checks in a row, as a duration (counting checks drifts with timer runs)."""
         return self.shrink_interval * self.shrink_idle_times
+
+
+def fits_node(task: Task, gp: GroupPolicy) -> bool:
+    """One node of the group can run ``task``: enough cores, and enough memory if it asks
+    for some (a group of unknown node memory is taken to have enough: see
+    :attr:`GroupPolicy.node_memory_mb`). Every "may the autoscaler grow this group for this
+    task" asks this."""
+    need = task.min_memory_mb
+    have = gp.node_memory_mb
+    return task.cores <= gp.node_cores and (need is None or have is None or need <= have)
+
+
+def group_memory_mb(setting: int | None, group: str, nodes: Iterable[Node]) -> int | None:
+    """The most memory a node of a managed group has, as the autoscaler decides with it
+    (its grow starts the nodes that have what the tasks ask first: :func:`start_order`).
+    A node's memory is what its agent reported, or, never registered, what ``hpc node add``
+    gave it from the group's ``node_memory_mb``; the setting stands for the nodes that say
+    none (and for those ``hpc node add`` makes), never against a node's own word. None:
+    unknown (nothing says; a node started tells)."""
+    members = [n for n in nodes if group in n.groups]
+    known = [n.memory_mb for n in members if n.memory_mb is not None]
+    if setting is not None and (len(known) < len(members) or not members):
+        known.append(setting)
+    return max(known, default=None)
+
+
+def start_order(offline: Sequence[Node], tasks: Sequence[Task]) -> list[Node]:
+    """The Offline nodes a grow for ``tasks`` starts, first first: those known to have the
+    most memory any of them asks, then those of unknown memory, then the others, by name;
+    none known to have less than every one of them asks (it would run none of them)."""
+    asks = [t.min_memory_mb for t in tasks]
+    most = max((a for a in asks if a is not None), default=None)
+    if most is None:
+        return sorted(offline, key=lambda n: n.name)
+    least = None if None in asks else min(a for a in asks if a is not None)
+    able = [n for n in offline if least is None or n.memory_mb is None or n.memory_mb >= least]
+
+    def rank(n: Node) -> tuple[int, str]:
+        if n.memory_mb is None:
+            return 1, n.name
+        return (0 if n.memory_mb >= most else 2), n.name
+
+    return sorted(able, key=rank)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
 from shared.domain.demand import may_run_in, nodes_for, place_queue, reach
-from shared.domain.growshrink import GroupPolicy
+from shared.domain.growshrink import GroupPolicy, fits_node
 from shared.domain.models import Task
 from shared.domain.states import NodeState, TaskState
 from shared.domain.waitvalue import ValuePool, WidthMix
@@ -109,6 +109,9 @@ def overflow(
     placing = sorted((n for n in free if free[n] > 0), key=lambda n: (n in managed, n))
     groups_of = {n.name: set(n.groups) for n in nodes if n.name in free}
     protocol = {n.name: n.agent_protocol for n in nodes if n.name in free}
+    memory = None  # each Online node's memory, if a task asks for some
+    if any(t.min_memory_mb is not None for t in queued):
+        memory = {n.name: n.memory_mb for n in nodes if n.name in free}
     size = {n.name: n.cores for n in nodes if n.name in free}
     spill = None
     if any(t.nodes > 1 for t in queued):
@@ -119,17 +122,20 @@ def overflow(
                 cores[g] = max(cores.get(g, 0), n.cores)
         most = {g: GroupPolicy(node_cores=c, max_nodes=len(group_of)) for g, c in cores.items()}
         spill = reach(nodes, group_of, most).holds
-    return place_queue(queued, placing, free, size, groups_of, protocol=protocol, spill=spill)[0]
+    return place_queue(
+        queued, placing, free, size, groups_of, protocol=protocol, memory=memory, spill=spill
+    )[0]
 
 
 def owner_group(
     task: Task, groups: Mapping[str, GroupPolicy], excluded: Collection[str]
 ) -> str | None:
     """The one managed group whose growth a queued task counts toward: the first by name it
-    may run on and fits (the order the autoscaler's grow takes), so that a task two groups
-    may run does not raise both floors; None: no managed group can run it."""
+    may run on and fits (cores, memory: :func:`fits_node`; the order the autoscaler's grow
+    takes), so that a task two groups may run does not raise both floors; None: no managed
+    group can run it."""
     for g in sorted(groups):
-        if may_run_in(task, g) and g not in excluded and task.cores <= groups[g].node_cores:
+        if may_run_in(task, g) and g not in excluded and fits_node(task, groups[g]):
             return g
     return None
 
@@ -190,7 +196,7 @@ def attribution(
 def demand(tasks: Sequence[Task], group: str, gp: GroupPolicy) -> int:
     """Nodes of the group these tasks need (those that may run there), at most its max."""
     mine = [t for t in tasks if may_run_in(t, group)]
-    return min(gp.max_nodes, nodes_for([t for t in mine if t.cores <= gp.node_cores], gp))
+    return min(gp.max_nodes, nodes_for([t for t in mine if fits_node(t, gp)], gp))
 
 
 def group_load(

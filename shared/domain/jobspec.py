@@ -27,6 +27,7 @@ from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.models import PRIORITY_NAMES, Job, Task
 from shared.domain.outputpaths import check_output_path
 from shared.domain.specerrors import describe, known_fields
+from shared.domain.specmemory import MemoryMb
 from shared.domain.specvalues import (
     GroupName,
     JobRef,
@@ -95,6 +96,9 @@ class TaskSpec(_Spec):
     """Nothing else runs on its node(s) while it runs; it holds all their cores."""
     nodes: StrictInt = Field(default=1, ge=1, le=1024)
     """Nodes it runs on, all reserved together; the command runs on the first (HPC_NODES)."""
+    min_memory_mb: MemoryMb = None
+    """Memory each of its nodes must have: MB or a size, "4G" (a node filter; the job's, if
+    not given)."""
     runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds; the agent kills the task past it (the job's, if not given)."""
     valid_exit_codes: ExitCodes | None = None
@@ -207,6 +211,8 @@ class JobSpec(_Spec):
     node_groups: list[GroupName] = Field(default_factory=list, max_length=32)
     priority: int = PRIORITY_NAMES["Normal"]
     max_retries: StrictInt = Field(default=3, ge=0, le=100)
+    min_memory_mb: MemoryMb = None
+    """Memory (MB, or "4G") the nodes of every task that gives none must have."""
     runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds each task may run (Slurm's --time); the agent kills a task past it."""
     max_concurrent: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
@@ -336,6 +342,7 @@ class JobSpec(_Spec):
                 max_cores=spec.max_cores,
                 exclusive=spec.exclusive,
                 nodes=spec.nodes,
+                min_memory_mb=spec.min_memory_mb or self.min_memory_mb,
                 sweep_index=index,
                 work_dir=spec.work_dir,
                 env=dict(spec.env),

@@ -38,11 +38,15 @@ def parse_mb(text: str | int) -> int:
 
 
 def shown(mb: int) -> str:
-    """``4096`` -> ``"4 GB"``, ``1536`` -> ``"1.5 GB"``, ``512`` -> ``"512 MB"``."""
-    if mb < 1024:
+    """``4096`` -> ``"4 GB"``, ``24105`` -> ``"23.5 GB"``, ``512`` -> ``"512 MB"``; a size
+    that one decimal would show as a whole GB stays in MB (``16385`` -> ``"16385 MB"``), so
+    that it never reads as the size it misses."""
+    if mb >= 1024 and mb % 1024 == 0:
+        return f"{mb // 1024} GB"
+    tenths = f"{mb / 1024:.1f}"
+    if mb < 1024 or tenths.endswith(".0"):
         return f"{mb} MB"
-    gb = mb / 1024
-    return f"{gb:.0f} GB" if gb == int(gb) else f"{gb:.1f} GB"
+    return f"{tenths} GB"
 
 
 def fits(need: int | None, have: int | None) -> bool:

@@ -9,6 +9,8 @@ takes them (an on-prem machine joining: :func:`first_record`). After that:
   Pack takes a node's reported cores (the machine may really have changed);
 - a managed node (a ``local`` or ``azure`` VM that ``hpc node add`` created) keeps the
   cores of its VM size whatever its agent says.
+- a node's memory, a fact of the machine (a VM's too), follows what its agent reports at
+  each registration; an agent that reports none leaves it as it was.
 
 A managed group's nodes are the provider's VMs, so an on-prem machine joins none, and a
 managed node always keeps a group of its own provider (the autoscaler and ``hpc node

@@ -1,8 +1,8 @@
 """Why a queued task waits, in words a user can act on. Pure: the cluster's state in, a reason out.
 
 The reasons say what would have to change: which group lacks Online nodes, which nodes run
-agents too old to read the task's assignment, how many cores the task wants against what
-the group has, or that it is next in line. They are computed
+agents too old to read the task's assignment, how many cores or how much memory the task
+wants against what the group has, or that it is next in line. They are computed
 when asked (the API's ``pendingReason``), from the same records the scheduler reads.
 """
 
@@ -17,6 +17,7 @@ from typing import Literal
 from shared.domain import eligibility
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import GroupMemory
+from shared.domain.memory import fits, shown
 from shared.domain.models import Job, LostAttempt, Task
 from shared.domain.protocol import describe, task_protocol
 from shared.domain.reservation import Reservation
@@ -25,9 +26,9 @@ from shared.domain.states import NODE_SCHEDULABLE, JobState, NodeState, TaskStat
 SHOW_NODES = 5
 """Nodes named in a reason before "and N more"."""
 
-Kind = Literal["starting", "no-online", "agents", "size", "busy", "next"]
-"""What a reason is about: nodes starting, no Online node, old agents, no node big enough,
-nodes busy, or nothing (next in line)."""
+Kind = Literal["starting", "no-online", "agents", "memory", "size", "busy", "next"]
+"""What a reason is about: nodes starting, no Online node, old agents, no Online node with
+the memory asked, no node big enough, nodes busy, or nothing (next in line)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class GroupScaling:
     notes: Sequence[str] = ()
     """Why its last run did not grow the group (GrowThreshold, max_nodes...)."""
     said_at: datetime | None = None
+    node_memory_mb: int | None = None
+    """The memory of one of its nodes as the autoscaler counts it
+    (:func:`shared.domain.growshrink.group_memory_mb`; None: not known yet)."""
 
 
 def where(groups: Sequence[str]) -> str:
@@ -72,11 +76,11 @@ def pending_reason(
     kind, reason = _reason(task, mine, used)
     if kind == "no-online" and capped_only(task.node_groups, capped):
         reason += "; " + max_zero(task.node_groups)
-    elif kind in ("no-online", "busy", "size") and scaling and now is not None:
+    elif kind in ("no-online", "busy", "memory", "size") and scaling and now is not None:
         # "size": too few Online nodes big enough, which the autoscaler may start (a re-probe
         # read "needs 4 nodes ...; 3 Online" as a job that could never run)
         groups = task.node_groups or sorted(scaling)
-        said = [scaling_reason(scaling[g], now, task.node_groups) for g in groups if g in scaling]
+        said = [_scaling(task, scaling[g], now) for g in groups if g in scaling]
         reason = "; ".join([reason, *(s for s in said if s)])
     held = sorted(n.name for n in mine if n.held is not None)
     if not held or kind == "next":
@@ -115,6 +119,20 @@ def max_zero(groups: Sequence[str]) -> str:
     )
 
 
+def _scaling(task: Task, group: GroupScaling, now: datetime) -> str | None:
+    """Why ``group``'s autoscaler starts no node for ``task``: its nodes are known to have
+    less memory than the task asks, or :func:`scaling_reason`."""
+    need, have = task.min_memory_mb, group.node_memory_mb
+    if need is not None and have is not None and have < need:
+        name = group.name
+        return (
+            f"{name}'s nodes have {shown(have)}: the autoscaler starts none for it (bigger "
+            f"VMs: hpc nodegroup set {name} --size VM --node-memory SIZE, then hpc node add "
+            f"--group {name})"
+        )
+    return scaling_reason(group, now, task.node_groups)
+
+
 def scaling_reason(group: GroupScaling, now: datetime, named: Sequence[str] = ()) -> str | None:
     """Why the autoscaler starts none of ``group``'s nodes for a task that waits for them,
     or None if nothing holds it back (its next run may start one). ``named``: the task's
@@ -151,7 +169,10 @@ def scaling_reason(group: GroupScaling, now: datetime, named: Sequence[str] = ()
 def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[Kind, str]:
     place = where(task.node_groups)
     online = [n for n in mine if n.state in NODE_SCHEDULABLE and n.incarnation > 0]
-    starting = sorted(n.name for n in mine if n.state is NodeState.STARTING)
+    mem = task.min_memory_mb  # a Starting node known to have too little is not waited for
+    starting = sorted(
+        n.name for n in mine if n.state is NodeState.STARTING and _may_fit(mem, n.memory_mb)
+    )
     if not online and starting:
         return "starting", f"waiting for {', '.join(starting)} to start in {place}"
     if not mine:  # e.g. its group's only node was moved out of it (a probe saw "no Online node")
@@ -170,16 +191,22 @@ def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[
         if not able:
             return "agents", _older_agents(need, online, place)
         online = able
+    if mem is not None:
+        able = [n for n in online if fits(mem, n.memory_mb)]
+        if not able:
+            return "memory", _less_memory(mem, online, place)
+        online = able
     if task.exclusive or task.nodes > 1:
         kind, reason = _wide_reason(task, online, used, place)
         if starting and kind in ("size", "busy"):  # the nodes coming are part of the wait
             reason += f"; {_listed(starting)} starting"
         return kind, reason
     largest = max(n.cores for n in online)
+    with_mem = "" if mem is None else f" with {shown(mem)} memory"
     if largest < task.cores:
         return "size", (
-            f"needs {task.cores} cores on one node; the largest Online node in {place} "
-            f"has {largest}"
+            f"needs {task.cores} cores on one node{with_mem}; the largest Online node{with_mem} "
+            f"in {place} has {largest}"
         )
     free = {n.name: n.cores - used.get(n.name, 0) for n in online}
     best = max(free.values())
@@ -193,7 +220,7 @@ def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[
     # node of the group was Online)
     coming = f"; {_listed(starting)} starting" if starting else ""
     return "busy", (
-        f"waiting for {task.cores} free core(s) on one node in {place} "
+        f"waiting for {task.cores} free core(s) on one node{with_mem} in {place} "
         f"({busy} of {total} cores busy; at most {max(best, 0)} free on any node){coming}"
     )
 
@@ -211,6 +238,33 @@ def _older_agents(need: int, online: Sequence[Node], place: str) -> str:
     return f"needs {describe(need)}; {which} (hpc node list shows each node's agent protocol)"
 
 
+def _may_fit(need: int | None, have: int | None) -> bool:
+    """A node of this memory (None: unknown, e.g. not registered yet) may be one the task
+    asking ``need`` runs on."""
+    return need is None or have is None or have >= need
+
+
+def _less_memory(need: int, online: Sequence[Node], place: str) -> str:
+    """No Online node of the task's groups is known to have the memory it asks: say the most
+    they have, and which nodes' memory is unknown (agents older than memory reporting)."""
+    known = [n.memory_mb for n in online if n.memory_mb is not None]
+    unknown = sorted(n.name for n in online if n.memory_mb is None)
+    parts = [f"needs {shown(need)} memory per node"]
+    if known:
+        parts.append(f"the largest Online node in {place} has {shown(max(known))}")
+    if len(unknown) == 1:
+        parts.append(
+            f"node {unknown[0]}'s memory is unknown (its agent is older than memory "
+            "reporting: upgrade it)"
+        )
+    elif unknown:
+        parts.append(
+            f"the memory of nodes {_listed(unknown)} is unknown (their agents are older than "
+            "memory reporting: upgrade them)"
+        )
+    return "; ".join(parts) + " (hpc node list shows each node's memory)"
+
+
 def _wide_reason(
     task: Task, online: Sequence[Node], used: Mapping[str, int], place: str
 ) -> tuple[Kind, str]:
@@ -220,9 +274,12 @@ def _wide_reason(
     big = [n for n in online if n.cores >= task.cores]
     if len(big) < task.nodes:
         each = " each" if task.nodes > 1 else ""
+        mem = task.min_memory_mb  # ``online``: the nodes with that much
+        has = "" if mem is None else f" and {shown(mem)} memory"
+        more = "" if mem is None else f" and {shown(mem)} or more memory"
         return "size", (
-            f"needs {want} with {task.cores} core(s){each}; {place} has {len(big)} Online "
-            f"node(s) with {task.cores} or more cores"
+            f"needs {want} with {task.cores} core(s){has}{each}; {place} has {len(big)} Online "
+            f"node(s) with {task.cores} or more cores{more}"
         )
     if task.exclusive:
         ready = [n for n in big if used.get(n.name, 0) <= 0]

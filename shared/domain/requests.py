@@ -26,6 +26,9 @@ class Request:
     protocol: int = 1
     """Only nodes whose agents speak this protocol read its assignment
     (shared.domain.protocol); a multi-node request asks it of all its nodes."""
+    memory_mb: int | None = None
+    """Only nodes known to have this much memory (shared.domain.memory: a filter, nothing is
+    reserved); a multi-node request asks it of each of its nodes. None: any node."""
 
 
 @dataclass(frozen=True)

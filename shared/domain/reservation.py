@@ -65,7 +65,7 @@ def harmless(req: Request, takes: Mapping[str, int], res: Reservation, now: floa
 
 def _need(req: Request, space: Space) -> int | None:
     """Cores ``req`` needs free on ``space`` to start there (None: it never can)."""
-    if not eligible(req.groups, space, req.protocol):
+    if not eligible(req.groups, space, req.protocol, req.memory_mb):
         return None
     if req.exclusive:
         return space.whole if space.whole >= req.cores else None
@@ -110,7 +110,7 @@ def _unknown(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation
         held[b.node] += b.cores
     need: dict[str, int] = {}
     for name, space in free.spaces.items():
-        if not eligible(req.groups, space, req.protocol):
+        if not eligible(req.groups, space, req.protocol, req.memory_mb):
             continue
         size = space.cores if space.cores is not None else free.free[name] + held[name]
         if size >= req.cores:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 
 from shared.domain.autoscaler_io import Reserved
-from shared.domain.growshrink import AutoscalerPolicy, GroupMemory
+from shared.domain.growshrink import AutoscalerPolicy, GroupMemory, fits_node
 from shared.domain.models import Task
 
 
@@ -51,14 +51,15 @@ def may_grow_for(
     memories: Mapping[str, GroupMemory],
     now: datetime,
 ) -> bool:
-    """A managed group with nodes, not excluded, not backing off, whose nodes are big enough,
-    may be grown for ``task``: the autoscaler will start a node it can run on."""
+    """A managed group with nodes, not excluded, not backing off, whose nodes are big enough
+    (cores, memory: :func:`fits_node`), may be grown for ``task``: the autoscaler will start
+    a node it can run on."""
     for group, gp in policy.groups.items():
         if group in policy.exclude_node_groups or group not in members:
             continue
         if task.node_groups and group not in task.node_groups:
             continue
         until = memories.get(group, GroupMemory()).backoff_until
-        if (until is None or now >= until) and gp.max_nodes > 0 and task.cores <= gp.node_cores:
+        if (until is None or now >= until) and gp.max_nodes > 0 and fits_node(task, gp):
             return True
     return False

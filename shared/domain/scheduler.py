@@ -2,7 +2,8 @@
 the time is passed in (``now``), so the cluster and the trace simulator run this same code.
 
 A *request* is one queued task (in the cluster) or one job (in the simulator): ``nodes``
-nodes with ``cores`` free cores each, on nodes of its groups, with an optional runtime
+nodes with ``cores`` free cores each, on nodes of its groups (and, asking for memory, nodes
+known to have that much: a filter, :mod:`shared.domain.memory`), with an optional runtime
 limit; all its nodes start together or none does (no partial hold that could deadlock two
 multi-node requests). An *exclusive* request wants idle nodes (nothing running) and takes
 all their cores. A request with ``max_cores`` is placed on ``cores`` (so reservations stay
@@ -96,6 +97,7 @@ def schedule(
                 avoid=reservation.spare if reservation else (),
                 exclusive=req.exclusive,
                 protocol=req.protocol,
+                memory_mb=req.memory_mb,
             )
             if req.cores * req.nodes <= free.total
             else None
@@ -215,6 +217,7 @@ def request(task: Task) -> Request:
         max_cores=task.max_cores,
         exclusive=task.exclusive,
         protocol=task_protocol(task),
+        memory_mb=task.min_memory_mb,
     )
 
 
@@ -256,7 +259,9 @@ def decide(
     reservation): the pending reasons read the reservation from it."""
     free = free_cores(nodes, used)
     spaces = [
-        Space(n.name, tuple(n.groups), free[n.name], n.cores, n.agent_protocol, _tier(n))
+        Space(
+            n.name, tuple(n.groups), free[n.name], n.cores, n.agent_protocol, _tier(n), n.memory_mb
+        )
         for n in nodes
         if n.name in free
     ]

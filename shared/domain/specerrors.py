@@ -18,6 +18,10 @@ _TAKES = {
 }
 """What a strict field takes, said with what it got (pydantic says only "a valid integer")."""
 
+_MEANT = dict.fromkeys(("memory", "mem", "minmem", "minmemory", "memorymb", "memmb"), "minMemoryMb")
+"""Names other schedulers' users write (Slurm's --mem, HPC Pack's MinMemory), folded as
+:func:`unknown_field` folds them, and the field they mean."""
+
 
 def known_fields(*models: type[BaseModel]) -> list[str]:
     """The JSON names (aliases) of the models' fields, for :func:`describe`'s suggestions."""
@@ -44,7 +48,8 @@ def unknown_field(name: str, known: list[str]) -> str:
     """ "unknown field", and the known field meant: the same name in another case or with
     underscores (``workdir``, ``work_dir``: workDir), else a close spelling."""
     folded = {k.lower(): k for k in known}
-    meant = folded.get(name.replace("_", "").replace("-", "").lower())
+    key = name.replace("_", "").replace("-", "").lower()
+    meant = folded.get(key) or (_MEANT[key] if _MEANT.get(key) in known else None)
     if meant is None:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
         meant = close[0] if close else None

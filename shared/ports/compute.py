@@ -99,6 +99,9 @@ class VmSpec:
     tags: dict[str, str] = field(default_factory=dict)
     spot: bool = False
     """A Spot VM: the provider may evict it (deallocate it from outside) at any time."""
+    memory_mb: int | None = None
+    """Its group's nodeMemoryMb: what a local "VM"'s agent reports (a real VM's agent reads
+    its machine's); None: the agent's own reading."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from shared.domain.growshrink import (
     AutoscalerState,
     GroupMemory,
     GroupPolicy,
+    group_memory_mb,
     next_backoff,
 )
 from shared.domain.hosts import used_cores
@@ -48,11 +49,14 @@ LOG_KEEP = 1000
 QUEUE_WINDOW = 10_000
 
 
-def policy_of(groups: list[NodeGroup], deps: Deps) -> AutoscalerPolicy:
+def policy_of(groups: list[NodeGroup], deps: Deps, nodes: Sequence[Node] = ()) -> AutoscalerPolicy:
+    """The autoscaler's policy of the groups this provider manages; each group's node memory
+    from its setting or, unset, its registered ``nodes`` (:func:`group_memory_mb`)."""
     provider = deps.compute.name if deps.compute else None
     managed = {
         g.name: GroupPolicy(
             node_cores=g.node_cores,
+            node_memory_mb=group_memory_mb(g.node_memory_mb, g.name, nodes),
             min_nodes=g.min_nodes,
             max_nodes=g.max_nodes,
             grow_interval=timedelta(seconds=g.grow_interval_s),
@@ -82,14 +86,14 @@ def run(deps: Deps) -> Decision | None:
     if deps.compute is None:
         return None
     groups = deps.store.list_groups()
-    policy = policy_of(groups, deps)
-    if not policy.groups:
+    if not policy_of(groups, deps).groups:
         return None
     now = deps.clock()
     lost: list[StartFailure] = []  # starts whose VM the provider forgot: logged, no back-off
     failures = _poll(deps, now, lost)
     power = deps.compute.power_states()
     nodes = deps.store.list_nodes()
+    policy = policy_of(groups, deps, nodes)  # with the groups' node memory
     active = deps.store.active_tasks()
     queued = runnable_queue(deps, limit=QUEUE_WINDOW, active=active)
     stored = load_doc(deps)

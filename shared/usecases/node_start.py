@@ -43,7 +43,12 @@ def start_node(deps: Deps, node: Node, *, reason: str) -> Node:
     result = deps.compute.start(node.name, request_id=request, now=now)
     if isinstance(result, ComputeError) and result.kind is ErrorKind.NOT_FOUND:
         spec = VmSpec(
-            name=node.name, group=node.groups[0], cores=node.cores, size=node.size, spot=node.spot
+            name=node.name,
+            group=node.groups[0],
+            cores=node.cores,
+            size=node.size,
+            spot=node.spot,
+            memory_mb=node.memory_mb,
         )
         deps.compute.create(spec, request_id=f"create-{node.name}-{now.timestamp():.0f}", now=now)
         result = deps.compute.start(node.name, request_id=request + "-again", now=now)

@@ -81,6 +81,7 @@ def add_nodes(
             cores=cores or group.node_cores,
             provider=deps.compute.name,
             size=size or group.size,
+            memory_mb=group.node_memory_mb,
             spot=spot,
             state=NodeState.OFFLINE,
             state_reason="added: VM created, deallocated",
@@ -95,7 +96,14 @@ def add_nodes(
                 f"node group {group.name} was deleted while nodes were added to it: "
                 f"{_counted(len(added))} added before; create the group again to add more"
             ) from None
-        spec = VmSpec(name=name, group=group.name, cores=node.cores, size=node.size, spot=spot)
+        spec = VmSpec(
+            name=name,
+            group=group.name,
+            cores=node.cores,
+            size=node.size,
+            spot=spot,
+            memory_mb=node.memory_mb,
+        )
         result = deps.compute.create(spec, request_id=f"create-{name}", now=now)
         if isinstance(result, ComputeError):
             deps.store.delete_node(node)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shared.domain.cluster import NodeGroup, Principal
+from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupnames import canonical_groups
 from shared.domain.jobspec import JobSpec
+from shared.domain.memory import shown
 from shared.domain.models import Job
 from shared.domain.pending import capped as capped_groups
 from shared.domain.pending import capped_only, max_zero
@@ -81,7 +82,8 @@ def check_fits(
 ) -> None:
     """Refuse a job no node of its groups could ever run (unknown group, too many cores,
     more nodes than the groups have, only managed groups of maxNodes 0 with no node up: the
-    autoscaler would start none). A core range is checked on its min. ``template``: the one
+    autoscaler would start none; more memory than any node has or may have:
+    :func:`check_memory`). A core range is checked on its min. ``template``: the one
     the job's groups came from (it named none), named if one of them does not exist.
     ``groups``: the node groups, if the caller read them already."""
     nodes = deps.store.list_nodes()
@@ -116,6 +118,36 @@ def check_fits(
                 f"a task asks for {task.nodes} nodes with {cores} cores each but {where} "
                 f"has {big} such node(s); ask for at most {big} nodes"
             )
+    check_memory(spec, eligible, [g for g in groups if not wanted or g.name in wanted], where)
+
+
+def check_memory(
+    spec: JobSpec, eligible: Sequence[Node], groups: Sequence[NodeGroup], where: str
+) -> None:
+    """Refuse a memory request (a node filter: shared.domain.memory) that no node of the
+    job's groups has or could have: each of its ``eligible`` nodes has a known memory below
+    it, and none of its managed ``groups`` (maxNodes above 0) may start a node big enough, or
+    one of unknown size (its nodeMemoryMb unset and no node of it known): that one may."""
+    asked = [t.min_memory_mb or spec.min_memory_mb for t in spec.tasks]
+    need = max((m for m in asked if m is not None), default=None)
+    if need is None or any(n.memory_mb is None or n.memory_mb >= need for n in eligible):
+        return
+    managed = [g for g in groups if g.provider and g.max_nodes]
+    known = {g for n in eligible if n.memory_mb is not None for g in n.groups}
+    if any(g.node_memory_mb is None and g.name not in known for g in managed):
+        return  # its nodes' size is unknown until one registers
+    sizes = [g.node_memory_mb for g in managed if g.node_memory_mb is not None]
+    sizes += [n.memory_mb for n in eligible if n.memory_mb is not None]
+    if not sizes or max(sizes) >= need:  # no node, no size: check_fits said what it could
+        return
+    also = ""
+    if managed:
+        arg = f"{need // 1024}G" if need % 1024 == 0 else f"{need}M"
+        also = f" (or hpc nodegroup set {managed[0].name} --node-memory {arg} for VMs that big)"
+    raise InvalidRequest(
+        f"a task asks for {shown(need)} memory per node but the largest node in {where} has "
+        f"{shown(max(sizes))}; ask for at most {shown(max(sizes))}{also}"
+    )
 
 
 def _how_to_add(names: Sequence[str], groups: Sequence[NodeGroup]) -> str:

@@ -101,6 +101,8 @@ def register(
     node.agent_protocol = req.protocol  # this agent's, for the assignments it is sent
     node.runs_as_owner = req.run_as_owner
     node.cores = registered_cores(node, req)  # groups and provider: never the agent's word
+    if req.memory_mb is not None:  # a fact of the machine, a VM's too; unsaid: kept as it was
+        node.memory_mb = req.memory_mb
     node.last_heartbeat = now
     node.missing_since = {}
     reason = "agent registered" if previous is None else "agent restarted"

@@ -1,0 +1,31 @@
+"""A job spec's ``minMemoryMb``: what a task's nodes must have (a node filter, not reserved:
+:mod:`shared.domain.memory`), given as a whole number of MB or a size such as ``"4G"``. Pure."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+from shared.domain.memory import parse_mb
+from shared.domain.specvalues import shown_json
+
+ACCEPTED = "a whole number of MB (4096) or a size (512M, 4G, 1.5T), 1 MB to 64 TB"
+
+
+def memory_value(value: Any) -> int | None:
+    """``minMemoryMb`` as MB (None: not asked); ValueError saying what is accepted (a float,
+    a bool, a list: refused, as 4096.0 is not a number of MB the way 4096 is)."""
+    if value is None:
+        return None
+    refused = ValueError(f"minMemoryMb is {ACCEPTED}, got {shown_json(value)}")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise refused
+    try:
+        return parse_mb(value)
+    except ValueError:
+        raise refused from None
+
+
+MemoryMb = Annotated[int | None, BeforeValidator(memory_value)]
+"""A memory request in MB, read from either form; None: any node."""
