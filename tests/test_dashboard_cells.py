@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from hpc.render import node_state, nodes_table, task_detail
+from shared.domain.memory import shown
 from shared.domain.models import PRIORITY_NAMES
 
 SCRIPT = Path(__file__).parent.parent / "functions" / "dashboard_assets" / "cells.js"
@@ -97,3 +98,10 @@ def test_hpc_task_view_labels_a_queued_tasks_old_error_as_its_last_attempts():
     assert "Last attempt   node n1 lost" in shown and "Error" not in shown
     console.print(task_detail({**task, "state": "Failed", "pendingReason": None}))
     assert "Error          node n1 lost" in console.export_text()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js")
+def test_the_dashboards_memory_cell_reads_as_the_clis() -> None:
+    sizes = [512, 1024, 1536, 4096, 16385, 24105, 1024 * 1024]
+    assert run_js([("memoryText", mb) for mb in sizes]) == [shown(mb) for mb in sizes]
+    assert run_js([("memoryText", None)]) == ["-"]

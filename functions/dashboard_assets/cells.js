@@ -62,6 +62,14 @@ function nodeStateText(node) {
   return node.held ? `${node.state} (held)` : node.state;
 }
 
+// A node's memory as the CLI shows it (shared/domain/memory.py shown): "-" when unknown.
+function memoryText(mb) {
+  if (mb === null || mb === undefined) return "-";
+  if (mb >= 1024 && mb % 1024 === 0) return `${mb / 1024} GB`;
+  const tenths = (mb / 1024).toFixed(1);
+  return mb < 1024 || tenths.endsWith(".0") ? `${mb} MB` : `${tenths} GB`;
+}
+
 // A queued task says why it waits; an error it keeps is its last attempt's, not its state's.
 function taskNote(task) {
   if (task.state !== "Queued") return task.error || task.pendingReason;
