@@ -1,7 +1,8 @@
 """Memory as a node filter in the autoscaler: a group grows for a task asking for memory only
-if its nodes have it (its ``nodeMemoryMb``, else the least its registered nodes reported),
-or their memory is unknown, when it starts one node whose agent then tells it; a group
-known too small starts none, and the log says why. Pure tables on a fake clock, then the
+if a node of it is believed to have it (its own report; never registered, what ``hpc node
+add`` gave it or the group's ``nodeMemoryMb``, unless a registered node of its VM size
+reported less), or their memory is unknown, when it starts one node whose agent then tells
+it; a group known too small starts none, and the log says why. Pure tables on a fake clock, then the
 rule through the usecase that builds the policy."""
 
 # ruff: noqa: F811 - pytest fixtures imported from tests/test_control.py and tests/test_burst_wide.py
@@ -42,6 +43,7 @@ from tests.test_burst_wide import provider, wide  # noqa: F401 - fixture
 from tests.test_control import clock, make_cp  # noqa: F401 - fixture
 
 G = 1024  # MB in a GB
+OFF = NodeState.OFFLINE
 
 
 def mem_node(name, state, group=AZ, memory_mb=None, *, registered=True, cores=4):
@@ -81,8 +83,15 @@ def pol(memory_gb: int | None, **kw) -> AutoscalerPolicy:
         (64 * G, [], 64 * G),  # no node: what hpc node add makes
         # a node's own word beats the setting (the size of nodes added after it)
         (64 * G, [mem_node("a", ON, memory_mb=16 * G)], 16 * G),
-        # ... which stands for the nodes that say none
-        (64 * G, [mem_node("a", ON, memory_mb=16 * G), mem_node("b", ON)], 64 * G),
+        # ... which stands for the nodes never registered that were given none
+        (
+            64 * G,
+            [mem_node("a", ON, memory_mb=16 * G), mem_node("b", OFF, registered=False)],
+            64 * G,
+        ),
+        # ... not for a mute one (registered, said none): it runs no memory task
+        (64 * G, [mem_node("a", ON, memory_mb=16 * G), mem_node("b", ON)], 16 * G),
+        (64 * G, [mem_node("b", OFF)], None),
         (None, [mem_node("a", ON, memory_mb=16 * G), mem_node("b", ON)], 16 * G),
         (None, [mem_node("a", ON, memory_mb=16 * G)], 16 * G),
         (  # the most of its nodes, whatever their state: the grow starts those first
@@ -206,10 +215,14 @@ def test_memory_of_counts_online_nodes_as_the_scheduler_and_starting_ones_by_the
         mem_node("s-own", STARTING, AZ, 8 * G),
         mem_node("s-group", STARTING, AZ, None, registered=False),
         mem_node("s-onprem", STARTING, ONPREM, None),
+        mem_node("s-mute", STARTING, AZ, None),  # registered before, said no memory
     ]
     group_of = {n.name: (AZ if n.groups == [AZ] else None) for n in nodes}
-    got = memory_of(nodes, group_of, {AZ: GroupPolicy(node_cores=4, node_memory_mb=32 * G)})
-    assert got == {"on": None, "big": 64 * G, "s-own": 8 * G, "s-group": 32 * G}
+    gp = GroupPolicy(node_cores=4, node_memory_mb=64 * G, node_memory_setting_mb=32 * G)
+    got = memory_of(nodes, group_of, {AZ: gp})
+    assert got == {"on": None, "big": 64 * G, "s-own": 8 * G, "s-group": 32 * G, "s-mute": None}
+    unset = memory_of(nodes, group_of, {AZ: replace(gp, node_memory_setting_mb=None)})
+    assert "s-group" not in unset  # unknown: taken as enough
     unknown = memory_of(nodes, group_of, {AZ: GroupPolicy(node_cores=4)})
     assert "s-group" not in unknown  # left out: taken as enough
 
@@ -248,13 +261,14 @@ def test_a_wide_memory_task_counts_only_onprem_nodes_with_the_memory_and_groups_
 def test_grown_for_splits_the_tasks_a_group_runs_from_those_it_starts_none_for():
     small = GroupPolicy(node_cores=4, node_memory_mb=16 * G)
     tasks = [*asks(64), *asks(8, job=2), *asks(None, cores=8, job=3)]
-    grown, why = grown_for(tasks, AZ, small)
+    grown, why, able = grown_for(tasks, AZ, small)
+    assert able == 1
     assert [t.job_id for t in grown] == [2]  # job 3's 8 cores: never, and not said here
     assert why is not None and why.startswith("1 queued task(s) of jobs 1 ask up to 64 GB")
     unknown = GroupPolicy(node_cores=4)
     assert [t.id for t in grown_for(asks(64, 3), AZ, unknown)[0]] == [1]  # one to find out
     booting = [mem_node("s", STARTING, registered=False)]
-    assert grown_for(asks(64, 3), AZ, unknown, booting) == ([], None)  # it will tell
+    assert grown_for(asks(64, 3), AZ, unknown, booting)[:2] == ([], None)  # it will tell
 
 
 def test_a_group_whose_online_node_did_not_tell_its_memory_starts_none_for_memory_tasks():
@@ -267,8 +281,8 @@ def test_a_group_whose_online_node_did_not_tell_its_memory_starts_none_for_memor
     [note] = decision.notes
     assert note.text == (
         "1 queued task(s) of jobs 4 ask up to 64 GB memory per node; its nodes' memory is "
-        "unknown (az-0's agent did not report it): none started for them (hpc nodegroup set "
-        "AzureNodes --node-memory SIZE)"
+        "unknown (az-0's agent did not report it): none started for them (upgrade its agent, "
+        "or run it with --memory-mb SIZE)"
     )
     plain = run([mute, *azure_vms(3)], asks(None), pol=pol(None), used={"az-0": 4})
     assert started(plain) == ["az-1"]
@@ -342,8 +356,6 @@ def test_the_timer_run_starts_one_node_of_unknown_memory_then_none_once_it_is_kn
 
 # ------------------------------------------------- which nodes a grow starts (start_order)
 
-OFF = NodeState.OFFLINE
-
 
 @pytest.mark.parametrize(
     ("memories_gb", "queued", "expected"),
@@ -360,9 +372,10 @@ OFF = NodeState.OFFLINE
 )
 def test_a_grow_starts_first_the_nodes_that_have_the_memory_asked(memories_gb, queued, expected):
     offline = [
-        mem_node(n, OFF, memory_mb=None if gb is None else gb * G) for n, gb in memories_gb.items()
+        mem_node(n, OFF, memory_mb=None if gb is None else gb * G, registered=gb is not None)
+        for n, gb in memories_gb.items()
     ]
-    assert [n.name for n in start_order(offline, queued)] == expected
+    assert [n.name for n in start_order(offline, queued, None, offline)] == expected
 
 
 def test_a_group_with_a_bigger_node_added_starts_that_one_not_the_small_ones():
@@ -372,3 +385,63 @@ def test_a_group_with_a_bigger_node_added_starts_that_one_not_the_small_ones():
     nodes.append(mem_node("az-3", OFF, memory_mb=128 * G, registered=False))
     assert started(run(nodes, asks(100), pol=pol(None))) == ["az-3"]
     assert started(run(nodes, asks(100, 2), pol=pol(None))) == ["az-3"]  # one fits: one
+
+
+# ---------------------------------------- what the review found: loops, thresholds, probes
+
+
+def test_a_mute_node_stopped_is_not_started_again_for_a_memory_task():
+    """A billing loop the review found: az-1's agent registered without a memory; stopped
+    once idle, it was started again for the 32 GB task, and again. Now neither it nor the
+    setting's word for it counts: the other nodes (never registered) are started instead,
+    and with none of them the group starts none and says why."""
+    mute_off = mem_node("az-1", OFF)  # registered (incarnation 1), no memory
+    fresh = [mem_node(f"az-{i}", OFF, registered=False) for i in (2, 3)]
+    assert started(run([mute_off, *fresh], asks(32), pol=pol(None))) == []
+    with_setting = pol(None, node_memory_setting_mb=64 * G)
+    group = replace(
+        with_setting.groups[AZ], node_memory_mb=group_memory_mb(64 * G, AZ, [mute_off, *fresh])
+    )
+    decision = run([mute_off, *fresh], asks(32), pol=AutoscalerPolicy(groups={AZ: group}))
+    assert started(decision) == ["az-2"]  # believed 64 GB (the setting); az-1 never
+    alone = run([mute_off], asks(32), pol=AutoscalerPolicy(groups={AZ: group}))
+    assert started(alone) == []
+
+
+def test_a_vm_size_that_reported_less_than_its_nominal_memory_is_believed_for_its_kind():
+    """Nodes added with ``--node-memory 16G`` (nominal) whose first VM reported 15990 MB (what
+    its OS sees): a 16 GB task starts none of the others (they would all fall short)."""
+    first = mem_node("az-1", OFF, memory_mb=15990)
+    first.size = "Standard_D4s_v5"
+    rest = [mem_node(f"az-{i}", OFF, memory_mb=16 * G, registered=False) for i in (2, 3, 4)]
+    for n in rest:
+        n.size = "Standard_D4s_v5"
+    nodes = [first, *rest]
+    assert group_memory_mb(16 * G, AZ, nodes) == 15990
+    group = replace(
+        pol(None, node_memory_setting_mb=16 * G).groups[AZ],
+        node_memory_mb=group_memory_mb(16 * G, AZ, nodes),
+    )
+    assert started(run(nodes, asks(16, 4), pol=AutoscalerPolicy(groups={AZ: group}))) == []
+    # a bigger size added later is believed as given: it starts
+    big = mem_node("az-9", OFF, memory_mb=64 * G, registered=False)
+    big.size = "Standard_E8s_v5"
+    group = replace(group, node_memory_mb=group_memory_mb(16 * G, AZ, [*nodes, big]))
+    pol_big = AutoscalerPolicy(groups={AZ: group})
+    assert started(run([*nodes, big], asks(16), pol=pol_big)) == ["az-9"]
+
+
+def test_grow_threshold_counts_the_tasks_a_probe_stands_for():
+    """GrowThreshold 3, ten 64 GB tasks, node memory unknown: the probe grows for one of
+    them, and the threshold counts the ten (before: none started, "1 queued task(s)")."""
+    decision = run(azure_vms(5), asks(64, 10), pol=pol(None, grow_threshold=3))
+    assert started(decision) == ["az-1"]
+    few = run(azure_vms(5), asks(64, 2), pol=pol(None, grow_threshold=3))
+    assert started(few) == []
+    assert "2 queued task(s) it could run, below GrowThreshold 3" in few.notes[-1].text
+
+
+def test_a_wide_probe_starts_one_node():
+    """Node memory unknown, a task on 6 nodes asking 64 GB: one node finds out (before: 6)."""
+    wide_task = asks(64)[0].model_copy(update={"nodes": 6})
+    assert started(run(azure_vms(8), [wide_task], pol=pol(None))) == ["az-1"]

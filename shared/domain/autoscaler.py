@@ -236,7 +236,7 @@ class _Run:
             held = len(offline)
             offline = [n for n in offline if n.held is None]  # an admin's hold: never started
             held -= len(offline)
-            tasks: list[Task] = []
+            tasks, able = list[Task](), 0
             due = (
                 memory.last_grow_check is None
                 or self.now - memory.last_grow_check >= gp.grow_interval
@@ -244,14 +244,14 @@ class _Run:
             if due:
                 memory = replace(memory, last_grow_check=self.now)
                 mine = [t for t in overflow if may_run_in(t, group) and _key(t) not in claimed]
-                tasks, why = demand.grown_for(mine, group, gp, members)
+                tasks, why, able = demand.grown_for(mine, group, gp, members)
                 if why:  # said per task by its pending reason: no grow note (grows=False)
                     self.notes.append(Note(group, why, grows=False))
-            if tasks and len(tasks) < gp.grow_threshold:
+            if tasks and able < gp.grow_threshold:
                 self.notes.append(
                     Note(
                         group,
-                        f"{len(tasks)} queued task(s) it could run, below GrowThreshold "
+                        f"{able} queued task(s) it could run, below GrowThreshold "
                         f"{gp.grow_threshold} (hpc nodegroup set {group} --grow-threshold N)",
                     )
                 )
@@ -265,7 +265,7 @@ class _Run:
                 words = autoscaler_notes.backoff(wanted, memory.backoff_until, memory.last_failure)
                 self.notes.append(Note(group, words))
                 continue
-            offline = start_order(offline, tasks)
+            offline = start_order(offline, tasks, gp.node_memory_setting_mb, self.members(group))
             count = min(wanted, max(0, gp.max_nodes - up), len(offline), starts_left)
             if count < wanted:
                 short = autoscaler_notes.Shortfall(

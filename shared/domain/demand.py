@@ -16,10 +16,11 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 from shared.domain.autoscaler_io import Reserved
 from shared.domain.cluster import Node
-from shared.domain.growshrink import GroupPolicy, fits_node
+from shared.domain.growshrink import GroupPolicy, fits_node, memory_believed, mute, sizes_seen
 from shared.domain.memory import fits, shown
 from shared.domain.models import Task
 from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
@@ -135,41 +136,55 @@ def reach(
     return Reach(onprem, most)
 
 
+class Growth(NamedTuple):
+    """What :func:`grown_for` says of a group's overflow."""
+
+    tasks: list[Task]
+    """The tasks it grows for (a probe counted on one node: see :func:`grown_for`)."""
+    why: str | None
+    """Why it starts none for the tasks asking for memory it leaves out (None: none left)."""
+    able: int
+    """How many of the tasks one node of it could run: what GrowThreshold counts (a probe
+    grows for one of them, and must not fall below the threshold for it)."""
+
+
 def grown_for(
     tasks: Sequence[Task], group: str, gp: GroupPolicy, members: Sequence[Node] = ()
-) -> tuple[list[Task], str | None]:
+) -> Growth:
     """Of overflowing ``tasks`` that may run in ``group``: those it grows for (a node of it can
     run them: :func:`fits_node`), and why it starts none for those asking for memory it
     starts no node for. Those are: tasks asking more than its nodes are known to have (the
-    nodes started would never run them); and, where its node memory is unknown, all but one:
-    one node started tells the memory when its agent registers, cheaper than many that may
-    all be too small. None at all while one of its ``members`` is Starting (it will tell) or
-    is Online without a memory (its agent did not tell: another would not either, and a VM
-    started each grow check for nothing is the loop to avoid)."""
+    nodes started would never run them); and, where its node memory is unknown, all but one,
+    the probe, counted on one node (a wide one too): one node started tells the memory when
+    its agent registers, cheaper than many that may all be too small. None at all while one
+    of its ``members`` is Starting (it will tell) or is mute (:func:`mute`: its agent did not
+    tell, another would not either, and a VM started each grow check for nothing is the loop
+    to avoid)."""
     grown: list[Task] = []
     big: list[Task] = []
-    mute: list[str] = []  # Online members that did not tell their memory
+    silent: list[str] = []  # members whose agents did not tell their memory
     probing: bool | None = None  # a node is (or will be) starting that tells the memory
+    able = 0
     for t in tasks:
         if not fits_node(t, gp):
             if t.cores <= gp.node_cores:  # memory is what it lacks
                 big.append(t)
             continue
+        able += 1
         if t.min_memory_mb is not None and gp.node_memory_mb is None:
             if probing is None:
-                mute = sorted(
-                    n.name for n in members if n.state is NodeState.ONLINE and n.memory_mb is None
-                )
-                probing = bool(mute) or any(n.state is NodeState.STARTING for n in members)
+                silent = sorted(n.name for n in members if mute(n))
+                probing = bool(silent) or any(n.state is NodeState.STARTING for n in members)
             if probing:
-                big += [t] if mute else []
+                big += [t] if silent else []
                 continue
             probing = True
+            t = t if t.nodes == 1 else t.model_copy(update={"nodes": 1})
         grown.append(t)
-    return grown, (_none_started(group, big, gp, mute) if big else None)
+    return Growth(grown, _none_started(group, big, gp, silent) if big else None, able)
 
 
-def _none_started(group: str, tasks: Sequence[Task], gp: GroupPolicy, mute: list[str]) -> str:
+def _none_started(group: str, tasks: Sequence[Task], gp: GroupPolicy, silent: list[str]) -> str:
     """Why ``group`` starts no node for ``tasks``, which ask for memory (:func:`grown_for`)."""
     jobs = ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
     most = max(t.min_memory_mb or 0 for t in tasks)
@@ -181,8 +196,8 @@ def _none_started(group: str, tasks: Sequence[Task], gp: GroupPolicy, mute: list
             f"then hpc node add --group {group}"
         )
     else:
-        has = f"its nodes' memory is unknown ({mute[0]}'s agent did not report it)"
-        change = f"hpc nodegroup set {group} --node-memory SIZE"
+        has = f"its nodes' memory is unknown ({silent[0]}'s agent did not report it)"
+        change = "upgrade its agent, or run it with --memory-mb SIZE"
     return f"{which}; {has}: none started for them ({change})"
 
 
@@ -191,15 +206,18 @@ def memory_of(
 ) -> dict[str, int | None]:
     """Each node's memory as :func:`place_queue` counts it: an Online node's own (None:
     unknown, it takes no task that asks for memory, as in the scheduler); a Starting node of
-    a managed group (``group_of``, ``groups``) its own if it registered before, else its
-    group's; left out if neither is known: taken as enough (as the group is, when it grows)."""
+    a managed group (``group_of``, ``groups``) what it is believed to have
+    (:func:`memory_believed`; None if mute); left out if unknown: taken as enough (as the
+    group is, when it grows)."""
     out: dict[str, int | None] = {}
+    nodes = list(nodes)
+    seen = sizes_seen(nodes)
     for n in nodes:
         if n.state is NodeState.ONLINE:
             out[n.name] = n.memory_mb
         elif n.state is NodeState.STARTING and (gp := groups.get(group_of.get(n.name) or "")):
-            have = n.memory_mb if n.memory_mb is not None else gp.node_memory_mb
-            if have is not None:
+            have = memory_believed(n, gp.node_memory_setting_mb, seen)
+            if have is not None or mute(n):
                 out[n.name] = have
     return out
 

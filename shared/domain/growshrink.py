@@ -30,6 +30,9 @@ class GroupPolicy:
     node_memory_mb: int | None = None
     """Memory (MB) of one node of the group, by :func:`group_memory_mb` (None: unknown, taken
     as enough: a node started tells its memory when its agent registers)."""
+    node_memory_setting_mb: int | None = None
+    """The group's ``node_memory_mb`` setting: what its nodes that say none are taken to have
+    (:func:`memory_believed`)."""
     min_nodes: int = 0
     max_nodes: int = 100
     grow_interval: timedelta = timedelta(minutes=1)
@@ -66,37 +69,73 @@ def fits_node(task: Task, gp: GroupPolicy) -> bool:
     return task.cores <= gp.node_cores and (need is None or have is None or need <= have)
 
 
+def memory_believed(node: Node, setting: int | None, seen: Mapping[str, int]) -> int | None:
+    """The memory the autoscaler takes ``node`` (of a managed group whose ``node_memory_mb``
+    is ``setting``) to have when it starts it for a task that asks for memory. A node that
+    registered: its own (its agent's word, or ``hpc node add``'s that its agent did not
+    contradict); None there means its agent is mute: it can run no such task. A node never
+    registered: what ``hpc node add`` gave it, else the setting; but what a registered node
+    of the same VM size (``seen``: :func:`sizes_seen`) reported when that is less (a VM's OS
+    reports less than its size's nominal memory). None: unknown."""
+    if node.incarnation > 0:
+        return node.memory_mb
+    belief = node.memory_mb if node.memory_mb is not None else setting
+    told = seen.get(node.size) if node.size else None
+    return told if told is not None and (belief is None or told < belief) else belief
+
+
+def mute(node: Node) -> bool:
+    """Its agent registered and said no memory (older than memory reporting, or a system
+    that does not say) and nobody gave it one: it runs no task that asks for memory."""
+    return node.incarnation > 0 and node.memory_mb is None
+
+
+def sizes_seen(nodes: Iterable[Node]) -> dict[str, int]:
+    """The least memory registered nodes of each VM size reported."""
+    seen: dict[str, int] = {}
+    for n in nodes:
+        if n.incarnation > 0 and n.size and n.memory_mb is not None:
+            seen[n.size] = min(n.memory_mb, seen.get(n.size, n.memory_mb))
+    return seen
+
+
 def group_memory_mb(setting: int | None, group: str, nodes: Iterable[Node]) -> int | None:
     """The most memory a node of a managed group has, as the autoscaler decides with it
-    (its grow starts the nodes that have what the tasks ask first: :func:`start_order`).
-    A node's memory is what its agent reported, or, never registered, what ``hpc node add``
-    gave it from the group's ``node_memory_mb``; the setting stands for the nodes that say
-    none (and for those ``hpc node add`` makes), never against a node's own word. None:
-    unknown (nothing says; a node started tells)."""
+    (its grow starts the nodes that have what the tasks ask first: :func:`start_order`):
+    the most any of its nodes is believed to have (:func:`memory_believed`). None: unknown
+    (no node of it says, nor the setting; a node started tells), or all its nodes are mute.
+    A group with no node: the setting (what ``hpc node add`` makes)."""
     members = [n for n in nodes if group in n.groups]
-    known = [n.memory_mb for n in members if n.memory_mb is not None]
-    if setting is not None and (len(known) < len(members) or not members):
-        known.append(setting)
-    return max(known, default=None)
+    if not members:
+        return setting
+    seen = sizes_seen(members)
+    believed = [memory_believed(n, setting, seen) for n in members]
+    return max((m for m in believed if m is not None), default=None)
 
 
-def start_order(offline: Sequence[Node], tasks: Sequence[Task]) -> list[Node]:
-    """The Offline nodes a grow for ``tasks`` starts, first first: those known to have the
-    most memory any of them asks, then those of unknown memory, then the others, by name;
-    none known to have less than every one of them asks (it would run none of them)."""
+def start_order(
+    offline: Sequence[Node], tasks: Sequence[Task], setting: int | None, members: Sequence[Node]
+) -> list[Node]:
+    """The Offline nodes a grow for ``tasks`` starts, first first: those believed to have the
+    most memory any of them asks (:func:`memory_believed`; ``setting``: the group's
+    ``node_memory_mb``, ``members``: its nodes), then those of unknown memory, then the
+    others, by name; none believed to have less than every one of them asks, nor a mute one
+    (:func:`mute`), when every one of them asks for memory (it would run none of them)."""
     asks = [t.min_memory_mb for t in tasks]
     most = max((a for a in asks if a is not None), default=None)
     if most is None:
         return sorted(offline, key=lambda n: n.name)
     least = None if None in asks else min(a for a in asks if a is not None)
-    able = [n for n in offline if least is None or n.memory_mb is None or n.memory_mb >= least]
+    seen = sizes_seen(members)
+    have = {n.name: memory_believed(n, setting, seen) for n in offline}
 
     def rank(n: Node) -> tuple[int, str]:
-        if n.memory_mb is None:
-            return 1, n.name
-        return (0 if n.memory_mb >= most else 2), n.name
+        m = have[n.name]
+        return (1 if m is None else 0 if m >= most else 2) + 2 * mute(n), n.name
 
-    return sorted(able, key=rank)
+    if least is not None:
+        offline = [n for n in offline if not mute(n) and (have[n.name] or least) >= least]
+    return sorted(offline, key=rank)
 
 
 @dataclass(frozen=True)
