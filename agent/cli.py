@@ -19,7 +19,7 @@ from agent.identity import NameInUse
 from agent.owners import start_error
 from agent.registration import RegistrationRefused
 from shared.domain.messages import EVENTS_LOCK_MS
-from shared.settings import Settings
+from shared.settings import Settings, memory_size
 from shared.wiring import build_bus, build_output, quiet_azure_sdk_logs
 
 log = logging.getLogger("agent")
@@ -37,16 +37,20 @@ def run_agent(
     cores: int | None = None,
     *,
     run_as_owner: bool | None = None,
-    memory_mb: int | None = None,
+    memory_mb: int | str | None = None,
     settings: Settings | None = None,
 ) -> int:
     """Run an agent in this process until SIGTERM or SIGINT; returns the exit code
     (0 after a clean stop, 2 for a bad name, group, core count or memory or --run-as-owner
     when not root, 1 if the bus or the output store cannot be opened). ``None`` means the
     default (host name, OnPremNodes, all cores, HPC_AGENT_RUN_AS_OWNER, HPC_AGENT_MEMORY_MB
-    else the machine's memory)."""
+    else the machine's memory; ``memory_mb`` and the setting: MB or a size, 16G)."""
     _configure_logging()
-    settings = settings or Settings()
+    try:
+        settings = settings or Settings()
+    except ValidationError as exc:  # a bad HPC_* setting: one line, as hpc says it
+        print(f"agent: error: {_setting_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     if run_as_owner is None:
         run_as_owner = settings.agent_run_as_owner
     given = {
@@ -116,6 +120,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _memory(text: str) -> int:
+    """``--memory-mb``: MB or a size (16G), as HPC_AGENT_MEMORY_MB."""
+    try:
+        mb = memory_size(text)
+    except ValueError as exc:  # pydantic's error is a ValueError: its message is the line
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    assert mb is not None
+    return mb
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="agent",
@@ -135,10 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--memory-mb",
-        type=_positive_int,
-        metavar="N",
-        help="memory (MB) this node reports; tasks asking for more do not run on it "
-        "(default: HPC_AGENT_MEMORY_MB, else this machine's memory)",
+        type=_memory,
+        metavar="SIZE",
+        help="memory this node reports, MB (16384) or a size (16G); tasks asking for more "
+        "do not run on it (default: HPC_AGENT_MEMORY_MB, else this machine's memory)",
     )
     parser.add_argument(
         "--run-as-owner",
@@ -168,6 +182,15 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     quiet_azure_sdk_logs()
+
+
+def _setting_error(exc: ValidationError) -> str:
+    """``HPC_AGENT_MEMORY_MB=16X: expected ...``: the first bad setting, its variable, its
+    value and what it takes."""
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"HPC_{field.upper()}={err.get('input')}: {msg}" if field else msg
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -10,10 +10,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent import machine
-from shared.domain.memory import MAX_MEMORY_MB
 from shared.domain.messages import EVENTS_LOCK_MS
 from shared.domain.specvalues import quoted
-from shared.settings import Settings
+from shared.settings import AgentMemory, Settings
 
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 """A node name: a host name's characters (it becomes a folder, a session id and an entry of
@@ -49,11 +48,10 @@ class AgentConfig(BaseModel):
     """Node groups this node belongs to; the first one is the task's HPC_NODE_GROUP fallback."""
     cores: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=1_000_000)
     """Cores the node offers; the scheduler keeps placements within them."""
-    memory_mb: int | None = Field(
-        default_factory=lambda: machine.memory_mb(), ge=1, le=MAX_MEMORY_MB
-    )
-    """The node's memory (MB), sent at registration: tasks that ask for more are not placed
-    on it (a filter, not reserved). None: unknown (it runs no task that asks for memory)."""
+    memory_mb: AgentMemory = Field(default_factory=lambda: machine.memory_mb())
+    """The node's memory (MB; given as MB or a size, 16G), sent at registration: tasks that
+    ask for more are not placed on it (a filter, not reserved). None: unknown (it runs no
+    task that asks for memory)."""
     heartbeat_interval_s: float = Field(default_factory=_default_heartbeat_interval_s, gt=0)
     poll_ms: int = Field(default=50, ge=1, le=1000)
     """Longest wait for assignments per loop: bounds how late a cancel or a process exit is noticed."""

@@ -8,12 +8,34 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.domain.memory import MAX_MEMORY_MB
+from shared.domain.memory import parse_mb
+
+MEMORY_SIZE = "MB (16384) or a size (16G, 1.5T), 1 MB to 64 TB"
+"""What an agent's memory setting accepts (``--memory-mb``, HPC_AGENT_MEMORY_MB)."""
+
+
+def memory_size(value: Any) -> int | None:
+    """An agent's memory, given as MB (``16384``, ``"16384"``) or a size (``"16G"``), as MB
+    (None: not given); else an error saying what is accepted, in one line."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError
+        return parse_mb(value)
+    except ValueError:
+        reason = f"expected {MEMORY_SIZE}, got {value!r}"
+        raise PydanticCustomError("memory_size", "{reason}", {"reason": reason}) from None
+
+
+AgentMemory = Annotated[int | None, BeforeValidator(memory_size)]
+"""An agent's memory in MB, read from MB or a size; None: not given."""
 
 
 class Settings(BaseSettings):
@@ -35,9 +57,9 @@ class Settings(BaseSettings):
     agent_run_as_owner: bool = False
     """An agent runs each task as the OS user named as its job's owner (``hpc agent run
     --run-as-owner``; the agent must run as root). Off: as the agent's own user."""
-    agent_memory_mb: int | None = Field(default=None, ge=1, le=MAX_MEMORY_MB)
-    """The memory (MB) an agent reports for its node (``hpc agent run --memory-mb``); unset:
-    the machine's, as the agent reads it (agent/machine.py)."""
+    agent_memory_mb: AgentMemory = None
+    """The memory (MB, or a size: 16G) an agent reports for its node (``hpc agent run
+    --memory-mb``); unset: the machine's, as the agent reads it (agent/machine.py)."""
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest accepted HTTP request body (413 above)."""

@@ -12,9 +12,17 @@ from tests.cli_fixtures import hpc
 # --- agent --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("flags", "run_as_owner"), [([], None), (["--run-as-owner"], True)])
+@pytest.mark.parametrize(
+    ("flags", "run_as_owner", "memory"),
+    [
+        ([], None, None),
+        (["--run-as-owner"], True, None),
+        (["--memory-mb", "16G"], None, "16G"),  # a size: the agent reads it (parse_mb)
+        (["--memory-mb", "16384"], None, "16384"),
+    ],
+)
 def test_agent_run_passes_its_options_to_run_agent(
-    monkeypatch: pytest.MonkeyPatch, flags: list[str], run_as_owner: bool | None
+    monkeypatch: pytest.MonkeyPatch, flags: list[str], run_as_owner: bool | None, memory
 ) -> None:
     calls = []
 
@@ -24,9 +32,9 @@ def test_agent_run_passes_its_options_to_run_agent(
         cores: int,
         *,
         run_as_owner: bool | None = None,
-        memory_mb: int | None = None,
+        memory_mb: int | str | None = None,
     ) -> int:
-        calls.append((name, groups, cores, run_as_owner))
+        calls.append((name, groups, cores, run_as_owner, memory_mb))
         return 3
 
     import agent
@@ -36,4 +44,4 @@ def test_agent_run_passes_its_options_to_run_agent(
     result = hpc("agent", "run", *args)
     assert result.exit_code == 3
     # None: the agent's setting decides (HPC_AGENT_RUN_AS_OWNER, off by default)
-    assert calls == [("n1", ["A", "B"], 4, run_as_owner)]
+    assert calls == [("n1", ["A", "B"], 4, run_as_owner, memory)]

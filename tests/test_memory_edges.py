@@ -6,17 +6,20 @@ nodes with their group's memory. The placement rule itself: the scheduler's test
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
 
 import pytest
 
 from shared.domain.cluster import Node
 from shared.domain.jobspec import JobSpec
+from shared.domain.memory import parse_mb, shown
 from shared.domain.messages import RegisterNode
 from shared.errors import InvalidRequest
 from shared.usecases import templates
 from tests.agent_double import AgentDouble
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
+from tests.test_dashboard_cells import run_js
 from tests.test_nodes_admin import provider  # noqa: F401 - fixture
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -119,6 +122,40 @@ def test_a_template_keeps_the_memory_a_job_asks_for(cp) -> None:
     assert job.template == "Default" and cp.get_task(job.id, 1).min_memory_mb == 2048
 
 
+# --- memory as shown ----------------------------------------------------------------------
+
+SHOWN = [
+    (512, "512 MB", "512 MB"),
+    (1023, "1023 MB", "1023 MB"),  # under 1 GB: MB
+    (1024, "1 GB", "1 GB"),  # whole GB
+    (64 * G, "64 GB", "64 GB"),
+    (1536, "1.5 GB", "1.5 GB"),
+    (24105, "23.5 GB", "23.6 GB"),
+    (24063, "23.4 GB", "23.5 GB"),  # 23.5G is 24064 MB: more than it has
+    (24064, "23.5 GB", "23.5 GB"),
+    (17407, "16.9 GB", "17407 MB"),  # 16.99 GB: not "17407 MB" (rounded to 17.0) any more
+    (16385, "16385 MB", "16.1 GB"),  # its tenths end in .0: MB, never read as 16 GB
+    (1025, "1025 MB", "1.1 GB"),
+    (15974, "15.5 GB", "15.6 GB"),  # about what a 16 GiB VM's OS reports
+]
+
+
+@pytest.mark.parametrize(("mb", "down", "up"), SHOWN)
+def test_memory_is_shown_with_its_tenths_rounded_down_or_for_a_request_up(mb, down, up) -> None:
+    assert shown(mb) == down
+    assert shown(mb, up=True) == up
+
+
+def test_memory_shown_asked_for_fits_and_a_request_shown_is_no_less() -> None:
+    for mb in range(1, 200_000):
+        assert parse_mb(shown(mb)) <= mb <= parse_mb(shown(mb, up=True)), mb
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js")
+def test_the_dashboards_memory_reads_as_the_clis_rounded_down() -> None:
+    assert run_js([("memoryText", mb) for mb, _, _ in SHOWN]) == [d for _, d, _ in SHOWN]
+
+
 # --- submit: memory no node could ever have ---------------------------------------------
 
 
@@ -158,7 +195,8 @@ def vm(cp, name: str, memory_mb: int | None) -> None:
         (lambda cp: (azure(cp), vm(cp, "azure-1", 16 * G)),  # unset: its nodes' memory
          {"minMemoryMb": 1536 * 16, "nodeGroup": "AzureNodes"},
          "asks for 24 GB memory per node but the largest node in node group(s) AzureNodes has "
-         "16 GB; ask for at most 16 GB (or hpc nodegroup set AzureNodes --node-memory 24G"),
+         "16 GB; ask for at most 16 GB (or add VMs that big: hpc node add --group AzureNodes "
+         "--size SIZE)"),  # a setting of 24G would not count against azure-1's own 16 GB
         (lambda cp: (azure(cp), vm(cp, "azure-1", None)),
          {"minMemoryMb": "1T", "nodeGroup": "AzureNodes"}, None),
         # a group the job may not use starts nothing for it
@@ -230,6 +268,22 @@ def test_node_add_gives_new_nodes_and_their_vms_the_groups_memory(cp, provider) 
     added = cp.add_nodes("AzureNodes", 2, cores=4)
     assert [n.memory_mb for n in added] == [4 * G, 4 * G]
     assert [provider._vms[n.name].spec.memory_mb for n in added] == [4 * G, 4 * G]
+
+
+def test_node_add_of_another_size_leaves_the_memory_to_its_agent(cp, provider) -> None:
+    """The group's nodeMemoryMb is its size's: a VM of another size has its own."""
+    azure(cp, node_memory_mb=16 * G, size="Standard_D4s_v5", max_nodes=10)
+    [big] = cp.add_nodes("AzureNodes", 1, size="Standard_E16s_v5")
+    assert big.memory_mb is None and memory_of(cp, big.name) is None
+    assert provider._vms[big.name].spec.memory_mb is None  # a local VM's agent: its own
+    [same] = cp.add_nodes("AzureNodes", 1, size="standard_d4s_v5")  # the group's, any case
+    assert same.memory_mb == 16 * G
+    [usual] = cp.add_nodes("AzureNodes", 1)
+    assert usual.memory_mb == 16 * G
+    cp.set_group("AzureNodes", size=None)  # the cluster's size: HPC_AZURE_VM_SIZE
+    default = cp.deps.settings.azure_vm_size
+    assert cp.add_nodes("AzureNodes", 1, size=default)[0].memory_mb == 16 * G
+    assert cp.add_nodes("AzureNodes", 1, size="Standard_D4s_v5")[0].memory_mb is None
 
 
 # --- the group setting ------------------------------------------------------------------

@@ -93,14 +93,47 @@ def test_the_setting_is_read_from_hpc_agent_memory_mb(monkeypatch) -> None:
     assert Settings().agent_memory_mb == 3000
 
 
-def test_the_memory_flag_is_parsed_and_a_bad_one_is_one_line(capsys) -> None:
-    assert agent_cli.build_parser().parse_args(["--memory-mb", "4096"]).memory_mb == 4096
-    for bad in ("4G", "0"):
-        with pytest.raises(SystemExit) as exited:
-            agent_cli.build_parser().parse_args(["--memory-mb", bad])
-        assert exited.value.code == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "--memory-mb" in err
+@pytest.mark.parametrize(("given", "mb"), [("4096", 4096), ("16G", 16384), ("1.5g", 1536)])
+def test_the_memory_flag_is_mb_or_a_size(given, mb) -> None:
+    assert agent_cli.build_parser().parse_args(["--memory-mb", given]).memory_mb == mb
+
+
+@pytest.mark.parametrize("bad", ["4X", "0", "65T", "-1", ""])
+def test_a_bad_memory_flag_is_one_line(capsys, bad) -> None:
+    with pytest.raises(SystemExit) as exited:
+        agent_cli.build_parser().parse_args(["--memory-mb", bad])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--memory-mb" in err
+    assert "expected MB (16384) or a size (16G, 1.5T), 1 MB to 64 TB" in err
+
+
+@pytest.mark.parametrize(("given", "mb"), [("3000", 3000), ("16G", 16384), (" 2 GB ", 2048)])
+def test_the_setting_is_mb_or_a_size(monkeypatch, configs, tmp_path, given, mb) -> None:
+    monkeypatch.setenv("HPC_HOME", str(tmp_path))
+    monkeypatch.setenv("HPC_AGENT_MEMORY_MB", given)
+    assert Settings().agent_memory_mb == mb
+    assert agent_cli.main(["--name", "n1"]) == 0  # python -m agent
+    assert [c.memory_mb for c in configs] == [mb]
+
+
+def test_a_bad_setting_is_one_line_not_a_traceback(monkeypatch, configs, capsys) -> None:
+    monkeypatch.setenv("HPC_AGENT_MEMORY_MB", "16X")
+    assert agent_cli.main(["--name", "n1"]) == 2 and not configs
+    assert capsys.readouterr().err == (
+        "agent: error: HPC_AGENT_MEMORY_MB=16X: expected MB (16384) or a size (16G, 1.5T), "
+        "1 MB to 64 TB, got '16X'\n"
+    )
+
+
+def test_run_agent_takes_a_size_as_hpc_agent_run_may_give_it(configs, tmp_path, capsys) -> None:
+    settings = Settings(home=tmp_path)
+    assert agent_cli.run_agent("n1", memory_mb="16G", settings=settings) == 0
+    assert [c.memory_mb for c in configs] == [16384]
+    assert agent_cli.run_agent("n1", memory_mb="16X", settings=settings) == 2
+    assert capsys.readouterr().err.endswith(
+        "memory_mb: expected MB (16384) or a size (16G, 1.5T), 1 MB to 64 TB, got '16X'\n"
+    )
 
 
 def test_more_memory_than_any_machine_is_a_usage_error(configs, tmp_path, capsys) -> None:

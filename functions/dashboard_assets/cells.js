@@ -63,11 +63,13 @@ function nodeStateText(node) {
 }
 
 // A node's memory as the CLI shows it (shared/domain/memory.py shown): "-" when unknown.
+// The tenths round down (24063 MB: "23.4 GB"; 23.5 GB would be more than it has).
 function memoryText(mb) {
   if (mb === null || mb === undefined) return "-";
   if (mb >= 1024 && mb % 1024 === 0) return `${mb / 1024} GB`;
-  const tenths = (mb / 1024).toFixed(1);
-  return mb < 1024 || tenths.endsWith(".0") ? `${mb} MB` : `${tenths} GB`;
+  const tenths = Math.floor((mb * 10) / 1024);
+  if (mb < 1024 || tenths % 10 === 0) return `${mb} MB`;
+  return `${Math.floor(tenths / 10)}.${tenths % 10} GB`;
 }
 
 // A queued task says why it waits; an error it keeps is its last attempt's, not its state's.

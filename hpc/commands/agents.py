@@ -31,10 +31,11 @@ def agent_run(
         ),
     ] = None,
     memory_mb: Annotated[
-        int | None,
+        str | None,
         typer.Option(
-            min=1,
-            help="Memory (MB) to report; tasks asking for more do not run here.  "
+            metavar="SIZE",
+            help="Memory to report, in MB (16384) or a size (16G); tasks asking for more do "
+            "not run here.  "
             "\\[default: HPC_AGENT_MEMORY_MB, else this host's memory]",
             show_default=False,
         ),

@@ -37,16 +37,18 @@ def parse_mb(text: str | int) -> int:
     return mb
 
 
-def shown(mb: int) -> str:
-    """``4096`` -> ``"4 GB"``, ``24105`` -> ``"23.5 GB"``, ``512`` -> ``"512 MB"``; a size
-    that one decimal would show as a whole GB stays in MB (``16385`` -> ``"16385 MB"``), so
-    that it never reads as the size it misses."""
+def shown(mb: int, *, up: bool = False) -> str:
+    """``4096`` -> ``"4 GB"``, ``24105`` -> ``"23.5 GB"``, ``512`` -> ``"512 MB"``. The tenths
+    round down (``24063`` -> ``"23.4 GB"``: 23.5G is 24064 MB, more than it has), so that a
+    node's memory shown, asked for, fits it; ``up``: they round up, for a request (never
+    shown as less than it asks). A size whose tenths end in .0 stays in MB (``16385`` ->
+    ``"16385 MB"``), so that it never reads as the whole GB it is not."""
     if mb >= 1024 and mb % 1024 == 0:
         return f"{mb // 1024} GB"
-    tenths = f"{mb / 1024:.1f}"
-    if mb < 1024 or tenths.endswith(".0"):
+    tenths = -(-mb * 10 // 1024) if up else mb * 10 // 1024
+    if mb < 1024 or tenths % 10 == 0:
         return f"{mb} MB"
-    return f"{tenths} GB"
+    return f"{tenths // 10}.{tenths % 10} GB"
 
 
 def fits(need: int | None, have: int | None) -> bool:

@@ -56,7 +56,9 @@ def add_nodes(
     spot: bool = False,
 ) -> list[Node]:
     """Create ``count`` VMs for the group, left deallocated: Offline nodes until started.
-    ``spot``: Spot VMs (Azure may evict them; their tasks are then requeued at once)."""
+    ``spot``: Spot VMs (Azure may evict them; their tasks are then requeued at once). They
+    have the group's nodeMemoryMb, unless ``size`` is another than the group's (unknown
+    then: their agents report it)."""
     if not 1 <= count <= 1000:
         raise InvalidRequest(f"count must be 1-1000, got {count}")
     group = group_of(deps, group_name)
@@ -67,6 +69,10 @@ def add_nodes(
     members = [n for n in nodes if group.name in n.groups]
     if len(members) + count > group.max_nodes:  # maxNodes 0: none (groupsettings)
         raise Conflict(_beyond_max(group, len(members), count))
+    # The group's nodeMemoryMb is its size's: a VM of another size has its own, unknown
+    # until its agent reports it.
+    usual = group.size or deps.settings.azure_vm_size
+    memory_mb = group.node_memory_mb if size is None or size.lower() == usual.lower() else None
     prefix, i = _prefix(group.name), 0
     added: list[Node] = []
     now = deps.clock()
@@ -81,7 +87,7 @@ def add_nodes(
             cores=cores or group.node_cores,
             provider=deps.compute.name,
             size=size or group.size,
-            memory_mb=group.node_memory_mb,
+            memory_mb=memory_mb,
             spot=spot,
             state=NodeState.OFFLINE,
             state_reason="added: VM created, deallocated",

@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupnames import canonical_groups
+from shared.domain.growshrink import group_memory_mb
 from shared.domain.jobspec import JobSpec
 from shared.domain.memory import shown
 from shared.domain.models import Job
@@ -118,36 +119,100 @@ def check_fits(
                 f"a task asks for {task.nodes} nodes with {cores} cores each but {where} "
                 f"has {big} such node(s); ask for at most {big} nodes"
             )
-    check_memory(spec, eligible, [g for g in groups if not wanted or g.name in wanted], where)
+    usable = [g for g in groups if not wanted or g.name in wanted]
+    check_memory(spec, eligible, usable, where, nodes)
 
 
 def check_memory(
-    spec: JobSpec, eligible: Sequence[Node], groups: Sequence[NodeGroup], where: str
+    spec: JobSpec,
+    eligible: Sequence[Node],
+    groups: Sequence[NodeGroup],
+    where: str,
+    nodes: Sequence[Node] = (),
 ) -> None:
-    """Refuse a memory request (a node filter: shared.domain.memory) that no node of the
-    job's groups has or could have: each of its ``eligible`` nodes has a known memory below
-    it, and none of its managed ``groups`` (maxNodes above 0) may start a node big enough, or
-    one of unknown size (its nodeMemoryMb unset and no node of it known): that one may."""
-    asked = [t.min_memory_mb or spec.min_memory_mb for t in spec.tasks]
-    need = max((m for m in asked if m is not None), default=None)
-    if need is None or any(n.memory_mb is None or n.memory_mb >= need for n in eligible):
-        return
+    """Refuse a task asking for memory (a node filter: shared.domain.memory) whose nodes the
+    job's groups do not have and could not start: fewer of its ``eligible`` nodes than the
+    task asks for have both its cores (a range's min) and its memory (a node of unknown
+    memory may have it), and none of its managed ``groups`` (provider set, maxNodes above 0)
+    may start nodes with both (node_cores enough, and node memory unknown or enough as the
+    autoscaler takes it: :func:`group_memory_mb` of ``nodes``, the cluster's)."""
     managed = [g for g in groups if g.provider and g.max_nodes]
-    known = {g for n in eligible if n.memory_mb is not None for g in n.groups}
-    if any(g.node_memory_mb is None and g.name not in known for g in managed):
-        return  # its nodes' size is unknown until one registers
-    sizes = [g.node_memory_mb for g in managed if g.node_memory_mb is not None]
-    sizes += [n.memory_mb for n in eligible if n.memory_mb is not None]
-    if not sizes or max(sizes) >= need:  # no node, no size: check_fits said what it could
+    sizes = {g.name: group_memory_mb(g.node_memory_mb, g.name, nodes) for g in managed}
+    for task in spec.tasks:
+        need = task.min_memory_mb or spec.min_memory_mb
+        if need is not None:
+            _check_task_memory(task.nodes, task.min_cores, need, eligible, managed, sizes, where)
+
+
+def _check_task_memory(
+    count: int,
+    cores: int,
+    need: int,
+    eligible: Sequence[Node],
+    managed: Sequence[NodeGroup],
+    sizes: dict[str, int | None],
+    where: str,
+) -> None:
+    """:func:`check_memory` of one task asking for ``count`` nodes of ``cores`` cores and
+    ``need`` MB each (``sizes``: each managed group's node memory). The refusal says what
+    would be accepted: the most memory ``count`` nodes of these cores have, the most cores
+    ``count`` nodes of this memory have, fewer nodes, or bigger VMs."""
+    has = [n for n in eligible if _may_have(need, n.memory_mb)]
+    able = [n for n in has if n.cores >= cores]
+    grows = [g for g in managed if g.node_cores >= cores]
+    if len(able) >= count or any(_may_have(need, sizes[g.name]) for g in grows):
         return
-    also = ""
-    if managed:
-        arg = f"{need // 1024}G" if need % 1024 == 0 else f"{need}M"
-        also = f" (or hpc nodegroup set {managed[0].name} --node-memory {arg} for VMs that big)"
-    raise InvalidRequest(
-        f"a task asks for {shown(need)} memory per node but the largest node in {where} has "
-        f"{shown(max(sizes))}; ask for at most {shown(max(sizes))}{also}"
+    wide = [n.memory_mb for n in eligible if n.cores >= cores]  # >= count: check_fits
+    known = sorted((m for m in wide if m is not None), reverse=True)
+    unknown = len(wide) - len(known)  # fewer than count (they are in ``able``)
+    most_mb = known[count - 1 - unknown : count - unknown]
+    most_mb += [sizes[g.name] or 0 for g in grows]  # known: unknown would have been enough
+    most_cores = sorted((n.cores for n in has), reverse=True)[count - 1 : count]
+    most_cores += [g.node_cores for g in managed if _may_have(need, sizes[g.name])]
+    hint = f" ({_bigger_vms(grows[0], need, eligible)})" if grows else ""  # its nodes: in eligible
+    largest = max(
+        [n.memory_mb for n in eligible if n.memory_mb is not None]
+        + [s for s in sizes.values() if s is not None],
+        default=0,
     )
+    best = max(most_mb, default=0)
+    if count == 1 and best and best == largest:  # memory is all it lacks
+        raise InvalidRequest(
+            f"a task asks for {shown(need, up=True)} memory per node but the largest node in "
+            f"{where} has {shown(largest)}; ask for at most {shown(largest)}{hint}"
+        )
+    fixes = [f"{shown(best)} memory"] if best else []
+    fixes += [_counted(max(most_cores), "core")] if most_cores else []
+    fixes += [_counted(len(able), "node")] if able else []
+    advice = f"; ask for at most {' or '.join(fixes)}" if fixes else ""
+    raise InvalidRequest(
+        f"a task asks for {_counted(count, 'node')} with {_counted(cores, 'core')} and "
+        f"{shown(need, up=True)} each but {where} has {_counted(len(able), 'such node')}"
+        f"{advice}{hint}"
+    )
+
+
+def _may_have(need: int, have: int | None) -> bool:
+    """A node (or a managed group's) of ``have`` MB may have ``need`` MB: unknown may."""
+    return have is None or have >= need
+
+
+def _bigger_vms(group: NodeGroup, need: int, nodes: Sequence[Node]) -> str:
+    """How a managed group may get nodes of ``need`` MB: the setting, where it would count
+    (:func:`group_memory_mb`: not against what its nodes said), else VMs of a bigger size
+    (unknown until their agents report, unless the setting says less)."""
+    arg = f"{need // 1024}G" if need % 1024 == 0 else f"{need}M"
+    setting = f"hpc nodegroup set {group.name} --node-memory {arg}"
+    if _may_have(need, group_memory_mb(need, group.name, nodes)):
+        return f"or {setting} for VMs that big"
+    small = group.node_memory_mb is not None and group.node_memory_mb < need
+    return f"or add VMs that big: hpc node add --group {group.name} --size SIZE" + (
+        f" after {setting}" if small else ""
+    )
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _how_to_add(names: Sequence[str], groups: Sequence[NodeGroup]) -> str:
