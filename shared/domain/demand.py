@@ -188,7 +188,7 @@ def _none_started(group: str, tasks: Sequence[Task], gp: GroupPolicy, silent: li
     """Why ``group`` starts no node for ``tasks``, which ask for memory (:func:`grown_for`)."""
     jobs = ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
     most = max(t.min_memory_mb or 0 for t in tasks)
-    which = f"{len(tasks)} queued task(s) of jobs {jobs} ask up to {shown(most)} memory per node"
+    which = f"{len(tasks)} queued task(s) of jobs {jobs} ask up to {shown(most, up=True)} memory per node"
     if gp.node_memory_mb is not None:
         has = f"its nodes have {shown(gp.node_memory_mb)}"
         change = (

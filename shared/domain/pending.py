@@ -202,7 +202,7 @@ def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[
             reason += f"; {_listed(starting)} starting"
         return kind, reason
     largest = max(n.cores for n in online)
-    with_mem = "" if mem is None else f" with {shown(mem)} memory"
+    with_mem = "" if mem is None else f" with {shown(mem, up=True)} memory"
     if largest < task.cores:
         return "size", (
             f"needs {task.cores} cores on one node{with_mem}; the largest Online node{with_mem} "
@@ -249,7 +249,7 @@ def _less_memory(need: int, online: Sequence[Node], place: str) -> str:
     they have, and which nodes' memory is unknown (agents older than memory reporting)."""
     known = [n.memory_mb for n in online if n.memory_mb is not None]
     unknown = sorted(n.name for n in online if n.memory_mb is None)
-    parts = [f"needs {shown(need)} memory per node"]
+    parts = [f"needs {shown(need, up=True)} memory per node"]
     if known:
         parts.append(f"the largest Online node in {place} has {shown(max(known))}")
     if len(unknown) == 1:
@@ -275,8 +275,8 @@ def _wide_reason(
     if len(big) < task.nodes:
         each = " each" if task.nodes > 1 else ""
         mem = task.min_memory_mb  # ``online``: the nodes with that much
-        has = "" if mem is None else f" and {shown(mem)} memory"
-        more = "" if mem is None else f" and {shown(mem)} or more memory"
+        has = "" if mem is None else f" and {shown(mem, up=True)} memory"
+        more = "" if mem is None else f" and {shown(mem, up=True)} or more memory"
         return "size", (
             f"needs {want} with {task.cores} core(s){has}{each}; {place} has {len(big)} Online "
             f"node(s) with {task.cores} or more cores{more}"
