@@ -148,3 +148,39 @@ def test_a_vm_that_did_not_boot_is_logged_as_a_failed_start(cp, provider, clock)
     [failed] = [e for e in read_log(cp.deps) if e["action"] == "start failed"]
     assert "did not boot" in failed["reason"] and "backs off 60 s" in failed["reason"]
     assert cp.store.get_node(name).state_reason.startswith("failed: ")
+
+
+def test_an_admins_start_of_a_draining_vm_cancels_its_drain(cp, provider, clock):  # noqa: F811
+    """HPC Pack's Bring Online of a node being drained: an admin's stop of a busy VM drained
+    it (held); ``hpc node start`` of it brings it back Online with its task still running,
+    it takes work again, and the autoscaler does not stop it when that task ends (before:
+    409, "only an Offline node can be started", and the VM stopped)."""
+    [name] = managed(cp, provider, 1)
+    cp.node_action("start", [name])
+    agent = AgentDouble(cp, name, cores=1, groups=(AZ,))
+    assert agent.register().accepted
+    job = cp.submit({"command": "x", "nodeGroups": [AZ], "sweep": "1-2"})
+    assert cp.schedule_pass() == 1
+    [run] = agent.runs()
+    agent.send(agent.started(run))
+    [stopped] = cp.node_action("stop", [name])
+    assert stopped.state is NodeState.DRAINING
+    [started] = cp.node_action("start", [name])
+    assert started.state is NodeState.ONLINE and started.held is None
+    assert started.incarnation == agent.incarnation  # the same agent, its task runs on
+    assert "drain is canceled" in (started.state_reason or "")
+    agent.send(agent.ended(run))
+    clock.advance(1)
+    cp.autoscale()
+    assert cp.store.get_node(name).state is NodeState.ONLINE  # not stopped: it is not Draining
+    assert cp.schedule_pass() == 1  # and it takes the next task
+    assert {t.node for t in cp.list_tasks(job.id)} == {name}
+
+
+def test_a_start_of_a_stopping_vm_says_to_start_it_once_it_is_offline(cp, provider, clock):  # noqa: F811
+    [name] = managed(cp, provider, 1)
+    cp.node_action("start", [name])
+    cp.node_action("stop", [name])  # idle (its agent never joined): Stopping at once
+    assert cp.store.get_node(name).state is NodeState.STOPPING
+    with pytest.raises(Conflict, match="is Stopping; .*start it once it is Offline"):
+        cp.node_action("start", [name])

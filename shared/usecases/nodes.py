@@ -131,26 +131,37 @@ def _nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
 def start_nodes(
     deps: Deps, names: Iterable[str], *, reason: str = "started by an admin"
 ) -> list[Node]:
-    """Start managed nodes (Offline: their VMs start) and bring on-prem ones back Online
-    while their agents run (:mod:`shared.usecases.online`). Every node is checked before any
-    is acted on: a refusal (409) changes nothing."""
+    """Start managed nodes (Offline: their VMs start; Draining: the drain is canceled, the VM
+    runs on, as HPC Pack's Bring Online) and bring on-prem ones back Online while their
+    agents run (:mod:`shared.usecases.online`). Every node is checked before any is acted
+    on: a refusal (409) changes nothing."""
     nodes = _nodes(deps, names)
     for node in nodes:
         if not ownership.is_managed(node):
             online.check(deps, node)
-        elif node.state is not NodeState.OFFLINE:
+        elif node.state not in (NodeState.OFFLINE, NodeState.DRAINING):
+            then = "; start it once it is Offline" if node.state is NodeState.STOPPING else ""
             raise Conflict(
-                f"node {node.name} is {node.state}; only an Offline node can be started",
+                f"node {node.name} is {node.state}; only an Offline node can be started "
+                f"(a Draining one is brought back Online){then}",
                 state=node.state.value,
             )
     out = []
     for node in nodes:
-        if ownership.is_managed(node):
-            node.held = None  # an admin's start ends an admin's drain or offline
-            out.append(start_node(deps, node, reason=reason))
-        else:
+        if not ownership.is_managed(node):
             out.append(online.bring_online(deps, node.name))
+            continue
+        node.held = None  # an admin's start ends an admin's drain or offline
+        if node.state is NodeState.DRAINING:
+            node.move_to(NodeState.ONLINE, reason=DRAIN_CANCELED, now=deps.clock())
+            deps.store.put_node(node)
+            out.append(node)
+        else:
+            out.append(start_node(deps, node, reason=reason))
     return out
+
+
+DRAIN_CANCELED = "started by an admin while Draining: the drain is canceled, it takes work again"
 
 
 ONPREM_STOP = (
