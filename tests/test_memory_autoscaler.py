@@ -83,13 +83,15 @@ def pol(memory_gb: int | None, **kw) -> AutoscalerPolicy:
         (64 * G, [], 64 * G),  # no node: what hpc node add makes
         # a node's own word beats the setting (the size of nodes added after it)
         (64 * G, [mem_node("a", ON, memory_mb=16 * G)], 16 * G),
-        # ... which stands for the nodes never registered that were given none
+        # ... nor for nodes added before it, never registered (a probe saw them started
+        # one by one for a task none could run): unknown, the known 16 GB decides
         (
             64 * G,
             [mem_node("a", ON, memory_mb=16 * G), mem_node("b", OFF, registered=False)],
-            64 * G,
+            16 * G,
         ),
-        # ... not for a mute one (registered, said none): it runs no memory task
+        (64 * G, [mem_node("b", OFF, registered=False)], None),  # unknown: one probe tells
+        # ... nor for a mute one (registered, said none): it runs no memory task
         (64 * G, [mem_node("a", ON, memory_mb=16 * G), mem_node("b", ON)], 16 * G),
         (64 * G, [mem_node("b", OFF)], None),
         (None, [mem_node("a", ON, memory_mb=16 * G), mem_node("b", ON)], 16 * G),
@@ -218,13 +220,12 @@ def test_memory_of_counts_online_nodes_as_the_scheduler_and_starting_ones_by_the
         mem_node("s-mute", STARTING, AZ, None),  # registered before, said no memory
     ]
     group_of = {n.name: (AZ if n.groups == [AZ] else None) for n in nodes}
-    gp = GroupPolicy(node_cores=4, node_memory_mb=64 * G, node_memory_setting_mb=32 * G)
+    gp = GroupPolicy(node_cores=4, node_memory_mb=64 * G)
     got = memory_of(nodes, group_of, {AZ: gp})
-    assert got == {"on": None, "big": 64 * G, "s-own": 8 * G, "s-group": 32 * G, "s-mute": None}
-    unset = memory_of(nodes, group_of, {AZ: replace(gp, node_memory_setting_mb=None)})
-    assert "s-group" not in unset  # unknown: taken as enough
-    unknown = memory_of(nodes, group_of, {AZ: GroupPolicy(node_cores=4)})
-    assert "s-group" not in unknown  # left out: taken as enough
+    assert got == {"on": None, "big": 64 * G, "s-own": 8 * G, "s-mute": None}
+    assert "s-group" not in got  # unknown: left out, taken as enough
+    nodes[3].memory_mb = 32 * G  # what hpc node add gave it (never registered)
+    assert memory_of(nodes, group_of, {AZ: gp})["s-group"] == 32 * G
 
 
 @pytest.mark.parametrize(
@@ -375,7 +376,7 @@ def test_a_grow_starts_first_the_nodes_that_have_the_memory_asked(memories_gb, q
         mem_node(n, OFF, memory_mb=None if gb is None else gb * G, registered=gb is not None)
         for n, gb in memories_gb.items()
     ]
-    assert [n.name for n in start_order(offline, queued, None, offline)] == expected
+    assert [n.name for n in start_order(offline, queued, offline)] == expected
 
 
 def test_a_group_with_a_bigger_node_added_starts_that_one_not_the_small_ones():
@@ -392,18 +393,18 @@ def test_a_group_with_a_bigger_node_added_starts_that_one_not_the_small_ones():
 
 def test_a_mute_node_stopped_is_not_started_again_for_a_memory_task():
     """A billing loop the review found: az-1's agent registered without a memory; stopped
-    once idle, it was started again for the 32 GB task, and again. Now neither it nor the
-    setting's word for it counts: the other nodes (never registered) are started instead,
-    and with none of them the group starts none and says why."""
+    once idle, it was started again for the 32 GB task, and again. Now it never counts: a
+    node given 64 GB by hpc node add is started instead, and with none of them the group
+    starts none and says why."""
     mute_off = mem_node("az-1", OFF)  # registered (incarnation 1), no memory
     fresh = [mem_node(f"az-{i}", OFF, registered=False) for i in (2, 3)]
     assert started(run([mute_off, *fresh], asks(32), pol=pol(None))) == []
-    with_setting = pol(None, node_memory_setting_mb=64 * G)
+    fresh[0].memory_mb = 64 * G  # added after --node-memory 64G
     group = replace(
-        with_setting.groups[AZ], node_memory_mb=group_memory_mb(64 * G, AZ, [mute_off, *fresh])
+        pol(None).groups[AZ], node_memory_mb=group_memory_mb(None, AZ, [mute_off, *fresh])
     )
     decision = run([mute_off, *fresh], asks(32), pol=AutoscalerPolicy(groups={AZ: group}))
-    assert started(decision) == ["az-2"]  # believed 64 GB (the setting); az-1 never
+    assert started(decision) == ["az-2"]  # az-1 never
     alone = run([mute_off], asks(32), pol=AutoscalerPolicy(groups={AZ: group}))
     assert started(alone) == []
 
@@ -418,10 +419,7 @@ def test_a_vm_size_that_reported_less_than_its_nominal_memory_is_believed_for_it
         n.size = "Standard_D4s_v5"
     nodes = [first, *rest]
     assert group_memory_mb(16 * G, AZ, nodes) == 15990
-    group = replace(
-        pol(None, node_memory_setting_mb=16 * G).groups[AZ],
-        node_memory_mb=group_memory_mb(16 * G, AZ, nodes),
-    )
+    group = replace(pol(None).groups[AZ], node_memory_mb=group_memory_mb(16 * G, AZ, nodes))
     assert started(run(nodes, asks(16, 4), pol=AutoscalerPolicy(groups={AZ: group}))) == []
     # a bigger size added later is believed as given: it starts
     big = mem_node("az-9", OFF, memory_mb=64 * G, registered=False)
@@ -445,3 +443,37 @@ def test_a_wide_probe_starts_one_node():
     """Node memory unknown, a task on 6 nodes asking 64 GB: one node finds out (before: 6)."""
     wide_task = asks(64)[0].model_copy(update={"nodes": 6})
     assert started(run(azure_vms(8), [wide_task], pol=pol(None))) == ["az-1"]
+
+
+def test_a_setting_made_after_the_nodes_were_added_does_not_speak_for_them():
+    """The live probe: ``--node-memory 30G`` on a group whose three VMs were added before
+    (never registered, of this host's 23.5 GB): a 30 GB task started az-1, az-2, az-3 one
+    grow interval apart, none of which could run it. Now: one probe, and once it reported
+    23.5 GB, no other start."""
+    nodes = [mem_node(f"az-{i}", OFF, registered=False) for i in (1, 2, 3)]
+    group = replace(pol(None).groups[AZ], node_memory_mb=group_memory_mb(30 * G, AZ, nodes))
+    assert group.node_memory_mb is None  # unknown: the setting is not their size
+    assert started(run(nodes, asks(30), pol=AutoscalerPolicy(groups={AZ: group}))) == ["az-1"]
+    nodes[0] = mem_node("az-1", ON, memory_mb=24105)  # it registered
+    group = replace(group, node_memory_mb=group_memory_mb(30 * G, AZ, nodes))
+    later = run(nodes, asks(30), pol=AutoscalerPolicy(groups={AZ: group}), used={"az-1": 4})
+    assert started(later) == []
+
+
+def test_the_log_says_a_start_is_for_memory_and_a_probe_is_one():
+    """The live probe: every memory start read "overflow the free cores of running nodes"
+    while on-prem cores sat free."""
+    [probe] = run(azure_vms(3), asks(64, job=22), pol=pol(None)).orders
+    assert probe.reason == (
+        "1 queued tasks of jobs 22 (up to 64 GB memory) fit no running node; AzureNodes's "
+        "node memory is unknown: one started tells"
+    )
+    [known] = run(azure_vms(3), asks(64, job=22), pol=pol(128)).orders
+    assert known.reason == (
+        "1 queued tasks of jobs 22 (up to 64 GB memory) fit no running node's free cores and "
+        "memory; AzureNodes needs 1 node(s) of 4 cores and 128 GB"
+    )
+    [plain] = run(azure_vms(3), asks(None, job=5), pol=pol(128)).orders
+    assert plain.reason.endswith(
+        "overflow the free cores of running nodes; AzureNodes needs 1 node(s) of 4 cores"
+    )

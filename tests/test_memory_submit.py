@@ -87,7 +87,8 @@ def test_the_refusal_names_what_a_managed_group_could_do(cp) -> None:
     assert refusal(cp, {"cores": 8, "minMemoryMb": "64G"}) == (
         "a task asks for 1 node with 8 cores and 64 GB each but the cluster has 0 such nodes; "
         "ask for at most 32 GB memory or 2 cores "
-        "(or hpc nodegroup set AzureNodes --node-memory 64G for VMs that big)"
+        "(or bigger VMs: hpc nodegroup set AzureNodes --size SIZE --node-memory 64G, then "
+        "hpc node add --group AzureNodes)"
     )
     azure(cp, node_cores=4, node_memory_mb=128 * G)  # its nodes lack the cores: none of that
     assert refusal(cp, {"cores": 8, "minMemoryMb": "64G"}) == (
@@ -97,15 +98,15 @@ def test_the_refusal_names_what_a_managed_group_could_do(cp) -> None:
 
 
 def test_a_managed_groups_memory_is_the_autoscalers(cp) -> None:
-    """The setting stands for its nodes that say none, not against a node's own word: a
+    """The setting is the memory of nodes added after it, never of those the group has: a
     group whose only node has 16 GB starts no 64 GB node, whatever the setting says."""
     azure(cp, node_cores=2, node_memory_mb=64 * G)
     vm(cp, "azure-1", 16 * G)
     message = refusal(cp, {"minMemoryMb": "64G", "nodeGroup": "AzureNodes"})
     assert message.startswith(
         "a task asks for 64 GB memory per node but the largest node in node group(s) "
-        "AzureNodes has 16 GB; ask for at most 16 GB (or add VMs that big: hpc node add "
-        "--group AzureNodes --size SIZE"
+        "AzureNodes has 16 GB; ask for at most 16 GB (or bigger VMs: hpc nodegroup set "
+        "AzureNodes --size SIZE --node-memory 64G, then hpc node add --group AzureNodes)"
     )
 
 

@@ -265,7 +265,7 @@ class _Run:
                 words = autoscaler_notes.backoff(wanted, memory.backoff_until, memory.last_failure)
                 self.notes.append(Note(group, words))
                 continue
-            offline = start_order(offline, tasks, gp.node_memory_setting_mb, self.members(group))
+            offline = start_order(offline, tasks, self.members(group))
             count = min(wanted, max(0, gp.max_nodes - up), len(offline), starts_left)
             if count < wanted:
                 short = autoscaler_notes.Shortfall(
@@ -276,11 +276,7 @@ class _Run:
             floor = f"{group} is below its min_nodes {gp.min_nodes}"
             why = floor
             if need:
-                jobs = ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
-                why = (
-                    f"{len(tasks)} queued tasks of jobs {jobs} overflow the free cores of "
-                    f"running nodes; {group} needs {need} node(s) of {gp.node_cores} cores"
-                )
+                why = autoscaler_notes.grown(group, tasks, need, gp.node_cores, gp.node_memory_mb)
             for k, node in enumerate(offline[:count]):  # beyond the queue's need: the floor's
                 self.order("start", node, group, why if k < need else floor)
                 self.nodes[node.name] = NodeMemory(start_ordered_at=self.now)

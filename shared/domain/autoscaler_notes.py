@@ -15,12 +15,33 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.domain.cluster import Node, NodeGroup
+from shared.domain.memory import shown
+from shared.domain.models import Task
 from shared.domain.states import NodeState
 
 
 def nodes(count: int) -> str:
     """``1 node``, ``2 nodes``."""
     return f"{count} node" if count == 1 else f"{count} nodes"
+
+
+def grown(group: str, tasks: Sequence[Task], need: int, cores: int, memory_mb: int | None) -> str:
+    """Why a group starts ``need`` nodes for overflowing ``tasks``: the cores they lack or,
+    asking for memory, the memory (a group of unknown node memory starts one to learn it)."""
+    jobs = ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
+    asked = [t.min_memory_mb for t in tasks if t.min_memory_mb is not None]
+    if not asked:
+        return (
+            f"{len(tasks)} queued tasks of jobs {jobs} overflow the free cores of running "
+            f"nodes; {group} needs {need} node(s) of {cores} cores"
+        )
+    what = f"{len(tasks)} queued tasks of jobs {jobs} (up to {shown(max(asked), up=True)} memory)"
+    if memory_mb is None:
+        return f"{what} fit no running node; {group}'s node memory is unknown: one started tells"
+    return (
+        f"{what} fit no running node's free cores and memory; {group} needs {need} node(s) "
+        f"of {cores} cores and {shown(memory_mb)}"
+    )
 
 
 def backoff(wanted: int, until: datetime, failure: str | None) -> str:

@@ -215,8 +215,8 @@ def memory_of(
     for n in nodes:
         if n.state is NodeState.ONLINE:
             out[n.name] = n.memory_mb
-        elif n.state is NodeState.STARTING and (gp := groups.get(group_of.get(n.name) or "")):
-            have = memory_believed(n, gp.node_memory_setting_mb, seen)
+        elif n.state is NodeState.STARTING and group_of.get(n.name) in groups:
+            have = memory_believed(n, seen)
             if have is not None or mute(n):
                 out[n.name] = have
     return out

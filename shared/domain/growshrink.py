@@ -30,9 +30,6 @@ class GroupPolicy:
     node_memory_mb: int | None = None
     """Memory (MB) of one node of the group, by :func:`group_memory_mb` (None: unknown, taken
     as enough: a node started tells its memory when its agent registers)."""
-    node_memory_setting_mb: int | None = None
-    """The group's ``node_memory_mb`` setting: what its nodes that say none are taken to have
-    (:func:`memory_believed`)."""
     min_nodes: int = 0
     max_nodes: int = 100
     grow_interval: timedelta = timedelta(minutes=1)
@@ -69,18 +66,19 @@ def fits_node(task: Task, gp: GroupPolicy) -> bool:
     return task.cores <= gp.node_cores and (need is None or have is None or need <= have)
 
 
-def memory_believed(node: Node, setting: int | None, seen: Mapping[str, int]) -> int | None:
-    """The memory the autoscaler takes ``node`` (of a managed group whose ``node_memory_mb``
-    is ``setting``) to have when it starts it for a task that asks for memory. A node that
-    registered: its own (its agent's word, or ``hpc node add``'s that its agent did not
-    contradict); None there means its agent is mute: it can run no such task. A node never
-    registered: what ``hpc node add`` gave it, else the setting; but what a registered node
-    of the same VM size (``seen``: :func:`sizes_seen`) reported when that is less (a VM's OS
+def memory_believed(node: Node, seen: Mapping[str, int]) -> int | None:
+    """The memory the autoscaler takes ``node`` (of a managed group) to have when it starts it
+    for a task that asks for memory. A node that registered: its own (its agent's word, or
+    ``hpc node add``'s that its agent did not contradict); None there means its agent is
+    mute: it can run no such task. A node never registered: what ``hpc node add`` gave it
+    (the group's ``node_memory_mb`` then: the setting never speaks for nodes added before
+    it, which a probe saw started one by one for nothing), but what a registered node of the
+    same VM size (``seen``: :func:`sizes_seen`) reported when that is less (a VM's OS
     reports less than its size's nominal memory). None: unknown."""
     if node.incarnation > 0:
         return node.memory_mb
-    belief = node.memory_mb if node.memory_mb is not None else setting
     told = seen.get(node.size) if node.size else None
+    belief = node.memory_mb
     return told if told is not None and (belief is None or told < belief) else belief
 
 
@@ -103,23 +101,22 @@ def group_memory_mb(setting: int | None, group: str, nodes: Iterable[Node]) -> i
     """The most memory a node of a managed group has, as the autoscaler decides with it
     (its grow starts the nodes that have what the tasks ask first: :func:`start_order`):
     the most any of its nodes is believed to have (:func:`memory_believed`). None: unknown
-    (no node of it says, nor the setting; a node started tells), or all its nodes are mute.
+    (no node of it says; a node started tells), or all its nodes are mute.
     A group with no node: the setting (what ``hpc node add`` makes)."""
     members = [n for n in nodes if group in n.groups]
     if not members:
         return setting
     seen = sizes_seen(members)
-    believed = [memory_believed(n, setting, seen) for n in members]
+    believed = [memory_believed(n, seen) for n in members]
     return max((m for m in believed if m is not None), default=None)
 
 
 def start_order(
-    offline: Sequence[Node], tasks: Sequence[Task], setting: int | None, members: Sequence[Node]
+    offline: Sequence[Node], tasks: Sequence[Task], members: Sequence[Node]
 ) -> list[Node]:
     """The Offline nodes a grow for ``tasks`` starts, first first: those believed to have the
-    most memory any of them asks (:func:`memory_believed`; ``setting``: the group's
-    ``node_memory_mb``, ``members``: its nodes), then those of unknown memory, then the
-    others, by name; none believed to have less than every one of them asks, nor a mute one
+    most memory any of them asks (:func:`memory_believed`; ``members``: the group's nodes),
+    then those of unknown memory, then the others, by name; none believed to have less than every one of them asks, nor a mute one
     (:func:`mute`), when every one of them asks for memory (it would run none of them)."""
     asks = [t.min_memory_mb for t in tasks]
     most = max((a for a in asks if a is not None), default=None)
@@ -127,7 +124,7 @@ def start_order(
         return sorted(offline, key=lambda n: n.name)
     least = None if None in asks else min(a for a in asks if a is not None)
     seen = sizes_seen(members)
-    have = {n.name: memory_believed(n, setting, seen) for n in offline}
+    have = {n.name: memory_believed(n, seen) for n in offline}
 
     def rank(n: Node) -> tuple[int, str]:
         m = have[n.name]

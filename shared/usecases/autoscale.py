@@ -57,7 +57,6 @@ def policy_of(groups: list[NodeGroup], deps: Deps, nodes: Sequence[Node] = ()) -
         g.name: GroupPolicy(
             node_cores=g.node_cores,
             node_memory_mb=group_memory_mb(g.node_memory_mb, g.name, nodes),
-            node_memory_setting_mb=g.node_memory_mb,
             min_nodes=g.min_nodes,
             max_nodes=g.max_nodes,
             grow_interval=timedelta(seconds=g.grow_interval_s),

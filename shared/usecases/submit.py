@@ -169,7 +169,7 @@ def _check_task_memory(
     most_mb += [sizes[g.name] or 0 for g in grows]  # known: unknown would have been enough
     most_cores = sorted((n.cores for n in has), reverse=True)[count - 1 : count]
     most_cores += [g.node_cores for g in managed if _may_have(need, sizes[g.name])]
-    hint = f" ({_bigger_vms(grows[0], need, eligible)})" if grows else ""  # its nodes: in eligible
+    hint = f" ({_bigger_vms(grows[0], need)})" if grows else ""
     largest = max(
         [n.memory_mb for n in eligible if n.memory_mb is not None]
         + [s for s in sizes.values() if s is not None],
@@ -197,17 +197,14 @@ def _may_have(need: int, have: int | None) -> bool:
     return have is None or have >= need
 
 
-def _bigger_vms(group: NodeGroup, need: int, nodes: Sequence[Node]) -> str:
-    """How a managed group may get nodes of ``need`` MB: the setting, where it would count
-    (:func:`group_memory_mb`: not against what its nodes said), else VMs of a bigger size
-    (unknown until their agents report, unless the setting says less)."""
+def _bigger_vms(group: NodeGroup, need: int) -> str:
+    """How a managed group gets nodes of ``need`` MB: VMs of a bigger size added with that
+    memory (the setting is the memory of the nodes added after it, not of those it has:
+    :func:`group_memory_mb`), the same advice as the waiting task's reason."""
     arg = f"{need // 1024}G" if need % 1024 == 0 else f"{need}M"
-    setting = f"hpc nodegroup set {group.name} --node-memory {arg}"
-    if _may_have(need, group_memory_mb(need, group.name, nodes)):
-        return f"or {setting} for VMs that big"
-    small = group.node_memory_mb is not None and group.node_memory_mb < need
-    return f"or add VMs that big: hpc node add --group {group.name} --size SIZE" + (
-        f" after {setting}" if small else ""
+    return (
+        f"or bigger VMs: hpc nodegroup set {group.name} --size SIZE --node-memory {arg}, "
+        f"then hpc node add --group {group.name}"
     )
 
 
