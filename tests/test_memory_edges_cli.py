@@ -108,6 +108,7 @@ def test_a_managed_groups_node_memory_is_set_shown_and_unset(cluster: httpx.Clie
     assert group_of(cluster, "Big")["nodeMemoryMb"] == 1536 * G
     result = hpc("nodegroup", "set", "AzureNodes", "--provider", "local", "--node-memory", "16G")
     assert result.exit_code == 0, result.output
+    assert "node memory 16 GB" in " ".join(result.stdout.split())  # the set is confirmed
     assert group_of(cluster, "AzureNodes")["nodeMemoryMb"] == 16 * G
     listed = hpc("nodegroup", "list").stdout
     assert row(listed, "AzureNodes")[5:7] == ["16", "GB"]  # after Node cores

@@ -242,7 +242,8 @@ def group_set(
     stdout_console().print(
         f"node group {dash(group.get('name'))}: min {dash(group.get('minNodes'))}, "
         f"max {dash(group.get('maxNodes'))}, provider {dash(group.get('provider'))}, "
-        f"idle policy {dash(group.get('idlePolicy'))} (boot delay {dash(group.get('bootDelayS'))} s)"
+        f"idle policy {dash(group.get('idlePolicy'))} (boot delay {dash(group.get('bootDelayS'))} s), "
+        f"node memory {memory(group.get('nodeMemoryMb'), 'unknown')}"
     )
 
 
