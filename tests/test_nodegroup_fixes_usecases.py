@@ -23,6 +23,7 @@ from shared.domain.states import JobState, NodeState
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.usecases.autoscale import LOG_KEY
 from shared.usecases.autoscale_memory import STATE_KEY
+from tests.agent_double import AgentDouble
 from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
 from tests.test_nodes_admin import provider  # noqa: F401 - fixtures
 
@@ -284,3 +285,32 @@ def test_requeue_of_a_finished_jobs_task_says_only_failed_or_canceled_tasks_requ
         f"task {job.id}.1 is Finished (its job {job.id} is Finished); only a Failed or "
         "Canceled task can be requeued"
     )
+
+
+def test_a_waiting_tasks_reason_keeps_the_autoscalers_word_until_its_next_grow_check(
+    cp, provider, clock
+):
+    """The live probe: a task for a group at its max read "the autoscaler considers growing
+    AzureNodes every 60 s: next in 38 s" for ever; the runs between grow checks (every 5 s)
+    said nothing and wiped what the check had said (only the log kept "starts 0")."""
+    burst(cp, max_nodes=1, grow_interval_s=60)
+    [vm] = cp.add_nodes("Burst", 1)
+    cp.node_action("start", [vm.name])
+    assert AgentDouble(cp, vm.name, cores=2, groups=("Burst",)).register().accepted
+    job = cp.submit({"command": "x", "nodeGroups": ["Burst"], "cores": 2, "sweep": "1-2"})
+    assert cp.schedule_pass() == 1  # task 1 holds the one node; task 2 waits for another
+
+    def reason() -> str:
+        return cp.pending_reasons(cp.list_tasks(job.id))[(job.id, 2)]
+
+    cp.autoscale()  # the grow check: wants 1 more, starts 0 (max_nodes 1)
+    first = reason()
+    assert "Burst: wants 1 node, starts 0" in first
+    clock.advance(5)
+    cp.autoscale()  # between checks: decides no growth, and keeps what it said
+    assert "Burst: wants 1 node, starts 0" in reason()
+    cp.set_group("Burst", max_nodes=2)
+    clock.advance(60)
+    cp.autoscale()  # the next check says anew: room under the max, but no node to start
+    again = reason()
+    assert first != again and "add some with hpc node add --group Burst --count 1" in again

@@ -324,8 +324,9 @@ def _save(
             meta = deps.store.get_meta(STATE_KEY)
         except NotFound:
             meta = Meta(key=STATE_KEY)
+        before = meta.data.get(SAID_FIELD) or {}
         meta.data = decision.state.to_dict()
-        meta.data[SAID_FIELD] = said
+        meta.data[SAID_FIELD] = _said(before, said, decision, now)
         if memory is not None:
             meta.data[idle_policy.MEMORY_FIELD] = memory
         deps.store.put_meta(meta)
@@ -343,8 +344,20 @@ def _save(
     deps.retry(write_state)
     if entries:
         deps.retry(write_log)
+
     if done:
         deps.kick()
+
+
+def _said(
+    before: dict[str, Any], said: dict[str, Any], decision: Decision, now: datetime
+) -> dict[str, Any]:
+    """What the autoscaler last said of each group: this run's notes, and a group's earlier
+    ones until its next grow check (a run between checks decides no growth; a probe saw a
+    task's reason say "next check in 38 s" for ever while the group was at its max)."""
+    checked = {g for g, m in decision.state.groups.items() if m.last_grow_check == now}
+    kept = {g: w for g, w in before.items() if g not in checked and g not in said}
+    return {**kept, **said}
 
 
 def _repeats(old: list[Any], entry: dict[str, Any]) -> bool:
