@@ -246,6 +246,8 @@ async function loadAutoscale() {
     groups.groups.map((g) => row([
       // an on-prem group has no bounds: its nodes join by their agents
       g.name, g.provider || "on-prem", g.provider ? g.minNodes : "-", g.provider ? g.maxNodes : "-",
+      g.provider ? g.nodeCores : "-",
+      g.provider ? (g.nodeMemoryMb == null ? "unknown" : memoryText(g.nodeMemoryMb)) : "-",
       g.provider ? (g.autoscale ? "yes" : "no") : "-", g.description,
     ])),
     "no node groups",
