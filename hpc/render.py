@@ -9,7 +9,7 @@ errors) is shown literally, never parsed as markup nor passed on as escapes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
@@ -187,27 +187,25 @@ def runtime_limit(job: Mapping[str, Any], tasks: list[dict[str, Any]]) -> str | 
     own = job.get("runtimeLimit")
     if _positive_int(own):
         return format_duration(own)
-    limits = {t.get("runtimeLimitS") for t in tasks}
-    given = sorted(v for v in limits if _positive_int(v))
-    if not given:
-        return None
-    if len(limits) == 1:
-        return format_duration(given[0])
-    shown = [format_duration(v) for v in given[:4]] + (["..."] if len(given) > 4 else [])
-    return "per task: " + ", ".join(shown + (["none"] if len(given) < len(limits) else []))
+    return _per_task({t.get("runtimeLimitS") for t in tasks}, format_duration)
 
 
 def memory_request(tasks: list[dict[str, Any]]) -> str | None:
     """What a job's tasks ask of each node's memory (``minMemoryMb``; ``tasks``: a first page
     of them), None if none asks; tasks that differ show each size."""
-    asked = {t.get("minMemoryMb") for t in tasks}
-    given = sorted(v for v in asked if _positive_int(v))
+    return _per_task({t.get("minMemoryMb") for t in tasks}, shown, alone=" per node")
+
+
+def _per_task(values: set[Any], form: Callable[[int], str], *, alone: str = "") -> str | None:
+    """What the tasks set (``values``: theirs, distinct), None if none sets it: one value as
+    ``form`` words it (and ``alone``), else ``per task: A, B, ..., none``."""
+    given = sorted(v for v in values if _positive_int(v))
     if not given:
         return None
-    if len(asked) == 1:
-        return f"{shown(given[0])} per node"
-    sizes = [shown(v) for v in given[:4]] + (["..."] if len(given) > 4 else [])
-    return "per task: " + ", ".join(sizes + (["none"] if len(given) < len(asked) else []))
+    if len(values) == 1:
+        return form(given[0]) + alone
+    forms = [form(v) for v in given[:4]] + (["..."] if len(given) > 4 else [])
+    return "per task: " + ", ".join(forms + (["none"] if len(given) < len(values) else []))
 
 
 def _positive_int(value: Any) -> TypeGuard[int]:

@@ -93,6 +93,7 @@ def test_an_admins_stop_of_a_starting_node_is_no_failed_start(cp, provider, cloc
     node = cp.store.get_node(name)
     assert node.state is NodeState.OFFLINE and node.held == "offline"
     assert backoff_until(cp) is None
+    assert not [e for e in read_log(cp.deps) if e["action"] == "start failed"]
 
 
 def test_an_offline_racing_a_start_wins_and_the_vm_is_deallocated(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from shared.adapters.local_compute import LocalProvider
 from shared.domain.demand import Reach
 from shared.domain.growshrink import GroupPolicy, NodeMemory
 from shared.domain.idleplan import overflow
@@ -15,6 +14,7 @@ from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.usecases.autoscale import read_log
 from tests.agent_double import AgentDouble
+from tests.test_autoscale_policies import provider  # noqa: F401 - fixture
 from tests.test_autoscaler import (
     AZ,
     MIN,
@@ -147,13 +147,6 @@ def test_the_idle_policies_floor_counts_only_the_nodes_on_prem_cannot_give():
 
 
 # ------------------------------------------------------------- through the control plane
-
-
-@pytest.fixture
-def provider(tmp_path):
-    p = LocalProvider(tmp_path / "vms")
-    yield p
-    p.close()
 
 
 def test_the_timer_run_starts_one_vm_for_the_probes_wide_task(tmp_path, clock, provider):  # noqa: F811

@@ -19,7 +19,7 @@ from shared.errors import Conflict, NotFound
 from shared.ports.compute import ErrorKind, PowerState
 from shared.usecases.autoscale import read_log
 from tests.azure_compute_fixtures import NOW, OPS, VMS, accepted, op, status
-from tests.test_autoscale_faults_local import spec, write
+from tests.test_autoscale_faults_local import faults, spec, write  # noqa: F401 - fixture
 from tests.test_autoscale_faults_usecases import backoff_until, managed, provider  # noqa: F401
 from tests.test_azure_runs import AZ, Cluster, backoff
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
@@ -219,19 +219,14 @@ def test_a_start_of_a_lost_vm_says_a_new_start_creates_it(cp, provider, clock): 
 
 
 @pytest.fixture
-def faults(tmp_path: Path) -> Path:
-    return tmp_path / "faults.json"
-
-
-@pytest.fixture
-def faulty(tmp_path: Path, faults: Path) -> Iterator[LocalProvider]:
+def faulty(tmp_path: Path, faults: Path) -> Iterator[LocalProvider]:  # noqa: F811
     """A local provider reading its switches from ``faults`` (``HPC_LOCAL_FAULTS``)."""
     p = LocalProvider(tmp_path / "vms", faults_file=faults)
     yield p
     p.close()
 
 
-def test_a_faults_file_whose_never_joins_is_a_string_is_refused(faulty, faults):
+def test_a_faults_file_whose_never_joins_is_a_string_is_refused(faulty, faults):  # noqa: F811
     write(faults, {"never_joins": ["a-1"]}, 1)
     faulty.create(spec("a-2"), request_id="c0", now=NOW)
     write(faults, {"never_joins": "a-1"}, 2)  # not {"a", "-", "1"}
@@ -242,7 +237,7 @@ def test_a_faults_file_whose_never_joins_is_a_string_is_refused(faulty, faults):
     assert faulty.faults.never_joins == {"a-1"}
 
 
-def test_a_faults_file_rewritten_for_another_switch_evicts_nothing_again(faulty, faults):
+def test_a_faults_file_rewritten_for_another_switch_evicts_nothing_again(faulty, faults):  # noqa: F811
     write(faults, {"never_joins": ["a-1", "a-2"]}, 1)
     for vm in ("a-1", "a-2"):
         faulty.create(spec(vm), request_id=f"c-{vm}", now=NOW)
@@ -257,7 +252,7 @@ def test_a_faults_file_rewritten_for_another_switch_evicts_nothing_again(faulty,
     assert (states["a-1"], states["a-2"]) == (PowerState.RUNNING, PowerState.DEALLOCATED)
 
 
-def test_a_vm_named_again_after_leaving_the_evict_list_is_evicted_again(faulty, faults):
+def test_a_vm_named_again_after_leaving_the_evict_list_is_evicted_again(faulty, faults):  # noqa: F811
     write(faults, {"never_joins": ["a-1"], "evict": ["a-1"]}, 1)
     faulty.create(spec("a-1"), request_id="c", now=NOW)
     faulty.start("a-1", request_id="s1", now=NOW)

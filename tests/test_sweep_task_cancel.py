@@ -64,7 +64,8 @@ def test_a_sweep_task_not_created_yet_is_canceled_alone_and_shown_canceled(cp):
     with pytest.raises(Conflict, match="already Canceled; nothing to cancel"):
         cp.cancel_task(job.id, 4)
     assert cp.get_job(job.id).task_counts == {D: 1, Q: 3, C: 1}  # counted once
-    n1.assignments()
+    # never dispatched: its node got task 1 only, and no kill for task 4
+    assert [(type(a), a.task_id) for a in n1.assignments()] == [(RunTask, 1)]
 
 
 def test_the_queue_and_the_autoscalers_demand_leave_it_out_and_it_never_runs(cp):

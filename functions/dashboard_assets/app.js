@@ -247,7 +247,7 @@ async function loadAutoscale() {
       // an on-prem group has no bounds: its nodes join by their agents
       g.name, g.provider || "on-prem", g.provider ? g.minNodes : "-", g.provider ? g.maxNodes : "-",
       g.provider ? g.nodeCores : "-",
-      g.provider ? (g.nodeMemoryMb == null ? "unknown" : memoryText(g.nodeMemoryMb)) : "-",
+      g.provider ? memoryText(g.nodeMemoryMb, "unknown") : "-",
       g.provider ? (g.autoscale ? "yes" : "no") : "-", g.description,
     ])),
     "no node groups",

@@ -62,10 +62,10 @@ function nodeStateText(node) {
   return node.held ? `${node.state} (held)` : node.state;
 }
 
-// A node's memory as the CLI shows it (shared/domain/memory.py shown): "-" when unknown.
+// A node's memory as the CLI shows it (shared/domain/memory.py shown): `unknown` when none.
 // The tenths round down (24063 MB: "23.4 GB"; 23.5 GB would be more than it has).
-function memoryText(mb) {
-  if (mb === null || mb === undefined) return "-";
+function memoryText(mb, unknown = "-") {
+  if (mb === null || mb === undefined) return unknown;
   if (mb >= 1024 && mb % 1024 === 0) return `${mb / 1024} GB`;
   const tenths = Math.floor((mb * 10) / 1024);
   if (mb < 1024 || tenths % 10 === 0) return `${mb} MB`;

@@ -38,8 +38,8 @@ JOB_PAGE = 500
 """Jobs asked for per request by ``hpc job list`` (the API pages with ``before``/``next``)."""
 
 LIMIT_SAMPLE = 100
-"""Tasks ``hpc job view`` reads for their runtime limits when the job has none of its own
-(its tasks then may set their own)."""
+"""Tasks ``hpc job view`` reads for their memory requests (kept per task only) and their
+runtime limits when the job has none of its own (its tasks then may set their own)."""
 
 REFUSED = (403, 404, 409)
 """Statuses that refuse one job (not yours, no such job, not in a state for it): a list of

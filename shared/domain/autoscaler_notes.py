@@ -25,10 +25,23 @@ def nodes(count: int) -> str:
     return f"{count} node" if count == 1 else f"{count} nodes"
 
 
+def listed_jobs(tasks: Sequence[Task]) -> str:
+    """The first few jobs of ``tasks``, by id, as a note names them."""
+    return ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
+
+
+def bigger_vms(group: str) -> str:
+    """How to give ``group`` nodes with more memory."""
+    return (
+        f"bigger VMs: hpc nodegroup set {group} --size VM --node-memory SIZE, "
+        f"then hpc node add --group {group}"
+    )
+
+
 def grown(group: str, tasks: Sequence[Task], need: int, cores: int, memory_mb: int | None) -> str:
     """Why a group starts ``need`` nodes for overflowing ``tasks``: the cores they lack or,
     asking for memory, the memory (a group of unknown node memory starts one to learn it)."""
-    jobs = ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
+    jobs = listed_jobs(tasks)
     asked = [t.min_memory_mb for t in tasks if t.min_memory_mb is not None]
     if not asked:
         return (

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
 
+from shared.domain import autoscaler_notes
 from shared.domain.autoscaler_io import Reserved
 from shared.domain.cluster import Node
 from shared.domain.growshrink import GroupPolicy, fits_node, memory_believed, mute, sizes_seen
@@ -176,7 +177,8 @@ def grown_for(
                 silent = sorted(n.name for n in members if mute(n))
                 probing = bool(silent) or any(n.state is NodeState.STARTING for n in members)
             if probing:
-                big += [t] if silent else []
+                if silent:  # none will tell: said; else the Starting one will
+                    big.append(t)
                 continue
             probing = True
             t = t if t.nodes == 1 else t.model_copy(update={"nodes": 1})
@@ -186,15 +188,14 @@ def grown_for(
 
 def _none_started(group: str, tasks: Sequence[Task], gp: GroupPolicy, silent: list[str]) -> str:
     """Why ``group`` starts no node for ``tasks``, which ask for memory (:func:`grown_for`)."""
-    jobs = ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
     most = max(t.min_memory_mb or 0 for t in tasks)
-    which = f"{len(tasks)} queued task(s) of jobs {jobs} ask up to {shown(most, up=True)} memory per node"
+    which = (
+        f"{len(tasks)} queued task(s) of jobs {autoscaler_notes.listed_jobs(tasks)} ask up to "
+        f"{shown(most, up=True)} memory per node"
+    )
     if gp.node_memory_mb is not None:
         has = f"its nodes have {shown(gp.node_memory_mb)}"
-        change = (
-            f"bigger VMs: hpc nodegroup set {group} --size VM --node-memory SIZE, "
-            f"then hpc node add --group {group}"
-        )
+        change = autoscaler_notes.bigger_vms(group)
     else:
         has = f"its nodes' memory is unknown ({silent[0]}'s agent did not report it)"
         change = "upgrade its agent, or run it with --memory-mb SIZE"
@@ -316,7 +317,7 @@ def _place(
             free[name] >= task.cores
             and (not task.node_groups or groups_of[name] & set(task.node_groups))
             and (need <= 1 or ages.get(name, AGENT_PROTOCOL) >= need)
-            and (mem is None or name not in mems or fits(mem, mems[name]))
+            and _has_memory(mems, name, mem)
         ):
             free[name] -= task.cores
             wanted.add(name)
@@ -368,6 +369,11 @@ def _able(
     return [
         n
         for n in placing
-        if protocol.get(n, AGENT_PROTOCOL) >= need
-        and (mem is None or n not in memory or fits(mem, memory[n]))
+        if protocol.get(n, AGENT_PROTOCOL) >= need and _has_memory(memory, n, mem)
     ]
+
+
+def _has_memory(memory: Mapping[str, int | None], name: str, mem: int | None) -> bool:
+    """Node ``name`` has the ``mem`` MB asked (None: none asked); a node missing from
+    ``memory`` is taken as having it (:func:`memory_of`)."""
+    return mem is None or name not in memory or fits(mem, memory[name])

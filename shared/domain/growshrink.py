@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.domain.memory import may_fit
+
 if TYPE_CHECKING:
     from shared.domain.cluster import Node
     from shared.domain.models import Task
@@ -61,9 +63,7 @@ def fits_node(task: Task, gp: GroupPolicy) -> bool:
     for some (a group of unknown node memory is taken to have enough: see
     :attr:`GroupPolicy.node_memory_mb`). Every "may the autoscaler grow this group for this
     task" asks this."""
-    need = task.min_memory_mb
-    have = gp.node_memory_mb
-    return task.cores <= gp.node_cores and (need is None or have is None or need <= have)
+    return task.cores <= gp.node_cores and may_fit(task.min_memory_mb, gp.node_memory_mb)
 
 
 def memory_believed(node: Node, seen: Mapping[str, int]) -> int | None:
@@ -131,7 +131,7 @@ def start_order(
         return (1 if m is None else 0 if m >= most else 2) + 2 * mute(n), n.name
 
     if least is not None:
-        offline = [n for n in offline if not mute(n) and (have[n.name] or least) >= least]
+        offline = [n for n in offline if not mute(n) and may_fit(least, have[n.name])]
     return sorted(offline, key=rank)
 
 

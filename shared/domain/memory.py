@@ -55,3 +55,9 @@ def fits(need: int | None, have: int | None) -> bool:
     """A node with ``have`` MB may run a task asking for ``need`` MB. A request of none fits
     anywhere; a node of unknown memory fits no request (it cannot be shown to)."""
     return need is None or (have is not None and have >= need)
+
+
+def may_fit(need: int | None, have: int | None) -> bool:
+    """As :func:`fits`, but a memory not known yet (a group's nodes, a node still starting)
+    is taken as enough: what a node started will tell."""
+    return need is None or have is None or have >= need

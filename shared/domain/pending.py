@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from shared.domain import eligibility
+from shared.domain.autoscaler_notes import bigger_vms
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import GroupMemory
-from shared.domain.memory import fits, shown
+from shared.domain.memory import fits, may_fit, shown
 from shared.domain.models import Job, LostAttempt, Task
 from shared.domain.protocol import describe, task_protocol
 from shared.domain.reservation import Reservation
@@ -122,13 +123,11 @@ def max_zero(groups: Sequence[str]) -> str:
 def _scaling(task: Task, group: GroupScaling, now: datetime) -> str | None:
     """Why ``group``'s autoscaler starts no node for ``task``: its nodes are known to have
     less memory than the task asks, or :func:`scaling_reason`."""
-    need, have = task.min_memory_mb, group.node_memory_mb
-    if need is not None and have is not None and have < need:
-        name = group.name
+    have = group.node_memory_mb
+    if have is not None and not may_fit(task.min_memory_mb, have):
         return (
-            f"{name}'s nodes have {shown(have)}: the autoscaler starts none for it (bigger "
-            f"VMs: hpc nodegroup set {name} --size VM --node-memory SIZE, then hpc node add "
-            f"--group {name})"
+            f"{group.name}'s nodes have {shown(have)}: the autoscaler starts none for it "
+            f"({bigger_vms(group.name)})"
         )
     return scaling_reason(group, now, task.node_groups)
 
@@ -171,7 +170,7 @@ def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[
     online = [n for n in mine if n.state in NODE_SCHEDULABLE and n.incarnation > 0]
     mem = task.min_memory_mb  # a Starting node known to have too little is not waited for
     starting = sorted(
-        n.name for n in mine if n.state is NodeState.STARTING and _may_fit(mem, n.memory_mb)
+        n.name for n in mine if n.state is NodeState.STARTING and may_fit(mem, n.memory_mb)
     )
     if not online and starting:
         return "starting", f"waiting for {', '.join(starting)} to start in {place}"
@@ -236,12 +235,6 @@ def _older_agents(need: int, online: Sequence[Node], place: str) -> str:
         else f"nodes {shown} in {place} run older agents: upgrade them"
     )
     return f"needs {describe(need)}; {which} (hpc node list shows each node's agent protocol)"
-
-
-def _may_fit(need: int | None, have: int | None) -> bool:
-    """A node of this memory (None: unknown, e.g. not registered yet) may be one the task
-    asking ``need`` runs on."""
-    return need is None or have is None or have >= need
 
 
 def _less_memory(need: int, online: Sequence[Node], place: str) -> str:

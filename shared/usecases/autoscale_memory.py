@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from shared.domain.cluster import NodeGroup
-from shared.domain.growshrink import AutoscalerState
+from shared.domain.cluster import Node, NodeGroup
+from shared.domain.growshrink import AutoscalerState, group_memory_mb
 from shared.domain.pending import GroupScaling
 from shared.errors import NotFound
 from shared.usecases.deps import Deps
@@ -31,9 +31,13 @@ def load_doc(deps: Deps) -> dict[str, Any]:
         return {}
 
 
-def scaling_of(deps: Deps, groups: Sequence[NodeGroup]) -> dict[str, GroupScaling]:
+def scaling_of(
+    deps: Deps, groups: Sequence[NodeGroup], nodes: Sequence[Node] | None = None
+) -> dict[str, GroupScaling]:
     """The managed groups (a provider set) as the pending reasons see them: whether an
-    autoscaler runs for them here, and its memory and last word of each."""
+    autoscaler runs for them here, and its memory and last word of each; with ``nodes``
+    (given when a task asks for memory), each group's node memory as the autoscaler counts
+    it (:func:`group_memory_mb`: a group whose nodes have too little starts none)."""
     managed = [g for g in groups if g.provider]
     if not managed:
         return {}
@@ -53,5 +57,8 @@ def scaling_of(deps: Deps, groups: Sequence[NodeGroup]) -> dict[str, GroupScalin
             memory=memory.get(g.name),
             notes=tuple(words.get("notes", ())),
             said_at=datetime.fromisoformat(at) if at else None,
+            node_memory_mb=None
+            if nodes is None
+            else group_memory_mb(g.node_memory_mb, g.name, nodes),
         )
     return out

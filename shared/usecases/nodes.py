@@ -21,7 +21,7 @@ from shared.domain.cluster import Node, NodeGroup
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
 from shared.domain.states import NodeState
-from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.errors import Conflict, InvalidRequest, NotFound, Refused
 from shared.ports.compute import ComputeError, ErrorKind, VmSpec
 from shared.usecases import online
 from shared.usecases.deps import Deps
@@ -151,17 +151,31 @@ def start_nodes(
         if not ownership.is_managed(node):
             out.append(online.bring_online(deps, node.name))
             continue
-        node.held = None  # an admin's start ends an admin's drain or offline
         if node.state is NodeState.DRAINING:
-            node.move_to(NodeState.ONLINE, reason=DRAIN_CANCELED, now=deps.clock())
-            deps.store.put_node(node)
-            out.append(node)
+            out.append(deps.retry(_cancel_drain, deps, node.name))
+            deps.kick()  # queued work may go there now, as after an on-prem node's
         else:
+            node.held = None  # an admin's start ends an admin's drain or offline
             out.append(start_node(deps, node, reason=reason))
     return out
 
 
 DRAIN_CANCELED = "started by an admin while Draining: the drain is canceled, it takes work again"
+
+
+def _cancel_drain(deps: Deps, name: str) -> Node:
+    """A managed node's drain ends: Online again, as :func:`online.bring_online` writes an
+    on-prem node's (a fresh read, so a heartbeat's write meanwhile is retried, not a 409)."""
+    node = deps.store.get_node(name)
+    if node.state is not NodeState.DRAINING:  # its last task ended and it stopped meanwhile
+        raise Refused(
+            f"node {name} is {node.state}; only an Offline node can be started",
+            state=node.state.value,
+        )
+    node.held = None  # an admin's start ends an admin's drain or offline
+    node.move_to(NodeState.ONLINE, reason=DRAIN_CANCELED, now=deps.clock())
+    deps.store.put_node(node)  # Conflict: retried from a fresh read
+    return node
 
 
 ONPREM_STOP = (

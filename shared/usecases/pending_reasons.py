@@ -10,12 +10,10 @@ told so from the same window and pure call a scheduler pass makes
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from typing import cast
 
 from shared.domain import eligibility, lifecycle, pending, taskgraph
-from shared.domain.cluster import Node, NodeGroup
-from shared.domain.growshrink import group_memory_mb
+from shared.domain.cluster import Node
 from shared.domain.hosts import used_cores
 from shared.domain.models import Job, Task
 from shared.domain.reservation import Reservation
@@ -79,9 +77,10 @@ def _reasons(
             reason = pending.still_running(lost)
         if not reason:
             if scaling is None:  # read once, only if some task waits for nodes or cores
-                scaling = scaling_of(deps, [g for g in groups if g.name not in capped])
-                if any(t.min_memory_mb is not None for t in queued):
-                    scaling = _with_memory(scaling, groups, nodes)
+                memory = any(t.min_memory_mb is not None for t in queued)
+                scaling = scaling_of(
+                    deps, [g for g in groups if g.name not in capped], nodes if memory else None
+                )
             reason = pending.pending_reason(task, nodes, used, capped, scaling, now)
             if reason is not None and reason.startswith(("next in line", "waiting for")):
                 if seen is None:  # a pass's reservation, computed once, only if asked for
@@ -95,18 +94,6 @@ def _reasons(
         if reason is not None:
             out[(task.job_id, task.id)] = reason
     return out
-
-
-def _with_memory(
-    scaling: Mapping[str, pending.GroupScaling], groups: Sequence[NodeGroup], nodes: Sequence[Node]
-) -> dict[str, pending.GroupScaling]:
-    """``scaling`` with each group's node memory as the autoscaler counts it, for the tasks
-    that ask for memory (a group whose nodes have too little starts none for them)."""
-    setting = {g.name: g.node_memory_mb for g in groups}
-    return {
-        name: replace(s, node_memory_mb=group_memory_mb(setting.get(name), name, nodes))
-        for name, s in scaling.items()
-    }
 
 
 def _reserved(task: Task, reason: str, reservation: Reservation | None, left: set[Hashable]) -> str:

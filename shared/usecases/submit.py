@@ -128,7 +128,7 @@ def check_memory(
     eligible: Sequence[Node],
     groups: Sequence[NodeGroup],
     where: str,
-    nodes: Sequence[Node] = (),
+    nodes: Sequence[Node],
 ) -> None:
     """Refuse a task asking for memory (a node filter: shared.domain.memory) whose nodes the
     job's groups do not have and could not start: fewer of its ``eligible`` nodes than the
