@@ -179,8 +179,23 @@ def test_an_operation_not_allowed_on_start_backs_the_group_off(cluster):
 def test_hpc_node_start_refused_with_429_says_so_and_changes_nothing(cluster):
     cluster.added(1)
     cluster.arm.refuse("start", "azure-1", 429, "TooManyRequests", "slow down", retry_after="17")
-    with pytest.raises(Conflict, match="could not start azure-1: Throttled: slow down"):
+    with pytest.raises(
+        Conflict, match="could not start azure-1: Throttled: slow down; try again in 17 s"
+    ):
         cluster.cp.node_action("start", ["azure-1"])
+    assert cluster.state("azure-1") is NodeState.OFFLINE
+    assert not pending_operations(cluster.cp.deps)
+
+
+def test_hpc_node_start_of_a_vm_still_stopping_says_to_start_it_once_the_stop_ends(cluster):
+    cluster.added(1)
+    cluster.arm.refuse("start", "azure-1", 409, "OperationNotAllowed", "a deallocate is running")
+    with pytest.raises(Conflict) as refused:
+        cluster.cp.node_action("start", ["azure-1"])
+    assert str(refused.value) == (
+        "could not start azure-1: Conflict: a deallocate is running; its VM is busy with "
+        "another operation (a stop not finished): start it once that ends"
+    )
     assert cluster.state("azure-1") is NodeState.OFFLINE
     assert not pending_operations(cluster.cp.deps)
 

@@ -40,7 +40,7 @@ def _still_works(client) -> None:
         ({"autoscale": None}, "autoscale cannot be null: give true or false"),
         ({"nodeCores": None}, "nodeCores cannot be null"),
         ({"bootDelayS": None}, "bootDelayS cannot be null"),
-        ({"maxNodes": True}, "maxNodes must be a whole number from 0 to 100,000, got True"),
+        ({"maxNodes": True}, "maxNodes must be a whole number from 0 to 100,000, got true"),
         ({"maxNodes": 2.5}, "maxNodes must be a whole number"),
         ({"nodeCores": 0}, "nodeCores must be a whole number from 1 to 1,000,000, got 0"),
         ({"nodeCores": 10**30}, "nodeCores must be a whole number from 1 to 1,000,000"),

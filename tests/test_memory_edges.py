@@ -94,12 +94,13 @@ def test_the_jobs_min_memory_is_every_tasks_that_gives_none() -> None:
                 {"name": "a", "command": "x"},
                 {"name": "b", "command": "x", "minMemoryMb": 100},
                 {"name": "c", "command": "x", "sweep": "1-3"},
+                {"name": "d", "command": "x", "minMemoryMb": None},  # runs anywhere
             ],
         }
     )
     tasks = spec.expand(1, now=NOW)
     assert [(t.name, t.min_memory_mb) for t in tasks] == [
-        ("a", 4 * G), ("b", 100), ("c", 4 * G), ("c", 4 * G), ("c", 4 * G)
+        ("a", 4 * G), ("b", 100), ("c", 4 * G), ("c", 4 * G), ("c", 4 * G), ("d", None)
     ]  # fmt: skip
     one = JobSpec.parse({"command": "x", "minMemoryMb": "2G", "cores": 2}).expand(1, now=NOW)
     assert [(t.cores, t.min_memory_mb) for t in one] == [(2, 2 * G)]
@@ -289,12 +290,17 @@ def test_node_add_of_another_size_leaves_the_memory_to_its_agent(cp, provider) -
 # --- the group setting ------------------------------------------------------------------
 
 
-def test_node_memory_is_a_managed_groups_setting_in_mb_or_null(cp) -> None:
+def test_node_memory_is_a_managed_groups_setting_in_mb_a_size_or_null(cp) -> None:
     azure(cp)
     assert cp.set_group("AzureNodes", node_memory_mb=16 * G).node_memory_mb == 16 * G
+    assert cp.set_group("AzureNodes", node_memory_mb="32G").node_memory_mb == 32 * G
     assert cp.set_group("AzureNodes", node_memory_mb=None).node_memory_mb is None
-    for bad in (0, "16G", True, 1.5, 64 * G * G + 1):
-        with pytest.raises(InvalidRequest, match="nodeMemoryMb must be a whole number from 1 "):
+    accepted = "a whole number of MB (4096) or a size (512M, 4G, 1.5T), 1 MB to 64 TB"
+    refusals = ((0, "0"), ("lots", '"lots"'), (True, "true"), (1.5, "1.5"), ("65T", '"65T"'))
+    for bad, as_sent in refusals:
+        with pytest.raises(InvalidRequest) as refused:
             cp.set_group("AzureNodes", node_memory_mb=bad)
+        assert str(refused.value) == f"nodeMemoryMb is {accepted}, got {as_sent}"
+    assert cp.set_group("AzureNodes").node_memory_mb is None  # nothing refused was stored
     with pytest.raises(InvalidRequest, match="nodeMemoryMb applies only to managed groups"):
         cp.set_group("OnPremNodes", node_memory_mb=16 * G)

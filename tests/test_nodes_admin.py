@@ -119,7 +119,7 @@ def test_offlining_a_node_kills_the_attempts_it_gives_up_where_they_run(cp):
         ({"min_nodes": 5, "max_nodes": 2}, "min nodes 5 is above max nodes 2"),
         (
             {"node_cores": "four"},
-            "nodeCores must be a whole number from 1 to 1,000,000, got 'four'",
+            'nodeCores must be a whole number from 1 to 1,000,000, got "four"',
         ),
     ],
 )

@@ -20,7 +20,8 @@ from pydantic.alias_generators import to_camel
 
 from shared.domain.cluster import NodeGroup
 from shared.domain.memory import MAX_MEMORY_MB
-from shared.domain.specvalues import cut
+from shared.domain.specmemory import memory_value
+from shared.domain.specvalues import cut, shown_json
 from shared.errors import InvalidRequest
 
 DAY_S = 86_400.0
@@ -86,6 +87,8 @@ def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | N
     for key, value in settings.items():
         if key == "provider" and isinstance(value, str) and value.lower() == ONPREM:
             value = None  # the CLI's word for on-prem (hpc nodegroup create | set)
+        if key == "node_memory_mb" and value is not None:
+            value = _memory(value)  # MB or a size ("16G"), as a task's minMemoryMb
         setattr(group, key, _checked(api_name(key), GROUP_SETTINGS[key], value))
     problem = vm_size_problem(group.size) if settings.get("size") is not None else None
     if problem:
@@ -149,6 +152,13 @@ def check_setting_names(keys: Iterable[str]) -> None:
             raise InvalidRequest(f"node group setting {cut(repr(key))} is unknown; known: {known}")
 
 
+def _memory(value: Any) -> int | None:
+    try:
+        return memory_value(value, api_name("node_memory_mb"))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
 def _checked(name: str, setting: Setting, value: Any) -> Any:
     if value is None:
         if setting.nullable:
@@ -159,12 +169,12 @@ def _checked(name: str, setting: Setting, value: Any) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         ok, value = True, float(value)
     if not ok:
-        raise InvalidRequest(f"{name} must be {_what(setting)}, got {value!r}")
+        raise InvalidRequest(f"{name} must be {_what(setting)}, got {shown_json(value)}")
     if kind is float and not math.isfinite(value):
         raise InvalidRequest(f"{name} must be a finite number of seconds, got {value!r}")
     size = len(value) if kind is str else value
     if kind is not bool and not setting.low <= size <= setting.high:
-        shown = f"{value:g}" if kind is float else cut(repr(value))
+        shown = f"{value:g}" if kind is float else shown_json(value)
         raise InvalidRequest(f"{name} must be {_what(setting)}, got {shown}")
     return value
 

@@ -98,7 +98,7 @@ class TaskSpec(_Spec):
     """Nodes it runs on, all reserved together; the command runs on the first (HPC_NODES)."""
     min_memory_mb: MemoryMb = None
     """Memory each of its nodes must have: MB or a size, "4G" (a node filter; the job's, if
-    not given)."""
+    not given; ``null`` given: any node, whatever the job asks)."""
     runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds; the agent kills the task past it (the job's, if not given)."""
     valid_exit_codes: ExitCodes | None = None
@@ -342,7 +342,7 @@ class JobSpec(_Spec):
                 max_cores=spec.max_cores,
                 exclusive=spec.exclusive,
                 nodes=spec.nodes,
-                min_memory_mb=spec.min_memory_mb or self.min_memory_mb,
+                min_memory_mb=_memory(spec, self.min_memory_mb),
                 sweep_index=index,
                 work_dir=spec.work_dir,
                 env=dict(spec.env),
@@ -385,3 +385,9 @@ class JobSpec(_Spec):
 def spec_fields() -> list[str]:
     """Every field name a job spec takes, at any level (for "did you mean")."""
     return known_fields(JobSpec, TaskSpec, CoreRange)
+
+
+def _memory(spec: TaskSpec, job_default: int | None) -> int | None:
+    """A task's memory request: its own when it gave the field, even ``null`` (a task that
+    runs anywhere in a job of big ones), else the job's."""
+    return spec.min_memory_mb if "min_memory_mb" in spec.model_fields_set else job_default

@@ -13,12 +13,13 @@ from shared.domain.specvalues import shown_json
 ACCEPTED = "a whole number of MB (4096) or a size (512M, 4G, 1.5T), 1 MB to 64 TB"
 
 
-def memory_value(value: Any) -> int | None:
-    """``minMemoryMb`` as MB (None: not asked); ValueError saying what is accepted (a float,
-    a bool, a list: refused, as 4096.0 is not a number of MB the way 4096 is)."""
+def memory_value(value: Any, name: str = "minMemoryMb") -> int | None:
+    """``minMemoryMb`` (or a group's ``nodeMemoryMb``: ``name``) as MB (None: not asked);
+    ValueError saying what is accepted (a float, a bool, a list: refused, as 4096.0 is not a
+    number of MB the way 4096 is)."""
     if value is None:
         return None
-    refused = ValueError(f"minMemoryMb is {ACCEPTED}, got {shown_json(value)}")
+    refused = ValueError(f"{name} is {ACCEPTED}, got {shown_json(value)}")
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise refused
     try:

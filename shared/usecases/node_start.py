@@ -29,8 +29,20 @@ class StartRefused(Conflict):
     """The provider refused a start at once (quota, SKU, throttling...): nothing began."""
 
     def __init__(self, node: str, error: ComputeError) -> None:
-        super().__init__(f"could not start {node}: {error.kind}: {error.message}")
+        super().__init__(f"could not start {node}: {error.kind}: {error.message}{_advice(error)}")
         self.node, self.error = node, error
+
+
+def _advice(error: ComputeError) -> str:
+    """What an admin does next, where the provider's words do not say (a probe read only
+    "Conflict: azure-2 is being deallocated" after a stop: the node was Offline, its VM not)."""
+    if error.kind is ErrorKind.CONFLICT:
+        return (
+            "; its VM is busy with another operation (a stop not finished): start it once that ends"
+        )
+    if error.kind is ErrorKind.THROTTLED and error.retry_after_s:
+        return f"; try again in {error.retry_after_s:.0f} s"
+    return ""
 
 
 def start_node(deps: Deps, node: Node, *, reason: str) -> Node:
