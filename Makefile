@@ -43,8 +43,14 @@ demo: setup
 demo-emulated: setup
 	bash scripts/demo_emulated.sh
 
+# the suite on TEST_WORKERS processes (pytest-xdist), a test file per worker at a time, so a
+# file's module fixtures are shared as in a plain `pytest`; the stand-ins are installed first
+# (each worker starts its own, and two npm installs into one folder would race)
+TEST_WORKERS ?= 2
+
 test: setup checkov cloudinit
-	$(VENV)/bin/pytest -q
+	@if command -v npm >/dev/null 2>&1; then bash scripts/emulators.sh install; fi
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(PY) bench/bench_sweep.py

@@ -27,7 +27,6 @@ from tests.agent_double import AgentDouble
 from tests.app_fixtures import ServedApp, served_app
 from tests.cli_fixtures import StandIn, assert_one_error_line, hpc
 from tests.contract.test_output_contract import OUTPUT_BACKENDS
-from tests.emulators import azurite_blob_endpoint  # noqa: F401 - the Blob backend's fixture
 from tests.helpers import error, new_job, submit
 
 

@@ -20,7 +20,6 @@ from shared.usecases import nodegroups, users
 from shared.usecases.deps import Deps
 from tests.contract.store_fixtures import OpenStore, open_store  # noqa: F401 - fixture
 from tests.contract.test_store_names import race
-from tests.emulators import cosmos_endpoint  # noqa: F401 - fixture (open_store's cosmos)
 
 THREADS = 20
 T = TypeVar("T")

@@ -26,7 +26,6 @@ from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.ports.bus import Bus
 from shared.ports.busadmin import BusAdmin
 from tests.contract.store_fixtures import open_store, store  # noqa: F401 - fixtures
-from tests.emulators import azurite_blob_endpoint, cosmos_endpoint  # noqa: F401 - fixtures
 
 BusSpec = Callable[[], Bus]
 OpenBus = Callable[[], Bus]
