@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from hpc.render import node_state, nodes_table, task_detail
+from hpc.render import memory_request, node_state, nodes_table, task_detail
 from shared.domain.memory import shown
 from shared.domain.models import PRIORITY_NAMES
 
@@ -105,3 +105,13 @@ def test_the_dashboards_memory_cell_reads_as_the_clis() -> None:
     sizes = [512, 1024, 1536, 4096, 16385, 24105, 1024 * 1024]
     assert run_js([("memoryText", mb) for mb in sizes]) == [shown(mb) for mb in sizes]
     assert run_js([("memoryText", None)]) == ["-"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js")
+def test_the_dashboards_job_memory_reads_as_hpc_job_view() -> None:
+    pages = [[], [None, None], [4096, 4096], [4096, None], [512, 4096, 1536], [1, 2, 3, 4, 5]]
+    pages.append([24105, 24105])  # tenths: 23.5 GB, as the CLI rounds
+    tasks = [[{"minMemoryMb": m} for m in page] for page in pages]
+    shown_by_cli = [memory_request(page) for page in tasks]
+    assert shown_by_cli[2:4] == ["4 GB per node", "per task: 4 GB, none"]
+    assert run_js([("memoryRequest", page) for page in tasks]) == shown_by_cli

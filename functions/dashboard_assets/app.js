@@ -144,6 +144,11 @@ async function loadJob() {
   const after = state.taskAfter[state.taskAfter.length - 1];
   const data = await getJson(`jobs/${job.id}/tasks?limit=${TASK_PAGE}&after=${after}`);
   const tasks = data.tasks;
+  const memory = memoryRequest(tasks);
+  if (memory) {
+    dl.appendChild(el("dt", "Memory"));
+    dl.appendChild(el("dd", memory));
+  }
   state.nextTasks = tasks.length === TASK_PAGE ? tasks[tasks.length - 1].id : null;
   $("tasks-next").disabled = state.nextTasks === null;
   $("tasks-first").disabled = state.taskAfter.length <= 1;

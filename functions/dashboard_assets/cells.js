@@ -72,6 +72,19 @@ function memoryText(mb, unknown = "-") {
   return `${Math.floor(tenths / 10)}.${tenths % 10} GB`;
 }
 
+// What a job's tasks ask of each node's memory (their minMemoryMb; a first page of them), as
+// `hpc job view` words it (hpc/render.py memory_request); null when none asks.
+function memoryRequest(tasks) {
+  const values = [...new Set(tasks.map((task) => task.minMemoryMb ?? null))];
+  const given = values.filter((v) => Number.isInteger(v) && v > 0).sort((a, b) => a - b);
+  if (!given.length) return null;
+  if (values.length === 1) return `${memoryText(given[0])} per node`;
+  const forms = given.slice(0, 4).map((mb) => memoryText(mb));
+  if (given.length > 4) forms.push("...");
+  if (given.length < values.length) forms.push("none");
+  return `per task: ${forms.join(", ")}`;
+}
+
 // A queued task says why it waits; an error it keeps is its last attempt's, not its state's.
 function taskNote(task) {
   if (task.state !== "Queued") return task.error || task.pendingReason;
