@@ -28,14 +28,16 @@ autoscaler and an admin, two ``hpc node start``, an HTTP retry): its VM is their
 class StartRefused(Conflict):
     """The provider refused a start at once (quota, SKU, throttling...): nothing began."""
 
-    def __init__(self, node: str, error: ComputeError) -> None:
-        super().__init__(f"could not start {node}: {error.kind}: {error.message}{_advice(error)}")
+    def __init__(self, node: str, error: ComputeError, *, advise: bool = False) -> None:
+        advice = _advice(error) if advise else ""
+        super().__init__(f"could not start {node}: {error.kind}: {error.message}{advice}")
         self.node, self.error = node, error
 
 
 def _advice(error: ComputeError) -> str:
     """What an admin does next, where the provider's words do not say (a probe read only
-    "Conflict: azure-2 is being deallocated" after a stop: the node was Offline, its VM not)."""
+    "Conflict: azure-2 is being deallocated" after a stop: the node was Offline, its VM
+    not). Not in the autoscaler's log: it tries again at its next run by itself."""
     if error.kind is ErrorKind.CONFLICT:
         return (
             "; its VM is busy with another operation (a stop not finished): start it once that ends"

@@ -156,7 +156,10 @@ def start_nodes(
             deps.kick()  # queued work may go there now, as after an on-prem node's
         else:
             node.held = None  # an admin's start ends an admin's drain or offline
-            out.append(start_node(deps, node, reason=reason))
+            try:
+                out.append(start_node(deps, node, reason=reason))
+            except StartRefused as refused:  # the admin is told what to do next
+                raise StartRefused(node.name, refused.error, advise=True) from None
     return out
 
 
