@@ -151,6 +151,12 @@ TOO_SMALL = (
             scaling(None),
             "waiting for z1 to start in AzureNodes",
         ),
+        # nor a mute one (registered before without a memory), as the autoscaler
+        (
+            [mem("z1", None, groups=(AZ,), state=NodeState.STARTING, inc=1)],
+            scaling(None),
+            "no Online node in AzureNodes (1 Starting)",
+        ),
     ],
 )
 def test_a_managed_group_known_too_small_says_so(nodes, group, expected):

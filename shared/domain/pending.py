@@ -17,7 +17,7 @@ from typing import Literal
 from shared.domain import eligibility
 from shared.domain.autoscaler_notes import bigger_vms
 from shared.domain.cluster import Node, NodeGroup
-from shared.domain.growshrink import GroupMemory
+from shared.domain.growshrink import GroupMemory, mute
 from shared.domain.memory import fits, may_fit, shown
 from shared.domain.models import Job, LostAttempt, Task
 from shared.domain.protocol import describe, task_protocol
@@ -168,9 +168,13 @@ def scaling_reason(group: GroupScaling, now: datetime, named: Sequence[str] = ()
 def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[Kind, str]:
     place = where(task.node_groups)
     online = [n for n in mine if n.state in NODE_SCHEDULABLE and n.incarnation > 0]
-    mem = task.min_memory_mb  # a Starting node known to have too little is not waited for
-    starting = sorted(
-        n.name for n in mine if n.state is NodeState.STARTING and may_fit(mem, n.memory_mb)
+    mem = task.min_memory_mb  # a Starting node known to have too little is not waited for,
+    starting = sorted(  # nor a mute one (the autoscaler starts none for memory: growshrink)
+        n.name
+        for n in mine
+        if n.state is NodeState.STARTING
+        and may_fit(mem, n.memory_mb)
+        and not (mem is not None and mute(n))
     )
     if not online and starting:
         return "starting", f"waiting for {', '.join(starting)} to start in {place}"
