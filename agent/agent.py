@@ -273,18 +273,15 @@ class Agent:
             self._stop.wait(self.config.poll_ms / 1000)
             return []
         # While tasks run, wake often enough that an exit is reported within a few ms.
-        wait_ms = (
-            min(self.config.poll_ms, BUSY_POLL_MS)
-            if self.tasks.running or self.tasks.publisher.in_flight()
-            else self.config.poll_ms
-        )
+        wait_ms = min(self.config.poll_ms, BUSY_POLL_MS) if self.tasks.busy else self.config.poll_ms
         return self.session.receive(max_messages=MAX_RECEIVE, wait_ms=wait_ms)
 
     # ------------------------------------------------------- assignments
 
     def _handle(self, messages: Sequence[ReceivedMessage]) -> list[Settle]:
-        """Act on each message in order; cancels of running tasks are killed together at
-        the end of the batch (one grace period for all of them)."""
+        """Act on each message in order; cancels of running tasks get their SIGTERM together
+        at the end of the batch, and each ends when it exits or its grace runs out (the loop
+        goes on meanwhile: agent/stopping.py)."""
         settles: list[Settle] = []
         to_kill: list[Runner] = []
         for message in messages:
@@ -308,7 +305,7 @@ class Agent:
             else:
                 settles.append(COMPLETE)
         if to_kill:
-            self.tasks.end_killed(to_kill, canceled=True)
+            self.tasks.begin_cancel(to_kill)
         return settles
 
     # ------------------------------------------------------------ events

@@ -64,6 +64,7 @@ def run_agent(
         config = AgentConfig.model_validate(
             {
                 "heartbeat_interval_s": settings.heartbeat_interval_s,
+                "kill_grace_s": settings.task_grace_s,
                 "recent_ended_s": settings.heartbeat_timeout_s + EVENTS_LOCK_MS / 1000,
                 **{k: v for k, v in given.items() if v is not None},
             }

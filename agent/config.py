@@ -55,8 +55,10 @@ class AgentConfig(BaseModel):
     heartbeat_interval_s: float = Field(default_factory=_default_heartbeat_interval_s, gt=0)
     poll_ms: int = Field(default=50, ge=1, le=1000)
     """Longest wait for assignments per loop: bounds how late a cancel or a process exit is noticed."""
-    kill_grace_s: float = Field(default=0.5, ge=0, le=1)
-    """Time a task's process group has between SIGTERM and SIGKILL."""
+    kill_grace_s: float = Field(default=15.0, ge=0, le=3600)
+    """Time a canceled task's or one past its runtime limit's process group has between
+    SIGTERM and SIGKILL (HPC_TASK_GRACE_S; HPC Pack's TaskCancelGracePeriod, 15 s): to save
+    a checkpoint. Tasks the agent kills as it stops get at most 1 s (agent/tasks.py)."""
     state_dir: Path | None = None
     """This node's folder on this machine (lock file, host id; see agent/identity.py).
     ``hpc agent run`` uses $HPC_HOME/agents/<name>; None: no lock, a random host id."""

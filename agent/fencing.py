@@ -89,9 +89,13 @@ class Fencing:
 
     def _fence_killed(self, runner: Runner, code: int | None) -> bool:
         """The lifeline's fence ended it (its killed mark, then SIGKILL), not its own exit,
-        whichever path of the agent finds it dead first."""
+        whichever path of the agent finds it dead first. Not when the agent's own kill (a
+        cancel, a runtime limit: the same mark, then SIGTERM, then SIGKILL) found it running:
+        a task that outlived the SIGTERM was taken for fenced, and its node registered again,
+        which failed the other jobs' tasks on it (a live probe, with ``trap "" TERM``)."""
         return (
             code == -signal.SIGKILL
+            and not runner.kill_reached
             and self._records is not None
             and self._records.killed(runner.key)
         )

@@ -375,17 +375,19 @@ def kill_trees(runners: Iterable[Runner], *, grace_s: float = GRACE_S) -> list[i
     deadline = time.monotonic() + grace_s
     while any(r.tree_alive() for r in runners) and time.monotonic() < deadline:
         time.sleep(_WAIT_STEP_S)
-    codes: list[int | None] = []
-    for runner in runners:
-        proc = runner.process
-        if proc is None:
-            codes.append(None)
-            continue
-        if group_alive(proc.pid):
-            _signal_group(proc.pid, signal.SIGKILL)
-        try:
-            codes.append(proc.wait(timeout=1.0))
-        except subprocess.TimeoutExpired:  # unkillable (D state): report it as still unknown
-            log.warning("process %s of task %s did not die after SIGKILL", proc.pid, runner.key)
-            codes.append(None)
-    return codes
+    return [finish_kill(runner) for runner in runners]
+
+
+def finish_kill(runner: Runner) -> int | None:
+    """The last step of a kill: SIGKILL to what is left of the task's process group, and its
+    exit code (None: no process, or unkillable)."""
+    proc = runner.process
+    if proc is None:
+        return None
+    if group_alive(proc.pid):
+        _signal_group(proc.pid, signal.SIGKILL)
+    try:
+        return proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:  # unkillable (D state): report it as still unknown
+        log.warning("process %s of task %s did not die after SIGKILL", proc.pid, runner.key)
+        return None

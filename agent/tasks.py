@@ -28,6 +28,7 @@ from agent.owners import RunAsOwner
 from agent.publisher import Publisher
 from agent.reporter import Reporter
 from agent.runner import Runner, kill_trees, task_env, task_key
+from agent.stopping import Kill, Stopping
 from shared.domain.durations import format_duration
 from shared.domain.messages import (
     AssignmentRefused,
@@ -46,6 +47,10 @@ to be published so that their ends go out with it (an end not sent stays on disk
 next registration)."""
 _REMEMBERED = 10_000
 """How many ended attempts are remembered to ignore their redelivered assignments."""
+STOP_GRACE_S = 1.0
+"""The grace of tasks killed at once, waited for in place: an agent that stops or whose
+incarnation is over (their attempts run again elsewhere), an older attempt a newer one
+supersedes (it must be gone before the newer one starts)."""
 
 
 class Tasks(Fencing):
@@ -61,17 +66,24 @@ class Tasks(Fencing):
         self.publisher = Publisher(inline=not output.remote)
         """Publishes ended tasks' output, off the loop for a remote Output store; each end is
         reported once its output is published (agent/publisher.py)."""
+        self.stopping = Stopping()
+        """Canceled tasks and tasks past their runtime limit, in their grace (agent/stopping.py)."""
 
     @property
     def listed(self) -> list[str]:
         """What heartbeats say runs here: the running attempts, and those that ended but whose
         end is not reported yet (their output is being published)."""
-        return sorted([*self.running, *self.publisher.in_flight()])
+        return sorted([*self.running, *self.stopping.kills, *self.publisher.in_flight()])
+
+    @property
+    def busy(self) -> bool:
+        """Something may end soon: the loop polls often, so an end is reported within ms."""
+        return bool(self.running or self.stopping.kills or self.publisher.in_flight())
 
     @property
     def free_cores(self) -> int:
-        used = sum(r.task.cores for r in list(self.running.values()))
-        return max(0, self.config.cores - used)
+        held = [*self.running.values(), *(k.runner for k in self.stopping.kills.values())]
+        return max(0, self.config.cores - sum(r.task.cores for r in held))
 
     # ----------------------------------------------------------------- assignments
 
@@ -108,7 +120,7 @@ class Tasks(Fencing):
             for runner in older:
                 del self.running[runner.key]
                 self._remember(runner.key)
-            self.end_killed(older, canceled=True)
+            self.end_killed(older)
         env = task_env(task, node=self.config.name, group=self.config.groups[0])
         records = self._records
         record = None if records is None else (records, records.path(*_ids(task)))
@@ -156,20 +168,42 @@ class Tasks(Fencing):
             self.reporter.ended(cancel, exit_code=None, canceled=True)
         return None
 
-    def end_killed(self, runners: Sequence[Runner], *, canceled: bool) -> None:
-        codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
+    def begin_cancel(self, runners: Sequence[Runner]) -> None:
+        """Canceled: SIGTERM now, SIGKILL after the grace; each ends in :meth:`reap`."""
+        self.stopping.begin(list(runners), "cancel", self.config.kill_grace_s)
+
+    def end_killed(self, runners: Sequence[Runner]) -> None:
+        """Canceled and killed in place (an older attempt a newer one supersedes)."""
+        codes = kill_trees(runners, grace_s=min(self.config.kill_grace_s, STOP_GRACE_S))
         for runner, code in zip(runners, codes, strict=True):
-            if not runner.kill_reached and not self._fence_killed(runner, code):
-                # it had ended before the kill: say how
-                log.info("task %s ended (exit code %s) before it was killed", runner.key, code)
-                self._end(runner, exit_code=code)
-            else:
-                log.info("task %s canceled (exit code %s)", runner.key, code)
-                self._end(runner, exit_code=code, canceled=canceled)
+            self._end_kill(Kill(runner, "cancel", 0.0), code)
+
+    def _end_kill(self, kill: Kill, code: int | None) -> None:
+        """A kill is over: the end is the kill's if it reached the task running (canceled,
+        or failed past its runtime limit), else the task's own (it had ended first). A
+        task past its limit that the fence killed first is requeued: its node registers
+        again."""
+        runner, why = kill.runner, kill.why
+        fence = self._fence_killed(runner, code)
+        if why == "limit" and fence:
+            self.fenced = True
+            self._end(runner, report=False)
+        elif not runner.kill_reached and not fence:  # it had ended before the kill: say how
+            log.info("task %s ended (exit code %s) before it was killed", runner.key, code)
+            self._end(runner, exit_code=code)
+        elif why == "cancel":
+            log.info("task %s canceled (exit code %s)", runner.key, code)
+            self._end(runner, exit_code=code, canceled=True)
+        else:
+            limit = format_duration(runner.task.runtime_limit_s or 0)
+            log.warning("task %s killed: runtime limit %s exceeded", runner.key, limit)
+            self._end(runner, exit_code=code, error=f"runtime limit {limit} exceeded")
 
     def reap(self) -> None:
         """Report the tasks that ended, and end those past their runtime limit."""
         self.publisher.settle()  # the ends whose output is published by now
+        for kill, code in self.stopping.ended():
+            self._end_kill(kill, code)
         overrun: list[Runner] = []
         now = time.monotonic()
         for key, runner in list(self.running.items()):
@@ -210,35 +244,25 @@ class Tasks(Fencing):
                 time.monotonic() - runner.started_at,
             )
             self._end(runner, exit_code=code)
-        if overrun:
-            self._end_overrun(overrun)
-
-    def _end_overrun(self, runners: Sequence[Runner]) -> None:
-        """Kill tasks past their runtime limit; they fail with that reason (unless they had
-        ended just before the kill reached them)."""
-        codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
-        for runner, code in zip(runners, codes, strict=True):
-            if self._fence_killed(runner, code):  # the fence came first: requeued, not failed
-                self.fenced = True
-                self._end(runner, report=False)
-            elif not runner.kill_reached:
-                self._end(runner, exit_code=code)
-            else:
-                limit = format_duration(runner.task.runtime_limit_s or 0)
-                log.warning("task %s killed: runtime limit %s exceeded", runner.key, limit)
-                self._end(runner, exit_code=code, error=f"runtime limit {limit} exceeded")
+        if overrun:  # they fail with that reason (unless they had ended just before)
+            self.stopping.begin(overrun, "limit", self.config.kill_grace_s)
 
     def kill_all(self, *, report: bool) -> list[str]:
         """Kill every task (the agent stops, or its incarnation is over). Those that had ended
         before the kill reached them are reported ended if ``report`` (else their end records
         stay for the next registration); returns the others' keys."""
+        for kill, code in self.stopping.ended(force=True):  # their grace is cut short
+            if report:
+                self._end_kill(kill, code)
+            else:
+                self._end(kill.runner, report=False)
         runners = list(self.running.values())
         self.running.clear()
         killed = []
         codes: list[int | None] = [None] * len(runners)
         if runners:
             log.info("killing %d running task(s)", len(runners))
-            codes = kill_trees(runners, grace_s=self.config.kill_grace_s)
+            codes = kill_trees(runners, grace_s=min(self.config.kill_grace_s, STOP_GRACE_S))
         for runner, code in zip(runners, codes, strict=True):
             self._remember(runner.key)
             fenced = self._fence_killed(runner, code)  # dead already, by the fence: no end

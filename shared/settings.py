@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     agent_memory_mb: AgentMemory = None
     """The memory (MB, or a size: 16G) an agent reports for its node (``hpc agent run
     --memory-mb``); unset: the machine's, as the agent reads it (agent/machine.py)."""
+    task_grace_s: float = Field(default=15.0, ge=0, le=3600, allow_inf_nan=False)
+    """Seconds an agent gives a canceled task, or one past its runtime limit, between SIGTERM
+    and SIGKILL (HPC Pack's TaskCancelGracePeriod): to save a checkpoint."""
 
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest accepted HTTP request body (413 above)."""

@@ -211,6 +211,28 @@ def test_a_task_that_traps_sigterm_past_its_runtime_limit_fails_with_that_reason
     assert "got term" in ended.output
 
 
+def test_a_task_that_ignores_sigterm_past_its_limit_fails_alone_and_the_node_stays(
+    start_agent, cp, tmp_path
+):
+    """Found by a live probe: the SIGKILL after the grace, and the end record's killed mark
+    the agent's own kill writes, were taken for the lifeline's fence: the node registered
+    again and every other task on it was requeued, the limited one again and again."""
+    agent, _ = start_agent(state_dir=tmp_path / "state", kill_grace_s=0.5)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    cp.send(run_task(20, "sleep 30"))
+    other = cp.started(20).pid
+    cp.send(run_task(21, 'trap "" TERM; sleep 600', runtime_limit_s=1))
+    ended = cp.ended(21, timeout=20.0)
+    assert ended.error == "runtime limit 0:00:01 exceeded"
+    assert ended.exit_code == -9  # it outlived the SIGTERM
+    cp.send(run_task(22, "echo after"))  # the same incarnation takes work on
+    assert cp.ended(22).exit_code == 0
+    assert len(cp.of(RegisterNode)) == 1 and agent.incarnation == 1
+    assert not [e for e in cp.of(TaskEnded) if e.job_id == 20]
+    assert other is not None and process_alive(other)
+
+
 def test_a_task_the_stopping_agent_kills_is_requeued_even_if_its_trap_exits_0(
     start_agent, cp, tmp_path
 ):

@@ -1,0 +1,59 @@
+"""Tasks being killed by a cancel or their runtime limit: SIGTERM now, SIGKILL once their
+grace period runs out (``HPC_TASK_GRACE_S``, HPC Pack's TaskCancelGracePeriod, Slurm's
+KillWait), while the agent's loop goes on: heartbeats, other tasks' ends, new work.
+
+Why not wait in place: a grace long enough for a task to checkpoint (15 s by default) would
+stall the loop, and a loop that sends no heartbeat for long enough is fenced by its own
+lifeline (agent/lifeline.py). A task here still holds its cores and is still listed as
+running here, and its end is reported only once its process group is gone, so the control
+plane starts no new attempt of it meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from agent.runner import Runner, finish_kill
+
+Why = Literal["cancel", "limit"]
+
+
+@dataclass
+class Kill:
+    runner: Runner
+    why: Why
+    deadline: float
+    """When the grace runs out (time.monotonic)."""
+
+
+class Stopping:
+    """The tasks between their SIGTERM and their end."""
+
+    def __init__(self) -> None:
+        self.kills: dict[str, Kill] = {}
+
+    def begin(self, runners: list[Runner], why: Why, grace_s: float) -> None:
+        """SIGTERM to each one's process group (marking its end record killed first:
+        :meth:`Runner.terminate_tree`); its grace starts now."""
+        deadline = time.monotonic() + grace_s
+        for runner in runners:
+            runner.terminate_tree()
+            self.kills[runner.key] = Kill(runner, why, deadline)
+
+    def ended(self, *, force: bool = False) -> list[tuple[Kill, int | None]]:
+        """The kills that are over, with each one's exit code: process groups gone by
+        themselves, and those past their grace (or all, ``force``: the agent stops), which
+        get SIGKILL."""
+        now = time.monotonic()
+        over = [
+            k
+            for k in self.kills.values()
+            if force or now >= k.deadline or not k.runner.tree_alive()
+        ]
+        out = []
+        for kill in over:
+            del self.kills[kill.runner.key]
+            out.append((kill, finish_kill(kill.runner)))
+        return out

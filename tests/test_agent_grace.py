@@ -1,0 +1,86 @@
+"""A canceled task, or one past its runtime limit, gets its grace period between SIGTERM and
+SIGKILL (``HPC_TASK_GRACE_S``, HPC Pack's TaskCancelGracePeriod) to save a checkpoint, while
+the agent works on: heartbeats, other tasks' ends, new work (agent/stopping.py).
+
+Found by a live probe: the grace was a fixed 0.5 s, waited in the agent's loop, so a task
+that trapped SIGTERM to write its checkpoint in 2 s never wrote it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.domain.messages import CancelTask, RegisterNode, TaskEnded
+from tests.agent_fixtures import run_task
+from tests.helpers import wait_until
+from tests.test_agent_tasks import _wait_for_sleep
+
+
+def _checkpointing(path: Path, code: int) -> str:
+    """Traps SIGTERM: a second of work, then the checkpoint, then exit ``code``."""
+    return f'trap "sleep 1; echo saved > {path}; exit {code}" TERM; sleep 600 & wait'
+
+
+def _started(start_agent, cp, tmp_path, grace_s):
+    agent, _ = start_agent(state_dir=tmp_path / "state", kill_grace_s=grace_s)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    return agent
+
+
+def _ends(cp) -> list[int]:
+    return [e.job_id for e in cp.of(TaskEnded)]
+
+
+def test_a_canceled_task_saves_its_checkpoint_in_its_grace_and_the_agent_works_on(
+    start_agent, cp, tmp_path
+):
+    agent = _started(start_agent, cp, tmp_path, grace_s=30.0)
+    checkpoint = tmp_path / "checkpoint"
+    cp.send(run_task(1, _checkpointing(checkpoint, 3), cores=2))
+    _wait_for_sleep(cp.started(1).pid)
+    cp.send(CancelTask(incarnation=1, job_id=1, task_id=1, attempt=1))
+    wait_until(lambda: "1.1.1" in agent.tasks.stopping.kills, what="the cancel's SIGTERM")
+    assert agent.tasks.listed == ["1.1.1"]  # still running here: heartbeats say so
+    assert agent.free_cores == 2  # and it holds its cores until it is gone
+    cp.send(run_task(2, "echo meanwhile"))  # the loop is not waiting on the grace
+    assert cp.ended(2).exit_code == 0
+    ended = cp.ended(1, timeout=20.0)
+    assert _ends(cp) == [2, 1]
+    assert ended.canceled and ended.exit_code == 3  # its trap's own exit, after the save
+    assert checkpoint.read_text() == "saved\n"
+    assert agent.free_cores == 4
+
+
+def test_a_task_past_its_limit_saves_its_checkpoint_and_fails_with_the_limit(
+    start_agent, cp, tmp_path
+):
+    _started(start_agent, cp, tmp_path, grace_s=30.0)
+    checkpoint = tmp_path / "checkpoint"
+    cp.send(run_task(3, _checkpointing(checkpoint, 0), runtime_limit_s=1))
+    ended = cp.ended(3, timeout=20.0)
+    assert ended.error == "runtime limit 0:00:01 exceeded" and ended.exit_code == 0
+    assert checkpoint.read_text() == "saved\n"
+
+
+def test_a_task_still_running_when_its_grace_runs_out_is_killed(start_agent, cp, tmp_path):
+    _started(start_agent, cp, tmp_path, grace_s=0.5)
+    checkpoint = tmp_path / "checkpoint"
+    cp.send(run_task(4, _checkpointing(checkpoint, 3)))
+    _wait_for_sleep(cp.started(4).pid)
+    cp.send(CancelTask(incarnation=1, job_id=4, task_id=1, attempt=1))
+    ended = cp.ended(4, timeout=20.0)
+    assert ended.canceled and ended.exit_code == -9  # SIGKILL, before its save
+    assert not checkpoint.exists()
+
+
+def test_a_stopping_agent_cuts_the_grace_short_and_says_the_task_canceled(
+    start_agent, cp, tmp_path
+):
+    agent = _started(start_agent, cp, tmp_path, grace_s=600.0)
+    cp.send(run_task(5, 'trap "" TERM; sleep 600'))
+    _wait_for_sleep(cp.started(5).pid)
+    cp.send(CancelTask(incarnation=1, job_id=5, task_id=1, attempt=1))
+    wait_until(lambda: "5.1.1" in agent.tasks.stopping.kills, what="the cancel's SIGTERM")
+    agent.stop()
+    ended = cp.ended(5, timeout=20.0)
+    assert ended.canceled and ended.exit_code == -9
