@@ -109,7 +109,7 @@ class Shortfall:
                 f"{raise_max}add them with hpc node add --group {self.group} --count N"
             )
         text = (
-            f"wants {nodes(self.wanted)}, starts {self.starts} (max_nodes {self.max_nodes}, "
+            f"wants {nodes(self.wanted)}, starts {self.starts} (maxNodes {self.max_nodes}, "
             f"{self.offline} Offline"
             + (f" and {self.held} held by an admin" if self.held else "")
             + f", {self.starts_left} starts left this run)"
@@ -134,7 +134,7 @@ def restart_warning(
     managed group (the first of its groups the autoscaler runs for, as the policy counts
     it) keeps ``minNodes`` nodes up, and without this one (and any other node stopped) it
     has fewer. A probe's ``hpc node stop burst-1`` was undone within seconds ("start
-    burst-1 ... below its min_nodes 1"); a held node is never started, so the warning
+    burst-1 ... below its minNodes 1"); a held node is never started, so the warning
     says to hold it (``hpc node offline``) or lower the floor. ``nodes``: as stored after
     the stop; ``provider``: the cluster's compute provider."""
     managed = {g.name: g for g in groups if provider and g.provider == provider and g.autoscale}
@@ -158,6 +158,32 @@ def restart_warning(
         f"hpc node offline {node.name} (the autoscaler never starts a held node), or lower "
         f"the floor: hpc nodegroup set {name} --min {up}"
     )
+
+
+def over_max(
+    starting: Sequence[Node], groups: Sequence[NodeGroup], nodes: Sequence[Node], provider: str
+) -> str | None:
+    """Why an admin's start of ``starting`` (Offline VMs) would be undone at the autoscaler's
+    next run, or None: a managed group it runs for (the first of each node's groups, as
+    :func:`restart_warning`) would have more nodes up than its ``maxNodes`` (a probe started
+    a node of a group at maxNodes 0: it was stopped again within a minute, with no word)."""
+    managed = {g.name: g for g in groups if g.provider == provider and g.autoscale}
+
+    def first_managed(n: Node) -> str | None:
+        return next((g for g in n.groups if g in managed), None)
+
+    names = {n.name for n in starting}
+    for name, group in sorted(managed.items()):
+        mine = [n.name for n in starting if first_managed(n) == name]
+        others = [n for n in nodes if n.name not in names and first_managed(n) == name]
+        up = sum(1 for n in others if n.state not in _DOWN)
+        if mine and up + len(mine) > group.max_nodes:
+            return (
+                f"{name} has maxNodes {group.max_nodes} and {nodes_up(up)}: the autoscaler "
+                f"would stop {', '.join(mine)} again at its next run; raise it first: "
+                f"hpc nodegroup set {name} --max {up + len(mine)}"
+            )
+    return None
 
 
 def nodes_up(count: int) -> str:

@@ -116,7 +116,7 @@ def max_zero(groups: Sequence[str]) -> str:
     first, its = (groups[0] if groups else "NAME"), ("their" if len(groups) > 1 else "its")
     return (
         f"the maxNodes of {where(groups)} is 0, so the autoscaler starts none of {its} nodes: "
-        f"raise it (hpc nodegroup set {first} --max N) or start one (hpc node start NAME)"
+        f"raise it (hpc nodegroup set {first} --max N)"
     )
 
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from shared.domain import lifecycle, ownership
-from shared.domain.autoscaler_notes import restart_warning
+from shared.domain.autoscaler_notes import over_max, restart_warning
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
@@ -146,6 +146,7 @@ def start_nodes(
                 f"(a Draining one is brought back Online){then}",
                 state=node.state.value,
             )
+    _check_max(deps, [n for n in nodes if ownership.is_managed(n) and n.state is NodeState.OFFLINE])
     out = []
     for node in nodes:
         if not ownership.is_managed(node):
@@ -161,6 +162,17 @@ def start_nodes(
             except StartRefused as refused:  # the admin is told what to do next
                 raise StartRefused(node.name, refused.error, advise=True) from None
     return out
+
+
+def _check_max(deps: Deps, starting: list[Node]) -> None:
+    """A 409 (before anything starts) when the autoscaler would stop them again at once: their
+    group would be above its maxNodes (:func:`autoscaler_notes.over_max`)."""
+    if not starting or deps.compute is None:
+        return
+    groups, nodes = deps.store.list_groups(), deps.store.list_nodes()
+    refusal = over_max(starting, groups, nodes, deps.compute.name)
+    if refusal is not None:
+        raise Conflict(refusal)
 
 
 DRAIN_CANCELED = "started by an admin while Draining: the drain is canceled, it takes work again"
