@@ -354,6 +354,27 @@ def test_a_page_larger_than_the_most_one_request_returns_is_400(api, path, most)
         ),
         ({"command": "x", "maxRetires": 1}, "maxRetires: unknown field; did you mean maxRetries?"),
         ({"command": "x", "colour": 1}, "colour: unknown field"),
+        # a field of another level says where it goes (a probe was told "did you mean
+        # priority?" of its task's priority)
+        (
+            {"tasks": [{"command": "x", "priority": "High", "maxConcurrent": 2}]},
+            "tasks.0.priority: not taken here: priority is the job's (top level); "
+            "tasks.0.maxConcurrent: not taken here: maxConcurrent is the job's (top level)",
+        ),
+        (
+            {"tasks": [{"command": "x"}], "sweep": "1-3"},
+            "sweep: not taken here: sweep is a task's (in each task, or beside a top-level "
+            "command)",
+        ),
+        (
+            {"command": "x", "cores": {"min": 1, "max": 2, "nodes": 3}},
+            "tasks.0.cores: nodes: not taken here: nodes is a task's (in each task, or beside a "
+            "top-level command)",
+        ),
+        (
+            {"tasks": [{"command": "x", "max": 2}]},
+            "tasks.0.max: not taken here: max is part of cores",
+        ),
     ],
 )
 def test_an_unknown_field_names_the_field_meant(api, spec, said):

@@ -26,7 +26,7 @@ from shared.domain import taskgraph
 from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.models import PRIORITY_NAMES, Job, Task
 from shared.domain.outputpaths import check_output_path
-from shared.domain.specerrors import describe, known_fields
+from shared.domain.specerrors import describe, field_homes, known_fields
 from shared.domain.specmemory import MemoryMb
 from shared.domain.specvalues import (
     GroupName,
@@ -55,6 +55,10 @@ __all__ = [
     "priority_value",
     "sweep_command",
 ]
+
+
+ONE_TASK_KEYS = ("command", "cores", "exclusive", "nodes", "sweep", "workDir", "env", "stdout", "stderr")  # fmt: skip
+"""A one-task job's fields given at the top level, beside its command (the rest are the job's)."""
 
 
 class _Spec(BaseModel):
@@ -144,7 +148,9 @@ class TaskSpec(_Spec):
             try:
                 return CoreRange.model_validate(v)
             except ValidationError as e:
-                raise ValueError(describe(e, spec_fields()).replace("body: ", "")) from None
+                raise ValueError(
+                    describe(e, spec_fields(), spec_homes()).replace("body: ", "")
+                ) from None
         if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096:
             return v
         raise ValueError(f'cores is a number 1-4096 or {{"min": N, "max": M}}, got {shown_json(v)}')
@@ -253,22 +259,7 @@ class JobSpec(_Spec):
                 "command into one of the tasks"
             )
         if "tasks" not in data and "command" in data:
-            task = {
-                k: data.pop(k)
-                for k in (
-                    "command",
-                    "cores",
-                    "exclusive",
-                    "nodes",
-                    "sweep",
-                    "workDir",
-                    "env",
-                    "stdout",
-                    "stderr",
-                )
-                if k in data
-            }
-            data["tasks"] = [task]
+            data["tasks"] = [{k: data.pop(k) for k in ONE_TASK_KEYS if k in data}]
         return data
 
     @field_validator("priority", mode="before")
@@ -295,7 +286,9 @@ class JobSpec(_Spec):
         try:
             spec = cls.model_validate(data)
         except ValidationError as e:
-            raise InvalidRequest("invalid job spec: " + describe(e, spec_fields())) from None
+            raise InvalidRequest(
+                "invalid job spec: " + describe(e, spec_fields(), spec_homes())
+            ) from None
         if now is not None and spec.hold_until is not None and spec.hold_until <= now:
             raise InvalidRequest(
                 f"invalid job spec: holdUntil {spec.hold_until:%Y-%m-%d %H:%M:%S} UTC is in "
@@ -385,6 +378,17 @@ class JobSpec(_Spec):
 def spec_fields() -> list[str]:
     """Every field name a job spec takes, at any level (for "did you mean")."""
     return known_fields(JobSpec, TaskSpec, CoreRange)
+
+
+def spec_homes() -> dict[str, str]:
+    """Where each field of a job spec goes, said for one given at another level."""
+    task = "a task's (in each task, or beside a top-level command)"
+    levels: list[tuple[type[BaseModel], str]] = [
+        (JobSpec, "the job's (top level)"),
+        (TaskSpec, task),
+        (CoreRange, "part of cores"),
+    ]
+    return field_homes(levels)
 
 
 def _memory(spec: TaskSpec, job_default: int | None) -> int | None:

@@ -6,7 +6,7 @@ was probably meant to be (a probe wrote ``workdir`` and ``nodegroups`` and was t
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ValidationError
 
@@ -28,9 +28,23 @@ def known_fields(*models: type[BaseModel]) -> list[str]:
     return sorted({f.alias or name for m in models for name, f in m.model_fields.items()})
 
 
-def describe(error: ValidationError, fields: Iterable[str] = ()) -> str:
+def field_homes(levels: Sequence[tuple[type[BaseModel], str]]) -> dict[str, str]:
+    """Each field of the ``(model, where it is)`` levels, and the levels that take it:
+    ``{"priority": "is the job's (top level)"}``, for :func:`describe`'s ``homes``."""
+    homes: dict[str, list[str]] = {}
+    for model, where in levels:
+        for name in known_fields(model):
+            homes.setdefault(name, []).append(where)
+    return {name: "is " + " or ".join(wheres) for name, wheres in homes.items()}
+
+
+def describe(
+    error: ValidationError, fields: Iterable[str] = (), homes: Mapping[str, str] | None = None
+) -> str:
     """pydantic errors as ``field.path: message; ...`` with camelCase paths; an unknown
-    field names the one of ``fields`` it is closest to, if any is close."""
+    field names the one of ``fields`` it is closest to, if any is close, or, when it is a
+    field of another level (``homes``: field -> where it goes), where it goes (a probe's
+    task-level ``priority`` was told "did you mean priority?")."""
     known = list(fields)
     parts = []
     for err in error.errors():
@@ -39,7 +53,9 @@ def describe(error: ValidationError, fields: Iterable[str] = ()) -> str:
         if err["type"] in _TAKES:
             msg = f"{_TAKES[err['type']]}, got {shown_json(err['input'])}"
         elif err["type"] == "extra_forbidden" and err["loc"]:
-            msg = unknown_field(str(err["loc"][-1]), known)
+            name = str(err["loc"][-1])
+            home = (homes or {}).get(name)
+            msg = f"not taken here: {name} {home}" if home else unknown_field(name, known)
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 
