@@ -365,7 +365,7 @@ def test_reasons_are_said_in_the_policys_words_for_its_group_only():
     plan = GroupPlan("anticipate", Plan(min_nodes=2, idle_s=0), Load(0, 0, 1, 0), 1.2, 180)
     idle = "idle for 0 s (ShrinkIdleTimes 0 x ShrinkInterval 1 s) and no queued task can run on it"
     orders = [
-        Order("start", "az2", AZ, f"{AZ} is below its min_nodes 2"),
+        Order("start", "az2", AZ, f"{AZ} is below its minNodes 2"),
         Order("start", "az3", AZ, "3 queued tasks of jobs 1 overflow ..."),
         Order("stop", "az1", AZ, idle),
         Order("stop", "az4", AZ, "drained: its last task ended"),
@@ -400,7 +400,7 @@ def test_a_floor_start_says_whether_it_is_for_queued_work_or_the_pool(load, queu
     plan = GroupPlan("value", Plan(min_nodes=floor, idle_s=0), load, 0.05, 180, "jobs")
     orders = [Order("start", f"q{k}", AZ, "queued tasks ...") for k in range(queue_starts)]
     orders += [
-        Order("start", f"f{k}", AZ, f"{AZ} is below its min_nodes {floor}")
+        Order("start", f"f{k}", AZ, f"{AZ} is below its minNodes {floor}")
         for k in range(len(purposes))
     ]
     said, _ = explain(Decision(orders, AutoscalerState(), []), {AZ: plan}, {}, {}, {AZ: floor})

@@ -184,7 +184,7 @@ def test_max_nodes_counts_nodes_already_running():
     nodes = [node("az-1", ON), node("az-2", STARTING), *azure_vms(5)[2:]]
     decision = run(nodes, tasks(40), pol=policy(max_nodes=3), used={"az-1": 4})
     assert started(decision) == ["az-3"]
-    assert any("max_nodes 3" in str(n) for n in decision.notes)
+    assert any("maxNodes 3" in str(n) for n in decision.notes)
 
 
 def test_growth_is_considered_once_per_grow_interval():
@@ -201,7 +201,7 @@ def test_growth_is_considered_once_per_grow_interval():
 def test_min_nodes_are_kept_started_without_queued_work():
     decision = run(azure_vms(3), [], pol=policy(min_nodes=2))
     assert started(decision) == ["az-1", "az-2"]
-    assert all("min_nodes 2" in o.reason for o in decision.orders)
+    assert all("minNodes 2" in o.reason for o in decision.orders)
 
 
 # ----------------------------------------------------------------- shrink

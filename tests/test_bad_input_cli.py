@@ -105,8 +105,8 @@ def test_a_job_failing_on_a_stored_templates_default_group_names_the_template(
 # --- the client refuses what no request could carry (the stand-in) ----------------------
 
 
-@pytest.mark.parametrize("option", ["--boot-delay", "--grow-interval"])
-@pytest.mark.parametrize("value", ["inf", "Infinity", "1e999"])
+@pytest.mark.parametrize("option", ["--boot-delay", "--grow-interval", "--shrink-interval"])
+@pytest.mark.parametrize("value", ["inf", "Infinity", "1e999", "nan"])
 def test_non_finite_numbers_are_refused_naming_the_option(
     api: StandIn, option: str, value: str
 ) -> None:
@@ -114,6 +114,17 @@ def test_non_finite_numbers_are_refused_naming_the_option(
     shown = str(float(value))
     assert_one_error_line(result, f"error: {option} must be a finite number, not {shown}")
     assert "unexpected" not in result.stderr
+    assert api.requests == []
+
+
+@pytest.mark.parametrize("option", ["--boot-delay", "--grow-interval", "--shrink-interval"])
+@pytest.mark.parametrize("value", ["-1", "soon"])
+def test_seconds_that_are_no_seconds_are_refused_saying_what_was_given(
+    api: StandIn, option: str, value: str
+) -> None:
+    """A probe's ``--grow-interval nan`` read "Input should be greater than or equal to 0"."""
+    result = hpc("nodegroup", "set", "G", option, value)
+    assert_one_error_line(result, f"error: {option}: '{value}' is not a number of seconds")
     assert api.requests == []
 
 

@@ -34,21 +34,21 @@ def grow_notes(decision) -> list[str]:
         (
             [node("az-1", ON)],
             {"min_nodes": 3, "max_nodes": 5},
-            "AzureNodes: wants 2 nodes, starts 0 (max_nodes 5, 0 Offline, 10 starts left this "
+            "AzureNodes: wants 2 nodes, starts 0 (maxNodes 5, 0 Offline, 10 starts left this "
             "run): it has no more Offline nodes to start; add some with hpc node add --group "
             "AzureNodes --count 2",
         ),
         (
             azure_vms(2),
             {"min_nodes": 3, "max_nodes": 3},
-            "AzureNodes: wants 3 nodes, starts 2 (max_nodes 3, 2 Offline, 10 starts left this "
+            "AzureNodes: wants 3 nodes, starts 2 (maxNodes 3, 2 Offline, 10 starts left this "
             "run): it has no more Offline nodes to start; add some with hpc node add --group "
             "AzureNodes --count 1",
         ),
         (
             azure_vms(3),
             {"min_nodes": 3, "max_nodes": 2},  # max is what holds it: nothing to add
-            "AzureNodes: wants 3 nodes, starts 2 (max_nodes 2, 3 Offline, 10 starts left this run)",
+            "AzureNodes: wants 3 nodes, starts 2 (maxNodes 2, 3 Offline, 10 starts left this run)",
         ),
     ],
 )

@@ -84,7 +84,7 @@ def test_a_group_short_of_offline_nodes_says_how_many_to_add(cp, provider):
     cp.add_nodes("Burst", 1)
     cp.autoscale()
     [note] = notes(cp, "Burst")
-    assert note.startswith("Burst: wants 3 nodes, starts 1 (max_nodes 4, 1 Offline, ")
+    assert note.startswith("Burst: wants 3 nodes, starts 1 (maxNodes 4, 1 Offline, ")
     assert note.endswith("add some with hpc node add --group Burst --count 2")
 
 
@@ -303,7 +303,7 @@ def test_a_waiting_tasks_reason_keeps_the_autoscalers_word_until_its_next_grow_c
     def reason() -> str:
         return cp.pending_reasons(cp.list_tasks(job.id))[(job.id, 2)]
 
-    cp.autoscale()  # the grow check: wants 1 more, starts 0 (max_nodes 1)
+    cp.autoscale()  # the grow check: wants 1 more, starts 0 (maxNodes 1)
     first = reason()
     assert "Burst: wants 1 node, starts 0" in first
     clock.advance(5)

@@ -223,6 +223,24 @@ STILL_RUNS = (
             offline_node(state=NodeState.ONLINE),
             "node n2 is Online; take it offline or stop it first",
         ),
+        # a VM stopping already is not told to stop (a probe was, after hpc node stop)
+        (
+            offline_node(state=NodeState.DRAINING, provider="local"),
+            "node n2 is Draining; remove it once it is Offline (it stops once its tasks end, "
+            "or now: hpc node offline n2, which requeues them)",
+        ),
+        (
+            offline_node(state=NodeState.STOPPING, provider="local"),
+            "node n2 is Stopping; remove it once it is Offline (its VM is being stopped)",
+        ),
+        (  # an admin's drain (held) is no stop: stop it, or take it offline
+            offline_node(state=NodeState.DRAINING, provider="local", held="drain"),
+            "node n2 is Draining; take it offline or stop it first",
+        ),
+        (  # an on-prem node's drain never stops it
+            offline_node(state=NodeState.DRAINING),
+            "node n2 is Draining; take it offline or stop it first",
+        ),
     ],
 )
 def test_removal_refusal(stored, refusal):

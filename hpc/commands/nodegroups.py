@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 import typer
@@ -103,6 +104,21 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _given_seconds(flag: str, text: str | None) -> float | None:
+    """A seconds option (None: not given); a CliError (exit 2) naming the flag and what it
+    got (``nan`` was refused as "Input should be greater than or equal to 0")."""
+    if text is None:
+        return None
+    try:
+        if not math.isfinite(value := float(text)):  # as the client says of any option
+            raise CliError(f"{flag} must be a finite number, not {value}", exit_code=2)
+        return _seconds(text)
+    except ValueError:
+        raise CliError(
+            f"{flag}: {text!r} is not a number of seconds (0 or more)", exit_code=2
+        ) from None
+
+
 @app.command("create")
 def group_create(
     name: Annotated[str, typer.Argument(help="The new group's name.")],
@@ -163,10 +179,10 @@ def group_set(
         bool | None, typer.Option("--autoscale/--no-autoscale", help="Autoscale it.")
     ] = None,
     grow_interval: Annotated[
-        float | None, typer.Option(min=0, help="GrowInterval, seconds.")
+        str | None, typer.Option(metavar="SECONDS", help="GrowInterval, seconds.")
     ] = None,
     shrink_interval: Annotated[
-        float | None, typer.Option(min=0, help="ShrinkInterval, seconds.")
+        str | None, typer.Option(metavar="SECONDS", help="ShrinkInterval, seconds.")
     ] = None,
     shrink_idle_times: Annotated[
         int | None, typer.Option(min=1, help="ShrinkIdleTimes: idle intervals before a stop.")
@@ -191,9 +207,10 @@ def group_set(
         ),
     ] = None,
     boot_delay: Annotated[
-        float | None,
+        str | None,
         typer.Option(
-            min=0, help="Seconds a node takes Starting -> Online (the warm pool's horizon)."
+            metavar="SECONDS",
+            help="Seconds a node takes Starting -> Online (the warm pool's horizon).",
         ),
     ] = None,
     scale_down_delay: Annotated[
@@ -213,13 +230,16 @@ def group_set(
         else None
     )
     vm_size = _or_default("--size", size) if size is not None else None
+    grow_s = _given_seconds("--grow-interval", grow_interval)
+    shrink_s = _given_seconds("--shrink-interval", shrink_interval)
+    boot_s = _given_seconds("--boot-delay", boot_delay)
     settings = _settings(
         minNodes=min_nodes, maxNodes=max_nodes, provider=provider, nodeCores=node_cores,
         nodeMemoryMb=_node_memory(node_memory), size=vm_size, autoscale=autoscale,
-        growIntervalS=grow_interval, shrinkIntervalS=shrink_interval,
+        growIntervalS=grow_s, shrinkIntervalS=shrink_s,
         shrinkIdleTimes=shrink_idle_times, growThreshold=grow_threshold,
         tasksPerResourceUnit=tasks_per_resource_unit, extraNodesGrowRatio=extra_nodes_grow_ratio,
-        growByMin=grow_by_min, idlePolicy=idle_policy, bootDelayS=boot_delay,
+        growByMin=grow_by_min, idlePolicy=idle_policy, bootDelayS=boot_s,
         scaleDownDelayS=delay,
     )  # fmt: skip
     if idle_policy is not None:  # the control plane's own check, before any request
@@ -227,7 +247,7 @@ def group_set(
             group_idle_policy(idle_policy)
         except ValueError as exc:
             raise CliError(f"--idle-policy: {exc}", exit_code=2) from None
-    if boot_delay is not None and boot_delay <= 0:
+    if boot_s is not None and boot_s <= 0:
         raise CliError("--boot-delay must be more than 0 seconds", exit_code=2)
     if provider is not None and provider.lower() == ONPREM:
         settings["provider"] = None  # JSON null: its nodes are on-prem machines

@@ -273,7 +273,7 @@ class _Run:
                     len(offline), held, starts_left,
                 )  # fmt: skip
                 self.notes.append(Note(group, short.text()))
-            floor = f"{group} is below its min_nodes {gp.min_nodes}"
+            floor = f"{group} is below its minNodes {gp.min_nodes}"
             why = floor
             if need:
                 why = autoscaler_notes.grown(group, tasks, need, gp.node_cores, gp.node_memory_mb)

@@ -315,7 +315,7 @@ def explain(
     words (``run_min``: the min_nodes each group ran with), and per group the idle nodes the
     pool keeps after it (for a "kept" entry)."""
     orders: list[Order] = []
-    floor = {g: f"{g} is below its min_nodes {run_min.get(g)}" for g in plans}
+    floor = {g: f"{g} is below its minNodes {run_min.get(g)}" for g in plans}
     queue_starts: dict[str, int] = {}
     for o in decision.orders:
         if o.group in plans and o.action == "start" and o.reason != floor[o.group]:

@@ -344,6 +344,18 @@ def removal_refusal(node: Node, *, now: datetime, timeout: timedelta) -> str | N
     for a node that is gone, and its next registration makes a new node, without the groups
     an admin gave it). So while the agent has been heard within ``timeout`` (the heartbeat
     timeout) and has not said it stops, the removal waits for the agent's stop."""
+    if node.state is NodeState.STOPPING or (
+        node.state is NodeState.DRAINING and is_managed(node) and node.held is None
+    ):  # stopping already (a probe was told to stop a VM it had stopped)
+        how = (
+            "its VM is being stopped"
+            if node.state is NodeState.STOPPING
+            else (
+                f"it stops once its tasks end, or now: hpc node offline {node.name}, which "
+                "requeues them"
+            )
+        )
+        return f"node {node.name} is {node.state}; remove it once it is Offline ({how})"
     if node.state is not NodeState.OFFLINE:
         return f"node {node.name} is {node.state}; take it offline or stop it first"
     if is_managed(node) or node.incarnation == 0 or agent_stopped(node):
