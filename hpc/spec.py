@@ -136,27 +136,54 @@ def build_spec(
     if stderr is not None:
         task["stderr"] = stderr
     spec: dict[str, Any] = {"tasks": [task]}
-    if name is not None:
-        spec["name"] = name
-    if template is not None:
-        spec["template"] = template
-    if node_groups:
-        spec["nodeGroups"] = node_groups
-    if priority is not None:
-        spec["priority"] = priority
-    if runtime_limit is not None:
-        spec["runtimeLimit"] = runtime_limit
-    if valid_exit_codes:
-        spec["validExitCodes"] = valid_exit_codes
-    if max_concurrent is not None:
-        spec["maxConcurrent"] = max_concurrent
-    if depends_on:
-        spec["dependsOn"] = depends_on
-    if max_retries is not None:
-        spec["maxRetries"] = max_retries
-    if hold_until is not None:
-        spec["holdUntil"] = hold_until
+    spec.update(
+        job_settings(
+            name=name,
+            template=template,
+            node_groups=node_groups,
+            priority=priority,
+            runtime_limit=runtime_limit,
+            valid_exit_codes=valid_exit_codes,
+            max_concurrent=max_concurrent,
+            depends_on=depends_on,
+            max_retries=max_retries,
+            hold_until=hold_until,
+        )
+    )
     return spec
+
+
+def job_settings(
+    *,
+    name: str | None = None,
+    template: str | None = None,
+    node_groups: list[str] | None = None,
+    priority: int | str | None = None,
+    runtime_limit: int | None = None,
+    valid_exit_codes: list[int] | None = None,
+    max_concurrent: int | None = None,
+    depends_on: list[int] | None = None,
+    max_retries: int | None = None,
+    hold_until: str | None = None,
+    min_memory_mb: int | None = None,
+) -> dict[str, Any]:
+    """The job-level fields of a spec that the flags give (None, empty: not given); also what
+    flags beside ``--file`` put over the file's, as HPC Pack's ``job submit /jobfile:`` takes
+    ``/priority:`` and the like."""
+    given: dict[str, Any] = {
+        "name": name,
+        "template": template,
+        "nodeGroups": node_groups or None,
+        "priority": priority,
+        "runtimeLimit": runtime_limit,
+        "validExitCodes": valid_exit_codes or None,
+        "maxConcurrent": max_concurrent,
+        "dependsOn": depends_on or None,
+        "maxRetries": max_retries,
+        "holdUntil": hold_until,
+        "minMemoryMb": min_memory_mb,
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def parse_array(text: str) -> tuple[str, int | None]:

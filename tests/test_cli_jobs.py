@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime, timedelta
 
 from tests.cli_fixtures import StandIn, canned_job, hpc
 
@@ -53,6 +54,13 @@ def test_job_hold_release_and_modify_call_their_routes(api: StandIn) -> None:
     assert api.requests[-1]["path"] == "/api/jobs/3/hold"
     assert api.requests[-1]["body"] == {"until": "2026-12-01T14:00"}
     assert hpc("job", "hold", "3", "--until", "soon").exit_code == 2
+    # as job submit's --begin: now+DURATION (a probe found only ISO 8601 taken here)
+    before = datetime.now(UTC)
+    assert hpc("job", "hold", "3", "4", "--until", "now+1:00:00").exit_code == 0
+    untils = [r["body"]["until"] for r in api.requests[-2:]]
+    assert untils[0] == untils[1]  # one time for every job named
+    until = datetime.fromisoformat(untils[0].replace("Z", "+00:00"))
+    assert timedelta(minutes=59) < until - before < timedelta(minutes=61)
     assert hpc("job", "release", "3").exit_code == 0
     assert api.requests[-1]["path"] == "/api/jobs/3/release"
     modified = hpc("job", "modify", "3", "--priority", "highest")

@@ -71,6 +71,26 @@ def test_submit_file_and_stdin_send_the_spec_unchanged(api: StandIn, tmp_path: P
     assert api.posted("/api/jobs") == [spec, spec]
 
 
+def test_a_files_job_settings_give_way_to_the_flags_beside_it(api: StandIn, tmp_path: Path) -> None:
+    spec = {"name": "f", "priority": "Lowest", "tasks": [{"command": "true", "minMemoryMb": 9}]}
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(spec))
+    flags = ("--priority", "Highest", "--nodegroup", "G", "--runtime-limit", "1:00")
+    more = ("--min-memory", "2G", "--depends-on", "3", "--run-dependents-on-failure")
+    assert hpc("job", "submit", "--file", str(path), *flags, *more).exit_code == 0
+    assert api.posted("/api/jobs") == [
+        {
+            **spec,
+            "priority": "Highest",
+            "nodeGroups": ["G"],
+            "runtimeLimit": 60,
+            "minMemoryMb": 2048,  # the job's: a task's own stays
+            "dependsOn": [3],
+            "runDependentsOnFailure": True,
+        }
+    ]
+
+
 def test_submit_json_prints_the_created_job(api: StandIn) -> None:
     result = hpc("job", "submit", "--json", "--", "true")
     assert json.loads(result.stdout)["id"] == 7

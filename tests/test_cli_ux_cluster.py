@@ -146,16 +146,24 @@ def test_submit_refuses_a_bad_begin_or_max_retries(
     assert_one_error_line(result, fragment)
 
 
-def test_file_holds_begin_and_max_retries_but_hold_may_go_beside_it(
+def test_job_settings_may_go_beside_a_file_but_its_tasks_are_the_files(
     cluster: httpx.Client, tmp_path: Path
 ) -> None:
+    """As HPC Pack's ``job submit /jobfile:job.xml /priority:Highest``: job-level flags go
+    over the file's settings; what makes its tasks stays the file's."""
     spec = tmp_path / "job.json"
-    spec.write_text('{"command": "true"}')
-    refused = hpc("job", "submit", "--file", str(spec), "--max-retries", "1")
-    assert_one_error_line(refused, "put --max-retries in the file")
-    held = hpc("job", "submit", "--file", str(spec), "--hold")
-    assert held.exit_code == 0, held.stderr
-    assert job(cluster, int(held.stdout))["held"] is True
+    spec.write_text('{"command": "true", "priority": "Lowest", "maxRetries": 5}')
+    refused = hpc("job", "submit", "--file", str(spec), "--cores", "2", "--sweep", "1-3")
+    assert_one_error_line(refused, "put --cores, --sweep in the file instead")
+    given = hpc(
+        "job", "submit", "--file", str(spec), "--hold", "--max-retries", "1",
+        "--priority", "Highest", "--name", "over", "--begin", "now+1:00:00",
+    )  # fmt: skip
+    assert given.exit_code == 0, given.stderr
+    submitted = job(cluster, int(given.stdout))
+    assert submitted["held"] is True and submitted["maxRetries"] == 1
+    assert submitted["priority"] == 4000 and submitted["name"] == "over"
+    assert submitted["holdUntil"] is not None
 
 
 # --- job view shows the runtime limit -----------------------------------------------------

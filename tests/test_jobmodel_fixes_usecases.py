@@ -149,7 +149,8 @@ def test_submit_refuses_a_prerequisite_that_ended_other_than_finished(cp, ending
     assert str(refused.value) == (
         f"dependsOn: dependency job {first} ended {state}, so this job would be canceled at "
         f"once: requeue job {first} first (hpc job requeue {first}), then submit this one "
-        '(or set "runDependentsOnFailure": true to run it anyway)'
+        "(or, to run it anyway, hpc job submit --run-dependents-on-failure: "
+        '"runDependentsOnFailure": true)'
     )
     later = cp.submit({"command": "z"})  # the refused submit took no id
     assert later.id == first + 1

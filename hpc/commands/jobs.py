@@ -28,7 +28,7 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError, InvalidInput
-from hpc.spec import parse_priority, parse_time
+from hpc.spec import parse_begin, parse_priority
 from hpc.text import one_line, safe
 
 app = typer.Typer(help="Submit, list, view, watch, cancel and requeue jobs.", no_args_is_help=True)
@@ -132,16 +132,18 @@ def job_hold(
         str | None,
         typer.Option(
             metavar="TIME",
-            help="Hold until this ISO 8601 time (UTC if no zone), e.g. 2026-12-01T14:00.",
-            callback=checked_by(parse_time),
+            help="Hold until this ISO 8601 time (UTC if no zone), e.g. 2026-12-01T14:00, or "
+            "now+DURATION, e.g. now+1:00:00 (as job submit's --begin).",
+            callback=checked_by(parse_begin),
         ),
     ] = None,
 ) -> None:
     """Hold jobs: none of their queued tasks starts until released (what runs goes on)."""
+    when = parse_begin(until) if until is not None else None  # one now for every job
     _act(
         job_ids,
         "held",
-        lambda client, job_id: client.hold_job(job_id, until=until),
+        lambda client, job_id: client.hold_job(job_id, until=when),
         show_reason=True,
     )
 

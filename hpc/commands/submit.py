@@ -23,6 +23,7 @@ from hpc.common import (
 from hpc.spec import (
     absolute_work_dir,
     build_spec,
+    job_settings,
     join_command,
     load_spec_file,
     parse_array,
@@ -172,6 +173,14 @@ def job_submit(
             help="Hold the job from submit on, until `hpc job release` (Slurm's --hold).",
         ),
     ] = False,
+    run_dependents_on_failure: Annotated[
+        bool,
+        typer.Option(
+            "--run-dependents-on-failure",
+            help="Run this job even if a job of --depends-on ends Failed or Canceled "
+            "(HPC Pack's RunDependentTasksOnFailure).",
+        ),
+    ] = False,
     begin: Annotated[
         str | None,
         typer.Option(
@@ -232,28 +241,39 @@ def job_submit(
 
     Example: hpc job submit --sweep 1-10 --cores 2 -- 'echo $HPC_SWEEP_INDEX'
     """
-    options = {
-        "--template": template,
-        "--name": name, "--nodegroup": nodegroup, "--cores": cores, "--priority": priority,
-        "--exclusive": exclusive or None, "--nodes": nodes, "--min-memory": min_memory,
-        "--sweep": sweep, "--workdir": workdir, "--env": env,
-        "--runtime-limit": runtime_limit, "--valid-exit-codes": valid_exit_codes,
-        "--array": array, "--depends-on": depends_on, "--stdout": stdout, "--stderr": stderr,
-        "--max-retries": max_retries, "--begin": begin,
+    task_options = {
+        "--cores": cores, "--exclusive": exclusive or None, "--nodes": nodes, "--sweep": sweep,
+        "--workdir": workdir, "--env": env, "--array": array, "--stdout": stdout,
+        "--stderr": stderr,
     }  # fmt: skip
     if file is not None:
-        given = [flag for flag, value in options.items() if value not in (None, [], {})]
+        given = [flag for flag, value in task_options.items() if value not in (None, [], {})]
         if command:
             given.append("COMMAND")
         if given:
             raise typer.BadParameter(
-                f"--file holds the whole job spec; put {', '.join(given)} in the file instead",
+                f"--file holds the job's tasks; put {', '.join(given)} in the file instead "
+                "(job settings such as --priority, --nodegroup or --begin may go beside it)",
                 param_hint="'--file'",
             )
         try:
             spec = resolve_work_dirs(load_spec_file(file), os.getcwd())
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="'--file'") from None
+        spec.update(  # over the file's, as HPC Pack's job submit /jobfile: /priority:...
+            job_settings(
+                name=name,
+                template=template,
+                node_groups=group_names(nodegroup, "--nodegroup"),
+                priority=parse_priority(priority) if priority is not None else None,
+                runtime_limit=parse_duration(runtime_limit) if runtime_limit else None,
+                valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
+                depends_on=depends_on,
+                max_retries=max_retries,
+                hold_until=parse_begin(begin) if begin is not None else None,
+                min_memory_mb=parse_memory(min_memory) if min_memory is not None else None,
+            )
+        )
     else:
         if not command:
             raise typer.BadParameter(
@@ -299,6 +319,8 @@ def job_submit(
         )
     if hold:  # in the spec, so that nothing of it starts before the hold
         spec["held"] = True
+    if run_dependents_on_failure:
+        spec["runDependentsOnFailure"] = True
     with api_client() as client:
         job = client.submit_job(spec)
     if as_json:

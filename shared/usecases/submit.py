@@ -71,7 +71,8 @@ def check_prerequisites(deps: Deps, spec: JobSpec) -> None:
             raise Refused(
                 f"dependsOn: dependency job {dep} ended {state.value}, so this job would be "
                 f"canceled at once: requeue job {dep} first (hpc job requeue {dep}), then "
-                'submit this one (or set "runDependentsOnFailure": true to run it anyway)'
+                "submit this one (or, to run it anyway, hpc job submit "
+                '--run-dependents-on-failure: "runDependentsOnFailure": true)'
             )
 
 
