@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.domain.cluster import Node
 from shared.errors import InvalidRequest
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
 from tests.test_memory_edges import G, azure, join, vm
@@ -141,3 +142,22 @@ def test_the_cores_refusals_are_as_before(cp) -> None:
         "a task asks for 2 nodes with 8 cores each but the cluster has 1 such node(s); "
         "ask for at most 1 nodes"
     )
+
+
+def test_a_vm_never_registered_has_what_one_of_its_size_reported(cp) -> None:
+    """A probe's 30 GB job was accepted because VMs never registered "may have" it, while
+    a VM of their size had reported 23.5 GB: the autoscaler started none, and it waited."""
+    azure(cp, node_cores=2)
+    size, reported = "Standard_E2s_v5", 24064  # 23.5 GB
+    told = Node(name="azure-1", groups=["AzureNodes"], provider="local", size=size)
+    told.memory_mb, told.incarnation = reported, 1
+    never = Node(name="azure-2", groups=["AzureNodes"], provider="local", size=size)
+    for node in (told, never):
+        cp.store.put_node(node)
+    assert refusal(cp, {"minMemoryMb": "30G", "nodeGroup": "AzureNodes"}).startswith(
+        "a task asks for 30 GB memory per node but the largest node in node group(s) "
+        "AzureNodes has 23.5 GB; ask for at most 23.5 GB"
+    )
+    other = Node(name="azure-3", groups=["AzureNodes"], provider="local", size="Standard_E8s_v5")
+    cp.store.put_node(other)  # another size, never registered: it may have it
+    assert cp.submit({"command": "x", "minMemoryMb": "30G", "nodeGroup": "AzureNodes"}).id == 1

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupnames import canonical_groups
-from shared.domain.growshrink import group_memory_mb
+from shared.domain.growshrink import group_memory_mb, memory_believed, sizes_seen
 from shared.domain.jobspec import JobSpec
 from shared.domain.memory import shown
 from shared.domain.models import Job
@@ -133,23 +133,26 @@ def check_memory(
 ) -> None:
     """Refuse a task asking for memory (a node filter: shared.domain.memory) whose nodes the
     job's groups do not have and could not start: fewer of its ``eligible`` nodes than the
-    task asks for have both its cores (a range's min) and its memory (a node of unknown
-    memory may have it), and none of its managed ``groups`` (provider set, maxNodes above 0)
+    task asks for have both its cores (a range's min) and its memory as the autoscaler
+    believes it (a VM never registered has what one of its size reported; unknown may have
+    it, also a node whose agent said none: a later agent may), and none of its managed ``groups`` (provider set, maxNodes above 0)
     may start nodes with both (node_cores enough, and node memory unknown or enough as the
     autoscaler takes it: :func:`group_memory_mb` of ``nodes``, the cluster's)."""
     managed = [g for g in groups if g.provider and g.max_nodes]
     sizes = {g.name: group_memory_mb(g.node_memory_mb, g.name, nodes) for g in managed}
+    seen = sizes_seen(nodes)  # a VM never registered has what others of its size reported
+    believed = [(n, memory_believed(n, seen)) for n in eligible]
     for task in spec.tasks:
         need = task.min_memory_mb or spec.min_memory_mb
         if need is not None:
-            _check_task_memory(task.nodes, task.min_cores, need, eligible, managed, sizes, where)
+            _check_task_memory(task.nodes, task.min_cores, need, believed, managed, sizes, where)
 
 
 def _check_task_memory(
     count: int,
     cores: int,
     need: int,
-    eligible: Sequence[Node],
+    eligible: Sequence[tuple[Node, int | None]],
     managed: Sequence[NodeGroup],
     sizes: dict[str, int | None],
     where: str,
@@ -158,12 +161,12 @@ def _check_task_memory(
     ``need`` MB each (``sizes``: each managed group's node memory). The refusal says what
     would be accepted: the most memory ``count`` nodes of these cores have, the most cores
     ``count`` nodes of this memory have, fewer nodes, or bigger VMs."""
-    has = [n for n in eligible if _may_have(need, n.memory_mb)]
+    has = [n for n, memory in eligible if _may_have(need, memory)]
     able = [n for n in has if n.cores >= cores]
     grows = [g for g in managed if g.node_cores >= cores]
     if len(able) >= count or any(_may_have(need, sizes[g.name]) for g in grows):
         return
-    wide = [n.memory_mb for n in eligible if n.cores >= cores]  # >= count: check_fits
+    wide = [memory for n, memory in eligible if n.cores >= cores]  # >= count: check_fits
     known = sorted((m for m in wide if m is not None), reverse=True)
     unknown = len(wide) - len(known)  # fewer than count (they are in ``able``)
     most_mb = known[count - 1 - unknown : count - unknown]
@@ -172,7 +175,7 @@ def _check_task_memory(
     most_cores += [g.node_cores for g in managed if _may_have(need, sizes[g.name])]
     hint = f" ({_bigger_vms(grows[0], need)})" if grows else ""
     largest = max(
-        [n.memory_mb for n in eligible if n.memory_mb is not None]
+        [memory for _, memory in eligible if memory is not None]
         + [s for s in sizes.values() if s is not None],
         default=0,
     )
