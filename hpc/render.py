@@ -38,6 +38,7 @@ STATE_STYLES: dict[str, str] = {
     "Starting": "yellow",
     "Online": "green",
     "Draining": "yellow",
+    "Drained": "yellow",
     "Stopping": "yellow",
     "Unreachable": "bold red",
 }
@@ -55,8 +56,11 @@ def state(value: Any) -> Text:
 
 def node_state(node: Mapping[str, Any]) -> Text:
     """A node's state, marked ``(held)`` while an admin's drain or offline holds it (its
-    reason may say something else, e.g. "agent stopped"): only ``hpc node online`` ends it."""
-    text = state(node.get("state"))
+    reason may say something else, e.g. "agent stopped"): only ``hpc node online`` ends it.
+    A Draining node that runs no task any more reads ``Drained``, as Slurm's DRAINED: its
+    drain is complete (a probe's held on-prem node read "Draining" for ever)."""
+    drained = node.get("state") == "Draining" and node.get("runningTasks") == 0
+    text = state("Drained" if drained else node.get("state"))
     if node.get("held"):
         text.append(" (held)")
     return text

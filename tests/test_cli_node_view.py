@@ -54,7 +54,7 @@ def test_node_view_shows_one_node_with_its_hold_and_reason(cluster: httpx.Client
     result = hpc("node", "view", "n2")
     assert result.exit_code == 0, result.stderr
     rows = {line.split("  ")[0]: line for line in result.stdout.splitlines()}
-    assert "Draining" in rows["State"] and "drain" in rows["Held"]
+    assert "Drained (held)" in rows["State"] and "drain" in rows["Held"]  # it runs no task
     assert "OnPremNodes" in rows["Groups"] and "onprem" in rows["Provider"]
     as_json = hpc("node", "view", "n1", "--json")
     assert '"name": "n1"' in as_json.stdout and '"state": "Online"' in as_json.stdout

@@ -48,6 +48,9 @@ CASES: list[tuple[str, Any, Any]] = [
     ("priorityName", 2500, 2500),  # no name: the number, as the CLI shows it
     ("nodeStateText", {"state": "Offline", "held": "offline"}, "Offline (held)"),
     ("nodeStateText", {"state": "Draining", "held": "drain"}, "Draining (held)"),
+    ("nodeStateText", {"state": "Draining", "held": "drain", "runningTasks": 2}, "Draining (held)"),
+    ("nodeStateText", {"state": "Draining", "held": "drain", "runningTasks": 0}, "Drained (held)"),
+    ("nodeStateText", {"state": "Draining", "held": None, "runningTasks": 0}, "Drained"),
     ("nodeStateText", {"state": "Online", "held": None}, "Online"),
     (
         "taskNote",
@@ -74,6 +77,9 @@ def test_the_dashboards_cells() -> None:
     [
         ({"state": "Offline", "held": "offline"}, "Offline (held)"),
         ({"state": "Draining", "held": "drain"}, "Draining (held)"),
+        ({"state": "Draining", "held": "drain", "runningTasks": 1}, "Draining (held)"),
+        ({"state": "Draining", "held": "drain", "runningTasks": 0}, "Drained (held)"),  # Slurm's
+        ({"state": "Draining", "runningTasks": 0}, "Drained"),
         ({"state": "Offline", "held": None}, "Offline"),
         ({"state": "Online"}, "Online"),
         ({}, "-"),

@@ -58,8 +58,10 @@ function priorityName(value) {
 }
 
 // An admin's drain or offline holds a node until it is started (its reason may say otherwise).
+// A Draining node that runs no task any more reads Drained, as Slurm's DRAINED.
 function nodeStateText(node) {
-  return node.held ? `${node.state} (held)` : node.state;
+  const shown = node.state === "Draining" && node.runningTasks === 0 ? "Drained" : node.state;
+  return node.held ? `${shown} (held)` : shown;
 }
 
 // A node's memory as the CLI shows it (shared/domain/memory.py shown): `unknown` when none.
