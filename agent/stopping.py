@@ -12,6 +12,7 @@ plane starts no new attempt of it meanwhile.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,15 +43,28 @@ class Stopping:
             runner.terminate_tree()
             self.kills[runner.key] = Kill(runner, why, deadline)
 
-    def ended(self, *, force: bool = False) -> list[tuple[Kill, int | None]]:
+    def of_task(self, job_id: int, task_id: int) -> list[str]:
+        """The keys of the attempts of a task in their grace here."""
+        return [
+            key
+            for key, k in self.kills.items()
+            if (k.runner.task.job_id, k.runner.task.task_id) == (job_id, task_id)
+        ]
+
+    def ended(
+        self, *, force: bool = False, keys: Collection[str] | None = None
+    ) -> list[tuple[Kill, int | None]]:
         """The kills that are over, with each one's exit code: process groups gone by
-        themselves, and those past their grace (or all, ``force``: the agent stops), which
-        get SIGKILL."""
+        themselves, and those past their grace (or all, ``force``: the agent stops; or those
+        of ``keys``), which get SIGKILL."""
         now = time.monotonic()
         over = [
             k
-            for k in self.kills.values()
-            if force or now >= k.deadline or not k.runner.tree_alive()
+            for key, k in self.kills.items()
+            if force
+            or (keys is not None and key in keys)
+            or now >= k.deadline
+            or not k.runner.tree_alive()
         ]
         out = []
         for kill in over:

@@ -121,6 +121,11 @@ class Tasks(Fencing):
                 del self.running[runner.key]
                 self._remember(runner.key)
             self.end_killed(older)
+        in_grace = self.stopping.of_task(task.job_id, task.task_id)
+        if in_grace:  # an older attempt being canceled: gone before this one starts
+            log.info("task %s supersedes %s here; their grace is cut short", key, in_grace)
+            for kill, code in self.stopping.ended(keys=in_grace):
+                self._end_kill(kill, code)
         env = task_env(task, node=self.config.name, group=self.config.groups[0])
         records = self._records
         record = None if records is None else (records, records.path(*_ids(task)))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from shared.domain.messages import CancelTask, RegisterNode, TaskEnded
 from tests.agent_fixtures import run_task
-from tests.helpers import wait_until
+from tests.helpers import process_alive, wait_until
 from tests.test_agent_tasks import _wait_for_sleep
 
 
@@ -84,3 +84,23 @@ def test_a_stopping_agent_cuts_the_grace_short_and_says_the_task_canceled(
     agent.stop()
     ended = cp.ended(5, timeout=20.0)
     assert ended.canceled and ended.exit_code == -9
+
+
+def test_a_newer_attempt_cuts_the_older_ones_grace_short_before_it_starts(
+    start_agent, cp, tmp_path
+):
+    """Two attempts of one task never run at once here: the older one, in its grace, is
+    killed and its end reported before the newer one starts."""
+    agent = _started(start_agent, cp, tmp_path, grace_s=600.0)
+    cp.send(run_task(6, 'trap "" TERM; sleep 600'))
+    old = cp.started(6).pid
+    _wait_for_sleep(old)
+    cp.send(CancelTask(incarnation=1, job_id=6, task_id=1, attempt=1))
+    wait_until(lambda: "6.1.1" in agent.tasks.stopping.kills, what="the cancel's SIGTERM")
+    cp.send(run_task(6, "echo second", attempt=2))
+    assert cp.ended(6, attempt=2).exit_code == 0
+    first = cp.ended(6, attempt=1)
+    assert first.canceled and first.exit_code == -9
+    kinds = [(type(e).__name__, e.attempt) for e in cp.events if getattr(e, "job_id", 0) == 6]
+    assert kinds.index(("TaskEnded", 1)) < kinds.index(("TaskStarted", 2))
+    assert old is not None and not process_alive(old)
