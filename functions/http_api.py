@@ -27,6 +27,7 @@ from shared.domain.specvalues import JsonRefused, NotATime, cut, iso_time, load_
 from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, InvalidRequest, NotFound, TooLarge
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
+from shared.usecases import modify
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -291,12 +292,15 @@ def release_job(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="jobs/{id}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
-    """Change a job that has not ended: ``{"priority": "Highest"}``."""
-    body = _body(req, '{"priority": <name or 0-4000>} as JSON')
-    if not isinstance(body, dict) or set(body) != {"priority"}:
-        raise BadRequest('the body is {"priority": <name or 0-4000>}; nothing else can change')
-    job_id = _mine(req, principal, "change the priority of")
-    return _job_docs([control().set_priority(job_id, body["priority"])])[0]
+    """Change a job that has not ended: ``{"priority": "Highest", "maxConcurrent": 10}``."""
+    shape = '{"priority": <name or 0-4000>, "name": <text>, "maxConcurrent": <N or null>}'
+    body = _body(req, f"{shape} as JSON")
+    if not isinstance(body, dict) or not body or not set(body) <= set(modify.CHANGES):
+        raise BadRequest(f"the body is {shape}, one or more of them; nothing else can change")
+    job_id = _mine(
+        req, principal, "change the priority of" if set(body) == {"priority"} else "modify"
+    )
+    return _job_docs([control().modify_job(job_id, body)])[0]
 
 
 @bp.route(route="jobs/{id}/tasks", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

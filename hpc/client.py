@@ -91,8 +91,10 @@ class ApiClient(OutputRoutes):
     def release_job(self, job_id: int) -> dict[str, Any]:
         return self._json("POST", f"jobs/{job_id}/release")
 
-    def modify_job(self, job_id: int, *, priority: int | str) -> dict[str, Any]:
-        return self._json("PATCH", f"jobs/{job_id}", json={"priority": priority})
+    def modify_job(self, job_id: int, **changes: Any) -> dict[str, Any]:
+        """``changes``: ``priority``, ``name``, ``maxConcurrent`` (None: no cap), as the API
+        spells them."""
+        return self._json("PATCH", f"jobs/{job_id}", json=changes)
 
     def list_tasks(
         self,

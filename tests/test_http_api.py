@@ -145,7 +145,7 @@ def test_hold_release_and_modify_a_job(api):
     assert until.json()["pendingReason"].startswith("held until 2999-01-01 00:00:00")
     modified = client.patch(f"/api/jobs/{job_id}", json={"priority": "Highest"})
     assert modified.status_code == 200 and modified.json()["priority"] == 4000
-    wrong = client.patch(f"/api/jobs/{job_id}", json={"name": "x"})
+    wrong = client.patch(f"/api/jobs/{job_id}", json={"maxRetries": 1})
     assert wrong.status_code == 400 and "priority" in error(wrong)
     assert client.post(f"/api/jobs/{job_id}/release").status_code == 200
     again = client.post(f"/api/jobs/{job_id}/release")

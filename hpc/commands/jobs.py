@@ -30,6 +30,7 @@ from hpc.common import (
 from hpc.errors import CliError, InvalidInput
 from hpc.spec import parse_begin, parse_priority
 from hpc.text import one_line, safe
+from shared.domain.specvalues import quoted
 
 app = typer.Typer(help="Submit, list, view, watch, cancel and requeue jobs.", no_args_is_help=True)
 app.command("submit")(job_submit)  # first, as `hpc job --help` lists it
@@ -189,17 +190,47 @@ def _act(
 def job_modify(
     job_id: JobId,
     priority: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="New priority: Lowest ... Highest, or 0-4000.",
             callback=checked_by(parse_priority),
         ),
-    ],
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="New name.")] = None,
+    max_concurrent: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N|none",
+            help="At most N of its tasks run at once (none: no cap); running ones go on.",
+        ),
+    ] = None,
 ) -> None:
-    """Change the priority of a job that has not ended (its queued tasks move in the queue)."""
+    """Change a job that has not ended: its priority (its queued tasks move in the queue),
+    name, or how many of its tasks may run at once (Slurm's array throttle)."""
+    changes: dict[str, Any] = {}
+    if priority is not None:
+        changes["priority"] = parse_priority(priority)
+    if name is not None:
+        changes["name"] = name
+    if max_concurrent is not None:
+        changes["maxConcurrent"] = _cap(max_concurrent)
+    if not changes:
+        raise CliError("give --priority, --name or --max-concurrent (see --help)", exit_code=2)
     with api_client() as client:
-        job = client.modify_job(job_id, priority=parse_priority(priority))
+        job = client.modify_job(job_id, **changes)
     _print_job_state(job, job_id)
+
+
+def _cap(text: str) -> int | None:
+    """``--max-concurrent``: N (1 or more), or none for no cap."""
+    if text.strip().lower() in ("none", "default"):
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise typer.BadParameter(
+            f"give a whole number, 1 or more, or none, got {quoted(text)}",
+            param_hint="'--max-concurrent'",
+        )
+    return int(text)
 
 
 def _print_job_state(job: dict[str, Any], job_id: int, *, note: str | None = None) -> None:

@@ -99,6 +99,9 @@ class ControlPlane:
     def set_priority(self, job_id: int, priority: int | str) -> Job:
         return modify.set_priority(self.deps, job_id, priority)
 
+    def modify_job(self, job_id: int, changes: dict[str, Any]) -> Job:
+        return modify.modify(self.deps, job_id, changes)
+
     # monitoring
     def get_job(self, job_id: int) -> Job:
         return queries.get_job(self.deps, job_id)

@@ -1,8 +1,9 @@
-"""Change a job that has not ended: its priority, a hold, a release."""
+"""Change a job that has not ended: its priority, name and maxConcurrent, a hold, a release."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from shared.domain.jobspec import priority_value
 from shared.domain.models import Job
@@ -90,6 +91,42 @@ def set_priority(deps: Deps, job_id: int, value: object) -> Job:
             deps.retry(_reprioritize, deps, job_id, [t.id for t in chunk], priority)
     deps.kick()
     return deps.store.get_job(job_id)
+
+
+CHANGES = ("priority", "name", "maxConcurrent")
+"""What ``PATCH /api/jobs/{id}`` (``hpc job modify``) changes, as the API spells it."""
+MAX_NAME = 256
+
+
+def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
+    """``changes`` (some of :data:`CHANGES`, as sent) applied, each checked first: a bad
+    value changes nothing. A lower maxConcurrent stops no running task; fewer start."""
+    name, cap = changes.get("name"), changes.get("maxConcurrent")
+    if "name" in changes and (not isinstance(name, str) or len(name) > MAX_NAME):
+        raise InvalidRequest(f"name is text of at most {MAX_NAME} characters")
+    if (
+        "maxConcurrent" in changes
+        and cap is not None
+        and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 1_000_000)
+    ):
+        raise InvalidRequest(
+            "maxConcurrent is a whole number from 1 to 1,000,000, or null for no cap"
+        )
+    if "priority" in changes:
+        set_priority(deps, job_id, changes["priority"])
+
+    def write() -> Job:
+        job = _open_job(deps, job_id, "modified")
+        if "name" in changes:
+            job.name = name or ""
+        if "maxConcurrent" in changes:
+            job.max_concurrent = cap
+        deps.store.commit(job=job)
+        return job
+
+    job = deps.retry(write) if {"name", "maxConcurrent"} & set(changes) else None
+    deps.kick()  # a higher cap lets more start
+    return job or deps.store.get_job(job_id)
 
 
 def _check_template_priority(deps: Deps, job: Job, priority: int) -> None:
