@@ -95,6 +95,9 @@ def test_a_job_only_a_group_of_max_0_may_run_is_refused_until_a_node_is_up(cp, p
     register(cp, "n1")
     both = cp.submit({**spec, "nodeGroups": ["AzureNodes", "OnPremNodes"]})  # one can run it
     assert both.id == 1
+    with pytest.raises(Conflict, match="maxNodes 0 and 0 nodes up: the autoscaler would stop"):
+        cp.node_action("start", [first.name])  # it would be stopped again at once
+    cp.set_group("AzureNodes", autoscale=False)  # the admin's own, then
     cp.node_action("start", [first.name])  # an admin's start: Starting, then Online
     assert cp.submit(spec).id == 2
 
@@ -103,8 +106,7 @@ def test_a_job_only_a_group_of_max_0_may_run_is_refused_until_a_node_is_up(cp, p
     ("groups", "capped", "ends"),
     [
         (["Cloud3"], {"Cloud3"}, "(1 Offline); the maxNodes of Cloud3 is 0, so the autoscaler "
-         "starts none of its nodes: raise it (hpc nodegroup set Cloud3 --max N) or start one "
-         "(hpc node start NAME)"),
+         "starts none of its nodes: raise it (hpc nodegroup set Cloud3 --max N)"),
         (["Cloud3"], set(), "no Online node in Cloud3 (1 Offline)"),
         (["Cloud3", "OnPremNodes"], {"Cloud3"}, "(1 Offline)"),  # the other may grow
         ([], {"Cloud3"}, "(1 Offline)"),
