@@ -45,7 +45,6 @@ from agent import registration
 from agent.config import AgentConfig
 from agent.identity import Identity, claim
 from agent.reporter import Reporter
-from agent.runner import Runner
 from agent.session import (
     ABANDON,
     COMPLETE,
@@ -279,11 +278,9 @@ class Agent:
     # ------------------------------------------------------- assignments
 
     def _handle(self, messages: Sequence[ReceivedMessage]) -> list[Settle]:
-        """Act on each message in order; cancels of running tasks get their SIGTERM together
-        at the end of the batch, and each ends when it exits or its grace runs out (the loop
-        goes on meanwhile: agent/stopping.py)."""
+        """Act on each message in order; a canceled task gets its SIGTERM at once and ends
+        when it exits or its grace runs out (the loop goes on meanwhile: agent/stopping.py)."""
         settles: list[Settle] = []
-        to_kill: list[Runner] = []
         for message in messages:
             try:
                 assignment = ASSIGNMENT.validate_json(message.body)
@@ -297,15 +294,13 @@ class Agent:
                     self.tasks.run(assignment, incarnation=self.incarnation)
                 else:
                     runner = self.tasks.cancel(assignment, incarnation=self.incarnation)
-                    if runner is not None:
-                        to_kill.append(runner)
+                    if runner is not None:  # its SIGTERM now: a newer attempt later in the
+                        self.tasks.begin_cancel([runner])  # batch finds it in its grace
             except Exception:
                 log.exception("could not act on %s; it will be delivered again", assignment)
                 settles.append(ABANDON)
             else:
                 settles.append(COMPLETE)
-        if to_kill:
-            self.tasks.begin_cancel(to_kill)
         return settles
 
     # ------------------------------------------------------------ events

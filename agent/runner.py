@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 TAIL_CHARS = 4000
 """How much of the end of stdout travels in TaskEnded."""
 GRACE_S = 0.5
-"""Time between SIGTERM and SIGKILL of a task's process group (at most 1 s)."""
+"""Time between SIGTERM and SIGKILL of a task's process group when the caller names none (a
+task's own end, its leftovers; cancels and runtime limits: agent/stopping.py)."""
 CAP_CHECK_S = 0.1
 """How often a running task's streams are cut back to the cap (at most)."""
 MIRROR_STEP_BYTES = 16 << 20
@@ -336,9 +337,12 @@ class Runner:
         return kill_trees([self], grace_s=grace_s)[0]
 
     def tree_alive(self) -> bool:
+        """Its process group has a process left (the leader alive: no scan of /proc, which
+        a loop that waits out a grace asks every few ms)."""
         if self._proc is None:
             return False
-        self._proc.poll()
+        if self._proc.poll() is None:
+            return True
         return group_alive(self._proc.pid)
 
     def finish(self, *, publish: bool = True) -> str:

@@ -5,8 +5,9 @@ KillWait), while the agent's loop goes on: heartbeats, other tasks' ends, new wo
 Why not wait in place: a grace long enough for a task to checkpoint (15 s by default) would
 stall the loop, and a loop that sends no heartbeat for long enough is fenced by its own
 lifeline (agent/lifeline.py). A task here still holds its cores and is still listed as
-running here, and its end is reported only once its process group is gone, so the control
-plane starts no new attempt of it meanwhile.
+running here (heartbeats list it), and its end is reported only once its process group is
+gone: a task given up with its node (hpc node offline) holds its next attempt until then, as
+the control plane extends that hold while heartbeats list it (shared/usecases/events.py).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Stopping:
             if force
             or (keys is not None and key in keys)
             or now >= k.deadline
+            or not k.runner.kill_reached  # it had ended by itself: no grace for leftovers
             or not k.runner.tree_alive()
         ]
         out = []

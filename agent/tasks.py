@@ -71,8 +71,9 @@ class Tasks(Fencing):
 
     @property
     def listed(self) -> list[str]:
-        """What heartbeats say runs here: the running attempts, and those that ended but whose
-        end is not reported yet (their output is being published)."""
+        """What heartbeats say runs here: the running attempts, those in their grace after a
+        cancel or their runtime limit, and those that ended but whose end is not reported yet
+        (their output is being published)."""
         return sorted([*self.running, *self.stopping.kills, *self.publisher.in_flight()])
 
     @property
@@ -178,7 +179,8 @@ class Tasks(Fencing):
         self.stopping.begin(list(runners), "cancel", self.config.kill_grace_s)
 
     def end_killed(self, runners: Sequence[Runner]) -> None:
-        """Canceled and killed in place (an older attempt a newer one supersedes)."""
+        """Killed in place (an older attempt a newer one supersedes): canceled, or its own end
+        if it had ended first."""
         codes = kill_trees(runners, grace_s=min(self.config.kill_grace_s, STOP_GRACE_S))
         for runner, code in zip(runners, codes, strict=True):
             self._end_kill(Kill(runner, "cancel", 0.0), code)

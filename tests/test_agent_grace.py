@@ -104,3 +104,18 @@ def test_a_newer_attempt_cuts_the_older_ones_grace_short_before_it_starts(
     kinds = [(type(e).__name__, e.attempt) for e in cp.events if getattr(e, "job_id", 0) == 6]
     assert kinds.index(("TaskEnded", 1)) < kinds.index(("TaskStarted", 2))
     assert old is not None and not process_alive(old)
+
+
+def test_a_cancel_and_a_newer_attempt_in_one_batch_never_run_at_once(start_agent, cp, tmp_path):
+    agent = _started(start_agent, cp, tmp_path, grace_s=600.0)
+    cp.send(run_task(7, 'trap "" TERM; sleep 600'))
+    old = cp.started(7).pid
+    _wait_for_sleep(old)
+    cp.send(  # one receive: the cancel of attempt 1, then attempt 2
+        CancelTask(incarnation=1, job_id=7, task_id=1, attempt=1),
+        run_task(7, "sleep 600", attempt=2),
+    )
+    cp.started(7, attempt=2)
+    assert old is not None and not process_alive(old)  # killed before attempt 2 started
+    assert cp.ended(7, attempt=1).canceled
+    assert agent.tasks.listed == ["7.1.2"]

@@ -168,3 +168,23 @@ def test_an_offline_cut_short_is_finished_by_the_agents_next_heartbeat(cp, clock
     assert cp.schedule_pass() == 1
     assert [r.attempt for r in other.runs()] == [1]
     assert cp.get_job(job.id).state.value == "Running"
+
+
+def test_an_attempt_its_heard_agent_still_lists_holds_the_next_one_past_the_timeout(
+    cp,  # noqa: F811
+    clock,  # noqa: F811
+):
+    """A task in its grace (HPC_TASK_GRACE_S between SIGTERM and SIGKILL) may outlive the
+    first hold of a heartbeat timeout: while its agent's heartbeats list it, the next
+    attempt waits on (a review: a task that trapped SIGTERM ran beside its new attempt)."""
+    job, run, agent, other = _offline_while_running(cp, clock)
+    agent.assignments()  # the cancel: the agent sends SIGTERM; the task traps it
+    key = f"{job.id}.1.0"
+    for _ in range(int(cp.settings.heartbeat_timeout_s) * 2):
+        clock.advance(1)
+        agent.send(agent.heartbeat(running=[key]))  # still dying, in its grace
+        assert cp.schedule_pass() == 0, "the next attempt started beside the old one"
+    clock.advance(cp.settings.heartbeat_timeout_s + 1)  # no agent says it runs any more
+    assert cp.schedule_pass() == 1
+    [again] = other.runs()
+    assert (again.job_id, again.attempt) == (job.id, 1)

@@ -19,6 +19,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,6 +29,7 @@ from shared.domain.messages import (
     EVENT,
     REJECTED_QUEUE,
     AssignmentRefused,
+    CancelTask,
     Event,
     Heartbeat,
     NodeStopping,
@@ -42,7 +44,7 @@ from shared.domain.states import TaskState
 from shared.errors import NotFound
 from shared.ports.bus import OutgoingMessage
 from shared.ports.store import BatchTooLarge
-from shared.usecases import taskdeps
+from shared.usecases import online, taskdeps
 from shared.usecases.deps import CHUNK, Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.nodes import give_up_tasks
@@ -246,6 +248,7 @@ def _heartbeat(deps: Deps, ev: Heartbeat) -> bool:
         if decision.heard:
             deps.store.put_node(node)  # an Offline node's agent runs on (hpc node start)
             deps.send_to_nodes((node.name, c) for c in decision.cancels)  # what it still runs
+            _still_held(deps, node.name, decision.cancels)
             if decision.stranded:  # an offline cut short (a crash, a racing dispatch): finish it
                 stranded = set(decision.stranded)
                 give_up_tasks(deps, node, [t for t in active if lifecycle.key_of(t) in stranded])
@@ -262,6 +265,7 @@ def _heartbeat(deps: Deps, ev: Heartbeat) -> bool:
         return False
     deps.store.put_node(node)
     deps.send_to_nodes((node.name, c) for c in decision.cancels)
+    _still_held(deps, node.name, decision.cancels)
     if decision.cancels:
         log.warning(
             "node %s runs %d attempt(s) no longer its own; canceling them",
@@ -276,3 +280,39 @@ def _heartbeat(deps: Deps, ev: Heartbeat) -> bool:
         )
         apply_events(deps, decision.recovered)
     return bool(decision.recovered)
+
+
+def _still_held(deps: Deps, node: str, cancels: Sequence[CancelTask]) -> None:
+    """Given-up attempts a heard agent still lists (a task in its grace between SIGTERM and
+    SIGKILL, HPC_TASK_GRACE_S, may outlive the first hold of a heartbeat timeout) hold their
+    task's next attempt for another heartbeat timeout: it starts once their end is reported,
+    or once no agent says they run (a review: a task that trapped SIGTERM ran beside its new
+    attempt on another node)."""
+    by_job: dict[int, dict[int, int]] = defaultdict(dict)
+    for cancel in cancels:
+        by_job[cancel.job_id][cancel.task_id] = cancel.attempt
+    if not by_job:
+        return
+    now = deps.clock()
+    until = now + online.heartbeat_timeout(deps)
+    for job_id, attempts in by_job.items():
+        deps.retry(_hold_longer, deps, job_id, attempts, node, now, until)
+
+
+def _hold_longer(
+    deps: Deps, job_id: int, attempts: dict[int, int], node: str, now: datetime, until: datetime
+) -> None:
+    changed = []
+    for task in deps.store.get_tasks(job_id, list(attempts)):
+        holds = [
+            lost
+            for lost in task.lost
+            if lost.attempt == attempts[task.id] and lost.node == node
+            and lost.until is not None and now < lost.until < until
+        ]  # fmt: skip
+        for lost in holds:
+            lost.until = until
+        if holds:
+            changed.append(task)
+    if changed:
+        deps.store.commit(tasks=changed)
