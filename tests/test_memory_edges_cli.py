@@ -52,11 +52,12 @@ def test_a_bad_min_memory_is_one_error_line_not_a_traceback(api: StandIn, given:
     assert api.posted("/api/jobs") == []
 
 
-def test_min_memory_goes_in_the_file_with_file(api: StandIn, tmp_path: Path) -> None:
+def test_min_memory_beside_a_file_is_the_jobs(api: StandIn, tmp_path: Path) -> None:
     spec = tmp_path / "job.json"
     spec.write_text('{"command": "true", "minMemoryMb": "4G"}')
-    result = hpc("job", "submit", "--file", str(spec), "--min-memory", "4G")
-    assert_one_error_line(result, "put --min-memory in the file")
+    result = hpc("job", "submit", "--file", str(spec), "--min-memory", "8G")
+    assert result.exit_code == 0, result.output
+    assert api.posted("/api/jobs")[-1]["minMemoryMb"] == 8 * 1024  # over the file's
 
 
 def test_the_request_is_shown_by_job_and_task_view(cluster: httpx.Client) -> None:
