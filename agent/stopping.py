@@ -65,7 +65,7 @@ class Stopping:
             if force
             or (keys is not None and key in keys)
             or now >= k.deadline
-            or not k.runner.kill_reached  # it had ended by itself: no grace for leftovers
+            or _own_end_over(k.runner)
             or not k.runner.tree_alive()
         ]
         out = []
@@ -73,3 +73,10 @@ class Stopping:
             del self.kills[kill.runner.key]
             out.append((kill, finish_kill(kill.runner)))
         return out
+
+
+def _own_end_over(runner: Runner) -> bool:
+    """It had ended by itself before the kill (its end record written: its shell was left to
+    finish its EXIT trap, unsignaled) and its shell is gone: no grace for what it left."""
+    proc = runner.process
+    return not runner.kill_reached and proc is not None and proc.poll() is not None

@@ -109,7 +109,9 @@ def test_agent_waits_for_a_session_held_by_an_earlier_receiver(start_agent, cp, 
 
 def test_session_lock_is_renewed_before_it_expires(tmp_path, output):
     bus = SqliteBus(tmp_path / "short.db")
-    SqliteBusAdmin(bus).declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=300)
+    # 1 s: renewed when half is left, so a loop stalled 0.5 s by a loaded machine (make test
+    # runs two processes) does not lose it, where 300 ms did once (150 ms of slack)
+    SqliteBusAdmin(bus).declare_queue(NODES_QUEUE, requires_session=True, lock_duration_ms=1000)
     declare_queues(SqliteBusAdmin(bus))
     cp = ControlPlane(bus)
     accepts = []
@@ -126,8 +128,8 @@ def test_session_lock_is_renewed_before_it_expires(tmp_path, output):
     thread.start()
     try:
         cp.wait_for(RegisterNode)
-        cp.send(run_task(19, "sleep 0.8"))
-        cp.ended(19)  # well past the 300 ms lock
+        cp.send(run_task(19, "sleep 2.5"))
+        cp.ended(19)  # well past the 1 s lock
         with pytest.raises(SessionLockedError):
             real_accept(NODES_QUEUE, session_id=NODE)
         assert len(accepts) == 1  # held all along, never lost and accepted again

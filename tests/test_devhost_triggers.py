@@ -218,21 +218,23 @@ def test_stop_waits_for_the_running_invocation_and_settles_its_message(bus: Sqli
 def test_locks_are_renewed_while_a_function_outlasts_them(tmp_path: Path) -> None:
     bus = SqliteBus(tmp_path / "bus.db")
     admin = SqliteBusAdmin(bus)
-    admin.declare_queue("short", lock_duration_ms=200)
-    admin.declare_queue("short-sessions", requires_session=True, lock_duration_ms=200)
+    # 1 s locks, renewed long before they run out: a loaded machine (make test runs two
+    # processes) may stall the renewer a few hundred ms, which 200 ms locks did not allow
+    admin.declare_queue("short", lock_duration_ms=1000)
+    admin.declare_queue("short-sessions", requires_session=True, lock_duration_ms=1000)
     calls = Recorder()
     slow = func.FunctionApp()
 
     @slow.service_bus_queue_trigger(arg_name="msg", queue_name="short", connection="Sb")
     def plain(msg: func.ServiceBusMessage) -> None:
-        time.sleep(0.6)  # three lock durations of work
+        time.sleep(3.0)  # three lock durations of work
         calls.add(("plain", msg.delivery_count))
 
     @slow.service_bus_queue_trigger(
         arg_name="msg", queue_name="short-sessions", connection="Sb", is_sessions_enabled=True
     )
     def in_session(msg: func.ServiceBusMessage) -> None:
-        time.sleep(0.6)
+        time.sleep(3.0)
         calls.add(("session", msg.delivery_count))
 
     with LocalHost(slow, bus=bus, port=0):
