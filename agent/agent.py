@@ -356,7 +356,7 @@ class Agent:
             self.incarnation,
             self.config.name,
             why,
-            len(self.tasks.running),
+            len(self.tasks.running) + len(self.tasks.stopping.kills),
         )
         self.tasks.kill_all(report=True)  # those that ran to their end may still count
         with contextlib.suppress(Exception):  # their ends before the registration, if it can

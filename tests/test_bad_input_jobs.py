@@ -345,14 +345,20 @@ def test_a_page_larger_than_the_most_one_request_returns_is_400(api, path, most)
     [
         (
             {"nodegroups": ["OnPremNodes"], "tasks": [{"command": "x", "workdir": "/tmp"}]},
-            "tasks.0.workdir: unknown field; did you mean workDir?; "
-            "nodegroups: unknown field; did you mean nodeGroups?",
+            "tasks.0.workdir: unknown field; did you mean workDir? (workDir is a task's (in "
+            "each task, or beside a top-level command)); nodegroups: unknown field; did you "
+            "mean nodeGroups? (nodeGroups is the job's (top level))",
         ),
         (
             {"command": "x", "run_time_limit": 5},
-            "run_time_limit: unknown field; did you mean runtimeLimit?",
+            "run_time_limit: unknown field; did you mean runtimeLimit? (runtimeLimit is the job's "
+            "(top level) or a task's (in each task, or beside a top-level command))",
         ),
-        ({"command": "x", "maxRetires": 1}, "maxRetires: unknown field; did you mean maxRetries?"),
+        (
+            {"command": "x", "maxRetires": 1},
+            "maxRetires: unknown field; did you mean maxRetries? (maxRetries is the job's (top "
+            "level))",
+        ),
         ({"command": "x", "colour": 1}, "colour: unknown field"),
         # a field of another level says where it goes (a probe was told "did you mean
         # priority?" of its task's priority)

@@ -46,8 +46,9 @@ def test_a_name_and_a_priority_change_together(cp) -> None:
         ({"maxConcurrent": 0}, "maxConcurrent is a whole number from 1 to 1,000,000"),
         ({"maxConcurrent": True}, "maxConcurrent is a whole number"),
         ({"maxConcurrent": "5"}, "maxConcurrent is a whole number"),
-        ({"name": 5}, "name is text of at most 256 characters"),
-        ({"name": "x" * 257}, "name is text of at most 256 characters"),
+        ({"name": 5}, "name is text of 1 to 256 characters"),
+        ({"name": "x" * 257}, "name is text of 1 to 256 characters"),
+        ({"name": ""}, "name is text of 1 to 256 characters"),  # a probe's left no name
         ({"name": "ok", "maxConcurrent": -1}, "maxConcurrent is a whole number"),
         ({"priority": "High", "maxConcurrent": 1}, "priority"),
     ],

@@ -58,6 +58,8 @@ def test_a_running_task_is_killed_through_its_agent_and_only_it(cp):
     n1.send(*(n1.started(r) for r in runs))
     task = cp.cancel_task(job.id, 1)
     assert task.state is TaskState.RUNNING  # until its agent killed it
+    with pytest.raises(Conflict, match=r"task \d+\.1 is being canceled .* once it is Canceled"):
+        cp.requeue_task(job.id, 1)  # in its grace: a probe was told only "is Running"
     [cancel] = n1.assignments()
     assert isinstance(cancel, CancelTask)
     assert (cancel.task_id, cancel.attempt, cancel.incarnation) == (1, 0, n1.incarnation)

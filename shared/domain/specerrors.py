@@ -55,12 +55,12 @@ def describe(
         elif err["type"] == "extra_forbidden" and err["loc"]:
             name = str(err["loc"][-1])
             home = (homes or {}).get(name)
-            msg = f"not taken here: {name} {home}" if home else unknown_field(name, known)
+            msg = f"not taken here: {name} {home}" if home else unknown_field(name, known, homes)
         parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 
 
-def unknown_field(name: str, known: list[str]) -> str:
+def unknown_field(name: str, known: list[str], homes: Mapping[str, str] | None = None) -> str:
     """ "unknown field", and the known field meant: the same name in another case or with
     underscores (``workdir``, ``work_dir``: workDir), else a close spelling."""
     folded = {k.lower(): k for k in known}
@@ -69,4 +69,11 @@ def unknown_field(name: str, known: list[str]) -> str:
     if meant is None:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
         meant = close[0] if close else None
-    return f"unknown field; did you mean {meant}?" if meant else "unknown field"
+    if meant is None:
+        return "unknown field"
+    home = (homes or {}).get(meant)  # where it goes: it may not be taken here either
+    return (
+        f"unknown field; did you mean {meant}? ({meant} {home})"
+        if home
+        else (f"unknown field; did you mean {meant}?")
+    )

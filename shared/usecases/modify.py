@@ -102,8 +102,8 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
     """``changes`` (some of :data:`CHANGES`, as sent) applied, each checked first: a bad
     value changes nothing. A lower maxConcurrent stops no running task; fewer start."""
     name, cap = changes.get("name"), changes.get("maxConcurrent")
-    if "name" in changes and (not isinstance(name, str) or len(name) > MAX_NAME):
-        raise InvalidRequest(f"name is text of at most {MAX_NAME} characters")
+    if "name" in changes and (not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME):
+        raise InvalidRequest(f"name is text of 1 to {MAX_NAME} characters")
     if (
         "maxConcurrent" in changes
         and cap is not None
@@ -118,7 +118,7 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
     def write() -> Job:
         job = _open_job(deps, job_id, "modified")
         if "name" in changes:
-            job.name = name or ""
+            job.name = str(name)
         if "maxConcurrent" in changes:
             job.max_concurrent = cap
         deps.store.commit(job=job)

@@ -172,7 +172,7 @@ def _check_max(deps: Deps, starting: list[Node]) -> None:
     groups, nodes = deps.store.list_groups(), deps.store.list_nodes()
     refusal = over_max(starting, groups, nodes, deps.compute.name)
     if refusal is not None:
-        raise Conflict(refusal)
+        raise Conflict(refusal, state=NodeState.OFFLINE.value)
 
 
 DRAIN_CANCELED = "started by an admin while Draining: the drain is canceled, it takes work again"

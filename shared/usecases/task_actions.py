@@ -99,6 +99,11 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
                 )  # fmt: skip
         now = deps.clock()
         change = lifecycle.rerun(task, now)
+        if change is None and task.cancel_requested:  # its agent is still killing it
+            raise Refused(
+                f"task {job_id}.{task_id} is being canceled (its agent gives it "
+                "HPC_TASK_GRACE_S to end); requeue it once it is Canceled"
+            )
         if change is None:
             raise Refused(
                 f"task {job_id}.{task_id} is {task.state}; only a Failed or Canceled task "
