@@ -56,12 +56,19 @@ def find_node(nodes: Iterable[Mapping[str, Any]], name: str) -> Mapping[str, Any
 def filtered(
     nodes: Iterable[Mapping[str, Any]], groups: Iterable[str], states: Iterable[str]
 ) -> list[Mapping[str, Any]]:
-    """Nodes in any of ``groups`` and any of ``states`` (each any case; empty: all)."""
+    """Nodes in any of ``groups`` and any of ``states`` (each any case; empty: all). A
+    Drained node (Draining, no task: as the list shows it) is both Drained and Draining."""
     wanted_groups = {g.lower() for g in groups}
     wanted_states = {s.lower() for s in states}
+
+    def in_states(n: Mapping[str, Any]) -> bool:
+        state = str(n.get("state", "")).lower()
+        drained = state == "draining" and n.get("runningTasks") == 0
+        return state in wanted_states or (drained and "drained" in wanted_states)
+
     return [
         n
         for n in nodes
         if (not wanted_groups or wanted_groups & {str(g).lower() for g in n.get("groups") or []})
-        and (not wanted_states or str(n.get("state", "")).lower() in wanted_states)
+        and (not wanted_states or in_states(n))
     ]

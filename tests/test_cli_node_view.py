@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hpc.render_nodes import filtered
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import served_app
 from tests.cli_fixtures import assert_one_error_line, hpc
@@ -36,6 +37,18 @@ def test_node_list_filters_by_state_any_case(cluster: httpx.Client) -> None:
     assert names(result) == ["n2"]
     both = hpc("node", "list", "--state", "Online,Draining")
     assert sorted(names(both)) == ["n1", "n2"]
+    # n2 runs no task: the list shows it Drained, and that filter finds it (a probe's did not)
+    assert names(hpc("node", "list", "--state", "drained")) == ["n2"]
+
+
+def test_a_drained_filter_leaves_out_a_draining_node_that_runs_tasks() -> None:
+    nodes = [
+        {"name": "busy", "state": "Draining", "runningTasks": 2},
+        {"name": "idle", "state": "Draining", "runningTasks": 0},
+        {"name": "up", "state": "Online", "runningTasks": 0},
+    ]
+    assert [n["name"] for n in filtered(nodes, [], ["Drained"])] == ["idle"]
+    assert [n["name"] for n in filtered(nodes, [], ["Draining"])] == ["busy", "idle"]
 
 
 def test_node_list_filters_by_group_and_says_when_none_match(cluster: httpx.Client) -> None:

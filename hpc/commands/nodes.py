@@ -45,15 +45,15 @@ def node_list(
         list[str] | None,
         typer.Option(
             "--state",
-            help="Only nodes in this state: Online, Offline, Starting, Draining, Stopping "
-            "(repeat, or comma-separate, for several; any case).",
+            help="Only nodes in this state: Online, Offline, Starting, Draining, Stopping, "
+            "Drained (Draining with no task) (repeat, or comma-separate, for several; any case).",
         ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List compute nodes with their state and free cores."""
     states = group_names(state, "--state") or []
-    known = {s.value.lower(): s.value for s in NodeState}
+    known = {s.value.lower(): s.value for s in NodeState} | {"drained": "Drained"}
     unknown = [s for s in states if s.lower() not in known]
     if unknown:
         raise typer.BadParameter(
