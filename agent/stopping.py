@@ -20,6 +20,9 @@ from typing import Literal
 from agent.runner import Runner, finish_kill
 
 Why = Literal["cancel", "limit"]
+LOOK_S = 0.1
+"""How often a kill whose leader is gone but whose group lingers scans /proc for the rest
+(the loop steps every few ms; a scan reads every process's stat)."""
 
 
 @dataclass
@@ -28,6 +31,19 @@ class Kill:
     why: Why
     deadline: float
     """When the grace runs out (time.monotonic)."""
+    next_look: float = 0.0
+    """When its group may be scanned again (:data:`LOOK_S`)."""
+
+    def gone(self, now: float) -> bool:
+        """Its process group is gone: the leader's status first (no /proc scan while it
+        lives), then a scan at most every :data:`LOOK_S`."""
+        proc = self.runner.process
+        if proc is None:
+            return True
+        if proc.poll() is None or now < self.next_look:
+            return False
+        self.next_look = now + LOOK_S
+        return not self.runner.tree_alive()
 
 
 class Stopping:
@@ -66,7 +82,7 @@ class Stopping:
             or (keys is not None and key in keys)
             or now >= k.deadline
             or _own_end_over(k.runner)
-            or not k.runner.tree_alive()
+            or k.gone(now)
         ]
         out = []
         for kill in over:

@@ -28,7 +28,7 @@ from agent.owners import RunAsOwner
 from agent.publisher import Publisher
 from agent.reporter import Reporter
 from agent.runner import Runner, kill_trees, task_env, task_key
-from agent.stopping import Kill, Stopping
+from agent.stopping import Stopping, Why
 from shared.domain.durations import format_duration
 from shared.domain.messages import (
     AssignmentRefused,
@@ -126,7 +126,7 @@ class Tasks(Fencing):
         if in_grace:  # an older attempt being canceled: gone before this one starts
             log.info("task %s supersedes %s here; their grace is cut short", key, in_grace)
             for kill, code in self.stopping.ended(keys=in_grace):
-                self._end_kill(kill, code)
+                self._end_kill(kill.runner, kill.why, code)
         env = task_env(task, node=self.config.name, group=self.config.groups[0])
         records = self._records
         record = None if records is None else (records, records.path(*_ids(task)))
@@ -183,14 +183,13 @@ class Tasks(Fencing):
         if it had ended first."""
         codes = kill_trees(runners, grace_s=min(self.config.kill_grace_s, STOP_GRACE_S))
         for runner, code in zip(runners, codes, strict=True):
-            self._end_kill(Kill(runner, "cancel", 0.0), code)
+            self._end_kill(runner, "cancel", code)
 
-    def _end_kill(self, kill: Kill, code: int | None) -> None:
+    def _end_kill(self, runner: Runner, why: Why, code: int | None) -> None:
         """A kill is over: the end is the kill's if it reached the task running (canceled,
         or failed past its runtime limit), else the task's own (it had ended first). A
         task past its limit that the fence killed first is requeued: its node registers
         again."""
-        runner, why = kill.runner, kill.why
         fence = self._fence_killed(runner, code)
         if why == "limit" and fence:
             self.fenced = True
@@ -210,7 +209,7 @@ class Tasks(Fencing):
         """Report the tasks that ended, and end those past their runtime limit."""
         self.publisher.settle()  # the ends whose output is published by now
         for kill, code in self.stopping.ended():
-            self._end_kill(kill, code)
+            self._end_kill(kill.runner, kill.why, code)
         overrun: list[Runner] = []
         now = time.monotonic()
         for key, runner in list(self.running.items()):
@@ -260,7 +259,7 @@ class Tasks(Fencing):
         stay for the next registration); returns the others' keys."""
         for kill, code in self.stopping.ended(force=True):  # their grace is cut short
             if report:
-                self._end_kill(kill, code)
+                self._end_kill(kill.runner, kill.why, code)
             else:
                 self._end(kill.runner, report=False)
         runners = list(self.running.values())

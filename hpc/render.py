@@ -54,13 +54,17 @@ def state(value: Any) -> Text:
     return Text(text, style=STATE_STYLES.get(text, ""))
 
 
+def drained(node: Mapping[str, Any]) -> bool:
+    """Draining and running no task any more: its drain is complete (Slurm's DRAINED)."""
+    return node.get("state") == "Draining" and node.get("runningTasks") == 0
+
+
 def node_state(node: Mapping[str, Any]) -> Text:
     """A node's state, marked ``(held)`` while an admin's drain or offline holds it (its
     reason may say something else, e.g. "agent stopped"): only ``hpc node online`` ends it.
     A Draining node that runs no task any more reads ``Drained``, as Slurm's DRAINED: its
     drain is complete (a probe's held on-prem node read "Draining" for ever)."""
-    drained = node.get("state") == "Draining" and node.get("runningTasks") == 0
-    text = state("Drained" if drained else node.get("state"))
+    text = state("Drained" if drained(node) else node.get("state"))
     if node.get("held"):
         text.append(" (held)")
     return text

@@ -10,7 +10,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hpc.render import ago, dash, memory, node_state, when
+from hpc.render import ago, dash, drained, memory, node_state, when
 from hpc.text import strip_controls
 
 
@@ -63,8 +63,7 @@ def filtered(
 
     def in_states(n: Mapping[str, Any]) -> bool:
         state = str(n.get("state", "")).lower()
-        drained = state == "draining" and n.get("runningTasks") == 0
-        return state in wanted_states or (drained and "drained" in wanted_states)
+        return state in wanted_states or (drained(n) and "drained" in wanted_states)
 
     return [
         n

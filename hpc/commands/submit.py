@@ -246,6 +246,18 @@ def job_submit(
         "--workdir": workdir, "--env": env, "--array": array, "--stdout": stdout,
         "--stderr": stderr,
     }  # fmt: skip
+    settings = job_settings(  # the job's own, from the flags (over a --file spec's)
+        name=name,
+        template=template,
+        node_groups=group_names(nodegroup, "--nodegroup"),
+        priority=parse_priority(priority) if priority is not None else None,
+        runtime_limit=parse_duration(runtime_limit) if runtime_limit is not None else None,
+        valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
+        depends_on=depends_on,
+        max_retries=max_retries,
+        hold_until=parse_begin(begin) if begin is not None else None,
+    )
+    memory_mb = parse_memory(min_memory) if min_memory is not None else None
     if file is not None:
         given = [flag for flag, value in task_options.items() if value not in (None, [], {})]
         if command:
@@ -260,20 +272,8 @@ def job_submit(
             spec = resolve_work_dirs(load_spec_file(file), os.getcwd())
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="'--file'") from None
-        spec.update(  # over the file's, as HPC Pack's job submit /jobfile: /priority:...
-            job_settings(
-                name=name,
-                template=template,
-                node_groups=group_names(nodegroup, "--nodegroup"),
-                priority=parse_priority(priority) if priority is not None else None,
-                runtime_limit=parse_duration(runtime_limit) if runtime_limit else None,
-                valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
-                depends_on=depends_on,
-                max_retries=max_retries,
-                hold_until=parse_begin(begin) if begin is not None else None,
-                min_memory_mb=parse_memory(min_memory) if min_memory is not None else None,
-            )
-        )
+        # over the file's, as HPC Pack's job submit /jobfile: /priority:...
+        spec.update(settings, **job_settings(min_memory_mb=memory_mb))
     else:
         if not command:
             raise typer.BadParameter(
@@ -295,28 +295,20 @@ def job_submit(
                     raise typer.BadParameter(str(e), param_hint=f"'{flag}'") from None
         spec = build_spec(
             command=join_command(command),
-            template=template,
-            name=name,
-            node_groups=group_names(nodegroup, "--nodegroup"),
             cores=parse_cores(cores) if cores is not None else 1,
             exclusive=exclusive,
             nodes=nodes,
-            min_memory_mb=parse_memory(min_memory) if min_memory is not None else None,
-            priority=parse_priority(priority) if priority is not None else None,
+            min_memory_mb=memory_mb,
             sweep=parse_sweep(sweep) if sweep is not None else array_sweep,
             # the submit dir, not the agent's: a relative --workdir is sent absolute (Slurm's
             # --chdir), else the agent would take it from wherever it runs
             work_dir=absolute_work_dir(workdir if workdir is not None else ".", os.getcwd()),
             env=parse_env(env or []),
-            runtime_limit=parse_duration(runtime_limit) if runtime_limit is not None else None,
-            valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
             max_concurrent=max_concurrent,
-            depends_on=depends_on,
             stdout=stdout,
             stderr=stderr,
-            max_retries=max_retries,
-            hold_until=parse_begin(begin) if begin is not None else None,
         )
+        spec.update(settings)
     if hold:  # in the spec, so that nothing of it starts before the hold
         spec["held"] = True
     if run_dependents_on_failure:

@@ -10,7 +10,7 @@ run for a group with no nodes, and no hint that nodes had to be added).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -137,16 +137,12 @@ def restart_warning(
     burst-1 ... below its minNodes 1"); a held node is never started, so the warning
     says to hold it (``hpc node offline``) or lower the floor. ``nodes``: as stored after
     the stop; ``provider``: the cluster's compute provider."""
-    managed = {g.name: g for g in groups if provider and g.provider == provider and g.autoscale}
-    name = next((g for g in node.groups if g in managed), None)
+    managed = _autoscaled(groups, provider)
+    name = _first_managed(node, managed)
     if name is None or node.held is not None:
         return None
     group = managed[name]
-
-    def first_managed(n: Node) -> str | None:
-        return next((g for g in n.groups if g in managed), None)
-
-    members = [n for n in nodes if n.name != node.name and first_managed(n) == name]
+    members = [n for n in nodes if n.name != node.name and _first_managed(n, managed) == name]
     up = sum(1 for n in members if n.state not in _DOWN)
     if up >= group.min_nodes:
         return None
@@ -167,15 +163,11 @@ def over_max(
     next run, or None: a managed group it runs for (the first of each node's groups, as
     :func:`restart_warning`) would have more nodes up than its ``maxNodes`` (a probe started
     a node of a group at maxNodes 0: it was stopped again within a minute, with no word)."""
-    managed = {g.name: g for g in groups if g.provider == provider and g.autoscale}
-
-    def first_managed(n: Node) -> str | None:
-        return next((g for g in n.groups if g in managed), None)
-
+    managed = _autoscaled(groups, provider)
     names = {n.name for n in starting}
     for name, group in sorted(managed.items()):
-        mine = [n.name for n in starting if first_managed(n) == name]
-        others = [n for n in nodes if n.name not in names and first_managed(n) == name]
+        mine = [n.name for n in starting if _first_managed(n, managed) == name]
+        others = [n for n in nodes if n.name not in names and _first_managed(n, managed) == name]
         up = sum(1 for n in others if n.state not in _DOWN)
         if mine and up + len(mine) > group.max_nodes:
             return (
@@ -184,6 +176,16 @@ def over_max(
                 f"hpc nodegroup set {name} --max {up + len(mine)}"
             )
     return None
+
+
+def _autoscaled(groups: Sequence[NodeGroup], provider: str | None) -> dict[str, NodeGroup]:
+    """The groups the autoscaler runs for: this cluster's provider's, autoscale on."""
+    return {g.name: g for g in groups if provider and g.provider == provider and g.autoscale}
+
+
+def _first_managed(node: Node, managed: Mapping[str, NodeGroup]) -> str | None:
+    """The group whose bounds count ``node``: its first the autoscaler runs for."""
+    return next((g for g in node.groups if g in managed), None)
 
 
 def nodes_up(count: int) -> str:

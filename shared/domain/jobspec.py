@@ -57,6 +57,9 @@ __all__ = [
 ]
 
 
+MAX_JOB_NAME = 256
+MAX_CONCURRENT = 1_000_000
+"""A job's maxConcurrent at most (submit, templates, hpc job modify)."""
 ONE_TASK_KEYS = ("command", "cores", "exclusive", "nodes", "sweep", "workDir", "env", "stdout", "stderr")  # fmt: skip
 """A one-task job's fields given at the top level, beside its command (the rest are the job's)."""
 
@@ -211,7 +214,7 @@ class TaskSpec(_Spec):
 
 
 class JobSpec(_Spec):
-    name: str = Field(default="", max_length=256)
+    name: str = Field(default="", max_length=MAX_JOB_NAME)
     template: str | None = Field(default=None, max_length=64)
     """A job template's name (shared.domain.templates); None: the Default one, if any."""
     node_groups: list[GroupName] = Field(default_factory=list, max_length=32)
@@ -221,7 +224,7 @@ class JobSpec(_Spec):
     """Memory (MB, or "4G") the nodes of every task that gives none must have."""
     runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds each task may run (Slurm's --time); the agent kills a task past it."""
-    max_concurrent: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
+    max_concurrent: StrictInt | None = Field(default=None, ge=1, le=MAX_CONCURRENT)
     """At most this many of its tasks run at once."""
     hold_until: datetime | None = None
     """ISO 8601; not scheduled before then (UTC if no zone is given)."""

@@ -72,8 +72,4 @@ def unknown_field(name: str, known: list[str], homes: Mapping[str, str] | None =
     if meant is None:
         return "unknown field"
     home = (homes or {}).get(meant)  # where it goes: it may not be taken here either
-    return (
-        f"unknown field; did you mean {meant}? ({meant} {home})"
-        if home
-        else (f"unknown field; did you mean {meant}?")
-    )
+    return f"unknown field; did you mean {meant}?" + (f" ({meant} {home})" if home else "")

@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from shared.domain.durations import MAX_LIMIT_S, format_duration
-from shared.domain.jobspec import JobSpec, TaskSpec, priority_value
+from shared.domain.jobspec import MAX_CONCURRENT, JobSpec, TaskSpec, priority_value
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.specerrors import describe, known_fields
 from shared.domain.specvalues import MAX_GROUP_NAME, StrictInt, cut, quoted
@@ -78,7 +78,7 @@ class JobTemplate(BaseModel):
     runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds."""
     max_retries: StrictInt | None = Field(default=None, ge=0, le=100)
-    max_concurrent: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
+    max_concurrent: StrictInt | None = Field(default=None, ge=1, le=MAX_CONCURRENT)
     # limits: a job beyond them is refused
     max_priority: int | None = None
     max_cores: StrictInt | None = Field(default=None, ge=1, le=4096)

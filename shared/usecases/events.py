@@ -247,8 +247,7 @@ def _heartbeat(deps: Deps, ev: Heartbeat) -> bool:
     if not decision.current:
         if decision.heard:
             deps.store.put_node(node)  # an Offline node's agent runs on (hpc node start)
-            deps.send_to_nodes((node.name, c) for c in decision.cancels)  # what it still runs
-            _still_held(deps, node.name, decision.cancels)
+            _cancel(deps, node.name, decision.cancels)  # what it still runs
             if decision.stranded:  # an offline cut short (a crash, a racing dispatch): finish it
                 stranded = set(decision.stranded)
                 give_up_tasks(deps, node, [t for t in active if lifecycle.key_of(t) in stranded])
@@ -264,8 +263,7 @@ def _heartbeat(deps: Deps, ev: Heartbeat) -> bool:
             )
         return False
     deps.store.put_node(node)
-    deps.send_to_nodes((node.name, c) for c in decision.cancels)
-    _still_held(deps, node.name, decision.cancels)
+    _cancel(deps, node.name, decision.cancels)
     if decision.cancels:
         log.warning(
             "node %s runs %d attempt(s) no longer its own; canceling them",
@@ -282,12 +280,13 @@ def _heartbeat(deps: Deps, ev: Heartbeat) -> bool:
     return bool(decision.recovered)
 
 
-def _still_held(deps: Deps, node: str, cancels: Sequence[CancelTask]) -> None:
-    """Given-up attempts a heard agent still lists (a task in its grace between SIGTERM and
-    SIGKILL, HPC_TASK_GRACE_S, may outlive the first hold of a heartbeat timeout) hold their
-    task's next attempt for another heartbeat timeout: it starts once their end is reported,
-    or once no agent says they run (a review: a task that trapped SIGTERM ran beside its new
-    attempt on another node)."""
+def _cancel(deps: Deps, node: str, cancels: Sequence[CancelTask]) -> None:
+    """Kill again the attempts a heard agent still lists that are no longer its own. Those
+    given up hold their task's next attempt for another heartbeat timeout (a task in its
+    grace between SIGTERM and SIGKILL, HPC_TASK_GRACE_S, may outlive the first hold): it
+    starts once their end is reported, or once no agent says they run (a review: a task that
+    trapped SIGTERM ran beside its new attempt on another node)."""
+    deps.send_to_nodes((node, c) for c in cancels)
     by_job: dict[int, dict[int, int]] = defaultdict(dict)
     for cancel in cancels:
         by_job[cancel.job_id][cancel.task_id] = cancel.attempt

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.domain.jobspec import priority_value
+from shared.domain.jobspec import MAX_CONCURRENT, MAX_JOB_NAME, priority_value
 from shared.domain.models import Job
 from shared.domain.states import JOB_TERMINAL, JobState, TaskState
 from shared.domain.templates import priority_label
@@ -95,22 +95,21 @@ def set_priority(deps: Deps, job_id: int, value: object) -> Job:
 
 CHANGES = ("priority", "name", "maxConcurrent")
 """What ``PATCH /api/jobs/{id}`` (``hpc job modify``) changes, as the API spells it."""
-MAX_NAME = 256
 
 
 def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
     """``changes`` (some of :data:`CHANGES`, as sent) applied, each checked first: a bad
     value changes nothing. A lower maxConcurrent stops no running task; fewer start."""
     name, cap = changes.get("name"), changes.get("maxConcurrent")
-    if "name" in changes and (not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME):
-        raise InvalidRequest(f"name is text of 1 to {MAX_NAME} characters")
+    if "name" in changes and (not isinstance(name, str) or not 1 <= len(name) <= MAX_JOB_NAME):
+        raise InvalidRequest(f"name is text of 1 to {MAX_JOB_NAME} characters")
     if (
         "maxConcurrent" in changes
         and cap is not None
-        and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 1_000_000)
+        and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CONCURRENT)
     ):
         raise InvalidRequest(
-            "maxConcurrent is a whole number from 1 to 1,000,000, or null for no cap"
+            f"maxConcurrent is a whole number from 1 to {MAX_CONCURRENT:,}, or null for no cap"
         )
     if "priority" in changes:
         set_priority(deps, job_id, changes["priority"])
