@@ -161,3 +161,14 @@ def test_a_vm_never_registered_has_what_one_of_its_size_reported(cp) -> None:
     other = Node(name="azure-3", groups=["AzureNodes"], provider="local", size="Standard_E8s_v5")
     cp.store.put_node(other)  # another size, never registered: it may have it
     assert cp.submit({"command": "x", "minMemoryMb": "30G", "nodeGroup": "AzureNodes"}).id == 1
+
+
+def test_a_task_that_opts_out_of_the_jobs_memory_is_checked_without_it(cp) -> None:
+    """Submit read ``task or job``, so a task's ``"minMemoryMb": null`` (it runs anywhere)
+    was refused for the job's memory that its expansion no longer asks."""
+    join(cp, "a", 16 * G)
+    spec = {"minMemoryMb": "1T", "tasks": [{"command": "x", "minMemoryMb": None}]}
+    assert cp.submit(spec).id == 1
+    assert refusal(cp, {**spec, "tasks": [{"command": "x"}]}).startswith(
+        "a task asks for 1024 GB memory per node"
+    )

@@ -338,7 +338,7 @@ class JobSpec(_Spec):
                 max_cores=spec.max_cores,
                 exclusive=spec.exclusive,
                 nodes=spec.nodes,
-                min_memory_mb=_memory(spec, self.min_memory_mb),
+                min_memory_mb=task_memory(spec, self.min_memory_mb),
                 sweep_index=index,
                 work_dir=spec.work_dir,
                 env=dict(spec.env),
@@ -394,7 +394,7 @@ def spec_homes() -> dict[str, str]:
     return field_homes(levels)
 
 
-def _memory(spec: TaskSpec, job_default: int | None) -> int | None:
+def task_memory(spec: TaskSpec, job_default: int | None) -> int | None:
     """A task's memory request: its own when it gave the field, even ``null`` (a task that
     runs anywhere in a job of big ones), else the job's."""
     return spec.min_memory_mb if "min_memory_mb" in spec.model_fields_set else job_default

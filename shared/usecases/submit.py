@@ -8,7 +8,7 @@ from typing import Any
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupnames import canonical_groups
 from shared.domain.growshrink import group_memory_mb, memory_believed, sizes_seen
-from shared.domain.jobspec import JobSpec
+from shared.domain.jobspec import JobSpec, task_memory
 from shared.domain.memory import shown
 from shared.domain.models import Job
 from shared.domain.pending import capped as capped_groups
@@ -143,7 +143,7 @@ def check_memory(
     seen = sizes_seen(nodes)  # a VM never registered has what others of its size reported
     believed = [(n, memory_believed(n, seen)) for n in eligible]
     for task in spec.tasks:
-        need = task.min_memory_mb or spec.min_memory_mb
+        need = task_memory(task, spec.min_memory_mb)
         if need is not None:
             _check_task_memory(task.nodes, task.min_cores, need, believed, managed, sizes, where)
 
