@@ -16,8 +16,12 @@ from tests.test_agent_tasks import _wait_for_sleep
 
 
 def _checkpointing(path: Path, code: int) -> str:
-    """Traps SIGTERM: a second of work, then the checkpoint, then exit ``code``."""
-    return f'trap "sleep 1; echo saved > {path}; exit {code}" TERM; sleep 600 & wait'
+    """Traps SIGTERM: works until the test lets it (a ``.go`` file beside ``path``; a wait
+    on a condition, not on a second that a loaded machine may not give), then saves the
+    checkpoint and exits ``code``."""
+    gate = path.with_suffix(".go")
+    work = f"until [ -e {gate} ]; do sleep 0.05; done"
+    return f'trap "{work}; echo saved > {path}; exit {code}" TERM; sleep 600 & wait'
 
 
 def _started(start_agent, cp, tmp_path, grace_s):
@@ -44,6 +48,7 @@ def test_a_canceled_task_saves_its_checkpoint_in_its_grace_and_the_agent_works_o
     assert agent.free_cores == 2  # and it holds its cores until it is gone
     cp.send(run_task(2, "echo meanwhile"))  # the loop is not waiting on the grace
     assert cp.ended(2).exit_code == 0
+    checkpoint.with_suffix(".go").touch()  # its work done: it saves and exits
     ended = cp.ended(1, timeout=20.0)
     assert _ends(cp) == [2, 1]
     assert ended.canceled and ended.exit_code == 3  # its trap's own exit, after the save
@@ -56,6 +61,7 @@ def test_a_task_past_its_limit_saves_its_checkpoint_and_fails_with_the_limit(
 ):
     _started(start_agent, cp, tmp_path, grace_s=30.0)
     checkpoint = tmp_path / "checkpoint"
+    checkpoint.with_suffix(".go").touch()  # its work after SIGTERM is done at once
     cp.send(run_task(3, _checkpointing(checkpoint, 0), runtime_limit_s=1))
     ended = cp.ended(3, timeout=20.0)
     assert ended.error == "runtime limit 0:00:01 exceeded" and ended.exit_code == 0
@@ -68,7 +74,7 @@ def test_a_task_still_running_when_its_grace_runs_out_is_killed(start_agent, cp,
     cp.send(run_task(4, _checkpointing(checkpoint, 3)))
     _wait_for_sleep(cp.started(4).pid)
     cp.send(CancelTask(incarnation=1, job_id=4, task_id=1, attempt=1))
-    ended = cp.ended(4, timeout=20.0)
+    ended = cp.ended(4, timeout=20.0)  # its work never done: the grace runs out
     assert ended.canceled and ended.exit_code == -9  # SIGKILL, before its save
     assert not checkpoint.exists()
 

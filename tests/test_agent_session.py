@@ -129,7 +129,7 @@ def test_session_lock_is_renewed_before_it_expires(tmp_path, output):
     try:
         cp.wait_for(RegisterNode)
         cp.send(run_task(19, "sleep 2.5"))
-        cp.ended(19)  # well past the 1 s lock
+        cp.ended(19, timeout=20.0)  # well past the 1 s lock
         with pytest.raises(SessionLockedError):
             real_accept(NODES_QUEUE, session_id=NODE)
         assert len(accepts) == 1  # held all along, never lost and accepted again

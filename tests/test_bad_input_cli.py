@@ -122,7 +122,8 @@ def test_non_finite_numbers_are_refused_naming_the_option(
 def test_seconds_that_are_no_seconds_are_refused_saying_what_was_given(
     api: StandIn, option: str, value: str
 ) -> None:
-    """A probe's ``--grow-interval nan`` read "Input should be greater than or equal to 0"."""
+    """A probe's ``--grow-interval -1`` (and nan) read "Input should be greater than or equal
+    to 0", which says nothing of what it got."""
     result = hpc("nodegroup", "set", "G", option, value)
     assert_one_error_line(result, f"error: {option}: '{value}' is not a number of seconds")
     assert api.requests == []

@@ -155,6 +155,7 @@ def test_job_settings_may_go_beside_a_file_but_its_tasks_are_the_files(
     spec.write_text('{"command": "true", "priority": "Lowest", "maxRetries": 5}')
     refused = hpc("job", "submit", "--file", str(spec), "--cores", "2", "--sweep", "1-3")
     assert_one_error_line(refused, "put --cores, --sweep in the file instead")
+    before = datetime.now(UTC)
     given = hpc(
         "job", "submit", "--file", str(spec), "--hold", "--max-retries", "1",
         "--priority", "Highest", "--name", "over", "--begin", "now+1:00:00",
@@ -163,7 +164,8 @@ def test_job_settings_may_go_beside_a_file_but_its_tasks_are_the_files(
     submitted = job(cluster, int(given.stdout))
     assert submitted["held"] is True and submitted["maxRetries"] == 1
     assert submitted["priority"] == 4000 and submitted["name"] == "over"
-    assert submitted["holdUntil"] is not None
+    until = datetime.fromisoformat(str(submitted["holdUntil"]).replace("Z", "+00:00"))
+    assert timedelta(minutes=59) < until - before < timedelta(minutes=61)
 
 
 # --- job view shows the runtime limit -----------------------------------------------------

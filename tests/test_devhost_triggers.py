@@ -240,9 +240,9 @@ def test_locks_are_renewed_while_a_function_outlasts_them(tmp_path: Path) -> Non
     with LocalHost(slow, bus=bus, port=0):
         bus.send("short", OutgoingMessage(body=b"long job"))
         bus.send("short-sessions", OutgoingMessage(body=b"long job", session_id="n1"))
-        calls.wait_for(lambda items: len(items) == 2)
+        calls.wait_for(lambda items: len(items) == 2, timeout=20)  # 3 s of work each
         wait_until(
-            lambda: admin.count("short") == 0 and admin.count("short-sessions") == 0, timeout=WAIT_S
+            lambda: admin.count("short") == 0 and admin.count("short-sessions") == 0, timeout=20
         )
     assert sorted(calls.items) == [("plain", 1), ("session", 1)]  # never redelivered
     bus.close()
