@@ -67,13 +67,20 @@ class Reporter:
         canceled: bool = False,
         output: str = "",
         error: str | None = None,
+        over_limit: bool = False,
     ) -> None:
         """Report an attempt's end, and remember it for the next heartbeats."""
         key = attempt_key(task.job_id, task.task_id, task.attempt)
         self._recent.append(
             (
                 self.clock(),
-                EndedAttempt(key=key, exit_code=exit_code, canceled=canceled, error=error),
+                EndedAttempt(
+                    key=key,
+                    exit_code=exit_code,
+                    canceled=canceled,
+                    error=error,
+                    over_limit=over_limit,
+                ),
             )
         )
         self.emit(
@@ -86,6 +93,7 @@ class Reporter:
                 canceled=canceled,
                 output=output,
                 error=error,
+                over_limit=over_limit,
             )
         )
 

@@ -203,7 +203,9 @@ class Tasks(Fencing):
         else:
             limit = format_duration(runner.task.runtime_limit_s or 0)
             log.warning("task %s killed: runtime limit %s exceeded", runner.key, limit)
-            self._end(runner, exit_code=code, error=f"runtime limit {limit} exceeded")
+            self._end(
+                runner, exit_code=code, error=f"runtime limit {limit} exceeded", over_limit=True
+            )
 
     def reap(self) -> None:
         """Report the tasks that ended, and end those past their runtime limit."""
@@ -331,6 +333,7 @@ class Tasks(Fencing):
         exit_code: int | None = None,
         canceled: bool = False,
         error: str | None = None,
+        over_limit: bool = False,
     ) -> None:
         """An attempt ended (its process group is gone, so the lifeline forgets it): publish
         its output, then (``report``) report its end, with its stdout's tail, once published
@@ -342,7 +345,12 @@ class Tasks(Fencing):
         def then() -> None:
             if report:
                 self.reporter.ended(
-                    runner.task, exit_code=exit_code, canceled=canceled, error=error, output=tail
+                    runner.task,
+                    exit_code=exit_code,
+                    canceled=canceled,
+                    error=error,
+                    output=tail,
+                    over_limit=over_limit,
                 )
                 self._reported.append(runner.key)
 

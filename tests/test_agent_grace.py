@@ -52,6 +52,7 @@ def test_a_canceled_task_saves_its_checkpoint_in_its_grace_and_the_agent_works_o
     ended = cp.ended(1, timeout=20.0)
     assert _ends(cp) == [2, 1]
     assert ended.canceled and ended.exit_code == 3  # its trap's own exit, after the save
+    assert not ended.over_limit
     assert checkpoint.read_text() == "saved\n"
     assert agent.free_cores == 4
 
@@ -65,6 +66,7 @@ def test_a_task_past_its_limit_saves_its_checkpoint_and_fails_with_the_limit(
     cp.send(run_task(3, _checkpointing(checkpoint, 0), runtime_limit_s=1))
     ended = cp.ended(3, timeout=20.0)
     assert ended.error == "runtime limit 0:00:01 exceeded" and ended.exit_code == 0
+    assert ended.over_limit  # the limit's end: kept if its node is given up meanwhile
     assert checkpoint.read_text() == "saved\n"
 
 

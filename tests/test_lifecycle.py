@@ -52,6 +52,10 @@ def ended(attempt=2, node="n1", incarnation=3, exit_code=0, **kw) -> TaskEnded:
     )
 
 
+LIMIT_END = {"attempt": 1, "node": "n0", "incarnation": 9, "exit_code": -15, "over_limit": True}
+"""Attempt 1's end on n0, killed by its agent at its runtime limit."""
+
+
 def started(attempt=2, node="n1", incarnation=3) -> TaskStarted:
     return TaskStarted(node=node, incarnation=incarnation, job_id=1, task_id=1, attempt=attempt)
 
@@ -111,6 +115,12 @@ def test_task_ended_by_its_current_attempt(state, event, expected):
         # a lost attempt that did not run to its end changes nothing
         (Q, ended(attempt=1, node="n0", incarnation=9, exit_code=None, canceled=True), None, 0),
         (Q, ended(attempt=1, node="n0", incarnation=9, exit_code=None, error="x"), None, 0),
+        # killed at its runtime limit (an end of its own): the result while no new attempt
+        # is sent; a new attempt already sent or running is not killed for it
+        (Q, ended(**LIMIT_END, error="limit"), X, 0),
+        (D, ended(**LIMIT_END, error="limit"), None, 0),
+        (R, ended(**LIMIT_END, error="limit"), None, 0),
+        (Q, ended(**LIMIT_END, canceled=True), None, 0),
         # an attempt not lost on that node is just stale
         (Q, ended(attempt=1, node="n5", incarnation=9, exit_code=0), None, 0),
         (Q, ended(attempt=0, node="n0", incarnation=9, exit_code=0), None, 0),
@@ -129,6 +139,34 @@ def test_a_lost_attempt_that_ran_to_its_end_keeps_its_result(state, event, expec
         assert t.result_attempt == 1 and t.node == "n0" and t.incarnation == 9
         assert t.hosts == [Host(node="n0", cores=t.cores, incarnation=9)]
         assert t.attempt == 2  # every attempt made is still counted
+
+
+def test_a_task_given_up_in_its_runtime_limits_grace_fails_with_the_limit() -> None:
+    """A probe: ``hpc node offline`` while a task was in its runtime limit's grace requeued
+    it, and it ran again. The agent says its end was the limit's (``over_limit``): that end
+    is the task's, and the attempt held Queued for it is not run."""
+    t = task(R, attempt=1, node="n0", incarnation=9)
+    later = NOW + timedelta(seconds=30)
+    lifecycle.lose_attempt(
+        t, max_retries=0, canceling=False, reason="offline", count=False, now=NOW,
+        may_run_until=later,
+    )  # fmt: skip
+    assert t.state is Q and t.attempt == 2 and lifecycle.held_by_lost(t, NOW) is not None
+    end = ended(1, "n0", 9, exit_code=-15, error="runtime limit 1m exceeded", over_limit=True)
+    change = lifecycle.task_ended(t, end, NOW)
+    assert change is not None and change.new is X and change.ended
+    assert t.error is not None and "runtime limit 1m exceeded" in t.error
+    assert "attempt 1 on n0" in t.error and t.result_attempt == 1
+    assert lifecycle.held_by_lost(t, NOW) is None
+
+
+def test_a_limit_end_after_a_requeue_by_the_user_only_releases_the_new_run() -> None:
+    t = task(Q, attempt=2)
+    t.lost = [LostAttempt(attempt=1, node="n0", until=NOW + timedelta(seconds=30), result=False)]
+    end = ended(1, "n0", 9, exit_code=-15, error="runtime limit 1m exceeded", over_limit=True)
+    change = lifecycle.task_ended(t, end, NOW)
+    assert change is not None and change.new is Q and t.state is Q
+    assert lifecycle.held_by_lost(t, NOW) is None
 
 
 def test_a_kept_multi_node_attempt_says_the_hosts_it_held() -> None:

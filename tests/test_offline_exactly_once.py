@@ -188,3 +188,17 @@ def test_an_attempt_its_heard_agent_still_lists_holds_the_next_one_past_the_time
     assert cp.schedule_pass() == 1
     [again] = other.runs()
     assert (again.job_id, again.attempt) == (job.id, 1)
+
+
+def test_a_task_given_up_in_its_runtime_limits_grace_fails_with_the_limit(cp, clock):  # noqa: F811
+    """A probe: `hpc node offline` while a task was in its runtime limit's grace requeued
+    it (no retry used, even with --max-retries 0) and it ran again. Its agent reports the
+    end as the limit's (``overLimit``): that end is the task's, and nothing runs again."""
+    job, run, agent, other = _offline_while_running(cp, clock)
+    assert cp.schedule_pass() == 0
+    agent.send(agent.ended(run, exit_code=-15, error="runtime limit 1s exceeded", over_limit=True))
+    [task] = cp.list_tasks(job.id)
+    assert task.state is TaskState.FAILED and task.result_attempt == 0
+    assert task.error is not None and "runtime limit 1s exceeded" in task.error
+    assert cp.schedule_pass() == 0 and other.runs() == []
+    assert cp.get_job(job.id).state.value == "Failed"

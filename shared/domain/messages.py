@@ -223,6 +223,8 @@ class EndedAttempt(Message):
     exit_code: int | None
     canceled: bool = False
     error: str | None = None
+    over_limit: bool = False
+    """As :attr:`TaskEnded.over_limit`."""
 
 
 class Heartbeat(AgentEvent):
@@ -253,7 +255,14 @@ class TaskEnded(AgentEvent):
     output: str = Field(default="", max_length=16_000)
     """Tail of stdout (at most 4,000 characters)."""
     error: str | None = None
-    """Why it could not run (bad working directory, ...), if it never started."""
+    """Why it failed other than by its exit code: it could not run (bad working directory,
+    ...), or it was killed at its runtime limit."""
+    over_limit: bool = False
+    """The agent killed it at its runtime limit (``error`` says so): an end of its own, so
+    it is the task's result even when its node was given up during its grace (hpc node
+    offline) and a new attempt waits for it. Sent only then (the wire form leaves out
+    defaults): a control plane from before it refuses the field, so upgrade the control
+    plane first, as always."""
 
 
 class AssignmentRefused(AgentEvent):

@@ -14,7 +14,9 @@ The guarantees they give together:
 - One exception keeps a finished task from running twice: when an attempt was
   given up because its node was lost, and its TaskEnded turns up later with an
   exit code, that result stands (the task ends with it and the newer attempt, if
-  dispatched, is canceled). A task that ended is never run again.
+  dispatched, is canceled). A task that ended is never run again. So does an end
+  its agent says was its runtime limit's (``over_limit``) while no newer attempt
+  has been sent: the task fails with the limit's error rather than running again.
 - A node name is held by one agent process at a time. A registration is refused
   while another machine's agent holds the name and heartbeats; a restart on the
   same machine and state folder (whose lock file proves the old process gone)

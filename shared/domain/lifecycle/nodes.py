@@ -309,6 +309,7 @@ def ended_event(node: str, incarnation: int, ended: EndedAttempt, seq: int = 0) 
         exit_code=ended.exit_code,
         canceled=ended.canceled,
         error=ended.error,
+        over_limit=ended.over_limit,
         output="",
     )
 

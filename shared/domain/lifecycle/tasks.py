@@ -105,14 +105,14 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
             task.error = exit_reason(ev.exit_code, task.valid_exit_codes)
         task.result_attempt = ev.attempt
         return TaskChange(old, new)
-    ran_to_end = ev.exit_code is not None and not ev.canceled and ev.error is None
+    result = _a_result(ev, old)
     lost = next((x for x in task.lost if x.attempt == ev.attempt and x.node == ev.node), None)
     if lost is not None and lost.until is not None:
         # its end, however it came: it runs no more, so the next attempt may start
         task.lost = [x.model_copy(update={"until": None}) if x is lost else x for x in task.lost]
-        if not ran_to_end or not lost.result or old in TASK_TERMINAL:
+        if not result or not lost.result or old in TASK_TERMINAL:
             return TaskChange(old, old)  # (stored: a later rerun need not wait for it)
-    if not ran_to_end or lost is None or not lost.result or old in TASK_TERMINAL:
+    if not result or lost is None or not lost.result or old in TASK_TERMINAL:
         return None
     kill = kill_order(task) if old in TASK_ACTIVE else None
     cancels = [kill] if kill else []
@@ -124,14 +124,35 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
         Host(node=ev.node, cores=task.cores, incarnation=ev.incarnation)
     ]
     task.exit_code, task.output = ev.exit_code, ev.output
-    task.error = (
-        f"attempt {ev.attempt} on {ev.node} ran to its end after its node was lost; "
-        "its result is kept"
-    )
-    if new is TaskState.FAILED:
+    if ev.over_limit:
+        task.error = (
+            f"attempt {ev.attempt} on {ev.node} was given up with its node after it had "
+            f"reached its runtime limit; that end is kept: {ev.error}"
+        )
+    else:
+        task.error = (
+            f"attempt {ev.attempt} on {ev.node} ran to its end after its node was lost; "
+            "its result is kept"
+        )
+    if new is TaskState.FAILED and not ev.over_limit:
         task.error += f": {exit_reason(ev.exit_code, task.valid_exit_codes)}"
     task.result_attempt = ev.attempt
     return TaskChange(old, new, cancels)
+
+
+def _a_result(ev: TaskEnded, state: TaskState) -> bool:
+    """A lost attempt's late end that may be its task's result: it ran to its end (an exit
+    code, no error), or its agent killed it at its runtime limit (Slurm's TIMEOUT: an end of
+    its own, not the give-up's kill) while no new attempt has been sent. A limit end does
+    not kill a new attempt already sent (a run's own exit would: it must not run to its end
+    twice); a node given up while its task was in its limit's grace (hpc node offline) holds
+    the next attempt Queued until that end comes, so it fails with the limit's error rather
+    than running again."""
+    if ev.canceled:
+        return False
+    if ev.over_limit:
+        return state is TaskState.QUEUED
+    return ev.exit_code is not None and ev.error is None
 
 
 def assignment_refused(task: Task, ev: AssignmentRefused, now: datetime) -> TaskChange | None:
