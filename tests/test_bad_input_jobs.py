@@ -128,6 +128,27 @@ def test_depends_on_an_id_beyond_any_job_is_422(api):
     assert r.status_code == 422 and "dependsOn.0" in error(r), r.text
 
 
+@pytest.mark.parametrize(
+    ("body", "where", "says"),
+    [
+        ({"dependsOn": ["prep"]}, "dependsOn.0", "task names go in a task's dependsOn"),
+        (
+            {"tasks": [{"name": "a", "command": "x"}, {"command": "y", "dependsOn": [3]}]},
+            "tasks.1.dependsOn.0",
+            "job ids go in the job's dependsOn",
+        ),
+        ({"tasks": [{"command": "y", "dependsOn": "a"}]}, "tasks.0.dependsOn", "a JSON array"),
+    ],
+)
+def test_depends_on_at_the_wrong_level_says_where_it_goes(api, body, where, says):
+    """A probe: task names in the job's dependsOn (or job ids in a task's) got only the
+    type error; they are the other level's, and the message says so."""
+    body = {"command": "x", **body} if "tasks" not in body else body
+    r = api.post("/api/jobs", json={"nodeGroups": ["OnPremNodes"], **body})
+    assert r.status_code == 422, r.text
+    assert f"{where}: " in error(r) and says in error(r)
+
+
 def test_a_sweep_beyond_the_index_range_is_422_not_an_overflow(api):
     r = submit(api, sweep=f"1-{HUGE}000")
     assert r.status_code == 422, r.text

@@ -15,8 +15,21 @@ from shared.domain.specvalues import cut, shown_json
 _TAKES = {
     "int_type": "must be a whole number (a JSON integer, not text, true or 8.0)",
     "bool_type": "must be true or false",
+    "string_type": "must be text (a JSON string)",
+    "list_type": "must be a list (a JSON array)",
 }
 """What a strict field takes, said with what it got (pydantic says only "a valid integer")."""
+
+_OTHER_LEVEL = {
+    ("dependsOn", "int_type"): (
+        "the job's dependsOn takes job ids; task names go in a task's dependsOn, in each task"
+    ),
+    ("dependsOn", "string_type"): (
+        "a task's dependsOn names tasks of its job; job ids go in the job's dependsOn, at the top"
+    ),
+}
+"""A value of the type a field takes at its other level (task names in the job's
+``dependsOn``, job ids in a task's): where it goes, beside the type error."""
 
 _MEANT = dict.fromkeys(("memory", "mem", "minmem", "minmemory", "memorymb", "memmb"), "minMemoryMb")
 """Names other schedulers' users write (Slurm's --mem, HPC Pack's MinMemory), folded as
@@ -52,6 +65,10 @@ def describe(
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] in _TAKES:
             msg = f"{_TAKES[err['type']]}, got {shown_json(err['input'])}"
+        named = [str(p) for p in err["loc"] if isinstance(p, str)]
+        hint = _OTHER_LEVEL.get((named[-1] if named else "", err["type"]))
+        if hint:
+            msg += f" ({hint})"
         elif err["type"] == "extra_forbidden" and err["loc"]:
             name = str(err["loc"][-1])
             home = (homes or {}).get(name)
