@@ -293,7 +293,10 @@ def release_job(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
     """Change a job that has not ended: ``{"priority": "Highest", "maxConcurrent": 10}``."""
-    shape = '{"priority": <name or 0-4000>, "name": <text>, "maxConcurrent": <N or null>}'
+    shape = (
+        '{"priority": <name or 0-4000>, "name": <text>, "maxConcurrent": <N or null>, '
+        '"jobRuntimeLimit": <seconds or null>}'
+    )
     body = _body(req, f"{shape} as JSON")
     if not isinstance(body, dict) or not body or not set(body) <= set(modify.CHANGES):
         raise BadRequest(f"the body is {shape}, one or more of them; nothing else can change")

@@ -92,8 +92,8 @@ class ApiClient(OutputRoutes):
         return self._json("POST", f"jobs/{job_id}/release")
 
     def modify_job(self, job_id: int, **changes: Any) -> dict[str, Any]:
-        """``changes``: ``priority``, ``name``, ``maxConcurrent`` (None: no cap), as the API
-        spells them."""
+        """``changes``: ``priority``, ``name``, ``maxConcurrent`` (None: no cap),
+        ``jobRuntimeLimit`` (seconds; None: none), as the API spells them."""
         return self._json("PATCH", f"jobs/{job_id}", json=changes)
 
     def list_tasks(

@@ -265,6 +265,10 @@ def _settings(job: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Max concurrent", dash(job["maxConcurrent"])))
     if job.get("maxRetries") is not None:
         rows.append(("Max retries", dash(job["maxRetries"])))
+    if _positive_int(job.get("jobRuntimeLimit")):
+        rows.append(
+            ("Job runtime limit", f"{format_duration(job['jobRuntimeLimit'])} from its start")
+        )
     if job.get("dependsOn"):
         anyway = " (runs even if they do not finish)" if job.get("runDependentsOnFailure") else ""
         jobs = "jobs" if isinstance(job["dependsOn"], list) and len(job["dependsOn"]) > 1 else "job"

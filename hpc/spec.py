@@ -166,6 +166,7 @@ def job_settings(
     max_retries: int | None = None,
     hold_until: str | None = None,
     min_memory_mb: int | None = None,
+    job_runtime_limit: int | None = None,
 ) -> dict[str, Any]:
     """The job-level fields of a spec that the flags give (None, empty: not given); also what
     flags beside ``--file`` put over the file's, as HPC Pack's ``job submit /jobfile:`` takes
@@ -182,6 +183,7 @@ def job_settings(
         "maxRetries": max_retries,
         "holdUntil": hold_until,
         "minMemoryMb": min_memory_mb,
+        "jobRuntimeLimit": job_runtime_limit,
     }
     return {k: v for k, v in given.items() if v is not None}
 

@@ -79,6 +79,8 @@ def test_hpc_job_modify_sends_what_is_given(api: StandIn) -> None:
     assert api.requests[-1]["body"] == {"name": "n", "maxConcurrent": 10}
     assert hpc("job", "modify", "3", "--max-concurrent", "none").exit_code == 0
     assert api.requests[-1]["body"] == {"maxConcurrent": None}
-    assert_one_error_line(hpc("job", "modify", "3"), "give --priority, --name or --max-concurrent")
+    assert_one_error_line(
+        hpc("job", "modify", "3"), "give --priority, --name, --max-concurrent or --job-runtime"
+    )
     bad = hpc("job", "modify", "3", "--max-concurrent", "0")
     assert_one_error_line(bad, "give a whole number, 1 or more, or none")

@@ -30,6 +30,7 @@ from hpc.common import (
 from hpc.errors import CliError, InvalidInput
 from hpc.spec import parse_begin, parse_priority
 from hpc.text import one_line, safe
+from shared.domain.durations import parse_duration
 from shared.domain.specvalues import quoted
 
 app = typer.Typer(help="Submit, list, view, watch, cancel and requeue jobs.", no_args_is_help=True)
@@ -204,9 +205,18 @@ def job_modify(
             help="At most N of its tasks run at once (none: no cap); running ones go on.",
         ),
     ] = None,
+    job_runtime_limit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[[D:]H:]M:S|none",
+            help="Runtime limit of the whole job, from its start (none: no limit); one "
+            "already run out cancels the job.",
+        ),
+    ] = None,
 ) -> None:
     """Change a job that has not ended: its priority (its queued tasks move in the queue),
-    name, or how many of its tasks may run at once (Slurm's array throttle)."""
+    name, how many of its tasks may run at once (Slurm's array throttle), or its whole
+    runtime limit."""
     changes: dict[str, Any] = {}
     if priority is not None:
         changes["priority"] = parse_priority(priority)
@@ -214,8 +224,13 @@ def job_modify(
         changes["name"] = name
     if max_concurrent is not None:
         changes["maxConcurrent"] = _cap(max_concurrent)
+    if job_runtime_limit is not None:
+        changes["jobRuntimeLimit"] = _limit(job_runtime_limit)
     if not changes:
-        raise CliError("give --priority, --name or --max-concurrent (see --help)", exit_code=2)
+        raise CliError(
+            "give --priority, --name, --max-concurrent or --job-runtime-limit (see --help)",
+            exit_code=2,
+        )
     with api_client() as client:
         job = client.modify_job(job_id, **changes)
     _print_job_state(job, job_id)
@@ -231,6 +246,16 @@ def _cap(text: str) -> int | None:
             param_hint="'--max-concurrent'",
         )
     return int(text)
+
+
+def _limit(text: str) -> int | None:
+    """``--job-runtime-limit``: a duration, or none for no limit."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="'--job-runtime-limit'") from None
 
 
 def _print_job_state(job: dict[str, Any], job_id: int, *, note: str | None = None) -> None:

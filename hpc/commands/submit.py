@@ -155,6 +155,15 @@ def job_submit(
             callback=checked_by(parse_duration),
         ),
     ] = None,
+    job_runtime_limit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="[[D:]H:]M:S",
+            help="Runtime limit of the whole job, from its first task's start (HPC Pack's "
+            "job /runtime:); past it the job is canceled.",
+            callback=checked_by(parse_duration),
+        ),
+    ] = None,
     max_retries: Annotated[
         int | None,
         typer.Option(
@@ -252,6 +261,9 @@ def job_submit(
         node_groups=group_names(nodegroup, "--nodegroup"),
         priority=parse_priority(priority) if priority is not None else None,
         runtime_limit=parse_duration(runtime_limit) if runtime_limit is not None else None,
+        job_runtime_limit=(
+            parse_duration(job_runtime_limit) if job_runtime_limit is not None else None
+        ),
         valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
         depends_on=depends_on,
         max_retries=max_retries,

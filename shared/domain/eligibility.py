@@ -1,6 +1,7 @@
 """Whether a job's queued tasks may be scheduled now, and if not, why. Pure.
 
-Three things hold a job back, whatever the free cores: a hold (``hpc job hold``, or a
+A job past its whole runtime limit (``jobRuntimeLimit``) starts no more tasks and is
+canceled by the reconciler (:func:`over_time`). Three things hold a job back, whatever the free cores: a hold (``hpc job hold``, or a
 ``holdUntil`` time not reached), prerequisite jobs (``dependsOn``) that have not
 Finished, and its ``maxConcurrent`` cap on tasks running at once (Slurm's ``%N``).
 A prerequisite that ended otherwise (Failed, Canceled) dooms its dependents: they are
@@ -10,10 +11,23 @@ canceled with that reason, unless the job sets ``runDependentsOnFailure``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from shared.domain.durations import format_duration
 from shared.domain.models import Job
 from shared.domain.states import JOB_TERMINAL, JobState
+
+
+def over_time(job: Job, now: datetime) -> str | None:
+    """Why the job must end now: its ``jobRuntimeLimit`` has run out since its first task
+    started (HPC Pack cancels a job past its RunTime; Slurm ends it TIMEOUT). None: it
+    has no limit, has not started, has ended, or has time left."""
+    limit = job.job_runtime_limit
+    if limit is None or job.start_time is None or job.state in JOB_TERMINAL:
+        return None
+    if now - job.start_time < timedelta(seconds=limit):
+        return None
+    return f"job runtime limit {format_duration(limit)} exceeded"
 
 
 def held(job: Job, now: datetime) -> str | None:
@@ -36,7 +50,11 @@ def blocked(
 def held_back(
     job: Job, *, now: datetime, prerequisites: Mapping[int, JobState | None]
 ) -> str | None:
-    """A hold or a prerequisite job: what holds the job back whatever its tasks wait for."""
+    """Its time up, a hold or a prerequisite job: what holds the job back whatever its tasks
+    wait for."""
+    over = over_time(job, now)
+    if over:
+        return f"{over}: the job is being canceled"
     reason = held(job, now)
     if reason:
         return reason

@@ -68,6 +68,8 @@ class JobSpec(Spec):
     """Memory (MB, or "4G") the nodes of every task that gives none must have."""
     runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds each task may run (Slurm's --time); the agent kills a task past it."""
+    job_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    """Seconds the whole job may run, from its first task's start; then it is canceled."""
     max_concurrent: StrictInt | None = Field(default=None, ge=1, le=MAX_CONCURRENT)
     """At most this many of its tasks run at once."""
     hold_until: datetime | None = None
@@ -162,6 +164,7 @@ class JobSpec(Spec):
             hold_until=self.hold_until,  # UTC already (_hold_until)
             held=self.held,
             runtime_limit=self.runtime_limit,
+            job_runtime_limit=self.job_runtime_limit,
             depends_on=list(dict.fromkeys(self.depends_on)),
             run_dependents_on_failure=self.run_dependents_on_failure,
         )

@@ -88,6 +88,10 @@ class Job(Record):
     runtime_limit: int | None = None
     """Seconds each task may run unless it sets its own (the spec's job-level runtimeLimit,
     after its template's default): kept so that ``hpc job view`` shows it."""
+    job_runtime_limit: int | None = None
+    """Seconds the whole job may run, from its first task's start (HPC Pack's job RunTime,
+    Slurm's --time for a job): past it the reconciler cancels the job with that reason
+    (:func:`shared.domain.eligibility.over_time`)."""
     submit_time: UtcTime = Field(default_factory=utcnow)
     start_time: UtcTime | None = None
     end_time: UtcTime | None = None

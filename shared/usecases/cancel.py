@@ -123,9 +123,12 @@ def prerequisite_refusal(deps: Deps, job: Job) -> str | None:
 
 
 def _reopen(job: Job, now: datetime) -> None:
+    """Queued again as a new run: its start (and with it its jobRuntimeLimit) counts from
+    the new run's first task, as Slurm's requeue does."""
     if job.state in (JobState.FAILED, JobState.CANCELED):
         job.move_to(JobState.QUEUED, now=now)
         job.error = None
+        job.start_time = None
 
 
 def _reopen_ranges(deps: Deps, job_id: int) -> None:

@@ -1,10 +1,12 @@
-"""Change a job that has not ended: its priority, name and maxConcurrent, a hold, a release."""
+"""Change a job that has not ended: its priority, name, maxConcurrent and jobRuntimeLimit, a
+hold, a release."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.jobspec import MAX_CONCURRENT, MAX_JOB_NAME, priority_value
 from shared.domain.models import Job
 from shared.domain.states import JOB_TERMINAL, JobState, TaskState
@@ -93,14 +95,17 @@ def set_priority(deps: Deps, job_id: int, value: object) -> Job:
     return deps.store.get_job(job_id)
 
 
-CHANGES = ("priority", "name", "maxConcurrent")
+CHANGES = ("priority", "name", "maxConcurrent", "jobRuntimeLimit")
 """What ``PATCH /api/jobs/{id}`` (``hpc job modify``) changes, as the API spells it."""
 
 
 def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
     """``changes`` (some of :data:`CHANGES`, as sent) applied, each checked first: a bad
-    value changes nothing. A lower maxConcurrent stops no running task; fewer start."""
+    value changes nothing. A lower maxConcurrent stops no running task; fewer start. A
+    jobRuntimeLimit counts from the job's start, as at submit: one already run out cancels
+    the job at the reconciler's next run (Slurm's scontrol update TimeLimit)."""
     name, cap = changes.get("name"), changes.get("maxConcurrent")
+    limit = changes.get("jobRuntimeLimit")
     if "name" in changes and (not isinstance(name, str) or not 1 <= len(name) <= MAX_JOB_NAME):
         raise InvalidRequest(f"name is text of 1 to {MAX_JOB_NAME} characters")
     if (
@@ -111,6 +116,14 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
         raise InvalidRequest(
             f"maxConcurrent is a whole number from 1 to {MAX_CONCURRENT:,}, or null for no cap"
         )
+    if (
+        "jobRuntimeLimit" in changes
+        and limit is not None
+        and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT_S)
+    ):
+        raise InvalidRequest(
+            f"jobRuntimeLimit is whole seconds from 1 to {MAX_LIMIT_S:,}, or null for none"
+        )
     if "priority" in changes:
         set_priority(deps, job_id, changes["priority"])
 
@@ -120,10 +133,12 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
             job.name = str(name)
         if "maxConcurrent" in changes:
             job.max_concurrent = cap
+        if "jobRuntimeLimit" in changes:
+            job.job_runtime_limit = limit
         deps.store.commit(job=job)
         return job
 
-    job = deps.retry(write) if {"name", "maxConcurrent"} & set(changes) else None
+    job = deps.retry(write) if {"name", "maxConcurrent", "jobRuntimeLimit"} & set(changes) else None
     deps.kick()  # a higher cap lets more start
     return job or deps.store.get_job(job_id)
 

@@ -1,7 +1,8 @@
 """The reconciler: level-triggered repair, run by a timer.
 
 Every run re-reads nodes and active tasks, compares them with what should be, and fixes
-the difference: silent nodes become Unreachable and their attempts are requeued; on-prem
+the difference: silent nodes become Unreachable and their attempts are requeued; jobs past
+their whole runtime limit are canceled; on-prem
 nodes an admin brought online whose agent did not register again go Offline again;
 dispatches never confirmed, attempts whose end was lost, and attempts of ended
 incarnations are requeued; and the scheduler gets a pass. Silence is judged only over
@@ -79,6 +80,12 @@ def reconcile(deps: Deps) -> None:
     deps.store.purge_unfinished_jobs(now - UNFINISHED_JOB_GRACE)
     deps.store.fold_counts()
     for job in all_jobs(deps.store, [JobState.QUEUED, JobState.RUNNING]):
+        over = eligibility.over_time(job, now)
+        if over is not None:
+            log.info("job %d canceled: %s", job.id, over)
+            with contextlib.suppress(Conflict):
+                cancel_job(deps, job.id, reason=over)
+            continue
         if taskdeps.has_doomed(job):
             taskdeps.cancel_doomed_tasks(deps, job.id)
         if job.task_count and lifecycle.all_ended(job):
