@@ -158,3 +158,17 @@ def test_the_cli_sends_it_and_the_view_shows_it(api: StandIn) -> None:
     console = Console(width=120, record=True)
     console.print(shown)
     assert "Job runtime limit  1:30:00 from its start" in console.export_text()
+
+
+def test_a_templates_max_holds_in_a_later_modify_and_its_default_applies(cp, clock):  # noqa: F811
+    from shared.usecases import templates
+
+    register(cp, "n1", cores=1)
+    templates.put(cp.deps, "Day", {"jobRuntimeLimit": 3600, "maxJobRuntimeLimit": 86400})
+    job = cp.submit({"command": "w", "template": "Day", "nodeGroups": ["OnPremNodes"]})
+    assert cp.get_job(job.id).job_runtime_limit == 3600  # the template's default
+    assert cp.modify_job(job.id, {"jobRuntimeLimit": 86400}).job_runtime_limit == 86400
+    for beyond in (86401, None):
+        with pytest.raises(InvalidRequest, match="allows jobRuntimeLimit at most 86400 s"):
+            cp.modify_job(job.id, {"jobRuntimeLimit": beyond})
+    assert cp.get_job(job.id).job_runtime_limit == 86400

@@ -133,6 +133,14 @@ def test_cli_set_creates_then_changes_only_the_settings_given(cli):
     r = hpc("template", "show", "NIGHTLY")
     assert r.exit_code == 0
     assert "BelowNormal" in r.stdout and "8:00:00" in r.stdout and "OnPremNodes" in r.stdout
+    r = hpc("template", "set", "Nightly", "--job-runtime-limit", "12:00:00",
+            "--max-job-runtime-limit", "1-00:00:00", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    saved = json.loads(r.stdout)
+    assert (saved["jobRuntimeLimit"], saved["maxJobRuntimeLimit"]) == (43200, 86400)
+    r = hpc("template", "show", "Nightly")
+    assert "Job runtime limit" in r.stdout and "12:00:00" in r.stdout
+    assert "Max job runtime limit" in r.stdout and "1-00:00:00" in r.stdout
     r = hpc("template", "list")
     assert r.exit_code == 0
     [row] = [line.split() for line in r.stdout.splitlines() if line.startswith("Nightly")]

@@ -22,6 +22,7 @@ SHORT = JobTemplate(
     max_cores=4,
     allowed_node_groups=["OnPremNodes", "AzureNodes"],
     max_runtime_limit=3600,
+    max_job_runtime_limit=86400,
 )
 
 
@@ -61,10 +62,13 @@ def test_template_fills_only_what_the_job_left_out(job, field, expected):
         (JobTemplate(name="T", max_priority="Highest"), "priority", 2000),
         (JobTemplate(name="T", allowed_node_groups=["AzureNodes"]), "node_groups", ["AzureNodes"]),
         (JobTemplate(name="T", max_runtime_limit=60), "runtime_limit", 60),
+        (JobTemplate(name="T", max_job_runtime_limit=600), "job_runtime_limit", 600),
+        (JobTemplate(name="T", job_runtime_limit=60), "job_runtime_limit", 60),
         # no limit and no default: the JobSpec's own defaults
         (JobTemplate(name="T"), "priority", 2000),
         (JobTemplate(name="T"), "node_groups", []),
         (JobTemplate(name="T"), "runtime_limit", None),
+        (JobTemplate(name="T"), "job_runtime_limit", None),
     ],
 )
 def test_a_limit_without_a_default_acts_as_the_default(template, field, expected):
@@ -105,6 +109,12 @@ def test_a_limit_without_a_default_acts_as_the_default(template, field, expected
             "tasks.0 asks for 3601 s (1:00:01)",
         ),
         ({"runtimeLimit": None}, "tasks.0 asks for no runtime limit"),
+        (
+            {"jobRuntimeLimit": 90000},
+            "template 'Short' allows jobRuntimeLimit at most 86400 s (1-00:00:00) "
+            "(maxJobRuntimeLimit); the job asks for 90000 s (1-01:00:00)",
+        ),
+        ({"jobRuntimeLimit": None}, "the job asks for no job runtime limit"),
         (  # found by a live probe: an exclusive task took a whole 2-core node under maxCores 1
             {"exclusive": True},
             "tasks.0 is exclusive, which takes its nodes' every core: leave exclusive out",
@@ -144,6 +154,10 @@ def test_no_template_changes_nothing_and_records_none():
         (
             {"name": "T", "runtimeLimit": 90, "maxRuntimeLimit": 60},
             "default runtimeLimit 90 is above maxRuntimeLimit 60",
+        ),
+        (
+            {"name": "T", "jobRuntimeLimit": 90, "maxJobRuntimeLimit": 60},
+            "default jobRuntimeLimit 90 is above maxJobRuntimeLimit 60",
         ),
         (
             {"name": "T", "nodeGroups": ["Gpu"], "allowedNodeGroups": ["AzureNodes"]},

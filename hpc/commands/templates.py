@@ -102,11 +102,13 @@ def _detail(t: dict[str, Any]) -> Table:
         ("  Runtime limit", _duration(t.get("runtimeLimit"))),
         ("  Max retries", dash(t.get("maxRetries"))),
         ("  Max concurrent", dash(t.get("maxConcurrent"))),
+        ("  Job runtime limit", _duration(t.get("jobRuntimeLimit"))),
         ("Limits", ""),
         ("  Max priority", priority(t.get("maxPriority"))),
         ("  Max cores per task", dash(t.get("maxCores"))),
         ("  Allowed node groups", _groups(t.get("allowedNodeGroups"), "any")),
         ("  Max runtime limit", _duration(t.get("maxRuntimeLimit"))),
+        ("  Max job runtime limit", _duration(t.get("maxJobRuntimeLimit"))),
     ]
     for label, value in rows:
         table.add_row(label, *_cells(value))
@@ -165,6 +167,12 @@ def template_set(
     max_runtime_limit: Annotated[
         str | None, _duration_option("Longest runtime limit a task may ask for.")
     ] = None,
+    job_runtime_limit: Annotated[
+        str | None, _duration_option("Default runtime limit of a whole job.")
+    ] = None,
+    max_job_runtime_limit: Annotated[
+        str | None, _duration_option("Longest runtime limit a whole job may ask for.")
+    ] = None,
     description: Annotated[str | None, typer.Option(help="What the template is for.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -184,6 +192,12 @@ def template_set(
         "allowedNodeGroups": group_names(allowed_nodegroup, "--allowed-nodegroup") or None,
         "maxRuntimeLimit": (
             parse_duration(max_runtime_limit) if max_runtime_limit is not None else None
+        ),
+        "jobRuntimeLimit": (
+            parse_duration(job_runtime_limit) if job_runtime_limit is not None else None
+        ),
+        "maxJobRuntimeLimit": (
+            parse_duration(max_job_runtime_limit) if max_job_runtime_limit is not None else None
         ),
     }
     changes = {k: v for k, v in changes.items() if v is not None}

@@ -79,6 +79,8 @@ class JobTemplate(BaseModel):
     """Seconds."""
     max_retries: StrictInt | None = Field(default=None, ge=0, le=100)
     max_concurrent: StrictInt | None = Field(default=None, ge=1, le=MAX_CONCURRENT)
+    job_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    """Seconds the whole job may run (HPC Pack's template RunTime)."""
     # limits: a job beyond them is refused
     max_priority: int | None = None
     max_cores: StrictInt | None = Field(default=None, ge=1, le=4096)
@@ -86,6 +88,8 @@ class JobTemplate(BaseModel):
     """Empty or missing: any group."""
     max_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds."""
+    max_job_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    """Seconds: the longest jobRuntimeLimit, at submit and in a later hpc job modify."""
 
     @field_validator("name")
     @classmethod
@@ -133,6 +137,15 @@ class JobTemplate(BaseModel):
             raise ValueError(
                 f"default runtimeLimit {self.runtime_limit} is above maxRuntimeLimit "
                 f"{self.max_runtime_limit}"
+            )
+        if (
+            self.job_runtime_limit is not None
+            and self.max_job_runtime_limit is not None
+            and self.job_runtime_limit > self.max_job_runtime_limit
+        ):
+            raise ValueError(
+                f"default jobRuntimeLimit {self.job_runtime_limit} is above "
+                f"maxJobRuntimeLimit {self.max_job_runtime_limit}"
             )
         outside = _outside(self.node_groups or [], self.allowed_node_groups)
         if outside:
@@ -196,6 +209,7 @@ def apply_template(spec: JobSpec, template: JobTemplate | None) -> JobSpec:
     default("max_retries", template.max_retries)
     default("max_concurrent", template.max_concurrent)
     default("runtime_limit", template.runtime_limit or template.max_runtime_limit)
+    default("job_runtime_limit", template.job_runtime_limit or template.max_job_runtime_limit)
     if not spec.node_groups:  # none, or [] ("any node"), which an allowed list must narrow
         given = given - {"node_groups"}
     default("node_groups", template.node_groups or template.allowed_node_groups or None)
@@ -234,6 +248,9 @@ def check_limits(spec: JobSpec, template: JobTemplate) -> None:
             f"{where} allows nodeGroups {_names(template.allowed_node_groups or [])} only; "
             f"the job asks for {_names(outside)}"
         )
+    refusal = job_limit_refusal(template, spec.job_runtime_limit)
+    if refusal:
+        raise InvalidRequest(refusal)
     for number, task in enumerate(spec.tasks):
         label = f"tasks.{number}" + (f" ({cut(task.name)})" if task.name else "")
         if template.max_cores is not None and task.exclusive:
@@ -257,3 +274,16 @@ def check_limits(spec: JobSpec, template: JobTemplate) -> None:
                 f"{where} allows runtimeLimit at most {cap} s ({format_duration(cap)}) "
                 f"(maxRuntimeLimit); {label} asks for {asked}"
             )
+
+
+def job_limit_refusal(template: JobTemplate, limit: int | None) -> str | None:
+    """Why a whole-job runtime limit (None: none) is beyond the template's
+    maxJobRuntimeLimit, at submit or in a later change; None if it is within."""
+    cap = template.max_job_runtime_limit
+    if cap is None or (limit is not None and limit <= cap):
+        return None
+    asked = "no job runtime limit" if limit is None else f"{limit} s ({format_duration(limit)})"
+    return (
+        f"template {quoted(template.name)} allows jobRuntimeLimit at most {cap} s "
+        f"({format_duration(cap)}) (maxJobRuntimeLimit); the job asks for {asked}"
+    )

@@ -10,7 +10,7 @@ from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.jobspec import MAX_CONCURRENT, MAX_JOB_NAME, priority_value
 from shared.domain.models import Job
 from shared.domain.states import JOB_TERMINAL, JobState, TaskState
-from shared.domain.templates import priority_label
+from shared.domain.templates import job_limit_refusal, priority_label
 from shared.errors import InvalidRequest, NotFound, Refused
 from shared.usecases import templates
 from shared.usecases.cancel import task_pages
@@ -124,6 +124,8 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
         raise InvalidRequest(
             f"jobRuntimeLimit is whole seconds from 1 to {MAX_LIMIT_S:,}, or null for none"
         )
+    if "jobRuntimeLimit" in changes:
+        _check_template_job_limit(deps, _open_job(deps, job_id, "modified"), limit)
     if "priority" in changes:
         set_priority(deps, job_id, changes["priority"])
 
@@ -157,6 +159,20 @@ def _check_template_priority(deps: Deps, job: Job, priority: int) -> None:
             f"job {job.id} uses template {job.template!r}, which {which} priority at most "
             f"{priority_label(most)}; asked for {priority_label(priority)}"
         )
+
+
+def _check_template_job_limit(deps: Deps, job: Job, limit: int | None) -> None:
+    """The job's template's maxJobRuntimeLimit holds after submit too (a deleted template's
+    no longer does: jobs keep only the maxPriority they were submitted under)."""
+    if job.template is None:
+        return
+    try:
+        template = templates.get(deps, job.template).template
+    except NotFound:
+        return
+    refusal = job_limit_refusal(template, limit)
+    if refusal:
+        raise InvalidRequest(f"job {job.id} uses {refusal}")
 
 
 def _reprioritize_ranges(deps: Deps, job_id: int, priority: int) -> None:
