@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.domain.jobbuild import build, expand
 from shared.domain.jobspec import JobSpec, Sweep
 from shared.errors import InvalidRequest
 
@@ -12,7 +13,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def test_sweep_expands_to_one_task_per_index():
     spec = JobSpec.parse({"tasks": [{"command": "echo $HPC_SWEEP_INDEX", "sweep": "1-20"}]})
-    tasks = spec.expand(7, now=NOW)
+    tasks = expand(spec, 7, now=NOW)
     assert [t.sweep_index for t in tasks] == list(range(1, 21))
     assert [t.id for t in tasks] == list(range(1, 21))
     assert [t.name for t in tasks][:2] == ["job7[1]", "job7[2]"]
@@ -30,7 +31,7 @@ def test_a_sweep_is_built_as_one_range_not_its_tasks():
             ],
         }
     )
-    job, tasks, ranges = spec.build(7, now=NOW)
+    job, tasks, ranges = build(spec, 7, now=NOW)
     assert [t.id for t in tasks] == [1, 1_000_002]
     assert [(r.first_id, r.count, r.start, r.step) for r in ranges] == [
         (2, 1_000_000, 0, 1),
@@ -49,7 +50,7 @@ def test_a_sweep_is_built_as_one_range_not_its_tasks():
 
 
 def test_a_range_task_outside_it_is_refused():
-    _, _, ranges = JobSpec.parse({"command": "x", "sweep": "1-3"}).build(1, now=NOW)
+    _, _, ranges = build(JobSpec.parse({"command": "x", "sweep": "1-3"}), 1, now=NOW)
     with pytest.raises(ValueError, match="not in range"):
         ranges[0].task(4)
 

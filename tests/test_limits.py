@@ -9,6 +9,7 @@ import pytest
 from shared.domain import lifecycle
 from shared.domain.cluster import Node
 from shared.domain.durations import format_duration, parse_duration
+from shared.domain.jobbuild import expand
 from shared.domain.jobspec import JobSpec
 from shared.domain.models import Task
 from shared.domain.protocol import AGENT_PROTOCOL
@@ -62,7 +63,7 @@ def test_spec_limits_apply_to_every_task_and_a_task_may_override_them():
             "tasks": [{"command": "a"}, {"command": "b", "runtimeLimit": 5, "validExitCodes": [7]}],
         }
     )
-    tasks = spec.expand(1, now=T0)
+    tasks = expand(spec, 1, now=T0)
     assert [(t.runtime_limit_s, t.valid_exit_codes) for t in tasks] == [
         (120, [0, 3]),
         (5, [7]),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.domain.cluster import Node
+from shared.domain.jobbuild import expand
 from shared.domain.jobspec import JobSpec
 from shared.domain.memory import parse_mb, shown
 from shared.domain.messages import RegisterNode
@@ -58,7 +59,7 @@ def memory_of(cp, name: str) -> int | None:
 def test_min_memory_is_mb_or_a_size(given, mb) -> None:
     spec = JobSpec.parse({"tasks": [{"command": "x", "minMemoryMb": given}]})
     assert spec.tasks[0].min_memory_mb == mb
-    [task] = spec.expand(1, now=NOW)
+    [task] = expand(spec, 1, now=NOW)
     assert task.min_memory_mb == mb
 
 
@@ -98,11 +99,11 @@ def test_the_jobs_min_memory_is_every_tasks_that_gives_none() -> None:
             ],
         }
     )
-    tasks = spec.expand(1, now=NOW)
+    tasks = expand(spec, 1, now=NOW)
     assert [(t.name, t.min_memory_mb) for t in tasks] == [
         ("a", 4 * G), ("b", 100), ("c", 4 * G), ("c", 4 * G), ("c", 4 * G), ("d", None)
     ]  # fmt: skip
-    one = JobSpec.parse({"command": "x", "minMemoryMb": "2G", "cores": 2}).expand(1, now=NOW)
+    one = expand(JobSpec.parse({"command": "x", "minMemoryMb": "2G", "cores": 2}), 1, now=NOW)
     assert [(t.cores, t.min_memory_mb) for t in one] == [(2, 2 * G)]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.domain.jobbuild import build
 from shared.domain.jobspec import JobSpec
 from shared.domain.outputpaths import OutputIds, check_output_path, expand_output_path
 from shared.errors import InvalidRequest
@@ -96,7 +97,7 @@ def test_spec_refuses_the_sweep_index_in_a_task_that_is_not_a_sweep() -> None:
 def test_top_level_stdout_and_stderr_belong_to_the_single_task() -> None:
     spec = JobSpec.parse({"command": "x", "stdout": "o-%j", "stderr": "e-%j"})
     assert (spec.tasks[0].stdout, spec.tasks[0].stderr) == ("o-%j", "e-%j")
-    task = spec.build(5, now=datetime(2026, 1, 1, tzinfo=UTC))[1][0]
+    task = build(spec, 5, now=datetime(2026, 1, 1, tzinfo=UTC))[1][0]
     assert (task.stdout, task.stderr) == ("o-%j", "e-%j")  # stored unexpanded
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.domain import taskgraph
+from shared.domain.jobbuild import build
 from shared.domain.jobspec import JobSpec
 from shared.domain.models import Job, Step, Task
 from shared.domain.states import JobState, TaskState
@@ -59,8 +60,8 @@ def test_an_unknown_name_or_a_cycle_is_refused_naming_it(tasks, message):
 
 
 def test_prerequisites_get_lower_ids_and_the_spec_order_is_kept_otherwise():
-    job, tasks, ranges = JobSpec.parse(spec(SUM, {"command": "free"}, WORK, PREP)).build(
-        1, now=Job(id=1).submit_time
+    job, tasks, ranges = build(
+        JobSpec.parse(spec(SUM, {"command": "free"}, WORK, PREP)), 1, now=Job(id=1).submit_time
     )
     named = sorted(
         [(t.id, t.name) for t in tasks] + [(r.first_id, r.template.name) for r in ranges]
@@ -70,7 +71,7 @@ def test_prerequisites_get_lower_ids_and_the_spec_order_is_kept_otherwise():
 
 
 def test_a_spec_in_dependency_order_keeps_its_ids():
-    _, tasks, ranges = JobSpec.parse(spec(PREP, WORK, SUM)).build(1, now=Job(id=1).submit_time)
+    _, tasks, ranges = build(JobSpec.parse(spec(PREP, WORK, SUM)), 1, now=Job(id=1).submit_time)
     assert [(t.id, t.name) for t in tasks] == [(1, "prep"), (5, "sum")]
     assert [(r.first_id, r.count) for r in ranges] == [(2, 3)]
 

@@ -1,4 +1,5 @@
-"""The job spec users submit (HTTP body, ``hpc job submit --file``) and its expansion into tasks.
+"""The job spec users submit (HTTP body, ``hpc job submit --file``); its expansion into tasks
+is :mod:`shared.domain.jobbuild`.
 
 Validation here is about the spec alone (a command, a sane sweep range,
 positive cores); checks against the cluster (does the node group exist, is
@@ -8,19 +9,24 @@ any node big enough) are in :mod:`shared.usecases.submit`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
+    Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic.alias_generators import to_camel
 
 from shared.domain import taskgraph
 from shared.domain.durations import MAX_LIMIT_S
-from shared.domain.models import PRIORITY_NAMES, Job, Task
+from shared.domain.models import PRIORITY_NAMES
+from shared.domain.outputpaths import check_output_path
 from shared.domain.specerrors import describe, field_homes, known_fields
 from shared.domain.specmemory import MemoryMb
 from shared.domain.specvalues import (
@@ -32,11 +38,11 @@ from shared.domain.specvalues import (
     check_env_name,
     iso_time,
     priority_value,
+    quoted,
+    shown_json,
     sweep_command,
 )
-from shared.domain.states import TaskState
-from shared.domain.taskrange import TaskRange
-from shared.domain.taskspec import CoreRange, ExitCodes, Spec, TaskSpec
+from shared.domain.tasksize import check_assignment, check_env_size
 from shared.errors import InvalidRequest
 
 __all__ = [
@@ -55,6 +61,157 @@ MAX_CONCURRENT = 1_000_000
 """A job's maxConcurrent at most (submit, templates, hpc job modify)."""
 ONE_TASK_KEYS = ("command", "cores", "exclusive", "nodes", "sweep", "workDir", "env", "stdout", "stderr")  # fmt: skip
 """A one-task job's fields given at the top level, beside its command (the rest are the job's)."""
+
+
+class Spec(BaseModel):
+    """Every level of a job spec: camelCase JSON names, and no field it does not know."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+ExitCodes = Annotated[
+    list[Annotated[int, Strict(), Field(ge=-255, le=255)]], Field(min_length=1, max_length=64)
+]
+
+
+Cores = Annotated[int, Strict(), Field(ge=1, le=4096)]
+
+
+class CoreRange(Spec):
+    """``"cores": {"min": 1, "max": 8}``: placed on ``min``, grown up to ``max`` per node
+    when cores are free at dispatch (the task reads its grant in HPC_TASK_CORES)."""
+
+    min: Cores
+    max: Cores
+
+    @model_validator(mode="after")
+    def _check(self) -> CoreRange:
+        if self.max < self.min:
+            raise ValueError(f"cores max {self.max} is below its min {self.min}")
+        return self
+
+
+class TaskSpec(Spec):
+    name: str = Field(default="", max_length=256)
+    depends_on: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=100
+    )
+    """Names of tasks of the job that must Finish first (shared.domain.taskgraph)."""
+    command: Annotated[str, Field(max_length=32_768)]
+    cores: Cores | CoreRange = 1
+    """Cores on each of its nodes: a number, or {"min": N, "max": M}."""
+    exclusive: StrictBool = False
+    """Nothing else runs on its node(s) while it runs; it holds all their cores."""
+    nodes: StrictInt = Field(default=1, ge=1, le=1024)
+    """Nodes it runs on, all reserved together; the command runs on the first (HPC_NODES)."""
+    min_memory_mb: MemoryMb = None
+    """Memory each of its nodes must have: MB or a size, "4G" (a node filter; the job's, if
+    not given; ``null`` given: any node, whatever the job asks)."""
+    runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    """Seconds; the agent kills the task past it (the job's, if not given)."""
+    valid_exit_codes: ExitCodes | None = None
+    """Exit codes that count as success (the job's, if not given; else [0])."""
+    sweep: Sweep | None = None
+    work_dir: str | None = Field(default=None, max_length=4096)
+    env: dict[str, str] = Field(default_factory=dict)
+    stdout: str | None = Field(default=None, max_length=4096)
+    """A file the task's stdout goes to as well (placeholders: shared/domain/outputpaths.py)."""
+    stderr: str | None = Field(default=None, max_length=4096)
+    """The same for stderr; naming the stdout file puts both streams in it."""
+
+    @field_validator("stdout", "stderr")
+    @classmethod
+    def _output_path(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            check_output_path(v, sweep=info.data.get("sweep") is not None)
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("command is empty: give the shell command the task runs")
+        if "\0" in v:
+            raise ValueError("command holds a NUL character, which no shell command can")
+        return v
+
+    @field_validator("work_dir")
+    @classmethod
+    def _work_dir(cls, v: str | None) -> str | None:
+        if v is not None and "\0" in v:
+            raise ValueError(f"{quoted(v)} holds a NUL character")
+        if v is not None and not v.strip():
+            raise ValueError("is empty: leave it out to run in the default directory")
+        return v
+
+    @field_validator("cores", mode="before")
+    @classmethod
+    def _cores(cls, v: Any) -> Any:
+        """One clear message for either form (not one per branch of the union)."""
+        if isinstance(v, dict):
+            try:
+                return CoreRange.model_validate(v)
+            except ValidationError as e:
+                raise ValueError(
+                    describe(e, spec_fields(), spec_homes()).replace("body: ", "")
+                ) from None
+        if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096:
+            return v
+        raise ValueError(f'cores is a number 1-4096 or {{"min": N, "max": M}}, got {shown_json(v)}')
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _sweep(cls, v: Any) -> Any:
+        """Either form, or one message naming both (not pydantic's "a valid dictionary")."""
+        if isinstance(v, str):
+            return Sweep.parse(v)
+        if v is None or isinstance(v, dict | Sweep):
+            return v
+        raise ValueError(
+            f'sweep is "START-END[:STEP]" (e.g. "1-20" or "0-100:5") or '
+            f'{{"start": S, "end": E, "step": N}}, got {shown_json(v)}'
+        )
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            check_env_name(key)
+            if "\0" in value:
+                raise ValueError(f"{key}: the value holds a NUL character")
+        check_env_size(v)
+        return v
+
+    @model_validator(mode="after")
+    def _fits_assignment(self) -> TaskSpec:
+        """Its assignment message fits on the bus, at the sweep index that makes it longest."""
+        widest = None
+        if self.sweep is not None:
+            widest = max((self.sweep.start, self.sweep.last), key=lambda i: len(str(i)))
+        check_assignment(
+            command=sweep_command(self.command, widest),
+            env=self.env,
+            work_dir=self.work_dir,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            nodes=self.nodes,
+            sweep_index=widest,
+        )
+        return self
+
+    def task_count(self) -> int:
+        return self.sweep.count if self.sweep else 1
+
+    @property
+    def min_cores(self) -> int:
+        return self.cores.min if isinstance(self.cores, CoreRange) else self.cores
+
+    @property
+    def max_cores(self) -> int | None:
+        """The most cores per node it may grow to (None: exactly ``min_cores``)."""
+        if isinstance(self.cores, CoreRange) and self.cores.max > self.cores.min:
+            return self.cores.max
+        return None
 
 
 class JobSpec(Spec):
@@ -145,84 +302,6 @@ class JobSpec(Spec):
                 "start at once"
             )
         return spec
-
-    def build(
-        self, job_id: int, *, now: datetime, owner: str = "admin"
-    ) -> tuple[Job, list[Task], list[TaskRange]]:
-        """The job (state Queued), its single tasks and its sweeps as ranges (their tasks are
-        created as they are dispatched); task ids 1..n in spec order, except that a task
-        that others depend on comes before them (shared.domain.taskgraph)."""
-        job = Job(
-            id=job_id,
-            name=self.name or f"job{job_id}",
-            owner=owner,
-            priority=self.priority,
-            node_groups=list(self.node_groups),
-            max_retries=self.max_retries,
-            submit_time=now,
-            max_concurrent=self.max_concurrent,
-            hold_until=self.hold_until,  # UTC already (_hold_until)
-            held=self.held,
-            runtime_limit=self.runtime_limit,
-            job_runtime_limit=self.job_runtime_limit,
-            depends_on=list(dict.fromkeys(self.depends_on)),
-            run_dependents_on_failure=self.run_dependents_on_failure,
-        )
-        job.steps = taskgraph.steps(self.tasks)
-        tasks: list[Task] = []
-        ranges: list[TaskRange] = []
-        next_id = 1
-        order = taskgraph.spec_order(self.tasks) if job.steps else range(len(self.tasks))
-        for spec in (self.tasks[i] for i in order):
-            index = spec.sweep.start if spec.sweep else None
-            task = Task(
-                job_id=job_id,
-                id=next_id,
-                depends_on=list(dict.fromkeys(spec.depends_on)),
-                name=spec.name or (f"{job.name}[{index}]" if index is not None else job.name),
-                command=spec.command,
-                cores=spec.min_cores,
-                max_cores=spec.max_cores,
-                exclusive=spec.exclusive,
-                nodes=spec.nodes,
-                min_memory_mb=task_memory(spec, self.min_memory_mb),
-                sweep_index=index,
-                work_dir=spec.work_dir,
-                env=dict(spec.env),
-                stdout=spec.stdout,
-                stderr=spec.stderr,
-                priority=self.priority,
-                node_groups=list(self.node_groups),
-                submit_time=now,
-                runtime_limit_s=spec.runtime_limit or self.runtime_limit,
-                valid_exit_codes=spec.valid_exit_codes or self.valid_exit_codes,
-            )
-            if spec.sweep is None:
-                tasks.append(task)
-                next_id += 1
-                continue
-            ranges.append(
-                TaskRange(
-                    job_id=job_id,
-                    first_id=next_id,
-                    count=spec.sweep.count,
-                    start=spec.sweep.start,
-                    step=spec.sweep.step,
-                    template=task,
-                    name_prefix=None if spec.name else job.name,
-                )
-            )
-            next_id += spec.sweep.count
-        job.task_count = next_id - 1
-        job.task_counts = {TaskState.QUEUED: job.task_count}
-        return job, tasks, ranges
-
-    def expand(self, job_id: int, *, now: datetime) -> list[Task]:
-        """Every task of the job as a Task record, sweeps expanded (for tests and small jobs)."""
-        _, tasks, ranges = self.build(job_id, now=now)
-        for r in ranges:
-            tasks += [r.task(r.first_id + k) for k in range(r.count)]
-        return sorted(tasks, key=lambda t: t.id)
 
 
 def spec_fields() -> list[str]:

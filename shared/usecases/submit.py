@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shared.domain import jobbuild
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupnames import canonical_groups
 from shared.domain.growshrink import group_memory_mb, memory_believed, sizes_seen
@@ -40,8 +41,8 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     check_fits(deps, spec, None if given.node_groups else template, groups)
     check_prerequisites(deps, spec)
     now = deps.clock()
-    job, tasks, ranges = spec.build(
-        deps.store.next_job_id(), now=now, owner=principal.name if principal else "admin"
+    job, tasks, ranges = jobbuild.build(
+        spec, deps.store.next_job_id(), now=now, owner=principal.name if principal else "admin"
     )
     job.template = spec.template
     job.max_priority = template.max_priority if template is not None else None
