@@ -1,9 +1,10 @@
 """Whether a job's queued tasks may be scheduled now, and if not, why. Pure.
 
 A job past its whole runtime limit (``jobRuntimeLimit``) starts no more tasks and is
-canceled by the reconciler (:func:`over_time`). Three things hold a job back, whatever the free cores: a hold (``hpc job hold``, or a
-``holdUntil`` time not reached), prerequisite jobs (``dependsOn``) that have not
-Finished, and its ``maxConcurrent`` cap on tasks running at once (Slurm's ``%N``).
+canceled by the reconciler (:func:`over_time`). Three things hold a job back, whatever the
+free cores: a hold (``hpc job hold``, or a ``holdUntil`` time not reached), prerequisite
+jobs (``dependsOn``) that have not Finished, and its ``maxConcurrent`` cap on tasks running
+at once (Slurm's ``%N``).
 A prerequisite that ended otherwise (Failed, Canceled) dooms its dependents: they are
 canceled with that reason, unless the job sets ``runDependentsOnFailure``.
 """
