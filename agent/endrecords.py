@@ -33,23 +33,31 @@ log = logging.getLogger(__name__)
 KILLED = ".killed"
 """The suffix of a record's killed mark (``<key>.killed``, empty, written by the agent)."""
 
-WRAPPER = (
-    "__hpc_end_record=$2; __hpc_command=$1; shift 2; "
-    'trap \'printf "%s\\n" "$?" > "$__hpc_end_record"\' EXIT; '
-    'eval "$__hpc_command"'
+_RUN = (
+    "__hpc_signal=; "
+    "trap '__hpc_signal=HUP' HUP; trap '__hpc_signal=INT' INT; trap '__hpc_signal=TERM' TERM; "
+    '( eval "$__hpc_command" ); __hpc_status=$?; '
+    'if [ -n "$__hpc_signal" ]; then '
+    '[ "$__hpc_status" -le 128 ] || { trap - "$__hpc_signal"; kill -s "$__hpc_signal" $$; }; '
+    'exit "$__hpc_status"; fi; '
+    '[ -z "$__hpc_end_record" ] || printf "%s\\n" "$__hpc_status" > "$__hpc_end_record"; '
+    'exit "$__hpc_status"'
 )
-"""``sh -c WRAPPER name COMMAND RECORD``: run COMMAND in this very shell (no extra process)
-and, when the shell exits (also by ``exit N`` in COMMAND), write its status to RECORD. A
-shell killed by a signal runs no EXIT trap, so a killed task leaves no record. A command
-that sets its own EXIT trap replaces this one: it then leaves no record either, which only
-loses the recovery of its end after an agent crash."""
+"""Run ``$__hpc_command`` in a subshell and, once it returns, write its status to
+``$__hpc_end_record`` (if set) and exit with it. A subshell, not this shell: a command that
+``exec``s (``exec mpirun ...``) or sets its own EXIT trap ran, in this very shell, past any
+record (a probe: after an agent crash such a task's end was unknown, so it was requeued and
+ran to its end twice). A signal (HUP, INT, TERM: a kill, a machine going down) is held
+until the command returns: it then ends with the command's own status (a trap's ``exit 3``)
+or dies by the same signal if the command did, and writes no record either way, so a killed
+task never leaves one (the killed mark, :meth:`EndRecords.mark_killed`, still guards a
+record written before the signal). SIGKILL kills it as it does the command."""
 
-OWNER_WRAPPER = (
-    '__hpc_command=$1; __hpc_end_record=$3; cd -- "$2" || exit 1; shift 3; '
-    '[ -z "$__hpc_end_record" ] || '
-    'trap \'printf "%s\\n" "$?" > "$__hpc_end_record"\' EXIT; '
-    'eval "$__hpc_command"'
-)
+WRAPPER = "__hpc_end_record=$2; __hpc_command=$1; shift 2; " + _RUN
+"""``sh -c WRAPPER name COMMAND RECORD``: :data:`_RUN` COMMAND, its end recorded in RECORD.
+The command's ``$$`` is still this shell's, the task's process group leader."""
+
+OWNER_WRAPPER = '__hpc_command=$1; __hpc_end_record=$3; cd -- "$2" || exit 1; shift 3; ' + _RUN
 """``sh -c OWNER_WRAPPER name COMMAND DIR RECORD`` (--run-as-owner, the shell already the
 task's owner): enter DIR as the owner, then as :data:`WRAPPER`, RECORD being ``/dev/fd/N``,
 a descriptor of the record the agent opened and gave the owner (the owner cannot reach the
@@ -104,6 +112,23 @@ class EndRecords:
     def killed(self, key: str) -> bool:
         return (self.folder / (key + KILLED)).exists()
 
+    def killed_first(self, key: str) -> bool:
+        """The attempt's killed mark is no younger than its record: the record may be the
+        kill's doing (a trap's ``exit`` after the signal). A record older than the mark was
+        written before any kill: the command had returned by itself (a probe: an agent paused
+        past the lifeline's fence, which marks every task it still lists, then killed and
+        restarted; the task had ended before the fence, and its recorded end was thrown
+        away, so it ran to its end twice). Timestamps too close to tell apart count as
+        killed: the task runs again rather than being said to have ended."""
+        try:
+            mark = (self.folder / (key + KILLED)).stat().st_mtime_ns
+        except OSError:
+            return False
+        try:
+            return (self.folder / key).stat().st_mtime_ns >= mark
+        except OSError:
+            return True
+
     def forget(self, key: str) -> None:
         for name in (key, key + KILLED):
             with contextlib.suppress(OSError):
@@ -123,7 +148,7 @@ class EndRecords:
                 continue
             parts = parse_attempt_key(key)
             code = self.read(key)
-            if parts is None or code is None or self.killed(key):
+            if parts is None or code is None or self.killed_first(key):
                 self.forget(key)
                 continue
             out.append(Leftover(*parts, code))

@@ -5,12 +5,15 @@ The agent runs against the real embedded bus and output store (tests/agent_fixtu
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from agent import Agent, AgentConfig
+from agent import Agent, AgentConfig, lifeline
 from agent.endrecords import EndRecords, Leftover
 from agent.runner import Runner, kill_trees
 from shared.adapters.local_output import LocalOutputStore
@@ -279,10 +282,80 @@ def test_a_task_that_ended_before_the_kill_keeps_its_own_result(tmp_path):
     runner.finish()
 
 
+def _recorded(tmp_path: Path, job: int, command: str) -> tuple[int | None, int | None]:
+    """Run ``command`` as a task with an end record, to its end: (exit code, record)."""
+    records = EndRecords(tmp_path / "ends")
+    runner = Runner(
+        run_task(job, command),
+        output=LocalOutputStore(tmp_path / "out"),
+        env={"PATH": "/usr/bin:/bin"},
+        end_record=(records, records.path(job, 1, 1)),
+    )
+    assert runner.start() is None
+    wait_until(lambda: runner.poll() is not None, what="the task's end", timeout=20.0)
+    code = runner.poll()
+    runner.finish()
+    return code, records.read(f"{job}.1.1")
+
+
+@pytest.mark.parametrize(
+    ("command", "code"),
+    [
+        ('exec sh -c "exit 5"', 5),  # exec'd: the wrapper shell itself was replaced
+        ("exec true", 0),
+        ('trap "echo mine" EXIT; exit 4', 4),  # its own EXIT trap replaced the wrapper's
+        ("exit 3", 3),
+        ("sh -c 'kill -SEGV $$'", 139),  # its command died by a signal
+    ],
+)
+def test_every_command_that_returns_leaves_its_end_record(tmp_path, command, code):
+    """A probe: a command that execs (``exec mpirun ...``) or sets its own EXIT trap left no
+    record, so an agent that crashed before reporting its end could not tell it ended: the
+    task was requeued and ran to its end twice. The command now runs in a subshell."""
+    assert _recorded(tmp_path, 30, command) == (code, code)
+
+
+def test_a_signaled_task_leaves_no_record_and_ends_as_its_command_did(tmp_path):
+    """A TERM held by the wrapper: the command's own trap decides the exit code, but a kill
+    (or a machine going down) is never recorded as an end of its own."""
+    records = EndRecords(tmp_path / "ends")
+    runner = Runner(
+        run_task(31, _trapping(0)),
+        output=LocalOutputStore(tmp_path / "out"),
+        env={"PATH": "/usr/bin:/bin"},
+        end_record=(records, records.path(31, 1, 1)),
+    )
+    assert runner.start() is None
+    assert runner.pid is not None
+    _wait_for_sleep(runner.pid)
+    os.killpg(runner.pid, signal.SIGTERM)  # not the agent's kill: no killed mark
+    assert wait_until(lambda: runner.poll() is not None, timeout=20.0)
+    assert runner.poll() == 0 and records.read("31.1.1") is None
+    runner.finish()
+
+
+def test_a_fence_after_the_task_ended_keeps_its_recorded_end(tmp_path):
+    """A probe: an agent paused with SIGSTOP past its lifeline's fence, then killed and
+    restarted. Its task had ended (its record written) before the fence, which still marked
+    it killed, as it marks every task the paused agent had not untracked: the next agent
+    threw the end away and the task ran to its end twice. A record older than its mark
+    stands."""
+    code, record = _recorded(tmp_path, 32, "exit 0")
+    assert (code, record) == (0, 0)
+    records = EndRecords(tmp_path / "ends")
+    past = time.time() - 5
+    os.utime(records.path(32, 1, 1), (past, past))  # ended 5 s before the fence
+    lifeline._kill({999_999_999: "32.1.1"}, records.folder)  # the fence: mark, SIGKILL
+    assert records.killed("32.1.1")
+    assert records.leftovers(running=set()) == [Leftover(32, 1, 1, 0)]
+
+
 def test_a_killed_mark_keeps_a_trap_written_record_from_counting_as_an_end(tmp_path):
     records = EndRecords(tmp_path / "ends")
+    records.mark_killed("15.1.0")  # the kill: its mark first, then the signal
     (records.folder / "15.1.0").write_text("0\n")  # written by a trap after the kill
-    records.mark_killed("15.1.0")
+    mark = (records.folder / "15.1.0.killed").stat().st_mtime_ns
+    os.utime(records.folder / "15.1.0", ns=(mark + 1000, mark + 1000))  # (a later tick)
     (records.folder / "16.1.0").write_text("0\n")  # ran to its end
     records.mark_killed("17.1.0")  # the agent died before the task's shell wrote anything
     assert [(x.job_id, x.exit_code) for x in records.leftovers(running=set())] == [(16, 0)]

@@ -35,7 +35,9 @@ TASKS = 1000
 
 
 def burst(log_dir: Path, n: int = TASKS) -> dict:
-    """A sweep whose tasks log their start (with a timestamp) and, as their last act, their end."""
+    """A sweep whose tasks log their start (with a timestamp) and, as their last act, their end.
+    Each ``exec``s its last step, as ``exec mpirun ...`` does: a probe found that such a task,
+    ending while its agent was down, left no end record and so ran to its end twice."""
     key = "$HPC_JOB_ID.$HPC_TASK_ID"
     return {
         "name": "burst",
@@ -43,7 +45,7 @@ def burst(log_dir: Path, n: int = TASKS) -> dict:
         "tasks": [
             {
                 "command": f'echo "{key} $(date +%s.%N)" >> {log_dir}/starts.log; '
-                f"sleep 0.02; echo {key} >> {log_dir}/ends.log",
+                f'exec sh -c "sleep 0.02; echo {key} >> {log_dir}/ends.log"',
                 "sweep": f"1-{n}",
             }
         ],

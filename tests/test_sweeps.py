@@ -149,3 +149,48 @@ def test_a_capped_sweep_takes_only_its_slots_of_the_window(cp):
     assert cp.schedule_pass() == 4
     running = sorted(t.job_id for t in cp.store.active_tasks())
     assert running == [capped.id, other.id, other.id, other.id]
+
+
+def test_a_steps_paths_and_working_directory_get_its_index_as_its_command_does(cp):
+    """A probe: `--stdout 'out*.txt'` had every step of a sweep write (and truncate) one
+    file named out*.txt, and `--workdir 'runs/*'` failed every step. As in HPC Pack, each
+    `*` of a sweep step's paths is its index (`**` a literal `*`); other tasks keep theirs."""
+    agent = register(cp, "n1", cores=4)
+    cp.submit(
+        {
+            "tasks": [
+                {
+                    "command": "echo *",
+                    "sweep": "4-6",
+                    "workDir": "/data/runs/*",
+                    "stdout": "/data/out*-**.txt",
+                    "stderr": "/data/err_%a_*.txt",
+                }
+            ]
+        }
+    )
+    assert cp.schedule_pass() == 3
+    runs = sorted(agent.runs(), key=lambda r: r.task_id)
+    assert [(r.command, r.work_dir, r.stdout, r.stderr) for r in runs] == [
+        (f"echo {i}", f"/data/runs/{i}", f"/data/out{i}-*.txt", f"/data/err_{i}_{i}.txt")
+        for i in (4, 5, 6)
+    ]
+    single = cp.submit({"command": "x", "workDir": "/data/a*b", "stdout": "/data/o*.txt"})
+    assert cp.schedule_pass() == 1
+    [run] = [r for r in agent.runs() if r.job_id == single.id]
+    assert (run.work_dir, run.stdout) == ("/data/a*b", "/data/o*.txt")  # not a sweep step
+
+
+def test_a_task_is_told_its_attempt(cp):
+    """HPC_TASK_ATTEMPT (Slurm's SLURM_RESTART_COUNT): 0 at first, one more per new run, so a
+    requeued task's restart logic can tell it runs again."""
+    agent = register(cp, "n1")
+    job = cp.submit({"command": "x"})
+    assert cp.schedule_pass() == 1
+    [first] = agent.runs()
+    assert first.env["HPC_TASK_ATTEMPT"] == "0"
+    agent.send(agent.started(first), agent.ended(first, exit_code=1))
+    cp.requeue_task(job.id, 1)
+    assert cp.schedule_pass() == 1
+    [again] = agent.runs()
+    assert again.env["HPC_TASK_ATTEMPT"] == str(again.attempt) == "1"

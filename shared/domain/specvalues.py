@@ -313,6 +313,13 @@ def sweep_command(command: str, index: int | None) -> str:
     return "*".join(part.replace("*", str(index)) for part in command.split("**"))
 
 
+def sweep_path(path: str | None, index: int | None) -> str | None:
+    """A sweep step's working directory, stdout or stderr path: each ``*`` the index, as in
+    its command (HPC Pack replaces ``*`` in a parametric task's file paths and working
+    directory too: a probe's ``--stdout 'out*.txt'`` had every step write one file)."""
+    return None if path is None else sweep_command(path, index)
+
+
 class Sweep(BaseModel):
     """A parametric sweep: one task per index START, START+STEP, ..., END (inclusive)."""
 

@@ -16,6 +16,7 @@ from functools import cache
 from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.messages import MAX_ID, RunTask
 from shared.domain.outputpaths import OutputIds, expand_optional
+from shared.domain.specvalues import sweep_path
 
 MAX_ASSIGNMENT_BYTES = 256 * 1024
 """Service Bus Standard's largest message (shared.ports.bus.MAX_MESSAGE_BYTES; a test pins
@@ -103,6 +104,7 @@ def _assignment_bytes(
     cluster = {
         "HPC_JOB_ID": str(MAX_ID),
         "HPC_TASK_ID": str(MAX_ID),
+        "HPC_TASK_ATTEMPT": str(1_000_000),
         "HPC_SWEEP_INDEX": "" if sweep_index is None else str(sweep_index),
         "HPC_NODE_NAME": _NODE,
         "HPC_NODE_GROUP": _GROUP,
@@ -117,9 +119,9 @@ def _assignment_bytes(
         command=command,
         cores=_CORES,
         runtime_limit_s=MAX_LIMIT_S,
-        work_dir=work_dir,
-        stdout=expand_optional(stdout, ids),
-        stderr=expand_optional(stderr, ids),
+        work_dir=sweep_path(work_dir, sweep_index),
+        stdout=expand_optional(sweep_path(stdout, sweep_index), ids),
+        stderr=expand_optional(sweep_path(stderr, sweep_index), ids),
         env={**cluster, **env},
         owner=_OWNER,
     )

@@ -20,6 +20,7 @@ from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
 from shared.domain.models import Host, Task
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.protocol import carries_owner
+from shared.domain.specvalues import sweep_path
 from shared.domain.states import JobState
 from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict, NotFound
@@ -303,6 +304,7 @@ def _run_task(
     env = {
         "HPC_JOB_ID": str(task.job_id),
         "HPC_TASK_ID": str(task.id),
+        "HPC_TASK_ATTEMPT": str(task.attempt),
         "HPC_SWEEP_INDEX": "" if task.sweep_index is None else str(task.sweep_index),
         "HPC_NODE_NAME": node.name,
         "HPC_NODE_GROUP": group or "",
@@ -318,9 +320,9 @@ def _run_task(
         command=sweep_command(task.command, task.sweep_index),
         cores=hosts[0].cores if hosts else task.cores,
         runtime_limit_s=task.runtime_limit_s,
-        work_dir=task.work_dir,
-        stdout=expand_optional(task.stdout, _output_ids(task)),
-        stderr=expand_optional(task.stderr, _output_ids(task)),
+        work_dir=sweep_path(task.work_dir, task.sweep_index),
+        stdout=expand_optional(sweep_path(task.stdout, task.sweep_index), _output_ids(task)),
+        stderr=expand_optional(sweep_path(task.stderr, task.sweep_index), _output_ids(task)),
         env=env,
         owner=owner if carries_owner(node.agent_protocol) else None,
     )
