@@ -103,6 +103,83 @@ def task_ref(job: str, task: str | None) -> tuple[int, int]:
     return job_id, _id_of(task, "'TASK'")
 
 
+REFUSED = (403, 404, 409)
+"""Statuses that refuse one job (not yours, no such job, not in a state for it): a list of
+ids goes on past them. Any other error (no token, no connection) would be the same for
+every job, so it stops the command at once."""
+
+MAX_TASK_REFS = 10_000
+"""Tasks one ``hpc task cancel | requeue`` names at most (one API call each): more is a job's
+cancel, or several commands."""
+
+TaskRefs = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="JOB[.TASK] [TASK|FIRST-LAST]...",
+        help="The job id and its task ids or ranges (39 10 12 20-30), or tasks as the CLI "
+        "prints them (39.10 39.12).",
+        show_default=False,
+    ),
+]
+
+
+def task_refs(words: list[str]) -> list[tuple[int, int]]:
+    """Tasks named by ``JOB TASK...`` (each TASK an id or a range ``FIRST-LAST``, as
+    scancel's ``39_[10-20]``) or by ``JOB.TASK...`` (each may end in a range: ``39.10-20``),
+    in the order given, each once; BadParameter saying the forms for anything else."""
+    hint = "'JOB[.TASK] [TASK]...'"
+    if not words:
+        raise typer.BadParameter("name the task: JOB TASK or JOB.TASK (e.g. 16.2)", param_hint=hint)
+    if "." in words[0]:
+        pairs = []
+        for word in words:
+            head, dot, tail = word.partition(".")
+            if not dot:
+                raise typer.BadParameter(
+                    f"{quoted(word)}: give every task as JOB.TASK once the first is (16.2 16.3), "
+                    "or the job once and then its task ids (16 2 3)",
+                    param_hint=hint,
+                )
+            job = _id_of(head, hint)
+            pairs += [(job, task) for task in _task_ids(tail, hint)]
+    else:
+        if len(words) == 1:
+            job_id = _id_of(words[0], hint)
+            raise typer.BadParameter(
+                f"name the task: JOB TASK or JOB.TASK (e.g. {job_id}.1)", param_hint="'TASK'"
+            )
+        job = _id_of(words[0], hint)
+        pairs = [(job, task) for word in words[1:] for task in _task_ids(word, "'TASK'")]
+    unique = list(dict.fromkeys(pairs))
+    if len(unique) > MAX_TASK_REFS:
+        raise typer.BadParameter(
+            f"{len(unique):,} tasks: at most {MAX_TASK_REFS:,} at once (one request each); "
+            "cancel the whole job with hpc job cancel, or give fewer",
+            param_hint=hint,
+        )
+    return unique
+
+
+def _task_ids(word: str, hint: str) -> list[int]:
+    """A task id, or a range ``FIRST-LAST`` of them."""
+    first, dash, last = word.partition("-")
+    if not dash:
+        return [_id_of(word, hint)]
+    low, high = _id_of(first, hint), _id_of(last, hint)
+    if high < low:
+        raise typer.BadParameter(
+            f"{quoted(word)}: a range goes from its first task to its last (e.g. 10-20)",
+            param_hint=hint,
+        )
+    if high - low >= MAX_TASK_REFS:
+        raise typer.BadParameter(
+            f"{quoted(word)}: at most {MAX_TASK_REFS:,} tasks at once (one request each); "
+            "cancel the whole job with hpc job cancel, or give fewer",
+            param_hint=hint,
+        )
+    return list(range(low, high + 1))
+
+
 def _id_of(text: str, hint: str) -> int:
     try:
         return parse_id(text)

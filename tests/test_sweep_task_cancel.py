@@ -256,9 +256,9 @@ def test_the_route_and_the_cli_cancel_a_sweep_task_not_created_yet(tmp_path, mon
         assert answer.status_code == 200, answer.text
         assert answer.json()["state"] == "Canceled"
         out = hpc("task", "cancel", str(job), "91")
-        assert out.exit_code == 0 and f"task {job}.91: Canceled" in out.stdout
+        assert out.exit_code == 0 and f"task {job}.91 (sweep index 91): Canceled" in out.stdout
         out = hpc("task", "cancel", f"{job}.92")
-        assert out.exit_code == 0 and f"task {job}.92: Canceled" in out.stdout
+        assert out.exit_code == 0 and f"task {job}.92 (sweep index 92): Canceled" in out.stdout
         out = hpc("task", "cancel", f"{job}.92")
         assert_one_error_line(out, "already Canceled; nothing to cancel")
         listed = client.get(f"/api/jobs/{job}/tasks", params={"after": 89, "limit": 4}).json()
@@ -273,9 +273,24 @@ def test_the_route_and_the_cli_cancel_a_sweep_task_not_created_yet(tmp_path, mon
         counts = client.get(f"/api/jobs/{job}").json()["taskCounts"]  # (task 1 dispatched)
         assert counts["Canceled"] == 3 and sum(counts.values()) == 1000
         out = hpc("task", "requeue", f"{job}.91")
-        assert out.exit_code == 0 and f"task {job}.91: Queued" in out.stdout
+        assert out.exit_code == 0 and f"task {job}.91 (sweep index 91): Queued" in out.stdout
         counts = client.get(f"/api/jobs/{job}").json()["taskCounts"]
         assert counts["Canceled"] == 2 and sum(counts.values()) == 1000
+        # several at once, as scancel 39_[100-102] 39_104: a refusal is said, the rest go on
+        out = hpc("task", "cancel", str(job), "100-102", "92", "104")
+        assert out.exit_code == 1, out.output
+        said = [line.split(":")[0] for line in out.stdout.splitlines()]
+        assert said == [f"task {job}.{i} (sweep index {i})" for i in (100, 101, 102, 104)]
+        assert f"task {job}.92: not canceled: " in out.stderr
+        assert "1 of 5 tasks not canceled" in out.stderr
+        out = hpc("task", "requeue", f"{job}.100-101", f"{job}.104")
+        assert out.exit_code == 0 and out.stdout.count(": Queued") == 3, out.output
+        for bad, says in (
+            ([f"{job}.100", "101"], "give every task as JOB.TASK once the first is"),
+            ([str(job), "9-3"], "a range goes from its first task to its last"),
+            ([str(job), "1-20000"], "at most 10,000 tasks at once"),
+        ):
+            assert_one_error_line(hpc("task", "cancel", *bad), says)
         client.post(f"/api/jobs/{job}/cancel")
 
 

@@ -16,6 +16,7 @@ from hpc.client import ApiClient, ApiError
 from hpc.commands.submit import job_submit
 from hpc.common import (
     JOB_STATES,
+    REFUSED,
     JobId,
     JobIds,
     JsonOption,
@@ -42,11 +43,6 @@ JOB_PAGE = 500
 LIMIT_SAMPLE = 100
 """Tasks ``hpc job view`` reads for their memory requests (kept per task only) and their
 runtime limits when the job has none of its own (its tasks then may set their own)."""
-
-REFUSED = (403, 404, 409)
-"""Statuses that refuse one job (not yours, no such job, not in a state for it): a list of
-ids goes on past them. Any other error (no token, no connection) would be the same for
-every job, so it stops the command at once."""
 
 
 @app.command("list")

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import codecs
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any, cast
 
 import typer
+from rich.text import Text
 
 from hpc import render
+from hpc.client import ApiClient, ApiError
 from hpc.client_output import Stream
 from hpc.common import (
+    REFUSED,
     TASK_STATES,
     JobArg,
     JsonOption,
     OptionalTaskId,
     TaskRef,
+    TaskRefs,
     api_client,
     counted,
     normalise_states,
@@ -28,8 +33,10 @@ from hpc.common import (
     stderr_console,
     stdout_console,
     task_ref,
+    task_refs,
 )
-from hpc.text import for_terminal, safe
+from hpc.errors import CliError
+from hpc.text import for_terminal, one_line, safe
 from shared.domain.specvalues import quoted
 
 TASK_PAGE = 1000
@@ -116,33 +123,52 @@ def _stdout_is_terminal() -> bool:
 
 
 @app.command("cancel")
-def task_cancel(
-    job_id: TaskRef,
-    task_id: OptionalTaskId = None,
-) -> None:
-    """Cancel one task (JOB TASK or JOB.TASK): a queued one now, a running one is killed;
-    the job goes on."""
-    job, task = task_ref(job_id, task_id)
-    with api_client() as client:
-        _print_task_state(client.cancel_task(job, task), job, task)
+def task_cancel(refs: TaskRefs) -> None:
+    """Cancel tasks (JOB TASK..., ranges FIRST-LAST, or JOB.TASK...): a queued one now, a
+    running one is killed; the job goes on. Each is said; exit 1 if any was refused."""
+    _each(task_refs(refs), "canceled", lambda client, job, task: client.cancel_task(job, task))
 
 
 @app.command("requeue")
-def task_requeue(
-    job_id: TaskRef,
-    task_id: OptionalTaskId = None,
+def task_requeue(refs: TaskRefs) -> None:
+    """Run failed or canceled tasks again (JOB TASK..., ranges FIRST-LAST, or JOB.TASK...;
+    a job is reopened if it had ended). Each is said; exit 1 if any was refused."""
+    _each(task_refs(refs), "requeued", lambda client, job, task: client.requeue_task(job, task))
+
+
+def _each(
+    tasks: list[tuple[int, int]],
+    done: str,
+    action: Callable[[ApiClient, int, int], dict[str, Any]],
 ) -> None:
-    """Run a failed or canceled task again (JOB TASK or JOB.TASK; its job is reopened if it
-    had ended)."""
-    job, task = task_ref(job_id, task_id)
+    """``action`` on each task in turn, one line each (as ``hpc job cancel`` goes through its
+    ids); a refused one is a line on stderr and the rest go on. One task alone fails as
+    before, with the API's error as the one line."""
+    refused = 0
     with api_client() as client:
-        _print_task_state(client.requeue_task(job, task), job, task)
+        for job, task in tasks:
+            try:
+                found = action(client, job, task)
+            except ApiError as exc:
+                if len(tasks) == 1 or exc.status not in REFUSED:
+                    raise
+                line = Text(f"task {job}.{task}: not {done}: {one_line(exc.message)}")
+                stderr_console().print(line, soft_wrap=True)
+                refused += 1
+                continue
+            _print_task_state(found, job, task)
+    if refused:
+        raise CliError(f"{refused} of {counted(len(tasks), 'task')} not {done}")
 
 
 def _print_task_state(task: dict[str, Any], job_id: int, task_id: int) -> None:
+    """``task 58.3 (sweep index 20): Canceled``: the index said beside the id, which differ
+    when a sweep does not count from 1 by 1 (a probe canceled the index it did not mean)."""
     state = safe(str(task.get("state", "?")))
     note = " (until its agent has killed it)" if state == "Running" else ""
-    stdout_console().print(f"task {job_id}.{task_id}: {state}{note}", markup=False)
+    index = task.get("sweepIndex")
+    at = f" (sweep index {safe(str(index))})" if isinstance(index, int) else ""
+    stdout_console().print(f"task {job_id}.{task_id}{at}: {state}{note}", markup=False)
 
 
 @app.command("output")
