@@ -202,14 +202,22 @@ def parse_array(text: str) -> tuple[str, int | None]:
 
 
 def parse_time(text: str) -> str:
-    """An ISO 8601 time, checked by the server's own rule (what it reads, 1970 to 9999),
-    sent as given."""
+    """An ISO 8601 time, checked by the server's own rule (what it reads, 1970 to 9999): one
+    with a zone (``Z``, ``+01:00``) sent as given, one without taken as this machine's local
+    time, as Slurm's ``--begin`` takes it and as the CLI shows times (a probe in Tokyo typed
+    its wall clock and the job started 9 hours late: the API reads a time without a zone as
+    UTC), and sent with its offset."""
     iso_time(text)  # ValueError saying what is wrong
-    return text.strip()
+    moment = datetime.fromisoformat(text.strip())
+    if moment.tzinfo is not None:
+        return text.strip()
+    local = moment.astimezone()  # a naive time, read as local
+    iso_time(local)  # its UTC may fall outside 1970-9999 at the edges
+    return local.isoformat()
 
 
 def parse_begin(text: str, *, now: datetime | None = None) -> str:
-    """``--begin``: an ISO 8601 time (UTC if no zone), sent as given, or Slurm's relative
+    """``--begin``: an ISO 8601 time (local if no zone: :func:`parse_time`), or Slurm's relative
     ``now+DURATION`` (``now+90`` is 90 s, ``now+1:00:00`` an hour), sent as the UTC time it
     comes to, since the spec's ``holdUntil`` is a time."""
     head, plus, tail = text.strip().partition("+")

@@ -10,6 +10,7 @@ The HTTP cases run against the real function_app.py (tests/app_fixtures.py).
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -204,9 +205,19 @@ def test_a_hold_until_in_the_past_is_refused_given_the_submit_clock():
     assert JobSpec.parse({"command": "x"}, now=now).hold_until is None
 
 
-def test_the_cli_checks_until_by_the_same_rule():
-    assert parse_time(" 2099-W01 ") == "2099-W01"  # sent as given, trimmed
-    assert parse_time("20990101T000000Z") == "20990101T000000Z"
+def test_the_cli_checks_until_by_the_same_rule(monkeypatch):
+    assert parse_time(" 20990101T000000Z ") == "20990101T000000Z"  # a zone: sent as given
+    assert parse_time("2099-01-01T09:00+09:00") == "2099-01-01T09:00+09:00"
+    # none: this machine's local time, as Slurm's --begin and as the CLI shows times (a probe
+    # in Tokyo typed its wall clock and its job started 9 hours late)
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert parse_time(" 2099-W01 ") == "2098-12-29T00:00:00+09:00"
+        assert parse_time("2099-01-01T14:00") == "2099-01-01T14:00:00+09:00"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
     with pytest.raises(ValueError, match="out of range"):
         parse_time("10000-01-01T00:00:00Z")
     with pytest.raises(ValueError, match="not an ISO 8601 time"):
