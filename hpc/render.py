@@ -70,7 +70,7 @@ def node_state(node: Mapping[str, Any]) -> Text:
     return text
 
 
-def _cells(*values: str | Text) -> list[Text]:
+def cells(*values: str | Text) -> list[Text]:
     """A table row: each value a literal Text (strings cleaned by :func:`hpc.text.cell`)."""
     return [v if isinstance(v, Text) else cell(v) for v in values]
 
@@ -173,7 +173,7 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
         table.add_column(column, justify="right" if column in ("ID", "Done") else "left")
     for job in jobs:
         table.add_row(
-            *_cells(
+            *cells(
                 dash(job.get("id")),
                 dash(job.get("name")),
                 dash(job.get("owner")),
@@ -251,7 +251,7 @@ def job_detail(
         # The one multi-line cell: an error's lines stay lines, cleaned of escapes.
         rows.append(("Error", Text(strip_controls(str(job["error"])), style="red")))
     for label, value in rows:
-        table.add_row(label, *_cells(value))
+        table.add_row(label, *cells(value))
     return Group(table)
 
 
@@ -298,7 +298,7 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
         ("Cores", dash(task.get("cores"))),
         *([("Min memory", f"{memory(asked)} per node")] if _positive_int(asked) else []),
         ("Runtime limit", format_duration(limit) if limit else "none"),
-        ("Node", dash(task.get("node"))),
+        *_task_settings(task),
         ("Attempt", dash(task.get("attempt"))),
         ("Exit code", dash(task.get("exitCode"))),
         ("Submitted", when(task.get("submitTime"))),
@@ -311,8 +311,26 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
         label = "Last attempt" if task.get("state") == "Queued" else "Error"
         rows.append((label, Text(strip_controls(str(task["error"])), style="red")))
     for label, value in rows:
-        table.add_row(label, *_cells(value))
+        table.add_row(label, *cells(value))
     return Group(table)
+
+
+def _task_settings(task: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Its sweep index, the tasks it waits for, and where it runs: every node a multi-node
+    task holds, with its cores (a probe saw only the first node of a 2-node task and none of
+    its dependsOn; HPC Pack's task view shows both)."""
+    rows: list[tuple[str, str]] = []
+    if isinstance(task.get("sweepIndex"), int):
+        rows.append(("Sweep index", dash(task["sweepIndex"])))
+    if task.get("dependsOn"):
+        rows.append(("Depends on", dash(task["dependsOn"])))
+    hosts = task.get("hosts")
+    if isinstance(hosts, list) and len(hosts) > 1:
+        shown = [f"{h.get('node')}:{h.get('cores')}" for h in hosts if isinstance(h, dict)]
+        rows.append(("Nodes", dash(shown)))
+    else:
+        rows.append(("Node", dash(task.get("node"))))
+    return rows
 
 
 def tasks_table(tasks: list[dict[str, Any]]) -> Table:
@@ -329,7 +347,7 @@ def tasks_table(tasks: list[dict[str, Any]]) -> Table:
     for task in tasks:
         output = strip_controls(str(task.get("error") or task.get("output") or "")).strip()
         table.add_row(
-            *_cells(
+            *cells(
                 dash(task.get("id")),
                 dash(task.get("name")),
                 state(task.get("state")),
@@ -337,55 +355,6 @@ def tasks_table(tasks: list[dict[str, Any]]) -> Table:
                 dash(task.get("exitCode")),
                 dash(task.get("attempt")),
                 output.splitlines()[-1] if output else "-",
-            )
-        )
-    return table
-
-
-def _provider(node: dict[str, Any]) -> Any:
-    """``onprem``, and ``as owner`` when its agent runs each task as its job's owner."""
-    provider = node.get("provider")
-    return f"{provider}, as owner" if provider and node.get("runsAsOwner") else provider
-
-
-def nodes_table(nodes: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    columns = (
-        "Name",
-        "Groups",
-        "State",
-        "Cores",
-        "Memory",
-        "Free",
-        "Tasks",
-        "Provider",
-        "Protocol",
-        "Heartbeat",
-        "Reason",
-    )
-    for column in columns:
-        table.add_column(
-            column,
-            justify="right"
-            if column in ("Cores", "Memory", "Free", "Tasks", "Protocol")
-            else "left",
-            no_wrap=column in ("Name", "Groups", "State"),  # the reason wraps instead
-        )
-    for node in nodes:
-        table.add_row(
-            *_cells(
-                dash(node.get("name")),
-                dash(node.get("groups")),
-                node_state(node),
-                dash(node.get("cores")),
-                memory(node.get("memoryMb")),
-                dash(node.get("freeCores")),
-                dash(node.get("runningTasks")),
-                dash(_provider(node)),
-                # its agent's (shared.domain.protocol); none before its first registration
-                dash(node.get("agentProtocol") if node.get("incarnation", 1) else None),
-                ago(node.get("lastHeartbeat")),
-                dash(node.get("stateReason")),
             )
         )
     return table

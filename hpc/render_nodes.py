@@ -1,5 +1,6 @@
-"""One node as ``hpc node view`` shows it, and the filters of ``hpc node list``: the node's
-every field an admin asks about (HPC Pack's node properties, Slurm's ``scontrol show node``)."""
+"""Nodes as ``hpc node list`` shows them (a table) and one node as ``hpc node view`` does:
+the node's every field an admin asks about (HPC Pack's node properties, Slurm's ``scontrol
+show node``), and the filters of ``hpc node list``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hpc.render import ago, dash, drained, memory, node_state, when
+from hpc.render import ago, cells, dash, drained, memory, node_state, when
 from hpc.text import strip_controls
 
 
@@ -71,3 +72,52 @@ def filtered(
         if (not wanted_groups or wanted_groups & {str(g).lower() for g in n.get("groups") or []})
         and (not wanted_states or in_states(n))
     ]
+
+
+def _provider(node: dict[str, Any]) -> Any:
+    """``onprem``, and ``as owner`` when its agent runs each task as its job's owner."""
+    provider = node.get("provider")
+    return f"{provider}, as owner" if provider and node.get("runsAsOwner") else provider
+
+
+def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    columns = (
+        "Name",
+        "Groups",
+        "State",
+        "Cores",
+        "Memory",
+        "Free",
+        "Tasks",
+        "Provider",
+        "Protocol",
+        "Heartbeat",
+        "Reason",
+    )
+    for column in columns:
+        table.add_column(
+            column,
+            justify="right"
+            if column in ("Cores", "Memory", "Free", "Tasks", "Protocol")
+            else "left",
+            no_wrap=column in ("Name", "Groups", "State"),  # the reason wraps instead
+        )
+    for node in nodes:
+        table.add_row(
+            *cells(
+                dash(node.get("name")),
+                dash(node.get("groups")),
+                node_state(node),
+                dash(node.get("cores")),
+                memory(node.get("memoryMb")),
+                dash(node.get("freeCores")),
+                dash(node.get("runningTasks")),
+                dash(_provider(node)),
+                # its agent's (shared.domain.protocol); none before its first registration
+                dash(node.get("agentProtocol") if node.get("incarnation", 1) else None),
+                ago(node.get("lastHeartbeat")),
+                dash(node.get("stateReason")),
+            )
+        )
+    return table

@@ -44,7 +44,7 @@ from rich.table import Table
 from hpc.client import ApiClient
 from hpc.client_http import ApiError
 from hpc.errors import CliError
-from hpc.render import nodes_table
+from hpc.render_nodes import nodes_table
 from hpc.text import cell, safe
 from hpc.up_processes import AGENT_GROUP, HOST_NAME, ClusterProcesses, Stopper
 

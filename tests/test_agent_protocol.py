@@ -19,7 +19,7 @@ from pydantic import ValidationError, create_model
 from rich.console import Console
 
 from agent.registration import request as agent_request
-from hpc.render import nodes_table
+from hpc.render_nodes import nodes_table
 from shared.adapters import cosmos_docs
 from shared.domain.cluster import Node, Principal
 from shared.domain.messages import NODES_QUEUE, Message, RegisterNode, RunTask

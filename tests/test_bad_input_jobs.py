@@ -410,3 +410,26 @@ def test_an_unknown_field_names_the_field_meant(api, spec, said):
     r = api.post("/api/jobs", json=spec)
     assert r.status_code == 422, r.text
     assert r.json()["error"] == f"invalid job spec: {said}"
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("   ", "name: is only blanks"),
+        ("x\u0000y", "holds the control character U+0000"),
+        ("a\u202eb", "holds the control character U+202E"),  # a bidi override
+    ],
+)
+def test_a_name_of_blanks_or_control_characters_is_refused_at_submit_and_in_a_change(
+    api, name, says
+):
+    """A probe: such names were accepted and listed as an empty or garbled Name."""
+    r = submit(api, name=name)
+    assert r.status_code == 422 and says in error(r), r.text
+    r = api.post("/api/jobs", json={"tasks": [{"command": "x", "name": name}]})
+    assert r.status_code == 422 and "tasks.0.name" in error(r), r.text
+    job_id = new_job(api, name="kept")
+    r = api.patch(f"/api/jobs/{job_id}", json={"name": name})
+    assert r.status_code == 422 and says in error(r), r.text
+    assert api.get(f"/api/jobs/{job_id}").json()["name"] == "kept"
+    api.post(f"/api/jobs/{job_id}/cancel")

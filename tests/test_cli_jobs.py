@@ -79,6 +79,11 @@ def test_job_submit_array_and_depends_on(api: StandIn) -> None:
     assert spec["tasks"] == [
         {"command": "echo *", "cores": 1, "sweep": "1-100", "workDir": os.getcwd()}
     ]
+    # comma-separated, as the group flags (a probe's 1,12 was "not a valid integer")
+    both = hpc("job", "submit", "--depends-on", "1,12", "--depends-on", "5", "--", "x")
+    assert both.exit_code == 0 and api.posted("/api/jobs")[-1]["dependsOn"] == [1, 12, 5]
+    bad = hpc("job", "submit", "--depends-on", "1,x", "--", "x")
+    assert bad.exit_code == 2 and "--depends-on" in bad.stderr and "'x'" in bad.stderr
 
 
 def test_task_view_says_why_a_queued_task_waits(api: StandIn) -> None:

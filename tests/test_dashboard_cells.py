@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from hpc.render import memory_request, node_state, nodes_table, task_detail
+from hpc.render import memory_request, node_state, task_detail
+from hpc.render_nodes import nodes_table
 from shared.domain.memory import shown
 from shared.domain.models import PRIORITY_NAMES
 
@@ -121,3 +122,19 @@ def test_the_dashboards_job_memory_reads_as_hpc_job_view() -> None:
     shown_by_cli = [memory_request(page) for page in tasks]
     assert shown_by_cli[2:4] == ["4 GB per node", "per task: 4 GB, none"]
     assert run_js([("memoryRequest", page) for page in tasks]) == shown_by_cli
+
+
+def test_a_task_view_shows_its_sweep_index_its_dependencies_and_every_node() -> None:
+    """A probe: `hpc task view` showed the first node of a 2-node task, and no dependsOn."""
+    task = {
+        "jobId": 7, "id": 3, "name": "sum", "state": "Running", "command": "x", "cores": 2,
+        "sweepIndex": 20, "dependsOn": ["prep", "work"], "node": "n1",
+        "hosts": [{"node": "n1", "cores": 2}, {"node": "n2", "cores": 2}],
+    }  # fmt: skip
+    console = Console(width=120, record=True)
+    console.print(task_detail(task))
+    text = console.export_text()
+    assert "Sweep index    20" in text and "Depends on     prep, work" in text
+    assert "Nodes          n1:2, n2:2" in text
+    console.print(task_detail({**task, "hosts": [{"node": "n1", "cores": 2}]}))
+    assert "Node           n1" in console.export_text()

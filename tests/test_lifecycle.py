@@ -543,6 +543,8 @@ def test_a_task_whose_assignment_cannot_be_sent_fails_only_while_queued(state, f
         ([-1], 0, X, "exit code 0 is not one of validExitCodes [-1]"),
         ([0, 2], 2, F, None),
         ([0, 2], None, X, "exit code None is not one of validExitCodes [0, 2]"),
+        (None, -9, X, "exit code -9 (killed by SIGKILL) is not 0 (validExitCodes)"),
+        ([0, 137], -9, X, "exit code -9 (killed by SIGKILL) is not one of validExitCodes [0, 137]"),
     ],
 )
 def test_a_task_failed_by_its_valid_exit_codes_says_why(valid, code, state, error):
@@ -551,3 +553,19 @@ def test_a_task_failed_by_its_valid_exit_codes_says_why(valid, code, state, erro
     t.valid_exit_codes = valid
     change = lifecycle.task_ended(t, ended(exit_code=code), NOW)
     assert change is not None and t.state is state and t.error == error
+
+
+@pytest.mark.parametrize(
+    ("max_retries", "said"),
+    [
+        (0, "node n1 lost; not requeued (maxRetries 0)"),  # a probe: "requeued 0 times already"
+        (2, "node n1 lost; requeued 2 times already (maxRetries)"),
+    ],
+)
+def test_a_task_failed_past_its_retries_says_the_setting(max_retries, said):
+    t = task(R, incarnation=3)
+    t.requeue_count = max_retries
+    change = lifecycle.lose_attempt(
+        t, max_retries=max_retries, canceling=False, reason="node n1 lost", count=True, now=NOW
+    )
+    assert change is not None and t.state is X and t.error == said

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from hpc.common import JsonOption, api_client, print_json, stderr_console, stdout_console
-from hpc.render import _cells, dash, when
+from hpc.render import cells, dash, when
 
 app = typer.Typer(help="The autoscaler's decisions.", no_args_is_help=True)
 
@@ -34,7 +34,7 @@ def autoscale_log(
         table.add_column(column, no_wrap=column != "Reason")
     for e in entries:
         table.add_row(
-            *_cells(
+            *cells(
                 when(e.get("time")),
                 dash(e.get("action")),
                 dash(e.get("node")),

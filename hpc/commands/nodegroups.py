@@ -10,7 +10,7 @@ from rich.table import Table
 
 from hpc.common import JsonOption, api_client, print_json, stdout_console
 from hpc.errors import CliError
-from hpc.render import _cells, dash, memory
+from hpc.render import cells, dash, memory
 from hpc.spec import parse_memory
 from hpc.text import one_line
 from shared.domain.groupsettings import ONPREM
@@ -34,7 +34,7 @@ def group_list(as_json: JsonOption = False) -> None:
     for g in data.get("groups", []):
         managed = g.get("provider")
         table.add_row(
-            *_cells(
+            *cells(
                 dash(g.get("name")),
                 dash(managed) if managed else "on-prem",
                 dash(g.get("minNodes")) if managed else "-",  # on-prem: no bounds

@@ -19,7 +19,7 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError
-from hpc.render_nodes import filtered, find_node, node_detail
+from hpc.render_nodes import filtered, find_node, node_detail, nodes_table
 from hpc.text import one_line
 from shared.domain.groupnames import unknown_groups
 from shared.domain.states import NodeState
@@ -76,7 +76,7 @@ def node_list(
             else "no nodes: start some with `hpc up` or `hpc agent run`"
         )
         return
-    stdout_console().print(render.nodes_table([_marked(n) for n in nodes]))
+    stdout_console().print(nodes_table([_marked(n) for n in nodes]))
 
 
 @app.command("view")

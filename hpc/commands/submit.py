@@ -17,6 +17,7 @@ from hpc.common import (
     api_client,
     checked_by,
     group_names,
+    parse_id,
     print_json,
     stderr_console,
 )
@@ -138,11 +139,10 @@ def job_submit(
         ),
     ] = None,
     depends_on: Annotated[
-        list[int] | None,
+        list[str] | None,
         typer.Option(
             metavar="JOB",
-            min=1,
-            help="Start only after this job Finished (repeatable).",
+            help="Start only after this job Finished (repeatable, or comma-separated: 12,15).",
         ),
     ] = None,
     runtime_limit: Annotated[
@@ -265,7 +265,7 @@ def job_submit(
             parse_duration(job_runtime_limit) if job_runtime_limit is not None else None
         ),
         valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
-        depends_on=depends_on,
+        depends_on=_job_ids(depends_on or []),
         max_retries=max_retries,
         hold_until=parse_begin(begin) if begin is not None else None,
     )
@@ -339,3 +339,12 @@ def job_submit(
         f"submitted job {shown}{tasks}; follow it with [bold]hpc job watch {shown}[/]",
         soft_wrap=True,
     )
+
+
+def _job_ids(values: list[str]) -> list[int]:
+    """``--depends-on 12 --depends-on 15`` or ``--depends-on 12,15`` (as the group flags take
+    A,B; a probe's 1,12 was told only "not a valid integer")."""
+    try:
+        return [parse_id(part) for value in values for part in value.split(",") if part.strip()]
+    except typer.BadParameter as e:
+        raise typer.BadParameter(e.message, param_hint="'--depends-on'") from None

@@ -22,7 +22,7 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError
-from hpc.render import _cells, dash, priority
+from hpc.render import cells, dash, priority
 from hpc.spec import parse_priority
 from shared.domain.durations import FORMS, format_duration, parse_duration
 
@@ -63,7 +63,7 @@ def template_list(as_json: JsonOption = False) -> None:
         table.add_column(column)
     for t in data.get("templates", []):
         table.add_row(
-            *_cells(
+            *cells(
                 dash(t.get("name")),
                 priority(t.get("priority")),
                 _groups(t.get("nodeGroups"), "-"),
@@ -111,7 +111,7 @@ def _detail(t: dict[str, Any]) -> Table:
         ("  Max job runtime limit", _duration(t.get("maxJobRuntimeLimit"))),
     ]
     for label, value in rows:
-        table.add_row(label, *_cells(value))
+        table.add_row(label, *cells(value))
     return table
 
 

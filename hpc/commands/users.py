@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from hpc.common import JsonOption, api_client, print_json, stderr_console, stdout_console
-from hpc.render import _cells, dash
+from hpc.render import cells, dash
 from hpc.text import safe
 
 app = typer.Typer(help="API users and their tokens (admins only).", no_args_is_help=True)
@@ -72,7 +72,7 @@ def user_list(as_json: JsonOption = False) -> None:
     for column in ("Name", "Role", "Tokens"):
         table.add_column(column)
     for u in data.get("users", []):
-        table.add_row(*_cells(dash(u.get("name")), dash(u.get("role")), dash(u.get("tokens"))))
+        table.add_row(*cells(dash(u.get("name")), dash(u.get("role")), dash(u.get("tokens"))))
     stdout_console().print(table)
 
 

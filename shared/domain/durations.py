@@ -35,7 +35,7 @@ def parse_duration(text: str) -> int:
         raise ValueError(f"{text!r} is not {FORMS}, e.g. 2:00:00, 1-12:00:00 or 90")
     seconds = int(days) * 86400 + sum(int(p) * u for p, u in zip(parts, units, strict=True))
     if not 1 <= seconds <= MAX_LIMIT_S:
-        raise ValueError(f"runtime limit {text!r} must be between 1 second and 366 days")
+        raise ValueError(f"a duration of {text!r}: give one from 1 second to 366 days")
     return seconds
 
 

@@ -8,6 +8,7 @@ any node big enough) are in :mod:`shared.usecases.submit`.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -61,6 +62,18 @@ MAX_CONCURRENT = 1_000_000
 """A job's maxConcurrent at most (submit, templates, hpc job modify)."""
 ONE_TASK_KEYS = ("command", "cores", "exclusive", "nodes", "sweep", "workDir", "env", "stdout", "stderr")  # fmt: skip
 """A one-task job's fields given at the top level, beside its command (the rest are the job's)."""
+
+
+def check_name(value: str) -> str:
+    """A job's or task's name: any text a list can show, or empty (a default name); not
+    blanks alone, nor control characters (NUL, escapes, bidi overrides), which listed an
+    empty or garbled Name (a probe)."""
+    if value and not value.strip():
+        raise ValueError("is only blanks: give a name, or leave it out for the default")
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf")), None)
+    if bad is not None:
+        raise ValueError(f"holds the control character U+{ord(bad):04X}: names are plain text")
+    return value
 
 
 class Spec(BaseModel):
@@ -125,6 +138,11 @@ class TaskSpec(Spec):
         if v is not None:
             check_output_path(v, sweep=info.data.get("sweep") is not None)
         return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
 
     @field_validator("command")
     @classmethod
@@ -272,6 +290,11 @@ class JobSpec(Spec):
     @classmethod
     def _priority(cls, v: Any) -> int:
         return priority_value(v)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v)
 
     @field_validator("hold_until", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.durations import MAX_LIMIT_S
-from shared.domain.jobspec import MAX_CONCURRENT, MAX_JOB_NAME, priority_value
+from shared.domain.jobspec import MAX_CONCURRENT, MAX_JOB_NAME, check_name, priority_value
 from shared.domain.models import Job
 from shared.domain.states import JOB_TERMINAL, JobState, TaskState
 from shared.domain.templates import job_limit_refusal, priority_label
@@ -108,6 +108,11 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
     limit = changes.get("jobRuntimeLimit")
     if "name" in changes and (not isinstance(name, str) or not 1 <= len(name) <= MAX_JOB_NAME):
         raise InvalidRequest(f"name is text of 1 to {MAX_JOB_NAME} characters")
+    if "name" in changes:
+        try:
+            check_name(str(name))
+        except ValueError as e:
+            raise InvalidRequest(f"name: {e}") from None
     if (
         "maxConcurrent" in changes
         and cap is not None

@@ -5,6 +5,7 @@ Part of :mod:`shared.domain.lifecycle` (its docstring states the guarantees). Pu
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,11 +79,24 @@ def outcome(
 def exit_reason(exit_code: int | None, valid: list[int] | None) -> str:
     """Why an exit code failed its task: every failed task says why (a probe found the
     default rule's failures with ``"error": null``, so no Error line in ``hpc task view``)."""
+    killed = (
+        f" (killed by {_signal_name(-exit_code)})"
+        if exit_code is not None and exit_code < 0
+        else ""
+    )
     if valid:
-        return f"exit code {exit_code} is not one of validExitCodes {valid}"
+        return f"exit code {exit_code}{killed} is not one of validExitCodes {valid}"
     if exit_code is None:
         return "its end was reported without an exit code"
-    return f"exit code {exit_code} is not 0 (validExitCodes)"
+    return f"exit code {exit_code}{killed} is not 0 (validExitCodes)"
+
+
+def _signal_name(number: int) -> str:
+    """``SIGKILL`` for 9: what a negative exit code (a process ended by a signal) means."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def task_started(task: Task, ev: TaskStarted, now: datetime) -> TaskChange | None:
@@ -201,7 +215,11 @@ def lose_attempt(
         task.error = f"{reason} after a cancel was asked for; canceled"
     elif task.requeue_count > max_retries:
         task.move_to(TaskState.FAILED, now=now)
-        task.error = f"{reason}; requeued {max_retries} times already"
+        task.error = (
+            f"{reason}; not requeued (maxRetries 0)"
+            if max_retries == 0
+            else f"{reason}; requeued {max_retries} times already (maxRetries)"
+        )
     elif canceling:
         task.move_to(TaskState.CANCELED, now=now)
     else:
