@@ -329,6 +329,28 @@ def test_requeue_refuses_a_task_whose_prerequisite_failed_naming_it(cp):
     assert cp.requeue_task(job.id, 1).state is TaskState.QUEUED  # prep first: that works
 
 
+def test_requeue_of_a_sweep_task_never_created_names_the_failed_prerequisite(cp):
+    """A probe: a sweep step canceled with its failed prerequisite, before the scheduler
+    created it, was told about the scheduler's workings, not what holds it back."""
+    n1 = register(cp, "n1", cores=1)
+    spec = {
+        "tasks": [
+            {"name": "prep", "command": "prep"},
+            {"name": "work", "command": "work *", "sweep": "1-3", "dependsOn": ["prep"]},
+        ],
+    }
+    job = cp.submit(spec)
+    cp.schedule_pass()
+    [run] = n1.runs()
+    n1.send(n1.started(run), n1.ended(run, exit_code=1))
+    assert cp.get_job(job.id).state is JobState.FAILED
+    with pytest.raises(Conflict, match=r"3 would be canceled again at once: dependency 'prep'"):
+        cp.requeue_task(job.id, 3)
+    assert cp.requeue_task(job.id, 1).state is TaskState.QUEUED  # prep first: that works
+    with pytest.raises(Conflict, match=r"requeued with its job: hpc job requeue \d+ once"):
+        cp.requeue_task(job.id, 3)  # (prep runs again: the job has not ended)
+
+
 def test_only_a_jobs_owner_or_an_admin_reads_what_its_tasks_wrote(host):
     """Found live: with --run-as-owner, any user could read another user's task output.
     Every user sees every job and task's state; the output is its owner's and admins'."""

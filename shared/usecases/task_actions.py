@@ -28,7 +28,7 @@ import logging
 
 from shared.domain import lifecycle, taskgraph
 from shared.domain.messages import CancelTask
-from shared.domain.models import Task
+from shared.domain.models import Job, Task
 from shared.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState
 from shared.errors import NotFound, Refused
 from shared.usecases import sweeps, taskdeps
@@ -75,7 +75,7 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
 
     def attempt() -> Task:
         job = deps.store.get_job(job_id)
-        task = _stored(deps, job_id, task_id)
+        task = _stored(deps, job, task_id)
         if job.state is JobState.CANCELING:
             raise Refused(f"job {job_id} is being canceled; requeue it once it is Canceled")
         if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
@@ -86,17 +86,7 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
                 )
             raise Refused(f"job {job_id} is {job.state}; nothing of it can run again")
         if task.state in (TaskState.FAILED, TaskState.CANCELED):
-            doomed = prerequisite_refusal(deps, job)  # the job requeue is refused too
-            inside = taskgraph.doomed(task.depends_on, job.steps, job)
-            if inside:  # said again with how its prerequisite ended (failed or canceled)
-                failed = taskdeps.failed_counts(deps, job)
-                inside = taskgraph.doomed(task.depends_on, job.steps, job, failed)
-            if doomed or inside:
-                raise Refused(
-                    f"task {job_id}.{task_id} would be canceled again at once: "
-                    + (doomed or f"{inside}; requeue that first (or the whole job: "
-                       f"hpc job requeue {job_id})")
-                )  # fmt: skip
+            _refuse_if_doomed(deps, job, task)
         now = deps.clock()
         change = lifecycle.rerun(task, now)
         if change is None and task.cancel_requested:  # its agent is still killing it
@@ -121,9 +111,27 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
     return task
 
 
-def _stored(deps: Deps, job_id: int, task_id: int) -> Task:
+def _refuse_if_doomed(deps: Deps, job: Job, task: Task) -> None:
+    """Refused (409) if the task, queued again, would be canceled again at once: its job's
+    prerequisite job, or a task it depends on, did not finish (said with how it ended)."""
+    doomed = prerequisite_refusal(deps, job)  # the job requeue is refused too
+    inside = taskgraph.doomed(task.depends_on, job.steps, job)
+    if inside:  # said again with how its prerequisite ended (failed or canceled)
+        failed = taskdeps.failed_counts(deps, job)
+        inside = taskgraph.doomed(task.depends_on, job.steps, job, failed)
+    if doomed or inside:
+        raise Refused(
+            f"task {job.id}.{task.id} would be canceled again at once: "
+            + (doomed or f"{inside}; requeue that first (or the whole job: "
+               f"hpc job requeue {job.id})")
+        )  # fmt: skip
+
+
+def _stored(deps: Deps, job: Job, task_id: int) -> Task:
     """The stored task to requeue; NotFound (404) if the job has no such task, Conflict
-    (409) saying what can be done if it is a sweep's task not created yet."""
+    (409) saying what can be done if it is a sweep's task not created yet: first whether a
+    prerequisite dooms it (a probe was told of the scheduler's workings instead)."""
+    job_id = job.id
     try:
         return deps.store.get_task(job_id, task_id)
     except NotFound:
@@ -138,9 +146,10 @@ def _stored(deps: Deps, job_id: int, task_id: int) -> Task:
             raise Refused(
                 f"task {job_id}.{task_id} is Queued; only a Failed or Canceled task can be requeued"
             ) from None
+        _refuse_if_doomed(deps, job, task)
+        when = "" if job.state in JOB_TERMINAL else " once the job has ended"
         raise Refused(
-            f"{unborn}, so it is requeued with its job: hpc job requeue {job_id} once the job "
-            "has ended"
+            f"{unborn}, so it is requeued with its job: hpc job requeue {job_id}{when}"
         ) from None
 
 
