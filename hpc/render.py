@@ -21,6 +21,7 @@ from hpc.text import cell, one_line, strip_controls
 from shared.domain.durations import format_duration
 from shared.domain.memory import shown
 from shared.domain.models import PRIORITY_NAMES
+from shared.domain.specvalues import sweep_command
 from shared.domain.states import TASK_TERMINAL, TaskState
 
 STATE_STYLES: dict[str, str] = {
@@ -222,10 +223,15 @@ def _positive_int(value: Any) -> TypeGuard[int]:
 
 
 def job_detail(
-    job: Mapping[str, Any], *, limit: str | None = None, memory: str | None = None
+    job: Mapping[str, Any],
+    *,
+    limit: str | None = None,
+    memory: str | None = None,
+    failure: str | None = None,
 ) -> RenderableType:
     """One job; ``limit`` is its runtime limit as :func:`runtime_limit` words it, ``memory``
-    its tasks' request as :func:`memory_request` does (None: no row, none is set)."""
+    its tasks' request as :func:`memory_request` does, ``failure`` its first failed task as
+    :func:`first_failure` does (None: no row)."""
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
@@ -250,9 +256,18 @@ def job_detail(
     if job.get("error"):
         # The one multi-line cell: an error's lines stay lines, cleaned of escapes.
         rows.append(("Error", Text(strip_controls(str(job["error"])), style="red")))
+    if failure:
+        rows.append(("First failure", Text(strip_controls(failure), style="red")))
     for label, value in rows:
         table.add_row(label, *cells(value))
     return Group(table)
+
+
+def first_failure(task: Mapping[str, Any]) -> str:
+    """``task 39.1: working directory ... does not exist``: why a failed job's first failed
+    task failed, so its view says it (a probe needed hpc task list for every failure)."""
+    why = task.get("error") or f"exit code {dash(task.get('exitCode'))}"
+    return f"task {dash(task.get('jobId'))}.{dash(task.get('id'))}: {why}"
 
 
 def _settings(job: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -294,7 +309,7 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
         ("Task", f"{dash(task.get('jobId'))}.{dash(task.get('id'))}"),
         ("Name", dash(task.get("name"))),
         ("State", state(task.get("state"))),
-        ("Command", dash(task.get("command"))),
+        *_command(task),
         ("Cores", dash(task.get("cores"))),
         *([("Min memory", f"{memory(asked)} per node")] if _positive_int(asked) else []),
         ("Runtime limit", format_duration(limit) if limit else "none"),
@@ -313,6 +328,26 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
     for label, value in rows:
         table.add_row(label, *cells(value))
     return Group(table)
+
+
+def _command(task: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What a task runs: a sweep step's command with its index in place of each ``*`` (what
+    its agent is sent), and the command as submitted when that differs (a probe saw only the
+    template, ``echo *``)."""
+    command, index = task.get("command"), task.get("sweepIndex")
+    if not isinstance(command, str) or not isinstance(index, int):
+        return [("Command", dash(command))]
+    runs = sweep_command(command, index)
+    return [("Command", runs)] + ([("As submitted", command)] if runs != command else [])
+
+
+def task_name(task: Mapping[str, Any]) -> str:
+    """A task's name as lists show it: a named sweep's steps share their name (dependsOn
+    names it), so each is shown with its index, ``work[6]``, as unnamed ones are."""
+    name, index = dash(task.get("name")), task.get("sweepIndex")
+    if isinstance(index, int) and not name.endswith(f"[{index}]"):
+        return f"{name}[{index}]"
+    return name
 
 
 def _task_settings(task: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -349,7 +384,7 @@ def tasks_table(tasks: list[dict[str, Any]]) -> Table:
         table.add_row(
             *cells(
                 dash(task.get("id")),
-                dash(task.get("name")),
+                task_name(task),
                 state(task.get("state")),
                 dash(task.get("node")),
                 dash(task.get("exitCode")),

@@ -105,7 +105,7 @@ def build_spec(
     nodes: int | None = None,
     min_memory_mb: int | None = None,
     priority: int | str | None = None,
-    sweep: str | None = None,
+    sweep: str | list[str] | None = None,
     work_dir: str | None = None,
     env: dict[str, str] | None = None,
     runtime_limit: int | None = None,
@@ -135,7 +135,10 @@ def build_spec(
         task["stdout"] = stdout
     if stderr is not None:
         task["stderr"] = stderr
-    spec: dict[str, Any] = {"tasks": [task]}
+    sweeps = sweep if isinstance(sweep, list) else None
+    if sweeps is not None:  # --array 1,3,5-9: one task entry per range, alike otherwise
+        del task["sweep"]
+    spec: dict[str, Any] = {"tasks": [{**task, "sweep": s} for s in sweeps] if sweeps else [task]}
     spec.update(
         job_settings(
             name=name,
@@ -188,8 +191,9 @@ def job_settings(
     return {k: v for k, v in given.items() if v is not None}
 
 
-def parse_array(text: str) -> tuple[str, int | None]:
-    """Slurm's ``--array 1-100%10``: the sweep range, and how many may run at once."""
+def parse_array(text: str) -> tuple[list[str], int | None]:
+    """Slurm's ``--array 1-100%10``: the sweep ranges (``1,3,5-9:2`` is three; a lone index
+    ``5`` is ``5-5``, as Slurm takes both), and how many may run at once."""
     sweep, sep, cap = text.partition("%")
     limit = None
     if sep:
@@ -198,7 +202,10 @@ def parse_array(text: str) -> tuple[str, int | None]:
                 f"{quoted(text)}: after % comes how many may run at once, e.g. 1-100%10"
             )
         limit = int(cap)
-    return parse_sweep(sweep), limit
+    parts = [part.strip() for part in sweep.split(",")]
+    if not all(parts):
+        raise ValueError(f"{quoted(text)}: give indices or ranges between the commas, e.g. 1,3,5-9")
+    return [parse_sweep(f"{p}-{p}" if p.isdigit() else p) for p in parts], limit
 
 
 def parse_time(text: str) -> str:

@@ -79,6 +79,16 @@ def test_job_submit_array_and_depends_on(api: StandIn) -> None:
     assert spec["tasks"] == [
         {"command": "echo *", "cores": 1, "sweep": "1-100", "workDir": os.getcwd()}
     ]
+    # Slurm's other array forms: a lone index, and a list (a probe found both refused)
+    assert hpc("job", "submit", "--array", "5", "--", "x").exit_code == 0
+    assert [t["sweep"] for t in api.posted("/api/jobs")[-1]["tasks"]] == ["5-5"]
+    listed = hpc("job", "submit", "--array", "1,3,10-20:5%2", "--", "x *")
+    assert listed.exit_code == 0, listed.stderr
+    [spec] = api.posted("/api/jobs")[-1:]
+    assert [t["sweep"] for t in spec["tasks"]] == ["1-1", "3-3", "10-20:5"]
+    assert {t["command"] for t in spec["tasks"]} == {"x *"} and spec["maxConcurrent"] == 2
+    bad = hpc("job", "submit", "--array", "1,,3", "--", "x")
+    assert bad.exit_code == 2 and "between the commas" in bad.stderr
     # comma-separated, as the group flags (a probe's 1,12 was "not a valid integer")
     both = hpc("job", "submit", "--depends-on", "1,12", "--depends-on", "5", "--", "x")
     assert both.exit_code == 0 and api.posted("/api/jobs")[-1]["dependsOn"] == [1, 12, 5]

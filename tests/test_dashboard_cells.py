@@ -138,3 +138,21 @@ def test_a_task_view_shows_its_sweep_index_its_dependencies_and_every_node() -> 
     assert "Nodes          n1:2, n2:2" in text
     console.print(task_detail({**task, "hosts": [{"node": "n1", "cores": 2}]}))
     assert "Node           n1" in console.export_text()
+
+
+def test_a_sweep_steps_view_and_list_show_what_it_runs_and_its_index() -> None:
+    """A probe: a sweep step showed its template (``echo * **``) and a named sweep's steps
+    all listed as the same name."""
+    from hpc.render import job_detail, tasks_table
+
+    step = {"jobId": 3, "id": 2, "name": "work", "state": "Queued", "command": "echo * **",
+            "sweepIndex": 6}  # fmt: skip
+    console = Console(width=120, record=True)
+    console.print(task_detail(step))
+    console.print(tasks_table([step, {**step, "id": 3, "name": "job3[7]", "sweepIndex": 7}]))
+    failed = {"id": 3, "state": "Failed", "taskCounts": {"Failed": 1}}
+    console.print(job_detail(failed, failure="task 3.1: working directory 'x' does not exist"))
+    text = console.export_text()
+    assert "Command        echo 6 *" in text and "As submitted   echo * **" in text
+    assert "work[6]" in text and "job3[7]" in text and "job3[7][7]" not in text
+    assert "First failure  task 3.1: working directory 'x' does not exist" in text

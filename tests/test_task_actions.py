@@ -249,6 +249,27 @@ def test_the_cli_cancels_and_requeues_a_task(host, monkeypatch):
     app.cp.cancel_job(job["id"])
 
 
+def test_hpc_job_view_says_why_its_first_failed_task_failed(host, monkeypatch):
+    """A probe: a failed job's view said only "1 of 1 tasks failed"; every reason needed
+    hpc task list. Its first failed task is read too, past the first page's."""
+    client, app, node = host
+    monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+    monkeypatch.setenv("HPC_TOKEN", app.token)
+    job = client.post("/api/jobs", json={"command": "x", "sweep": "1-2"}).json()
+    for _ in range(2):
+        app.cp.schedule_pass()
+        [run] = node.runs()
+        node.send(node.started(run))
+        if run.task_id == 1:
+            node.send(node.ended(run, exit_code=0))
+        else:
+            node.send(node.ended(run, exit_code=None, error="working directory 'x' is gone"))
+    monkeypatch.setattr("hpc.commands.jobs.LIMIT_SAMPLE", 1)  # the failure is not on it
+    out = hpc("job", "view", str(job["id"]))
+    assert out.exit_code == 0, out.output
+    assert f"First failure  task {job['id']}.2: working directory 'x' is gone" in out.stdout
+
+
 def test_a_late_duplicate_end_of_the_old_attempt_does_not_touch_the_requeued_task(cp):
     n1 = register(cp, "n1", cores=1)
     job = cp.submit(three())

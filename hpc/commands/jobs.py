@@ -102,13 +102,18 @@ def job_view(job_id: JobId, as_json: JsonOption = False) -> None:
             print_json(job)
             return
         tasks: list[dict[str, Any]] = []  # their runtime limits, if the job has none, and memory
+        failed: list[dict[str, Any]] = []  # the first failed task, to say why
         try:
             tasks = client.list_tasks(job_id, limit=LIMIT_SAMPLE).get("tasks", [])
+            failed = [t for t in tasks if t.get("state") == "Failed"][:1]
+            if not failed and (job.get("taskCounts") or {}).get("Failed"):
+                failed = client.list_tasks(job_id, state="Failed", limit=1).get("tasks", [])
         except ApiError as exc:
             if exc.status not in REFUSED:  # not this job's tasks to read: it still shows
                 raise
     limit, memory = render.runtime_limit(job, tasks), render.memory_request(tasks)
-    stdout_console().print(render.job_detail(job, limit=limit, memory=memory))
+    failure = render.first_failure(failed[0]) if failed else None
+    stdout_console().print(render.job_detail(job, limit=limit, memory=memory, failure=failure))
 
 
 @app.command("cancel")

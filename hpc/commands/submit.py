@@ -133,8 +133,9 @@ def job_submit(
     array: Annotated[
         str | None,
         typer.Option(
-            metavar="START-END[:STEP][%N]",
-            help="Slurm's job array: a sweep, at most N tasks running at once.",
+            metavar="RANGE[,RANGE...][%N]",
+            help="Slurm's job array: a sweep (1-100, 0-90:10, a lone index 5, or several: "
+            "1,3,5-9), at most N tasks running at once.",
             callback=checked_by(parse_array),
         ),
     ] = None,
