@@ -138,8 +138,8 @@ def test_dispatched_sweep_commands_have_their_index(cp):
 
 
 def test_cli_array_is_a_sweep_with_a_cap():
-    assert parse_array("1-100%10") == ("1-100", 10)
-    assert parse_array("0-8:2") == ("0-8:2", None)
+    assert parse_array("1-100%10") == (["1-100"], 10)
+    assert parse_array("0-8:2") == (["0-8:2"], None)
     spec = build_spec(command="x", sweep="1-100", max_concurrent=10, depends_on=[4])
     assert spec["maxConcurrent"] == 10 and spec["dependsOn"] == [4]
     with pytest.raises(ValueError, match="after %"):
