@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from hpc.client import ApiClient
+from hpc.client import ApiClient, ApiError
+from hpc.errors import CliError
+from hpc.text import one_line
 from shared.domain.messages import MAX_ID
 from shared.domain.specvalues import cut, quoted
 from shared.domain.states import JobState, TaskState
@@ -209,6 +212,39 @@ def stderr_console() -> Console:
 def api_client() -> ApiClient:
     """A client for the control plane, configured from the environment."""
     return ApiClient()
+
+
+_Item = TypeVar("_Item")
+
+
+def act_on_each(
+    items: Sequence[_Item],
+    *,
+    noun: str,
+    done: str,
+    name: Callable[[_Item], str],
+    action: Callable[[ApiClient, _Item], dict[str, Any]],
+    show: Callable[[dict[str, Any], _Item], None],
+) -> None:
+    """``action`` on each item in turn, one line each (``show``), as scancel takes a list: a
+    refused one (:data:`REFUSED`) is a line on stderr and the rest go on; exit 1 if any was
+    refused. One item alone fails as before, with the API's error as the one line; any other
+    error (no token, no connection) would be the same for every item, so it stops at once."""
+    refused = 0
+    with api_client() as client:
+        for item in items:
+            try:
+                result = action(client, item)
+            except ApiError as exc:
+                if len(items) == 1 or exc.status not in REFUSED:
+                    raise
+                line = Text(f"{noun} {name(item)}: not {done}: {one_line(exc.message)}")
+                stderr_console().print(line, soft_wrap=True)
+                refused += 1
+                continue
+            show(result, item)
+    if refused:
+        raise CliError(f"{refused} of {counted(len(items), noun)} not {done}")
 
 
 def print_json(data: Any) -> None:

@@ -20,6 +20,7 @@ from hpc.common import (
     JobId,
     JobIds,
     JsonOption,
+    act_on_each,
     api_client,
     checked_by,
     counted,
@@ -169,23 +170,13 @@ def _act(
     is a line on stderr and the rest go on; exit 1 if any was refused. One job alone fails
     as before, with the API's error as the one line. ``note``: words beside a job's new
     state; ``show_reason``: its pending reason on a line of its own."""
-    refused = 0
-    with api_client() as client:
-        for job_id in job_ids:
-            try:
-                job = action(client, job_id)
-            except ApiError as exc:
-                if len(job_ids) == 1 or exc.status not in REFUSED:
-                    raise
-                line = Text(f"job {job_id}: not {done}: {one_line(exc.message)}")
-                stderr_console().print(line, soft_wrap=True)
-                refused += 1
-                continue
-            _print_job_state(job, job_id, note=note(job, job_id) if note else None)
-            if show_reason and job.get("pendingReason"):
-                stdout_console().print(Text(one_line(job["pendingReason"])))
-    if refused:
-        raise CliError(f"{refused} of {counted(len(job_ids), 'job')} not {done}")
+
+    def show(job: dict[str, Any], job_id: int) -> None:
+        _print_job_state(job, job_id, note=note(job, job_id) if note else None)
+        if show_reason and job.get("pendingReason"):
+            stdout_console().print(Text(one_line(job["pendingReason"])))
+
+    act_on_each(job_ids, noun="job", done=done, name=str, action=action, show=show)
 
 
 @app.command("modify")

@@ -13,19 +13,18 @@ from collections.abc import Callable
 from typing import Annotated, Any, cast
 
 import typer
-from rich.text import Text
 
 from hpc import render
-from hpc.client import ApiClient, ApiError
+from hpc.client import ApiClient
 from hpc.client_output import Stream
 from hpc.common import (
-    REFUSED,
     TASK_STATES,
     JobArg,
     JsonOption,
     OptionalTaskId,
     TaskRef,
     TaskRefs,
+    act_on_each,
     api_client,
     counted,
     normalise_states,
@@ -35,8 +34,7 @@ from hpc.common import (
     task_ref,
     task_refs,
 )
-from hpc.errors import CliError
-from hpc.text import for_terminal, one_line, safe
+from hpc.text import for_terminal, safe
 from shared.domain.specvalues import quoted
 
 TASK_PAGE = 1000
@@ -142,23 +140,15 @@ def _each(
     action: Callable[[ApiClient, int, int], dict[str, Any]],
 ) -> None:
     """``action`` on each task in turn, one line each (as ``hpc job cancel`` goes through its
-    ids); a refused one is a line on stderr and the rest go on. One task alone fails as
-    before, with the API's error as the one line."""
-    refused = 0
-    with api_client() as client:
-        for job, task in tasks:
-            try:
-                found = action(client, job, task)
-            except ApiError as exc:
-                if len(tasks) == 1 or exc.status not in REFUSED:
-                    raise
-                line = Text(f"task {job}.{task}: not {done}: {one_line(exc.message)}")
-                stderr_console().print(line, soft_wrap=True)
-                refused += 1
-                continue
-            _print_task_state(found, job, task)
-    if refused:
-        raise CliError(f"{refused} of {counted(len(tasks), 'task')} not {done}")
+    ids: :func:`hpc.common.act_on_each`)."""
+    act_on_each(
+        tasks,
+        noun="task",
+        done=done,
+        name=lambda ref: f"{ref[0]}.{ref[1]}",
+        action=lambda client, ref: action(client, *ref),
+        show=lambda found, ref: _print_task_state(found, *ref),
+    )
 
 
 def _print_task_state(task: dict[str, Any], job_id: int, task_id: int) -> None:
