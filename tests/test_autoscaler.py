@@ -27,6 +27,7 @@ from shared.ports.compute import ComputeError, ErrorKind, PowerState
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 S = timedelta(seconds=1)
 MIN = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 AZ, ONPREM = "AzureNodes", "OnPremNodes"
 ON, OFF, STARTING = NodeState.ONLINE, NodeState.OFFLINE, NodeState.STARTING
 
@@ -500,6 +501,47 @@ def test_node_that_never_joins_is_stopped_after_the_deployment_timeout():
     assert actions(d) == [("stop", "az-1")]
     assert "did not join within the deployment timeout" in d.orders[0].reason
     assert d.state.groups[AZ].backoff_until == T0 + 11 * MIN  # no replacement right away
+
+
+def test_an_admins_start_after_a_refused_one_gets_its_whole_deployment_timeout():
+    """A probe: the quota refused the autoscaler's start of az-1; raised, an admin started
+    az-1 a minute later, and it was stopped within seconds as "did not join within the
+    deployment timeout", timed from the refused start (and blamed for the group's back-off)."""
+    pol = policy(deployment_timeout=30 * S, grow_interval=0 * S)
+    d = run(azure_vms(1), tasks(1), pol=pol)
+    assert started(d) == ["az-1"] and d.state.nodes["az-1"].start_ordered_at == T0
+    d = run(azure_vms(1), pol=pol, state=d.state, now=T0 + S, failures=[quota()])
+    assert d.state.nodes["az-1"].start_ordered_at is None  # that start is over
+    admin = T0 + MIN  # hpc node start: Starting from then
+    booting = [node("az-1", STARTING, since=admin)]
+    d = run(booting, pol=pol, state=d.state, now=admin + 5 * S)
+    assert d.orders == []
+    d = run(booting, pol=pol, state=d.state, now=admin + 30 * S)
+    assert actions(d) == [("stop", "az-1")]  # its own timeout, from the admin's start
+    stale = AutoscalerState(nodes={"az-1": replace(d.state.nodes["az-1"], start_ordered_at=T0)})
+    d = run(booting, pol=pol, state=stale, now=admin + 5 * S)  # an order kept from before
+    assert d.orders == []
+
+
+def test_a_group_run_by_hand_still_gets_its_vms_repaired_but_never_grown_or_shrunk():
+    """A probe: with a group's autoscale off, an admin's stopped VM stayed Drained (and
+    billing), a VM that never joined stayed Starting, and a finished stop stayed Stopping.
+    Autoscale off means no growing or shrinking; the admin's own orders and the VM facts are
+    still seen to."""
+    pol = policy(
+        deployment_timeout=30 * S, grow_interval=0 * S, exclude_node_groups=frozenset({AZ})
+    )
+    nodes = [
+        node("az-1", NodeState.DRAINING),  # hpc node stop while tasks ran; they have ended
+        node("az-2", STARTING),  # hpc node start; its agent never joins
+        node("az-3", NodeState.STOPPING),
+        node("az-4", ON),  # idle for ever: not the autoscaler's to stop
+        node("az-5"),
+    ]
+    power = {"az-3": PowerState.DEALLOCATED, "az-4": PowerState.RUNNING}
+    d = run(nodes, tasks(8), pol=pol, power=power, now=T0 + HOUR)
+    assert sorted(actions(d)) == [("offline", "az-3"), ("stop", "az-1"), ("stop", "az-2")]
+    assert not started(d)  # 8 tasks queued, 4 cores up: the admin starts what runs them
 
 
 def test_evicted_node_is_marked_offline_backs_off_then_is_replaced():

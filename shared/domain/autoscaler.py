@@ -79,8 +79,13 @@ from shared.domain.states import NodeState
 
 
 def _managed_group(node: Node, policy: AutoscalerPolicy) -> str | None:
+    """The group of its provider's VMs the node is in, autoscaled or not: a group whose
+    autoscale is off (``exclude_node_groups``) is neither grown nor shrunk, but its VMs still
+    get the repairs (an admin's drained node stopped, a finished stop marked Offline, the
+    deployment timeout, evictions): a probe's stopped VM stayed Drained and billing, and a
+    VM that never joined stayed Starting, in a group an admin ran by hand."""
     for g in node.groups:
-        if g in policy.groups and g not in policy.exclude_node_groups:
+        if g in policy.groups:
             return g
     return None
 
@@ -101,8 +106,11 @@ def autoscale(
 ) -> Decision:
     """One run: repair what the VMs say, time out nodes that never joined, then grow and shrink."""
     run = _Run(view, policy, now, state)
+    offline = {n.name for n in view.nodes if n.state is _OFFLINE}
     for failure in view.failures:
         run.fail(failure.group, failure)
+        if failure.node in offline and failure.node in run.nodes:  # a refused start is over:
+            run.nodes[failure.node] = NodeMemory()  # a later one (an admin's) counts afresh
     run.repair()
     overflow, wanted = run.simulate()
     run.grow(overflow)
@@ -168,10 +176,7 @@ class _Run:
                 self.order("offline", node, group, why)
                 self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
                 memory = NodeMemory()
-            elif (
-                node.state is _STARTING
-                and now - (memory.start_ordered_at or node.state_time) >= timeout
-            ):
+            elif node.state is _STARTING and now - _start_of(node, memory) >= timeout:
                 why = autoscaler_notes.not_joined(timeout)
                 self.order("stop", node, group, why)
                 self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
@@ -214,7 +219,11 @@ class _Run:
         if any(t.min_memory_mb is not None for t in queued):  # the nodes' memory, if asked
             memory_mb = demand.memory_of(self.view.nodes, self.managed, self.policy.groups)
         if any(t.nodes > 1 for t in queued):  # what a wide task could ever hold
-            growable = {g: gp for g, gp in self.policy.groups.items() if g in self._members}
+            growable = {
+                g: gp
+                for g, gp in self.policy.groups.items()
+                if g in self._members and g not in self.policy.exclude_node_groups
+            }
             spill = reach(self.view.nodes, self.managed, growable).holds
         bursts = partial(may_grow_for, policy=self.policy, members=self._members,
                          memories=self.groups, now=self.now)  # fmt: skip
@@ -381,6 +390,17 @@ _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})
 
 _FRESH = NodeMemory()
+
+
+def _start_of(node: Node, memory: NodeMemory) -> datetime:
+    """When the node's current start began, for its deployment timeout: the autoscaler's
+    order, or the node's move to Starting if later (an admin's start after an older order: a
+    probe's `hpc node start` was stopped within seconds, timed from a start refused minutes
+    before)."""
+    ordered = memory.start_ordered_at
+    return node.state_time if ordered is None else max(ordered, node.state_time)
+
+
 """The memory of a node nothing is remembered about (shared: it is frozen)."""
 
 _RUNS_AGENT = frozenset({NodeState.ONLINE, NodeState.DRAINING, NodeState.UNREACHABLE})
