@@ -544,6 +544,34 @@ def test_a_group_run_by_hand_still_gets_its_vms_repaired_but_never_grown_or_shru
     assert not started(d)  # 8 tasks queued, 4 cores up: the admin starts what runs them
 
 
+def test_a_vm_that_never_joined_is_started_last_until_it_joins():
+    """A probe: az-1 never joined; after each back-off the autoscaler started az-1 again
+    while the healthy az-2..4 stayed off, and the job never ran."""
+    pol = policy(deployment_timeout=30 * S, grow_interval=0 * S)
+    d = run(azure_vms(4), tasks(1), pol=pol)
+    assert started(d) == ["az-1"]
+    stuck = [node("az-1", STARTING), *azure_vms(4)[1:]]
+    d = run(stuck, tasks(1), pol=pol, state=d.state, now=T0 + 30 * S)
+    assert actions(d) == [("stop", "az-1")]
+    later = T0 + 10 * MIN  # past the back-off
+    d = run(azure_vms(4), tasks(1), pol=pol, state=d.state, now=later)
+    assert started(d) == ["az-2"]  # a healthy one first
+    d = run(azure_vms(4), tasks(16), pol=pol, state=d.state, now=later + S)
+    assert started(d) == ["az-2", "az-3", "az-4", "az-1"]  # all needed: it goes last
+    joined = [node("az-1", ON), *azure_vms(4)[1:]]
+    d = run(joined, pol=pol, state=d.state, now=later + 2 * S, used={"az-1": 1})
+    assert d.state.nodes["az-1"].failed_at is None  # it joined: not put aside any more
+
+
+def test_an_admins_drain_keeps_its_vm_up_and_a_stops_drain_deallocates_it():
+    """A probe: `hpc node drain` of a VM deallocated it once empty (Slurm's DRAIN and the
+    README keep it up, held); `hpc node stop` of a busy VM drains it, then stops it."""
+    held = node("az-1", NodeState.DRAINING)
+    held.held = "drain"
+    d = run([held, node("az-2", NodeState.DRAINING)])
+    assert actions(d) == [("stop", "az-2")]
+
+
 def test_evicted_node_is_marked_offline_backs_off_then_is_replaced():
     pol = policy(grow_interval=0 * S)
     nodes = [node("az-1", ON), node("az-2")]

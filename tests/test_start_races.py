@@ -215,6 +215,24 @@ def test_a_start_of_a_lost_vm_says_a_new_start_creates_it(cp, provider, clock): 
     assert backoff_until(cp) is None
 
 
+def test_a_log_entry_speaks_of_no_back_off_that_is_over():
+    """A probe, after a control-plane crash: "start lost ... AzureNodes backs off -25 s (until
+    05:58:10)", a back-off already over (a lost VM backs nothing off)."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.domain.autoscaler import AutoscalerState, Decision, StartFailure
+    from shared.domain.growshrink import GroupMemory
+    from shared.usecases.autoscale import _failure_entry
+
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    lost = StartFailure("AzureNodes", "azure-1", "azure-1: its VM was lost")
+    for until, says in ((now - timedelta(seconds=25), False), (now + timedelta(seconds=60), True)):
+        state = AutoscalerState(groups={"AzureNodes": GroupMemory(backoff_until=until)})
+        entry = _failure_entry(lost, "start lost", Decision([], state, []), now)
+        assert ("backs off" in entry["reason"]) is says
+        assert "-25 s" not in entry["reason"]
+
+
 # ------------------------------------------------------------ the faults file
 
 

@@ -154,6 +154,12 @@ class _Run:
     def members(self, group: str) -> list[Node]:
         return self._members.get(group, [])
 
+    def healthy_first(self, offline: list[Node]) -> list[Node]:
+        """``offline`` in its order, but nodes whose last start never joined last, the
+        longest ago first (Slurm marks a node past ResumeTimeout DOWN and powers up others)."""
+        failed = {n.name: self.nodes.get(n.name, _FRESH).failed_at for n in offline}
+        return sorted(offline, key=lambda n: (failed[n.name] is not None, failed[n.name] or 0))
+
     def repair(self) -> None:
         """Facts from the VMs, drained nodes, and the deployment timeout (every run)."""
         now, used = self.now, self.view.used_cores
@@ -163,8 +169,8 @@ class _Run:
                 continue
             memory = self.nodes.get(node.name, _FRESH)
             power = self.view.power.get(node.name)
-            if node.state is _ONLINE and memory.start_ordered_at is not None:
-                memory = replace(memory, start_ordered_at=None)  # it joined: its start worked
+            if node.state is _ONLINE and (memory.start_ordered_at or memory.failed_at):
+                memory = replace(memory, start_ordered_at=None, failed_at=None)  # it joined
                 self.groups[group] = replace(self.groups.get(group, GroupMemory()), backoff=None)
             timeout = self.policy.deployment_timeout
             if node.state is _STOPPING and power in OFF_STATES:
@@ -180,9 +186,10 @@ class _Run:
                 why = autoscaler_notes.not_joined(timeout)
                 self.order("stop", node, group, why)
                 self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
-                memory = NodeMemory()
+                memory = NodeMemory(failed_at=now)
             elif (
                 node.state is _DRAINING
+                and node.held != "drain"  # an admin's drain keeps its VM up, as Slurm's DRAIN
                 and used.get(node.name, 0) == 0
                 and self.stops < self.policy.max_stops_per_run
             ):
@@ -274,7 +281,7 @@ class _Run:
                 words = autoscaler_notes.backoff(wanted, memory.backoff_until, memory.last_failure)
                 self.notes.append(Note(group, words))
                 continue
-            offline = start_order(offline, tasks, self.members(group))
+            offline = self.healthy_first(start_order(offline, tasks, self.members(group)))
             count = min(wanted, max(0, gp.max_nodes - up), len(offline), starts_left)
             if count < wanted:
                 short = autoscaler_notes.Shortfall(

@@ -170,6 +170,10 @@ class NodeMemory:
     idle_since: datetime | None = None
     start_ordered_at: datetime | None = None
     """When the autoscaler ordered this node started (the deployment timeout runs from it)."""
+    failed_at: datetime | None = None
+    """When its last start failed the deployment timeout (its agent never joined), until it
+    joins: a grow starts such nodes last (a probe: one broken VM was started again at every
+    retry while healthy ones stayed off, and the job never ran)."""
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,8 @@ def _failure_entry(
     """A refused or failed start, for ``hpc autoscale log`` (a probe found QuotaExceeded only
     in the host's log): the provider's error, and how long its group now backs off."""
     until = decision.state.groups.get(failure.group, GroupMemory()).backoff_until
-    wait = "" if until is None else (
+    # none in force (a lost VM backs nothing off): no "backs off -25 s" from an old one (a probe)
+    wait = "" if until is None or until <= now else (
         f"; {failure.group} backs off {(until - now).total_seconds():.0f} s "
         f"(until {until:%H:%M:%S})"
     )  # fmt: skip
