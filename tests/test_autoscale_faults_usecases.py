@@ -11,7 +11,8 @@ from shared.adapters.local_compute import LocalProvider
 from shared.domain.states import NodeState
 from shared.errors import Conflict
 from shared.ports.compute import ErrorKind
-from shared.usecases.autoscale import STATE_KEY, read_log
+from shared.usecases.autoscale_log import read_log
+from shared.usecases.autoscale_memory import STATE_KEY
 from shared.usecases.control_plane import ControlPlane
 from tests.agent_double import AgentDouble
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
@@ -131,6 +132,23 @@ def test_refused_and_failed_starts_are_logged_with_their_backoff(cp, provider, c
     [refused] = [e for e in read_log(cp.deps) if e["action"] == "start refused"]
     assert refused["node"] == name and refused["group"] == AZ
     assert ErrorKind.QUOTA_EXCEEDED in refused["reason"] and "backs off 60 s" in refused["reason"]
+
+
+def test_a_quota_refusal_ends_its_groups_starts_for_the_run(cp, provider, clock):  # noqa: F811
+    """A probe: QuotaExceeded was tried on every Offline node in the same run (a log line and
+    an ARM call each); a quota is the group's, not one VM's. The other starts wait for the
+    back-off, and none of them is remembered as ordered (an admin's start counts afresh)."""
+    names = managed(cp, provider, 4)
+    provider.faults.quota_exceeded = True
+    cp.set_group(AZ, min_nodes=4)
+    clock.advance(1)
+    cp.autoscale()
+    refused = [e for e in read_log(cp.deps) if e["action"] == "start refused"]
+    assert [e["node"] for e in refused] == names[:1]
+    assert refused[0]["reason"].count(names[0]) == 1  # the node said once
+    nodes = cp.store.get_meta(STATE_KEY).data.get("nodes", {})
+    assert all(nodes.get(n, {}).get("start_ordered_at") is None for n in names)
+    assert all(cp.store.get_node(n).state is NodeState.OFFLINE for n in names)
 
 
 def test_a_vm_that_did_not_boot_is_logged_as_a_failed_start(cp, provider, clock):  # noqa: F811

@@ -34,7 +34,8 @@ from shared.domain.models import Task
 from shared.domain.states import NodeState, TaskState
 from shared.domain.warmpool import Plan
 from shared.errors import InvalidRequest
-from shared.usecases.autoscale import STATE_KEY, read_log
+from shared.usecases.autoscale_log import read_log
+from shared.usecases.autoscale_memory import STATE_KEY
 from shared.usecases.control_plane import ControlPlane
 from shared.usecases.idle_policy import MEMORY_FIELD
 from tests.agent_double import AgentDouble

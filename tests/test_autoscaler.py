@@ -572,15 +572,21 @@ def test_an_admins_drain_keeps_its_vm_up_and_a_stops_drain_deallocates_it():
     assert actions(d) == [("stop", "az-2")]
 
 
-def test_evicted_node_is_marked_offline_backs_off_then_is_replaced():
+def test_an_evicted_node_is_offline_at_once_and_replaced_by_another_without_back_off():
+    """A Spot eviction is no failed deployment: a probe's eviction backed the whole group
+    off (60 s, then 120 s), and its requeued tasks waited while regular VMs sat Offline.
+    The evicted VM is started last, as one that never joined."""
     pol = policy(grow_interval=0 * S)
     nodes = [node("az-1", ON), node("az-2")]
     power = {"az-1": PowerState.DEALLOCATED, "az-2": PowerState.DEALLOCATED}
     d = run(nodes, tasks(1), pol=pol, power=power, used={"az-1": 1})
-    assert actions(d) == [("offline", "az-1")] and "evicted" in d.orders[0].reason
+    # replaced in the same run, by another VM
+    assert actions(d) == [("offline", "az-1"), ("start", "az-2")]
+    assert "evicted" in d.orders[0].reason
+    assert AZ not in d.state.groups or d.state.groups[AZ].backoff_until is None
     nodes = [node("az-1"), node("az-2")]
-    d = run(nodes, tasks(2), pol=pol, state=d.state, now=T0 + MIN, power=power)
-    assert started(d) == ["az-1"]
+    d = run(nodes, tasks(8), pol=pol, state=d.state, now=T0 + 2 * S, power=power)
+    assert started(d) == ["az-2", "az-1"]  # the evicted one last
 
 
 def test_a_finished_stop_marks_the_node_offline_without_backing_off():

@@ -23,7 +23,7 @@ from shared.adapters.sqlite_store import SqliteStore
 from shared.domain.growshrink import AutoscalerState, GroupMemory
 from shared.domain.states import NodeState, TaskState
 from shared.errors import Conflict
-from shared.usecases.autoscale import STATE_KEY
+from shared.usecases.autoscale_memory import STATE_KEY
 from shared.usecases.control_plane import ControlPlane
 from shared.usecases.deps import Backoff
 from shared.usecases.operations import pending_operations

@@ -12,7 +12,7 @@ from shared.domain.growshrink import GroupPolicy, NodeMemory
 from shared.domain.idleplan import overflow
 from shared.domain.models import Task
 from shared.domain.states import NodeState
-from shared.usecases.autoscale import read_log
+from shared.usecases.autoscale_log import read_log
 from tests.agent_double import AgentDouble
 from tests.test_autoscale_policies import provider  # noqa: F401 - fixture
 from tests.test_autoscaler import (

@@ -27,7 +27,8 @@ from shared.domain.idleplan import demand, overflow, owner_group
 from shared.domain.models import Task
 from shared.domain.reservedhold import may_grow_for
 from shared.domain.states import NodeState
-from shared.usecases.autoscale import policy_of, read_log
+from shared.usecases.autoscale import policy_of
+from shared.usecases.autoscale_log import read_log
 from tests.test_autoscaler import (
     AZ,
     ON,

@@ -24,7 +24,7 @@ from rich.console import Console
 from hpc.client import ApiClient
 from hpc.up import _add_local_azure_nodes
 from shared.domain.cluster import Meta
-from shared.usecases.autoscale import LOG_KEY
+from shared.usecases.autoscale_log import LOG_KEY
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import ServedApp, served_app
 from tests.cli_fixtures import assert_one_error_line, hpc

@@ -21,7 +21,7 @@ import pytest
 from shared.domain.cluster import Meta
 from shared.domain.states import JobState, NodeState
 from shared.errors import Conflict, InvalidRequest, NotFound
-from shared.usecases.autoscale import LOG_KEY
+from shared.usecases.autoscale_log import LOG_KEY
 from shared.usecases.autoscale_memory import STATE_KEY
 from tests.agent_double import AgentDouble
 from tests.test_control import clock, cp, register  # noqa: F401 - fixtures

@@ -17,7 +17,7 @@ from shared.adapters.local_compute import LocalProvider
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
 from shared.ports.compute import ErrorKind, PowerState
-from shared.usecases.autoscale import read_log
+from shared.usecases.autoscale_log import read_log
 from tests.azure_compute_fixtures import NOW, OPS, VMS, accepted, op, status
 from tests.test_autoscale_faults_local import faults, spec, write  # noqa: F401 - fixture
 from tests.test_autoscale_faults_usecases import backoff_until, managed, provider  # noqa: F401
@@ -222,13 +222,13 @@ def test_a_log_entry_speaks_of_no_back_off_that_is_over():
 
     from shared.domain.autoscaler import AutoscalerState, Decision, StartFailure
     from shared.domain.growshrink import GroupMemory
-    from shared.usecases.autoscale import _failure_entry
+    from shared.usecases.autoscale_log import failure_entry
 
     now = datetime(2026, 1, 1, 12, tzinfo=UTC)
     lost = StartFailure("AzureNodes", "azure-1", "azure-1: its VM was lost")
     for until, says in ((now - timedelta(seconds=25), False), (now + timedelta(seconds=60), True)):
         state = AutoscalerState(groups={"AzureNodes": GroupMemory(backoff_until=until)})
-        entry = _failure_entry(lost, "start lost", Decision([], state, []), now)
+        entry = failure_entry(lost, "start lost", Decision([], state, []), now)
         assert ("backs off" in entry["reason"]) is says
         assert "-25 s" not in entry["reason"]
 

@@ -14,7 +14,8 @@ from shared.domain.states import NodeState
 from shared.domain.waitvalue import ValuePool, WidthMix, best_pool, start_margin
 from shared.sim.elastic import elastic
 from shared.sim.swf import SwfJob
-from shared.usecases.autoscale import STATE_KEY, read_log
+from shared.usecases.autoscale_log import read_log
+from shared.usecases.autoscale_memory import STATE_KEY
 from shared.usecases.idle_policy import MEMORY_FIELD
 from tests.agent_double import AgentDouble
 from tests.test_autoscale_policies import AZ, at, control, managed, provider, state  # noqa: F401

@@ -178,10 +178,11 @@ class _Run:
             elif power in OFF_STATES and node.state in _RUNS_AGENT:
                 # A Starting node is judged by its start operation and the deployment timeout
                 # instead: a VM list may still say "deallocated" just after a start began.
+                # no back-off: the group's deployments did not fail (a probe's Spot eviction held
+                # back the regular VMs its requeued tasks could run on); started last instead
                 why = f"its VM is {power} (evicted or stopped outside the cluster)"
                 self.order("offline", node, group, why)
-                self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
-                memory = NodeMemory()
+                memory = NodeMemory(failed_at=now)
             elif node.state is _STARTING and now - _start_of(node, memory) >= timeout:
                 why = autoscaler_notes.not_joined(timeout)
                 self.order("stop", node, group, why)

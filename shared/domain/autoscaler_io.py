@@ -12,7 +12,7 @@ from typing import Literal
 from shared.domain.cluster import Node
 from shared.domain.growshrink import AutoscalerState
 from shared.domain.models import Task
-from shared.domain.power import ComputeError, PowerState
+from shared.domain.power import ComputeError, ErrorKind, PowerState
 
 
 @dataclass(frozen=True)
@@ -23,12 +23,16 @@ class StartFailure:
     node: str
     reason: str
     retry_after: timedelta | None = None
+    kind: ErrorKind | None = None
+    """The provider's error kind (None: not the provider's, e.g. a deployment timeout)."""
 
     @classmethod
     def from_error(cls, group: str, node: str, error: ComputeError) -> StartFailure:
-        """From the provider's error value (start refused, or its operation failed)."""
+        """From the provider's error value (start refused, or its operation failed); the node
+        said once (a provider's message may name it too)."""
         wait = None if error.retry_after_s is None else timedelta(seconds=error.retry_after_s)
-        return cls(group, node, f"{node}: {error.kind}: {error.message}", wait)
+        message = error.message.removeprefix(f"{node}: ")
+        return cls(group, node, f"{node}: {error.kind}: {message}", wait, error.kind)
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,18 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from shared.domain import scheduler
 from shared.domain.autoscaler import ClusterView, Decision, Order, StartFailure, autoscale
 from shared.domain.autoscaler_io import Reserved
 from shared.domain.autoscaler_notes import FAILED
-from shared.domain.cluster import Meta, Node, NodeGroup
+from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
     GroupMemory,
     GroupPolicy,
+    NodeMemory,
     group_memory_mb,
     next_backoff,
 )
@@ -34,7 +34,8 @@ from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, Operation
 from shared.usecases import idle_policy
-from shared.usecases.autoscale_memory import SAID_FIELD, STATE_KEY, load_doc
+from shared.usecases.autoscale_log import failure_entry, save_run
+from shared.usecases.autoscale_memory import load_doc
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.nodes import StartRefused, drain_node, start_node, stop_node
@@ -43,8 +44,6 @@ from shared.usecases.queue import runnable_queue
 
 log = logging.getLogger(__name__)
 
-LOG_KEY = "autoscale-log"
-LOG_KEEP = 1000
 """Decisions kept for ``hpc autoscale log`` (the newest)."""
 QUEUE_WINDOW = 10_000
 
@@ -121,8 +120,13 @@ def run(deps: Deps) -> Decision | None:
     )
     decision, kept, idle_memory = idle_policy.finish(planned, decision, used, now)
     refused: list[StartFailure] = []
-    done = [o for o in decision.orders if _apply(deps, o, refused)]
+    done, skipped = _carry_out(deps, decision.orders, refused)
     state = decision.state
+    if refused or skipped:  # those starts are over: a later one (an admin's) counts afresh
+        forgot = {f.node for f in refused} | skipped
+        nodes_memory = {n: NodeMemory() if n in forgot else m for n, m in state.nodes.items()}
+        state = replace(state, nodes=nodes_memory)
+        decision = replace(decision, state=state)
     if refused:  # refused at once: the group backs off as for a start that failed later
         memory = dict(state.groups)
         for failure in refused:
@@ -134,10 +138,10 @@ def run(deps: Deps) -> Decision | None:
                 retry_after=failure.retry_after,
             )
         decision = replace(decision, state=replace(state, groups=memory))
-    failed = [_failure_entry(f, "start failed", decision, now) for f in failures]
-    failed += [_failure_entry(f, "start refused", decision, now) for f in refused]
-    failed += [_failure_entry(f, "start lost", decision, now) for f in lost]
-    _save(deps, decision, done, now, before=booted + failed, after=kept, memory=idle_memory)
+    failed = [failure_entry(f, "start failed", decision, now) for f in failures]
+    failed += [failure_entry(f, "start refused", decision, now) for f in refused]
+    failed += [failure_entry(f, "start lost", decision, now) for f in lost]
+    save_run(deps, decision, done, now, before=booted + failed, after=kept, memory=idle_memory)
     return decision
 
 
@@ -168,21 +172,6 @@ def reserved(
         {n: size[n] if task.exclusive else task.cores for n in res.nodes},
         res.at,
     )
-
-
-def _failure_entry(
-    failure: StartFailure, action: str, decision: Decision, now: datetime
-) -> dict[str, Any]:
-    """A refused or failed start, for ``hpc autoscale log`` (a probe found QuotaExceeded only
-    in the host's log): the provider's error, and how long its group now backs off."""
-    until = decision.state.groups.get(failure.group, GroupMemory()).backoff_until
-    # none in force (a lost VM backs nothing off): no "backs off -25 s" from an old one (a probe)
-    wait = "" if until is None or until <= now else (
-        f"; {failure.group} backs off {(until - now).total_seconds():.0f} s "
-        f"(until {until:%H:%M:%S})"
-    )  # fmt: skip
-    return {"time": now.isoformat(), "action": action, "node": failure.node,
-            "group": failure.group, "reason": failure.reason + wait}  # fmt: skip
 
 
 def _poll(deps: Deps, now: datetime, lost: list[StartFailure]) -> list[StartFailure]:
@@ -259,6 +248,34 @@ def _take_offline(deps: Deps, node: Node, reason: str, now: datetime) -> None:
         log.warning("autoscaler: could not take %s Offline (%s): %s", node.name, reason, exc)
 
 
+GROUP_WIDE = frozenset(
+    {ErrorKind.QUOTA_EXCEEDED, ErrorKind.ALLOCATION_FAILED, ErrorKind.SKU_NOT_AVAILABLE,
+     ErrorKind.THROTTLED}
+)  # fmt: skip
+"""Refusals that say nothing about one VM: the group's other starts this run would get the
+same (a probe's QuotaExceeded was tried on every Offline node, a line and an ARM call each)."""
+
+
+def _carry_out(
+    deps: Deps, orders: Sequence[Order], refused: list[StartFailure]
+) -> tuple[list[Order], set[str]]:
+    """The orders carried out, and the nodes whose start was not tried: after a group-wide
+    refusal (:data:`GROUP_WIDE`) the rest of that group's starts wait for its back-off."""
+    done: list[Order] = []
+    skipped: set[str] = set()
+    stopped: set[str] = set()  # groups refused group-wide this run
+    for order in orders:
+        if order.action == "start" and order.group in stopped:
+            skipped.add(order.node)
+            continue
+        before = len(refused)
+        if _apply(deps, order, refused):
+            done.append(order)
+        elif len(refused) > before and refused[-1].kind in GROUP_WIDE:
+            stopped.add(order.group)
+    return done, skipped
+
+
 def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:
     """Carry out one order; False if it could not be (logged, the next run sees again). A
     start the provider refused at once is added to ``refused``."""
@@ -292,100 +309,3 @@ def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:
         return False
     log.info("autoscaler: %s %s (%s)", order.action, order.node, order.reason)
     return True
-
-
-def _save(
-    deps: Deps,
-    decision: Decision,
-    done: list[Order],
-    now: datetime,
-    *,
-    before: list[dict[str, Any]] | None = None,
-    after: list[dict[str, Any]] | None = None,
-    memory: dict[str, Any] | None = None,
-) -> None:
-    """Store the memory and log the decisions (``before``/``after``: more entries, e.g. a
-    measured boot, the idle nodes a warm pool keeps). Why each group did not grow is kept
-    with the memory too, for the pending reasons of the tasks that wait for it."""
-    said: dict[str, Any] = {}
-    for note in decision.notes:
-        if note.grows:
-            said.setdefault(note.group, {"at": now.isoformat(), "notes": []})["notes"].append(
-                note.text
-            )
-    entries = (before or []) + [
-        {"time": now.isoformat(), "action": o.action, "node": o.node, "group": o.group,
-         "reason": o.reason}
-        for o in done
-    ] + [{"time": now.isoformat(), "action": "note", "node": None, "group": n.group,
-          "reason": str(n)} for n in decision.notes] + (after or [])  # fmt: skip
-
-    def write_state() -> None:
-        try:
-            meta = deps.store.get_meta(STATE_KEY)
-        except NotFound:
-            meta = Meta(key=STATE_KEY)
-        before = meta.data.get(SAID_FIELD) or {}
-        meta.data = decision.state.to_dict()
-        meta.data[SAID_FIELD] = _said(before, said, decision, now)
-        if memory is not None:
-            meta.data[idle_policy.MEMORY_FIELD] = memory
-        deps.store.put_meta(meta)
-
-    def write_log() -> None:
-        try:
-            meta = deps.store.get_meta(LOG_KEY)
-        except NotFound:
-            meta = Meta(key=LOG_KEY)
-        old: list[Any] = list(meta.data.get("entries", []))
-        fresh = [e for e in entries if e["action"] != "note" or not _repeats(old, e)]
-        meta.data = {"entries": (old + fresh)[-LOG_KEEP:]}
-        deps.store.put_meta(meta)
-
-    deps.retry(write_state)
-    if entries:
-        deps.retry(write_log)
-
-    if done:
-        deps.kick()
-
-
-def _said(
-    before: dict[str, Any], said: dict[str, Any], decision: Decision, now: datetime
-) -> dict[str, Any]:
-    """What the autoscaler last said of each group: this run's notes, and a group's earlier
-    ones until its next grow check (a run between checks decides no growth; a probe saw a
-    task's reason say "next check in 38 s" for ever while the group was at its max)."""
-    checked = {g for g, m in decision.state.groups.items() if m.last_grow_check == now}
-    kept = {g: w for g, w in before.items() if g not in checked and g not in said}
-    return {**kept, **said}
-
-
-def _repeats(old: list[Any], entry: dict[str, Any]) -> bool:
-    """A note said again run after run (a group at max) is logged once until it changes."""
-    notes = [e for e in old if e.get("action") == "note" and e.get("group") == entry["group"]]
-    return bool(notes) and notes[-1].get("reason") == entry["reason"]
-
-
-def read_log(deps: Deps, *, group: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    try:
-        entries = list(deps.store.get_meta(LOG_KEY).data.get("entries", []))
-    except NotFound:
-        return []
-    if group:
-        wanted = group.casefold()
-        entries = [e for e in entries if _group_of(e).casefold() == wanted]
-    return entries[-limit:]
-
-
-def _group_of(entry: dict[str, Any]) -> str:
-    """The group an entry is about: its own field. Notes logged before notes carried their
-    group (``"group": null``) name it first in their text (``"AzureNodes: wants ..."``);
-    a substring match made ``--group Z`` list every note with a z in it."""
-    group = entry.get("group")
-    if group:
-        return str(group)
-    if entry.get("action") == "note":
-        head, sep, _ = str(entry.get("reason") or "").partition(": ")
-        return head if sep else ""
-    return ""

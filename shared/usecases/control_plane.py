@@ -21,6 +21,7 @@ from shared.ports.store import Store
 from shared.settings import Settings
 from shared.usecases import (
     autoscale,
+    autoscale_log,
     cancel,
     dispatch,
     events,
@@ -202,4 +203,4 @@ class ControlPlane:
     def autoscale_log(self, *, group: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         if group:  # a misspelt group is an error, not an empty log
             group = nodegroups.group_of(self.deps, group).name
-        return autoscale.read_log(self.deps, group=group, limit=limit)
+        return autoscale_log.read_log(self.deps, group=group, limit=limit)
