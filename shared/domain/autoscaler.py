@@ -33,14 +33,15 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   and only for what is still over the least busy others drain (not held) and stop once
   empty (:mod:`shared.domain.autoscaler_cap`).
 - **Failed starts back off per group.** A start failure (quota, allocation,
-  throttling, eviction, a node that never joined within ``deployment_timeout``)
-  holds the group's growth for a backoff that doubles only if the previous one
+  throttling, a node that never joined within ``deployment_timeout``, timed from its own
+  start) holds the group's growth for a backoff that doubles only if the previous one
   had expired, capped at ``backoff_max``; a Retry-After extends it. A node that
-  joins resets it.
+  joins resets it; one that never joined is started last until it does.
 - **The VMs' facts win.** An Online, Draining or Unreachable node whose VM is
-  off was evicted: it is marked Offline and counts as a failure of its group;
+  off was evicted: it is marked Offline (no back-off; it is started last);
   a Stopping node whose VM is off is Offline; a VM running behind an Offline
-  node (nobody started it) is stopped.
+  node (nobody started it) is stopped. These repairs, and stopping a drained node that
+  is not an admin's drain, hold in a group whose autoscale is off too.
 - **Every order says why** (``Order.reason``: "why did this node start").
 """
 
@@ -67,7 +68,10 @@ from shared.domain.growshrink import (
     GroupMemory,
     GroupPolicy,
     NodeMemory,
+    healthy_first,
+    managed_group,
     next_backoff,
+    start_of,
     start_order,
 )
 from shared.domain.models import Task
@@ -76,18 +80,6 @@ from shared.domain.reservedhold import may_grow_for
 from shared.domain.states import NodeState
 
 # ------------------------------------------------------------------- helpers
-
-
-def _managed_group(node: Node, policy: AutoscalerPolicy) -> str | None:
-    """The group of its provider's VMs the node is in, autoscaled or not: a group whose
-    autoscale is off (``exclude_node_groups``) is neither grown nor shrunk, but its VMs still
-    get the repairs (an admin's drained node stopped, a finished stop marked Offline, the
-    deployment timeout, evictions): a probe's stopped VM stayed Drained and billing, and a
-    VM that never joined stayed Starting, in a group an admin ran by hand."""
-    for g in node.groups:
-        if g in policy.groups:
-            return g
-    return None
 
 
 def request_stop(node: Node, used_cores: int, reason: str) -> Order:
@@ -134,7 +126,7 @@ class _Run:
         """Nodes already given an order this run."""
         self.stops = 0
         """Drained nodes stopped by the repair (they count against ``max_stops_per_run``)."""
-        self.managed = {n.name: _managed_group(n, policy) for n in view.nodes}
+        self.managed = {n.name: managed_group(n, policy) for n in view.nodes}
         self._members: dict[str, list[Node]] = {}
         for n in view.nodes:
             group = self.managed[n.name]
@@ -153,12 +145,6 @@ class _Run:
 
     def members(self, group: str) -> list[Node]:
         return self._members.get(group, [])
-
-    def healthy_first(self, offline: list[Node]) -> list[Node]:
-        """``offline`` in its order, but nodes whose last start never joined last, the
-        longest ago first (Slurm marks a node past ResumeTimeout DOWN and powers up others)."""
-        failed = {n.name: self.nodes.get(n.name, _FRESH).failed_at for n in offline}
-        return sorted(offline, key=lambda n: (failed[n.name] is not None, failed[n.name] or 0))
 
     def repair(self) -> None:
         """Facts from the VMs, drained nodes, and the deployment timeout (every run)."""
@@ -183,7 +169,7 @@ class _Run:
                 why = f"its VM is {power} (evicted or stopped outside the cluster)"
                 self.order("offline", node, group, why)
                 memory = NodeMemory(failed_at=now)
-            elif node.state is _STARTING and now - _start_of(node, memory) >= timeout:
+            elif node.state is _STARTING and now - start_of(node, memory) >= timeout:
                 why = autoscaler_notes.not_joined(timeout)
                 self.order("stop", node, group, why)
                 self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
@@ -282,7 +268,7 @@ class _Run:
                 words = autoscaler_notes.backoff(wanted, memory.backoff_until, memory.last_failure)
                 self.notes.append(Note(group, words))
                 continue
-            offline = self.healthy_first(start_order(offline, tasks, self.members(group)))
+            offline = healthy_first(start_order(offline, tasks, self.members(group)), self.nodes)
             count = min(wanted, max(0, gp.max_nodes - up), len(offline), starts_left)
             if count < wanted:
                 short = autoscaler_notes.Shortfall(
@@ -398,17 +384,6 @@ _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})
 
 _FRESH = NodeMemory()
-
-
-def _start_of(node: Node, memory: NodeMemory) -> datetime:
-    """When the node's current start began, for its deployment timeout: the autoscaler's
-    order, or the node's move to Starting if later (an admin's start after an older order: a
-    probe's `hpc node start` was stopped within seconds, timed from a start refused minutes
-    before)."""
-    ordered = memory.start_ordered_at
-    return node.state_time if ordered is None else max(ordered, node.state_time)
-
-
 """The memory of a node nothing is remembered about (shared: it is frozen)."""
 
 _RUNS_AGENT = frozenset({NodeState.ONLINE, NodeState.DRAINING, NodeState.UNREACHABLE})

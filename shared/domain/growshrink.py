@@ -135,6 +135,23 @@ def start_order(
     return sorted(offline, key=rank)
 
 
+def healthy_first(offline: list[Node], memory: Mapping[str, NodeMemory]) -> list[Node]:
+    """``offline`` in its order, but nodes whose last start never joined (or that were
+    evicted) last, the longest ago first, until they join (Slurm marks a node past
+    ResumeTimeout DOWN and powers up others: a probe's broken VM took every retry)."""
+    failed = {n.name: memory[n.name].failed_at if n.name in memory else None for n in offline}
+    return sorted(offline, key=lambda n: (failed[n.name] is not None, failed[n.name] or 0))
+
+
+def start_of(node: Node, memory: NodeMemory) -> datetime:
+    """When the node's current start began, for its deployment timeout: the autoscaler's
+    order, or the node's move to Starting if later (an admin's start after an older order: a
+    probe's `hpc node start` was stopped within seconds, timed from a start refused minutes
+    before)."""
+    ordered = memory.start_ordered_at
+    return node.state_time if ordered is None else max(ordered, node.state_time)
+
+
 @dataclass(frozen=True)
 class AutoscalerPolicy:
     groups: Mapping[str, GroupPolicy]
@@ -240,3 +257,15 @@ def next_backoff(
     if retry_after is not None:
         until = max(until, now + retry_after)
     return replace(memory, backoff_until=until, backoff=duration, last_failure=reason)
+
+
+def managed_group(node: Node, policy: AutoscalerPolicy) -> str | None:
+    """The group of its provider's VMs the node is in, autoscaled or not: a group whose
+    autoscale is off (``exclude_node_groups``) is neither grown nor shrunk, but its VMs still
+    get the repairs (an admin's drained node stopped, a finished stop marked Offline, the
+    deployment timeout, evictions): a probe's stopped VM stayed Drained and billing, and a
+    VM that never joined stayed Starting, in a group an admin ran by hand."""
+    for g in node.groups:
+        if g in policy.groups:
+            return g
+    return None
