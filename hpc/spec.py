@@ -97,62 +97,33 @@ def join_command(args: list[str]) -> str:
 def build_spec(
     *,
     command: str,
-    name: str | None = None,
-    template: str | None = None,
-    node_groups: list[str] | None = None,
     cores: int | dict[str, int] = 1,
     exclusive: bool = False,
     nodes: int | None = None,
     min_memory_mb: int | None = None,
-    priority: int | str | None = None,
     sweep: str | list[str] | None = None,
     work_dir: str | None = None,
     env: dict[str, str] | None = None,
-    runtime_limit: int | None = None,
-    valid_exit_codes: list[int] | None = None,
-    max_concurrent: int | None = None,
-    depends_on: list[int] | None = None,
     stdout: str | None = None,
     stderr: str | None = None,
-    max_retries: int | None = None,
-    hold_until: str | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """A one-task job spec (a sweep expands server-side); options left out are left to the server."""
-    task: dict[str, Any] = {"command": command, "cores": cores}
-    if exclusive:
-        task["exclusive"] = True
-    if nodes is not None:
-        task["nodes"] = nodes
-    if min_memory_mb is not None:
-        task["minMemoryMb"] = min_memory_mb
-    if sweep is not None:
-        task["sweep"] = sweep
-    if work_dir is not None:
-        task["workDir"] = work_dir
-    if env:
-        task["env"] = env
-    if stdout is not None:
-        task["stdout"] = stdout
-    if stderr is not None:
-        task["stderr"] = stderr
-    sweeps = sweep if isinstance(sweep, list) else None
-    if sweeps is not None:  # --array 1,3,5-9: one task entry per range, alike otherwise
-        del task["sweep"]
-    spec: dict[str, Any] = {"tasks": [{**task, "sweep": s} for s in sweeps] if sweeps else [task]}
-    spec.update(
-        job_settings(
-            name=name,
-            template=template,
-            node_groups=node_groups,
-            priority=priority,
-            runtime_limit=runtime_limit,
-            valid_exit_codes=valid_exit_codes,
-            max_concurrent=max_concurrent,
-            depends_on=depends_on,
-            max_retries=max_retries,
-            hold_until=hold_until,
-        )
-    )
+    """A one-task job spec (a sweep expands server-side; ``--array 1,3,5-9`` is one task entry
+    per range, alike otherwise); ``settings`` are the job's, as :func:`job_settings` takes
+    them. Options left out are left to the server."""
+    given = {
+        "exclusive": exclusive or None,
+        "nodes": nodes,
+        "minMemoryMb": min_memory_mb,
+        "workDir": work_dir,
+        "env": env or None,
+        "stdout": stdout,
+        "stderr": stderr,
+    }
+    task = {"command": command, "cores": cores, **{k: v for k, v in given.items() if v is not None}}
+    sweeps = [sweep] if isinstance(sweep, str) else sweep or []
+    spec: dict[str, Any] = {"tasks": [{**task, "sweep": s} for s in sweeps] or [task]}
+    spec.update(job_settings(**settings))
     return spec
 
 

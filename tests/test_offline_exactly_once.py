@@ -42,6 +42,25 @@ def test_a_task_is_held_while_a_lost_attempt_may_still_run(lost, now, held):
     assert (lifecycle.held_by_lost(task, now) is not None) is held
 
 
+@pytest.mark.parametrize(
+    ("lost", "longer"),
+    [
+        (LostAttempt(attempt=0, node="n1", until=T0 + timedelta(seconds=5)), True),
+        (LostAttempt(attempt=0, node="n1", until=T0), False),  # its hold is over already
+        (LostAttempt(attempt=0, node="n1"), False),  # its end came: nothing holds
+        (LostAttempt(attempt=0, node="n1", until=T0 + timedelta(seconds=60)), False),  # later
+        (LostAttempt(attempt=0, node="n2", until=T0 + timedelta(seconds=5)), False),
+        (LostAttempt(attempt=1, node="n1", until=T0 + timedelta(seconds=5)), False),
+    ],
+)
+def test_a_listed_given_up_attempt_holds_its_task_longer(lost, longer):
+    """The rule behind the heartbeat's longer hold (shared/usecases/events.py), as a table."""
+    until = T0 + timedelta(seconds=30)
+    task = Task(job_id=1, id=1, command="x", lost=[lost.model_copy()])
+    assert lifecycle.hold_longer(task, 0, "n1", T0, until) is longer
+    assert (task.lost[0].until == until) is longer
+
+
 def _running(cp):  # noqa: F811 - fixtures
     """Two nodes, one task running on one of them: (job, its run, that agent, the other)."""
     n1, n2 = register(cp, "n1"), register(cp, "n2")

@@ -32,6 +32,12 @@ def over_time(job: Job, now: datetime) -> str | None:
 
 
 def held(job: Job, now: datetime) -> str | None:
+    """What the job's own settings hold it back by: its time up (the reconciler cancels it),
+    a hold, or a ``holdUntil`` not reached. The scheduler's queue and dispatch's last check
+    read this one rule."""
+    over = over_time(job, now)
+    if over:
+        return f"{over}: the job is being canceled"
     if job.held:
         return f"held (hpc job release {job.id})"
     if job.hold_until is not None and job.hold_until > now:
@@ -53,9 +59,6 @@ def held_back(
 ) -> str | None:
     """Its time up, a hold or a prerequisite job: what holds the job back whatever its tasks
     wait for."""
-    over = over_time(job, now)
-    if over:
-        return f"{over}: the job is being canceled"
     reason = held(job, now)
     if reason:
         return reason

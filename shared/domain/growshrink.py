@@ -139,8 +139,10 @@ def healthy_first(offline: list[Node], memory: Mapping[str, NodeMemory]) -> list
     """``offline`` in its order, but nodes whose last start never joined (or that were
     evicted) last, the longest ago first, until they join (Slurm marks a node past
     ResumeTimeout DOWN and powers up others: a probe's broken VM took every retry)."""
-    failed = {n.name: memory[n.name].failed_at if n.name in memory else None for n in offline}
-    return sorted(offline, key=lambda n: (failed[n.name] is not None, failed[n.name] or 0))
+    failed = {n.name: memory.get(n.name, NodeMemory()).failed_at for n in offline}
+    healthy = [n for n in offline if failed[n.name] is None]
+    return healthy + sorted((n for n in offline if failed[n.name] is not None),
+                            key=lambda n: failed[n.name] or n.state_time)  # fmt: skip
 
 
 def start_of(node: Node, memory: NodeMemory) -> datetime:
@@ -262,8 +264,8 @@ def next_backoff(
 def managed_group(node: Node, policy: AutoscalerPolicy) -> str | None:
     """The group of its provider's VMs the node is in, autoscaled or not: a group whose
     autoscale is off (``exclude_node_groups``) is neither grown nor shrunk, but its VMs still
-    get the repairs (an admin's drained node stopped, a finished stop marked Offline, the
-    deployment timeout, evictions): a probe's stopped VM stayed Drained and billing, and a
+    get the repairs (a node drained by a stop stopped once empty, a finished stop marked
+    Offline, the deployment timeout, evictions): a probe's stopped VM stayed Drained and billing, and a
     VM that never joined stayed Starting, in a group an admin ran by hand."""
     for g in node.groups:
         if g in policy.groups:

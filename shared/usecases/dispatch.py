@@ -176,10 +176,7 @@ def _commit_chunk(
         job = deps.store.get_job(job_id)
     except NotFound:
         return [], 0
-    now = deps.clock()
-    if job.state not in (JobState.QUEUED, JobState.RUNNING) or (
-        eligibility.held(job, now) or eligibility.over_time(job, now)
-    ):
+    if job.state not in (JobState.QUEUED, JobState.RUNNING) or eligibility.held(job, deps.clock()):
         return [], 0  # (its counts-only commit would not be refused by a cancel or hold since)
     unborn = any(tasks[(p.job_id, p.task_id)].etag is None for p in window)
     ranges = deps.store.get_ranges(job_id) if unborn else []

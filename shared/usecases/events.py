@@ -301,17 +301,7 @@ def _cancel(deps: Deps, node: str, cancels: Sequence[CancelTask]) -> None:
 def _hold_longer(
     deps: Deps, job_id: int, attempts: dict[int, int], node: str, now: datetime, until: datetime
 ) -> None:
-    changed = []
-    for task in deps.store.get_tasks(job_id, list(attempts)):
-        holds = [
-            lost
-            for lost in task.lost
-            if lost.attempt == attempts[task.id] and lost.node == node
-            and lost.until is not None and now < lost.until < until
-        ]  # fmt: skip
-        for lost in holds:
-            lost.until = until
-        if holds:
-            changed.append(task)
+    tasks = deps.store.get_tasks(job_id, list(attempts))
+    changed = [t for t in tasks if lifecycle.hold_longer(t, attempts[t.id], node, now, until)]
     if changed:
         deps.store.commit(tasks=changed)

@@ -113,19 +113,11 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
             check_name(str(name))
         except ValueError as e:
             raise InvalidRequest(f"name: {e}") from None
-    if (
-        "maxConcurrent" in changes
-        and cap is not None
-        and (isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CONCURRENT)
-    ):
+    if "maxConcurrent" in changes and not _whole_or_null(cap, MAX_CONCURRENT):
         raise InvalidRequest(
             f"maxConcurrent is a whole number from 1 to {MAX_CONCURRENT:,}, or null for no cap"
         )
-    if (
-        "jobRuntimeLimit" in changes
-        and limit is not None
-        and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT_S)
-    ):
+    if "jobRuntimeLimit" in changes and not _whole_or_null(limit, MAX_LIMIT_S):
         raise InvalidRequest(
             f"jobRuntimeLimit is whole seconds from 1 to {MAX_LIMIT_S:,}, or null for none"
         )
@@ -164,6 +156,13 @@ def _check_template_priority(deps: Deps, job: Job, priority: int) -> None:
             f"job {job.id} uses template {job.template!r}, which {which} priority at most "
             f"{priority_label(most)}; asked for {priority_label(priority)}"
         )
+
+
+def _whole_or_null(value: object, most: int) -> bool:
+    """``null``, or a JSON integer from 1 to ``most`` (not true, 8.0 or "8")."""
+    if value is None:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most
 
 
 def _check_template_job_limit(deps: Deps, job: Job, limit: int | None) -> None:

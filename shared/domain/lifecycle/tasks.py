@@ -230,6 +230,22 @@ def lose_attempt(
     return TaskChange(old, task.state)
 
 
+def hold_longer(task: Task, attempt: int, node: str, now: datetime, until: datetime) -> bool:
+    """A given-up attempt its heard agent still lists (in its grace between SIGTERM and
+    SIGKILL) holds the task's next attempt until ``until`` if its hold still runs and ends
+    sooner; True if it changed. A hold already over, or ended by the attempt's end, stays so."""
+    holds = [
+        lost
+        for lost in task.lost
+        if (lost.attempt, lost.node) == (attempt, node)
+        and lost.until is not None
+        and now < lost.until < until
+    ]
+    for lost in holds:
+        lost.until = until
+    return bool(holds)
+
+
 def held_by_lost(task: Task, now: datetime) -> LostAttempt | None:
     """A lost attempt of ``task`` that may still be running now: its next attempt must not
     start anywhere yet (both could run to their end). None: nothing holds it."""
