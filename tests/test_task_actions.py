@@ -252,21 +252,24 @@ def test_the_cli_cancels_and_requeues_a_task(host, monkeypatch):
 def test_hpc_job_view_says_why_its_first_failed_task_failed(host, monkeypatch):
     """A probe: a failed job's view said only "1 of 1 tasks failed"; every reason needed
     hpc task list. Its first failed task is read too, past the first page's."""
-    client, app, node = host
+    client, app, _node = host
     monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
     monkeypatch.setenv("HPC_TOKEN", app.token)
-    job = client.post("/api/jobs", json={"command": "x", "sweep": "1-2"}).json()
-    for _ in range(10):  # the node may still hold earlier tests' tasks: run until it ends
+    # a node and group of its own: earlier tests' tasks may still hold the module's node
+    node = AgentDouble(app.cp, "failview-1", cores=1, groups=("FailView",))
+    assert node.register().accepted
+    spec = {"command": "x", "sweep": "1-2", "nodeGroups": ["FailView"]}
+    job = client.post("/api/jobs", json=spec).json()
+    for _ in range(2):
         app.cp.schedule_pass()
-        for run in node.runs():
-            node.send(node.started(run))
-            if run.job_id == job["id"] and run.task_id == 2:
-                node.send(node.ended(run, exit_code=None, error="working directory 'x' is gone"))
-            else:
-                node.send(node.ended(run, exit_code=0))
-        if app.cp.get_job(job["id"]).state is JobState.FAILED:
-            break
+        [run] = node.runs()
+        node.send(node.started(run))
+        if run.task_id == 2:
+            node.send(node.ended(run, exit_code=None, error="working directory 'x' is gone"))
+        else:
+            node.send(node.ended(run, exit_code=0))
     assert app.cp.get_job(job["id"]).state is JobState.FAILED
+    app.cp.node_action("offline", ["failview-1"])  # no later test's task goes there
     monkeypatch.setattr("hpc.commands.jobs.LIMIT_SAMPLE", 1)  # the failure is not on it
     out = hpc("job", "view", str(job["id"]))
     assert out.exit_code == 0, out.output
