@@ -251,7 +251,7 @@ def _mine(req: func.HttpRequest, principal: Principal, what: str) -> int:
 @api
 def cancel_job(req: func.HttpRequest, principal: Principal) -> Any:
     no_body(req)
-    return _doc(control().cancel_job(_mine(req, principal, "cancel")))
+    return _doc(control().cancel_job(_mine(req, principal, "cancel"), by=principal.name))
 
 
 @bp.route(route="jobs/{id}/requeue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -23,7 +23,8 @@ def cancel_task(req: func.HttpRequest, principal: Principal) -> Any:
     """200 with the task: Canceled if it was queued, still Running until its agent killed it."""
     no_body(req)
     job_id = _mine(req, principal, "cancel tasks of")
-    return _task_docs([control().cancel_task(job_id, _task_id(req, job_id))])[0]
+    task = control().cancel_task(job_id, _task_id(req, job_id), by=principal.name)
+    return _task_docs([task])[0]
 
 
 @bp.route(

@@ -97,6 +97,9 @@ def test_resolving_leaves_what_is_not_a_relative_path_to_the_server() -> None:
         ("1:30", 90),
         ("24:00:00", 86400),
         ("1:02:00:00", 93600),
+        ("90:00", 5400),  # the leading field may be any size
+        ("100:00:00", 360000),
+        ("1:23:59:59", 86400 + 86399),
     ],
 )
 def test_durations_take_slurms_days_form(text: str, seconds: int) -> None:
@@ -104,7 +107,26 @@ def test_durations_take_slurms_days_form(text: str, seconds: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["1-", "-1:00", "1-2:3:4:5", "1-1-1", "a-1", "1-:", "1:2-3", "²", "0-0", "367-0"]
+    "text",
+    [
+        "1-",
+        "-1:00",
+        "1-2:3:4:5",
+        "1-1-1",
+        "a-1",
+        "1-:",
+        "1:2-3",
+        "²",
+        "0-0",
+        "367-0",
+        "1:99",
+        "1:60:00",
+        "1:00:60",
+        "1-24",
+        "1-2:60",
+        "1:24:00:00",
+        "2-3:4:75",
+    ],
 )
 def test_durations_refuse_what_is_no_form(text: str) -> None:
     with pytest.raises(ValueError):

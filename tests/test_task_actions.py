@@ -232,7 +232,12 @@ def test_only_the_owner_or_an_admin_changes_a_task(host):
     assert client.get(f"/api/jobs/{job['id']}/tasks/2").json()["state"] == "Queued"
     mine = client.post(f"/api/jobs/{job['id']}/tasks/2/cancel", headers=tokens["erin"])
     assert mine.status_code == 200 and mine.json()["state"] == "Canceled"
-    client.post(f"/api/jobs/{job['id']}/cancel")
+    assert mine.json()["error"] == "canceled by erin"  # who, as Slurm's "CANCELLED by"
+    client.post(f"/api/jobs/{job['id']}/cancel", headers=tokens["erin"])
+    job_now = client.get(f"/api/jobs/{job['id']}").json()
+    assert job_now["error"] == "canceled by erin"
+    first = client.get(f"/api/jobs/{job['id']}/tasks/1").json()
+    assert first["error"] == f"job {job['id']} canceled by erin"
 
 
 def test_the_cli_cancels_and_requeues_a_task(host, monkeypatch):

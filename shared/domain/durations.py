@@ -33,6 +33,17 @@ def parse_duration(text: str) -> int:
         ok, days = 1 <= len(parts) <= 4, "0"
     if not ok or not all(_DIGITS.fullmatch(p) for p in parts):
         raise ValueError(f"{text!r} is not {FORMS}, e.g. 2:00:00, 1-12:00:00 or 90")
+    # the leading part may be any size (90:00 is 90 minutes); each later one is a clock
+    # field: 1:99 is a typo, not 0:02:39
+    lead = 0 if dash else 1
+    for part, unit in list(zip(parts, units, strict=True))[lead:]:
+        top = 24 if unit == 3600 else 60
+        if int(part) >= top:
+            name = {3600: "hours", 60: "minutes", 1: "seconds"}[unit]
+            raise ValueError(
+                f"{text!r}: {name} must be below {top} after the first field "
+                f"({FORMS}, e.g. 2:00:00, 1-12:00:00 or 90)"
+            )
     seconds = int(days) * 86400 + sum(int(p) * u for p, u in zip(parts, units, strict=True))
     if not 1 <= seconds <= MAX_LIMIT_S:
         raise ValueError(f"a duration of {text!r}: give one from 1 second to 366 days")

@@ -26,10 +26,12 @@ def task_pages(deps: Deps, job_id: int, states: Collection[TaskState]) -> Iterat
         after = page[-1].id
 
 
-def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None) -> Job:
+def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None, by: str | None = None) -> Job:
     """Queued tasks are canceled now; running ones get a CancelTask and end as Canceled when
     their agent has killed them. The job is Canceling until then. ``reason`` (why the cluster
-    canceled it) is kept as the job's error."""
+    canceled it) or ``by`` (the user who asked: "canceled by alice") is kept as the job's
+    error, and its tasks say it (:func:`lifecycle.job_cancel_reason`)."""
+    reason = reason or lifecycle.canceled_by(by)
 
     def attempt() -> Job:
         job = deps.store.get_job(job_id)
@@ -42,27 +44,27 @@ def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None) -> Job:
             deps.store.commit(job=job)
         return job
 
-    deps.retry(attempt)
+    why = lifecycle.job_cancel_reason(deps.retry(attempt))
     deps.retry(_cancel_ranges, deps, job_id)  # first, so the scheduler creates no more
     for queued in task_pages(deps, job_id, [TaskState.QUEUED]):
         for chunk in chunks(queued):
-            deps.retry(_cancel_chunk, deps, job_id, [t.id for t in chunk])
+            deps.retry(_cancel_chunk, deps, job_id, [t.id for t in chunk], why)
     cancels = []
     for active in task_pages(deps, job_id, TASK_ACTIVE):
         for task in active:
-            change = lifecycle.cancel(task, deps.clock())
+            change = lifecycle.cancel(task, deps.clock(), why)
             if change is not None:
                 cancels += change.cancels
     deps.send_to_nodes(cancels)
     return deps.retry(_settle, deps, job_id)
 
 
-def _cancel_chunk(deps: Deps, job_id: int, task_ids: list[int]) -> None:
+def _cancel_chunk(deps: Deps, job_id: int, task_ids: list[int], why: str | None) -> None:
     job = deps.store.get_job(job_id)
     now = deps.clock()
     changed = []
     for task in deps.store.get_tasks(job_id, task_ids):
-        change = lifecycle.cancel(task, now)
+        change = lifecycle.cancel(task, now, why)
         if change is not None and change.old is not change.new:
             job.count(change.old, change.new, name=task.name)
             changed.append(task)

@@ -79,14 +79,14 @@ class ControlPlane:
     def submit(self, data: Any, principal: Principal | None = None) -> Job:
         return submit.submit(self.deps, data, principal)
 
-    def cancel_job(self, job_id: int) -> Job:
-        return cancel.cancel_job(self.deps, job_id)
+    def cancel_job(self, job_id: int, *, by: str | None = None) -> Job:
+        return cancel.cancel_job(self.deps, job_id, by=by)
 
     def requeue_job(self, job_id: int) -> Job:
         return cancel.requeue_job(self.deps, job_id)
 
-    def cancel_task(self, job_id: int, task_id: int) -> Task:
-        return task_actions.cancel_task(self.deps, job_id, task_id)
+    def cancel_task(self, job_id: int, task_id: int, *, by: str | None = None) -> Task:
+        return task_actions.cancel_task(self.deps, job_id, task_id, by=by)
 
     def requeue_task(self, job_id: int, task_id: int) -> Task:
         return task_actions.requeue_task(self.deps, job_id, task_id)

@@ -185,6 +185,7 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
             change = lifecycle.assignment_refused(task, ev, now)
         if change is None:
             continue
+        lifecycle.explain_cancel(task, job)
         job.count(change.old, change.new, name=task.name)
         cancels += change.cancels
         ended |= change.ended

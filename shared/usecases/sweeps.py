@@ -77,7 +77,7 @@ def get_task(deps: Deps, job_id: int, task_id: int) -> Task:
         ) from None
 
 
-def cancel_unborn(deps: Deps, job: Job, task_id: int) -> Task:
+def cancel_unborn(deps: Deps, job: Job, task_id: int, *, reason: str | None = None) -> Task:
     """Cancel a task of a sweep that the scheduler has not created yet (``job`` as just read,
     the task not stored): it is created now, Canceled, in one commit with its job's counts
     (Queued -> Canceled) and its range listing it as created ahead of the cursor, which
@@ -106,7 +106,7 @@ def cancel_unborn(deps: Deps, job: Job, task_id: int) -> Task:
         )
     now = deps.clock()
     task = r.task(task_id)
-    change = lifecycle.cancel(task, now)
+    change = lifecycle.cancel(task, now, reason)
     if change is None or change.new is not TaskState.CANCELED:  # (a Queued task ends now)
         raise Refused(f"task {job.id}.{task_id} is {task.state}; nothing to cancel")
     r.create_ahead(task_id)

@@ -39,21 +39,22 @@ from shared.usecases.settling import commit_settling
 log = logging.getLogger(__name__)
 
 
-def cancel_task(deps: Deps, job_id: int, task_id: int) -> Task:
-    """Cancel one task; returns it as stored (still Running until its agent killed it)."""
+def cancel_task(deps: Deps, job_id: int, task_id: int, *, by: str | None = None) -> Task:
+    """Cancel one task; returns it as stored (still Running until its agent killed it).
+    ``by``: the user who asked, named in the task's error ("canceled by alice")."""
 
     def attempt() -> tuple[Task, list[tuple[str, CancelTask]]]:
         job = deps.store.get_job(job_id)
         try:
             task = deps.store.get_task(job_id, task_id)
         except NotFound:  # a sweep's task not created yet (or none: NotFound)
-            return sweeps.cancel_unborn(deps, job, task_id), []
+            return sweeps.cancel_unborn(deps, job, task_id, reason=lifecycle.canceled_by(by)), []
         if task.state in TASK_TERMINAL:
             raise Refused(f"task {job_id}.{task_id} is already {task.state}; nothing to cancel")
         if job.state is JobState.CANCELING:
             raise Refused(f"job {job_id} is being canceled: its tasks end Canceled already")
         now = deps.clock()
-        change = lifecycle.cancel(task, now)
+        change = lifecycle.cancel(task, now, lifecycle.canceled_by(by))
         if change is None:  # active, but not placed: nothing to kill yet
             raise Refused(f"task {job_id}.{task_id} is {task.state}; try again in a moment")
         if change.old is not change.new:

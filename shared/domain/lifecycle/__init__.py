@@ -28,7 +28,13 @@ node back Online) and :mod:`.ordering` (event order); this package re-exports th
 callers write ``lifecycle.dispatch(...)``.
 """
 
-from shared.domain.lifecycle.jobs import all_ended, settle_job
+from shared.domain.lifecycle.jobs import (
+    all_ended,
+    canceled_by,
+    explain_cancel,
+    job_cancel_reason,
+    settle_job,
+)
 from shared.domain.lifecycle.nodes import (
     AGENT_STOPPED,
     LIVE_STATES,
@@ -74,12 +80,15 @@ __all__ = [
     "assignment_refused",
     "bring_online",
     "cancel",
+    "canceled_by",
     "dispatch",
     "ended_event",
+    "explain_cancel",
     "heartbeat",
     "in_order",
     "is_current",
     "is_live",
+    "job_cancel_reason",
     "key_of",
     "kill_order",
     "lose_attempt",

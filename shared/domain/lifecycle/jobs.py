@@ -1,4 +1,5 @@
-"""The job rule: a job closes when none of its tasks is left to run.
+"""The job rules: a job closes when none of its tasks is left to run; a canceled job's tasks
+say who canceled it.
 
 Part of :mod:`shared.domain.lifecycle` (its docstring states the guarantees). Pure.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.domain.models import Job
+from shared.domain.models import Job, Task
 from shared.domain.states import (
     JOB_TERMINAL,
     TASK_TERMINAL,
@@ -45,3 +46,26 @@ def settle_job(job: Job, now: datetime) -> bool:
     else:
         job.move_to(JobState.FINISHED, now=now)
     return True
+
+
+def canceled_by(user: str | None) -> str | None:
+    """A user's cancel as a task or job shows it (HPC Pack's "canceled by user", Slurm's
+    "CANCELLED by")."""
+    return f"canceled by {user}" if user else None
+
+
+def job_cancel_reason(job: Job) -> str | None:
+    """What a task of a canceled job says: who canceled the job, or why the cluster did
+    (its error, e.g. its runtime limit); None when neither is known."""
+    if not job.error:
+        return None
+    if job.error.startswith("canceled by "):
+        return f"job {job.id} {job.error}"
+    return f"job {job.id} canceled: {job.error}"
+
+
+def explain_cancel(task: Task, job: Job) -> None:
+    """A task that ended Canceled with no reason of its own while its job is Canceling was
+    killed by the job's cancel: it says so (a user's task cancel names the user itself)."""
+    if task.state is TaskState.CANCELED and task.error is None and job.state is JobState.CANCELING:
+        task.error = job_cancel_reason(job)

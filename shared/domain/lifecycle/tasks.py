@@ -114,7 +114,9 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
         if old not in TASK_ACTIVE:
             return None
         task.move_to(new, now=now)
-        task.exit_code, task.output, task.error = ev.exit_code, ev.output, ev.error
+        # a canceled end keeps who asked for the cancel (its error, set by cancel())
+        kept = task.error if new is TaskState.CANCELED and task.cancel_requested else None
+        task.exit_code, task.output, task.error = ev.exit_code, ev.output, ev.error or kept
         if new is TaskState.FAILED and ev.error is None:
             task.error = exit_reason(ev.exit_code, task.valid_exit_codes)
         task.result_attempt = ev.attempt
@@ -293,14 +295,17 @@ def undeliverable(task: Task, reason: str, now: datetime) -> TaskChange | None:
     return TaskChange(TaskState.QUEUED, TaskState.FAILED)
 
 
-def cancel(task: Task, now: datetime) -> TaskChange | None:
+def cancel(task: Task, now: datetime, reason: str | None = None) -> TaskChange | None:
     """A user cancel: a queued task ends now; an active one gets a CancelTask and ends when
-    its agent reports it killed."""
+    its agent reports it killed. ``reason`` (who canceled it: Slurm's "CANCELLED by") is the
+    task's error once it is Canceled, kept while its agent kills it."""
     if task.state is TaskState.QUEUED:
         task.move_to(TaskState.CANCELED, now=now)
+        task.error = reason
         return TaskChange(TaskState.QUEUED, TaskState.CANCELED)
     kill = kill_order(task) if task.state in TASK_ACTIVE else None
     if kill is not None:
+        task.error = reason or task.error
         task.cancel_requested = True  # if the attempt is given up before the kill lands
         return TaskChange(task.state, task.state, [kill])
     return None
