@@ -367,7 +367,7 @@ def test_reasons_are_said_in_the_policys_words_for_its_group_only():
     idle = "idle for 0 s (ShrinkIdleTimes 0 x ShrinkInterval 1 s) and no queued task can run on it"
     orders = [
         Order("start", "az2", AZ, f"{AZ} is below its minNodes 2"),
-        Order("start", "az3", AZ, "3 queued tasks of jobs 1 overflow ..."),
+        Order("start", "az3", AZ, "3 queued tasks of job 1 overflow ..."),
         Order("stop", "az1", AZ, idle),
         Order("stop", "az4", AZ, "drained: its last task ended"),
         Order("stop", "gpu1", "Gpu", idle),
@@ -377,7 +377,7 @@ def test_reasons_are_said_in_the_policys_words_for_its_group_only():
     why = "anticipate: 0 in use + 0 for queued work + a warm pool of 2 for the 1.2 nodes expected within 180 s"
     assert [o.reason for o in said.orders] == [
         f"started for the warm pool ({why})",
-        "3 queued tasks of jobs 1 overflow ...",
+        "3 queued tasks of job 1 overflow ...",
         f"stopped: idle for 0 s, beyond the warm pool ({why})",
         "drained: its last task ended",
         idle,
@@ -465,7 +465,9 @@ def test_the_cli_sets_the_idle_policy_and_refuses_bad_text_in_one_line(host, mon
     assert "idle policy anticipate:30 (boot delay 240.0 s)" in ok.output
     listed = {g["name"]: g for g in client.get("/api/nodegroups").json()["groups"]}
     assert (listed[AZ]["idlePolicy"], listed[AZ]["bootDelayS"]) == ("anticipate:30", 240)
-    assert hpc("nodegroup", "set", AZ, "--scale-down-delay", "120").exit_code == 0
+    delay = hpc("nodegroup", "set", AZ, "--scale-down-delay", "120", "--grow-by-min")
+    assert delay.exit_code == 0
+    assert "set: growByMin on, scaleDownDelayS 120 s" in delay.output  # echoed as stored
     listed = {g["name"]: g for g in client.get("/api/nodegroups").json()["groups"]}
     assert listed[AZ]["scaleDownDelayS"] == 120
     negative = hpc("nodegroup", "set", AZ, "--scale-down-delay", "-5")

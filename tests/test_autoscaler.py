@@ -132,7 +132,7 @@ def test_group_grows_only_by_the_nodes_its_runnable_queued_work_needs(queued, ex
     decision = run(azure_vms(5), queued)
     assert len(started(decision)) == expected
     for order in decision.orders:
-        assert "queued tasks" in order.reason and "AzureNodes needs" in order.reason
+        assert "queued task" in order.reason and "AzureNodes needs" in order.reason
 
 
 def test_starting_nodes_count_as_coming_capacity():
@@ -172,6 +172,16 @@ def test_onprem_only_job_never_starts_azure_nodes_even_when_onprem_is_full():
 )
 def test_autogrowshrink_parameters(group_kw, queued, expected):
     assert len(started(run(azure_vms(6), queued, pol=policy(**group_kw)))) == expected
+
+
+def test_a_grow_reason_names_extra_nodes_grow_ratios_share():
+    """An admin saw 3 nodes start where the note said the tasks need 2."""
+    [first, *_] = run(azure_vms(6), tasks(8), pol=policy(extra_nodes_grow_ratio=50)).orders
+    assert first.reason.endswith(
+        "AzureNodes needs 3 nodes of 4 cores (1 of them ExtraNodesGrowRatio's 50%)"
+    )
+    [plain, *_] = run(azure_vms(6), tasks(8), pol=policy()).orders
+    assert plain.reason.endswith("AzureNodes needs 2 nodes of 4 cores")
 
 
 def test_a_task_allowed_on_two_managed_groups_grows_only_one():

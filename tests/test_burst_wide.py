@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.domain.autoscaler_notes import nodes
 from shared.domain.demand import Reach
 from shared.domain.growshrink import GroupPolicy, NodeMemory
 from shared.domain.idleplan import overflow
@@ -80,7 +81,7 @@ def test_a_wide_task_starts_vms_only_for_the_nodes_on_prem_cannot_give_it(queued
     decision = run([*onprem(), *azure_vms(8)], queued, used=used)
     assert len(started(decision)) == expected
     for order in decision.orders:
-        assert f"AzureNodes needs {expected} node(s)" in order.reason
+        assert f"AzureNodes needs {nodes(expected)} of" in order.reason
 
 
 @pytest.mark.parametrize("state", [ON, STARTING])
@@ -169,4 +170,4 @@ def test_the_timer_run_starts_one_vm_for_the_probes_wide_task(tmp_path, clock, p
     starting = [n["name"] for n in cp.list_nodes() if n["state"] == "Starting"]
     assert len(starting) == 1, starting
     [entry] = [e for e in read_log(cp.deps) if e["action"] == "start"]
-    assert "AzureNodes needs 1 node(s) of 4 cores" in entry["reason"]
+    assert "AzureNodes needs 1 node of 4 cores" in entry["reason"]

@@ -160,7 +160,7 @@ def test_a_group_known_too_small_starts_none_and_the_log_says_why():
     [note] = decision.notes
     assert note.group == AZ and not note.grows  # the task's pending reason says it itself
     assert note.text == (
-        "2 queued task(s) of jobs 7 ask up to 64 GB memory per node; its nodes have 16 GB: "
+        "2 queued tasks of job 7 ask up to 64 GB memory per node; its nodes have 16 GB: "
         "none started for them (bigger VMs: hpc nodegroup set AzureNodes --size VM "
         "--node-memory SIZE, then hpc node add --group AzureNodes)"
     )
@@ -266,7 +266,7 @@ def test_grown_for_splits_the_tasks_a_group_runs_from_those_it_starts_none_for()
     grown, why, able = grown_for(tasks, AZ, small)
     assert able == 1
     assert [t.job_id for t in grown] == [2]  # job 3's 8 cores: never, and not said here
-    assert why is not None and why.startswith("1 queued task(s) of jobs 1 ask up to 64 GB")
+    assert why is not None and why.startswith("1 queued task of job 1 asks up to 64 GB")
     unknown = GroupPolicy(node_cores=4)
     assert [t.id for t in grown_for(asks(64, 3), AZ, unknown)[0]] == [1]  # one to find out
     booting = [mem_node("s", STARTING, registered=False)]
@@ -282,7 +282,7 @@ def test_a_group_whose_online_node_did_not_tell_its_memory_starts_none_for_memor
     assert started(decision) == []
     [note] = decision.notes
     assert note.text == (
-        "1 queued task(s) of jobs 4 ask up to 64 GB memory per node; its nodes' memory is "
+        "1 queued task of job 4 asks up to 64 GB memory per node; its nodes' memory is "
         "unknown (az-0's agent did not report it): none started for them (upgrade its agent, "
         "or run it with --memory-mb SIZE)"
     )
@@ -466,15 +466,15 @@ def test_the_log_says_a_start_is_for_memory_and_a_probe_is_one():
     while on-prem cores sat free."""
     [probe] = run(azure_vms(3), asks(64, job=22), pol=pol(None)).orders
     assert probe.reason == (
-        "1 queued tasks of jobs 22 (up to 64 GB memory) fit no running node; AzureNodes's "
+        "1 queued task of job 22 (up to 64 GB memory) fits no running node; AzureNodes's "
         "node memory is unknown: one started tells"
     )
     [known] = run(azure_vms(3), asks(64, job=22), pol=pol(128)).orders
     assert known.reason == (
-        "1 queued tasks of jobs 22 (up to 64 GB memory) fit no running node's free cores and "
-        "memory; AzureNodes needs 1 node(s) of 4 cores and 128 GB"
+        "1 queued task of job 22 (up to 64 GB memory) fits no running node's free cores and "
+        "memory; AzureNodes needs 1 node of 4 cores and 128 GB"
     )
     [plain] = run(azure_vms(3), asks(None, job=5), pol=pol(128)).orders
     assert plain.reason.endswith(
-        "overflow the free cores of running nodes; AzureNodes needs 1 node(s) of 4 cores"
+        "overflows the free cores of running nodes; AzureNodes needs 1 node of 4 cores"
     )

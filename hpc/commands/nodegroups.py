@@ -265,6 +265,25 @@ def group_set(
         f"idle policy {dash(group.get('idlePolicy'))} (boot delay {dash(group.get('bootDelayS'))} s), "
         f"node memory {memory(group.get('nodeMemoryMb'), 'unknown')}"
     )
+    changed = [k for k in settings if k not in _SHOWN]  # the rest it set, as now stored
+    if changed:
+        said = ", ".join(f"{k} {_shown(k, group.get(k))}" for k in sorted(changed))
+        stdout_console().print(f"  set: {said}")
+
+
+def _shown(key: str, value: object) -> str:
+    """A setting's stored value as ``hpc nodegroup set`` echoes it: 120 s, on, none."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if value is None:
+        return "default" if key == "scaleDownDelayS" else "none"
+    return f"{value} s" if key.endswith("S") else dash(value)
+
+
+_SHOWN = frozenset({"minNodes", "maxNodes", "provider", "idlePolicy", "bootDelayS", "nodeMemoryMb"})
+"""The settings the first line of ``hpc nodegroup set`` always shows."""
 
 
 @app.command("delete")

@@ -61,7 +61,7 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
     StartFailure,
 )
 from shared.domain.cluster import Node
-from shared.domain.demand import may_run_in, nodes_for, place_queue, reach
+from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, place_queue, reach
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -259,7 +259,8 @@ class _Run:
                     )
                 )
                 tasks = []
-            need = nodes_for(tasks, gp)
+            packed = packed_nodes(tasks, gp)
+            need = packed + extra_nodes(packed, gp)
             wanted = max(need, gp.min_nodes - up)  # min_nodes is kept whatever the interval
             self.groups[group] = memory
             if wanted <= 0:
@@ -279,7 +280,7 @@ class _Run:
             floor = f"{group} is below its minNodes {gp.min_nodes}"
             why = floor
             if need:
-                why = autoscaler_notes.grown(group, tasks, need, gp.node_cores, gp.node_memory_mb)
+                why = autoscaler_notes.grown(group, tasks, need, gp, extra=need - packed)
             for k, node in enumerate(offline[:count]):  # beyond the queue's need: the floor's
                 self.order("start", node, group, why if k < need else floor)
                 self.nodes[node.name] = NodeMemory(start_ordered_at=self.now)

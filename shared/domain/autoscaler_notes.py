@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.domain.cluster import Node, NodeGroup
+from shared.domain.growshrink import GroupPolicy
 from shared.domain.memory import shown
 from shared.domain.models import Task
 from shared.domain.states import NodeState
@@ -26,8 +27,17 @@ def nodes(count: int) -> str:
 
 
 def listed_jobs(tasks: Sequence[Task]) -> str:
-    """The first few jobs of ``tasks``, by id, as a note names them."""
-    return ", ".join(str(j) for j in sorted({t.job_id for t in tasks})[:5])
+    """The jobs of ``tasks`` as a note names them: ``job 7``, ``jobs 7, 9`` (the first five
+    by id, then how many more)."""
+    ids = sorted({t.job_id for t in tasks})
+    shown_ids = ", ".join(str(j) for j in ids[:5])
+    more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    return f"job {shown_ids}" if len(ids) == 1 else f"jobs {shown_ids}{more}"
+
+
+def queued(tasks: Sequence[Task]) -> str:
+    """``1 queued task``, ``3 queued tasks``."""
+    return "1 queued task" if len(tasks) == 1 else f"{len(tasks)} queued tasks"
 
 
 def bigger_vms(group: str) -> str:
@@ -38,22 +48,28 @@ def bigger_vms(group: str) -> str:
     )
 
 
-def grown(group: str, tasks: Sequence[Task], need: int, cores: int, memory_mb: int | None) -> str:
+def grown(group: str, tasks: Sequence[Task], need: int, gp: GroupPolicy, *, extra: int) -> str:
     """Why a group starts ``need`` nodes for overflowing ``tasks``: the cores they lack or,
-    asking for memory, the memory (a group of unknown node memory starts one to learn it)."""
+    asking for memory, the memory (a group of unknown node memory starts one to learn it);
+    ``extra`` of them ExtraNodesGrowRatio's share, said so (an admin saw more nodes start
+    than the note explained)."""
     jobs = listed_jobs(tasks)
+    s = "s" if len(tasks) == 1 else ""  # the verb's ending: 1 task fits, 2 tasks fit
     asked = [t.min_memory_mb for t in tasks if t.min_memory_mb is not None]
+    share = (
+        f" ({extra} of them ExtraNodesGrowRatio's {gp.extra_nodes_grow_ratio}%)" if extra else ""
+    )
     if not asked:
         return (
-            f"{len(tasks)} queued tasks of jobs {jobs} overflow the free cores of running "
-            f"nodes; {group} needs {need} node(s) of {cores} cores"
+            f"{queued(tasks)} of {jobs} overflow{s} the free cores of running "
+            f"nodes; {group} needs {nodes(need)} of {gp.node_cores} cores{share}"
         )
-    what = f"{len(tasks)} queued tasks of jobs {jobs} (up to {shown(max(asked), up=True)} memory)"
-    if memory_mb is None:
-        return f"{what} fit no running node; {group}'s node memory is unknown: one started tells"
+    what = f"{queued(tasks)} of {jobs} (up to {shown(max(asked), up=True)} memory)"
+    if gp.node_memory_mb is None:
+        return f"{what} fit{s} no running node; {group}'s node memory is unknown: one started tells"
     return (
-        f"{what} fit no running node's free cores and memory; {group} needs {need} node(s) "
-        f"of {cores} cores and {shown(memory_mb)}"
+        f"{what} fit{s} no running node's free cores and memory; {group} needs {nodes(need)} "
+        f"of {gp.node_cores} cores and {shown(gp.node_memory_mb)}{share}"
     )
 
 

@@ -59,8 +59,20 @@ def nodes_needed(parts: Sequence[tuple[int, object]], node_cores: int) -> int:
 
 
 def nodes_for(tasks: Sequence[Task], gp: GroupPolicy) -> int:
-    """Nodes of the group's size the tasks need: GrowByMin (one widest task per job),
-    TasksPerResourceUnit (tasks per unit of demand), bin-packing, then ExtraNodesGrowRatio."""
+    """Nodes of the group's size the tasks need: :func:`packed_nodes`, then
+    ExtraNodesGrowRatio's share (:func:`extra_nodes`)."""
+    need = packed_nodes(tasks, gp)
+    return need + extra_nodes(need, gp)
+
+
+def extra_nodes(need: int, gp: GroupPolicy) -> int:
+    """ExtraNodesGrowRatio: the percent of ``need`` added to a growth, rounded up."""
+    return math.ceil(need * gp.extra_nodes_grow_ratio / 100)
+
+
+def packed_nodes(tasks: Sequence[Task], gp: GroupPolicy) -> int:
+    """Nodes of the group's size the tasks fill: GrowByMin (one widest task per job),
+    TasksPerResourceUnit (tasks per unit of demand), then bin-packing."""
     if not tasks:
         return 0
     if gp.grow_by_min:
@@ -83,8 +95,7 @@ def nodes_for(tasks: Sequence[Task], gp: GroupPolicy) -> int:
         for cores, n in per_size.items()
         for _ in range(math.ceil(n / gp.tasks_per_resource_unit))
     ]
-    need = nodes_needed(parts, gp.node_cores)
-    return need + math.ceil(need * gp.extra_nodes_grow_ratio / 100)
+    return nodes_needed(parts, gp.node_cores)
 
 
 @dataclass(frozen=True)
@@ -190,7 +201,8 @@ def _none_started(group: str, tasks: Sequence[Task], gp: GroupPolicy, silent: li
     """Why ``group`` starts no node for ``tasks``, which ask for memory (:func:`grown_for`)."""
     most = max(t.min_memory_mb or 0 for t in tasks)
     which = (
-        f"{len(tasks)} queued task(s) of jobs {autoscaler_notes.listed_jobs(tasks)} ask up to "
+        f"{autoscaler_notes.queued(tasks)} of {autoscaler_notes.listed_jobs(tasks)} "
+        f"ask{'s' if len(tasks) == 1 else ''} up to "
         f"{shown(most, up=True)} memory per node"
     )
     if gp.node_memory_mb is not None:
