@@ -303,7 +303,7 @@ def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
     job_id = _mine(
         req, principal, "change the priority of" if set(body) == {"priority"} else "modify"
     )
-    return _job_docs([control().modify_job(job_id, body)])[0]
+    return _job_docs([control().modify_job(job_id, body, admin=principal.role == ADMIN)])[0]
 
 
 @bp.route(route="jobs/{id}/tasks", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -12,6 +12,7 @@ Running job; ``GET /api/autoscale/log`` tells why the autoscaler did what it did
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import azure.functions as func
@@ -106,19 +107,45 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def node_action(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "start, stop, drain or take nodes offline")
-    no_body(req)
     action = req.route_params.get("action", "")
     if action not in NODE_ACTIONS:
         raise NotFound(f"no node action {action!r}; one of {', '.join(NODE_ACTIONS)}")
+    reason = _reason(req, action, principal)
     # a refusal because of the node's state says it ("state"): `hpc node start --group G`
     # goes on past a node already as the action leaves it by that field, not by the words
-    done = control().node_action(action, [req.route_params.get("name", "")])
+    done = control().node_action(action, [req.route_params.get("name", "")], reason=reason)
     answer: dict[str, Any] = {"nodes": [_node(n) for n in done]}
     if action == "stop":  # the autoscaler would start it again for its group's minNodes
         warnings = control().stop_warnings([n for n in done if isinstance(n, Node)])
         if warnings:
             answer["warnings"] = warnings
     return answer
+
+
+MAX_REASON = 200
+"""Characters of an admin's reason for a stop, drain or offline."""
+_DONE = {"stop": "stopped", "drain": "drained", "offline": "taken offline"}
+
+
+def _reason(req: func.HttpRequest, action: str, principal: Principal) -> str | None:
+    """The node's state reason: who, and why if the body says (``{"reason": "disk swap"}``,
+    Slurm's ``scontrol update state=drain reason=``); None for a start, which takes no body."""
+    if action not in _DONE or not req.get_body().strip():
+        no_body(req)
+        return None if action not in _DONE else f"{_DONE[action]} by {principal.name}"
+    body = _body(req, '{"reason": TEXT}')
+    if body == {}:
+        return f"{_DONE[action]} by {principal.name}"
+    text = body.get("reason") if isinstance(body, dict) and set(body) == {"reason"} else None
+    if not isinstance(text, str) or not 1 <= len(text.strip()) <= MAX_REASON:
+        raise BadRequest(
+            f'the body is {{"reason": TEXT}} (1 to {MAX_REASON} characters), or none; '
+            f"got {shown_json(body)}"
+        )
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf")), None)
+    if bad is not None:
+        raise BadRequest(f"reason holds the control character U+{ord(bad):04X}: give plain text")
+    return f"{_DONE[action]} by {principal.name}: {text.strip()}"
 
 
 @bp.route(route="nodes/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -156,10 +156,12 @@ class ApiClient(OutputRoutes):
     def set_node(self, name: str, *, groups: list[str]) -> dict[str, Any]:
         return self._json("PATCH", f"nodes/{segment(name, 'node name')}", json={"groups": groups})
 
-    def node_action(self, name: str, action: str) -> dict[str, Any]:
+    def node_action(self, name: str, action: str, reason: str | None = None) -> dict[str, Any]:
         node = segment(name, "node name")
         if action == "remove":
             return self._json("DELETE", f"nodes/{node}")
+        if reason is not None:
+            return self._json("POST", f"nodes/{node}/{action}", json={"reason": reason})
         return self._json("POST", f"nodes/{node}/{action}")
 
     def create_node_group(self, name: str, **settings: Any) -> dict[str, Any]:

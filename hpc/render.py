@@ -21,7 +21,6 @@ from hpc.text import cell, one_line, strip_controls
 from shared.domain.durations import format_duration
 from shared.domain.memory import shown
 from shared.domain.models import PRIORITY_NAMES
-from shared.domain.specvalues import sweep_command
 from shared.domain.states import TASK_TERMINAL, TaskState
 
 STATE_STYLES: dict[str, str] = {
@@ -86,7 +85,7 @@ def dash(value: Any) -> str:
 
 def memory(value: Any, unknown: str = "-") -> str:
     """MB as ``4 GB``; ``unknown`` for none (or what is no size: a newer field's change)."""
-    return shown(value) if _positive_int(value) else unknown
+    return shown(value) if positive_int(value) else unknown
 
 
 def priority(value: Any) -> str:
@@ -194,7 +193,7 @@ def runtime_limit(job: Mapping[str, Any], tasks: list[dict[str, Any]]) -> str | 
     them; a job's tasks may each set one, and older servers kept none for the job); tasks
     that differ show each limit."""
     own = job.get("runtimeLimit")
-    if _positive_int(own):
+    if positive_int(own):
         return format_duration(own)
     return _per_task({t.get("runtimeLimitS") for t in tasks}, format_duration)
 
@@ -208,7 +207,7 @@ def memory_request(tasks: list[dict[str, Any]]) -> str | None:
 def _per_task(values: set[Any], form: Callable[[int], str], *, alone: str = "") -> str | None:
     """What the tasks set (``values``: theirs, distinct), None if none sets it: one value as
     ``form`` words it (and ``alone``), else ``per task: A, B, ..., none``."""
-    given = sorted(v for v in values if _positive_int(v))
+    given = sorted(v for v in values if positive_int(v))
     if not given:
         return None
     if len(values) == 1:
@@ -217,7 +216,7 @@ def _per_task(values: set[Any], form: Callable[[int], str], *, alone: str = "") 
     return "per task: " + ", ".join(forms + (["none"] if len(given) < len(values) else []))
 
 
-def _positive_int(value: Any) -> TypeGuard[int]:
+def positive_int(value: Any) -> TypeGuard[int]:
     """A set limit in whole seconds (JSON's true is no number here)."""
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -280,7 +279,7 @@ def _settings(job: Mapping[str, Any]) -> list[tuple[str, str]]:
         rows.append(("Max concurrent", dash(job["maxConcurrent"])))
     if job.get("maxRetries") is not None:
         rows.append(("Max retries", dash(job["maxRetries"])))
-    if _positive_int(job.get("jobRuntimeLimit")):
+    if positive_int(job.get("jobRuntimeLimit")):
         rows.append(
             ("Job runtime limit", f"{format_duration(job['jobRuntimeLimit'])} from its start")
         )
@@ -297,99 +296,3 @@ def _settings(job: Mapping[str, Any]) -> list[tuple[str, str]]:
     if job.get("holdUntil"):
         rows.append(("Hold until", when(job["holdUntil"])))
     return rows
-
-
-def task_detail(task: Mapping[str, Any]) -> RenderableType:
-    """One task: where and how it ran, or why it waits."""
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    limit, asked = task.get("runtimeLimitS"), task.get("minMemoryMb")
-    rows: list[tuple[str, Any]] = [
-        ("Task", f"{dash(task.get('jobId'))}.{dash(task.get('id'))}"),
-        ("Name", dash(task.get("name"))),
-        ("State", state(task.get("state"))),
-        *_command(task),
-        ("Cores", dash(task.get("cores"))),
-        *([("Min memory", f"{memory(asked)} per node")] if _positive_int(asked) else []),
-        ("Runtime limit", format_duration(limit) if limit else "none"),
-        *_task_settings(task),
-        ("Attempt", dash(task.get("attempt"))),
-        ("Exit code", dash(task.get("exitCode"))),
-        ("Submitted", when(task.get("submitTime"))),
-        ("Started", when(task.get("startTime"))),
-        ("Ended", when(task.get("endTime"))),
-    ]
-    if task.get("pendingReason"):
-        rows.append(("Waiting", Text(strip_controls(str(task["pendingReason"])), style="yellow")))
-    if task.get("error"):  # a queued task's is its last attempt's, not why it waits now
-        label = "Last attempt" if task.get("state") == "Queued" else "Error"
-        rows.append((label, Text(strip_controls(str(task["error"])), style="red")))
-    for label, value in rows:
-        table.add_row(label, *cells(value))
-    return Group(table)
-
-
-def _command(task: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """What a task runs: a sweep step's command with its index in place of each ``*`` (what
-    its agent is sent), and the command as submitted when that differs (a probe saw only the
-    template, ``echo *``)."""
-    command, index = task.get("command"), task.get("sweepIndex")
-    if not isinstance(command, str) or not isinstance(index, int):
-        return [("Command", dash(command))]
-    runs = sweep_command(command, index)
-    return [("Command", runs)] + ([("As submitted", command)] if runs != command else [])
-
-
-def task_name(task: Mapping[str, Any]) -> str:
-    """A task's name as lists show it: a named sweep's steps share their name (dependsOn
-    names it), so each is shown with its index, ``work[6]``, as unnamed ones are."""
-    name, index = dash(task.get("name")), task.get("sweepIndex")
-    if isinstance(index, int) and not name.endswith(f"[{index}]"):
-        return f"{name}[{index}]"
-    return name
-
-
-def _task_settings(task: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Its sweep index, the tasks it waits for, and where it runs: every node a multi-node
-    task holds, with its cores (a probe saw only the first node of a 2-node task and none of
-    its dependsOn; HPC Pack's task view shows both)."""
-    rows: list[tuple[str, str]] = []
-    if isinstance(task.get("sweepIndex"), int):
-        rows.append(("Sweep index", dash(task["sweepIndex"])))
-    if task.get("dependsOn"):
-        rows.append(("Depends on", dash(task["dependsOn"])))
-    hosts = task.get("hosts")
-    if isinstance(hosts, list) and len(hosts) > 1:
-        shown = [f"{h.get('node')}:{h.get('cores')}" for h in hosts if isinstance(h, dict)]
-        rows.append(("Nodes", dash(shown)))
-    else:
-        rows.append(("Node", dash(task.get("node"))))
-    return rows
-
-
-def tasks_table(tasks: list[dict[str, Any]]) -> Table:
-    """One row a task; the last column is the last line of its output (or its error)."""
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("ID", "Name", "State", "Node", "Exit", "Attempt", "Output"):
-        table.add_column(
-            column,
-            justify="right" if column in ("ID", "Exit", "Attempt") else "left",
-            no_wrap=True,
-        )
-    table.columns[-1].overflow = "ellipsis"
-    table.columns[-1].ratio = 1
-    for task in tasks:
-        output = strip_controls(str(task.get("error") or task.get("output") or "")).strip()
-        table.add_row(
-            *cells(
-                dash(task.get("id")),
-                task_name(task),
-                state(task.get("state")),
-                dash(task.get("node")),
-                dash(task.get("exitCode")),
-                dash(task.get("attempt")),
-                output.splitlines()[-1] if output else "-",
-            )
-        )
-    return table

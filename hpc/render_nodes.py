@@ -11,7 +11,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hpc.render import ago, cells, dash, drained, memory, node_state, when
+from hpc.render import ago, cells, dash, drained, memory, node_state, parse_time, when
 from hpc.text import strip_controls
 
 
@@ -37,11 +37,20 @@ def node_detail(node: Mapping[str, Any]) -> RenderableType:
         ("Running tasks", dash(node.get("runningTasks"))),
         ("Incarnation", dash(node.get("incarnation"))),
         ("Agent protocol", dash(node.get("agentProtocol") if node.get("incarnation") else None)),
-        ("Last heartbeat", ago(node.get("lastHeartbeat"))),
+        ("Last heartbeat", heard(node)),
     ]
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def heard(node: Mapping[str, Any]) -> Any:
+    """Its last heartbeat, how long ago; none for a node Starting whose last one came before
+    the start (its VM's previous run: an Azure probe read a booting VM as heard 2 h ago)."""
+    beat, since = parse_time(node.get("lastHeartbeat")), parse_time(node.get("stateTime"))
+    if node.get("state") == "Starting" and beat and since and beat < since:
+        return dash(None)
+    return ago(node.get("lastHeartbeat"))
 
 
 def find_node(nodes: Iterable[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
@@ -116,7 +125,7 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
                 dash(_provider(node)),
                 # its agent's (shared.domain.protocol); none before its first registration
                 dash(node.get("agentProtocol") if node.get("incarnation", 1) else None),
-                ago(node.get("lastHeartbeat")),
+                heard(node),
                 dash(node.get("stateReason")),
             )
         )

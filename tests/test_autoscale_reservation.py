@@ -111,7 +111,7 @@ def test_later_tasks_burst_when_the_reservation_holds_the_free_cores():
     assert actions(run(nodes, queue, used={"P": 1})) == []
     d = run(nodes, queue, used={"P": 1}, reserved=Reserved(HEAD, {"P": 4}))
     assert started(d) == ["az-1"]
-    assert "overflow" in d.orders[0].reason and "jobs 2" in d.orders[0].reason
+    assert "overflow" in d.orders[0].reason and "job 2" in d.orders[0].reason
 
 
 @pytest.mark.parametrize(

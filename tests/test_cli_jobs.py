@@ -48,6 +48,17 @@ def test_task_list_shows_a_first_page_unless_asked_for_more(api: StandIn) -> Non
     assert pages == [{"after": "0", "limit": "1000"}]
 
 
+def test_task_list_all_prints_its_pages_as_one_table(api: StandIn, monkeypatch) -> None:
+    """A probe's `hpc task list --all | wc -l` counted a header per page of 1,000."""
+    monkeypatch.setattr("hpc.commands.tasks.TASK_PAGE", 100)
+    everything = hpc("task", "list", "5", "--all")
+    lines = everything.stdout.splitlines()
+    assert sum(1 for line in lines if line.split()[:2] == ["ID", "Name"]) == 1
+    assert everything.stdout.count("big[") == 250
+    rows = [line for line in lines if "big[" in line]
+    assert len({line.index("big[") for line in rows}) == 1  # the Name column never moves
+
+
 def test_job_hold_release_and_modify_call_their_routes(api: StandIn) -> None:
     held = hpc("job", "hold", "3", "--until", "2026-12-01T14:00")
     assert held.exit_code == 0 and "held (hpc job release 3)" in held.stdout

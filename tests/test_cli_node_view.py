@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hpc.render_nodes import filtered
+from hpc.render_nodes import filtered, heard
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import served_app
 from tests.cli_fixtures import assert_one_error_line, hpc
@@ -77,3 +77,17 @@ def test_node_view_of_an_unknown_node_names_the_nodes(cluster: httpx.Client) -> 
     result = hpc("node", "view", "n9")
     assert result.exit_code == 1
     assert_one_error_line(result, "no node n9; nodes: n1, n2")
+
+
+@pytest.mark.parametrize(
+    ("state", "beat", "shown"),
+    [
+        ("Starting", "2026-01-01T10:00:00Z", "-"),  # its VM's previous run: not this start's
+        ("Starting", "2026-01-01T12:00:05Z", "ago"),  # heard since the start
+        ("Online", "2026-01-01T10:00:00Z", "ago"),
+        ("Starting", None, "-"),
+    ],
+)
+def test_a_starting_vm_does_not_show_its_previous_runs_heartbeat(state, beat, shown) -> None:
+    node = {"state": state, "stateTime": "2026-01-01T12:00:00Z", "lastHeartbeat": beat}
+    assert shown in str(heard(node))

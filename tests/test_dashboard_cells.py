@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from hpc.render import memory_request, node_state, task_detail
+from hpc.render import memory_request, node_state
 from hpc.render_nodes import nodes_table
+from hpc.render_tasks import task_detail
 from shared.domain.memory import shown
 from shared.domain.models import PRIORITY_NAMES
 
@@ -143,7 +144,8 @@ def test_a_task_view_shows_its_sweep_index_its_dependencies_and_every_node() -> 
 def test_a_sweep_steps_view_and_list_show_what_it_runs_and_its_index() -> None:
     """A probe: a sweep step showed its template (``echo * **``) and a named sweep's steps
     all listed as the same name."""
-    from hpc.render import job_detail, tasks_table
+    from hpc.render import job_detail
+    from hpc.render_tasks import tasks_table
 
     step = {"jobId": 3, "id": 2, "name": "work", "state": "Queued", "command": "echo * **",
             "sweepIndex": 6}  # fmt: skip

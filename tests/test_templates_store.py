@@ -82,6 +82,20 @@ def test_a_priority_raised_after_submit_is_held_to_the_templates_limit(cp):
     assert cp.set_priority(job.id, "Normal").priority == 2000
 
 
+def test_a_priority_left_above_a_lowered_limit_may_still_move_down(cp):
+    """A probe's owner could not lower a job the template's lowered maxPriority had left
+    above it; an admin may set any priority (Slurm's operators do)."""
+    register(cp, "n1", cores=8)
+    templates.put(cp.deps, "Lim", {"maxPriority": "Highest"})
+    job = cp.submit({"command": "x", "template": "Lim", "priority": "AboveNormal"})
+    templates.put(cp.deps, "Lim", {"maxPriority": "BelowNormal"})
+    assert cp.set_priority(job.id, "Normal").priority == 2000  # down, still above: taken
+    with pytest.raises(InvalidRequest, match=r"at most 1000 \(BelowNormal\).*an admin may"):
+        cp.set_priority(job.id, "AboveNormal")  # up again: refused
+    assert cp.modify_job(job.id, {"priority": "Highest"}, admin=True).priority == 4000
+    assert cp.modify_job(job.id, {"jobRuntimeLimit": 60}, admin=True).job_runtime_limit == 60
+
+
 def test_a_deleted_templates_priority_limit_stays_with_its_jobs(cp):
     """Found by a probe: once its template was deleted, a user raised a job's priority past
     the template's maxPriority (deleting a template does not change jobs submitted)."""

@@ -152,7 +152,14 @@ def node_set(
         stdout_console().print(Text(line))
 
 
-def _act(action: str, names: list[str] | None, groups: list[str] | None, *, said: str = "") -> None:
+def _act(
+    action: str,
+    names: list[str] | None,
+    groups: list[str] | None,
+    *,
+    said: str = "",
+    reason: str | None = None,
+) -> None:
     """Ask the API for ``action`` on each node; ``said``: the command's own word for it
     (``online`` sends ``start``).
 
@@ -176,7 +183,7 @@ def _act(action: str, names: list[str] | None, groups: list[str] | None, *, said
         refused: list[str] = []
         for name in targets:
             try:
-                result: Any = client.node_action(name, action)
+                result: Any = client.node_action(name, action, reason)
             except ApiError as exc:
                 if exc.status not in (404, 409):
                     raise
@@ -256,6 +263,15 @@ def _done(action: str) -> str:
             "remove": "removed"}.get(action, action)  # fmt: skip
 
 
+Reason = Annotated[
+    str | None,
+    typer.Option(
+        help="Why, for the node's reason (Slurm's reason=): 'disk swap, ticket 123'. "
+        "The reason says who in any case."
+    ),
+]
+
+
 @app.command("start")
 def node_start(names: Names = None, group: Group = None) -> None:
     """Start nodes: a managed node's VM starts; an on-prem node comes back Online.
@@ -276,24 +292,24 @@ def node_online(names: Names = None, group: Group = None) -> None:
 
 
 @app.command("stop")
-def node_stop(names: Names = None, group: Group = None) -> None:
+def node_stop(names: Names = None, group: Group = None, reason: Reason = None) -> None:
     """Stop nodes: running tasks finish first (Draining), then the VM is deallocated.
 
     A managed node its group's minNodes needs is started again by the autoscaler (a
     warning says so): hpc node offline holds it stopped, or lower the group's --min."""
-    _act("stop", names, group)
+    _act("stop", names, group, reason=reason)
 
 
 @app.command("drain")
-def node_drain(names: Names = None, group: Group = None) -> None:
+def node_drain(names: Names = None, group: Group = None, reason: Reason = None) -> None:
     """Give nodes no new tasks; what runs finishes."""
-    _act("drain", names, group)
+    _act("drain", names, group, reason=reason)
 
 
 @app.command("offline")
-def node_offline(names: Names = None, group: Group = None) -> None:
+def node_offline(names: Names = None, group: Group = None, reason: Reason = None) -> None:
     """Take nodes offline now: what runs there is requeued elsewhere."""
-    _act("offline", names, group)
+    _act("offline", names, group, reason=reason)
 
 
 @app.command("remove")

@@ -14,7 +14,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from hpc import render
+from hpc import render_tasks
 from hpc.client import ApiClient
 from hpc.client_output import Stream
 from hpc.common import (
@@ -71,6 +71,7 @@ def task_list(
     states = normalise_states(state, TASK_STATES)
     shown = last = 0
     collected: list[dict[str, Any]] = []
+    widths: list[int] = []  # the first page's: later pages print as its rows, no header
     with api_client() as client:
         while show_all or shown < limit:
             size = TASK_PAGE if show_all else min(TASK_PAGE, limit - shown)
@@ -79,8 +80,10 @@ def task_list(
             last = page[-1]["id"] if page else last
             if as_json:
                 collected += page
-            elif page:
-                stdout_console().print(render.tasks_table(page))  # each page as it arrives
+            elif page:  # each page as it arrives, one header (a probe's pipes counted three)
+                table = render_tasks.tasks_table(page, header=not widths, widths=widths)
+                stdout_console().print(table)
+                widths = widths or render_tasks.widths_of(table)
             if len(page) < size:
                 break
         more = (
@@ -113,7 +116,7 @@ def task_view(
     if as_json:
         print_json(found)
         return
-    stdout_console().print(render.task_detail(found))
+    stdout_console().print(render_tasks.task_detail(found))
 
 
 def _stdout_is_terminal() -> bool:

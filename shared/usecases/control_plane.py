@@ -100,8 +100,8 @@ class ControlPlane:
     def set_priority(self, job_id: int, priority: int | str) -> Job:
         return modify.set_priority(self.deps, job_id, priority)
 
-    def modify_job(self, job_id: int, changes: dict[str, Any]) -> Job:
-        return modify.modify(self.deps, job_id, changes)
+    def modify_job(self, job_id: int, changes: dict[str, Any], *, admin: bool = False) -> Job:
+        return modify.modify(self.deps, job_id, changes, admin=admin)
 
     # monitoring
     def get_job(self, job_id: int) -> Job:
@@ -171,8 +171,9 @@ class ControlPlane:
     def add_nodes(self, group: str, count: int, **kw: Any) -> list[Node]:
         return nodes.add_nodes(self.deps, group, count, **kw)
 
-    def node_action(self, action: str, names: list[str]) -> list[Any]:
-        """start, stop, drain, offline or remove these nodes."""
+    def node_action(self, action: str, names: list[str], *, reason: str | None = None) -> list[Any]:
+        """start, stop, drain, offline or remove these nodes; ``reason``: the nodes' state
+        reason for a stop, drain or offline (who and why, as Slurm's ``reason=``)."""
         actions: dict[str, Callable[..., Sequence[Any]]] = {
             "start": nodes.start_nodes,
             "stop": nodes.stop_nodes,
@@ -181,6 +182,8 @@ class ControlPlane:
             "remove": nodes.remove_nodes,
         }
         do = actions[action]
+        if reason is not None and action in ("stop", "drain", "offline"):
+            return list(do(self.deps, names, reason=reason))
         return list(do(self.deps, names))
 
     def stop_warnings(self, stopped: Sequence[Node]) -> list[str]:

@@ -70,15 +70,17 @@ def release(deps: Deps, job_id: int) -> Job:
     return job
 
 
-def set_priority(deps: Deps, job_id: int, value: object) -> Job:
+def set_priority(deps: Deps, job_id: int, value: object, *, admin: bool = False) -> Job:
     """A new priority for the job and its queued tasks (which carry a copy the scheduler
     orders by); tasks already running are not affected. ``value`` is as sent (any JSON):
-    only a name or an integer 0-4000 is taken."""
+    only a name or an integer 0-4000 is taken. ``admin``: past the template's maxPriority
+    (Slurm's operators set any priority)."""
     try:
         priority = priority_value(value)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    _check_template_priority(deps, _open_job(deps, job_id, "modified"), priority)
+    if not admin:
+        _check_template_priority(deps, _open_job(deps, job_id, "modified"), priority)
 
     def write_job() -> Job:
         job = _open_job(deps, job_id, "modified")
@@ -99,11 +101,12 @@ CHANGES = ("priority", "name", "maxConcurrent", "jobRuntimeLimit")
 """What ``PATCH /api/jobs/{id}`` (``hpc job modify``) changes, as the API spells it."""
 
 
-def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
+def modify(deps: Deps, job_id: int, changes: dict[str, Any], *, admin: bool = False) -> Job:
     """``changes`` (some of :data:`CHANGES`, as sent) applied, each checked first: a bad
     value changes nothing. A lower maxConcurrent stops no running task; fewer start. A
     jobRuntimeLimit counts from the job's start, as at submit: one already run out cancels
-    the job at the reconciler's next run (Slurm's scontrol update TimeLimit)."""
+    the job at the reconciler's next run (Slurm's scontrol update TimeLimit). ``admin``:
+    the template's maxPriority and maxJobRuntimeLimit do not bind (an operator's override)."""
     name, cap = changes.get("name"), changes.get("maxConcurrent")
     limit = changes.get("jobRuntimeLimit")
     if "name" in changes and (not isinstance(name, str) or not 1 <= len(name) <= MAX_JOB_NAME):
@@ -121,10 +124,10 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
         raise InvalidRequest(
             f"jobRuntimeLimit is whole seconds from 1 to {MAX_LIMIT_S:,}, or null for none"
         )
-    if "jobRuntimeLimit" in changes:
+    if "jobRuntimeLimit" in changes and not admin:
         _check_template_job_limit(deps, _open_job(deps, job_id, "modified"), limit)
     if "priority" in changes:
-        set_priority(deps, job_id, changes["priority"])
+        set_priority(deps, job_id, changes["priority"], admin=admin)
 
     def write() -> Job:
         job = _open_job(deps, job_id, "modified")
@@ -144,17 +147,19 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any]) -> Job:
 
 def _check_template_priority(deps: Deps, job: Job, priority: int) -> None:
     """The job's template's maxPriority holds after submit too: its current one, or the one
-    it had at submit if it was deleted since."""
+    it had at submit if it was deleted since. A move down is always taken (a probe's owner
+    could not lower a job the template's lowered limit left above it)."""
     if job.template is None:
         return
     try:
         most, which = templates.get(deps, job.template).template.max_priority, "allows"
     except NotFound:
         most, which = job.max_priority, "was deleted since; it allowed"
-    if most is not None and priority > most:
+    if most is not None and priority > most and priority > job.priority:
         raise InvalidRequest(
             f"job {job.id} uses template {job.template!r}, which {which} priority at most "
-            f"{priority_label(most)}; asked for {priority_label(priority)}"
+            f"{priority_label(most)}; asked for {priority_label(priority)} (an admin may "
+            "set any)"
         )
 
 

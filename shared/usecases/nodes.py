@@ -211,7 +211,7 @@ def stop_nodes(
     for node in _nodes(deps, names):
         busy = node.name in holding  # any node of a running task, not only its first
         if not ownership.is_managed(node):
-            why = ONPREM_STOP.format(name=node.name)
+            why = ONPREM_STOP.format(name=node.name).replace("stopped by an admin", reason, 1)
             out.append(drain_node(deps, node, reason=why, hold=True))
         elif busy:
             out.append(drain_node(deps, node, reason=reason))
@@ -271,9 +271,11 @@ def drain_node(
     return node
 
 
-def drain_nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
+def drain_nodes(
+    deps: Deps, names: Iterable[str], *, reason: str = "drained by an admin"
+) -> list[Node]:
     """An admin's drain (``hpc node drain``): held until an admin starts the node again."""
-    return [drain_node(deps, node, hold=True) for node in _nodes(deps, names)]
+    return [drain_node(deps, node, reason=reason, hold=True) for node in _nodes(deps, names)]
 
 
 def offline_nodes(

@@ -11,7 +11,7 @@ from shared.domain import hosts
 from shared.domain.cluster import NodeGroup
 from shared.domain.models import Job, Task
 from shared.domain.specvalues import quoted
-from shared.domain.states import JobState, TaskState
+from shared.domain.states import NODE_SCHEDULABLE, JobState, TaskState
 from shared.errors import InvalidRequest, NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, Stream
 from shared.usecases import sweeps
@@ -152,7 +152,10 @@ def list_nodes(deps: Deps) -> list[dict[str, Any]]:
         for private in ("etag", "agentId", "hostId", "missingSince"):
             doc.pop(private, None)
         doc["runningTasks"] = running[node.name]
-        doc["freeCores"] = max(node.cores - used[node.name], 0)
+        # cores a task could take now: none on a node that takes no work (Offline,
+        # Draining, Starting...; a probe read Offline VMs' cores as free capacity)
+        open_ = node.state in NODE_SCHEDULABLE
+        doc["freeCores"] = max(node.cores - used[node.name], 0) if open_ else 0
         out.append(doc)
     return out
 

@@ -1,0 +1,69 @@
+"""An admin's stop, drain or offline says who and, if given, why (Slurm's ``scontrol update
+state=drain reason=...``, shown by ``sinfo -R``): ``POST /api/nodes/{name}/{action}`` with
+``{"reason": TEXT}`` and ``hpc node drain|offline|stop --reason``, on the served app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.agent_double import AgentDouble
+from tests.app_fixtures import served_app
+from tests.cli_fixtures import assert_one_error_line, hpc
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
+    with served_app(tmp_path / "home") as app, app.client() as client:
+        for name in ("n1", "n2", "n3"):
+            assert AgentDouble(app.cp, name).register().accepted
+        monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+        monkeypatch.setenv("HPC_TOKEN", app.token)
+        yield client
+
+
+def reason_of(client: httpx.Client, name: str) -> str:
+    nodes = {n["name"]: n for n in client.get("/api/nodes").json()["nodes"]}
+    return nodes[name]["stateReason"]
+
+
+def test_a_drain_says_who_and_why(cluster: httpx.Client) -> None:
+    done = cluster.post("/api/nodes/n1/drain", json={"reason": " disk swap, ticket 123 "})
+    assert done.status_code == 200, done.text
+    assert reason_of(cluster, "n1") == "drained by admin: disk swap, ticket 123"
+    assert cluster.post("/api/nodes/n2/offline").status_code == 200  # no body: who only
+    assert reason_of(cluster, "n2") == "taken offline by admin"
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"reason": ""}, "1 to 200 characters"),
+        ({"reason": "x" * 201}, "1 to 200 characters"),
+        ({"reason": 5}, '{"reason": TEXT}'),
+        ({"why": "x"}, '{"reason": TEXT}'),
+        ({"reason": "bad\x1b[31m"}, "control character U+001B"),
+    ],
+)
+def test_a_bad_reason_is_refused_and_changes_nothing(cluster: httpx.Client, body, says) -> None:
+    refused = cluster.post("/api/nodes/n3/drain", json=body)
+    assert refused.status_code == 400 and says in refused.json()["error"]
+    assert reason_of(cluster, "n3") != "drained by admin"
+    states = {n["name"]: n["state"] for n in cluster.get("/api/nodes").json()["nodes"]}
+    assert states["n3"] == "Online"
+
+
+def test_a_start_takes_no_reason(cluster: httpx.Client) -> None:
+    refused = cluster.post("/api/nodes/n3/start", json={"reason": "x"})
+    assert refused.status_code == 400 and "takes no request body" in refused.json()["error"]
+
+
+def test_the_cli_gives_the_reason(cluster: httpx.Client) -> None:
+    out = hpc("node", "drain", "n3", "--reason", "fan noise")
+    assert out.exit_code == 0, out.output
+    assert reason_of(cluster, "n3") == "drained by admin: fan noise"
+    bad = hpc("node", "offline", "n3", "--reason", "x" * 300)
+    assert_one_error_line(bad, "1 to 200 characters")
