@@ -8,10 +8,10 @@ things are, and then stays until Ctrl-C or SIGTERM.
 
 Guarantees:
 
-- Stopping is ordered: agents first (SIGTERM, then SIGKILL after
-  :data:`~hpc.up_processes.STOP_TIMEOUT_S`), then the host, so agents can report their last
-  events to a control plane that is still there. A second Ctrl-C kills
-  what is left at once.
+- Stopping is ordered: the host first (SIGTERM, then SIGKILL after
+  :data:`~hpc.up_processes.STOP_TIMEOUT_S`), so nothing is scheduled while agents stop,
+  then the agents, whose last events wait in the (durable) bus for the next start. A second
+  Ctrl-C kills what is left at once.
 - Children run in their own process group, so a Ctrl-C in the terminal
   reaches ``hpc up`` alone and the order above holds; on Linux they also get
   SIGTERM if ``hpc up`` itself dies (PR_SET_PDEATHSIG), so nothing is left

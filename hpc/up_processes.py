@@ -307,10 +307,16 @@ class ClusterProcesses:
     # --- stopping -------------------------------------------------------------
 
     def stop(self) -> None:
-        """Agents first, then the host; each stage SIGTERM, wait, SIGKILL. Idempotent."""
-        self._stop_group(self.agents)
+        """The host first, then the agents; each stage SIGTERM, wait, SIGKILL. Idempotent.
+
+        The host first: it stops scheduling (and its local VMs) before any agent stops, so
+        the tasks a stopping agent gives back are not dispatched to a node that is about to
+        stop too (a probe saw them started on a VM and killed 200 ms later, an attempt
+        spent). The agents' last events (ends, NodeStopping) wait in the bus, which is
+        durable, for the next start."""
         if self.host is not None:
             self._stop_group([self.host])
+        self._stop_group(self.agents)
         for child in [*self.agents, *([self.host] if self.host else [])]:
             child.log_file.close()
 

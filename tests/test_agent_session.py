@@ -6,6 +6,7 @@ The agent runs against the real embedded bus and output store (tests/agent_fixtu
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 import agent.session as agent_session
 from agent import Agent, AgentConfig
 from agent.agent import INVALID_MESSAGE
+from agent.session import ABANDON
 from shared.adapters.sqlite_bus import SqliteBus
 from shared.adapters.sqlite_busadmin import SqliteBusAdmin
 from shared.domain.messages import (
@@ -25,7 +27,13 @@ from shared.domain.messages import (
     TaskEnded,
     TaskStarted,
 )
-from shared.ports.bus import BusError, OutgoingMessage, SessionLockedError, SessionLockLostError
+from shared.ports.bus import (
+    BusError,
+    OutgoingMessage,
+    ReceivedMessage,
+    SessionLockedError,
+    SessionLockLostError,
+)
 from shared.wiring import declare_queues
 from tests.agent_fixtures import NODE, ControlPlane, run_task
 from tests.helpers import group_members, process_alive, wait_until
@@ -187,3 +195,23 @@ def test_a_transient_bus_error_does_not_stop_the_agent(start_agent, cp, bus, mon
     cp.send(run_task(22, "echo ok"))
     assert cp.ended(22).output == "ok\n"
     assert thread.is_alive()
+
+
+def test_a_stopping_agent_starts_no_task_it_receives(bus, output, tmp_path) -> None:
+    """A probe: SIGTERM came while a batch was being received, and the agent started an
+    instant task in the same millisecond, killed it before its end record, and the task
+    ran to its end again elsewhere. Stopping, it leaves the assignment for the next."""
+    config = AgentConfig(name=NODE, groups=["OnPremNodes"], cores=4, state_dir=tmp_path / "st")
+    stopped = Agent(config, bus=bus, output=output)
+    stopped.stop()
+    mark = tmp_path / "ran"
+    task = run_task(21, f"touch {mark}")
+    message = ReceivedMessage(
+        body=task.model_dump_json(by_alias=True).encode(),
+        message_id="m1",
+        sequence_number=1,
+        delivery_count=1,
+        enqueued_time=datetime.now(UTC),
+    )
+    assert stopped._handle([message]) == [ABANDON]
+    assert stopped.tasks.running == {} and not mark.exists()
