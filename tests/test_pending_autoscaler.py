@@ -110,6 +110,26 @@ def test_the_autoscalers_word_is_added_only_where_the_task_waits_for_nodes():
     )
 
 
+def test_a_note_said_before_a_node_of_its_group_changed_is_not_quoted():
+    """A probe read "wants 991 nodes, starts 2 (maxNodes 2, 2 Offline...)" in a pending
+    reason while both nodes were Online and busy: the note was older than their start."""
+    said = {
+        AZ: GroupScaling(
+            AZ, managed=True, notes=("wants 9 nodes, starts 2 (2 Offline)",), said_at=NOW
+        )
+    }
+    t = task(groups=(AZ,))
+    before = node("z", cores=1, groups=(AZ,))
+    before.state_time = NOW - timedelta(seconds=60)
+    assert "2 Offline" in pending_reason(
+        t, [before], {"z": 1}, (), said, NOW + timedelta(seconds=30)
+    )
+    after = node("z", cores=1, groups=(AZ,))
+    after.state_time = NOW + timedelta(seconds=5)  # Online after the note
+    reason = pending_reason(t, [after], {"z": 1}, (), said, NOW + timedelta(seconds=30))
+    assert "2 Offline" not in reason and reason.startswith("waiting for")
+
+
 def queued_reason(cp):
     [t] = [t for t in cp.store.queued_tasks(limit=10) if t.state is TaskState.QUEUED]
     return cp.pending_reasons([t])[(t.job_id, t.id)]

@@ -81,7 +81,7 @@ def pending_reason(
         # "size": too few Online nodes big enough, which the autoscaler may start (a re-probe
         # read "needs 4 nodes ...; 3 Online" as a job that could never run)
         groups = task.node_groups or sorted(scaling)
-        said = [_scaling(task, scaling[g], now) for g in groups if g in scaling]
+        said = [_scaling(task, scaling[g], now, nodes) for g in groups if g in scaling]
         reason = "; ".join([reason, *(s for s in said if s)])
     held = sorted(n.name for n in mine if n.held is not None)
     if not held or kind == "next":
@@ -120,7 +120,7 @@ def max_zero(groups: Sequence[str]) -> str:
     )
 
 
-def _scaling(task: Task, group: GroupScaling, now: datetime) -> str | None:
+def _scaling(task: Task, group: GroupScaling, now: datetime, nodes: Sequence[Node]) -> str | None:
     """Why ``group``'s autoscaler starts no node for ``task``: its nodes are known to have
     less memory than the task asks, or :func:`scaling_reason`."""
     have = group.node_memory_mb
@@ -129,14 +129,23 @@ def _scaling(task: Task, group: GroupScaling, now: datetime) -> str | None:
             f"{group.name}'s nodes have {shown(have)}: the autoscaler starts none for it "
             f"({bigger_vms(group.name)})"
         )
-    return scaling_reason(group, now, task.node_groups)
+    changed = max((n.state_time for n in nodes if group.name in n.groups), default=None)
+    return scaling_reason(group, now, task.node_groups, changed_at=changed)
 
 
-def scaling_reason(group: GroupScaling, now: datetime, named: Sequence[str] = ()) -> str | None:
+def scaling_reason(
+    group: GroupScaling,
+    now: datetime,
+    named: Sequence[str] = (),
+    *,
+    changed_at: datetime | None = None,
+) -> str | None:
     """Why the autoscaler starts none of ``group``'s nodes for a task that waits for them,
     or None if nothing holds it back (its next run may start one). ``named``: the task's
     own groups (none: it may run anywhere, so a group it did not ask for is not blamed for
-    being off)."""
+    being off). ``changed_at``: the last state change of a node of the group; the
+    autoscaler's notes said before it are not quoted (a probe read "2 Offline" while both
+    nodes were Online and busy)."""
     name = group.name
     if not group.managed or not group.autoscale:
         if not named:
@@ -152,7 +161,8 @@ def scaling_reason(group: GroupScaling, now: datetime, named: Sequence[str] = ()
     if memory is not None and memory.backoff_until is not None and now < memory.backoff_until:
         wait = (memory.backoff_until - now).total_seconds()
         return f"{name} starts no node for {wait:.0f} s more (backing off after: {memory.last_failure})"
-    if group.notes:
+    stale = changed_at is not None and group.said_at is not None and changed_at > group.said_at
+    if group.notes and not stale:
         age = "" if group.said_at is None else f" {(now - group.said_at).total_seconds():.0f} s ago"
         return f"the autoscaler{age}: " + "; ".join(f"{name}: {n}" for n in group.notes)
     if memory is not None and memory.last_grow_check is not None:
