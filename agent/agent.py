@@ -290,12 +290,9 @@ class Agent:
                 settles.append(Settle("dead_letter", INVALID_MESSAGE, description))
                 continue
             if isinstance(assignment, RunTask) and self._stop.is_set():
-                # stopping (SIGTERM came during the receive): start nothing now only to kill
-                # it a moment later (a probe's instant task ran to its end before the kill
-                # and again elsewhere). Left unstarted, it is given up with this node's
-                # NodeStopping (or its session) and requeued as a new attempt.
-                log.info("not starting task %s.%s: the agent is stopping",
-                         assignment.job_id, assignment.task_id)  # fmt: skip
+                # stopping: started now, it would be killed at once (a probe's instant task
+                # ended first and ran again); unstarted, NodeStopping requeues it
+                log.info("not starting task %s.%s: stopping", assignment.job_id, assignment.task_id)
                 settles.append(ABANDON)
                 continue
             try:
