@@ -48,6 +48,9 @@ def parse_id(value: str | int) -> int:
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON unchanged.")]
+NoHeader = Annotated[
+    bool, typer.Option("--noheader", help="No header line, for scripts (squeue -h).")
+]
 JobId = Annotated[
     int, typer.Argument(metavar="ID", help="The job id.", show_default=False, parser=parse_id)
 ]

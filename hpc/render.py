@@ -9,10 +9,11 @@ errors) is shown literally, never parsed as markup nor passed on as escapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -167,10 +168,27 @@ def progress(job: Mapping[str, Any]) -> str:
     return f"{done}/{total}"
 
 
-def jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("ID", "Name", "Owner", "State", "Priority", "Done", "Tasks", "Submitted"):
-        table.add_column(column, justify="right" if column in ("ID", "Done") else "left")
+def widths_of(table: Table) -> list[int]:
+    """Each column's width as printed but the last's (which takes the rest of the line)."""
+    return [
+        max([cell_len(column.header if isinstance(column.header, str) else "")]
+            + [cell_len(c.plain if isinstance(c, Text) else str(c)) for c in column.cells])
+        for column in table.columns[:-1]
+    ]  # fmt: skip
+
+
+def jobs_table(
+    jobs: list[dict[str, Any]], *, header: bool = True, widths: Sequence[int] = ()
+) -> Table:
+    """One row a job; ``header`` and ``widths`` as :func:`hpc.render_tasks.tasks_table`'s."""
+    table = Table(box=None, header_style="bold", pad_edge=False, show_header=header)
+    columns = ("ID", "Name", "Owner", "State", "Priority", "Done", "Tasks", "Submitted")
+    for k, column in enumerate(columns):
+        table.add_column(
+            column,
+            justify="right" if column in ("ID", "Done") else "left",
+            min_width=widths[k] if k < len(widths) else None,
+        )
     for job in jobs:
         table.add_row(
             *cells(

@@ -89,8 +89,8 @@ def _provider(node: dict[str, Any]) -> Any:
     return f"{provider}, as owner" if provider and node.get("runsAsOwner") else provider
 
 
-def nodes_table(nodes: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
+def nodes_table(nodes: list[dict[str, Any]], *, header: bool = True) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False, show_header=header)
     columns = (
         "Name",
         "Groups",

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -86,21 +85,12 @@ def _task_settings(task: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def widths_of(table: Table) -> list[int]:
-    """Each column's width as printed but the last's (which takes the rest of the line)."""
-    return [
-        max([cell_len(column.header if isinstance(column.header, str) else "")]
-            + [cell_len(c.plain if isinstance(c, Text) else str(c)) for c in column.cells])
-        for column in table.columns[:-1]
-    ]  # fmt: skip
-
-
 def tasks_table(
     tasks: list[dict[str, Any]], *, header: bool = True, widths: Sequence[int] = ()
 ) -> Table:
     """One row a task; the last column is the last line of its output (or its error).
     A later page of ``hpc task list --all`` comes without ``header`` and at least the
-    ``widths`` of the first (:func:`widths_of`), so the pages read as one table."""
+    ``widths`` of the first (:func:`hpc.render.widths_of`), so the pages read as one table."""
     table = Table(box=None, header_style="bold", pad_edge=False, show_header=header)
     for k, column in enumerate(("ID", "Name", "State", "Node", "Exit", "Attempt", "Output")):
         table.add_column(

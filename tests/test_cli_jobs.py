@@ -57,6 +57,10 @@ def test_task_list_all_prints_its_pages_as_one_table(api: StandIn, monkeypatch) 
     assert everything.stdout.count("big[") == 250
     rows = [line for line in lines if "big[" in line]
     assert len({line.index("big[") for line in rows}) == 1  # the Name column never moves
+    bare = hpc("task", "list", "5", "--all", "--noheader")
+    assert len([line for line in bare.stdout.splitlines() if line.strip()]) == 250
+    nodes = hpc("node", "list", "--noheader")
+    assert nodes.exit_code == 0 and "Groups" not in nodes.stdout
 
 
 def test_job_hold_release_and_modify_call_their_routes(api: StandIn) -> None:

@@ -71,6 +71,19 @@ def test_hpc_job_list_all_follows_the_continuation(api, monkeypatch) -> None:
     assert [j["id"] for j in json.loads(every.stdout)["jobs"]] == ids[::-1]
 
 
+def test_hpc_job_list_all_prints_one_table_and_noheader_none(api, monkeypatch) -> None:
+    """A probe's pipes counted a header per page."""
+    _, _, ids, _ = api
+    monkeypatch.setattr("hpc.commands.jobs.JOB_PAGE", 2)  # three pages
+    every = hpc(api, monkeypatch, "job", "list", "--all")
+    lines = [line for line in every.stdout.splitlines() if line.strip()]
+    assert [line.split()[0] for line in lines] == ["ID", *map(str, ids[::-1])]
+    bare = hpc(api, monkeypatch, "job", "list", "--all", "--noheader")
+    assert [line.split()[0] for line in bare.stdout.splitlines() if line.strip()] == [
+        *map(str, ids[::-1])
+    ]
+
+
 def test_cancel_walks_the_tasks_of_a_job_page_by_page(api, monkeypatch) -> None:
     client, cp, _, _ = api
     monkeypatch.setattr(cancel, "PAGE", 3)

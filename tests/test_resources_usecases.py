@@ -36,7 +36,9 @@ def test_a_two_node_task_runs_on_its_first_node_with_hpc_nodes(cp):
     assert cp.get_task(job.id, 1).state is TaskState.FINISHED
     assert {n["name"]: n["freeCores"] for n in cp.list_nodes()} == {"n1": 2, "n2": 2}
     assert cp.schedule_pass() == 1
-    cp.node_action("drain", ["n2"])  # a node that takes no work has no free cores (a probe: Offline VMs)
+    cp.node_action(
+        "drain", ["n2"]
+    )  # a node that takes no work has no free cores (a probe: Offline VMs)
     assert {n["name"]: n["freeCores"] for n in cp.list_nodes()}["n2"] == 0
 
 

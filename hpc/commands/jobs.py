@@ -20,6 +20,7 @@ from hpc.common import (
     JobId,
     JobIds,
     JsonOption,
+    NoHeader,
     act_on_each,
     api_client,
     checked_by,
@@ -60,6 +61,7 @@ def job_list(
     ] = None,
     mine: Annotated[bool, typer.Option("--mine", help="Only your own jobs (squeue --me).")] = False,
     as_json: JsonOption = False,
+    noheader: NoHeader = False,
 ) -> None:
     """List jobs, newest first (the first 100 unless --limit or --all)."""
     if owner is not None and mine:
@@ -68,6 +70,7 @@ def job_list(
     jobs: list[dict[str, Any]] = []
     before: int | None = None
     more = False
+    widths: list[int] = []  # the first page's: later pages print as its rows, no header
     with api_client() as client:
         if mine:  # the name the token signs in as, from the control plane itself
             owner = str(client.me()["name"])
@@ -76,8 +79,10 @@ def job_list(
             data = client.list_jobs(state=states, limit=size, before=before, owner=owner)
             page = data.get("jobs", [])
             jobs += page
-            if page and not as_json:
-                stdout_console().print(render.jobs_table(page))  # each page as it arrives
+            if page and not as_json:  # each page as it arrives, as one table
+                table = render.jobs_table(page, header=not (widths or noheader), widths=widths)
+                stdout_console().print(table)
+                widths = widths or render.widths_of(table)
             before = data.get("next")
             more = before is not None
             if not more:

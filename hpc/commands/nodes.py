@@ -12,6 +12,7 @@ from hpc import render
 from hpc.client_http import ApiError
 from hpc.common import (
     JsonOption,
+    NoHeader,
     api_client,
     group_names,
     print_json,
@@ -50,6 +51,7 @@ def node_list(
         ),
     ] = None,
     as_json: JsonOption = False,
+    noheader: NoHeader = False,
 ) -> None:
     """List compute nodes with their state and free cores."""
     states = group_names(state, "--state") or []
@@ -76,7 +78,7 @@ def node_list(
             else "no nodes: start some with `hpc up` or `hpc agent run`"
         )
         return
-    stdout_console().print(nodes_table([_marked(n) for n in nodes]))
+    stdout_console().print(nodes_table([_marked(n) for n in nodes], header=not noheader))
 
 
 @app.command("view")

@@ -14,13 +14,14 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from hpc import render_tasks
+from hpc import render, render_tasks
 from hpc.client import ApiClient
 from hpc.client_output import Stream
 from hpc.common import (
     TASK_STATES,
     JobArg,
     JsonOption,
+    NoHeader,
     OptionalTaskId,
     TaskRef,
     TaskRefs,
@@ -66,6 +67,7 @@ def task_list(
         bool, typer.Option("--all", help="Show every task, page by page as they arrive.")
     ] = False,
     as_json: JsonOption = False,
+    noheader: NoHeader = False,
 ) -> None:
     """List a job's tasks (the first 100 unless --limit or --all)."""
     states = normalise_states(state, TASK_STATES)
@@ -81,9 +83,11 @@ def task_list(
             if as_json:
                 collected += page
             elif page:  # each page as it arrives, one header (a probe's pipes counted three)
-                table = render_tasks.tasks_table(page, header=not widths, widths=widths)
+                table = render_tasks.tasks_table(
+                    page, header=not (widths or noheader), widths=widths
+                )
                 stdout_console().print(table)
-                widths = widths or render_tasks.widths_of(table)
+                widths = widths or render.widths_of(table)
             if len(page) < size:
                 break
         more = (
