@@ -202,12 +202,15 @@ def test_routes_that_take_no_body_refuse_one_and_change_nothing(http):
         f"/api/jobs/{job['id']}/release",
         f"/api/jobs/{job['id']}/tasks/1/cancel",
         f"/api/jobs/{job['id']}/tasks/1/requeue",
-        "/api/nodes/n1/drain",
+        "/api/nodes/n1/start",
     ]
     for path in paths:
         for body in (b'{"a": 1}', b"{not json"):
             r = http.post(path, content=body)
             assert r.status_code == 400 and "takes no request body" in error(r), (path, r.text)
+    for body, says in ((b'{"a": 1}', '{"reason": TEXT}'), (b"{not json", "not valid JSON")):
+        r = http.post("/api/nodes/n1/drain", content=body)  # a drain takes {"reason": TEXT}
+        assert r.status_code == 400 and says in error(r), r.text
     assert http.get(f"/api/jobs/{job['id']}").json()["state"] == "Queued"
     assert http.post(f"/api/jobs/{job['id']}/cancel", content=b"{}").status_code == 200
 

@@ -133,9 +133,8 @@ def test_wrong_method_is_refused(api):
 
 def test_hold_release_and_modify_a_job(api):
     client, cp = api
-    job_id = client.post("/api/jobs", json={"command": "true", "nodeGroup": "OnPremNodes"}).json()[
-        "id"
-    ]
+    spec = {"command": "true", "nodeGroup": "OnPremNodes", "holdUntil": "2999-01-01T00:00:00Z"}
+    job_id = client.post("/api/jobs", json=spec).json()["id"]  # queued: a hold shows
     held = client.post(f"/api/jobs/{job_id}/hold")
     assert held.status_code == 200 and held.json()["held"] is True
     assert held.json()["pendingReason"] == f"held (hpc job release {job_id})"

@@ -29,6 +29,16 @@ def test_max_concurrent_caps_running_tasks_and_says_so(cp):
     assert cp.schedule_pass() == 1  # one ended, one more may start
 
 
+def test_a_job_with_nothing_left_to_start_does_not_wait(cp):
+    """A probe read "maxConcurrent 2 reached", and "held", on jobs whose every task ran."""
+    register(cp, "n1", cores=8)
+    capped = cp.submit({**sweep(2), "maxConcurrent": 2})
+    assert cp.schedule_pass() == 2
+    assert reason(cp, capped.id) is None
+    cp.hold_job(capped.id)  # held while all of it runs: nothing waits
+    assert reason(cp, capped.id) is None
+
+
 def test_a_held_job_does_not_start_until_released(cp):
     n1 = register(cp, "n1", cores=2)
     job = cp.submit(sweep(2))

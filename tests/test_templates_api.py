@@ -165,7 +165,11 @@ def test_cli_errors_are_one_line(cli, monkeypatch):
     r = hpc("template", "set", "X", "--max-runtime-limit", "soon")
     assert r.exit_code == 2 and "is not [[D:]H:]M:S" in r.stderr
     r = hpc("template", "set", "X", "--priority", "Highest", "--max-priority", "Normal")
-    assert r.exit_code == 1 and "default priority 4000 is above maxPriority 2000" in r.stderr
+    assert (
+        r.exit_code == 1
+        and "invalid template: default priority 4000 (Highest) is above maxPriority 2000 (Normal)"
+        in r.stderr
+    )
     monkeypatch.setenv("HPC_TOKEN", USER_TOKEN)
     r = hpc("template", "delete", "Nightly")
     assert r.exit_code == 1 and "only admins may delete job templates" in r.stderr

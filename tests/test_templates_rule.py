@@ -149,7 +149,7 @@ def test_no_template_changes_nothing_and_records_none():
         ({"name": "T", "maxCores": 2, "corse": 1}, "corse: unknown field"),
         (
             {"name": "T", "priority": 3000, "maxPriority": 2000},
-            "default priority 3000 is above maxPriority 2000",
+            "default priority 3000 (AboveNormal) is above maxPriority 2000 (Normal)",
         ),
         (
             {"name": "T", "runtimeLimit": 90, "maxRuntimeLimit": 60},

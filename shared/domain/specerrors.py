@@ -73,7 +73,9 @@ def describe(
             name = str(err["loc"][-1])
             home = (homes or {}).get(name)
             msg = f"not taken here: {name} {home}" if home else unknown_field(name, known, homes)
-        parts.append(f"{loc}: {msg}")
+        # a whole-object rule has no field path: its message stands alone (a probe read
+        # "invalid template: body: default priority ...")
+        parts.append(f"{loc}: {msg}" if err["loc"] else msg)
     return "; ".join(parts)
 
 

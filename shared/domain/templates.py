@@ -127,7 +127,8 @@ class JobTemplate(BaseModel):
             and self.priority > self.max_priority
         ):
             raise ValueError(
-                f"default priority {self.priority} is above maxPriority {self.max_priority}"
+                f"default priority {priority_label(self.priority)} is above maxPriority "
+                f"{priority_label(self.max_priority)}"
             )
         if (
             self.runtime_limit is not None

@@ -181,7 +181,7 @@ def _check_template_job_limit(deps: Deps, job: Job, limit: int | None) -> None:
         return
     refusal = job_limit_refusal(template, limit)
     if refusal:
-        raise InvalidRequest(f"job {job.id} uses {refusal}")
+        raise InvalidRequest(f"job {job.id}: {refusal}")
 
 
 def _reprioritize_ranges(deps: Deps, job_id: int, priority: int) -> None:

@@ -127,12 +127,18 @@ def _reservation(
 def job_pending_reasons(deps: Deps, jobs: Iterable[Job]) -> dict[int, str]:
     """Why each job that still has queued tasks waits: what holds the job back, else the
     reason of its first queued task."""
-    jobs = [j for j in jobs if j.state in (JobState.QUEUED, JobState.RUNNING)]
+    # only jobs with a task left to start wait (a probe read "maxConcurrent 2 reached" and
+    # "held" on jobs whose every task was running)
+    jobs = [
+        j
+        for j in jobs
+        if j.state in (JobState.QUEUED, JobState.RUNNING) and j.task_counts.get(TaskState.QUEUED)
+    ]
     held_back, capped_jobs = _job_blocks(deps, jobs)
     blocked = {**capped_jobs, **held_back}
     firsts = []
     for job in jobs:
-        if job.id not in blocked and job.task_counts.get(TaskState.QUEUED):
+        if job.id not in blocked:
             first = sweeps.first_queued(deps, job.id)
             firsts += [first] if first is not None else []
     if not firsts:
