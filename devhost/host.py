@@ -158,6 +158,7 @@ class LocalHost:
             self._invoker,
             route_prefix=self.config.route_prefix,
             max_body_bytes=self._max_body,
+            errors=self.errors,
         )
         # Bind here so a taken port fails start() itself and port 0 gives the real port.
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET

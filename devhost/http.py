@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import azure.functions as func
@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Match, NoMatchFound
+from starlette.routing import BaseRoute, Match, NoMatchFound, Route
 from starlette.types import Receive, Scope, Send
 
 from devhost.functions import HTTP_TRIGGER, FunctionSpec
@@ -188,8 +188,12 @@ def build_app(
     *,
     route_prefix: str = "api",
     max_body_bytes: int | None = None,
+    errors: Mapping[str, str] | None = None,
 ) -> Starlette:
-    """The ASGI app for the HTTP-triggered functions among ``specs``."""
+    """The ASGI app for the HTTP-triggered functions among ``specs``, and the host's
+    ``GET /admin/host/status`` (Azure's host admin API: its state and the functions that
+    failed to load, ``errors``), which ``hpc up`` reads so that a cluster with a function
+    not loaded (a bad schedule setting) is not said to be up."""
     limit = default_max_body_bytes() if max_body_bytes is None else max_body_bytes
     table: list[FunctionRoute] = []
     for spec in specs:
@@ -200,6 +204,12 @@ def build_app(
             FunctionRoute(spec, template, invoker=invoker, table=table, max_body_bytes=limit)
         )
     table.sort(key=lambda r: (r.template.precedence, r.template.template))
-    app = Starlette(routes=table, exception_handlers={HTTPException: _http_error})
+    failed = [f"{name}: {error}" for name, error in (errors or {}).items()]
+
+    async def host_status(_request: Request) -> Response:
+        return JSONResponse({"state": "Error" if failed else "Running", "errors": failed})
+
+    admin = Route("/admin/host/status", host_status, methods=["GET"])
+    app = Starlette(routes=[admin, *table], exception_handlers={HTTPException: _http_error})
     app.router.redirect_slashes = False  # templates already accept a trailing slash
     return app

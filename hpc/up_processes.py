@@ -195,6 +195,7 @@ class ClusterProcesses:
             try:
                 response = httpx.get(f"{self.url}/api/health", timeout=1.0)
                 if response.status_code == 200:
+                    self._check_functions()
                     return
             except httpx.HTTPError:
                 pass
@@ -205,6 +206,20 @@ class ClusterProcesses:
                     [self.host],
                 )
             self.stopper.stop.wait(POLL_S)
+
+    def _check_functions(self) -> None:
+        """A function the host could not load (a bad schedule setting: no reconciler, so a
+        dead node's tasks are never requeued) fails ``hpc up`` rather than a cluster said
+        to be up without it (a probe's ran so)."""
+        status = httpx.get(f"{self.url}/admin/host/status", timeout=5.0).json()
+        errors = status.get("errors") or []
+        if errors:
+            assert self.host is not None
+            raise CliError(
+                "the control plane could not load "
+                + "; ".join(str(e) for e in errors)
+                + f"; see {self.host.log_path}"
+            )
 
     def start_agents(self, count: int, cores: int) -> None:
         self.agents_since = datetime.now(UTC)

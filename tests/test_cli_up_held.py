@@ -163,3 +163,16 @@ def test_hpc_up_starts_again_with_a_node_an_admin_took_offline(tmp_path: Path) -
         nodes = {n["name"]: (n["state"], n["held"]) for n in again.get("/api/nodes")["nodes"]}
         assert nodes == {"onprem-1": ("Offline", "offline"), "onprem-2": ("Online", None)}
         assert again.proc is not None and again.proc.poll() is None  # it stays up
+
+
+def test_hpc_up_refuses_to_run_a_control_plane_missing_a_function(tmp_path: Path) -> None:
+    """A probe's bad HPC_RECONCILE_SCHEDULE left the reconciler unloaded (only the host's
+    log said so) and hpc up said "HybridHPC is up": a dead agent's tasks stayed Running."""
+    cluster = LocalCluster(tmp_path / "hpc", nodes=1, cores=1, env={"HPC_RECONCILE_SCHEDULE": "x"})
+    with pytest.raises(RuntimeError, match="hpc up exited"):
+        cluster.start(timeout_s=60)
+    cluster.stop()
+    log = " ".join(cluster.log().split())
+    assert cluster.proc is not None and cluster.proc.returncode == 1, log
+    assert "the control plane could not load reconcile:" in log
+    assert "HybridHPC is up" not in log

@@ -74,6 +74,14 @@ def test_functions_the_host_cannot_load_are_reported_and_the_others_run(bus: Sql
     assert set(host.errors) == {"unset_schedule", "five_fields", "bad_constraint"}
     assert "DEVHOST_TEST_UNSET_SETTING" in host.errors["unset_schedule"]
     assert [f.name for f in host.functions] == ["ok"]
+    with host, httpx.Client(base_url=host.url, timeout=WAIT_S) as client:
+        status = client.get("/admin/host/status").json()  # Azure's host admin API
+    assert status["state"] == "Error" and len(status["errors"]) == 3
+    assert any("DEVHOST_TEST_UNSET_SETTING" in e for e in status["errors"])
+
+
+def test_the_host_status_of_a_host_that_loaded_everything(client: httpx.Client) -> None:
+    assert client.get("/admin/host/status").json() == {"state": "Running", "errors": []}
 
 
 def test_an_app_azures_worker_would_refuse_does_not_start(bus: SqliteBus) -> None:
