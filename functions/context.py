@@ -5,6 +5,9 @@ from __future__ import annotations
 import atexit
 import threading
 
+from pydantic import ValidationError
+
+from shared.errors import Misconfigured
 from shared.settings import Settings
 from shared.usecases.control_plane import ControlPlane
 from shared.wiring import build_bus, build_compute, build_output, build_store
@@ -14,12 +17,22 @@ _control: ControlPlane | None = None
 
 
 def control() -> ControlPlane:
+    """The instance's ControlPlane; :class:`Misconfigured` (503, saying what to set) while
+    its settings cannot make one, tried again at the next call."""
     global _control
     if _control is None:
         with _lock:
             if _control is None:
-                settings = Settings()
-                compute = build_compute(settings)
+                try:
+                    settings = Settings()
+                    compute = build_compute(settings)
+                except ValidationError as exc:  # one clause a setting, not pydantic's dump
+                    said = "; ".join(
+                        str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()
+                    )
+                    raise Misconfigured(f"the control plane's settings are wrong: {said}") from None
+                except ValueError as exc:
+                    raise Misconfigured(f"the control plane cannot start: {exc}") from None
                 close = getattr(compute, "close", None)
                 if close is not None:
                     atexit.register(close)  # local "VMs" stop with the host that runs them

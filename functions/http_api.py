@@ -16,6 +16,7 @@ from typing import Any
 
 import azure.functions as func
 
+from functions.bodies import BadRequest, no_body, read_json
 from functions.context import control
 from shared.auth import authenticate
 from shared.domain.access import ADMIN, check_may_change, may_change
@@ -23,9 +24,9 @@ from shared.domain.cluster import Principal
 from shared.domain.messages import MAX_ID
 from shared.domain.models import Job, Task
 from shared.domain.records import Record
-from shared.domain.specvalues import JsonRefused, NotATime, cut, iso_time, load_json, quoted
+from shared.domain.specvalues import NotATime, cut, iso_time, quoted
 from shared.domain.states import JobState, TaskState
-from shared.errors import HpcError, InvalidRequest, NotFound, TooLarge
+from shared.errors import HpcError, InvalidRequest, Misconfigured, NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
 from shared.usecases import modify
 
@@ -33,10 +34,6 @@ bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 Handler = Callable[[func.HttpRequest, Principal], Any]
-
-
-class BadRequest(HpcError):
-    status = 400
 
 
 def _json(data: Any, status: int = 200) -> func.HttpResponse:
@@ -173,44 +170,21 @@ def _states(value: str | None, enum: type[JobState] | type[TaskState]) -> list[A
     return out
 
 
-def _body(req: func.HttpRequest, what: str = "the job spec as JSON") -> Any:
-    """The request's JSON; ``what`` says what the route takes, for an empty body."""
-    body = req.get_body()
-    limit = control().settings.max_body_bytes
-    if len(body) > limit:
-        raise TooLarge(
-            f"request body is {len(body)} bytes; the limit is {limit} (HPC_MAX_BODY_BYTES)"
-        )
-    if not body.strip():
-        raise BadRequest(f"request body is empty: send {what}")
-    try:
-        return load_json(body)
-    except JsonRefused as e:  # too deep (json.loads' RecursionError among them), a key twice
-        raise BadRequest(f"request body {e}") from None
-    except ValueError as e:  # also a number of more than 4300 digits, and bad UTF-8
-        raise BadRequest(f"request body is not valid JSON: {e}") from None
-
-
-def no_body(req: func.HttpRequest) -> None:
-    """A route that takes no body refuses one (400): a body it would ignore may mean the
-    caller thinks it said something. Empty or ``{}`` is taken (clients that always send JSON)."""
-    body = req.get_body().strip()
-    if body and body.replace(b" ", b"") != b"{}":
-        raise BadRequest(
-            f"this route takes no request body (got {len(body)} bytes); send none, or {{}}"
-        )
-
-
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Liveness, without a token."""
+    """Health, without a token: 503 saying what to set while the settings cannot make a
+    control plane (``hpc up`` stops on it)."""
+    try:
+        control()
+    except Misconfigured as exc:
+        return _json({"status": "misconfigured", "error": str(exc)}, 503)
     return _json({"status": "ok"})
 
 
 @bp.route(route="jobs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def submit_job(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
-    job = control().submit(_body(req), principal)
+    job = control().submit(read_json(req), principal)
     return _json(_doc(job), 201)
 
 
@@ -267,7 +241,7 @@ def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
 def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
     """Hold a job: ``{"until": ISO 8601}`` to hold it until then, no body to hold it until
     released."""
-    body = _body(req) if req.get_body().strip() else {}
+    body = read_json(req) if req.get_body().strip() else {}
     if not isinstance(body, dict) or set(body) - {"until"}:
         raise BadRequest('the body is {"until": "2026-12-01T14:00:00Z"} or empty')
     until = None
@@ -297,7 +271,7 @@ def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
         '{"priority": <name or 0-4000>, "name": <text>, "maxConcurrent": <N or null>, '
         '"jobRuntimeLimit": <seconds or null>}'
     )
-    body = _body(req, f"{shape} as JSON")
+    body = read_json(req, f"{shape} as JSON")
     if not isinstance(body, dict) or not body or not set(body) <= set(modify.CHANGES):
         raise BadRequest(f"the body is {shape}, one or more of them; nothing else can change")
     job_id = _mine(

@@ -17,8 +17,9 @@ from typing import Any
 
 import azure.functions as func
 
+from functions.bodies import BadRequest, no_body, read_json
 from functions.context import control
-from functions.http_api import BadRequest, _body, _doc, _int, api, no_body
+from functions.http_api import _doc, _int, api
 from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_problem
@@ -69,7 +70,7 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     """``{"group": "AzureNodes", "count": 4, "cores": 4, "size": "Standard_D4s_v5",
     "spot": true}``."""
     check_admin(principal, "add nodes (each is a VM that bills)")
-    body = _body(req, '{"group": NAME, "count": N}')
+    body = read_json(req, '{"group": NAME, "count": N}')
     if not isinstance(body, dict) or "group" not in body:
         raise BadRequest(
             'the body is {"group": NAME, "count": N[, "cores": C, "size": SKU, "spot": true]}'
@@ -133,7 +134,7 @@ def _reason(req: func.HttpRequest, action: str, principal: Principal) -> str | N
     if action not in _DONE or not req.get_body().strip():
         no_body(req)
         return None if action not in _DONE else f"{_DONE[action]} by {principal.name}"
-    body = _body(req, '{"reason": TEXT}')
+    body = read_json(req, '{"reason": TEXT}')
     if body == {}:
         return f"{_DONE[action]} by {principal.name}"
     text = body.get("reason") if isinstance(body, dict) and set(body) == {"reason"} else None
@@ -154,7 +155,7 @@ def set_node(req: func.HttpRequest, principal: Principal) -> Any:
     """An admin changes a node's groups: ``{"groups": ["OnPremNodes", "Gpu"]}`` (the
     control plane owns them; its agent's registration does not change them)."""
     check_admin(principal, "change a node's groups")
-    body = _body(req, '{"groups": [GROUP, ...]}')
+    body = read_json(req, '{"groups": [GROUP, ...]}')
     if not isinstance(body, dict) or set(body) != {"groups"}:
         raise BadRequest('the body is {"groups": [GROUP, ...]}; nothing else can change')
     groups = body["groups"]
@@ -176,7 +177,7 @@ def remove_node(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "create node groups")
-    settings = _settings(_body(req, '{"name": NAME, ...node group settings}'))
+    settings = _settings(read_json(req, '{"name": NAME, ...node group settings}'))
     if "name" not in settings:
         raise BadRequest('the body needs "name": the new group\'s name')
     name = settings.pop("name")
@@ -194,7 +195,7 @@ def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "change a node group's settings")
-    settings = _settings(_body(req, "the node group settings to change as JSON"))
+    settings = _settings(read_json(req, "the node group settings to change as JSON"))
     if "name" in settings:
         raise InvalidRequest("a node group's name cannot change: create a group of that name")
     group = control().set_group(req.route_params.get("name", ""), **settings)

@@ -8,8 +8,9 @@ from typing import Any
 
 import azure.functions as func
 
+from functions.bodies import no_body
 from functions.context import control
-from functions.http_api import _mine, _task_docs, _task_id, api, no_body
+from functions.http_api import _mine, _task_docs, _task_id, api
 from shared.domain.cluster import Principal
 
 bp = func.Blueprint()

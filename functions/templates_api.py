@@ -15,8 +15,9 @@ from typing import Any
 
 import azure.functions as func
 
+from functions.bodies import BadRequest, read_json
 from functions.context import control
-from functions.http_api import BadRequest, _body, _json, api
+from functions.http_api import _json, api
 from shared.domain.cluster import Principal
 from shared.errors import Forbidden, NotFound
 from shared.usecases import templates
@@ -95,7 +96,7 @@ def put_template(req: func.HttpRequest, principal: Principal) -> func.HttpRespon
     stored, created = templates.put(
         control().deps,
         _name(req),
-        _body(req, "the template as JSON"),
+        read_json(req, "the template as JSON"),
         if_match=_if_match(req, _name(req)),
         create_only=bool(none_match),
     )

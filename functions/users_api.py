@@ -9,8 +9,9 @@ from typing import Any
 
 import azure.functions as func
 
+from functions.bodies import BadRequest, read_json
 from functions.context import control
-from functions.http_api import BadRequest, _body, _json, api
+from functions.http_api import _json, api
 from shared.domain.access import check_admin
 from shared.domain.cluster import Principal
 from shared.usecases import users
@@ -23,7 +24,7 @@ bp = func.Blueprint()
 def add_user(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """``{"name": "alice", "role": "user"}`` (role ``user`` if left out)."""
     check_admin(principal, "add users")
-    body = _body(req, '{"name": NAME[, "role": "user" or "admin"]}')
+    body = read_json(req, '{"name": NAME[, "role": "user" or "admin"]}')
     if not isinstance(body, dict) or "name" not in body or set(body) - {"name", "role"}:
         raise BadRequest('the body is {"name": NAME[, "role": "user" or "admin"]}')
     user, token = users.add_user(control().deps, body["name"], body.get("role", "user"))

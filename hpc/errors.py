@@ -67,7 +67,10 @@ def settings_problem(error: BaseException) -> str | None:
     if isinstance(error, ValidationError) and error.title == "Settings":
         clauses = []
         for detail in error.errors():
-            field = str(detail["loc"][0]) if detail.get("loc") else ""
+            if not detail.get("loc"):  # a rule across settings: its message names them
+                clauses.append(str(detail.get("msg", "")).removeprefix("Value error, "))
+                continue
+            field = str(detail["loc"][0])
             variable, value = _variable(field)
             shown = value if value is not None else str(detail.get("input"))
             clauses.append(f"{variable}={_cut(shown)}: {_expected(detail)}")

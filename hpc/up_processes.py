@@ -197,6 +197,9 @@ class ClusterProcesses:
                 if response.status_code == 200:
                     self._check_functions()
                     return
+                if response.status_code == 503:  # its settings are wrong: say so, stop
+                    error = response.json().get("error", response.text)
+                    raise CliError(f"{error}; see {self.host.log_path}")
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:

@@ -49,3 +49,10 @@ class Forbidden(HpcError):
     """Authenticated, but the principal's role may not do this (say which role may)."""
 
     status = 403
+
+
+class Misconfigured(HpcError):
+    """The control plane cannot run with its settings (a probe's HPC_COMPUTE=azure without
+    its Azure settings answered every request "internal error"): 503, saying what to set."""
+
+    status = 503

@@ -84,4 +84,5 @@ def test_a_heartbeat_timeout_not_longer_than_the_interval_is_refused(
     monkeypatch.setenv("HPC_HEARTBEAT_INTERVAL_S", "5")
     result = hpc("job", "list")
     assert_one_error_line(result, "HPC_HEARTBEAT_TIMEOUT_S (2) must be longer than")
+    assert "{" not in result.stderr and "Value error" not in result.stderr  # (a probe: a dict)
     assert api.requests == []
