@@ -21,6 +21,7 @@ import pytest
 from shared.domain.cluster import Meta
 from shared.domain.states import JobState, NodeState
 from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.usecases import templates
 from shared.usecases.autoscale_log import LOG_KEY
 from shared.usecases.autoscale_memory import STATE_KEY
 from tests.agent_double import AgentDouble
@@ -136,6 +137,18 @@ def test_a_group_with_nodes_is_not_deleted_and_the_refusal_names_them(cp):
     assert "hpc node set NAME --group G" in message and "hpc node remove NAME" in message
     assert refused.value.fields["nodes"] == [f"n{i}" for i in range(7)]
     assert "Lab" in [g.name for g in cp.store.list_groups()]
+
+
+def test_a_group_a_template_names_is_not_deleted(cp):
+    """A probe deleted a group its Default template allowed: every plain submit was then
+    refused, and so was any change of that template."""
+    cp.create_group("Tmp2")
+    templates.put(cp.deps, "Default", {"allowedNodeGroups": ["tmp2", "OnPremNodes"]})
+    with pytest.raises(Conflict, match="Tmp2 is named by template.s. Default") as refused:
+        cp.delete_group("Tmp2")
+    assert refused.value.fields["templates"] == ["Default"]
+    templates.delete(cp.deps, "Default")
+    assert cp.delete_group("Tmp2") == "Tmp2"
 
 
 def test_a_group_queued_or_running_jobs_name_is_not_deleted(cp):

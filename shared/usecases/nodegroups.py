@@ -13,6 +13,7 @@ from shared.domain.groupnames import canonical_group
 from shared.domain.groupsettings import apply_settings, check_bounds
 from shared.domain.states import JobState
 from shared.errors import Conflict, InvalidRequest, NotFound, Refused
+from shared.usecases import templates
 from shared.usecases.autoscale_memory import SAID_FIELD, STATE_KEY
 from shared.usecases.deps import Deps, all_jobs
 from shared.usecases.idle_policy import MEMORY_FIELD, check_group
@@ -109,6 +110,19 @@ def delete_group(deps: Deps, name: str) -> str:
                 f"them to another group (hpc node set NAME --group G) or remove them (hpc node "
                 "remove NAME) first",
                 nodes=members,
+            )
+        naming = [
+            t.name
+            for t in templates.list_templates(deps)
+            if group.name.lower()
+            in {g.lower() for g in [*(t.node_groups or []), *(t.allowed_node_groups or [])]}
+        ]
+        if naming:  # a probe's deleted group left its Default template refusing every job
+            raise Refused(
+                f"node group {group.name} is named by template(s) {', '.join(naming)}: take it "
+                f"out of their nodeGroups and allowedNodeGroups (hpc template delete and set "
+                "them again) first",
+                templates=naming,
             )
         jobs = _jobs_naming(deps, group.name)
         if jobs:
