@@ -28,6 +28,9 @@ def test_a_two_node_task_runs_on_its_first_node_with_hpc_nodes(cp):
     assert run.env["HPC_NODES"] == f"{first.name}:2,{second.name}:2"
     assert run.env["HPC_TASK_CORES"] == "4"
     assert {n["name"]: n["freeCores"] for n in cp.list_nodes()} == {"n1": 0, "n2": 0}
+    cp.node_action("drain", ["n1"])  # its task runs on: its cores stay counted as used
+    assert {n["name"]: n["usedCores"] for n in cp.list_nodes()} == {"n1": 2, "n2": 2}
+    cp.node_action("start", ["n1"])
     reason = cp.job_pending_reasons([cp.get_job(other.id)])[other.id]
     assert reason.startswith("waiting for 1 free core(s) on one node")
     stored = cp.get_task(job.id, 1)

@@ -156,6 +156,7 @@ def list_nodes(deps: Deps) -> list[dict[str, Any]]:
         # Draining, Starting...; a probe read Offline VMs' cores as free capacity)
         open_ = node.state in NODE_SCHEDULABLE
         doc["freeCores"] = max(node.cores - used[node.name], 0) if open_ else 0
+        doc["usedCores"] = used[node.name]  # held by tasks, on any node (Draining too)
         out.append(doc)
     return out
 
