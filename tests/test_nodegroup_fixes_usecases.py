@@ -259,7 +259,8 @@ def test_stopping_a_node_the_groups_min_needs_warns_that_the_autoscaler_restarts
     b1_node.state = N.OFFLINE  # its VM stopped: the autoscaler may start either
     cp.store.put_node(b1_node)
     [either] = cp.stop_warnings([cp.store.get_node(b2.name)])
-    assert "start it (or another Offline node of Burst) again" in either
+    assert "start one of burst-2, burst-1 again" in either  # either may be started:
+    assert "hold them with hpc node offline burst-2 burst-1" in either  # hold both
 
 
 def test_no_warning_when_the_autoscaler_leaves_the_group_alone(cp, provider):

@@ -162,12 +162,18 @@ def restart_warning(
     up = sum(1 for n in members if n.state not in _DOWN)
     if up >= group.min_nodes:
         return None
-    others = any(n.state is NodeState.OFFLINE and n.held is None for n in members)
-    which = f"it (or another Offline node of {name})" if others else "it"
+    # any Offline node of the group may be the one started: the advice holds them all (a
+    # probe held the node named, and the autoscaler started the other it had stopped)
+    offline = [n.name for n in members if n.state is NodeState.OFFLINE and n.held is None]
+    if offline:
+        which, them = f"one of {node.name}, {', '.join(offline)}", "them"
+        hold = " ".join([node.name, *offline])
+    else:
+        which, them, hold = "it", "it", node.name
     return (
         f"{node.name}: the autoscaler will start {which} again to keep {name}'s minNodes "
-        f"{group.min_nodes} ({nodes_up(up)} without it); to keep it stopped, hold it with "
-        f"hpc node offline {node.name} (the autoscaler never starts a held node), or lower "
+        f"{group.min_nodes} ({nodes_up(up)} without it); to keep {them} stopped, hold {them} "
+        f"with hpc node offline {hold} (the autoscaler never starts a held node), or lower "
         f"the floor: hpc nodegroup set {name} --min {up}"
     )
 
