@@ -29,6 +29,7 @@ from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, InvalidRequest, Misconfigured, NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
 from shared.usecases import modify
+from shared.usecases.queries import filter_nodes
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -363,7 +364,24 @@ def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
 @bp.route(route="nodes", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def list_nodes(req: func.HttpRequest, principal: Principal) -> Any:
-    return {"nodes": control().list_nodes()}
+    """Every node, or ``?group=A,B&state=Online,Drained`` (any case; Drained: Draining with
+    no task), as ``hpc node list`` filters; an unknown parameter is a 400 (a probe's
+    ``?state=`` was ignored and every node listed)."""
+    unknown = sorted(set(req.params) - {"group", "state"})
+    if unknown:
+        raise BadRequest(f"GET /api/nodes takes group and state, not {', '.join(unknown)}")
+    try:
+        return {
+            "nodes": filter_nodes(
+                control().list_nodes(), _split(req, "group"), _split(req, "state")
+            )
+        }
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _split(req: func.HttpRequest, name: str) -> list[str]:
+    return [p.strip() for p in (req.params.get(name) or "").split(",") if p.strip()]
 
 
 @bp.route(route="nodegroups", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

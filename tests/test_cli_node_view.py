@@ -91,3 +91,15 @@ def test_node_view_of_an_unknown_node_names_the_nodes(cluster: httpx.Client) -> 
 def test_a_starting_vm_does_not_show_its_previous_runs_heartbeat(state, beat, shown) -> None:
     node = {"state": state, "stateTime": "2026-01-01T12:00:00Z", "lastHeartbeat": beat}
     assert shown in str(heard(node))
+
+
+def test_the_api_filters_nodes_and_refuses_what_it_does_not_take(cluster: httpx.Client) -> None:
+    """A probe's GET /api/nodes?state=Drained listed every node."""
+    drained = cluster.get("/api/nodes", params={"state": "drained"}).json()["nodes"]
+    assert [n["name"] for n in drained] == ["n2"]
+    both = cluster.get("/api/nodes", params={"state": "Online,Draining", "group": "onpremnodes"})
+    assert sorted(n["name"] for n in both.json()["nodes"]) == ["n1", "n2"]
+    bad = cluster.get("/api/nodes", params={"state": "up"})
+    assert bad.status_code == 400 and "a node state is one of" in bad.json()["error"]
+    unknown = cluster.get("/api/nodes", params={"status": "Online"})
+    assert unknown.status_code == 400 and "takes group and state, not status" in unknown.text

@@ -11,7 +11,7 @@ from shared.domain import hosts
 from shared.domain.cluster import NodeGroup
 from shared.domain.models import Job, Task
 from shared.domain.specvalues import quoted
-from shared.domain.states import NODE_SCHEDULABLE, JobState, TaskState
+from shared.domain.states import NODE_SCHEDULABLE, JobState, NodeState, TaskState
 from shared.errors import InvalidRequest, NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, Stream
 from shared.usecases import sweeps
@@ -159,6 +159,34 @@ def list_nodes(deps: Deps) -> list[dict[str, Any]]:
         doc["usedCores"] = used[node.name]  # held by tasks, on any node (Draining too)
         out.append(doc)
     return out
+
+
+NODE_STATES = frozenset({*(s.value.lower() for s in NodeState), "drained"})
+
+
+def filter_nodes(
+    nodes: list[dict[str, Any]], groups: list[str], states: list[str]
+) -> list[dict[str, Any]]:
+    """Nodes (as :func:`list_nodes` gives them) in any of ``groups`` and of ``states`` (any
+    case; none: all); Drained is Draining with no task. ValueError for an unknown state."""
+    wanted = {s.lower() for s in states}
+    unknown = sorted(wanted - NODE_STATES)
+    if unknown:
+        known = ", ".join([*(s.value for s in NodeState), "Drained"])
+        raise ValueError(f"state {', '.join(unknown)}: a node state is one of {known}")
+    folded = {g.lower() for g in groups}
+
+    def state_of(node: dict[str, Any]) -> set[str]:
+        state = str(node.get("state", "")).lower()
+        drained = state == "draining" and not node.get("runningTasks")
+        return {state, "drained"} if drained else {state}
+
+    return [
+        n
+        for n in nodes
+        if (not folded or folded & {str(g).lower() for g in n.get("groups") or []})
+        and (not wanted or wanted & state_of(n))
+    ]
 
 
 def list_groups(deps: Deps) -> list[NodeGroup]:
