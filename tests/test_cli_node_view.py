@@ -103,3 +103,11 @@ def test_the_api_filters_nodes_and_refuses_what_it_does_not_take(cluster: httpx.
     assert bad.status_code == 400 and "a node state is one of" in bad.json()["error"]
     unknown = cluster.get("/api/nodes", params={"status": "Online"})
     assert unknown.status_code == 400 and "takes group and state, not status" in unknown.text
+
+
+def test_node_list_of_a_group_that_does_not_exist_says_so(cluster: httpx.Client) -> None:
+    """A probe's typo'd --group printed "no such nodes" and exited 0."""
+    result = hpc("node", "list", "--group", "OnPremNode")
+    assert_one_error_line(result, "node group 'OnPremNode' does not exist")
+    assert result.exit_code == 1
+    assert hpc("node", "list", "--group", "onpremnodes").exit_code == 0  # any case

@@ -138,6 +138,13 @@ def test_every_shown_duration_is_taken_back(seconds: int) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
 
 
+@pytest.mark.parametrize("text", ["99999999999999999999", "1:99999999999999999"])
+def test_a_huge_duration_is_said_to_be_out_of_range(text: str) -> None:
+    """A probe's 20-digit limit was told it was not a duration at all."""
+    with pytest.raises(ValueError, match="give one from 1 second to 366 days"):
+        parse_duration(text)
+
+
 def test_submit_takes_the_runtime_limit_as_task_view_shows_it(api: StandIn) -> None:
     result = hpc("job", "submit", "--runtime-limit", "1-00:00:00", "--", "true")
     assert result.exit_code == 0, result.output

@@ -112,6 +112,14 @@ def cli(http, monkeypatch):
     return http
 
 
+def test_cli_list_of_no_templates_says_so(cli, monkeypatch):
+    """A probe's list of none printed a bare header."""
+    monkeypatch.setattr("hpc.client.ApiClient.list_templates", lambda self: {"templates": []})
+    r = hpc("template", "list")
+    assert r.exit_code == 0 and r.stdout == ""
+    assert "no templates: an admin makes one with hpc template set NAME" in r.stderr
+
+
 def test_cli_set_creates_then_changes_only_the_settings_given(cli):
     r = hpc("template", "set", "Nightly", "--priority", "belownormal", "--runtime-limit", "1:00:00",
             "--max-runtime-limit", "8:00:00", "--allowed-nodegroup", "OnPremNodes",

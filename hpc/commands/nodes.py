@@ -65,6 +65,14 @@ def node_list(
     groups = group_names(group, "--group") or []
     with api_client() as client:
         data = client.list_nodes()
+        if groups:  # a group that does not exist is said, as hpc node drain --group does
+            groups_known = [g["name"] for g in client.list_node_groups().get("groups", [])]
+            missing = unknown_groups(groups, groups_known)
+            if missing:
+                raise CliError(
+                    f"node group {', '.join(map(repr, missing))} does not exist "
+                    f"(hpc nodegroup list): {', '.join(groups_known)}"
+                )
     if groups or states:
         data = {**data, "nodes": filtered(data.get("nodes", []), groups, states)}
     if as_json:

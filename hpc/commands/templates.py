@@ -19,6 +19,7 @@ from hpc.common import (
     checked_by,
     group_names,
     print_json,
+    stderr_console,
     stdout_console,
 )
 from hpc.errors import CliError
@@ -54,6 +55,9 @@ def template_list(as_json: JsonOption = False) -> None:
         data = client.list_templates()
     if as_json:
         print_json(data)
+        return
+    if not data.get("templates"):  # not a bare header (a probe)
+        stderr_console().print("no templates: an admin makes one with hpc template set NAME ...")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in (

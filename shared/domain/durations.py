@@ -31,6 +31,8 @@ def parse_duration(text: str) -> int:
         parts = days.split(":")
         units = (86400, 3600, 60, 1)[4 - len(parts) :] if len(parts) <= 4 else ()
         ok, days = 1 <= len(parts) <= 4, "0"
+    if ok and any(p.isascii() and p.isdigit() and len(p.lstrip("0")) > 12 for p in parts):
+        raise ValueError(f"a duration of {text!r}: give one from 1 second to 366 days")
     if not ok or not all(_DIGITS.fullmatch(p) for p in parts):
         raise ValueError(f"{text!r} is not {FORMS}, e.g. 2:00:00, 1-12:00:00 or 90")
     # the leading part may be any size (90:00 is 90 minutes); each later one is a clock
