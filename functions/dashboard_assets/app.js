@@ -26,6 +26,7 @@ const state = {
   nextTasks: null,
   task: null,
   timer: null,
+  admin: false, // node actions are an admin's: a user is shown none (a probe got 403s)
 };
 
 function token() {
@@ -226,12 +227,14 @@ async function nodeAction(name, action) {
 }
 
 function nodeButtons(node) {
+  if (!state.admin) return "";
   const actions = NODE_ACTIONS[node.provider === "onprem" ? "onprem" : "managed"];
   return buttons(actions, (action) => nodeAction(node.name, action));
 }
 
 async function loadNodes() {
-  const data = await getJson("nodes");
+  const [data, me] = await Promise.all([getJson("nodes"), getJson("me")]);
+  state.admin = me.role === "admin";
   fill(
     "nodes",
     data.nodes.map((node) => row([
