@@ -45,6 +45,10 @@ class Node(Record):
     (``hpc agent run --run-as-owner``); False: as the agent's own OS user."""
     missing_since: dict[str, UtcTime] = Field(default_factory=dict)
     """Running attempts its heartbeats stopped listing, since when (a lost TaskEnded)."""
+    given_up: list[tuple[int, int]] = Field(default_factory=list)
+    """(job, task) of the attempts this VM ran when an admin took it offline: their next
+    attempts wait while they may still run, until its deallocation is known done (then
+    nothing runs there: :func:`shared.domain.lifecycle.machine_gone`)."""
     state_reason: str | None = None
     state_time: UtcTime = Field(default_factory=utcnow)
     held: Literal["drain", "offline"] | None = None

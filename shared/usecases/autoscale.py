@@ -37,7 +37,7 @@ from shared.usecases import idle_policy
 from shared.usecases.autoscale_log import failure_entry, save_run
 from shared.usecases.autoscale_memory import load_doc
 from shared.usecases.deps import Deps
-from shared.usecases.losses import lose_attempts
+from shared.usecases.losses import lose_attempts, release_given_up
 from shared.usecases.nodes import StartRefused, drain_node, start_node, stop_node
 from shared.usecases.operations import pending_operations, settle_operations
 from shared.usecases.queue import runnable_queue
@@ -188,6 +188,8 @@ def _poll(deps: Deps, now: datetime, lost: list[StartFailure]) -> list[StartFail
             after[vm] = result.next
         elif not result.done:
             after[vm] = op
+        elif op.action == "deallocate" and result.status == "succeeded":
+            release_given_up(deps, vm)
         elif result.status == "failed" and result.error is not None:
             log.warning("%s of %s failed: %s", op.action, vm, result.error.message)
             failure = _failed(deps, op, result.error, now)

@@ -75,3 +75,34 @@ def _lose_chunk(
         return False
     commit_settling(deps, job, changed, ended=ended, now=now)
     return True
+
+
+def release_given_up(deps: Deps, vm: str) -> None:
+    """``vm``'s deallocation is known done: the attempts given up with it (an admin's
+    offline, ``Node.given_up``) run no more, so their tasks' next attempts start now rather
+    than after the heartbeat timeout (a probe's waited 90 s behind a VM already off)."""
+    try:
+        keys = deps.store.get_node(vm).given_up
+    except NotFound:
+        return
+    if not keys:
+        return
+    for job_id, task_id in keys:
+        deps.retry(_release, deps, job_id, task_id, vm)
+
+    def forget() -> None:
+        node = deps.store.get_node(vm)
+        node.given_up = []
+        deps.store.put_node(node)
+
+    deps.retry(forget)
+    deps.kick()
+
+
+def _release(deps: Deps, job_id: int, task_id: int, vm: str) -> None:
+    try:
+        task = deps.store.get_task(job_id, task_id)
+    except NotFound:
+        return
+    if lifecycle.machine_gone(task, vm):
+        deps.store.commit(tasks=[task])

@@ -291,7 +291,10 @@ def offline_nodes(
             deps.store.put_node(node)
         elif node.state is not NodeState.OFFLINE:
             node.held = "offline"
+            active = deps.store.active_tasks(node=node.name)
             if node.provider not in (None, "onprem") and deps.compute is not None:
+                # their holds end when its deallocation is known done (autoscale._poll)
+                node.given_up = [(t.job_id, t.id) for t in active if t.node == node.name]
                 now = deps.clock()
                 off = deps.compute.deallocate(
                     node.name, request_id=f"off-{node.name}-{now.timestamp():.0f}", now=now
@@ -300,7 +303,7 @@ def offline_nodes(
                     record_operation(deps, off)
             node.move_to(NodeState.OFFLINE, reason=reason, now=deps.clock())
             deps.store.put_node(node)
-            give_up_tasks(deps, node, deps.store.active_tasks(node=node.name))
+            give_up_tasks(deps, node, active)
         out.append(node)
     deps.kick()
     return out

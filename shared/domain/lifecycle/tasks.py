@@ -232,6 +232,20 @@ def lose_attempt(
     return TaskChange(old, task.state)
 
 
+def machine_gone(task: Task, node: str) -> bool:
+    """``node``'s machine is known off (its VM deallocated): an attempt given up there runs
+    no more, so the task's next attempt need not wait for it (it waited for the heartbeat
+    timeout, though the VM was off). True if a hold was lifted. An attempt whose command ran
+    elsewhere (another first node) keeps its hold."""
+    if not any(lost.node == node and lost.until is not None for lost in task.lost):
+        return False
+    task.lost = [
+        x.model_copy(update={"until": None}) if x.node == node and x.until is not None else x
+        for x in task.lost
+    ]
+    return True
+
+
 def hold_longer(task: Task, attempt: int, node: str, now: datetime, until: datetime) -> bool:
     """A given-up attempt its heard agent still lists (in its grace between SIGTERM and
     SIGKILL) holds the task's next attempt until ``until`` if its hold still runs and ends
