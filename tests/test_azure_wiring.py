@@ -121,17 +121,18 @@ def test_the_function_app_refuses_to_start_with_compute_azure_and_nothing_set(
 ):
     """Every missing name in one message, from the environment as in Azure's app settings."""
     from functions import context
+    from shared.errors import Misconfigured
 
     for name in [*azure_setup.REQUIRED, "bus", "output"]:
         monkeypatch.delenv(f"HPC_{name.upper()}", raising=False)
     monkeypatch.setenv("HPC_HOME", str(tmp_path))
     monkeypatch.setenv("HPC_COMPUTE", "azure")
     context.reset()
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(Misconfigured) as err:  # a 503 saying it, on every route
         context.control()
     context.reset()
     message = str(err.value)
-    assert message.startswith("HPC_COMPUTE=azure needs: ")
+    assert message.startswith("the control plane cannot start: HPC_COMPUTE=azure needs: ")
     for field in azure_setup.REQUIRED:
         assert f"HPC_{field.upper()}" in message
     assert "HPC_BUS=servicebus" in message and "HPC_OUTPUT=blob" in message
