@@ -24,7 +24,7 @@ from shared.domain.cluster import Principal
 from shared.domain.messages import MAX_ID
 from shared.domain.models import Job, Task
 from shared.domain.records import Record
-from shared.domain.specvalues import NotATime, cut, iso_time, quoted
+from shared.domain.specvalues import NotATime, cut, iso_time, quoted, sweep_command
 from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, InvalidRequest, Misconfigured, NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
@@ -56,9 +56,14 @@ def _job_docs(jobs: list[Job]) -> list[dict[str, Any]]:
 
 
 def _task_docs(tasks: list[Task]) -> list[dict[str, Any]]:
-    """Tasks as the API shows them: a queued one with ``pendingReason``."""
+    """Tasks as the API shows them: a queued one with ``pendingReason``, a sweep step with
+    ``commandAsRun`` (its ``*`` replaced by its index: a probe's scripts had to redo it)."""
     reasons = control().pending_reasons(tasks)
-    return [{**_doc(t), "pendingReason": reasons.get((t.job_id, t.id))} for t in tasks]
+    docs = [{**_doc(t), "pendingReason": reasons.get((t.job_id, t.id))} for t in tasks]
+    for doc, t in zip(docs, tasks, strict=True):
+        if t.sweep_index is not None:
+            doc["commandAsRun"] = sweep_command(t.command, t.sweep_index)
+    return docs
 
 
 def api(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:

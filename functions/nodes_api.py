@@ -26,6 +26,7 @@ from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_
 from shared.domain.specvalues import shown_json
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
+from shared.usecases.queries import NODE_PRIVATE
 
 bp = func.Blueprint()
 
@@ -57,7 +58,12 @@ def _settings(body: Any) -> dict[str, Any]:
 
 
 def _node(node: Node | str) -> Any:
-    return node if isinstance(node, str) else _doc(node)
+    if isinstance(node, str):
+        return node
+    doc = _doc(node)
+    for private in NODE_PRIVATE:  # as GET /api/nodes (a probe saw agentId in these)
+        doc.pop(private, None)
+    return doc
 
 
 def _group(group: NodeGroup) -> dict[str, Any]:
@@ -163,7 +169,7 @@ def set_node(req: func.HttpRequest, principal: Principal) -> Any:
         raise BadRequest(f"groups must be a list of node group names, got {groups!r}")
     name = req.route_params.get("name", "")
     [node] = set_node_groups(control().deps, [name], groups)
-    return _doc(node)
+    return _node(node)
 
 
 @bp.route(route="nodes/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)

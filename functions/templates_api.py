@@ -19,7 +19,7 @@ from functions.bodies import BadRequest, read_json
 from functions.context import control
 from functions.http_api import _json, api
 from shared.domain.cluster import Principal
-from shared.errors import Forbidden, NotFound
+from shared.errors import Conflict, Forbidden, NotFound
 from shared.usecases import templates
 from shared.usecases.templates import StoredTemplate
 
@@ -51,8 +51,10 @@ def _response(stored: StoredTemplate, status: int = 200) -> func.HttpResponse:
 def _if_match(req: func.HttpRequest, name: str) -> str | None:
     """The If-Match header as :func:`templates.put` takes it: ``*``, or the one etag it names
     (quoted or bare, ``W/`` ignored); of a list, the template's current etag if listed."""
-    header = req.headers.get("If-Match") or ""
-    tags = [t.strip() for t in header.split(",") if t.strip()]
+    header = req.headers.get("If-Match")
+    tags = [t.strip() for t in (header or "").split(",") if t.strip()]
+    if header is not None and not tags:  # a script's empty ETag variable: not "any version"
+        raise BadRequest("If-Match is empty: give the template's ETag (or * for any version)")
     if not tags:
         return None
     if templates.ANY_ETAG in tags:
@@ -107,4 +109,12 @@ def put_template(req: func.HttpRequest, principal: Principal) -> func.HttpRespon
 @api
 def delete_template(req: func.HttpRequest, principal: Principal) -> Any:
     _admin(principal, "delete")
+    etag = _if_match(req, _name(req))  # honoured as by PUT (a probe's stale one was ignored)
+    if etag is not None and etag != templates.ANY_ETAG:
+        current = templates.get(control().deps, _name(req)).etag
+        if current != etag:
+            raise Conflict(
+                f"template {_name(req)!r} changed since that ETag was read: read it again "
+                "(GET) and delete it with its current ETag"
+            )
     return {"deleted": templates.delete(control().deps, _name(req)).name}

@@ -79,6 +79,9 @@ def test_a_canceled_job_and_its_tasks_say_who_canceled_it(cp):
     assert final.error == "canceled by ann"
     assert cp.get_task(job.id, 1).error == f"job {job.id} canceled by ann"
     assert cp.get_task(job.id, 4).error == "canceled by bob"
+    assert cp.get_task(job.id, 5).error == f"job {job.id} canceled by ann"  # never created
+    cp.requeue_job(job.id)
+    assert cp.get_task(job.id, 5).error is None  # Queued again: no reason left
 
 
 def test_a_job_the_cluster_canceled_gives_its_tasks_the_reason(cp):

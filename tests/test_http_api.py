@@ -141,7 +141,9 @@ def test_hold_release_and_modify_a_job(api):
     bad = client.post(f"/api/jobs/{job_id}/hold", json={"until": "tomorrow"})
     assert bad.status_code == 400 and "ISO 8601" in error(bad)
     until = client.post(f"/api/jobs/{job_id}/hold", json={"until": "2999-01-01T00:00:00"})
-    assert until.json()["pendingReason"].startswith("held until 2999-01-01 00:00:00")
+    # a timed hold does not lift the hold until released (a probe's did)
+    assert until.json()["pendingReason"] == f"held (hpc job release {job_id})"
+    assert until.json()["held"] is True and until.json()["holdUntil"].startswith("2999-01-01")
     modified = client.patch(f"/api/jobs/{job_id}", json={"priority": "Highest"})
     assert modified.status_code == 200 and modified.json()["priority"] == 4000
     wrong = client.patch(f"/api/jobs/{job_id}", json={"maxRetries": 1})
@@ -149,3 +151,14 @@ def test_hold_release_and_modify_a_job(api):
     assert client.post(f"/api/jobs/{job_id}/release").status_code == 200
     again = client.post(f"/api/jobs/{job_id}/release")
     assert again.status_code == 409 and "not held" in error(again)
+
+
+def test_a_sweep_steps_json_says_its_command_as_run(api):
+    """A probe's script had to redo the * substitution the CLI shows."""
+    client, cp = api
+    job_id = client.post(
+        "/api/jobs", json={"tasks": [{"command": "echo * **", "sweep": "5-7"}], "held": True}
+    ).json()["id"]
+    step = client.get(f"/api/jobs/{job_id}/tasks/2").json()  # not created yet
+    assert (step["command"], step["commandAsRun"]) == ("echo * **", "echo 6 *")
+    cp.cancel_job(job_id)

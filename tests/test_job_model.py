@@ -39,6 +39,28 @@ def test_a_job_with_nothing_left_to_start_does_not_wait(cp):
     assert reason(cp, capped.id) is None
 
 
+def test_a_timed_hold_does_not_lift_a_hold_until_released(cp):
+    """A probe: hold --until on a job held until released dropped that hold."""
+    register(cp, "n1", cores=2)
+    job = cp.submit(sweep(2))
+    cp.hold_job(job.id)
+    later = cp.hold_job(job.id, until=cp.deps.clock() + timedelta(minutes=5))
+    assert later.held and later.hold_until is not None
+    assert reason(cp, job.id) == f"held (hpc job release {job.id})"
+
+
+def test_a_canceling_job_may_still_be_renamed(cp):
+    n1 = register(cp, "n1", cores=1)
+    job = cp.submit(sweep(2))
+    assert cp.schedule_pass() == 1
+    [run] = n1.runs()
+    n1.send(n1.started(run))
+    cp.cancel_job(job.id)  # Canceling until its agent killed the running task
+    assert cp.modify_job(job.id, {"name": "renamed"}).name == "renamed"
+    with pytest.raises(Conflict, match="Canceling"):
+        cp.set_priority(job.id, "Highest")  # nothing of it starts again: refused
+
+
 def test_a_held_job_does_not_start_until_released(cp):
     n1 = register(cp, "n1", cores=2)
     job = cp.submit(sweep(2))

@@ -67,3 +67,16 @@ def test_the_cli_gives_the_reason(cluster: httpx.Client) -> None:
     assert reason_of(cluster, "n3") == "drained by admin: fan noise"
     bad = hpc("node", "offline", "n3", "--reason", "x" * 300)
     assert_one_error_line(bad, "1 to 200 characters")
+
+
+def test_a_node_action_answers_without_the_private_fields(cluster: httpx.Client) -> None:
+    """A probe saw agentId (its agent's reply session) and hostId in these answers."""
+    answer = cluster.post("/api/nodes/n2/drain").json()["nodes"][0]
+    assert answer["name"] == "n2" and answer["state"] == "Draining"
+    assert not {"agentId", "hostId", "missingSince", "givenUp", "etag"} & set(answer)
+
+
+def test_a_provider_is_taken_in_any_case(cluster: httpx.Client) -> None:
+    made = cluster.post("/api/nodegroups", json={"name": "Pv", "provider": "LOCAL"})
+    assert made.status_code == 201, made.text
+    assert made.json()["provider"] == "local"

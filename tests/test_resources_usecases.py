@@ -137,3 +137,13 @@ def test_a_second_node_going_offline_requeues_a_multi_node_task(cp):
     task = cp.get_task(job.id, 1)
     assert task.state is TaskState.QUEUED
     assert task.error is not None and task.error.startswith(f"node {second.name} went offline")
+
+
+def test_taking_an_offline_node_offline_says_who_held_it(cp):
+    """A probe's held VM still read "added: VM created, deallocated"."""
+    register(cp, "n9", cores=1)
+    node = cp.store.get_node("n9")
+    node.move_to(NodeState.OFFLINE, reason="added: VM created, deallocated")
+    cp.store.put_node(node)
+    [held] = cp.node_action("offline", ["n9"], reason="taken offline by ann: disk swap")
+    assert (held.held, held.state_reason) == ("offline", "taken offline by ann: disk swap")

@@ -51,6 +51,21 @@ def test_http_put_creates_then_replaces_and_get_lists(http):
     assert "batch" in names
 
 
+def test_http_delete_honours_if_match_and_an_empty_one_is_refused(http):
+    """A probe: a stale ETag on DELETE was ignored, an empty If-Match on PUT taken as none."""
+    admin, _, _, _ = http
+    first = admin.put("/api/templates/Gone", json={"maxCores": 2}).headers["ETag"]
+    admin.put("/api/templates/Gone", json={"maxCores": 3})
+    stale = admin.delete("/api/templates/Gone", headers={"If-Match": first})
+    assert stale.status_code == 409 and "changed since that ETag was read" in error(stale)
+    empty = admin.put("/api/templates/Gone", json={"maxCores": 4}, headers={"If-Match": ""})
+    assert empty.status_code == 400 and "If-Match is empty" in error(empty)
+    current = admin.get("/api/templates/Gone").headers["ETag"]
+    assert admin.get("/api/templates/Gone").json()["maxCores"] == 3  # nothing changed
+    done = admin.delete("/api/templates/Gone", headers={"If-Match": current})
+    assert done.status_code == 200 and done.json() == {"deleted": "Gone"}
+
+
 def test_http_only_admins_change_templates(http):
     admin, user, _, _ = http
     r = user.put("/api/templates/Mine", json={"maxCores": 64})

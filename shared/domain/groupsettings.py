@@ -87,6 +87,8 @@ def apply_settings(group: NodeGroup, settings: dict[str, Any], provider: str | N
     for key, value in settings.items():
         if key == "provider" and isinstance(value, str) and value.lower() == ONPREM:
             value = None  # the CLI's word for on-prem (hpc nodegroup create | set)
+        elif key == "provider" and isinstance(value, str) and value.lower() in PROVIDERS:
+            value = value.lower()  # any case, as the README says (a probe's LOCAL was refused)
         if key == "node_memory_mb" and value is not None:
             value = _memory(value)  # MB or a size ("16G"), as a task's minMemoryMb
         setattr(group, key, _checked(api_name(key), GROUP_SETTINGS[key], value))

@@ -45,7 +45,7 @@ def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None, by: str | 
         return job
 
     why = lifecycle.job_cancel_reason(deps.retry(attempt))
-    deps.retry(_cancel_ranges, deps, job_id)  # first, so the scheduler creates no more
+    deps.retry(_cancel_ranges, deps, job_id, why)  # first, so the scheduler creates no more
     for queued in task_pages(deps, job_id, [TaskState.QUEUED]):
         for chunk in chunks(queued):
             deps.retry(_cancel_chunk, deps, job_id, [t.id for t in chunk], why)
@@ -72,13 +72,14 @@ def _cancel_chunk(deps: Deps, job_id: int, task_ids: list[int], why: str | None)
         deps.store.commit(job=job, tasks=changed)
 
 
-def _cancel_ranges(deps: Deps, job_id: int) -> None:
+def _cancel_ranges(deps: Deps, job_id: int, why: str | None) -> None:
     """The tasks of its sweeps not created yet are Canceled: one write per 99 ranges."""
     for chunk in chunks([r for r in deps.store.get_ranges(job_id) if r.open]):
         job = deps.store.get_job(job_id)
         now = deps.clock()
         for r in chunk:
             r.canceled_time = now
+            r.canceled_reason = why  # what its tasks not created yet say (a probe: null)
             job.count(TaskState.QUEUED, TaskState.CANCELED, r.left, name=r.template.name)
         deps.store.commit(job=job, ranges=chunk)
 
@@ -141,7 +142,7 @@ def _reopen_ranges(deps: Deps, job_id: int) -> None:
         job = deps.store.get_job(job_id)
         _reopen(job, deps.clock())
         for r in chunk:
-            r.canceled_time = None
+            r.canceled_time = r.canceled_reason = None
             job.count(TaskState.CANCELED, TaskState.QUEUED, r.left, name=r.template.name)
         deps.store.commit(job=job, ranges=chunk)
 

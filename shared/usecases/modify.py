@@ -48,8 +48,8 @@ def hold(deps: Deps, job_id: int, *, until: datetime | None = None) -> Job:
             )
         if until is None:
             job.held = True
-        else:
-            job.held, job.hold_until = False, until
+        else:  # a job held until released stays so (a probe's timed hold lifted an admin's)
+            job.hold_until = until
         deps.store.commit(job=job)
         return job
 
@@ -125,12 +125,12 @@ def modify(deps: Deps, job_id: int, changes: dict[str, Any], *, admin: bool = Fa
             f"jobRuntimeLimit is whole seconds from 1 to {MAX_LIMIT_S:,}, or null for none"
         )
     if "jobRuntimeLimit" in changes and not admin:
-        _check_template_job_limit(deps, _open_job(deps, job_id, "modified"), limit)
+        _check_template_job_limit(deps, _open_job(deps, job_id, "modified", canceling=True), limit)
     if "priority" in changes:
         set_priority(deps, job_id, changes["priority"], admin=admin)
 
-    def write() -> Job:
-        job = _open_job(deps, job_id, "modified")
+    def write() -> Job:  # (a name, cap or limit of a Canceling job is taken, as documented)
+        job = _open_job(deps, job_id, "modified", canceling=True)
         if "name" in changes:
             job.name = str(name)
         if "maxConcurrent" in changes:

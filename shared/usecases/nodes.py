@@ -288,6 +288,8 @@ def offline_nodes(
     for node in _nodes(deps, names):
         if node.state is NodeState.OFFLINE and node.held != "offline":
             node.held = "offline"
+            if node.state_reason != lifecycle.AGENT_STOPPED:  # (that one says its agent is gone)
+                node.state_reason = reason  # who held it (a probe read "VM created" still)
             deps.store.put_node(node)
         elif node.state is not NodeState.OFFLINE:
             node.held = "offline"

@@ -138,6 +138,10 @@ def never_placed(task: Task, attempt: int) -> str | None:
     return f"{key} has not run yet: no output{earlier}"
 
 
+NODE_PRIVATE = ("etag", "agentId", "hostId", "missingSince", "givenUp")
+"""A node's fields no response shows (its agent's reply session, its machine's id...)."""
+
+
 def list_nodes(deps: Deps) -> list[dict[str, Any]]:
     """Nodes with their running task count and free cores (from the store's accounting)."""
     active = deps.store.active_tasks()
@@ -149,7 +153,7 @@ def list_nodes(deps: Deps) -> list[dict[str, Any]]:
     out = []
     for node in deps.store.list_nodes():
         doc = node.to_dict()
-        for private in ("etag", "agentId", "hostId", "missingSince"):
+        for private in NODE_PRIVATE:
             doc.pop(private, None)
         doc["runningTasks"] = running[node.name]
         # cores a task could take now: none on a node that takes no work (Offline,
