@@ -1,6 +1,6 @@
-"""Request bodies as the routes take them: JSON within HPC_MAX_BODY_BYTES, or none at all
-for a route that takes none (a body it would ignore may mean the caller thinks it said
-something)."""
+"""What requests carry, as the routes take it: a JSON body within HPC_MAX_BODY_BYTES, or
+none at all for a route that takes none, and only the query parameters a route reads (a body
+or a parameter it would ignore may mean the caller thinks it said something)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,11 @@ def no_body(req: func.HttpRequest) -> None:
         raise BadRequest(
             f"this route takes no request body (got {len(body)} bytes); send none, or {{}}"
         )
+
+
+def only_params(req: func.HttpRequest, route: str, *allowed: str) -> None:
+    """400 for a query parameter ``route`` does not read (a probe's ``?after=`` on the jobs
+    list, the tasks list's cursor, was ignored and the first page returned)."""
+    unknown = sorted(set(req.params) - set(allowed))
+    if unknown:
+        raise BadRequest(f"{route} takes {', '.join(allowed)}, not {', '.join(unknown)}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.bodies import BadRequest, no_body, read_json
+from functions.bodies import BadRequest, no_body, only_params, read_json
 from functions.context import control
 from shared.auth import authenticate
 from shared.domain.access import ADMIN, check_may_change, may_change
@@ -199,6 +199,7 @@ def submit_job(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
 def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
     """Newest first, ``limit`` (100) a page; ``next`` is the ``before`` of the next page
     (null on the last one); ``owner``: one user's jobs."""
+    only_params(req, "GET /api/jobs", "state", "owner", "limit", "before")
     states = _states(req.params.get("state"), JobState)
     owner = req.params.get("owner")
     limit = _int(
@@ -289,6 +290,7 @@ def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
 @bp.route(route="jobs/{id}/tasks", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
+    only_params(req, "GET /api/jobs/{id}/tasks", "state", "offset", "limit", "after")
     job_id = _job_id(req)
     tasks = control().list_tasks(
         job_id,
@@ -372,9 +374,7 @@ def list_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     """Every node, or ``?group=A,B&state=Online,Drained`` (any case; Drained: Draining with
     no task), as ``hpc node list`` filters; an unknown parameter is a 400 (a probe's
     ``?state=`` was ignored and every node listed)."""
-    unknown = sorted(set(req.params) - {"group", "state"})
-    if unknown:
-        raise BadRequest(f"GET /api/nodes takes group and state, not {', '.join(unknown)}")
+    only_params(req, "GET /api/nodes", "group", "state")
     try:
         return {
             "nodes": filter_nodes(

@@ -162,3 +162,17 @@ def test_a_sweep_steps_json_says_its_command_as_run(api):
     step = client.get(f"/api/jobs/{job_id}/tasks/2").json()  # not created yet
     assert (step["command"], step["commandAsRun"]) == ("echo * **", "echo 6 *")
     cp.cancel_job(job_id)
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("/api/jobs?after=3", "GET /api/jobs takes state, owner, limit, before, not after"),
+        ("/api/jobs/1/tasks?before=3", "takes state, offset, limit, after, not before"),
+    ],
+)
+def test_a_list_refuses_a_query_parameter_it_does_not_read(api, path, says):
+    """A probe's ?after= on the jobs list (the tasks list's cursor) returned the first page."""
+    client, _cp = api
+    refused = client.get(path)
+    assert refused.status_code == 400 and says in error(refused)
