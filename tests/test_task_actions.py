@@ -13,6 +13,7 @@ from shared.usecases.control_plane import ControlPlane
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import served_app
 from tests.cli_fixtures import assert_one_error_line, hpc
+from tests.helpers import wait_until
 from tests.test_control import Clock, make_cp, register, sweep
 
 
@@ -265,15 +266,20 @@ def test_hpc_job_view_says_why_its_first_failed_task_failed(host, monkeypatch):
     assert node.register().accepted
     spec = {"command": "x", "sweep": "1-2", "nodeGroups": ["FailView"]}
     job = client.post("/api/jobs", json=spec).json()
-    for _ in range(2):
-        app.cp.schedule_pass()
-        [run] = node.runs()
-        node.send(node.started(run))
-        if run.task_id == 2:
-            node.send(node.ended(run, exit_code=None, error="working directory 'x' is gone"))
-        else:
-            node.send(node.ended(run, exit_code=0))
-    assert app.cp.get_job(job["id"]).state is JobState.FAILED
+    done: set[int] = set()
+
+    def play() -> bool:  # the served app's own scheduler places them: a pass of the test's
+        for run in node.runs():  # own beside it would be a second pass at once (a fresh
+            node.send(node.started(run))  # clone's run saw two tasks on the 1-core node)
+            if run.task_id == 2:
+                node.send(node.ended(run, exit_code=None, error="working directory 'x' is gone"))
+            else:
+                node.send(node.ended(run, exit_code=0))
+            done.add(run.task_id)
+        return done == {1, 2}
+
+    wait_until(play, timeout=30)
+    wait_until(lambda: app.cp.get_job(job["id"]).state is JobState.FAILED, timeout=30)
     app.cp.node_action("offline", ["failview-1"])  # no later test's task goes there
     monkeypatch.setattr("hpc.commands.jobs.LIMIT_SAMPLE", 1)  # the failure is not on it
     out = hpc("job", "view", str(job["id"]))
