@@ -137,12 +137,13 @@ _DONE = {"stop": "stopped", "drain": "drained", "offline": "taken offline"}
 def _reason(req: func.HttpRequest, action: str, principal: Principal) -> str | None:
     """The node's state reason: who, and why if the body says (``{"reason": "disk swap"}``,
     Slurm's ``scontrol update state=drain reason=``); None for a start, which takes no body."""
-    if action not in _DONE or not req.get_body().strip():
+    if action not in _DONE:
         no_body(req)
-        return None if action not in _DONE else f"{_DONE[action]} by {principal.name}"
-    body = read_json(req, '{"reason": TEXT}')
+        return None
+    who = f"{_DONE[action]} by {principal.name}"
+    body = read_json(req, '{"reason": TEXT}') if req.get_body().strip() else {}
     if body == {}:
-        return f"{_DONE[action]} by {principal.name}"
+        return who
     text = body.get("reason") if isinstance(body, dict) and set(body) == {"reason"} else None
     if not isinstance(text, str) or not 1 <= len(text.strip()) <= MAX_REASON:
         raise BadRequest(
@@ -152,7 +153,7 @@ def _reason(req: func.HttpRequest, action: str, principal: Principal) -> str | N
     bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf")), None)
     if bad is not None:
         raise BadRequest(f"reason holds the control character U+{ord(bad):04X}: give plain text")
-    return f"{_DONE[action]} by {principal.name}: {text.strip()}"
+    return f"{who}: {text.strip()}"
 
 
 @bp.route(route="nodes/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -12,6 +12,7 @@ The plumbing (connection, token, errors) is in :mod:`hpc.client_http`, the outpu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hpc.client_http import JOB_ACTION_TIMEOUT_S, ApiError, segment
@@ -129,8 +130,12 @@ class ApiClient(OutputRoutes):
             check=f"hpc task view {job_id} {task_id}",
         )
 
-    def list_nodes(self) -> dict[str, Any]:
-        return self._json("GET", "nodes")
+    def list_nodes(
+        self, *, groups: Sequence[str] = (), states: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Every node, or those in any of ``groups`` and ``states`` (filtered by the API)."""
+        params = {"group": ",".join(groups) or None, "state": ",".join(states) or None}
+        return self._json("GET", "nodes", params=params)
 
     def list_node_groups(self) -> dict[str, Any]:
         return self._json("GET", "nodegroups")

@@ -1,6 +1,6 @@
 """Nodes as ``hpc node list`` shows them (a table) and one node as ``hpc node view`` does:
 the node's every field an admin asks about (HPC Pack's node properties, Slurm's ``scontrol
-show node``), and the filters of ``hpc node list``."""
+show node``). (``--group``/``--state`` are the API's filter, shared.usecases.queries.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hpc.render import ago, cells, dash, drained, memory, node_state, parse_time, when
+from hpc.render import ago, cells, dash, memory, node_state, parse_time, when
 from hpc.text import strip_controls
 
 
@@ -61,26 +61,6 @@ def find_node(nodes: Iterable[Mapping[str, Any]], name: str) -> Mapping[str, Any
     return exact or next(
         (n for n in listed if str(n.get("name", "")).lower() == name.lower()), None
     )
-
-
-def filtered(
-    nodes: Iterable[Mapping[str, Any]], groups: Iterable[str], states: Iterable[str]
-) -> list[Mapping[str, Any]]:
-    """Nodes in any of ``groups`` and any of ``states`` (each any case; empty: all). A
-    Drained node (Draining, no task: as the list shows it) is both Drained and Draining."""
-    wanted_groups = {g.lower() for g in groups}
-    wanted_states = {s.lower() for s in states}
-
-    def in_states(n: Mapping[str, Any]) -> bool:
-        state = str(n.get("state", "")).lower()
-        return state in wanted_states or (drained(n) and "drained" in wanted_states)
-
-    return [
-        n
-        for n in nodes
-        if (not wanted_groups or wanted_groups & {str(g).lower() for g in n.get("groups") or []})
-        and (not wanted_states or in_states(n))
-    ]
 
 
 def _provider(node: dict[str, Any]) -> Any:

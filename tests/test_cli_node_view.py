@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hpc.render_nodes import filtered, heard
+from hpc.render_nodes import heard
+from shared.usecases.queries import filter_nodes as filtered
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import served_app
 from tests.cli_fixtures import assert_one_error_line, hpc

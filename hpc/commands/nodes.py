@@ -20,7 +20,7 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError
-from hpc.render_nodes import filtered, find_node, node_detail, nodes_table
+from hpc.render_nodes import find_node, node_detail, nodes_table
 from hpc.text import one_line
 from shared.domain.groupnames import unknown_groups
 from shared.domain.states import NodeState
@@ -64,7 +64,7 @@ def node_list(
         )
     groups = group_names(group, "--group") or []
     with api_client() as client:
-        data = client.list_nodes()
+        data = client.list_nodes(groups=groups, states=states)  # filtered by the API
         if groups:  # a group that does not exist is said, as hpc node drain --group does
             groups_known = [g["name"] for g in client.list_node_groups().get("groups", [])]
             missing = unknown_groups(groups, groups_known)
@@ -73,8 +73,6 @@ def node_list(
                     f"node group {', '.join(map(repr, missing))} does not exist "
                     f"(hpc nodegroup list): {', '.join(groups_known)}"
                 )
-    if groups or states:
-        data = {**data, "nodes": filtered(data.get("nodes", []), groups, states)}
     if as_json:
         print_json(data)
         return

@@ -52,8 +52,8 @@ def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None, by: str | 
     cancels = []
     for active in task_pages(deps, job_id, TASK_ACTIVE):
         for task in active:
-            change = lifecycle.cancel(task, deps.clock(), why)
-            if change is not None:
+            change = lifecycle.cancel(task, deps.clock())  # (not stored: its end says why,
+            if change is not None:  # lifecycle.explain_cancel)
                 cancels += change.cancels
     deps.send_to_nodes(cancels)
     return deps.retry(_settle, deps, job_id)
