@@ -331,7 +331,7 @@ class FakeClient:
         self.calls.append(("add_nodes", (group, count, kw)))
         return {"nodes": [{"name": "azure-1", "spot": kw.get("spot")}]}
 
-    def list_nodes(self) -> dict[str, Any]:
+    def list_nodes(self, **_filters: Any) -> dict[str, Any]:  # (the API filters)
         node = {"name": "azure-1", "groups": ["AzureNodes"], "state": "Offline", "cores": 2}
         return {"nodes": [{**node, "provider": "azure", "spot": True}]}
 
