@@ -155,6 +155,7 @@ class Agent:
         cfg = self.config
         self._identity = claim(cfg.name, cfg.state_dir)
         try:
+            self.tasks.wait_for_predecessor()
             if not self._register():
                 return
             if cfg.run_as_owner:  # said once the node is ours, never before a refusal

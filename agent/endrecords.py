@@ -53,6 +53,9 @@ or dies by the same signal if the command did, and writes no record either way, 
 task never leaves one (the killed mark, :meth:`EndRecords.mark_killed`, still guards a
 record written before the signal). SIGKILL kills it as it does the command."""
 
+TASK_SHELL_NAME = "hybridhpc-task"
+"""The task shell's ``$0`` (its argv[3] in /proc): tells it from the command's own processes."""
+
 WRAPPER = "__hpc_end_record=$2; __hpc_command=$1; shift 2; " + _RUN
 """``sh -c WRAPPER name COMMAND RECORD``: :data:`_RUN` COMMAND, its end recorded in RECORD.
 The command's ``$$`` is still this shell's, the task's process group leader."""
@@ -83,7 +86,7 @@ class EndRecords:
     def argv(self, command: str, record: Path) -> list[str]:
         """The process to start instead of ``sh -c command``."""
         record.unlink(missing_ok=True)
-        return ["/bin/sh", "-c", WRAPPER, "hybridhpc-task", command, str(record)]
+        return ["/bin/sh", "-c", WRAPPER, TASK_SHELL_NAME, command, str(record)]
 
     def read(self, key: str) -> int | None:
         """The exit code recorded for this attempt, or None (no record, or half written).
@@ -158,4 +161,4 @@ class EndRecords:
 def owner_argv(command: str, cwd: str, record: str) -> list[str]:
     """The process to start as the task's owner (:data:`OWNER_WRAPPER`); ``record``:
     ``/dev/fd/N`` or empty."""
-    return ["/bin/sh", "-c", OWNER_WRAPPER, "hybridhpc-task", command, cwd, record]
+    return ["/bin/sh", "-c", OWNER_WRAPPER, TASK_SHELL_NAME, command, cwd, record]

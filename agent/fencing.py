@@ -13,7 +13,7 @@ import time
 
 from agent.config import AgentConfig, fence_for_timeout
 from agent.endrecords import EndRecords
-from agent.lifeline import Lifeline
+from agent.lifeline import SPARE_WAIT_S, Lifeline, wait_for_watchdogs
 from agent.runner import Runner
 
 log = logging.getLogger("agent.agent")
@@ -30,6 +30,19 @@ class Fencing:
         attempts are not reported ended; the agent registers again, which requeues them."""
         self.heard_at = time.monotonic()
         """When events (a heartbeat among them) last went out, or a registration was answered."""
+
+    def wait_for_predecessor(self) -> None:
+        """Before the first registration reads the end records: an earlier agent's watchdog
+        may still be letting a task whose command had just returned write its end (it holds
+        the records' lock until it is done; agent/groups.py)."""
+        if self._records is None:
+            return
+        if not wait_for_watchdogs(self._records.folder):
+            log.warning(
+                "the watchdog of an earlier agent of this node still runs after %g s; a task "
+                "whose end record it was letting be written may run again",
+                2 * SPARE_WAIT_S,
+            )
 
     def start_lifeline(self) -> None:
         if self.config.lifeline:

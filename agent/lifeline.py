@@ -25,6 +25,12 @@ killed later must not leave its tasks running while the control plane requeues t
 by a chaos probe: a task ran to its end twice). A restart that fails is logged and tried
 again at a later call, at most once a second.
 
+**A command that has just returned.** Before either kill, the watchdog stops each group and
+spares one whose command has returned but whose shell has yet to write the end record
+(agent/groups.py): the shell writes it and exits, and the agent, or the next one, reports that
+end. The watchdog holds ``lifeline.lock`` in the agent's folder while it lives, and the next
+agent of the node waits for it before reading the records (:func:`wait_for_watchdogs`).
+
 The pipe's write end is non-inheritable, so tasks never hold it open.
 A group is forgotten when its task ends, so a recycled pid is never killed.
 """
@@ -32,6 +38,7 @@ A group is forgotten when its task ends, so a recycled pid is never killed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import math
 import os
@@ -45,6 +52,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from agent.endrecords import KILLED
+from agent.groups import command_running, exited, freeze, spare
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +221,7 @@ class Lifeline:
                     self._pipe.close()
                 self._pipe = None
             if not running:  # no watchdog to kill what is still tracked: as it would
-                _kill(self._groups, None)
+                _kill(self._groups, None, records=self._marks is not None)
             self._groups.clear()
         try:
             self._proc.wait(timeout=5)
@@ -263,13 +271,73 @@ def watch(lines: object) -> set[int]:
     return set(state.groups)
 
 
-def _kill(groups: dict[int, str], marks: Path | None) -> None:
+SPARE_WAIT_S = 5.0
+"""How long the watchdog waits for the shells it spared to write their end records and exit
+(a shell stuck longer is killed: its task runs again, as it would have before)."""
+
+
+def _kill(groups: dict[int, str], marks: Path | None, *, records: bool) -> None:
+    """SIGKILL each group; with ``marks``, mark its record killed first (the fence: the
+    agent, alive, must not take the kill for an end). With ``records`` (the tasks run in
+    the end-record wrapper), a group whose command has returned is spared instead: its shell
+    writes the end record, which the agent or the next one reports (agent/groups.py)."""
+    spared = []
     for pgid, key in groups.items():
+        if records:
+            freeze(pgid)
+            if command_running(pgid) is False:
+                spare(pgid)
+                spared.append(pgid)
+                continue
         if marks is not None and key:
             with contextlib.suppress(OSError):
                 (marks / (key + KILLED)).touch()  # before the kill: the agent reads it after
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + SPARE_WAIT_S
+    while spared and time.monotonic() < deadline:
+        spared = [pgid for pgid in spared if not exited(pgid)]
+        time.sleep(0.005)
+    for pgid in spared:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def lock_path(marks: Path) -> Path:
+    """The lock a watchdog holds beside its node's end records (in the agent's state folder)."""
+    return marks.parent / "lifeline.lock"
+
+
+def _hold(marks: Path | None) -> None:
+    """Hold the lifeline lock (shared) for as long as this watchdog lives:
+    the agent that starts next waits for it (:func:`wait_for_watchdogs`), so that it reads
+    the end records only once the spared shells have written them."""
+    if marks is None:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(lock_path(marks), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # kept open (not inherited: O_CLOEXEC) until exit
+
+
+def wait_for_watchdogs(marks: Path, timeout_s: float = 2 * SPARE_WAIT_S) -> bool:
+    """Wait until no watchdog of an earlier agent of this node still holds the lock (it
+    may be letting a task's shell write its end); False if one still does at the timeout."""
+    try:
+        fd = os.open(lock_path(marks), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return True
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)
+    finally:
+        os.close(fd)  # drops the lock at once: this agent's own watchdog takes it shared
 
 
 def main() -> None:
@@ -277,6 +345,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fence_s = float(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else 0.0
     marks = Path(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else None
+    _hold(marks)
     state = Watch(time.monotonic(), fence_s)
     buffer = b""
     fd = sys.stdin.fileno()
@@ -298,9 +367,9 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            _kill(state.groups, marks)
+            _kill(state.groups, marks, records=marks is not None)
             state.groups.clear()
-    _kill(state.groups, None)
+    _kill(state.groups, None, records=marks is not None)
 
 
 if __name__ == "__main__":

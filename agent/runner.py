@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from agent.endrecords import EndRecords
+from agent.groups import command_running, freeze, group_alive, signal_group, thaw
 from agent.outputfiles import OutputFileError, TaskFiles
 from agent.owners import OwnerError, OwnerStart, RunAsOwner
 from shared.domain.messages import RunTask
@@ -87,37 +88,6 @@ def read_tail(path: Path, chars: int = TAIL_CHARS) -> str:
     except OSError:
         return ""
     return data.decode("utf-8", errors="replace")[-chars:]
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs (zombies, which only wait to be
-    reaped by whoever inherited them, do not count where /proc tells them apart)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 class Runner:
@@ -309,27 +279,41 @@ class Runner:
 
     def terminate_tree(self) -> None:
         """SIGTERM to the whole process group (first step of :meth:`kill_tree`). The first
-        time, decide :attr:`kill_reached` from the process itself (not from an end record
+        time, decide :attr:`kill_reached` from the processes themselves (not from an end record
         written after this, which its own trap may write once signaled), and mark the end
-        record killed before the signal (agent/endrecords.py). A record already written
-        means its command returned and its shell is finishing: no signal, its own end."""
+        record killed before the signal (agent/endrecords.py). A command that has returned
+        (its shell has no live child, asked with the group stopped: agent/groups.py), or a
+        record already written, means its shell is finishing: no signal, its own end."""
         if self._proc is None:
             return
         if not self._kill_sent:
             self._kill_sent = True
             self.kill_reached = self._proc.poll() is None  # not exited (nor reaped) yet
             if self.kill_reached and self._end_record is not None:
-                records = self._end_record[0]
-                records.mark_killed(self.key)
-                if records.read(self.key) is not None:
-                    # Written before the mark (read after it): its command has returned and
-                    # its shell, still in its EXIT trap, is finishing: an end of its own, left
-                    # to finish (chaos probes saw such ends counted as killed, and the task
-                    # ran again). A record its trap writes once signaled comes after the mark.
-                    records.unmark(self.key)
-                    self.kill_reached = False
+                pgid = self._proc.pid
+                freeze(pgid)
+                try:
+                    if command_running(pgid) is False:
+                        # Its command returned a moment ago; its shell has yet to write the
+                        # end record (a kill now would lose an end of its own).
+                        self.kill_reached = False
+                        return
+                    records = self._end_record[0]
+                    records.mark_killed(self.key)
+                    if records.read(self.key) is not None:
+                        # Written before the mark (read after it): its command has returned
+                        # and its shell, still in its EXIT trap, is finishing: an end of its
+                        # own, left to finish (chaos probes saw such ends counted as killed,
+                        # and the task ran again). A record its trap writes once signaled
+                        # comes after the mark.
+                        records.unmark(self.key)
+                        self.kill_reached = False
+                        return
+                    signal_group(pgid, signal.SIGTERM)  # delivered as the group goes on
                     return
-        _signal_group(self._proc.pid, signal.SIGTERM)
+                finally:
+                    thaw(pgid)
+        signal_group(self._proc.pid, signal.SIGTERM)
 
     def kill_tree(self, grace_s: float = GRACE_S) -> int | None:
         """End the whole process group: SIGTERM, then SIGKILL after ``grace_s``.
@@ -354,7 +338,7 @@ class Runner:
         if self._proc.poll() is None:
             self.kill_tree()
         elif group_alive(self._proc.pid):
-            _signal_group(self._proc.pid, signal.SIGKILL)  # background leftovers of a finished task
+            signal_group(self._proc.pid, signal.SIGKILL)  # background leftovers of a finished task
         self._end_streams()
         self._files.close()
         if publish:
@@ -389,7 +373,7 @@ def finish_kill(runner: Runner) -> int | None:
     if proc is None:
         return None
     if group_alive(proc.pid):
-        _signal_group(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)
     try:
         return proc.wait(timeout=1.0)
     except subprocess.TimeoutExpired:  # unkillable (D state): report it as still unknown

@@ -345,7 +345,7 @@ def test_a_fence_after_the_task_ended_keeps_its_recorded_end(tmp_path):
     records = EndRecords(tmp_path / "ends")
     past = time.time() - 5
     os.utime(records.path(32, 1, 1), (past, past))  # ended 5 s before the fence
-    lifeline._kill({999_999_999: "32.1.1"}, records.folder)  # the fence: mark, SIGKILL
+    lifeline._kill({999_999_999: "32.1.1"}, records.folder, records=True)  # the fence
     assert records.killed("32.1.1")
     assert records.leftovers(running=set()) == [Leftover(32, 1, 1, 0)]
 

@@ -191,6 +191,58 @@ def test_agent_killed_mid_burst_and_restarted_at_once_loses_nothing_and_runs_not
         cluster.stop()
 
 
+def _stopped_task_shell(cluster: LocalCluster) -> int | None:
+    """A task's wrapper shell (agent/endrecords.py) of this cluster, stopped."""
+    for pid in pids():
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat_fields(pid)
+        ours = b"hybridhpc-task" in argv and str(cluster.home).encode() in b"".join(argv)
+        if ours and fields is not None and fields[0] == "T":
+            return pid
+    return None
+
+
+def test_an_agent_killed_as_its_tasks_command_returns_leaves_the_task_run_once(tmp_path):
+    """kill -9 of an agent in the instant between a task's command returning and its shell
+    writing the end record (agent/groups.py), made to last: the command stops its own shell
+    (``kill -STOP $$``) once. The agent's watchdog spares the shell, which writes the end; the
+    restarted agent reports it; the task is not run again."""
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    once = log_dir / "once"
+    env = {**FAST, "HPC_HEARTBEAT_TIMEOUT_S": "10"}  # a restart, not a lost node (see above)
+    cluster = LocalCluster(tmp_path / "hpc", nodes=0, env=env).start()
+    agent = start_agent(cluster, "edge-1")
+    try:
+        cluster.wait_for(
+            lambda: [n["state"] for n in cluster.get("/api/nodes")["nodes"]] == ["Online"],
+            timeout_s=30,
+            what="the agent Online",
+        )
+        command = (
+            f"echo end >> {log_dir}/ends.log; [ -e {once} ] || {{ touch {once}; kill -STOP $$; }}"
+        )
+        job_id = cluster.submit({"name": "window", "tasks": [{"command": command}]})
+        cluster.wait_for(
+            lambda: _stopped_task_shell(cluster) is not None, timeout_s=30, what="the window"
+        )
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(10)
+        agent = start_agent(cluster, "edge-1")
+        job = cluster.wait_job(job_id, timeout_s=60)
+        assert sum(ends(log_dir).values()) == 1  # ran to its end once
+        assert job["state"] == "Finished", job
+        task = cluster.get(f"/api/jobs/{job_id}/tasks/1")
+        assert (task["attempt"], task["requeueCount"], task["lost"]) == (0, 0, []), task
+    finally:
+        agent.terminate()
+        agent.wait(15)
+        cluster.stop()
+
+
 def test_an_impostor_under_a_live_nodes_name_is_refused_and_the_node_keeps_working(tmp_path):
     log_dir = tmp_path / "logs"
     log_dir.mkdir()

@@ -1,0 +1,134 @@
+"""The instant between a task's command returning and its shell writing the end record
+(agent/groups.py): a kill that lands there must leave the shell to write the end, whoever
+kills (the agent's cancel or stop, the lifeline when the agent dies or is fenced).
+
+The instant is made to last: the command stops its own shell (``kill -STOP $$``; ``$$`` in
+the command's subshell is the wrapper shell's pid) and returns, so the shell sits between
+the two steps until someone sends it SIGCONT. Before the fix, each killer SIGKILLed (or
+SIGTERMed) the group there: no record, and the task ran again (seen once in about 40 runs
+of the fault test's kill -9 mid-burst)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent.endrecords import EndRecords
+from agent.groups import command_running, freeze, thaw
+from agent.lifeline import Lifeline, wait_for_watchdogs
+from agent.runner import Runner
+from shared.adapters.local_output import LocalOutputStore
+from tests.agent_fixtures import run_task
+from tests.helpers import stat_fields, wait_until
+
+STOPS_ITS_SHELL = "echo done; kill -STOP $$"
+"""A command that ran to its end and left its shell stopped before the end record."""
+
+
+def _wrapped(
+    tmp_path: Path, command: str, key: str = "5.1.1"
+) -> tuple[subprocess.Popen, EndRecords]:
+    records = EndRecords(tmp_path / "ends")
+    proc = subprocess.Popen(
+        records.argv(command, records.folder / key),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return proc, records
+
+
+def _in_the_window(proc: subprocess.Popen) -> None:
+    """Its shell stopped, its command returned (a zombie child or none)."""
+    wait_until(
+        lambda: (f := stat_fields(proc.pid)) is not None and f[0] == "T",
+        what="the shell stopped by its command",
+    )
+    freeze(proc.pid)
+    wait_until(lambda: command_running(proc.pid) is False, what="the command returned")
+
+
+def test_the_shell_of_a_running_command_is_told_from_one_whose_command_returned(tmp_path):
+    proc, _ = _wrapped(tmp_path, "sleep 30")
+    try:
+        wait_until(lambda: command_running(proc.pid) is True, what="the command running")
+    finally:
+        proc.kill()
+        proc.wait(5)
+    assert command_running(proc.pid) is None  # no shell left: nothing to tell
+    proc, records = _wrapped(tmp_path, STOPS_ITS_SHELL)
+    try:
+        _in_the_window(proc)
+        assert records.read("5.1.1") is None  # not yet written
+    finally:
+        thaw(proc.pid)
+        assert proc.wait(5) == 0
+    assert records.read("5.1.1") == 0
+
+
+@pytest.mark.parametrize("how", ["agent died", "fence"])
+def test_the_watchdog_lets_a_shell_whose_command_returned_write_its_end(tmp_path, how):
+    proc, records = _wrapped(tmp_path, STOPS_ITS_SHELL)
+    lifeline = Lifeline(fence_s=0.5 if how == "fence" else None, marks=records.folder)
+    try:
+        lifeline.track(proc.pid, "5.1.1")
+        _in_the_window(proc)
+        if how == "agent died":
+            lifeline.close()  # its pipe at end-of-file, as when the agent is killed
+        assert proc.wait(10) == 0  # not -9: spared, it wrote its end and exited
+        assert records.read("5.1.1") == 0
+        assert not records.killed("5.1.1")  # an end of its own, reported as such
+    finally:
+        proc.kill()
+        lifeline.close()
+
+
+@pytest.mark.parametrize("how", ["agent died", "fence"])
+def test_the_watchdog_still_kills_a_running_command_and_leaves_no_end(tmp_path, how):
+    proc, records = _wrapped(tmp_path, "sleep 30")
+    lifeline = Lifeline(fence_s=0.5 if how == "fence" else None, marks=records.folder)
+    try:
+        lifeline.track(proc.pid, "5.1.1")
+        wait_until(lambda: command_running(proc.pid) is True, what="the command running")
+        if how == "agent died":
+            lifeline.close()
+        assert proc.wait(10) == -9
+        assert records.read("5.1.1") is None
+        assert records.killed("5.1.1") == (how == "fence")
+    finally:
+        proc.kill()
+        lifeline.close()
+
+
+def test_the_agents_own_kill_leaves_a_shell_whose_command_returned_its_end(tmp_path):
+    records = EndRecords(tmp_path / "ends")
+    runner = Runner(
+        run_task(5, STOPS_ITS_SHELL),
+        output=LocalOutputStore(tmp_path / "out"),
+        env={"PATH": "/usr/bin:/bin"},
+        end_record=(records, records.path(5, 1, 1)),
+    )
+    assert runner.start() is None
+    assert runner.process is not None
+    _in_the_window(runner.process)
+    code = runner.kill_tree(grace_s=5.0)
+    assert (code, runner.kill_reached) == (0, False)  # its own end, not the kill's
+    assert records.read("5.1.1") == 0
+    assert not records.killed("5.1.1")
+    assert runner.finish() == "done\n"
+
+
+def test_the_next_agent_waits_for_an_earlier_watchdog_to_be_done(tmp_path):
+    folder = tmp_path / "ends"
+    folder.mkdir()
+    lifeline = Lifeline(marks=folder)
+    try:
+        wait_until(lambda: not wait_for_watchdogs(folder, timeout_s=0), what="the lock held")
+        done = threading.Event()
+        threading.Thread(target=lambda: (wait_for_watchdogs(folder), done.set())).start()
+        assert not done.wait(0.3)
+    finally:
+        lifeline.close()
+    assert done.wait(5)
