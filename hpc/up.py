@@ -202,12 +202,19 @@ def private_state(settings: Settings) -> None:
     """The cluster's own state under HPC_HOME is its owner's alone: the task output folder
     (``hpc task output`` is the job owner's and admins'; a probe found every local user could
     read it, which matters where tasks run as their owners), the store and the bus. HPC_HOME
-    itself is left as it is: it may be a folder the user chose for other things too."""
+    itself is left as it is: it may be a folder the user chose for other things too. So are
+    the logs (``HPC_HOME/logs``) and the agents' folders."""
     output = settings.output_dir
     output.mkdir(parents=True, exist_ok=True)
+    # the host's and agents' logs (they name jobs, commands and users) and the agents'
+    # folders (end records, locks): an API probe found the logs readable by every local user
+    folders = [output, settings.home_dir / "logs", settings.home_dir / "agents"]
+    for folder in folders[1:]:
+        folder.mkdir(exist_ok=True)
+    logs = sorted(folders[1].iterdir())
     databases = (settings.store_path, settings.bus_path)
     files = [db.with_name(db.name + end) for db in databases for end in ("", "-wal", "-shm")]
-    for path in (output, *files):
+    for path in (*folders, *files, *logs):
         with contextlib.suppress(FileNotFoundError):
             path.chmod(0o700 if path.is_dir() else 0o600)
 

@@ -27,9 +27,14 @@ def test_output_store_and_bus_are_the_owners_alone(tmp_path, monkeypatch: pytest
     for name in ("store.db", "store.db-wal", "bus.db"):
         (home / name).write_text("x")
         (home / name).chmod(0o644)
+    (home / "logs").mkdir(mode=0o755)
+    (home / "logs" / "host.log").write_text("POST /api/jobs alice ...")
+    (home / "logs" / "host.log").chmod(0o644)
     home.chmod(0o755)
     private_state(settings)
     assert mode(settings.output_dir) == 0o700
+    assert (mode(home / "logs"), mode(home / "logs" / "host.log")) == (0o700, 0o600)
+    assert mode(home / "agents") == 0o700  # end records and locks: made before any agent
     assert {n: mode(home / n) for n in ("store.db", "store.db-wal", "bus.db")} == dict.fromkeys(
         ("store.db", "store.db-wal", "bus.db"), 0o600
     )
