@@ -31,6 +31,7 @@ from datetime import datetime
 
 from shared.domain.cluster import Meta, Node, NodeGroup, Principal
 from shared.domain.hosts import Holding, holding_of
+from shared.domain.idempotency import KeyRecord
 from shared.domain.models import Job, Task
 from shared.domain.records import Record
 from shared.domain.states import JobState, TaskState
@@ -315,6 +316,28 @@ class Store(ABC):
     def remove_token(self, token_sha256: str) -> bool:
         """Forget a token digest (it no longer authenticates); False if it was unknown. Once
         a user's last token is gone, its name may be added again with another role."""
+
+    # --- idempotency keys -------------------------------------------------
+
+    @abstractmethod
+    def get_idempotency_key(self, owner: str, key: str) -> KeyRecord | None:
+        """The record of ``owner``'s ``key`` as stored (any text: keys are matched exactly,
+        per owner), or None. A record past its ``expires`` may still be returned until the
+        store deletes it: the caller's rule (:func:`shared.domain.idempotency.decide`)
+        treats it as forgotten."""
+
+    @abstractmethod
+    def put_idempotency_key(self, record: KeyRecord) -> None:
+        """Create (etag None: Conflict if the owner's key exists, atomically, so of
+        concurrent creates one wins) or replace (etag must match: Conflict if stale or
+        gone). ValueError, nothing written, if it is over MAX_DOCUMENT_BYTES. Records go
+        away by themselves after their ``expires`` (Cosmos DB: the document's ``ttl``;
+        SQLite: deleted by later creates)."""
+
+    @abstractmethod
+    def delete_idempotency_key(self, record: KeyRecord) -> None:
+        """Delete the record as read (etag must match: Conflict if it changed since); one
+        already gone is fine."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
