@@ -321,23 +321,20 @@ class Store(ABC):
 
     @abstractmethod
     def get_idempotency_key(self, owner: str, key: str) -> KeyRecord | None:
-        """The record of ``owner``'s ``key`` as stored (any text: keys are matched exactly,
-        per owner), or None. A record past its ``expires`` may still be returned until the
-        store deletes it: the caller's rule (:func:`shared.domain.idempotency.decide`)
-        treats it as forgotten."""
+        """The record of ``owner``'s ``key`` (matched exactly), or None. One past its
+        ``expires`` may be returned until the store deletes it (the caller's rule,
+        :func:`shared.domain.idempotency.decide`, takes it as forgotten)."""
 
     @abstractmethod
     def put_idempotency_key(self, record: KeyRecord) -> None:
-        """Create (etag None: Conflict if the owner's key exists, atomically, so of
-        concurrent creates one wins) or replace (etag must match: Conflict if stale or
-        gone). ValueError, nothing written, if it is over MAX_DOCUMENT_BYTES. Records go
-        away by themselves after their ``expires`` (Cosmos DB: the document's ``ttl``;
-        SQLite: deleted by later creates)."""
+        """Create (etag None: Conflict if the owner's key exists; of concurrent creates one
+        wins) or replace (etag must match: Conflict if stale or gone); ValueError over
+        MAX_DOCUMENT_BYTES. Records go after ``expires`` (Cosmos: ``ttl``; SQLite: later
+        creates delete them)."""
 
     @abstractmethod
     def delete_idempotency_key(self, record: KeyRecord) -> None:
-        """Delete the record as read (etag must match: Conflict if it changed since); one
-        already gone is fine."""
+        """Delete as read (etag must match: Conflict if changed); one already gone is fine."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
