@@ -119,6 +119,11 @@ class Store(ABC):
         ``add_job`` whose job is purged under it fails with Conflict, never half-stored.
         """
 
+    def purge_unfinished_job(self, job_id: int) -> bool:
+        """:meth:`purge_unfinished_jobs` of one job of any age (False: visible or absent), for
+        the owner of its id (a taken-over idempotency key); SQLite never has one."""
+        return False
+
     @abstractmethod
     def get_job(self, job_id: int) -> Job:
         """The job with its counts (task_counts, steps) summing every committed delta
@@ -321,16 +326,14 @@ class Store(ABC):
 
     @abstractmethod
     def get_idempotency_key(self, owner: str, key: str) -> KeyRecord | None:
-        """The record of ``owner``'s ``key`` (matched exactly), or None. One past its
-        ``expires`` may be returned until the store deletes it (the caller's rule,
-        :func:`shared.domain.idempotency.decide`, takes it as forgotten)."""
+        """``owner``'s ``key`` (matched exactly) or None; one past ``expires`` may still be
+        returned (:func:`shared.domain.idempotency.decide` takes it as forgotten)."""
 
     @abstractmethod
     def put_idempotency_key(self, record: KeyRecord) -> None:
-        """Create (etag None: Conflict if the owner's key exists; of concurrent creates one
-        wins) or replace (etag must match: Conflict if stale or gone); ValueError over
-        MAX_DOCUMENT_BYTES. Records go after ``expires`` (Cosmos: ``ttl``; SQLite: later
-        creates delete them)."""
+        """Create (etag None: Conflict if the owner's key exists; one of concurrent creates
+        wins) or replace (etag must match, else Conflict); ValueError over MAX_DOCUMENT_BYTES.
+        Gone after ``expires`` (Cosmos: its ``ttl``; SQLite: later creates delete it)."""
 
     @abstractmethod
     def delete_idempotency_key(self, record: KeyRecord) -> None:

@@ -185,12 +185,26 @@ def submit_once(
             job = submit.store_job(deps, accepted, claim.job_id, principal)
         except Conflict:  # the id's job exists: stored by the request this one took over
             made = _visible_job(deps, claim.job_id)
-            if made is None:  # still being written (or half-written by a crash: purged later)
+            if made is not None:
+                job = made
+            elif recovering and deps.store.purge_unfinished_job(claim.job_id):
+                # left half-written by the dead request (Cosmos writes a job in parts): the
+                # id is this key's, so purge it now rather than in an hour, and store it
+                job = _store_again(deps, accepted, claim.job_id, principal)
+            else:  # still being written by the request this one overtook
                 raise busy(1) from None
-            job = made
         return Answer(201, render(job))
 
     return run_once(deps, keyed, work)
+
+
+def _store_again(deps: Deps, accepted: submit.Accepted, job_id: int, principal: Principal) -> Job:
+    """Store the job after purging a half-written one of its id: a Conflict now means the
+    overtaken request was still writing parts (they fail at its final write): retry later."""
+    try:
+        return submit.store_job(deps, accepted, job_id, principal)
+    except Conflict:
+        raise busy(1) from None
 
 
 def _visible_job(deps: Deps, job_id: int) -> Job | None:

@@ -22,7 +22,8 @@ from shared.adapters.sqlite_store import SqliteStore
 from shared.domain.idempotency import KEY_TTL, KeyRecord, reservation
 from shared.errors import Conflict
 from shared.ports.store import MAX_DOCUMENT_BYTES, Store
-from tests.contract.store_fixtures import T0, OpenStore
+from tests.contract.store_fixtures import T0, OpenStore, add_job
+from tests.contract.test_store_parts import Crash, big_job, crash_at
 
 
 def _new(owner: str = "alice", key: str = "k1", fp: str = "fp1", at: object = T0) -> KeyRecord:
@@ -171,3 +172,23 @@ def test_cosmos_creates_the_keys_container_with_time_to_live_on() -> None:
     calls = {c.args[0]: c.kwargs for c in database.create_container_if_not_exists.call_args_list}
     assert calls[docs.KEYS]["default_ttl"] == -1
     assert all("default_ttl" not in kw for name, kw in calls.items() if name != docs.KEYS)
+
+
+# --- a taken-over key's job, left half-written: purge_unfinished_job ----------------------
+
+
+def test_a_half_written_job_is_purged_by_its_id_and_may_then_be_stored(store: Store) -> None:
+    visible, _ = add_job(store, 2)
+    job, tasks, ranges = big_job(store)
+    store.add_job_fault = crash_at(1)
+    with pytest.raises(Crash):
+        store.add_job(job, tasks, ranges)
+    store.add_job_fault = None
+    purged = store.purge_unfinished_job(job.id)  # Cosmos: it was; SQLite: nothing was left
+    assert purged is isinstance(store, CosmosStore)
+    assert not store.purge_unfinished_job(job.id)  # gone now
+    assert not store.purge_unfinished_job(visible.id)  # a visible job is never purged
+    assert store.get_job(visible.id).id == visible.id
+    store.add_job(job, tasks, ranges)  # the same id again, now whole
+    assert store.get_job(job.id).task_count == len(tasks) + 10
+    assert len(store.list_tasks(job.id, limit=1000)) == len(tasks)
