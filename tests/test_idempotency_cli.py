@@ -5,13 +5,17 @@ the first answer would have; ``--idempotency-key`` makes a whole command safe to
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from hpc.client import ApiClient
+from shared.domain.idempotency import KeyRecord, fingerprint, reservation
+from shared.usecases.idempotency import JOBS_ROUTE
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import ServedApp, served_app
 from tests.cli_fixtures import assert_one_error_line, hpc
@@ -49,17 +53,22 @@ def app(tmp_path: Path) -> Iterator[ServedApp]:
 
 
 @pytest.fixture
-def through(
-    app: ServedApp, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[Flaky | None], list[float]]:
+def through(app: ServedApp, monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[float]]:
     """Make the CLI's client talk to ``app`` through a transport; the pauses it took."""
 
-    def use(transport: Flaky | None) -> list[float]:
+    def use(
+        transport: Flaky | None, on_pause: Callable[[float], None] | None = None
+    ) -> list[float]:
         pauses: list[float] = []
+
+        def pause(seconds: float) -> None:
+            pauses.append(seconds)
+            if on_pause is not None:
+                on_pause(seconds)
 
         def client() -> ApiClient:
             made = ApiClient(app.url, token=app.token, transport=transport)
-            made.sleep = pauses.append  # type: ignore[method-assign]
+            made.sleep = pause  # type: ignore[method-assign]
             return made
 
         monkeypatch.setattr("hpc.commands.submit.api_client", client)
@@ -102,6 +111,43 @@ def test_the_same_idempotency_key_run_twice_makes_one_job_and_prints_it_twice(ap
     assert first.exit_code == again.exit_code == 0
     assert first.stdout == again.stdout and first.stderr == again.stderr
     assert job_ids(app) == [int(first.stdout)]
+
+
+class FirstStillWorking(Flaky):
+    """Before the command's request reaches the app, a first request with its key reserves
+    it, as a first run of the command still working would (the app answers 409 in progress)."""
+
+    def __init__(self, app: ServedApp) -> None:
+        super().__init__("lost", fail=0)
+        self.app = app
+        self.held: KeyRecord | None = None
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and self.held is None:
+            body = json.loads(request.read())
+            key = request.headers["Idempotency-Key"]
+            fp = fingerprint(JOBS_ROUTE, body)
+            self.held = reservation("admin", key, JOBS_ROUTE, fp, datetime.now(UTC))
+            self.app.cp.store.put_idempotency_key(self.held)
+        return super().handle_request(request)
+
+    def first_answers(self, _seconds: float) -> None:
+        """The first request is done: its job stored, its answer kept."""
+        assert self.held is not None
+        job = self.app.cp.submit({"command": "true"})
+        self.held.job_id, self.held.status = job.id, 201
+        self.held.body = json.dumps({k: v for k, v in job.to_dict().items() if k != "etag"})
+        self.app.cp.store.put_idempotency_key(self.held)
+
+
+def test_a_command_whose_key_is_in_progress_waits_for_that_answer(app, through) -> None:
+    first = FirstStillWorking(app)
+    pauses = through(first, first.first_answers)
+    result = hpc("job", "submit", "--idempotency-key", "K", "--", "true")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(first.held.job_id) and len(pauses) == 1
+    assert job_ids(app) == [first.held.job_id]
+    assert len(first.keys) == 2  # the 409, then the replay
 
 
 def test_when_every_try_fails_the_error_names_the_key_to_retry_with(app, through) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.domain.idempotency import fingerprint, reservation
+from shared.usecases.idempotency import JOBS_ROUTE
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import ServedApp, served_app
 from tests.helpers import error
@@ -122,6 +124,17 @@ def test_concurrent_duplicates_make_exactly_one_job(app, client) -> None:
         assert "is in progress; retry" in error(busy) and int(busy.headers["Retry-After"]) >= 1
     assert job_count(app) == before + 1
     assert post(client, "concurrent").json()["id"] == made[0].json()["id"]
+
+
+def test_a_key_whose_request_has_not_answered_is_409_saying_when_to_retry(app, client) -> None:
+    now = datetime.now(UTC)
+    held = reservation("admin", "held", JOBS_ROUTE, fingerprint(JOBS_ROUTE, SPEC), now)
+    app.cp.store.put_idempotency_key(held)  # as a first request still working leaves it
+    before = job_count(app)
+    r = post(client, "held")
+    assert r.status_code == 409 and "in progress; retry" in error(r)
+    assert 1 <= int(r.headers["Retry-After"]) <= 60 and r.json()["retryAfterS"] >= 1
+    assert job_count(app) == before
 
 
 def test_a_key_past_its_24_h_is_forgotten_the_same_request_makes_a_new_job(
