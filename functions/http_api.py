@@ -1,14 +1,12 @@
 """HTTP triggers: the control-plane API (submit and monitor jobs, list nodes).
 
-Every route but ``health`` needs ``Authorization: Bearer <token>``. Errors are
-JSON ``{"error": "..."}`` with a status that says whose fault it is: 400
-malformed, 401 no/bad token, 404 unknown id or group, 409 wrong state,
-413 too large, 422 invalid spec.
+Every route but ``health`` needs ``Authorization: Bearer <token>``. Errors are JSON
+``{"error": "..."}`` with a status that says whose fault it is: 400 malformed, 401 no/bad
+token, 404 unknown id or group, 409 wrong state, 413 too large, 422 invalid spec.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -18,6 +16,7 @@ import azure.functions as func
 
 from functions.bodies import BadRequest, no_body, only_params, read_json
 from functions.context import control
+from functions.keys import answered, idempotency_key, json_text
 from shared.auth import authenticate
 from shared.domain.access import ADMIN, check_may_change, may_change
 from shared.domain.cluster import Principal
@@ -38,9 +37,7 @@ Handler = Callable[[func.HttpRequest, Principal], Any]
 
 
 def _json(data: Any, status: int = 200) -> func.HttpResponse:
-    return func.HttpResponse(
-        json.dumps(data, default=str), status_code=status, mimetype="application/json"
-    )
+    return func.HttpResponse(json_text(data), status_code=status, mimetype="application/json")
 
 
 def _doc(record: Record) -> dict[str, Any]:
@@ -78,7 +75,10 @@ def api(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
             principal = authenticate(control().store, req.headers.get("Authorization"))
             result = handler(req, principal)
         except HpcError as e:
-            return _json({**e.fields, "error": str(e)}, e.status)
+            response = _json({**e.fields, "error": str(e)}, e.status)
+            if "retryAfterS" in e.fields:  # a key's request in progress: when to retry
+                response.headers["Retry-After"] = str(e.fields["retryAfterS"])
+            return response
         except Exception:
             log.exception("%s %s failed", req.method, req.url)
             return _json({"error": "internal error; see the control plane log"}, 500)
@@ -190,8 +190,11 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="jobs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @api
 def submit_job(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
-    job = control().submit(read_json(req), principal)
-    return _json(_doc(job), 201)
+    """With an ``Idempotency-Key``, a retried submit gets the first one's answer (keys.py)."""
+    key, data = idempotency_key(req), read_json(req)
+    if key is None:
+        return _json(_doc(control().submit(data, principal)), 201)
+    return answered(control().submit_once(data, principal, key, lambda j: json_text(_doc(j))))
 
 
 @bp.route(route="jobs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -20,6 +20,7 @@ import azure.functions as func
 from functions.bodies import BadRequest, no_body, read_json
 from functions.context import control
 from functions.http_api import _doc, _int, api
+from functions.keys import answered, idempotency_key, json_text
 from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_problem
@@ -102,12 +103,17 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     group = body["group"]
     if not isinstance(group, str):
         raise BadRequest(f"group must be a node group's name, got {group!r}")
-    added = control().add_nodes(group, count, cores=cores, size=size, spot=spot)
-    return func.HttpResponse(
-        _json_text({"nodes": [_doc(n) for n in added]}),
-        status_code=201,
-        mimetype="application/json",
-    )
+    key = idempotency_key(req)  # a retried add gets the first one's nodes, adding none
+
+    def add() -> list[Node]:
+        return control().add_nodes(group, count, cores=cores, size=size, spot=spot)
+
+    def render(added: list[Node]) -> str:
+        return json_text({"nodes": [_doc(n) for n in added]})
+
+    if key is None:
+        return func.HttpResponse(render(add()), status_code=201, mimetype="application/json")
+    return answered(control().add_nodes_once(body, principal, key, add, render))
 
 
 @bp.route(route="nodes/{name}/{action}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -193,9 +199,7 @@ def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
             f'"name" must be a string (letters, digits, _ . -), got {shown_json(name)}'
         )
     group = control().create_group(name, **settings)
-    return func.HttpResponse(
-        _json_text(_group(group)), status_code=201, mimetype="application/json"
-    )
+    return func.HttpResponse(json_text(_group(group)), status_code=201, mimetype="application/json")
 
 
 @bp.route(route="nodegroups/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -225,9 +229,3 @@ def delete_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 def autoscale_log(req: func.HttpRequest, principal: Principal) -> Any:
     limit = _int(req.params.get("limit"), "limit", 200, 1)
     return {"entries": control().autoscale_log(group=req.params.get("group"), limit=limit)}
-
-
-def _json_text(data: Any) -> str:
-    import json
-
-    return json.dumps(data, default=str)

@@ -12,11 +12,16 @@ The plumbing (connection, token, errors) is in :mod:`hpc.client_http`, the outpu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hpc.client_http import JOB_ACTION_TIMEOUT_S, ApiError, segment
 from hpc.client_output import OutputPage, OutputRoutes, Stream
+from hpc.client_retry import with_retries
 from hpc.errors import InvalidInput
 from shared.domain.templates import check_template_name
 from shared.errors import InvalidRequest
@@ -42,15 +47,31 @@ class ApiClient(OutputRoutes):
     call that needs one, so :meth:`health` works without it.
     """
 
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
+    """How retries pause (tests replace it)."""
+    rng = random.Random()
+
+    def _keyed(self, method: str, path: str, body: Any, key: str | None) -> Any:
+        """A request that creates something: sent with an Idempotency-Key, retried with it."""
+        key = key or str(uuid.uuid4())
+        send = functools.partial(
+            self._json, method, path, json=body, extra_headers={"Idempotency-Key": key}
+        )
+        return with_retries(send, key, self.sleep, self.rng)
+
     # --- routes -----------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         """``{"status": "ok"}``; needs no token."""
         return self._json("GET", "health", auth=False)
 
-    def submit_job(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Submit a job spec; returns the new job."""
-        return self._json("POST", "jobs", json=spec)
+    def submit_job(
+        self, spec: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Submit a job spec; returns the new job. Sent with an Idempotency-Key (a fresh
+        one if None) and retried when no answer came (:mod:`hpc.client_retry`): a retry
+        answers the same job, never a second one."""
+        return self._keyed("POST", "jobs", spec, idempotency_key)
 
     def list_jobs(
         self,
@@ -148,7 +169,9 @@ class ApiClient(OutputRoutes):
         cores: int | None = None,
         size: str | None = None,
         spot: bool = False,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
+        """Add VMs to a managed group, keyed and retried as :meth:`submit_job`."""
         body: dict[str, Any] = {"group": group, "count": count}
         if cores is not None:
             body["cores"] = cores
@@ -156,7 +179,7 @@ class ApiClient(OutputRoutes):
             body["size"] = size
         if spot:
             body["spot"] = True
-        return self._json("POST", "nodes", json=body)
+        return self._keyed("POST", "nodes", body, idempotency_key)
 
     def set_node(self, name: str, *, groups: list[str]) -> dict[str, Any]:
         return self._json("PATCH", f"nodes/{segment(name, 'node name')}", json={"groups": groups})

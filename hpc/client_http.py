@@ -39,13 +39,23 @@ class ApiError(CliError):
     server is down, the URL is wrong, no token is configured).
     """
 
-    def __init__(self, status: int, message: str, body: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        body: dict[str, Any] | None = None,
+        *,
+        transient: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.body: dict[str, Any] = body or {}
         """The error's JSON body: ``error`` and any fields beside it (a refused node action's
         ``state``)."""
+        self.transient = transient
+        """No answer came (refused, dropped or timed-out connection): the request may or may
+        not have been done (:mod:`hpc.client_retry` retries those that carry a key)."""
 
 
 def _root_url(url: str) -> str:
@@ -153,7 +163,9 @@ class HttpClient:
         token: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         settings: Settings | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``transport``: httpx's (tests put one that loses answers there)."""
         settings = settings or Settings()
         self.url = _root_url(base_url or settings.api_url)
         self.timeout_s = timeout_s
@@ -162,7 +174,9 @@ class HttpClient:
         )
         self._token_path = settings.token_path
         try:
-            self._http = httpx.Client(base_url=self.url + "/api/", timeout=timeout_s)
+            self._http = httpx.Client(
+                base_url=self.url + "/api/", timeout=timeout_s, transport=transport
+            )
         except (httpx.InvalidURL, ValueError) as e:
             raise ApiError(
                 0, f"control plane URL {self.url!r} is not valid ({e}): fix HPC_API_URL"
@@ -224,7 +238,9 @@ class HttpClient:
             )
         except httpx.ConnectError:
             raise ApiError(
-                0, f"cannot reach the control plane at {self.url}: is `hpc up` running?"
+                0,
+                f"cannot reach the control plane at {self.url}: is `hpc up` running?",
+                transient=True,
             ) from None
         except httpx.TimeoutException as e:
             message = f"the control plane at {self.url} did not answer within {waited:g} s"
@@ -232,14 +248,18 @@ class HttpClient:
                 message += "; the request was sent and may still complete: " + (
                     f"see `{check}`" if check else "check before sending it again"
                 )
-            raise ApiError(0, message) from None
+            raise ApiError(0, message, transient=True) from None
         except httpx.UnsupportedProtocol:
             raise ApiError(
                 0,
                 f"control plane URL {self.url!r} must start with http:// or https://: fix HPC_API_URL",
             ) from None
-        except httpx.HTTPError as e:
-            raise ApiError(0, f"request to the control plane at {self.url} failed: {e}") from None
+        except httpx.HTTPError as e:  # a dropped connection (ReadError...) is transient
+            raise ApiError(
+                0,
+                f"request to the control plane at {self.url} failed: {e}",
+                transient=isinstance(e, httpx.TransportError),
+            ) from None
         if response.is_error:
             error = self._error(response)
             if error.status == 401 and auth:

@@ -20,6 +20,7 @@ from rich.text import Text
 from hpc.client import ApiClient, ApiError
 from hpc.errors import CliError
 from hpc.text import one_line
+from shared.domain.idempotency import HEADER, key_problem
 from shared.domain.messages import MAX_ID
 from shared.domain.specvalues import cut, quoted
 from shared.domain.states import JobState, TaskState
@@ -48,6 +49,28 @@ def parse_id(value: str | int) -> int:
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the API's JSON unchanged.")]
+
+
+def _key(value: str | None) -> str | None:
+    """The server's own rule (1-255 printable ASCII), checked before anything is sent."""
+    problem = None if value is None else key_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem.replace(f"the {HEADER} header", "the key"))
+    return value
+
+
+IdempotencyKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        metavar="KEY",
+        help="Send this Idempotency-Key (1-255 printable ASCII characters, e.g. a UUID): the "
+        "same command run again with it within 24 h answers what the first one made instead "
+        "of doing it twice, so a script may retry it safely.  \\[default: a new one each time]",
+        show_default=False,
+        callback=_key,
+    ),
+]
 NoHeader = Annotated[
     bool, typer.Option("--noheader", help="No header line, for scripts (squeue -h).")
 ]

@@ -235,13 +235,21 @@ def test_bicep_creates_the_cosmos_containers_the_store_creates() -> None:
     CosmosStore("https://infra-test.invalid:443/", client=client)
     database = client.create_database_if_not_exists.return_value
     created = {
-        call.args[0]: (call.args[1]["paths"][0], call.kwargs["indexing_policy"])
+        call.args[0]: (
+            call.args[1]["paths"][0],
+            call.kwargs["indexing_policy"],
+            call.kwargs.get("default_ttl"),
+        )
         for call in database.create_container_if_not_exists.call_args_list
     }
     spec = json.loads((INFRA / "cosmos-containers.json").read_text())
-    declared = {c["id"]: (c["partitionKey"], c["indexingPolicy"]) for c in spec["containers"]}
+    declared = {
+        c["id"]: (c["partitionKey"], c["indexingPolicy"], c.get("defaultTtl"))
+        for c in spec["containers"]
+    }
     assert declared == created
-    assert set(declared) == {cosmos_docs.JOBS, cosmos_docs.CLUSTER, "index"}
+    assert set(declared) == {cosmos_docs.JOBS, cosmos_docs.CLUSTER, "index", cosmos_docs.KEYS}
+    assert declared[cosmos_docs.KEYS][2] == -1  # time-to-live on: keys expire by their ttl
     bicep = (INFRA / "modules/cosmos.bicep").read_text()
     assert "loadJsonContent('../cosmos-containers.json')" in bicep
 

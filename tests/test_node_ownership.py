@@ -364,7 +364,10 @@ def test_cli_node_add_spot_and_list_marks_spot_nodes(fake_client):
     result = CliRunner().invoke(cli, ["node", "add", "--group", "AzureNodes", "--spot"])
     assert result.exit_code == 0, result.output
     assert fake_client.calls == [
-        ("add_nodes", ("AzureNodes", 1, {"cores": None, "size": None, "spot": True}))
+        (
+            "add_nodes",
+            ("AzureNodes", 1, {"cores": None, "size": None, "spot": True, "idempotency_key": None}),
+        )
     ]
     assert "azure-1: Spot VM added, Offline" in result.output
     listed = CliRunner().invoke(cli, ["node", "list"])

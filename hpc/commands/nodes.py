@@ -11,6 +11,7 @@ from rich.text import Text
 from hpc import render
 from hpc.client_http import ApiError
 from hpc.common import (
+    IdempotencyKeyOption,
     JsonOption,
     NoHeader,
     api_client,
@@ -121,11 +122,14 @@ def node_add(
     spot: Annotated[
         bool, typer.Option("--spot", help="Spot VMs: cheaper; if evicted, tasks requeue.")
     ] = False,
+    idempotency_key: IdempotencyKeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Add nodes to a managed group: their VMs are created and left deallocated (Offline)."""
     with api_client() as client:
-        data = client.add_nodes(group, count, cores=cores, size=size, spot=spot)
+        data = client.add_nodes(
+            group, count, cores=cores, size=size, spot=spot, idempotency_key=idempotency_key
+        )
     if as_json:
         print_json(data)
         return

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from hpc.common import (
+    IdempotencyKeyOption,
     JsonOption,
     api_client,
     checked_by,
@@ -245,6 +246,7 @@ def job_submit(
             help="Submit this job spec (the HTTP API's JSON); '-' reads stdin.",
         ),
     ] = None,
+    idempotency_key: IdempotencyKeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Submit a job and print its id.
@@ -327,7 +329,7 @@ def job_submit(
     if run_dependents_on_failure:
         spec["runDependentsOnFailure"] = True
     with api_client() as client:
-        job = client.submit_job(spec)
+        job = client.submit_job(spec, idempotency_key=idempotency_key)
     if as_json:
         print_json(job)
         return

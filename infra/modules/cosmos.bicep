@@ -56,6 +56,8 @@ resource containers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containe
       id: c.id
       partitionKey: { paths: [ c.partitionKey ], kind: 'Hash', version: 2 }
       indexingPolicy: c.indexingPolicy
+      // idempotency keys expire by their documents' ttl (24 h): time-to-live on, no default
+      defaultTtl: contains(c, 'defaultTtl') ? c.defaultTtl : null
     }
   }
 }]

@@ -1,7 +1,8 @@
 """The Cosmos DB Store's plumbing: client, containers, reads, queries and RU accounting.
 
-Opens (or, with data-plane roles only, just binds) the database and its three
-containers (``jobs``, ``cluster``, and ``index``: the pointers of the hot paths), detects
+Opens (or, with data-plane roles only, just binds) the database and its four
+containers (``jobs``, ``cluster``, ``index``: the pointers of the hot paths, and
+``idempotency``: :mod:`shared.adapters.cosmos_keys`), detects
 once per endpoint whether transactional batch works, and adds each response's ``x-ms-request-charge`` to ``request_charge``. See
 :mod:`shared.adapters.cosmos_store` for the store as a whole.
 """
@@ -57,6 +58,10 @@ class CosmosConnection:
             index = db.create_container_if_not_exists(
                 ix.INDEX, PartitionKey(path="/pk"), indexing_policy=ix.INDEX_INDEXING
             )
+            self._keys = db.create_container_if_not_exists(
+                docs.KEYS, PartitionKey(path="/pk"), indexing_policy=docs.KEYS_INDEXING,
+                default_ttl=-1,  # on, with no default: each document's ttl says
+            )  # fmt: skip
         except CosmosHttpResponseError as error:
             if error.status_code != 403:
                 raise
@@ -65,6 +70,7 @@ class CosmosConnection:
             self._jobs = db.get_container_client(docs.JOBS)
             self._cluster = db.get_container_client(docs.CLUSTER)
             index = db.get_container_client(ix.INDEX)
+            self._keys = db.get_container_client(docs.KEYS)
         self.database = db
         self.index = CosmosIndex(self, index)
         """The pointers of the hot paths (:mod:`shared.adapters.cosmos_index`)."""

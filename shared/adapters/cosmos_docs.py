@@ -43,6 +43,8 @@ from shared.errors import Conflict
 
 JOBS = "jobs"
 CLUSTER = "cluster"
+KEYS = "idempotency"
+"""Idempotency keys (:mod:`shared.adapters.cosmos_keys`), with time-to-live on."""
 JOB_DOC_ID = "job"
 COUNTER_ID = "counter:jobId"
 CLUSTER_PARTITIONS = {"node": "nodes", "group": "groups"}
@@ -62,6 +64,13 @@ CLUSTER_INDEXING: dict[str, Any] = {
     "includedPaths": [{"path": "/*"}],
     "excludedPaths": [{"path": "/body/*"}, {"path": '/"_etag"/?'}],
 }
+
+KEYS_INDEXING: dict[str, Any] = {
+    "indexingMode": "consistent",
+    "includedPaths": [],
+    "excludedPaths": [{"path": "/*"}],
+}
+"""Nothing indexed: idempotency keys are only read by id."""
 
 R = TypeVar("R", bound=Record)
 

@@ -99,6 +99,13 @@ class CosmosJobs(CosmosConnection):
         micros = docs.micros(older_than)
         return parts.purge(self._jobs, self._hook, read, micros, self.index.forget_job)
 
+    def purge_unfinished_job(self, job_id: int) -> bool:
+        doc = self._job_doc(job_id)
+        if doc is None or doc.get("visible") is not False:
+            return False
+        read = functools.partial(self._query, self._jobs)
+        return parts.purge_one(self._jobs, self._hook, read, doc, self.index.forget_job)
+
     def backfill_owners(self) -> None:
         """Copy the owner of job documents of an older version to where ``list_jobs``
         finds it (:mod:`cosmos_owners`), a page a call, until none is left; then again

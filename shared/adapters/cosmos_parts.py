@@ -204,23 +204,33 @@ def purge(
 ) -> int:
     """Delete the invisible jobs submitted before a time, with their parts; how many.
     ``purged_job`` is told each job claimed (the store deletes its index pointers then)."""
-    purged = 0
-    for found in list(read(docs.unfinished_jobs(before_micros))):
-        job_id = found["jobId"]
-        body = {k: v for k, v in found.items() if not k.startswith("_")}
-        try:  # claim it: a new etag, so an add_job still writing it cannot show it
-            jobs.replace_item(
-                docs.JOB_DOC_ID, {**body, "purging": True}, etag=found["_etag"],
-                match_condition=MatchConditions.IfNotModified, response_hook=hook,
-            )  # fmt: skip
-        except CosmosHttpResponseError as error:
-            if error.status_code == 412 or docs.is_missing(error):
-                continue  # it became visible, or another purger has it
-            raise
-        if purged_job is not None:
-            purged_job(job_id)
-        ids = [d["id"] for d in read(docs.partition_ids(job_id)) if d["id"] != docs.JOB_DOC_ID]
-        delete_quietly(jobs, hook, job_id, [*ids, docs.JOB_DOC_ID])
-        log.warning("purged job %s: its add_job never finished (%d parts)", job_id, len(ids))
-        purged += 1
-    return purged
+    found = list(read(docs.unfinished_jobs(before_micros)))
+    return sum(purge_one(jobs, hook, read, doc, purged_job) for doc in found)
+
+
+def purge_one(
+    jobs: ContainerProxy,
+    hook: Hook,
+    read: Read,
+    found: dict[str, Any],
+    purged_job: Callable[[int], None] | None = None,
+) -> bool:
+    """Delete one invisible job (its job document as read, ``found``) with its parts; False
+    if it became visible or another purger has it."""
+    job_id = found["jobId"]
+    body = {k: v for k, v in found.items() if not k.startswith("_")}
+    try:  # claim it: a new etag, so an add_job still writing it cannot show it
+        jobs.replace_item(
+            docs.JOB_DOC_ID, {**body, "purging": True}, etag=found["_etag"],
+            match_condition=MatchConditions.IfNotModified, response_hook=hook,
+        )  # fmt: skip
+    except CosmosHttpResponseError as error:
+        if error.status_code == 412 or docs.is_missing(error):
+            return False  # it became visible, or another purger has it
+        raise
+    if purged_job is not None:
+        purged_job(job_id)
+    ids = [d["id"] for d in read(docs.partition_ids(job_id)) if d["id"] != docs.JOB_DOC_ID]
+    delete_quietly(jobs, hook, job_id, [*ids, docs.JOB_DOC_ID])
+    log.warning("purged job %s: its add_job never finished (%d parts)", job_id, len(ids))
+    return True

@@ -7,7 +7,7 @@ containers, partition keys and the request units of a task's life are in
 :mod:`~shared.adapters.cosmos_jobs` (jobs, tasks, ranges), :mod:`~shared.adapters.cosmos_parts`
 (``add_job``'s hidden writes), :mod:`~shared.adapters.cosmos_fallback` (commit without batch)
 and this module (nodes, node groups, meta documents); users and tokens are in
-:mod:`~shared.adapters.cosmos_users`.
+:mod:`~shared.adapters.cosmos_users`, idempotency keys in :mod:`~shared.adapters.cosmos_keys`.
 
 - Optimistic concurrency: every replace and delete carries the etag it was
   read with (``IfNotModified``); a 412 is :class:`Conflict`.
@@ -46,6 +46,7 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters.cosmos_jobs import CosmosJobs
+from shared.adapters.cosmos_keys import CosmosKeys
 from shared.adapters.cosmos_users import CosmosUsers
 from shared.domain.cluster import Meta, Node, NodeGroup
 from shared.domain.hosts import Holding
@@ -58,7 +59,7 @@ from shared.ports.store import Store, check_batch, check_size, stored_size
 log = logging.getLogger(__name__)
 
 
-class CosmosStore(CosmosJobs, CosmosUsers, Store):
+class CosmosStore(CosmosJobs, CosmosUsers, CosmosKeys, Store):
     """The Store port on one Cosmos DB database (created with its containers if missing)."""
 
     # --- the hot paths, through the index (cosmos_index) ------------------

@@ -89,6 +89,17 @@ _SCHEMA = (
         sha256 TEXT PRIMARY KEY,
         doc    TEXT NOT NULL
     )""",
+    # Idempotency keys (shared.domain.idempotency), per owner; `expires` (microseconds since
+    # the epoch) is what the lazy deletion of expired rows scans, through its index.
+    """CREATE TABLE IF NOT EXISTS idempotency_keys (
+        owner   TEXT    NOT NULL,
+        key     TEXT    NOT NULL,
+        expires INTEGER NOT NULL,
+        doc     TEXT    NOT NULL,
+        etag    TEXT    NOT NULL,
+        PRIMARY KEY (owner, key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys (expires)",
     """CREATE TABLE IF NOT EXISTS counters (
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL

@@ -26,8 +26,8 @@ Every document's size is checked as on Cosmos DB (``MAX_DOCUMENT_BYTES``, and
 The store is cut by what each part does: :mod:`~shared.adapters.sqlite_schema` (tables,
 indexes, write statements), :mod:`~shared.adapters.sqlite_rows` (records to rows and back),
 :mod:`~shared.adapters.sqlite_connection` (connections, transactions, schema creation),
-:mod:`~shared.adapters.sqlite_jobs` (jobs, tasks, ranges) and this module (nodes, node
-groups, meta documents, tokens).
+:mod:`~shared.adapters.sqlite_jobs` (jobs, tasks, ranges), :mod:`~shared.adapters.sqlite_keys`
+(idempotency keys) and this module (nodes, node groups, meta documents, tokens).
 
 Etags are random; one write transaction gives all documents it writes the
 same fresh etag (an etag is only ever compared with the same document's
@@ -40,6 +40,7 @@ from __future__ import annotations
 import sqlite3
 
 from shared.adapters.sqlite_jobs import SqliteJobs
+from shared.adapters.sqlite_keys import SqliteKeys
 from shared.adapters.sqlite_rows import _load, _new_etag, _row_exists, _sized_doc, _stale
 from shared.domain.access import role_conflict
 from shared.domain.cluster import Meta, Node, NodeGroup, Principal
@@ -48,7 +49,7 @@ from shared.errors import Conflict, NotFound
 from shared.ports.store import Store
 
 
-class SqliteStore(SqliteJobs, Store):
+class SqliteStore(SqliteJobs, SqliteKeys, Store):
     """The Store port on one SQLite file (created with its schema on first open)."""
 
     # --- nodes ----------------------------------------------------------

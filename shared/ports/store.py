@@ -31,6 +31,7 @@ from datetime import datetime
 
 from shared.domain.cluster import Meta, Node, NodeGroup, Principal
 from shared.domain.hosts import Holding, holding_of
+from shared.domain.idempotency import KeyRecord
 from shared.domain.models import Job, Task
 from shared.domain.records import Record
 from shared.domain.states import JobState, TaskState
@@ -117,6 +118,11 @@ class Store(ABC):
         Pass a time well before any ``add_job`` still running could have started: an
         ``add_job`` whose job is purged under it fails with Conflict, never half-stored.
         """
+
+    def purge_unfinished_job(self, job_id: int) -> bool:
+        """:meth:`purge_unfinished_jobs` of one job of any age (False: visible or absent), for
+        the owner of its id (a taken-over idempotency key); SQLite never has one."""
+        return False
 
     @abstractmethod
     def get_job(self, job_id: int) -> Job:
@@ -315,6 +321,23 @@ class Store(ABC):
     def remove_token(self, token_sha256: str) -> bool:
         """Forget a token digest (it no longer authenticates); False if it was unknown. Once
         a user's last token is gone, its name may be added again with another role."""
+
+    # --- idempotency keys -------------------------------------------------
+
+    @abstractmethod
+    def get_idempotency_key(self, owner: str, key: str) -> KeyRecord | None:
+        """``owner``'s ``key`` (matched exactly) or None; one past ``expires`` may still be
+        returned (:func:`shared.domain.idempotency.decide` takes it as forgotten)."""
+
+    @abstractmethod
+    def put_idempotency_key(self, record: KeyRecord) -> None:
+        """Create (etag None: Conflict if the owner's key exists; one of concurrent creates
+        wins) or replace (etag must match, else Conflict); ValueError over MAX_DOCUMENT_BYTES.
+        Gone after ``expires`` (Cosmos: its ``ttl``; SQLite: later creates delete it)."""
+
+    @abstractmethod
+    def delete_idempotency_key(self, record: KeyRecord) -> None:
+        """Delete as read (etag must match: Conflict if changed); one already gone is fine."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

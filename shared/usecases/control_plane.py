@@ -25,6 +25,7 @@ from shared.usecases import (
     cancel,
     dispatch,
     events,
+    idempotency,
     modify,
     nodegroups,
     nodes,
@@ -35,6 +36,7 @@ from shared.usecases import (
     task_actions,
 )
 from shared.usecases.deps import Backoff, Deps
+from shared.usecases.idempotency import Answer
 
 
 class ControlPlane:
@@ -78,6 +80,12 @@ class ControlPlane:
     # jobs
     def submit(self, data: Any, principal: Principal | None = None) -> Job:
         return submit.submit(self.deps, data, principal)
+
+    def submit_once(
+        self, data: Any, principal: Principal, key: str, render: Callable[[Job], str]
+    ) -> Answer:
+        """A submit with an Idempotency-Key: the first answer of this key, or a new job."""
+        return idempotency.submit_once(self.deps, data, principal, key, render)
 
     def cancel_job(self, job_id: int, *, by: str | None = None) -> Job:
         return cancel.cancel_job(self.deps, job_id, by=by)
@@ -170,6 +178,17 @@ class ControlPlane:
     # nodes, node groups, the autoscaler
     def add_nodes(self, group: str, count: int, **kw: Any) -> list[Node]:
         return nodes.add_nodes(self.deps, group, count, **kw)
+
+    def add_nodes_once(
+        self,
+        body: Any,
+        principal: Principal,
+        key: str,
+        add: Callable[[], list[Node]],
+        render: Callable[[list[Node]], str],
+    ) -> Answer:
+        """A node add with an Idempotency-Key: the first answer of this key, or ``add()``."""
+        return idempotency.add_nodes_once(self.deps, body, principal, key, add, render)
 
     def node_action(self, action: str, names: list[str], *, reason: str | None = None) -> list[Any]:
         """start, stop, drain, offline or remove these nodes; ``reason``: the nodes' state

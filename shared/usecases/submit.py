@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shared.domain import jobbuild
@@ -24,6 +25,20 @@ from shared.usecases.deps import Deps
 def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     """Every check that can refuse the job runs before its id is taken (ids are a counter:
     a refusal after it would leave a gap in the ids users see)."""
+    accepted = accept(deps, data)
+    return store_job(deps, accepted, deps.store.next_job_id(), principal)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A job spec every check passed, with the template it was submitted under."""
+
+    spec: JobSpec
+    template: JobTemplate | None
+
+
+def accept(deps: Deps, data: Any) -> Accepted:
+    """Parse and check a job spec against the cluster; raises what refuses it (4xx)."""
     given = JobSpec.parse(data, now=deps.clock())  # a holdUntil past is refused
     template = templates.template_of(deps, given)
     spec = apply_template(given, template)  # defaults filled, limits checked
@@ -40,9 +55,16 @@ def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
         )
     check_fits(deps, spec, None if given.node_groups else template, groups)
     check_prerequisites(deps, spec)
+    return Accepted(spec, template)
+
+
+def store_job(deps: Deps, accepted: Accepted, job_id: int, principal: Principal | None) -> Job:
+    """Store an accepted job under ``job_id`` and kick the scheduler. Conflict if the id is
+    taken (a job of this id exists, visible or half-written): nothing is stored then."""
+    spec, template = accepted.spec, accepted.template
     now = deps.clock()
     job, tasks, ranges = jobbuild.build(
-        spec, deps.store.next_job_id(), now=now, owner=principal.name if principal else "admin"
+        spec, job_id, now=now, owner=principal.name if principal else "admin"
     )
     job.template = spec.template
     job.max_priority = template.max_priority if template is not None else None
