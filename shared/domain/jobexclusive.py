@@ -1,0 +1,86 @@
+"""Job-level exclusive (HPC Pack's job ``/exclusive``, Slurm's ``--exclusive`` on a job): who
+may use a node, given which jobs run there. Pure; one rule for the scheduler
+(:mod:`shared.domain.capacity`, :mod:`shared.domain.reservation`), the autoscaler's packing
+(:mod:`shared.domain.demand`) and the pending reasons.
+
+A job-exclusive job's tasks run only on nodes where no other job's task runs, and while
+one of them runs on a node, no other job's task starts there. Its own tasks share a node
+freely (a sweep of 1-core steps packs onto one node, alone with its job). A node where a
+task of such a job runs is *held* by that job. A task-level ``exclusive`` (all of a node's
+cores) is another rule, applied on top of this one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from shared.domain.hosts import Holding, held
+from shared.domain.models import Task
+
+BARRED_NOTE = "exclusive job: waits for nodes with no other job's task"
+"""What a job-exclusive task's pending reason says when other jobs' tasks keep it off nodes."""
+
+
+def may_use(
+    job: Hashable, exclusive: bool, running: Collection[Hashable], holder: Hashable | None
+) -> bool:
+    """A request of ``job`` (job-exclusive or not) may use a node where the jobs ``running``
+    have active tasks and which ``holder`` holds (the job-exclusive job running there, None:
+    none). Another job's hold bars everyone; a job-exclusive job wants no other job there."""
+    if holder is not None and holder != job:
+        return False
+    return not exclusive or all(j == job for j in running)
+
+
+def bars(job: Hashable, exclusive: bool, other: Hashable, other_exclusive: bool) -> bool:
+    """A task of job ``other`` running on a node keeps a request of ``job`` off it (until it
+    ends): :func:`may_use` for one running task."""
+    return other != job and (exclusive or other_exclusive)
+
+
+def job_exclusive(task: Task | Holding) -> bool:
+    return task.job_exclusive
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """Which jobs have active tasks on each node, and which job-exclusive job holds it."""
+
+    jobs: Mapping[str, frozenset[Hashable]] = field(default_factory=dict)
+    holders: Mapping[str, Hashable] = field(default_factory=dict)
+
+    def allows(self, job: Hashable, exclusive: bool, node: str) -> bool:
+        """:func:`may_use` on ``node`` as occupied now."""
+        return may_use(job, exclusive, self.jobs.get(node, ()), self.holders.get(node))
+
+    def barred(self, job: Hashable, exclusive: bool, nodes: Iterable[str]) -> list[str]:
+        """The ``nodes`` (names) a request of ``job`` may not use now, in their order."""
+        return [n for n in nodes if not self.allows(job, exclusive, n)]
+
+
+def occupancy(active: Iterable[Task | Holding]) -> Occupancy:
+    """The :class:`Occupancy` of the nodes the ``active`` tasks hold (every node of a
+    multi-node task)."""
+    jobs: dict[str, set[Hashable]] = defaultdict(set)
+    holders: dict[str, Hashable] = {}
+    for task in active:
+        for host in held(task):
+            jobs[host.node].add(task.job_id)
+            if task.job_exclusive:
+                holders[host.node] = task.job_id
+    return Occupancy({n: frozenset(j) for n, j in jobs.items()}, holders)
+
+
+def barred_reason(
+    job: Hashable, exclusive: bool, barred: Collection[str], occupied: Occupancy
+) -> str:
+    """Why a task of ``job`` may not use the ``barred`` nodes (names, at most a few shown)."""
+    shown = sorted(barred)
+    listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+    if exclusive:
+        return f"{BARRED_NOTE} ({listed} run other jobs' tasks)"
+    holders = sorted({str(occupied.holders[n]) for n in barred if n in occupied.holders})
+    whose = ", ".join(holders)
+    return f"{listed} held by exclusive job{'s' if len(holders) > 1 else ''} {whose}"
