@@ -61,7 +61,8 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
     StartFailure,
 )
 from shared.domain.cluster import Node
-from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, place_queue, reach
+from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, reach
+from shared.domain.firstfit import place_queue
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,

@@ -19,7 +19,8 @@ from typing import Any
 
 from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
-from shared.domain.demand import may_run_in, nodes_for, place_queue, reach
+from shared.domain.demand import may_run_in, nodes_for, reach
+from shared.domain.firstfit import place_queue
 from shared.domain.growshrink import GroupPolicy, fits_node
 from shared.domain.models import Task
 from shared.domain.states import NodeState, TaskState
