@@ -2,7 +2,8 @@
 with HPC Pack's GrowByMin, TasksPerResourceUnit and ExtraNodesGrowRatio. Pure; used by the
 autoscaler (shared.domain.autoscaler) to grow a group by the nodes it needs, not one by one.
 
-A multi-node task needs its nodes on different nodes; an exclusive task takes whole nodes.
+A multi-node task needs its nodes on different nodes; an exclusive task takes whole nodes; a
+job-exclusive job's tasks share nodes only with their own job's (:func:`tenant`).
 One that may burst takes the nodes that can hold it now and needs nodes started only for the
 rest (:class:`Reach`): the scheduler spans on-prem and managed nodes the same way. A task
 that asks for memory goes only on nodes that have it (:mod:`shared.domain.memory`), and a
@@ -35,15 +36,21 @@ def bins_needed(cores: Sequence[int], node_cores: int) -> int:
     return nodes_needed([(c, None) for c in cores], node_cores)
 
 
-def nodes_needed(parts: Sequence[tuple[int, object]], node_cores: int) -> int:
-    """Nodes of ``node_cores`` needed for these parts ``(cores, owner)``, first-fit
-    decreasing; parts with the same owner (the nodes of one multi-node task) go on
-    different nodes, as the scheduler places them. Owner None: no such constraint."""
+def nodes_needed(
+    parts: Sequence[tuple[int, object] | tuple[int, object, object]], node_cores: int
+) -> int:
+    """Nodes of ``node_cores`` needed for these parts ``(cores, owner)`` or ``(cores, owner,
+    tenant)``, first-fit decreasing; parts with the same owner (the nodes of one multi-node
+    task) go on different nodes, as the scheduler places them (owner None: no such
+    constraint); a node holds parts of one tenant only (a job-exclusive job's tasks pack
+    only with their own job's: :func:`tenant`; none given: all share)."""
     bins: list[int] = []
     owners: list[set[object]] = []
-    for need, owner in sorted(parts, key=lambda p: p[0], reverse=True):
+    tenants: list[object] = []
+    for part in sorted(parts, key=lambda p: p[0], reverse=True):
+        need, owner, tenant = part[0], part[1], part[2] if len(part) > 2 else None
         for i, free in enumerate(bins):
-            if free >= need and (owner is None or owner not in owners[i]):
+            if free >= need and (owner is None or owner not in owners[i]) and tenants[i] == tenant:
                 bins[i] -= need
                 if owner is not None:
                     owners[i].add(owner)
@@ -51,7 +58,13 @@ def nodes_needed(parts: Sequence[tuple[int, object]], node_cores: int) -> int:
         else:
             bins.append(node_cores - need)
             owners.append({owner} if owner is not None else set())
+            tenants.append(tenant)
     return len(bins)
+
+
+def tenant(task: Task) -> int | None:
+    """Whose nodes a task's part packs onto: its job's, if job-exclusive; None: shared."""
+    return task.job_id if task.job_exclusive else None
 
 
 def nodes_for(tasks: Sequence[Task], gp: GroupPolicy) -> int:
@@ -77,18 +90,19 @@ def packed_nodes(tasks: Sequence[Task], gp: GroupPolicy) -> int:
             if t.job_id not in widest or t.cores > widest[t.job_id].cores:
                 widest[t.job_id] = t
         tasks = list(widest.values())
-    per_size: dict[int, int] = {}
-    parts: list[tuple[int, object]] = []
+    per_size: dict[tuple[int, int | None], int] = {}
+    parts: list[tuple[int, object, object]] = []
     for t in tasks:
         if t.exclusive:  # whole nodes
-            parts += [(gp.node_cores, None)] * t.nodes
+            parts += [(gp.node_cores, None, tenant(t))] * t.nodes
         elif t.nodes > 1:  # its nodes on different nodes
-            parts += [(t.cores, (t.job_id, t.id))] * t.nodes
+            parts += [(t.cores, (t.job_id, t.id), tenant(t))] * t.nodes
         else:
-            per_size[t.cores] = per_size.get(t.cores, 0) + 1
+            key = (t.cores, tenant(t))
+            per_size[key] = per_size.get(key, 0) + 1
     parts += [
-        (cores, None)
-        for cores, n in per_size.items()
+        (cores, None, who)
+        for (cores, who), n in per_size.items()
         for _ in range(math.ceil(n / gp.tasks_per_resource_unit))
     ]
     return nodes_needed(parts, gp.node_cores)

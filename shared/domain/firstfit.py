@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 from shared.domain.autoscaler_io import Reserved
+from shared.domain.jobexclusive import Occupancy, Tenants, bars
 from shared.domain.memory import fits
 from shared.domain.models import Task
 from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
@@ -29,6 +30,7 @@ def place_queue(
     reserved: Reserved | None = None,
     now_s: float = 0.0,
     bursts: Callable[[Task], bool] | None = None,
+    occupied: Occupancy | None = None,
 ) -> tuple[list[Task], set[str]]:
     """First fit of the queue, in its order, on the nodes of ``placing`` (in that order),
     as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
@@ -44,7 +46,10 @@ def place_queue(
     reserved one may not take the cores it waits for unless they end first (at ``now_s``,
     epoch seconds), nor any task if it is not in ``queued``; no hold once the reserved task
     overflows and ``bursts`` says a node will be started for it
-    (:mod:`shared.domain.reservedhold`)."""
+    (:mod:`shared.domain.reservedhold`); a task the job-exclusive rule bars from the
+    reserved task's nodes may take none of their cores. ``occupied``: which jobs use each
+    node now; a task goes only where the job-exclusive rule lets its job
+    (:mod:`shared.domain.jobexclusive`), and what it is placed on counts for later tasks."""
     overflow: list[Task] = []
     wanted: set[str] = set()
     ages = protocol or {}
@@ -57,14 +62,17 @@ def place_queue(
         head = next((i for i, t in enumerate(queued) if (t.job_id, t.id) == reserved.task), -1)
         held = reserved.cores if head < 0 else {}  # not in the window: it holds them all
 
+    tenants = Tenants(occupied)
+
     def place(task: Task) -> None:
+        fit = partial(
+            _place, task, placing, free, size, groups_of, ages, mems, spill, overflow, wanted,
+            tenants,
+        )  # fmt: skip
         if held and not (reserved is not None and ends_first(task, reserved, now_s)):
-            fit = partial(
-                _place, task, placing, free, size, groups_of, ages, mems, spill, overflow, wanted
-            )
-            holding(held, free, placing, order, fit)
+            holding(_held_from(task, held, size, reserved), free, placing, order, fit)
         else:
-            _place(task, placing, free, size, groups_of, ages, mems, spill, overflow, wanted)
+            fit()
 
     for task in queued[: head + 1]:
         place(task)
@@ -90,13 +98,14 @@ def _place(
     spill: Callable[[Task], bool] | None,
     overflow: list[Task],
     wanted: set[str],
+    tenants: Tenants,
 ) -> None:
     """One task of :func:`place_queue`: placed (``free``, ``wanted``), or (partly) overflows."""
     need = task_protocol(task) if ages else 1
     mem = task.min_memory_mb if mems else None
     if task.nodes > 1 or task.exclusive:
         able = placing if need <= 1 and mem is None else _able(placing, ages, need, mems, mem)
-        rest = place_wide(task, able, free, size, groups_of, wanted, spill=spill)
+        rest = place_wide(task, able, free, size, groups_of, wanted, spill=spill, tenants=tenants)
         if rest == task.nodes:
             overflow.append(task)
             return
@@ -111,8 +120,10 @@ def _place(
             and (not task.node_groups or groups_of[name] & set(task.node_groups))
             and (need <= 1 or ages.get(name, AGENT_PROTOCOL) >= need)
             and _has_memory(mems, name, mem)
+            and tenants.allows(task.job_id, task.job_exclusive, name)
         ):
             free[name] -= task.cores
+            tenants.occupy(name, task.job_id, task.job_exclusive)
             wanted.add(name)
             if free[name] <= 0:
                 del placing[i]  # full: later tasks need not look at it
@@ -129,25 +140,43 @@ def place_wide(
     wanted: set[str],
     *,
     spill: Callable[[Task], bool] | None = None,
+    tenants: Tenants | None = None,
 ) -> int:
     """A multi-node or exclusive task: all its nodes at once (each with ``cores`` free;
     exclusive: a node with nothing running, all of whose cores it takes), or none; the nodes
     it still lacks (0: placed). Where it does not fit whole and ``spill(task)`` is True, it
-    takes the nodes that fit (a part only of a multi-node task: one node is all or none)."""
+    takes the nodes that fit (a part only of a multi-node task: one node is all or none).
+    ``tenants``: only nodes the job-exclusive rule lets its job use."""
+    tenants = tenants or Tenants()
     chosen = [
         name
         for name in placing
         if (not task.node_groups or groups_of[name] & set(task.node_groups))
         and (free[name] == size[name] >= task.cores if task.exclusive else free[name] >= task.cores)
+        and tenants.allows(task.job_id, task.job_exclusive, name)
     ][: task.nodes]
     if len(chosen) < task.nodes and (task.nodes == 1 or spill is None or not spill(task)):
         return task.nodes
     for name in chosen:
         free[name] -= size[name] if task.exclusive else task.cores
+        tenants.occupy(name, task.job_id, task.job_exclusive)
         wanted.add(name)
         if free[name] <= 0:
             placing.remove(name)
     return task.nodes - len(chosen)
+
+
+def _held_from(
+    task: Task, held: Mapping[str, int], size: Mapping[str, int], reserved: Reserved | None
+) -> Mapping[str, int]:
+    """The cores of the reserved nodes ``task`` may not take: those the reserved task needs,
+    or every one where the job-exclusive rule bars it from sharing a node with that task
+    (the scheduler refuses such a backfill: :func:`shared.domain.reservation.harmless`)."""
+    if reserved is None or not bars(
+        task.job_id, task.job_exclusive, reserved.task[0], reserved.job_exclusive
+    ):
+        return held
+    return {n: size.get(n, c) for n, c in held.items()}
 
 
 def _able(

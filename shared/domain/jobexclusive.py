@@ -84,3 +84,23 @@ def barred_reason(
     holders = sorted({str(occupied.holders[n]) for n in barred if n in occupied.holders})
     whose = ", ".join(holders)
     return f"{listed} held by exclusive job{'s' if len(holders) > 1 else ''} {whose}"
+
+
+class Tenants:
+    """An :class:`Occupancy` that a first fit adds its placements to (the autoscaler's
+    simulation of the next pass: :mod:`shared.domain.firstfit`), so that a node a
+    job-exclusive task is placed on is not counted as room for another job's, nor a node
+    another job's task is placed on as room for it."""
+
+    def __init__(self, occupied: Occupancy | None = None) -> None:
+        seen = occupied or Occupancy()
+        self.jobs: dict[str, set[Hashable]] = {n: set(j) for n, j in seen.jobs.items()}
+        self.holders: dict[str, Hashable] = dict(seen.holders)
+
+    def allows(self, job: Hashable, exclusive: bool, node: str) -> bool:
+        return may_use(job, exclusive, self.jobs.get(node, ()), self.holders.get(node))
+
+    def occupy(self, node: str, job: Hashable, exclusive: bool) -> None:
+        self.jobs.setdefault(node, set()).add(job)
+        if exclusive:
+            self.holders[node] = job
