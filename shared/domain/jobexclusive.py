@@ -73,17 +73,25 @@ def occupancy(active: Iterable[Task | Holding]) -> Occupancy:
     return Occupancy({n: frozenset(j) for n, j in jobs.items()}, holders)
 
 
-def barred_reason(
-    job: Hashable, exclusive: bool, barred: Collection[str], occupied: Occupancy
-) -> str:
-    """Why a task of ``job`` may not use the ``barred`` nodes (names, at most a few shown)."""
+def barred_reason(task: Task, barred: Collection[str], occupied: Occupancy, place: str) -> str:
+    """Why ``task`` waits when the rule bars it from ``barred`` (node names) and the nodes
+    it may use are busy; ``place``: where it may run, in words."""
+    if task.exclusive:
+        want = f"{task.nodes} idle nodes" if task.nodes > 1 else "an idle node"
+    elif task.nodes > 1:
+        want = f"{task.nodes} nodes with {task.cores} free core(s) each"
+    else:
+        want = f"{task.cores} free core(s) on one node"
     shown = sorted(barred)
     listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
-    if exclusive:
-        return f"{BARRED_NOTE} ({listed} run other jobs' tasks)"
-    holders = sorted({str(occupied.holders[n]) for n in barred if n in occupied.holders})
-    whose = ", ".join(holders)
-    return f"{listed} held by exclusive job{'s' if len(holders) > 1 else ''} {whose}"
+    if task.job_exclusive:
+        why = f"{BARRED_NOTE} ({listed} run other jobs' tasks)"
+    else:
+        holders = sorted({str(occupied.holders[n]) for n in barred if n in occupied.holders})
+        why = (
+            f"{listed} held by exclusive job{'s' if len(holders) > 1 else ''} {', '.join(holders)}"
+        )
+    return f"waiting for {want} in {place}: {why}"
 
 
 class Tenants:
