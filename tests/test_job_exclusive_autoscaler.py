@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from shared.domain.autoscaler import AutoscalerPolicy, AutoscalerState, ClusterView, autoscale
+from shared.domain.autoscaler_io import Reserved
 from shared.domain.demand import nodes_needed
+from shared.domain.firstfit import place_queue
 from shared.domain.growshrink import GroupPolicy
 from shared.domain.hosts import Holding, Seat
 from shared.domain.jobexclusive import occupancy
@@ -80,3 +82,26 @@ def test_a_starting_node_taken_by_an_exclusive_job_is_no_room_for_another():
 )
 def test_bins_hold_parts_of_one_tenant(parts, bins):
     assert nodes_needed(parts, 8) == bins
+
+
+def test_another_jobs_task_gets_no_spare_core_of_an_exclusive_jobs_reserved_node():
+    """The scheduler refuses a backfill that would share a reserved node with a
+    job-exclusive job (reservation.harmless): the autoscaler must not count its spare
+    cores as room either, or it grows nothing for the task that waits."""
+    head, later = tasks(E, 1)[0], tasks(N, 1)[0]
+    running = occupancy([Holding(3, 1, (Seat("a", 4),))])  # keeps E off a for now
+    hold = Reserved((E, 1), {"a": 1}, None, job_exclusive=True)
+    over, _ = place_queue([head, later], ["a"], {"a": 4}, {"a": 8}, {"a": {AZ}},
+                          reserved=hold, occupied=running)  # fmt: skip
+    assert [(t.job_id, t.id) for t in over] == [(E, 1), (N, 1)]
+
+
+def test_an_exclusive_jobs_task_gets_no_spare_core_of_another_jobs_reserved_node():
+    """The reverse: a normal task waits for a node the exclusive job holds; more of that
+    job's tasks there would keep it waiting, so they are no room there either."""
+    head, later = tasks(N, 1)[0], tasks(E, 1)[0]
+    running = occupancy([Holding(E, 9, (Seat("a", 4),), job_exclusive=True)])
+    hold = Reserved((N, 1), {"a": 1}, None)
+    over, _ = place_queue([head, later], ["a"], {"a": 4}, {"a": 8}, {"a": {AZ}},
+                          reserved=hold, occupied=running)  # fmt: skip
+    assert [(t.job_id, t.id) for t in over] == [(N, 1), (E, 1)]
