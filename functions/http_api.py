@@ -282,6 +282,8 @@ def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
         '"jobRuntimeLimit": <seconds or null>}'
     )
     body = read_json(req, f"{shape} as JSON")
+    if isinstance(body, dict) and "exclusive" in body:  # fixed: what runs was placed by it
+        raise BadRequest("exclusive cannot change after submit: submit the job again to change it")
     if not isinstance(body, dict) or not body or not set(body) <= set(modify.CHANGES):
         raise BadRequest(f"the body is {shape}, one or more of them; nothing else can change")
     job_id = _mine(

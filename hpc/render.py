@@ -293,6 +293,8 @@ def _settings(job: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if job.get("template"):
         rows.append(("Template", dash(job["template"])))
+    if job.get("exclusive") is True:
+        rows.append(("Exclusive", "job: no other job's task on its nodes"))
     if job.get("maxConcurrent") is not None:
         rows.append(("Max concurrent", dash(job["maxConcurrent"])))
     if job.get("maxRetries") is not None:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.domain.durations import parse_duration
-from shared.domain.jobspec import Sweep, check_env_name, priority_value
+from shared.domain.jobspec import ONE_TASK_KEYS, Sweep, check_env_name, priority_value
 from shared.domain.memory import parse_mb
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.outputpaths import check_output_path
@@ -125,6 +125,15 @@ def build_spec(
     spec: dict[str, Any] = {"tasks": [{**task, "sweep": s} for s in sweeps] or [task]}
     spec.update(job_settings(**settings))
     return spec
+
+
+def with_job_exclusive(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with the job-level ``exclusive`` set; a one-task spec given by a top-level
+    command (whose top-level ``exclusive`` is the task's) is first moved into ``tasks``."""
+    if "command" in spec and "tasks" not in spec:
+        task = {k: spec.pop(k) for k in ONE_TASK_KEYS if k in spec}
+        spec = {**spec, "tasks": [task]}
+    return {**spec, "exclusive": True}
 
 
 def job_settings(

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import pytest
 
 from shared.domain.cluster import NodeGroup
-from shared.domain.demand import Reach, grown_for, memory_of, place_queue
+from shared.domain.demand import Reach, grown_for, memory_of
+from shared.domain.firstfit import place_queue
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     GroupPolicy,

@@ -38,6 +38,7 @@ from hpc.spec import (
     parse_priority,
     parse_sweep,
     resolve_work_dirs,
+    with_job_exclusive,
 )
 from hpc.text import safe
 from shared.domain.durations import FORMS, parse_duration
@@ -79,6 +80,14 @@ def job_submit(
         bool,
         typer.Option(
             "--exclusive", help="Run alone on the node: nothing else runs there meanwhile."
+        ),
+    ] = False,
+    job_exclusive: Annotated[
+        bool,
+        typer.Option(
+            "--job-exclusive",
+            help="No other job's task on the nodes this job's tasks run on (HPC Pack's job "
+            "/exclusive); its own tasks share them.",
         ),
     ] = False,
     nodes: Annotated[
@@ -328,6 +337,8 @@ def job_submit(
         spec["held"] = True
     if run_dependents_on_failure:
         spec["runDependentsOnFailure"] = True
+    if job_exclusive:
+        spec = with_job_exclusive(spec)
     with api_client() as client:
         job = client.submit_job(spec, idempotency_key=idempotency_key)
     if as_json:

@@ -108,6 +108,8 @@ def active_pointer(task: Task) -> dict:
         "attempt": task.attempt,
         "runtimeLimitS": task.runtime_limit_s,
         "since": None if since is None else micros(since),
+        # only when set: a pointer of any other task stays as it was before the field
+        **({"jobExclusive": True} if task.job_exclusive else {}),
     }
 
 
@@ -149,6 +151,7 @@ def holding(pointer: dict) -> Holding:
         tuple(Seat(n, c, i) for n, c, i in pointer["hosts"]),
         pointer.get("runtimeLimitS"),
         None if since is None else _EPOCH + timedelta(microseconds=int(since)),
+        bool(pointer.get("jobExclusive", False)),
     )
 
 

@@ -61,7 +61,8 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
     StartFailure,
 )
 from shared.domain.cluster import Node
-from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, place_queue, reach
+from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, reach
+from shared.domain.firstfit import place_queue
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -224,6 +225,7 @@ class _Run:
         return place_queue(
             queued, placing, free, size, groups_of, protocol=protocol, memory=memory_mb,
             spill=spill, reserved=self.view.reserved, now_s=self.now.timestamp(), bursts=bursts,
+            occupied=self.view.occupied,
         )  # fmt: skip
 
     def grow(self, overflow: list[Task]) -> None:

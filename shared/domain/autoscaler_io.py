@@ -11,6 +11,7 @@ from typing import Literal
 
 from shared.domain.cluster import Node
 from shared.domain.growshrink import AutoscalerState
+from shared.domain.jobexclusive import Occupancy
 from shared.domain.models import Task
 from shared.domain.power import ComputeError, ErrorKind, PowerState
 
@@ -49,6 +50,8 @@ class Reserved:
     """Reserved node -> cores the task needs there (all of a node for an exclusive task)."""
     at: float | None = None
     """When it is projected to start (epoch seconds); None: unknown."""
+    job_exclusive: bool = False
+    """Its job is job-exclusive: another job's task takes none of the reserved nodes' cores."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class ClusterView:
     failures: Sequence[StartFailure] = ()
     reserved: Reserved | None = None
     """The scheduler's unknown-time reservation, if any (:class:`Reserved`)."""
+    occupied: Occupancy = field(default_factory=Occupancy)
+    """Which jobs' active tasks use each node (job-level exclusive: jobexclusive)."""
 
 
 OrderAction = Literal["start", "stop", "drain", "offline"]

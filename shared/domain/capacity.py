@@ -4,9 +4,10 @@ placements per pass). Pure data structure for :mod:`shared.domain.scheduler`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
 
+from shared.domain.jobexclusive import may_use
 from shared.domain.memory import fits
 
 
@@ -27,6 +28,10 @@ class Space:
     memory_mb: int | None = None
     """Its memory (None: unknown): a request asking for more never goes there, nor one
     asking for any on a node of unknown memory (shared.domain.memory)."""
+    jobs: frozenset[Hashable] = field(default_factory=frozenset)
+    """The jobs with a task running on it (shared.domain.jobexclusive)."""
+    holder: Hashable = None
+    """The job-exclusive job running on it (None: none): no other job's task goes there."""
 
     @property
     def whole(self) -> int:
@@ -46,31 +51,76 @@ def eligible(
 
 
 class FreeCores:
+    """Free cores per node, and who uses each node (job-level exclusive: a node a job-exclusive
+    job holds is indexed apart, under that job, so other jobs' look-ups never see it)."""
+
     def __init__(self, spaces: Sequence[Space]) -> None:
         self.spaces = {s.name: s for s in spaces}
         self.free = {s.name: s.free for s in spaces}
         self.total = sum(max(f, 0) for f in self.free.values())
-        self._levels: dict[int, dict[int, dict[str, None]]] = {}
-        """tier -> free cores -> the nodes of that tier with that many free (by name)."""
+        self.jobs: dict[str, set[Hashable]] = {s.name: set(s.jobs) for s in spaces}
+        """Node -> the jobs with a task on it (running, or placed by this pass)."""
+        self.holder: dict[str, Hashable] = {
+            s.name: s.holder for s in spaces if s.holder is not None
+        }
+        """Node -> the job-exclusive job that holds it."""
+        self._shared: dict[int, dict[int, dict[str, None]]] = {}
+        """tier -> free cores -> the nodes no job holds, of that tier with that many free."""
+        self._held: dict[Hashable, dict[int, dict[int, dict[str, None]]]] = {}
+        """The same per holding job, for the nodes it holds."""
         for space in sorted(spaces, key=lambda s: s.name):
             if space.free > 0:
-                tier = self._levels.setdefault(space.tier, {})
-                tier.setdefault(space.free, {})[space.name] = None
-        self._tiers = sorted(self._levels)
+                self._levels(space.name).setdefault(space.free, {})[space.name] = None
+        self._tiers = sorted({s.tier for s in spaces if s.free > 0})
         self._top = {
             t: max((s.free for s in spaces if s.tier == t), default=0) for t in self._tiers
         }
 
+    def _levels(self, name: str) -> dict[int, dict[str, None]]:
+        tier = self.spaces[name].tier
+        holder = self.holder.get(name)
+        index = self._shared if holder is None else self._held.setdefault(holder, {})
+        return index.setdefault(tier, {})
+
     def take(self, name: str, cores: int) -> None:
         before = self.free[name]
         after = before - cores
-        levels = self._levels.get(self.spaces[name].tier, {})
+        levels = self._levels(name)
         if before > 0:
             del levels[before][name]
         if after > 0:
             levels.setdefault(after, {})[name] = None
         self.free[name] = after
         self.total -= cores
+
+    def occupy(self, name: str, job: Hashable, exclusive: bool) -> None:
+        """A request of ``job`` (job-exclusive or not) was placed on ``name``; a job-exclusive
+        one moves the node into its job's own index."""
+        self.jobs[name].add(job)
+        if not exclusive or self.holder.get(name) == job:
+            return
+        assert may_use(job, exclusive, self.jobs[name] - {job}, self.holder.get(name))
+        free = self.free[name]
+        if free > 0:
+            del self._levels(name)[free][name]
+        self.holder[name] = job
+        if free > 0:
+            self._levels(name).setdefault(free, {})[name] = None
+
+    def allows(self, name: str, job: Hashable, exclusive: bool) -> bool:
+        """The job-exclusive rule (:func:`may_use`) on ``name`` as occupied now."""
+        return may_use(job, exclusive, self.jobs[name], self.holder.get(name))
+
+    def _candidates(self, cores: int, job: Hashable) -> Iterator[str]:
+        """Nodes with ``cores`` free, by tier, then most free first: those ``job`` holds
+        before all others, so a job-exclusive job's tasks pack onto its nodes rather than
+        hold more; nodes another job holds never (only a job-exclusive job holds nodes)."""
+        own = self._held.get(job) if job is not None else None
+        for index in (self._shared,) if own is None else (own, self._shared):
+            for tier in self._tiers:
+                levels = index.get(tier, {})
+                for level in range(self._top[tier], max(cores, 1) - 1, -1):
+                    yield from levels.get(level, ())
 
     def idle(self, name: str) -> bool:
         """Nothing holds any of the node's cores (an exclusive request may have it)."""
@@ -86,29 +136,31 @@ class FreeCores:
         exclusive: bool = False,
         protocol: int = 1,
         memory_mb: int | None = None,
+        job: Hashable = None,
+        job_exclusive: bool = False,
     ) -> list[Space] | None:
         """The ``nodes`` most-free nodes with ``cores`` free that ``groups`` allows (with
         ``exclusive``, idle ones only; with ``protocol`` above 1, only nodes whose agents speak
-        it; with ``memory_mb``, only nodes known to have that much), the lowest tier first
-        (on-prem before managed VMs: a multi-node request spans both only when the on-prem
-        nodes alone are short), taking nodes in ``avoid`` only where there are not enough
-        others; None if they do not exist."""
+        it; with ``memory_mb``, only nodes known to have that much; only nodes the
+        job-exclusive rule lets ``job`` use, those it holds first: :meth:`_candidates`), the
+        lowest tier first (on-prem before managed VMs: a multi-node request spans both only
+        when the on-prem nodes alone are short), taking nodes in ``avoid`` only where there
+        are not enough others; None if they do not exist."""
         picked: list[Space] = []
         shunned: list[Space] = []
-        for tier in self._tiers:
-            levels = self._levels[tier]
-            for level in range(self._top[tier], max(cores, 1) - 1, -1):
-                for name in levels.get(level, ()):
-                    space = self.spaces[name]
-                    if not eligible(groups, space, protocol, memory_mb) or (
-                        exclusive and not self.idle(name)
-                    ):
-                        continue
-                    if name in avoid:
-                        shunned.append(space)
-                        continue
-                    picked.append(space)
-                    if len(picked) == nodes:
-                        return picked
+        for name in self._candidates(cores, job):
+            space = self.spaces[name]
+            if (
+                not eligible(groups, space, protocol, memory_mb)
+                or (exclusive and not self.idle(name))
+                or (job_exclusive and not self.allows(name, job, job_exclusive))
+            ):
+                continue
+            if name in avoid:
+                shunned.append(space)
+                continue
+            picked.append(space)
+            if len(picked) == nodes:
+                return picked
         missing = nodes - len(picked)
         return picked + shunned[:missing] if len(shunned) >= missing else None

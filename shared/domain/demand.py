@@ -2,7 +2,8 @@
 with HPC Pack's GrowByMin, TasksPerResourceUnit and ExtraNodesGrowRatio. Pure; used by the
 autoscaler (shared.domain.autoscaler) to grow a group by the nodes it needs, not one by one.
 
-A multi-node task needs its nodes on different nodes; an exclusive task takes whole nodes.
+A multi-node task needs its nodes on different nodes; an exclusive task takes whole nodes; a
+job-exclusive job's tasks share nodes only with their own job's (:func:`tenant`).
 One that may burst takes the nodes that can hold it now and needs nodes started only for the
 rest (:class:`Reach`): the scheduler spans on-prem and managed nodes the same way. A task
 that asks for memory goes only on nodes that have it (:mod:`shared.domain.memory`), and a
@@ -13,19 +14,15 @@ group grows for it only if its nodes have it or their memory is not known yet
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import NamedTuple
 
 from shared.domain import autoscaler_notes
-from shared.domain.autoscaler_io import Reserved
 from shared.domain.cluster import Node
 from shared.domain.growshrink import GroupPolicy, fits_node, memory_believed, mute, sizes_seen
 from shared.domain.memory import fits, shown
 from shared.domain.models import Task
-from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
-from shared.domain.reservedhold import ends_first, holding
 from shared.domain.states import NodeState
 
 
@@ -39,15 +36,21 @@ def bins_needed(cores: Sequence[int], node_cores: int) -> int:
     return nodes_needed([(c, None) for c in cores], node_cores)
 
 
-def nodes_needed(parts: Sequence[tuple[int, object]], node_cores: int) -> int:
-    """Nodes of ``node_cores`` needed for these parts ``(cores, owner)``, first-fit
-    decreasing; parts with the same owner (the nodes of one multi-node task) go on
-    different nodes, as the scheduler places them. Owner None: no such constraint."""
+def nodes_needed(
+    parts: Sequence[tuple[int, object] | tuple[int, object, object]], node_cores: int
+) -> int:
+    """Nodes of ``node_cores`` needed for these parts ``(cores, owner)`` or ``(cores, owner,
+    tenant)``, first-fit decreasing; parts with the same owner (the nodes of one multi-node
+    task) go on different nodes, as the scheduler places them (owner None: no such
+    constraint); a node holds parts of one tenant only (a job-exclusive job's tasks pack
+    only with their own job's: :func:`tenant`; none given: all share)."""
     bins: list[int] = []
     owners: list[set[object]] = []
-    for need, owner in sorted(parts, key=lambda p: p[0], reverse=True):
+    tenants: list[object] = []
+    for part in sorted(parts, key=lambda p: p[0], reverse=True):
+        need, owner, tenant = part[0], part[1], part[2] if len(part) > 2 else None
         for i, free in enumerate(bins):
-            if free >= need and (owner is None or owner not in owners[i]):
+            if free >= need and (owner is None or owner not in owners[i]) and tenants[i] == tenant:
                 bins[i] -= need
                 if owner is not None:
                     owners[i].add(owner)
@@ -55,7 +58,13 @@ def nodes_needed(parts: Sequence[tuple[int, object]], node_cores: int) -> int:
         else:
             bins.append(node_cores - need)
             owners.append({owner} if owner is not None else set())
+            tenants.append(tenant)
     return len(bins)
+
+
+def tenant(task: Task) -> int | None:
+    """Whose nodes a task's part packs onto: its job's, if job-exclusive; None: shared."""
+    return task.job_id if task.job_exclusive else None
 
 
 def nodes_for(tasks: Sequence[Task], gp: GroupPolicy) -> int:
@@ -81,18 +90,19 @@ def packed_nodes(tasks: Sequence[Task], gp: GroupPolicy) -> int:
             if t.job_id not in widest or t.cores > widest[t.job_id].cores:
                 widest[t.job_id] = t
         tasks = list(widest.values())
-    per_size: dict[int, int] = {}
-    parts: list[tuple[int, object]] = []
+    per_size: dict[tuple[int, int | None], int] = {}
+    parts: list[tuple[int, object, object]] = []
     for t in tasks:
         if t.exclusive:  # whole nodes
-            parts += [(gp.node_cores, None)] * t.nodes
+            parts += [(gp.node_cores, None, tenant(t))] * t.nodes
         elif t.nodes > 1:  # its nodes on different nodes
-            parts += [(t.cores, (t.job_id, t.id))] * t.nodes
+            parts += [(t.cores, (t.job_id, t.id), tenant(t))] * t.nodes
         else:
-            per_size[t.cores] = per_size.get(t.cores, 0) + 1
+            key = (t.cores, tenant(t))
+            per_size[key] = per_size.get(key, 0) + 1
     parts += [
-        (cores, None)
-        for cores, n in per_size.items()
+        (cores, None, who)
+        for (cores, who), n in per_size.items()
         for _ in range(math.ceil(n / gp.tasks_per_resource_unit))
     ]
     return nodes_needed(parts, gp.node_cores)
@@ -233,159 +243,3 @@ def memory_of(
             if have is not None or mute(n):
                 out[n.name] = have
     return out
-
-
-def place_queue(
-    queued: Sequence[Task],
-    placing: list[str],
-    free: dict[str, int],
-    size: Mapping[str, int],
-    groups_of: Mapping[str, set[str]],
-    *,
-    protocol: Mapping[str, int] | None = None,
-    memory: Mapping[str, int | None] | None = None,
-    spill: Callable[[Task], bool] | None = None,
-    reserved: Reserved | None = None,
-    now_s: float = 0.0,
-    bursts: Callable[[Task], bool] | None = None,
-) -> tuple[list[Task], set[str]]:
-    """First fit of the queue, in its order, on the nodes of ``placing`` (in that order),
-    as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
-    ``free`` and ``placing`` are used up as tasks are placed. ``protocol``:
-    each node's agent protocol (missing: the current one, as a node the autoscaler starts
-    boots the current agent); a task goes only where its assignment can be read. ``memory``:
-    each node's memory (:func:`memory_of`); a task that asks for memory goes only where it
-    fits, a node missing from it taken as enough (None: no task asks for any). ``spill``:
-    a multi-node task that does not fit whole and for which it says True (e.g.
-    :meth:`Reach.holds`) takes the nodes that fit now, and only the rest overflows (a copy
-    with ``nodes`` = the nodes still lacking): nodes are started for the rest only, and a
-    node it took is not counted again for a later task. ``reserved``: the tasks after the
-    reserved one may not take the cores it waits for unless they end first (at ``now_s``,
-    epoch seconds), nor any task if it is not in ``queued``; no hold once the reserved task
-    overflows and ``bursts`` says a node will be started for it
-    (:mod:`shared.domain.reservedhold`)."""
-    overflow: list[Task] = []
-    wanted: set[str] = set()
-    ages = protocol or {}
-    mems = memory or {}
-    order: list[str] = []
-    held: Mapping[str, int] = {}
-    head = len(queued)
-    if reserved is not None:
-        order = list(placing)
-        head = next((i for i, t in enumerate(queued) if (t.job_id, t.id) == reserved.task), -1)
-        held = reserved.cores if head < 0 else {}  # not in the window: it holds them all
-
-    def place(task: Task) -> None:
-        if held and not (reserved is not None and ends_first(task, reserved, now_s)):
-            fit = partial(
-                _place, task, placing, free, size, groups_of, ages, mems, spill, overflow, wanted
-            )
-            holding(held, free, placing, order, fit)
-        else:
-            _place(task, placing, free, size, groups_of, ages, mems, spill, overflow, wanted)
-
-    for task in queued[: head + 1]:
-        place(task)
-    if head + 1 >= len(queued):
-        return overflow, wanted
-    assert reserved is not None
-    last = overflow[-1] if overflow and head >= 0 else None
-    if last is not None and (last.job_id, last.id) == reserved.task:  # it (or a part) waits
-        held = {} if bursts is not None and bursts(last) else reserved.cores
-    for task in queued[head + 1 :]:
-        place(task)
-    return overflow, wanted
-
-
-def _place(
-    task: Task,
-    placing: list[str],
-    free: dict[str, int],
-    size: Mapping[str, int],
-    groups_of: Mapping[str, set[str]],
-    ages: Mapping[str, int],
-    mems: Mapping[str, int | None],
-    spill: Callable[[Task], bool] | None,
-    overflow: list[Task],
-    wanted: set[str],
-) -> None:
-    """One task of :func:`place_queue`: placed (``free``, ``wanted``), or (partly) overflows."""
-    need = task_protocol(task) if ages else 1
-    mem = task.min_memory_mb if mems else None
-    if task.nodes > 1 or task.exclusive:
-        able = placing if need <= 1 and mem is None else _able(placing, ages, need, mems, mem)
-        rest = place_wide(task, able, free, size, groups_of, wanted, spill=spill)
-        if rest == task.nodes:
-            overflow.append(task)
-            return
-        if rest:
-            overflow.append(task.model_copy(update={"nodes": rest}))
-        if able is not placing:  # nodes it filled leave the shared order too
-            placing[:] = [n for n in placing if free[n] > 0]
-        return
-    for i, name in enumerate(placing):
-        if (
-            free[name] >= task.cores
-            and (not task.node_groups or groups_of[name] & set(task.node_groups))
-            and (need <= 1 or ages.get(name, AGENT_PROTOCOL) >= need)
-            and _has_memory(mems, name, mem)
-        ):
-            free[name] -= task.cores
-            wanted.add(name)
-            if free[name] <= 0:
-                del placing[i]  # full: later tasks need not look at it
-            return
-    overflow.append(task)
-
-
-def place_wide(
-    task: Task,
-    placing: list[str],
-    free: dict[str, int],
-    size: Mapping[str, int],
-    groups_of: Mapping[str, set[str]],
-    wanted: set[str],
-    *,
-    spill: Callable[[Task], bool] | None = None,
-) -> int:
-    """A multi-node or exclusive task: all its nodes at once (each with ``cores`` free;
-    exclusive: a node with nothing running, all of whose cores it takes), or none; the nodes
-    it still lacks (0: placed). Where it does not fit whole and ``spill(task)`` is True, it
-    takes the nodes that fit (a part only of a multi-node task: one node is all or none)."""
-    chosen = [
-        name
-        for name in placing
-        if (not task.node_groups or groups_of[name] & set(task.node_groups))
-        and (free[name] == size[name] >= task.cores if task.exclusive else free[name] >= task.cores)
-    ][: task.nodes]
-    if len(chosen) < task.nodes and (task.nodes == 1 or spill is None or not spill(task)):
-        return task.nodes
-    for name in chosen:
-        free[name] -= size[name] if task.exclusive else task.cores
-        wanted.add(name)
-        if free[name] <= 0:
-            placing.remove(name)
-    return task.nodes - len(chosen)
-
-
-def _able(
-    placing: list[str],
-    protocol: Mapping[str, int],
-    need: int,
-    memory: Mapping[str, int | None],
-    mem: int | None,
-) -> list[str]:
-    """The nodes of ``placing`` whose agents speak protocol ``need`` and (``mem``: MB asked)
-    have the memory (a node missing from ``memory`` is taken as having it)."""
-    return [
-        n
-        for n in placing
-        if protocol.get(n, AGENT_PROTOCOL) >= need and _has_memory(memory, n, mem)
-    ]
-
-
-def _has_memory(memory: Mapping[str, int | None], name: str, mem: int | None) -> bool:
-    """Node ``name`` has the ``mem`` MB asked (None: none asked); a node missing from
-    ``memory`` is taken as having it (:func:`memory_of`)."""
-    return mem is None or name not in memory or fits(mem, memory[name])

@@ -44,6 +44,8 @@ class Holding:
     runtime_limit_s: int | None = None
     since: datetime | None = None
     """When its attempt started (else was dispatched): it ends by since + runtime limit."""
+    job_exclusive: bool = False
+    """Its job is job-exclusive: it holds its nodes against other jobs (jobexclusive)."""
 
     @property
     def until(self) -> float | None:
@@ -59,6 +61,7 @@ def holding_of(task: Task) -> Holding:
         tuple(Seat(h.node, h.cores, h.incarnation) for h in held(task)),
         task.runtime_limit_s,
         task.start_time or task.dispatch_time,
+        task.job_exclusive,
     )
 
 

@@ -19,8 +19,10 @@ from typing import Any
 
 from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
-from shared.domain.demand import may_run_in, nodes_for, place_queue, reach
+from shared.domain.demand import may_run_in, nodes_for, reach
+from shared.domain.firstfit import place_queue
 from shared.domain.growshrink import GroupPolicy, fits_node
+from shared.domain.jobexclusive import Occupancy
 from shared.domain.models import Task
 from shared.domain.states import NodeState, TaskState
 from shared.domain.waitvalue import ValuePool, WidthMix
@@ -98,13 +100,18 @@ class Load:
 
 
 def overflow(
-    queued: Sequence[Task], nodes: Sequence[Node], used: Mapping[str, int], managed: set[str]
+    queued: Sequence[Task],
+    nodes: Sequence[Node],
+    used: Mapping[str, int],
+    managed: set[str],
+    occupied: Occupancy | None = None,
 ) -> list[Task]:
     """Queued tasks that fit on no Online node's free cores, placed first fit in queue order,
     on-prem (unmanaged) nodes first, as the scheduler's next pass would. A multi-node task
     that may burst takes the Online nodes that can hold it and overflows only the nodes it
     lacks (as in the autoscaler's grow; its groups' reach is read from ``nodes``, each
-    managed node in its first group), so the floor it raises is the overflow's alone."""
+    managed node in its first group), so the floor it raises is the overflow's alone.
+    ``occupied``: which jobs use each node (job-level exclusive, as the scheduler)."""
     free = {n.name: n.cores - used.get(n.name, 0) for n in nodes if n.state is NodeState.ONLINE}
     placing = sorted((n for n in free if free[n] > 0), key=lambda n: (n in managed, n))
     groups_of = {n.name: set(n.groups) for n in nodes if n.name in free}
@@ -123,8 +130,9 @@ def overflow(
         most = {g: GroupPolicy(node_cores=c, max_nodes=len(group_of)) for g, c in cores.items()}
         spill = reach(nodes, group_of, most).holds
     return place_queue(
-        queued, placing, free, size, groups_of, protocol=protocol, memory=memory, spill=spill
-    )[0]
+        queued, placing, free, size, groups_of, protocol=protocol, memory=memory, spill=spill,
+        occupied=occupied,
+    )[0]  # fmt: skip
 
 
 def owner_group(

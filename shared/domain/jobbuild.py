@@ -35,6 +35,7 @@ def build(
         job_runtime_limit=spec.job_runtime_limit,
         depends_on=list(dict.fromkeys(spec.depends_on)),
         run_dependents_on_failure=spec.run_dependents_on_failure,
+        exclusive=spec.exclusive,
     )
     job.steps = taskgraph.steps(spec.tasks)
     tasks: list[Task] = []
@@ -61,6 +62,7 @@ def build(
             stderr=one.stderr,
             priority=spec.priority,
             node_groups=list(spec.node_groups),
+            job_exclusive=spec.exclusive,
             submit_time=now,
             runtime_limit_s=one.runtime_limit or spec.runtime_limit,
             valid_exit_codes=one.valid_exit_codes or spec.valid_exit_codes,

@@ -258,6 +258,9 @@ class JobSpec(Spec):
     run_dependents_on_failure: StrictBool = False
     valid_exit_codes: ExitCodes | None = None
     """Exit codes that count as success for every task (default [0])."""
+    exclusive: StrictBool = False
+    """Job-level exclusive (HPC Pack's job /exclusive): no other job's task on the nodes its
+    tasks run on. Beside a top-level command (a one-task job) ``exclusive`` is the task's."""
     tasks: list[TaskSpec] = Field(min_length=1, max_length=10_000)
 
     @model_validator(mode="after")

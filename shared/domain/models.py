@@ -69,6 +69,10 @@ class Job(Record):
     """At most this many of its tasks run at once (Slurm's --array ...%N)."""
     held: bool = False
     """Held by a user (hpc job hold) until released."""
+    exclusive: bool = False
+    """Job-level exclusive (HPC Pack's job /exclusive): no other job's task runs on a node
+    while one of its tasks does (its own tasks share nodes; shared.domain.jobexclusive).
+    Fixed at submit."""
     hold_until: UtcTime | None = None
     """Not scheduled before this time."""
     depends_on: list[int] = Field(default_factory=list)
@@ -246,6 +250,8 @@ class Task(Record):
     """Copied from the job so that the scheduler reads tasks alone."""
     node_groups: list[str] = Field(default_factory=list)
     """Copied from the job."""
+    job_exclusive: bool = False
+    """Its job's ``exclusive``, copied so that the scheduler reads tasks alone."""
     submit_time: UtcTime = Field(default_factory=utcnow)
     node: str | None = None
     hosts: list[Host] = Field(default_factory=list)

@@ -18,6 +18,7 @@ from shared.domain import eligibility
 from shared.domain.autoscaler_notes import bigger_vms
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import GroupMemory, mute
+from shared.domain.jobexclusive import Occupancy, barred_reason
 from shared.domain.memory import fits, may_fit, shown
 from shared.domain.models import Job, LostAttempt, Task
 from shared.domain.protocol import describe, task_protocol
@@ -64,17 +65,27 @@ def pending_reason(
     capped: Collection[str] = (),
     scaling: Mapping[str, GroupScaling] | None = None,
     now: datetime | None = None,
+    occupied: Occupancy | None = None,
 ) -> str | None:
     """Why ``task`` is not running now, or None if it is not queued. Nodes of its groups an
     admin holds (drained or taken offline: ``Node.held``) are named, with how to end it.
     ``capped``: managed groups whose maxNodes is 0, so the autoscaler starts none of their
     nodes (a task only they may run waits for an admin, which the reason says).
     ``scaling`` (by group name) and ``now``: when the task waits for nodes of managed groups
-    and none is starting, why the autoscaler starts none (see :func:`scaling_reason`)."""
+    and none is starting, why the autoscaler starts none (see :func:`scaling_reason`).
+    ``occupied``: which jobs use each node; nodes the job-exclusive rule bars the task from
+    count as busy, and a wait for cores says so (:mod:`shared.domain.jobexclusive`)."""
     if task.state is not TaskState.QUEUED:
         return None
     mine = [n for n in nodes if not task.node_groups or set(task.node_groups) & set(n.groups)]
+    barred = (
+        occupied.barred(task.job_id, task.job_exclusive, [n.name for n in mine]) if occupied else []
+    )
+    if barred:  # no room for it there, whatever is free
+        used = {**used, **{n.name: n.cores for n in mine if n.name in barred}}
     kind, reason = _reason(task, mine, used)
+    if barred and occupied is not None and kind == "busy":
+        reason = barred_reason(task, barred, occupied, where(task.node_groups))
     if kind == "no-online" and capped_only(task.node_groups, capped):
         reason += "; " + max_zero(task.node_groups)
     elif kind in ("no-online", "busy", "memory", "size") and scaling and now is not None:

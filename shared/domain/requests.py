@@ -29,6 +29,15 @@ class Request:
     memory_mb: int | None = None
     """Only nodes known to have this much memory (shared.domain.memory: a filter, nothing is
     reserved); a multi-node request asks it of each of its nodes. None: any node."""
+    job: Hashable = None
+    """Its job (None: the request is its own job, as in the simulator)."""
+    job_exclusive: bool = False
+    """Its job is job-exclusive: only nodes no other job uses (shared.domain.jobexclusive)."""
+
+    @property
+    def owner(self) -> Hashable:
+        """The job the request belongs to, for the job-exclusive rule."""
+        return self.key if self.job is None else self.job
 
 
 @dataclass(frozen=True)
@@ -38,3 +47,7 @@ class Busy:
     node: str
     cores: int
     until: float | None
+    job: Hashable = None
+    """The job it belongs to (None: unknown, never job-exclusive)."""
+    job_exclusive: bool = False
+    """Its job holds the node against other jobs (shared.domain.jobexclusive)."""

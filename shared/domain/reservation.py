@@ -16,6 +16,12 @@ Two kinds, the first one possible:
   harmless here: the reserved start has no time to end before.
 
 No reservation at all when the request can never fit (too few eligible nodes big enough).
+
+Job-level exclusive (:mod:`shared.domain.jobexclusive`): a known time counts a node only
+once every task of the jobs that bar the request there has ended (one without a limit
+never does); and while the reserved request or a backfill candidate is job-exclusive, the
+candidate of another job may not take a reserved node at all unless it ends first: it would
+share the node with the reserved job, or keep it off it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shared.domain.capacity import FreeCores, Space, eligible
+from shared.domain.jobexclusive import bars
 from shared.domain.requests import Busy, Request
 
 
@@ -37,6 +44,10 @@ class Reservation:
     nodes: tuple[str, ...]
     spare: dict[str, int] = field(default_factory=dict)
     """Cores on the reserved nodes that the reserved request will not need when it starts."""
+    job: Hashable = None
+    """The reserved request's job (:attr:`Request.owner`)."""
+    job_exclusive: bool = False
+    """Its job is job-exclusive: no other job may take a reserved node's spare cores."""
 
     def ends_first(self, limit_s: float | None, now: float) -> bool:
         """A request of this runtime limit started now ends before the reserved start (never
@@ -56,6 +67,8 @@ def harmless(req: Request, takes: Mapping[str, int], res: Reservation, now: floa
     if res.ends_first(req.limit_s, now):
         return True
     needed = [n for n in takes if n in res.spare]
+    if needed and bars(req.owner, req.job_exclusive, res.job, res.job_exclusive):
+        return False  # it would share a reserved node with a job-exclusive job
     if any(res.spare[n] < takes[n] for n in needed):
         return False
     for n in needed:
@@ -78,7 +91,13 @@ def _known(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation |
     later = dict(free.free)
     spaces = free.spaces
     need = {n: c for n, space in spaces.items() if (c := _need(req, space)) is not None}
-    fitting = sum(1 for n, c in need.items() if later[n] >= c)
+    barring = Counter(b.node for b in busy if _bars(req, b))
+    """Node -> tasks still there that keep a job-exclusive rule's request off it."""
+
+    def fits(n: str) -> bool:
+        return later[n] >= need[n] and not barring[n]
+
+    fitting = sum(1 for n in need if fits(n))
     ends = sorted((b for b in busy if b.until is not None), key=lambda b: b.until or 0.0)
     i = 0
     while i < len(ends):
@@ -89,16 +108,20 @@ def _known(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation |
             i += 1
             if b.node not in need:
                 continue
-            was = later[b.node] >= need[b.node]
+            was = fits(b.node)
             later[b.node] += b.cores
-            fitting += not was and later[b.node] >= need[b.node]
+            barring[b.node] -= _bars(req, b)
+            fitting += not was and fits(b.node)
         if fitting >= req.nodes:
-            best = sorted(
-                (n for n, c in need.items() if later[n] >= c),
-                key=lambda n: (-later[n], n),
-            )[: req.nodes]
-            return Reservation(req.key, at, tuple(best), {n: later[n] - need[n] for n in best})
+            best = sorted((n for n in need if fits(n)), key=lambda n: (-later[n], n))[: req.nodes]
+            spare = {n: later[n] - need[n] for n in best}
+            return Reservation(req.key, at, tuple(best), spare, req.owner, req.job_exclusive)
     return None
+
+
+def _bars(req: Request, b: Busy) -> bool:
+    """What ``b`` runs keeps ``req`` off its node until it ends (job-level exclusive)."""
+    return bars(req.owner, req.job_exclusive, b.job, b.job_exclusive)
 
 
 def _unknown(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation | None:
@@ -118,6 +141,5 @@ def _unknown(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation
     if len(need) < req.nodes:
         return None
     best = sorted(need, key=lambda n: (-free.free[n], n))[: req.nodes]
-    return Reservation(
-        req.key, None, tuple(best), {n: max(free.free[n] - need[n], 0) for n in best}
-    )
+    spare = {n: max(free.free[n] - need[n], 0) for n in best}
+    return Reservation(req.key, None, tuple(best), spare, req.owner, req.job_exclusive)

@@ -6,8 +6,11 @@ nodes with ``cores`` free cores each, on nodes of its groups (and, asking for me
 known to have that much: a filter, :mod:`shared.domain.memory`), with an optional runtime
 limit; all its nodes start together or none does (no partial hold that could deadlock two
 multi-node requests). An *exclusive* request wants idle nodes (nothing running) and takes
-all their cores. A request with ``max_cores`` is placed on ``cores`` (so reservations stay
-right) and then grows, per node, up to ``max_cores`` with the cores the pass leaves free,
+all their cores. A *job-exclusive* request (its job's ``exclusive``) goes only on nodes no
+other job uses, and a node where one runs takes no other job's request
+(:mod:`shared.domain.jobexclusive`; in every path: placement, EASY's reservation and its
+backfill; growth stays on a request's own nodes). A request with ``max_cores`` is placed
+on ``cores`` (so reservations stay right) and then grows, per node, up to ``max_cores`` with the cores the pass leaves free,
 never into cores EASY's reservation needs. The queue comes in scheduling order (priority,
 then submit time). Two policies:
 
@@ -43,6 +46,7 @@ from typing import Literal
 from shared.domain.capacity import FreeCores, Space
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, held
+from shared.domain.jobexclusive import occupancy
 from shared.domain.models import Host, Task
 from shared.domain.ownership import is_managed
 from shared.domain.protocol import task_protocol
@@ -98,6 +102,8 @@ def schedule(
                 exclusive=req.exclusive,
                 protocol=req.protocol,
                 memory_mb=req.memory_mb,
+                job=req.owner,
+                job_exclusive=req.job_exclusive,
             )
             if req.cores * req.nodes <= free.total
             else None
@@ -142,7 +148,8 @@ def _take(
     for space in chosen:
         cores = _amount(req, free, space.name)
         free.take(space.name, cores)
-        projected.append(Busy(space.name, cores, until))
+        free.occupy(space.name, req.owner, req.job_exclusive)
+        projected.append(Busy(space.name, cores, until, req.owner, req.job_exclusive))
         granted.append(cores)
     first = chosen[0]
     group = next((g for g in first.groups if g in req.groups), None)
@@ -218,6 +225,8 @@ def request(task: Task) -> Request:
         exclusive=task.exclusive,
         protocol=task_protocol(task),
         memory_mb=task.min_memory_mb,
+        job=task.job_id,
+        job_exclusive=task.job_exclusive,
     )
 
 
@@ -258,15 +267,29 @@ def decide(
     """:func:`plan`'s decision as it is (starts keyed by (job id, task id), and EASY's
     reservation): the pending reasons read the reservation from it."""
     free = free_cores(nodes, used)
+    seen = occupancy(running)
     spaces = [
         Space(
-            n.name, tuple(n.groups), free[n.name], n.cores, n.agent_protocol, _tier(n), n.memory_mb
-        )
+            n.name,
+            tuple(n.groups),
+            free[n.name],
+            n.cores,
+            n.agent_protocol,
+            _tier(n),
+            n.memory_mb,
+            seen.jobs.get(n.name, frozenset()),
+            seen.holders.get(n.name),
+        )  # fmt: skip
         for n in nodes
         if n.name in free
     ]
     at = now.timestamp() if now else 0.0
-    busy = [Busy(h.node, h.cores, _until(t)) for t in running for h in held(t) if h.node in free]
+    busy = [
+        Busy(h.node, h.cores, _until(t), t.job_id, t.job_exclusive)
+        for t in running
+        for h in held(t)
+        if h.node in free
+    ]
     return schedule((request(t) for t in queued), spaces, busy, now=at, policy=policy)
 
 

@@ -29,6 +29,7 @@ from shared.domain.growshrink import (
     next_backoff,
 )
 from shared.domain.hosts import used_cores
+from shared.domain.jobexclusive import occupancy
 from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
@@ -113,6 +114,7 @@ def run(deps: Deps) -> Decision | None:
             power={} if isinstance(power, ComputeError) else power,
             failures=failures,
             reserved=reserved(nodes, queued, active, used, now),
+            occupied=occupancy(active),
         ),
         planned.policy,
         state,
@@ -171,6 +173,7 @@ def reserved(
         (task.job_id, task.id),
         {n: size[n] if task.exclusive else task.cores for n in res.nodes},
         res.at,
+        task.job_exclusive,
     )
 
 

@@ -47,6 +47,7 @@ from shared.domain.idleplan import (
     run_policy,
 )
 from shared.domain.idlepolicy import IdlePolicy, group_idle_policy
+from shared.domain.jobexclusive import occupancy
 from shared.domain.models import Job, Task
 from shared.domain.states import NodeState
 from shared.errors import InvalidRequest
@@ -118,7 +119,7 @@ def prepare(
         if group in chosen:
             members.setdefault(group, []).append(n)
     managed = {n.name for n in nodes if any(g in policy.groups for g in n.groups)}
-    waiting = overflow(queued, nodes, used, managed)
+    waiting = overflow(queued, nodes, used, managed, occupancy(active))
     where = attribution(queued, waiting, nodes, policy.groups, policy.exclude_node_groups)
     tasks_of = _tasks_of_new(deps, jobs, [*queued, *active])
     t = now.timestamp()

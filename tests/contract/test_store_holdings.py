@@ -45,3 +45,21 @@ def test_no_active_task_no_holdings(store: Store) -> None:
     add_job(store, 3)
     assert store.holdings() == []
     assert Holding(1, 1, ()).until is None
+
+
+def test_a_job_exclusive_jobs_flag_travels_to_its_tasks_holdings(store: Store) -> None:
+    """The scheduler reads job-level exclusive from holdings (shared.domain.jobexclusive);
+    the job keeps its ``exclusive`` and a job without it reads as not exclusive."""
+    job, (alone, other) = add_job(store, 2)
+    job.exclusive = True
+    for task in (alone, other):
+        task.job_exclusive = task is alone  # (a job's tasks agree; two cases in one commit)
+        task.move_to(TaskState.DISPATCHING, now=T0)
+        task.node, task.hosts = "n1", [Host(node="n1", cores=1, incarnation=1)]
+    store.commit(job=job, tasks=[alone, other])
+    got = {h.task_id: h.job_exclusive for h in store.holdings()}
+    assert got == {alone.id: True, other.id: False}
+    assert store.get_job(job.id).exclusive is True
+    assert store.get_task(job.id, alone.id).job_exclusive is True
+    plain, _ = add_job(store, 1)
+    assert store.get_job(plain.id).exclusive is False

@@ -1,0 +1,201 @@
+"""The autoscaler's first fit of the queue on the nodes up or starting, as the scheduler's
+next pass would place it: which tasks overflow (and need nodes started) and which nodes the
+queue will use. Pure; used by :mod:`shared.domain.autoscaler` and :mod:`shared.domain.idleplan`
+(the bin-packing of the overflow onto new nodes is :mod:`shared.domain.demand`'s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+
+from shared.domain.autoscaler_io import Reserved
+from shared.domain.jobexclusive import Occupancy, Tenants, bars
+from shared.domain.memory import fits
+from shared.domain.models import Task
+from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
+from shared.domain.reservedhold import ends_first, holding
+
+
+def place_queue(
+    queued: Sequence[Task],
+    placing: list[str],
+    free: dict[str, int],
+    size: Mapping[str, int],
+    groups_of: Mapping[str, set[str]],
+    *,
+    protocol: Mapping[str, int] | None = None,
+    memory: Mapping[str, int | None] | None = None,
+    spill: Callable[[Task], bool] | None = None,
+    reserved: Reserved | None = None,
+    now_s: float = 0.0,
+    bursts: Callable[[Task], bool] | None = None,
+    occupied: Occupancy | None = None,
+) -> tuple[list[Task], set[str]]:
+    """First fit of the queue, in its order, on the nodes of ``placing`` (in that order),
+    as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
+    ``free`` and ``placing`` are used up as tasks are placed. ``protocol``:
+    each node's agent protocol (missing: the current one, as a node the autoscaler starts
+    boots the current agent); a task goes only where its assignment can be read. ``memory``:
+    each node's memory (:func:`memory_of`); a task that asks for memory goes only where it
+    fits, a node missing from it taken as enough (None: no task asks for any). ``spill``:
+    a multi-node task that does not fit whole and for which it says True (e.g.
+    :meth:`Reach.holds`) takes the nodes that fit now, and only the rest overflows (a copy
+    with ``nodes`` = the nodes still lacking): nodes are started for the rest only, and a
+    node it took is not counted again for a later task. ``reserved``: the tasks after the
+    reserved one may not take the cores it waits for unless they end first (at ``now_s``,
+    epoch seconds), nor any task if it is not in ``queued``; no hold once the reserved task
+    overflows and ``bursts`` says a node will be started for it
+    (:mod:`shared.domain.reservedhold`); a task the job-exclusive rule bars from the
+    reserved task's nodes may take none of their cores. ``occupied``: which jobs use each
+    node now; a task goes only where the job-exclusive rule lets its job
+    (:mod:`shared.domain.jobexclusive`), and what it is placed on counts for later tasks."""
+    overflow: list[Task] = []
+    wanted: set[str] = set()
+    ages = protocol or {}
+    mems = memory or {}
+    order: list[str] = []
+    held: Mapping[str, int] = {}
+    head = len(queued)
+    if reserved is not None:
+        order = list(placing)
+        head = next((i for i, t in enumerate(queued) if (t.job_id, t.id) == reserved.task), -1)
+        held = reserved.cores if head < 0 else {}  # not in the window: it holds them all
+
+    tenants = Tenants(occupied)
+
+    def place(task: Task) -> None:
+        fit = partial(
+            _place, task, placing, free, size, groups_of, ages, mems, spill, overflow, wanted,
+            tenants,
+        )  # fmt: skip
+        if held and not (reserved is not None and ends_first(task, reserved, now_s)):
+            holding(_held_from(task, held, size, reserved), free, placing, order, fit)
+        else:
+            fit()
+
+    for task in queued[: head + 1]:
+        place(task)
+    if head + 1 >= len(queued):
+        return overflow, wanted
+    assert reserved is not None
+    last = overflow[-1] if overflow and head >= 0 else None
+    if last is not None and (last.job_id, last.id) == reserved.task:  # it (or a part) waits
+        held = {} if bursts is not None and bursts(last) else reserved.cores
+    for task in queued[head + 1 :]:
+        place(task)
+    return overflow, wanted
+
+
+def _place(
+    task: Task,
+    placing: list[str],
+    free: dict[str, int],
+    size: Mapping[str, int],
+    groups_of: Mapping[str, set[str]],
+    ages: Mapping[str, int],
+    mems: Mapping[str, int | None],
+    spill: Callable[[Task], bool] | None,
+    overflow: list[Task],
+    wanted: set[str],
+    tenants: Tenants,
+) -> None:
+    """One task of :func:`place_queue`: placed (``free``, ``wanted``), or (partly) overflows."""
+    need = task_protocol(task) if ages else 1
+    mem = task.min_memory_mb if mems else None
+    if task.nodes > 1 or task.exclusive:
+        able = placing if need <= 1 and mem is None else _able(placing, ages, need, mems, mem)
+        rest = place_wide(task, able, free, size, groups_of, wanted, spill=spill, tenants=tenants)
+        if rest == task.nodes:
+            overflow.append(task)
+            return
+        if rest:
+            overflow.append(task.model_copy(update={"nodes": rest}))
+        if able is not placing:  # nodes it filled leave the shared order too
+            placing[:] = [n for n in placing if free[n] > 0]
+        return
+    for i, name in enumerate(placing):
+        if (
+            free[name] >= task.cores
+            and (not task.node_groups or groups_of[name] & set(task.node_groups))
+            and (need <= 1 or ages.get(name, AGENT_PROTOCOL) >= need)
+            and _has_memory(mems, name, mem)
+            and tenants.allows(task.job_id, task.job_exclusive, name)
+        ):
+            free[name] -= task.cores
+            tenants.occupy(name, task.job_id, task.job_exclusive)
+            wanted.add(name)
+            if free[name] <= 0:
+                del placing[i]  # full: later tasks need not look at it
+            return
+    overflow.append(task)
+
+
+def place_wide(
+    task: Task,
+    placing: list[str],
+    free: dict[str, int],
+    size: Mapping[str, int],
+    groups_of: Mapping[str, set[str]],
+    wanted: set[str],
+    *,
+    spill: Callable[[Task], bool] | None = None,
+    tenants: Tenants | None = None,
+) -> int:
+    """A multi-node or exclusive task: all its nodes at once (each with ``cores`` free;
+    exclusive: a node with nothing running, all of whose cores it takes), or none; the nodes
+    it still lacks (0: placed). Where it does not fit whole and ``spill(task)`` is True, it
+    takes the nodes that fit (a part only of a multi-node task: one node is all or none).
+    ``tenants``: only nodes the job-exclusive rule lets its job use."""
+    tenants = tenants or Tenants()
+    chosen = [
+        name
+        for name in placing
+        if (not task.node_groups or groups_of[name] & set(task.node_groups))
+        and (free[name] == size[name] >= task.cores if task.exclusive else free[name] >= task.cores)
+        and tenants.allows(task.job_id, task.job_exclusive, name)
+    ][: task.nodes]
+    if len(chosen) < task.nodes and (task.nodes == 1 or spill is None or not spill(task)):
+        return task.nodes
+    for name in chosen:
+        free[name] -= size[name] if task.exclusive else task.cores
+        tenants.occupy(name, task.job_id, task.job_exclusive)
+        wanted.add(name)
+        if free[name] <= 0:
+            placing.remove(name)
+    return task.nodes - len(chosen)
+
+
+def _held_from(
+    task: Task, held: Mapping[str, int], size: Mapping[str, int], reserved: Reserved | None
+) -> Mapping[str, int]:
+    """The cores of the reserved nodes ``task`` may not take: those the reserved task needs,
+    or every one where the job-exclusive rule bars it from sharing a node with that task
+    (the scheduler refuses such a backfill: :func:`shared.domain.reservation.harmless`)."""
+    if reserved is None or not bars(
+        task.job_id, task.job_exclusive, reserved.task[0], reserved.job_exclusive
+    ):
+        return held
+    return {n: size.get(n, c) for n, c in held.items()}
+
+
+def _able(
+    placing: list[str],
+    protocol: Mapping[str, int],
+    need: int,
+    memory: Mapping[str, int | None],
+    mem: int | None,
+) -> list[str]:
+    """The nodes of ``placing`` whose agents speak protocol ``need`` and (``mem``: MB asked)
+    have the memory (a node missing from ``memory`` is taken as having it)."""
+    return [
+        n
+        for n in placing
+        if protocol.get(n, AGENT_PROTOCOL) >= need and _has_memory(memory, n, mem)
+    ]
+
+
+def _has_memory(memory: Mapping[str, int | None], name: str, mem: int | None) -> bool:
+    """Node ``name`` has the ``mem`` MB asked (None: none asked); a node missing from
+    ``memory`` is taken as having it (:func:`memory_of`)."""
+    return mem is None or name not in memory or fits(mem, memory[name])
