@@ -225,8 +225,7 @@ class _Run:
         return place_queue(
             queued, placing, free, size, groups_of, protocol=protocol, memory=memory_mb,
             spill=spill, reserved=self.view.reserved, now_s=self.now.timestamp(), bursts=bursts,
-            occupied=self.view.occupied,
-        )  # fmt: skip
+            occupied=self.view.occupied)  # fmt: skip
 
     def grow(self, overflow: list[Task]) -> None:
         starts_left = self.policy.max_starts_per_run

@@ -326,8 +326,7 @@ class Store(ABC):
 
     @abstractmethod
     def get_idempotency_key(self, owner: str, key: str) -> KeyRecord | None:
-        """``owner``'s ``key`` (matched exactly) or None; one past ``expires`` may still be
-        returned (:func:`shared.domain.idempotency.decide` takes it as forgotten)."""
+        """``owner``'s ``key`` or None; one past ``expires`` may be returned (``decide`` forgets it)."""
 
     @abstractmethod
     def put_idempotency_key(self, record: KeyRecord) -> None:
