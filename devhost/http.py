@@ -5,7 +5,8 @@ body bytes) for the function whose route template and methods match; its
 ``func.HttpResponse`` becomes the reply. Deliberate differences from Azure,
 for a friendlier local loop: a path that matches with the wrong method gets
 405 with ``Allow`` (Azure answers 404), and function keys are not checked
-(nor are they by Core Tools).
+(nor are they by Core Tools). As in Azure, ``HEAD`` and ``OPTIONS`` reach only the
+functions that declare them (functions/routing.py declares them).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class FunctionRoute(BaseRoute):
         )
         try:
             result = await self._invoker.acall(self.spec, http_request)
-            response = to_response(result)
+            response = to_response(result, head=request.method == "HEAD")
         except InvocationError:
             response = _error(500, "internal error")  # the invoker logged the traceback
         except Exception:
@@ -145,11 +146,17 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def to_response(result: Any) -> Response:
-    """A function's http output as a Starlette response, as the worker converts it."""
+def to_response(result: Any, *, head: bool = False) -> Response:
+    """A function's http output as a Starlette response, as the worker converts it. A
+    ``head`` answer has no body, as Kestrel sends none, and keeps the ``Content-Length`` the
+    function gave (that of the GET's body), else its body's."""
     if isinstance(result, func.HttpResponse):
-        response = Response(content=result.get_body(), status_code=result.status_code)
+        body = result.get_body()
+        response = Response(content=b"" if head else body, status_code=result.status_code)
         headers = [(str(k), str(v)) for k, v in result.headers.items()]
+        if head:
+            given = [v for k, v in headers if k.lower() == "content-length"]
+            response.headers["content-length"] = given[0] if given else str(len(body))
         if not any(k.lower() == "content-type" for k, _ in headers):
             mimetype = result.mimetype or "text/plain"
             content_type = (

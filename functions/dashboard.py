@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from functions.routing import route
 from shared.domain.specvalues import cut
 
 bp = func.Blueprint()
@@ -44,7 +45,7 @@ def asset(name: str) -> bytes:
     return (files / (name or "index.html")).read_bytes()
 
 
-@bp.route(route="dashboard/{asset?}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "dashboard/{asset?}", ["GET"])
 def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     """The dashboard's page and its files; they carry no data (the API needs a token)."""
     name = req.route_params.get("asset") or ""

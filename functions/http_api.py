@@ -17,6 +17,7 @@ import azure.functions as func
 from functions.bodies import BadRequest, no_body, only_params, read_json
 from functions.context import control
 from functions.keys import answered, idempotency_key, json_text
+from functions.routing import created, route
 from shared.auth import authenticate
 from shared.domain.access import ADMIN, check_may_change, may_change
 from shared.domain.cluster import Principal
@@ -28,7 +29,6 @@ from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, InvalidRequest, Misconfigured, NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
 from shared.usecases import modify
-from shared.usecases.queries import filter_nodes
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ def api(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
             response = _json({**e.fields, "error": str(e)}, e.status)
             if "retryAfterS" in e.fields:  # a key's request in progress: when to retry
                 response.headers["Retry-After"] = str(e.fields["retryAfterS"])
+            if e.status == 401:  # the scheme a client should answer with (RFC 6750 §3)
+                response.headers["WWW-Authenticate"] = 'Bearer realm="hybridhpc"'
             return response
         except Exception:
             log.exception("%s %s failed", req.method, req.url)
@@ -176,7 +178,7 @@ def _states(value: str | None, enum: type[JobState] | type[TaskState]) -> list[A
     return out
 
 
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "health", ["GET"])
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Health, without a token: 503 saying what to set while the settings cannot make a
     control plane (``hpc up`` stops on it)."""
@@ -187,17 +189,19 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"status": "ok"})
 
 
-@bp.route(route="jobs", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs", ["POST"])
 @api
 def submit_job(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """With an ``Idempotency-Key``, a retried submit gets the first one's answer (keys.py)."""
     key, data = idempotency_key(req), read_json(req)
     if key is None:
-        return _json(_doc(control().submit(data, principal)), 201)
-    return answered(control().submit_once(data, principal, key, lambda j: json_text(_doc(j))))
+        job = control().submit(data, principal)
+        return created(json_text(_doc(job)), "jobs", job.id)
+    answer = control().submit_once(data, principal, key, lambda j: json_text(_doc(j)))
+    return answered(answer, lambda doc: ("jobs", doc["id"]))
 
 
-@bp.route(route="jobs", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs", ["GET"])
 @api
 def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
     """Newest first, ``limit`` (100) a page; ``next`` is the ``before`` of the next page
@@ -217,7 +221,7 @@ def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
     return {"jobs": _job_docs(jobs), "next": jobs[-1].id if more else None}
 
 
-@bp.route(route="jobs/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs/{id}", ["GET"])
 @api
 def get_job(req: func.HttpRequest, principal: Principal) -> Any:
     return _job_docs([control().get_job(_job_id(req))])[0]
@@ -231,14 +235,14 @@ def _mine(req: func.HttpRequest, principal: Principal, what: str) -> int:
     return job_id
 
 
-@bp.route(route="jobs/{id}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs/{id}/cancel", ["POST"])
 @api
 def cancel_job(req: func.HttpRequest, principal: Principal) -> Any:
     no_body(req)
     return _doc(control().cancel_job(_mine(req, principal, "cancel"), by=principal.name))
 
 
-@bp.route(route="jobs/{id}/requeue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs/{id}/requeue", ["POST"])
 @api
 def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
     no_body(req)
@@ -246,7 +250,7 @@ def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
     return _job_docs([control().requeue_job(_mine(req, principal, "requeue"))])[0]
 
 
-@bp.route(route="jobs/{id}/hold", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs/{id}/hold", ["POST"])
 @api
 def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
     """Hold a job: ``{"until": ISO 8601}`` to hold it until then, no body to hold it until
@@ -266,14 +270,14 @@ def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
     return _job_docs([control().hold_job(job_id, until=until)])[0]
 
 
-@bp.route(route="jobs/{id}/release", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs/{id}/release", ["POST"])
 @api
 def release_job(req: func.HttpRequest, principal: Principal) -> Any:
     no_body(req)
     return _job_docs([control().release_job(_mine(req, principal, "release"))])[0]
 
 
-@bp.route(route="jobs/{id}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs/{id}", ["PATCH"])
 @api
 def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
     """Change a job that has not ended: ``{"priority": "Highest", "maxConcurrent": 10}``."""
@@ -292,29 +296,31 @@ def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
     return _job_docs([control().modify_job(job_id, body, admin=principal.role == ADMIN)])[0]
 
 
-@bp.route(route="jobs/{id}/tasks", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs/{id}/tasks", ["GET"])
 @api
 def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
+    """In id order, ``limit`` (1,000) a page; ``next`` is the ``after`` of the next page
+    (null on the last one), as the jobs list's ``next`` is its ``before``."""
     only_params(req, "GET /api/jobs/{id}/tasks", "state", "offset", "limit", "after")
     job_id = _job_id(req)
+    limit = _int(
+        req.params.get("limit"), "limit", 1000, 1, MAX_TASK_PAGE,
+        hint=": read more in pages (pass next as after)",
+    )  # fmt: skip
     tasks = control().list_tasks(
         job_id,
         states=_states(req.params.get("state"), TaskState),
         offset=_int(req.params.get("offset"), "offset", 0),
-        limit=_int(
-            req.params.get("limit"),
-            "limit",
-            1000,
-            1,
-            MAX_TASK_PAGE,
-            hint=": read more in pages (after=the last task id of a page)",
-        ),
+        limit=limit + 1,  # one more: whether there is a next page
         after=_int(req.params.get("after"), "after", 0),
     )
-    return {"tasks": _private(_task_docs(tasks), job_id, principal)}
+    more = len(tasks) > limit
+    tasks = tasks[:limit]
+    docs = _private(_task_docs(tasks), job_id, principal)
+    return {"tasks": docs, "next": tasks[-1].id if more else None}
 
 
-@bp.route(route="jobs/{id}/tasks/{taskId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "jobs/{id}/tasks/{taskId}", ["GET"])
 @api
 def get_task(req: func.HttpRequest, principal: Principal) -> Any:
     job_id = _job_id(req)
@@ -334,9 +340,7 @@ def _private(docs: list[dict[str, Any]], job_id: int, principal: Principal) -> l
     return [{**d, "output": None, "env": None} for d in docs]
 
 
-@bp.route(
-    route="jobs/{id}/tasks/{taskId}/output", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS
-)
+@route(bp, "jobs/{id}/tasks/{taskId}/output", ["GET"])
 @api
 def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Bytes ``offset`` .. ``offset+limit`` of one attempt's stdout or stderr, as text.
@@ -371,30 +375,3 @@ def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     return func.HttpResponse(
         page.data, status_code=200, headers=headers, mimetype="text/plain", charset="utf-8"
     )
-
-
-@bp.route(route="nodes", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@api
-def list_nodes(req: func.HttpRequest, principal: Principal) -> Any:
-    """Every node, or ``?group=A,B&state=Online,Drained`` (any case; Drained: Draining with
-    no task), as ``hpc node list`` filters; an unknown parameter is a 400 (a probe's
-    ``?state=`` was ignored and every node listed)."""
-    only_params(req, "GET /api/nodes", "group", "state")
-    try:
-        return {
-            "nodes": filter_nodes(
-                control().list_nodes(), _split(req, "group"), _split(req, "state")
-            )
-        }
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
-
-
-def _split(req: func.HttpRequest, name: str) -> list[str]:
-    return [p.strip() for p in (req.params.get(name) or "").split(",") if p.strip()]
-
-
-@bp.route(route="nodegroups", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@api
-def list_node_groups(req: func.HttpRequest, principal: Principal) -> Any:
-    return {"groups": [_doc(g) for g in control().list_groups()]}

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import azure.functions as func
 
 from functions.bodies import BadRequest
+from functions.routing import location
 from shared.domain.idempotency import HEADER, REPLAYED_HEADER, key_problem
 from shared.usecases.idempotency import Answer
 
@@ -30,9 +32,14 @@ def idempotency_key(req: func.HttpRequest) -> str | None:
     return value
 
 
-def answered(answer: Answer) -> func.HttpResponse:
-    """The stored answer, with ``Idempotent-Replayed: true`` when it is a replay."""
-    headers = {REPLAYED_HEADER: "true"} if answer.replayed else None
+def answered(
+    answer: Answer, where: Callable[[Any], Sequence[str | int]] | None = None
+) -> func.HttpResponse:
+    """The stored answer, with ``Idempotent-Replayed: true`` when it is a replay; a 201 with
+    ``Location``, the path ``where`` reads from its body (a replay's as the first's)."""
+    headers = {REPLAYED_HEADER: "true"} if answer.replayed else {}
+    if answer.status == 201 and where is not None:
+        headers["Location"] = location(*where(json.loads(answer.body)))
     return func.HttpResponse(
         answer.body, status_code=answer.status, mimetype="application/json", headers=headers
     )

@@ -1,6 +1,8 @@
-"""HTTP triggers for administering nodes, node groups and the autoscaler.
+"""HTTP triggers for nodes, node groups and the autoscaler.
 
-``POST /api/nodes`` adds managed nodes; ``PATCH /api/nodes/{name}`` changes a node's
+``GET /api/nodes`` and ``/api/nodes/{name}``, ``GET /api/nodegroups`` and
+``/api/nodegroups/{name}`` read them; ``POST /api/nodes`` adds managed nodes; ``PATCH
+/api/nodes/{name}`` changes a node's
 groups (admin only); ``POST /api/nodes/{name}/{action}`` starts,
 stops (drain first while tasks run), drains or takes a node offline; ``DELETE
 /api/nodes/{name}`` removes an Offline node; ``POST /api/nodegroups`` creates a group,
@@ -17,17 +19,18 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.bodies import BadRequest, no_body, read_json
+from functions.bodies import BadRequest, no_body, only_params, read_json
 from functions.context import control
 from functions.http_api import _doc, _int, api
 from functions.keys import answered, idempotency_key, json_text
+from functions.routing import created, route
 from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_problem
 from shared.domain.specvalues import shown_json
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
-from shared.usecases.queries import NODE_PRIVATE
+from shared.usecases.queries import NODE_PRIVATE, filter_nodes
 
 bp = func.Blueprint()
 
@@ -71,7 +74,34 @@ def _group(group: NodeGroup) -> dict[str, Any]:
     return _doc(group)
 
 
-@bp.route(route="nodes", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "nodes", ["GET"])
+@api
+def list_nodes(req: func.HttpRequest, principal: Principal) -> Any:
+    """Every node, or ``?group=A,B&state=Online,Drained`` (any case; Drained: Draining with
+    no task), as ``hpc node list`` filters; an unknown parameter is a 400 (a probe's
+    ``?state=`` was ignored and every node listed)."""
+    only_params(req, "GET /api/nodes", "group", "state")
+    try:
+        return {
+            "nodes": filter_nodes(
+                control().list_nodes(), _split(req, "group"), _split(req, "state")
+            )
+        }
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _split(req: func.HttpRequest, name: str) -> list[str]:
+    return [p.strip() for p in (req.params.get(name) or "").split(",") if p.strip()]
+
+
+@route(bp, "nodegroups", ["GET"])
+@api
+def list_node_groups(req: func.HttpRequest, principal: Principal) -> Any:
+    return {"groups": [_doc(g) for g in control().list_groups()]}
+
+
+@route(bp, "nodes", ["POST"])
 @api
 def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     """``{"group": "AzureNodes", "count": 4, "cores": 4, "size": "Standard_D4s_v5",
@@ -112,11 +142,20 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
         return json_text({"nodes": [_doc(n) for n in added]})
 
     if key is None:
-        return func.HttpResponse(render(add()), status_code=201, mimetype="application/json")
-    return answered(control().add_nodes_once(body, principal, key, add, render))
+        added = add()  # (one or more: the first one's URL is the Location)
+        return created(render(added), "nodes", added[0].name)
+    answer = control().add_nodes_once(body, principal, key, add, render)
+    return answered(answer, lambda doc: ("nodes", doc["nodes"][0]["name"]))
 
 
-@bp.route(route="nodes/{name}/{action}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "nodes/{name}", ["GET"])
+@api
+def get_node(req: func.HttpRequest, principal: Principal) -> Any:
+    """One node as ``GET /api/nodes`` lists it; its name exact, as the node actions take it."""
+    return control().get_node(req.route_params.get("name", ""))
+
+
+@route(bp, "nodes/{name}/{action}", ["POST"])
 @api
 def node_action(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "start, stop, drain or take nodes offline")
@@ -162,7 +201,7 @@ def _reason(req: func.HttpRequest, action: str, principal: Principal) -> str | N
     return f"{who}: {text.strip()}"
 
 
-@bp.route(route="nodes/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "nodes/{name}", ["PATCH"])
 @api
 def set_node(req: func.HttpRequest, principal: Principal) -> Any:
     """An admin changes a node's groups: ``{"groups": ["OnPremNodes", "Gpu"]}`` (the
@@ -179,14 +218,14 @@ def set_node(req: func.HttpRequest, principal: Principal) -> Any:
     return _node(node)
 
 
-@bp.route(route="nodes/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "nodes/{name}", ["DELETE"])
 @api
 def remove_node(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "remove nodes")
     return {"removed": control().node_action("remove", [req.route_params.get("name", "")])}
 
 
-@bp.route(route="nodegroups", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "nodegroups", ["POST"])
 @api
 def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "create node groups")
@@ -199,10 +238,17 @@ def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
             f'"name" must be a string (letters, digits, _ . -), got {shown_json(name)}'
         )
     group = control().create_group(name, **settings)
-    return func.HttpResponse(json_text(_group(group)), status_code=201, mimetype="application/json")
+    return created(json_text(_group(group)), "nodegroups", group.name)
 
 
-@bp.route(route="nodegroups/{name}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "nodegroups/{name}", ["GET"])
+@api
+def get_node_group(req: func.HttpRequest, principal: Principal) -> Any:
+    """One group as ``GET /api/nodegroups`` lists it; its name in any case."""
+    return _group(control().get_group(req.route_params.get("name", "")))
+
+
+@route(bp, "nodegroups/{name}", ["PATCH"])
 @api
 def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "change a node group's settings")
@@ -213,7 +259,7 @@ def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     return _group(group)
 
 
-@bp.route(route="nodegroups/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "nodegroups/{name}", ["DELETE"])
 @api
 def delete_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     """204 when deleted; 409 while nodes are in it or Queued/Running jobs name it (the body
@@ -224,7 +270,7 @@ def delete_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     return func.HttpResponse(status_code=204)
 
 
-@bp.route(route="autoscale/log", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "autoscale/log", ["GET"])
 @api
 def autoscale_log(req: func.HttpRequest, principal: Principal) -> Any:
     limit = _int(req.params.get("limit"), "limit", 200, 1)

@@ -11,14 +11,13 @@ import azure.functions as func
 from functions.bodies import no_body
 from functions.context import control
 from functions.http_api import _mine, _task_docs, _task_id, api
+from functions.routing import route
 from shared.domain.cluster import Principal
 
 bp = func.Blueprint()
 
 
-@bp.route(
-    route="jobs/{id}/tasks/{taskId}/cancel", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
-)
+@route(bp, "jobs/{id}/tasks/{taskId}/cancel", ["POST"])
 @api
 def cancel_task(req: func.HttpRequest, principal: Principal) -> Any:
     """200 with the task: Canceled if it was queued, still Running until its agent killed it."""
@@ -28,9 +27,7 @@ def cancel_task(req: func.HttpRequest, principal: Principal) -> Any:
     return _task_docs([task])[0]
 
 
-@bp.route(
-    route="jobs/{id}/tasks/{taskId}/requeue", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
-)
+@route(bp, "jobs/{id}/tasks/{taskId}/requeue", ["POST"])
 @api
 def requeue_task(req: func.HttpRequest, principal: Principal) -> Any:
     """200 with the task Queued again (a new attempt); its job reopened if it had ended."""

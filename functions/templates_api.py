@@ -18,6 +18,7 @@ import azure.functions as func
 from functions.bodies import BadRequest, read_json
 from functions.context import control
 from functions.http_api import _json, api
+from functions.routing import location, route
 from shared.domain.cluster import Principal
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.usecases import templates
@@ -70,19 +71,19 @@ def _if_match(req: func.HttpRequest, name: str) -> str | None:
     return current if current in bare else bare[0]
 
 
-@bp.route(route="templates", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "templates", ["GET"])
 @api
 def list_templates(req: func.HttpRequest, principal: Principal) -> Any:
     return {"templates": [t.to_dict() for t in templates.list_templates(control().deps)]}
 
 
-@bp.route(route="templates/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "templates/{name}", ["GET"])
 @api
 def get_template(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     return _response(templates.get(control().deps, _name(req)))
 
 
-@bp.route(route="templates/{name}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "templates/{name}", ["PUT"])
 @api
 def put_template(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """The whole template as JSON, e.g. ``{"priority": "BelowNormal", "maxCores": 8}``:
@@ -102,10 +103,13 @@ def put_template(req: func.HttpRequest, principal: Principal) -> func.HttpRespon
         if_match=_if_match(req, _name(req)),
         create_only=bool(none_match),
     )
-    return _response(stored, 201 if created else 200)
+    response = _response(stored, 201 if created else 200)
+    if created:
+        response.headers["Location"] = location("templates", stored.template.name)
+    return response
 
 
-@bp.route(route="templates/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "templates/{name}", ["DELETE"])
 @api
 def delete_template(req: func.HttpRequest, principal: Principal) -> Any:
     _admin(principal, "delete")

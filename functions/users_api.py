@@ -11,7 +11,9 @@ import azure.functions as func
 
 from functions.bodies import BadRequest, read_json
 from functions.context import control
-from functions.http_api import _json, api
+from functions.http_api import api
+from functions.keys import json_text
+from functions.routing import created, route
 from shared.domain.access import check_admin
 from shared.domain.cluster import Principal
 from shared.usecases import users
@@ -19,7 +21,7 @@ from shared.usecases import users
 bp = func.Blueprint()
 
 
-@bp.route(route="users", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "users", ["POST"])
 @api
 def add_user(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """``{"name": "alice", "role": "user"}`` (role ``user`` if left out)."""
@@ -29,10 +31,10 @@ def add_user(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
         raise BadRequest('the body is {"name": NAME[, "role": "user" or "admin"]}')
     user, token = users.add_user(control().deps, body["name"], body.get("role", "user"))
     doc = {"name": user.name, "role": user.role, "tokens": user.tokens, "token": token}
-    return _json(doc, 201)
+    return created(json_text(doc), "users", user.name)
 
 
-@bp.route(route="users", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "users", ["GET"])
 @api
 def list_users(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "list users")
@@ -44,14 +46,14 @@ def list_users(req: func.HttpRequest, principal: Principal) -> Any:
     }
 
 
-@bp.route(route="me", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "me", ["GET"])
 @api
 def me(req: func.HttpRequest, principal: Principal) -> Any:
     """Who the token signs in as (any user): ``hpc job list --mine`` lists that name's jobs."""
     return {"name": principal.name, "role": principal.role}
 
 
-@bp.route(route="users/{name}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@route(bp, "users/{name}", ["DELETE"])
 @api
 def remove_user(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "remove users")

@@ -127,8 +127,8 @@ class ApiClient(OutputRoutes):
         limit: int | None = None,
         after: int | None = None,
     ) -> dict[str, Any]:
-        """One page ``{"tasks": [...]}`` of a job's tasks, in task id order (ids above
-        ``after``: the next page starts after the last id of this one)."""
+        """One page ``{"tasks": [...], "next": ID or None}`` of a job's tasks, in task id
+        order (ids above ``after``: pass ``next`` as ``after`` for the next page)."""
         params = {"state": state, "offset": offset, "limit": limit, "after": after}
         return self._json("GET", f"jobs/{job_id}/tasks", params=params)
 
@@ -158,8 +158,14 @@ class ApiClient(OutputRoutes):
         params = {"group": ",".join(groups) or None, "state": ",".join(states) or None}
         return self._json("GET", "nodes", params=params)
 
+    def get_node(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"nodes/{segment(name, 'node name')}")
+
     def list_node_groups(self) -> dict[str, Any]:
         return self._json("GET", "nodegroups")
+
+    def get_node_group(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"nodegroups/{segment(name, 'node group name')}")
 
     def add_nodes(
         self,

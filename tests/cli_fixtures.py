@@ -134,10 +134,14 @@ def stand_in_app(state: StandIn) -> Starlette:
             start += int(request.query_params.get("after", 0))
             limit = int(request.query_params.get("limit", 1000))
             ids = range(start + 1, min(250, start + limit) + 1)
+            more = start + limit < 250  # the API's next: the last id of a page with more
             return JSONResponse(
-                {"tasks": [dict(task, jobId=5, id=i, name=f"big[{i}]") for i in ids]}
+                {
+                    "tasks": [dict(task, jobId=5, id=i, name=f"big[{i}]") for i in ids],
+                    "next": ids[-1] if more and ids else None,
+                }
             )
-        return JSONResponse({"tasks": [task]})
+        return JSONResponse({"tasks": [task], "next": None})
 
     async def one_task(request: Request) -> Response:
         if denied := await record(request):

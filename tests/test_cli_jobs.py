@@ -63,6 +63,24 @@ def test_task_list_all_prints_its_pages_as_one_table(api: StandIn, monkeypatch) 
     assert nodes.exit_code == 0 and "Groups" not in nodes.stdout
 
 
+def test_task_list_follows_the_apis_next_and_asks_no_more(api: StandIn, monkeypatch) -> None:
+    """Pages continue from the API's ``next`` (the jobs list's contract); whether more are
+    left is the last page's ``next``, not one more request."""
+    monkeypatch.setattr("hpc.commands.tasks.TASK_PAGE", 100)
+    before = len(api.requests)
+    first = hpc("task", "list", "5")
+    assert "first 100 tasks shown; --limit N or --all for more" in first.stderr
+    everything = hpc("task", "list", "5", "--all")
+    assert everything.stdout.count("big[") == 250
+    pages = [r["query"] for r in api.requests[before:] if r["path"] == "/api/jobs/5/tasks"]
+    assert pages == [
+        {"after": "0", "limit": "100"},
+        {"after": "0", "limit": "100"},
+        {"after": "100", "limit": "100"},
+        {"after": "200", "limit": "100"},
+    ]
+
+
 def test_job_hold_release_and_modify_call_their_routes(api: StandIn) -> None:
     held = hpc("job", "hold", "3", "--until", "2026-12-01T14:00")
     assert held.exit_code == 0 and "held (hpc job release 3)" in held.stdout

@@ -112,3 +112,22 @@ def test_node_list_of_a_group_that_does_not_exist_says_so(cluster: httpx.Client)
     assert_one_error_line(result, "node group 'OnPremNode' does not exist")
     assert result.exit_code == 1
     assert hpc("node", "list", "--group", "onpremnodes").exit_code == 0  # any case
+
+
+def test_node_view_reads_the_single_node_route_with_the_lists_output(
+    cluster: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One node's own route (not the whole list); a name in another case is still found, by
+    the list, and shown the same."""
+    by_list = hpc("node", "view", "N2")  # no node N2: the list finds n2
+    as_json = hpc("node", "view", "N2", "--json")
+    assert by_list.exit_code == 0, by_list.stderr
+
+    def no_list(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("hpc node view listed every node")
+
+    monkeypatch.setattr("hpc.client.ApiClient.list_nodes", no_list)
+    direct = hpc("node", "view", "n2")
+    assert direct.exit_code == 0, direct.output
+    assert direct.stdout == by_list.stdout
+    assert hpc("node", "view", "n2", "--json").stdout == as_json.stdout

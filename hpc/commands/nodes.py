@@ -95,15 +95,28 @@ def node_view(
 ) -> None:
     """Show one node: state and why, held or not, provider, cores, its agent."""
     with api_client() as client:
-        nodes = client.list_nodes().get("nodes", [])
-    node = find_node(nodes, name)
-    if node is None:
-        names = ", ".join(sorted(str(n.get("name")) for n in nodes)[:10]) or "none"
-        raise CliError(f"no node {one_line(name)}; nodes: {names} (hpc node list)")
+        node = _one_node(client, name)
     if as_json:
         print_json(node)
         return
     stdout_console().print(node_detail(node))
+
+
+def _one_node(client: Any, name: str) -> Any:
+    """The node ``name`` from its own route; a name in another case than the node's, or one
+    no route can carry, from the list, which also names the nodes when there is none."""
+    if name.strip() and "/" not in name and name not in (".", ".."):
+        try:
+            return client.get_node(name)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+    nodes = client.list_nodes().get("nodes", [])
+    node = find_node(nodes, name)
+    if node is None:
+        names = ", ".join(sorted(str(n.get("name")) for n in nodes)[:10]) or "none"
+        raise CliError(f"no node {one_line(name)}; nodes: {names} (hpc node list)")
+    return node
 
 
 def _marked(node: dict[str, Any]) -> dict[str, Any]:

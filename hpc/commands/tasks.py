@@ -71,15 +71,17 @@ def task_list(
 ) -> None:
     """List a job's tasks (the first 100 unless --limit or --all)."""
     states = normalise_states(state, TASK_STATES)
-    shown = last = 0
+    shown = 0
+    after: int | None = 0  # the API's next: where the next page starts (None: no more)
     collected: list[dict[str, Any]] = []
     widths: list[int] = []  # the first page's: later pages print as its rows, no header
     with api_client() as client:
-        while show_all or shown < limit:
+        while after is not None and (show_all or shown < limit):
             size = TASK_PAGE if show_all else min(TASK_PAGE, limit - shown)
-            page = client.list_tasks(job_id, state=states, after=last, limit=size).get("tasks", [])
+            answer = client.list_tasks(job_id, state=states, after=after, limit=size)
+            page = answer.get("tasks", [])
+            after = answer.get("next")
             shown += len(page)
-            last = page[-1]["id"] if page else last
             if as_json:
                 collected += page
             elif page:  # each page as it arrives, one header (a probe's pipes counted three)
@@ -88,13 +90,7 @@ def task_list(
                 )
                 stdout_console().print(table)
                 widths = widths or render.widths_of(table)
-            if len(page) < size:
-                break
-        more = (
-            not show_all
-            and shown == limit
-            and bool(client.list_tasks(job_id, state=states, after=last, limit=1).get("tasks"))
-        )
+        more = after is not None
     if as_json:
         print_json({"tasks": collected})
         return

@@ -155,8 +155,15 @@ class ControlPlane:
     def list_nodes(self) -> list[dict[str, Any]]:
         return queries.list_nodes(self.deps)
 
+    def get_node(self, name: str) -> dict[str, Any]:
+        return queries.get_node(self.deps, name)
+
     def list_groups(self) -> list[NodeGroup]:
         return queries.list_groups(self.deps)
+
+    def get_group(self, name: str) -> NodeGroup:
+        """The group ``name`` means, in any case (404 unknown)."""
+        return nodegroups.group_of(self.deps, name)
 
     # scheduling, events, repair
     def kick(self) -> None:

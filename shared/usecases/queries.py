@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain import hosts
-from shared.domain.cluster import NodeGroup
+from shared.domain.cluster import Node, NodeGroup
 from shared.domain.models import Job, Task
 from shared.domain.specvalues import quoted
 from shared.domain.states import NODE_SCHEDULABLE, JobState, NodeState, TaskState
@@ -144,6 +144,20 @@ NODE_PRIVATE = ("etag", "agentId", "hostId", "missingSince", "givenUp")
 
 def list_nodes(deps: Deps) -> list[dict[str, Any]]:
     """Nodes with their running task count and free cores (from the store's accounting)."""
+    return _node_docs(deps, deps.store.list_nodes())
+
+
+def get_node(deps: Deps, name: str) -> dict[str, Any]:
+    """One node as :func:`list_nodes` shows it; NotFound (404) for a name no node has
+    (names are exact, as every node route takes them)."""
+    try:
+        node = deps.store.get_node(name)
+    except NotFound:
+        raise NotFound(f"node {quoted(name)} does not exist (hpc node list)") from None
+    return _node_docs(deps, [node])[0]
+
+
+def _node_docs(deps: Deps, nodes: list[Node]) -> list[dict[str, Any]]:
     active = deps.store.active_tasks()
     used = hosts.used_cores(active)  # (the store's accounting, not the agents' word)
     running: dict[str, int] = defaultdict(int)
@@ -151,7 +165,7 @@ def list_nodes(deps: Deps) -> list[dict[str, Any]]:
         if task.node:
             running[task.node] += 1
     out = []
-    for node in deps.store.list_nodes():
+    for node in nodes:
         doc = node.to_dict()
         for private in NODE_PRIVATE:
             doc.pop(private, None)
