@@ -165,9 +165,12 @@ def node_action(req: func.HttpRequest, principal: Principal) -> Any:
     reason = _reason(req, action, principal)
     # a refusal because of the node's state says it ("state"): `hpc node start --group G`
     # goes on past a node already as the action leaves it by that field, not by the words
-    done = control().node_action(action, [req.route_params.get("name", "")], reason=reason)
-    answer: dict[str, Any] = {"nodes": [_node(n) for n in done]}
-    if action == "stop":  # the autoscaler would start it again for its group's minNodes
+    name = req.route_params.get("name", "")
+    done, already = control().act_on_node(action, name, reason=reason)
+    answer: dict[str, Any] = {"nodes": [_node(n) for n in done], "changed": already is None}
+    if already is not None:  # its result held already: a 200 saying so (nodeactions)
+        answer["message"] = already
+    elif action == "stop":  # the autoscaler would start it again for its group's minNodes
         warnings = control().stop_warnings([n for n in done if isinstance(n, Node)])
         if warnings:
             answer["warnings"] = warnings

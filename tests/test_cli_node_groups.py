@@ -75,10 +75,10 @@ def test_a_group_action_fails_if_a_node_is_refused_for_a_real_reason_and_goes_on
 
     result = hpc("node", "online", "--group", "Pin1", "--group", "Pin2")
     assert result.exit_code == 1, result.output
-    assert result.stdout.splitlines() == ["p-1: Online"]  # the rest still got the action
+    # the rest still got the action; p-3 was Online already: done, saying so
+    assert result.stdout.splitlines() == ["p-1: Online", "p-3: Online (already: nothing to do)"]
     errors = [" ".join(line.split()) for line in result.stderr.strip().split("\n") if line]
     assert errors[0].startswith("p-2: not brought online: node p-2 is Offline because its agent")
-    assert errors[1] == "p-3: not brought online: node p-3 is Online already: nothing to do"
     assert errors[-1] == "error: 1 of 3 node(s) not brought online"
     assert states(client)["p-1"] == "Online"
 
@@ -88,12 +88,14 @@ def test_a_group_action_refused_only_for_nodes_already_so_succeeds(cluster) -> N
     assert client.post("/api/nodes/p-1/drain").status_code == 200
     result = hpc("node", "start", "--group", "Pin1")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == ["p-1: Online"]
-    assert "p-3: not started: node p-3 is Online already" in " ".join(result.stderr.split())
+    assert result.stdout.splitlines() == ["p-1: Online", "p-3: Online (already: nothing to do)"]
     again = hpc("node", "start", "--group", "Pin1")  # every node Online already: done
     assert again.exit_code == 0, again.output
-    named = hpc("node", "start", "p-1")  # a named node: it was meant
-    assert named.exit_code == 1
+    named = hpc("node", "start", "p-1")  # a named node Online already: done too (a 200)
+    assert named.exit_code == 0 and "already" in named.stdout
+    assert hpc("node", "drain", "p-1").exit_code == 0
+    drained = hpc("node", "drain", "p-1")  # a repeated drain: the same rule
+    assert drained.stdout.splitlines() == ["p-1: Draining (already: nothing to do)"]
 
 
 @pytest.mark.parametrize(
@@ -122,10 +124,12 @@ def test_which_refused_nodes_are_already_as_the_action_leaves_them(
 
 def test_a_refused_node_action_says_the_nodes_state_in_the_409(cluster) -> None:
     """The CLI decides on the field, not the words: the 409's body says the node's state."""
-    client, _ = cluster
-    refused = client.post("/api/nodes/p-3/start")  # Online already
+    client, agents = cluster
+    assert client.post("/api/nodes/p-3/drain").status_code == 200
+    agents["p-3"].send(agents["p-3"].stopping())  # Offline because its agent stopped
+    refused = client.post("/api/nodes/p-3/start")
     assert refused.status_code == 409
-    assert refused.json()["state"] == "Online"
-    assert "Online already" in refused.json()["error"]
+    assert refused.json()["state"] == "Offline"
+    assert "its agent stopped" in refused.json()["error"]
     gone = client.post("/api/nodes/nope/start")
     assert gone.status_code == 404 and "state" not in gone.json()

@@ -225,7 +225,9 @@ def _act(
                 else:
                     line = Text(f"{one_line(node.get('name'))}: ")
                     line.append_text(render.state(node.get("state")))
-                    if node.get("provider") == "onprem" and node.get("state") == "Starting":
+                    if result.get("changed") is False:  # as the action leaves it already
+                        line.append(" (already: nothing to do)")
+                    elif node.get("provider") == "onprem" and node.get("state") == "Starting":
                         line.append(f" ({one_line(node.get('stateReason'))})")  # its agent's turn
                     stdout_console().print(line)
             for warning in result.get("warnings", []):
@@ -268,8 +270,9 @@ _ALREADY = {
     "drain": ("Draining", "Offline"),
     "offline": ("Offline",),
 }
-"""The states in which a node already is as each action would leave it: refused for that
-(``node N is Online already: nothing to do``), it does not fail a ``--group`` action."""
+"""The states in which a node already is as each action would leave it: the API answers
+those with a 200 (``"changed": false``); one refused in them anyway (a 409 from an older
+control plane, or a drain of an Offline node) does not fail a ``--group`` action."""
 
 
 def _already(action: str, state: object) -> bool:

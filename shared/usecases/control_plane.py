@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain import nodeactions
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.messages import Event
 from shared.domain.models import Job, Task
@@ -211,6 +212,17 @@ class ControlPlane:
         if reason is not None and action in ("stop", "drain", "offline"):
             return list(do(self.deps, names, reason=reason))
         return list(do(self.deps, names))
+
+    def act_on_node(
+        self, action: str, name: str, *, reason: str | None = None
+    ) -> tuple[list[Any], str | None]:
+        """One node's action, and what to say when its result held already: then nothing is
+        done (:func:`nodeactions.already`, the rule every action follows)."""
+        node = self.deps.store.get_node(name)  # NotFound: 404 naming it
+        said = nodeactions.already(action, node)
+        if said is not None:
+            return [node], said
+        return self.node_action(action, [name], reason=reason), None
 
     def stop_warnings(self, stopped: Sequence[Node]) -> list[str]:
         """What the autoscaler will undo of an admin's stop (a group's minNodes)."""

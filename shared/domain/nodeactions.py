@@ -1,0 +1,50 @@
+"""Which admin node actions find their result already there. Pure.
+
+The rule, as HPC Pack's "Bring Online" of an Online node is a no-op: an action whose result
+already holds changes nothing and is a 200 that says so ("node n1 is already Online"); an
+action the node's state makes impossible (start a Stopping VM, drain an Offline node) is a
+409 that says what to do, from the use case that refuses it. Before this rule a repeated
+drain, stop or offline answered 200 and a repeated start 409.
+
+An action's result "holds" when the node is in the state the action leads to, held as the
+action holds it:
+
+| action  | already when the node is                                              |
+|---------|-----------------------------------------------------------------------|
+| start   | Online, or Starting (on its way Online: a booting VM, an agent asked to register) |
+| stop    | a VM: Offline or Stopping; an on-prem node (never powered off): Draining, held |
+| drain   | Draining, held (an admin's drain; an unheld one becomes held: a change) |
+| offline | Offline, held (an unheld Offline node becomes held: a change)          |
+| remove  | never (a removed node is a 404)                                       |
+"""
+
+from __future__ import annotations
+
+from shared.domain.cluster import Node
+from shared.domain.ownership import is_managed
+from shared.domain.states import NodeState
+
+_THEN = {
+    NodeState.STARTING: ": it is Online once its agent registers",
+    NodeState.STOPPING: ": it is Offline once its VM is deallocated",
+}
+
+
+def already(action: str, node: Node) -> str | None:
+    """What to say when ``action``'s result already holds on ``node`` (nothing to do);
+    None when the action is to be done, or refused by its use case."""
+    state = node.state
+    if action == "start":
+        done = state in (NodeState.ONLINE, NodeState.STARTING)
+    elif action == "stop" and is_managed(node):
+        done = state in (NodeState.OFFLINE, NodeState.STOPPING)
+    elif action in ("stop", "drain"):
+        done = state is NodeState.DRAINING and node.held == "drain"
+    elif action == "offline":
+        done = state is NodeState.OFFLINE and node.held == "offline"
+    else:
+        done = False
+    if not done:
+        return None
+    held = " (held)" if node.held is not None else ""
+    return f"node {node.name} is already {state}{held}{_THEN.get(state, '')}: nothing to do"
