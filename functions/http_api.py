@@ -1,8 +1,10 @@
 """HTTP triggers: the control-plane API (submit and monitor jobs, list nodes).
 
 Every route but ``health`` needs ``Authorization: Bearer <token>``. Errors are JSON
-``{"error": "..."}`` with a status that says whose fault it is: 400 malformed, 401 no/bad
-token, 404 unknown id or group, 409 wrong state, 413 too large, 422 invalid spec.
+``{"error": "..."}`` with a status that says whose fault it is: 400 the request cannot be
+read (bad JSON, a body where none is taken, a bad query parameter or header), 401 no/bad
+token, 404 unknown id or group, 409 wrong state, 413 too large, 422 it reads but says
+something invalid (an unknown, missing or bad field, a PATCH of ``{}``: README's rule).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from shared.domain.cluster import Principal
 from shared.domain.messages import MAX_ID
 from shared.domain.models import Job, Task
 from shared.domain.records import Record
-from shared.domain.specvalues import NotATime, cut, iso_time, quoted, sweep_command
+from shared.domain.specvalues import cut, iso_time, quoted, sweep_command
 from shared.domain.states import JobState, TaskState
 from shared.errors import HpcError, InvalidRequest, Misconfigured, NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, MAX_READ_BYTES
@@ -257,14 +259,12 @@ def hold_job(req: func.HttpRequest, principal: Principal) -> Any:
     released."""
     body = read_json(req) if req.get_body().strip() else {}
     if not isinstance(body, dict) or set(body) - {"until"}:
-        raise BadRequest('the body is {"until": "2026-12-01T14:00:00Z"} or empty')
+        raise InvalidRequest('the body is {"until": "2026-12-01T14:00:00Z"} or empty')
     until = None
     if body.get("until") is not None:  # read as a spec's holdUntil is (specvalues.iso_time)
         try:
             until = iso_time(body["until"])
-        except NotATime as e:  # text that is no time: malformed, as before
-            raise BadRequest(f"until: {e}") from None
-        except ValueError as e:  # not text, or a time outside 1970 to 9999
+        except ValueError as e:  # no time, or one outside 1970 to 9999: 422, as holdUntil's
             raise InvalidRequest(f"until: {e}") from None
     job_id = _mine(req, principal, "hold")
     return _job_docs([control().hold_job(job_id, until=until)])[0]
@@ -287,9 +287,9 @@ def modify_job(req: func.HttpRequest, principal: Principal) -> Any:
     )
     body = read_json(req, f"{shape} as JSON")
     if isinstance(body, dict) and "exclusive" in body:  # fixed: what runs was placed by it
-        raise BadRequest("exclusive cannot change after submit: submit the job again to change it")
+        raise InvalidRequest("exclusive cannot change after submit: submit the job again")
     if not isinstance(body, dict) or not body or not set(body) <= set(modify.CHANGES):
-        raise BadRequest(f"the body is {shape}, one or more of them; nothing else can change")
+        raise InvalidRequest(f"the body is {shape}, one or more of them; nothing else can change")
     job_id = _mine(
         req, principal, "change the priority of" if set(body) == {"priority"} else "modify"
     )

@@ -55,7 +55,7 @@ _CAMEL = {
 
 def _settings(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise BadRequest("the body is a JSON object of node group settings")
+        raise InvalidRequest("the body is a JSON object of node group settings")
     settings = {_CAMEL.get(str(k), str(k)): v for k, v in body.items()}
     check_setting_names(set(settings) - {"name"})  # before they become keyword arguments
     return settings
@@ -87,7 +87,7 @@ def list_nodes(req: func.HttpRequest, principal: Principal) -> Any:
                 control().list_nodes(), _split(req, "group"), _split(req, "state")
             )
         }
-    except ValueError as exc:
+    except ValueError as exc:  # a query parameter: the request cannot be read
         raise BadRequest(str(exc)) from None
 
 
@@ -109,30 +109,30 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "add nodes (each is a VM that bills)")
     body = read_json(req, '{"group": NAME, "count": N}')
     if not isinstance(body, dict) or "group" not in body:
-        raise BadRequest(
+        raise InvalidRequest(
             'the body is {"group": NAME, "count": N[, "cores": C, "size": SKU, "spot": true]}'
         )
     unknown = set(body) - {"group", "count", "cores", "size", "spot"}
     if unknown:
-        raise BadRequest(f"unknown field(s) {', '.join(sorted(unknown))}")
+        raise InvalidRequest(f"unknown field(s) {', '.join(sorted(unknown))}")
     count = body.get("count", 1)
     if not isinstance(count, int) or isinstance(count, bool):
-        raise BadRequest(f"count must be a whole number, got {count!r}")
+        raise InvalidRequest(f"count must be a whole number, got {count!r}")
     cores = body.get("cores")
     if cores is not None and (
         not isinstance(cores, int) or isinstance(cores, bool) or not 1 <= cores <= MAX_CORES
     ):
-        raise BadRequest(f"cores must be a whole number from 1 to {MAX_CORES:,}, got {cores!r}")
+        raise InvalidRequest(f"cores must be a whole number from 1 to {MAX_CORES:,}, got {cores!r}")
     size = body.get("size")
     problem = None if size is None else vm_size_problem(size)
     if problem:
-        raise BadRequest(problem)
+        raise InvalidRequest(problem)
     spot = body.get("spot", False)
     if not isinstance(spot, bool):
-        raise BadRequest(f"spot must be true or false, got {spot!r}")
+        raise InvalidRequest(f"spot must be true or false, got {spot!r}")
     group = body["group"]
     if not isinstance(group, str):
-        raise BadRequest(f"group must be a node group's name, got {group!r}")
+        raise InvalidRequest(f"group must be a node group's name, got {group!r}")
     key = idempotency_key(req)  # a retried add gets the first one's nodes, adding none
 
     def add() -> list[Node]:
@@ -194,13 +194,15 @@ def _reason(req: func.HttpRequest, action: str, principal: Principal) -> str | N
         return who
     text = body.get("reason") if isinstance(body, dict) and set(body) == {"reason"} else None
     if not isinstance(text, str) or not 1 <= len(text.strip()) <= MAX_REASON:
-        raise BadRequest(
+        raise InvalidRequest(
             f'the body is {{"reason": TEXT}} (1 to {MAX_REASON} characters), or none; '
             f"got {shown_json(body)}"
         )
     bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf")), None)
     if bad is not None:
-        raise BadRequest(f"reason holds the control character U+{ord(bad):04X}: give plain text")
+        raise InvalidRequest(
+            f"reason holds the control character U+{ord(bad):04X}: give plain text"
+        )
     return f"{who}: {text.strip()}"
 
 
@@ -212,10 +214,10 @@ def set_node(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "change a node's groups")
     body = read_json(req, '{"groups": [GROUP, ...]}')
     if not isinstance(body, dict) or set(body) != {"groups"}:
-        raise BadRequest('the body is {"groups": [GROUP, ...]}; nothing else can change')
+        raise InvalidRequest('the body is {"groups": [GROUP, ...]}; nothing else can change')
     groups = body["groups"]
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-        raise BadRequest(f"groups must be a list of node group names, got {groups!r}")
+        raise InvalidRequest(f"groups must be a list of node group names, got {groups!r}")
     name = req.route_params.get("name", "")
     [node] = set_node_groups(control().deps, [name], groups)
     return _node(node)
@@ -234,7 +236,7 @@ def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "create node groups")
     settings = _settings(read_json(req, '{"name": NAME, ...node group settings}'))
     if "name" not in settings:
-        raise BadRequest('the body needs "name": the new group\'s name')
+        raise InvalidRequest('the body needs "name": the new group\'s name')
     name = settings.pop("name")
     if not isinstance(name, str):
         raise InvalidRequest(
@@ -258,6 +260,8 @@ def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     settings = _settings(read_json(req, "the node group settings to change as JSON"))
     if "name" in settings:
         raise InvalidRequest("a node group's name cannot change: create a group of that name")
+    if not settings:  # a script that thinks it changed something (PATCH /api/jobs/{id} too)
+        raise InvalidRequest("the body names no setting to change: give one or more of them")
     group = control().set_group(req.route_params.get("name", ""), **settings)
     return _group(group)
 

@@ -9,13 +9,14 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.bodies import BadRequest, read_json
+from functions.bodies import read_json
 from functions.context import control
 from functions.http_api import api
 from functions.keys import json_text
 from functions.routing import created, route
 from shared.domain.access import check_admin
 from shared.domain.cluster import Principal
+from shared.errors import InvalidRequest
 from shared.usecases import users
 
 bp = func.Blueprint()
@@ -28,7 +29,7 @@ def add_user(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     check_admin(principal, "add users")
     body = read_json(req, '{"name": NAME[, "role": "user" or "admin"]}')
     if not isinstance(body, dict) or "name" not in body or set(body) - {"name", "role"}:
-        raise BadRequest('the body is {"name": NAME[, "role": "user" or "admin"]}')
+        raise InvalidRequest('the body is {"name": NAME[, "role": "user" or "admin"]}')
     user, token = users.add_user(control().deps, body["name"], body.get("role", "user"))
     doc = {"name": user.name, "role": user.role, "tokens": user.tokens, "token": token}
     return created(json_text(doc), "users", user.name)

@@ -139,7 +139,7 @@ def test_hold_release_and_modify_a_job(api):
     assert held.status_code == 200 and held.json()["held"] is True
     assert held.json()["pendingReason"] == f"held (hpc job release {job_id})"
     bad = client.post(f"/api/jobs/{job_id}/hold", json={"until": "tomorrow"})
-    assert bad.status_code == 400 and "ISO 8601" in error(bad)
+    assert bad.status_code == 422 and "ISO 8601" in error(bad)
     until = client.post(f"/api/jobs/{job_id}/hold", json={"until": "2999-01-01T00:00:00"})
     # a timed hold does not lift the hold until released (a probe's did)
     assert until.json()["pendingReason"] == f"held (hpc job release {job_id})"
@@ -147,7 +147,7 @@ def test_hold_release_and_modify_a_job(api):
     modified = client.patch(f"/api/jobs/{job_id}", json={"priority": "Highest"})
     assert modified.status_code == 200 and modified.json()["priority"] == 4000
     wrong = client.patch(f"/api/jobs/{job_id}", json={"maxRetries": 1})
-    assert wrong.status_code == 400 and "priority" in error(wrong)
+    assert wrong.status_code == 422 and "priority" in error(wrong)
     assert client.post(f"/api/jobs/{job_id}/release").status_code == 200
     again = client.post(f"/api/jobs/{job_id}/release")
     assert again.status_code == 409 and "not held" in error(again)

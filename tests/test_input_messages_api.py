@@ -31,4 +31,4 @@ def test_a_node_group_name_that_is_not_text_says_so(http, value, shown):
     assert r.status_code == 422, r.text
     assert error(r).startswith('"name" must be a string') and error(r).endswith(f"got {shown}")
     r = http.post("/api/nodegroups", json={"maxNodes": 1})
-    assert r.status_code == 400 and error(r).startswith('the body needs "name"')
+    assert r.status_code == 422 and error(r).startswith('the body needs "name"')

@@ -67,7 +67,7 @@ def test_exclusive_cannot_change_after_submit(app):
     client, _ = app
     job = client.post("/api/jobs", json={"tasks": [{"command": "sleep 60"}]}).json()
     r = client.patch(f"/api/jobs/{job['id']}", json={"exclusive": True})
-    assert r.status_code == 400
+    assert r.status_code == 422  # a field that cannot change (README: 400 or 422)
     assert "exclusive cannot change after submit" in r.json()["error"]
     assert client.get(f"/api/jobs/{job['id']}").json()["exclusive"] is False
 

@@ -69,9 +69,9 @@ def test_the_route_takes_those_fields_only(tmp_path) -> None:
         r = api.patch(f"/api/jobs/{job_id}", json={"name": "n", "maxConcurrent": 4})
         assert r.status_code == 200 and (r.json()["name"], r.json()["maxConcurrent"]) == ("n", 4)
         r = api.patch(f"/api/jobs/{job_id}", json={"maxRetries": 1})
-        assert r.status_code == 400 and "nothing else can change" in error(r)
+        assert r.status_code == 422 and "nothing else can change" in error(r)
         r = api.patch(f"/api/jobs/{job_id}", json={})
-        assert r.status_code == 400 and '"maxConcurrent"' in error(r)
+        assert r.status_code == 422 and '"maxConcurrent"' in error(r)
 
 
 def test_hpc_job_modify_sends_what_is_given(api: StandIn) -> None:

@@ -50,7 +50,7 @@ def test_a_drain_says_who_and_why(cluster: httpx.Client) -> None:
 )
 def test_a_bad_reason_is_refused_and_changes_nothing(cluster: httpx.Client, body, says) -> None:
     refused = cluster.post("/api/nodes/n3/drain", json=body)
-    assert refused.status_code == 400 and says in refused.json()["error"]
+    assert refused.status_code == 422 and says in refused.json()["error"]
     assert reason_of(cluster, "n3") != "drained by admin"
     states = {n["name"]: n["state"] for n in cluster.get("/api/nodes").json()["nodes"]}
     assert states["n3"] == "Online"
