@@ -305,8 +305,8 @@ def test_patch_node_groups_is_admin_only_and_says_what_is_wrong(cp, patch_node):
     assert status == 403 and "only an admin" in doc["error"]
     assert cp.store.get_node("n1").groups == ["Gpu", "OnPremNodes"]
     for body, code, message in [
-        ({"groups": "Gpu"}, 400, "groups must be a list"),
-        ({"groups": ["Gpu"], "cores": 4}, 400, "nothing else can change"),
+        ({"groups": "Gpu"}, 422, "groups must be a list"),
+        ({"groups": ["Gpu"], "cores": 4}, 422, "nothing else can change"),
         ({"groups": []}, 422, "at least one node group"),
         ({"groups": ["Nope"]}, 404, "'Nope' does not exist"),
     ]:
