@@ -30,6 +30,7 @@ from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_
 from shared.domain.specvalues import shown_json
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
+from shared.usecases.nodes_add import NodeAdd
 from shared.usecases.queries import NODE_PRIVATE, filter_nodes
 
 bp = func.Blueprint()
@@ -135,16 +136,14 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
         raise InvalidRequest(f"group must be a node group's name, got {group!r}")
     key = idempotency_key(req)  # a retried add gets the first one's nodes, adding none
 
-    def add() -> list[Node]:
-        return control().add_nodes(group, count, cores=cores, size=size, spot=spot)
-
     def render(added: list[Node]) -> str:
         return json_text({"nodes": [_doc(n) for n in added]})
 
-    if key is None:
-        added = add()  # (one or more: the first one's URL is the Location)
+    if key is None:  # (one or more nodes: the first one's URL is the Location)
+        added = control().add_nodes(group, count, cores=cores, size=size, spot=spot)
         return created(render(added), "nodes", added[0].name)
-    answer = control().add_nodes_once(body, principal, key, add, render)
+    asked = NodeAdd(group, count, cores, size, spot)
+    answer = control().add_nodes_once(body, principal, key, asked, render)
     return answered(answer, lambda doc: ("nodes", doc["nodes"][0]["name"]))
 
 

@@ -87,6 +87,9 @@ class KeyRecord(Record):
     job_id: int | None = None
     """The job id taken for this request before its job is stored (None: not taken yet, so
     no job of it can exist)."""
+    node_names: list[str] | None = None
+    """The names of the nodes a node add makes, kept before any is made (None: not chosen
+    yet, so none of it can exist): a retry of a request that died makes the rest."""
     status: int | None = None
     """The answer's HTTP status (None: the work has not completed)."""
     body: str | None = None

@@ -38,6 +38,7 @@ from shared.usecases import (
 )
 from shared.usecases.deps import Backoff, Deps
 from shared.usecases.idempotency import Answer
+from shared.usecases.nodes_add import NodeAdd
 
 
 class ControlPlane:
@@ -192,11 +193,12 @@ class ControlPlane:
         body: Any,
         principal: Principal,
         key: str,
-        add: Callable[[], list[Node]],
+        asked: NodeAdd,
         render: Callable[[list[Node]], str],
     ) -> Answer:
-        """A node add with an Idempotency-Key: the first answer of this key, or ``add()``."""
-        return idempotency.add_nodes_once(self.deps, body, principal, key, add, render)
+        """A node add with an Idempotency-Key: the first answer of this key, or the nodes
+        ``asked`` (a retry of a request that died half-way makes the rest)."""
+        return idempotency.add_nodes_once(self.deps, body, principal, key, asked, render)
 
     def node_action(self, action: str, names: list[str], *, reason: str | None = None) -> list[Any]:
         """start, stop, drain, offline or remove these nodes; ``reason``: the nodes' state

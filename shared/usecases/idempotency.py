@@ -35,8 +35,9 @@ from shared.domain.idempotency import (
 )
 from shared.domain.models import Job
 from shared.errors import Conflict, HpcError, InvalidRequest, NotFound, Refused
-from shared.usecases import submit
+from shared.usecases import nodes_add, submit
 from shared.usecases.deps import Deps
+from shared.usecases.nodes_add import NodeAdd
 
 log = logging.getLogger(__name__)
 
@@ -219,21 +220,32 @@ def add_nodes_once(
     body: Any,
     principal: Principal,
     key: str,
-    add: Callable[[], list[Node]],
+    asked: NodeAdd,
     render: Callable[[list[Node]], str],
 ) -> Answer:
-    """``POST /api/nodes`` with a key (``body`` is the request's, ``add`` adds the nodes).
-    Nodes carry nothing that ties them to the request, so a reservation whose request died
-    mid-way is not redone (it may have made some VMs): its retries get a 409 saying so."""
+    """``POST /api/nodes`` with a key (``body`` is the request's). The names are chosen after
+    the checks and written into the reservation *before* any node or VM is made, as a
+    submit's job id: a request taking over a dead one's reservation makes the nodes of those
+    names that it had not made, and answers all of them."""
     keyed = Keyed.of(principal, key, NODES_ROUTE, body)
 
     def work(claim: KeyRecord, recovering: bool) -> Answer:
-        if recovering:
-            raise KeyHeld(
-                f"the first request with this {HEADER} stopped before it answered (the control "
-                "plane restarted?) and may have added some of the nodes: see `hpc node list`, "
-                "then add what is missing with a new key"
-            )
-        return Answer(201, render(add()))
+        if claim.node_names is not None:  # a dead request's: make what it did not
+            return Answer(201, render(nodes_add.make_nodes(deps, asked, claim.node_names)))
+
+        def reserve(names: list[str]) -> None:
+            claim.node_names = names
+            save(deps, claim)
+
+        added = nodes_add.add_nodes(
+            deps,
+            asked.group,
+            asked.count,
+            cores=asked.cores,
+            size=asked.size,
+            spot=asked.spot,
+            reserve=reserve,
+        )
+        return Answer(201, render(added))
 
     return run_once(deps, keyed, work)

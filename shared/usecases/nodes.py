@@ -12,7 +12,6 @@ A managed node's start, and its races, are :mod:`shared.usecases.node_start`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 
 from shared.domain import lifecycle, ownership
@@ -21,102 +20,16 @@ from shared.domain.cluster import Node, NodeGroup
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
 from shared.domain.states import NodeState
-from shared.errors import Conflict, InvalidRequest, NotFound, Refused
-from shared.ports.compute import ComputeError, ErrorKind, VmSpec
+from shared.errors import Conflict, InvalidRequest, Refused
+from shared.ports.compute import ComputeError, ErrorKind
 from shared.usecases import online
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
 from shared.usecases.node_start import StartRefused as StartRefused  # re-exported
 from shared.usecases.node_start import start_node
-from shared.usecases.nodegroups import group_of
+from shared.usecases.nodes_add import add_nodes as add_nodes  # re-exported
+from shared.usecases.nodes_add import beyond_max
 from shared.usecases.operations import record_operation
-
-
-def _managed(deps: Deps, group: NodeGroup) -> None:
-    if deps.compute is None or group.provider != deps.compute.name:
-        raise Conflict(
-            f"node group {group.name!r} is not managed by the {getattr(deps.compute, 'name', 'no')} "
-            "provider: on-prem nodes join by running `hpc agent run`; make a group managed with "
-            f"`hpc nodegroup set {group.name} --provider local`"
-        )
-
-
-def _prefix(group: str) -> str:
-    base = re.sub(r"nodes?$", "", group, flags=re.IGNORECASE) or group
-    return re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-") or "node"
-
-
-def add_nodes(
-    deps: Deps,
-    group_name: str,
-    count: int,
-    *,
-    cores: int | None = None,
-    size: str | None = None,
-    spot: bool = False,
-) -> list[Node]:
-    """Create ``count`` VMs for the group, left deallocated: Offline nodes until started.
-    ``spot``: Spot VMs (Azure may evict them; their tasks are then requeued at once). They
-    have the group's nodeMemoryMb, unless ``size`` is another than the group's (unknown
-    then: their agents report it)."""
-    if not 1 <= count <= 1000:
-        raise InvalidRequest(f"count must be 1-1000, got {count}")
-    group = group_of(deps, group_name)
-    _managed(deps, group)
-    assert deps.compute is not None
-    nodes = deps.store.list_nodes()
-    existing = {n.name for n in nodes}
-    members = [n for n in nodes if group.name in n.groups]
-    if len(members) + count > group.max_nodes:  # maxNodes 0: none (groupsettings)
-        raise Conflict(_beyond_max(group, len(members), count))
-    # The group's nodeMemoryMb is its size's: a VM of another size has its own, unknown
-    # until its agent reports it.
-    usual = group.size or deps.settings.azure_vm_size
-    memory_mb = group.node_memory_mb if size is None or size.lower() == usual.lower() else None
-    prefix, i = _prefix(group.name), 0
-    added: list[Node] = []
-    now = deps.clock()
-    while len(added) < count:
-        i += 1
-        name = f"{prefix}-{i}"
-        if name in existing:
-            continue
-        node = Node(
-            name=name,
-            groups=[group.name],
-            cores=cores or group.node_cores,
-            provider=deps.compute.name,
-            size=size or group.size,
-            memory_mb=memory_mb,
-            spot=spot,
-            state=NodeState.OFFLINE,
-            state_reason="added: VM created, deallocated",
-            state_time=now,
-        )
-        deps.store.put_node(node)
-        try:
-            group_of(deps, group.name)
-        except NotFound:  # deleted since it was read, and the delete was acknowledged:
-            deps.store.delete_node(node)  # the add loses (before any VM is made)
-            raise NotFound(
-                f"node group {group.name} was deleted while nodes were added to it: "
-                f"{_counted(len(added))} added before; create the group again to add more"
-            ) from None
-        spec = VmSpec(
-            name=name,
-            group=group.name,
-            cores=node.cores,
-            size=node.size,
-            spot=spot,
-            memory_mb=node.memory_mb,
-        )
-        result = deps.compute.create(spec, request_id=f"create-{name}", now=now)
-        if isinstance(result, ComputeError):
-            deps.store.delete_node(node)
-            raise Conflict(f"could not create VM {name}: {result.kind}: {result.message}")
-        record_operation(deps, result)
-        added.append(node)
-    return added
 
 
 def _nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
@@ -379,20 +292,4 @@ def _room_for(deps: Deps, node: Node, chosen: list[str], groups: list[NodeGroup]
     for group in bounded:
         members = sum(1 for n in nodes if group.name in n.groups)
         if members >= group.max_nodes:
-            raise Conflict(_beyond_max(group, members, 1))
-
-
-def _beyond_max(group: NodeGroup, members: int, count: int) -> str:
-    """Why ``count`` more nodes do not fit ``group``'s maxNodes, and the flag that raises it."""
-    most = f"maxNodes is {group.max_nodes}" + (
-        " (0: the group may have no node)" if not group.max_nodes else ""
-    )
-    return (
-        f"node group {group.name} has {members} node(s) and its {most}: {count} more would "
-        f"exceed it; raise it with `hpc nodegroup set {group.name} --max "
-        f"{members + count}`"
-    )
-
-
-def _counted(n: int) -> str:
-    return f"{n} node" if n == 1 else f"{n} nodes"
+            raise Conflict(beyond_max(group, members, 1))
