@@ -1,5 +1,6 @@
-"""Administer nodes and node groups: add managed nodes (VMs, created and left deallocated),
-start, stop (drain first while tasks run), drain, take offline, remove; create and tune groups.
+"""Administer nodes: start, stop (drain first while tasks run), drain, take offline, remove,
+set their groups; adding managed nodes (VMs, created and left deallocated) is
+:mod:`shared.usecases.nodes_add`.
 
 A managed node is a VM of the compute provider (``NodeGroup.provider``); its begun
 operations are kept (:mod:`shared.usecases.operations`) and polled by the autoscaler's
