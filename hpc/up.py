@@ -162,12 +162,13 @@ def _add_local_azure_nodes(client: ApiClient, count: int, cores: int, console: C
 
 
 def _azure_group(client: ApiClient) -> dict[str, Any]:
-    """The AzureNodes group as the API lists it (names match whatever their case)."""
-    groups = client.list_node_groups().get("groups", [])
-    found = next((g for g in groups if str(g.get("name")).lower() == AZURE_GROUP.lower()), None)
-    if found is None:  # a default group: every store creates it
-        raise CliError(f"the control plane has no node group {AZURE_GROUP}")
-    return dict(found)
+    """The AzureNodes group from its own route (its name matches whatever its case)."""
+    try:
+        return dict(client.get_node_group(AZURE_GROUP))
+    except ApiError as e:
+        if e.status != 404:
+            raise
+    raise CliError(f"the control plane has no node group {AZURE_GROUP}")  # every store makes it
 
 
 def _members(client: ApiClient, group: str) -> list[dict[str, Any]]:
