@@ -145,11 +145,12 @@ def _take(
 ) -> None:
     until = None if req.limit_s is None else now + req.limit_s
     granted = []
+    job = req.owner
     for space in chosen:
         cores = _amount(req, free, space.name)
         free.take(space.name, cores)
-        free.occupy(space.name, req.owner, req.job_exclusive)
-        projected.append(Busy(space.name, cores, until, req.owner, req.job_exclusive))
+        free.occupy(space.name, job, req.job_exclusive)
+        projected.append(Busy(space.name, cores, until, job, req.job_exclusive))
         granted.append(cores)
     first = chosen[0]
     group = next((g for g in first.groups if g in req.groups), None)
