@@ -49,6 +49,13 @@ def test_nodes_report_the_memory_their_active_tasks_leave_free(cluster) -> None:
     )
     big = nodes(client)["big"]
     assert (big["freeMemoryMb"], big["freeCores"]) == (10 * G, 6)  # the plain one holds none
+    spec = {"command": "x", "nodeGroup": "Big", "minMemoryMb": "12G"}
+    waiting = client.post("/api/jobs", json=spec).json()["id"]
+    assert (
+        client.get(f"/api/jobs/{waiting}")
+        .json()["pendingReason"]
+        .startswith("waiting for 12 GB free memory on one node in Big (big has 10 GB free")
+    )
 
     listed = hpc("node", "list")
     assert listed.exit_code == 0, listed.stderr
