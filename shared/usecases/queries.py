@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain import hosts
+from shared.domain import hosts, memoryfit
 from shared.domain.cluster import NodeGroup
 from shared.domain.models import Job, Task
 from shared.domain.specvalues import quoted
@@ -143,9 +143,11 @@ NODE_PRIVATE = ("etag", "agentId", "hostId", "missingSince", "givenUp")
 
 
 def list_nodes(deps: Deps) -> list[dict[str, Any]]:
-    """Nodes with their running task count and free cores (from the store's accounting)."""
+    """Nodes with their running task count, free cores and free memory (from the store's
+    accounting: what active tasks hold)."""
     active = deps.store.active_tasks()
     used = hosts.used_cores(active)  # (the store's accounting, not the agents' word)
+    held = memoryfit.held_memory(active)
     running: dict[str, int] = defaultdict(int)
     for task in active:
         if task.node:
@@ -161,6 +163,9 @@ def list_nodes(deps: Deps) -> list[dict[str, Any]]:
         open_ = node.state in NODE_SCHEDULABLE
         doc["freeCores"] = max(node.cores - used[node.name], 0) if open_ else 0
         doc["usedCores"] = used[node.name]  # held by tasks, on any node (Draining too)
+        # memory a task asking for some could have now, as cores (None: memory unknown)
+        free_mb = memoryfit.node_free_mb(node, held)
+        doc["freeMemoryMb"] = free_mb if open_ or free_mb is None else 0
         out.append(doc)
     return out
 
