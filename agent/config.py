@@ -50,8 +50,8 @@ class AgentConfig(BaseModel):
     """Cores the node offers; the scheduler keeps placements within them."""
     memory_mb: AgentMemory = Field(default_factory=lambda: machine.memory_mb())
     """The node's memory (MB; given as MB or a size, 16G), sent at registration: tasks that
-    ask for more are not placed on it (a filter, not reserved). None: unknown (it runs no
-    task that asks for memory)."""
+    ask for more than its tasks leave free are not placed on it (consumable memory). None:
+    unknown (it runs no task that asks for memory)."""
     heartbeat_interval_s: float = Field(default_factory=_default_heartbeat_interval_s, gt=0)
     poll_ms: int = Field(default=50, ge=1, le=1000)
     """Longest wait for assignments per loop: bounds how late a cancel or a process exit is noticed."""

@@ -13,7 +13,8 @@ import time
 
 from agent.config import AgentConfig, fence_for_timeout
 from agent.endrecords import EndRecords
-from agent.lifeline import SPARE_WAIT_S, Lifeline, wait_for_watchdogs
+from agent.groups import orphans
+from agent.lifeline import SPARE_WAIT_S, Lifeline, end_groups, wait_for_watchdogs
 from agent.runner import Runner
 
 log = logging.getLogger("agent.agent")
@@ -34,15 +35,29 @@ class Fencing:
     def wait_for_predecessor(self) -> None:
         """Before the first registration reads the end records: an earlier agent's watchdog
         may still be letting a task whose command had just returned write its end (it holds
-        the records' lock until it is done; agent/groups.py)."""
+        the records' lock until it is done; agent/groups.py); and tasks whose agent and
+        watchdog were killed together still run: they are ended as the watchdog would have
+        (the registration then requeues them, or reports the ends they wrote)."""
         if self._records is None:
             return
-        if not wait_for_watchdogs(self._records.folder):
+        folder = self._records.folder
+        if not wait_for_watchdogs(folder):
             log.warning(
                 "the watchdog of an earlier agent of this node still runs after %g s; a task "
                 "whose end record it was letting be written may run again",
                 2 * SPARE_WAIT_S,
             )
+        left = orphans(folder)
+        if left:
+            # Its watchdog died with it (kill -9 of both): nothing ended them, and their
+            # attempts would run again beside them once this agent registers (a probe).
+            log.warning(
+                "%d task(s) of an earlier agent of this node still run (its watchdog died "
+                "with it): ending them as its watchdog would have (%s)",
+                len(left),
+                ", ".join(sorted(left.values())),
+            )
+            end_groups(left)
 
     def start_lifeline(self) -> None:
         if self.config.lifeline:

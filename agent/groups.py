@@ -87,6 +87,45 @@ def _task_shell(pid: int) -> bool:
     return len(argv) > 3 and argv[3] == TASK_SHELL
 
 
+def _record_of(pid: int, argv: list[bytes]) -> Path | None:
+    """The end record a task shell writes: its last argument, or for --run-as-owner's
+    ``/dev/fd/N`` the file that descriptor is open on."""
+    last = argv[-1].decode(errors="replace") if argv else ""
+    if last.startswith("/dev/fd/"):
+        try:
+            return Path(os.readlink(PROC / str(pid) / "fd" / last.removeprefix("/dev/fd/")))
+        except OSError:
+            return None
+    return Path(last) if last else None
+
+
+def orphans(records: Path) -> dict[int, str]:
+    """Task shells still alive whose end record is in ``records`` (an agent's folder): the
+    tasks of an earlier agent of the node whose watchdog died with it (``kill -9`` of both,
+    as ``pkill -9 -f agent`` does), so nothing ended them. Process group -> task key."""
+    if not PROC.is_dir():
+        return {}
+    found = {}
+    folder = records.resolve()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        fields = _stat(pid)
+        if not _live(fields) or fields is None or len(fields) < 3 or int(fields[2]) != pid:
+            continue  # not alive, or not its group's leader
+        try:
+            argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        except OSError:
+            continue
+        if len(argv) < 5 or argv[3] != TASK_SHELL:
+            continue
+        record = _record_of(pid, argv)
+        if record is not None and record.parent.resolve() == folder:
+            found[pid] = record.name
+    return found
+
+
 def command_running(leader: int) -> bool | None:
     """Whether the task's shell ``leader`` still waits for its command: it has a live child.
     None when that cannot be told (no ``/proc``; the leader gone or a zombie: no shell left

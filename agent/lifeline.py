@@ -303,6 +303,13 @@ def _kill(groups: dict[int, str], marks: Path | None, *, records: bool) -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
+def end_groups(groups: dict[int, str]) -> None:
+    """End the task shells' groups as the watchdog does when its agent dies (those whose
+    command has returned are spared to write their end record): for a new agent, when the
+    earlier one's watchdog died with it."""
+    _kill(groups, None, records=True)
+
+
 def lock_path(marks: Path) -> Path:
     """The lock a watchdog holds beside its node's end records (in the agent's state folder)."""
     return marks.parent / "lifeline.lock"

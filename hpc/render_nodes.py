@@ -34,6 +34,7 @@ def node_detail(node: Mapping[str, Any]) -> RenderableType:
         ("Cores", dash(node.get("cores"))),
         ("Memory", memory(node.get("memoryMb"), "unknown")),
         ("Free cores", dash(node.get("freeCores"))),
+        ("Free memory", free_memory(node, "unknown")),
         ("Running tasks", dash(node.get("runningTasks"))),
         ("Incarnation", dash(node.get("incarnation"))),
         ("Agent protocol", dash(node.get("agentProtocol") if node.get("incarnation") else None)),
@@ -42,6 +43,13 @@ def node_detail(node: Mapping[str, Any]) -> RenderableType:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def free_memory(node: Mapping[str, Any], unknown: str = "-") -> str:
+    """Its memory no task holds (tasks asking for memory hold it: shared.domain.memoryfit);
+    none free reads ``0 MB``, not as unknown."""
+    value = node.get("freeMemoryMb")
+    return "0 MB" if value == 0 and not isinstance(value, bool) else memory(value, unknown)
 
 
 def heard(node: Mapping[str, Any]) -> Any:
@@ -78,6 +86,7 @@ def nodes_table(nodes: list[dict[str, Any]], *, header: bool = True) -> Table:
         "Cores",
         "Memory",
         "Free",
+        "Free mem",
         "Tasks",
         "Provider",
         "Protocol",
@@ -88,7 +97,7 @@ def nodes_table(nodes: list[dict[str, Any]], *, header: bool = True) -> Table:
         table.add_column(
             column,
             justify="right"
-            if column in ("Cores", "Memory", "Free", "Tasks", "Protocol")
+            if column in ("Cores", "Memory", "Free", "Free mem", "Tasks", "Protocol")
             else "left",
             no_wrap=column in ("Name", "Groups", "State"),  # the reason wraps instead
         )
@@ -101,6 +110,7 @@ def nodes_table(nodes: list[dict[str, Any]], *, header: bool = True) -> Table:
                 dash(node.get("cores")),
                 memory(node.get("memoryMb")),
                 dash(node.get("freeCores")),
+                free_memory(node),
                 dash(node.get("runningTasks")),
                 dash(_provider(node)),
                 # its agent's (shared.domain.protocol); none before its first registration

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from agent.endrecords import EndRecords
-from agent.groups import command_running, freeze, thaw
-from agent.lifeline import Lifeline, wait_for_watchdogs
+from agent.groups import command_running, freeze, orphans, thaw
+from agent.lifeline import Lifeline, end_groups, wait_for_watchdogs
 from agent.runner import Runner
 from shared.adapters.local_output import LocalOutputStore
 from tests.agent_fixtures import run_task
@@ -132,3 +132,27 @@ def test_the_next_agent_waits_for_an_earlier_watchdog_to_be_done(tmp_path):
     finally:
         lifeline.close()
     assert done.wait(5)
+
+
+def test_a_new_agent_ends_what_an_agent_killed_with_its_watchdog_left_running(tmp_path):
+    """A probe: ``kill -9`` of an agent and its watchdog at once (``pkill -9 -f agent``)
+    left the tasks running; the restarted agent ran their next attempts beside them, and
+    each ran to its end twice. The new agent finds the task shells whose end records are in
+    its folder and ends them as the watchdog would have: a running one is killed, one whose
+    command has returned is spared to write its end."""
+    running, records = _wrapped(tmp_path, "sleep 30", key="7.1.0")
+    returned, _ = _wrapped(tmp_path, STOPS_ITS_SHELL, key="7.2.0")
+    elsewhere, _ = _wrapped(tmp_path / "other", "sleep 30", key="7.3.0")  # another agent's
+    try:
+        wait_until(lambda: command_running(running.pid) is True, what="the task running")
+        _in_the_window(returned)
+        left = orphans(records.folder)
+        assert left == {running.pid: "7.1.0", returned.pid: "7.2.0"}
+        end_groups(left)
+        assert running.wait(10) == -9 and records.read("7.1.0") is None  # requeued, not ended
+        assert returned.wait(10) == 0 and records.read("7.2.0") == 0  # its end, reported
+        assert elsewhere.poll() is None
+        assert orphans(records.folder) == {}
+    finally:
+        for proc in (running, returned, elsewhere):
+            proc.kill()

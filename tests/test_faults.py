@@ -243,6 +243,56 @@ def test_an_agent_killed_as_its_tasks_command_returns_leaves_the_task_run_once(t
         cluster.stop()
 
 
+def test_an_agent_killed_with_its_watchdog_leaves_no_task_to_run_beside_its_next_attempt(
+    tmp_path,
+):
+    """A probe: ``kill -9`` of an agent and its lifeline watchdog at once (``pkill -9 -f
+    agent`` matches both) left its tasks running, and the restarted agent ran their next
+    attempts beside them: each ran to its end twice. The new agent now ends them first."""
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    env = {**FAST, "HPC_HEARTBEAT_TIMEOUT_S": "10"}  # a restart, not a lost node (see above)
+    cluster = LocalCluster(tmp_path / "hpc", nodes=0, env=env).start()
+    agent = start_agent(cluster, "edge-1", cores=4)
+    try:
+        cluster.wait_for(
+            lambda: [n["state"] for n in cluster.get("/api/nodes")["nodes"]] == ["Online"],
+            timeout_s=30,
+            what="the agent Online",
+        )
+        key = "$HPC_JOB_ID.$HPC_TASK_ID"
+        command = f"echo {key} >> {log_dir}/starts.log; sleep 4; echo {key} >> {log_dir}/ends.log"
+        job_id = cluster.submit({"name": "both", "tasks": [{"command": command, "sweep": "1-4"}]})
+        cluster.wait_for(
+            lambda: (
+                len((log_dir / "starts.log").read_text().split()) == 4
+                if (log_dir / "starts.log").exists()
+                else False
+            ),
+            timeout_s=30,
+            what="4 tasks started",
+        )
+        watchdog = [
+            p
+            for p in pids()
+            if (f := stat_fields(p))
+            and int(f[1]) == agent.pid
+            and b"lifeline" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+        assert len(watchdog) == 1
+        for pid in (agent.pid, *watchdog):
+            os.kill(pid, signal.SIGKILL)
+        agent.wait(10)
+        agent = start_agent(cluster, "edge-1", cores=4)
+        job = cluster.wait_job(job_id, timeout_s=60)
+        assert job["state"] == "Finished", job
+        assert ends(log_dir) == Counter({f"{job_id}.{i}": 1 for i in range(1, 5)})
+    finally:
+        agent.terminate()
+        agent.wait(15)
+        cluster.stop()
+
+
 def test_an_impostor_under_a_live_nodes_name_is_refused_and_the_node_keeps_working(tmp_path):
     log_dir = tmp_path / "logs"
     log_dir.mkdir()

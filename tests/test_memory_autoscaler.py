@@ -140,7 +140,7 @@ def test_one_node_of_a_group_fits_a_task_by_cores_and_memory(task, node_memory_g
     ("node_memory_gb", "queued", "expected"),
     [
         (64, asks(64), 1),
-        (128, asks(64, 8), 2),  # known big enough: bin-packed as any task (4 per node)
+        (128, asks(64, 8), 4),  # known big enough: bin-packed by cores and memory (2 per node)
         (16, asks(64), 0),  # known too small: never
         (16, asks(64, 3) + asks(None, job=2), 1),  # the task asking none still grows it
         (None, asks(64), 1),  # unknown: one node, whose agent tells its memory
@@ -302,7 +302,7 @@ def test_the_reservation_hold_and_the_idle_policies_ask_the_same_question():
     assert owner_group(task, small.groups, ()) is None
     assert owner_group(task, big.groups, ()) == AZ
     assert demand(asks(64, 2), AZ, small.groups[AZ]) == 0
-    assert demand(asks(64, 2), AZ, big.groups[AZ]) == 1
+    assert demand(asks(64, 2), AZ, big.groups[AZ]) == 2  # each holds a 64 GB node's memory
 
 
 def test_the_idle_policies_overflow_skips_online_nodes_without_the_memory():

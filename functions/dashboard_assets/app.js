@@ -133,6 +133,7 @@ async function loadJob() {
     ["Tasks", job.taskCount], ["Submitted", when(job.submitTime)],
     ["Started", when(job.startTime)], ["Ended", when(job.endTime)],
     ["Held", job.held ? "yes" : "no"], ["Depends on", (job.dependsOn || []).join(", ")],
+    ["Exclusive", job.exclusive ? "yes: no other job on its nodes" : ""],
     ["Why waiting", job.pendingReason], ["Error", job.error],
   ];
   const dl = $("job-fields");

@@ -103,8 +103,8 @@ def job_submit(
         str | None,
         typer.Option(
             metavar="SIZE",
-            help="Memory each of its nodes must have, e.g. 4G, 512M (MB if no unit): runs "
-            "only on nodes that big (a filter: the memory is not reserved).",
+            help="Memory it holds on each of its nodes, e.g. 4G, 512M (MB if no unit): runs "
+            "only where that much is free, held until it ends (as Slurm's --mem).",
             callback=checked_by(parse_memory),
         ),
     ] = None,

@@ -110,6 +110,7 @@ def active_pointer(task: Task) -> dict:
         "since": None if since is None else micros(since),
         # only when set: a pointer of any other task stays as it was before the field
         **({"jobExclusive": True} if task.job_exclusive else {}),
+        **({"memoryMb": task.min_memory_mb} if task.min_memory_mb is not None else {}),
     }
 
 
@@ -152,6 +153,7 @@ def holding(pointer: dict) -> Holding:
         pointer.get("runtimeLimitS"),
         None if since is None else _EPOCH + timedelta(microseconds=int(since)),
         bool(pointer.get("jobExclusive", False)),
+        pointer.get("memoryMb"),  # an older pointer has none: it holds no memory
     )
 
 

@@ -212,18 +212,18 @@ class SqliteJobs(SqliteConnection):
             "SELECT job_id, id, node, json_extract(doc, '$.hosts'), json_extract(doc, '$.cores'),"
             " json_extract(doc, '$.incarnation'), json_extract(doc, '$.runtimeLimitS'),"
             " coalesce(json_extract(doc, '$.startTime'), json_extract(doc, '$.dispatchTime')),"
-            " json_extract(doc, '$.jobExclusive')"
+            " json_extract(doc, '$.jobExclusive'), json_extract(doc, '$.minMemoryMb')"
             f" FROM tasks WHERE {_ACTIVE_WHERE} ORDER BY node, job_id, id"
         )
         out = []
-        for job_id, task_id, node, hosts, cores, incarnation, limit, since, alone in rows:
+        for job_id, task_id, node, hosts, cores, incarnation, limit, since, alone, mb in rows:
             held = tuple(
                 Seat(h["node"], h["cores"], h.get("incarnation")) for h in json.loads(hosts or "[]")
             )
             if not held and node is not None:
                 held = (Seat(node, cores, incarnation),)
             start = datetime.fromisoformat(since) if since else None
-            out.append(Holding(job_id, task_id, held, limit, start, bool(alone)))
+            out.append(Holding(job_id, task_id, held, limit, start, bool(alone), mb))
         return out
 
     def commit(

@@ -210,9 +210,9 @@ class _Run:
         size = {n.name: n.cores for n in self.view.nodes}
         # an Online node's agent reads what its protocol says; a Starting one boots ours
         protocol = {n.name: n.agent_protocol for n in self.view.nodes if n.state is _ONLINE}
-        queued, spill, memory_mb = self.view.queued, None, None
-        if any(t.min_memory_mb is not None for t in queued):  # the nodes' memory, if asked
-            memory_mb = demand.memory_of(self.view.nodes, self.managed, self.policy.groups)
+        queued, spill, memory_mb, view = self.view.queued, None, None, self.view
+        if any(t.min_memory_mb is not None for t in queued):  # the nodes' free memory, if asked
+            memory_mb = demand.memory_of(view.nodes, self.managed, self.policy.groups, view.held_mb)
         if any(t.nodes > 1 for t in queued):  # what a wide task could ever hold
             growable = {
                 g: gp

@@ -52,6 +52,8 @@ class Reserved:
     """When it is projected to start (epoch seconds); None: unknown."""
     job_exclusive: bool = False
     """Its job is job-exclusive: another job's task takes none of the reserved nodes' cores."""
+    memory_mb: int | None = None
+    """The memory it asks on each node: another task takes none of it there (memoryfit)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class ClusterView:
     reserved: Reserved | None = None
     """The scheduler's unknown-time reservation, if any (:class:`Reserved`)."""
     occupied: Occupancy = field(default_factory=Occupancy)
+    held_mb: Mapping[str, int] = field(default_factory=dict)
+    """Memory active tasks hold per node (consumable memory: shared.domain.memoryfit)."""
     """Which jobs' active tasks use each node (job-level exclusive: jobexclusive)."""
 
 

@@ -4,11 +4,12 @@ placements per pass). Pure data structure for :mod:`shared.domain.scheduler`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from shared.domain.jobexclusive import may_use
 from shared.domain.memory import fits
+from shared.domain.memoryfit import free_mb
 
 
 @dataclass
@@ -32,6 +33,9 @@ class Space:
     """The jobs with a task running on it (shared.domain.jobexclusive)."""
     holder: Hashable = None
     """The job-exclusive job running on it (None: none): no other job's task goes there."""
+    held_mb: int = 0
+    """Memory its running tasks hold (consumable memory: shared.domain.memoryfit); a request
+    goes there only if the rest covers its ask."""
 
     @property
     def whole(self) -> int:
@@ -58,8 +62,13 @@ class FreeCores:
         self.spaces = {s.name: s for s in spaces}
         self.free = {s.name: s.free for s in spaces}
         self.total = sum(max(f, 0) for f in self.free.values())
-        self.jobs: dict[str, set[Hashable]] = {s.name: set(s.jobs) for s in spaces}
-        """Node -> the jobs with a task on it (running, or placed by this pass)."""
+        self.memory: dict[str, int | None] = {
+            s.name: free_mb(s.memory_mb, s.held_mb) for s in spaces
+        }
+        """Node -> its memory no task holds (None: unknown), less what this pass placed."""
+        self.jobs: dict[str, set[Hashable]] = {s.name: set(s.jobs) for s in spaces if s.jobs}
+        """Node -> the jobs with a task on it (running, or placed by this pass; made only for
+        the nodes that have some: a pass on 2,000 busy nodes must not build 2,000 sets)."""
         self.holder: dict[str, Hashable] = {
             s.name: s.holder for s in spaces if s.holder is not None
         }
@@ -82,7 +91,8 @@ class FreeCores:
         index = self._shared if holder is None else self._held.setdefault(holder, {})
         return index.setdefault(tier, {})
 
-    def take(self, name: str, cores: int) -> None:
+    def take(self, name: str, cores: int, memory_mb: int | None = None) -> None:
+        """``cores`` and ``memory_mb`` (None: none asked) of ``name`` are taken."""
         before = self.free[name]
         after = before - cores
         levels = self._levels(name)
@@ -92,11 +102,14 @@ class FreeCores:
             levels.setdefault(after, {})[name] = None
         self.free[name] = after
         self.total -= cores
+        have = self.memory[name]
+        if memory_mb and have is not None:
+            self.memory[name] = have - memory_mb
 
     def occupy(self, name: str, job: Hashable, exclusive: bool) -> None:
         """A request of ``job`` (job-exclusive or not) was placed on ``name``; a job-exclusive
         one moves the node into its job's own index."""
-        self.jobs[name].add(job)
+        self.jobs.setdefault(name, set()).add(job)
         if not exclusive or self.holder.get(name) == job:
             return
         assert may_use(job, exclusive, self.jobs[name] - {job}, self.holder.get(name))
@@ -109,18 +122,19 @@ class FreeCores:
 
     def allows(self, name: str, job: Hashable, exclusive: bool) -> bool:
         """The job-exclusive rule (:func:`may_use`) on ``name`` as occupied now."""
-        return may_use(job, exclusive, self.jobs[name], self.holder.get(name))
+        return may_use(job, exclusive, self.jobs.get(name, ()), self.holder.get(name))
 
-    def _candidates(self, cores: int, job: Hashable) -> Iterator[str]:
-        """Nodes with ``cores`` free, by tier, then most free first: those ``job`` holds
-        before all others, so a job-exclusive job's tasks pack onto its nodes rather than
-        hold more; nodes another job holds never (only a job-exclusive job holds nodes)."""
+    def _indexes(self, job: Hashable) -> tuple[dict[int, dict[int, dict[str, None]]], ...]:
+        """Where to look for nodes, in order: those ``job`` holds before all others, so a
+        job-exclusive job's tasks pack onto its nodes rather than hold more; nodes another
+        job holds never (only a job-exclusive job holds nodes)."""
         own = self._held.get(job) if job is not None else None
-        for index in (self._shared,) if own is None else (own, self._shared):
-            for tier in self._tiers:
-                levels = index.get(tier, {})
-                for level in range(self._top[tier], max(cores, 1) - 1, -1):
-                    yield from levels.get(level, ())
+        return (self._shared,) if own is None else (own, self._shared)
+
+    def has_memory(self, name: str, memory_mb: int) -> bool:
+        """``memory_mb`` of ``name``'s memory is free now (none of a node of unknown memory)."""
+        have = self.memory[name]
+        return have is not None and have >= memory_mb
 
     def idle(self, name: str) -> bool:
         """Nothing holds any of the node's cores (an exclusive request may have it)."""
@@ -141,26 +155,35 @@ class FreeCores:
     ) -> list[Space] | None:
         """The ``nodes`` most-free nodes with ``cores`` free that ``groups`` allows (with
         ``exclusive``, idle ones only; with ``protocol`` above 1, only nodes whose agents speak
-        it; with ``memory_mb``, only nodes known to have that much; only nodes the
-        job-exclusive rule lets ``job`` use, those it holds first: :meth:`_candidates`), the
+        it; with ``memory_mb``, only nodes with that much memory free; only nodes the
+        job-exclusive rule lets ``job`` use, those it holds first: :meth:`_indexes`), the
         lowest tier first (on-prem before managed VMs: a multi-node request spans both only
         when the on-prem nodes alone are short), taking nodes in ``avoid`` only where there
         are not enough others; None if they do not exist."""
         picked: list[Space] = []
         shunned: list[Space] = []
-        for name in self._candidates(cores, job):
-            space = self.spaces[name]
-            if (
-                not eligible(groups, space, protocol, memory_mb)
-                or (exclusive and not self.idle(name))
-                or (job_exclusive and not self.allows(name, job, job_exclusive))
-            ):
-                continue
-            if name in avoid:
-                shunned.append(space)
-                continue
-            picked.append(space)
-            if len(picked) == nodes:
-                return picked
+        lowest = max(cores, 1)
+        # Nested loops, not a generator: this is the pass's innermost loop (bench/).
+        for index in self._indexes(job):
+            for tier in self._tiers:
+                levels = index.get(tier)
+                if not levels:
+                    continue
+                for level in range(self._top[tier], lowest - 1, -1):
+                    for name in levels.get(level, ()):
+                        space = self.spaces[name]
+                        if (
+                            not eligible(groups, space, protocol, memory_mb)
+                            or (memory_mb is not None and not self.has_memory(name, memory_mb))
+                            or (exclusive and not self.idle(name))
+                            or (job_exclusive and not self.allows(name, job, job_exclusive))
+                        ):
+                            continue
+                        if name in avoid:
+                            shunned.append(space)
+                            continue
+                        picked.append(space)
+                        if len(picked) == nodes:
+                            return picked
         missing = nodes - len(picked)
         return picked + shunned[:missing] if len(shunned) >= missing else None

@@ -22,6 +22,7 @@ from shared.domain import autoscaler_notes
 from shared.domain.cluster import Node
 from shared.domain.growshrink import GroupPolicy, fits_node, memory_believed, mute, sizes_seen
 from shared.domain.memory import fits, shown
+from shared.domain.memoryfit import free_mb
 from shared.domain.models import Task
 from shared.domain.states import NodeState
 
@@ -36,27 +37,40 @@ def bins_needed(cores: Sequence[int], node_cores: int) -> int:
     return nodes_needed([(c, None) for c in cores], node_cores)
 
 
-def nodes_needed(
-    parts: Sequence[tuple[int, object] | tuple[int, object, object]], node_cores: int
-) -> int:
-    """Nodes of ``node_cores`` needed for these parts ``(cores, owner)`` or ``(cores, owner,
-    tenant)``, first-fit decreasing; parts with the same owner (the nodes of one multi-node
-    task) go on different nodes, as the scheduler places them (owner None: no such
-    constraint); a node holds parts of one tenant only (a job-exclusive job's tasks pack
-    only with their own job's: :func:`tenant`; none given: all share)."""
+Part = tuple[int, object] | tuple[int, object, object] | tuple[int, object, object, int]
+"""``(cores, owner)``, ``(cores, owner, tenant)`` or ``(cores, owner, tenant, memory MB)``."""
+
+
+def nodes_needed(parts: Sequence[Part], node_cores: int, node_memory_mb: int | None = None) -> int:
+    """Nodes of ``node_cores`` (and ``node_memory_mb``: None, unknown, not counted) needed for
+    these parts, first-fit decreasing; parts with the same owner (the nodes of one
+    multi-node task) go on different nodes, as the scheduler places them (owner None: no
+    such constraint); a node holds parts of one tenant only (a job-exclusive job's tasks
+    pack only with their own job's: :func:`tenant`; none given: all share), and parts whose
+    memory its memory covers (consumable memory: :mod:`shared.domain.memoryfit`)."""
     bins: list[int] = []
+    mems: list[int] = []
     owners: list[set[object]] = []
     tenants: list[object] = []
-    for part in sorted(parts, key=lambda p: p[0], reverse=True):
+    memory = node_memory_mb
+    for part in sorted(parts, key=lambda p: (p[0], p[3] if len(p) > 3 else 0), reverse=True):
         need, owner, tenant = part[0], part[1], part[2] if len(part) > 2 else None
+        mb = part[3] if len(part) > 3 and memory is not None else 0
         for i, free in enumerate(bins):
-            if free >= need and (owner is None or owner not in owners[i]) and tenants[i] == tenant:
+            if (
+                free >= need
+                and mems[i] >= mb
+                and (owner is None or owner not in owners[i])
+                and tenants[i] == tenant
+            ):
                 bins[i] -= need
+                mems[i] -= mb
                 if owner is not None:
                     owners[i].add(owner)
                 break
         else:
             bins.append(node_cores - need)
+            mems.append((memory or 0) - mb)
             owners.append({owner} if owner is not None else set())
             tenants.append(tenant)
     return len(bins)
@@ -90,22 +104,23 @@ def packed_nodes(tasks: Sequence[Task], gp: GroupPolicy) -> int:
             if t.job_id not in widest or t.cores > widest[t.job_id].cores:
                 widest[t.job_id] = t
         tasks = list(widest.values())
-    per_size: dict[tuple[int, int | None], int] = {}
-    parts: list[tuple[int, object, object]] = []
+    per_size: dict[tuple[int, int | None, int], int] = {}
+    parts: list[Part] = []
     for t in tasks:
+        mb = t.min_memory_mb or 0  # held on each of its nodes (memoryfit)
         if t.exclusive:  # whole nodes
-            parts += [(gp.node_cores, None, tenant(t))] * t.nodes
+            parts += [(gp.node_cores, None, tenant(t), mb)] * t.nodes
         elif t.nodes > 1:  # its nodes on different nodes
-            parts += [(t.cores, (t.job_id, t.id), tenant(t))] * t.nodes
+            parts += [(t.cores, (t.job_id, t.id), tenant(t), mb)] * t.nodes
         else:
-            key = (t.cores, tenant(t))
+            key = (t.cores, tenant(t), mb)
             per_size[key] = per_size.get(key, 0) + 1
     parts += [
-        (cores, None, who)
-        for (cores, who), n in per_size.items()
+        (cores, None, who, mb)
+        for (cores, who, mb), n in per_size.items()
         for _ in range(math.ceil(n / gp.tasks_per_resource_unit))
     ]
-    return nodes_needed(parts, gp.node_cores)
+    return nodes_needed(parts, gp.node_cores, gp.node_memory_mb)
 
 
 @dataclass(frozen=True)
@@ -225,9 +240,13 @@ def _none_started(group: str, tasks: Sequence[Task], gp: GroupPolicy, silent: li
 
 
 def memory_of(
-    nodes: Iterable[Node], group_of: Mapping[str, str | None], groups: Mapping[str, GroupPolicy]
+    nodes: Iterable[Node],
+    group_of: Mapping[str, str | None],
+    groups: Mapping[str, GroupPolicy],
+    held_mb: Mapping[str, int] | None = None,
 ) -> dict[str, int | None]:
-    """Each node's memory as :func:`place_queue` counts it: an Online node's own (None:
+    """Each node's free memory as :func:`place_queue` counts it: an Online node's own less
+    what its active tasks hold (``held_mb``: consumable, :mod:`shared.domain.memoryfit`; None:
     unknown, it takes no task that asks for memory, as in the scheduler); a Starting node of
     a managed group (``group_of``, ``groups``) what it is believed to have
     (:func:`memory_believed`; None if mute); left out if unknown: taken as enough (as the
@@ -237,7 +256,7 @@ def memory_of(
     seen = sizes_seen(nodes)
     for n in nodes:
         if n.state is NodeState.ONLINE:
-            out[n.name] = n.memory_mb
+            out[n.name] = free_mb(n.memory_mb, (held_mb or {}).get(n.name, 0))
         elif n.state is NodeState.STARTING and group_of.get(n.name) in groups:
             have = memory_believed(n, seen)
             if have is not None or mute(n):

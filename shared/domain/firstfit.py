@@ -37,8 +37,9 @@ def place_queue(
     ``free`` and ``placing`` are used up as tasks are placed. ``protocol``:
     each node's agent protocol (missing: the current one, as a node the autoscaler starts
     boots the current agent); a task goes only where its assignment can be read. ``memory``:
-    each node's memory (:func:`memory_of`); a task that asks for memory goes only where it
-    fits, a node missing from it taken as enough (None: no task asks for any). ``spill``:
+    each node's free memory (:func:`memory_of`: consumable, :mod:`shared.domain.memoryfit`);
+    a task that asks for memory goes only where it fits and holds it there for later tasks,
+    a node missing from it taken as enough (None: no task asks for any). ``spill``:
     a multi-node task that does not fit whole and for which it says True (e.g.
     :meth:`Reach.holds`) takes the nodes that fit now, and only the rest overflows (a copy
     with ``nodes`` = the nodes still lacking): nodes are started for the rest only, and a
@@ -46,14 +47,14 @@ def place_queue(
     reserved one may not take the cores it waits for unless they end first (at ``now_s``,
     epoch seconds), nor any task if it is not in ``queued``; no hold once the reserved task
     overflows and ``bursts`` says a node will be started for it
-    (:mod:`shared.domain.reservedhold`); a task the job-exclusive rule bars from the
-    reserved task's nodes may take none of their cores. ``occupied``: which jobs use each
+    (:mod:`shared.domain.reservedhold`), nor the memory it asks there; a task the
+    job-exclusive rule bars from the reserved task's nodes may take none of their cores. ``occupied``: which jobs use each
     node now; a task goes only where the job-exclusive rule lets its job
     (:mod:`shared.domain.jobexclusive`), and what it is placed on counts for later tasks."""
     overflow: list[Task] = []
     wanted: set[str] = set()
     ages = protocol or {}
-    mems = memory or {}
+    mems = dict(memory or {})  # used up as tasks asking for memory are placed
     order: list[str] = []
     held: Mapping[str, int] = {}
     head = len(queued)
@@ -70,7 +71,10 @@ def place_queue(
             tenants,
         )  # fmt: skip
         if held and not (reserved is not None and ends_first(task, reserved, now_s)):
+            kept = _hold_memory(mems, held, reserved)
             holding(_held_from(task, held, size, reserved), free, placing, order, fit)
+            for n, mb in kept.items():
+                mems[n] = (mems[n] or 0) + mb
         else:
             fit()
 
@@ -94,7 +98,7 @@ def _place(
     size: Mapping[str, int],
     groups_of: Mapping[str, set[str]],
     ages: Mapping[str, int],
-    mems: Mapping[str, int | None],
+    mems: dict[str, int | None],
     spill: Callable[[Task], bool] | None,
     overflow: list[Task],
     wanted: set[str],
@@ -105,7 +109,9 @@ def _place(
     mem = task.min_memory_mb if mems else None
     if task.nodes > 1 or task.exclusive:
         able = placing if need <= 1 and mem is None else _able(placing, ages, need, mems, mem)
-        rest = place_wide(task, able, free, size, groups_of, wanted, spill=spill, tenants=tenants)
+        rest = place_wide(
+            task, able, free, size, groups_of, wanted, spill=spill, tenants=tenants, memory=mems
+        )
         if rest == task.nodes:
             overflow.append(task)
             return
@@ -123,6 +129,7 @@ def _place(
             and tenants.allows(task.job_id, task.job_exclusive, name)
         ):
             free[name] -= task.cores
+            _take_memory(mems, name, mem)
             tenants.occupy(name, task.job_id, task.job_exclusive)
             wanted.add(name)
             if free[name] <= 0:
@@ -141,12 +148,14 @@ def place_wide(
     *,
     spill: Callable[[Task], bool] | None = None,
     tenants: Tenants | None = None,
+    memory: dict[str, int | None] | None = None,
 ) -> int:
     """A multi-node or exclusive task: all its nodes at once (each with ``cores`` free;
     exclusive: a node with nothing running, all of whose cores it takes), or none; the nodes
     it still lacks (0: placed). Where it does not fit whole and ``spill(task)`` is True, it
     takes the nodes that fit (a part only of a multi-node task: one node is all or none).
-    ``tenants``: only nodes the job-exclusive rule lets its job use."""
+    ``tenants``: only nodes the job-exclusive rule lets its job use. ``memory``: free memory
+    (``placing`` holds only nodes with the task's ask), less what it takes on each node."""
     tenants = tenants or Tenants()
     chosen = [
         name
@@ -159,6 +168,8 @@ def place_wide(
         return task.nodes
     for name in chosen:
         free[name] -= size[name] if task.exclusive else task.cores
+        if memory is not None:
+            _take_memory(memory, name, task.min_memory_mb)
         tenants.occupy(name, task.job_id, task.job_exclusive)
         wanted.add(name)
         if free[name] <= 0:
@@ -193,6 +204,29 @@ def _able(
         for n in placing
         if protocol.get(n, AGENT_PROTOCOL) >= need and _has_memory(memory, n, mem)
     ]
+
+
+def _take_memory(memory: dict[str, int | None], name: str, mem: int | None) -> None:
+    """A task asking ``mem`` MB was placed on ``name``: it holds them (memoryfit)."""
+    have = memory.get(name)
+    if mem and have is not None:
+        memory[name] = have - mem
+
+
+def _hold_memory(
+    memory: dict[str, int | None], held: Mapping[str, int], reserved: Reserved | None
+) -> dict[str, int]:
+    """Take the reserved task's ask off the free memory of its nodes (``held``) while a later
+    task is placed, as its cores are (:func:`reservedhold.holding`); what was taken, to give
+    back after."""
+    ask = reserved.memory_mb if reserved is not None else None
+    kept: dict[str, int] = {}
+    for n in held if ask else ():
+        have = memory.get(n)
+        if have is not None and ask:
+            kept[n] = min(ask, max(have, 0))
+            memory[n] = have - kept[n]
+    return kept
 
 
 def _has_memory(memory: Mapping[str, int | None], name: str, mem: int | None) -> bool:

@@ -46,6 +46,8 @@ class Holding:
     """When its attempt started (else was dispatched): it ends by since + runtime limit."""
     job_exclusive: bool = False
     """Its job is job-exclusive: it holds its nodes against other jobs (jobexclusive)."""
+    memory_mb: int | None = None
+    """Memory it holds on each of its nodes (its ``minMemoryMb``; None: none): memoryfit."""
 
     @property
     def until(self) -> float | None:
@@ -62,6 +64,7 @@ def holding_of(task: Task) -> Holding:
         task.runtime_limit_s,
         task.start_time or task.dispatch_time,
         task.job_exclusive,
+        task.min_memory_mb,
     )
 
 

@@ -23,6 +23,7 @@ from shared.domain.demand import may_run_in, nodes_for, reach
 from shared.domain.firstfit import place_queue
 from shared.domain.growshrink import GroupPolicy, fits_node
 from shared.domain.jobexclusive import Occupancy
+from shared.domain.memoryfit import free_mb
 from shared.domain.models import Task
 from shared.domain.states import NodeState, TaskState
 from shared.domain.waitvalue import ValuePool, WidthMix
@@ -105,20 +106,25 @@ def overflow(
     used: Mapping[str, int],
     managed: set[str],
     occupied: Occupancy | None = None,
+    held_mb: Mapping[str, int] | None = None,
 ) -> list[Task]:
     """Queued tasks that fit on no Online node's free cores, placed first fit in queue order,
     on-prem (unmanaged) nodes first, as the scheduler's next pass would. A multi-node task
     that may burst takes the Online nodes that can hold it and overflows only the nodes it
     lacks (as in the autoscaler's grow; its groups' reach is read from ``nodes``, each
     managed node in its first group), so the floor it raises is the overflow's alone.
-    ``occupied``: which jobs use each node (job-level exclusive, as the scheduler)."""
+    ``occupied``: which jobs use each node (job-level exclusive, as the scheduler);
+    ``held_mb``: the memory active tasks hold on each (consumable memory: memoryfit)."""
     free = {n.name: n.cores - used.get(n.name, 0) for n in nodes if n.state is NodeState.ONLINE}
     placing = sorted((n for n in free if free[n] > 0), key=lambda n: (n in managed, n))
     groups_of = {n.name: set(n.groups) for n in nodes if n.name in free}
     protocol = {n.name: n.agent_protocol for n in nodes if n.name in free}
-    memory = None  # each Online node's memory, if a task asks for some
+    memory = None  # each Online node's free memory, if a task asks for some
     if any(t.min_memory_mb is not None for t in queued):
-        memory = {n.name: n.memory_mb for n in nodes if n.name in free}
+        held = held_mb or {}
+        memory = {
+            n.name: free_mb(n.memory_mb, held.get(n.name, 0)) for n in nodes if n.name in free
+        }
     size = {n.name: n.cores for n in nodes if n.name in free}
     spill = None
     if any(t.nodes > 1 for t in queued):

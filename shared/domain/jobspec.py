@@ -118,8 +118,8 @@ class TaskSpec(Spec):
     nodes: StrictInt = Field(default=1, ge=1, le=1024)
     """Nodes it runs on, all reserved together; the command runs on the first (HPC_NODES)."""
     min_memory_mb: MemoryMb = None
-    """Memory each of its nodes must have: MB or a size, "4G" (a node filter; the job's, if
-    not given; ``null`` given: any node, whatever the job asks)."""
+    """Memory it holds on each of its nodes while it runs: MB or a size, "4G" (consumable; the
+    job's, if not given; ``null`` given: none, whatever the job asks)."""
     runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds; the agent kills the task past it (the job's, if not given)."""
     valid_exit_codes: ExitCodes | None = None

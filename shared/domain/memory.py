@@ -1,8 +1,9 @@
 """A task's memory request and a node's memory, in MB. Pure.
 
-Memory is a node filter, as HPC Pack's MinMemory and Slurm's ``--mem`` where memory is not a
-consumable resource: a task asking for ``minMemoryMb`` runs only on nodes that have at
-least that much. It is not reserved: tasks sharing a node share its memory.
+A task asking for ``minMemoryMb`` runs only on nodes that have at least that much
+(:func:`fits`, the filter every "could it ever run there" asks) and holds it there while it
+runs: memory is consumable, as Slurm's ``--mem`` under ``CR_Core_Memory``
+(:mod:`shared.domain.memoryfit`: what a node has free now).
 """
 
 from __future__ import annotations

@@ -232,8 +232,8 @@ class Task(Record):
     nodes: int = 1
     """How many nodes it runs on (all reserved together); the command runs on the first."""
     min_memory_mb: int | None = None
-    """Memory (MB) each of its nodes must have (``minMemoryMb``): a node filter, not a
-    reservation (shared.domain.memory). None: any node."""
+    """Memory (MB) it holds on each of its nodes while active (``minMemoryMb``): consumable,
+    as Slurm's ``--mem`` under CR_Core_Memory (shared.domain.memoryfit). None: none, any node."""
     sweep_index: int | None = None
     runtime_limit_s: int | None = None
     """The agent kills it past this many seconds (Failed: "runtime limit H:MM:SS exceeded")."""

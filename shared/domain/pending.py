@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from shared.domain import eligibility
+from shared.domain import eligibility, memoryfit
 from shared.domain.autoscaler_notes import bigger_vms
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import GroupMemory, mute
@@ -66,6 +66,7 @@ def pending_reason(
     scaling: Mapping[str, GroupScaling] | None = None,
     now: datetime | None = None,
     occupied: Occupancy | None = None,
+    held_mb: Mapping[str, int] | None = None,
 ) -> str | None:
     """Why ``task`` is not running now, or None if it is not queued. Nodes of its groups an
     admin holds (drained or taken offline: ``Node.held``) are named, with how to end it.
@@ -74,18 +75,22 @@ def pending_reason(
     ``scaling`` (by group name) and ``now``: when the task waits for nodes of managed groups
     and none is starting, why the autoscaler starts none (see :func:`scaling_reason`).
     ``occupied``: which jobs use each node; nodes the job-exclusive rule bars the task from
-    count as busy, and a wait for cores says so (:mod:`shared.domain.jobexclusive`)."""
+    count as busy, and a wait for cores says so (:mod:`shared.domain.jobexclusive`); so do
+    nodes whose free memory (``held_mb``: what active tasks hold) is short of its ask."""
     if task.state is not TaskState.QUEUED:
         return None
     mine = [n for n in nodes if not task.node_groups or set(task.node_groups) & set(n.groups)]
     barred = (
         occupied.barred(task.job_id, task.job_exclusive, [n.name for n in mine]) if occupied else []
     )
-    if barred:  # no room for it there, whatever is free
-        used = {**used, **{n.name: n.cores for n in mine if n.name in barred}}
+    short = memoryfit.short_of(task, mine, used, held_mb) if held_mb else []
+    if barred or short:  # no room for it there, whatever is free
+        used = {**used, **{n.name: n.cores for n in mine if n.name in {*barred, *short}}}
     kind, reason = _reason(task, mine, used)
     if barred and occupied is not None and kind == "busy":
         reason = barred_reason(task, barred, occupied, where(task.node_groups))
+    elif short and held_mb and kind == "busy":
+        reason = memoryfit.short_reason(task, short, mine, held_mb, where(task.node_groups))
     if kind == "no-online" and capped_only(task.node_groups, capped):
         reason += "; " + max_zero(task.node_groups)
     elif kind in ("no-online", "busy", "memory", "size") and scaling and now is not None:

@@ -27,8 +27,9 @@ class Request:
     """Only nodes whose agents speak this protocol read its assignment
     (shared.domain.protocol); a multi-node request asks it of all its nodes."""
     memory_mb: int | None = None
-    """Only nodes known to have this much memory (shared.domain.memory: a filter, nothing is
-    reserved); a multi-node request asks it of each of its nodes. None: any node."""
+    """Memory it holds on each of its nodes while it runs: only nodes with this much free
+    (shared.domain.memoryfit: consumable, as Slurm's ``--mem`` under ``CR_Core_Memory``);
+    a multi-node request holds it on each node; growth adds cores only. None: none held."""
     job: Hashable = None
     """Its job (None: the request is its own job, as in the simulator)."""
     job_exclusive: bool = False
@@ -51,3 +52,5 @@ class Busy:
     """The job it belongs to (None: unknown, never job-exclusive)."""
     job_exclusive: bool = False
     """Its job holds the node against other jobs (shared.domain.jobexclusive)."""
+    memory_mb: int = 0
+    """Memory it holds on the node until then (shared.domain.memoryfit)."""

@@ -15,6 +15,10 @@ Two kinds, the first one possible:
   and it starts as soon as they are free. A runtime limit does not make a later request
   harmless here: the reserved start has no time to end before.
 
+Memory is consumable (:mod:`shared.domain.memoryfit`): a known time counts the memory the
+ends free as well as the cores, and a later request that does not end first may take only
+memory the reserved request will not need there (``spare_mb``), as for cores.
+
 No reservation at all when the request can never fit (too few eligible nodes big enough).
 
 Job-level exclusive (:mod:`shared.domain.jobexclusive`): a known time counts a node only
@@ -48,6 +52,8 @@ class Reservation:
     """The reserved request's job (:attr:`Request.owner`)."""
     job_exclusive: bool = False
     """Its job is job-exclusive: no other job may take a reserved node's spare cores."""
+    spare_mb: dict[str, int] = field(default_factory=dict)
+    """The same for memory, on the reserved nodes of known memory."""
 
     def ends_first(self, limit_s: float | None, now: float) -> bool:
         """A request of this runtime limit started now ends before the reserved start (never
@@ -69,10 +75,13 @@ def harmless(req: Request, takes: Mapping[str, int], res: Reservation, now: floa
     needed = [n for n in takes if n in res.spare]
     if needed and bars(req.owner, req.job_exclusive, res.job, res.job_exclusive):
         return False  # it would share a reserved node with a job-exclusive job
-    if any(res.spare[n] < takes[n] for n in needed):
+    mb = req.memory_mb or 0
+    if any(res.spare[n] < takes[n] or res.spare_mb.get(n, mb) < mb for n in needed):
         return False
     for n in needed:
         res.spare[n] -= takes[n]
+        if n in res.spare_mb:
+            res.spare_mb[n] -= mb
     return True
 
 
@@ -89,13 +98,16 @@ def _known(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation |
     """The earliest projected time it fits, from what runs and its projected ends. None if it
     cannot be projected (what it needs has no known end, or it never fits)."""
     later = dict(free.free)
+    memory = dict(free.memory)  # free memory then (None: unknown)
+    ask = req.memory_mb or 0
     spaces = free.spaces
     need = {n: c for n, space in spaces.items() if (c := _need(req, space)) is not None}
     barring = Counter(b.node for b in busy if _bars(req, b))
     """Node -> tasks still there that keep a job-exclusive rule's request off it."""
 
     def fits(n: str) -> bool:
-        return later[n] >= need[n] and not barring[n]
+        mb = memory[n]
+        return later[n] >= need[n] and not barring[n] and (not ask or (mb or 0) >= ask)
 
     fitting = sum(1 for n in need if fits(n))
     ends = sorted((b for b in busy if b.until is not None), key=lambda b: b.until or 0.0)
@@ -110,12 +122,16 @@ def _known(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation |
                 continue
             was = fits(b.node)
             later[b.node] += b.cores
+            mb = memory[b.node]
+            memory[b.node] = None if mb is None else mb + b.memory_mb
             barring[b.node] -= _bars(req, b)
             fitting += not was and fits(b.node)
         if fitting >= req.nodes:
             best = sorted((n for n in need if fits(n)), key=lambda n: (-later[n], n))[: req.nodes]
             spare = {n: later[n] - need[n] for n in best}
-            return Reservation(req.key, at, tuple(best), spare, req.owner, req.job_exclusive)
+            res = Reservation(req.key, at, tuple(best), spare, req.owner, req.job_exclusive)
+            res.spare_mb = _spare_mb(best, memory, ask)
+            return res
     return None
 
 
@@ -142,4 +158,12 @@ def _unknown(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation
         return None
     best = sorted(need, key=lambda n: (-free.free[n], n))[: req.nodes]
     spare = {n: max(free.free[n] - need[n], 0) for n in best}
-    return Reservation(req.key, None, tuple(best), spare, req.owner, req.job_exclusive)
+    res = Reservation(req.key, None, tuple(best), spare, req.owner, req.job_exclusive)
+    res.spare_mb = _spare_mb(best, free.memory, req.memory_mb or 0)
+    return res
+
+
+def _spare_mb(nodes: Sequence[str], memory: Mapping[str, int | None], ask: int) -> dict[str, int]:
+    """Memory of the reserved ``nodes`` the reserved request (asking ``ask`` MB) leaves to
+    others (free then, or now for an unknown time); nodes of unknown memory left out."""
+    return {n: max(mb - ask, 0) for n in nodes if (mb := memory[n]) is not None}

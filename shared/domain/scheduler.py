@@ -2,9 +2,9 @@
 the time is passed in (``now``), so the cluster and the trace simulator run this same code.
 
 A *request* is one queued task (in the cluster) or one job (in the simulator): ``nodes``
-nodes with ``cores`` free cores each, on nodes of its groups (and, asking for memory, nodes
-known to have that much: a filter, :mod:`shared.domain.memory`), with an optional runtime
-limit; all its nodes start together or none does (no partial hold that could deadlock two
+nodes with ``cores`` free cores each, on nodes of its groups (and, asking for memory, that
+much free on each, held while it runs: :mod:`shared.domain.memoryfit`; in every path, as
+job-level exclusive below; growth adds no memory), with an optional runtime limit; all its nodes start together or none does (no partial hold that could deadlock two
 multi-node requests). An *exclusive* request wants idle nodes (nothing running) and takes
 all their cores. A *job-exclusive* request (its job's ``exclusive``) goes only on nodes no
 other job uses, and a node where one runs takes no other job's request
@@ -47,6 +47,7 @@ from shared.domain.capacity import FreeCores, Space
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, held
 from shared.domain.jobexclusive import occupancy
+from shared.domain.memoryfit import asked, held_memory
 from shared.domain.models import Host, Task
 from shared.domain.ownership import is_managed
 from shared.domain.protocol import task_protocol
@@ -145,11 +146,13 @@ def _take(
 ) -> None:
     until = None if req.limit_s is None else now + req.limit_s
     granted = []
+    job = req.owner
     for space in chosen:
         cores = _amount(req, free, space.name)
-        free.take(space.name, cores)
-        free.occupy(space.name, req.owner, req.job_exclusive)
-        projected.append(Busy(space.name, cores, until, req.owner, req.job_exclusive))
+        free.take(space.name, cores, req.memory_mb)
+        free.occupy(space.name, job, req.job_exclusive)
+        mb = req.memory_mb or 0
+        projected.append(Busy(space.name, cores, until, job, req.job_exclusive, mb))
         granted.append(cores)
     first = chosen[0]
     group = next((g for g in first.groups if g in req.groups), None)
@@ -268,6 +271,7 @@ def decide(
     reservation): the pending reasons read the reservation from it."""
     free = free_cores(nodes, used)
     seen = occupancy(running)
+    holds = held_memory(running)
     spaces = [
         Space(
             n.name,
@@ -279,13 +283,14 @@ def decide(
             n.memory_mb,
             seen.jobs.get(n.name, frozenset()),
             seen.holders.get(n.name),
+            holds.get(n.name, 0),
         )  # fmt: skip
         for n in nodes
         if n.name in free
     ]
     at = now.timestamp() if now else 0.0
     busy = [
-        Busy(h.node, h.cores, _until(t), t.job_id, t.job_exclusive)
+        Busy(h.node, h.cores, _until(t), t.job_id, t.job_exclusive, asked(t))
         for t in running
         for h in held(t)
         if h.node in free

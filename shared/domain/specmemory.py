@@ -1,5 +1,6 @@
-"""A job spec's ``minMemoryMb``: what a task's nodes must have (a node filter, not reserved:
-:mod:`shared.domain.memory`), given as a whole number of MB or a size such as ``"4G"``. Pure."""
+"""A job spec's ``minMemoryMb``: the memory a task holds on each of its nodes while it runs
+(consumable: :mod:`shared.domain.memoryfit`), given as a whole number of MB or a size such
+as ``"4G"``. Pure."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ from shared.domain.growshrink import (
 )
 from shared.domain.hosts import used_cores
 from shared.domain.jobexclusive import occupancy
+from shared.domain.memoryfit import held_memory
 from shared.domain.models import Task
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
@@ -115,6 +116,7 @@ def run(deps: Deps) -> Decision | None:
             failures=failures,
             reserved=reserved(nodes, queued, active, used, now),
             occupied=occupancy(active),
+            held_mb=held_memory(active),
         ),
         planned.policy,
         state,
@@ -174,6 +176,7 @@ def reserved(
         {n: size[n] if task.exclusive else task.cores for n in res.nodes},
         res.at,
         task.job_exclusive,
+        task.min_memory_mb,
     )
 
 

@@ -48,6 +48,7 @@ from shared.domain.idleplan import (
 )
 from shared.domain.idlepolicy import IdlePolicy, group_idle_policy
 from shared.domain.jobexclusive import occupancy
+from shared.domain.memoryfit import held_memory
 from shared.domain.models import Job, Task
 from shared.domain.states import NodeState
 from shared.errors import InvalidRequest
@@ -119,7 +120,7 @@ def prepare(
         if group in chosen:
             members.setdefault(group, []).append(n)
     managed = {n.name for n in nodes if any(g in policy.groups for g in n.groups)}
-    waiting = overflow(queued, nodes, used, managed, occupancy(active))
+    waiting = overflow(queued, nodes, used, managed, occupancy(active), held_memory(active))
     where = attribution(queued, waiting, nodes, policy.groups, policy.exclude_node_groups)
     tasks_of = _tasks_of_new(deps, jobs, [*queued, *active])
     t = now.timestamp()

@@ -16,6 +16,7 @@ from shared.domain import eligibility, lifecycle, pending, taskgraph
 from shared.domain.cluster import Node
 from shared.domain.hosts import used_cores
 from shared.domain.jobexclusive import occupancy
+from shared.domain.memoryfit import held_memory
 from shared.domain.models import Job, Task
 from shared.domain.reservation import Reservation
 from shared.domain.states import JobState, TaskState
@@ -59,6 +60,7 @@ def _reasons(
     nodes = deps.store.list_nodes()
     used = used_cores(active)
     occupied = occupancy(active)
+    held_mb = held_memory(active)
     groups = deps.store.list_groups()
     capped = pending.capped(groups)
     scaling: dict[str, pending.GroupScaling] | None = None
@@ -83,7 +85,9 @@ def _reasons(
                 scaling = scaling_of(
                     deps, [g for g in groups if g.name not in capped], nodes if memory else None
                 )
-            reason = pending.pending_reason(task, nodes, used, capped, scaling, now, occupied)
+            reason = pending.pending_reason(
+                task, nodes, used, capped, scaling, now, occupied, held_mb
+            )
             if reason is not None and reason.startswith(("next in line", "waiting for")):
                 if seen is None:  # a pass's reservation, computed once, only if asked for
                     seen = _reservation(deps, nodes, active)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain import hosts
+from shared.domain import hosts, memoryfit
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.models import Job, Task
 from shared.domain.specvalues import quoted
@@ -143,7 +143,8 @@ NODE_PRIVATE = ("etag", "agentId", "hostId", "missingSince", "givenUp")
 
 
 def list_nodes(deps: Deps) -> list[dict[str, Any]]:
-    """Nodes with their running task count and free cores (from the store's accounting)."""
+    """Nodes with their running task count, free cores and free memory (from the store's
+    accounting: what active tasks hold)."""
     return _node_docs(deps, deps.store.list_nodes())
 
 
@@ -160,6 +161,7 @@ def get_node(deps: Deps, name: str) -> dict[str, Any]:
 def _node_docs(deps: Deps, nodes: list[Node]) -> list[dict[str, Any]]:
     active = deps.store.active_tasks()
     used = hosts.used_cores(active)  # (the store's accounting, not the agents' word)
+    held = memoryfit.held_memory(active)
     running: dict[str, int] = defaultdict(int)
     for task in active:
         if task.node:
@@ -175,6 +177,9 @@ def _node_docs(deps: Deps, nodes: list[Node]) -> list[dict[str, Any]]:
         open_ = node.state in NODE_SCHEDULABLE
         doc["freeCores"] = max(node.cores - used[node.name], 0) if open_ else 0
         doc["usedCores"] = used[node.name]  # held by tasks, on any node (Draining too)
+        # memory a task asking for some could have now, as cores (None: memory unknown)
+        free_mb = memoryfit.node_free_mb(node, held)
+        doc["freeMemoryMb"] = free_mb if open_ or free_mb is None else 0
         out.append(doc)
     return out
 

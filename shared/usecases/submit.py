@@ -154,8 +154,8 @@ def check_memory(
     where: str,
     nodes: Sequence[Node],
 ) -> None:
-    """Refuse a task asking for memory (a node filter: shared.domain.memory) whose nodes the
-    job's groups do not have and could not start: fewer of its ``eligible`` nodes than the
+    """Refuse a task asking for memory (held on its nodes: shared.domain.memoryfit) whose
+    nodes the job's groups do not have and could not start: fewer of its ``eligible`` nodes than the
     task asks for have both its cores (a range's min) and its memory as the autoscaler
     believes it (a VM never registered has what one of its size reported; unknown may have
     it, also a node whose agent said none: a later agent may), and none of its managed ``groups`` (provider set, maxNodes above 0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from shared.domain.hosts import Holding, Seat, holding_of
+from shared.domain.memoryfit import held_memory
 from shared.domain.models import Host
 from shared.domain.states import TaskState
 from shared.ports.store import Store
@@ -63,3 +64,18 @@ def test_a_job_exclusive_jobs_flag_travels_to_its_tasks_holdings(store: Store) -
     assert store.get_task(job.id, alone.id).job_exclusive is True
     plain, _ = add_job(store, 1)
     assert store.get_job(plain.id).exclusive is False
+
+
+def test_a_tasks_memory_travels_to_its_holdings_on_every_node(store: Store) -> None:
+    """Consumable memory (shared.domain.memoryfit): a pass reads what each active task holds
+    of its nodes' memory from its holding; a task that asked for none holds none."""
+    job, (big, wide, plain) = add_job(store, 3)
+    big.min_memory_mb, wide.min_memory_mb = 8192, 2048
+    for task, names in ((big, ["n1"]), (wide, ["n1", "n2"]), (plain, ["n2"])):
+        task.move_to(TaskState.DISPATCHING, now=T0)
+        task.node, task.hosts = names[0], [Host(node=n, cores=1, incarnation=1) for n in names]
+    store.commit(job=job, tasks=[big, wide, plain])
+    got = {h.task_id: h.memory_mb for h in store.holdings()}
+    assert got == {big.id: 8192, wide.id: 2048, plain.id: None}
+    assert held_memory(store.holdings()) == {"n1": 8192 + 2048, "n2": 2048}
+    assert held_memory(store.holdings()) == held_memory(store.active_tasks())
