@@ -46,6 +46,7 @@ class ApiError(CliError):
         body: dict[str, Any] | None = None,
         *,
         transient: bool = False,
+        unsent: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -56,6 +57,8 @@ class ApiError(CliError):
         self.transient = transient
         """No answer came (refused, dropped or timed-out connection): the request may or may
         not have been done (:mod:`hpc.client_retry` retries those that carry a key)."""
+        self.unsent = unsent
+        """The connection was refused: the request never reached the control plane."""
 
 
 def _root_url(url: str) -> str:
@@ -241,6 +244,7 @@ class HttpClient:
                 0,
                 f"cannot reach the control plane at {self.url}: is `hpc up` running?",
                 transient=True,
+                unsent=True,
             ) from None
         except httpx.TimeoutException as e:
             message = f"the control plane at {self.url} did not answer within {waited:g} s"

@@ -33,10 +33,12 @@ def with_retries(
     """``call()``, retried as the module says; the last error names ``key`` so that the user
     can retry the whole command without making a second job or node."""
     tries, waited = 0, 0.0
+    reached = False  # a try reached the control plane (or may have): it may have been done
     while True:
         try:
             return call()
         except ApiError as error:
+            reached = reached or not error.unsent
             if _busy(error) and waited < BUSY_WAIT_S:
                 told = error.body.get("retryAfterS")
                 pause = min(float(told) if isinstance(told, int) else 1.0, 2.0**tries, 8.0)
@@ -51,6 +53,12 @@ def with_retries(
                 sleep(DELAYS_S[tries] * rng.uniform(0.5, 1.0))
                 tries += 1
                 continue
+            if not reached:  # every try was refused: nothing was sent, nothing was done
+                raise ApiError(
+                    error.status,
+                    f"{error.message} (tried {tries + 1} times; nothing was sent)",
+                    error.body,
+                ) from None
             raise ApiError(
                 error.status,
                 f"{error.message} (tried {tries + 1} times; it may have been done: run the "

@@ -151,11 +151,21 @@ def test_a_command_whose_key_is_in_progress_waits_for_that_answer(app, through) 
 
 
 def test_when_every_try_fails_the_error_names_the_key_to_retry_with(app, through) -> None:
+    flaky = Flaky("lost", fail=100)
+    pauses = through(flaky)
+    result = hpc("job", "submit", "--", "true")
+    assert_one_error_line(result, "tried 5 times", "it may have been done")
+    assert f"--idempotency-key {flaky.keys[0]}" in result.stderr
+    assert len(set(flaky.keys)) == 1 and len(pauses) == 4
+
+
+def test_when_every_try_is_refused_the_error_says_nothing_was_sent(app, through) -> None:
+    """A probe: with nothing listening, the CLI said the submit "may have been done"."""
     flaky = Flaky("refused", fail=100)
     pauses = through(flaky)
     result = hpc("job", "submit", "--", "true")
     assert_one_error_line(result, "cannot reach the control plane", "tried 5 times")
-    assert f"--idempotency-key {flaky.keys[0]}" in result.stderr
+    assert "nothing was sent" in result.stderr and "may have been done" not in result.stderr
     assert len(set(flaky.keys)) == 1 and len(pauses) == 4 and job_ids(app) == []
 
 

@@ -99,6 +99,7 @@ def test_a_request_dead_after_its_job_was_stored_is_answered_with_that_job(
     clock.advance(LEASE.total_seconds() + 1)
     answer = submit(cp)
     assert answer.status == 201 and answer.body == f'{{"id": {stored.id}}}'
+    assert answer.replayed  # the dead request made it (a probe: no Idempotent-Replayed)
     assert [j.id for j in jobs(cp)] == [stored.id]
     assert submit(cp).replayed
 

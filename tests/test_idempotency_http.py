@@ -163,6 +163,28 @@ def test_a_refused_request_is_not_stored_so_the_fixed_one_may_use_the_key(app, c
 # --- POST /api/nodes ----------------------------------------------------------------------
 
 
+def test_a_key_used_on_another_route_says_so(app, client) -> None:
+    """A probe: a key of a job submit, sent with a node add, was said to have been used for
+    "POST /api/jobs with another body"."""
+    made = post(client, "one-route")
+    assert made.status_code == 201
+    other = client.post(
+        "/api/nodes",
+        json={"group": "AzureNodes", "count": 1},
+        headers={"Idempotency-Key": "one-route"},
+    )
+    assert other.status_code == 422
+    assert "(POST /api/jobs, not POST /api/nodes)" in error(other)
+
+
+def test_a_key_sent_twice_is_400_not_one_key_of_both(app, client) -> None:
+    """A probe: two Idempotency-Key headers were joined into the key "x1,x2" and taken."""
+    sent = client.post(
+        "/api/jobs", json=SPEC, headers=[("Idempotency-Key", "x1"), ("Idempotency-Key", "x2")]
+    )
+    assert sent.status_code == 400 and "comma" in error(sent)
+
+
 @pytest.fixture
 def managed(tmp_path: Path) -> Iterator[httpx.Client]:
     with served_app(tmp_path / "home") as served, served.client() as c:

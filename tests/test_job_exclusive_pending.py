@@ -29,14 +29,14 @@ def task(job: int, **kw) -> Task:
             task(E),
             Holding(N, 1, (Seat("a", 1),)),
             "waiting for 1 free core(s) on one node in G: exclusive job: waits for nodes with no "
-            "other job's task (a run other jobs' tasks)",
+            "other job's task (a runs another job's task)",
             id="exclusive-job-behind-another-jobs-task",
         ),
         pytest.param(
             task(E, nodes=1, exclusive=True),
             Holding(N, 1, (Seat("a", 1),)),
             "waiting for an idle node in G: exclusive job: waits for nodes with no other job's "
-            "task (a run other jobs' tasks)",
+            "task (a runs another job's task)",
             id="task-exclusive-in-an-exclusive-job",
         ),
         pytest.param(

@@ -32,6 +32,10 @@ KEY_TTL = timedelta(hours=24)
 """How long a key is remembered after its reservation (Stripe's 24 h): a retry within it is
 answered from the record, a request after it is a new request."""
 
+BUSY_RETRY_S = 5
+"""Retry-After of a key whose request has not answered: at most this many seconds (most
+requests answer within it; a dead one's lease may run longer, and the retry asks again)."""
+
 LEASE = timedelta(seconds=60)
 """How long a reservation belongs to the request that made it. Past it, with no answer
 stored, that request is taken to have died (a crash, a stopped host) and a retry takes the
@@ -67,7 +71,7 @@ class Verdict(StrEnum):
 class Decision:
     verdict: Verdict
     retry_after_s: int = 0
-    """For BUSY: whole seconds until the lease ends (at least 1)."""
+    """For BUSY: whole seconds until the lease ends (at least 1, at most BUSY_RETRY_S)."""
 
 
 class KeyRecord(Record):
@@ -114,7 +118,7 @@ def decide(record: KeyRecord | None, fingerprint: str, now: datetime) -> Decisio
         return Decision(Verdict.REPLAY)
     if now < record.lease_until:
         left = (record.lease_until - now).total_seconds()
-        return Decision(Verdict.BUSY, retry_after_s=max(1, math.ceil(left)))
+        return Decision(Verdict.BUSY, retry_after_s=max(1, min(BUSY_RETRY_S, math.ceil(left))))
     return Decision(Verdict.RECOVER)
 
 
@@ -155,8 +159,15 @@ def key_problem(value: str) -> str | None:
         )
     bad = next((c for c in value if not " " <= c <= "~"), None)
     if bad is not None:
+        # a character past ASCII arrives decoded as Latin-1 (UTF-8's "ä" as "Ã¤"): not quoted
+        shown = repr(bad) if bad < "\x80" else "a character outside ASCII"
         return (
-            f"the {HEADER} header holds {bad!r}: send printable ASCII characters only "
+            f"the {HEADER} header holds {shown}: send printable ASCII characters only "
             "(letters, digits, punctuation, spaces), e.g. a UUID"
+        )
+    if "," in value:
+        return (
+            f"the {HEADER} header holds a comma (HTTP joins a header sent twice with commas, "
+            "so a key may not hold one): send one key, without commas, e.g. a UUID"
         )
     return None

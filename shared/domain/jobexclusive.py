@@ -85,7 +85,8 @@ def barred_reason(task: Task, barred: Collection[str], occupied: Occupancy, plac
     shown = sorted(barred)
     listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
     if task.job_exclusive:
-        why = f"{BARRED_NOTE} ({listed} run other jobs' tasks)"
+        verb = "runs another job's task" if len(shown) == 1 else "run other jobs' tasks"
+        why = f"{BARRED_NOTE} ({listed} {verb})"
     else:
         holders = sorted({str(occupied.holders[n]) for n in barred if n in occupied.holders})
         why = (

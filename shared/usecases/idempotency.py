@@ -96,10 +96,15 @@ def run_once(deps: Deps, keyed: Keyed, work: Work) -> Answer:
             return Answer(record.status, record.body, replayed=True)
         if verdict is Verdict.MISMATCH:
             assert record is not None
+            first = (
+                f"{record.route} with another body"
+                if record.route == keyed.route
+                else f"{record.route}, not {keyed.route}"
+            )
             raise KeyReused(
-                f"{HEADER} {keyed.key!r} was used for a different request ({record.route} "
-                "with another body) in the last 24 h: send a new key for a new request, or "
-                "the same body to get the first answer again"
+                f"{HEADER} {keyed.key!r} was used for a different request ({first}) in the "
+                "last 24 h: send a new key for a new request, or the same request to get the "
+                "first answer again"
             )
         if verdict is Verdict.BUSY:
             raise busy(decision.retry_after_s)
@@ -176,8 +181,8 @@ def submit_once(
     def work(claim: KeyRecord, recovering: bool) -> Answer:
         if claim.job_id is not None:  # a dead request's: did it store its job?
             made = _visible_job(deps, claim.job_id)
-            if made is not None:
-                return Answer(201, render(made))
+            if made is not None:  # made by the first request: this answer is its replay
+                return Answer(201, render(made), replayed=True)
         accepted = submit.accept(deps, data)
         if claim.job_id is None:
             claim.job_id = deps.store.next_job_id()
@@ -186,9 +191,9 @@ def submit_once(
             job = submit.store_job(deps, accepted, claim.job_id, principal)
         except Conflict:  # the id's job exists: stored by the request this one took over
             made = _visible_job(deps, claim.job_id)
-            if made is not None:
-                job = made
-            elif recovering and deps.store.purge_unfinished_job(claim.job_id):
+            if made is not None:  # stored by the request this one overtook: its replay
+                return Answer(201, render(made), replayed=True)
+            if recovering and deps.store.purge_unfinished_job(claim.job_id):
                 # left half-written by the dead request (Cosmos writes a job in parts): the
                 # id is this key's, so purge it now rather than in an hour, and store it
                 job = _store_again(deps, accepted, claim.job_id, principal)
