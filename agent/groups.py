@@ -78,13 +78,16 @@ def _children(pid: int) -> list[int] | None:
     return [int(word) for word in text.split()]
 
 
-def _task_shell(pid: int) -> bool:
-    """``sh -c WRAPPER hybridhpc-task ...`` (agent/endrecords.py), not a command of its own."""
+def _argv(pid: int) -> list[bytes] | None:
     try:
-        argv = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+        return (PROC / str(pid) / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     except OSError:
-        return False
-    return len(argv) > 3 and argv[3] == TASK_SHELL
+        return None
+
+
+def _task_shell(argv: list[bytes] | None) -> bool:
+    """``sh -c WRAPPER hybridhpc-task ...`` (agent/endrecords.py), not a command of its own."""
+    return argv is not None and len(argv) > 3 and argv[3] == TASK_SHELL
 
 
 def _record_of(pid: int, argv: list[bytes]) -> Path | None:
@@ -114,11 +117,8 @@ def orphans(records: Path) -> dict[int, str]:
         fields = _stat(pid)
         if not _live(fields) or fields is None or len(fields) < 3 or int(fields[2]) != pid:
             continue  # not alive, or not its group's leader
-        try:
-            argv = (entry / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-        except OSError:
-            continue
-        if len(argv) < 5 or argv[3] != TASK_SHELL:
+        argv = _argv(pid)
+        if argv is None or not _task_shell(argv):
             continue
         record = _record_of(pid, argv)
         if record is not None and record.parent.resolve() == folder:
@@ -131,7 +131,7 @@ def command_running(leader: int) -> bool | None:
     None when that cannot be told (no ``/proc``; the leader gone or a zombie: no shell left
     to write anything; not a task's wrapper shell). Ask it with the group stopped
     (:func:`freeze`), or the answer may be stale by the time it is used."""
-    if not _live(_stat(leader)) or not _task_shell(leader):
+    if not _live(_stat(leader)) or not _task_shell(_argv(leader)):
         return None
     children = _children(leader)
     if children is None:

@@ -31,7 +31,7 @@ from shared.domain.specvalues import shown_json
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
 from shared.usecases.nodes_add import NodeAdd
-from shared.usecases.queries import NODE_PRIVATE, filter_nodes
+from shared.usecases.queries import filter_nodes, public_node_doc
 
 bp = func.Blueprint()
 
@@ -65,10 +65,7 @@ def _settings(body: Any) -> dict[str, Any]:
 def _node(node: Node | str) -> Any:
     if isinstance(node, str):
         return node
-    doc = _doc(node)
-    for private in NODE_PRIVATE:  # as GET /api/nodes (a probe saw agentId in these)
-        doc.pop(private, None)
-    return doc
+    return public_node_doc(_doc(node))  # as GET /api/nodes (a probe saw agentId in these)
 
 
 def _group(group: NodeGroup) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpResponseError
 
@@ -141,6 +142,16 @@ class CosmosConnection:
                 self._hook(error.headers or {})  # a 404 is charged too
                 return None
             raise
+
+    def _write(self, container: ContainerProxy, doc: dict[str, Any], etag: str | None) -> dict:
+        """Create (``etag`` None: a 409 if it exists) or replace under ``etag`` (a 412 if it
+        changed): the optimistic write every named document of the store takes."""
+        if etag is None:
+            return container.create_item(doc, response_hook=self._hook)
+        return container.replace_item(
+            doc["id"], doc, etag=etag, match_condition=MatchConditions.IfNotModified,
+            response_hook=self._hook,
+        )  # fmt: skip
 
     def close(self) -> None:
         self.index.close()

@@ -62,13 +62,7 @@ class CosmosKeys(CosmosConnection):
         doc = key_doc(record)
         what = f"idempotency key {record.key!r} of {record.owner}"
         try:
-            if record.etag is None:
-                new = self._keys.create_item(doc, response_hook=self._hook)
-            else:
-                new = self._keys.replace_item(
-                    doc["id"], doc, etag=record.etag,
-                    match_condition=MatchConditions.IfNotModified, response_hook=self._hook,
-                )  # fmt: skip
+            new = self._write(self._keys, doc, record.etag)
         except CosmosHttpResponseError as error:
             if error.status_code == 409:
                 raise Conflict(f"{what} is already reserved; nothing was written") from None

@@ -215,13 +215,7 @@ class CosmosStore(CosmosJobs, CosmosUsers, CosmosKeys, Store):
         check_size(record, stored_size(record))
         doc = docs.named_doc(kind, name, record, doc_id)
         try:
-            if record.etag is None:
-                new = self._cluster.create_item(doc, response_hook=self._hook)
-            else:
-                new = self._cluster.replace_item(
-                    doc["id"], doc, etag=record.etag,
-                    match_condition=MatchConditions.IfNotModified, response_hook=self._hook,
-                )  # fmt: skip
+            new = self._write(self._cluster, doc, record.etag)
         except CosmosHttpResponseError as error:
             if legacy_id and record.etag is not None and docs.is_missing(error):
                 self._put(kind, name, record, doc_id=legacy_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 
 from shared.adapters.sqlite_connection import SqliteConnection
-from shared.adapters.sqlite_rows import _load, _micros, _new_etag, _sized_doc, _stale
+from shared.adapters.sqlite_rows import _load, _micros, _new_etag, _row_exists, _sized_doc, _stale
 from shared.domain.idempotency import KeyRecord
 from shared.errors import Conflict
 
@@ -61,10 +61,9 @@ class SqliteKeys(SqliteConnection):
             cur = con.execute(
                 f"DELETE FROM {_WHERE} AND etag = ?", (record.owner, record.key, record.etag)
             )
-            if cur.rowcount == 0:
-                row = con.execute(f"SELECT 1 FROM {_WHERE}", (record.owner, record.key))
-                if row.fetchone() is not None:
-                    raise Conflict(
-                        f"idempotency key {record.key!r} of {record.owner} changed since it "
-                        "was read; nothing was deleted"
-                    )
+            where = (record.owner, record.key)
+            if cur.rowcount == 0 and _row_exists(con, f"SELECT 1 FROM {_WHERE}", where):
+                raise Conflict(
+                    f"idempotency key {record.key!r} of {record.owner} changed since it "
+                    "was read; nothing was deleted"
+                )

@@ -40,10 +40,6 @@ def bars(job: Hashable, exclusive: bool, other: Hashable, other_exclusive: bool)
     return other != job and (exclusive or other_exclusive)
 
 
-def job_exclusive(task: Task | Holding) -> bool:
-    return task.job_exclusive
-
-
 @dataclass(frozen=True)
 class Occupancy:
     """Which jobs have active tasks on each node, and which job-exclusive job holds it."""

@@ -4,14 +4,15 @@ the time is passed in (``now``), so the cluster and the trace simulator run this
 A *request* is one queued task (in the cluster) or one job (in the simulator): ``nodes``
 nodes with ``cores`` free cores each, on nodes of its groups (and, asking for memory, that
 much free on each, held while it runs: :mod:`shared.domain.memoryfit`; in every path, as
-job-level exclusive below; growth adds no memory), with an optional runtime limit; all its nodes start together or none does (no partial hold that could deadlock two
-multi-node requests). An *exclusive* request wants idle nodes (nothing running) and takes
+job-level exclusive below; growth adds no memory), with an optional runtime limit; all its
+nodes start together or none does (no partial hold that could deadlock two multi-node
+requests). An *exclusive* request wants idle nodes (nothing running) and takes
 all their cores. A *job-exclusive* request (its job's ``exclusive``) goes only on nodes no
 other job uses, and a node where one runs takes no other job's request
 (:mod:`shared.domain.jobexclusive`; in every path: placement, EASY's reservation and its
 backfill; growth stays on a request's own nodes). A request with ``max_cores`` is placed
-on ``cores`` (so reservations stay right) and then grows, per node, up to ``max_cores`` with the cores the pass leaves free,
-never into cores EASY's reservation needs. The queue comes in scheduling order (priority,
+on ``cores`` (so reservations stay right) and then grows, per node, up to ``max_cores``
+with the cores the pass leaves free, never into cores EASY's reservation needs. The queue comes in scheduling order (priority,
 then submit time). Two policies:
 
 - ``fcfs``: start requests in order while they fit; the first that does not fit blocks

@@ -64,16 +64,20 @@ def add_nodes(
             names.append(f"{prefix}-{i}")
     if reserve is not None:
         reserve(names)
-    return make_nodes(deps, NodeAdd(group.name, count, cores, size, spot), names)
+    return make_nodes(deps, NodeAdd(group.name, count, cores, size, spot), names, group=group)
 
 
-def make_nodes(deps: Deps, asked: NodeAdd, names: list[str]) -> list[Node]:
+def make_nodes(
+    deps: Deps, asked: NodeAdd, names: list[str], *, group: NodeGroup | None = None
+) -> list[Node]:
     """The nodes ``names`` of ``asked``'s group, made where missing. One that exists (made
     by a request that died after it) is answered as it is; while it is still as an add
     leaves it, its VM's create is asked again, which makes a VM the dead request did not
-    reach and changes nothing of one it did (a create is idempotent: same name, same spec)."""
-    group = group_of(deps, asked.group)
-    _managed(deps, group)
+    reach and changes nothing of one it did (a create is idempotent: same name, same spec).
+    ``group``: the group as the caller just read and checked it (None: read it here)."""
+    if group is None:
+        group = group_of(deps, asked.group)
+        _managed(deps, group)
     assert deps.compute is not None
     # The group's nodeMemoryMb is its size's: a VM of another size has its own, unknown
     # until its agent reports it.

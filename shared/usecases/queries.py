@@ -139,6 +139,13 @@ def never_placed(task: Task, attempt: int) -> str | None:
 
 
 NODE_PRIVATE = ("etag", "agentId", "hostId", "missingSince", "givenUp")
+
+
+def public_node_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """A node's document without :data:`NODE_PRIVATE`: what the API shows of a node."""
+    return {k: v for k, v in doc.items() if k not in NODE_PRIVATE}
+
+
 """A node's fields no response shows (its agent's reply session, its machine's id...)."""
 
 
@@ -168,9 +175,7 @@ def _node_docs(deps: Deps, nodes: list[Node]) -> list[dict[str, Any]]:
             running[task.node] += 1
     out = []
     for node in nodes:
-        doc = node.to_dict()
-        for private in NODE_PRIVATE:
-            doc.pop(private, None)
+        doc = public_node_doc(node.to_dict())
         doc["runningTasks"] = running[node.name]
         # cores a task could take now: none on a node that takes no work (Offline,
         # Draining, Starting...; a probe read Offline VMs' cores as free capacity)
