@@ -134,7 +134,7 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     key = idempotency_key(req)  # a retried add gets the first one's nodes, adding none
 
     def render(added: list[Node]) -> str:
-        return json_text({"nodes": [_doc(n) for n in added]})
+        return json_text({"nodes": [_node(n) for n in added]})  # as GET shows them
 
     if key is None:  # (one or more nodes: the first one's URL is the Location)
         added = control().add_nodes(group, count, cores=cores, size=size, spot=spot)

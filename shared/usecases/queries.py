@@ -139,14 +139,12 @@ def never_placed(task: Task, attempt: int) -> str | None:
 
 
 NODE_PRIVATE = ("etag", "agentId", "hostId", "missingSince", "givenUp")
+"""A node's fields no response shows (its agent's reply session, its machine's id...)."""
 
 
 def public_node_doc(doc: dict[str, Any]) -> dict[str, Any]:
     """A node's document without :data:`NODE_PRIVATE`: what the API shows of a node."""
     return {k: v for k, v in doc.items() if k not in NODE_PRIVATE}
-
-
-"""A node's fields no response shows (its agent's reply session, its machine's id...)."""
 
 
 def list_nodes(deps: Deps) -> list[dict[str, Any]]:
