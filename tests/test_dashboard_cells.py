@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from hpc.render import memory_request, node_state
-from hpc.render_nodes import nodes_table
+from hpc.render_nodes import free_memory, nodes_table
 from hpc.render_tasks import task_detail
 from shared.domain.memory import shown
 from shared.domain.models import PRIORITY_NAMES
@@ -116,6 +116,16 @@ def test_the_dashboards_memory_cell_reads_as_the_clis() -> None:
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js")
+def test_the_dashboards_free_memory_reads_as_hpc_node_list() -> None:
+    """The dashboard showed no free memory where `hpc node list` has a "Free mem" column."""
+    nodes = [{"freeMemoryMb": mb} for mb in (0, 512, 4096, 6000)] + [{"freeMemoryMb": None}, {}]
+    got = run_js([("freeMemoryText", node) for node in nodes])
+    assert got == [free_memory(node, "-") for node in nodes]
+    assert got[0] == "0 MB" and got[-1] == "-"
+    html = (SCRIPT.parent / "index.html").read_text()
+    assert "<th>Free</th><th>Free mem</th>" in html  # the column the app fills
+
+
 def test_the_dashboards_job_memory_reads_as_hpc_job_view() -> None:
     pages = [[], [None, None], [4096, 4096], [4096, None], [512, 4096, 1536], [1, 2, 3, 4, 5]]
     pages.append([24105, 24105])  # tenths: 23.5 GB, as the CLI rounds

@@ -241,7 +241,7 @@ async function loadNodes() {
     data.nodes.map((node) => row([
       node.name, badge(node.state, nodeStateText(node)), (node.groups || []).join(", "),
       node.runsAsOwner ? `${node.provider}, as owner` : node.provider,
-      node.cores, memoryText(node.memoryMb), node.freeCores, node.runningTasks, when(node.lastHeartbeat),
+      node.cores, memoryText(node.memoryMb), node.freeCores, freeMemoryText(node), node.runningTasks, when(node.lastHeartbeat),
       node.stateReason, nodeButtons(node),
     ])),
     "no nodes: start agents (hpc agent run) or add nodes (hpc node add)",

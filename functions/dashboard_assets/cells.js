@@ -74,6 +74,12 @@ function memoryText(mb, unknown = "-") {
   return `${Math.floor(tenths / 10)}.${tenths % 10} GB`;
 }
 
+// A node's memory no task holds, as `hpc node list` words it (hpc/render_nodes.py
+// free_memory): none free is "0 MB", unknown "-".
+function freeMemoryText(node) {
+  return memoryText(node.freeMemoryMb);
+}
+
 // What a job's tasks ask of each node's memory (their minMemoryMb; a first page of them), as
 // `hpc job view` words it (hpc/render.py memory_request); null when none asks.
 function memoryRequest(tasks) {
