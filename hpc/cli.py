@@ -26,6 +26,7 @@ control characters (:mod:`hpc.text`); only ``--json`` and a piped
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shlex
@@ -138,6 +139,19 @@ def _split_at_command(ctx: Any, args: list[str]) -> tuple[list[str], list[str]] 
     return None
 
 
+def unwrap_summaries(group: Any) -> None:
+    """Join the lines of each command's first help paragraph (its summary), here and below.
+    Typer's rich help keeps a docstring's line breaks in the command lists (its
+    ``_make_command_help`` tests the markup mode the wrong way round), so ``hpc task
+    --help`` broke "why it waits if it" / "is queued" mid-sentence."""
+    for command in getattr(group, "commands", {}).values():
+        text = command.help or ""
+        first, sep, rest = inspect.cleandoc(text).partition("\n\n")
+        if text and not first.startswith("\b"):
+            command.help = " ".join(first.split()) + sep + rest
+        unwrap_summaries(command)
+
+
 class HpcGroup(TyperGroup):
     """The root group: runs the command and reports any failure as one line."""
 
@@ -155,6 +169,7 @@ class HpcGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        unwrap_summaries(self)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = result if isinstance(result, int) and not isinstance(result, bool) else 0
