@@ -115,6 +115,7 @@ def test_the_agents_settings_name_the_node_the_bus_the_output_and_the_identity(d
         f"ExecStartPre=+{INSTALLER}",
         "ExecStart=/opt/hybridhpc/bin/hpc agent run --name azure-7 --group AzureNodes --cores 8",
         "KillSignal=SIGTERM",
+        "KillMode=process",  # not the whole unit's cgroup: the agent's watchdog ends its tasks
         "Restart=on-failure",
         "WantedBy=multi-user.target",
         "After=network-online.target",

@@ -132,6 +132,13 @@ def agent_command(spec: VmSpec) -> list[str]:
 
 
 def agent_unit(spec: VmSpec) -> str:
+    """The agent's systemd unit. ``KillMode=process``, as Slurm's slurmd.service: systemd
+    signals the agent alone, never the tasks. With the default (``control-group``) an agent
+    that crashed or was killed had its whole unit signalled at once: the watchdog died before
+    it could act, and a task whose command had just returned lost its end record to the
+    SIGTERM, so it ran again. Now the agent's own watchdog ends its tasks, sparing a command
+    that has returned (agent/lifeline.py), and the restarted agent ends what its predecessor
+    left (agent/groups.py ``orphans``): the paths the fault tests run."""
     command = " ".join(systemd_arg(a) for a in agent_command(spec))
     return f"""[Unit]
 Description=HybridHPC node agent ({spec.name})
@@ -145,6 +152,7 @@ StateDirectory=hybridhpc
 ExecStartPre=+{INSTALLER}
 ExecStart={command}
 TimeoutStartSec=900
+KillMode=process
 KillSignal=SIGTERM
 TimeoutStopSec=60
 Restart=on-failure
