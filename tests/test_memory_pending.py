@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.domain.pending import GroupScaling, pending_reason
+from shared.domain.pending import pending_reason
+from shared.domain.pending_scaling import GroupScaling
 from shared.domain.states import NodeState, TaskState
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
 from tests.test_nodes_admin import managed, provider  # noqa: F401 - fixtures

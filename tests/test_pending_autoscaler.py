@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.domain.growshrink import GroupMemory
-from shared.domain.pending import GroupScaling, pending_reason, scaling_reason
+from shared.domain.pending import pending_reason
+from shared.domain.pending_scaling import GroupScaling, scaling_reason
 from shared.domain.states import NodeState, TaskState
+from tests.agent_double import AgentDouble
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
 from tests.test_nodes_admin import managed, provider  # noqa: F401 - fixtures
 from tests.test_pending import node, task
@@ -183,3 +185,100 @@ def test_a_wide_task_short_of_online_nodes_hears_the_autoscaler_and_the_nodes_co
     reason = pending_reason(wide, nodes, {}, (), off, NOW)
     assert reason.startswith("needs 2 nodes with 1 core(s) each; AzureNodes has 1 Online ")
     assert "; z2 starting; " in reason and reason.endswith(scaling_reason(off[AZ], NOW, [AZ]))
+
+
+# --- a group at its maxNodes says so, whatever the age of the autoscaler's note ----------
+
+AT_MAX = (
+    "AzureNodes is at its maxNodes 2 (2 nodes up): the autoscaler starts no more of its "
+    "nodes; raise it (hpc nodegroup set AzureNodes --max N) or wait for its nodes"
+)
+CHECKED = memory(last_grow_check=NOW - timedelta(seconds=20))
+NOTE = ("wants 1 node, starts 0 (maxNodes 2, 0 Offline, 10 starts left this run)",)
+
+
+@pytest.mark.parametrize(
+    ("group", "up", "changed_at", "expected"),
+    [
+        pytest.param(  # the probe: the note is older than a node's change, a check is due
+            GroupScaling(AZ, True, max_nodes=2, memory=CHECKED, notes=NOTE, said_at=NOW),
+            2,
+            NOW + timedelta(seconds=1),
+            AT_MAX,
+            id="at-max-note-stale",
+        ),
+        pytest.param(
+            GroupScaling(AZ, True, max_nodes=2, memory=CHECKED),
+            2,
+            None,
+            AT_MAX,
+            id="at-max-no-note",
+        ),
+        pytest.param(
+            GroupScaling(AZ, True, max_nodes=2, notes=NOTE, said_at=NOW - timedelta(seconds=3)),
+            2,
+            NOW - timedelta(seconds=9),
+            f"{AT_MAX}; the autoscaler 3 s ago: AzureNodes: {NOTE[0]}",
+            id="at-max-note-fresh-quoted-too",
+        ),
+        pytest.param(
+            GroupScaling(AZ, True, max_nodes=2, memory=CHECKED),
+            3,
+            None,
+            AT_MAX.replace("at its", "over its").replace("(2 nodes up)", "(3 nodes up)"),
+            id="over-max",
+        ),
+        pytest.param(
+            GroupScaling(
+                AZ, True, max_nodes=2, memory=memory(backoff_until=NOW + timedelta(seconds=90))
+            ),
+            2,
+            None,
+            AT_MAX,
+            id="at-max-backing-off",
+        ),
+        pytest.param(
+            GroupScaling(AZ, True, max_nodes=3, memory=CHECKED),
+            2,
+            None,
+            "the autoscaler considers growing AzureNodes every 60 s (GrowInterval): next in 40 s",
+            id="below-max",
+        ),
+        pytest.param(
+            GroupScaling(AZ, True, memory=CHECKED),
+            2,
+            None,
+            "the autoscaler considers growing AzureNodes every 60 s (GrowInterval): next in 40 s",
+            id="max-unknown",
+        ),
+        pytest.param(
+            GroupScaling(AZ, True, max_nodes=0),
+            0,
+            None,
+            "the maxNodes of AzureNodes is 0, so the autoscaler starts none of its nodes: raise "
+            "it (hpc nodegroup set AzureNodes --max N)",
+            id="max-zero",
+        ),
+    ],
+)
+def test_a_group_at_its_max_nodes_says_so_whatever_its_notes_age(group, up, changed_at, expected):
+    assert scaling_reason(group, NOW, [AZ], changed_at=changed_at, up=up) == expected
+
+
+def test_a_task_waiting_for_a_group_at_its_max_hears_so_after_a_node_joined(cp, provider, clock):
+    """The probe: the grow check said "wants 1 node, starts 0 (maxNodes 2 ...)"; a node
+    joined after it, which made that note stale, and the reason read "the autoscaler
+    considers growing AzureNodes every 60 s" though the group could not grow."""
+    cp.set_group(AZ, provider="local", max_nodes=2, node_cores=2)
+    vms = cp.add_nodes(AZ, 2)
+    cp.node_action("start", [vm.name for vm in vms])
+    assert AgentDouble(cp, vms[0].name, cores=2, groups=(AZ,)).register().accepted
+    job = cp.submit({"command": "x", "nodeGroups": [AZ], "cores": 2, "sweep": "1-3"})
+    assert cp.schedule_pass() == 1
+    cp.autoscale()  # the grow check: task 2 counts on the Starting node; task 3 wants one more
+    clock.advance(5)
+    assert AgentDouble(cp, vms[1].name, cores=2, groups=(AZ,)).register().accepted
+    assert cp.schedule_pass() == 1
+    reason = cp.pending_reasons(cp.list_tasks(job.id))[(job.id, 3)]
+    assert reason.endswith(AT_MAX)
+    assert "considers growing" not in reason

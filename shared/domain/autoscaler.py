@@ -62,7 +62,7 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
 )
 from shared.domain.cluster import Node
 from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, reach
-from shared.domain.firstfit import place_queue
+from shared.domain.firstfit import KeptOff, place_queue
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -127,6 +127,7 @@ class _Run:
         """Nodes already given an order this run."""
         self.stops = 0
         """Drained nodes stopped by the repair (they count against ``max_stops_per_run``)."""
+        self.kept_off: KeptOff = {}  # tasks job-level exclusive kept off nodes: notes say so
         self.managed = {n.name: managed_group(n, policy) for n in view.nodes}
         self._members: dict[str, list[Node]] = {}
         for n in view.nodes:
@@ -210,6 +211,7 @@ class _Run:
         size = {n.name: n.cores for n in self.view.nodes}
         # an Online node's agent reads what its protocol says; a Starting one boots ours
         protocol = {n.name: n.agent_protocol for n in self.view.nodes if n.state is _ONLINE}
+        coming = free.keys() - protocol.keys()  # Starting: not in the scheduler's next pass
         queued, spill, memory_mb, view = self.view.queued, None, None, self.view
         if any(t.min_memory_mb is not None for t in queued):  # the nodes' free memory, if asked
             memory_mb = demand.memory_of(view.nodes, self.managed, self.policy.groups, view.held_mb)
@@ -225,7 +227,7 @@ class _Run:
         return place_queue(
             queued, placing, free, size, groups_of, protocol=protocol, memory=memory_mb,
             spill=spill, reserved=self.view.reserved, now_s=self.now.timestamp(), bursts=bursts,
-            occupied=self.view.occupied)  # fmt: skip
+            occupied=self.view.occupied, coming=coming, kept_off=self.kept_off)  # fmt: skip
 
     def grow(self, overflow: list[Task]) -> None:
         starts_left = self.policy.max_starts_per_run
@@ -278,10 +280,9 @@ class _Run:
                     len(offline), held, starts_left,
                 )  # fmt: skip
                 self.notes.append(Note(group, short.text()))
-            floor = f"{group} is below its minNodes {gp.min_nodes}"
-            why = floor
+            why = floor = f"{group} is below its minNodes {gp.min_nodes}"
             if need:
-                why = autoscaler_notes.grown(group, tasks, need, gp, extra=need - packed)
+                why = autoscaler_notes.grown(group, tasks, need, gp, need - packed, self.kept_off)
             for k, node in enumerate(offline[:count]):  # beyond the queue's need: the floor's
                 self.order("start", node, group, why if k < need else floor)
                 self.nodes[node.name] = NodeMemory(start_ordered_at=self.now)

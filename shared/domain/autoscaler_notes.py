@@ -10,7 +10,7 @@ run for a group with no nodes, and no hint that nodes had to be added).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,7 +29,11 @@ def nodes(count: int) -> str:
 def listed_jobs(tasks: Sequence[Task]) -> str:
     """The jobs of ``tasks`` as a note names them: ``job 7``, ``jobs 7, 9`` (the first five
     by id, then how many more)."""
-    ids = sorted({t.job_id for t in tasks})
+    return _jobs(t.job_id for t in tasks)
+
+
+def _jobs(jobs: Iterable[Hashable]) -> str:
+    ids = sorted(set(jobs), key=lambda j: (len(str(j)), str(j)))  # job ids: 9 before 10
     shown_ids = ", ".join(str(j) for j in ids[:5])
     more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
     return f"job {shown_ids}" if len(ids) == 1 else f"jobs {shown_ids}{more}"
@@ -48,29 +52,60 @@ def bigger_vms(group: str) -> str:
     )
 
 
-def grown(group: str, tasks: Sequence[Task], need: int, gp: GroupPolicy, *, extra: int) -> str:
+def grown(
+    group: str,
+    tasks: Sequence[Task],
+    need: int,
+    gp: GroupPolicy,
+    extra: int,
+    kept_off: Mapping[tuple[int, int], Collection[Hashable]] | None = None,
+) -> str:
     """Why a group starts ``need`` nodes for overflowing ``tasks``: the cores they lack or,
     asking for memory, the memory (a group of unknown node memory starts one to learn it);
     ``extra`` of them ExtraNodesGrowRatio's share, said so (an admin saw more nodes start
-    than the note explained)."""
+    than the note explained). ``kept_off``: the tasks job-level exclusive kept off running
+    nodes with room, and the jobs that did (:data:`shared.domain.firstfit.KeptOff`): said
+    as the cause (a note read "overflow the free cores" of nodes with cores to spare)."""
     jobs = listed_jobs(tasks)
     s = "s" if len(tasks) == 1 else ""  # the verb's ending: 1 task fits, 2 tasks fit
     asked = [t.min_memory_mb for t in tasks if t.min_memory_mb is not None]
     share = (
         f" ({extra} of them ExtraNodesGrowRatio's {gp.extra_nodes_grow_ratio}%)" if extra else ""
     )
+    kept = [t for t in tasks if (t.job_id, t.id) in (kept_off or {})]
+    why = f"job-level exclusive: {exclusivity(kept, kept_off or {})}" if kept else ""
+    if kept and len(kept) < len(tasks):
+        why = f"{len(kept)} of them by {why}"
     if not asked:
+        verb = "may not use" if kept and len(kept) == len(tasks) else f"overflow{s}"
         return (
-            f"{queued(tasks)} of {jobs} overflow{s} the free cores of running "
-            f"nodes; {group} needs {nodes(need)} of {gp.node_cores} cores{share}"
+            f"{queued(tasks)} of {jobs} {verb} the free cores of running nodes"
+            + (f" ({why})" if why else "")
+            + f"; {group} needs {nodes(need)} of {gp.node_cores} cores{share}"
         )
     what = f"{queued(tasks)} of {jobs} (up to {shown(max(asked), up=True)} memory)"
+    what += f" ({why})" if why else ""
     if gp.node_memory_mb is None:
         return f"{what} fit{s} no running node; {group}'s node memory is unknown: one started tells"
     return (
         f"{what} fit{s} no running node's free cores and memory; {group} needs {nodes(need)} "
         f"of {gp.node_cores} cores and {shown(gp.node_memory_mb)}{share}"
     )
+
+
+def exclusivity(
+    kept: Sequence[Task], kept_off: Mapping[tuple[int, int], Collection[Hashable]]
+) -> str:
+    """How job-level exclusive kept the ``kept`` tasks off running nodes: their own job is
+    exclusive (other jobs run there), or other jobs' exclusive tasks hold those nodes."""
+    mine = [t for t in kept if t.job_exclusive]
+    parts = []
+    if mine:
+        verb = "is" if len({t.job_id for t in mine}) == 1 else "are"
+        parts.append(f"{listed_jobs(mine)} {verb} exclusive and those nodes run other jobs' tasks")
+    if holders := {j for t in kept if not t.job_exclusive for j in kept_off[(t.job_id, t.id)]}:
+        parts.append(f"those nodes are held by exclusive {_jobs(holders)}")
+    return "; ".join(parts)
 
 
 def backoff(wanted: int, until: datetime, failure: str | None) -> str:

@@ -6,7 +6,7 @@ queue will use. Pure; used by :mod:`shared.domain.autoscaler` and :mod:`shared.d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from functools import partial
 
 from shared.domain.autoscaler_io import Reserved
@@ -15,6 +15,10 @@ from shared.domain.memory import fits
 from shared.domain.models import Task
 from shared.domain.protocol import AGENT_PROTOCOL, task_protocol
 from shared.domain.reservedhold import ends_first, holding
+
+KeptOff = dict[tuple[int, int], set[Hashable]]
+"""Overflowing tasks ((job, task)) the job-exclusive rule kept off a node with room for them,
+and the other jobs that did: the autoscaler's notes name that cause (:func:`place_queue`)."""
 
 
 def place_queue(
@@ -31,6 +35,8 @@ def place_queue(
     now_s: float = 0.0,
     bursts: Callable[[Task], bool] | None = None,
     occupied: Occupancy | None = None,
+    coming: Collection[str] = (),
+    kept_off: KeptOff | None = None,
 ) -> tuple[list[Task], set[str]]:
     """First fit of the queue, in its order, on the nodes of ``placing`` (in that order),
     as the scheduler's next pass would: the tasks that fit nowhere, and the nodes used.
@@ -48,9 +54,14 @@ def place_queue(
     epoch seconds), nor any task if it is not in ``queued``; no hold once the reserved task
     overflows and ``bursts`` says a node will be started for it
     (:mod:`shared.domain.reservedhold`), nor the memory it asks there; a task the
-    job-exclusive rule bars from the reserved task's nodes may take none of their cores. ``occupied``: which jobs use each
-    node now; a task goes only where the job-exclusive rule lets its job
-    (:mod:`shared.domain.jobexclusive`), and what it is placed on counts for later tasks."""
+    job-exclusive rule bars from the reserved task's nodes may take none of their cores.
+    ``occupied``: which jobs use each node now; a task goes only where the job-exclusive rule
+    lets its job (:mod:`shared.domain.jobexclusive`), and what it is placed on counts for
+    later tasks; a task of a job that holds nodes takes them before any other, as the
+    scheduler's :class:`~shared.domain.capacity.FreeCores` does, except those in ``coming``
+    (Starting: not in the scheduler's next pass). ``kept_off`` is filled with the overflowing
+    tasks that rule kept off a node with room ((job, task) -> the other jobs that did), for
+    the notes to name the cause."""
     overflow: list[Task] = []
     wanted: set[str] = set()
     ages = protocol or {}
@@ -64,19 +75,40 @@ def place_queue(
         held = reserved.cores if head < 0 else {}  # not in the window: it holds them all
 
     tenants = Tenants(occupied)
+    start = tuple(placing)  # the order of its nodes, as they leave ``placing``
+    rank: dict[str, int] = {}  # made the first time a job holds nodes
+    owns: dict[Hashable, tuple[int, list[str]]] = {}  # job -> (nodes held, those up, in order)
+
+    def own(task: Task) -> list[str]:
+        """The nodes up now that ``task``'s job holds, in order, less the first full ones
+        (called outside a hold, so a full node stays full: nothing frees cores)."""
+        mine = tenants.held.get(task.job_id) if task.job_exclusive else None
+        if not mine:
+            return []
+        count, nodes = owns.get(task.job_id, (0, []))
+        if count != len(mine):  # it holds another node since: sort again (rare)
+            if not rank:
+                rank.update((n, i) for i, n in enumerate(start) if n not in coming)
+            nodes = sorted((n for n in mine if n in rank), key=rank.__getitem__)
+            owns[task.job_id] = (len(mine), nodes)
+        while nodes and free[nodes[0]] <= 0:
+            del nodes[0]
+        return nodes
 
     def place(task: Task) -> None:
         fit = partial(
             _place, task, placing, free, size, groups_of, ages, mems, spill, overflow, wanted,
-            tenants,
+            tenants, kept_off,
         )  # fmt: skip
         if held and not (reserved is not None and ends_first(task, reserved, now_s)):
             kept = _hold_memory(mems, held, reserved)
-            holding(_held_from(task, held, size, reserved), free, placing, order, fit)
+            first = own(task)  # before the hold takes cores off
+            holding(_held_from(task, held, size, reserved), free, placing, order,
+                    lambda: fit(first))  # fmt: skip
             for n, mb in kept.items():
                 mems[n] = (mems[n] or 0) + mb
         else:
-            fit()
+            fit(own(task))
 
     for task in queued[: head + 1]:
         place(task)
@@ -103,15 +135,21 @@ def _place(
     overflow: list[Task],
     wanted: set[str],
     tenants: Tenants,
+    kept_off: KeptOff | None,
+    own: list[str],
 ) -> None:
-    """One task of :func:`place_queue`: placed (``free``, ``wanted``), or (partly) overflows."""
+    """One task of :func:`place_queue`: placed (``free``, ``wanted``), or (partly) overflows.
+    ``own``: the nodes its job holds, tried first."""
     need = task_protocol(task) if ages else 1
     mem = task.min_memory_mb if mems else None
     if task.nodes > 1 or task.exclusive:
         able = placing if need <= 1 and mem is None else _able(placing, ages, need, mems, mem)
         rest = place_wide(
-            task, able, free, size, groups_of, wanted, spill=spill, tenants=tenants, memory=mems
-        )
+            task, able, free, size, groups_of, wanted, spill=spill, tenants=tenants, memory=mems,
+            first=own,
+        )  # fmt: skip
+        if rest and kept_off is not None:
+            _kept(task, able, free, size, groups_of, tenants, kept_off)
         if rest == task.nodes:
             overflow.append(task)
             return
@@ -120,7 +158,7 @@ def _place(
         if able is not placing:  # nodes it filled leave the shared order too
             placing[:] = [n for n in placing if free[n] > 0]
         return
-    for i, name in enumerate(placing):
+    for name in own:  # the nodes its job holds first, as the scheduler's FreeCores
         if (
             free[name] >= task.cores
             and (not task.node_groups or groups_of[name] & set(task.node_groups))
@@ -128,14 +166,68 @@ def _place(
             and _has_memory(mems, name, mem)
             and tenants.allows(task.job_id, task.job_exclusive, name)
         ):
-            free[name] -= task.cores
-            _take_memory(mems, name, mem)
-            tenants.occupy(name, task.job_id, task.job_exclusive)
-            wanted.add(name)
+            _take(task, name, mem, free, mems, tenants, wanted)
+            if free[name] <= 0 and name in placing:
+                placing.remove(name)
+            return
+    blockers: set[Hashable] = set()
+    for i, name in enumerate(placing):
+        if (
+            free[name] >= task.cores
+            and (not task.node_groups or groups_of[name] & set(task.node_groups))
+            and (need <= 1 or ages.get(name, AGENT_PROTOCOL) >= need)
+            and _has_memory(mems, name, mem)
+        ):
+            if not tenants.allows(task.job_id, task.job_exclusive, name):
+                if kept_off is not None:  # room but for the rule: the notes say so
+                    blockers |= tenants.blockers(task.job_id, task.job_exclusive, name)
+                continue
+            _take(task, name, mem, free, mems, tenants, wanted)
             if free[name] <= 0:
                 del placing[i]  # full: later tasks need not look at it
             return
     overflow.append(task)
+    if blockers and kept_off is not None:
+        kept_off[(task.job_id, task.id)] = blockers
+
+
+def _take(
+    task: Task,
+    name: str,
+    mem: int | None,
+    free: dict[str, int],
+    mems: dict[str, int | None],
+    tenants: Tenants,
+    wanted: set[str],
+) -> None:
+    """A one-node task placed on ``name``: its cores, memory and job count there now."""
+    free[name] -= task.cores
+    _take_memory(mems, name, mem)
+    tenants.occupy(name, task.job_id, task.job_exclusive)
+    wanted.add(name)
+
+
+def _kept(
+    task: Task,
+    able: Sequence[str],
+    free: Mapping[str, int],
+    size: Mapping[str, int],
+    groups_of: Mapping[str, set[str]],
+    tenants: Tenants,
+    kept_off: KeptOff,
+) -> None:
+    """A wide task lacks nodes: note the other jobs whose tasks or hold kept it off nodes of
+    its groups with room for it (:func:`place_wide`'s test but the rule), if any did."""
+    blockers: set[Hashable] = set()
+    for name in able:
+        if (
+            (not task.node_groups or groups_of[name] & set(task.node_groups))
+            and (not task.exclusive or free[name] == size[name])
+            and free[name] >= task.cores
+        ):
+            blockers |= tenants.blockers(task.job_id, task.job_exclusive, name)
+    if blockers:
+        kept_off[(task.job_id, task.id)] = blockers
 
 
 def place_wide(
@@ -149,17 +241,25 @@ def place_wide(
     spill: Callable[[Task], bool] | None = None,
     tenants: Tenants | None = None,
     memory: dict[str, int | None] | None = None,
+    first: Sequence[str] = (),
 ) -> int:
     """A multi-node or exclusive task: all its nodes at once (each with ``cores`` free;
     exclusive: a node with nothing running, all of whose cores it takes), or none; the nodes
     it still lacks (0: placed). Where it does not fit whole and ``spill(task)`` is True, it
     takes the nodes that fit (a part only of a multi-node task: one node is all or none).
     ``tenants``: only nodes the job-exclusive rule lets its job use. ``memory``: free memory
-    (``placing`` holds only nodes with the task's ask), less what it takes on each node."""
+    (``placing`` holds only nodes with the task's ask), less what it takes on each node.
+    ``first``: nodes tried before the others (those its job holds), if in ``placing``."""
     tenants = tenants or Tenants()
+    order: Sequence[str] = placing
+    if first:
+        there = set(placing)
+        own = [n for n in first if n in there]
+        mine = set(own)
+        order = [*own, *(n for n in placing if n not in mine)]
     chosen = [
         name
-        for name in placing
+        for name in order
         if (not task.node_groups or groups_of[name] & set(task.node_groups))
         and (free[name] == size[name] >= task.cores if task.exclusive else free[name] >= task.cores)
         and tenants.allows(task.job_id, task.job_exclusive, name)

@@ -101,11 +101,25 @@ class Tenants:
         seen = occupied or Occupancy()
         self.jobs: dict[str, set[Hashable]] = {n: set(j) for n, j in seen.jobs.items()}
         self.holders: dict[str, Hashable] = dict(seen.holders)
+        self.held: dict[Hashable, set[str]] = defaultdict(set)
+        """Job -> the nodes it holds (the reverse of ``holders``): the scheduler fills them
+        first with its tasks (:meth:`shared.domain.capacity.FreeCores.fit`)."""
+        for node, job in self.holders.items():
+            self.held[job].add(node)
 
     def allows(self, job: Hashable, exclusive: bool, node: str) -> bool:
         return may_use(job, exclusive, self.jobs.get(node, ()), self.holders.get(node))
+
+    def blockers(self, job: Hashable, exclusive: bool, node: str) -> set[Hashable]:
+        """The other jobs that keep a request of ``job`` off ``node`` (none: it may use it):
+        the job holding it, or, for a job-exclusive request, the jobs running there."""
+        holder = self.holders.get(node)
+        if holder is not None and holder != job:
+            return {holder}
+        return {j for j in self.jobs.get(node, ()) if j != job} if exclusive else set()
 
     def occupy(self, node: str, job: Hashable, exclusive: bool) -> None:
         self.jobs.setdefault(node, set()).add(job)
         if exclusive:
             self.holders[node] = job
+            self.held[job].add(node)

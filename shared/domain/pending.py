@@ -3,24 +3,25 @@
 The reasons say what would have to change: which group lacks Online nodes, which nodes run
 agents too old to read the task's assignment, how many cores or how much memory the task
 wants against what the group has, or that it is next in line. They are computed
-when asked (the API's ``pendingReason``), from the same records the scheduler reads.
+when asked (the API's ``pendingReason``), from the same records the scheduler reads. Why a
+managed group's autoscaler starts none of the nodes a task waits for is
+:mod:`shared.domain.pending_scaling`'s.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
 from shared.domain import eligibility, memoryfit
-from shared.domain.autoscaler_notes import bigger_vms
-from shared.domain.cluster import Node, NodeGroup
-from shared.domain.growshrink import GroupMemory, mute
+from shared.domain.cluster import Node
+from shared.domain.growshrink import mute
 from shared.domain.jobexclusive import Occupancy, barred_reason
 from shared.domain.memory import fits, may_fit, shown
 from shared.domain.models import Job, LostAttempt, Task
+from shared.domain.pending_scaling import GroupScaling, capped_only, group_reason, max_zero, where
 from shared.domain.protocol import describe, task_protocol
 from shared.domain.reservation import Reservation
 from shared.domain.states import NODE_SCHEDULABLE, JobState, NodeState, TaskState
@@ -31,31 +32,6 @@ SHOW_NODES = 5
 Kind = Literal["starting", "no-online", "agents", "memory", "size", "busy", "next"]
 """What a reason is about: nodes starting, no Online node, old agents, no Online node with
 the memory asked, no node big enough, nodes busy, or nothing (next in line)."""
-
-
-@dataclass(frozen=True)
-class GroupScaling:
-    """What the autoscaler remembers and last said of one managed group: why a task that
-    waits for its nodes may wait longer than a boot."""
-
-    name: str
-    managed: bool
-    """An autoscaler runs here for the group's provider."""
-    autoscale: bool = True
-    """False: the admin turned autoscaling off (hpc nodegroup set G --no-autoscale)."""
-    grow_interval_s: float = 60.0
-    memory: GroupMemory | None = None
-    """The autoscaler's memory of the group (None: it has not run for it yet)."""
-    notes: Sequence[str] = ()
-    """Why its last run did not grow the group (GrowThreshold, max_nodes...)."""
-    said_at: datetime | None = None
-    node_memory_mb: int | None = None
-    """The memory of one of its nodes as the autoscaler counts it
-    (:func:`shared.domain.growshrink.group_memory_mb`; None: not known yet)."""
-
-
-def where(groups: Sequence[str]) -> str:
-    return ", ".join(groups) if groups else "the cluster"
 
 
 def pending_reason(
@@ -73,7 +49,7 @@ def pending_reason(
     ``capped``: managed groups whose maxNodes is 0, so the autoscaler starts none of their
     nodes (a task only they may run waits for an admin, which the reason says).
     ``scaling`` (by group name) and ``now``: when the task waits for nodes of managed groups
-    and none is starting, why the autoscaler starts none (see :func:`scaling_reason`).
+    and none is starting, why the autoscaler starts none (:mod:`shared.domain.pending_scaling`).
     ``occupied``: which jobs use each node; nodes the job-exclusive rule bars the task from
     count as busy, and a wait for cores says so (:mod:`shared.domain.jobexclusive`); so do
     nodes whose free memory (``held_mb``: what active tasks hold) is short of its ask."""
@@ -97,7 +73,7 @@ def pending_reason(
         # "size": too few Online nodes big enough, which the autoscaler may start (a re-probe
         # read "needs 4 nodes ...; 3 Online" as a job that could never run)
         groups = task.node_groups or sorted(scaling)
-        said = [_scaling(task, scaling[g], now, nodes) for g in groups if g in scaling]
+        said = [group_reason(task, scaling[g], now, nodes) for g in groups if g in scaling]
         reason = "; ".join([reason, *(s for s in said if s)])
     held = sorted(n.name for n in mine if n.held is not None)
     if not held or kind == "next":
@@ -115,80 +91,6 @@ def still_running(lost: LostAttempt) -> str:
         "offline): the next attempt starts once that one's end is reported, or at "
         f"{lost.until:%H:%M:%S} UTC, when a silent agent's lifeline has killed it"
     )
-
-
-def capped(groups: Iterable[NodeGroup]) -> set[str]:
-    """The managed groups whose maxNodes is 0: the autoscaler starts none of their nodes."""
-    return {g.name for g in groups if g.provider and not g.max_nodes}
-
-
-def capped_only(groups: Sequence[str], capped: Collection[str]) -> bool:
-    """Every group named is a managed group of maxNodes 0 (none named: any node may do)."""
-    return bool(groups) and all(g in capped for g in groups)
-
-
-def max_zero(groups: Sequence[str]) -> str:
-    """What a maxNodes of 0 means for a job of ``groups``, and how to raise it."""
-    first, its = (groups[0] if groups else "NAME"), ("their" if len(groups) > 1 else "its")
-    return (
-        f"the maxNodes of {where(groups)} is 0, so the autoscaler starts none of {its} nodes: "
-        f"raise it (hpc nodegroup set {first} --max N)"
-    )
-
-
-def _scaling(task: Task, group: GroupScaling, now: datetime, nodes: Sequence[Node]) -> str | None:
-    """Why ``group``'s autoscaler starts no node for ``task``: its nodes are known to have
-    less memory than the task asks, or :func:`scaling_reason`."""
-    have = group.node_memory_mb
-    if have is not None and not may_fit(task.min_memory_mb, have):
-        return (
-            f"{group.name}'s nodes have {shown(have)}: the autoscaler starts none for it "
-            f"({bigger_vms(group.name)})"
-        )
-    changed = max((n.state_time for n in nodes if group.name in n.groups), default=None)
-    return scaling_reason(group, now, task.node_groups, changed_at=changed)
-
-
-def scaling_reason(
-    group: GroupScaling,
-    now: datetime,
-    named: Sequence[str] = (),
-    *,
-    changed_at: datetime | None = None,
-) -> str | None:
-    """Why the autoscaler starts none of ``group``'s nodes for a task that waits for them,
-    or None if nothing holds it back (its next run may start one). ``named``: the task's
-    own groups (none: it may run anywhere, so a group it did not ask for is not blamed for
-    being off). ``changed_at``: the last state change of a node of the group; the
-    autoscaler's notes said before it are not quoted (a probe read "2 Offline" while both
-    nodes were Online and busy)."""
-    name = group.name
-    if not group.managed or not group.autoscale:
-        if not named:
-            return None
-        start = f"hpc node start --group {name}"
-        if not group.managed:
-            return f"no autoscaler here starts {name}'s nodes: start them ({start})"
-        return (
-            f"autoscaling is off for {name}: turn it on (hpc nodegroup set {name} --autoscale) "
-            f"or start its nodes ({start})"
-        )
-    memory = group.memory
-    if memory is not None and memory.backoff_until is not None and now < memory.backoff_until:
-        wait = (memory.backoff_until - now).total_seconds()
-        return f"{name} starts no node for {wait:.0f} s more (backing off after: {memory.last_failure})"
-    stale = changed_at is not None and group.said_at is not None and changed_at > group.said_at
-    if group.notes and not stale:
-        age = "" if group.said_at is None else f" {(now - group.said_at).total_seconds():.0f} s ago"
-        return f"the autoscaler{age}: " + "; ".join(f"{name}: {n}" for n in group.notes)
-    if memory is not None and memory.last_grow_check is not None:
-        due = (memory.last_grow_check - now).total_seconds() + group.grow_interval_s
-        if due >= 1:
-            return (
-                f"the autoscaler considers growing {name} every {group.grow_interval_s:g} s "
-                f"(GrowInterval): next in {due:.0f} s"
-            )
-    return None
 
 
 def _reason(task: Task, mine: Sequence[Node], used: Mapping[str, int]) -> tuple[Kind, str]:

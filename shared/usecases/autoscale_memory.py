@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import AutoscalerState, group_memory_mb
-from shared.domain.pending import GroupScaling
+from shared.domain.pending_scaling import GroupScaling
 from shared.errors import NotFound
 from shared.usecases.deps import Deps
 
@@ -60,5 +60,6 @@ def scaling_of(
             node_memory_mb=None
             if nodes is None
             else group_memory_mb(g.node_memory_mb, g.name, nodes),
+            max_nodes=g.max_nodes,
         )
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import cast
 
-from shared.domain import eligibility, lifecycle, pending, taskgraph
+from shared.domain import eligibility, lifecycle, pending, pending_scaling, taskgraph
 from shared.domain.cluster import Node
 from shared.domain.hosts import used_cores
 from shared.domain.jobexclusive import occupancy
@@ -62,8 +62,8 @@ def _reasons(
     occupied = occupancy(active)
     held_mb = held_memory(active)
     groups = deps.store.list_groups()
-    capped = pending.capped(groups)
-    scaling: dict[str, pending.GroupScaling] | None = None
+    capped = pending_scaling.capped(groups)
+    scaling: dict[str, pending_scaling.GroupScaling] | None = None
     now = deps.clock()
     waiting: list[Job] | None = None
     prerequisites: dict[int, JobState | None] = {}

@@ -13,8 +13,8 @@ from shared.domain.growshrink import group_memory_mb, memory_believed, sizes_see
 from shared.domain.jobspec import JobSpec, task_memory
 from shared.domain.memory import shown
 from shared.domain.models import Job
-from shared.domain.pending import capped as capped_groups
-from shared.domain.pending import capped_only, max_zero
+from shared.domain.pending_scaling import capped as capped_groups
+from shared.domain.pending_scaling import capped_only, max_zero
 from shared.domain.states import JOB_TERMINAL, NODE_COMING, JobState
 from shared.domain.templates import JobTemplate, apply_template
 from shared.errors import InvalidRequest, NotFound, Refused
