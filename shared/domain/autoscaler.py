@@ -1,11 +1,10 @@
 """The autoscaler policy: cluster state and ``now`` in, start/stop orders with reasons out.
 
-Pure: no provider, no store, no clock. Like HPC Pack's AutoGrowShrink it only
-starts and stops nodes that were added (an Offline node of a managed group is
-a deallocated VM); creating and deleting VMs is an admin act. Everything it
-must remember between timer runs (``idle_since``, backoffs, the last scale-up)
-is in :class:`AutoscalerState`, which the caller loads and saves with the run
-(a Meta document): a timer function has no memory of its own.
+Pure: no provider, no store, no clock. Like HPC Pack's AutoGrowShrink it only starts and
+stops nodes that were added (an Offline node of a managed group is a deallocated VM);
+creating and deleting VMs is an admin act. Everything it must remember between timer runs
+(``idle_since``, backoffs, the last scale-up) is in :class:`AutoscalerState`, which the
+caller loads and saves with the run (a Meta document): a timer function has no memory.
 
 Rules, each pinned by a table in tests/test_autoscaler.py:
 

@@ -71,9 +71,9 @@ class ClusterView:
     reserved: Reserved | None = None
     """The scheduler's unknown-time reservation, if any (:class:`Reserved`)."""
     occupied: Occupancy = field(default_factory=Occupancy)
+    """Which jobs' active tasks use each node (job-level exclusive: jobexclusive)."""
     held_mb: Mapping[str, int] = field(default_factory=dict)
     """Memory active tasks hold per node (consumable memory: shared.domain.memoryfit)."""
-    """Which jobs' active tasks use each node (job-level exclusive: jobexclusive)."""
 
 
 OrderAction = Literal["start", "stop", "drain", "offline"]
