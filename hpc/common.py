@@ -33,11 +33,20 @@ ID_RULE = "ids are whole numbers from 1"
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
+_ARRAY_TASK = re.compile(r"[0-9]+_[0-9]+")
+
+
 def parse_id(value: str | int) -> int:
     """A job or task id given on the command line: ASCII digits, 1 to MAX_ID (what the
     server's ids are). A negative one never gets here: Click reads ``-1`` as an option, and
     :class:`hpc.cli.HpcGroup` says this rule instead of "No such option"."""
     text = str(value).strip()
+    if _ARRAY_TASK.fullmatch(text):  # Slurm's JOB_INDEX (scancel 39_90): say what we take
+        job, index = text.split("_")
+        raise typer.BadParameter(
+            f"{ID_RULE}, got {text}: a task is named JOB.TASK by its id, not by Slurm's "
+            f"JOB_INDEX; `hpc task list {job}` shows the id of the task of sweep index {index}"
+        )
     if not _INTEGER.fullmatch(text):
         raise typer.BadParameter(f"{ID_RULE}, got {quoted(text)}")
     if text.startswith("-") or not text.strip("+0"):
