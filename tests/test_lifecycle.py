@@ -254,7 +254,7 @@ def test_cancel_marks_an_active_task_and_rerun_clears_the_mark():
     assert queued.state is C and not queued.cancel_requested  # ended at once: no mark needed
     ended = task(C)
     ended.cancel_requested = True
-    lifecycle.rerun(ended, NOW)
+    lifecycle.rerun(ended, NOW, priority=2000)
     assert ended.state is Q and not ended.cancel_requested
 
 
@@ -271,7 +271,7 @@ def test_assignment_refused_requeues_only_a_dispatch_meant_for_an_older_incarnat
 
 def test_rerun_forgets_lost_attempts_so_a_late_end_cannot_cut_the_new_run_short():
     t = task(X, lost=[(1, "n0")])
-    lifecycle.rerun(t, NOW)
+    lifecycle.rerun(t, NOW, priority=2000)
     assert t.state is Q and t.attempt == 3 and t.lost == []
     assert lifecycle.task_ended(t, ended(attempt=1, node="n0", incarnation=9), NOW) is None
 

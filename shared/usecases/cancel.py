@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from datetime import datetime
 
 from shared.domain import eligibility, lifecycle
 from shared.domain.models import Job, Task
@@ -125,22 +124,13 @@ def prerequisite_refusal(deps: Deps, job: Job) -> str | None:
     return None
 
 
-def _reopen(job: Job, now: datetime) -> None:
-    """Queued again as a new run: its start (and with it its jobRuntimeLimit) counts from
-    the new run's first task, as Slurm's requeue does."""
-    if job.state in (JobState.FAILED, JobState.CANCELED):
-        job.move_to(JobState.QUEUED, now=now)
-        job.error = None
-        job.start_time = None
-
-
 def _reopen_ranges(deps: Deps, job_id: int) -> None:
     """The canceled, never created tasks of its sweeps are Queued again (and the job reopened,
     in the same write, if no stored task did it)."""
     canceled = [r for r in deps.store.get_ranges(job_id) if r.canceled_time and r.left]
     for chunk in chunks(canceled):
         job = deps.store.get_job(job_id)
-        _reopen(job, deps.clock())
+        lifecycle.reopen_job(job, deps.clock())
         for r in chunk:
             r.canceled_time = r.canceled_reason = None
             job.count(TaskState.CANCELED, TaskState.QUEUED, r.left, name=r.template.name)
@@ -151,10 +141,10 @@ def _rerun_chunk(deps: Deps, job_id: int, task_ids: list[int]) -> None:
     """Reruns some tasks; the first chunk also reopens the job, in the same transaction."""
     job = deps.store.get_job(job_id)
     now = deps.clock()
-    _reopen(job, now)
+    lifecycle.reopen_job(job, now)
     changed = []
     for task in deps.store.get_tasks(job_id, task_ids):
-        change = lifecycle.rerun(task, now)
+        change = lifecycle.rerun(task, now, priority=job.priority)
         if change is not None:
             job.count(change.old, change.new, name=task.name)
             changed.append(task)

@@ -182,7 +182,7 @@ def _task_unit(deps: Deps, job_id: int, evs: Sequence[TaskEvent]) -> bool:
         elif isinstance(ev, TaskEnded):
             change = lifecycle.task_ended(task, ev, now)
         else:
-            change = lifecycle.assignment_refused(task, ev, now)
+            change = lifecycle.assignment_refused(task, ev, now, priority=job.priority)
         if change is None:
             continue
         lifecycle.explain_cancel(task, job)

@@ -66,6 +66,7 @@ def _lose_chunk(
             count=count,
             now=now,
             may_run_until=may_run_until,
+            priority=job.priority,
         )
         if change is not None:
             job.count(change.old, change.new, name=task.name)

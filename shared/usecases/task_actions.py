@@ -89,7 +89,7 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
         if task.state in (TaskState.FAILED, TaskState.CANCELED):
             _refuse_if_doomed(deps, job, task)
         now = deps.clock()
-        change = lifecycle.rerun(task, now)
+        change = lifecycle.rerun(task, now, priority=job.priority)
         if change is None and task.cancel_requested:  # its agent is still killing it
             raise Refused(
                 f"task {job_id}.{task_id} is being canceled (its agent gives it "
@@ -100,9 +100,7 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
                 f"task {job_id}.{task_id} is {task.state}; only a Failed or Canceled task "
                 "can be requeued"
             )
-        if job.state in (JobState.FAILED, JobState.CANCELED):
-            job.move_to(JobState.QUEUED, now=now)
-            job.error = None
+        lifecycle.reopen_job(job, now)  # as the job's requeue: its limit counts anew
         job.count(change.old, change.new, name=task.name)
         deps.store.commit(job=job, tasks=[task])
         return task

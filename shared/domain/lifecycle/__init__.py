@@ -33,6 +33,7 @@ from shared.domain.lifecycle.jobs import (
     canceled_by,
     explain_cancel,
     job_cancel_reason,
+    reopen_job,
     settle_job,
 )
 from shared.domain.lifecycle.nodes import (
@@ -90,6 +91,7 @@ __all__ = [
     "is_current",
     "is_live",
     "job_cancel_reason",
+    "reopen_job",
     "key_of",
     "kill_order",
     "lose_attempt",

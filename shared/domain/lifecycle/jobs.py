@@ -48,6 +48,19 @@ def settle_job(job: Job, now: datetime) -> bool:
     return True
 
 
+def reopen_job(job: Job, now: datetime) -> bool:
+    """A Failed or Canceled job is Queued again as a new run, whichever requeue (the job's
+    or one task's) does it: its start, and with it its jobRuntimeLimit, counts from the new
+    run's first task, as Slurm's requeue does (a probe: a task requeue left the old start,
+    and the limit canceled the job before the task ran). False if it had not ended so."""
+    if job.state not in (JobState.FAILED, JobState.CANCELED):
+        return False
+    job.move_to(JobState.QUEUED, now=now)
+    job.error = None
+    job.start_time = None
+    return True
+
+
 def canceled_by(user: str | None) -> str | None:
     """A user's cancel as a task or job shows it (HPC Pack's "canceled by user", Slurm's
     "CANCELLED by")."""

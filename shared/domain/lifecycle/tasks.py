@@ -171,7 +171,9 @@ def _a_result(ev: TaskEnded, state: TaskState) -> bool:
     return ev.exit_code is not None and ev.error is None
 
 
-def assignment_refused(task: Task, ev: AssignmentRefused, now: datetime) -> TaskChange | None:
+def assignment_refused(
+    task: Task, ev: AssignmentRefused, now: datetime, *, priority: int | None = None
+) -> TaskChange | None:
     """An agent dropped an assignment meant for an earlier incarnation of its node: if the
     task still waits for it, requeue it (no retry used: it never ran)."""
     if task.attempt != ev.attempt or task.node != ev.node or task.state not in TASK_ACTIVE:
@@ -185,6 +187,7 @@ def assignment_refused(task: Task, ev: AssignmentRefused, now: datetime) -> Task
         reason=f"assignment reached a newer agent on {ev.node}",
         count=False,
         now=now,
+        priority=priority,
     )
 
 
@@ -197,12 +200,14 @@ def lose_attempt(
     count: bool,
     now: datetime,
     may_run_until: datetime | None = None,
+    priority: int | None = None,
 ) -> TaskChange | None:
     """Give up the current attempt (its node was lost or never confirmed it): requeue it as
     a new attempt, or fail it past the retry limit, or cancel it if its job is canceling.
     The attempt is remembered as lost, so its late end is still accepted. ``may_run_until``:
     it may still be running until then (its agent has yet to kill it), so the next attempt
-    waits for that time or for this attempt's end (:func:`held_by_lost`)."""
+    waits for that time or for this attempt's end (:func:`held_by_lost`). ``priority``: the
+    job's now, which a requeued task takes (:func:`requeued_priority`)."""
     if task.state not in TASK_ACTIVE:
         return None
     old = task.state
@@ -229,7 +234,17 @@ def lose_attempt(
         task.attempt += 1
         task.incarnation = None
         task.error = reason
+        task.priority = requeued_priority(task, priority)
     return TaskChange(old, task.state)
+
+
+def requeued_priority(task: Task, job_priority: int | None) -> int:
+    """A task back in the queue is ordered by its job's priority now, not by the copy it took
+    when it was last queued: a task running, failed or canceled when the job's priority was
+    changed (``hpc job modify --priority``, which reorders the queued ones) would come back
+    ahead of, or behind, what the change meant (a probe: a job lowered to Lowest had its
+    requeued task start before a Normal job's). None: unknown here, the copy stays."""
+    return task.priority if job_priority is None else job_priority
 
 
 def machine_gone(task: Task, node: str) -> bool:
@@ -337,12 +352,14 @@ def kill_order(task: Task) -> tuple[str, CancelTask] | None:
     return task.node, message
 
 
-def rerun(task: Task, now: datetime) -> TaskChange | None:
-    """A user requeue of a Failed or Canceled task: a new attempt with a fresh retry budget."""
+def rerun(task: Task, now: datetime, *, priority: int) -> TaskChange | None:
+    """A user requeue of a Failed or Canceled task: a new attempt with a fresh retry budget,
+    at its job's ``priority`` now (:func:`requeued_priority`)."""
     if task.state not in (TaskState.FAILED, TaskState.CANCELED):
         return None
     old = task.state
     task.move_to(TaskState.QUEUED, now=now)
+    task.priority = requeued_priority(task, priority)
     task.attempt += 1
     task.requeue_count = 0
     task.cancel_requested = False
