@@ -15,6 +15,7 @@ import pytest
 from shared.domain import lifecycle
 from shared.domain.models import LostAttempt, Task
 from shared.domain.states import TaskState
+from tests.agent_double import AgentDouble
 from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -221,3 +222,34 @@ def test_a_task_given_up_in_its_runtime_limits_grace_fails_with_the_limit(cp, cl
     assert task.error is not None and "runtime limit 1s exceeded" in task.error
     assert cp.schedule_pass() == 0 and other.runs() == []
     assert cp.get_job(job.id).state.value == "Failed"
+
+
+def test_taking_a_multi_node_tasks_second_node_offline_gives_its_attempt_up_at_once(
+    cp,  # noqa: F811
+    clock,  # noqa: F811
+):
+    """A probe: `hpc node offline` of an MPI task's second node left the task holding it
+    until the reconciler's next run; brought back Online before that, the node took new
+    work while the task ran on to its end as if nothing had happened. Now the attempt is
+    given up with the node, its first node's agent told to kill it, and the next attempt
+    waits for that kill to be reported."""
+    first = register(cp, "n1", cores=2)
+    second = register(cp, "n2", cores=2)
+    job = cp.submit({"command": "mpirun x", "nodeGroups": ["OnPremNodes"], "nodes": 2, "cores": 2})
+    assert cp.schedule_pass() == 1
+    [run] = first.runs()
+    first.send(first.started(run))
+    [task] = cp.list_tasks(job.id)
+    assert task.node == "n1" and [h.node for h in task.hosts] == ["n1", "n2"]
+    cp.node_action("offline", ["n2"])  # the second node: its agent does not run the task
+    [task] = cp.list_tasks(job.id)
+    assert task.state is TaskState.QUEUED and task.attempt == 1
+    assert "node n2 taken offline" in (task.error or "")
+    kills = [m for m in first.assignments() if type(m).__name__ == "CancelTask"]
+    assert [(k.task_id, k.attempt) for k in kills] == [(1, 0)]  # where its command runs
+    cp.node_action("start", ["n2"])  # back before any reconciler run: nothing runs on
+    again = AgentDouble(cp, "n2", cores=2, host_id=second.host_id)  # its agent joins again
+    assert again.register().accepted and cp.get_node("n2")["state"] == "Online"
+    assert cp.schedule_pass() == 0  # the old attempt may run until its kill is reported
+    first.send(first.ended(run, exit_code=None, canceled=True))
+    assert cp.schedule_pass() == 1

@@ -13,6 +13,7 @@ A managed node's start, and its races, are :mod:`shared.usecases.node_start`.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from shared.domain import lifecycle, ownership
@@ -20,7 +21,7 @@ from shared.domain.autoscaler_notes import over_max, restart_warning
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
-from shared.domain.states import NodeState
+from shared.domain.states import TASK_ACTIVE, NodeState
 from shared.errors import Conflict, InvalidRequest, Refused
 from shared.ports.compute import ComputeError, ErrorKind
 from shared.usecases import online
@@ -207,7 +208,7 @@ def offline_nodes(
             deps.store.put_node(node)
         elif node.state is not NodeState.OFFLINE:
             node.held = "offline"
-            active = deps.store.active_tasks(node=node.name)
+            active = deps.store.active_tasks(node=node.name) + _holding_beside(deps, node.name)
             if node.provider not in (None, "onprem") and deps.compute is not None:
                 # their holds end when its deallocation is known done (autoscale._poll)
                 node.given_up = [(t.job_id, t.id) for t in active if t.node == node.name]
@@ -223,6 +224,19 @@ def offline_nodes(
         out.append(node)
     deps.kick()
     return out
+
+
+def _holding_beside(deps: Deps, name: str) -> list[Task]:
+    """Active multi-node tasks that hold ``name`` beside their first node (where their
+    command runs and their agent reports them): taken offline, it is given up with them at
+    once, as its own tasks are (a probe: such a task kept the node's cores until the
+    reconciler's next run, and ran on to its end when the node came back before it)."""
+    wanted: dict[int, list[int]] = defaultdict(list)
+    for holding in deps.store.holdings():  # a few fields of each active task, not documents
+        if any(seat.node == name for seat in holding.hosts[1:]):
+            wanted[holding.job_id].append(holding.task_id)
+    found = [t for job, ids in wanted.items() for t in deps.store.get_tasks(job, ids)]
+    return [t for t in found if t.state in TASK_ACTIVE and t.node != name]
 
 
 def give_up_tasks(deps: Deps, node: Node, held: list[Task]) -> None:
