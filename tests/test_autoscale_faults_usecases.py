@@ -203,3 +203,31 @@ def test_a_start_of_a_stopping_vm_says_to_start_it_once_it_is_offline(cp, provid
     assert cp.store.get_node(name).state is NodeState.STOPPING
     with pytest.raises(Conflict, match="is Stopping; .*start it once it is Offline"):
         cp.node_action("start", [name])
+
+
+def test_an_admins_stop_reason_outlives_the_vms_agent_going_down(cp, provider, clock):  # noqa: F811
+    """A probe: `hpc node stop azure-1 --reason maint` showed "stopped by admin: maint"
+    until the VM's agent stopped with it, then "agent stopped"."""
+    [name] = managed(cp, provider, 1)
+    cp.node_action("start", [name])
+    agent = AgentDouble(cp, name, cores=1, groups=(AZ,))
+    assert agent.register().accepted
+    job = cp.submit({"command": "x", "nodeGroups": [AZ]})
+    assert cp.schedule_pass() == 1
+    [run] = agent.runs()
+    agent.send(agent.started(run))
+    [stopped] = cp.node_action("stop", [name], reason="stopped by alice: maint")
+    assert stopped.state is NodeState.DRAINING  # its task runs on
+    agent.send(agent.ended(run, exit_code=0))
+    clock.advance(1)
+    cp.autoscale()  # drained: its VM is deallocated
+    assert cp.store.get_node(name).state is NodeState.STOPPING
+    agent.send(agent.stopping())  # its agent goes down with the VM
+    clock.advance(1)
+    cp.autoscale()  # the deallocation is seen done
+    node = cp.store.get_node(name)
+    assert node.state is NodeState.OFFLINE
+    assert node.state_reason == "drained (stopped by alice: maint): its last task ended"
+    assert [t.state.value for t in cp.list_tasks(job.id)] == ["Finished"]
+    logged = [e for e in read_log(cp.deps, limit=50) if e.get("node") == name]
+    assert any("stopped by alice: maint" in e.get("reason", "") for e in logged), logged

@@ -444,6 +444,28 @@ def test_stopping_of_the_current_incarnation_takes_the_node_offline():
     assert n.state is NodeState.OFFLINE
 
 
+@pytest.mark.parametrize(
+    ("provider", "state", "reason", "applied", "after"),
+    [
+        # a VM the control plane stops: the stop's reason stays (a probe: "agent stopped")
+        ("azure", NodeState.STOPPING, "stopped by alice: maint", True, "stopped by alice: maint"),
+        ("local", NodeState.STOPPING, "idle 300 s (autoscaler)", True, "idle 300 s (autoscaler)"),
+        ("azure", NodeState.OFFLINE, "stopped by alice: maint", False, "stopped by alice: maint"),
+        # its agent stopped while the VM runs: that is the news
+        ("azure", NodeState.ONLINE, "agent registered", True, lifecycle.AGENT_STOPPED),
+        ("azure", NodeState.DRAINING, "stopped by alice", True, lifecycle.AGENT_STOPPED),
+        # on-prem: the agent's stop is what an admin must know (start it to bring it online)
+        ("onprem", NodeState.OFFLINE, "taken offline by bob", True, lifecycle.AGENT_STOPPED),
+        ("onprem", NodeState.ONLINE, "agent registered", True, lifecycle.AGENT_STOPPED),
+    ],
+)
+def test_an_agents_stop_and_the_nodes_reason(provider, state, reason, applied, after):
+    n = node(state=state)
+    n.provider, n.state_reason = provider, reason
+    assert lifecycle.stopping(n, NodeStopping(node="n1", incarnation=3), NOW) is applied
+    assert (n.state, n.state_reason) == (NodeState.OFFLINE if applied else state, after)
+
+
 # --- order ------------------------------------------------------------------------------
 
 

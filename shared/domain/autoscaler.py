@@ -181,7 +181,7 @@ class _Run:
                 and used.get(node.name, 0) == 0
                 and self.stops < self.policy.max_stops_per_run
             ):
-                self.order("stop", node, group, "drained: its last task ended")
+                self.order("stop", node, group, autoscaler_notes.drained(node.state_reason))
                 self.stops += 1
             elif node.state is _OFFLINE and power in _VM_ON and memory.start_ordered_at is None:
                 self.order("stop", node, group, "its VM runs but its node is Offline")

@@ -247,3 +247,10 @@ def _first_managed(node: Node, managed: Mapping[str, NodeGroup]) -> str | None:
 
 def nodes_up(count: int) -> str:
     return f"{nodes(count)} up"
+
+
+def drained(reason: str | None) -> str:
+    """Why a drained VM is stopped: its drain's own reason kept (an admin's stop and its
+    ``--reason``, or the autoscaler's), which the node and the log would otherwise lose (a
+    probe: "stopped by admin: maint" became "drained: its last task ended")."""
+    return f"drained ({reason}): its last task ended" if reason else "drained: its last task ended"

@@ -321,9 +321,19 @@ def stopping(node: Node, ev: NodeStopping, now: datetime) -> bool:
     A node already Offline (an admin took it offline, or its agent did not register again
     in time) keeps its state and any hold (``Node.held``), but its reason becomes
     :data:`AGENT_STOPPED`: bringing it online is then refused saying to start the agent
-    (lifecycle.online), and it may be removed (:func:`removal_refusal`)."""
+    (lifecycle.online), and it may be removed (:func:`removal_refusal`).
+
+    A VM the control plane is stopping, or has stopped, keeps the stop's reason (who stopped
+    it and why: "stopped by alice: maint", or the autoscaler's): its agent going down with
+    the VM is no news (a probe saw an admin's ``--reason`` replaced by "agent stopped")."""
     if ev.incarnation != node.incarnation or agent_stopped(node):
         return False
+    if is_managed(node) and node.state in (NodeState.STOPPING, NodeState.OFFLINE):
+        if node.state is NodeState.OFFLINE:
+            return False  # stopped already: its tasks were given up then; nothing changes
+        node.move_to(NodeState.OFFLINE, reason=node.state_reason or AGENT_STOPPED, now=now)
+        node.missing_since = {}
+        return True
     if node.state is NodeState.OFFLINE:
         node.state_reason, node.state_time = AGENT_STOPPED, now
     else:
