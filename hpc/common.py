@@ -187,6 +187,13 @@ def task_refs(words: list[str]) -> list[tuple[int, int]]:
                 f"name the task: JOB TASK or JOB.TASK (e.g. {job_id}.1)", param_hint="'TASK'"
             )
         job = _id_of(words[0], hint)
+        mixed = next((word for word in words[1:] if "." in word), None)
+        if mixed is not None:  # (a probe was told "ids are whole numbers" of 30.40)
+            raise typer.BadParameter(
+                f"{quoted(mixed)}: give the job once and then its task ids ({job} 2 3), or "
+                f"every task as JOB.TASK ({job}.2 {job}.3), not both in one command",
+                param_hint=hint,
+            )
         pairs = [(job, task) for word in words[1:] for task in _task_ids(word, "'TASK'")]
     unique = list(dict.fromkeys(pairs))
     if len(unique) > MAX_TASK_REFS:

@@ -263,10 +263,13 @@ def resolve_work_dirs(spec: dict[str, Any], base: str) -> dict[str, Any]:
 
 
 def load_spec_file(path: str) -> dict[str, Any]:
-    """A job spec from a JSON file, or from stdin for ``-``; must be a JSON object."""
+    """A job spec from a JSON file, or from stdin for ``-``; must be a JSON object. A UTF-8
+    byte order mark is skipped: Notepad and PowerShell's ``Out-File -Encoding utf8`` write
+    one, and HPC Pack's users edit job files with them (a probe's was refused)."""
     where = "stdin" if path == "-" else path
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8-sig")
+        text = text.removeprefix("\ufeff")  # stdin's, decoded as the terminal's UTF-8
     except OSError as e:
         raise ValueError(f"cannot read {where}: {e.strerror}") from None
     except UnicodeDecodeError:

@@ -312,3 +312,10 @@ def test_a_spec_file_giving_a_key_twice_is_one_line_naming_it(api: StandIn, tmp_
         result, f"{spec} gives the key 'command' more than once in one object; give each key once"
     )
     assert api.requests == []
+
+
+def test_task_forms_mixed_in_one_command_are_named(api: StandIn) -> None:
+    """A probe was told "ids are whole numbers from 1, got '30.40'"."""
+    result = hpc("task", "cancel", "30", "30-35", "38", "30.40")
+    assert_one_error_line(result, "'30.40': give the job once", "30.2 30.3), not both")
+    assert not [r for r in api.requests if r["method"] == "POST"]  # nothing was canceled

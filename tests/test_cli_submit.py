@@ -71,6 +71,18 @@ def test_submit_file_and_stdin_send_the_spec_unchanged(api: StandIn, tmp_path: P
     assert api.posted("/api/jobs") == [spec, spec]
 
 
+def test_a_job_file_with_a_byte_order_mark_is_read(api: StandIn, tmp_path: Path) -> None:
+    """Notepad and PowerShell's Out-File -Encoding utf8 write one (a probe's was refused)."""
+    spec = {"name": "bom", "tasks": [{"command": "echo bom", "cores": 1}]}
+    path = tmp_path / "job.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(spec).encode())
+    result = hpc("job", "submit", "--file", str(path))
+    assert result.exit_code == 0, result.output
+    piped = hpc("job", "submit", "--file", "-", input="\ufeff" + json.dumps(spec))
+    assert piped.exit_code == 0, piped.output
+    assert api.posted("/api/jobs") == [spec, spec]
+
+
 def test_a_files_job_settings_give_way_to_the_flags_beside_it(api: StandIn, tmp_path: Path) -> None:
     spec = {"name": "f", "priority": "Lowest", "tasks": [{"command": "true", "minMemoryMb": 9}]}
     path = tmp_path / "job.json"
