@@ -125,6 +125,17 @@ def when(value: Any, *, now: datetime | None = None) -> str:
     return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M:%S")
 
 
+def when_and_utc(value: Any, *, now: datetime | None = None) -> str:
+    """:func:`when`, and the UTC time beside it where the local zone is not UTC: the pending
+    reason the control plane writes says a hold's end in UTC ("held until ... UTC"), and the
+    two read as two times (a probe, in Tokyo)."""
+    moment = _moment(value)
+    shown = when(value, now=now)
+    if isinstance(moment, str) or not moment.astimezone().utcoffset():
+        return shown
+    return f"{shown} ({moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC)"
+
+
 def ago(value: Any, *, now: datetime | None = None) -> str:
     """An ISO timestamp as ``12s ago`` / ``5m ago`` / ``3h ago`` / ``4d ago``."""
     moment = _moment(value)
@@ -314,5 +325,5 @@ def _settings(job: Mapping[str, Any]) -> list[tuple[str, str]]:
     if job.get("held"):
         rows.append(("Held", f"yes (hpc job release {dash(job.get('id'))})"))
     if job.get("holdUntil"):
-        rows.append(("Hold until", when(job["holdUntil"])))
+        rows.append(("Hold until", when_and_utc(job["holdUntil"])))
     return rows
