@@ -39,6 +39,7 @@ def run_agent(
     run_as_owner: bool | None = None,
     memory_mb: int | str | None = None,
     settings: Settings | None = None,
+    enforce_memory: bool | None = None,
 ) -> int:
     """Run an agent in this process until SIGTERM or SIGINT; returns the exit code
     (0 after a clean stop, 2 for a bad name, group, core count or memory or --run-as-owner
@@ -53,11 +54,14 @@ def run_agent(
         return EXIT_USAGE
     if run_as_owner is None:
         run_as_owner = settings.agent_run_as_owner
+    if enforce_memory is None:
+        enforce_memory = settings.agent_enforce_memory
     given = {
         "name": name,
         "groups": list(groups) if groups else None,
         "cores": cores,
         "run_as_owner": run_as_owner or None,
+        "enforce_memory": enforce_memory or None,
         "memory_mb": memory_mb or settings.agent_memory_mb,
     }
     try:
@@ -162,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run each task as the OS user named as its job's owner; the agent must be root "
         "(default: HPC_AGENT_RUN_AS_OWNER, else as the agent's own user)",
     )
+    parser.add_argument(
+        "--enforce-memory",
+        action="store_true",
+        default=None,
+        help="kill a task whose processes use more memory than it asked for (minMemoryMb); "
+        "it fails saying so (default: HPC_AGENT_ENFORCE_MEMORY, else off)",
+    )
     return parser
 
 
@@ -173,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.cores,
         run_as_owner=args.run_as_owner,
         memory_mb=args.memory_mb,
+        enforce_memory=args.enforce_memory,
     )
 
 

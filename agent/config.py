@@ -76,6 +76,10 @@ class AgentConfig(BaseModel):
     run_as_owner: bool = False
     """Run each task as the OS user named as its job's owner (agent/owners.py); the agent must
     be root. False: every task runs as the agent's own user."""
+    enforce_memory: bool = False
+    """Kill a task whose processes use more memory than it asked for (minMemoryMb): it fails
+    saying so (agent/memorylimit.py; HPC_AGENT_ENFORCE_MEMORY). False: the ask is the
+    scheduler's accounting only."""
 
     @field_validator("name")
     @classmethod

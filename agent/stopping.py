@@ -19,7 +19,8 @@ from typing import Literal
 
 from agent.runner import Runner, finish_kill
 
-Why = Literal["cancel", "limit"]
+Why = Literal["cancel", "limit", "memory"]
+"""Why the agent kills a task: a cancel, its runtime limit, its memory (--enforce-memory)."""
 LOOK_S = 0.1
 """How often a kill whose leader is gone but whose group lingers scans /proc for the rest
 (the loop steps every few ms; a scan reads every process's stat)."""

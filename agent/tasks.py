@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from agent import memorylimit
 from agent.config import AgentConfig
 from agent.fencing import Fencing
 from agent.owners import RunAsOwner
@@ -68,6 +69,10 @@ class Tasks(Fencing):
         reported once its output is published (agent/publisher.py)."""
         self.stopping = Stopping()
         """Canceled tasks and tasks past their runtime limit, in their grace (agent/stopping.py)."""
+        self._memory_look = 0.0
+        """When the running tasks' memory is measured next (--enforce-memory)."""
+        self._used_mb: dict[str, tuple[int, int]] = {}
+        """Tasks killed for their memory: key -> (MB used, MB asked), for their end's error."""
 
     @property
     def listed(self) -> list[str]:
@@ -191,8 +196,9 @@ class Tasks(Fencing):
         task past its limit that the fence killed first is requeued: its node registers
         again."""
         fence = self._fence_killed(runner, code)
-        if why == "limit" and fence:
+        if why in ("limit", "memory") and fence:
             self.fenced = True
+            self._used_mb.pop(runner.key, None)
             self._end(runner, report=False)
         elif not runner.kill_reached and not fence:  # it had ended before the kill: say how
             log.info("task %s ended (exit code %s) before it was killed", runner.key, code)
@@ -200,6 +206,10 @@ class Tasks(Fencing):
         elif why == "cancel":
             log.info("task %s canceled (exit code %s)", runner.key, code)
             self._end(runner, exit_code=code, canceled=True)
+        elif why == "memory":
+            error = memorylimit.exceeded(*self._used_mb.pop(runner.key, (0, 0)))
+            log.warning("task %s killed: %s", runner.key, error)
+            self._end(runner, exit_code=code, error=error, over_limit=True)
         else:
             limit = format_duration(runner.task.runtime_limit_s or 0)
             log.warning("task %s killed: runtime limit %s exceeded", runner.key, limit)
@@ -254,6 +264,32 @@ class Tasks(Fencing):
             self._end(runner, exit_code=code)
         if overrun:  # they fail with that reason (unless they had ended just before)
             self.stopping.begin(overrun, "limit", self.config.kill_grace_s)
+        if self.config.enforce_memory and now >= self._memory_look:
+            self._memory_look = now + memorylimit.LOOK_S
+            self._kill_over_memory()
+
+    def _kill_over_memory(self) -> None:
+        """Kill the running tasks that use more memory than they asked for, at once (no grace:
+        their use grows meanwhile); each fails saying so (agent/memorylimit.py)."""
+        limits = {
+            key: (runner, limit)
+            for key, runner in self.running.items()
+            if runner.pid is not None
+            and (limit := memorylimit.limit_of(runner.task.env)) is not None
+        }
+        if not limits:
+            return
+        used = memorylimit.group_rss_mb([runner.pid for runner, _ in limits.values() if runner.pid])
+        hogs = []
+        for key, (runner, limit) in limits.items():
+            mb = used.get(runner.pid or 0, 0)
+            if memorylimit.over(mb, limit):
+                del self.running[key]
+                self._remember(key)
+                self._used_mb[key] = (mb, limit)
+                hogs.append(runner)
+        if hogs:
+            self.stopping.begin(hogs, "memory", 0.0)
 
     def kill_all(self, *, report: bool) -> list[str]:
         """Kill every task (the agent stops, or its incarnation is over). Those that had ended

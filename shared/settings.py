@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     agent_run_as_owner: bool = False
     """An agent runs each task as the OS user named as its job's owner (``hpc agent run
     --run-as-owner``; the agent must run as root). Off: as the agent's own user."""
+    agent_enforce_memory: bool = False
+    """An agent kills a task whose processes use more memory than its minMemoryMb, and the
+    task fails saying so (``hpc agent run --enforce-memory``; Slurm's ConstrainRAMSpace).
+    Off: the ask is the scheduler's accounting only."""
     agent_memory_mb: AgentMemory = None
     """The memory (MB, or a size: 16G) an agent reports for its node (``hpc agent run
     --memory-mb``); unset: the machine's, as the agent reads it (agent/machine.py)."""

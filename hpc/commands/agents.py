@@ -49,11 +49,27 @@ def agent_run(
             show_default=False,
         ),
     ] = False,
+    enforce_memory: Annotated[
+        bool,
+        typer.Option(
+            "--enforce-memory",
+            help="Kill a task whose processes use more memory than it asked for (--min-memory); "
+            "it fails saying so.  \\[default: HPC_AGENT_ENFORCE_MEMORY, else off]",
+            show_default=False,
+        ),
+    ] = False,
 ) -> None:
     """Run the node agent in the foreground (Ctrl-C stops it)."""
     import agent  # the agent's own imports are not needed by any other command
 
     groups = group_names(group, "--group")
     raise typer.Exit(
-        agent.run_agent(name, groups, cores, run_as_owner=run_as_owner or None, memory_mb=memory_mb)
+        agent.run_agent(
+            name,
+            groups,
+            cores,
+            run_as_owner=run_as_owner or None,
+            memory_mb=memory_mb,
+            enforce_memory=enforce_memory or None,
+        )
     )

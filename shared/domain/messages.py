@@ -97,6 +97,13 @@ def parse_attempt_key(key: str) -> tuple[int, int, int] | None:
 # --- control plane -> agent -------------------------------------------------
 
 
+TASK_MEMORY_ENV = "HPC_TASK_MEMORY_MB"
+"""A task's memory ask (its minMemoryMb, MB) in its environment, when it asked for some: an
+agent that enforces memory kills it past that (agent/memorylimit.py), and the task may read
+it (as Slurm's SLURM_MEM_PER_NODE). In the environment, not a field: agents of any protocol
+read the assignment."""
+
+
 class RunTask(Message):
     kind: Literal["run"] = "run"
     incarnation: Incarnation

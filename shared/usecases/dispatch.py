@@ -16,7 +16,7 @@ from shared.domain import eligibility, lifecycle, scheduler
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, Seat, held, host_list, used_cores
 from shared.domain.jobspec import sweep_command
-from shared.domain.messages import SCHEDULER_LOCK_MS, RunTask
+from shared.domain.messages import SCHEDULER_LOCK_MS, TASK_MEMORY_ENV, RunTask
 from shared.domain.models import Host, Task
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.protocol import carries_owner
@@ -308,6 +308,8 @@ def _run_task(
         "HPC_TASK_CORES": str(sum(h.cores for h in hosts)),
         "HPC_NODES": host_list(hosts),
         **task.env,
+        # after the user's (which may not be named HPC_*): its agent may hold it to it
+        **({TASK_MEMORY_ENV: str(task.min_memory_mb)} if task.min_memory_mb else {}),
     }
     return RunTask(
         incarnation=node.incarnation,
