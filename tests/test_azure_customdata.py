@@ -100,6 +100,8 @@ def test_the_agents_settings_name_the_node_the_bus_the_output_and_the_identity(d
         "HPC_HEARTBEAT_INTERVAL_S": "2",
         "HPC_HEARTBEAT_TIMEOUT_S": "10",
         "HPC_MAX_OUTPUT_BYTES": str(100 << 20),
+        "HPC_TASK_GRACE_S": "15",  # the cluster's: every VM kills tasks alike
+        "HPC_AGENT_ENFORCE_MEMORY": "false",
         "HPC_NODE_NAME": "azure-7",
         "HPC_NODE_GROUP": AZ,
         "AZURE_CLIENT_ID": CLIENT_ID,

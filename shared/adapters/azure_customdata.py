@@ -76,7 +76,8 @@ _ARG_BARE = re.compile(r"^[A-Za-z0-9._:/@+,=%$-]+$")
 
 def agent_settings(settings: Settings) -> dict[str, str]:
     """The settings an agent on a VM needs, taken from the control plane's own: where the
-    bus and the output are (by name: reached with the VM's identity) and the timings."""
+    bus and the output are (by name: reached with the VM's identity), the timings, the task
+    grace and memory enforcement (the cluster's, so every VM of it kills tasks alike)."""
     return {
         "HPC_HOME": AGENT_HOME,
         "HPC_BUS": "servicebus",
@@ -87,6 +88,8 @@ def agent_settings(settings: Settings) -> dict[str, str]:
         "HPC_HEARTBEAT_INTERVAL_S": f"{settings.heartbeat_interval_s:g}",
         "HPC_HEARTBEAT_TIMEOUT_S": f"{settings.heartbeat_timeout_s:g}",
         "HPC_MAX_OUTPUT_BYTES": str(settings.max_output_bytes),
+        "HPC_TASK_GRACE_S": f"{settings.task_grace_s:g}",
+        "HPC_AGENT_ENFORCE_MEMORY": str(settings.agent_enforce_memory).lower(),
     }
 
 
