@@ -13,16 +13,21 @@ from tests.cli_fixtures import hpc
 
 
 @pytest.mark.parametrize(
-    ("flags", "run_as_owner", "memory"),
+    ("flags", "run_as_owner", "memory", "enforce"),
     [
-        ([], None, None),
-        (["--run-as-owner"], True, None),
-        (["--memory-mb", "16G"], None, "16G"),  # a size: the agent reads it (parse_mb)
-        (["--memory-mb", "16384"], None, "16384"),
+        ([], None, None, None),
+        (["--run-as-owner"], True, None, None),
+        (["--memory-mb", "16G"], None, "16G", None),  # a size: the agent reads it (parse_mb)
+        (["--memory-mb", "16384"], None, "16384", None),
+        (["--enforce-memory"], None, None, True),
     ],
 )
 def test_agent_run_passes_its_options_to_run_agent(
-    monkeypatch: pytest.MonkeyPatch, flags: list[str], run_as_owner: bool | None, memory
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    run_as_owner: bool | None,
+    memory,
+    enforce: bool | None,
 ) -> None:
     calls = []
 
@@ -33,8 +38,9 @@ def test_agent_run_passes_its_options_to_run_agent(
         *,
         run_as_owner: bool | None = None,
         memory_mb: int | str | None = None,
+        enforce_memory: bool | None = None,
     ) -> int:
-        calls.append((name, groups, cores, run_as_owner, memory_mb))
+        calls.append((name, groups, cores, run_as_owner, memory_mb, enforce_memory))
         return 3
 
     import agent
@@ -44,4 +50,4 @@ def test_agent_run_passes_its_options_to_run_agent(
     result = hpc("agent", "run", *args)
     assert result.exit_code == 3
     # None: the agent's setting decides (HPC_AGENT_RUN_AS_OWNER, off by default)
-    assert calls == [("n1", ["A", "B"], 4, run_as_owner, memory)]
+    assert calls == [("n1", ["A", "B"], 4, run_as_owner, memory, enforce)]
