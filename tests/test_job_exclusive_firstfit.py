@@ -129,13 +129,13 @@ ALL = ("p", "a", "b")
     ],
 )
 def test_first_fit_takes_the_nodes_a_job_holds_first(running, queued, coming, placed, kept):
-    """p: an on-prem node first in the order, a and b after it; 4 cores each."""
+    """p: an on-prem node (tier 0), first in the order, a and b VMs after it; 4 cores each."""
     placing, used = ["p", "a", "b"], {s.node: s.cores for h in running for s in h.hosts}
     free = {n: 4 - used.get(n, 0) for n in placing}
     kept_off: dict = {}
     over, wanted = place_queue(
         queued, placing, free, dict.fromkeys(placing, 4), dict.fromkeys(placing, {AZ}),
-        occupied=occupancy(running), coming=coming, kept_off=kept_off,
+        tiers={"a": 1, "b": 1}, occupied=occupancy(running), coming=coming, kept_off=kept_off,
     )  # fmt: skip
     assert (wanted, kept_off) == (placed, kept)
     assert len(over) == (0 if placed else len(queued))

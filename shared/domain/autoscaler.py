@@ -8,10 +8,10 @@ caller loads and saves with the run (a Meta document): a timer function has no m
 
 Rules, each pinned by a table in tests/test_autoscaler.py:
 
-- **Grow for runnable work only.** Queued tasks are first placed (in queue
-  order, first fit) on the free cores of Online nodes, unmanaged (on-prem)
-  groups first, then on Starting nodes of managed groups, which count as
-  coming capacity; a multi-node task that may burst takes the nodes that can hold it
+- **Grow for runnable work only.** Queued tasks are first placed (in queue order, where
+  the scheduler's next pass puts them: most free first) on the free cores of Online
+  nodes, unmanaged (on-prem) groups first, then on Starting nodes of managed groups, which
+  count as coming capacity; a multi-node task that may burst takes the nodes that can hold it
   now and overflows only the nodes it lacks (an idle on-prem node is not counted for
   two tasks). Cores the scheduler holds for a blocked head task at an unknown time
   (``ClusterView.reserved``) are not free to later tasks; a task asking for memory
@@ -77,6 +77,7 @@ from shared.domain.growshrink import (
 from shared.domain.models import Task
 from shared.domain.power import OFF_STATES, PowerState
 from shared.domain.reservedhold import may_grow_for
+from shared.domain.scheduler import tier
 from shared.domain.states import NodeState
 
 # ------------------------------------------------------------------- helpers
@@ -188,9 +189,9 @@ class _Run:
             self.nodes[node.name] = memory
 
     def simulate(self) -> tuple[list[Task], set[str]]:
-        """Place the queue (first fit, in its order) on free cores: on-prem Online nodes, then
-        managed Online ones, then Starting ones. Returns the tasks that fit nowhere and the
-        nodes the queue will use."""
+        """Place the queue on free cores as the scheduler's next pass would: on-prem Online
+        nodes, then managed Online ones (most free first), then Starting ones (first fit).
+        Returns the tasks that fit nowhere and the nodes the queue will use."""
         if not self.view.queued:
             return [], set()
         free: dict[str, int] = {}
@@ -206,6 +207,7 @@ class _Run:
                 free[node.name] = node.cores
                 rank[node.name] = (2, node.name)
         placing = sorted((n for n in free if free[n] > 0), key=lambda n: rank[n])
+        tiers = {n.name: tier(n) for n in self.view.nodes if n.name in free}  # the scheduler's
         groups_of = {n.name: set(n.groups) for n in self.view.nodes if n.name in rank}
         size = {n.name: n.cores for n in self.view.nodes}
         # an Online node's agent reads what its protocol says; a Starting one boots ours
@@ -224,9 +226,10 @@ class _Run:
         bursts = partial(may_grow_for, policy=self.policy, members=self._members,
                          memories=self.groups, now=self.now)  # fmt: skip
         return place_queue(
-            queued, placing, free, size, groups_of, protocol=protocol, memory=memory_mb,
-            spill=spill, reserved=self.view.reserved, now_s=self.now.timestamp(), bursts=bursts,
-            occupied=self.view.occupied, coming=coming, kept_off=self.kept_off)  # fmt: skip
+            queued, placing, free, size, groups_of, tiers=tiers, protocol=protocol,
+            memory=memory_mb, spill=spill, reserved=self.view.reserved,
+            now_s=self.now.timestamp(), bursts=bursts, occupied=self.view.occupied,
+            coming=coming, kept_off=self.kept_off)  # fmt: skip
 
     def grow(self, overflow: list[Task]) -> None:
         starts_left = self.policy.max_starts_per_run

@@ -4,7 +4,7 @@ placements per pass). Pure data structure for :mod:`shared.domain.scheduler`."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from shared.domain.jobexclusive import may_use
@@ -152,6 +152,7 @@ class FreeCores:
         memory_mb: int | None = None,
         job: Hashable = None,
         job_exclusive: bool = False,
+        partial: bool = False,
     ) -> list[Space] | None:
         """The ``nodes`` most-free nodes with ``cores`` free that ``groups`` allows (with
         ``exclusive``, idle ones only; with ``protocol`` above 1, only nodes whose agents speak
@@ -159,7 +160,8 @@ class FreeCores:
         job-exclusive rule lets ``job`` use, those it holds first: :meth:`_indexes`), the
         lowest tier first (on-prem before managed VMs: a multi-node request spans both only
         when the on-prem nodes alone are short), taking nodes in ``avoid`` only where there
-        are not enough others; None if they do not exist."""
+        are not enough others; None if they do not exist (``partial``: the fewer found, for
+        the autoscaler's simulation of a multi-node task that takes the nodes up now)."""
         picked: list[Space] = []
         shunned: list[Space] = []
         lowest = max(cores, 1)
@@ -186,4 +188,12 @@ class FreeCores:
                         if len(picked) == nodes:
                             return picked
         missing = nodes - len(picked)
-        return picked + shunned[:missing] if len(shunned) >= missing else None
+        return picked + shunned[:missing] if partial or len(shunned) >= missing else None
+
+    def roomy(self, cores: int) -> Iterator[str]:
+        """Every node with at least ``cores`` free (at least 1), held or not, in no set order."""
+        for index in (self._shared, *self._held.values()):
+            for levels in index.values():
+                for level, names in levels.items():
+                    if level >= cores:
+                        yield from names

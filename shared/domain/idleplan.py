@@ -108,11 +108,12 @@ def overflow(
     occupied: Occupancy | None = None,
     held_mb: Mapping[str, int] | None = None,
 ) -> list[Task]:
-    """Queued tasks that fit on no Online node's free cores, placed first fit in queue order,
-    on-prem (unmanaged) nodes first, as the scheduler's next pass would. A multi-node task
-    that may burst takes the Online nodes that can hold it and overflows only the nodes it
-    lacks (as in the autoscaler's grow; its groups' reach is read from ``nodes``, each
-    managed node in its first group), so the floor it raises is the overflow's alone.
+    """Queued tasks that fit on no Online node's free cores, placed in queue order as the
+    scheduler's next pass would: on-prem (unmanaged) nodes first, most free first. A
+    multi-node task that may burst takes the Online nodes that can hold it and overflows only
+    the nodes it lacks (as in the autoscaler's grow; its groups' reach is read from
+    ``nodes``, each managed node in its first group), so the floor it raises is the
+    overflow's alone.
     ``occupied``: which jobs use each node (job-level exclusive, as the scheduler);
     ``held_mb``: the memory active tasks hold on each (consumable memory: memoryfit)."""
     free = {n.name: n.cores - used.get(n.name, 0) for n in nodes if n.state is NodeState.ONLINE}
@@ -135,9 +136,10 @@ def overflow(
                 cores[g] = max(cores.get(g, 0), n.cores)
         most = {g: GroupPolicy(node_cores=c, max_nodes=len(group_of)) for g, c in cores.items()}
         spill = reach(nodes, group_of, most).holds
+    tiers = {n: 1 for n in free if n in managed}  # on-prem first (the scheduler's tiers)
     return place_queue(
-        queued, placing, free, size, groups_of, protocol=protocol, memory=memory, spill=spill,
-        occupied=occupied,
+        queued, placing, free, size, groups_of, tiers=tiers, protocol=protocol, memory=memory,
+        spill=spill, occupied=occupied,
     )[0]  # fmt: skip
 
 

@@ -34,6 +34,16 @@ def may_use(
     return not exclusive or all(j == job for j in running)
 
 
+def blockers(
+    job: Hashable, exclusive: bool, running: Collection[Hashable], holder: Hashable | None
+) -> set[Hashable]:
+    """The other jobs that keep a request of ``job`` off a node (none: :func:`may_use`): the
+    job holding it, or, for a job-exclusive request, the jobs ``running`` there."""
+    if holder is not None and holder != job:
+        return {holder}
+    return {j for j in running if j != job} if exclusive else set()
+
+
 def bars(job: Hashable, exclusive: bool, other: Hashable, other_exclusive: bool) -> bool:
     """A task of job ``other`` running on a node keeps a request of ``job`` off it (until it
     ends): :func:`may_use` for one running task."""
@@ -93,33 +103,23 @@ def barred_reason(task: Task, barred: Collection[str], occupied: Occupancy, plac
 
 class Tenants:
     """An :class:`Occupancy` that a first fit adds its placements to (the autoscaler's
-    simulation of the next pass: :mod:`shared.domain.firstfit`), so that a node a
-    job-exclusive task is placed on is not counted as room for another job's, nor a node
-    another job's task is placed on as room for it."""
+    simulation of the next pass, on the nodes still starting: :mod:`shared.domain.nextpass`),
+    so that a node a job-exclusive task is placed on is not counted as room for another
+    job's, nor a node another job's task is placed on as room for it."""
 
     def __init__(self, occupied: Occupancy | None = None) -> None:
         seen = occupied or Occupancy()
         self.jobs: dict[str, set[Hashable]] = {n: set(j) for n, j in seen.jobs.items()}
         self.holders: dict[str, Hashable] = dict(seen.holders)
-        self.held: dict[Hashable, set[str]] = defaultdict(set)
-        """Job -> the nodes it holds (the reverse of ``holders``): the scheduler fills them
-        first with its tasks (:meth:`shared.domain.capacity.FreeCores.fit`)."""
-        for node, job in self.holders.items():
-            self.held[job].add(node)
 
     def allows(self, job: Hashable, exclusive: bool, node: str) -> bool:
         return may_use(job, exclusive, self.jobs.get(node, ()), self.holders.get(node))
 
     def blockers(self, job: Hashable, exclusive: bool, node: str) -> set[Hashable]:
-        """The other jobs that keep a request of ``job`` off ``node`` (none: it may use it):
-        the job holding it, or, for a job-exclusive request, the jobs running there."""
-        holder = self.holders.get(node)
-        if holder is not None and holder != job:
-            return {holder}
-        return {j for j in self.jobs.get(node, ()) if j != job} if exclusive else set()
+        """:func:`blockers` on ``node`` as occupied now."""
+        return blockers(job, exclusive, self.jobs.get(node, ()), self.holders.get(node))
 
     def occupy(self, node: str, job: Hashable, exclusive: bool) -> None:
         self.jobs.setdefault(node, set()).add(job)
         if exclusive:
             self.holders[node] = job
-            self.held[job].add(node)

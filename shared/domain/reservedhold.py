@@ -7,11 +7,13 @@ the same, or it counts those cores for later tasks and grows nothing while they 
 the reservation, maybe for hours (two reviews found both cases). But when the reserved task
 itself will be given a node the autoscaler starts, its reservation ends as that node boots
 and the held cores go to the later tasks then: holding them would start nodes that never
-get work (:func:`may_grow_for`)."""
+get work (:func:`may_grow_for`). As in the scheduler, a later task takes a reserved node only
+where other nodes lack, and only if the node keeps what the reserved task waits for there
+(:meth:`shared.domain.nextpass.NextPass.place`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from shared.domain.autoscaler_io import Reserved
@@ -23,25 +25,6 @@ def ends_first(task: Task, reserved: Reserved, now_s: float) -> bool:
     """The task ends before the reserved start, so it may use the held cores (EASY)."""
     limit = task.runtime_limit_s
     return reserved.at is not None and limit is not None and now_s + limit <= reserved.at
-
-
-def holding(
-    held: Mapping[str, int], free: dict[str, int], placing: list[str], order: list[str],
-    place: Callable[[], None],
-) -> None:  # fmt: skip
-    """Run ``place`` (one task's first fit on ``free``/``placing``) with the ``held`` cores
-    taken off their nodes, then give them back: the task sees only the spare. A node that
-    fit nothing more once held back is put back in ``placing`` (its ``order``)."""
-    kept = {n: min(c, max(free[n], 0)) for n, c in held.items() if n in free}
-    for n, c in kept.items():
-        free[n] -= c
-    place()
-    dropped = False
-    for n, c in kept.items():
-        free[n] += c
-        dropped |= free[n] > 0 and n not in placing
-    if dropped:
-        placing[:] = [n for n in order if free[n] > 0]
 
 
 def may_grow_for(

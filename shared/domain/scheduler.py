@@ -280,7 +280,7 @@ def decide(
             free[n.name],
             n.cores,
             n.agent_protocol,
-            _tier(n),
+            tier(n),
             n.memory_mb,
             seen.jobs.get(n.name, frozenset()),
             seen.holders.get(n.name),
@@ -299,7 +299,7 @@ def decide(
     return schedule((request(t) for t in queued), spaces, busy, now=at, policy=policy)
 
 
-def _tier(node: Node) -> int:
+def tier(node: Node) -> int:
     """On-prem nodes fill before managed VMs (:attr:`Space.tier`)."""
     return 1 if is_managed(node) else 0
 
