@@ -8,12 +8,11 @@ caller loads and saves with the run (a Meta document): a timer function has no m
 
 Rules, each pinned by a table in tests/test_autoscaler.py:
 
-- **Grow for runnable work only.** Queued tasks are first placed (in queue order, where
-  the scheduler's next pass puts them: most free first) on the free cores of Online
-  nodes, unmanaged (on-prem) groups first, then on Starting nodes of managed groups, which
-  count as coming capacity; a multi-node task that may burst takes the nodes that can hold it
-  now and overflows only the nodes it lacks (an idle on-prem node is not counted for
-  two tasks). Cores the scheduler holds for a blocked head task at an unknown time
+- **Grow for runnable work only.** Queued tasks are first placed (in queue order, where the
+  scheduler's next pass puts them: most free first) on the free cores of Online nodes,
+  on-prem first, then on Starting nodes of managed groups, which count as coming capacity; a
+  multi-node task that may burst takes the nodes that can hold it now and overflows only the
+  nodes it lacks (an idle on-prem node is not counted for two tasks). Cores the scheduler holds for a blocked head task at an unknown time
   (``ClusterView.reserved``) are not free to later tasks; a task asking for memory
   takes only nodes with that much. What is left (the overflow) is bin-packed, first-fit
   decreasing, onto template nodes of each managed group the task may run on and fits
@@ -189,9 +188,8 @@ class _Run:
             self.nodes[node.name] = memory
 
     def simulate(self) -> tuple[list[Task], set[str]]:
-        """Place the queue on free cores as the scheduler's next pass would: on-prem Online
-        nodes, then managed Online ones (most free first), then Starting ones (first fit).
-        Returns the tasks that fit nowhere and the nodes the queue will use."""
+        """Place the queue as the scheduler's next pass would (on-prem, then managed Online
+        nodes, most free first; then Starting ones): the tasks left over, the nodes used."""
         if not self.view.queued:
             return [], set()
         free: dict[str, int] = {}
@@ -210,9 +208,8 @@ class _Run:
         tiers = {n.name: tier(n) for n in self.view.nodes if n.name in free}  # the scheduler's
         groups_of = {n.name: set(n.groups) for n in self.view.nodes if n.name in rank}
         size = {n.name: n.cores for n in self.view.nodes}
-        # an Online node's agent reads what its protocol says; a Starting one boots ours
         protocol = {n.name: n.agent_protocol for n in self.view.nodes if n.state is _ONLINE}
-        coming = free.keys() - protocol.keys()  # Starting: not in the scheduler's next pass
+        coming = free.keys() - protocol.keys()  # Starting: not in the next pass; boots our agent
         queued, spill, memory_mb, view = self.view.queued, None, None, self.view
         if any(t.min_memory_mb is not None for t in queued):  # the nodes' free memory, if asked
             memory_mb = demand.memory_of(view.nodes, self.managed, self.policy.groups, view.held_mb)
