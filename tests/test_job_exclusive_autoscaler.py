@@ -27,7 +27,8 @@ def tasks(job: int, n: int, cores: int = 1) -> list[Task]:
     ]
 
 
-def grow(nodes, queued, running=()):
+def decide(nodes, queued, running=()):
+    """One autoscaler run on these nodes, with ``running``'s holdings, for 8-core VMs."""
     view = ClusterView(
         nodes=nodes,
         queued=queued,
@@ -35,7 +36,11 @@ def grow(nodes, queued, running=()):
         occupied=occupancy(running),
     )
     pol = AutoscalerPolicy(groups={AZ: GroupPolicy(node_cores=8, max_nodes=10)})
-    return started(autoscale(view, pol, AutoscalerState(), T0))
+    return autoscale(view, pol, AutoscalerState(), T0)
+
+
+def grow(nodes, queued, running=()):
+    return started(decide(nodes, queued, running))
 
 
 def vms(n: int, state=OFF) -> list:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from shared.domain.autoscaler import AutoscalerPolicy, AutoscalerState, ClusterView, autoscale
 from shared.domain.firstfit import place_queue
-from shared.domain.growshrink import GroupPolicy
 from shared.domain.hosts import Holding, Seat
 from shared.domain.idleplan import overflow
 from shared.domain.jobexclusive import Tenants, occupancy
 from shared.domain.models import Task
 from shared.domain.scheduler import plan
-from tests.test_autoscaler import AZ, OFF, ON, ONPREM, STARTING, T0, node, started
+from tests.test_autoscaler import AZ, OFF, ON, ONPREM, STARTING, node, started
+from tests.test_job_exclusive_autoscaler import decide
 
 E, N, X = 1, 2, 3
 """A job-exclusive job, a normal one, and another job-exclusive one."""
@@ -36,17 +35,6 @@ def holds(job: int, *nodes: str) -> list[Holding]:
         Holding(job, 90 + i, (Seat(n, 1),), job_exclusive=job in (E, X))
         for i, n in enumerate(nodes)
     ]
-
-
-def decide(nodes, queued, running):
-    view = ClusterView(
-        nodes=nodes,
-        queued=queued,
-        used_cores={s.node: s.cores for h in running for s in h.hosts},
-        occupied=occupancy(running),
-    )
-    pol = AutoscalerPolicy(groups={AZ: GroupPolicy(node_cores=8, max_nodes=10)})
-    return autoscale(view, pol, AutoscalerState(), T0)
 
 
 def scheduled(nodes, queued, running) -> int:
