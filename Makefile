@@ -58,6 +58,7 @@ bench: setup
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_bus.py
 	$(PY) bench/bench_scheduler.py
+	$(PY) bench/bench_autoscaler.py
 	$(PY) bench/bench_pass.py
 
 lint: setup

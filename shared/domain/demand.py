@@ -13,6 +13,7 @@ group grows for it only if its nodes have it or their memory is not known yet
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,12 +49,15 @@ def nodes_needed(parts: Sequence[Part], node_cores: int, node_memory_mb: int | N
     such constraint); a node holds parts of one tenant only (a job-exclusive job's tasks
     pack only with their own job's: :func:`tenant`; none given: all share), and parts whose
     memory its memory covers (consumable memory: :mod:`shared.domain.memoryfit`)."""
+    memory = node_memory_mb
+    ordered = sorted(parts, key=lambda p: (p[0], p[3] if len(p) > 3 else 0), reverse=True)
+    if node_cores <= MAX_LEVELS and all(_plain(p, memory) for p in ordered):
+        return _by_levels([p[0] for p in ordered], node_cores)
     bins: list[int] = []
     mems: list[int] = []
     owners: list[set[object]] = []
     tenants: list[object] = []
-    memory = node_memory_mb
-    for part in sorted(parts, key=lambda p: (p[0], p[3] if len(p) > 3 else 0), reverse=True):
+    for part in ordered:
         need, owner, tenant = part[0], part[1], part[2] if len(part) > 2 else None
         mb = part[3] if len(part) > 3 and memory is not None else 0
         for i, free in enumerate(bins):
@@ -74,6 +78,45 @@ def nodes_needed(parts: Sequence[Part], node_cores: int, node_memory_mb: int | N
             owners.append({owner} if owner is not None else set())
             tenants.append(tenant)
     return len(bins)
+
+
+MAX_LEVELS = 4096
+"""Node sizes up to this many cores are packed by free-core levels (:func:`_by_levels`)."""
+
+
+def _plain(part: Part, memory: int | None) -> bool:
+    """A part with no constraint but its cores: no owner, no tenant, no memory counted."""
+    return (
+        part[1] is None
+        and (len(part) < 3 or part[2] is None)
+        and (memory is None or len(part) < 4 or not part[3])
+    )
+
+
+def _by_levels(needs: Sequence[int], node_cores: int) -> int:
+    """:func:`nodes_needed` for parts with no constraint but cores, ``needs`` in decreasing
+    order: the same first fit (the lowest-numbered node with room), found from a heap of
+    node numbers per count of free cores rather than by a scan of every node, which made an
+    autoscaler run quadratic in the work left over (about 400 ms for 6,000 tasks)."""
+    levels: list[list[int]] = [[] for _ in range(node_cores + 1)]
+    free: list[int] = []
+    for need in needs:
+        if need <= 0 and free:  # takes nothing: the first node holds it
+            continue
+        best, level = -1, -1
+        for have in range(max(need, 1), node_cores + 1):
+            heap = levels[have]
+            if heap and (best < 0 or heap[0] < best):
+                best, level = heap[0], have
+        if best < 0:  # a new node (one too small for the part never takes another)
+            best, left = len(free), node_cores - need
+            free.append(left)
+        else:
+            heapq.heappop(levels[level])
+            left = free[best] = free[best] - need
+        if left > 0:
+            heapq.heappush(levels[left], best)
+    return len(free)
 
 
 def tenant(task: Task) -> int | None:
