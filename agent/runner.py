@@ -53,8 +53,40 @@ MIRROR_STEP_BYTES = 16 << 20
 """At most this much of a user's --stdout / --stderr file is copied per check (the rest
 follows at the next checks and at the end), so one poll never stalls the agent for long."""
 _WAIT_STEP_S = 0.01
-_SECRET_VARIABLES = ("HPC_TOKEN",)
-"""The agent's own credentials, never handed down to user tasks."""
+_SECRET_VARIABLES = frozenset(
+    {
+        "AZURE_CLIENT_SECRET",
+        "AZURE_CLIENT_CERTIFICATE_PATH",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "AZURE_PASSWORD",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "MSI_ENDPOINT",
+        "MSI_SECRET",
+        "AZUREWEBJOBSSTORAGE",
+    }
+)
+"""azure-identity's and Functions' credential variables (by upper-cased name)."""
+_SECRET_PARTS = ("CONNECTION_STRING", "CONNECTIONSTRING", "SECRET", "PASSWORD", "PASSWD")
+"""Text that makes a variable of the agent's own environment a credential, anywhere in it."""
+_SECRET_WORDS = frozenset({"KEY", "TOKEN", "CREDENTIALS"})
+"""Words (between underscores) that do: GPG_KEY, GITHUB_TOKEN; not MONKEY, KEYBOARD."""
+
+
+def agent_private(name: str) -> bool:
+    """A variable of the agent's own environment that no user task inherits: the cluster's
+    settings (``HPC_*``: a task gets its own from the control plane in its assignment, set
+    after this), azure-identity's and Functions' credentials, and anything named like a
+    credential (``*_KEY``, ``*CONNECTION_STRING*``, ``*SECRET*``...). A probe read
+    HPC_COSMOS_KEY and HPC_BLOB_CONNECTION_STRING in a plain user's task: with them a user
+    could forge agent events and read every user's output."""
+    upper = name.upper()
+    if upper.startswith("HPC_") or upper in _SECRET_VARIABLES:
+        return True
+    return any(part in upper for part in _SECRET_PARTS) or not _SECRET_WORDS.isdisjoint(
+        upper.replace("-", "_").split("_")
+    )
 
 
 def task_key(job_id: int, task_id: int, attempt: int) -> str:
@@ -67,9 +99,7 @@ def task_env(
 ) -> dict[str, str]:
     """The agent's environment overlaid with the task's; HPC_NODE_NAME and HPC_NODE_GROUP
     are always set (the control plane normally fills them; an empty value counts as missing)."""
-    env = dict(os.environ if base is None else base)
-    for name in _SECRET_VARIABLES:
-        env.pop(name, None)
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not agent_private(k)}
     env.update(task.env)
     if not env.get("HPC_NODE_NAME"):
         env["HPC_NODE_NAME"] = node
