@@ -27,6 +27,7 @@ from hpc.client import ApiClient, ApiError
 from hpc.errors import CliError
 from hpc.render import parse_time
 from hpc.text import safe, strip_controls
+from hpc.up_restarts import RESTART_AFTER_S, Restarts, exit_text, restart_refusal
 
 HOST_NAME = "devhost"
 AGENT_GROUP = "OnPremNodes"
@@ -84,6 +85,9 @@ class Child:
     """Where this run's output begins in the (appended) log file."""
     reported: bool = False
     """Its unexpected exit has been reported already."""
+    args: list[str] = field(default_factory=list)
+    """What it was started with (an agent is started again with them)."""
+    restarts: Restarts = field(default_factory=Restarts)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -182,7 +186,9 @@ class ClusterProcesses:
         except OSError as e:
             log_file.close()
             raise CliError(f"cannot start {name}: {e}") from None
-        return Child(name=name, proc=proc, log_path=log_path, log_file=log_file, start=start)
+        return Child(
+            name=name, proc=proc, log_path=log_path, log_file=log_file, start=start, args=args
+        )
 
     # --- starting ----------------------------------------------------------
 
@@ -276,16 +282,38 @@ class ClusterProcesses:
             self.stopper.stop.wait(POLL_S)
         return nodes
 
-    def report_dead_agents(self) -> None:
-        """Log each agent that exited since the last check, once, with the tail of its log."""
-        for agent in self.agents:
-            if not agent.reported and not agent.alive():
+    def report_dead_agents(self, *, restart: bool = False) -> None:
+        """Log each agent that exited since the last check, once, with the tail of its log;
+        with ``restart`` (the cluster is up), start it again when due (hpc/up_restarts.py)."""
+        now = time.monotonic()
+        for i, agent in enumerate(self.agents):
+            if agent.alive():
+                continue
+            code, plan = agent.proc.returncode, agent.restarts
+            if not agent.reported:
                 agent.reported = True
+                refusal = restart_refusal(code, plan.made, now) if restart else "starting"
+                if refusal is None:
+                    plan.due = now + RESTART_AFTER_S
+                    then = f"starting it again in {RESTART_AFTER_S:g} s"
+                else:
+                    then = "the cluster stays up without it" + (
+                        f" (not started again: {refusal})" if restart else ""
+                    )
                 self.console.log(
-                    f"[yellow]agent {agent.name} exited with code {agent.proc.returncode}; "
-                    f"the cluster stays up without it (see {safe(agent.log_path)})"
+                    f"[yellow]agent {agent.name} {exit_text(code)}; {then} "
+                    f"(see {safe(agent.log_path)})"
                 )
                 self._print_tail(agent)
+            if plan.due is not None and now >= plan.due:
+                agent.log_file.close()
+                again = self.spawn(agent.name, agent.args)
+                again.restarts = Restarts(made=[*plan.made, now])
+                self.agents[i] = again
+                self.console.log(
+                    f"agent {agent.name} started again: it reports the ends its predecessor "
+                    "recorded, so no task runs to its end twice"
+                )
 
     def _died(self, child: Child, what: str) -> CliError:
         child.reported = True
@@ -319,7 +347,7 @@ class ClusterProcesses:
                 )
                 self._print_tail(self.host)
                 return 1
-            self.report_dead_agents()
+            self.report_dead_agents(restart=True)
         return 0
 
     # --- stopping -------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""`hpc up` starts a dead agent again, as systemd's Restart=on-failure does for an Azure
+node's (hpc/up_restarts.py). A probe: an agent stopped (kill -STOP) while its task ran to its
+end, then killed (kill -9): `hpc up` left it dead, nobody read the end record on its disk,
+and at the heartbeat timeout the task was given a new attempt and ran to its end twice. The
+rule as a table, the supervisor with played processes, then end to end."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from hpc import up_processes
+from hpc.localcluster import LocalCluster
+from hpc.up_processes import Child, ClusterProcesses, Stopper
+from hpc.up_restarts import BURST, WINDOW_S, exit_text, restart_refusal
+from tests.helpers import pids, stat_fields
+
+
+@pytest.mark.parametrize(
+    ("code", "restarts", "refusal"),
+    [
+        (-signal.SIGKILL, [], None),  # killed: started again
+        (-signal.SIGSEGV, [], None),
+        (1, [], None),  # the bus could not be opened (yet): again
+        (0, [], "it stopped cleanly"),
+        (2, [], "its options are wrong"),
+        (3, [], "it was refused"),
+        (-9, [100.0 - i for i in range(BURST - 1)], None),  # under the burst
+        (-9, [100.0 - i for i in range(BURST)], f"it exited {BURST + 1} times within 60 s"),
+        (-9, [100.0 - WINDOW_S - i for i in range(BURST)], None),  # those are old
+    ],
+)
+def test_the_rule(code: int, restarts: list[float], refusal: str | None) -> None:
+    assert restart_refusal(code, restarts, now=100.0) == refusal
+
+
+def test_how_an_exit_is_said() -> None:
+    assert exit_text(-9) == "was killed by SIGKILL"
+    assert exit_text(1) == "exited with code 1"
+
+
+class Dead:
+    def __init__(self, returncode: int) -> None:
+        self.returncode = returncode
+
+    def poll(self) -> int:
+        return self.returncode
+
+
+def test_the_supervisor_starts_a_killed_agent_again_with_its_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(up_processes, "RESTART_AFTER_S", 0.0)
+    out = io.StringIO()
+    cluster = ClusterProcesses(
+        root=tmp_path, home=tmp_path, port=1, env={},
+        console=Console(file=out, width=200, log_path=False), stopper=Stopper(),
+    )  # fmt: skip
+    spawned: list[tuple[str, list[str]]] = []
+
+    def spawn(name: str, args: list[str]) -> Child:
+        spawned.append((name, args))
+        log = tmp_path / f"{name}.again.log"
+        return Child(name, Dead(-9), log, log.open("wb"), args=args)  # type: ignore[arg-type]
+
+    args = ["-m", "agent", "--name", "onprem-1"]
+    for name, code in (("onprem-1", -9), ("onprem-2", 2)):
+        log = tmp_path / f"{name}.log"
+        proc: Any = Dead(code)
+        cluster.agents.append(Child(name, proc, log, log.open("wb"), args=args))
+    monkeypatch.setattr(cluster, "spawn", spawn)
+    cluster.report_dead_agents(restart=True)
+    assert spawned == [("onprem-1", args)]  # not onprem-2: a usage error would come again
+    said = " ".join(out.getvalue().split())
+    assert "agent onprem-1 was killed by SIGKILL; starting it again in 0 s" in said
+    assert "agent onprem-2 exited with code 2; the cluster stays up without it" in said
+    assert "(not started again: its options are wrong)" in said
+    assert cluster.agents[0].restarts.made  # counted toward the burst
+
+
+# --- end to end --------------------------------------------------------------------------
+
+SLOW_TIMEOUT = {  # a restart comes long before the heartbeat timeout
+    "HPC_HEARTBEAT_INTERVAL_S": "0.5",
+    "HPC_HEARTBEAT_TIMEOUT_S": "10",
+    "HPC_RECONCILE_SCHEDULE": "* * * * * *",
+}
+
+
+def _agent_of(cluster: LocalCluster, name: str) -> int:
+    assert cluster.proc is not None
+    for pid in pids():
+        fields = stat_fields(pid)
+        if fields is None or int(fields[1]) != cluster.proc.pid:
+            continue
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"agent" in argv and name.encode() in argv:
+            return pid
+    raise AssertionError(f"no agent {name} of this hpc up")
+
+
+@pytest.mark.e2e
+def test_an_agent_killed_after_its_task_ended_unreported_is_started_again_and_the_task_runs_once(
+    tmp_path: Path,
+) -> None:
+    runs, go = tmp_path / "runs", tmp_path / "go"
+    command = f"echo run >> {runs}; while [ ! -e {go} ]; do sleep 0.05; done; echo end >> {runs}"
+    with LocalCluster(tmp_path / "hpc", nodes=1, cores=1, env=SLOW_TIMEOUT) as cluster:
+        cluster.wait_for(lambda: "Ctrl-C to stop" in cluster.log(), timeout_s=60, what="up")
+        job_id = cluster.submit({"name": "once", "tasks": [{"command": command}]})
+        cluster.wait_for(lambda: runs.exists(), timeout_s=30, what="the task to start")
+        agent = _agent_of(cluster, "onprem-1")
+        os.kill(agent, signal.SIGSTOP)  # it cannot report the end now
+        go.touch()
+        cluster.wait_for(
+            lambda: runs.read_text().count("end") == 1, timeout_s=10, what="the task's end"
+        )
+        os.kill(agent, signal.SIGKILL)
+        began = time.monotonic()
+        job = cluster.wait_job(job_id, timeout_s=60)
+        waited = time.monotonic() - began
+        assert runs.read_text().split() == ["run", "end"]  # ran to its end once
+        assert job["state"] == "Finished", job
+        task = cluster.get(f"/api/jobs/{job_id}/tasks/1")
+        assert (task["attempt"], task["requeueCount"]) == (0, 0), task
+        assert _agent_of(cluster, "onprem-1") != agent  # a new agent runs the node
+        assert "agent onprem-1 was killed by SIGKILL; starting it again" in cluster.log()
+        print(f"\nrestart: the end reported {waited:.1f} s after the kill")
