@@ -242,7 +242,7 @@ class Runner:
         try:
             path = self._output.sink(task.job_id, task.task_id, "stderr", attempt=task.attempt)
             path.write_text(error + "\n")
-            self._output.publish(task.job_id, task.task_id, attempt=task.attempt)
+            self._output.publish(task.job_id, task.task_id, attempt=task.attempt, final=True)
         except Exception:  # the error string is what matters; its copy in stderr is a courtesy
             log.debug(
                 "could not write the start error of %s to its stderr", self.key, exc_info=True
@@ -371,14 +371,19 @@ class Runner:
             signal_group(self._proc.pid, signal.SIGKILL)  # background leftovers of a finished task
         self._end_streams()
         self._files.close()
+        # before publishing: a final publish may remove the local files (Blob output)
+        tail = read_tail(self._paths["stdout"]) if "stdout" in self._paths else ""
         if publish:
             self.publish()
-        return read_tail(self._paths["stdout"]) if "stdout" in self._paths else ""
+        return tail
 
     def publish(self) -> None:
-        """Put the ended attempt's streams in the Output store. Never raises."""
+        """Put the ended attempt's streams in the Output store, the last time (a store that
+        uploads them then removes its local copy, unless the upload failed). Never raises."""
         try:
-            self._output.publish(self.task.job_id, self.task.task_id, attempt=self.task.attempt)
+            self._output.publish(
+                self.task.job_id, self.task.task_id, attempt=self.task.attempt, final=True
+            )
         except Exception:
             log.exception("could not publish the output of task %s", self.key)
 

@@ -36,9 +36,9 @@ class SlowOutput(LocalOutputStore):
         self.release = threading.Event()
         self.published: list[tuple[int, int, int]] = []
 
-    def publish(self, job_id: int, task_id: int, *, attempt: int = 0) -> None:
+    def publish(self, job_id: int, task_id: int, *, attempt: int = 0, final: bool = False) -> None:
         assert self.release.wait(timeout=30), "the test never released the upload"
-        super().publish(job_id, task_id, attempt=attempt)
+        super().publish(job_id, task_id, attempt=attempt, final=final)
         self.published.append((job_id, task_id, attempt))
 
 

@@ -11,11 +11,18 @@ import typer
 from hpc.client import ApiClient, ApiError
 from hpc.common import api_client, stderr_console
 from hpc.errors import CliError
+from hpc.openlink import open_privately
+from shared.settings import Settings
 
 
 def dashboard(
     open_browser: Annotated[
-        bool, typer.Option("--open", help="Open it in the default web browser.")
+        bool,
+        typer.Option(
+            "--open",
+            help="Open it in the default web browser (through a page only you may read: "
+            "a browser's command line is visible to every local user).",
+        ),
     ] = False,
     with_token: Annotated[
         bool,
@@ -36,7 +43,7 @@ def dashboard(
     typer.echo(url)
     if with_token:
         stderr_console().print("This link signs in as you: do not share it.")
-    if open_browser and not _opened(url):
+    if open_browser and not _opened(url, secret=with_token):
         # exit 0 all the same: the link is printed, and opening it by hand is all it takes
         stderr_console().print(
             "No web browser could be opened here: open the link above yourself.",
@@ -58,10 +65,13 @@ def _check_token(client: ApiClient) -> None:
         ) from None
 
 
-def _opened(url: str) -> bool:
+def _opened(url: str, *, secret: bool) -> bool:
     """Whether a browser took ``url``. ``webbrowser.open`` says False when it found none
     (or ``BROWSER`` names a command that failed), and may raise on a broken setup; either
-    way the user must be told, or ``--open`` seems to do nothing."""
+    way the user must be told, or ``--open`` seems to do nothing. A link with the token
+    goes through a private page (hpc/openlink.py): a browser's command line is public."""
+    if secret:
+        return open_privately(url, Settings().home_dir)
     try:
         return webbrowser.open(url)
     except webbrowser.Error:

@@ -12,6 +12,14 @@ one container; a stream the agent cut at the cap carries the blob metadata
 exist yet but the agent's local file does (the agent's own machine, before
 ``publish``), the local file is read, so an agent host sees its running output.
 
+The local files are scratch: the last ``publish`` of an ended attempt (``final``)
+removes them, and their job's folder once empty, after every stream's upload
+succeeded and holds the whole file (a live probe found 10,004 files left by one
+5,000-task sweep, up to twice the cap per attempt, on nodes whose disk nothing
+else frees). A failed upload raises before anything is removed, so the files stay
+for another ``publish``. :meth:`BlobOutputStore.sink` creates its file, so that a
+folder being emptied is never removed under a task about to write there.
+
 Connection: a connection string (Azurite: ``UseDevelopmentStorage=true`` or the
 well-known account key) or an account URL with ``DefaultAzureCredential``
 (managed identity in Azure).
@@ -20,6 +28,7 @@ well-known account key) or an account URL with ``DefaultAzureCredential``
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +42,17 @@ from shared.ports.output import DEFAULT_READ_BYTES, STREAMS, OutputInfo, OutputS
 APPEND_BLOCK_BYTES = 4 << 20
 """Largest block one append sends (the Append Block limit of older service versions)."""
 TRUNCATED_KEY = "truncated_at"
+_SINK_TRIES = 5
+"""Times :meth:`BlobOutputStore.sink` creates its folder again if a final publish removed it."""
+
+log = logging.getLogger(__name__)
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def blob_name(job_id: int, task_id: int, stream: Stream, attempt: int) -> str:
@@ -117,7 +137,18 @@ class BlobOutputStore(OutputStore):
     # --- the port -------------------------------------------------------------------
 
     def sink(self, job_id: int, task_id: int, stream: Stream, *, attempt: int = 0) -> Path:
-        return self.local.sink(job_id, task_id, stream, attempt=attempt)
+        """The local file, created (kept as it is if it exists): a folder holding a file is
+        never removed by a final :meth:`publish` of another task, one still empty may be."""
+        for _ in range(_SINK_TRIES - 1):
+            path = self.local.sink(job_id, task_id, stream, attempt=attempt)
+            try:
+                path.touch()
+                return path
+            except FileNotFoundError:  # its folder was removed after the mkdir: again
+                continue
+        path = self.local.sink(job_id, task_id, stream, attempt=attempt)
+        path.touch()
+        return path
 
     def mark_truncated(
         self, job_id: int, task_id: int, stream: Stream, *, attempt: int, cap: int
@@ -129,31 +160,58 @@ class BlobOutputStore(OutputStore):
                 {TRUNCATED_KEY: str(int(cap))}
             )
 
-    def publish(self, job_id: int, task_id: int, *, attempt: int = 0) -> None:
-        """Append to each stream's blob what the local file holds past the blob's end."""
+    def publish(self, job_id: int, task_id: int, *, attempt: int = 0, final: bool = False) -> None:
+        """Append to each stream's blob what the local file holds past the blob's end; with
+        ``final`` (the attempt ended), then remove the local files if the blobs hold them whole.
+        Raises on a failed upload, the local files kept."""
+        uploaded: dict[Path, int] = {}
         for stream in STREAMS:
             path = self.local.path(job_id, task_id, stream, attempt=attempt)
-            if not path.exists():
-                continue
-            self._ensure_container()
-            blob = self._blob(job_id, task_id, stream, attempt)
-            cap = self.local.info(job_id, task_id, stream, attempt=attempt).truncated_at
-            metadata = {TRUNCATED_KEY: str(cap)} if cap is not None else None
-            try:
-                props = blob.get_blob_properties()
-                uploaded = int(props.size)
-                if cap is not None and self._cap(props.metadata) != cap:
-                    blob.set_blob_metadata(metadata)
-            except ResourceNotFoundError:
-                blob.create_append_blob(metadata=metadata)
-                uploaded = 0
-            with path.open("rb") as f:
-                f.seek(uploaded)
-                while chunk := f.read(APPEND_BLOCK_BYTES):
-                    # appendpos_condition: a concurrent or repeated publish fails
-                    # instead of appending the same bytes twice.
-                    blob.append_block(chunk, appendpos_condition=uploaded)
-                    uploaded += len(chunk)
+            if path.exists():
+                uploaded[path] = self._append(job_id, task_id, stream, attempt, path)
+        if final:
+            self._drop_scratch(job_id, task_id, attempt, uploaded)
+
+    def _append(self, job_id: int, task_id: int, stream: Stream, attempt: int, path: Path) -> int:
+        """Upload the local file's new tail; the bytes the blob holds after it."""
+        self._ensure_container()
+        blob = self._blob(job_id, task_id, stream, attempt)
+        cap = self.local.info(job_id, task_id, stream, attempt=attempt).truncated_at
+        metadata = {TRUNCATED_KEY: str(cap)} if cap is not None else None
+        try:
+            props = blob.get_blob_properties()
+            uploaded = int(props.size)
+            if cap is not None and self._cap(props.metadata) != cap:
+                blob.set_blob_metadata(metadata)
+        except ResourceNotFoundError:
+            blob.create_append_blob(metadata=metadata)
+            uploaded = 0
+        with path.open("rb") as f:
+            f.seek(uploaded)
+            while chunk := f.read(APPEND_BLOCK_BYTES):
+                # appendpos_condition: a concurrent or repeated publish fails
+                # instead of appending the same bytes twice.
+                blob.append_block(chunk, appendpos_condition=uploaded)
+                uploaded += len(chunk)
+        return uploaded
+
+    def _drop_scratch(
+        self, job_id: int, task_id: int, attempt: int, uploaded: dict[Path, int]
+    ) -> None:
+        """Remove the attempt's local files (streams and truncation markers), and its job's
+        folder if that leaves it empty; nothing when a file grew past what was uploaded
+        (something still writes there: the files stay, as after a failed upload)."""
+        grown = [p for p, size in uploaded.items() if _size(p) not in (size, None)]
+        if grown:
+            log.warning("not removing %s: written to after its upload", ", ".join(map(str, grown)))
+            return
+        for stream in STREAMS:
+            path = self.local.path(job_id, task_id, stream, attempt=attempt)
+            for name in (path, path.with_name(path.name + ".truncated")):
+                with contextlib.suppress(FileNotFoundError):
+                    name.unlink()
+        with contextlib.suppress(OSError):  # not empty (other tasks' files), or gone
+            self.local.root.joinpath(str(int(job_id))).rmdir()
 
     def read(
         self,

@@ -78,8 +78,9 @@ class LocalOutputStore(OutputStore):
         path = self.sink(job_id, task_id, stream, attempt=attempt)
         path.with_name(path.name + ".truncated").write_text(f"{int(cap)}\n")
 
-    def publish(self, job_id: int, task_id: int, *, attempt: int = 0) -> None:
-        """Nothing to do: :meth:`read` reads the very files the agent wrote."""
+    def publish(self, job_id: int, task_id: int, *, attempt: int = 0, final: bool = False) -> None:
+        """Nothing to do: :meth:`read` reads the very files the agent wrote (even ``final``:
+        they are the store, kept)."""
 
     def read(
         self,

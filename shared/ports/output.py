@@ -74,8 +74,10 @@ class OutputStore(ABC):
         """Record that the agent cut this attempt's stream at ``cap`` bytes."""
 
     @abstractmethod
-    def publish(self, job_id: int, task_id: int, *, attempt: int = 0) -> None:
-        """Make the attempt's streams readable by :meth:`read` (after the process ends)."""
+    def publish(self, job_id: int, task_id: int, *, attempt: int = 0, final: bool = False) -> None:
+        """Make the attempt's streams readable by :meth:`read` (after the process ends).
+        ``final``: the attempt ended and nothing more is written, so a store that copies
+        the local files elsewhere removes them once copied (never when the copy failed)."""
 
     @abstractmethod
     def read(

@@ -76,6 +76,19 @@ def test_what_the_agent_writes_is_read_back_after_publish(output: OutputStore) -
     assert output.read(1, 1, "stderr") == b"oops\n"
 
 
+def test_local_a_final_publish_keeps_the_files_they_are_the_store(
+    output: OutputStore, tmp_path: Path
+) -> None:
+    output.sink(1, 1, "stdout").write_bytes(b"kept")
+    output.mark_truncated(1, 1, "stdout", attempt=0, cap=4)
+    output.publish(1, 1, final=True)
+    assert sorted(p.name for p in (tmp_path / "output" / "1").iterdir()) == [
+        "1.0.stdout",
+        "1.0.stdout.truncated",
+    ]
+    assert output.read(1, 1, "stdout") == b"kept"
+
+
 def test_local_output_is_readable_while_the_task_runs(output: OutputStore) -> None:
     with output.sink(1, 1, "stdout").open("wb") as f:
         f.write(b"partial")
