@@ -50,21 +50,29 @@ HELD_STATES = ("Draining", "Offline")
 """The states an admin's hold keeps a node in (its JSON's ``held``: ``drain`` or ``offline``)."""
 
 
-def held_and_heard(node: dict[str, Any], since: datetime) -> bool:
-    """Whether ``node`` is held by an admin (``hpc node drain | offline``) and its agent was
-    heard from ``since`` on: the agent started and registered, and the hold keeps the node
-    Draining or Offline (README: "holds until an admin starts the node again"). A heartbeat
-    older than ``since`` is an earlier run's agent, not this one."""
-    if not node.get("held") or node.get("state") not in HELD_STATES:
-        return False
+def heard_since(node: dict[str, Any], since: datetime) -> bool:
+    """Its agent was heard from ``since`` on: a heartbeat older than that is an earlier run's
+    agent, not this one."""
     heard = parse_time(node.get("lastHeartbeat"))
     return heard is not None and heard >= since
 
 
+def held_and_heard(node: dict[str, Any], since: datetime) -> bool:
+    """Whether ``node`` is held by an admin (``hpc node drain | offline``) and its agent was
+    heard from ``since`` on: the agent started and registered, and the hold keeps the node
+    Draining or Offline (README: "holds until an admin starts the node again")."""
+    if not node.get("held") or node.get("state") not in HELD_STATES:
+        return False
+    return heard_since(node, since)
+
+
 def node_started(node: dict[str, Any], since: datetime) -> bool:
-    """Whether ``hpc up`` may count the node as started: Online, or held by an admin with its
-    agent heard from ``since`` on (:func:`held_and_heard`)."""
-    return node.get("state") == "Online" or held_and_heard(node, since)
+    """Whether ``hpc up`` may count the node as started: Online or held by an admin, with its
+    agent heard from ``since`` on. Online alone is not enough: after a crash the store still
+    says Online of the last run's node (a probe: `hpc up` printed the old table, "2s ago")."""
+    return (node.get("state") == "Online" and heard_since(node, since)) or held_and_heard(
+        node, since
+    )
 
 
 def held_line(node: dict[str, Any]) -> str:

@@ -45,6 +45,8 @@ def node(
     ("doc", "started"),
     [
         (node("Online", held=None), True),
+        (node("Online", held=None, heard=-5), False),  # the last run's record, after a crash
+        (node("Online", held=None, heard=None), False),
         (node("Offline", "offline"), True),  # held, its agent registered in this run
         (node("Draining", "drain"), True),
         (node("Offline", "offline", heard=-5), False),  # an earlier run's agent
