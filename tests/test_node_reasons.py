@@ -80,3 +80,34 @@ def test_a_provider_is_taken_in_any_case(cluster: httpx.Client) -> None:
     made = cluster.post("/api/nodegroups", json={"name": "Pv", "provider": "LOCAL"})
     assert made.status_code == 201, made.text
     assert made.json()["provider"] == "local"
+
+
+@pytest.mark.parametrize(("action", "state"), [("drain", "Draining"), ("offline", "Offline")])
+def test_a_second_reason_replaces_the_first_as_slurms_does(
+    cluster: httpx.Client, action: str, state: str
+) -> None:
+    """A probe's second `hpc node drain n1 --reason ...` answered "nothing to do" and kept
+    the old reason."""
+    first = cluster.post(f"/api/nodes/n1/{action}", json={"reason": "maint"}).json()
+    assert first["changed"] is True
+    again = cluster.post(f"/api/nodes/n1/{action}", json={"reason": "maint"}).json()
+    assert again["changed"] is False  # the same reason: nothing to do, as before
+    other = cluster.post(f"/api/nodes/n1/{action}", json={"reason": "ticket 789"})
+    assert other.status_code == 200 and other.json()["changed"] is True, other.text
+    assert reason_of(cluster, "n1").endswith("by admin: ticket 789")
+    [node] = other.json()["nodes"]
+    assert (node["state"], node["held"], node["heldReason"]) == (state, action, node["stateReason"])
+
+
+def test_an_admins_reason_outlives_the_agents_restart(tmp_path: Path) -> None:
+    """A probe: "drained by admin: maint test" became "agent restarted; drained by an
+    admin..." once the node's agent registered again."""
+    with served_app(tmp_path / "home") as app, app.client() as client:
+        agent = AgentDouble(app.cp, "n1")
+        assert agent.register().accepted
+        assert client.post("/api/nodes/n1/drain", json={"reason": "maint test"}).status_code == 200
+        again = AgentDouble(app.cp, "n1", host_id=agent.host_id)  # a restarted agent
+        assert again.register().accepted
+        reason = reason_of(client, "n1")
+        assert reason.startswith("drained by admin: maint test (agent restarted; held"), reason
+        assert "hpc node online n1" in reason

@@ -56,6 +56,9 @@ class Node(Record):
     (``hpc node start | online``): a registration (a restarted agent, a rebooted machine)
     keeps it Draining or Offline, and the autoscaler never starts it. As Slurm keeps a
     DRAIN and HPC Pack an Offline node across restarts."""
+    held_reason: str | None = None
+    """Who held it and why ("drained by alice: disk swap"), as its reason said then: kept
+    in the reason a registration of a held node writes (a probe lost it to "agent restarted")."""
 
     def move_to(
         self, target: NodeState, *, reason: str | None = None, now: datetime | None = None

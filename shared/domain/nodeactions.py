@@ -16,6 +16,9 @@ action holds it:
 | drain   | Draining, held (an admin's drain; an unheld one becomes held: a change) |
 | offline | Offline, held (an unheld Offline node becomes held: a change)          |
 | remove  | never (a removed node is a 404)                                       |
+
+A drain or offline of a node already held so, given another reason than its hold's, is done
+again: the new reason replaces the old (:func:`new_reason`; Slurm's ``reason=``).
 """
 
 from __future__ import annotations
@@ -48,3 +51,15 @@ def already(action: str, node: Node) -> str | None:
         return None
     held = " (held)" if node.held is not None else ""
     return f"node {node.name} is already {state}{held}{_THEN.get(state, '')}: nothing to do"
+
+
+def new_reason(action: str, node: Node, reason: str | None) -> bool:
+    """An admin's drain or offline of a node held so brings another reason than its hold's:
+    the action is done again, to replace it (a probe's second --reason was "nothing to do")."""
+    return (
+        action in ("drain", "offline")
+        and reason is not None
+        and node.held is not None
+        and node.held_reason is not None
+        and node.held_reason != reason
+    )

@@ -222,7 +222,7 @@ class ControlPlane:
         done (:func:`nodeactions.already`, the rule every action follows)."""
         node = self.deps.store.get_node(name)  # NotFound: 404 naming it
         said = nodeactions.already(action, node)
-        if said is not None:
+        if said is not None and not nodeactions.new_reason(action, node, reason):
             return [node], said
         return self.node_action(action, [name], reason=reason), None
 

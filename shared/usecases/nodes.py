@@ -71,7 +71,7 @@ def start_nodes(
             out.append(deps.retry(_cancel_drain, deps, node.name))
             deps.kick()  # queued work may go there now, as after an on-prem node's
         else:
-            node.held = None  # an admin's start ends an admin's drain or offline
+            node.held = node.held_reason = None  # an admin's start ends an admin's hold
             try:
                 out.append(start_node(deps, node, reason=reason))
             except StartRefused as refused:  # the admin is told what to do next
@@ -102,7 +102,7 @@ def _cancel_drain(deps: Deps, name: str) -> Node:
             f"node {name} is {node.state}; only an Offline node can be started",
             state=node.state.value,
         )
-    node.held = None  # an admin's start ends an admin's drain or offline
+    node.held = node.held_reason = None  # an admin's start ends an admin's hold
     node.move_to(NodeState.ONLINE, reason=DRAIN_CANCELED, now=deps.clock())
     deps.store.put_node(node)  # Conflict: retried from a fresh read
     return node
@@ -170,8 +170,9 @@ def drain_node(
     """Draining: no new tasks, what runs finishes. ``hold``: an admin's drain, kept across
     agent restarts until an admin starts the node (``Node.held``)."""
     if node.state is NodeState.DRAINING:
-        if hold and node.held != "drain":
-            node.held = "drain"
+        if hold and (node.held != "drain" or node.held_reason != reason):
+            node.held, node.held_reason = "drain", reason  # a new reason replaces the old
+            node.state_reason = reason
             deps.store.put_node(node)
         return node
     if node.state is not NodeState.ONLINE:
@@ -181,7 +182,7 @@ def drain_node(
         )
     node.move_to(NodeState.DRAINING, reason=reason, now=deps.clock())
     if hold:
-        node.held = "drain"
+        node.held, node.held_reason = "drain", reason
     deps.store.put_node(node)
     return node
 
@@ -201,13 +202,15 @@ def offline_nodes(
     does not start it, until an admin starts it again."""
     out = []
     for node in _nodes(deps, names):
-        if node.state is NodeState.OFFLINE and node.held != "offline":
-            node.held = "offline"
+        if node.state is NodeState.OFFLINE and (
+            node.held != "offline" or node.held_reason != reason
+        ):  # held now, or held again with a new reason (Slurm's reason= replaces the old)
+            node.held, node.held_reason = "offline", reason
             if node.state_reason != lifecycle.AGENT_STOPPED:  # (that one says its agent is gone)
                 node.state_reason = reason  # who held it (a probe read "VM created" still)
             deps.store.put_node(node)
         elif node.state is not NodeState.OFFLINE:
-            node.held = "offline"
+            node.held, node.held_reason = "offline", reason
             active = deps.store.active_tasks(node=node.name) + _holding_beside(deps, node.name)
             if node.provider not in (None, "onprem") and deps.compute is not None:
                 # their holds end when its deallocation is known done (autoscale._poll)

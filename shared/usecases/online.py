@@ -44,7 +44,7 @@ def bring_online(deps: Deps, name: str) -> Node:
             raise Refused(
                 decision.reason or f"node {name} cannot be brought online", state=node.state.value
             )
-        node.held = None  # the admin's drain or offline ends here
+        node.held = node.held_reason = None  # the admin's drain or offline ends here
         deps.store.put_node(node)  # Conflict: retried from a fresh read
         if decision.ended is not None:
             log.info(

@@ -129,9 +129,10 @@ def _stay_held(node: Node, reason: str, now: datetime) -> None:
     (its heartbeats count, so an admin can bring it back), but it gets no new work."""
     target = NodeState.OFFLINE if node.held == "offline" else NodeState.DRAINING
     what = "taken offline" if node.held == "offline" else "drained"
+    admin = node.held_reason or f"{what} by an admin"
     why = (
-        f"{reason}; {what} by an admin, so it stays {target} until an admin brings it "
-        f"back (hpc node online {node.name})"
+        f"{admin} ({reason}; held by an admin, so it stays {target} until an admin brings it "
+        f"back: hpc node online {node.name})"
     )
     if target is NodeState.DRAINING and node.state not in (NodeState.ONLINE, NodeState.DRAINING):
         if not can_transition(node.state, NodeState.ONLINE):  # Stopping
