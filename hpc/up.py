@@ -284,7 +284,9 @@ def run_up(
         if stopper.stop.is_set():
             return 0
 
-        console.print(f"[bold green]HybridHPC is up[/] with {len(online)} node(s)")
+        up = sum(1 for n in online if n.get("state") == "Online")
+        held = f" ({len(online) - up} held by an admin)" if up < len(online) else ""
+        console.print(f"[bold green]HybridHPC is up[/] with {up} node(s) Online{held}")
         console.print(_summary(cluster, settings.token_path))
         if online:
             console.print(nodes_table(online))

@@ -156,6 +156,7 @@ def test_hpc_up_starts_again_with_a_node_an_admin_took_offline(tmp_path: Path) -
         )
         log = " ".join(again.log().split())
         assert "onprem-1 stays Offline (held by an admin: hpc node online onprem-1)" in log
+        assert "HybridHPC is up with 1 node(s) Online (1 held by an admin)" in log  # a probe
         # written to a file, the node table keeps its columns (a probe saw "Pro…" at 80)
         header = next(line for line in again.log().splitlines() if "Heartbeat" in line)
         assert "Provider" in header and "Protocol" in header and "Reason" in header
