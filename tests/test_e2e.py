@@ -189,7 +189,9 @@ def test_killed_agent_tasks_are_requeued_and_counted_once_and_the_agent_comes_ba
         assert requeued, "the killed node's tasks must have been requeued"
         assert sorted(t["sweepIndex"] for t in tasks) == list(range(1, 13))
         cluster.wait_for(
-            lambda: agent_pid(cluster, "onprem-1") != victim, timeout_s=20, what="a new agent"
+            lambda: agent_pid(cluster, "onprem-1", missing=victim) != victim,
+            timeout_s=20,
+            what="a new agent",
         )
         onprem_1 = lambda: cluster.get("/api/nodes/onprem-1")  # noqa: E731
         cluster.wait_for(
@@ -198,8 +200,9 @@ def test_killed_agent_tasks_are_requeued_and_counted_once_and_the_agent_comes_ba
         assert onprem_1()["incarnation"] > 1  # the new agent's
 
 
-def agent_pid(cluster: LocalCluster, name: str) -> int:
-    """The pid of the agent process `hpc up` started for node ``name``."""
+def agent_pid(cluster: LocalCluster, name: str, *, missing: int | None = None) -> int:
+    """The pid of the agent process `hpc up` started for node ``name``; ``missing`` if there
+    is none (between an agent's death and its restart), else an AssertionError."""
     assert cluster.proc is not None
     for pid in pids():
         fields = stat_fields(pid)
@@ -211,4 +214,6 @@ def agent_pid(cluster: LocalCluster, name: str) -> int:
             continue
         if b"agent" in cmd and name.encode() in cmd:
             return pid
+    if missing is not None:
+        return missing
     raise AssertionError(f"no agent process for {name}")
