@@ -5,10 +5,13 @@ Cosmos DB runs ``commit`` and ``add_job`` as transactional batches; the stand-in
 and writes through these functions instead:
 
 - :func:`replace_each` (``commit``): reads the documents, refuses (nothing written) if any
-  is missing or its etag is stale, then replaces them one at a time under their etags; if a
-  replace is refused (another writer got in between) it puts back the documents it already
-  wrote and raises Conflict. All-or-nothing for one writer; a writer racing it mid-commit
-  can see a partial state for a moment. Good enough for the stand-in, never used on Cosmos DB.
+  is missing or its etag is stale, then stores a commit record naming every write
+  (:mod:`shared.adapters.cosmos_intent`), replaces and creates one document at a time
+  under their etags, and deletes the record. A write refused (a writer got in between)
+  puts back what was written; a crash (kill -9) leaves the record, and the next commit of
+  the job or the reconciler finishes it (all of it, or none), so no task is lost or
+  counted twice. The record doubles as the job's commit lock on the stand-in. Never used
+  on Cosmos DB, whose transactional batch is all-or-nothing by itself.
 - :func:`create_each` (``add_job``): creates the task documents in parallel and reports
   what it wrote, so the caller can delete them if the job's documents cannot all be stored.
 """
@@ -21,14 +24,18 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from shared.adapters import cosmos_docs as docs
+from shared.adapters import cosmos_intent as intent
 from shared.domain.records import Record
+from shared.errors import Conflict
 
 log = logging.getLogger(__name__)
+
+FINISH_ROUNDS = 3
+"""Reads at most of a commit that keeps finding crashed commits in its way."""
 
 Hook = Callable[..., None]
 
@@ -76,11 +83,13 @@ def replace_each(
     pairs: list[tuple[Record, dict[str, Any]]],
     new: Sequence[tuple[Record, dict[str, Any]]] = (),
 ) -> list[str]:
-    """Check every etag (and that no document to create exists), then replace one at a time
-    and create the new ones, putting back what was written on refusal. The etags come back
-    in the order replaced, then created."""
-    query = docs.partition_docs(job_id, [doc["id"] for _, doc in [*pairs, *new]])
-    current = {d["id"]: d for d in read(query)}
+    """Check every etag (and that no document to create exists), store the commit record,
+    replace one at a time and create the new ones, then delete the record (see
+    :mod:`cosmos_intent`: a crash at any point is finished by the next commit or the
+    reconciler). The etags come back in the order replaced, then created."""
+    records = [record for record, _ in [*pairs, *new]]
+    ids = [doc["id"] for _, doc in [*pairs, *new]]
+    current = _current(jobs, hook, read, job_id, ids)
     for record, doc in pairs:
         stored = current.get(doc["id"])
         if stored is None or stored["_etag"] != record.etag:
@@ -88,45 +97,43 @@ def replace_each(
     for record, doc in new:
         if doc["id"] in current:
             raise docs.conflict(record, 409)
-    done: list[tuple[dict[str, Any], str]] = []  # (previous document, etag we gave it)
-    for record, doc in pairs:
-        try:
-            new_doc = jobs.replace_item(
-                doc["id"], doc, etag=record.etag,
-                match_condition=MatchConditions.IfNotModified, response_hook=hook,
-            )  # fmt: skip
-        except CosmosHttpResponseError as error:
-            _undo(jobs, hook, job_id, done)
-            raise docs.conflict(record, error.status_code) from None
-        done.append((current[doc["id"]], str(new_doc["_etag"])))
-    made: list[str] = []
-    for record, doc in new:
-        try:
-            made.append(create_one(jobs, hook, doc))
-        except docs.Refused as refused:
-            _undo(jobs, hook, job_id, done)
-            for _, created in reversed(new[: len(made)]):
-                _delete(jobs, hook, job_id, created["id"])
-            raise docs.conflict(record, refused.status) from None
-    return [etag for _, etag in done] + made
-
-
-def _delete(jobs: ContainerProxy, hook: Hook, job_id: int, doc_id: str) -> None:
+    replaces = [(str(record.etag), doc) for record, doc in pairs]
+    commit = intent.record(job_id, replaces, [doc for _, doc in new], current)
+    commit["_etag"] = jobs.create_item(commit, response_hook=hook)["_etag"]
     try:
-        jobs.delete_item(doc_id, partition_key=job_id, response_hook=hook)
-    except CosmosHttpResponseError:
-        log.exception("could not undo document %s of job %s", doc_id, job_id)
+        etags = intent.apply(jobs, hook, commit, current)
+    except intent.Undone as undone:
+        intent.delete(jobs, hook, commit)
+        raise docs.conflict(records[undone.index], undone.status) from None
+    intent.delete(jobs, hook, commit)
+    return etags
 
 
-def _undo(
-    jobs: ContainerProxy, hook: Hook, job_id: int, done: list[tuple[dict[str, Any], str]]
-) -> None:
-    for previous, etag in reversed(done):
-        body = {k: v for k, v in previous.items() if not k.startswith("_")}
-        try:
-            jobs.replace_item(
-                body["id"], body, etag=etag,
-                match_condition=MatchConditions.IfNotModified, response_hook=hook,
-            )  # fmt: skip
-        except CosmosHttpResponseError:
-            log.exception("could not put back document %s of job %s", body["id"], job_id)
+def _current(
+    jobs: ContainerProxy,
+    hook: Hook,
+    read: Callable[[docs.Query], Iterable[dict[str, Any]]],
+    job_id: int,
+    ids: list[str],
+) -> dict[str, dict[str, Any]]:
+    """The documents of these ids, once no commit record names one: a live commit's makes
+    this one busy (Conflict); a crashed one's is finished first."""
+    for _ in range(FINISH_ROUNDS):
+        found = list(read(intent.docs_and_commits(job_id, ids)))
+        current = {d["id"]: d for d in found if d.get("type") != intent.COMMIT}
+        blocking = [
+            d for d in found if d.get("type") == intent.COMMIT and intent.names(d) & set(ids)
+        ]
+        if not blocking:
+            return current
+        if not all(intent.stale(commit) for commit in blocking):
+            raise _busy(job_id)
+        for commit in blocking:
+            intent.finish(jobs, hook, read, commit)
+    raise _busy(job_id)
+
+
+def _busy(job_id: int) -> Conflict:
+    return Conflict(
+        f"job {job_id} is busy (another change to it is being saved); nothing was written: retry"
+    )

@@ -18,6 +18,7 @@ from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosHttpRespons
 
 from shared.adapters import cosmos_docs as docs
 from shared.adapters import cosmos_fallback as fallback
+from shared.adapters import cosmos_intent as intent
 from shared.adapters import cosmos_owners as owners
 from shared.adapters import cosmos_parts as parts
 from shared.adapters import cosmos_tallies as tallies
@@ -105,6 +106,17 @@ class CosmosJobs(CosmosConnection):
             return False
         read = functools.partial(self._query, self._jobs)
         return parts.purge_one(self._jobs, self._hook, read, doc, self.index.forget_job)
+
+    def finish_commits(self, older_than_s: float | None = None) -> int:
+        """Finish the commits a crash left half-done on a server without transactional
+        batch (:mod:`cosmos_intent`; the reconciler's run); how many. None on Cosmos DB."""
+        if self.batch:
+            return 0
+        read = functools.partial(self._query, self._jobs)
+        found = [c for c in read(intent.all_commits()) if intent.stale(c, older_than_s)]
+        for commit in found:
+            intent.finish(self._jobs, self._hook, read, commit)
+        return len(found)
 
     def backfill_owners(self) -> None:
         """Copy the owner of job documents of an older version to where ``list_jobs``

@@ -14,10 +14,11 @@ and this module (nodes, node groups, meta documents); users and tokens are in
 - ``commit`` is one transactional batch in the job's partition (the job and
   its tasks share it). A server without transactional batch (the local
   stand-in, ``@vercel/cosmosdb-server``) is detected once, logged, and served
-  by a fallback that checks every etag first and then writes one document at
-  a time, undoing the documents it wrote if a later write is refused. It is
-  all-or-nothing for one writer, not against a writer racing it mid-commit:
-  it exists for the stand-in, never for Cosmos DB.
+  by a fallback that checks every etag first, stores a commit record naming
+  every write, writes one document at a time and deletes the record; a refused
+  write undoes the others, and a crash leaves the record, which the job's next
+  commit or the reconciler finishes (:mod:`~shared.adapters.cosmos_intent`).
+  It exists for the stand-in, never for Cosmos DB.
 - ``add_job`` writes the job document hidden first, its parts in batches (100
   documents, 2 MB), and makes the job visible in one final write
   (:mod:`shared.adapters.cosmos_parts`); the reads through the index return nothing of
@@ -105,6 +106,10 @@ class CosmosStore(CosmosJobs, CosmosUsers, CosmosKeys, Store):
         return self.index.holdings()
 
     def purge_unfinished_jobs(self, older_than: datetime) -> int:
+        try:  # a crashed commit's record first (the stand-in only), as its job's next commit would
+            self.finish_commits()
+        except Exception:
+            log.exception("finishing crashed commits failed (it runs again with the next run)")
         purged = super().purge_unfinished_jobs(older_than)
         try:  # each reconciler run purges: the index is repaired then, when due
             self.index.repair_if_due()

@@ -44,6 +44,10 @@ def cancel_task(deps: Deps, job_id: int, task_id: int, *, by: str | None = None)
     ``by``: the user who asked, named in the task's error ("canceled by alice")."""
 
     def attempt() -> tuple[Task, list[tuple[str, CancelTask]]]:
+        with deps.turn(job_id):  # cancels of one sweep's tasks all write its range
+            return attempt_once()
+
+    def attempt_once() -> tuple[Task, list[tuple[str, CancelTask]]]:
         job = deps.store.get_job(job_id)
         try:
             task = deps.store.get_task(job_id, task_id)
@@ -64,7 +68,7 @@ def cancel_task(deps: Deps, job_id: int, task_id: int, *, by: str | None = None)
             deps.store.commit(tasks=[task])
         return task, change.cancels
 
-    task, cancels = deps.retry(attempt)
+    task, cancels = deps.retry_busy(attempt, busy=_busy(job_id, task_id, "canceled"))
     deps.send_to_nodes(cancels)
     if task.state is TaskState.CANCELED:
         _cancel_dependents(deps, job_id)
@@ -105,9 +109,17 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
         deps.store.commit(job=job, tasks=[task])
         return task
 
-    task = deps.retry(attempt)
+    task = deps.retry_busy(attempt, busy=_busy(job_id, task_id, "requeued"))
     deps.kick()
     return task
+
+
+def _busy(job_id: int, task_id: int, done: str) -> str:
+    """What a user is told when a task's write kept meeting others' writes to its job."""
+    return (
+        f"job {job_id} was busy (other changes to it were being saved at the same time), so "
+        f"task {job_id}.{task_id} was not {done}: retry in a moment"
+    )
 
 
 def _refuse_if_doomed(deps: Deps, job: Job, task: Task) -> None:
