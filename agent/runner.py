@@ -108,6 +108,17 @@ def task_env(
     return env
 
 
+def work_dir(given: str | None, *, home: str | None) -> str | None:
+    """The task's working directory: a relative one (sent through the API as given; the CLI
+    makes its own absolute) is taken from ``home``, the agent's user's, as ``--run-as-owner``
+    takes it from the owner's (agent/owners.py; ``home`` None: left as given for it). It was
+    taken from the agent's own working directory: under ``hpc up`` the source checkout (a
+    probe's "." ran there), under systemd ``/``."""
+    if given is None or home is None or os.path.isabs(given):
+        return given
+    return os.path.join(home, given)
+
+
 def read_tail(path: Path, chars: int = TAIL_CHARS) -> str:
     """The last ``chars`` characters of a UTF-8 (or not) text file; empty if there is none."""
     try:
@@ -144,7 +155,7 @@ class Runner:
         self.key = task_key(task.job_id, task.task_id, task.attempt)
         self._output = output
         self._env = dict(env)
-        self._cwd = task.work_dir or cwd
+        self._cwd = work_dir(task.work_dir, home=None if run_as else env.get("HOME")) or cwd
         self._proc: subprocess.Popen[bytes] | None = None
         self._paths: dict[Stream, Path] = {}
         self._files = TaskFiles(task, cwd=self._cwd)
