@@ -33,7 +33,7 @@ _NODE = "n" * 128  # the longest node name (messages.NodeName)
 _GROUP = "g" * 64  # the longest node group name (shared.usecases.nodes)
 _CORES = 1_000_000  # the most cores of a node (messages.Cores)
 _HOST = f"{_NODE}:{_CORES}"
-_OWNER = "u" * 32  # the longest API user name (shared.usecases.users.USER_NAME)
+_OWNER = "u" * 32  # the longest API user name (shared.domain.usernames.USER_NAME)
 _WIDEST_JSON_CHAR = 12
 """JSON bytes of one character at most: an astral character is two \\uXXXX escapes."""
 

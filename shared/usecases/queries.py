@@ -12,11 +12,11 @@ from shared.domain.cluster import Node, NodeGroup
 from shared.domain.models import Job, Task
 from shared.domain.specvalues import quoted
 from shared.domain.states import NODE_SCHEDULABLE, JobState, NodeState, TaskState
+from shared.domain.usernames import NAME_RULE, USER_NAME
 from shared.errors import InvalidRequest, NotFound
 from shared.ports.output import DEFAULT_READ_BYTES, Stream
 from shared.usecases import sweeps
 from shared.usecases.deps import Deps
-from shared.usecases.users import NAME_RULE, USER_NAME
 
 
 def get_job(deps: Deps, job_id: int) -> Job:

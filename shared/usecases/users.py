@@ -9,7 +9,6 @@ again: add another, or remove the user and add it anew. Names follow POSIX user 
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 
@@ -17,10 +16,10 @@ from shared.auth import digest
 from shared.domain.access import role_conflict
 from shared.domain.cluster import Principal
 from shared.domain.specvalues import quoted, shown_json
+from shared.domain.usernames import NAME_RULE, USER_NAME
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.usecases.deps import Deps
 
-USER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 ROLES = ("user", "admin")
 
 
@@ -30,12 +29,6 @@ class User:
     role: str
     tokens: int
     """Tokens that sign in as it (each ``hpc user add`` adds one)."""
-
-
-NAME_RULE = (
-    "a letter or _ first, then letters, digits, _ . - (32 characters at most, as a POSIX user name)"
-)
-"""What a user name is, said by every refusal of one."""
 
 
 def add_user(deps: Deps, name: str, role: str = "user") -> tuple[User, str]:
