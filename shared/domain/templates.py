@@ -33,12 +33,16 @@ from shared.domain.jobspec import MAX_CONCURRENT, JobSpec, TaskSpec, priority_va
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.specerrors import describe, known_fields
 from shared.domain.specvalues import MAX_GROUP_NAME, StrictInt, cut, quoted
+from shared.domain.usernames import NAME_RULE, USER_NAME
 from shared.errors import InvalidRequest
 
 DEFAULT_TEMPLATE = "Default"
 """Applied to jobs that name no template, when it exists (HPC Pack's rule)."""
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_ALLOWED_USERS = 1000
+"""Most names in ``allowedUsers``: a template document stays small (a group of users is the
+real answer, when there are groups)."""
 _NEW = {"new": True}
 """Validation context of a template as sent (:meth:`JobTemplate.parse`): checks that a template
 stored before they existed need not pass again to load."""
@@ -90,6 +94,10 @@ class JobTemplate(BaseModel):
     """Seconds."""
     max_job_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds: the longest jobRuntimeLimit, at submit and in a later hpc job modify."""
+    # who: HPC Pack's template permissions (shared.domain.access.template_refusal)
+    allowed_users: list[str] | None = Field(default=None, max_length=MAX_ALLOWED_USERS)
+    """User names that may submit with it (exact, as ``hpc user list`` shows them); missing or
+    empty: every user. Admins always may."""
 
     @field_validator("name")
     @classmethod
@@ -112,6 +120,16 @@ class JobTemplate(BaseModel):
                         f"({MAX_GROUP_NAME} characters at most)"
                     )
         return v
+
+    @field_validator("allowed_users")
+    @classmethod
+    def _user_names(cls, v: list[str] | None) -> list[str] | None:
+        """Names a user could have, each once; empty is stored as missing (every user), so
+        clearing the list leaves no trace in the JSON."""
+        for name in v or []:
+            if not USER_NAME.fullmatch(name):
+                raise ValueError(f"user name {quoted(name)}: {NAME_RULE}")
+        return list(dict.fromkeys(v)) if v else None
 
     @field_validator("priority", "max_priority", mode="before")
     @classmethod
