@@ -183,7 +183,7 @@ def submit_once(
             made = _visible_job(deps, claim.job_id)
             if made is not None:  # made by the first request: this answer is its replay
                 return Answer(201, render(made), replayed=True)
-        accepted = submit.accept(deps, data)
+        accepted = submit.accept(deps, data, principal)
         if claim.job_id is None:
             claim.job_id = deps.store.next_job_id()
             save(deps, claim)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain import jobbuild
+from shared.domain.access import check_may_use_template
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupnames import canonical_groups
 from shared.domain.growshrink import group_memory_mb, memory_believed, sizes_seen
@@ -25,7 +26,7 @@ from shared.usecases.deps import Deps
 def submit(deps: Deps, data: Any, principal: Principal | None = None) -> Job:
     """Every check that can refuse the job runs before its id is taken (ids are a counter:
     a refusal after it would leave a gap in the ids users see)."""
-    accepted = accept(deps, data)
+    accepted = accept(deps, data, principal)
     return store_job(deps, accepted, deps.store.next_job_id(), principal)
 
 
@@ -37,10 +38,14 @@ class Accepted:
     template: JobTemplate | None
 
 
-def accept(deps: Deps, data: Any) -> Accepted:
-    """Parse and check a job spec against the cluster; raises what refuses it (4xx)."""
+def accept(deps: Deps, data: Any, principal: Principal | None = None) -> Accepted:
+    """Parse and check a job spec against the cluster; raises what refuses it (4xx).
+    ``principal``: who submits, held to the template's ``allowedUsers`` (None: the control
+    plane itself, as an admin)."""
     given = JobSpec.parse(data, now=deps.clock())  # a holdUntil past is refused
     template = templates.template_of(deps, given)
+    if template is not None and principal is not None:  # before its limits: a 403, not a 422
+        check_may_use_template(template, principal, named=bool(given.template))
     spec = apply_template(given, template)  # defaults filled, limits checked
     groups = deps.store.list_groups()
     spec.node_groups = canonical_groups(
