@@ -176,6 +176,7 @@ def test_cli_set_creates_then_changes_only_the_settings_given(cli):
         "2",
         "OnPremNodes",
         "8:00:00",
+        "everyone",
         "-",
     ]
 

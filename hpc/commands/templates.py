@@ -48,6 +48,35 @@ def _groups(value: Any, empty: str) -> str:
     return dash(value) if value else empty
 
 
+def _users(value: Any) -> str:
+    """Who may submit with the template: its allowedUsers, else everyone (admins always)."""
+    return ", ".join(str(v) for v in value) if isinstance(value, list) and value else "everyone"
+
+
+def _user_names(values: list[str] | None, all_users: bool) -> list[str] | None:
+    """``--allowed-user`` values (repeated or comma-separated, as --nodegroup) as the
+    template's ``allowedUsers``; ``--all-users`` is ``[]``, which the server stores as none
+    (everyone). None: not changed. An empty name is refused rather than dropped: dropping
+    every name would silently mean everyone."""
+    if all_users and values:
+        raise typer.BadParameter(
+            "give either --allowed-user (who may use it) or --all-users (everyone), not both",
+            param_hint="'--all-users'",
+        )
+    if all_users:
+        return []
+    if not values:
+        return None
+    names = [part.strip() for value in values for part in value.split(",")]
+    if any(not name for name in names):
+        raise typer.BadParameter(
+            "an empty user name: give names, comma-separated or repeated (to let every user "
+            "submit with it, use --all-users)",
+            param_hint="'--allowed-user'",
+        )
+    return names
+
+
 @app.command("list")
 def template_list(as_json: JsonOption = False) -> None:
     """List job templates: their defaults, then their limits."""
@@ -62,7 +91,7 @@ def template_list(as_json: JsonOption = False) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in (
         "Name", "Priority", "Node groups", "Runtime limit", "Max priority", "Max cores",
-        "Allowed groups", "Max runtime", "Description",
+        "Allowed groups", "Max runtime", "Users", "Description",
     ):  # fmt: skip
         table.add_column(column)
     for t in data.get("templates", []):
@@ -76,6 +105,7 @@ def template_list(as_json: JsonOption = False) -> None:
                 dash(t.get("maxCores")),
                 _groups(t.get("allowedNodeGroups"), "any"),
                 _duration(t.get("maxRuntimeLimit")),
+                _users(t.get("allowedUsers")),
                 dash(t.get("description")),
             )
         )
@@ -91,6 +121,10 @@ def template_show(name: Name, as_json: JsonOption = False) -> None:
         print_json(t)
         return
     stdout_console().print(_detail(t))
+
+
+def _and_admins(value: Any) -> str:
+    return " (and admins)" if value else ""
 
 
 def _detail(t: dict[str, Any]) -> Table:
@@ -113,6 +147,7 @@ def _detail(t: dict[str, Any]) -> Table:
         ("  Allowed node groups", _groups(t.get("allowedNodeGroups"), "any")),
         ("  Max runtime limit", _duration(t.get("maxRuntimeLimit"))),
         ("  Max job runtime limit", _duration(t.get("maxJobRuntimeLimit"))),
+        ("Allowed users", _users(t.get("allowedUsers")) + _and_admins(t.get("allowedUsers"))),
     ]
     for label, value in rows:
         table.add_row(label, *cells(value))
@@ -177,12 +212,25 @@ def template_set(
     max_job_runtime_limit: Annotated[
         str | None, _duration_option("Longest runtime limit a whole job may ask for.")
     ] = None,
+    allowed_user: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-user",
+            help="A user who may submit with it (repeatable, or comma-separated: A,B); "
+            "replaces the list. Admins always may.",
+        ),
+    ] = None,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="Let every user submit with it again.")
+    ] = False,
     description: Annotated[str | None, typer.Option(help="What the template is for.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a job template, or change the settings given of an existing one (admins only).
 
     Example: hpc template set Short --runtime-limit 1:00:00 --max-runtime-limit 4:00:00
+
+    Example: hpc template set Big --max-priority Highest --allowed-user alice,bob
     """
     changes: dict[str, Any] = {
         "description": description,
@@ -203,6 +251,7 @@ def template_set(
         "maxJobRuntimeLimit": (
             parse_duration(max_job_runtime_limit) if max_job_runtime_limit is not None else None
         ),
+        "allowedUsers": _user_names(allowed_user, all_users),
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if not changes:
