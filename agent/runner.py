@@ -52,6 +52,8 @@ CAP_CHECK_S = 0.1
 MIRROR_STEP_BYTES = 16 << 20
 """At most this much of a user's --stdout / --stderr file is copied per check (the rest
 follows at the next checks and at the end), so one poll never stalls the agent for long."""
+PUBLISH_RETRY_S = (1.0, 4.0)
+"""Pauses before a remote Output store's failed publish is tried again (then it is logged)."""
 _WAIT_STEP_S = 0.01
 _SECRET_VARIABLES = frozenset(
     {
@@ -390,13 +392,28 @@ class Runner:
 
     def publish(self) -> None:
         """Put the ended attempt's streams in the Output store, the last time (a store that
-        uploads them then removes its local copy, unless the upload failed). Never raises."""
-        try:
-            self._output.publish(
-                self.task.job_id, self.task.task_id, attempt=self.task.attempt, final=True
-            )
-        except Exception:
-            log.exception("could not publish the output of task %s", self.key)
+        uploads them then removes its local copy, unless the upload failed). Never raises.
+        A remote store's failure is tried again after :data:`PUBLISH_RETRY_S` (off the
+        agent's loop: agent/publisher.py), beyond its SDK's own quick retries: an outage of
+        a few seconds no longer leaves the output on the node only (a helper found none)."""
+        waits = PUBLISH_RETRY_S if self._output.remote else ()
+        for wait in (*waits, None):
+            try:
+                self._output.publish(
+                    self.task.job_id, self.task.task_id, attempt=self.task.attempt, final=True
+                )
+                return
+            except Exception:
+                if wait is None:
+                    log.exception("could not publish the output of task %s", self.key)
+                    return
+                log.warning(
+                    "could not publish the output of task %s; trying again in %g s",
+                    self.key,
+                    wait,
+                    exc_info=True,
+                )
+                time.sleep(wait)
 
 
 def kill_trees(runners: Iterable[Runner], *, grace_s: float = GRACE_S) -> list[int | None]:

@@ -15,11 +15,16 @@ milliseconds and cannot be made to hang on demand; what is tested is the agent's
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from agent import Agent, AgentConfig
+from agent import runner as runner_module
 from agent.publisher import Publisher
+from agent.runner import Runner
 from shared.adapters.local_output import LocalOutputStore
 from shared.domain.messages import Heartbeat, RegisterNode, TaskEnded
 from tests.agent_fixtures import NODE, bus, cp, run_task  # noqa: F401 - fixtures
@@ -96,3 +101,34 @@ def test_an_inline_publisher_reports_at_once_and_settle_waits_for_the_slow():
     gate.set()
     assert pool.settle(wait_s=5) == 0 and said == ["1", "2"] and pool.in_flight() == []
     pool.close()
+
+
+class FlakyOutput(LocalOutputStore):
+    """The local store, but remote as Blob is, and its first ``fails`` publishes fail."""
+
+    remote = True
+
+    def __init__(self, root: Path, fails: int) -> None:
+        super().__init__(root)
+        self.fails, self.tries, self.done = fails, 0, False
+
+    def publish(self, job_id: int, task_id: int, *, attempt: int = 0, final: bool = False) -> None:
+        self.tries += 1
+        if self.tries <= self.fails:
+            raise OSError("the storage account is not answering")
+        super().publish(job_id, task_id, attempt=attempt, final=final)
+        self.done = True
+
+
+@pytest.mark.parametrize(("fails", "tries", "published"), [(2, 3, True), (5, 3, False)])
+def test_a_failed_upload_is_tried_again_before_it_is_given_up(
+    tmp_path, monkeypatch, fails, tries, published
+):
+    """A helper found a failed upload never tried again: the output stayed on the node."""
+    monkeypatch.setattr(runner_module, "PUBLISH_RETRY_S", (0.01, 0.02))
+    output = FlakyOutput(tmp_path / "output", fails)
+    runner = Runner(run_task(1, "echo hi"), output=output, env=dict(os.environ))
+    assert runner.start() is None
+    wait_until(lambda: runner.poll() is not None, what="the task's end")
+    runner.finish()
+    assert (output.tries, output.done) == (tries, published)
