@@ -114,3 +114,23 @@ def cp_plane(tmp_path):
     """The real control plane of tests/test_control.py (embedded store and bus, a hand
     clock); ``cp`` here is the agent tests' stand-in."""
     return make_cp(tmp_path, Clock())
+
+
+# forks 3 children of a 90 MB process: RSS summed over the 4 is about 360 MB, PSS about 100
+FORKS = (
+    f'{sys.executable} -c \'import os, time; b = bytearray(90 << 20); b[::4096] = b"x" * '
+    "len(b[::4096]); [os.fork() == 0 and (time.sleep(3), os._exit(0)) for _ in range(3)]; "
+    'time.sleep(3); print("forks done")\''
+)
+
+
+def test_forked_workers_sharing_pages_are_counted_once(start_agent, cp):
+    """A probe: 3 forks of a 90 MB process were "404 MB" (RSS summed) against a 150 MB ask,
+    and the task was killed; their PSS is about 100 MB."""
+    agent, _ = start_agent(enforce_memory=True)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="the registration answered")
+    cp.send(run_task(1, FORKS, env={TASK_MEMORY_ENV: "150"}))
+    ended = cp.ended(1, timeout=20)
+    assert (ended.exit_code, ended.error) == (0, None), ended.error
+    assert "forks done" in ended.output
