@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -70,21 +71,31 @@ _SECRET_VARIABLES = frozenset(
     }
 )
 """azure-identity's and Functions' credential variables (by upper-cased name)."""
-_SECRET_PARTS = ("CONNECTION_STRING", "CONNECTIONSTRING", "SECRET", "PASSWORD", "PASSWD")
+_SECRET_PARTS = ("CONNECTION", "SECRET", "PASSWORD", "PASSWD", "AZUREWEBJOBS")
 """Text that makes a variable of the agent's own environment a credential, anywhere in it."""
 _SECRET_WORDS = frozenset({"KEY", "TOKEN", "CREDENTIALS"})
 """Words (between underscores) that do: GPG_KEY, GITHUB_TOKEN; not MONKEY, KEYBOARD."""
 
 
-def agent_private(name: str) -> bool:
+_SECRET_VALUE = re.compile(
+    r"(AccountKey|SharedAccessKey|SharedAccessSignature|AccessKey|Password|pwd)=|"
+    r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@",
+    re.IGNORECASE,
+)
+"""A value that carries a credential: a connection string's key, or a URL's password."""
+
+
+def agent_private(name: str, value: str = "") -> bool:
     """A variable of the agent's own environment that no user task inherits: the cluster's
     settings (``HPC_*``: a task gets its own from the control plane in its assignment, set
-    after this), azure-identity's and Functions' credentials, and anything named like a
-    credential (``*_KEY``, ``*CONNECTION_STRING*``, ``*SECRET*``...). A probe read
+    after this), azure-identity's and Functions' credentials (``AzureWebJobs*``), anything
+    named like a credential (``*_KEY``, ``*CONNECTION*``, ``*SECRET*``...), and any value
+    that carries one (a connection string's ``AccountKey=``/``SharedAccessKey=``, a URL's
+    password: a probe's ``ServiceBusConnection`` and ``DATABASE_URL`` passed the names). A probe read
     HPC_COSMOS_KEY and HPC_BLOB_CONNECTION_STRING in a plain user's task: with them a user
     could forge agent events and read every user's output."""
     upper = name.upper()
-    if upper.startswith("HPC_") or upper in _SECRET_VARIABLES:
+    if upper.startswith("HPC_") or upper in _SECRET_VARIABLES or _SECRET_VALUE.search(value):
         return True
     return any(part in upper for part in _SECRET_PARTS) or not _SECRET_WORDS.isdisjoint(
         upper.replace("-", "_").split("_")
@@ -101,7 +112,8 @@ def task_env(
 ) -> dict[str, str]:
     """The agent's environment overlaid with the task's; HPC_NODE_NAME and HPC_NODE_GROUP
     are always set (the control plane normally fills them; an empty value counts as missing)."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if not agent_private(k)}
+    base_env = os.environ if base is None else base
+    env = {k: v for k, v in base_env.items() if not agent_private(k, v)}
     env.update(task.env)
     if not env.get("HPC_NODE_NAME"):
         env["HPC_NODE_NAME"] = node

@@ -34,10 +34,28 @@ from tests.agent_fixtures import run_task
         ("KEYBOARD_LAYOUT", False),
         ("OMP_NUM_THREADS", False),
         ("AZURE_CLIENT_ID", False),  # an identity's name, no secret
+        ("ServiceBusConnection", True),  # the Functions trigger's (a probe)
+        ("AzureWebJobsServiceBus", True),
     ],
 )
 def test_the_rule(name: str, private: bool) -> None:
     assert agent_private(name) is private
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "private"),
+    [
+        ("DATABASE_URL", "postgres://u:pw@db:5432/x", True),  # a URL's password (a probe)
+        ("SB", "Endpoint=sb://ns/;SharedAccessKeyName=r;SharedAccessKey=S3CRET", True),
+        ("STORE", "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=K==", True),
+        ("DB", "Server=x;User Id=u;Password=p;", True),
+        ("HOMEPAGE", "https://example.org/a:b", False),  # no user:password@
+        ("PATH", "/usr/local/bin:/usr/bin", False),
+        ("PROXY", "http://proxy:3128", False),
+    ],
+)
+def test_a_value_that_carries_a_credential(name: str, value: str, private: bool) -> None:
+    assert agent_private(name, value) is private
 
 
 def test_the_tasks_environment() -> None:
