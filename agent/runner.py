@@ -124,13 +124,13 @@ def task_env(
 
 def work_dir(given: str | None, *, home: str | None) -> str | None:
     """The task's working directory: a relative one (sent through the API as given; the CLI
-    makes its own absolute) is taken from ``home``, the agent's user's, as ``--run-as-owner``
-    takes it from the owner's (agent/owners.py; ``home`` None: left as given for it). It was
-    taken from the agent's own working directory: under ``hpc up`` the source checkout (a
-    probe's "." ran there), under systemd ``/``."""
-    if given is None or home is None or os.path.isabs(given):
+    makes its own absolute) is taken from ``home``, the agent's user's, and none is ``home``,
+    as ``--run-as-owner`` takes both from the owner's (agent/owners.py; ``home`` None: left
+    as given for it). They were the agent's own working directory: under ``hpc up`` the
+    source checkout, which a probe's task could write over; under systemd ``/``."""
+    if home is None or (given is not None and os.path.isabs(given)):
         return given
-    return os.path.join(home, given)
+    return home if given is None else os.path.join(home, given)
 
 
 def read_tail(path: Path, chars: int = TAIL_CHARS) -> str:

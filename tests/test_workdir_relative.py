@@ -18,7 +18,8 @@ from tests.agent_fixtures import run_task
         ("runs/1", "/home/ann", "/home/ann/runs/1"),
         (".", "/home/ann", "/home/ann/."),
         ("/data/run", "/home/ann", "/data/run"),  # absolute: as given
-        (None, "/home/ann", None),  # none: the agent's default, as before
+        (None, "/home/ann", "/home/ann"),  # none: the home too (it was the agent's folder)
+        (None, None, None),
         ("runs/1", None, "runs/1"),  # --run-as-owner: its own rule takes the owner's home
     ],
 )
@@ -35,3 +36,13 @@ def test_a_task_runs_in_its_relative_workdir_under_home(
     cp.send(run_task(1, "pwd", work_dir="runs/1"))
     ended = cp.ended(1)
     assert (ended.exit_code, ended.output) == (0, f"{home}/runs/1\n")
+
+
+def test_a_task_without_workdir_runs_in_home(
+    agent, cp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe: `POST /api/jobs {"command": "pwd"}` ran in the agent's folder (under hpc up
+    the source checkout, which a user's task could write over)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cp.send(run_task(1, "pwd"))
+    assert cp.ended(1).output == f"{tmp_path}\n"
