@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hpc.render import cells, dash, memory, positive_int, state, when
-from hpc.text import strip_controls
+from hpc.text import cell, strip_controls
 from shared.domain.durations import format_duration
 from shared.domain.specvalues import sweep_command
 
@@ -96,13 +96,17 @@ def tasks_table(
         table.add_column(
             column,
             justify="right" if column in ("ID", "Exit", "Attempt") else "left",
-            no_wrap=True,
+            no_wrap=column != "Output",
             min_width=widths[k] if k < len(widths) else None,
         )
+    # The output column is the one that gives way: a wrapping column to Rich's width sums (so
+    # it shrinks first), its text one line cut with an ellipsis. With every column no_wrap and
+    # it taking the rest (ratio), a long error squeezed ID and Exit out (a probe).
     table.columns[-1].overflow = "ellipsis"
-    table.columns[-1].ratio = 1
     for task in tasks:
         output = strip_controls(str(task.get("error") or task.get("output") or "")).strip()
+        last = cell(output.splitlines()[-1] if output else "-")
+        last.no_wrap, last.overflow = True, "ellipsis"
         table.add_row(
             *cells(
                 dash(task.get("id")),
@@ -111,7 +115,7 @@ def tasks_table(
                 dash(task.get("node")),
                 dash(task.get("exitCode")),
                 dash(task.get("attempt")),
-                output.splitlines()[-1] if output else "-",
+                last,
             )
         )
     return table

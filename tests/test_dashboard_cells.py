@@ -168,3 +168,23 @@ def test_a_sweep_steps_view_and_list_show_what_it_runs_and_its_index() -> None:
     assert "Command        echo 6 *" in text and "As submitted   echo * **" in text
     assert "work[6]" in text and "job3[7]" in text and "job3[7][7]" not in text
     assert "First failure  task 3.1: working directory 'x' does not exist" in text
+
+
+def test_hpc_task_list_keeps_every_column_beside_a_long_error() -> None:
+    """A probe: a task that failed with a long error squeezed ID and Exit out of
+    `hpc task list` at 80 columns ("Na… Sta… Node At… Output")."""
+    from hpc.render_tasks import tasks_table
+
+    long = "memory limit exceeded: its processes used 404 MB, above the 150 MB it asked for " * 2
+    tasks = [
+        {"id": 17, "name": "j", "state": "Failed", "node": "n1", "exitCode": -9, "attempt": 0,
+         "error": long},
+        {"id": 18, "name": "j", "state": "Finished", "node": "n1", "exitCode": 0, "attempt": 0,
+         "output": "ok"},
+    ]  # fmt: skip
+    console = Console(width=80, record=True)
+    console.print(tasks_table(tasks))
+    lines = console.export_text().splitlines()
+    assert lines[0].split()[:7] == ["ID", "Name", "State", "Node", "Exit", "Attempt", "Output"]
+    assert lines[1].split()[:6] == ["17", "j", "Failed", "n1", "-9", "0"]
+    assert lines[1].rstrip().endswith("…") and len(lines) == 3  # one line a task
