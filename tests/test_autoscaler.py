@@ -599,6 +599,36 @@ def test_an_evicted_node_is_offline_at_once_and_replaced_by_another_without_back
     assert started(d) == ["az-2", "az-1"]  # the evicted one last
 
 
+@pytest.mark.parametrize(
+    ("memories", "order"),
+    [
+        ({}, ["az-1", "az-2", "az-3"]),
+        # a probe: az-1 never joined, az-2 was evicted later: az-2 had run, so it goes first
+        ({"az-1": (0, False), "az-2": (5, True)}, ["az-3", "az-2", "az-1"]),
+        ({"az-1": (5, False), "az-2": (0, False)}, ["az-3", "az-2", "az-1"]),  # oldest first
+        ({"az-1": (5, True), "az-2": (0, True)}, ["az-3", "az-2", "az-1"]),
+    ],
+)
+def test_healthy_nodes_first_then_evicted_then_never_joined(memories, order):
+    from shared.domain.growshrink import NodeMemory, healthy_first
+
+    memory = {
+        name: NodeMemory(failed_at=T0 + at * S, evicted=evicted)
+        for name, (at, evicted) in memories.items()
+    }
+    assert [n.name for n in healthy_first(azure_vms(3), memory)] == order
+
+
+def test_an_evicted_vm_is_started_before_one_that_never_joined():
+    pol = policy(grow_interval=0 * S, deployment_timeout=60 * S)
+    d = run([node("az-1", STARTING), node("az-2", ON), node("az-3")], pol=pol, now=T0 + 61 * S,
+            power={"az-2": PowerState.DEALLOCATED}, used={"az-2": 1})  # fmt: skip
+    assert ("stop", "az-1") in actions(d) and ("offline", "az-2") in actions(d)
+    nodes = [node("az-1"), node("az-2"), node("az-3", ON)]
+    d = run(nodes, tasks(12), pol=pol, state=d.state, now=T0 + 200 * S, used={"az-3": 4})
+    assert started(d)[:2] == ["az-2", "az-1"]  # the one that had run, then the broken one
+
+
 def test_a_finished_stop_marks_the_node_offline_without_backing_off():
     d = run([node("az-1", NodeState.STOPPING)], power={"az-1": PowerState.DEALLOCATED})
     assert actions(d) == [("offline", "az-1")] and "stop is done" in d.orders[0].reason

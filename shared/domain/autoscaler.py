@@ -169,7 +169,7 @@ class _Run:
                 # back the regular VMs its requeued tasks could run on); started last instead
                 why = f"its VM is {power} (evicted or stopped outside the cluster)"
                 self.order("offline", node, group, why)
-                memory = NodeMemory(failed_at=now)
+                memory = NodeMemory(failed_at=now, evicted=True)
             elif node.state is _STARTING and now - start_of(node, memory) >= timeout:
                 why = autoscaler_notes.not_joined(timeout)
                 self.order("stop", node, group, why)

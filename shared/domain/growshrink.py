@@ -136,13 +136,17 @@ def start_order(
 
 
 def healthy_first(offline: list[Node], memory: Mapping[str, NodeMemory]) -> list[Node]:
-    """``offline`` in its order, but nodes whose last start never joined (or that were
-    evicted) last, the longest ago first, until they join (Slurm marks a node past
-    ResumeTimeout DOWN and powers up others: a probe's broken VM took every retry)."""
-    failed = {n.name: memory.get(n.name, NodeMemory()).failed_at for n in offline}
-    healthy = [n for n in offline if failed[n.name] is None]
-    return healthy + sorted((n for n in offline if failed[n.name] is not None),
-                            key=lambda n: failed[n.name] or n.state_time)  # fmt: skip
+    """``offline`` in its order, but nodes that were evicted after, and those whose last
+    start never joined last, each the longest ago first, until they join (Slurm marks a node
+    past ResumeTimeout DOWN and powers up others: a probe's broken VM took every retry; and
+    a VM that never joined was started before an evicted one that had run, and stalled a
+    job for its deployment timeout)."""
+    mem = {n.name: memory.get(n.name, NodeMemory()) for n in offline}
+    healthy = [n for n in offline if mem[n.name].failed_at is None]
+    return healthy + sorted(
+        (n for n in offline if mem[n.name].failed_at is not None),
+        key=lambda n: (not mem[n.name].evicted, mem[n.name].failed_at or n.state_time),
+    )
 
 
 def start_of(node: Node, memory: NodeMemory) -> datetime:
@@ -193,6 +197,10 @@ class NodeMemory:
     """When its last start failed the deployment timeout (its agent never joined), until it
     joins: a grow starts such nodes last (a probe: one broken VM was started again at every
     retry while healthy ones stayed off, and the job never ran)."""
+    evicted: bool = False
+    """``failed_at`` was its VM found off under its agent (evicted, stopped outside the
+    cluster), not a start that never joined: such a node had joined, so it is started before
+    those that never did (:func:`healthy_first`)."""
 
 
 @dataclass(frozen=True)
