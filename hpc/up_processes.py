@@ -250,9 +250,9 @@ class ClusterProcesses:
         held Draining or Offline by an admin (``hpc node drain | offline`` holds across agent
         restarts) with its agent heard since the agents started; each held one is said.
 
-        An agent that exits meanwhile is reported and no longer waited for
-        (the cluster comes up without it, as it stays up when an agent dies
-        later); only if every agent exits does ``hpc up`` fail.
+        An agent that exits meanwhile is reported, and started again as it is once the
+        cluster is up (hpc/up_restarts.py), or, if not, no longer waited for (the cluster
+        comes up without it); only if every agent is down at once does ``hpc up`` fail.
         """
         since = self.agents_since or datetime.now(UTC)
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -260,7 +260,7 @@ class ClusterProcesses:
         while not self.stopper.stop.is_set():
             if self.host is not None and not self.host.alive():
                 raise self._died(self.host, "the control plane")
-            self.report_dead_agents()
+            self.report_dead_agents(restart=True)
             running = [a for a in self.agents if a.alive()]
             if self.agents and not running:
                 last = self.agents[-1]
@@ -292,7 +292,8 @@ class ClusterProcesses:
 
     def report_dead_agents(self, *, restart: bool = False) -> None:
         """Log each agent that exited since the last check, once, with the tail of its log;
-        with ``restart`` (the cluster is up), start it again when due (hpc/up_restarts.py)."""
+        with ``restart``, start it again when due (hpc/up_restarts.py): while the cluster
+        starts too (a test's kill -9 came while `hpc up` still waited for its nodes)."""
         now = time.monotonic()
         for i, agent in enumerate(self.agents):
             if agent.alive():
