@@ -6,10 +6,11 @@ Found by a live probe: after a 5,000-task sweep on Blob output, ``HPC_HOME/outpu
 disk nothing else frees). On Azurite, started for the session by ``azurite_blob_endpoint``.
 """
 
+# ruff: noqa: F811 - the stores fixture is imported from tests/contract/test_blob_output.py
+
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,9 @@ from azure.core.exceptions import HttpResponseError
 from agent.runner import Runner, task_env
 from shared.adapters.blob_output import BlobOutputStore, blob_name
 from shared.domain.messages import RunTask
-from tests.emulators import azurite_connection_string
+from tests.contract.test_blob_output import stores  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.azurite
-
-
-@pytest.fixture
-def stores(azurite_blob_endpoint: str, tmp_path: Path) -> tuple[BlobOutputStore, BlobOutputStore]:
-    """The agent's store and the control plane's: same container, separate local folders."""
-    connection = azurite_connection_string(azurite_blob_endpoint)
-    container = f"t{uuid.uuid4().hex[:20]}"
-    agent = BlobOutputStore(tmp_path / "agent", connection_string=connection, container=container)
-    api = BlobOutputStore(tmp_path / "api", connection_string=connection, container=container)
-    return agent, api
 
 
 def _files(root: Path) -> list[str]:

@@ -4,11 +4,12 @@ commit writes the sweep's one range document, so they contend on its etag. A pro
 Contention between cancels must never reach the user; if a cancel does give up, it says in
 plain words that the job was busy."""
 
+# ruff: noqa: F811 - the cosmos_store fixture is imported from tests/contract/test_cosmos_index.py
+
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,19 +26,11 @@ from shared.usecases.control_plane import ControlPlane
 from shared.usecases.deps import Backoff
 from shared.wiring import declare_queues
 from tests.agent_double import AgentDouble
-from tests.emulators import COSMOS_KEY, cosmos_database_name, drop_cosmos_database
+from tests.contract.test_cosmos_index import cosmos_store  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.cosmos
 
 SWEEP, THREADS, EACH = 300, 14, 10
-
-
-@pytest.fixture
-def cosmos_store(cosmos_endpoint: str, tmp_path: Path) -> Iterator[CosmosStore]:
-    store = CosmosStore(cosmos_endpoint, COSMOS_KEY, cosmos_database_name(tmp_path))
-    yield store
-    store.close()
-    drop_cosmos_database(tmp_path)
 
 
 def control_plane(store: CosmosStore, tmp_path: Path, backoff: Backoff) -> ControlPlane:
