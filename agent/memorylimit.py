@@ -85,6 +85,22 @@ def _pss_kb(entry: Path) -> int | None:
     return None
 
 
+def over_their_asks(
+    groups: Mapping[str, tuple[int, Mapping[str, str]]],
+) -> list[tuple[str, int, int]]:
+    """The tasks (key -> their process group and environment) that use more than they asked
+    for: (key, MB used, MB asked) each. One /proc scan for all of them; none if none asks."""
+    limits = {key: (pgid, limit) for key, (pgid, env) in groups.items() if (limit := limit_of(env))}
+    if not limits:
+        return []
+    used = group_rss_mb([pgid for pgid, _ in limits.values()])
+    return [
+        (key, used.get(pgid, 0), limit)
+        for key, (pgid, limit) in limits.items()
+        if over(used.get(pgid, 0), limit)
+    ]
+
+
 def exceeded(used_mb: int, limit_mb: int) -> str:
     """The error a task killed for its memory ends with."""
     return (

@@ -28,8 +28,9 @@ from agent.fencing import Fencing
 from agent.owners import RunAsOwner
 from agent.publisher import Publisher
 from agent.reporter import Reporter
-from agent.runner import Runner, kill_trees, task_env, task_key
+from agent.runner import Runner, kill_trees, task_key
 from agent.stopping import Stopping, Why
+from agent.taskenv import task_env
 from shared.domain.durations import format_duration
 from shared.domain.messages import (
     AssignmentRefused,
@@ -271,23 +272,12 @@ class Tasks(Fencing):
     def _kill_over_memory(self) -> None:
         """Kill the running tasks that use more memory than they asked for, at once (no grace:
         their use grows meanwhile); each fails saying so (agent/memorylimit.py)."""
-        limits = {
-            key: (runner, limit)
-            for key, runner in self.running.items()
-            if runner.pid is not None
-            and (limit := memorylimit.limit_of(runner.task.env)) is not None
-        }
-        if not limits:
-            return
-        used = memorylimit.group_rss_mb([runner.pid for runner, _ in limits.values() if runner.pid])
+        groups = {k: (r.pid, r.task.env) for k, r in self.running.items() if r.pid is not None}
         hogs = []
-        for key, (runner, limit) in limits.items():
-            mb = used.get(runner.pid or 0, 0)
-            if memorylimit.over(mb, limit):
-                del self.running[key]
-                self._remember(key)
-                self._used_mb[key] = (mb, limit)
-                hogs.append(runner)
+        for key, used, limit in memorylimit.over_their_asks(groups):
+            hogs.append(self.running.pop(key))
+            self._remember(key)
+            self._used_mb[key] = (used, limit)
         if hogs:
             self.stopping.begin(hogs, "memory", 0.0)
 

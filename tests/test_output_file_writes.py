@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from agent import Agent, AgentConfig
-from agent.runner import Runner, task_env
+from agent.runner import Runner
+from agent.taskenv import task_env
 from shared.adapters.local_output import LocalOutputStore
 from shared.adapters.sqlite_bus import SqliteBus
 from shared.domain.messages import RegisterNode, RunTask, TaskEnded

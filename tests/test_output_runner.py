@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 import agent.runner as runner_module
-from agent.runner import Runner, task_env
+from agent.runner import Runner
+from agent.taskenv import task_env
 from shared.adapters.local_output import LocalOutputStore
 from shared.domain.messages import RunTask
 from shared.ports.output import truncation_marker

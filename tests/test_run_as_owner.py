@@ -24,7 +24,8 @@ from agent import Agent
 from agent.cli import main as agent_main
 from agent.endrecords import EndRecords
 from agent.owners import RunAsOwner, start_error
-from agent.runner import Runner, task_env
+from agent.runner import Runner
+from agent.taskenv import task_env
 from shared.adapters.local_output import LocalOutputStore
 from shared.domain.messages import CancelTask, RegisterNode, RunTask, TaskEnded
 from tests.agent_fixtures import ControlPlane, run_task

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.runner import agent_private, task_env
+from agent.taskenv import agent_private, task_env
 from tests.agent_fixtures import run_task
 
 

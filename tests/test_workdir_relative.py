@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import work_dir
+from agent.taskenv import work_dir
 from tests.agent_fixtures import run_task
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from agent.runner import Runner, task_env
+from agent.runner import Runner
+from agent.taskenv import task_env
 from shared.adapters.blob_output import BlobOutputStore, blob_name
 from shared.domain.messages import RunTask
 from tests.contract.test_blob_output import stores  # noqa: F401 - a fixture
