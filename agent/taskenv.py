@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 from shared.domain.messages import RunTask
 
@@ -42,6 +43,7 @@ _SECRET_VALUE = re.compile(
 """A value that carries a credential: a connection string's key, or a URL's password."""
 
 
+@lru_cache(maxsize=4096)  # the agent's environment is the same at every task start
 def agent_private(name: str, value: str = "") -> bool:
     """A variable of the agent's own environment that no user task inherits: the cluster's
     settings (``HPC_*``: a task gets its own from the control plane in its assignment, set

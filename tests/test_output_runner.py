@@ -20,7 +20,7 @@ from agent.runner import Runner
 from agent.taskenv import task_env
 from shared.adapters.local_output import LocalOutputStore
 from shared.domain.messages import RunTask
-from shared.ports.output import truncation_marker
+from shared.ports.output import OutputStore, truncation_marker
 from shared.settings import Settings
 from tests.helpers import wait_until
 
@@ -39,7 +39,7 @@ def run_task(job: int, command: str, *, attempt: int = 0, **extra: Any) -> RunTa
     return RunTask(command=command, **fields)
 
 
-def runner(task: RunTask, output: LocalOutputStore, **kw: Any) -> Runner:
+def runner(task: RunTask, output: OutputStore, **kw: Any) -> Runner:
     return Runner(task, output=output, env=task_env(task, node="n1", group="OnPremNodes"), **kw)
 
 

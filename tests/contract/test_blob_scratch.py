@@ -10,18 +10,16 @@ disk nothing else frees). On Azurite, started for the session by ``azurite_blob_
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from agent.runner import Runner
-from agent.taskenv import task_env
 from shared.adapters.blob_output import BlobOutputStore, blob_name
 from shared.domain.messages import RunTask
 from tests.contract.test_blob_output import stores  # noqa: F401 - a fixture
+from tests.test_output_runner import run, runner
 
 pytestmark = pytest.mark.azurite
 
@@ -110,27 +108,19 @@ def test_sink_creates_its_folder_again_when_a_final_publish_just_removed_it(
     assert path.is_file() and path.stat().st_size == 0
 
 
-def _run(output: BlobOutputStore, command: str, **fields: Any) -> tuple[str | None, str]:
-    """Run one attempt as the agent does (start, poll, finish): (start error, stdout tail)."""
-    task = RunTask(job_id=5, attempt=0, incarnation=1, command=command, **fields)
-    runner = Runner(task, output=output, env=task_env(task, node="n1", group="OnPremNodes"))
-    if (error := runner.start()) is not None:
-        return error, ""
-    deadline = time.monotonic() + 30
-    while runner.poll() is None:
-        assert time.monotonic() < deadline, "the task did not end"
-        time.sleep(0.005)
-    return None, runner.finish()
-
-
 def test_the_agent_leaves_no_scratch_once_an_ended_task_is_published(
     stores: tuple[BlobOutputStore, BlobOutputStore], tmp_path: Path
 ) -> None:
     agent, api = stores
-    assert _run(agent, "echo hello; echo oops >&2", task_id=1) == (None, "hello\n")
+    task = RunTask(
+        job_id=5, task_id=1, attempt=0, incarnation=1, command="echo hello; echo oops >&2"
+    )
+    assert run(runner(task, agent))[1] == "hello\n"  # (run asserts the start had no error)
     assert _files(agent.local.root) == []  # the tail was read before the files went
     assert (api.read(5, 1, "stdout"), api.read(5, 1, "stderr")) == (b"hello\n", b"oops\n")
-    error, _ = _run(agent, "true", task_id=2, work_dir=str(tmp_path / "missing"))
+    missing = str(tmp_path / "missing")
+    task = RunTask(job_id=5, task_id=2, attempt=0, incarnation=1, command="true", work_dir=missing)
+    error = runner(task, agent).start()
     assert error is not None and "does not exist" in error
     assert _files(agent.local.root) == []  # its reason was published, then removed
     assert api.read(5, 2, "stderr") == (error + "\n").encode()
