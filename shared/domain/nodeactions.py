@@ -33,9 +33,12 @@ _THEN = {
 }
 
 
-def already(action: str, node: Node) -> str | None:
+def already(action: str, node: Node, reason: str | None = None) -> str | None:
     """What to say when ``action``'s result already holds on ``node`` (nothing to do);
-    None when the action is to be done, or refused by its use case."""
+    None when the action is to be done (also a hold given another ``reason``:
+    :func:`new_reason`), or refused by its use case."""
+    if new_reason(action, node, reason):
+        return None
     state = node.state
     if action == "start":
         done = state in (NodeState.ONLINE, NodeState.STARTING)

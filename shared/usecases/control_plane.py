@@ -221,8 +221,8 @@ class ControlPlane:
         """One node's action, and what to say when its result held already: then nothing is
         done (:func:`nodeactions.already`, the rule every action follows)."""
         node = self.deps.store.get_node(name)  # NotFound: 404 naming it
-        said = nodeactions.already(action, node)
-        if said is not None and not nodeactions.new_reason(action, node, reason):
+        said = nodeactions.already(action, node, reason)
+        if said is not None:
             return [node], said
         return self.node_action(action, [name], reason=reason), None
 
