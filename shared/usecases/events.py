@@ -118,7 +118,8 @@ def apply_events(deps: Deps, events: Sequence[Event]) -> None:
             units.extend((_task_unit, (deps, job_id, part)) for part in _per_tasks(evs))
         pending.clear()
 
-    for ev in lifecycle.in_order(events):
+    ordered = lifecycle.in_order(events)
+    for ev in ordered:
         if isinstance(ev, TaskStarted | TaskEnded | AssignmentRefused):
             pending[ev.job_id].append(ev)
         elif isinstance(ev, Heartbeat):
@@ -128,7 +129,9 @@ def apply_events(deps: Deps, events: Sequence[Event]) -> None:
             fn = _register if isinstance(ev, RegisterNode) else _stopping
             units.append((fn, (deps, ev)))
     flush()
-    units += [(_heartbeat, (deps, beat)) for beat in beats.values()]
+    units += [
+        (_heartbeat, (deps, lifecycle.brought_up_to_date(beat, ordered))) for beat in beats.values()
+    ]
     _run_units(deps, units)
 
 

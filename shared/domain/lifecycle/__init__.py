@@ -48,7 +48,7 @@ from shared.domain.lifecycle.nodes import (
     stopping,
 )
 from shared.domain.lifecycle.online import OnlineDecision, bring_online, online_refusal
-from shared.domain.lifecycle.ordering import in_order
+from shared.domain.lifecycle.ordering import brought_up_to_date, in_order
 from shared.domain.lifecycle.tasks import (
     KEEP_LOST,
     TaskChange,
@@ -87,6 +87,7 @@ __all__ = [
     "ended_event",
     "explain_cancel",
     "heartbeat",
+    "brought_up_to_date",
     "in_order",
     "is_current",
     "is_live",
