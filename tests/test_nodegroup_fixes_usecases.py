@@ -328,3 +328,27 @@ def test_a_waiting_tasks_reason_keeps_the_autoscalers_word_until_its_next_grow_c
     cp.autoscale()  # the next check says anew: room under the max, but no node to start
     again = reason()
     assert first != again and "add some with hpc node add --group Burst --count 1" in again
+
+
+def test_the_floor_starts_the_longest_offline_vm_not_the_one_an_admin_just_stopped(
+    cp, provider, clock
+):
+    """A probe: ``hpc node stop`` of a group's only VM up, and the minNodes floor started
+    that very VM again while another had been Offline all along. Offline VMs start the
+    longest Offline first (then by name)."""
+    burst(cp, min_nodes=1)
+    [b1, b2] = cp.add_nodes("Burst", 2)
+    online(cp, b1.name)
+    clock.advance(600)
+    cp.node_action("stop", [b1.name])
+    clock.advance(5)  # its agent said it stops (lifecycle.stopping) before the timer ran
+    stopped = cp.store.get_node(b1.name)
+    stopped.move_to(N.OFFLINE, reason="agent stopped", now=clock())
+    cp.store.put_node(stopped)
+    for _ in range(3):
+        clock.advance(30)
+        cp.autoscale()
+    assert cp.store.get_node(b1.name).state is N.OFFLINE
+    assert cp.store.get_node(b2.name).state is N.STARTING
+    [start] = [e for e in cp.autoscale_log(group="Burst") if e["action"] == "start"]
+    assert start["node"] == b2.name and "below its minNodes 1" in start["reason"]

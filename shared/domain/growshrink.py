@@ -116,19 +116,22 @@ def start_order(
 ) -> list[Node]:
     """The Offline nodes a grow for ``tasks`` starts, first first: those believed to have the
     most memory any of them asks (:func:`memory_believed`; ``members``: the group's nodes),
-    then those of unknown memory, then the others, by name; none believed to have less than every one of them asks, nor a mute one
-    (:func:`mute`), when every one of them asks for memory (it would run none of them)."""
+    then those of unknown memory, then the others; none believed to have less than every one
+    of them asks, nor a mute one (:func:`mute`), when every one of them asks for memory (it
+    would run none of them). Within each, the longest Offline first, then by name: the VM an
+    admin has just stopped is the last the minNodes floor starts again (a probe: it started
+    the very VM stopped, where another was Offline)."""
     asks = [t.min_memory_mb for t in tasks]
     most = max((a for a in asks if a is not None), default=None)
     if most is None:
-        return sorted(offline, key=lambda n: n.name)
+        return sorted(offline, key=lambda n: (n.state_time, n.name))
     least = None if None in asks else min(a for a in asks if a is not None)
     seen = sizes_seen(members)
     have = {n.name: memory_believed(n, seen) for n in offline}
 
-    def rank(n: Node) -> tuple[int, str]:
+    def rank(n: Node) -> tuple[int, datetime, str]:
         m = have[n.name]
-        return (1 if m is None else 0 if m >= most else 2) + 2 * mute(n), n.name
+        return (1 if m is None else 0 if m >= most else 2) + 2 * mute(n), n.state_time, n.name
 
     if least is not None:
         offline = [n for n in offline if not mute(n) and may_fit(least, have[n.name])]

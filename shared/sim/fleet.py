@@ -30,7 +30,8 @@ def ts(d: datetime) -> float:
 class Fleet:
     """The simulated nodes, indexed by state so that an event costs what it touches: the
     Online nodes, those of them with a free core (``open``), the Starting ones with the
-    time each comes up, the Offline ones in name order (the autoscaler starts the first)."""
+    time each comes up, the Offline ones in the autoscaler's start order (the longest Offline
+    first, then by name: :func:`shared.domain.growshrink.start_order`)."""
 
     def __init__(self, nodes: int, cpn: int) -> None:
         self.cpn = cpn
@@ -111,8 +112,11 @@ class Fleet:
         if since is not None:
             heapq.heappush(self._stopped_idle, -since)
         self._move(name, _OFFLINE, now)
-        bisect.insort(self.offline, name)
+        bisect.insort(self.offline, name, key=self._offline_key)
         self.node_seconds += now - self.up_since.pop(name)
+
+    def _offline_key(self, name: str) -> tuple[datetime, str]:
+        return self.recs[name].state_time, name
 
     def _move(self, name: str, state: NodeState, now: float) -> None:
         rec = self.recs[name]
