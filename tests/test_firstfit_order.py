@@ -1,9 +1,11 @@
 """The autoscaler's first fit places the queue where the scheduler's next pass does: within
-the lowest tier (on-prem before managed VMs), the node with the most free cores first, ties
-in the scheduler's own order (shared.domain.firstfit, shared.domain.nextpass). It took the
-first node in name order: two 1-core tasks packed onto one idle 4-core VM left the other
-free for a 4-core task that the scheduler, spreading them, leaves waiting, and no VM was
-started for it (or, the other way round, one too many)."""
+the lowest tier (on-prem before managed VMs), on-prem nodes most free cores first, VMs
+fewest free cores that fit first (best fit: they pack), ties in the scheduler's own order
+(shared.domain.firstfit, shared.domain.nextpass). It took the first node in name order:
+two 1-core tasks packed onto one idle 4-core node left the other free for a 4-core task
+that the scheduler, spreading them, leaves waiting, and no VM was started for it (or, the
+other way round, one too many). VMs now pack as the first fit did (a probe: spread over two
+VMs, 1-, 1-, 1- and 4-core tasks got a third VM a timer run later)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,10 @@ def vm(name: str, cores: int = 4, memory_mb: int | None = None, group: str = AZ)
         name=name, groups=[group], cores=cores, state=NodeState.ONLINE, provider=provider,
         memory_mb=memory_mb, agent_protocol=AGENT_PROTOCOL, incarnation=1,
     )  # fmt: skip
+
+
+def onprem(name: str, cores: int = 4, memory_mb: int | None = None) -> Node:
+    return vm(name, cores, memory_mb, group=ONPREM)
 
 
 def task(i: int, cores: int = 1, job: int = 1, **kw) -> Task:
@@ -78,46 +84,77 @@ def wide(i: int, nodes: int, cores: int = 4) -> Task:
 
 ONE, FOUR = task(1), task(3, 4)
 CASES = {
-    # two idle 4-core VMs: the 1-core tasks go one to each, the 4-core task waits
-    "spread-1-1-4": ([vm("a"), vm("b")], [], [task(1), task(2), task(3, 4)], [(1, 3, 1)]),
+    # two idle 4-core on-prem nodes: the 1-core tasks go one to each, the 4-core task waits
+    "spread-1-1-4": ([onprem("a"), onprem("b")], [], [task(1), task(2), task(3, 4)], [(1, 3, 1)]),
+    # two idle 4-core VMs: the 1-core tasks pack onto one, the 4-core task takes the other
+    "vms-pack-1-1-4": ([vm("a"), vm("b")], [], [task(1), task(2), task(3, 4)], []),
     # the other way: 2 and 3 free; first fit left 1 + 2 on a 2-core task, the pass fits all
     "ties-in-its-order": (
-        [vm("a"), vm("b")],
+        [onprem("a"), onprem("b")],
         [Holding(9, 1, (Seat("a", 2), Seat("b", 1)))],
         [task(1), task(2, 2), task(3, 2)],
         [],
     ),
-    # memory: the 8 GB task takes the most-free VM (b, 16 GB): the 16 GB one fits nowhere
+    # the same on VMs: best fit puts the 1-core task on a (2 free), a 2-core one on b, the
+    # last waits (online packing is no better than spreading everywhere: it is cheaper)
+    "vms-best-fit-in-queue-order": (
+        [vm("a"), vm("b")],
+        [Holding(9, 1, (Seat("a", 2), Seat("b", 1)))],
+        [task(1), task(2, 2), task(3, 2)],
+        [(1, 3, 1)],
+    ),
+    # memory: the 8 GB task takes the most-free node (b, 16 GB): the 16 GB one fits nowhere
     "memory": (
-        [vm("a", memory_mb=8 * G), vm("b", memory_mb=16 * G)],
+        [onprem("a", memory_mb=8 * G), onprem("b", memory_mb=16 * G)],
         [Holding(9, 1, (Seat("a", 2),))],
         [task(1, min_memory_mb=8 * G), task(2, min_memory_mb=16 * G)],
         [(1, 2, 1)],
     ),
+    # on VMs the 8 GB task takes the fullest that fits (a, 8 GB): the 16 GB one has b
+    "vms-memory": (
+        [vm("a", memory_mb=8 * G), vm("b", memory_mb=16 * G)],
+        [Holding(9, 1, (Seat("a", 2),))],
+        [task(1, min_memory_mb=8 * G), task(2, min_memory_mb=16 * G)],
+        [],
+    ),
     # a 2-node task after two 1-core tasks spread on a and b: only c is whole
     "multi-node-after-spread": (
-        [vm("a"), vm("b"), vm("c")],
+        [onprem("a"), onprem("b"), onprem("c")],
         [],
         [task(1), task(2), wide(3, 2)],
         [(1, 3, 2)],
     ),
+    # on VMs the 1-core tasks pack onto a: b and c are whole for the 2-node task
+    "vms-multi-node-after-packing": (
+        [vm("a"), vm("b"), vm("c")],
+        [],
+        [task(1), task(2), wide(3, 2)],
+        [],
+    ),
     # a 2-node task takes the most-free nodes (b, c), the 4-core task after it waits
     "multi-node-takes-most-free": (
-        [vm("a"), vm("b"), vm("c")],
+        [onprem("a"), onprem("b"), onprem("c")],
         [Holding(9, 1, (Seat("a", 2),))],
         [wide(1, 2, 2), task(2, 4)],
         [(1, 2, 1)],
     ),
+    # on VMs it takes the fullest that fit (a, then b): c is whole for the 4-core task
+    "vms-multi-node-takes-fullest": (
+        [vm("a"), vm("b"), vm("c")],
+        [Holding(9, 1, (Seat("a", 2),))],
+        [wide(1, 2, 2), task(2, 4)],
+        [],
+    ),
     # on-prem first, most free first there: the 4-core tasks find one VM for two
     "on-prem-tier-first": (
-        [vm("p1", group=ONPREM), vm("p2", group=ONPREM), vm("v")],
+        [onprem("p1"), onprem("p2"), vm("v")],
         [],
         [task(1), task(2), task(3, 4), task(4, 4)],
         [(1, 4, 1)],
     ),
     # an on-prem node with room wins over a VM with more free cores
     "on-prem-before-a-freer-vm": (
-        [vm("v", cores=8), vm("p", group=ONPREM)],
+        [vm("v", cores=8), onprem("p")],
         [Holding(9, 1, (Seat("p", 2),))],
         [task(1), task(2, 8)],
         [],
@@ -134,7 +171,7 @@ def test_first_fit_places_as_the_scheduler_does(nodes, running, queued, over):
 
 
 def test_a_wide_task_that_may_burst_takes_the_whole_node_left_and_lacks_one():
-    nodes = [vm("a"), vm("b"), vm("c")]
+    nodes = [onprem("a"), onprem("b"), onprem("c")]
     got, wanted = first_fit([task(1), task(2), wide(3, 2)], nodes, spill=lambda t: True)
     assert (got, wanted) == ([(1, 3, 1)], {"a", "b", "c"})
 

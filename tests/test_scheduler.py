@@ -69,7 +69,8 @@ def vm(name, cores=4, groups=("AzureNodes",)):
         (4, [], ["onprem-1", "onprem-2", "onprem-1", "onprem-2"]),
         # the overflow only goes to the VMs
         (5, ["OnPremNodes", "AzureNodes"], ["onprem-1", "onprem-2"] * 2 + ["azure-1"]),
-        (2, ["AzureNodes"], ["azure-1", "azure-2"]),  # a cloud-only job: the VMs
+        # a cloud-only job: the VMs, packed (best fit: the other VM stays idle and stops)
+        (2, ["AzureNodes"], ["azure-1", "azure-1"]),
     ],
 )
 def test_on_prem_nodes_fill_before_managed_vms_even_when_the_vms_are_up(tasks, groups, expected):

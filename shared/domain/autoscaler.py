@@ -9,7 +9,7 @@ caller loads and saves with the run (a Meta document): a timer function has no m
 Rules, each pinned by a table in tests/test_autoscaler.py:
 
 - **Grow for runnable work only.** Queued tasks are first placed (in queue order, where the
-  scheduler's next pass puts them: most free first) on the free cores of Online nodes,
+  scheduler's next pass puts them: on-prem most free first, VMs best fit) on the free cores of Online nodes,
   on-prem first, then on Starting nodes of managed groups, which count as coming capacity; a
   multi-node task that may burst takes the nodes that can hold it now and overflows only the
   nodes it lacks (an idle on-prem node is not counted for two tasks). Cores the scheduler holds for a blocked head task at an unknown time
@@ -189,7 +189,7 @@ class _Run:
 
     def simulate(self) -> tuple[list[Task], set[str]]:
         """Place the queue as the scheduler's next pass would (on-prem, then managed Online
-        nodes, most free first; then Starting ones): the tasks left over, the nodes used."""
+        nodes, in the scheduler's order; then Starting ones): the tasks left over, the nodes used."""
         if not self.view.queued:
             return [], set()
         free: dict[str, int] = {}

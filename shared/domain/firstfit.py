@@ -40,7 +40,8 @@ def place_queue(
 ) -> tuple[list[Task], set[str]]:
     """The queue, in its order, placed on the nodes of ``placing`` (those with ``free`` cores)
     as the scheduler's next pass would place it (:class:`~shared.domain.nextpass.NextPass`:
-    the Online nodes by ``tiers``, on-prem 0 before managed 1 (missing: 0), most free first;
+    the Online nodes by ``tiers``, on-prem 0 before managed 1 (missing: 0), on-prem most free
+    first, VMs best fit;
     then those in ``coming``, in ``placing``'s order): the tasks that fit nowhere, and the
     nodes used. ``protocol``:
     each node's agent protocol (missing: the current one, as a node the autoscaler starts

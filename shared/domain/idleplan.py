@@ -109,7 +109,8 @@ def overflow(
     held_mb: Mapping[str, int] | None = None,
 ) -> list[Task]:
     """Queued tasks that fit on no Online node's free cores, placed in queue order as the
-    scheduler's next pass would: on-prem (unmanaged) nodes first, most free first. A
+    scheduler's next pass would: on-prem (unmanaged) nodes first (most free first), then VMs
+    (best fit). A
     multi-node task that may burst takes the Online nodes that can hold it and overflows only
     the nodes it lacks (as in the autoscaler's grow; its groups' reach is read from
     ``nodes``, each managed node in its first group), so the floor it raises is the

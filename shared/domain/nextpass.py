@@ -2,10 +2,10 @@
 scheduler's next pass takes them (:mod:`shared.domain.firstfit`). Pure.
 
 The Online nodes are the scheduler's own :class:`~shared.domain.capacity.FreeCores`: the
-lowest tier first (on-prem before managed VMs), the most free cores first within it, ties
-in its order (names at first, a node whose free cores change last of its new level), and
+lowest tier first (on-prem before managed VMs), on-prem nodes the most free cores first,
+VMs the fewest that fit first (:meth:`FreeCores._order`), ties in its order (names at first, a node whose free cores change last of its new level), and
 a job-exclusive job's tasks on the nodes it holds first. A first fit in node order instead
-packed two 1-core tasks onto one of two idle 4-core VMs and counted the other free for a
+packed two 1-core tasks onto one of two idle 4-core on-prem nodes and counted the other free for a
 4-core task that the scheduler, spreading them, leaves waiting: no VM was started for it
 (or, the other way round, one too many). Starting nodes (``coming``) are not in that pass;
 they count as capacity after the Online ones, first fit in their given order, and a

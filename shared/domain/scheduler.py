@@ -32,8 +32,9 @@ then submit time). Two policies:
   would otherwise starve as well (a probe: a wide job behind an unreservable head).
 
 Nodes are chosen on-prem first, then managed VMs (a job allowed on both bursts to the cloud
-only for what on-prem nodes cannot take now, even when VMs are up), and most-free first
-within each (spreading load); a backfilled request prefers nodes the reservation does not
+only for what on-prem nodes cannot take now, even when VMs are up); on-prem nodes most-free
+first (spreading load), VMs fewest free first that fit (packing them, so the others go idle
+and stop: :meth:`FreeCores._order`); a backfilled request prefers nodes the reservation does not
 need. A node never gets more cores than it has.
 """
 
@@ -44,7 +45,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from shared.domain.capacity import FreeCores, Space
+from shared.domain.capacity import MANAGED_TIER, FreeCores, Space
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, held
 from shared.domain.jobexclusive import occupancy
@@ -301,7 +302,7 @@ def decide(
 
 def tier(node: Node) -> int:
     """On-prem nodes fill before managed VMs (:attr:`Space.tier`)."""
-    return 1 if is_managed(node) else 0
+    return MANAGED_TIER if is_managed(node) else 0
 
 
 def _until(task: Task | Holding) -> float | None:

@@ -8,7 +8,7 @@ import heapq
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.capacity import Space
+from shared.domain.capacity import MANAGED_TIER, Space
 from shared.domain.cluster import Node
 from shared.domain.growshrink import NodeMemory
 from shared.domain.states import NodeState
@@ -64,7 +64,7 @@ class Fleet:
         """The node as the scheduler sees it (kept: one object per node, its free cores now)."""
         space = self._spaces.get(name)
         if space is None:
-            space = self._spaces[name] = Space(name, (), 0)
+            space = self._spaces[name] = Space(name, (), 0, tier=MANAGED_TIER)  # VMs
         space.free = self.free[name]
         return space
 
