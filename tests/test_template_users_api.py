@@ -162,3 +162,16 @@ def test_cli_bad_allowed_user_options_are_refused(cli):
     r = hpc("template", "set", "X", "--allowed-user", "alice,,bob")
     assert r.exit_code == 2 and "empty user name" in r.stderr and "--all-users" in r.stderr
     assert hpc("template", "show", "X").exit_code == 1  # nothing made
+
+
+def test_cli_warns_of_allowed_names_no_user_has_and_saves_the_template(cli):
+    r = hpc("template", "set", "Near", "--allowed-user", "Alice,carol,zed", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["allowedUsers"] == ["Alice", "carol", "zed"]
+    assert "warning: allowedUsers 'Alice': no user has that name; did you mean 'alice'?" in (
+        r.stderr
+    )
+    assert "warning: allowedUsers 'zed': no user has that name yet (hpc user add zed)" in r.stderr
+    assert "'carol'" not in r.stderr
+    quiet = hpc("template", "set", "Near", "--max-cores", "2")  # the list not given: no check
+    assert quiet.exit_code == 0 and quiet.stderr == ""

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from shared.domain.access import check_may_use_template, may_use_template, template_refusal
+from shared.domain.access import (
+    check_may_use_template,
+    may_use_template,
+    template_refusal,
+    unknown_allowed_users,
+)
 from shared.domain.cluster import Principal
 from shared.domain.templates import JobTemplate
 from shared.errors import Forbidden, InvalidRequest
@@ -73,3 +78,18 @@ def test_allowed_users_are_user_names_kept_once_and_empty_means_missing():
         JobTemplate.parse({"name": "T", "allowedUsers": ["a b"]})
     with pytest.raises(InvalidRequest, match="allowedUsers"):
         JobTemplate.parse({"name": "T", "allowedUsers": "alice"})
+
+
+@pytest.mark.parametrize(
+    ("allowed", "users", "said"),
+    [
+        (["alice", "bob"], ["alice", "bob", "carol"], []),
+        (["Alice"], ["alice", "bob"], ["allowedUsers 'Alice': no user has that name; did you mean 'alice'? (names match exactly)"]),
+        (["dave"], ["bob", "alice"], ["allowedUsers 'dave': no user has that name yet (hpc user add dave); known users: alice, bob"]),
+        (["dave"], [], ["allowedUsers 'dave': no user has that name yet (hpc user add dave); known users: none"]),
+        (["x"], [f"u{i:02d}" for i in range(12)], ["allowedUsers 'x': no user has that name yet (hpc user add x); known users: u00, u01, u02, u03, u04, u05, u06, u07, u08, u09 and 2 more (hpc user list)"]),
+    ],
+)  # fmt: skip
+def test_allowed_names_no_user_has_are_said_with_the_near_one(allowed, users, said):
+    """A misspelt or miscased allowed name would refuse its user later: the CLI warns."""
+    assert unknown_allowed_users(allowed, users) == said

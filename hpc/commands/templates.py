@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from hpc.client import ApiError
 from hpc.common import (
@@ -25,6 +26,7 @@ from hpc.common import (
 from hpc.errors import CliError
 from hpc.render import cells, dash, priority
 from hpc.spec import parse_priority
+from shared.domain.access import unknown_allowed_users
 from shared.domain.durations import FORMS, format_duration, parse_duration
 
 app = typer.Typer(help="List, show, set and delete job templates.", no_args_is_help=True)
@@ -271,11 +273,22 @@ def template_set(
                     f"template {name} was changed by someone else meanwhile; run the command again"
                 ) from None
             raise
+    if changes.get("allowedUsers"):
+        _warn_unknown_users(changes["allowedUsers"])
     if as_json:
         print_json(saved)
         return
     verb = "updated" if current else "created"
     stdout_console().print(f"template {dash(saved.get('name'))} {verb}", markup=False)
+
+
+def _warn_unknown_users(allowed: list[str]) -> None:
+    """A warning (stderr) per allowed name no user has: the template is saved (users may be
+    added after it), but a misspelt or miscased name would refuse its user later."""
+    with api_client() as client:
+        users = [u["name"] for u in client.list_users().get("users", [])]
+    for line in unknown_allowed_users(allowed, users):
+        stderr_console().print(Text(f"warning: {line}"), soft_wrap=True)
 
 
 @app.command("delete")

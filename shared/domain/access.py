@@ -9,6 +9,8 @@ cancel another's work.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from shared.domain.cluster import Principal
 from shared.domain.models import Job
 from shared.domain.specvalues import quoted
@@ -89,3 +91,30 @@ def check_may_use_template(template: JobTemplate, principal: Principal, *, named
     refusal = template_refusal(template, principal, named=named)
     if refusal:
         raise Forbidden(refusal, template=template.name)
+
+
+def unknown_allowed_users(allowed: Sequence[str], users: Iterable[str]) -> list[str]:
+    """For each name in a template's ``allowedUsers`` that no user has (yet), a line saying
+    so, naming a user it matches but for case (names compare exactly, as owners do: a
+    probe's ``--allowed-user Alice`` was taken silently and alice was refused)."""
+    known = sorted(set(users))
+    by_case = {u.lower(): u for u in known}
+    out = []
+    for name in allowed:
+        if name in known:
+            continue
+        near = by_case.get(name.lower())
+        if near is not None:
+            out.append(
+                f"allowedUsers {quoted(name)}: no user has that name; did you mean "
+                f"{quoted(near)}? (names match exactly)"
+            )
+        else:
+            shown = ", ".join(known[:SHOWN_USERS]) or "none"
+            if len(known) > SHOWN_USERS:
+                shown += f" and {len(known) - SHOWN_USERS} more (hpc user list)"
+            out.append(
+                f"allowedUsers {quoted(name)}: no user has that name yet (hpc user add "
+                f"{name}); known users: {shown}"
+            )
+    return out
