@@ -122,6 +122,10 @@ def job_view(job_id: JobId, as_json: JsonOption = False) -> None:
     stdout_console().print(render.job_detail(job, limit=limit, memory=memory, failure=failure))
 
 
+# `hpc job show`: the same command (Slurm says show, HPC Pack view: either works)
+app.command("show", hidden=True)(job_view)
+
+
 @app.command("cancel")
 def job_cancel(job_ids: JobIds) -> None:
     """Cancel jobs: queued tasks are dropped, running ones killed."""

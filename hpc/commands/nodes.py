@@ -102,6 +102,10 @@ def node_view(
     stdout_console().print(node_detail(node))
 
 
+# `hpc node show`: the same command (Slurm says show, HPC Pack view: either works)
+app.command("show", hidden=True)(node_view)
+
+
 def _one_node(client: Any, name: str) -> Any:
     """The node ``name`` from its own route; a name in another case than the node's, or one
     no route can carry, from the list, which also names the nodes when there is none."""

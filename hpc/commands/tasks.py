@@ -119,6 +119,10 @@ def task_view(
     stdout_console().print(render_tasks.task_detail(found))
 
 
+# `hpc task show`: the same command (Slurm says show, HPC Pack view: either works)
+app.command("show", hidden=True)(task_view)
+
+
 def _stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 

@@ -125,6 +125,10 @@ def template_show(name: Name, as_json: JsonOption = False) -> None:
     stdout_console().print(_detail(t))
 
 
+# `hpc template view`: the same command (Slurm says show, HPC Pack view: either works)
+app.command("view", hidden=True)(template_show)
+
+
 def _and_admins(value: Any) -> str:
     return " (and admins)" if value else ""
 
