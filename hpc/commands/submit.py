@@ -108,6 +108,17 @@ def job_submit(
             callback=checked_by(parse_memory),
         ),
     ] = None,
+    mem_per_core: Annotated[
+        str | None,
+        typer.Option(
+            "--mem-per-core",
+            "--mem-per-cpu",
+            metavar="SIZE",
+            help="Memory per core, e.g. 2G: each task holds its cores times this on each "
+            "node (as Slurm's --mem-per-cpu; not with --min-memory).",
+            callback=checked_by(parse_memory),
+        ),
+    ] = None,
     priority: Annotated[
         str | None,
         typer.Option(
@@ -282,6 +293,13 @@ def job_submit(
         hold_until=parse_begin(begin) if begin is not None else None,
     )
     memory_mb = parse_memory(min_memory) if min_memory is not None else None
+    if mem_per_core is not None:
+        if memory_mb is not None:
+            raise typer.BadParameter(
+                "give --min-memory (per node) or --mem-per-core (per core), not both",
+                param_hint="'--mem-per-core'",
+            )
+        settings["memoryPerCoreMb"] = parse_memory(mem_per_core)
     if file is not None:
         given = [flag for flag, value in task_options.items() if value not in (None, [], {})]
         if command:

@@ -24,8 +24,8 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError
-from hpc.render import cells, dash, priority
-from hpc.spec import parse_priority
+from hpc.render import cells, dash, memory, priority
+from hpc.spec import parse_memory, parse_priority
 from shared.domain.access import unknown_allowed_users
 from shared.domain.durations import FORMS, format_duration, parse_duration
 
@@ -147,6 +147,7 @@ def _detail(t: dict[str, Any]) -> Table:
         ("  Max retries", dash(t.get("maxRetries"))),
         ("  Max concurrent", dash(t.get("maxConcurrent"))),
         ("  Job runtime limit", _duration(t.get("jobRuntimeLimit"))),
+        ("  Memory per core", memory(t.get("memoryPerCoreMb"))),
         ("Limits", ""),
         ("  Max priority", priority(t.get("maxPriority"))),
         ("  Max cores per task", dash(t.get("maxCores"))),
@@ -229,6 +230,16 @@ def template_set(
     all_users: Annotated[
         bool, typer.Option("--all-users", help="Let every user submit with it again.")
     ] = False,
+    mem_per_core: Annotated[
+        str | None,
+        typer.Option(
+            "--mem-per-core",
+            metavar="SIZE",
+            help="Default memory per core, e.g. 2G, of jobs asking for none (Slurm's "
+            "DefMemPerCPU).",
+            callback=checked_by(parse_memory),
+        ),
+    ] = None,
     description: Annotated[str | None, typer.Option(help="What the template is for.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -258,6 +269,7 @@ def template_set(
             parse_duration(max_job_runtime_limit) if max_job_runtime_limit is not None else None
         ),
         "allowedUsers": _user_names(allowed_user, all_users),
+        "memoryPerCoreMb": parse_memory(mem_per_core) if mem_per_core is not None else None,
     }
     changes = {k: v for k, v in changes.items() if v is not None}
     if not changes:

@@ -54,7 +54,7 @@ def build(
             max_cores=one.max_cores,
             exclusive=one.exclusive,
             nodes=one.nodes,
-            min_memory_mb=task_memory(one, spec.min_memory_mb),
+            min_memory_mb=task_memory(one, spec),
             sweep_index=index,
             work_dir=one.work_dir,
             env=dict(one.env),

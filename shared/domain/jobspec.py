@@ -241,6 +241,10 @@ class JobSpec(Spec):
     max_retries: StrictInt = Field(default=3, ge=0, le=100)
     min_memory_mb: MemoryMb = None
     """Memory (MB, or "4G") the nodes of every task that gives none must have."""
+    memory_per_core_mb: MemoryMb = None
+    """Memory each core of a task that gives none holds (Slurm's --mem-per-cpu): on each of
+    its nodes, its cores (a range's min) times this. A job gives this or ``minMemoryMb``, not
+    both; a template's is the default of jobs that give neither (Slurm's DefMemPerCPU)."""
     runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds each task may run (Slurm's --time); the agent kills a task past it."""
     job_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
@@ -262,6 +266,15 @@ class JobSpec(Spec):
     """Job-level exclusive (HPC Pack's job /exclusive): no other job's task on the nodes its
     tasks run on. Beside a top-level command (a one-task job) ``exclusive`` is the task's."""
     tasks: list[TaskSpec] = Field(min_length=1, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _one_memory_rule(self) -> JobSpec:
+        if self.min_memory_mb is not None and self.memory_per_core_mb is not None:
+            raise ValueError(
+                "give minMemoryMb (per node) or memoryPerCoreMb (per core), not both (as "
+                "Slurm's --mem and --mem-per-cpu)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _graph(self) -> JobSpec:
@@ -346,7 +359,14 @@ def spec_homes() -> dict[str, str]:
     return field_homes(levels)
 
 
-def task_memory(spec: TaskSpec, job_default: int | None) -> int | None:
-    """A task's memory request: its own when it gave the field, even ``null`` (a task that
-    runs anywhere in a job of big ones), else the job's."""
-    return spec.min_memory_mb if "min_memory_mb" in spec.model_fields_set else job_default
+def task_memory(spec: TaskSpec, job: JobSpec) -> int | None:
+    """A task's memory request on each of its nodes: its own when it gave the field, even
+    ``null`` (a task that runs anywhere in a job of big ones), else the job's, else its
+    cores (a range's min) times the job's memory per core, else none."""
+    if "min_memory_mb" in spec.model_fields_set:
+        return spec.min_memory_mb
+    if job.min_memory_mb is not None:
+        return job.min_memory_mb
+    if job.memory_per_core_mb is not None:
+        return spec.min_cores * job.memory_per_core_mb
+    return None

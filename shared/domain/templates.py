@@ -32,6 +32,7 @@ from shared.domain.durations import MAX_LIMIT_S, format_duration
 from shared.domain.jobspec import MAX_CONCURRENT, JobSpec, TaskSpec, priority_value
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.specerrors import describe, known_fields
+from shared.domain.specmemory import MemoryMb
 from shared.domain.specvalues import MAX_GROUP_NAME, StrictInt, cut, quoted
 from shared.domain.usernames import NAME_RULE, USER_NAME
 from shared.errors import InvalidRequest
@@ -85,6 +86,10 @@ class JobTemplate(BaseModel):
     max_concurrent: StrictInt | None = Field(default=None, ge=1, le=MAX_CONCURRENT)
     job_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds the whole job may run (HPC Pack's template RunTime)."""
+    memory_per_core_mb: MemoryMb = None
+    """Memory per core of the tasks of a job that asks for none (MB or "2G"; Slurm's
+    DefMemPerCPU): the job's ``memoryPerCoreMb`` when it gives neither it nor
+    ``minMemoryMb``. A task giving its own ``minMemoryMb`` keeps it."""
     # limits: a job beyond them is refused
     max_priority: int | None = None
     max_cores: StrictInt | None = Field(default=None, ge=1, le=4096)
@@ -236,6 +241,8 @@ def apply_template(spec: JobSpec, template: JobTemplate | None) -> JobSpec:
     if fallback is None and template.max_priority is not None:
         fallback = min(PRIORITY_NAMES["Normal"], template.max_priority)
     default("priority", fallback)
+    if "min_memory_mb" not in given:  # a job's --mem and --mem-per-cpu exclude each other
+        default("memory_per_core_mb", template.memory_per_core_mb)
     result = spec.model_copy(update=update)
     check_limits(result, template)
     return result

@@ -171,7 +171,7 @@ def check_memory(
     seen = sizes_seen(nodes)  # a VM never registered has what others of its size reported
     believed = [(n, memory_believed(n, seen)) for n in eligible]
     for task in spec.tasks:
-        need = task_memory(task, spec.min_memory_mb)
+        need = task_memory(task, spec)
         if need is not None:
             _check_task_memory(task.nodes, task.min_cores, need, believed, managed, sizes, where)
 
