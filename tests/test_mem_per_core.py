@@ -66,7 +66,10 @@ def test_the_default_templates_per_core_reaches_the_tasks_and_the_submit_check(c
     assert [t.min_memory_mb for t in cp.list_tasks(job.id)] == [8 * G, 2 * G]
     own = cp.submit({"tasks": [{"command": "x", "cores": 8, "minMemoryMb": "1G"}]})
     assert [t.min_memory_mb for t in cp.list_tasks(own.id)] == [G]
-    with pytest.raises(InvalidRequest, match="asks for 16 GB memory per node but the largest"):
+    with pytest.raises(
+        InvalidRequest,
+        match=r"has 8 GB; ask for at most 8 GB \(its 8 core\(s\) x memoryPerCoreMb 2 GB; ask for less memory per core or fewer cores\)",
+    ):
         cp.submit({"command": "x", "cores": 8})  # 8 x 2 GB: no node has it
     assert cp.schedule_pass() == 1  # the 4-core task holds all of n1's 8 GB: the rest wait
 

@@ -172,8 +172,21 @@ def check_memory(
     believed = [(n, memory_believed(n, seen)) for n in eligible]
     for task in spec.tasks:
         need = task_memory(task, spec)
-        if need is not None:
+        if need is None:
+            continue
+        try:
             _check_task_memory(task.nodes, task.min_cores, need, believed, managed, sizes, where)
+        except InvalidRequest as refused:
+            per_core = spec.memory_per_core_mb
+            own = "min_memory_mb" in task.model_fields_set
+            if per_core is not None and not own:
+                # its cores times the memory per core: say so, the user gave no total
+                per = shown(per_core)
+                raise InvalidRequest(
+                    f"{refused} (its {task.min_cores} core(s) x memoryPerCoreMb {per}; "
+                    "ask for less memory per core or fewer cores)"
+                ) from None
+            raise
 
 
 def _check_task_memory(
