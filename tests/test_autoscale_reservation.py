@@ -71,7 +71,7 @@ def test_the_reservation_a_pass_makes_is_what_the_autoscaler_gets():
     nodes = [onprem(), *azure_vms(3)]
     assert scheduler.plan(queue, nodes, {"P": 1}, running=[unlimited()], now=T0) == []
     got = reserved(nodes, queue, [unlimited()], {"P": 1}, T0)
-    assert got == Reserved(HEAD, {"P": 4})
+    assert got == Reserved(HEAD, {"P": 3}, held_mb={})  # P's 3 free cores: none spare
 
 
 def test_a_known_time_reservation_is_given_with_its_time():
@@ -79,14 +79,14 @@ def test_a_known_time_reservation_is_given_with_its_time():
     hours while the autoscaler, told nothing, counted the held cores for them."""
     running = [unlimited(limit_s=3600)]
     got = reserved([onprem()], [head(), *later()], running, {"P": 1}, T0)
-    assert got is not None and (got.task, dict(got.cores)) == (HEAD, {"P": 4})
+    assert got is not None and (got.task, dict(got.cores)) == (HEAD, {"P": 3})
     assert got.at == T0.timestamp() + 3600  # dispatched at T0 with a 1 h limit
 
 
 def test_an_exclusive_head_holds_the_whole_node():
     queue = [head(cores=2, exclusive=True), *later()]
     got = reserved([onprem()], queue, [unlimited()], {"P": 1}, T0)
-    assert got == Reserved(HEAD, {"P": 4})
+    assert got == Reserved(HEAD, {"P": 3}, held_mb={})  # the whole node: every free core
 
 
 @pytest.mark.parametrize(

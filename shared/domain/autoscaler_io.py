@@ -47,13 +47,18 @@ class Reserved:
     task: tuple[int, int]
     """(job id, task id) of the reserved task: it alone may use the held cores."""
     cores: Mapping[str, int]
-    """Reserved node -> cores the task needs there (all of a node for an exclusive task)."""
+    """Reserved node -> its cores free now that a later task not ending first may not take:
+    those free less what stays spare at the reserved start (the scheduler's
+    :attr:`~shared.domain.reservation.Reservation.held`; all of them for an exclusive task)."""
     at: float | None = None
     """When it is projected to start (epoch seconds); None: unknown."""
     job_exclusive: bool = False
     """Its job is job-exclusive: another job's task takes none of the reserved nodes' cores."""
     memory_mb: int | None = None
     """The memory it asks on each node: another task takes none of it there (memoryfit)."""
+    held_mb: Mapping[str, int] | None = None
+    """Reserved node -> the memory free now that a later task not ending first may not take
+    there (the scheduler's :attr:`Reservation.held_mb`); None: ``memory_mb`` on each."""
 
 
 @dataclass(frozen=True)

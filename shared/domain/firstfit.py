@@ -73,15 +73,16 @@ def place_queue(
         [n for n in placing if free[n] > 0], free, size, groups_of, tiers=tiers or {},
         protocol=ages, memory=memory or {}, occupied=occupied, coming=coming,
     )  # fmt: skip
-    held: Mapping[str, int] = {}
+    held: dict[str, int] = {}
     head = len(queued)
     if reserved is not None:
         head = next((i for i, t in enumerate(queued) if (t.job_id, t.id) == reserved.task), -1)
-        held = reserved.cores if head < 0 else {}  # not in the window: it holds them all
+        held = dict(reserved.cores) if head < 0 else {}  # not in the window: it holds them
 
     def place(task: Task) -> None:
         hold = NO_HOLD
-        if held and not (reserved is not None and ends_first(task, reserved, now_s)):
+        first = reserved is not None and ends_first(task, reserved, now_s)
+        if held and not first:
             hold = Hold(_held_from(task, held, size, reserved), _ask(reserved))
         need = task_protocol(task) if ages else 1
         mem = task.min_memory_mb if memory else None
@@ -90,6 +91,10 @@ def place_queue(
         if not lack or (chosen and spill is not None and spill(task)):  # (a part: spilled)
             nodes.take(task, chosen)
             wanted.update(chosen)
+            if first:  # its cores are back before the reserved start: the hold's as before
+                for name in chosen:
+                    if name in held:
+                        held[name] -= size[name] if task.exclusive else task.cores
             if not lack:
                 return
         else:
@@ -105,7 +110,7 @@ def place_queue(
     assert reserved is not None
     last = overflow[-1] if overflow and head >= 0 else None
     if last is not None and (last.job_id, last.id) == reserved.task:  # it (or a part) waits
-        held = {} if bursts is not None and bursts(last) else reserved.cores
+        held = {} if bursts is not None and bursts(last) else dict(reserved.cores)
     for task in queued[head + 1 :]:
         place(task)
     return overflow, wanted
@@ -124,6 +129,11 @@ def _held_from(
     return {n: size.get(n, c) for n, c in held.items()}
 
 
-def _ask(reserved: Reserved | None) -> int:
-    """The memory the reserved task waits for on each of its nodes (0: none)."""
-    return (reserved.memory_mb or 0) if reserved is not None else 0
+def _ask(reserved: Reserved | None) -> Mapping[str, int]:
+    """The memory the reserved task holds on each of its nodes: the scheduler's hold if it
+    gave one, else its ask on each (none: 0)."""
+    if reserved is None:
+        return {}
+    if reserved.held_mb is not None:
+        return reserved.held_mb
+    return dict.fromkeys(reserved.cores, reserved.memory_mb or 0)

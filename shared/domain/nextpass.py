@@ -30,8 +30,8 @@ class Hold:
 
     cores: Mapping[str, int] = field(default_factory=dict)
     """Reserved node -> the cores the reserved task waits for there."""
-    memory_mb: int = 0
-    """The memory it waits for on each of them."""
+    memory_mb: Mapping[str, int] = field(default_factory=dict)
+    """Reserved node -> the memory it waits for there."""
 
 
 NO_HOLD = Hold()
@@ -187,4 +187,4 @@ class NextPass:
         free, have = self._free(name)
         if free - (free if task.exclusive else task.cores) < wait:
             return False
-        return mem is None or have is None or have - held.memory_mb >= mem
+        return mem is None or have is None or have - held.memory_mb.get(name, 0) >= mem

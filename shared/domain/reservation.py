@@ -54,6 +54,12 @@ class Reservation:
     """Its job is job-exclusive: no other job may take a reserved node's spare cores."""
     spare_mb: dict[str, int] = field(default_factory=dict)
     """The same for memory, on the reserved nodes of known memory."""
+    held: dict[str, int] = field(default_factory=dict)
+    """Cores of each reserved node free when it was made that a later request not ending
+    first may not take (free then less ``spare``): what the autoscaler's first fit holds
+    (``spare`` itself shrinks as the pass backfills)."""
+    held_mb: dict[str, int] = field(default_factory=dict)
+    """The same for memory, on the reserved nodes of known memory."""
 
     def ends_first(self, limit_s: float | None, now: float) -> bool:
         """A request of this runtime limit started now ends before the reserved start (never
@@ -64,7 +70,15 @@ class Reservation:
 def reserve(req: Request, free: FreeCores, busy: Sequence[Busy]) -> Reservation | None:
     """The reservation for ``req``, blocked now: at a projected time if what runs lets one be
     projected, else at an unknown time; None if it can never fit."""
-    return _known(req, free, busy) or _unknown(req, free, busy)
+    res = _known(req, free, busy) or _unknown(req, free, busy)
+    if res is not None:
+        res.held = {n: max(free.free[n] - res.spare[n], 0) for n in res.nodes}
+        res.held_mb = {
+            n: max((free.memory[n] or 0) - mb, 0)
+            for n, mb in res.spare_mb.items()
+            if free.memory[n] is not None
+        }
+    return res
 
 
 def harmless(req: Request, takes: Mapping[str, int], res: Reservation, now: float) -> bool:

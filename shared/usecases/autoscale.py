@@ -32,6 +32,7 @@ from shared.domain.hosts import used_cores
 from shared.domain.jobexclusive import occupancy
 from shared.domain.memoryfit import held_memory
 from shared.domain.models import Task
+from shared.domain.reservedhold import hold_of
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, Operation
@@ -166,17 +167,8 @@ def reserved(
     if free == 0:
         return None  # a pass reads no queue: nothing is reserved
     head = queued[: free + 1]
-    res = scheduler.decide(head, registered, used, running=active, now=now).reservation
-    if res is None:
-        return None
-    task = next(t for t in head if (t.job_id, t.id) == res.key)
-    size = {n.name: n.cores for n in registered}
-    return Reserved(
-        (task.job_id, task.id),
-        {n: size[n] if task.exclusive else task.cores for n in res.nodes},
-        res.at,
-        task.job_exclusive,
-        task.min_memory_mb,
+    return hold_of(
+        scheduler.decide(head, registered, used, running=active, now=now), head, registered
     )
 
 
