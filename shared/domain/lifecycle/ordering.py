@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from shared.domain.messages import (
     MAX_ID,
     AgentEvent,
-    EndedAttempt,
     Event,
     Heartbeat,
     TaskEnded,
@@ -32,17 +31,17 @@ def in_order(events: Iterable[Event]) -> list[Event]:
 
 
 def brought_up_to_date(beat: Heartbeat, later: Iterable[Event]) -> Heartbeat:
-    """``beat`` as its agent would have sent it after ``later`` (the node's events a batch
-    holds after it, in order): attempts started since are running, attempts ended since are
-    not, and are among its recent ends.
+    """``beat`` as of the node's last event in a batch (``later``: the batch, in order):
+    attempts its node started after it are running, attempts that ended after it are not.
 
     A batch applies each node's last heartbeat after its task events (one snapshot does for
     all); applied as sent, a heartbeat older than an end in the same batch listed the ended
     attempt as running, and its node was told to kill an attempt already over (the "runs
-    attempts no longer its own" of every busy Cosmos run).
+    attempts no longer its own" of every busy Cosmos run). An end is not added to the
+    heartbeat's recent ends: its own TaskEnded (with its output) applies it, and if that
+    failed the batch comes again; a recovery from here would keep no output.
     """
     running = dict.fromkeys(beat.running)
-    ended = {e.key: e for e in beat.ended}
     for ev in later:
         if not isinstance(ev, TaskStarted | TaskEnded):
             continue
@@ -50,17 +49,9 @@ def brought_up_to_date(beat: Heartbeat, later: Iterable[Event]) -> Heartbeat:
             continue
         key = attempt_key(ev.job_id, ev.task_id, ev.attempt)
         if isinstance(ev, TaskStarted):
-            if key not in ended:
-                running[key] = None
-            continue
-        running.pop(key, None)
-        ended[key] = EndedAttempt(
-            key=key,
-            exit_code=ev.exit_code,
-            canceled=ev.canceled,
-            error=ev.error,
-            over_limit=ev.over_limit,
-        )
-    if list(running) == beat.running and len(ended) == len(beat.ended):
+            running[key] = None
+        else:
+            running.pop(key, None)
+    if list(running) == beat.running:
         return beat
-    return beat.model_copy(update={"running": list(running), "ended": list(ended.values())})
+    return beat.model_copy(update={"running": list(running)})
