@@ -137,7 +137,12 @@ class LocalCluster:
 
     @property
     def token(self) -> str:
-        return Settings(home=self.home).token_path.read_text().strip()
+        """The admin token ``hpc up`` wrote; FileNotFoundError until it has (never empty:
+        a client built with an empty one kept failing, a flake under load)."""
+        token = Settings(home=self.home).token_path.read_text().strip()
+        if not token:
+            raise FileNotFoundError("the token file is not written yet")
+        return token
 
     @property
     def http(self) -> httpx.Client:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from pathlib import Path
 
 from shared.domain.cluster import Principal
 from shared.errors import Unauthorized
@@ -31,12 +32,20 @@ def ensure_admin_token(settings: Settings, store: Store) -> tuple[str, bool]:
     fresh = not token or (not known and bool(store.list_tokens()))
     if fresh:
         token = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+        _write_private(path, token + "\n")
     if not known:  # (a fresh token is never known)
         store.add_token(digest(token), Principal(name="admin", role="admin"))
     return token, fresh
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` whole or not at all (a temporary 0600 file renamed over ``path``): a
+    CLI or a test reading the token while ``hpc up`` writes it never sees it empty."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def authenticate(store: Store, authorization: str | None) -> Principal:
