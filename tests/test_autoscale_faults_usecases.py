@@ -15,6 +15,7 @@ from shared.usecases.autoscale_log import read_log
 from shared.usecases.autoscale_memory import STATE_KEY
 from shared.usecases.control_plane import ControlPlane
 from tests.agent_double import AgentDouble
+from tests.helpers import wait_until
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
 from tests.test_nodes_admin import provider  # noqa: F401 - fixture
 
@@ -196,13 +197,56 @@ def test_an_admins_start_of_a_draining_vm_cancels_its_drain(cp, provider, clock)
     assert {t.node for t in cp.list_tasks(job.id)} == {name}
 
 
-def test_a_start_of_a_stopping_vm_says_to_start_it_once_it_is_offline(cp, provider, clock):  # noqa: F811
+def test_a_start_of_a_stopping_vm_starts_it_once_its_stop_is_done(cp, provider, clock):  # noqa: F811
+    """A probe got a 409 "start it once it is Offline" and had to come back: the start is
+    asked on the node and the autoscaler starts it once its stop is done (as Slurm resumes a
+    node powering down once it is down); a second start says it is asked already."""
     [name] = managed(cp, provider, 1)
     cp.node_action("start", [name])
     cp.node_action("stop", [name])  # idle (its agent never joined): Stopping at once
     assert cp.store.get_node(name).state is NodeState.STOPPING
-    with pytest.raises(Conflict, match="is Stopping; .*start it once it is Offline"):
-        cp.node_action("start", [name])
+    [asked] = cp.node_action("start", [name])
+    assert (asked.state, asked.start_requested) == (NodeState.STOPPING, "started by an admin")
+    _, said = cp.act_on_node("start", name)
+    assert (
+        said
+        == f"node {name} is already Stopping: it starts once its VM is deallocated: nothing to do"
+    )
+
+    def runs_until_started() -> bool:  # the deallocation is seen done, then the start ordered
+        clock.advance(5)
+        cp.autoscale()
+        return cp.store.get_node(name).state is NodeState.STARTING
+
+    wait_until(runs_until_started, what="the asked start ordered")
+    node = cp.store.get_node(name)
+    assert (node.state, node.start_requested) == (NodeState.STARTING, None)
+    [start] = [e for e in cp.autoscale_log() if e["action"] == "start" and e["node"] == name]
+    assert start["reason"] == "started by an admin (asked while it stopped; its stop is done)"
+
+
+def test_a_stop_or_offline_after_an_asked_start_wins(cp, provider, clock):  # noqa: F811
+    [a, b] = managed(cp, provider, 2)
+    cp.node_action("start", [a, b])
+    cp.node_action("stop", [a, b])
+    cp.node_action("start", [a, b])
+    assert cp.act_on_node("stop", a)[1] is None  # not "already": it cancels the asked start
+    assert cp.store.get_node(a).start_requested is None
+    cp.node_action("offline", [b])
+    assert cp.store.get_node(b).start_requested is None
+
+    def runs_until_offline() -> bool:
+        clock.advance(5)
+        cp.autoscale()
+        return cp.store.get_node(a).state is NodeState.OFFLINE
+
+    wait_until(runs_until_offline, what="the stop done")
+    clock.advance(5)
+    cp.autoscale()  # a run more: nothing asked is started
+    assert {n: cp.store.get_node(n).state for n in (a, b)} == {
+        a: NodeState.OFFLINE,
+        b: NodeState.OFFLINE,
+    }
 
 
 def test_an_admins_stop_reason_outlives_the_vms_agent_going_down(cp, provider, clock):  # noqa: F811

@@ -231,6 +231,8 @@ def _act(
                     line.append_text(render.state(node.get("state")))
                     if result.get("changed") is False:  # as the action leaves it already
                         line.append(" (already: nothing to do)")
+                    elif node.get("startRequested") and node.get("state") == "Stopping":
+                        line.append(" (starts once its VM is deallocated)")
                     elif node.get("provider") == "onprem" and node.get("state") == "Starting":
                         line.append(f" ({one_line(node.get('stateReason'))})")  # its agent's turn
                     stdout_console().print(line)

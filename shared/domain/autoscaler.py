@@ -48,6 +48,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from operator import attrgetter
 
 from shared.domain import autoscaler_cap, autoscaler_notes, demand
 from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them here too
@@ -67,6 +68,7 @@ from shared.domain.growshrink import (
     GroupMemory,
     GroupPolicy,
     NodeMemory,
+    asked_starts,
     healthy_first,
     managed_group,
     next_backoff,
@@ -104,6 +106,9 @@ def autoscale(
         if failure.node in offline and failure.node in run.nodes:  # a refused start is over:
             run.nodes[failure.node] = NodeMemory()  # a later one (an admin's) counts afresh
     run.repair()
+    for node, group, why in asked_starts(view.nodes, run.managed, run.busy):  # admins' starts
+        run.order("start", node, group, why)
+        run.nodes[node.name] = NodeMemory(start_ordered_at=now)
     overflow, wanted = run.simulate()
     run.grow(overflow)
     run.shrink(wanted)
@@ -327,7 +332,7 @@ class _Run:
             # not make an Online node surplus (stopping that would leave the floor short)
             up = sum(1 for n in members if n.state not in _NOT_UP and n.name not in self.busy)
             idle_for = gp.idle
-            for node in sorted(idle, key=_name):
+            for node in sorted(idle, key=attrgetter("name")):
                 since = self.nodes[node.name].idle_since
                 if since is None or node.name in self.busy or self.now - since < idle_for:
                     continue
@@ -374,13 +379,8 @@ class _Run:
 
 # Enum members as module constants: looking one up on its class costs more than the rest
 # of a node's check (the simulator runs this loop over ~100,000 runs).
-_ONLINE, _STARTING, _STOPPING, _DRAINING, _OFFLINE = (
-    NodeState.ONLINE,
-    NodeState.STARTING,
-    NodeState.STOPPING,
-    NodeState.DRAINING,
-    NodeState.OFFLINE,
-)
+_ONLINE, _STARTING, _STOPPING = NodeState.ONLINE, NodeState.STARTING, NodeState.STOPPING
+_DRAINING, _OFFLINE = NodeState.DRAINING, NodeState.OFFLINE
 _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
 """Not counted toward min_nodes when an idle node may stop (see shrink)."""
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})
@@ -390,10 +390,6 @@ _FRESH = NodeMemory()
 
 _RUNS_AGENT = frozenset({NodeState.ONLINE, NodeState.DRAINING, NodeState.UNREACHABLE})
 """Node states whose VM should be on: a VM found off was evicted or stopped outside."""
-
-
-def _name(node: Node) -> str:
-    return node.name
 
 
 def _key(task: Task) -> tuple[int, int]:

@@ -56,6 +56,10 @@ class Node(Record):
     (``hpc node start | online``): a registration (a restarted agent, a rebooted machine)
     keeps it Draining or Offline, and the autoscaler never starts it. As Slurm keeps a
     DRAIN and HPC Pack an Offline node across restarts."""
+    start_requested: str | None = None
+    """An admin's start of a VM still Stopping (its reason): the autoscaler starts it once
+    its stop is done, as Slurm resumes a node powering down once it is down (a start of a
+    deallocating VM would be refused by Azure). Any start, stop or hold ends it."""
     held_reason: str | None = None
     """Who held it and why ("drained by alice: disk swap"), as its reason said then: kept
     in the reason a registration of a held node writes (a probe lost it to "agent restarted")."""

@@ -9,12 +9,13 @@ timer runs, so idleness is a duration since a stored time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.domain.memory import may_fit
+from shared.domain.states import NodeState
 
 if TYPE_CHECKING:
     from shared.domain.cluster import Node
@@ -282,3 +283,20 @@ def managed_group(node: Node, policy: AutoscalerPolicy) -> str | None:
         if g in policy.groups:
             return g
     return None
+
+
+def asked_starts(
+    nodes: Sequence[Node], managed: Mapping[str, str | None], busy: Collection[str]
+) -> list[tuple[Node, str, str]]:
+    """The Offline VMs an admin asked to start while they were stopping
+    (``Node.start_requested``), with their group and the start's reason: their stop is done,
+    so they start now, whatever the queue (an admin's start), but never a held one."""
+    return [
+        (node, group, f"{node.start_requested} (asked while it stopped; its stop is done)")
+        for node in nodes
+        if node.start_requested
+        and (group := managed.get(node.name))
+        and node.state is NodeState.OFFLINE
+        and node.held is None
+        and node.name not in busy
+    ]

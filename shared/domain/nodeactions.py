@@ -11,8 +11,8 @@ action holds it:
 
 | action  | already when the node is                                              |
 |---------|-----------------------------------------------------------------------|
-| start   | Online, or Starting (on its way Online: a booting VM, an agent asked to register) |
-| stop    | a VM: Offline or Stopping; an on-prem node (never powered off): Draining, held |
+| start   | Online, or Starting (on its way Online: a booting VM, an agent asked to register), or a Stopping VM whose start is asked already |
+| stop    | a VM: Offline or Stopping (no start asked); an on-prem node (never powered off): Draining, held |
 | drain   | Draining, held (an admin's drain; an unheld one becomes held: a change) |
 | offline | Offline, held (an unheld Offline node becomes held: a change)          |
 | remove  | never (a removed node is a 404)                                       |
@@ -31,6 +31,7 @@ _THEN = {
     NodeState.STARTING: ": it is Online once its agent registers",
     NodeState.STOPPING: ": it is Offline once its VM is deallocated",
 }
+_THEN_START = ": it starts once its VM is deallocated"
 
 
 def already(action: str, node: Node, reason: str | None = None) -> str | None:
@@ -40,10 +41,11 @@ def already(action: str, node: Node, reason: str | None = None) -> str | None:
     if new_reason(action, node, reason):
         return None
     state = node.state
+    asked = node.start_requested is not None and state is NodeState.STOPPING
     if action == "start":
-        done = state in (NodeState.ONLINE, NodeState.STARTING)
+        done = state in (NodeState.ONLINE, NodeState.STARTING) or asked
     elif action == "stop" and is_managed(node):
-        done = state in (NodeState.OFFLINE, NodeState.STOPPING)
+        done = state in (NodeState.OFFLINE, NodeState.STOPPING) and not asked
     elif action in ("stop", "drain"):
         done = state is NodeState.DRAINING and node.held == "drain"
     elif action == "offline":
@@ -53,7 +55,8 @@ def already(action: str, node: Node, reason: str | None = None) -> str | None:
     if not done:
         return None
     held = " (held)" if node.held is not None else ""
-    return f"node {node.name} is already {state}{held}{_THEN.get(state, '')}: nothing to do"
+    then = _THEN_START if asked else _THEN.get(state, "")
+    return f"node {node.name} is already {state}{held}{then}: nothing to do"
 
 
 def new_reason(action: str, node: Node, reason: str | None) -> bool:

@@ -69,6 +69,7 @@ def start_node(deps: Deps, node: Node, *, reason: str) -> Node:
     if isinstance(result, ComputeError):
         raise StartRefused(node.name, result)
     read = (node.state_time, node.state_reason)
+    node.start_requested = None  # started: an admin's start asked while it stopped is done
     node.move_to(NodeState.STARTING, reason=reason, now=now)
     try:
         try:

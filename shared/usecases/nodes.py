@@ -54,14 +54,13 @@ def start_nodes(
     for node in nodes:
         if not ownership.is_managed(node):
             online.check(deps, node)
-        elif node.state not in (NodeState.OFFLINE, NodeState.DRAINING):
-            then = "; start it once it is Offline" if node.state is NodeState.STOPPING else ""
+        elif node.state not in (NodeState.OFFLINE, NodeState.DRAINING, NodeState.STOPPING):
             raise Conflict(
                 f"node {node.name} is {node.state}; only an Offline node can be started "
-                f"(a Draining one is brought back Online){then}",
+                "(a Draining one is brought back Online, a Stopping one starts once stopped)",
                 state=node.state.value,
             )
-    _check_max(deps, [n for n in nodes if ownership.is_managed(n) and n.state is NodeState.OFFLINE])
+    _check_max(deps, [n for n in nodes if ownership.is_managed(n) and n.state in _RESTARTED])
     out = []
     for node in nodes:
         if not ownership.is_managed(node):
@@ -70,6 +69,8 @@ def start_nodes(
         if node.state is NodeState.DRAINING:
             out.append(deps.retry(_cancel_drain, deps, node.name))
             deps.kick()  # queued work may go there now, as after an on-prem node's
+        elif node.state is NodeState.STOPPING:
+            out.append(deps.retry(_start_after_stop, deps, node.name, reason))
         else:
             node.held = node.held_reason = None  # an admin's start ends an admin's hold
             try:
@@ -77,6 +78,26 @@ def start_nodes(
             except StartRefused as refused:  # the admin is told what to do next
                 raise StartRefused(node.name, refused.error, advise=True) from None
     return out
+
+
+_RESTARTED = frozenset({NodeState.OFFLINE, NodeState.STOPPING})
+"""Managed nodes an admin's start powers on (a Stopping one once its stop is done)."""
+
+
+def _start_after_stop(deps: Deps, name: str, reason: str) -> Node:
+    """An admin's start of a VM still Stopping: asked on the node (``start_requested``), and
+    the autoscaler starts it once its stop is done (Azure refuses a start while it
+    deallocates: a probe got a 409 to retry by hand). From a fresh read: a node that became
+    Offline meanwhile starts now; one started meanwhile is as it is."""
+    node = deps.store.get_node(name)
+    if node.state is NodeState.OFFLINE:
+        node.held = node.held_reason = None
+        return start_node(deps, node, reason=reason)
+    if node.state is NodeState.STOPPING:
+        node.held = node.held_reason = None  # an admin's start ends an admin's hold
+        node.start_requested = reason
+        deps.store.put_node(node)  # Conflict: retried from a fresh read
+    return node
 
 
 def _check_max(deps: Deps, starting: list[Node]) -> None:
@@ -151,6 +172,9 @@ def stop_node(deps: Deps, node: Node, *, reason: str) -> Node:
     assert deps.compute is not None
     now = deps.clock()
     if node.state in (NodeState.OFFLINE, NodeState.STOPPING):
+        if node.start_requested is not None:  # a stop after a start asked while it stopped
+            node.start_requested = None
+            deps.store.put_node(node)
         return node
     result = deps.compute.deallocate(
         node.name, request_id=f"stop-{node.name}-{now.timestamp():.0f}", now=now
@@ -211,6 +235,7 @@ def offline_nodes(
             deps.store.put_node(node)
         elif node.state is not NodeState.OFFLINE:
             node.held, node.held_reason = "offline", reason
+            node.start_requested = None  # the later action wins
             active = deps.store.active_tasks(node=node.name) + _holding_beside(deps, node.name)
             if node.provider not in (None, "onprem") and deps.compute is not None:
                 # their holds end when its deallocation is known done (autoscale._poll)
