@@ -43,9 +43,9 @@ def sim_replay(
         str,
         typer.Option(
             help="--elastic: fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS], "
-            "anticipate[:SECONDS], ski[:WAIT_WEIGHT], session[:WAIT_WEIGHT] or "
-            "value[:WAIT_WEIGHT] (see shared/domain/warmpool.py, skirental.py, sessions.py "
-            "and waitvalue.py)."
+            "anticipate[:SECONDS], ski[:WAIT_WEIGHT], session[:WAIT_WEIGHT], "
+            "value[:WAIT_WEIGHT] or forecast[:WAIT_WEIGHT] (see shared/domain/warmpool.py, "
+            "skirental.py, sessions.py, waitvalue.py and forecastpool.py)."
         ),
     ] = "value",
     timer: Annotated[
