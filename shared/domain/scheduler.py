@@ -48,6 +48,7 @@ from shared.domain.capacity import FreeCores, Space
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, held
 from shared.domain.jobexclusive import occupancy
+from shared.domain.jumps import Boots, jumpers
 from shared.domain.memoryfit import asked, held_memory
 from shared.domain.models import Host, Task
 from shared.domain.ownership import is_managed
@@ -84,14 +85,28 @@ def schedule(
     *,
     now: float,
     policy: Policy = "easy",
+    boots: Boots | None = None,
 ) -> Decision:
-    """Which requests of ``queue`` (in order) start now, and EASY's reservation."""
+    """Which requests of ``queue`` (in order) start now, and EASY's reservation.
+    ``boots``: the nodes being started; with EASY, requests that fit on free nodes may
+    then start ahead of those that wait for the boots (:mod:`shared.domain.jumps`)."""
     free = FreeCores(spaces)
     starts: list[Start] = []
     growing: list[tuple[int, Request]] = []
     projected = list(busy)
     reservation: Reservation | None = None
     blocked = False  # a request did not fit: later ones are backfill candidates
+    if boots is not None and policy == "easy":
+        queue = list(queue)
+        jumped = set()
+        for req in jumpers(queue, spaces, boots, now):
+            chosen = free.fit(
+                req.cores, req.nodes, req.groups, protocol=req.protocol, job=req.owner
+            )
+            if chosen is not None:
+                _take(req, chosen, free, now, projected, starts, growing)
+                jumped.add(req.key)
+        queue = [r for r in queue if r.key not in jumped]
     for req in queue:
         if free.total <= 0:
             break

@@ -64,6 +64,7 @@ from datetime import timedelta
 from shared.domain.autoscaler import ClusterView, autoscale
 from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy, NodeMemory
 from shared.domain.idlepolicy import IdlePolicy, parse_idle_policy
+from shared.domain.jumps import Boots, Coming
 from shared.domain.models import Task
 from shared.domain.scheduler import Busy, Policy, schedule
 from shared.domain.sessions import SessionAware
@@ -115,6 +116,7 @@ def elastic(
     whole_view: bool = False,
     timer_s: float = 0.0,
     scale_down_delay_s: float = 0.0,
+    jumps: bool = True,
 ) -> tuple[ElasticOutcome, dict[int, float]]:
     """The figures, and each job's start time (by job id). ``whole_view``: no shortcut
     (the autoscaler runs at every event and sees every node and queued task), the
@@ -190,12 +192,14 @@ def elastic(
                 sizing.arrived(now, _nodes(job, cpn))
             i += 1
         if queue and fleet.open:
+            coming = [Coming(n, (), cpn, at) for n, at in fleet.starting.items()]
             decision = schedule(
-                (_request(j, cpn) for j in queue),
+                (replace(_request(j, cpn), queued_at=j.submit) for j in queue),
                 [fleet.space(n) for n in fleet.online],
                 [b for held in busy.values() for b in held],
                 now=now,
                 policy=policy,
+                boots=Boots(coming, boot_delay_s) if jumps and coming else None,
             )
             queue = start_jobs(decision, queue, free, running, starts, ends, now, cpn)
             for s in decision.starts:
