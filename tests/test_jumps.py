@@ -5,13 +5,17 @@ tests of the estimate and the rule, then the scheduler with and without boots.""
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from shared.domain.capacity import Space
-from shared.domain.jumps import Boots, Coming, _Slot, jumpers, projected
+from shared.domain.cluster import Node
+from shared.domain.jumps import Boots, Coming, _Slot, boots_of, jumpers, projected
+from shared.domain.models import Task
 from shared.domain.requests import Busy, Request
-from shared.domain.scheduler import schedule
+from shared.domain.scheduler import plan, schedule
+from shared.domain.states import NodeState
 
 NOW = 1000.0
 B = 180.0
@@ -125,3 +129,28 @@ def test_a_jump_never_raises_the_estimated_total_wait(seed):
     after = sum(projected(moved, slots, NOW, B))
     assert after <= before
     assert all(t == NOW for t in projected(moved, slots, NOW, B)[: len(chosen)])
+
+
+def test_the_clusters_plan_jumps_onto_a_free_vm_while_its_group_boots():
+    """The cluster's path (scheduler.plan, as dispatch calls it): Starting VMs of a group
+    with a boot delay become the boots, each up that delay after it began Starting."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def vm(name: str, state: NodeState) -> Node:
+        return Node(name=name, cores=1, groups=["AzureNodes"], provider="local",
+                    state=state, state_time=t0 - timedelta(seconds=60))  # fmt: skip
+
+    up = [vm("a", NodeState.ONLINE), vm("x1", NodeState.ONLINE), vm("x2", NodeState.ONLINE)]
+    coming = [vm(n, NodeState.STARTING) for n in ("b", "c", "d")]
+    queued = [
+        Task(job_id=1, id=1, command="true", nodes=3, submit_time=t0),
+        Task(job_id=2, id=1, command="true", submit_time=t0),
+    ]
+    used = {"x1": 1, "x2": 1}
+    assert plan(queued, up, used, now=t0) == []  # EASY keeps a for the head
+    boots = boots_of([*up, *coming], {"AzureNodes": 180.0}, t0)
+    assert boots is not None
+    assert [c.ready_at for c in boots.coming] == [t0.timestamp() + 120] * 3
+    placed = plan(queued, up, used, now=t0, boots=boots)
+    assert [(p.job_id, p.node) for p in placed] == [(2, "a")]
+    assert boots_of(up, {"AzureNodes": 180.0}, t0) is None  # nothing Starting

@@ -21,12 +21,15 @@ no request is passed over for longer than one boot delay.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 from shared.domain.capacity import Space
+from shared.domain.cluster import Node
 from shared.domain.requests import Request
+from shared.domain.states import NodeState
 
 
 class Coming(NamedTuple):
@@ -46,6 +49,24 @@ class Boots:
     boot_delay_s: float
     protect_s: float | None = None
     """A request queued this long is not delayed by a jump (None: one boot delay)."""
+
+
+def boots_of(
+    nodes: Sequence[Node], boot_delays: Mapping[str, float], now: datetime
+) -> Boots | None:
+    """The cluster's nodes being started (Starting, in a group whose ``bootDelayS`` is in
+    ``boot_delays``), each up its group's boot delay after it began Starting (not before
+    now); None: none."""
+    at = now.timestamp()
+    coming = []
+    for n in nodes:
+        if n.state is not NodeState.STARTING:
+            continue
+        delay = next((boot_delays[g] for g in n.groups if g in boot_delays), None)
+        if delay is not None:
+            ready = max(at, n.state_time.timestamp() + delay)
+            coming.append(Coming(n.name, tuple(n.groups), n.cores, ready))
+    return Boots(coming, max(boot_delays.values())) if coming else None
 
 
 class _Slot(NamedTuple):

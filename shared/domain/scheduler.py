@@ -246,6 +246,7 @@ def request(task: Task) -> Request:
         memory_mb=task.min_memory_mb,
         job=task.job_id,
         job_exclusive=task.job_exclusive,
+        queued_at=task.submit_time.timestamp(),
     )
 
 
@@ -257,11 +258,13 @@ def plan(
     running: Sequence[Task | Holding] = (),
     now: datetime | None = None,
     policy: Policy = "easy",
+    boots: Boots | None = None,
 ) -> list[Placement]:
     """Placements for as many of ``queued`` (already in scheduling order) as fit.
     ``running`` (the active tasks) gives EASY its projection where their limits are known;
-    ``used`` must count the cores of every node a task holds (:func:`hosts.used_cores`)."""
-    decision = decide(queued, nodes, used, running=running, now=now, policy=policy)
+    ``used`` must count the cores of every node a task holds (:func:`hosts.used_cores`);
+    ``boots``: the nodes being started (:func:`shared.domain.jumps.boots_of`), for jumps."""
+    decision = decide(queued, nodes, used, running=running, now=now, policy=policy, boots=boots)
     by_name = {n.name: n for n in nodes}
     out = []
     for start in decision.starts:
@@ -282,6 +285,7 @@ def decide(
     running: Sequence[Task | Holding] = (),
     now: datetime | None = None,
     policy: Policy = "easy",
+    boots: Boots | None = None,
 ) -> Decision:
     """:func:`plan`'s decision as it is (starts keyed by (job id, task id), and EASY's
     reservation): the pending reasons read the reservation from it."""
@@ -311,7 +315,7 @@ def decide(
         for h in held(t)
         if h.node in free
     ]
-    return schedule((request(t) for t in queued), spaces, busy, now=at, policy=policy)
+    return schedule((request(t) for t in queued), spaces, busy, now=at, policy=policy, boots=boots)
 
 
 def tier(node: Node) -> int:
