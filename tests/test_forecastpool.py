@@ -4,10 +4,13 @@ Table and property tests of the pure rules, then its name and the node groups' r
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
 
 import pytest
 
+from hpc.localcluster import hpc_command
 from shared.domain.forecastpool import ForecastPool
 from shared.domain.idlepolicy import group_idle_policy, parse_idle_policy
 from shared.domain.rateparts import HOUR_S, WEEK_HOURS, RateMix, WeekProfile
@@ -135,3 +138,23 @@ def test_forecast_parses_and_is_named_by_its_weight():
 def test_a_node_group_refuses_forecast_with_the_reason():
     with pytest.raises(ValueError, match="simulator only.*users or job ends"):
         group_idle_policy("forecast:30")
+
+
+def test_the_cli_replays_forecast_with_and_without_jumps(tmp_path):
+    trace = tmp_path / "three.swf"
+    trace.write_text(
+        "1 0 0 20 1 -1 -1 1 20 -1 1 1 1 -1 1 -1 -1 -1\n"
+        "2 5 0 10 2 -1 -1 2 10 -1 1 2 1 -1 1 -1 -1 -1\n"
+        "3 40 0 10 1 -1 -1 1 10 -1 1 1 1 -1 1 -1 -1 -1\n"
+    )
+    base = [*hpc_command(), "sim", "replay", str(trace), "--nodes", "4"]
+    for extra in ([], ["--no-jumps"]):
+        out = subprocess.run(
+            [*base, "--elastic", "--boot-delay", "10", "--idle-policy", "forecast:20",
+             *extra, "--json"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["policy"]["idle_policy"] == "forecast:20"
+    plain = subprocess.run([*base, "--no-jumps"], capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 2 and "--no-jumps" in plain.stderr and "--elastic" in plain.stderr

@@ -124,7 +124,8 @@ def elastic(
     at multiples of it (a timer function's schedule; the scheduler still runs at every
     event, as its queue trigger does), at the first after anything changed.
     ``scale_down_delay_s``: ``HPC_SCALE_DOWN_DELAY_S`` (no stop that soon after the group
-    grew)."""
+    grew). ``jumps``: the scheduler is told of the Starting nodes, as the cluster's is
+    (:mod:`shared.domain.jumps`); False: plain EASY."""
     t0 = time.perf_counter()
     cpn = cores_per_node
     fleet = Fleet(nodes, cpn)
@@ -373,6 +374,7 @@ def frontier(
     idle_times: Sequence[int] = FRONTIER_S,
     timer_s: float = 0.0,
     scale_down_delay_s: float = 0.0,
+    jumps: bool = True,
 ) -> list[ElasticOutcome]:
     """The fixed-idle policies' figures, one per idle time."""
     return [
@@ -385,6 +387,7 @@ def frontier(
             policy=policy,
             timer_s=timer_s,
             scale_down_delay_s=scale_down_delay_s,
+            jumps=jumps,
         )[0]
         for s in idle_times
     ]
