@@ -67,10 +67,13 @@ def test_projected_starts(widths, n_free, ready, starts):
         ([req("h", 3), req("j")], 1, [], []),
         # it fits after the head anyway: no jump needed
         ([req("h", 2), req("j")], 3, [NOW + 100], []),
-        # the head has waited a boot delay: it is not passed over
-        ([req("h", 3, queued_at=NOW - B), req("j")], 1, [NOW + 100] * 2, []),
-        # queued for less: it is
-        ([req("h", 3, queued_at=NOW - B + 1), req("j")], 1, [NOW + 100] * 2, ["j"]),
+        # the head, queued a boot delay and a second ago, would wait past two boot delays
+        # (its fresh boot, 180 s from now): no jump
+        ([req("h", 3, queued_at=NOW - B - 1), req("j")], 1, [NOW + 100] * 2, []),
+        # queued a boot delay ago: it waits exactly two, and may be passed over
+        ([req("h", 3, queued_at=NOW - B), req("j")], 1, [NOW + 100] * 2, ["j"]),
+        # a surplus boot: the head loses nothing, however long it has waited
+        ([req("h", 3, queued_at=NOW - 10 * B), req("j")], 1, [NOW + 100] * 3, ["j"]),
         # two jumpers for two free nodes, in queue order; the third finds none
         ([req("h", 4), req("a"), req("b"), req("c")], 2, [NOW + 100] * 6, ["a", "b"]),
         # too wide for the free nodes

@@ -15,8 +15,9 @@ of those comes up, or, if they do not suffice, a fresh boot from now (it holds t
 the autoscaler starts the rest for it). A later request J that would start now on free nodes but whose turn
 gives it a later start jumps if the starts of the requests ahead of it are delayed by less,
 in all, than J's wait is shortened (requests behind J get the same nodes either way).
-A request queued for ``protect_s`` or more (a boot delay) is never delayed by a jump, so
-no request is passed over for longer than one boot delay.
+No jump delays a request past ``2 x protect_s`` (two boot delays) from when it was
+queued: its own boot and one more. (A stricter rule, no request queued for a boot delay
+delayed at all, added 0.18 s to KTH-SP2's mean wait; this one never bound there.)
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class Boots:
     coming: Sequence[Coming]
     boot_delay_s: float
     protect_s: float | None = None
-    """A request queued this long is not delayed by a jump (None: one boot delay)."""
+    """No jump delays a request's estimated start past twice this from when it was queued
+    (None: one boot delay)."""
 
 
 def boots_of(
@@ -138,7 +140,7 @@ def jumpers(
             if r is req or r.key not in ahead:
                 continue
             lost = t - ahead[r.key]
-            if lost > 0 and r.queued_at is not None and now - r.queued_at >= protect:
+            if lost > 0 and r.queued_at is not None and t - r.queued_at > 2 * protect:
                 guarded = True
                 break
             delay += max(0.0, lost)
