@@ -157,3 +157,11 @@ def test_the_clusters_plan_jumps_onto_a_free_vm_while_its_group_boots():
     placed = plan(queued, up, used, now=t0, boots=boots)
     assert [(p.job_id, p.node) for p in placed] == [(2, "a")]
     assert boots_of(up, {"AzureNodes": 180.0}, t0) is None  # nothing Starting
+
+
+def test_only_the_window_at_the_head_is_weighed():
+    queue = [req("h", 3), *(req(f"q{i}", 2) for i in range(4)), req("j")]
+    boots = Boots(booting(NOW + 100, NOW + 100, NOW + 100), B, window=5)
+    assert jumpers(queue, free(1), boots, NOW) == []  # j is the 6th
+    wide = Boots(booting(NOW + 100, NOW + 100, NOW + 100), B, window=6)
+    assert [r.key for r in jumpers(queue, free(1), wide, NOW)] == ["j"]
