@@ -188,7 +188,7 @@ def test_the_replay_shortcuts_change_no_decision(seed):
     # whole_view: the autoscaler runs at every event and sees every node and queued task
     jobs, cpn, nodes, boot = _random_workload(seed)
     policies = ("fixed:0", "fixed:60", "adaptive:0", "adaptive", "keep", "anticipate", "ski:3")
-    for text in (*policies, "session", "session:0", "value", "value:3"):
+    for text in (*policies, "session", "session:0", "value", "value:3", "forecast", "forecast:3"):
         idle = parse_idle_policy(text)
         fast, fast_starts = elastic(
             jobs, idle=idle, nodes=nodes, cores_per_node=cpn, boot_delay_s=boot

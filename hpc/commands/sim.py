@@ -43,9 +43,9 @@ def sim_replay(
         str,
         typer.Option(
             help="--elastic: fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS], "
-            "anticipate[:SECONDS], ski[:WAIT_WEIGHT], session[:WAIT_WEIGHT] or "
-            "value[:WAIT_WEIGHT] (see shared/domain/warmpool.py, skirental.py, sessions.py "
-            "and waitvalue.py)."
+            "anticipate[:SECONDS], ski[:WAIT_WEIGHT], session[:WAIT_WEIGHT], "
+            "value[:WAIT_WEIGHT] or forecast[:WAIT_WEIGHT] (see shared/domain/warmpool.py, "
+            "skirental.py, sessions.py, waitvalue.py and forecastpool.py)."
         ),
     ] = "value",
     timer: Annotated[
@@ -73,6 +73,14 @@ def sim_replay(
             "(six more replays)."
         ),
     ] = False,
+    jumps: Annotated[
+        bool,
+        typer.Option(
+            help="--elastic: a job that fits on free nodes may start ahead of jobs that wait "
+            "for booting nodes, as the cluster's scheduler does (shared/domain/jumps.py); "
+            "--no-jumps: plain EASY."
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Replay TRACE: each job asks for its logged processors and requested time and runs its
@@ -101,7 +109,7 @@ def sim_replay(
             "and are left out"
         )
     if elastic:
-        timing = {"timer_s": timer, "scale_down_delay_s": scale_down_delay}
+        timing = {"timer_s": timer, "scale_down_delay_s": scale_down_delay, "jumps": jumps}
         _elastic(
             trace, jobs, nodes, cores_per_node, policy, boot_delay, idle_policy, frontier,
             as_json, timing,
@@ -134,6 +142,7 @@ ELASTIC_ONLY = {
     "timer": "--timer",
     "scale_down_delay": "--scale-down-delay",
     "frontier": "--frontier",
+    "jumps": "--no-jumps",
 }
 """The options only an elastic replay reads (by parameter name): without --elastic they
 would be dropped silently, and a plain replay's figures taken for theirs."""
@@ -223,4 +232,5 @@ def _elastic(
 def _timing(timing: dict[str, float]) -> str:
     timer, delay = timing["timer_s"], timing["scale_down_delay_s"]
     out = f", autoscaler every {timer:g} s" if timer else ""
-    return out + (f", scale-down delay {delay:g} s" if delay else "")
+    out += f", scale-down delay {delay:g} s" if delay else ""
+    return out + ("" if timing.get("jumps", True) else ", no jumps")

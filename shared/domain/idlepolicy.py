@@ -1,7 +1,8 @@
 """Idle policies as users name them: ``hpc sim replay --idle-policy`` and a node group's
 ``idlePolicy`` (``hpc nodegroup set --idle-policy``) parse the same text here into the pure
 rules of :mod:`shared.domain.warmpool`, :mod:`shared.domain.skirental`,
-:mod:`shared.domain.sessions` and :mod:`shared.domain.waitvalue`, so the simulator and the
+:mod:`shared.domain.sessions`, :mod:`shared.domain.waitvalue` and
+:mod:`shared.domain.forecastpool`, so the simulator and the
 cluster's timer mean the same thing."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.domain.forecastpool import ForecastPool
 from shared.domain.sessions import SessionKeep
 from shared.domain.skirental import SkiKeep
 from shared.domain.waitvalue import VALUE_WAIT_WEIGHT, ValuePool
@@ -25,7 +27,7 @@ SESSION_HEADROOM = 1.0
 
 @dataclass(frozen=True)
 class IdlePolicy:
-    kind: Literal["fixed", "adaptive", "keep", "anticipate", "ski", "session", "value"]
+    kind: Literal["fixed", "adaptive", "keep", "anticipate", "ski", "session", "value", "forecast"]
     idle_s: int
     """fixed: the idle time before a stop; adaptive: that of nodes beyond the warm pool."""
     headroom: float = 2.0
@@ -33,7 +35,7 @@ class IdlePolicy:
     start_headroom: float = 0.0
     """anticipate: nodes started ahead, x the demand expected within one boot delay."""
     wait_weight: float = SKI_WAIT_WEIGHT
-    """ski, session, value: a second of a job's wait for a boot, in node-seconds."""
+    """ski, session, value, forecast: a second of a job's wait for a boot, in node-seconds."""
 
     @property
     def name(self) -> str:
@@ -71,6 +73,8 @@ class IdlePolicy:
             )
         if self.kind == "value":
             return ValuePool(boot_delay_s, max_nodes, self.wait_weight, tau_s=self.tau_s)
+        if self.kind == "forecast":
+            return ForecastPool(boot_delay_s, max_nodes, self.wait_weight)
         return AdaptivePool(
             boot_delay_s,
             max_nodes,
@@ -82,14 +86,19 @@ class IdlePolicy:
         )
 
 
-_DEFAULT_WEIGHT = {"ski": SKI_WAIT_WEIGHT, "session": SKI_WAIT_WEIGHT, "value": VALUE_WAIT_WEIGHT}
+_DEFAULT_WEIGHT = {
+    "ski": SKI_WAIT_WEIGHT,
+    "session": SKI_WAIT_WEIGHT,
+    "value": VALUE_WAIT_WEIGHT,
+    "forecast": VALUE_WAIT_WEIGHT,
+}
 """The kinds named by their wait weight, and its default (left out of the name)."""
 
 
 def parse_idle_policy(text: str) -> IdlePolicy:
     """``fixed:300`` (seconds), ``adaptive[:60]``, ``keep[:0]``, ``anticipate[:0]``,
-    ``ski[:W]``, ``session[:W]`` or ``value[:W]`` (W: node-seconds a second of wait is
-    worth); ValueError otherwise."""
+    ``ski[:W]``, ``session[:W]``, ``value[:W]`` or ``forecast[:W]`` (W: node-seconds a
+    second of wait is worth); ValueError otherwise."""
     kind, _, arg = text.strip().partition(":")
     if kind == "fixed" and arg:
         seconds = _seconds(arg, text)
@@ -109,10 +118,12 @@ def parse_idle_policy(text: str) -> IdlePolicy:
         return IdlePolicy("session", 0, SESSION_HEADROOM, wait_weight=_weight(arg, text))
     if kind == "value":
         return IdlePolicy("value", 0, wait_weight=_weight(arg, text, VALUE_WAIT_WEIGHT))
+    if kind == "forecast":
+        return IdlePolicy("forecast", 0, wait_weight=_weight(arg, text, VALUE_WAIT_WEIGHT))
     raise ValueError(
         "idle policy must be fixed:SECONDS, adaptive[:SECONDS], keep[:SECONDS], "
-        "anticipate[:SECONDS], ski[:WAIT_WEIGHT], session[:WAIT_WEIGHT] or "
-        f"value[:WAIT_WEIGHT], got {text!r}"
+        "anticipate[:SECONDS], ski[:WAIT_WEIGHT], session[:WAIT_WEIGHT], "
+        f"value[:WAIT_WEIGHT] or forecast[:WAIT_WEIGHT], got {text!r}"
     )
 
 
@@ -144,7 +155,7 @@ def group_idle_policy(text: str) -> IdlePolicy | None:
     if policy.kind not in GROUP_KINDS:
         raise ValueError(
             f"idlePolicy {text!r} runs in the simulator only (the cluster keeps a demand "
-            f"forecast per group, not idle gaps or users); a node group takes {GROUP_FORMS}"
+            f"forecast per group, not idle gaps, users or job ends); a node group takes {GROUP_FORMS}"
         )
     return policy
 

@@ -35,6 +35,9 @@ class Request:
     """Its job (None: the request is its own job, as in the simulator)."""
     job_exclusive: bool = False
     """Its job is job-exclusive: only nodes no other job uses (shared.domain.jobexclusive)."""
+    queued_at: float | None = None
+    """Since when it waits (epoch seconds; None: unknown): one queued a boot delay is not
+    passed over by a jump (shared.domain.jumps)."""
 
     @property
     def owner(self) -> Hashable:

@@ -49,6 +49,7 @@ from shared.domain.capacity import MANAGED_TIER, FreeCores, Space
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, held
 from shared.domain.jobexclusive import occupancy
+from shared.domain.jumps import Boots, jumpers
 from shared.domain.memoryfit import asked, held_memory
 from shared.domain.models import Host, Task
 from shared.domain.ownership import is_managed
@@ -85,14 +86,28 @@ def schedule(
     *,
     now: float,
     policy: Policy = "easy",
+    boots: Boots | None = None,
 ) -> Decision:
-    """Which requests of ``queue`` (in order) start now, and EASY's reservation."""
+    """Which requests of ``queue`` (in order) start now, and EASY's reservation.
+    ``boots``: the nodes being started; with EASY, requests that fit on free nodes may
+    then start ahead of those that wait for the boots (:mod:`shared.domain.jumps`)."""
     free = FreeCores(spaces)
     starts: list[Start] = []
     growing: list[tuple[int, Request]] = []
     projected = list(busy)
     reservation: Reservation | None = None
     blocked = False  # a request did not fit: later ones are backfill candidates
+    if boots is not None and policy == "easy":
+        queue = list(queue)
+        jumped = set()
+        for req in jumpers(queue, spaces, boots, now):
+            chosen = free.fit(
+                req.cores, req.nodes, req.groups, protocol=req.protocol, job=req.owner
+            )
+            if chosen is not None:
+                _take(req, chosen, free, now, projected, starts, growing)
+                jumped.add(req.key)
+        queue = [r for r in queue if r.key not in jumped]
     for req in queue:
         if free.total <= 0:
             break
@@ -232,6 +247,7 @@ def request(task: Task) -> Request:
         memory_mb=task.min_memory_mb,
         job=task.job_id,
         job_exclusive=task.job_exclusive,
+        queued_at=task.submit_time.timestamp(),
     )
 
 
@@ -243,11 +259,13 @@ def plan(
     running: Sequence[Task | Holding] = (),
     now: datetime | None = None,
     policy: Policy = "easy",
+    boots: Boots | None = None,
 ) -> list[Placement]:
     """Placements for as many of ``queued`` (already in scheduling order) as fit.
     ``running`` (the active tasks) gives EASY its projection where their limits are known;
-    ``used`` must count the cores of every node a task holds (:func:`hosts.used_cores`)."""
-    decision = decide(queued, nodes, used, running=running, now=now, policy=policy)
+    ``used`` must count the cores of every node a task holds (:func:`hosts.used_cores`);
+    ``boots``: the nodes being started (:func:`shared.domain.jumps.boots_of`), for jumps."""
+    decision = decide(queued, nodes, used, running=running, now=now, policy=policy, boots=boots)
     by_name = {n.name: n for n in nodes}
     out = []
     for start in decision.starts:
@@ -268,6 +286,7 @@ def decide(
     running: Sequence[Task | Holding] = (),
     now: datetime | None = None,
     policy: Policy = "easy",
+    boots: Boots | None = None,
 ) -> Decision:
     """:func:`plan`'s decision as it is (starts keyed by (job id, task id), and EASY's
     reservation): the pending reasons read the reservation from it."""
@@ -297,7 +316,7 @@ def decide(
         for h in held(t)
         if h.node in free
     ]
-    return schedule((request(t) for t in queued), spaces, busy, now=at, policy=policy)
+    return schedule((request(t) for t in queued), spaces, busy, now=at, policy=policy, boots=boots)
 
 
 def tier(node: Node) -> int:

@@ -185,15 +185,24 @@ class ValuePool:
         changes where its net value line crosses a smaller size's (or zero's)."""
         rate = self.forecast.rate_at(now)
         candidates = slopes(self.widths.shares(), self.boot_delay_s, weight)
-        best = best_of(rate, candidates, self.max_nodes)
-        if best == 0 or rate <= 0:
+        crossing = shrink_rate(rate, candidates, self.max_nodes)
+        if crossing is None:
             return math.inf
-        slope = dict(candidates)[best]
-        # net(m) = r x slope_m - m; best stays best while r x slope - best >= r x s_m - m
-        crossing = best / slope  # net(best) = 0
-        for m, s in candidates:
-            if m < best and s < slope:
-                crossing = max(crossing, (best - m) / (slope - s))
         if crossing >= rate:
             return now
         return now + self.forecast.tau_s * math.log(rate / crossing) + 1e-6
+
+
+def shrink_rate(rate: float, candidates: list[tuple[int, float]], max_pool: int) -> float | None:
+    """The rate below which the best pool at ``rate`` (:func:`best_of`) stops being best
+    (None: it is 0, a falling rate cannot shrink it)."""
+    best = best_of(rate, candidates, max_pool)
+    if best == 0 or rate <= 0:
+        return None
+    slope = dict(candidates)[best]
+    # net(m) = r x slope_m - m; best stays best while r x slope - best >= r x s_m - m
+    crossing = best / slope  # net(best) = 0
+    for m, s in candidates:
+        if m < best and s < slope:
+            crossing = max(crossing, (best - m) / (slope - s))
+    return crossing

@@ -64,6 +64,7 @@ from datetime import timedelta
 from shared.domain.autoscaler import ClusterView, autoscale
 from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy, NodeMemory
 from shared.domain.idlepolicy import IdlePolicy, parse_idle_policy
+from shared.domain.jumps import Boots, Coming
 from shared.domain.models import Task
 from shared.domain.scheduler import Busy, Policy, schedule
 from shared.domain.sessions import SessionAware
@@ -115,6 +116,7 @@ def elastic(
     whole_view: bool = False,
     timer_s: float = 0.0,
     scale_down_delay_s: float = 0.0,
+    jumps: bool = True,
 ) -> tuple[ElasticOutcome, dict[int, float]]:
     """The figures, and each job's start time (by job id). ``whole_view``: no shortcut
     (the autoscaler runs at every event and sees every node and queued task), the
@@ -122,7 +124,8 @@ def elastic(
     at multiples of it (a timer function's schedule; the scheduler still runs at every
     event, as its queue trigger does), at the first after anything changed.
     ``scale_down_delay_s``: ``HPC_SCALE_DOWN_DELAY_S`` (no stop that soon after the group
-    grew)."""
+    grew). ``jumps``: the scheduler is told of the Starting nodes, as the cluster's is
+    (:mod:`shared.domain.jumps`); False: plain EASY."""
     t0 = time.perf_counter()
     cpn = cores_per_node
     fleet = Fleet(nodes, cpn)
@@ -190,12 +193,14 @@ def elastic(
                 sizing.arrived(now, _nodes(job, cpn))
             i += 1
         if queue and fleet.open:
+            coming = [Coming(n, (), cpn, at) for n, at in fleet.starting.items()]
             decision = schedule(
-                (_request(j, cpn) for j in queue),
+                (replace(_request(j, cpn), queued_at=j.submit) for j in queue),
                 [fleet.space(n) for n in fleet.online],
                 [b for held in busy.values() for b in held],
                 now=now,
                 policy=policy,
+                boots=Boots(coming, boot_delay_s) if jumps and coming else None,
             )
             queue = start_jobs(decision, queue, free, running, starts, ends, now, cpn)
             for s in decision.starts:
@@ -369,6 +374,7 @@ def frontier(
     idle_times: Sequence[int] = FRONTIER_S,
     timer_s: float = 0.0,
     scale_down_delay_s: float = 0.0,
+    jumps: bool = True,
 ) -> list[ElasticOutcome]:
     """The fixed-idle policies' figures, one per idle time."""
     return [
@@ -381,6 +387,7 @@ def frontier(
             policy=policy,
             timer_s=timer_s,
             scale_down_delay_s=scale_down_delay_s,
+            jumps=jumps,
         )[0]
         for s in idle_times
     ]

@@ -10,18 +10,19 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from shared.domain import eligibility, lifecycle, scheduler
 from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, Seat, held, host_list, used_cores
 from shared.domain.jobspec import sweep_command
+from shared.domain.jumps import Boots, boots_of
 from shared.domain.messages import SCHEDULER_LOCK_MS, TASK_MEMORY_ENV, RunTask
 from shared.domain.models import Host, Task
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.protocol import carries_owner
 from shared.domain.specvalues import sweep_path
-from shared.domain.states import JobState
+from shared.domain.states import JobState, NodeState
 from shared.domain.taskrange import TaskRange
 from shared.errors import Conflict, NotFound
 from shared.ports.bus import MAX_MESSAGE_BYTES, OutgoingMessage
@@ -57,11 +58,14 @@ def schedule_pass(deps: Deps) -> int:
     """One scheduler pass; returns how many tasks it dispatched. It ends within
     PASS_BUDGET (between two commits), kicking the next pass if work is left."""
     started = deps.clock()
-    view = _view(deps, deps.store.list_nodes(), deps.store.holdings())
+    listed = deps.store.list_nodes()
+    view = _view(deps, listed, deps.store.holdings())
     if view is None:
         return 0  # nothing can be placed: do not read the queue at all
     nodes, active, used, queued = view
-    placements = scheduler.plan(queued, nodes, used, running=active, now=deps.clock())
+    now = deps.clock()
+    boots = _boots(deps, listed, now)
+    placements = scheduler.plan(queued, nodes, used, running=active, now=now, boots=boots)
     if not placements:
         return 0
     tasks = {(t.job_id, t.id): t for t in queued}
@@ -98,8 +102,20 @@ def preview(
     view = _view(deps, nodes, active)
     if view is None:
         return None
+    listed = nodes
     nodes, active, used, queued = view
-    return scheduler.decide(queued, nodes, used, running=active, now=deps.clock()), queued
+    now = deps.clock()
+    boots = _boots(deps, listed, now)
+    return scheduler.decide(queued, nodes, used, running=active, now=now, boots=boots), queued
+
+
+def _boots(deps: Deps, listed: Sequence[Node], now: datetime) -> Boots | None:
+    """The nodes being started, for the scheduler's jumps (shared.domain.jumps): the
+    groups' boot delays are read only when a node is Starting."""
+    if not any(n.state is NodeState.STARTING for n in listed):
+        return None
+    delays = {g.name: g.boot_delay_s for g in deps.store.list_groups() if g.provider}
+    return boots_of(listed, delays, now) if delays else None
 
 
 def _view(

@@ -1,0 +1,159 @@
+"""Jumps: a queued request that fits on free nodes now starts ahead of requests that wait
+for booting nodes, when that lowers the estimated total wait. Pure; used by
+:mod:`shared.domain.scheduler` before its EASY pass, in the cluster and the simulator alike.
+
+Why: with an autoscaled group, the head of the queue often waits for nodes being started;
+it will start when they come up, not when what runs ends. EASY's reservation knows only
+what runs, so it keeps the free nodes for the head and a 1-node request behind it waits
+too, for nothing: the head would have started no sooner. (KTH-SP2, ``value``: jobs that
+waited while enough nodes were free added about 1 s to the mean wait, 97% of it behind a
+head that waited for boots.)
+
+The estimate (:func:`projected`) takes the requests in order, each on the eligible free
+nodes first, then the booting nodes that come up first; its start is now, or when the last
+of those comes up, or, if they do not suffice, a fresh boot from now (it holds them and
+the autoscaler starts the rest for it). A later request J that would start now on free nodes but whose turn
+gives it a later start jumps if the starts of the requests ahead of it are delayed by less,
+in all, than J's wait is shortened (requests behind J get the same nodes either way).
+No jump delays a request past ``2 x protect_s`` (two boot delays) from when it was
+queued: its own boot and one more. (A stricter rule, no request queued for a boot delay
+delayed at all, added 0.18 s to KTH-SP2's mean wait; this one never bound there.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+from shared.domain.capacity import Space
+from shared.domain.cluster import Node
+from shared.domain.requests import Request
+from shared.domain.states import NodeState
+
+
+class Coming(NamedTuple):
+    """A node being started: what it will offer and when."""
+
+    name: str
+    groups: tuple[str, ...]
+    cores: int
+    ready_at: float
+
+
+JUMP_WINDOW = 64
+"""Queued requests weighed for jumps, from the head: a jump reorders the head of the queue,
+and the weighing costs about the window squared x the nodes (5,000 requests took 17 s)."""
+
+
+@dataclass(frozen=True)
+class Boots:
+    """The nodes being started, and how long a node started now takes to come up."""
+
+    coming: Sequence[Coming]
+    boot_delay_s: float
+    protect_s: float | None = None
+    """No jump delays a request's estimated start past twice this from when it was queued
+    (None: one boot delay)."""
+    window: int = JUMP_WINDOW
+    """Only the first this many queued requests are weighed (each weighing projects the
+    requests ahead of it)."""
+
+
+def boots_of(
+    nodes: Sequence[Node], boot_delays: Mapping[str, float], now: datetime
+) -> Boots | None:
+    """The cluster's nodes being started (Starting, in a group whose ``bootDelayS`` is in
+    ``boot_delays``), each up its group's boot delay after it began Starting (not before
+    now); None: none."""
+    at = now.timestamp()
+    coming = []
+    for n in nodes:
+        if n.state is not NodeState.STARTING:
+            continue
+        delay = next((boot_delays[g] for g in n.groups if g in boot_delays), None)
+        if delay is not None:
+            ready = max(at, n.state_time.timestamp() + delay)
+            coming.append(Coming(n.name, tuple(n.groups), n.cores, ready))
+    return Boots(coming, max(boot_delays.values())) if coming else None
+
+
+class _Slot(NamedTuple):
+    name: str
+    groups: tuple[str, ...]
+    cores: int
+    ready_at: float
+
+
+def _fits(req: Request, slot: _Slot) -> bool:
+    groups_ok = not req.groups or any(g in req.groups for g in slot.groups)
+    return groups_ok and slot.cores >= req.cores
+
+
+def projected(
+    order: Sequence[Request], slots: Sequence[_Slot], now: float, boot_delay_s: float
+) -> list[float]:
+    """Each request's estimated start, in ``order``, on ``slots`` (free nodes at ``now``,
+    then booting ones by the time they come up)."""
+    left = sorted(slots, key=lambda s: s.ready_at)
+    starts = []
+    for req in order:
+        picked = []
+        for i, s in enumerate(left):
+            if _fits(req, s):
+                picked.append(i)
+                if len(picked) == req.nodes:
+                    break
+        if len(picked) < req.nodes:  # it takes them and waits for fresh boots for the rest
+            starts.append(now + boot_delay_s)
+        else:
+            starts.append(max(left[i].ready_at for i in picked))
+        for i in reversed(picked):
+            del left[i]
+    return starts
+
+
+def jumpers(
+    queue: Sequence[Request], free: Sequence[Space], boots: Boots, now: float
+) -> list[Request]:
+    """The requests that jump, in queue order (a request's :attr:`Request.queued_at` says
+    since when it waits; None: it is not protected)."""
+    free_slots = [_Slot(s.name, s.groups, s.free, now) for s in free if s.free > 0]
+    if not boots.coming or not free_slots:
+        return []
+    slots = free_slots + [_Slot(c.name, c.groups, c.cores, c.ready_at) for c in boots.coming]
+    protect = boots.boot_delay_s if boots.protect_s is None else boots.protect_s
+    order = list(queue[: boots.window])
+    chosen: list[Request] = []
+    for req in queue[: boots.window]:
+        if req.exclusive or req.job_exclusive or req.memory_mb is not None:
+            continue  # the estimate counts cores only
+        if req.nodes > len(free_slots):
+            continue  # it cannot start now
+        at = order.index(req)
+        if at == len(chosen):
+            continue  # nothing ahead of it but jumpers
+        before = projected(order[: at + 1], slots, now, boots.boot_delay_s)
+        if before[-1] <= now:
+            continue  # it starts now anyway
+        moved = [*chosen, req, *order[len(chosen) : at]]
+        after = projected(moved, slots, now, boots.boot_delay_s)
+        if after[len(chosen)] > now:
+            continue  # it would not start now either
+        ahead = {r.key: t for r, t in zip(order[:at], before[:at], strict=True)}
+        delay = 0.0
+        guarded = False
+        for r, t in zip(moved, after, strict=True):
+            if r is req or r.key not in ahead:
+                continue
+            lost = t - ahead[r.key]
+            if lost > 0 and r.queued_at is not None and t - r.queued_at > 2 * protect:
+                guarded = True
+                break
+            delay += max(0.0, lost)
+        if guarded or delay >= before[-1] - now:
+            continue
+        chosen.append(req)
+        order = moved + order[at + 1 :]
+    return chosen
