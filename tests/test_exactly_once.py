@@ -105,7 +105,7 @@ def test_a_control_plane_that_was_away_does_not_declare_live_nodes_dead(cp, cloc
 # 2 ------------------------------------------------------------------------------------
 
 
-def test_assignments_carry_the_incarnation_and_a_new_one_requeues_the_old_ones_work(cp):
+def test_assignments_carry_the_incarnation_and_a_new_one_requeues_the_old_ones_work(cp, clock):
     old = register(cp, "n1", cores=2)
     job = cp.submit(sweep(2))
     cp.schedule_pass()
@@ -117,6 +117,7 @@ def test_assignments_carry_the_incarnation_and_a_new_one_requeues_the_old_ones_w
     # The new agent drops and reports the old assignments: nothing changes.
     new.send(*[new.refused(r) for r in stale])
     assert {(t.state, t.attempt) for t in cp.list_tasks(job.id)} == {(Q, 1)}
+    clock.advance(10.5)  # an end of the old incarnation may be in flight for an events lock
     cp.schedule_pass()
     assert {r.incarnation for r in new.runs()} == {new.incarnation}
 
@@ -357,3 +358,44 @@ def test_a_restarted_agent_carries_recorded_ends_so_a_finished_task_is_not_reque
     assert (finished.state, finished.attempt) == (F, 0)
     assert (requeued.state, requeued.attempt) == (Q, 1)
     assert cp.get_job(job.id).task_counts == {F: 1, Q: 1}
+
+
+def test_an_end_locked_by_a_dead_control_plane_is_waited_for_after_a_new_registration(cp, clock):
+    """A probe: kill -9 of the whole ``hpc up`` tree. The agent had sent the task's end,
+    which the dying control plane held locked on the events queue; the restarted agent's
+    registration requeued the task at once, attempt 1 ran to its end within 5 s, and
+    attempt 0's end, back after the lock, was dropped: the task ran to its end twice. Now
+    the next attempt waits one events lock (10 s) or until that end comes."""
+    old = register(cp, "n1", cores=1)
+    job = cp.submit(sweep(1))
+    cp.schedule_pass()
+    [run] = old.runs()
+    old.send(old.started(run))
+    late = old.ended(run)  # sent, but held locked by the control plane that died
+    new = AgentDouble(cp, "n1", cores=1, host_id=old.host_id)
+    assert new.register().accepted  # no end record: the old agent had sent its end
+    task = cp.get_task(job.id, 1)
+    assert (task.state, task.attempt) == (Q, 1)
+    clock.advance(4)
+    assert cp.schedule_pass() == 0  # held: attempt 0's end may still come
+    cp.apply_events([late])  # the lock ran out: the end comes back
+    task = cp.get_task(job.id, 1)
+    assert (task.state, task.exit_code) == (F, 0)
+    assert cp.schedule_pass() == 0 and new.runs() == []
+    assert cp.get_job(job.id).task_counts == {F: 1}
+
+
+def test_a_requeued_attempt_whose_end_never_comes_starts_after_one_events_lock(cp, clock):
+    old = register(cp, "n1", cores=1)
+    cp.submit(sweep(1))
+    cp.schedule_pass()
+    [run] = old.runs()
+    old.send(old.started(run))
+    new = AgentDouble(cp, "n1", cores=1, host_id=old.host_id)
+    assert new.register().accepted
+    clock.advance(9)
+    assert cp.schedule_pass() == 0
+    clock.advance(1.5)  # past the events lock: nothing of attempt 0 can be in flight
+    assert cp.schedule_pass() == 1
+    [again] = new.runs()
+    assert (again.task_id, again.attempt) == (1, 1)

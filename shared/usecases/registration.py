@@ -16,7 +16,7 @@ from datetime import timedelta
 from shared.domain import lifecycle, ownership
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_group, canonical_groups, new_groups_note
-from shared.domain.messages import RegisterNode, Registration, TaskEnded
+from shared.domain.messages import EVENTS_LOCK_MS, RegisterNode, Registration, TaskEnded
 from shared.domain.protocol import tells_timeout
 from shared.errors import Conflict, NotFound
 from shared.usecases.deps import Deps
@@ -108,13 +108,18 @@ def recorded_ends(req: RegisterNode, previous: int) -> list[TaskEnded]:
 
 def requeue_ended_incarnations(deps: Deps, node_name: str, current: int, *, why: str) -> bool:
     """Requeue the attempts an earlier incarnation of the node held: that agent is gone (or
-    its incarnation is over: ``why``)."""
+    its incarnation is over: ``why``). Their next attempts wait one events-queue lock
+    (EVENTS_LOCK_MS) or until their end comes: an end the old agent sent may sit locked by
+    a control plane that died with it, and comes back only then (a probe: kill -9 of the
+    whole ``hpc up`` tree; attempt 1 ran to its end 4 s after the new registration, before
+    attempt 0's end came back, and the task ran twice)."""
     held = [
         t
         for t in deps.store.active_tasks(node=node_name)
         if t.incarnation is not None and t.incarnation != current
     ]
-    return lose_attempts(deps, held, lambda _t: why, count=True)
+    until = deps.clock() + timedelta(milliseconds=EVENTS_LOCK_MS)
+    return lose_attempts(deps, held, lambda _t: why, count=True, may_run_until=until)
 
 
 def _ensure_groups(deps: Deps, node_name: str, names: Iterable[str]) -> str | None:
