@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from shared.adapters.local_compute import LocalProvider
+from shared.domain.autoscaler_notes import GONE
 from shared.domain.states import NodeState
 from shared.errors import Conflict
 from shared.ports.compute import ErrorKind
@@ -275,3 +276,38 @@ def test_an_admins_stop_reason_outlives_the_vms_agent_going_down(cp, provider, c
     assert [t.state.value for t in cp.list_tasks(job.id)] == ["Finished"]
     logged = [e for e in read_log(cp.deps, limit=50) if e.get("node") == name]
     assert any("stopped by alice: maint" in e.get("reason", "") for e in logged), logged
+
+
+def test_vms_lost_with_a_killed_hpc_up_are_offline_and_started_again(
+    cp,  # noqa: F811
+    provider,
+    clock,  # noqa: F811
+    tmp_path,
+):
+    """A probe: kill -9 of the whole ``hpc up`` tree with AzureNodes VMs Online; restarted,
+    the local provider knew none of them and the nodes stayed Unreachable for 25 minutes,
+    the job Queued ("at its maxNodes"), a stop of one Stopping for ever. Now a node the
+    provider's whole list lacks is Offline once unheard, and the queue starts it again."""
+    [name] = managed(cp, provider, 1)
+    cp.node_action("start", [name])
+    agent = AgentDouble(cp, name, cores=1, groups=(AZ,))
+    assert agent.register().accepted
+    restarted = LocalProvider(tmp_path / "vms-after-restart")  # it knows no VM
+    cp.deps.compute = restarted
+    try:
+        for _ in range(int(cp.settings.heartbeat_timeout_s) // 2 + 2):
+            cp.reconcile()  # every 2 s; the agent died with the tree: unheard
+            clock.advance(2)
+        assert cp.store.get_node(name).state is NodeState.UNREACHABLE
+        job = cp.submit({"command": "x", "nodeGroups": [AZ]})
+        cp.autoscale()
+        node = cp.store.get_node(name)
+        assert (node.state, node.state_reason) == (NodeState.OFFLINE, GONE)
+        restarted.faults.never_joins.add(name)
+        clock.advance(1)
+        cp.autoscale()  # the queued job starts it again: its VM is created anew
+        assert cp.store.get_node(name).state is NodeState.STARTING
+        assert name in restarted.power_states()
+        assert cp.get_job(job.id).state.value == "Queued"
+    finally:
+        restarted.close()

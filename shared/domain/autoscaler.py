@@ -167,6 +167,8 @@ class _Run:
             timeout = self.policy.deployment_timeout
             if node.state is _STOPPING and power in OFF_STATES:
                 self.order("offline", node, group, autoscaler_notes.stopped(node, power))
+            elif power is None and self.view.listed and node.state in _NO_VM_NEEDED:
+                self.order("offline", node, group, autoscaler_notes.GONE)
             elif power in OFF_STATES and node.state in _RUNS_AGENT:
                 # A Starting node is judged by its start operation and the deployment timeout
                 # instead: a VM list may still say "deallocated" just after a start began.
@@ -384,6 +386,8 @@ _DRAINING, _OFFLINE = NodeState.DRAINING, NodeState.OFFLINE
 _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
 """Not counted toward min_nodes when an idle node may stop (see shrink)."""
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})
+_NO_VM_NEEDED = frozenset({NodeState.UNREACHABLE, NodeState.STOPPING})
+"""Offline if the provider lists no VM (a probe's stayed Unreachable or Stopping 25 min)."""
 
 _FRESH = NodeMemory()
 """The memory of a node nothing is remembered about (shared: it is frozen)."""

@@ -71,7 +71,12 @@ class ClusterView:
     used_cores: Mapping[str, int] = field(default_factory=dict)
     """Cores held by active (Dispatching, Running) tasks per node."""
     power: Mapping[str, PowerState] = field(default_factory=dict)
-    """VM power states from the provider; a node missing here is not judged by it."""
+    """VM power states from the provider; a node missing here is not judged by it, unless
+    ``listed``."""
+    listed: bool = False
+    """``power`` is the provider's whole list of the cluster's VMs (its call succeeded): a
+    node missing from it has no VM (deleted outside the cluster, or a local provider's
+    "VM" lost with a killed ``hpc up``)."""
     failures: Sequence[StartFailure] = ()
     reserved: Reserved | None = None
     """The scheduler's unknown-time reservation, if any (:class:`Reserved`)."""

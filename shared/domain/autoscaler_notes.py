@@ -125,6 +125,10 @@ def not_joined(timeout: timedelta) -> str:
     )
 
 
+GONE = "its VM is gone (the provider lists no VM of its name): Offline; a start creates it again"
+"""Why an Unreachable or Stopping node whose VM the provider does not list is Offline."""
+
+
 def stopped(node: Node, power: str) -> str:
     """A Stopping node's reason once its VM is off. A failed start's stays failed (a probe saw
     "the stop is done" 5 s after "did not join", and no trace of the failure)."""

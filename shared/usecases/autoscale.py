@@ -114,6 +114,7 @@ def run(deps: Deps) -> Decision | None:
             queued=queued,
             used_cores=used,
             power={} if isinstance(power, ComputeError) else power,
+            listed=not isinstance(power, ComputeError),
             failures=failures,
             reserved=reserved(nodes, queued, active, used, now),
             occupied=occupancy(active),
