@@ -20,6 +20,7 @@ from functions.bodies import BadRequest, no_body, only_params, read_json
 from functions.context import control
 from functions.keys import answered, idempotency_key, json_text
 from functions.routing import created, route
+from functions.unavailable import HEALTH_PROBE, UNREACHABLE, unavailable
 from shared.auth import authenticate
 from shared.domain.access import ADMIN, check_may_change, may_change
 from shared.domain.cluster import Principal
@@ -83,6 +84,9 @@ def api(handler: Handler) -> Callable[[func.HttpRequest], func.HttpResponse]:
             if e.status == 401:  # the scheme a client should answer with (RFC 6750 §3)
                 response.headers["WWW-Authenticate"] = 'Bearer realm="hybridhpc"'
             return response
+        except UNREACHABLE as e:
+            log.warning("%s %s: a backing service does not answer: %s", req.method, req.url, e)
+            return unavailable()
         except Exception:
             log.exception("%s %s failed", req.method, req.url)
             return _json({"error": "internal error; see the control plane log"}, 500)
@@ -185,9 +189,14 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     """Health, without a token: 503 saying what to set while the settings cannot make a
     control plane (``hpc up`` stops on it)."""
     try:
-        control()
+        control().store.get_meta(HEALTH_PROBE)  # one point read: the store answers
     except Misconfigured as exc:
         return _json({"status": "misconfigured", "error": str(exc)}, 503)
+    except NotFound:
+        pass  # it answered
+    except UNREACHABLE as exc:
+        body = {"status": "store unreachable", "error": f"the store does not answer: {exc}"}
+        return _json(body, 503)
     return _json({"status": "ok"})
 
 
