@@ -28,7 +28,9 @@ def control() -> ControlPlane:
                     compute = build_compute(settings)
                 except ValidationError as exc:  # one clause a setting, not pydantic's dump
                     said = "; ".join(
-                        str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()
+                        (f"HPC_{str(e['loc'][0]).upper()}: " if e.get("loc") else "")
+                        + str(e["msg"]).removeprefix("Value error, ")
+                        for e in exc.errors()
                     )
                     raise Misconfigured(f"the control plane's settings are wrong: {said}") from None
                 except ValueError as exc:

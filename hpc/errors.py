@@ -118,7 +118,7 @@ def _expected(detail: Any) -> str:
     if kind in _BOUNDS and _BOUNDS[kind][0] in ctx:
         key, words = _BOUNDS[kind]
         return f"must be {words} {ctx[key]}"
-    message = str(detail.get("msg", "not valid"))
+    message = str(detail.get("msg", "not valid")).removeprefix("Value error, ")
     return message.replace("Input should be", "expected", 1)
 
 

@@ -6,15 +6,19 @@ lists them with working local defaults.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BeforeValidator, Field, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.domain.memory import parse_mb
+
+BLOB_CONTAINER = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+"""Azure Blob container names (their own "--" rule is checked beside)."""
 
 MEMORY_SIZE = "MB (16384) or a size (16G, 1.5T), 1 MB to 64 TB"
 """What an agent's memory setting accepts (``--memory-mb``, HPC_AGENT_MEMORY_MB)."""
@@ -163,6 +167,18 @@ class Settings(BaseSettings):
     """A started node whose agent has not joined by then is stopped and counted as failed."""
     scale_down_delay_s: float = 600.0
     """No scale-down of a group this soon after it grew."""
+
+    @field_validator("blob_container")
+    @classmethod
+    def _container_name(cls, v: str) -> str:
+        """Azure's rule for a container name, checked at start: a probe's 2-letter name was
+        taken, and every task's output upload failed (OutOfRangeInput), each in a traceback."""
+        if not BLOB_CONTAINER.fullmatch(v) or "--" in v:
+            raise ValueError(
+                "not a Blob container name: 3-63 lowercase letters, digits and single "
+                "hyphens, starting and ending with a letter or digit"
+            )
+        return v
 
     @model_validator(mode="after")
     def _heard_before_lost(self) -> Settings:

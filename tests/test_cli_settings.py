@@ -31,6 +31,11 @@ from tests.cli_fixtures import StandIn, assert_one_error_line, hpc
         ("HPC_SCHEDULER_WINDOW", "0", "must be at least 1"),
         ("HPC_MAX_TASKS_PER_JOB", "-5", "must be at least 1"),
         ("HPC_MAX_BODY_BYTES", "0", "must be at least 1024"),
+        # a fault probe: taken, then every task's output upload failed (OutOfRangeInput)
+        ("HPC_BLOB_CONTAINER", "ab", "not a Blob container name: 3-63 lowercase letters"),
+        ("HPC_BLOB_CONTAINER", "Output", "not a Blob container name"),
+        ("HPC_BLOB_CONTAINER", "a--b", "not a Blob container name"),
+        ("HPC_BLOB_CONTAINER", "-abc", "not a Blob container name"),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_the_variable_its_value_and_what_is_expected(
