@@ -76,13 +76,24 @@ wait_port() {  # name port pidfile
     die "$1 did not answer on port $2 within 10 s; see $RUN/$1.log"
 }
 
+alive() {  # pidfile: its process runs (a killed one not reaped yet is a zombie: not alive)
+    local pid
+    [[ -f "$1" ]] || return 1
+    pid="$(cat "$1")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]
+}
+
 start_one() {  # name port command...
     local name="$1" port="$2"; shift 2
     local pidfile="$RUN/$name.pid"
-    if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    # running only if its process lives and answers on its port (a probe's kill -9'd
+    # stand-in was "already running" by its stale pid file, and hpc up then failed)
+    if alive "$pidfile" && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "emulators: $name already running (pid $(cat "$pidfile"))" >&2
         return 0
     fi
+    rm -f "$pidfile"
     nohup "$@" >"$RUN/$name.log" 2>&1 &
     echo $! >"$pidfile"
     wait_port "$name" "$port" "$pidfile"
@@ -124,7 +135,7 @@ status() {
     local name pidfile
     for name in cosmos azurite; do
         pidfile="$RUN/$name.pid"
-        if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        if alive "$pidfile"; then
             echo "$name: running (pid $(cat "$pidfile"))"
         else
             echo "$name: stopped"
