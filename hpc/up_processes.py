@@ -344,18 +344,27 @@ class ClusterProcesses:
             self.console.print(strip_controls(tail), markup=False, highlight=False)
             self.console.rule(style="dim")
 
-    # --- running -------------------------------------------------------------
-
     def supervise(self) -> int:
-        """Block until a stop signal (0) or the control plane's death (1)."""
+        """Until a stop signal (0) or the control plane's death unless started again (1), as
+        an agent (hpc/up_restarts.py; a probe's kill -9 of it stopped the cluster)."""
         while not self.stopper.stop.wait(0.5):
-            if self.host is not None and not self.host.alive():
-                self.console.log(
-                    f"[red]the control plane exited with code {self.host.proc.returncode}; "
-                    f"stopping (see {safe(self.host.log_path)})"
-                )
-                self._print_tail(self.host)
-                return 1
+            host = self.host
+            if host is not None and not host.alive():
+                code, now = host.proc.returncode, time.monotonic()
+                refusal = restart_refusal(code, host.restarts.made, now)
+                then = "starting it again" if refusal is None else f"stopping ({refusal})"
+                self.console.log(f"[red]the control plane {exit_text(code)}; {then}")
+                self._print_tail(host)
+                if refusal is not None or self.stopper.stop.wait(RESTART_AFTER_S):
+                    return 0 if refusal is None else 1
+                host.log_file.close()
+                try:
+                    self.start_host()
+                except CliError as e:
+                    self.console.log(f"[red]{e}")
+                    return 1
+                assert self.host is not None
+                self.host.restarts = Restarts(made=[*host.restarts.made, now])
             self.report_dead_agents(restart=True)
         return 0
 

@@ -133,3 +133,39 @@ def test_an_agent_killed_after_its_task_ended_unreported_is_started_again_and_th
         assert _agent_of(cluster, "onprem-1") != agent  # a new agent runs the node
         assert "agent onprem-1 was killed by SIGKILL; starting it again" in cluster.log()
         print(f"\nrestart: the end reported {waited:.1f} s after the kill")
+
+
+def _host_of(cluster: LocalCluster) -> int:
+    """The pid of this ``hpc up``'s control plane (its child ``python -m devhost``)."""
+    for pid in pids():
+        fields = stat_fields(pid)
+        if fields is None or int(fields[1]) != cluster.proc.pid:
+            continue
+        if b"devhost" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+            return pid
+    raise AssertionError("no control plane of this hpc up")
+
+
+@pytest.mark.e2e
+def test_a_killed_control_plane_is_started_again_and_the_job_goes_on(tmp_path: Path) -> None:
+    """A fault probe: kill -9 of the control plane stopped the whole local cluster ("the
+    control plane exited; stopping"). It is started again, as an agent is, and the queued
+    work runs on; every task runs to its end once."""
+    runs = tmp_path / "runs"
+    command = f"echo $HPC_TASK_ID >> {runs}; sleep 0.2"
+    with LocalCluster(tmp_path / "hpc", nodes=1, cores=2, env=SLOW_TIMEOUT) as cluster:
+        cluster.wait_for(lambda: "Ctrl-C to stop" in cluster.log(), timeout_s=60, what="up")
+        job_id = cluster.submit({"name": "on", "tasks": [{"command": command, "sweep": "1-20"}]})
+        cluster.wait_for(lambda: runs.exists(), timeout_s=30, what="the first task")
+        host = _host_of(cluster)
+        os.kill(host, signal.SIGKILL)
+        cluster.wait_for(
+            lambda: "the control plane was killed by SIGKILL; starting it again" in cluster.log(),
+            timeout_s=30,
+            what="the restart said",
+        )
+        job = cluster.wait_job(job_id, timeout_s=120)
+        assert job["state"] == "Finished", job
+        assert sorted(map(int, runs.read_text().split())) == list(range(1, 21))
+        assert cluster.proc.poll() is None  # hpc up runs on
+        assert _host_of(cluster) != host
