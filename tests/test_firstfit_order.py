@@ -241,7 +241,7 @@ def _reserved(queued: list[Task], nodes: list[Node], running: list[Holding]) -> 
     for h in running:
         for s in h.hosts:
             used[s.node] = used.get(s.node, 0) + s.cores
-    return hold_of(decide(queued, nodes, used, running=running, now=T0), queued, nodes)
+    return hold_of(decide(queued, nodes, used, running=running, now=T0), queued)
 
 
 def disagreements(cases: int = 1000, seed: int = 2026, *, limits: bool = False) -> list[int]:

@@ -289,8 +289,8 @@ def template_set(
                     f"template {name} was changed by someone else meanwhile; run the command again"
                 ) from None
             raise
-    if changes.get("allowedUsers"):
-        _warn_unknown_users(changes["allowedUsers"])
+        if changes.get("allowedUsers"):
+            _warn_unknown_users(client, changes["allowedUsers"])
     if as_json:
         print_json(saved)
         return
@@ -298,11 +298,10 @@ def template_set(
     stdout_console().print(f"template {dash(saved.get('name'))} {verb}", markup=False)
 
 
-def _warn_unknown_users(allowed: list[str]) -> None:
+def _warn_unknown_users(client: Any, allowed: list[str]) -> None:
     """A warning (stderr) per allowed name no user has: the template is saved (users may be
     added after it), but a misspelt or miscased name would refuse its user later."""
-    with api_client() as client:
-        users = [u["name"] for u in client.list_users().get("users", [])]
+    users = [u["name"] for u in client.list_users().get("users", [])]
     for line in unknown_allowed_users(allowed, users):
         stderr_console().print(Text(f"warning: {line}"), soft_wrap=True)
 

@@ -17,7 +17,6 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from shared.domain.autoscaler_io import Reserved
-from shared.domain.cluster import Node
 from shared.domain.growshrink import AutoscalerPolicy, GroupMemory, fits_node
 from shared.domain.models import Task
 from shared.domain.scheduler import Decision
@@ -50,9 +49,9 @@ def may_grow_for(
     return False
 
 
-def hold_of(decision: Decision, window: Sequence[Task], nodes: Sequence[Node]) -> Reserved | None:
-    """The scheduler's reservation of a pass over ``window`` (the queue's head, in order) on
-    ``nodes``, as the autoscaler's first fit holds it: on each reserved node, the cores free
+def hold_of(decision: Decision, window: Sequence[Task]) -> Reserved | None:
+    """The scheduler's reservation of a pass over ``window`` (the queue's head, in order), as
+    the autoscaler's first fit holds it: on each reserved node, the cores free
     when the reserved task blocked less the scheduler's spare there (what stays free at its
     projected start: :attr:`Reservation.held`). Holding the reserved task's own cores
     instead kept out later tasks the scheduler lets in where running tasks end before that
@@ -61,9 +60,7 @@ def hold_of(decision: Decision, window: Sequence[Task], nodes: Sequence[Node]) -
     if res is None:
         return None
     task = next(t for t in window if (t.job_id, t.id) == res.key)
-    size = {n.name: n.cores for n in nodes}
-    held = {n: res.held.get(n, size[n] if task.exclusive else task.cores) for n in res.nodes}
     return Reserved(
-        (task.job_id, task.id), held, res.at, task.job_exclusive, task.min_memory_mb,
+        (task.job_id, task.id), dict(res.held), res.at, task.job_exclusive, task.min_memory_mb,
         held_mb=dict(res.held_mb),
     )  # fmt: skip

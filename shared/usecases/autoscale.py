@@ -168,9 +168,7 @@ def reserved(
     if free == 0:
         return None  # a pass reads no queue: nothing is reserved
     head = queued[: free + 1]
-    return hold_of(
-        scheduler.decide(head, registered, used, running=active, now=now), head, registered
-    )
+    return hold_of(scheduler.decide(head, registered, used, running=active, now=now), head)
 
 
 def _poll(deps: Deps, now: datetime, lost: list[StartFailure]) -> list[StartFailure]:

@@ -112,25 +112,29 @@ def apply_events(deps: Deps, events: Sequence[Event]) -> None:
     units: list[tuple[Callable[..., bool], tuple[Any, ...]]] = []
     pending: dict[int, list[TaskEvent]] = defaultdict(list)
     beats: dict[str, Heartbeat] = {}
+    after: dict[str, list[Event]] = {}  # each node's events after its last heartbeat
 
     def flush() -> None:
         for job_id, evs in pending.items():
             units.extend((_task_unit, (deps, job_id, part)) for part in _per_tasks(evs))
         pending.clear()
 
-    ordered = lifecycle.in_order(events)
-    for ev in ordered:
+    for ev in lifecycle.in_order(events):
         if isinstance(ev, TaskStarted | TaskEnded | AssignmentRefused):
             pending[ev.job_id].append(ev)
+            if ev.node in after:
+                after[ev.node].append(ev)
         elif isinstance(ev, Heartbeat):
             beats[ev.node] = ev  # in order: the last one says all the earlier ones did
+            after[ev.node] = []
         else:
             flush()
             fn = _register if isinstance(ev, RegisterNode) else _stopping
             units.append((fn, (deps, ev)))
     flush()
     units += [
-        (_heartbeat, (deps, lifecycle.brought_up_to_date(beat, ordered))) for beat in beats.values()
+        (_heartbeat, (deps, lifecycle.brought_up_to_date(beat, after[node])))
+        for node, beat in beats.items()
     ]
     _run_units(deps, units)
 

@@ -66,11 +66,13 @@ def start_nodes(
         if not ownership.is_managed(node):
             out.append(online.bring_online(deps, node.name))
             continue
+        if node.state is NodeState.STOPPING:
+            node = deps.retry(_ask_start, deps, node.name, reason)  # Offline by now: started
         if node.state is NodeState.DRAINING:
             out.append(deps.retry(_cancel_drain, deps, node.name))
             deps.kick()  # queued work may go there now, as after an on-prem node's
-        elif node.state is NodeState.STOPPING:
-            out.append(deps.retry(_start_after_stop, deps, node.name, reason))
+        elif node.state is not NodeState.OFFLINE:  # still Stopping (asked), or started since
+            out.append(node)
         else:
             node.held = node.held_reason = None  # an admin's start ends an admin's hold
             try:
@@ -84,15 +86,12 @@ _RESTARTED = frozenset({NodeState.OFFLINE, NodeState.STOPPING})
 """Managed nodes an admin's start powers on (a Stopping one once its stop is done)."""
 
 
-def _start_after_stop(deps: Deps, name: str, reason: str) -> Node:
+def _ask_start(deps: Deps, name: str, reason: str) -> Node:
     """An admin's start of a VM still Stopping: asked on the node (``start_requested``), and
     the autoscaler starts it once its stop is done (Azure refuses a start while it
-    deallocates: a probe got a 409 to retry by hand). From a fresh read: a node that became
-    Offline meanwhile starts now; one started meanwhile is as it is."""
+    deallocates: a probe got a 409 to retry by hand). The node as read afresh: one that
+    became Offline meanwhile is started by the caller."""
     node = deps.store.get_node(name)
-    if node.state is NodeState.OFFLINE:
-        node.held = node.held_reason = None
-        return start_node(deps, node, reason=reason)
     if node.state is NodeState.STOPPING:
         node.held = node.held_reason = None  # an admin's start ends an admin's hold
         node.start_requested = reason

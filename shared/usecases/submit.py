@@ -178,15 +178,12 @@ def check_memory(
             _check_task_memory(task.nodes, task.min_cores, need, believed, managed, sizes, where)
         except InvalidRequest as refused:
             per_core = spec.memory_per_core_mb
-            own = "min_memory_mb" in task.model_fields_set
-            if per_core is not None and not own:
-                # its cores times the memory per core: say so, the user gave no total
-                per = shown(per_core)
-                raise InvalidRequest(
-                    f"{refused} (its {task.min_cores} core(s) x memoryPerCoreMb {per}; "
-                    "ask for less memory per core or fewer cores)"
-                ) from None
-            raise
+            if per_core is None or "min_memory_mb" in task.model_fields_set:
+                raise
+            raise InvalidRequest(  # its cores times the memory per core: the user gave no total
+                f"{refused} (its {task.min_cores} core(s) x memoryPerCoreMb {shown(per_core)}; "
+                "ask for less memory per core or fewer cores)"
+            ) from None
 
 
 def _check_task_memory(

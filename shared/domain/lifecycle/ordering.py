@@ -31,8 +31,9 @@ def in_order(events: Iterable[Event]) -> list[Event]:
 
 
 def brought_up_to_date(beat: Heartbeat, later: Iterable[Event]) -> Heartbeat:
-    """``beat`` as of the node's last event in a batch (``later``: the batch, in order):
-    attempts its node started after it are running, attempts that ended after it are not.
+    """``beat`` as of the node's last event in a batch (``later``: its events after it, in
+    order; others are passed over): attempts its node started after it are running,
+    attempts that ended after it are not.
 
     A batch applies each node's last heartbeat after its task events (one snapshot does for
     all); applied as sent, a heartbeat older than an end in the same batch listed the ended
