@@ -153,7 +153,7 @@ class Agent:
         if self._stop.is_set():
             return
         cfg = self.config
-        self._identity = claim(cfg.name, cfg.state_dir)
+        self._identity = claim(cfg.name, cfg.state_dir, wait_s=cfg.name_wait_s)
         try:
             self.tasks.wait_for_predecessor()
             if not self._register():

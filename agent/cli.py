@@ -40,6 +40,7 @@ def run_agent(
     memory_mb: int | str | None = None,
     settings: Settings | None = None,
     enforce_memory: bool | None = None,
+    wait_for_name_s: float | None = None,
 ) -> int:
     """Run an agent in this process until SIGTERM or SIGINT; returns the exit code
     (0 after a clean stop, 2 for a bad name, group, core count or memory or --run-as-owner
@@ -63,6 +64,7 @@ def run_agent(
         "run_as_owner": run_as_owner or None,
         "enforce_memory": enforce_memory or None,
         "memory_mb": memory_mb or settings.agent_memory_mb,
+        "name_wait_s": wait_for_name_s,
     }
     try:
         config = AgentConfig.model_validate(
@@ -173,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="kill a task whose processes use more memory than it asked for (minMemoryMb); "
         "it fails saying so (default: HPC_AGENT_ENFORCE_MEMORY, else off)",
     )
+    parser.add_argument(
+        "--wait-for-name",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long for an earlier agent of this name (same folder) to exit, as a "
+        "service restarted by its manager does (default: refuse at once)",
+    )
     return parser
 
 
@@ -185,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_as_owner=args.run_as_owner,
         memory_mb=args.memory_mb,
         enforce_memory=args.enforce_memory,
+        wait_for_name_s=args.wait_for_name,
     )
 
 

@@ -62,6 +62,9 @@ class AgentConfig(BaseModel):
     state_dir: Path | None = None
     """This node's folder on this machine (lock file, host id; see agent/identity.py).
     ``hpc agent run`` uses $HPC_HOME/agents/<name>; None: no lock, a random host id."""
+    name_wait_s: float = Field(default=0.0, ge=0, le=3600)
+    """How long to wait for an earlier agent of this name in ``state_dir`` to exit before
+    giving up with NameInUse (``--wait-for-name``; 0: give up at once)."""
     registration_retry_s: float = Field(default=5.0, gt=0)
     """How often an unanswered registration is sent again (the control plane may be down)."""
     recent_ended_s: float = Field(default_factory=_default_recent_ended_s, gt=0)

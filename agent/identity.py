@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,17 +35,25 @@ class Identity:
             self._lock_fd = None
 
 
-def claim(node: str, state_dir: Path | None) -> Identity:
+def claim(node: str, state_dir: Path | None, *, wait_s: float = 0.0) -> Identity:
     """Take the node's lock in ``state_dir`` (raises NameInUse) and read or create its host id.
-    Without a state folder (tests, throw-away agents) the host id is random and nothing is locked."""
+    Without a state folder (tests, throw-away agents) the host id is random and nothing is locked.
+    ``wait_s``: how long an earlier agent of the name may take to exit first (a local VM booted
+    again while its last agent still stops: shared/adapters/local_vms.py)."""
     if state_dir is None:
         return Identity(node, uuid.uuid4().hex, None)
     state_dir.mkdir(parents=True, exist_ok=True)
     lock_path = state_dir / "agent.lock"
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise NameInUse(

@@ -7,6 +7,8 @@ state changes), never fixed sleeps.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +125,39 @@ def test_delete_forgets_the_vm_and_kills_its_process(provider, bus):
     assert provider.power_states() == {} and not process_alive(pid)
     missing = provider.start("az-1", request_id="s2", now=NOW)
     assert isinstance(missing, ComputeError) and missing.kind is ErrorKind.NOT_FOUND
+
+
+def test_a_restarted_provider_boots_again_at_once_the_vms_that_were_on_and_only_those(home, bus):
+    """Its VMs outlive the provider, as Azure's outlive the control plane (shared/adapters/
+    local_vms.py): a fault probe's kill of the whole cluster left a task that ended on a VM
+    unreported, and the task ran again. The new VM agent waits for the old one to exit."""
+    before = LocalProvider(home, env=child_env(home), cwd=ROOT, boot_delay_s=30)
+    created(before, "on-1")
+    created(before, "off-1")
+    before.boot_delay_s = 0
+    op(before.start("on-1", request_id="s", now=NOW))
+    cp = ControlPlane(bus, node="on-1")
+    registered(cp, "on-1")
+    old = before.pid("on-1")
+    assert old is not None
+    # The control plane that ran `before` is killed: nothing of it runs any more, but its VM
+    # still does, and a new provider starts on the same home.
+    after = LocalProvider(home, env=child_env(home), cwd=ROOT, boot_delay_s=30)
+    try:
+        assert after.power_states() == {"on-1": PowerState.RUNNING, "off-1": PowerState.DEALLOCATED}
+        assert after.pid("on-1") not in (None, old)
+        os.kill(old, signal.SIGTERM)  # the old agent stops (PDEATHSIG does this for real)
+        cp.wait_for(NodeStopping, lambda e: e.node == "on-1", timeout=30)
+        registered(ControlPlane(bus, node="on-1"), "on-1")  # the new one took the name over
+        assert after.power_states()["on-1"] is PowerState.RUNNING
+        stop = op(after.deallocate("on-1", request_id="d", now=NOW))
+        wait_until(lambda: after.poll(stop, now=NOW).status == "succeeded", 15, "deallocated")
+        op(after.delete("off-1", request_id="x", now=NOW))
+    finally:
+        after.close()
+    again = LocalProvider(home, env=child_env(home), cwd=ROOT)
+    assert again.power_states() == {"on-1": PowerState.DEALLOCATED}  # off, and off-1 deleted
+    assert again.pid("on-1") is None
 
 
 # ----------------------------------------------------------------- faults

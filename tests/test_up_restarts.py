@@ -6,6 +6,7 @@ rule as a table, the supervisor with played processes, then end to end."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -20,7 +21,7 @@ from hpc import up_processes
 from hpc.localcluster import LocalCluster
 from hpc.up_processes import Child, ClusterProcesses, Stopper
 from hpc.up_restarts import BURST, WINDOW_S, exit_text, restart_refusal
-from tests.helpers import pids, stat_fields
+from tests.helpers import pids, stat_fields, wait_until
 
 
 @pytest.mark.parametrize(
@@ -169,3 +170,56 @@ def test_a_killed_control_plane_is_started_again_and_the_job_goes_on(tmp_path: P
         assert sorted(map(int, runs.read_text().split())) == list(range(1, 21))
         assert cluster.proc.poll() is None  # hpc up runs on
         assert _host_of(cluster) != host
+
+
+def _tree(root: int) -> list[int]:
+    """``root`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for pid in pids():
+        fields = stat_fields(pid)
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+@pytest.mark.e2e
+def test_a_task_that_outlives_the_kill_of_the_whole_cluster_on_a_vm_runs_once(
+    tmp_path: Path,
+) -> None:
+    """A fault probe: kill -9 of every process of `hpc up` mid-sweep, then `hpc up` again. A
+    task on a local VM outlived its agent and watchdog, ended with its end recorded only in
+    the VM's folder, and the restarted control plane ran it again (the VM came back only when
+    work needed it). The VM is now booted again with the control plane (its record in
+    $HPC_HOME/vms says it was on), and its agent reports the end."""
+    runs, go = tmp_path / "runs", tmp_path / "go"
+    command = f"echo run >> {runs}; while [ ! -e {go} ]; do sleep 0.05; done; echo end >> {runs}"
+    env = {**SLOW_TIMEOUT, "HPC_AUTOSCALE_SCHEDULE": "* * * * * *", "HPC_LOCAL_BOOT_DELAY_S": "0"}
+    cluster = LocalCluster(tmp_path / "hpc", nodes=0, cores=1, env=env, azure_nodes=1)
+    with cluster:
+        job_id = cluster.submit({"nodeGroups": ["AzureNodes"], "tasks": [{"command": command}]})
+        cluster.wait_for(lambda: runs.exists(), timeout_s=60, what="the task to start on a VM")
+        tree = _tree(cluster.proc.pid)
+        task = next(
+            p for p in tree if str(runs).encode() in Path(f"/proc/{p}/cmdline").read_bytes()
+        )
+        task_group = stat_fields(task)[2]  # type: ignore[index]
+        others = [p for p in tree if (f := stat_fields(p)) is not None and f[2] != task_group]
+        for sig in (signal.SIGSTOP, signal.SIGKILL):  # all at once: no watchdog sees its agent
+            for pid in others:  # die and ends the task first (the control plane, the VM's agent
+                with contextlib.suppress(ProcessLookupError):  # and its watchdog)
+                    os.kill(pid, sig)
+        cluster.proc.wait(10)
+        go.touch()  # the task outlived them all, and now ends
+        wait_until(lambda: "end" in runs.read_text(), 10, "the task's end, with nothing up")
+        cluster._http = None
+        cluster.start()  # `hpc up` again, on the same HPC_HOME
+        job = cluster.wait_job(job_id, timeout_s=120)
+        assert runs.read_text().split() == ["run", "end"]  # ran to its end once
+        assert job["state"] == "Finished", job
+        task_row = cluster.get(f"/api/jobs/{job_id}/tasks/1")
+        assert (task_row["attempt"], task_row["requeueCount"]) == (0, 0), task_row

@@ -9,8 +9,11 @@ cleanly and says so); delete forgets it. Fault switches (:class:`LocalFaults`,
 quota, a VM whose agent never joins, an eviction.
 
 Power states are derived from the process (alive, booting, gone), so they are
-true even when an agent dies by itself. What the provider remembers lives in
-this object only: it serves one long-lived process (``hpc up``, the local host).
+true even when an agent dies by itself. It serves one long-lived process (``hpc up``, the
+local host); each VM's spec and power are also kept on disk (``local_vms.py``), so a
+restarted control plane finds its VMs and boots again at once those that were on, as an
+Azure VM outlives the control plane (a task that ended after a kill of the whole cluster
+is reported by its VM's agent, not run again).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from shared.adapters.local_vms import VmRegistry
 from shared.ports.compute import (
     Action,
     ComputeError,
@@ -68,9 +72,12 @@ class _Vm:
 log = logging.getLogger(__name__)
 
 _UNKNOWN = (
-    "no such VM here: deleted, or its operation was begun by a control plane that restarted "
-    "since (the local provider's VMs live in its process); a new start creates it again"
+    "no such VM here: deleted (or its record in $HPC_HOME/vms was); a new start creates it again"
 )
+NAME_WAIT_S = 30.0
+"""How long a VM's agent waits for its last agent to finish stopping (``--wait-for-name``):
+a VM booted again at a restart may find the agent the dying control plane SIGTERMed still
+killing its tasks."""
 
 
 class LocalProvider(ComputeProvider):
@@ -98,6 +105,19 @@ class LocalProvider(ComputeProvider):
         """The last good faults file's ``evict`` list: a name is evicted when it is new."""
         self._vms: dict[str, _Vm] = {}
         self._requests: dict[str, Operation] = {}
+        self._registry = VmRegistry(home / "vms")
+        self._boot_again()
+
+    def _boot_again(self) -> None:
+        """Know the VMs on record, and boot those that were on (no boot delay: the VM kept
+        running, its agent restarts), so that what ran on them is reported by their agents."""
+        self._read_faults()  # its evict list names VMs evicted before: not evicted again
+        for record in self._registry.load():
+            machine = self._vms.setdefault(record.spec.name, _Vm(record.spec))
+            if record.on:
+                log.info("local provider: %s was on; booting it again", record.spec.name)
+                machine.booted_at = time.monotonic()
+                machine.proc = self._spawn(record.spec, delay_s=0.0)
 
     # ----------------------------------------------------------------- calls
 
@@ -114,7 +134,9 @@ class LocalProvider(ComputeProvider):
             return ComputeError(
                 ErrorKind.CONFLICT, f"{spec.name} exists with another spec", spec.name
             )
-        self._vms.setdefault(spec.name, _Vm(spec))
+        if spec.name not in self._vms:
+            self._vms[spec.name] = _Vm(spec)
+            self._registry.save(spec, on=False)
         return self._remember("create", spec.name, request_id, now)
 
     def start(self, vm: str, *, request_id: str, now: datetime) -> Operation | ComputeError:
@@ -132,7 +154,8 @@ class LocalProvider(ComputeProvider):
             return self._remember("start", vm, request_id, now)  # already on: nothing to do
         machine.stopping, machine.exit_code, machine.deallocated = False, None, False
         machine.booted_at = time.monotonic() + self.boot_delay_s
-        machine.proc = self._spawn(machine.spec)
+        machine.proc = self._spawn(machine.spec, delay_s=self.boot_delay_s)
+        self._registry.save(machine.spec, on=True)
         return self._remember("start", vm, request_id, now)
 
     def deallocate(self, vm: str, *, request_id: str, now: datetime) -> Operation | ComputeError:
@@ -145,6 +168,7 @@ class LocalProvider(ComputeProvider):
             machine.stopping = True
             machine.proc.send_signal(signal.SIGTERM)
         machine.deallocated = True
+        self._registry.save(machine.spec, on=False)
         return self._remember("deallocate", vm, request_id, now)
 
     def delete(self, vm: str, *, request_id: str, now: datetime) -> Operation | ComputeError:
@@ -154,6 +178,7 @@ class LocalProvider(ComputeProvider):
         if machine is not None and machine.proc is not None and machine.proc.poll() is None:
             machine.proc.kill()
             machine.proc.wait()
+        self._registry.forget(vm)
         return self._remember("delete", vm, request_id, now)
 
     def poll(self, operation: Operation, *, now: datetime) -> OperationResult:
@@ -197,6 +222,7 @@ class LocalProvider(ComputeProvider):
         if machine.proc is not None and machine.proc.poll() is None:
             machine.proc.kill()
             machine.proc.wait()
+        self._registry.save(machine.spec, on=False)
 
     def _read_faults(self) -> None:
         """The switches of ``faults_file`` (``HPC_LOCAL_FAULTS``), read again only when it
@@ -243,8 +269,12 @@ class LocalProvider(ComputeProvider):
         return machine.proc.pid if machine and machine.proc else None
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop every VM (SIGTERM, then SIGKILL after ``timeout_s``)."""
-        procs = [m.proc for m in self._vms.values() if m.proc is not None and m.proc.poll() is None]
+        """Stop every VM (SIGTERM, then SIGKILL after ``timeout_s``): a cluster stopped cleanly
+        powers its local VMs off, and the next one starts them when work needs them."""
+        running = [m for m in self._vms.values() if m.proc is not None and m.proc.poll() is None]
+        for machine in running:
+            self._registry.save(machine.spec, on=False)
+        procs = [m.proc for m in running if m.proc is not None]
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
@@ -264,6 +294,7 @@ class LocalProvider(ComputeProvider):
         if code is not None:
             machine.exit_code = code
             machine.proc, machine.stopping = None, False
+            self._registry.save(machine.spec, on=False)  # it stopped by itself: off
             return PowerState.DEALLOCATED
         if machine.stopping:
             return PowerState.DEALLOCATING
@@ -271,16 +302,16 @@ class LocalProvider(ComputeProvider):
             return PowerState.STARTING
         return PowerState.RUNNING
 
-    def _spawn(self, spec: VmSpec) -> subprocess.Popen[bytes]:
+    def _spawn(self, spec: VmSpec, *, delay_s: float) -> subprocess.Popen[bytes]:
         if spec.name in self.faults.never_joins:
             command = [self.python, "-c", "import time\nwhile True: time.sleep(3600)"]
         else:
             command = [self.python, "-m", "agent", "--name", spec.name, "--group", spec.group]
-            command += ["--cores", str(spec.cores)]
+            command += ["--cores", str(spec.cores), "--wait-for-name", f"{NAME_WAIT_S:g}"]
             if spec.memory_mb is not None:  # its group's size, not this host's memory
                 command += ["--memory-mb", str(spec.memory_mb)]
-        if self.boot_delay_s > 0:
-            command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{self.boot_delay_s:g}", *command]
+        if delay_s > 0:
+            command = ["sh", "-c", 'sleep "$0" && exec "$@"', f"{delay_s:g}", *command]
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"vm-{spec.name}.log", "ab") as log:  # the child keeps its own copy
