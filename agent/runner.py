@@ -37,8 +37,8 @@ from agent.groups import command_running, freeze, group_alive, signal_group, tha
 from agent.outputfiles import OutputFileError, TaskFiles
 from agent.owners import OwnerError, OwnerStart, RunAsOwner
 from agent.taskenv import work_dir
-from shared.domain.messages import RunTask
-from shared.ports.output import STREAMS, OutputStore, Stream, truncation_marker
+from shared.domain.messages import JOB_SUBMIT_ENV, RunTask
+from shared.ports.output import STREAMS, OutputStore, Stream, job_stamp, truncation_marker
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,11 @@ class Runner:
     def process(self) -> subprocess.Popen[bytes] | None:
         return self._proc
 
+    @property
+    def _stamp(self) -> str | None:
+        """The job's stamp on this attempt's output (shared.ports.output.job_stamp)."""
+        return job_stamp(self.task.job_id, self.task.env.get(JOB_SUBMIT_ENV))
+
     def start(self) -> str | None:
         """Start the process; ``None`` on success, else why it could not start."""
         task = self.task
@@ -150,7 +155,7 @@ class Runner:
         try:
             for stream in STREAMS:
                 self._paths[stream] = self._output.sink(
-                    task.job_id, task.task_id, stream, attempt=task.attempt
+                    task.job_id, task.task_id, stream, attempt=task.attempt, stamp=self._stamp
                 )
             # Append mode: cutting a file back to the cap while the process writes on
             # leaves no hole, as the next write lands at the (new) end.
@@ -195,7 +200,9 @@ class Runner:
         task = self.task
         self._files.close()  # what the owner opened for it, if anything
         try:
-            path = self._output.sink(task.job_id, task.task_id, "stderr", attempt=task.attempt)
+            path = self._output.sink(
+                task.job_id, task.task_id, "stderr", attempt=task.attempt, stamp=self._stamp
+            )
             path.write_text(error + "\n")
             self._output.publish(task.job_id, task.task_id, attempt=task.attempt, final=True)
         except Exception:  # the error string is what matters; its copy in stderr is a courtesy

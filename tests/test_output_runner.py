@@ -19,8 +19,8 @@ import agent.runner as runner_module
 from agent.runner import Runner
 from agent.taskenv import task_env
 from shared.adapters.local_output import LocalOutputStore
-from shared.domain.messages import RunTask
-from shared.ports.output import OutputStore, truncation_marker
+from shared.domain.messages import JOB_SUBMIT_ENV, RunTask
+from shared.ports.output import OutputStore, job_stamp, truncation_marker
 from shared.settings import Settings
 from tests.helpers import wait_until
 
@@ -72,6 +72,26 @@ def test_a_retried_task_keeps_each_attempts_output_apart(output):
     assert output.read(1, 1, "stderr", attempt=0) == b"warn 0\n"
     assert output.read(1, 1, "stdout", attempt=1) == b"try 1\n"
     assert output.read(1, 1, "stderr", attempt=1) == b""
+
+
+def test_an_attempt_stamps_its_output_with_its_jobs_submit_time_and_another_job_reads_none(
+    output,
+):
+    """A store that starts empty beside kept output numbers its jobs from 1 again: the new job
+    1 was served the old job 1's output (a fault probe). The agent stamps each attempt's
+    output with the job's submit time from its environment (shared.ports.output.job_stamp)."""
+    old = run_task(4, "echo old secret", env={JOB_SUBMIT_ENV: "2026-01-01T00:00:00+00:00"})
+    assert run(runner(old, output)) == (0, "old secret\n")
+    new_stamp = job_stamp(4, "2026-02-02T00:00:00+00:00")
+    assert output.stamp(4, 1, 0) == job_stamp(4, "2026-01-01T00:00:00+00:00")
+    assert output.read(4, 1, "stdout", attempt=0, stamp=new_stamp) == b""  # not the new job's
+    new = run_task(4, "echo new", env={JOB_SUBMIT_ENV: "2026-02-02T00:00:00+00:00"})
+    assert run(runner(new, output)) == (0, "new\n")
+    assert output.read(4, 1, "stdout", attempt=0, stamp=new_stamp) == b"new\n"
+    without = run_task(5, "echo from an old control plane")  # no submit time: no stamp
+    run(runner(without, output))
+    assert output.stamp(5, 1, 0) is None
+    assert output.read(5, 1, "stdout", attempt=0, stamp=job_stamp(5, "x")) != b""
 
 
 def test_an_attempt_that_could_not_start_leaves_the_reason_in_its_own_stderr(output):

@@ -4,7 +4,11 @@ each exactly once; the queue a pass reads is never crowded out by work that cann
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from shared.domain.messages import JOB_SUBMIT_ENV
 from shared.domain.states import JobState, TaskState
+from shared.ports.output import job_stamp
 from shared.usecases.control_plane import ControlPlane
 from tests.test_control import clock, cp, register, sweep  # noqa: F401 - fixtures
 
@@ -194,3 +198,23 @@ def test_a_task_is_told_its_attempt(cp):
     assert cp.schedule_pass() == 1
     [again] = agent.runs()
     assert again.env["HPC_TASK_ATTEMPT"] == str(again.attempt) == "1"
+
+
+def test_a_task_is_told_its_jobs_submit_time_which_stamps_its_output(cp):
+    """HPC_JOB_SUBMIT_TIME: the agent stamps the task's output with it and the job id, and the
+    control plane reads the output under that stamp (shared.ports.output.job_stamp)."""
+    agent = register(cp, "n1")
+    job = cp.submit({"command": "x"})
+    assert cp.schedule_pass() == 1
+    [run] = agent.runs()
+    stored = cp.store.get_job(job.id).submit_time
+    assert run.env[JOB_SUBMIT_ENV] == stored.isoformat()
+    assert datetime.fromisoformat(run.env[JOB_SUBMIT_ENV]) == stored
+    # An old job 1's stream (another submit time) is not served as this job's output; this
+    # job's is.
+    old = job_stamp(job.id, "2020-01-01T00:00:00+00:00")
+    cp.deps.output.sink(job.id, 1, "stdout", stamp=old).write_bytes(b"an old job's secret")
+    assert cp.read_output(job.id, 1, "stdout").data == b""
+    mine = job_stamp(job.id, run.env[JOB_SUBMIT_ENV])
+    cp.deps.output.sink(job.id, 1, "stdout", stamp=mine).write_bytes(b"mine")
+    assert cp.read_output(job.id, 1, "stdout").data == b"mine"

@@ -6,7 +6,10 @@ layout as :class:`~shared.adapters.local_output.LocalOutputStore`, no pipe);
 so it may be called while the task runs (each call uploads the new tail) and once
 more after it ends. Blobs are named ``<job_id>/<task_id>.<attempt>.<stream>`` in
 one container; a stream the agent cut at the cap carries the blob metadata
-``truncated_at``.
+``truncated_at``, and each carries its job's stamp as ``hpcjob`` (shared.ports.output
+``job_stamp``, kept in the scratch folder from the attempt's start): a blob stamped for
+another job (a store that started empty numbers its jobs from 1 again) is read as empty and
+replaced whole by the first upload of the new attempt, never appended to.
 
 ``read`` serves byte ranges of the blob (one ranged GET). Where the blob does not
 exist yet but the agent's local file does (the agent's own machine, before
@@ -37,11 +40,20 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from shared.adapters.local_output import LocalOutputStore
-from shared.ports.output import DEFAULT_READ_BYTES, STREAMS, OutputInfo, OutputStore, Stream
+from shared.ports.output import (
+    DEFAULT_READ_BYTES,
+    STREAMS,
+    OutputInfo,
+    OutputStore,
+    Stream,
+    stamp_matches,
+)
 
 APPEND_BLOCK_BYTES = 4 << 20
 """Largest block one append sends (the Append Block limit of older service versions)."""
 TRUNCATED_KEY = "truncated_at"
+STAMP_KEY = "hpcjob"
+"""Blob metadata naming the job the stream belongs to (its stamp)."""
 _SINK_TRIES = 5
 """Times :meth:`BlobOutputStore.sink` creates its folder again if a final publish removed it."""
 
@@ -136,17 +148,26 @@ class BlobOutputStore(OutputStore):
 
     # --- the port -------------------------------------------------------------------
 
-    def sink(self, job_id: int, task_id: int, stream: Stream, *, attempt: int = 0) -> Path:
+    def sink(
+        self,
+        job_id: int,
+        task_id: int,
+        stream: Stream,
+        *,
+        attempt: int = 0,
+        stamp: str | None = None,
+    ) -> Path:
         """The local file, created (kept as it is if it exists): a folder holding a file is
-        never removed by a final :meth:`publish` of another task, one still empty may be."""
+        never removed by a final :meth:`publish` of another task, one still empty may be. The
+        stamp is kept beside it, for :meth:`publish` (even by the agent's next process)."""
         for _ in range(_SINK_TRIES - 1):
-            path = self.local.sink(job_id, task_id, stream, attempt=attempt)
             try:
+                path = self.local.sink(job_id, task_id, stream, attempt=attempt, stamp=stamp)
                 path.touch()
                 return path
             except FileNotFoundError:  # its folder was removed after the mkdir: again
                 continue
-        path = self.local.sink(job_id, task_id, stream, attempt=attempt)
+        path = self.local.sink(job_id, task_id, stream, attempt=attempt, stamp=stamp)
         path.touch()
         return path
 
@@ -155,10 +176,11 @@ class BlobOutputStore(OutputStore):
     ) -> None:
         """Recorded locally now, and on the blob at ``publish`` (or now if it exists)."""
         self.local.mark_truncated(job_id, task_id, stream, attempt=attempt, cap=cap)
+        metadata = self._metadata(job_id, task_id, attempt, cap)
         with contextlib.suppress(ResourceNotFoundError):
-            self._blob(job_id, task_id, stream, attempt).set_blob_metadata(
-                {TRUNCATED_KEY: str(int(cap))}
-            )
+            blob = self._blob(job_id, task_id, stream, attempt)
+            if self._ours(blob.get_blob_properties().metadata, metadata):
+                blob.set_blob_metadata(metadata)
 
     def publish(self, job_id: int, task_id: int, *, attempt: int = 0, final: bool = False) -> None:
         """Append to each stream's blob what the local file holds past the blob's end; with
@@ -177,15 +199,26 @@ class BlobOutputStore(OutputStore):
         self._ensure_container()
         blob = self._blob(job_id, task_id, stream, attempt)
         cap = self.local.info(job_id, task_id, stream, attempt=attempt).truncated_at
-        metadata = {TRUNCATED_KEY: str(cap)} if cap is not None else None
+        metadata = self._metadata(job_id, task_id, attempt, cap)
         try:
             props = blob.get_blob_properties()
-            uploaded = int(props.size)
-            if cap is not None and self._cap(props.metadata) != cap:
-                blob.set_blob_metadata(metadata)
         except ResourceNotFoundError:
-            blob.create_append_blob(metadata=metadata)
+            props = None
+        if props is not None and not self._ours(props.metadata, metadata):
+            log.warning(
+                "blob %s held another job's output (%s): replaced by this one's (%s)",
+                blob.blob_name,
+                props.metadata.get(STAMP_KEY),
+                metadata.get(STAMP_KEY),
+            )
+            props = None
+        if props is None:
+            blob.create_append_blob(metadata=metadata)  # (replaces another job's blob whole)
             uploaded = 0
+        else:
+            uploaded = int(props.size)
+            if any(props.metadata.get(k) != v for k, v in metadata.items()):
+                blob.set_blob_metadata({**props.metadata, **metadata})
         with path.open("rb") as f:
             f.seek(uploaded)
             while chunk := f.read(APPEND_BLOCK_BYTES):
@@ -194,6 +227,22 @@ class BlobOutputStore(OutputStore):
                 blob.append_block(chunk, appendpos_condition=uploaded)
                 uploaded += len(chunk)
         return uploaded
+
+    def _metadata(self, job_id: int, task_id: int, attempt: int, cap: int | None) -> dict[str, str]:
+        """The blob's metadata: the attempt's stamp (from its scratch folder) and its cap."""
+        metadata = {}
+        stamp = self.local.stamp(job_id, task_id, attempt)
+        if stamp is not None:
+            metadata[STAMP_KEY] = stamp
+        if cap is not None:
+            metadata[TRUNCATED_KEY] = str(int(cap))
+        return metadata
+
+    @staticmethod
+    def _ours(found: dict[str, str] | None, metadata: dict[str, str]) -> bool:
+        """Whether a blob with metadata ``found`` is this attempt's (stamped alike, or either
+        without a stamp: an agent from before stamps, or an assignment that gave none)."""
+        return stamp_matches((found or {}).get(STAMP_KEY), metadata.get(STAMP_KEY))
 
     def _drop_scratch(
         self, job_id: int, task_id: int, attempt: int, uploaded: dict[Path, int]
@@ -210,6 +259,8 @@ class BlobOutputStore(OutputStore):
             for name in (path, path.with_name(path.name + ".truncated")):
                 with contextlib.suppress(FileNotFoundError):
                     name.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.local.stamp_path(job_id, task_id, attempt).unlink()
         with contextlib.suppress(OSError):  # not empty (other tasks' files), or gone
             self.local.root.joinpath(str(int(job_id))).rmdir()
 
@@ -222,6 +273,7 @@ class BlobOutputStore(OutputStore):
         attempt: int | None = None,
         offset: int = 0,
         limit: int = DEFAULT_READ_BYTES,
+        stamp: str | None = None,
     ) -> bytes:
         if offset < 0 or limit < 0:
             raise ValueError(f"offset and limit must not be negative, got {offset} and {limit}")
@@ -230,10 +282,13 @@ class BlobOutputStore(OutputStore):
             return b""
         blob = self._blob(job_id, task_id, stream, attempt)
         try:
-            return bytes(blob.download_blob(offset=offset, length=limit).readall())
+            download = blob.download_blob(offset=offset, length=limit)
+            if not stamp_matches(download.properties.metadata.get(STAMP_KEY), stamp):
+                return b""  # another job's: the one read is the metadata's, no second GET
+            return bytes(download.readall())
         except ResourceNotFoundError:
             return self.local.read(
-                job_id, task_id, stream, attempt=attempt, offset=offset, limit=limit
+                job_id, task_id, stream, attempt=attempt, offset=offset, limit=limit, stamp=stamp
             )
         except HttpResponseError as exc:
             if exc.status_code == 416:  # offset at or past the end (or an empty blob)
@@ -241,13 +296,21 @@ class BlobOutputStore(OutputStore):
             raise
 
     def info(
-        self, job_id: int, task_id: int, stream: Stream, *, attempt: int | None = None
+        self,
+        job_id: int,
+        task_id: int,
+        stream: Stream,
+        *,
+        attempt: int | None = None,
+        stamp: str | None = None,
     ) -> OutputInfo:
         attempt = self._resolve(job_id, task_id, stream, attempt)
         try:
             props = self._blob(job_id, task_id, stream, attempt).get_blob_properties()
         except ResourceNotFoundError:
-            return self.local.info(job_id, task_id, stream, attempt=attempt)
+            return self.local.info(job_id, task_id, stream, attempt=attempt, stamp=stamp)
+        if not stamp_matches((props.metadata or {}).get(STAMP_KEY), stamp):
+            return OutputInfo(size=0)
         return OutputInfo(size=int(props.size), truncated_at=self._cap(props.metadata))
 
     def close(self) -> None:

@@ -6,6 +6,9 @@ per attempt; a stream the agent cut at the cap has a companion
 straight into these files, so they are readable while the task runs and
 ``publish`` has nothing left to do.
 
+An attempt's job stamp (:func:`shared.ports.output.job_stamp`) is kept beside its streams in
+``<task_id>.<attempt>.job``; a reader whose stamp differs reads nothing.
+
 Output written before streams were kept per attempt (``<task_id>.stdout``) is
 read as attempt 0.
 """
@@ -16,7 +19,13 @@ import os
 import re
 from pathlib import Path
 
-from shared.ports.output import DEFAULT_READ_BYTES, OutputInfo, OutputStore, Stream
+from shared.ports.output import (
+    DEFAULT_READ_BYTES,
+    OutputInfo,
+    OutputStore,
+    Stream,
+    stamp_matches,
+)
 
 _STREAMS: frozenset[str] = frozenset({"stdout", "stderr"})
 
@@ -67,10 +76,34 @@ class LocalOutputStore(OutputStore):
                 return legacy, attempt
         return path, attempt
 
-    def sink(self, job_id: int, task_id: int, stream: Stream, *, attempt: int = 0) -> Path:
+    def sink(
+        self,
+        job_id: int,
+        task_id: int,
+        stream: Stream,
+        *,
+        attempt: int = 0,
+        stamp: str | None = None,
+    ) -> Path:
         path = self.path(job_id, task_id, stream, attempt=attempt)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if stamp is not None and self.stamp(job_id, task_id, attempt) != stamp:
+            stamp_path = self.stamp_path(job_id, task_id, attempt)
+            tmp = stamp_path.with_name(f"{stamp_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(stamp + "\n")
+            os.replace(tmp, stamp_path)  # whole or not at all: a reader sees one stamp
         return path
+
+    def stamp_path(self, job_id: int, task_id: int, attempt: int) -> Path:
+        """Where the attempt's job stamp is kept (one for both streams)."""
+        return self.root / str(int(job_id)) / f"{int(task_id)}.{int(attempt)}.job"
+
+    def stamp(self, job_id: int, task_id: int, attempt: int) -> str | None:
+        """The attempt's job stamp, None if it has none."""
+        try:
+            return self.stamp_path(job_id, task_id, attempt).read_text().strip() or None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def mark_truncated(
         self, job_id: int, task_id: int, stream: Stream, *, attempt: int, cap: int
@@ -91,11 +124,12 @@ class LocalOutputStore(OutputStore):
         attempt: int | None = None,
         offset: int = 0,
         limit: int = DEFAULT_READ_BYTES,
+        stamp: str | None = None,
     ) -> bytes:
         if offset < 0 or limit < 0:
             raise ValueError(f"offset and limit must not be negative, got {offset} and {limit}")
-        path, _ = self._readable(job_id, task_id, stream, attempt)
-        if limit == 0:
+        path, attempt = self._readable(job_id, task_id, stream, attempt)
+        if limit == 0 or not stamp_matches(self.stamp(job_id, task_id, attempt), stamp):
             return b""
         try:
             with path.open("rb") as f:
@@ -109,9 +143,17 @@ class LocalOutputStore(OutputStore):
             return b""
 
     def info(
-        self, job_id: int, task_id: int, stream: Stream, *, attempt: int | None = None
+        self,
+        job_id: int,
+        task_id: int,
+        stream: Stream,
+        *,
+        attempt: int | None = None,
+        stamp: str | None = None,
     ) -> OutputInfo:
         path, attempt = self._readable(job_id, task_id, stream, attempt)
+        if not stamp_matches(self.stamp(job_id, task_id, attempt), stamp):
+            return OutputInfo(size=0)
         try:
             size = path.stat().st_size
         except FileNotFoundError:

@@ -104,6 +104,13 @@ it (as Slurm's SLURM_MEM_PER_NODE). In the environment, not a field: agents of a
 read the assignment."""
 
 
+JOB_SUBMIT_ENV = "HPC_JOB_SUBMIT_TIME"
+"""The job's submit time (ISO 8601, UTC) in each task's environment: the agent stamps the
+task's output with it and the job id (shared.ports.output.job_stamp), so that a store that
+numbers jobs from 1 again never serves an old job's output. In the environment, not a field:
+agents of any protocol read the assignment (an older one writes no stamp)."""
+
+
 class RunTask(Message):
     kind: Literal["run"] = "run"
     incarnation: Incarnation

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from functools import cache
 
 from shared.domain.durations import MAX_LIMIT_S
-from shared.domain.messages import MAX_ID, RunTask
+from shared.domain.messages import JOB_SUBMIT_ENV, MAX_ID, RunTask
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.specvalues import sweep_path
 
@@ -103,6 +103,7 @@ def _assignment_bytes(
     ids = OutputIds(job_id=MAX_ID, task_id=MAX_ID, sweep_index=sweep_index)
     cluster = {
         "HPC_JOB_ID": str(MAX_ID),
+        JOB_SUBMIT_ENV: "9999-12-31T23:59:59.999999+00:00",  # the longest isoformat of a UTC time
         "HPC_TASK_ID": str(MAX_ID),
         "HPC_TASK_ATTEMPT": str(1_000_000),
         "HPC_SWEEP_INDEX": "" if sweep_index is None else str(sweep_index),

@@ -9,6 +9,14 @@ process writes at full speed with no extra hop); ``publish`` makes them durable
 where the control plane can read them (a no-op for the local folder, an upload
 for Blob storage). ``read`` and ``info`` serve ``hpc task output`` and the API.
 
+A stream is also stamped with its job's identity (:func:`job_stamp`: the id and its submit
+time), given where the agent starts the attempt (:meth:`OutputStore.sink`) and where the
+control plane reads (:meth:`OutputStore.read`, :meth:`OutputStore.info`): a store that starts
+empty beside output that was kept (a Cosmos stand-in restarted, a database made again while
+its Blob container stays) numbers its jobs from 1 again, and job 1's output was the old job
+1's. A stream stamped for another job reads as empty and is replaced by the new attempt's;
+one without a stamp (written by an agent from before stamps) is read as it is.
+
 Each stream keeps at most ``HPC_MAX_OUTPUT_BYTES`` bytes (the agent enforces it,
 see agent/runner.py); a stream cut there ends with :func:`truncation_marker`
 and is recorded with :meth:`OutputStore.mark_truncated`, which :meth:`info`
@@ -29,6 +37,19 @@ DEFAULT_READ_BYTES = 1 << 20
 """Bytes one read (one API page) returns when the caller does not say."""
 MAX_READ_BYTES = 16 << 20
 """Most bytes one API page may ask for (``limit``)."""
+
+
+def job_stamp(job_id: int, submit_time: str | None) -> str | None:
+    """The stamp of a job's streams: its id and its submit time as the task's environment says
+    it (``HPC_JOB_SUBMIT_TIME``, ISO 8601); None when the time is not known (an assignment
+    from a control plane that predates stamps)."""
+    return f"{int(job_id)}@{submit_time}" if submit_time else None
+
+
+def stamp_matches(found: str | None, wanted: str | None) -> bool:
+    """Whether a stream stamped ``found`` may be served to a reader that wants ``wanted``:
+    a reader or a stream without a stamp cannot tell, so it may."""
+    return found is None or wanted is None or found == wanted
 
 
 def truncation_marker(cap: int) -> bytes:
@@ -64,8 +85,17 @@ class OutputStore(ABC):
     slow uploads never hold up its heartbeats (agent/publisher.py)."""
 
     @abstractmethod
-    def sink(self, job_id: int, task_id: int, stream: Stream, *, attempt: int = 0) -> Path:
-        """The local file the agent writes this attempt's stream to (parent folder created)."""
+    def sink(
+        self,
+        job_id: int,
+        task_id: int,
+        stream: Stream,
+        *,
+        attempt: int = 0,
+        stamp: str | None = None,
+    ) -> Path:
+        """The local file the agent writes this attempt's stream to (parent folder created);
+        ``stamp`` (:func:`job_stamp`) is recorded as the attempt's job."""
 
     @abstractmethod
     def mark_truncated(
@@ -89,12 +119,21 @@ class OutputStore(ABC):
         attempt: int | None = None,
         offset: int = 0,
         limit: int = DEFAULT_READ_BYTES,
+        stamp: str | None = None,
     ) -> bytes:
-        """Up to ``limit`` bytes from ``offset``; empty if nothing was written (yet) or
-        ``offset`` is at or past the end. Negative ``offset`` or ``limit``: ValueError."""
+        """Up to ``limit`` bytes from ``offset``; empty if nothing was written (yet), if it was
+        stamped for another job than ``stamp``, or ``offset`` is at or past the end. Negative
+        ``offset`` or ``limit``: ValueError."""
 
     @abstractmethod
     def info(
-        self, job_id: int, task_id: int, stream: Stream, *, attempt: int | None = None
+        self,
+        job_id: int,
+        task_id: int,
+        stream: Stream,
+        *,
+        attempt: int | None = None,
+        stamp: str | None = None,
     ) -> OutputInfo:
-        """Size and truncation of the stream (size 0 if nothing was written)."""
+        """Size and truncation of the stream (size 0 if nothing was written, or if it was
+        stamped for another job than ``stamp``)."""

@@ -17,7 +17,7 @@ from shared.domain.cluster import Node
 from shared.domain.hosts import Holding, Seat, held, host_list, used_cores
 from shared.domain.jobspec import sweep_command
 from shared.domain.jumps import Boots, boots_of
-from shared.domain.messages import SCHEDULER_LOCK_MS, TASK_MEMORY_ENV, RunTask
+from shared.domain.messages import JOB_SUBMIT_ENV, SCHEDULER_LOCK_MS, TASK_MEMORY_ENV, RunTask
 from shared.domain.models import Host, Task
 from shared.domain.outputpaths import OutputIds, expand_optional
 from shared.domain.protocol import carries_owner
@@ -229,7 +229,7 @@ def _commit_chunk(
             change = lifecycle.undeliverable(task, too_big, now)
             failed = True
         else:
-            run = _run_task(task, node, p.group, hosts, owner=job.owner)
+            run = _run_task(task, node, p.group, hosts, owner=job.owner, submitted=job.submit_time)
             message = deps.node_message(node.name, run)
             reason = _too_big_for_bus(message)
             if reason is not None:
@@ -307,15 +307,18 @@ def _run_task(
     hosts: Sequence[Host | Seat] | None = None,
     *,
     owner: str | None = None,
+    submitted: datetime | None = None,
 ) -> RunTask:
     """The assignment for the task's first node (a multi-node task's other nodes get none:
     its command starts the rest, e.g. mpirun --host $HPC_NODES); ``hosts``: its placement's
     (:func:`shared.domain.lifecycle.placed_hosts`), None: those it holds. ``owner`` (the
     job's) goes only to an agent that reads it (:func:`shared.domain.protocol.carries_owner`):
-    an older one would refuse the assignment."""
+    an older one would refuse the assignment. ``submitted``: the job's submit time, which
+    stamps its output (:data:`shared.domain.messages.JOB_SUBMIT_ENV`)."""
     hosts = held(task) if hosts is None else hosts
     env = {
         "HPC_JOB_ID": str(task.job_id),
+        **({JOB_SUBMIT_ENV: submitted.isoformat()} if submitted is not None else {}),
         "HPC_TASK_ID": str(task.id),
         "HPC_TASK_ATTEMPT": str(task.attempt),
         "HPC_SWEEP_INDEX": "" if task.sweep_index is None else str(task.sweep_index),

@@ -14,7 +14,7 @@ from shared.domain.specvalues import quoted
 from shared.domain.states import NODE_SCHEDULABLE, JobState, NodeState, TaskState
 from shared.domain.usernames import NAME_RULE, USER_NAME
 from shared.errors import InvalidRequest, NotFound
-from shared.ports.output import DEFAULT_READ_BYTES, Stream
+from shared.ports.output import DEFAULT_READ_BYTES, Stream, job_stamp
 from shared.usecases import sweeps
 from shared.usecases.deps import Deps
 
@@ -110,8 +110,14 @@ def read_output(
     unplaced = never_placed(task, attempt)
     if unplaced:
         raise NotFound(unplaced)
-    data = deps.output.read(job_id, task_id, stream, attempt=attempt, offset=offset, limit=limit)
-    info = deps.output.info(job_id, task_id, stream, attempt=attempt)
+    # The job's stamp: a stream some other job of this id wrote (a store that started empty
+    # beside kept output) is not this one's.
+    submitted = deps.store.get_job(job_id).submit_time.isoformat()
+    stamp = job_stamp(job_id, submitted)
+    data = deps.output.read(
+        job_id, task_id, stream, attempt=attempt, offset=offset, limit=limit, stamp=stamp
+    )
+    info = deps.output.info(job_id, task_id, stream, attempt=attempt, stamp=stamp)
     return OutputPage(
         data=data,
         attempt=attempt,

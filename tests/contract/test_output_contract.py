@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from shared.adapters.local_output import LocalOutputStore
-from shared.ports.output import DEFAULT_READ_BYTES, OutputInfo, OutputStore, truncation_marker
+from shared.ports.output import (
+    DEFAULT_READ_BYTES,
+    OutputInfo,
+    OutputStore,
+    job_stamp,
+    truncation_marker,
+)
 
 
 def _blob_store(request: pytest.FixtureRequest, root: Path) -> OutputStore:
@@ -207,3 +213,30 @@ def test_an_output_over_1_mib_is_read_whole_in_byte_ranges(output: OutputStore) 
     assert len(pages) == 6
     tail = output.read(3, 1, "stdout", attempt=2, offset=len(data) - 100, limit=1000)
     assert tail == data[-100:]
+
+
+def test_a_stream_stamped_for_another_job_reads_as_empty_and_a_new_attempt_replaces_it(
+    output: OutputStore,
+) -> None:
+    """A store that starts empty beside kept output numbers its jobs from 1 again; the old
+    job 1's streams (stamped with its submit time) are not the new job 1's: they read as
+    empty, and the new attempt's replace them whole (Blob appended to the old blob before)."""
+    old, new = job_stamp(1, "2026-01-01T00:00:00+00:00"), job_stamp(1, "2026-02-02T00:00:00+00:00")
+    output.sink(1, 1, "stdout", stamp=old).write_bytes(b"the old job's secret, long\n")
+    output.publish(1, 1, final=True)
+    assert output.read(1, 1, "stdout", attempt=0, stamp=old) == b"the old job's secret, long\n"
+    assert output.read(1, 1, "stdout", attempt=0, stamp=new) == b""
+    assert output.info(1, 1, "stdout", attempt=0, stamp=new) == OutputInfo(size=0)
+    output.sink(1, 1, "stdout", stamp=new).write_bytes(b"new\n")  # the runner truncates
+    output.mark_truncated(1, 1, "stdout", attempt=0, cap=3)
+    output.publish(1, 1, final=True)
+    assert output.read(1, 1, "stdout", attempt=0, stamp=new) == b"new\n"
+    assert output.info(1, 1, "stdout", attempt=0, stamp=new) == OutputInfo(size=4, truncated_at=3)
+    assert output.read(1, 1, "stdout", attempt=0, stamp=old) == b""
+
+
+def test_a_stream_without_a_stamp_is_read_by_any_job(output: OutputStore) -> None:
+    """Written by an agent from before stamps: nothing tells whose it is, so it is served."""
+    output.sink(2, 1, "stdout").write_bytes(b"legacy\n")
+    output.publish(2, 1, final=True)
+    assert output.read(2, 1, "stdout", attempt=0, stamp=job_stamp(2, "2026")) == b"legacy\n"
