@@ -23,9 +23,8 @@ Guarantees:
 - An assignment delivered twice (a lost lock, a redelivery) runs once: the
   agent remembers the attempts it runs and recently ran.
 - A bus error never ends the loop; it is logged and retried with back-off.
-- A lost session lock is accepted again; while another receiver holds the
-  session (an earlier incarnation whose lock has not expired) the agent retries
-  every second and keeps reaping and heartbeating.
+- A lost session lock is accepted again; while another receiver holds the session (an
+  earlier incarnation whose lock has not expired) it retries every second, reaping on.
 """
 
 from __future__ import annotations
@@ -201,6 +200,8 @@ class Agent:
         self.incarnation = incarnation
         if answer.heartbeat_timeout_s is not None:
             self.tasks.fence_for(answer.heartbeat_timeout_s)
+        if answer.task_grace_s is not None:  # the cluster's (protocol 6), not this machine's
+            cfg.kill_grace_s = self.tasks.config.kill_grace_s = answer.task_grace_s
         if answer.note:
             log.warning("the control plane says: %s", answer.note)
         self.reporter.begin(incarnation)

@@ -59,6 +59,8 @@ class ControlPlane:
         self.heartbeat_timeout_s: float | None = None
         """Said in accepted registrations' answers, as the control plane says its timeout to
         agents of protocol 5 (None: not said, as an older control plane)."""
+        self.task_grace_s: float | None = None
+        """Said likewise, as the cluster's task grace to agents of protocol 6."""
 
     def answer(self, request: RegisterNode) -> None:
         if self.refuse is None:
@@ -70,6 +72,7 @@ class ControlPlane:
             incarnation=None if self.refuse else self.incarnation,
             reason=self.refuse,
             heartbeat_timeout_s=None if self.refuse else self.heartbeat_timeout_s,
+            task_grace_s=None if self.refuse else self.task_grace_s,
         )
         self.reply(request.agent_id, reply)
 

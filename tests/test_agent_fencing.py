@@ -101,6 +101,18 @@ def test_a_second_agent_of_a_name_cannot_claim_its_state_folder(tmp_path):
     again.release()
 
 
+def test_an_agent_told_to_wait_for_the_name_takes_it_once_its_holder_is_gone(tmp_path):
+    """--wait-for-name: a local VM booted again while its last agent still stops."""
+    folder = tmp_path / "agents" / "n1"
+    first = claim("n1", folder)
+    threading.Timer(0.3, first.release).start()
+    again = claim("n1", folder, wait_s=30)  # waits for the release, not the 30 s
+    assert again.host_id == first.host_id
+    with pytest.raises(NameInUse):
+        claim("n1", folder, wait_s=0.2)  # still held past the wait: refused
+    again.release()
+
+
 def test_told_its_incarnation_is_over_the_agent_kills_its_tasks_and_registers_again(agent, cp):
     cp.send(run_task(5, "sleep 30"))
     pid = cp.started(5).pid

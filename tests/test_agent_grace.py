@@ -7,6 +7,7 @@ that trapped SIGTERM to write its checkpoint in 2 s never wrote it."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from shared.domain.messages import CancelTask, RegisterNode, TaskEnded
@@ -127,3 +128,23 @@ def test_a_cancel_and_a_newer_attempt_in_one_batch_never_run_at_once(start_agent
     assert old is not None and not process_alive(old)  # killed before attempt 2 started
     assert cp.ended(7, attempt=1).canceled
     assert agent.tasks.listed == ["7.1.2"]
+
+
+def test_the_clusters_grace_said_at_registration_is_used_instead_of_the_machines(
+    start_agent, cp, tmp_path
+):
+    """Protocol 6: the grace is the cluster's (the control plane's HPC_TASK_GRACE_S, HPC Pack's
+    cluster-wide TaskCancelGracePeriod), not each agent machine's."""
+    cp.task_grace_s = 30.0
+    agent = _started(start_agent, cp, tmp_path, grace_s=0.1)  # this machine's: 0.1 s
+    assert agent.config.kill_grace_s == agent.tasks.config.kill_grace_s == 30.0
+    checkpoint = tmp_path / "checkpoint"
+    cp.send(run_task(1, _checkpointing(checkpoint, 0), cores=1))
+    _wait_for_sleep(cp.started(1).pid)
+    cp.send(CancelTask(incarnation=1, job_id=1, task_id=1, attempt=1))
+    wait_until(lambda: "1.1.1" in agent.tasks.stopping.kills, what="the cancel's SIGTERM")
+    kill = agent.tasks.stopping.kills["1.1.1"]
+    assert kill.deadline - time.monotonic() > 20  # 30 s of grace, not 0.1
+    checkpoint.with_suffix(".go").touch()
+    assert cp.ended(1, timeout=20.0).canceled
+    assert checkpoint.read_text() == "saved\n"

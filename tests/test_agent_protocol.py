@@ -28,6 +28,7 @@ from shared.domain.pending import pending_reason
 from shared.domain.protocol import (
     AGENT_PROTOCOL,
     FIELD_PROTOCOL,
+    GRACE_PROTOCOL,
     OWNER_PROTOCOL,
     TIMEOUT_PROTOCOL,
     VERSIONS,
@@ -80,7 +81,8 @@ def test_every_run_task_field_has_a_version_and_the_versions_count_from_one() ->
     """A new RunTask field must get a version (a new one: older agents refuse it)."""
     assert set(FIELD_PROTOCOL) == set(RunTask.model_fields)
     assert [v.number for v in VERSIONS] == list(range(1, len(VERSIONS) + 1))
-    assert AGENT_PROTOCOL == VERSIONS[-1].number == TIMEOUT_PROTOCOL == 5
+    assert AGENT_PROTOCOL == VERSIONS[-1].number == GRACE_PROTOCOL == 6
+    assert TIMEOUT_PROTOCOL == 5
     assert OWNER_PROTOCOL == 4
 
 
@@ -278,6 +280,18 @@ def test_the_registration_says_the_heartbeat_timeout_only_to_agents_that_read_it
     assert answer.accepted
     assert answer.heartbeat_timeout_s == (cp.settings.heartbeat_timeout_s if told else None)
     assert ("heartbeatTimeoutS" in json.loads(answer.to_bytes())) is told
+
+
+@pytest.mark.parametrize(("protocol", "told"), [(None, False), (5, False), (6, True)])
+def test_the_registration_says_the_clusters_task_grace_only_to_agents_that_read_it(
+    cp: ControlPlane, protocol: int | None, told: bool
+) -> None:
+    """Protocol 6: the answer says the control plane's HPC_TASK_GRACE_S, which the agent uses
+    instead of its machine's; left off the wire for older agents, which refuse the field."""
+    answer = AgentDouble(cp, "n1", cores=2, protocol=protocol).register()
+    assert answer.accepted
+    assert answer.task_grace_s == (cp.settings.task_grace_s if told else None)
+    assert ("taskGraceS" in json.loads(answer.to_bytes())) is told
 
 
 def test_an_old_agent_is_never_sent_an_assignment_with_stdout_a_new_one_runs_it(

@@ -171,6 +171,11 @@ class Registration(Message):
     note: str | None = Field(default=None, max_length=2000)
     """What the agent's operator should know (a node group its ``--group`` created because
     no group of that name existed: perhaps misspelt). Protocol 5, as ``heartbeat_timeout_s``."""
+    task_grace_s: float | None = Field(default=None, ge=0, le=3600)
+    """The cluster's task grace period (the control plane's HPC_TASK_GRACE_S): how long a task
+    being canceled or past its runtime limit has between SIGTERM and SIGKILL, the same on
+    every node (HPC Pack's TaskCancelGracePeriod). Protocol 6
+    (shared.domain.protocol.tells_grace), on an accepted registration."""
 
 
 class Superseded(Message):

@@ -15,7 +15,11 @@ repository's history of ``RunTask``:
    timeout (:class:`~shared.domain.messages.Registration` ``heartbeat_timeout_s``), so its
    lifeline fences at 2/3 of the timeout that actually decides the node lost, not of its own
    machine's setting (:func:`tells_timeout`), and a ``note`` for its log (a node group its
-   ``--group`` created).
+   ``--group`` created);
+6. no RunTask field: the answer also says the cluster's task grace period
+   (``task_grace_s``, the control plane's HPC_TASK_GRACE_S, HPC Pack's cluster-wide
+   TaskCancelGracePeriod), which the agent uses instead of its own machine's
+   (:func:`tells_grace`).
 
 An agent says its version in :class:`~shared.domain.messages.RegisterNode` (``protocol``;
 left out, as by agents that predate it: 1); the control plane keeps it on the node
@@ -70,6 +74,7 @@ VERSIONS: tuple[Version, ...] = (
     Version(3, ("stdout", "stderr"), "stdout/stderr files"),
     Version(4, ("owner",), "the task's owner"),
     Version(5, (), "told the control plane's heartbeat timeout"),
+    Version(6, (), "told the cluster's task grace period"),
 )
 
 AGENT_PROTOCOL: int = VERSIONS[-1].number
@@ -83,6 +88,9 @@ OWNER_PROTOCOL: int = FIELD_PROTOCOL["owner"]
 
 TIMEOUT_PROTOCOL: int = 5
 """The first version told the control plane's heartbeat timeout when it registers."""
+
+GRACE_PROTOCOL: int = 6
+"""The first version told the cluster's task grace period when it registers."""
 
 _WHAT = {v.number: v.what for v in VERSIONS}
 
@@ -107,6 +115,12 @@ def tells_timeout(agent_protocol: int) -> bool:
     timeout. Older agents refuse fields they do not know, so they are not told (they fence
     on their own machine's HPC_HEARTBEAT_TIMEOUT_S, as before)."""
     return agent_protocol >= TIMEOUT_PROTOCOL
+
+
+def tells_grace(agent_protocol: int) -> bool:
+    """Whether the answer to an agent's registration says the cluster's task grace period
+    (older agents refuse the field; they keep their machine's HPC_TASK_GRACE_S)."""
+    return agent_protocol >= GRACE_PROTOCOL
 
 
 def task_protocol(task: Task) -> int:

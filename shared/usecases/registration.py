@@ -17,7 +17,7 @@ from shared.domain import lifecycle, ownership
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.groupnames import canonical_group, canonical_groups, new_groups_note
 from shared.domain.messages import EVENTS_LOCK_MS, RegisterNode, Registration, TaskEnded
-from shared.domain.protocol import tells_timeout
+from shared.domain.protocol import tells_grace, tells_timeout
 from shared.errors import Conflict, NotFound
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts
@@ -81,6 +81,11 @@ def _answer(
             reason=decision.reason,
             heartbeat_timeout_s=deps.settings.heartbeat_timeout_s if told else None,
             note=note if told else None,
+            task_grace_s=(
+                deps.settings.task_grace_s
+                if decision.accepted and tells_grace(req.protocol)
+                else None
+            ),
         ),
     )
 
