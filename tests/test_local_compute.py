@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,6 +126,25 @@ def test_delete_forgets_the_vm_and_kills_its_process(provider, bus):
     assert provider.power_states() == {} and not process_alive(pid)
     missing = provider.start("az-1", request_id="s2", now=NOW)
     assert isinstance(missing, ComputeError) and missing.kind is ErrorKind.NOT_FOUND
+
+
+def test_a_vm_started_from_a_thread_that_ends_lives_on(provider, bus):
+    """A VM dies with the control plane that runs it (Linux's parent-death signal), which
+    Linux sends when the *thread* that forked it ends: VMs started from a web server's worker
+    thread were SIGTERMed when it was retired (a fault probe). They are forked from the
+    provider's own thread."""
+    created(provider, "az-1")
+    caller = threading.Thread(target=lambda: provider.start("az-1", request_id="s", now=NOW))
+    caller.start()
+    caller.join()
+    cp = ControlPlane(bus, node="az-1")
+    registered(cp, "az-1")
+    spare = ControlPlane(bus, node="az-2")  # a second VM: the provider's thread is reused
+    created(provider, "az-2")
+    op(provider.start("az-2", request_id="s2", now=NOW))
+    registered(spare, "az-2")
+    assert not any(isinstance(e, NodeStopping) for e in cp.events)  # az-1 was not stopped
+    assert provider.power_states()["az-1"] is PowerState.RUNNING
 
 
 def test_a_restarted_provider_boots_again_at_once_the_vms_that_were_on_and_only_those(home, bus):

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +106,8 @@ class LocalProvider(ComputeProvider):
         """The last good faults file's ``evict`` list: a name is evicted when it is new."""
         self._vms: dict[str, _Vm] = {}
         self._requests: dict[str, Operation] = {}
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="local-vms")
+        """The one thread every VM process is forked from (see :func:`_die_with_parent`)."""
         self._registry = VmRegistry(home / "vms")
         self._boot_again()
 
@@ -303,6 +306,13 @@ class LocalProvider(ComputeProvider):
         return PowerState.RUNNING
 
     def _spawn(self, spec: VmSpec, *, delay_s: float) -> subprocess.Popen[bytes]:
+        """Fork the VM from the provider's own thread, which lives as long as the provider: its
+        death signal fires when the *thread* that forked it ends, and a caller's thread (a
+        web server's worker, retired after 10 s idle) SIGTERMed the VMs it had started (a
+        fault probe: VMs booted again at a restart stopped under their tasks)."""
+        return self._spawner.submit(self._popen, spec, delay_s).result()
+
+    def _popen(self, spec: VmSpec, delay_s: float) -> subprocess.Popen[bytes]:
         if spec.name in self.faults.never_joins:
             command = [self.python, "-c", "import time\nwhile True: time.sleep(3600)"]
         else:
@@ -333,7 +343,9 @@ class LocalProvider(ComputeProvider):
 
 def _die_with_parent() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM the "VM" when the control plane that runs it dies,
-    so no local VM outlives its cluster (real VMs do; these are this machine's processes)."""
+    so no local VM outlives its cluster (real VMs do; these are this machine's processes).
+    Linux sends it when the forking thread ends: :meth:`LocalProvider._spawn` forks from a
+    thread that ends only with the process."""
     if not sys.platform.startswith("linux"):
         return None
     try:
