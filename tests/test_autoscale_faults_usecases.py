@@ -311,3 +311,25 @@ def test_vms_lost_with_a_killed_hpc_up_are_offline_and_started_again(
         assert cp.get_job(job.id).state.value == "Queued"
     finally:
         restarted.close()
+
+
+def test_a_vm_that_runs_behind_an_offline_node_is_deallocated_after_the_deployment_timeout(
+    cp,  # noqa: F811
+    provider,
+    clock,  # noqa: F811
+):
+    """A fault probe: the autoscaler ordered such a VM stopped every run, and the stop of an
+    Offline node did nothing, so the VM would run (and bill) forever. It is now deallocated
+    once it has run so for the deployment timeout (not at once: a restarted control plane
+    boots its local VMs again and their agents register within seconds)."""
+    [name] = managed(cp, provider, 1)
+    provider.start(name, request_id="outside", now=clock())  # started outside the cluster
+    cp.autoscale()
+    assert provider.power_states()[name].value == "running"
+    clock.advance(cp.settings.deployment_timeout_s)
+    cp.autoscale()
+    node = cp.store.get_node(name)
+    assert node.state is NodeState.OFFLINE and "while its node is Offline" in node.state_reason
+    wait_until(lambda: provider.power_states()[name].value == "deallocated", 10, "deallocated")
+    entries = read_log(cp.deps, group=AZ)
+    assert any(e["action"] == "stop" and e["node"] == name for e in entries), entries

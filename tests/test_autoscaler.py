@@ -640,9 +640,35 @@ def test_a_starting_node_is_not_judged_by_a_vm_list_that_lags():
     assert d.orders == []
 
 
-def test_vm_running_behind_an_offline_node_is_stopped():
-    d = run([node("az-1")], power={"az-1": PowerState.RUNNING})
-    assert actions(d) == [("stop", "az-1")] and "runs but its node is Offline" in d.orders[0].reason
+def test_vm_running_behind_an_offline_node_is_stopped_after_the_deployment_timeout():
+    """Not at once: a control plane restarted boots its local VMs again, and their agents
+    register within seconds (shared.domain.strayvms). A fault probe saw it ordered stopped
+    every run before they did (and the stop did nothing: a VM left on would bill forever)."""
+    pol = policy(deployment_timeout=10 * MIN)
+    on = {"az-1": PowerState.RUNNING}
+    d = run([node("az-1")], pol=pol, power=on)
+    assert actions(d) == [] and d.state.nodes["az-1"].on_offline_since == T0
+    d = run([node("az-1")], pol=pol, state=d.state, now=T0 + 10 * MIN - S, power=on)
+    assert actions(d) == []
+    d = run([node("az-1")], pol=pol, state=d.state, now=T0 + 10 * MIN, power=on)
+    assert actions(d) == [("stop", "az-1")]
+    assert "run for 600 s while its node is Offline" in d.orders[0].reason
+    assert d.state.nodes["az-1"].on_offline_since == T0  # until it is off (or joins)
+
+
+def test_a_vm_behind_an_offline_node_whose_agent_joins_is_not_stopped():
+    pol = policy(deployment_timeout=10 * MIN)
+    on = {"az-1": PowerState.RUNNING}
+    d = run([node("az-1")], pol=pol, power=on)
+    d = run(
+        [node("az-1", ON)], pol=pol, state=d.state, now=T0 + 5 * MIN, power=on, used={"az-1": 1}
+    )
+    assert d.state.nodes["az-1"].on_offline_since is None  # it joined: forgotten
+    d = run([node("az-1")], pol=pol, state=d.state, now=T0 + 11 * MIN, power=on)
+    assert actions(d) == [] and d.state.nodes["az-1"].on_offline_since == T0 + 11 * MIN
+    off = {"az-1": PowerState.DEALLOCATED}
+    d = run([node("az-1")], pol=pol, state=d.state, now=T0 + 12 * MIN, power=off)
+    assert d.state.nodes["az-1"].on_offline_since is None
 
 
 # ------------------------------------------------------------------ state

@@ -9,24 +9,24 @@ caller loads and saves with the run (a Meta document): a timer function has no m
 Rules, each pinned by a table in tests/test_autoscaler.py:
 
 - **Grow for runnable work only.** Queued tasks are first placed (in queue order, where the
-  scheduler's next pass puts them: on-prem most free first, VMs best fit) on the free cores of Online nodes,
-  on-prem first, then on Starting nodes of managed groups, which count as coming capacity; a
-  multi-node task that may burst takes the nodes that can hold it now and overflows only the
-  nodes it lacks (an idle on-prem node is not counted for two tasks). Cores the scheduler holds for a blocked head task at an unknown time
+  scheduler's next pass puts them: on-prem most free first, VMs best fit) on the free cores
+  of Online nodes, on-prem first, then on Starting nodes of managed groups, which count as
+  coming capacity; a multi-node task that may burst takes the nodes that can hold it now and
+  overflows only the nodes it lacks (an idle on-prem node is not counted for two tasks).
+  Cores the scheduler holds for a blocked head task at an unknown time
   (``ClusterView.reserved``) are not free to later tasks; a task asking for memory
   takes only nodes with that much. What is left (the overflow) is bin-packed, first-fit
   decreasing, onto template nodes of each managed group the task may run on and fits
   (cores, memory: ``demand.grown_for``, which also says why it starts none for a task);
-  the group grows by the number of bins, never past ``max_nodes``, the Offline
-  nodes it has (not those an admin took offline or drained: ``Node.held``), or
-  ``max_starts_per_run``. A job allowed on [OnPremNodes, AzureNodes] therefore fills
-  on-prem first and bursts to Azure only for the overflow.
-- **Stop only idle nodes.** A managed Online node with no active task is stopped
-  once idle for ``idle`` (ShrinkIdleTimes x ShrinkInterval) since the
-  autoscaler first saw it idle, if no queued task could run on it, the group
-  stays at ``min_nodes``, and no scale-up happened within
-  ``scale_down_delay``. A node with running tasks is never stopped: a stop is a
-  drain first (:func:`request_stop`), and a Draining node stops once empty. Nodes up
+  the group grows by the number of bins, never past ``max_nodes``, the Offline nodes it has
+  (not those an admin took offline or drained: ``Node.held``), or ``max_starts_per_run``.
+  A job allowed on [OnPremNodes, AzureNodes] therefore fills on-prem first and bursts to
+  Azure only for the overflow.
+- **Stop only idle nodes.** A managed Online node with no active task is stopped once idle
+  for ``idle`` (ShrinkIdleTimes x ShrinkInterval) since the autoscaler first saw it idle, if
+  no queued task could run on it, the group stays at ``min_nodes``, and no scale-up happened
+  within ``scale_down_delay``. A node with running tasks is never stopped: a stop is a drain
+  first (:func:`request_stop`), a Draining node stops once empty. Nodes up
   beyond ``max_nodes`` (an admin lowered it): Starting ones stop first, then idle ones,
   and only for what is still over the least busy others drain (not held) and stop once
   empty (:mod:`shared.domain.autoscaler_cap`).
@@ -37,9 +37,9 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   joins resets it; one that never joined is started last until it does.
 - **The VMs' facts win.** An Online, Draining or Unreachable node whose VM is
   off was evicted: it is marked Offline (no back-off; it is started last);
-  a Stopping node whose VM is off is Offline; a VM running behind an Offline
-  node (nobody started it) is stopped. These repairs, and stopping a drained node that
-  is not an admin's drain, hold in a group whose autoscale is off too.
+  a Stopping node whose VM is off is Offline; a VM running behind an Offline node (nobody
+  started it) is stopped after the deployment timeout (:mod:`shared.domain.strayvms`). These
+  repairs, and stopping a drained node not an admin's drain, hold with autoscale off too.
 - **Every order says why** (``Order.reason``: "why did this node start").
 """
 
@@ -80,8 +80,7 @@ from shared.domain.power import OFF_STATES, PowerState
 from shared.domain.reservedhold import may_grow_for
 from shared.domain.scheduler import tier
 from shared.domain.states import NodeState
-
-# ------------------------------------------------------------------- helpers
+from shared.domain.strayvms import stray_vm
 
 
 def request_stop(node: Node, used_cores: int, reason: str) -> Order:
@@ -190,8 +189,10 @@ class _Run:
             ):
                 self.order("stop", node, group, autoscaler_notes.drained(node.state_reason))
                 self.stops += 1
-            elif node.state is _OFFLINE and power in _VM_ON and memory.start_ordered_at is None:
-                self.order("stop", node, group, "its VM runs but its node is Offline")
+            if (node.state is _OFFLINE and power in _VM_ON) or memory.on_offline_since:
+                memory, stray = stray_vm(node.state, power, memory, now, timeout)
+                if stray is not None:
+                    self.order("stop", node, group, stray)
             self.nodes[node.name] = memory
 
     def simulate(self) -> tuple[list[Task], set[str]]:
@@ -379,8 +380,7 @@ class _Run:
         return len(plan.stops)
 
 
-# Enum members as module constants: looking one up on its class costs more than the rest
-# of a node's check (the simulator runs this loop over ~100,000 runs).
+# Enum members as constants: a lookup on the class costs more than a node's check (sim: ~100k runs)
 _ONLINE, _STARTING, _STOPPING = NodeState.ONLINE, NodeState.STARTING, NodeState.STOPPING
 _DRAINING, _OFFLINE = NodeState.DRAINING, NodeState.OFFLINE
 _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})

@@ -205,6 +205,8 @@ class NodeMemory:
     """``failed_at`` was its VM found off under its agent (evicted, stopped outside the
     cluster), not a start that never joined: such a node had joined, so it is started before
     those that never did (:func:`healthy_first`)."""
+    on_offline_since: datetime | None = None
+    """When its VM was first seen running while the node was Offline (shared.domain.strayvms)."""
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from shared.usecases.autoscale_log import failure_entry, save_run
 from shared.usecases.autoscale_memory import load_doc
 from shared.usecases.deps import Deps
 from shared.usecases.losses import lose_attempts, release_given_up
-from shared.usecases.nodes import StartRefused, drain_node, start_node, stop_node
+from shared.usecases.nodes import StartRefused, drain_node, power_off, start_node, stop_node
 from shared.usecases.operations import pending_operations, settle_operations
 from shared.usecases.queue import runnable_queue
 
@@ -283,6 +283,8 @@ def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:
         if order.action == "start":
             if node.state is NodeState.OFFLINE:
                 start_node(deps, node, reason=order.reason)
+        elif order.action == "stop" and node.state is NodeState.OFFLINE:
+            power_off(deps, node, reason=order.reason)  # a VM that runs behind it
         elif order.action == "stop":
             stop_node(deps, node, reason=order.reason)
         elif order.action == "drain":

@@ -187,6 +187,23 @@ def stop_node(deps: Deps, node: Node, *, reason: str) -> Node:
     return node
 
 
+def power_off(deps: Deps, node: Node, *, reason: str) -> None:
+    """Deallocate the VM of an Offline node that runs anyway (shared.domain.strayvms): the
+    node stays Offline, saying why. A stop of an Offline node otherwise does nothing."""
+    assert deps.compute is not None
+    now = deps.clock()
+    result = deps.compute.deallocate(
+        node.name, request_id=f"stop-{node.name}-{now.timestamp():.0f}", now=now
+    )
+    if isinstance(result, ComputeError):
+        if result.kind is ErrorKind.NOT_FOUND:
+            return
+        raise Conflict(f"could not deallocate {node.name}: {result.kind}: {result.message}")
+    record_operation(deps, result)
+    node.state_reason = reason
+    deps.store.put_node(node)
+
+
 def drain_node(
     deps: Deps, node: Node, *, reason: str = "drained by an admin", hold: bool = False
 ) -> Node:
