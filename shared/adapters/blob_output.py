@@ -47,6 +47,7 @@ from shared.ports.output import (
     OutputStore,
     Stream,
     stamp_matches,
+    writes_over,
 )
 
 APPEND_BLOCK_BYTES = 4 << 20
@@ -240,9 +241,11 @@ class BlobOutputStore(OutputStore):
 
     @staticmethod
     def _ours(found: dict[str, str] | None, metadata: dict[str, str]) -> bool:
-        """Whether a blob with metadata ``found`` is this attempt's (stamped alike, or either
-        without a stamp: an agent from before stamps, or an assignment that gave none)."""
-        return stamp_matches((found or {}).get(STAMP_KEY), metadata.get(STAMP_KEY))
+        """Whether this attempt (``metadata``) may append to a blob with metadata ``found``:
+        stamped alike, or this writer has no stamp (an assignment that gave none). One it
+        has a stamp for replaces an unstamped blob too (a probe: an old job's unstamped
+        output was kept under the new job's stamp, its first bytes lost)."""
+        return not writes_over((found or {}).get(STAMP_KEY), metadata.get(STAMP_KEY))
 
     def _drop_scratch(
         self, job_id: int, task_id: int, attempt: int, uploaded: dict[Path, int]
@@ -283,17 +286,20 @@ class BlobOutputStore(OutputStore):
         blob = self._blob(job_id, task_id, stream, attempt)
         try:
             download = blob.download_blob(offset=offset, length=limit)
-            if not stamp_matches(download.properties.metadata.get(STAMP_KEY), stamp):
-                return b""  # another job's: the one read is the metadata's, no second GET
-            return bytes(download.readall())
         except ResourceNotFoundError:
-            return self.local.read(
-                job_id, task_id, stream, attempt=attempt, offset=offset, limit=limit, stamp=stamp
-            )
+            download = None
         except HttpResponseError as exc:
-            if exc.status_code == 416:  # offset at or past the end (or an empty blob)
-                return b""
-            raise
+            if exc.status_code != 416:  # 416: offset at or past the end (or an empty blob)
+                raise
+            download = None
+        if download is not None:
+            props = download.properties
+            if stamp_matches(props.metadata.get(STAMP_KEY), stamp, props.last_modified):
+                return bytes(download.readall())
+        # No blob, or another job's (not replaced yet): the local file, on the agent's host
+        return self.local.read(
+            job_id, task_id, stream, attempt=attempt, offset=offset, limit=limit, stamp=stamp
+        )
 
     def info(
         self,
@@ -309,8 +315,8 @@ class BlobOutputStore(OutputStore):
             props = self._blob(job_id, task_id, stream, attempt).get_blob_properties()
         except ResourceNotFoundError:
             return self.local.info(job_id, task_id, stream, attempt=attempt, stamp=stamp)
-        if not stamp_matches((props.metadata or {}).get(STAMP_KEY), stamp):
-            return OutputInfo(size=0)
+        if not stamp_matches((props.metadata or {}).get(STAMP_KEY), stamp, props.last_modified):
+            return self.local.info(job_id, task_id, stream, attempt=attempt, stamp=stamp)
         return OutputInfo(size=int(props.size), truncated_at=self._cap(props.metadata))
 
     def close(self) -> None:

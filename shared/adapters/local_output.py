@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.ports.output import (
     DEFAULT_READ_BYTES,
+    STREAMS,
     OutputInfo,
     OutputStore,
     Stream,
@@ -88,11 +90,28 @@ class LocalOutputStore(OutputStore):
         path = self.path(job_id, task_id, stream, attempt=attempt)
         path.parent.mkdir(parents=True, exist_ok=True)
         if stamp is not None and self.stamp(job_id, task_id, attempt) != stamp:
+            for other in STREAMS:  # another job's (or an unstamped) cut is not this one's
+                mark = self.path(job_id, task_id, other, attempt=attempt)
+                mark.with_name(mark.name + ".truncated").unlink(missing_ok=True)
             stamp_path = self.stamp_path(job_id, task_id, attempt)
             tmp = stamp_path.with_name(f"{stamp_path.name}.{os.getpid()}.tmp")
             tmp.write_text(stamp + "\n")
             os.replace(tmp, stamp_path)  # whole or not at all: a reader sees one stamp
         return path
+
+    def _matches(
+        self, path: Path, job_id: int, task_id: int, attempt: int, stamp: str | None
+    ) -> bool:
+        """Whether the stream at ``path`` is the job's of ``stamp`` (:func:`stamp_matches`;
+        an unstamped file by when it was last written)."""
+        found = self.stamp(job_id, task_id, attempt)
+        if stamp is None or found is not None:
+            return stamp_matches(found, stamp)
+        try:
+            written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        except FileNotFoundError:
+            return True  # nothing there: reads as empty anyway
+        return stamp_matches(None, stamp, written)
 
     def stamp_path(self, job_id: int, task_id: int, attempt: int) -> Path:
         """Where the attempt's job stamp is kept (one for both streams)."""
@@ -129,7 +148,7 @@ class LocalOutputStore(OutputStore):
         if offset < 0 or limit < 0:
             raise ValueError(f"offset and limit must not be negative, got {offset} and {limit}")
         path, attempt = self._readable(job_id, task_id, stream, attempt)
-        if limit == 0 or not stamp_matches(self.stamp(job_id, task_id, attempt), stamp):
+        if limit == 0 or not self._matches(path, job_id, task_id, attempt, stamp):
             return b""
         try:
             with path.open("rb") as f:
@@ -152,7 +171,7 @@ class LocalOutputStore(OutputStore):
         stamp: str | None = None,
     ) -> OutputInfo:
         path, attempt = self._readable(job_id, task_id, stream, attempt)
-        if not stamp_matches(self.stamp(job_id, task_id, attempt), stamp):
+        if not self._matches(path, job_id, task_id, attempt, stamp):
             return OutputInfo(size=0)
         try:
             size = path.stat().st_size

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -46,10 +47,31 @@ def job_stamp(job_id: int, submit_time: str | None) -> str | None:
     return f"{int(job_id)}@{submit_time}" if submit_time else None
 
 
-def stamp_matches(found: str | None, wanted: str | None) -> bool:
-    """Whether a stream stamped ``found`` may be served to a reader that wants ``wanted``:
-    a reader or a stream without a stamp cannot tell, so it may."""
-    return found is None or wanted is None or found == wanted
+def stamp_matches(found: str | None, wanted: str | None, written: datetime | None = None) -> bool:
+    """Whether a stream stamped ``found``, last written at ``written``, may be served to a
+    reader that wants ``wanted``. A reader without a stamp cannot tell, so it may. A stream
+    without one (written by an agent from before stamps) is the job's only if it was written
+    after the job's submit (an old job of the same id wrote before it: a probe saw such
+    output served while the new job ran, then kept)."""
+    if wanted is None:
+        return True
+    if found is not None:
+        return found == wanted
+    submitted = _submitted(wanted)
+    return written is None or submitted is None or written >= submitted
+
+
+def writes_over(found: str | None, mine: str | None) -> bool:
+    """Whether a writer stamped ``mine`` must replace a stream stamped ``found`` rather than
+    append to it: it is another job's, or carries no stamp while the writer has one."""
+    return mine is not None and found != mine
+
+
+def _submitted(stamp: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(stamp.split("@", 1)[1])
+    except (IndexError, ValueError):
+        return None
 
 
 def truncation_marker(cap: int) -> bytes:

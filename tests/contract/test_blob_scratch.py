@@ -124,3 +124,17 @@ def test_the_agent_leaves_no_scratch_once_an_ended_task_is_published(
     assert error is not None and "does not exist" in error
     assert _files(agent.local.root) == []  # its reason was published, then removed
     assert api.read(5, 2, "stderr") == (error + "\n").encode()
+
+
+def test_the_agents_host_reads_a_running_attempts_output_beside_another_jobs_blob(
+    stores: tuple[BlobOutputStore, BlobOutputStore],
+) -> None:
+    """A probe: while a new job 1 ran beside the old job 1's kept blob, its output read as
+    nothing (the blob was not its own); the local file is read instead, as with no blob."""
+    agent, _api = stores
+    old, new = "1@2026-01-01T00:00:00+00:00", "1@2026-02-02T00:00:00+00:00"
+    agent.sink(1, 1, "stdout", stamp=old).write_bytes(b"the old job's\n")
+    agent.publish(1, 1, final=True)
+    agent.sink(1, 1, "stdout", stamp=new).write_bytes(b"live\n")  # running: not published
+    assert agent.read(1, 1, "stdout", attempt=0, stamp=new) == b"live\n"
+    assert agent.info(1, 1, "stdout", attempt=0, stamp=new).size == 5

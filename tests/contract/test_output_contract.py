@@ -235,8 +235,32 @@ def test_a_stream_stamped_for_another_job_reads_as_empty_and_a_new_attempt_repla
     assert output.read(1, 1, "stdout", attempt=0, stamp=old) == b""
 
 
-def test_a_stream_without_a_stamp_is_read_by_any_job(output: OutputStore) -> None:
-    """Written by an agent from before stamps: nothing tells whose it is, so it is served."""
+def test_an_unstamped_stream_is_the_jobs_only_if_written_after_its_submit(
+    output: OutputStore,
+) -> None:
+    """Written by an agent from before stamps: it is this job's only if written after the job
+    was submitted; an old job of the same id wrote before (a probe saw it served while the
+    new job ran, and kept under the new job's stamp, the new job's first bytes lost)."""
     output.sink(2, 1, "stdout").write_bytes(b"legacy\n")
     output.publish(2, 1, final=True)
-    assert output.read(2, 1, "stdout", attempt=0, stamp=job_stamp(2, "2026")) == b"legacy\n"
+    before = job_stamp(2, "2020-01-01T00:00:00+00:00")
+    after = job_stamp(2, "2099-01-01T00:00:00+00:00")
+    assert output.read(2, 1, "stdout", attempt=0, stamp=before) == b"legacy\n"
+    assert output.read(2, 1, "stdout", attempt=0, stamp=after) == b""
+    assert output.info(2, 1, "stdout", attempt=0, stamp=after).size == 0
+    # The later job's attempt replaces it whole, never appends to it.
+    output.sink(2, 1, "stdout", stamp=after).write_bytes(b"new\n")
+    output.publish(2, 1, final=True)
+    assert output.read(2, 1, "stdout", attempt=0, stamp=after) == b"new\n"
+
+
+def test_a_new_jobs_attempt_drops_the_old_jobs_truncation(output: OutputStore) -> None:
+    """A probe: the old job's cut marker made the new job's small output say truncated."""
+    old, new = job_stamp(3, "2026-01-01T00:00:00+00:00"), job_stamp(3, "2026-02-02T00:00:00+00:00")
+    output.sink(3, 1, "stdout", stamp=old).write_bytes(b"x" * 10)
+    output.mark_truncated(3, 1, "stdout", attempt=0, cap=10)
+    output.publish(3, 1, final=True)
+    output.sink(3, 1, "stdout", stamp=new).write_bytes(b"small\n")
+    output.sink(3, 1, "stderr", stamp=new)
+    output.publish(3, 1, final=True)
+    assert output.info(3, 1, "stdout", attempt=0, stamp=new) == OutputInfo(size=6)
