@@ -13,21 +13,27 @@ known, the same rule gives 1.029x / 56 s on KTH-SP2). Here the same rule runs on
   they asked for), the blend also learnt by EM.
 
 Starting a node bills its boot before it serves, so each part's rate is divided by its
-own start margin (:func:`shared.domain.waitvalue.start_margin` of that part's time
-constant: a burst that fades in 15 min must be 1.9x a node's break-even to pay a boot, the
-hour's rate 1.35x) for the nodes *started*; nodes already up are kept to the pool at W.
+own start margin (:func:`shared.domain.waitvalue.served_margin` of that part's time
+constant: a burst that fades in 15 min must be 2.16x a node's break-even to pay a boot
+and the idle seconds until it fades, the hour's rate 1.42x) for the nodes *started*;
+nodes already up are kept to the pool at W. And no node is started for the pool that a
+running job's runtime limit frees within a boot delay (:mod:`shared.domain.releases`):
+that job's nodes refill the pool no later than the started node would.
 
-It needs each job's user and end (``SessionAware``): the cluster's timer does not keep
-them, so a node group refuses it (:mod:`shared.domain.idlepolicy`), as ``session``.
+It needs each job's user, start, limit and end (``SessionAware``, ``LimitAware``): the
+cluster's timer does not keep them, so a node group refuses it
+(:mod:`shared.domain.idlepolicy`), as ``session``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from shared.domain.rateparts import HOUR_S, PARTS, RateMix, WeekProfile
+from shared.domain.releases import LimitReleases
 from shared.domain.userwidths import UserWidths
-from shared.domain.waitvalue import VALUE_WAIT_WEIGHT, best_of, shrink_rate, slopes, start_margin
+from shared.domain.waitvalue import VALUE_WAIT_WEIGHT, best_of, served_margin, shrink_rate, slopes
 from shared.domain.warmpool import Plan, min_nodes
 
 BURST_S = 900.0
@@ -47,9 +53,10 @@ class ForecastPool:
     def __post_init__(self) -> None:
         self.rates = RateMix(burst_s=self.burst_s)
         self.widths = UserWidths()
-        hour = start_margin(self.boot_delay_s, HOUR_S)
+        self.releases = LimitReleases()
+        hour = served_margin(self.boot_delay_s, HOUR_S)
         self.margins = {"hour": hour, "week": hour,
-                        "burst": start_margin(self.boot_delay_s, self.burst_s)}  # fmt: skip
+                        "burst": served_margin(self.boot_delay_s, self.burst_s)}  # fmt: skip
 
     # -- what it is told
     def arrived(self, now: float, nodes: int, user: str | None = None) -> None:
@@ -60,6 +67,12 @@ class ForecastPool:
         self, now: float, nodes: int, user: str | None = None, ran_s: float | None = None
     ) -> None:
         self.widths.ended(now, user)
+
+    def job_started(self, key: Hashable, now: float, nodes: int, limit_s: float | None) -> None:
+        self.releases.started(key, now, nodes, limit_s)
+
+    def job_ended(self, key: Hashable) -> None:
+        self.releases.ended(key)
 
     def idle_gap(self, seconds: float) -> None:
         return None
@@ -82,15 +95,19 @@ class ForecastPool:
 
     def plan(self, now: float, in_use: int, waiting: int, up: int) -> Plan:
         idle = max(0, up - in_use - waiting)
-        pool = max(self.start_pool(now), min(self.pool(now), idle))
+        freed = self.releases.within(now, self.boot_delay_s)
+        start = max(0, self.start_pool(now) - freed)
+        pool = max(start, min(self.pool(now), idle))
         return Plan(min_nodes(in_use, waiting, pool, self.max_nodes), self.idle_s)
 
     def changes_at(self, now: float) -> float:
         """When the plan next changes if nothing arrives: a pool shrinking as the rates
-        decay, or the next hour (the week part's rate changes)."""
+        decay, the next hour (the week part's rate changes), or a job outliving its limit
+        (its nodes no longer count as freed)."""
         until = WeekProfile.next_hour(now)
         candidates = self._candidates(now)
-        return min(self._shrinks(now, until, candidates, s) for s in (False, True))
+        shrinks = min(self._shrinks(now, until, candidates, s) for s in (False, True))
+        return min(shrinks, self.releases.next_end(now))
 
     def _shrinks(
         self, now: float, until: float, candidates: list[tuple[int, float]], start: bool

@@ -58,7 +58,7 @@ import heapq
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 
 from shared.domain.autoscaler import ClusterView, autoscale
@@ -66,11 +66,13 @@ from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPol
 from shared.domain.idlepolicy import IdlePolicy, parse_idle_policy
 from shared.domain.jumps import Boots, Coming
 from shared.domain.models import Task
+from shared.domain.releases import LimitAware
 from shared.domain.scheduler import Busy, Policy, schedule
 from shared.domain.sessions import SessionAware
 from shared.domain.states import NodeState
 from shared.sim.fleet import GROUP, Fleet, dt, ts, visible
-from shared.sim.replay import TAU_S, Running, _request, start_jobs
+from shared.sim.outcome import ElasticOutcome, figures
+from shared.sim.replay import Running, _request, start_jobs
 from shared.sim.swf import SwfJob
 
 __all__ = ["ElasticOutcome", "IdlePolicy", "elastic", "frontier", "parse_idle_policy"]
@@ -78,31 +80,6 @@ __all__ = ["ElasticOutcome", "IdlePolicy", "elastic", "frontier", "parse_idle_po
 FRONTIER_S: tuple[int, ...] = (60, 120, 300, 600, 900, 1800)
 """The fixed idle times whose figures frame a policy's (1, 2, 5, 10, 15 and 30 minutes)."""
 _OFFLINE = NodeState.OFFLINE
-
-
-@dataclass(frozen=True)
-class ElasticOutcome:
-    idle_policy: str
-    jobs: int
-    node_hours: float
-    oracle_node_hours: float
-    """The trace's core-hours / cores per node."""
-    ratio: float
-    """node_hours / oracle_node_hours."""
-    mean_wait_s: float
-    mean_bounded_slowdown: float
-    node_starts: int
-    peak_nodes: int
-    """Most nodes up (Starting or Online) at once."""
-    nodes: int
-    cores_per_node: int
-    boot_delay_s: float
-    timer_s: float
-    """The autoscaler's period (0: it ran at every event)."""
-    scale_down_delay_s: float
-    autoscaler_runs: int
-    elapsed_s: float
-    """Wall-clock time of the replay itself."""
 
 
 def elastic(
@@ -157,6 +134,8 @@ def elastic(
     sizing = idle.build(boot_delay_s, nodes)
     sessions = sizing if isinstance(sizing, SessionAware) else None
     """A policy told whose job arrives and ends (``session``)."""
+    limits = sizing if isinstance(sizing, LimitAware) else None
+    """A policy told each job's start, limit and end (``forecast``)."""
     groups_memory = AutoscalerState().groups
     memory: dict[str, NodeMemory] = {}
     """The autoscaler's memory of each node (the caller keeps it, as the timer's store does)."""
@@ -177,6 +156,8 @@ def elastic(
             _, job_id = heapq.heappop(ends)
             done = running.pop(job_id)
             del busy[job_id]
+            if limits is not None:
+                limits.job_ended(job_id)
             fleet.released(done.nodes, done.cores, now)
             if sessions is not None:
                 sessions.ended(now, _nodes(done.job, cpn), _user(done.job), now - done.start)
@@ -207,6 +188,8 @@ def elastic(
                 fleet.took(s.nodes, now)
                 r = running[s.key]  # type: ignore[index]
                 busy[r.job.id] = [Busy(n, r.cores, r.start + r.job.limit) for n in r.nodes]
+                if limits is not None:
+                    limits.job_started(r.job.id, now, len(r.nodes), r.job.limit)
         if not (i < len(pending) or running or queue):
             break
         for gap in fleet.gaps:
@@ -293,7 +276,7 @@ def elastic(
             wake = max(_tick(wake, timer_s), now + timer_s)
     for name in list(fleet.up_since):
         fleet.node_seconds += now - fleet.up_since.pop(name)
-    return _figures(
+    return figures(
         pending,
         starts,
         idle,
@@ -321,47 +304,6 @@ def _nodes(job: SwfJob, cpn: int) -> int:
 
 def _user(job: SwfJob) -> str | None:
     return str(job.user) if job.user >= 0 else None
-
-
-def _figures(
-    jobs: Sequence[SwfJob],
-    starts: dict[int, float],
-    idle: IdlePolicy,
-    node_seconds: float,
-    node_starts: int,
-    peak: int,
-    runs: int,
-    nodes: int,
-    cpn: int,
-    boot_delay_s: float,
-    t0: float,
-    timer_s: float,
-    scale_down_delay_s: float,
-) -> ElasticOutcome:
-    waits = [starts[j.id] - j.submit for j in jobs]
-    slowdowns = [
-        max(1.0, (w + j.run) / max(j.run, TAU_S)) for j, w in zip(jobs, waits, strict=True)
-    ]
-    oracle = sum(j.run * j.procs for j in jobs) / cpn / 3600
-    hours = node_seconds / 3600
-    return ElasticOutcome(
-        idle_policy=idle.name,
-        jobs=len(jobs),
-        node_hours=hours,
-        oracle_node_hours=oracle,
-        ratio=hours / oracle if oracle > 0 else 0.0,
-        mean_wait_s=sum(waits) / len(waits) if waits else 0.0,
-        mean_bounded_slowdown=sum(slowdowns) / len(slowdowns) if slowdowns else 0.0,
-        node_starts=node_starts,
-        peak_nodes=peak,
-        nodes=nodes,
-        cores_per_node=cpn,
-        boot_delay_s=boot_delay_s,
-        timer_s=timer_s,
-        scale_down_delay_s=scale_down_delay_s,
-        autoscaler_runs=runs,
-        elapsed_s=time.perf_counter() - t0,
-    )
 
 
 def frontier(
