@@ -51,6 +51,17 @@ class ForecastPool:
         self.margins = {"hour": hour, "week": hour,
                         "burst": start_margin(self.boot_delay_s, self.burst_s)}  # fmt: skip
 
+    # -- its memory (the cluster's timer keeps it between runs)
+    def to_dict(self) -> dict[str, Any]:
+        """The learnt state as JSON: the rates' and the widths' (not the parameters)."""
+        return {"rates": self.rates.to_dict(), "widths": self.widths.to_dict()}
+
+    def restore(self, data: Mapping[str, Any] | None) -> None:
+        """Take up the state :meth:`to_dict` stored (None: start afresh)."""
+        data = data or {}
+        self.rates = RateMix.from_dict(data.get("rates"), burst_s=self.burst_s)
+        self.widths = UserWidths.from_dict(data.get("widths"))
+
     # -- what it is told
     def arrived(self, now: float, nodes: int, user: str | None = None) -> None:
         self.rates.observe(now)
