@@ -17,13 +17,16 @@ own start margin (:func:`shared.domain.waitvalue.start_margin` of that part's ti
 constant: a burst that fades in 15 min must be 1.9x a node's break-even to pay a boot, the
 hour's rate 1.35x) for the nodes *started*; nodes already up are kept to the pool at W.
 
-It needs each job's user and end (``SessionAware``): the cluster's timer does not keep
-them, so a node group refuses it (:mod:`shared.domain.idlepolicy`), as ``session``.
+It needs each job's user and end (``SessionAware``): the cluster's timer tells it both
+(:mod:`shared.usecases.idle_policy`) and keeps its state between runs (:meth:`to_dict`,
+:meth:`restore`), so a node group runs the same object the simulator does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from shared.domain.rateparts import HOUR_S, PARTS, RateMix, WeekProfile
 from shared.domain.userwidths import UserWidths
