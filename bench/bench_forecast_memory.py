@@ -36,6 +36,9 @@ def main() -> None:
     args.add_argument("trace", nargs="?", type=Path, default=TRACE)
     args.add_argument("--timer", type=float, default=60.0, help="seconds between runs")
     opts = args.parse_args()
+    if not opts.trace.exists():  # the traces live beside the repository, not in it
+        print(f"no trace at {opts.trace}: give its path (SWF, .swf or .swf.gz)")
+        return
     jobs = read(opts.trace)
     events: list[tuple[float, int, int, str | None]] = []  # (time, 0 end | 1 submit, nodes, user)
     for j in jobs:
