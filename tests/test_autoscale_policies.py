@@ -20,10 +20,8 @@ from shared.domain.cluster import Node
 from shared.domain.growshrink import AutoscalerState, GroupPolicy
 from shared.domain.idleplan import (
     Attribution,
-    Forecast,
     GroupPlan,
     Load,
-    PolicyMemory,
     attribution,
     explain,
     group_load,
@@ -31,6 +29,7 @@ from shared.domain.idleplan import (
     run_policy,
 )
 from shared.domain.models import Task
+from shared.domain.policymemory import Forecast, PolicyMemory
 from shared.domain.states import NodeState, TaskState
 from shared.domain.warmpool import Plan
 from shared.errors import InvalidRequest
@@ -436,6 +435,10 @@ def test_the_api_sets_the_idle_policy_and_refuses_bad_text_with_422(host):
     bad = client.patch(f"/api/nodegroups/{AZ}", json={"idlePolicy": "lazy"})
     assert bad.status_code == 422
     assert FORMS in bad.json()["error"] and "'lazy'" in bad.json()["error"]
+    forecast = client.patch(f"/api/nodegroups/{AZ}", json={"idlePolicy": "forecast:25"})
+    assert (forecast.status_code, forecast.json()["idlePolicy"]) == (200, "forecast:25")
+    session = client.patch(f"/api/nodegroups/{AZ}", json={"idlePolicy": "session"})
+    assert session.status_code == 422 and "simulator only" in session.json()["error"]
     good = client.patch(f"/api/nodegroups/{AZ}", json={"idlePolicy": "keep", "bootDelayS": 240})
     assert good.status_code == 200
     assert (good.json()["idlePolicy"], good.json()["bootDelayS"]) == ("keep", 240)
@@ -460,6 +463,8 @@ def test_the_cli_sets_the_idle_policy_and_refuses_bad_text_in_one_line(host, mon
     bad = hpc("nodegroup", "set", AZ, "--idle-policy", "anticipate:soon")
     assert_one_error_line(bad, "--idle-policy", FORMS, "'soon' is not whole seconds")
     assert bad.exit_code == 2
+    forecast = hpc("nodegroup", "set", AZ, "--idle-policy", "forecast")
+    assert forecast.exit_code == 0 and "idle policy forecast " in forecast.output
     ok = hpc("nodegroup", "set", AZ, "--idle-policy", "anticipate:30", "--boot-delay", "240")
     assert ok.exit_code == 0, ok.output
     assert "idle policy anticipate:30 (boot delay 240.0 s)" in ok.output

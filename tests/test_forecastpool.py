@@ -135,9 +135,12 @@ def test_forecast_parses_and_is_named_by_its_weight():
         parse_idle_policy("forecast:x")
 
 
-def test_a_node_group_refuses_forecast_with_the_reason():
-    with pytest.raises(ValueError, match="simulator only.*users or job ends"):
-        group_idle_policy("forecast:30")
+def test_a_node_group_takes_forecast_and_still_refuses_the_simulator_only_ones():
+    policy = group_idle_policy("forecast:25")
+    assert policy is not None and (policy.kind, policy.name) == ("forecast", "forecast:25")
+    for text in ("session", "ski:2"):
+        with pytest.raises(ValueError, match="simulator only.*idle gaps or per-user keeps"):
+            group_idle_policy(text)
 
 
 def test_the_cli_replays_forecast_with_and_without_jumps(tmp_path):

@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
 from shared.domain.forecastpool import ForecastPool
-from shared.domain.releases import LimitAware, LimitReleases
+from shared.domain.idleplan import Load, plan_group
+from shared.domain.models import Host, Task
+from shared.domain.policymemory import Forecast
+from shared.domain.releases import LimitAware, LimitReleases, node_limits
+from shared.domain.states import TaskState
 from shared.domain.waitvalue import served_margin, start_margin
 
 B = 180.0
@@ -138,3 +144,49 @@ def test_the_served_margin_for_kth_settings():
     assert served_margin(180.0, 900.0) == pytest.approx(2.1646, abs=1e-4)
     assert served_margin(0.0, 900.0) == 1.0  # no boot: start at break-even
     assert served_margin(180.0, 0.0) == 1.0
+
+
+# --- the cluster's timer: the nodes the group's running tasks' limits free ------------------
+
+T = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _task(task_id: int, nodes: list[str], start_s: float | None, limit: int | None) -> Task:
+    return Task(
+        job_id=1, id=task_id, command="x", state=TaskState.RUNNING,
+        hosts=[Host(node=n, cores=1) for n in nodes],
+        start_time=None if start_s is None else T + timedelta(seconds=start_s),
+        runtime_limit_s=limit,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tasks", "expected"),
+    [
+        ([], []),
+        ([_task(1, ["a"], 0, 100)], [("a", 0.0, 100.0)]),
+        ([_task(1, ["a", "b"], 0, 100)], [("a", 0.0, 100.0), ("b", 0.0, 100.0)]),  # 2-node task
+        ([_task(1, ["a"], 0, 100), _task(2, ["a"], 50, 100)], [("a", 50.0, 100.0)]),  # last end
+        ([_task(1, ["a"], 0, 100), _task(2, ["a"], 0, None)], []),  # one without a limit: unknown
+        ([_task(1, ["a"], None, 100)], []),  # not started
+        ([_task(1, ["z"], 0, 100)], []),  # not the group's node
+    ],
+)
+def test_a_node_is_freed_when_the_last_limit_of_its_tasks_ends(tasks, expected):
+    got = [(n, s - T.timestamp(), lim) for n, s, lim in node_limits(tasks, {"a", "b"})]
+    assert got == expected
+
+
+def test_the_timer_tells_forecast_the_limits_each_run_and_does_not_store_them():
+    now = T.timestamp() + 300.0
+    load = Load(in_use=10, waiting=0, up=10)
+    pool = ForecastPool(B, 100)
+    for k in range(100):
+        pool.arrived(T.timestamp() + 3.0 * k, 1 + k % 2, "u")
+    memory = Forecast(forecast=pool.to_dict())
+    plan = partial(plan_group, memory=memory, events=[], now=now, load=load,
+                   policy="forecast", boot_delay_s=180.0)  # fmt: skip
+    bare, stored = plan(ForecastPool(180.0, 100))
+    freed, kept = plan(ForecastPool(180.0, 100), limits=[("a", now - 50.0, 100.0)])
+    assert freed.plan.min_nodes == bare.plan.min_nodes - 1
+    assert kept.forecast == stored.forecast  # facts of now, not memory

@@ -20,15 +20,18 @@ nodes already up are kept to the pool at W. And no node is started for the pool 
 running job's runtime limit frees within a boot delay (:mod:`shared.domain.releases`):
 that job's nodes refill the pool no later than the started node would.
 
-It needs each job's user, start, limit and end (``SessionAware``, ``LimitAware``): the
-cluster's timer does not keep them, so a node group refuses it
-(:mod:`shared.domain.idlepolicy`), as ``session``.
+It needs each job's user and end (``SessionAware``) and the running jobs' starts and limits
+(``LimitAware``): the cluster's timer tells it all of them (:mod:`shared.usecases.idle_policy`:
+the running jobs afresh each run, from the active tasks) and keeps its learnt state between
+runs (:meth:`to_dict`, :meth:`restore`), so a node group runs the same object the simulator
+does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from shared.domain.rateparts import HOUR_S, PARTS, RateMix, WeekProfile
 from shared.domain.releases import LimitReleases
@@ -57,6 +60,17 @@ class ForecastPool:
         hour = served_margin(self.boot_delay_s, HOUR_S)
         self.margins = {"hour": hour, "week": hour,
                         "burst": served_margin(self.boot_delay_s, self.burst_s)}  # fmt: skip
+
+    # -- its memory (the cluster's timer keeps it between runs)
+    def to_dict(self) -> dict[str, Any]:
+        """The learnt state as JSON: the rates' and the widths' (not the parameters)."""
+        return {"rates": self.rates.to_dict(), "widths": self.widths.to_dict()}
+
+    def restore(self, data: Mapping[str, Any] | None) -> None:
+        """Take up the state :meth:`to_dict` stored (None: start afresh)."""
+        data = data or {}
+        self.rates = RateMix.from_dict(data.get("rates"), burst_s=self.burst_s)
+        self.widths = UserWidths.from_dict(data.get("widths"))
 
     # -- what it is told
     def arrived(self, now: float, nodes: int, user: str | None = None) -> None:

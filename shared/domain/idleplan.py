@@ -2,8 +2,9 @@
 (:mod:`shared.domain.warmpool`), and how its :class:`Plan` becomes the group's parameters
 for one autoscaler run, with the reasons said in the policy's words.
 
-Pure (no clock, no I/O); the glue that reads arrivals and keeps the memory is
-:mod:`shared.usecases.idle_policy`. The simulator (:mod:`shared.sim.elastic`) asks the same
+Pure (no clock, no I/O); the memory stored between runs is :mod:`shared.domain.policymemory`,
+what the timer tells the policy :mod:`shared.domain.jobevents`, and the glue that reads
+the jobs and keeps the memory :mod:`shared.usecases.idle_policy`. The simulator (:mod:`shared.sim.elastic`) asks the same
 policy objects the same question (``plan(now, in_use, waiting, up)``) and maps the answer
 the same way (``min_nodes`` floor; idle time = ShrinkIdleTimes x a 1 s ShrinkInterval), so
 its figures describe what the cluster's timer does.
@@ -13,74 +14,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
 
 from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
 from shared.domain.demand import may_run_in, nodes_for, reach
 from shared.domain.firstfit import place_queue
+from shared.domain.forecastpool import ForecastPool
 from shared.domain.growshrink import GroupPolicy, fits_node
+from shared.domain.jobevents import JobEvent, tell
 from shared.domain.jobexclusive import Occupancy
 from shared.domain.memoryfit import free_mb
 from shared.domain.models import Task
+from shared.domain.policymemory import Forecast
 from shared.domain.states import NodeState, TaskState
 from shared.domain.waitvalue import ValuePool, WidthMix
 from shared.domain.warmpool import AdaptivePool, IdleSizing, Plan
-
-# ---------------------------------------------------------------------- memory
-
-
-@dataclass(frozen=True)
-class Forecast:
-    """One group's stored memory: the policy's :class:`DemandForecast` (nodes asked for per
-    second, as of ``at``, epoch seconds; jobs per second for ``value``), the idle nodes last
-    reported kept, and for ``value`` its width histogram (width -> weight)."""
-
-    rate: float = 0.0
-    at: float = 0.0
-    kept: int = 0
-    widths: Mapping[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PolicyMemory:
-    """What the timer remembers for the idle policies (a few numbers per group, JSON)."""
-
-    last_job: int | None = None
-    """The highest job id already counted as an arrival (None: not started yet)."""
-    groups: Mapping[str, Forecast] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "lastJob": self.last_job,
-            "groups": {g: _forecast_dict(f) for g, f in self.groups.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> PolicyMemory:
-        if not data:
-            return cls()
-        last = data.get("lastJob")
-        groups = {
-            str(g): Forecast(
-                float(f.get("rate", 0.0)),
-                float(f.get("at", 0.0)),
-                int(f.get("kept", 0)),
-                {str(w): float(c) for w, c in dict(f.get("widths") or {}).items()},
-            )
-            for g, f in dict(data.get("groups") or {}).items()
-        }
-        return cls(int(last) if last is not None else None, groups)
-
-
-def _forecast_dict(f: Forecast) -> dict[str, Any]:
-    out: dict[str, Any] = {"rate": f.rate, "at": f.at, "kept": f.kept}
-    if f.widths:
-        out["widths"] = dict(f.widths)
-    return out
-
 
 # ------------------------------------------------------------------------ load
 
@@ -276,23 +226,34 @@ class GroupPlan:
 def plan_group(
     sizing: IdleSizing,
     memory: Forecast,
-    arrivals: Sequence[tuple[float, int]],
+    events: Sequence[JobEvent],
     now: float,
     load: Load,
     *,
     policy: str,
     boot_delay_s: float,
+    limits: Sequence[tuple[str, float, float]] = (),
 ) -> tuple[GroupPlan, Forecast]:
-    """Restore the policy's forecast, tell it the arrivals (submit time, nodes), ask for the
-    plan at ``now`` (epoch seconds); the plan and the memory to store."""
+    """Restore the policy's forecast, tell it the events (submits; and ends for a policy
+    told them: :func:`shared.domain.jobevents.tell`), ask for the plan at ``now`` (epoch
+    seconds); the plan and the memory to store (``forecast``'s watch is the caller's).
+    ``limits``: the group's nodes running tasks' limits free (:func:`releases.node_limits`),
+    told to ``forecast`` afresh each run (they are facts of now, not memory)."""
+    if isinstance(sizing, ForecastPool):
+        sizing.restore(memory.forecast)
+        for node, start, limit_s in limits:
+            sizing.job_started(node, start, 1, limit_s)
+        told = tell(sizing, events, memory.told)
+        plan = sizing.plan(now, load.in_use, load.waiting, load.up)
+        expected = sizing.rate(now, False) * boot_delay_s
+        kept = replace(memory, forecast=sizing.to_dict(), told=told)
+        return GroupPlan(policy, plan, load, expected, boot_delay_s, "jobs"), kept
     forecast = sizing.forecast if isinstance(sizing, AdaptivePool | ValuePool) else None
     if forecast is not None:
         forecast.rate, forecast.at = memory.rate, memory.at
     if isinstance(sizing, ValuePool):
         sizing.widths = WidthMix.from_dict(memory.widths)
-    for at, nodes in sorted(arrivals):
-        if nodes > 0:
-            sizing.arrived(at, nodes)
+    tell(sizing, events)
     plan = sizing.plan(now, load.in_use, load.waiting, load.up)
     if forecast is None:
         return GroupPlan(policy, plan, load, 0.0, boot_delay_s), Forecast(kept=memory.kept)

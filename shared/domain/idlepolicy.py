@@ -128,13 +128,14 @@ def parse_idle_policy(text: str) -> IdlePolicy:
 
 
 GROUP_FORMS = (
-    "fixed, fixed:SECONDS, keep[:SECONDS], anticipate[:SECONDS], adaptive[:SECONDS] "
-    "or value[:WAIT_WEIGHT]"
+    "fixed, fixed:SECONDS, keep[:SECONDS], anticipate[:SECONDS], adaptive[:SECONDS], "
+    "value[:WAIT_WEIGHT] or forecast[:WAIT_WEIGHT]"
 )
 """The idle policies a node group takes (``hpc nodegroup set --idle-policy``)."""
-GROUP_KINDS = frozenset({"fixed", "keep", "anticipate", "adaptive", "value"})
-"""Kinds whose memory is a demand forecast (what the cluster's timer keeps: a rate, and for
-``value`` a width histogram)."""
+GROUP_KINDS = frozenset({"fixed", "keep", "anticipate", "adaptive", "value", "forecast"})
+"""Kinds whose memory the cluster's timer keeps (:mod:`shared.domain.policymemory`): a
+demand forecast (a rate; for ``value`` a width histogram; for ``forecast`` its rates, users'
+widths and the jobs whose ends it is told)."""
 
 
 def group_idle_policy(text: str) -> IdlePolicy | None:
@@ -155,7 +156,8 @@ def group_idle_policy(text: str) -> IdlePolicy | None:
     if policy.kind not in GROUP_KINDS:
         raise ValueError(
             f"idlePolicy {text!r} runs in the simulator only (the cluster keeps a demand "
-            f"forecast per group, not idle gaps, users or job ends); a node group takes {GROUP_FORMS}"
+            f"forecast per group, not idle gaps or per-user keeps); a node group takes "
+            f"{GROUP_FORMS}"
         )
     return policy
 

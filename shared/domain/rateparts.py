@@ -20,7 +20,9 @@ workload and lowers the others; nothing is fitted offline.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.domain.warmpool import DemandForecast
 
@@ -62,6 +64,18 @@ class WeekProfile:
         """When the hour (and so this rate) next changes."""
         return (math.floor(now / HOUR_S) + 1) * HOUR_S
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON (the cluster's timer stores it between runs): at most (weeks + 1) x 168
+        hours of counts."""
+        return {"first": self.first, "counts": {str(h): c for h, c in self.counts.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, weeks: int = 4) -> WeekProfile:
+        data = data or {}
+        first = data.get("first")
+        counts = {int(h): int(c) for h, c in dict(data.get("counts") or {}).items()}
+        return cls(weeks, counts, None if first is None else int(first))
+
 
 @dataclass
 class RateMix:
@@ -96,3 +110,29 @@ class RateMix:
         self.hour.observe(now, 1.0)
         self.burst.observe(now, 1.0)
         self.week.observe(now)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The learnt state as JSON (the parameters are the policy's own)."""
+        return {
+            "weights": dict(self.weights),
+            "hour": [self.hour.rate, self.hour.at],
+            "burst": [self.burst.rate, self.burst.at],
+            "week": self.week.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any] | None, burst_s: float = 900.0, memory: int = 500,
+        weeks: int = 4,
+    ) -> RateMix:  # fmt: skip
+        """The mix :meth:`to_dict` stored (a fresh one from None), with these parameters."""
+        mix = cls(burst_s, memory, weeks)
+        if not data:
+            return mix
+        weights = dict(data.get("weights") or {})
+        if set(weights) == set(PARTS):
+            mix.weights = {k: float(weights[k]) for k in PARTS}
+        mix.hour.rate, mix.hour.at = (float(x) for x in data.get("hour") or (0.0, 0.0))
+        mix.burst.rate, mix.burst.at = (float(x) for x in data.get("burst") or (0.0, 0.0))
+        mix.week = WeekProfile.from_dict(data.get("week"), weeks)
+        return mix

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+from shared.domain.models import Task
 
 
 @runtime_checkable
@@ -65,3 +67,24 @@ class LimitReleases:
         nothing known any more."""
         i = bisect.bisect_right(self._ends, (now, math.inf, 0))
         return self._ends[i][0] if i < len(self._ends) else math.inf
+
+
+def node_limits(tasks: Iterable[Task], members: Collection[str]) -> list[tuple[str, float, float]]:
+    """For the cluster's timer: each of ``members`` (a group's nodes) that running tasks hold,
+    as ``(node, start, limit_s)`` of the task whose limit ends last there (a node is free only
+    once all of its tasks end), told to :meth:`LimitReleases.started` with one node. A node
+    running a task without a limit (or not started yet) frees nothing known: left out."""
+    last: dict[str, tuple[float, float] | None] = {}
+    for task in tasks:
+        held = {h.node for h in task.hosts} or ({task.node} if task.node else set())
+        for node in held & set(members):
+            if last.get(node, ()) is None:
+                continue  # already unknown
+            if task.runtime_limit_s is None or task.start_time is None:
+                last[node] = None
+                continue
+            start = task.start_time.timestamp()
+            seen = last.get(node)
+            if seen is None or start + task.runtime_limit_s > sum(seen):
+                last[node] = (start, float(task.runtime_limit_s))
+    return [(n, s, lim) for n, v in sorted(last.items()) if v is not None for s, lim in [v]]

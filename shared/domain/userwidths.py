@@ -18,7 +18,9 @@ users decay alike, so the blend only changes at a submit or a job end: it is cac
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.domain.waitvalue import WIDTH_MEMORY, WidthMix
 
@@ -28,6 +30,10 @@ USER_MEMORY = 50
 """A user's own histogram forgets one part in this many of its submits."""
 _INACTIVE = 1e-3
 """Activity below this (about 7 time constants after the last event) is forgotten."""
+USERS_KEPT = 256
+"""Users whose own histograms :meth:`UserWidths.to_dict` keeps: every active one, then the
+latest submitters up to this many (a stored memory must stay small; a user beyond them
+who comes back starts a new histogram)."""
 
 
 @dataclass
@@ -51,7 +57,9 @@ class UserWidths:
         self._learn(now, nodes)
         self.globe.observe(nodes)
         if user is not None:
-            self.users.setdefault(user, WidthMix(USER_MEMORY)).observe(nodes)
+            mix = self.users.pop(user, None)  # re-inserted: the users in order of last submit
+            self.users[user] = mix = WidthMix(USER_MEMORY) if mix is None else mix
+            mix.observe(nodes)
             self._touch(now, user)
         self._cached = None
 
@@ -110,3 +118,43 @@ class UserWidths:
         if both <= 0:
             return
         self.share += (self.share * p_users / both - self.share) / self.memory
+
+    def to_dict(self, max_users: int = USERS_KEPT) -> dict[str, Any]:
+        """The learnt state as JSON: every active user's histogram, then the latest
+        submitters' up to ``max_users`` (the plans of a restored copy are the same while
+        those beyond do not come back)."""
+        keep = set(self.activity)
+        for user in reversed(self.users):
+            if len(keep) >= max_users:
+                break
+            keep.add(user)
+        out: dict[str, Any] = {
+            "share": self.share,
+            "globe": self.globe.to_dict(),
+            "users": {u: m.to_dict() for u, m in self.users.items() if u in keep},
+            "activity": {u: [a, at] for u, (a, at) in self.activity.items()},
+        }
+        if self._cached is not None:
+            out["blend"] = [[w, s] for w, s in self._cached]
+        return out
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any] | None, active_s: float = ACTIVE_S, memory: int = WIDTH_MEMORY
+    ) -> UserWidths:
+        """The blend :meth:`to_dict` stored (a fresh one from None), with these parameters."""
+        widths = cls(active_s, memory)
+        if not data:
+            return widths
+        widths.share = float(data.get("share", widths.share))
+        widths.globe = WidthMix.from_dict(data.get("globe"), memory)
+        users = dict(data.get("users") or {})
+        widths.users = {str(u): WidthMix.from_dict(m, USER_MEMORY) for u, m in users.items()}
+        activity = dict(data.get("activity") or {})
+        widths.activity = {
+            str(u): (float(a), float(at)) for u, (a, at) in activity.items() if u in widths.users
+        }
+        blend = data.get("blend")
+        if blend is not None:
+            widths._cached = [(int(w), float(s)) for w, s in blend]
+        return widths

@@ -10,15 +10,21 @@ texts a group takes, :func:`shared.domain.idlepolicy.group_idle_policy`) each ru
    only the tasks that ran or run on its nodes or overflow to it
    (:class:`shared.domain.idleplan.Attribution`), so that work the on-prem nodes take keeps
    no Azure node warm, and a task two managed groups may run counts toward one of them
-   (as it does for queued work, which raises one group's floor, not both);
+   (as it does for queued work, which raises one group's floor, not both). For
+   ``forecast``, told users and ends as the simulator tells them
+   (:mod:`shared.domain.jobevents`), each submit also names its owner (``Job.owner``), and
+   the group's jobs that were queued or running at the last run and have ended since are
+   told at their end times (read from the pages of new jobs already read, else one read
+   each, at most :data:`ENDS_READ`), as are new jobs that already ended, all in time order;
 2. asks it for the plan (:mod:`shared.domain.idleplan`): the group's min_nodes floor and
    idle time for this run only (the stored group is not rewritten);
 3. after the pure autoscaler decided, says its stops and starts in the policy's words, and
    logs the idle nodes the warm pool keeps when that number changes.
 
-The policy's memory (per group its forecast's rate and time) and the last job counted are a
-few numbers in the autoscaler's own Meta document (:data:`MEMORY_FIELD`), so they survive
-a restart of the control plane. A job whose add became visible after a higher id was
+The policy's memory (per group its forecast's rate and time; ``forecast``'s whole learnt
+state and the jobs it watches, :mod:`shared.domain.policymemory`) and the last job counted
+are kept in the autoscaler's own Meta document (:data:`MEMORY_FIELD`), so they survive a
+restart of the control plane. A job whose add became visible after a higher id was
 counted is not counted (a rare race: the forecast is an estimate).
 """
 
@@ -34,9 +40,7 @@ from shared.domain.autoscaler import Decision
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState
 from shared.domain.idleplan import (
-    Forecast,
     GroupPlan,
-    PolicyMemory,
     attribution,
     demand,
     explain,
@@ -47,11 +51,14 @@ from shared.domain.idleplan import (
     run_policy,
 )
 from shared.domain.idlepolicy import IdlePolicy, group_idle_policy
+from shared.domain.jobevents import JobEvent, ends, gone
 from shared.domain.jobexclusive import occupancy
 from shared.domain.memoryfit import held_memory
 from shared.domain.models import Job, Task
+from shared.domain.policymemory import Forecast, PolicyMemory
+from shared.domain.releases import node_limits
 from shared.domain.states import NodeState
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, NotFound
 from shared.usecases.deps import JOB_PAGE, Deps
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,9 @@ TASKS_READ = 1000
 """Tasks read for a new job that is neither queued nor running any more (it ended fast)."""
 FALLBACK_JOBS = 200
 """New jobs per run whose tasks may be read that way; the rest count one core per task."""
+ENDS_READ = 200
+"""Watched jobs (``forecast``) per run read one by one for their end, when the pages of
+new jobs did not hold them (a long job); the others are not told."""
 
 
 def check_group(group: NodeGroup) -> None:
@@ -113,7 +123,7 @@ def prepare(
     if not chosen:
         return PolicyRun(policy)
     memory = PolicyMemory.from_dict(stored)
-    jobs, last_job = _new_jobs(deps, memory.last_job)
+    jobs, last_job, known = _new_jobs(deps, memory.last_job)
     members: dict[str, list[Node]] = {}
     for n in nodes:
         group = next((g for g in n.groups if g in policy.groups), None)
@@ -123,26 +133,42 @@ def prepare(
     waiting = overflow(queued, nodes, used, managed, occupancy(active), held_memory(active))
     where = attribution(queued, waiting, nodes, policy.groups, policy.exclude_node_groups)
     tasks_of = _tasks_of_new(deps, jobs, [*queued, *active])
+    live = {t.job_id for t in [*queued, *active]}
+    told_ends = [n for n, (_, idle) in chosen.items() if idle.kind == "forecast"]
+    if told_ends:  # the watched jobs that left the queue: read their ends
+        watches = (memory.groups.get(n, Forecast()).watch for n in told_ends)
+        known = _read_ended(deps, gone(watches, live), known)
     t = now.timestamp()
     plans: dict[str, GroupPlan] = {}
     forecasts: dict[str, Forecast] = {}
     run_groups = dict(policy.groups)
     for name, (g, idle) in chosen.items():
         gp = policy.groups[name]
-        arrivals = [
-            (j.submit_time.timestamp(), demand(where.of(tasks_of[j.id], name), name, gp))
+        before = memory.groups.get(name, Forecast())
+        events = [
+            JobEvent(j.submit_time.timestamp(), demand(where.of(tasks_of[j.id], name), name, gp),
+                     j.owner)
             for j in jobs
-        ]
+        ]  # fmt: skip
+        watch = before.watch
+        if idle.kind == "forecast":
+            mine = {x.job_id for x in where.of([*queued, *active], name)}
+            submitted = {j.id for j, e in zip(jobs, events, strict=True) if e.nodes > 0}
+            ended, watch = ends(before.watch, submitted, live, mine, known, t)
+            events += ended
         load = group_load(members.get(name, []), used, where.of(waiting, name), name, gp)
         plans[name], forecasts[name] = plan_group(
             idle.build(g.boot_delay_s, gp.max_nodes),
-            memory.groups.get(name, Forecast()),
-            arrivals,
+            before,
+            events,
             t,
             load,
             policy=g.idle_policy.strip(),
             boot_delay_s=g.boot_delay_s,
+            limits=node_limits(active, {n.name for n in members.get(name, [])}),
         )
+        if idle.kind == "forecast":
+            forecasts[name] = replace(forecasts[name], watch=watch)
         run_groups[name] = run_policy(gp, plans[name])
     return PolicyRun(
         replace(policy, groups=run_groups),
@@ -213,16 +239,19 @@ def _parsed(group: NodeGroup) -> IdlePolicy | None:
         return None
 
 
-def _new_jobs(deps: Deps, last: int | None) -> tuple[list[Job], int]:
-    """Jobs with ids above ``last``, oldest first, and the new last id. The first run counts
-    none: it starts from the newest job."""
+def _new_jobs(deps: Deps, last: int | None) -> tuple[list[Job], int, dict[int, Job]]:
+    """Jobs with ids above ``last``, oldest first, the new last id, and every job the pages
+    read held (by id: the ends of the newest jobs, read at no extra cost). The first run
+    counts none: it starts from the newest job."""
     if last is None:
         newest = deps.store.list_jobs(limit=1)
-        return [], newest[0].id if newest else 0
+        return [], newest[0].id if newest else 0, {}
     found: list[Job] = []
+    read: dict[int, Job] = {}
     before: int | None = None
     for _ in range(ARRIVAL_PAGES):
         page = deps.store.list_jobs(limit=JOB_PAGE, before=before)
+        read.update((j.id, j) for j in page)
         fresh = [j for j in page if j.id > last]
         found += fresh
         if len(page) < JOB_PAGE or len(fresh) < len(page):
@@ -232,7 +261,23 @@ def _new_jobs(deps: Deps, last: int | None) -> tuple[list[Job], int]:
         log.warning("idle policies: more than %d new jobs since the last run; the older ones "
                     "are not counted", ARRIVAL_PAGES * JOB_PAGE)  # fmt: skip
     found.sort(key=lambda j: j.id)
-    return found, max([last, *(j.id for j in found)])
+    return found, max([last, *(j.id for j in found)]), read
+
+
+def _read_ended(deps: Deps, ids: set[int], known: dict[int, Job]) -> dict[int, Job]:
+    """``known`` and the jobs of ``ids`` it lacks, read one by one (at most
+    :data:`ENDS_READ`, the newest first; a job deleted meanwhile is left out)."""
+    missing = sorted((i for i in ids if i not in known), reverse=True)
+    if len(missing) > ENDS_READ:
+        log.warning("idle policies: %d watched jobs left the queue since the last run; the "
+                    "ends of the %d oldest are not told", len(missing), len(missing) - ENDS_READ)  # fmt: skip
+    out = dict(known)
+    for job_id in missing[:ENDS_READ]:
+        try:
+            out[job_id] = deps.store.get_job(job_id)
+        except NotFound:
+            continue
+    return out
 
 
 def _tasks_of_new(deps: Deps, jobs: Sequence[Job], seen: Sequence[Task]) -> dict[int, list[Task]]:
