@@ -17,8 +17,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from shared.domain.growshrink import NodeMemory
+from shared.domain.power import PowerState
 from shared.domain.states import NodeState
-from shared.ports.compute import PowerState
 
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})
 
