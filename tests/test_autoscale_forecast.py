@@ -182,3 +182,37 @@ def test_a_long_job_beyond_the_pages_of_new_jobs_is_read_once_for_its_end(
     clock.advance(60)
     cp.autoscale()
     assert reads == []
+
+
+@pytest.mark.parametrize(
+    "away", [{"idle_policy": "fixed"}, {"idle_policy": "value:30"}, {"autoscale": False}]
+)
+def test_what_forecast_learnt_is_kept_while_its_group_runs_without_it(
+    tmp_path,
+    clock,  # noqa: F811
+    provider,
+    away,
+):
+    """A probe: a group switched to another policy (or its autoscale off) for one run, then
+    back, had lost its weeks of learnt rates and users' widths (the run without it wrote its
+    memory without them)."""
+    cp = control(tmp_path, clock, provider)
+    managed(cp, provider, "forecast")
+    for owner in (ANN, BOB, ANN):
+        clock.advance(5)
+        cp.submit({"command": "x", "nodeGroups": [AZ]}, owner)
+    clock.advance(5)
+    cp.autoscale()
+    learnt = _memory(cp)["forecast"]
+    assert set(learnt["widths"]["users"]) == {"ann", "bob"}
+    cp.set_group(AZ, **away)
+    clock.advance(5)
+    cp.autoscale()
+    back = {"idle_policy": "forecast", "autoscale": True}
+    cp.set_group(AZ, **back)
+    stored = cp.store.get_meta(STATE_KEY).data[MEMORY_FIELD]["groups"][AZ]
+    assert stored["forecast"]["widths"]["users"] == learnt["widths"]["users"]
+    assert stored["forecast"]["rates"] == learnt["rates"]
+    clock.advance(5)
+    cp.autoscale()  # and it plans on from it
+    assert set(_memory(cp)["forecast"]["widths"]["users"]) == {"ann", "bob"}

@@ -120,6 +120,17 @@ def test_value_is_a_policy_of_the_simulator_and_of_node_groups():
         group_idle_policy("valuable")
 
 
+@pytest.mark.parametrize(
+    "text", ["forecast:", "value: 30", "value:1_000", "forecast:1e3", "value:nan", "adaptive:"]
+)
+def test_a_policy_text_is_refused_unless_its_number_is_plainly_written(text):
+    """A probe: float() took 'forecast:', 1_000, 1e3 and ' 30', and the text was stored as
+    typed (`hpc nodegroup list` said 'idle policy forecast:')."""
+    with pytest.raises(ValueError, match="idle policy"):
+        parse_idle_policy(text)
+    assert parse_idle_policy("forecast:27.5").wait_weight == 27.5
+
+
 def _stream(gap: float, widths: list[int], run: float = 50.0) -> list[SwfJob]:
     """Jobs of the given widths every ``gap`` seconds, each running ``run`` s."""
     return [SwfJob(k + 1, k * gap, run, w, run * 2) for k, w in enumerate(widths)]

@@ -255,11 +255,13 @@ def plan_group(
         sizing.widths = WidthMix.from_dict(memory.widths)
     tell(sizing, events)
     plan = sizing.plan(now, load.in_use, load.waiting, load.up)
+    # Another policy's memory stays as it was (``forecast``'s learnt weeks above all): a group
+    # switched away and back, or off a run, takes it up again (a probe saw it erased).
     if forecast is None:
-        return GroupPlan(policy, plan, load, 0.0, boot_delay_s), Forecast(kept=memory.kept)
+        return GroupPlan(policy, plan, load, 0.0, boot_delay_s), memory
     expected = forecast.rate_at(now) * boot_delay_s
     value = sizing.widths.to_dict() if isinstance(sizing, ValuePool) else None
-    kept = Forecast(forecast.rate, forecast.at, memory.kept, value or {})
+    kept = replace(memory, rate=forecast.rate, at=forecast.at, widths=value or {})
     unit = "nodes" if value is None else "jobs"  # value's forecast counts submits
     return GroupPlan(policy, plan, load, expected, boot_delay_s, unit), kept
 

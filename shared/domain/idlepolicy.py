@@ -7,6 +7,7 @@ cluster's timer mean the same thing."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,7 +100,9 @@ def parse_idle_policy(text: str) -> IdlePolicy:
     """``fixed:300`` (seconds), ``adaptive[:60]``, ``keep[:0]``, ``anticipate[:0]``,
     ``ski[:W]``, ``session[:W]``, ``value[:W]`` or ``forecast[:W]`` (W: node-seconds a
     second of wait is worth); ValueError otherwise."""
-    kind, _, arg = text.strip().partition(":")
+    kind, colon, arg = text.strip().partition(":")
+    if colon and not arg:
+        raise ValueError(f"idle policy {text!r}: nothing after ':' (leave out ':' for the default)")
     if kind == "fixed" and arg:
         seconds = _seconds(arg, text)
         return IdlePolicy("fixed", seconds)
@@ -170,13 +173,15 @@ MAX_WAIT_WEIGHT = 1e6
 and small enough that the pool's arithmetic stays finite."""
 
 
+_DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+
+
 def _weight(arg: str, text: str, default: float = SKI_WAIT_WEIGHT) -> float:
     if not arg:
         return default
-    try:
-        weight = float(arg)
-    except ValueError:
-        raise ValueError(f"idle policy {text!r}: {arg!r} is not a number") from None
+    if not _DECIMAL.fullmatch(arg):  # float() takes 1e3, 1_000, " 30", nan: not a weight
+        raise ValueError(f"idle policy {text!r}: {arg!r} is not a number such as 30 or 27.5")
+    weight = float(arg)
     if not (0 <= weight <= MAX_WAIT_WEIGHT):
         raise ValueError(
             f"idle policy {text!r}: the wait weight must be from 0 to {MAX_WAIT_WEIGHT:,.0f}"

@@ -66,10 +66,11 @@ def save_run(
         except NotFound:
             meta = Meta(key=STATE_KEY)
         before = meta.data.get(SAID_FIELD) or {}
+        learnt = meta.data.get(idle_policy.MEMORY_FIELD)  # kept while no group has a policy
         meta.data = decision.state.to_dict()
         meta.data[SAID_FIELD] = _said(before, said, decision, now)
-        if memory is not None:
-            meta.data[idle_policy.MEMORY_FIELD] = memory
+        if memory is not None or learnt is not None:
+            meta.data[idle_policy.MEMORY_FIELD] = memory if memory is not None else learnt
         deps.store.put_meta(meta)
 
     def write_log() -> None:

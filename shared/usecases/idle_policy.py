@@ -173,9 +173,16 @@ def prepare(
     return PolicyRun(
         replace(policy, groups=run_groups),
         plans,
-        PolicyMemory(last_job, forecasts),
+        # groups without a policy this run keep what they learnt (a switch away and back)
+        PolicyMemory(last_job, {**_kept(memory, groups), **forecasts}),
         members,
     )
+
+
+def _kept(memory: PolicyMemory, groups: Sequence[NodeGroup]) -> dict[str, Forecast]:
+    """The stored memory of the groups that still exist (a deleted group's is dropped)."""
+    names = {g.name for g in groups}
+    return {name: f for name, f in memory.groups.items() if name in names}
 
 
 def finish(
