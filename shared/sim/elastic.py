@@ -6,7 +6,8 @@ managed group (``AzureNodes``) do. At every event (a submit, a job's end, a node
 up) and at every moment the policy said it would act next (an idle time running out, the
 warm pool shrinking), the scheduler (:func:`shared.domain.scheduler.schedule`, EASY by
 default) places the queue on the Online nodes, then :func:`shared.domain.autoscaler.autoscale`
-gets the cluster as ``Node`` and ``Task`` records and its orders are carried out: a node
+gets the cluster as ``Node`` and ``Task`` records, with the scheduler's reservation read as
+the cluster's timer reads it (:mod:`shared.sim.hold`), and its orders are carried out: a node
 ordered started is Starting and becomes Online ``boot_delay_s`` later; a node ordered
 stopped is Offline at once. Node-hours count from the start order to the stop order. Those
 wake-ups replace a fixed timer: the autoscaler runs exactly when something can change,
@@ -71,6 +72,7 @@ from shared.domain.scheduler import Busy, Policy, schedule
 from shared.domain.sessions import SessionAware
 from shared.domain.states import NodeState
 from shared.sim.fleet import GROUP, Fleet, dt, ts, visible
+from shared.sim.hold import reserved
 from shared.sim.outcome import ElasticOutcome, figures
 from shared.sim.replay import Running, _request, start_jobs
 from shared.sim.swf import SwfJob
@@ -208,21 +210,26 @@ def elastic(
             up, kept = visible(fleet, memory, bool(queue), now, plan.idle_s)
         hidden = len(fleet.up_since) - len(up)
         room = sum(free[n] for n in up) + len(fleet.offline) * cpn
+        # the scheduler's reservation, as the cluster's timer reads it (shared.sim.hold)
+        hold = reserved(queue, fleet, [b for h in busy.values() for b in h], now, policy, cpn)
         queued: list[Task] = []
         seen = 0
+        held_in = hold is None  # the window reaches the reserved job (the cluster's does)
         for job in queue:
-            if seen > room and not whole_view:
+            if seen > room and held_in and not whole_view:
                 break
             tasks = tasks_of.get(job.id)
             if tasks is None:
                 per = min(job.procs, cpn)
+                limit = math.ceil(job.limit)  # the cluster's tasks carry their runtime limit
                 tasks = [
-                    Task(job_id=job.id, id=k + 1, command="", cores=per)
+                    Task(job_id=job.id, id=k + 1, command="", cores=per, runtime_limit_s=limit)
                     for k in range(math.ceil(job.procs / per))
                 ]
                 tasks_of[job.id] = tasks
             queued.extend(tasks)
             seen += job.procs
+            held_in = held_in or (hold is not None and job.id == hold.task[0])
         used = {n: cpn - free[n] for n in up if free[n] < cpn}
         if whole_view:
             startable = nodes
@@ -241,7 +248,7 @@ def elastic(
         # Offline nodes are alike: the autoscaler sees as many as it could start
         view = [recs[n] for n in up] + [recs[n] for n in fleet.offline[: max(0, startable)]]
         verdict = autoscale(
-            ClusterView(view, queued, used),
+            ClusterView(view, queued, used, reserved=hold),
             policy_now,
             AutoscalerState(groups_memory, memory),
             dt(now),

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from shared.domain.capacity import MANAGED_TIER, Space
 from shared.domain.cluster import Node
 from shared.domain.growshrink import NodeMemory
+from shared.domain.protocol import AGENT_PROTOCOL
 from shared.domain.states import NodeState
 
 GROUP = "AzureNodes"
@@ -37,7 +38,14 @@ class Fleet:
         self.cpn = cpn
         names = [f"n{i:04d}" for i in range(nodes)]
         self.recs = {
-            n: Node(name=n, groups=[GROUP], cores=cpn, provider="local", state_time=EPOCH)
+            n: Node(
+                name=n,
+                groups=[GROUP],
+                cores=cpn,
+                provider="local",
+                state_time=EPOCH,
+                agent_protocol=AGENT_PROTOCOL,  # a started node boots the current agent
+            )  # fmt: skip
             for n in names
         }
         self.free = dict.fromkeys(names, cpn)
