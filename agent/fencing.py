@@ -16,6 +16,7 @@ from agent.endrecords import EndRecords
 from agent.groups import orphans
 from agent.lifeline import SPARE_WAIT_S, Lifeline, end_groups, wait_for_watchdogs
 from agent.runner import Runner
+from agent.taskgroups import TaskGroups
 
 log = logging.getLogger("agent.agent")
 
@@ -25,6 +26,7 @@ class Fencing:
         self.config = config
         self._lifeline: Lifeline | None = None
         self._records = EndRecords(config.state_dir / "ends") if config.state_dir else None
+        self._groups = TaskGroups(config.state_dir) if config.state_dir else None
         self._fence_s = config.fence_s
         self.fenced = False
         """The watchdog killed tasks while this agent was not heard (agent/lifeline.py): their
@@ -58,6 +60,29 @@ class Fencing:
                 ", ".join(sorted(left.values())),
             )
             end_groups(left)
+        escaped = [] if self._groups is None else self._groups.end_leaderless()
+        if escaped:
+            # Their shells were killed without them (a kill that lists, then signals): no
+            # end can be recorded; ended now, their attempts run again once (taskgroups.py).
+            log.warning(
+                "%d task(s) of an earlier agent of this node ran on without their shell: "
+                "ended (%s)",
+                len(escaped),
+                ", ".join(escaped),
+            )
+
+    def track(self, pgid: int, key: str) -> None:
+        """A task started in process group ``pgid``: the watchdog and the next agent know it."""
+        if self._lifeline is not None:
+            self._lifeline.track(pgid, key)
+        if self._groups is not None:
+            self._groups.add(pgid, key)
+
+    def untrack(self, pgid: int) -> None:
+        if self._lifeline is not None:
+            self._lifeline.untrack(pgid)
+        if self._groups is not None:
+            self._groups.remove(pgid)
 
     def start_lifeline(self) -> None:
         if self.config.lifeline:

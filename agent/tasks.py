@@ -144,8 +144,8 @@ class Tasks(Fencing):
             self.reporter.ended(task, exit_code=None, error=error)
             return
         self.running[key] = runner
-        if self._lifeline is not None and runner.pid is not None:
-            self._lifeline.track(runner.pid, key)  # its process group id
+        if runner.pid is not None:
+            self.track(runner.pid, key)  # its process group id
         log.info(
             "task %s started (pid %s, %d cores): %s",
             key,
@@ -365,8 +365,8 @@ class Tasks(Fencing):
         its output, then (``report``) report its end, with its stdout's tail, once published
         (agent/publisher.py: off the loop for a remote Output store)."""
         tail = runner.finish(publish=False)
-        if self._lifeline is not None and runner.pid is not None:
-            self._lifeline.untrack(runner.pid)
+        if runner.pid is not None:
+            self.untrack(runner.pid)
 
         def then() -> None:
             if report:

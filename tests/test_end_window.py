@@ -10,18 +10,29 @@ of the fault test's kill -9 mid-burst)."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
+from agent import AgentConfig
 from agent.endrecords import EndRecords
-from agent.groups import command_running, freeze, orphans, thaw
+from agent.fencing import Fencing
+from agent.groups import command_running, freeze, members, orphans, signal_group, thaw
 from agent.lifeline import Lifeline, end_groups, wait_for_watchdogs
 from agent.runner import Runner
+from agent.taskgroups import TaskGroups
 from shared.adapters.local_output import LocalOutputStore
-from tests.agent_fixtures import run_task
+from shared.domain.messages import RegisterNode, TaskStarted
+from tests.agent_fixtures import (  # noqa: F401 - fixtures
+    bus,
+    cp,
+    output,
+    run_task,
+    start_agent,
+)
 from tests.helpers import stat_fields, wait_until
 
 STOPS_ITS_SHELL = "echo done; kill -STOP $$"
@@ -156,3 +167,90 @@ def test_a_new_agent_ends_what_an_agent_killed_with_its_watchdog_left_running(tm
     finally:
         for proc in (running, returned, elsewhere):
             proc.kill()
+
+
+def _task_env(key: str) -> dict[str, str]:
+    job, task, attempt = key.split(".")
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HPC_JOB_ID": job,
+        "HPC_TASK_ID": task,
+        "HPC_TASK_ATTEMPT": attempt,
+    }
+
+
+def test_a_new_agent_ends_a_command_whose_shell_was_killed_without_it(tmp_path):
+    """A probe's kill of a whole ``hpc up`` listed the processes, then SIGKILLed them one by
+    one: a task's shell forked its command's subshell in between, died, and the command ran
+    on with nobody to record its end; the next agent's registration requeued the attempt and
+    the task ran to its end twice. The shell is killed alone here (the command escapes as it
+    did). The next agent ends what is left of a kept group whose leader is gone, and only
+    processes whose environment names that attempt: a group id given again is not touched."""
+    records = EndRecords(tmp_path / "ends")
+    groups = TaskGroups(tmp_path)
+
+    def start(key: str, command: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            records.argv(command, records.folder / key),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            env=_task_env(key),
+        )
+        groups.add(proc.pid, key)
+        return proc
+
+    escaped = start("8.1.0", "sleep 30; echo ran")
+    alive = start("8.2.0", "sleep 30")  # its shell lives: groups.orphans' (not this scan's)
+    reused = start("8.3.0", "sleep 30")
+    try:
+        for proc in (escaped, alive, reused):
+            wait_until(lambda p=proc: command_running(p.pid) is True, what="the task running")
+        left = members(escaped.pid)
+        escaped.kill()  # the shell alone, as a kill that lists then signals can
+        reused.kill()
+        assert escaped.wait(5) == -9 and reused.wait(5) == -9
+        assert [p for p in left if p != escaped.pid] and members(escaped.pid)  # ran on
+        groups.add(reused.pid, "9.9.9")  # as if the group id had been given to another
+        assert groups.end_leaderless() == ["8.1.0"]
+        wait_until(lambda: not members(escaped.pid), what="the escaped command ended")
+        assert members(reused.pid) and alive.poll() is None  # neither touched
+        assert records.read("8.1.0") is None  # no end: the registration requeues it, once
+        assert groups.kept() == {}
+    finally:
+        for proc in (escaped, alive, reused):
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def test_the_next_agent_ends_them_before_it_registers(tmp_path):
+    """The same, through the agent's own start (``wait_for_predecessor``, before its first
+    registration requeues the attempt) and its own keeping of the group (``track``)."""
+    config = AgentConfig(name="n1", state_dir=tmp_path, lifeline=False)
+    records = EndRecords(tmp_path / "ends")
+    shell = subprocess.Popen(
+        records.argv("sleep 30", records.folder / "8.4.0"),
+        start_new_session=True,
+        env=_task_env("8.4.0"),
+    )
+    try:
+        Fencing(config).track(shell.pid, "8.4.0")
+        wait_until(lambda: command_running(shell.pid) is True, what="the task running")
+        shell.kill()
+        assert shell.wait(5) == -9 and members(shell.pid)  # its command runs on
+        Fencing(config).wait_for_predecessor()
+        wait_until(lambda: not members(shell.pid), what="the escaped command ended")
+    finally:
+        signal_group(shell.pid, signal.SIGKILL)
+
+
+def test_an_agent_keeps_a_running_tasks_group_until_it_ends(start_agent, cp, tmp_path):
+    state = tmp_path / "state"
+    agent, _ = start_agent(state_dir=state)
+    cp.wait_for(RegisterNode)
+    wait_until(lambda: agent.incarnation, what="registered")
+    cp.send(run_task(43, "sleep 1"))
+    started = cp.wait_for(TaskStarted)
+    kept = TaskGroups(state).kept()
+    assert list(kept.values()) == ["43.1.1"] and members(next(iter(kept)))
+    assert started.job_id == 43 and cp.ended(43).exit_code == 0
+    wait_until(lambda: TaskGroups(state).kept() == {}, what="the group forgotten")
