@@ -28,6 +28,9 @@ class Node(Record):
     spot: bool = False
     """A Spot VM (``hpc node add --spot``): cheaper, and the cloud may evict it at any time;
     its tasks are then requeued at once."""
+    added_by: str | None = None
+    """The node add that made it (its request's id; None: made otherwise, or before adds
+    said): two adds that chose the same name tell their own node from the other's."""
     last_heartbeat: UtcTime | None = None
     incarnation: int = 0
     """Raised by one at every accepted agent registration (0: never registered). Assignments

@@ -18,6 +18,7 @@ reservation: a retry after its lease takes it over and finds what was made.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -220,6 +221,13 @@ def _visible_job(deps: Deps, job_id: int) -> Job | None:
         return None
 
 
+def add_request(claim: KeyRecord) -> str:
+    """A keyed node add's id, the same for a retry that takes its reservation over (the
+    nodes it finds made under it are its own: shared.usecases.nodes_add)."""
+    text = f"{claim.owner}\0{claim.key}\0{claim.reserved_at.isoformat()}"
+    return "key-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def add_nodes_once(
     deps: Deps,
     body: Any,
@@ -235,12 +243,17 @@ def add_nodes_once(
     keyed = Keyed.of(principal, key, NODES_ROUTE, body)
 
     def work(claim: KeyRecord, recovering: bool) -> Answer:
-        if claim.node_names is not None:  # a dead request's: make what it did not
-            return Answer(201, render(nodes_add.make_nodes(deps, asked, claim.node_names)))
+        request = add_request(claim)
 
         def reserve(names: list[str]) -> None:
-            claim.node_names = names
+            claim.node_names = list(names)
             save(deps, claim)
+
+        if claim.node_names is not None:  # a dead request's: make what it did not
+            made = nodes_add.make_nodes(
+                deps, asked, claim.node_names, request=request, rename=reserve
+            )
+            return Answer(201, render(made))
 
         added = nodes_add.add_nodes(
             deps,
@@ -250,6 +263,7 @@ def add_nodes_once(
             size=asked.size,
             spot=asked.spot,
             reserve=reserve,
+            request=request,
         )
         return Answer(201, render(added))
 

@@ -7,6 +7,7 @@ half-way makes the nodes it had not made yet, and answers all of them."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,12 +43,14 @@ def add_nodes(
     size: str | None = None,
     spot: bool = False,
     reserve: Callable[[list[str]], None] | None = None,
+    request: str | None = None,
 ) -> list[Node]:
     """Create ``count`` VMs for the group, left deallocated: Offline nodes until started.
     ``spot``: Spot VMs (Azure may evict them; their tasks are then requeued at once). They
     have the group's nodeMemoryMb, unless ``size`` is another than the group's (unknown
     then: their agents report it). ``reserve`` is given the names once every check passed,
-    before any node or VM is made."""
+    before any node or VM is made, and again if one must change (:func:`make_nodes`).
+    ``request``: this add's id (a retry's is its first request's); None: a new one."""
     if not 1 <= count <= 1000:
         raise InvalidRequest(f"count must be 1-1000, got {count}")
     group = group_of(deps, group_name)
@@ -57,27 +60,36 @@ def add_nodes(
     members = [n for n in nodes if group.name in n.groups]
     if len(members) + count > group.max_nodes:  # maxNodes 0: none (groupsettings)
         raise Conflict(beyond_max(group, len(members), count))
-    prefix, i, names = _prefix(group.name), 0, list[str]()
+    names: list[str] = []
     while len(names) < count:
-        i += 1
-        if f"{prefix}-{i}" not in existing:
-            names.append(f"{prefix}-{i}")
+        names.append(_free_name(group.name, existing | set(names)))
     if reserve is not None:
         reserve(names)
-    return make_nodes(deps, NodeAdd(group.name, count, cores, size, spot), names, group=group)
+    asked = NodeAdd(group.name, count, cores, size, spot)
+    request = request or uuid.uuid4().hex
+    return make_nodes(deps, asked, names, group=group, request=request, rename=reserve)
 
 
 def make_nodes(
-    deps: Deps, asked: NodeAdd, names: list[str], *, group: NodeGroup | None = None
+    deps: Deps,
+    asked: NodeAdd,
+    names: list[str],
+    *,
+    group: NodeGroup | None = None,
+    request: str | None = None,
+    rename: Callable[[list[str]], None] | None = None,
 ) -> list[Node]:
-    """The nodes ``names`` of ``asked``'s group, made where missing. One that exists (made
-    by a request that died after it) is answered as it is; while it is still as an add
+    """The nodes ``names`` of ``asked``'s group, made where missing. One this request made
+    (``request``; one that died after it) is answered as it is; while it is still as an add
     leaves it, its VM's create is asked again, which makes a VM the dead request did not
     reach and changes nothing of one it did (a create is idempotent: same name, same spec).
-    ``group``: the group as the caller just read and checked it (None: read it here)."""
+    A name another add took meanwhile (both chose it from the same list) is replaced by a
+    free one, told to ``rename`` first (the key's record answers a retry with the names
+    made). ``group``: the group as the caller just read and checked it (None: read it)."""
     if group is None:
         group = group_of(deps, asked.group)
         _managed(deps, group)
+    names = list(names)
     assert deps.compute is not None
     # The group's nodeMemoryMb is its size's: a VM of another size has its own, unknown
     # until its agent reports it.
@@ -86,29 +98,30 @@ def make_nodes(
     memory_mb = group.node_memory_mb if size is None or size.lower() == usual.lower() else None
     added: list[Node] = []
     now = deps.clock()
-    for name in names:
-        try:
-            node = deps.store.get_node(name)
-        except NotFound:
-            node = None
-        if node is not None and (node.state is not NodeState.OFFLINE or node.state_reason != ADDED):
+
+    def new_node(name: str) -> Node:
+        assert deps.compute is not None
+        return Node(
+            name=name,
+            groups=[group.name],
+            cores=asked.cores or group.node_cores,
+            provider=deps.compute.name,
+            size=size or group.size,
+            memory_mb=memory_mb,
+            spot=asked.spot,
+            state=NodeState.OFFLINE,
+            state_reason=ADDED,
+            state_time=now,
+            added_by=request,
+        )
+
+    for i in range(len(names)):
+        node, new = _own(deps, group.name, names, i, request, rename, new_node)
+        name = names[i]
+        if not new and (node.state is not NodeState.OFFLINE or node.state_reason != ADDED):
             added.append(node)  # made, and moved on since: nothing to make
             continue
-        new = node is None
-        if node is None:
-            node = Node(
-                name=name,
-                groups=[group.name],
-                cores=asked.cores or group.node_cores,
-                provider=deps.compute.name,
-                size=size or group.size,
-                memory_mb=memory_mb,
-                spot=asked.spot,
-                state=NodeState.OFFLINE,
-                state_reason=ADDED,
-                state_time=now,
-            )
-            deps.store.put_node(node)
+        if new:
             try:
                 group_of(deps, group.name)
             except NotFound:  # deleted since it was read, and the delete was acknowledged:
@@ -133,6 +146,44 @@ def make_nodes(
         record_operation(deps, result)
         added.append(node)
     return added
+
+
+def _own(
+    deps: Deps,
+    group: str,
+    names: list[str],
+    i: int,
+    request: str | None,
+    rename: Callable[[list[str]], None] | None,
+    new_node: Callable[[str], Node],
+) -> tuple[Node, bool]:
+    """The node ``names[i]`` as this request may use it, and whether it made it now: this
+    request's own (one that died after making it), else made under that name. A name
+    another add holds (both chose it from the same list) is replaced in ``names`` by a free
+    one, told to ``rename`` before it is made."""
+    while True:
+        try:
+            node = deps.store.get_node(names[i])
+        except NotFound:
+            node = new_node(names[i])
+            try:
+                deps.store.put_node(node)  # a create: Conflict if another add made it first
+            except Conflict:
+                continue  # read it again: whose it is decides
+            return node, True
+        if node.added_by is None or request is None or node.added_by == request:
+            return node, False  # this request's (or made before adds said whose: as before)
+        taken = {n.name for n in deps.store.list_nodes()} | set(names)
+        names[i] = _free_name(group, taken)
+        if rename is not None:
+            rename(names)
+
+
+def _free_name(group: str, taken: set[str]) -> str:
+    prefix, i = _prefix(group), 1
+    while f"{prefix}-{i}" in taken:
+        i += 1
+    return f"{prefix}-{i}"
 
 
 def _managed(deps: Deps, group: NodeGroup) -> None:

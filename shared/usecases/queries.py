@@ -144,7 +144,7 @@ def never_placed(task: Task, attempt: int) -> str | None:
     return f"{key} has not run yet: no output{earlier}"
 
 
-NODE_PRIVATE = ("etag", "agentId", "hostId", "missingSince", "givenUp")
+NODE_PRIVATE = ("etag", "agentId", "hostId", "missingSince", "givenUp", "addedBy")
 """A node's fields no response shows (its agent's reply session, its machine's id...)."""
 
 
