@@ -37,6 +37,8 @@ class Publisher:
         self._workers = workers
         self._pending: dict[str, tuple[Future[None], Callable[[], None]]] = {}
         """attempt key -> its upload, and what to do on the loop's thread once it is done."""
+        self._again: dict[str, Future[None]] = {}
+        """attempt key -> a publish of output owed since its end (agent/owedoutput.py)."""
 
     def publish(self, key: str, upload: Callable[[], None], then: Callable[[], None]) -> None:
         """Run ``upload`` (never raises: the runner logs its own failures), then ``then`` on
@@ -45,9 +47,25 @@ class Publisher:
             upload()
             then()
             return
+        self._pending[key] = (self._submit(upload), then)
+
+    def background(self, key: str, upload: Callable[[], None]) -> None:
+        """Run ``upload`` (never raises) for an attempt whose end is already reported: not
+        :meth:`in_flight` (heartbeats do not list it as running)."""
+        self._again[key] = self._submit(upload)
+
+    def retrying(self, key: str) -> bool:
+        """Whether a :meth:`background` upload of ``key`` still runs."""
+        future = self._again.get(key)
+        if future is not None and future.done():
+            del self._again[key]
+            return False
+        return future is not None
+
+    def _submit(self, upload: Callable[[], None]) -> Future[None]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="publish")
-        self._pending[key] = (self._pool.submit(upload), then)
+        return self._pool.submit(upload)
 
     def in_flight(self) -> list[str]:
         """Attempts that ended but whose output is still being published."""

@@ -35,6 +35,7 @@ from pathlib import Path
 from agent.endrecords import EndRecords
 from agent.groups import command_running, freeze, group_alive, signal_group, thaw
 from agent.outputfiles import OutputFileError, TaskFiles
+from agent.owedoutput import RETRY_S as OWED_RETRY_S
 from agent.owners import OwnerError, OwnerStart, RunAsOwner
 from agent.taskenv import work_dir
 from shared.domain.messages import JOB_SUBMIT_ENV, RunTask
@@ -339,9 +340,10 @@ class Runner:
             self.publish()
         return tail
 
-    def publish(self) -> None:
+    def publish(self) -> bool:
         """Put the ended attempt's streams in the Output store, the last time (a store that
-        uploads them then removes its local copy, unless the upload failed). Never raises.
+        uploads them then removes its local copy, unless the upload failed). Never raises:
+        False when it gave up (the output stays owed: agent/owedoutput.py).
         A remote store's failure is tried again after :data:`PUBLISH_RETRY_S` (off the
         agent's loop: agent/publisher.py), beyond its SDK's own quick retries: an outage of
         a few seconds no longer leaves the output on the node only (a helper found none)."""
@@ -351,11 +353,15 @@ class Runner:
                 self._output.publish(
                     self.task.job_id, self.task.task_id, attempt=self.task.attempt, final=True
                 )
-                return
+                return True
             except Exception:
                 if wait is None:
-                    log.exception("could not publish the output of task %s", self.key)
-                    return
+                    log.exception(
+                        "could not publish the output of task %s; trying again every %g s",
+                        self.key,
+                        OWED_RETRY_S,
+                    )
+                    return False
                 log.warning(
                     "could not publish the output of task %s; trying again in %g s",
                     self.key,
@@ -363,6 +369,7 @@ class Runner:
                     exc_info=True,
                 )
                 time.sleep(wait)
+        return False  # not reached: the last try returns
 
 
 def kill_trees(runners: Iterable[Runner], *, grace_s: float = GRACE_S) -> list[int | None]:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from agent import memorylimit
 from agent.config import AgentConfig
 from agent.fencing import Fencing
+from agent.owedoutput import OwedOutput
 from agent.owners import RunAsOwner
 from agent.publisher import Publisher
 from agent.reporter import Reporter
@@ -68,6 +69,8 @@ class Tasks(Fencing):
         self.publisher = Publisher(inline=not output.remote)
         """Publishes ended tasks' output, off the loop for a remote Output store; each end is
         reported once its output is published (agent/publisher.py)."""
+        self.owed = OwedOutput(config.state_dir, output, self.publisher)
+        """Output whose publish gave up, published again until it is in (agent/owedoutput.py)."""
         self.stopping = Stopping()
         """Canceled tasks and tasks past their runtime limit, in their grace (agent/stopping.py)."""
         self._memory_look = 0.0
@@ -144,6 +147,7 @@ class Tasks(Fencing):
             self.reporter.ended(task, exit_code=None, error=error)
             return
         self.running[key] = runner
+        self.owed.started(key)
         if runner.pid is not None:
             self.track(runner.pid, key)  # its process group id
         log.info(
@@ -221,6 +225,7 @@ class Tasks(Fencing):
     def reap(self) -> None:
         """Report the tasks that ended, and end those past their runtime limit."""
         self.publisher.settle()  # the ends whose output is published by now
+        self.owed.retry(set(self.listed))
         for kill, code in self.stopping.ended():
             self._end_kill(kill.runner, kill.why, code)
         overrun: list[Runner] = []
@@ -380,7 +385,7 @@ class Tasks(Fencing):
                 )
                 self._reported.append(runner.key)
 
-        self.publisher.publish(runner.key, runner.publish, then)
+        self.publisher.publish(runner.key, self.owed.paying(runner.key, runner.publish), then)
 
 
 def _ids(task: RunTask) -> tuple[int, int, int]:
