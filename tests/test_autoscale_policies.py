@@ -25,6 +25,7 @@ from shared.domain.idleplan import (
     attribution,
     explain,
     group_load,
+    idle_vms,
     overflow,
     run_policy,
 )
@@ -155,6 +156,22 @@ def test_a_measured_boot_is_logged_beside_the_groups_boot_delay(kept):
     cp.autoscale()
     [booted] = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "booted"]
     assert booted["reason"] == "Starting -> Online in 30 s (its group's bootDelayS is 180 s)"
+
+
+def test_a_job_about_to_take_an_idle_vm_is_the_groups_demand(
+    kept,
+    clock,  # noqa: F811
+):
+    """As the replay counts it (docs/simulator.md): before, a queued task that fit on an idle
+    VM at the timer's run (the scheduler's pass not yet run) counted toward no group, so its
+    submit was never told to the policy, and its VM counted as the warm pool."""
+    cp, _ = kept
+    at(cp, clock, 900)
+    before = cp.store.get_meta(STATE_KEY).data[MEMORY_FIELD]["groups"][AZ]["rate"]
+    cp.submit({"command": "y", "nodeGroups": [AZ]})
+    at(cp, clock, 901)  # before the scheduler's pass: the task still queued
+    after = cp.store.get_meta(STATE_KEY).data[MEMORY_FIELD]["groups"][AZ]["rate"]
+    assert after > 1.5 * before  # one more arrival (1/3600 a second), not only 1 s of decay
 
 
 def test_fixed_runs_as_before_and_reads_no_jobs(tmp_path, clock, provider, monkeypatch):  # noqa: F811
@@ -309,6 +326,24 @@ def test_the_queue_overflows_what_online_nodes_can_take_on_prem_first():
     left = overflow(tasks, nodes, {}, managed={"az1", "az2"})
     # on-prem takes two, az1 the third; job 2's task fits nowhere Online (az2 is Starting)
     assert [(t.job_id, t.id) for t in left] == [(2, 1)]
+
+
+def test_queued_work_that_would_take_an_idle_vm_waits_for_its_group():
+    nodes = [
+        node("onprem", NodeState.ONLINE, ("OnPremNodes",), cores=2),
+        node("az1", NodeState.ONLINE),
+        node("az2", NodeState.ONLINE, cores=2),
+    ]
+    used = {"az2": 1}  # az1 idle (the warm pool), az2 busy with a free core
+    pool = idle_vms(nodes, used, {"az1", "az2"})
+    assert pool == {"az1"}
+    tasks = [Task(job_id=1, id=k, command="x", node_groups=["OnPremNodes", AZ]) for k in (1, 2)]
+    tasks += [Task(job_id=j, id=1, command="x", node_groups=[AZ]) for j in (2, 3)]
+    left = overflow(tasks, nodes, used, managed={"az1", "az2"}, pool=pool)
+    # on-prem takes job 1; job 2's task takes az2's free core (a busy VM's: no node of the
+    # group needed); job 3's would take the idle az1: it waits for the group
+    assert [(t.job_id, t.id) for t in left] == [(3, 1)]
+    assert overflow(tasks, nodes, used, managed={"az1", "az2"}) == []
 
 
 def _attribution() -> Attribution:

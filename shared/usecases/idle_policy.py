@@ -45,6 +45,7 @@ from shared.domain.idleplan import (
     demand,
     explain,
     group_load,
+    idle_vms,
     kept_note,
     overflow,
     plan_group,
@@ -130,7 +131,10 @@ def prepare(
         if group in chosen:
             members.setdefault(group, []).append(n)
     managed = {n.name for n in nodes if any(g in policy.groups for g in n.groups)}
-    waiting = overflow(queued, nodes, used, managed, occupancy(active), held_memory(active))
+    pool = idle_vms(nodes, used, managed)  # queued work that takes them waits for the group
+    waiting = overflow(
+        queued, nodes, used, managed, occupancy(active), held_memory(active), pool=pool
+    )
     where = attribution(queued, waiting, nodes, policy.groups, policy.exclude_node_groups)
     tasks_of = _tasks_of_new(deps, jobs, [*queued, *active])
     live = {t.job_id for t in [*queued, *active]}
