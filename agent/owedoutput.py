@@ -76,24 +76,44 @@ class OwedOutput:
         return []
 
     def retry(self, busy: Collection[str]) -> None:
-        """At most every :data:`RETRY_S`: publish again, off the loop, each owed attempt
-        that is not ``busy`` (running, in its grace, or in its first publish)."""
-        if self.folder is None or time.monotonic() < self._next:
+        """At most every :data:`RETRY_S`, unless the last round still runs: a round, off the
+        loop on a worker of its own (agent/publisher.py ``behind``), that publishes again
+        each owed attempt not ``busy`` (running, in its grace, or in its first publish), and
+        stops at the first that fails: the store is still not answering, and one try a round
+        is enough to find out (a probe's 36 owed attempts, each tried every round for 20 s,
+        held every new end's first publish back)."""
+        now = time.monotonic()
+        if self.folder is None or now < self._next:
             return
-        self._next = time.monotonic() + RETRY_S
-        for key in self.owed():
+        self._next = now + RETRY_S
+        keys = [k for k in self.owed() if k not in busy]
+        if keys and not self._publisher.behind(functools.partial(self._round, keys)):
+            self._next = now + 1.0  # the last round still runs: look again soon
+
+    def _round(self, keys: list[str]) -> None:
+        for n, key in enumerate(keys):
             ids = parse_attempt_key(key)
             if ids is None:
                 self.paid(key)  # not an attempt's mark
-            elif key not in busy and not self._publisher.retrying(key):
-                self._publisher.background(key, functools.partial(self._publish, key, ids))
+                continue
+            job_id, task_id, attempt = ids
+            try:
+                self._output.publish(job_id, task_id, attempt=attempt, final=True)
+            except Exception as exc:
+                log.warning(
+                    "the output of %d ended task(s) is still owed: the Output store did not "
+                    "take %s (%s); trying again in %g s",
+                    len(keys) - n,
+                    key,
+                    first_line(exc),
+                    RETRY_S,
+                )
+                return
+            self.paid(key)
+            log.info("the output of task %s, owed since its end, is published", key)
 
-    def _publish(self, key: str, ids: tuple[int, int, int]) -> None:
-        job_id, task_id, attempt = ids
-        try:
-            self._output.publish(job_id, task_id, attempt=attempt, final=True)
-        except Exception as exc:
-            log.warning("the output of task %s is still not published (%s)", key, exc)
-            return
-        self.paid(key)
-        log.info("the output of task %s, owed since its end, is published", key)
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (the Azure SDK's run to many): enough for a log line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -37,8 +37,11 @@ class Publisher:
         self._workers = workers
         self._pending: dict[str, tuple[Future[None], Callable[[], None]]] = {}
         """attempt key -> its upload, and what to do on the loop's thread once it is done."""
-        self._again: dict[str, Future[None]] = {}
-        """attempt key -> a publish of output owed since its end (agent/owedoutput.py)."""
+        self._behind: ThreadPoolExecutor | None = None
+        self._round: Future[None] | None = None
+        """A round of output owed since its end (agent/owedoutput.py), on a worker of its own:
+        a probe saw owed retries queue ahead of new ends on the shared workers in a long Blob
+        outage, each end's first try waiting longer (20 s, then 74 s after 10 min)."""
 
     def publish(self, key: str, upload: Callable[[], None], then: Callable[[], None]) -> None:
         """Run ``upload`` (never raises: the runner logs its own failures), then ``then`` on
@@ -47,25 +50,20 @@ class Publisher:
             upload()
             then()
             return
-        self._pending[key] = (self._submit(upload), then)
-
-    def background(self, key: str, upload: Callable[[], None]) -> None:
-        """Run ``upload`` (never raises) for an attempt whose end is already reported: not
-        :meth:`in_flight` (heartbeats do not list it as running)."""
-        self._again[key] = self._submit(upload)
-
-    def retrying(self, key: str) -> bool:
-        """Whether a :meth:`background` upload of ``key`` still runs."""
-        future = self._again.get(key)
-        if future is not None and future.done():
-            del self._again[key]
-            return False
-        return future is not None
-
-    def _submit(self, upload: Callable[[], None]) -> Future[None]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="publish")
-        return self._pool.submit(upload)
+        self._pending[key] = (self._pool.submit(upload), then)
+
+    def behind(self, round_: Callable[[], None]) -> bool:
+        """Run ``round_`` (never raises) for attempts whose ends are already reported (not
+        :meth:`in_flight`: heartbeats do not list them), on one worker of its own, never two
+        rounds at once; False (nothing done) while the last round still runs."""
+        if self._round is not None and not self._round.done():
+            return False
+        if self._behind is None:
+            self._behind = ThreadPoolExecutor(1, thread_name_prefix="publish-owed")
+        self._round = self._behind.submit(round_)
+        return True
 
     def in_flight(self) -> list[str]:
         """Attempts that ended but whose output is still being published."""
@@ -91,6 +89,7 @@ class Publisher:
         return len(self._pending)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=False)
-            self._pool = None
+        for pool in (self._pool, self._behind):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=False)
+        self._pool = self._behind = None

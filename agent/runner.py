@@ -32,10 +32,10 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from agent import owedoutput
 from agent.endrecords import EndRecords
 from agent.groups import command_running, freeze, group_alive, signal_group, thaw
 from agent.outputfiles import OutputFileError, TaskFiles
-from agent.owedoutput import RETRY_S as OWED_RETRY_S
 from agent.owners import OwnerError, OwnerStart, RunAsOwner
 from agent.taskenv import work_dir
 from shared.domain.messages import JOB_SUBMIT_ENV, RunTask
@@ -343,10 +343,9 @@ class Runner:
     def publish(self) -> bool:
         """Put the ended attempt's streams in the Output store, the last time (a store that
         uploads them then removes its local copy, unless the upload failed). Never raises:
-        False when it gave up (the output stays owed: agent/owedoutput.py).
-        A remote store's failure is tried again after :data:`PUBLISH_RETRY_S` (off the
-        agent's loop: agent/publisher.py), beyond its SDK's own quick retries: an outage of
-        a few seconds no longer leaves the output on the node only (a helper found none)."""
+        False when it gave up (the output stays owed: agent/owedoutput.py). A remote store's
+        failure is tried again after :data:`PUBLISH_RETRY_S` (off the agent's loop), beyond
+        its SDK's own quick retries, so that a short outage does not delay the output."""
         waits = PUBLISH_RETRY_S if self._output.remote else ()
         for wait in (*waits, None):
             try:
@@ -354,20 +353,16 @@ class Runner:
                     self.task.job_id, self.task.task_id, attempt=self.task.attempt, final=True
                 )
                 return True
-            except Exception:
+            except Exception as exc:  # one line each (a probe: 2,000 lines of tracebacks)
+                log.debug("the publish of task %s failed", self.key, exc_info=True)
+                why = owedoutput.first_line(exc)
                 if wait is None:
-                    log.exception(
-                        "could not publish the output of task %s; trying again every %g s",
-                        self.key,
-                        OWED_RETRY_S,
-                    )
+                    log.error("could not publish the output of task %s (%s): its end is reported "
+                              "and its output published again every %g s until it is in",
+                              self.key, why, owedoutput.RETRY_S)  # fmt: skip
                     return False
-                log.warning(
-                    "could not publish the output of task %s; trying again in %g s",
-                    self.key,
-                    wait,
-                    exc_info=True,
-                )
+                log.warning("could not publish the output of task %s (%s); trying again in %g s",
+                            self.key, why, wait)  # fmt: skip
                 time.sleep(wait)
         return False  # not reached: the last try returns
 
