@@ -17,7 +17,7 @@ import pytest
 from shared.adapters.local_compute import LocalProvider
 from shared.domain.cluster import Node, Principal
 from shared.domain.idempotency import KeyRecord
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.usecases.control_plane import ControlPlane
 from shared.usecases.nodes_add import NodeAdd
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
@@ -111,3 +111,26 @@ def test_adds_at_once_make_every_node_they_answer(
     answered = [name for names in answers for name in names]
     assert len(answered) == 15 and sorted(answered) == _members(cp)  # each once, all made
     assert sorted(provider._vms) == _members(cp)
+
+
+def test_adds_at_once_stay_within_max_nodes(
+    cp: ControlPlane, provider: LocalProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both passed the check on the same list (a review: with maxNodes 2, two adds of 2
+    made 4): the one that finds the other's nodes counts again and refuses."""
+    cp.set_group(GROUP, provider="local", max_nodes=2, node_cores=2)
+    put = cp.store.put_idempotency_key
+    other: list[Node] = []
+
+    def then_another_add(record: KeyRecord) -> None:
+        put(record)
+        if record.node_names and not other:
+            other.extend(cp.add_nodes(GROUP, 2))
+
+    monkeypatch.setattr(cp.store, "put_idempotency_key", then_another_add)
+    with pytest.raises(Conflict, match="another node add took node group AzureNodes's room"):
+        cp.add_nodes_once(
+            {"group": GROUP, "count": 2}, ADMIN, "k2", NodeAdd(GROUP, 2), lambda n: "[]"
+        )
+    assert _names(other) == ["azure-1", "azure-2"]
+    assert _members(cp) == ["azure-1", "azure-2"] and sorted(provider._vms) == _members(cp)

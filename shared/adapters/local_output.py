@@ -172,11 +172,11 @@ class LocalOutputStore(OutputStore):
     ) -> OutputInfo:
         path, attempt = self._readable(job_id, task_id, stream, attempt)
         if not self._matches(path, job_id, task_id, attempt, stamp):
-            return OutputInfo(size=0)
+            return OutputInfo(size=0, stored=False)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            size = 0
+            return OutputInfo(size=0, stored=False)
         marker = self.path(job_id, task_id, stream, attempt=attempt)
         try:
             truncated_at: int | None = int(marker.with_name(marker.name + ".truncated").read_text())

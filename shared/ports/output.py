@@ -87,6 +87,10 @@ class OutputInfo:
     """Bytes kept (the truncation marker included); 0 when nothing was written."""
     truncated_at: int | None = None
     """The cap the stream was cut at, or None when it is whole."""
+    stored: bool = True
+    """False: nothing of the stream is in the store (nor on this host's disk): not published
+    yet, where "size 0" alone read as "it printed nothing" (a probe: a Finished task whose
+    node could not reach Blob storage; agent/owedoutput.py publishes it later)."""
 
     @property
     def truncated(self) -> bool:

@@ -116,7 +116,7 @@ def make_nodes(
         )
 
     for i in range(len(names)):
-        node, new = _own(deps, group.name, names, i, request, rename, new_node)
+        node, new = _own(deps, group, names, i, request, rename, new_node)
         name = names[i]
         if not new and (node.state is not NodeState.OFFLINE or node.state_reason != ADDED):
             added.append(node)  # made, and moved on since: nothing to make
@@ -150,7 +150,7 @@ def make_nodes(
 
 def _own(
     deps: Deps,
-    group: str,
+    group: NodeGroup,
     names: list[str],
     i: int,
     request: str | None,
@@ -160,7 +160,8 @@ def _own(
     """The node ``names[i]`` as this request may use it, and whether it made it now: this
     request's own (one that died after making it), else made under that name. A name
     another add holds (both chose it from the same list) is replaced in ``names`` by a free
-    one, told to ``rename`` before it is made."""
+    one, told to ``rename`` before it is made, if the group's maxNodes still has room for
+    all of this request's nodes (Conflict if not: the other add was first)."""
     while True:
         try:
             node = deps.store.get_node(names[i])
@@ -173,8 +174,17 @@ def _own(
             return node, True
         if node.added_by is None or request is None or node.added_by == request:
             return node, False  # this request's (or made before adds said whose: as before)
-        taken = {n.name for n in deps.store.list_nodes()} | set(names)
-        names[i] = _free_name(group, taken)
+        # Another add chose from the same list: both passed maxNodes on it. Count again.
+        nodes = deps.store.list_nodes()
+        others = [n for n in nodes if group.name in n.groups and n.added_by != request]
+        if len(others) + len(names) > group.max_nodes:
+            made = ", ".join(names[:i]) or "none"
+            raise Conflict(
+                f"another node add took node group {group.name}'s room meanwhile: "
+                f"{beyond_max(group, len(others) + i, len(names) - i)} (added by this "
+                f"request: {made})"
+            )
+        names[i] = _free_name(group.name, {n.name for n in nodes} | set(names))
         if rename is not None:
             rename(names)
 
