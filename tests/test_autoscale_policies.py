@@ -27,6 +27,7 @@ from shared.domain.idleplan import (
     group_load,
     idle_vms,
     overflow,
+    pool_bound,
     run_policy,
 )
 from shared.domain.models import Task
@@ -335,15 +336,37 @@ def test_queued_work_that_would_take_an_idle_vm_waits_for_its_group():
         node("az2", NodeState.ONLINE, cores=2),
     ]
     used = {"az2": 1}  # az1 idle (the warm pool), az2 busy with a free core
-    pool = idle_vms(nodes, used, {"az1", "az2"})
-    assert pool == {"az1"}
+    managed = {"az1", "az2"}
+    pools = idle_vms(nodes, used, [AZ])
+    assert pools == {AZ: {"az1"}}
     tasks = [Task(job_id=1, id=k, command="x", node_groups=["OnPremNodes", AZ]) for k in (1, 2)]
     tasks += [Task(job_id=j, id=1, command="x", node_groups=[AZ]) for j in (2, 3)]
-    left = overflow(tasks, nodes, used, managed={"az1", "az2"}, pool=pool)
+
+    def place(pool=()):
+        return overflow(tasks, nodes, used, managed, pool=pool)
+
     # on-prem takes job 1; job 2's task takes az2's free core (a busy VM's: no node of the
     # group needed); job 3's would take the idle az1: it waits for the group
-    assert [(t.job_id, t.id) for t in left] == [(3, 1)]
-    assert overflow(tasks, nodes, used, managed={"az1", "az2"}) == []
+    assert place() == [] and pool_bound(tasks, place(), pools, place) == {(3, 1): AZ}
+
+
+def test_work_an_idle_vm_would_take_waits_for_that_vms_group_not_the_first_by_name():
+    """A review: a task two managed groups may run, bound for B's idle VM, raised A's floor
+    (the first group by name) and was told to A's forecast as A's submit."""
+    nodes = [node("a1", NodeState.ONLINE, ("AzureA",)), node("b1", NodeState.ONLINE, ("AzureB",))]
+    used = {"a1": 1}
+    tasks = [Task(job_id=1, id=1, command="x", node_groups=["AzureA", "AzureB"])]
+
+    def place(pool=()):
+        return overflow(tasks, nodes, used, {"a1", "b1"}, pool=pool)
+
+    pools = idle_vms(nodes, used, ["AzureA", "AzureB"])
+    assert pools == {"AzureB": {"b1"}}
+    bound = pool_bound(tasks, place(), pools, place)
+    assert bound == {(1, 1): "AzureB"}
+    groups = {"AzureA": GroupPolicy(node_cores=1), "AzureB": GroupPolicy(node_cores=1)}
+    where = attribution(tasks, tasks, nodes, groups, bound=bound)
+    assert where.of(tasks, "AzureB") == tasks and where.of(tasks, "AzureA") == []
 
 
 def _attribution() -> Attribution:

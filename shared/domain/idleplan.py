@@ -13,7 +13,7 @@ its figures describe what the cluster's timer does.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -99,19 +99,46 @@ def overflow(
     )[0]  # fmt: skip
 
 
-def idle_vms(nodes: Sequence[Node], used: Mapping[str, int], managed: Collection[str]) -> set[str]:
-    """The managed Online nodes with no work: the groups' warm pools. An idle policy counts the
-    queued work that would take them as waiting (:func:`overflow` with ``pool``), so that its
-    plan keeps a pool beyond it, as the replay counts its whole queue once its scheduler has
-    placed what it can (:mod:`shared.sim.elastic`): counted as the pool, a wide job holding
-    idle VMs while the rest of its width boots left no pool for the jobs that came meanwhile,
-    and a job about to start on one was not told as a submit of the group (0.02% of the
-    oracle's node-hours above the replay's curve on KTH-SP2, docs/simulator.md)."""
-    return {
-        n.name
-        for n in nodes
-        if n.name in managed and n.state is NodeState.ONLINE and used.get(n.name, 0) == 0
-    }
+def idle_vms(
+    nodes: Sequence[Node], used: Mapping[str, int], groups: Collection[str]
+) -> dict[str, set[str]]:
+    """Each of ``groups``' Online nodes with no work (a node in its first such group): their
+    warm pools. See :func:`pool_bound`."""
+    pools: dict[str, set[str]] = {}
+    for n in nodes:
+        group = next((g for g in n.groups if g in groups), None)
+        if group is not None and n.state is NodeState.ONLINE and used.get(n.name, 0) == 0:
+            pools.setdefault(group, set()).add(n.name)
+    return pools
+
+
+def pool_bound(
+    queued: Sequence[Task],
+    plain: Sequence[Task],
+    pools: Mapping[str, set[str]],
+    place: Callable[[Collection[str]], Sequence[Task]],
+) -> dict[tuple[int, int], str]:
+    """Queued tasks that fit only on an idle VM of a group with an idle policy, and that
+    group (the first by name whose idle VMs can take it): an idle policy counts such work as
+    waiting for the group, in its floor and as a submit, so that its plan keeps a pool beyond
+    it, as the replay counts its whole queue once its scheduler has placed what it can
+    (:mod:`shared.sim.elastic`). Counted as the pool, the idle VMs a wide job holds while the
+    rest of its width boots left no pool for the jobs that came meanwhile, and a job about to
+    start on one was not told as a submit (0.02% of the oracle's node-hours above the
+    replay's curve on KTH-SP2, docs/simulator.md). ``plain``: :func:`overflow`'s answer with
+    no pool; ``place(pool)``: its answer with the nodes ``pool`` kept out."""
+    if not pools:
+        return {}
+    everyone = set().union(*pools.values())
+    known = {(t.job_id, t.id) for t in plain}
+    extra = {(t.job_id, t.id) for t in place(everyone)} - known
+    bound: dict[tuple[int, int], str] = {}
+    for group in sorted(pools):
+        if not extra - bound.keys():
+            break
+        left = {(t.job_id, t.id) for t in place(everyone - pools[group])}
+        bound.update(dict.fromkeys(extra - left - bound.keys(), group))
+    return bound
 
 
 def owner_group(
@@ -166,16 +193,21 @@ def attribution(
     nodes: Sequence[Node],
     groups: Mapping[str, GroupPolicy],
     excluded: Collection[str] = (),
+    bound: Mapping[tuple[int, int], str] | None = None,
 ) -> Attribution:
     """The :class:`Attribution` of this run: ``waiting`` is :func:`overflow`'s answer for
-    ``queued``; each node's group is its first managed one."""
+    ``queued``; each node's group is its first managed one; ``bound``: queued tasks that
+    would take a group's idle VM, and that group (:func:`pool_bound`)."""
     skip = frozenset(excluded)
     group_of = {
         n.name: g
         for n in nodes
         if (g := next((x for x in n.groups if x in groups and x not in skip), None)) is not None
     }
-    over = {(t.job_id, t.id): owner_group(t, groups, skip) for t in waiting}
+    over: dict[tuple[int, int], str | None] = {
+        (t.job_id, t.id): owner_group(t, groups, skip) for t in waiting
+    }
+    over.update(bound or {})
     fits = frozenset((t.job_id, t.id) for t in queued) - over.keys()
     return Attribution(group_of, over, fits, groups, skip)
 

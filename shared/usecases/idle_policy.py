@@ -31,7 +31,7 @@ counted is not counted (a rare race: the forecast is an estimate).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -49,6 +49,7 @@ from shared.domain.idleplan import (
     kept_note,
     overflow,
     plan_group,
+    pool_bound,
     run_policy,
 )
 from shared.domain.idlepolicy import IdlePolicy, group_idle_policy
@@ -131,11 +132,18 @@ def prepare(
         if group in chosen:
             members.setdefault(group, []).append(n)
     managed = {n.name for n in nodes if any(g in policy.groups for g in n.groups)}
-    pool = idle_vms(nodes, used, managed)  # queued work that takes them waits for the group
-    waiting = overflow(
-        queued, nodes, used, managed, occupancy(active), held_memory(active), pool=pool
+    occupied, held_mb = occupancy(active), held_memory(active)
+
+    def place(pool: Collection[str] = ()) -> list[Task]:
+        return overflow(queued, nodes, used, managed, occupied, held_mb, pool=pool)
+
+    waiting = place()
+    # queued work that would take a planned group's idle VM waits for that group
+    bound = pool_bound(queued, waiting, idle_vms(nodes, used, chosen), place)
+    waiting += [t for t in queued if (t.job_id, t.id) in bound]
+    where = attribution(
+        queued, waiting, nodes, policy.groups, policy.exclude_node_groups, bound=bound
     )
-    where = attribution(queued, waiting, nodes, policy.groups, policy.exclude_node_groups)
     tasks_of = _tasks_of_new(deps, jobs, [*queued, *active])
     live = {t.job_id for t in [*queued, *active]}
     told_ends = [n for n, (_, idle) in chosen.items() if idle.kind == "forecast"]
