@@ -69,18 +69,30 @@ class Publisher:
         """Attempts that ended but whose output is still being published."""
         return list(self._pending)
 
-    def settle(self, *, wait_s: float = 0.0) -> int:
+    def settle(self, *, wait_s: float = 0.0, anyway: bool = False) -> int:
         """Run ``then`` for every upload done (waiting up to ``wait_s`` for all of them);
-        returns how many are still in flight."""
+        returns how many are still in flight. ``anyway`` (the agent stops): run ``then`` for
+        the rest too, their uploads going on: an end not sent before the node says it stops
+        is lost with its incarnation and runs again (a review: a stop during a Blob outage),
+        while output not published yet is owed (agent/owedoutput.py)."""
         deadline = time.monotonic() + wait_s
+        late = 0
         for key, (future, then) in list(self._pending.items()):
             if not future.done() and wait_s > 0:
                 with contextlib.suppress(TimeoutError):  # said below, for all at once
                     future.exception(timeout=max(0.0, deadline - time.monotonic()))
-            if future.done():
+            if future.done() or anyway:
+                late += not future.done()
                 del self._pending[key]
                 then()
-        if self._pending and wait_s > 0:
+        if late:
+            log.warning(
+                "%d ended task(s) reported while their output is still being published after "
+                "%g s: it is owed, and published once the Output store takes it",
+                late,
+                wait_s,
+            )
+        elif self._pending and wait_s > 0:
             log.warning(
                 "the output of %d ended task(s) is still being published after %g s",
                 len(self._pending),

@@ -311,7 +311,7 @@ class Tasks(Fencing):
                 self._end(runner, report=False)  # publishes what they wrote
                 killed.append(runner.key)
         # before this incarnation ends: every end whose output is out goes with it
-        self.publisher.settle(wait_s=PUBLISH_WAIT_S)
+        self.publisher.settle(wait_s=PUBLISH_WAIT_S, anyway=True)
         return sorted(killed)
 
     # ------------------------------------------------------------------ end records
