@@ -11,11 +11,13 @@ while the next agent's registration requeues its attempt: twice (3 of 10 probe r
 
 So while a task runs the agent keeps ``groups/<pgid>`` (its attempt's key) in its state
 folder, and the next agent, before it registers, ends every process still in such a group
-whose leader is gone: the attempt runs again, once. A process is ended only if its
-environment names that attempt (``HPC_JOB_ID``, ``HPC_TASK_ID``, ``HPC_TASK_ATTEMPT``), so a
-group id the kernel gave again to something else is never touched. What this cannot help: a
-command that ended before the next agent started ran to its end unrecorded
-(docs/exactly-once.md). Linux only (``/proc``); elsewhere nothing is found.
+whose leader is gone: the attempt runs again, once. The group is ended only if one of its
+processes has an environment naming that attempt (``HPC_JOB_ID``, ``HPC_TASK_ID``,
+``HPC_TASK_ATTEMPT``; a live member keeps the kernel from giving its group id to another
+group), so a group id given again to something else is never touched. What this cannot
+help: a command that ended before the next agent started ran to its end unrecorded, and one
+that cleared its environment (``exec env -i ...``) is not recognised (docs/exactly-once.md).
+Linux only (``/proc``); elsewhere nothing is found.
 """
 
 from __future__ import annotations
