@@ -357,7 +357,9 @@ def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     Query: ``stream`` (stdout), ``attempt`` (the task's result attempt, else its latest),
     ``offset`` (0), ``limit`` (1 MiB, at most 16 MiB). Headers: ``X-Output-Size`` (the
     stream's whole size), ``X-Attempt`` (the attempt served), ``X-Output-Truncated``
-    (``true`` when the agent cut the stream at HPC_MAX_OUTPUT_BYTES).
+    (``true`` when the agent cut the stream at HPC_MAX_OUTPUT_BYTES), ``X-Output-Stored``
+    (``false`` when nothing of it is stored yet: a running task's output on another host,
+    or an ended task's that its agent could not publish yet; not "it printed nothing").
     """
     stream = req.params.get("stream", "stdout")
     if stream not in ("stdout", "stderr"):
@@ -380,6 +382,7 @@ def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
         "X-Output-Size": str(page.size),
         "X-Attempt": str(page.attempt),
         "X-Output-Truncated": "true" if page.truncated else "false",
+        "X-Output-Stored": "true" if page.stored else "false",
     }
     return func.HttpResponse(
         page.data, status_code=200, headers=headers, mimetype="text/plain", charset="utf-8"

@@ -34,6 +34,8 @@ class OutputPage:
     """The attempt served (``X-Attempt``), None if the server did not say."""
     truncated: bool
     """The agent cut the stream at HPC_MAX_OUTPUT_BYTES (``X-Output-Truncated``)."""
+    stored: bool = True
+    """False: nothing of the stream is stored yet (``X-Output-Stored``; missing: True)."""
 
 
 def tail_lines(data: bytes, lines: int) -> bytes:
@@ -83,6 +85,7 @@ class OutputRoutes(HttpClient):
             size=_int_header(response, "X-Output-Size"),
             attempt=_int_header(response, "X-Attempt"),
             truncated=response.headers.get("X-Output-Truncated", "").lower() == "true",
+            stored=response.headers.get("X-Output-Stored", "").lower() != "false",
         )
 
     def iter_task_output(
@@ -135,7 +138,9 @@ class OutputRoutes(HttpClient):
             pages = list(self.iter_task_output(job_id, task_id, stream=stream, attempt=attempt))
             data = b"".join(p.data for p in pages)
             last = pages[-1]
-            return OutputPage(tail_lines(data, lines), last.size, last.attempt, last.truncated)
+            return OutputPage(
+                tail_lines(data, lines), last.size, last.attempt, last.truncated, last.stored
+            )
         attempt = probe.attempt if attempt is None else attempt
         data, end, chunk = b"", probe.size, TAIL_FIRST_BYTES
         truncated = probe.truncated
@@ -147,4 +152,4 @@ class OutputRoutes(HttpClient):
             truncated = truncated or page.truncated
             data, end = page.data + data, start
             chunk = min(chunk * 2, MAX_READ_BYTES)
-        return OutputPage(tail_lines(data, lines), probe.size, attempt, truncated)
+        return OutputPage(tail_lines(data, lines), probe.size, attempt, truncated, probe.stored)

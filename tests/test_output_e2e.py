@@ -94,3 +94,18 @@ def test_a_stream_over_the_cap_is_cut_with_a_line_saying_so(cluster: LocalCluste
     assert r.headers["X-Output-Truncated"] == "true"
     assert r.headers["X-Output-Size"] == str(CAP + 1 + len(marker))
     assert cluster.tasks(job_id)[0]["output"].endswith(marker.decode())
+
+
+def test_output_not_stored_is_told_from_output_that_is_empty(cluster: LocalCluster) -> None:
+    """A probe: a Finished task whose node could not publish its output (Blob storage down)
+    printed nothing and exited 0 on `hpc task output`, as for a task that printed nothing."""
+    job_id = cluster.submit({"command": "true"})
+    assert cluster.wait_job(job_id)["state"] == "Finished"
+    empty = hpc(cluster, "task", "output", str(job_id), "1")
+    assert (empty.returncode, empty.stdout, empty.stderr) == (0, b"", b"")  # it printed nothing
+    for path in (cluster.home / "output" / str(job_id)).glob("1.0.*"):
+        path.unlink()  # as output its node has not published: nothing of it stored
+    missing = hpc(cluster, "task", "output", str(job_id), "1")
+    assert missing.returncode == 0 and missing.stdout == b""
+    said = b" ".join(missing.stderr.split())
+    assert f"nothing of task {job_id}.1's stdout of attempt 0 is stored yet".encode() in said

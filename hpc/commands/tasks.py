@@ -202,14 +202,26 @@ def task_output(
     job, task = task_ref(job_id, task_id)
     out = _OutputWriter(terminal=_stdout_is_terminal())
     which = cast(Stream, stream)  # (parse_stream ran as the option's parser)
+    stored = True
     with api_client() as client:
         if tail is not None:
             page = client.task_output_tail(job, task, tail, stream=which, attempt=attempt)
             out.write(page.data)
+            stored = page.stored
         else:
             for page in client.iter_task_output(job, task, stream=which, attempt=attempt):
                 out.write(page.data)
+                stored = stored and page.stored
     out.close()
+    if not stored:  # not "it printed nothing" (a probe could not tell the two apart)
+        of = f" of attempt {page.attempt}" if page.attempt is not None else ""
+        stderr_console().print(
+            f"nothing of task {job}.{task}'s {which}{of} is stored yet: a running task's "
+            "output is stored once it ends (its own node shows it as it runs), an ended "
+            "task's once its node reaches the Output store (its agent keeps trying)",
+            markup=False,
+            highlight=False,
+        )
 
 
 class _OutputWriter:

@@ -87,6 +87,8 @@ class OutputPage:
     """The stream's whole size now (the truncation marker included)."""
     truncated: bool
     """The agent cut the stream at HPC_MAX_OUTPUT_BYTES (it ends with a line saying so)."""
+    stored: bool = True
+    """False: nothing of the stream is stored yet (not "it printed nothing")."""
 
 
 def read_output(
@@ -124,6 +126,7 @@ def read_output(
         offset=offset,
         size=max(info.size, (offset + len(data)) if data else 0),
         truncated=info.truncated,
+        stored=info.stored or bool(data),
     )
 
 

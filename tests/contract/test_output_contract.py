@@ -171,13 +171,17 @@ def test_without_an_attempt_reads_the_latest_one_written(output: OutputStore) ->
 
 
 def test_info_tells_the_size_of_each_attempts_stream(output: OutputStore) -> None:
-    assert output.info(4, 1, "stdout", attempt=0) == OutputInfo(size=0, truncated_at=None)
+    # not written yet: not stored, which "size 0" alone did not tell from an empty stream
+    assert output.info(4, 1, "stdout", attempt=0) == OutputInfo(size=0, stored=False)
     output.sink(4, 1, "stdout", attempt=0).write_bytes(b"x" * 10)
     output.sink(4, 1, "stdout", attempt=1).write_bytes(b"x" * 3)
     output.publish(4, 1, attempt=1)
     assert output.info(4, 1, "stdout", attempt=0) == OutputInfo(size=10)
     assert output.info(4, 1, "stdout", attempt=1) == OutputInfo(size=3)
-    assert output.info(4, 1, "stderr", attempt=1) == OutputInfo(size=0)
+    assert output.info(4, 1, "stderr", attempt=1) == OutputInfo(size=0, stored=False)
+    output.sink(4, 1, "stderr", attempt=1).write_bytes(b"")  # the task printed nothing
+    output.publish(4, 1, attempt=1)
+    assert output.info(4, 1, "stderr", attempt=1) == OutputInfo(size=0, stored=True)
     assert not output.info(4, 1, "stdout", attempt=1).truncated
 
 
@@ -226,7 +230,7 @@ def test_a_stream_stamped_for_another_job_reads_as_empty_and_a_new_attempt_repla
     output.publish(1, 1, final=True)
     assert output.read(1, 1, "stdout", attempt=0, stamp=old) == b"the old job's secret, long\n"
     assert output.read(1, 1, "stdout", attempt=0, stamp=new) == b""
-    assert output.info(1, 1, "stdout", attempt=0, stamp=new) == OutputInfo(size=0)
+    assert output.info(1, 1, "stdout", attempt=0, stamp=new) == OutputInfo(size=0, stored=False)
     output.sink(1, 1, "stdout", stamp=new).write_bytes(b"new\n")  # the runner truncates
     output.mark_truncated(1, 1, "stdout", attempt=0, cap=3)
     output.publish(1, 1, final=True)
