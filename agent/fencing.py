@@ -60,13 +60,13 @@ class Fencing:
                 ", ".join(sorted(left.values())),
             )
             end_groups(left)
-        escaped = [] if self._groups is None else self._groups.end_leaderless()
+        escaped = [] if self._groups is None else self._groups.end_leaderless(left)
         if escaped:
             # Their shells were killed without them (a kill that lists, then signals): no
             # end can be recorded; ended now, their attempts run again once (taskgroups.py).
             log.warning(
-                "%d task(s) of an earlier agent of this node ran on without their shell: "
-                "ended (%s)",
+                "%d task(s) of an earlier agent of this node ran on without their shell, or "
+                "without being found by their end record: ended (%s)",
                 len(escaped),
                 ", ".join(escaped),
             )

@@ -26,9 +26,11 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Collection
 from pathlib import Path
 
 from agent.groups import PROC, exited, members
+from agent.lifeline import end_groups
 from shared.domain.messages import attempt_key, parse_attempt_key
 
 log = logging.getLogger(__name__)
@@ -64,15 +66,20 @@ class TaskGroups:
                     out[int(path.name)] = path.read_text().strip()
         return out
 
-    def end_leaderless(self) -> list[str]:
+    def end_leaderless(self, ended_already: Collection[int] = ()) -> list[str]:
         """For a new agent, before it registers: SIGKILL the processes left in a kept group
-        whose leader (the task's shell) is gone, and forget every kept group. The keys of
-        the attempts so ended (no end record will ever be written for them)."""
+        whose leader (the task's shell) is gone; end as its watchdog would a kept group whose
+        live leader names the attempt and is not among ``ended_already`` (the groups
+        :func:`agent.groups.orphans` found: one it missed, a review's case, runs on
+        otherwise); forget every kept group. The keys of the attempts so ended."""
         ended = []
         for pgid, key in sorted(self.kept().items()):
             if leaderless_of(pgid, key):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, signal.SIGKILL)
+                ended.append(key)
+            elif pgid not in ended_already and PROC.is_dir() and _attempt_of(pgid) == key:
+                end_groups({pgid: key})  # a command that has returned is spared its end
                 ended.append(key)
             self.remove(pgid)
         return ended

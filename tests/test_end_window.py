@@ -211,7 +211,7 @@ def test_a_new_agent_ends_a_command_whose_shell_was_killed_without_it(tmp_path):
         assert escaped.wait(5) == -9 and reused.wait(5) == -9
         assert [p for p in left if p != escaped.pid] and members(escaped.pid)  # ran on
         groups.add(reused.pid, "9.9.9")  # as if the group id had been given to another
-        assert groups.end_leaderless() == ["8.1.0"]
+        assert groups.end_leaderless(ended_already={alive.pid}) == ["8.1.0"]
         wait_until(lambda: not members(escaped.pid), what="the escaped command ended")
         assert members(reused.pid) and alive.poll() is None  # neither touched
         assert records.read("8.1.0") is None  # no end: the registration requeues it, once
@@ -254,3 +254,25 @@ def test_an_agent_keeps_a_running_tasks_group_until_it_ends(start_agent, cp, tmp
     assert list(kept.values()) == ["43.1.1"] and members(next(iter(kept)))
     assert started.job_id == 43 and cp.ended(43).exit_code == 0
     wait_until(lambda: TaskGroups(state).kept() == {}, what="the group forgotten")
+
+
+def test_a_kept_group_whose_live_shell_its_end_record_did_not_find_is_ended(tmp_path):
+    """A review: a task shell that ``orphans`` misses (its record's path not read, as a
+    ``/dev/fd`` link it could not follow) ran on beside its next attempt; the kept group
+    names it, and it is ended as its watchdog would have."""
+    groups = TaskGroups(tmp_path)
+    records = EndRecords(tmp_path / "elsewhere")  # not this agent's folder: orphans misses it
+    shell = subprocess.Popen(
+        records.argv("sleep 30", records.folder / "8.5.0"),
+        start_new_session=True,
+        env=_task_env("8.5.0"),
+    )
+    try:
+        groups.add(shell.pid, "8.5.0")
+        wait_until(lambda: command_running(shell.pid) is True, what="the task running")
+        assert orphans(tmp_path / "ends") == {}
+        assert groups.end_leaderless() == ["8.5.0"]
+        assert shell.wait(10) == -9 and groups.kept() == {}
+        assert groups.end_leaderless(ended_already={shell.pid}) == []  # nothing kept now
+    finally:
+        signal_group(shell.pid, signal.SIGKILL)
