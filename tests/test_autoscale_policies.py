@@ -442,6 +442,17 @@ def test_reasons_are_said_in_the_policys_words_for_its_group_only():
     assert kept == {AZ: 1}  # az5 is idle and not stopped; az1 is stopped
 
 
+def test_an_idle_vm_queued_work_will_take_is_not_said_kept_for_the_pool():
+    """A review: the "kept N idle nodes: warm pool" entry counted an idle VM that a queued
+    task is bound for (it counts as queued work since the timer counts as the replay)."""
+    members = {AZ: [node("az1", NodeState.ONLINE), node("az2", NodeState.ONLINE)]}
+    for waiting, pool, kept in ((1, 1, 1), (2, 1, 0), (0, 2, 2)):
+        load = Load(0, waiting, 2, 0)  # 2 idle VMs up, the queue bound for `waiting` of them
+        plan = GroupPlan("value", Plan(min_nodes=waiting + pool, idle_s=0), load, 1.0, 180)
+        _, said = explain(Decision([], AutoscalerState(), []), {AZ: plan}, members, {}, {})
+        assert said == {AZ: kept}, (waiting, pool)
+
+
 @pytest.mark.parametrize(
     ("load", "queue_starts", "purposes"),
     [

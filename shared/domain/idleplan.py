@@ -371,7 +371,9 @@ def explain(
             for n in members.get(group, ())
             if n.state is NodeState.ONLINE and used.get(n.name, 0) == 0 and n.name not in ordered
         )
-        kept[group] = min(idle, p.pool)
+        # the queue takes the nodes up first (an idle VM queued work is bound for: pool_bound)
+        beyond_queue = max(0, p.load.up - p.load.in_use - p.load.waiting)
+        kept[group] = min(idle, p.pool, beyond_queue)
     return replace(decision, orders=orders), kept
 
 
