@@ -28,15 +28,24 @@ log = logging.getLogger("agent.agent")
 
 WORKERS = 4
 """Uploads at once: ends that come together (a sweep's wave) go out in parallel."""
+REPORT_AFTER_S = 60.0
+"""An end is reported this long after its upload began even if the upload still runs, its
+output then owed (agent/owedoutput.py): however the Output store fails (refusing, or taking
+connections and never answering: the SDK's timeouts then run for minutes), a task that ended
+does not stay Running, holding its cores, for longer."""
 
 
 class Publisher:
-    def __init__(self, *, inline: bool, workers: int = WORKERS) -> None:
+    def __init__(
+        self, *, inline: bool, workers: int = WORKERS, report_after_s: float = REPORT_AFTER_S
+    ) -> None:
         self.inline = inline
         self._pool: ThreadPoolExecutor | None = None
         self._workers = workers
-        self._pending: dict[str, tuple[Future[None], Callable[[], None]]] = {}
-        """attempt key -> its upload, and what to do on the loop's thread once it is done."""
+        self.report_after_s = report_after_s
+        self._pending: dict[str, tuple[Future[None], Callable[[], None], float]] = {}
+        """attempt key -> its upload, what to do on the loop's thread once it is done, and
+        when it began."""
         self._behind: ThreadPoolExecutor | None = None
         self._round: Future[None] | None = None
         """A round of output owed since its end (agent/owedoutput.py), on a worker of its own:
@@ -52,7 +61,7 @@ class Publisher:
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="publish")
-        self._pending[key] = (self._pool.submit(upload), then)
+        self._pending[key] = (self._pool.submit(upload), then, time.monotonic())
 
     def behind(self, round_: Callable[[], None]) -> bool:
         """Run ``round_`` (never raises) for attempts whose ends are already reported (not
@@ -77,20 +86,20 @@ class Publisher:
         while output not published yet is owed (agent/owedoutput.py)."""
         deadline = time.monotonic() + wait_s
         late = 0
-        for key, (future, then) in list(self._pending.items()):
+        for key, (future, then, began) in list(self._pending.items()):
             if not future.done() and wait_s > 0:
                 with contextlib.suppress(TimeoutError):  # said below, for all at once
                     future.exception(timeout=max(0.0, deadline - time.monotonic()))
-            if future.done() or anyway:
+            overdue = time.monotonic() - began >= self.report_after_s
+            if future.done() or anyway or overdue:
                 late += not future.done()
                 del self._pending[key]
                 then()
         if late:
             log.warning(
-                "%d ended task(s) reported while their output is still being published after "
-                "%g s: it is owed, and published once the Output store takes it",
+                "%d ended task(s) reported while their output is still being published: it "
+                "is owed, and published once the Output store takes it",
                 late,
-                wait_s,
             )
         elif self._pending and wait_s > 0:
             log.warning(

@@ -85,3 +85,19 @@ def test_an_agent_that_stops_reports_ends_whose_output_is_still_being_published(
     finally:
         release.set()
         publisher.close()
+
+
+def test_an_end_is_reported_once_its_upload_ran_its_time_whatever_the_store_does():
+    """A store that takes connections and never answers holds each try for the SDK's read
+    timeouts (minutes): the end goes after REPORT_AFTER_S anyway, its output owed."""
+    publisher = Publisher(inline=False, report_after_s=0.2)
+    release = threading.Event()
+    reported: list[str] = []
+    try:
+        publisher.publish("5.1.0", release.wait, lambda: reported.append("5.1.0"))
+        assert publisher.settle() == 1 and reported == []  # its upload has its time
+        wait_until(lambda: publisher.settle() == 0, what="the end reported anyway")
+        assert reported == ["5.1.0"]
+    finally:
+        release.set()
+        publisher.close()
