@@ -35,19 +35,21 @@ FOLDER = "owed"
 
 class OwedOutput:
     def __init__(self, state_dir: Path | None, output: OutputStore, publisher: Publisher) -> None:
-        remote = state_dir is not None and output.remote
-        self.folder = state_dir / FOLDER if remote and state_dir is not None else None
+        self.folder = state_dir / FOLDER if state_dir is not None and output.remote else None
         """None: nothing is owed (a local store's publish cannot fail so; no state folder)."""
         self._output = output
         self._publisher = publisher
         self._next = 0.0
+        self._made = False
 
     def started(self, key: str) -> None:
         """An attempt started writing its streams here."""
         if self.folder is None:
             return
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if not self._made:  # once, not at every start
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._made = True
             (self.folder / key).touch()
         except OSError as exc:  # its output is still published at its end, as before
             log.warning("could not mark the output of task %s as owed: %s", key, exc)
@@ -75,10 +77,11 @@ class OwedOutput:
             return sorted(p.name for p in self.folder.iterdir())
         return []
 
-    def retry(self, busy: Collection[str]) -> None:
+    def retry(self, busy: Callable[[], Collection[str]]) -> None:
         """At most every :data:`RETRY_S`, unless the last round still runs: a round, off the
         loop on a worker of its own (agent/publisher.py ``behind``), that publishes again
-        each owed attempt not ``busy`` (running, in its grace, or in its first publish), and
+        each owed attempt not ``busy()`` (running, in its grace, or in its first publish:
+        asked only when a round is due, not at every turn of the agent's loop), and
         stops at the first that fails: the store is still not answering, and one try a round
         is enough to find out (a probe's 36 owed attempts, each tried every round for 20 s,
         held every new end's first publish back)."""
@@ -86,7 +89,8 @@ class OwedOutput:
         if self.folder is None or now < self._next:
             return
         self._next = now + RETRY_S
-        keys = [k for k in self.owed() if k not in busy]
+        skip = busy()
+        keys = [k for k in self.owed() if k not in skip]
         if keys and not self._publisher.behind(functools.partial(self._round, keys)):
             self._next = now + 1.0  # the last round still runs: look again soon
 

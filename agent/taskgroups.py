@@ -44,11 +44,14 @@ class TaskGroups:
 
     def __init__(self, state_dir: Path) -> None:
         self.folder = state_dir / FOLDER
+        self._made = False
 
     def add(self, pgid: int, key: str) -> None:
         """Never raises: a group not kept is one the next agent cannot end (logged)."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if not self._made:  # once, not at every task start
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._made = True
             (self.folder / str(pgid)).write_text(key)
         except OSError as exc:
             log.warning("could not keep the process group of task %s: %s", key, exc)

@@ -225,7 +225,7 @@ class Tasks(Fencing):
     def reap(self) -> None:
         """Report the tasks that ended, and end those past their runtime limit."""
         self.publisher.settle()  # the ends whose output is published by now
-        self.owed.retry(set(self.listed))
+        self.owed.retry(lambda: set(self.listed))
         for kill, code in self.stopping.ended():
             self._end_kill(kill.runner, kill.why, code)
         overrun: list[Runner] = []

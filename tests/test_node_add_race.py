@@ -40,19 +40,28 @@ def group(cp: ControlPlane, provider: LocalProvider) -> None:
     cp.set_group(GROUP, provider="local", max_nodes=20, node_cores=2)
 
 
-def test_a_keyed_add_whose_names_an_add_takes_meanwhile_makes_its_own(
-    cp: ControlPlane, provider: LocalProvider, group: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Another add runs between the keyed add's choice of names and its first node."""
+def another_add_once_names_are_kept(
+    cp: ControlPlane, monkeypatch: pytest.MonkeyPatch, count: int
+) -> list[Node]:
+    """Run an add of ``count`` (filled into the list returned) right after a keyed add kept
+    its names in its record: it chooses from the same list."""
     put = cp.store.put_idempotency_key
     other: list[Node] = []
 
     def then_another_add(record: KeyRecord) -> None:
         put(record)
         if record.node_names and not other:
-            other.extend(cp.add_nodes(GROUP, 2))  # chooses from the same list: azure-1, 2
+            other.extend(cp.add_nodes(GROUP, count))
 
     monkeypatch.setattr(cp.store, "put_idempotency_key", then_another_add)
+    return other
+
+
+def test_a_keyed_add_whose_names_an_add_takes_meanwhile_makes_its_own(
+    cp: ControlPlane, provider: LocalProvider, group: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another add runs between the keyed add's choice of names and its first node."""
+    other = another_add_once_names_are_kept(cp, monkeypatch, 2)  # azure-1, 2 too
     body = {"group": GROUP, "count": 2}
     answer = cp.add_nodes_once(
         body, ADMIN, "k1", NodeAdd(GROUP, 2), lambda nodes: json.dumps(_names(nodes))
@@ -119,15 +128,7 @@ def test_adds_at_once_stay_within_max_nodes(
     """Both passed the check on the same list (a review: with maxNodes 2, two adds of 2
     made 4): the one that finds the other's nodes counts again and refuses."""
     cp.set_group(GROUP, provider="local", max_nodes=2, node_cores=2)
-    put = cp.store.put_idempotency_key
-    other: list[Node] = []
-
-    def then_another_add(record: KeyRecord) -> None:
-        put(record)
-        if record.node_names and not other:
-            other.extend(cp.add_nodes(GROUP, 2))
-
-    monkeypatch.setattr(cp.store, "put_idempotency_key", then_another_add)
+    other = another_add_once_names_are_kept(cp, monkeypatch, 2)
     with pytest.raises(Conflict, match="another node add took node group AzureNodes's room"):
         cp.add_nodes_once(
             {"group": GROUP, "count": 2}, ADMIN, "k2", NodeAdd(GROUP, 2), lambda n: "[]"

@@ -60,9 +60,7 @@ def add_nodes(
     members = [n for n in nodes if group.name in n.groups]
     if len(members) + count > group.max_nodes:  # maxNodes 0: none (groupsettings)
         raise Conflict(beyond_max(group, len(members), count))
-    names: list[str] = []
-    while len(names) < count:
-        names.append(_free_name(group.name, existing | set(names)))
+    names = _free_names(group.name, existing, count)
     if reserve is not None:
         reserve(names)
     asked = NodeAdd(group.name, count, cores, size, spot)
@@ -184,16 +182,19 @@ def _own(
                 f"{beyond_max(group, len(others) + i, len(names) - i)} (added by this "
                 f"request: {made})"
             )
-        names[i] = _free_name(group.name, {n.name for n in nodes} | set(names))
+        [names[i]] = _free_names(group.name, {n.name for n in nodes} | set(names), 1)
         if rename is not None:
             rename(names)
 
 
-def _free_name(group: str, taken: set[str]) -> str:
-    prefix, i = _prefix(group), 1
-    while f"{prefix}-{i}" in taken:
+def _free_names(group: str, taken: set[str], count: int) -> list[str]:
+    """The first ``count`` names ``<prefix>-<i>`` of the group not in ``taken``, in one pass."""
+    prefix, i, names = _prefix(group), 0, list[str]()
+    while len(names) < count:
         i += 1
-    return f"{prefix}-{i}"
+        if f"{prefix}-{i}" not in taken:
+            names.append(f"{prefix}-{i}")
+    return names
 
 
 def _managed(deps: Deps, group: NodeGroup) -> None:
