@@ -127,10 +127,12 @@ class OwnerStart:
         stack: ExitStack,
         stdout: BinaryIO,
         stderr: BinaryIO,
+        marks: tuple[int, ...] = (),
     ) -> subprocess.Popen[bytes]:
         """Start the task's shell as the owner, in its own session. Its end record (agent/
         endrecords.py) is opened here and handed down as a descriptor: the shell, no longer
-        root, could not open it in the agent's folder. The shell enters the working
+        root, could not open it in the agent's folder; so are ``marks``, the attempt's
+        mark (agent/taskgroups.py), opened by the agent. The shell enters the working
         directory itself, as the owner (Popen's ``cwd`` would do it as root)."""
         account = self.account
         fds: tuple[int, ...] = ()
@@ -148,7 +150,7 @@ class OwnerStart:
             user=account.uid,
             group=account.gid,
             extra_groups=list(account.groups),
-            pass_fds=fds,
+            pass_fds=(*fds, *marks),
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,

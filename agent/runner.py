@@ -38,6 +38,7 @@ from agent.groups import command_running, freeze, group_alive, signal_group, tha
 from agent.outputfiles import OutputFileError, TaskFiles
 from agent.owners import OwnerError, OwnerStart, RunAsOwner
 from agent.taskenv import work_dir
+from agent.taskgroups import hold_mark
 from shared.domain.messages import JOB_SUBMIT_ENV, RunTask
 from shared.ports.output import STREAMS, OutputStore, Stream, job_stamp, truncation_marker
 from shared.settings import Settings
@@ -167,12 +168,14 @@ class Runner:
                 # A stream with a file of the user's goes there (the sink gets a copy).
                 handles = {**sinks, **self._files.open(files)}
                 records = self._end_record
+                marks = hold_mark(records, self.key, files)  # for the next agent: taskgroups.py
                 if owner is not None:
                     self._proc = owner.popen(
                         task,
                         self._env,
                         record=None if records is None else records[1],
                         stack=files,
+                        marks=marks,
                         stdout=handles["stdout"],
                         stderr=handles["stderr"],
                     )
@@ -188,6 +191,7 @@ class Runner:
                         stdout=handles["stdout"],
                         stderr=handles["stderr"],
                         start_new_session=True,
+                        pass_fds=marks,
                     )
         except OutputFileError as exc:
             return self._start_failed(str(exc))

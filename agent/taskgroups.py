@@ -12,42 +12,119 @@ while the next agent's registration requeues its attempt: twice (3 of 10 probe r
 So while a task runs the agent keeps ``groups/<pgid>`` (its attempt's key) in its state
 folder, and the next agent, before it registers, ends every process still in such a group
 whose leader is gone: the attempt runs again, once. The group is ended only if one of its
-processes has an environment naming that attempt (``HPC_JOB_ID``, ``HPC_TASK_ID``,
-``HPC_TASK_ATTEMPT``; a live member keeps the kernel from giving its group id to another
-group), so a group id given again to something else is never touched. What this cannot
-help: a command that ended before the next agent started ran to its end unrecorded, and one
-that cleared its environment (``exec env -i ...``) is not recognised (docs/exactly-once.md).
-Linux only (``/proc``); elsewhere nothing is found.
+processes is the attempt's, by either of two marks: its environment names that attempt
+(``HPC_JOB_ID``, ``HPC_TASK_ID``, ``HPC_TASK_ATTEMPT``), or it holds a descriptor open on
+the attempt's mark, ``groups/marks/<key>``: an empty file (the agent's alone, 0600) that
+the agent opens before the task starts and hands its shell (:func:`hold_mark`, at
+:data:`MARK_FD` or the lowest free number above), so that every process of the task inherits
+it, through ``exec env -i ...`` or any program that clears its environment. A group id given
+again to something else is never touched: a live member keeps the kernel from giving its
+group id to another group, and a new group's processes neither name the attempt nor hold
+its mark (only the task's own processes inherit the descriptor, and only the agent's user
+may open the file). The mark is removed with ``groups/<pgid>``: when the task ends, or when
+the next agent forgets the group. What this cannot help: a command that ended before the
+next agent started ran to its end unrecorded; a group none of whose processes names the
+attempt or holds the mark (each cleared its environment and closed every descriptor it did
+not open: a daemon's close-all, ``closefrom``) is not recognised; and a process whose
+``/proc/<pid>/fd`` the next agent may not read is told by its environment only (another
+user's, for an agent that is root without ``CAP_SYS_PTRACE``, as in a container's default
+capabilities): docs/exactly-once.md. Linux only (``/proc``); elsewhere nothing is found.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import signal
 from collections.abc import Collection
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.groups import PROC, exited, members
 from agent.lifeline import end_groups
 from shared.domain.messages import attempt_key, parse_attempt_key
 
+if TYPE_CHECKING:
+    from agent.endrecords import EndRecords
+
 log = logging.getLogger(__name__)
 
 FOLDER = "groups"
 """Under the agent's state folder."""
+MARKS = "marks"
+"""Under :data:`FOLDER`: ``marks/<key>``, the mark each process of an attempt holds open."""
+MARK_FD = 1000
+"""The lowest descriptor number a task's mark is handed down at (it is the same in every
+process of the task, normally this one). Only its file tells the mark, not its number; the
+number is far above those scripts redirect (``exec 3>...``, flock's ``9>`` and ``200>``,
+the shells' own from 10 up, bash's 255), so that a script's redirection does not replace it."""
+
+
+def marks_folder(state_dir: Path) -> Path:
+    return state_dir / FOLDER / MARKS
+
+
+def hold_mark(
+    end_record: tuple[EndRecords, Path] | None, key: str, stack: ExitStack
+) -> tuple[int, ...]:
+    """Open attempt ``key``'s mark (an empty file, created 0600) for the task's shell to
+    inherit (``Popen(pass_fds=...)``, with close_fds): every process of the task then holds
+    it, whatever becomes of its environment. Read-only: a task can do nothing with it. The
+    agent's descriptor is closed as ``stack`` closes, after the spawn: the next agent looks
+    for the mark in the task's processes, never in this one, and an agent running many tasks
+    keeps no descriptor per task. ``stack`` closing on an exception (the task did not start)
+    removes the mark too. With --run-as-owner the agent, root, opens it and the task's shell
+    inherits it across its drop to the owner, who could not open it.
+
+    Only for a task with an end record (``end_record``, as agent/runner.py takes it): the
+    agent has a state folder, where agent/fencing.py keeps both the records (``ends/``) and
+    the groups. Never raises: ``()`` without a record, or when the mark cannot be opened
+    (logged; the task is then told by its environment only)."""
+    if end_record is None:
+        return ()
+    path = marks_folder(end_record[0].folder.parent) / key
+    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:  # the first task of this state folder
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        log.warning("could not make the mark of task %s (%s): told by its environment only",
+                    key, exc)  # fmt: skip
+        return ()
+    with contextlib.suppress(OSError):  # a limit on open files below it: kept where it is
+        fd, low = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, MARK_FD), fd
+        os.close(low)
+    stack.callback(os.close, fd)
+
+    def unless_started(kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    stack.push(unless_started)
+    return (fd,)
 
 
 class TaskGroups:
-    """``groups/<pgid>`` holding the task's key, while the task runs."""
+    """``groups/<pgid>`` holding the task's key, while the task runs (and the attempt's mark,
+    ``groups/marks/<key>``, made by :func:`hold_mark` as it starts)."""
 
     def __init__(self, state_dir: Path) -> None:
         self.folder = state_dir / FOLDER
+        self.marks = marks_folder(state_dir)
         self._made = False
+        self._keys: dict[int, str] = {}
+        """pgid -> key of the groups this agent keeps (its own tasks)."""
 
     def add(self, pgid: int, key: str) -> None:
         """Never raises: a group not kept is one the next agent cannot end (logged)."""
+        self._keys[pgid] = key
         try:
             if not self._made:  # once, not at every task start
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -56,45 +133,86 @@ class TaskGroups:
         except OSError as exc:
             log.warning("could not keep the process group of task %s: %s", key, exc)
 
-    def remove(self, pgid: int) -> None:
+    def remove(self, pgid: int, key: str | None = None) -> None:
+        """Forget the group, and its attempt's mark."""
+        key = self._keys.pop(pgid, key)
+        path = self.folder / str(pgid)
+        if key is None:
+            with contextlib.suppress(OSError):
+                key = path.read_text().strip()
         with contextlib.suppress(OSError):
-            (self.folder / str(pgid)).unlink()
+            path.unlink()
+        if key is not None and parse_attempt_key(key) is not None:  # a file name of ours
+            with contextlib.suppress(OSError):
+                (self.marks / key).unlink()
 
     def kept(self) -> dict[int, str]:
         """pgid -> task key, as an earlier agent left them."""
         out = {}
         with contextlib.suppress(OSError):
             for path in self.folder.iterdir():
-                with contextlib.suppress(OSError, ValueError):
-                    out[int(path.name)] = path.read_text().strip()
+                if path.name.isdigit():  # not marks/
+                    with contextlib.suppress(OSError, ValueError):
+                        out[int(path.name)] = path.read_text().strip()
         return out
 
     def end_leaderless(self, ended_already: Collection[int] = ()) -> list[str]:
         """For a new agent, before it registers: SIGKILL the processes left in a kept group
         whose leader (the task's shell) is gone; end as its watchdog would a kept group whose
-        live leader names the attempt and is not among ``ended_already`` (the groups
+        live leader is the attempt's and is not among ``ended_already`` (the groups
         :func:`agent.groups.orphans` found: one it missed, a review's case, runs on
-        otherwise); forget every kept group. The keys of the attempts so ended."""
+        otherwise); forget every kept group with its mark, and any mark left without a group
+        (an agent killed between a task's start and its keeping). The keys of the attempts
+        so ended."""
         ended = []
         for pgid, key in sorted(self.kept().items()):
-            if leaderless_of(pgid, key):
+            # only a key names a mark: no other file (``../..``) is ever taken for one
+            mark = os.path.realpath(self.marks / key) if parse_attempt_key(key) else ""
+            if leaderless_of(pgid, key, mark):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, signal.SIGKILL)
                 ended.append(key)
-            elif pgid not in ended_already and PROC.is_dir() and _attempt_of(pgid) == key:
+            elif pgid not in ended_already and PROC.is_dir() and _of_attempt(pgid, key, mark):
                 end_groups({pgid: key})  # a command that has returned is spared its end
                 ended.append(key)
-            self.remove(pgid)
+            self.remove(pgid, key)
+        mine = set(self._keys.values())
+        with contextlib.suppress(OSError):
+            for path in self.marks.iterdir():
+                if path.name not in mine:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
         return ended
 
 
-def leaderless_of(pgid: int, key: str) -> bool:
+def leaderless_of(pgid: int, key: str, mark: str = "") -> bool:
     """Whether group ``pgid`` has lost its leader and holds a live process of attempt
-    ``key``: a task's command whose shell was killed without it."""
+    ``key`` (by its environment, or its descriptor on ``mark``, the attempt's mark's real
+    path): a task's command whose shell was killed without it."""
     ids = parse_attempt_key(key)
     if ids is None or not PROC.is_dir() or not exited(pgid):
         return False  # a live leader: a task shell of an earlier agent (groups.orphans)
-    return any(_attempt_of(pid) == key for pid in members(pgid))
+    return any(_of_attempt(pid, key, mark) for pid in members(pgid))
+
+
+def _of_attempt(pid: int, key: str, mark: str) -> bool:
+    return _attempt_of(pid) == key or (bool(mark) and _holds(pid, mark))
+
+
+def _holds(pid: int, mark: str) -> bool:
+    """Whether process ``pid`` has a descriptor open on the file ``mark`` (a real path; one
+    removed since reads ``... (deleted)`` and is not it). False if that cannot be read
+    (another user's process, for an agent without the right to trace it)."""
+    fds = PROC / str(pid) / "fd"
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return False
+    for name in names:
+        with contextlib.suppress(OSError):
+            if os.readlink(fds / name) == mark:
+                return True
+    return False
 
 
 def _attempt_of(pid: int) -> str | None:

@@ -185,7 +185,8 @@ def test_a_new_agent_ends_a_command_whose_shell_was_killed_without_it(tmp_path):
     on with nobody to record its end; the next agent's registration requeued the attempt and
     the task ran to its end twice. The shell is killed alone here (the command escapes as it
     did). The next agent ends what is left of a kept group whose leader is gone, and only
-    processes whose environment names that attempt: a group id given again is not touched."""
+    processes of that attempt (here by their environment; by the descriptor of the attempt's
+    mark: tests/test_task_marks.py): a group id given again is not touched."""
     records = EndRecords(tmp_path / "ends")
     groups = TaskGroups(tmp_path)
 
