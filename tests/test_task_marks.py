@@ -150,7 +150,9 @@ def test_a_task_run_as_its_owner_holds_its_mark_too(tmp_path, output):
     """--run-as-owner: the agent (root) opens the mark, which the owner could not, and the
     task's shell inherits it across its drop to the owner's user."""
     state = tmp_path / "state"
+    before = set(os.listdir("/proc/self/fd"))
     with _task(state, output, "8.8.0", CLEARS_ITS_ENV, owner="nobody") as runner:
+        assert set(os.listdir("/proc/self/fd")) == before  # the mark's and the record's closed
         pgid = runner.pid
         assert pgid is not None
         TaskGroups(state).add(pgid, runner.key)
