@@ -50,6 +50,17 @@ def test_projected_starts(widths, n_free, ready, starts):
     assert projected(order, slots, NOW, B) == starts
 
 
+def test_a_request_that_starts_now_frees_its_nodes_by_its_limit():
+    slots = [_Slot("f0", (), 1, NOW), _Slot("b0", (), 1, NOW + 100)]
+    # the first ends within 60 s: its node serves the second before a fresh boot would
+    assert projected([req("a", limit=60), req("b", 2)], slots, NOW, B) == [NOW, NOW + 100]
+    assert projected([req("a", limit=60), req("b")], slots[:1], NOW, B) == [NOW, NOW + 60]
+    # a limit no shorter than a boot delay: a fresh boot comes first
+    assert projected([req("a", limit=B), req("b")], slots[:1], NOW, B) == [NOW, NOW + B]
+    # a request that waits frees nothing in the estimate
+    assert projected([req("a", 2, limit=1), req("b")], slots, NOW, B) == [NOW + 100, NOW + B]
+
+
 @pytest.mark.parametrize(
     ("queue", "n_free", "ready", "jump"),
     [
@@ -78,6 +89,9 @@ def test_projected_starts(widths, n_free, ready, starts):
         ([req("h", 4), req("a"), req("b"), req("c")], 2, [NOW + 100] * 6, ["a", "b"]),
         # too wide for the free nodes
         ([req("h", 3), req("j", 2)], 1, [NOW + 100] * 4, []),
+        # the head would wait past two boot delays, but the jumper's limit ends before the
+        # head's boots are up: it gives the node back in time and delays nobody
+        ([req("h", 3, queued_at=NOW - B - 1), req("j", limit=60)], 1, [NOW + 100] * 2, ["j"]),
     ],
 )
 def test_who_jumps(queue, n_free, ready, jump):

@@ -12,8 +12,12 @@ head that waited for boots.)
 The estimate (:func:`projected`) takes the requests in order, each on the eligible free
 nodes first, then the booting nodes that come up first; its start is now, or when the last
 of those comes up, or, if they do not suffice, a fresh boot from now (it holds them and
-the autoscaler starts the rest for it). A later request J that would start now on free nodes but whose turn
-gives it a later start jumps if the starts of the requests ahead of it are delayed by less,
+the autoscaler starts the rest for it). A request that starts now frees its nodes by its
+runtime limit: when that is sooner than a fresh boot, they serve the requests behind it
+from then (a jumper that ends before the request it passes has all its nodes up delays
+nobody; KTH-SP2, ``forecast:31``: the same node-hours, 0.07 s less mean wait).
+A later request J that would start now on free nodes but whose turn gives it a later
+start jumps if the starts of the requests ahead of it are delayed by less,
 in all, than J's wait is shortened (requests behind J get the same nodes either way).
 No jump delays a request past ``2 x protect_s`` (two boot delays) from when it was
 queued: its own boot and one more. (A stricter rule, no request queued for a boot delay
@@ -22,6 +26,7 @@ delayed at all, added 0.18 s to KTH-SP2's mean wait; this one never bound there.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,8 +114,16 @@ def projected(
             starts.append(now + boot_delay_s)
         else:
             starts.append(max(left[i].ready_at for i in picked))
+        back = []
+        limit = req.limit_s
+        if starts[-1] <= now and limit is not None and 0 <= limit < boot_delay_s:
+            # it starts now and its limit ends before a fresh boot would be up: its nodes
+            # serve the requests behind it then
+            back = [left[i]._replace(ready_at=now + limit) for i in picked]
         for i in reversed(picked):
             del left[i]
+        for slot in back:
+            bisect.insort(left, slot, key=lambda s: s.ready_at)
     return starts
 
 
