@@ -56,6 +56,14 @@ def members(pgid: int) -> list[int]:
     return out
 
 
+def group_of(pid: int) -> int | None:
+    """The process group of a live process (None if gone or a zombie)."""
+    fields = _stat(pid)
+    if not _live(fields) or fields is None or len(fields) < 3:
+        return None
+    return int(fields[2])
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of the group still runs (zombies, which only wait to be
     reaped by whoever inherited them, do not count where /proc tells them apart)."""

@@ -43,7 +43,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.groups import PROC, exited, members
+from agent.groups import PROC, exited, group_of, members
 from agent.lifeline import end_groups
 from shared.domain.messages import attempt_key, parse_attempt_key
 
@@ -161,9 +161,9 @@ class TaskGroups:
         whose leader (the task's shell) is gone; end as its watchdog would a kept group whose
         live leader is the attempt's and is not among ``ended_already`` (the groups
         :func:`agent.groups.orphans` found: one it missed, a review's case, runs on
-        otherwise); forget every kept group with its mark, and any mark left without a group
-        (an agent killed between a task's start and its keeping). The keys of the attempts
-        so ended."""
+        otherwise); forget every kept group with its mark; end the groups of the processes
+        that hold a mark left without a kept group (:meth:`_end_stray`) and forget those
+        marks. The keys of the attempts so ended."""
         ended = []
         for pgid, key in sorted(self.kept().items()):
             # only a key names a mark: no other file (``../..``) is ever taken for one
@@ -176,12 +176,36 @@ class TaskGroups:
                 end_groups({pgid: key})  # a command that has returned is spared its end
                 ended.append(key)
             self.remove(pgid, key)
+        return ended + self._end_stray(ended_already)
+
+    def _end_stray(self, ended_already: Collection[int]) -> list[str]:
+        """The marks left without a kept group: an agent killed between a task's start and
+        its keeping of the group (``groups/<pgid>`` not yet written), or after forgetting the
+        group and before its mark. A process that still holds one is the attempt's (only the
+        task's processes inherit it): its group is ended as a kept group's would be. Every
+        such mark is then forgotten. The keys of the attempts so ended."""
         mine = set(self._keys.values())
-        with contextlib.suppress(OSError):
-            for path in self.marks.iterdir():
-                if path.name not in mine:
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+        try:
+            stray = [p for p in self.marks.iterdir() if p.name not in mine]
+        except OSError:
+            return []
+        held = _holders(os.path.realpath(self.marks)) if stray and PROC.is_dir() else {}
+        ended = []
+        for path in stray:
+            groups = {g for pid in held.get(path.name, ()) if (g := group_of(pid)) is not None}
+            if parse_attempt_key(path.name) is not None:
+                for pgid in sorted(groups):
+                    if exited(pgid):
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(pgid, signal.SIGKILL)
+                    elif pgid not in ended_already:
+                        end_groups({pgid: path.name})
+                    else:
+                        continue
+                    if path.name not in ended:
+                        ended.append(path.name)
+            with contextlib.suppress(OSError):
+                path.unlink()
         return ended
 
 
@@ -213,6 +237,26 @@ def _holds(pid: int, mark: str) -> bool:
             if os.readlink(fds / name) == mark:
                 return True
     return False
+
+
+def _holders(folder: str) -> dict[str, list[int]]:
+    """The processes with a descriptor open on a file of ``folder`` (a real path), by the
+    file's name: one scan of ``/proc``."""
+    out: dict[str, list[int]] = {}
+    prefix = folder + os.sep
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            names = os.listdir(entry / "fd")
+        except OSError:
+            continue
+        for name in names:
+            with contextlib.suppress(OSError):
+                link = os.readlink(entry / "fd" / name)
+                if link.startswith(prefix):
+                    out.setdefault(link[len(prefix) :], []).append(int(entry.name))
+    return out
 
 
 def _attempt_of(pid: int) -> str | None:

@@ -209,6 +209,22 @@ def test_the_next_agent_forgets_marks_whose_group_was_never_kept(tmp_path):
     assert list(_marks(tmp_path).iterdir()) == []
 
 
+def test_a_task_whose_group_was_never_kept_is_ended_by_its_mark(tmp_path, output):
+    """An agent killed between a task's start and its keeping of the group (no
+    ``groups/<pgid>``), then a kill that took the task's shell and missed its command: the
+    command still holds the attempt's mark, so the next agent finds and ends it (it was left
+    running before, its mark forgotten, while the attempt ran again)."""
+    state = tmp_path / "state"
+    with _task(state, output, "8.11.0", CLEARS_ITS_ENV) as runner:
+        pgid = runner.pid
+        assert pgid is not None
+        _escaped(runner)  # never kept: TaskGroups.add was not called
+        assert TaskGroups(state).kept() == {}
+        assert TaskGroups(state).end_leaderless() == ["8.11.0"]
+        wait_until(lambda: not members(pgid), what="the escaped command ended")
+        assert list(_marks(state).iterdir()) == []
+
+
 def test_an_agent_removes_the_mark_when_the_task_ends(start_agent, cp, tmp_path):
     state = tmp_path / "state"
     agent, _ = start_agent(state_dir=state)
