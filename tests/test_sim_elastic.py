@@ -368,3 +368,16 @@ def test_cli_replays_elastic_as_json_with_the_frontier(tmp_path):
         [*base, "--idle-policy", "lazy"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 1 and "--idle-policy" in bad.stderr
+
+
+def test_no_node_is_kept_for_a_job_that_cannot_fit_under_the_ceiling():
+    # boot 10 s, idle 0 s, 4 one-core nodes. A (3 nodes, 1000 s) and B (1 node, 200 s) at
+    # 0 run 10-1010 and 10-210. C (2 nodes) at 100 cannot fit beside them (3 + 2 > 4) until
+    # A ends: B's node, idle from 210, is stopped at once (kept for C it would idle until
+    # 1010). At 1010 A's nodes take C at once. Node-seconds: A's 3 x 1010 (C runs 1010-1020
+    # on two of them, the third stops at 1010) + 20, B's 210. The cluster's rule
+    # (shared.domain.ceiling, tests/test_ceiling.py).
+    jobs = [SwfJob(1, 0, 1000, 3, 1000), SwfJob(2, 0, 200, 1, 200), SwfJob(3, 100, 10, 2, 10)]
+    outcome, starts = elastic(jobs, idle=IdlePolicy("fixed", 0), nodes=4, boot_delay_s=10)
+    assert starts == {1: 10, 2: 10, 3: 1010}
+    assert outcome.node_hours == pytest.approx((3 * 1010 + 20 + 210) / 3600)

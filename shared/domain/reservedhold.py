@@ -49,6 +49,14 @@ def may_grow_for(
     return False
 
 
+def unless_hidden(hold: Reserved | None, hidden: Collection[tuple[int, int]]) -> Reserved | None:
+    """No hold for a reserved task the autoscaler is not shown: it waits for running work
+    under its group's maxNodes (:mod:`shared.domain.ceiling`), not for nodes; held for it, the
+    cores would be kept from the shown tasks (a hold whose task is not in the queue holds
+    them from all) and nodes started for those instead."""
+    return None if hold is None or hold.task in hidden else hold
+
+
 def hold_of(decision: Decision, window: Sequence[Task]) -> Reserved | None:
     """The scheduler's reservation of a pass over ``window`` (the queue's head, in order), as
     the autoscaler's first fit holds it: on each reserved node, the cores free

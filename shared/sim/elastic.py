@@ -63,11 +63,13 @@ from dataclasses import replace
 from datetime import timedelta
 
 from shared.domain.autoscaler import ClusterView, autoscale
+from shared.domain.ceiling import Room, beyond_ceiling
 from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy, NodeMemory
 from shared.domain.idlepolicy import IdlePolicy, parse_idle_policy
 from shared.domain.jumps import Boots, Coming
 from shared.domain.models import Task
 from shared.domain.releases import LimitAware
+from shared.domain.reservedhold import unless_hidden
 from shared.domain.scheduler import Busy, Policy, schedule
 from shared.domain.sessions import SessionAware
 from shared.domain.states import NodeState
@@ -119,6 +121,8 @@ def elastic(
     boots: list[tuple[float, str]] = []
     starts: dict[int, float] = {}
     tasks_of: dict[int, list[Task]] = {}
+    asks: dict[int, Task] = {}
+    """Each queued job as one task on its nodes, for the ceiling's rule."""
     group = GroupPolicy(
         node_cores=cpn,
         max_nodes=nodes,
@@ -200,7 +204,8 @@ def elastic(
         if timer_s > 0 and _tick(now, timer_s) != now:  # the timer acts at its next tick
             wake = min(wake, _tick(now, timer_s))
             continue
-        waiting = sum(math.ceil(j.procs / min(j.procs, cpn)) for j in queue)
+        shown, unfit = _fits_ceiling(queue, fleet, nodes, cpn, asks)
+        waiting = sum(math.ceil(j.procs / min(j.procs, cpn)) for j in shown)
         plan = sizing.plan(now, len(fleet.held), waiting, len(fleet.up_since))
         # the autoscaler's run
         if whole_view:
@@ -212,10 +217,11 @@ def elastic(
         room = sum(free[n] for n in up) + len(fleet.offline) * cpn
         # the scheduler's reservation, as the cluster's timer reads it (shared.sim.hold)
         hold = reserved(queue, fleet, [b for h in busy.values() for b in h], now, policy, cpn)
+        hold = unless_hidden(hold, unfit)
         queued: list[Task] = []
         seen = 0
         held_in = hold is None  # the window reaches the reserved job (the cluster's does)
-        for job in queue:
+        for job in shown:
             if seen > room and held_in and not whole_view:
                 break
             tasks = tasks_of.get(job.id)
@@ -298,6 +304,27 @@ def elastic(
         timer_s,
         scale_down_delay_s,
     ), starts
+
+
+def _fits_ceiling(
+    queue: list[SwfJob], fleet: Fleet, nodes: int, cpn: int, asks: dict[int, Task]
+) -> tuple[list[SwfJob], set[tuple[int, int]]]:
+    """The queued jobs the autoscaler is shown, and the keys of the others: the cluster's
+    rule (:mod:`shared.domain.ceiling`), each job one task on its nodes (keyed by its last
+    task, as its reservation is: :mod:`shared.sim.hold`), beside the nodes its running jobs
+    hold (``nodes``: the group's maxNodes)."""
+    partial = sorted(fleet.free[n] for n in fleet.held if fleet.free[n] > 0)
+    room = Room(cpn, nodes - len(fleet.held), partial)
+    if not partial and sum(_nodes(j, cpn) for j in queue) <= room.whole:
+        return queue, set()  # all fit: no task to build
+    for job in queue:
+        if job.id not in asks:
+            n = _nodes(job, cpn)
+            asks[job.id] = Task(job_id=job.id, id=n, command="", cores=min(job.procs, cpn), nodes=n)
+    hidden = beyond_ceiling([asks[j.id] for j in queue], {GROUP: room})
+    if not hidden:
+        return queue, hidden
+    return [j for j in queue if (j.id, asks[j.id].id) not in hidden], hidden
 
 
 def _tick(t: float, period: float) -> float:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from shared.domain import scheduler
+from shared.domain import ceiling, scheduler
 from shared.domain.autoscaler import ClusterView, Decision, Order, StartFailure, autoscale
 from shared.domain.autoscaler_io import Reserved
 from shared.domain.autoscaler_notes import FAILED
@@ -32,7 +32,7 @@ from shared.domain.hosts import used_cores
 from shared.domain.jobexclusive import occupancy
 from shared.domain.memoryfit import held_memory
 from shared.domain.models import Task
-from shared.domain.reservedhold import hold_of
+from shared.domain.reservedhold import hold_of, unless_hidden
 from shared.domain.states import NodeState
 from shared.errors import Conflict, NotFound
 from shared.ports.compute import ComputeError, ErrorKind, Operation
@@ -101,9 +101,16 @@ def run(deps: Deps) -> Decision | None:
     stored = load_doc(deps)
     state = AutoscalerState.from_dict(stored)
     used = used_cores(active)
+    # work that cannot fit under its groups' maxNodes beside running work waits for that
+    # work to end: no node is started or kept for it, nor held for it (shared.domain.ceiling)
+    rooms, elsewhere = ceiling.rooms(nodes, used, policy)
+    hidden = ceiling.beyond_ceiling(queued, rooms, elsewhere)
+    hold = unless_hidden(reserved(nodes, queued, active, used, now), hidden)
+    shown = [t for t in queued if (t.job_id, t.id) not in hidden] if hidden else queued
     # the groups' idle policies set min_nodes and the idle time for this run (idle_policy)
+    learnt = stored.get(idle_policy.MEMORY_FIELD)
     planned = idle_policy.prepare(
-        deps, groups, policy, nodes, queued, active, used, stored.get(idle_policy.MEMORY_FIELD), now
+        deps, groups, policy, nodes, queued, active, used, learnt, now, shown=shown
     )
     booted = idle_policy.boot_entries(
         state, nodes, policy, {g.name: g.boot_delay_s for g in groups}
@@ -111,12 +118,12 @@ def run(deps: Deps) -> Decision | None:
     decision = autoscale(
         ClusterView(
             nodes=nodes,
-            queued=queued,
+            queued=shown,
             used_cores=used,
             power={} if isinstance(power, ComputeError) else power,
             listed=not isinstance(power, ComputeError),
             failures=failures,
-            reserved=reserved(nodes, queued, active, used, now),
+            reserved=hold,
             occupied=occupancy(active),
             held_mb=held_memory(active),
         ),
@@ -125,6 +132,9 @@ def run(deps: Deps) -> Decision | None:
         now,
     )
     decision, kept, idle_memory = idle_policy.finish(planned, decision, used, now)
+    if hidden:  # said per group: the hidden tasks' pending reasons quote it
+        waits = ceiling.notes([t for t in queued if (t.job_id, t.id) in hidden], rooms)
+        decision = replace(decision, notes=[*decision.notes, *waits])
     refused: list[StartFailure] = []
     done, skipped = _carry_out(deps, decision.orders, refused)
     state = decision.state

@@ -111,8 +111,12 @@ def prepare(
     used: Mapping[str, int],
     stored: Mapping[str, Any] | None,
     now: datetime,
+    shown: Sequence[Task] | None = None,
 ) -> PolicyRun:
-    """The plans of the groups with an idle policy, and ``policy`` with them applied."""
+    """The plans of the groups with an idle policy, and ``policy`` with them applied.
+    ``shown``: the queued tasks the autoscaler is shown (None: all of ``queued``); the others
+    wait for running work under a ceiling (:mod:`shared.domain.ceiling`): they are no waiting
+    work for a group's floor, though their jobs' submits and ends are told as any."""
     chosen: dict[str, tuple[NodeGroup, IdlePolicy]] = {}
     for g in groups:
         idle = _parsed(g)
@@ -134,15 +138,17 @@ def prepare(
     managed = {n.name for n in nodes if any(g in policy.groups for g in n.groups)}
     occupied, held_mb = occupancy(active), held_memory(active)
 
+    waits = queued if shown is None else shown
+
     def place(pool: Collection[str] = ()) -> list[Task]:
-        return overflow(queued, nodes, used, managed, occupied, held_mb, pool=pool)
+        return overflow(waits, nodes, used, managed, occupied, held_mb, pool=pool)
 
     waiting = place()
     # queued work that would take a planned group's idle VM waits for that group
-    bound = pool_bound(queued, waiting, idle_vms(nodes, used, chosen), place)
-    waiting += [t for t in queued if (t.job_id, t.id) in bound]
+    bound = pool_bound(waits, waiting, idle_vms(nodes, used, chosen), place)
+    waiting += [t for t in waits if (t.job_id, t.id) in bound]
     where = attribution(
-        queued, waiting, nodes, policy.groups, policy.exclude_node_groups, bound=bound
+        waits, waiting, nodes, policy.groups, policy.exclude_node_groups, bound=bound
     )
     tasks_of = _tasks_of_new(deps, jobs, [*queued, *active])
     live = {t.job_id for t in [*queued, *active]}
