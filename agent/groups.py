@@ -50,8 +50,7 @@ def members(pgid: int) -> list[int]:
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
-        fields = _stat(int(entry.name))
-        if _live(fields) and fields is not None and len(fields) >= 3 and int(fields[2]) == pgid:
+        if group_of(int(entry.name)) == pgid:
             out.append(int(entry.name))
     return out
 

@@ -192,18 +192,20 @@ class TaskGroups:
         held = _holders(os.path.realpath(self.marks)) if stray and PROC.is_dir() else {}
         ended = []
         for path in stray:
-            groups = {g for pid in held.get(path.name, ()) if (g := group_of(pid)) is not None}
-            if parse_attempt_key(path.name) is not None:
-                for pgid in sorted(groups):
-                    if exited(pgid):
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.killpg(pgid, signal.SIGKILL)
-                    elif pgid not in ended_already:
-                        end_groups({pgid: path.name})
-                    else:
-                        continue
-                    if path.name not in ended:
-                        ended.append(path.name)
+            key = path.name
+            pids = held.get(key, []) if parse_attempt_key(key) is not None else []
+            groups = sorted({g for pid in pids if (g := group_of(pid)) is not None})
+            # a leaderless group is killed; one with a live shell ended as a kept one's
+            # would be, unless groups.orphans found it (``ended_already``)
+            ends = [g for g in groups if exited(g) or g not in ended_already]
+            for pgid in ends:
+                if exited(pgid):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pgid, signal.SIGKILL)
+                else:
+                    end_groups({pgid: key})
+            if ends:
+                ended.append(key)
             with contextlib.suppress(OSError):
                 path.unlink()
         return ended
@@ -227,16 +229,7 @@ def _holds(pid: int, mark: str) -> bool:
     """Whether process ``pid`` has a descriptor open on the file ``mark`` (a real path; one
     removed since reads ``... (deleted)`` and is not it). False if that cannot be read
     (another user's process, for an agent without the right to trace it)."""
-    fds = PROC / str(pid) / "fd"
-    try:
-        names = os.listdir(fds)
-    except OSError:
-        return False
-    for name in names:
-        with contextlib.suppress(OSError):
-            if os.readlink(fds / name) == mark:
-                return True
-    return False
+    return mark in _links(pid)
 
 
 def _holders(folder: str) -> dict[str, list[int]]:
@@ -245,17 +238,24 @@ def _holders(folder: str) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     prefix = folder + os.sep
     for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            names = os.listdir(entry / "fd")
-        except OSError:
-            continue
-        for name in names:
-            with contextlib.suppress(OSError):
-                link = os.readlink(entry / "fd" / name)
+        if entry.name.isdigit():
+            for link in _links(int(entry.name)):
                 if link.startswith(prefix):
                     out.setdefault(link[len(prefix) :], []).append(int(entry.name))
+    return out
+
+
+def _links(pid: int) -> list[str]:
+    """What process ``pid``'s descriptors point at (none if they cannot be read)."""
+    fds = PROC / str(pid) / "fd"
+    try:
+        names = os.listdir(fds)
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        with contextlib.suppress(OSError):
+            out.append(os.readlink(fds / name))
     return out
 
 

@@ -7,6 +7,8 @@ running for hours, a queued 2-node job: one VM started for it idled, billing, me
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shared.domain.autoscaler_io import Reserved
@@ -123,23 +125,32 @@ def test_no_hold_is_kept_for_a_hidden_reserved_task():
 # ------------------------------------------------------- through the control plane
 
 
-def test_no_vm_starts_for_a_job_that_waits_for_running_work_and_it_starts_once_that_ends(
-    cp: ControlPlane,
-    provider,
-    clock,
-):
-    cp.set_group(AZ, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0)
+def _three_of_four_busy(
+    cp: ControlPlane, provider: Any, up: int
+) -> tuple[list[str], dict[str, AgentDouble], dict[str, Any]]:
+    """The group's 4 nodes added, ``up`` of them started with their agents, and a 3-node job
+    running on them for 10 h: the names, the agents, and each agent's runs."""
     names = [n.name for n in cp.add_nodes(AZ, 4)]
     provider.faults.never_joins.update(names)
     cp.autoscale()  # the creates are done: Offline nodes
-    cp.node_action("start", names[:3])
-    agents = {n: AgentDouble(cp, n, cores=1, groups=(AZ,)) for n in names[:3]}
+    cp.node_action("start", names[:up])
+    agents = {n: AgentDouble(cp, n, cores=1, groups=(AZ,)) for n in names[:up]}
     assert all(a.register().accepted for a in agents.values())
     cp.submit({"command": "x", "nodeGroups": [AZ], "nodes": 3, "runtimeLimit": 36000})
     assert cp.schedule_pass() == 1
     runs = {n: a.runs() for n, a in agents.items()}
     for n, agent in agents.items():
         agent.send(*[agent.started(r) for r in runs[n]])
+    return names, agents, runs
+
+
+def test_no_vm_starts_for_a_job_that_waits_for_running_work_and_it_starts_once_that_ends(
+    cp: ControlPlane,
+    provider,
+    clock,
+):
+    cp.set_group(AZ, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0)
+    names, agents, runs = _three_of_four_busy(cp, provider, up=3)
     cp.submit({"command": "x", "nodeGroups": [AZ], "nodes": 2})
     assert cp.schedule_pass() == 0
     for _ in range(3):
@@ -159,17 +170,7 @@ def test_an_idle_vm_is_not_kept_for_a_job_that_waits_for_running_work(
     # an idle policy does not count it as waiting work either (its floor kept the VM)
     cp.set_group(AZ, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0,
                  shrink_interval_s=1, shrink_idle_times=1, idle_policy=idle_policy)  # fmt: skip
-    names = [n.name for n in cp.add_nodes(AZ, 4)]
-    provider.faults.never_joins.update(names)
-    cp.autoscale()
-    cp.node_action("start", names)
-    agents = {n: AgentDouble(cp, n, cores=1, groups=(AZ,)) for n in names}
-    assert all(a.register().accepted for a in agents.values())
-    cp.submit({"command": "x", "nodeGroups": [AZ], "nodes": 3, "runtimeLimit": 36000})
-    assert cp.schedule_pass() == 1
-    runs = {n: a.runs() for n, a in agents.items()}
-    for n, agent in agents.items():
-        agent.send(*[agent.started(r) for r in runs[n]])
+    names, _, _ = _three_of_four_busy(cp, provider, up=4)
     [task] = cp.store.active_tasks()
     [idle] = set(names) - {h.node for h in task.hosts}
     cp.submit({"command": "x", "nodeGroups": [AZ], "nodes": 2})
