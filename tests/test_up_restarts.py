@@ -202,7 +202,9 @@ def test_a_task_that_outlives_the_kill_of_the_whole_cluster_on_a_vm_runs_once(
     cluster = LocalCluster(tmp_path / "hpc", nodes=0, cores=1, env=env, azure_nodes=1)
     with cluster:
         job_id = cluster.submit({"nodeGroups": ["AzureNodes"], "tasks": [{"command": command}]})
-        cluster.wait_for(lambda: runs.exists(), timeout_s=60, what="the task to start on a VM")
+        # a timer run just before the submit (a loaded machine) puts the group's next grow
+        # check its growIntervalS (60 s) later: wait past it and the VM's boot
+        cluster.wait_for(lambda: runs.exists(), timeout_s=120, what="the task to start on a VM")
         tree = _tree(cluster.proc.pid)
         task = next(
             p for p in tree if str(runs).encode() in Path(f"/proc/{p}/cmdline").read_bytes()
