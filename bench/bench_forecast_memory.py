@@ -5,8 +5,9 @@ Replays a Standard Workload Format trace (default: KTH-SP2 in ../shared/data/tra
 two :class:`ForecastPool` s: one kept in memory, as the simulator keeps it, and one that a
 timer every ``--timer`` seconds rebuilds from the JSON the previous run stored (as
 :mod:`shared.usecases.idle_policy` does through the autoscaler's Meta document). Each is
-told every submit (user, nodes) and every job end (at submit + run time: no queue wait) in
-time order, ends first at a tie (runs with nothing new are skipped: they store the
+told every submit (user, nodes) and every job end (at submit + run time: no queue wait;
+with its run time and limit, which the end forecast learns from) in time order, ends first
+at a tie (runs with nothing new are skipped: they store the
 same). Prints the stored JSON's size (largest, and on the
 busiest day) and how many runs planned differently (0 expected while no more users than
 ``USERS_KEPT`` come back after dropping out of the stored ones).
@@ -40,11 +41,13 @@ def main() -> None:
         print(f"no trace at {opts.trace}: give its path (SWF, .swf or .swf.gz)")
         return
     jobs = read(opts.trace)
-    events: list[tuple[float, int, int, str | None]] = []  # (time, 0 end | 1 submit, nodes, user)
+    # (time, 0 end | 1 submit, nodes, user, limit, run)
+    events: list[tuple[float, int, int, str | None, float, float]] = []
     for j in jobs:
         user = str(j.user) if j.user >= 0 else None
         nodes = -(-j.procs // CPN)
-        events += [(j.submit, 1, nodes, user), (j.submit + j.run, 0, nodes, user)]
+        events += [(j.submit, 1, nodes, user, j.limit, j.run),
+                   (j.submit + j.run, 0, nodes, user, j.limit, j.run)]  # fmt: skip
     heapq.heapify(events)
     kept = ForecastPool(BOOT_S, NODES)
     stored = json.dumps(kept.to_dict())
@@ -56,17 +59,20 @@ def main() -> None:
         timer = ForecastPool(BOOT_S, NODES)
         timer.restore(json.loads(stored))
         while events and events[0][0] < tick:
-            at, kind, nodes, user = heapq.heappop(events)
+            at, kind, nodes, user, limit, run = heapq.heappop(events)
             for pool in (kept, timer):
                 if kind:
                     pool.arrived(at, nodes, user)
                 else:
                     pool.ended(at, nodes, user)
+                    pool.ran(user, limit, run)
         runs += 1
-        for idle in (0, 3):
-            if kept.plan(tick, 0, 0, idle) != timer.plan(tick, 0, 0, idle):
-                differ += 1
-                break
+        # the plans, and the end forecast of a job like the last one, 60 s into its run
+        probe = (user, limit, 60.0, BOOT_S)
+        if any(kept.plan(tick, 0, 0, i) != timer.plan(tick, 0, 0, i) for i in (0, 3)) or (
+            kept.ends.chance(*probe) != timer.ends.chance(*probe)
+        ):
+            differ += 1
         stored = json.dumps(timer.to_dict())
         largest = max(largest, len(stored))
         day = int(tick // 86_400)

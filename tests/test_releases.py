@@ -15,7 +15,7 @@ from shared.domain.forecastpool import ForecastPool
 from shared.domain.idleplan import Load, plan_group
 from shared.domain.models import Host, Task
 from shared.domain.policymemory import Forecast
-from shared.domain.releases import LimitAware, LimitReleases, node_limits
+from shared.domain.releases import LimitAware, LimitReleases, RunningLimit, running_limits
 from shared.domain.states import TaskState
 from shared.domain.waitvalue import served_margin, start_margin
 
@@ -164,17 +164,19 @@ def _task(task_id: int, nodes: list[str], start_s: float | None, limit: int | No
     ("tasks", "expected"),
     [
         ([], []),
-        ([_task(1, ["a"], 0, 100)], [("a", 0.0, 100.0)]),
-        ([_task(1, ["a", "b"], 0, 100)], [("a", 0.0, 100.0), ("b", 0.0, 100.0)]),  # 2-node task
-        ([_task(1, ["a"], 0, 100), _task(2, ["a"], 50, 100)], [("a", 50.0, 100.0)]),  # last end
+        ([_task(1, ["a"], 0, 100)], [("1.1", 0.0, 100.0, 1)]),
+        ([_task(1, ["a", "b"], 0, 100)], [("1.1", 0.0, 100.0, 2)]),  # a 2-node task
+        ([_task(1, ["a"], 0, 100), _task(2, ["a"], 50, 100)], [("1.2", 50.0, 100.0, 1)]),  # last
+        ([_task(1, ["a"], 0, 100), _task(2, ["a", "b"], 50, 100)], [("1.2", 50.0, 100.0, 2)]),
         ([_task(1, ["a"], 0, 100), _task(2, ["a"], 0, None)], []),  # one without a limit: unknown
         ([_task(1, ["a"], None, 100)], []),  # not started
         ([_task(1, ["z"], 0, 100)], []),  # not the group's node
     ],
 )
 def test_a_node_is_freed_when_the_last_limit_of_its_tasks_ends(tasks, expected):
-    got = [(n, s - T.timestamp(), lim) for n, s, lim in node_limits(tasks, {"a", "b"})]
-    assert got == expected
+    got = running_limits(tasks, {"a", "b"}, {1: "alice"})
+    assert [(r.key, r.start - T.timestamp(), r.limit_s, r.nodes) for r in got] == expected
+    assert all(r.user == "alice" for r in got)
 
 
 def test_the_timer_tells_forecast_the_limits_each_run_and_does_not_store_them():
@@ -187,6 +189,6 @@ def test_the_timer_tells_forecast_the_limits_each_run_and_does_not_store_them():
     plan = partial(plan_group, memory=memory, events=[], now=now, load=load,
                    policy="forecast", boot_delay_s=180.0)  # fmt: skip
     bare, stored = plan(ForecastPool(180.0, 100))
-    freed, kept = plan(ForecastPool(180.0, 100), limits=[("a", now - 50.0, 100.0)])
+    freed, kept = plan(ForecastPool(180.0, 100), limits=[RunningLimit("1.1", now - 50.0, 100.0, 1)])
     assert freed.plan.min_nodes == bare.plan.min_nodes - 1
     assert kept.forecast == stored.forecast  # facts of now, not memory

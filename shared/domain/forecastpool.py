@@ -16,9 +16,11 @@ Starting a node bills its boot before it serves, so each part's rate is divided 
 own start margin (:func:`shared.domain.waitvalue.served_margin` of that part's time
 constant: a burst that fades in 15 min must be 2.16x a node's break-even to pay a boot
 and the idle seconds until it fades, the hour's rate 1.42x) for the nodes *started*;
-nodes already up are kept to the pool at W. And no node is started for the pool that a
-running job's runtime limit frees within a boot delay (:mod:`shared.domain.releases`):
-that job's nodes refill the pool no later than the started node would.
+nodes already up are kept to the pool at W. And no node is started for the pool that
+running jobs free within a boot delay, for sure by their runtime limits
+(:mod:`shared.domain.releases`) or likely by their run times so far
+(:mod:`shared.domain.likelyends`, :class:`shared.domain.endchance.EndChance`): their nodes
+refill the pool no later than the started node would.
 
 It needs each job's user and end (``SessionAware``) and the running jobs' starts and limits
 (``LimitAware``): the cluster's timer tells it all of them (:mod:`shared.usecases.idle_policy`:
@@ -33,11 +35,24 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.domain.endchance import EndChance
+from shared.domain.likelyends import Release, sure_nodes
 from shared.domain.rateparts import HOUR_S, PARTS, RateMix, WeekProfile
 from shared.domain.releases import LimitReleases
 from shared.domain.userwidths import UserWidths
 from shared.domain.waitvalue import VALUE_WAIT_WEIGHT, best_of, served_margin, shrink_rate, slopes
 from shared.domain.warmpool import Plan, min_nodes
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A running job as the end forecast needs it."""
+
+    start: float
+    limit_s: float
+    nodes: int
+    user: str | None
+
 
 BURST_S = 900.0
 """The burst part's time constant: a quarter hour, as a user's activity (userwidths)."""
@@ -57,6 +72,8 @@ class ForecastPool:
         self.rates = RateMix(burst_s=self.burst_s)
         self.widths = UserWidths()
         self.releases = LimitReleases()
+        self.ends = EndChance()
+        self.running: dict[Hashable, _Run] = {}
         hour = served_margin(self.boot_delay_s, HOUR_S)
         self.margins = {"hour": hour, "week": hour,
                         "burst": served_margin(self.boot_delay_s, self.burst_s)}  # fmt: skip
@@ -64,13 +81,18 @@ class ForecastPool:
     # -- its memory (the cluster's timer keeps it between runs)
     def to_dict(self) -> dict[str, Any]:
         """The learnt state as JSON: the rates' and the widths' (not the parameters)."""
-        return {"rates": self.rates.to_dict(), "widths": self.widths.to_dict()}
+        return {
+            "rates": self.rates.to_dict(),
+            "widths": self.widths.to_dict(),
+            "ends": self.ends.to_dict(),
+        }
 
     def restore(self, data: Mapping[str, Any] | None) -> None:
         """Take up the state :meth:`to_dict` stored (None: start afresh)."""
         data = data or {}
         self.rates = RateMix.from_dict(data.get("rates"), burst_s=self.burst_s)
         self.widths = UserWidths.from_dict(data.get("widths"))
+        self.ends = EndChance.from_dict(data.get("ends"))
 
     # -- what it is told
     def arrived(self, now: float, nodes: int, user: str | None = None) -> None:
@@ -82,11 +104,33 @@ class ForecastPool:
     ) -> None:
         self.widths.ended(now, user)
 
-    def job_started(self, key: Hashable, now: float, nodes: int, limit_s: float | None) -> None:
+    def job_started(
+        self, key: Hashable, now: float, nodes: int, limit_s: float | None, user: str | None = None
+    ) -> None:
         self.releases.started(key, now, nodes, limit_s)
+        if limit_s is not None and limit_s > 0:
+            self.running[key] = _Run(now, float(limit_s), nodes, user)
 
-    def job_ended(self, key: Hashable) -> None:
+    def job_ended(self, key: Hashable, now: float | None = None) -> None:
+        """Job ``key`` ended (at ``now``: its run time is learnt, :meth:`ran`)."""
         self.releases.ended(key)
+        run = self.running.pop(key, None)
+        if run is not None and now is not None:
+            self.ran(run.user, run.limit_s, now - run.start)
+
+    def ran(self, user: str | None, limit_s: float, ran_s: float) -> None:
+        """A job of ``user`` with ``limit_s`` ran ``ran_s`` to its end (the cluster's timer
+        tells the ends it reads, :mod:`shared.domain.jobevents`)."""
+        self.ends.ended(user, limit_s, ran_s)
+
+    def likely_ends(self, now: float) -> list[Release]:
+        """Each running job's nodes and its chance to end within a boot delay."""
+        return [
+            Release(
+                key, r.nodes, self.ends.chance(r.user, r.limit_s, now - r.start, self.boot_delay_s)
+            )
+            for key, r in self.running.items()
+        ]
 
     def idle_gap(self, seconds: float) -> None:
         return None
@@ -107,10 +151,15 @@ class ForecastPool:
     def start_pool(self, now: float) -> int:
         return best_of(self.rate(now, True), self._candidates(now), self.max_nodes)
 
-    def plan(self, now: float, in_use: int, waiting: int, up: int) -> Plan:
+    def plan(self, now: float, in_use: int, waiting: int, up: int, deferred: int = 0) -> Plan:
+        """``deferred``: boots the queued work does not start for the releases it counts on
+        (:func:`shared.domain.likelyends.deferrals`): those nodes are not the pool's."""
         idle = max(0, up - in_use - waiting)
-        freed = self.releases.within(now, self.boot_delay_s)
-        start = max(0, self.start_pool(now) - freed)
+        freed = max(0, self.releases.within(now, self.boot_delay_s) - deferred)
+        start_pool = self.start_pool(now)
+        if start_pool > freed:
+            freed = max(freed, sure_nodes(self.likely_ends(now)) - deferred)
+        start = max(0, start_pool - freed)
         pool = max(start, min(self.pool(now), idle))
         return Plan(min_nodes(in_use, waiting, pool, self.max_nodes), self.idle_s)
 

@@ -14,20 +14,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from shared.domain.autoscaler import Decision, Order
 from shared.domain.cluster import Node
+from shared.domain.deferral import Deferred
 from shared.domain.demand import may_run_in, nodes_for, reach
 from shared.domain.firstfit import place_queue
 from shared.domain.forecastpool import ForecastPool
 from shared.domain.growshrink import GroupPolicy, fits_node
 from shared.domain.jobevents import JobEvent, tell
 from shared.domain.jobexclusive import Occupancy
+from shared.domain.likelyends import Release
 from shared.domain.memoryfit import free_mb
 from shared.domain.models import Task
 from shared.domain.policymemory import Forecast
+from shared.domain.releases import RunningLimit
 from shared.domain.states import NodeState, TaskState
 from shared.domain.waitvalue import ValuePool, WidthMix
 from shared.domain.warmpool import AdaptivePool, IdleSizing, Plan
@@ -254,6 +257,8 @@ class GroupPlan:
     boot_delay_s: float
     unit: str = "nodes"
     """What ``expected`` counts: nodes, or jobs (``value``)."""
+    deferred: Deferred = field(default_factory=Deferred)
+    """Queued tasks left out this run: their boots wait for running work's likely ends."""
 
     @property
     def pool(self) -> int:
@@ -284,22 +289,27 @@ def plan_group(
     *,
     policy: str,
     boot_delay_s: float,
-    limits: Sequence[tuple[str, float, float]] = (),
+    limits: Sequence[RunningLimit] = (),
+    defer: Callable[[list[Release], float], Deferred] | None = None,
 ) -> tuple[GroupPlan, Forecast]:
     """Restore the policy's forecast, tell it the events (submits; and ends for a policy
     told them: :func:`shared.domain.jobevents.tell`), ask for the plan at ``now`` (epoch
     seconds); the plan and the memory to store (``forecast``'s watch is the caller's).
-    ``limits``: the group's nodes running tasks' limits free (:func:`releases.node_limits`),
-    told to ``forecast`` afresh each run (they are facts of now, not memory)."""
+    ``limits``: what the group's running tasks' limits free (:func:`releases.running_limits`),
+    told to ``forecast`` afresh each run (they are facts of now, not memory). ``defer``:
+    the group's queued work's deferral for the running tasks' likely ends and the policy's
+    wait weight (:func:`shared.domain.deferral.defer`); its boots are no waiting work."""
     if isinstance(sizing, ForecastPool):
         sizing.restore(memory.forecast)
-        for node, start, limit_s in limits:
-            sizing.job_started(node, start, 1, limit_s)
+        for r in limits:
+            sizing.job_started(r.key, r.start, r.nodes, r.limit_s, r.user)
         told = tell(sizing, events, memory.told)
-        plan = sizing.plan(now, load.in_use, load.waiting, load.up)
+        deferred = defer(sizing.likely_ends(now), sizing.wait_weight) if defer else Deferred()
+        load = replace(load, waiting=max(0, load.waiting - deferred.boots))
+        plan = sizing.plan(now, load.in_use, load.waiting, load.up, deferred.boots)
         expected = sizing.rate(now, False) * boot_delay_s
         kept = replace(memory, forecast=sizing.to_dict(), told=told)
-        return GroupPlan(policy, plan, load, expected, boot_delay_s, "jobs"), kept
+        return GroupPlan(policy, plan, load, expected, boot_delay_s, "jobs", deferred), kept
     forecast = sizing.forecast if isinstance(sizing, AdaptivePool | ValuePool) else None
     if forecast is not None:
         forecast.rate, forecast.at = memory.rate, memory.at

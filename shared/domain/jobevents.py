@@ -18,12 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from shared.domain.models import Job
 from shared.domain.policymemory import WATCH_KEPT
 from shared.domain.sessions import SessionAware
 from shared.domain.states import JOB_TERMINAL, JobState
 from shared.domain.warmpool import IdleSizing
+
+
+@runtime_checkable
+class RunAware(Protocol):
+    """A policy that learns from ended jobs' run times (``forecast``)."""
+
+    def ran(self, user: str | None, limit_s: float, ran_s: float) -> None: ...
+
 
 ENDING = frozenset({JobState.FINISHING, JobState.CANCELING})
 """States of a job about to end: watched on though no task is queued or running."""
@@ -37,6 +46,10 @@ class JobEvent:
     nodes: int
     user: str | None = None
     ended: bool = False
+    limit_s: float | None = None
+    """An end's runtime limit and run time, when known (a job of one task that ran): the
+    end forecast learns from them (:meth:`shared.domain.forecastpool.ForecastPool.ran`)."""
+    ran_s: float | None = None
 
 
 def tell(sizing: IdleSizing, events: Iterable[JobEvent], told: float = 0.0) -> float:
@@ -53,6 +66,8 @@ def tell(sizing: IdleSizing, events: Iterable[JobEvent], told: float = 0.0) -> f
         at = max(e.at, told)
         if e.ended:
             sizing.ended(at, e.nodes, e.user)
+            if e.limit_s is not None and e.ran_s is not None and isinstance(sizing, RunAware):
+                sizing.ran(e.user, e.limit_s, e.ran_s)
         elif e.nodes > 0:
             sizing.arrived(at, e.nodes, e.user)
         else:
@@ -86,10 +101,20 @@ def ends(
             continue
         if job.state in JOB_TERMINAL:
             end = job.end_time.timestamp() if job.end_time is not None else now
-            out.append(JobEvent(end, 0, job.owner, ended=True))
+            out.append(JobEvent(end, 0, job.owner, True, *_run_of(job)))
         elif job.state in ENDING:
             keep.add(job_id)
     return out, tuple(sorted(keep)[-WATCH_KEPT:])
+
+
+def _run_of(job: Job) -> tuple[float | None, float | None]:
+    """An ended job's runtime limit and run time, for a job of one task that ran with a
+    limit (a sweep's tasks' own run times are not on its record)."""
+    if job.task_count != 1 or not job.runtime_limit or job.start_time is None:
+        return None, None
+    if job.end_time is None:
+        return None, None
+    return float(job.runtime_limit), (job.end_time - job.start_time).total_seconds()
 
 
 def gone(watches: Iterable[Sequence[int]], live: Collection[int]) -> set[int]:

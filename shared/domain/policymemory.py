@@ -40,6 +40,9 @@ class Forecast:
     told: float = 0.0
     """``forecast``: the time of the last submit or end told (a later one told out of order,
     e.g. an end read a run late, is told at this time: a user's activity only moves on)."""
+    owners: Mapping[int, str] = field(default_factory=dict)
+    """``forecast``: the owners of the watched jobs (job id -> owner), so that a running
+    task's end is forecast from its owner's run times without reading its job."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def _forecast_of(f: Mapping[str, Any]) -> Forecast:
         dict(f.get("forecast") or {}),
         tuple(int(i) for i in f.get("watch") or ()),
         float(f.get("told", 0.0)),
+        {int(i): str(o) for o, ids in dict(f.get("owners") or {}).items() for i in ids},
     )
 
 
@@ -83,4 +87,8 @@ def _forecast_dict(f: Forecast) -> dict[str, Any]:
         out["widths"] = dict(f.widths)
     if f.forecast:
         out.update(forecast=dict(f.forecast), watch=list(f.watch), told=f.told)
+        by_owner: dict[str, list[int]] = {}
+        for i, o in sorted(f.owners.items()):
+            by_owner.setdefault(o, []).append(i)
+        out["owners"] = by_owner  # each owner once: a watch of 4,096 jobs adds about 50 KB
     return out

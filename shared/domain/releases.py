@@ -7,17 +7,17 @@ started node would: starting it bills a boot for a node that comes up surplus. (
 ``forecast``: of the 26,694 pool nodes stopped unused, 22,006 saw a job end within the
 boot delay after their start; the job ends a limit foretells are the part known in advance.)
 
-Only the limit is certain: a job's end predicted from run times (how long jobs ran before
-it, or its user's jobs) is not, and such predictions taken off the pool's starts moved
-along the wait/cost curve, not below it (README, "The simulator"). A job past its limit
-still runs (some traces let it): its end is no longer known, so it frees nothing here.
+Only the limit is certain. A job's end forecast from run times is not: it is a chance
+(:mod:`shared.domain.endchance`), and :mod:`shared.domain.likelyends` weighs it. A job past
+its limit still runs (some traces let it): its end is no longer known, so it frees nothing
+here.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Collection, Hashable, Iterable
+from collections.abc import Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -26,11 +26,14 @@ from shared.domain.models import Task
 
 @runtime_checkable
 class LimitAware(Protocol):
-    """An idle policy told when each job starts, on how many nodes, with what limit."""
+    """An idle policy told when each job starts, on how many nodes, with what limit (and
+    whose it is), and when it ends."""
 
-    def job_started(self, key: Hashable, now: float, nodes: int, limit_s: float | None) -> None: ...
+    def job_started(
+        self, key: Hashable, now: float, nodes: int, limit_s: float | None, user: str | None = None
+    ) -> None: ...
 
-    def job_ended(self, key: Hashable) -> None: ...
+    def job_ended(self, key: Hashable, now: float | None = None) -> None: ...
 
 
 @dataclass
@@ -69,22 +72,56 @@ class LimitReleases:
         return self._ends[i][0] if i < len(self._ends) else math.inf
 
 
-def node_limits(tasks: Iterable[Task], members: Collection[str]) -> list[tuple[str, float, float]]:
-    """For the cluster's timer: each of ``members`` (a group's nodes) that running tasks hold,
-    as ``(node, start, limit_s)`` of the task whose limit ends last there (a node is free only
-    once all of its tasks end), told to :meth:`LimitReleases.started` with one node. A node
-    running a task without a limit (or not started yet) frees nothing known: left out."""
-    last: dict[str, tuple[float, float] | None] = {}
+@dataclass(frozen=True)
+class RunningLimit:
+    """Nodes of a group that a running task frees by its limit (the last to end on them)."""
+
+    key: str
+    """The task (``job.task``)."""
+    start: float
+    limit_s: float
+    nodes: int
+    user: str | None = None
+    """Its job's owner, when known (the end forecast weighs the owner's own run times)."""
+
+
+def running_limits(
+    tasks: Iterable[Task], members: Collection[str], owners: Mapping[int, str] | None = None
+) -> list[RunningLimit]:
+    """For the cluster's timer: the ``members`` (a group's nodes) that running tasks hold,
+    by the task whose limit ends last on each (a node is free only once all of its tasks
+    end), told to the policy as that task's nodes (:meth:`LimitAware.job_started`). A node
+    running a task without a limit (or not started yet) frees nothing known: left out.
+    ``owners``: job id -> owner."""
+    last: dict[str, Task | None] = {}
     for task in tasks:
         held = {h.node for h in task.hosts} or ({task.node} if task.node else set())
         for node in held & set(members):
-            if last.get(node, ()) is None:
+            if node in last and last[node] is None:
                 continue  # already unknown
             if task.runtime_limit_s is None or task.start_time is None:
                 last[node] = None
                 continue
-            start = task.start_time.timestamp()
             seen = last.get(node)
-            if seen is None or start + task.runtime_limit_s > sum(seen):
-                last[node] = (start, float(task.runtime_limit_s))
-    return [(n, s, lim) for n, v in sorted(last.items()) if v is not None for s, lim in [v]]
+            if seen is None or _limit_end(task) > _limit_end(seen):
+                last[node] = task
+    count: dict[str, int] = {}
+    freeing: dict[str, Task] = {}
+    for last_task in last.values():
+        if last_task is not None:
+            count[last_task.key] = count.get(last_task.key, 0) + 1
+            freeing[last_task.key] = last_task
+    owners = owners or {}
+    return [
+        RunningLimit(k, _start(t), float(t.runtime_limit_s or 0), count[k], owners.get(t.job_id))
+        for k, t in sorted(freeing.items())
+    ]
+
+
+def _start(task: Task) -> float:
+    assert task.start_time is not None
+    return task.start_time.timestamp()
+
+
+def _limit_end(task: Task) -> float:
+    return _start(task) + float(task.runtime_limit_s or 0)

@@ -63,10 +63,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 from shared.domain.autoscaler import ClusterView, autoscale
-from shared.domain.ceiling import Room, beyond_ceiling
 from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState, GroupPolicy, NodeMemory
 from shared.domain.idlepolicy import IdlePolicy, parse_idle_policy
 from shared.domain.jumps import Boots, Coming
+from shared.domain.likelyends import REWEIGH_S
 from shared.domain.models import Task
 from shared.domain.releases import LimitAware
 from shared.domain.reservedhold import unless_hidden
@@ -76,6 +76,7 @@ from shared.domain.states import NodeState
 from shared.sim.fleet import GROUP, Fleet, dt, ts, visible
 from shared.sim.hold import reserved
 from shared.sim.outcome import ElasticOutcome, figures
+from shared.sim.queueview import EndForecast, deferred, fits_ceiling, job_nodes
 from shared.sim.replay import Running, _request, start_jobs
 from shared.sim.swf import SwfJob
 
@@ -142,6 +143,8 @@ def elastic(
     """A policy told whose job arrives and ends (``session``)."""
     limits = sizing if isinstance(sizing, LimitAware) else None
     """A policy told each job's start, limit and end (``forecast``)."""
+    forecast = sizing if isinstance(sizing, EndForecast) else None
+    """A policy that forecasts the running jobs' ends (``forecast``)."""
     groups_memory = AutoscalerState().groups
     memory: dict[str, NodeMemory] = {}
     """The autoscaler's memory of each node (the caller keeps it, as the timer's store does)."""
@@ -163,10 +166,10 @@ def elastic(
             done = running.pop(job_id)
             del busy[job_id]
             if limits is not None:
-                limits.job_ended(job_id)
+                limits.job_ended(job_id, now)
             fleet.released(done.nodes, done.cores, now)
             if sessions is not None:
-                sessions.ended(now, _nodes(done.job, cpn), _user(done.job), now - done.start)
+                sessions.ended(now, job_nodes(done.job, cpn), _user(done.job), now - done.start)
         while boots and boots[0][0] == now:
             _, name = heapq.heappop(boots)
             if fleet.starting.get(name) == now:  # not the boot of an earlier start
@@ -175,9 +178,9 @@ def elastic(
             job = pending[i]
             queue.append(job)
             if sessions is not None:
-                sessions.arrived(now, _nodes(job, cpn), _user(job))
+                sessions.arrived(now, job_nodes(job, cpn), _user(job))
             else:
-                sizing.arrived(now, _nodes(job, cpn))
+                sizing.arrived(now, job_nodes(job, cpn))
             i += 1
         if queue and fleet.open:
             coming = [Coming(n, (), cpn, at) for n, at in fleet.starting.items()]
@@ -195,7 +198,7 @@ def elastic(
                 r = running[s.key]  # type: ignore[index]
                 busy[r.job.id] = [Busy(n, r.cores, r.start + r.job.limit) for n in r.nodes]
                 if limits is not None:
-                    limits.job_started(r.job.id, now, len(r.nodes), r.job.limit)
+                    limits.job_started(r.job.id, now, len(r.nodes), r.job.limit, _user(r.job))
         if not (i < len(pending) or running or queue):
             break
         for gap in fleet.gaps:
@@ -204,9 +207,12 @@ def elastic(
         if timer_s > 0 and _tick(now, timer_s) != now:  # the timer acts at its next tick
             wake = min(wake, _tick(now, timer_s))
             continue
-        shown, unfit = _fits_ceiling(queue, fleet, nodes, cpn, asks)
-        waiting = sum(math.ceil(j.procs / min(j.procs, cpn)) for j in shown)
-        plan = sizing.plan(now, len(fleet.held), waiting, len(fleet.up_since))
+        shown, unfit = fits_ceiling(queue, fleet, nodes, cpn, asks)
+        defer = deferred(shown, fleet, cpn, forecast, now)
+        held_back = sum(defer.values())
+        waiting = sum(job_nodes(j, cpn) for j in shown) - held_back
+        counts = (now, len(fleet.held), waiting, len(fleet.up_since))
+        plan = forecast.plan(*counts, held_back) if forecast else sizing.plan(*counts)
         # the autoscaler's run
         if whole_view:
             up = [*fleet.starting, *fleet.online]
@@ -233,7 +239,7 @@ def elastic(
                     for k in range(math.ceil(job.procs / per))
                 ]
                 tasks_of[job.id] = tasks
-            queued.extend(tasks)
+            queued.extend(tasks[: len(tasks) - defer.get(job.id, 0)])
             seen += job.procs
             held_in = held_in or (hold is not None and job.id == hold.task[0])
         used = {n: cpn - free[n] for n in up if free[n] < cpn}
@@ -285,6 +291,8 @@ def elastic(
             lifted = ts(grew) + scale_down_delay_s
             if now < lifted < wake:
                 wake = lifted
+        if held_back:  # weighed again soon: a release that did not come starts its boots
+            wake = min(wake, now + REWEIGH_S)
         if timer_s > 0 and wake < math.inf:
             wake = max(_tick(wake, timer_s), now + timer_s)
     for name in list(fleet.up_since):
@@ -306,34 +314,9 @@ def elastic(
     ), starts
 
 
-def _fits_ceiling(
-    queue: list[SwfJob], fleet: Fleet, nodes: int, cpn: int, asks: dict[int, Task]
-) -> tuple[list[SwfJob], set[tuple[int, int]]]:
-    """The queued jobs the autoscaler is shown, and the keys of the others: the cluster's
-    rule (:mod:`shared.domain.ceiling`), each job one task on its nodes (keyed by its last
-    task, as its reservation is: :mod:`shared.sim.hold`), beside the nodes its running jobs
-    hold (``nodes``: the group's maxNodes)."""
-    partial = sorted(fleet.free[n] for n in fleet.held if fleet.free[n] > 0)
-    room = Room(cpn, nodes - len(fleet.held), partial)
-    if not partial and sum(_nodes(j, cpn) for j in queue) <= room.whole:
-        return queue, set()  # all fit: no task to build
-    for job in queue:
-        if job.id not in asks:
-            n = _nodes(job, cpn)
-            asks[job.id] = Task(job_id=job.id, id=n, command="", cores=min(job.procs, cpn), nodes=n)
-    hidden = beyond_ceiling([asks[j.id] for j in queue], {GROUP: room})
-    if not hidden:
-        return queue, hidden
-    return [j for j in queue if (j.id, asks[j.id].id) not in hidden], hidden
-
-
 def _tick(t: float, period: float) -> float:
     """The timer's first tick at or after ``t``."""
     return math.ceil(t / period) * period
-
-
-def _nodes(job: SwfJob, cpn: int) -> int:
-    return math.ceil(job.procs / min(job.procs, cpn))
 
 
 def _user(job: SwfJob) -> str | None:

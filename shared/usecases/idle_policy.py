@@ -34,9 +34,12 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from shared.domain import deferral
 from shared.domain.autoscaler import Decision
+from shared.domain.autoscaler_io import Note
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import AutoscalerPolicy, AutoscalerState
 from shared.domain.idleplan import (
@@ -58,7 +61,7 @@ from shared.domain.jobexclusive import occupancy
 from shared.domain.memoryfit import held_memory
 from shared.domain.models import Job, Task
 from shared.domain.policymemory import Forecast, PolicyMemory
-from shared.domain.releases import node_limits
+from shared.domain.releases import running_limits
 from shared.domain.states import NodeState
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases.deps import JOB_PAGE, Deps
@@ -99,6 +102,16 @@ class PolicyRun:
     memory: PolicyMemory | None = None
     """None: no group has a policy (nothing of it is stored)."""
     members: dict[str, list[Node]] = field(default_factory=dict)
+
+    @property
+    def deferred(self) -> set[tuple[int, int]]:
+        """Queued tasks not shown to the autoscaler: their boots wait for likely ends."""
+        return {k for p in self.plans.values() for k in p.deferred.keys}
+
+    def deferral_notes(self) -> list[Note]:
+        """Why no node is started for them (what their pending reasons quote)."""
+        notes = (p.deferred.note(g, p.boot_delay_s) for g, p in sorted(self.plans.items()))
+        return [n for n in notes if n is not None]
 
 
 def prepare(
@@ -147,6 +160,7 @@ def prepare(
     # queued work that would take a planned group's idle VM waits for that group
     bound = pool_bound(waits, waiting, idle_vms(nodes, used, chosen), place)
     waiting += [t for t in waits if (t.job_id, t.id) in bound]
+    order = {(t.job_id, t.id): i for i, t in enumerate(waits)}
     where = attribution(
         waits, waiting, nodes, policy.groups, policy.exclude_node_groups, bound=bound
     )
@@ -174,7 +188,10 @@ def prepare(
             submitted = {j.id for j, e in zip(jobs, events, strict=True) if e.nodes > 0}
             ended, watch = ends(before.watch, submitted, live, mine, known, t)
             events += ended
-        load = group_load(members.get(name, []), used, where.of(waiting, name), name, gp)
+        mine_waiting = sorted(where.of(waiting, name), key=lambda x: order[(x.job_id, x.id)])
+        load = group_load(members.get(name, []), used, mine_waiting, name, gp)
+        owners = {**before.owners, **{j.id: j.owner for j in jobs}}
+        defer = partial(deferral.defer, mine_waiting, name, gp, _cover(members.get(name, []), used))
         plans[name], forecasts[name] = plan_group(
             idle.build(g.boot_delay_s, gp.max_nodes),
             before,
@@ -183,10 +200,12 @@ def prepare(
             load,
             policy=g.idle_policy.strip(),
             boot_delay_s=g.boot_delay_s,
-            limits=node_limits(active, {n.name for n in members.get(name, [])}),
+            limits=running_limits(active, {n.name for n in members.get(name, [])}, owners),
+            defer=defer if idle.kind == "forecast" else None,
         )
         if idle.kind == "forecast":
-            forecasts[name] = replace(forecasts[name], watch=watch)
+            kept_owners = {i: owners[i] for i in watch if i in owners}
+            forecasts[name] = replace(forecasts[name], watch=watch, owners=kept_owners)
         run_groups[name] = run_policy(gp, plans[name])
     return PolicyRun(
         replace(policy, groups=run_groups),
@@ -194,6 +213,16 @@ def prepare(
         # groups without a policy this run keep what they learnt (a switch away and back)
         PolicyMemory(last_job, {**_kept(memory, groups), **forecasts}),
         members,
+    )
+
+
+def _cover(members: Sequence[Node], used: Mapping[str, int]) -> int:
+    """The group's nodes that take queued work before any node started now: idle Online
+    ones and Starting ones."""
+    return sum(
+        1
+        for n in members
+        if n.state is NodeState.STARTING or (n.state is NodeState.ONLINE and not used.get(n.name))
     )
 
 
