@@ -106,3 +106,54 @@ def test_a_queued_job_waits_for_the_node_a_running_job_likely_frees(
         clock.advance(100)
         agent.send(agent.ended(run))
         assert cp.schedule_pass() == 1
+
+
+class _Ends:
+    """A forecast with fixed releases (what queueview.deferred asks of the policy)."""
+
+    wait_weight = 31.0
+
+    def __init__(self, releases: list[Release]) -> None:
+        self.releases = releases
+
+    def likely_ends(self, now: float) -> list[Release]:
+        return self.releases
+
+    def plan(self, now, in_use, waiting, up, deferred=0):  # pragma: no cover - not asked
+        raise AssertionError
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_replay_and_the_timer_defer_the_same_boots(seed):
+    # the replay's rule on whole jobs (shared/sim/queueview.py) and the timer's on their
+    # tasks (shared/domain/deferral.py), one 1-core task per node: the same boots per job
+    import random
+
+    from shared.sim.fleet import Fleet
+    from shared.sim.queueview import deferred
+    from shared.sim.swf import SwfJob
+
+    rng = random.Random(seed)
+    fleet = Fleet(64, 1)
+    for name in list(fleet.offline)[: rng.randrange(0, 4)]:
+        fleet.start(name, 0.0, 180.0)  # Starting
+    for name in list(fleet.offline)[: rng.randrange(0, 4)]:
+        fleet.start(name, 0.0, 0.0)
+        fleet.boot(name, 0.0)
+        fleet.idle_at[name] = 0.0  # idle Online
+    jobs = [
+        SwfJob(i + 1, 0.0, 60.0, rng.randrange(1, 9), 600.0) for i in range(rng.randrange(1, 6))
+    ]
+    releases = [
+        Release(k, rng.randrange(1, 6), rng.uniform(0.8, 1.0)) for k in range(rng.randrange(0, 5))
+    ]
+    ends = _Ends(releases)
+    replay = deferred(jobs, fleet, 1, ends, 0.0)
+    tasks = [task(j.id, i + 1) for j in jobs for i in range(j.procs)]
+    cover = len(fleet.idle_at) + len(fleet.starting)
+    timer = defer(tasks, AZ, GroupPolicy(node_cores=1, max_nodes=64), cover, releases, 31.0)
+    per_job: dict[int, int] = {}
+    for t in timer.tasks:
+        per_job[t.job_id] = per_job.get(t.job_id, 0) + 1
+    assert per_job == replay
+    assert timer.boots == sum(replay.values())
