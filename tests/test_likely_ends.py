@@ -11,7 +11,8 @@ import pytest
 
 from shared.domain.endchance import EndChance
 from shared.domain.forecastpool import ForecastPool
-from shared.domain.likelyends import Release, boots_needed, deferrals, sure_nodes
+from shared.domain.likelyends import Release, boots_needed, deferrals, freed_by, sure_nodes
+from shared.domain.waitvalue import slopes, spared
 from shared.sim.elastic import IdlePolicy, elastic, parse_idle_policy
 from shared.sim.swf import SwfJob
 
@@ -154,3 +155,42 @@ def test_the_replay_defers_the_boots_of_nodes_a_running_job_likely_frees():
     assert outcome.node_hours == pytest.approx((30 * 4 * (B + 300) + 4 * 100) / H)
     fixed, fixed_starts = elastic(jobs, idle=IdlePolicy("fixed", 0), nodes=8, boot_delay_s=B)
     assert fixed_starts[100] == starts[100] and fixed.node_starts == 30 * 4 + 4
+
+
+def _at(times: dict[float, float]):
+    """A chance that steps up at the given horizons (the largest horizon not above h)."""
+    return lambda h: max((p for t, p in times.items() if t <= h), default=0.0)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "freed"),
+    [
+        ([], []),
+        ([(2, _at({0: 1.0}))], [30.0, 30.0]),  # sure to end at once: both nodes by 30 s
+        ([(2, _at({90: 1.0}))], [90.0, 90.0]),  # sure to end between 60 and 90 s
+        ([(1, _at({0: 1.0})), (1, _at({150: 1.0}))], [30.0, 150.0]),
+        ([(1, _at({0: 0.5})), (1, _at({0: 0.5}))], []),  # 1 expected, less 0.71: none relied on
+        ([(3, _at({60: 0.5}))], []),  # 1.5 expected, less 1.5
+    ],
+)
+def test_freed_by_counts_the_nodes_likely_freed_at_each_sixth_of_the_boot(jobs, freed):
+    assert freed_by(jobs, B) == freed
+
+
+def test_a_kept_node_spares_a_job_the_wait_for_a_release_not_a_whole_boot():
+    shares = [(1, 0.5), (4, 0.5)]
+    assert spared(shares, [30.0, 60.0], B, 1.0) == [(1, 15.0), (4, 15.0 + 90.0)]
+    assert spared(shares, [], B, 1.0) == slopes(shares, B, 1.0)
+
+
+def test_forecast_keeps_fewer_idle_nodes_while_running_jobs_likely_free_theirs():
+    now = 10 * H
+    pool = ForecastPool(B, 100)
+    for i in range(3):  # 3 submits an hour: worth a kept node (a boot's wait spared)
+        pool.arrived(now - H + i * H / 3, 1, "a")
+    assert pool.plan(now, 0, 0, 8).min_nodes == 1  # 8 idle nodes up: one kept
+    for _ in range(10):
+        pool.ran("b", H, 230.0)  # b's jobs at 1 h run 230 s
+    pool.job_started("j", now - 200, 4, H, "b")  # its 4 nodes come free within 30 s
+    # a kept node would spare the next job 30 s, not a boot: none is kept beside them
+    assert pool.plan(now, 4, 0, 12).min_nodes == 4

@@ -33,14 +33,22 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from shared.domain.endchance import EndChance
-from shared.domain.likelyends import Release, sure_nodes
+from shared.domain.likelyends import Release, freed_by, sure_nodes
 from shared.domain.rateparts import HOUR_S, PARTS, RateMix, WeekProfile
 from shared.domain.releases import LimitReleases
 from shared.domain.userwidths import UserWidths
-from shared.domain.waitvalue import VALUE_WAIT_WEIGHT, best_of, served_margin, shrink_rate, slopes
+from shared.domain.waitvalue import (
+    VALUE_WAIT_WEIGHT,
+    best_of,
+    served_margin,
+    shrink_rate,
+    slopes,
+    spared,
+)
 from shared.domain.warmpool import Plan, min_nodes
 
 
@@ -160,8 +168,25 @@ class ForecastPool:
         if start_pool > freed:
             freed = max(freed, sure_nodes(self.likely_ends(now)) - deferred)
         start = max(0, start_pool - freed)
-        pool = max(start, min(self.pool(now), idle))
+        keep = self.pool(now)
+        if keep > start and self.running:  # idle nodes kept: valued with the likely releases
+            taken = max(0, waiting - (up - in_use)) + deferred  # the queued work's, first
+            times = self._freed_times(now)[taken:]
+            if times:
+                shares = self.widths.shares(now)
+                valued = spared(shares, times, self.boot_delay_s, self.wait_weight)
+                keep = max(start, best_of(self.rate(now, False), valued, self.max_nodes))
+        pool = max(start, min(keep, idle))
         return Plan(min_nodes(in_use, waiting, pool, self.max_nodes), self.idle_s)
+
+    def _freed_times(self, now: float) -> list[float]:
+        """When the running jobs likely free their nodes (:func:`likelyends.freed_by`)."""
+        jobs = []
+        for r in self.running.values():
+            ran = now - r.start
+            if self.ends.chance(r.user, r.limit_s, ran, self.boot_delay_s) >= 0.05:
+                jobs.append((r.nodes, partial(self.ends.chance, r.user, r.limit_s, ran)))
+        return freed_by(jobs, self.boot_delay_s)
 
     def changes_at(self, now: float) -> float:
         """When the plan next changes if nothing arrives: a pool shrinking as the rates

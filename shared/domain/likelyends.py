@@ -18,13 +18,18 @@ within the boot delay is :class:`shared.domain.endchance.EndChance`'s; two rules
   first; a deferral is weighed again at the next run (the cluster's timer) or after
   :data:`REWEIGH_S` (the replay), so a release that fails to come starts the boot then.
 
-Both rules only leave nodes unstarted; the nodes that running jobs' limits free for sure
-(:mod:`shared.domain.releases`) are among those they count.
+- :func:`freed_by`, for the idle nodes the pool keeps: when the running jobs likely free
+  their nodes (the first, second, ... node), so that a kept node is valued by the wait it
+  spares a job until then, not always a whole boot delay.
+
+The first two rules only leave nodes unstarted; the nodes that running jobs' limits free for
+sure (:mod:`shared.domain.releases`) are among those they count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+import math
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 POOL_CONFIDENCE = 0.7
@@ -37,6 +42,10 @@ REWEIGH_S = 30.0
 come by then is less likely to come at all."""
 _CAP = 64
 """Nodes :func:`sure_nodes` counts at most (a pool is far smaller)."""
+FREED_STEPS = 6
+""":func:`freed_by` reads the chances at sixths of the boot delay (30 s steps for 3 min)."""
+FREED_SPREAD = 1.0
+"""Standard deviations taken off the expected count of freed nodes (a count to rely on)."""
 _NEGLIGIBLE = 0.02
 """A release less likely than this is left out of :func:`sure_nodes` (it moves no count)."""
 
@@ -110,4 +119,26 @@ def boots_needed(widths: Sequence[tuple[Hashable, int]], cover: int) -> list[tup
         cover -= nodes
         if nodes > taken:
             out.append((job, nodes - taken))
+    return out
+
+
+def freed_by(
+    chances: Sequence[tuple[int, Callable[[float], float]]],
+    boot_delay_s: float,
+    spread: float = FREED_SPREAD,
+) -> list[float]:
+    """When running jobs free their nodes, one time per node, ascending, within the boot
+    delay: ``chances`` are each job's nodes and its chance to end within a horizon; at each
+    of :data:`FREED_STEPS` horizons the nodes counted freed are the expected count less
+    ``spread`` standard deviations (each job ends or not on its own)."""
+    out: list[float] = []
+    for step in range(1, FREED_STEPS + 1):
+        h = boot_delay_s * step / FREED_STEPS
+        mean = var = 0.0
+        for nodes, chance in chances:
+            p = chance(h)
+            mean += nodes * p
+            var += nodes * nodes * p * (1.0 - p)
+        count = int(mean - spread * math.sqrt(var))
+        out += [h] * (count - len(out))
     return out

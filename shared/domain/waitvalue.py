@@ -27,7 +27,7 @@ weight (W / :func:`start_margin`), and nodes already up are kept up to the pool 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from shared.domain.warmpool import DemandForecast, Plan, min_nodes
@@ -81,6 +81,21 @@ def slopes(
     for width, share in shares:
         below += share
         out.append((width, below * boot_delay_s * wait_weight))
+    return out
+
+
+def spared(
+    shares: list[tuple[int, float]], freed: Sequence[float], boot_delay_s: float, wait_weight: float
+) -> list[tuple[int, float]]:
+    """:func:`slopes` when running jobs free nodes within the boot delay (``freed``: the
+    time each node comes free, ascending): without the pool a job of width w waits for
+    the w-th of them or a boot, whichever is sooner, so the pool spares it only that."""
+    out: list[tuple[int, float]] = []
+    below = 0.0
+    for width, share in shares:
+        wait = min(boot_delay_s, freed[width - 1]) if width <= len(freed) else boot_delay_s
+        below += share * wait
+        out.append((width, below * wait_weight))
     return out
 
 
