@@ -35,7 +35,6 @@ def learnt(*runs: tuple[str | None, float, float]) -> EndChance:
         ([("a", H, 100)] * 3, "a", H, H + 5, 0.0),  # past its limit: its end is unknown
         ([("a", H, 100)] * 3, "a", H, 50, 1.0),  # its runs like it all ended by 230 s
         ([("a", H, 100)] * 3, "a", H, 150, 0.0),  # it outlived every run like it
-        ([("a", H, 100), ("a", H, 1000)], "a", H, 50, 0.5),  # one of the two ended soon
         ([("a", H, 100), ("a", H, 1000)], "a", H, 150, 0.0),  # it outlived the short one
     ],
 )
@@ -50,9 +49,16 @@ def test_the_users_own_runs_at_the_limit_outweigh_everyone_elses():
     ends = learnt(*runs)
     b, c = ends.chance("b", H, 50, B), ends.chance("c", H, 50, B)
     assert b < 0.3 < 0.7 < c
-    # the user's ratios at other limits count too (a 2 h limit, ran 5 % of it)
-    ends = learnt(*[("d", 2 * H, 360.0)] * 10)
-    assert ends.chance("d", H, 100, B) == pytest.approx(1.0)  # 5 % of 1 h: 180 s
+    # the user's runs at other limits count too: as ratios (100 s of 1 h) and run times
+    ends = learnt(*[("d", 2 * H, 200.0)] * 10)
+    assert ends.chance("d", H, 50, B) == pytest.approx(1.0)  # both end by 230 s
+
+
+def test_the_users_later_runs_weigh_more():
+    # one run of 100 s and one of 1000 s: the later one says more of the next
+    short_last = learnt(("a", H, 1000), ("a", H, 100)).chance("a", H, 50, B)
+    long_last = learnt(("a", H, 100), ("a", H, 1000)).chance("a", H, 50, B)
+    assert long_last < 0.5 < short_last
 
 
 def test_what_it_learnt_comes_back_from_its_json_and_stays_bounded():

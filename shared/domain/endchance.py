@@ -5,7 +5,10 @@ sooner, and when depends on who runs what (KTH-SP2: the same user's jobs at the 
 run alike, the year's run/limit ratios much less so). A job's chance to end within the
 horizon, given that it has run ``ran_s``, is read off a weighted pool of past run times:
 
-- the same user's last :attr:`EndChance.same_kept` jobs at the same limit, weight 1 each;
+- the same user's last :attr:`EndChance.same_kept` jobs at the same limit, the last weight 1,
+  each older one :attr:`EndChance.decay` times the next (users submit series of alike jobs);
+- the user's last :attr:`EndChance.last_kept` run times at any limit,
+  :attr:`EndChance.last_weight` each;
 - the user's other recent jobs, as run/limit ratios, :attr:`EndChance.user_weight` each;
 - every user's last jobs at that limit, :attr:`EndChance.limit_weight` x 10 shared;
 - the last :attr:`EndChance.all_kept` jobs' ratios, :attr:`EndChance.all_weight` x 10 shared.
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +35,10 @@ from typing import Any
 class EndChance:
     """Past run times, and each running job's chance to end within a horizon."""
 
-    same_kept: int = 20
+    same_kept: int = 40
+    decay: float = 0.8
+    last_weight: float = 0.5
+    last_kept: int = 3
     user_weight: float = 0.3
     limit_weight: float = 0.1
     all_weight: float = 0.02
@@ -45,6 +51,7 @@ class EndChance:
     _same: dict[tuple[str, float], deque[float]] = field(default_factory=dict)
     _user: dict[str, deque[float]] = field(default_factory=dict)
     _limit: dict[float, deque[float]] = field(default_factory=dict)
+    _last: dict[str, deque[float]] = field(default_factory=dict)
     _all: deque[float] = field(default_factory=deque)
     _sorted: list[float] = field(default_factory=list)
 
@@ -57,6 +64,7 @@ class EndChance:
         if user is not None:
             _add(self._same, (user, limit_s), ran_s, self.same_kept, self.pairs_kept)
             _add(self._user, user, ratio, self.same_kept, self.users_kept)
+            _add(self._last, user, ran_s, self.last_kept, self.users_kept)
         _add(self._limit, limit_s, ran_s, self.limit_kept, self.limits_kept)
         self._all.append(ratio)
         bisect.insort(self._sorted, ratio)
@@ -74,8 +82,9 @@ class EndChance:
             return 1.0
         pool = _Pool(ran_s, end)
         if user is not None:
-            pool.add(self._same.get((user, limit_s), ()), 1.0)
+            pool.add(self._same.get((user, limit_s), ()), 1.0, self.decay)
             pool.add((x * limit_s for x in self._user.get(user, ())), self.user_weight)
+            pool.add(self._last.get(user, ()), self.last_weight)
         same_limit = self._limit.get(limit_s)
         if same_limit:
             pool.add(same_limit, self.limit_weight * 10 / len(same_limit))
@@ -95,6 +104,7 @@ class EndChance:
             "same": [[u, lim, list(rs)] for (u, lim), rs in self._same.items()],
             "user": {u: list(xs) for u, xs in self._user.items()},
             "limit": [[lim, list(rs)] for lim, rs in self._limit.items()],
+            "last": {u: list(rs) for u, rs in self._last.items()},
             "all": list(self._all),
         }
 
@@ -107,6 +117,8 @@ class EndChance:
             out._same[(str(user), float(lim))] = deque(map(float, runs), maxlen=out.same_kept)
         for user, ratios in dict(data.get("user") or {}).items():
             out._user[str(user)] = deque(map(float, ratios), maxlen=out.same_kept)
+        for user, runs in dict(data.get("last") or {}).items():
+            out._last[str(user)] = deque(map(float, runs), maxlen=out.last_kept)
         for lim, runs in data.get("limit") or ():
             out._limit[float(lim)] = deque(map(float, runs), maxlen=out.limit_kept)
         out._all = deque(float(x) for x in list(data.get("all") or ())[-out.all_kept :])
@@ -123,7 +135,20 @@ class _Pool:
     num: float = 0.0
     den: float = 0.0
 
-    def add(self, runs: Iterable[float], weight: float) -> None:
+    def add(
+        self, runs: Sequence[float] | Iterable[float], weight: float, decay: float = 1.0
+    ) -> None:
+        """``runs`` oldest first: the last weighs ``weight``, each older one ``decay`` times
+        the next."""
+        if decay != 1.0 and isinstance(runs, Sequence | deque):
+            w = weight * decay ** (len(runs) - 1)
+            for r in runs:
+                if r > self.ran:
+                    self.den += w
+                    if r <= self.end:
+                        self.num += w
+                w /= decay
+            return
         for r in runs:
             if r > self.ran:
                 self.den += weight
