@@ -157,3 +157,38 @@ def test_the_replay_and_the_timer_defer_the_same_boots(seed):
         per_job[t.job_id] = per_job.get(t.job_id, 0) + 1
     assert per_job == replay
     assert timer.boots == sum(replay.values())
+
+
+def test_the_timer_learns_a_sweeps_run_times_from_its_tasks(
+    tmp_path,
+    clock,  # noqa: F811
+    provider,  # noqa: F811
+):
+    # a sweep's run times are on its tasks, not its job: the timer remembers the running
+    # ones and reads each once it has ended
+    from shared.usecases.autoscale_memory import STATE_KEY
+    from shared.usecases.idle_policy import MEMORY_FIELD
+
+    cp = control(tmp_path, clock, provider)
+    names = managed(cp, provider, "forecast:1")
+    cp.set_group(AZ, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0,
+                 idle_policy="forecast:1", boot_delay_s=180, min_nodes=1)  # fmt: skip
+    cp.node_action("start", names[:1])
+    agent = AgentDouble(cp, names[0], cores=1, groups=(AZ,))
+    assert agent.register().accepted
+    spec = {"tasks": [{"command": "x", "sweep": "1-4"}], "nodeGroups": [AZ], "runtimeLimit": H}
+    job = cp.submit(spec, _ann())
+    for _ in range(4):  # one task at a time on the 1-core node, 300 s each
+        assert cp.schedule_pass() == 1
+        [run] = agent.runs()
+        agent.send(agent.started(run))
+        clock.advance(5)
+        cp.autoscale()  # sees it running
+        clock.advance(295)
+        agent.send(agent.ended(run))
+        clock.advance(5)
+    cp.autoscale()  # reads the last one's end
+    memory = cp.store.get_meta(STATE_KEY).data[MEMORY_FIELD]["groups"][AZ]
+    [(user, limit, runs)] = memory["forecast"]["ends"]["same"]
+    assert (user, limit) == ("ann", H) and runs == [300.0] * 4
+    assert job.task_count == 4 and memory.get("running", []) == []

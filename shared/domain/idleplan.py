@@ -291,6 +291,7 @@ def plan_group(
     boot_delay_s: float,
     limits: Sequence[RunningLimit] = (),
     defer: Callable[[list[Release], float], Deferred] | None = None,
+    runs: Sequence[tuple[str | None, float, float]] = (),
 ) -> tuple[GroupPlan, Forecast]:
     """Restore the policy's forecast, tell it the events (submits; and ends for a policy
     told them: :func:`shared.domain.jobevents.tell`), ask for the plan at ``now`` (epoch
@@ -298,9 +299,12 @@ def plan_group(
     ``limits``: what the group's running tasks' limits free (:func:`releases.running_limits`),
     told to ``forecast`` afresh each run (they are facts of now, not memory). ``defer``:
     the group's queued work's deferral for the running tasks' likely ends and the policy's
-    wait weight (:func:`shared.domain.deferral.defer`); its boots are no waiting work."""
+    wait weight (:func:`shared.domain.deferral.defer`); its boots are no waiting work.
+    ``runs``: ended tasks' ``(owner, limit, run time)`` for ``forecast``'s end forecast."""
     if isinstance(sizing, ForecastPool):
         sizing.restore(memory.forecast)
+        for user, limit_s, ran_s in runs:
+            sizing.ran(user, limit_s, ran_s)
         for r in limits:
             sizing.job_started(r.key, r.start, r.nodes, r.limit_s, r.user)
         told = tell(sizing, events, memory.told)

@@ -20,10 +20,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from shared.domain.models import Job
+from shared.domain.models import Job, Task
 from shared.domain.policymemory import WATCH_KEPT
 from shared.domain.sessions import SessionAware
-from shared.domain.states import JOB_TERMINAL, JobState
+from shared.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState
 from shared.domain.warmpool import IdleSizing
 
 
@@ -115,6 +115,33 @@ def _run_of(job: Job) -> tuple[float | None, float | None]:
     if job.end_time is None:
         return None, None
     return float(job.runtime_limit), (job.end_time - job.start_time).total_seconds()
+
+
+def many_task(task: Task) -> bool:
+    """A task of a job of several tasks (a sweep's, or any but the first): its run time is
+    not on its job's record, so the timer reads the task when it ends."""
+    return task.sweep_index is not None or task.id > 1
+
+
+def many_running(tasks: Iterable[Task], members: Collection[str]) -> list[str]:
+    """The keys of the running ``tasks`` of many-task jobs on ``members`` that have a limit:
+    the ones the timer reads once they end (:func:`task_run`)."""
+    keys = []
+    for t in tasks:
+        held = {h.node for h in t.hosts} or ({t.node} if t.node else set())
+        if many_task(t) and t.runtime_limit_s and t.start_time is not None and held & set(members):
+            keys.append((t.job_id, t.id))
+    return [f"{j}.{i}" for j, i in sorted(keys)]
+
+
+def task_run(task: Task, owner: str | None) -> tuple[str | None, float, float] | None:
+    """An ended task's ``(owner, runtime limit, run time)`` for the end forecast (None: it
+    did not run to an end with a limit, e.g. it was requeued)."""
+    if task.state not in TASK_TERMINAL or not task.runtime_limit_s:
+        return None
+    if task.start_time is None or task.end_time is None:
+        return None
+    return owner, float(task.runtime_limit_s), (task.end_time - task.start_time).total_seconds()
 
 
 def gone(watches: Iterable[Sequence[int]], live: Collection[int]) -> set[int]:

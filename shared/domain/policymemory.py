@@ -20,6 +20,9 @@ from typing import Any
 WATCH_KEPT = 4096
 """Job ids watched for their ends per group at most (the newest kept): a job beyond them
 that ends is not told (its user's activity is an estimate anyway)."""
+RUNNING_KEPT = 2048
+"""Running tasks of many-task jobs remembered per group at most (the newest kept), whose
+run times the end forecast learns once they end."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Forecast:
     told: float = 0.0
     """``forecast``: the time of the last submit or end told (a later one told out of order,
     e.g. an end read a run late, is told at this time: a user's activity only moves on)."""
+    running: tuple[str, ...] = ()
+    """``forecast``: the group's running tasks of many-task jobs (sweeps) at the last run
+    (``job.task``), read once they end for their run times (a job's record has no task's)."""
     owners: Mapping[int, str] = field(default_factory=dict)
     """``forecast``: the owners of the watched jobs (job id -> owner), so that a running
     task's end is forecast from its owner's run times without reading its job."""
@@ -77,6 +83,7 @@ def _forecast_of(f: Mapping[str, Any]) -> Forecast:
         dict(f.get("forecast") or {}),
         tuple(int(i) for i in f.get("watch") or ()),
         float(f.get("told", 0.0)),
+        tuple(str(k) for k in f.get("running") or ()),
         {int(i): str(o) for o, ids in dict(f.get("owners") or {}).items() for i in ids},
     )
 
@@ -91,4 +98,6 @@ def _forecast_dict(f: Forecast) -> dict[str, Any]:
         for i, o in sorted(f.owners.items()):
             by_owner.setdefault(o, []).append(i)
         out["owners"] = by_owner  # each owner once: a watch of 4,096 jobs adds about 50 KB
+        if f.running:
+            out["running"] = list(f.running)
     return out

@@ -56,11 +56,11 @@ from shared.domain.idleplan import (
     run_policy,
 )
 from shared.domain.idlepolicy import IdlePolicy, group_idle_policy
-from shared.domain.jobevents import JobEvent, ends, gone
+from shared.domain.jobevents import JobEvent, ends, gone, many_running, task_run
 from shared.domain.jobexclusive import occupancy
 from shared.domain.memoryfit import held_memory
 from shared.domain.models import Job, Task
-from shared.domain.policymemory import Forecast, PolicyMemory
+from shared.domain.policymemory import RUNNING_KEPT, Forecast, PolicyMemory
 from shared.domain.releases import running_limits
 from shared.domain.states import NodeState
 from shared.errors import InvalidRequest, NotFound
@@ -77,6 +77,9 @@ TASKS_READ = 1000
 FALLBACK_JOBS = 200
 """New jobs per run whose tasks may be read that way; the rest count one core per task."""
 ENDS_READ = 200
+TASK_ENDS_READ = 200
+"""Ended tasks of many-task jobs (sweeps) per run read one by one for their run times
+(``forecast``'s end forecast); the others are not learnt from."""
 """Watched jobs (``forecast``) per run read one by one for their end, when the pages of
 new jobs did not hold them (a long job); the others are not told."""
 
@@ -191,6 +194,11 @@ def prepare(
         mine_waiting = sorted(where.of(waiting, name), key=lambda x: order[(x.job_id, x.id)])
         load = group_load(members.get(name, []), used, mine_waiting, name, gp)
         owners = {**before.owners, **{j.id: j.owner for j in jobs}}
+        names = {n.name for n in members.get(name, [])}
+        sweeping = many_running(active, names) if idle.kind == "forecast" else []
+        runs = (
+            _task_runs(deps, before.running, sweeping, owners) if sweeping or before.running else []
+        )
         defer = partial(deferral.defer, mine_waiting, name, gp, _cover(members.get(name, []), used))
         plans[name], forecasts[name] = plan_group(
             idle.build(g.boot_delay_s, gp.max_nodes),
@@ -200,12 +208,16 @@ def prepare(
             load,
             policy=g.idle_policy.strip(),
             boot_delay_s=g.boot_delay_s,
-            limits=running_limits(active, {n.name for n in members.get(name, [])}, owners),
+            limits=running_limits(active, names, owners),
             defer=defer if idle.kind == "forecast" else None,
+            runs=runs,
         )
         if idle.kind == "forecast":
             kept_owners = {i: owners[i] for i in watch if i in owners}
-            forecasts[name] = replace(forecasts[name], watch=watch, owners=kept_owners)
+            running = tuple(sweeping[-RUNNING_KEPT:])
+            forecasts[name] = replace(
+                forecasts[name], watch=watch, owners=kept_owners, running=running
+            )
         run_groups[name] = run_policy(gp, plans[name])
     return PolicyRun(
         replace(policy, groups=run_groups),
@@ -316,6 +328,26 @@ def _new_jobs(deps: Deps, last: int | None) -> tuple[list[Job], int, dict[int, J
                     "are not counted", ARRIVAL_PAGES * JOB_PAGE)  # fmt: skip
     found.sort(key=lambda j: j.id)
     return found, max([last, *(j.id for j in found)]), read
+
+
+def _task_runs(
+    deps: Deps, before: Sequence[str], running: Sequence[str], owners: Mapping[int, str]
+) -> list[tuple[str | None, float, float]]:
+    """The run times of the tasks running at the last run that no longer are, read one by
+    one (at most :data:`TASK_ENDS_READ`, the newest first; one requeued or deleted is left
+    out)."""
+    now = set(running)
+    gone = sorted((tuple(map(int, k.split("."))) for k in before if k not in now), reverse=True)
+    out = []
+    for job_id, task_id in gone[:TASK_ENDS_READ]:
+        try:
+            task = deps.store.get_task(job_id, task_id)
+        except NotFound:
+            continue
+        run = task_run(task, owners.get(job_id))
+        if run is not None:
+            out.append(run)
+    return out
 
 
 def _read_ended(deps: Deps, ids: set[int], known: dict[int, Job]) -> dict[int, Job]:
