@@ -16,6 +16,8 @@ texts a group takes, :func:`shared.domain.idlepolicy.group_idle_policy`) each ru
    the group's jobs that were queued or running at the last run and have ended since are
    told at their end times (read from the pages of new jobs already read, else one read
    each, at most :data:`ENDS_READ`), as are new jobs that already ended, all in time order;
+   and the run times of its running tasks of many-task jobs seen at the last run that have
+   ended since (each read once, at most :data:`TASK_ENDS_READ`), for its end forecast;
 2. asks it for the plan (:mod:`shared.domain.idleplan`): the group's min_nodes floor and
    idle time for this run only (the stored group is not rewritten);
 3. after the pure autoscaler decided, says its stops and starts in the policy's words, and
