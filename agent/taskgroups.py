@@ -43,7 +43,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.groups import PROC, exited, group_of, members
+from agent.groups import PROC, exited, group_of, members, signal_group
 from agent.lifeline import end_groups
 from shared.domain.messages import attempt_key, parse_attempt_key
 
@@ -169,8 +169,7 @@ class TaskGroups:
             # only a key names a mark: no other file (``../..``) is ever taken for one
             mark = os.path.realpath(self.marks / key) if parse_attempt_key(key) else ""
             if leaderless_of(pgid, key, mark):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pgid, signal.SIGKILL)
+                signal_group(pgid, signal.SIGKILL)
                 ended.append(key)
             elif pgid not in ended_already and PROC.is_dir() and _of_attempt(pgid, key, mark):
                 end_groups({pgid: key})  # a command that has returned is spared its end
@@ -200,8 +199,7 @@ class TaskGroups:
             ends = [g for g in groups if exited(g) or g not in ended_already]
             for pgid in ends:
                 if exited(pgid):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(pgid, signal.SIGKILL)
+                    signal_group(pgid, signal.SIGKILL)
                 else:
                     end_groups({pgid: key})
             if ends:

@@ -6,6 +6,8 @@ run times from the ends the timer reads; none is seeded."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from shared.domain.cluster import Principal
@@ -14,6 +16,11 @@ from shared.domain.growshrink import GroupPolicy
 from shared.domain.likelyends import Release
 from shared.domain.models import Task
 from shared.domain.states import NodeState
+from shared.sim.fleet import Fleet
+from shared.sim.queueview import deferred
+from shared.sim.swf import SwfJob
+from shared.usecases.autoscale_memory import STATE_KEY
+from shared.usecases.idle_policy import MEMORY_FIELD
 from tests.agent_double import AgentDouble
 from tests.test_autoscale_forecast import provider  # noqa: F401 - fixture
 from tests.test_autoscale_policies import AZ, control, managed
@@ -72,6 +79,18 @@ def _ann() -> Principal:
     return Principal(name="ann", role="user")
 
 
+def _one_node_up(cp) -> tuple[list[str], AgentDouble]:
+    """AzureNodes with ``forecast:1`` (waits weigh too little for a warm pool here, so that
+    what starts is the queue's), at least one node, the first started with its agent."""
+    names = managed(cp, cp.deps.compute, "forecast:1")
+    cp.set_group(AZ, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0,
+                 idle_policy="forecast:1", boot_delay_s=180, min_nodes=1)  # fmt: skip
+    cp.node_action("start", names[:1])
+    agent = AgentDouble(cp, names[0], cores=1, groups=(AZ,))
+    assert agent.register().accepted
+    return names, agent
+
+
 @pytest.mark.parametrize(("ran_s", "started"), [(300, False), (3000, True)])
 def test_a_queued_job_waits_for_the_node_a_running_job_likely_frees(
     tmp_path,
@@ -80,14 +99,8 @@ def test_a_queued_job_waits_for_the_node_a_running_job_likely_frees(
     ran_s,
     started,
 ):
-    cp = control(tmp_path, clock, provider)
-    # W 1: waits weigh too little for a warm pool here, so that what starts is the queue's
-    names = managed(cp, provider, "forecast:1")
-    cp.set_group(AZ, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0,
-                 idle_policy="forecast:1", boot_delay_s=180, min_nodes=1)  # fmt: skip
-    cp.node_action("start", names[:1])
-    agent = AgentDouble(cp, names[0], cores=1, groups=(AZ,))
-    assert agent.register().accepted
+    names, agent = _one_node_up(control(tmp_path, clock, provider))
+    cp = agent.cp
     _ann_runs(cp, clock, agent, ran_s, jobs=5)
     # ann's sixth job has run 200 s when bob's job comes
     cp.submit({"command": "x", "nodeGroups": [AZ], "runtimeLimit": H}, _ann())
@@ -127,12 +140,6 @@ class _Ends:
 def test_the_replay_and_the_timer_defer_the_same_boots(seed):
     # the replay's rule on whole jobs (shared/sim/queueview.py) and the timer's on their
     # tasks (shared/domain/deferral.py), one 1-core task per node: the same boots per job
-    import random
-
-    from shared.sim.fleet import Fleet
-    from shared.sim.queueview import deferred
-    from shared.sim.swf import SwfJob
-
     rng = random.Random(seed)
     fleet = Fleet(64, 1)
     for name in list(fleet.offline)[: rng.randrange(0, 4)]:
@@ -166,16 +173,8 @@ def test_the_timer_learns_a_sweeps_run_times_from_its_tasks(
 ):
     # a sweep's run times are on its tasks, not its job: the timer remembers the running
     # ones and reads each once it has ended
-    from shared.usecases.autoscale_memory import STATE_KEY
-    from shared.usecases.idle_policy import MEMORY_FIELD
-
-    cp = control(tmp_path, clock, provider)
-    names = managed(cp, provider, "forecast:1")
-    cp.set_group(AZ, provider="local", max_nodes=4, node_cores=1, grow_interval_s=0,
-                 idle_policy="forecast:1", boot_delay_s=180, min_nodes=1)  # fmt: skip
-    cp.node_action("start", names[:1])
-    agent = AgentDouble(cp, names[0], cores=1, groups=(AZ,))
-    assert agent.register().accepted
+    _, agent = _one_node_up(control(tmp_path, clock, provider))
+    cp = agent.cp
     spec = {"tasks": [{"command": "x", "sweep": "1-4"}], "nodeGroups": [AZ], "runtimeLimit": H}
     job = cp.submit(spec, _ann())
     for _ in range(4):  # one task at a time on the 1-core node, 300 s each

@@ -12,7 +12,7 @@ release came (they run on its nodes) or became less likely (their nodes start th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from shared.domain.autoscaler_io import Note
 from shared.domain.autoscaler_notes import listed_jobs
@@ -29,7 +29,10 @@ class Deferred:
 
     boots: int = 0
     tasks: tuple[Task, ...] = ()
-    keys: frozenset[tuple[int, int]] = field(default_factory=frozenset)
+
+    @property
+    def keys(self) -> set[tuple[int, int]]:
+        return {(t.job_id, t.id) for t in self.tasks}
 
     def note(self, group: str, boot_delay_s: float) -> Note | None:
         """What the left-out tasks' pending reasons quote (None: nothing deferred)."""
@@ -72,7 +75,7 @@ def defer(
             kept = _kept(jobs[job], width - d, gp)
             out += jobs[job][kept:]
             total += d
-    return Deferred(total, tuple(out), frozenset((t.job_id, t.id) for t in out))
+    return Deferred(total, tuple(out))
 
 
 def _kept(tasks: list[Task], nodes: int, gp: GroupPolicy) -> int:

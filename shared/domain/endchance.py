@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,25 +135,18 @@ class _Pool:
     num: float = 0.0
     den: float = 0.0
 
-    def add(
-        self, runs: Sequence[float] | Iterable[float], weight: float, decay: float = 1.0
-    ) -> None:
+    def add(self, runs: Iterable[float], weight: float, decay: float = 1.0) -> None:
         """``runs`` oldest first: the last weighs ``weight``, each older one ``decay`` times
         the next."""
-        if decay != 1.0 and isinstance(runs, Sequence | deque):
-            w = weight * decay ** (len(runs) - 1)
-            for r in runs:
-                if r > self.ran:
-                    self.den += w
-                    if r <= self.end:
-                        self.num += w
-                w /= decay
-            return
+        if decay != 1.0:
+            runs = list(runs)
+            weight *= decay ** (len(runs) - 1)
         for r in runs:
             if r > self.ran:
                 self.den += weight
                 if r <= self.end:
                     self.num += weight
+            weight /= decay
 
 
 def _add(

@@ -82,6 +82,9 @@ class ForecastPool:
         self.releases = LimitReleases()
         self.ends = EndChance()
         self.running: dict[Hashable, _Run] = {}
+        self._likely: tuple[float, list[Release]] | None = None
+        """:meth:`likely_ends` at a time, until the running jobs or the runs learnt change
+        (the deferral and the plan ask for it at the same time)."""
         hour = served_margin(self.boot_delay_s, HOUR_S)
         self.margins = {"hour": hour, "week": hour,
                         "burst": served_margin(self.boot_delay_s, self.burst_s)}  # fmt: skip
@@ -101,6 +104,7 @@ class ForecastPool:
         self.rates = RateMix.from_dict(data.get("rates"), burst_s=self.burst_s)
         self.widths = UserWidths.from_dict(data.get("widths"))
         self.ends = EndChance.from_dict(data.get("ends"))
+        self._likely = None
 
     # -- what it is told
     def arrived(self, now: float, nodes: int, user: str | None = None) -> None:
@@ -118,11 +122,13 @@ class ForecastPool:
         self.releases.started(key, now, nodes, limit_s)
         if limit_s is not None and limit_s > 0:
             self.running[key] = _Run(now, float(limit_s), nodes, user)
+            self._likely = None
 
     def job_ended(self, key: Hashable, now: float | None = None) -> None:
         """Job ``key`` ended (at ``now``: its run time is learnt, :meth:`ran`)."""
         self.releases.ended(key)
         run = self.running.pop(key, None)
+        self._likely = None
         if run is not None and now is not None:
             self.ran(run.user, run.limit_s, now - run.start)
 
@@ -130,15 +136,21 @@ class ForecastPool:
         """A job of ``user`` with ``limit_s`` ran ``ran_s`` to its end (the cluster's timer
         tells the ends it reads, :mod:`shared.domain.jobevents`)."""
         self.ends.ended(user, limit_s, ran_s)
+        self._likely = None
 
     def likely_ends(self, now: float) -> list[Release]:
         """Each running job's nodes and its chance to end within a boot delay."""
-        return [
-            Release(
-                key, r.nodes, self.ends.chance(r.user, r.limit_s, now - r.start, self.boot_delay_s)
-            )
-            for key, r in self.running.items()
-        ]
+        if self._likely is None or self._likely[0] != now:
+            likely = [
+                Release(
+                    key,
+                    r.nodes,
+                    self.ends.chance(r.user, r.limit_s, now - r.start, self.boot_delay_s),
+                )
+                for key, r in self.running.items()
+            ]
+            self._likely = (now, likely)
+        return self._likely[1]
 
     def idle_gap(self, seconds: float) -> None:
         return None
@@ -182,10 +194,10 @@ class ForecastPool:
     def _freed_times(self, now: float) -> list[float]:
         """When the running jobs likely free their nodes (:func:`likelyends.freed_by`)."""
         jobs = []
-        for r in self.running.values():
-            ran = now - r.start
-            if self.ends.chance(r.user, r.limit_s, ran, self.boot_delay_s) >= 0.05:
-                jobs.append((r.nodes, partial(self.ends.chance, r.user, r.limit_s, ran)))
+        for release in self.likely_ends(now):
+            if release.chance >= 0.05:
+                r = self.running[release.key]
+                jobs.append((r.nodes, partial(self.ends.chance, r.user, r.limit_s, now - r.start)))
         return freed_by(jobs, self.boot_delay_s)
 
     def changes_at(self, now: float) -> float:

@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from shared.domain.hosts import held
 from shared.domain.models import Job, Task
 from shared.domain.policymemory import WATCH_KEPT
 from shared.domain.sessions import SessionAware
@@ -126,10 +127,11 @@ def many_task(task: Task) -> bool:
 def many_running(tasks: Iterable[Task], members: Collection[str]) -> list[str]:
     """The keys of the running ``tasks`` of many-task jobs on ``members`` that have a limit:
     the ones the timer reads once they end (:func:`task_run`)."""
+    group = set(members)
     keys = []
     for t in tasks:
-        held = {h.node for h in t.hosts} or ({t.node} if t.node else set())
-        if many_task(t) and t.runtime_limit_s and t.start_time is not None and held & set(members):
+        on = {h.node for h in held(t)}
+        if many_task(t) and t.runtime_limit_s and t.start_time is not None and on & group:
             keys.append((t.job_id, t.id))
     return [f"{j}.{i}" for j, i in sorted(keys)]
 

@@ -31,6 +31,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
+"""A queued job's key (the replay's job id, the timer's)."""
 
 POOL_CONFIDENCE = 0.7
 """The chance at which the releases count as the pool's refill (KTH-SP2's cost was flat
@@ -82,16 +86,16 @@ def sure_nodes(releases: Iterable[Release], confidence: float = POOL_CONFIDENCE)
 
 def deferrals(
     releases: Iterable[Release],
-    needs: Sequence[tuple[Hashable, int]],
+    needs: Sequence[tuple[K, int]],
     wait_weight: float,
-) -> dict[Hashable, int]:
+) -> dict[K, int]:
     """The boots each queued job defers: ``needs`` are ``(job, boots it needs)`` in queue
     order, for the jobs that wait for boots; each takes the releases left, the most likely
     first, while their chance is at least ``A / (A + boots)`` (see the module)."""
     a = wait_weight * MISSED_BOOTS
     ranked = sorted(releases, key=lambda r: -r.chance)
     left = [r.nodes for r in ranked]
-    out: dict[Hashable, int] = {}
+    out: dict[K, int] = {}
     for job, need in needs:
         if need <= 0:
             continue
@@ -110,7 +114,7 @@ def deferrals(
     return out
 
 
-def boots_needed(widths: Sequence[tuple[Hashable, int]], cover: int) -> list[tuple[Hashable, int]]:
+def boots_needed(widths: Sequence[tuple[K, int]], cover: int) -> list[tuple[K, int]]:
     """``(job, nodes)`` in queue order -> ``(job, boots)`` for the jobs that the ``cover``
     nodes (idle Online, Starting) do not cover, taken by the jobs ahead first."""
     out = []

@@ -21,6 +21,7 @@ from collections.abc import Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from shared.domain.hosts import held
 from shared.domain.models import Task
 
 
@@ -94,9 +95,9 @@ def running_limits(
     running a task without a limit (or not started yet) frees nothing known: left out.
     ``owners``: job id -> owner."""
     last: dict[str, Task | None] = {}
+    group = set(members)
     for task in tasks:
-        held = {h.node for h in task.hosts} or ({task.node} if task.node else set())
-        for node in held & set(members):
+        for node in {h.node for h in held(task)} & group:
             if node in last and last[node] is None:
                 continue  # already unknown
             if task.runtime_limit_s is None or task.start_time is None:

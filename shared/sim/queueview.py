@@ -64,8 +64,7 @@ def deferred(
     needs = boots_needed([(j.id, job_nodes(j, cpn)) for j in shown], cover)
     if not needs:
         return {}
-    out = deferrals(forecast.likely_ends(now), needs, forecast.wait_weight)
-    return {int(k): n for k, n in out.items()}  # type: ignore[call-overload]
+    return deferrals(forecast.likely_ends(now), needs, forecast.wait_weight)
 
 
 def job_nodes(job: SwfJob, cpn: int) -> int:

@@ -112,9 +112,10 @@ def run(deps: Deps) -> Decision | None:
     planned = idle_policy.prepare(
         deps, groups, policy, nodes, queued, active, used, learnt, now, shown=shown
     )
-    if planned.deferred:  # boots that wait for running work's likely ends (likelyends)
-        shown = [t for t in shown if (t.job_id, t.id) not in planned.deferred]
-        hold = unless_hidden(hold, planned.deferred)
+    deferred = planned.deferred
+    if deferred:  # boots that wait for running work's likely ends (likelyends)
+        shown = [t for t in shown if (t.job_id, t.id) not in deferred]
+        hold = unless_hidden(hold, deferred)
     booted = idle_policy.boot_entries(
         state, nodes, policy, {g.name: g.boot_delay_s for g in groups}
     )
@@ -138,7 +139,7 @@ def run(deps: Deps) -> Decision | None:
     if hidden:  # said per group: the hidden tasks' pending reasons quote it
         waits = ceiling.notes([t for t in queued if (t.job_id, t.id) in hidden], rooms)
         decision = replace(decision, notes=[*decision.notes, *waits])
-    if planned.deferred:
+    if deferred:
         decision = replace(decision, notes=[*decision.notes, *planned.deferral_notes()])
     refused: list[StartFailure] = []
     done, skipped = _carry_out(deps, decision.orders, refused)

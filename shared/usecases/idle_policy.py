@@ -197,11 +197,12 @@ def prepare(
         load = group_load(members.get(name, []), used, mine_waiting, name, gp)
         owners = {**before.owners, **{j.id: j.owner for j in jobs}}
         names = {n.name for n in members.get(name, [])}
-        sweeping = many_running(active, names) if idle.kind == "forecast" else []
-        runs = (
-            _task_runs(deps, before.running, sweeping, owners) if sweeping or before.running else []
-        )
-        defer = partial(deferral.defer, mine_waiting, name, gp, _cover(members.get(name, []), used))
+        sweeping, runs = [], []
+        if idle.kind == "forecast":  # (a group switched away keeps its memory: not read)
+            sweeping = many_running(active, names)
+            runs = _task_runs(deps, before.running, sweeping, owners)
+        # idle Online and Starting nodes take queued work before any node started now
+        defer = partial(deferral.defer, mine_waiting, name, gp, load.up - load.in_use)
         plans[name], forecasts[name] = plan_group(
             idle.build(g.boot_delay_s, gp.max_nodes),
             before,
@@ -227,16 +228,6 @@ def prepare(
         # groups without a policy this run keep what they learnt (a switch away and back)
         PolicyMemory(last_job, {**_kept(memory, groups), **forecasts}),
         members,
-    )
-
-
-def _cover(members: Sequence[Node], used: Mapping[str, int]) -> int:
-    """The group's nodes that take queued work before any node started now: idle Online
-    ones and Starting ones."""
-    return sum(
-        1
-        for n in members
-        if n.state is NodeState.STARTING or (n.state is NodeState.ONLINE and not used.get(n.name))
     )
 
 
