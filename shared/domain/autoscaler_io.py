@@ -109,6 +109,9 @@ class Note:
     group: str
     text: str
     grows: bool = True
+    about: str | None = None
+    """The waiting tasks it concerns (:func:`shared.domain.notescope.scope`); None: every
+    task that waits for the group."""
 
     def __str__(self) -> str:
         return f"{self.group}: {self.text}"

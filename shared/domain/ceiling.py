@@ -34,6 +34,7 @@ from shared.domain.autoscaler_notes import queued as counted
 from shared.domain.cluster import Node
 from shared.domain.growshrink import AutoscalerPolicy
 from shared.domain.models import Task
+from shared.domain.notescope import scope
 from shared.domain.states import NodeState
 
 
@@ -138,9 +139,10 @@ def notes(tasks: Sequence[Task], rooms: Mapping[str, Room]) -> list[Note]:
         mine = [t for t in tasks if not t.node_groups or g in t.node_groups]
         if mine:
             room = rooms[g]
+            about = scope((t.job_id, t.id) for t in mine)
             out.append(Note(g, (
                 f"{counted(mine)} of {listed_jobs(mine)} wait{'s' if len(mine) == 1 else ''} "
                 f"for running work: {room.busy} of its nodes run work and its maxNodes is "
                 f"{room.max_nodes}, so it cannot fit until some ends; no node is started for it"
-            )))  # fmt: skip
+            ), about=about))  # fmt: skip
     return out

@@ -21,6 +21,7 @@ from shared.domain.demand import may_run_in, nodes_for
 from shared.domain.growshrink import GroupPolicy, fits_node
 from shared.domain.likelyends import Release, boots_needed, deferrals
 from shared.domain.models import Task
+from shared.domain.notescope import scope
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Deferred:
             f"{'' if self.boots == 1 else 's'} that running work likely frees within its "
             f"boot delay ({boot_delay_s:g} s): no node is started for {these} now; if the "
             "nodes are not freed, a later run starts them"
-        ))  # fmt: skip
+        ), about=scope(self.keys))  # fmt: skip
 
 
 def defer(

@@ -9,13 +9,31 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.domain.autoscaler_notes import bigger_vms, nodes_up
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import GroupMemory
 from shared.domain.memory import may_fit, shown
 from shared.domain.models import Task
+from shared.domain.notescope import covers
 from shared.domain.states import NodeState
+
+
+@dataclass(frozen=True)
+class Said:
+    """One of the autoscaler's last notes of a group, and the waiting tasks it is about
+    (:mod:`shared.domain.notescope`; None: every task that waits for the group)."""
+
+    text: str
+    about: str | None = None
+
+    @classmethod
+    def of(cls, stored: Any) -> Said:
+        """From the memory document: a note's text, or ``{"text", "about"}``."""
+        if isinstance(stored, dict):
+            return cls(str(stored.get("text", "")), stored.get("about"))
+        return cls(str(stored))
 
 
 @dataclass(frozen=True)
@@ -31,8 +49,9 @@ class GroupScaling:
     grow_interval_s: float = 60.0
     memory: GroupMemory | None = None
     """The autoscaler's memory of the group (None: it has not run for it yet)."""
-    notes: Sequence[str] = ()
-    """Why its last run did not grow the group (GrowThreshold, max_nodes...)."""
+    notes: Sequence[str | Said] = ()
+    """Why its last run did not grow the group (GrowThreshold, max_nodes...); a plain
+    text concerns every task that waits for it."""
     said_at: datetime | None = None
     node_memory_mb: int | None = None
     """The memory of one of its nodes as the autoscaler counts it
@@ -91,7 +110,9 @@ def group_reason(
     mine = [n for n in nodes if group.name in n.groups]
     changed = max((n.state_time for n in mine), default=None)
     up = sum(1 for n in mine if n.state is not NodeState.OFFLINE)
-    return scaling_reason(group, now, task.node_groups, changed_at=changed, up=up)
+    return scaling_reason(
+        group, now, task.node_groups, changed_at=changed, up=up, task=(task.job_id, task.id)
+    )
 
 
 def scaling_reason(
@@ -101,6 +122,7 @@ def scaling_reason(
     *,
     changed_at: datetime | None = None,
     up: int | None = None,
+    task: tuple[int, int] | None = None,
 ) -> str | None:
     """Why the autoscaler starts none of ``group``'s nodes for a task that waits for them,
     or None if nothing holds it back (its next run may start one). ``named``: the task's
@@ -109,8 +131,11 @@ def scaling_reason(
     autoscaler's notes said before it are not quoted (a probe read "2 Offline" while both
     nodes were Online and busy). ``up``: the group's nodes up now (not Offline); at its
     maxNodes, that is said first whatever the notes' age (a reason read "considers growing
-    G every 60 s" at the max once a node change made the autoscaler's own note stale)."""
+    G every 60 s" at the max once a node change made the autoscaler's own note stale).
+    ``task``: ``(job_id, id)`` of the task asking; a note about other tasks is not quoted
+    (none: every note is)."""
     name = group.name
+    notes = [n if isinstance(n, str) else n.text for n in group.notes if _about(n, task)]
     if not group.managed or not group.autoscale:
         if not named:
             return None
@@ -123,15 +148,15 @@ def scaling_reason(
         )
     stale = changed_at is not None and group.said_at is not None and changed_at > group.said_at
     age = "" if group.said_at is None else f" {(now - group.said_at).total_seconds():.0f} s ago"
-    said = f"the autoscaler{age}: " + "; ".join(f"{name}: {n}" for n in group.notes)
+    said = f"the autoscaler{age}: " + "; ".join(f"{name}: {n}" for n in notes)
     if group.max_nodes is not None and up is not None and up >= group.max_nodes:
         full = at_max(name, group.max_nodes, up)
-        return f"{full}; {said}" if group.notes and not stale else full
+        return f"{full}; {said}" if notes and not stale else full
     memory = group.memory
     if memory is not None and memory.backoff_until is not None and now < memory.backoff_until:
         wait = (memory.backoff_until - now).total_seconds()
         return f"{name} starts no node for {wait:.0f} s more (backing off after: {memory.last_failure})"
-    if group.notes and not stale:
+    if notes and not stale:
         return said
     if memory is not None and memory.last_grow_check is not None:
         due = (memory.last_grow_check - now).total_seconds() + group.grow_interval_s
@@ -141,3 +166,10 @@ def scaling_reason(
                 f"(GrowInterval): next in {due:.0f} s"
             )
     return None
+
+
+def _about(note: str | Said, task: tuple[int, int] | None) -> bool:
+    """Whether ``note`` concerns ``task`` (none named: every note does)."""
+    if isinstance(note, str) or task is None:
+        return True
+    return covers(note.about, *task)

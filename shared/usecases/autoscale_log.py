@@ -50,9 +50,8 @@ def save_run(
     said: dict[str, Any] = {}
     for note in decision.notes:
         if note.grows:
-            said.setdefault(note.group, {"at": now.isoformat(), "notes": []})["notes"].append(
-                note.text
-            )
+            words = note.text if note.about is None else {"text": note.text, "about": note.about}
+            said.setdefault(note.group, {"at": now.isoformat(), "notes": []})["notes"].append(words)
     entries = (before or []) + [
         {"time": now.isoformat(), "action": o.action, "node": o.node, "group": o.group,
          "reason": o.reason}

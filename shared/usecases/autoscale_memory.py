@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import AutoscalerState, group_memory_mb
-from shared.domain.pending_scaling import GroupScaling
+from shared.domain.pending_scaling import GroupScaling, Said
 from shared.errors import NotFound
 from shared.usecases.deps import Deps
 
@@ -55,7 +55,7 @@ def scaling_of(
             autoscale=g.autoscale,
             grow_interval_s=g.grow_interval_s,
             memory=memory.get(g.name),
-            notes=tuple(words.get("notes", ())),
+            notes=tuple(Said.of(n) for n in words.get("notes", ())),
             said_at=datetime.fromisoformat(at) if at else None,
             node_memory_mb=None
             if nodes is None
