@@ -139,8 +139,12 @@ def test_the_cores_refusals_are_as_before(cp) -> None:
         "a task asks for 16 cores but the largest node in the cluster has 8; ask for at most 8"
     )
     assert refusal(cp, {"nodes": 2, "cores": 8, "minMemoryMb": "1G"}) == (
-        "a task asks for 2 nodes with 8 cores each but the cluster has 1 such node(s); "
-        "ask for at most 1 nodes"
+        "a task asks for 2 nodes with 8 cores each but the cluster has 1 such node; "
+        "ask for at most 1 node"
+    )
+    assert refusal(cp, {"nodes": 3}) == (  # a probe read "with 1 cores each"
+        "a task asks for 3 nodes with 1 core each but the cluster has 2 such nodes; "
+        "ask for at most 2 nodes"
     )
 
 
