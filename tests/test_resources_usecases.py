@@ -83,7 +83,7 @@ def test_an_exclusive_task_gets_an_idle_node_and_holds_all_of_it(cp):
 def test_submit_refuses_what_no_nodes_could_hold(cp):
     register(cp, "n1", cores=4)
     register(cp, "n2", cores=2)
-    with pytest.raises(InvalidRequest, match="asks for 3 nodes with 1 cores each .* has 2"):
+    with pytest.raises(InvalidRequest, match="asks for 3 nodes with 1 core each .* has 2"):
         cp.submit({"command": "x", "nodes": 3})
     with pytest.raises(InvalidRequest, match="asks for 2 nodes with 4 cores each .* has 1"):
         cp.submit({"command": "x", "nodes": 2, "cores": 4})
