@@ -209,6 +209,22 @@ def test_growth_is_considered_once_per_grow_interval():
     assert started(later) == ["az-1"]
 
 
+def test_a_quiet_grow_check_leaves_the_next_run_due():
+    """A check that found no queued work does not start the interval: the first work after a
+    quiet spell is grown for at the next run (HPC Pack waits up to a whole GrowInterval)."""
+    pol = policy(grow_interval=5 * MIN)
+    quiet = run(azure_vms(4), [], pol=pol)
+    assert started(quiet) == [] and quiet.state.groups[AZ].quiet
+    first = run(azure_vms(4), tasks(2), pol=pol, state=quiet.state, now=T0 + 10 * S)
+    assert started(first) == ["az-1"] and not first.state.groups[AZ].quiet
+    # growth goes on at most once an interval from the check that grew
+    up = [node("az-1", STARTING), *azure_vms(4)[1:]]
+    again = run(up, tasks(8), pol=pol, state=first.state, now=T0 + 4 * MIN)
+    assert started(again) == []
+    later = run(up, tasks(8), pol=pol, state=first.state, now=T0 + 10 * S + 5 * MIN)
+    assert started(later) == ["az-2"]
+
+
 def test_min_nodes_are_kept_started_without_queued_work():
     decision = run(azure_vms(3), [], pol=policy(min_nodes=2))
     assert started(decision) == ["az-1", "az-2"]

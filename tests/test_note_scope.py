@@ -112,30 +112,33 @@ def reasons(cp, *jobs):
     return cp.pending_reasons(queued)
 
 
-def test_the_probe_task_that_gets_a_node_hears_the_grow_check_not_the_ceiling(cp, provider, clock):
-    cp.set_group(AZ, provider="local", max_nodes=3, node_cores=2)
+def test_a_task_shown_to_the_autoscaler_does_not_hear_the_ceilings_note(cp, provider, clock):
+    """The probe's 13 one-core tasks for three Offline 2-core VMs; here the group's
+    GrowThreshold of 7 holds the first 6 back (the probe's grow check did), which every
+    waiting task hears, while the ceiling's note is the last 7's alone."""
+    cp.set_group(AZ, provider="local", max_nodes=3, node_cores=2, grow_threshold=7)
     cp.add_nodes(AZ, 3)
-    cp.autoscale()  # a grow check with nothing queued (as hpc up's first timer run)
-    clock.advance(20)
     job = cp.submit({"command": "x", "nodeGroups": [AZ], "sweep": {"start": 1, "end": 12}})
     other = cp.submit({"command": "x", "nodeGroups": [AZ]})
-    cp.autoscale()  # between grow checks: no node started yet; 7 tasks beyond the ceiling
-    said = cp.store.get_meta(STATE_KEY).data["said"][AZ]["notes"]
-    assert said == [{
-        "text": "7 queued tasks of jobs 1, 2 wait for running work: 0 of its nodes run work "
-        "and its maxNodes is 3, so it cannot fit until some ends; no node is started for it",
-        "about": f"{job.id}:7-12 {other.id}:1",
-    }]  # fmt: skip
-    why = reasons(cp, job.id, other.id)
-    first = why[(job.id, 1)]
-    assert "wait for running work" not in first
-    assert first.endswith(
-        "the autoscaler considers growing AzureNodes every 60 s (GrowInterval): next in 40 s"
+    cp.autoscale()  # no node: 6 tasks below GrowThreshold 7; 7 tasks beyond the ceiling
+    threshold = (
+        "6 queued task(s) it could run, below GrowThreshold 7 "
+        "(hpc nodegroup set AzureNodes --grow-threshold N)"
     )
+    ceiling = (
+        "7 queued tasks of jobs 1, 2 wait for running work: 0 of its nodes run work and its "
+        "maxNodes is 3, so it cannot fit until some ends; no node is started for it"
+    )
+    said = cp.store.get_meta(STATE_KEY).data["said"][AZ]["notes"]
+    assert said == [threshold, {"text": ceiling, "about": f"{job.id}:7-12 {other.id}:1"}]
+    why = reasons(cp, job.id, other.id)
+    heard = "no Online node in AzureNodes (3 Offline); the autoscaler 0 s ago: AzureNodes: "
+    for i in range(1, 7):
+        assert why[(job.id, i)] == heard + threshold
     for key in [(job.id, i) for i in range(7, 13)] + [(other.id, 1)]:
-        assert "no node is started for it" in why[key]
-    clock.advance(40)
-    cp.autoscale()  # the grow check: the first six tasks' three nodes start
+        assert why[key] == heard + threshold + "; AzureNodes: " + ceiling
+    cp.set_group(AZ, grow_threshold=1)
+    clock.advance(60)
+    cp.autoscale()  # the next grow check: the first six tasks' three nodes start
     why = reasons(cp, job.id, other.id)
     assert why[(job.id, 1)] == "waiting for azure-1, azure-2, azure-3 to start in AzureNodes"
-    assert why[(job.id, 12)].startswith("waiting for azure-1, azure-2, azure-3 to start")

@@ -250,13 +250,11 @@ class _Run:
             offline = [n for n in offline if n.held is None]  # an admin's hold: never started
             held -= len(offline)
             tasks, able = list[Task](), 0
-            due = (
-                memory.last_grow_check is None
-                or self.now - memory.last_grow_check >= gp.grow_interval
-            )
+            last = memory.last_grow_check  # a quiet check leaves the next run due
+            due = memory.quiet or last is None or self.now - last >= gp.grow_interval
             if due:
-                memory = replace(memory, last_grow_check=self.now)
                 mine = [t for t in overflow if may_run_in(t, group) and _key(t) not in claimed]
+                memory = replace(memory, last_grow_check=self.now, quiet=not mine)
                 tasks, why, able = demand.grown_for(mine, group, gp, members)
                 if why:  # said per task by its pending reason: no grow note (grows=False)
                     self.notes.append(Note(group, why, grows=False))

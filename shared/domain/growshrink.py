@@ -36,7 +36,8 @@ class GroupPolicy:
     min_nodes: int = 0
     max_nodes: int = 100
     grow_interval: timedelta = timedelta(minutes=1)
-    """GrowInterval: how often growth is considered."""
+    """GrowInterval: how often growth is considered (after a check that found no queued work
+    for the group, at the next run: :attr:`GroupMemory.quiet`)."""
     shrink_interval: timedelta = timedelta(minutes=1)
     """ShrinkInterval: how often shrinking is considered."""
     shrink_idle_times: int = 3
@@ -190,6 +191,11 @@ class GroupMemory:
     backoff: timedelta | None = None
     """The last backoff given; the next failure after it expired doubles it."""
     last_failure: str | None = None
+    quiet: bool = False
+    """The last grow check found no queued work the group's free nodes could not take: the
+    next run checks again at once, whatever GrowInterval (the first work after a quiet spell
+    does not wait up to an interval for its first nodes; growth goes on at most once an
+    interval from then)."""
 
 
 @dataclass(frozen=True)

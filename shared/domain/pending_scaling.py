@@ -158,7 +158,7 @@ def scaling_reason(
         return f"{name} starts no node for {wait:.0f} s more (backing off after: {memory.last_failure})"
     if notes and not stale:
         return said
-    if memory is not None and memory.last_grow_check is not None:
+    if memory is not None and memory.last_grow_check is not None and not memory.quiet:
         due = (memory.last_grow_check - now).total_seconds() + group.grow_interval_s
         if due >= 1:
             return (
