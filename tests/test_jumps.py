@@ -179,3 +179,53 @@ def test_only_the_window_at_the_head_is_weighed():
     assert jumpers(queue, free(1), boots, NOW) == []  # j is the 6th
     wide = Boots(booting(NOW + 100, NOW + 100, NOW + 100), B, window=6)
     assert [r.key for r in jumpers(queue, free(1), wide, NOW)] == ["j"]
+
+
+def mem_req(key: str, mb: int | None, nodes: int = 1) -> Request:
+    return Request(key, 1, nodes, limit_s=7200.0, memory_mb=mb)
+
+
+@pytest.mark.parametrize(
+    ("memory_mb", "held_mb", "ask_mb", "jumps"),
+    [
+        (16_000, 0, 8_000, True),  # the free node has the memory: it jumps
+        (16_000, 12_000, 8_000, False),  # its running tasks hold too much of it
+        (None, 0, 8_000, False),  # a node of unknown memory takes no request asking any
+        (None, 0, None, True),  # a request asking none, as before
+        (8_000, 0, 8_000, True),  # exactly enough
+    ],
+)
+def test_a_request_asking_for_memory_jumps_where_the_memory_is_free(
+    memory_mb, held_mb, ask_mb, jumps
+):
+    """Before, a request asking for memory never jumped: with a template's memory per core
+    (Slurm's DefMemPerCPU) no request of the cluster did."""
+    spaces = [Space("f0", (), 1, 2, memory_mb=memory_mb, held_mb=held_mb)]
+    queue = [req("h", 3), mem_req("j", ask_mb)]
+    boots = Boots(booting(NOW + 100, NOW + 100, NOW + 100), B)
+    assert [r.key for r in jumpers(queue, spaces, boots, NOW)] == (["j"] if jumps else [])
+    started = schedule(queue, spaces, [], now=NOW, boots=boots).starts
+    assert [(s.key, s.nodes) for s in started] == ([("j", ("f0",))] if jumps else [])
+
+
+def test_the_estimate_places_requests_ahead_by_their_memory_too():
+    """The head asks for more memory than the free node has: the booting nodes (memory not
+    known yet, taken as enough) are its, and the request behind it starts now in order (by
+    cores alone the head took the free node and the other waited for a fresh boot)."""
+    queue = [mem_req("h", 8_000, nodes=2), mem_req("j", 2_000)]
+    slots = [_Slot("f0", (), 1, NOW, 4_000), _Slot("b0", (), 1, NOW + 100)]
+    slots.append(_Slot("b1", (), 1, NOW + 100))
+    assert projected(queue, slots, NOW, B) == [NOW + 100, NOW]
+
+
+def test_a_starting_node_tells_its_memory_to_the_estimate():
+    node = Node(
+        name="az-1",
+        groups=["G"],
+        cores=2,
+        state=NodeState.STARTING,
+        state_time=datetime.fromtimestamp(NOW, UTC),
+        memory_mb=16_000,
+    )
+    boots = boots_of([node], {"G": B}, datetime.fromtimestamp(NOW, UTC))
+    assert boots is not None and boots.coming[0].memory_mb == 16_000

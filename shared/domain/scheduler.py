@@ -102,7 +102,12 @@ def schedule(
         jumped = set()
         for req in jumpers(queue, spaces, boots, now):
             chosen = free.fit(
-                req.cores, req.nodes, req.groups, protocol=req.protocol, job=req.owner
+                req.cores,
+                req.nodes,
+                req.groups,
+                protocol=req.protocol,
+                memory_mb=req.memory_mb,
+                job=req.owner,
             )
             if chosen is not None:
                 _take(req, chosen, free, now, projected, starts, growing)
