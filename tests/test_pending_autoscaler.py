@@ -159,6 +159,8 @@ def test_a_task_below_the_grow_threshold_says_so(cp, provider, clock):
         "(hpc nodegroup set AzureNodes --grow-threshold N)"
     )
     cp.set_group(AZ, grow_threshold=1)  # what the reason says to change: it grows
+    assert "GrowThreshold" not in queued_reason(cp)  # the note no longer holds
+    assert "next in 60 s" in queued_reason(cp)
     clock.advance(60)  # at its next grow check (GrowInterval)
     cp.autoscale()
     assert "waiting for azure-1 to start" in queued_reason(cp)

@@ -66,7 +66,9 @@ def set_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
         deps.store.put_group(group)
         return group
 
-    return deps.retry(write)
+    changed = deps.retry(write)
+    deps.retry(_forget, deps, changed.name, said_only=True)
+    return changed
 
 
 def _no_members(deps: Deps, group: NodeGroup, before: str | None) -> None:
@@ -172,21 +174,21 @@ def _jobs_naming(deps: Deps, group: str) -> list[int]:
     return sorted(j.id for j in jobs if any(g.casefold() == folded for g in j.node_groups))
 
 
-def _forget(deps: Deps, group: str) -> None:
+def _forget(deps: Deps, group: str, *, said_only: bool = False) -> None:
     """Drop the autoscaler's memory of a deleted group (backoff, last grow, what it said,
     its idle policy's forecast), so a group created later under the name starts afresh.
     Harmless if a run writes it back meanwhile: the autoscaler decides, and the pending
-    reasons read, only for groups that exist."""
+    reasons read, only for groups that exist. ``said_only``: a changed group's last notes
+    alone (they may name the setting just changed, "below GrowThreshold 3"; a probe's task
+    still quoted it after the admin set 1); its next run says what holds."""
     try:
         meta = deps.store.get_meta(STATE_KEY)
     except NotFound:
         return
     data = meta.data
-    places = [
-        data.get("groups"),
-        data.get(SAID_FIELD),
-        (data.get(MEMORY_FIELD) or {}).get("groups"),
-    ]
+    places = [data.get(SAID_FIELD)]
+    if not said_only:
+        places += [data.get("groups"), (data.get(MEMORY_FIELD) or {}).get("groups")]
     changed = False
     for place in places:
         if isinstance(place, dict) and group in place:
