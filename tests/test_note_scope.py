@@ -142,3 +142,9 @@ def test_a_task_shown_to_the_autoscaler_does_not_hear_the_ceilings_note(cp, prov
     cp.autoscale()  # the next grow check: the first six tasks' three nodes start
     why = reasons(cp, job.id, other.id)
     assert why[(job.id, 1)] == "waiting for azure-1, azure-2, azure-3 to start in AzureNodes"
+    beyond = (  # the ceiling's note, said again by this run, is the last 7's
+        "waiting for azure-1, azure-2, azure-3 to start in AzureNodes; the autoscaler 0 s ago: "
+        "AzureNodes: " + ceiling
+    )
+    assert why[(job.id, 12)] == beyond
+    assert why[(other.id, 1)] == "1 earlier job of the same priority ahead; " + beyond

@@ -21,7 +21,14 @@ from shared.domain.growshrink import mute
 from shared.domain.jobexclusive import Occupancy, barred_reason
 from shared.domain.memory import fits, may_fit, shown
 from shared.domain.models import Job, LostAttempt, Task
-from shared.domain.pending_scaling import GroupScaling, capped_only, group_reason, max_zero, where
+from shared.domain.pending_scaling import (
+    GroupScaling,
+    capped_only,
+    group_reason,
+    max_zero,
+    told_of,
+    where,
+)
 from shared.domain.protocol import describe, task_protocol
 from shared.domain.reservation import Reservation
 from shared.domain.states import NODE_SCHEDULABLE, JobState, NodeState, TaskState
@@ -67,7 +74,11 @@ def pending_reason(
         reason = barred_reason(task, barred, occupied, where(task.node_groups))
     elif short and held_mb and kind == "busy":
         reason = memoryfit.short_reason(task, short, mine, held_mb, where(task.node_groups))
-    if kind == "no-online" and capped_only(task.node_groups, capped):
+    if kind == "starting" and scaling and now is not None:
+        groups = task.node_groups or sorted(scaling)
+        told = [told_of(task, scaling[g], now) for g in groups if g in scaling]
+        reason = "; ".join([reason, *(t for t in told if t)])
+    elif kind == "no-online" and capped_only(task.node_groups, capped):
         reason += "; " + max_zero(task.node_groups)
     elif kind in ("no-online", "busy", "memory", "size") and scaling and now is not None:
         # "size": too few Online nodes big enough, which the autoscaler may start (a re-probe

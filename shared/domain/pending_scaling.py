@@ -168,6 +168,18 @@ def scaling_reason(
     return None
 
 
+def told_of(task: Task, group: GroupScaling, now: datetime) -> str | None:
+    """The autoscaler's last notes about ``task`` alone (its ceiling, its deferral), for a
+    task whose group's nodes are starting: they say why those nodes are not all its (a task
+    beyond the ceiling read only "waiting for azure-1, azure-2, azure-3 to start")."""
+    key = (task.job_id, task.id)
+    notes = [n.text for n in group.notes if isinstance(n, Said) and n.about and _about(n, key)]
+    if not notes:
+        return None
+    age = "" if group.said_at is None else f" {(now - group.said_at).total_seconds():.0f} s ago"
+    return f"the autoscaler{age}: " + "; ".join(f"{group.name}: {n}" for n in notes)
+
+
 def _about(note: str | Said, task: tuple[int, int] | None) -> bool:
     """Whether ``note`` concerns ``task`` (none named: every note does)."""
     if isinstance(note, str) or task is None:
