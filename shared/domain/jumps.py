@@ -10,8 +10,9 @@ waited while enough nodes were free added about 1 s to the mean wait, 97% of it 
 head that waited for boots.)
 
 The estimate (:func:`projected`) takes the requests in order, each on the eligible free
-nodes first (each node one slot: its free cores, and the memory its tasks do not hold), then the booting nodes that come up first; its start is now, or when the last
-of those comes up, or, if they do not suffice, a fresh boot from now (it holds them and
+nodes first (each node one slot: its free cores, and the memory its tasks do not hold),
+then the booting nodes that come up first; its start is now, or when the last of those
+comes up, or, if they do not suffice, a fresh boot from now (it holds them and
 the autoscaler starts the rest for it). A request that starts now frees its nodes by its
 runtime limit: when that is sooner than a fresh boot, they serve the requests behind it
 from then (a jumper that ends before the request it passes has all its nodes up delays
