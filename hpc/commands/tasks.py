@@ -35,7 +35,7 @@ from hpc.common import (
     task_ref,
     task_refs,
 )
-from hpc.text import for_terminal, safe
+from hpc.text import for_terminal, one_line, safe
 from shared.domain.specvalues import quoted
 
 TASK_PAGE = 1000
@@ -190,6 +190,15 @@ def task_output(
         int | None,
         typer.Option(min=0, metavar="N", help="Print only the last N lines.", show_default=False),
     ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Go on printing what the task writes until it ends (into its next attempt "
+            "if it is retried, unless --attempt); exit code 0 only if it Finished.",
+        ),
+    ] = False,
 ) -> None:
     """Print a task's whole stdout (or stderr), of its last attempt unless --attempt.
 
@@ -197,7 +206,9 @@ def task_output(
     on a terminal, escape sequences and control characters other than newline
     and tab are removed so the output cannot restyle or rewrite the terminal.
     An output cut at HPC_MAX_OUTPUT_BYTES ends with a line saying so. The task is
-    JOB TASK or JOB.TASK.
+    JOB TASK or JOB.TASK. With --follow, what the task writes is printed as it is
+    stored (on the embedded default as the task writes it; with Blob output when the
+    task ends) until the task ends.
     """
     job, task = task_ref(job_id, task_id)
     out = _OutputWriter(terminal=_stdout_is_terminal())
@@ -207,13 +218,16 @@ def task_output(
         if tail is not None:
             page = client.task_output_tail(job, task, tail, stream=which, attempt=attempt)
             out.write(page.data)
-            stored = page.stored
+            stored, printed = page.stored, page.size or 0
         else:
+            printed = 0
             for page in client.iter_task_output(job, task, stream=which, attempt=attempt):
                 out.write(page.data)
-                stored = stored and page.stored
+                stored, printed = stored and page.stored, printed + len(page.data)
+        if follow:
+            _follow(client, job, task, which, page.attempt, printed, attempt is not None, out)
     out.close()
-    if not stored:  # not "it printed nothing" (a probe could not tell the two apart)
+    if not stored and not follow:  # not "it printed nothing" (a probe could not tell the two apart)
         of = f" of attempt {page.attempt}" if page.attempt is not None else ""
         stderr_console().print(
             f"nothing of task {job}.{task}'s {which}{of} is stored yet: a running task's "
@@ -222,6 +236,43 @@ def task_output(
             markup=False,
             highlight=False,
         )
+
+
+def _follow(
+    client: ApiClient,
+    job: int,
+    task: int,
+    stream: Stream,
+    attempt: int | None,
+    offset: int,
+    pinned: bool,
+    out: _OutputWriter,
+) -> None:
+    """``--follow``: print the rest as it comes (:mod:`hpc.follow`); exit 1 unless the task
+    Finished, saying how it ended on stderr."""
+    from hpc.follow import follow_output
+
+    def note(text: str) -> None:
+        stderr_console().print(text, markup=False, highlight=False)
+
+    ended = follow_output(
+        client,
+        job,
+        task,
+        stream=stream,
+        attempt=attempt,
+        offset=offset,
+        pinned=pinned,
+        write=out.write,
+        note=note,
+    )
+    state = str(ended.get("state"))
+    if state != "Finished":
+        out.close()
+        code = ended.get("exitCode")
+        how = f" (exit code {code})" if code is not None else ""
+        note(f"task {job}.{task} {one_line(state)}{how}")
+        raise typer.Exit(1)
 
 
 class _OutputWriter:
@@ -240,6 +291,7 @@ class _OutputWriter:
             buffer = getattr(sys.stdout, "buffer", None)
             if buffer is not None:
                 buffer.write(data)
+                buffer.flush()  # a pipe reads what --follow prints as it comes
             else:
                 sys.stdout.write(data.decode("utf-8", errors="replace"))
             return

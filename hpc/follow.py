@@ -1,0 +1,94 @@
+"""``hpc task output --follow``: print a task's output as it grows, until the task ends
+(``tail -f`` on a Slurm job's file, without a shared file system).
+
+Each poll reads the task's state first, then the bytes past what was printed: an ended
+task's end is reported only once its output is stored (agent/publisher.py), so the read
+after a terminal state is the last one needed. With Blob output a running task's output is
+stored once it ends, so there the whole of it comes then; on the embedded default it comes
+as the task writes it. A task requeued or retried meanwhile is followed into its next
+attempt (said on stderr), unless ``--attempt`` named one. A control plane that stops
+answering for a moment (a restart) does not end the follow; one silent for longer than
+``patience_s`` does, as :mod:`hpc.watch` does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hpc.client import ApiClient, ApiError
+from hpc.client_output import OUTPUT_PAGE_BYTES, Stream
+from shared.domain.states import TASK_TERMINAL
+
+TERMINAL = frozenset(s.value for s in TASK_TERMINAL)
+POLL_INTERVAL_S = 1.0
+"""Pause between two polls (module-level so tests can shorten it)."""
+PATIENCE_S = 30.0
+"""How long the control plane may stay unreachable before the follow gives up."""
+
+
+def follow_output(
+    client: ApiClient,
+    job_id: int,
+    task_id: int,
+    *,
+    stream: Stream,
+    attempt: int | None,
+    offset: int,
+    pinned: bool,
+    write: Callable[[bytes], None],
+    note: Callable[[str], None],
+    interval_s: float | None = None,
+    patience_s: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Print ``stream`` of ``attempt`` from ``offset`` on as it grows; return the task once it
+    ended and all its output was printed. ``pinned``: the user named the attempt (it is
+    not left for a later one)."""
+    interval_s = POLL_INTERVAL_S if interval_s is None else interval_s
+    patience_s = PATIENCE_S if patience_s is None else patience_s
+    silent_since: float | None = None
+    while True:
+        try:
+            task = client.get_task(job_id, task_id)
+        except ApiError as e:
+            now = time.monotonic()
+            silent_since = now if silent_since is None else silent_since
+            if e.status != 0 or now - silent_since >= patience_s:
+                raise
+            sleep(interval_s)
+            continue
+        silent_since = None
+        latest = task.get("attempt")
+        if attempt is None:
+            attempt = latest
+        offset = _print_new(client, job_id, task_id, stream, attempt, offset, write)
+        if not pinned and isinstance(latest, int) and attempt is not None and latest > attempt:
+            note(f"task {job_id}.{task_id}: attempt {attempt} ended; following attempt {latest}")
+            attempt, offset = latest, 0
+            continue
+        if task.get("state") in TERMINAL:
+            return task
+        sleep(interval_s)
+
+
+def _print_new(
+    client: ApiClient,
+    job_id: int,
+    task_id: int,
+    stream: Stream,
+    attempt: int | None,
+    offset: int,
+    write: Callable[[bytes], None],
+) -> int:
+    """Print the bytes of ``attempt`` past ``offset``; the new offset."""
+    while True:
+        page = client.task_output_page(
+            job_id, task_id, stream=stream, attempt=attempt, offset=offset, limit=OUTPUT_PAGE_BYTES
+        )
+        if page.data:
+            write(page.data)
+            offset += len(page.data)
+        if len(page.data) < OUTPUT_PAGE_BYTES:
+            return offset

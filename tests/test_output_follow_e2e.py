@@ -1,0 +1,135 @@
+"""``hpc task output --follow`` end to end: `hpc up`'s control plane with a real agent.
+
+A task writes a line, then waits for a gate file the test creates: the line must reach the
+follower while the task still runs (the embedded default stores output as it is written),
+the rest once it is written, and the follower must end with the task, exit code 0 only if
+it Finished. No sleep decides an outcome: the task waits on the gate, the test on lines.
+"""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpc.localcluster import LocalCluster, hpc_command
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.e2e
+
+GATED = 'echo "line 1"; while [ ! -e "$GATE" ]; do sleep 0.1; done; echo "line 2"; exit $CODE'
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path_factory.mktemp("follow-e2e") / "hpc", nodes=1, cores=2)
+    c.start()
+    yield c
+    c.stop()
+
+
+class Follower:
+    """``hpc task output ... --follow`` in a process, its stdout read line by line."""
+
+    def __init__(self, cluster: LocalCluster, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [*hpc_command(), "task", "output", *args, "--follow"],
+            env=cluster.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def line(self, timeout: float = 60) -> bytes:
+        return self.lines.get(timeout=timeout)
+
+    def end(self) -> tuple[int, str]:
+        code = self.proc.wait(timeout=60)
+        assert self.proc.stderr is not None
+        return code, self.proc.stderr.read().decode()
+
+
+def state(cluster: LocalCluster, job_id: int) -> str:
+    return str(cluster.tasks(job_id)[0]["state"])
+
+
+@pytest.mark.parametrize(("code", "ends"), [(0, "Finished"), (3, "Failed")])
+def test_follow_prints_the_output_as_it_is_written_and_ends_with_the_task(
+    cluster: LocalCluster, tmp_path: Path, code: int, ends: str
+) -> None:
+    gate = tmp_path / "gate"
+    job_id = cluster.submit({"command": GATED, "env": {"GATE": str(gate), "CODE": str(code)}})
+    follower = Follower(cluster, f"{job_id}.1")  # from submit on: queued, then running
+    assert follower.line() == b"line 1\n"
+    assert state(cluster, job_id) == "Running"  # the line came while the task ran
+    gate.touch()
+    assert follower.line() == b"line 2\n"
+    exit_code, errors = follower.end()
+    assert state(cluster, job_id) == ends
+    assert follower.lines.empty()
+    if code == 0:
+        assert (exit_code, errors) == (0, "")
+    else:
+        assert exit_code == 1
+        assert errors.strip().splitlines()[-1] == f"task {job_id}.1 Failed (exit code 3)"
+
+
+def test_follow_after_a_tail_prints_only_what_comes_after_it(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    command = 'echo a; echo b; echo c; while [ ! -e "$GATE" ]; do sleep 0.1; done; echo d'
+    job_id = cluster.submit({"command": command, "env": {"GATE": str(gate)}})
+
+    def written() -> bool:  # on output, not time: the first three lines are stored
+        shown = subprocess.run(
+            [*hpc_command(), "task", "output", f"{job_id}.1"], env=cluster.env, capture_output=True
+        )
+        return shown.stdout == b"a\nb\nc\n"
+
+    wait_until(written, timeout=60, what="the first three lines")
+    follower = Follower(cluster, f"{job_id}.1", "--tail", "1")
+    assert follower.line() == b"c\n"
+    gate.touch()
+    assert follower.line() == b"d\n"
+    assert follower.end() == (0, "")
+    assert follower.lines.empty()
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path_factory.mktemp("follow-two") / "hpc", nodes=2, cores=1)
+    c.start()
+    yield c
+    c.stop()
+
+
+def test_follow_goes_on_into_the_next_attempt_of_a_task_given_up_with_its_node(
+    two_nodes: LocalCluster, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    command = 'echo "on $HPC_NODE_NAME"; while [ ! -e "$GATE" ]; do sleep 0.1; done; echo done'
+    job_id = two_nodes.submit({"command": command, "env": {"GATE": str(gate)}})
+    follower = Follower(two_nodes, f"{job_id}.1")
+    first = follower.line().decode().split()[-1]
+    taken = subprocess.run(
+        [*hpc_command(), "node", "offline", first], env=two_nodes.env, capture_output=True
+    )
+    assert taken.returncode == 0, taken.stderr
+    second = follower.line().decode().split()[-1]  # attempt 1, on the other node
+    assert second != first
+    gate.touch()
+    assert follower.line() == b"done\n"
+    code, errors = follower.end()
+    assert code == 0
+    assert f"task {job_id}.1: attempt 0 ended; following attempt 1" in errors
