@@ -82,11 +82,22 @@ def _print_new(
     offset: int,
     write: Callable[[bytes], None],
 ) -> int:
-    """Print the bytes of ``attempt`` past ``offset``; the new offset."""
+    """Print the bytes of ``attempt`` past ``offset``; the new offset. An attempt that has not
+    reached a node has no output yet (404): nothing to print."""
     while True:
-        page = client.task_output_page(
-            job_id, task_id, stream=stream, attempt=attempt, offset=offset, limit=OUTPUT_PAGE_BYTES
-        )
+        try:
+            page = client.task_output_page(
+                job_id,
+                task_id,
+                stream=stream,
+                attempt=attempt,
+                offset=offset,
+                limit=OUTPUT_PAGE_BYTES,
+            )
+        except ApiError as e:
+            if e.status != 404:
+                raise
+            return offset
         if page.data:
             write(page.data)
             offset += len(page.data)

@@ -133,3 +133,21 @@ def test_follow_goes_on_into_the_next_attempt_of_a_task_given_up_with_its_node(
     code, errors = follower.end()
     assert code == 0
     assert f"task {job_id}.1: attempt 0 ended; following attempt 1" in errors
+
+
+def test_follow_of_a_task_not_run_yet_waits_for_it(cluster: LocalCluster) -> None:
+    """Its output does not exist yet (404): --follow waits for it (before, an error)."""
+    submitted = subprocess.run(
+        [*hpc_command(), "job", "submit", "--hold", "--", "echo hello"],
+        env=cluster.env,
+        capture_output=True,
+    )
+    job_id = int(submitted.stdout)
+    follower = Follower(cluster, f"{job_id}.1")
+    wait_until(lambda: follower.proc.poll() is None and state(cluster, job_id) == "Queued")
+    released = subprocess.run(
+        [*hpc_command(), "job", "release", str(job_id)], env=cluster.env, capture_output=True
+    )
+    assert released.returncode == 0, released.stderr
+    assert follower.line() == b"hello\n"
+    assert follower.end() == (0, "")

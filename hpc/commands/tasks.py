@@ -15,7 +15,7 @@ from typing import Annotated, Any, cast
 import typer
 
 from hpc import render, render_tasks
-from hpc.client import ApiClient
+from hpc.client import ApiClient, ApiError
 from hpc.client_output import Stream
 from hpc.common import (
     TASK_STATES,
@@ -215,20 +215,17 @@ def task_output(
     which = cast(Stream, stream)  # (parse_stream ran as the option's parser)
     stored = True
     with api_client() as client:
-        if tail is not None:
-            page = client.task_output_tail(job, task, tail, stream=which, attempt=attempt)
-            out.write(page.data)
-            stored, printed = page.stored, page.size or 0
-        else:
-            printed = 0
-            for page in client.iter_task_output(job, task, stream=which, attempt=attempt):
-                out.write(page.data)
-                stored, printed = stored and page.stored, printed + len(page.data)
+        try:
+            stored, printed, served = _print_stored(client, job, task, which, attempt, tail, out)
+        except ApiError as e:  # a task not run yet has no output: --follow waits for it
+            if not (follow and attempt is None and e.status == 404):
+                raise
+            stored, printed, served = True, 0, None
         if follow:
-            _follow(client, job, task, which, page.attempt, printed, attempt is not None, out)
+            _follow(client, job, task, which, served, printed, attempt is not None, out)
     out.close()
     if not stored and not follow:  # not "it printed nothing" (a probe could not tell the two apart)
-        of = f" of attempt {page.attempt}" if page.attempt is not None else ""
+        of = f" of attempt {served}" if served is not None else ""
         stderr_console().print(
             f"nothing of task {job}.{task}'s {which}{of} is stored yet: a running task's "
             "output is stored once it ends (its own node shows it as it runs), an ended "
@@ -236,6 +233,28 @@ def task_output(
             markup=False,
             highlight=False,
         )
+
+
+def _print_stored(
+    client: ApiClient,
+    job: int,
+    task: int,
+    stream: Stream,
+    attempt: int | None,
+    tail: int | None,
+    out: _OutputWriter,
+) -> tuple[bool, int, int | None]:
+    """Print what is stored of the stream (its last ``tail`` lines, or all of it): whether
+    any of it is stored, the offset printed up to, and the attempt served."""
+    if tail is not None:
+        page = client.task_output_tail(job, task, tail, stream=stream, attempt=attempt)
+        out.write(page.data)
+        return page.stored, page.size or 0, page.attempt
+    stored, printed, served = True, 0, attempt
+    for page in client.iter_task_output(job, task, stream=stream, attempt=attempt):
+        out.write(page.data)
+        stored, printed, served = stored and page.stored, printed + len(page.data), page.attempt
+    return stored, printed, served
 
 
 def _follow(
