@@ -111,3 +111,28 @@ def watch_job(
                 return job
             sleep(interval_s)
             job = _poll(client, job_id, retry_s=interval_s, patience_s=patience_s, sleep=sleep)
+
+
+def watch_to_end(job_id: int, *, as_json: bool) -> None:
+    """``hpc job watch`` and ``hpc job submit --wait``: follow the job until it ends (its
+    progress on stderr), print how it ended (or its JSON) on stdout, and exit 0 only if it
+    Finished (as ``sbatch --wait`` does)."""
+    import typer
+    from rich.text import Text
+
+    from hpc import render
+    from hpc.common import api_client, print_json, stderr_console, stdout_console
+
+    with api_client() as client:
+        job = watch_job(client, job_id, console=stderr_console())
+    final = str(job.get("state"))
+    if as_json:
+        print_json(job)
+    else:
+        line = Text.assemble(
+            f"job {job_id} ", render.state(final), f": {render.progress(job)} tasks done"
+        )
+        if job.get("error"):
+            line.append(f" ({one_line(job['error'])})", style="red")
+        stdout_console().print(line, soft_wrap=True)
+    raise typer.Exit(0 if final == "Finished" else 1)

@@ -281,18 +281,6 @@ def _still_held(job: dict[str, Any], job_id: int) -> str | None:
 @app.command("watch")
 def job_watch(job_id: JobId, as_json: JsonOption = False) -> None:
     """Follow a job until it ends; exit code 0 only if it Finished."""
-    from hpc.watch import watch_job
+    from hpc.watch import watch_to_end
 
-    with api_client() as client:
-        job = watch_job(client, job_id, console=stderr_console())
-    final = str(job.get("state"))
-    if as_json:
-        print_json(job)
-    else:
-        line = Text.assemble(
-            f"job {job_id} ", render.state(final), f": {render.progress(job)} tasks done"
-        )
-        if job.get("error"):
-            line.append(f" ({one_line(job['error'])})", style="red")
-        stdout_console().print(line, soft_wrap=True)
-    raise typer.Exit(0 if final == "Finished" else 1)
+    watch_to_end(job_id, as_json=as_json)

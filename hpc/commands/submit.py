@@ -204,6 +204,14 @@ def job_submit(
             help="Hold the job from submit on, until `hpc job release` (Slurm's --hold).",
         ),
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Then follow the job until it ends, as hpc job watch (Slurm's sbatch --wait); "
+            "exit code 0 only if it Finished.",
+        ),
+    ] = False,
     run_dependents_on_failure: Annotated[
         bool,
         typer.Option(
@@ -359,18 +367,21 @@ def job_submit(
         spec = with_job_exclusive(spec)
     with api_client() as client:
         job = client.submit_job(spec, idempotency_key=idempotency_key)
-    if as_json:
+    if as_json and not wait:
         print_json(job)
         return
     job_id = job.get("id")
-    typer.echo(job_id)
     shown = safe(job_id)
-    count = job.get("taskCount")
-    tasks = f" ({count} task{'s' if count != 1 else ''})" if isinstance(count, int) else ""
-    stderr_console().print(
-        f"submitted job {shown}{tasks}; follow it with [bold]hpc job watch {shown}[/]",
-        soft_wrap=True,
-    )
+    if not as_json:
+        typer.echo(job_id)  # the id first, also with --wait: a script reads it at once
+        count = job.get("taskCount")
+        tasks = f" ({count} task{'s' if count != 1 else ''})" if isinstance(count, int) else ""
+        then = "waiting for it to end" if wait else f"follow it with [bold]hpc job watch {shown}[/]"
+        stderr_console().print(f"submitted job {shown}{tasks}; {then}", soft_wrap=True)
+    if wait:
+        from hpc.watch import watch_to_end
+
+        watch_to_end(int(job["id"]), as_json=as_json)
 
 
 def _job_ids(values: list[str]) -> list[int]:

@@ -1,4 +1,5 @@
-"""``hpc task output --follow`` end to end: `hpc up`'s control plane with a real agent.
+"""Following to the end, on `hpc up`'s control plane with real agents: a task's output
+(``hpc task output --follow``) and a job (``hpc job submit --wait``).
 
 A task writes a line, then waits for a gate file the test creates: the line must reach the
 follower while the task still runs (the embedded default stores output as it is written),
@@ -8,6 +9,7 @@ it Finished. No sleep decides an outcome: the task waits on the gate, the test o
 
 from __future__ import annotations
 
+import json
 import queue
 import subprocess
 import threading
@@ -151,3 +153,32 @@ def test_follow_of_a_task_not_run_yet_waits_for_it(cluster: LocalCluster) -> Non
     assert released.returncode == 0, released.stderr
     assert follower.line() == b"hello\n"
     assert follower.end() == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "ends"), [("true", 0, "Finished"), ("exit 3", 1, "Failed")]
+)
+def test_submit_wait_ends_with_the_job_and_says_how(
+    cluster: LocalCluster, command: str, code: int, ends: str
+) -> None:
+    """``hpc job submit --wait`` (Slurm's ``sbatch --wait``): the id at once, then the job's
+    end; exit code 0 only if it Finished. With --json, the ended job's JSON."""
+    run = subprocess.run(
+        [*hpc_command(), "job", "submit", "--wait", "--", command],
+        env=cluster.env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert run.returncode == code, run.stderr
+    first, last = run.stdout.decode().splitlines()
+    assert last == f"job {first} {ends}: 1/1 tasks done" + (
+        " (1 of 1 tasks failed)" if code else ""
+    )
+    assert state(cluster, int(first)) == ends
+    as_json = subprocess.run(
+        [*hpc_command(), "job", "submit", "--wait", "--json", "--", command],
+        env=cluster.env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert as_json.returncode == code and json.loads(as_json.stdout)["state"] == ends
