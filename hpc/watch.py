@@ -75,7 +75,8 @@ def watch_job(
     # not retried: a control plane never reached is no blip (patience is for restarts).
     job = client.get_job(job_id)
     last_line = ""
-    with Progress(*columns, console=console) as bar:
+    # piped or logged (CI): no bar at all, not even its last frame; plain lines below
+    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
         row = bar.add_task(
             f"job {job_id}", total=None, finished=0, failed=0, tasks_total=0, counts=""
         )

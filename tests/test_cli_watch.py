@@ -20,6 +20,7 @@ def test_watch_exits_0_when_the_job_finishes(api: StandIn) -> None:
     assert len([r for r in api.requests if r["path"] == "/api/jobs/1"]) == 3
     # Not a terminal: one plain progress line per change instead of a live bar.
     assert "job 1 Queued:" in result.output and "job 1 Running:" in result.output
+    assert "━" not in result.output  # no bar, not even its last frame (a CI log read one)
 
 
 def test_watch_exits_1_when_the_job_fails(api: StandIn) -> None:
