@@ -17,15 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hpc import watch
 from hpc.client import ApiClient, ApiError
 from hpc.client_output import OUTPUT_PAGE_BYTES, Stream
 from shared.domain.states import TASK_TERMINAL
 
 TERMINAL = frozenset(s.value for s in TASK_TERMINAL)
-POLL_INTERVAL_S = 1.0
-"""Pause between two polls (module-level so tests can shorten it)."""
-PATIENCE_S = 30.0
-"""How long the control plane may stay unreachable before the follow gives up."""
 
 
 def follow_output(
@@ -46,20 +43,15 @@ def follow_output(
     """Print ``stream`` of ``attempt`` from ``offset`` on as it grows; return the task once it
     ended and all its output was printed. ``pinned``: the user named the attempt (it is
     not left for a later one)."""
-    interval_s = POLL_INTERVAL_S if interval_s is None else interval_s
-    patience_s = PATIENCE_S if patience_s is None else patience_s
-    silent_since: float | None = None
+    interval_s = watch.POLL_INTERVAL_S if interval_s is None else interval_s
+    patience_s = watch.PATIENCE_S if patience_s is None else patience_s
     while True:
-        try:
-            task = client.get_task(job_id, task_id)
-        except ApiError as e:
-            now = time.monotonic()
-            silent_since = now if silent_since is None else silent_since
-            if e.status != 0 or now - silent_since >= patience_s:
-                raise
-            sleep(interval_s)
-            continue
-        silent_since = None
+        task = watch.poll_patiently(
+            lambda: client.get_task(job_id, task_id),
+            retry_s=interval_s,
+            patience_s=patience_s,
+            sleep=sleep,
+        )
         latest = task.get("attempt")
         if attempt is None:
             attempt = latest

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,25 +24,27 @@ from hpc.text import one_line, safe
 from shared.domain.states import JOB_TERMINAL
 
 TERMINAL_STATES = frozenset(s.value for s in JOB_TERMINAL)
+T = TypeVar("T")
 POLL_INTERVAL_S = 1.0
-"""Pause between two polls of the job (module-level so tests can shorten it)."""
+"""Pause between two polls of the job, or of a followed task (module-level so tests can
+shorten it)."""
 PATIENCE_S = 30.0
 """How long the control plane may stay unreachable before the watch gives up."""
 
 
-def _poll(
-    client: ApiClient,
-    job_id: int,
+def poll_patiently(
+    fetch: Callable[[], T],
     *,
     retry_s: float,
     patience_s: float,
     sleep: Callable[[float], None],
-) -> dict[str, Any]:
-    """The job, retrying while the control plane is unreachable (status 0) for up to patience_s."""
+) -> T:
+    """``fetch()``, retried while the control plane is unreachable (status 0) for up to
+    patience_s (a restart); any other error, or a longer silence, is raised."""
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            return client.get_job(job_id)
+            return fetch()
         except ApiError as e:
             if e.status != 0 or time.monotonic() >= deadline:
                 raise
@@ -111,7 +113,12 @@ def watch_job(
             if job_state in TERMINAL_STATES:
                 return job
             sleep(interval_s)
-            job = _poll(client, job_id, retry_s=interval_s, patience_s=patience_s, sleep=sleep)
+            job = poll_patiently(
+                lambda: client.get_job(job_id),
+                retry_s=interval_s,
+                patience_s=patience_s,
+                sleep=sleep,
+            )
 
 
 def watch_to_end(job_id: int, *, as_json: bool) -> None:

@@ -26,12 +26,18 @@ pytestmark = pytest.mark.e2e
 GATED = 'echo "line 1"; while [ ! -e "$GATE" ]; do sleep 0.1; done; echo "line 2"; exit $CODE'
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("follow-e2e") / "hpc", nodes=1, cores=2)
+def started(
+    factory: pytest.TempPathFactory, name: str, nodes: int, cores: int
+) -> Iterator[LocalCluster]:
+    c = LocalCluster(factory.mktemp(name) / "hpc", nodes=nodes, cores=cores)
     c.start()
     yield c
     c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    yield from started(tmp_path_factory, "follow-e2e", nodes=1, cores=2)
 
 
 class Follower:
@@ -110,10 +116,7 @@ def test_follow_after_a_tail_prints_only_what_comes_after_it(
 
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("follow-two") / "hpc", nodes=2, cores=1)
-    c.start()
-    yield c
-    c.stop()
+    yield from started(tmp_path_factory, "follow-two", nodes=2, cores=1)
 
 
 def test_follow_goes_on_into_the_next_attempt_of_a_task_given_up_with_its_node(

@@ -42,14 +42,19 @@ from shared.domain.states import NodeState
 
 
 class Coming(NamedTuple):
-    """A node being started: what it will offer and when."""
+    """A node being started: what it will offer and when. The estimate places requests on
+    free nodes as the same slots, ready now (:func:`_free_slot`)."""
 
     name: str
     groups: tuple[str, ...]
     cores: int
     ready_at: float
     memory_mb: float = math.inf
-    """Its memory (inf: not known yet, taken as enough, as the autoscaler starts it)."""
+    """Memory free for a request (a node being started: inf, not known yet, taken as enough
+    as the autoscaler starts it; a free node: what its tasks do not hold, 0 if unknown)."""
+
+
+_Slot = Coming  # the estimate's slot: a node being started, or a free one ready now
 
 
 JUMP_WINDOW = 64
@@ -88,15 +93,6 @@ def boots_of(
             mb = math.inf if n.memory_mb is None else n.memory_mb
             coming.append(Coming(n.name, tuple(n.groups), n.cores, ready, mb))
     return Boots(coming, max(boot_delays.values())) if coming else None
-
-
-class _Slot(NamedTuple):
-    name: str
-    groups: tuple[str, ...]
-    cores: int
-    ready_at: float
-    memory_mb: float = math.inf
-    """Memory free for a request (a free node's: what its tasks do not hold, 0 if unknown)."""
 
 
 def _fits(req: Request, slot: _Slot) -> bool:
@@ -151,7 +147,7 @@ def jumpers(
     free_slots = [_free_slot(s, now) for s in free if s.free > 0]
     if not boots.coming or not free_slots:
         return []
-    slots = free_slots + [_Slot(*c) for c in boots.coming]
+    slots = [*free_slots, *boots.coming]
     protect = boots.boot_delay_s if boots.protect_s is None else boots.protect_s
     order = list(queue[: boots.window])
     chosen: list[Request] = []

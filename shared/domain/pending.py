@@ -74,17 +74,17 @@ def pending_reason(
         reason = barred_reason(task, barred, occupied, where(task.node_groups))
     elif short and held_mb and kind == "busy":
         reason = memoryfit.short_reason(task, short, mine, held_mb, where(task.node_groups))
-    if kind == "starting" and scaling and now is not None:
-        groups = task.node_groups or sorted(scaling)
-        told = [told_of(task, scaling[g], now) for g in groups if g in scaling]
-        reason = "; ".join([reason, *(t for t in told if t)])
-    elif kind == "no-online" and capped_only(task.node_groups, capped):
+    if kind == "no-online" and capped_only(task.node_groups, capped):
         reason += "; " + max_zero(task.node_groups)
-    elif kind in ("no-online", "busy", "memory", "size") and scaling and now is not None:
+    elif kind in ("starting", "no-online", "busy", "memory", "size") and scaling and now:
         # "size": too few Online nodes big enough, which the autoscaler may start (a re-probe
-        # read "needs 4 nodes ...; 3 Online" as a job that could never run)
-        groups = task.node_groups or sorted(scaling)
-        said = [group_reason(task, scaling[g], now, nodes) for g in groups if g in scaling]
+        # read "needs 4 nodes ...; 3 Online" as a job that could never run); "starting":
+        # only the notes about the task (its ceiling, its deferral), as its nodes come
+        asked = [scaling[g] for g in task.node_groups or sorted(scaling) if g in scaling]
+        said = [
+            told_of(task, g, now) if kind == "starting" else group_reason(task, g, now, nodes)
+            for g in asked
+        ]
         reason = "; ".join([reason, *(s for s in said if s)])
     held = sorted(n.name for n in mine if n.held is not None)
     if not held or kind == "next":

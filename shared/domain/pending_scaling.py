@@ -147,8 +147,7 @@ def scaling_reason(
             f"or start its nodes ({start})"
         )
     stale = changed_at is not None and group.said_at is not None and changed_at > group.said_at
-    age = "" if group.said_at is None else f" {(now - group.said_at).total_seconds():.0f} s ago"
-    said = f"the autoscaler{age}: " + "; ".join(f"{name}: {n}" for n in notes)
+    said = _quoted(group, notes, now)
     if group.max_nodes is not None and up is not None and up >= group.max_nodes:
         full = at_max(name, group.max_nodes, up)
         return f"{full}; {said}" if notes and not stale else full
@@ -174,8 +173,11 @@ def told_of(task: Task, group: GroupScaling, now: datetime) -> str | None:
     beyond the ceiling read only "waiting for azure-1, azure-2, azure-3 to start")."""
     key = (task.job_id, task.id)
     notes = [n.text for n in group.notes if isinstance(n, Said) and n.about and _about(n, key)]
-    if not notes:
-        return None
+    return _quoted(group, notes, now) if notes else None
+
+
+def _quoted(group: GroupScaling, notes: Sequence[str], now: datetime) -> str:
+    """``the autoscaler 4 s ago: G: note; G: note``."""
     age = "" if group.said_at is None else f" {(now - group.said_at).total_seconds():.0f} s ago"
     return f"the autoscaler{age}: " + "; ".join(f"{group.name}: {n}" for n in notes)
 

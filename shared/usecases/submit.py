@@ -145,9 +145,8 @@ def check_fits(
         big = sum(1 for n in eligible if n.cores >= cores)
         if task.nodes > big:
             raise InvalidRequest(
-                f"a task asks for {task.nodes} nodes with {_many(cores, 'core')} each but "
-                f"{where} has {big} such {_many(big, 'node', count=False)}; ask for at most "
-                f"{_many(big, 'node')}"
+                f"a task asks for {task.nodes} nodes with {_counted(cores, 'core')} each but "
+                f"{where} has {_counted(big, 'such node')}; ask for at most {_counted(big, 'node')}"
             )
     usable = [g for g in groups if not wanted or g.name in wanted]
     check_memory(spec, eligible, usable, where, nodes)
@@ -266,9 +265,3 @@ def _how_to_add(names: Sequence[str], groups: Sequence[NodeGroup]) -> str:
         group = f" --group {agents[0]}" if agents else ""
         ways.append(f"start agents (hpc up / hpc agent run{group})")
     return "add them first: " + "; or ".join(ways)
-
-
-def _many(n: int, word: str, *, count: bool = True) -> str:
-    """``1 core``, ``2 cores`` (``count`` False: the word alone, ``node``/``nodes``)."""
-    shown = word if n == 1 else word + "s"
-    return f"{n} {shown}" if count else shown
