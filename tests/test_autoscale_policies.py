@@ -35,6 +35,7 @@ from shared.domain.policymemory import Forecast, PolicyMemory
 from shared.domain.states import NodeState, TaskState
 from shared.domain.warmpool import Plan
 from shared.errors import InvalidRequest
+from shared.usecases import idle_policy
 from shared.usecases.autoscale_log import read_log
 from shared.usecases.autoscale_memory import STATE_KEY
 from shared.usecases.control_plane import ControlPlane
@@ -157,6 +158,13 @@ def test_a_measured_boot_is_logged_beside_the_groups_boot_delay(kept):
     cp.autoscale()
     [booted] = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "booted"]
     assert booted["reason"] == "Starting -> Online in 30 s (its group's bootDelayS is 180 s)"
+
+
+@pytest.mark.parametrize(
+    ("took", "said"), [(0.04, "0.0"), (1.44, "1.4"), (9.94, "9.9"), (10.0, "10"), (30.4, "30")]
+)
+def test_a_boot_of_seconds_is_not_read_as_none(took: float, said: str) -> None:
+    assert idle_policy._seconds(took) == said  # hpc up's local VMs join in about 1.5 s
 
 
 def test_a_job_about_to_take_an_idle_vm_is_the_groups_demand(

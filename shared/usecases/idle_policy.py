@@ -272,15 +272,20 @@ def boot_entries(
         group = next((g for g in n.groups if g in policy.groups), None)
         if group is None:
             continue
-        took = (n.state_time - ordered.start_ordered_at).total_seconds()
+        took = max(0.0, (n.state_time - ordered.start_ordered_at).total_seconds())
         said = boot_delays.get(group)
         tail = f" (its group's bootDelayS is {said:g} s)" if said is not None else ""
         out.append(
             _entry(
-                n.state_time, "booted", n.name, group, f"Starting -> Online in {took:.0f} s{tail}"
+                n.state_time, "booted", n.name, group, f"Starting -> Online in {_seconds(took)} s{tail}"
             )
         )
     return out
+
+
+def _seconds(took: float) -> str:
+    """A boot of seconds (a local VM's) read as 1.4, not as 0 beside a bootDelayS of 180."""
+    return f"{took:.1f}" if took < 10 else f"{took:.0f}"
 
 
 def _entry(
