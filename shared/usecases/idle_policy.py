@@ -277,7 +277,11 @@ def boot_entries(
         tail = f" (its group's bootDelayS is {said:g} s)" if said is not None else ""
         out.append(
             _entry(
-                n.state_time, "booted", n.name, group, f"Starting -> Online in {_seconds(took)} s{tail}"
+                n.state_time,
+                "booted",
+                n.name,
+                group,
+                f"Starting -> Online in {_seconds(took)} s{tail}",
             )
         )
     return out
