@@ -185,7 +185,34 @@ def parse_array(text: str) -> tuple[list[str], int | None]:
     parts = [part.strip() for part in sweep.split(",")]
     if not all(parts):
         raise ValueError(f"{quoted(text)}: give indices or ranges between the commas, e.g. 1,3,5-9")
-    return [parse_sweep(f"{p}-{p}" if p.isdigit() else p) for p in parts], limit
+    return _once_each([parse_sweep(f"{p}-{p}" if p.isdigit() else p) for p in parts]), limit
+
+
+_DEDUPE_UP_TO = 2_000_000
+"""Indices counted at most (above it the server refuses the job's size anyway)."""
+
+
+def _once_each(ranges: list[str]) -> list[str]:
+    """Each index once, as Slurm's array is a set of indices (a probe's ``--array 1,1,2`` ran
+    task 1 twice, both writing one ``%a`` file): ranges that overlap are merged into runs of
+    consecutive indices, in order; ranges that do not are kept as given."""
+    sweeps = [Sweep.parse(r) for r in ranges]
+    total = sum(s.count for s in sweeps)
+    if len(sweeps) < 2 or total > _DEDUPE_UP_TO:
+        return ranges
+    indices = sorted({i for s in sweeps for i in s.indices()})
+    if len(indices) == total:
+        return ranges
+    runs: list[str] = []
+    first = last = indices[0]
+    for i in indices[1:] + [None]:
+        if i is not None and i == last + 1:
+            last = i
+            continue
+        runs.append(f"{first}-{last}")
+        if i is not None:
+            first = last = i
+    return runs
 
 
 def parse_time(text: str) -> str:

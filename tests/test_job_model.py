@@ -176,3 +176,18 @@ def test_cli_array_is_a_sweep_with_a_cap():
     assert spec["maxConcurrent"] == 10 and spec["dependsOn"] == [4]
     with pytest.raises(ValueError, match="after %"):
         parse_array("1-10%0")
+
+
+@pytest.mark.parametrize(
+    ("array", "ranges"),
+    [
+        ("1,1,2", ["1-2"]),  # a probe's ran task 1 twice
+        ("1-5,3-7", ["1-7"]),
+        ("9,1-3,2", ["1-3", "9-9"]),
+        ("1-9:2,3", ["1-1", "3-3", "5-5", "7-7", "9-9"]),
+        ("1,3,5-9:2", ["1-1", "3-3", "5-9:2"]),  # no overlap: as given
+        ("0-8:2,1-9:2", ["0-8:2", "1-9:2"]),
+    ],
+)
+def test_cli_array_runs_each_index_once_as_slurm_does(array: str, ranges: list[str]) -> None:
+    assert parse_array(array) == (ranges, None)
