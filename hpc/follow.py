@@ -20,9 +20,21 @@ from typing import Any
 from hpc import watch
 from hpc.client import ApiClient, ApiError
 from hpc.client_output import OUTPUT_PAGE_BYTES, Stream
-from shared.domain.states import TASK_TERMINAL
+from hpc.text import one_line
+from shared.domain.states import TASK_TERMINAL, TaskState
 
 TERMINAL = frozenset(s.value for s in TASK_TERMINAL)
+WAITING = frozenset({TaskState.QUEUED.value})
+
+
+def _waiting(job_id: int, task_id: int, task: dict[str, Any]) -> str:
+    """Said once on stderr for a task not started yet, so a follow that prints nothing says
+    why (a probe's follow of a held task sat silent)."""
+    why = task.get("pendingReason")
+    tail = f": {one_line(str(why))}" if why else ""
+    return (
+        f"task {job_id}.{task_id} is {task.get('state')}{tail}; its output follows once it starts"
+    )
 
 
 def follow_output(
@@ -45,6 +57,7 @@ def follow_output(
     not left for a later one)."""
     interval_s = watch.POLL_INTERVAL_S if interval_s is None else interval_s
     patience_s = watch.PATIENCE_S if patience_s is None else patience_s
+    told = False
     while True:
         task = watch.poll_patiently(
             lambda: client.get_task(job_id, task_id),
@@ -52,6 +65,9 @@ def follow_output(
             patience_s=patience_s,
             sleep=sleep,
         )
+        if not told and task.get("state") in WAITING:
+            note(_waiting(job_id, task_id, task))
+            told = True
         latest = task.get("attempt")
         if attempt is None:
             attempt = latest
