@@ -27,7 +27,7 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
         ("Name", dash(task.get("name"))),
         ("State", state(task.get("state"))),
         *_command(task),
-        ("Cores", dash(task.get("cores"))),
+        *_cores(task),
         *([("Min memory", f"{memory(asked)} per node")] if positive_int(asked) else []),
         ("Runtime limit", format_duration(limit) if limit else "none"),
         *_task_settings(task),
@@ -45,6 +45,26 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
     for label, value in rows:
         table.add_row(label, *cells(value))
     return Group(table)
+
+
+def _cores(task: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The cores it asked for and, once placed, those it was granted: a probe's ``--cores 1-2``
+    task ran on 2 and an ``--exclusive`` one on the whole node while the view said ``Cores 1``."""
+    low, high, nodes = task.get("cores"), task.get("maxCores"), task.get("nodes")
+    asked = f"{dash(low)}-{high}" if isinstance(high, int) and high != low else dash(low)
+    if isinstance(nodes, int) and nodes > 1:
+        asked += " per node"
+    rows = [("Cores", asked)]
+    hosts = task.get("hosts")
+    if isinstance(hosts, list) and len(hosts) == 1 and isinstance(hosts[0], dict):
+        granted = hosts[0].get("cores")
+        if isinstance(granted, int) and str(granted) != asked:
+            rows = [("Cores", f"{granted} (asked {asked})")]
+    if task.get("exclusive") is True:
+        rows.append(("Exclusive", "task: runs alone on its node(s), holding all their cores"))
+    if task.get("validExitCodes"):
+        rows.append(("Valid exit codes", dash(task["validExitCodes"])))
+    return rows
 
 
 def _command(task: Mapping[str, Any]) -> list[tuple[str, str]]:
