@@ -109,3 +109,19 @@ def test_output_not_stored_is_told_from_output_that_is_empty(cluster: LocalClust
     assert missing.returncode == 0 and missing.stdout == b""
     said = b" ".join(missing.stderr.split())
     assert f"nothing of task {job_id}.1's stdout of attempt 0 is stored yet".encode() in said
+    assert b"its agent keeps trying" in said
+
+
+def test_an_earlier_attempt_that_never_ran_is_not_said_to_be_on_its_way(
+    cluster: LocalCluster,
+) -> None:
+    """A probe: attempt 0 canceled while held, requeued and run as attempt 1; `--attempt 0`
+    said its agent kept trying to store an output that attempt never had."""
+    job_id = int(hpc(cluster, "job", "submit", "--hold", "--", "echo hi").stdout)
+    for step in ("cancel", "requeue", "release"):
+        assert hpc(cluster, "job", step, str(job_id)).returncode == 0
+    assert cluster.wait_job(job_id)["state"] == "Finished"
+    old = hpc(cluster, "task", "output", f"{job_id}.1", "--attempt", "0")
+    said = b" ".join(old.stderr.split())
+    assert b"that attempt may never have reached a node" in said, said
+    assert b"keeps trying" not in said

@@ -226,10 +226,16 @@ def task_output(
     out.close()
     if not stored and not follow:  # not "it printed nothing" (a probe could not tell the two apart)
         of = f" of attempt {served}" if served is not None else ""
+        why = (  # an earlier attempt named: it may never have run (a probe read "keeps trying")
+            "that attempt may never have reached a node (canceled or requeued while queued), "
+            "or its node has yet to reach the Output store"
+            if attempt is not None
+            else "a running task's output is stored once it ends (its own node shows it as it "
+            "runs), an ended task's once its node reaches the Output store (its agent keeps "
+            "trying)"
+        )
         stderr_console().print(
-            f"nothing of task {job}.{task}'s {which}{of} is stored yet: a running task's "
-            "output is stored once it ends (its own node shows it as it runs), an ended "
-            "task's once its node reaches the Output store (its agent keeps trying)",
+            f"nothing of task {job}.{task}'s {which}{of} is stored yet: {why}",
             markup=False,
             highlight=False,
         )
