@@ -9,8 +9,9 @@ errors) is shown literally, never parsed as markup nor passed on as escapes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any, TypeGuard
 
 from rich.cells import cell_len
@@ -134,6 +135,27 @@ def when_and_utc(value: Any, *, now: datetime | None = None) -> str:
     if isinstance(moment, str) or not moment.astimezone().utcoffset():
         return shown
     return f"{shown} ({moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC)"
+
+
+_UTC_IN_TEXT = re.compile(r"\b(?:(\d{4}-\d{2}-\d{2}) )?(\d{2}:\d{2}:\d{2}) UTC\b")
+
+
+def local_times(text: str, *, now: datetime | None = None) -> str:
+    """The UTC times the control plane writes into reasons (``held until 2026-12-04
+    00:00:00 UTC``, ``projected at 14:05:00 UTC``) read in this machine's zone, as the views'
+    other times are, with the UTC time kept beside them: a probe in Tokyo typed 09:00 and
+    read 00:00 beside a local submit time. Unchanged where the local zone is UTC."""
+    today = (now or datetime.now(UTC)).date()
+
+    def local(m: re.Match[str]) -> str:
+        day = date.fromisoformat(m[1]) if m[1] else today
+        moment = datetime.combine(day, time.fromisoformat(m[2]), UTC)
+        if not moment.astimezone().utcoffset():
+            return m[0]
+        shown = moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z" if m[1] else "%H:%M:%S %Z")
+        return f"{shown} ({m[0]})"
+
+    return _UTC_IN_TEXT.sub(local, text)
 
 
 def ago(value: Any, *, now: datetime | None = None) -> str:
@@ -280,7 +302,8 @@ def job_detail(
         ("Ended", when(job.get("endTime"))),
     ]
     if job.get("pendingReason"):
-        rows.append(("Waiting", Text(strip_controls(str(job["pendingReason"])), style="yellow")))
+        waiting = local_times(strip_controls(str(job["pendingReason"])))
+        rows.append(("Waiting", Text(waiting, style="yellow")))
     if job.get("error"):
         # The one multi-line cell: an error's lines stay lines, cleaned of escapes.
         rows.append(("Error", Text(strip_controls(str(job["error"])), style="red")))

@@ -10,7 +10,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from hpc.render import cells, dash, memory, positive_int, state, when
+from hpc.render import cells, dash, local_times, memory, positive_int, state, when
 from hpc.text import cell, strip_controls
 from shared.domain.durations import format_duration
 from shared.domain.specvalues import sweep_command
@@ -38,7 +38,8 @@ def task_detail(task: Mapping[str, Any]) -> RenderableType:
         ("Ended", when(task.get("endTime"))),
     ]
     if task.get("pendingReason"):
-        rows.append(("Waiting", Text(strip_controls(str(task["pendingReason"])), style="yellow")))
+        waiting = local_times(strip_controls(str(task["pendingReason"])))
+        rows.append(("Waiting", Text(waiting, style="yellow")))
     if task.get("error"):  # a queued task's is its last attempt's, not why it waits now
         label = "Last attempt" if task.get("state") == "Queued" else "Error"
         rows.append((label, Text(strip_controls(str(task["error"])), style="red")))

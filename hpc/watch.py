@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hpc.client import ApiClient, ApiError
-from hpc.render import STATE_STYLES, counts_text, done_total
+from hpc.render import STATE_STYLES, counts_text, done_total, local_times
 from hpc.text import one_line, safe
 from shared.domain.states import JOB_TERMINAL
 
@@ -87,7 +87,9 @@ def watch_job(
             done, total = done_total(job)
             job_state = one_line(job.get("state", "?"))
             # why it waits, beside its counts (a probe's watch said only "Queued: 0/1 done")
-            waiting = one_line(job["pendingReason"]) if job.get("pendingReason") else ""
+            waiting = (
+                local_times(one_line(job["pendingReason"])) if job.get("pendingReason") else ""
+            )
             style = STATE_STYLES.get(job_state, "")
             bar.update(
                 row,
