@@ -192,6 +192,9 @@ class HpcGroup(TyperGroup):
         except typer.Abort:
             fail_line("aborted")
             code = 1
+        except UnicodeEncodeError as e:  # argv's bytes not UTF-8 (kept as surrogates)
+            fail_line(not_utf8(e))
+            code = 1
         except Exception as e:
             problem = settings_problem(e)  # a bad HPC_* setting: name it, not pydantic's dump
             if problem is None and os.environ.get("HPC_DEBUG"):
@@ -204,6 +207,18 @@ class HpcGroup(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def not_utf8(e: UnicodeEncodeError) -> str:
+    """What to fix when a value holds bytes that are not UTF-8 (a probe's ``echo $'\\xff'``
+    read as an unexpected error): the API, JSON, takes UTF-8 text only."""
+    raw = e.object[e.start : e.end]
+    shown = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    hexed = "".join(f"\\x{b:02x}" for b in shown)
+    return (
+        f"a value given holds bytes that are not UTF-8 text ({hexed}): the API takes UTF-8 "
+        "only; give the text in UTF-8, or put the bytes in a script the task runs"
+    )
 
 
 app = typer.Typer(

@@ -319,3 +319,11 @@ def test_task_forms_mixed_in_one_command_are_named(api: StandIn) -> None:
     result = hpc("task", "cancel", "30", "30-35", "38", "30.40")
     assert_one_error_line(result, "'30.40': give the job once", "30.2 30.3), not both")
     assert not [r for r in api.requests if r["method"] == "POST"]  # nothing was canceled
+
+
+def test_a_command_of_bytes_that_are_not_utf8_is_one_line_saying_so(api: StandIn) -> None:
+    """A probe's ``$'echo \\xff\\xfe'`` (argv keeps such bytes as surrogates) read "unexpected
+    UnicodeEncodeError": JSON takes UTF-8 text only, so say that and what to do."""
+    result = hpc("job", "submit", "--", "echo \udcff\udcfe")
+    assert_one_error_line(result, "not UTF-8 text (\\xff\\xfe)", "put the bytes in a script")
+    assert api.requests == []
