@@ -237,12 +237,19 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+PIPED_WIDTH = 1_000_000
+"""Columns of a Console on a pipe: no row of a table is wrapped (tables are as wide as their
+cells, not as the console)."""
+
+
 def stdout_console() -> Console:
-    """A Console on stdout; piped, it is at least 160 columns wide so tables keep their columns."""
+    """A Console on stdout; piped, a row is one line whatever its width, so ``awk`` and
+    ``cut`` read tables as ``sinfo -h``'s (a probe's ``hpc node list --noheader | awk`` read
+    a long reason's second line as a node)."""
     # Made per use: a Console decides on colour when created, and CliRunner swaps streams.
     console = Console()
     if not console.is_terminal:
-        console.width = max(console.width, 160)
+        console.width = PIPED_WIDTH
     return console
 
 
