@@ -140,8 +140,9 @@ def _split_at_command(ctx: Any, args: list[str]) -> tuple[list[str], list[str]] 
 
 
 def unwrap_summaries(group: Any) -> None:
-    """Join the lines of each command's first help paragraph (its summary), here and below.
-    Typer's rich help keeps a docstring's line breaks in the command lists (its
+    """Join the lines of each command's first help paragraph (its summary), here and below,
+    and make it the command's short help, which click's command lists show whole. Typer's
+    rich help (no longer used: it cut option names at 80 columns) kept a docstring's line breaks in the command lists (its
     ``_make_command_help`` tests the markup mode the wrong way round), so ``hpc task
     --help`` broke "why it waits if it" / "is queued" mid-sentence."""
     for command in getattr(group, "commands", {}).values():
@@ -149,6 +150,9 @@ def unwrap_summaries(group: Any) -> None:
         first, sep, rest = inspect.cleandoc(text).partition("\n\n")
         if text and not first.startswith("\b"):
             command.help = " ".join(first.split()) + sep + rest
+            # click's lists cut a summary at the line's end ("the control plane and...")
+            # unless it is the command's short help, which they wrap whole
+            command.short_help = command.short_help or " ".join(first.split())
         unwrap_summaries(command)
 
 
@@ -228,6 +232,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: Rich's truncated option names at 80 columns
 )
 app.command()(up)
 app.command()(dashboard)

@@ -75,7 +75,7 @@ IdempotencyKeyOption = Annotated[
         metavar="KEY",
         help="Send this Idempotency-Key (1-255 printable ASCII characters, e.g. a UUID): the "
         "same command run again with it within 24 h answers what the first one made instead "
-        "of doing it twice, so a script may retry it safely.  \\[default: a new one each time]",
+        "of doing it twice, so a script may retry it safely.  [default: a new one each time]",
         show_default=False,
         callback=_key,
     ),

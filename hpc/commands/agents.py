@@ -15,19 +15,19 @@ app = typer.Typer(help="Run the node agent on this machine.", no_args_is_help=Tr
 def agent_run(
     name: Annotated[
         str | None,
-        typer.Option(help="Node name.  \\[default: this host's name]", show_default=False),
+        typer.Option(help="Node name.  [default: this host's name]", show_default=False),
     ] = None,
     group: Annotated[
         list[str] | None,
         typer.Option(
-            help="Node group (repeatable, or comma-separated: A,B).  \\[default: OnPremNodes]",
+            help="Node group (repeatable, or comma-separated: A,B).  [default: OnPremNodes]",
             show_default=False,
         ),
     ] = None,
     cores: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Cores to offer.  \\[default: this host's CPU count]", show_default=False
+            min=1, help="Cores to offer.  [default: this host's CPU count]", show_default=False
         ),
     ] = None,
     memory_mb: Annotated[
@@ -36,7 +36,7 @@ def agent_run(
             metavar="SIZE",
             help="Memory to report, in MB (16384) or a size (16G); tasks asking for more do "
             "not run here.  "
-            "\\[default: HPC_AGENT_MEMORY_MB, else this host's memory]",
+            "[default: HPC_AGENT_MEMORY_MB, else this host's memory]",
             show_default=False,
         ),
     ] = None,
@@ -45,7 +45,7 @@ def agent_run(
         typer.Option(
             "--run-as-owner",
             help="Run each task as the OS user named as its job's owner (the agent must be "
-            "root).  \\[default: HPC_AGENT_RUN_AS_OWNER, else as the agent's user]",
+            "root).  [default: HPC_AGENT_RUN_AS_OWNER, else as the agent's user]",
             show_default=False,
         ),
     ] = False,
@@ -54,7 +54,7 @@ def agent_run(
         typer.Option(
             "--enforce-memory",
             help="Kill a task whose processes use more memory than it asked for (--min-memory); "
-            "it fails saying so.  \\[default: HPC_AGENT_ENFORCE_MEMORY, else off]",
+            "it fails saying so.  [default: HPC_AGENT_ENFORCE_MEMORY, else off]",
             show_default=False,
         ),
     ] = False,

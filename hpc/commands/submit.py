@@ -71,7 +71,7 @@ def job_submit(
         typer.Option(
             metavar="N|MIN-MAX",
             help="Cores per task (on each of its nodes); MIN-MAX grows up to MAX when cores "
-            "are free, the grant is in $HPC_TASK_CORES.  \\[default: 1]",
+            "are free, the grant is in $HPC_TASK_CORES.  [default: 1]",
             callback=checked_by(parse_cores),
             show_default=False,
         ),
@@ -95,7 +95,7 @@ def job_submit(
         typer.Option(
             min=1,
             help="Nodes per task, all reserved at once; the command runs on the first, "
-            "$HPC_NODES lists them (e.g. mpirun --host $HPC_NODES).  \\[default: 1]",
+            "$HPC_NODES lists them (e.g. mpirun --host $HPC_NODES).  [default: 1]",
             show_default=False,
         ),
     ] = None,
@@ -139,7 +139,7 @@ def job_submit(
         typer.Option(
             help="Working directory of the task (a node that lacks it fails the task); a "
             "relative one is taken from this shell's directory, as Slurm's --chdir.  "
-            "\\[default: this shell's directory]",
+            "[default: this shell's directory]",
             show_default=False,
         ),
     ] = None,
@@ -193,7 +193,7 @@ def job_submit(
             max=100,
             metavar="N",
             help="Times a task is requeued after losing its node before it Fails.  "
-            "\\[default: the template's, else 3]",
+            "[default: the template's, else 3]",
             show_default=False,
         ),
     ] = None,
@@ -233,7 +233,7 @@ def job_submit(
         str | None,
         typer.Option(
             metavar="CODES",
-            help="Exit codes that count as success, comma-separated.  \\[default: 0]",
+            help="Exit codes that count as success, comma-separated.  [default: 0]",
             callback=checked_by(parse_exit_codes),
             show_default=False,
         ),
@@ -262,7 +262,7 @@ def job_submit(
         typer.Option(
             metavar="NAME",
             help="Job template whose defaults and limits apply (`hpc template list`).  "
-            "\\[default: the Default template, if any]",
+            "[default: the Default template, if any]",
             show_default=False,
         ),
     ] = None,
