@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.domain.autoscaler_notes import stopped
 from shared.domain.cluster import Node
-from shared.domain.nodeactions import already
+from shared.domain.nodeactions import already, with_held_why
 from shared.domain.states import NodeState
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import served_app
@@ -102,3 +103,36 @@ def test_a_repeated_stop_of_a_vm_says_it_is_already_offline(tmp_path: Path) -> N
         assert r.status_code == 200
         assert r.json()["message"] == f"node {vm['name']} is already Offline: nothing to do"
         assert "warnings" not in r.json()
+
+
+@pytest.mark.parametrize(
+    ("reason", "held", "kept"),
+    [
+        ("drained by admin", "drained by admin: bad DIMM, ticket 77",
+         "drained by admin: bad DIMM, ticket 77"),
+        ("taken offline by bob", "drained by alice: bad DIMM",
+         "taken offline by bob: bad DIMM"),
+        ("drained by admin: new why", "drained by admin: old why", "drained by admin: new why"),
+        ("drained by admin", "drained by admin", "drained by admin"),  # no why to keep
+        ("drained by admin", None, "drained by admin"),  # not held
+        (None, "drained by admin: x", None),  # a start: no reason
+    ],
+)  # fmt: skip
+def test_an_action_with_no_why_keeps_the_holds(reason, held, kept) -> None:
+    node = Node(name="n1", state=DRAIN, held="drain" if held else None, held_reason=held)
+    assert with_held_why(reason, node) == kept
+
+
+@pytest.mark.parametrize(
+    ("reason", "after"),
+    [
+        ("stopped by admin: stuck boot, INC-9", "stopped by admin: stuck boot, INC-9; its VM is deallocated"),
+        ("stopped by admin", "stopped by admin; its VM is deallocated"),
+        ("idle 300 s", "its VM is deallocated: the stop is done"),
+        (None, "its VM is deallocated: the stop is done"),
+    ],
+)  # fmt: skip
+def test_an_admins_stop_keeps_who_and_why_once_the_vm_is_off(reason, after) -> None:
+    """A probe's stop of a Starting VM, "stuck boot, INC-9", became "the stop is done"."""
+    node = Node(name="azure-1", state=STOP, provider="local", state_reason=reason)
+    assert stopped(node, "deallocated") == after

@@ -66,7 +66,37 @@ def test_the_cli_gives_the_reason(cluster: httpx.Client) -> None:
     assert out.exit_code == 0, out.output
     assert reason_of(cluster, "n3") == "drained by admin: fan noise"
     bad = hpc("node", "offline", "n3", "--reason", "x" * 300)
-    assert_one_error_line(bad, "1 to 200 characters")
+    assert_one_error_line(bad, "1 to 200 characters", "got 300")
+
+
+@pytest.mark.parametrize("given", ["", "   ", "x" * 201, "tab\tno"])
+def test_the_cli_refuses_a_bad_reason_in_its_own_words(cluster: httpx.Client, given: str) -> None:
+    """A probe's `--reason ''` read the API's `the body is {"reason": TEXT}`."""
+    bad = hpc("node", "drain", "n3", "--reason", given)
+    assert_one_error_line(bad, "--reason")
+    assert "body" not in bad.stderr
+    assert reason_of(cluster, "n3") == "agent registered"  # nothing sent
+
+
+def test_an_action_without_a_reason_keeps_the_why_of_the_hold(cluster: httpx.Client) -> None:
+    """A probe's second `hpc node drain` (no --reason) erased "bad DIMM, ticket 77", and a
+    later offline did too: Slurm keeps a node's reason until a new one is given."""
+    assert hpc("node", "drain", "n1", "--reason", "bad DIMM, ticket 77").exit_code == 0
+    again = hpc("node", "drain", "n1")
+    assert again.exit_code == 0 and "already" in again.output
+    assert reason_of(cluster, "n1") == "drained by admin: bad DIMM, ticket 77"
+    assert hpc("node", "offline", "n1").exit_code == 0
+    assert reason_of(cluster, "n1") == "taken offline by admin: bad DIMM, ticket 77"
+    assert hpc("node", "drain", "n2").exit_code == 0  # no why before either: who only
+    assert reason_of(cluster, "n2") == "drained by admin"
+
+
+def test_a_node_named_in_another_case_is_acted_on(cluster: httpx.Client) -> None:
+    """`hpc node view ONPREM-1` found onprem-1 while `hpc node drain ONPREM-2` was refused."""
+    out = hpc("node", "drain", "N2", "--reason", "case")
+    assert out.exit_code == 0, out.output
+    assert reason_of(cluster, "n2") == "drained by admin: case"
+    assert hpc("node", "drain", "N9").exit_code == 1  # no such node in any case
 
 
 def test_a_node_action_answers_without_the_private_fields(cluster: httpx.Client) -> None:

@@ -3,6 +3,7 @@ compute nodes."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,7 @@ from hpc.common import (
     JsonOption,
     NoHeader,
     api_client,
+    checked_by,
     group_names,
     print_json,
     stderr_console,
@@ -212,7 +214,7 @@ def _act(
         refused: list[str] = []
         for name in targets:
             try:
-                result: Any = client.node_action(name, action, reason)
+                result: Any = _node_action(client, name, action, reason, named=not groups)
             except ApiError as exc:
                 if exc.status not in (404, 409):
                     raise
@@ -241,6 +243,21 @@ def _act(
                 stderr_console().print(Text(f"warning: {one_line(warning)}"), soft_wrap=True)
         if refused:
             raise CliError(f"{len(refused)} of {len(targets)} node(s) not {_done(said)}")
+
+
+def _node_action(client: Any, name: str, action: str, reason: str | None, *, named: bool) -> Any:
+    """The action on ``name``; a named node not found by its exact name is asked again by the
+    name of the node its case matches, as ``hpc node view`` finds it (a probe's ``hpc node
+    drain ONPREM-2`` was refused while ``hpc node view ONPREM-1`` showed onprem-1)."""
+    try:
+        return client.node_action(name, action, reason)
+    except ApiError as exc:
+        if exc.status != 404 or not named:
+            raise
+        node = find_node(client.list_nodes().get("nodes", []), name)
+        if node is None or node.get("name") == name:
+            raise
+        return client.node_action(str(node["name"]), action, reason)
 
 
 def _group_nodes(client: Any, groups: list[str]) -> list[str]:
@@ -297,11 +314,31 @@ def _done(action: str) -> str:
             "remove": "removed"}.get(action, action)  # fmt: skip
 
 
+MAX_REASON = 200
+"""The control plane's bound (functions/nodes_api.py), checked here to say it in the CLI's
+words: a probe's ``--reason ''`` read the API's ``the body is {"reason": TEXT}``."""
+
+
+def parse_reason(text: str) -> str:
+    """``--reason``: 1 to 200 characters of plain text."""
+    given = len(text.strip())
+    if not 1 <= given <= MAX_REASON:
+        raise ValueError(
+            f"give 1 to {MAX_REASON} characters, e.g. 'disk swap, ticket 123' "
+            f"(got {given} after trimming spaces)"
+        )
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cf")), None)
+    if bad is not None:
+        raise ValueError(f"it holds the control character U+{ord(bad):04X}: give plain text")
+    return text
+
+
 Reason = Annotated[
     str | None,
     typer.Option(
         help="Why, for the node's reason (Slurm's reason=): 'disk swap, ticket 123'. "
-        "The reason says who in any case."
+        "The reason says who in any case; none given keeps the why of the node's hold.",
+        callback=checked_by(parse_reason),
     ),
 ]
 

@@ -134,7 +134,13 @@ def stopped(node: Node, power: str) -> str:
     "the stop is done" 5 s after "did not join", and no trace of the failure)."""
     if node.state_reason and node.state_reason.startswith(FAILED):
         return f"{node.state_reason}; {power}"
+    if node.state_reason and node.state_reason.startswith(ADMIN_STOP):  # who and why kept
+        return f"{node.state_reason}; its VM is {power}"  # (a probe's stuck boot, INC-9: lost)
     return f"its VM is {power}: the stop is done"
+
+
+ADMIN_STOP = "stopped by "
+"""How an admin's stop's reason begins (``stopped by alice: stuck boot``, functions/nodes_api)."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,10 @@ action holds it:
 | remove  | never (a removed node is a 404)                                       |
 
 A drain or offline of a node already held so, given another reason than its hold's, is done
-again: the new reason replaces the old (:func:`new_reason`; Slurm's ``reason=``).
+again: the new reason replaces the old (:func:`new_reason`; Slurm's ``reason=``). One given
+with no why (``drained by alice``, no ``--reason``) keeps the why of the node's hold
+(:func:`with_held_why`): a probe's second ``hpc node drain`` erased "bad DIMM, ticket 77",
+and a later ``hpc node offline`` did too; Slurm keeps a node's reason until a new one is given.
 """
 
 from __future__ import annotations
@@ -69,3 +72,13 @@ def new_reason(action: str, node: Node, reason: str | None) -> bool:
         and node.held_reason is not None
         and node.held_reason != reason
     )
+
+
+def with_held_why(reason: str | None, node: Node) -> str | None:
+    """``reason`` (who, and why after ``": "``) with the why of the node's hold when it gives
+    none: ``taken offline by alice`` of a node held as ``drained by bob: bad DIMM`` is
+    ``taken offline by alice: bad DIMM``."""
+    if reason is None or ": " in reason or node.held_reason is None:
+        return reason
+    _, sep, why = node.held_reason.partition(": ")
+    return f"{reason}: {why}" if sep and why else reason

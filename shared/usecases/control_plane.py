@@ -221,6 +221,7 @@ class ControlPlane:
         """One node's action, and what to say when its result held already: then nothing is
         done (:func:`nodeactions.already`, the rule every action follows)."""
         node = self.deps.store.get_node(name)  # NotFound: 404 naming it
+        reason = nodeactions.with_held_why(reason, node)
         said = nodeactions.already(action, node, reason)
         if said is not None:
             return [node], said
