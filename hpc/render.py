@@ -215,11 +215,13 @@ def jobs_table(
 ) -> Table:
     """One row a job; ``header`` and ``widths`` as :func:`hpc.render_tasks.tasks_table`'s."""
     table = Table(box=None, header_style="bold", pad_edge=False, show_header=header)
-    columns = ("ID", "Name", "Owner", "State", "Priority", "Done", "Tasks", "Submitted")
+    # "Ended", not "Done": tasks canceled before they ran count too (a probe read 1000/1000
+    # done of a job with 980 canceled); the Tasks column says how each ended
+    columns = ("ID", "Name", "Owner", "State", "Priority", "Ended", "Tasks", "Submitted")
     for k, column in enumerate(columns):
         table.add_column(
             column,
-            justify="right" if column in ("ID", "Done") else "left",
+            justify="right" if column in ("ID", "Ended") else "left",
             min_width=widths[k] if k < len(widths) else None,
         )
     for job in jobs:
@@ -292,7 +294,7 @@ def job_detail(
         ("State", state(job.get("state"))),
         ("Priority", priority(job.get("priority"))),
         ("Node groups", dash(job.get("nodeGroups")) if job.get("nodeGroups") else "any"),
-        ("Tasks", f"{progress(job)} done"),
+        ("Tasks", f"{progress(job)} ended"),
         ("Task states", counts_text(job.get("taskCounts"))),
         *([("Runtime limit", limit)] if limit else []),
         *([("Min memory", memory)] if memory else []),

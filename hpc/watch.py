@@ -106,7 +106,7 @@ def watch_job(
             )
             if not console.is_terminal:
                 # Piped or logged: no live bar, so print a line each time the counts move.
-                line = f"job {job_id} {job_state}: {done}/{total} done  {counts_text(counts).plain}"
+                line = f"job {job_id} {job_state}: {done}/{total} ended  {counts_text(counts).plain}"
                 if waiting:
                     line += f"  waiting: {waiting}"
                 if line != last_line:
@@ -140,7 +140,7 @@ def watch_to_end(job_id: int, *, as_json: bool) -> None:
         print_json(job)
     else:
         line = Text.assemble(
-            f"job {job_id} ", render.state(final), f": {render.progress(job)} tasks done"
+            f"job {job_id} ", render.state(final), f": {render.progress(job)} tasks ended"
         )
         if job.get("error"):
             line.append(f" ({one_line(job['error'])})", style="red")

@@ -196,7 +196,7 @@ def test_submit_wait_ends_with_the_job_and_says_how(
     )
     assert run.returncode == code, run.stderr
     first, last = run.stdout.decode().splitlines()
-    assert last == f"job {first} {ends}: 1/1 tasks done" + (
+    assert last == f"job {first} {ends}: 1/1 tasks ended" + (
         " (1 of 1 tasks failed)" if code else ""
     )
     assert state(cluster, int(first)) == ends

@@ -158,5 +158,5 @@ def test_watch_prints_why_the_job_waits() -> None:
         sleep=lambda s: None,
     )
     lines = out.getvalue().splitlines()
-    assert lines[0] == "job 113 Queued: 0/1 done  Queued 1  waiting: held (hpc job release 113)"
-    assert "job 113 Finished: 1/1 done  Finished 1" in lines  # no reason once it ends
+    assert lines[0] == "job 113 Queued: 0/1 ended  Queued 1  waiting: held (hpc job release 113)"
+    assert "job 113 Finished: 1/1 ended  Finished 1" in lines  # no reason once it ends
