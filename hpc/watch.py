@@ -106,7 +106,9 @@ def watch_job(
             )
             if not console.is_terminal:
                 # Piped or logged: no live bar, so print a line each time the counts move.
-                line = f"job {job_id} {job_state}: {done}/{total} ended  {counts_text(counts).plain}"
+                line = (
+                    f"job {job_id} {job_state}: {done}/{total} ended  {counts_text(counts).plain}"
+                )
                 if waiting:
                     line += f"  waiting: {waiting}"
                 if line != last_line:
