@@ -312,3 +312,19 @@ def load_spec_file(path: str) -> dict[str, Any]:
             f"{where} must hold a JSON object (the job spec), not {type(spec).__name__}"
         )
     return spec
+
+
+def dependency_ids(item: str) -> list[str]:
+    """One ``--depends-on`` item's ids: an id, or Slurm's ``afterok:12:15``, which is this
+    flag's own rule (start once they Finished). Slurm's other kinds are said in this CLI's
+    words (a probe's ``afterok:8`` read "ids are whole numbers")."""
+    kind, sep, ids = item.strip().partition(":")
+    if not sep:
+        return [item]
+    if kind.strip().lower() == "afterok":
+        return ids.split(":")
+    hint = {
+        "afterany": "--depends-on ID --run-dependents-on-failure (it runs however they end)",
+        "afternotok": "--depends-on ID --run-dependents-on-failure, and test their state",
+    }.get(kind.strip().lower(), "--depends-on ID (Slurm's afterok: once they Finished)")
+    raise ValueError(f"Slurm's {quoted(kind + ':')} is not taken here; give {hint}")

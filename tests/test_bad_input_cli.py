@@ -327,3 +327,15 @@ def test_a_command_of_bytes_that_are_not_utf8_is_one_line_saying_so(api: StandIn
     result = hpc("job", "submit", "--", "echo \udcff\udcfe")
     assert_one_error_line(result, "not UTF-8 text (\\xff\\xfe)", "put the bytes in a script")
     assert api.requests == []
+
+
+def test_slurms_afterok_is_taken_and_its_other_kinds_are_said(api: StandIn) -> None:
+    """A probe's `--depends-on afterok:8` read "ids are whole numbers"."""
+    assert hpc("job", "submit", "--depends-on", "afterok:1:2", "--", "true").exit_code == 0
+    assert api.requests[-1]["body"]["dependsOn"] == [1, 2]
+    sent = len(api.requests)
+    refused = hpc("job", "submit", "--depends-on", "afterany:1", "--", "true")
+    assert_one_error_line(
+        refused, "Slurm's 'afterany:' is not taken", "--run-dependents-on-failure"
+    )
+    assert len(api.requests) == sent

@@ -25,6 +25,7 @@ from hpc.common import (
 from hpc.spec import (
     absolute_work_dir,
     build_spec,
+    dependency_ids,
     job_settings,
     join_command,
     load_spec_file,
@@ -388,6 +389,13 @@ def _job_ids(values: list[str]) -> list[int]:
     """``--depends-on 12 --depends-on 15`` or ``--depends-on 12,15`` (as the group flags take
     A,B; a probe's 1,12 was told only "not a valid integer")."""
     try:
-        return [parse_id(part) for value in values for part in value.split(",") if part.strip()]
-    except typer.BadParameter as e:
-        raise typer.BadParameter(e.message, param_hint="'--depends-on'") from None
+        return [
+            parse_id(part)
+            for value in values
+            for item in value.split(",")
+            if item.strip()
+            for part in dependency_ids(item)
+        ]
+    except (ValueError, typer.BadParameter) as e:  # Slurm's afterany: and the like, bad ids
+        said = e.message if isinstance(e, typer.BadParameter) else str(e)
+        raise typer.BadParameter(said, param_hint="'--depends-on'") from None
