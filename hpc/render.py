@@ -56,6 +56,32 @@ def state(value: Any) -> Text:
     return Text(text, style=STATE_STYLES.get(text, ""))
 
 
+def job_state(
+    job: Mapping[str, Any], listed: Mapping[Any, Any], *, now: datetime | None = None
+) -> Text:
+    """A job's state in a list, a Queued one with what its own settings hold it back by, as
+    squeue's PD (JobHeldUser / BeginTime / Dependency): read from the job alone (and the
+    listed states of its prerequisites), so no request more. A probe's held, ``--begin`` and
+    dependent jobs all read just Queued."""
+    shown = state(job.get("state"))
+    if job.get("state") != "Queued":
+        return shown
+    why = None
+    begin = _moment(job.get("holdUntil"))
+    if job.get("held"):
+        why = "held"
+    elif isinstance(begin, datetime) and begin > (now or datetime.now(UTC)):
+        why = f"until {when(job.get('holdUntil'), now=now)}"
+    elif any(listed.get(p) not in (None, *_ENDED) for p in job.get("dependsOn") or []):
+        why = "dependency"
+    if why:
+        shown.append(f" ({why})")
+    return shown
+
+
+_ENDED = ("Finished", "Failed", "Canceled")
+
+
 def drained(node: Mapping[str, Any]) -> bool:
     """Draining and running no task any more: its drain is complete (Slurm's DRAINED)."""
     return node.get("state") == "Draining" and node.get("runningTasks") == 0
@@ -224,13 +250,14 @@ def jobs_table(
             justify="right" if column in ("ID", "Ended") else "left",
             min_width=widths[k] if k < len(widths) else None,
         )
+    listed = {j.get("id"): j.get("state") for j in jobs}
     for job in jobs:
         table.add_row(
             *cells(
                 dash(job.get("id")),
                 dash(job.get("name")),
                 dash(job.get("owner")),
-                state(job.get("state")),
+                job_state(job, listed),
                 priority(job.get("priority")),
                 progress(job),
                 counts_text(job.get("taskCounts")),
