@@ -256,9 +256,13 @@ def cancel_job(req: func.HttpRequest, principal: Principal) -> Any:
 @route(bp, "jobs/{id}/requeue", ["POST"])
 @api
 def requeue_job(req: func.HttpRequest, principal: Principal) -> Any:
+    """200 with the job Queued again; ``dependentJobsCanceled``: the jobs canceled because
+    it did not finish, which stay Canceled (requeue them in that order)."""
     no_body(req)
+    job_id = _mine(req, principal, "requeue")
     # with pendingReason: a job held before its cancel is still held (HPC Pack keeps it)
-    return _job_docs([control().requeue_job(_mine(req, principal, "requeue"))])[0]
+    doc = _job_docs([control().requeue_job(job_id)])[0]
+    return {**doc, "dependentJobsCanceled": control().left_canceled(job_id)}
 
 
 @route(bp, "jobs/{id}/hold", ["POST"])

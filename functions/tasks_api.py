@@ -30,7 +30,15 @@ def cancel_task(req: func.HttpRequest, principal: Principal) -> Any:
 @route(bp, "jobs/{id}/tasks/{taskId}/requeue", ["POST"])
 @api
 def requeue_task(req: func.HttpRequest, principal: Principal) -> Any:
-    """200 with the task Queued again (a new attempt); its job reopened if it had ended."""
+    """200 with the task Queued again (a new attempt); its job reopened if it had ended.
+    ``requeuedDependents``: how many tasks canceled only because it did not finish came back
+    with it; ``dependentJobsCanceled``: the jobs canceled because its job did not finish,
+    which stay Canceled (requeue them in that order)."""
     no_body(req)
     job_id = _mine(req, principal, "requeue tasks of")
-    return _task_docs([control().requeue_task(job_id, _task_id(req, job_id))])[0]
+    requeued = control().requeue_task(job_id, _task_id(req, job_id))
+    return {
+        **_task_docs([requeued.task])[0],
+        "requeuedDependents": requeued.dependents,
+        "dependentJobsCanceled": control().left_canceled(job_id),
+    }

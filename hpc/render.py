@@ -379,3 +379,22 @@ def _settings(job: Mapping[str, Any]) -> list[tuple[str, str]]:
     if job.get("holdUntil"):
         rows.append(("Hold until", when_and_utc(job["holdUntil"])))
     return rows
+
+
+def left_canceled(answer: Mapping[str, Any], job_id: Any) -> str | None:
+    """What a requeue's answer says of the jobs canceled because job ``job_id`` did not
+    finish (``dependentJobsCanceled``), which it leaves Canceled: which, and how to requeue
+    them (in that order, a prerequisite first). None: there are none."""
+    ids = [one_line(i) for i in answer.get("dependentJobsCanceled") or []]
+    if not ids:
+        return None
+    job = one_line(job_id)
+    if len(ids) == 1:
+        return (
+            f"job {ids[0]}, canceled because job {job} did not finish, stays Canceled: "
+            f"requeue it too: hpc job requeue {ids[0]}"
+        )
+    return (
+        f"jobs {', '.join(ids)}, canceled because job {job} did not finish, stay Canceled: "
+        f"requeue them too, in this order: hpc job requeue {' '.join(ids)}"
+    )

@@ -48,7 +48,7 @@ def test_a_running_task_keeps_who_canceled_it_once_its_agent_killed_it(cp):
     n1.send(n1.ended(run, exit_code=-15, canceled=True))
     task = cp.get_task(job.id, 1)
     assert (task.state, task.error) == (TaskState.CANCELED, "canceled by ann")
-    requeued = cp.requeue_task(job.id, 1)
+    requeued = cp.requeue_task(job.id, 1).task
     assert (requeued.state, requeued.error) == (TaskState.QUEUED, None)
 
 

@@ -123,7 +123,7 @@ def test_a_task_requeued_after_its_job_was_lowered_waits_behind_a_normal_job(cp,
     x = cp.submit({"command": "w", "sweep": "1-2", "nodeGroups": ["OnPremNodes"]})
     cp.cancel_task(x.id, 1)
     cp.set_priority(x.id, "Lowest")
-    requeued = cp.requeue_task(x.id, 1)
+    requeued = cp.requeue_task(x.id, 1).task
     assert requeued.priority == LOWEST
     y = cp.submit({"command": "w", "nodeGroups": ["OnPremNodes"]})
     assert cp.schedule_pass() == 1

@@ -169,7 +169,7 @@ def test_a_job_whose_last_tasks_are_canceled_so_ends_failed_and_a_requeue_runs_t
     done = cp.get_job(job.id)
     assert (done.state, done.task_counts) == (JobState.FAILED, {F: 1, C: 2})
     for task_id in (2, 3):
-        assert cp.requeue_task(job.id, task_id).state is Q
+        assert cp.requeue_task(job.id, task_id).task.state is Q
     assert cp.get_job(job.id).state is JobState.QUEUED
     assert cp.get_job(job.id).task_counts == {F: 1, Q: 2}
     assert run_to_the_end(cp, n1) == [2, 3]
@@ -181,7 +181,7 @@ def test_a_requeued_task_runs_once_in_a_running_sweep(cp):
     n1 = register(cp, "n1", cores=1)
     job = cp.submit(sweep(4))
     cp.cancel_task(job.id, 2)
-    assert cp.requeue_task(job.id, 2).state is Q
+    assert cp.requeue_task(job.id, 2).task.state is Q
     assert cp.get_job(job.id).task_counts == {Q: 4}
     assert states(cp, job.id) == [(1, Q), (2, Q), (3, Q), (4, Q)]
     assert sorted(run_to_the_end(cp, n1)) == [1, 2, 3, 4]

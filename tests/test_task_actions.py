@@ -138,7 +138,7 @@ def test_a_failed_task_is_requeued_alone_and_reopens_its_job(cp):
     runs = n1.runs()
     n1.send(*(n1.ended(r, exit_code=1 if r.task_id == 2 else 0) for r in runs))
     assert cp.get_job(job.id).state is JobState.FAILED
-    task = cp.requeue_task(job.id, 2)
+    task = cp.requeue_task(job.id, 2).task
     assert task.state is TaskState.QUEUED and task.attempt == 1
     reopened = cp.get_job(job.id)
     assert reopened.state is JobState.QUEUED and reopened.error is None
@@ -154,7 +154,7 @@ def test_a_canceled_task_of_a_running_job_is_requeued(cp):
     job = cp.submit(three())
     cp.schedule_pass()
     cp.cancel_task(job.id, 3)
-    assert cp.requeue_task(job.id, 3).state is TaskState.QUEUED
+    assert cp.requeue_task(job.id, 3).task.state is TaskState.QUEUED
     assert cp.get_job(job.id).task_counts.get(TaskState.CANCELED) is None
     ran = n1.run_all()  # task 1, dispatched before the cancel
     for _ in range(2):  # one core: one task per pass
@@ -364,7 +364,7 @@ def test_requeue_refuses_a_task_whose_prerequisite_failed_naming_it(cp):
     assert cp.get_task(job.id, 2).state is TaskState.CANCELED
     with pytest.raises(Conflict, match=r"canceled again at once: dependency 'prep' failed"):
         cp.requeue_task(job.id, 2)
-    assert cp.requeue_task(job.id, 1).state is TaskState.QUEUED  # prep first: that works
+    assert cp.requeue_task(job.id, 1).task.state is TaskState.QUEUED  # prep first: that works
 
 
 def test_requeue_of_a_sweep_task_never_created_names_the_failed_prerequisite(cp):
@@ -384,9 +384,11 @@ def test_requeue_of_a_sweep_task_never_created_names_the_failed_prerequisite(cp)
     assert cp.get_job(job.id).state is JobState.FAILED
     with pytest.raises(Conflict, match=r"3 would be canceled again at once: dependency 'prep'"):
         cp.requeue_task(job.id, 3)
-    assert cp.requeue_task(job.id, 1).state is TaskState.QUEUED  # prep first: that works
-    with pytest.raises(Conflict, match=r"requeued with its job: hpc job requeue \d+ once"):
-        cp.requeue_task(job.id, 3)  # (prep runs again: the job has not ended)
+    requeued = cp.requeue_task(job.id, 1)  # prep first: that works, and brings the sweep back
+    assert (requeued.task.state, requeued.dependents) == (TaskState.QUEUED, 3)
+    assert cp.get_task(job.id, 3).state is TaskState.QUEUED
+    with pytest.raises(Conflict, match=r"task \d+\.3 is Queued; only a Failed or Canceled"):
+        cp.requeue_task(job.id, 3)
 
 
 def test_only_a_jobs_owner_or_an_admin_reads_what_its_tasks_wrote(host):

@@ -135,7 +135,13 @@ def job_cancel(job_ids: JobIds) -> None:
 @app.command("requeue")
 def job_requeue(job_ids: JobIds) -> None:
     """Queue failed or canceled jobs again (their unfinished tasks run again)."""
-    _act(job_ids, "requeued", lambda client, job_id: client.requeue_job(job_id), note=_still_held)
+    _act(
+        job_ids,
+        "requeued",
+        lambda client, job_id: client.requeue_job(job_id),
+        note=_still_held,
+        more=render.left_canceled,
+    )
 
 
 @app.command("hold")
@@ -174,16 +180,20 @@ def _act(
     *,
     note: Callable[[dict[str, Any], int], str | None] | None = None,
     show_reason: bool = False,
+    more: Callable[[dict[str, Any], int], str | None] | None = None,
 ) -> None:
     """``action`` on each job in turn, one line each, as scancel takes a list; a refused job
     is a line on stderr and the rest go on; exit 1 if any was refused. One job alone fails
     as before, with the API's error as the one line. ``note``: words beside a job's new
-    state; ``show_reason``: its pending reason on a line of its own."""
+    state; ``show_reason``: its pending reason on a line of its own; ``more``: a line after."""
 
     def show(job: dict[str, Any], job_id: int) -> None:
         _print_job_state(job, job_id, note=note(job, job_id) if note else None)
         if show_reason and job.get("pendingReason"):
             stdout_console().print(Text(one_line(job["pendingReason"])))
+        line = more(job, job_id) if more else None
+        if line:
+            stdout_console().print(Text(line), soft_wrap=True)
 
     act_on_each(job_ids, noun="job", done=done, name=str, action=action, show=show)
 

@@ -137,32 +137,58 @@ def task_cancel(refs: TaskRefs) -> None:
 @app.command("requeue")
 def task_requeue(refs: TaskRefs) -> None:
     """Run failed or canceled tasks again (JOB TASK..., ranges FIRST-LAST, or JOB.TASK...;
-    a job is reopened if it had ended). Each is said; exit 1 if any was refused."""
-    _each(task_refs(refs), "requeued", lambda client, job, task: client.requeue_task(job, task))
+    a job is reopened if it had ended), with the tasks canceled only because they did not
+    finish. Each is said; exit 1 if any was refused."""
+    _each(
+        task_refs(refs),
+        "requeued",
+        lambda client, job, task: client.requeue_task(job, task),
+        show=_print_requeued,
+    )
 
 
 def _each(
     tasks: list[tuple[int, int]],
     done: str,
     action: Callable[[ApiClient, int, int], dict[str, Any]],
+    *,
+    show: Callable[[dict[str, Any], int, int], None] | None = None,
 ) -> None:
-    """``action`` on each task in turn, one line each (as ``hpc job cancel`` goes through its
-    ids: :func:`hpc.common.act_on_each`)."""
+    """``action`` on each task in turn, one line each (``show``; default: its state), as
+    ``hpc job cancel`` goes through its ids (:func:`hpc.common.act_on_each`)."""
+    shown = show or _print_task_state
     act_on_each(
         tasks,
         noun="task",
         done=done,
         name=lambda ref: f"{ref[0]}.{ref[1]}",
         action=lambda client, ref: action(client, *ref),
-        show=lambda found, ref: _print_task_state(found, *ref),
+        show=lambda found, ref: shown(found, *ref),
     )
 
 
-def _print_task_state(task: dict[str, Any], job_id: int, task_id: int) -> None:
+def _print_requeued(task: dict[str, Any], job_id: int, task_id: int) -> None:
+    """A requeued task's state, how many of its dependents came back with it, and which
+    dependent jobs stay Canceled (and how to requeue them)."""
+    back = task.get("requeuedDependents")
+    note = None
+    if isinstance(back, int) and back > 0:
+        note = f"{counted(back, 'dependent task')} requeued with it"
+    _print_task_state(task, job_id, task_id, note=note)
+    line = render.left_canceled(task, job_id)
+    if line:
+        stdout_console().print(line, markup=False, soft_wrap=True)
+
+
+def _print_task_state(
+    task: dict[str, Any], job_id: int, task_id: int, *, note: str | None = None
+) -> None:
     """``task 58.3 (sweep index 20): Canceled``: the index said beside the id, which differ
-    when a sweep does not count from 1 by 1 (a probe canceled the index it did not mean)."""
+    when a sweep does not count from 1 by 1 (a probe canceled the index it did not mean).
+    ``note``: words after the state, in parentheses."""
     state = safe(str(task.get("state", "?")))
-    note = " (until its agent has killed it)" if state == "Running" else ""
+    note = "until its agent has killed it" if state == "Running" else note
+    note = f" ({note})" if note else ""
     index = task.get("sweepIndex")
     at = f" (sweep index {safe(str(index))})" if isinstance(index, int) else ""
     stdout_console().print(f"task {job_id}.{task_id}{at}: {state}{note}", markup=False)

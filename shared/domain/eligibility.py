@@ -6,12 +6,14 @@ free cores: a hold (``hpc job hold``, or a ``holdUntil`` time not reached), prer
 jobs (``dependsOn``) that have not Finished, and its ``maxConcurrent`` cap on tasks running
 at once (Slurm's ``%N``).
 A prerequisite that ended otherwise (Failed, Canceled) dooms its dependents: they are
-canceled with that reason, unless the job sets ``runDependentsOnFailure``.
+canceled with that reason, unless the job sets ``runDependentsOnFailure``. A requeue of the
+prerequisite does not bring such a job back (:func:`left_canceled`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 from shared.domain.durations import format_duration
@@ -102,3 +104,33 @@ def doomed(job: Job, prerequisites: Mapping[int, JobState | None]) -> str | None
 def slots(job: Job, active: int) -> int | None:
     """How many more of its tasks may start now under maxConcurrent (None: no cap)."""
     return None if job.max_concurrent is None else max(job.max_concurrent - active, 0)
+
+
+_ENDED = re.compile(r"dependency job (\d+) ended ")
+"""How :func:`doomed`'s reason names the prerequisite job that did not finish."""
+
+
+def canceled_for(job: Job) -> int | None:
+    """The prerequisite job whose end (Failed or Canceled) canceled this Canceled job, as its
+    error says (:func:`doomed`'s words); None if it was canceled otherwise."""
+    found = _ENDED.match(job.error or "") if job.state is JobState.CANCELED else None
+    dep = int(found.group(1)) if found else None
+    return dep if dep in job.depends_on else None
+
+
+def left_canceled(job_id: int, canceled: Iterable[Job]) -> list[int]:
+    """The jobs among ``canceled`` that were canceled because job ``job_id`` did not finish,
+    directly or through one another (a chain ``a <- b <- c``), in id order: the order in
+    which ``hpc job requeue`` takes them back (a prerequisite first).
+
+    Such jobs stay Canceled when ``job_id`` is requeued, as Slurm leaves a job that its
+    ``kill_invalid_depend`` canceled: each is another submission, maybe another user's,
+    that its owner requeues (once its prerequisite is queued again, it waits for it)."""
+    out: list[int] = []
+    reached = {job_id}
+    for job in sorted(canceled, key=lambda j: j.id):  # a dependent's id is above its own
+        dep = canceled_for(job)
+        if dep is not None and dep in reached:
+            out.append(job.id)
+            reached.add(job.id)
+    return out

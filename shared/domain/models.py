@@ -271,6 +271,11 @@ class Task(Record):
     """A user canceled this task while it ran (``hpc task cancel``): its agent was told to kill
     the attempt, and if the attempt is given up first (its node lost, restarted, taken
     offline) the task ends Canceled rather than running again. A requeue clears it."""
+    canceled_for: str | None = None
+    """The prerequisite task name whose failure canceled it (it was doomed:
+    :func:`shared.domain.taskgraph.failed_prerequisite`); None for any other end. A requeue
+    of that prerequisite brings it back (:mod:`shared.domain.lifecycle.dependents`); a task
+    a user canceled, or that ended on its own, has none and stays as it is."""
     exit_code: int | None = None
     output: str | None = None
     """The tail of stdout (at most 4,000 characters, as HPC Pack keeps); full output is in the Output store."""

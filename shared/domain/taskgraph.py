@@ -111,13 +111,26 @@ def doomed(
     Canceled), so it is Canceled; None if it still can. ``failed``: how many tasks of each
     name ended Failed, where the caller counted them (a :class:`Step` counts Failed and
     Canceled together), so that the reason says which; a name not in it: words that fit both."""
+    name = failed_prerequisite(depends_on, steps, job)
+    if name is None:
+        return None
+    known = None if failed is None else failed.get(name)
+    return f"dependency {name!r} {_unfinished(steps[name], known)}"
+
+
+def failed_prerequisite(
+    depends_on: Sequence[str], steps: Mapping[str, Step], job: Job
+) -> str | None:
+    """The first of these prerequisite names that Failed or was Canceled, which dooms a task
+    that needs it (:func:`doomed`); None if none does, or the job runs dependents anyway. A
+    task canceled for it keeps the name (``Task.canceled_for``), so that a requeue of the
+    prerequisite brings it back (:mod:`shared.domain.lifecycle.dependents`)."""
     if job.run_dependents_on_failure:
         return None
     for name in depends_on:
         step = steps.get(name)
         if step is not None and step.failed:
-            known = None if failed is None else failed.get(name)
-            return f"dependency {name!r} {_unfinished(step, known)}"
+            return name
     return None
 
 

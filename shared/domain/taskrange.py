@@ -41,6 +41,9 @@ class TaskRange(Record):
     """Set when the tasks not created yet were canceled (the job was canceled)."""
     canceled_reason: str | None = None
     """Why, when the cluster canceled them (e.g. a prerequisite task failed)."""
+    canceled_for: str | None = None
+    """The prerequisite task name whose failure canceled them (as ``Task.canceled_for``);
+    None if they were canceled otherwise (with their job)."""
     created_ahead: list[int] = []
     """Ids past the cursor that exist as Task records already, ascending (tasks canceled
     alone); the cursor never rests on one and drops them as it passes, so this holds only
@@ -116,4 +119,5 @@ class TaskRange(Record):
             task.state = TaskState.CANCELED
             task.end_time = self.canceled_time
             task.error = self.canceled_reason
+            task.canceled_for = self.canceled_for
         return task

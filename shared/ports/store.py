@@ -239,8 +239,11 @@ class Store(ABC):
           every task ended (tests/test_job_counts.py).
         - Task dependencies (steps): a step's ``left`` only falls and ``failed`` only rises
           without a rerun, so a stale read keeps a dependent waiting a little longer, never
-          starts it early; a dependent canceled as doomed is guarded by its own etag (for
-          the failure to be undone the job must first end, ending that dependent too).
+          starts it early. A failure is undone only by a rerun (etag-checked), committed
+          before the dependents it brings back; the doom rule reads a chunk's tasks before
+          its job, so a dependent read Queued again is judged by a job that shows its
+          prerequisite rerun, and one read before is guarded by its own etag
+          (shared/usecases/dependents.py, taskdeps.py).
         - maxConcurrent: counted from the active tasks' documents (holdings) by the one
           scheduler pass that may start tasks, never from the job's counts.
         - Cancel and hold: cancel_job writes Canceling under the etag, then cancels the
@@ -361,10 +364,12 @@ def size_bound(record: Task | TaskRange) -> int:
         + sum(len(d) + 3 for d in task.depends_on)
         + sum(len(s or "") for s in (task.work_dir, task.stdout, task.stderr))
         + len(task.error or "")
+        + len(task.canceled_for or "")
         + len(task.output or "")
     )
     if isinstance(record, TaskRange):
         chars += len(record.name_prefix or "") + len(record.canceled_reason or "")
+        chars += len(record.canceled_for or "")
     hosts = len(task.hosts) + sum(len(lost.hosts) + 1 for lost in task.lost)
     ids = len(record.created_ahead) if isinstance(record, TaskRange) else 0
     return 4096 + 12 * chars + 200 * hosts + 12 * ids

@@ -132,7 +132,7 @@ def _reopen_ranges(deps: Deps, job_id: int) -> None:
         job = deps.store.get_job(job_id)
         lifecycle.reopen_job(job, deps.clock())
         for r in chunk:
-            r.canceled_time = r.canceled_reason = None
+            r.canceled_time = r.canceled_reason = r.canceled_for = None
             job.count(TaskState.CANCELED, TaskState.QUEUED, r.left, name=r.template.name)
         deps.store.commit(job=job, ranges=chunk)
 

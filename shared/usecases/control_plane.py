@@ -24,6 +24,7 @@ from shared.usecases import (
     autoscale,
     autoscale_log,
     cancel,
+    dependents,
     dispatch,
     events,
     idempotency,
@@ -36,6 +37,7 @@ from shared.usecases import (
     submit,
     task_actions,
 )
+from shared.usecases.dependents import Requeued
 from shared.usecases.deps import Backoff, Deps
 from shared.usecases.idempotency import Answer
 from shared.usecases.nodes_add import NodeAdd
@@ -98,8 +100,12 @@ class ControlPlane:
     def cancel_task(self, job_id: int, task_id: int, *, by: str | None = None) -> Task:
         return task_actions.cancel_task(self.deps, job_id, task_id, by=by)
 
-    def requeue_task(self, job_id: int, task_id: int) -> Task:
+    def requeue_task(self, job_id: int, task_id: int) -> Requeued:
         return task_actions.requeue_task(self.deps, job_id, task_id)
+
+    def left_canceled(self, job_id: int) -> list[int]:
+        """The jobs canceled because this one did not finish, which its requeue leaves so."""
+        return dependents.left_canceled(self.deps, job_id)
 
     def hold_job(self, job_id: int, *, until: datetime | None = None) -> Job:
         return modify.hold(self.deps, job_id, until=until)

@@ -10,8 +10,10 @@ node's incarnation, so a stale or repeated cancel kills nothing else).
   reason (unless the job runs dependents on failure), and a job whose last task this was
   ends Failed (a canceled task is not a success), as it would after a failed task.
 - Requeue: a Failed or Canceled task runs again (a new attempt, a fresh retry budget); a
-  job that had ended Failed or Canceled is Queued again. Tasks canceled *because* it
-  failed stay canceled: ``hpc job requeue`` reruns every failed and canceled task.
+  job that had ended Failed or Canceled is Queued again. The tasks canceled only because it
+  did not finish come back with it, transitively, and run once it Finishes
+  (:mod:`shared.usecases.dependents`); tasks a user canceled, or that ended on their own,
+  stay as they are (``hpc job requeue`` reruns every failed and canceled task).
 
 A Queued task of a sweep that the scheduler has not created yet (it creates them as it
 dispatches) is canceled by creating it then, Canceled, in the commit that tells its range
@@ -28,11 +30,12 @@ import logging
 
 from shared.domain import lifecycle, taskgraph
 from shared.domain.messages import CancelTask
-from shared.domain.models import Job, Task
+from shared.domain.models import Job, Step, Task
 from shared.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState
 from shared.errors import NotFound, Refused
-from shared.usecases import sweeps, taskdeps
+from shared.usecases import dependents, sweeps, taskdeps
 from shared.usecases.cancel import prerequisite_refusal
+from shared.usecases.dependents import Requeued
 from shared.usecases.deps import Deps
 from shared.usecases.settling import commit_settling
 
@@ -75,11 +78,13 @@ def cancel_task(deps: Deps, job_id: int, task_id: int, *, by: str | None = None)
     return task
 
 
-def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
-    """Run a Failed or Canceled task again; reopens its job if the job had ended."""
+def requeue_task(deps: Deps, job_id: int, task_id: int) -> Requeued:
+    """Run a Failed or Canceled task again; reopens its job if the job had ended; brings
+    back the dependents canceled only because it did not finish (how many: the answer's)."""
 
-    def attempt() -> Task:
+    def attempt() -> tuple[Task, dict[str, Step]]:
         job = deps.store.get_job(job_id)
+        steps = {name: step.model_copy() for name, step in job.steps.items()}
         task = _stored(deps, job, task_id)
         if job.state is JobState.CANCELING:
             raise Refused(f"job {job_id} is being canceled; requeue it once it is Canceled")
@@ -107,11 +112,12 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Task:
         lifecycle.reopen_job(job, now)  # as the job's requeue: its limit counts anew
         job.count(change.old, change.new, name=task.name)
         deps.store.commit(job=job, tasks=[task])
-        return task
+        return task, steps
 
-    task = deps.retry_busy(attempt, busy=_busy(job_id, task_id, "requeued"))
+    task, steps = deps.retry_busy(attempt, busy=_busy(job_id, task_id, "requeued"))
+    back = dependents.bring_back(deps, job_id, steps, task)
     deps.kick()
-    return task
+    return Requeued(task, back)
 
 
 def _busy(job_id: int, task_id: int, done: str) -> str:

@@ -104,31 +104,46 @@ def _round(deps: Deps, job_id: int) -> int:
         if r.open and taskgraph.doomed(r.template.depends_on, job.steps, job)
     ]
     for ranges in chunks(doomed_ranges):
-        job = deps.store.get_job(job_id)
+        job = deps.store.get_job(job_id)  # read after the ranges: see the tasks' chunks below
         now = deps.clock()
+        canceled = []
         for r in ranges:
+            prerequisite = taskgraph.failed_prerequisite(r.template.depends_on, job.steps, job)
+            if prerequisite is None:  # its prerequisite was requeued meanwhile
+                continue
             r.canceled_time = now
             failed = ends.known(job)
             r.canceled_reason = taskgraph.doomed(r.template.depends_on, job.steps, job, failed)
+            r.canceled_for = prerequisite
             job.count(TaskState.QUEUED, TaskState.CANCELED, r.left, name=r.template.name)
             ends.canceled(r.template.name, r.left)
             done += r.left
-        lifecycle.settle_job(job, now)
-        deps.store.commit(job=job, ranges=ranges)
+            canceled.append(r)
+        if canceled:
+            lifecycle.settle_job(job, now)
+            deps.store.commit(job=job, ranges=canceled)
     after = 0
     while page := deps.store.list_tasks(job_id, states=[TaskState.QUEUED], after=after, limit=PAGE):
         after = page[-1].id
         doomed = [t for t in page if taskgraph.doomed(t.depends_on, job.steps, job)]
         for chunk in chunks(doomed):
+            # The tasks first, then the job: a requeue that brings them back commits their
+            # prerequisite's rerun first (lifecycle.dependents), so a task read Queued again
+            # is judged by a job that shows its prerequisite queued too, never canceled anew
+            # on a job read before that requeue (their etags hold only the tasks' own moves).
+            tasks = deps.store.get_tasks(job_id, [t.id for t in chunk])
             job = deps.store.get_job(job_id)
             now = deps.clock()
             changed = []
-            for task in deps.store.get_tasks(job_id, [t.id for t in chunk]):
+            for task in tasks:
                 failed = ends.known(job)
                 reason = taskgraph.doomed(task.depends_on, job.steps, job, failed)
                 change = lifecycle.cancel(task, now) if reason else None
                 if change is not None and change.old is not change.new:
                     task.error = reason
+                    task.canceled_for = taskgraph.failed_prerequisite(
+                        task.depends_on, job.steps, job
+                    )
                     job.count(change.old, change.new, name=task.name)
                     ends.canceled(task.name, 1)
                     changed.append(task)

@@ -106,6 +106,32 @@ def test_a_finished_or_canceled_range_is_no_longer_open(store: Store) -> None:
     assert store.get_ranges(b.id)[0].canceled_time == T0
 
 
+def test_a_range_canceled_for_a_prerequisite_keeps_its_name_until_reopened(store: Store) -> None:
+    """What a task's requeue reads and writes to bring back a sweep canceled because its
+    prerequisite failed (shared/usecases/dependents.py): the prerequisite's name on the
+    range and on a stored task, then both queued again with their job in one commit."""
+    job, [task], r = sweep_job(store, 1000, singles=1)
+    job = store.get_job(job.id)
+    task.move_to(TaskState.CANCELED)
+    task.canceled_for = "prep"
+    r.canceled_time, r.canceled_reason, r.canceled_for = T0, "dependency 'prep' failed", "prep"
+    job.count(TaskState.QUEUED, TaskState.CANCELED, 1001)
+    store.commit(job=job, tasks=[task], ranges=[r])
+    [stored] = store.get_ranges(job.id)
+    assert (stored.canceled_for, stored.left, stored.open) == ("prep", 1000, False)
+    assert store.get_task(job.id, 1).canceled_for == "prep"
+    job, task = store.get_job(job.id), store.get_task(job.id, 1)
+    task.move_to(TaskState.QUEUED)
+    task.canceled_for = None
+    stored.canceled_time = stored.canceled_reason = stored.canceled_for = None
+    job.count(TaskState.CANCELED, TaskState.QUEUED, 1001)
+    store.commit(job=job, tasks=[task], ranges=[stored])
+    assert store.get_ranges(job.id)[0].canceled_for is None
+    assert [x.job_id for x in store.open_ranges(limit=10)] == [job.id]
+    assert store.get_job(job.id).task_counts == {TaskState.QUEUED: 1001}
+    assert store.get_task(job.id, 1).canceled_for is None
+
+
 def test_open_ranges_come_in_scheduling_order_and_skip_excluded_jobs(store: Store) -> None:
     low, _, _ = sweep_job(store, 3, priority=1000)
     late, _, _ = sweep_job(store, 3, when=T0 + timedelta(seconds=1))

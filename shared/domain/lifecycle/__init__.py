@@ -23,11 +23,12 @@ The guarantees they give together:
   takes over at once; a registration older than the holder is refused.
 
 The rules live by subject: :mod:`.tasks` (task rules), :mod:`.jobs` (closing a job),
-:mod:`.nodes` (registration, heartbeats, stop), :mod:`.online` (an admin bringing an on-prem
-node back Online) and :mod:`.ordering` (event order); this package re-exports them, so
+:mod:`.dependents` (what a task's requeue brings back), :mod:`.nodes` (registration,
+heartbeats, stop), :mod:`.online` (an admin bringing an on-prem node back Online) and :mod:`.ordering` (event order); this package re-exports them, so
 callers write ``lifecycle.dispatch(...)``.
 """
 
+from shared.domain.lifecycle.dependents import Doomed, group_of, revived
 from shared.domain.lifecycle.jobs import (
     all_ended,
     canceled_by,
@@ -72,6 +73,7 @@ from shared.domain.lifecycle.tasks import (
 
 __all__ = [
     "AGENT_STOPPED",
+    "Doomed",
     "HeartbeatDecision",
     "KEEP_LOST",
     "LIVE_STATES",
@@ -86,6 +88,7 @@ __all__ = [
     "dispatch",
     "ended_event",
     "explain_cancel",
+    "group_of",
     "heartbeat",
     "brought_up_to_date",
     "in_order",
@@ -104,6 +107,7 @@ __all__ = [
     "placed_hosts",
     "register",
     "rerun",
+    "revived",
     "settle_job",
     "stopping",
     "task_ended",

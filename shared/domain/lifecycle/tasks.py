@@ -367,5 +367,5 @@ def rerun(task: Task, now: datetime, *, priority: int) -> TaskChange | None:
     # The user asked for a new run: a late old end must not cut it short; but one that may
     # still run (held_by_lost) still holds the new attempt back, its end no result.
     task.lost = [x.model_copy(update={"result": False}) for x in task.lost if _may_run(x, now)]
-    task.error = task.output = None
+    task.error = task.output = task.canceled_for = None
     return TaskChange(old, TaskState.QUEUED)
