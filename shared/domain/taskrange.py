@@ -41,6 +41,10 @@ class TaskRange(Record):
     """Set when the tasks not created yet were canceled (the job was canceled)."""
     canceled_reason: str | None = None
     """Why, when the cluster canceled them (e.g. a prerequisite task failed)."""
+    canceled_alone: bool = False
+    """Canceled by a cancel of some of the job's tasks (``hpc task cancel J 100-1100``: a
+    range cut off its sweep's, :mod:`shared.domain.rangecut`), not with its job or as
+    dependents: each of its tasks may be requeued alone, as a task canceled alone may."""
     created_ahead: list[int] = []
     """Ids past the cursor that exist as Task records already, ascending (tasks canceled
     alone); the cursor never rests on one and drops them as it passes, so this holds only
