@@ -55,6 +55,7 @@ test: setup checkov cloudinit
 bench: setup
 	$(PY) bench/bench_sweep.py
 	$(PY) bench/bench_submit.py
+	$(PY) bench/bench_range_cancel.py
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_bus.py
 	$(PY) bench/bench_scheduler.py

@@ -1,5 +1,6 @@
-"""HTTP triggers for one task of a job: ``POST /api/jobs/{id}/tasks/{taskId}/cancel`` and
-``.../requeue`` (the job's owner or an admin; :mod:`shared.usecases.task_actions`).
+"""HTTP triggers for tasks of a job: ``POST /api/jobs/{id}/tasks/{taskId}/cancel`` and
+``.../requeue`` (the job's owner or an admin; :mod:`shared.usecases.task_actions`), and
+``POST /api/jobs/{id}/tasks/cancel`` for many at once (:mod:`shared.usecases.task_cancels`).
 Reading tasks is in :mod:`functions.http_api`."""
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.bodies import no_body
+from functions.bodies import no_body, read_json
 from functions.context import control
 from functions.http_api import _mine, _task_docs, _task_id, api
 from functions.routing import route
+from shared.domain import taskspans
 from shared.domain.cluster import Principal
+from shared.usecases.task_cancels import Outcome
 
 bp = func.Blueprint()
 
@@ -42,3 +45,30 @@ def requeue_task(req: func.HttpRequest, principal: Principal) -> Any:
         "requeuedDependents": requeued.dependents,
         "dependentJobsCanceled": control().left_canceled(job_id),
     }
+
+
+@route(bp, "jobs/{id}/tasks/cancel", ["POST"])
+@api
+def cancel_tasks(req: func.HttpRequest, principal: Principal) -> Any:
+    """``{"tasks": [12, "20-30"]}``: cancel those tasks of the job, each as its own route
+    would. 200 with ``tasks``: each one canceled (``id``, ``state``: Canceled, or Running
+    until its agent killed it, ``sweepIndex``), and ``refused``: each one not canceled
+    (``id``, ``status`` and ``error`` as its own route would answer), both in id order.
+    404 if some ids are not the job's (``taskCount`` says how many it has), 409 if the job
+    is being canceled: nothing is canceled then."""
+    spans = taskspans.spans(read_json(req, f"{taskspans.SHAPE} as JSON"))
+    job_id = _mine(req, principal, "cancel tasks of")
+    outcomes = control().cancel_tasks(job_id, spans, by=principal.name)
+    return {
+        "jobId": job_id,
+        "tasks": [_done(o) for o in outcomes if o.state is not None],
+        "refused": [_refused(o) for o in outcomes if o.state is None],
+    }
+
+
+def _done(o: Outcome) -> dict[str, Any]:
+    return {"id": o.id, "state": str(o.state), "sweepIndex": o.sweep_index}
+
+
+def _refused(o: Outcome) -> dict[str, Any]:
+    return {"id": o.id, "status": o.status, "error": o.error}

@@ -138,6 +138,19 @@ class ApiClient(OutputRoutes):
     def cancel_task(self, job_id: int, task_id: int) -> dict[str, Any]:
         return self._task_action(job_id, task_id, "cancel")
 
+    def cancel_tasks(self, job_id: int, tasks: list[int | str]) -> dict[str, Any]:
+        """Cancel many tasks of one job (ids and ``"FIRST-LAST"`` ranges): ``{"tasks": [...],
+        "refused": [...]}``, each one's ``id`` with its ``state`` or its ``status`` and
+        ``error``."""
+        one = len(tasks) == 1 and isinstance(tasks[0], int)
+        return self._json(
+            "POST",
+            f"jobs/{job_id}/tasks/cancel",
+            json={"tasks": tasks},
+            timeout_s=JOB_ACTION_TIMEOUT_S,
+            check=f"hpc task view {job_id} {tasks[0]}" if one else f"hpc task list {job_id}",
+        )
+
     def requeue_task(self, job_id: int, task_id: int) -> dict[str, Any]:
         return self._task_action(job_id, task_id, "requeue")
 

@@ -147,8 +147,8 @@ ids goes on past them. Any other error (no token, no connection) would be the sa
 every job, so it stops the command at once."""
 
 MAX_TASK_REFS = 10_000
-"""Tasks one ``hpc task cancel | requeue`` names at most (one API call each): more is a job's
-cancel, or several commands."""
+"""Tasks one ``hpc task cancel | requeue`` names at most (a requeue is one API call each; a
+cancel one per job, what its answer lists): more is a job's cancel, or several commands."""
 
 TaskRefs = Annotated[
     list[str],
@@ -198,7 +198,7 @@ def task_refs(words: list[str]) -> list[tuple[int, int]]:
     unique = list(dict.fromkeys(pairs))
     if len(unique) > MAX_TASK_REFS:
         raise typer.BadParameter(
-            f"{len(unique):,} tasks: at most {MAX_TASK_REFS:,} at once (one request each); "
+            f"{len(unique):,} tasks: at most {MAX_TASK_REFS:,} at once; "
             "cancel the whole job with hpc job cancel, or give fewer",
             param_hint=hint,
         )
@@ -218,7 +218,7 @@ def _task_ids(word: str, hint: str) -> list[int]:
         )
     if high - low >= MAX_TASK_REFS:
         raise typer.BadParameter(
-            f"{quoted(word)}: at most {MAX_TASK_REFS:,} tasks at once (one request each); "
+            f"{quoted(word)}: at most {MAX_TASK_REFS:,} tasks at once; "
             "cancel the whole job with hpc job cancel, or give fewer",
             param_hint=hint,
         )

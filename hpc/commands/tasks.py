@@ -35,6 +35,7 @@ from hpc.common import (
     task_ref,
     task_refs,
 )
+from hpc.task_cancel import cancel_each
 from hpc.text import for_terminal, one_line, safe
 from shared.domain.specvalues import quoted
 
@@ -130,8 +131,9 @@ def _stdout_is_terminal() -> bool:
 @app.command("cancel")
 def task_cancel(refs: TaskRefs) -> None:
     """Cancel tasks (JOB TASK..., ranges FIRST-LAST, or JOB.TASK...): a queued one now, a
-    running one is killed; the job goes on. Each is said; exit 1 if any was refused."""
-    _each(task_refs(refs), "canceled", lambda client, job, task: client.cancel_task(job, task))
+    running one is killed; the job goes on. Each is said; exit 1 if any was refused. One
+    request per job, however many tasks (hpc/task_cancel.py)."""
+    cancel_each(task_refs(refs), _task_state_line)
 
 
 @app.command("requeue")
@@ -183,6 +185,12 @@ def _print_requeued(task: dict[str, Any], job_id: int, task_id: int) -> None:
 def _print_task_state(
     task: dict[str, Any], job_id: int, task_id: int, *, note: str | None = None
 ) -> None:
+    stdout_console().print(_task_state_line(task, job_id, task_id, note=note), markup=False)
+
+
+def _task_state_line(
+    task: dict[str, Any], job_id: int, task_id: int, *, note: str | None = None
+) -> str:
     """``task 58.3 (sweep index 20): Canceled``: the index said beside the id, which differ
     when a sweep does not count from 1 by 1 (a probe canceled the index it did not mean).
     ``note``: words after the state, in parentheses."""
@@ -191,7 +199,7 @@ def _print_task_state(
     note = f" ({note})" if note else ""
     index = task.get("sweepIndex")
     at = f" (sweep index {safe(str(index))})" if isinstance(index, int) else ""
-    stdout_console().print(f"task {job_id}.{task_id}{at}: {state}{note}", markup=False)
+    return f"task {job_id}.{task_id}{at}: {state}{note}"
 
 
 @app.command("output")

@@ -167,7 +167,7 @@ class CosmosIndex(Pointers):
             old_r = self._recalled(("r", r.job_id, r.first_id, r.etag))
             if r.open and old_r != _range_summary(r):
                 ups.append(ix.range_pointer(r, r.etag or ""))
-            elif not r.open and (old_r is None or json.loads(old_r["open"])):
+            elif not r.open and r.etag is not None and (old_r is None or json.loads(old_r["open"])):
                 plan.closed.append(r)
         etags = self._upsert(ups)
         plan.new_active = [

@@ -223,7 +223,8 @@ class CosmosJobs(CosmosConnection):
         # The job document is replaced only if the job's own fields changed; a counts-only
         # change is a tally created beside it (cosmos_tallies), its etag unchecked.
         counts_only = job is not None and job.counts_only()
-        replaced: list[Record] = [*([job] if job is not None and not counts_only else []), *ranges]
+        replaced: list[Record] = [*([job] if job is not None and not counts_only else [])]
+        replaced += [r for r in ranges if r.etag is not None]
         replaced += [t for t in tasks if t.etag is not None]
         for record in replaced:
             if record.etag is None:
@@ -233,7 +234,8 @@ class CosmosJobs(CosmosConnection):
                 )
         job_id = job.id if job is not None else (tasks[0].job_id if tasks else ranges[0].job_id)
         pairs = [(r, self._job_write(r) if r is job else docs.doc_of(r)) for r in replaced]
-        new: list[tuple[Record, dict]] = [(t, docs.task_doc(t)) for t in tasks if t.etag is None]
+        new: list[tuple[Record, dict]] = [(r, docs.range_doc(r)) for r in ranges if r.etag is None]
+        new += [(t, docs.task_doc(t)) for t in tasks if t.etag is None]
         if job is not None and counts_only and not job.counts_delta().empty:
             new.append((job, tallies.tally_doc(job.id, job.counts_delta())))
         if pairs or new:

@@ -242,6 +242,14 @@ class SqliteJobs(SqliteConnection):
             if job is not None:
                 _write_job(con, job, etag, counts_only=counts_only)
             for r in ranges:
+                if r.etag is None:  # a range split off another (shared.domain.rangecut)
+                    try:
+                        con.execute(_INSERT_RANGE, _range_row(r, etag))
+                    except sqlite3.IntegrityError:
+                        raise Conflict(
+                            f"range {r.key} already exists; nothing was written"
+                        ) from None
+                    continue
                 cur = con.execute(
                     _UPDATE_RANGE, (*_range_row(r, etag)[2:], r.job_id, r.first_id, r.etag)
                 )

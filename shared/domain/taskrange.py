@@ -44,6 +44,10 @@ class TaskRange(Record):
     canceled_for: str | None = None
     """The prerequisite task name whose failure canceled them (as ``Task.canceled_for``);
     None if they were canceled otherwise (with their job)."""
+    canceled_alone: bool = False
+    """Canceled by a cancel of some of the job's tasks (``hpc task cancel J 100-1100``: a
+    range cut off its sweep's, :mod:`shared.domain.rangecut`), not with its job or as
+    dependents: each of its tasks may be requeued alone, as a task canceled alone may."""
     created_ahead: list[int] = []
     """Ids past the cursor that exist as Task records already, ascending (tasks canceled
     alone); the cursor never rests on one and drops them as it passes, so this holds only

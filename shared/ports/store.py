@@ -205,8 +205,9 @@ class Store(ABC):
     ) -> None:
         """Write one job and/or some of its tasks and ranges atomically, checking every etag.
 
-        A task whose etag is None is created (a task of a range coming into being; Conflict
-        if it exists); every other document is replaced and must exist. All documents
+        A task or range whose etag is None is created (a task of a range coming into being, a
+        range cut off another: shared.domain.rangecut; Conflict if it exists); every other
+        document is replaced and must exist. All documents
         must belong to one job, each at most once, at most MAX_BATCH in all and
         MAX_BATCH_BYTES together, none over MAX_DOCUMENT_BYTES (ValueError otherwise). Raises Conflict (nothing written) if any etag is stale or any document
         to replace is missing.

@@ -133,6 +133,7 @@ def _reopen_ranges(deps: Deps, job_id: int) -> None:
         lifecycle.reopen_job(job, deps.clock())
         for r in chunk:
             r.canceled_time = r.canceled_reason = r.canceled_for = None
+            r.canceled_alone = False
             job.count(TaskState.CANCELED, TaskState.QUEUED, r.left, name=r.template.name)
         deps.store.commit(job=job, ranges=chunk)
 

@@ -15,6 +15,7 @@ from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.messages import Event
 from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
+from shared.domain.taskspans import Span
 from shared.ports.bus import Bus
 from shared.ports.compute import ComputeProvider
 from shared.ports.output import OutputStore, Stream
@@ -36,6 +37,7 @@ from shared.usecases import (
     reconcile,
     submit,
     task_actions,
+    task_cancels,
 )
 from shared.usecases.dependents import Requeued
 from shared.usecases.deps import Backoff, Deps
@@ -99,6 +101,11 @@ class ControlPlane:
 
     def cancel_task(self, job_id: int, task_id: int, *, by: str | None = None) -> Task:
         return task_actions.cancel_task(self.deps, job_id, task_id, by=by)
+
+    def cancel_tasks(
+        self, job_id: int, spans: Sequence[Span], *, by: str | None = None
+    ) -> list[task_cancels.Outcome]:
+        return task_cancels.cancel_tasks(self.deps, job_id, spans, by=by)
 
     def requeue_task(self, job_id: int, task_id: int) -> Requeued:
         return task_actions.requeue_task(self.deps, job_id, task_id)

@@ -118,6 +118,32 @@ def cancel_unborn(deps: Deps, job: Job, task_id: int, *, reason: str | None = No
     return task
 
 
+def requeue_unborn(deps: Deps, job: Job, task_id: int, *, priority: int) -> Task | None:
+    """Requeue a task of a range canceled alone (:mod:`shared.domain.rangecut`) that was never
+    created: it is created now, Queued as a new attempt, in one commit with its job (reopened
+    if it had ended) and its range listing it as created; as :func:`cancel_unborn`, bounded
+    by MAX_CREATED_AHEAD. None if no such range holds it (the caller says why it cannot)."""
+    r = next((r for r in deps.store.get_ranges(job.id) if r.contains(task_id)), None)
+    if r is None or r.canceled_time is None or not r.canceled_alone:
+        return None
+    if task_id != r.first_id + r.cursor and len(r.created_ahead) >= MAX_CREATED_AHEAD:
+        raise Refused(
+            f"task {job.id}.{task_id} was canceled with {MAX_CREATED_AHEAD:,} or more others "
+            f"of its sweep requeued alone since: requeue the job once it has ended "
+            f"(hpc job requeue {job.id})"
+        )
+    now = deps.clock()
+    task = r.task(task_id)
+    change = lifecycle.rerun(task, now, priority=priority)
+    if change is None:
+        return None
+    r.create_ahead(task_id)
+    lifecycle.reopen_job(job, now)
+    job.count(change.old, change.new, name=task.name)
+    deps.store.commit(job=job, tasks=[task], ranges=[r])
+    return task
+
+
 def first_queued(deps: Deps, job_id: int) -> Task | None:
     """The job's first queued task (lowest id), stored or not created yet."""
     found = list_tasks(deps, job_id, states=[TaskState.QUEUED], limit=1)

@@ -32,7 +32,7 @@ from shared.domain import lifecycle, taskgraph
 from shared.domain.messages import CancelTask
 from shared.domain.models import Job, Step, Task
 from shared.domain.states import JOB_TERMINAL, TASK_TERMINAL, JobState, TaskState
-from shared.errors import NotFound, Refused
+from shared.errors import Conflict, NotFound, Refused
 from shared.usecases import dependents, sweeps, taskdeps
 from shared.usecases.cancel import prerequisite_refusal
 from shared.usecases.dependents import Requeued
@@ -74,7 +74,7 @@ def cancel_task(deps: Deps, job_id: int, task_id: int, *, by: str | None = None)
     task, cancels = deps.retry_busy(attempt, busy=_busy(job_id, task_id, "canceled"))
     deps.send_to_nodes(cancels)
     if task.state is TaskState.CANCELED:
-        _cancel_dependents(deps, job_id)
+        cancel_dependents(deps, job_id)
     return task
 
 
@@ -97,6 +97,11 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Requeued:
             raise Refused(f"job {job_id} is {job.state}; nothing of it can run again")
         if task.state in (TaskState.FAILED, TaskState.CANCELED):
             _refuse_if_doomed(deps, job, task)
+        if task.etag is None:  # never created: of a range canceled alone (_stored)
+            born = sweeps.requeue_unborn(deps, job, task_id, priority=job.priority)
+            if born is None:
+                raise Conflict(f"task {job_id}.{task_id} changed meanwhile")  # (retried)
+            return born, steps
         now = deps.clock()
         change = lifecycle.rerun(task, now, priority=job.priority)
         if change is None and task.cancel_requested:  # its agent is still killing it
@@ -163,6 +168,8 @@ def _stored(deps: Deps, job: Job, task_id: int) -> Task:
             raise Refused(
                 f"task {job_id}.{task_id} is Queued; only a Failed or Canceled task can be requeued"
             ) from None
+        if any(r.canceled_alone and r.contains(task_id) for r in deps.store.get_ranges(job_id)):
+            return task  # canceled alone (hpc task cancel J FIRST-LAST): requeued alone
         _refuse_if_doomed(deps, job, task)
         when = "" if job.state in JOB_TERMINAL else " once the job has ended"
         raise Refused(
@@ -170,7 +177,9 @@ def _stored(deps: Deps, job: Job, task_id: int) -> Task:
         ) from None
 
 
-def _cancel_dependents(deps: Deps, job_id: int) -> None:
+def cancel_dependents(deps: Deps, job_id: int) -> None:
+    """Cancel the job's tasks that its canceled tasks doom (logged if it fails: the
+    reconciler's next run does it, level-triggered)."""
     try:
         job = deps.store.get_job(job_id)
         if taskdeps.has_doomed(job):
