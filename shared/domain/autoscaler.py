@@ -62,6 +62,7 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
 from shared.domain.cluster import Node
 from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, reach
 from shared.domain.firstfit import KeptOff, place_queue
+from shared.domain.growcheck import grow_check
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -250,15 +251,14 @@ class _Run:
             offline = [n for n in offline if n.held is None]  # an admin's hold: never started
             held -= len(offline)
             tasks, able = list[Task](), 0
-            last = memory.last_grow_check  # a quiet check leaves the next run due
-            due = memory.quiet or last is None or self.now - last >= gp.grow_interval
-            if due:
-                mine = [t for t in overflow if may_run_in(t, group) and _key(t) not in claimed]
-                memory = replace(memory, last_grow_check=self.now, quiet=not mine)
-                tasks, why, able = demand.grown_for(mine, group, gp, members)
+            mine = [t for t in overflow if may_run_in(t, group) and _key(t) not in claimed]
+            check = grow_check(memory, gp, mine, self.now)  # GrowInterval, or a lost node's
+            memory = check.memory
+            if check.tasks:
+                tasks, why, able = demand.grown_for(check.tasks, group, gp, members)
                 if why:  # said per task by its pending reason: no grow note (grows=False)
                     self.notes.append(Note(group, why, grows=False))
-            if tasks and able < gp.grow_threshold:
+            if tasks and check.paced and able < gp.grow_threshold:
                 self.notes.append(
                     Note(
                         group,

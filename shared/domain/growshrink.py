@@ -245,7 +245,7 @@ class AutoscalerState:
             for key, value in raw.items():
                 if key == "backoff" and value is not None:
                     value = timedelta(seconds=value)
-                elif isinstance(value, str) and key != "last_failure":
+                elif isinstance(value, str) and key not in _TEXTS:
                     value = datetime.fromisoformat(value)
                 out[key] = value
             return out
@@ -254,6 +254,10 @@ class AutoscalerState:
             groups={g: GroupMemory(**dec(m)) for g, m in data.get("groups", {}).items()},
             nodes={n: NodeMemory(**dec(m)) for n, m in data.get("nodes", {}).items()},
         )
+
+
+_TEXTS = frozenset({"last_failure"})
+"""Fields of the stored memory that are text, not times."""
 
 
 def next_backoff(

@@ -13,6 +13,7 @@ from typing import Any
 
 from shared.domain.autoscaler_notes import bigger_vms, nodes_up
 from shared.domain.cluster import Node, NodeGroup
+from shared.domain.growcheck import lost_its_node, next_check_in
 from shared.domain.growshrink import GroupMemory
 from shared.domain.memory import may_fit, shown
 from shared.domain.models import Task
@@ -111,8 +112,9 @@ def group_reason(
     changed = max((n.state_time for n in mine), default=None)
     up = sum(1 for n in mine if n.state is not NodeState.OFFLINE)
     return scaling_reason(
-        group, now, task.node_groups, changed_at=changed, up=up, task=(task.job_id, task.id)
-    )
+        group, now, task.node_groups, changed_at=changed, up=up, task=(task.job_id, task.id),
+        lost=lost_its_node(task),
+    )  # fmt: skip
 
 
 def scaling_reason(
@@ -123,6 +125,7 @@ def scaling_reason(
     changed_at: datetime | None = None,
     up: int | None = None,
     task: tuple[int, int] | None = None,
+    lost: bool = False,
 ) -> str | None:
     """Why the autoscaler starts none of ``group``'s nodes for a task that waits for them,
     or None if nothing holds it back (its next run may start one). ``named``: the task's
@@ -133,7 +136,8 @@ def scaling_reason(
     maxNodes, that is said first whatever the notes' age (a reason read "considers growing
     G every 60 s" at the max once a node change made the autoscaler's own note stale).
     ``task``: ``(job_id, id)`` of the task asking; a note about other tasks is not quoted
-    (none: every note is)."""
+    (none: every note is). ``lost``: the task lost its node (:func:`lost_its_node`): no
+    GrowInterval holds it, so no next grow check is named."""
     name = group.name
     notes = [n if isinstance(n, str) else n.text for n in group.notes if _about(n, task)]
     if not group.managed or not group.autoscale:
@@ -157,13 +161,12 @@ def scaling_reason(
         return f"{name} starts no node for {wait:.0f} s more (backing off after: {memory.last_failure})"
     if notes and not stale:
         return said
-    if memory is not None and memory.last_grow_check is not None and not memory.quiet:
-        due = (memory.last_grow_check - now).total_seconds() + group.grow_interval_s
-        if due >= 1:
-            return (
-                f"the autoscaler considers growing {name} every {group.grow_interval_s:g} s "
-                f"(GrowInterval): next in {due:.0f} s"
-            )
+    due = next_check_in(memory, group.grow_interval_s, now)
+    if due >= 1 and not lost:  # a task that lost its node is not held by GrowInterval
+        return (
+            f"the autoscaler considers growing {name} every {group.grow_interval_s:g} s "
+            f"(GrowInterval): next in {due:.0f} s"
+        )
     return None
 
 

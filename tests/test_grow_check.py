@@ -1,0 +1,122 @@
+"""GrowInterval paces growth for new work, not the replacement of lost capacity: a task
+requeued after its node was evicted (or lost) is grown for at the next run, whatever the
+interval (shared/domain/growcheck.py). Tables on a fake clock, then the probe's eviction
+through the control plane with the local provider and a real autoscaler run."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.domain.growcheck import grow_check, lost_its_node
+from shared.domain.growshrink import GroupMemory
+from shared.domain.models import LostAttempt, Task
+from shared.domain.pending_scaling import GroupScaling, scaling_reason
+from shared.domain.states import NodeState, TaskState
+from tests.agent_double import AgentDouble
+from tests.test_autoscaler import AZ, MIN, OFF, STARTING, S, T0, node, policy, run, started
+from tests.test_control import clock, cp  # noqa: F401 - fixtures
+from tests.test_nodes_admin import managed, provider  # noqa: F401 - fixtures
+
+
+def requeued(task_id: int, *, lost: bool = True, result: bool = True) -> Task:
+    """A task queued again as attempt 1: after its node was lost (``lost``), or not."""
+    gone = [LostAttempt(attempt=0, node="az-1", result=result)] if lost else []
+    return Task(job_id=1, id=task_id, command="x", attempt=1, lost=gone, node_groups=[AZ])
+
+
+def fresh(task_id: int) -> Task:
+    return Task(job_id=2, id=task_id, command="x", node_groups=[AZ])
+
+
+@pytest.mark.parametrize(
+    ("task", "lost"),
+    [
+        (fresh(1), False),
+        (requeued(1), True),
+        (requeued(1, lost=False), False),  # requeued by its own failure: no node lost
+        (requeued(1, result=False), False),  # a user's requeue since: new work
+        (requeued(1).model_copy(update={"attempt": 3}), False),  # an older loss
+    ],
+)
+def test_a_task_lost_its_node_only_if_its_last_attempt_went_with_it(task, lost):
+    assert lost_its_node(task) is lost
+
+
+CHECKED = GroupMemory(last_grow_check=T0)
+
+
+@pytest.mark.parametrize(
+    ("memory", "after_s", "mine", "looked_at", "paced"),
+    [
+        (GroupMemory(), 0, [fresh(1)], [1], True),  # never checked: due
+        (CHECKED, 30, [fresh(1)], [], False),  # within the interval: new work waits
+        (CHECKED, 60, [fresh(1)], [1], True),
+        (CHECKED, 30, [fresh(1), requeued(2)], [2], False),  # the lost node's task alone
+        (CHECKED, 60, [fresh(1), requeued(2)], [1, 2], True),
+        (GroupMemory(last_grow_check=T0, quiet=True), 5, [fresh(1)], [1], True),
+    ],
+)
+def test_a_grow_check_is_due_by_grow_interval_or_for_work_that_lost_its_node(
+    memory, after_s, mine, looked_at, paced
+):
+    pol = policy(grow_interval=MIN).groups[AZ]
+    check = grow_check(memory, pol, mine, T0 + after_s * S)
+    assert [t.id for t in check.tasks] == looked_at and check.paced is paced
+    # only a regular check starts the interval again
+    assert check.memory.last_grow_check == (T0 + after_s * S if paced else memory.last_grow_check)
+
+
+def test_an_evicted_nodes_tasks_start_a_vm_within_the_grow_interval():
+    """The probe: a grow at T0 started az-1; az-1 was evicted 20 s later and its 2 tasks were
+    requeued; another VM starts at the next run, not at T0 + GrowInterval. New work waits."""
+    pol = policy(grow_interval=MIN, max_nodes=7)
+    first = run([node(f"az-{i}") for i in range(1, 6)], [fresh(1)], pol=pol)
+    assert started(first) == ["az-1"]
+    nodes = [node("az-1", OFF), node("az-2", OFF), *[node(f"az-{i}") for i in range(3, 6)]]
+    later = T0 + 20 * S
+    d = run(nodes, [fresh(1)], pol=pol, state=first.state, now=later)
+    assert started(d) == []  # new work: within the interval
+    d = run(nodes, [requeued(3), requeued(4), fresh(1)], pol=pol, state=first.state, now=later)
+    assert started(d) == ["az-1"]  # one 4-core node for the two requeued tasks only
+    assert d.state.groups[AZ].last_grow_check == T0  # the interval runs from T0 still
+    # GrowThreshold counts new work, not replaced capacity
+    high = policy(grow_interval=MIN, max_nodes=7, grow_threshold=5)
+    d = run(nodes, [requeued(3)], pol=high, state=first.state, now=later)
+    assert started(d) == ["az-1"]
+    d = run([node("az-1", STARTING), *nodes[1:]], [requeued(3), fresh(1)], pol=pol,
+            state=d.state, now=later + 5 * S)  # fmt: skip
+    assert started(d) == []  # the requeued task is on the VM starting
+
+
+def test_a_task_that_lost_its_node_is_told_no_next_grow_check():
+    group = GroupScaling(AZ, managed=True, memory=CHECKED)
+    assert "next in 30 s" in (scaling_reason(group, T0 + 30 * S, [AZ]) or "")
+    assert scaling_reason(group, T0 + 30 * S, [AZ], lost=True) is None
+
+
+def test_after_an_eviction_another_vm_starts_at_the_next_run_whatever_grow_interval(
+    cp, provider, clock
+):
+    """The probe through the control plane: GrowInterval 60 s, azure-1 started for a
+    2-task sweep and evicted 20 s later; its tasks are requeued by that run and azure-2 is
+    started by the next, 5 s later (before: "GrowInterval: next in 33 s", no start)."""
+    managed(cp, grow_interval_s=60)
+    cp.add_nodes(AZ, 3)
+    provider.faults.never_joins.update({"azure-1", "azure-2"})  # their agents: doubles
+    job = cp.submit({"command": "x", "nodeGroups": [AZ], "sweep": "1-2"})
+    cp.autoscale()
+    assert cp.store.get_node("azure-1").state is NodeState.STARTING
+    agent = AgentDouble(cp, "azure-1", cores=2, groups=(AZ,))
+    assert agent.register().accepted
+    assert cp.schedule_pass() == 2
+    cp.apply_events([agent.started((t.job_id, t.id, t.attempt)) for t in cp.list_tasks(job.id)])
+    clock.advance(20)
+    provider.evict("azure-1")
+    cp.autoscale()  # finds it evicted: Offline, its tasks requeued
+    tasks = cp.list_tasks(job.id)
+    assert {t.state for t in tasks} == {TaskState.QUEUED}
+    reason = cp.pending_reasons(tasks)[(job.id, 1)]
+    assert "next in" not in reason, reason
+    clock.advance(5)
+    cp.autoscale()
+    assert cp.store.get_node("azure-2").state is NodeState.STARTING
