@@ -13,7 +13,7 @@ from shared.domain.models import LostAttempt, Task
 from shared.domain.pending_scaling import GroupScaling, scaling_reason
 from shared.domain.states import NodeState, TaskState
 from tests.agent_double import AgentDouble
-from tests.test_autoscaler import AZ, MIN, OFF, STARTING, S, T0, node, policy, run, started
+from tests.test_autoscaler import AZ, MIN, OFF, ON, STARTING, T0, S, node, policy, run, started
 from tests.test_control import clock, cp  # noqa: F401 - fixtures
 from tests.test_nodes_admin import managed, provider  # noqa: F401 - fixtures
 
@@ -120,3 +120,66 @@ def test_after_an_eviction_another_vm_starts_at_the_next_run_whatever_grow_inter
     clock.advance(5)
     cp.autoscale()
     assert cp.store.get_node("azure-2").state is NodeState.STARTING
+
+
+# --- a task the VMs starting are for names no next grow check --------------------------
+
+
+def test_a_run_remembers_the_tasks_it_found_nodes_for_while_vms_start():
+    pol = policy(grow_interval=MIN)
+    nodes = [node("az-1", ON), node("az-2", STARTING), node("az-3")]
+    queue = [fresh(i) for i in range(1, 7)]  # 6 one-core tasks; az-1's 4 cores are busy
+    d = run(nodes, queue, pol=pol, state=first_checked(), now=T0 + 10 * S, used={"az-1": 4})
+    assert started(d) == []  # within the interval
+    assert d.state.groups[AZ].covered == "2:1-4"  # on az-2, starting; 5 and 6 wait
+    d = run(nodes, queue, pol=pol, state=first_checked(), now=T0 + MIN, used={"az-1": 4})
+    assert started(d) == ["az-3"] and d.state.groups[AZ].covered == "2:1-6"
+    idle = [node("az-1", ON), node("az-2"), node("az-3")]
+    d = run(idle, [fresh(1)], pol=pol, state=d.state, now=T0 + 2 * MIN)
+    assert d.state.groups[AZ].covered is None  # no VM starting: nothing kept
+
+
+def first_checked():
+    from shared.domain.growshrink import AutoscalerState
+
+    return AutoscalerState(groups={AZ: CHECKED})
+
+
+def test_only_a_task_the_vms_starting_are_not_for_hears_the_next_grow_check():
+    from shared.domain.pending import pending_reason
+    from tests.test_pending import node as pnode
+
+    memory = GroupMemory(last_grow_check=T0, covered="2:1-4")
+    scaling = {AZ: GroupScaling(AZ, managed=True, memory=memory)}
+    nodes = [pnode("az-1", cores=4, groups=(AZ,)),
+             pnode("az-2", cores=4, groups=(AZ,), state=NodeState.STARTING)]  # fmt: skip
+    covered = pending_reason(fresh(3), nodes, {"az-1": 4}, (), scaling, T0 + 15 * S)
+    assert covered.endswith("; az-2 starting") and "next in" not in covered, covered
+    beyond = pending_reason(fresh(5), nodes, {"az-1": 4}, (), scaling, T0 + 15 * S)
+    assert beyond.endswith("(GrowInterval): next in 45 s"), beyond
+    # no VM starting any more: nothing covers it
+    gone = [nodes[0], pnode("az-2", cores=4, groups=(AZ,), state=NodeState.OFFLINE)]
+    assert "next in 45 s" in pending_reason(fresh(3), gone, {"az-1": 4}, (), scaling, T0 + 15 * S)
+
+
+def test_a_sweeps_task_on_the_vm_starting_names_no_next_grow_check(cp, provider, clock):
+    """The probe: a 4-task sweep started azure-1 and azure-2; azure-1 ran two tasks, and
+    tasks 3 and 4 read "considers growing AzureNodes every 60 s: next in 45 s" beside
+    "azure-2 starting", as if more growth were coming for them. A job submitted after does
+    wait for that check."""
+    managed(cp, grow_interval_s=60)
+    cp.add_nodes(AZ, 3)
+    provider.faults.never_joins.update({"azure-1", "azure-2"})  # azure-2 stays Starting
+    job = cp.submit({"command": "x", "nodeGroups": [AZ], "sweep": "1-4"})
+    cp.autoscale()
+    assert cp.store.get_node("azure-2").state is NodeState.STARTING
+    agent = AgentDouble(cp, "azure-1", cores=2, groups=(AZ,))
+    assert agent.register().accepted
+    assert cp.schedule_pass() == 2
+    clock.advance(15)
+    [third] = [t for t in cp.list_tasks(job.id) if t.id == 3]
+    reason = cp.pending_reasons([third])[(job.id, 3)]
+    assert "azure-2 starting" in reason and "next in" not in reason, reason
+    later = cp.submit({"command": "x", "nodeGroups": [AZ]})
+    [task] = cp.list_tasks(later.id)
+    assert "(GrowInterval): next in 45 s" in cp.pending_reasons([task])[(later.id, 1)]

@@ -62,7 +62,7 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
 from shared.domain.cluster import Node
 from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, reach
 from shared.domain.firstfit import KeptOff, place_queue
-from shared.domain.growcheck import grow_check
+from shared.domain.growcheck import grow_check, with_covered
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -259,13 +259,8 @@ class _Run:
                 if why:  # said per task by its pending reason: no grow note (grows=False)
                     self.notes.append(Note(group, why, grows=False))
             if tasks and check.paced and able < gp.grow_threshold:
-                self.notes.append(
-                    Note(
-                        group,
-                        f"{able} queued task(s) it could run, below GrowThreshold "
-                        f"{gp.grow_threshold} (hpc nodegroup set {group} --grow-threshold N)",
-                    )
-                )
+                self.notes.append(Note(group, autoscaler_notes.below_threshold(
+                    group, able, gp.grow_threshold)))  # fmt: skip
                 tasks = []
             packed = packed_nodes(tasks, gp)
             need = packed + extra_nodes(packed, gp)
@@ -295,6 +290,11 @@ class _Run:
                 claimed.update(_key(t) for t in tasks)
                 starts_left -= count
                 self.groups[group] = replace(memory, last_scale_up=self.now)
+        starting = {o.group for o in self.orders if o.action == "start"} | {
+            g for g, ms in self._members.items() if any(n.state is _STARTING for n in ms)}  # fmt: skip
+        for group, memory in self.groups.items():  # what its pending reasons read
+            self.groups[group] = with_covered(
+                memory, group, self.view.queued, overflow, claimed, group in starting)  # fmt: skip
 
     def shrink(self, wanted: set[str]) -> None:
         stops_left = self.policy.max_stops_per_run - self.stops

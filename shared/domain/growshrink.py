@@ -196,6 +196,10 @@ class GroupMemory:
     next run checks again at once, whatever GrowInterval (the first work after a quiet spell
     does not wait up to an interval for its first nodes; growth goes on at most once an
     interval from then)."""
+    covered: str | None = None
+    """The queued tasks (a :mod:`shared.domain.notescope` scope) that may run in the group and
+    that the last run found nodes for (up, starting, or started by it): their pending reasons
+    name no next grow check (:func:`shared.domain.growcheck.is_covered`). None: unknown."""
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,7 @@ class AutoscalerState:
         )
 
 
-_TEXTS = frozenset({"last_failure"})
+_TEXTS = frozenset({"last_failure", "covered"})
 """Fields of the stored memory that are text, not times."""
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.domain.autoscaler_notes import bigger_vms, nodes_up
 from shared.domain.cluster import Node, NodeGroup
-from shared.domain.growcheck import lost_its_node, next_check_in
+from shared.domain.growcheck import is_covered, lost_its_node, next_check_in
 from shared.domain.growshrink import GroupMemory
 from shared.domain.memory import may_fit, shown
 from shared.domain.models import Task
@@ -111,9 +111,11 @@ def group_reason(
     mine = [n for n in nodes if group.name in n.groups]
     changed = max((n.state_time for n in mine), default=None)
     up = sum(1 for n in mine if n.state is not NodeState.OFFLINE)
+    key = (task.job_id, task.id)
+    coming = any(n.state is NodeState.STARTING for n in mine)
     return scaling_reason(
-        group, now, task.node_groups, changed_at=changed, up=up, task=(task.job_id, task.id),
-        lost=lost_its_node(task),
+        group, now, task.node_groups, changed_at=changed, up=up, task=key,
+        lost=lost_its_node(task), covered=coming and is_covered(group.memory, key),
     )  # fmt: skip
 
 
@@ -126,6 +128,7 @@ def scaling_reason(
     up: int | None = None,
     task: tuple[int, int] | None = None,
     lost: bool = False,
+    covered: bool = False,
 ) -> str | None:
     """Why the autoscaler starts none of ``group``'s nodes for a task that waits for them,
     or None if nothing holds it back (its next run may start one). ``named``: the task's
@@ -137,7 +140,9 @@ def scaling_reason(
     G every 60 s" at the max once a node change made the autoscaler's own note stale).
     ``task``: ``(job_id, id)`` of the task asking; a note about other tasks is not quoted
     (none: every note is). ``lost``: the task lost its node (:func:`lost_its_node`): no
-    GrowInterval holds it, so no next grow check is named."""
+    GrowInterval holds it, so no next grow check is named. ``covered``: the autoscaler's last
+    run found nodes for it among those starting (:func:`is_covered`): it waits for them, not
+    for a grow check (a probe's task read "next in 45 s" beside its VMs starting)."""
     name = group.name
     notes = [n if isinstance(n, str) else n.text for n in group.notes if _about(n, task)]
     if not group.managed or not group.autoscale:
@@ -162,7 +167,9 @@ def scaling_reason(
     if notes and not stale:
         return said
     due = next_check_in(memory, group.grow_interval_s, now)
-    if due >= 1 and not lost:  # a task that lost its node is not held by GrowInterval
+    if (
+        due >= 1 and not lost and not covered
+    ):  # a task that lost its node is not held by GrowInterval
         return (
             f"the autoscaler considers growing {name} every {group.grow_interval_s:g} s "
             f"(GrowInterval): next in {due:.0f} s"
