@@ -116,7 +116,10 @@ def test_after_an_eviction_another_vm_starts_at_the_next_run_whatever_grow_inter
     tasks = cp.list_tasks(job.id)
     assert {t.state for t in tasks} == {TaskState.QUEUED}
     reason = cp.pending_reasons(tasks)[(job.id, 1)]
-    assert "next in" not in reason, reason
+    assert reason.endswith(
+        "its node was lost: the autoscaler starts another of AzureNodes for it at its next run "
+        "(GrowInterval holds no replacement)"
+    ), reason
     clock.advance(5)
     cp.autoscale()
     assert cp.store.get_node("azure-2").state is NodeState.STARTING
@@ -152,14 +155,17 @@ def test_only_a_task_the_vms_starting_are_not_for_hears_the_next_grow_check():
     memory = GroupMemory(last_grow_check=T0, covered="2:1-4")
     scaling = {AZ: GroupScaling(AZ, managed=True, memory=memory)}
     nodes = [pnode("az-1", cores=4, groups=(AZ,)),
-             pnode("az-2", cores=4, groups=(AZ,), state=NodeState.STARTING)]  # fmt: skip
+             pnode("az-2", cores=4, groups=(AZ,), state=NodeState.STARTING),
+             pnode("az-3", cores=4, groups=(AZ,), state=NodeState.OFFLINE)]  # fmt: skip
     covered = pending_reason(fresh(3), nodes, {"az-1": 4}, (), scaling, T0 + 15 * S)
-    assert covered.endswith("; az-2 starting") and "next in" not in covered, covered
+    assert covered.endswith("; az-2 starting"), covered  # no word of a grow check
     beyond = pending_reason(fresh(5), nodes, {"az-1": 4}, (), scaling, T0 + 15 * S)
-    assert beyond.endswith("(GrowInterval): next in 45 s"), beyond
+    assert beyond.endswith("at its next grow check, in 45 s (GrowInterval 60 s)"), beyond
     # no VM starting any more: nothing covers it
     gone = [nodes[0], pnode("az-2", cores=4, groups=(AZ,), state=NodeState.OFFLINE)]
-    assert "next in 45 s" in pending_reason(fresh(3), gone, {"az-1": 4}, (), scaling, T0 + 15 * S)
+    assert "in 45 s (GrowInterval" in pending_reason(
+        fresh(3), gone, {"az-1": 4}, (), scaling, T0 + 15 * S
+    )
 
 
 def test_a_sweeps_task_on_the_vm_starting_names_no_next_grow_check(cp, provider, clock):
@@ -179,7 +185,46 @@ def test_a_sweeps_task_on_the_vm_starting_names_no_next_grow_check(cp, provider,
     clock.advance(15)
     [third] = [t for t in cp.list_tasks(job.id) if t.id == 3]
     reason = cp.pending_reasons([third])[(job.id, 3)]
-    assert "azure-2 starting" in reason and "next in" not in reason, reason
+    assert "azure-2 starting" in reason and "autoscaler" not in reason, reason
     later = cp.submit({"command": "x", "nodeGroups": [AZ]})
     [task] = cp.list_tasks(later.id)
-    assert "(GrowInterval): next in 45 s" in cp.pending_reasons([task])[(later.id, 1)]
+    assert (
+        "next grow check, in 45 s (GrowInterval 60 s)" in cp.pending_reasons([task])[(later.id, 1)]
+    )
+
+
+# --- Offline VMs the autoscaler will start: the reason says so, and when -----------------
+
+
+def test_a_task_for_stopped_vms_hears_the_autoscaler_starts_them_and_when(cp, provider, clock):
+    """The probe: after `hpc node stop` of every AzureNodes VM (Offline), a job for them read
+    only "no Online node in AzureNodes (3 Offline)"; the autoscaler started them 20 s later."""
+    managed(cp, grow_interval_s=60)
+    cp.add_nodes(AZ, 3)
+    cp.autoscale()  # a quiet check: nothing queued
+    job = cp.submit({"command": "x", "nodeGroups": [AZ]})
+    [task] = cp.list_tasks(job.id)
+    assert cp.pending_reasons([task])[(job.id, 1)] == (
+        "no Online node in AzureNodes (3 Offline); the autoscaler starts nodes of AzureNodes "
+        "for it at its next run (a grow check is due)"
+    )
+    cp.autoscale()
+    assert cp.store.get_node("azure-1").state is NodeState.STARTING
+
+
+def test_vms_an_admin_holds_are_not_promised_but_how_to_bring_them_back():
+    from shared.domain.pending import pending_reason
+    from tests.test_pending import node as pnode
+
+    scaling = {AZ: GroupScaling(AZ, managed=True)}
+    vms = [pnode(f"az-{i}", groups=(AZ,), state=NodeState.OFFLINE) for i in (1, 2)]
+    for vm in vms:
+        vm.held = "offline"
+    assert pending_reason(fresh(1), vms, {}, (), scaling, T0) == (
+        "no Online node in AzureNodes (2 Offline); held by an admin: az-1, az-2 "
+        "(hpc node online az-1 brings it back)"
+    )
+    vms[1].held = None  # one the autoscaler may start
+    assert "the autoscaler starts nodes of AzureNodes for it at its next run" in pending_reason(
+        fresh(1), vms, {}, (), scaling, T0
+    )

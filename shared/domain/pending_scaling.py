@@ -116,6 +116,7 @@ def group_reason(
     return scaling_reason(
         group, now, task.node_groups, changed_at=changed, up=up, task=key,
         lost=lost_its_node(task), covered=coming and is_covered(group.memory, key),
+        offline=sum(1 for n in mine if n.state is NodeState.OFFLINE and n.held is None),
     )  # fmt: skip
 
 
@@ -129,6 +130,7 @@ def scaling_reason(
     task: tuple[int, int] | None = None,
     lost: bool = False,
     covered: bool = False,
+    offline: int | None = None,
 ) -> str | None:
     """Why the autoscaler starts none of ``group``'s nodes for a task that waits for them,
     or None if nothing holds it back (its next run may start one). ``named``: the task's
@@ -142,7 +144,11 @@ def scaling_reason(
     (none: every note is). ``lost``: the task lost its node (:func:`lost_its_node`): no
     GrowInterval holds it, so no next grow check is named. ``covered``: the autoscaler's last
     run found nodes for it among those starting (:func:`is_covered`): it waits for them, not
-    for a grow check (a probe's task read "next in 45 s" beside its VMs starting)."""
+    for a grow check (a probe's task read "next in 45 s" beside its VMs starting).
+    ``offline``: the group's Offline nodes not held by an admin (None: not known): with
+    some, when nothing else holds it, the reason says the autoscaler starts them for the task
+    and when (a probe's task read only "no Online node in AzureNodes (3 Offline)", and they
+    started 20 s later); with none it promises nothing (an admin's hold is said beside)."""
     name = group.name
     notes = [n if isinstance(n, str) else n.text for n in group.notes if _about(n, task)]
     if not group.managed or not group.autoscale:
@@ -167,14 +173,26 @@ def scaling_reason(
     if notes and not stale:
         return said
     due = next_check_in(memory, group.grow_interval_s, now)
-    if (
-        due >= 1 and not lost and not covered
-    ):  # a task that lost its node is not held by GrowInterval
+    if covered or offline == 0:  # it waits for the VMs starting; or none to start (held?)
+        return None
+    if due >= 1 and not lost:  # a task that lost its node is not held by GrowInterval
+        if offline is None:
+            return (
+                f"the autoscaler considers growing {name} every {group.grow_interval_s:g} s "
+                f"(GrowInterval): next in {due:.0f} s"
+            )
         return (
-            f"the autoscaler considers growing {name} every {group.grow_interval_s:g} s "
-            f"(GrowInterval): next in {due:.0f} s"
+            f"the autoscaler starts nodes of {name} for it at its next grow check, in "
+            f"{due:.0f} s (GrowInterval {group.grow_interval_s:g} s)"
         )
-    return None
+    if offline is None:
+        return None
+    if due >= 1:
+        return (
+            f"its node was lost: the autoscaler starts another of {name} for it at its next "
+            "run (GrowInterval holds no replacement)"
+        )
+    return f"the autoscaler starts nodes of {name} for it at its next run (a grow check is due)"
 
 
 def told_of(task: Task, group: GroupScaling, now: datetime) -> str | None:
