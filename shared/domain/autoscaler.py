@@ -290,11 +290,12 @@ class _Run:
                 claimed.update(_key(t) for t in tasks)
                 starts_left -= count
                 self.groups[group] = replace(memory, last_scale_up=self.now)
-        starting = {o.group for o in self.orders if o.action == "start"} | {
-            g for g, ms in self._members.items() if any(n.state is _STARTING for n in ms)}  # fmt: skip
-        for group, memory in self.groups.items():  # what its pending reasons read
-            self.groups[group] = with_covered(
-                memory, group, self.view.queued, overflow, claimed, group in starting)  # fmt: skip
+        if self.policy.remember_covered:  # what its pending reasons read (not the replay)
+            starting = {o.group for o in self.orders if o.action == "start"} | {
+                g for g, ms in self._members.items() if any(n.state is _STARTING for n in ms)}  # fmt: skip
+            for group, memory in self.groups.items():
+                self.groups[group] = with_covered(
+                    memory, group, self.view.queued, overflow, claimed, group in starting)  # fmt: skip
 
     def shrink(self, wanted: set[str]) -> None:
         stops_left = self.policy.max_stops_per_run - self.stops
