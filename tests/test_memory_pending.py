@@ -167,7 +167,8 @@ def test_a_managed_group_known_too_small_says_so(nodes, group, expected):
 def test_a_task_asking_no_memory_is_not_told_of_the_groups_memory():
     nodes = [mem("z1", None, groups=(AZ,), state=NodeState.OFFLINE, inc=0)]
     assert pending_reason(task(groups=(AZ,)), nodes, {}, (), scaling(16), NOW) == (
-        "no Online node in AzureNodes (1 Offline)"
+        "no Online node in AzureNodes (1 Offline); the autoscaler starts nodes of AzureNodes "
+        "for it at its next run (a grow check is due)"
     )
 
 

@@ -160,7 +160,10 @@ def test_a_task_below_the_grow_threshold_says_so(cp, provider, clock):
     )
     cp.set_group(AZ, grow_threshold=1)  # what the reason says to change: it grows
     assert "GrowThreshold" not in queued_reason(cp)  # the note no longer holds
-    assert "next in 60 s" in queued_reason(cp)
+    assert queued_reason(cp) == (
+        "no Online node in AzureNodes (2 Offline); the autoscaler starts nodes of AzureNodes "
+        "for it at its next grow check, in 60 s (GrowInterval 60 s)"
+    )
     clock.advance(60)  # at its next grow check (GrowInterval)
     cp.autoscale()
     assert "waiting for azure-1 to start" in queued_reason(cp)
@@ -180,7 +183,10 @@ def test_a_task_after_a_quiet_grow_check_is_grown_for_at_the_next_run(cp, provid
     cp.autoscale()  # a quiet grow check: nothing queued
     clock.advance(120)
     cp.submit({"command": "x", "nodeGroups": [AZ], "cores": 2})
-    assert queued_reason(cp) == "no Online node in AzureNodes (1 Offline)"  # the next run grows
+    assert queued_reason(cp) == (  # the next run grows
+        "no Online node in AzureNodes (1 Offline); the autoscaler starts nodes of AzureNodes "
+        "for it at its next run (a grow check is due)"
+    )
     cp.autoscale()
     assert "waiting for azure-1 to start" in queued_reason(cp)
 

@@ -62,6 +62,7 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
 from shared.domain.cluster import Node
 from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, reach
 from shared.domain.firstfit import KeptOff, place_queue
+from shared.domain.growcheck import grow_check, with_covered
 from shared.domain.growshrink import (
     AutoscalerPolicy,
     AutoscalerState,
@@ -250,22 +251,16 @@ class _Run:
             offline = [n for n in offline if n.held is None]  # an admin's hold: never started
             held -= len(offline)
             tasks, able = list[Task](), 0
-            last = memory.last_grow_check  # a quiet check leaves the next run due
-            due = memory.quiet or last is None or self.now - last >= gp.grow_interval
-            if due:
-                mine = [t for t in overflow if may_run_in(t, group) and _key(t) not in claimed]
-                memory = replace(memory, last_grow_check=self.now, quiet=not mine)
-                tasks, why, able = demand.grown_for(mine, group, gp, members)
+            mine = [t for t in overflow if may_run_in(t, group) and _key(t) not in claimed]
+            check = grow_check(memory, gp, mine, self.now)  # GrowInterval, or a lost node's
+            memory = check.memory
+            if check.tasks:
+                tasks, why, able = demand.grown_for(check.tasks, group, gp, members)
                 if why:  # said per task by its pending reason: no grow note (grows=False)
                     self.notes.append(Note(group, why, grows=False))
-            if tasks and able < gp.grow_threshold:
-                self.notes.append(
-                    Note(
-                        group,
-                        f"{able} queued task(s) it could run, below GrowThreshold "
-                        f"{gp.grow_threshold} (hpc nodegroup set {group} --grow-threshold N)",
-                    )
-                )
+            if tasks and check.paced and able < gp.grow_threshold:
+                self.notes.append(Note(group, autoscaler_notes.below_threshold(
+                    group, able, gp.grow_threshold)))  # fmt: skip
                 tasks = []
             packed = packed_nodes(tasks, gp)
             need = packed + extra_nodes(packed, gp)
@@ -295,6 +290,12 @@ class _Run:
                 claimed.update(_key(t) for t in tasks)
                 starts_left -= count
                 self.groups[group] = replace(memory, last_scale_up=self.now)
+        if self.policy.remember_covered:  # what its pending reasons read (not the replay)
+            starting = {o.group for o in self.orders if o.action == "start"} | {
+                g for g, ms in self._members.items() if any(n.state is _STARTING for n in ms)}  # fmt: skip
+            for group, memory in self.groups.items():
+                self.groups[group] = with_covered(
+                    memory, group, self.view.queued, overflow, claimed, group in starting)  # fmt: skip
 
     def shrink(self, wanted: set[str]) -> None:
         stops_left = self.policy.max_stops_per_run - self.stops

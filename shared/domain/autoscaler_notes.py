@@ -117,6 +117,14 @@ FAILED = "failed: "
 """How a node's reason starts while its last start is a failure (kept until it starts)."""
 
 
+def below_threshold(group: str, able: int, threshold: int) -> str:
+    """Why a group grows for none of its queued work: too few tasks for HPC Pack's GrowThreshold."""
+    return (
+        f"{able} queued task(s) it could run, below GrowThreshold {threshold} "
+        f"(hpc nodegroup set {group} --grow-threshold N)"
+    )
+
+
 def not_joined(timeout: timedelta) -> str:
     """The stop of a node whose agent never joined (a failed start)."""
     return (

@@ -20,6 +20,9 @@ their places first, best fit (as the scheduler packs VMs), but only a task that 
 one group alone: where one allowed in several goes is not known. A task that may run on a
 node no autoscaler grows (on-prem, a group with autoscale off) is never hidden, nor one no
 node of its groups could ever hold (other rules say why: :mod:`shared.domain.demand`).
+A hidden task wider than its groups' ``maxNodes`` even with nothing running (queued before
+an admin lowered it; submit refuses such a job) is told it waits for a higher maxNodes, not
+for running work (:func:`never_fits`).
 """
 
 from __future__ import annotations
@@ -131,12 +134,32 @@ def _take(room: Room, need: int, cores: int, exclusive: bool) -> None:
             bisect.insort(room.partial, left)
 
 
+def never_fits(task: Task, rooms: Mapping[str, Room]) -> bool:
+    """A hidden ``task`` wants more nodes at once than the ``maxNodes`` of its groups allow
+    even with no running work (an admin lowered maxNodes after it was queued: submit refuses
+    such a job): it waits for maxNodes to be raised, not for running work."""
+    mine = [g for g in (task.node_groups or rooms) if g in rooms]
+    able = [g for g in mine if rooms[g].node_cores >= task.cores]
+    return bool(able) and task.nodes > sum(rooms[g].max_nodes for g in able)
+
+
 def notes(tasks: Sequence[Task], rooms: Mapping[str, Room]) -> list[Note]:
     """Why each group starts no node for the hidden ``tasks`` (what their pending reasons
-    quote): they wait for running work."""
+    quote): they wait for running work, or for a higher maxNodes (:func:`never_fits`)."""
     out = []
     for g in sorted(rooms):
-        mine = [t for t in tasks if not t.node_groups or g in t.node_groups]
+        tasks_g = [t for t in tasks if not t.node_groups or g in t.node_groups]
+        never = [t for t in tasks_g if never_fits(t, rooms)]
+        if never:
+            widest = max(t.nodes for t in never)
+            out.append(Note(g, (
+                f"{counted(never)} of {listed_jobs(never)} need{'s' if len(never) == 1 else ''} "
+                f"{widest} nodes at once, more than its maxNodes {rooms[g].max_nodes} allows: "
+                f"it cannot run until maxNodes is raised (hpc nodegroup set {g} --max "
+                f"{widest}); no node is started for it"
+            ), about=scope((t.job_id, t.id) for t in never)))  # fmt: skip
+        gone = {(t.job_id, t.id) for t in never}
+        mine = [t for t in tasks_g if (t.job_id, t.id) not in gone]
         if mine:
             room = rooms[g]
             about = scope((t.job_id, t.id) for t in mine)

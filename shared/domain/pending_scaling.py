@@ -13,6 +13,7 @@ from typing import Any
 
 from shared.domain.autoscaler_notes import bigger_vms, nodes_up
 from shared.domain.cluster import Node, NodeGroup
+from shared.domain.growcheck import is_covered, lost_its_node, next_check_in
 from shared.domain.growshrink import GroupMemory
 from shared.domain.memory import may_fit, shown
 from shared.domain.models import Task
@@ -110,9 +111,13 @@ def group_reason(
     mine = [n for n in nodes if group.name in n.groups]
     changed = max((n.state_time for n in mine), default=None)
     up = sum(1 for n in mine if n.state is not NodeState.OFFLINE)
+    key = (task.job_id, task.id)
+    coming = any(n.state is NodeState.STARTING for n in mine)
     return scaling_reason(
-        group, now, task.node_groups, changed_at=changed, up=up, task=(task.job_id, task.id)
-    )
+        group, now, task.node_groups, changed_at=changed, up=up, task=key,
+        lost=lost_its_node(task), covered=coming and is_covered(group.memory, key),
+        offline=sum(1 for n in mine if n.state is NodeState.OFFLINE and n.held is None),
+    )  # fmt: skip
 
 
 def scaling_reason(
@@ -123,6 +128,9 @@ def scaling_reason(
     changed_at: datetime | None = None,
     up: int | None = None,
     task: tuple[int, int] | None = None,
+    lost: bool = False,
+    covered: bool = False,
+    offline: int | None = None,
 ) -> str | None:
     """Why the autoscaler starts none of ``group``'s nodes for a task that waits for them,
     or None if nothing holds it back (its next run may start one). ``named``: the task's
@@ -133,7 +141,14 @@ def scaling_reason(
     maxNodes, that is said first whatever the notes' age (a reason read "considers growing
     G every 60 s" at the max once a node change made the autoscaler's own note stale).
     ``task``: ``(job_id, id)`` of the task asking; a note about other tasks is not quoted
-    (none: every note is)."""
+    (none: every note is). ``lost``: the task lost its node (:func:`lost_its_node`): no
+    GrowInterval holds it, so no next grow check is named. ``covered``: the autoscaler's last
+    run found nodes for it among those starting (:func:`is_covered`): it waits for them, not
+    for a grow check (a probe's task read "next in 45 s" beside its VMs starting).
+    ``offline``: the group's Offline nodes not held by an admin (None: not known): with
+    some, when nothing else holds it, the reason says the autoscaler starts them for the task
+    and when (a probe's task read only "no Online node in AzureNodes (3 Offline)", and they
+    started 20 s later); with none it promises nothing (an admin's hold is said beside)."""
     name = group.name
     notes = [n if isinstance(n, str) else n.text for n in group.notes if _about(n, task)]
     if not group.managed or not group.autoscale:
@@ -157,14 +172,27 @@ def scaling_reason(
         return f"{name} starts no node for {wait:.0f} s more (backing off after: {memory.last_failure})"
     if notes and not stale:
         return said
-    if memory is not None and memory.last_grow_check is not None and not memory.quiet:
-        due = (memory.last_grow_check - now).total_seconds() + group.grow_interval_s
-        if due >= 1:
+    due = next_check_in(memory, group.grow_interval_s, now)
+    if covered or offline == 0:  # it waits for the VMs starting; or none to start (held?)
+        return None
+    if due >= 1 and not lost:  # a task that lost its node is not held by GrowInterval
+        if offline is None:
             return (
                 f"the autoscaler considers growing {name} every {group.grow_interval_s:g} s "
                 f"(GrowInterval): next in {due:.0f} s"
             )
-    return None
+        return (
+            f"the autoscaler starts nodes of {name} for it at its next grow check, in "
+            f"{due:.0f} s (GrowInterval {group.grow_interval_s:g} s)"
+        )
+    if offline is None:
+        return None
+    if due >= 1:
+        return (
+            f"its node was lost: the autoscaler starts another of {name} for it at its next "
+            "run (GrowInterval holds no replacement)"
+        )
+    return f"the autoscaler starts nodes of {name} for it at its next run (a grow check is due)"
 
 
 def told_of(task: Task, group: GroupScaling, now: datetime) -> str | None:

@@ -136,6 +136,7 @@ def elastic(
         scale_down_delay=timedelta(seconds=scale_down_delay_s),
         max_starts_per_run=nodes,
         max_stops_per_run=nodes,
+        remember_covered=False,  # read by pending reasons only
     )
     policies: dict[tuple[int, int, int], AutoscalerPolicy] = {}
     sizing = idle.build(boot_delay_s, nodes)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,7 +112,8 @@ def check_fits(
     groups: Sequence[NodeGroup] | None = None,
 ) -> None:
     """Refuse a job no node of its groups could ever run (unknown group, too many cores,
-    more nodes than the groups have, only managed groups of maxNodes 0 with no node up: the
+    more nodes than the groups have or than their maxNodes let be up at once, as Slurm's
+    EnforcePartLimits: :func:`_within_max`, only managed groups of maxNodes 0 with no node up: the
     autoscaler would start none; more memory than any node has or may have:
     :func:`check_memory`). A core range is checked on its min. ``template``: the one
     the job's groups came from (it named none), named if one of them does not exist.
@@ -135,6 +137,8 @@ def check_fits(
     if capped_only(spec.node_groups, capped) and not any(n.state in NODE_COMING for n in eligible):
         raise InvalidRequest(f"{where} has no Online node, and " + max_zero(spec.node_groups))
     largest = max(n.cores for n in eligible)
+    here = deps.compute.name if deps.compute is not None else None
+    bound = {g.name: g for g in groups if here and g.provider == here and g.autoscale}
     for task in spec.tasks:
         cores = task.min_cores
         if cores > largest:
@@ -142,14 +146,42 @@ def check_fits(
                 f"a task asks for {cores} cores but the largest node in {where} "
                 f"has {largest}; ask for at most {largest}"
             )
-        big = sum(1 for n in eligible if n.cores >= cores)
+        able = [n for n in eligible if n.cores >= cores]
+        big = len(able)
         if task.nodes > big:
             raise InvalidRequest(
                 f"a task asks for {task.nodes} nodes with {_counted(cores, 'core')} each but "
                 f"{where} has {_counted(big, 'such node')}; ask for at most {_counted(big, 'node')}"
             )
+        most, capping = _within_max(able, bound)
+        if task.nodes > most:  # maxNodes caps the autoscaler's starts and an admin's
+            caps = ", ".join(f"{g.name}'s is {g.max_nodes}" for g in capping)
+            raise InvalidRequest(
+                f"a task asks for {task.nodes} nodes with {_counted(cores, 'core')} each but "
+                f"{where} may run at most {_counted(most, 'such node')} at once (maxNodes: "
+                f"{caps}); ask for at most {_counted(most, 'node')}, or raise maxNodes "
+                f"(hpc nodegroup set {capping[0].name} --max N)"
+            )
     usable = [g for g in groups if not wanted or g.name in wanted]
     check_memory(spec, eligible, usable, where, nodes)
+
+
+def _within_max(
+    nodes: Sequence[Node], bound: Mapping[str, NodeGroup]
+) -> tuple[int, list[NodeGroup]]:
+    """How many of ``nodes`` may be up at once, and the groups whose maxNodes cut that: a node
+    of a group the autoscaler runs for (``bound``: its first such group) counts within its
+    group's maxNodes, since the autoscaler starts no more and stops an admin's start beyond it
+    (nodes.over_max refuses that start); others (on-prem, autoscale off) all count."""
+    free, per = 0, Counter[str]()
+    for n in nodes:
+        group = next((g for g in n.groups if g in bound), None)
+        if group is None:
+            free += 1
+        else:
+            per[group] += 1
+    capping = [bound[g] for g in sorted(per) if per[g] > bound[g].max_nodes]
+    return free + sum(min(c, bound[g].max_nodes) for g, c in per.items()), capping
 
 
 def check_memory(
