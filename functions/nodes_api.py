@@ -35,7 +35,7 @@ from shared.usecases.queries import filter_nodes, public_node_doc
 
 bp = func.Blueprint()
 
-NODE_ACTIONS = ("start", "stop", "drain", "offline")
+NODE_ACTIONS = ("start", "stop", "drain", "offline", "release")
 _CAMEL = {
     "minNodes": "min_nodes",
     "maxNodes": "max_nodes",

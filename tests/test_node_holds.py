@@ -15,7 +15,10 @@ from shared.domain import lifecycle
 from shared.domain.cluster import Node
 from shared.domain.messages import NodeStopping, RegisterNode, Superseded
 from shared.domain.states import NodeState
+from shared.errors import Conflict
 from tests.agent_double import AgentDouble
+from tests.app_fixtures import served_app
+from tests.cli_fixtures import hpc
 from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
 from tests.test_nodes_admin import managed, provider  # noqa: F401 - fixtures
 
@@ -171,3 +174,56 @@ def test_the_autoscaler_never_starts_a_node_an_admin_took_offline(cp, provider):
     assert any("1 Offline and 1 held by an admin" in n for n in notes), notes  # says why
     [started] = cp.node_action("start", [first.name])  # an admin's start ends the hold
     assert (started.state, started.held) == (N.STARTING, None)
+
+
+def test_a_release_lifts_the_hold_without_a_start_and_the_autoscaler_then_may(cp, provider):
+    """A probe's cost freeze (offline --group AzureNodes) could be lifted only by a start,
+    which booted every VM; `hpc node release` leaves them Offline for the autoscaler."""
+    managed(cp, min_nodes=0)
+    first, second = cp.add_nodes("AzureNodes", 2)
+    cp.node_action("offline", [first.name, second.name])
+    [released] = cp.node_action("release", [first.name])
+    assert (released.state, released.held) == (N.OFFLINE, None)
+    assert "the autoscaler starts it when work needs it" in (released.state_reason or "")
+    assert cp.act_on_node("release", first.name)[1] == (
+        "node azure-1 is already Offline: nothing to do"
+    )
+    cp.autoscale()  # no work: nothing starts
+    assert {n.name: n.state for n in cp.store.list_nodes()} == {
+        "azure-1": N.OFFLINE, "azure-2": N.OFFLINE
+    }  # fmt: skip
+    cp.submit({"command": "x", "nodeGroups": ["AzureNodes"], "cores": 2})
+    cp.autoscale()  # the released one starts for the work, the held one does not
+    states = {n.name: (n.state, n.held) for n in cp.store.list_nodes()}
+    assert states == {"azure-1": (N.STARTING, None), "azure-2": (N.OFFLINE, "offline")}
+
+
+def test_a_release_of_a_node_not_held_offline_is_refused_saying_what_to_do(cp, provider):
+    managed(cp, min_nodes=0)
+    register(cp, "n1")  # on-prem
+    [vm] = cp.add_nodes("AzureNodes", 1)
+    cp.node_action("start", [vm.name])
+    with pytest.raises(Conflict, match="n1 is on-prem: .*hpc node online n1"):
+        cp.act_on_node("release", "n1")
+    with pytest.raises(Conflict, match="azure-1 is Starting; only an Offline VM's hold"):
+        cp.act_on_node("release", "azure-1")
+
+
+def test_hpc_node_release_through_the_api(tmp_path, monkeypatch):
+    """The CLI on the real function app: a held group released, each VM said, none started."""
+    with served_app(tmp_path / "home", {"HPC_COMPUTE": "local"}) as app, app.client() as client:
+        monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+        monkeypatch.setenv("HPC_TOKEN", app.token)
+        made = client.patch("/api/nodegroups/AzureNodes", json={"provider": "local", "maxNodes": 2})
+        assert made.status_code == 200, made.text
+        assert (
+            client.post("/api/nodes", json={"group": "AzureNodes", "count": 2}).status_code == 201
+        )
+        assert hpc("node", "offline", "--group", "azurenodes").exit_code == 0
+        out = hpc("node", "release", "--group", "AzureNodes")
+        assert out.exit_code == 0, out.output
+        assert out.stdout.split() == ["azure-1:", "Offline", "azure-2:", "Offline"]
+        nodes = client.get("/api/nodes").json()["nodes"]
+        assert [(n["state"], n.get("held")) for n in nodes] == [("Offline", None)] * 2
+        again = hpc("node", "release", "azure-1")
+        assert again.exit_code == 0 and "already: nothing to do" in again.stdout

@@ -292,6 +292,7 @@ _ALREADY = {
     "stop": ("Offline", "Stopping"),
     "drain": ("Draining", "Offline"),
     "offline": ("Offline",),
+    "release": ("Online", "Starting", "Stopping"),  # up or on its way: nothing to release
 }
 """The states in which a node already is as each action would leave it: the API answers
 those with a 200 (``"changed": false``); one refused in them anyway (a 409 from an older
@@ -311,7 +312,7 @@ def _verb(action: str) -> str:
 def _done(action: str) -> str:
     return {"start": "started", "stop": "stopped", "drain": "drained",
             "offline": "taken offline", "online": "brought online",
-            "remove": "removed"}.get(action, action)  # fmt: skip
+            "remove": "removed", "release": "released"}.get(action, action)  # fmt: skip
 
 
 MAX_REASON = 200
@@ -360,6 +361,14 @@ def node_online(names: Names = None, group: Group = None) -> None:
     An on-prem node Draining, or Offline by an admin, while its agent runs takes work again
     without restarting the agent; a managed node's VM starts."""
     _act("start", names, group, said="online")
+
+
+@app.command("release")
+def node_release(names: Names = None, group: Group = None) -> None:
+    """Lift an admin's hold on Offline VMs without starting them: the autoscaler starts them
+    when work needs them (Slurm's resume of a powered-down node; `hpc node online` boots them).
+    """
+    _act("release", names, group)
 
 
 @app.command("stop")

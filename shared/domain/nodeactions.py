@@ -16,6 +16,7 @@ action holds it:
 | drain   | Draining, held (an admin's drain; an unheld one becomes held: a change) |
 | offline | Offline, held (an unheld Offline node becomes held: a change)          |
 | remove  | never (a removed node is a 404)                                       |
+| release | a VM Offline and not held (the autoscaler may start it already)       |
 
 A drain or offline of a node already held so, given another reason than its hold's, is done
 again: the new reason replaces the old (:func:`new_reason`; Slurm's ``reason=``). One given
@@ -53,6 +54,8 @@ def already(action: str, node: Node, reason: str | None = None) -> str | None:
         done = state is NodeState.DRAINING and node.held == "drain"
     elif action == "offline":
         done = state is NodeState.OFFLINE and node.held == "offline"
+    elif action == "release":  # a VM Offline and not held: the autoscaler may start it
+        done = state is NodeState.OFFLINE and node.held is None and is_managed(node)
     else:
         done = False
     if not done:

@@ -30,6 +30,7 @@ from shared.usecases import (
     events,
     idempotency,
     modify,
+    node_release,
     nodegroups,
     nodes,
     pending_reasons,
@@ -214,7 +215,7 @@ class ControlPlane:
         return idempotency.add_nodes_once(self.deps, body, principal, key, asked, render)
 
     def node_action(self, action: str, names: list[str], *, reason: str | None = None) -> list[Any]:
-        """start, stop, drain, offline or remove these nodes; ``reason``: the nodes' state
+        """start, stop, drain, offline, remove or release these nodes; ``reason``: the nodes' state
         reason for a stop, drain or offline (who and why, as Slurm's ``reason=``)."""
         actions: dict[str, Callable[..., Sequence[Any]]] = {
             "start": nodes.start_nodes,
@@ -222,6 +223,7 @@ class ControlPlane:
             "drain": nodes.drain_nodes,
             "offline": nodes.offline_nodes,
             "remove": nodes.remove_nodes,
+            "release": node_release.release_nodes,
         }
         do = actions[action]
         if reason is not None and action in ("stop", "drain", "offline"):
