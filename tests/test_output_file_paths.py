@@ -39,6 +39,9 @@ IDS = OutputIds(job_id=42, task_id=7, sweep_index=3)
         # refused at submit; left as written so that dispatch can never fail on it
         ("a%a", OutputIds(job_id=1, task_id=1), "a%a"),
         ("x%q", IDS, "x%q"),
+        # Slurm's %A %x %u %N, which a probe's Slurm user reached for
+        ("%A_%a.out", IDS, "42_3.out"),
+        ("%x-%u@%N.log", OutputIds(1, 2, None, "sim", "alice", "azure-3"), "sim-alice@azure-3.log"),
     ],
 )
 def test_placeholders_expand(path: str, ids: OutputIds, expanded: str) -> None:
@@ -53,6 +56,7 @@ def test_placeholders_expand(path: str, ids: OutputIds, expanded: str) -> None:
         ("100%%", False),
         ("%a.out", True),
         ("logs/%j/%a-%t.txt", True),
+        ("%x-%A-%u-%N.txt", False),
     ],
 )
 def test_accepted_paths(path: str, sweep: bool) -> None:
@@ -62,8 +66,8 @@ def test_accepted_paths(path: str, sweep: bool) -> None:
 @pytest.mark.parametrize(
     ("path", "sweep", "message"),
     [
-        ("out-%x.txt", True, "unknown placeholder %x"),
-        ("out-%A.txt", True, "unknown placeholder %A"),  # Slurm's array master id: not ours
+        ("out-%z.txt", True, "unknown placeholder %z"),
+        ("out-%n.txt", True, "unknown placeholder %n"),  # Slurm's relative node id: not ours
         ("out-%3a.txt", True, "unknown placeholder %3"),
         ("%a.out", False, "%a is the sweep index and this task is not a sweep"),
         ("out%", True, "ends with a lone %: write %% for a literal %"),
@@ -82,9 +86,9 @@ def test_refused_paths_say_what_to_fix(path: str, sweep: bool, message: str) -> 
 
 def test_spec_refuses_an_unknown_placeholder_naming_field_and_placeholder() -> None:
     with pytest.raises(InvalidRequest) as e:
-        JobSpec.parse({"tasks": [{"command": "x", "stderr": "err-%u.txt"}]})
+        JobSpec.parse({"tasks": [{"command": "x", "stderr": "err-%y.txt"}]})
     assert "tasks.0.stderr" in str(e.value)
-    assert "unknown placeholder %u" in str(e.value)
+    assert "unknown placeholder %y" in str(e.value)
     assert e.value.status == 422
 
 
@@ -125,3 +129,24 @@ def test_dispatch_expands_the_placeholders_of_each_sweep_step(tmp_path: Path) ->
         (3, "s-20", "s-20"),
         (4, "s-30", "s-30"),
     ]
+
+
+def test_dispatch_expands_the_job_name_owner_and_node(tmp_path: Path) -> None:
+    cp = make_cp(tmp_path, Clock())
+    node = register(cp, "n1", cores=4)
+    named = cp.submit({"name": "sim", "command": "true", "stdout": "%x-%u@%N-%A.out"})
+    plain = cp.submit({"command": "true", "stdout": "%x.out"})
+    assert cp.schedule_pass() == 2
+    runs = sorted(node.runs(), key=lambda r: r.job_id)
+    assert [r.stdout for r in runs] == [
+        f"sim-{named.owner}@n1-{named.id}.out",
+        f"job{plain.id}.out",  # unnamed: as the lists show it
+    ]
+
+
+def test_a_path_of_many_job_names_is_weighed_at_their_widest() -> None:
+    """Each %x may stand for 256 characters: 2,000 of them in a 4,096-character path would
+    make an assignment past Service Bus's bound, which the length alone would not show."""
+    with pytest.raises(InvalidRequest, match="assignment message could reach"):
+        JobSpec.parse({"command": "x", "stdout": "%x" * 2000})
+    JobSpec.parse({"command": "x", "stdout": "%x" * 10})

@@ -5,8 +5,12 @@ known then):
 
 ====== ===========================================================
 ``%j`` the job id
+``%A`` the job id too (Slurm's array job id: a sweep is one job here)
 ``%t`` the task id
 ``%a`` the sweep index (only in a sweep: refused at submit otherwise)
+``%x`` the job's name (as at dispatch)
+``%u`` the job's owner (its API user name)
+``%N`` the name of the node the task runs on (its first)
 ``%%`` a literal ``%``
 ====== ===========================================================
 
@@ -21,8 +25,12 @@ from dataclasses import dataclass
 
 PLACEHOLDERS: dict[str, str] = {
     "j": "the job id",
+    "A": "the job id (Slurm's array job id)",
     "t": "the task id",
     "a": "the sweep index",
+    "x": "the job name",
+    "u": "the job's owner",
+    "N": "the node name",
     "%": "a literal %",
 }
 """The letter after ``%`` -> what it stands for (as the messages and README say)."""
@@ -80,16 +88,42 @@ class OutputIds:
     job_id: int
     task_id: int
     sweep_index: int | None = None
+    job_name: str = ""
+    """``%x``: Slurm's job name (a probe's Slurm user reached for it)."""
+    owner: str = ""
+    node: str = ""
 
 
 def expand_output_path(path: str, ids: OutputIds) -> str:
     """The path with its placeholders replaced. Total, so that dispatch never fails on it: what
     :func:`check_output_path` refuses at submit (an unknown placeholder, ``%a`` of a task that
     is not a sweep step) is left as written."""
-    values = {"%j": str(ids.job_id), "%t": str(ids.task_id), "%%": "%"}
+    values = {
+        "%j": str(ids.job_id),
+        "%A": str(ids.job_id),
+        "%t": str(ids.task_id),
+        "%x": ids.job_name,
+        "%u": ids.owner,
+        "%N": ids.node,
+        "%%": "%",
+    }
     if ids.sweep_index is not None:
         values["%a"] = str(ids.sweep_index)
     return "".join(values.get(part, part) for part in _parts(path))
+
+
+WIDEST: dict[str, int] = {"%x": 256, "%u": 32, "%N": 128}
+"""Characters a placeholder may stand for at most (a job name, an API user name, a node
+name); the ids, at most 20."""
+
+
+def widest_expansion(path: str, per_char: int) -> int:
+    """An upper bound of the expanded path's bytes, each character taking ``per_char``: a
+    path of many ``%x`` grows far past its own length (tasksize's check reads this)."""
+    return sum(
+        per_char * (WIDEST.get(part, 20) if part.startswith("%") else len(part))
+        for part in _parts(path)
+    )
 
 
 def expand_optional(path: str | None, ids: OutputIds) -> str | None:

@@ -15,7 +15,7 @@ from functools import cache
 
 from shared.domain.durations import MAX_LIMIT_S
 from shared.domain.messages import JOB_SUBMIT_ENV, MAX_ID, RunTask
-from shared.domain.outputpaths import OutputIds, expand_optional
+from shared.domain.outputpaths import WIDEST, OutputIds, expand_optional, widest_expansion
 from shared.domain.specvalues import sweep_path
 
 MAX_ASSIGNMENT_BYTES = 256 * 1024
@@ -36,6 +36,7 @@ _HOST = f"{_NODE}:{_CORES}"
 _OWNER = "u" * 32  # the longest API user name (shared.domain.usernames.USER_NAME)
 _WIDEST_JSON_CHAR = 12
 """JSON bytes of one character at most: an astral character is two \\uXXXX escapes."""
+_WIDEST_NAME = "\U0001f600" * WIDEST["%x"]  # a job name's widest JSON (%x in --stdout)
 
 
 def check_env_size(env: Mapping[str, str]) -> None:
@@ -61,8 +62,13 @@ def check_assignment(
 ) -> None:
     """Refuse (ValueError) a task whose RunTask could exceed :data:`MAX_ASSIGNMENT_BYTES`.
     ``command`` is as dispatched (a sweep's ``*`` already replaced by ``sweep_index``)."""
-    mine = [command, work_dir or "", stdout or "", stderr or "", *env, *env.values()]
-    rough = _WIDEST_JSON_CHAR * sum(map(len, mine)) + 6 * len(env) + _fixed_bytes(nodes)
+    mine = [command, work_dir or "", *env, *env.values()]
+    rough = (
+        _WIDEST_JSON_CHAR * sum(map(len, mine))
+        + sum(widest_expansion(p, _WIDEST_JSON_CHAR) for p in (stdout, stderr) if p)
+        + 6 * len(env)
+        + _fixed_bytes(nodes)
+    )
     if rough <= MAX_ASSIGNMENT_BYTES:
         return  # the usual task: far below the bound, no message built
     size = _assignment_bytes(command, env, work_dir, stdout, stderr, nodes, sweep_index)
@@ -100,7 +106,14 @@ def _assignment_bytes(
 ) -> int:
     """The task's RunTask as shared.usecases.dispatch builds it, with the widest ids, node
     names, core counts and owner; HPC_NODES (a name:cores per node) is counted, not built."""
-    ids = OutputIds(job_id=MAX_ID, task_id=MAX_ID, sweep_index=sweep_index)
+    ids = OutputIds(
+        job_id=MAX_ID,
+        task_id=MAX_ID,
+        sweep_index=sweep_index,
+        job_name=_WIDEST_NAME,
+        owner=_OWNER,
+        node=_NODE,
+    )
     cluster = {
         "HPC_JOB_ID": str(MAX_ID),
         JOB_SUBMIT_ENV: "9999-12-31T23:59:59.999999+00:00",  # the longest isoformat of a UTC time

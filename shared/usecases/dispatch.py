@@ -229,7 +229,15 @@ def _commit_chunk(
             change = lifecycle.undeliverable(task, too_big, now)
             failed = True
         else:
-            run = _run_task(task, node, p.group, hosts, owner=job.owner, submitted=job.submit_time)
+            run = _run_task(
+                task,
+                node,
+                p.group,
+                hosts,
+                owner=job.owner,
+                submitted=job.submit_time,
+                job_name=job.name or f"job{job.id}",
+            )
             message = deps.node_message(node.name, run)
             reason = _too_big_for_bus(message)
             if reason is not None:
@@ -308,6 +316,7 @@ def _run_task(
     *,
     owner: str | None = None,
     submitted: datetime | None = None,
+    job_name: str = "",
 ) -> RunTask:
     """The assignment for the task's first node (a multi-node task's other nodes get none:
     its command starts the rest, e.g. mpirun --host $HPC_NODES); ``hosts``: its placement's
@@ -316,6 +325,7 @@ def _run_task(
     an older one would refuse the assignment. ``submitted``: the job's submit time, which
     stamps its output (:data:`shared.domain.messages.JOB_SUBMIT_ENV`)."""
     hosts = held(task) if hosts is None else hosts
+    ids = _output_ids(task, node, owner, job_name)
     env = {
         "HPC_JOB_ID": str(task.job_id),
         **({JOB_SUBMIT_ENV: submitted.isoformat()} if submitted is not None else {}),
@@ -339,13 +349,20 @@ def _run_task(
         cores=hosts[0].cores if hosts else task.cores,
         runtime_limit_s=task.runtime_limit_s,
         work_dir=sweep_path(task.work_dir, task.sweep_index),
-        stdout=expand_optional(sweep_path(task.stdout, task.sweep_index), _output_ids(task)),
-        stderr=expand_optional(sweep_path(task.stderr, task.sweep_index), _output_ids(task)),
+        stdout=expand_optional(sweep_path(task.stdout, task.sweep_index), ids),
+        stderr=expand_optional(sweep_path(task.stderr, task.sweep_index), ids),
         env=env,
         owner=owner if carries_owner(node.agent_protocol) else None,
     )
 
 
-def _output_ids(task: Task) -> OutputIds:
+def _output_ids(task: Task, node: Node, owner: str | None, job_name: str) -> OutputIds:
     """What the placeholders of the task's --stdout / --stderr stand for."""
-    return OutputIds(job_id=task.job_id, task_id=task.id, sweep_index=task.sweep_index)
+    return OutputIds(
+        job_id=task.job_id,
+        task_id=task.id,
+        sweep_index=task.sweep_index,
+        job_name=job_name,
+        owner=owner or "",
+        node=node.name,
+    )
