@@ -9,6 +9,7 @@ sent, with a message that names the option. Each ``parse_*`` raises
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from shared.domain.jobspec import ONE_TASK_KEYS, Sweep, check_env_name, priority
 from shared.domain.memory import parse_mb
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.outputpaths import check_output_path
-from shared.domain.specvalues import JsonRefused, iso_time, load_json, quoted
+from shared.domain.specvalues import JsonRefused, NotATime, iso_time, load_json, quoted
 
 
 def parse_priority(text: str) -> int | str:
@@ -231,18 +232,50 @@ def parse_time(text: str) -> str:
 
 
 def parse_begin(text: str, *, now: datetime | None = None) -> str:
-    """``--begin``: an ISO 8601 time (local if no zone: :func:`parse_time`), or Slurm's relative
-    ``now+DURATION`` (``now+90`` is 90 s, ``now+1:00:00`` an hour), sent as the UTC time it
-    comes to, since the spec's ``holdUntil`` is a time."""
+    """``--begin``: an ISO 8601 time (local if no zone: :func:`parse_time`), Slurm's relative
+    ``now+DURATION`` (``now+90`` is 90 s, ``now+1:00:00`` an hour), or its ``HH:MM[:SS]``
+    (the next such local time: today, or tomorrow once it has passed) and ``tomorrow``
+    (local midnight), sent as the UTC time it comes to, since the spec's ``holdUntil`` is a
+    time. (A probe's ``--begin 23:59`` and ``tomorrow`` were refused.)"""
+    word = text.strip().lower()
+    clock = _CLOCK.fullmatch(word)
+    if clock or word == "tomorrow":
+        local = (now or datetime.now(UTC)).astimezone()
+        if clock:
+            hour, minute, second = (int(g or 0) for g in clock.groups())
+            if hour > 23 or minute > 59 or second > 59:
+                raise ValueError(
+                    f"{quoted(text)} is not a time of day: give HH:MM[:SS], e.g. 23:59"
+                )
+            at = local.replace(hour=hour, minute=minute, second=second, microsecond=0)
+            at += timedelta(days=1) if at <= local else timedelta(0)
+        else:
+            at = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if word == "now":
+        raise ValueError(
+            "'now' is when a job may start anyway: leave --begin out, or give now+DURATION"
+        )
     head, plus, tail = text.strip().partition("+")
     if head.strip().lower() != "now" or not plus:
-        return parse_time(text)
+        try:
+            return parse_time(text)
+        except NotATime:
+            raise ValueError(
+                f"{quoted(text)} is not a time: give an ISO 8601 one (2026-12-01T14:00, local "
+                "if no zone), HH:MM[:SS] (the next such time), tomorrow, or now+DURATION "
+                "(now+1:00:00)"
+            ) from None
     try:
         seconds = parse_duration(tail.strip())
     except ValueError as e:
         raise ValueError(f"{quoted(text)}: after now+ comes a duration: {e}") from None
     moment = (now or datetime.now(UTC)) + timedelta(seconds=seconds)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+"""Slurm's ``--begin HH:MM[:SS]``."""
 
 
 def parse_exit_codes(text: str) -> list[int]:

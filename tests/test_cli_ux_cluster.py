@@ -133,7 +133,9 @@ def test_submit_begin_takes_now_plus_a_duration(cluster: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("flags", "fragment"),
     [
-        (["--begin", "tomorrow"], "not an ISO 8601 time"),
+        (["--begin", "soon"], "HH:MM[:SS] (the next such time), tomorrow, or now+DURATION"),
+        (["--begin", "now"], "leave --begin out"),
+        (["--begin", "25:00"], "not a time of day"),
         (["--begin", "now+soon"], "after now+ comes a duration"),
         (["--max-retries", "-1"], "--max-retries"),
         (["--max-retries", "101"], "--max-retries"),

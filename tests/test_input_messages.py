@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hpc.spec import load_spec_file, parse_time
+from hpc.spec import load_spec_file, parse_begin, parse_time
 from shared.domain.jobspec import JobSpec
 from shared.domain.specvalues import (
     MAX_NUMBER_DIGITS,
@@ -222,3 +222,26 @@ def test_the_cli_checks_until_by_the_same_rule(monkeypatch):
         parse_time("10000-01-01T00:00:00Z")
     with pytest.raises(ValueError, match="not an ISO 8601 time"):
         parse_time("soon")
+
+
+@pytest.mark.parametrize(
+    ("given", "now", "begins"),
+    [
+        ("23:59", "2026-12-03T12:00:00+00:00", "2026-12-03T23:59:00Z"),  # later today
+        ("09:30", "2026-12-03T12:00:00+00:00", "2026-12-04T09:30:00Z"),  # passed: tomorrow
+        ("9:30:15", "2026-12-03T09:30:15+00:00", "2026-12-04T09:30:15Z"),  # now: tomorrow
+        ("tomorrow", "2026-12-03T12:00:00+00:00", "2026-12-04T00:00:00Z"),
+        ("TOMORROW", "2026-12-31T23:59:59+00:00", "2027-01-01T00:00:00Z"),
+    ],
+)
+def test_begin_takes_slurms_time_of_day_and_tomorrow(
+    given: str, now: str, begins: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe's `--begin 23:59` and `--begin tomorrow` were refused (local time: UTC here)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        assert parse_begin(given, now=datetime.fromisoformat(now)) == begins
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -151,8 +151,8 @@ def job_hold(
         str | None,
         typer.Option(
             metavar="TIME",
-            help="Hold until this ISO 8601 time (local time if no zone), e.g. 2026-12-01T14:00, or "
-            "now+DURATION, e.g. now+1:00:00 (as job submit's --begin).",
+            help="Hold until this ISO 8601 time (local time if no zone), e.g. 2026-12-01T14:00, "
+            "HH:MM[:SS], tomorrow, or now+DURATION, e.g. now+1:00:00 (as job submit's --begin).",
             callback=checked_by(parse_begin),
         ),
     ] = None,

@@ -226,7 +226,8 @@ def job_submit(
         typer.Option(
             metavar="TIME",
             help="Start no task before TIME: ISO 8601 (local time if no zone), e.g. "
-            "2026-12-01T14:00, or now+DURATION, e.g. now+1:00:00 (Slurm's --begin).",
+            "2026-12-01T14:00, HH:MM[:SS] (the next such time), tomorrow, or now+DURATION, "
+            "e.g. now+1:00:00 (Slurm's --begin).",
             callback=checked_by(parse_begin),
         ),
     ] = None,
