@@ -80,8 +80,13 @@ def test_an_on_prem_group_refuses_autoscaler_settings(cp, provider):  # noqa: F8
     for settings in ({"max_nodes": 1}, {"idle_policy": "keep"}, {"node_cores": 4}):
         with pytest.raises(InvalidRequest, match="only to managed groups"):
             cp.set_group("OnPremNodes", **settings)
-    with pytest.raises(InvalidRequest, match="minNodes applies only to managed groups"):
+    with pytest.raises(InvalidRequest, match="minNodes applies only to managed groups") as e:
         cp.create_group("Lab", min_nodes=1)
+    # a group being created is not told to `hpc nodegroup set` itself (a probe's was not there)
+    assert "Lab would be on-prem" in str(e.value) and "--provider local" in str(e.value)
+    assert "nodegroup set" not in str(e.value)
+    with pytest.raises(InvalidRequest, match="OnPremNodes is on-prem.*nodegroup set OnPremNodes"):
+        cp.set_group("OnPremNodes", max_nodes=1)
     assert cp.set_group("OnPremNodes", description="lab").description == "lab"
 
 

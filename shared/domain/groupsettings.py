@@ -120,7 +120,9 @@ def vm_size_problem(size: object) -> str | None:
     )
 
 
-def check_bounds(group: NodeGroup, settings: Iterable[str], provider: str | None) -> None:
+def check_bounds(
+    group: NodeGroup, settings: Iterable[str], provider: str | None, *, creating: bool = False
+) -> None:
     """One meaning of maxNodes everywhere: the most nodes a managed group may have, 0 being
     none (the autoscaler starts none, ``hpc node add`` adds none), never "no limit". So
     minNodes above it is refused whatever the values; an on-prem group takes no
@@ -131,12 +133,18 @@ def check_bounds(group: NodeGroup, settings: Iterable[str], provider: str | None
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             kind = provider or "local"
+            what = f"{', '.join(given)} {verb} only to managed groups (VMs that hpc node add creates and the autoscaler starts and stops)"
+            if creating:  # no group to set yet (a probe was told to set one that did not exist)
+                raise InvalidRequest(
+                    f"{what}; {group.name} would be on-prem, its nodes joining by their "
+                    f"agents: give --provider {kind} to make it managed, or leave "
+                    f"{', '.join(given)} out"
+                )
             raise InvalidRequest(
-                f"{', '.join(given)} {verb} only to managed groups (VMs that hpc node add "
-                f"creates and the autoscaler starts and stops); {group.name} is on-prem, its "
-                f"nodes join by their agents: create a managed group (hpc nodegroup create "
-                f"NAME --provider {kind} --max N), or make this one managed while it has no "
-                f"nodes (hpc nodegroup set {group.name} --provider {kind})"
+                f"{what}; {group.name} is on-prem, its nodes join by their agents: create a "
+                f"managed group (hpc nodegroup create NAME --provider {kind} --max N), or make "
+                f"this one managed while it has no nodes (hpc nodegroup set {group.name} "
+                f"--provider {kind})"
             )
     elif group.min_nodes > group.max_nodes:
         raise InvalidRequest(

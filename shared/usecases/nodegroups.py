@@ -38,7 +38,7 @@ def create_group(deps: Deps, name: str, **settings: Any) -> NodeGroup:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name):
         raise InvalidRequest(f"node group name {name!r}: letters, digits, _ . - (64 at most)")
     group = NodeGroup(name=name)
-    _apply(deps, group, settings)
+    _apply(deps, group, settings, creating=True)
     try:
         deps.store.put_group(group)
     except Conflict:
@@ -85,11 +85,13 @@ def _no_members(deps: Deps, group: NodeGroup, before: str | None) -> None:
         )
 
 
-def _apply(deps: Deps, group: NodeGroup, settings: dict[str, Any]) -> None:
+def _apply(
+    deps: Deps, group: NodeGroup, settings: dict[str, Any], *, creating: bool = False
+) -> None:
     provider = deps.compute.name if deps.compute else None
     apply_settings(group, settings, provider)
     check_group(group)
-    check_bounds(group, settings, provider)
+    check_bounds(group, settings, provider, creating=creating)
 
 
 def delete_group(deps: Deps, name: str) -> str:
