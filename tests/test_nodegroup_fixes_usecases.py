@@ -66,6 +66,8 @@ def test_the_log_of_a_group_lists_its_entries_only_not_every_note_naming_it(cp, 
     assert len(cp.autoscale_log(group="AzureNodes")) == 2
     with pytest.raises(NotFound):
         cp.autoscale_log(group="Nope")
+    cp.delete_group("Burst")  # its history stays readable (a probe's was refused)
+    assert [e["reason"] for e in cp.autoscale_log(group="burst")] == ["Burst: has no nodes"]
 
 
 # --- 4 and 9: a managed group with no nodes says to add them -----------------------------

@@ -16,6 +16,7 @@ from shared.domain.messages import Event
 from shared.domain.models import Job, Task
 from shared.domain.states import JobState, TaskState
 from shared.domain.taskspans import Span
+from shared.errors import NotFound
 from shared.ports.bus import Bus
 from shared.ports.compute import ComputeProvider
 from shared.ports.output import OutputStore, Stream
@@ -260,6 +261,13 @@ class ControlPlane:
         autoscale.run(self.deps)
 
     def autoscale_log(self, *, group: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        if group:  # a misspelt group is an error, not an empty log
+        if not group:
+            return autoscale_log.read_log(self.deps, limit=limit)
+        try:  # a misspelt group is an error, not an empty log
             group = nodegroups.group_of(self.deps, group).name
+        except NotFound:  # unless it is a deleted group the log still tells of (a probe)
+            kept = autoscale_log.read_log(self.deps, group=group, limit=limit)
+            if not kept:
+                raise
+            return kept
         return autoscale_log.read_log(self.deps, group=group, limit=limit)
