@@ -28,6 +28,7 @@ from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_problem
 from shared.domain.specvalues import shown_json
+from shared.domain.vmsizes import size_warning
 from shared.errors import InvalidRequest, NotFound
 from shared.usecases.nodes import set_node_groups
 from shared.usecases.nodes_add import NodeAdd
@@ -134,7 +135,9 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     key = idempotency_key(req)  # a retried add gets the first one's nodes, adding none
 
     def render(added: list[Node]) -> str:
-        return json_text({"nodes": [_node(n) for n in added]})  # as GET shows them
+        warnings = sorted({w for n in added if (w := size_warning(n.size, n.cores))})
+        answer: dict[str, Any] = {"nodes": [_node(n) for n in added]}  # as GET shows them
+        return json_text({**answer, "warnings": warnings} if warnings else answer)
 
     if key is None:  # (one or more nodes: the first one's URL is the Location)
         added = control().add_nodes(group, count, cores=cores, size=size, spot=spot)

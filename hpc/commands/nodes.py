@@ -155,6 +155,8 @@ def node_add(
     kind = "Spot VM " if spot else ""
     for node in data.get("nodes", []):
         stdout_console().print(Text(f"{one_line(node.get('name'))}: {kind}added, Offline"))
+    for warning in data.get("warnings", []):  # e.g. a VM size whose name states other cores
+        stderr_console().print(Text(f"warning: {one_line(warning)}"), soft_wrap=True)
 
 
 @app.command("set")
