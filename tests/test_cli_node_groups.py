@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hpc.commands.nodes import _already
+from hpc.node_actions import _already
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import served_app
 from tests.cli_fixtures import assert_one_error_line, hpc
