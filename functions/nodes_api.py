@@ -30,6 +30,7 @@ from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_
 from shared.domain.specvalues import shown_json
 from shared.domain.vmsizes import size_warning
 from shared.errors import InvalidRequest, NotFound
+from shared.usecases.nodegroups import set_warnings as set_group_warnings
 from shared.usecases.nodes import set_node_groups
 from shared.usecases.nodes_add import NodeAdd
 from shared.usecases.queries import filter_nodes, public_node_doc
@@ -262,7 +263,8 @@ def set_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     if not settings:  # a script that thinks it changed something (PATCH /api/jobs/{id} too)
         raise InvalidRequest("the body names no setting to change: give one or more of them")
     group = control().set_group(req.route_params.get("name", ""), **settings)
-    return _group(group)
+    warnings = set_group_warnings(control().deps, group)
+    return {**_group(group), "warnings": warnings} if warnings else _group(group)
 
 
 @route(bp, "nodegroups/{name}", ["DELETE"])

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from hpc.common import JsonOption, api_client, print_json, stdout_console
+from hpc.common import JsonOption, api_client, print_json, stderr_console, stdout_console
 from hpc.errors import CliError
 from hpc.render import cells, dash, memory
 from hpc.spec import parse_memory
@@ -256,6 +257,8 @@ def group_set(
         raise CliError("give at least one setting to change (see --help)", exit_code=2)
     with api_client() as client:
         group = client.set_node_group(name, **settings)
+    for warning in group.get("warnings", []):  # e.g. more nodes than the new maxNodes
+        stderr_console().print(Text(f"warning: {one_line(warning)}"), soft_wrap=True)
     if not group.get("provider"):  # its bounds and policy do not apply (groupsettings)
         stdout_console().print(f"node group {dash(group.get('name'))}: on-prem")
         return

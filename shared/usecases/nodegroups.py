@@ -198,3 +198,21 @@ def _forget(deps: Deps, group: str, *, said_only: bool = False) -> None:
             changed = True
     if changed:
         deps.store.put_meta(meta)
+
+
+def set_warnings(deps: Deps, group: NodeGroup) -> list[str]:
+    """What an admin should know after a change: a group left with more nodes than its
+    maxNodes (a probe's ``--max 2`` beside 5 nodes said nothing, and node adds were then
+    refused)."""
+    if group.provider is None:
+        return []
+    members = [n.name for n in deps.store.list_nodes() if group.name in n.groups]
+    if len(members) <= group.max_nodes:
+        return []
+    extra = len(members) - group.max_nodes
+    return [
+        f"{group.name} has {len(members)} nodes, {extra} more than its maxNodes "
+        f"{group.max_nodes}: at most {group.max_nodes} are up at once (the autoscaler stops "
+        f"the rest once idle), and hpc node add is refused until {extra} are removed "
+        f"(hpc node remove NAME) or maxNodes is raised"
+    ]

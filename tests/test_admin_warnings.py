@@ -1,6 +1,6 @@
-"""A VM size's stated vCPUs (shared/domain/vmsizes.py) and the warning a node add gives when
-its nodes offer other cores: a probe's `hpc node add --size Standard_D4s_v5` made 2-core
-nodes of 4-vCPU VMs, silently."""
+"""Warnings an admin gets (a probe's admin got none): a node add whose VM size's name states
+other vCPUs than its nodes' cores (shared/domain/vmsizes.py; `--size Standard_D4s_v5` made
+2-core nodes of 4-vCPU VMs), and a maxNodes set below the group's nodes."""
 
 from __future__ import annotations
 
@@ -51,3 +51,23 @@ def test_a_node_add_warns_when_its_cores_are_not_its_sizes(
             "node", "add", "--group", "AzureNodes", "--size", "Standard_D4s_v5", "--cores", "4"
         )
         assert right.exit_code == 0 and right.stderr == ""
+
+
+def test_a_max_below_the_groups_nodes_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe's `hpc nodegroup set azurenodes --max 2` beside 5 nodes said nothing, and its
+    node adds were refused later."""
+    with served_app(tmp_path / "home", {"HPC_COMPUTE": "local"}) as app, app.client() as client:
+        monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+        monkeypatch.setenv("HPC_TOKEN", app.token)
+        made = client.patch("/api/nodegroups/AzureNodes", json={"provider": "local", "maxNodes": 5})
+        assert made.status_code == 200 and "warnings" not in made.json()
+        assert (
+            client.post("/api/nodes", json={"group": "AzureNodes", "count": 5}).status_code == 201
+        )
+        out = hpc("nodegroup", "set", "azurenodes", "--max", "2")
+        assert out.exit_code == 0, out.output
+        [warning] = out.stderr.strip().splitlines()
+        assert warning.startswith("warning: AzureNodes has 5 nodes, 3 more than its maxNodes 2")
+        assert hpc("nodegroup", "set", "azurenodes", "--max", "5").stderr == ""
