@@ -65,6 +65,17 @@ CASES: list[tuple[str, Any, Any]] = [
         "no Online node; last attempt: exit code 1",
     ),
     ("taskNote", {"state": "Failed", "error": "exit code 1", "pendingReason": None}, "exit code 1"),
+    # the summary's cores: a drained, empty node offers none (a probe read "2/4 cores busy")
+    (
+        "coreCounts",
+        [
+            {"state": "Online", "cores": 2, "usedCores": 2},
+            {"state": "Draining", "cores": 2, "usedCores": 0},
+            {"state": "Draining", "cores": 4, "usedCores": 1},
+            {"state": "Offline", "cores": 8},
+        ],
+        [3, 3],
+    ),
 ]
 
 

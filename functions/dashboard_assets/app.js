@@ -276,11 +276,7 @@ async function loadSummary() {
     getJson(`jobs?state=Queued&limit=${SUMMARY_JOBS}`),
   ]);
   const online = nodes.nodes.filter((n) => n.state === "Online");
-  // cores of the nodes that run work (a Draining node's running tasks count: a probe's
-  // summary lost them)
-  const up = nodes.nodes.filter((n) => n.state === "Online" || n.state === "Draining");
-  const cores = up.reduce((sum, n) => sum + n.cores, 0);
-  const busy = nodes.nodes.reduce((sum, n) => sum + (n.usedCores || 0), 0);
+  const [busy, cores] = coreCounts(nodes.nodes); // (cells.js)
   const more = (page) => (page.next ? "+" : "");
   $("summary").textContent =
     `${online.length}/${nodes.nodes.length} nodes online · ${busy}/${cores} cores busy · ` +

@@ -117,6 +117,21 @@ function progress(job) {
   return wrap;
 }
 
+// [busy, total] cores of the nodes that run work: an Online node's all, a Draining one's busy
+// ones only (its running tasks count; its idle cores take no work: a probe's summary read
+// "2/4 cores busy" beside a drained, empty node)
+function coreCounts(nodes) {
+  let busy = 0;
+  let total = 0;
+  for (const n of nodes) {
+    const used = n.usedCores || 0;
+    busy += used;
+    if (n.state === "Online") total += n.cores || 0;
+    else if (n.state === "Draining") total += used;
+  }
+  return [busy, total];
+}
+
 function buttons(actions, act) {
   const span = el("span", null, "actions");
   for (const action of actions) {
