@@ -243,12 +243,7 @@ class SqliteJobs(SqliteConnection):
                 _write_job(con, job, etag, counts_only=counts_only)
             for r in ranges:
                 if r.etag is None:  # a range split off another (shared.domain.rangecut)
-                    try:
-                        con.execute(_INSERT_RANGE, _range_row(r, etag))
-                    except sqlite3.IntegrityError:
-                        raise Conflict(
-                            f"range {r.key} already exists; nothing was written"
-                        ) from None
+                    _insert(con, _INSERT_RANGE, _range_row(r, etag), f"range {r.key}")
                     continue
                 cur = con.execute(
                     _UPDATE_RANGE, (*_range_row(r, etag)[2:], r.job_id, r.first_id, r.etag)
@@ -263,12 +258,7 @@ class SqliteJobs(SqliteConnection):
                     )
             for task in tasks:
                 if task.etag is None:
-                    try:
-                        con.execute(_INSERT_TASK, _task_row(task, etag))
-                    except sqlite3.IntegrityError:
-                        raise Conflict(
-                            f"task {task.key} already exists; nothing was written"
-                        ) from None
+                    _insert(con, _INSERT_TASK, _task_row(task, etag), f"task {task.key}")
                     continue
                 cur = con.execute(
                     _UPDATE_TASK,
@@ -331,3 +321,12 @@ def _loaded_job(row: tuple[str, str]) -> Job:
     job = _load(Job, row)
     job.loaded(row[0])
     return job
+
+
+def _insert(con: sqlite3.Connection, sql: str, row: tuple, what: str) -> None:
+    """A commit's new document (its etag None): a Conflict, as Cosmos DB's create, if one of
+    its key exists already (the whole transaction is then rolled back)."""
+    try:
+        con.execute(sql, row)
+    except sqlite3.IntegrityError:
+        raise Conflict(f"{what} already exists; nothing was written") from None
