@@ -390,13 +390,8 @@ def _job_ids(values: list[str]) -> list[int]:
     """``--depends-on 12 --depends-on 15`` or ``--depends-on 12,15`` (as the group flags take
     A,B; a probe's 1,12 was told only "not a valid integer")."""
     try:
-        return [
-            parse_id(part)
-            for value in values
-            for item in value.split(",")
-            if item.strip()
-            for part in dependency_ids(item)
-        ]
+        items = [item for value in values for item in value.split(",") if item.strip()]
+        return [parse_id(part) for item in items for part in dependency_ids(item)]
     except (ValueError, typer.BadParameter) as e:  # Slurm's afterany: and the like, bad ids
         said = e.message if isinstance(e, typer.BadParameter) else str(e)
         raise typer.BadParameter(said, param_hint="'--depends-on'") from None
