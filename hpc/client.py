@@ -12,7 +12,6 @@ The plumbing (connection, token, errors) is in :mod:`hpc.client_http`, the outpu
 
 from __future__ import annotations
 
-import functools
 import random
 import time
 import uuid
@@ -23,6 +22,7 @@ from hpc.client_http import JOB_ACTION_TIMEOUT_S, ApiError, segment
 from hpc.client_output import OutputPage, OutputRoutes, Stream
 from hpc.client_retry import with_retries
 from hpc.errors import InvalidInput
+from shared.domain.idempotency import REPLAYED_HEADER
 from shared.domain.templates import check_template_name
 from shared.errors import InvalidRequest
 
@@ -51,12 +51,24 @@ class ApiClient(OutputRoutes):
     """How retries pause (tests replace it)."""
     rng = random.Random()
 
+    replayed_earlier = False
+    """The last keyed request's answer was a replay of a request made before this command (its
+    first try was answered as a replay): the CLI says "already", not "submitted"."""
+
     def _keyed(self, method: str, path: str, body: Any, key: str | None) -> Any:
         """A request that creates something: sent with an Idempotency-Key, retried with it."""
         key = key or str(uuid.uuid4())
-        send = functools.partial(
-            self._json, method, path, json=body, extra_headers={"Idempotency-Key": key}
-        )
+        tries = 0
+
+        def send() -> Any:
+            nonlocal tries
+            tries += 1
+            headers = {"Idempotency-Key": key}
+            response = self._send(method, path, json=body, extra_headers=headers)
+            replayed = response.headers.get(REPLAYED_HEADER, "").lower() == "true"
+            self.replayed_earlier = replayed and tries == 1  # a later try's: our own first
+            return self._decode(response)
+
         return with_retries(send, key, self.sleep, self.rng)
 
     # --- routes -----------------------------------------------------------

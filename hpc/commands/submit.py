@@ -369,6 +369,7 @@ def job_submit(
         spec = with_job_exclusive(spec)
     with api_client() as client:
         job = client.submit_job(spec, idempotency_key=idempotency_key)
+        again = client.replayed_earlier  # this key's job, submitted by an earlier command
     if as_json and not wait:
         print_json(job)
         return
@@ -379,7 +380,9 @@ def job_submit(
         count = job.get("taskCount")
         tasks = f" ({count} task{'s' if count != 1 else ''})" if isinstance(count, int) else ""
         then = "waiting for it to end" if wait else f"follow it with [bold]hpc job watch {shown}[/]"
-        stderr_console().print(f"submitted job {shown}{tasks}; {then}", soft_wrap=True)
+        did = "job {0}{1} was submitted already with this --idempotency-key (no second job)"
+        said = (did if again else "submitted job {0}{1}").format(shown, tasks)
+        stderr_console().print(f"{said}; {then}", soft_wrap=True)
     if wait:
         from hpc.watch import watch_to_end
 
