@@ -82,6 +82,15 @@ def act(
             raise CliError(f"{len(refused)} of {len(targets)} node(s) not {_done(said)}")
 
 
+def exact_name(client: Any, name: str) -> str:
+    """The node's own name for ``name``: itself if some node has it, else the node's whose name
+    it matches in another case (a probe's ``hpc node set ONPREM-2`` was refused while every
+    other node command found onprem-2); as given if none does (the API's 404 says so)."""
+    nodes = client.list_nodes().get("nodes", [])
+    node = find_node(nodes, name)
+    return str(node["name"]) if node is not None else name
+
+
 def _node_action(client: Any, name: str, action: str, reason: str | None, *, named: bool) -> Any:
     """The action on ``name``; a named node not found by its exact name is asked again by the
     name of the node its case matches, as ``hpc node view`` finds it (a probe's ``hpc node

@@ -97,6 +97,9 @@ def test_a_node_named_in_another_case_is_acted_on(cluster: httpx.Client) -> None
     assert out.exit_code == 0, out.output
     assert reason_of(cluster, "n2") == "drained by admin: case"
     assert hpc("node", "drain", "N9").exit_code == 1  # no such node in any case
+    moved = hpc("node", "set", "N3", "--group", "OnPremNodes")  # a probe's was refused
+    assert moved.exit_code == 0, moved.output
+    assert moved.stdout.strip() == "n3: groups OnPremNodes"
 
 
 def test_a_node_action_answers_without_the_private_fields(cluster: httpx.Client) -> None:

@@ -20,7 +20,7 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError
-from hpc.node_actions import Reason, act
+from hpc.node_actions import Reason, act, exact_name
 from hpc.render_nodes import find_node, node_detail, nodes_table
 from hpc.text import one_line
 from shared.domain.groupnames import unknown_groups
@@ -174,7 +174,13 @@ def node_set(
     results = []
     with api_client() as client:
         for name in names:
-            results.append(client.set_node(name, groups=groups))
+            try:
+                results.append(client.set_node(name, groups=groups))
+            except ApiError as exc:  # a name in another case: the node's, as view finds it
+                exact = exact_name(client, name) if exc.status == 404 else name
+                if exact == name:
+                    raise
+                results.append(client.set_node(exact, groups=groups))
     if as_json:
         print_json({"nodes": results})
         return
