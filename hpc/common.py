@@ -8,10 +8,12 @@ entry point that registers them.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TextIO, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -238,24 +240,51 @@ def counted(count: int, noun: str) -> str:
 
 
 PIPED_WIDTH = 1_000_000
-"""Columns of a Console on a pipe: no row of a table is wrapped (tables are as wide as their
-cells, not as the console)."""
+"""Columns of a Console on a pipe or file: no row of a table and no message is wrapped (tables
+are as wide as their cells, not as the console)."""
+
+
+class _Unpadded(io.TextIOBase):
+    """A pipe's or file's lines without the spaces Rich pads a table's last cell with (a
+    probe's piped ``hpc job view`` had every line 391 characters long); lines are passed on
+    whole, the last at each flush."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.pending = out, ""
+
+    def write(self, text: str) -> int:
+        *whole, self.pending = (self.pending + text).split("\n")
+        for line in whole:
+            self.out.write(line.rstrip(" ") + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.write(self.pending.rstrip(" "))
+            self.pending = ""
+        self.out.flush()
+
+
+def _console(stderr: bool) -> Console:
+    # Made per use: a Console decides on colour when created, and CliRunner swaps streams.
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console.width = PIPED_WIDTH
+        console.file = cast(TextIO, _Unpadded(sys.stderr if stderr else sys.stdout))
+    return console
 
 
 def stdout_console() -> Console:
     """A Console on stdout; piped, a row is one line whatever its width, so ``awk`` and
     ``cut`` read tables as ``sinfo -h``'s (a probe's ``hpc node list --noheader | awk`` read
-    a long reason's second line as a node)."""
-    # Made per use: a Console decides on colour when created, and CliRunner swaps streams.
-    console = Console()
-    if not console.is_terminal:
-        console.width = PIPED_WIDTH
-    return console
+    a long reason's second line as a node), and no line ends in padding."""
+    return _console(stderr=False)
 
 
 def stderr_console() -> Console:
-    """A Console on stderr (made per use, like :func:`stdout_console`)."""
-    return Console(stderr=True)
+    """A Console on stderr (made per use, like :func:`stdout_console`); redirected, a message
+    is one line (a probe's ``2>f`` had one cut in three)."""
+    return _console(stderr=True)
 
 
 def api_client() -> ApiClient:

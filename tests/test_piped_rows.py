@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 
-from hpc.common import stdout_console
+import pytest
+
+from hpc.common import stderr_console, stdout_console
 from hpc.render_nodes import nodes_table
 from hpc.render_tasks import tasks_table
 
@@ -37,3 +39,18 @@ def test_a_piped_task_list_shows_the_whole_last_line_of_output() -> None:
     console.print(tasks_table([{"id": 1, "state": "Failed", "error": REASON}], header=False))
     [line] = out.getvalue().splitlines()
     assert line.rstrip().endswith("ticket 77;")
+
+
+def test_a_piped_view_has_no_padding_and_a_redirected_message_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A probe: piped `hpc job view` lines were all 391 characters (the grid's last cell padded
+    to its longest), and `2>f` cut a 140-character message in three."""
+    console = stdout_console()
+    console.print(nodes_table([{"name": "a", "stateReason": REASON}, {"name": "b"}]))
+    console.file.flush()
+    stderr_console().print("word " * 60, soft_wrap=False)
+    out, err = capsys.readouterr()
+    assert [line for line in out.splitlines() if line != line.rstrip(" ")] == []
+    assert out.splitlines()[-1].startswith("b")
+    assert len(err.splitlines()) == 1
