@@ -9,9 +9,8 @@ errors) is shown literally, never parsed as markup nor passed on as escapes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from rich.cells import cell_len
@@ -19,6 +18,12 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from hpc.render_times import ago as ago  # re-exported: the views' times live there
+from hpc.render_times import local_times as local_times
+from hpc.render_times import moment_of
+from hpc.render_times import parse_time as parse_time
+from hpc.render_times import when as when
+from hpc.render_times import when_and_utc as when_and_utc
 from hpc.text import cell, one_line, strip_controls
 from shared.domain.durations import format_duration
 from shared.domain.memory import shown
@@ -67,7 +72,7 @@ def job_state(
     if job.get("state") != "Queued":
         return shown
     why = None
-    begin = _moment(job.get("holdUntil"))
+    begin = moment_of(job.get("holdUntil"))
     if job.get("held"):
         why = "held"
     elif isinstance(begin, datetime) and begin > (now or datetime.now(UTC)):
@@ -120,83 +125,6 @@ def priority(value: Any) -> str:
     if isinstance(value, int) and value in _PRIORITY_BY_VALUE:
         return _PRIORITY_BY_VALUE[value]
     return dash(value)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An API timestamp (``2026-01-01T12:00:00.500000Z``) as an aware datetime (UTC if it
-    names no zone); None if absent or not a time."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _moment(value: Any) -> datetime | str:
-    """An API timestamp as an aware datetime, or the text to show instead ("-" or as given)."""
-    moment = parse_time(value)
-    if moment is None:
-        return value if isinstance(value, str) and value else "-"
-    return moment
-
-
-def when(value: Any, *, now: datetime | None = None) -> str:
-    """An ISO timestamp as local ``HH:MM:SS`` (with the date unless it is today)."""
-    moment = _moment(value)
-    if isinstance(moment, str):
-        return moment
-    local = moment.astimezone()
-    today = (now or datetime.now(UTC)).astimezone().date()
-    return local.strftime("%H:%M:%S" if local.date() == today else "%Y-%m-%d %H:%M:%S")
-
-
-def when_and_utc(value: Any, *, now: datetime | None = None) -> str:
-    """:func:`when`, and the UTC time beside it where the local zone is not UTC: the pending
-    reason the control plane writes says a hold's end in UTC ("held until ... UTC"), and the
-    two read as two times (a probe, in Tokyo)."""
-    moment = _moment(value)
-    shown = when(value, now=now)
-    if isinstance(moment, str) or not moment.astimezone().utcoffset():
-        return shown
-    return f"{shown} ({moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')} UTC)"
-
-
-_UTC_IN_TEXT = re.compile(r"\b(?:(\d{4}-\d{2}-\d{2}) )?(\d{2}:\d{2}:\d{2}) UTC\b")
-
-
-def local_times(text: str, *, now: datetime | None = None) -> str:
-    """The UTC times the control plane writes into reasons (``held until 2026-12-04
-    00:00:00 UTC``, ``projected at 14:05:00 UTC``) read in this machine's zone, as the views'
-    other times are, with the UTC time kept beside them: a probe in Tokyo typed 09:00 and
-    read 00:00 beside a local submit time. Unchanged where the local zone is UTC."""
-    today = (now or datetime.now(UTC)).date()
-
-    def local(m: re.Match[str]) -> str:
-        day = date.fromisoformat(m[1]) if m[1] else today
-        moment = datetime.combine(day, time.fromisoformat(m[2]), UTC)
-        if not moment.astimezone().utcoffset():
-            return m[0]
-        shown = moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z" if m[1] else "%H:%M:%S %Z")
-        return f"{shown} ({m[0]})"
-
-    return _UTC_IN_TEXT.sub(local, text)
-
-
-def ago(value: Any, *, now: datetime | None = None) -> str:
-    """An ISO timestamp as ``12s ago`` / ``5m ago`` / ``3h ago`` / ``4d ago``."""
-    moment = _moment(value)
-    if isinstance(moment, str):
-        return moment
-    seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
-    if seconds < 120:
-        return f"{seconds}s ago"
-    if seconds < 7200:
-        return f"{seconds // 60}m ago"
-    if seconds < 172800:
-        return f"{seconds // 3600}h ago"
-    return f"{seconds // 86400}d ago"
 
 
 def counts_text(counts: Mapping[str, int] | None) -> Text:
@@ -381,11 +309,15 @@ def _settings(job: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def left_canceled(answer: Mapping[str, Any], job_id: Any) -> str | None:
+def left_canceled(
+    answer: Mapping[str, Any], job_id: Any, *, besides: Sequence[int] = ()
+) -> str | None:
     """What a requeue's answer says of the jobs canceled because job ``job_id`` did not
     finish (``dependentJobsCanceled``), which it leaves Canceled: which, and how to requeue
-    them (in that order, a prerequisite first). None: there are none."""
-    ids = [one_line(i) for i in answer.get("dependentJobsCanceled") or []]
+    them (in that order, a prerequisite first), but for those in ``besides`` (the same
+    command requeues them). None: there are none."""
+    left = [i for i in answer.get("dependentJobsCanceled") or [] if i not in besides]
+    ids = [one_line(i) for i in left]
     if not ids:
         return None
     job = one_line(job_id)

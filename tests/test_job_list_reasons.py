@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hpc.render import job_state
+from hpc.render import job_state, left_canceled
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 LISTED = {1: "Queued", 2: "Finished", 3: "Running"}
@@ -32,3 +32,14 @@ LISTED = {1: "Queued", 2: "Finished", 3: "Running"}
 def test_a_queued_job_says_what_holds_it_back(job: dict[str, Any], shown: str) -> None:
     text = job_state(job, LISTED, now=NOW).plain
     assert text.startswith(shown) and (shown.endswith(" ") or text == shown), text
+
+
+def test_a_requeue_names_no_dependent_job_the_same_command_requeues() -> None:
+    """A probe's `hpc job requeue 8 9 10` told it to requeue 9 too, then did."""
+    answer = {"dependentJobsCanceled": [9, 10, 11]}
+    assert left_canceled(answer, 8, besides=[8, 9, 10]) == (
+        "job 11, canceled because job 8 did not finish, stays Canceled: requeue it too: "
+        "hpc job requeue 11"
+    )
+    assert left_canceled(answer, 8, besides=[8, 9, 10, 11]) is None
+    assert "jobs 9, 10, 11" in (left_canceled(answer, 8) or "")

@@ -140,7 +140,9 @@ def job_requeue(job_ids: JobIds) -> None:
         "requeued",
         lambda client, job_id: client.requeue_job(job_id),
         note=_still_held,
-        more=render.left_canceled,
+        # the dependent jobs left Canceled, less those this command requeues too (a probe's
+        # `hpc job requeue 8 9 10` told it to requeue 9, then did)
+        more=lambda job, job_id: render.left_canceled(job, job_id, besides=job_ids),
     )
 
 
