@@ -57,10 +57,13 @@ def _cores(task: Mapping[str, Any]) -> list[tuple[str, str]]:
         asked += " per node"
     rows = [("Cores", asked)]
     hosts = task.get("hosts")
-    if isinstance(hosts, list) and len(hosts) == 1 and isinstance(hosts[0], dict):
-        granted = hosts[0].get("cores")
-        if isinstance(granted, int) and str(granted) != asked:
-            rows = [("Cores", f"{granted} (asked {asked})")]
+    grants = (
+        {h.get("cores") for h in hosts if isinstance(h, dict)} if isinstance(hosts, list) else set()
+    )
+    if len(grants) == 1 and isinstance(granted := next(iter(grants)), int):
+        each = f"{granted} per node" if isinstance(nodes, int) and nodes > 1 else str(granted)
+        if each != asked:  # a multi-node task's too (a probe's read the ask, "1-2 per node")
+            rows = [("Cores", f"{each} (asked {asked})")]
     if task.get("exclusive") is True:
         rows.append(("Exclusive", "task: runs alone on its node(s), holding all their cores"))
     if task.get("validExitCodes"):

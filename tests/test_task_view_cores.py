@@ -33,6 +33,9 @@ def shown(task: dict[str, Any]) -> dict[str, str]:
         ({"cores": 2, "hosts": [{"node": "n1", "cores": 2}]}, "2"),  # granted as asked
         ({"cores": 4, "nodes": 2, "hosts": [{"node": "a", "cores": 4}, {"node": "b", "cores": 4}]},
          "4 per node"),
+        ({"cores": 1, "maxCores": 2, "nodes": 2,
+          "hosts": [{"node": "a", "cores": 2}, {"node": "b", "cores": 2}]},
+         "2 per node (asked 1-2 per node)"),
     ],
 )  # fmt: skip
 def test_the_view_says_the_cores_granted_beside_those_asked(
