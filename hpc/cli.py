@@ -198,7 +198,7 @@ class HpcGroup(TyperGroup):
             code = 1
         except UnicodeEncodeError as e:  # argv's bytes not UTF-8 (kept as surrogates)
             fail_line(not_utf8(e))
-            code = 1
+            code = 2  # bad input, as a bad option value is
         except Exception as e:
             problem = settings_problem(e)  # a bad HPC_* setting: name it, not pydantic's dump
             if problem is None and os.environ.get("HPC_DEBUG"):
@@ -221,7 +221,7 @@ def not_utf8(e: UnicodeEncodeError) -> str:
     hexed = "".join(f"\\x{b:02x}" for b in shown)
     return (
         f"a value given holds bytes that are not UTF-8 text ({hexed}): the API takes UTF-8 "
-        "only; give the text in UTF-8, or put the bytes in a script the task runs"
+        "only; give it in UTF-8 (a task's command may run a script that holds such bytes)"
     )
 
 

@@ -325,7 +325,8 @@ def test_a_command_of_bytes_that_are_not_utf8_is_one_line_saying_so(api: StandIn
     """A probe's ``$'echo \\xff\\xfe'`` (argv keeps such bytes as surrogates) read "unexpected
     UnicodeEncodeError": JSON takes UTF-8 text only, so say that and what to do."""
     result = hpc("job", "submit", "--", "echo \udcff\udcfe")
-    assert_one_error_line(result, "not UTF-8 text (\\xff\\xfe)", "put the bytes in a script")
+    assert_one_error_line(result, "not UTF-8 text (\\xff\\xfe)", "a script that holds such bytes")
+    assert result.exit_code == 2
     assert api.requests == []
 
 

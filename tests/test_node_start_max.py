@@ -31,15 +31,17 @@ def group(max_nodes: int, **kw: object) -> NodeGroup:
     ("groups", "nodes", "start", "expected"),
     [
         ([group(0)], [vm("a")], ["a"], "AzureNodes has maxNodes 0 and 0 nodes up: the autoscaler "
-         "would stop a again at its next run; raise it first: hpc nodegroup set AzureNodes "
-         "--max 1"),
+         "would stop a again at its next run; raise it first, by one for each node to start (hpc node "
+         "start --group asks node by node): hpc nodegroup set AzureNodes --max 1"),
         ([group(2)], [vm("a", ON), vm("b")], ["b"], None),  # room for one more
         ([group(2)], [vm("a", ON), vm("b", ON), vm("c")], ["c"], "AzureNodes has maxNodes 2 and "
-         "2 nodes up: the autoscaler would stop c again at its next run; raise it first: hpc "
-         "nodegroup set AzureNodes --max 3"),
+         "2 nodes up: the autoscaler would stop c again at its next run; raise it first, by one "
+         "for each node to start (hpc node start --group asks node by node): hpc nodegroup set "
+         "AzureNodes --max 3"),
         ([group(2)], [vm("a", ON), vm("b"), vm("c")], ["b", "c"], "AzureNodes has maxNodes 2 and "
-         "1 node up: the autoscaler would stop b, c again at its next run; raise it first: hpc "
-         "nodegroup set AzureNodes --max 3"),
+         "1 node up: the autoscaler would stop b, c again at its next run; raise it first, by one "
+         "for each node to start (hpc node start --group asks node by node): hpc nodegroup set "
+         "AzureNodes --max 3"),
         ([group(1)], [vm("a", STOPPING), vm("b")], ["b"], None),  # a stopping one is not up
         ([group(0, autoscale=False)], [vm("a")], ["a"], None),  # the autoscaler leaves it be
         ([group(0, provider="azure")], [vm("a")], ["a"], None),  # not this cluster's provider

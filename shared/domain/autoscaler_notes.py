@@ -247,7 +247,8 @@ def over_max(
         if mine and up + len(mine) > group.max_nodes:
             return (
                 f"{name} has maxNodes {group.max_nodes} and {nodes_up(up)}: the autoscaler "
-                f"would stop {', '.join(mine)} again at its next run; raise it first: "
+                f"would stop {', '.join(mine)} again at its next run; raise it first, by one "
+                f"for each node to start (hpc node start --group asks node by node): "
                 f"hpc nodegroup set {name} --max {up + len(mine)}"
             )
     return None
