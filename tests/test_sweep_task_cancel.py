@@ -288,7 +288,7 @@ def test_the_route_and_the_cli_cancel_a_sweep_task_not_created_yet(tmp_path, mon
         for bad, says in (
             ([f"{job}.100", "101"], "give every task as JOB.TASK once the first is"),
             ([str(job), "9-3"], "a range goes from its first task to its last"),
-            ([str(job), "1-20000"], "at most 10,000 tasks at once"),
+            ([str(job), "1-200000"], "at most 100,000 tasks at once"),
         ):
             assert_one_error_line(hpc("task", "cancel", *bad), says)
         client.post(f"/api/jobs/{job}/cancel")
