@@ -212,3 +212,27 @@ def test_pieces_left_canceled_run_after_a_job_requeue_and_a_range_from_its_curso
     ran += run_to_end(cp, n1)
     assert sorted(t for t, _a in ran) == list(range(1, 41))  # each once
     assert cp.get_job(job.id).state is JobState.FINISHED
+
+
+def test_dependents_doomed_by_two_requeued_tasks_come_back_when_both_are_requeued_at_once(cp):
+    """Each alone would leave them canceled (the other still failed); together they come
+    back, counted once for the request."""
+    n1 = register(cp, "n1", cores=2)
+    spec = {
+        "tasks": [
+            {"name": "prep", "command": "p", "sweep": "1-2"},
+            {"name": "work", "command": "w", "sweep": "1-5", "dependsOn": ["prep"]},
+            {"name": "sum", "command": "s", "dependsOn": ["work"]},
+        ]
+    }
+    job = cp.submit(spec)
+    cp.schedule_pass()
+    for run in n1.runs():
+        n1.send(n1.ended(run, exit_code=1))
+    run_to_end(cp, n1)
+    assert cp.get_job(job.id).task_counts == {TaskState.FAILED: 2, C: 6}
+    done = cp.requeue_tasks(job.id, [(1, 2)])
+    assert [o.state for o in done.outcomes] == [Q, Q] and done.dependents == 6
+    ran = run_to_end(cp, n1)
+    assert sorted(t for t, _a in ran) == list(range(1, 9))  # each once
+    assert cp.get_job(job.id).state is JobState.FINISHED
