@@ -1,6 +1,7 @@
 """HTTP triggers for tasks of a job: ``POST /api/jobs/{id}/tasks/{taskId}/cancel`` and
 ``.../requeue`` (the job's owner or an admin; :mod:`shared.usecases.task_actions`), and
-``POST /api/jobs/{id}/tasks/cancel`` for many at once (:mod:`shared.usecases.task_cancels`).
+``POST /api/jobs/{id}/tasks/cancel`` and ``.../requeue`` for many at once
+(:mod:`shared.usecases.task_cancels`, :mod:`shared.usecases.task_requeues`).
 Reading tasks is in :mod:`functions.http_api`."""
 
 from __future__ import annotations
@@ -63,6 +64,29 @@ def cancel_tasks(req: func.HttpRequest, principal: Principal) -> Any:
         "jobId": job_id,
         "tasks": [_done(o) for o in outcomes if o.state is not None],
         "refused": [_refused(o) for o in outcomes if o.state is None],
+    }
+
+
+@route(bp, "jobs/{id}/tasks/requeue", ["POST"])
+@api
+def requeue_tasks(req: func.HttpRequest, principal: Principal) -> Any:
+    """``{"tasks": [12, "20-30"]}``: requeue those tasks of the job, each as its own route
+    would. 200 with ``tasks``: each one requeued (``id``, ``state``: Queued, ``sweepIndex``),
+    ``refused``: each one not requeued (``id``, ``status`` and ``error`` as its own route
+    would answer), both in id order; ``requeuedDependents``: how many tasks canceled only
+    because they did not finish came back with them (together); ``dependentJobsCanceled``:
+    the jobs canceled because this one did not finish, which stay Canceled. 404 if some ids
+    are not the job's (``taskCount``), 409 if the job is being canceled: nothing is requeued
+    then."""
+    spans = taskspans.spans(read_json(req, f"{taskspans.SHAPE} as JSON"))
+    job_id = _mine(req, principal, "requeue tasks of")
+    done = control().requeue_tasks(job_id, spans)
+    return {
+        "jobId": job_id,
+        "tasks": [_done(o) for o in done.outcomes if o.state is not None],
+        "refused": [_refused(o) for o in done.outcomes if o.state is None],
+        "requeuedDependents": done.dependents,
+        "dependentJobsCanceled": control().left_canceled(job_id),
     }
 
 

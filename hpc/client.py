@@ -154,14 +154,22 @@ class ApiClient(OutputRoutes):
         """Cancel many tasks of one job (ids and ``"FIRST-LAST"`` ranges): ``{"tasks": [...],
         "refused": [...]}``, each one's ``id`` with its ``state`` or its ``status`` and
         ``error``."""
+        return self._many(job_id, tasks, "cancel")
+
+    def _many(self, job_id: int, tasks: list[int | str], action: str) -> dict[str, Any]:
         one = len(tasks) == 1 and isinstance(tasks[0], int)
         return self._json(
             "POST",
-            f"jobs/{job_id}/tasks/cancel",
+            f"jobs/{job_id}/tasks/{action}",
             json={"tasks": tasks},
             timeout_s=JOB_ACTION_TIMEOUT_S,
             check=f"hpc task view {job_id} {tasks[0]}" if one else f"hpc task list {job_id}",
         )
+
+    def requeue_tasks(self, job_id: int, tasks: list[int | str]) -> dict[str, Any]:
+        """Requeue many tasks of one job, as :meth:`cancel_tasks` cancels them; the answer
+        also says ``requeuedDependents`` and ``dependentJobsCanceled``."""
+        return self._many(job_id, tasks, "requeue")
 
     def requeue_task(self, job_id: int, task_id: int) -> dict[str, Any]:
         return self._task_action(job_id, task_id, "requeue")

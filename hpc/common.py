@@ -148,9 +148,10 @@ REFUSED = (403, 404, 409)
 ids goes on past them. Any other error (no token, no connection) would be the same for
 every job, so it stops the command at once."""
 
-MAX_TASK_REFS = 10_000
-"""Tasks one ``hpc task cancel | requeue`` names at most (a requeue is one API call each; a
-cancel one per job, what its answer lists): more is a job's cancel, or several commands."""
+MAX_TASK_REFS = 100_000
+"""Tasks one ``hpc task cancel | requeue`` names at most (sent as requests of at most 10,000
+tasks, ``hpc/task_batches.py``; each is a line of its output): more is a job's cancel or
+requeue, or several commands."""
 
 TaskRefs = Annotated[
     list[str],
@@ -201,7 +202,7 @@ def task_refs(words: list[str]) -> list[tuple[int, int]]:
     if len(unique) > MAX_TASK_REFS:
         raise typer.BadParameter(
             f"{len(unique):,} tasks: at most {MAX_TASK_REFS:,} at once; "
-            "cancel the whole job with hpc job cancel, or give fewer",
+            "act on the whole job (hpc job cancel | requeue), or give fewer",
             param_hint=hint,
         )
     return unique
@@ -221,7 +222,7 @@ def _task_ids(word: str, hint: str) -> list[int]:
     if high - low >= MAX_TASK_REFS:
         raise typer.BadParameter(
             f"{quoted(word)}: at most {MAX_TASK_REFS:,} tasks at once; "
-            "cancel the whole job with hpc job cancel, or give fewer",
+            "act on the whole job (hpc job cancel | requeue), or give fewer",
             param_hint=hint,
         )
     return list(range(low, high + 1))

@@ -44,6 +44,7 @@ EXPECTED_HTTP = {
     "autoscale_log": ("autoscale/log", ["GET", "HEAD", "OPTIONS"]),
     "cancel_task": ("jobs/{id}/tasks/{taskId}/cancel", ["POST", "OPTIONS"]),
     "cancel_tasks": ("jobs/{id}/tasks/cancel", ["POST", "OPTIONS"]),
+    "requeue_tasks": ("jobs/{id}/tasks/requeue", ["POST", "OPTIONS"]),
     "requeue_task": ("jobs/{id}/tasks/{taskId}/requeue", ["POST", "OPTIONS"]),
     "list_templates": ("templates", ["GET", "HEAD", "OPTIONS"]),
     "get_template": ("templates/{name}", ["GET", "HEAD", "OPTIONS"]),

@@ -137,13 +137,13 @@ def test_the_cli_cancels_a_thousand_tasks_at_once_saying_each_as_before(host, mo
 
 @pytest.fixture
 def older(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """A control plane without ``POST /api/jobs/{id}/tasks/cancel`` (the local host answers
+    """A control plane without ``POST /api/jobs/{id}/tasks/cancel`` or ``.../requeue`` (the local host answers
     405: the path is ``jobs/{id}/tasks/{taskId}``'s, a GET route); the paths it was sent."""
     seen: list[str] = []
 
     async def one_task(request: Request) -> Response:
         seen.append(f"{request.method} {request.url.path}")
-        if request.path_params["task"] == "cancel":
+        if request.path_params["task"] in ("cancel", "requeue"):
             return Response(status_code=405, headers={"Allow": "GET, HEAD, OPTIONS"})
         return JSONResponse({"error": "no such route"}, 404)
 
@@ -154,10 +154,20 @@ def older(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
             return JSONResponse({"error": "task 9.3 is already Finished; nothing to cancel"}, 409)
         return JSONResponse({"id": task, "state": "Canceled", "sweepIndex": task})
 
+    async def requeue_one(request: Request) -> Response:
+        seen.append(f"{request.method} {request.url.path}")
+        task = int(request.path_params["task"])
+        back = 2 if task == 5 else 0
+        return JSONResponse(
+            {"id": task, "state": "Queued", "sweepIndex": task, "requeuedDependents": back,
+             "dependentJobsCanceled": [13]}
+        )  # fmt: skip
+
     app = Starlette(
         routes=[
             Route("/api/jobs/{id:int}/tasks/{task}", one_task, methods=["GET", "POST"]),
             Route("/api/jobs/{id:int}/tasks/{task:int}/cancel", cancel_one, methods=["POST"]),
+            Route("/api/jobs/{id:int}/tasks/{task:int}/requeue", requeue_one, methods=["POST"]),
         ]
     )
     sock = socket.socket()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import sys
-from collections.abc import Callable
 from typing import Annotated, Any, cast
 
 import typer
@@ -25,7 +24,6 @@ from hpc.common import (
     OptionalTaskId,
     TaskRef,
     TaskRefs,
-    act_on_each,
     api_client,
     counted,
     normalise_states,
@@ -35,7 +33,7 @@ from hpc.common import (
     task_ref,
     task_refs,
 )
-from hpc.task_cancel import cancel_each
+from hpc.task_batches import REQUEUE, Said, act_each, cancel_each
 from hpc.text import for_terminal, one_line, safe
 from shared.domain.specvalues import quoted
 
@@ -132,7 +130,7 @@ def _stdout_is_terminal() -> bool:
 def task_cancel(refs: TaskRefs) -> None:
     """Cancel tasks (JOB TASK..., ranges FIRST-LAST, or JOB.TASK...): a queued one now, a
     running one is killed; the job goes on. Each is said; exit 1 if any was refused. One
-    request per job, however many tasks (hpc/task_cancel.py)."""
+    request per job, however many tasks (hpc/task_batches.py)."""
     cancel_each(task_refs(refs), _task_state_line)
 
 
@@ -140,52 +138,30 @@ def task_cancel(refs: TaskRefs) -> None:
 def task_requeue(refs: TaskRefs) -> None:
     """Run failed or canceled tasks again (JOB TASK..., ranges FIRST-LAST, or JOB.TASK...;
     a job is reopened if it had ended), with the tasks canceled only because they did not
-    finish. Each is said; exit 1 if any was refused."""
-    _each(
-        task_refs(refs),
-        "requeued",
-        lambda client, job, task: client.requeue_task(job, task),
-        show=_print_requeued,
-    )
+    finish. Each is said; exit 1 if any was refused. One request per job, however many
+    tasks (hpc/task_batches.py)."""
+    act_each(task_refs(refs), REQUEUE, _requeued_line, after=_requeued_with)
 
 
-def _each(
-    tasks: list[tuple[int, int]],
-    done: str,
-    action: Callable[[ApiClient, int, int], dict[str, Any]],
-    *,
-    show: Callable[[dict[str, Any], int, int], None] | None = None,
-) -> None:
-    """``action`` on each task in turn, one line each (``show``; default: its state), as
-    ``hpc job cancel`` goes through its ids (:func:`hpc.common.act_on_each`)."""
-    shown = show or _print_task_state
-    act_on_each(
-        tasks,
-        noun="task",
-        done=done,
-        name=lambda ref: f"{ref[0]}.{ref[1]}",
-        action=lambda client, ref: action(client, *ref),
-        show=lambda found, ref: shown(found, *ref),
-    )
-
-
-def _print_requeued(task: dict[str, Any], job_id: int, task_id: int) -> None:
-    """A requeued task's state, how many of its dependents came back with it, and which
-    dependent jobs stay Canceled (and how to requeue them)."""
+def _requeued_line(task: dict[str, Any], job_id: int, task_id: int) -> str:
+    """A requeued task's state, and how many of its dependents came back with it when its
+    answer says so (one task's)."""
     back = task.get("requeuedDependents")
     note = None
     if isinstance(back, int) and back > 0:
         note = f"{counted(back, 'dependent task')} requeued with it"
-    _print_task_state(task, job_id, task_id, note=note)
-    line = render.left_canceled(task, job_id)
-    if line:
-        stdout_console().print(line, markup=False, soft_wrap=True)
+    return _task_state_line(task, job_id, task_id, note=note)
 
 
-def _print_task_state(
-    task: dict[str, Any], job_id: int, task_id: int, *, note: str | None = None
-) -> None:
-    stdout_console().print(_task_state_line(task, job_id, task_id, note=note), markup=False)
+def _requeued_with(job_id: int, said: Said) -> list[str]:
+    """After a job's tasks: the dependents that came back with several of them, and which
+    dependent jobs stay Canceled (and how to requeue them)."""
+    lines = []
+    if said.dependents:
+        back = counted(said.dependents, "dependent task")
+        lines.append(f"job {job_id}: {back} requeued with them")
+    left = render.left_canceled({"dependentJobsCanceled": said.jobs_left}, job_id)
+    return [*lines, left] if left else lines
 
 
 def _task_state_line(

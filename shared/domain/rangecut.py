@@ -98,7 +98,7 @@ def cut_off(
         raise ValueError(f"tasks {first}-{last} of range {r.key} hold one created already")
     out: list[TaskRange] = []
     if last < end:
-        rest = _piece(r, last + 1, end)
+        rest = piece(r, last + 1, end)
         rest.created_ahead = [i for i in r.created_ahead if i > last]
         while rest.created_ahead and rest.created_ahead[0] == rest.first_id + rest.cursor:
             rest.cursor, rest.created_ahead = rest.cursor + 1, rest.created_ahead[1:]
@@ -107,7 +107,7 @@ def cut_off(
         r.count, r.created_ahead = last - first + 1, []
         _cancel(r, now, reason)
         return out
-    canceled = _piece(r, first, last)
+    canceled = piece(r, first, last)
     _cancel(canceled, now, reason)
     r.count = first - r.first_id
     r.created_ahead = [i for i in r.created_ahead if i < first]
@@ -171,14 +171,20 @@ def plan(
     return cut
 
 
-def _piece(r: TaskRange, first: int, last: int) -> TaskRange:
-    """Tasks ``first`` to ``last`` of ``r`` as a range of their own, none created yet."""
+def piece(r: TaskRange, first: int, last: int) -> TaskRange:
+    """Tasks ``first`` to ``last`` of ``r`` as a range of their own, none created yet,
+    canceled as ``r`` is; its template is the task ``first`` as created (Queued, even of a
+    canceled range: the cancel is the range's, undone by a requeue)."""
+    index = r.start + (first - r.first_id) * r.step
+    name = f"{r.name_prefix}[{index}]" if r.name_prefix else r.template.name
+    update = {"id": first, "sweep_index": index, "name": name, "etag": None}
+    template = r.template.model_copy(update=update)
     return r.model_copy(
         update={
             "first_id": first,
             "count": last - first + 1,
-            "start": r.start + (first - r.first_id) * r.step,
-            "template": r.task(first),
+            "start": index,
+            "template": template,
             "cursor": 0,
             "created_ahead": [],
             "etag": None,

@@ -40,6 +40,7 @@ from shared.usecases import (
     submit,
     task_actions,
     task_cancels,
+    task_requeues,
 )
 from shared.usecases.dependents import Requeued
 from shared.usecases.deps import Backoff, Deps
@@ -111,6 +112,9 @@ class ControlPlane:
 
     def requeue_task(self, job_id: int, task_id: int) -> Requeued:
         return task_actions.requeue_task(self.deps, job_id, task_id)
+
+    def requeue_tasks(self, job_id: int, spans: Sequence[Span]) -> task_requeues.Requeues:
+        return task_requeues.requeue_tasks(self.deps, job_id, spans)
 
     def left_canceled(self, job_id: int) -> list[int]:
         """The jobs canceled because this one did not finish, which its requeue leaves so."""

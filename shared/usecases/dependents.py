@@ -54,6 +54,30 @@ def bring_back(deps: Deps, job_id: int, steps: dict[str, Step], requeued: Task) 
     came back (a range counts its tasks not created yet)."""
     if requeued.name not in steps:  # nothing depends on it
         return 0
+    failed = {name: step.failed for name, step in steps.items()}
+    failed[requeued.name] -= 1
+    done = _bring_back(deps, job_id, failed, {requeued.name})
+    if done:
+        log.info("job %d: %d dependent task(s) requeued with task %d", job_id, done, requeued.id)
+    return done
+
+
+def bring_back_after(deps: Deps, job_id: int, names: set[str]) -> int:
+    """:func:`bring_back` for many tasks requeued at once (``hpc task requeue 39 1-500``),
+    of the names ``names``: called once they are all committed (the job's steps count them
+    then). Returns how many came back, together."""
+    job = deps.store.get_job(job_id)
+    names = {name for name in names if name in job.steps}
+    if not names:  # nothing depends on them
+        return 0
+    failed = {name: step.failed for name, step in job.steps.items()}
+    done = _bring_back(deps, job_id, failed, names)
+    if done:
+        log.info("job %d: %d dependent task(s) requeued with %d names", job_id, done, len(names))
+    return done
+
+
+def _bring_back(deps: Deps, job_id: int, failed: dict[str, int], names: set[str]) -> int:
     job = deps.store.get_job(job_id)
     groups: dict[Doomed, int] = {}
     parts: dict[Doomed, list[Task | TaskRange]] = {}
@@ -68,14 +92,11 @@ def bring_back(deps: Deps, job_id: int, steps: dict[str, Step], requeued: Task) 
                 group = group_of(task.name, task.depends_on)
                 groups[group] = groups.get(group, 0) + 1
                 parts.setdefault(group, []).append(task)
-    back = lifecycle.revived(
-        steps, requeued.name, groups, run_dependents_on_failure=job.run_dependents_on_failure
+    back = lifecycle.revived_after(
+        failed, names, groups, run_dependents_on_failure=job.run_dependents_on_failure
     )
     todo = sorted((p for g in back for p in parts[g]), key=lambda p: p.id)
-    done = sum(deps.retry(_chunk, deps, job_id, chunk) for chunk in chunks(todo))
-    if done:
-        log.info("job %d: %d dependent task(s) requeued with task %d", job_id, done, requeued.id)
-    return done
+    return sum(deps.retry(_chunk, deps, job_id, chunk) for chunk in chunks(todo))
 
 
 def _chunk(deps: Deps, job_id: int, part: Sequence[Task | TaskRange]) -> int:

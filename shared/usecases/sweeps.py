@@ -101,8 +101,10 @@ def cancel_unborn(deps: Deps, job: Job, task_id: int, *, reason: str | None = No
     if ahead and len(r.created_ahead) >= MAX_CREATED_AHEAD:
         raise Refused(
             f"task {job.id}.{task_id} is Queued in a sweep the scheduler has not reached, which "
-            f"has {MAX_CREATED_AHEAD:,} such tasks canceled already (the most one sweep keeps): "
-            f"cancel the whole job (hpc job cancel {job.id}), or its tasks once started"
+            f"has {MAX_CREATED_AHEAD:,} such tasks canceled already (the most one range of "
+            f"it keeps): cancel it with hpc task cancel {job.id} {task_id} (POST "
+            f"/api/jobs/{job.id}/tasks/cancel, which cuts the range there), the whole job "
+            f"(hpc job cancel {job.id}), or the task once started"
         )
     now = deps.clock()
     task = r.task(task_id)

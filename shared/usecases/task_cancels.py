@@ -57,7 +57,7 @@ def cancel_tasks(
     Refused (409) if the job is being canceled; nothing is written then."""
     reason = lifecycle.canceled_by(by)
     job = deps.store.get_job(job_id)
-    _refuse_outside(job, spans)
+    refuse_outside(job, spans, done="canceled")
     if job.state is JobState.CANCELING:
         raise Refused(f"job {job_id} is being canceled: its tasks end Canceled already")
     out: dict[int, Outcome] = {}
@@ -83,7 +83,8 @@ def cancel_tasks(
     return [out[i] for i in sorted(out)]
 
 
-def _refuse_outside(job: Job, spans: Sequence[Span]) -> None:
+def refuse_outside(job: Job, spans: Sequence[Span], *, done: str) -> None:
+    """NotFound (404) naming the ids beyond the job's tasks (``done``: what was not done)."""
     beyond = [(max(first, job.task_count + 1), last) for first, last in spans]
     beyond = [(first, last) for first, last in beyond if first <= last]
     if beyond:
@@ -91,7 +92,7 @@ def _refuse_outside(job: Job, spans: Sequence[Span]) -> None:
         more = f" and {len(beyond) - 5} more" if len(beyond) > 5 else ""
         raise NotFound(
             f"job {job.id} has tasks 1 to {job.task_count:,}; it has no task {named}{more}: "
-            "give ids in that range (nothing was canceled)",
+            f"give ids in that range (nothing was {done})",
             taskCount=job.task_count,
         )
 

@@ -28,7 +28,7 @@ heartbeats, stop), :mod:`.online` (an admin bringing an on-prem node back Online
 callers write ``lifecycle.dispatch(...)``.
 """
 
-from shared.domain.lifecycle.dependents import Doomed, group_of, revived
+from shared.domain.lifecycle.dependents import Doomed, group_of, revived, revived_after
 from shared.domain.lifecycle.jobs import (
     all_ended,
     canceled_by,
@@ -108,6 +108,7 @@ __all__ = [
     "register",
     "rerun",
     "revived",
+    "revived_after",
     "settle_job",
     "stopping",
     "task_ended",

@@ -45,12 +45,29 @@ def revived(
     before the requeue (not changed). A group comes back if one of its prerequisites is the
     requeued name or a group come back (it is downstream), and none of its prerequisites
     still has a task that Failed or was Canceled once those come back."""
-    if run_dependents_on_failure:  # nothing was doomed: its dependents ran anyway
-        return set()
     failed = {name: step.failed for name, step in steps.items()}
-    reached = {requeued}
     if requeued in failed:
         failed[requeued] -= 1
+    return revived_after(
+        failed, [requeued], doomed, run_dependents_on_failure=run_dependents_on_failure
+    )
+
+
+def revived_after(
+    failed: Mapping[str, int],
+    requeued: Iterable[str],
+    doomed: Mapping[Doomed, int],
+    *,
+    run_dependents_on_failure: bool = False,
+) -> set[Doomed]:
+    """:func:`revived` for many tasks requeued at once (``hpc task requeue 39 1-500``): the
+    groups that come back when tasks of the names ``requeued`` went from Failed or Canceled
+    to Queued; ``failed``: each name's tasks that Failed or were Canceled, those requeues
+    counted (the job's steps after them)."""
+    if run_dependents_on_failure:  # nothing was doomed: its dependents ran anyway
+        return set()
+    failed = dict(failed)
+    reached = set(requeued)
     back: set[Doomed] = set()
     changed = True
     while changed:
