@@ -173,12 +173,13 @@ def task_refs(words: list[str]) -> list[tuple[int, int]]:
         raise typer.BadParameter("name the task: JOB TASK or JOB.TASK (e.g. 16.2)", param_hint=hint)
     if "." in words[0]:
         pairs = []
+        first = words[0].partition(".")[0].strip() or "16"  # its examples name this job
         for word in words:
             head, dot, tail = word.partition(".")
             if not dot:
                 raise typer.BadParameter(
-                    f"{quoted(word)}: give every task as JOB.TASK once the first is (16.2 16.3), "
-                    "or the job once and then its task ids (16 2 3)",
+                    f"{quoted(word)}: give every task as JOB.TASK once the first is "
+                    f"({first}.2 {first}.3), or the job once and then its task ids ({first} 2 3)",
                     param_hint=hint,
                 )
             job = _id_of(head, hint)
@@ -210,6 +211,8 @@ def task_refs(words: list[str]) -> list[tuple[int, int]]:
 
 def _task_ids(word: str, hint: str) -> list[int]:
     """A task id, or a range ``FIRST-LAST`` of them."""
+    if word.strip().startswith("-"):  # (a probe's -3 read "got ''": the range's empty first)
+        raise typer.BadParameter(f"{ID_RULE}, got {quoted(word.strip())}", param_hint=hint)
     first, dash, last = word.partition("-")
     if not dash:
         return [_id_of(word, hint)]

@@ -340,3 +340,15 @@ def test_slurms_afterok_is_taken_and_its_other_kinds_are_said(api: StandIn) -> N
         refused, "Slurm's 'afterany:' is not taken", "--run-dependents-on-failure"
     )
     assert len(api.requests) == sent
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("task", "cancel", "1", "--", "-3"), "ids are whole numbers from 1, got '-3'"),  # was ''
+        (("task", "cancel", "37.60", "70-75"), "(37.2 37.3)"),  # its examples named job 16
+    ],
+)
+def test_task_refs_say_what_was_given(api: StandIn, args: tuple[str, ...], says: str) -> None:
+    assert_one_error_line(hpc(*args), says)
+    assert api.requests == []

@@ -71,6 +71,7 @@ def test_the_route_cancels_a_range_in_one_request_and_says_each_task(host):
         (b'{"tasks": []}', 422, "give a list of task ids"),
         (b'{"tasks": ["9-3"]}', 422, "a range goes from its first task to its last"),
         (b'{"tasks": ["x"]}', 422, "is neither a task id (12) nor a range"),
+        (b'{"tasks": [true]}', 422, "tasks: true is neither"),  # JSON's word (was Python's True)
         (b'{"tasks": [0]}', 422, "task ids are whole numbers from 1"),
         (b'{"tasks": [' + b",".join(b"%d" % i for i in range(1, 2003, 2)) + b"]}", 422,
          "one request takes at most 1,000"),

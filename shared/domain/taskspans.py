@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from shared.domain.messages import MAX_ID
-from shared.domain.specvalues import cut, quoted
+from shared.domain.specvalues import cut, quoted, shown_json
 from shared.errors import InvalidRequest
 
 MAX_ENTRIES = 1000
@@ -62,7 +62,7 @@ def _entry(entry: Any) -> Span:
     found = _ENTRY.fullmatch(text) if text is not None else None
     if found is None:
         raise InvalidRequest(
-            f"tasks: {quoted(cut(str(entry)))} is neither a task id (12) nor a range of them "
+            f"tasks: {cut(shown_json(entry))} is neither a task id (12) nor a range of them "
             '("20-30")'
         )
     first = _number(found.group(1), entry)
