@@ -65,8 +65,12 @@ class Cut:
 def unborn_runs(r: TaskRange, spans: Sequence[Span]) -> list[Span]:
     """The runs of ``r``'s tasks not created yet that ``spans`` (ascending, disjoint) name,
     ascending; none of a canceled range."""
-    if r.canceled_time is not None:
-        return []
+    return [] if r.canceled_time is not None else runs_in(r, spans)
+
+
+def runs_in(r: TaskRange, spans: Sequence[Span]) -> list[Span]:
+    """The runs of ``r``'s tasks not created yet (from its cursor, less those created ahead)
+    that ``spans`` (ascending, disjoint) name, ascending, whatever the range's state."""
     low, high = r.first_id + r.cursor, r.first_id + r.count - 1
     ahead = r.created_ahead
     out: list[Span] = []
@@ -96,13 +100,7 @@ def cut_off(
         raise ValueError(f"tasks {first}-{last} are not of range {r.key}'s to create")
     if any(first <= i <= last for i in r.created_ahead):
         raise ValueError(f"tasks {first}-{last} of range {r.key} hold one created already")
-    out: list[TaskRange] = []
-    if last < end:
-        rest = piece(r, last + 1, end)
-        rest.created_ahead = [i for i in r.created_ahead if i > last]
-        while rest.created_ahead and rest.created_ahead[0] == rest.first_id + rest.cursor:
-            rest.cursor, rest.created_ahead = rest.cursor + 1, rest.created_ahead[1:]
-        out = [rest] if rest.left else []  # (all of it created ahead: nothing to track)
+    out = rest_after(r, last)
     if first == r.first_id:  # (its cursor is 0): the range itself is the canceled one
         r.count, r.created_ahead = last - first + 1, []
         _cancel(r, now, reason)
@@ -127,7 +125,38 @@ def plan(
     """One commit's share of canceling the tasks ``spans`` name that are not created yet in
     ``ranges`` (the job's, as just read; changed in place): as many runs, in id order, as
     ``max_docs`` documents and ``max_bytes`` (by ``size``) hold. Empty: none is left."""
-    cut = Cut()
+
+    def short(current: TaskRange, first: int, last: int) -> list[Task] | None:
+        if len(current.created_ahead) + last - first + 1 > MAX_CREATED_AHEAD:
+            return None
+        tasks = [current.task(i) for i in range(first, last + 1)]
+        for task in tasks:
+            lifecycle.cancel(task, now, reason)
+        return tasks
+
+    def cut(current: TaskRange, first: int, last: int) -> list[TaskRange]:
+        return cut_off(current, first, last, now=now, reason=reason)
+
+    return plan_runs(ranges, spans, unborn_runs, short, cut, max_docs, max_bytes, size)
+
+
+def plan_runs(
+    ranges: Sequence[TaskRange],
+    spans: Sequence[Span],
+    runs_of: Callable[[TaskRange, Sequence[Span]], list[Span]],
+    short: Callable[[TaskRange, int, int], list[Task] | None],
+    cut: Callable[[TaskRange, int, int], list[TaskRange]],
+    max_docs: int,
+    max_bytes: int,
+    size: Callable[[Task | TaskRange], int],
+) -> Cut:
+    """What one commit does of changing the runs ``runs_of`` finds in each range (a cancel's,
+    :func:`plan`; a requeue's, :func:`shared.domain.rangerequeue.plan`): a run shorter than
+    :data:`SHORT_RUN` is created as the tasks ``short`` makes (None: too many created ahead
+    already, so it is cut), a longer one ``cut`` off its range; as many runs, in id order,
+    as ``max_docs`` documents and ``max_bytes`` (by ``size``) hold. ``ranges`` change in
+    place; the caller commits and plans again from a fresh read until it is empty."""
+    plan = Cut()
     written: dict[int, TaskRange] = {}
     docs = used = 0
 
@@ -136,39 +165,50 @@ def plan(
 
     for r in ranges:
         current = r  # the range holding the ids after the runs done so far
-        for first, last in unborn_runs(r, spans):
+        for first, last in runs_of(r, spans):
             new_doc = [] if current.first_id in written else [current]
             index = current.start + (first - current.first_id) * current.step
             run = Run(first, last, index, current.step, current.template.name)
             n = last - first + 1
-            if n < SHORT_RUN and len(current.created_ahead) + n <= MAX_CREATED_AHEAD:
-                tasks = [current.task(i) for i in range(first, last + 1)]
+            tasks = short(current, first, last) if n < SHORT_RUN else None
+            if tasks is not None:
                 added: list[Task | TaskRange] = [*new_doc, *tasks]
                 if not room(added):
                     break
                 for task in tasks:
-                    lifecycle.cancel(task, now, reason)
                     current.create_ahead(task.id)
-                cut.tasks += tasks
-                cut.moves += [(t.name, 1) for t in tasks]
+                plan.tasks += tasks
+                plan.moves += [(t.name, 1) for t in tasks]
             else:
-                pieces = cut_off(current.model_copy(deep=True), first, last, now=now, reason=reason)
-                if not room([*new_doc, *pieces]):
+                if not room([*new_doc, *cut(current.model_copy(deep=True), first, last)]):
                     break
-                pieces = cut_off(current, first, last, now=now, reason=reason)
+                pieces = cut(current, first, last)
                 added = [*new_doc, *pieces]
                 written.update((p.first_id, p) for p in pieces)
-                cut.moves.append((run.name, n))
+                plan.moves.append((run.name, n))
                 written.setdefault(current.first_id, current)
                 current = written.get(last + 1, current)  # (the rest after it, if any)
             written.setdefault(current.first_id, current)
             docs, used = docs + len(added), used + sum(size(i) for i in added)
-            cut.runs.append(run)
+            plan.runs.append(run)
         else:
             continue
         break  # (the commit is full: the rest is the next one's)
-    cut.ranges = sorted(written.values(), key=lambda p: p.first_id)
-    return cut
+    plan.ranges = sorted(written.values(), key=lambda p: p.first_id)
+    return plan
+
+
+def rest_after(r: TaskRange, last: int) -> list[TaskRange]:
+    """The ids of ``r`` after ``last`` as a range of their own (etag None), in the state ``r``
+    is, less the tasks created ahead at its start; none if every one of them is created."""
+    end = r.first_id + r.count - 1
+    if last >= end:
+        return []
+    rest = piece(r, last + 1, end)
+    rest.created_ahead = [i for i in r.created_ahead if i > last]
+    while rest.created_ahead and rest.created_ahead[0] == rest.first_id + rest.cursor:
+        rest.cursor, rest.created_ahead = rest.cursor + 1, rest.created_ahead[1:]
+    return [rest] if rest.left else []
 
 
 def piece(r: TaskRange, first: int, last: int) -> TaskRange:

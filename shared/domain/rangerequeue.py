@@ -23,7 +23,7 @@ from datetime import datetime
 
 from shared.domain import lifecycle
 from shared.domain.models import Task
-from shared.domain.rangecut import SHORT_RUN, Cut, Run, Span, piece
+from shared.domain.rangecut import Cut, Span, piece, plan_runs, rest_after, runs_in
 from shared.domain.taskrange import MAX_CREATED_AHEAD, TaskRange
 
 
@@ -32,25 +32,7 @@ def canceled_runs(r: TaskRange, spans: Sequence[Span]) -> list[Span]:
     ascending; none unless ``r`` was canceled alone (its tasks may be requeued alone)."""
     if r.canceled_time is None or not r.canceled_alone:
         return []
-    return _unborn(r, spans)
-
-
-def _unborn(r: TaskRange, spans: Sequence[Span]) -> list[Span]:
-    low, high = r.first_id + r.cursor, r.first_id + r.count - 1
-    ahead = set(r.created_ahead)
-    out: list[Span] = []
-    for first, last in spans:
-        start = None
-        for i in range(max(first, low), min(last, high) + 1):
-            if i in ahead:
-                if start is not None:
-                    out.append((start, i - 1))
-                start = None
-            elif start is None:
-                start = i
-        if start is not None:
-            out.append((start, min(last, high)))
-    return out
+    return runs_in(r, spans)
 
 
 def cut_out(
@@ -66,13 +48,7 @@ def cut_out(
         raise ValueError(f"tasks {first}-{last} are not of canceled range {r.key}'s")
     if any(first <= i <= last for i in r.created_ahead):
         raise ValueError(f"tasks {first}-{last} of range {r.key} hold one created already")
-    out: list[TaskRange] = []
-    if last < end:
-        rest = piece(r, last + 1, end)  # (canceled as r is)
-        rest.created_ahead = [i for i in r.created_ahead if i > last]
-        while rest.created_ahead and rest.created_ahead[0] == rest.first_id + rest.cursor:
-            rest.cursor, rest.created_ahead = rest.cursor + 1, rest.created_ahead[1:]
-        out = [rest] if rest.left else []
+    out = rest_after(r, last)  # (canceled as r is)
     template = _rerun(r.task(first), now, priority)
     if first == r.first_id + r.cursor:  # r itself is the open one, from its cursor
         r.count, r.created_ahead = last - r.first_id + 1, []
@@ -99,50 +75,17 @@ def plan(
     (the job's, as just read, less any the caller must not requeue; changed in place): as
     many runs, in id order, as ``max_docs`` documents and ``max_bytes`` (by ``size``) hold.
     ``moves``: tasks moved from Canceled to Queued, by name. Empty: none is left."""
-    cut = Cut()
-    written: dict[int, TaskRange] = {}
-    docs = used = 0
 
-    def room(items: Sequence[Task | TaskRange]) -> bool:
-        return docs + len(items) <= max_docs and used + sum(size(i) for i in items) <= max_bytes
+    def short(current: TaskRange, first: int, last: int) -> list[Task] | None:
+        ahead = first != current.first_id + current.cursor  # (one at the cursor moves it)
+        if len(current.created_ahead) + ahead * (last - first + 1) > MAX_CREATED_AHEAD:
+            return None
+        return [_rerun(current.task(i), now, priority) for i in range(first, last + 1)]
 
-    for r in ranges:
-        current = r  # the range holding the ids after the runs done so far
-        for first, last in canceled_runs(r, spans):
-            new_doc = [] if current.first_id in written else [current]
-            index = current.start + (first - current.first_id) * current.step
-            run = Run(first, last, index, current.step, current.template.name)
-            n = last - first + 1
-            ahead = first != current.first_id + current.cursor
-            if n < SHORT_RUN and len(current.created_ahead) + ahead * n <= MAX_CREATED_AHEAD:
-                tasks = [_rerun(current.task(i), now, priority) for i in range(first, last + 1)]
-                added: list[Task | TaskRange] = [*new_doc, *tasks]
-                if not room(added):
-                    break
-                for task in tasks:
-                    current.create_ahead(task.id)
-                cut.tasks += tasks
-                cut.moves += [(t.name, 1) for t in tasks]
-            else:
-                trial = cut_out(
-                    current.model_copy(deep=True), first, last, now=now, priority=priority
-                )
-                if not room([*new_doc, *trial]):
-                    break
-                pieces = cut_out(current, first, last, now=now, priority=priority)
-                added = [*new_doc, *pieces]
-                written.update((p.first_id, p) for p in pieces)
-                cut.moves.append((run.name, n))
-                written.setdefault(current.first_id, current)
-                current = written.get(last + 1, current)  # (the canceled rest, if any)
-            written.setdefault(current.first_id, current)
-            docs, used = docs + len(added), used + sum(size(i) for i in added)
-            cut.runs.append(run)
-        else:
-            continue
-        break  # (the commit is full: the rest is the next one's)
-    cut.ranges = sorted(written.values(), key=lambda p: p.first_id)
-    return cut
+    def cut(current: TaskRange, first: int, last: int) -> list[TaskRange]:
+        return cut_out(current, first, last, now=now, priority=priority)
+
+    return plan_runs(ranges, spans, canceled_runs, short, cut, max_docs, max_bytes, size)
 
 
 def _rerun(task: Task, now: datetime, priority: int) -> Task:
