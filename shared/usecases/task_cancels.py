@@ -18,7 +18,7 @@ request and one commit per task.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from shared.domain import lifecycle, rangecut
@@ -128,16 +128,29 @@ def _cut_unborn(
             deps.store.commit(job=job, tasks=cut.tasks, ranges=cut.ranges)
         return cut
 
+    return commit_runs(deps, once, _busy(job_id), TaskState.CANCELED, out)
+
+
+def commit_runs(
+    deps: Deps,
+    once: Callable[[], rangecut.Cut],
+    busy: str,
+    state: TaskState,
+    out: dict[int, Outcome],
+) -> str | None:
+    """Plan and commit (``once``) until a plan is empty, each task of its runs said as
+    ``state`` in ``out``; why it stopped early (the job being canceled, or too busy: the
+    rest is then said task by task), else None. A range cancel's and a range requeue's."""
     while True:
         try:
-            cut = deps.retry_busy(once, busy=_busy(job_id))
-        except Conflict as e:  # (Refused too): the rest is said task by task
+            cut = deps.retry_busy(once, busy=busy)
+        except Conflict as e:  # (Refused too)
             return str(e)
         if cut.empty:
             return None
         for run in cut.runs:
             for k, i in enumerate(range(run.first, run.last + 1)):
-                out[i] = Outcome(i, TaskState.CANCELED, run.index + k * run.step)
+                out[i] = Outcome(i, state, run.index + k * run.step)
 
 
 def _cancel_stored(

@@ -40,7 +40,7 @@ from shared.ports.store import MAX_BATCH, MAX_BATCH_BYTES, size_bound, stored_si
 from shared.usecases import dependents, taskdeps
 from shared.usecases.cancel import prerequisite_refusal
 from shared.usecases.deps import Deps, chunks
-from shared.usecases.task_cancels import PAGE, Outcome, refuse_outside
+from shared.usecases.task_cancels import PAGE, Outcome, commit_runs, refuse_outside
 
 _FC = (TaskState.FAILED, TaskState.CANCELED)
 
@@ -134,19 +134,10 @@ def _requeue_unborn(req: _Request, spans: Sequence[Span]) -> str | None:
                 job.count(TaskState.CANCELED, TaskState.QUEUED, n, name=name)
             lifecycle.reopen_job(job, now)
             deps.store.commit(job=job, tasks=cut.tasks, ranges=cut.ranges)
+            req.names.update(name for name, _n in cut.moves)  # (a retried once: the same)
         return cut
 
-    while True:
-        try:
-            cut = deps.retry_busy(once, busy=_busy(job_id))
-        except Conflict as e:  # (Refused too): the rest is said task by task
-            return str(e)
-        if cut.empty:
-            return None
-        req.names.update(name for name, _n in cut.moves)
-        for run in cut.runs:
-            for k, i in enumerate(range(run.first, run.last + 1)):
-                req.out[i] = Outcome(i, TaskState.QUEUED, run.index + k * run.step)
+    return commit_runs(deps, once, _busy(job_id), TaskState.QUEUED, req.out)
 
 
 def _doomed(r: TaskRange, job: Job) -> bool:
