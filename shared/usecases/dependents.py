@@ -54,9 +54,9 @@ def bring_back(deps: Deps, job_id: int, steps: dict[str, Step], requeued: Task) 
     came back (a range counts its tasks not created yet)."""
     if requeued.name not in steps:  # nothing depends on it
         return 0
-    failed = {name: step.failed for name, step in steps.items()}
-    failed[requeued.name] -= 1
-    done = _bring_back(deps, job_id, failed, {requeued.name})
+    failed = lifecycle.failed_after(steps, requeued.name)
+    job = deps.store.get_job(job_id)
+    done = _bring_back(deps, job, failed, {requeued.name})
     if done:
         log.info("job %d: %d dependent task(s) requeued with task %d", job_id, done, requeued.id)
     return done
@@ -71,14 +71,14 @@ def bring_back_after(deps: Deps, job_id: int, names: set[str]) -> int:
     if not names:  # nothing depends on them
         return 0
     failed = {name: step.failed for name, step in job.steps.items()}
-    done = _bring_back(deps, job_id, failed, names)
+    done = _bring_back(deps, job, failed, names)
     if done:
         log.info("job %d: %d dependent task(s) requeued with %d names", job_id, done, len(names))
     return done
 
 
-def _bring_back(deps: Deps, job_id: int, failed: dict[str, int], names: set[str]) -> int:
-    job = deps.store.get_job(job_id)
+def _bring_back(deps: Deps, job: Job, failed: dict[str, int], names: set[str]) -> int:
+    job_id = job.id
     groups: dict[Doomed, int] = {}
     parts: dict[Doomed, list[Task | TaskRange]] = {}
     for r in deps.store.get_ranges(job_id):
@@ -113,7 +113,7 @@ def _chunk(deps: Deps, job_id: int, part: Sequence[Task | TaskRange]) -> int:
     for p in part:
         if isinstance(p, Task):
             task = stored.get(p.id)
-            if task is None or task.canceled_for is None or _doomed(task, job):
+            if task is None or task.canceled_for is None or _doomed(task.depends_on, job):
                 continue
             change = lifecycle.rerun(task, now, priority=job.priority)
             if change is None:
@@ -125,7 +125,7 @@ def _chunk(deps: Deps, job_id: int, part: Sequence[Task | TaskRange]) -> int:
         r = ranges.get(p.id)
         if r is None or r.canceled_time is None or r.canceled_for is None or not r.left:
             continue
-        if _doomed(r.template, job):
+        if _doomed(r.template.depends_on, job):
             continue
         r.canceled_time = None
         r.canceled_reason = r.canceled_for = None
@@ -138,8 +138,8 @@ def _chunk(deps: Deps, job_id: int, part: Sequence[Task | TaskRange]) -> int:
     return done
 
 
-def _doomed(task: Task, job: Job) -> bool:
-    return taskgraph.failed_prerequisite(task.depends_on, job.steps, job) is not None
+def _doomed(depends_on: Sequence[str], job: Job) -> bool:
+    return taskgraph.doomed(depends_on, job.steps, job) is not None
 
 
 def left_canceled(deps: Deps, job_id: int) -> list[int]:

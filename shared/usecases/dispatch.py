@@ -236,7 +236,7 @@ def _commit_chunk(
                 hosts,
                 owner=job.owner,
                 submitted=job.submit_time,
-                job_name=job.name or f"job{job.id}",
+                job_name=job.name,  # (jobbuild names an unnamed job job12)
             )
             message = deps.node_message(node.name, run)
             reason = _too_big_for_bus(message)

@@ -87,15 +87,11 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Requeued:
         steps = {name: step.model_copy() for name, step in job.steps.items()}
         task = _stored(deps, job, task_id)
         if job.state is JobState.CANCELING:
-            raise Refused(f"job {job_id} is being canceled; requeue it once it is Canceled")
-        if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
-            if task.state not in (TaskState.FAILED, TaskState.CANCELED):  # the task's own state
-                raise Refused(
-                    f"task {job_id}.{task_id} is {task.state} (its job {job_id} is "
-                    f"{job.state}); only a Failed or Canceled task can be requeued"
-                )
-            raise Refused(f"job {job_id} is {job.state}; nothing of it can run again")
-        if task.state in (TaskState.FAILED, TaskState.CANCELED):
+            raise Refused(requeue_while_canceling(job_id))
+        ended = ended_job_refusal(job, task)
+        if ended:
+            raise Refused(ended)
+        if task.state in REQUEUEABLE:
             _refuse_if_doomed(deps, job, task)
         if task.etag is None:  # never created: of a range canceled alone (_stored)
             born = sweeps.requeue_unborn(deps, job, task_id, priority=job.priority)
@@ -104,16 +100,8 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Requeued:
             return born, steps
         now = deps.clock()
         change = lifecycle.rerun(task, now, priority=job.priority)
-        if change is None and task.cancel_requested:  # its agent is still killing it
-            raise Refused(
-                f"task {job_id}.{task_id} is being canceled (its agent gives it "
-                "HPC_TASK_GRACE_S to end); requeue it once it is Canceled"
-            )
         if change is None:
-            raise Refused(
-                f"task {job_id}.{task_id} is {task.state}; only a Failed or Canceled task "
-                "can be requeued"
-            )
+            raise Refused(not_requeueable(job_id, task))
         lifecycle.reopen_job(job, now)  # as the job's requeue: its limit counts anew
         job.count(change.old, change.new, name=task.name)
         deps.store.commit(job=job, tasks=[task])
@@ -136,17 +124,69 @@ def _busy(job_id: int, task_id: int, done: str) -> str:
 def _refuse_if_doomed(deps: Deps, job: Job, task: Task) -> None:
     """Refused (409) if the task, queued again, would be canceled again at once: its job's
     prerequisite job, or a task it depends on, did not finish (said with how it ended)."""
-    doomed = prerequisite_refusal(deps, job)  # the job requeue is refused too
     inside = taskgraph.doomed(task.depends_on, job.steps, job)
     if inside:  # said again with how its prerequisite ended (failed or canceled)
-        failed = taskdeps.failed_counts(deps, job)
-        inside = taskgraph.doomed(task.depends_on, job.steps, job, failed)
-    if doomed or inside:
-        raise Refused(
-            f"task {job.id}.{task.id} would be canceled again at once: "
-            + (doomed or f"{inside}; requeue that first (or the whole job: "
-               f"hpc job requeue {job.id})")
-        )  # fmt: skip
+        inside = taskgraph.doomed(
+            task.depends_on, job.steps, job, taskdeps.failed_counts(deps, job)
+        )
+    doomed = doomed_refusal(job, task, prerequisite_refusal(deps, job), inside)
+    if doomed:
+        raise Refused(doomed)
+
+
+# --- a requeue's refusals, in the words both the one-task route and the route for many say
+
+REQUEUEABLE = (TaskState.FAILED, TaskState.CANCELED)
+"""The states a task is requeued from (and a job reopened from)."""
+
+
+def requeue_while_canceling(job_id: int) -> str:
+    return f"job {job_id} is being canceled; requeue it once it is Canceled"
+
+
+def ended_job_refusal(job: Job, task: Task) -> str | None:
+    """Why no task of a job that ended otherwise than Failed or Canceled is requeued."""
+    if job.state not in JOB_TERMINAL or job.state in REQUEUEABLE:
+        return None
+    if task.state not in REQUEUEABLE:  # the task's own state
+        return (
+            f"task {job.id}.{task.id} is {task.state} (its job {job.id} is {job.state}); "
+            "only a Failed or Canceled task can be requeued"
+        )
+    return f"job {job.id} is {job.state}; nothing of it can run again"
+
+
+def not_requeueable(job_id: int, task: Task) -> str:
+    """Why a task ``lifecycle.rerun`` leaves as it is was not requeued."""
+    if task.cancel_requested:  # its agent is still killing it
+        return (
+            f"task {job_id}.{task.id} is being canceled (its agent gives it "
+            "HPC_TASK_GRACE_S to end); requeue it once it is Canceled"
+        )
+    return (
+        f"task {job_id}.{task.id} is {task.state}; only a Failed or Canceled task can be requeued"
+    )
+
+
+def doomed_refusal(job: Job, task: Task, job_refusal: str | None, inside: str | None) -> str | None:
+    """Why the task, queued again, would be canceled again at once: its job's prerequisite
+    job (``job_refusal``) or a task it depends on (``inside``) did not finish."""
+    if not (job_refusal or inside):
+        return None
+    return f"task {job.id}.{task.id} would be canceled again at once: " + (
+        job_refusal or f"{inside}; requeue that first (or the whole job: hpc job requeue {job.id})"
+    )
+
+
+def unborn_refusal(job: Job, task_id: int, state: TaskState) -> str:
+    """Why a task of a sweep not created yet (canceled with its job, or Queued) is requeued
+    only with its job."""
+    when = "" if job.state in JOB_TERMINAL else " once the job has ended"
+    return (
+        f"task {job.id}.{task_id} is {state} in a sweep the scheduler has not reached "
+        "(it creates a sweep's tasks as it dispatches them), so it is requeued with its job: "
+        f"hpc job requeue {job.id}{when}"
+    )
 
 
 def _stored(deps: Deps, job: Job, task_id: int) -> Task:
@@ -160,21 +200,12 @@ def _stored(deps: Deps, job: Job, task_id: int) -> Task:
         task = sweeps.get_task(deps, job_id, task_id)  # NotFound if there is no such task
         if task.etag is not None:  # created meanwhile
             return task
-        unborn = (
-            f"task {job_id}.{task_id} is {task.state} in a sweep the scheduler has not reached "
-            "(it creates a sweep's tasks as it dispatches them)"
-        )
         if task.state is TaskState.QUEUED:
-            raise Refused(
-                f"task {job_id}.{task_id} is Queued; only a Failed or Canceled task can be requeued"
-            ) from None
+            raise Refused(not_requeueable(job_id, task)) from None
         if any(r.canceled_alone and r.contains(task_id) for r in deps.store.get_ranges(job_id)):
             return task  # canceled alone (hpc task cancel J FIRST-LAST): requeued alone
         _refuse_if_doomed(deps, job, task)
-        when = "" if job.state in JOB_TERMINAL else " once the job has ended"
-        raise Refused(
-            f"{unborn}, so it is requeued with its job: hpc job requeue {job_id}{when}"
-        ) from None
+        raise Refused(unborn_refusal(job, task_id, task.state)) from None
 
 
 def cancel_dependents(deps: Deps, job_id: int) -> None:

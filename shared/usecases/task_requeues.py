@@ -33,16 +33,21 @@ from shared.domain import lifecycle, rangerequeue, taskgraph
 from shared.domain.models import Job, Task
 from shared.domain.rangecut import Cut
 from shared.domain.states import JOB_TERMINAL, JobState, TaskState
-from shared.domain.taskrange import TaskRange
 from shared.domain.taskspans import Span
 from shared.errors import Conflict, Refused
 from shared.ports.store import MAX_BATCH, MAX_BATCH_BYTES, size_bound, stored_size
 from shared.usecases import dependents, taskdeps
 from shared.usecases.cancel import prerequisite_refusal
 from shared.usecases.deps import Deps, chunks
+from shared.usecases.task_actions import (
+    REQUEUEABLE,
+    doomed_refusal,
+    ended_job_refusal,
+    not_requeueable,
+    requeue_while_canceling,
+    unborn_refusal,
+)
 from shared.usecases.task_cancels import PAGE, Outcome, commit_runs, refuse_outside
-
-_FC = (TaskState.FAILED, TaskState.CANCELED)
 
 
 @dataclass(frozen=True)
@@ -73,12 +78,7 @@ class _Request:
             if self.failed is None:
                 self.failed = taskdeps.failed_counts(self.deps, job)
             inside = taskgraph.doomed(task.depends_on, job.steps, job, self.failed)
-        if not (self.job_refusal or inside):
-            return None
-        return f"task {job.id}.{task.id} would be canceled again at once: " + (
-            self.job_refusal
-            or f"{inside}; requeue that first (or the whole job: hpc job requeue {job.id})"
-        )
+        return doomed_refusal(job, task, self.job_refusal, inside)
 
     def refuse(self, task_id: int, error: str, status: int = 409) -> None:
         self.out[task_id] = Outcome(task_id, None, error=error, status=status)
@@ -91,7 +91,7 @@ def requeue_tasks(deps: Deps, job_id: int, spans: Sequence[Span]) -> Requeues:
     job = deps.store.get_job(job_id)
     refuse_outside(job, spans, done="requeued")
     if job.state is JobState.CANCELING:
-        raise Refused(_canceling(job_id))
+        raise Refused(requeue_while_canceling(job_id))
     req = _Request(deps, job_id, job_refusal=prerequisite_refusal(deps, job))
     with deps.turn(job_id):  # requeues of one sweep's tasks all write its ranges
         stop = None if req.job_refusal else _requeue_unborn(req, spans)
@@ -115,10 +115,14 @@ def _requeue_unborn(req: _Request, spans: Sequence[Span]) -> str | None:
     def once() -> Cut:
         job = deps.store.get_job(job_id)
         if job.state is JobState.CANCELING:
-            raise Refused(_canceling(job_id))
-        if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
+            raise Refused(requeue_while_canceling(job_id))
+        if job.state in JOB_TERMINAL and job.state not in REQUEUEABLE:
             return Cut()  # (a Finished job: each task is refused so)
-        ranges = [r for r in deps.store.get_ranges(job_id) if not _doomed(r, job)]
+        ranges = [
+            r
+            for r in deps.store.get_ranges(job_id)
+            if not taskgraph.doomed(r.template.depends_on, job.steps, job)
+        ]
         now = deps.clock()
         cut = rangerequeue.plan(
             ranges,
@@ -140,10 +144,6 @@ def _requeue_unborn(req: _Request, spans: Sequence[Span]) -> str | None:
     return commit_runs(deps, once, _busy(job_id), TaskState.QUEUED, req.out)
 
 
-def _doomed(r: TaskRange, job: Job) -> bool:
-    return taskgraph.failed_prerequisite(r.template.depends_on, job.steps, job) is not None
-
-
 def _requeue_stored(req: _Request, ids: list[int]) -> None:
     """Requeue these stored tasks in one commit (with their job, reopened if it had ended)."""
     deps, job_id = req.deps, req.job_id
@@ -151,7 +151,7 @@ def _requeue_stored(req: _Request, ids: list[int]) -> None:
     def once() -> tuple[dict[int, Outcome], set[str]]:
         job = deps.store.get_job(job_id)
         if job.state is JobState.CANCELING:
-            raise Refused(_canceling(job_id))
+            raise Refused(requeue_while_canceling(job_id))
         now = deps.clock()
         found: dict[int, Outcome] = {}
         changed: list[Task] = []
@@ -159,7 +159,7 @@ def _requeue_stored(req: _Request, ids: list[int]) -> None:
             why = _refusal(req, job, task)
             change = None if why else lifecycle.rerun(task, now, priority=job.priority)
             if change is None:
-                error = why or _not_requeueable(job_id, task)
+                error = why or not_requeueable(job_id, task)
                 found[task.id] = Outcome(task.id, None, error=error, status=409)
                 continue
             job.count(change.old, change.new, name=task.name)
@@ -180,25 +180,10 @@ def _requeue_stored(req: _Request, ids: list[int]) -> None:
 
 def _refusal(req: _Request, job: Job, task: Task) -> str | None:
     """Why the one-task route would refuse this stored task before trying it, if it would."""
-    if job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
-        if task.state not in _FC:
-            return (
-                f"task {job.id}.{task.id} is {task.state} (its job {job.id} is {job.state}); "
-                "only a Failed or Canceled task can be requeued"
-            )
-        return f"job {job.id} is {job.state}; nothing of it can run again"
-    return req.doomed(job, task) if task.state in _FC else None
-
-
-def _not_requeueable(job_id: int, task: Task) -> str:
-    if task.cancel_requested:  # its agent is still killing it
-        return (
-            f"task {job_id}.{task.id} is being canceled (its agent gives it "
-            "HPC_TASK_GRACE_S to end); requeue it once it is Canceled"
-        )
-    return (
-        f"task {job_id}.{task.id} is {task.state}; only a Failed or Canceled task can be requeued"
-    )
+    ended = ended_job_refusal(job, task)
+    if ended:
+        return ended
+    return req.doomed(job, task) if task.state in REQUEUEABLE else None
 
 
 def _refuse_unreached(req: _Request, spans: Sequence[Span], stop: str | None) -> None:
@@ -230,25 +215,15 @@ def _refuse_unreached(req: _Request, spans: Sequence[Span], stop: str | None) ->
             continue
         task = r.task(i)
         if task.state is TaskState.QUEUED:
-            req.refuse(i, _not_requeueable(job_id, task))
-        elif job.state in JOB_TERMINAL and job.state not in (JobState.FAILED, JobState.CANCELED):
-            req.refuse(i, f"job {job_id} is {job.state}; nothing of it can run again")
+            req.refuse(i, not_requeueable(job_id, task))
+        elif ended := ended_job_refusal(job, task):
+            req.refuse(i, ended)
         elif doom := req.doomed(job, task):
             req.refuse(i, doom)
         elif r.canceled_alone:
             req.refuse(i, stop or f"task {job_id}.{i} was not requeued: retry in a moment")
         else:
-            when = "" if job.state in JOB_TERMINAL else " once the job has ended"
-            req.refuse(
-                i,
-                f"task {job_id}.{i} is {task.state} in a sweep the scheduler has not reached "
-                "(it creates a sweep's tasks as it dispatches them), so it is requeued with "
-                f"its job: hpc job requeue {job_id}{when}",
-            )
-
-
-def _canceling(job_id: int) -> str:
-    return f"job {job_id} is being canceled; requeue it once it is Canceled"
+            req.refuse(i, unborn_refusal(job, i, task.state))
 
 
 def _busy(job_id: int) -> str:

@@ -28,7 +28,13 @@ heartbeats, stop), :mod:`.online` (an admin bringing an on-prem node back Online
 callers write ``lifecycle.dispatch(...)``.
 """
 
-from shared.domain.lifecycle.dependents import Doomed, group_of, revived, revived_after
+from shared.domain.lifecycle.dependents import (
+    Doomed,
+    failed_after,
+    group_of,
+    revived,
+    revived_after,
+)
 from shared.domain.lifecycle.jobs import (
     all_ended,
     canceled_by,
@@ -88,6 +94,7 @@ __all__ = [
     "dispatch",
     "ended_event",
     "explain_cancel",
+    "failed_after",
     "group_of",
     "heartbeat",
     "brought_up_to_date",

@@ -45,12 +45,21 @@ def revived(
     before the requeue (not changed). A group comes back if one of its prerequisites is the
     requeued name or a group come back (it is downstream), and none of its prerequisites
     still has a task that Failed or was Canceled once those come back."""
+    return revived_after(
+        failed_after(steps, requeued),
+        [requeued],
+        doomed,
+        run_dependents_on_failure=run_dependents_on_failure,
+    )
+
+
+def failed_after(steps: Mapping[str, Step], requeued: str) -> dict[str, int]:
+    """Each name's tasks that Failed or were Canceled once one task named ``requeued`` is
+    Queued again (``steps``: the job's before that requeue)."""
     failed = {name: step.failed for name, step in steps.items()}
     if requeued in failed:
         failed[requeued] -= 1
-    return revived_after(
-        failed, [requeued], doomed, run_dependents_on_failure=run_dependents_on_failure
-    )
+    return failed
 
 
 def revived_after(
