@@ -96,7 +96,7 @@ def cancel_unborn(deps: Deps, job: Job, task_id: int, *, reason: str | None = No
     if r.canceled_time is not None:
         raise Refused(f"task {job.id}.{task_id} is already Canceled; nothing to cancel")
     if job.state is JobState.CANCELING:
-        raise Refused(f"job {job.id} is being canceled: its tasks end Canceled already")
+        raise Refused(lifecycle.being_canceled(job.id))
     ahead = task_id != r.first_id + r.cursor  # (one at the cursor only moves it)
     if ahead and len(r.created_ahead) >= MAX_CREATED_AHEAD:
         raise Refused(

@@ -59,7 +59,7 @@ def cancel_task(deps: Deps, job_id: int, task_id: int, *, by: str | None = None)
         if task.state in TASK_TERMINAL:
             raise Refused(f"task {job_id}.{task_id} is already {task.state}; nothing to cancel")
         if job.state is JobState.CANCELING:
-            raise Refused(f"job {job_id} is being canceled: its tasks end Canceled already")
+            raise Refused(lifecycle.being_canceled(job_id))
         now = deps.clock()
         change = lifecycle.cancel(task, now, lifecycle.canceled_by(by))
         if change is None:  # active, but not placed: nothing to kill yet

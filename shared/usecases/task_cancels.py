@@ -59,7 +59,7 @@ def cancel_tasks(
     job = deps.store.get_job(job_id)
     refuse_outside(job, spans, done="canceled")
     if job.state is JobState.CANCELING:
-        raise Refused(f"job {job_id} is being canceled: its tasks end Canceled already")
+        raise Refused(lifecycle.being_canceled(job_id))
     out: dict[int, Outcome] = {}
     cancels: list[tuple[str, CancelTask]] = []
     with deps.turn(job_id):  # cancels of one sweep's tasks all write its ranges
@@ -112,7 +112,7 @@ def _cut_unborn(
     def once() -> rangecut.Cut:
         job = deps.store.get_job(job_id)
         if job.state is JobState.CANCELING:
-            raise Refused(f"job {job_id} is being canceled: its tasks end Canceled already")
+            raise Refused(lifecycle.being_canceled(job_id))
         cut = rangecut.plan(
             deps.store.get_ranges(job_id),
             spans,
@@ -165,7 +165,7 @@ def _cancel_stored(
     def once() -> tuple[dict[int, Outcome], list[tuple[str, CancelTask]]]:
         job = deps.store.get_job(job_id)
         if job.state is JobState.CANCELING:
-            raise Refused(f"job {job_id} is being canceled: its tasks end Canceled already")
+            raise Refused(lifecycle.being_canceled(job_id))
         now = deps.clock()
         found: dict[int, Outcome] = {}
         changed, cancels = [], []

@@ -37,6 +37,7 @@ from shared.domain.lifecycle.dependents import (
 )
 from shared.domain.lifecycle.jobs import (
     all_ended,
+    being_canceled,
     canceled_by,
     explain_cancel,
     job_cancel_reason,
@@ -97,6 +98,7 @@ __all__ = [
     "failed_after",
     "group_of",
     "heartbeat",
+    "being_canceled",
     "brought_up_to_date",
     "in_order",
     "is_current",

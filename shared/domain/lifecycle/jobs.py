@@ -67,6 +67,11 @@ def canceled_by(user: str | None) -> str | None:
     return f"canceled by {user}" if user else None
 
 
+def being_canceled(job_id: int) -> str:
+    """Why a task cancel of a job being canceled is refused (409): its tasks end so anyway."""
+    return f"job {job_id} is being canceled: its tasks end Canceled already"
+
+
 def job_cancel_reason(job: Job) -> str | None:
     """What a task of a canceled job says: who canceled the job, or why the cluster did
     (its error, e.g. its runtime limit); None when neither is known."""
