@@ -96,12 +96,12 @@ class OutputRoutes(HttpClient):
         stream: Stream = "stdout",
         attempt: int | None = None,
         page_bytes: int | None = None,
+        offset: int = 0,
     ) -> Iterator[OutputPage]:
-        """The whole stream, page by page (``OUTPUT_PAGE_BYTES`` each), all from the attempt
-        the first page came from (a task retried meanwhile does not mix attempts). Ends at
-        the first short page."""
+        """The whole stream from ``offset`` on, page by page (``OUTPUT_PAGE_BYTES`` each), all
+        from the attempt the first page came from (a task retried meanwhile does not mix
+        attempts). Ends at the first short page."""
         page_bytes = page_bytes or OUTPUT_PAGE_BYTES
-        offset = 0
         while True:
             page = self.task_output_page(
                 job_id, task_id, stream=stream, attempt=attempt, offset=offset, limit=page_bytes

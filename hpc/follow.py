@@ -19,7 +19,7 @@ from typing import Any
 
 from hpc import watch
 from hpc.client import ApiClient, ApiError
-from hpc.client_output import OUTPUT_PAGE_BYTES, Stream
+from hpc.client_output import Stream
 from hpc.text import one_line
 from shared.domain.states import TASK_TERMINAL, TaskState
 
@@ -92,22 +92,14 @@ def _print_new(
 ) -> int:
     """Print the bytes of ``attempt`` past ``offset``; the new offset. An attempt that has not
     reached a node has no output yet (404): nothing to print."""
-    while True:
-        try:
-            page = client.task_output_page(
-                job_id,
-                task_id,
-                stream=stream,
-                attempt=attempt,
-                offset=offset,
-                limit=OUTPUT_PAGE_BYTES,
-            )
-        except ApiError as e:
-            if e.status != 404:
-                raise
-            return offset
-        if page.data:
-            write(page.data)
-            offset += len(page.data)
-        if len(page.data) < OUTPUT_PAGE_BYTES:
-            return offset
+    try:
+        for page in client.iter_task_output(
+            job_id, task_id, stream=stream, attempt=attempt, offset=offset
+        ):
+            if page.data:
+                write(page.data)
+                offset += len(page.data)
+    except ApiError as e:
+        if e.status != 404:
+            raise
+    return offset
