@@ -24,6 +24,7 @@ from shared.domain.memory import parse_mb
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.outputpaths import check_output_path
 from shared.domain.specvalues import JsonRefused, NotATime, iso_time, load_json, quoted
+from shared.domain.taskspans import merged
 
 
 def parse_priority(text: str) -> int | str:
@@ -201,19 +202,10 @@ def _once_each(ranges: list[str]) -> list[str]:
     total = sum(s.count for s in sweeps)
     if len(sweeps) < 2 or total > _DEDUPE_UP_TO:
         return ranges
-    indices = sorted({i for s in sweeps for i in s.indices()})
+    indices = {i for s in sweeps for i in s.indices()}
     if len(indices) == total:
         return ranges
-    runs: list[str] = []
-    first = last = indices[0]
-    for i in indices[1:] + [None]:
-        if i is not None and i == last + 1:
-            last = i
-            continue
-        runs.append(f"{first}-{last}")
-        if i is not None:
-            first = last = i
-    return runs
+    return [f"{first}-{last}" for first, last in merged((i, i) for i in indices)]
 
 
 def parse_time(text: str) -> str:

@@ -5,6 +5,7 @@ merged into ascending, disjoint spans (:func:`spans`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from shared.domain.messages import MAX_ID
@@ -39,19 +40,26 @@ def spans(body: Any) -> list[Span]:
             f"tasks: {len(entries):,} ids and ranges; one request takes at most "
             f"{MAX_ENTRIES:,}: join consecutive ids into ranges, or send several requests"
         )
-    merged: list[Span] = []
-    for first, last in sorted(_entry(e) for e in entries):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
-        else:
-            merged.append((first, last))
-    total = sum(last - first + 1 for first, last in merged)
+    joined = merged(_entry(e) for e in entries)
+    total = sum(last - first + 1 for first, last in joined)
     if total > MAX_TASKS:
         raise InvalidRequest(
             f"tasks: {total:,} tasks; one request names at most {MAX_TASKS:,}: send several "
             "requests, or cancel the whole job"
         )
-    return merged
+    return joined
+
+
+def merged(spans: Iterable[Span]) -> list[Span]:
+    """``spans`` ascending, those that overlap or touch joined: each number once, in runs
+    (``(i, i)`` of single numbers gives their runs of consecutive ones)."""
+    out: list[Span] = []
+    for first, last in sorted(spans):
+        if out and first <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
 
 
 def _entry(entry: Any) -> Span:
