@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from shared.domain import ownership
 from shared.domain.cluster import Node
 from shared.domain.states import NodeState
-from shared.errors import Conflict, InvalidRequest
+from shared.errors import Conflict
 from shared.usecases.deps import Deps
+from shared.usecases.nodes import named_nodes
 
 RELEASED = "its admin hold was released: Offline, the autoscaler starts it when work needs it"
 
@@ -21,9 +22,7 @@ def release_nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
     """Each named VM held Offline, unheld and left Offline; every node is checked before any
     is changed (a 409 changes nothing): an on-prem node or a VM not Offline is refused,
     saying what brings it back (a start), as a release would mean nothing there."""
-    nodes = [deps.store.get_node(name) for name in names]  # NotFound: 404 naming it
-    if not nodes:
-        raise InvalidRequest("name at least one node")
+    nodes = named_nodes(deps, names)
     for node in nodes:
         refusal = _refusal(node)
         if refusal is not None:

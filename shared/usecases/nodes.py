@@ -34,7 +34,8 @@ from shared.usecases.nodes_add import beyond_max
 from shared.usecases.operations import record_operation
 
 
-def _nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
+def named_nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
+    """The nodes named, each read (a 404 naming one that does not exist); 422 for none."""
     out = []
     for name in names:
         out.append(deps.store.get_node(name))  # NotFound: 404 naming it
@@ -50,7 +51,7 @@ def start_nodes(
     runs on, as HPC Pack's Bring Online) and bring on-prem ones back Online while their
     agents run (:mod:`shared.usecases.online`). Every node is checked before any is acted
     on: a refusal (409) changes nothing."""
-    nodes = _nodes(deps, names)
+    nodes = named_nodes(deps, names)
     for node in nodes:
         if not ownership.is_managed(node):
             online.check(deps, node)
@@ -143,7 +144,7 @@ def stop_nodes(
     agent restarts until an admin brings the node back, as ``hpc node drain``."""
     out = []
     holding = {seat.node for h in deps.store.holdings() for seat in h.hosts}
-    for node in _nodes(deps, names):
+    for node in named_nodes(deps, names):
         busy = node.name in holding  # any node of a running task, not only its first
         if not ownership.is_managed(node):
             why = ONPREM_STOP.format(name=node.name).replace("stopped by an admin", reason, 1)
@@ -231,7 +232,7 @@ def drain_nodes(
     deps: Deps, names: Iterable[str], *, reason: str = "drained by an admin"
 ) -> list[Node]:
     """An admin's drain (``hpc node drain``): held until an admin starts the node again."""
-    return [drain_node(deps, node, reason=reason, hold=True) for node in _nodes(deps, names)]
+    return [drain_node(deps, node, reason=reason, hold=True) for node in named_nodes(deps, names)]
 
 
 def offline_nodes(
@@ -241,7 +242,7 @@ def offline_nodes(
     is deallocated. Held (``Node.held``): a registration keeps it Offline, the autoscaler
     does not start it, until an admin starts it again."""
     out = []
-    for node in _nodes(deps, names):
+    for node in named_nodes(deps, names):
         if node.state is NodeState.OFFLINE and (
             node.held != "offline" or node.held_reason != reason
         ):  # held now, or held again with a new reason (Slurm's reason= replaces the old)
@@ -302,7 +303,7 @@ def _reason(text: str) -> Callable[[Task], str]:
 def remove_nodes(deps: Deps, names: Iterable[str]) -> list[str]:
     """Delete Offline nodes (and their VMs); an on-prem node only once its agent stopped
     (:func:`removal_refusal`). Every node is checked before any is removed."""
-    nodes = _nodes(deps, names)
+    nodes = named_nodes(deps, names)
     now, timeout = deps.clock(), online.heartbeat_timeout(deps)
     for node in nodes:
         refusal = removal_refusal(node, now=now, timeout=timeout)
