@@ -6,7 +6,8 @@ which declares the commands."""
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.text import Text
@@ -18,6 +19,8 @@ from hpc.errors import CliError
 from hpc.render_nodes import find_node
 from hpc.text import one_line
 from shared.domain.groupnames import unknown_groups
+
+T = TypeVar("T")
 
 
 def act(
@@ -82,28 +85,27 @@ def act(
             raise CliError(f"{len(refused)} of {len(targets)} node(s) not {_done(said)}")
 
 
-def exact_name(client: Any, name: str) -> str:
-    """The node's own name for ``name``: itself if some node has it, else the node's whose name
-    it matches in another case (a probe's ``hpc node set ONPREM-2`` was refused while every
-    other node command found onprem-2); as given if none does (the API's 404 says so)."""
-    nodes = client.list_nodes().get("nodes", [])
-    node = find_node(nodes, name)
-    return str(node["name"]) if node is not None else name
-
-
-def _node_action(client: Any, name: str, action: str, reason: str | None, *, named: bool) -> Any:
-    """The action on ``name``; a named node not found by its exact name is asked again by the
-    name of the node its case matches, as ``hpc node view`` finds it (a probe's ``hpc node
-    drain ONPREM-2`` was refused while ``hpc node view ONPREM-1`` showed onprem-1)."""
+def by_any_case(client: Any, name: str, call: Callable[[str], T]) -> T:
+    """``call(name)``; a node not found by its exact name is asked again by the name of the
+    node its case matches, as ``hpc node view`` finds it (a probe's ``hpc node drain
+    ONPREM-2`` and ``hpc node set ONPREM-2`` were refused while view showed onprem-2)."""
     try:
-        return client.node_action(name, action, reason)
+        return call(name)
     except ApiError as exc:
-        if exc.status != 404 or not named:
+        if exc.status != 404:
             raise
         node = find_node(client.list_nodes().get("nodes", []), name)
         if node is None or node.get("name") == name:
             raise
-        return client.node_action(str(node["name"]), action, reason)
+        return call(str(node["name"]))
+
+
+def _node_action(client: Any, name: str, action: str, reason: str | None, *, named: bool) -> Any:
+    """The action on ``name`` (a node named in another case too, :func:`by_any_case`; not one
+    ``--group`` listed, whose name is its own)."""
+    if not named:
+        return client.node_action(name, action, reason)
+    return by_any_case(client, name, lambda exact: client.node_action(exact, action, reason))
 
 
 def _group_nodes(client: Any, groups: list[str]) -> list[str]:

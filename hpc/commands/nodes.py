@@ -3,6 +3,7 @@ compute nodes."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +21,7 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError
-from hpc.node_actions import Reason, act, exact_name
+from hpc.node_actions import Reason, act, by_any_case
 from hpc.render_nodes import find_node, node_detail, nodes_table
 from hpc.text import one_line
 from shared.domain.groupnames import unknown_groups
@@ -174,13 +175,8 @@ def node_set(
     results = []
     with api_client() as client:
         for name in names:
-            try:
-                results.append(client.set_node(name, groups=groups))
-            except ApiError as exc:  # a name in another case: the node's, as view finds it
-                exact = exact_name(client, name) if exc.status == 404 else name
-                if exact == name:
-                    raise
-                results.append(client.set_node(exact, groups=groups))
+            set_groups = functools.partial(client.set_node, groups=groups)
+            results.append(by_any_case(client, name, set_groups))
     if as_json:
         print_json({"nodes": results})
         return
