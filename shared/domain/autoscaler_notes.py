@@ -206,12 +206,12 @@ def restart_warning(
     burst-1 ... below its minNodes 1"); a held node is never started, so the warning
     says to hold it (``hpc node offline``) or lower the floor. ``nodes``: as stored after
     the stop; ``provider``: the cluster's compute provider."""
-    managed = _autoscaled(groups, provider)
-    name = _first_managed(node, managed)
+    managed = autoscaled(groups, provider)
+    name = first_managed(node, managed)
     if name is None or node.held is not None:
         return None
     group = managed[name]
-    members = [n for n in nodes if n.name != node.name and _first_managed(n, managed) == name]
+    members = [n for n in nodes if n.name != node.name and first_managed(n, managed) == name]
     up = sum(1 for n in members if n.state not in _DOWN)
     if up >= group.min_nodes:
         return None
@@ -238,11 +238,11 @@ def over_max(
     next run, or None: a managed group it runs for (the first of each node's groups, as
     :func:`restart_warning`) would have more nodes up than its ``maxNodes`` (a probe started
     a node of a group at maxNodes 0: it was stopped again within a minute, with no word)."""
-    managed = _autoscaled(groups, provider)
+    managed = autoscaled(groups, provider)
     names = {n.name for n in starting}
     for name, group in sorted(managed.items()):
-        mine = [n.name for n in starting if _first_managed(n, managed) == name]
-        others = [n for n in nodes if n.name not in names and _first_managed(n, managed) == name]
+        mine = [n.name for n in starting if first_managed(n, managed) == name]
+        others = [n for n in nodes if n.name not in names and first_managed(n, managed) == name]
         up = sum(1 for n in others if n.state not in _DOWN)
         if mine and up + len(mine) > group.max_nodes:
             return (
@@ -254,12 +254,12 @@ def over_max(
     return None
 
 
-def _autoscaled(groups: Sequence[NodeGroup], provider: str | None) -> dict[str, NodeGroup]:
+def autoscaled(groups: Sequence[NodeGroup], provider: str | None) -> dict[str, NodeGroup]:
     """The groups the autoscaler runs for: this cluster's provider's, autoscale on."""
     return {g.name: g for g in groups if provider and g.provider == provider and g.autoscale}
 
 
-def _first_managed(node: Node, managed: Mapping[str, NodeGroup]) -> str | None:
+def first_managed(node: Node, managed: Mapping[str, NodeGroup]) -> str | None:
     """The group whose bounds count ``node``: its first the autoscaler runs for."""
     return next((g for g in node.groups if g in managed), None)
 

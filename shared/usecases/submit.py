@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.domain import jobbuild
 from shared.domain.access import check_may_use_template
+from shared.domain.autoscaler_notes import autoscaled, first_managed
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupnames import canonical_groups
 from shared.domain.growshrink import group_memory_mb, memory_believed, sizes_seen
@@ -137,8 +138,7 @@ def check_fits(
     if capped_only(spec.node_groups, capped) and not any(n.state in NODE_COMING for n in eligible):
         raise InvalidRequest(f"{where} has no Online node, and " + max_zero(spec.node_groups))
     largest = max(n.cores for n in eligible)
-    here = deps.compute.name if deps.compute is not None else None
-    bound = {g.name: g for g in groups if here and g.provider == here and g.autoscale}
+    bound = autoscaled(groups, deps.compute.name if deps.compute is not None else None)
     for task in spec.tasks:
         cores = task.min_cores
         if cores > largest:
@@ -175,7 +175,7 @@ def _within_max(
     (nodes.over_max refuses that start); others (on-prem, autoscale off) all count."""
     free, per = 0, Counter[str]()
     for n in nodes:
-        group = next((g for g in n.groups if g in bound), None)
+        group = first_managed(n, bound)
         if group is None:
             free += 1
         else:
