@@ -58,8 +58,16 @@ def test_a_job_that_runs_dependents_anyway_has_none_to_bring_back():
     assert lifecycle.revived(steps, "prep", {WORK: 1}, run_dependents_on_failure=True) == set()
 
 
-def _canceled(job_id: int, depends_on: list[int], error: str | None) -> Job:
-    return Job(id=job_id, state=JobState.CANCELED, depends_on=depends_on, error=error)
+def _canceled(
+    job_id: int,
+    depends_on: list[int],
+    error: str | None,
+    canceled_for: int | None = None,
+    state: JobState = JobState.CANCELED,
+) -> Job:
+    return Job(
+        id=job_id, state=state, depends_on=depends_on, error=error, canceled_for=canceled_for
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,6 +86,10 @@ def _canceled(job_id: int, depends_on: list[int], error: str | None) -> Job:
         ([_canceled(2, [5], "dependency job 5 ended Failed")], []),  # another prerequisite
         ([_canceled(2, [1], "dependency job 1 does not exist")], []),
         ([_canceled(2, [3], "dependency job 1 ended Failed")], []),  # not its prerequisite
+        # the field, not the words: a job the reconciler canceled keeps its prerequisite
+        ([_canceled(2, [1], "an error a later version words otherwise", canceled_for=1)], [2]),
+        ([_canceled(2, [1, 3], "dependency job 1 ended Failed", canceled_for=3)], []),
+        ([_canceled(2, [1], "x", canceled_for=1, state=JobState.QUEUED)], []),  # queued again
     ],
 )
 def test_which_dependent_jobs_a_requeue_leaves_canceled(jobs, left):
@@ -208,8 +220,11 @@ def test_a_requeue_names_the_dependent_jobs_it_leaves_canceled(cp):
         JobState.CANCELED
     ] * 2
     assert cp.left_canceled(first) == [second, third]
+    canceled = [cp.get_job(j) for j in (second, third, mine)]
+    assert [j.canceled_for for j in canceled] == [first, second, None]  # kept as a field
     cp.requeue_task(first, 1)
     assert cp.get_job(second).state is JobState.CANCELED  # left as Slurm leaves it
     for job in (second, third):  # what the answer says to do works at once
         assert cp.requeue_job(job).state is JobState.QUEUED
+        assert cp.get_job(job).canceled_for is None  # queued again: no longer canceled for it
     assert cp.left_canceled(first) == []

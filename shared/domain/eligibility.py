@@ -101,20 +101,38 @@ def doomed(job: Job, prerequisites: Mapping[int, JobState | None]) -> str | None
     return None
 
 
+def ended_prerequisite(job: Job, prerequisites: Mapping[int, JobState | None]) -> int | None:
+    """The prerequisite whose end other than Finished dooms the job (:func:`doomed`), kept on
+    it as ``Job.canceled_for``; None if none did (or one does not exist)."""
+    if job.run_dependents_on_failure:
+        return None
+    for dep in job.depends_on:
+        state = prerequisites.get(dep)
+        if state in JOB_TERMINAL and state is not JobState.FINISHED:
+            return dep
+    return None
+
+
 def slots(job: Job, active: int) -> int | None:
     """How many more of its tasks may start now under maxConcurrent (None: no cap)."""
     return None if job.max_concurrent is None else max(job.max_concurrent - active, 0)
 
 
 _ENDED = re.compile(r"dependency job (\d+) ended ")
-"""How :func:`doomed`'s reason names the prerequisite job that did not finish."""
+"""How :func:`doomed`'s reason names the prerequisite job that did not finish: read only for
+a job canceled before ``Job.canceled_for`` was kept (its error is all it has)."""
 
 
 def canceled_for(job: Job) -> int | None:
-    """The prerequisite job whose end (Failed or Canceled) canceled this Canceled job, as its
-    error says (:func:`doomed`'s words); None if it was canceled otherwise."""
-    found = _ENDED.match(job.error or "") if job.state is JobState.CANCELED else None
-    dep = int(found.group(1)) if found else None
+    """The prerequisite job whose end (Failed or Canceled) canceled this Canceled job
+    (``Job.canceled_for``; for a job canceled before that field, as its error says); None if
+    it was canceled otherwise."""
+    if job.state is not JobState.CANCELED:
+        return None
+    dep = job.canceled_for
+    if dep is None:
+        found = _ENDED.match(job.error or "")
+        dep = int(found.group(1)) if found else None
     return dep if dep in job.depends_on else None
 
 

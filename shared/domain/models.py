@@ -79,6 +79,10 @@ class Job(Record):
     """Jobs that must Finish before any of its tasks starts."""
     run_dependents_on_failure: bool = False
     """Run even if a prerequisite Failed or was Canceled (else it is Canceled too)."""
+    canceled_for: int | None = None
+    """The prerequisite job whose end (Failed or Canceled) canceled this one, so that a
+    requeue of that job can name it (:func:`shared.domain.eligibility.left_canceled`);
+    cleared when the job is queued again."""
     template: str | None = None
     """The job template whose defaults and limits it was submitted under (None: none)."""
     max_priority: int | None = None

@@ -25,11 +25,19 @@ def task_pages(deps: Deps, job_id: int, states: Collection[TaskState]) -> Iterat
         after = page[-1].id
 
 
-def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None, by: str | None = None) -> Job:
+def cancel_job(
+    deps: Deps,
+    job_id: int,
+    *,
+    reason: str | None = None,
+    by: str | None = None,
+    canceled_for: int | None = None,
+) -> Job:
     """Queued tasks are canceled now; running ones get a CancelTask and end as Canceled when
     their agent has killed them. The job is Canceling until then. ``reason`` (why the cluster
     canceled it) or ``by`` (the user who asked: "canceled by alice") is kept as the job's
-    error, and its tasks say it (:func:`lifecycle.job_cancel_reason`)."""
+    error, and its tasks say it (:func:`lifecycle.job_cancel_reason`); ``canceled_for``, the
+    prerequisite job whose end canceled it (the reconciler's), is kept as ``Job.canceled_for``."""
     reason = reason or lifecycle.canceled_by(by)
 
     def attempt() -> Job:
@@ -40,6 +48,7 @@ def cancel_job(deps: Deps, job_id: int, *, reason: str | None = None, by: str | 
         if job.state is not JobState.CANCELING:
             job.move_to(JobState.CANCELING, now=now)
             job.error = reason or job.error
+            job.canceled_for = canceled_for
             deps.store.commit(job=job)
         return job
 

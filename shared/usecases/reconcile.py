@@ -104,7 +104,12 @@ def _cancel_doomed_dependents(deps: Deps) -> None:
         if reason is not None:
             log.info("job %d canceled: %s", job.id, reason)
             with contextlib.suppress(Conflict):
-                cancel_job(deps, job.id, reason=reason)
+                cancel_job(
+                    deps,
+                    job.id,
+                    reason=reason,
+                    canceled_for=eligibility.ended_prerequisite(job, states),
+                )
 
 
 def _listening_since(deps: Deps, now: datetime, timeout: timedelta) -> datetime:

@@ -56,7 +56,7 @@ def reopen_job(job: Job, now: datetime) -> bool:
     if job.state not in (JobState.FAILED, JobState.CANCELED):
         return False
     job.move_to(JobState.QUEUED, now=now)
-    job.error = None
+    job.error = job.canceled_for = None
     job.start_time = None
     return True
 
