@@ -70,13 +70,16 @@ def _negative_id(e: Exception, ctx: Any) -> str | None:
     option = getattr(e, "option_name", None)
     if not isinstance(option, str) or not _NEGATIVE.fullmatch(option) or ctx is None:
         return None
-    takes_id = any(
-        p.param_type_name == "argument" and (p.name or "").endswith(("_id", "_ids"))
+    ids = [
+        p
         for p in ctx.command.params
-    )
-    if not takes_id:
+        if p.param_type_name == "argument" and (p.name or "").endswith(("_id", "_ids"))
+    ]
+    if not ids:
         return None
-    return f"{ID_RULE}, got {option} (see `{ctx.command_path} --help`)"
+    # as click names a bad value ("Invalid value for 'ID'"), where one argument can be meant
+    named = f"Invalid value for {ids[0].get_error_hint()}: " if len(ids) == 1 else ""
+    return f"{named}{ID_RULE}, got {option} (see `{ctx.command_path} --help`)"
 
 
 _NEGATIVE = re.compile(r"-[0-9]+")

@@ -8,6 +8,7 @@ entry point that registers them.
 
 from __future__ import annotations
 
+import difflib
 import io
 import json
 import re
@@ -21,6 +22,7 @@ from rich.text import Text
 
 from hpc.client import ApiClient, ApiError
 from hpc.errors import CliError
+from hpc.spec import dependency_ids
 from hpc.text import one_line
 from shared.domain.idempotency import HEADER, key_problem
 from shared.domain.messages import MAX_ID
@@ -371,8 +373,32 @@ def group_names(values: list[str] | None, flag: str) -> list[str] | None:
 
 
 def normalise_states(value: str | None, names: tuple[str, ...]) -> str | None:
-    """Normalise the case of known state names (``running`` -> ``Running``); the server checks."""
+    """Normalise the case of known state names (``running`` -> ``Running``); an unknown one
+    is a bad option value (exit 2, the names taken and the closest), as click says of a
+    choice, not the server's 400 after a request (a probe's ``--state Runing`` exited 1)."""
     if not value:
         return None
     by_lower = {n.lower(): n for n in names}
-    return ",".join(by_lower.get(s.strip().lower(), s.strip()) for s in value.split(","))
+    out = []
+    for given in (s.strip() for s in value.split(",")):
+        if given.lower() not in by_lower:
+            close = difflib.get_close_matches(given.lower(), list(by_lower), n=1)
+            hint = f" (did you mean {by_lower[close[0]]}?)" if close else ""
+            raise typer.BadParameter(
+                f"{quoted(given)} is not a state{hint}; give one or more of "
+                f"{', '.join(names)}, comma-separated",
+                param_hint="'--state'",
+            )
+        out.append(by_lower[given.lower()])
+    return ",".join(out)
+
+
+def depends_on_ids(values: list[str]) -> list[int]:
+    """``--depends-on 12 --depends-on 15`` or ``--depends-on 12,15`` (as the group flags take
+    A,B; a probe's 1,12 was told only "not a valid integer")."""
+    try:
+        items = [item for value in values for item in value.split(",") if item.strip()]
+        return [parse_id(part) for item in items for part in dependency_ids(item)]
+    except (ValueError, typer.BadParameter) as e:  # Slurm's afterany: and the like, bad ids
+        said = e.message if isinstance(e, typer.BadParameter) else str(e)
+        raise typer.BadParameter(said, param_hint="'--depends-on'") from None

@@ -235,6 +235,17 @@ def test_ids_that_are_not_whole_numbers_from_1_are_one_line_before_sending(
     assert result.exit_code == 2 and api.requests == []
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [(("job", "view", "-1"), "'ID'"), (("task", "list", "-1"), "'JOB'")],
+)
+def test_a_negative_id_is_named_as_click_names_a_bad_value(
+    api: StandIn, args: tuple[str, ...], named: str
+) -> None:
+    """A probe: ``hpc job view -1`` lacked the "Invalid value for 'ID'" that ``view x`` has."""
+    assert_one_error_line(hpc(*args), f"Invalid value for {named}: ids are whole numbers")
+
+
 def test_ids_from_1_are_sent_and_a_negative_number_elsewhere_is_left_alone(api: StandIn) -> None:
     assert hpc("job", "cancel", "007").exit_code == 0
     assert hpc("task", "view", "1", "2").exit_code == 0

@@ -35,6 +35,29 @@ def test_tables_show_jobs_tasks_and_nodes(api: StandIn) -> None:
     assert hpc("node", "list", "--json").stdout.count('"freeCores": 1') == 1
 
 
+def test_a_state_that_is_not_one_is_a_bad_option_value_before_any_request(api: StandIn) -> None:
+    """A probe's ``--state Runing`` exited 1 with the server's 400; a bad option is exit 2."""
+    sent = len(api.requests)
+    for command in (("job", "list"), ("task", "list", "1")):
+        result = hpc(*command, "--state", "Queued,Runing")
+        assert result.exit_code == 2, result.output
+        assert "'Runing' is not a state (did you mean Running?)" in result.stderr
+        assert "'--state'" in result.stderr and "Traceback" not in result.output
+    assert hpc("job", "list", "--state", "nope").exit_code == 2
+    assert len(api.requests) == sent
+    assert hpc("task", "list", "1", "--state", "queued,FAILED").exit_code == 0
+    assert api.requests[-1]["query"]["state"] == "Queued,Failed"
+
+
+def test_submit_refuses_an_empty_name_as_modify_does(api: StandIn) -> None:
+    sent = len(api.requests)
+    for name in ("", "  "):
+        result = hpc("job", "submit", "--name", name, "--", "true")
+        assert result.exit_code == 2 and "--name" in result.stderr, result.output
+        assert "leave --name out" in result.stderr
+    assert len(api.requests) == sent
+
+
 def test_task_list_shows_a_first_page_unless_asked_for_more(api: StandIn) -> None:
     first = hpc("task", "list", "5")
     assert first.exit_code == 0

@@ -17,15 +17,14 @@ from hpc.common import (
     JsonOption,
     api_client,
     checked_by,
+    depends_on_ids,
     group_names,
-    parse_id,
     print_json,
     stderr_console,
 )
 from hpc.spec import (
     absolute_work_dir,
     build_spec,
-    dependency_ids,
     job_settings,
     join_command,
     load_spec_file,
@@ -283,6 +282,10 @@ def job_submit(
 
     Example: hpc job submit --sweep 1-10 --cores 2 -- 'echo $HPC_SWEEP_INDEX'
     """
+    if name is not None and not name.strip():  # as hpc job modify --name '' is refused
+        raise typer.BadParameter(
+            "is empty: give a name, or leave --name out", param_hint="'--name'"
+        )
     task_options = {
         "--cores": cores, "--exclusive": exclusive or None, "--nodes": nodes, "--sweep": sweep,
         "--workdir": workdir, "--env": env, "--array": array, "--stdout": stdout,
@@ -298,7 +301,7 @@ def job_submit(
             parse_duration(job_runtime_limit) if job_runtime_limit is not None else None
         ),
         valid_exit_codes=parse_exit_codes(valid_exit_codes) if valid_exit_codes else None,
-        depends_on=_job_ids(depends_on or []),
+        depends_on=depends_on_ids(depends_on or []),
         max_retries=max_retries,
         hold_until=parse_begin(begin) if begin is not None else None,
     )
@@ -387,14 +390,3 @@ def job_submit(
         from hpc.watch import watch_to_end
 
         watch_to_end(int(job["id"]), as_json=as_json)
-
-
-def _job_ids(values: list[str]) -> list[int]:
-    """``--depends-on 12 --depends-on 15`` or ``--depends-on 12,15`` (as the group flags take
-    A,B; a probe's 1,12 was told only "not a valid integer")."""
-    try:
-        items = [item for value in values for item in value.split(",") if item.strip()]
-        return [parse_id(part) for item in items for part in dependency_ids(item)]
-    except (ValueError, typer.BadParameter) as e:  # Slurm's afterany: and the like, bad ids
-        said = e.message if isinstance(e, typer.BadParameter) else str(e)
-        raise typer.BadParameter(said, param_hint="'--depends-on'") from None
