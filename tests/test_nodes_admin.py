@@ -136,7 +136,7 @@ def test_groups_are_created_once(cp):
         cp.create_group("bad name")
 
 
-def test_an_evicted_spot_node_has_its_tasks_requeued_by_the_next_autoscaler_run(
+def test_an_evicted_spot_node_has_its_tasks_requeued_by_the_autoscaler_run_that_finds_it(
     cp, provider, clock
 ):
     """Azure evicts a Spot VM without a goodbye: its agent dies with it. The autoscaler run
@@ -157,8 +157,10 @@ def test_an_evicted_spot_node_has_its_tasks_requeued_by_the_next_autoscaler_run(
     provider.evict(node.name)
     assert provider.power_states()[node.name] in OFF_STATES
     cp.autoscale()  # the same instant: no heartbeat timeout has passed
-    evicted = cp.store.get_node(node.name)
-    assert evicted.state is NodeState.OFFLINE and "evicted" in (evicted.state_reason or "")
+    offline = [e for e in cp.autoscale_log() if e.get("action") == "offline"]
+    assert [e["node"] for e in offline] == [node.name] and "evicted" in offline[0]["reason"]
+    # the run decided again for the requeued tasks: the group's one VM is started again
+    assert cp.store.get_node(node.name).state is NodeState.STARTING
     tasks = cp.list_tasks(job.id)
     assert [(t.state, t.attempt, t.node) for t in tasks] == [(TaskState.QUEUED, 1, None)] * 2
     assert all("evicted" in (t.error or "") for t in tasks)

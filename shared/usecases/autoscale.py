@@ -84,7 +84,21 @@ def policy_of(groups: list[NodeGroup], deps: Deps, nodes: Sequence[Node] = ()) -
 
 
 def run(deps: Deps) -> Decision | None:
-    """One autoscaler run (the timer's); None when no group is managed."""
+    """One autoscaler run (the timer's); None when no group is managed. A pass that finds
+    running work's VM gone (a Spot eviction, a VM deallocated outside the cluster) requeues
+    that work, and the run decides once more at once, so that its replacement starts in
+    this run rather than the next (a probe: a minute later on Azure's timer)."""
+    lost_work: list[str] = []
+    decision = _run_once(deps, lost_work)
+    if lost_work:
+        log.info("autoscaler: work lost with %s requeued; deciding again", ", ".join(lost_work))
+        decision = _run_once(deps, []) or decision
+    return decision
+
+
+def _run_once(deps: Deps, lost_work: list[str]) -> Decision | None:
+    """One pass: poll the provider, decide, carry out; the nodes whose running work an
+    order took Offline (requeued) are added to ``lost_work``."""
     if deps.compute is None:
         return None
     groups = deps.store.list_groups()
@@ -142,7 +156,7 @@ def run(deps: Deps) -> Decision | None:
     if deferred:
         decision = replace(decision, notes=[*decision.notes, *planned.deferral_notes()])
     refused: list[StartFailure] = []
-    done, skipped = _carry_out(deps, decision.orders, refused)
+    done, skipped = _carry_out(deps, decision.orders, refused, lost_work)
     state = decision.state
     if refused or skipped:  # those starts are over: a later one (an admin's) counts afresh
         forgot = {f.node for f in refused} | skipped
@@ -272,7 +286,7 @@ same (a probe's QuotaExceeded was tried on every Offline node, a line and an ARM
 
 
 def _carry_out(
-    deps: Deps, orders: Sequence[Order], refused: list[StartFailure]
+    deps: Deps, orders: Sequence[Order], refused: list[StartFailure], lost_work: list[str]
 ) -> tuple[list[Order], set[str]]:
     """The orders carried out, and the nodes whose start was not tried: after a group-wide
     refusal (:data:`GROUP_WIDE`) the rest of that group's starts wait for its back-off."""
@@ -284,16 +298,17 @@ def _carry_out(
             skipped.add(order.node)
             continue
         before = len(refused)
-        if _apply(deps, order, refused):
+        if _apply(deps, order, refused, lost_work):
             done.append(order)
         elif len(refused) > before and refused[-1].kind in GROUP_WIDE:
             stopped.add(order.group)
     return done, skipped
 
 
-def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:
+def _apply(deps: Deps, order: Order, refused: list[StartFailure], lost_work: list[str]) -> bool:
     """Carry out one order; False if it could not be (logged, the next run sees again). A
-    start the provider refused at once is added to ``refused``."""
+    start the provider refused at once is added to ``refused``; a node taken Offline under
+    running work, to ``lost_work``."""
     try:
         node = deps.store.get_node(order.node)
         if order.action == "start":
@@ -312,6 +327,8 @@ def _apply(deps: Deps, order: Order, refused: list[StartFailure]) -> bool:
             # The VM went away under its tasks (a Spot eviction, a deallocation outside the
             # cluster): not their fault, so the requeue uses no retry (as Azure Batch does).
             lose_attempts(deps, held, lambda _t: order.reason, count=False)
+            if held:
+                lost_work.append(node.name)
     except StartRefused as exc:
         log.warning("autoscaler: %s", exc)
         if exc.error.kind is not ErrorKind.NOT_FOUND and exc.error.code not in RETRIED:
