@@ -8,7 +8,6 @@ entry point that registers them.
 
 from __future__ import annotations
 
-import difflib
 import io
 import json
 import re
@@ -27,10 +26,6 @@ from hpc.text import one_line
 from shared.domain.idempotency import HEADER, key_problem
 from shared.domain.messages import MAX_ID
 from shared.domain.specvalues import cut, quoted
-from shared.domain.states import JobState, TaskState
-
-JOB_STATES = tuple(s.value for s in JobState)
-TASK_STATES = tuple(s.value for s in TaskState)
 
 ID_RULE = "ids are whole numbers from 1"
 """What a job or task id is, in the error for one that is not (0, -1, abc)."""
@@ -370,27 +365,6 @@ def group_names(values: list[str] | None, flag: str) -> list[str] | None:
             param_hint=f"'{flag}'",
         )
     return names
-
-
-def normalise_states(value: str | None, names: tuple[str, ...]) -> str | None:
-    """Normalise the case of known state names (``running`` -> ``Running``); an unknown one
-    is a bad option value (exit 2, the names taken and the closest), as click says of a
-    choice, not the server's 400 after a request (a probe's ``--state Runing`` exited 1)."""
-    if not value:
-        return None
-    by_lower = {n.lower(): n for n in names}
-    out = []
-    for given in (s.strip() for s in value.split(",")):
-        if given.lower() not in by_lower:
-            close = difflib.get_close_matches(given.lower(), list(by_lower), n=1)
-            hint = f" (did you mean {by_lower[close[0]]}?)" if close else ""
-            raise typer.BadParameter(
-                f"{quoted(given)} is not a state{hint}; give one or more of "
-                f"{', '.join(names)}, comma-separated",
-                param_hint="'--state'",
-            )
-        out.append(by_lower[given.lower()])
-    return ",".join(out)
 
 
 def depends_on_ids(values: list[str]) -> list[int]:

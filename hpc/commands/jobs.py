@@ -15,7 +15,6 @@ from hpc import render
 from hpc.client import ApiClient, ApiError
 from hpc.commands.submit import job_submit
 from hpc.common import (
-    JOB_STATES,
     REFUSED,
     JobId,
     JobIds,
@@ -25,13 +24,13 @@ from hpc.common import (
     api_client,
     checked_by,
     counted,
-    normalise_states,
     print_json,
     stderr_console,
     stdout_console,
 )
 from hpc.errors import CliError, InvalidInput
 from hpc.spec import parse_begin, parse_priority
+from hpc.statefilter import JOB_STATES, normalise_states
 from hpc.text import one_line, safe
 from shared.domain.durations import parse_duration
 from shared.domain.specvalues import quoted

@@ -17,7 +17,6 @@ from hpc import render, render_tasks
 from hpc.client import ApiClient, ApiError
 from hpc.client_output import Stream
 from hpc.common import (
-    TASK_STATES,
     JobArg,
     JsonOption,
     NoHeader,
@@ -26,13 +25,13 @@ from hpc.common import (
     TaskRefs,
     api_client,
     counted,
-    normalise_states,
     print_json,
     stderr_console,
     stdout_console,
     task_ref,
     task_refs,
 )
+from hpc.statefilter import TASK_STATES, normalise_states
 from hpc.task_batches import REQUEUE, Said, act_each, cancel_each
 from hpc.text import for_terminal, one_line, safe
 from shared.domain.specvalues import quoted

@@ -1,0 +1,35 @@
+"""``--state`` of ``hpc job list`` and ``hpc task list``: state names in any case, checked
+here so that a misspelt one is a bad option value (exit 2) before any request."""
+
+from __future__ import annotations
+
+import difflib
+
+import typer
+
+from shared.domain.specvalues import quoted
+from shared.domain.states import JobState, TaskState
+
+JOB_STATES = tuple(s.value for s in JobState)
+TASK_STATES = tuple(s.value for s in TaskState)
+
+
+def normalise_states(value: str | None, names: tuple[str, ...]) -> str | None:
+    """Normalise the case of known state names (``running`` -> ``Running``); an unknown one
+    is a bad option value (exit 2, the names taken and the closest), as click says of a
+    choice, not the server's 400 after a request (a probe's ``--state Runing`` exited 1)."""
+    if not value:
+        return None
+    by_lower = {n.lower(): n for n in names}
+    out = []
+    for given in (s.strip() for s in value.split(",")):
+        if given.lower() not in by_lower:
+            close = difflib.get_close_matches(given.lower(), list(by_lower), n=1)
+            hint = f" (did you mean {by_lower[close[0]]}?)" if close else ""
+            raise typer.BadParameter(
+                f"{quoted(given)} is not a state{hint}; give one or more of "
+                f"{', '.join(names)}, comma-separated",
+                param_hint="'--state'",
+            )
+        out.append(by_lower[given.lower()])
+    return ",".join(out)
