@@ -293,20 +293,29 @@ def absolute_work_dir(path: str, base: str) -> str:
     return os.path.normpath(os.path.join(base, path))  # lexical, as the shell's `cd a/..`
 
 
-def resolve_work_dirs(spec: dict[str, Any], base: str) -> dict[str, Any]:
+def resolve_work_dirs(
+    spec: dict[str, Any], base: str, default: str | None = None
+) -> dict[str, Any]:
     """A job spec file's relative ``workDir`` values (top-level, for a one-task job, and each
-    task's) made absolute from ``base``, as ``--workdir`` is; everything else is sent as it
-    was written. Values that are not text are left for the server to refuse."""
+    task's) made absolute from ``base``, as ``--workdir`` is; a task with none gets
+    ``default`` (``--workdir``), else ``base``: the directory the user submits from, as
+    ``hpc job submit -- cmd`` and Slurm's sbatch do (a probe: the same command moved into a
+    file ran in the agent's home, and its relative output files landed there). Everything
+    else is sent as it was written; values that are not text are left for the server."""
+    fallback = absolute_work_dir(default if default is not None else ".", base)
 
     def resolved(fields: Any) -> Any:
         if not isinstance(fields, dict):
             return fields
-        return {
+        out = {
             key: absolute_work_dir(value, base)
             if key in ("workDir", "work_dir") and isinstance(value, str)
             else value
             for key, value in fields.items()
         }
+        if "command" in out and "workDir" not in out and "work_dir" not in out:
+            out["workDir"] = fallback
+        return out
 
     spec = resolved(spec)
     if isinstance(spec.get("tasks"), list):

@@ -59,7 +59,7 @@ def test_a_file_specs_relative_workdir_is_taken_from_the_submit_directory(
         "tasks": [
             {"command": "a", "workDir": "rel"},
             {"command": "b", "workDir": "/abs"},
-            {"command": "c"},  # none: left to the agent's default, as before
+            {"command": "c"},  # none: the submit directory, as `-- cmd` (it was the agent's home)
         ],
     }
     (tmp_path / "many.json").write_text(json.dumps(many))
@@ -72,9 +72,27 @@ def test_a_file_specs_relative_workdir_is_taken_from_the_submit_directory(
         "tasks": [
             {"command": "a", "workDir": str(tmp_path / "rel")},
             {"command": "b", "workDir": "/abs"},
-            {"command": "c"},
+            {"command": "c", "workDir": str(tmp_path)},
         ],
     }
+
+
+def test_a_file_spec_without_workdir_runs_where_submitted_or_in_workdir_beside_it(
+    api: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe: ``{"command": "pwd"}`` in a file ran in the agent's home where ``hpc job submit
+    -- pwd`` ran in the submit directory, and ``--workdir`` beside ``--file`` was refused."""
+    monkeypatch.chdir(tmp_path)
+    one = json.dumps({"command": "pwd", "stdout": "out.txt"})
+    assert hpc("job", "submit", "--file", "-", input=one).exit_code == 0
+    assert api.posted("/api/jobs")[-1]["workDir"] == str(tmp_path)
+    many = json.dumps({"tasks": [{"command": "a"}, {"command": "b", "workDir": "/abs"}]})
+    result = hpc("job", "submit", "--file", "-", "--workdir", "runs", input=many)
+    assert result.exit_code == 0, result.output
+    assert [t["workDir"] for t in api.posted("/api/jobs")[-1]["tasks"]] == [
+        str(tmp_path / "runs"),  # --workdir: the default of the tasks that name none
+        "/abs",
+    ]
 
 
 def test_resolving_leaves_what_is_not_a_relative_path_to_the_server() -> None:

@@ -138,7 +138,8 @@ def job_submit(
         str | None,
         typer.Option(
             help="Working directory of the task (a node that lacks it fails the task); a "
-            "relative one is taken from this shell's directory, as Slurm's --chdir.  "
+            "relative one is taken from this shell's directory, as Slurm's --chdir; beside "
+            "--file, that of the file's tasks that name none.  "
             "[default: this shell's directory]",
             show_default=False,
         ),
@@ -314,7 +315,11 @@ def job_submit(
             )
         settings["memoryPerCoreMb"] = parse_memory(mem_per_core)
     if file is not None:
-        given = [flag for flag, value in task_options.items() if value not in (None, [], {})]
+        given = [
+            flag
+            for flag, value in task_options.items()
+            if value not in (None, [], {}) and flag != "--workdir"  # the tasks' default
+        ]
         if command:
             given.append("COMMAND")
         if given:
@@ -324,7 +329,7 @@ def job_submit(
                 param_hint="'--file'",
             )
         try:
-            spec = resolve_work_dirs(load_spec_file(file), os.getcwd())
+            spec = resolve_work_dirs(load_spec_file(file), os.getcwd(), workdir)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="'--file'") from None
         # over the file's, as HPC Pack's job submit /jobfile: /priority:...
