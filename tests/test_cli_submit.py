@@ -62,13 +62,20 @@ def test_submit_takes_a_single_argument_command_as_is(api: StandIn) -> None:
     ]
 
 
-def test_submit_file_and_stdin_send_the_spec_unchanged(api: StandIn, tmp_path: Path) -> None:
+def _run_here(spec: dict) -> dict:
+    """The spec as sent: a task that names no workDir runs where hpc job submit was run."""
+    return {**spec, "tasks": [{**t, "workDir": os.getcwd()} for t in spec["tasks"]]}
+
+
+def test_submit_file_and_stdin_send_the_spec_as_written_but_where_to_run(
+    api: StandIn, tmp_path: Path
+) -> None:
     spec = {"name": "f", "priority": "Highest", "tasks": [{"command": "true", "cores": 1}]}
     path = tmp_path / "job.json"
     path.write_text(json.dumps(spec))
     assert hpc("job", "submit", "--file", str(path)).exit_code == 0
     assert hpc("job", "submit", "--file", "-", input=json.dumps(spec)).exit_code == 0
-    assert api.posted("/api/jobs") == [spec, spec]
+    assert api.posted("/api/jobs") == [_run_here(spec)] * 2
 
 
 def test_a_job_file_with_a_byte_order_mark_is_read(api: StandIn, tmp_path: Path) -> None:
@@ -80,7 +87,7 @@ def test_a_job_file_with_a_byte_order_mark_is_read(api: StandIn, tmp_path: Path)
     assert result.exit_code == 0, result.output
     piped = hpc("job", "submit", "--file", "-", input="\ufeff" + json.dumps(spec))
     assert piped.exit_code == 0, piped.output
-    assert api.posted("/api/jobs") == [spec, spec]
+    assert api.posted("/api/jobs") == [_run_here(spec)] * 2
 
 
 def test_a_files_job_settings_give_way_to_the_flags_beside_it(api: StandIn, tmp_path: Path) -> None:
@@ -92,7 +99,7 @@ def test_a_files_job_settings_give_way_to_the_flags_beside_it(api: StandIn, tmp_
     assert hpc("job", "submit", "--file", str(path), *flags, *more).exit_code == 0
     assert api.posted("/api/jobs") == [
         {
-            **spec,
+            **_run_here(spec),
             "priority": "Highest",
             "nodeGroups": ["G"],
             "runtimeLimit": 60,
