@@ -165,9 +165,19 @@ def azure(cp, **settings) -> None:
     cp.set_group("AzureNodes", provider="local", **{"max_nodes": 4, **settings})
 
 
-def vm(cp, name: str, memory_mb: int | None) -> None:
-    """A managed node of AzureNodes as the store holds it (its agent reported ``memory_mb``)."""
-    node = Node(name=name, groups=["AzureNodes"], provider="local", memory_mb=memory_mb)
+def vm(
+    cp, name: str, memory_mb: int | None, *, joined: bool = False, size: str | None = None
+) -> None:
+    """A managed node of AzureNodes as the store holds it, with ``memory_mb`` (``joined``:
+    its agent registered and reported it; else ``hpc node add`` gave it, or none)."""
+    node = Node(
+        name=name,
+        groups=["AzureNodes"],
+        provider="local",
+        memory_mb=memory_mb,
+        size=size,
+        incarnation=1 if joined else 0,
+    )
     cp.store.put_node(node)
 
 
@@ -201,6 +211,15 @@ def vm(cp, name: str, memory_mb: int | None) -> None:
          "SIZE --node-memory 24G, then hpc node add --group AzureNodes)"),  # as the reason says
         (lambda cp: (azure(cp), vm(cp, "azure-1", None)),
          {"minMemoryMb": "1T", "nodeGroup": "AzureNodes"}, None),
+        # a probe (hpc up): VMs of no size never registered are taken to have what the
+        # group's registered ones have, as the autoscaler takes them (it starts none)
+        (lambda cp: (azure(cp), vm(cp, "azure-1", 16 * G, joined=True), vm(cp, "azure-2", None)),
+         {"minMemoryMb": "100G", "nodeGroup": "AzureNodes"},
+         "the largest node in node group(s) AzureNodes has 16 GB"),
+        # one of another VM size may have more
+        (lambda cp: (azure(cp), vm(cp, "azure-1", 16 * G, joined=True),
+                     vm(cp, "azure-2", None, size="Standard_E16s_v5")),
+         {"minMemoryMb": "100G", "nodeGroup": "AzureNodes"}, None),
         # a group the job may not use starts nothing for it
         (lambda cp: (join(cp, "n1", 16 * G), azure(cp)),
          {"minMemoryMb": "17G", "nodeGroup": "OnPremNodes"},

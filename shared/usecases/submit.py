@@ -201,7 +201,7 @@ def check_memory(
     managed = [g for g in groups if g.provider and g.max_nodes]
     sizes = {g.name: group_memory_mb(g.node_memory_mb, g.name, nodes) for g in managed}
     seen = sizes_seen(nodes)  # a VM never registered has what others of its size reported
-    believed = [(n, memory_believed(n, seen)) for n in eligible]
+    believed = [(n, _as_autoscaler_believes(n, seen, sizes)) for n in eligible]
     for task in spec.tasks:
         need = task_memory(task, spec)
         if need is None:
@@ -216,6 +216,24 @@ def check_memory(
                 f"{refused} (its {task.min_cores} core(s) x memoryPerCoreMb {shown(per_core)}; "
                 "ask for less memory per core or fewer cores)"
             ) from None
+
+
+def _as_autoscaler_believes(
+    node: Node, seen: dict[str, int], sizes: dict[str, int | None]
+) -> int | None:
+    """The memory a node is taken to have at submit: :func:`memory_believed`, and for a VM
+    never registered, of no VM size (the local provider's) and no memory of its own, that
+    of its managed groups' nodes (``sizes``), which the autoscaler grows with. A probe:
+    ``--min-memory 100G`` was accepted beside such Offline VMs and waited forever, as the
+    group's VMs that registered had 23.5 GB and the autoscaler started none for it. A VM of
+    a size is left to :func:`memory_believed`: another size may have more."""
+    memory = memory_believed(node, seen)
+    if memory is not None or node.incarnation > 0 or node.size:
+        return memory
+    known = [sizes.get(g) for g in node.groups if g in sizes]
+    if not known or any(m is None for m in known):
+        return None
+    return max(m for m in known if m is not None)
 
 
 def _check_task_memory(
