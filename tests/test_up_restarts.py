@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import time
@@ -170,6 +171,45 @@ def test_a_killed_control_plane_is_started_again_and_the_job_goes_on(tmp_path: P
         assert sorted(map(int, runs.read_text().split())) == list(range(1, 21))
         assert cluster.proc.poll() is None  # hpc up runs on
         assert _host_of(cluster) != host
+
+
+@pytest.mark.e2e
+def test_a_vm_on_when_hpc_up_alone_is_killed_is_booted_again_by_the_next(tmp_path: Path) -> None:
+    """An admin probe: kill -9 of ``hpc up`` alone. Its control plane gets SIGTERM
+    (PR_SET_PDEATHSIG) and stopped as if cleanly: it recorded its running VMs off, and the
+    next ``hpc up`` left them Offline, their work waiting for an admin. A crash is not a
+    clean stop: the VM stays on record as on and is booted again at once."""
+    env = {**SLOW_TIMEOUT, "HPC_AUTOSCALE_SCHEDULE": "* * * * * *", "HPC_LOCAL_BOOT_DELAY_S": "0"}
+    cluster = LocalCluster(tmp_path / "hpc", nodes=0, cores=1, env=env, azure_nodes=1)
+    record = tmp_path / "hpc" / "vms" / "azure-1.json"
+    with cluster:
+        job_id = cluster.submit({"nodeGroups": ["AzureNodes"], "tasks": [{"command": "sleep 600"}]})
+        cluster.wait_for(
+            lambda: cluster.get(f"/api/jobs/{job_id}/tasks/1")["state"] == "Running",
+            timeout_s=120,
+            what="the task to run on a VM",
+        )
+        host = _host_of(cluster)
+        os.kill(cluster.proc.pid, signal.SIGKILL)  # hpc up alone
+        cluster.proc.wait(10)
+        wait_until(lambda: not Path(f"/proc/{host}").exists(), 30, "its control plane to stop")
+        assert json.loads(record.read_text())["on"] is True
+        cluster._http = None
+        cluster.start()  # `hpc up` again, on the same HPC_HOME
+        cluster.wait_for(
+            lambda: "azure-1 was on; booting it again" in _host_logs(tmp_path / "hpc"),
+            timeout_s=60,
+            what="the VM booted again",
+        )
+        cluster.wait_for(
+            lambda: cluster.get(f"/api/jobs/{job_id}/tasks/1")["state"] == "Running",
+            timeout_s=120,
+            what="the task to run again",
+        )
+
+
+def _host_logs(home: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in sorted((home / "logs").glob("*.log")))
 
 
 def _tree(root: int) -> list[int]:

@@ -109,6 +109,8 @@ class LocalProvider(ComputeProvider):
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="local-vms")
         """The one thread every VM process is forked from (see :func:`_die_with_parent`)."""
         self._registry = VmRegistry(home / "vms")
+        self._parent = os.getppid()
+        """The process that started this one (``hpc up``): see :meth:`close`."""
         self._boot_again()
 
     def _boot_again(self) -> None:
@@ -273,9 +275,14 @@ class LocalProvider(ComputeProvider):
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop every VM (SIGTERM, then SIGKILL after ``timeout_s``): a cluster stopped cleanly
-        powers its local VMs off, and the next one starts them when work needs them."""
+        powers its local VMs off, and the next one starts them when work needs them. A stop
+        because ``hpc up`` died (kill -9: PR_SET_PDEATHSIG's SIGTERM, this process orphaned)
+        is a crash, not a clean stop: the VMs that were on stay recorded on, so the next
+        control plane boots them again, as an Azure VM outlives its control plane (a probe:
+        kill -9 of ``hpc up`` recorded them off, and their work waited for an admin)."""
         running = [m for m in self._vms.values() if m.proc is not None and m.proc.poll() is None]
-        for machine in running:
+        orphaned = os.getppid() != self._parent
+        for machine in running if not orphaned else ():
             self._registry.save(machine.spec, on=False)
         procs = [m.proc for m in running if m.proc is not None]
         for proc in procs:
