@@ -265,6 +265,24 @@ def test_stopping_a_node_the_groups_min_needs_warns_that_the_autoscaler_restarts
     assert "hold them with hpc node offline burst-2 burst-1" in either  # hold both
 
 
+def test_a_busy_node_stopped_draining_counts_as_down_for_the_warning(cp, provider):
+    """An admin probe: ``hpc node stop burst-3 burst-4`` of two busy VMs (Draining, to stop
+    once empty) printed no warning, and the floor then started a VM the admin had stopped."""
+    burst(cp, min_nodes=1)
+    [b1, b2] = cp.add_nodes("Burst", 2)
+    online(cp, b1.name)
+    draining = cp.store.get_node(b2.name)
+    draining.state = N.DRAINING  # a busy VM's stop: Draining, not held
+    cp.store.put_node(draining)
+    [warning] = cp.stop_warnings(cp.node_action("stop", [b1.name]))
+    assert warning.startswith("burst-1: the autoscaler will start it again to keep Burst's")
+    assert "(0 nodes up without it)" in warning
+    # an admin's drain holds it up (Drained): it keeps the floor
+    cp.store.put_node(cp.store.get_node(b2.name).model_copy(update={"held": "drain"}))
+    online(cp, b1.name)
+    assert cp.stop_warnings(cp.node_action("stop", [b1.name])) == []
+
+
 def test_no_warning_when_the_autoscaler_leaves_the_group_alone(cp, provider):
     burst(cp, min_nodes=1, autoscale=False)
     [b1] = cp.add_nodes("Burst", 1)

@@ -196,6 +196,13 @@ class Shortfall:
 _DOWN = frozenset({NodeState.OFFLINE, NodeState.STOPPING})
 
 
+def _going_down(node: Node) -> bool:
+    """Off, stopping, or Draining to stop (a busy VM's stop, the autoscaler's shrink): not
+    held, so nothing keeps it up once empty (an admin's drain holds it up, Drained). A probe
+    stopped two busy VMs and was not warned that the floor would start another."""
+    return node.state in _DOWN or (node.state is NodeState.DRAINING and node.held is None)
+
+
 def restart_warning(
     node: Node, groups: Sequence[NodeGroup], nodes: Sequence[Node], provider: str | None
 ) -> str | None:
@@ -212,7 +219,7 @@ def restart_warning(
         return None
     group = managed[name]
     members = [n for n in nodes if n.name != node.name and first_managed(n, managed) == name]
-    up = sum(1 for n in members if n.state not in _DOWN)
+    up = sum(1 for n in members if not _going_down(n))
     if up >= group.min_nodes:
         return None
     # any Offline node of the group may be the one started: the advice holds them all (a
