@@ -524,9 +524,16 @@ def test_node_that_never_joins_is_stopped_after_the_deployment_timeout():
     d = run(nodes, tasks(1), pol=pol, state=d.state, now=T0 + 9 * MIN)
     assert d.orders == []  # still booting, and it counts as capacity for the queued task
     d = run(nodes, tasks(1), pol=pol, state=d.state, now=T0 + 10 * MIN)
-    assert actions(d) == [("stop", "az-1")]
+    # this VM's fault: the group does not back off while it has VMs no start failed on, and
+    # a replacement starts at once (an admin probe: the group's growth waited 2 min)
+    assert actions(d) == [("stop", "az-1"), ("start", "az-2")]
     assert "did not join within the deployment timeout" in d.orders[0].reason
-    assert d.state.groups[AZ].backoff_until == T0 + 11 * MIN  # no replacement right away
+    assert d.state.groups[AZ].backoff_until is None
+    # the group's last untried VM never joins either (a bad image?): the group backs off
+    nodes = [node("az-1"), node("az-2", STARTING, since=T0 + 10 * MIN)]
+    d = run(nodes, tasks(1), pol=pol, state=d.state, now=T0 + 20 * MIN)
+    assert actions(d) == [("stop", "az-2")]
+    assert d.state.groups[AZ].backoff_until == T0 + 21 * MIN  # no replacement right away
 
 
 def test_an_admins_start_after_a_refused_one_gets_its_whole_deployment_timeout():
@@ -578,10 +585,8 @@ def test_a_vm_that_never_joined_is_started_last_until_it_joins():
     assert started(d) == ["az-1"]
     stuck = [node("az-1", STARTING), *azure_vms(4)[1:]]
     d = run(stuck, tasks(1), pol=pol, state=d.state, now=T0 + 30 * S)
-    assert actions(d) == [("stop", "az-1")]
-    later = T0 + 10 * MIN  # past the back-off
-    d = run(azure_vms(4), tasks(1), pol=pol, state=d.state, now=later)
-    assert started(d) == ["az-2"]  # a healthy one first
+    assert actions(d) == [("stop", "az-1"), ("start", "az-2")]  # a healthy one, at once
+    later = T0 + 10 * MIN
     d = run(azure_vms(4), tasks(16), pol=pol, state=d.state, now=later + S)
     assert started(d) == ["az-2", "az-3", "az-4", "az-1"]  # all needed: it goes last
     joined = [node("az-1", ON), *azure_vms(4)[1:]]

@@ -30,11 +30,12 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   beyond ``max_nodes`` (an admin lowered it): Starting ones stop first, then idle ones,
   and only for what is still over the least busy others drain (not held) and stop once
   empty (:mod:`shared.domain.autoscaler_cap`).
-- **Failed starts back off per group.** A start failure (quota, allocation,
-  throttling, a node that never joined within ``deployment_timeout``, timed from its own
-  start) holds the group's growth for a backoff that doubles only if the previous one
-  had expired, capped at ``backoff_max``; a Retry-After extends it. A node that
-  joins resets it; one that never joined is started last until it does.
+- **Failed starts back off.** A start failure (quota, allocation, throttling) holds the
+  group's growth for a backoff that doubles only if the previous one had expired, capped
+  at ``backoff_max``; a Retry-After extends it. A node that never joined within
+  ``deployment_timeout`` (timed from its own start) is started last until it joins, and
+  backs its group off only if no other Offline VM is untried (:func:`untried_others`). A
+  node that joins resets the backoff.
 - **The VMs' facts win.** An Online, Draining or Unreachable node whose VM is
   off was evicted: it is marked Offline (no back-off; it is started last);
   a Stopping node whose VM is off is Offline; a VM running behind an Offline node (nobody
@@ -75,6 +76,7 @@ from shared.domain.growshrink import (
     next_backoff,
     start_of,
     start_order,
+    untried_others,
 )
 from shared.domain.models import Task
 from shared.domain.power import OFF_STATES, PowerState
@@ -180,7 +182,8 @@ class _Run:
             elif node.state is _STARTING and now - start_of(node, memory) >= timeout:
                 why = autoscaler_notes.not_joined(timeout)
                 self.order("stop", node, group, why)
-                self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
+                if not untried_others(self.members(group), node.name, self.nodes):
+                    self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
                 memory = NodeMemory(failed_at=now)
             elif (
                 node.state is _DRAINING
@@ -359,9 +362,8 @@ class _Run:
     def cap(
         self, group: str, gp: GroupPolicy, members: list[Node], idle: list[Node], stops_left: int
     ) -> int:
-        """Nodes up beyond a lowered ``max_nodes`` (:mod:`shared.domain.autoscaler_cap`):
-        order its stops and drains. Drained nodes are not held, unlike an admin's drain: a
-        higher maxNodes may start them again. Returns the stops ordered."""
+        """Stops and drains for nodes up beyond a lowered ``max_nodes`` (not held, unlike an
+        admin's drain: :mod:`shared.domain.autoscaler_cap`); returns the stops ordered."""
         plan = autoscaler_cap.cap(
             group, gp.max_nodes, members, idle, self.busy, self.view.used_cores, stops_left
         )
@@ -380,8 +382,8 @@ class _Run:
 
 
 # Enum members as constants: a lookup on the class costs more than a node's check (sim: ~100k runs)
-_ONLINE, _STARTING, _STOPPING = NodeState.ONLINE, NodeState.STARTING, NodeState.STOPPING
-_DRAINING, _OFFLINE = NodeState.DRAINING, NodeState.OFFLINE
+_ONLINE, _STARTING, _STOPPING, _DRAINING, _OFFLINE = (NodeState.ONLINE, NodeState.STARTING,
+    NodeState.STOPPING, NodeState.DRAINING, NodeState.OFFLINE)  # fmt: skip
 _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
 """Not counted toward min_nodes when an idle node may stop (see shrink)."""
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})
@@ -390,7 +392,6 @@ _NO_VM_NEEDED = frozenset({NodeState.UNREACHABLE, NodeState.STOPPING})
 
 _FRESH = NodeMemory()
 """The memory of a node nothing is remembered about (shared: it is frozen)."""
-
 _RUNS_AGENT = frozenset({NodeState.ONLINE, NodeState.DRAINING, NodeState.UNREACHABLE})
 """Node states whose VM should be on: a VM found off was evicted or stopped outside."""
 

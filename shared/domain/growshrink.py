@@ -154,6 +154,21 @@ def healthy_first(offline: list[Node], memory: Mapping[str, NodeMemory]) -> list
     )
 
 
+def untried_others(members: Sequence[Node], name: str, memory: Mapping[str, NodeMemory]) -> bool:
+    """Whether a group (``members``) has Offline VMs besides ``name`` that no start failed on
+    (not held): a VM that never joined then backs off only itself (started last, as Slurm
+    marks a node past ResumeTimeout DOWN and powers up others; an admin probe saw one such
+    VM hold its group's growth 2 min while 3 healthy VMs sat Offline). With none left, the
+    group backs off (a bad image: every VM fails)."""
+    return any(
+        n.name != name
+        and n.state is NodeState.OFFLINE
+        and n.held is None
+        and (memory.get(n.name) or NodeMemory()).failed_at is None
+        for n in members
+    )
+
+
 def start_of(node: Node, memory: NodeMemory) -> datetime:
     """When the node's current start began, for its deployment timeout: the autoscaler's
     order, or the node's move to Starting if later (an admin's start after an older order: a
