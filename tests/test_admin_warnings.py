@@ -70,4 +70,10 @@ def test_a_max_below_the_groups_nodes_warns(
         assert out.exit_code == 0, out.output
         [warning] = out.stderr.strip().splitlines()
         assert warning.startswith("warning: AzureNodes has 5 nodes, 3 more than its maxNodes 2")
+        assert "at most 2 are up at once (the autoscaler stops the rest once idle)" in warning
         assert hpc("nodegroup", "set", "azurenodes", "--max", "5").stderr == ""
+        # autoscale off: maxNodes does not cap an admin's starts (an admin probe was told so)
+        off = hpc("nodegroup", "set", "azurenodes", "--no-autoscale", "--max", "2")
+        assert off.exit_code == 0, off.output
+        assert "its autoscale is off, so an admin may still start them all" in off.stderr
+        assert "at most 2 are up" not in off.stderr

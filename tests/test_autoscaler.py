@@ -184,6 +184,18 @@ def test_a_grow_reason_names_extra_nodes_grow_ratios_share():
     assert plain.reason.endswith("AzureNodes needs 2 nodes of 4 cores")
 
 
+def test_a_grow_reason_names_the_settings_that_packed_the_tasks():
+    """An admin probe: "2 queued tasks ... AzureNodes needs 1 node of 2 cores" of two 2-core
+    tasks, with no word of TasksPerResourceUnit."""
+    pol = policy(tasks_per_resource_unit=2)
+    [order] = run(azure_vms(6), tasks(2, cores=4), pol=pol).orders
+    assert order.reason.endswith(
+        "AzureNodes needs 1 node of 4 cores (TasksPerResourceUnit 2: a node per that many)"
+    )
+    [order] = run(azure_vms(6), tasks(8), pol=policy(grow_by_min=True)).orders
+    assert order.reason.endswith("needs 1 node of 4 cores (GrowByMin: one task per job)")
+
+
 def test_a_task_allowed_on_two_managed_groups_grows_only_one():
     pol = AutoscalerPolicy(groups={AZ: GroupPolicy(4), "AzureHPC": GroupPolicy(4)})
     nodes = [*azure_vms(2), node("hpc-1", group="AzureHPC")]

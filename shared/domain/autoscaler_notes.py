@@ -72,6 +72,7 @@ def grown(
     share = (
         f" ({extra} of them ExtraNodesGrowRatio's {gp.extra_nodes_grow_ratio}%)" if extra else ""
     )
+    share += _packing(gp)
     kept = [t for t in tasks if (t.job_id, t.id) in (kept_off or {})]
     why = f"job-level exclusive: {exclusivity(kept, kept_off or {})}" if kept else ""
     if kept and len(kept) < len(tasks):
@@ -91,6 +92,15 @@ def grown(
         f"{what} fit{s} no running node's free cores and memory; {group} needs {nodes(need)} "
         f"of {gp.node_cores} cores and {shown(gp.node_memory_mb)}{share}"
     )
+
+
+def _packing(gp: GroupPolicy) -> str:
+    """The settings that counted the tasks as fewer nodes than their cores, said (an admin
+    probe read "2 queued tasks ... needs 1 node of 2 cores" of two 2-core tasks)."""
+    said = ["GrowByMin: one task per job"] if gp.grow_by_min else []
+    if gp.tasks_per_resource_unit > 1:
+        said.append(f"TasksPerResourceUnit {gp.tasks_per_resource_unit}: a node per that many")
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def exclusivity(

@@ -210,9 +210,13 @@ def set_warnings(deps: Deps, group: NodeGroup) -> list[str]:
     if len(members) <= group.max_nodes:
         return []
     extra = len(members) - group.max_nodes
+    up = (
+        f"at most {group.max_nodes} are up at once (the autoscaler stops the rest once idle)"
+        if group.autoscale  # autoscale off: an admin's starts are not capped (an admin probe)
+        else "its autoscale is off, so an admin may still start them all"
+    )
     return [
         f"{group.name} has {len(members)} nodes, {extra} more than its maxNodes "
-        f"{group.max_nodes}: at most {group.max_nodes} are up at once (the autoscaler stops "
-        f"the rest once idle), and hpc node add is refused until {extra} are removed "
+        f"{group.max_nodes}: {up}, and hpc node add is refused until {extra} are removed "
         f"(hpc node remove NAME) or maxNodes is raised"
     ]
