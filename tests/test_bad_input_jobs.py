@@ -364,6 +364,23 @@ def test_a_page_larger_than_the_most_one_request_returns_is_400(api, path, most)
 @pytest.mark.parametrize(
     ("spec", "said"),
     [
+        ({}, 'give a command (a one-task job: {"command": "..."}) or tasks'),
+        ({"name": "x"}, 'give a command (a one-task job: {"command": "..."}) or tasks'),
+        ({"command": 42}, "command: must be text"),  # the field sent, not tasks.0.command
+        ({"command": ""}, "command: command is empty"),
+    ],
+)
+def test_a_spec_without_a_command_names_both_forms_and_the_one_task_forms_fields(api, spec, said):
+    """A user probe: ``{}`` was told only "tasks: Field required", and ``{"command": 42}``
+    of ``tasks.0.command``, a path the user never wrote."""
+    r = api.post("/api/jobs", json=spec)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"].startswith(f"invalid job spec: {said}")
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
         (
             {"nodegroups": ["OnPremNodes"], "tasks": [{"command": "x", "workdir": "/tmp"}]},
             "tasks.0.workdir: unknown field; did you mean workDir? (workDir is a task's (in "
@@ -395,7 +412,7 @@ def test_a_page_larger_than_the_most_one_request_returns_is_400(api, path, most)
         ),
         (
             {"command": "x", "cores": {"min": 1, "max": 2, "nodes": 3}},
-            "tasks.0.cores: nodes: not taken here: nodes is a task's (in each task, or beside a "
+            "cores: nodes: not taken here: nodes is a task's (in each task, or beside a "
             "top-level command)",
         ),
         (

@@ -93,8 +93,10 @@ def test_spec_refuses_an_unknown_placeholder_naming_field_and_placeholder() -> N
 
 
 def test_spec_refuses_the_sweep_index_in_a_task_that_is_not_a_sweep() -> None:
+    with pytest.raises(InvalidRequest, match=r"spec: stdout: .*%a is the sweep index"):
+        JobSpec.parse({"command": "x", "stdout": "o-%a"})  # the one-task form: its field
     with pytest.raises(InvalidRequest, match=r"tasks\.0\.stdout: .*%a is the sweep index"):
-        JobSpec.parse({"command": "x", "stdout": "o-%a"})
+        JobSpec.parse({"tasks": [{"command": "x", "stdout": "o-%a"}]})
     JobSpec.parse({"command": "x", "sweep": "1-3", "stdout": "o-%a"})  # a sweep has one
 
 

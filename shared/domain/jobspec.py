@@ -300,6 +300,11 @@ class JobSpec(Spec):
             )
         if "tasks" not in data and "command" in data:
             data["tasks"] = [{k: data.pop(k) for k in ONE_TASK_KEYS if k in data}]
+        elif "tasks" not in data:  # pydantic's "tasks: Field required" named one form only
+            raise ValueError(
+                'give a command (a one-task job: {"command": "..."}) or tasks (a list of '
+                '{"command": "..."} objects)'
+            )
         return data
 
     @field_validator("priority", mode="before")
@@ -331,9 +336,10 @@ class JobSpec(Spec):
         try:
             spec = cls.model_validate(data)
         except ValidationError as e:
-            raise InvalidRequest(
-                "invalid job spec: " + describe(e, spec_fields(), spec_homes())
-            ) from None
+            said = describe(e, spec_fields(), spec_homes())
+            if isinstance(data, dict) and "command" in data and "tasks" not in data:
+                said = said.replace("tasks.0.", "")  # the one-task form's fields, as sent
+            raise InvalidRequest("invalid job spec: " + said) from None
         if now is not None and spec.hold_until is not None and spec.hold_until <= now:
             raise InvalidRequest(
                 f"invalid job spec: holdUntil {spec.hold_until:%Y-%m-%d %H:%M:%S} UTC is in "
