@@ -44,7 +44,8 @@ def parse_id(value: str | int) -> int:
         job, index = text.split("_")
         raise typer.BadParameter(
             f"{ID_RULE}, got {text}: a task is named JOB.TASK by its id, not by Slurm's "
-            f"JOB_INDEX; `hpc task list {job}` shows the id of the task of sweep index {index}"
+            f"JOB_INDEX; `hpc task list {job}` shows each task's id beside its sweep index "
+            f"(that of index {index}, if the sweep has one)"
         )
     if not _INTEGER.fullmatch(text):
         raise typer.BadParameter(f"{ID_RULE}, got {quoted(text)}")

@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,22 @@ def parse_sweep(text: str) -> str:
     return text.strip()
 
 
-def parse_env(items: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` pairs (the value may contain ``=`` and be empty)."""
+def parse_env(items: list[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``KEY=VALUE`` pairs (the value may contain ``=`` and be empty), or ``KEY`` alone: its
+    value in this shell's environment (``environ``), as Slurm's ``--export=KEY`` passes it
+    (a user probe's ``--env A`` was refused)."""
     env: dict[str, str] = {}
+    shell = os.environ if environ is None else environ
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"{quoted(item)} is not KEY=VALUE, e.g. --env OMP_NUM_THREADS=4")
+            check_env_name(key)
+            if key not in shell:
+                raise ValueError(
+                    f"{quoted(item)} is not set in this shell, to pass on: give KEY=VALUE, "
+                    "e.g. --env OMP_NUM_THREADS=4, or export it first"
+                )
+            value = shell[key]
         check_env_name(key)
         env[key] = value
     return env
@@ -223,6 +233,13 @@ def parse_time(text: str) -> str:
     return local.isoformat()
 
 
+_SLURM_UNIT = re.compile(
+    r"([0-9]{1,7}) *(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)"
+)
+"""Slurm's ``now+count[units]`` for --begin (sbatch: seconds, minutes, hours, days, weeks)."""
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
 def parse_begin(text: str, *, now: datetime | None = None) -> str:
     """``--begin``: an ISO 8601 time (local if no zone: :func:`parse_time`), Slurm's relative
     ``now+DURATION`` (``now+90`` is 90 s, ``now+1:00:00`` an hour), or its ``HH:MM[:SS]``
@@ -258,10 +275,18 @@ def parse_begin(text: str, *, now: datetime | None = None) -> str:
                 "if no zone), HH:MM[:SS] (the next such time), tomorrow, or now+DURATION "
                 "(now+1:00:00)"
             ) from None
+    unit = _SLURM_UNIT.fullmatch(tail.strip().lower())
     try:
-        seconds = parse_duration(tail.strip())
+        seconds = (
+            int(unit.group(1)) * _UNIT_S[unit.group(2)[0]]
+            if unit  # Slurm's now+1hour, now+2days, now+30minutes, now+1week
+            else parse_duration(tail.strip())
+        )
     except ValueError as e:
-        raise ValueError(f"{quoted(text)}: after now+ comes a duration: {e}") from None
+        raise ValueError(
+            f"{quoted(text)}: after now+ comes a duration: {e}, or a count and unit as "
+            "Slurm's now+1hour, now+2days"
+        ) from None
     moment = (now or datetime.now(UTC)) + timedelta(seconds=seconds)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 

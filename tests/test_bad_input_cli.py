@@ -221,7 +221,10 @@ def test_other_characters_in_a_name_are_percent_encoded_into_one_segment() -> No
         (("task", "output", "1", "-3", "--tail", "5"), "got -3"),
         # Slurm's array task JOB_INDEX (scancel 39_90): what to give instead
         (("task", "cancel", "39_90"), "not by Slurm's JOB_INDEX; `hpc task list 39` shows"),
-        (("task", "view", "39_90"), "the task of sweep index 90"),
+        (
+            ("task", "view", "39_90"),
+            "shows each task's id beside its sweep index (that of index 90, if",
+        ),
         (("job", "cancel", "39_90"), "a task is named JOB.TASK by its id"),
     ],
     ids=lambda v: " ".join(v)[:40] if isinstance(v, tuple) else None,

@@ -110,6 +110,19 @@ def test_a_files_job_settings_give_way_to_the_flags_beside_it(api: StandIn, tmp_
     ]
 
 
+def test_env_with_a_name_alone_passes_this_shells_value_as_slurms_export(
+    api: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user probe: ``--env A`` was refused; Slurm's ``--export=A`` passes A on."""
+    monkeypatch.setenv("PROBE_A", "7=x")
+    monkeypatch.delenv("PROBE_UNSET", raising=False)
+    result = hpc("job", "submit", "--env", "PROBE_A", "--env", "B=2", "--", "true")
+    assert result.exit_code == 0, result.output
+    assert api.posted("/api/jobs")[-1]["tasks"][0]["env"] == {"PROBE_A": "7=x", "B": "2"}
+    unset = hpc("job", "submit", "--env", "PROBE_UNSET", "--", "true")
+    assert unset.exit_code == 2 and "is not set in this shell" in unset.stderr
+
+
 def test_submit_json_prints_the_created_job(api: StandIn) -> None:
     result = hpc("job", "submit", "--json", "--", "true")
     assert json.loads(result.stdout)["id"] == 7

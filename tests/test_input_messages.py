@@ -97,7 +97,7 @@ def test_a_sweep_of_another_type_names_both_forms(http, value):
     r = submit(http, sweep=value)
     assert r.status_code == 422, r.text
     assert "valid dictionary" not in error(r)
-    assert "tasks.0.sweep" in error(r) and "START-END[:STEP]" in error(r)
+    assert "spec: sweep: " in error(r) and "START-END[:STEP]" in error(r)  # the field sent
     assert '{"start": S, "end": E, "step": N}' in error(r)
     assert f"got {json.dumps(value)}" in error(r)
 
@@ -232,6 +232,13 @@ def test_the_cli_checks_until_by_the_same_rule(monkeypatch):
         ("9:30:15", "2026-12-03T09:30:15+00:00", "2026-12-04T09:30:15Z"),  # now: tomorrow
         ("tomorrow", "2026-12-03T12:00:00+00:00", "2026-12-04T00:00:00Z"),
         ("TOMORROW", "2026-12-31T23:59:59+00:00", "2027-01-01T00:00:00Z"),
+        # Slurm's now+count[units] (a user probe's now+1hour and now+1d were refused)
+        ("now+1hour", "2026-12-03T12:00:00+00:00", "2026-12-03T13:00:00Z"),
+        ("now+1d", "2026-12-03T12:00:00+00:00", "2026-12-04T12:00:00Z"),
+        ("now+30minutes", "2026-12-03T12:00:00+00:00", "2026-12-03T12:30:00Z"),
+        ("NOW+2weeks", "2026-12-03T12:00:00+00:00", "2026-12-17T12:00:00Z"),
+        ("now+45s", "2026-12-03T12:00:00+00:00", "2026-12-03T12:00:45Z"),
+        ("now+90", "2026-12-03T12:00:00+00:00", "2026-12-03T12:01:30Z"),  # seconds, as before
     ],
 )
 def test_begin_takes_slurms_time_of_day_and_tomorrow(
@@ -245,3 +252,8 @@ def test_begin_takes_slurms_time_of_day_and_tomorrow(
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_begin_now_plus_something_else_says_both_forms() -> None:
+    with pytest.raises(ValueError, match=r"or a count and unit as Slurm's now\+1hour"):
+        parse_begin("now+3fortnights")

@@ -147,8 +147,9 @@ def job_submit(
     env: Annotated[
         list[str] | None,
         typer.Option(
-            metavar="K=V",
-            help="Environment variable for the task (repeatable).",
+            metavar="K=V|K",
+            help="Environment variable for the task (repeatable); K alone passes on this "
+            "shell's K, as Slurm's --export=K.",
             callback=checked_by(parse_env),
         ),
     ] = None,
