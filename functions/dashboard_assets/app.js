@@ -10,7 +10,11 @@ const SUMMARY_JOBS = 100;
 const TOKEN_KEY = "hybridhpc.token";
 // What an admin may do to a node from here (POST nodes/NAME/ACTION); an on-prem machine has no VM
 // to deallocate, and its start brings it back Online while its agent runs.
-const NODE_ACTIONS = { onprem: ["start", "drain", "offline"], managed: ["start", "drain", "stop"] };
+// managed: offline holds a VM off (the autoscaler never starts it), release lifts that hold
+const NODE_ACTIONS = {
+  onprem: ["start", "drain", "offline"],
+  managed: ["start", "drain", "stop", "offline", "release"],
+};
 const TASK_ACTIONS = {
   Queued: ["cancel"], Dispatching: ["cancel"], Running: ["cancel"],
   Failed: ["requeue"], Canceled: ["requeue"],
@@ -151,7 +155,7 @@ async function loadJob() {
     dl.appendChild(el("dt", "Memory"));
     dl.appendChild(el("dd", memory));
   }
-  state.nextTasks = tasks.length === TASK_PAGE ? tasks[tasks.length - 1].id : null;
+  state.nextTasks = data.next ?? null; // the API's: a page of exactly 100 has no next
   $("tasks-next").disabled = state.nextTasks === null;
   $("tasks-first").disabled = state.taskAfter.length <= 1;
   fill(
@@ -240,7 +244,7 @@ async function loadNodes() {
     "nodes",
     data.nodes.map((node) => row([
       node.name, badge(node.state, nodeStateText(node)), (node.groups || []).join(", "),
-      node.runsAsOwner ? `${node.provider}, as owner` : node.provider,
+      `${node.provider}${node.spot ? " (spot)" : ""}${node.runsAsOwner ? ", as owner" : ""}`,
       node.cores, memoryText(node.memoryMb), node.freeCores, freeMemoryText(node), node.runningTasks, when(node.lastHeartbeat),
       node.stateReason, nodeButtons(node),
     ])),
@@ -257,7 +261,8 @@ async function loadAutoscale() {
       g.name, g.provider || "on-prem", g.provider ? g.minNodes : "-", g.provider ? g.maxNodes : "-",
       g.provider ? g.nodeCores : "-",
       g.provider ? memoryText(g.nodeMemoryMb, "unknown") : "-",
-      g.provider ? (g.autoscale ? "yes" : "no") : "-", g.description,
+      g.provider ? (g.autoscale ? "yes" : "no") : "-", g.provider ? (g.idlePolicy || "-") : "-",
+      g.description,
     ])),
     "no node groups",
   );
