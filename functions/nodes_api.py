@@ -26,6 +26,7 @@ from functions.keys import answered, idempotency_key, json_text
 from functions.routing import created, route
 from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
+from shared.domain.groupnames import unknown_groups
 from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_problem
 from shared.domain.specvalues import shown_json
 from shared.domain.vmsizes import size_warning
@@ -81,14 +82,17 @@ def list_nodes(req: func.HttpRequest, principal: Principal) -> Any:
     no task), as ``hpc node list`` filters; an unknown parameter is a 400 (a probe's
     ``?state=`` was ignored and every node listed)."""
     only_params(req, "GET /api/nodes", "group", "state")
+    groups = _split(req, "group")
     try:
-        return {
-            "nodes": filter_nodes(
-                control().list_nodes(), _split(req, "group"), _split(req, "state")
-            )
-        }
+        nodes = filter_nodes(control().list_nodes(), groups, _split(req, "state"))
     except ValueError as exc:  # a query parameter: the request cannot be read
         raise BadRequest(str(exc)) from None
+    if groups and (missing := unknown_groups(groups, [g.name for g in control().list_groups()])):
+        # as hpc node list --group and GET /api/autoscale/log?group= say (a user probe got
+        # 200 and no nodes for a misspelt group)
+        names = ", ".join(map(repr, missing))
+        raise NotFound(f"node group {names} does not exist (hpc nodegroup list)")
+    return {"nodes": nodes}
 
 
 def _split(req: func.HttpRequest, name: str) -> list[str]:

@@ -104,6 +104,11 @@ def test_the_api_filters_nodes_and_refuses_what_it_does_not_take(cluster: httpx.
     assert bad.status_code == 400 and "a node state is one of" in bad.json()["error"]
     unknown = cluster.get("/api/nodes", params={"status": "Online"})
     assert unknown.status_code == 400 and "takes group, state, not status" in unknown.text
+    # a group that does not exist is a 404, as the CLI and GET /api/autoscale/log say (a
+    # user probe got 200 and no nodes)
+    typo = cluster.get("/api/nodes", params={"group": "OnPremNodes,Nope"})
+    assert typo.status_code == 404
+    assert typo.json()["error"] == "node group 'Nope' does not exist (hpc nodegroup list)"
 
 
 def test_node_list_of_a_group_that_does_not_exist_says_so(cluster: httpx.Client) -> None:

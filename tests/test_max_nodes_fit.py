@@ -81,3 +81,16 @@ def test_a_job_queued_before_max_nodes_was_lowered_waits_for_it_to_be_raised(cp,
     cp.set_group(AZ, max_nodes=3)  # what it says: the job is not lost, its VMs start
     cp.autoscale()
     assert sum(n.state.value == "Starting" for n in cp.store.list_nodes()) == 3
+
+
+def test_a_one_node_job_under_max_nodes_0_reads_one_node(cp, provider):
+    """An admin probe read "needs 1 nodes at once" of a job queued before maxNodes 0."""
+    managed(cp)
+    cp.add_nodes(AZ, 1)
+    job = cp.submit({"command": "hostname", "nodeGroups": [AZ]})
+    cp.set_group(AZ, max_nodes=0)
+    cp.autoscale()
+    notes = [e["reason"] for e in cp.autoscale_log() if e.get("action") == "note"]
+    assert any("needs 1 node at once, more than its maxNodes 0" in n for n in notes), notes
+    assert not any("1 nodes" in n for n in notes)
+    assert cp.get_job(job.id).state.value == "Queued"

@@ -154,7 +154,8 @@ def notes(tasks: Sequence[Task], rooms: Mapping[str, Room]) -> list[Note]:
             widest = max(t.nodes for t in never)
             out.append(Note(g, (
                 f"{counted(never)} of {listed_jobs(never)} need{'s' if len(never) == 1 else ''} "
-                f"{widest} nodes at once, more than its maxNodes {rooms[g].max_nodes} allows: "
+                f"{widest} node{'s' if widest != 1 else ''} at once, more than its maxNodes "
+                f"{rooms[g].max_nodes} allows: "
                 f"it cannot run until maxNodes is raised (hpc nodegroup set {g} --max "
                 f"{widest}); no node is started for it"
             ), about=scope((t.job_id, t.id) for t in never)))  # fmt: skip
