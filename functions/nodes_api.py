@@ -170,7 +170,7 @@ def node_action(req: func.HttpRequest, principal: Principal) -> Any:
     # a refusal because of the node's state says it ("state"): `hpc node start --group G`
     # goes on past a node already as the action leaves it by that field, not by the words
     name = req.route_params.get("name", "")
-    done, already = control().act_on_node(action, name, reason=reason)
+    done, already = control().act_on_node(action, name, reason=reason, by=principal.name)
     answer: dict[str, Any] = {"nodes": [_node(n) for n in done], "changed": already is None}
     if already is not None:  # its result held already: a 200 saying so (nodeactions)
         answer["message"] = already

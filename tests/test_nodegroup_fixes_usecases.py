@@ -378,3 +378,17 @@ def test_the_floor_starts_the_longest_offline_vm_not_the_one_an_admin_just_stopp
     assert cp.store.get_node(b2.name).state is N.STARTING
     [start] = [e for e in cp.autoscale_log(group="Burst") if e["action"] == "start"]
     assert start["node"] == b2.name and "below its minNodes 1" in start["reason"]
+
+
+def test_an_admins_actions_on_vms_are_in_the_autoscale_log(cp, provider):
+    """An admin probe: `hpc node start azure-1` left no entry; looking back, the log showed
+    only the autoscaler stopping the VM as idle, not who had started it."""
+    burst(cp)
+    [b1] = cp.add_nodes("Burst", 1)
+    register(cp, "n1")  # an on-prem node: not the autoscaler's, not logged
+    cp.act_on_node("start", b1.name, by="alice")
+    cp.act_on_node("drain", "n1", reason="drained by alice: disk", by="alice")
+    cp.act_on_node("start", b1.name, by="alice")  # already Starting: nothing done, no entry
+    entries = [(e["action"], e["node"], e["group"], e["reason"]) for e in cp.autoscale_log()]
+    assert entries == [("start", b1.name, "Burst", "started by alice")]
+    assert cp.autoscale_log(group="burst") == cp.autoscale_log()

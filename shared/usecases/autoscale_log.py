@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from shared.domain import ownership
 from shared.domain.autoscaler import Decision, Order, StartFailure
-from shared.domain.cluster import Meta
+from shared.domain.cluster import Meta, Node
 from shared.domain.growshrink import GroupMemory
 from shared.errors import NotFound
 from shared.usecases import idle_policy
@@ -88,6 +89,27 @@ def save_run(
 
     if done:
         deps.kick()
+
+
+def log_admin_action(deps: Deps, node: Node, action: str, reason: str) -> None:
+    """An admin's start, stop, drain, offline or release of a VM, logged beside the
+    autoscaler's orders (an admin probe looking back saw a VM the autoscaler stopped as
+    idle, but not who had started it). On-prem nodes are not the autoscaler's: not logged."""
+    if not ownership.is_managed(node):
+        return
+    entry = {"time": deps.clock().isoformat(), "action": action, "node": node.name,
+             "group": node.groups[0] if node.groups else None, "reason": reason}  # fmt: skip
+
+    def write_log() -> None:
+        try:
+            meta = deps.store.get_meta(LOG_KEY)
+        except NotFound:
+            meta = Meta(key=LOG_KEY)
+        old: list[Any] = list(meta.data.get("entries", []))
+        meta.data = {"entries": [*old, entry][-LOG_KEEP:]}
+        deps.store.put_meta(meta)
+
+    deps.retry(write_log)
 
 
 def _said(

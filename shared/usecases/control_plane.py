@@ -236,16 +236,22 @@ class ControlPlane:
         return list(do(self.deps, names))
 
     def act_on_node(
-        self, action: str, name: str, *, reason: str | None = None
+        self, action: str, name: str, *, reason: str | None = None, by: str | None = None
     ) -> tuple[list[Any], str | None]:
         """One node's action, and what to say when its result held already: then nothing is
-        done (:func:`nodeactions.already`, the rule every action follows)."""
+        done (:func:`nodeactions.already`, the rule every action follows). Done on a VM, it
+        is logged in ``hpc autoscale log`` with ``reason``, else "<action> by ``by``"."""
         node = self.deps.store.get_node(name)  # NotFound: 404 naming it
         reason = nodeactions.with_held_why(reason, node)
         said = nodeactions.already(action, node, reason)
         if said is not None:
             return [node], said
-        return self.node_action(action, [name], reason=reason), None
+        done = self.node_action(action, [name], reason=reason)
+        if action != "remove":  # (a removed VM's record is gone: nothing to look back on)
+            done_as = {"start": "started", "release": "released"}.get(action, action)
+            why = reason or f"{done_as} by {by or 'an admin'}"
+            autoscale_log.log_admin_action(self.deps, node, action, why)
+        return done, None
 
     def stop_warnings(self, stopped: Sequence[Node]) -> list[str]:
         """What the autoscaler will undo of an admin's stop (a group's minNodes)."""
