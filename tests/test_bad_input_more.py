@@ -174,11 +174,16 @@ COUNTS: list[tuple[str, Callable[[Any], dict[str, Any]]]] = [
 @pytest.mark.parametrize("value", NOT_INTEGERS, ids=repr)
 @pytest.mark.parametrize(("where", "spec"), COUNTS, ids=[w for w, _ in COUNTS])
 def test_counts_of_a_job_spec_take_integers_only(where, spec, value):
+    if "runtimeLimit" in where and value == "3":  # a limit also takes the CLI's text forms
+        assert JobSpec.parse(spec(value)).task_count() == 1
+        return
     with pytest.raises(InvalidRequest) as e:
         JobSpec.parse(spec(value))
     message = str(e.value)
     assert where in message, message
-    if where != "tasks.0.cores":  # which says its two forms
+    if "runtimeLimit" in where and isinstance(value, str):  # text: the duration forms
+        assert "is not [[D:]H:]M:S" in message, message
+    elif where != "tasks.0.cores":  # which says its two forms
         assert "whole number" in message or "job id" in message, message
 
 

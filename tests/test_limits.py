@@ -154,3 +154,16 @@ def test_the_cluster_reserves_for_a_wide_task_when_runtime_limits_are_known():
     unknown = task(9, cores=2, node_name="a", started=T0)
     placements = plan(queued, [node("a")], {"a": 2}, running=[unknown], now=T0)
     assert placements == []
+
+
+def test_a_limit_may_be_given_as_text_in_the_clis_forms():
+    """A user probe: ``"runtimeLimit": "2:00:00"`` in a job file was refused, though the
+    CLI's --runtime-limit takes that form (HPC Pack's job files give RunTime as text)."""
+    spec = JobSpec.parse(
+        {"tasks": [{"command": "x", "runtimeLimit": "1:30"}], "runtimeLimit": "2:00:00",
+         "jobRuntimeLimit": "1-00:00:00"}
+    )  # fmt: skip
+    assert (spec.runtime_limit, spec.job_runtime_limit) == (7200, 86400)
+    assert spec.tasks[0].runtime_limit == 90
+    with pytest.raises(InvalidRequest, match="runtimeLimit: '2 hours' is not"):
+        JobSpec.parse({"command": "x", "runtimeLimit": "2 hours"})

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -25,7 +26,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from shared.domain import taskgraph
-from shared.domain.durations import MAX_LIMIT_S
+from shared.domain.durations import MAX_LIMIT_S, parse_duration
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.outputpaths import check_output_path
 from shared.domain.specerrors import describe, field_homes, known_fields
@@ -56,6 +57,16 @@ __all__ = [
     "sweep_command",
 ]
 
+
+def _duration(value: Any) -> Any:
+    """A limit in seconds, or as text in the CLI's forms (``"2:00:00"``, ``"1-12:00:00"``,
+    ``"90"``), as a hand-written job file gives HPC Pack's RunTime (a user probe's
+    ``"runtimeLimit": "2:00:00"`` was refused, though ``--runtime-limit 2:00:00`` is not)."""
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+Seconds = Annotated[StrictInt, BeforeValidator(_duration)]
+"""A runtime limit field: whole seconds, or a duration as text."""
 
 MAX_JOB_NAME = 256
 MAX_CONCURRENT = 1_000_000
@@ -120,7 +131,7 @@ class TaskSpec(Spec):
     min_memory_mb: MemoryMb = None
     """Memory it holds on each of its nodes while it runs: MB or a size, "4G" (consumable; the
     job's, if not given; ``null`` given: none, whatever the job asks)."""
-    runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    runtime_limit: Seconds | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds; the agent kills the task past it (the job's, if not given)."""
     valid_exit_codes: ExitCodes | None = None
     """Exit codes that count as success (the job's, if not given; else [0])."""
@@ -245,9 +256,9 @@ class JobSpec(Spec):
     """Memory each core of a task that gives none holds (Slurm's --mem-per-cpu): on each of
     its nodes, its cores (a range's min) times this. A job gives this or ``minMemoryMb``, not
     both; a template's is the default of jobs that give neither (Slurm's DefMemPerCPU)."""
-    runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    runtime_limit: Seconds | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds each task may run (Slurm's --time); the agent kills a task past it."""
-    job_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    job_runtime_limit: Seconds | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds the whole job may run, from its first task's start; then it is canceled."""
     max_concurrent: StrictInt | None = Field(default=None, ge=1, le=MAX_CONCURRENT)
     """At most this many of its tasks run at once."""
