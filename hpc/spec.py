@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.domain.durations import parse_duration
+from shared.domain.durations import MAX_LIMIT_S, parse_duration
 from shared.domain.jobspec import ONE_TASK_KEYS, Sweep, check_env_name, priority_value
 from shared.domain.memory import parse_mb
 from shared.domain.models import PRIORITY_NAMES
@@ -56,15 +56,14 @@ def parse_env(items: list[str], environ: Mapping[str, str] | None = None) -> dic
     shell = os.environ if environ is None else environ
     for item in items:
         key, sep, value = item.partition("=")
+        check_env_name(key)
         if not sep:
-            check_env_name(key)
             if key not in shell:
                 raise ValueError(
                     f"{quoted(item)} is not set in this shell, to pass on: give KEY=VALUE, "
                     "e.g. --env OMP_NUM_THREADS=4, or export it first"
                 )
             value = shell[key]
-        check_env_name(key)
         env[key] = value
     return env
 
@@ -277,11 +276,12 @@ def parse_begin(text: str, *, now: datetime | None = None) -> str:
             ) from None
     unit = _SLURM_UNIT.fullmatch(tail.strip().lower())
     try:
-        seconds = (
-            int(unit.group(1)) * _UNIT_S[unit.group(2)[0]]
-            if unit  # Slurm's now+1hour, now+2days, now+30minutes, now+1week
-            else parse_duration(tail.strip())
-        )
+        if unit:  # Slurm's now+1hour, now+2days, now+30minutes, now+1week
+            seconds = int(unit.group(1)) * _UNIT_S[unit.group(2)[0]]
+            if not 1 <= seconds <= MAX_LIMIT_S:  # as parse_duration bounds a duration
+                raise ValueError(f"{tail.strip()} is not from 1 second to 366 days")
+        else:
+            seconds = parse_duration(tail.strip())
     except ValueError as e:
         raise ValueError(
             f"{quoted(text)}: after now+ comes a duration: {e}, or a count and unit as "

@@ -257,3 +257,6 @@ def test_begin_takes_slurms_time_of_day_and_tomorrow(
 def test_begin_now_plus_something_else_says_both_forms() -> None:
     with pytest.raises(ValueError, match=r"or a count and unit as Slurm's now\+1hour"):
         parse_begin("now+3fortnights")
+    for beyond in ("now+9999999weeks", "now+0hours"):  # a ValueError, not an OverflowError
+        with pytest.raises(ValueError, match="is not from 1 second to 366 days"):
+            parse_begin(beyond)
