@@ -49,13 +49,13 @@ def served_app(home: Path, env: Mapping[str, str] | None = None) -> Iterator[Ser
     context.reset()
     cp = context.control()
     token, _ = ensure_admin_token(cp.settings, cp.store)
-    host = LocalHost(
-        function_app.app, bus=build_bus(Settings()), port=0, host_json=ROOT / "host.json"
-    )
+    bus = build_bus(Settings())
+    host = LocalHost(function_app.app, bus=bus, port=0, host_json=ROOT / "host.json")
     host.start()
     try:
         yield ServedApp(host.url, cp, token)
     finally:
         host.stop()
+        bus.close()  # (its connections, as context.reset closes the app's)
         context.reset()
         mp.undo()

@@ -170,7 +170,9 @@ def test_killed_agent_tasks_are_requeued_and_counted_once_and_the_agent_comes_ba
     each counted once, and `hpc up` starts the agent again (hpc/up_restarts.py)."""
     with LocalCluster(tmp_path / "hpc", nodes=2, cores=2, env=FAST) as cluster:
         job_id = cluster.submit(
-            {"tasks": [{"command": "sleep 1; echo done $HPC_SWEEP_INDEX", "sweep": "1-12"}]}
+            # 3 s: the watchdog kills a task the kill caught before it ends on its own (with
+            # 1 s, on a loaded machine one ended first and was rightly reported, not requeued)
+            {"tasks": [{"command": "sleep 3; echo done $HPC_SWEEP_INDEX", "sweep": "1-12"}]}
         )
         cluster.wait_for(
             lambda: any(

@@ -226,7 +226,9 @@ def _read_line(proc: subprocess.Popen[bytes], timeout: float, what: str) -> list
     fd, line = proc.stdout.fileno(), b""
     deadline = time.monotonic() + timeout
     while not line.endswith(b"\n"):
-        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        poll = select.poll()  # not select(): it takes no descriptor past 1,023
+        poll.register(fd, select.POLLIN)
+        ready = poll.poll(max(0.0, deadline - time.monotonic()) * 1000)
         if not ready:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         byte = os.read(fd, 1)
