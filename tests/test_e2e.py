@@ -172,7 +172,7 @@ def test_killed_agent_tasks_are_requeued_and_counted_once_and_the_agent_comes_ba
         job_id = cluster.submit(
             # 3 s: the watchdog kills a task the kill caught before it ends on its own (with
             # 1 s, on a loaded machine one ended first and was rightly reported, not requeued)
-            {"tasks": [{"command": "sleep 3; echo done $HPC_SWEEP_INDEX", "sweep": "1-12"}]}
+            {"tasks": [{"command": "sleep 3; echo done $HPC_SWEEP_INDEX", "sweep": "1-6"}]}
         )
         cluster.wait_for(
             lambda: any(
@@ -185,11 +185,11 @@ def test_killed_agent_tasks_are_requeued_and_counted_once_and_the_agent_comes_ba
         os.kill(victim, signal.SIGKILL)
         job = cluster.wait_job(job_id, timeout_s=60)
         assert job["state"] == "Finished", job
-        assert job["taskCounts"] == {"Finished": 12}
+        assert job["taskCounts"] == {"Finished": 6}
         tasks = cluster.tasks(job_id)
         requeued = [t for t in tasks if t["attempt"] > 0]
         assert requeued, "the killed node's tasks must have been requeued"
-        assert sorted(t["sweepIndex"] for t in tasks) == list(range(1, 13))
+        assert sorted(t["sweepIndex"] for t in tasks) == list(range(1, 7))
         cluster.wait_for(
             lambda: agent_pid(cluster, "onprem-1", missing=victim) != victim,
             timeout_s=20,
