@@ -180,3 +180,18 @@ def test_an_idle_vm_is_not_kept_for_a_job_that_waits_for_running_work(
         cp.autoscale()
     # before: kept ("queued tasks will run on it") for as long as the 3-node job runs
     assert cp.store.get_node(idle).state is not NodeState.ONLINE
+
+
+def test_a_task_no_node_has_the_memory_for_takes_no_slot_from_a_later_one():
+    """A third probe: a 100 GB task (the group's VMs have 23.5 GB) ahead of a task that fit
+    took the last free slot, and the fitting job waited ("wait for running work")."""
+    big = Task(job_id=1, id=1, command="x", node_groups=[AZ], min_memory_mb=100 * 1024)
+    fits = ask(2)
+    pol = AutoscalerPolicy(
+        groups={AZ: GroupPolicy(node_cores=1, max_nodes=4, node_memory_mb=23_500)}
+    )
+    got = beyond_ceiling([big, fits], *rooms(FAULT, BUSY3, pol))
+    assert got == set()  # neither hidden here: the big one is the memory rule's to say
+    unknown = AutoscalerPolicy(groups={AZ: GroupPolicy(node_cores=1, max_nodes=4)})
+    got = beyond_ceiling([big, fits], *rooms(FAULT, BUSY3, unknown))
+    assert got == {(2, 1)}  # memory unknown: the big one may fit, and takes the slot

@@ -36,6 +36,7 @@ from shared.domain.autoscaler_notes import listed_jobs
 from shared.domain.autoscaler_notes import queued as counted
 from shared.domain.cluster import Node
 from shared.domain.growshrink import AutoscalerPolicy
+from shared.domain.memory import may_fit
 from shared.domain.models import Task
 from shared.domain.notescope import scope
 from shared.domain.states import NodeState
@@ -53,6 +54,8 @@ class Room:
     busy: int = 0
     """Its nodes that run work (for the note)."""
     max_nodes: int = 0
+    node_memory_mb: int | None = None
+    """Its nodes' memory as the autoscaler grows with it (None: unknown, may be enough)."""
 
 
 def rooms(
@@ -78,8 +81,9 @@ def rooms(
     for g, gp in grown.items():
         b = busy.get(g, 0)
         out[g] = Room(
-            gp.node_cores, max(0, gp.max_nodes - b), sorted(partial.get(g, [])), b, gp.max_nodes
-        )
+            gp.node_cores, max(0, gp.max_nodes - b), sorted(partial.get(g, [])), b,
+            gp.max_nodes, gp.node_memory_mb,
+        )  # fmt: skip
     return out, elsewhere
 
 
@@ -100,9 +104,14 @@ def beyond_ceiling(
             if other:
                 continue
             mine = list(rooms)
-        able = [g for g in mine if rooms[g].node_cores >= task.cores]
-        if not able:
-            continue  # no node of its groups could ever hold it: not this rule's
+        able = [
+            g
+            for g in mine
+            if rooms[g].node_cores >= task.cores
+            and may_fit(task.min_memory_mb, rooms[g].node_memory_mb)
+        ]
+        if not able:  # no node of its groups could ever hold it (cores or memory: a probe's
+            continue  # 100 GB task took the last slot and hid a job that fit): not this rule's
         need, cores = task.nodes, task.cores
         places = 0
         for g in able:
