@@ -589,6 +589,18 @@ def test_a_group_run_by_hand_still_gets_its_vms_repaired_but_never_grown_or_shru
     assert not started(d)  # 8 tasks queued, 4 cores up: the admin starts what runs them
 
 
+def test_a_never_joined_vms_replacement_starts_in_that_run_whatever_grow_interval():
+    """A third probe: deployment timeout 25 s, GrowInterval longer; the run that stopped the
+    VM that never joined started no healthy one until the next grow check."""
+    pol = policy(deployment_timeout=30 * S, grow_interval=10 * MIN)
+    d = run(azure_vms(3), tasks(1), pol=pol)
+    assert started(d) == ["az-1"]
+    stuck = [node("az-1", STARTING), *azure_vms(3)[1:]]
+    d = run(stuck, tasks(1), pol=pol, state=d.state, now=T0 + 30 * S)
+    assert actions(d) == [("stop", "az-1"), ("start", "az-2")]
+    assert d.state.groups[AZ].backoff_until is None
+
+
 def test_a_vm_that_never_joined_is_started_last_until_it_joins():
     """A probe: az-1 never joined; after each back-off the autoscaler started az-1 again
     while the healthy az-2..4 stayed off, and the job never ran."""

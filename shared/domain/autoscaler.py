@@ -31,11 +31,9 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   and only for what is still over the least busy others drain (not held) and stop once
   empty (:mod:`shared.domain.autoscaler_cap`).
 - **Failed starts back off.** A start failure (quota, allocation, throttling) holds the
-  group's growth for a backoff that doubles only if the previous one had expired, capped
-  at ``backoff_max``; a Retry-After extends it. A node that never joined within
-  ``deployment_timeout`` (timed from its own start) is started last until it joins, and
-  backs its group off only if no other Offline VM is untried (:func:`untried_others`). A
-  node that joins resets the backoff.
+  group's growth for a backoff that doubles only if the previous one had expired (max
+  ``backoff_max``; a Retry-After extends it); a node that joins resets it. A node that never
+  joined within ``deployment_timeout`` is started last until it joins (:func:`not_joined`).
 - **The VMs' facts win.** An Online, Draining or Unreachable node whose VM is
   off was evicted: it is marked Offline (no back-off; it is started last);
   a Stopping node whose VM is off is Offline; a VM running behind an Offline node (nobody
@@ -74,6 +72,7 @@ from shared.domain.growshrink import (
     healthy_first,
     managed_group,
     next_backoff,
+    not_joined,
     start_of,
     start_order,
     untried_others,
@@ -182,8 +181,9 @@ class _Run:
             elif node.state is _STARTING and now - start_of(node, memory) >= timeout:
                 why = autoscaler_notes.not_joined(timeout)
                 self.order("stop", node, group, why)
-                if not untried_others(self.members(group), node.name, self.nodes):
-                    self.fail(group, StartFailure(group, node.name, f"{node.name}: {why}"))
+                untried = untried_others(self.members(group), node.name, self.nodes)
+                gm, said = self.groups.get(group, GroupMemory()), f"{node.name}: {why}"
+                self.groups[group] = not_joined(gm, self.policy, now, untried, why=said)
                 memory = NodeMemory(failed_at=now)
             elif (
                 node.state is _DRAINING
@@ -389,7 +389,6 @@ _NOT_UP = frozenset({NodeState.OFFLINE, NodeState.STARTING})
 _VM_ON = frozenset({PowerState.RUNNING, PowerState.STARTING})
 _NO_VM_NEEDED = frozenset({NodeState.UNREACHABLE, NodeState.STOPPING})
 """Offline if the provider lists no VM (a probe's stayed Unreachable or Stopping 25 min)."""
-
 _FRESH = NodeMemory()
 """The memory of a node nothing is remembered about (shared: it is frozen)."""
 _RUNS_AGENT = frozenset({NodeState.ONLINE, NodeState.DRAINING, NodeState.UNREACHABLE})

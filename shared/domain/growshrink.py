@@ -169,6 +169,18 @@ def untried_others(members: Sequence[Node], name: str, memory: Mapping[str, Node
     )
 
 
+def not_joined(
+    memory: GroupMemory, policy: AutoscalerPolicy, now: datetime, untried: bool, *, why: str
+) -> GroupMemory:
+    """A group's memory after one of its VMs never joined: with other VMs untried
+    (:func:`untried_others`) no back-off, and its grow check due now whatever GrowInterval,
+    so that the work's replacement starts in this run (a third probe: it waited for the
+    next check); with none, the back-off of a failed start (:func:`next_backoff`)."""
+    if untried:
+        return replace(memory, last_grow_check=None)
+    return next_backoff(memory, policy, now, reason=why)
+
+
 def start_of(node: Node, memory: NodeMemory) -> datetime:
     """When the node's current start began, for its deployment timeout: the autoscaler's
     order, or the node's move to Starting if later (an admin's start after an older order: a
