@@ -44,6 +44,10 @@ def test_a_state_that_is_not_one_is_a_bad_option_value_before_any_request(api: S
         assert "'Runing' is not a state (did you mean Running?)" in result.stderr
         assert "'--state'" in result.stderr and "Traceback" not in result.output
     assert hpc("job", "list", "--state", "nope").exit_code == 2
+    empty = hpc("job", "list", "--state", "")  # `--state "$S"` of an unset S: not every job
+    assert empty.exit_code == 2 and "'--state': is empty" in empty.stderr
+    nodes = hpc("node", "list", "--state", "Onlin")
+    assert nodes.exit_code == 2 and "(did you mean Online?)" in nodes.stderr
     assert len(api.requests) == sent
     assert hpc("task", "list", "1", "--state", "queued,FAILED").exit_code == 0
     assert api.requests[-1]["query"]["state"] == "Queued,Failed"
@@ -55,6 +59,8 @@ def test_submit_refuses_an_empty_name_as_modify_does(api: StandIn) -> None:
         result = hpc("job", "submit", "--name", name, "--", "true")
         assert result.exit_code == 2 and "--name" in result.stderr, result.output
         assert "leave --name out" in result.stderr
+        modify = hpc("job", "modify", "3", "--name", name)  # the same words (it exited 1)
+        assert modify.exit_code == 2 and "is empty: give a name" in modify.stderr
     assert len(api.requests) == sent
 
 

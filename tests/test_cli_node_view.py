@@ -61,7 +61,9 @@ def test_node_list_filters_by_group_and_says_when_none_match(cluster: httpx.Clie
 def test_node_list_refuses_an_unknown_state_naming_the_states(cluster: httpx.Client) -> None:
     result = hpc("node", "list", "--state", "Up")
     assert result.exit_code == 2
-    assert_one_error_line(result, "'Up': a state is one of Offline, Starting, Online, Draining")
+    assert_one_error_line(
+        result, "'Up' is not a state; give one or more of Offline, Starting, Online, Draining"
+    )
 
 
 def test_node_view_shows_one_node_with_its_hold_and_reason(cluster: httpx.Client) -> None:

@@ -233,6 +233,10 @@ def job_modify(
     if priority is not None:
         changes["priority"] = parse_priority(priority)
     if name is not None:
+        if not name.strip():  # the words of hpc job submit --name '' (a third probe: exit 1)
+            raise typer.BadParameter(
+                "is empty: give a name, or leave --name out", param_hint="'--name'"
+            )
         changes["name"] = name
     if max_concurrent is not None:
         changes["maxConcurrent"] = _cap(max_concurrent)

@@ -23,9 +23,9 @@ from hpc.common import (
 from hpc.errors import CliError
 from hpc.node_actions import Reason, act, by_any_case
 from hpc.render_nodes import find_node, node_detail, nodes_table
+from hpc.statefilter import NODE_STATES, normalise_states
 from hpc.text import one_line
 from shared.domain.groupnames import unknown_groups
-from shared.domain.states import NodeState
 
 app = typer.Typer(
     help="List and administer compute nodes (on-prem and Azure).", no_args_is_help=True
@@ -49,21 +49,16 @@ def node_list(
         typer.Option(
             "--state",
             help="Only nodes in this state: Online, Offline, Starting, Draining, Stopping, "
-            "Drained (Draining with no task) (repeat, or comma-separate, for several; any case).",
+            "Unreachable, Drained (Draining with no task) (repeat, or comma-separate, for "
+            "several; any case).",
         ),
     ] = None,
     as_json: JsonOption = False,
     noheader: NoHeader = False,
 ) -> None:
     """List compute nodes with their state and free cores."""
-    states = group_names(state, "--state") or []
-    known = {s.value.lower(): s.value for s in NodeState} | {"drained": "Drained"}
-    unknown = [s for s in states if s.lower() not in known]
-    if unknown:
-        raise typer.BadParameter(
-            f"{', '.join(map(repr, unknown))}: a state is one of {', '.join(known.values())}",
-            param_hint="'--state'",
-        )
+    named = group_names(state, "--state") or []
+    states = (normalise_states(",".join(named), NODE_STATES) or "").split(",") if named else []
     groups = group_names(group, "--group") or []
     with api_client() as client:
         data = client.list_nodes(groups=groups, states=states)  # filtered by the API
