@@ -183,6 +183,8 @@ def test_counts_of_a_job_spec_take_integers_only(where, spec, value):
     assert where in message, message
     if "runtimeLimit" in where and isinstance(value, str):  # text: the duration forms
         assert "is not [[D:]H:]M:S" in message, message
+    elif "runtimeLimit" in where:  # a limit takes text too, and says so
+        assert "must be whole seconds or a duration as text" in message, message
     elif where != "tasks.0.cores":  # which says its two forms
         assert "whole number" in message or "job id" in message, message
 
@@ -207,9 +209,11 @@ def test_booleans_and_text_for_counts_and_flags_are_422_saying_what_they_take(ht
         "invalid job spec: validExitCodes.0: must be a whole number "
         "(a JSON integer, not text, true or 8.0), got true"
     )
-    for field, value in (("maxRetries", True), ("runtimeLimit", True), ("maxRetries", "3")):
+    for field, value in (("maxRetries", True), ("maxRetries", "3")):
         r = submit(http, **{field: value})
         assert r.status_code == 422 and f"{field}: must be a whole number" in error(r), r.text
+    r = submit(http, runtimeLimit=True)
+    assert r.status_code == 422 and "runtimeLimit: must be whole seconds or" in error(r), r.text
     r = submit(http, exclusive="yes")
     assert r.status_code == 422 and 'exclusive: must be true or false, got "yes"' in error(r)
 
@@ -220,8 +224,15 @@ def test_booleans_and_text_for_counts_and_flags_are_422_saying_what_they_take(ht
 )
 def test_template_counts_take_integers_only(http, field, value):
     r = http.put("/api/templates/T1", json={field: value})
-    assert r.status_code == 422, r.text
-    assert f"{field}: must be a whole number" in error(r)
+    if "RuntimeLimit" in field or field == "runtimeLimit":  # a limit: seconds, or text
+        if value == "8":  # text in the CLI's forms: 8 s, as a job spec's limit takes it
+            assert r.status_code in (200, 201) and r.json()[field] == 8, r.text
+            assert http.delete("/api/templates/T1").status_code in (200, 204)
+            return
+        assert r.status_code == 422 and f"{field}: must be whole seconds or" in error(r)
+    else:
+        assert r.status_code == 422, r.text
+        assert f"{field}: must be a whole number" in error(r)
     assert http.get("/api/templates/T1").status_code == 404  # nothing stored
 
 

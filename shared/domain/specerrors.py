@@ -20,6 +20,12 @@ _TAKES = {
 }
 """What a strict field takes, said with what it got (pydantic says only "a valid integer")."""
 
+_DURATIONS = frozenset(
+    {"runtimeLimit", "jobRuntimeLimit", "maxRuntimeLimit", "maxJobRuntimeLimit"}
+)  # (camelCase: describe's paths are the JSON's)
+_DURATION = 'must be whole seconds or a duration as text ("2:00:00", "1-12:00:00")'
+"""What a limit takes: a third probe read "not text" of a field that takes text too."""
+
 _OTHER_LEVEL = {
     ("dependsOn", "int_type"): (
         "the job's dependsOn takes job ids; task names go in a task's dependsOn, in each task"
@@ -66,6 +72,8 @@ def describe(
         if err["type"] in _TAKES:
             msg = f"{_TAKES[err['type']]}, got {shown_json(err['input'])}"
         named = [str(p) for p in err["loc"] if isinstance(p, str)]
+        if err["type"] == "int_type" and named and named[-1] in _DURATIONS:  # text is taken
+            msg = f"{_DURATION}, got {shown_json(err['input'])}"
         hint = _OTHER_LEVEL.get((named[-1] if named else "", err["type"]))
         if hint:
             msg += f" ({hint})"

@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from shared.domain.durations import MAX_LIMIT_S, format_duration
-from shared.domain.jobspec import MAX_CONCURRENT, JobSpec, TaskSpec, priority_value
+from shared.domain.jobspec import MAX_CONCURRENT, JobSpec, Seconds, TaskSpec, priority_value
 from shared.domain.models import PRIORITY_NAMES
 from shared.domain.specerrors import describe, known_fields
 from shared.domain.specmemory import MemoryMb
@@ -80,11 +80,11 @@ class JobTemplate(BaseModel):
     # defaults: used where the job gives no value
     priority: int | None = None
     node_groups: list[str] | None = Field(default=None, max_length=32)
-    runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    runtime_limit: Seconds | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds."""
     max_retries: StrictInt | None = Field(default=None, ge=0, le=100)
     max_concurrent: StrictInt | None = Field(default=None, ge=1, le=MAX_CONCURRENT)
-    job_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    job_runtime_limit: Seconds | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds the whole job may run (HPC Pack's template RunTime)."""
     memory_per_core_mb: MemoryMb = None
     """Memory per core of the tasks of a job that asks for none (MB or "2G"; Slurm's
@@ -95,9 +95,9 @@ class JobTemplate(BaseModel):
     max_cores: StrictInt | None = Field(default=None, ge=1, le=4096)
     allowed_node_groups: list[str] | None = Field(default=None, max_length=32)
     """Empty or missing: any group."""
-    max_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    max_runtime_limit: Seconds | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds."""
-    max_job_runtime_limit: StrictInt | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
+    max_job_runtime_limit: Seconds | None = Field(default=None, ge=1, le=MAX_LIMIT_S)
     """Seconds: the longest jobRuntimeLimit, at submit and in a later hpc job modify."""
     # who: HPC Pack's template permissions (shared.domain.access.template_refusal)
     allowed_users: list[str] | None = Field(default=None, max_length=MAX_ALLOWED_USERS)
