@@ -392,3 +392,15 @@ def test_an_admins_actions_on_vms_are_in_the_autoscale_log(cp, provider):
     entries = [(e["action"], e["node"], e["group"], e["reason"]) for e in cp.autoscale_log()]
     assert entries == [("start", b1.name, "Burst", "started by alice")]
     assert cp.autoscale_log(group="burst") == cp.autoscale_log()
+
+
+def test_the_floor_warning_says_how_many_the_autoscaler_starts(cp, provider):
+    """A third probe: minNodes 3, one node left up: "will start one of ..." where two start."""
+    burst(cp, min_nodes=3, max_nodes=4)
+    nodes = cp.add_nodes("Burst", 4)
+    for n in nodes[:3]:
+        online(cp, n.name)
+    cp.node_action("stop", [nodes[0].name])
+    [warning] = cp.stop_warnings(cp.node_action("stop", [nodes[1].name]))
+    assert "will start 2 of burst-2, burst-4 again" in warning, warning  # burst-1: Stopping
+    assert "(1 node up without it)" in warning

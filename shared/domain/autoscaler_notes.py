@@ -235,8 +235,9 @@ def restart_warning(
     # any Offline node of the group may be the one started: the advice holds them all (a
     # probe held the node named, and the autoscaler started the other it had stopped)
     offline = [n.name for n in members if n.state is NodeState.OFFLINE and n.held is None]
-    if offline:
-        which, them = f"one of {node.name}, {', '.join(offline)}", "them"
+    if offline:  # as many as the floor lacks (a third probe read "one of" where two start)
+        need = min(group.min_nodes - up, 1 + len(offline))
+        which, them = f"{'one' if need == 1 else need} of {node.name}, {', '.join(offline)}", "them"
         hold = " ".join([node.name, *offline])
     else:
         which, them, hold = "it", "it", node.name
