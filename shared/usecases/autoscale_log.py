@@ -73,19 +73,9 @@ def save_run(
             meta.data[idle_policy.MEMORY_FIELD] = memory if memory is not None else learnt
         deps.store.put_meta(meta)
 
-    def write_log() -> None:
-        try:
-            meta = deps.store.get_meta(LOG_KEY)
-        except NotFound:
-            meta = Meta(key=LOG_KEY)
-        old: list[Any] = list(meta.data.get("entries", []))
-        fresh = [e for e in entries if e["action"] != "note" or not _repeats(old, e)]
-        meta.data = {"entries": (old + fresh)[-LOG_KEEP:]}
-        deps.store.put_meta(meta)
-
     deps.retry(write_state)
     if entries:
-        deps.retry(write_log)
+        _append(deps, entries)
 
     if done:
         deps.kick()
@@ -99,6 +89,12 @@ def log_admin_action(deps: Deps, node: Node, action: str, reason: str) -> None:
         return
     entry = {"time": deps.clock().isoformat(), "action": action, "node": node.name,
              "group": node.groups[0] if node.groups else None, "reason": reason}  # fmt: skip
+    _append(deps, [entry])
+
+
+def _append(deps: Deps, entries: list[dict[str, Any]]) -> None:
+    """Add ``entries`` to the log (the last :data:`LOG_KEEP` are kept); a note said again
+    run after run is logged once until it changes (:func:`_repeats`)."""
 
     def write_log() -> None:
         try:
@@ -106,7 +102,8 @@ def log_admin_action(deps: Deps, node: Node, action: str, reason: str) -> None:
         except NotFound:
             meta = Meta(key=LOG_KEY)
         old: list[Any] = list(meta.data.get("entries", []))
-        meta.data = {"entries": [*old, entry][-LOG_KEEP:]}
+        fresh = [e for e in entries if e["action"] != "note" or not _repeats(old, e)]
+        meta.data = {"entries": (old + fresh)[-LOG_KEEP:]}
         deps.store.put_meta(meta)
 
     deps.retry(write_log)
