@@ -105,10 +105,8 @@ def cut_off(
         r.count, r.created_ahead = last - first + 1, []
         _cancel(r, now, reason)
         return out
-    canceled = piece(r, first, last)
+    canceled = carve(r, first, last)
     _cancel(canceled, now, reason)
-    r.count = first - r.first_id
-    r.created_ahead = [i for i in r.created_ahead if i < first]
     return [canceled, *out]
 
 
@@ -209,6 +207,15 @@ def rest_after(r: TaskRange, last: int) -> list[TaskRange]:
     while rest.created_ahead and rest.created_ahead[0] == rest.first_id + rest.cursor:
         rest.cursor, rest.created_ahead = rest.cursor + 1, rest.created_ahead[1:]
     return [rest] if rest.left else []
+
+
+def carve(r: TaskRange, first: int, last: int) -> TaskRange:
+    """Tasks ``first`` to ``last`` of ``r`` as their own range (:func:`piece`), ``r`` left
+    with its ids before ``first``: the middle of a range a cancel or a requeue cuts out."""
+    out = piece(r, first, last)
+    r.count = first - r.first_id
+    r.created_ahead = [i for i in r.created_ahead if i < first]
+    return out
 
 
 def piece(r: TaskRange, first: int, last: int) -> TaskRange:

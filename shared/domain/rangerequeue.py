@@ -23,7 +23,7 @@ from datetime import datetime
 
 from shared.domain import lifecycle
 from shared.domain.models import Task
-from shared.domain.rangecut import Cut, Span, piece, plan_runs, rest_after, runs_in
+from shared.domain.rangecut import Cut, Span, carve, plan_runs, rest_after, runs_in
 from shared.domain.taskrange import MAX_CREATED_AHEAD, TaskRange
 
 
@@ -54,10 +54,8 @@ def cut_out(
         r.count, r.created_ahead = last - r.first_id + 1, []
         _open(r, template, shift=r.cursor)
         return out
-    opened = piece(r, first, last)
+    opened = carve(r, first, last)
     _open(opened, template, shift=0)
-    r.count = first - r.first_id
-    r.created_ahead = [i for i in r.created_ahead if i < first]
     return [opened, *out]
 
 
