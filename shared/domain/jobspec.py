@@ -347,9 +347,9 @@ class JobSpec(Spec):
         try:
             spec = cls.model_validate(data)
         except ValidationError as e:
-            said = describe(e, spec_fields(), spec_homes())
-            if isinstance(data, dict) and "command" in data and "tasks" not in data:
-                said = said.replace("tasks.0.", "")  # the one-task form's fields, as sent
+            one_task = isinstance(data, dict) and "command" in data and "tasks" not in data
+            drop = ("tasks", 0) if one_task else ()  # the one-task form's fields, as sent
+            said = describe(e, spec_fields(), spec_homes(), drop)
             raise InvalidRequest("invalid job spec: " + said) from None
         if now is not None and spec.hold_until is not None and spec.hold_until <= now:
             raise InvalidRequest(

@@ -58,15 +58,21 @@ def field_homes(levels: Sequence[tuple[type[BaseModel], str]]) -> dict[str, str]
 
 
 def describe(
-    error: ValidationError, fields: Iterable[str] = (), homes: Mapping[str, str] | None = None
+    error: ValidationError,
+    fields: Iterable[str] = (),
+    homes: Mapping[str, str] | None = None,
+    drop: tuple[str | int, ...] = (),
 ) -> str:
     """pydantic errors as ``field.path: message; ...`` with camelCase paths; an unknown
     field names the one of ``fields`` it is closest to, if any is close, or, when it is a
     field of another level (``homes``: field -> where it goes), where it goes (a probe's
-    task-level ``priority`` was told "did you mean priority?")."""
+    task-level ``priority`` was told "did you mean priority?"). ``drop``: a path prefix the
+    sender did not write (a one-task job's ``tasks.0``), left out."""
     known = list(fields)
     parts = []
     for err in error.errors():
+        if drop and err["loc"][: len(drop)] == drop:  # a path the sender did not write
+            err["loc"] = err["loc"][len(drop) :]
         loc = cut(".".join(str(p) for p in err["loc"]) or "body")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] in _TAKES:
