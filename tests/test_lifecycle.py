@@ -290,12 +290,42 @@ def test_rerun_forgets_lost_attempts_so_a_late_end_cannot_cut_the_new_run_short(
         ({C: 1, F: 1}, JobState.RUNNING, JobState.FAILED),  # one ran to its end: Failed
         ({C: 1, X: 1}, JobState.RUNNING, JobState.FAILED),
         ({C: 2}, JobState.FINISHING, JobState.FAILED),  # Finishing cannot be Canceled
+        # every task it started requeued (its node lost): Queued again, as Slurm's PENDING
+        ({Q: 2}, JobState.RUNNING, JobState.QUEUED),
+        ({Q: 1, F: 1}, JobState.RUNNING, JobState.RUNNING),  # one ran to its end
+        ({Q: 1, D: 1}, JobState.RUNNING, JobState.RUNNING),
+        ({Q: 1, R: 1}, JobState.RUNNING, JobState.RUNNING),
+        ({Q: 2}, JobState.QUEUED, JobState.QUEUED),
+        ({Q: 2}, JobState.CANCELING, JobState.CANCELING),  # its cancel ends them
     ],
 )
 def test_settle_job(counts, state, expected):
-    job = Job(id=1, task_count=2, task_counts=counts, state=state)
-    lifecycle.settle_job(job, NOW)
-    assert job.state is expected
+    start = NOW - timedelta(hours=1)
+    job = Job(id=1, task_count=2, task_counts=counts, state=state, start_time=start)
+    changed = lifecycle.settle_job(job, NOW)
+    assert job.state is expected and changed is (expected is not state)
+    if state is JobState.RUNNING and expected is JobState.QUEUED:
+        assert job.start_time is None  # its jobRuntimeLimit counts from the next start
+
+
+@pytest.mark.parametrize(
+    ("counts", "state", "reopened"),
+    [
+        ({Q: 2}, JobState.FAILED, True),
+        ({Q: 2}, JobState.CANCELED, True),
+        ({Q: 2}, JobState.RUNNING, True),  # its one ended task requeued: a new run
+        ({Q: 1, F: 1}, JobState.RUNNING, False),
+        ({Q: 2}, JobState.QUEUED, False),
+        ({Q: 1, R: 1}, JobState.RUNNING, False),
+    ],
+)
+def test_reopen_job_after_a_requeue(counts, state, reopened):
+    job = Job(id=1, task_count=2, task_counts=counts, state=state, start_time=NOW, error="e")
+    assert lifecycle.reopen_job(job, NOW) is reopened
+    if reopened:
+        assert (job.state, job.start_time, job.error) == (JobState.QUEUED, None, None)
+    else:
+        assert (job.state, job.start_time) == (state, NOW)
 
 
 # --- registration -------------------------------------------------------------------

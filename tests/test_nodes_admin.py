@@ -111,6 +111,45 @@ def test_offlining_a_node_kills_the_attempts_it_gives_up_where_they_run(cp):
     assert cp.get_job(job.id).state is JobState.FINISHED
 
 
+def test_a_job_whose_every_started_task_is_requeued_is_queued_again_and_runs_anew(cp, clock):
+    """A probe: ``hpc node offline`` of the node under a job's only task left the job Running
+    with its task Queued, so ``hpc job list --state Queued`` missed it. Its start (and the
+    jobRuntimeLimit that counts from it) begins again at the next run's first task."""
+    register(cp, "n1", cores=1)
+    job = cp.submit({"command": "x", "jobRuntimeLimit": 600})
+    cp.schedule_pass()
+    started = cp.get_job(job.id)
+    assert started.state is JobState.RUNNING and started.start_time is not None
+    clock.advance(300)
+    cp.node_action("offline", ["n1"])
+    queued = cp.get_job(job.id)
+    assert (queued.state, queued.start_time) == (JobState.QUEUED, None)
+    assert [j.id for j in cp.list_jobs(states=[JobState.QUEUED])] == [job.id]
+    clock.advance(400)  # past 600 s from the first start, not from the second
+    n2 = register(cp, "n2", cores=1)
+    cp.schedule_pass()
+    [run] = n2.runs()
+    rerun = cp.get_job(job.id)
+    assert rerun.state is JobState.RUNNING and rerun.start_time == clock()
+    cp.reconcile()
+    assert cp.get_job(job.id).state is JobState.RUNNING  # its limit counts from now
+
+
+def test_a_job_with_a_task_that_ended_stays_running_when_the_others_are_requeued(cp):
+    """Only a job none of whose tasks ran to an end goes back to Queued: one that made
+    progress is still Running (HPC Pack's job: started, not ended)."""
+    n1 = register(cp, "n1", cores=1)
+    n2 = register(cp, "n2", cores=1)
+    job = cp.submit({"name": "two", "tasks": [{"command": "a"}, {"command": "b"}]})
+    cp.schedule_pass()
+    [first] = n1.runs()
+    n1.send(n1.started(first), n1.ended(first, exit_code=0))
+    cp.node_action("offline", ["n2"])
+    assert cp.get_job(job.id).state is JobState.RUNNING
+    assert cp.get_job(job.id).task_counts == {TaskState.FINISHED: 1, TaskState.QUEUED: 1}
+    del n2
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
@@ -165,6 +204,9 @@ def test_an_evicted_spot_node_has_its_tasks_requeued_by_the_autoscaler_run_that_
     assert [(t.state, t.attempt, t.node) for t in tasks] == [(TaskState.QUEUED, 1, None)] * 2
     assert all("evicted" in (t.error or "") for t in tasks)
     assert [t.requeue_count for t in tasks] == [0, 0]  # an eviction uses up no retry
+    # every task it started is Queued again, so is the job, as Slurm's goes back to PENDING
+    again = cp.get_job(job.id)
+    assert (again.state, again.start_time) == (JobState.QUEUED, None)
 
 
 def test_stopping_a_node_a_multi_node_task_holds_drains_it_even_if_it_is_not_the_first(

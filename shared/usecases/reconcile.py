@@ -88,7 +88,7 @@ def reconcile(deps: Deps) -> None:
             continue
         if taskdeps.has_doomed(job):
             taskdeps.cancel_doomed_tasks(deps, job.id)
-        if job.task_count and lifecycle.all_ended(job):
+        if job.task_count and (lifecycle.all_ended(job) or lifecycle.unstarted(job)):
             settle(deps, job.id)  # level-triggered backstop: a settling a crash left undone
     deps.kick()  # level-triggered: queued work gets a pass at least once per run
 

@@ -102,8 +102,8 @@ def requeue_task(deps: Deps, job_id: int, task_id: int) -> Requeued:
         change = lifecycle.rerun(task, now, priority=job.priority)
         if change is None:
             raise Refused(not_requeueable(job_id, task))
-        lifecycle.reopen_job(job, now)  # as the job's requeue: its limit counts anew
         job.count(change.old, change.new, name=task.name)
+        lifecycle.reopen_job(job, now)  # as the job's requeue: its limit counts anew
         deps.store.commit(job=job, tasks=[task])
         return task, steps
 

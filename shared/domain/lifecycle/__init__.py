@@ -43,6 +43,7 @@ from shared.domain.lifecycle.jobs import (
     job_cancel_reason,
     reopen_job,
     settle_job,
+    unstarted,
 )
 from shared.domain.lifecycle.nodes import (
     AGENT_STOPPED,
@@ -119,6 +120,7 @@ __all__ = [
     "revived",
     "revived_after",
     "settle_job",
+    "unstarted",
     "stopping",
     "task_ended",
     "task_started",

@@ -1,5 +1,5 @@
-"""The job rules: a job closes when none of its tasks is left to run; a canceled job's tasks
-say who canceled it.
+"""The job rules: a job closes when none of its tasks is left to run, and is Queued again when
+every task it started was requeued; a canceled job's tasks say who canceled it.
 
 Part of :mod:`shared.domain.lifecycle` (its docstring states the guarantees). Pure.
 """
@@ -23,8 +23,21 @@ def all_ended(job: Job) -> bool:
     return sum(n for s, n in job.task_counts.items() if s in TASK_TERMINAL) >= job.task_count
 
 
+def unstarted(job: Job) -> bool:
+    """A Running job whose every task is Queued again: none runs and none ran to an end (each
+    attempt was lost with its node, an eviction, an admin's offline, or requeued)."""
+    queued = job.task_counts.get(TaskState.QUEUED, 0)
+    return job.state is JobState.RUNNING and job.task_count > 0 and queued >= job.task_count
+
+
 def settle_job(job: Job, now: datetime) -> bool:
-    """Close the job when none of its tasks is left to run; True if it did."""
+    """Bring the job's state in line with its counts; True if it changed. It closes when none
+    of its tasks is left to run. A Running job whose every task is Queued again is Queued
+    again, as Slurm puts a requeued job back to PENDING (a probe: an evicted VM's only task
+    left its job Running, missing from ``hpc job list --state Queued``): its start, and with
+    it its jobRuntimeLimit, count from the next run's first task, as :func:`reopen_job`'s."""
+    if unstarted(job):
+        return reopen_job(job, now)
     if not all_ended(job) or job.state in JOB_TERMINAL:
         return False
     canceled = job.task_counts.get(TaskState.CANCELED, 0)
@@ -49,11 +62,12 @@ def settle_job(job: Job, now: datetime) -> bool:
 
 
 def reopen_job(job: Job, now: datetime) -> bool:
-    """A Failed or Canceled job is Queued again as a new run, whichever requeue (the job's
-    or one task's) does it: its start, and with it its jobRuntimeLimit, counts from the new
-    run's first task, as Slurm's requeue does (a probe: a task requeue left the old start,
-    and the limit canceled the job before the task ran). False if it had not ended so."""
-    if job.state not in (JobState.FAILED, JobState.CANCELED):
+    """A requeue (the job's or some tasks', called after its counts moved) opens the job for
+    a new run: a Failed or Canceled job, or a Running one whose every task is Queued again
+    (:func:`unstarted`), is Queued. Its start, and with it its jobRuntimeLimit, counts from the
+    new run's first task, as Slurm's requeue does (a probe: a task requeue left the old start,
+    and the limit canceled the job before the task ran). False if it was not so."""
+    if job.state not in (JobState.FAILED, JobState.CANCELED) and not unstarted(job):
         return False
     job.move_to(JobState.QUEUED, now=now)
     job.error = job.canceled_for = None
