@@ -28,6 +28,7 @@ from shared.domain.access import check_admin
 from shared.domain.cluster import Node, NodeGroup, Principal
 from shared.domain.groupnames import unknown_groups
 from shared.domain.groupsettings import MAX_CORES, check_setting_names, vm_size_problem
+from shared.domain.models import Task
 from shared.domain.specvalues import shown_json
 from shared.domain.vmsizes import size_warning
 from shared.errors import InvalidRequest, NotFound
@@ -170,15 +171,39 @@ def node_action(req: func.HttpRequest, principal: Principal) -> Any:
     # a refusal because of the node's state says it ("state"): `hpc node start --group G`
     # goes on past a node already as the action leaves it by that field, not by the words
     name = req.route_params.get("name", "")
+    running = control().tasks_on_node(name) if action == "offline" else []
     done, already = control().act_on_node(action, name, reason=reason, by=principal.name)
     answer: dict[str, Any] = {"nodes": [_node(n) for n in done], "changed": already is None}
     if already is not None:  # its result held already: a 200 saying so (nodeactions)
         answer["message"] = already
+    elif action == "offline":
+        answer["tasks"] = _given_up(running)
     elif action == "stop":  # the autoscaler would start it again for its group's minNodes
         warnings = control().stop_warnings([n for n in done if isinstance(n, Node)])
         if warnings:
             answer["warnings"] = warnings
     return answer
+
+
+def _given_up(tasks: list[Task]) -> list[dict[str, Any]]:
+    """The tasks an offline took off the node, each as it is now (Queued again as a new
+    attempt; Canceled if its job was being canceled), so that the admin sees what was
+    requeued (a probe's ``hpc node offline`` of a busy VM said only "Offline")."""
+    out = []
+    for was in tasks:
+        try:
+            now = control().get_task(was.job_id, was.id)
+        except NotFound:  # its job deleted meanwhile
+            continue
+        out.append(
+            {
+                "jobId": now.job_id,
+                "taskId": now.id,
+                "state": now.state.value,
+                "attempt": now.attempt,
+            }
+        )
+    return out
 
 
 MAX_REASON = 200

@@ -78,11 +78,25 @@ def act(
                     elif node.get("provider") == "onprem" and node.get("state") == "Starting":
                         line.append(f" ({one_line(node.get('stateReason'))})")  # its agent's turn
                     stdout_console().print(line)
+            if result.get("tasks"):
+                stdout_console().print(Text(given_up(name, result["tasks"])), soft_wrap=True)
             for warning in result.get("warnings", []):
                 # e.g. the autoscaler will start a stopped node again for its group's minNodes
                 stderr_console().print(Text(f"warning: {one_line(warning)}"), soft_wrap=True)
         if refused:
             raise CliError(f"{len(refused)} of {len(targets)} node(s) not {_done(said)}")
+
+
+def given_up(name: str, tasks: list[dict[str, Any]]) -> str:
+    """What an offline took off the node, as ``hpc node offline`` says it: the tasks requeued
+    (or canceled with their job), by JOB.TASK."""
+    ids = [f"{t.get('jobId')}.{t.get('taskId')}" for t in tasks]
+    queued = [i for i, t in zip(ids, tasks, strict=True) if t.get("state") == "Queued"]
+    other = [f"{i} ({t.get('state')})" for i, t in zip(ids, tasks, strict=True) if i not in queued]
+    n = len(tasks)
+    said = ", ".join(queued + other)
+    what = "requeued" if not other else "given up"
+    return f"{one_line(name)}: {n} running task{'' if n == 1 else 's'} {what}: {said}"
 
 
 def by_any_case(client: Any, name: str, call: Callable[[str], T]) -> T:

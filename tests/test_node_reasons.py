@@ -144,3 +144,26 @@ def test_an_admins_reason_outlives_the_agents_restart(tmp_path: Path) -> None:
         reason = reason_of(client, "n1")
         assert reason.startswith("drained by admin: maint test (agent restarted; held"), reason
         assert "hpc node online n1" in reason
+
+
+def test_an_offline_says_which_running_tasks_it_requeued(tmp_path: Path, monkeypatch) -> None:
+    """A probe's ``hpc node offline`` of a busy VM said only "Offline": which of its tasks
+    were requeued is in the answer's ``tasks`` and on the CLI's line."""
+    with served_app(tmp_path / "home") as app, app.client() as client:
+        agent = AgentDouble(app.cp, "n1", cores=2)
+        assert agent.register().accepted
+        monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+        monkeypatch.setenv("HPC_TOKEN", app.token)
+        job = app.cp.submit({"command": "x", "sweep": "1-2"})
+        assert app.cp.schedule_pass() == 2
+        agent.send(*[agent.started(run) for run in agent.runs()])
+        out = hpc("node", "offline", "n1")
+        assert out.exit_code == 0, out.output
+        assert f"n1: 2 running tasks requeued: {job.id}.1, {job.id}.2" in out.stdout
+        again = client.post("/api/nodes/n1/offline").json()  # already: nothing taken off
+        assert again["changed"] is False and "tasks" not in again
+        tasks = client.get(f"/api/jobs/{job.id}/tasks").json()["tasks"]
+        assert [(t["id"], t["state"], t["attempt"]) for t in tasks] == [
+            (1, "Queued", 1),
+            (2, "Queued", 1),
+        ]

@@ -235,6 +235,10 @@ class ControlPlane:
             return list(do(self.deps, names, reason=reason))
         return list(do(self.deps, names))
 
+    def tasks_on_node(self, name: str) -> list[Task]:
+        """The active tasks on node ``name`` (read before an offline gives them up)."""
+        return nodes.tasks_on(self.deps, name)
+
     def act_on_node(
         self, action: str, name: str, *, reason: str | None = None, by: str | None = None
     ) -> tuple[list[Any], str | None]:

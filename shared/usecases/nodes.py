@@ -253,7 +253,7 @@ def offline_nodes(
         elif node.state is not NodeState.OFFLINE:
             node.held, node.held_reason = "offline", reason
             node.start_requested = None  # the later action wins
-            active = deps.store.active_tasks(node=node.name) + _holding_beside(deps, node.name)
+            active = tasks_on(deps, node.name)
             if node.provider not in (None, "onprem") and deps.compute is not None:
                 # their holds end when its deallocation is known done (autoscale._poll)
                 node.given_up = [(t.job_id, t.id) for t in active if t.node == node.name]
@@ -269,6 +269,12 @@ def offline_nodes(
         out.append(node)
     deps.kick()
     return out
+
+
+def tasks_on(deps: Deps, name: str) -> list[Task]:
+    """The active tasks on node ``name``: those it runs, and multi-node ones that hold it
+    beside their first node (an offline gives both up)."""
+    return deps.store.active_tasks(node=name) + _holding_beside(deps, name)
 
 
 def _holding_beside(deps: Deps, name: str) -> list[Task]:
