@@ -260,3 +260,29 @@ def test_begin_now_plus_something_else_says_both_forms() -> None:
     for beyond in ("now+9999999weeks", "now+0hours"):  # a ValueError, not an OverflowError
         with pytest.raises(ValueError, match="is not from 1 second to 366 days"):
             parse_begin(beyond)
+
+
+# --- pydantic's own words, said as a user writes them (a probe read them raw) ------------
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("[]", "invalid job spec: the body must be a JSON object ({...}), got []"),
+        ("null", "invalid job spec: the body must be a JSON object ({...}), got null"),
+        ('{"tasks": []}', "invalid job spec: tasks: must have at least 1 item, got none"),
+        ('{"command": "x", "runtimeLimit": -5}', "runtimeLimit: must be at least 1, got -5"),
+        ('{"command": "x", "maxRetries": -1}', "maxRetries: must be at least 0, got -1"),
+        (
+            '{"tasks": [{"command": "x"}, {"command": "y", "runtimeLimit": 0}]}',
+            "tasks.1.runtimeLimit: must be at least 1, got 0",
+        ),
+    ],
+)
+def test_pydantic_words_are_said_as_what_to_fix(http, body, says):
+    first = new_job(http)
+    r = http.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert says in error(r)
+    assert "Input should" not in error(r) and "List should" not in error(r)
+    assert new_job(http) == first + 1  # nothing was taken

@@ -91,7 +91,7 @@ def test_submit_refuses_what_no_nodes_could_hold(cp):
         cp.submit({"command": "x", "cores": {"min": 8, "max": 16}})
     with pytest.raises(InvalidRequest, match="cores max 2 is below its min 4"):
         cp.submit({"command": "x", "cores": {"min": 4, "max": 2}})
-    with pytest.raises(InvalidRequest, match="nodes: Input should be greater than or equal to 1"):
+    with pytest.raises(InvalidRequest, match="nodes: must be at least 1, got 0"):
         cp.submit({"tasks": [{"command": "x", "nodes": 0}]})
     assert cp.list_jobs() == []
     job = cp.submit({"command": "x", "cores": {"min": 2, "max": 16}, "nodes": 2})

@@ -144,7 +144,7 @@ def test_no_template_changes_nothing_and_records_none():
     ("data", "message"),
     [
         ({"name": "bad name"}, "name: use letters, digits"),
-        ({"name": "T", "maxCores": 0}, "maxCores: Input should be greater than or equal to 1"),
+        ({"name": "T", "maxCores": 0}, "maxCores: must be at least 1, got 0"),
         ({"name": "T", "priority": "Urgent"}, "priority 'Urgent' is not one of"),
         ({"name": "T", "maxCores": 2, "corse": 1}, "corse: unknown field"),
         (

@@ -77,6 +77,9 @@ def describe(
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] in _TAKES:
             msg = f"{_TAKES[err['type']]}, got {shown_json(err['input'])}"
+        bound = _bound(err)
+        if bound:
+            msg = bound
         named = [str(p) for p in err["loc"] if isinstance(p, str)]
         if err["type"] == "int_type" and named and named[-1] in _DURATIONS:  # text is taken
             msg = f"{_DURATION}, got {shown_json(err['input'])}"
@@ -91,6 +94,32 @@ def describe(
         # "invalid template: body: default priority ...")
         parts.append(f"{loc}: {msg}" if err["loc"] else msg)
     return "; ".join(parts)
+
+
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "above"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "below"),
+}
+"""pydantic's number bounds, said as a user writes them ("at least 1, got -5"), not as
+"Input should be greater than or equal to 1", which a probe read as raw."""
+
+
+def _bound(err: Mapping[str, object]) -> str | None:
+    """A bound, an empty list or a body of the wrong shape in the user's words; None for
+    the other errors (their own messages stand)."""
+    kind, ctx, got = err["type"], err.get("ctx") or {}, shown_json(err.get("input"))
+    assert isinstance(ctx, Mapping)
+    if kind in _BOUNDS:
+        key, words = _BOUNDS[str(kind)]
+        return f"must be {words} {ctx.get(key)}, got {got}"
+    if kind == "too_short" and isinstance(err.get("input"), list | tuple | dict):
+        least = ctx.get("min_length", 1)
+        return f"must have at least {least} item{'' if least == 1 else 's'}, got none"
+    if kind in ("model_type", "dict_type", "model_attributes_type") and not err.get("loc"):
+        return f"the body must be a JSON object ({{...}}), got {got}"
+    return None
 
 
 def unknown_field(name: str, known: list[str], homes: Mapping[str, str] | None = None) -> str:
