@@ -64,9 +64,11 @@ def fail_line(message: str) -> None:
     stderr_console().print(text, soft_wrap=True)
 
 
-def _negative_id(e: Exception, ctx: Any) -> str | None:
+def _negative_id(e: Exception, ctx: Any, given: list[str] | None = None) -> str | None:
     """The error for ``hpc job cancel -1``: Click reads ``-1`` as an option and says "No such
-    option: -1"; for a command that takes an id, say what an id is instead."""
+    option: -1"; for a command that takes an id, say what an id is instead, naming the
+    argument when it is clear which: the only one, or the first when the negative is the
+    first word after the command (``hpc task view -1.1``, ``given``: the command line)."""
     option = getattr(e, "option_name", None)
     if not isinstance(option, str) or not _NEGATIVE.fullmatch(option) or ctx is None:
         return None
@@ -78,11 +80,18 @@ def _negative_id(e: Exception, ctx: Any) -> str | None:
     if not ids:
         return None
     # as click names a bad value ("Invalid value for 'ID'"), where one argument can be meant
-    named = f"Invalid value for {ids[0].get_error_hint()}: " if len(ids) == 1 else ""
+    first = given is not None and _first_word(given, ctx.command_path).startswith(option)
+    named = f"Invalid value for {ids[0].get_error_hint()}: " if len(ids) == 1 or first else ""
     return f"{named}{ID_RULE}, got {option} (see `{ctx.command_path} --help`)"
 
 
 _NEGATIVE = re.compile(r"-[0-9]+")
+
+
+def _first_word(given: list[str], command_path: str) -> str:
+    """The first word after the command's own words (``hpc task view``) on the command line."""
+    depth = len(command_path.split()) - 1  # (the program's name is not in ``given``)
+    return given[depth] if len(given) > depth else ""
 
 
 def _command_without_dashes(e: Exception, ctx: Any, args: list[str]) -> str | None:
@@ -191,7 +200,7 @@ class HpcGroup(TyperGroup):
                 hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
                 given = list(sys.argv[1:] if args is None else args)
                 fail_line(
-                    _negative_id(e, ctx)
+                    _negative_id(e, ctx, given)
                     or _command_without_dashes(e, ctx, given)
                     or e.format_message() + hint
                 )

@@ -240,13 +240,24 @@ def test_ids_that_are_not_whole_numbers_from_1_are_one_line_before_sending(
 
 @pytest.mark.parametrize(
     ("args", "named"),
-    [(("job", "view", "-1"), "'ID'"), (("task", "list", "-1"), "'JOB'")],
+    [
+        (("job", "view", "-1"), "'ID'"),
+        (("task", "list", "-1"), "'JOB'"),
+        (("task", "view", "-1.1"), "'JOB[.TASK]'"),  # the first of two: the word first
+        (("task", "output", "-3.1"), "'JOB[.TASK]'"),
+    ],
 )
 def test_a_negative_id_is_named_as_click_names_a_bad_value(
     api: StandIn, args: tuple[str, ...], named: str
 ) -> None:
     """A probe: ``hpc job view -1`` lacked the "Invalid value for 'ID'" that ``view x`` has."""
     assert_one_error_line(hpc(*args), f"Invalid value for {named}: ids are whole numbers")
+
+
+def test_a_negative_second_id_is_not_named_as_the_first(api: StandIn) -> None:
+    result = hpc("task", "view", "5", "-1")
+    assert_one_error_line(result, "ids are whole numbers from 1, got -1")
+    assert "'JOB[.TASK]'" not in result.stderr
 
 
 def test_ids_from_1_are_sent_and_a_negative_number_elsewhere_is_left_alone(api: StandIn) -> None:
