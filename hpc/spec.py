@@ -322,12 +322,15 @@ def resolve_work_dirs(
     spec: dict[str, Any], base: str, default: str | None = None
 ) -> dict[str, Any]:
     """A job spec file's relative ``workDir`` values (top-level, for a one-task job, and each
-    task's) made absolute from ``base``, as ``--workdir`` is; a task with none gets
-    ``default`` (``--workdir``), else ``base``: the directory the user submits from, as
-    ``hpc job submit -- cmd`` and Slurm's sbatch do (a probe: the same command moved into a
-    file ran in the agent's home, and its relative output files landed there). Everything
-    else is sent as it was written; values that are not text are left for the server."""
+    task's) made absolute from ``default`` (``--workdir``, the job's directory, itself from
+    ``base``) if given, else from ``base``: the directory the user submits from, as
+    ``--workdir`` is (a probe: ``--workdir /scratch/run`` beside a task's ``"workDir": "a"``
+    ran it in the shell's ``a``). A task with none gets ``default``, else ``base``, as ``hpc
+    job submit -- cmd`` and Slurm's sbatch do (a probe: the same command moved into a file ran
+    in the agent's home, and its relative output files landed there). Everything else is
+    sent as it was written; values that are not text are left for the server."""
     fallback = absolute_work_dir(default if default is not None else ".", base)
+    base = fallback if default is not None and default.strip() else base
 
     def resolved(fields: Any) -> Any:
         if not isinstance(fields, dict):

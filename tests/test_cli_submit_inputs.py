@@ -86,12 +86,21 @@ def test_a_file_spec_without_workdir_runs_where_submitted_or_in_workdir_beside_i
     one = json.dumps({"command": "pwd", "stdout": "out.txt"})
     assert hpc("job", "submit", "--file", "-", input=one).exit_code == 0
     assert api.posted("/api/jobs")[-1]["workDir"] == str(tmp_path)
-    many = json.dumps({"tasks": [{"command": "a"}, {"command": "b", "workDir": "/abs"}]})
+    many = json.dumps(
+        {
+            "tasks": [
+                {"command": "a"},
+                {"command": "b", "workDir": "/abs"},
+                {"command": "c", "workDir": "case/3"},
+            ]
+        }
+    )
     result = hpc("job", "submit", "--file", "-", "--workdir", "runs", input=many)
     assert result.exit_code == 0, result.output
     assert [t["workDir"] for t in api.posted("/api/jobs")[-1]["tasks"]] == [
         str(tmp_path / "runs"),  # --workdir: the default of the tasks that name none
         "/abs",
+        str(tmp_path / "runs" / "case" / "3"),  # a relative one: within the job's --workdir
     ]
 
 
