@@ -49,6 +49,23 @@ def test_a_timed_hold_does_not_lift_a_hold_until_released(cp):
     assert reason(cp, job.id) == f"held (hpc job release {job.id})"
 
 
+def test_a_release_lifts_the_hold_and_keeps_the_begin_time_until_released_again(cp, clock):
+    """A probe: a ``--begin`` job held and released started at once, its begin time lost."""
+    n1 = register(cp, "n1", cores=2)
+    begin = clock() + timedelta(hours=1)
+    job = cp.submit({**sweep(1), "holdUntil": begin.isoformat()})
+    cp.hold_job(job.id)
+    released = cp.release_job(job.id)
+    assert (released.held, released.hold_until) == (False, begin)
+    assert cp.schedule_pass() == 0
+    assert reason(cp, job.id) == f"held until {begin:%Y-%m-%d %H:%M:%S} UTC"
+    now = cp.release_job(job.id)  # again: its begin time lifted, it starts now
+    assert (now.held, now.hold_until) == (False, None)
+    assert cp.schedule_pass() == 1 and [r.job_id for r in n1.runs()] == [job.id]
+    with pytest.raises(Conflict, match="not held"):
+        cp.release_job(job.id)
+
+
 def test_a_canceling_job_may_still_be_renamed(cp):
     n1 = register(cp, "n1", cores=1)
     job = cp.submit(sweep(2))

@@ -57,11 +57,19 @@ def hold(deps: Deps, job_id: int, *, until: datetime | None = None) -> Job:
 
 
 def release(deps: Deps, job_id: int) -> Job:
+    """Lift the job's hold (``hpc job hold``); a job held until a time (``--begin``, ``hold
+    --until``) and not otherwise is released from that time instead. One at a time: a probe's
+    ``--begin 23:30`` job, held and released, started at once, its begin time lost with the
+    hold; now it waits for 23:30 again, and a second release starts it now."""
+
     def write() -> Job:
         job = _open_job(deps, job_id, "released", canceling=True)  # (a requeue keeps holds)
         if not job.held and job.hold_until is None:
             raise Refused(f"job {job_id} is not held")
-        job.held, job.hold_until = False, None
+        if job.held:
+            job.held = False
+        else:
+            job.hold_until = None
         deps.store.commit(job=job)
         return job
 
