@@ -170,8 +170,13 @@ def job_hold(
 
 @app.command("release")
 def job_release(job_ids: JobIds) -> None:
-    """Release held jobs."""
-    _act(job_ids, "released", lambda client, job_id: client.release_job(job_id))
+    """Release held jobs: the hold, then a --begin time (why one still waits is said)."""
+    _act(
+        job_ids,
+        "released",
+        lambda client, job_id: client.release_job(job_id),
+        show_reason=True,
+    )
 
 
 def _act(
