@@ -81,9 +81,10 @@ def _called_paths() -> list[tuple[str, str]]:
     (POST), any other ``${...}`` filled with a sample value."""
     page = asset("").decode()
     job_actions = re.findall(r'data-action="(\w+)"', page)
-    table = re.search(r"const NODE_ACTIONS = \{(.+?)\};", SCRIPT, re.DOTALL)
-    assert table is not None
-    node_actions = set(re.findall(r'"(\w+)"', table.group(1)))
+    rule = re.search(r"function nodeActions\(node\) \{(.+?)\n\}", SCRIPT, re.DOTALL)
+    assert rule is not None  # the node buttons: those its state allows (cells.js)
+    node_actions = set(re.findall(r'actions\.push\("(\w+)"\)', rule.group(1)))
+    assert node_actions == {"start", "drain", "stop", "offline", "release"}
     tasks = re.search(r"const TASK_ACTIONS = \{(.+?)\};", SCRIPT, re.DOTALL)
     assert tasks is not None
     task_actions = set(re.findall(r'"(\w+)"', tasks.group(1)))

@@ -17,7 +17,10 @@ from rich.console import Console
 from hpc.render import memory_request, node_state
 from hpc.render_nodes import free_memory, nodes_table
 from hpc.render_tasks import task_detail
+from shared.domain.cluster import Node
 from shared.domain.memory import shown
+from shared.domain.nodeactions import already
+from shared.domain.states import NodeState
 from shared.domain.models import PRIORITY_NAMES
 
 SCRIPT = Path(__file__).parent.parent / "functions" / "dashboard_assets" / "cells.js"
@@ -65,6 +68,53 @@ CASES: list[tuple[str, Any, Any]] = [
         "no Online node; last attempt: exit code 1",
     ),
     ("taskNote", {"state": "Failed", "error": "exit code 1", "pendingReason": None}, "exit code 1"),
+    # a queued task waiting for what its job waits for says so, not the job's reason again
+    (
+        "(t => taskNote(t.task, t.job))",
+        {"task": {"state": "Queued", "pendingReason": "no core free"}, "job": "no core free"},
+        "as its job",
+    ),
+    (
+        "(t => taskNote(t.task, t.job))",
+        {"task": {"state": "Queued", "pendingReason": "after task 3"}, "job": "no core free"},
+        "after task 3",
+    ),
+    (
+        "(t => taskNote(t.task, t.job))",
+        {"task": {"state": "Queued", "pendingReason": "x", "error": "node lost"}, "job": "x"},
+        "as its job; last attempt: node lost",
+    ),
+    # the header: "1 job", not "1 jobs" (seen in a browser)
+    (
+        "summaryText",
+        {"online": 1, "nodes": 1, "busy": 0, "cores": 2, "running": 1, "queued": 0},
+        "1/1 node online · 0/2 cores busy · 1 job running · 0 queued",
+    ),
+    (
+        "summaryText",
+        {"online": 2, "nodes": 3, "busy": 4, "cores": 4, "running": 100, "runningMore": True,
+         "queued": 100, "queuedMore": True},
+        "2/3 nodes online · 4/4 cores busy · 100+ jobs running · 100+ queued",
+    ),
+    # a job's buttons: those its state allows (seen: Requeue offered on a Running job)
+    ("jobActions", {"state": "Running", "held": False}, ["cancel", "hold"]),
+    ("jobActions", {"state": "Queued", "held": True}, ["cancel", "release"]),
+    ("jobActions", {"state": "Queued", "holdUntil": "2026-12-04T00:00:00Z"}, ["cancel", "hold", "release"]),
+    ("jobActions", {"state": "Failed"}, ["requeue"]),
+    ("jobActions", {"state": "Canceled", "held": True}, ["requeue"]),
+    ("jobActions", {"state": "Finished"}, []),
+    ("jobActions", {"state": "Canceling", "held": True}, ["release"]),
+    # a node's buttons: those its state allows (seen: start on an Online node)
+    ("nodeActions", {"provider": "onprem", "state": "Online"}, ["drain", "offline"]),
+    ("nodeActions", {"provider": "onprem", "state": "Offline", "held": "offline"}, ["start"]),
+    ("nodeActions", {"provider": "local", "state": "Online"}, ["drain", "stop", "offline"]),
+    ("nodeActions", {"provider": "azure", "state": "Offline"}, ["start", "offline"]),
+    (
+        "nodeActions",
+        {"provider": "azure", "state": "Offline", "held": "offline"},
+        ["start", "release"],
+    ),
+    ("nodeActions", {"provider": "local", "state": "Stopping"}, ["start", "offline"]),
     # the summary's cores: a drained, empty node offers none (a probe read "2/4 cores busy")
     (
         "coreCounts",
@@ -83,6 +133,25 @@ CASES: list[tuple[str, Any, Any]] = [
 def test_the_dashboards_cells() -> None:
     got = run_js([(fn, arg) for fn, arg, _ in CASES])
     assert got == [expected for _, _, expected in CASES]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_the_dashboard_offers_no_node_action_whose_result_holds_already() -> None:
+    """Every button the dashboard shows on a node does something: none is an action the API
+    would answer "already ...: nothing to do" (shared/domain/nodeactions.py, the one rule)."""
+    cases = [
+        Node(name="n", provider=provider, state=state, held=held)
+        for provider in ("onprem", "local", "azure")
+        for state in NodeState
+        for held in (None, "drain", "offline")
+    ]
+    docs = [{"provider": n.provider, "state": str(n.state), "held": n.held} for n in cases]
+    offered = run_js([("nodeActions", doc) for doc in docs])
+    for node, actions in zip(cases, offered, strict=True):
+        for action in actions:
+            assert already(action, node) is None, (node.provider, node.state, node.held, action)
+        if node.state is NodeState.ONLINE:
+            assert "drain" in actions and "offline" in actions
 
 
 @pytest.mark.parametrize(

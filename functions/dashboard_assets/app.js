@@ -8,13 +8,6 @@ const TASK_PAGE = 100;
 const JOB_PAGE = 50;
 const SUMMARY_JOBS = 100;
 const TOKEN_KEY = "hybridhpc.token";
-// What an admin may do to a node from here (POST nodes/NAME/ACTION); an on-prem machine has no VM
-// to deallocate, and its start brings it back Online while its agent runs.
-// managed: offline holds a VM off (the autoscaler never starts it), release lifts that hold
-const NODE_ACTIONS = {
-  onprem: ["start", "drain", "offline"],
-  managed: ["start", "drain", "stop", "offline", "release"],
-};
 const TASK_ACTIONS = {
   Queued: ["cancel"], Dispatching: ["cancel"], Running: ["cancel"],
   Failed: ["requeue"], Canceled: ["requeue"],
@@ -136,10 +129,14 @@ async function loadJob() {
     ["Node groups", (job.nodeGroups || []).join(", ") || "any"],
     ["Tasks", job.taskCount], ["Submitted", when(job.submitTime)],
     ["Started", when(job.startTime)], ["Ended", when(job.endTime)],
-    ["Held", job.held ? "yes" : "no"], ["Depends on", (job.dependsOn || []).join(", ")],
+    ["Held", job.held ? "yes" : job.holdUntil ? `until ${when(job.holdUntil)}` : "no"], ["Depends on", (job.dependsOn || []).join(", ")],
     ["Exclusive", job.exclusive ? "yes: no other job on its nodes" : ""],
     ["Why waiting", job.pendingReason], ["Error", job.error],
   ];
+  const allowed = jobActions(job); // (cells.js: what its state allows)
+  for (const button of $("job-actions").querySelectorAll("button")) {
+    button.disabled = !allowed.includes(button.dataset.action);
+  }
   const dl = $("job-fields");
   dl.replaceChildren();
   for (const [name, value] of fields) {
@@ -163,7 +160,7 @@ async function loadJob() {
     tasks.map((task) => {
       const tr = row([
         task.id, task.name, badge(task.state), task.node, task.attempt,
-        task.exitCode, taskNote(task), taskButtons(task),
+        task.exitCode, taskNote(task, job.pendingReason), taskButtons(task),
       ]);
       tr.className = state.task === task.id ? "selected clickable" : "clickable";
       tr.addEventListener("click", () => { state.task = task.id; loadOutput(); });
@@ -233,8 +230,8 @@ async function nodeAction(name, action) {
 
 function nodeButtons(node) {
   if (!state.admin) return "";
-  const actions = NODE_ACTIONS[node.provider === "onprem" ? "onprem" : "managed"];
-  return buttons(actions, (action) => nodeAction(node.name, action));
+  // (cells.js nodeActions: those its state allows; an on-prem machine has no VM to stop)
+  return buttons(nodeActions(node), (action) => nodeAction(node.name, action));
 }
 
 async function loadNodes() {
@@ -282,10 +279,11 @@ async function loadSummary() {
   ]);
   const online = nodes.nodes.filter((n) => n.state === "Online");
   const [busy, cores] = coreCounts(nodes.nodes); // (cells.js)
-  const more = (page) => (page.next ? "+" : "");
-  $("summary").textContent =
-    `${online.length}/${nodes.nodes.length} nodes online · ${busy}/${cores} cores busy · ` +
-    `${running.jobs.length}${more(running)} jobs running · ${queued.jobs.length}${more(queued)} queued`;
+  $("summary").textContent = summaryText({
+    online: online.length, nodes: nodes.nodes.length, busy, cores,
+    running: running.jobs.length, runningMore: Boolean(running.next),
+    queued: queued.jobs.length, queuedMore: Boolean(queued.next),
+  });
 }
 
 // --- refresh loop ----------------------------------------------------------------------

@@ -94,10 +94,53 @@ function memoryRequest(tasks) {
 }
 
 // A queued task says why it waits; an error it keeps is its last attempt's, not its state's.
-function taskNote(task) {
+// One that waits for what its job waits for (``jobReason``, shown above the table) says so in
+// two words, not the job's reason again on each of its rows (seen in a browser: 18 rows of
+// the same three lines).
+function taskNote(task, jobReason = null) {
   if (task.state !== "Queued") return task.error || task.pendingReason;
+  const why = jobReason && task.pendingReason === jobReason ? "as its job" : task.pendingReason;
   const last = task.error ? `last attempt: ${task.error}` : "";
-  return [task.pendingReason, last].filter(Boolean).join("; ");
+  return [why, last].filter(Boolean).join("; ");
+}
+
+// "1 job", "2 jobs", "100+ jobs" (``more``: the count is a first page's).
+function counted(n, word, more = false) {
+  return `${n}${more ? "+" : ""} ${word}${n === 1 && !more ? "" : "s"}`;
+}
+
+// The header's line (seen in a browser: "1 jobs running").
+function summaryText(c) {
+  return `${c.online}/${counted(c.nodes, "node")} online · ${c.busy}/${c.cores} cores busy · ` +
+    `${counted(c.running, "job", c.runningMore)} running · ${c.queued}${c.queuedMore ? "+" : ""} queued`;
+}
+
+// The actions a job's state allows (the API refuses the others with a 409): its buttons are
+// enabled for these only (seen in a browser: Requeue and Release offered on a Running job).
+function jobActions(job) {
+  const open = ["Submitted", "Queued", "Running"].includes(job.state);
+  const actions = [];
+  if (open) actions.push("cancel");
+  if (open && !job.held) actions.push("hold");
+  if ((open || job.state === "Canceling") && (job.held || job.holdUntil)) actions.push("release");
+  if (job.state === "Failed" || job.state === "Canceled") actions.push("requeue");
+  return actions;
+}
+
+// The actions a node's state allows, by the API's rules (README, node actions): start what is
+// Offline, Draining or (a VM) Stopping; drain what takes work; stop a VM that runs; offline
+// what is not held offline already; release a VM held off. Seen in a browser: every button on
+// every node, start on an Online one.
+function nodeActions(node) {
+  const vm = node.provider !== "onprem";
+  const s = node.state;
+  const actions = [];
+  if (s === "Offline" || s === "Draining" || (vm && s === "Stopping")) actions.push("start");
+  if (s === "Online" || (s === "Draining" && !node.held)) actions.push("drain");
+  if (vm && ["Starting", "Online", "Draining"].includes(s)) actions.push("stop");
+  if (!(s === "Offline" && node.held === "offline")) actions.push("offline");
+  if (vm && s === "Offline" && node.held) actions.push("release");
+  return actions;
 }
 
 function progress(job) {
