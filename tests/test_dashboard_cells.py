@@ -19,9 +19,9 @@ from hpc.render_nodes import free_memory, nodes_table
 from hpc.render_tasks import task_detail
 from shared.domain.cluster import Node
 from shared.domain.memory import shown
+from shared.domain.models import PRIORITY_NAMES
 from shared.domain.nodeactions import already
 from shared.domain.states import NodeState
-from shared.domain.models import PRIORITY_NAMES
 
 SCRIPT = Path(__file__).parent.parent / "functions" / "dashboard_assets" / "cells.js"
 
@@ -92,14 +92,26 @@ CASES: list[tuple[str, Any, Any]] = [
     ),
     (
         "summaryText",
-        {"online": 2, "nodes": 3, "busy": 4, "cores": 4, "running": 100, "runningMore": True,
-         "queued": 100, "queuedMore": True},
+        {
+            "online": 2,
+            "nodes": 3,
+            "busy": 4,
+            "cores": 4,
+            "running": 100,
+            "runningMore": True,
+            "queued": 100,
+            "queuedMore": True,
+        },
         "2/3 nodes online · 4/4 cores busy · 100+ jobs running · 100+ queued",
     ),
     # a job's buttons: those its state allows (seen: Requeue offered on a Running job)
     ("jobActions", {"state": "Running", "held": False}, ["cancel", "hold"]),
     ("jobActions", {"state": "Queued", "held": True}, ["cancel", "release"]),
-    ("jobActions", {"state": "Queued", "holdUntil": "2026-12-04T00:00:00Z"}, ["cancel", "hold", "release"]),
+    (
+        "jobActions",
+        {"state": "Queued", "holdUntil": "2026-12-04T00:00:00Z"},
+        ["cancel", "hold", "release"],
+    ),
     ("jobActions", {"state": "Failed"}, ["requeue"]),
     ("jobActions", {"state": "Canceled", "held": True}, ["requeue"]),
     ("jobActions", {"state": "Finished"}, []),

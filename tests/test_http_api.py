@@ -148,7 +148,12 @@ def test_hold_release_and_modify_a_job(api):
     assert modified.status_code == 200 and modified.json()["priority"] == 4000
     wrong = client.patch(f"/api/jobs/{job_id}", json={"maxRetries": 1})
     assert wrong.status_code == 422 and "priority" in error(wrong)
-    assert client.post(f"/api/jobs/{job_id}/release").status_code == 200
+    released = client.post(f"/api/jobs/{job_id}/release")  # the hold; its time stays
+    assert released.status_code == 200 and released.json()["held"] is False
+    assert released.json()["holdUntil"].startswith("2999-01-01")
+    assert released.json()["pendingReason"].startswith("held until 2999-01-01")
+    now = client.post(f"/api/jobs/{job_id}/release")  # then its time
+    assert now.status_code == 200 and now.json()["holdUntil"] is None
     again = client.post(f"/api/jobs/{job_id}/release")
     assert again.status_code == 409 and "not held" in error(again)
 
