@@ -120,3 +120,23 @@ def nodes_table(nodes: list[dict[str, Any]], *, header: bool = True) -> Table:
             )
         )
     return table
+
+
+def drained_vms_billing(nodes: list[dict[str, Any]]) -> str | None:
+    """A note on the VMs drained with no task left whose VM still runs, so bills: an admin's
+    drain holds them up (the autoscaler stops none it holds), which a probe read as safe to
+    leave. None if there are none."""
+    names = [
+        str(n.get("name"))
+        for n in nodes
+        if n.get("provider") not in (None, "", "onprem")
+        and n.get("state") == "Draining"
+        and not n.get("runningTasks")
+    ]
+    if not names:
+        return None
+    them = "its VM runs and bills" if len(names) == 1 else "their VMs run and bill"
+    return (
+        f"note: {', '.join(names)} drained with no task, but {them}: "
+        f"`hpc node stop {' '.join(names)}` deallocates {'it' if len(names) == 1 else 'them'}"
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hpc.render_nodes import heard
+from hpc.render_nodes import drained_vms_billing, heard
 from shared.usecases.queries import filter_nodes as filtered
 from tests.agent_double import AgentDouble
 from tests.app_fixtures import served_app
@@ -50,6 +50,29 @@ def test_a_drained_filter_leaves_out_a_draining_node_that_runs_tasks() -> None:
     ]
     assert [n["name"] for n in filtered(nodes, [], ["Drained"])] == ["idle"]
     assert [n["name"] for n in filtered(nodes, [], ["Draining"])] == ["busy", "idle"]
+
+
+def test_a_drained_idle_vm_is_said_to_bill() -> None:
+    """An admin's drain holds a VM up: drained with no task, it still bills (a probe left one
+    so, reading it as safe). `hpc node list` says so on stderr, not of an on-prem node."""
+    nodes = [
+        {"name": "azure-1", "provider": "azure", "state": "Draining", "runningTasks": 0},
+        {"name": "azure-2", "provider": "azure", "state": "Draining", "runningTasks": 1},
+        {"name": "azure-3", "provider": "local", "state": "Draining", "runningTasks": 0},
+        {"name": "n2", "provider": "onprem", "state": "Draining", "runningTasks": 0},
+        {"name": "azure-4", "provider": "azure", "state": "Offline", "runningTasks": 0},
+    ]
+    assert drained_vms_billing(nodes) == (
+        "note: azure-1, azure-3 drained with no task, but their VMs run and bill: "
+        "`hpc node stop azure-1 azure-3` deallocates them"
+    )
+    assert drained_vms_billing(nodes[1:2] + nodes[3:]) is None
+    assert "its VM runs" in (drained_vms_billing(nodes[:1]) or "")
+
+
+def test_node_list_of_drained_on_prem_nodes_says_nothing_of_billing(cluster) -> None:
+    result = hpc("node", "list")
+    assert result.exit_code == 0 and "bill" not in result.stderr
 
 
 def test_node_list_filters_by_group_and_says_when_none_match(cluster: httpx.Client) -> None:

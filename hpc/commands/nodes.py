@@ -22,7 +22,7 @@ from hpc.common import (
 )
 from hpc.errors import CliError
 from hpc.node_actions import Reason, act, by_any_case
-from hpc.render_nodes import find_node, node_detail, nodes_table
+from hpc.render_nodes import drained_vms_billing, find_node, node_detail, nodes_table
 from hpc.statefilter import NODE_STATES, normalise_states
 from hpc.text import one_line
 from shared.domain.groupnames import unknown_groups
@@ -82,6 +82,9 @@ def node_list(
         )
         return
     stdout_console().print(nodes_table([_marked(n) for n in nodes], header=not noheader))
+    billing = drained_vms_billing(nodes)
+    if billing:  # on stderr: the table stays as scripts read it
+        stderr_console().print(Text(one_line(billing)), soft_wrap=True)
 
 
 @app.command("view")
