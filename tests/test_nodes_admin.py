@@ -111,6 +111,37 @@ def test_offlining_a_node_kills_the_attempts_it_gives_up_where_they_run(cp):
     assert cp.get_job(job.id).state is JobState.FINISHED
 
 
+@pytest.mark.parametrize("action", ["stop", "drain", "offline"])
+def test_an_admin_action_that_races_a_heartbeat_is_done_from_a_fresh_read(
+    cp, provider, monkeypatch, action
+):
+    """A probe: `hpc node stop --group AzureNodes` said "stale etag ... nothing was written"
+    of VMs it had in fact stopped (a heartbeat wrote the node between the action's read and
+    write), and the stop's reason and log entry were lost."""
+    managed(cp)
+    [node] = cp.add_nodes("AzureNodes", 1)
+    provider.faults.never_joins.add(node.name)  # its "VM" runs; the double below is its agent
+    cp.node_action("start", [node.name])
+    assert AgentDouble(cp, node.name, cores=2, groups=("AzureNodes",)).register().accepted
+    store, raced = cp.deps.store, []
+    real_put = store.put_node
+
+    def put_node(written):
+        if not raced and written.name == node.name:
+            raced.append(written.state)
+            real_put(store.get_node(written.name))  # a heartbeat's write in between
+        return real_put(written)
+
+    monkeypatch.setattr(store, "put_node", put_node)
+    done, already = cp.act_on_node(action, node.name, reason="probe1", by="admin")
+    assert raced and already is None
+    stored = store.get_node(node.name)
+    assert stored.state is done[0].state is not NodeState.ONLINE
+    assert "probe1" in (stored.state_reason or "")
+    logged = [e for e in cp.autoscale_log() if e.get("node") == node.name]
+    assert logged[-1]["action"] == action and "probe1" in logged[-1]["reason"]
+
+
 def test_a_job_whose_every_started_task_is_requeued_is_queued_again_and_runs_anew(cp, clock):
     """A probe: ``hpc node offline`` of the node under a job's only task left the job Running
     with its task Queued, so ``hpc job list --state Queued`` missed it. Its start (and the

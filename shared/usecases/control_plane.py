@@ -250,7 +250,10 @@ class ControlPlane:
         said = nodeactions.already(action, node, reason)
         if said is not None:
             return [node], said
-        done = self.node_action(action, [name], reason=reason)
+        # a heartbeat may write the node between our read and write (a probe's `hpc node stop
+        # --group` read "stale etag ... nothing was written" of VMs it had stopped): the
+        # action is tried again from a fresh read; a refusal (Refused) is the answer at once
+        done = self.deps.retry(lambda: self.node_action(action, [name], reason=reason))
         if action != "remove":  # (a removed VM's record is gone: nothing to look back on)
             done_as = {"start": "started", "release": "released"}.get(action, action)
             why = reason or f"{done_as} by {by or 'an admin'}"

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from shared.domain import ownership
 from shared.domain.cluster import Node
 from shared.domain.states import NodeState
-from shared.errors import Conflict
+from shared.errors import Refused
 from shared.usecases.deps import Deps
 from shared.usecases.nodes import named_nodes
 
@@ -26,7 +26,7 @@ def release_nodes(deps: Deps, names: Iterable[str]) -> list[Node]:
     for node in nodes:
         refusal = _refusal(node)
         if refusal is not None:
-            raise Conflict(refusal, state=node.state.value)
+            raise Refused(refusal, state=node.state.value)
     return [deps.retry(_release, deps, node.name) for node in nodes]
 
 

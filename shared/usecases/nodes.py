@@ -22,7 +22,7 @@ from shared.domain.cluster import Node, NodeGroup
 from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.models import Task
 from shared.domain.states import TASK_ACTIVE, NodeState
-from shared.errors import Conflict, InvalidRequest, Refused
+from shared.errors import InvalidRequest, Refused
 from shared.ports.compute import ComputeError, ErrorKind
 from shared.usecases import online
 from shared.usecases.deps import Deps
@@ -56,7 +56,7 @@ def start_nodes(
         if not ownership.is_managed(node):
             online.check(deps, node)
         elif node.state not in (NodeState.OFFLINE, NodeState.DRAINING, NodeState.STOPPING):
-            raise Conflict(
+            raise Refused(
                 f"node {node.name} is {node.state}; only an Offline node can be started "
                 "(a Draining one is brought back Online, a Stopping one starts once stopped)",
                 state=node.state.value,
@@ -108,7 +108,7 @@ def _check_max(deps: Deps, starting: list[Node]) -> None:
     groups, nodes = deps.store.list_groups(), deps.store.list_nodes()
     refusal = over_max(starting, groups, nodes, deps.compute.name)
     if refusal is not None:
-        raise Conflict(refusal, state=NodeState.OFFLINE.value)
+        raise Refused(refusal, state=NodeState.OFFLINE.value)
 
 
 DRAIN_CANCELED = "started by an admin while Draining: the drain is canceled, it takes work again"
@@ -180,7 +180,7 @@ def stop_node(deps: Deps, node: Node, *, reason: str) -> Node:
         node.name, request_id=f"stop-{node.name}-{now.timestamp():.0f}", now=now
     )
     if isinstance(result, ComputeError) and result.kind is not ErrorKind.NOT_FOUND:
-        raise Conflict(f"could not stop {node.name}: {result.kind}: {result.message}")
+        raise Refused(f"could not stop {node.name}: {result.kind}: {result.message}")
     node.move_to(NodeState.STOPPING, reason=reason, now=now)
     deps.store.put_node(node)
     if not isinstance(result, ComputeError):
@@ -199,7 +199,7 @@ def power_off(deps: Deps, node: Node, *, reason: str) -> None:
     if isinstance(result, ComputeError):
         if result.kind is ErrorKind.NOT_FOUND:
             return
-        raise Conflict(f"could not deallocate {node.name}: {result.kind}: {result.message}")
+        raise Refused(f"could not deallocate {node.name}: {result.kind}: {result.message}")
     record_operation(deps, result)
     node.state_reason = reason
     deps.store.put_node(node)
@@ -217,7 +217,7 @@ def drain_node(
             deps.store.put_node(node)
         return node
     if node.state is not NodeState.ONLINE:
-        raise Conflict(
+        raise Refused(
             f"node {node.name} is {node.state}; only an Online node can be drained",
             state=node.state.value,
         )
@@ -314,7 +314,7 @@ def remove_nodes(deps: Deps, names: Iterable[str]) -> list[str]:
     for node in nodes:
         refusal = removal_refusal(node, now=now, timeout=timeout)
         if refusal is not None:
-            raise Conflict(refusal)
+            raise Refused(refusal)
     for node in nodes:
         if node.provider not in (None, "onprem") and deps.compute is not None:
             now = deps.clock()
@@ -358,4 +358,4 @@ def _room_for(deps: Deps, node: Node, chosen: list[str], groups: list[NodeGroup]
     for group in bounded:
         members = sum(1 for n in nodes if group.name in n.groups)
         if members >= group.max_nodes:
-            raise Conflict(beyond_max(group, members, 1))
+            raise Refused(beyond_max(group, members, 1))
