@@ -52,6 +52,7 @@ from hpc.commands.dashboard import dashboard
 from hpc.commands.up import up
 from hpc.common import ID_RULE, stderr_console
 from hpc.errors import CliError, settings_problem
+from hpc.submit_options import SLURM_HINTS
 from hpc.text import one_line
 
 # --- error handling ---------------------------------------------------------
@@ -119,6 +120,17 @@ def _command_without_dashes(e: Exception, ctx: Any, args: list[str]) -> str | No
     example = shlex.join([*ctx.command_path.split(), *ours, "--", *theirs])
     said = e.format_message()  # type: ignore[attr-defined]  # (a NoSuchOption, checked above)
     return f"{said}: put the command after `--` ({usage}), e.g. `{example}`"
+
+
+def _slurm_option(e: Exception, ctx: Any) -> str | None:
+    """For an sbatch option ``hpc job submit`` takes in another form (``--time``, ``-n``,
+    ``--partition``): what to give instead, where Click offered "--file, --name"."""
+    option = getattr(e, "option_name", None)
+    if type(e).__name__ != "NoSuchOption" or ctx is None or option not in SLURM_HINTS:
+        return None
+    if not ctx.command_path.endswith("job submit"):
+        return None
+    return f"No such option: {option}: {SLURM_HINTS[option]}"
 
 
 def _split_at_command(ctx: Any, args: list[str]) -> tuple[list[str], list[str]] | None:
@@ -202,6 +214,7 @@ class HpcGroup(TyperGroup):
                 fail_line(
                     _negative_id(e, ctx, given)
                     or _command_without_dashes(e, ctx, given)
+                    or _slurm_option(e, ctx)
                     or e.format_message() + hint
                 )
             code = e.exit_code

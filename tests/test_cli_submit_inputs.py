@@ -194,3 +194,42 @@ def test_nodegroup_takes_a_comma_separated_list(api: StandIn) -> None:
 def test_an_empty_group_name_in_a_list_is_refused_before_sending(api: StandIn, given: str) -> None:
     assert_one_error_line(hpc("job", "submit", "--nodegroup", given, "--", "true"), "--nodegroup")
     assert api.posted("/api/jobs") == []
+
+
+def test_sbatchs_names_of_the_same_options_are_taken(
+    api: StandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe's ``--mem 1G``, ``-J`` and ``--output`` were "No such option" (with
+    "--file, --name" suggested) though the README calls them ours by Slurm's names."""
+    monkeypatch.chdir(tmp_path)
+    ours = ["--name", "n", "--min-memory", "1G", "--stdout", "o-%j", "--stderr", "e-%j"]
+    ours += ["--cores", "2", "--nodes", "2", "--workdir", "w", "--depends-on", "7"]
+    theirs = ["-J", "n", "--mem", "1G", "-o", "o-%j", "-e", "e-%j"]
+    theirs += ["-c", "2", "-N", "2", "-D", "w", "-d", "afterok:7"]
+    longer = ["--job-name", "n", "--mem", "1G", "--output", "o-%j", "--error", "e-%j"]
+    longer += ["--cpus-per-task", "2", "--nodes", "2", "--chdir", "w", "--dependency", "7"]
+    for flags in (ours, theirs, longer):
+        result = hpc("job", "submit", *flags, "--", "true")
+        assert result.exit_code == 0, result.output
+    first, *others = api.posted("/api/jobs")[-3:]
+    assert first["dependsOn"] == [7] and first["name"] == "n"
+    assert all(other == first for other in others)
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--time", "10"], "--time 10 is --runtime-limit 10:00"),
+        (["-t", "10"], "-t 10 is --runtime-limit 10:00"),
+        (["-n", "4"], "--sweep START-END"),
+        (["--partition", "AzureNodes"], "--nodegroup G"),
+        (["--export", "A=1"], "--env K=V"),
+    ],
+)
+def test_sbatch_options_taken_in_another_form_say_which(
+    api: StandIn, flags: list[str], says: str
+) -> None:
+    """Slurm's --time counts minutes where our bare number is seconds: not taken, explained."""
+    result = hpc("job", "submit", *flags, "--", "true")
+    assert_one_error_line(result, f"No such option: {flags[0]}", says)
+    assert result.exit_code == 2 and api.requests == []

@@ -40,6 +40,16 @@ from hpc.spec import (
     resolve_work_dirs,
     with_job_exclusive,
 )
+from hpc.submit_options import (
+    Cores,
+    DependsOn,
+    JobName,
+    MinMemory,
+    Nodes,
+    Stderr,
+    Stdout,
+    WorkDir,
+)
 from hpc.text import safe
 from shared.domain.durations import FORMS, parse_duration
 
@@ -57,7 +67,7 @@ def job_submit(
             show_default=False,
         ),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Job name.")] = None,
+    name: JobName = None,
     nodegroup: Annotated[
         list[str] | None,
         typer.Option(
@@ -66,16 +76,7 @@ def job_submit(
             help="Node group to run on (repeatable, or comma-separated: A,B); default any node.",
         ),
     ] = None,
-    cores: Annotated[
-        str | None,
-        typer.Option(
-            metavar="N|MIN-MAX",
-            help="Cores per task (on each of its nodes); MIN-MAX grows up to MAX when cores "
-            "are free, the grant is in $HPC_TASK_CORES.  [default: 1]",
-            callback=checked_by(parse_cores),
-            show_default=False,
-        ),
-    ] = None,
+    cores: Cores = None,
     exclusive: Annotated[
         bool,
         typer.Option(
@@ -90,24 +91,8 @@ def job_submit(
             "/exclusive); its own tasks share them.",
         ),
     ] = False,
-    nodes: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Nodes per task, all reserved at once; the command runs on the first, "
-            "$HPC_NODES lists them (e.g. mpirun --host $HPC_NODES).  [default: 1]",
-            show_default=False,
-        ),
-    ] = None,
-    min_memory: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SIZE",
-            help="Memory it holds on each of its nodes, e.g. 4G, 512M (MB if no unit): runs "
-            "only where that much is free, held until it ends (as Slurm's --mem).",
-            callback=checked_by(parse_memory),
-        ),
-    ] = None,
+    nodes: Nodes = None,
+    min_memory: MinMemory = None,
     mem_per_core: Annotated[
         str | None,
         typer.Option(
@@ -134,16 +119,7 @@ def job_submit(
             callback=checked_by(parse_sweep),
         ),
     ] = None,
-    workdir: Annotated[
-        str | None,
-        typer.Option(
-            help="Working directory of the task (a node that lacks it fails the task); a "
-            "relative one is taken from this shell's directory, as Slurm's --chdir; beside "
-            "--file, that of the file's tasks that name none.  "
-            "[default: this shell's directory]",
-            show_default=False,
-        ),
-    ] = None,
+    workdir: WorkDir = None,
     env: Annotated[
         list[str] | None,
         typer.Option(
@@ -162,13 +138,7 @@ def job_submit(
             callback=checked_by(parse_array),
         ),
     ] = None,
-    depends_on: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="JOB",
-            help="Start only after this job Finished (repeatable, or comma-separated: 12,15).",
-        ),
-    ] = None,
+    depends_on: DependsOn = None,
     runtime_limit: Annotated[
         str | None,
         typer.Option(
@@ -241,25 +211,8 @@ def job_submit(
             show_default=False,
         ),
     ] = None,
-    stdout: Annotated[
-        str | None,
-        typer.Option(
-            "--stdout",
-            metavar="PATH",
-            help="Write the task's stdout to this file too (relative: to --workdir); "
-            "%j job id, %t task id, %a sweep index, %% a %.",
-            callback=checked_by(parse_output_path),
-        ),
-    ] = None,
-    stderr: Annotated[
-        str | None,
-        typer.Option(
-            "--stderr",
-            metavar="PATH",
-            help="Write the task's stderr to this file too; the --stdout path puts both in one.",
-            callback=checked_by(parse_output_path),
-        ),
-    ] = None,
+    stdout: Stdout = None,
+    stderr: Stderr = None,
     template: Annotated[
         str | None,
         typer.Option(
