@@ -277,6 +277,17 @@ def test_begin_now_plus_something_else_says_both_forms() -> None:
             '{"tasks": [{"command": "x"}, {"command": "y", "runtimeLimit": 0}]}',
             "tasks.1.runtimeLimit: must be at least 1, got 0",
         ),
+        ('{"command": "x", "maxRetries": 1000000}', "maxRetries: must be at most 100, got 1000000"),
+        ('{"command": "x", "validExitCodes": []}', "validExitCodes: must have at least 1 item"),
+        (
+            json.dumps({"tasks": [{"command": "x"}] * 10_001}),
+            "tasks: must have at most 10,000 items, got 10,001",
+        ),
+        (
+            json.dumps({"command": "x" * 40_000}),
+            "command: must be at most 32,768 characters, got 40,000",
+        ),
+        ('{"command": "x", "name": "\\ud800"}', "name: must be text without lone surrogates"),
     ],
 )
 def test_pydantic_words_are_said_as_what_to_fix(http, body, says):
@@ -284,5 +295,5 @@ def test_pydantic_words_are_said_as_what_to_fix(http, body, says):
     r = http.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 422, r.text
     assert says in error(r)
-    assert "Input should" not in error(r) and "List should" not in error(r)
+    assert "Input should" not in error(r) and "should have" not in error(r)
     assert new_job(http) == first + 1  # nothing was taken

@@ -117,6 +117,18 @@ def _bound(err: Mapping[str, object]) -> str | None:
     if kind == "too_short" and isinstance(err.get("input"), list | tuple | dict):
         least = ctx.get("min_length", 1)
         return f"must have at least {least} item{'' if least == 1 else 's'}, got none"
+    if kind == "too_long":
+        most, got_n = ctx.get("max_length"), ctx.get("actual_length")
+        return (
+            f"must have at most {most:,} items, got {got_n:,}"
+            if isinstance(most, int) and isinstance(got_n, int)
+            else None
+        )
+    if kind == "string_too_long" and isinstance(err.get("input"), str):
+        text = str(err.get("input"))
+        return f"must be at most {ctx.get('max_length'):,} characters, got {len(text):,}"
+    if kind == "string_unicode":
+        return "must be text without lone surrogates (unpaired \\ud800-\\udfff escapes)"
     if kind in ("model_type", "dict_type", "model_attributes_type") and not err.get("loc"):
         return f"the body must be a JSON object ({{...}}), got {got}"
     return None
