@@ -239,6 +239,19 @@ _SLURM_UNIT = re.compile(
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def _not_past(text: str, iso: str, now: datetime | None) -> str:
+    """``iso`` (what ``text`` came to) if it is ahead; a past time is refused in the flag's
+    words before anything is sent (a probe read the API's "holdUntil ... is in the past" of
+    its ``--begin 2020-01-01``)."""
+    at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    if at <= (now or datetime.now(UTC)):
+        raise ValueError(
+            f"{quoted(text)} is {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC, in the past: "
+            "give a later time"
+        )
+    return iso
+
+
 def parse_begin(text: str, *, now: datetime | None = None) -> str:
     """``--begin``: an ISO 8601 time (local if no zone: :func:`parse_time`), Slurm's relative
     ``now+DURATION`` (``now+90`` is 90 s, ``now+1:00:00`` an hour), or its ``HH:MM[:SS]``
@@ -267,7 +280,7 @@ def parse_begin(text: str, *, now: datetime | None = None) -> str:
     head, plus, tail = text.strip().partition("+")
     if head.strip().lower() != "now" or not plus:
         try:
-            return parse_time(text)
+            return _not_past(text, parse_time(text), now)
         except NotATime:
             raise ValueError(
                 f"{quoted(text)} is not a time: give an ISO 8601 one (2026-12-01T14:00, local "

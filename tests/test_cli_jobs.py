@@ -111,10 +111,10 @@ def test_task_list_follows_the_apis_next_and_asks_no_more(api: StandIn, monkeypa
 
 
 def test_job_hold_release_and_modify_call_their_routes(api: StandIn) -> None:
-    held = hpc("job", "hold", "3", "--until", "2026-12-01T14:00")
+    held = hpc("job", "hold", "3", "--until", "2099-12-01T14:00")
     assert held.exit_code == 0 and "held (hpc job release 3)" in held.stdout
     assert api.requests[-1]["path"] == "/api/jobs/3/hold"
-    local = datetime(2026, 12, 1, 14, 0).astimezone().isoformat()  # no zone: local time
+    local = datetime(2099, 12, 1, 14, 0).astimezone().isoformat()  # no zone: local time
     assert api.requests[-1]["body"] == {"until": local}
     assert hpc("job", "hold", "3", "--until", "soon").exit_code == 2
     # as job submit's --begin: now+DURATION (a probe found only ISO 8601 taken here)

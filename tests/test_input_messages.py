@@ -297,3 +297,11 @@ def test_pydantic_words_are_said_as_what_to_fix(http, body, says):
     assert says in error(r)
     assert "Input should" not in error(r) and "should have" not in error(r)
     assert new_job(http) == first + 1  # nothing was taken
+
+
+def test_a_begin_in_the_past_is_refused_in_the_flags_words():
+    """A probe's ``--begin 2020-01-01`` read the API's "holdUntil ... is in the past"."""
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    with pytest.raises(ValueError, match=r"'2020-01-01T00:00Z' is 2020-01-01 00:00:00 UTC, in"):
+        parse_begin("2020-01-01T00:00Z", now=now)
+    assert parse_begin("2026-12-03T12:00:01Z", now=now).startswith("2026-12-03T12:00:01")
