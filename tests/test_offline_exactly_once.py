@@ -87,6 +87,7 @@ def test_the_next_attempt_waits_for_the_kill_to_be_reported(cp, clock):  # noqa:
     [task] = cp.list_tasks(job.id)
     reason = cp.pending_reasons([task])[(job.id, 1)]
     assert f"its attempt 0 on {agent.name} may still be running" in reason
+    assert f"(given up: {task.error})" in reason and "taken offline" in (task.error or "")
     kicks = []
     cp.deps.kick = lambda: kicks.append(1)  # type: ignore[method-assign]
     agent.send(agent.ended(run, exit_code=None, canceled=True))  # the agent killed it
@@ -253,3 +254,15 @@ def test_taking_a_multi_node_tasks_second_node_offline_gives_its_attempt_up_at_o
     assert cp.schedule_pass() == 0  # the old attempt may run until its kill is reported
     first.send(first.ended(run, exit_code=None, canceled=True))
     assert cp.schedule_pass() == 1
+
+
+def test_a_given_up_attempt_says_why_it_was_given_up_not_always_an_offline():
+    """A probe's killed agent read "(the node was taken offline)": no one had."""
+    from shared.domain.models import LostAttempt
+    from shared.domain.pending import still_running
+
+    lost = LostAttempt(attempt=0, node="n1", until=datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC))
+    said = still_running(lost, "node n1 restarted (its agent is a new incarnation)")
+    assert "(given up: node n1 restarted (its agent is a new incarnation))" in said
+    assert "taken offline" not in said and "at 12:00:05 UTC" in said
+    assert "(given up with its node)" in still_running(lost)

@@ -93,13 +93,16 @@ def pending_reason(
     return f"{reason}; held by an admin: {shown} (hpc node online {held[0]} brings it back)"
 
 
-def still_running(lost: LostAttempt) -> str:
+def still_running(lost: LostAttempt, why: str | None = None) -> str:
     """Why a requeued task is not started elsewhere yet: its given-up attempt may still run
-    (:func:`shared.domain.lifecycle.held_by_lost`)."""
+    (:func:`shared.domain.lifecycle.held_by_lost`). ``why``: why it was given up (the task's
+    error), said as it is; it said "the node was taken offline" of every cause, a killed
+    agent's too (a probe)."""
     assert lost.until is not None
+    given_up = f"given up: {why}" if why else "given up with its node"
     return (
-        f"its attempt {lost.attempt} on {lost.node} may still be running (the node was taken "
-        "offline): the next attempt starts once that one's end is reported, or at "
+        f"its attempt {lost.attempt} on {lost.node} may still be running ({given_up}): the "
+        "next attempt starts once that one's end is reported, or at "
         f"{lost.until:%H:%M:%S} UTC, when a silent agent's lifeline has killed it"
     )
 

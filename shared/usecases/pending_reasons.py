@@ -78,7 +78,7 @@ def _reasons(
         )
         lost = lifecycle.held_by_lost(task, now) if task.lost and not reason else None
         if lost is not None:
-            reason = pending.still_running(lost)
+            reason = pending.still_running(lost, task.error)
         if not reason:
             if scaling is None:  # read once, only if some task waits for nodes or cores
                 memory = any(t.min_memory_mb is not None for t in queued)
