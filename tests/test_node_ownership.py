@@ -103,6 +103,25 @@ def test_a_first_registration_takes_the_agents_groups_in_their_stored_spelling_a
     assert decision.accepted and node.groups == ["OnPremNodes", "Gpu", "Brand-New"]
 
 
+@pytest.mark.parametrize(
+    ("taken", "refused"),
+    [(["N1"], True), (["n1-old", "N1 "], False), (["n1"], False), ([], False)],
+)
+def test_a_name_that_differs_only_by_case_from_a_nodes_is_refused(taken, refused):
+    """A probe's `hpc agent run --name ONPREM-1` beside onprem-1 made a second node."""
+    first = ownership.first_record(req(), GROUPS, taken)
+    assert isinstance(first, str) is refused
+    if refused:
+        assert "node 'N1' exists" in str(first) and "--name N1" in str(first)
+
+
+def test_an_agent_named_as_a_node_in_another_case_is_refused_end_to_end(cp):
+    register(cp, "onprem-1")
+    again = AgentDouble(cp, "ONPREM-1", cores=1).register()
+    assert not again.accepted and "node 'onprem-1' exists" in (again.reason or "")
+    assert [n.name for n in cp.store.list_nodes()] == ["onprem-1"]
+
+
 @pytest.mark.parametrize("proposal", [("azurenodes",), ("OnPremNodes", "Cloud2")])
 def test_a_first_registration_cannot_join_a_managed_group(proposal):
     refused = ownership.first_record(req(groups=proposal), GROUPS)

@@ -35,11 +35,22 @@ def is_managed(node: Node) -> bool:
     return node.provider not in (None, "", ONPREM)
 
 
-def first_record(req: RegisterNode, groups: Sequence[NodeGroup]) -> Node | str:
+def first_record(
+    req: RegisterNode, groups: Sequence[NodeGroup], names_taken: Iterable[str] = ()
+) -> Node | str:
     """The record of a node name registered for the first time, or why it is refused.
 
     An on-prem machine with the cores its agent reports and the groups it proposes, each
-    in its stored spelling (a new name is kept as given: the caller creates the group)."""
+    in its stored spelling (a new name is kept as given: the caller creates the group).
+    A name that differs only by case from a node's (``names_taken``) is refused: node names
+    are host names, one whatever their case, as group names are (a probe's ``--name
+    ONPREM-1`` beside onprem-1 made a second node, and ``hpc node view Onprem-1`` showed it)."""
+    same = next((n for n in names_taken if n.lower() == req.node.lower() and n != req.node), None)
+    if same is not None:
+        return (
+            f"node {req.node!r}: node {same!r} exists, and node names are one whatever their "
+            f"case (host names): run this agent as --name {same}, or give it another name"
+        )
     names = canonical_groups(req.groups, [g.name for g in groups])
     managed = {g.name: g.provider for g in groups if g.provider}
     claimed = [name for name in names if name in managed]

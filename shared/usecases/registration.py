@@ -36,7 +36,8 @@ def register(
     try:
         node = deps.store.get_node(req.node)
     except NotFound:
-        first = ownership.first_record(req, deps.store.list_groups())
+        taken = (n.name for n in deps.store.list_nodes())  # (a first registration only)
+        first = ownership.first_record(req, deps.store.list_groups(), taken)
         if isinstance(first, str):
             log.warning("registration refused: %s", first)
             _answer(deps, req, lifecycle.RegistrationDecision(False, reason=first), None)
