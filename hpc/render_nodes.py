@@ -14,6 +14,20 @@ from rich.text import Text
 from hpc.render import ago, cells, dash, memory, node_state, parse_time, when
 from hpc.text import strip_controls
 
+AGENT_STOPPED = "agent stopped"
+"""The reason a node's agent leaves when it stops (shared.domain.lifecycle.AGENT_STOPPED)."""
+
+
+def node_reason(node: Mapping[str, Any]) -> str | None:
+    """The node's reason as shown: a held node whose agent then stopped keeps the why of its
+    hold beside that (a probe's `hpc node drain azure-3 --reason 'look at it'`, then a clean
+    restart of `hpc up`, read "agent stopped" alone; the why was only in the JSON's
+    heldReason)."""
+    reason, held_why = node.get("stateReason"), node.get("heldReason")
+    if node.get("held") and held_why and reason == AGENT_STOPPED:
+        return f"{held_why} ({AGENT_STOPPED})"
+    return reason
+
 
 def node_detail(node: Mapping[str, Any]) -> RenderableType:
     """One node: state and why, where it runs, its cores and memory, its agent."""
@@ -27,7 +41,7 @@ def node_detail(node: Mapping[str, Any]) -> RenderableType:
         ("Groups", dash(node.get("groups"))),
         ("State", node_state(dict(node))),
         ("Since", when(node.get("stateTime"))),
-        ("Reason", Text(strip_controls(str(node.get("stateReason") or "-")))),
+        ("Reason", Text(strip_controls(str(node_reason(node) or "-")))),
         ("Held", dash(node.get("held")) if node.get("held") else "no"),
         ("Provider", provider + (f" ({', '.join(extras)})" if extras else "")),
         *([("Size", dash(node.get("size")))] if node.get("size") else []),
@@ -116,7 +130,7 @@ def nodes_table(nodes: list[dict[str, Any]], *, header: bool = True) -> Table:
                 # its agent's (shared.domain.protocol); none before its first registration
                 dash(node.get("agentProtocol") if node.get("incarnation", 1) else None),
                 heard(node),
-                dash(node.get("stateReason")),
+                dash(node_reason(node)),
             )
         )
     return table

@@ -15,8 +15,9 @@ import pytest
 from rich.console import Console
 
 from hpc.render import memory_request, node_state
-from hpc.render_nodes import free_memory, nodes_table
+from hpc.render_nodes import AGENT_STOPPED, free_memory, node_reason, nodes_table
 from hpc.render_tasks import task_detail
+from shared.domain import lifecycle
 from shared.domain.cluster import Node
 from shared.domain.memory import shown
 from shared.domain.models import PRIORITY_NAMES
@@ -280,3 +281,21 @@ def test_hpc_task_list_keeps_every_column_beside_a_long_error() -> None:
     assert lines[0].split()[:7] == ["ID", "Name", "State", "Node", "Exit", "Attempt", "Output"]
     assert lines[1].split()[:6] == ["17", "j", "Failed", "n1", "-9", "0"]
     assert lines[1].rstrip().endswith("…") and len(lines) == 3  # one line a task
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js")
+def test_a_held_nodes_why_outlives_its_agents_stop_in_both_views() -> None:
+    """A probe drained azure-3 with a reason, restarted `hpc up` cleanly, and read "agent
+    stopped" alone in `hpc node list`: the why was only in the JSON's heldReason."""
+    assert AGENT_STOPPED == lifecycle.AGENT_STOPPED  # the CLI's copy of the words
+    nodes = [
+        {"held": "drain", "heldReason": "drained by admin: look", "stateReason": AGENT_STOPPED},
+        {"held": None, "heldReason": None, "stateReason": AGENT_STOPPED},
+        {"held": "offline", "heldReason": "taken offline by bob", "stateReason": "x"},
+    ]
+    shown = [node_reason(n) for n in nodes]
+    assert shown == ["drained by admin: look (agent stopped)", "agent stopped", "x"]
+    assert run_js([("nodeReasonText", n) for n in nodes]) == shown
+    console = Console(record=True, width=250)
+    console.print(nodes_table([{"name": "azure-3", "state": "Offline", **nodes[0]}]))
+    assert "drained by admin: look (agent stopped)" in console.export_text()

@@ -243,7 +243,7 @@ async function loadNodes() {
       node.name, badge(node.state, nodeStateText(node)), (node.groups || []).join(", "),
       `${node.provider}${node.spot ? " (spot)" : ""}${node.runsAsOwner ? ", as owner" : ""}`,
       node.cores, memoryText(node.memoryMb), node.freeCores, freeMemoryText(node), node.runningTasks, when(node.lastHeartbeat),
-      node.stateReason, nodeButtons(node),
+      nodeReasonText(node), nodeButtons(node),
     ])),
     "no nodes: start agents (hpc agent run) or add nodes (hpc node add)",
   );

@@ -64,6 +64,15 @@ function nodeStateText(node) {
   return node.held ? `${shown} (held)` : shown;
 }
 
+// A node's reason as `hpc node list` shows it (hpc/render_nodes.py node_reason): a held node
+// whose agent then stopped keeps the why of its hold beside "agent stopped".
+function nodeReasonText(node) {
+  if (node.held && node.heldReason && node.stateReason === "agent stopped") {
+    return `${node.heldReason} (agent stopped)`;
+  }
+  return node.stateReason;
+}
+
 // A node's memory as the CLI shows it (shared/domain/memory.py shown): `unknown` when none.
 // The tenths round down (24063 MB: "23.4 GB"; 23.5 GB would be more than it has).
 function memoryText(mb, unknown = "-") {
