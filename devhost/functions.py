@@ -160,6 +160,7 @@ def _load(function: Any) -> FunctionSpec:
             compile_template(trigger["route"])
         except ValueError as e:
             raise FunctionLoadError(f"route {trigger['route']!r}: {e}") from None
+    declared = trigger.get("schedule")  # e.g. %HPC_RECONCILE_SCHEDULE%, before it resolves
     for key in ("schedule", "queueName"):
         if isinstance(trigger.get(key), str):
             trigger[key] = resolve_settings(trigger[key])
@@ -167,7 +168,11 @@ def _load(function: Any) -> FunctionSpec:
         try:
             parse_schedule(str(trigger.get("schedule") or ""))
         except ValueError as e:
-            raise FunctionLoadError(str(e)) from None
+            # the setting it came from, as a bad setting is named everywhere else (a probe's
+            # HPC_RECONCILE_SCHEDULE=bogus read only "NCRONTAB needs six fields")
+            names = _SETTING.findall(declared) if isinstance(declared, str) else []
+            where = f"app setting {names[0]}: " if names else ""
+            raise FunctionLoadError(f"{where}{e}") from None
     if trigger_type == SERVICE_BUS_TRIGGER and not trigger.get("queueName"):
         raise FunctionLoadError("only Service Bus queue triggers are supported (no topics)")
 

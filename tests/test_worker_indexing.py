@@ -135,3 +135,11 @@ def test_an_app_module_with_two_function_apps_is_refused_by_both(
     exec(compile(source, "two_apps.py", "exec"), module.__dict__)
     with pytest.raises(AppIndexingError, match="more than one"):
         find_app(module)
+
+
+def test_a_bad_schedule_setting_is_named_as_spelt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe's HPC_RECONCILE_SCHEDULE=bogus read only "NCRONTAB needs six fields"; every
+    other bad setting names its variable."""
+    monkeypatch.setenv("HPC_RECONCILE_SCHEDULE", "bogus")
+    _specs, errors = discover(function_app.app)
+    assert errors["reconcile"].startswith("app setting HPC_RECONCILE_SCHEDULE: NCRONTAB needs")
