@@ -50,4 +50,5 @@ def only_params(req: func.HttpRequest, route: str, *allowed: str) -> None:
     list, the tasks list's cursor, was ignored and the first page returned)."""
     unknown = sorted(set(req.params) - set(allowed))
     if unknown:
-        raise BadRequest(f"{route} takes {', '.join(allowed)}, not {', '.join(unknown)}")
+        takes = ", ".join(allowed) if allowed else "no query parameters"
+        raise BadRequest(f"{route} takes {takes}, not {', '.join(unknown)}")

@@ -235,6 +235,7 @@ def list_jobs(req: func.HttpRequest, principal: Principal) -> Any:
 @route(bp, "jobs/{id}", ["GET"])
 @api
 def get_job(req: func.HttpRequest, principal: Principal) -> Any:
+    only_params(req, "GET /api/jobs/{id}")
     return _job_docs([control().get_job(_job_id(req))])[0]
 
 
@@ -336,6 +337,7 @@ def list_tasks(req: func.HttpRequest, principal: Principal) -> Any:
 @route(bp, "jobs/{id}/tasks/{taskId}", ["GET"])
 @api
 def get_task(req: func.HttpRequest, principal: Principal) -> Any:
+    only_params(req, "GET /api/jobs/{id}/tasks/{taskId}")
     job_id = _job_id(req)
     task = control().get_task(job_id, _task_id(req, job_id))
     return _private(_task_docs([task]), job_id, principal)[0]
@@ -365,6 +367,9 @@ def task_output(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     (``false`` when nothing of it is stored yet: a running task's output on another host,
     or an ended task's that its agent could not publish yet; not "it printed nothing").
     """
+    only_params(
+        req, "GET /api/jobs/{id}/tasks/{taskId}/output", "stream", "attempt", "offset", "limit"
+    )
     stream = req.params.get("stream", "stdout")
     if stream not in ("stdout", "stderr"):
         raise BadRequest(f"stream must be stdout or stderr, got {quoted(stream)}")

@@ -103,6 +103,7 @@ def _split(req: func.HttpRequest, name: str) -> list[str]:
 @route(bp, "nodegroups", ["GET"])
 @api
 def list_node_groups(req: func.HttpRequest, principal: Principal) -> Any:
+    only_params(req, "GET /api/nodegroups")
     return {"groups": [_doc(g) for g in control().list_groups()]}
 
 
@@ -157,6 +158,7 @@ def add_nodes(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def get_node(req: func.HttpRequest, principal: Principal) -> Any:
     """One node as ``GET /api/nodes`` lists it; its name exact, as the node actions take it."""
+    only_params(req, "GET /api/nodes/{name}")
     return control().get_node(req.route_params.get("name", ""))
 
 
@@ -279,6 +281,7 @@ def create_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def get_node_group(req: func.HttpRequest, principal: Principal) -> Any:
     """One group as ``GET /api/nodegroups`` lists it; its name in any case."""
+    only_params(req, "GET /api/nodegroups/{name}")
     return _group(control().get_group(req.route_params.get("name", "")))
 
 
@@ -310,5 +313,6 @@ def delete_node_group(req: func.HttpRequest, principal: Principal) -> Any:
 @route(bp, "autoscale/log", ["GET"])
 @api
 def autoscale_log(req: func.HttpRequest, principal: Principal) -> Any:
+    only_params(req, "GET /api/autoscale/log", "group", "limit")
     limit = _int(req.params.get("limit"), "limit", 200, 1)
     return {"entries": control().autoscale_log(group=req.params.get("group"), limit=limit)}

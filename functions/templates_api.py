@@ -15,7 +15,7 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.bodies import BadRequest, read_json
+from functions.bodies import BadRequest, only_params, read_json
 from functions.context import control
 from functions.http_api import _json, api
 from functions.routing import location, route
@@ -74,12 +74,14 @@ def _if_match(req: func.HttpRequest, name: str) -> str | None:
 @route(bp, "templates", ["GET"])
 @api
 def list_templates(req: func.HttpRequest, principal: Principal) -> Any:
+    only_params(req, "GET /api/templates")
     return {"templates": [t.to_dict() for t in templates.list_templates(control().deps)]}
 
 
 @route(bp, "templates/{name}", ["GET"])
 @api
 def get_template(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    only_params(req, "GET /api/templates/{name}")
     return _response(templates.get(control().deps, _name(req)))
 
 

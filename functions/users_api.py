@@ -9,7 +9,7 @@ from typing import Any
 
 import azure.functions as func
 
-from functions.bodies import read_json
+from functions.bodies import only_params, read_json
 from functions.context import control
 from functions.http_api import api
 from functions.keys import json_text
@@ -38,6 +38,7 @@ def add_user(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
 @route(bp, "users", ["GET"])
 @api
 def list_users(req: func.HttpRequest, principal: Principal) -> Any:
+    only_params(req, "GET /api/users")
     check_admin(principal, "list users")
     return {
         "users": [
@@ -51,6 +52,7 @@ def list_users(req: func.HttpRequest, principal: Principal) -> Any:
 @api
 def me(req: func.HttpRequest, principal: Principal) -> Any:
     """Who the token signs in as (any user): ``hpc job list --mine`` lists that name's jobs."""
+    only_params(req, "GET /api/me")
     return {"name": principal.name, "role": principal.role}
 
 

@@ -174,6 +174,18 @@ def test_a_sweep_steps_json_says_its_command_as_run(api):
     [
         ("/api/jobs?after=3", "GET /api/jobs takes state, owner, limit, before, not after"),
         ("/api/jobs/1/tasks?before=3", "takes state, offset, limit, after, not before"),
+        # every GET route (a probe: ?x=1 was a 200 on these)
+        ("/api/jobs/1?x=1", "GET /api/jobs/{id} takes no query parameters, not x"),
+        ("/api/jobs/1/tasks/1?x=1", "takes no query parameters, not x"),
+        ("/api/jobs/1/tasks/1/output?tail=5", "takes stream, attempt, offset, limit, not tail"),
+        ("/api/nodes/n1?x=1", "GET /api/nodes/{name} takes no query parameters"),
+        ("/api/nodegroups?x=1", "GET /api/nodegroups takes no query parameters"),
+        ("/api/nodegroups/azurenodes?x=1", "GET /api/nodegroups/{name} takes no query"),
+        ("/api/autoscale/log?grp=A", "takes group, limit, not grp"),
+        ("/api/templates?x=1", "GET /api/templates takes no query parameters"),
+        ("/api/templates/T?x=1", "GET /api/templates/{name} takes no query parameters"),
+        ("/api/users?x=1", "GET /api/users takes no query parameters"),
+        ("/api/me?x=1", "GET /api/me takes no query parameters, not x"),
     ],
 )
 def test_a_list_refuses_a_query_parameter_it_does_not_read(api, path, says):
