@@ -333,3 +333,45 @@ def test_a_vm_that_runs_behind_an_offline_node_is_deallocated_after_the_deployme
     wait_until(lambda: provider.power_states()[name].value == "deallocated", 10, "deallocated")
     entries = read_log(cp.deps, group=AZ)
     assert any(e["action"] == "stop" and e["node"] == name for e in entries), entries
+
+
+def test_an_unreachable_vm_is_deallocated_past_the_deployment_timeout_and_replaced(
+    cp,  # noqa: F811
+    provider,
+    clock,  # noqa: F811
+):
+    """A probe SIGSTOPped a busy VM's agent: the node went Unreachable, its task was
+    requeued, and its VM ran on (billing, and at maxNodes holding its replacement back) for
+    as long as one waited, with no word in the log. Now it is deallocated once unheard for
+    the deployment timeout, the node Offline saying why, and the work's replacement starts."""
+    first, second = managed(cp, provider, 2)
+    cp.set_group(AZ, max_nodes=1)
+    cp.node_action("start", [first])
+    agent = AgentDouble(cp, first, cores=1, groups=(AZ,))
+    assert agent.register().accepted
+    cp.reconcile()  # listening from now on
+    job = cp.submit({"command": "x", "nodeGroups": [AZ]})
+    assert cp.schedule_pass() == 1
+    agent.send(*[agent.started(r) for r in agent.runs()])
+    for _ in range(int(cp.settings.heartbeat_timeout_s) // 2 + 2):
+        clock.advance(2)
+        cp.reconcile()  # its agent is silent
+    assert cp.store.get_node(first).state is NodeState.UNREACHABLE
+    cp.autoscale()  # the unheard VM counts toward maxNodes 1: nothing starts yet
+    clock.advance(cp.settings.deployment_timeout_s - 60)
+    cp.autoscale()
+    assert cp.store.get_node(first).state is NodeState.UNREACHABLE  # not yet
+    assert provider.power_states()[first].value == "running"
+    clock.advance(60)
+    cp.autoscale()
+    node = cp.store.get_node(first)
+    assert node.state is NodeState.STOPPING and node.state_reason.startswith("unreachable for 20")
+    wait_until(lambda: provider.power_states()[first].value == "deallocated", 10, "deallocated")
+    clock.advance(1)
+    cp.autoscale()
+    off = cp.store.get_node(first)
+    assert (off.state, off.state_reason) == (NodeState.OFFLINE, node.state_reason)
+    assert cp.store.get_node(second).state is NodeState.STARTING  # the work's replacement
+    assert [t.state.value for t in cp.list_tasks(job.id)] == ["Queued"]
+    stops = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "stop"]
+    assert [(e["node"], e["reason"]) for e in stops] == [(first, node.state_reason)]

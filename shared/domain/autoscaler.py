@@ -35,7 +35,9 @@ Rules, each pinned by a table in tests/test_autoscaler.py:
   ``backoff_max``; a Retry-After extends it); a node that joins resets it. A node that never
   joined within ``deployment_timeout`` is started last until it joins (:func:`not_joined`).
 - **The VMs' facts win.** An Online, Draining or Unreachable node whose VM is
-  off was evicted: it is marked Offline (no back-off; it is started last);
+  off was evicted: it is marked Offline (no back-off; it is started last); an Unreachable
+  node whose VM is on is deallocated once unheard for ``deployment_timeout``, even if an
+  admin drained it (it stays held; :mod:`shared.domain.unreachable`);
   a Stopping node whose VM is off is Offline; a VM running behind an Offline node (nobody
   started it) is stopped after the deployment timeout (:mod:`shared.domain.strayvms`). These
   repairs, and stopping a drained node not an admin's drain, hold with autoscale off too.
@@ -57,6 +59,7 @@ from shared.domain.autoscaler_io import (  # noqa: F401 - callers import them he
     Order,
     OrderAction,
     StartFailure,
+    request_stop,
 )
 from shared.domain.cluster import Node
 from shared.domain.demand import extra_nodes, may_run_in, packed_nodes, reach
@@ -83,17 +86,7 @@ from shared.domain.reservedhold import may_grow_for
 from shared.domain.scheduler import tier
 from shared.domain.states import NodeState
 from shared.domain.strayvms import stray_vm
-
-
-def request_stop(node: Node, used_cores: int, reason: str) -> Order:
-    """A stop asked for (by an admin or the policy): drain first while tasks run."""
-    group = node.groups[0] if node.groups else ""
-    if used_cores > 0:
-        return Order("drain", node.name, group, f"{reason}; draining: tasks still run")
-    return Order("stop", node.name, group, reason)
-
-
-# ----------------------------------------------------------------- the policy
+from shared.domain.unreachable import unheard_vm
 
 
 def autoscale(
@@ -178,6 +171,12 @@ class _Run:
                 why = f"its VM is {power} (evicted or stopped outside the cluster)"
                 self.order("offline", node, group, why)
                 memory = NodeMemory(failed_at=now, evicted=True)
+            elif (why := unheard_vm(node, power, now, self.policy.deployment_timeout)) and (
+                self.stops < self.policy.max_stops_per_run
+            ):  # a hung VM bills on: deallocated, started last until it joins
+                self.order("stop", node, group, why)
+                self.stops += 1
+                memory = NodeMemory(failed_at=now)
             elif node.state is _STARTING and now - start_of(node, memory) >= timeout:
                 why = autoscaler_notes.not_joined(timeout)
                 self.order("stop", node, group, why)

@@ -122,3 +122,11 @@ class Decision:
     orders: list[Order]
     state: AutoscalerState
     notes: list[Note]
+
+
+def request_stop(node: Node, used_cores: int, reason: str) -> Order:
+    """A stop asked for (by an admin or the policy): drain first while tasks run."""
+    group = node.groups[0] if node.groups else ""
+    if used_cores > 0:
+        return Order("drain", node.name, group, f"{reason}; draining: tasks still run")
+    return Order("stop", node.name, group, reason)

@@ -19,6 +19,7 @@ from shared.domain.growshrink import GroupPolicy
 from shared.domain.memory import shown
 from shared.domain.models import Task
 from shared.domain.states import NodeState
+from shared.domain.unreachable import UNREACHABLE_FOR
 
 
 def nodes(count: int) -> str:
@@ -149,11 +150,14 @@ GONE = "its VM is gone (the provider lists no VM of its name): Offline; a start 
 
 def stopped(node: Node, power: str) -> str:
     """A Stopping node's reason once its VM is off. A failed start's stays failed (a probe saw
-    "the stop is done" 5 s after "did not join", and no trace of the failure)."""
+    "the stop is done" 5 s after "did not join", and no trace of the failure), and an
+    unheard VM's deallocation keeps why (:mod:`shared.domain.unreachable`)."""
     if node.state_reason and node.state_reason.startswith(FAILED):
         return f"{node.state_reason}; {power}"
     if node.state_reason and node.state_reason.startswith(ADMIN_STOP):  # who and why kept
         return f"{node.state_reason}; its VM is {power}"  # (a probe's stuck boot, INC-9: lost)
+    if node.state_reason and node.state_reason.startswith(UNREACHABLE_FOR):
+        return node.state_reason  # it says why and that its VM is deallocated (unreachable)
     return f"its VM is {power}: the stop is done"
 
 
