@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters import local_compute
 from shared.adapters.local_compute import LocalProvider
 from shared.adapters.sqlite_bus import SqliteBus
 from shared.adapters.sqlite_busadmin import SqliteBusAdmin
@@ -234,3 +235,27 @@ def test_fault_eviction_kills_the_agent_and_the_autoscaler_marks_the_node_offlin
     view = ClusterView(nodes=[node], queued=[], used_cores={"spot": 1}, power=power)
     decision = autoscale(view, AutoscalerPolicy(groups={AZ: GroupPolicy(2)}), State(), NOW)
     assert [(o.action, o.node) for o in decision.orders] == [("offline", "spot")]
+
+
+def test_a_hung_vm_is_killed_a_grace_after_its_deallocation_and_may_start_again(
+    provider, bus, monkeypatch
+):
+    """A probe's `hpc node stop` of a VM whose agent was SIGSTOPped: SIGTERM never ended it,
+    so it stayed deallocating and its start was refused ("being deallocated") until resumed
+    by hand. As Azure's deallocate always ends, SIGKILL follows a grace, checked when the
+    provider is next asked (no call waits for it)."""
+    monkeypatch.setattr(local_compute, "DEALLOCATE_GRACE_S", 0.3, raising=False)
+    created(provider, "hung")
+    op(provider.start("hung", request_id="s1", now=NOW))
+    registered(ControlPlane(bus, node="hung"), "hung")  # a real agent: it handles SIGTERM
+    pid = provider.pid("hung")
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # frozen: the SIGTERM it handles stays pending
+    stop = op(provider.deallocate("hung", request_id="d1", now=NOW))
+    assert provider.poll(stop, now=NOW).status == "running"  # within its grace
+    assert process_alive(pid)
+    wait_until(lambda: provider.poll(stop, now=NOW).status == "succeeded", 10, "deallocated")
+    assert not process_alive(pid)
+    assert provider.power_states() == {"hung": PowerState.DEALLOCATED}
+    assert isinstance(provider.start("hung", request_id="s2", now=NOW), Operation)
+    assert provider.power_states()["hung"] is not PowerState.DEALLOCATING

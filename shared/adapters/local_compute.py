@@ -4,7 +4,8 @@ It lets the autoscaler and ``hpc node start/stop`` run end to end without a
 cloud: a created VM is a name remembered here (deallocated); start spawns
 ``python -m agent --name N --group G --cores C [--memory-mb M]`` with this cluster's
 ``HPC_HOME`` after a boot delay; deallocate is SIGTERM (the agent stops
-cleanly and says so); delete forgets it. Fault switches (:class:`LocalFaults`,
+cleanly and says so), then SIGKILL if it still runs :data:`DEALLOCATE_GRACE_S` later, as
+an Azure deallocation always ends; delete forgets it. Fault switches (:class:`LocalFaults`,
 :meth:`LocalProvider.evict`) play what Azure does to us: refused creates,
 quota, a VM whose agent never joins, an eviction.
 
@@ -68,6 +69,8 @@ class _Vm:
     """How the last process ended (None: still running or never started)."""
     deallocated: bool = False
     """Deallocated by request since its last start: that start was preempted, not failed."""
+    kill_at: float | None = None
+    """Monotonic time its deallocation's SIGKILL is due if it still runs (None: none due)."""
 
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,11 @@ log = logging.getLogger(__name__)
 _UNKNOWN = (
     "no such VM here: deleted (or its record in $HPC_HOME/vms was); a new start creates it again"
 )
+DEALLOCATE_GRACE_S = 5.0
+"""How long a deallocated VM's process has after SIGTERM (its agent stops cleanly and says so)
+before SIGKILL. Checked when the provider is next asked (a poll, the power states, a start),
+so no call waits for it: a probe's agent, SIGSTOPped, never acted on SIGTERM, its VM stayed
+deallocating and its start was refused ("being deallocated") until resumed by hand."""
 NAME_WAIT_S = 30.0
 """How long a VM's agent waits for its last agent to finish stopping (``--wait-for-name``):
 a VM booted again at a restart may find the agent the dying control plane SIGTERMed still
@@ -153,11 +161,12 @@ class LocalProvider(ComputeProvider):
             return ComputeError(ErrorKind.NOT_FOUND, f"no VM {vm}", vm)
         if self.faults.quota_exceeded:
             return _quota(vm)
-        if machine.proc is not None and machine.proc.poll() is None:
+        if self._power(machine) is not PowerState.DEALLOCATED:  # (a SIGKILL due is sent)
             if machine.stopping:
                 return ComputeError(ErrorKind.CONFLICT, f"{vm} is being deallocated", vm)
             return self._remember("start", vm, request_id, now)  # already on: nothing to do
         machine.stopping, machine.exit_code, machine.deallocated = False, None, False
+        machine.kill_at = None
         machine.booted_at = time.monotonic() + self.boot_delay_s
         machine.proc = self._spawn(machine.spec, delay_s=self.boot_delay_s)
         self._registry.save(machine.spec, on=True)
@@ -172,6 +181,8 @@ class LocalProvider(ComputeProvider):
         if machine.proc is not None and machine.proc.poll() is None:
             machine.stopping = True
             machine.proc.send_signal(signal.SIGTERM)
+            if machine.kill_at is None:  # a second deallocation does not extend the grace
+                machine.kill_at = time.monotonic() + DEALLOCATE_GRACE_S
         machine.deallocated = True
         self._registry.save(machine.spec, on=False)
         return self._remember("deallocate", vm, request_id, now)
@@ -301,9 +312,17 @@ class LocalProvider(ComputeProvider):
         if proc is None:
             return PowerState.DEALLOCATED
         code = proc.poll()
+        if code is None and machine.kill_at is not None and time.monotonic() >= machine.kill_at:
+            log.warning(
+                "local provider: %s did not stop %g s after SIGTERM: killed (SIGKILL)",
+                machine.spec.name,
+                DEALLOCATE_GRACE_S,
+            )
+            proc.kill()  # reaped by this call if it is gone already, else by the next
+            code = proc.poll()
         if code is not None:
             machine.exit_code = code
-            machine.proc, machine.stopping = None, False
+            machine.proc, machine.stopping, machine.kill_at = None, False, None
             self._registry.save(machine.spec, on=False)  # it stopped by itself: off
             return PowerState.DEALLOCATED
         if machine.stopping:
