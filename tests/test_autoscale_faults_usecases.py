@@ -375,3 +375,23 @@ def test_an_unreachable_vm_is_deallocated_past_the_deployment_timeout_and_replac
     assert [t.state.value for t in cp.list_tasks(job.id)] == ["Queued"]
     stops = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "stop"]
     assert [(e["node"], e["reason"]) for e in stops] == [(first, node.state_reason)]
+
+
+def test_an_offline_nodes_reason_says_deallocated_once_its_deallocation_is_done(
+    cp,  # noqa: F811
+    provider,
+    clock,  # noqa: F811
+):
+    """A probe: after `hpc node stop` of a hung VM the node read "its VM is deallocating" for
+    good, though its VM was gone. The run that finds the deallocation done says so."""
+    [name] = managed(cp, provider, 1)
+    cp.node_action("start", [name])
+    assert AgentDouble(cp, name, cores=1, groups=(AZ,)).register().accepted
+    cp.node_action("stop", [name])
+    node = cp.store.get_node(name)  # as the run that saw its VM deallocating left it:
+    node.move_to(NodeState.OFFLINE, reason="its VM is deallocating: the stop is done")
+    cp.store.put_node(node)
+    wait_until(lambda: provider.power_states()[name].value == "deallocated", 10, "deallocated")
+    clock.advance(1)
+    cp.autoscale()
+    assert cp.store.get_node(name).state_reason == "its VM is deallocated: the stop is done"

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from shared.domain.autoscaler import AutoscalerState
+from shared.domain.autoscaler_notes import deallocation_done
 from shared.domain.growshrink import NodeMemory
 from shared.domain.states import NodeState
 from shared.ports.compute import PowerState
@@ -112,3 +113,19 @@ def test_once_stopped_the_node_is_offline_with_that_reason_and_a_replacement_sta
 def test_state_with_it_survives_the_store():
     d = decide([silent()], after=TIMEOUT)
     assert AutoscalerState.from_dict(d.state.to_dict()) == d.state
+
+
+@pytest.mark.parametrize(
+    ("reason", "after"),
+    [
+        ("its VM is deallocating: the stop is done", "its VM is deallocated: the stop is done"),
+        ("stopped by an admin; its VM is deallocating", "stopped by an admin; its VM is deallocated"),
+        ("failed: its agent did not join ...; deallocating", "failed: its agent did not join ...; deallocated"),
+        ("its VM is deallocated: the stop is done", None),  # said right already
+        ("taken offline by an admin", None),
+        (None, None),
+    ],
+)  # fmt: skip
+def test_an_offline_nodes_reason_says_deallocated_once_its_deallocation_is_done(reason, after):
+    """A probe: the reason still said "deallocating" after its VM had gone."""
+    assert deallocation_done(reason) == after

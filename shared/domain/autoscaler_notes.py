@@ -161,6 +161,23 @@ def stopped(node: Node, power: str) -> str:
     return f"its VM is {power}: the stop is done"
 
 
+def deallocation_done(reason: str | None) -> str | None:
+    """An Offline node's reason once its VM's deallocation is known done: the power
+    :func:`stopped` wrote while it was ``deallocating`` now ``deallocated`` (a probe read
+    "its VM is deallocating" of a VM gone long before); None: nothing to change."""
+    for before, after in _DONE:
+        if reason and reason.endswith(before):
+            return reason.removesuffix(before) + after
+    return None
+
+
+_DONE = (
+    ("its VM is deallocating: the stop is done", "its VM is deallocated: the stop is done"),
+    ("; its VM is deallocating", "; its VM is deallocated"),
+    ("; deallocating", "; deallocated"),
+)
+
+
 ADMIN_STOP = "stopped by "
 """How an admin's stop's reason begins (``stopped by alice: stuck boot``, functions/nodes_api)."""
 

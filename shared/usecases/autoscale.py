@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from shared.domain import ceiling, scheduler
 from shared.domain.autoscaler import ClusterView, Decision, Order, StartFailure, autoscale
 from shared.domain.autoscaler_io import Reserved
-from shared.domain.autoscaler_notes import FAILED
+from shared.domain.autoscaler_notes import FAILED, deallocation_done
 from shared.domain.cluster import Node, NodeGroup
 from shared.domain.growshrink import (
     AutoscalerPolicy,
@@ -217,6 +217,7 @@ def _poll(deps: Deps, now: datetime, lost: list[StartFailure]) -> list[StartFail
             after[vm] = op
         elif op.action == "deallocate" and result.status == "succeeded":
             release_given_up(deps, vm)
+            _say_deallocated(deps, vm)
         elif result.status == "failed" and result.error is not None:
             log.warning("%s of %s failed: %s", op.action, vm, result.error.message)
             failure = _failed(deps, op, result.error, now)
@@ -226,6 +227,22 @@ def _poll(deps: Deps, now: datetime, lost: list[StartFailure]) -> list[StartFail
                 failures.append(failure)
     settle_operations(deps, before, after)
     return failures
+
+
+def _say_deallocated(deps: Deps, vm: str) -> None:
+    """An Offline node's reason that said its VM was deallocating says deallocated now."""
+
+    def write() -> None:
+        node = deps.store.get_node(vm)
+        said = deallocation_done(node.state_reason)
+        if node.state is NodeState.OFFLINE and said is not None:
+            node.state_reason = said
+            deps.store.put_node(node)
+
+    try:
+        deps.retry(write)
+    except (Conflict, NotFound) as exc:  # the next write says what it is now
+        log.warning("autoscaler: could not say %s deallocated: %s", vm, exc)
 
 
 PREEMPTED = frozenset({"Preempted", "OperationPreempted"})
