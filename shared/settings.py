@@ -164,7 +164,8 @@ class Settings(BaseSettings):
     """A JSON file of the local provider's fault switches, read again when it changes (so a
     live cluster can be made to fail like Azure); empty: none."""
     deployment_timeout_s: float = 1200.0
-    """A started node whose agent has not joined by then is stopped and counted as failed."""
+    """A started node whose agent has not joined by then is stopped and counted as failed; a
+    VM whose node has been Unreachable that long is deallocated (shared/domain/unreachable)."""
     scale_down_delay_s: float = 600.0
     """No scale-down of a group this soon after it grew."""
 

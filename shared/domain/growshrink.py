@@ -197,7 +197,8 @@ class AutoscalerPolicy:
     exclude_node_groups: frozenset[str] = frozenset()
     """ExcludeNodeGroups: managed groups left alone (neither grown nor shrunk)."""
     deployment_timeout: timedelta = timedelta(minutes=20)
-    """A started node whose agent has not joined by then is stopped and counted as a failure."""
+    """A started node whose agent has not joined by then is stopped and counted as a failure;
+    a node Unreachable that long has its VM deallocated (:mod:`shared.domain.unreachable`)."""
     scale_down_delay: timedelta = timedelta(minutes=10)
     """No scale-down of a group this soon after it grew."""
     max_starts_per_run: int = 10
