@@ -171,10 +171,10 @@ class _Run:
                 why = f"its VM is {power} (evicted or stopped outside the cluster)"
                 self.order("offline", node, group, why)
                 memory = NodeMemory(failed_at=now, evicted=True)
-            elif (why := unheard_vm(node, power, now, self.policy.deployment_timeout)) and (
+            elif (unheard := unheard_vm(node, power, now, timeout)) and (
                 self.stops < self.policy.max_stops_per_run
             ):  # a hung VM bills on: deallocated, started last until it joins
-                self.order("stop", node, group, why)
+                self.order("stop", node, group, unheard)
                 self.stops += 1
                 memory = NodeMemory(failed_at=now)
             elif node.state is _STARTING and now - start_of(node, memory) >= timeout:
