@@ -1,8 +1,8 @@
 """``hpc task cancel`` and ``hpc task requeue``: many tasks of a job in one request (``POST
 /api/jobs/{id}/tasks/cancel`` or ``.../requeue``, as Slurm's ``scancel 39_[100-1100]`` is one
 call; a command naming more is sent as several, at most MAX_ENTRIES ids and ranges and
-MAX_TASKS tasks each), said as before: one line per task in the order given, each refusal a
-line on stderr, exit 1 if any was refused.
+MAX_TASKS tasks each, a long range cut between them), said as before: one line per task in
+the order given, each refusal a line on stderr, exit 1 if any was refused.
 
 A control plane older than those routes (its answer: 405 here, 404 without an API error in
 Azure) gets one request per task, as before.
@@ -177,15 +177,18 @@ def _one(client: ApiClient, action: Action, job: int, task: int) -> Answer:
 
 def _requests(ids: list[int]) -> Iterator[tuple[list[int | str], list[int]]]:
     """The ids as runs (``"100-1100"``), at most MAX_ENTRIES runs and MAX_TASKS tasks a
-    request; with the ids each names."""
+    request, a run longer than what is left of one cut there (``1-10001`` is two requests,
+    as ``1-5000 6000-12000`` is); with the ids each names."""
     entries: list[int | str] = []
     named: list[int] = []
     for first, last in merged((i, i) for i in ids):
-        size = last - first + 1
-        if entries and (len(entries) >= MAX_ENTRIES or len(named) + size > MAX_TASKS):
-            yield entries, named
-            entries, named = [], []
-        entries.append(first if first == last else f"{first}-{last}")
-        named += range(first, last + 1)
+        while first <= last:
+            if len(entries) >= MAX_ENTRIES or len(named) >= MAX_TASKS:
+                yield entries, named
+                entries, named = [], []
+            end = min(last, first + MAX_TASKS - len(named) - 1)
+            entries.append(first if first == end else f"{first}-{end}")
+            named += range(first, end + 1)
+            first = end + 1
     if entries:
         yield entries, named

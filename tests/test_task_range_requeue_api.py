@@ -1,8 +1,8 @@
 """``POST /api/jobs/{id}/tasks/requeue`` and ``hpc task requeue J RANGES...`` on the real
 function app: one request for a range (a probe's ``hpc task requeue 1 200-1199`` made 951
 requests, 56 s), bad input a 4xx that writes nothing, only the owner or an admin, commands
-of more than 10,000 tasks sent as several requests (cancel and requeue), and an older
-control plane (no such route) served one request per task."""
+of more than 10,000 tasks, or one range of them, sent as several requests (cancel and
+requeue), and an older control plane (no such route) served one request per task."""
 
 # ruff: noqa: F811 - pytest fixtures imported from tests/test_task_range_cancel_api.py
 
@@ -127,6 +127,30 @@ def test_a_command_of_more_than_ten_thousand_tasks_is_sent_as_several_requests(h
     assert out.exit_code == 0, out.output
     assert out.stdout.count(": Queued") == 12_000
     assert client.get(f"/api/jobs/{job}").json()["taskCounts"] == {"Queued": 50_000}
+    client.post(f"/api/jobs/{job}/cancel")
+
+
+def test_one_range_of_more_than_ten_thousand_tasks_is_sent_as_several_requests(host, monkeypatch):
+    """A probe: ``hpc task cancel J 1-10001`` was refused, "one request names at most
+    10,000", though ``1-5000 6000-12000`` (11,001 tasks) was sent as several."""
+    client, app = host
+    monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+    monkeypatch.setenv("HPC_TOKEN", app.token)
+    job = held_sweep(client, 30_000)
+    sent = count_requests(monkeypatch)
+    out = hpc("task", "cancel", str(job), "100-20000")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.count(": Canceled") == 19_901
+    assert sent == [f"jobs/{job}/tasks/cancel"] * 2  # 10,000 and 9,901
+    assert client.get(f"/api/jobs/{job}").json()["taskCounts"]["Canceled"] == 19_901
+    out = hpc("task", "requeue", str(job), "100-20000")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.count(": Queued") == 19_901
+    out = hpc("task", "cancel", f"{job}.1-10001")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.count(": Canceled") == 10_001
+    counts = client.get(f"/api/jobs/{job}").json()["taskCounts"]
+    assert counts == {"Queued": 19_999, "Canceled": 10_001}
     client.post(f"/api/jobs/{job}/cancel")
 
 
