@@ -1,8 +1,9 @@
 """``hpc task cancel`` and ``hpc task requeue``: many tasks of a job in one request (``POST
 /api/jobs/{id}/tasks/cancel`` or ``.../requeue``, as Slurm's ``scancel 39_[100-1100]`` is one
 call; a command naming more is sent as several, at most MAX_ENTRIES ids and ranges and
-MAX_TASKS tasks each, a long range cut between them), said as before: one line per task in
-the order given, each refusal a line on stderr, exit 1 if any was refused.
+MAX_TASKS tasks each, a long range cut between them), said in the order given: a line per run
+of consecutive tasks done alike (:mod:`hpc.task_runs`; a task alone its own line, as before),
+each refusal a line on stderr, exit 1 if any was refused.
 
 A control plane older than those routes (its answer: 405 here, 404 without an API error in
 Azure) gets one request per task, as before.
@@ -20,14 +21,12 @@ from rich.text import Text
 from hpc.client import ApiClient, ApiError
 from hpc.common import REFUSED, api_client, counted, stderr_console, stdout_console
 from hpc.errors import CliError
+from hpc.task_runs import Words, run_lines
 from hpc.text import one_line
 from shared.domain.taskspans import MAX_ENTRIES, MAX_TASKS, merged
 
 Answer = dict[str, Any] | ApiError
 """A task's state as the API shows it (``id``, ``state``, ``sweepIndex``), or its refusal."""
-
-Line = Callable[[dict[str, Any], int, int], str]
-"""What is printed of one task done: (its answer, job, task) -> the line."""
 
 
 @dataclass(frozen=True)
@@ -59,23 +58,23 @@ class Said:
         self.jobs_left = answer.get("dependentJobsCanceled") or self.jobs_left
 
 
-def cancel_each(tasks: list[tuple[int, int]], line: Line) -> None:
+def cancel_each(tasks: list[tuple[int, int]], words: Words) -> None:
     """Cancel ``tasks`` (job, task), a request per job (more: :func:`_requests`)."""
-    act_each(tasks, CANCEL, line)
+    act_each(tasks, CANCEL, words)
 
 
 def act_each(
     tasks: list[tuple[int, int]],
     action: Action,
-    line: Line,
+    words: Words,
     after: Callable[[int, Said], list[str]] | None = None,
 ) -> None:
     """``action`` on ``tasks`` (job, task), a request per job (more for over MAX_ENTRIES
-    runs of ids or MAX_TASKS tasks); ``line`` says each one done (printed at once: rich's
-    print of 10,000 lines takes 3.6 s). One task alone refused fails with the API's error as
-    the one line, as before; any error that is not a refusal stops at once. ``after``: the
-    lines that follow a job's tasks (what its answers said beside them). CliError once all
-    is printed if any was refused."""
+    runs of ids or MAX_TASKS tasks); ``words`` say the tasks done, a line per run (printed
+    at once: rich's print of 10,000 lines takes 3.6 s). One task alone refused fails with
+    the API's error as the one line, as before; any error that is not a refusal stops at
+    once. ``after``: the lines that follow a job's tasks (what its answers said beside
+    them). CliError once all is printed if any was refused."""
     answers: dict[tuple[int, int], Answer] = {}
     said: dict[int, Said] = {}
     with api_client() as client:
@@ -84,7 +83,7 @@ def act_each(
             found = _act_in(client, action, job, ids, said[job])
             answers.update(((job, i), a) for i, a in found.items())
     refused = 0
-    lines: list[str] = []
+    done: list[tuple[int, int, dict[str, Any]]] = []
     for job, task in tasks:
         answer = answers[(job, task)]
         if isinstance(answer, ApiError):
@@ -94,7 +93,8 @@ def act_each(
             stderr_console().print(why, soft_wrap=True)
             refused += 1
         else:
-            lines.append(line(answer, job, task))
+            done.append((job, task, answer))
+    lines = run_lines(done, words)
     if after is not None:
         for job, what in said.items():
             lines += after(job, what)

@@ -128,28 +128,30 @@ def _stdout_is_terminal() -> bool:
 @app.command("cancel")
 def task_cancel(refs: TaskRefs) -> None:
     """Cancel tasks (JOB TASK..., ranges FIRST-LAST, or JOB.TASK...): a queued one now, a
-    running one is killed; the job goes on. Each is said; exit 1 if any was refused. One
-    request per job, however many tasks (hpc/task_batches.py)."""
-    cancel_each(task_refs(refs), _task_state_line)
+    running one is killed; the job goes on. Said a line per run of tasks alike (a task
+    alone its own); exit 1 if any was refused. One request per job up to 10,000 tasks
+    (hpc/task_batches.py)."""
+    cancel_each(task_refs(refs), _state_said)
 
 
 @app.command("requeue")
 def task_requeue(refs: TaskRefs) -> None:
     """Run failed or canceled tasks again (JOB TASK..., ranges FIRST-LAST, or JOB.TASK...;
     a job is reopened if it had ended), with the tasks canceled only because they did not
-    finish. Each is said; exit 1 if any was refused. One request per job, however many
-    tasks (hpc/task_batches.py)."""
-    act_each(task_refs(refs), REQUEUE, _requeued_line, after=_requeued_with)
+    finish. Said a line per run of tasks alike (a task alone its own); exit 1 if any was
+    refused. One request per job up to 10,000 tasks (hpc/task_batches.py)."""
+    act_each(task_refs(refs), REQUEUE, _requeued_said, after=_requeued_with)
 
 
-def _requeued_line(task: dict[str, Any], job_id: int, task_id: int) -> str:
-    """A requeued task's state, and how many of its dependents came back with it when its
-    answer says so (one task's)."""
+def _requeued_said(task: dict[str, Any], count: int) -> str:
+    """Requeued tasks' state, and how many of each one's dependents came back with it when
+    its answer says so (one task's)."""
     back = task.get("requeuedDependents")
     note = None
     if isinstance(back, int) and back > 0:
         note = f"{counted(back, 'dependent task')} requeued with it"
-    return _task_state_line(task, job_id, task_id, note=note)
+        note = note if count == 1 else f"each with {note}"
+    return _state_said(task, count, note=note)
 
 
 def _requeued_with(job_id: int, said: Said) -> list[str]:
@@ -163,18 +165,16 @@ def _requeued_with(job_id: int, said: Said) -> list[str]:
     return [*lines, left] if left else lines
 
 
-def _task_state_line(
-    task: dict[str, Any], job_id: int, task_id: int, *, note: str | None = None
-) -> str:
-    """``task 58.3 (sweep index 20): Canceled``: the index said beside the id, which differ
-    when a sweep does not count from 1 by 1 (a probe canceled the index it did not mean).
-    ``note``: words after the state, in parentheses."""
+def _state_said(task: dict[str, Any], count: int, *, note: str | None = None) -> str:
+    """``Canceled``, or ``Canceled (1,000)`` of a run of them: the state, then ``note``
+    and how many in parentheses."""
     state = safe(str(task.get("state", "?")))
-    note = "until its agent has killed it" if state == "Running" else note
-    note = f" ({note})" if note else ""
-    index = task.get("sweepIndex")
-    at = f" (sweep index {safe(str(index))})" if isinstance(index, int) else ""
-    return f"task {job_id}.{task_id}{at}: {state}{note}"
+    if state == "Running":
+        note = "until its agent has killed it"
+        note = note if count == 1 else "until their agents have killed them"
+    notes = [f"{count:,}"] if count > 1 else []
+    notes += [note] if note else []
+    return f"{state} ({', '.join(notes)})" if notes else state
 
 
 @app.command("output")
