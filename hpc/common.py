@@ -148,8 +148,8 @@ every job, so it stops the command at once."""
 
 MAX_TASK_REFS = 100_000
 """Tasks one ``hpc task cancel | requeue`` names at most (sent as requests of at most 10,000
-tasks, ``hpc/task_batches.py``; each is a line of its output): more is a job's cancel or
-requeue, or several commands."""
+tasks, a long range cut between them, ``hpc/task_batches.py``; each held in memory with its
+answer): more is a job's cancel or requeue, or several commands."""
 
 TaskRefs = Annotated[
     list[str],
