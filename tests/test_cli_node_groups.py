@@ -133,3 +133,39 @@ def test_a_refused_node_action_says_the_nodes_state_in_the_409(cluster) -> None:
     assert "its agent stopped" in refused.json()["error"]
     gone = client.post("/api/nodes/nope/start")
     assert gone.status_code == 404 and "state" not in gone.json()
+
+
+def test_nodegroup_view_shows_every_setting_and_delete_says_the_stored_name(cluster) -> None:
+    """A probe read the grow and shrink parameters only with --json (no `hpc nodegroup
+    view`), and `hpc nodegroup delete BURST` said "node group BURST deleted" of `burst`."""
+    client, _ = cluster
+    made = client.post("/api/nodegroups", json={"name": "burst", "provider": "local"})
+    assert made.status_code == 201, made.text
+    view = hpc("nodegroup", "view", "BURST")
+    assert view.exit_code == 0, view.output
+    rows = dict(line.split(None, 1) for line in view.stdout.splitlines() if line.strip())
+    assert rows["Name"].strip() == "burst" and rows["Provider"].strip() == "local"
+    for hpc_pack in ("GrowInterval", "ShrinkInterval", "ShrinkIdleTimes", "TasksPerResourceUnit"):
+        assert hpc_pack in rows
+    assert rows["ShrinkInterval"].strip() == "60 s"
+    onprem = hpc("nodegroup", "show", "pin1")  # (Slurm's word)
+    assert (
+        onprem.exit_code == 0 and "on-prem" in onprem.stdout and "GrowInterval" not in onprem.stdout
+    )
+    assert_one_error_line(hpc("nodegroup", "view", "Nope"), "node group 'Nope' does not exist")
+    deleted = hpc("nodegroup", "delete", "BURST")
+    assert deleted.exit_code == 0 and deleted.stdout.strip() == "node group burst deleted"
+
+
+def test_an_idle_time_of_zero_is_taken_with_a_warning(cluster) -> None:
+    """A probe's --shrink-interval 0 made VMs start and stop for jobs 9 s apart, unsaid."""
+    client, _ = cluster
+    assert (
+        client.post("/api/nodegroups", json={"name": "Quick", "provider": "local"}).status_code
+        == 201
+    )
+    zero = hpc("nodegroup", "set", "Quick", "--shrink-interval", "0")
+    assert zero.exit_code == 0, zero.output
+    assert "warning: Quick stops a VM as soon as it is idle" in zero.stderr
+    fine = hpc("nodegroup", "set", "Quick", "--shrink-interval", "60")
+    assert fine.exit_code == 0 and "warning" not in fine.stderr

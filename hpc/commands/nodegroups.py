@@ -295,5 +295,71 @@ def group_delete(name: Annotated[str, typer.Argument(help="The group.")]) -> Non
     nodes (move them: hpc node set NAME --group G, or hpc node remove them) or Queued or
     Running jobs name it, and for the default groups OnPremNodes and AzureNodes."""
     with api_client() as client:
+        stored = client.get_node_group(name).get("name") or name  # (a 404 names it)
         client.delete_node_group(name)
-    stdout_console().print(f"node group {one_line(name)} deleted")
+    stdout_console().print(f"node group {one_line(str(stored))} deleted")  # as it was stored
+
+
+_VIEW = (
+    ("name", "Name"),
+    ("description", "Description"),
+    ("provider", "Provider"),
+    ("minNodes", "Min nodes"),
+    ("maxNodes", "Max nodes"),
+    ("nodeCores", "Node cores"),
+    ("nodeMemoryMb", "Node memory"),
+    ("size", "VM size"),
+    ("autoscale", "Autoscale"),
+    ("growIntervalS", "GrowInterval"),
+    ("shrinkIntervalS", "ShrinkInterval"),
+    ("shrinkIdleTimes", "ShrinkIdleTimes"),
+    ("growThreshold", "GrowThreshold"),
+    ("tasksPerResourceUnit", "TasksPerResourceUnit"),
+    ("extraNodesGrowRatio", "ExtraNodesGrowRatio"),
+    ("growByMin", "GrowByMin"),
+    ("idlePolicy", "Idle policy"),
+    ("bootDelayS", "Boot delay"),
+    ("scaleDownDelayS", "Scale-down delay"),
+)
+"""``hpc nodegroup view``'s rows: each setting of the group's JSON, by HPC Pack's name
+where it has one (AutoGrowShrink's), in the order ``hpc nodegroup set --help`` gives them."""
+
+
+@app.command("view")
+def group_view(
+    name: Annotated[str, typer.Argument(help="The group (any case).", show_default=False)],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one node group with every setting (its bounds and autoscale parameters), which
+    hpc nodegroup list leaves out (a probe read them only with --json)."""
+    with api_client() as client:
+        group = client.get_node_group(name)
+    if as_json:
+        print_json(group)
+        return
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    managed = bool(group.get("provider"))
+    for key, label in _VIEW:
+        if not managed and key not in ("name", "description", "provider"):
+            continue  # an on-prem group's nodes join by their agents: no bounds, no policy
+        value = group.get(key)
+        if key == "provider":
+            shown = dash(value) if managed else "on-prem"
+        elif key == "nodeMemoryMb":
+            shown = memory(value, "unknown")
+        elif key == "scaleDownDelayS" and value is None:
+            shown = "default: HPC_SCALE_DOWN_DELAY_S (0 under an idle policy but fixed)"
+        else:
+            shown = (
+                _shown(key, value) if key in _SECONDS or isinstance(value, bool) else dash(value)
+            )
+        table.add_row(label, Text(one_line(str(shown))))
+    stdout_console().print(table)
+
+
+_SECONDS = frozenset(k for k, _ in _VIEW if k.endswith("S"))
+
+
+app.command("show", hidden=True)(group_view)  # Slurm says show (scontrol show partition)

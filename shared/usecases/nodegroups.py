@@ -206,9 +206,10 @@ def set_warnings(deps: Deps, group: NodeGroup) -> list[str]:
     refused)."""
     if group.provider is None:
         return []
+    said = [w for w in [idle_warning(group)] if w is not None]
     members = [n.name for n in deps.store.list_nodes() if group.name in n.groups]
     if len(members) <= group.max_nodes:
-        return []
+        return said
     extra = len(members) - group.max_nodes
     up = (
         f"at most {group.max_nodes} are up at once (the autoscaler stops the rest once idle)"
@@ -216,7 +217,25 @@ def set_warnings(deps: Deps, group: NodeGroup) -> list[str]:
         else "its autoscale is off, so an admin may still start them all"
     )
     return [
+        *said,
         f"{group.name} has {len(members)} nodes, {extra} more than its maxNodes "
         f"{group.max_nodes}: {up}, and hpc node add is refused until {extra} are removed "
-        f"(hpc node remove NAME) or maxNodes is raised"
+        f"(hpc node remove NAME) or maxNodes is raised",
     ]
+
+
+def idle_warning(group: NodeGroup) -> str | None:
+    """A fixed idle time of 0 (ShrinkInterval 0, or ShrinkIdleTimes 0) stops a VM the moment
+    its last task ends: jobs that come a few seconds apart each boot VMs again (a probe's
+    four jobs 9 s apart restarted the same VMs within 25 s). Allowed (a test rig may want
+    it), but said."""
+    if not group.autoscale or group.idle_policy not in (None, "fixed"):
+        return None
+    if group.shrink_interval_s * group.shrink_idle_times > 0:
+        return None
+    return (
+        f"{group.name} stops a VM as soon as it is idle (ShrinkInterval "
+        f"{group.shrink_interval_s:g} s x ShrinkIdleTimes {group.shrink_idle_times}): work "
+        "that comes a few seconds apart boots VMs again each time; a VM bills its boot, so "
+        "an idle time of a boot delay or more usually costs less (--shrink-interval 60)"
+    )
