@@ -157,7 +157,7 @@ def test_delete_refuses_a_group_with_nodes_or_jobs_and_says_what_to_do(app, clie
     assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 200
     result = hpc("nodegroup", "delete", "lab")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == "node group lab deleted"
+    assert result.stdout.strip() == "node group Lab deleted"  # as stored, not as typed
     assert "Lab" not in groups(client)
     assert_one_error_line(hpc("nodegroup", "delete", "Lab"), "does not exist")
 
