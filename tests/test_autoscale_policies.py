@@ -157,7 +157,10 @@ def test_a_measured_boot_is_logged_beside_the_groups_boot_delay(kept):
     cp, _ = kept  # its node started at +1 s and joined 30 s later
     cp.autoscale()
     [booted] = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "booted"]
-    assert booted["reason"] == "Starting -> Online in 30 s (its group's bootDelayS is 180 s)"
+    assert booted["reason"] == (
+        "Starting -> Online in 30 s (its idle policy plans with a boot delay of 180 s: "
+        "hpc nodegroup set AzureNodes --boot-delay S)"
+    )
 
 
 @pytest.mark.parametrize(

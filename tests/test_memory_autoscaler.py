@@ -162,7 +162,7 @@ def test_a_group_known_too_small_starts_none_and_the_log_says_why():
     assert note.group == AZ and not note.grows  # the task's pending reason says it itself
     assert note.text == (
         "2 queued tasks of job 7 ask up to 64 GB memory per node; its nodes have 16 GB: "
-        "none started for them (bigger VMs: hpc nodegroup set AzureNodes --size VM "
+        "none started for them (bigger VMs, an admin's: hpc nodegroup set AzureNodes --size VM "
         "--node-memory SIZE, then hpc node add --group AzureNodes)"
     )
 

@@ -24,8 +24,8 @@ G = 1024
         (
             asking(8),
             {"node-3": 12 * G, "node-4": 10 * G},
-            "waiting for 8 GB free memory on one node in OnPremNodes (node-4 has 6 GB free "
-            "and 1 more: running tasks hold the rest)",
+            "waiting for 8 GB free memory on one node in OnPremNodes (node-4 has 6 GB free, "
+            "the most of the 2 nodes with its cores free: running tasks hold the rest)",
         ),
         (
             asking(8, nodes=2),

@@ -200,14 +200,14 @@ def vm(
         (lambda cp: (join(cp, "n1", 16 * G), azure(cp, node_memory_mb=32 * G)),
          {"minMemoryMb": "64G"},
          "a task asks for 64 GB memory per node but the largest node in the cluster has 32 GB;"
-         " ask for at most 32 GB (or bigger VMs: hpc nodegroup set AzureNodes --size SIZE "
+         " ask for at most 32 GB (or bigger VMs, an admin's: hpc nodegroup set AzureNodes --size SIZE "
          "--node-memory 64G, then hpc node add --group AzureNodes)"),
         (lambda cp: (join(cp, "n1", 16 * G), azure(cp, max_nodes=0)), {"minMemoryMb": "64G"},
          "the largest node in the cluster has 16 GB; ask for at most 16 GB"),  # starts none
         (lambda cp: (azure(cp), vm(cp, "azure-1", 16 * G)),  # unset: its nodes' memory
          {"minMemoryMb": 1536 * 16, "nodeGroup": "AzureNodes"},
          "asks for 24 GB memory per node but the largest node in node group(s) AzureNodes has "
-         "16 GB; ask for at most 16 GB (or bigger VMs: hpc nodegroup set AzureNodes --size "
+         "16 GB; ask for at most 16 GB (or bigger VMs, an admin's: hpc nodegroup set AzureNodes --size "
          "SIZE --node-memory 24G, then hpc node add --group AzureNodes)"),  # as the reason says
         (lambda cp: (azure(cp), vm(cp, "azure-1", None)),
          {"minMemoryMb": "1T", "nodeGroup": "AzureNodes"}, None),

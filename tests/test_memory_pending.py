@@ -105,7 +105,7 @@ def scaling(memory_gb, **kw):
 
 
 TOO_SMALL = (
-    "AzureNodes's nodes have 16 GB: the autoscaler starts none for it (bigger VMs: hpc "
+    "AzureNodes's nodes have 16 GB: the autoscaler starts none for it (bigger VMs, an admin's: hpc "
     "nodegroup set AzureNodes --size VM --node-memory SIZE, then hpc node add --group "
     "AzureNodes)"
 )

@@ -88,7 +88,7 @@ def test_the_refusal_names_what_a_managed_group_could_do(cp) -> None:
     assert refusal(cp, {"cores": 8, "minMemoryMb": "64G"}) == (
         "a task asks for 1 node with 8 cores and 64 GB each but the cluster has 0 such nodes; "
         "ask for at most 32 GB memory or 2 cores "
-        "(or bigger VMs: hpc nodegroup set AzureNodes --size SIZE --node-memory 64G, then "
+        "(or bigger VMs, an admin's: hpc nodegroup set AzureNodes --size SIZE --node-memory 64G, then "
         "hpc node add --group AzureNodes)"
     )
     azure(cp, node_cores=4, node_memory_mb=128 * G)  # its nodes lack the cores: none of that
@@ -106,7 +106,7 @@ def test_a_managed_groups_memory_is_the_autoscalers(cp) -> None:
     message = refusal(cp, {"minMemoryMb": "64G", "nodeGroup": "AzureNodes"})
     assert message.startswith(
         "a task asks for 64 GB memory per node but the largest node in node group(s) "
-        "AzureNodes has 16 GB; ask for at most 16 GB (or bigger VMs: hpc nodegroup set "
+        "AzureNodes has 16 GB; ask for at most 16 GB (or bigger VMs, an admin's: hpc nodegroup set "
         "AzureNodes --size SIZE --node-memory 64G, then hpc node add --group AzureNodes)"
     )
 

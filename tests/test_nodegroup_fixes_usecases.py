@@ -404,3 +404,18 @@ def test_the_floor_warning_says_how_many_the_autoscaler_starts(cp, provider):
     [warning] = cp.stop_warnings(cp.node_action("stop", [nodes[1].name]))
     assert "will start 2 of burst-2, burst-4 again" in warning, warning  # burst-1: Stopping
     assert "(1 node up without it)" in warning
+
+
+def test_the_autoscale_log_is_in_time_order_whoever_wrote_last(cp):
+    """A run's entries carry its start time; an admin's action logged while it ran was
+    written first (a probe's log read 18:19:17, 18:19:17, 18:19:18, 18:19:17)."""
+    from shared.usecases.autoscale_log import _append, read_log
+
+    def entry(t: str, action: str) -> dict:
+        return {"time": t, "action": action, "node": "azure-1", "group": "AzureNodes",
+                "reason": action}  # fmt: skip
+
+    _append(cp.deps, [entry("2026-12-03T18:19:17+00:00", "start")])
+    _append(cp.deps, [entry("2026-12-03T18:19:18+00:00", "drain")])  # the admin's, meanwhile
+    _append(cp.deps, [entry("2026-12-03T18:19:17+00:00", "stop")])  # the run's, written last
+    assert [e["action"] for e in read_log(cp.deps)] == ["start", "stop", "drain"]

@@ -48,7 +48,7 @@ def queued(tasks: Sequence[Task]) -> str:
 def bigger_vms(group: str) -> str:
     """How to give ``group`` nodes with more memory."""
     return (
-        f"bigger VMs: hpc nodegroup set {group} --size VM --node-memory SIZE, "
+        f"bigger VMs, an admin's: hpc nodegroup set {group} --size VM --node-memory SIZE, "
         f"then hpc node add --group {group}"
     )
 

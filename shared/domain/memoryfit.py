@@ -87,8 +87,8 @@ def short_reason(
     free = {n: free_mb(memory[n], held_mb.get(n, 0)) or 0 for n in short}
     best = max(short, key=lambda n: (free[n], n))
     where = "on one node" if task.nodes == 1 else f"on each of {task.nodes} nodes"
-    more = f" and {len(short) - 1} more" if len(short) > 1 else ""
+    among = f", the most of the {len(short)} nodes with its cores free" if len(short) > 1 else ""
     return (
         f"waiting for {shown(task.min_memory_mb, up=True)} free memory {where} in {place} "
-        f"({best} has {shown(free[best])} free{more}: running tasks hold the rest)"
+        f"({best} has {shown(free[best])} free{among}: running tasks hold the rest)"
     )

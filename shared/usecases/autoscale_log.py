@@ -103,7 +103,10 @@ def _append(deps: Deps, entries: list[dict[str, Any]]) -> None:
             meta = Meta(key=LOG_KEY)
         old: list[Any] = list(meta.data.get("entries", []))
         fresh = [e for e in entries if e["action"] != "note" or not _repeats(old, e)]
-        meta.data = {"entries": (old + fresh)[-LOG_KEEP:]}
+        # in time order: a run's entries carry its start time, and an admin's action logged
+        # while it ran came first (a probe read 18:19:17, 18:19:18, 18:19:17); stable
+        merged = sorted(old + fresh, key=lambda e: str(e.get("time") or ""))
+        meta.data = {"entries": merged[-LOG_KEEP:]}
         deps.store.put_meta(meta)
 
     deps.retry(write_log)

@@ -274,7 +274,14 @@ def boot_entries(
             continue
         took = max(0.0, (n.state_time - ordered.start_ordered_at).total_seconds())
         said = boot_delays.get(group)
-        tail = f" (its group's bootDelayS is {said:g} s)" if said is not None else ""
+        # (the delay the group's idle policy plans with, not a limit: a probe read "in 1.6 s
+        # (its group's bootDelayS is 180 s)" as a contradiction)
+        tail = (
+            f" (its idle policy plans with a boot delay of {said:g} s: hpc nodegroup set "
+            f"{group} --boot-delay S)"
+            if said is not None
+            else ""
+        )
         out.append(
             _entry(
                 n.state_time,

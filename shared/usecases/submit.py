@@ -295,8 +295,8 @@ def _bigger_vms(group: NodeGroup, need: int) -> str:
     :func:`group_memory_mb`), the same advice as the waiting task's reason."""
     arg = f"{need // 1024}G" if need % 1024 == 0 else f"{need}M"
     return (
-        f"or bigger VMs: hpc nodegroup set {group.name} --size SIZE --node-memory {arg}, "
-        f"then hpc node add --group {group.name}"
+        f"or bigger VMs, an admin's: hpc nodegroup set {group.name} --size SIZE "
+        f"--node-memory {arg}, then hpc node add --group {group.name}"
     )
 
 
