@@ -184,6 +184,15 @@ def test_held_and_dependent_jobs_are_not_counted_ahead(cp):
             "no Online node in AzureNodes (1 Offline); held by an admin: z1 "
             "(hpc node online z1 brings it back)",
         ),
+        (  # a VM held off (a cost freeze): release it, or boot it now (a probe)
+            [
+                node(
+                    "z1", groups=("AzureNodes",), state=NodeState.OFFLINE, held="offline"
+                ).model_copy(update={"provider": "azure"})
+            ],
+            "no Online node in AzureNodes (1 Offline); held by an admin: z1 (hpc node release "
+            "z1 lets the autoscaler start it as work needs; hpc node online z1 starts it now)",
+        ),
         (
             [
                 node("z1", groups=("AzureNodes",), cores=2),

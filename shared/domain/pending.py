@@ -90,7 +90,20 @@ def pending_reason(
     if not held or kind == "next":
         return reason
     shown = _listed(held)
-    return f"{reason}; held by an admin: {shown} (hpc node online {held[0]} brings it back)"
+    return f"{reason}; held by an admin: {shown} ({_unhold(mine, held[0])})"
+
+
+def _unhold(nodes: Sequence[Node], name: str) -> str:
+    """How an admin lifts ``name``'s hold: a VM held off (a cost freeze) is released, which
+    lets the autoscaler start it when work needs it; ``hpc node online`` boots it now (a
+    probe: the reason advised only that, which undoes a freeze)."""
+    node = next(n for n in nodes if n.name == name)
+    if node.held == "offline" and node.provider not in (None, "", "onprem"):
+        return (
+            f"hpc node release {name} lets the autoscaler start it as work needs; "
+            f"hpc node online {name} starts it now"
+        )
+    return f"hpc node online {name} brings it back"
 
 
 def still_running(lost: LostAttempt, why: str | None = None) -> str:
