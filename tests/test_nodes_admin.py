@@ -339,3 +339,23 @@ def test_an_on_prem_node_is_removed_only_once_its_agent_stopped(cp, clock):
     clock.advance(11)  # n2's agent was not heard within the heartbeat timeout: gone
     assert cp.node_action("remove", ["n2"]) == ["n2"]
     assert cp.store.list_nodes() == []
+
+
+def test_a_vm_booted_again_says_its_vm_started_not_that_its_agent_restarted(cp, provider, clock):
+    """A probe read "agent restarted" on every VM the autoscaler had booted again."""
+    managed(cp)
+    [node] = cp.add_nodes("AzureNodes", 1)
+    provider.faults.never_joins.add(node.name)  # its "VM" runs; the double below is its agent
+    for _boot in range(2):
+        cp.node_action("start", [node.name])
+        clock.advance(5)  # each boot's agent is a new process, started later
+        agent = AgentDouble(cp, node.name, cores=2, groups=("AzureNodes",))
+        assert agent.register().accepted
+        stored = cp.store.get_node(node.name)
+        assert (stored.state, stored.state_reason) == (
+            NodeState.ONLINE,
+            "VM started: its agent registered",
+        )
+        cp.node_action("stop", [node.name])
+        cp.autoscale()  # its deallocation known done: Offline
+        assert cp.store.get_node(node.name).state is NodeState.OFFLINE

@@ -110,6 +110,10 @@ def register(
         reason = "agent registered again (its incarnation had ended: not heard, or told so)"
     if previous is not None and node.state is NodeState.STARTING and not is_managed(node):
         reason = "brought online by an admin: its agent registered again"  # lifecycle.online
+    elif node.state is NodeState.STARTING and is_managed(node) and not again:
+        # a VM booted (by the autoscaler or an admin): its agent is new with it, not a
+        # restart (a probe read "agent restarted" on every VM the autoscaler had booted)
+        reason = "VM started: its agent registered"
     if node.held is not None:  # an admin's drain or offline outlives the agent
         _stay_held(node, reason, now)
     elif node.state is NodeState.ONLINE:
