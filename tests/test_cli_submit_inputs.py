@@ -233,3 +233,18 @@ def test_sbatch_options_taken_in_another_form_say_which(
     result = hpc("job", "submit", *flags, "--", "true")
     assert_one_error_line(result, f"No such option: {flags[0]}", says)
     assert result.exit_code == 2 and api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("1d12h", 129600), ("45s", 45), ("2H", 7200)],
+)
+def test_durations_take_units(text: str, seconds: int) -> None:
+    """A probe's --runtime-limit 2h was refused while --begin now+2hours was taken."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["h", "0h", "2h30", "30m2h", "367d", "2 h", "1.5h"])
+def test_durations_with_units_refuse_what_is_not_one(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)

@@ -131,8 +131,10 @@ def test_the_api_takes_it_at_submit_and_in_a_patch(tmp_path) -> None:
         AgentDouble(app.cp, "n1", cores=4).register()
         job_id = new_job(api, jobRuntimeLimit=7200)
         assert api.get(f"/api/jobs/{job_id}").json()["jobRuntimeLimit"] == 7200
-        r = api.post("/api/jobs", json={"command": "x", "jobRuntimeLimit": "2h"})
+        r = api.post("/api/jobs", json={"command": "x", "jobRuntimeLimit": "2 hours"})
         assert r.status_code == 422 and "jobRuntimeLimit" in error(r), r.text
+        r = api.post("/api/jobs", json={"command": "x", "jobRuntimeLimit": "2h"})  # units
+        assert r.status_code == 201 and r.json()["jobRuntimeLimit"] == 7200, r.text
         r = api.post("/api/jobs", json={"tasks": [{"command": "x", "jobRuntimeLimit": 5}]})
         assert r.status_code == 422 and "jobRuntimeLimit is the job's" in error(r), r.text
         r = api.patch(f"/api/jobs/{job_id}", json={"jobRuntimeLimit": 60})

@@ -7,12 +7,17 @@ import re
 
 MAX_LIMIT_S = 366 * 86400
 
-FORMS = "[[D:]H:]M:S, D-H[:M[:S]] or seconds"
+FORMS = "[[D:]H:]M:S, D-H[:M[:S]], seconds or 2h, 30m, 1h30m"
 """The forms :func:`parse_duration` takes, as its errors and the CLI's help name them."""
 
 _DIGITS = re.compile(r"[0-9]{1,12}")
 """ASCII digits only (``str.isdigit`` takes ``²``), and few enough that ``int`` never meets
 Python's limit on long numbers' digits: 12 already make far more than 366 days."""
+
+
+_UNITS = re.compile(r"(?:([0-9]{1,6})d)?(?:([0-9]{1,7})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,12})s)?")
+"""Durations with units, largest first (``1d12h``, ``2h``, ``90m``, ``1h30m``, ``45s``): a
+probe's ``--runtime-limit 2h`` was refused while ``--begin now+2hours`` was taken."""
 
 
 def parse_duration(text: str) -> int:
@@ -21,7 +26,16 @@ def parse_duration(text: str) -> int:
     Also Slurm's ``--time`` forms with days, ``D-H``, ``D-H:M`` and ``D-H:M:S``, because
     :func:`format_duration` shows a limit of a day or more as ``1-00:00:00``: what the CLI
     prints must be something it takes back. (A bare number stays seconds, not Slurm's
-    minutes, as it always was here.)"""
+    minutes, as it always was here.) And units, largest first: ``2h``, ``90m``, ``1h30m``,
+    ``1d12h``, ``45s``."""
+    units_given = _UNITS.fullmatch(text.strip().lower())
+    if units_given and any(units_given.groups()):  # 2h, 30m, 1h30m, 1d12h, 45s
+        seconds = sum(
+            int(n) * u for n, u in zip(units_given.groups(), (86400, 3600, 60, 1), strict=True) if n
+        )
+        if not 1 <= seconds <= MAX_LIMIT_S:
+            raise ValueError(f"a duration of {text!r}: give one from 1 second to 366 days")
+        return seconds
     days, dash, rest = text.strip().partition("-")
     if dash:
         parts = rest.split(":")
