@@ -66,6 +66,13 @@ def free_memory(node: Mapping[str, Any], unknown: str = "-") -> str:
     return "0 MB" if value == 0 and not isinstance(value, bool) else memory(value, unknown)
 
 
+def _takes_work(node: Mapping[str, Any]) -> bool:
+    """Online or Draining: its free cores and memory mean something. An Offline, Starting,
+    Stopping or Unreachable node's read "0" and "0 MB" beside a memory of 23.5 GB (a probe):
+    "-", as Slurm's sinfo says N/A of a node that is down."""
+    return node.get("state") in ("Online", "Draining")
+
+
 def heard(node: Mapping[str, Any]) -> Any:
     """Its last heartbeat, how long ago; none for a node Starting whose last one came before
     the start (its VM's previous run: an Azure probe read a booting VM as heard 2 h ago)."""
@@ -123,8 +130,8 @@ def nodes_table(nodes: list[dict[str, Any]], *, header: bool = True) -> Table:
                 node_state(node),
                 dash(node.get("cores")),
                 memory(node.get("memoryMb")),
-                dash(node.get("freeCores")),
-                free_memory(node),
+                dash(node.get("freeCores")) if _takes_work(node) else dash(None),
+                free_memory(node) if _takes_work(node) else dash(None),
                 dash(node.get("runningTasks")),
                 dash(_provider(node)),
                 # its agent's (shared.domain.protocol); none before its first registration

@@ -299,3 +299,19 @@ def test_a_held_nodes_why_outlives_its_agents_stop_in_both_views() -> None:
     console = Console(record=True, width=250)
     console.print(nodes_table([{"name": "azure-3", "state": "Offline", **nodes[0]}]))
     assert "drained by admin: look (agent stopped)" in console.export_text()
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="no Node.js")
+def test_a_node_that_takes_no_work_shows_no_free_cores_or_memory_in_both_views() -> None:
+    """A probe read "Free 0, Free mem 0 MB" of an Offline node with 23.5 GB."""
+    nodes = [
+        {"name": "a", "state": "Offline", "freeCores": 0, "freeMemoryMb": 0, "memoryMb": 24064},
+        {"name": "b", "state": "Online", "freeCores": 2, "freeMemoryMb": 4096},
+        {"name": "c", "state": "Draining", "freeCores": 0, "freeMemoryMb": 0},
+    ]
+    assert run_js([("freeCells", n) for n in nodes]) == [["-", "-"], [2, "4 GB"], [0, "0 MB"]]
+    console = Console(record=True, width=250)
+    console.print(nodes_table(nodes))
+    rows = {line.split()[0]: line.split() for line in console.export_text().splitlines()[1:]}
+    assert rows["a"][3:6] == ["-", "23.5", "GB"] and rows["a"][6:8] == ["-", "-"]
+    assert rows["b"][5:8] == ["2", "4", "GB"]

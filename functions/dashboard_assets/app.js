@@ -242,7 +242,7 @@ async function loadNodes() {
     data.nodes.map((node) => row([
       node.name, badge(node.state, nodeStateText(node)), (node.groups || []).join(", "),
       `${node.provider}${node.spot ? " (spot)" : ""}${node.runsAsOwner ? ", as owner" : ""}`,
-      node.cores, memoryText(node.memoryMb), node.freeCores, freeMemoryText(node), node.runningTasks, when(node.lastHeartbeat),
+      node.cores, memoryText(node.memoryMb), ...freeCells(node), node.runningTasks, when(node.lastHeartbeat),
       nodeReasonText(node), nodeButtons(node),
     ])),
     "no nodes: start agents (hpc agent run) or add nodes (hpc node add)",

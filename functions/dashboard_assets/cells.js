@@ -89,6 +89,13 @@ function freeMemoryText(node) {
   return memoryText(node.freeMemoryMb);
 }
 
+// [free cores, free memory] as `hpc node list` shows them: "-" for a node that takes no
+// work (Offline, Starting, Stopping, Unreachable), whose "0" and "0 MB" read as full.
+function freeCells(node) {
+  if (node.state !== "Online" && node.state !== "Draining") return ["-", "-"];
+  return [node.freeCores, freeMemoryText(node)];
+}
+
 // What a job's tasks ask of each node's memory (their minMemoryMb; a first page of them), as
 // `hpc job view` words it (hpc/render.py memory_request); null when none asks.
 function memoryRequest(tasks) {
