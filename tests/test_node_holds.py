@@ -205,8 +205,10 @@ def test_a_release_of_a_node_not_held_offline_is_refused_saying_what_to_do(cp, p
     cp.node_action("start", [vm.name])
     with pytest.raises(Conflict, match="n1 is on-prem: .*hpc node online n1"):
         cp.act_on_node("release", "n1")
-    with pytest.raises(Conflict, match="azure-1 is Starting; only an Offline VM's hold"):
+    with pytest.raises(Conflict, match="azure-1 is Starting; only an Offline VM's hold") as e:
         cp.act_on_node("release", "azure-1")
+    assert "it is starting already, with no hold" in str(e.value)
+    assert "Draining" not in str(e.value)  # (a probe read "brings a Draining one back")
 
 
 def test_hpc_node_release_through_the_api(tmp_path, monkeypatch):

@@ -37,11 +37,22 @@ def _refusal(node: Node) -> str | None:
             f"hpc node online {node.name} brings it back"
         )
     if node.state is not NodeState.OFFLINE:
-        return (
-            f"node {node.name} is {node.state}; only an Offline VM's hold is released "
+        return f"node {node.name} is {node.state}; only an Offline VM's hold is released " + (
             f"without a start (hpc node online {node.name} brings a Draining one back)"
+            if node.state is NodeState.DRAINING
+            else f"without a start: {_NOT_HELD.get(node.state, 'it holds nothing to release')}"
         )
     return None
+
+
+_NOT_HELD = {
+    NodeState.STARTING: "it is starting already, with no hold",
+    NodeState.ONLINE: "it runs, with no hold",
+    NodeState.STOPPING: "it is stopping; release it once Offline if an admin's offline holds it",
+    NodeState.UNREACHABLE: "its agent is not heard; the autoscaler deallocates it in time",
+}
+"""What a release of a VM in these states would find: no hold of an Offline VM (a probe's
+release of a Starting VM read "hpc node online ... brings a Draining one back")."""
 
 
 def _release(deps: Deps, name: str) -> Node:
