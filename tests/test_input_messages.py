@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hpc.spec import load_spec_file, parse_begin, parse_time
+from hpc.begin import parse_begin, parse_time
+from hpc.spec import load_spec_file
 from shared.domain.jobspec import JobSpec
 from shared.domain.specvalues import (
     MAX_NUMBER_DIGITS,

@@ -12,6 +12,7 @@ import typer
 from rich.text import Text
 
 from hpc import render
+from hpc.begin import parse_begin
 from hpc.client import ApiClient, ApiError
 from hpc.commands.submit import job_submit
 from hpc.common import (
@@ -29,7 +30,7 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError, InvalidInput
-from hpc.spec import parse_begin, parse_priority
+from hpc.spec import parse_priority
 from hpc.statefilter import JOB_STATES, normalise_states
 from hpc.text import one_line, safe
 from shared.domain.durations import parse_duration

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from hpc.begin import parse_begin
 from hpc.common import (
     IdempotencyKeyOption,
     JsonOption,
@@ -29,7 +30,6 @@ from hpc.spec import (
     join_command,
     load_spec_file,
     parse_array,
-    parse_begin,
     parse_cores,
     parse_env,
     parse_exit_codes,
