@@ -370,7 +370,10 @@ def test_an_unreachable_vm_is_deallocated_past_the_deployment_timeout_and_replac
     clock.advance(1)
     cp.autoscale()
     off = cp.store.get_node(first)
-    assert (off.state, off.state_reason) == (NodeState.OFFLINE, node.state_reason)
+    assert (off.state, off.state_reason) == (
+        NodeState.OFFLINE,
+        f"{node.state_reason}; its VM is deallocated",  # its power as found, done
+    )
     assert cp.store.get_node(second).state is NodeState.STARTING  # the work's replacement
     assert [t.state.value for t in cp.list_tasks(job.id)] == ["Queued"]
     stops = [e for e in read_log(cp.deps, group=AZ) if e["action"] == "stop"]

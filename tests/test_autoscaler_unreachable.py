@@ -56,7 +56,7 @@ def test_the_stop_says_why_and_the_vm_is_started_last_until_it_joins():
     d = decide([silent()], after=TIMEOUT + 5 * MIN)
     [order] = d.orders
     assert order.reason.startswith("unreachable for 25 min (no agent heard, past the deploy")
-    assert "its VM is deallocated (it billed with no agent heard)" in order.reason
+    assert "its VM is stopped (it billed with no agent heard)" in order.reason
     assert d.state.nodes["az-1"] == NodeMemory(failed_at=T0 + TIMEOUT + 5 * MIN)
     assert AZ not in d.state.groups or d.state.groups[AZ].backoff_until is None  # no back-off
 
@@ -104,7 +104,8 @@ def test_once_stopped_the_node_is_offline_with_that_reason_and_a_replacement_sta
     pol = policy(deployment_timeout=TIMEOUT, grow_interval=0 * S, max_nodes=1)
     d = run([stopping, node("az-2")], pol=pol, state=d.state, now=T0 + TIMEOUT + MIN,
             power={"az-1": P.DEALLOCATING})  # fmt: skip
-    assert actions(d) == [("offline", "az-1")] and d.orders[0].reason == why
+    assert actions(d) == [("offline", "az-1")]
+    assert d.orders[0].reason == f"{why}; its VM is deallocating"  # not "deallocated" yet
     d = run([node("az-1"), node("az-2")], queued(1), pol=pol, state=d.state,
             now=T0 + TIMEOUT + 2 * MIN)  # fmt: skip
     assert started(d) == ["az-2"]  # the healthy one, the unheard one last

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,7 +239,7 @@ def test_fault_eviction_kills_the_agent_and_the_autoscaler_marks_the_node_offlin
 
 
 def test_a_hung_vm_is_killed_a_grace_after_its_deallocation_and_may_start_again(
-    provider, bus, monkeypatch
+    provider, bus, monkeypatch, caplog
 ):
     """A probe's `hpc node stop` of a VM whose agent was SIGSTOPped: SIGTERM never ended it,
     so it stayed deallocating and its start was refused ("being deallocated") until resumed
@@ -254,8 +255,13 @@ def test_a_hung_vm_is_killed_a_grace_after_its_deallocation_and_may_start_again(
     stop = op(provider.deallocate("hung", request_id="d1", now=NOW))
     assert provider.poll(stop, now=NOW).status == "running"  # within its grace
     assert process_alive(pid)
+    time.sleep(0.35)  # past its grace: the next two asks, back to back, find it due
+    provider.power_states()
+    provider.power_states()
     wait_until(lambda: provider.poll(stop, now=NOW).status == "succeeded", 10, "deallocated")
     assert not process_alive(pid)
+    kills = [r for r in caplog.records if "did not stop" in r.getMessage()]
+    assert len(kills) == 1  # one kill, said once (a probe read each twice)
     assert provider.power_states() == {"hung": PowerState.DEALLOCATED}
     assert isinstance(provider.start("hung", request_id="s2", now=NOW), Operation)
     assert provider.power_states()["hung"] is not PowerState.DEALLOCATING

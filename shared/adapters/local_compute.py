@@ -319,6 +319,7 @@ class LocalProvider(ComputeProvider):
                 DEALLOCATE_GRACE_S,
             )
             proc.kill()  # reaped by this call if it is gone already, else by the next
+            machine.kill_at = None  # sent once: a probe read each kill logged twice
             code = proc.poll()
         if code is not None:
             machine.exit_code = code

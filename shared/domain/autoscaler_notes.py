@@ -157,7 +157,9 @@ def stopped(node: Node, power: str) -> str:
     if node.state_reason and node.state_reason.startswith(ADMIN_STOP):  # who and why kept
         return f"{node.state_reason}; its VM is {power}"  # (a probe's stuck boot, INC-9: lost)
     if node.state_reason and node.state_reason.startswith(UNREACHABLE_FOR):
-        return node.state_reason  # it says why and that its VM is deallocated (unreachable)
+        # why, and the VM's power as found: "deallocating" until known done (a probe read
+        # "deallocated" 5 s before its hung process was killed)
+        return f"{node.state_reason}; its VM is {power}"
     return f"its VM is {power}: the stop is done"
 
 

@@ -47,7 +47,7 @@ def unheard_vm(
     held = "; held by an admin's drain: it stays held" if node.held == "drain" else ""
     return (
         f"{UNREACHABLE_FOR}{_span(silent)} (no agent heard, past the deployment timeout, "
-        f"{timeout.total_seconds():g} s): its VM is deallocated (it billed with no agent "
+        f"{timeout.total_seconds():g} s): its VM is stopped (it billed with no agent "
         f"heard){held}"
     )
 
