@@ -289,6 +289,10 @@ def test_begin_now_plus_something_else_says_both_forms() -> None:
             "command: must be at most 32,768 characters, got 40,000",
         ),
         ('{"command": "x", "name": "\\ud800"}', "name: must be text without lone surrogates"),
+        ('{"tasks": [5]}', "tasks.0: must be a JSON object ({...}), got 5"),
+        ('{"tasks": [{"command": "x", "env": []}]}', "tasks.0.env: must be a JSON object"),
+        ('{"tasks": [{"command": "x", "sweep": {"start": 1}}]}', "tasks.0.sweep.end: is required"),
+        ('{"tasks": [{"name": "x"}]}', "tasks.0.command: is required"),
     ],
 )
 def test_pydantic_words_are_said_as_what_to_fix(http, body, says):
@@ -297,6 +301,7 @@ def test_pydantic_words_are_said_as_what_to_fix(http, body, says):
     assert r.status_code == 422, r.text
     assert says in error(r)
     assert "Input should" not in error(r) and "should have" not in error(r)
+    assert "Field required" not in error(r) and "valid dictionary" not in error(r)
     assert new_job(http) == first + 1  # nothing was taken
 
 

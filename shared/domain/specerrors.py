@@ -129,8 +129,12 @@ def _bound(err: Mapping[str, object]) -> str | None:
         return f"must be at most {ctx.get('max_length'):,} characters, got {len(text):,}"
     if kind == "string_unicode":
         return "must be text without lone surrogates (unpaired \\ud800-\\udfff escapes)"
-    if kind in ("model_type", "dict_type", "model_attributes_type") and not err.get("loc"):
-        return f"the body must be a JSON object ({{...}}), got {got}"
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        if not err.get("loc"):
+            return f"the body must be a JSON object ({{...}}), got {got}"
+        return f"must be a JSON object ({{...}}), got {got}"  # a task, env, sweep...
+    if kind == "missing":
+        return "is required"
     return None
 
 
