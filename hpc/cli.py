@@ -76,7 +76,8 @@ def _negative_id(e: Exception, ctx: Any, given: list[str] | None = None) -> str 
     ids = [
         p
         for p in ctx.command.params
-        if p.param_type_name == "argument" and (p.name or "").endswith(("_id", "_ids"))
+        if p.param_type_name == "argument"
+        and ((p.name or "").endswith(("_id", "_ids")) or p.name == "refs")  # task cancel|requeue
     ]
     if not ids:
         return None

@@ -245,6 +245,8 @@ def test_ids_that_are_not_whole_numbers_from_1_are_one_line_before_sending(
         (("task", "list", "-1"), "'JOB'"),
         (("task", "view", "-1.1"), "'JOB[.TASK]'"),  # the first of two: the word first
         (("task", "output", "-3.1"), "'JOB[.TASK]'"),
+        (("task", "cancel", "-1", "1"), "'JOB[.TASK] [TASK|FIRST-LAST]...'"),  # (a probe)
+        (("task", "requeue", "-1"), "'JOB[.TASK] [TASK|FIRST-LAST]...'"),
     ],
 )
 def test_a_negative_id_is_named_as_click_names_a_bad_value(
