@@ -21,7 +21,7 @@ from rich.text import Text
 from hpc.client import ApiClient, ApiError
 from hpc.common import REFUSED, api_client, counted, stderr_console, stdout_console
 from hpc.errors import CliError
-from hpc.task_runs import Words, run_lines
+from hpc.task_runs import Words, refusal_lines, run_lines
 from hpc.text import one_line
 from shared.domain.taskspans import MAX_ENTRIES, MAX_TASKS, merged
 
@@ -82,18 +82,19 @@ def act_each(
             said[job] = Said()
             found = _act_in(client, action, job, ids, said[job])
             answers.update(((job, i), a) for i, a in found.items())
-    refused = 0
+    refusals: list[tuple[int, int, str]] = []
     done: list[tuple[int, int, dict[str, Any]]] = []
     for job, task in tasks:
         answer = answers[(job, task)]
         if isinstance(answer, ApiError):
             if len(tasks) == 1:
                 raise answer
-            why = Text(f"task {job}.{task}: not {action.done}: {one_line(answer.message)}")
-            stderr_console().print(why, soft_wrap=True)
-            refused += 1
+            refusals.append((job, task, one_line(answer.message)))
         else:
             done.append((job, task, answer))
+    refused = len(refusals)
+    for line in refusal_lines(refusals, action.done):  # a line per run refused alike
+        stderr_console().print(Text(line), soft_wrap=True)
     lines = run_lines(done, words)
     if after is not None:
         for job, what in said.items():

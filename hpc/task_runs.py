@@ -71,3 +71,24 @@ def _line(run: _Run, words: Words) -> str:
         at = f" (sweep index {run.index}-{run.last_index}{step})"
     count = run.last - run.first + 1
     return f"tasks {run.job}.{run.first}-{run.last}{at}: {words(run.answer, count)}"
+
+
+def refusal_lines(refused: Iterable[tuple[int, int, str]], done: str) -> list[str]:
+    """A line per run of consecutive tasks of a job refused alike (``refused``: job, task,
+    the API's words, which name the task): ``tasks 15.1-3000: not canceled: each is already
+    Canceled; nothing to cancel (3,000)`` (a probe's second cancel of 3,000 tasks printed
+    3,001 lines). A task alone keeps its line, ``task 15.7: not canceled: task 15.7 is ...``."""
+    runs: list[tuple[int, int, int, str, str]] = []  # job, first, last, words, as a run says
+    for job, task, words in refused:
+        alike = words.replace(f"task {job}.{task} ", "each ", 1)
+        if runs and runs[-1][0] == job and runs[-1][2] == task - 1 and runs[-1][4] == alike:
+            runs[-1] = (job, runs[-1][1], task, runs[-1][3], alike)
+        else:
+            runs.append((job, task, task, words, alike))
+    lines = []
+    for job, first, last, words, alike in runs:
+        if first == last:
+            lines.append(f"task {job}.{first}: not {done}: {words}")
+        else:
+            lines.append(f"tasks {job}.{first}-{last}: not {done}: {alike} ({last - first + 1:,})")
+    return lines

@@ -91,3 +91,19 @@ def test_a_requeues_dependents_are_said_of_each_task_or_of_each_in_a_run():
     assert run_lines(done(7, range(5, 6), "Queued", requeuedDependents=1), _requeued_said) == [
         "task 7.5 (sweep index 5): Queued (1 dependent task requeued with it)"
     ]
+
+
+def test_a_run_of_tasks_refused_alike_is_one_line_and_a_lone_refusal_its_own() -> None:
+    """A probe's second cancel of a 3,000-task range printed 3,001 lines on stderr."""
+    from hpc.task_runs import refusal_lines
+
+    refused = [
+        (15, t, f"task 15.{t} is already Canceled; nothing to cancel") for t in range(1, 3001)
+    ]
+    refused += [(15, 3002, "task 15.3002 is already Finished; nothing to cancel")]
+    refused += [(16, 7, "task 16.7 does not exist; job 16 has 6 tasks")]
+    assert refusal_lines(refused, "canceled") == [
+        "tasks 15.1-3000: not canceled: each is already Canceled; nothing to cancel (3,000)",
+        "task 15.3002: not canceled: task 15.3002 is already Finished; nothing to cancel",
+        "task 16.7: not canceled: task 16.7 does not exist; job 16 has 6 tasks",
+    ]
