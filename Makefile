@@ -61,6 +61,7 @@ bench: setup
 	$(PY) bench/bench_scheduler.py
 	$(PY) bench/bench_autoscaler.py
 	$(PY) bench/bench_pass.py
+	$(PY) bench/bench_task_table.py
 	$(PY) bench/bench_forecast_memory.py
 
 lint: setup

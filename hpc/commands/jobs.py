@@ -30,6 +30,7 @@ from hpc.common import (
     stdout_console,
 )
 from hpc.errors import CliError, InvalidInput
+from hpc.plaintable import print_table
 from hpc.spec import parse_priority
 from hpc.statefilter import JOB_STATES, normalise_states
 from hpc.text import one_line, safe
@@ -81,7 +82,7 @@ def job_list(
             jobs += page
             if page and not as_json:  # each page as it arrives, as one table
                 table = render.jobs_table(page, header=not (widths or noheader), widths=widths)
-                stdout_console().print(table)
+                print_table(table)  # (piped: without Rich)
                 widths = widths or render.widths_of(table)
             before = data.get("next")
             more = before is not None

