@@ -74,7 +74,7 @@ def test_spec_limits_apply_to_every_task_and_a_task_may_override_them():
     "bad",
     [
         {"runtimeLimit": 0},
-        {"runtimeLimit": "1h"},
+        {"runtimeLimit": "1 hour"},  # (1h is taken: units, largest first)
         {"validExitCodes": []},
         {"validExitCodes": [999]},
     ],
