@@ -276,11 +276,14 @@ class HttpClient:
         server's message points at, so a stale HPC_TOKEN is the usual cause and must be named."""
         if self._token_source == "HPC_TOKEN":
             return (
-                "the token sent came from the HPC_TOKEN environment variable, which overrides "
-                f"{self._token_path}: fix or unset HPC_TOKEN"
+                "the token sent came from the HPC_TOKEN environment variable (it overrides "
+                f"{self._token_path}): if it was revoked, ask an admin for a new one"
             )
         if self._token_source.startswith("the token in "):
-            return f"the token sent was read from {self._token_path}"
+            return (
+                f"the token sent was read from {self._token_path}, the admin token `hpc up` "
+                "writes as it starts: if the admin user was removed, `hpc up` makes a new one"
+            )
         return "the token sent was the one given to the client"
 
     def _error(self, response: httpx.Response) -> ApiError:

@@ -57,8 +57,9 @@ def authenticate(store: Store, authorization: str | None) -> Principal:
         )
     principal = store.find_token(digest(authorization[7:].strip()))
     if principal is None:
+        # (a user's revoked token was told to use the admin's file: a multi-user probe)
         raise Unauthorized(
-            "invalid token: never issued here, or revoked; use the token `hpc up` wrote to "
-            "HPC_HOME/admin.token, or ask an admin for one (hpc user add)"
+            "invalid token: never issued here, or revoked: ask an admin for a new one "
+            "(hpc user add NAME)"
         )
     return principal

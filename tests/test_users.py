@@ -107,6 +107,10 @@ def test_the_cli_adds_lists_and_removes_users(host, monkeypatch):
     monkeypatch.setenv("HPC_TOKEN", new)
     refused = hpc("user", "list")  # its token no longer signs in
     assert_one_error_line(refused, "invalid token: never issued here, or revoked")
+    # a user's revoked token is not sent to the admin's file (a multi-user probe)
+    assert "ask an admin for a new one (hpc user add NAME)" in refused.stderr
+    assert "use the token `hpc up` wrote" not in refused.stderr
+    assert "HPC_TOKEN environment variable" in refused.stderr
 
 
 @pytest.mark.parametrize(
