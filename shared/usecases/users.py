@@ -54,8 +54,19 @@ def add_user(deps: Deps, name: str, role: str = "user") -> tuple[User, str]:
 
 
 def _refuse_other_role(deps: Deps, name: str, role: str) -> int:
-    """Conflict if ``name`` has tokens of another role; else how many it has."""
-    same = [u for u in list_users(deps) if u.name == name]
+    """Conflict if ``name`` has tokens of another role, or is a user's name in another case
+    (a probe's `hpc user add Alice` beside alice made a second user, whom templates and
+    `--owner` then told apart from alice); else how many tokens it has."""
+    users = list_users(deps)
+    other_case = next(
+        (u.name for u in users if u.name.lower() == name.lower() and u.name != name), None
+    )
+    if other_case is not None:
+        raise Conflict(
+            f"user {other_case!r} exists: user names are one whatever their case here "
+            f"(hpc user add {other_case} gives that user another token)"
+        )
+    same = [u for u in users if u.name == name]
     for user in same:
         if user.role != role:
             raise role_conflict(name, user.role, role)
