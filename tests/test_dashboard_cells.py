@@ -117,6 +117,23 @@ CASES: list[tuple[str, Any, Any]] = [
     ("jobActions", {"state": "Canceled", "held": True}, ["requeue"]),
     ("jobActions", {"state": "Finished"}, []),
     ("jobActions", {"state": "Canceling", "held": True}, ["release"]),
+    # another user's job: no buttons, no output asked for (seen: 403 banners every refresh)
+    (
+        "(a => mayChange(a.job, a.me))",
+        {"job": {"owner": "alice"}, "me": {"name": "bob", "role": "user"}},
+        False,
+    ),
+    (
+        "(a => mayChange(a.job, a.me))",
+        {"job": {"owner": "alice"}, "me": {"name": "alice", "role": "user"}},
+        True,
+    ),
+    (
+        "(a => mayChange(a.job, a.me))",
+        {"job": {"owner": "alice"}, "me": {"name": "root", "role": "admin"}},
+        True,
+    ),
+    ("(a => mayChange(a.job, a.me))", {"job": {"owner": "alice"}, "me": None}, False),
     # a node's buttons: those its state allows (seen: start on an Online node)
     ("nodeActions", {"provider": "onprem", "state": "Online"}, ["drain", "offline"]),
     ("nodeActions", {"provider": "onprem", "state": "Offline", "held": "offline"}, ["start"]),

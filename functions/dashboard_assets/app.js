@@ -19,11 +19,13 @@ const state = {
   jobPages: [], // the `before` cursor of each page shown so far ([] = newest page)
   nextJobs: null,
   jobId: null,
+  job: null, // the selected job as last read
   taskAfter: [0],
   nextTasks: null,
   task: null,
   timer: null,
   admin: false, // node actions are an admin's: a user is shown none (a probe got 403s)
+  me: null, // GET me: who signed in, whose jobs (or every job, an admin) it may act on
 };
 
 function token() {
@@ -76,6 +78,7 @@ function showBanner(message) {
 
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  state.me = null; // another token may sign in next
   stopPolling();
   $("views").hidden = true;
   $("tabs").hidden = true;
@@ -133,7 +136,9 @@ async function loadJob() {
     ["Exclusive", job.exclusive ? "yes: no other job on its nodes" : ""],
     ["Why waiting", job.pendingReason], ["Error", job.error],
   ];
-  const allowed = jobActions(job); // (cells.js: what its state allows)
+  state.job = job;
+  // (cells.js: what its state allows, to its owner or an admin; another's job: none)
+  const allowed = mayChange(job, state.me) ? jobActions(job) : [];
   for (const button of $("job-actions").querySelectorAll("button")) {
     button.disabled = !allowed.includes(button.dataset.action);
   }
@@ -187,6 +192,16 @@ async function loadStream(stream) {
 }
 
 async function loadOutput() {
+  if (state.job && !mayChange(state.job, state.me)) {
+    // the API answers 403: said once here, not a banner at every refresh
+    $("output").hidden = false;
+    $("output-title").textContent = `Task ${state.jobId}.${state.task}`;
+    $("stdout").textContent = `its output is for ${state.job.owner} and admins only`;
+    $("stderr").textContent = "";
+    $("stdout-size").textContent = "";
+    $("stderr-size").textContent = "";
+    return;
+  }
   $("output").hidden = false;
   try {
     const attempt = await loadStream("stdout");
@@ -210,6 +225,7 @@ async function taskAction(taskId, action) {
 }
 
 function taskButtons(task) {
+  if (state.job && !mayChange(state.job, state.me)) return "";
   return buttons(TASK_ACTIONS[task.state] || [], (action) => taskAction(task.id, action));
 }
 
@@ -237,6 +253,7 @@ function nodeButtons(node) {
 async function loadNodes() {
   const [data, me] = await Promise.all([getJson("nodes"), getJson("me")]);
   state.admin = me.role === "admin";
+  state.me = me;
   fill(
     "nodes",
     data.nodes.map((node) => row([
@@ -299,6 +316,10 @@ function report(error) {
 async function refresh() {
   if (!token()) return;
   try {
+    if (state.me === null) {  // who signed in, once: the jobs view's buttons depend on it
+      state.me = await getJson("me");
+      state.admin = state.me.role === "admin";
+    }
     const view = { jobs: loadJobs, nodes: loadNodes, autoscale: loadAutoscale }[state.view];
     await Promise.all([loadSummary(), view()]);
     showBanner("");

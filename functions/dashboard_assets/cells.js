@@ -143,6 +143,13 @@ function jobActions(job) {
   return actions;
 }
 
+// Whether the signed-in user (``me``: GET me) may act on a job and read its tasks' output: its
+// owner or an admin (the API's rule). Seen in a browser: another user's job offered Cancel and
+// Hold, and its task's output pane repeated a 403 every refresh.
+function mayChange(job, me) {
+  return Boolean(me) && (me.role === "admin" || job.owner === me.name);
+}
+
 // The actions a node's state allows, by the API's rules (README, node actions): start what is
 // Offline, Draining or (a VM) Stopping; drain what takes work; stop a VM that runs; offline
 // what is not held offline already; release a VM held off. Seen in a browser: every button on
@@ -172,6 +179,8 @@ function progress(job) {
   const parts = [`${done}/${total}`];
   if (counts.Running) parts.push(`${counts.Running} running`);
   if (counts.Failed) parts.push(`${counts.Failed} failed`);
+  // canceled ones end too (a full bar): said, as the CLI's "Canceled N" (a probe)
+  if (counts.Canceled) parts.push(`${counts.Canceled} canceled`);
   wrap.appendChild(el("span", ` ${parts.join(", ")}`));
   return wrap;
 }
