@@ -61,3 +61,27 @@ def test_once_the_prerequisite_is_requeued_the_job_is_too(cp):
     assert cp.requeue_job(second).state is JobState.QUEUED
     cp.schedule_pass()
     assert cp.get_job(second).state is JobState.QUEUED  # waits for its prerequisite
+
+
+def test_another_users_prerequisite_is_theirs_or_an_admins_to_requeue(cp):
+    """A multi-user probe: bob's job, canceled for alice's, told him to requeue hers, which
+    was then refused him ("job 30 belongs to alice")."""
+    from shared.domain.cluster import Principal
+
+    alice, bob = Principal(name="alice", role="user"), Principal(name="bob", role="user")
+    n1 = register(cp, "n1", cores=1)
+    first = cp.submit({"command": "false"}, alice).id
+    second = cp.submit({"command": "echo hi", "dependsOn": [first]}, bob).id
+    cp.schedule_pass()
+    [run] = n1.runs()
+    n1.send(n1.started(run), n1.ended(run, exit_code=1))
+    cp.reconcile()
+    with pytest.raises(Conflict) as refused:
+        cp.requeue_job(second)
+    assert f"ask alice or an admin to requeue job {first} first" in str(refused.value)
+    with pytest.raises(Conflict) as again:  # a new dependent of hers: the same words
+        cp.submit({"command": "x", "dependsOn": [first]}, bob)
+    assert f"ask alice or an admin to requeue job {first} first" in str(again.value)
+    with pytest.raises(Conflict) as own:  # her own: hers to requeue
+        cp.submit({"command": "x", "dependsOn": [first]}, alice)
+    assert f"once: requeue job {first} first (hpc job requeue {first})" in str(own.value)

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterator
 from shared.domain import eligibility, lifecycle
 from shared.domain.models import Job, Task
 from shared.domain.states import JOB_TERMINAL, TASK_ACTIVE, JobState, TaskState
-from shared.errors import Conflict, Refused
+from shared.errors import Conflict, NotFound, Refused
 from shared.usecases.deps import Deps, chunks
 from shared.usecases.queries import job_states
 
@@ -129,8 +129,21 @@ def prerequisite_refusal(deps: Deps, job: Job) -> str | None:
             continue
         if states[dep] is None:
             return f"{why}, so it can never run: submit it again without it"
-        return f"{why}; requeue job {dep} first (hpc job requeue {dep}), then this one"
+        return f"{why}; {requeue_first(deps, dep, job.owner)}, then this one"
     return None
+
+
+def requeue_first(deps: Deps, dep: int, owner: str | None) -> str:
+    """What to do first of a prerequisite ``dep`` that did not finish: requeue it, or, if it
+    is another user's, ask them or an admin (a probe's user was told to run a requeue that
+    was then refused him: "job 30 belongs to alice")."""
+    try:
+        theirs = deps.store.get_job(dep).owner
+    except NotFound:
+        theirs = None
+    if theirs is not None and owner is not None and theirs != owner:
+        return f"ask {theirs} or an admin to requeue job {dep} first (hpc job requeue {dep})"
+    return f"requeue job {dep} first (hpc job requeue {dep})"
 
 
 def _reopen_ranges(deps: Deps, job_id: int) -> None:

@@ -22,6 +22,7 @@ from shared.domain.states import JOB_TERMINAL, NODE_COMING, JobState
 from shared.domain.templates import JobTemplate, apply_template
 from shared.errors import InvalidRequest, NotFound, Refused
 from shared.usecases import templates
+from shared.usecases.cancel import requeue_first
 from shared.usecases.deps import Deps
 
 
@@ -61,7 +62,7 @@ def accept(deps: Deps, data: Any, principal: Principal | None = None) -> Accepte
             "(HPC_MAX_TASKS_PER_JOB)"
         )
     check_fits(deps, spec, None if given.node_groups else template, groups)
-    check_prerequisites(deps, spec)
+    check_prerequisites(deps, spec, principal.name if principal else "admin")
     return Accepted(spec, template)
 
 
@@ -82,7 +83,7 @@ def store_job(deps: Deps, accepted: Accepted, job_id: int, principal: Principal 
     return job
 
 
-def check_prerequisites(deps: Deps, spec: JobSpec) -> None:
+def check_prerequisites(deps: Deps, spec: JobSpec, owner: str | None = None) -> None:
     """Refuse prerequisite jobs that do not exist (422), or that ended other than Finished
     (409, as a requeue is refused): the job would be canceled at its first pass (a probe saw
     one accepted, then canceled 4 s later), unless it runs dependents anyway."""
@@ -100,7 +101,7 @@ def check_prerequisites(deps: Deps, spec: JobSpec) -> None:
         if state in JOB_TERMINAL and state is not JobState.FINISHED:
             raise Refused(
                 f"dependsOn: dependency job {dep} ended {state.value}, so this job would be "
-                f"canceled at once: requeue job {dep} first (hpc job requeue {dep}), then "
+                f"canceled at once: {requeue_first(deps, dep, owner)}, then "
                 "submit this one (or, to run it anyway, hpc job submit "
                 '--run-dependents-on-failure: "runDependentsOnFailure": true)'
             )
