@@ -14,9 +14,10 @@ from shared.domain.lifecycle.nodes import removal_refusal
 from shared.domain.messages import CancelTask
 from shared.domain.states import JobState, NodeState, TaskState
 from shared.errors import Conflict, InvalidRequest, NotFound
-from shared.ports.compute import OFF_STATES
+from shared.ports.compute import OFF_STATES, PowerState
 from shared.usecases.operations import pending_operations
 from tests.agent_double import AgentDouble
+from tests.helpers import wait_until
 from tests.test_control import clock, cp, register  # noqa: F401 - fixtures
 
 
@@ -357,5 +358,7 @@ def test_a_vm_booted_again_says_its_vm_started_not_that_its_agent_restarted(cp, 
             "VM started: its agent registered",
         )
         cp.node_action("stop", [node.name])
+        # its VM's process gone (under load it may take a moment): a start then is taken
+        wait_until(lambda: provider.power_states()[node.name] is PowerState.DEALLOCATED, 20)
         cp.autoscale()  # its deallocation known done: Offline
         assert cp.store.get_node(node.name).state is NodeState.OFFLINE
