@@ -191,21 +191,16 @@ def _given_up(tasks: list[Task]) -> list[dict[str, Any]]:
     """The tasks an offline took off the node, each as it is now (Queued again as a new
     attempt; Canceled if its job was being canceled), so that the admin sees what was
     requeued (a probe's ``hpc node offline`` of a busy VM said only "Offline")."""
-    out = []
+    by_job: dict[int, list[int]] = {}
     for was in tasks:
-        try:
-            now = control().get_task(was.job_id, was.id)
-        except NotFound:  # its job deleted meanwhile
-            continue
-        out.append(
-            {
-                "jobId": now.job_id,
-                "taskId": now.id,
-                "state": now.state.value,
-                "attempt": now.attempt,
-            }
-        )
-    return out
+        by_job.setdefault(was.job_id, []).append(was.id)
+    found = [  # a read per job, not per task (a task of a job deleted meanwhile is left out)
+        now for job_id, ids in by_job.items() for now in control().store.get_tasks(job_id, ids)
+    ]
+    return [
+        {"jobId": t.job_id, "taskId": t.id, "state": t.state.value, "attempt": t.attempt}
+        for t in sorted(found, key=lambda t: (t.job_id, t.id))
+    ]
 
 
 MAX_REASON = 200

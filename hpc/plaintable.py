@@ -63,8 +63,22 @@ def print_table(table: Table) -> None:
     console = stdout_console()
     if console.is_terminal:
         console.print(table)
-        return
-    lines = plain_lines(table)
+    else:
+        write_lines(plain_lines(table))
+
+
+def print_lines(lines: list[str]) -> None:
+    """Lines on stdout, fast when piped (``hpc task cancel``'s: rich's print of 10,000
+    lines takes 3.6 s)."""
+    console = stdout_console()
+    if lines and console.is_terminal:
+        console.print("\n".join(lines), markup=False)
+    else:
+        write_lines(lines)
+
+
+def write_lines(lines: list[str]) -> None:
+    """Lines on a pipe or file as the bytes Rich would write there (one each, unpadded)."""
     if lines:
         sys.stdout.write("".join(f"{line}\n" for line in lines))
         sys.stdout.flush()

@@ -13,9 +13,7 @@ from rich.text import Text
 
 from hpc.render import ago, cells, dash, memory, node_state, parse_time, when
 from hpc.text import strip_controls
-
-AGENT_STOPPED = "agent stopped"
-"""The reason a node's agent leaves when it stops (shared.domain.lifecycle.AGENT_STOPPED)."""
+from shared.domain.lifecycle.nodes import AGENT_STOPPED
 
 
 def node_reason(node: Mapping[str, Any]) -> str | None:

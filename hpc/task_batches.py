@@ -11,7 +11,6 @@ Azure) gets one request per task, as before.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +18,9 @@ from typing import Any
 from rich.text import Text
 
 from hpc.client import ApiClient, ApiError
-from hpc.common import REFUSED, api_client, counted, stderr_console, stdout_console
+from hpc.common import REFUSED, api_client, counted, stderr_console
 from hpc.errors import CliError
+from hpc.plaintable import print_lines
 from hpc.task_runs import Words, refusal_lines, run_lines
 from hpc.text import one_line
 from shared.domain.taskspans import MAX_ENTRIES, MAX_TASKS, merged
@@ -102,16 +102,6 @@ def act_each(
     print_lines(lines)
     if refused:
         raise CliError(f"{refused} of {counted(len(tasks), 'task')} not {action.done}")
-
-
-def print_lines(lines: list[str]) -> None:
-    """Lines on stdout, fast when piped."""
-    console = stdout_console()
-    if lines and console.is_terminal:
-        console.print("\n".join(lines), markup=False)
-    elif lines:  # piped: the bytes rich would write (one line each, unpadded), 100x faster
-        sys.stdout.write("".join(f"{s}\n" for s in lines))
-        sys.stdout.flush()
 
 
 def _by_job(tasks: list[tuple[int, int]]) -> dict[int, list[int]]:

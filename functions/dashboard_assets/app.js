@@ -24,8 +24,7 @@ const state = {
   nextTasks: null,
   task: null,
   timer: null,
-  admin: false, // node actions are an admin's: a user is shown none (a probe got 403s)
-  me: null, // GET me: who signed in, whose jobs (or every job, an admin) it may act on
+  me: null, // GET me, once a sign-in: whose jobs (an admin: every job, and the nodes) it acts on
 };
 
 function token() {
@@ -245,15 +244,14 @@ async function nodeAction(name, action) {
 }
 
 function nodeButtons(node) {
-  if (!state.admin) return "";
+  // node actions are an admin's: a user is shown none (a probe got 403s)
+  if (!state.me || state.me.role !== "admin") return "";
   // (cells.js nodeActions: those its state allows; an on-prem machine has no VM to stop)
   return buttons(nodeActions(node), (action) => nodeAction(node.name, action));
 }
 
 async function loadNodes() {
-  const [data, me] = await Promise.all([getJson("nodes"), getJson("me")]);
-  state.admin = me.role === "admin";
-  state.me = me;
+  const data = await getJson("nodes"); // (who signed in: state.me, read once by refresh)
   fill(
     "nodes",
     data.nodes.map((node) => row([
@@ -316,10 +314,7 @@ function report(error) {
 async function refresh() {
   if (!token()) return;
   try {
-    if (state.me === null) {  // who signed in, once: the jobs view's buttons depend on it
-      state.me = await getJson("me");
-      state.admin = state.me.role === "admin";
-    }
+    if (state.me === null) state.me = await getJson("me"); // once: the buttons depend on it
     const view = { jobs: loadJobs, nodes: loadNodes, autoscale: loadAutoscale }[state.view];
     await Promise.all([loadSummary(), view()]);
     showBanner("");

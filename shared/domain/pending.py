@@ -21,6 +21,7 @@ from shared.domain.growshrink import mute
 from shared.domain.jobexclusive import Occupancy, barred_reason
 from shared.domain.memory import fits, may_fit, shown
 from shared.domain.models import Job, LostAttempt, Task
+from shared.domain.ownership import is_managed
 from shared.domain.pending_scaling import (
     GroupScaling,
     capped_only,
@@ -98,7 +99,7 @@ def _unhold(nodes: Sequence[Node], name: str) -> str:
     lets the autoscaler start it when work needs it; ``hpc node online`` boots it now (a
     probe: the reason advised only that, which undoes a freeze)."""
     node = next(n for n in nodes if n.name == name)
-    if node.held == "offline" and node.provider not in (None, "", "onprem"):
+    if node.held == "offline" and is_managed(node):
         return (
             f"hpc node release {name} lets the autoscaler start it as work needs; "
             f"hpc node online {name} starts it now"
