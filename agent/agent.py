@@ -44,14 +44,7 @@ from agent import registration
 from agent.config import AgentConfig
 from agent.identity import Identity, claim
 from agent.reporter import Reporter
-from agent.session import (
-    ABANDON,
-    COMPLETE,
-    INVALID_MESSAGE,
-    NodeSession,
-    Settle,
-    now_like,
-)
+from agent.session import ABANDON, COMPLETE, INVALID_MESSAGE, NodeSession, Settle, now_like
 from agent.tasks import Tasks, short
 from shared.domain.messages import (
     ASSIGNMENT,
@@ -205,6 +198,7 @@ class Agent:
         if answer.note:
             log.warning("the control plane says: %s", answer.note)
         self.reporter.begin(incarnation)
+        self.tasks.registered(incarnation)
         self.tasks.beat()  # answered: heard
         self._next_beat = self.clock()  # say at once what runs here
         log.info("node %s is ours as incarnation %d", cfg.name, incarnation)

@@ -20,7 +20,7 @@ from agent.owners import start_error
 from agent.registration import RegistrationRefused
 from shared.domain.messages import EVENTS_LOCK_MS
 from shared.settings import Settings, memory_size
-from shared.wiring import build_bus, build_output, quiet_azure_sdk_logs
+from shared.wiring import build_bus, build_output, bus_env, quiet_azure_sdk_logs
 
 log = logging.getLogger("agent")
 
@@ -72,6 +72,7 @@ def run_agent(
                 "heartbeat_interval_s": settings.heartbeat_interval_s,
                 "kill_grace_s": settings.task_grace_s,
                 "recent_ended_s": settings.heartbeat_timeout_s + EVENTS_LOCK_MS / 1000,
+                "lifeline_bus": bus_env(settings),
                 **{k: v for k, v in given.items() if v is not None},
             }
         )

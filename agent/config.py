@@ -71,6 +71,10 @@ class AgentConfig(BaseModel):
     """How long heartbeats repeat an ended attempt, so a lost TaskEnded is recovered."""
     lifeline: bool = True
     """Start the watchdog that kills this agent's tasks if the agent dies (agent/lifeline.py)."""
+    lifeline_bus: dict[str, str] = Field(default_factory=dict, repr=False)
+    """The HPC_* settings that open this agent's bus (shared/wiring.py ``bus_env``): the
+    watchdog reports on it the ends this agent, silent or dead, does not
+    (agent/lifeline_reports.py). Empty: it reports none. ``hpc agent run`` sets it."""
     fence_s: float = Field(default_factory=_default_fence_s, gt=0)
     """The watchdog also kills them when no heartbeat was sent for this long (the agent paused
     or cut off from the bus): 2/3 of HPC_HEARTBEAT_TIMEOUT_S, so they are dead before the

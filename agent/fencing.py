@@ -33,6 +33,7 @@ class Fencing:
         attempts are not reported ended; the agent registers again, which requeues them."""
         self.heard_at = time.monotonic()
         """When events (a heartbeat among them) last went out, or a registration was answered."""
+        self._incarnation: int | None = None
 
     def wait_for_predecessor(self) -> None:
         """Before the first registration reads the end records: an earlier agent's watchdog
@@ -71,10 +72,11 @@ class Fencing:
                 ", ".join(escaped),
             )
 
-    def track(self, pgid: int, key: str) -> None:
-        """A task started in process group ``pgid``: the watchdog and the next agent know it."""
+    def track(self, pgid: int, key: str, stdout: str = "") -> None:
+        """A task started in process group ``pgid``: the watchdog and the next agent know it
+        (the watchdog also where its stdout goes, for the tail of an end it reports)."""
         if self._lifeline is not None:
-            self._lifeline.track(pgid, key)
+            self._lifeline.track(pgid, key, stdout)
         if self._groups is not None:
             self._groups.add(pgid, key)
 
@@ -87,7 +89,21 @@ class Fencing:
     def start_lifeline(self) -> None:
         if self.config.lifeline:
             marks = None if self._records is None else self._records.folder
-            self._lifeline = Lifeline(fence_s=self.fence_s, marks=marks)
+            self._lifeline = Lifeline(
+                fence_s=self.fence_s,
+                marks=marks,
+                node=self.config.name,
+                report_env=self.config.lifeline_bus,
+            )
+            if self._incarnation is not None:
+                self._lifeline.incarnation(self._incarnation)
+
+    def registered(self, incarnation: int) -> None:
+        """The node is this agent's as ``incarnation``: the ends the watchdog reports for it
+        (agent/lifeline_reports.py) are that incarnation's."""
+        self._incarnation = incarnation
+        if self._lifeline is not None:
+            self._lifeline.incarnation(incarnation)
 
     @property
     def fence_s(self) -> float:

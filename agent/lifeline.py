@@ -18,6 +18,11 @@ its group, before the control plane can run it elsewhere. The agent, finding a t
 not kill dead with that mark, does not report it ended: it registers again, which requeues
 what its incarnation held (agent/tasks.py ``fenced``).
 
+**Reports.** A paused or hung agent cannot say that a task of its ended by itself, nor can
+one killed: once its agent is not heard for half the fence, and when it dies, the watchdog
+reports those ends itself (agent/lifeline_reports.py), so the control plane never runs them
+again.
+
 **A watchdog gone.** If the watchdog itself dies (kill -9 of it), the agent's next call —
 a write failing on the broken pipe, or ``beat`` after each heartbeat finding its process
 exited — starts a new one and tells it every group still tracked and the fence: an agent
@@ -48,11 +53,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 from agent.endrecords import KILLED
 from agent.groups import command_running, exited, freeze, spare
+from agent.lifeline_reports import EndReports
+from agent.watch import Tracked, Watch
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +72,17 @@ RESTART_EVERY_S = 1.0
 a watchdog that keeps dying, must not make every call fork)."""
 
 
-def _watchdog_argv(fence_s: float, marks: Path | None) -> list[str]:
+def _watchdog_argv(fence_s: float, marks: Path | None, node: str) -> list[str]:
     # not `-m agent.lifeline`: the package imports this module first, and runpy warns on
     # every agent start that it was already in sys.modules
     command = "from agent.lifeline import main; main()"
-    return [sys.executable, "-c", command, str(fence_s or 0), str(marks or "")]
+    return [sys.executable, "-c", command, str(fence_s or 0), str(marks or ""), node]
+
+
+def _track_line(pgid: int, tracked: Tracked) -> str:
+    # a path with a line break would break the pipe's lines: its tail is then not sent
+    stdout = "" if "\n" in tracked.stdout else tracked.stdout
+    return f"+{pgid} {tracked.key} {stdout}".rstrip()
 
 
 def _write_all(pipe: BinaryIO, data: bytes) -> None:
@@ -87,11 +101,24 @@ class Lifeline:
     an agent killed after its watchdog was must not leave its tasks running while the control
     plane runs them elsewhere (found by a chaos probe: a task ran to its end twice)."""
 
-    def __init__(self, *, fence_s: float | None = None, marks: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        fence_s: float | None = None,
+        marks: Path | None = None,
+        node: str = "",
+        report_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``node`` and ``report_env`` (the HPC_* settings of the agent's bus) let the
+        watchdog report the ends its agent, silent or gone, does not
+        (agent/lifeline_reports.py); without them (or ``marks``) it reports none."""
         self._fence_s = fence_s or 0.0
         self._marks = marks
-        self._groups: dict[int, str] = {}
-        """pgid -> task key: what the watchdog kills at end-of-file (and a new one is told)."""
+        self._node = node if report_env and marks is not None else ""
+        self._env = {**os.environ, **report_env} if self._node and report_env else None
+        self._incarnation: int | None = None
+        self._groups: dict[int, Tracked] = {}
+        """pgid -> task: what the watchdog kills at end-of-file (and a new one is told)."""
         self._lock = threading.Lock()
         self._beat_at = 0.0
         self._restart_at = -math.inf
@@ -103,8 +130,9 @@ class Lifeline:
         read_end, write_end = os.pipe()  # both non-inheritable: tasks never hold them
         try:
             proc = subprocess.Popen(
-                _watchdog_argv(self._fence_s, self._marks),
+                _watchdog_argv(self._fence_s, self._marks, self._node),
                 stdin=read_end,
+                env=self._env,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C to the agent's group must not kill it first
             )
@@ -115,10 +143,18 @@ class Lifeline:
             os.close(read_end)
         return proc, os.fdopen(write_end, "wb", buffering=0)
 
-    def track(self, pgid: int, key: str = "") -> None:
+    def track(self, pgid: int, key: str = "", stdout: str = "") -> None:
+        """A task started in process group ``pgid``: attempt ``key``, its stdout in ``stdout``."""
         with self._lock:
-            self._groups[pgid] = key
-            self._send(f"+{pgid} {key}".rstrip())
+            self._groups[pgid] = tracked = Tracked(key, self._incarnation, stdout)
+            self._send(_track_line(pgid, tracked))
+
+    def incarnation(self, incarnation: int) -> None:
+        """The control plane granted the agent ``incarnation``: the tasks it tracks from now
+        on run under it (what the watchdog's reports say)."""
+        with self._lock:
+            self._incarnation = incarnation
+            self._send(f"i{incarnation}")
 
     def untrack(self, pgid: int) -> None:
         with self._lock:
@@ -184,7 +220,9 @@ class Lifeline:
             with contextlib.suppress(OSError):
                 self._pipe.close()
             self._pipe = None
-        replay = "".join(f"+{pgid} {key}".rstrip() + "\n" for pgid, key in self._groups.items())
+        told = [f"i{self._incarnation}"] if self._incarnation is not None else []
+        told += [_track_line(pgid, tracked) for pgid, tracked in self._groups.items()]
+        replay = "".join(f"{line}\n" for line in told)
         pipe: BinaryIO | None = None
         try:
             self._proc, pipe = self._spawn()
@@ -221,54 +259,12 @@ class Lifeline:
                     self._pipe.close()
                 self._pipe = None
             if not running:  # no watchdog to kill what is still tracked: as it would
-                _kill(self._groups, None, records=self._marks is not None)
+                _kill(_keys(self._groups), None, records=self._marks is not None)
             self._groups.clear()
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self._proc.kill()
-
-
-class Watch:
-    """The watchdog's state: the tracked groups (pgid -> task key) and the last beat."""
-
-    def __init__(self, now: float, fence_s: float = 0.0) -> None:
-        self.groups: dict[int, str] = {}
-        self.beat_at = now
-        self.fence_s = fence_s
-
-    def line(self, raw: str, now: float) -> None:
-        line = raw.strip()
-        if line == ".":
-            self.beat_at = now
-            return
-        if line.startswith("f"):
-            with contextlib.suppress(ValueError):
-                fence_s = float(line[1:])
-                if fence_s > 0 and math.isfinite(fence_s):
-                    self.fence_s = fence_s
-            return
-        head, _, key = line.partition(" ")
-        if len(head) < 2 or not head[1:].isdigit():
-            return
-        pgid = int(head[1:])
-        if head[0] == "+":
-            self.groups[pgid] = key
-            self.beat_at = max(self.beat_at, now)  # a task just started: the agent is alive
-        elif head[0] == "-":
-            self.groups.pop(pgid, None)
-
-    def fence_due(self, now: float) -> bool:
-        """Tasks run and the agent has not said a heartbeat went out for ``fence_s``."""
-        return self.fence_s > 0 and bool(self.groups) and now - self.beat_at > self.fence_s
-
-
-def watch(lines: object) -> set[int]:
-    """Read ``+pgid`` / ``-pgid`` lines until end-of-file; return the groups still tracked."""
-    state = Watch(0.0)
-    for raw in lines:  # type: ignore[attr-defined]
-        state.line(raw, 0.0)
-    return set(state.groups)
 
 
 SPARE_WAIT_S = 5.0
@@ -301,6 +297,10 @@ def _kill(groups: dict[int, str], marks: Path | None, *, records: bool) -> None:
     for pgid in spared:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+
+
+def _keys(groups: Mapping[int, Tracked]) -> dict[int, str]:
+    return {pgid: tracked.key for pgid, tracked in groups.items()}
 
 
 def end_groups(groups: dict[int, str]) -> None:
@@ -352,7 +352,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fence_s = float(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else 0.0
     marks = Path(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else None
+    node = sys.argv[3] if len(sys.argv) > 3 else ""
     _hold(marks)
+    reports = EndReports(node, marks) if node and marks is not None else None
     state = Watch(time.monotonic(), fence_s)
     buffer = b""
     fd = sys.stdin.fileno()
@@ -367,6 +369,9 @@ def main() -> None:
             *lines, buffer = buffer.split(b"\n")
             for raw in lines:
                 state.line(raw.decode(errors="replace"), now)
+        silent = f"the agent has not been heard for {now - state.beat_at:.1f} s"
+        if reports is not None and state.reports_due(now):
+            reports.look(state.groups, silent)  # before the fence marks them
         if state.fence_due(now):
             print(
                 f"lifeline: no heartbeat sent for {now - state.beat_at:.1f} s; killing "
@@ -374,9 +379,14 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-            _kill(state.groups, marks, records=marks is not None)
+            _kill(_keys(state.groups), marks, records=marks is not None)
+            if reports is not None:  # the shells it spared have written their ends
+                reports.look(state.groups, silent)
             state.groups.clear()
-    _kill(state.groups, None, records=marks is not None)
+    _kill(_keys(state.groups), None, records=marks is not None)
+    if reports is not None and state.groups:
+        reports.look(state.groups, "the agent is gone")
+        reports.wait()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from agent.endrecords import EndRecords
 from agent.groups import command_running, freeze, group_alive, signal_group, thaw
 from agent.outputfiles import OutputFileError, TaskFiles
 from agent.owners import OwnerError, OwnerStart, RunAsOwner
+from agent.tail import read_tail
 from agent.taskenv import work_dir
 from agent.taskgroups import hold_mark
 from shared.domain.messages import JOB_SUBMIT_ENV, RunTask
@@ -45,8 +46,6 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TAIL_CHARS = 4000
-"""How much of the end of stdout travels in TaskEnded."""
 GRACE_S = 0.5
 """Time between SIGTERM and SIGKILL of a task's process group when the caller names none (a
 task's own end, its leftovers; cancels and runtime limits: agent/stopping.py)."""
@@ -63,18 +62,6 @@ _WAIT_STEP_S = 0.01
 def task_key(job_id: int, task_id: int, attempt: int) -> str:
     """The "job.task.attempt" form used in heartbeats and registrations."""
     return f"{job_id}.{task_id}.{attempt}"
-
-
-def read_tail(path: Path, chars: int = TAIL_CHARS) -> str:
-    """The last ``chars`` characters of a UTF-8 (or not) text file; empty if there is none."""
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - 4 * chars))  # 4 bytes is the longest UTF-8 character
-            data = f.read()
-    except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace")[-chars:]
 
 
 class Runner:
@@ -125,6 +112,11 @@ class Runner:
         exited): its end is the kill's (canceled, runtime limit), whatever exit code its
         process tree ends with (a ``trap "exit 0" TERM`` too). False if it had ended first."""
         self._kill_sent = False
+
+    @property
+    def stdout_file(self) -> str:
+        """The file the task's stdout goes to on this machine ("" before it started)."""
+        return str(self._paths["stdout"]) if "stdout" in self._paths else ""
 
     @property
     def pid(self) -> int | None:

@@ -149,7 +149,7 @@ class Tasks(Fencing):
         self.running[key] = runner
         self.owed.started(key)
         if runner.pid is not None:
-            self.track(runner.pid, key)  # its process group id
+            self.track(runner.pid, key, runner.stdout_file)  # its process group id
         log.info(
             "task %s started (pid %s, %d cores): %s",
             key,

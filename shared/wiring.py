@@ -71,6 +71,17 @@ def build_bus(settings: Settings) -> Bus:
     return _sqlite_bus(str(settings.bus_path))
 
 
+def bus_env(settings: Settings) -> dict[str, str]:
+    """The HPC_* variables that make :func:`build_bus` in another process open this bus: for
+    the agent's lifeline, which reports the ends its agent, silent or dead, does not."""
+    env = {"HPC_BUS": settings.bus, "HPC_HOME": str(settings.home_dir)}
+    if settings.bus == "servicebus":
+        env["HPC_SERVICEBUS_NAMESPACE"] = settings.servicebus_namespace
+        env["HPC_SERVICEBUS_CONNECTION_STRING"] = settings.servicebus_connection_string
+        env["HPC_SERVICEBUS_TRANSPORT"] = settings.servicebus_transport
+    return env
+
+
 @functools.cache
 def _servicebus_bus(connection_string: str, namespace: str, websockets: bool = False) -> Bus:
     from shared.adapters.servicebus_bus import ServiceBusBus

@@ -138,6 +138,6 @@ def test_tasks_die_with_an_agent_killed_by_sigkill(tmp_path):
 
 
 def test_lifeline_forgets_groups_of_ended_tasks():
-    from agent.lifeline import watch
+    from agent.watch import watch
 
     assert watch(["+10\n", "+11\n", "-10\n", "junk\n", "+12\n"]) == {11, 12}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.lifeline import KILLED, Lifeline, Watch
+from agent.lifeline import KILLED, Lifeline
+from agent.watch import Watch
 from shared.domain.messages import Heartbeat, RegisterNode, TaskEnded, TaskStarted
 from shared.ports.bus import BusError
 from tests.agent_fixtures import bus, cp, output, run_task, start_agent  # noqa: F401 - fixtures

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 import agent.lifeline as lifeline_module
-from agent.lifeline import KILLED, Lifeline, Watch
+from agent.lifeline import KILLED, Lifeline
+from agent.watch import Tracked, Watch
 from tests.helpers import ROOT, child_env, process_alive, wait_until
 
 NO_SUCH_GROUP = 2**22 + 7
@@ -111,8 +112,9 @@ def test_the_new_watchdog_is_told_the_fence_and_every_group_still_tracked(tmp_pa
     try:
         lifeline.fence(4.5)
         lifeline.fence(0)  # ignored, as the watchdog ignores it
+        lifeline.incarnation(7)  # what its reports say (agent/lifeline_reports.py)
         lifeline.track(NO_SUCH_GROUP + 1, "1.1.0")
-        lifeline.track(NO_SUCH_GROUP + 2, "2.1.0")
+        lifeline.track(NO_SUCH_GROUP + 2, "2.1.0", "/out/2 1/stdout")  # (a space in a path)
         lifeline.track(NO_SUCH_GROUP + 3)
         lifeline.untrack(NO_SUCH_GROUP + 1)
         _kill_watchdog(lifeline)
@@ -120,7 +122,7 @@ def test_the_new_watchdog_is_told_the_fence_and_every_group_still_tracked(tmp_pa
         monkeypatch.setattr(
             lifeline_module,
             "_watchdog_argv",
-            lambda fence_s, marks: [
+            lambda fence_s, marks, _node: [
                 sys.executable,
                 "-c",
                 _RECORDER,
@@ -139,8 +141,11 @@ def test_the_new_watchdog_is_told_the_fence_and_every_group_still_tracked(tmp_pa
     state = Watch(0.0, float(head.split("\n")[0]))
     for line in lines.splitlines():
         state.line(line, 1.0)
-    assert state.groups == {NO_SUCH_GROUP + 2: "2.1.0", NO_SUCH_GROUP + 3: ""}
-    assert state.fence_s == 4.5
+    assert state.groups == {
+        NO_SUCH_GROUP + 2: Tracked("2.1.0", 7, "/out/2 1/stdout"),
+        NO_SUCH_GROUP + 3: Tracked("", 7),
+    }
+    assert state.fence_s == 4.5 and state.incarnation == 7
 
 
 def test_a_restart_that_fails_is_tried_again_later_not_at_every_call(tmp_path, monkeypatch, caplog):
