@@ -72,7 +72,6 @@ def run_agent(
                 "heartbeat_interval_s": settings.heartbeat_interval_s,
                 "kill_grace_s": settings.task_grace_s,
                 "recent_ended_s": settings.heartbeat_timeout_s + EVENTS_LOCK_MS / 1000,
-                "lifeline_bus": bus_env(settings),
                 **{k: v for k, v in given.items() if v is not None},
             }
         )
@@ -90,6 +89,7 @@ def run_agent(
         return EXIT_FAILED
     if config.state_dir is None:
         config = config.model_copy(update={"state_dir": settings.home_dir / "agents" / config.name})
+    config = config.model_copy(update={"lifeline_bus": bus_env(settings)})
     agent = Agent(config, bus=bus, output=output)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
