@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     scheduler_window: int = Field(default=5000, ge=1)
     """Most queued tasks one scheduler pass looks at (priority order); a pass reads
     max(100, 4 x free cores) of them, up to this."""
+    fair_share: bool = True
+    """At one priority, serve first the users whose tasks hold the fewest cores now
+    (shared/domain/fairshare.py); false: first come, first served across users (HPC Pack's
+    Queued mode)."""
 
     store: Literal["sqlite", "cosmos"] = "sqlite"
     """The Store adapter: ``sqlite`` (a file in HPC_HOME) or ``cosmos`` (Azure Cosmos DB)."""

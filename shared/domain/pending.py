@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
-from shared.domain import eligibility, memoryfit
+from shared.domain import eligibility, fairshare, memoryfit
 from shared.domain.cluster import Node
 from shared.domain.growshrink import mute
 from shared.domain.jobexclusive import Occupancy, barred_reason
@@ -292,37 +292,40 @@ def behind(
     *,
     now: datetime,
     prerequisites: Mapping[int, JobState | None],
+    use: Mapping[str, int] | None = None,
 ) -> str:
     """``reason`` led by the jobs ahead of ``job`` in the queue that compete for its nodes
     (queued tasks, ahead in scheduling order, a node group in common): e.g. "12 jobs of
     higher priority ahead; waiting for 8 free core(s) ...". Unchanged if there are none.
+    ``use``: the cores each user's tasks hold, for fair share (:mod:`fairshare`; None: off).
     A job that could not start now is not ahead: held, or waiting for a prerequisite job
     (``prerequisites``: each ``dependsOn`` job's state, :mod:`shared.domain.eligibility`);
     the scheduler passes it by."""
     mine = set(job.node_groups)
-    higher = earlier = 0
+    count = {"priority": 0, "earlier": 0, "share": 0}
     for other in queued:
         if other.id == job.id or not other.task_counts.get(TaskState.QUEUED):
             continue
         if mine and other.node_groups and mine.isdisjoint(other.node_groups):
             continue
-        above = other.priority > job.priority
-        if not above and not (
-            other.priority == job.priority
-            and (other.submit_time, other.id) < (job.submit_time, job.id)
-        ):
+        why = fairshare.ahead(other, job, use)
+        if why is None:
             continue
         if eligibility.held_back(other, now=now, prerequisites=prerequisites) is not None:
             continue  # (asked only of a job ahead: it reads the job's dependencies)
-        if above:
-            higher += 1
-        else:
-            earlier += 1
+        count[why] += 1
+    higher, earlier, share = count["priority"], count["earlier"], count["share"]
     parts = []
     if higher:
         parts.append(f"{higher} job{'s' if higher != 1 else ''} of higher priority ahead")
     if earlier:
         parts.append(
             f"{earlier} earlier job{'s' if earlier != 1 else ''} of the same priority ahead"
+        )
+    if share:
+        held = (use or {}).get(job.owner, 0)
+        parts.append(
+            f"{share} job{'s' if share != 1 else ''} of users holding fewer cores than "
+            f"{job.owner}'s {held} ahead (fair share)"
         )
     return "; ".join([*parts, reason]) if parts else reason

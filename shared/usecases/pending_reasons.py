@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import cast
 
-from shared.domain import eligibility, lifecycle, pending, pending_scaling, taskgraph
+from shared.domain import eligibility, fairshare, lifecycle, pending, pending_scaling, taskgraph
 from shared.domain.cluster import Node
 from shared.domain.hosts import used_cores
 from shared.domain.jobexclusive import occupancy
@@ -66,6 +66,7 @@ def _reasons(
     scaling: dict[str, pending_scaling.GroupScaling] | None = None
     now = deps.clock()
     waiting: list[Job] | None = None
+    use: dict[str, int] | None = None
     prerequisites: dict[int, JobState | None] = {}
     seen: tuple[Reservation | None, set[Hashable]] | None = None
     out: dict[tuple[int, int], str] = {}
@@ -96,7 +97,11 @@ def _reasons(
                 if waiting is None:  # read once, only if some task waits for cores
                     waiting = list(all_jobs(deps.store, [JobState.QUEUED, JobState.RUNNING]))
                     prerequisites = job_states(deps, {d for j in waiting for d in j.depends_on})
-                reason = pending.behind(job, waiting, reason, now=now, prerequisites=prerequisites)
+                    owners = {j.id: j.owner for j in waiting}
+                    use = fairshare.in_use(active, owners) if deps.settings.fair_share else None
+                reason = pending.behind(
+                    job, waiting, reason, now=now, prerequisites=prerequisites, use=use
+                )
         if reason is not None:
             out[(task.job_id, task.id)] = reason
     return out

@@ -1,5 +1,7 @@
 """The scheduling queue: the queued tasks the scheduler (and the autoscaler) may start now,
-in scheduling order (priority high first, then submit time, job id, task id).
+in scheduling order: priority high first; then, between users, the one whose tasks hold the
+fewest cores now (fair share, :mod:`shared.domain.fairshare`; HPC_FAIR_SHARE); then submit
+time, job id, task id.
 
 Two sources are merged: stored Queued tasks, and the tasks of open sweep ranges that do not
 exist yet (made from the range on the fly, stored only when dispatched; see
@@ -13,12 +15,13 @@ when they filled a window (a held 10,000-task job cannot starve the jobs behind 
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 
-from shared.domain import eligibility, lifecycle, taskgraph
+from shared.domain import eligibility, fairshare, lifecycle, taskgraph
 from shared.domain.hosts import Holding
 from shared.domain.models import Job, Task
 from shared.domain.states import JobState
@@ -29,11 +32,6 @@ from shared.usecases.queries import job_states
 
 ROUNDS = 3
 """Reads of the queue at most per call (each excluding the jobs the previous one found blocked)."""
-
-
-def order(task: Task) -> tuple[int, datetime, int, int]:
-    """Scheduling order, as the store's queued_tasks and open_ranges sort."""
-    return (-task.priority, task.submit_time, task.job_id, task.id)
 
 
 def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) -> list[Task]:
@@ -49,12 +47,20 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
     """Tasks found runnable in a job that a later round excludes (it also has blocked ones)."""
     out: list[Task] = []
     now = deps.clock()
+    owners: dict[int, str] = {}
+    """Owners of the jobs of ``active`` (read once, only if fair share has users to part)."""
     for _ in range(ROUNDS):
         stored = deps.store.queued_tasks(limit=limit, exclude_jobs=exclude)
         ranges = deps.store.open_ranges(limit=limit, exclude_jobs=exclude)
         new = ({t.job_id for t in stored} | {r.job_id for r in ranges}) - seen
         room.update(_room(deps, new, running, jobs, now))
         seen |= new
+        key: Callable[[Task], fairshare.OrderKey] = fairshare.first_come
+        if deps.settings.fair_share and len({jobs[j].owner for j in room}) > 1:
+            owners = owners or _owners(deps, {t.job_id for t in active}, jobs)
+            use = fairshare.in_use(active, owners)
+            key = fairshare.order({j: job.owner for j, job in jobs.items()}, use)
+        stored, kept = sorted(stored, key=key), sorted(kept, key=key)
         left = dict(room)
         out, blocked = [], set()
         streams = [
@@ -62,7 +68,7 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
             for r in ranges
             if r.job_id in left and taskgraph.waiting_for(r.template, jobs[r.job_id]) is None
         ]
-        for task in heapq.merge(stored, kept, *streams, key=order):
+        for task in heapq.merge(stored, kept, *streams, key=key):
             slots = left.get(task.job_id, 0)
             if task.job_id not in left or slots == 0:
                 blocked.add(task.job_id)
@@ -84,9 +90,19 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
         window_full = len(stored) >= limit or len(ranges) >= limit
         if not window_full or not blocked - exclude:
             break
-        kept = sorted({(t.job_id, t.id): t for t in [*kept, *out]}.values(), key=order)
+        kept = list({(t.job_id, t.id): t for t in [*kept, *out]}.values())
         kept = [t for t in kept if t.job_id in blocked | exclude]
         exclude |= blocked
+    return out
+
+
+def _owners(deps: Deps, job_ids: set[int], jobs: Mapping[int, Job]) -> dict[int, str]:
+    """The owner of each of these jobs (those read already, then the others: the running
+    jobs with nothing queued in the window, whose cores count for their user all the same)."""
+    out = {j: jobs[j].owner for j in job_ids if j in jobs}
+    for job_id in job_ids - out.keys():
+        with contextlib.suppress(NotFound):
+            out[job_id] = deps.store.get_job(job_id).owner
     return out
 
 
