@@ -143,6 +143,6 @@ def test_a_job_behind_a_user_holding_fewer_cores_says_so(tmp_path, clock):
     left = next(t for t in cp.list_tasks(mine.id) if t.state is TaskState.QUEUED)
     reason = cp.pending_reasons([left])[(mine.id, left.id)]
     assert reason.startswith(
-        "1 job of users holding fewer cores than alice's 2 ahead (fair share); waiting for"
+        "1 job of a user holding fewer cores than alice's 2 ahead (fair share); waiting for"
     ), reason
     assert cp.get_job(theirs.id).state is JobState.QUEUED

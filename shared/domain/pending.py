@@ -324,8 +324,8 @@ def behind(
         )
     if share:
         held = (use or {}).get(job.owner, 0)
+        whose = "jobs of users" if share != 1 else "job of a user"
         parts.append(
-            f"{share} job{'s' if share != 1 else ''} of users holding fewer cores than "
-            f"{job.owner}'s {held} ahead (fair share)"
+            f"{share} {whose} holding fewer cores than {job.owner}'s {held} ahead (fair share)"
         )
     return "; ".join([*parts, reason]) if parts else reason
