@@ -1,7 +1,9 @@
 """HTTP triggers for API users (admin only): ``POST /api/users`` adds a user or another
 token for one (the token is in the answer, once), ``GET /api/users`` lists them,
-``DELETE /api/users/{name}`` revokes every token of one (its jobs stay). ``GET /api/me``
-(any user) says who the caller's token signs in as."""
+``DELETE /api/users/{name}`` revokes every token of one (its jobs stay),
+``GET /api/users/{name}/tokens`` lists one's tokens by id and ``DELETE
+/api/users/{name}/tokens/{id}`` revokes one of them. ``GET /api/me`` (any user) says who the
+caller's token signs in as."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from functions.context import control
 from functions.http_api import api
 from functions.keys import json_text
 from functions.routing import created, route
+from shared.auth import digest
 from shared.domain.access import check_admin
 from shared.domain.cluster import Principal
+from shared.domain.records import fixed_width
 from shared.errors import InvalidRequest
 from shared.usecases import users
 
@@ -31,7 +35,13 @@ def add_user(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     if not isinstance(body, dict) or "name" not in body or set(body) - {"name", "role"}:
         raise InvalidRequest('the body is {"name": NAME[, "role": "user" or "admin"]}')
     user, token = users.add_user(control().deps, body["name"], body.get("role", "user"))
-    doc = {"name": user.name, "role": user.role, "tokens": user.tokens, "token": token}
+    doc = {
+        "name": user.name,
+        "role": user.role,
+        "tokens": user.tokens,
+        "token": token,
+        "tokenId": users.token_id(digest(token)),
+    }
     return created(json_text(doc), "users", user.name)
 
 
@@ -63,3 +73,28 @@ def remove_user(req: func.HttpRequest, principal: Principal) -> Any:
     name = req.route_params.get("name", "")
     revoked = users.remove_user(control().deps, name, principal)
     return {"name": name, "revokedTokens": revoked}
+
+
+@route(bp, "users/{name}/tokens", ["GET"])
+@api
+def list_tokens(req: func.HttpRequest, principal: Principal) -> Any:
+    only_params(req, "GET /api/users/{name}/tokens")
+    check_admin(principal, "list users' tokens")
+    name = req.route_params.get("name", "")
+    tokens = users.list_tokens(control().deps, name)
+    return {
+        "name": name,
+        "tokens": [
+            {"id": t.id, "created": fixed_width(t.created) if t.created else None} for t in tokens
+        ],
+    }
+
+
+@route(bp, "users/{name}/tokens/{token}", ["DELETE"])
+@api
+def revoke_token(req: func.HttpRequest, principal: Principal) -> Any:
+    check_admin(principal, "revoke tokens")
+    name, token = req.route_params.get("name", ""), req.route_params.get("token", "")
+    bearer = (req.headers.get("Authorization") or "")[7:].strip()
+    revoked = users.revoke_token(control().deps, name, token, caller_token=digest(bearer))
+    return {"name": name, "revokedTokens": 1, "token": revoked}

@@ -255,6 +255,15 @@ class ApiClient(OutputRoutes):
     def remove_user(self, name: str) -> dict[str, Any]:
         return self._json("DELETE", f"users/{segment(name, 'user name')}")
 
+    def list_tokens(self, name: str) -> dict[str, Any]:
+        """``{"name", "tokens": [{"id", "created"}...]}``: the user's tokens, oldest first."""
+        return self._json("GET", f"users/{segment(name, 'user name')}/tokens")
+
+    def revoke_token(self, name: str, token: str) -> dict[str, Any]:
+        """``{"name", "revokedTokens": 1, "token"}``: one token revoked, by its id."""
+        user, tok = segment(name, "user name"), segment(token, "token id")
+        return self._json("DELETE", f"users/{user}/tokens/{tok}")
+
     def autoscale_log(self, *, group: str | None = None, limit: int = 200) -> dict[str, Any]:
         return self._json("GET", "autoscale/log", params={"group": group, "limit": limit})
 

@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 from shared.domain.cluster import Principal
+from shared.domain.records import utcnow
 from shared.errors import Unauthorized
 from shared.ports.store import Store
 from shared.settings import Settings
@@ -34,7 +35,7 @@ def ensure_admin_token(settings: Settings, store: Store) -> tuple[str, bool]:
         token = secrets.token_urlsafe(32)
         _write_private(path, token + "\n")
     if not known:  # (a fresh token is never known)
-        store.add_token(digest(token), Principal(name="admin", role="admin"))
+        store.add_token(digest(token), Principal(name="admin", role="admin", created=utcnow()))
     return token, fresh
 
 

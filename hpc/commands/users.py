@@ -1,4 +1,5 @@
-"""``hpc user``: API users (admins only): add one and show its token once, list, remove."""
+"""``hpc user``: API users (admins only): add one and show its token once, list, remove;
+one user's tokens listed and revoked one at a time."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from hpc.common import JsonOption, api_client, print_json, stderr_console, stdout_console
 from hpc.render import cells, dash
+from hpc.render_times import when
 from hpc.text import safe
 
 app = typer.Typer(help="API users and their tokens (admins only).", no_args_is_help=True)
@@ -31,8 +33,9 @@ def user_add(
     token = str(data.get("token", ""))
     stderr_console().print(
         f"user {dash(data.get('name'))} (role {dash(data.get('role'))}) has "
-        f"{data.get('tokens')} token(s); the new one is below, shown this once: keep it "
-        "secret, the user sets it as HPC_TOKEN"
+        f"{data.get('tokens')} token(s); the new one (id {dash(data.get('tokenId'))}, for "
+        "`hpc user revoke`) is below, shown this once: keep it secret, the user sets it as "
+        "HPC_TOKEN"
     )
     if as_agent:
         shown = ", ".join(as_agent[:SHOW_NODES]) + (
@@ -83,4 +86,35 @@ def user_remove(name: Annotated[str, typer.Argument(help="The user.")]) -> None:
         data = client.remove_user(name)
     stdout_console().print(
         f"user {dash(data.get('name'))}: {data.get('revokedTokens')} token(s) revoked"
+    )
+
+
+@app.command("tokens")
+def user_tokens(
+    name: Annotated[str, typer.Argument(help="The user.")], as_json: JsonOption = False
+) -> None:
+    """The user's tokens by id (never the tokens themselves), oldest first."""
+    with api_client() as client:
+        data = client.list_tokens(name)
+    if as_json:
+        print_json(data)
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("Token", "Created"):
+        table.add_column(column)
+    for t in data.get("tokens", []):
+        table.add_row(*cells(dash(t.get("id")), when(t.get("created"))))
+    stdout_console().print(table)
+
+
+@app.command("revoke")
+def user_revoke(
+    name: Annotated[str, typer.Argument(help="The user.")],
+    token: Annotated[str, typer.Argument(help="The token's id (hpc user tokens NAME).")],
+) -> None:
+    """Revoke one token of the user (a leaked one): its other tokens still sign in."""
+    with api_client() as client:
+        data = client.revoke_token(name, token)
+    stdout_console().print(
+        f"user {dash(data.get('name'))}: token {dash(data.get('token'))} revoked"
     )

@@ -133,3 +133,5 @@ class Principal(BaseModel):
 
     name: str
     role: str = "admin"
+    created: UtcTime | None = None
+    """When the token was made (None: a token from before this was kept)."""

@@ -19,14 +19,14 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _fixed_width(moment: datetime) -> str:
+def fixed_width(moment: datetime) -> str:
     return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 UtcTime = Annotated[
     datetime,
     AfterValidator(_utc),
-    PlainSerializer(_fixed_width, return_type=str, when_used="json"),
+    PlainSerializer(fixed_width, return_type=str, when_used="json"),
 ]
 """A record's time: always UTC, written in one fixed width (``2026-01-01T12:00:00.500000Z``)
 so that stored times compare and sort as text the way they do as times."""
