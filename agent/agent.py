@@ -363,6 +363,7 @@ class Agent:
         self.tasks.kill_all(report=True)  # those that ran to their end may still count
         with contextlib.suppress(Exception):  # their ends before the registration, if it can
             self.reporter.flush()
+        self.tasks.forget_reported()  # (sent: not reported again as the registration's leftovers)
         self.tasks.fenced = False
         self.session.drop()
         self.incarnation = None

@@ -373,9 +373,10 @@ def main() -> None:
         if reports is not None and state.reports_due(now):
             reports.look(state.groups, silent)  # before the fence marks them
         if state.fence_due(now):
+            running = sum(not exited(pgid) for pgid in state.groups)  # (not those that ended)
             print(
                 f"lifeline: no heartbeat sent for {now - state.beat_at:.1f} s; killing "
-                f"{len(state.groups)} task group(s) before the control plane runs them elsewhere",
+                f"{running} task group(s) before the control plane runs them elsewhere",
                 file=sys.stderr,
                 flush=True,
             )

@@ -89,7 +89,7 @@ class EndReports:
         return found
 
     def _event(self, tracked: Tracked, code: int) -> bytes | None:
-        from shared.domain.messages import TaskEnded, parse_attempt_key  # (pydantic: when needed)
+        from shared.domain.messages import LIFELINE_SEQ, TaskEnded, parse_attempt_key
 
         parts = parse_attempt_key(tracked.key)
         if parts is None or tracked.incarnation is None:
@@ -98,7 +98,7 @@ class EndReports:
         end = TaskEnded(
             node=self.node,
             incarnation=tracked.incarnation,
-            seq=0,  # before the agent's own later events of the incarnation, if a batch holds both
+            seq=LIFELINE_SEQ,
             job_id=job_id,
             task_id=task_id,
             attempt=attempt,

@@ -335,7 +335,8 @@ class Tasks(Fencing):
         for left in self._records.leftovers(running=set(self.running)):
             key = task_key(left.job_id, left.task_id, left.attempt)
             log.warning(
-                "task %s ended (exit code %d) but its agent died before saying so; reporting it",
+                "task %s ended (exit code %d) and an earlier agent or incarnation of this node "
+                "had not said so; reporting it",
                 key,
                 left.exit_code,
             )

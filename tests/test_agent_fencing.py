@@ -272,6 +272,10 @@ def test_a_task_that_ended_by_itself_before_the_fence_is_reported_not_run_again(
     # past the fence it registers again (its work may have gone elsewhere), its end sent first
     wait_until(lambda: len(cp.of(RegisterNode)) == 2, timeout=10, what="registered again")
     assert cp.events.index(end) < cp.events.index(cp.of(RegisterNode)[1])
+    # said once: not again as a leftover of the new incarnation (a probe read it twice)
+    cp.wait_for(Heartbeat, lambda h: h.incarnation == agent.incarnation != first)
+    assert [e for e in cp.of(TaskEnded) if e.job_id == 9] == [end]
+    assert cp.of(RegisterNode)[1].ended == []
 
 
 def test_an_agent_not_heard_past_its_fence_registers_again_before_running_what_waited(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,42 @@ def test_a_paused_agents_task_that_ends_is_reported_before_the_fence_by_its_life
     )
     assert {(e.incarnation, e.attempt, e.exit_code) for e in ends} == {(first, 1, 0)}
     assert len(cp.of(RegisterNode)) == 1  # heard within its fence: the same incarnation
+
+
+# ------------------------------------------------------------ the tail the agent reads whole
+
+
+@pytest.mark.parametrize(
+    ("again", "kept"),
+    [
+        ({"seq": 7}, "FIRST\nLATER\n"),  # the agent's own report, heard again: its whole tail
+        ({"seq": 0}, "FIRST\n"),  # the lifeline's end sent twice: nothing new
+        ({"seq": 7, "exit_code": 1}, "FIRST\n"),  # not the same end
+        ({"seq": 7, "attempt": 1}, "FIRST\n"),
+        ({"seq": 7, "node": "n2"}, "FIRST\n"),
+        ({"seq": 7, "incarnation": 4}, "FIRST\n"),
+        ({"seq": 7, "output": ""}, "FIRST\n"),  # a heartbeat's recovered end has no tail
+        ({"seq": 7, "canceled": True}, "FIRST\n"),
+    ],
+)
+def test_the_agents_own_report_of_the_end_its_lifeline_sent_brings_the_whole_tail(again, kept):
+    """A probe: a task writing its own --stdout file, its agent paused; the lifeline reported
+    its end with the tail of the agent's copy (written before the pause), and the agent's own
+    report, heard again, was dropped as a repeat: the task showed a stale tail for good."""
+    from shared.domain import lifecycle
+    from shared.domain.messages import TaskEnded
+    from shared.domain.models import Task
+    from shared.domain.states import TaskState
+
+    task = Task(job_id=1, id=1, command="x", state=TaskState.RUNNING, attempt=2, node="n1",
+                incarnation=3)  # fmt: skip
+    first = {"node": "n1", "incarnation": 3, "job_id": 1, "task_id": 1, "attempt": 2}
+    now = datetime.now(UTC)
+    change = lifecycle.task_ended(
+        task, TaskEnded(**first, seq=0, exit_code=0, output="FIRST\n"), now
+    )
+    assert change is not None and task.state is TaskState.FINISHED
+    later = {**first, "exit_code": 0, "output": "FIRST\nLATER\n", **again}
+    change = lifecycle.task_ended(task, TaskEnded(**later), now)
+    assert task.output == kept and task.state is TaskState.FINISHED
+    assert (change is not None) is (kept != "FIRST\n")  # stored only when it changed

@@ -61,6 +61,11 @@ TaskId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Attempt = Annotated[int, Field(ge=0, le=1_000_000)]
 Incarnation = Annotated[int, Field(ge=1, le=MAX_ID)]
 Seq = Annotated[int, Field(ge=0, le=MAX_ID)]
+LIFELINE_SEQ = 0
+"""The ``seq`` of a TaskEnded an agent's lifeline sends for it while it is silent or dead
+(agent/lifeline_reports.py): an agent numbers its own events from 1, so a batch applies the
+lifeline's end before the agent's later events, and the agent's own report of the same end
+is known for a later one (its stdout tail is kept: lifecycle ``task_ended``)."""
 NodeName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S+$")]
 Cores = Annotated[int, Field(ge=1, le=1_000_000)]
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.domain.messages import (
+    LIFELINE_SEQ,
     MAX_ID,
     AssignmentRefused,
     CancelTask,
@@ -110,6 +111,9 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
     """The current attempt's end; or the late end of a lost attempt that ran to its end."""
     new = outcome(ev.exit_code, canceled=ev.canceled, error=ev.error, valid=task.valid_exit_codes)
     old = task.state
+    if old in TASK_TERMINAL and _told_again(task, ev):
+        task.output = ev.output
+        return TaskChange(old, old)
     if is_current(task, ev):
         if old not in TASK_ACTIVE:
             return None
@@ -154,6 +158,21 @@ def task_ended(task: Task, ev: TaskEnded, now: datetime) -> TaskChange | None:
         task.error += f": {exit_reason(ev.exit_code, task.valid_exit_codes)}"
     task.result_attempt = ev.attempt
     return TaskChange(old, new, cancels)
+
+
+def _told_again(task: Task, ev: TaskEnded) -> bool:
+    """The agent's own report (``seq`` from 1) of the end its lifeline reported for it while
+    it was silent (:data:`LIFELINE_SEQ`): the same attempt, node, incarnation and exit code,
+    with the stdout tail the agent read whole. Its tail is kept: the lifeline's is stale for
+    a task that writes its own ``--stdout`` file, which the paused agent copies (a probe)."""
+    return (
+        ev.seq > LIFELINE_SEQ
+        and bool(ev.output)
+        and ev.output != task.output
+        and not ev.canceled
+        and (task.result_attempt, task.node, task.incarnation, task.exit_code)
+        == (ev.attempt, ev.node, ev.incarnation, ev.exit_code)
+    )
 
 
 def _a_result(ev: TaskEnded, state: TaskState) -> bool:
