@@ -96,5 +96,5 @@ def revoke_token(req: func.HttpRequest, principal: Principal) -> Any:
     check_admin(principal, "revoke tokens")
     name, token = req.route_params.get("name", ""), req.route_params.get("token", "")
     bearer = (req.headers.get("Authorization") or "")[7:].strip()
-    revoked = users.revoke_token(control().deps, name, token, caller_token=digest(bearer))
-    return {"name": name, "revokedTokens": 1, "token": revoked}
+    revoked, left = users.revoke_token(control().deps, name, token, caller_token=digest(bearer))
+    return {"name": name, "revokedTokens": 1, "token": revoked, "tokensLeft": left}

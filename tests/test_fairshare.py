@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.domain.cluster import Principal
-from shared.domain.fairshare import ahead, first_come, in_use, order
+from shared.domain.fairshare import FairMerge, ahead, first_come, in_use
 from shared.domain.hosts import Holding, Seat
 from shared.domain.models import Host, Job, Task
 from shared.domain.states import JobState, TaskState
@@ -42,29 +42,62 @@ def test_a_users_cores_are_counted_on_every_node_their_tasks_hold():
     assert in_use(active, {1: "alice", 2: "bob"}) == {"alice": 10, "bob": 1}
 
 
+def _merged(queues: dict[str, list[Task]], use: dict[str, int], take=lambda t: True) -> str:
+    """The users of the tasks in the merge's order, one letter each; ``take``: which tasks
+    the caller takes into its window (the others are passed over)."""
+    merge = FairMerge(queues, use)
+    order = []
+    for task, user in merge:
+        order.append(user[0])
+        if take(task):
+            merge.took(task, user)
+    return "".join(order)
+
+
 @pytest.mark.parametrize(
-    ("alice", "bob", "first"),
+    ("alice", "bob", "order"),
     [
-        (8, 0, "bob"),  # alice holds the cores: bob's later job goes first
-        (0, 8, "alice"),
-        (4, 4, "alice"),  # even: first come, first served
-        (0, 0, "alice"),
+        (8, 0, "bbbaaa"),  # alice holds 8: bob's 3 first (up to 3 < 8), then alice's
+        (0, 8, "aaabbb"),
+        (4, 4, "ababab"),  # even: they take turns, the earlier first
+        (0, 0, "ababab"),
+        (2, 0, "bbabaa"),  # bob catches up to 2, then turns (bob has 3 tasks)
     ],
 )
-def test_at_one_priority_the_user_holding_fewer_cores_goes_first(alice, bob, first):
-    owners = {1: "alice", 2: "bob"}
-    queue = [_task(1, i, at=0) for i in (1, 2, 3)] + [_task(2, 1, at=3)]
-    ranked = sorted(queue, key=order(owners, {"alice": alice, "bob": bob}))
-    assert owners[ranked[0].job_id] == first
-    alices = [t.id for t in ranked if t.job_id == 1]
-    assert alices == [1, 2, 3]  # within one user, first come, first served
+def test_the_user_holding_the_fewest_cores_is_next_and_even_users_take_turns(alice, bob, order):
+    queues = {
+        "alice": [_task(1, i, at=0) for i in (1, 2, 3)],
+        "bob": [_task(2, i, at=3) for i in (1, 2, 3)],
+    }
+    assert _merged(queues, {"alice": alice, "bob": bob}) == order
 
 
-def test_priority_comes_before_the_share():
-    owners = {1: "alice", 2: "bob"}
-    queue = [_task(1, priority=3000), _task(2, priority=2000)]
-    ranked = sorted(queue, key=order(owners, {"alice": 100, "bob": 0}))
-    assert [t.job_id for t in ranked] == [1, 2]
+def test_a_user_of_wide_tasks_holding_none_is_not_passed_by_users_of_narrow_ones():
+    """The probe's case: alice and bob run 1-core sweeps, carol's tasks need 2 cores; all
+    three at 0 as a pass begins (each of alice's and bob's last task on a node just ended,
+    which left them at 0 and first by submit time every time: carol waited 38 s, and after
+    30 ends in a replay): at a tie, the wider task goes first."""
+    queues = {
+        "alice": [_task(1, i, at=0) for i in (1, 2, 3)],
+        "bob": [_task(2, i, at=1) for i in (1, 2, 3)],
+        "carol": [_task(3, i, at=2).model_copy(update={"cores": 2}) for i in (1, 2)],
+    }
+    assert _merged(queues, {})[:3] == "cab"  # at a tie the wider first, then the turns
+    assert _merged(queues, {"carol": 1})[:3] == "abc"  # carol holds 1: the two at 0 first
+
+
+def test_a_task_passed_over_counts_for_nobody():
+    queues = {"alice": [_task(1, i) for i in (1, 2)], "bob": [_task(2, i, at=1) for i in (1, 2)]}
+    assert _merged(queues, {}, take=lambda t: t.job_id != 1) == "aabb"  # alice's all blocked
+
+
+def test_within_one_user_it_is_first_come_first_served_and_priority_goes_first():
+    queues = {
+        "alice": [_task(1, 1, priority=3000), _task(1, 2)],
+        "bob": [_task(2, 1, priority=3000, at=5), _task(2, 2, at=1)],
+    }
+    merge = FairMerge(queues, {"alice": 100, "bob": 0})
+    assert [(t.job_id, t.id) for t, _ in merge] == [(2, 1), (1, 1), (2, 2), (1, 2)]
 
 
 def test_without_fair_share_it_is_first_come_first_served():
@@ -146,3 +179,37 @@ def test_a_job_behind_a_user_holding_fewer_cores_says_so(tmp_path, clock):
         "1 job of a user holding fewer cores than alice's 2 ahead (fair share); waiting for"
     ), reason
     assert cp.get_job(theirs.id).state is JobState.QUEUED
+
+
+def test_a_user_of_2_core_tasks_starts_among_two_users_of_1_core_sweeps(tmp_path, clock):
+    """The probe's run, replayed: two 2-core nodes, alice's and bob's 1-core sweeps, carol's
+    2-core tasks. Before, carol's job was still Queued after 30 task ends."""
+    cp = _cp(tmp_path, clock, fair=True)
+    nodes = {n: register(cp, n, cores=2) for n in ("n1", "n2")}
+    alice, bob, carol = (Principal(name=n, role="user") for n in ("alice", "bob", "carol"))
+    cp.submit(_sweep(40), alice)
+    running = []
+
+    def pass_() -> None:
+        cp.schedule_pass()
+        for agent in nodes.values():
+            for run in agent.runs():
+                agent.send(agent.started(run))
+                running.append((agent, run))
+
+    pass_()
+    clock.advance(1)
+    cp.submit(_sweep(40), bob)
+    wide = cp.submit(
+        {"name": "wide", "tasks": [{"command": "x", "sweep": "1-3", "cores": 2}]}, carol
+    )
+    pass_()
+    ends = 0
+    while cp.get_job(wide.id).state is not JobState.RUNNING and ends < 6:
+        agent, run = running.pop(0)  # the oldest ends
+        agent.send(agent.ended(run, exit_code=0))
+        ends += 1
+        clock.advance(1)
+        pass_()
+    assert cp.get_job(wide.id).state is JobState.RUNNING, "carol's job still waits"
+    assert ends <= 2  # within a node's worth of ends

@@ -4,6 +4,8 @@ remove`` revoked every token of the user (README, "Not built yet"; a multi-user 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.agent_double import AgentDouble
@@ -38,7 +40,12 @@ def test_one_revoked_token_stops_signing_in_and_the_users_others_go_on(host):
     assert laptop["token"] not in str(listed)  # ids, never the tokens
     gone = client.delete(f"/api/users/alice/tokens/{laptop['tokenId'][:6]}")  # a prefix will do
     assert gone.status_code == 200, gone.text
-    assert gone.json() == {"name": "alice", "revokedTokens": 1, "token": laptop["tokenId"]}
+    assert gone.json() == {
+        "name": "alice",
+        "revokedTokens": 1,
+        "token": laptop["tokenId"],
+        "tokensLeft": 1,
+    }
     assert client.get("/api/me", headers=bearer(laptop["token"])).status_code == 401
     assert client.get("/api/me", headers=bearer(ci["token"])).json()["name"] == "alice"
     users = {u["name"]: u for u in client.get("/api/users").json()["users"]}
@@ -49,7 +56,8 @@ def test_one_revoked_token_stops_signing_in_and_the_users_others_go_on(host):
     ("path", "status", "message"),
     [
         ("/api/users/nobody/tokens/abcdef", 404, "user 'nobody' does not exist"),
-        ("/api/users/bert/tokens/abcdef0123", 404, "user bert has no token abcdef0123"),
+        ("/api/users/bert/tokens/abcdef0123", 404, "user 'bert' has no token abcdef0123"),
+        ("/api/users/bert/tokens/ABCDEF0123", 404, "user 'bert' has no token abcdef0123"),
         ("/api/users/bert/tokens/abc", 422, "token id 'abc': the id `hpc user tokens bert`"),
         ("/api/users/bert/tokens/XYZXYZ", 422, "token id 'XYZXYZ'"),
     ],
@@ -100,8 +108,36 @@ def test_the_cli_lists_and_revokes_one_token(host, monkeypatch):
     assert f"the new one (id {token_id}, for `hpc user revoke`)" in " ".join(added.stderr.split())
     listed = hpc("user", "tokens", "dora")
     assert listed.exit_code == 0 and token_id in listed.stdout and new not in listed.stdout
-    revoked = hpc("user", "revoke", "dora", token_id)
+    revoked = hpc("user", "revoke", "dora", token_id.upper())  # ids in any case
     assert revoked.stdout.strip() == f"user dora: token {token_id} revoked"
+    assert "note: that was dora's last token: dora can no longer sign in" in " ".join(
+        revoked.stderr.split()
+    )
     assert client.get("/api/me", headers=bearer(new)).status_code == 401
     again = hpc("user", "revoke", "dora", token_id)
     assert_one_error_line(again, "user 'dora' does not exist")  # (its last token went)
+
+
+def test_the_name_admin_is_added_only_as_an_admin(host):
+    """A probe: admin's tokens revoked by another admin, then `hpc user add admin` made a
+    user admin, and `hpc up` could not start again: its admin.token must sign in as one."""
+    client, _ = host
+    refused = client.post("/api/users", json={"name": "admin", "role": "user"})
+    assert refused.status_code == 409
+    assert "the name admin is hpc up's admin" in refused.json()["error"]
+    assert client.post("/api/users", json={"name": "admin", "role": "admin"}).status_code == 201
+
+
+def test_a_json_revocation_says_what_is_left(host, monkeypatch):
+    client, token = host
+    monkeypatch.setenv("HPC_API_URL", str(client.base_url).rstrip("/"))
+    monkeypatch.setenv("HPC_TOKEN", token)
+    first, _ = add(client, "ezra"), add(client, "ezra")
+    answer = hpc("user", "revoke", "ezra", first["tokenId"], "--json")
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.stdout) == {
+        "name": "ezra",
+        "revokedTokens": 1,
+        "token": first["tokenId"],
+        "tokensLeft": 1,
+    }

@@ -48,7 +48,7 @@ def test_an_admin_adds_a_user_whose_token_signs_in_as_it(host):
         ({"name": "a b"}, 422, "user name 'a b'"),
         ({"name": "x" * 33}, 422, "user name 'xxxxxxxxx"),  # 33: over 32
         ({"name": "dora", "role": "root"}, 422, "role must be one of user, admin, got 'root'"),
-        ({"name": "admin", "role": "user"}, 409, "user admin exists with role admin"),
+        ({"name": "admin", "role": "user"}, 409, "the name admin is hpc up's admin"),
         # a name in another case is the same user's (a probe's Alice beside alice)
         ({"name": "Admin", "role": "admin"}, 409, "user 'admin' exists: user names are one"),
         ({"name": "dora", "extra": 1}, 422, 'the body is {"name": NAME'),

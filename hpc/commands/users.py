@@ -111,10 +111,18 @@ def user_tokens(
 def user_revoke(
     name: Annotated[str, typer.Argument(help="The user.")],
     token: Annotated[str, typer.Argument(help="The token's id (hpc user tokens NAME).")],
+    as_json: JsonOption = False,
 ) -> None:
     """Revoke one token of the user (a leaked one): its other tokens still sign in."""
     with api_client() as client:
         data = client.revoke_token(name, token)
-    stdout_console().print(
-        f"user {dash(data.get('name'))}: token {dash(data.get('token'))} revoked"
-    )
+    if as_json:
+        print_json(data)
+        return
+    who = dash(data.get("name"))
+    stdout_console().print(f"user {who}: token {dash(data.get('token'))} revoked")
+    if data.get("tokensLeft") == 0:
+        stderr_console().print(
+            f"note: that was {who}'s last token: {who} can no longer sign in and is no longer "
+            f"listed (its jobs stay); hpc user add {who} gives it a new one"
+        )

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 
 from shared.domain import eligibility, fairshare, lifecycle, taskgraph
@@ -55,12 +56,6 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
         new = ({t.job_id for t in stored} | {r.job_id for r in ranges}) - seen
         room.update(_room(deps, new, running, jobs, now))
         seen |= new
-        key: Callable[[Task], fairshare.OrderKey] = fairshare.first_come
-        if deps.settings.fair_share and len({jobs[j].owner for j in room}) > 1:
-            owners = owners or _owners(deps, {t.job_id for t in active}, jobs)
-            use = fairshare.in_use(active, owners)
-            key = fairshare.order({j: job.owner for j, job in jobs.items()}, use)
-        stored, kept = sorted(stored, key=key), sorted(kept, key=key)
         left = dict(room)
         out, blocked = [], set()
         streams = [
@@ -68,7 +63,15 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
             for r in ranges
             if r.job_id in left and taskgraph.waiting_for(r.template, jobs[r.job_id]) is None
         ]
-        for task in heapq.merge(stored, kept, *streams, key=key):
+        merge: fairshare.FairMerge | None = None
+        tasks: Iterable[tuple[Task, str]]
+        if deps.settings.fair_share and len({jobs[j].owner for j in room}) > 1:
+            owners = owners or _owners(deps, {t.job_id for t in active}, jobs)
+            merge = _fair(stored, kept, streams, jobs, fairshare.in_use(active, owners))
+            tasks = merge
+        else:
+            tasks = ((t, "") for t in heapq.merge(stored, kept, *streams, key=fairshare.first_come))
+        for task, user in tasks:
             slots = left.get(task.job_id, 0)
             if task.job_id not in left or slots == 0:
                 blocked.add(task.job_id)
@@ -85,15 +88,47 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
             if slots is not None:
                 left[task.job_id] = slots - 1
             out.append(task)
+            if merge is not None:
+                merge.took(task, user)
             if len(out) >= limit:
                 return out
         window_full = len(stored) >= limit or len(ranges) >= limit
         if not window_full or not blocked - exclude:
             break
-        kept = list({(t.job_id, t.id): t for t in [*kept, *out]}.values())
+        kept = sorted(
+            {(t.job_id, t.id): t for t in [*kept, *out]}.values(), key=fairshare.first_come
+        )
         kept = [t for t in kept if t.job_id in blocked | exclude]
         exclude |= blocked
     return out
+
+
+def _fair(
+    stored: list[Task],
+    kept: list[Task],
+    streams: list[Iterator[Task]],
+    jobs: Mapping[int, Job],
+    use: Mapping[str, int],
+) -> fairshare.FairMerge:
+    """The window's sources (each in first-come order) split by user, merged fairly."""
+    per_user: dict[str, list[Iterable[Task]]] = defaultdict(list)
+    for listed in (stored, kept):
+        mine: dict[str, list[Task]] = defaultdict(list)
+        for task in listed:
+            mine[_owner(jobs, task.job_id)].append(task)
+        for user, tasks in mine.items():
+            per_user[user].append(tasks)
+    for stream, first in ((s, next(s, None)) for s in streams):
+        if first is not None:
+            per_user[_owner(jobs, first.job_id)].append(itertools.chain([first], stream))
+    return fairshare.FairMerge(
+        {u: heapq.merge(*its, key=fairshare.first_come) for u, its in per_user.items()}, use
+    )
+
+
+def _owner(jobs: Mapping[int, Job], job_id: int) -> str:
+    job = jobs.get(job_id)
+    return job.owner if job is not None else ""
 
 
 def _owners(deps: Deps, job_ids: set[int], jobs: Mapping[int, Job]) -> dict[int, str]:

@@ -29,6 +29,8 @@ from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.usecases.deps import Deps
 
 ROLES = ("user", "admin")
+LOCAL_ADMIN = "admin"
+"""The user ``hpc up``'s token (HPC_HOME/admin.token) signs in as (shared/auth.py)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,14 @@ def add_user(deps: Deps, name: str, role: str = "user") -> tuple[User, str]:
     if not isinstance(role, str) or role not in ROLES:
         shown = quoted(role) if isinstance(role, str) else shown_json(role)
         raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {shown}")
+    if name == LOCAL_ADMIN and role != "admin":
+        # a probe: admin's tokens revoked, then `hpc user add admin` made a user admin, and
+        # `hpc up` could not start again (its admin.token must sign in as an admin)
+        raise Conflict(
+            f"the name {LOCAL_ADMIN} is hpc up's admin (HPC_HOME/admin.token signs in as it): "
+            f"add it with the admin role (hpc user add {LOCAL_ADMIN} --admin), or name the "
+            "user otherwise"
+        )
     before = _refuse_other_role(deps, name, role)
     token = secrets.token_urlsafe(32)
     try:
@@ -132,21 +142,23 @@ def list_tokens(deps: Deps, name: str) -> list[Token]:
     return [Token(token_id(d), p.created) for d, p in mine]
 
 
-def revoke_token(deps: Deps, name: str, token: str, *, caller_token: str) -> str:
-    """Revoke the one token of ``name`` whose id is (or starts with) ``token``; its full id.
-    Not the token this request signs in with (``caller_token``, its digest): that would
-    leave the caller locked out mid-request; another admin, or another token, may."""
-    if not isinstance(token, str) or not TOKEN_ID.fullmatch(token):
+def revoke_token(deps: Deps, name: str, token: str, *, caller_token: str) -> tuple[str, int]:
+    """Revoke the one token of ``name`` whose id is (or starts with) ``token``, in any case;
+    its full id and how many tokens the user has left (0: it can no longer sign in). Not the
+    token this request signs in with (``caller_token``, its digest): that would leave the
+    caller locked out mid-request; another admin, or another token, may."""
+    if not isinstance(token, str) or not TOKEN_ID.fullmatch(token.lower()):
         raise InvalidRequest(
             f"token id {quoted(str(token))}: the id `hpc user tokens {name}` shows "
             "(hex digits, at least the first 6)"
         )
+    token = token.lower()
     mine = [d for d, p in deps.store.list_tokens() if p.name == name]
     if not mine:
         raise NotFound(f"user {name!r} does not exist (hpc user list)")
     found = [d for d in mine if d.startswith(token)]
     if not found:
-        raise NotFound(f"user {name} has no token {token} (hpc user tokens {name})")
+        raise NotFound(f"user {name!r} has no token {token} (hpc user tokens {name})")
     if len(found) > 1:
         raise InvalidRequest(
             f"token id {token} is the start of {len(found)} of {name}'s tokens: give more of it "
@@ -158,5 +170,5 @@ def revoke_token(deps: Deps, name: str, token: str, *, caller_token: str) -> str
             "would lock you out; revoke it from another token or ask another admin"
         )
     if not deps.store.remove_token(found[0]):
-        raise NotFound(f"user {name} has no token {token} (revoked meanwhile)")
-    return token_id(found[0])
+        raise NotFound(f"user {name!r} has no token {token} (revoked meanwhile)")
+    return token_id(found[0]), len(mine) - 1
