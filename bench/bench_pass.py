@@ -13,6 +13,10 @@ both sources of the queue are read. Nodes have 4 cores. Two situations:
 
 Prints milliseconds per pass (median of 3). Target (issue "Scheduler"): one pass with
 100,000 queued tasks and 2,000 nodes <= 100 ms.
+
+``--users N``: the jobs belong to N users in turn (each 10,000-task job and the sweep one
+user's), so fair share (shared/domain/fairshare.py) merges the window user by user; by
+default one user owns all, and the window is merged first come, first served.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from shared.adapters.sqlite_busadmin import SqliteBusAdmin  # noqa: E402
 from shared.adapters.sqlite_rows import _task_row  # noqa: E402
 from shared.adapters.sqlite_schema import _INSERT_TASK  # noqa: E402
 from shared.adapters.sqlite_store import SqliteStore  # noqa: E402
-from shared.domain.cluster import Node
+from shared.domain.cluster import Node, Principal  # noqa: E402
 from shared.domain.models import Task  # noqa: E402
 from shared.domain.states import NodeState, TaskState  # noqa: E402
 from shared.settings import Settings  # noqa: E402
@@ -43,7 +47,7 @@ CORES = 4
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def cluster(root: Path, queued: int, nodes: int) -> ControlPlane:
+def cluster(root: Path, queued: int, nodes: int, users: int = 1) -> ControlPlane:
     bus = SqliteBus(root / "bus.db")
     declare_queues(SqliteBusAdmin(bus))
     cp = ControlPlane(
@@ -57,12 +61,14 @@ def cluster(root: Path, queued: int, nodes: int) -> ControlPlane:
         node = Node(name=f"n{i:05}", groups=["OnPremNodes"], cores=CORES, incarnation=1)
         node.state = NodeState.ONLINE
         cp.store.put_node(node)
-    singles = queued // 2
+    owners = [Principal(name=f"user{i}", role="user") for i in range(users)]
+    singles, k = queued // 2, 0
     while singles > 0:
         n = min(singles, 10_000)
-        cp.submit({"tasks": [{"command": "true"} for _ in range(n)]})
-        singles -= n
-    cp.submit({"tasks": [{"command": "true *", "sweep": f"1-{queued - queued // 2}"}]})
+        cp.submit({"tasks": [{"command": "true"} for _ in range(n)]}, owners[k % users])
+        singles, k = singles - n, k + 1
+    sweep = {"tasks": [{"command": "true *", "sweep": f"1-{queued - queued // 2}"}]}
+    cp.submit(sweep, owners[k % users])
     return cp
 
 
@@ -79,11 +85,11 @@ def occupy(cp: ControlPlane, nodes: int, free_node: bool) -> None:
         con.executemany(_INSERT_TASK, [_task_row(t, "bench") for t in holders])
 
 
-def time_pass(queued: int, nodes: int, kind: str, repeat: int = 3) -> float:
+def time_pass(queued: int, nodes: int, kind: str, repeat: int = 3, users: int = 1) -> float:
     times = []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:
-            cp = cluster(Path(tmp), queued, nodes)
+            cp = cluster(Path(tmp), queued, nodes, users)
             if kind == "steady":
                 occupy(cp, nodes, free_node=True)
             t0 = time.perf_counter()
@@ -97,11 +103,13 @@ def time_pass(queued: int, nodes: int, kind: str, repeat: int = 3) -> float:
 
 
 def main() -> None:
-    print(f"{'queued':>8} {'nodes':>6} {'steady ms':>10} {'fill ms':>9}  (whole pass, SQLite)")
+    users = int(sys.argv[sys.argv.index("--users") + 1]) if "--users" in sys.argv else 1
+    print(f"{'queued':>8} {'nodes':>6} {'steady ms':>10} {'fill ms':>9}  (whole pass, SQLite, "
+          f"{users} user{'s' if users != 1 else ''})")  # fmt: skip
     for queued in (1_000, 10_000, 100_000):
         for nodes in (100, 500, 2_000):
-            steady = time_pass(queued, nodes, "steady")
-            fill = time_pass(queued, nodes, "fill", repeat=1)
+            steady = time_pass(queued, nodes, "steady", users=users)
+            fill = time_pass(queued, nodes, "fill", repeat=1, users=users)
             print(f"{queued:>8} {nodes:>6} {steady:>10.1f} {fill:>9.1f}")
 
 
