@@ -54,6 +54,8 @@ EXPECTED_HTTP = {
     "list_users": ("users", ["GET", "HEAD"]),
     "me": ("me", ["GET", "HEAD", "OPTIONS"]),
     "remove_user": ("users/{name}", ["DELETE", "OPTIONS"]),
+    "list_tokens": ("users/{name}/tokens", ["GET", "HEAD", "OPTIONS"]),
+    "revoke_token": ("users/{name}/tokens/{token}", ["DELETE", "OPTIONS"]),
     "dashboard": ("dashboard/{asset?}", ["GET", "HEAD", "OPTIONS"]),
 }
 
