@@ -154,7 +154,7 @@ class Agent:
                 log.info(OWNERS_NOTE)
             elif running_as_root():
                 log.warning(ROOT_WARNING)
-            self.tasks.start_lifeline()
+            self.tasks.start_lifeline(self.incarnation)
             self._loop()
         finally:
             self._close_replies()

@@ -33,7 +33,6 @@ class Fencing:
         attempts are not reported ended; the agent registers again, which requeues them."""
         self.heard_at = time.monotonic()
         """When events (a heartbeat among them) last went out, or a registration was answered."""
-        self._incarnation: int | None = None
 
     def wait_for_predecessor(self) -> None:
         """Before the first registration reads the end records: an earlier agent's watchdog
@@ -86,7 +85,8 @@ class Fencing:
         if self._groups is not None:
             self._groups.remove(pgid)
 
-    def start_lifeline(self) -> None:
+    def start_lifeline(self, incarnation: int | None) -> None:
+        """Start the watchdog, told the incarnation the agent registered as (its reports')."""
         if self.config.lifeline:
             marks = None if self._records is None else self._records.folder
             self._lifeline = Lifeline(
@@ -95,13 +95,12 @@ class Fencing:
                 node=self.config.name,
                 report_env=self.config.lifeline_bus,
             )
-            if self._incarnation is not None:
-                self._lifeline.incarnation(self._incarnation)
+            if incarnation is not None:
+                self._lifeline.incarnation(incarnation)
 
     def registered(self, incarnation: int) -> None:
         """The node is this agent's as ``incarnation``: the ends the watchdog reports for it
         (agent/lifeline_reports.py) are that incarnation's."""
-        self._incarnation = incarnation
         if self._lifeline is not None:
             self._lifeline.incarnation(incarnation)
 

@@ -38,12 +38,15 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from agent.endrecords import EndRecords
 from agent.groups import exited
 from agent.tail import read_tail
 from agent.watch import Tracked
+from shared.domain.messages import EVENTS_QUEUE, LIFELINE_SEQ, TaskEnded, parse_attempt_key
+from shared.ports.bus import Bus, OutgoingMessage
+from shared.settings import Settings
+from shared.wiring import build_bus
 
 RETRY_S = 1.0
 """A report the bus refused is sent again after this long (for as long as the watchdog lives)."""
@@ -89,8 +92,6 @@ class EndReports:
         return found
 
     def _event(self, tracked: Tracked, code: int) -> bytes | None:
-        from shared.domain.messages import LIFELINE_SEQ, TaskEnded, parse_attempt_key
-
         parts = parse_attempt_key(tracked.key)
         if parts is None or tracked.incarnation is None:
             return None
@@ -116,7 +117,7 @@ class EndReports:
                 self._thread.start()
 
     def _run(self) -> None:
-        bus = None
+        bus: Bus | None = None
         while True:
             with self._cond:
                 while not self._queue:
@@ -124,8 +125,12 @@ class EndReports:
                 batch, self._sending = list(self._queue), True
                 self._queue.clear()
             try:
-                bus = bus or _open_bus()
-                bus.send(_events_queue(), [_message(body) for body in batch])
+                bus = bus or build_bus(Settings())  # the agent's, from the environment it gave
+                ended = "application/json"
+                bus.send(
+                    EVENTS_QUEUE,
+                    [OutgoingMessage(b, content_type=ended, subject="ended") for b in batch],
+                )
                 batch = []
             except Exception as exc:  # the bus is out of reach, or refused: try again
                 _say(f"could not report {len(batch)} end(s) ({exc}); trying again")
@@ -146,23 +151,3 @@ class EndReports:
                     return False
                 self._cond.wait(left)
         return True
-
-
-def _open_bus() -> Any:
-    """The agent's bus, from the settings it gave this process's environment (HPC_BUS, ...)."""
-    from shared.settings import Settings
-    from shared.wiring import build_bus
-
-    return build_bus(Settings())
-
-
-def _events_queue() -> str:
-    from shared.domain.messages import EVENTS_QUEUE
-
-    return EVENTS_QUEUE
-
-
-def _message(body: bytes) -> Any:
-    from shared.ports.bus import OutgoingMessage
-
-    return OutgoingMessage(body=body, content_type="application/json", subject="ended")

@@ -1,7 +1,6 @@
 """The tail of a task's stdout that its end carries (TaskEnded.output): what ``hpc task view``
 shows at once, before or without the whole output. Read by the agent as a task ends, and by
-its lifeline when it reports an end for a silent agent (agent/lifeline_reports.py), so it
-imports nothing heavy."""
+its lifeline when it reports an end for a silent agent (agent/lifeline_reports.py)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ whose loop is stopped mid-task."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.endrecords import EndRecords
+from agent.endrecords import KILLED, EndRecords
 from agent.lifeline import Lifeline
 from agent.watch import Tracked, Watch
 from shared.domain.messages import RegisterNode, TaskEnded, TaskStarted
@@ -158,7 +159,8 @@ def test_a_task_the_agent_was_killing_is_not_reported_whatever_it_recorded(tmp_p
     (agent/endrecords.py), so the watchdog does not report it, as the agent would not."""
     lifeline, records = _lifeline(tmp_path, fence_s=2.0)
     records.mark_killed("9.1.0")
-    time.sleep(0.01)  # the record's time must be later than the mark's, as it is in life
+    mark = records.folder / ("9.1.0" + KILLED)
+    os.utime(mark, ns=(0, mark.stat().st_mtime_ns - 10**9))  # the record comes after it
     task, stdout = _task(records, "9.1.0", "sleep 0.2; exit 0")
     running, _ = _task(records, "9.2.0", "sleep 60")
     try:

@@ -37,7 +37,7 @@ from datetime import datetime
 from shared.domain.hosts import Holding, held
 from shared.domain.models import Job, Task
 
-OrderKey = tuple[int, int, datetime, int, int]
+OrderKey = tuple[int, datetime, int, int]
 FairRank = tuple[int, int, int, datetime, int, int]
 
 
@@ -54,8 +54,8 @@ def in_use(active: Iterable[Task | Holding], owner_of: Mapping[int, str]) -> dic
 
 def first_come(task: Task) -> OrderKey:
     """The order without fair share, and within one user: priority, then submit time, job
-    id, task id (the middle 0 keeps the shape of the fair rank's)."""
-    return (-task.priority, 0, task.submit_time, task.job_id, task.id)
+    id, task id."""
+    return (-task.priority, task.submit_time, task.job_id, task.id)
 
 
 def asks(task: Task) -> int:
@@ -85,7 +85,7 @@ class FairMerge:
         if task is not None:
             self._head[user] = task
             held = self._use.get(user, 0)
-            rank = (-task.priority, held, -asks(task), *first_come(task)[2:])
+            rank = (-task.priority, held, -asks(task), *first_come(task)[1:])
             heapq.heappush(self._heads, (rank, user))
 
     def took(self, task: Task, user: str) -> None:

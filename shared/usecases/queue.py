@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -58,16 +57,18 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
         seen |= new
         left = dict(room)
         out, blocked = [], set()
-        streams = [
-            _unborn(r, left)
+        open_ranges = [
+            r
             for r in ranges
             if r.job_id in left and taskgraph.waiting_for(r.template, jobs[r.job_id]) is None
         ]
+        streams = [_unborn(r, left) for r in open_ranges]
         merge: fairshare.FairMerge | None = None
         tasks: Iterable[tuple[Task, str]]
         if deps.settings.fair_share and len({jobs[j].owner for j in room}) > 1:
             owners = owners or _owners(deps, {t.job_id for t in active}, jobs)
-            merge = _fair(stored, kept, streams, jobs, fairshare.in_use(active, owners))
+            use = fairshare.in_use(active, owners)
+            merge = _fair(stored, kept, zip(open_ranges, streams, strict=True), jobs, use)
             tasks = merge
         else:
             tasks = ((t, "") for t in heapq.merge(stored, kept, *streams, key=fairshare.first_come))
@@ -106,7 +107,7 @@ def runnable_queue(deps: Deps, *, limit: int, active: Sequence[Task | Holding]) 
 def _fair(
     stored: list[Task],
     kept: list[Task],
-    streams: list[Iterator[Task]],
+    streams: Iterable[tuple[TaskRange, Iterator[Task]]],
     jobs: Mapping[int, Job],
     use: Mapping[str, int],
 ) -> fairshare.FairMerge:
@@ -118,9 +119,8 @@ def _fair(
             mine[_owner(jobs, task.job_id)].append(task)
         for user, tasks in mine.items():
             per_user[user].append(tasks)
-    for stream, first in ((s, next(s, None)) for s in streams):
-        if first is not None:
-            per_user[_owner(jobs, first.job_id)].append(itertools.chain([first], stream))
+    for r, stream in streams:
+        per_user[_owner(jobs, r.job_id)].append(stream)
     return fairshare.FairMerge(
         {u: heapq.merge(*its, key=fairshare.first_come) for u, its in per_user.items()}, use
     )
